@@ -1,0 +1,151 @@
+//! One error type for the API, answered as RFC 9457 `application/problem+json` with a stable
+//! `code`. Unexpected failures become an opaque 500; their detail goes to the log only.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400: the request is malformed; the detail says which field and rule.
+    #[error("{0}")]
+    InvalidRequest(String),
+    /// 400: the appid is well-formed but not configured here.
+    #[error("this appid is not configured")]
+    UnknownApp,
+    /// 400: WeChat refused the login code (40029 invalid or expired, 40163 already used).
+    #[error("the login code is invalid, expired or already used: call wx.login() again")]
+    InvalidCode,
+    /// 403: WeChat intercepted the login as high risk (40226).
+    #[error("WeChat refused this login as high risk")]
+    HighRiskUser,
+    /// 403: the user is blocked by an administrator.
+    #[error("this user is blocked")]
+    UserBlocked,
+    /// 401: missing, invalid or expired credentials, or an ended session.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// 403: authenticated but not allowed.
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// 404.
+    #[error("not found")]
+    NotFound,
+    /// 405.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// 409: a concurrent change won; retrying may succeed.
+    #[error("{0}")]
+    Conflict(String),
+    /// 413: the body is over the limit.
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    /// 415: the body is not `application/json`.
+    #[error("expected a body with Content-Type: application/json")]
+    UnsupportedMediaType,
+    /// 429: ours (per client IP) or WeChat's (45011).
+    #[error("too many requests: retry later")]
+    RateLimited { retry_after_secs: u64 },
+    /// 503: WeChat kept answering "system busy", timed out or was unreachable.
+    #[error("WeChat is unavailable: retry later")]
+    WeChatUnavailable,
+    /// 503: a dependency (the database) does not answer; for `/readyz`.
+    #[error("not ready: {0}")]
+    NotReady(&'static str),
+    /// 500: logged with its cause, answered without it.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn internal(err: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(err.into())
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::InvalidRequest(_) | Self::UnknownApp | Self::InvalidCode => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::HighRiskUser | Self::UserBlocked | Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::WeChatUnavailable | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The stable machine-readable code clients switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::InvalidRequest(_) => "invalid_request",
+            Self::UnknownApp => "unknown_app",
+            Self::InvalidCode => "invalid_code",
+            Self::HighRiskUser => "high_risk_user",
+            Self::UserBlocked => "user_blocked",
+            Self::Unauthorized(_) => "unauthorized",
+            Self::Forbidden(_) => "forbidden",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::Conflict(_) => "conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::RateLimited { .. } => "rate_limited",
+            Self::WeChatUnavailable => "wechat_unavailable",
+            Self::NotReady(_) => "not_ready",
+            Self::Internal(_) => "internal",
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: &'static str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if let Self::Internal(cause) = &self {
+            tracing::error!(error = format!("{cause:#}"), "request failed");
+        }
+        let problem = Problem {
+            kind: "about:blank",
+            title: status.canonical_reason().unwrap_or("Error"),
+            status: status.as_u16(),
+            detail: self.to_string(),
+            code: self.code(),
+        };
+        let body = serde_json::to_vec(&problem).unwrap_or_default();
+        let mut response = (status, body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        match &self {
+            Self::RateLimited { retry_after_secs } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            Self::WeChatUnavailable => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            Self::Unauthorized(_) => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+impl From<infra::store::StoreError> for ApiError {
+    fn from(err: infra::store::StoreError) -> Self {
+        Self::internal(err)
+    }
+}

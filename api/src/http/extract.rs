@@ -1,0 +1,142 @@
+//! Extractors that answer bad input in our own error format.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use domain::{Actor, AppId, Metadata, Session, SessionId, UserId};
+use infra::tokens::AccessClaims;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::ApiError;
+use crate::state::AppState;
+use crate::usecases::streams;
+
+/// `axum::Json`, with rejections mapped to 400 / 413 / 415 problems.
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
+        JsonRejection::JsonSyntaxError(_) => ApiError::InvalidRequest("the body is not valid JSON".into()),
+        // serde's message names the field and the expected type (our value types never echo
+        // the rejected value).
+        JsonRejection::JsonDataError(err) => ApiError::InvalidRequest(err.body_text()),
+        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
+        other => ApiError::InvalidRequest(other.body_text()),
+    }
+}
+
+/// Where a request came from and which request it is, for event metadata.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub client_ip: Option<IpAddr>,
+    pub user_agent: Option<String>,
+    pub correlation_id: Uuid,
+}
+
+const MAX_USER_AGENT: usize = 256;
+
+impl RequestContext {
+    pub fn metadata(&self, actor: Actor, appid: Option<&AppId>) -> Metadata {
+        Metadata {
+            actor,
+            appid: appid.cloned(),
+            client_ip: self.client_ip.map(|ip| ip.to_string()),
+            user_agent: self.user_agent.clone(),
+            correlation_id: self.correlation_id,
+            causation_id: None,
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for RequestContext {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let forwarded = state
+            .trust_forwarded_for
+            .then(|| parts.headers.get("x-forwarded-for"))
+            .flatten()
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(',').next())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok());
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip());
+        let user_agent = parts
+            .headers
+            .get(header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .map(|ua| ua.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT).collect());
+        // The request id set by the request-id layer (the caller's, or a fresh UUIDv7).
+        let correlation_id = parts
+            .headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Uuid::try_parse(v).ok())
+            .unwrap_or_else(Uuid::now_v7);
+        Ok(Self {
+            client_ip: forwarded.or(peer),
+            user_agent,
+            correlation_id,
+        })
+    }
+}
+
+/// A caller holding a valid access token for a session that is still active.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub appid: AppId,
+    pub claims: AccessClaims,
+    pub session: Session,
+    /// Events in the session stream, for the next append's expected version.
+    pub session_version: usize,
+}
+
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts).ok_or(ApiError::Unauthorized("missing bearer token"))?;
+        let claims = state
+            .access_tokens
+            .verify(token)
+            .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))?;
+        let (session, session_version) = streams::load_session(state.store.as_ref(), claims.sid).await?;
+        if !session.is_active() || session.user_id() != Some(claims.sub) {
+            return Err(ApiError::Unauthorized("the session has ended"));
+        }
+        Ok(Self {
+            user_id: claims.sub,
+            session_id: claims.sid,
+            appid: claims.appid.clone(),
+            claims,
+            session,
+            session_version,
+        })
+    }
+}
+
+fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
+}

@@ -1,0 +1,82 @@
+//! The router: every route module exposes `fn router()`.
+
+mod health;
+mod login;
+mod me;
+mod tokens;
+mod wellknown;
+
+use std::time::Duration;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use uuid::Uuid;
+
+use super::ApiError;
+use crate::state::AppState;
+
+/// JSON bodies we accept are small; anything larger is a mistake or an attack.
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .merge(login::router())
+        .merge(tokens::router())
+        .merge(me::router())
+        .merge(wellknown::router())
+        .merge(health::router())
+        .fallback(|| async { ApiError::NotFound })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(ApiError::internal(anyhow::anyhow!("handler panicked")))
+        }))
+        .layer(
+            // Spans carry the method and the matched route, never the query string or headers:
+            // those may hold tokens or personal data.
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request<_>| {
+                    let route = req
+                        .extensions()
+                        .get::<axum::extract::MatchedPath>()
+                        .map_or("unmatched", |p| p.as_str());
+                    let id = req
+                        .headers()
+                        .get("x-request-id")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or("");
+                    tracing::info_span!("request", method = %req.method(), route, request_id = id)
+                })
+                .on_request(())
+                .on_response(
+                    |res: &axum::http::Response<_>, latency: Duration, _span: &tracing::Span| {
+                        tracing::debug!(status = res.status().as_u16(), latency_ms = latency.as_millis() as u64, "answered");
+                    },
+                ),
+        )
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(SetRequestIdLayer::new(request_id, UuidV7RequestId))
+        .with_state(state)
+}
+
+/// Keeps a caller's `x-request-id` if it is a UUID, else mints a UUIDv7 (it becomes the
+/// events' correlation id).
+#[derive(Clone, Copy)]
+struct UuidV7RequestId;
+
+impl MakeRequestId for UuidV7RequestId {
+    fn make_request_id<B>(&mut self, req: &Request<B>) -> Option<RequestId> {
+        let given = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| Uuid::try_parse(v).ok());
+        let id = given.unwrap_or_else(Uuid::now_v7);
+        id.to_string().parse().ok().map(RequestId::new)
+    }
+}

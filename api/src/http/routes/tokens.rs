@@ -1,0 +1,128 @@
+//! `POST /v1/token/refresh` and `POST /v1/token/introspect` (RFC 7662 style).
+
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header;
+use axum::routing::post;
+use axum::{Form, Json, Router};
+use serde::{Deserialize, Serialize};
+use domain::Session;
+use serde_json::json;
+
+use super::login::TokenResponse;
+use crate::http::extract::{ApiJson, RequestContext};
+use crate::http::ApiError;
+use crate::state::AppState;
+use crate::usecases::{sessions, streams};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/token/refresh", post(refresh))
+        .route("/v1/token/introspect", post(introspect))
+}
+
+#[derive(Deserialize)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    ApiJson(body): ApiJson<RefreshRequest>,
+) -> Result<Json<TokenResponse>, ApiError> {
+    let tokens = sessions::refresh(&state, &body.refresh_token, &ctx).await?;
+    Ok(Json(tokens.into()))
+}
+
+#[derive(Deserialize)]
+struct IntrospectRequest {
+    token: String,
+    #[serde(default)]
+    token_type_hint: Option<String>,
+}
+
+/// RFC 7662 sends a form; JSON is accepted too.
+struct IntrospectBody(IntrospectRequest);
+
+impl FromRequest<AppState> for IntrospectBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+        let is_form = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+        if is_form {
+            Form::<IntrospectRequest>::from_request(req, state)
+                .await
+                .map(|Form(body)| Self(body))
+                .map_err(|e| ApiError::InvalidRequest(e.body_text()))
+        } else {
+            ApiJson::<IntrospectRequest>::from_request(req, state).await.map(|ApiJson(body)| Self(body))
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Introspection {
+    active: bool,
+    #[serde(flatten)]
+    details: Option<serde_json::Value>,
+}
+
+/// `active` is true only for a genuine, unexpired token of a session that is still active, so
+/// a logout or revocation shows here at once, unlike with offline JWT verification.
+async fn introspect(
+    State(state): State<AppState>,
+    IntrospectBody(body): IntrospectBody,
+) -> Result<Json<Introspection>, ApiError> {
+    // The hint only orders the checks (RFC 7662 §2.1).
+    let refresh_first = body.token_type_hint.as_deref() == Some("refresh_token");
+    let found = if refresh_first {
+        match refresh_details(&state, &body.token).await? {
+            Some(details) => Some(details),
+            None => access_details(&state, &body.token).await?,
+        }
+    } else {
+        match access_details(&state, &body.token).await? {
+            Some(details) => Some(details),
+            None => refresh_details(&state, &body.token).await?,
+        }
+    };
+    Ok(Json(Introspection {
+        active: found.is_some(),
+        details: found,
+    }))
+}
+
+async fn access_details(state: &AppState, token: &str) -> Result<Option<serde_json::Value>, ApiError> {
+    let Ok(claims) = state.access_tokens.verify(token) else {
+        return Ok(None);
+    };
+    let (session, _) = streams::load_session(state.store.as_ref(), claims.sid).await?;
+    Ok(session.is_active().then(|| {
+        json!({
+            "token_type": "access_token", "sub": claims.sub, "sid": claims.sid,
+            "client_id": claims.appid, "iss": claims.iss, "iat": claims.iat, "exp": claims.exp,
+        })
+    }))
+}
+
+async fn refresh_details(state: &AppState, token: &str) -> Result<Option<serde_json::Value>, ApiError> {
+    let Ok((session_id, generation)) = state.refresh_tokens.verify(token) else {
+        return Ok(None);
+    };
+    let (session, _) = streams::load_session(state.store.as_ref(), session_id).await?;
+    Ok(match session {
+        Session::Active {
+            user_id,
+            appid,
+            generation: current,
+            ..
+        } if current == generation => Some(json!({
+            "token_type": "refresh_token", "sub": user_id, "sid": session_id, "client_id": appid,
+        })),
+        _ => None,
+    })
+}

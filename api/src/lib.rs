@@ -1,0 +1,10 @@
+//! The HTTP API and the `identityd` command.
+
+pub mod cli;
+pub mod config;
+pub mod dev;
+pub mod http;
+pub mod startup;
+pub mod state;
+pub mod telemetry;
+pub mod usecases;

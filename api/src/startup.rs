@@ -1,0 +1,157 @@
+//! Builds the service from its configuration: database, WeChat client, keys, router, listener.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::Router;
+use infra::crypto::MasterKey;
+use infra::store::Store;
+use infra::tokens::{AccessTokens, RefreshTokens};
+use infra::wechat::{AppCredentials, WeChatClient, WeChatClientConfig};
+use secrecy::ExposeSecret;
+use tokio::net::TcpListener;
+
+use crate::config::Config;
+use crate::http::rate_limit::LoginRateLimit;
+use crate::http::routes;
+use crate::state::{AppState, Services, SystemClock};
+
+/// A bound, ready-to-serve service.
+pub struct Application {
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+}
+
+impl Application {
+    pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        let master_key = match &config.master_key {
+            Some(encoded) => MasterKey::from_base64(encoded.expose_secret()).context("IDENTITY_MASTER_KEY")?,
+            None => anyhow::bail!(
+                "IDENTITY_MASTER_KEY is required (base64 of 32 random bytes, e.g. `openssl rand -base64 32`); \
+                 `identityd dev` makes one for you"
+            ),
+        };
+        if config.apps.0.is_empty() {
+            tracing::warn!("no apps configured (IDENTITY_APPS): every login will answer unknown_app");
+        }
+        let store = infra::store::connect(&config.database_url)
+            .await
+            .context("opening the database (IDENTITY_DATABASE_URL)")?;
+        Self::build_with_store(config, store, &master_key).await
+    }
+
+    pub async fn build_with_store(config: &Config, store: Arc<dyn Store>, master_key: &MasterKey) -> anyhow::Result<Self> {
+        let wechat = WeChatClient::new(&config.wechat_api_base, WeChatClientConfig::default())
+            .context("IDENTITY_WECHAT_API_BASE")?;
+        let apps = config
+            .apps
+            .0
+            .iter()
+            .map(|(appid, secret)| {
+                let creds = AppCredentials {
+                    appid: appid.clone(),
+                    secret: secret.clone(),
+                };
+                (appid.clone(), creds)
+            })
+            .collect();
+        let access_tokens = AccessTokens::load_or_create(
+            store.as_ref(),
+            master_key,
+            config.token_issuer.clone(),
+            Duration::from_secs(config.access_token_ttl_secs),
+        )
+        .await
+        .context("loading the token signing keys")?;
+
+        let state = AppState(Arc::new(Services {
+            store,
+            wechat,
+            apps,
+            access_tokens,
+            refresh_tokens: RefreshTokens::new(master_key),
+            session_key_sealer: master_key.sealer("session-key"),
+            clock: Arc::new(SystemClock),
+            login_rate_limit: LoginRateLimit::per_minute(config.login_rate_per_minute),
+            trust_forwarded_for: config.trust_forwarded_for,
+        }));
+
+        let listener = TcpListener::bind(listen_addr(&config.listen))
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        Ok(Self {
+            router: routes::router(state.clone()),
+            listener,
+            state,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then drains in-flight requests.
+    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        tracing::info!(address = %self.local_addr(), backend = self.state.store.backend(), "identityd listening");
+        let forget = spawn_rate_limit_janitor(self.state.clone());
+        let result = axum::serve(
+            self.listener,
+            self.router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        forget.abort();
+        result
+    }
+}
+
+fn spawn_rate_limit_janitor(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        loop {
+            tick.tick().await;
+            state.login_rate_limit.forget_idle();
+        }
+    })
+}
+
+/// `:8080` means every interface, as in Go and most servers; anything else is taken as is.
+fn listen_addr(listen: &str) -> String {
+    match listen.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => listen.to_owned(),
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,50 @@
+//! What every request handler shares.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use domain::AppId;
+use infra::crypto::Sealer;
+use infra::store::Store;
+use infra::tokens::{AccessTokens, RefreshTokens};
+use infra::wechat::{AppCredentials, WeChatClient};
+
+use crate::http::rate_limit::LoginRateLimit;
+
+/// Time, injected so tests can control it.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState(pub Arc<Services>);
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
+    pub store: Arc<dyn Store>,
+    pub wechat: WeChatClient,
+    pub apps: BTreeMap<AppId, AppCredentials>,
+    pub access_tokens: AccessTokens,
+    pub refresh_tokens: RefreshTokens,
+    /// Seals WeChat `session_key`s at rest.
+    pub session_key_sealer: Sealer,
+    pub clock: Arc<dyn Clock>,
+    pub login_rate_limit: LoginRateLimit,
+    pub trust_forwarded_for: bool,
+}

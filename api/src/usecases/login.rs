@@ -1,0 +1,187 @@
+//! Login with a `wx.login()` code: exchange it with WeChat, find or register the user, start a
+//! session. Concurrent first logins of one person (on any number of instances) meet at the
+//! claims table: exactly one registers, the others retry and find that user.
+
+use domain::{
+    Actor, AppEvent, AppId, Claim, OpenId, RecordWeChatLogin, RejectionReason, SessionEvent, SessionId, StreamId,
+    UnionId, User, UserError, UserId, WeChatCode,
+};
+use infra::store::{AppendBatch, AppendError, ExpectedVersion};
+use infra::wechat::{Code2Session, WeChatError};
+use uuid::Uuid;
+
+use super::streams::{load_user, to_new_events};
+use crate::http::extract::RequestContext;
+use crate::http::ApiError;
+use crate::state::AppState;
+
+/// Conflicts only come from concurrent logins of the same person; a handful of retries always
+/// suffices because each retry sees the winner's claims.
+const MAX_ATTEMPTS: usize = 8;
+
+/// A successful login, before tokens are issued.
+#[derive(Debug, Clone)]
+pub struct LoggedIn {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub openid: OpenId,
+    pub unionid: Option<UnionId>,
+    pub is_new_user: bool,
+}
+
+pub async fn login(state: &AppState, appid: &AppId, code: &WeChatCode, ctx: &RequestContext) -> Result<LoggedIn, ApiError> {
+    let app = state.apps.get(appid).ok_or(ApiError::UnknownApp)?;
+    let wx = match state.wechat.code_to_session(app, code).await {
+        Ok(wx) => wx,
+        Err(err) => return Err(rejected(state, appid, ctx, err).await),
+    };
+
+    let logged_in = record_login(state, appid, &wx, ctx).await?;
+    let sealed = state.session_key_sealer.seal(
+        wx.session_key.expose().as_bytes(),
+        session_key_context(appid, &wx.openid).as_bytes(),
+    );
+    state
+        .store
+        .put_session_key(appid.as_str(), wx.openid.as_str(), &sealed)
+        .await?;
+    Ok(logged_in)
+}
+
+/// The AAD binding a sealed `session_key` to its account.
+pub fn session_key_context(appid: &AppId, openid: &OpenId) -> String {
+    format!("{appid}:{openid}")
+}
+
+async fn record_login(state: &AppState, appid: &AppId, wx: &Code2Session, ctx: &RequestContext) -> Result<LoggedIn, ApiError> {
+    for _ in 0..MAX_ATTEMPTS {
+        let (user_id, user, user_version) = resolve_user(state, appid, &wx.openid, wx.unionid.as_ref()).await?;
+        let user_events = user
+            .decide_login(&RecordWeChatLogin {
+                new_user_id: user_id,
+                appid: appid.clone(),
+                openid: wx.openid.clone(),
+                unionid: wx.unionid.clone(),
+            })
+            .map_err(|UserError::UnionIdMismatch| {
+                ApiError::Conflict("WeChat returned a unionid different from the one this user holds".into())
+            })?;
+        let is_new_user = !user.is_registered();
+        let session_id = SessionId::from_uuid(Uuid::now_v7());
+        let login = SessionEvent::UserLoggedIn {
+            session_id,
+            user_id,
+            appid: appid.clone(),
+            openid: wx.openid.clone(),
+            is_new_user,
+            client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+            device: ctx.user_agent.clone(),
+        };
+
+        let now = state.clock.now();
+        let metadata = ctx.metadata(Actor::User(user_id), Some(appid));
+        let mut batch = AppendBatch::default()
+            .stream(
+                user_id.stream(),
+                ExpectedVersion::after(user_version),
+                to_new_events(&user_events, &metadata, now)?,
+            )
+            .stream(session_id.stream(), ExpectedVersion::NoStream, to_new_events(&[login], &metadata, now)?);
+        for claim in user_events.iter().filter_map(Claim::made_by) {
+            batch = batch.claim(claim, user_id);
+        }
+
+        match state.store.append(batch).await {
+            Ok(_) => {
+                return Ok(LoggedIn {
+                    user_id,
+                    session_id,
+                    openid: wx.openid.clone(),
+                    unionid: user.unionid.clone().or_else(|| wx.unionid.clone()),
+                    is_new_user,
+                })
+            }
+            Err(AppendError::VersionConflict(_) | AppendError::ClaimTaken { .. }) => {
+                tracing::debug!("concurrent login of the same person; deciding again");
+            }
+            Err(AppendError::Store(err)) => return Err(err.into()),
+        }
+    }
+    Err(ApiError::Conflict("too many concurrent logins for this user; retry".into()))
+}
+
+/// The user this WeChat account belongs to: by `(appid, openid)`, else by unionid (another app
+/// of the same Open Platform account), else a new user id.
+async fn resolve_user(
+    state: &AppState,
+    appid: &AppId,
+    openid: &OpenId,
+    unionid: Option<&UnionId>,
+) -> Result<(UserId, User, usize), ApiError> {
+    let store = state.store.as_ref();
+    let account = Claim::WeChatAccount {
+        appid: appid.clone(),
+        openid: openid.clone(),
+    };
+    let mut owner = store.find_claim(&account).await?;
+    if owner.is_none() {
+        if let Some(unionid) = unionid {
+            owner = store.find_claim(&Claim::UnionId(unionid.clone())).await?;
+        }
+    }
+    match owner {
+        Some(user_id) => {
+            let (user, version) = load_user(store, user_id).await?;
+            Ok((user_id, user, version))
+        }
+        None => Ok((UserId::from_uuid(Uuid::now_v7()), User::default(), 0)),
+    }
+}
+
+/// Maps a WeChat refusal to our answer, recording a `LoginRejected` where it is the user's
+/// (not our) problem.
+async fn rejected(state: &AppState, appid: &AppId, ctx: &RequestContext, err: WeChatError) -> ApiError {
+    let (reason, answer) = match err {
+        WeChatError::InvalidCode { .. } => (Some(RejectionReason::InvalidCode), ApiError::InvalidCode),
+        WeChatError::HighRisk => (Some(RejectionReason::HighRisk), ApiError::HighRiskUser),
+        WeChatError::RateLimited => (Some(RejectionReason::RateLimited), ApiError::RateLimited { retry_after_secs: 60 }),
+        WeChatError::Unavailable(why) => {
+            tracing::warn!(%appid, reason = %why, "WeChat unavailable");
+            (None, ApiError::WeChatUnavailable)
+        }
+        WeChatError::Misconfigured { errcode } => {
+            tracing::error!(%appid, errcode, "WeChat refused our appid/secret: check IDENTITY_APPS");
+            (None, ApiError::internal(anyhow::anyhow!("WeChat configuration error {errcode} for {appid}")))
+        }
+        other => (None, ApiError::internal(other)),
+    };
+    if let Some(reason) = reason {
+        if let Err(err) = record_rejection(state, appid, ctx, reason).await {
+            // The caller still gets the real reason; the lost audit entry is logged.
+            tracing::error!(error = %err, "could not record LoginRejected");
+        }
+    }
+    answer
+}
+
+pub async fn record_rejection(
+    state: &AppState,
+    appid: &AppId,
+    ctx: &RequestContext,
+    reason: RejectionReason,
+) -> Result<(), ApiError> {
+    let event = AppEvent::LoginRejected {
+        appid: appid.clone(),
+        reason,
+        openid: None,
+        client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+    };
+    let metadata = ctx.metadata(Actor::System, Some(appid));
+    let batch = AppendBatch::default().stream(
+        StreamId::for_app(appid),
+        ExpectedVersion::Any,
+        to_new_events(&[event], &metadata, state.clock.now())?,
+    );
+    state.store.append(batch).await.map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Use cases: load aggregates, decide, append. The HTTP layer only translates.
+
+pub mod login;
+pub mod sessions;
+pub mod streams;

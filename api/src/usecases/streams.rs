@@ -1,0 +1,55 @@
+//! Loading aggregates from their streams and wrapping decided events for the store.
+
+use chrono::{DateTime, Utc};
+use domain::events::from_stored;
+use domain::{DomainEvent, EventId, Metadata, Session, SessionEvent, SessionId, User, UserEvent, UserId};
+use infra::store::{EventStore, NewEvent, RecordedEvent};
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use crate::http::ApiError;
+
+fn decode<E: DomainEvent + DeserializeOwned>(stored: &[RecordedEvent]) -> Result<Vec<E>, ApiError> {
+    stored
+        .iter()
+        .map(|e| {
+            from_stored::<E>(&e.event_type, &e.payload)
+                .map_err(|err| ApiError::internal(anyhow::anyhow!("event {} undecodable: {err}", e.event_id)))
+        })
+        .collect()
+}
+
+/// A user's state and the number of events it was built from.
+pub async fn load_user(store: &dyn EventStore, id: UserId) -> Result<(User, usize), ApiError> {
+    let stored = store.load_stream(&id.stream()).await?;
+    let events: Vec<UserEvent> = decode(&stored)?;
+    Ok((User::replay(&events), events.len()))
+}
+
+pub async fn load_session(store: &dyn EventStore, id: SessionId) -> Result<(Session, usize), ApiError> {
+    let stored = store.load_stream(&id.stream()).await?;
+    let events: Vec<SessionEvent> = decode(&stored)?;
+    Ok((Session::replay(&events), events.len()))
+}
+
+/// Wraps decided events for the store.
+pub fn to_new_events<E: DomainEvent>(
+    events: &[E],
+    metadata: &Metadata,
+    now: DateTime<Utc>,
+) -> Result<Vec<NewEvent>, ApiError> {
+    events
+        .iter()
+        .map(|event| {
+            let (event_type, payload) = domain::events::to_stored(event).map_err(ApiError::internal)?;
+            Ok(NewEvent {
+                event_id: EventId::from_uuid(Uuid::now_v7()),
+                event_type,
+                schema_version: event.schema_version(),
+                occurred_at: now,
+                payload,
+                metadata: metadata.clone(),
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,175 @@
+//! The events of the identity log. Their names and fields are a contract with analytics
+//! consumers: add fields with a new `schema_version`, never rename.
+
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::ids::{AppId, OpenId, SessionId, UnionId, UserId};
+
+/// What every event type tells the store about itself.
+pub trait DomainEvent: Serialize + DeserializeOwned {
+    /// The contract name, e.g. `UserRegistered`.
+    fn event_type(&self) -> &'static str;
+    /// Bumped whenever the payload's shape changes; older versions are upcast on read.
+    fn schema_version(&self) -> u32 {
+        1
+    }
+}
+
+/// Where a unionid was learned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnionIdSource {
+    Code2Session,
+    DecryptedData,
+    CloudContext,
+}
+
+/// Events of the `user-{id}` stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "payload")]
+pub enum UserEvent {
+    /// First login of a new person.
+    UserRegistered {
+        user_id: UserId,
+        appid: AppId,
+        openid: OpenId,
+    },
+    /// Another app's openid joined this user through their shared unionid.
+    WeChatAccountLinked { appid: AppId, openid: OpenId },
+    /// The user's unionid became known.
+    UnionIdLinked {
+        unionid: UnionId,
+        source: UnionIdSource,
+    },
+}
+
+impl DomainEvent for UserEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::UserRegistered { .. } => "UserRegistered",
+            Self::WeChatAccountLinked { .. } => "WeChatAccountLinked",
+            Self::UnionIdLinked { .. } => "UnionIdLinked",
+        }
+    }
+}
+
+/// Why a session ended without the user logging out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RevocationReason {
+    /// A refresh token that had already been rotated was presented again: the token family is
+    /// presumed stolen, so the whole session goes.
+    RefreshTokenReused,
+    UserBlocked,
+    AdminAction,
+}
+
+/// Events of the `session-{id}` stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "payload")]
+pub enum SessionEvent {
+    UserLoggedIn {
+        session_id: SessionId,
+        user_id: UserId,
+        appid: AppId,
+        openid: OpenId,
+        is_new_user: bool,
+        client_ip: Option<String>,
+        /// The client's user agent, as sent: it names the WeChat version and device model.
+        device: Option<String>,
+    },
+    /// The refresh token rotated; `generation` is the one now valid.
+    SessionRefreshed { generation: u32 },
+    UserLoggedOut {},
+    SessionRevoked { reason: RevocationReason },
+}
+
+impl DomainEvent for SessionEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::UserLoggedIn { .. } => "UserLoggedIn",
+            Self::SessionRefreshed { .. } => "SessionRefreshed",
+            Self::UserLoggedOut { .. } => "UserLoggedOut",
+            Self::SessionRevoked { .. } => "SessionRevoked",
+        }
+    }
+}
+
+/// Why a login was refused, as recorded on the app's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RejectionReason {
+    InvalidCode,
+    HighRisk,
+    Blocked,
+    RateLimited,
+}
+
+/// Events of the `app-{appid}` stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "event_type", content = "payload")]
+pub enum AppEvent {
+    LoginRejected {
+        appid: AppId,
+        reason: RejectionReason,
+        /// Known only when WeChat accepted the code (a blocked user).
+        openid: Option<OpenId>,
+        client_ip: Option<String>,
+    },
+}
+
+impl DomainEvent for AppEvent {
+    fn event_type(&self) -> &'static str {
+        match self {
+            Self::LoginRejected { .. } => "LoginRejected",
+        }
+    }
+}
+
+/// Splits an event into its contract name and its payload, as the store keeps them.
+pub fn to_stored<E: DomainEvent>(event: &E) -> Result<(String, serde_json::Value), serde_json::Error> {
+    let mut tagged = serde_json::to_value(event)?;
+    let payload = tagged
+        .get_mut("payload")
+        .map(serde_json::Value::take)
+        .unwrap_or_else(|| serde_json::json!({}));
+    Ok((event.event_type().to_owned(), payload))
+}
+
+/// Joins a stored name and payload back into an event of the stream's type.
+pub fn from_stored<E: DomainEvent>(
+    event_type: &str,
+    payload: &serde_json::Value,
+) -> Result<E, serde_json::Error> {
+    serde_json::from_value(serde_json::json!({ "event_type": event_type, "payload": payload }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    #[test]
+    fn stored_form_round_trips_with_the_contract_name() {
+        let event = UserEvent::UserRegistered {
+            user_id: UserId::from_uuid(Uuid::nil()),
+            appid: AppId::parse("wx0123456789abcdef").unwrap(),
+            openid: OpenId::parse("openid_1").unwrap(),
+        };
+        let (name, payload) = to_stored(&event).unwrap();
+        assert_eq!(name, "UserRegistered");
+        assert_eq!(payload["openid"], "openid_1");
+        assert!(payload.get("event_type").is_none());
+        let back: UserEvent = from_stored(&name, &payload).unwrap();
+        assert_eq!(back, event);
+    }
+
+    #[test]
+    fn an_event_without_fields_round_trips() {
+        let (name, payload) =
+            to_stored(&SessionEvent::UserLoggedOut {}).unwrap();
+        assert_eq!(name, "UserLoggedOut");
+        let back: SessionEvent = from_stored(&name, &payload).unwrap();
+        assert_eq!(back, SessionEvent::UserLoggedOut {});
+    }
+}

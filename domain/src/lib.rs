@@ -1,0 +1,16 @@
+//! The identity domain: value types, events and aggregates. Pure: no IO, no async, no clock.
+//!
+//! Aggregates follow the decide/evolve shape: `decide_*` turns a command and the current state
+//! into events (or a refusal), `evolve` folds an event into the state, `replay` folds a stream.
+
+pub mod envelope;
+pub mod events;
+pub mod ids;
+pub mod session;
+pub mod user;
+
+pub use envelope::{Actor, Metadata};
+pub use events::{AppEvent, DomainEvent, RejectionReason, RevocationReason, SessionEvent, UnionIdSource, UserEvent};
+pub use ids::{AppId, EventId, InvalidValue, OpenId, SessionId, StreamId, UnionId, UserId, WeChatCode};
+pub use session::{Session, SessionError};
+pub use user::{Claim, RecordWeChatLogin, User, UserError};

@@ -1,0 +1,227 @@
+//! The `User` aggregate: a person's WeChat accounts and unionid.
+
+use crate::events::{UnionIdSource, UserEvent};
+use crate::ids::{AppId, OpenId, UnionId, UserId};
+
+/// State rebuilt from a user's stream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct User {
+    pub id: Option<UserId>,
+    pub accounts: Vec<(AppId, OpenId)>,
+    pub unionid: Option<UnionId>,
+}
+
+/// A successful `code2Session` for this user (or for a person not yet known).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordWeChatLogin {
+    /// The id to register under when the stream is empty.
+    pub new_user_id: UserId,
+    pub appid: AppId,
+    pub openid: OpenId,
+    pub unionid: Option<UnionId>,
+}
+
+/// A uniqueness claim written in the same transaction as the event that makes it: one WeChat
+/// account, or one unionid, belongs to exactly one user.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Claim {
+    WeChatAccount { appid: AppId, openid: OpenId },
+    UnionId(UnionId),
+}
+
+impl Claim {
+    pub const WECHAT_ACCOUNT: &'static str = "wechat_account";
+    pub const UNIONID: &'static str = "unionid";
+
+    /// The claim's kind and value, as the claims table keys them.
+    pub fn key(&self) -> (&'static str, String) {
+        match self {
+            Self::WeChatAccount { appid, openid } => (Self::WECHAT_ACCOUNT, format!("{appid}:{openid}")),
+            Self::UnionId(unionid) => (Self::UNIONID, unionid.to_string()),
+        }
+    }
+
+    /// The claims an event makes, if any.
+    pub fn made_by(event: &UserEvent) -> Option<Self> {
+        match event {
+            UserEvent::UserRegistered { appid, openid, .. } | UserEvent::WeChatAccountLinked { appid, openid } => {
+                Some(Self::WeChatAccount {
+                    appid: appid.clone(),
+                    openid: openid.clone(),
+                })
+            }
+            UserEvent::UnionIdLinked { unionid, .. } => Some(Self::UnionId(unionid.clone())),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UserError {
+    /// WeChat named a different unionid than the one this user already holds. Claims make this
+    /// unreachable unless WeChat's data changed under us; refuse rather than merge people.
+    #[error("the user already holds another unionid")]
+    UnionIdMismatch,
+}
+
+impl User {
+    pub fn is_registered(&self) -> bool {
+        self.id.is_some()
+    }
+
+    pub fn holds(&self, appid: &AppId, openid: &OpenId) -> bool {
+        self.accounts.iter().any(|(a, o)| a == appid && o == openid)
+    }
+
+    pub fn openid_for(&self, appid: &AppId) -> Option<&OpenId> {
+        self.accounts.iter().find(|(a, _)| a == appid).map(|(_, o)| o)
+    }
+
+    /// Folds one event into the state.
+    pub fn evolve(mut self, event: &UserEvent) -> Self {
+        match event {
+            UserEvent::UserRegistered {
+                user_id,
+                appid,
+                openid,
+            } => {
+                self.id = Some(*user_id);
+                self.accounts.push((appid.clone(), openid.clone()));
+            }
+            UserEvent::WeChatAccountLinked { appid, openid } => {
+                self.accounts.push((appid.clone(), openid.clone()));
+            }
+            UserEvent::UnionIdLinked { unionid, .. } => self.unionid = Some(unionid.clone()),
+        }
+        self
+    }
+
+    pub fn replay<'a>(events: impl IntoIterator<Item = &'a UserEvent>) -> Self {
+        events.into_iter().fold(Self::default(), Self::evolve)
+    }
+
+    /// What a WeChat login means for this user: registration, a new linked account, a newly
+    /// learned unionid, or nothing at all for a returning user.
+    pub fn decide_login(&self, cmd: &RecordWeChatLogin) -> Result<Vec<UserEvent>, UserError> {
+        let mut events = Vec::new();
+        if !self.is_registered() {
+            events.push(UserEvent::UserRegistered {
+                user_id: cmd.new_user_id,
+                appid: cmd.appid.clone(),
+                openid: cmd.openid.clone(),
+            });
+        } else if !self.holds(&cmd.appid, &cmd.openid) {
+            events.push(UserEvent::WeChatAccountLinked {
+                appid: cmd.appid.clone(),
+                openid: cmd.openid.clone(),
+            });
+        }
+        match (&self.unionid, &cmd.unionid) {
+            (None, Some(unionid)) => events.push(UserEvent::UnionIdLinked {
+                unionid: unionid.clone(),
+                source: UnionIdSource::Code2Session,
+            }),
+            (Some(held), Some(given)) if held != given => return Err(UserError::UnionIdMismatch),
+            _ => {}
+        }
+        Ok(events)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use uuid::Uuid;
+
+    fn app(n: u8) -> AppId {
+        AppId::parse(&format!("wx{n:016x}")).unwrap()
+    }
+    fn openid(s: &str) -> OpenId {
+        OpenId::parse(s).unwrap()
+    }
+    fn unionid(s: &str) -> UnionId {
+        UnionId::parse(s).unwrap()
+    }
+    fn uid() -> UserId {
+        UserId::from_uuid(Uuid::from_u128(7))
+    }
+    fn login(appn: u8, o: &str, u: Option<&str>) -> RecordWeChatLogin {
+        RecordWeChatLogin {
+            new_user_id: uid(),
+            appid: app(appn),
+            openid: openid(o),
+            unionid: u.map(unionid),
+        }
+    }
+
+    fn given(events: &[UserEvent]) -> User {
+        User::replay(events)
+    }
+
+    #[test]
+    fn first_login_registers() {
+        let then = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
+        assert_eq!(
+            then,
+            vec![UserEvent::UserRegistered {
+                user_id: uid(),
+                appid: app(1),
+                openid: openid("o1")
+            }]
+        );
+    }
+
+    #[test]
+    fn first_login_with_unionid_registers_and_links_it() {
+        let then = given(&[]).decide_login(&login(1, "o1", Some("u1"))).unwrap();
+        assert_eq!(then.len(), 2);
+        assert_eq!(
+            then[1],
+            UserEvent::UnionIdLinked {
+                unionid: unionid("u1"),
+                source: UnionIdSource::Code2Session
+            }
+        );
+    }
+
+    #[test]
+    fn returning_login_changes_nothing() {
+        let history = given(&[]).decide_login(&login(1, "o1", Some("u1"))).unwrap();
+        let then = given(&history).decide_login(&login(1, "o1", Some("u1"))).unwrap();
+        assert!(then.is_empty());
+    }
+
+    #[test]
+    fn another_apps_openid_links_the_account() {
+        let history = given(&[]).decide_login(&login(1, "o1", Some("u1"))).unwrap();
+        let then = given(&history).decide_login(&login(2, "o2", Some("u1"))).unwrap();
+        assert_eq!(
+            then,
+            vec![UserEvent::WeChatAccountLinked {
+                appid: app(2),
+                openid: openid("o2")
+            }]
+        );
+        let user = given(&[history, then].concat());
+        assert_eq!(user.openid_for(&app(2)), Some(&openid("o2")));
+    }
+
+    #[test]
+    fn unionid_learned_later_is_linked_once() {
+        let history = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
+        let then = given(&history).decide_login(&login(1, "o1", Some("u1"))).unwrap();
+        assert_eq!(then.len(), 1);
+        let again = given(&[history, then].concat())
+            .decide_login(&login(1, "o1", Some("u1")))
+            .unwrap();
+        assert!(again.is_empty());
+    }
+
+    #[test]
+    fn a_different_unionid_is_refused() {
+        let history = given(&[]).decide_login(&login(1, "o1", Some("u1"))).unwrap();
+        assert_eq!(
+            given(&history).decide_login(&login(1, "o1", Some("u2"))),
+            Err(UserError::UnionIdMismatch)
+        );
+    }
+}

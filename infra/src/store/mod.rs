@@ -1,0 +1,204 @@
+//! The event store: one trait, two sqlx implementations (PostgreSQL, SQLite), picked from the
+//! database URL at startup.
+//!
+//! Besides events, the same database keeps the few things that must not be events: uniqueness
+//! claims (written in the append transaction), sealed WeChat session keys, and sealed token
+//! signing keys.
+
+mod postgres;
+mod prepared;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{Claim, EventId, Metadata, StreamId, UserId};
+
+pub use postgres::PostgresStore;
+pub use sqlite::SqliteStore;
+
+/// An event ready to be appended.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewEvent {
+    pub event_id: EventId,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub occurred_at: DateTime<Utc>,
+    pub payload: serde_json::Value,
+    pub metadata: Metadata,
+}
+
+/// An event as stored, with its place in its stream and in the global log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedEvent {
+    /// Global position: strictly increasing in commit order, never reused; gaps are allowed.
+    pub position: i64,
+    pub event_id: EventId,
+    pub stream_id: StreamId,
+    /// 1 for a stream's first event.
+    pub stream_version: i64,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub occurred_at: DateTime<Utc>,
+    pub payload: serde_json::Value,
+    pub metadata: Metadata,
+}
+
+/// Optimistic concurrency for one stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last event must have this version (≥ 1).
+    Exactly(i64),
+    /// Append whatever the stream holds (for streams nobody decides on, like `app-{appid}`).
+    Any,
+}
+
+impl ExpectedVersion {
+    /// The expectation matching a stream loaded with `events` events.
+    pub fn after(events: usize) -> Self {
+        match events {
+            0 => Self::NoStream,
+            n => Self::Exactly(n as i64),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamAppend {
+    pub stream_id: StreamId,
+    pub expected: ExpectedVersion,
+    pub events: Vec<NewEvent>,
+}
+
+/// One atomic write: events to one or more streams, plus the uniqueness claims they make.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct AppendBatch {
+    pub streams: Vec<StreamAppend>,
+    pub claims: Vec<(Claim, UserId)>,
+}
+
+impl AppendBatch {
+    pub fn stream(
+        mut self,
+        stream_id: StreamId,
+        expected: ExpectedVersion,
+        events: Vec<NewEvent>,
+    ) -> Self {
+        if !events.is_empty() {
+            self.streams.push(StreamAppend {
+                stream_id,
+                expected,
+                events,
+            });
+        }
+        self
+    }
+
+    pub fn claim(mut self, claim: Claim, owner: UserId) -> Self {
+        self.claims.push((claim, owner));
+        self
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Another writer appended to the stream first: reload and decide again.
+    #[error("stream {0} was changed concurrently")]
+    VersionConflict(StreamId),
+    /// The claim belongs to someone already (possibly written a moment ago by another instance).
+    #[error("{kind} is already claimed")]
+    ClaimTaken { kind: &'static str },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("stored data is malformed: {0}")]
+    Corrupt(String),
+    #[error("unsupported database URL (expected sqlite:// or postgres://)")]
+    UnsupportedUrl,
+}
+
+/// A sealed token-signing key as kept in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    /// The private key, sealed under the master key.
+    pub sealed_private_key: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[async_trait]
+pub trait EventStore: Send + Sync {
+    /// Appends every stream's events and writes the claims in one transaction, or nothing.
+    async fn append(&self, batch: AppendBatch) -> Result<Vec<RecordedEvent>, AppendError>;
+
+    /// A stream's events in version order (empty for a stream that does not exist).
+    async fn load_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `limit` events with a position above `after`, in position order. Never skips an
+    /// event: one that will still commit with a lower position is not passed over (readers
+    /// see a prefix of the final log).
+    async fn read_all(&self, after: i64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The user holding a claim, if any.
+    async fn find_claim(&self, claim: &Claim) -> Result<Option<UserId>, StoreError>;
+}
+
+/// Sealed WeChat `session_key`s, one per `(appid, openid)`: the newest replaces the old one.
+#[async_trait]
+pub trait SessionKeyVault: Send + Sync {
+    async fn put_session_key(
+        &self,
+        appid: &str,
+        openid: &str,
+        sealed: &[u8],
+    ) -> Result<(), StoreError>;
+    async fn session_key(&self, appid: &str, openid: &str) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// The token signing keys shared by every instance.
+#[async_trait]
+pub trait SigningKeyStore: Send + Sync {
+    /// Every key, newest first.
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError>;
+    /// Inserts the key unless one already exists (another instance won the race); either way
+    /// returns the keys now stored, newest first.
+    async fn insert_first_signing_key(
+        &self,
+        key: StoredSigningKey,
+    ) -> Result<Vec<StoredSigningKey>, StoreError>;
+}
+
+/// Everything the service keeps in its database.
+#[async_trait]
+pub trait Store: EventStore + SessionKeyVault + SigningKeyStore {
+    /// Cheap round trip for readiness checks.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// `"postgres"` or `"sqlite"`.
+    fn backend(&self) -> &'static str;
+}
+
+/// Opens the database named by the URL, creating a SQLite file if missing, and runs the
+/// embedded migrations.
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PostgresStore::connect(url).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl)
+    }
+}

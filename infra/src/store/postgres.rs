@@ -1,0 +1,202 @@
+//! PostgreSQL: the production store, shared by several service instances.
+//!
+//! Appends commit in any order, yet a reader must never pass over an event that commits later
+//! with a lower position. So an append's first statement, `reserve_event_positions` (see the
+//! migration), assigns the transaction's id and its positions under one short global lock:
+//! position order is transaction-id order. A reader reads only events whose transaction id is
+//! below its snapshot's xmin. Those transactions have all ended, and so has every transaction
+//! holding a lower position (it has a lower id), so a reader sees a prefix of the final log,
+//! with gaps only where appends rolled back.
+
+mod append;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use domain::{Claim, EventId, StreamId, UserId};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::prepared::{metadata_from_json, schema_version_from_db};
+use super::{
+    AppendBatch, AppendError, EventStore, RecordedEvent, SessionKeyVault, SigningKeyStore, Store,
+    StoreError, StoredSigningKey,
+};
+
+pub struct PostgresStore {
+    pool: PgPool,
+}
+
+impl PostgresStore {
+    /// Connects and runs the migrations. The URL may select a schema, as the tests do with
+    /// `?options=-csearch_path%3D<schema>`; everything, migrations included, then lives there.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url)?;
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        Ok(Self { pool })
+    }
+}
+
+const EVENT_COLUMNS: &str =
+    "position, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata";
+
+fn decode_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
+    Ok(RecordedEvent {
+        position: row.try_get("position")?,
+        event_id: EventId::from_uuid(row.try_get("event_id")?),
+        stream_id: StreamId::from_stored(row.try_get("stream_id")?),
+        stream_version: row.try_get("stream_version")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: schema_version_from_db(row.try_get::<i32, _>("schema_version")?.into())?,
+        occurred_at: row.try_get("occurred_at")?,
+        payload: row.try_get("payload")?,
+        metadata: metadata_from_json(row.try_get("metadata")?)?,
+    })
+}
+
+#[async_trait]
+impl EventStore for PostgresStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(streams = batch.streams.len()))]
+    async fn append(&self, batch: AppendBatch) -> Result<Vec<RecordedEvent>, AppendError> {
+        append::append(&self.pool, batch).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %stream))]
+    async fn load_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = $1 ORDER BY stream_version"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(stream.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn read_all(&self, after: i64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+        // pg_current_snapshot() is the statement's own snapshot, so the xmin bound and the rows'
+        // visibility agree: everything below xmin has ended, and what committed is visible.
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events \
+             WHERE position > $1 AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+             ORDER BY position LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn find_claim(&self, claim: &Claim) -> Result<Option<UserId>, StoreError> {
+        let (kind, value) = claim.key();
+        let owner: Option<Uuid> =
+            sqlx::query_scalar("SELECT user_id FROM claims WHERE kind = $1 AND value = $2")
+                .bind(kind)
+                .bind(value)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(owner.map(UserId::from_uuid))
+    }
+}
+
+#[async_trait]
+impl SessionKeyVault for PostgresStore {
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn put_session_key(
+        &self,
+        appid: &str,
+        openid: &str,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO wechat_session_keys (appid, openid, sealed, updated_at) VALUES ($1, $2, $3, now()) \
+             ON CONFLICT (appid, openid) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = EXCLUDED.updated_at",
+        )
+        .bind(appid)
+        .bind(openid)
+        .bind(sealed)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn session_key(&self, appid: &str, openid: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let sealed = sqlx::query_scalar(
+            "SELECT sealed FROM wechat_session_keys WHERE appid = $1 AND openid = $2",
+        )
+        .bind(appid)
+        .bind(openid)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(sealed)
+    }
+}
+
+#[async_trait]
+impl SigningKeyStore for PostgresStore {
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+        let rows: Vec<(String, Vec<u8>, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT kid, sealed_private_key, created_at FROM signing_keys ORDER BY created_at DESC, kid DESC",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(kid, sealed_private_key, created_at)| StoredSigningKey {
+                kid,
+                sealed_private_key,
+                created_at,
+            })
+            .collect())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn insert_first_signing_key(
+        &self,
+        key: StoredSigningKey,
+    ) -> Result<Vec<StoredSigningKey>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // Instances starting together must not each add a key. The lock (which still lets
+        // readers in) makes the emptiness check and the insert one step; the insert's own
+        // snapshot, taken after the lock is granted, sees a key a rival just committed.
+        sqlx::query("LOCK TABLE signing_keys IN EXCLUSIVE MODE")
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, sealed_private_key, created_at) \
+             SELECT $1, $2, $3 WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
+        )
+        .bind(&key.kid)
+        .bind(&key.sealed_private_key)
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.signing_keys().await
+    }
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}

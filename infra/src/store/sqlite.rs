@@ -1,0 +1,229 @@
+//! SQLite: the embedded default, one service instance.
+//!
+//! Every write goes through a pool of one connection and every append runs in
+//! `BEGIN IMMEDIATE`, so writers are serialised and an event's position (the rowid) follows
+//! commit order. Reads use a separate pool; in WAL mode they run beside the writer and each
+//! statement sees a committed prefix of the log.
+
+mod append;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, SecondsFormat, Utc};
+use domain::{Claim, EventId, StreamId, UserId};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
+};
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::prepared::{metadata_from_json, schema_version_from_db};
+use super::{
+    AppendBatch, AppendError, EventStore, RecordedEvent, SessionKeyVault, SigningKeyStore, Store,
+    StoreError, StoredSigningKey,
+};
+
+pub struct SqliteStore {
+    /// One connection: all writes queue here.
+    write: SqlitePool,
+    read: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens (creating if missing) the database file named by `sqlite://path` or `sqlite:path`,
+    /// and runs the migrations. In-memory databases are refused: the two pools would each get
+    /// their own.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        if url.contains(":memory:") || url.contains("mode=memory") {
+            return Err(StoreError::UnsupportedUrl);
+        }
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(Duration::from_secs(30))
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options.pragma("query_only", "ON"))
+            .await?;
+        Ok(Self { write, read })
+    }
+}
+
+/// Times are stored as fixed-width RFC 3339 UTC text, so they also sort as text.
+fn time_to_db(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn time_from_db(text: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| StoreError::Corrupt(format!("time {text:?}: {e}")))
+}
+
+fn uuid_from_db(text: &str) -> Result<Uuid, StoreError> {
+    Uuid::try_parse(text).map_err(|e| StoreError::Corrupt(format!("uuid {text:?}: {e}")))
+}
+
+const EVENT_COLUMNS: &str =
+    "position, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata";
+
+fn decode_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
+    let json = |column: &str| -> Result<serde_json::Value, StoreError> {
+        let text: &str = row.try_get(column)?;
+        serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("event {column}: {e}")))
+    };
+    Ok(RecordedEvent {
+        position: row.try_get("position")?,
+        event_id: EventId::from_uuid(uuid_from_db(row.try_get("event_id")?)?),
+        stream_id: StreamId::from_stored(row.try_get("stream_id")?),
+        stream_version: row.try_get("stream_version")?,
+        event_type: row.try_get("event_type")?,
+        schema_version: schema_version_from_db(row.try_get("schema_version")?)?,
+        occurred_at: time_from_db(row.try_get("occurred_at")?)?,
+        payload: json("payload")?,
+        metadata: metadata_from_json(json("metadata")?)?,
+    })
+}
+
+#[async_trait]
+impl EventStore for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all, fields(streams = batch.streams.len()))]
+    async fn append(&self, batch: AppendBatch) -> Result<Vec<RecordedEvent>, AppendError> {
+        append::append(&self.write, batch).await
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %stream))]
+    async fn load_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ?1 ORDER BY stream_version"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(stream.as_str())
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn read_all(&self, after: i64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.read)
+            .await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn find_claim(&self, claim: &Claim) -> Result<Option<UserId>, StoreError> {
+        let (kind, value) = claim.key();
+        let owner: Option<String> =
+            sqlx::query_scalar("SELECT user_id FROM claims WHERE kind = ?1 AND value = ?2")
+                .bind(kind)
+                .bind(value)
+                .fetch_optional(&self.read)
+                .await?;
+        owner
+            .map(|id| uuid_from_db(&id).map(UserId::from_uuid))
+            .transpose()
+    }
+}
+
+#[async_trait]
+impl SessionKeyVault for SqliteStore {
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn put_session_key(
+        &self,
+        appid: &str,
+        openid: &str,
+        sealed: &[u8],
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO wechat_session_keys (appid, openid, sealed, updated_at) VALUES (?1, ?2, ?3, ?4) \
+             ON CONFLICT (appid, openid) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+        )
+        .bind(appid)
+        .bind(openid)
+        .bind(sealed)
+        .bind(time_to_db(Utc::now()))
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn session_key(&self, appid: &str, openid: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let sealed = sqlx::query_scalar(
+            "SELECT sealed FROM wechat_session_keys WHERE appid = ?1 AND openid = ?2",
+        )
+        .bind(appid)
+        .bind(openid)
+        .fetch_optional(&self.read)
+        .await?;
+        Ok(sealed)
+    }
+}
+
+#[async_trait]
+impl SigningKeyStore for SqliteStore {
+    async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
+        let rows: Vec<(String, Vec<u8>, String)> = sqlx::query_as(
+            "SELECT kid, sealed_private_key, created_at FROM signing_keys ORDER BY created_at DESC, kid DESC",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        rows.into_iter()
+            .map(|(kid, sealed_private_key, created_at)| {
+                Ok(StoredSigningKey {
+                    kid,
+                    sealed_private_key,
+                    created_at: time_from_db(&created_at)?,
+                })
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn insert_first_signing_key(
+        &self,
+        key: StoredSigningKey,
+    ) -> Result<Vec<StoredSigningKey>, StoreError> {
+        // One statement is atomic, and writers are serialised: only the first key goes in.
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, sealed_private_key, created_at) \
+             SELECT ?1, ?2, ?3 WHERE NOT EXISTS (SELECT 1 FROM signing_keys)",
+        )
+        .bind(&key.kid)
+        .bind(&key.sealed_private_key)
+        .bind(time_to_db(key.created_at))
+        .execute(&self.write)
+        .await?;
+        self.signing_keys().await
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.read).await?;
+        Ok(())
+    }
+
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+}

@@ -1,0 +1,13 @@
+//! WeChat's server APIs: a client for the real service (or anything speaking its protocol) and
+//! a simulator of it for local development and tests.
+//!
+//! Facts about WeChat's endpoints, fields and errcodes live in `shared/WECHAT.md`.
+
+mod client;
+mod error;
+mod session_key;
+pub mod sim;
+
+pub use client::{AppCredentials, Code2Session, WeChatClient, WeChatClientConfig};
+pub use error::WeChatError;
+pub use session_key::SessionKey;

@@ -1,0 +1,548 @@
+//! The store's behaviour, one suite for both backends: every test runs against a fresh SQLite
+//! file and, when `IDENTITY_TEST_POSTGRES_URL` is set, a fresh PostgreSQL schema.
+//!
+//! Test bodies are plain async functions taking a `Db`; `both_backends!` makes the tests.
+
+// A failed unwrap is a failed test; the helpers outside `#[test]` functions are test code too.
+#![allow(clippy::unwrap_used)]
+
+mod concurrency;
+
+use concurrency::*;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{SubsecRound, TimeZone, Utc};
+use domain::{Actor, AppId, Claim, EventId, Metadata, OpenId, StreamId, UnionId, UserId};
+use infra::store::{
+    self, AppendBatch, AppendError, ExpectedVersion, NewEvent, RecordedEvent, Store,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+struct Db {
+    store: Arc<dyn Store>,
+    url: String,
+}
+
+/// Generates, for each test body, one test per backend: `sqlite::name` and `postgres::name`.
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let (store, url) = infra::testing::sqlite_store().await;
+                    super::$name(super::Db { store, url }).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some((store, url)) = infra::testing::postgres_store().await {
+                        super::$name(super::Db { store, url }).await;
+                    }
+                }
+            )+
+        }
+    };
+}
+
+both_backends!(
+    append_and_load_round_trip,
+    reconnecting_keeps_everything,
+    expected_version_is_enforced,
+    any_appends_to_whatever_is_there,
+    a_conflict_on_one_stream_writes_nothing,
+    taken_claims_refuse_the_whole_append,
+    reclaiming_your_own_claim_is_fine,
+    read_all_pages_through_the_log,
+    session_keys_are_replaced,
+    only_the_first_signing_key_is_kept,
+    concurrent_readers_see_every_event_once_in_order,
+    one_of_many_rival_claims_wins,
+);
+
+fn event(event_type: &str, payload: serde_json::Value) -> NewEvent {
+    NewEvent {
+        event_id: EventId::from_uuid(Uuid::now_v7()),
+        event_type: event_type.to_owned(),
+        schema_version: 1,
+        occurred_at: Utc::now(),
+        payload,
+        metadata: Metadata::system(Uuid::now_v7()),
+    }
+}
+
+/// The whole log, once at least `count` events are visible. On PostgreSQL a commit becomes
+/// visible to `read_all` only when every older writing transaction on the server (other tests
+/// included) has ended, so tests wait for it rather than read once.
+async fn visible_log(store: &dyn Store, count: usize) -> Vec<RecordedEvent> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = store.read_all(0, 10_000).await.unwrap();
+        if log.len() >= count {
+            return log;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {count} events are visible",
+            log.len()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn stream(name: &str) -> StreamId {
+    StreamId::from_stored(name.to_owned())
+}
+
+fn new_user() -> UserId {
+    UserId::from_uuid(Uuid::now_v7())
+}
+
+fn account(openid: &str) -> Claim {
+    Claim::WeChatAccount {
+        appid: AppId::parse("wx0123456789abcdef").unwrap(),
+        openid: OpenId::parse(openid).unwrap(),
+    }
+}
+
+fn one(stream_id: &StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendBatch {
+    AppendBatch::default().stream(stream_id.clone(), expected, events)
+}
+
+fn assert_conflict_on(result: Result<Vec<RecordedEvent>, AppendError>, on: &StreamId) {
+    match result {
+        Err(AppendError::VersionConflict(s)) => assert_eq!(&s, on),
+        other => panic!("expected a version conflict on {on}, got {other:?}"),
+    }
+}
+
+async fn append_and_load_round_trip(db: Db) {
+    let user = new_user();
+    let mut first = event(
+        "UserRegistered",
+        json!({"user_id": user, "nested": {"list": [1, 2.5, "x", null, true]}}),
+    );
+    // Nanoseconds: the store keeps microseconds, and must return what it will read back.
+    first.occurred_at = Utc.with_ymd_and_hms(2024, 2, 29, 23, 59, 58).unwrap()
+        + chrono::Duration::nanoseconds(123_456_789);
+    first.schema_version = 3;
+    first.metadata = Metadata {
+        actor: Actor::User(user),
+        appid: Some(AppId::parse("wx0123456789abcdef").unwrap()),
+        client_ip: Some("203.0.113.7".into()),
+        user_agent: Some("Mozilla/5.0 中文 \"quoted\"".into()),
+        correlation_id: Uuid::now_v7(),
+        causation_id: Some(Uuid::now_v7()),
+    };
+    let second = event(
+        "WeChatAccountLinked",
+        json!({"appid": "wx0123456789abcdef", "openid": "o-1"}),
+    );
+    let inputs = vec![first.clone(), second.clone()];
+
+    let recorded = db
+        .store
+        .append(one(
+            &user.stream(),
+            ExpectedVersion::NoStream,
+            inputs.clone(),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(recorded.len(), 2);
+    for ((got, input), version) in recorded.iter().zip(&inputs).zip(1..) {
+        assert_eq!(got.event_id, input.event_id);
+        assert_eq!(got.stream_id, user.stream());
+        assert_eq!(got.stream_version, version);
+        assert_eq!(got.event_type, input.event_type);
+        assert_eq!(got.schema_version, input.schema_version);
+        assert_eq!(got.occurred_at, input.occurred_at.trunc_subsecs(6));
+        assert_eq!(got.payload, input.payload);
+        assert_eq!(got.metadata, input.metadata);
+    }
+    assert!(recorded[0].position < recorded[1].position);
+
+    assert_eq!(
+        db.store.load_stream(&user.stream()).await.unwrap(),
+        recorded
+    );
+    assert_eq!(visible_log(&*db.store, 2).await, recorded);
+    assert!(db
+        .store
+        .load_stream(&stream("user-nobody"))
+        .await
+        .unwrap()
+        .is_empty());
+
+    let third = db
+        .store
+        .append(one(
+            &user.stream(),
+            ExpectedVersion::Exactly(2),
+            vec![event("X", json!(null))],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(third[0].stream_version, 3);
+    assert!(third[0].position > recorded[1].position);
+    assert_eq!(db.store.load_stream(&user.stream()).await.unwrap().len(), 3);
+}
+
+async fn reconnecting_keeps_everything(db: Db) {
+    let s = stream("app-wx0123456789abcdef");
+    let recorded = db
+        .store
+        .append(one(
+            &s,
+            ExpectedVersion::Any,
+            vec![event("AppSeen", json!({}))],
+        ))
+        .await
+        .unwrap();
+    db.store.ping().await.unwrap();
+    infra::testing::wait_until_log_readable(&db.url).await;
+    assert_eq!(db.store.read_all(0, 10).await.unwrap(), recorded);
+    // The migrations run again (as a no-op) and the data is all there.
+    let again = store::connect(&db.url).await.unwrap();
+    assert_eq!(again.backend(), db.store.backend());
+    assert_eq!(again.load_stream(&s).await.unwrap(), recorded);
+    for refused in ["mysql://localhost/x", "sqlite::memory:"] {
+        assert!(
+            matches!(
+                store::connect(refused).await,
+                Err(store::StoreError::UnsupportedUrl)
+            ),
+            "{refused}"
+        );
+    }
+    match db.store.backend() {
+        "sqlite" => {
+            // `sqlite:path` names the same file as `sqlite://path`.
+            let short = db.url.replacen("sqlite://", "sqlite:", 1);
+            let again = store::connect(&short).await.unwrap();
+            assert_eq!(again.load_stream(&s).await.unwrap(), recorded);
+        }
+        _ => {
+            let dump = infra::testing::dump_postgres_tables(&db.url).await;
+            assert!(dump.contains("AppSeen"), "{dump}");
+        }
+    }
+}
+
+async fn expected_version_is_enforced(db: Db) {
+    let s = stream("session-1");
+    db.store
+        .append(one(
+            &s,
+            ExpectedVersion::NoStream,
+            vec![event("A", json!(1)), event("B", json!(2))],
+        ))
+        .await
+        .unwrap();
+
+    assert_conflict_on(
+        db.store
+            .append(one(
+                &s,
+                ExpectedVersion::NoStream,
+                vec![event("C", json!(3))],
+            ))
+            .await,
+        &s,
+    );
+    for wrong in [1, 3, 0] {
+        assert_conflict_on(
+            db.store
+                .append(one(
+                    &s,
+                    ExpectedVersion::Exactly(wrong),
+                    vec![event("C", json!(3))],
+                ))
+                .await,
+            &s,
+        );
+    }
+    let missing = stream("session-missing");
+    assert_conflict_on(
+        db.store
+            .append(one(
+                &missing,
+                ExpectedVersion::Exactly(1),
+                vec![event("C", json!(3))],
+            ))
+            .await,
+        &missing,
+    );
+    assert!(db.store.load_stream(&missing).await.unwrap().is_empty());
+    assert_eq!(db.store.load_stream(&s).await.unwrap().len(), 2);
+
+    let ok = db
+        .store
+        .append(one(
+            &s,
+            ExpectedVersion::after(2),
+            vec![event("C", json!(3))],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(ok[0].stream_version, 3);
+}
+
+async fn any_appends_to_whatever_is_there(db: Db) {
+    let s = stream("app-wx0123456789abcdef");
+    let first = db
+        .store
+        .append(one(
+            &s,
+            ExpectedVersion::Any,
+            vec![event("A", json!(1)), event("B", json!(2))],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        first.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        [1, 2]
+    );
+    let second = db
+        .store
+        .append(one(&s, ExpectedVersion::Any, vec![event("C", json!(3))]))
+        .await
+        .unwrap();
+    assert_eq!(second[0].stream_version, 3);
+    assert_eq!(db.store.load_stream(&s).await.unwrap().len(), 3);
+}
+
+async fn a_conflict_on_one_stream_writes_nothing(db: Db) {
+    let (a, b, c) = (stream("a-stream"), stream("b-stream"), stream("c-stream"));
+    db.store
+        .append(one(
+            &b,
+            ExpectedVersion::NoStream,
+            vec![event("B", json!(1))],
+        ))
+        .await
+        .unwrap();
+    let before = visible_log(&*db.store, 1).await;
+
+    // Given in reverse order; `a` is bumped first and must be undone.
+    let batch = AppendBatch::default()
+        .stream(c.clone(), ExpectedVersion::Any, vec![event("C", json!(1))])
+        .stream(
+            b.clone(),
+            ExpectedVersion::NoStream,
+            vec![event("B", json!(2))],
+        )
+        .stream(
+            a.clone(),
+            ExpectedVersion::NoStream,
+            vec![event("A", json!(1))],
+        );
+    assert_conflict_on(db.store.append(batch).await, &b);
+    assert!(db.store.load_stream(&a).await.unwrap().is_empty());
+    assert!(db.store.load_stream(&c).await.unwrap().is_empty());
+    assert_eq!(visible_log(&*db.store, before.len()).await, before);
+
+    // The same streams, now right: all written, positions in batch order.
+    let batch = AppendBatch::default()
+        .stream(c.clone(), ExpectedVersion::Any, vec![event("C", json!(1))])
+        .stream(
+            b.clone(),
+            ExpectedVersion::Exactly(1),
+            vec![event("B", json!(2)), event("B", json!(3))],
+        )
+        .stream(
+            a.clone(),
+            ExpectedVersion::NoStream,
+            vec![event("A", json!(1))],
+        );
+    let recorded = db.store.append(batch).await.unwrap();
+    let streams: Vec<&str> = recorded.iter().map(|e| e.stream_id.as_str()).collect();
+    assert_eq!(streams, ["c-stream", "b-stream", "b-stream", "a-stream"]);
+    assert_eq!(
+        recorded
+            .iter()
+            .map(|e| e.stream_version)
+            .collect::<Vec<_>>(),
+        [1, 2, 3, 1]
+    );
+    assert!(recorded.windows(2).all(|w| w[0].position < w[1].position));
+}
+
+async fn taken_claims_refuse_the_whole_append(db: Db) {
+    let (alice, bob) = (new_user(), new_user());
+    let claim = account("o-alice");
+    db.store
+        .append(
+            one(
+                &alice.stream(),
+                ExpectedVersion::NoStream,
+                vec![event("UserRegistered", json!({}))],
+            )
+            .claim(claim.clone(), alice),
+        )
+        .await
+        .unwrap();
+    let before = visible_log(&*db.store, 1).await;
+
+    let unionid = Claim::UnionId(UnionId::parse("union-bob").unwrap());
+    let result = db
+        .store
+        .append(
+            one(
+                &bob.stream(),
+                ExpectedVersion::NoStream,
+                vec![event("UserRegistered", json!({}))],
+            )
+            .claim(unionid.clone(), bob)
+            .claim(claim.clone(), bob),
+        )
+        .await;
+    assert!(
+        matches!(
+            result,
+            Err(AppendError::ClaimTaken {
+                kind: Claim::WECHAT_ACCOUNT
+            })
+        ),
+        "{result:?}"
+    );
+    assert!(db
+        .store
+        .load_stream(&bob.stream())
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        db.store.find_claim(&unionid).await.unwrap(),
+        None,
+        "the free claim was not written"
+    );
+    assert_eq!(db.store.find_claim(&claim).await.unwrap(), Some(alice));
+    assert_eq!(
+        db.store.find_claim(&account("o-nobody")).await.unwrap(),
+        None
+    );
+    assert_eq!(visible_log(&*db.store, before.len()).await, before);
+}
+
+async fn reclaiming_your_own_claim_is_fine(db: Db) {
+    let alice = new_user();
+    let claim = account("o-alice");
+    let register = one(
+        &alice.stream(),
+        ExpectedVersion::NoStream,
+        vec![event("UserRegistered", json!({}))],
+    );
+    db.store
+        .append(register.claim(claim.clone(), alice))
+        .await
+        .unwrap();
+    let relink = one(
+        &alice.stream(),
+        ExpectedVersion::Exactly(1),
+        vec![event("WeChatAccountLinked", json!({}))],
+    );
+    let recorded = db
+        .store
+        .append(
+            relink
+                .claim(claim.clone(), alice)
+                .claim(claim.clone(), alice),
+        )
+        .await
+        .unwrap();
+    assert_eq!(recorded[0].stream_version, 2);
+    assert_eq!(db.store.find_claim(&claim).await.unwrap(), Some(alice));
+}
+
+async fn read_all_pages_through_the_log(db: Db) {
+    let mut written = Vec::new();
+    for (i, count) in [3, 1, 2, 1].into_iter().enumerate() {
+        let events = (0..count).map(|_| event("E", json!(i))).collect();
+        written.extend(
+            db.store
+                .append(one(
+                    &stream(&format!("s-{i}")),
+                    ExpectedVersion::NoStream,
+                    events,
+                ))
+                .await
+                .unwrap(),
+        );
+    }
+    visible_log(&*db.store, written.len()).await;
+    let mut read = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = db.store.read_all(after, 3).await.unwrap();
+        assert!(page.len() <= 3);
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        read.extend(page);
+    }
+    assert_eq!(read, written);
+    assert_eq!(
+        db.store.read_all(written[2].position, 2).await.unwrap(),
+        written[3..5]
+    );
+    assert!(db.store.read_all(after, 10).await.unwrap().is_empty());
+}
+
+async fn session_keys_are_replaced(db: Db) {
+    let vault = &db.store;
+    assert_eq!(
+        vault
+            .session_key("wx0123456789abcdef", "o-1")
+            .await
+            .unwrap(),
+        None
+    );
+    vault
+        .put_session_key("wx0123456789abcdef", "o-1", b"sealed-1")
+        .await
+        .unwrap();
+    vault
+        .put_session_key("wx0123456789abcdef", "o-2", b"other")
+        .await
+        .unwrap();
+    assert_eq!(
+        vault
+            .session_key("wx0123456789abcdef", "o-1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"sealed-1"[..])
+    );
+    vault
+        .put_session_key("wx0123456789abcdef", "o-1", &[0, 255, 1])
+        .await
+        .unwrap();
+    assert_eq!(
+        vault
+            .session_key("wx0123456789abcdef", "o-1")
+            .await
+            .unwrap(),
+        Some(vec![0, 255, 1])
+    );
+    assert_eq!(
+        vault
+            .session_key("wx0123456789abcdef", "o-2")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(&b"other"[..])
+    );
+    assert_eq!(
+        vault
+            .session_key("wxffffffffffffffff", "o-1")
+            .await
+            .unwrap(),
+        None
+    );
+}

@@ -1,0 +1,404 @@
+//! The real WeChat client against the simulator, over HTTP on a free port.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::{AppId, WeChatCode};
+use infra::wechat::sim::{Api, SimApp, SimConfig, Simulator};
+use infra::wechat::{AppCredentials, Code2Session, WeChatClient, WeChatClientConfig, WeChatError};
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+const APP_A: &str = "wx00000000000000a1";
+const APP_B: &str = "wx00000000000000b2";
+const APP_LONE: &str = "wx00000000000000c3";
+const UNKNOWN_APP: &str = "wx00000000000000d4";
+const PLATFORM: &str = "open-platform-1";
+
+struct Sim {
+    sim: Arc<Simulator>,
+    base: String,
+    http: reqwest::Client,
+    client: WeChatClient,
+}
+
+fn test_config() -> WeChatClientConfig {
+    WeChatClientConfig {
+        timeout: Duration::from_millis(500),
+        max_attempts: 3,
+        backoff: Duration::from_millis(5),
+    }
+}
+
+fn appid(raw: &str) -> AppId {
+    AppId::parse(raw).expect("test appid")
+}
+
+fn creds(raw: &str) -> AppCredentials {
+    AppCredentials {
+        appid: appid(raw),
+        secret: format!("secret-of-{raw}").into(),
+    }
+}
+
+impl Sim {
+    async fn start() -> Self {
+        let app = |raw: &str, platform: Option<&str>| SimApp {
+            appid: appid(raw),
+            secret: format!("secret-of-{raw}"),
+            open_platform: platform.map(str::to_owned),
+        };
+        let sim = Simulator::new(SimConfig {
+            apps: vec![
+                app(APP_A, Some(PLATFORM)),
+                app(APP_B, Some(PLATFORM)),
+                app(APP_LONE, None),
+            ],
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("address"));
+        let router = sim.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let client = WeChatClient::new(&base, test_config()).expect("client");
+        Self {
+            sim,
+            base,
+            http: reqwest::Client::new(),
+            client,
+        }
+    }
+
+    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .expect("simulator answers")
+    }
+
+    /// The phone's wx.login over HTTP.
+    async fn login(&self, app: &str, user: Option<&str>) -> WeChatCode {
+        let response = self
+            .post("/sim/wx.login", json!({"appid": app, "user": user}))
+            .await;
+        assert_eq!(response.status(), 200);
+        let body: Value = response.json().await.expect("json");
+        WeChatCode::parse(body["code"].as_str().expect("code")).expect("valid code")
+    }
+
+    /// code2Session with the app's right credentials.
+    async fn exchange(&self, app: &str, code: &WeChatCode) -> Result<Code2Session, WeChatError> {
+        self.client.code_to_session(&creds(app), code).await
+    }
+
+    /// wx.login, then code2Session.
+    async fn sign_in(&self, app: &str, user: Option<&str>) -> Code2Session {
+        let code = self.login(app, user).await;
+        self.exchange(app, &code).await.expect("session")
+    }
+
+    async fn fault(&self, fault: Value) {
+        let response = self.post("/sim/faults", fault).await;
+        assert_eq!(response.status(), 204);
+    }
+}
+
+#[tokio::test]
+async fn login_without_open_platform_has_no_unionid() {
+    let sim = Sim::start().await;
+    let code = sim.login(APP_LONE, Some("alice")).await;
+    let session = sim.exchange(APP_LONE, &code).await.expect("session");
+    assert_eq!(session.openid.as_str().len(), 28);
+    assert!(session.unionid.is_none());
+    assert_eq!(session.session_key.to_bytes().len(), 16);
+}
+
+#[tokio::test]
+async fn one_person_across_apps_of_one_open_platform() {
+    let sim = Sim::start().await;
+    let a1 = sim.sign_in(APP_A, Some("bob")).await;
+    let a2 = sim.sign_in(APP_A, Some("bob")).await;
+    let b = sim.sign_in(APP_B, Some("bob")).await;
+    assert_eq!(a1.openid, a2.openid, "same person, same app: same openid");
+    assert_ne!(a1.openid, b.openid, "openids are per app");
+    assert!(a1.unionid.is_some());
+    assert_eq!(a1.unionid, b.unionid, "same open platform: same unionid");
+
+    let stranger = sim.sign_in(APP_A, None).await;
+    assert_ne!(stranger.openid, a1.openid);
+    assert_ne!(stranger.unionid, a1.unionid);
+}
+
+#[tokio::test]
+async fn codes_are_single_use() {
+    let sim = Sim::start().await;
+    let code = sim.login(APP_A, None).await;
+    sim.exchange(APP_A, &code).await.expect("first use");
+    let err = sim.exchange(APP_A, &code).await.unwrap_err();
+    assert!(
+        matches!(err, WeChatError::InvalidCode { errcode: 40163 }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn unknown_expired_and_foreign_codes_are_invalid() {
+    let sim = Sim::start().await;
+    let unknown = WeChatCode::parse("081nope").expect("code");
+    let err = sim.exchange(APP_A, &unknown).await.unwrap_err();
+    assert!(
+        matches!(err, WeChatError::InvalidCode { errcode: 40029 }),
+        "{err:?}"
+    );
+
+    let foreign = sim.login(APP_B, None).await;
+    let err = sim.exchange(APP_A, &foreign).await.unwrap_err();
+    assert!(
+        matches!(err, WeChatError::InvalidCode { errcode: 40029 }),
+        "{err:?}"
+    );
+
+    let old = sim.login(APP_A, None).await;
+    let response = sim.post("/sim/clock", json!({"advance_secs": 301})).await;
+    assert_eq!(response.status(), 204);
+    let err = sim.exchange(APP_A, &old).await.unwrap_err();
+    assert!(
+        matches!(err, WeChatError::InvalidCode { errcode: 40029 }),
+        "{err:?}"
+    );
+
+    // A code issued after the jump lives its own 5 minutes.
+    let fresh = sim.login(APP_A, None).await;
+    sim.sim
+        .advance_clock(Duration::from_secs(299))
+        .expect("advance");
+    sim.exchange(APP_A, &fresh).await.expect("still valid");
+}
+
+#[tokio::test]
+async fn refusals_map_to_errors_without_consuming_the_code() {
+    let sim = Sim::start().await;
+    let code = sim.login(APP_A, None).await;
+    for (errcode, check) in [
+        (
+            40226,
+            (|e| matches!(e, WeChatError::HighRisk)) as fn(&WeChatError) -> bool,
+        ),
+        (45011, |e| matches!(e, WeChatError::RateLimited)),
+        (40013, |e| {
+            matches!(e, WeChatError::Misconfigured { errcode: 40013 })
+        }),
+        (48001, |e| {
+            matches!(e, WeChatError::Rejected { errcode: 48001, .. })
+        }),
+    ] {
+        sim.fault(json!({"api": "jscode2session", "errcode": errcode}))
+            .await;
+        let err = sim.exchange(APP_A, &code).await.unwrap_err();
+        assert!(check(&err), "{errcode}: {err:?}");
+    }
+    sim.exchange(APP_A, &code).await.expect("code still unused");
+    assert_eq!(sim.sim.calls(Api::Jscode2Session), 5);
+}
+
+#[tokio::test]
+async fn busy_is_retried_up_to_max_attempts() {
+    let sim = Sim::start().await;
+    let code = sim.login(APP_A, None).await;
+    sim.fault(json!({"api": "jscode2session", "errcode": -1, "times": 0}))
+        .await;
+    let err = sim.exchange(APP_A, &code).await.unwrap_err();
+    assert!(matches!(err, WeChatError::Unavailable(_)), "{err:?}");
+    assert_eq!(sim.sim.calls(Api::Jscode2Session), 3);
+
+    let response = sim
+        .http
+        .delete(format!("{}/sim/faults", sim.base))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(response.status(), 204);
+    sim.fault(json!({"api": "jscode2session", "errcode": -1}))
+        .await;
+    sim.exchange(APP_A, &code)
+        .await
+        .expect("retried once, then fine");
+    assert_eq!(sim.sim.calls(Api::Jscode2Session), 5);
+}
+
+#[tokio::test]
+async fn bad_credentials_are_a_configuration_error() {
+    let sim = Sim::start().await;
+    let code = sim.login(APP_A, None).await;
+    let wrong = AppCredentials {
+        appid: appid(APP_A),
+        secret: "not-the-secret".to_owned().into(),
+    };
+    let err = sim.client.code_to_session(&wrong, &code).await.unwrap_err();
+    assert!(
+        matches!(err, WeChatError::Misconfigured { errcode: 40125 }),
+        "{err:?}"
+    );
+    assert!(!format!("{err} {err:?}").contains("not-the-secret"));
+
+    let err = sim.exchange(UNKNOWN_APP, &code).await.unwrap_err();
+    assert!(
+        matches!(err, WeChatError::Misconfigured { errcode: 40013 }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn slow_answers_time_out_without_retry() {
+    let sim = Sim::start().await;
+    let code = sim.login(APP_A, None).await;
+    sim.fault(json!({"api": "jscode2session", "latency_ms": 1500}))
+        .await;
+    let err = sim.exchange(APP_A, &code).await.unwrap_err();
+    assert!(matches!(err, WeChatError::Unavailable(_)), "{err:?}");
+    assert_eq!(
+        sim.sim.calls(Api::Jscode2Session),
+        1,
+        "a timeout may have consumed the code"
+    );
+}
+
+#[tokio::test]
+async fn unreachable_wechat_is_unavailable_and_the_secret_stays_out_of_errors() {
+    // A port that was free a moment ago: connections are refused.
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    drop(listener);
+    let client = WeChatClient::new(&base, test_config()).expect("client");
+    let code = WeChatCode::parse("secret-code").expect("code");
+    let started = std::time::Instant::now();
+    let err = client
+        .code_to_session(&creds(APP_A), &code)
+        .await
+        .unwrap_err();
+    // Refused connections never reached WeChat: retried after 5 ms, then 10 ms.
+    assert!(
+        started.elapsed() >= Duration::from_millis(15),
+        "not retried"
+    );
+    assert!(matches!(err, WeChatError::Unavailable(_)), "{err:?}");
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains("secret-of") && !shown.contains("secret-code"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn codes_with_plus_slash_and_equals_round_trip() {
+    let sim = Sim::start().await;
+    for _ in 0..200 {
+        let code = sim.login(APP_A, None).await;
+        let raw = code.as_str();
+        if raw.contains('+') && raw.contains('/') && raw.contains('=') {
+            sim.exchange(APP_A, &code).await.expect("encoded intact");
+            return;
+        }
+    }
+    panic!("the simulator never issued a code with '+', '/' and '='");
+}
+
+#[tokio::test]
+async fn each_login_replaces_the_session_key() {
+    let sim = Sim::start().await;
+    let mut keys = Vec::new();
+    for _ in 0..3 {
+        let code = sim.login(APP_A, Some("carol")).await;
+        let session = sim.exchange(APP_A, &code).await.expect("session");
+        let current = sim.sim.current_session_key(APP_A, session.openid.as_str());
+        assert_eq!(current.as_deref(), Some(session.session_key.expose()));
+        keys.push(session.session_key.expose().to_owned());
+    }
+    keys.dedup();
+    assert_eq!(keys.len(), 3, "a new session_key at each wx.login");
+}
+
+#[tokio::test]
+async fn debug_output_hides_the_session_key() {
+    let sim = Sim::start().await;
+    let session = sim.sign_in(APP_A, None).await;
+    let shown = format!("{session:?}");
+    assert!(!shown.contains(session.session_key.expose()), "{shown}");
+    assert!(shown.contains("SessionKey(<redacted>)"));
+}
+
+#[tokio::test]
+async fn malformed_answers_are_unavailable() {
+    for body in [
+        r#"{"openid": "not an id!", "session_key": "HyVFkGl5F5OQWJZZaNzBBg=="}"#,
+        r#"{"openid": "oAAAAAAAAAAAAAAAAAAAAAAAAAAA", "session_key": "short"}"#,
+        r#"{"openid": "oAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
+        "<html>busy</html>",
+    ] {
+        let router = axum::Router::new().route(
+            "/sns/jscode2session",
+            axum::routing::get(move || async move { body }),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let base = format!("http://{}/", listener.local_addr().expect("address"));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        let client = WeChatClient::new(&base, test_config()).expect("client");
+        let code = WeChatCode::parse("any").expect("code");
+        let err = client
+            .code_to_session(&creds(APP_A), &code)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, WeChatError::Unavailable(why) if why == "malformed response"),
+            "{body}: {err:?}"
+        );
+    }
+}
+
+#[test]
+fn base_url_must_be_http() {
+    for bad in [
+        "",
+        "not a url",
+        "ftp://example.com",
+        "http://example.com/?a=1",
+    ] {
+        assert!(
+            WeChatClient::new(bad, WeChatClientConfig::default()).is_err(),
+            "{bad:?}"
+        );
+    }
+    assert!(WeChatClient::new("https://api.weixin.qq.com", WeChatClientConfig::default()).is_ok());
+}
+
+#[tokio::test]
+async fn sim_endpoints_validate_their_input() {
+    let sim = Sim::start().await;
+    let health = sim
+        .http
+        .get(format!("{}/sim/health", sim.base))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200);
+    for (path, body) in [
+        ("/sim/wx.login", json!({"appid": "nope"})),
+        ("/sim/wx.login", json!({"appid": UNKNOWN_APP})),
+        ("/sim/wx.login", json!({"appid": APP_A, "user": ""})),
+        ("/sim/wx.login", json!([])),
+        ("/sim/faults", json!({"api": "nope", "errcode": -1})),
+        ("/sim/faults", json!({"api": "jscode2session"})),
+        (
+            "/sim/faults",
+            json!({"api": "jscode2session", "errcode": 0}),
+        ),
+        ("/sim/clock", json!({"advance_secs": u64::MAX})),
+        ("/sim/clock", json!({"advance_secs": -1})),
+    ] {
+        let response = sim.post(path, body.clone()).await;
+        assert_eq!(response.status(), 400, "{path} {body}");
+        let answer: Value = response.json().await.expect("json error");
+        assert!(answer["error"].is_string(), "{answer}");
+    }
+}

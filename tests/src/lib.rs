@@ -1,0 +1,213 @@
+//! `spawn_app`: the real service on port 0, against a fresh database of either backend, with
+//! the WeChat simulator in-process. Tests talk to it over real HTTP.
+
+use std::sync::Arc;
+
+use api::config::{Apps, Config};
+use api::startup::Application;
+use domain::AppId;
+use infra::crypto::MasterKey;
+use infra::wechat::sim::{SimApp, SimConfig, Simulator};
+use secrecy::ExposeSecret;
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// Two apps bound to one Open Platform account, and one standalone app.
+pub const APP_A: &str = "wxa000000000000001";
+pub const APP_B: &str = "wxb000000000000002";
+pub const APP_C: &str = "wxc000000000000003";
+const OPEN_PLATFORM: &str = "open-platform-1";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs a test body once per backend (PostgreSQL only when `IDENTITY_TEST_POSTGRES_URL` is
+/// set; with `CI=true` it must be).
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident => $body:path;)+) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some(world) = $crate::World::start($crate::Backend::Sqlite).await {
+                        $body(world).await;
+                    }
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some(world) = $crate::World::start($crate::Backend::Postgres).await {
+                        $body(world).await;
+                    }
+                }
+            )+
+        }
+    };
+}
+
+/// A database, a WeChat simulator and one service instance on them (more can be added).
+pub struct World {
+    pub backend: Backend,
+    pub database_url: String,
+    pub simulator: Arc<Simulator>,
+    pub sim_base: String,
+    master_key: String,
+    pub app: TestApp,
+    pub http: reqwest::Client,
+}
+
+/// One running service instance.
+pub struct TestApp {
+    pub base: String,
+    _stop: oneshot::Sender<()>,
+}
+
+impl World {
+    pub async fn start(backend: Backend) -> Option<Self> {
+        let database_url = match backend {
+            Backend::Sqlite => infra::testing::fresh_sqlite_url(),
+            Backend::Postgres => infra::testing::fresh_postgres_url().await?,
+        };
+        let app = |appid: &str, secret: &str, open: bool| SimApp {
+            appid: AppId::parse(appid).expect("test appid"),
+            secret: secret.to_owned(),
+            open_platform: open.then(|| OPEN_PLATFORM.to_owned()),
+        };
+        let simulator = Simulator::new(SimConfig {
+            apps: vec![
+                app(APP_A, "secret-a", true),
+                app(APP_B, "secret-b", true),
+                app(APP_C, "secret-c", false),
+            ],
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind simulator");
+        let sim_base = format!("http://{}", listener.local_addr().expect("simulator address"));
+        let router = simulator.router();
+        tokio::spawn(async move { axum::serve(listener, router).await });
+
+        let master_key = MasterKey::generate().to_base64().expose_secret().to_owned();
+        let mut world = Self {
+            backend,
+            database_url,
+            simulator,
+            sim_base,
+            master_key,
+            app: TestApp {
+                base: String::new(),
+                _stop: oneshot::channel().0,
+            },
+            http: reqwest::Client::new(),
+        };
+        world.app = world.spawn_instance(|_| {}).await;
+        Some(world)
+    }
+
+    /// The configuration every instance of this world shares.
+    pub fn config(&self) -> Config {
+        let apps = format!("{APP_A}:secret-a,{APP_B}:secret-b,{APP_C}:secret-c");
+        Config {
+            database_url: self.database_url.clone(),
+            listen: "127.0.0.1:0".into(),
+            wechat_api_base: self.sim_base.clone(),
+            apps: serde_json::from_value::<Apps>(json!(apps)).expect("apps"),
+            admin_token: Some("test-admin-token".to_owned().into()),
+            master_key: Some(self.master_key.clone().into()),
+            nats_url: None,
+            token_issuer: "identityd-test".into(),
+            access_token_ttl_secs: 900,
+            login_rate_per_minute: 0,
+            trust_forwarded_for: false,
+        }
+    }
+
+    /// Another service instance on the same database (as a second pod would be).
+    pub async fn spawn_instance(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let mut config = self.config();
+        adjust(&mut config);
+        let app = Application::build(&config).await.expect("service starts");
+        let base = format!("http://{}", app.local_addr());
+        let (stop, stopped) = oneshot::channel::<()>();
+        tokio::spawn(app.run_until(async move {
+            let _ = stopped.await;
+        }));
+        TestApp { base, _stop: stop }
+    }
+
+    /// Plays the phone: `wx.login()` for `user` in `appid`.
+    pub async fn wx_login(&self, appid: &str, user: &str) -> String {
+        let answer: Value = self
+            .http
+            .post(format!("{}/sim/wx.login", self.sim_base))
+            .json(&json!({ "appid": appid, "user": user }))
+            .send()
+            .await
+            .expect("simulator answers")
+            .json()
+            .await
+            .expect("simulator JSON");
+        answer["code"].as_str().expect("a code").to_owned()
+    }
+
+    /// `POST /v1/wechat/login` on the first instance.
+    pub async fn login_with(&self, appid: &str, code: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/wechat/login", self.app.base))
+            .json(&json!({ "appid": appid, "code": code }))
+            .send()
+            .await
+            .expect("service answers")
+    }
+
+    /// A full login of `user` in `appid`; panics unless it succeeds.
+    pub async fn login(&self, appid: &str, user: &str) -> Value {
+        let code = self.wx_login(appid, user).await;
+        let response = self.login_with(appid, &code).await;
+        assert_eq!(response.status(), 200, "login of {user} in {appid}");
+        response.json().await.expect("login JSON")
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.app.base)
+    }
+
+    /// Injects a WeChat fault into the simulator.
+    pub async fn inject(&self, fault: Value) {
+        let status = self
+            .http
+            .post(format!("{}/sim/faults", self.sim_base))
+            .json(&fault)
+            .send()
+            .await
+            .expect("simulator answers")
+            .status();
+        assert!(status.is_success(), "fault injection refused: {status}");
+    }
+
+    pub async fn store(&self) -> Arc<dyn infra::store::Store> {
+        infra::store::connect(&self.database_url).await.expect("open store")
+    }
+}
+
+/// Asserts an RFC 9457 problem answer with the given status and code; returns its body.
+pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status");
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json");
+    let body: Value = response.json().await.expect("problem JSON");
+    assert_eq!(body["code"], code, "problem code in {body}");
+    assert_eq!(body["status"], status);
+    body
+}
