@@ -10,7 +10,11 @@ use crate::startup::{shutdown_signal, Application};
 use crate::{dev, telemetry};
 
 #[derive(Parser)]
-#[command(name = "identityd", version, about = "Event-sourced user identity for WeChat mini-programs")]
+#[command(
+    name = "identityd",
+    version,
+    about = "Event-sourced user identity for WeChat mini-programs"
+)]
 struct Cli {
     /// TOML configuration file; IDENTITY_* environment variables override it.
     #[arg(long, global = true, env = "IDENTITY_CONFIG")]

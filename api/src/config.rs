@@ -73,8 +73,8 @@ const ENV_KEYS: &[&str] = &[
 
 impl Config {
     /// Loads the layers. `file` is the `--config` path, if any.
-    pub fn load(file: Option<&Path>) -> Result<Self, figment::Error> {
-        Self::figment(file).extract()
+    pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
+        Self::figment(file).extract().map_err(Box::new)
     }
 
     pub fn figment(file: Option<&Path>) -> Figment {
@@ -109,7 +109,9 @@ impl<'de> Deserialize<'de> for Apps {
                     entry
                         .split_once(':')
                         .map(|(a, s)| (a.trim().to_owned(), s.trim().to_owned()))
-                        .ok_or_else(|| serde::de::Error::custom("apps: each entry must be appid:secret"))
+                        .ok_or_else(|| {
+                            serde::de::Error::custom("apps: each entry must be appid:secret")
+                        })
                 })
                 .collect::<Result<_, _>>()?,
         };
@@ -117,7 +119,9 @@ impl<'de> Deserialize<'de> for Apps {
         for (appid, secret) in pairs {
             let appid = AppId::parse(&appid).map_err(serde::de::Error::custom)?;
             if secret.is_empty() {
-                return Err(serde::de::Error::custom(format!("apps: {appid} has an empty secret")));
+                return Err(serde::de::Error::custom(format!(
+                    "apps: {appid} has an empty secret"
+                )));
             }
             apps.insert(appid, SecretString::from(secret));
         }
@@ -126,6 +130,7 @@ impl<'de> Deserialize<'de> for Apps {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // `figment::Jail` closures return `figment::Error` unboxed.
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
@@ -144,15 +149,23 @@ mod tests {
             )?;
             jail.set_env("IDENTITY_LISTEN", "127.0.0.1:0");
             jail.set_env("IDENTITY_CONFIG", "ignored.toml");
-            let config = Config::load(Some(Path::new("identity.toml")))?;
+            let config = Config::load(Some(Path::new("identity.toml"))).map_err(|e| *e)?;
             assert_eq!(config.listen, "127.0.0.1:0");
             assert_eq!(config.login_rate_per_minute, 5);
             assert_eq!(config.database_url, "sqlite://identity.db");
             assert_eq!(config.apps.0.len(), 1);
 
-            jail.set_env("IDENTITY_APPS", "wx0000000000000002:s2, wx0000000000000003:s3");
-            let config = Config::load(Some(Path::new("identity.toml")))?;
-            let secrets: Vec<_> = config.apps.0.values().map(|s| s.expose_secret().to_owned()).collect();
+            jail.set_env(
+                "IDENTITY_APPS",
+                "wx0000000000000002:s2, wx0000000000000003:s3",
+            );
+            let config = Config::load(Some(Path::new("identity.toml"))).map_err(|e| *e)?;
+            let secrets: Vec<_> = config
+                .apps
+                .0
+                .values()
+                .map(|s| s.expose_secret().to_owned())
+                .collect();
             assert_eq!(secrets, ["s2", "s3"]);
             Ok(())
         });
@@ -177,7 +190,7 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("IDENTITY_APPS", "wx0000000000000002:topsecret");
             jail.set_env("IDENTITY_ADMIN_TOKEN", "admintoken");
-            let printed = format!("{:?}", Config::load(None)?);
+            let printed = format!("{:?}", Config::load(None).map_err(|e| *e)?);
             assert!(!printed.contains("topsecret") && !printed.contains("admintoken"));
             Ok(())
         });

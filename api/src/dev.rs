@@ -16,7 +16,10 @@ use crate::startup::{shutdown_signal, Application};
 /// Where dev mode keeps its database, master key and admin token between runs.
 const DEV_DIR: &str = ".identityd";
 /// Two demo mini-programs bound to one Open Platform account, so UnionID linking shows.
-const DEMO_APPS: [(&str, &str); 2] = [("wxd000000000000001", "demo-secret-1"), ("wxd000000000000002", "demo-secret-2")];
+const DEMO_APPS: [(&str, &str); 2] = [
+    ("wxd000000000000001", "demo-secret-1"),
+    ("wxd000000000000002", "demo-secret-2"),
+];
 const DEMO_OPEN_PLATFORM: &str = "demo-open-platform";
 
 pub async fn run(file: Option<PathBuf>) -> anyhow::Result<()> {
@@ -34,14 +37,21 @@ pub async fn run(file: Option<PathBuf>) -> anyhow::Result<()> {
     }
     if config.admin_token.is_none() {
         config.admin_token = Some(read_or_create(&dir.join("admin.token"), || {
-            format!("dev_{}", Alphanumeric.sample_string(&mut rand::thread_rng(), 32))
+            format!(
+                "dev_{}",
+                Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
+            )
         })?);
     }
 
     let mut sim_apps: Vec<SimApp> = Vec::new();
     for (appid, secret) in DEMO_APPS {
         let appid = AppId::parse(appid)?;
-        config.apps.0.entry(appid.clone()).or_insert_with(|| secret.to_owned().into());
+        config
+            .apps
+            .0
+            .entry(appid.clone())
+            .or_insert_with(|| secret.to_owned().into());
     }
     for (appid, secret) in &config.apps.0 {
         let demo = DEMO_APPS.iter().any(|(a, _)| *a == appid.as_str());
@@ -78,7 +88,11 @@ fn read_or_create(path: &Path, make: impl FnOnce() -> String) -> anyhow::Result<
 fn write_private(path: &Path, value: &str) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
     file.write_all(value.as_bytes())
 }
 
@@ -89,7 +103,11 @@ fn write_private(path: &Path, value: &str) -> std::io::Result<()> {
 
 fn print_walkthrough(config: &Config, addr: &str, sim: &str) {
     let (appid, _) = DEMO_APPS[0];
-    let admin = config.admin_token.as_ref().map(|t| t.expose_secret().to_owned()).unwrap_or_default();
+    let admin = config
+        .admin_token
+        .as_ref()
+        .map(|t| t.expose_secret().to_owned())
+        .unwrap_or_default();
     println!(
         r#"
 identityd dev is running on http://{addr} (SQLite: {db})
@@ -128,7 +146,10 @@ pub async fn run_simulator(args: SimArgs) -> anyhow::Result<()> {
         .map(|spec| {
             let mut parts = spec.splitn(3, ':');
             let appid = AppId::parse(parts.next().unwrap_or_default())?;
-            let secret = parts.next().filter(|s| !s.is_empty()).context("--app needs appid:secret")?;
+            let secret = parts
+                .next()
+                .filter(|s| !s.is_empty())
+                .context("--app needs appid:secret")?;
             Ok(SimApp {
                 appid,
                 secret: secret.to_owned(),
@@ -137,7 +158,10 @@ pub async fn run_simulator(args: SimArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let listener = TcpListener::bind(&args.listen).await?;
-    println!("WeChat simulator listening on http://{}", listener.local_addr()?);
+    println!(
+        "WeChat simulator listening on http://{}",
+        listener.local_addr()?
+    );
     axum::serve(listener, Simulator::new(SimConfig { apps }).router())
         .with_graceful_shutdown(shutdown_signal())
         .await?;

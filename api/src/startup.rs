@@ -36,7 +36,9 @@ impl Application {
             ),
         };
         if config.apps.0.is_empty() {
-            tracing::warn!("no apps configured (IDENTITY_APPS): every login will answer unknown_app");
+            tracing::warn!(
+                "no apps configured (IDENTITY_APPS): every login will answer unknown_app"
+            );
         }
         let store = infra::store::connect(&config.database_url)
             .await
@@ -44,7 +46,11 @@ impl Application {
         Self::build_with_store(config, store, &master_key).await
     }
 
-    pub async fn build_with_store(config: &Config, store: Arc<dyn Store>, master_key: &MasterKey) -> anyhow::Result<Self> {
+    pub async fn build_with_store(
+        config: &Config,
+        store: Arc<dyn Store>,
+        master_key: &MasterKey,
+    ) -> anyhow::Result<Self> {
         let wechat = WeChatClient::new(&config.wechat_api_base, WeChatClientConfig::default())
             .context("IDENTITY_WECHAT_API_BASE")?;
         let apps = config
@@ -101,12 +107,16 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then drains in-flight requests.
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
         tracing::info!(address = %self.local_addr(), backend = self.state.store.backend(), "identityd listening");
         let forget = spawn_rate_limit_janitor(self.state.clone());
         let result = axum::serve(
             self.listener,
-            self.router.into_make_service_with_connect_info::<SocketAddr>(),
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(shutdown)
         .await;

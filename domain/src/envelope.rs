@@ -38,12 +38,16 @@ impl<'de> Deserialize<'de> for Actor {
             return Ok(Self::System);
         }
         if let Some(id) = raw.strip_prefix("user:") {
-            return UserId::parse(id).map(Self::User).map_err(serde::de::Error::custom);
+            return UserId::parse(id)
+                .map(Self::User)
+                .map_err(serde::de::Error::custom);
         }
         if let Some(key) = raw.strip_prefix("admin:") {
             return Ok(Self::Admin(key.to_owned()));
         }
-        Err(serde::de::Error::custom("actor must be user:…, admin:… or system"))
+        Err(serde::de::Error::custom(
+            "actor must be user:…, admin:… or system",
+        ))
     }
 }
 

@@ -79,9 +79,13 @@ pub enum SessionEvent {
         device: Option<String>,
     },
     /// The refresh token rotated; `generation` is the one now valid.
-    SessionRefreshed { generation: u32 },
+    SessionRefreshed {
+        generation: u32,
+    },
     UserLoggedOut {},
-    SessionRevoked { reason: RevocationReason },
+    SessionRevoked {
+        reason: RevocationReason,
+    },
 }
 
 impl DomainEvent for SessionEvent {
@@ -127,7 +131,9 @@ impl DomainEvent for AppEvent {
 }
 
 /// Splits an event into its contract name and its payload, as the store keeps them.
-pub fn to_stored<E: DomainEvent>(event: &E) -> Result<(String, serde_json::Value), serde_json::Error> {
+pub fn to_stored<E: DomainEvent>(
+    event: &E,
+) -> Result<(String, serde_json::Value), serde_json::Error> {
     let mut tagged = serde_json::to_value(event)?;
     let payload = tagged
         .get_mut("payload")
@@ -166,8 +172,7 @@ mod tests {
 
     #[test]
     fn an_event_without_fields_round_trips() {
-        let (name, payload) =
-            to_stored(&SessionEvent::UserLoggedOut {}).unwrap();
+        let (name, payload) = to_stored(&SessionEvent::UserLoggedOut {}).unwrap();
         assert_eq!(name, "UserLoggedOut");
         let back: SessionEvent = from_stored(&name, &payload).unwrap();
         assert_eq!(back, SessionEvent::UserLoggedOut {});

@@ -96,7 +96,10 @@ fn parse_wechat_id(field: &'static str, raw: &str) -> Result<String, InvalidValu
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
     {
-        return Err(InvalidValue::new(field, "must be letters, digits, '-' or '_'"));
+        return Err(InvalidValue::new(
+            field,
+            "must be letters, digits, '-' or '_'",
+        ));
     }
     Ok(raw.to_owned())
 }
@@ -217,7 +220,13 @@ mod tests {
     fn appid_is_wx_and_16_hex() {
         assert!(AppId::parse("wx0123456789abcdef").is_ok());
         assert!(AppId::parse("wx0123456789ABCDEF").is_ok());
-        for bad in ["", "wx", "0123456789abcdef00", "wx0123456789abcdeg", "wx0123456789abcdef0"] {
+        for bad in [
+            "",
+            "wx",
+            "0123456789abcdef00",
+            "wx0123456789abcdeg",
+            "wx0123456789abcdef0",
+        ] {
             assert!(AppId::parse(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -252,7 +261,10 @@ mod tests {
     #[test]
     fn streams_are_named_by_kind() {
         let id = UserId::from_uuid(Uuid::nil());
-        assert_eq!(id.stream().as_str(), "user-00000000-0000-0000-0000-000000000000");
+        assert_eq!(
+            id.stream().as_str(),
+            "user-00000000-0000-0000-0000-000000000000"
+        );
         let app = AppId::parse("wx0123456789abcdef").unwrap();
         assert_eq!(StreamId::for_app(&app).as_str(), "app-wx0123456789abcdef");
     }

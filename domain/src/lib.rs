@@ -10,7 +10,12 @@ pub mod session;
 pub mod user;
 
 pub use envelope::{Actor, Metadata};
-pub use events::{AppEvent, DomainEvent, RejectionReason, RevocationReason, SessionEvent, UnionIdSource, UserEvent};
-pub use ids::{AppId, EventId, InvalidValue, OpenId, SessionId, StreamId, UnionId, UserId, WeChatCode};
+pub use events::{
+    AppEvent, DomainEvent, RejectionReason, RevocationReason, SessionEvent, UnionIdSource,
+    UserEvent,
+};
+pub use ids::{
+    AppId, EventId, InvalidValue, OpenId, SessionId, StreamId, UnionId, UserId, WeChatCode,
+};
 pub use session::{Session, SessionError};
 pub use user::{Claim, RecordWeChatLogin, User, UserError};

@@ -128,7 +128,10 @@ impl Session {
         }
     }
 
-    pub fn decide_revoke(&self, reason: RevocationReason) -> Result<Vec<SessionEvent>, SessionError> {
+    pub fn decide_revoke(
+        &self,
+        reason: RevocationReason,
+    ) -> Result<Vec<SessionEvent>, SessionError> {
         match self {
             Self::NotStarted => Err(SessionError::NotFound),
             // Revoking an ended session is a no-op, so admin actions can be retried safely.
@@ -165,7 +168,10 @@ mod tests {
         let then = given(&[]).decide_start(logged_in()).unwrap();
         let state = given(&then);
         assert!(matches!(state, Session::Active { generation: 0, .. }));
-        assert_eq!(given(&then).decide_start(logged_in()), Err(SessionError::AlreadyStarted));
+        assert_eq!(
+            given(&then).decide_start(logged_in()),
+            Err(SessionError::AlreadyStarted)
+        );
     }
 
     #[test]
@@ -176,7 +182,10 @@ mod tests {
 
     #[test]
     fn reuse_of_a_rotated_token_revokes_the_session() {
-        let history = [logged_in(), SessionEvent::SessionRefreshed { generation: 1 }];
+        let history = [
+            logged_in(),
+            SessionEvent::SessionRefreshed { generation: 1 },
+        ];
         let then = given(&history).decide_refresh(0).unwrap();
         assert_eq!(
             then,
@@ -203,7 +212,10 @@ mod tests {
         let after = given(&[logged_in(), then[0].clone()]);
         assert!(!after.is_active());
         assert_eq!(after.decide_logout(), Err(SessionError::Ended));
-        assert_eq!(after.decide_revoke(RevocationReason::AdminAction), Ok(vec![]));
+        assert_eq!(
+            after.decide_revoke(RevocationReason::AdminAction),
+            Ok(vec![])
+        );
     }
 
     #[test]

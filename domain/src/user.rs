@@ -36,7 +36,9 @@ impl Claim {
     /// The claim's kind and value, as the claims table keys them.
     pub fn key(&self) -> (&'static str, String) {
         match self {
-            Self::WeChatAccount { appid, openid } => (Self::WECHAT_ACCOUNT, format!("{appid}:{openid}")),
+            Self::WeChatAccount { appid, openid } => {
+                (Self::WECHAT_ACCOUNT, format!("{appid}:{openid}"))
+            }
             Self::UnionId(unionid) => (Self::UNIONID, unionid.to_string()),
         }
     }
@@ -44,12 +46,11 @@ impl Claim {
     /// The claims an event makes, if any.
     pub fn made_by(event: &UserEvent) -> Option<Self> {
         match event {
-            UserEvent::UserRegistered { appid, openid, .. } | UserEvent::WeChatAccountLinked { appid, openid } => {
-                Some(Self::WeChatAccount {
-                    appid: appid.clone(),
-                    openid: openid.clone(),
-                })
-            }
+            UserEvent::UserRegistered { appid, openid, .. }
+            | UserEvent::WeChatAccountLinked { appid, openid } => Some(Self::WeChatAccount {
+                appid: appid.clone(),
+                openid: openid.clone(),
+            }),
             UserEvent::UnionIdLinked { unionid, .. } => Some(Self::UnionId(unionid.clone())),
         }
     }
@@ -73,7 +74,10 @@ impl User {
     }
 
     pub fn openid_for(&self, appid: &AppId) -> Option<&OpenId> {
-        self.accounts.iter().find(|(a, _)| a == appid).map(|(_, o)| o)
+        self.accounts
+            .iter()
+            .find(|(a, _)| a == appid)
+            .map(|(_, o)| o)
     }
 
     /// Folds one event into the state.
@@ -172,7 +176,9 @@ mod tests {
 
     #[test]
     fn first_login_with_unionid_registers_and_links_it() {
-        let then = given(&[]).decide_login(&login(1, "o1", Some("u1"))).unwrap();
+        let then = given(&[])
+            .decide_login(&login(1, "o1", Some("u1")))
+            .unwrap();
         assert_eq!(then.len(), 2);
         assert_eq!(
             then[1],
@@ -185,15 +191,23 @@ mod tests {
 
     #[test]
     fn returning_login_changes_nothing() {
-        let history = given(&[]).decide_login(&login(1, "o1", Some("u1"))).unwrap();
-        let then = given(&history).decide_login(&login(1, "o1", Some("u1"))).unwrap();
+        let history = given(&[])
+            .decide_login(&login(1, "o1", Some("u1")))
+            .unwrap();
+        let then = given(&history)
+            .decide_login(&login(1, "o1", Some("u1")))
+            .unwrap();
         assert!(then.is_empty());
     }
 
     #[test]
     fn another_apps_openid_links_the_account() {
-        let history = given(&[]).decide_login(&login(1, "o1", Some("u1"))).unwrap();
-        let then = given(&history).decide_login(&login(2, "o2", Some("u1"))).unwrap();
+        let history = given(&[])
+            .decide_login(&login(1, "o1", Some("u1")))
+            .unwrap();
+        let then = given(&history)
+            .decide_login(&login(2, "o2", Some("u1")))
+            .unwrap();
         assert_eq!(
             then,
             vec![UserEvent::WeChatAccountLinked {
@@ -208,7 +222,9 @@ mod tests {
     #[test]
     fn unionid_learned_later_is_linked_once() {
         let history = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
-        let then = given(&history).decide_login(&login(1, "o1", Some("u1"))).unwrap();
+        let then = given(&history)
+            .decide_login(&login(1, "o1", Some("u1")))
+            .unwrap();
         assert_eq!(then.len(), 1);
         let again = given(&[history, then].concat())
             .decide_login(&login(1, "o1", Some("u1")))
@@ -218,7 +234,9 @@ mod tests {
 
     #[test]
     fn a_different_unionid_is_refused() {
-        let history = given(&[]).decide_login(&login(1, "o1", Some("u1"))).unwrap();
+        let history = given(&[])
+            .decide_login(&login(1, "o1", Some("u1")))
+            .unwrap();
         assert_eq!(
             given(&history).decide_login(&login(1, "o1", Some("u2"))),
             Err(UserError::UnionIdMismatch)

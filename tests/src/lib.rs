@@ -29,13 +29,13 @@ pub enum Backend {
 /// set; with `CI=true` it must be).
 #[macro_export]
 macro_rules! both_backends {
-    ($($name:ident => $body:path;)+) => {
+    ($($name:ident),+ $(,)?) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     if let Some(world) = $crate::World::start($crate::Backend::Sqlite).await {
-                        $body(world).await;
+                        super::$name(world).await;
                     }
                 }
             )+
@@ -45,7 +45,7 @@ macro_rules! both_backends {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     if let Some(world) = $crate::World::start($crate::Backend::Postgres).await {
-                        $body(world).await;
+                        super::$name(world).await;
                     }
                 }
             )+
@@ -88,8 +88,13 @@ impl World {
                 app(APP_C, "secret-c", false),
             ],
         });
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind simulator");
-        let sim_base = format!("http://{}", listener.local_addr().expect("simulator address"));
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind simulator");
+        let sim_base = format!(
+            "http://{}",
+            listener.local_addr().expect("simulator address")
+        );
         let router = simulator.router();
         tokio::spawn(async move { axum::serve(listener, router).await });
 
@@ -192,7 +197,9 @@ impl World {
     }
 
     pub async fn store(&self) -> Arc<dyn infra::store::Store> {
-        infra::store::connect(&self.database_url).await.expect("open store")
+        infra::store::connect(&self.database_url)
+            .await
+            .expect("open store")
     }
 }
 

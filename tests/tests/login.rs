@@ -4,16 +4,17 @@ use identity_tests::{assert_problem, both_backends, World, APP_A, APP_B, APP_C};
 use serde_json::{json, Value};
 
 both_backends! {
-    login_then_me => login_then_me;
-    a_returning_user_is_the_same_user => a_returning_user_is_the_same_user;
-    concurrent_first_logins_make_one_user => concurrent_first_logins_make_one_user;
-    concurrent_first_logins_on_two_instances_make_one_user => concurrent_first_logins_on_two_instances_make_one_user;
-    two_apps_of_one_open_platform_are_one_user => two_apps_of_one_open_platform_are_one_user;
-    wechat_refusals_map_to_problems => wechat_refusals_map_to_problems;
-    wechat_busy_is_retried => wechat_busy_is_retried;
+    login_then_me,
+    a_returning_user_is_the_same_user,
+    concurrent_first_logins_make_one_user,
+    concurrent_first_logins_on_two_instances_make_one_user,
+    two_apps_of_one_open_platform_are_one_user,
+    wechat_refusals_map_to_problems,
+    wechat_busy_is_retried,
 }
 
 async fn events_of_type(world: &World, event_type: &str) -> Vec<infra::store::RecordedEvent> {
+    infra::testing::wait_until_log_readable(&world.database_url).await;
     let store = world.store().await;
     let mut all = Vec::new();
     let mut after = 0;
@@ -23,7 +24,9 @@ async fn events_of_type(world: &World, event_type: &str) -> Vec<infra::store::Re
         after = last.position;
         all.extend(page);
     }
-    all.into_iter().filter(|e| e.event_type == event_type).collect()
+    all.into_iter()
+        .filter(|e| e.event_type == event_type)
+        .collect()
 }
 
 async fn me(world: &World, token: &str) -> reqwest::Response {
@@ -40,11 +43,16 @@ async fn login_then_me(world: World) {
     let login = world.login(APP_A, "alice").await;
     assert_eq!(login["token_type"], "Bearer");
     assert!(login["expires_in"].as_u64().is_some_and(|s| s > 0));
-    assert!(login["refresh_token"].as_str().is_some_and(|t| t.starts_with("rt1.")));
+    assert!(login["refresh_token"]
+        .as_str()
+        .is_some_and(|t| t.starts_with("rt1.")));
     let user = &login["user"];
     assert_eq!(user["is_new_user"], true);
     assert!(user["openid"].as_str().is_some_and(|o| !o.is_empty()));
-    assert!(user["unionid"].is_string(), "APP_A is bound to an Open Platform account");
+    assert!(
+        user["unionid"].is_string(),
+        "APP_A is bound to an Open Platform account"
+    );
 
     let response = me(&world, login["access_token"].as_str().expect("token")).await;
     assert_eq!(response.status(), 200);
@@ -84,7 +92,10 @@ async fn race_first_logins(world: &World, bases: &[String]) {
                 .expect("answer");
             assert_eq!(response.status(), 200);
             let body: Value = response.json().await.expect("JSON");
-            body["user"]["user_id"].as_str().expect("user id").to_owned()
+            body["user"]["user_id"]
+                .as_str()
+                .expect("user id")
+                .to_owned()
         })
     });
     let mut users = Vec::new();
@@ -99,7 +110,7 @@ async fn race_first_logins(world: &World, bases: &[String]) {
 }
 
 async fn concurrent_first_logins_make_one_user(world: World) {
-    race_first_logins(&world, &[world.app.base.clone()]).await;
+    race_first_logins(&world, std::slice::from_ref(&world.app.base)).await;
 }
 
 async fn concurrent_first_logins_on_two_instances_make_one_user(world: World) {
@@ -124,28 +135,57 @@ async fn wechat_refusals_map_to_problems(world: World) {
     let code = world.wx_login(APP_A, "erin").await;
     assert_eq!(world.login_with(APP_A, &code).await.status(), 200);
     assert_problem(world.login_with(APP_A, &code).await, 400, "invalid_code").await;
-    assert_problem(world.login_with(APP_A, "never-issued").await, 400, "invalid_code").await;
+    assert_problem(
+        world.login_with(APP_A, "never-issued").await,
+        400,
+        "invalid_code",
+    )
+    .await;
 
-    world.inject(json!({ "api": "jscode2session", "errcode": 40226 })).await;
+    world
+        .inject(json!({ "api": "jscode2session", "errcode": 40226 }))
+        .await;
     let code = world.wx_login(APP_A, "erin").await;
     assert_problem(world.login_with(APP_A, &code).await, 403, "high_risk_user").await;
 
-    world.inject(json!({ "api": "jscode2session", "errcode": 45011 })).await;
+    world
+        .inject(json!({ "api": "jscode2session", "errcode": 45011 }))
+        .await;
     let response = world.login_with(APP_A, &code).await;
     assert!(response.headers().contains_key("retry-after"));
     assert_problem(response, 429, "rate_limited").await;
 
-    world.inject(json!({ "api": "jscode2session", "errcode": -1, "times": 0 })).await;
-    assert_problem(world.login_with(APP_A, &code).await, 503, "wechat_unavailable").await;
+    world
+        .inject(json!({ "api": "jscode2session", "errcode": -1, "times": 0 }))
+        .await;
+    assert_problem(
+        world.login_with(APP_A, &code).await,
+        503,
+        "wechat_unavailable",
+    )
+    .await;
 
     let rejected = events_of_type(&world, "LoginRejected").await;
-    let reasons: Vec<_> = rejected.iter().map(|e| e.payload["reason"].clone()).collect();
-    assert_eq!(reasons, [json!("invalid_code"), json!("invalid_code"), json!("high_risk"), json!("rate_limited")]);
+    let reasons: Vec<_> = rejected
+        .iter()
+        .map(|e| e.payload["reason"].clone())
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            json!("invalid_code"),
+            json!("invalid_code"),
+            json!("high_risk"),
+            json!("rate_limited")
+        ]
+    );
     assert_eq!(rejected[0].stream_id.as_str(), format!("app-{APP_A}"));
 }
 
 async fn wechat_busy_is_retried(world: World) {
-    world.inject(json!({ "api": "jscode2session", "errcode": -1, "times": 1 })).await;
+    world
+        .inject(json!({ "api": "jscode2session", "errcode": -1, "times": 1 }))
+        .await;
     let code = world.wx_login(APP_A, "fay").await;
     assert_eq!(world.login_with(APP_A, &code).await.status(), 200);
 }

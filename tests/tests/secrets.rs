@@ -39,10 +39,20 @@ fn logs() -> &'static Captured {
 async fn exercise(world: &World) -> (Vec<String>, String) {
     let mut keys = Vec::new();
     let mut responses = String::new();
-    for (appid, user) in [(APP_A, "sam"), (APP_A, "sam"), (APP_B, "sam"), (APP_A, "tess")] {
+    for (appid, user) in [
+        (APP_A, "sam"),
+        (APP_A, "sam"),
+        (APP_B, "sam"),
+        (APP_A, "tess"),
+    ] {
         let login = world.login(appid, user).await;
         let openid = login["user"]["openid"].as_str().expect("openid").to_owned();
-        keys.push(world.simulator.current_session_key(appid, &openid).expect("simulator knows the key"));
+        keys.push(
+            world
+                .simulator
+                .current_session_key(appid, &openid)
+                .expect("simulator knows the key"),
+        );
         responses.push_str(&login.to_string());
         let me: Value = world
             .http
@@ -66,7 +76,12 @@ fn needles(keys: &[String]) -> Vec<Vec<u8>> {
         needles.push(key.as_bytes().to_vec());
         let raw = STANDARD.decode(key).expect("session keys are base64");
         // PostgreSQL renders bytea as hex.
-        needles.push(raw.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes());
+        needles.push(
+            raw.iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into_bytes(),
+        );
         needles.push(raw);
     }
     needles
@@ -75,19 +90,27 @@ fn needles(keys: &[String]) -> Vec<Vec<u8>> {
 fn assert_absent(haystack: &[u8], needles: &[Vec<u8>], place: &str) {
     for needle in needles {
         assert!(
-            !haystack.windows(needle.len()).any(|w| w == needle.as_slice()),
+            !haystack
+                .windows(needle.len())
+                .any(|w| w == needle.as_slice()),
             "a secret appears in {place}"
         );
     }
 }
 
 async fn all_events(world: &World) -> Vec<u8> {
+    infra::testing::wait_until_log_readable(&world.database_url).await;
     let store = world.store().await;
     let events = store.read_all(0, 10_000).await.expect("read_all");
     assert!(!events.is_empty());
     let mut text = Vec::new();
     for event in events {
-        write!(text, "{} {} {:?}", event.event_type, event.payload, event.metadata).expect("write");
+        write!(
+            text,
+            "{} {} {:?}",
+            event.event_type, event.payload, event.metadata
+        )
+        .expect("write");
     }
     text
 }
@@ -102,7 +125,11 @@ async fn sqlite_keeps_secrets_out_of_everything() {
     assert_absent(responses.as_bytes(), &needles, "responses");
     assert_absent(&all_events(&world).await, &needles, "events");
 
-    let path = world.database_url.trim_start_matches("sqlite://").trim_start_matches("sqlite:").to_owned();
+    let path = world
+        .database_url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .to_owned();
     let mut files = Vec::new();
     for suffix in ["", "-wal"] {
         if let Ok(bytes) = std::fs::read(format!("{path}{suffix}")) {
@@ -117,13 +144,18 @@ async fn sqlite_keeps_secrets_out_of_everything() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_keeps_secrets_out_of_everything() {
     let logs = logs();
-    let Some(world) = World::start(Backend::Postgres).await else { return };
+    let Some(world) = World::start(Backend::Postgres).await else {
+        return;
+    };
     let (keys, responses) = exercise(&world).await;
     let needles = needles(&keys);
     assert_absent(responses.as_bytes(), &needles, "responses");
     assert_absent(&all_events(&world).await, &needles, "events");
     let dump = infra::testing::dump_postgres_tables(&world.database_url).await;
-    assert!(dump.contains("UserLoggedIn"), "the dump covers the events table");
+    assert!(
+        dump.contains("UserLoggedIn"),
+        "the dump covers the events table"
+    );
     assert_absent(dump.as_bytes(), &needles, "the PostgreSQL tables");
     assert_absent(&logs.0.lock().expect("logs"), &needles, "the logs");
 }

@@ -8,19 +8,31 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 
 both_backends! {
-    access_token_verifies_with_the_jwks => access_token_verifies_with_the_jwks;
-    tampered_and_unsigned_tokens_are_refused => tampered_and_unsigned_tokens_are_refused;
-    refresh_rotates_and_reuse_revokes => refresh_rotates_and_reuse_revokes;
-    logout_ends_the_session => logout_ends_the_session;
-    introspection_sees_revocation => introspection_sees_revocation;
+    access_token_verifies_with_the_jwks,
+    tampered_and_unsigned_tokens_are_refused,
+    refresh_rotates_and_reuse_revokes,
+    logout_ends_the_session,
+    introspection_sees_revocation,
 }
 
 async fn get_me(world: &World, token: &str) -> reqwest::Response {
-    world.http.get(world.url("/v1/me")).bearer_auth(token).send().await.expect("answer")
+    world
+        .http
+        .get(world.url("/v1/me"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("answer")
 }
 
 async fn post_json(world: &World, path: &str, body: Value) -> reqwest::Response {
-    world.http.post(world.url(path)).json(&body).send().await.expect("answer")
+    world
+        .http
+        .post(world.url(path))
+        .json(&body)
+        .send()
+        .await
+        .expect("answer")
 }
 
 async fn access_token_verifies_with_the_jwks(world: World) {
@@ -37,12 +49,18 @@ async fn access_token_verifies_with_the_jwks(world: World) {
         .expect("JWKS");
     let header = jsonwebtoken::decode_header(token).expect("header");
     assert_eq!(header.alg, Algorithm::EdDSA);
-    let jwk = jwks.find(header.kid.as_deref().expect("kid")).expect("key published");
+    let jwk = jwks
+        .find(header.kid.as_deref().expect("kid"))
+        .expect("key published");
     let mut validation = Validation::new(Algorithm::EdDSA);
     validation.set_issuer(&["identityd-test"]);
-    let claims = jsonwebtoken::decode::<Value>(token, &DecodingKey::from_jwk(jwk).expect("key"), &validation)
-        .expect("verifies")
-        .claims;
+    let claims = jsonwebtoken::decode::<Value>(
+        token,
+        &DecodingKey::from_jwk(jwk).expect("key"),
+        &validation,
+    )
+    .expect("verifies")
+    .claims;
     assert_eq!(claims["sub"], login["user"]["user_id"]);
     assert_eq!(claims["appid"], APP_A);
 
@@ -63,7 +81,8 @@ async fn tampered_and_unsigned_tokens_are_refused(world: World) {
     let token = login["access_token"].as_str().expect("token");
     let parts: Vec<&str> = token.split('.').collect();
 
-    let mut claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("b64")).expect("json");
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).expect("b64")).expect("json");
     claims["sub"] = json!("00000000-0000-7000-8000-000000000000");
     let forged_claims = URL_SAFE_NO_PAD.encode(claims.to_string());
     let tampered = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
@@ -78,32 +97,64 @@ async fn tampered_and_unsigned_tokens_are_refused(world: World) {
     assert_problem(get_me(&world, &hmac).await, 401, "unauthorized").await;
 
     assert_problem(get_me(&world, "garbage").await, 401, "unauthorized").await;
-    let response = world.http.get(world.url("/v1/me")).send().await.expect("answer");
+    let response = world
+        .http
+        .get(world.url("/v1/me"))
+        .send()
+        .await
+        .expect("answer");
     assert!(response.headers().contains_key("www-authenticate"));
     assert_problem(response, 401, "unauthorized").await;
-    assert_eq!(get_me(&world, token).await.status(), 200, "the genuine token still works");
+    assert_eq!(
+        get_me(&world, token).await.status(),
+        200,
+        "the genuine token still works"
+    );
 }
 
 async fn refresh_rotates_and_reuse_revokes(world: World) {
     let login = world.login(APP_A, "rita").await;
     let first = login["refresh_token"].as_str().expect("refresh").to_owned();
 
-    let response = post_json(&world, "/v1/token/refresh", json!({ "refresh_token": first })).await;
+    let response = post_json(
+        &world,
+        "/v1/token/refresh",
+        json!({ "refresh_token": first }),
+    )
+    .await;
     assert_eq!(response.status(), 200);
     let rotated: Value = response.json().await.expect("JSON");
-    let second = rotated["refresh_token"].as_str().expect("refresh").to_owned();
+    let second = rotated["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
     assert_ne!(first, second);
     let access = rotated["access_token"].as_str().expect("access").to_owned();
     assert_eq!(get_me(&world, &access).await.status(), 200);
 
     // The rotated-away token comes back: the whole session is revoked.
-    let reuse = post_json(&world, "/v1/token/refresh", json!({ "refresh_token": first })).await;
+    let reuse = post_json(
+        &world,
+        "/v1/token/refresh",
+        json!({ "refresh_token": first }),
+    )
+    .await;
     assert_problem(reuse, 401, "unauthorized").await;
-    let after = post_json(&world, "/v1/token/refresh", json!({ "refresh_token": second })).await;
+    let after = post_json(
+        &world,
+        "/v1/token/refresh",
+        json!({ "refresh_token": second }),
+    )
+    .await;
     assert_problem(after, 401, "unauthorized").await;
     assert_problem(get_me(&world, &access).await, 401, "unauthorized").await;
 
-    let forged = post_json(&world, "/v1/token/refresh", json!({ "refresh_token": "rt1.AAAA" })).await;
+    let forged = post_json(
+        &world,
+        "/v1/token/refresh",
+        json!({ "refresh_token": "rt1.AAAA" }),
+    )
+    .await;
     assert_problem(forged, 401, "unauthorized").await;
 }
 
@@ -112,13 +163,28 @@ async fn logout_ends_the_session(world: World) {
     let access = login["access_token"].as_str().expect("access");
     let other = world.login(APP_A, "leo").await;
 
-    let response = world.http.post(world.url("/v1/logout")).bearer_auth(access).send().await.expect("answer");
+    let response = world
+        .http
+        .post(world.url("/v1/logout"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .expect("answer");
     assert_eq!(response.status(), 204);
     assert_problem(get_me(&world, access).await, 401, "unauthorized").await;
-    let refresh = post_json(&world, "/v1/token/refresh", json!({ "refresh_token": login["refresh_token"] })).await;
+    let refresh = post_json(
+        &world,
+        "/v1/token/refresh",
+        json!({ "refresh_token": login["refresh_token"] }),
+    )
+    .await;
     assert_problem(refresh, 401, "unauthorized").await;
     let other_access = other["access_token"].as_str().expect("access");
-    assert_eq!(get_me(&world, other_access).await.status(), 200, "other sessions live on");
+    assert_eq!(
+        get_me(&world, other_access).await.status(),
+        200,
+        "other sessions live on"
+    );
 }
 
 async fn introspection_sees_revocation(world: World) {
@@ -148,7 +214,13 @@ async fn introspection_sees_revocation(world: World) {
     assert_eq!(form["active"], true);
     assert_eq!(form["token_type"], "refresh_token");
 
-    world.http.post(world.url("/v1/logout")).bearer_auth(access).send().await.expect("answer");
+    world
+        .http
+        .post(world.url("/v1/logout"))
+        .bearer_auth(access)
+        .send()
+        .await
+        .expect("answer");
     for token in [access, refresh, "not-a-token"] {
         let answer: Value = post_json(&world, "/v1/token/introspect", json!({ "token": token }))
             .await

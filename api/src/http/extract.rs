@@ -32,7 +32,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
-        JsonRejection::JsonSyntaxError(_) => ApiError::InvalidRequest("the body is not valid JSON".into()),
+        JsonRejection::JsonSyntaxError(_) => {
+            ApiError::InvalidRequest("the body is not valid JSON".into())
+        }
         // serde's message names the field and the expected type (our value types never echo
         // the rejected value).
         JsonRejection::JsonDataError(err) => ApiError::InvalidRequest(err.body_text()),
@@ -67,7 +69,10 @@ impl RequestContext {
 impl FromRequestParts<AppState> for RequestContext {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let forwarded = state
             .trust_forwarded_for
             .then(|| parts.headers.get("x-forwarded-for"))
@@ -83,7 +88,12 @@ impl FromRequestParts<AppState> for RequestContext {
             .headers
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
-            .map(|ua| ua.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT).collect());
+            .map(|ua| {
+                ua.chars()
+                    .filter(|c| !c.is_control())
+                    .take(MAX_USER_AGENT)
+                    .collect()
+            });
         // The request id set by the request-id layer (the caller's, or a fresh UUIDv7).
         let correlation_id = parts
             .headers
@@ -114,13 +124,17 @@ pub struct Authenticated {
 impl FromRequestParts<AppState> for Authenticated {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = bearer_token(parts).ok_or(ApiError::Unauthorized("missing bearer token"))?;
         let claims = state
             .access_tokens
             .verify(token)
             .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))?;
-        let (session, session_version) = streams::load_session(state.store.as_ref(), claims.sid).await?;
+        let (session, session_version) =
+            streams::load_session(state.store.as_ref(), claims.sid).await?;
         if !session.is_active() || session.user_id() != Some(claims.sub) {
             return Err(ApiError::Unauthorized("the session has ended"));
         }
@@ -138,5 +152,8 @@ impl FromRequestParts<AppState> for Authenticated {
 fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim()).filter(|t| !t.is_empty())
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
 }

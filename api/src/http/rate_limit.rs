@@ -54,7 +54,10 @@ mod tests {
         }
         let wait = limit.check(ip).unwrap_err();
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(20));
-        assert!(limit.check([10, 0, 0, 2].into()).is_ok(), "other clients are not affected");
+        assert!(
+            limit.check([10, 0, 0, 2].into()).is_ok(),
+            "other clients are not affected"
+        );
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! claims table: exactly one registers, the others retry and find that user.
 
 use domain::{
-    Actor, AppEvent, AppId, Claim, OpenId, RecordWeChatLogin, RejectionReason, SessionEvent, SessionId, StreamId,
-    UnionId, User, UserError, UserId, WeChatCode,
+    Actor, AppEvent, AppId, Claim, OpenId, RecordWeChatLogin, RejectionReason, SessionEvent,
+    SessionId, StreamId, UnionId, User, UserError, UserId, WeChatCode,
 };
 use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 use infra::wechat::{Code2Session, WeChatError};
@@ -29,7 +29,12 @@ pub struct LoggedIn {
     pub is_new_user: bool,
 }
 
-pub async fn login(state: &AppState, appid: &AppId, code: &WeChatCode, ctx: &RequestContext) -> Result<LoggedIn, ApiError> {
+pub async fn login(
+    state: &AppState,
+    appid: &AppId,
+    code: &WeChatCode,
+    ctx: &RequestContext,
+) -> Result<LoggedIn, ApiError> {
     let app = state.apps.get(appid).ok_or(ApiError::UnknownApp)?;
     let wx = match state.wechat.code_to_session(app, code).await {
         Ok(wx) => wx,
@@ -53,9 +58,15 @@ pub fn session_key_context(appid: &AppId, openid: &OpenId) -> String {
     format!("{appid}:{openid}")
 }
 
-async fn record_login(state: &AppState, appid: &AppId, wx: &Code2Session, ctx: &RequestContext) -> Result<LoggedIn, ApiError> {
+async fn record_login(
+    state: &AppState,
+    appid: &AppId,
+    wx: &Code2Session,
+    ctx: &RequestContext,
+) -> Result<LoggedIn, ApiError> {
     for _ in 0..MAX_ATTEMPTS {
-        let (user_id, user, user_version) = resolve_user(state, appid, &wx.openid, wx.unionid.as_ref()).await?;
+        let (user_id, user, user_version) =
+            resolve_user(state, appid, &wx.openid, wx.unionid.as_ref()).await?;
         let user_events = user
             .decide_login(&RecordWeChatLogin {
                 new_user_id: user_id,
@@ -64,7 +75,9 @@ async fn record_login(state: &AppState, appid: &AppId, wx: &Code2Session, ctx: &
                 unionid: wx.unionid.clone(),
             })
             .map_err(|UserError::UnionIdMismatch| {
-                ApiError::Conflict("WeChat returned a unionid different from the one this user holds".into())
+                ApiError::Conflict(
+                    "WeChat returned a unionid different from the one this user holds".into(),
+                )
             })?;
         let is_new_user = !user.is_registered();
         let session_id = SessionId::from_uuid(Uuid::now_v7());
@@ -86,7 +99,11 @@ async fn record_login(state: &AppState, appid: &AppId, wx: &Code2Session, ctx: &
                 ExpectedVersion::after(user_version),
                 to_new_events(&user_events, &metadata, now)?,
             )
-            .stream(session_id.stream(), ExpectedVersion::NoStream, to_new_events(&[login], &metadata, now)?);
+            .stream(
+                session_id.stream(),
+                ExpectedVersion::NoStream,
+                to_new_events(&[login], &metadata, now)?,
+            );
         for claim in user_events.iter().filter_map(Claim::made_by) {
             batch = batch.claim(claim, user_id);
         }
@@ -107,7 +124,9 @@ async fn record_login(state: &AppState, appid: &AppId, wx: &Code2Session, ctx: &
             Err(AppendError::Store(err)) => return Err(err.into()),
         }
     }
-    Err(ApiError::Conflict("too many concurrent logins for this user; retry".into()))
+    Err(ApiError::Conflict(
+        "too many concurrent logins for this user; retry".into(),
+    ))
 }
 
 /// The user this WeChat account belongs to: by `(appid, openid)`, else by unionid (another app
@@ -140,18 +159,35 @@ async fn resolve_user(
 
 /// Maps a WeChat refusal to our answer, recording a `LoginRejected` where it is the user's
 /// (not our) problem.
-async fn rejected(state: &AppState, appid: &AppId, ctx: &RequestContext, err: WeChatError) -> ApiError {
+async fn rejected(
+    state: &AppState,
+    appid: &AppId,
+    ctx: &RequestContext,
+    err: WeChatError,
+) -> ApiError {
     let (reason, answer) = match err {
-        WeChatError::InvalidCode { .. } => (Some(RejectionReason::InvalidCode), ApiError::InvalidCode),
+        WeChatError::InvalidCode { .. } => {
+            (Some(RejectionReason::InvalidCode), ApiError::InvalidCode)
+        }
         WeChatError::HighRisk => (Some(RejectionReason::HighRisk), ApiError::HighRiskUser),
-        WeChatError::RateLimited => (Some(RejectionReason::RateLimited), ApiError::RateLimited { retry_after_secs: 60 }),
+        WeChatError::RateLimited => (
+            Some(RejectionReason::RateLimited),
+            ApiError::RateLimited {
+                retry_after_secs: 60,
+            },
+        ),
         WeChatError::Unavailable(why) => {
             tracing::warn!(%appid, reason = %why, "WeChat unavailable");
             (None, ApiError::WeChatUnavailable)
         }
         WeChatError::Misconfigured { errcode } => {
             tracing::error!(%appid, errcode, "WeChat refused our appid/secret: check IDENTITY_APPS");
-            (None, ApiError::internal(anyhow::anyhow!("WeChat configuration error {errcode} for {appid}")))
+            (
+                None,
+                ApiError::internal(anyhow::anyhow!(
+                    "WeChat configuration error {errcode} for {appid}"
+                )),
+            )
         }
         other => (None, ApiError::internal(other)),
     };
@@ -182,6 +218,10 @@ pub async fn record_rejection(
         ExpectedVersion::Any,
         to_new_events(&[event], &metadata, state.clock.now())?,
     );
-    state.store.append(batch).await.map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
+    state
+        .store
+        .append(batch)
+        .await
+        .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
     Ok(())
 }

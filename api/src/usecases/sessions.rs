@@ -35,7 +35,11 @@ pub fn issue_tokens(
 
 /// Rotates a refresh token. Presenting an already-rotated one revokes the session: whoever
 /// holds the newer token loses it too, which is the point (the family is presumed stolen).
-pub async fn refresh(state: &AppState, refresh_token: &str, ctx: &RequestContext) -> Result<IssuedTokens, ApiError> {
+pub async fn refresh(
+    state: &AppState,
+    refresh_token: &str,
+    ctx: &RequestContext,
+) -> Result<IssuedTokens, ApiError> {
     let (session_id, presented) = state
         .refresh_tokens
         .verify(refresh_token)
@@ -47,7 +51,9 @@ pub async fn refresh(state: &AppState, refresh_token: &str, ctx: &RequestContext
             return Err(ApiError::Unauthorized("the session has ended"));
         };
         let events = session.decide_refresh(presented).map_err(|err| match err {
-            SessionError::Ended | SessionError::NotFound => ApiError::Unauthorized("the session has ended"),
+            SessionError::Ended | SessionError::NotFound => {
+                ApiError::Unauthorized("the session has ended")
+            }
             _ => ApiError::Unauthorized("invalid refresh token"),
         })?;
         let metadata = ctx.metadata(Actor::User(*user_id), Some(appid));
@@ -62,14 +68,20 @@ pub async fn refresh(state: &AppState, refresh_token: &str, ctx: &RequestContext
             Err(err) => return Err(ApiError::internal(anyhow::anyhow!("{err}"))),
         }
         return match events.as_slice() {
-            [SessionEvent::SessionRefreshed { generation }] => issue_tokens(state, *user_id, session_id, appid, *generation),
+            [SessionEvent::SessionRefreshed { generation }] => {
+                issue_tokens(state, *user_id, session_id, appid, *generation)
+            }
             _ => {
                 tracing::warn!(%session_id, "rotated refresh token reused: session revoked");
-                Err(ApiError::Unauthorized("refresh token reuse detected: the session is revoked"))
+                Err(ApiError::Unauthorized(
+                    "refresh token reuse detected: the session is revoked",
+                ))
             }
         };
     }
-    Err(ApiError::Conflict("the session changed concurrently; retry".into()))
+    Err(ApiError::Conflict(
+        "the session changed concurrently; retry".into(),
+    ))
 }
 
 pub async fn logout(

@@ -2,7 +2,9 @@
 
 use chrono::{DateTime, Utc};
 use domain::events::from_stored;
-use domain::{DomainEvent, EventId, Metadata, Session, SessionEvent, SessionId, User, UserEvent, UserId};
+use domain::{
+    DomainEvent, EventId, Metadata, Session, SessionEvent, SessionId, User, UserEvent, UserId,
+};
 use infra::store::{EventStore, NewEvent, RecordedEvent};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -13,8 +15,9 @@ fn decode<E: DomainEvent + DeserializeOwned>(stored: &[RecordedEvent]) -> Result
     stored
         .iter()
         .map(|e| {
-            from_stored::<E>(&e.event_type, &e.payload)
-                .map_err(|err| ApiError::internal(anyhow::anyhow!("event {} undecodable: {err}", e.event_id)))
+            from_stored::<E>(&e.event_type, &e.payload).map_err(|err| {
+                ApiError::internal(anyhow::anyhow!("event {} undecodable: {err}", e.event_id))
+            })
         })
         .collect()
 }
@@ -26,7 +29,10 @@ pub async fn load_user(store: &dyn EventStore, id: UserId) -> Result<(User, usiz
     Ok((User::replay(&events), events.len()))
 }
 
-pub async fn load_session(store: &dyn EventStore, id: SessionId) -> Result<(Session, usize), ApiError> {
+pub async fn load_session(
+    store: &dyn EventStore,
+    id: SessionId,
+) -> Result<(Session, usize), ApiError> {
     let stored = store.load_stream(&id.stream()).await?;
     let events: Vec<SessionEvent> = decode(&stored)?;
     Ok((Session::replay(&events), events.len()))
@@ -41,7 +47,8 @@ pub fn to_new_events<E: DomainEvent>(
     events
         .iter()
         .map(|event| {
-            let (event_type, payload) = domain::events::to_stored(event).map_err(ApiError::internal)?;
+            let (event_type, payload) =
+                domain::events::to_stored(event).map_err(ApiError::internal)?;
             Ok(NewEvent {
                 event_id: EventId::from_uuid(Uuid::now_v7()),
                 event_type,

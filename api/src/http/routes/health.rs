@@ -9,7 +9,9 @@ use crate::http::ApiError;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/healthz", get(healthz)).route("/readyz", get(readyz))
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
 }
 
 async fn healthz() -> Json<Value> {
@@ -22,5 +24,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         tracing::warn!(error = %err, "database not ready");
         ApiError::NotReady("the database does not answer")
     })?;
-    Ok(Json(json!({ "status": "ready", "database": state.store.backend() })))
+    Ok(Json(
+        json!({ "status": "ready", "database": state.store.backend() }),
+    ))
 }

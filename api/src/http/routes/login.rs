@@ -63,10 +63,12 @@ async fn wechat_login(
             })?;
     }
     let appid = AppId::parse(&body.appid).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    let code = WeChatCode::parse(&body.code).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
+    let code =
+        WeChatCode::parse(&body.code).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
 
     let logged_in = login::login(&state, &appid, &code, &ctx).await?;
-    let tokens = sessions::issue_tokens(&state, logged_in.user_id, logged_in.session_id, &appid, 0)?;
+    let tokens =
+        sessions::issue_tokens(&state, logged_in.user_id, logged_in.session_id, &appid, 0)?;
     tracing::info!(%appid, user_id = %logged_in.user_id, new_user = logged_in.is_new_user, "login");
     Ok(Json(LoginResponse {
         tokens: tokens.into(),

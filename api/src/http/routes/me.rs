@@ -13,7 +13,9 @@ use crate::state::AppState;
 use crate::usecases::{sessions, streams};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/me", get(me)).route("/v1/logout", post(logout))
+    Router::new()
+        .route("/v1/me", get(me))
+        .route("/v1/logout", post(logout))
 }
 
 /// The user as the mini-program sees it: the same object in the login answer and `/v1/me`.
@@ -29,10 +31,22 @@ pub struct UserView {
     pub profile: Option<serde_json::Value>,
 }
 
-async fn me(State(state): State<AppState>, auth: Authenticated) -> Result<Json<UserView>, ApiError> {
+async fn me(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Result<Json<UserView>, ApiError> {
     let (user, _) = streams::load_user(state.store.as_ref(), auth.user_id).await?;
-    let openid = user.openid_for(&auth.appid).cloned().ok_or(ApiError::NotFound)?;
-    let is_new_user = matches!(auth.session, Session::Active { is_new_user: true, .. });
+    let openid = user
+        .openid_for(&auth.appid)
+        .cloned()
+        .ok_or(ApiError::NotFound)?;
+    let is_new_user = matches!(
+        auth.session,
+        Session::Active {
+            is_new_user: true,
+            ..
+        }
+    );
     Ok(Json(UserView {
         user_id: auth.user_id,
         openid,
@@ -42,7 +56,18 @@ async fn me(State(state): State<AppState>, auth: Authenticated) -> Result<Json<U
     }))
 }
 
-async fn logout(State(state): State<AppState>, ctx: RequestContext, auth: Authenticated) -> Result<StatusCode, ApiError> {
-    sessions::logout(&state, auth.session_id, &auth.session, auth.session_version, &ctx).await?;
+async fn logout(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    auth: Authenticated,
+) -> Result<StatusCode, ApiError> {
+    sessions::logout(
+        &state,
+        auth.session_id,
+        &auth.session,
+        auth.session_version,
+        &ctx,
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,7 +12,9 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
@@ -34,7 +36,9 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(ApiError::internal(anyhow::anyhow!("handler panicked")))
+            axum::response::IntoResponse::into_response(ApiError::internal(anyhow::anyhow!(
+                "handler panicked"
+            )))
         }))
         .layer(
             // Spans carry the method and the matched route, never the query string or headers:
@@ -55,7 +59,11 @@ pub fn router(state: AppState) -> Router {
                 .on_request(())
                 .on_response(
                     |res: &axum::http::Response<_>, latency: Duration, _span: &tracing::Span| {
-                        tracing::debug!(status = res.status().as_u16(), latency_ms = latency.as_millis() as u64, "answered");
+                        tracing::debug!(
+                            status = res.status().as_u16(),
+                            latency_ms = latency.as_millis() as u64,
+                            "answered"
+                        );
                     },
                 ),
         )

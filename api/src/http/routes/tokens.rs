@@ -4,8 +4,8 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::header;
 use axum::routing::post;
 use axum::{Form, Json, Router};
-use serde::{Deserialize, Serialize};
 use domain::Session;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::login::TokenResponse;
@@ -59,7 +59,9 @@ impl FromRequest<AppState> for IntrospectBody {
                 .map(|Form(body)| Self(body))
                 .map_err(|e| ApiError::InvalidRequest(e.body_text()))
         } else {
-            ApiJson::<IntrospectRequest>::from_request(req, state).await.map(|ApiJson(body)| Self(body))
+            ApiJson::<IntrospectRequest>::from_request(req, state)
+                .await
+                .map(|ApiJson(body)| Self(body))
         }
     }
 }
@@ -96,7 +98,10 @@ async fn introspect(
     }))
 }
 
-async fn access_details(state: &AppState, token: &str) -> Result<Option<serde_json::Value>, ApiError> {
+async fn access_details(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<serde_json::Value>, ApiError> {
     let Ok(claims) = state.access_tokens.verify(token) else {
         return Ok(None);
     };
@@ -109,7 +114,10 @@ async fn access_details(state: &AppState, token: &str) -> Result<Option<serde_js
     }))
 }
 
-async fn refresh_details(state: &AppState, token: &str) -> Result<Option<serde_json::Value>, ApiError> {
+async fn refresh_details(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<serde_json::Value>, ApiError> {
     let Ok((session_id, generation)) = state.refresh_tokens.verify(token) else {
         return Ok(None);
     };
