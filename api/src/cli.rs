@@ -34,6 +34,36 @@ enum Command {
     Migrate,
     /// Run the WeChat simulator alone.
     WechatSim(dev::SimArgs),
+    /// Read models: progress, rebuild.
+    #[command(subcommand)]
+    Projections(ProjectionsCommand),
+    /// API keys for admins and analytics.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum ProjectionsCommand {
+    /// Each projection's position, the log's head and the lag between them.
+    Status,
+    /// Rebuild from position 0 into fresh tables and swap them in; the service keeps serving.
+    Rebuild {
+        /// One of users, login_history, audit_log, daily_stats; all when omitted.
+        name: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create an API key and print it once (only its hash is stored).
+    CreateKey {
+        /// Comma-separated: admin:read, admin:write, events:read.
+        #[arg(long)]
+        scopes: String,
+        /// A label for people reading the key list.
+        #[arg(long, default_value = "")]
+        name: String,
+    },
 }
 
 pub async fn run() -> ExitCode {
@@ -44,6 +74,10 @@ pub async fn run() -> ExitCode {
         Command::Dev => dev::run(cli.config).await,
         Command::Migrate => migrate(cli.config).await,
         Command::WechatSim(args) => dev::run_simulator(args).await,
+        Command::Projections(command) => projections_command(cli.config, command).await,
+        Command::Admin(AdminCommand::CreateKey { scopes, name }) => {
+            create_key(cli.config, &scopes, &name).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -66,5 +100,47 @@ async fn migrate(file: Option<PathBuf>) -> anyhow::Result<()> {
     // Connecting runs the embedded migrations.
     let store = infra::store::connect(&config.database_url).await?;
     println!("migrations applied ({})", store.backend());
+    Ok(())
+}
+
+async fn projections_command(
+    file: Option<PathBuf>,
+    command: ProjectionsCommand,
+) -> anyhow::Result<()> {
+    let config = Config::load(file.as_deref())?;
+    let store = infra::store::connect(&config.database_url).await?;
+    let models = projections::ReadModels::connect(&config.database_url).await?;
+    let status = match command {
+        ProjectionsCommand::Status => models.status().await?,
+        ProjectionsCommand::Rebuild { name } => {
+            projections::rebuild(&models, store, name.as_deref()).await?
+        }
+    };
+    println!(
+        "{:<16} {:>12} {:>12} {:>10}",
+        "projection", "position", "head", "lag"
+    );
+    for p in status {
+        println!(
+            "{:<16} {:>12} {:>12} {:>10}",
+            p.name, p.position, p.head, p.lag
+        );
+    }
+    Ok(())
+}
+
+async fn create_key(file: Option<PathBuf>, scopes: &str, name: &str) -> anyhow::Result<()> {
+    let scopes = infra::api_keys::parse_scopes(scopes)?;
+    anyhow::ensure!(!scopes.is_empty(), "name at least one scope");
+    let config = Config::load(file.as_deref())?;
+    let store = infra::store::connect(&config.database_url).await?;
+    let key = infra::api_keys::generate(name, scopes, chrono::Utc::now());
+    store.insert_api_key(&key.stored).await?;
+    eprintln!(
+        "API key {} ({}) created; it is shown once, store it now:",
+        key.stored.key_id,
+        key.stored.scopes_text()
+    );
+    println!("{}", key.token);
     Ok(())
 }

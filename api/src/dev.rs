@@ -121,6 +121,13 @@ Log a user in as a mini-program would:
   TOKEN=$(curl -s -X POST http://{addr}/v1/wechat/login -H 'content-type: application/json' \
     -d "{{\"appid\":\"{appid}\",\"code\":\"$CODE\"}}" | sed -E 's/.*"access_token":"([^"]+)".*/\1/')
   curl -s http://{addr}/v1/me -H "authorization: Bearer $TOKEN"
+
+Then, as an admin: the login history and the audit log.
+
+  curl -s 'http://{addr}/v1/admin/logins?limit=5' -H 'authorization: Bearer {admin}'
+  curl -s 'http://{addr}/v1/admin/audit?limit=5' -H 'authorization: Bearer {admin}'
+
+API docs: http://{addr}/docs
 "#,
         db = config.database_url,
         a1 = DEMO_APPS[0].0,

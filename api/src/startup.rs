@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
-use infra::crypto::MasterKey;
+use infra::crypto::{MasterKey, PhoneIndex};
 use infra::store::Store;
 use infra::tokens::{AccessTokens, RefreshTokens};
 use infra::wechat::{AppCredentials, WeChatClient, WeChatClientConfig};
+use projections::{ReadModels, RunnerHandle};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
@@ -24,6 +25,9 @@ pub struct Application {
     listener: TcpListener,
     router: Router,
     state: AppState,
+    /// The projection runners of this instance (one instance at a time is active for each
+    /// projection; the others stand by).
+    runners: RunnerHandle,
 }
 
 impl Application {
@@ -74,6 +78,11 @@ impl Application {
         .await
         .context("loading the token signing keys")?;
 
+        let read_models = ReadModels::connect(&config.database_url)
+            .await
+            .context("opening the read models")?;
+        let runners = projections::spawn_runners(read_models.clone(), store.clone());
+
         let state = AppState(Arc::new(Services {
             store,
             wechat,
@@ -84,6 +93,9 @@ impl Application {
             clock: Arc::new(SystemClock),
             login_rate_limit: LoginRateLimit::per_minute(config.login_rate_per_minute),
             trust_forwarded_for: config.trust_forwarded_for,
+            admin_token: config.admin_token.clone(),
+            read_models,
+            phone_index: PhoneIndex::new(master_key),
         }));
 
         let listener = TcpListener::bind(listen_addr(&config.listen))
@@ -93,6 +105,7 @@ impl Application {
             router: routes::router(state.clone()),
             listener,
             state,
+            runners,
         })
     }
 
@@ -121,6 +134,7 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         forget.abort();
+        self.runners.shutdown().await;
         result
     }
 }

@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use domain::AppId;
-use infra::crypto::Sealer;
+use infra::crypto::{PhoneIndex, Sealer};
 use infra::store::Store;
 use infra::tokens::{AccessTokens, RefreshTokens};
 use infra::wechat::{AppCredentials, WeChatClient};
+use projections::ReadModels;
+use secrecy::SecretString;
 
 use crate::http::rate_limit::LoginRateLimit;
 
@@ -47,4 +49,8 @@ pub struct Services {
     pub clock: Arc<dyn Clock>,
     pub login_rate_limit: LoginRateLimit,
     pub trust_forwarded_for: bool,
+    /// `IDENTITY_ADMIN_TOKEN`: a bootstrap key with every scope.
+    pub admin_token: Option<SecretString>,
+    pub read_models: ReadModels,
+    pub phone_index: PhoneIndex,
 }

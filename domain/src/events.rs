@@ -41,6 +41,10 @@ pub enum UserEvent {
         unionid: UnionId,
         source: UnionIdSource,
     },
+    /// An administrator blocked the user: logins are refused and sessions stop working.
+    UserBlocked { reason: String },
+    /// An administrator lifted the block.
+    UserUnblocked { reason: String },
 }
 
 impl DomainEvent for UserEvent {
@@ -49,6 +53,8 @@ impl DomainEvent for UserEvent {
             Self::UserRegistered { .. } => "UserRegistered",
             Self::WeChatAccountLinked { .. } => "WeChatAccountLinked",
             Self::UnionIdLinked { .. } => "UnionIdLinked",
+            Self::UserBlocked { .. } => "UserBlocked",
+            Self::UserUnblocked { .. } => "UserUnblocked",
         }
     }
 }

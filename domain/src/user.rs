@@ -9,6 +9,7 @@ pub struct User {
     pub id: Option<UserId>,
     pub accounts: Vec<(AppId, OpenId)>,
     pub unionid: Option<UnionId>,
+    pub blocked: bool,
 }
 
 /// A successful `code2Session` for this user (or for a person not yet known).
@@ -52,6 +53,7 @@ impl Claim {
                 openid: openid.clone(),
             }),
             UserEvent::UnionIdLinked { unionid, .. } => Some(Self::UnionId(unionid.clone())),
+            UserEvent::UserBlocked { .. } | UserEvent::UserUnblocked { .. } => None,
         }
     }
 }
@@ -62,6 +64,22 @@ pub enum UserError {
     /// unreachable unless WeChat's data changed under us; refuse rather than merge people.
     #[error("the user already holds another unionid")]
     UnionIdMismatch,
+    #[error("this user is blocked")]
+    Blocked,
+    #[error("no such user")]
+    NotRegistered,
+    #[error("the reason must be 1 to {MAX_REASON_CHARS} characters without control characters")]
+    InvalidReason,
+}
+
+/// An administrator's reason for blocking or unblocking, as shown in the audit log.
+pub const MAX_REASON_CHARS: usize = 500;
+
+fn valid_reason(reason: &str) -> bool {
+    let chars = reason.chars().count();
+    !reason.trim().is_empty()
+        && chars <= MAX_REASON_CHARS
+        && !reason.chars().any(|c| c.is_control() && c != '\n')
 }
 
 impl User {
@@ -95,6 +113,8 @@ impl User {
                 self.accounts.push((appid.clone(), openid.clone()));
             }
             UserEvent::UnionIdLinked { unionid, .. } => self.unionid = Some(unionid.clone()),
+            UserEvent::UserBlocked { .. } => self.blocked = true,
+            UserEvent::UserUnblocked { .. } => self.blocked = false,
         }
         self
     }
@@ -106,6 +126,9 @@ impl User {
     /// What a WeChat login means for this user: registration, a new linked account, a newly
     /// learned unionid, or nothing at all for a returning user.
     pub fn decide_login(&self, cmd: &RecordWeChatLogin) -> Result<Vec<UserEvent>, UserError> {
+        if self.blocked {
+            return Err(UserError::Blocked);
+        }
         let mut events = Vec::new();
         if !self.is_registered() {
             events.push(UserEvent::UserRegistered {
@@ -128,6 +151,35 @@ impl User {
             _ => {}
         }
         Ok(events)
+    }
+}
+
+impl User {
+    /// Blocking a blocked user changes nothing (no event): the admin's intent already holds.
+    pub fn decide_block(&self, reason: &str) -> Result<Vec<UserEvent>, UserError> {
+        self.decide_status(true, reason)
+    }
+
+    pub fn decide_unblock(&self, reason: &str) -> Result<Vec<UserEvent>, UserError> {
+        self.decide_status(false, reason)
+    }
+
+    fn decide_status(&self, blocked: bool, reason: &str) -> Result<Vec<UserEvent>, UserError> {
+        if !self.is_registered() {
+            return Err(UserError::NotRegistered);
+        }
+        if !valid_reason(reason) {
+            return Err(UserError::InvalidReason);
+        }
+        if self.blocked == blocked {
+            return Ok(Vec::new());
+        }
+        let reason = reason.trim().to_owned();
+        Ok(vec![if blocked {
+            UserEvent::UserBlocked { reason }
+        } else {
+            UserEvent::UserUnblocked { reason }
+        }])
     }
 }
 
@@ -230,6 +282,47 @@ mod tests {
             .decide_login(&login(1, "o1", Some("u1")))
             .unwrap();
         assert!(again.is_empty());
+    }
+
+    #[test]
+    fn a_blocked_user_cannot_log_in_until_unblocked() {
+        let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
+        let block = given(&registered).decide_block("spam").unwrap();
+        assert_eq!(
+            block,
+            vec![UserEvent::UserBlocked {
+                reason: "spam".into()
+            }]
+        );
+        let history = [registered, block].concat();
+        assert_eq!(
+            given(&history).decide_login(&login(1, "o1", None)),
+            Err(UserError::Blocked)
+        );
+        assert!(given(&history).decide_block("again").unwrap().is_empty());
+        let unblock = given(&history).decide_unblock("appeal granted").unwrap();
+        let history = [history, unblock].concat();
+        assert!(given(&history)
+            .decide_login(&login(1, "o1", None))
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn blocking_needs_a_user_and_a_reason() {
+        assert_eq!(
+            given(&[]).decide_block("spam"),
+            Err(UserError::NotRegistered)
+        );
+        let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
+        assert_eq!(
+            given(&registered).decide_block("  "),
+            Err(UserError::InvalidReason)
+        );
+        assert_eq!(
+            given(&registered).decide_block(&"x".repeat(MAX_REASON_CHARS + 1)),
+            Err(UserError::InvalidReason)
+        );
     }
 
     #[test]

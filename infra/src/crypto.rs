@@ -115,6 +115,29 @@ impl Sealer {
     }
 }
 
+/// A keyed hash of a phone number (a blind index): admins can look a user up by phone while
+/// no table holds the number in clear, and the index is useless without the master key.
+pub struct PhoneIndex(SecretBox<[u8; 32]>);
+
+impl PhoneIndex {
+    pub fn new(master: &MasterKey) -> Self {
+        Self(master.derive("phone-index"))
+    }
+
+    /// Hex HMAC-SHA256 of the number with spaces and dashes removed, so `+86 138-0013-8000`
+    /// and `+8613800138000` meet.
+    pub fn of(&self, phone: &str) -> String {
+        let normalized: String = phone
+            .chars()
+            .filter(|c| !matches!(c, ' ' | '-' | '(' | ')'))
+            .collect();
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.0.expose_secret())
+            .expect("HMAC takes keys of any length");
+        mac.update(normalized.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -136,6 +159,18 @@ mod tests {
         assert!(sealer.open(&tampered, b"wx1:o1").is_err());
         assert!(sealer.open(&[], b"").is_err());
         assert!(!sealed.windows(6).any(|w| w == b"secret"));
+    }
+
+    #[test]
+    fn phone_index_is_keyed_and_normalised() {
+        let master = MasterKey::generate();
+        let index = PhoneIndex::new(&master);
+        assert_eq!(index.of("+86 138-0013-8000"), index.of("+8613800138000"));
+        assert_ne!(index.of("+8613800138000"), index.of("+8613800138001"));
+        assert_ne!(
+            index.of("+8613800138000"),
+            PhoneIndex::new(&MasterKey::generate()).of("+8613800138000")
+        );
     }
 
     #[test]

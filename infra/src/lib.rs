@@ -1,5 +1,6 @@
 //! Infrastructure: the event store, the WeChat client and simulator, crypto and tokens.
 
+pub mod api_keys;
 pub mod crypto;
 pub mod store;
 pub mod testing;

@@ -196,6 +196,56 @@ impl World {
         assert!(status.is_success(), "fault injection refused: {status}");
     }
 
+    /// Creates an API key with these scopes (comma-separated) as `identityd admin create-key`
+    /// would, and returns it.
+    pub async fn api_key(&self, scopes: &str) -> String {
+        let scopes = infra::api_keys::parse_scopes(scopes).expect("scopes");
+        let key = infra::api_keys::generate("test", scopes, chrono::Utc::now());
+        self.store()
+            .await
+            .insert_api_key(&key.stored)
+            .await
+            .expect("store the key");
+        key.token
+    }
+
+    /// `GET path` with a bearer credential.
+    pub async fn get_as(&self, credential: &str, path: &str) -> reqwest::Response {
+        self.http
+            .get(self.url(path))
+            .bearer_auth(credential)
+            .send()
+            .await
+            .expect("service answers")
+    }
+
+    /// Waits until every projection has caught up with the log (up to `timeout`).
+    pub async fn wait_for_projections(&self, timeout: std::time::Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let ready: Value = self
+                .http
+                .get(self.url("/readyz"))
+                .send()
+                .await
+                .expect("readyz answers")
+                .json()
+                .await
+                .expect("readyz JSON");
+            let lagging = ready["projections"]
+                .as_object()
+                .map_or(true, |all| all.values().any(|p| p["lag"] != 0));
+            if !lagging {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "projections still lag: {ready}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    }
+
     pub async fn store(&self) -> Arc<dyn infra::store::Store> {
         infra::store::connect(&self.database_url)
             .await

@@ -154,3 +154,14 @@ impl From<infra::store::StoreError> for ApiError {
         Self::internal(err)
     }
 }
+
+impl From<projections::ProjectionError> for ApiError {
+    fn from(err: projections::ProjectionError) -> Self {
+        match err {
+            projections::ProjectionError::InvalidCursor => {
+                Self::InvalidRequest("the cursor is not one this API handed out".into())
+            }
+            other => Self::internal(other),
+        }
+    }
+}

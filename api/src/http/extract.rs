@@ -134,10 +134,10 @@ impl FromRequestParts<AppState> for Authenticated {
             .verify(token)
             .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))?;
         let (session, session_version) =
-            streams::load_session(state.store.as_ref(), claims.sid).await?;
-        if !session.is_active() || session.user_id() != Some(claims.sub) {
-            return Err(ApiError::Unauthorized("the session has ended"));
-        }
+            streams::load_session_in_force(state.store.as_ref(), claims.sid)
+                .await?
+                .filter(|(session, _)| session.user_id() == Some(claims.sub))
+                .ok_or(ApiError::Unauthorized("the session has ended"))?;
         Ok(Self {
             user_id: claims.sub,
             session_id: claims.sid,
@@ -149,7 +149,7 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
-fn bearer_token(parts: &Parts) -> Option<&str> {
+pub fn bearer_token(parts: &Parts) -> Option<&str> {
     let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme

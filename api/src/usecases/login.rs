@@ -67,18 +67,29 @@ async fn record_login(
     for _ in 0..MAX_ATTEMPTS {
         let (user_id, user, user_version) =
             resolve_user(state, appid, &wx.openid, wx.unionid.as_ref()).await?;
-        let user_events = user
-            .decide_login(&RecordWeChatLogin {
-                new_user_id: user_id,
-                appid: appid.clone(),
-                openid: wx.openid.clone(),
-                unionid: wx.unionid.clone(),
-            })
-            .map_err(|UserError::UnionIdMismatch| {
-                ApiError::Conflict(
-                    "WeChat returned a unionid different from the one this user holds".into(),
-                )
-            })?;
+        let user_events = match user.decide_login(&RecordWeChatLogin {
+            new_user_id: user_id,
+            appid: appid.clone(),
+            openid: wx.openid.clone(),
+            unionid: wx.unionid.clone(),
+        }) {
+            Ok(events) => events,
+            Err(UserError::Blocked) => {
+                let rejection = Rejection {
+                    reason: RejectionReason::Blocked,
+                    openid: Some(wx.openid.clone()),
+                };
+                if let Err(err) = record_rejection(state, appid, ctx, rejection).await {
+                    tracing::error!(error = %err, "could not record LoginRejected");
+                }
+                return Err(ApiError::UserBlocked);
+            }
+            Err(err) => {
+                return Err(ApiError::Conflict(format!(
+                    "the login contradicts the user's record: {err}"
+                )))
+            }
+        };
         let is_new_user = !user.is_registered();
         let session_id = SessionId::from_uuid(Uuid::now_v7());
         let login = SessionEvent::UserLoggedIn {
@@ -192,7 +203,11 @@ async fn rejected(
         other => (None, ApiError::internal(other)),
     };
     if let Some(reason) = reason {
-        if let Err(err) = record_rejection(state, appid, ctx, reason).await {
+        let rejection = Rejection {
+            reason,
+            openid: None,
+        };
+        if let Err(err) = record_rejection(state, appid, ctx, rejection).await {
             // The caller still gets the real reason; the lost audit entry is logged.
             tracing::error!(error = %err, "could not record LoginRejected");
         }
@@ -200,16 +215,22 @@ async fn rejected(
     answer
 }
 
+/// A refused login, as recorded; the openid is known only when WeChat accepted the code.
+pub struct Rejection {
+    pub reason: RejectionReason,
+    pub openid: Option<OpenId>,
+}
+
 pub async fn record_rejection(
     state: &AppState,
     appid: &AppId,
     ctx: &RequestContext,
-    reason: RejectionReason,
+    Rejection { reason, openid }: Rejection,
 ) -> Result<(), ApiError> {
     let event = AppEvent::LoginRejected {
         appid: appid.clone(),
         reason,
-        openid: None,
+        openid,
         client_ip: ctx.client_ip.map(|ip| ip.to_string()),
     };
     let metadata = ctx.metadata(Actor::System, Some(appid));

@@ -1,5 +1,6 @@
 //! Use cases: load aggregates, decide, append. The HTTP layer only translates.
 
+pub mod admin;
 pub mod login;
 pub mod sessions;
 pub mod streams;

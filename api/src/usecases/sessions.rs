@@ -3,7 +3,7 @@
 use domain::{Actor, Session, SessionError, SessionEvent, SessionId, UserId};
 use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 
-use super::streams::{load_session, to_new_events};
+use super::streams::{load_session, to_new_events, user_is_blocked};
 use crate::http::extract::RequestContext;
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -50,6 +50,9 @@ pub async fn refresh(
         let Session::Active { user_id, appid, .. } = &session else {
             return Err(ApiError::Unauthorized("the session has ended"));
         };
+        if user_is_blocked(state.store.as_ref(), *user_id).await? {
+            return Err(ApiError::UserBlocked);
+        }
         let events = session.decide_refresh(presented).map_err(|err| match err {
             SessionError::Ended | SessionError::NotFound => {
                 ApiError::Unauthorized("the session has ended")

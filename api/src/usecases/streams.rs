@@ -29,6 +29,26 @@ pub async fn load_user(store: &dyn EventStore, id: UserId) -> Result<(User, usiz
     Ok((User::replay(&events), events.len()))
 }
 
+/// Whether an administrator has blocked the user: a blocked user's sessions stop working at
+/// once, so every authenticated request and refresh asks (user streams are short).
+pub async fn user_is_blocked(store: &dyn EventStore, id: UserId) -> Result<bool, ApiError> {
+    Ok(load_user(store, id).await?.0.blocked)
+}
+
+/// The session if it is active and its user is not blocked.
+pub async fn load_session_in_force(
+    store: &dyn EventStore,
+    id: SessionId,
+) -> Result<Option<(Session, usize)>, ApiError> {
+    let (session, version) = load_session(store, id).await?;
+    match session.user_id() {
+        Some(user_id) if session.is_active() && !user_is_blocked(store, user_id).await? => {
+            Ok(Some((session, version)))
+        }
+        _ => Ok(None),
+    }
+}
+
 pub async fn load_session(
     store: &dyn EventStore,
     id: SessionId,

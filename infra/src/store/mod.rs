@@ -7,6 +7,7 @@
 
 mod postgres;
 mod prepared;
+mod signal;
 mod sqlite;
 
 use std::sync::Arc;
@@ -14,6 +15,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{Claim, EventId, Metadata, StreamId, UserId};
+
+use crate::api_keys::StoredApiKey;
 
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
@@ -182,13 +185,26 @@ pub trait SigningKeyStore: Send + Sync {
     ) -> Result<Vec<StoredSigningKey>, StoreError>;
 }
 
+/// Admin and analytics API keys (hashed).
+#[async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError>;
+    async fn api_key(&self, key_id: &str) -> Result<Option<StoredApiKey>, StoreError>;
+}
+
 /// Everything the service keeps in its database.
 #[async_trait]
-pub trait Store: EventStore + SessionKeyVault + SigningKeyStore {
+pub trait Store: EventStore + SessionKeyVault + SigningKeyStore + ApiKeyStore {
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
+    /// Changes after every append this process commits and, on PostgreSQL, whenever another
+    /// instance announces one (`NOTIFY identity_events`). The value is the highest position
+    /// known to be committed. A wake-up only: read the log to see what is new, and keep polling
+    /// slowly as well (a notification can be lost, and on PostgreSQL a committed event becomes
+    /// readable only once older transactions have ended).
+    fn appended(&self) -> tokio::sync::watch::Receiver<i64>;
 }
 
 /// Opens the database named by the URL, creating a SQLite file if missing, and runs the

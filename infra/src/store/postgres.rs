@@ -9,6 +9,7 @@
 //! with gaps only where appends rolled back.
 
 mod append;
+mod notify;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,13 +22,18 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::prepared::{metadata_from_json, schema_version_from_db};
+use super::signal::AppendSignal;
+use crate::api_keys::StoredApiKey;
+
 use super::{
-    AppendBatch, AppendError, EventStore, RecordedEvent, SessionKeyVault, SigningKeyStore, Store,
-    StoreError, StoredSigningKey,
+    ApiKeyStore, AppendBatch, AppendError, EventStore, RecordedEvent, SessionKeyVault,
+    SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
 pub struct PostgresStore {
     pool: PgPool,
+    signal: AppendSignal,
+    notifier: notify::Notifier,
 }
 
 impl PostgresStore {
@@ -41,7 +47,13 @@ impl PostgresStore {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
-        Ok(Self { pool })
+        let signal = AppendSignal::new();
+        let notifier = notify::Notifier::start(&pool, &signal);
+        Ok(Self {
+            pool,
+            signal,
+            notifier,
+        })
     }
 }
 
@@ -66,7 +78,12 @@ fn decode_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
 impl EventStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, fields(streams = batch.streams.len()))]
     async fn append(&self, batch: AppendBatch) -> Result<Vec<RecordedEvent>, AppendError> {
-        append::append(&self.pool, batch).await
+        let events = append::append(&self.pool, batch).await?;
+        if let Some(last) = events.iter().map(|e| e.position).max() {
+            self.signal.bump(last);
+            self.notifier.committed(last);
+        }
+        Ok(events)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(stream = %stream))]
@@ -190,6 +207,57 @@ impl SigningKeyStore for PostgresStore {
 }
 
 #[async_trait]
+impl ApiKeyStore for PostgresStore {
+    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (key_id, secret_hash, scopes, name, created_at, revoked_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&key.key_id)
+        .bind(&key.secret_hash)
+        .bind(key.scopes_text())
+        .bind(&key.name)
+        .bind(key.created_at)
+        .bind(key.revoked_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn api_key(&self, key_id: &str) -> Result<Option<StoredApiKey>, StoreError> {
+        type Row = (
+            String,
+            Vec<u8>,
+            String,
+            String,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT key_id, secret_hash, scopes, name, created_at, revoked_at \
+             FROM api_keys WHERE key_id = $1",
+        )
+        .bind(key_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(
+            |(key_id, secret_hash, scopes, name, created_at, revoked_at)| {
+                Ok(StoredApiKey {
+                    key_id,
+                    secret_hash,
+                    scopes: StoredApiKey::scopes_from_text(&scopes)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    name,
+                    created_at,
+                    revoked_at,
+                })
+            },
+        )
+        .transpose()
+    }
+}
+
+#[async_trait]
 impl Store for PostgresStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -198,5 +266,9 @@ impl Store for PostgresStore {
 
     fn backend(&self) -> &'static str {
         "postgres"
+    }
+
+    fn appended(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.signal.subscribe()
     }
 }

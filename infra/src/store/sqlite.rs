@@ -21,15 +21,19 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::prepared::{metadata_from_json, schema_version_from_db};
+use super::signal::AppendSignal;
+use crate::api_keys::StoredApiKey;
+
 use super::{
-    AppendBatch, AppendError, EventStore, RecordedEvent, SessionKeyVault, SigningKeyStore, Store,
-    StoreError, StoredSigningKey,
+    ApiKeyStore, AppendBatch, AppendError, EventStore, RecordedEvent, SessionKeyVault,
+    SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
 pub struct SqliteStore {
     /// One connection: all writes queue here.
     write: SqlitePool,
     read: SqlitePool,
+    signal: AppendSignal,
 }
 
 impl SqliteStore {
@@ -56,7 +60,11 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.pragma("query_only", "ON"))
             .await?;
-        Ok(Self { write, read })
+        Ok(Self {
+            write,
+            read,
+            signal: AppendSignal::new(),
+        })
     }
 }
 
@@ -100,7 +108,11 @@ fn decode_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
 impl EventStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(streams = batch.streams.len()))]
     async fn append(&self, batch: AppendBatch) -> Result<Vec<RecordedEvent>, AppendError> {
-        append::append(&self.write, batch).await
+        let events = append::append(&self.write, batch).await?;
+        if let Some(last) = events.iter().map(|e| e.position).max() {
+            self.signal.bump(last);
+        }
+        Ok(events)
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(stream = %stream))]
@@ -217,6 +229,50 @@ impl SigningKeyStore for SqliteStore {
 }
 
 #[async_trait]
+impl ApiKeyStore for SqliteStore {
+    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_keys (key_id, secret_hash, scopes, name, created_at, revoked_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .bind(&key.key_id)
+        .bind(&key.secret_hash)
+        .bind(key.scopes_text())
+        .bind(&key.name)
+        .bind(time_to_db(key.created_at))
+        .bind(key.revoked_at.map(time_to_db))
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn api_key(&self, key_id: &str) -> Result<Option<StoredApiKey>, StoreError> {
+        type Row = (String, Vec<u8>, String, String, String, Option<String>);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT key_id, secret_hash, scopes, name, created_at, revoked_at \
+             FROM api_keys WHERE key_id = ?1",
+        )
+        .bind(key_id)
+        .fetch_optional(&self.read)
+        .await?;
+        row.map(
+            |(key_id, secret_hash, scopes, name, created_at, revoked_at)| {
+                Ok(StoredApiKey {
+                    key_id,
+                    secret_hash,
+                    scopes: StoredApiKey::scopes_from_text(&scopes)
+                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    name,
+                    created_at: time_from_db(&created_at)?,
+                    revoked_at: revoked_at.as_deref().map(time_from_db).transpose()?,
+                })
+            },
+        )
+        .transpose()
+    }
+}
+
+#[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.read).await?;
@@ -225,5 +281,9 @@ impl Store for SqliteStore {
 
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    fn appended(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.signal.subscribe()
     }
 }

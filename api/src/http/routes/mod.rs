@@ -1,8 +1,10 @@
 //! The router: every route module exposes `fn router()`.
 
+mod admin;
 mod health;
 mod login;
 mod me;
+mod metrics;
 mod tokens;
 mod wellknown;
 
@@ -28,10 +30,12 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
         .merge(login::router())
+        .merge(admin::router())
         .merge(tokens::router())
         .merge(me::router())
         .merge(wellknown::router())
         .merge(health::router())
+        .merge(metrics::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

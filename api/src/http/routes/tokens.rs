@@ -105,8 +105,8 @@ async fn access_details(
     let Ok(claims) = state.access_tokens.verify(token) else {
         return Ok(None);
     };
-    let (session, _) = streams::load_session(state.store.as_ref(), claims.sid).await?;
-    Ok(session.is_active().then(|| {
+    let in_force = streams::load_session_in_force(state.store.as_ref(), claims.sid).await?;
+    Ok(in_force.map(|_| {
         json!({
             "token_type": "access_token", "sub": claims.sub, "sid": claims.sid,
             "client_id": claims.appid, "iss": claims.iss, "iat": claims.iat, "exp": claims.exp,
@@ -121,7 +121,11 @@ async fn refresh_details(
     let Ok((session_id, generation)) = state.refresh_tokens.verify(token) else {
         return Ok(None);
     };
-    let (session, _) = streams::load_session(state.store.as_ref(), session_id).await?;
+    let Some((session, _)) =
+        streams::load_session_in_force(state.store.as_ref(), session_id).await?
+    else {
+        return Ok(None);
+    };
     Ok(match session {
         Session::Active {
             user_id,

@@ -1,0 +1,114 @@
+//! Admin and analytics callers: an API key (or the bootstrap `IDENTITY_ADMIN_TOKEN`) as a
+//! bearer token, with the scope the route needs.
+
+use std::collections::BTreeSet;
+use std::marker::PhantomData;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use infra::api_keys::{self, Scope};
+use secrecy::ExposeSecret;
+
+use super::extract::bearer_token;
+use super::ApiError;
+use crate::state::AppState;
+
+/// The key id the bootstrap token acts as in the audit log.
+pub const BOOTSTRAP_KEY_ID: &str = "bootstrap";
+
+/// An authenticated API key.
+#[derive(Debug, Clone)]
+pub struct ApiCaller {
+    pub key_id: String,
+    pub scopes: BTreeSet<Scope>,
+}
+
+impl ApiCaller {
+    pub fn require(&self, scope: Scope) -> Result<(), ApiError> {
+        if self.scopes.contains(&scope) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(match scope {
+                Scope::AdminRead => "this API key lacks the admin:read scope",
+                Scope::AdminWrite => "this API key lacks the admin:write scope",
+                Scope::EventsRead => "this API key lacks the events:read scope",
+            }))
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for ApiCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer_token(parts).ok_or(ApiError::Unauthorized("missing API key"))?;
+        if let Some((key_id, secret)) = api_keys::split_token(token) {
+            return match state.store.api_key(key_id).await? {
+                Some(key) if key.revoked_at.is_none() && key.verify(secret) => Ok(Self {
+                    key_id: key.key_id,
+                    scopes: key.scopes,
+                }),
+                _ => Err(ApiError::Unauthorized("unknown or revoked API key")),
+            };
+        }
+        if let Some(bootstrap) = &state.admin_token {
+            if api_keys::same_secret(token, bootstrap.expose_secret()) {
+                return Ok(Self {
+                    key_id: BOOTSTRAP_KEY_ID.to_owned(),
+                    scopes: Scope::ALL.into_iter().collect(),
+                });
+            }
+        }
+        // A user's access token is a real credential, just not one for this API.
+        if state.access_tokens.verify(token).is_ok() {
+            return Err(ApiError::Forbidden(
+                "a user access token cannot call this API: use an API key",
+            ));
+        }
+        Err(ApiError::Unauthorized("unknown or revoked API key"))
+    }
+}
+
+/// The scope a route requires, as a type, so the router shows it at a glance.
+pub trait RequiredScope: Send + Sync {
+    const SCOPE: Scope;
+}
+
+pub struct AdminRead;
+pub struct AdminWrite;
+pub struct EventsRead;
+
+impl RequiredScope for AdminRead {
+    const SCOPE: Scope = Scope::AdminRead;
+}
+impl RequiredScope for AdminWrite {
+    const SCOPE: Scope = Scope::AdminWrite;
+}
+impl RequiredScope for EventsRead {
+    const SCOPE: Scope = Scope::EventsRead;
+}
+
+/// An API caller holding scope `S`.
+pub struct Scoped<S: RequiredScope> {
+    pub caller: ApiCaller,
+    _scope: PhantomData<S>,
+}
+
+impl<S: RequiredScope> FromRequestParts<AppState> for Scoped<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = ApiCaller::from_request_parts(parts, state).await?;
+        caller.require(S::SCOPE)?;
+        Ok(Self {
+            caller,
+            _scope: PhantomData,
+        })
+    }
+}

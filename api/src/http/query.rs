@@ -1,0 +1,85 @@
+//! Query-string parsing for the admin and analytics APIs: typos and bad values are 400
+//! `invalid_request` naming the parameter, never ignored.
+
+use axum::extract::{FromRequestParts, Query};
+use axum::http::request::Parts;
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::de::DeserializeOwned;
+
+use super::ApiError;
+
+/// `axum::extract::Query` with rejections in our error format.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(value)| Self(value))
+            .map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))
+    }
+}
+
+pub const DEFAULT_PAGE_LIMIT: u32 = 50;
+pub const MAX_PAGE_LIMIT: u32 = 200;
+
+/// `limit` and `cursor` of a keyset-paginated list.
+pub fn page(
+    limit: Option<&str>,
+    cursor: Option<String>,
+) -> Result<projections::PageRequest, ApiError> {
+    let limit = match limit {
+        None => DEFAULT_PAGE_LIMIT,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::InvalidRequest(format!(
+                    "limit must be an integer from 1 to {MAX_PAGE_LIMIT}"
+                ))
+            })?,
+    };
+    Ok(projections::PageRequest {
+        limit,
+        cursor: cursor.filter(|c| !c.is_empty()),
+    })
+}
+
+/// An RFC 3339 instant, e.g. `2026-11-25T08:00:00Z`.
+pub fn instant(name: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    value
+        .map(|text| {
+            DateTime::parse_from_rfc3339(text)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| {
+                    ApiError::InvalidRequest(format!(
+                        "{name} must be an RFC 3339 time such as 2026-11-25T08:00:00Z"
+                    ))
+                })
+        })
+        .transpose()
+}
+
+/// A calendar day, `YYYY-MM-DD`.
+pub fn day(name: &str, value: Option<&str>) -> Result<Option<NaiveDate>, ApiError> {
+    value
+        .map(|text| {
+            NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| {
+                ApiError::InvalidRequest(format!("{name} must be a date such as 2026-11-25"))
+            })
+        })
+        .transpose()
+}
+
+/// `from` must not be after `to`.
+pub fn ordered<T: PartialOrd>(from: Option<T>, to: Option<T>) -> Result<(), ApiError> {
+    match (from, to) {
+        (Some(from), Some(to)) if from > to => {
+            Err(ApiError::InvalidRequest("from must not be after to".into()))
+        }
+        _ => Ok(()),
+    }
+}

@@ -1,0 +1,65 @@
+//! `GET /metrics`: Prometheus text format. Projection progress is read at scrape time, so
+//! every instance reports the shared truth (the checkpoints live in the database).
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+use crate::http::ApiError;
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/metrics", get(metrics))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProjectionLabel {
+    projection: String,
+}
+
+async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let status = state.read_models.status().await?;
+    let lag = Family::<ProjectionLabel, Gauge>::default();
+    let position = Family::<ProjectionLabel, Gauge>::default();
+    let head = Gauge::<i64>::default();
+    for projection in &status {
+        let label = ProjectionLabel {
+            projection: projection.name.clone(),
+        };
+        lag.get_or_create(&label).set(projection.lag);
+        position.get_or_create(&label).set(projection.position);
+        head.set(projection.head);
+    }
+    let mut registry = Registry::with_prefix("identity");
+    registry.register(
+        "projection_lag_events",
+        "Events in the log not yet applied to the projection",
+        lag,
+    );
+    registry.register(
+        "projection_position",
+        "Global position of the last event the projection applied",
+        position,
+    );
+    registry.register(
+        "event_log_head_position",
+        "Global position of the newest readable event",
+        head,
+    );
+    let mut body = String::new();
+    encode(&mut body, &registry).map_err(ApiError::internal)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    ))
+}

@@ -1,0 +1,408 @@
+//! The admin API: read models behind it, scopes, filters, block and unblock.
+
+use std::time::{Duration, Instant};
+
+use identity_tests::{assert_problem, both_backends, World, APP_A, APP_B};
+use serde_json::{json, Value};
+
+both_backends! {
+    login_history_shows_every_login_within_a_second,
+    every_admin_route_checks_its_scope,
+    bad_filters_are_invalid_requests,
+    blocking_refuses_logins_and_ends_sessions,
+    lookups_find_users_by_their_accounts,
+    history_pages_with_opaque_cursors,
+}
+
+async fn json_of(response: reqwest::Response) -> Value {
+    assert_eq!(response.status(), 200, "status");
+    response.json().await.expect("JSON")
+}
+
+async fn post_as(world: &World, credential: &str, path: &str, body: Value) -> reqwest::Response {
+    world
+        .http
+        .post(world.url(path))
+        .bearer_auth(credential)
+        .json(&body)
+        .send()
+        .await
+        .expect("service answers")
+}
+
+async fn login_history_shows_every_login_within_a_second(world: World) {
+    let key = world.api_key("admin:read").await;
+    const N: usize = 12;
+    let first = world.login(APP_A, "carol").await;
+    let user_id = first["user"]["user_id"]
+        .as_str()
+        .expect("user id")
+        .to_owned();
+    for _ in 1..N {
+        world.login(APP_A, "carol").await;
+    }
+    let started = Instant::now();
+    let path = format!("/v1/admin/users/{user_id}/logins?limit=100");
+    loop {
+        let page = json_of(world.get_as(&key, &path).await).await;
+        let items = page["items"].as_array().expect("items");
+        if items.len() == N {
+            // Newest first.
+            let positions: Vec<i64> = items
+                .iter()
+                .map(|l| l["position"].as_i64().expect("position"))
+                .collect();
+            assert!(positions.windows(2).all(|w| w[0] > w[1]), "{positions:?}");
+            assert!(items
+                .iter()
+                .all(|l| l["appid"] == APP_A && l["user_id"] == user_id.as_str()));
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "history shows {} of {N} logins after a second",
+            items.len()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let global = json_of(
+        world
+            .get_as(&key, &format!("/v1/admin/logins?appid={APP_A}&limit=100"))
+            .await,
+    )
+    .await;
+    assert_eq!(global["items"].as_array().expect("items").len(), N);
+    let stats = json_of(
+        world
+            .get_as(&key, &format!("/v1/admin/stats/daily?appid={APP_A}"))
+            .await,
+    )
+    .await;
+    let today = &stats["days"][0];
+    assert_eq!(today["logins"], N as i64, "{stats}");
+    assert_eq!(today["new_users"], 1, "{stats}");
+    assert_eq!(today["active_users"], 1, "{stats}");
+}
+
+async fn every_admin_route_checks_its_scope(world: World) {
+    let login = world.login(APP_A, "dave").await;
+    let user_id = login["user"]["user_id"]
+        .as_str()
+        .expect("user id")
+        .to_owned();
+    let access = login["access_token"].as_str().expect("token").to_owned();
+    let read = world.api_key("admin:read").await;
+    let write = world.api_key("admin:write").await;
+    let events = world.api_key("events:read").await;
+
+    let reads = [
+        "/v1/admin/users".to_owned(),
+        format!("/v1/admin/users/{user_id}"),
+        format!("/v1/admin/users/{user_id}/logins"),
+        "/v1/admin/logins".to_owned(),
+        "/v1/admin/audit".to_owned(),
+        "/v1/admin/stats/daily".to_owned(),
+    ];
+    world.wait_for_projections(Duration::from_secs(5)).await;
+    for path in &reads {
+        let anonymous = world
+            .http
+            .get(world.url(path))
+            .send()
+            .await
+            .expect("answer");
+        assert_problem(anonymous, 401, "unauthorized").await;
+        assert_problem(
+            world
+                .get_as(
+                    "idk_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+                    path,
+                )
+                .await,
+            401,
+            "unauthorized",
+        )
+        .await;
+        assert_problem(world.get_as(&access, path).await, 403, "forbidden").await;
+        assert_problem(world.get_as(&write, path).await, 403, "forbidden").await;
+        assert_problem(world.get_as(&events, path).await, 403, "forbidden").await;
+        assert_eq!(world.get_as(&read, path).await.status(), 200, "{path}");
+        assert_eq!(
+            world.get_as("test-admin-token", path).await.status(),
+            200,
+            "{path}"
+        );
+    }
+    let body = json!({ "reason": "permission matrix" });
+    for action in ["block", "unblock"] {
+        let path = format!("/v1/admin/users/{user_id}/{action}");
+        let anonymous = world
+            .http
+            .post(world.url(&path))
+            .json(&body)
+            .send()
+            .await
+            .expect("answer");
+        assert_problem(anonymous, 401, "unauthorized").await;
+        assert_problem(
+            post_as(&world, &access, &path, body.clone()).await,
+            403,
+            "forbidden",
+        )
+        .await;
+        assert_problem(
+            post_as(&world, &read, &path, body.clone()).await,
+            403,
+            "forbidden",
+        )
+        .await;
+        assert_problem(
+            post_as(&world, &events, &path, body.clone()).await,
+            403,
+            "forbidden",
+        )
+        .await;
+        assert_eq!(
+            post_as(&world, &write, &path, body.clone()).await.status(),
+            200,
+            "{path}"
+        );
+    }
+}
+
+async fn bad_filters_are_invalid_requests(world: World) {
+    let key = world.api_key("admin:read").await;
+    let user = uuid::Uuid::now_v7();
+    for path in [
+        "/v1/admin/logins?from=yesterday".to_owned(),
+        "/v1/admin/logins?to=2026-13-01T00:00:00Z".to_owned(),
+        "/v1/admin/logins?from=2026-11-02T00:00:00Z&to=2026-11-01T00:00:00Z".to_owned(),
+        "/v1/admin/logins?limit=100000".to_owned(),
+        "/v1/admin/logins?limit=0".to_owned(),
+        "/v1/admin/logins?limit=ten".to_owned(),
+        "/v1/admin/logins?cursor=garbage".to_owned(),
+        "/v1/admin/logins?appid=nope".to_owned(),
+        "/v1/admin/logins?colour=blue".to_owned(),
+        format!("/v1/admin/users/{user}/logins?cursor=%00%01"),
+        "/v1/admin/users/not-a-uuid".to_owned(),
+        "/v1/admin/users?status=sleeping".to_owned(),
+        "/v1/admin/users?cursor=eyJub3QiOiJvdXJzIn0".to_owned(),
+        "/v1/admin/audit?user_id=42".to_owned(),
+        "/v1/admin/audit?from=2026-11-25".to_owned(),
+        "/v1/admin/audit?cursor=AAAA".to_owned(),
+        "/v1/admin/stats/daily?from=2026-02-30".to_owned(),
+        "/v1/admin/stats/daily?from=2020-01-01&to=2026-01-01".to_owned(),
+    ] {
+        let body = assert_problem(world.get_as(&key, &path).await, 400, "invalid_request").await;
+        assert!(
+            body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{path}: {body}"
+        );
+    }
+    assert_problem(
+        world.get_as(&key, &format!("/v1/admin/users/{user}")).await,
+        404,
+        "not_found",
+    )
+    .await;
+}
+
+async fn blocking_refuses_logins_and_ends_sessions(world: World) {
+    let write = world.api_key("admin:read,admin:write").await;
+    let login = world.login(APP_A, "erin").await;
+    let user_id = login["user"]["user_id"]
+        .as_str()
+        .expect("user id")
+        .to_owned();
+    let access = login["access_token"].as_str().expect("token").to_owned();
+    let refresh = login["refresh_token"].as_str().expect("refresh").to_owned();
+
+    let blocked = json_of(
+        post_as(
+            &world,
+            &write,
+            &format!("/v1/admin/users/{user_id}/block"),
+            json!({ "reason": "fraud report" }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(blocked["changed"], true);
+    let again = json_of(
+        post_as(
+            &world,
+            &write,
+            &format!("/v1/admin/users/{user_id}/block"),
+            json!({ "reason": "again" }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(again["changed"], false);
+
+    // The open session stops working at once: /v1/me, refresh, introspection.
+    let me = world.get_as(&access, "/v1/me").await;
+    assert_problem(me, 401, "unauthorized").await;
+    let refreshed = world
+        .http
+        .post(world.url("/v1/token/refresh"))
+        .json(&json!({ "refresh_token": refresh }))
+        .send()
+        .await
+        .expect("answer");
+    assert_problem(refreshed, 403, "user_blocked").await;
+    let introspected = json_of(
+        world
+            .http
+            .post(world.url("/v1/token/introspect"))
+            .json(&json!({ "token": access }))
+            .send()
+            .await
+            .expect("answer"),
+    )
+    .await;
+    assert_eq!(introspected["active"], false);
+    // So does a new login, in any app of the person.
+    let code = world.wx_login(APP_A, "erin").await;
+    assert_problem(world.login_with(APP_A, &code).await, 403, "user_blocked").await;
+    let code = world.wx_login(APP_B, "erin").await;
+    assert_problem(world.login_with(APP_B, &code).await, 403, "user_blocked").await;
+
+    world.wait_for_projections(Duration::from_secs(5)).await;
+    let user = json_of(
+        world
+            .get_as(&write, &format!("/v1/admin/users/{user_id}"))
+            .await,
+    )
+    .await;
+    assert_eq!(user["status"], "blocked", "{user}");
+    let audit = json_of(
+        world
+            .get_as(
+                &write,
+                &format!("/v1/admin/audit?user_id={user_id}&action=UserBlocked"),
+            )
+            .await,
+    )
+    .await;
+    let entries = audit["items"].as_array().expect("items");
+    assert_eq!(entries.len(), 1, "{audit}");
+    assert!(
+        entries[0]["actor"]
+            .as_str()
+            .is_some_and(|a| a.starts_with("admin:")),
+        "{audit}"
+    );
+    let rejected = json_of(
+        world
+            .get_as(&write, "/v1/admin/audit?action=LoginRejected")
+            .await,
+    )
+    .await;
+    assert_eq!(
+        rejected["items"].as_array().expect("items").len(),
+        2,
+        "{rejected}"
+    );
+
+    let unblocked = json_of(
+        post_as(
+            &world,
+            &write,
+            &format!("/v1/admin/users/{user_id}/unblock"),
+            json!({ "reason": "appeal" }),
+        )
+        .await,
+    )
+    .await;
+    assert_eq!(unblocked["changed"], true);
+    let again = world.login(APP_A, "erin").await;
+    assert_eq!(again["user"]["user_id"], user_id.as_str());
+    assert_problem(
+        post_as(
+            &world,
+            &write,
+            &format!("/v1/admin/users/{user_id}/block"),
+            json!({ "reason": "" }),
+        )
+        .await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    let nobody = uuid::Uuid::now_v7();
+    assert_problem(
+        post_as(
+            &world,
+            &write,
+            &format!("/v1/admin/users/{nobody}/block"),
+            json!({ "reason": "x" }),
+        )
+        .await,
+        404,
+        "not_found",
+    )
+    .await;
+}
+
+async fn lookups_find_users_by_their_accounts(world: World) {
+    let key = world.api_key("admin:read").await;
+    let a = world.login(APP_A, "frank").await;
+    let b = world.login(APP_B, "frank").await;
+    let user_id = a["user"]["user_id"].as_str().expect("user id").to_owned();
+    assert_eq!(b["user"]["user_id"], user_id.as_str());
+    let openid_b = b["user"]["openid"].as_str().expect("openid").to_owned();
+    let unionid = a["user"]["unionid"].as_str().expect("unionid").to_owned();
+    world.wait_for_projections(Duration::from_secs(5)).await;
+
+    let by_openid = json_of(
+        world
+            .get_as(
+                &key,
+                &format!("/v1/admin/users?appid={APP_B}&openid={openid_b}"),
+            )
+            .await,
+    )
+    .await;
+    let found = by_openid["items"].as_array().expect("items");
+    assert_eq!(found.len(), 1, "{by_openid}");
+    assert_eq!(found[0]["user_id"], user_id.as_str());
+    assert_eq!(found[0]["accounts"].as_array().expect("accounts").len(), 2);
+    let by_unionid = json_of(
+        world
+            .get_as(&key, &format!("/v1/admin/users?unionid={unionid}"))
+            .await,
+    )
+    .await;
+    assert_eq!(by_unionid["items"][0]["user_id"], user_id.as_str());
+    let none = json_of(world.get_as(&key, "/v1/admin/users?unionid=nobody").await).await;
+    assert!(none["items"].as_array().expect("items").is_empty());
+}
+
+async fn history_pages_with_opaque_cursors(world: World) {
+    let key = world.api_key("admin:read").await;
+    for user in ["g1", "g2", "g3", "g4", "g5"] {
+        world.login(APP_A, user).await;
+    }
+    world.wait_for_projections(Duration::from_secs(5)).await;
+    let mut seen = Vec::new();
+    let mut path = format!("/v1/admin/logins?appid={APP_A}&limit=2");
+    loop {
+        let page = json_of(world.get_as(&key, &path).await).await;
+        seen.extend(
+            page["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .map(|l| l["position"].as_i64().expect("position")),
+        );
+        match page["next_cursor"].as_str() {
+            Some(cursor) => {
+                path = format!("/v1/admin/logins?appid={APP_A}&limit=2&cursor={cursor}")
+            }
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), 5, "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0] > w[1]), "{seen:?}");
+}
