@@ -7,6 +7,7 @@ mod client;
 mod error;
 mod session_key;
 pub mod sim;
+pub mod user_data;
 
 pub use client::{AppCredentials, Code2Session, WeChatClient, WeChatClientConfig};
 pub use error::WeChatError;
