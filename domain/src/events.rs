@@ -45,7 +45,51 @@ pub enum UserEvent {
     UserBlocked { reason: String },
     /// An administrator lifted the block.
     UserUnblocked { reason: String },
+    /// The user shared WeChat profile data (legacy encrypted `getUserProfile`). The profile
+    /// is sealed under the user's data key; `fields` says which fields it holds.
+    ProfileAuthorized {
+        profile: SealedPersonalData,
+        fields: Vec<String>,
+    },
+    /// The user filled in nickname and/or avatar (the post-2022 way).
+    ProfileUpdated {
+        profile: SealedPersonalData,
+        fields: Vec<String>,
+    },
+    /// WeChat verified the user's phone number. `phone_index` is a keyed hash for look-ups.
+    PhoneNumberBound {
+        phone: SealedPersonalData,
+        phone_index: String,
+    },
+    /// The user withdrew an authorization; its data stops being shown.
+    AuthorizationRevoked { authorization: Authorization },
+    /// Personal data erased: the data key is destroyed, so sealed fields stay unreadable.
+    UserErased {},
 }
+
+/// What a user can authorize and withdraw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Authorization {
+    Profile,
+    Phone,
+}
+
+impl Authorization {
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "profile" => Some(Self::Profile),
+            "phone" => Some(Self::Phone),
+            _ => None,
+        }
+    }
+}
+
+/// Personal data as it travels in events: ciphertext under the user's data key (sealed and
+/// opened outside the domain). Opaque here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SealedPersonalData(pub String);
 
 impl DomainEvent for UserEvent {
     fn event_type(&self) -> &'static str {
@@ -55,6 +99,11 @@ impl DomainEvent for UserEvent {
             Self::UnionIdLinked { .. } => "UnionIdLinked",
             Self::UserBlocked { .. } => "UserBlocked",
             Self::UserUnblocked { .. } => "UserUnblocked",
+            Self::ProfileAuthorized { .. } => "ProfileAuthorized",
+            Self::ProfileUpdated { .. } => "ProfileUpdated",
+            Self::PhoneNumberBound { .. } => "PhoneNumberBound",
+            Self::AuthorizationRevoked { .. } => "AuthorizationRevoked",
+            Self::UserErased { .. } => "UserErased",
         }
     }
 }

@@ -6,12 +6,13 @@
 pub mod envelope;
 pub mod events;
 pub mod ids;
+pub mod profile;
 pub mod session;
 pub mod user;
 
 pub use envelope::{Actor, Metadata};
 pub use events::{
-    AppEvent, DomainEvent, RejectionReason, RevocationReason, SessionEvent, UnionIdSource,
+    AppEvent, Authorization, DomainEvent, SealedPersonalData, RejectionReason, RevocationReason, SessionEvent, UnionIdSource,
     UserEvent,
 };
 pub use ids::{

@@ -1,6 +1,6 @@
 //! The `User` aggregate: a person's WeChat accounts and unionid.
 
-use crate::events::{UnionIdSource, UserEvent};
+use crate::events::{Authorization, SealedPersonalData, UnionIdSource, UserEvent};
 use crate::ids::{AppId, OpenId, UnionId, UserId};
 
 /// State rebuilt from a user's stream.
@@ -10,6 +10,10 @@ pub struct User {
     pub accounts: Vec<(AppId, OpenId)>,
     pub unionid: Option<UnionId>,
     pub blocked: bool,
+    /// The latest shared profile (legacy authorization or fill-in), unless withdrawn.
+    pub profile: Option<SealedPersonalData>,
+    pub phone: Option<SealedPersonalData>,
+    pub erased: bool,
 }
 
 /// A successful `code2Session` for this user (or for a person not yet known).
@@ -53,7 +57,7 @@ impl Claim {
                 openid: openid.clone(),
             }),
             UserEvent::UnionIdLinked { unionid, .. } => Some(Self::UnionId(unionid.clone())),
-            UserEvent::UserBlocked { .. } | UserEvent::UserUnblocked { .. } => None,
+            _ => None,
         }
     }
 }
@@ -70,6 +74,10 @@ pub enum UserError {
     NotRegistered,
     #[error("the reason must be 1 to {MAX_REASON_CHARS} characters without control characters")]
     InvalidReason,
+    #[error("this user's personal data was erased")]
+    Erased,
+    #[error("nothing to withdraw: this authorization is not held")]
+    NotAuthorized,
 }
 
 /// An administrator's reason for blocking or unblocking, as shown in the audit log.
@@ -115,6 +123,18 @@ impl User {
             UserEvent::UnionIdLinked { unionid, .. } => self.unionid = Some(unionid.clone()),
             UserEvent::UserBlocked { .. } => self.blocked = true,
             UserEvent::UserUnblocked { .. } => self.blocked = false,
+            UserEvent::ProfileAuthorized { profile, .. }
+            | UserEvent::ProfileUpdated { profile, .. } => self.profile = Some(profile.clone()),
+            UserEvent::PhoneNumberBound { phone, .. } => self.phone = Some(phone.clone()),
+            UserEvent::AuthorizationRevoked { authorization } => match authorization {
+                Authorization::Profile => self.profile = None,
+                Authorization::Phone => self.phone = None,
+            },
+            UserEvent::UserErased {} => {
+                self.erased = true;
+                self.profile = None;
+                self.phone = None;
+            }
         }
         self
     }
@@ -126,6 +146,9 @@ impl User {
     /// What a WeChat login means for this user: registration, a new linked account, a newly
     /// learned unionid, or nothing at all for a returning user.
     pub fn decide_login(&self, cmd: &RecordWeChatLogin) -> Result<Vec<UserEvent>, UserError> {
+        if self.erased {
+            return Err(UserError::Erased);
+        }
         if self.blocked {
             return Err(UserError::Blocked);
         }
