@@ -76,6 +76,14 @@ impl MasterKey {
 pub struct Sealer(Aes256Gcm);
 
 impl Sealer {
+    /// A sealer under a key of its own (a user's data key), not derived from the master key.
+    pub fn from_key(key: &[u8; 32]) -> Self {
+        Self(
+            Aes256Gcm::new_from_slice(key)
+                .unwrap_or_else(|_| unreachable!("the key is 32 bytes")),
+        )
+    }
+
     /// `version ‖ nonce ‖ ciphertext+tag`.
     pub fn seal(&self, plaintext: &[u8], context: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];

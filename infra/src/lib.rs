@@ -2,6 +2,7 @@
 
 pub mod api_keys;
 pub mod crypto;
+pub mod personal_data;
 pub mod store;
 pub mod testing;
 pub mod tokens;

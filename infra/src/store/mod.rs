@@ -192,9 +192,22 @@ pub trait ApiKeyStore: Send + Sync {
     async fn api_key(&self, key_id: &str) -> Result<Option<StoredApiKey>, StoreError>;
 }
 
+/// Per-user data keys (sealed under the master key) for crypto-shredding.
+#[async_trait]
+pub trait DataKeyStore: Send + Sync {
+    /// The user's sealed data key, if it exists (and was not destroyed).
+    async fn data_key(&self, user_id: UserId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Stores `sealed` unless the user has a key already; returns the key now stored.
+    async fn insert_data_key(&self, user_id: UserId, sealed: &[u8]) -> Result<Vec<u8>, StoreError>;
+    /// Deletes the key: everything sealed under it becomes unreadable.
+    async fn destroy_data_key(&self, user_id: UserId) -> Result<(), StoreError>;
+}
+
 /// Everything the service keeps in its database.
 #[async_trait]
-pub trait Store: EventStore + SessionKeyVault + SigningKeyStore + ApiKeyStore {
+pub trait Store:
+    EventStore + SessionKeyVault + SigningKeyStore + ApiKeyStore + DataKeyStore
+{
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
     /// `"postgres"` or `"sqlite"`.

@@ -1,0 +1,7 @@
+-- Per-user data keys for personal data in events (crypto-shredding): each key is sealed under
+-- the master key; erasing a user deletes the row, leaving their sealed fields unreadable.
+CREATE TABLE user_data_keys (
+    user_id    uuid PRIMARY KEY,
+    sealed_key bytea NOT NULL,
+    created_at timestamptz NOT NULL
+);
