@@ -26,7 +26,7 @@ use super::signal::AppendSignal;
 use crate::api_keys::StoredApiKey;
 
 use super::{
-    ApiKeyStore, AppendBatch, AppendError, EventStore, RecordedEvent, SessionKeyVault,
+    ApiKeyStore, AppendBatch, DataKeyStore, AppendError, EventStore, RecordedEvent, SessionKeyVault,
     SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
@@ -254,6 +254,40 @@ impl ApiKeyStore for PostgresStore {
             },
         )
         .transpose()
+    }
+}
+
+#[async_trait]
+impl DataKeyStore for PostgresStore {
+    async fn data_key(&self, user_id: UserId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT sealed_key FROM user_data_keys WHERE user_id = $1")
+                .bind(user_id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await?,
+        )
+    }
+
+    async fn insert_data_key(&self, user_id: UserId, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        sqlx::query(
+            "INSERT INTO user_data_keys (user_id, sealed_key, created_at) VALUES ($1, $2, now()) \
+             ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(user_id.as_uuid())
+        .bind(sealed)
+        .execute(&self.pool)
+        .await?;
+        self.data_key(user_id)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("data key vanished after insert".into()))
+    }
+
+    async fn destroy_data_key(&self, user_id: UserId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM user_data_keys WHERE user_id = $1")
+            .bind(user_id.as_uuid())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
     }
 }
 

@@ -25,7 +25,7 @@ use super::signal::AppendSignal;
 use crate::api_keys::StoredApiKey;
 
 use super::{
-    ApiKeyStore, AppendBatch, AppendError, EventStore, RecordedEvent, SessionKeyVault,
+    ApiKeyStore, AppendBatch, DataKeyStore, AppendError, EventStore, RecordedEvent, SessionKeyVault,
     SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
@@ -269,6 +269,44 @@ impl ApiKeyStore for SqliteStore {
             },
         )
         .transpose()
+    }
+}
+
+#[async_trait]
+impl DataKeyStore for SqliteStore {
+    async fn data_key(&self, user_id: UserId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT sealed_key FROM user_data_keys WHERE user_id = ?1")
+                .bind(user_id.to_string())
+                .fetch_optional(&self.read)
+                .await?,
+        )
+    }
+
+    async fn insert_data_key(&self, user_id: UserId, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        sqlx::query(
+            "INSERT INTO user_data_keys (user_id, sealed_key, created_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (user_id) DO NOTHING",
+        )
+        .bind(user_id.to_string())
+        .bind(sealed)
+        .bind(time_to_db(Utc::now()))
+        .execute(&self.write)
+        .await?;
+        // Read through the writer: the read pool may not see the insert yet.
+        sqlx::query_scalar("SELECT sealed_key FROM user_data_keys WHERE user_id = ?1")
+            .bind(user_id.to_string())
+            .fetch_optional(&self.write)
+            .await?
+            .ok_or_else(|| StoreError::Corrupt("data key vanished after insert".into()))
+    }
+
+    async fn destroy_data_key(&self, user_id: UserId) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM user_data_keys WHERE user_id = ?1")
+            .bind(user_id.to_string())
+            .execute(&self.write)
+            .await?;
+        Ok(())
     }
 }
 
