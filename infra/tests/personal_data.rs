@@ -59,10 +59,56 @@ async fn concurrent_first_seals_share_one_key(store: Arc<dyn Store>) {
     assert!(opened.iter().all(Option::is_some), "every seal opens under the one stored key");
 }
 
+/// Erasure frees the person's claims in the same append, so they may register afresh.
+async fn erasure_releases_claims(store: Arc<dyn Store>) {
+    use domain::{Actor, AppId, Claim, EventId, Metadata, OpenId};
+    use infra::store::{AppendBatch, ExpectedVersion, NewEvent};
+
+    let user = UserId::from_uuid(Uuid::now_v7());
+    let account = Claim::WeChatAccount {
+        appid: AppId::parse("wx00000000000000aa").unwrap(),
+        openid: OpenId::parse("erase-me").unwrap(),
+    };
+    let event = |event_type: &str| NewEvent {
+        event_id: EventId::from_uuid(Uuid::now_v7()),
+        event_type: event_type.into(),
+        schema_version: 1,
+        occurred_at: chrono::Utc::now(),
+        payload: json!({}),
+        metadata: Metadata {
+            actor: Actor::System,
+            appid: None,
+            client_ip: None,
+            user_agent: None,
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+        },
+    };
+    store
+        .append(
+            AppendBatch::default()
+                .stream(user.stream(), ExpectedVersion::NoStream, vec![event("UserRegistered")])
+                .claim(account.clone(), user),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.find_claim(&account).await.unwrap(), Some(user));
+    store
+        .append(
+            AppendBatch::default()
+                .stream(user.stream(), ExpectedVersion::Exactly(1), vec![event("UserErased")])
+                .release_claims_of(user),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.find_claim(&account).await.unwrap(), None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_sealing() {
     let (store, _) = infra::testing::sqlite_store().await;
     sealing_opens_until_the_key_is_destroyed(Arc::clone(&store)).await;
+    erasure_releases_claims(Arc::clone(&store)).await;
     concurrent_first_seals_share_one_key(store).await;
 }
 
@@ -70,6 +116,7 @@ async fn sqlite_sealing() {
 async fn postgres_sealing() {
     if let Some((store, _)) = infra::testing::postgres_store().await {
         sealing_opens_until_the_key_is_destroyed(Arc::clone(&store)).await;
+        erasure_releases_claims(Arc::clone(&store)).await;
         concurrent_first_seals_share_one_key(store).await;
     }
 }

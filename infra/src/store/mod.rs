@@ -81,6 +81,8 @@ pub struct StreamAppend {
 pub struct AppendBatch {
     pub streams: Vec<StreamAppend>,
     pub claims: Vec<(Claim, UserId)>,
+    /// Frees every claim this user holds (erasure): the person may register afresh.
+    pub release_claims_of: Option<UserId>,
 }
 
 impl AppendBatch {
@@ -102,6 +104,11 @@ impl AppendBatch {
 
     pub fn claim(mut self, claim: Claim, owner: UserId) -> Self {
         self.claims.push((claim, owner));
+        self
+    }
+
+    pub fn release_claims_of(mut self, user: UserId) -> Self {
+        self.release_claims_of = Some(user);
         self
     }
 
@@ -170,6 +177,8 @@ pub trait SessionKeyVault: Send + Sync {
         sealed: &[u8],
     ) -> Result<(), StoreError>;
     async fn session_key(&self, appid: &str, openid: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Forgets the key (erasure).
+    async fn delete_session_key(&self, appid: &str, openid: &str) -> Result<(), StoreError>;
 }
 
 /// The token signing keys shared by every instance.

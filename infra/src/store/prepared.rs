@@ -16,6 +16,7 @@ pub(super) struct PreparedAppend {
     pub lock_order: Vec<usize>,
     /// Sorted by (kind, value) for the same reason; exact repeats removed.
     pub claims: Vec<ClaimRow>,
+    pub release_claims_of: Option<UserId>,
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -48,6 +49,7 @@ impl PreparedAppend {
             streams,
             lock_order,
             claims,
+            release_claims_of: batch.release_claims_of,
         }
     }
 

@@ -188,6 +188,16 @@ impl SessionKeyVault for SqliteStore {
         .await?;
         Ok(sealed)
     }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn delete_session_key(&self, appid: &str, openid: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM wechat_session_keys WHERE appid = ?1 AND openid = ?2")
+            .bind(appid)
+            .bind(openid)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
 }
 
 #[async_trait]

@@ -72,6 +72,13 @@ async fn write(
         event.position = position;
     }
     insert_events(conn, &events).await?;
+    if let Some(user) = prepared.release_claims_of {
+        sqlx::query("DELETE FROM claims WHERE user_id = $1")
+            .bind(user.as_uuid())
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::from)?;
+    }
     insert_claims(conn, &prepared.claims).await?;
     Ok(events)
 }

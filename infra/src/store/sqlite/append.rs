@@ -45,6 +45,13 @@ async fn write(
     for event in &mut events {
         event.position = insert_event(conn, event).await?;
     }
+    if let Some(user) = prepared.release_claims_of {
+        sqlx::query("DELETE FROM claims WHERE user_id = ?1")
+            .bind(user.to_string())
+            .execute(&mut *conn)
+            .await
+            .map_err(StoreError::from)?;
+    }
     insert_claims(conn, &prepared.claims).await?;
     Ok(events)
 }
