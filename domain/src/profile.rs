@@ -114,6 +114,7 @@ mod tests {
                 appid: AppId::parse("wx0000000000000001").unwrap(),
                 openid: OpenId::parse("o1").unwrap(),
                 unionid: None,
+                source: UnionIdSource::Code2Session,
             })
             .unwrap()
     }
@@ -177,6 +178,7 @@ mod tests {
                 appid: AppId::parse("wx0000000000000001").unwrap(),
                 openid: OpenId::parse("o1").unwrap(),
                 unionid: None,
+                source: UnionIdSource::Code2Session,
             }),
             Err(UserError::Erased)
         );

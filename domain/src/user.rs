@@ -24,6 +24,8 @@ pub struct RecordWeChatLogin {
     pub appid: AppId,
     pub openid: OpenId,
     pub unionid: Option<UnionId>,
+    /// Where the login's identity came from (code2Session or a cloud function's context).
+    pub source: UnionIdSource,
 }
 
 /// A uniqueness claim written in the same transaction as the event that makes it: one WeChat
@@ -168,7 +170,7 @@ impl User {
         match (&self.unionid, &cmd.unionid) {
             (None, Some(unionid)) => events.push(UserEvent::UnionIdLinked {
                 unionid: unionid.clone(),
-                source: UnionIdSource::Code2Session,
+                source: cmd.source,
             }),
             (Some(held), Some(given)) if held != given => return Err(UserError::UnionIdMismatch),
             _ => {}
@@ -229,6 +231,7 @@ mod tests {
             appid: app(appn),
             openid: openid(o),
             unionid: u.map(unionid),
+            source: UnionIdSource::Code2Session,
         }
     }
 

@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod crypto;
 pub mod personal_data;
+pub mod signed_request;
 pub mod store;
 pub mod testing;
 pub mod tokens;

@@ -212,10 +212,23 @@ pub trait DataKeyStore: Send + Sync {
     async fn destroy_data_key(&self, user_id: UserId) -> Result<(), StoreError>;
 }
 
+/// Single-use nonces of signed requests (replay protection shared by every instance).
+#[async_trait]
+pub trait NonceStore: Send + Sync {
+    /// Records the nonce; `false` if it was already used in `scope`. Forgets expired nonces.
+    async fn use_nonce(
+        &self,
+        scope: &str,
+        nonce: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Everything the service keeps in its database.
 #[async_trait]
 pub trait Store:
-    EventStore + SessionKeyVault + SigningKeyStore + ApiKeyStore + DataKeyStore
+    EventStore + SessionKeyVault + SigningKeyStore + ApiKeyStore + DataKeyStore + NonceStore
 {
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -26,7 +26,7 @@ use super::signal::AppendSignal;
 use crate::api_keys::StoredApiKey;
 
 use super::{
-    ApiKeyStore, AppendBatch, DataKeyStore, AppendError, EventStore, RecordedEvent, SessionKeyVault,
+    ApiKeyStore, AppendBatch, DataKeyStore, NonceStore, AppendError, EventStore, RecordedEvent, SessionKeyVault,
     SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
@@ -298,6 +298,32 @@ impl DataKeyStore for PostgresStore {
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl NonceStore for PostgresStore {
+    async fn use_nonce(
+        &self,
+        scope: &str,
+        nonce: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM request_nonces WHERE expires_at < $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO request_nonces (scope, nonce, expires_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (scope, nonce) DO NOTHING",
+        )
+        .bind(scope)
+        .bind(nonce)
+        .bind(expires_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
     }
 }
 

@@ -25,7 +25,7 @@ use super::signal::AppendSignal;
 use crate::api_keys::StoredApiKey;
 
 use super::{
-    ApiKeyStore, AppendBatch, DataKeyStore, AppendError, EventStore, RecordedEvent, SessionKeyVault,
+    ApiKeyStore, AppendBatch, DataKeyStore, NonceStore, AppendError, EventStore, RecordedEvent, SessionKeyVault,
     SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
@@ -317,6 +317,32 @@ impl DataKeyStore for SqliteStore {
             .execute(&self.write)
             .await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl NonceStore for SqliteStore {
+    async fn use_nonce(
+        &self,
+        scope: &str,
+        nonce: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM request_nonces WHERE expires_at < ?1")
+            .bind(time_to_db(now))
+            .execute(&self.write)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO request_nonces (scope, nonce, expires_at) VALUES (?1, ?2, ?3) \
+             ON CONFLICT (scope, nonce) DO NOTHING",
+        )
+        .bind(scope)
+        .bind(nonce)
+        .bind(time_to_db(expires_at))
+        .execute(&self.write)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
     }
 }
 

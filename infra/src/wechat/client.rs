@@ -1,5 +1,8 @@
-//! The WeChat server API client: `code2Session` for now.
+//! The WeChat server API client: endpoints, retries and `code2Session`. The calls that need an
+//! access token live next door (`phone`, `check_session`), the token cache in `access_token`.
 
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use domain::{AppId, OpenId, UnionId, WeChatCode};
@@ -7,6 +10,8 @@ use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use super::access_token::{AccessToken, AccessTokenCache};
+use super::clock::{Clock, SystemClock};
 use super::error::{WeChatError, BUSY};
 use super::SessionKey;
 
@@ -47,15 +52,25 @@ pub struct Code2Session {
     pub unionid: Option<UnionId>,
 }
 
-/// Cheap to clone: the connection pool is shared.
+/// Cheap to clone: the connection pool and the access-token cache are shared.
 #[derive(Debug, Clone)]
 pub struct WeChatClient {
-    http: reqwest::Client,
-    jscode2session: Url,
-    config: WeChatClientConfig,
+    pub(super) http: reqwest::Client,
+    pub(super) endpoints: Arc<Endpoints>,
+    pub(super) config: WeChatClientConfig,
+    pub(super) tokens: Arc<AccessTokenCache>,
 }
 
-/// WeChat's answer, success and failure alike (it uses HTTP 200 for both).
+/// WeChat's URLs under the configured base.
+#[derive(Debug)]
+pub(super) struct Endpoints {
+    pub jscode2session: Url,
+    pub stable_token: Url,
+    pub phone_number: Url,
+    pub check_session: Url,
+}
+
+/// code2Session's answer, success and failure alike (WeChat uses HTTP 200 for both).
 #[derive(Deserialize)]
 struct Answer {
     #[serde(default)]
@@ -67,10 +82,32 @@ struct Answer {
     unionid: Option<String>,
 }
 
-/// Why one attempt failed: worth another try, or final.
-enum Failure {
+/// Why one attempt failed.
+pub(super) enum Failure {
+    /// Worth another try: WeChat cannot have acted on the request (errcode -1, no connection).
     Retry(String),
+    /// WeChat refused our access token (40001, 40014, 42001).
+    TokenRejected(i64),
     Final(WeChatError),
+}
+
+impl Failure {
+    /// Sorts a non-zero errcode of an API called with an access token.
+    pub(super) fn from_token_api_errcode(errcode: i64, errmsg: String) -> Self {
+        match errcode {
+            BUSY => Self::Retry("WeChat busy (errcode -1)".into()),
+            40001 | 40014 | 42001 => Self::TokenRejected(errcode),
+            _ => Self::Final(WeChatError::from_errcode(errcode, errmsg)),
+        }
+    }
+
+    pub(super) fn into_error(self) -> WeChatError {
+        match self {
+            Self::Retry(why) => WeChatError::Unavailable(why),
+            Self::TokenRejected(errcode) => WeChatError::AccessTokenRejected { errcode },
+            Self::Final(err) => err,
+        }
+    }
 }
 
 impl WeChatClient {
@@ -89,9 +126,13 @@ impl WeChatClient {
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
-        let jscode2session = base
-            .join("sns/jscode2session")
-            .map_err(|e| invalid(&e.to_string()))?;
+        let join = |path: &str| base.join(path).map_err(|e| invalid(&e.to_string()));
+        let endpoints = Endpoints {
+            jscode2session: join("sns/jscode2session")?,
+            stable_token: join("cgi-bin/stable_token")?,
+            phone_number: join("wxa/business/getuserphonenumber")?,
+            check_session: join("wxa/checksession")?,
+        };
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(config.timeout)
@@ -99,9 +140,17 @@ impl WeChatClient {
             .map_err(|e| WeChatError::InvalidConfig(e.without_url().to_string()))?;
         Ok(Self {
             http,
-            jscode2session,
+            endpoints: Arc::new(endpoints),
             config,
+            tokens: Arc::new(AccessTokenCache::new(Arc::new(SystemClock))),
         })
+    }
+
+    /// The same client with the access-token cache on `clock` (and emptied): for tests that
+    /// expire tokens without sleeping.
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.tokens = Arc::new(AccessTokenCache::new(clock));
+        self
     }
 
     /// Exchanges a `wx.login()` code for the user's openid, session_key and unionid.
@@ -111,25 +160,9 @@ impl WeChatClient {
         app: &AppCredentials,
         code: &WeChatCode,
     ) -> Result<Code2Session, WeChatError> {
-        let attempts = self.config.max_attempts.max(1);
-        let mut delay = self.config.backoff;
-        let mut attempt = 1;
-        loop {
-            match self.code_to_session_once(app, code).await {
-                Ok(session) => return Ok(session),
-                Err(Failure::Final(err)) => return Err(err),
-                Err(Failure::Retry(why)) if attempt < attempts => {
-                    tracing::warn!(attempt, reason = %why, "code2Session failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = delay.saturating_mul(2);
-                    attempt += 1;
-                }
-                Err(Failure::Retry(why)) => {
-                    tracing::warn!(attempt, reason = %why, "code2Session failed; giving up");
-                    return Err(WeChatError::Unavailable(why));
-                }
-            }
-        }
+        self.retrying("code2Session", || self.code_to_session_once(app, code))
+            .await
+            .map_err(Failure::into_error)
     }
 
     async fn code_to_session_once(
@@ -137,35 +170,104 @@ impl WeChatClient {
         app: &AppCredentials,
         code: &WeChatCode,
     ) -> Result<Code2Session, Failure> {
-        let request = self.http.get(self.jscode2session.clone()).query(&[
-            ("appid", app.appid.as_str()),
-            ("secret", app.secret.expose_secret()),
-            ("js_code", code.as_str()),
-            ("grant_type", "authorization_code"),
-        ]);
+        let request = self
+            .http
+            .get(self.endpoints.jscode2session.clone())
+            .query(&[
+                ("appid", app.appid.as_str()),
+                ("secret", app.secret.expose_secret()),
+                ("js_code", code.as_str()),
+                ("grant_type", "authorization_code"),
+            ]);
         let answer: Answer = read_json(request).await?;
         match answer.errcode {
             0 => {}
             BUSY => return Err(Failure::Retry("WeChat busy (errcode -1)".into())),
-            errcode => {
-                let err = WeChatError::from_errcode(errcode, answer.errmsg);
-                if matches!(err, WeChatError::Misconfigured { .. }) {
-                    tracing::error!(errcode, "WeChat refused our appid or secret");
-                } else {
-                    tracing::info!(errcode, "code2Session refused");
-                }
-                return Err(Failure::Final(err));
-            }
+            errcode => return Err(Failure::Final(refused(errcode, answer.errmsg))),
         }
         parse_session(answer).ok_or_else(|| {
             tracing::warn!("code2Session answer lacks a valid openid or session_key");
             Failure::Final(WeChatError::Unavailable("malformed response".into()))
         })
     }
+
+    /// Runs `once` until it succeeds, fails for good, or `max_attempts` retryable failures
+    /// (then `Unavailable`), doubling the delay between attempts.
+    pub(super) async fn retrying<T, Fut>(
+        &self,
+        api: &'static str,
+        mut once: impl FnMut() -> Fut,
+    ) -> Result<T, Failure>
+    where
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let attempts = self.config.max_attempts.max(1);
+        let mut delay = self.config.backoff;
+        let mut attempt = 1;
+        loop {
+            match once().await {
+                Err(Failure::Retry(why)) if attempt < attempts => {
+                    tracing::warn!(api, attempt, reason = %why, "WeChat call failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = delay.saturating_mul(2);
+                    attempt += 1;
+                }
+                Err(Failure::Retry(why)) => {
+                    tracing::warn!(api, attempt, reason = %why, "WeChat call failed; giving up");
+                    return Err(Failure::Final(WeChatError::Unavailable(why)));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Calls an API that needs the app's access token (with `retrying`). If WeChat refuses the
+    /// token, drops it, fetches a new one and calls once more; a second refusal is final.
+    pub(super) async fn with_access_token<T, Fut>(
+        &self,
+        app: &AppCredentials,
+        api: &'static str,
+        call: impl Fn(AccessToken) -> Fut,
+    ) -> Result<T, WeChatError>
+    where
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        let token = self.access_token(app).await?;
+        match self.retrying(api, || call(token.clone())).await {
+            Err(Failure::TokenRejected(errcode)) => {
+                tracing::warn!(
+                    api,
+                    errcode,
+                    "WeChat refused our access token; fetching another"
+                );
+                let token = self.replace_rejected_token(app, &token).await?;
+                self.retrying(api, || call(token.clone()))
+                    .await
+                    .map_err(|failure| {
+                        if let Failure::TokenRejected(errcode) = failure {
+                            tracing::error!(api, errcode, "WeChat refused a fresh access token");
+                        }
+                        failure.into_error()
+                    })
+            }
+            other => other.map_err(Failure::into_error),
+        }
+    }
+}
+
+/// Sorts and logs a refusal (a non-zero errcode other than -1).
+pub(super) fn refused(errcode: i64, errmsg: String) -> WeChatError {
+    let err = WeChatError::from_errcode(errcode, errmsg);
+    if matches!(err, WeChatError::Misconfigured { .. }) {
+        tracing::error!(errcode, "WeChat refused our appid or secret");
+    } else {
+        tracing::info!(errcode, "WeChat refused the call");
+    }
+    err
 }
 
 /// Sends and reads a JSON body whatever its content-type (WeChat often says text/plain).
-async fn read_json<T: for<'de> Deserialize<'de>>(
+pub(super) async fn read_json<T: for<'de> Deserialize<'de>>(
     request: reqwest::RequestBuilder,
 ) -> Result<T, Failure> {
     let response = request.send().await.map_err(|err| {
@@ -187,7 +289,7 @@ async fn read_json<T: for<'de> Deserialize<'de>>(
         .bytes()
         .await
         .map_err(|err| Failure::Final(WeChatError::Unavailable(describe(err))))?;
-    // The body is not quoted in the error: it may hold a session_key.
+    // The body is not quoted in the error: it may hold a session_key, a token or a number.
     serde_json::from_slice(&body)
         .map_err(|_| Failure::Final(WeChatError::Unavailable("malformed response".into())))
 }
@@ -204,7 +306,8 @@ fn parse_session(answer: Answer) -> Option<Code2Session> {
     })
 }
 
-/// reqwest's own text names the URL, whose query holds the secret and the code: drop it.
+/// reqwest's own text names the URL, whose query holds the secret, the code or the access
+/// token: drop it.
 fn describe(err: reqwest::Error) -> String {
     if err.is_timeout() {
         "timed out".into()

@@ -3,12 +3,18 @@
 //!
 //! Facts about WeChat's endpoints, fields and errcodes live in `shared/WECHAT.md`.
 
+mod access_token;
+mod check_session;
 mod client;
+mod clock;
 mod error;
+mod phone;
 mod session_key;
 pub mod sim;
 pub mod user_data;
 
 pub use client::{AppCredentials, Code2Session, WeChatClient, WeChatClientConfig};
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::WeChatError;
+pub use phone::PhoneInfo;
 pub use session_key::SessionKey;

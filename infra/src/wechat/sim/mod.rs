@@ -7,11 +7,20 @@
 //! | endpoint | what |
 //! |---|---|
 //! | `GET /sns/jscode2session` | code2Session |
+//! | `POST /cgi-bin/stable_token` | the app's access token (7200 s; `force_refresh` replaces it at once) |
+//! | `POST /wxa/business/getuserphonenumber?access_token=` `{code, openid?}` | phone number by button code |
+//! | `GET /wxa/checksession?access_token=&openid=&signature=&sig_method=hmac_sha256` | checkSessionKey |
 //! | `POST /sim/wx.login` `{appid, user?}` → `{code}` | the phone's `wx.login()` |
-//! | `POST /sim/faults` `{api, errcode?, times?, latency_ms?}`, `DELETE /sim/faults` | fault injection |
+//! | `POST /sim/getPhoneNumber` `{appid, user}` → `{code}` | the phone-number button |
+//! | `POST /sim/getUserProfile` `{appid, user, profile?}` → `{userInfo, rawData, signature, encryptedData, iv}` | the phone's `wx.getUserProfile()`, sealed with the current session_key |
+//! | `POST /sim/faults` `{api, errcode?, times?, latency_ms?}`, `DELETE /sim/faults` | fault injection; `api`: `jscode2session`, `stable_token`, `getuserphonenumber`, `checksession` |
 //! | `POST /sim/clock` `{advance_secs}` | move the simulator's time forward |
 //! | `GET /sim/health` | liveness |
+//!
+//! A person is a `user` name: the same name is the same person in every app (same unionid within
+//! an Open Platform account, same phone number everywhere, see [`Simulator::phone_number_of`]).
 
+mod codes;
 mod people;
 mod routes;
 mod state;
@@ -41,19 +50,30 @@ pub struct SimConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Api {
     Jscode2Session,
+    StableToken,
+    GetUserPhoneNumber,
+    CheckSession,
 }
 
 impl Api {
+    pub const ALL: [Self; 4] = [
+        Self::Jscode2Session,
+        Self::StableToken,
+        Self::GetUserPhoneNumber,
+        Self::CheckSession,
+    ];
+
     pub fn name(self) -> &'static str {
         match self {
             Self::Jscode2Session => "jscode2session",
+            Self::StableToken => "stable_token",
+            Self::GetUserPhoneNumber => "getuserphonenumber",
+            Self::CheckSession => "checksession",
         }
     }
 
     pub fn parse(name: &str) -> Option<Self> {
-        [Self::Jscode2Session]
-            .into_iter()
-            .find(|api| api.name() == name)
+        Self::ALL.into_iter().find(|api| api.name() == name)
     }
 }
 
@@ -74,6 +94,8 @@ pub enum SimError {
     UnknownApp,
     #[error("the clock cannot move that far")]
     ClockOverflow,
+    #[error("this user has not logged in (wx.login) in this app")]
+    NotLoggedIn,
 }
 
 /// Shared by every request; cheap to clone as an `Arc`. The state sits behind a std `Mutex`
@@ -105,6 +127,18 @@ impl Simulator {
     /// fresh session_key for that person in that app, replacing the previous one.
     pub fn wx_login(&self, appid: &AppId, user: Option<&str>) -> Result<String, SimError> {
         self.state().wx_login(appid, user)
+    }
+
+    /// The phone-number button: a single-use code (5 minutes) for `user`'s number, for
+    /// `getuserphonenumber`.
+    pub fn phone_code(&self, appid: &AppId, user: &str) -> Result<String, SimError> {
+        self.state().phone_code(appid, user)
+    }
+
+    /// The number `getuserphonenumber` gives for `user` (11 digits, country code 86), the same
+    /// in every app.
+    pub fn phone_number_of(user: &str) -> String {
+        people::phone_number(user)
     }
 
     /// The session_key WeChat currently holds for this person in this app. Plain strings: tests

@@ -31,7 +31,31 @@ fn derive_id(prefix: char, kind: &str, scope: &str, user: &str) -> String {
     id
 }
 
-/// A `wx.login()` code. Unlike WeChat's (alphanumeric), these are standard base64 of 23 bytes:
+/// A person's phone number, whatever the app: a mainland China mobile number (11 digits,
+/// `139…`) derived from the name.
+pub(super) fn phone_number(user: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update("phone")
+        .chain_update([0])
+        .chain_update(user)
+        .finalize();
+    let mut eight = [0u8; 8];
+    eight.copy_from_slice(&digest[..8]);
+    format!("139{:08}", u64::from_be_bytes(eight) % 100_000_000)
+}
+
+/// An app's access token: 128 characters of the URL-safe base64 alphabet, like WeChat's.
+pub(super) fn new_access_token() -> String {
+    URL_SAFE_NO_PAD.encode(random::<96>())
+}
+
+/// An initialisation vector for encrypted user data.
+pub(super) fn new_iv() -> [u8; 16] {
+    random::<16>()
+}
+
+/// A code (`wx.login()`'s or the phone-number button's). Unlike WeChat's (alphanumeric),
+/// these are standard base64 of 23 bytes:
 /// 32 characters ending in '=' and often holding '+' and '/', so a client that forgets to
 /// URL-encode its query fails here rather than in production.
 pub(super) fn new_code() -> String {
@@ -72,6 +96,15 @@ mod tests {
         assert_eq!(id, openid("wx0123456789abcdef", "alice"));
         assert_ne!(id, openid("wx0123456789abcdee", "alice"));
         assert!(domain::UnionId::parse(&unionid("open", "alice")).is_ok());
+    }
+
+    #[test]
+    fn phone_numbers_are_per_person() {
+        let alice = phone_number("alice");
+        assert_eq!(alice.len(), 11);
+        assert!(alice.starts_with("139") && alice.bytes().all(|b| b.is_ascii_digit()));
+        assert_eq!(alice, phone_number("alice"));
+        assert_ne!(alice, phone_number("bob"));
     }
 
     #[test]

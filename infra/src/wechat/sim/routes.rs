@@ -10,21 +10,34 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
 use domain::AppId;
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use super::{people, Api, Fault, Simulator};
+use crate::wechat::{user_data, SessionKey};
 
 /// Longest injectable latency: beyond it a test is stuck, not slow.
 const MAX_LATENCY: Duration = Duration::from_secs(600);
 const MAX_USER_LEN: usize = 256;
+/// Longest profile field (nickname, avatar URL, place names).
+const MAX_PROFILE_FIELD_LEN: usize = 1024;
 
 pub(super) fn router(sim: Arc<Simulator>) -> Router {
     Router::new()
         .route("/sns/jscode2session", get(jscode2session))
+        .route("/cgi-bin/stable_token", post(stable_token))
+        .route(
+            "/wxa/business/getuserphonenumber",
+            post(get_user_phone_number),
+        )
+        .route("/wxa/checksession", get(check_session))
         .route("/sim/wx.login", post(wx_login))
+        .route("/sim/getPhoneNumber", post(get_phone_number))
+        .route("/sim/getUserProfile", post(get_user_profile))
         .route("/sim/faults", post(add_fault).delete(clear_faults))
         .route("/sim/clock", post(advance_clock))
         .route("/sim/health", get(health))
@@ -43,12 +56,8 @@ async fn jscode2session(
     State(sim): State<Arc<Simulator>>,
     Query(q): Query<Jscode2SessionQuery>,
 ) -> Response {
-    let fault = sim.state().begin_call(Api::Jscode2Session);
-    if let Some(latency) = fault.latency {
-        tokio::time::sleep(latency).await;
-    }
-    if let Some(errcode) = fault.errcode {
-        return wechat_error(errcode);
+    if let Some(fault) = begin_call(&sim, Api::Jscode2Session).await {
+        return fault;
     }
     let mut state = sim.state();
     let appid = match state.authenticate(q.appid.as_deref(), q.secret.as_deref()) {
@@ -73,6 +82,119 @@ async fn jscode2session(
     }
 }
 
+/// Counts the call and plays any queued fault: `Some(answer)` when the fault answers instead.
+async fn begin_call(sim: &Simulator, api: Api) -> Option<Response> {
+    let fault = sim.state().begin_call(api);
+    if let Some(latency) = fault.latency {
+        tokio::time::sleep(latency).await;
+    }
+    fault.errcode.map(wechat_error)
+}
+
+#[derive(Deserialize)]
+struct StableTokenRequest {
+    grant_type: Option<String>,
+    appid: Option<String>,
+    secret: Option<String>,
+    force_refresh: Option<bool>,
+}
+
+async fn stable_token(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
+    if let Some(fault) = begin_call(&sim, Api::StableToken).await {
+        return fault;
+    }
+    let Ok(request) = serde_json::from_slice::<StableTokenRequest>(&body) else {
+        return wechat_error(47001);
+    };
+    let mut state = sim.state();
+    let appid = match state.authenticate(request.appid.as_deref(), request.secret.as_deref()) {
+        Ok(app) => app.appid.clone(),
+        Err(errcode) => return wechat_error(errcode),
+    };
+    if request.grant_type.as_deref() != Some("client_credential") {
+        return wechat_error(40002);
+    }
+    let (token, expires_in) = state.stable_token(&appid, request.force_refresh.unwrap_or(false));
+    wechat_answer(&json!({ "access_token": token, "expires_in": expires_in }))
+}
+
+#[derive(Deserialize)]
+struct TokenQuery {
+    access_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PhoneNumberRequest {
+    code: Option<String>,
+    openid: Option<String>,
+}
+
+async fn get_user_phone_number(
+    State(sim): State<Arc<Simulator>>,
+    Query(q): Query<TokenQuery>,
+    body: Bytes,
+) -> Response {
+    if let Some(fault) = begin_call(&sim, Api::GetUserPhoneNumber).await {
+        return fault;
+    }
+    let mut state = sim.state();
+    let appid = match state.authorize(q.access_token.as_deref()) {
+        Ok(appid) => appid,
+        Err(errcode) => return wechat_error(errcode),
+    };
+    let Ok(request) = serde_json::from_slice::<PhoneNumberRequest>(&body) else {
+        return wechat_error(47001);
+    };
+    let Some(code) = request.code.filter(|c| !c.is_empty()) else {
+        return wechat_error(41008);
+    };
+    match state.redeem_phone_code(&appid, &code, request.openid.as_deref()) {
+        Ok(number) => wechat_answer(&json!({
+            "errcode": 0,
+            "errmsg": "ok",
+            "phone_info": {
+                "phoneNumber": number,
+                "purePhoneNumber": number,
+                "countryCode": "86",
+                "watermark": { "timestamp": state.unix_now(), "appid": appid.as_str() },
+            },
+        })),
+        Err(errcode) => wechat_error(errcode),
+    }
+}
+
+#[derive(Deserialize)]
+struct CheckSessionQuery {
+    access_token: Option<String>,
+    openid: Option<String>,
+    signature: Option<String>,
+    sig_method: Option<String>,
+}
+
+async fn check_session(
+    State(sim): State<Arc<Simulator>>,
+    Query(q): Query<CheckSessionQuery>,
+) -> Response {
+    if let Some(fault) = begin_call(&sim, Api::CheckSession).await {
+        return fault;
+    }
+    let state = sim.state();
+    let appid = match state.authorize(q.access_token.as_deref()) {
+        Ok(appid) => appid,
+        Err(errcode) => return wechat_error(errcode),
+    };
+    let (Some(openid), Some(signature)) = (q.openid, q.signature) else {
+        return wechat_error(40097);
+    };
+    if q.sig_method.as_deref() != Some("hmac_sha256") {
+        return wechat_error(40097);
+    }
+    match state.check_session(&appid, &openid, &signature) {
+        Ok(()) => wechat_answer(&json!({ "errcode": 0, "errmsg": "ok" })),
+        Err(errcode) => wechat_error(errcode),
+    }
+}
+
 /// WeChat labels its JSON text/plain; clients that trust the content-type should fail here.
 fn wechat_answer(body: &Value) -> Response {
     ([(header::CONTENT_TYPE, "text/plain")], body.to_string()).into_response()
@@ -86,16 +208,22 @@ fn wechat_error(errcode: i64) -> Response {
 fn errmsg(errcode: i64) -> &'static str {
     match errcode {
         -1 => "system error",
+        40001 => "invalid credential, access_token is invalid or not latest",
         40002 => "invalid grant_type",
         40013 => "invalid appid",
         40029 => "invalid code",
+        40097 => "invalid args",
         40125 => "invalid appsecret",
         40163 => "code been used",
         40226 => "high risk user",
+        41001 => "access_token missing",
         41002 => "appid missing",
         41004 => "appsecret missing",
         41008 => "missing code",
+        42001 => "access_token expired",
         45011 => "api minute-quota reach limit  mustslower  retry next minute",
+        47001 => "data format error",
+        87009 => "invalid signature",
         _ => "simulated error",
     }
 }
@@ -113,12 +241,124 @@ async fn wx_login(
     let request: WxLogin = parse_body(&body)?;
     let appid = AppId::parse(&request.appid)?;
     if let Some(user) = &request.user {
-        if user.is_empty() || user.len() > MAX_USER_LEN {
-            return Err(BadRequest("user: must be 1 to 256 bytes".into()));
-        }
+        check_user(user)?;
     }
     let code = sim.wx_login(&appid, request.user.as_deref())?;
     Ok(Json(json!({ "code": code })))
+}
+
+/// A `user` name as the `/sim/*` endpoints accept it.
+fn check_user(user: &str) -> Result<(), BadRequest> {
+    if user.is_empty() || user.len() > MAX_USER_LEN {
+        return Err(BadRequest("user: must be 1 to 256 bytes".into()));
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct PhoneButton {
+    appid: String,
+    user: String,
+}
+
+async fn get_phone_number(
+    State(sim): State<Arc<Simulator>>,
+    body: Bytes,
+) -> Result<Json<Value>, BadRequest> {
+    let request: PhoneButton = parse_body(&body)?;
+    let appid = AppId::parse(&request.appid)?;
+    check_user(&request.user)?;
+    let code = sim.phone_code(&appid, &request.user)?;
+    Ok(Json(json!({ "code": code })))
+}
+
+/// The profile fields of `wx.getUserProfile()`, in WeChat's order (it is `rawData`'s).
+/// Missing ones take the values of WeChat's documentation example.
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+struct Profile {
+    nick_name: String,
+    gender: u8,
+    language: String,
+    city: String,
+    province: String,
+    country: String,
+    avatar_url: String,
+}
+
+impl Default for Profile {
+    fn default() -> Self {
+        Self {
+            nick_name: "Band".into(),
+            gender: 1,
+            language: "zh_CN".into(),
+            city: "Guangzhou".into(),
+            province: "Guangdong".into(),
+            country: "CN".into(),
+            avatar_url: "http://wx.qlogo.cn/mmopen/vi_32/1vZvI39NWFQ9XM4LtQpFrQJ1xlgZxx3w7bQxKARol6503Iuswjjn6nIGBiaycAjAtpujxyzYsrztuuICqIM5ibXQ/0".into(),
+        }
+    }
+}
+
+impl Profile {
+    fn check(&self) -> Result<(), BadRequest> {
+        if self.gender > 2 {
+            return Err(BadRequest("profile.gender: 0, 1 or 2".into()));
+        }
+        let fields = [
+            &self.nick_name,
+            &self.language,
+            &self.city,
+            &self.province,
+            &self.country,
+            &self.avatar_url,
+        ];
+        if fields.iter().any(|f| f.len() > MAX_PROFILE_FIELD_LEN) {
+            return Err(BadRequest("profile: fields of at most 1024 bytes".into()));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Deserialize)]
+struct ProfileRequest {
+    appid: String,
+    user: String,
+    #[serde(default)]
+    profile: Profile,
+}
+
+/// What the phone gets: `rawData` signed with, and the profile (plus watermark, and ids when
+/// the app is bound to an Open Platform account) encrypted under, the current session_key.
+async fn get_user_profile(
+    State(sim): State<Arc<Simulator>>,
+    body: Bytes,
+) -> Result<Json<Value>, BadRequest> {
+    let request: ProfileRequest = parse_body(&body)?;
+    let appid = AppId::parse(&request.appid)?;
+    check_user(&request.user)?;
+    request.profile.check()?;
+    let context = sim.state().profile_context(&appid, &request.user)?;
+    let session_key = SessionKey::parse(&context.session_key)?;
+
+    let raw_data = serde_json::to_string(&request.profile)?;
+    let signature = user_data::raw_data_signature(&raw_data, &session_key);
+    let user_info = serde_json::to_value(&request.profile)?;
+    let mut sealed = user_info.clone();
+    sealed["watermark"] = json!({ "appid": appid.as_str(), "timestamp": context.timestamp });
+    if let Some(unionid) = context.unionid {
+        sealed["openId"] = Value::String(context.openid);
+        sealed["unionId"] = Value::String(unionid);
+    }
+    let iv = people::new_iv();
+    let encrypted_data = user_data::encrypt(&sealed, iv, &session_key);
+    Ok(Json(json!({
+        "userInfo": user_info,
+        "rawData": raw_data,
+        "signature": signature,
+        "encryptedData": encrypted_data,
+        "iv": STANDARD.encode(iv),
+    })))
 }
 
 #[derive(Deserialize)]
@@ -134,8 +374,10 @@ async fn add_fault(
     body: Bytes,
 ) -> Result<StatusCode, BadRequest> {
     let request: FaultRequest = parse_body(&body)?;
-    let api = Api::parse(&request.api)
-        .ok_or_else(|| BadRequest("api: unknown (known: jscode2session)".into()))?;
+    let api = Api::parse(&request.api).ok_or_else(|| {
+        let known: Vec<_> = Api::ALL.iter().map(|api| api.name()).collect();
+        BadRequest(format!("api: unknown (known: {})", known.join(", ")))
+    })?;
     if request.errcode == Some(0) {
         return Err(BadRequest("errcode: 0 is success, not a fault".into()));
     }

@@ -1,40 +1,55 @@
-//! The simulator's memory: apps, issued codes, current session keys, queued faults, its clock.
-//! Plain synchronous logic; the routes add HTTP and latency around it.
+//! The simulator's memory: apps, issued codes and access tokens, current session keys, queued
+//! faults, its clock. Plain synchronous logic; the routes add HTTP and latency around it.
 
 use std::collections::{HashMap, VecDeque};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use domain::AppId;
 
+use super::codes::{CodeBook, Refused};
 use super::{people, Api, Fault, SimApp, SimError};
+use crate::wechat::check_session;
 
-/// WeChat's `wx.login()` codes live 5 minutes.
-const CODE_TTL: Duration = Duration::from_secs(300);
 /// Anonymous logins create a person each; past this many (app, person) pairs an arbitrary old
 /// session is forgotten so a long-running simulator stays bounded.
 const MAX_SESSIONS: usize = 100_000;
 /// Bounds `advance_clock` so `Instant` arithmetic cannot overflow.
 const MAX_CLOCK_OFFSET: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+/// `stable_token`'s lifetime.
+const TOKEN_TTL: Duration = Duration::from_secs(7200);
+/// Expired tokens are remembered this long, to answer 42001 (expired) rather than 40001.
+const EXPIRED_TOKEN_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 pub(super) struct State {
     apps: HashMap<AppId, SimApp>,
-    /// Added to the real clock: lets tests expire codes without sleeping.
+    /// Added to the real clock: lets tests expire codes and tokens without sleeping.
     offset: Duration,
-    codes: HashMap<String, IssuedCode>,
-    /// Codes by issue time (the clock only moves forward), to purge expired ones cheaply.
-    issued: VecDeque<(Instant, String)>,
+    login_codes: CodeBook<LoginCodeOwner>,
+    phone_codes: CodeBook<PhoneCodeOwner>,
     /// The current session_key per (appid, openid): WeChat keeps one, replaced at each login.
     sessions: HashMap<(AppId, String), String>,
+    /// Every access token issued and not long expired.
+    tokens: HashMap<String, IssuedToken>,
+    /// The token `stable_token` currently hands out, per app.
+    current_tokens: HashMap<AppId, String>,
     faults: VecDeque<Fault>,
     calls: HashMap<Api, u64>,
 }
 
-struct IssuedCode {
+struct LoginCodeOwner {
     appid: AppId,
     openid: String,
     unionid: Option<String>,
-    issued_at: Instant,
-    used: bool,
+}
+
+struct PhoneCodeOwner {
+    appid: AppId,
+    user: String,
+}
+
+struct IssuedToken {
+    appid: AppId,
+    expires_at: Instant,
 }
 
 /// code2Session's success answer.
@@ -42,6 +57,14 @@ pub(super) struct Session {
     pub openid: String,
     pub session_key: String,
     pub unionid: Option<String>,
+}
+
+/// What `getUserProfile` needs to seal a profile for a logged-in person.
+pub(super) struct ProfileContext {
+    pub openid: String,
+    pub unionid: Option<String>,
+    pub session_key: String,
+    pub timestamp: u64,
 }
 
 /// What a call meets from the fault queue.
@@ -56,9 +79,11 @@ impl State {
         Self {
             apps: apps.into_iter().map(|a| (a.appid.clone(), a)).collect(),
             offset: Duration::ZERO,
-            codes: HashMap::new(),
-            issued: VecDeque::new(),
+            login_codes: CodeBook::new(),
+            phone_codes: CodeBook::new(),
             sessions: HashMap::new(),
+            tokens: HashMap::new(),
+            current_tokens: HashMap::new(),
             faults: VecDeque::new(),
             calls: HashMap::new(),
         }
@@ -66,6 +91,14 @@ impl State {
 
     fn now(&self) -> Instant {
         Instant::now() + self.offset
+    }
+
+    /// Unix seconds on the simulator's clock, for watermarks.
+    pub fn unix_now(&self) -> u64 {
+        let real = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default();
+        (real + self.offset).as_secs()
     }
 
     pub fn advance_clock(&mut self, by: Duration) -> Result<(), SimError> {
@@ -78,8 +111,12 @@ impl State {
         }
     }
 
+    fn app(&self, appid: &AppId) -> Result<&SimApp, SimError> {
+        self.apps.get(appid).ok_or(SimError::UnknownApp)
+    }
+
     pub fn wx_login(&mut self, appid: &AppId, user: Option<&str>) -> Result<String, SimError> {
-        let app = self.apps.get(appid).ok_or(SimError::UnknownApp)?;
+        let app = self.app(appid)?;
         let user = user.map_or_else(people::anonymous_user, str::to_owned);
         let openid = people::openid(appid.as_str(), &user);
         let unionid = app
@@ -88,19 +125,12 @@ impl State {
             .map(|platform| people::unionid(platform, &user));
 
         let now = self.now();
-        self.purge_expired_codes(now);
-        let code = people::new_code();
-        self.codes.insert(
-            code.clone(),
-            IssuedCode {
-                appid: appid.clone(),
-                openid: openid.clone(),
-                unionid,
-                issued_at: now,
-                used: false,
-            },
-        );
-        self.issued.push_back((now, code.clone()));
+        let owner = LoginCodeOwner {
+            appid: appid.clone(),
+            openid: openid.clone(),
+            unionid,
+        };
+        let code = self.login_codes.issue(now, owner);
 
         let person = (appid.clone(), openid);
         if self.sessions.len() >= MAX_SESSIONS && !self.sessions.contains_key(&person) {
@@ -112,15 +142,33 @@ impl State {
         Ok(code)
     }
 
-    fn purge_expired_codes(&mut self, now: Instant) {
-        while let Some((issued_at, _)) = self.issued.front() {
-            if now.duration_since(*issued_at) < CODE_TTL {
-                break;
-            }
-            if let Some((_, code)) = self.issued.pop_front() {
-                self.codes.remove(&code);
-            }
-        }
+    /// The phone-number button: a code for `user`'s number, for this app.
+    pub fn phone_code(&mut self, appid: &AppId, user: &str) -> Result<String, SimError> {
+        self.app(appid)?;
+        let now = self.now();
+        let owner = PhoneCodeOwner {
+            appid: appid.clone(),
+            user: user.to_owned(),
+        };
+        Ok(self.phone_codes.issue(now, owner))
+    }
+
+    /// What `getUserProfile` seals its payload with: the person's current session in the app.
+    pub fn profile_context(&self, appid: &AppId, user: &str) -> Result<ProfileContext, SimError> {
+        let app = self.app(appid)?;
+        let openid = people::openid(appid.as_str(), user);
+        let session_key = self
+            .current_session_key(appid, &openid)
+            .ok_or(SimError::NotLoggedIn)?;
+        Ok(ProfileContext {
+            unionid: app
+                .open_platform
+                .as_deref()
+                .map(|platform| people::unionid(platform, user)),
+            openid,
+            session_key,
+            timestamp: self.unix_now(),
+        })
     }
 
     pub fn current_session_key(&self, appid: &AppId, openid: &str) -> Option<String> {
@@ -148,16 +196,14 @@ impl State {
     /// another app; 40163 for one already used. A success consumes the code.
     pub fn code_to_session(&mut self, appid: &AppId, code: &str) -> Result<Session, i64> {
         let now = self.now();
-        let issued = self
-            .codes
-            .get_mut(code)
-            .filter(|c| &c.appid == appid && now.duration_since(c.issued_at) < CODE_TTL)
-            .ok_or(40029)?;
-        if issued.used {
-            return Err(40163);
-        }
-        issued.used = true;
-        let (openid, unionid) = (issued.openid.clone(), issued.unionid.clone());
+        let owner = self
+            .login_codes
+            .redeem(now, code, |owner| &owner.appid == appid)
+            .map_err(|refused| match refused {
+                Refused::Invalid => 40029,
+                Refused::Used => 40163,
+            })?;
+        let (openid, unionid) = (owner.openid.clone(), owner.unionid.clone());
         let session_key = self
             .current_session_key(appid, &openid)
             // Only when MAX_SESSIONS evicted it: WeChat would hand out a key all the same.
@@ -167,6 +213,77 @@ impl State {
             session_key,
             unionid,
         })
+    }
+
+    /// `stable_token` for an authenticated app: the current token and its remaining seconds,
+    /// or a new one when there is none, it expired, or `force_refresh` is set. A forced
+    /// refresh invalidates the previous token at once, as WeChat's documentation says.
+    pub fn stable_token(&mut self, appid: &AppId, force_refresh: bool) -> (String, u64) {
+        let now = self.now();
+        if let Some(current) = self.current_tokens.get(appid) {
+            match self.tokens.get(current) {
+                Some(issued) if !force_refresh && issued.expires_at > now => {
+                    let remaining = issued.expires_at.duration_since(now);
+                    return (current.clone(), remaining.as_secs().max(1));
+                }
+                _ if force_refresh => {
+                    self.tokens.remove(current);
+                }
+                _ => {}
+            }
+        }
+        self.tokens
+            .retain(|_, issued| now < issued.expires_at + EXPIRED_TOKEN_MEMORY);
+        let token = people::new_access_token();
+        self.tokens.insert(
+            token.clone(),
+            IssuedToken {
+                appid: appid.clone(),
+                expires_at: now + TOKEN_TTL,
+            },
+        );
+        self.current_tokens.insert(appid.clone(), token.clone());
+        (token, TOKEN_TTL.as_secs())
+    }
+
+    /// The app an access token was issued to. 41001 missing, 40001 unknown or invalidated,
+    /// 42001 expired.
+    pub fn authorize(&self, token: Option<&str>) -> Result<AppId, i64> {
+        let token = token.filter(|t| !t.is_empty()).ok_or(41001)?;
+        let issued = self.tokens.get(token).ok_or(40001)?;
+        if issued.expires_at <= self.now() {
+            return Err(42001);
+        }
+        Ok(issued.appid.clone())
+    }
+
+    /// `getuserphonenumber` for an authorized app: the person's number. 40029 for a code that
+    /// is unknown, expired, used, of another app, or (with `openid`) of another person.
+    pub fn redeem_phone_code(
+        &mut self,
+        appid: &AppId,
+        code: &str,
+        openid: Option<&str>,
+    ) -> Result<String, i64> {
+        let now = self.now();
+        let owner = self
+            .phone_codes
+            .redeem(now, code, |owner| {
+                &owner.appid == appid
+                    && openid.is_none_or(|o| o == people::openid(appid.as_str(), &owner.user))
+            })
+            .map_err(|_| 40029)?;
+        Ok(people::phone_number(&owner.user))
+    }
+
+    /// `checksession`: 87009 unless `signature` is the HMAC of the person's current key.
+    pub fn check_session(&self, appid: &AppId, openid: &str, signature: &str) -> Result<(), i64> {
+        let current = self.current_session_key(appid, openid).ok_or(87009)?;
+        if check_session::signature(&current).eq_ignore_ascii_case(signature) {
+            Ok(())
+        } else {
+            Err(87009)
+        }
     }
 
     pub fn inject(&mut self, fault: Fault) {

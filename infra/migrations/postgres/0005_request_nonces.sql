@@ -1,0 +1,9 @@
+-- Nonces of signed server-to-server requests (cloud-function login), kept until their
+-- timestamp leaves the acceptance window: a replayed request finds its nonce here.
+CREATE TABLE request_nonces (
+    scope      text NOT NULL,
+    nonce      text NOT NULL,
+    expires_at timestamptz NOT NULL,
+    PRIMARY KEY (scope, nonce)
+);
+CREATE INDEX request_nonces_expiry ON request_nonces (expires_at);
