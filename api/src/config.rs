@@ -31,6 +31,10 @@ pub struct Config {
     pub login_rate_per_minute: u32,
     /// Take the client IP from the first `X-Forwarded-For` entry (only behind a trusted proxy).
     pub trust_forwarded_for: bool,
+    /// Per-app shared secrets of the cloud-function login (`appid:secret,…`); an app without
+    /// one cannot use `POST /v1/wechat/cloud-login`.
+    #[serde(default)]
+    pub cloud_login_secrets: Apps,
 }
 
 /// Defaults, as a serialisable layer under the file and the environment.
@@ -69,6 +73,7 @@ const ENV_KEYS: &[&str] = &[
     "access_token_ttl_secs",
     "login_rate_per_minute",
     "trust_forwarded_for",
+    "cloud_login_secrets",
 ];
 
 impl Config {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use infra::crypto::{MasterKey, PhoneIndex};
+use infra::personal_data::PersonalData;
 use infra::store::Store;
 use infra::tokens::{AccessTokens, RefreshTokens};
 use infra::wechat::{AppCredentials, WeChatClient, WeChatClientConfig};
@@ -94,8 +95,10 @@ impl Application {
             login_rate_limit: LoginRateLimit::per_minute(config.login_rate_per_minute),
             trust_forwarded_for: config.trust_forwarded_for,
             admin_token: config.admin_token.clone(),
+            cloud_login_secrets: config.cloud_login_secrets.0.clone(),
             read_models,
             phone_index: PhoneIndex::new(master_key),
+            personal_data: PersonalData::new(master_key),
         }));
 
         let listener = TcpListener::bind(listen_addr(&config.listen))

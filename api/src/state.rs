@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use domain::AppId;
 use infra::crypto::{PhoneIndex, Sealer};
+use infra::personal_data::PersonalData;
 use infra::store::Store;
 use infra::tokens::{AccessTokens, RefreshTokens};
 use infra::wechat::{AppCredentials, WeChatClient};
@@ -51,6 +52,10 @@ pub struct Services {
     pub trust_forwarded_for: bool,
     /// `IDENTITY_ADMIN_TOKEN`: a bootstrap key with every scope.
     pub admin_token: Option<SecretString>,
+    /// Shared secrets of the cloud-function login, per app.
+    pub cloud_login_secrets: BTreeMap<AppId, SecretString>,
     pub read_models: ReadModels,
     pub phone_index: PhoneIndex,
+    /// Seals personal data under per-user data keys (crypto-shredding).
+    pub personal_data: PersonalData,
 }

@@ -12,8 +12,8 @@ pub mod user;
 
 pub use envelope::{Actor, Metadata};
 pub use events::{
-    AppEvent, Authorization, DomainEvent, SealedPersonalData, RejectionReason, RevocationReason, SessionEvent, UnionIdSource,
-    UserEvent,
+    AppEvent, Authorization, DomainEvent, RejectionReason, RevocationReason, SealedPersonalData,
+    SessionEvent, UnionIdSource, UserEvent,
 };
 pub use ids::{
     AppId, EventId, InvalidValue, OpenId, SessionId, StreamId, UnionId, UserId, WeChatCode,

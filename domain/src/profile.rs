@@ -39,9 +39,7 @@ impl User {
                 unionid,
                 source: UnionIdSource::DecryptedData,
             }),
-            (Some(held), Some(given)) if *held != given => {
-                return Err(UserError::UnionIdMismatch)
-            }
+            (Some(held), Some(given)) if *held != given => return Err(UserError::UnionIdMismatch),
             _ => {}
         }
         events.push(UserEvent::ProfileAuthorized {
@@ -76,7 +74,10 @@ impl User {
         }])
     }
 
-    pub fn decide_withdraw(&self, authorization: Authorization) -> Result<Vec<UserEvent>, UserError> {
+    pub fn decide_withdraw(
+        &self,
+        authorization: Authorization,
+    ) -> Result<Vec<UserEvent>, UserError> {
         self.usable()?;
         let held = match authorization {
             Authorization::Profile => self.profile.is_some(),
@@ -137,7 +138,13 @@ mod tests {
                 unionid: Some(UnionId::parse("u1").unwrap()),
             })
             .unwrap();
-        assert!(matches!(events[0], UserEvent::UnionIdLinked { source: UnionIdSource::DecryptedData, .. }));
+        assert!(matches!(
+            events[0],
+            UserEvent::UnionIdLinked {
+                source: UnionIdSource::DecryptedData,
+                ..
+            }
+        ));
         let user = User::replay(&then(&history, events));
         assert_eq!(user.profile, Some(sealed("p1")));
     }

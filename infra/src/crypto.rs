@@ -78,10 +78,7 @@ pub struct Sealer(Aes256Gcm);
 impl Sealer {
     /// A sealer under a key of its own (a user's data key), not derived from the master key.
     pub fn from_key(key: &[u8; 32]) -> Self {
-        Self(
-            Aes256Gcm::new_from_slice(key)
-                .unwrap_or_else(|_| unreachable!("the key is 32 bytes")),
-        )
+        Self(Aes256Gcm::new_from_slice(key).unwrap_or_else(|_| unreachable!("the key is 32 bytes")))
     }
 
     /// `version ‖ nonce ‖ ciphertext+tag`.

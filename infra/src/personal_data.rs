@@ -82,7 +82,10 @@ impl PersonalData {
             .ok_or(PersonalDataError::Corrupt("no data key"))?;
         let plaintext = serde_json::to_vec(data).expect("a JSON value serialises");
         let sealed = sealer.seal(&plaintext, Self::context(user_id).as_bytes());
-        Ok(SealedPersonalData(format!("{PREFIX}{}", STANDARD.encode(sealed))))
+        Ok(SealedPersonalData(format!(
+            "{PREFIX}{}",
+            STANDARD.encode(sealed)
+        )))
     }
 
     /// Opens sealed fields of one user; `None` for each once the user's key is destroyed.

@@ -49,12 +49,48 @@ mod tests {
     #[test]
     fn signatures_cover_every_part() {
         let sig = sign("s3cret", 1_700_000_000, "nonce-0123456789ab", b"{\"a\":1}");
-        assert!(verify("s3cret", 1_700_000_000, "nonce-0123456789ab", b"{\"a\":1}", &sig));
-        assert!(!verify("other", 1_700_000_000, "nonce-0123456789ab", b"{\"a\":1}", &sig));
-        assert!(!verify("s3cret", 1_700_000_001, "nonce-0123456789ab", b"{\"a\":1}", &sig));
-        assert!(!verify("s3cret", 1_700_000_000, "nonce-0123456789ac", b"{\"a\":1}", &sig));
-        assert!(!verify("s3cret", 1_700_000_000, "nonce-0123456789ab", b"{\"a\":2}", &sig));
-        assert!(!verify("s3cret", 1_700_000_000, "nonce-0123456789ab", b"{\"a\":1}", "zz"));
+        assert!(verify(
+            "s3cret",
+            1_700_000_000,
+            "nonce-0123456789ab",
+            b"{\"a\":1}",
+            &sig
+        ));
+        assert!(!verify(
+            "other",
+            1_700_000_000,
+            "nonce-0123456789ab",
+            b"{\"a\":1}",
+            &sig
+        ));
+        assert!(!verify(
+            "s3cret",
+            1_700_000_001,
+            "nonce-0123456789ab",
+            b"{\"a\":1}",
+            &sig
+        ));
+        assert!(!verify(
+            "s3cret",
+            1_700_000_000,
+            "nonce-0123456789ac",
+            b"{\"a\":1}",
+            &sig
+        ));
+        assert!(!verify(
+            "s3cret",
+            1_700_000_000,
+            "nonce-0123456789ab",
+            b"{\"a\":2}",
+            &sig
+        ));
+        assert!(!verify(
+            "s3cret",
+            1_700_000_000,
+            "nonce-0123456789ab",
+            b"{\"a\":1}",
+            "zz"
+        ));
         assert!(valid_nonce("abcdefghijklmnop"));
         assert!(!valid_nonce("short"));
         assert!(!valid_nonce("has space in it 123"));

@@ -20,13 +20,25 @@ async fn sealing_opens_until_the_key_is_destroyed(store: Arc<dyn Store>) {
 
     let sealed = data.seal(store.as_ref(), alice, &profile).await.unwrap();
     assert!(!sealed.0.contains("Band"));
-    let again = data.seal(store.as_ref(), alice, &json!("+8613800138000")).await.unwrap();
-    let opened = data.open_all(store.as_ref(), alice, &[&sealed, &again]).await.unwrap();
-    assert_eq!(opened, vec![Some(profile.clone()), Some(json!("+8613800138000"))]);
+    let again = data
+        .seal(store.as_ref(), alice, &json!("+8613800138000"))
+        .await
+        .unwrap();
+    let opened = data
+        .open_all(store.as_ref(), alice, &[&sealed, &again])
+        .await
+        .unwrap();
+    assert_eq!(
+        opened,
+        vec![Some(profile.clone()), Some(json!("+8613800138000"))]
+    );
 
     // Bound to its user: another user's key does not open it.
     data.seal(store.as_ref(), bob, &json!("x")).await.unwrap();
-    assert!(data.open_all(store.as_ref(), bob, &[&sealed]).await.is_err());
+    assert!(data
+        .open_all(store.as_ref(), bob, &[&sealed])
+        .await
+        .is_err());
     // And to the master key.
     assert!(PersonalData::new(&MasterKey::generate())
         .open_all(store.as_ref(), alice, &[&sealed])
@@ -34,7 +46,10 @@ async fn sealing_opens_until_the_key_is_destroyed(store: Arc<dyn Store>) {
         .is_err());
 
     data.destroy(store.as_ref(), alice).await.unwrap();
-    let shredded = data.open_all(store.as_ref(), alice, &[&sealed, &again]).await.unwrap();
+    let shredded = data
+        .open_all(store.as_ref(), alice, &[&sealed, &again])
+        .await
+        .unwrap();
     assert_eq!(shredded, vec![None, None]);
     // Bob is untouched.
     assert!(data.open_all(store.as_ref(), bob, &[]).await.is_ok());
@@ -56,7 +71,10 @@ async fn concurrent_first_seals_share_one_key(store: Arc<dyn Store>) {
     }
     let refs: Vec<_> = sealed.iter().collect();
     let opened = data.open_all(store.as_ref(), user, &refs).await.unwrap();
-    assert!(opened.iter().all(Option::is_some), "every seal opens under the one stored key");
+    assert!(
+        opened.iter().all(Option::is_some),
+        "every seal opens under the one stored key"
+    );
 }
 
 /// Erasure frees the person's claims in the same append, so they may register afresh.
@@ -87,7 +105,11 @@ async fn erasure_releases_claims(store: Arc<dyn Store>) {
     store
         .append(
             AppendBatch::default()
-                .stream(user.stream(), ExpectedVersion::NoStream, vec![event("UserRegistered")])
+                .stream(
+                    user.stream(),
+                    ExpectedVersion::NoStream,
+                    vec![event("UserRegistered")],
+                )
                 .claim(account.clone(), user),
         )
         .await
@@ -96,7 +118,11 @@ async fn erasure_releases_claims(store: Arc<dyn Store>) {
     store
         .append(
             AppendBatch::default()
-                .stream(user.stream(), ExpectedVersion::Exactly(1), vec![event("UserErased")])
+                .stream(
+                    user.stream(),
+                    ExpectedVersion::Exactly(1),
+                    vec![event("UserErased")],
+                )
                 .release_claims_of(user),
         )
         .await

@@ -53,6 +53,9 @@ macro_rules! both_backends {
     };
 }
 
+/// The cloud-function login secret of `APP_A` (the other apps have none).
+pub const CLOUD_SECRET_A: &str = "cloud-secret-a-0123456789abcdef";
+
 /// A database, a WeChat simulator and one service instance on them (more can be added).
 pub struct World {
     pub backend: Backend,
@@ -130,6 +133,10 @@ impl World {
             access_token_ttl_secs: 900,
             login_rate_per_minute: 0,
             trust_forwarded_for: false,
+            cloud_login_secrets: serde_json::from_value::<Apps>(json!(format!(
+                "{APP_A}:{CLOUD_SECRET_A}"
+            )))
+            .expect("cloud secrets"),
         }
     }
 
@@ -234,7 +241,7 @@ impl World {
                 .expect("readyz JSON");
             let lagging = ready["projections"]
                 .as_object()
-                .map_or(true, |all| all.values().any(|p| p["lag"] != 0));
+                .is_none_or(|all| all.values().any(|p| p["lag"] != 0));
             if !lagging {
                 return;
             }

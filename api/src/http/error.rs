@@ -16,6 +16,9 @@ pub enum ApiError {
     /// 400: WeChat refused the login code (40029 invalid or expired, 40163 already used).
     #[error("the login code is invalid, expired or already used: call wx.login() again")]
     InvalidCode,
+    /// 400: WeChat refused the phone-number button code (40029: invalid, expired or used).
+    #[error("the phone-number code is invalid, expired or already used: ask the user again")]
+    InvalidPhoneCode,
     /// 403: WeChat intercepted the login as high risk (40226).
     #[error("WeChat refused this login as high risk")]
     HighRiskUser,
@@ -31,6 +34,13 @@ pub enum ApiError {
     /// 404.
     #[error("not found")]
     NotFound,
+    /// 404, saying what is missing.
+    #[error("{0}")]
+    Missing(&'static str),
+    /// 400: WeChat's encrypted user data failed a check; `hint()` says when a stale
+    /// `session_key` is the likely cause.
+    #[error("{0}")]
+    UserData(infra::wechat::user_data::UserDataError),
     /// 405.
     #[error("method not allowed")]
     MethodNotAllowed,
@@ -64,12 +74,14 @@ impl ApiError {
 
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::InvalidRequest(_) | Self::UnknownApp | Self::InvalidCode => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::InvalidRequest(_)
+            | Self::UnknownApp
+            | Self::InvalidCode
+            | Self::InvalidPhoneCode
+            | Self::UserData(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::HighRiskUser | Self::UserBlocked | Self::Forbidden(_) => StatusCode::FORBIDDEN,
-            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::NotFound | Self::Missing(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -80,17 +92,39 @@ impl ApiError {
         }
     }
 
+    /// Advice for the client, when the likely fix is known.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            Self::UserData(err) if err.suggests_stale_session_key() => Some(
+                "the session_key changed since this data was produced (the user logged in \
+                 again): log in with a fresh wx.login() code, then fetch the data again",
+            ),
+            _ => None,
+        }
+    }
+
     /// The stable machine-readable code clients switch on.
     pub fn code(&self) -> &'static str {
         match self {
             Self::InvalidRequest(_) => "invalid_request",
             Self::UnknownApp => "unknown_app",
-            Self::InvalidCode => "invalid_code",
+            Self::InvalidCode | Self::InvalidPhoneCode => "invalid_code",
             Self::HighRiskUser => "high_risk_user",
             Self::UserBlocked => "user_blocked",
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
-            Self::NotFound => "not_found",
+            Self::NotFound | Self::Missing(_) => "not_found",
+            Self::UserData(err) => {
+                use infra::wechat::user_data::UserDataError as E;
+                match err {
+                    E::SignatureMismatch => "signature_mismatch",
+                    E::BadBase64(_) | E::BadIv | E::BadCiphertextLength => {
+                        "malformed_encrypted_data"
+                    }
+                    E::DecryptFailed | E::NotJson => "decrypt_failed",
+                    E::WatermarkMismatch => "watermark_mismatch",
+                }
+            }
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
@@ -111,6 +145,9 @@ struct Problem<'a> {
     status: u16,
     detail: String,
     code: &'static str,
+    /// What the caller can do about it, when we know.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    hint: Option<&'static str>,
 }
 
 impl IntoResponse for ApiError {
@@ -125,6 +162,7 @@ impl IntoResponse for ApiError {
             status: status.as_u16(),
             detail: self.to_string(),
             code: self.code(),
+            hint: self.hint(),
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();

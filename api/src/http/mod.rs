@@ -3,6 +3,7 @@
 pub mod api_key;
 pub mod error;
 pub mod extract;
+pub mod openapi;
 pub mod query;
 pub mod rate_limit;
 pub mod routes;

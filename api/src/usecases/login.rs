@@ -4,10 +4,10 @@
 
 use domain::{
     Actor, AppEvent, AppId, Claim, OpenId, RecordWeChatLogin, RejectionReason, SessionEvent,
-    SessionId, StreamId, UnionId, User, UserError, UserId, WeChatCode,
+    SessionId, StreamId, UnionId, UnionIdSource, User, UserError, UserId, WeChatCode,
 };
 use infra::store::{AppendBatch, AppendError, ExpectedVersion};
-use infra::wechat::{Code2Session, WeChatError};
+use infra::wechat::WeChatError;
 use uuid::Uuid;
 
 use super::streams::{load_user, to_new_events};
@@ -41,7 +41,12 @@ pub async fn login(
         Err(err) => return Err(rejected(state, appid, ctx, err).await),
     };
 
-    let logged_in = record_login(state, appid, &wx, ctx).await?;
+    let identity = WeChatIdentity {
+        openid: wx.openid.clone(),
+        unionid: wx.unionid.clone(),
+        source: UnionIdSource::Code2Session,
+    };
+    let logged_in = record_login(state, appid, &identity, ctx).await?;
     let sealed = state.session_key_sealer.seal(
         wx.session_key.expose().as_bytes(),
         session_key_context(appid, &wx.openid).as_bytes(),
@@ -58,10 +63,19 @@ pub fn session_key_context(appid: &AppId, openid: &OpenId) -> String {
     format!("{appid}:{openid}")
 }
 
-async fn record_login(
+/// Who WeChat says is logging in: from `code2Session`, or from a cloud function's
+/// `getWXContext()` (already authenticated by WeChat).
+pub struct WeChatIdentity {
+    pub openid: OpenId,
+    pub unionid: Option<UnionId>,
+    pub source: UnionIdSource,
+}
+
+/// Finds or registers the user and starts a session.
+pub async fn record_login(
     state: &AppState,
     appid: &AppId,
-    wx: &Code2Session,
+    wx: &WeChatIdentity,
     ctx: &RequestContext,
 ) -> Result<LoggedIn, ApiError> {
     for _ in 0..MAX_ATTEMPTS {
@@ -72,6 +86,7 @@ async fn record_login(
             appid: appid.clone(),
             openid: wx.openid.clone(),
             unionid: wx.unionid.clone(),
+            source: wx.source,
         }) {
             Ok(events) => events,
             Err(UserError::Blocked) => {

@@ -2,5 +2,7 @@
 
 pub mod admin;
 pub mod login;
+pub mod profile;
 pub mod sessions;
 pub mod streams;
+pub mod views;

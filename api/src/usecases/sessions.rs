@@ -3,7 +3,7 @@
 use domain::{Actor, Session, SessionError, SessionEvent, SessionId, UserId};
 use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 
-use super::streams::{load_session, to_new_events, user_is_blocked};
+use super::streams::{load_session, to_new_events, user_standing, Standing};
 use crate::http::extract::RequestContext;
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -50,8 +50,10 @@ pub async fn refresh(
         let Session::Active { user_id, appid, .. } = &session else {
             return Err(ApiError::Unauthorized("the session has ended"));
         };
-        if user_is_blocked(state.store.as_ref(), *user_id).await? {
-            return Err(ApiError::UserBlocked);
+        match user_standing(state.store.as_ref(), *user_id).await? {
+            Standing::Good => {}
+            Standing::Blocked => return Err(ApiError::UserBlocked),
+            Standing::Erased => return Err(ApiError::Unauthorized("the session has ended")),
         }
         let events = session.decide_refresh(presented).map_err(|err| match err {
             SessionError::Ended | SessionError::NotFound => {

@@ -29,10 +29,24 @@ pub async fn load_user(store: &dyn EventStore, id: UserId) -> Result<(User, usiz
     Ok((User::replay(&events), events.len()))
 }
 
-/// Whether an administrator has blocked the user: a blocked user's sessions stop working at
-/// once, so every authenticated request and refresh asks (user streams are short).
-pub async fn user_is_blocked(store: &dyn EventStore, id: UserId) -> Result<bool, ApiError> {
-    Ok(load_user(store, id).await?.0.blocked)
+/// Whether a user's sessions may work: a block or an erasure ends them at once, so every
+/// authenticated request and refresh asks (user streams are short).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    Good,
+    Blocked,
+    Erased,
+}
+
+pub async fn user_standing(store: &dyn EventStore, id: UserId) -> Result<Standing, ApiError> {
+    let (user, _) = load_user(store, id).await?;
+    Ok(if user.erased {
+        Standing::Erased
+    } else if user.blocked {
+        Standing::Blocked
+    } else {
+        Standing::Good
+    })
 }
 
 /// The session if it is active and its user is not blocked.
@@ -42,7 +56,9 @@ pub async fn load_session_in_force(
 ) -> Result<Option<(Session, usize)>, ApiError> {
     let (session, version) = load_session(store, id).await?;
     match session.user_id() {
-        Some(user_id) if session.is_active() && !user_is_blocked(store, user_id).await? => {
+        Some(user_id)
+            if session.is_active() && user_standing(store, user_id).await? == Standing::Good =>
+        {
             Ok(Some((session, version)))
         }
         _ => Ok(None),

@@ -26,8 +26,8 @@ use super::signal::AppendSignal;
 use crate::api_keys::StoredApiKey;
 
 use super::{
-    ApiKeyStore, AppendBatch, DataKeyStore, NonceStore, AppendError, EventStore, RecordedEvent, SessionKeyVault,
-    SigningKeyStore, Store, StoreError, StoredSigningKey,
+    ApiKeyStore, AppendBatch, AppendError, DataKeyStore, EventStore, NonceStore, RecordedEvent,
+    SessionKeyVault, SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
 pub struct PostgresStore {

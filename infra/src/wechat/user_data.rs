@@ -132,12 +132,18 @@ mod tests {
             raw_data_signature(RAW_DATA, &session_key),
             "75e81ceda165f4ffa64f4068af58c64b8f54b88c"
         );
-        assert!(
-            verify_raw_data(RAW_DATA, "75e81ceda165f4ffa64f4068af58c64b8f54b88c", &session_key)
-                .is_ok()
-        );
+        assert!(verify_raw_data(
+            RAW_DATA,
+            "75e81ceda165f4ffa64f4068af58c64b8f54b88c",
+            &session_key
+        )
+        .is_ok());
         assert_eq!(
-            verify_raw_data(RAW_DATA, "75e81ceda165f4ffa64f4068af58c64b8f54b88d", &session_key),
+            verify_raw_data(
+                RAW_DATA,
+                "75e81ceda165f4ffa64f4068af58c64b8f54b88d",
+                &session_key
+            ),
             Err(UserDataError::SignatureMismatch)
         );
         assert_eq!(
@@ -153,7 +159,10 @@ mod tests {
         let iv = [7u8; 16];
         let iv_b64 = STANDARD.encode(iv);
         let sealed = encrypt(&data, iv, &session_key);
-        assert_eq!(decrypt(&sealed, &iv_b64, &session_key, "wx4f4bc4dec97d474b").unwrap(), data);
+        assert_eq!(
+            decrypt(&sealed, &iv_b64, &session_key, "wx4f4bc4dec97d474b").unwrap(),
+            data
+        );
 
         assert_eq!(
             decrypt(&sealed, &iv_b64, &session_key, "wx0000000000000000"),
@@ -171,8 +180,13 @@ mod tests {
             decrypt("AAAA", &iv_b64, &session_key, "wx4f4bc4dec97d474b"),
             Err(UserDataError::BadCiphertextLength)
         );
-        let stale = decrypt(&sealed, &iv_b64, &key("HyVFkGl5F5OQWJZZaNzBBg=="), "wx4f4bc4dec97d474b")
-            .unwrap_err();
+        let stale = decrypt(
+            &sealed,
+            &iv_b64,
+            &key("HyVFkGl5F5OQWJZZaNzBBg=="),
+            "wx4f4bc4dec97d474b",
+        )
+        .unwrap_err();
         assert!(stale.suggests_stale_session_key(), "{stale:?}");
         let not_json = encrypt(&json!("just a string"), iv, &session_key);
         assert_eq!(

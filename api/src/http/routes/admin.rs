@@ -3,22 +3,26 @@
 //! writes are events whose actor is the calling API key.
 
 use axum::extract::{Path, State};
-use axum::routing::{get, post};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{Duration, Utc};
-use domain::{AppId, UserId};
+use domain::{Actor, AppId, SealedPersonalData, UserId};
 use projections::{
     AuditFilter, AuditRecord, DailyStatsRecord, LoginFilter, LoginRecord, Page, UserFilter,
     UserRecord,
 };
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::http::api_key::{AdminRead, AdminWrite, Scoped};
 use crate::http::extract::{ApiJson, RequestContext};
+use crate::http::openapi;
 use crate::http::query::{self, ApiQuery};
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::admin::{self, StatusChange};
+use crate::usecases::profile;
 
 /// The widest daily-stats range one request may ask for.
 pub const MAX_STATS_DAYS: i64 = 366;
@@ -27,6 +31,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/admin/users", get(find_users))
         .route("/v1/admin/users/{id}", get(user))
+        .route("/v1/admin/users/{id}", delete(erase))
         .route("/v1/admin/users/{id}/logins", get(user_logins))
         .route("/v1/admin/users/{id}/block", post(block))
         .route("/v1/admin/users/{id}/unblock", post(unblock))
@@ -48,18 +53,45 @@ fn appid(raw: Option<String>) -> Result<Option<String>, ApiError> {
     .transpose()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UsersQuery {
+    /// An appid: `wx` followed by 16 hex characters.
+    #[param(pattern = "^wx[0-9a-fA-F]{16}$")]
     appid: Option<String>,
     openid: Option<String>,
     unionid: Option<String>,
+    /// The bound phone number, matched through a keyed hash.
     phone: Option<String>,
+    #[param(value_type = Option<openapi::UserStatus>)]
     status: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// Find users
+///
+/// By WeChat account, unionid, phone or status; keyset pagination.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/users",
+    tag = "admin",
+    params(UsersQuery),
+    security(("api_key" = ["admin:read"])),
+    description = "By WeChat account, unionid, phone or status; keyset pagination. \
+        Requires an API key with the `admin:read` scope.",
+    responses(
+        (status = 200, description = "A page of users", body = openapi::UserPage),
+        (status = 400, description = "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"),
+        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
+        (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
 async fn find_users(
     State(state): State<AppState>,
     _: Scoped<AdminRead>,
@@ -80,30 +112,86 @@ async fn find_users(
         phone_index: q.phone.map(|phone| state.phone_index.of(&phone)),
         status: q.status,
     };
-    Ok(Json(state.read_models.find_users(&filter, &page).await?))
+    let page = state.read_models.find_users(&filter, &page).await?;
+    Ok(Json(Page {
+        items: page.items.into_iter().map(without_sealed).collect(),
+        next_cursor: page.next_cursor,
+    }))
 }
 
+/// One user
+#[utoipa::path(
+    get,
+    path = "/v1/admin/users/{id}",
+    tag = "admin",
+    params(("id" = uuid::Uuid, Path, description = "The user id")),
+    security(("api_key" = ["admin:read"])),
+    description = "Status, accounts, unionid, first and last login. Requires an API key with \
+        the `admin:read` scope.",
+    responses(
+        (status = 200, description = "The user", body = openapi::UserRecordDoc),
+        (status = 400, description = "`invalid_request`: the user id is not a UUID"),
+        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
+        (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
+        (status = 404, description = "`not_found`: no such user"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
 async fn user(
     State(state): State<AppState>,
     _: Scoped<AdminRead>,
     Path(id): Path<String>,
 ) -> Result<Json<UserRecord>, ApiError> {
     let id = user_id(&id)?;
-    state
+    let mut record = state
         .read_models
         .user(id.as_uuid())
         .await?
-        .map(Json)
-        .ok_or(ApiError::NotFound)
+        .ok_or(ApiError::NotFound)?;
+    record.profile = open_profile(&state, id, record.profile.take()).await?;
+    Ok(Json(record))
 }
 
-#[derive(Debug, Deserialize)]
+/// The read model keeps the profile sealed (`{sealed, fields}`): the detail view opens it with
+/// the user's data key; lists show only which fields were shared.
+async fn open_profile(
+    state: &AppState,
+    id: UserId,
+    stored: Option<serde_json::Value>,
+) -> Result<Option<serde_json::Value>, ApiError> {
+    let Some(sealed) = stored
+        .as_ref()
+        .and_then(|p| p.get("sealed"))
+        .and_then(|s| s.as_str())
+    else {
+        return Ok(None);
+    };
+    profile::open_one(state, id, &SealedPersonalData(sealed.to_owned())).await
+}
+
+fn without_sealed(mut record: UserRecord) -> UserRecord {
+    if let Some(serde_json::Value::Object(profile)) = &mut record.profile {
+        profile.remove("sealed");
+    }
+    record
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct LoginsQuery {
+    #[param(pattern = "^wx[0-9a-fA-F]{16}$")]
     appid: Option<String>,
+    /// Earliest login time, RFC 3339, inclusive.
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
+    /// Latest login time, RFC 3339.
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
@@ -122,6 +210,24 @@ impl LoginsQuery {
     }
 }
 
+/// A user's logins
+#[utoipa::path(
+    get,
+    path = "/v1/admin/users/{id}/logins",
+    tag = "admin",
+    params(("id" = uuid::Uuid, Path, description = "The user id"), LoginsQuery),
+    security(("api_key" = ["admin:read"])),
+    description = "Newest first; cursor pagination. Requires an API key with the `admin:read` \
+        scope.",
+    responses(
+        (status = 200, description = "A page of logins", body = openapi::LoginPage),
+        (status = 400, description = "`invalid_request`: the user id is not a UUID, an unknown \
+            parameter, or a bad value (the detail names it)"),
+        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
+        (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
 async fn user_logins(
     State(state): State<AppState>,
     _: Scoped<AdminRead>,
@@ -138,6 +244,23 @@ async fn user_logins(
     ))
 }
 
+/// All logins
+#[utoipa::path(
+    get,
+    path = "/v1/admin/logins",
+    tag = "admin",
+    params(LoginsQuery),
+    security(("api_key" = ["admin:read"])),
+    description = "Newest first; cursor pagination. Requires an API key with the `admin:read` \
+        scope.",
+    responses(
+        (status = 200, description = "A page of logins", body = openapi::LoginPage),
+        (status = 400, description = "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"),
+        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
+        (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
 async fn logins(
     State(state): State<AppState>,
     _: Scoped<AdminRead>,
@@ -147,18 +270,47 @@ async fn logins(
     Ok(Json(state.read_models.logins(&filter, &page).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct AuditQuery {
+    /// The user the entry is about.
+    #[param(value_type = Option<String>, format = Uuid)]
     user_id: Option<String>,
+    /// Who acted, e.g. `admin:{key id}`.
     actor: Option<String>,
+    /// The event type, e.g. `UserBlocked`.
     action: Option<String>,
+    /// Earliest time, RFC 3339, inclusive.
+    #[param(value_type = Option<String>, format = DateTime)]
     from: Option<String>,
+    /// Latest time, RFC 3339.
+    #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
 }
 
+/// The audit log
+#[utoipa::path(
+    get,
+    path = "/v1/admin/audit",
+    tag = "admin",
+    params(AuditQuery),
+    security(("api_key" = ["admin:read"])),
+    description = "Every event as time, actor, action, target, app, client IP and details, \
+        personal data redacted; newest first. Requires an API key with the `admin:read` scope.",
+    responses(
+        (status = 200, description = "A page of audit entries", body = openapi::AuditPage),
+        (status = 400, description = "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"),
+        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
+        (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
 async fn audit(
     State(state): State<AppState>,
     _: Scoped<AdminRead>,
@@ -183,20 +335,46 @@ async fn audit(
     Ok(Json(state.read_models.audit(&filter, &page).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct StatsQuery {
+    #[param(pattern = "^wx[0-9a-fA-F]{16}$")]
     appid: Option<String>,
+    /// First UTC day (default: 29 days before `to`).
+    #[param(value_type = Option<String>, format = Date)]
     from: Option<String>,
+    /// Last UTC day (default: today).
+    #[param(value_type = Option<String>, format = Date)]
     to: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct DailyStats {
+    #[schema(value_type = Vec<openapi::DailyStatsRecordDoc>)]
     pub days: Vec<DailyStatsRecord>,
 }
 
 /// Days are UTC. Without `from`/`to`: the last 30 days.
+#[utoipa::path(
+    get,
+    path = "/v1/admin/stats/daily",
+    tag = "admin",
+    params(StatsQuery),
+    security(("api_key" = ["admin:read"])),
+    summary = "Daily statistics",
+    description = "Logins, active users and new users per app per UTC day; the last 30 days \
+        unless `from`/`to` say otherwise, at most 366 days. Requires an API key with the \
+        `admin:read` scope.",
+    responses(
+        (status = 200, description = "One entry per day", body = DailyStats),
+        (status = 400, description = "`invalid_request`: an unknown parameter, a bad value (the \
+            detail names it), `from` after `to`, or more than 366 days"),
+        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
+        (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
 async fn daily_stats(
     State(state): State<AppState>,
     _: Scoped<AdminRead>,
@@ -218,21 +396,48 @@ async fn daily_stats(
     Ok(Json(DailyStats { days }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusRequest {
     /// Why, for the audit log (1 to 500 characters).
+    #[schema(min_length = 1, max_length = 500)]
     reason: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct StatusAnswer {
+    #[schema(value_type = uuid::Uuid)]
     pub user_id: UserId,
+    /// The user's status now.
+    #[schema(value_type = openapi::UserStatus)]
     pub status: &'static str,
     /// False when the user already had this status (nothing was recorded).
     pub changed: bool,
 }
 
+/// Block a user
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users/{id}/block",
+    tag = "admin",
+    params(("id" = uuid::Uuid, Path, description = "The user id")),
+    request_body = StatusRequest,
+    security(("api_key" = ["admin:write"])),
+    description = "Refuses the user's logins and refreshes (403 `user_blocked`) and stops their sessions at once. Audited, with the API key as the actor. Requires an API key with \
+        the `admin:write` scope.",
+    responses(
+        (status = 200, description = "Blocked (`changed` is false if the user already was)", body = StatusAnswer),
+        (status = 400, description = "`invalid_request`: the user id is not a UUID, malformed \
+            JSON, or a reason breaking its rule (the detail names it)"),
+        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
+        (status = 403, description = "`forbidden`: the API key lacks the `admin:write` scope, or a user access token was presented"),
+        (status = 404, description = "`not_found`: no such user"),
+        (status = 409, description = "`conflict`: the user changed concurrently; retry"),
+        (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
 async fn block(
     State(state): State<AppState>,
     Scoped { caller, .. }: Scoped<AdminWrite>,
@@ -257,6 +462,29 @@ async fn block(
     }))
 }
 
+/// Unblock a user
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users/{id}/unblock",
+    tag = "admin",
+    params(("id" = uuid::Uuid, Path, description = "The user id")),
+    request_body = StatusRequest,
+    security(("api_key" = ["admin:write"])),
+    description = "Lifts a block. Audited, with the API key as the actor. Requires an API key with \
+        the `admin:write` scope.",
+    responses(
+        (status = 200, description = "Active again (`changed` is false if the user was not blocked)", body = StatusAnswer),
+        (status = 400, description = "`invalid_request`: the user id is not a UUID, malformed \
+            JSON, or a reason breaking its rule (the detail names it)"),
+        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
+        (status = 403, description = "`forbidden`: the API key lacks the `admin:write` scope, or a user access token was presented"),
+        (status = 404, description = "`not_found`: no such user"),
+        (status = 409, description = "`conflict`: the user changed concurrently; retry"),
+        (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
 async fn unblock(
     State(state): State<AppState>,
     Scoped { caller, .. }: Scoped<AdminWrite>,
@@ -279,4 +507,36 @@ async fn unblock(
         status: "active",
         changed,
     }))
+}
+
+/// Erase a user's personal data
+#[utoipa::path(
+    delete,
+    path = "/v1/admin/users/{id}",
+    tag = "admin",
+    params(("id" = uuid::Uuid, Path, description = "The user id")),
+    security(("api_key" = ["admin:write"])),
+    description = "Crypto-shredding: records `UserErased` (actor: the API key), destroys the \
+        user's data key so every sealed field in the log becomes unreadable, purges the read \
+        models, ends every session and frees the user's WeChat accounts. Repeating it is \
+        harmless. Requires an API key with the `admin:write` scope.",
+    responses(
+        (status = 204, description = "Erased"),
+        (status = 400, description = "`invalid_request`: the user id is not a UUID"),
+        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
+        (status = 403, description = "`forbidden`: the API key lacks the `admin:write` scope, or a user access token was presented"),
+        (status = 404, description = "`not_found`: no such user"),
+        (status = 409, description = "`conflict`: the user changed concurrently; retry"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
+async fn erase(
+    State(state): State<AppState>,
+    Scoped { caller, .. }: Scoped<AdminWrite>,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = user_id(&id)?;
+    profile::erase(&state, id, Actor::Admin(caller.key_id), &ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -14,12 +14,36 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
 }
 
+/// Liveness
+///
+/// The process answers; checks nothing else.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "ops",
+    responses(
+        (status = 200, description = "Alive", body = crate::http::openapi::Health),
+    )
+)]
 async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
 /// Ready when the database answers. Projection lag is reported, not judged: logins work
 /// whatever the read models' lag, and an operator alerts on the `/metrics` gauge.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    summary = "Readiness",
+    description = "Ready when the database answers. Each read model's position and lag are \
+        reported, not judged.",
+    responses(
+        (status = 200, description = "Ready", body = crate::http::openapi::Readiness),
+        (status = 500, description = "`internal`: the read models' progress could not be read"),
+        (status = 503, description = "`not_ready`: the database does not answer"),
+    )
+)]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     state.store.ping().await.map_err(|err| {
         tracing::warn!(error = %err, "database not ready");

@@ -5,37 +5,47 @@ use axum::routing::post;
 use axum::{Json, Router};
 use domain::{AppId, WeChatCode};
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use super::me::UserView;
 use crate::http::extract::{ApiJson, RequestContext};
 use crate::http::ApiError;
 use crate::state::AppState;
-use crate::usecases::{login, sessions};
+use crate::usecases::{login, sessions, views};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/wechat/login", post(wechat_login))
 }
 
-/// Fields arrive as strings and are parsed here, so each rule answers with its own message.
-#[derive(Deserialize)]
+/// A `wx.login()` code to exchange for tokens.
+// Fields arrive as strings and are parsed here, so each rule answers with its own message.
+#[derive(Deserialize, ToSchema)]
 struct LoginRequest {
+    /// The mini-program's appid: `wx` followed by 16 hex characters.
+    #[schema(pattern = "^wx[0-9a-fA-F]{16}$", example = "wx0123456789abcdef")]
     appid: String,
+    /// The code from `wx.login()`: opaque, 1 to 256 printable ASCII characters.
+    #[schema(min_length = 1, max_length = 256, pattern = "^[!-~]+$")]
     code: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct TokenResponse {
+    /// A JWT (EdDSA) with `sub` = user id, `sid` = session id, `appid`, `iss`, `iat`, `exp`.
     pub access_token: String,
+    #[schema(example = "Bearer")]
     pub token_type: &'static str,
+    /// Seconds until the access token expires.
     pub expires_in: u64,
+    /// Opaque; rotates on every refresh. Presenting a used one revokes the session.
     pub refresh_token: String,
 }
 
-#[derive(Serialize)]
-struct LoginResponse {
+#[derive(Serialize, ToSchema)]
+pub struct LoginResponse {
     #[serde(flatten)]
-    tokens: TokenResponse,
-    user: UserView,
+    pub tokens: TokenResponse,
+    pub user: UserView,
 }
 
 impl From<sessions::IssuedTokens> for TokenResponse {
@@ -49,6 +59,33 @@ impl From<sessions::IssuedTokens> for TokenResponse {
     }
 }
 
+/// Log in with a `wx.login()` code
+///
+/// Exchanges the code with WeChat (`code2Session`), registers the user on first sight and
+/// starts a session. Rate-limited per client IP.
+#[utoipa::path(
+    post,
+    path = "/v1/wechat/login",
+    tag = "login",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "Logged in: tokens and the user", body = LoginResponse),
+        (status = 400, description = "`invalid_request`: malformed JSON or a field breaking its \
+            rule (the detail names it); `unknown_app`: the appid is not configured; \
+            `invalid_code`: WeChat refused the code (40029 invalid or expired, 40163 already used)"),
+        (status = 403, description = "`high_risk_user`: WeChat refused the login as high risk \
+            (40226); `user_blocked`: an administrator blocked the user"),
+        (status = 409, description = "`conflict`: a concurrent change won; retry"),
+        (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
+        (status = 429, description = "`rate_limited`: our per-IP login limit, or WeChat's (45011)",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        (status = 503, description = "`wechat_unavailable`: WeChat is busy (-1 after retries), \
+            timed out or unreachable",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+    )
+)]
 async fn wechat_login(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -72,12 +109,6 @@ async fn wechat_login(
     tracing::info!(%appid, user_id = %logged_in.user_id, new_user = logged_in.is_new_user, "login");
     Ok(Json(LoginResponse {
         tokens: tokens.into(),
-        user: UserView {
-            user_id: logged_in.user_id,
-            openid: logged_in.openid,
-            unionid: logged_in.unionid,
-            is_new_user: logged_in.is_new_user,
-            profile: None,
-        },
+        user: views::user_view(&state, logged_in.user_id, &appid, logged_in.is_new_user).await?,
     }))
 }

@@ -6,11 +6,12 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use domain::{OpenId, Session, UnionId, UserId};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::http::extract::{Authenticated, RequestContext};
 use crate::http::ApiError;
 use crate::state::AppState;
-use crate::usecases::{sessions, streams};
+use crate::usecases::{sessions, views};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -19,27 +20,48 @@ pub fn router() -> Router<AppState> {
 }
 
 /// The user as the mini-program sees it: the same object in the login answer and `/v1/me`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
+    #[schema(value_type = uuid::Uuid)]
     pub user_id: UserId,
     /// The openid in the app the token was issued for.
+    #[schema(value_type = String)]
     pub openid: OpenId,
+    /// Shared by every app of one Open Platform account; null when WeChat gives none.
+    #[schema(value_type = Option<String>)]
     pub unionid: Option<UnionId>,
     /// Whether this session's login registered the user.
     pub is_new_user: bool,
-    /// Shared profile data; none until the user authorizes it.
+    /// Shared profile data (nickname, avatar_url, gender, country, province, city, language);
+    /// null until the user shares it, and again after withdrawing it.
+    #[schema(value_type = Option<Object>)]
     pub profile: Option<serde_json::Value>,
+    /// The bound phone number (phone_number, pure_phone_number, country_code); null unless
+    /// bound.
+    #[schema(value_type = Option<Object>)]
+    pub phone: Option<serde_json::Value>,
 }
 
+/// The signed-in user
+///
+/// The same `user` object as the login answer, for the app the access token was issued for.
+#[utoipa::path(
+    get,
+    path = "/v1/me",
+    tag = "me",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The user", body = UserView),
+        (status = 401, description = "`unauthorized`: missing, invalid or expired access token, \
+            the session has ended, or the user is blocked"),
+        (status = 404, description = "`not_found`: the user has no account in this app"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
 async fn me(
     State(state): State<AppState>,
     auth: Authenticated,
 ) -> Result<Json<UserView>, ApiError> {
-    let (user, _) = streams::load_user(state.store.as_ref(), auth.user_id).await?;
-    let openid = user
-        .openid_for(&auth.appid)
-        .cloned()
-        .ok_or(ApiError::NotFound)?;
     let is_new_user = matches!(
         auth.session,
         Session::Active {
@@ -47,15 +69,26 @@ async fn me(
             ..
         }
     );
-    Ok(Json(UserView {
-        user_id: auth.user_id,
-        openid,
-        unionid: user.unionid,
-        is_new_user,
-        profile: None,
-    }))
+    let view = views::user_view(&state, auth.user_id, &auth.appid, is_new_user).await?;
+    Ok(Json(view))
 }
 
+/// End the session
+///
+/// Its access tokens stop being accepted here and at introspection at once, and its refresh
+/// token is spent.
+#[utoipa::path(
+    post,
+    path = "/v1/logout",
+    tag = "me",
+    security(("bearer" = [])),
+    responses(
+        (status = 204, description = "The session has ended"),
+        (status = 401, description = "`unauthorized`: missing, invalid or expired access token, \
+            the session has already ended, or the user is blocked"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
 async fn logout(
     State(state): State<AppState>,
     ctx: RequestContext,

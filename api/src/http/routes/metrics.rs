@@ -24,6 +24,20 @@ struct ProjectionLabel {
     projection: String,
 }
 
+/// Prometheus metrics
+///
+/// OpenMetrics text: `identity_projection_lag_events`, `identity_projection_position` (by
+/// `projection`) and `identity_event_log_head_position`.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    responses(
+        (status = 200, description = "The metrics, OpenMetrics text format", body = String,
+            content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8"),
+        (status = 500, description = "`internal`: the read models' progress could not be read"),
+    )
+)]
 async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let status = state.read_models.status().await?;
     let lag = Family::<ProjectionLabel, Gauge>::default();

@@ -1,12 +1,16 @@
-//! The router: every route module exposes `fn router()`.
+//! The router: every route module exposes `fn router()`. Each handler carries its
+//! `#[utoipa::path]` documentation; `http::openapi` lists them, and its tests fail when a route
+//! is served but not documented.
 
-mod admin;
-mod health;
-mod login;
-mod me;
-mod metrics;
-mod tokens;
-mod wellknown;
+pub(crate) mod admin;
+pub(crate) mod cloud_login;
+pub(crate) mod health;
+pub(crate) mod login;
+pub(crate) mod me;
+pub(crate) mod metrics;
+pub(crate) mod profile;
+pub(crate) mod tokens;
+pub(crate) mod wellknown;
 
 use std::time::Duration;
 
@@ -20,7 +24,7 @@ use tower_http::request_id::{
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
-use super::ApiError;
+use super::{openapi, ApiError};
 use crate::state::AppState;
 
 /// JSON bodies we accept are small; anything larger is a mistake or an attack.
@@ -33,9 +37,13 @@ pub fn router(state: AppState) -> Router {
         .merge(admin::router())
         .merge(tokens::router())
         .merge(me::router())
+        .merge(profile::router())
+        .merge(cloud_login::router())
         .merge(wellknown::router())
         .merge(health::router())
         .merge(metrics::router())
+        // `/openapi.json` and `/docs` (Swagger UI), unauthenticated.
+        .merge(openapi::router())
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -7,6 +7,7 @@ use axum::{Form, Json, Router};
 use domain::Session;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use utoipa::ToSchema;
 
 use super::login::TokenResponse;
 use crate::http::extract::{ApiJson, RequestContext};
@@ -20,11 +21,33 @@ pub fn router() -> Router<AppState> {
         .route("/v1/token/introspect", post(introspect))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct RefreshRequest {
+    /// The latest refresh token of the session.
     refresh_token: String,
 }
 
+/// Rotate the refresh token
+///
+/// Answers a new access token and a new refresh token; the presented one is spent. Presenting
+/// a spent refresh token again revokes the whole session.
+#[utoipa::path(
+    post,
+    path = "/v1/token/refresh",
+    tag = "tokens",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "New tokens", body = TokenResponse),
+        (status = 400, description = "`invalid_request`: malformed JSON or a missing field"),
+        (status = 401, description = "`unauthorized`: invalid refresh token, the session has \
+            ended, or reuse of a spent refresh token was detected (the session is now revoked)"),
+        (status = 403, description = "`user_blocked`: an administrator blocked the user"),
+        (status = 409, description = "`conflict`: the session changed concurrently; retry"),
+        (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
 async fn refresh(
     State(state): State<AppState>,
     ctx: RequestContext,
@@ -34,10 +57,13 @@ async fn refresh(
     Ok(Json(tokens.into()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 struct IntrospectRequest {
+    /// An access token or a refresh token.
     token: String,
+    /// `access_token` or `refresh_token`: only orders the checks.
     #[serde(default)]
+    #[schema(example = "access_token")]
     token_type_hint: Option<String>,
 }
 
@@ -75,6 +101,27 @@ struct Introspection {
 
 /// `active` is true only for a genuine, unexpired token of a session that is still active, so
 /// a logout or revocation shows here at once, unlike with offline JWT verification.
+#[utoipa::path(
+    post,
+    path = "/v1/token/introspect",
+    tag = "tokens",
+    summary = "Introspect a token (RFC 7662 style)",
+    description = "Whether an access or refresh token is active now: genuine, unexpired, and \
+        its session still active (a logout or revocation shows at once). Inactive tokens answer \
+        `{\"active\": false}` with 200. Takes a form (as RFC 7662) or JSON.",
+    request_body(content(
+        (IntrospectRequest = "application/x-www-form-urlencoded"),
+        (IntrospectRequest = "application/json"),
+    )),
+    responses(
+        (status = 200, description = "Whether the token is active, and its details if so",
+            body = crate::http::openapi::Introspection),
+        (status = 400, description = "`invalid_request`: malformed form or JSON, or a missing `token`"),
+        (status = 413, description = "`payload_too_large`: a JSON body over 16 KiB"),
+        (status = 415, description = "`unsupported_media_type`: neither a form nor `application/json`"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
 async fn introspect(
     State(state): State<AppState>,
     IntrospectBody(body): IntrospectBody,

@@ -12,6 +12,19 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/.well-known/jwks.json", get(jwks))
 }
 
+/// The access-token signing keys (JWKS)
+///
+/// Ed25519 public keys (`kty` OKP, `alg` EdDSA); an access token's `kid` header names the key.
+/// Cacheable for 5 minutes.
+#[utoipa::path(
+    get,
+    path = "/.well-known/jwks.json",
+    tag = "well-known",
+    responses(
+        (status = 200, description = "The JSON Web Key Set", body = crate::http::openapi::Jwks,
+            headers(("Cache-Control" = String, description = "`public, max-age=300`"))),
+    )
+)]
 async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     (
         [(header::CACHE_CONTROL, "public, max-age=300")],

@@ -1,0 +1,629 @@
+//! The OpenAPI 3.1 document, generated from the `#[utoipa::path]` annotations on the handlers,
+//! served at `/openapi.json`, with Swagger UI at `/docs` (its assets are compiled in, so it works
+//! offline).
+//!
+//! Error responses are annotated with a status and a description naming the problem `code`s;
+//! [`ProblemBodies`] then gives every 4xx and 5xx the shared [`Problem`] body, so the annotations
+//! stay short and no error response can be left without it.
+//!
+//! The types below are documentation only: they describe JSON the handlers build with
+//! `serde_json::json!` or that other crates own. The tests check the document against the router
+//! and against what `ApiError` actually sends.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use axum::Router;
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, Schema};
+use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa_swagger_ui::SwaggerUi;
+
+use super::routes::{admin, cloud_login, health, login, me, metrics, profile, tokens, wellknown};
+
+pub const OPENAPI_PATH: &str = "/openapi.json";
+pub const DOCS_PATH: &str = "/docs";
+
+/// Both unauthenticated: the document holds no secret.
+pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    SwaggerUi::new(DOCS_PATH)
+        .url(OPENAPI_PATH, ApiDoc::openapi())
+        .into()
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "identityd",
+        description = "WeChat mini-program identity service. Errors are RFC 9457 \
+            `application/problem+json` with a stable `code`."
+    ),
+    paths(
+        login::wechat_login,
+        cloud_login::cloud_login,
+        profile::authorize_profile,
+        profile::update_profile,
+        profile::bind_phone,
+        profile::withdraw,
+        profile::erase_me,
+        tokens::refresh,
+        tokens::introspect,
+        me::me,
+        me::logout,
+        wellknown::jwks,
+        health::healthz,
+        health::readyz,
+        metrics::metrics,
+        admin::find_users,
+        admin::user,
+        admin::user_logins,
+        admin::block,
+        admin::unblock,
+        admin::erase,
+        admin::logins,
+        admin::audit,
+        admin::daily_stats,
+    ),
+    components(schemas(Problem, UserStatus)),
+    modifiers(&SecuritySchemes, &ProblemBodies),
+    tags(
+        (name = "login", description = "Mini-program login"),
+        (name = "tokens", description = "Token refresh and introspection"),
+        (name = "me", description = "The signed-in user (access token)"),
+        (name = "well-known", description = "Keys other backends verify access tokens with"),
+        (name = "admin", description = "Admin API (API key with a scope)"),
+        (name = "ops", description = "Health, readiness, metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// `bearer`: a user's access token. `api_key`: an admin or analytics API key, whose scopes an
+/// operation's security requirement names.
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .description(Some(
+                        "The access token from `POST /v1/wechat/login` or `POST /v1/token/refresh`.",
+                    ))
+                    .build(),
+            ),
+        );
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("idk_…")
+                    .description(Some(
+                        "An API key (`identityd admin create-key`) or the bootstrap \
+                         `IDENTITY_ADMIN_TOKEN`, as a bearer token. Keys carry scopes: \
+                         `admin:read`, `admin:write`, `events:read`; each operation names the \
+                         one it requires. A user access token is refused with 403.",
+                    ))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Gives every error response without a body the [`Problem`] body.
+struct ProblemBodies;
+
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
+impl Modify for ProblemBodies {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, response) in &mut operation.responses.responses {
+                    let RefOr::T(response) = response else {
+                        continue;
+                    };
+                    if is_error_status(status) && response.content.is_empty() {
+                        response.content.insert(
+                            PROBLEM_CONTENT_TYPE.to_owned(),
+                            Content::new(Some(Ref::from_schema_name(Problem::name()))),
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn is_error_status(status: &str) -> bool {
+    status.starts_with('4') || status.starts_with('5')
+}
+
+/// An RFC 9457 problem: the body of every error answer, as `application/problem+json`.
+#[derive(ToSchema)]
+pub struct Problem {
+    /// Always `about:blank`: `code` says what went wrong.
+    #[schema(rename = "type", example = "about:blank")]
+    pub kind: String,
+    /// The HTTP status's reason phrase.
+    #[schema(example = "Bad Request")]
+    pub title: String,
+    #[schema(example = 400)]
+    pub status: u16,
+    /// For people: what was wrong and, where it helps, what to do.
+    #[schema(example = "appid: must be \"wx\" followed by 16 hex characters")]
+    pub detail: String,
+    /// The stable code clients switch on; each response names the codes it may carry. New
+    /// codes may be added, so treat an unknown one by its `status`.
+    #[schema(example = "invalid_request")]
+    pub code: String,
+    /// What the caller can do about it, when that is known.
+    #[schema(required = false, nullable = false)]
+    pub hint: Option<String>,
+}
+
+/// A user's status.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+pub enum UserStatus {
+    Active,
+    Blocked,
+    Erased,
+}
+
+/// RFC 7662-style introspection. The other fields are present only when `active` is true.
+#[derive(ToSchema)]
+pub struct Introspection {
+    pub active: bool,
+    #[schema(required = false, nullable = false, example = "access_token")]
+    pub token_type: Option<String>,
+    /// The user id.
+    #[schema(required = false, nullable = false, value_type = Option<uuid::Uuid>)]
+    pub sub: Option<String>,
+    /// The session id.
+    #[schema(required = false, nullable = false, value_type = Option<uuid::Uuid>)]
+    pub sid: Option<String>,
+    /// The appid the session belongs to.
+    #[schema(required = false, nullable = false)]
+    pub client_id: Option<String>,
+    /// Access tokens only.
+    #[schema(required = false, nullable = false)]
+    pub iss: Option<String>,
+    /// Access tokens only: issued at, Unix seconds.
+    #[schema(required = false, nullable = false)]
+    pub iat: Option<i64>,
+    /// Access tokens only: expires at, Unix seconds.
+    #[schema(required = false, nullable = false)]
+    pub exp: Option<i64>,
+}
+
+/// A JSON Web Key Set (RFC 7517).
+#[derive(ToSchema)]
+pub struct Jwks {
+    pub keys: Vec<Jwk>,
+}
+
+/// An Ed25519 public key (RFC 8037).
+#[derive(ToSchema)]
+pub struct Jwk {
+    #[schema(example = "OKP")]
+    pub kty: String,
+    #[schema(example = "Ed25519")]
+    pub crv: String,
+    /// The public key, base64url.
+    pub x: String,
+    /// The key id an access token's header names (the RFC 7638 thumbprint).
+    pub kid: String,
+    #[schema(rename = "use", example = "sig")]
+    pub key_use: String,
+    #[schema(example = "EdDSA")]
+    pub alg: String,
+}
+
+#[derive(ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: String,
+}
+
+#[derive(ToSchema)]
+pub struct Readiness {
+    #[schema(example = "ready")]
+    pub status: String,
+    /// The event store's backend.
+    #[schema(example = "postgres")]
+    pub database: String,
+    /// Each read model's progress, by name.
+    pub projections: BTreeMap<String, ProjectionProgress>,
+}
+
+#[derive(ToSchema)]
+pub struct ProjectionProgress {
+    /// Global position of the last event the projection applied.
+    pub position: i64,
+    /// Events in the log not yet applied.
+    pub lag: i64,
+}
+
+/// A keyset-paginated list: pass `next_cursor` back as `cursor` for the next page.
+#[derive(ToSchema)]
+pub struct UserPage {
+    pub items: Vec<UserRecordDoc>,
+    /// Null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A keyset-paginated list: pass `next_cursor` back as `cursor` for the next page.
+#[derive(ToSchema)]
+pub struct LoginPage {
+    pub items: Vec<LoginRecordDoc>,
+    /// Null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A keyset-paginated list: pass `next_cursor` back as `cursor` for the next page.
+#[derive(ToSchema)]
+pub struct AuditPage {
+    pub items: Vec<AuditRecordDoc>,
+    /// Null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+// TODO(lead): derive ToSchema in projections (UserRecord, LoginRecord, AuditRecord,
+// DailyStatsRecord, Page<T>) and reference those types from routes/admin.rs instead of these
+// free-form placeholders; the pages above can then become `Page<…>`.
+macro_rules! placeholder_schema {
+    ($(#[doc = $doc:literal])* $name:ident as $schema_name:literal) => {
+        $(#[doc = $doc])*
+        pub struct $name;
+
+        impl PartialSchema for $name {
+            fn schema() -> RefOr<Schema> {
+                ObjectBuilder::new()
+                    .schema_type(Type::Object)
+                    .description(Some(concat!($($doc, "\n"),*).trim()))
+                    .into()
+            }
+        }
+
+        impl ToSchema for $name {
+            fn name() -> Cow<'static, str> {
+                Cow::Borrowed($schema_name)
+            }
+        }
+    };
+}
+
+placeholder_schema!(
+    /// A user from the `users` read model: user id, status, WeChat accounts, unionid, first and
+    /// last login.
+    UserRecordDoc as "UserRecord"
+);
+placeholder_schema!(
+    /// One login from the `login_history` read model: position, time, user id, appid, client.
+    LoginRecordDoc as "LoginRecord"
+);
+placeholder_schema!(
+    /// One event from the `audit_log` read model: time, actor, action, target, app, client IP
+    /// and details, personal data redacted.
+    AuditRecordDoc as "AuditRecord"
+);
+placeholder_schema!(
+    /// One UTC day of one app from the `daily_stats` read model: `logins`, `active_users`,
+    /// `new_users`.
+    DailyStatsRecordDoc as "DailyStatsRecord"
+);
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use axum::response::IntoResponse;
+    use serde_json::Value;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::http::ApiError;
+
+    fn document() -> Value {
+        serde_json::to_value(ApiDoc::openapi()).expect("the document serializes")
+    }
+
+    /// The route files, by the module names `routes/mod.rs` declares.
+    const ROUTE_SOURCES: [(&str, &str); 9] = [
+        ("admin", include_str!("routes/admin.rs")),
+        ("cloud_login", include_str!("routes/cloud_login.rs")),
+        ("profile", include_str!("routes/profile.rs")),
+        ("health", include_str!("routes/health.rs")),
+        ("login", include_str!("routes/login.rs")),
+        ("me", include_str!("routes/me.rs")),
+        ("metrics", include_str!("routes/metrics.rs")),
+        ("tokens", include_str!("routes/tokens.rs")),
+        ("wellknown", include_str!("routes/wellknown.rs")),
+    ];
+
+    /// `(METHOD, path)` of every `.route("path", method(handler))` in the route files: read from
+    /// the source, so a new route without documentation fails the test rather than a list that
+    /// nobody updated.
+    fn served_routes() -> BTreeSet<(String, String)> {
+        let declared: BTreeSet<&str> = include_str!("routes/mod.rs")
+            .lines()
+            .filter_map(|line| {
+                let words: Vec<&str> = line.trim().strip_suffix(';')?.split_whitespace().collect();
+                words
+                    .contains(&"mod")
+                    .then(|| words.last().copied())
+                    .flatten()
+            })
+            .collect();
+        let scanned: BTreeSet<&str> = ROUTE_SOURCES.iter().map(|(name, _)| *name).collect();
+        assert_eq!(
+            declared, scanned,
+            "ROUTE_SOURCES must list every route module"
+        );
+
+        let mut routes = BTreeSet::new();
+        for (_, source) in ROUTE_SOURCES {
+            for rest in source.split(".route(").skip(1) {
+                let rest = rest.trim_start();
+                let rest = rest.strip_prefix('"').expect("a route path literal");
+                let (path, rest) = rest.split_once('"').expect("the path literal ends");
+                let rest = rest.trim_start().trim_start_matches(',').trim_start();
+                let (method, _) = rest.split_once('(').expect("a method router");
+                routes.insert((method.trim().to_uppercase(), path.to_owned()));
+            }
+        }
+        routes
+    }
+
+    fn operations(doc: &Value) -> Vec<(String, String, &Value)> {
+        let mut found = Vec::new();
+        for (path, item) in doc["paths"].as_object().expect("paths") {
+            for (method, operation) in item.as_object().expect("a path item") {
+                found.push((method.to_uppercase(), path.clone(), operation));
+            }
+        }
+        found
+    }
+
+    #[test]
+    fn documents_every_route_the_router_serves() {
+        let served = served_routes();
+        assert!(
+            served.len() >= 17,
+            "the scan found too few routes: {served:?}"
+        );
+        let documented: BTreeSet<(String, String)> = operations(&document())
+            .into_iter()
+            .map(|(method, path, _)| (method, path))
+            .collect();
+        assert_eq!(
+            documented, served,
+            "documented (left) and served (right) routes differ"
+        );
+    }
+
+    #[test]
+    fn is_openapi_3_1_with_both_security_schemes() {
+        let doc = document();
+        assert!(doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")));
+        let schemes = &doc["components"]["securitySchemes"];
+        assert_eq!(schemes["bearer"]["scheme"], "bearer");
+        assert_eq!(schemes["bearer"]["bearerFormat"], "JWT");
+        assert_eq!(schemes["api_key"]["scheme"], "bearer");
+    }
+
+    /// Operations that read no input and need no credentials, so no 4xx is theirs to answer.
+    const NO_CLIENT_ERRORS: [&str; 4] =
+        ["/.well-known/jwks.json", "/healthz", "/readyz", "/metrics"];
+    /// Of those, the ones that cannot fail short of a panic.
+    const NO_ERRORS: [&str; 2] = ["/.well-known/jwks.json", "/healthz"];
+
+    #[test]
+    fn every_operation_documents_its_errors_as_problems() {
+        let doc = document();
+        for (method, path, operation) in operations(&doc) {
+            let responses = operation["responses"].as_object().expect("responses");
+            let errors: Vec<&String> = responses.keys().filter(|s| is_error_status(s)).collect();
+            if !NO_CLIENT_ERRORS.contains(&path.as_str()) {
+                assert!(
+                    errors.iter().any(|s| s.starts_with('4')),
+                    "{method} {path} documents no 4xx"
+                );
+            }
+            if !NO_ERRORS.contains(&path.as_str()) {
+                assert!(!errors.is_empty(), "{method} {path} documents no error");
+            }
+            for status in errors {
+                let response = &responses[status];
+                assert_eq!(
+                    response["content"][PROBLEM_CONTENT_TYPE]["schema"]["$ref"],
+                    "#/components/schemas/Problem",
+                    "{method} {path} {status}"
+                );
+                let description = response["description"].as_str().unwrap_or_default();
+                assert!(
+                    description.starts_with('`'),
+                    "{method} {path} {status}: the description must name the code"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn operations_require_the_right_credentials() {
+        let doc = document();
+        for (method, path, operation) in operations(&doc) {
+            let security = &operation["security"];
+            if path.starts_with("/v1/admin/") {
+                let scope = if method == "GET" {
+                    "admin:read"
+                } else {
+                    "admin:write"
+                };
+                assert_eq!(
+                    security,
+                    &serde_json::json!([{ "api_key": [scope] }]),
+                    "{method} {path}"
+                );
+                let description = operation["description"].as_str().unwrap_or_default();
+                assert!(
+                    description.contains(scope),
+                    "{method} {path} names no scope"
+                );
+            } else if path.starts_with("/v1/me") || path == "/v1/logout" {
+                assert_eq!(
+                    security,
+                    &serde_json::json!([{ "bearer": [] }]),
+                    "{method} {path}"
+                );
+            } else {
+                assert!(security.is_null(), "{method} {path} is public");
+            }
+        }
+    }
+
+    #[test]
+    fn every_reference_resolves() {
+        fn refs<'a>(value: &'a Value, found: &mut Vec<&'a str>) {
+            match value {
+                Value::Object(map) => {
+                    if let Some(Value::String(target)) = map.get("$ref") {
+                        found.push(target);
+                    }
+                    map.values().for_each(|v| refs(v, found));
+                }
+                Value::Array(items) => items.iter().for_each(|v| refs(v, found)),
+                _ => {}
+            }
+        }
+        let doc = document();
+        let mut found = Vec::new();
+        refs(&doc, &mut found);
+        assert!(!found.is_empty());
+        for target in found {
+            let name = target
+                .strip_prefix("#/components/schemas/")
+                .unwrap_or_else(|| panic!("unexpected reference {target}"));
+            assert!(
+                doc["components"]["schemas"].get(name).is_some(),
+                "{target} does not resolve"
+            );
+        }
+    }
+
+    /// The `Problem` schema describes what `ApiError` really sends.
+    #[tokio::test]
+    async fn problem_schema_matches_what_errors_send() {
+        let doc = document();
+        let problem = &doc["components"]["schemas"]["Problem"];
+        let properties: BTreeSet<&str> = problem["properties"]
+            .as_object()
+            .expect("properties")
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let required: BTreeSet<&str> = problem["required"]
+            .as_array()
+            .expect("required")
+            .iter()
+            .filter_map(Value::as_str)
+            .collect();
+        for error in [
+            ApiError::InvalidRequest("appid: must start with \"wx\"".into()),
+            ApiError::Unauthorized("missing bearer token"),
+            ApiError::NotFound,
+            ApiError::RateLimited {
+                retry_after_secs: 1,
+            },
+            ApiError::internal(anyhow::anyhow!("the cause")),
+        ] {
+            let response = error.into_response();
+            assert_eq!(
+                response.headers()["content-type"],
+                PROBLEM_CONTENT_TYPE,
+                "{response:?}"
+            );
+            let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+                .await
+                .expect("the body");
+            let body: Value = serde_json::from_slice(&bytes).expect("a JSON problem");
+            let keys: BTreeSet<&str> = body
+                .as_object()
+                .expect("an object")
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert!(
+                keys.is_subset(&properties),
+                "{body} has fields the schema lacks"
+            );
+            assert!(required.is_subset(&keys), "{body} lacks required fields");
+        }
+    }
+
+    #[tokio::test]
+    async fn serves_the_document_and_swagger_ui_offline() {
+        let app: Router = router();
+        let spec = app
+            .clone()
+            .oneshot(
+                Request::get(OPENAPI_PATH)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("answer");
+        assert_eq!(spec.status(), StatusCode::OK);
+        let bytes = axum::body::to_bytes(spec.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let served: Value = serde_json::from_slice(&bytes).expect("JSON");
+        assert_eq!(served, document());
+
+        for path in [
+            "/docs/",
+            "/docs/swagger-ui.css",
+            "/docs/swagger-initializer.js",
+        ] {
+            let page = app
+                .clone()
+                .oneshot(Request::get(path).body(Body::empty()).expect("request"))
+                .await
+                .expect("answer");
+            assert_eq!(page.status(), StatusCode::OK, "{path}");
+        }
+        let initializer = app
+            .oneshot(
+                Request::get("/docs/swagger-initializer.js")
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("answer");
+        let bytes = axum::body::to_bytes(initializer.into_body(), usize::MAX)
+            .await
+            .expect("body");
+        let script = String::from_utf8_lossy(&bytes);
+        assert!(
+            script.contains(OPENAPI_PATH),
+            "Swagger UI reads our document"
+        );
+    }
+}

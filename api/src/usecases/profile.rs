@@ -1,0 +1,390 @@
+//! What a logged-in user shares and withdraws: the legacy encrypted profile, the fill-in
+//! profile, the phone number; and erasure. Personal data is sealed under the user's data key
+//! before it becomes an event.
+
+use domain::profile::SharedProfile;
+use domain::{
+    Actor, AppId, Authorization, Claim, OpenId, SealedPersonalData, UnionId, User, UserError,
+    UserEvent, UserId, WeChatCode,
+};
+use infra::store::{AppendBatch, AppendError, ExpectedVersion};
+use infra::wechat::user_data::{self, UserDataError};
+use infra::wechat::{SessionKey, WeChatError};
+use serde_json::{json, Map, Value};
+
+use super::login::session_key_context;
+use super::streams::{load_user, to_new_events};
+use crate::http::extract::RequestContext;
+use crate::http::ApiError;
+use crate::state::AppState;
+
+/// The legacy `getUserProfile` / `getUserInfo` answer, as the mini-program forwards it.
+pub struct EncryptedProfile {
+    pub raw_data: String,
+    pub signature: String,
+    pub encrypted_data: String,
+    pub iv: String,
+}
+
+/// Profile fields we keep, WeChat's names → ours.
+const PROFILE_FIELDS: [(&str, &str); 7] = [
+    ("nickName", "nickname"),
+    ("avatarUrl", "avatar_url"),
+    ("gender", "gender"),
+    ("country", "country"),
+    ("province", "province"),
+    ("city", "city"),
+    ("language", "language"),
+];
+
+/// The user's current `session_key` for this app, as WeChat gave it at the last login.
+async fn current_session_key(
+    state: &AppState,
+    appid: &AppId,
+    openid: &OpenId,
+) -> Result<SessionKey, ApiError> {
+    let sealed = state
+        .store
+        .session_key(appid.as_str(), openid.as_str())
+        .await?
+        .ok_or_else(|| {
+            ApiError::InvalidRequest("no WeChat session for this user: log in again".into())
+        })?;
+    let plain = state
+        .session_key_sealer
+        .open(&sealed, session_key_context(appid, openid).as_bytes())
+        .map_err(ApiError::internal)?;
+    let text = String::from_utf8(plain).map_err(ApiError::internal)?;
+    SessionKey::parse(&text).map_err(ApiError::internal)
+}
+
+/// Verifies, decrypts and records a legacy encrypted profile; returns the user after it.
+pub async fn authorize_profile(
+    state: &AppState,
+    user_id: UserId,
+    appid: &AppId,
+    payload: &EncryptedProfile,
+    ctx: &RequestContext,
+) -> Result<(), ApiError> {
+    let (user, _) = load_user(state.store.as_ref(), user_id).await?;
+    let openid = user.openid_for(appid).cloned().ok_or(ApiError::NotFound)?;
+    let session_key = current_session_key(state, appid, &openid).await?;
+    user_data::verify_raw_data(&payload.raw_data, &payload.signature, &session_key)
+        .map_err(ApiError::UserData)?;
+    let data = user_data::decrypt(
+        &payload.encrypted_data,
+        &payload.iv,
+        &session_key,
+        appid.as_str(),
+    )
+    .map_err(ApiError::UserData)?;
+    // Payloads from before April 2021 still name the person: it must be this user.
+    if let Some(named) = data.get("openId").and_then(Value::as_str) {
+        if named != openid.as_str() {
+            return Err(ApiError::UserData(UserDataError::WatermarkMismatch));
+        }
+    }
+    let unionid =
+        match data.get("unionId").and_then(Value::as_str) {
+            Some(raw) => Some(UnionId::parse(raw).map_err(|_| {
+                ApiError::InvalidRequest("the decrypted unionId is malformed".into())
+            })?),
+            None => None,
+        };
+    let (profile, fields) = profile_of(&data);
+    let sealed = state
+        .personal_data
+        .seal(state.store.as_ref(), user_id, &profile)
+        .await
+        .map_err(ApiError::internal)?;
+    let shared = SharedProfile {
+        sealed,
+        fields,
+        unionid,
+    };
+    record(
+        state,
+        user_id,
+        Some(appid),
+        ctx,
+        Actor::User(user_id),
+        |user| user.decide_authorize_profile(shared.clone()),
+    )
+    .await
+}
+
+/// Our profile object from WeChat's decrypted fields, and the names it holds.
+fn profile_of(data: &Value) -> (Value, Vec<String>) {
+    let mut profile = Map::new();
+    for (theirs, ours) in PROFILE_FIELDS {
+        match data.get(theirs) {
+            Some(Value::String(s)) if !s.is_empty() => {
+                profile.insert(ours.to_owned(), json!(s));
+            }
+            Some(Value::Number(n)) => {
+                profile.insert(ours.to_owned(), json!(n));
+            }
+            _ => {}
+        }
+    }
+    let fields = profile.keys().cloned().collect();
+    (Value::Object(profile), fields)
+}
+
+/// Validated fill-in fields.
+pub struct ProfileUpdate {
+    pub nickname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+pub const MAX_NICKNAME_CHARS: usize = 64;
+pub const MAX_AVATAR_URL_CHARS: usize = 1024;
+
+impl ProfileUpdate {
+    pub fn parse(nickname: Option<String>, avatar_url: Option<String>) -> Result<Self, ApiError> {
+        if nickname.is_none() && avatar_url.is_none() {
+            return Err(ApiError::InvalidRequest(
+                "give nickname, avatar_url or both".into(),
+            ));
+        }
+        let nickname = nickname
+            .map(|n| {
+                let n = n.trim().to_owned();
+                let chars = n.chars().count();
+                if chars == 0 || chars > MAX_NICKNAME_CHARS || n.chars().any(char::is_control) {
+                    Err(ApiError::InvalidRequest(format!(
+                        "nickname must be 1 to {MAX_NICKNAME_CHARS} characters without control characters"
+                    )))
+                } else {
+                    Ok(n)
+                }
+            })
+            .transpose()?;
+        let avatar_url = avatar_url
+            .map(|u| {
+                let ok = u.chars().count() <= MAX_AVATAR_URL_CHARS
+                    && url::Url::parse(&u).is_ok_and(|parsed| {
+                        matches!(parsed.scheme(), "https" | "http") && parsed.host().is_some()
+                    })
+                    && !u.chars().any(|c| c.is_control() || c.is_whitespace());
+                if ok {
+                    Ok(u)
+                } else {
+                    Err(ApiError::InvalidRequest(format!(
+                        "avatar_url must be an http(s) URL of at most {MAX_AVATAR_URL_CHARS} characters"
+                    )))
+                }
+            })
+            .transpose()?;
+        Ok(Self {
+            nickname,
+            avatar_url,
+        })
+    }
+}
+
+/// The fill-in: merges the given fields into the current profile.
+pub async fn update_profile(
+    state: &AppState,
+    user_id: UserId,
+    appid: &AppId,
+    update: ProfileUpdate,
+    ctx: &RequestContext,
+) -> Result<(), ApiError> {
+    let (user, _) = load_user(state.store.as_ref(), user_id).await?;
+    let mut profile = match &user.profile {
+        Some(sealed) => open_one(state, user_id, sealed)
+            .await?
+            .unwrap_or_else(|| json!({})),
+        None => json!({}),
+    };
+    if let Some(object) = profile.as_object_mut() {
+        if let Some(nickname) = update.nickname {
+            object.insert("nickname".into(), json!(nickname));
+        }
+        if let Some(avatar_url) = update.avatar_url {
+            object.insert("avatar_url".into(), json!(avatar_url));
+        }
+    }
+    let fields: Vec<String> = profile
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    let sealed = state
+        .personal_data
+        .seal(state.store.as_ref(), user_id, &profile)
+        .await
+        .map_err(ApiError::internal)?;
+    record(
+        state,
+        user_id,
+        Some(appid),
+        ctx,
+        Actor::User(user_id),
+        |user| user.decide_update_profile(sealed.clone(), fields.clone()),
+    )
+    .await
+}
+
+/// Exchanges a phone-number button code with WeChat and records the number, sealed, with its
+/// blind index (of the E.164 form, `+8613800138000`).
+pub async fn bind_phone(
+    state: &AppState,
+    user_id: UserId,
+    appid: &AppId,
+    code: &WeChatCode,
+    ctx: &RequestContext,
+) -> Result<(), ApiError> {
+    let app = state.apps.get(appid).ok_or(ApiError::UnknownApp)?;
+    let (user, _) = load_user(state.store.as_ref(), user_id).await?;
+    let openid = user.openid_for(appid).cloned().ok_or(ApiError::NotFound)?;
+    let info = state
+        .wechat
+        .get_user_phone_number(app, code, Some(&openid))
+        .await
+        .map_err(|err| match err {
+            WeChatError::InvalidCode { .. } => ApiError::InvalidPhoneCode,
+            WeChatError::RateLimited => ApiError::RateLimited {
+                retry_after_secs: 60,
+            },
+            WeChatError::Unavailable(why) => {
+                tracing::warn!(%appid, reason = %why, "WeChat unavailable");
+                ApiError::WeChatUnavailable
+            }
+            other => ApiError::internal(other),
+        })?;
+    let e164 = format!("+{}{}", info.country_code, info.pure_phone_number);
+    let phone = json!({
+        "phone_number": info.phone_number,
+        "pure_phone_number": info.pure_phone_number,
+        "country_code": info.country_code,
+    });
+    let sealed = state
+        .personal_data
+        .seal(state.store.as_ref(), user_id, &phone)
+        .await
+        .map_err(ApiError::internal)?;
+    let index = state.phone_index.of(&e164);
+    record(
+        state,
+        user_id,
+        Some(appid),
+        ctx,
+        Actor::User(user_id),
+        |user| user.decide_bind_phone(sealed.clone(), index.clone()),
+    )
+    .await
+}
+
+pub async fn withdraw(
+    state: &AppState,
+    user_id: UserId,
+    appid: &AppId,
+    authorization: Authorization,
+    ctx: &RequestContext,
+) -> Result<(), ApiError> {
+    record(
+        state,
+        user_id,
+        Some(appid),
+        ctx,
+        Actor::User(user_id),
+        |user| user.decide_withdraw(authorization),
+    )
+    .await
+}
+
+/// Erasure: `UserErased` (freeing the person's claims), then the data key and the WeChat
+/// session keys go. Safe to repeat: a retry after a failure finishes the job.
+pub async fn erase(
+    state: &AppState,
+    user_id: UserId,
+    actor: Actor,
+    ctx: &RequestContext,
+) -> Result<(), ApiError> {
+    let (before, _) = load_user(state.store.as_ref(), user_id).await?;
+    record(state, user_id, None, ctx, actor, |user| user.decide_erase()).await?;
+    state
+        .personal_data
+        .destroy(state.store.as_ref(), user_id)
+        .await
+        .map_err(ApiError::internal)?;
+    for (appid, openid) in &before.accounts {
+        state
+            .store
+            .delete_session_key(appid.as_str(), openid.as_str())
+            .await?;
+    }
+    Ok(())
+}
+
+/// Opens one sealed field of the user; `None` once erased.
+pub async fn open_one(
+    state: &AppState,
+    user_id: UserId,
+    sealed: &SealedPersonalData,
+) -> Result<Option<Value>, ApiError> {
+    let mut opened = state
+        .personal_data
+        .open_all(state.store.as_ref(), user_id, &[sealed])
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(opened.pop().flatten())
+}
+
+/// Loads the user, decides, appends (with the claims the events make, and releasing them on
+/// erasure); decides again if another writer got there first.
+async fn record(
+    state: &AppState,
+    user_id: UserId,
+    appid: Option<&AppId>,
+    ctx: &RequestContext,
+    actor: Actor,
+    decide: impl Fn(&User) -> Result<Vec<UserEvent>, UserError>,
+) -> Result<(), ApiError> {
+    for _ in 0..3 {
+        let (user, version) = load_user(state.store.as_ref(), user_id).await?;
+        let events = decide(&user).map_err(user_error)?;
+        if events.is_empty() {
+            return Ok(());
+        }
+        let metadata = ctx.metadata(actor.clone(), appid);
+        let mut batch = AppendBatch::default().stream(
+            user_id.stream(),
+            ExpectedVersion::after(version),
+            to_new_events(&events, &metadata, state.clock.now())?,
+        );
+        for claim in events.iter().filter_map(Claim::made_by) {
+            batch = batch.claim(claim, user_id);
+        }
+        if events.iter().any(|e| matches!(e, UserEvent::UserErased {})) {
+            batch = batch.release_claims_of(user_id);
+        }
+        match state.store.append(batch).await {
+            Ok(_) => return Ok(()),
+            Err(AppendError::VersionConflict(_)) => continue,
+            Err(AppendError::ClaimTaken { .. }) => {
+                return Err(ApiError::Conflict(
+                    "this unionid already belongs to another user".into(),
+                ))
+            }
+            Err(AppendError::Store(err)) => return Err(err.into()),
+        }
+    }
+    Err(ApiError::Conflict(
+        "the user changed concurrently; retry".into(),
+    ))
+}
+
+fn user_error(err: UserError) -> ApiError {
+    match err {
+        UserError::NotRegistered => ApiError::NotFound,
+        UserError::NotAuthorized => ApiError::Missing("nothing to withdraw: not authorized"),
+        UserError::Erased => ApiError::Missing("this user's data was erased"),
+        UserError::Blocked => ApiError::UserBlocked,
+        UserError::UnionIdMismatch => ApiError::Conflict(
+            "the data names a unionid different from the one this user holds".into(),
+        ),
+        UserError::InvalidReason => ApiError::InvalidRequest(err.to_string()),
+    }
+}

@@ -1,0 +1,294 @@
+//! `users` (one row per user: status, unionid, phone index, profile, times) and
+//! `user_accounts` (the WeChat accounts `(appid, openid)` each user holds).
+//!
+//! A batch is folded in memory: the rows of the users it touches are loaded once, changed
+//! event by event, and written back with one multi-row upsert, so a batch costs a few
+//! statements however many events it holds.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use infra::store::RecordedEvent;
+use serde_json::{Map, Value};
+use sqlx::AnyConnection;
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::db::{bind, placeholders, Rows, Val};
+use crate::error::ProjectionError;
+use crate::event::{self, *};
+use crate::schema::{Col, Table};
+
+pub(crate) const USERS: Table = Table {
+    name: "users",
+    columns: &[
+        ("user_id", Col::Text),
+        ("status", Col::Text),
+        ("unionid", Col::TextNull),
+        ("phone_index", Col::TextNull),
+        ("profile", Col::TextNull),
+        ("created_at", Col::Int),
+        ("updated_at", Col::Int),
+        ("last_login_at", Col::IntNull),
+    ],
+    key: &["user_id"],
+    indexes: &[
+        ("unionid", &["unionid"]),
+        ("phone", &["phone_index"]),
+        ("status", &["status", "user_id"]),
+    ],
+};
+
+pub(crate) const USER_ACCOUNTS: Table = Table {
+    name: "user_accounts",
+    columns: &[
+        ("appid", Col::Text),
+        ("openid", Col::Text),
+        ("user_id", Col::Text),
+        ("linked_at", Col::Int),
+    ],
+    key: &["appid", "openid"],
+    indexes: &[("user", &["user_id"]), ("openid", &["openid"])],
+};
+
+pub(crate) const TABLES: &[Table] = &[USERS, USER_ACCOUNTS];
+
+pub(crate) const ACTIVE: &str = "active";
+pub(crate) const BLOCKED: &str = "blocked";
+pub(crate) const ERASED: &str = "erased";
+
+/// Ids per `IN (…)` list.
+const LOAD_CHUNK: usize = 500;
+
+#[derive(Debug, Clone)]
+struct UserRow {
+    status: String,
+    unionid: Option<String>,
+    phone_index: Option<String>,
+    profile: Option<Map<String, Value>>,
+    created_at: i64,
+    updated_at: i64,
+    last_login_at: Option<i64>,
+    changed: bool,
+}
+
+pub(super) async fn apply(
+    conn: &mut AnyConnection,
+    generation: i64,
+    events: &[RecordedEvent],
+) -> Result<(), ProjectionError> {
+    let touched: BTreeSet<Uuid> = events.iter().filter_map(subject).collect();
+    if touched.is_empty() {
+        return Ok(());
+    }
+    let mut users = load(conn, generation, &touched).await?;
+    let mut accounts = Rows::new(&USER_ACCOUNTS, generation);
+    let mut linked = BTreeSet::new();
+    for e in events {
+        let Some(id) = subject(e) else { continue };
+        let at = event::micros(e.occurred_at);
+        if e.event_type == USER_REGISTERED {
+            users.entry(id).or_insert_with(|| UserRow {
+                status: ACTIVE.to_owned(),
+                unionid: None,
+                phone_index: None,
+                profile: None,
+                created_at: at,
+                updated_at: at,
+                last_login_at: None,
+                changed: true,
+            });
+        }
+        // Events of users we never saw registered (a damaged log) are skipped.
+        let Some(user) = users.get_mut(&id) else {
+            continue;
+        };
+        if e.event_type == USER_LOGGED_IN {
+            user.last_login_at = Some(user.last_login_at.map_or(at, |t| t.max(at)));
+            user.changed = true;
+            continue;
+        }
+        if !change(user, e) {
+            continue;
+        }
+        user.updated_at = user.updated_at.max(at);
+        user.changed = true;
+        if e.event_type == USER_ERASED {
+            // The person's accounts are free again (a later login registers a new user): write
+            // what this batch linked so far, then drop the erased user's accounts.
+            let pending = std::mem::replace(&mut accounts, Rows::new(&USER_ACCOUNTS, generation));
+            if !pending.is_empty() {
+                pending
+                    .insert(conn, "ON CONFLICT (appid, openid) DO NOTHING")
+                    .await?;
+            }
+            let sql = format!(
+                "DELETE FROM {} WHERE user_id = $1",
+                USER_ACCOUNTS.physical(generation)
+            );
+            sqlx::query(&sql)
+                .bind(id.to_string())
+                .execute(&mut *conn)
+                .await?;
+            linked.clear();
+            continue;
+        }
+        if matches!(
+            e.event_type.as_str(),
+            USER_REGISTERED | WECHAT_ACCOUNT_LINKED
+        ) {
+            if let (Some(appid), Some(openid)) = (event::text(e, "appid"), event::text(e, "openid"))
+            {
+                if linked.insert((appid.to_owned(), openid.to_owned())) {
+                    accounts.push([
+                        Val::from(appid),
+                        openid.into(),
+                        id.to_string().into(),
+                        at.into(),
+                    ]);
+                }
+            }
+        }
+    }
+    save(conn, generation, users).await?;
+    if !accounts.is_empty() {
+        accounts
+            .insert(conn, "ON CONFLICT (appid, openid) DO NOTHING")
+            .await?;
+    }
+    Ok(())
+}
+
+/// The user whose row an event changes, if any.
+fn subject(e: &RecordedEvent) -> Option<Uuid> {
+    if e.event_type == USER_LOGGED_IN {
+        return event::uuid_field(e, "user_id");
+    }
+    event::stream_uuid(e, "user")
+}
+
+/// Applies a user-stream event to the row; false for events that change nothing here.
+fn change(user: &mut UserRow, e: &RecordedEvent) -> bool {
+    match e.event_type.as_str() {
+        USER_REGISTERED | WECHAT_ACCOUNT_LINKED => {}
+        UNIONID_LINKED => user.unionid = event::text(e, "unionid").map(str::to_owned),
+        USER_BLOCKED if user.status == ACTIVE => user.status = BLOCKED.to_owned(),
+        USER_UNBLOCKED if user.status == BLOCKED => user.status = ACTIVE.to_owned(),
+        PROFILE_AUTHORIZED | PROFILE_UPDATED => merge_profile(user, e),
+        PHONE_NUMBER_BOUND => user.phone_index = event::text(e, "phone_index").map(str::to_owned),
+        AUTHORIZATION_REVOKED => match revoked_scope(&e.payload) {
+            Some("profile") => user.profile = None,
+            Some("phone") => user.phone_index = None,
+            _ => return false,
+        },
+        USER_ERASED => {
+            user.status = ERASED.to_owned();
+            user.profile = None;
+            user.phone_index = None;
+            user.unionid = None;
+        }
+        _ => return false,
+    }
+    true
+}
+
+/// Profile data comes sealed (`profile` is ciphertext under the user's data key, which only
+/// the API can open), each event carrying the whole current profile: the row keeps
+/// `{"sealed": …, "fields": […]}`, the newest replacing what came before.
+fn merge_profile(user: &mut UserRow, e: &RecordedEvent) {
+    let mut profile = Map::new();
+    if let Some(sealed) = e.payload.get("profile").filter(|v| v.is_string()) {
+        profile.insert("sealed".into(), sealed.clone());
+    }
+    let fields = e
+        .payload
+        .get("fields")
+        .cloned()
+        .unwrap_or(Value::Array(Vec::new()));
+    profile.insert("fields".into(), fields);
+    user.profile = Some(profile);
+}
+
+/// Which authorization was withdrawn: `profile` or `phone`.
+fn revoked_scope(payload: &Value) -> Option<&str> {
+    payload.get("authorization").and_then(Value::as_str)
+}
+
+async fn load(
+    conn: &mut AnyConnection,
+    generation: i64,
+    ids: &BTreeSet<Uuid>,
+) -> Result<BTreeMap<Uuid, UserRow>, ProjectionError> {
+    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    let mut users = BTreeMap::new();
+    for chunk in ids.chunks(LOAD_CHUNK) {
+        let sql = format!(
+            "SELECT user_id, status, unionid, phone_index, profile, created_at, updated_at, \
+             last_login_at FROM {} WHERE user_id IN ({})",
+            USERS.physical(generation),
+            placeholders(1, chunk.len())
+        );
+        let mut query = sqlx::query(&sql).persistent(chunk.len() == LOAD_CHUNK);
+        for id in chunk {
+            query = bind(query, Val::from(id.as_str()));
+        }
+        for row in query.fetch_all(&mut *conn).await? {
+            let id: String = row.try_get("user_id")?;
+            let id = Uuid::try_parse(&id).map_err(|e| ProjectionError::Corrupt(e.to_string()))?;
+            let profile: Option<String> = row.try_get("profile")?;
+            let profile = match profile {
+                Some(text) => match serde_json::from_str::<Value>(&text) {
+                    Ok(Value::Object(map)) => Some(map),
+                    _ => return Err(ProjectionError::Corrupt(format!("profile of user {id}"))),
+                },
+                None => None,
+            };
+            users.insert(
+                id,
+                UserRow {
+                    status: row.try_get("status")?,
+                    unionid: row.try_get("unionid")?,
+                    phone_index: row.try_get("phone_index")?,
+                    profile,
+                    created_at: row.try_get("created_at")?,
+                    updated_at: row.try_get("updated_at")?,
+                    last_login_at: row.try_get("last_login_at")?,
+                    changed: false,
+                },
+            );
+        }
+    }
+    Ok(users)
+}
+
+async fn save(
+    conn: &mut AnyConnection,
+    generation: i64,
+    users: BTreeMap<Uuid, UserRow>,
+) -> Result<(), ProjectionError> {
+    let mut rows = Rows::new(&USERS, generation);
+    for (id, user) in users.into_iter().filter(|(_, u)| u.changed) {
+        let profile = user.profile.map(|p| Value::Object(p).to_string());
+        rows.push([
+            Val::from(id.to_string()),
+            user.status.into(),
+            user.unionid.into(),
+            user.phone_index.into(),
+            profile.into(),
+            user.created_at.into(),
+            user.updated_at.into(),
+            user.last_login_at.into(),
+        ]);
+    }
+    if rows.is_empty() {
+        return Ok(());
+    }
+    rows.insert(
+        conn,
+        "ON CONFLICT (user_id) DO UPDATE SET status = excluded.status, \
+         unionid = excluded.unionid, phone_index = excluded.phone_index, \
+         profile = excluded.profile, updated_at = excluded.updated_at, \
+         last_login_at = excluded.last_login_at",
+    )
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,90 @@
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+use super::{AuditFilter, Page, PageRequest, Where};
+use crate::cursor::{self, TimeCursor};
+use crate::error::ProjectionError;
+use crate::event::{micros, time_from_micros};
+use crate::ReadModels;
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AuditRecord {
+    pub position: i64,
+    pub occurred_at: DateTime<Utc>,
+    /// `user:{id}`, `admin:{key id}` or `system`.
+    pub actor: String,
+    /// The event type.
+    pub action: String,
+    /// The user concerned, else the event's stream.
+    pub target: String,
+    pub stream_id: String,
+    pub appid: Option<String>,
+    pub client_ip: Option<String>,
+    /// The payload with personal data replaced by `"[redacted]"`.
+    pub details: serde_json::Value,
+}
+
+const CURSOR_KIND: char = 'a';
+
+impl ReadModels {
+    /// Audit entries, newest first.
+    pub async fn audit(
+        &self,
+        filter: &AuditFilter,
+        page: &PageRequest,
+    ) -> Result<Page<AuditRecord>, ProjectionError> {
+        let after = page
+            .cursor
+            .as_deref()
+            .map(|c| TimeCursor::decode_for(CURSOR_KIND, c))
+            .transpose()?;
+        let mut w = Where::default();
+        if let Some(user) = filter.user_id {
+            let p = w.arg(user.to_string());
+            w.and(format!("target = {p}"));
+        }
+        if let Some(actor) = &filter.actor {
+            let p = w.arg(actor.as_str());
+            w.and(format!("actor = {p}"));
+        }
+        if let Some(action) = &filter.action {
+            let p = w.arg(action.as_str());
+            w.and(format!("action = {p}"));
+        }
+        w.time_page(filter.from, filter.to, after.map(|c| (c.t, c.p)));
+        let size = page.size();
+        let limit = w.arg(size as i64 + 1);
+        let sql = format!(
+            "SELECT position, occurred_at, actor, action, target, stream_id, appid, client_ip, \
+             details FROM audit_log {} ORDER BY occurred_at DESC, position DESC LIMIT {limit}",
+            w.sql()
+        );
+        let rows = w.bind(sqlx::query(&sql)).fetch_all(&self.db().read).await?;
+        let records = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(records, size, |r: &AuditRecord| {
+            cursor::encode(&TimeCursor {
+                k: CURSOR_KIND,
+                t: micros(r.occurred_at),
+                p: r.position,
+            })
+        }))
+    }
+}
+
+fn decode(row: &AnyRow) -> Result<AuditRecord, ProjectionError> {
+    let details: String = row.try_get("details")?;
+    Ok(AuditRecord {
+        position: row.try_get("position")?,
+        occurred_at: time_from_micros(row.try_get("occurred_at")?),
+        actor: row.try_get("actor")?,
+        action: row.try_get("action")?,
+        target: row.try_get("target")?,
+        stream_id: row.try_get("stream_id")?,
+        appid: row.try_get("appid")?,
+        client_ip: row.try_get("client_ip")?,
+        details: serde_json::from_str(&details)
+            .map_err(|e| ProjectionError::Corrupt(format!("audit details: {e}")))?,
+    })
+}

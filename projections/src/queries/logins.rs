@@ -1,0 +1,102 @@
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{LoginFilter, Page, PageRequest, Where};
+use crate::cursor::{self, TimeCursor};
+use crate::error::ProjectionError;
+use crate::event::{micros, time_from_micros};
+use crate::ReadModels;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LoginRecord {
+    pub position: i64,
+    pub session_id: String,
+    pub user_id: Uuid,
+    pub appid: Option<String>,
+    pub openid: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+    pub client_ip: Option<String>,
+    /// The client's user agent.
+    pub device: Option<String>,
+    pub is_new_user: bool,
+}
+
+const CURSOR_KIND: char = 'l';
+
+impl ReadModels {
+    /// A user's logins, newest first.
+    pub async fn user_logins(
+        &self,
+        user_id: Uuid,
+        filter: &LoginFilter,
+        page: &PageRequest,
+    ) -> Result<Page<LoginRecord>, ProjectionError> {
+        self.query_logins(Some(user_id), filter, page).await
+    }
+
+    /// Everyone's logins (in an app), newest first.
+    pub async fn logins(
+        &self,
+        filter: &LoginFilter,
+        page: &PageRequest,
+    ) -> Result<Page<LoginRecord>, ProjectionError> {
+        self.query_logins(None, filter, page).await
+    }
+
+    async fn query_logins(
+        &self,
+        user_id: Option<Uuid>,
+        filter: &LoginFilter,
+        page: &PageRequest,
+    ) -> Result<Page<LoginRecord>, ProjectionError> {
+        let after = page
+            .cursor
+            .as_deref()
+            .map(|c| TimeCursor::decode_for(CURSOR_KIND, c))
+            .transpose()?;
+        let mut w = Where::default();
+        if let Some(user) = user_id {
+            let p = w.arg(user.to_string());
+            w.and(format!("user_id = {p}"));
+        }
+        if let Some(appid) = &filter.appid {
+            let p = w.arg(appid.as_str());
+            w.and(format!("appid = {p}"));
+        }
+        w.time_page(filter.from, filter.to, after.map(|c| (c.t, c.p)));
+        let size = page.size();
+        let limit = w.arg(size as i64 + 1);
+        let sql = format!(
+            "SELECT position, session_id, user_id, appid, openid, occurred_at, client_ip, device, \
+             is_new_user FROM login_history {} ORDER BY occurred_at DESC, position DESC LIMIT {limit}",
+            w.sql()
+        );
+        let rows = w.bind(sqlx::query(&sql)).fetch_all(&self.db().read).await?;
+        let records = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(records, size, |r: &LoginRecord| {
+            cursor::encode(&TimeCursor {
+                k: CURSOR_KIND,
+                t: micros(r.occurred_at),
+                p: r.position,
+            })
+        }))
+    }
+}
+
+fn decode(row: &AnyRow) -> Result<LoginRecord, ProjectionError> {
+    let user: String = row.try_get("user_id")?;
+    Ok(LoginRecord {
+        position: row.try_get("position")?,
+        session_id: row.try_get("session_id")?,
+        user_id: Uuid::try_parse(&user).map_err(|e| ProjectionError::Corrupt(e.to_string()))?,
+        appid: row.try_get("appid")?,
+        openid: row.try_get("openid")?,
+        occurred_at: time_from_micros(row.try_get("occurred_at")?),
+        client_ip: row.try_get("client_ip")?,
+        device: row.try_get("device")?,
+        is_new_user: row.try_get::<i64, _>("is_new_user")? != 0,
+    })
+}

@@ -1,0 +1,157 @@
+//! The read side: records, filters, keyset pages, and the queries behind the admin API. All
+//! queries go through the views (`users`, `login_history`, …) on the live generation.
+
+mod audit;
+mod logins;
+mod stats;
+mod users;
+
+pub use audit::AuditRecord;
+pub use logins::LoginRecord;
+pub use stats::DailyStatsRecord;
+pub use users::{AccountRecord, UserRecord};
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::db::{bind, AnyQuery, Val};
+
+/// The most rows one page holds, whatever was asked.
+pub const MAX_PAGE_LIMIT: u32 = 200;
+
+/// Which page: at most `limit` rows after `cursor` (the previous page's `next_cursor`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PageRequest {
+    pub limit: u32,
+    pub cursor: Option<String>,
+}
+
+impl PageRequest {
+    pub fn first(limit: u32) -> Self {
+        Self {
+            limit,
+            cursor: None,
+        }
+    }
+
+    /// The limit, clamped to 1..=MAX_PAGE_LIMIT.
+    pub(crate) fn size(&self) -> usize {
+        self.limit.clamp(1, MAX_PAGE_LIMIT) as usize
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Present when more rows may follow.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Cuts `rows` (fetched with one row more than the page size) to the page, with a cursor
+    /// after its last row when the extra row shows there is more.
+    pub(crate) fn from_rows(mut rows: Vec<T>, size: usize, cursor: impl Fn(&T) -> String) -> Self {
+        let more = rows.len() > size;
+        rows.truncate(size);
+        let next_cursor = if more { rows.last().map(cursor) } else { None };
+        Self {
+            items: rows,
+            next_cursor,
+        }
+    }
+}
+
+/// Users matching every given field (exact match).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserFilter {
+    pub appid: Option<String>,
+    pub openid: Option<String>,
+    pub unionid: Option<String>,
+    /// The keyed hash of the phone number, as `PhoneNumberBound` carries it.
+    pub phone_index: Option<String>,
+    /// `active`, `blocked` or `erased`.
+    pub status: Option<String>,
+}
+
+/// Logins in an app and a time range: `from` inclusive, `to` exclusive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoginFilter {
+    pub appid: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// Audit entries matching every given field; `from` inclusive, `to` exclusive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Entries whose target is this user.
+    pub user_id: Option<Uuid>,
+    /// `user:{id}`, `admin:{key id}` or `system`.
+    pub actor: Option<String>,
+    /// An event type, e.g. `UserBlocked`.
+    pub action: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// A `WHERE` clause under construction, with its numbered arguments.
+#[derive(Default)]
+pub(crate) struct Where {
+    clauses: Vec<String>,
+    args: Vec<Val>,
+}
+
+impl Where {
+    /// Adds an argument; returns its placeholder.
+    pub fn arg(&mut self, value: impl Into<Val>) -> String {
+        self.args.push(value.into());
+        format!("${}", self.args.len())
+    }
+
+    pub fn and(&mut self, clause: String) {
+        self.clauses.push(clause);
+    }
+
+    /// `WHERE …` or nothing.
+    pub fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+
+    pub fn bind<'q>(&self, mut query: AnyQuery<'q>) -> AnyQuery<'q> {
+        for arg in &self.args {
+            query = bind(query, arg.clone());
+        }
+        query
+    }
+
+    /// Time range and keyset conditions of a list ordered by `(occurred_at, position)`, newest
+    /// first. The plain `occurred_at <= t` lets both databases range-scan the index; the row
+    /// comparison then drops the rows of that instant already shown.
+    pub fn time_page(
+        &mut self,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        after: Option<(i64, i64)>,
+    ) {
+        if let Some(from) = from {
+            let p = self.arg(from.timestamp_micros());
+            self.and(format!("occurred_at >= {p}"));
+        }
+        if let Some(to) = to {
+            let p = self.arg(to.timestamp_micros());
+            self.and(format!("occurred_at < {p}"));
+        }
+        if let Some((time, position)) = after {
+            let t = self.arg(time);
+            let p = self.arg(position);
+            self.and(format!(
+                "occurred_at <= {t} AND (occurred_at, position) < ({t}, {p})"
+            ));
+        }
+    }
+}

@@ -1,0 +1,170 @@
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+use uuid::Uuid;
+
+use super::{Page, PageRequest, UserFilter, Where};
+use crate::cursor::{self, UserCursor};
+use crate::db::placeholders;
+use crate::error::ProjectionError;
+use crate::event::time_from_micros;
+use crate::ReadModels;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccountRecord {
+    pub appid: String,
+    pub openid: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UserRecord {
+    pub user_id: Uuid,
+    /// `active`, `blocked` or `erased`.
+    pub status: String,
+    pub unionid: Option<String>,
+    /// In the order they were linked.
+    pub accounts: Vec<AccountRecord>,
+    pub profile: Option<serde_json::Value>,
+    /// A keyed hash, for look-ups only: not shown.
+    #[serde(skip_serializing)]
+    pub phone_index: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub last_login_at: Option<DateTime<Utc>>,
+}
+
+const USER_COLUMNS: &str =
+    "user_id, status, unionid, phone_index, profile, created_at, updated_at, last_login_at";
+
+impl ReadModels {
+    pub async fn user(&self, user_id: Uuid) -> Result<Option<UserRecord>, ProjectionError> {
+        let mut w = Where::default();
+        let p = w.arg(user_id.to_string());
+        w.and(format!("user_id = {p}"));
+        let mut users = self.select_users(&w, "").await?;
+        Ok(users.pop())
+    }
+
+    /// Users matching the filter, newest first.
+    pub async fn find_users(
+        &self,
+        filter: &UserFilter,
+        page: &PageRequest,
+    ) -> Result<Page<UserRecord>, ProjectionError> {
+        let after = page
+            .cursor
+            .as_deref()
+            .map(cursor::decode::<UserCursor>)
+            .transpose()?;
+        let mut w = Where::default();
+        match (&filter.appid, &filter.openid) {
+            (Some(appid), Some(openid)) => {
+                let a = w.arg(appid.as_str());
+                let o = w.arg(openid.as_str());
+                w.and(format!(
+                    "user_id IN (SELECT user_id FROM user_accounts WHERE appid = {a} AND openid = {o})"
+                ));
+            }
+            (Some(appid), None) => {
+                let a = w.arg(appid.as_str());
+                w.and(format!(
+                    "EXISTS (SELECT 1 FROM user_accounts a WHERE a.user_id = users.user_id AND a.appid = {a})"
+                ));
+            }
+            (None, Some(openid)) => {
+                let o = w.arg(openid.as_str());
+                w.and(format!(
+                    "user_id IN (SELECT user_id FROM user_accounts WHERE openid = {o})"
+                ));
+            }
+            (None, None) => {}
+        }
+        for (column, value) in [
+            ("unionid", &filter.unionid),
+            ("phone_index", &filter.phone_index),
+            ("status", &filter.status),
+        ] {
+            if let Some(value) = value {
+                let p = w.arg(value.as_str());
+                w.and(format!("{column} = {p}"));
+            }
+        }
+        if let Some(after) = after {
+            let p = w.arg(after.u.to_string());
+            w.and(format!("user_id < {p}"));
+        }
+        let size = page.size();
+        let limit = w.arg(size as i64 + 1);
+        let users = self
+            .select_users(&w, &format!("ORDER BY user_id DESC LIMIT {limit}"))
+            .await?;
+        Ok(Page::from_rows(users, size, |u: &UserRecord| {
+            cursor::encode(&UserCursor { u: u.user_id })
+        }))
+    }
+
+    async fn select_users(
+        &self,
+        w: &Where,
+        tail: &str,
+    ) -> Result<Vec<UserRecord>, ProjectionError> {
+        let sql = format!("SELECT {USER_COLUMNS} FROM users {} {tail}", w.sql());
+        let rows = w.bind(sqlx::query(&sql)).fetch_all(&self.db().read).await?;
+        let mut users = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
+        if users.is_empty() {
+            return Ok(users);
+        }
+        let sql = format!(
+            "SELECT user_id, appid, openid FROM user_accounts WHERE user_id IN ({}) \
+             ORDER BY linked_at, appid, openid",
+            placeholders(1, users.len())
+        );
+        let mut query = sqlx::query(&sql);
+        for user in &users {
+            query = query.bind(user.user_id.to_string());
+        }
+        let mut accounts: HashMap<String, Vec<AccountRecord>> = HashMap::new();
+        for row in query.fetch_all(&self.db().read).await? {
+            accounts
+                .entry(row.try_get("user_id")?)
+                .or_default()
+                .push(AccountRecord {
+                    appid: row.try_get("appid")?,
+                    openid: row.try_get("openid")?,
+                });
+        }
+        for user in &mut users {
+            user.accounts = accounts
+                .remove(&user.user_id.to_string())
+                .unwrap_or_default();
+        }
+        Ok(users)
+    }
+}
+
+fn decode(row: &AnyRow) -> Result<UserRecord, ProjectionError> {
+    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
+        ProjectionError::Corrupt(format!("user {what}: {e}"))
+    };
+    let id: String = row.try_get("user_id")?;
+    let profile: Option<String> = row.try_get("profile")?;
+    Ok(UserRecord {
+        user_id: Uuid::try_parse(&id).map_err(|e| corrupt("id", &e))?,
+        status: row.try_get("status")?,
+        unionid: row.try_get("unionid")?,
+        accounts: Vec::new(),
+        profile: profile
+            .map(|p| serde_json::from_str(&p))
+            .transpose()
+            .map_err(|e| corrupt("profile", &e))?,
+        phone_index: row.try_get("phone_index")?,
+        created_at: time_from_micros(row.try_get("created_at")?),
+        updated_at: time_from_micros(row.try_get("updated_at")?),
+        last_login_at: row
+            .try_get::<Option<i64>, _>("last_login_at")?
+            .map(time_from_micros),
+    })
+}

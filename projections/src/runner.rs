@@ -1,0 +1,180 @@
+//! The projection runners: one task per projection, catching up from its checkpoint in
+//! batches, then following the log live.
+//!
+//! A batch is one transaction: take the projection's lock (PostgreSQL advisory lock; on
+//! SQLite the transaction takes the write lock first), confirm the checkpoint, apply the
+//! events, move the checkpoint. So an event's effect commits exactly once, whichever instance
+//! runs the batch, and a runner aborted mid-batch leaves nothing behind.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use infra::store::{RecordedEvent, Store};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::checkpoint;
+use crate::db::{self, Tx};
+use crate::error::ProjectionError;
+use crate::models::Projection;
+use crate::ReadModels;
+
+/// Events per transaction.
+pub(crate) const BATCH: u32 = 1000;
+/// After a wake-up that found nothing (on PostgreSQL a commit can take a moment to become
+/// readable), poll again this soon, doubling up to `MAX_IDLE`: the steady fallback poll.
+const MIN_IDLE: Duration = Duration::from_millis(10);
+const MAX_IDLE: Duration = Duration::from_secs(1);
+/// How often a runner checks whether the instance running its projection went away.
+const LOCK_RETRY: Duration = Duration::from_secs(1);
+const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The running projections. Dropping it aborts them (safe: a batch is a transaction);
+/// `shutdown` lets the current batches finish first.
+pub struct RunnerHandle {
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunnerHandle {
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks.drain(..) {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunnerHandle {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Starts a runner per projection in the background.
+pub fn spawn_runners(models: ReadModels, store: Arc<dyn Store>) -> RunnerHandle {
+    let (stop, stopped) = watch::channel(false);
+    let tasks = Projection::ALL
+        .into_iter()
+        .map(|projection| {
+            tokio::spawn(run(
+                models.clone(),
+                store.clone(),
+                projection,
+                stopped.clone(),
+            ))
+        })
+        .collect();
+    RunnerHandle { stop, tasks }
+}
+
+/// What one step of a runner did.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    Applied,
+    /// Nothing new to read.
+    Idle,
+    /// Another instance holds the projection's lock.
+    Busy,
+    /// The checkpoint moved between reading it and locking (another instance, or a rebuild).
+    Stale,
+}
+
+#[tracing::instrument(skip_all, fields(projection = projection.name()))]
+async fn run(
+    models: ReadModels,
+    store: Arc<dyn Store>,
+    projection: Projection,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut appended = Some(store.appended());
+    let mut idle = MIN_IDLE;
+    let mut failures: u32 = 0;
+    while !*stop.borrow() {
+        // Everything announced so far is covered by the read about to happen.
+        if let Some(rx) = appended.as_mut() {
+            rx.borrow_and_update();
+        }
+        let pause = match step(&models, store.as_ref(), projection).await {
+            Ok(Step::Applied | Step::Stale) => {
+                failures = 0;
+                idle = MIN_IDLE;
+                continue;
+            }
+            Ok(Step::Idle) => {
+                failures = 0;
+                let pause = idle;
+                idle = (idle * 2).min(MAX_IDLE);
+                pause
+            }
+            Ok(Step::Busy) => LOCK_RETRY,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(error = %e, failures, "projection batch failed");
+                (MIN_IDLE * 2u32.saturating_pow(failures.min(10))).min(MAX_ERROR_BACKOFF)
+            }
+        };
+        tokio::select! {
+            woke = wake(&mut appended) => if woke { idle = MIN_IDLE },
+            () = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Waits for an append; false (at once, and ever after) once the store dropped the signal.
+async fn wake(appended: &mut Option<watch::Receiver<i64>>) -> bool {
+    let Some(rx) = appended.as_mut() else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_ok() {
+        return true;
+    }
+    *appended = None;
+    false
+}
+
+/// Applies the next batch after the checkpoint, if any.
+pub(crate) async fn step(
+    models: &ReadModels,
+    store: &dyn Store,
+    projection: Projection,
+) -> Result<Step, ProjectionError> {
+    let db = models.db();
+    let name = projection.name();
+    // Read outside the transaction, so it stays short: on PostgreSQL an open writing
+    // transaction holds back what every log reader may see.
+    let from = checkpoint::position(&db.read, name).await?;
+    let events = store.read_all(from, BATCH).await?;
+    if events.is_empty() {
+        return Ok(Step::Idle);
+    }
+    let mut tx = db.begin().await?;
+    if !db::try_lock(&mut tx, db.backend, name).await? {
+        return Ok(Step::Busy);
+    }
+    let current = checkpoint::load(&mut tx, name).await?;
+    if current.position != from {
+        return Ok(Step::Stale);
+    }
+    apply(&mut tx, projection, current.generation, &events).await?;
+    tx.commit().await?;
+    Ok(Step::Applied)
+}
+
+/// Applies the events to `generation` and moves the checkpoint past them. The caller holds
+/// the lock and commits.
+pub(crate) async fn apply(
+    tx: &mut Tx,
+    projection: Projection,
+    generation: i64,
+    events: &[RecordedEvent],
+) -> Result<(), ProjectionError> {
+    let Some(last) = events.last() else {
+        return Ok(());
+    };
+    projection.apply(tx, generation, events).await?;
+    checkpoint::advance(tx, projection.name(), last.position).await
+}

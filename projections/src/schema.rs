@@ -1,0 +1,148 @@
+//! Read-model tables come in generations: projection tables are named `{table}_g{N}` and
+//! queries go through a view `{table}` on the current generation. A rebuild fills generation
+//! N+1 beside the live one and swaps the views in one transaction, so queries keep working
+//! throughout and never see a half-built table.
+
+use sqlx::AnyConnection;
+
+use crate::checkpoint;
+use crate::db::{Backend, Db};
+use crate::error::ProjectionError;
+use crate::models::Projection;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Col {
+    Text,
+    TextNull,
+    Int,
+    IntNull,
+}
+
+/// One read-model table, described once for both backends.
+#[derive(Debug)]
+pub(crate) struct Table {
+    /// Also the name of the view on the current generation.
+    pub name: &'static str,
+    pub columns: &'static [(&'static str, Col)],
+    pub key: &'static [&'static str],
+    /// Index name suffix and columns.
+    pub indexes: &'static [(&'static str, &'static [&'static str])],
+}
+
+impl Table {
+    pub fn physical(&self, generation: i64) -> String {
+        format!("{}_g{generation}", self.name)
+    }
+
+    pub fn column_names(&self) -> Vec<&'static str> {
+        self.columns.iter().map(|(name, _)| *name).collect()
+    }
+
+    fn create(&self, backend: Backend, generation: i64) -> Vec<String> {
+        let table = self.physical(generation);
+        let mut columns: Vec<String> = self
+            .columns
+            .iter()
+            .map(|(name, col)| match col {
+                Col::Text => format!("{name} text NOT NULL"),
+                Col::TextNull => format!("{name} text"),
+                Col::Int => format!("{name} {} NOT NULL", backend.int()),
+                Col::IntNull => format!("{name} {}", backend.int()),
+            })
+            .collect();
+        columns.push(format!("PRIMARY KEY ({})", self.key.join(", ")));
+        let mut ddl = vec![format!("CREATE TABLE {table} ({})", columns.join(", "))];
+        // Index names are per schema on PostgreSQL, hence the generation in them.
+        ddl.extend(self.indexes.iter().map(|(suffix, columns)| {
+            format!(
+                "CREATE INDEX {table}_{suffix} ON {table} ({})",
+                columns.join(", ")
+            )
+        }));
+        ddl
+    }
+}
+
+/// Creates the checkpoint table and, for projections seen for the first time, generation 1.
+/// Instances starting together serialise on a lock.
+pub(crate) async fn init(db: &Db) -> Result<(), ProjectionError> {
+    if db.backend == Backend::Sqlite {
+        // Before the transaction, whose first statement writes to it. (One instance on
+        // SQLite: no race to create it.)
+        let mut conn = db.write.acquire().await?;
+        checkpoint::create_table(&mut conn, db.backend).await?;
+    }
+    let mut tx = db.begin().await?;
+    if db.backend == Backend::Postgres {
+        sqlx::query(
+            "SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended(\
+             current_schema() || '.identity.projections.init', 0))) AS locked",
+        )
+        .execute(&mut *tx)
+        .await?;
+    }
+    checkpoint::create_table(&mut tx, db.backend).await?;
+    for projection in Projection::ALL {
+        if checkpoint::insert_first(&mut tx, projection.name()).await? {
+            create_generation(&mut tx, db.backend, projection, 1).await?;
+            point_views(&mut tx, db.backend, projection, 1).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Creates the projection's empty tables for `generation`, replacing leftovers of a rebuild
+/// that died.
+pub(crate) async fn create_generation(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    projection: Projection,
+    generation: i64,
+) -> Result<(), ProjectionError> {
+    drop_generation(conn, projection, generation).await?;
+    for table in projection.tables() {
+        for statement in table.create(backend, generation) {
+            sqlx::query(&statement).execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) async fn drop_generation(
+    conn: &mut AnyConnection,
+    projection: Projection,
+    generation: i64,
+) -> Result<(), ProjectionError> {
+    for table in projection.tables() {
+        let sql = format!("DROP TABLE IF EXISTS {}", table.physical(generation));
+        sqlx::query(&sql).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
+/// Points the projection's views at `generation` (atomically, inside the caller's
+/// transaction).
+pub(crate) async fn point_views(
+    conn: &mut AnyConnection,
+    backend: Backend,
+    projection: Projection,
+    generation: i64,
+) -> Result<(), ProjectionError> {
+    for table in projection.tables() {
+        let select = format!("SELECT * FROM {}", table.physical(generation));
+        let statements = match backend {
+            // Replacing in place keeps the view's identity, so concurrent queries simply
+            // wait for the swap to commit.
+            Backend::Postgres => vec![format!("CREATE OR REPLACE VIEW {} AS {select}", table.name)],
+            Backend::Sqlite => vec![
+                format!("DROP VIEW IF EXISTS {}", table.name),
+                format!("CREATE VIEW {} AS {select}", table.name),
+            ],
+        };
+        for statement in statements {
+            sqlx::query(&statement).execute(&mut *conn).await?;
+        }
+    }
+    Ok(())
+}

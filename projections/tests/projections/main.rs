@@ -1,0 +1,652 @@
+//! The projections, one suite for both backends: every test runs against a fresh SQLite file
+//! and, when `IDENTITY_TEST_POSTGRES_URL` is set, a fresh PostgreSQL schema.
+
+#![allow(clippy::unwrap_used)]
+
+mod scenario;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::{Duration as Minutes, NaiveDate};
+use infra::store::Store;
+use projections::{
+    rebuild, spawn_runners, AuditFilter, LoginFilter, PageRequest, ProjectionError, ReadModels,
+    UserFilter,
+};
+use scenario::{session, t0, user, Scenario, APP_A, APP_B};
+
+const CATCH_UP: Duration = Duration::from_secs(60);
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+struct Db {
+    store: Arc<dyn Store>,
+    url: String,
+    backend: Backend,
+}
+
+impl Db {
+    /// Another fresh database of the same backend.
+    async fn another(&self) -> Db {
+        match self.backend {
+            Backend::Sqlite => {
+                let (store, url) = infra::testing::sqlite_store().await;
+                Db {
+                    store,
+                    url,
+                    backend: Backend::Sqlite,
+                }
+            }
+            Backend::Postgres => {
+                let (store, url) = infra::testing::postgres_store().await.unwrap();
+                Db {
+                    store,
+                    url,
+                    backend: Backend::Postgres,
+                }
+            }
+        }
+    }
+
+    async fn models(&self) -> ReadModels {
+        ReadModels::connect(&self.url).await.unwrap()
+    }
+}
+
+macro_rules! both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let (store, url) = infra::testing::sqlite_store().await;
+                    super::$name(super::Db { store, url, backend: super::Backend::Sqlite }).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    if let Some((store, url)) = infra::testing::postgres_store().await {
+                        super::$name(super::Db { store, url, backend: super::Backend::Postgres }).await;
+                    }
+                }
+            )+
+        }
+    };
+}
+
+both_backends!(
+    read_models_follow_the_log,
+    pages_walk_every_row_once,
+    garbage_cursors_are_refused,
+    new_events_wake_the_runners,
+    rebuild_equals_the_live_models,
+    queries_keep_working_during_a_rebuild,
+    interrupted_catch_up_equals_an_uninterrupted_one,
+    two_instances_apply_each_event_once,
+    other_instances_are_woken,
+);
+
+/// Appends the scenario, runs the projections until they have it all, stops them.
+async fn project(db: &Db, scenario: &Scenario) -> ReadModels {
+    let head = scenario.append_to(db.store.as_ref(), 50).await;
+    let models = db.models().await;
+    let runners = spawn_runners(models.clone(), db.store.clone());
+    models.wait_for_catch_up(head, CATCH_UP).await.unwrap();
+    runners.shutdown().await;
+    models
+}
+
+async fn read_models_follow_the_log(db: Db) {
+    let scenario = Scenario::new(14, 3);
+    let models = project(&db, &scenario).await;
+
+    let u0 = models.user(user(0)).await.unwrap().unwrap();
+    assert_eq!(u0.status, "active");
+    assert_eq!(u0.unionid.as_deref(), Some("un0"));
+    let accounts: Vec<_> = u0
+        .accounts
+        .iter()
+        .map(|a| (a.appid.as_str(), a.openid.as_str()))
+        .collect();
+    assert_eq!(accounts, [(APP_A, "oA0"), (APP_B, "oB0")]);
+    assert!(u0.last_login_at.unwrap() > u0.created_at);
+    assert_eq!(
+        models.user(user(4)).await.unwrap().unwrap().status,
+        "blocked"
+    );
+    assert_eq!(
+        models.user(user(9)).await.unwrap().unwrap().status,
+        "active"
+    );
+    let erased = models.user(user(12)).await.unwrap().unwrap();
+    assert_eq!(erased.status, "erased");
+    assert!(erased.profile.is_none() && erased.phone_index.is_none());
+    assert!(erased.accounts.is_empty() && erased.unionid.is_none());
+    let u6 = models.user(user(6)).await.unwrap().unwrap();
+    // Each profile event carries the whole profile, sealed: the newest replaces the last.
+    assert_eq!(
+        u6.profile.as_ref().unwrap()["sealed"],
+        serde_json::json!("sealed-again:6")
+    );
+    assert_eq!(
+        u6.profile.as_ref().unwrap()["fields"],
+        serde_json::json!(["avatar_url", "nickname"])
+    );
+    assert_eq!(u6.phone_index.as_deref(), Some("ph6"));
+    assert!(models.user(uuid::Uuid::nil()).await.unwrap().is_none());
+
+    let find = |filter: UserFilter| {
+        let models = models.clone();
+        async move {
+            let page = models
+                .find_users(&filter, &PageRequest::first(50))
+                .await
+                .unwrap();
+            page.items.iter().map(|u| u.user_id).collect::<Vec<_>>()
+        }
+    };
+    let by = |f: fn(&mut UserFilter)| {
+        let mut filter = UserFilter::default();
+        f(&mut filter);
+        filter
+    };
+    assert_eq!(
+        find(by(|f| {
+            f.appid = Some(APP_A.into());
+            f.openid = Some("oA3".into())
+        }))
+        .await,
+        [user(3)]
+    );
+    assert_eq!(find(by(|f| f.openid = Some("oB6".into()))).await, [user(6)]);
+    assert_eq!(
+        find(by(|f| f.unionid = Some("un9".into()))).await,
+        [user(9)]
+    );
+    assert_eq!(
+        find(by(|f| f.phone_index = Some("ph13".into()))).await,
+        [user(13)]
+    );
+    assert_eq!(
+        find(by(|f| f.status = Some("blocked".into()))).await,
+        [user(4)]
+    );
+    let in_b = find(by(|f| f.appid = Some(APP_B.into()))).await;
+    // User 12 was erased: their accounts are free again.
+    assert_eq!(in_b, [user(9), user(6), user(3), user(0)]);
+    assert_eq!(find(UserFilter::default()).await.len(), 14);
+
+    let logins = models
+        .user_logins(user(0), &LoginFilter::default(), &PageRequest::first(10))
+        .await
+        .unwrap();
+    let sessions: Vec<_> = logins.items.iter().map(|l| l.session_id.clone()).collect();
+    assert_eq!(sessions, [2, 1, 0].map(|k| session(0, k).to_string()));
+    assert!(logins.items[2].is_new_user && !logins.items[0].is_new_user);
+    assert_eq!(logins.items[1].appid.as_deref(), Some(APP_B));
+    assert_eq!(logins.items[0].device.as_deref(), Some("iPhone 15"));
+    assert!(logins.next_cursor.is_none());
+    let in_b = LoginFilter {
+        appid: Some(APP_B.into()),
+        ..Default::default()
+    };
+    let b_logins = models
+        .logins(&in_b, &PageRequest::first(100))
+        .await
+        .unwrap();
+    assert_eq!(
+        b_logins.items.len(),
+        5,
+        "one B login for each of users 0, 3, 6, 9, 12"
+    );
+
+    let blocked = models
+        .audit(
+            &AuditFilter {
+                user_id: Some(user(4)),
+                action: Some("UserBlocked".into()),
+                ..Default::default()
+            },
+            &PageRequest::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(blocked.items.len(), 1);
+    assert_eq!(blocked.items[0].actor, "admin:key1");
+    assert_eq!(blocked.items[0].details["reason"], "spam");
+    let revoked = models
+        .audit(
+            &AuditFilter {
+                user_id: Some(user(4)),
+                action: Some("SessionRevoked".into()),
+                ..Default::default()
+            },
+            &PageRequest::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        revoked.items.len(),
+        1,
+        "session events are filed under their user"
+    );
+    assert_eq!(revoked.items[0].actor, "system");
+    let future = models
+        .audit(
+            &AuditFilter {
+                action: Some("FutureThing".into()),
+                ..Default::default()
+            },
+            &PageRequest::first(10),
+        )
+        .await
+        .unwrap();
+    assert_eq!(future.items.len(), 2, "users 5 and 11");
+    assert_eq!(future.items[0].details["secret_field"], "[redacted]");
+    assert_eq!(future.items[0].details["flag"], true);
+    assert_eq!(future.items[0].target, user(11).to_string());
+    let profile = models
+        .audit(
+            &AuditFilter {
+                action: Some("ProfileUpdated".into()),
+                ..Default::default()
+            },
+            &PageRequest::first(10),
+        )
+        .await
+        .unwrap();
+    // Sealed personal data stays out of the audit log too (it is ciphertext, but still).
+    assert!(!serde_json::to_string(&profile.items)
+        .unwrap()
+        .contains("sealed-again"));
+    let by_admin = models
+        .audit(
+            &AuditFilter {
+                actor: Some("admin:key1".into()),
+                ..Default::default()
+            },
+            &PageRequest::first(100),
+        )
+        .await
+        .unwrap();
+    assert!(by_admin.items.iter().all(|a| a.actor == "admin:key1"));
+    assert_eq!(
+        by_admin.items.len(),
+        4,
+        "blocks of 4 and 9, unblock of 9, erasure of 12"
+    );
+
+    // Stats, against counts made from the scenario itself.
+    let mut expected: BTreeMap<
+        (String, NaiveDate),
+        (i64, std::collections::BTreeSet<String>, i64),
+    > = BTreeMap::new();
+    for entry in &scenario.entries {
+        let e = &entry.event;
+        let key = (
+            e.payload["appid"].as_str().unwrap_or_default().to_owned(),
+            e.occurred_at.date_naive(),
+        );
+        match e.event_type.as_str() {
+            "UserLoggedIn" => {
+                let row = expected.entry(key).or_default();
+                row.0 += 1;
+                row.1
+                    .insert(e.payload["user_id"].as_str().unwrap().to_owned());
+            }
+            "UserRegistered" => expected.entry(key).or_default().2 += 1,
+            _ => {}
+        }
+    }
+    let first = t0().date_naive();
+    let stats = models
+        .daily_stats(None, first, first + Minutes::days(30))
+        .await
+        .unwrap();
+    let got: Vec<_> = stats
+        .iter()
+        .map(|s| {
+            (
+                (s.appid.clone(), s.day),
+                (s.logins, s.active_users, s.new_users),
+            )
+        })
+        .collect();
+    let mut want: Vec<_> = expected
+        .into_iter()
+        .map(|(k, (logins, active, new))| (k, (logins, active.len() as i64, new)))
+        .collect();
+    want.sort_by(|a, b| (a.0 .1, &a.0 .0).cmp(&(b.0 .1, &b.0 .0)));
+    assert_eq!(got, want);
+    let only_b = models
+        .daily_stats(Some(APP_B), first, first + Minutes::days(30))
+        .await
+        .unwrap();
+    assert!(!only_b.is_empty() && only_b.iter().all(|s| s.appid == APP_B));
+
+    let status = models.status().await.unwrap();
+    assert_eq!(status.len(), 4);
+    assert!(
+        status.iter().all(|s| s.lag == 0 && s.position == s.head),
+        "{status:?}"
+    );
+}
+
+async fn pages_walk_every_row_once(db: Db) {
+    let scenario = Scenario::new(10, 9);
+    let models = project(&db, &scenario).await;
+
+    // Everyone's logins, 7 at a time, against a single big page.
+    let all = models
+        .logins(&LoginFilter::default(), &PageRequest::first(200))
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 90);
+    assert!(all
+        .items
+        .windows(2)
+        .all(|w| (w[0].occurred_at, w[0].position) > (w[1].occurred_at, w[1].position)));
+    let mut walked = Vec::new();
+    let mut page = PageRequest::first(7);
+    loop {
+        let got = models.logins(&LoginFilter::default(), &page).await.unwrap();
+        assert!(got.items.len() <= 7);
+        walked.extend(got.items);
+        match got.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(walked, all.items);
+
+    // A user's logins in a time range.
+    let from = t0() + Minutes::hours(2);
+    let to = t0() + Minutes::hours(5);
+    let range = LoginFilter {
+        appid: None,
+        from: Some(from),
+        to: Some(to),
+    };
+    let mut walked = Vec::new();
+    let mut page = PageRequest::first(2);
+    loop {
+        let got = models.user_logins(user(1), &range, &page).await.unwrap();
+        walked.extend(got.items);
+        match got.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    let want: Vec<_> = all
+        .items
+        .iter()
+        .filter(|l| l.user_id == user(1) && l.occurred_at >= from && l.occurred_at < to)
+        .cloned()
+        .collect();
+    assert!(!want.is_empty());
+    assert_eq!(walked, want);
+
+    // Users, 3 at a time; the audit log, 50 at a time.
+    let mut users = Vec::new();
+    let mut page = PageRequest::first(3);
+    loop {
+        let got = models
+            .find_users(&UserFilter::default(), &page)
+            .await
+            .unwrap();
+        users.extend(got.items.into_iter().map(|u| u.user_id));
+        match got.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(users, (0..10).rev().map(user).collect::<Vec<_>>());
+    let mut audit = 0;
+    let mut page = PageRequest::first(50);
+    loop {
+        let got = models.audit(&AuditFilter::default(), &page).await.unwrap();
+        audit += got.items.len();
+        match got.next_cursor {
+            Some(cursor) => page.cursor = Some(cursor),
+            None => break,
+        }
+    }
+    assert_eq!(audit, scenario.entries.len());
+    // Limits are clamped.
+    let clamped = models
+        .logins(&LoginFilter::default(), &PageRequest::first(100_000))
+        .await
+        .unwrap();
+    assert_eq!(clamped.items.len(), 90);
+    let clamped = models
+        .audit(&AuditFilter::default(), &PageRequest::first(100_000))
+        .await
+        .unwrap();
+    let max = projections::MAX_PAGE_LIMIT as usize;
+    assert_eq!(clamped.items.len(), max.min(scenario.entries.len()));
+    let one = models
+        .audit(&AuditFilter::default(), &PageRequest::first(0))
+        .await
+        .unwrap();
+    assert_eq!(one.items.len(), 1);
+}
+
+async fn garbage_cursors_are_refused(db: Db) {
+    let models = db.models().await;
+    let login_cursor = {
+        let scenario = Scenario::new(1, 3);
+        project(&db, &scenario).await;
+        models
+            .logins(&LoginFilter::default(), &PageRequest::first(1))
+            .await
+            .unwrap()
+            .next_cursor
+            .unwrap()
+    };
+    for bad in ["garbage", "", "eyJ4IjoxfQ", &login_cursor] {
+        let page = PageRequest {
+            limit: 10,
+            cursor: Some(bad.to_owned()),
+        };
+        let audit = models.audit(&AuditFilter::default(), &page).await;
+        assert!(
+            matches!(audit, Err(ProjectionError::InvalidCursor)),
+            "{bad}: {audit:?}"
+        );
+        let users = models.find_users(&UserFilter::default(), &page).await;
+        assert!(
+            matches!(users, Err(ProjectionError::InvalidCursor)),
+            "{bad}"
+        );
+    }
+}
+
+async fn new_events_wake_the_runners(db: Db) {
+    let models = db.models().await;
+    let runners = spawn_runners(models.clone(), db.store.clone());
+    let scenario = Scenario::new(3, 2);
+    let first = Scenario::from_entries(&scenario.entries[..1]);
+    let head = first.append_to(db.store.as_ref(), 1).await;
+    models.wait_for_catch_up(head, CATCH_UP).await.unwrap();
+    // Idle long enough for the fallback poll to slow down to its steady pace.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let started = Instant::now();
+    let second = Scenario::from_entries(&scenario.entries[1..2]);
+    let head = second.append_to(db.store.as_ref(), 1).await;
+    models.wait_for_catch_up(head, CATCH_UP).await.unwrap();
+    let took = started.elapsed();
+    if matches!(db.backend, Backend::Sqlite) {
+        // PostgreSQL's readers also wait for other tests' transactions: no bound there.
+        assert!(took < Duration::from_millis(700), "woke after {took:?}");
+    }
+    runners.shutdown().await;
+}
+
+async fn rebuild_equals_the_live_models(db: Db) {
+    let scenario = Scenario::new(40, 4);
+    let models = project(&db, &scenario).await;
+    let live = models.dump().await.unwrap();
+    assert!(
+        live.iter().all(|(_, rows)| !rows.is_empty()),
+        "every table has rows"
+    );
+
+    let status = rebuild(&models, db.store.clone(), None).await.unwrap();
+    assert!(status.iter().all(|s| s.lag == 0), "{status:?}");
+    assert_eq!(models.dump().await.unwrap(), live);
+    rebuild(&models, db.store.clone(), Some("audit_log"))
+        .await
+        .unwrap();
+    assert_eq!(models.dump().await.unwrap(), live);
+
+    // A reconnecting instance finds the rebuilt generation.
+    let again = db.models().await;
+    assert_eq!(again.dump().await.unwrap(), live);
+
+    let unknown = rebuild(&models, db.store.clone(), Some("nope")).await;
+    assert!(matches!(
+        unknown,
+        Err(ProjectionError::UnknownProjection(_))
+    ));
+}
+
+async fn queries_keep_working_during_a_rebuild(db: Db) {
+    let scenario = Scenario::new(60, 5);
+    let models = project(&db, &scenario).await;
+    let runners = spawn_runners(models.clone(), db.store.clone());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reader = {
+        let (models, stop) = (models.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut reads = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let u = models.user(user(7)).await.unwrap().unwrap();
+                assert_eq!(u.accounts.len(), 1);
+                let logins = models
+                    .user_logins(user(7), &LoginFilter::default(), &PageRequest::first(10))
+                    .await
+                    .unwrap();
+                assert_eq!(logins.items.len(), 5);
+                let audit = models
+                    .audit(
+                        &AuditFilter {
+                            user_id: Some(user(7)),
+                            ..Default::default()
+                        },
+                        &PageRequest::first(100),
+                    )
+                    .await
+                    .unwrap();
+                assert!(!audit.items.is_empty());
+                reads += 1;
+            }
+            reads
+        })
+    };
+    // Events keep arriving while the rebuild runs; the runners keep applying them.
+    let more = Scenario::range(100..140, 2);
+    let writer = {
+        let store = db.store.clone();
+        tokio::spawn(async move { more.append_to(store.as_ref(), 5).await })
+    };
+    rebuild(&models, db.store.clone(), None).await.unwrap();
+    let head = writer.await.unwrap();
+    models.wait_for_catch_up(head, CATCH_UP).await.unwrap();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads = reader.await.unwrap();
+    assert!(reads > 0);
+    runners.shutdown().await;
+
+    let live = models.dump().await.unwrap();
+    rebuild(&models, db.store.clone(), None).await.unwrap();
+    assert_eq!(
+        models.dump().await.unwrap(),
+        live,
+        "what the runners applied meanwhile equals a fresh build"
+    );
+}
+
+async fn interrupted_catch_up_equals_an_uninterrupted_one(db: Db) {
+    let scenario = Scenario::new(400, 4);
+    assert!(scenario.entries.len() > 3000);
+    let head = scenario.append_to(db.store.as_ref(), 100).await;
+    let models = db.models().await;
+    // Start and abort the runners at varying moments until they are through.
+    let mut interruptions = 0;
+    for round in 0.. {
+        let runners = spawn_runners(models.clone(), db.store.clone());
+        tokio::time::sleep(Duration::from_millis(5 + (round % 10) * 15)).await;
+        drop(runners);
+        interruptions += 1;
+        let status = models.status().await.unwrap();
+        if status.iter().all(|s| s.position >= head) || round > 300 {
+            break;
+        }
+    }
+    eprintln!(
+        "after {interruptions} interruptions: {:?}",
+        models.status().await.unwrap()
+    );
+    let runners = spawn_runners(models.clone(), db.store.clone());
+    models.wait_for_catch_up(head, CATCH_UP).await.unwrap();
+    runners.shutdown().await;
+    assert!(interruptions > 1);
+
+    let other = db.another().await;
+    let started = Instant::now();
+    let uninterrupted = project(&other, &scenario).await;
+    eprintln!(
+        "{} events appended and projected in {:?}",
+        scenario.entries.len(),
+        started.elapsed()
+    );
+    assert_eq!(
+        models.dump().await.unwrap(),
+        uninterrupted.dump().await.unwrap()
+    );
+}
+
+async fn two_instances_apply_each_event_once(db: Db) {
+    let scenario = Scenario::new(150, 4);
+    let head = scenario.append_to(db.store.as_ref(), 100).await;
+    let (one, two) = (db.models().await, db.models().await);
+    let first = spawn_runners(one.clone(), db.store.clone());
+    let second = spawn_runners(two.clone(), db.store.clone());
+    one.wait_for_catch_up(head, CATCH_UP).await.unwrap();
+    first.shutdown().await;
+    second.shutdown().await;
+
+    let other = db.another().await;
+    let alone = project(&other, &scenario).await;
+    assert_eq!(one.dump().await.unwrap(), alone.dump().await.unwrap());
+}
+
+/// An append on one instance wakes the others' readers (PostgreSQL: through NOTIFY); on
+/// SQLite there is one instance, and its own appends wake it.
+async fn other_instances_are_woken(db: Db) {
+    let other = infra::store::connect(&db.url).await.unwrap();
+    let mut woken = match db.backend {
+        Backend::Postgres => other.appended(),
+        Backend::Sqlite => db.store.appended(),
+    };
+    // Give the listener a moment to subscribe.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    woken.borrow_and_update();
+    let head = Scenario::new(1, 1).append_to(db.store.as_ref(), 10).await;
+    tokio::time::timeout(Duration::from_secs(5), woken.changed())
+        .await
+        .expect("woken within 5 s")
+        .unwrap();
+    if matches!(db.backend, Backend::Sqlite) {
+        assert_eq!(*woken.borrow(), head);
+    }
+}

@@ -1,0 +1,250 @@
+//! A deterministic log: users registering, linking accounts, logging in and out, being
+//! blocked, sharing and withdrawing data, erased; rejected logins; an event type from the
+//! future.
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use domain::{Actor, AppId, Metadata, StreamId, UserId};
+use infra::store::{AppendBatch, ExpectedVersion, NewEvent, Store};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+pub const APP_A: &str = "wx0123456789abcdef";
+pub const APP_B: &str = "wxfedcba9876543210";
+
+pub fn user(u: usize) -> Uuid {
+    Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + u as u128)
+}
+
+pub fn session(u: usize, k: usize) -> Uuid {
+    Uuid::from_u128(0x0191_0000_0000_7000_8000_0000_0000_0000 + ((u as u128) << 16) + k as u128)
+}
+
+pub fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2024, 3, 1, 8, 0, 0).unwrap()
+}
+
+/// One event of the scenario, with the stream it goes to.
+pub struct Entry {
+    pub stream: StreamId,
+    pub event: NewEvent,
+}
+
+pub struct Scenario {
+    pub entries: Vec<Entry>,
+    next: i64,
+}
+
+impl Scenario {
+    /// `users` users with `logins` logins each; events 7 minutes apart, so they span days.
+    pub fn new(users: usize, logins: usize) -> Self {
+        Self::range(0..users, logins)
+    }
+
+    /// Users numbered from `users.start`; ids and times do not collide with other ranges'.
+    pub fn range(users: std::ops::Range<usize>, logins: usize) -> Self {
+        let mut s = Self {
+            entries: Vec::new(),
+            next: (users.start * (logins * 3 + 20)) as i64,
+        };
+        for u in users {
+            s.user_life(u, logins);
+        }
+        s
+    }
+
+    fn push(&mut self, stream: String, event_type: &str, payload: Value, actor: Actor, app: &str) {
+        let id = self.next;
+        self.next += 1;
+        let metadata = Metadata {
+            actor,
+            appid: Some(AppId::parse(app).unwrap()),
+            client_ip: Some(format!("203.0.113.{}", id % 250)),
+            user_agent: Some("WeChat/8.0".into()),
+            correlation_id: Uuid::from_u128(id as u128),
+            causation_id: None,
+        };
+        self.entries.push(Entry {
+            stream: StreamId::from_stored(stream),
+            event: NewEvent {
+                event_id: domain::EventId::from_uuid(Uuid::from_u128(0xE000_0000 + id as u128)),
+                event_type: event_type.to_owned(),
+                schema_version: 1,
+                occurred_at: t0() + Duration::minutes(7 * id),
+                payload,
+                metadata,
+            },
+        });
+    }
+
+    fn user_life(&mut self, u: usize, logins: usize) {
+        let id = user(u);
+        let stream = format!("user-{id}");
+        let me = Actor::User(UserId::from_uuid(id));
+        let admin = Actor::Admin("key1".into());
+        self.push(
+            stream.clone(),
+            "UserRegistered",
+            json!({"user_id": id, "appid": APP_A, "openid": format!("oA{u}")}),
+            Actor::System,
+            APP_A,
+        );
+        if u.is_multiple_of(3) {
+            self.push(
+                stream.clone(),
+                "UnionIdLinked",
+                json!({"unionid": format!("un{u}"), "source": "code2_session"}),
+                Actor::System,
+                APP_A,
+            );
+            self.push(
+                stream.clone(),
+                "WeChatAccountLinked",
+                json!({"appid": APP_B, "openid": format!("oB{u}")}),
+                Actor::System,
+                APP_B,
+            );
+        }
+        for k in 0..logins {
+            let (app, openid) = if u.is_multiple_of(3) && !k.is_multiple_of(2) {
+                (APP_B, format!("oB{u}"))
+            } else {
+                (APP_A, format!("oA{u}"))
+            };
+            let sid = session(u, k);
+            let s_stream = format!("session-{sid}");
+            self.push(
+                s_stream.clone(),
+                "UserLoggedIn",
+                json!({"session_id": sid, "user_id": id, "appid": app, "openid": openid,
+                       "is_new_user": k == 0, "client_ip": "203.0.113.1", "device": "iPhone 15"}),
+                me.clone(),
+                app,
+            );
+            if !k.is_multiple_of(2) {
+                self.push(
+                    s_stream.clone(),
+                    "SessionRefreshed",
+                    json!({"generation": 1}),
+                    me.clone(),
+                    app,
+                );
+            }
+            if k % 4 == 3 {
+                self.push(s_stream, "UserLoggedOut", json!({}), me.clone(), app);
+            }
+        }
+        if u % 5 == 4 {
+            self.push(
+                stream.clone(),
+                "UserBlocked",
+                json!({"reason": "spam"}),
+                admin.clone(),
+                APP_A,
+            );
+            if logins > 0 {
+                let s_stream = format!("session-{}", session(u, 0));
+                self.push(
+                    s_stream,
+                    "SessionRevoked",
+                    json!({"reason": "user_blocked"}),
+                    Actor::System,
+                    APP_A,
+                );
+            }
+        }
+        if u % 10 == 9 {
+            self.push(
+                stream.clone(),
+                "UserUnblocked",
+                json!({"reason": "appeal"}),
+                admin.clone(),
+                APP_A,
+            );
+        }
+        if u % 7 == 6 {
+            self.push(
+                stream.clone(),
+                "ProfileAuthorized",
+                json!({"profile": format!("sealed:{u}"), "fields": ["nickname", "avatar_url"]}),
+                me.clone(),
+                APP_A,
+            );
+            self.push(
+                stream.clone(),
+                "ProfileUpdated",
+                json!({"profile": format!("sealed-again:{u}"), "fields": ["avatar_url", "nickname"]}),
+                me.clone(),
+                APP_A,
+            );
+            self.push(
+                stream.clone(),
+                "PhoneNumberBound",
+                json!({"phone_index": format!("ph{u}"), "phone": format!("sealed-phone:{u}")}),
+                me.clone(),
+                APP_A,
+            );
+        }
+        if u % 11 == 10 {
+            self.push(
+                stream.clone(),
+                "AuthorizationRevoked",
+                json!({"authorization": "phone"}),
+                me.clone(),
+                APP_A,
+            );
+        }
+        if u % 13 == 12 {
+            self.push(stream.clone(), "UserErased", json!({}), admin, APP_A);
+        }
+        if u % 4 == 1 {
+            self.push(
+                format!("app-{APP_A}"),
+                "LoginRejected",
+                json!({"appid": APP_A, "reason": "invalid_code", "openid": null, "client_ip": "198.51.100.9"}),
+                Actor::System,
+                APP_A,
+            );
+        }
+        if u % 6 == 5 {
+            self.push(
+                stream,
+                "FutureThing",
+                json!({"user_id": id, "secret_field": "personal", "flag": true}),
+                me,
+                APP_A,
+            );
+        }
+    }
+
+    /// A scenario of these entries.
+    pub fn from_entries(entries: &[Entry]) -> Self {
+        Self {
+            entries: entries
+                .iter()
+                .map(|e| Entry {
+                    stream: e.stream.clone(),
+                    event: e.event.clone(),
+                })
+                .collect(),
+            next: 0,
+        }
+    }
+
+    /// Appends every entry, `per_append` at a time.
+    pub async fn append_to(&self, store: &dyn Store, per_append: usize) -> i64 {
+        let mut last = 0;
+        for chunk in self.entries.chunks(per_append) {
+            let mut batch = AppendBatch::default();
+            for entry in chunk {
+                batch = batch.stream(
+                    entry.stream.clone(),
+                    ExpectedVersion::Any,
+                    vec![entry.event.clone()],
+                );
+            }
+            let recorded = store.append(batch).await.unwrap();
+            last = recorded.iter().map(|e| e.position).max().unwrap_or(last);
+        }
+        last
+    }
+}
