@@ -168,6 +168,21 @@ async fn every_admin_route_checks_its_scope(world: World) {
             "{path}"
         );
     }
+
+    // Erasure last: it ends the user.
+    let path = format!("/v1/admin/users/{user_id}");
+    let delete_as = |credential: Option<String>| {
+        let mut request = world.http.delete(world.url(&path));
+        if let Some(credential) = credential {
+            request = request.bearer_auth(credential);
+        }
+        async move { request.send().await.expect("answer") }
+    };
+    assert_problem(delete_as(None).await, 401, "unauthorized").await;
+    for credential in [&access, &read, &events] {
+        assert_problem(delete_as(Some(credential.clone())).await, 403, "forbidden").await;
+    }
+    assert_eq!(delete_as(Some(write.clone())).await.status(), 204);
 }
 
 async fn bad_filters_are_invalid_requests(world: World) {

@@ -134,6 +134,18 @@ async fn profile_and_phone_round_trip(world: World) {
         found["items"][0]["user_id"], login["user"]["user_id"],
         "{found}"
     );
+    assert!(
+        found["items"][0]["profile"].get("sealed").is_none(),
+        "{found}"
+    );
+    let user_id = login["user"]["user_id"].as_str().expect("user id");
+    let detail: Value = world
+        .get_as(&admin, &format!("/v1/admin/users/{user_id}"))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(detail["profile"]["nickname"], NICKNAME, "{detail}");
 
     let withdrawn = send(
         &world,
