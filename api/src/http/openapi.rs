@@ -10,14 +10,12 @@
 //! `serde_json::json!` or that other crates own. The tests check the document against the router
 //! and against what `ApiError` actually sends.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use axum::Router;
-use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{Content, Ref, RefOr, Schema};
-use utoipa::{Modify, OpenApi, PartialSchema, ToSchema};
+use utoipa::openapi::{Content, Ref, RefOr};
+use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::routes::{admin, cloud_login, health, login, me, metrics, profile, tokens, wellknown};
@@ -256,75 +254,6 @@ pub struct ProjectionProgress {
     /// Events in the log not yet applied.
     pub lag: i64,
 }
-
-/// A keyset-paginated list: pass `next_cursor` back as `cursor` for the next page.
-#[derive(ToSchema)]
-pub struct UserPage {
-    pub items: Vec<UserRecordDoc>,
-    /// Null on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// A keyset-paginated list: pass `next_cursor` back as `cursor` for the next page.
-#[derive(ToSchema)]
-pub struct LoginPage {
-    pub items: Vec<LoginRecordDoc>,
-    /// Null on the last page.
-    pub next_cursor: Option<String>,
-}
-
-/// A keyset-paginated list: pass `next_cursor` back as `cursor` for the next page.
-#[derive(ToSchema)]
-pub struct AuditPage {
-    pub items: Vec<AuditRecordDoc>,
-    /// Null on the last page.
-    pub next_cursor: Option<String>,
-}
-
-// TODO(lead): derive ToSchema in projections (UserRecord, LoginRecord, AuditRecord,
-// DailyStatsRecord, Page<T>) and reference those types from routes/admin.rs instead of these
-// free-form placeholders; the pages above can then become `Page<…>`.
-macro_rules! placeholder_schema {
-    ($(#[doc = $doc:literal])* $name:ident as $schema_name:literal) => {
-        $(#[doc = $doc])*
-        pub struct $name;
-
-        impl PartialSchema for $name {
-            fn schema() -> RefOr<Schema> {
-                ObjectBuilder::new()
-                    .schema_type(Type::Object)
-                    .description(Some(concat!($($doc, "\n"),*).trim()))
-                    .into()
-            }
-        }
-
-        impl ToSchema for $name {
-            fn name() -> Cow<'static, str> {
-                Cow::Borrowed($schema_name)
-            }
-        }
-    };
-}
-
-placeholder_schema!(
-    /// A user from the `users` read model: user id, status, WeChat accounts, unionid, first and
-    /// last login.
-    UserRecordDoc as "UserRecord"
-);
-placeholder_schema!(
-    /// One login from the `login_history` read model: position, time, user id, appid, client.
-    LoginRecordDoc as "LoginRecord"
-);
-placeholder_schema!(
-    /// One event from the `audit_log` read model: time, actor, action, target, app, client IP
-    /// and details, personal data redacted.
-    AuditRecordDoc as "AuditRecord"
-);
-placeholder_schema!(
-    /// One UTC day of one app from the `daily_stats` read model: `logins`, `active_users`,
-    /// `new_users`.
-    DailyStatsRecordDoc as "DailyStatsRecord"
-);
 
 #[cfg(test)]
 mod tests {

@@ -2,6 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use utoipa::ToSchema;
 
 use super::{AuditFilter, Page, PageRequest, Where};
 use crate::cursor::{self, TimeCursor};
@@ -9,7 +10,8 @@ use crate::error::ProjectionError;
 use crate::event::{micros, time_from_micros};
 use crate::ReadModels;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One event from the `audit_log` read model.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct AuditRecord {
     pub position: i64,
     pub occurred_at: DateTime<Utc>,
@@ -23,6 +25,7 @@ pub struct AuditRecord {
     pub appid: Option<String>,
     pub client_ip: Option<String>,
     /// The payload with personal data replaced by `"[redacted]"`.
+    #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
 

@@ -2,6 +2,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{LoginFilter, Page, PageRequest, Where};
@@ -10,7 +11,8 @@ use crate::error::ProjectionError;
 use crate::event::{micros, time_from_micros};
 use crate::ReadModels;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One login from the `login_history` read model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct LoginRecord {
     pub position: i64,
     pub session_id: String,

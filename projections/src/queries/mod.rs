@@ -13,6 +13,7 @@ pub use users::{AccountRecord, UserRecord};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::db::{bind, AnyQuery, Val};
@@ -41,7 +42,7 @@ impl PageRequest {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Present when more rows may follow.

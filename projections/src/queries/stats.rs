@@ -1,13 +1,15 @@
 use chrono::NaiveDate;
 use serde::Serialize;
 use sqlx::Row;
+use utoipa::ToSchema;
 
 use super::Where;
 use crate::error::ProjectionError;
 use crate::event::day_text;
 use crate::ReadModels;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One UTC day of one app from the `daily_stats` read model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct DailyStatsRecord {
     pub appid: String,
     /// The UTC day.

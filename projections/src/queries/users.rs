@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{Page, PageRequest, UserFilter, Where};
@@ -13,13 +14,15 @@ use crate::error::ProjectionError;
 use crate::event::time_from_micros;
 use crate::ReadModels;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// A WeChat account of the user.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AccountRecord {
     pub appid: String,
     pub openid: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// A user from the `users` read model.
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct UserRecord {
     pub user_id: Uuid,
     /// `active`, `blocked` or `erased`.
@@ -27,9 +30,12 @@ pub struct UserRecord {
     pub unionid: Option<String>,
     /// In the order they were linked.
     pub accounts: Vec<AccountRecord>,
+    /// The shared profile: its field names in lists, the opened profile in the detail view.
+    #[schema(value_type = Option<Object>)]
     pub profile: Option<serde_json::Value>,
     /// A keyed hash, for look-ups only: not shown.
     #[serde(skip_serializing)]
+    #[schema(ignore)]
     pub phone_index: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,

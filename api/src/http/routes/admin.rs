@@ -85,7 +85,7 @@ pub struct UsersQuery {
     description = "By WeChat account, unionid, phone or status; keyset pagination. \
         Requires an API key with the `admin:read` scope.",
     responses(
-        (status = 200, description = "A page of users", body = openapi::UserPage),
+        (status = 200, description = "A page of users", body = Page<UserRecord>),
         (status = 400, description = "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"),
         (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
         (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
@@ -129,7 +129,7 @@ async fn find_users(
     description = "Status, accounts, unionid, first and last login. Requires an API key with \
         the `admin:read` scope.",
     responses(
-        (status = 200, description = "The user", body = openapi::UserRecordDoc),
+        (status = 200, description = "The user", body = UserRecord),
         (status = 400, description = "`invalid_request`: the user id is not a UUID"),
         (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
         (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
@@ -220,7 +220,7 @@ impl LoginsQuery {
     description = "Newest first; cursor pagination. Requires an API key with the `admin:read` \
         scope.",
     responses(
-        (status = 200, description = "A page of logins", body = openapi::LoginPage),
+        (status = 200, description = "A page of logins", body = Page<LoginRecord>),
         (status = 400, description = "`invalid_request`: the user id is not a UUID, an unknown \
             parameter, or a bad value (the detail names it)"),
         (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
@@ -254,7 +254,7 @@ async fn user_logins(
     description = "Newest first; cursor pagination. Requires an API key with the `admin:read` \
         scope.",
     responses(
-        (status = 200, description = "A page of logins", body = openapi::LoginPage),
+        (status = 200, description = "A page of logins", body = Page<LoginRecord>),
         (status = 400, description = "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"),
         (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
         (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
@@ -304,7 +304,7 @@ pub struct AuditQuery {
     description = "Every event as time, actor, action, target, app, client IP and details, \
         personal data redacted; newest first. Requires an API key with the `admin:read` scope.",
     responses(
-        (status = 200, description = "A page of audit entries", body = openapi::AuditPage),
+        (status = 200, description = "A page of audit entries", body = Page<AuditRecord>),
         (status = 400, description = "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"),
         (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
         (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
@@ -351,7 +351,6 @@ pub struct StatsQuery {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DailyStats {
-    #[schema(value_type = Vec<openapi::DailyStatsRecordDoc>)]
     pub days: Vec<DailyStatsRecord>,
 }
 
