@@ -9,6 +9,7 @@ use anyhow::Context;
 use axum::Router;
 use infra::crypto::{MasterKey, PhoneIndex};
 use infra::personal_data::PersonalData;
+use infra::relay::{RelayConfig, RelayHandle};
 use infra::store::Store;
 use infra::tokens::{AccessTokens, RefreshTokens};
 use infra::wechat::{AppCredentials, WeChatClient, WeChatClientConfig};
@@ -29,6 +30,9 @@ pub struct Application {
     /// The projection runners of this instance (one instance at a time is active for each
     /// projection; the others stand by).
     runners: RunnerHandle,
+    /// The NATS JetStream relay, when `IDENTITY_NATS_URL` is set (one instance at a time
+    /// publishes; the others stand by).
+    relay: Option<RelayHandle>,
 }
 
 impl Application {
@@ -83,6 +87,12 @@ impl Application {
             .await
             .context("opening the read models")?;
         let runners = projections::spawn_runners(read_models.clone(), store.clone());
+        let relay = config.nats_url.as_ref().map(|url| {
+            let relay = RelayConfig::new(url.clone());
+            tracing::info!(stream = %relay.stream, subjects = %format!("{}.>", relay.subject_prefix),
+                "publishing the event log to NATS JetStream");
+            infra::relay::spawn_relay(store.clone(), relay)
+        });
 
         let state = AppState(Arc::new(Services {
             store,
@@ -99,6 +109,7 @@ impl Application {
             read_models,
             phone_index: PhoneIndex::new(master_key),
             personal_data: PersonalData::new(master_key),
+            shutting_down: tokio::sync::watch::Sender::new(false),
         }));
 
         let listener = TcpListener::bind(listen_addr(&config.listen))
@@ -109,6 +120,7 @@ impl Application {
             listener,
             state,
             runners,
+            relay,
         })
     }
 
@@ -129,6 +141,11 @@ impl Application {
     ) -> std::io::Result<()> {
         tracing::info!(address = %self.local_addr(), backend = self.state.store.backend(), "identityd listening");
         let forget = spawn_rate_limit_janitor(self.state.clone());
+        let state = self.state.clone();
+        let shutdown = async move {
+            shutdown.await;
+            state.shutting_down.send_replace(true);
+        };
         let result = axum::serve(
             self.listener,
             self.router
@@ -138,6 +155,9 @@ impl Application {
         .await;
         forget.abort();
         self.runners.shutdown().await;
+        if let Some(relay) = self.relay {
+            relay.shutdown().await;
+        }
         result
     }
 }

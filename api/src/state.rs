@@ -58,4 +58,7 @@ pub struct Services {
     pub phone_index: PhoneIndex,
     /// Seals personal data under per-user data keys (crypto-shredding).
     pub personal_data: PersonalData,
+    /// Turns true when the service starts shutting down: responses that never end on their
+    /// own (the Server-Sent Events stream) finish, so the graceful shutdown can complete.
+    pub shutting_down: tokio::sync::watch::Sender<bool>,
 }

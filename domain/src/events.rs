@@ -3,15 +3,17 @@
 
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
+use crate::device::Device;
 use crate::ids::{AppId, OpenId, SessionId, UnionId, UserId};
 
 /// What every event type tells the store about itself.
 pub trait DomainEvent: Serialize + DeserializeOwned {
     /// The contract name, e.g. `UserRegistered`.
     fn event_type(&self) -> &'static str;
-    /// Bumped whenever the payload's shape changes; older versions are upcast on read.
+    /// Bumped whenever the payload's shape changes (one upcaster per step, in
+    /// [`crate::upcast`]); older versions are upcast on read.
     fn schema_version(&self) -> u32 {
-        1
+        crate::upcast::current_version(self.event_type())
     }
 }
 
@@ -123,6 +125,7 @@ pub enum RevocationReason {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event_type", content = "payload")]
 pub enum SessionEvent {
+    /// Schema v2: `device` was the raw user agent (`Option<String>`) in v1.
     UserLoggedIn {
         session_id: SessionId,
         user_id: UserId,
@@ -130,8 +133,8 @@ pub enum SessionEvent {
         openid: OpenId,
         is_new_user: bool,
         client_ip: Option<String>,
-        /// The client's user agent, as sent: it names the WeChat version and device model.
-        device: Option<String>,
+        /// The client's user agent and what it tells: platform, WeChat version.
+        device: Option<Device>,
     },
     /// The refresh token rotated; `generation` is the one now valid.
     SessionRefreshed {

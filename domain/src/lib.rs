@@ -3,13 +3,17 @@
 //! Aggregates follow the decide/evolve shape: `decide_*` turns a command and the current state
 //! into events (or a refusal), `evolve` folds an event into the state, `replay` folds a stream.
 
+pub mod device;
 pub mod envelope;
+pub mod event_schema;
 pub mod events;
 pub mod ids;
 pub mod profile;
 pub mod session;
+pub mod upcast;
 pub mod user;
 
+pub use device::Device;
 pub use envelope::{Actor, Metadata};
 pub use events::{
     AppEvent, Authorization, DomainEvent, RejectionReason, RevocationReason, SealedPersonalData,

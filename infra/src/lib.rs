@@ -1,8 +1,11 @@
-//! Infrastructure: the event store, the WeChat client and simulator, crypto and tokens.
+//! Infrastructure: the event store, the WeChat client and simulator, crypto and tokens, the
+//! analytics view of events and the NATS relay.
 
+pub mod analytics;
 pub mod api_keys;
 pub mod crypto;
 pub mod personal_data;
+pub mod relay;
 pub mod signed_request;
 pub mod store;
 pub mod testing;

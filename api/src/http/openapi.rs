@@ -18,7 +18,9 @@ use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
-use super::routes::{admin, cloud_login, health, login, me, metrics, profile, tokens, wellknown};
+use super::routes::{
+    admin, cloud_login, events, health, login, me, metrics, profile, tokens, wellknown,
+};
 
 pub const OPENAPI_PATH: &str = "/openapi.json";
 pub const DOCS_PATH: &str = "/docs";
@@ -62,6 +64,9 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         admin::logins,
         admin::audit,
         admin::daily_stats,
+        events::list,
+        events::stream,
+        events::schema,
     ),
     components(schemas(Problem, UserStatus)),
     modifiers(&SecuritySchemes, &ProblemBodies),
@@ -71,6 +76,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         (name = "me", description = "The signed-in user (access token)"),
         (name = "well-known", description = "Keys other backends verify access tokens with"),
         (name = "admin", description = "Admin API (API key with a scope)"),
+        (name = "events", description = "The event stream for analytics (API key with `events:read`)"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]
@@ -255,6 +261,72 @@ pub struct ProjectionProgress {
     pub lag: i64,
 }
 
+/// One event as analytics sees it (personal data redacted).
+#[derive(ToSchema)]
+pub struct AnalyticsEvent {
+    /// Global position: strictly increasing in commit order; gaps are allowed.
+    pub position: i64,
+    pub event_id: uuid::Uuid,
+    #[schema(example = "UserLoggedIn")]
+    pub event_type: String,
+    /// The payload's schema version (always the current one: older events are upcast).
+    pub schema_version: u32,
+    pub occurred_at: chrono::DateTime<chrono::Utc>,
+    #[schema(example = "session-0193a1b2-0000-7000-8000-000000000000")]
+    pub stream_id: String,
+    /// The user the event is about or who acted, when there is one.
+    #[schema(required = false, nullable = false)]
+    pub user_id: Option<uuid::Uuid>,
+    #[schema(required = false, nullable = false)]
+    pub appid: Option<String>,
+    /// The payload (see `GET /v1/events/schema`), every personal value replaced by
+    /// `"[redacted]"`.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+/// A page of the log. Pass `next_after` as `after` for the next page; a short page means you
+/// have caught up (for now).
+#[derive(ToSchema)]
+pub struct EventPage {
+    pub events: Vec<AnalyticsEvent>,
+    /// The last event's position, or the `after` you gave when the page is empty.
+    pub next_after: i64,
+}
+
+/// The catalog of event types, as served.
+#[derive(ToSchema)]
+pub struct EventCatalog {
+    #[schema(
+        rename = "$schema",
+        example = "https://json-schema.org/draft/2020-12/schema"
+    )]
+    pub dialect: String,
+    /// By event type.
+    pub events: BTreeMap<String, EventTypeSchema>,
+}
+
+#[derive(ToSchema)]
+pub struct EventTypeSchema {
+    /// The stream the event is appended to.
+    #[schema(example = "session-{session_id}")]
+    pub stream: String,
+    pub description: String,
+    /// The current version: what every reader sees (older events are upcast).
+    pub schema_version: u32,
+    /// Every version, oldest first.
+    pub history: Vec<SchemaChange>,
+    /// JSON Schema (draft 2020-12) of the payload.
+    #[schema(value_type = Object)]
+    pub payload: serde_json::Value,
+}
+
+#[derive(ToSchema)]
+pub struct SchemaChange {
+    pub schema_version: u32,
+    pub change: String,
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -273,9 +345,10 @@ mod tests {
     }
 
     /// The route files, by the module names `routes/mod.rs` declares.
-    const ROUTE_SOURCES: [(&str, &str); 9] = [
+    const ROUTE_SOURCES: [(&str, &str); 10] = [
         ("admin", include_str!("routes/admin.rs")),
         ("cloud_login", include_str!("routes/cloud_login.rs")),
+        ("events", include_str!("routes/events.rs")),
         ("profile", include_str!("routes/profile.rs")),
         ("health", include_str!("routes/health.rs")),
         ("login", include_str!("routes/login.rs")),
@@ -359,10 +432,15 @@ mod tests {
     }
 
     /// Operations that read no input and need no credentials, so no 4xx is theirs to answer.
-    const NO_CLIENT_ERRORS: [&str; 4] =
-        ["/.well-known/jwks.json", "/healthz", "/readyz", "/metrics"];
+    const NO_CLIENT_ERRORS: [&str; 5] = [
+        "/.well-known/jwks.json",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/v1/events/schema",
+    ];
     /// Of those, the ones that cannot fail short of a panic.
-    const NO_ERRORS: [&str; 2] = ["/.well-known/jwks.json", "/healthz"];
+    const NO_ERRORS: [&str; 3] = ["/.well-known/jwks.json", "/healthz", "/v1/events/schema"];
 
     #[test]
     fn every_operation_documents_its_errors_as_problems() {
@@ -414,6 +492,17 @@ mod tests {
                 let description = operation["description"].as_str().unwrap_or_default();
                 assert!(
                     description.contains(scope),
+                    "{method} {path} names no scope"
+                );
+            } else if path == "/v1/events" || path == "/v1/events/stream" {
+                assert_eq!(
+                    security,
+                    &serde_json::json!([{ "api_key": ["events:read"] }]),
+                    "{method} {path}"
+                );
+                let description = operation["description"].as_str().unwrap_or_default();
+                assert!(
+                    description.contains("events:read"),
                     "{method} {path} names no scope"
                 );
             } else if path.starts_with("/v1/me") || path == "/v1/logout" {

@@ -30,22 +30,35 @@ pub fn page(
     limit: Option<&str>,
     cursor: Option<String>,
 ) -> Result<projections::PageRequest, ApiError> {
-    let limit = match limit {
-        None => DEFAULT_PAGE_LIMIT,
-        Some(text) => text
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::InvalidRequest(format!(
-                    "limit must be an integer from 1 to {MAX_PAGE_LIMIT}"
-                ))
-            })?,
-    };
+    let limit = limit_of(limit, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT)?;
     Ok(projections::PageRequest {
         limit,
         cursor: cursor.filter(|c| !c.is_empty()),
     })
+}
+
+/// `limit`: an integer from 1 to `max`; `default` when absent.
+pub fn limit_of(value: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
+    match value {
+        None => Ok(default),
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::InvalidRequest(format!("limit must be an integer from 1 to {max}"))
+            }),
+    }
+}
+
+/// A position in the event log: an integer ≥ 0; 0 (before the first event) when absent.
+pub fn position(name: &str, value: Option<&str>) -> Result<i64, ApiError> {
+    match value {
+        None => Ok(0),
+        Some(text) => text.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::InvalidRequest(format!("{name} must be an event position (an integer ≥ 0)"))
+        }),
+    }
 }
 
 /// An RFC 3339 instant, e.g. `2026-11-25T08:00:00Z`.

@@ -3,8 +3,8 @@
 //! claims table: exactly one registers, the others retry and find that user.
 
 use domain::{
-    Actor, AppEvent, AppId, Claim, OpenId, RecordWeChatLogin, RejectionReason, SessionEvent,
-    SessionId, StreamId, UnionId, UnionIdSource, User, UserError, UserId, WeChatCode,
+    Actor, AppEvent, AppId, Claim, Device, OpenId, RecordWeChatLogin, RejectionReason,
+    SessionEvent, SessionId, StreamId, UnionId, UnionIdSource, User, UserError, UserId, WeChatCode,
 };
 use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 use infra::wechat::WeChatError;
@@ -114,7 +114,7 @@ pub async fn record_login(
             openid: wx.openid.clone(),
             is_new_user,
             client_ip: ctx.client_ip.map(|ip| ip.to_string()),
-            device: ctx.user_agent.clone(),
+            device: ctx.user_agent.as_deref().map(Device::from_user_agent),
         };
 
         let now = state.clock.now();

@@ -58,7 +58,7 @@ async fn current_session_key(
     SessionKey::parse(&text).map_err(ApiError::internal)
 }
 
-/// Verifies, decrypts and records a legacy encrypted profile; returns the user after it.
+/// Verifies, decrypts and records a legacy encrypted profile.
 pub async fn authorize_profile(
     state: &AppState,
     user_id: UserId,

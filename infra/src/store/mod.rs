@@ -225,10 +225,46 @@ pub trait NonceStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// Where the NATS relay got to: the position of the last event known to be stored in a
+/// JetStream stream, with the time it moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RelayCheckpoint {
+    pub position: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The NATS relay's checkpoints (one per JetStream stream, by name) and the lock that keeps
+/// one relay active per stream across instances. See `crate::relay`.
+#[async_trait]
+pub trait RelayCheckpointStore: Send + Sync {
+    /// The checkpoint, or `None` before the relay's first batch.
+    async fn relay_checkpoint(&self, name: &str) -> Result<Option<RelayCheckpoint>, StoreError>;
+    /// Takes the relay's lock for one batch, or `None` when another instance holds it. On
+    /// PostgreSQL a transaction-scoped advisory lock; on SQLite (one instance) no lock, and
+    /// `advance` only moves a checkpoint nobody moved meanwhile.
+    async fn try_lock_relay(&self, name: &str) -> Result<Option<Box<dyn RelayLease>>, StoreError>;
+}
+
+/// One batch's hold on a relay checkpoint. Dropping it releases the lock and changes nothing.
+#[async_trait]
+pub trait RelayLease: Send {
+    /// The checkpoint's position as read under the lock (0 before the first batch).
+    fn position(&self) -> i64;
+    /// Moves the checkpoint to `position` and releases the lock; false (nothing written) when
+    /// the checkpoint is no longer where `position()` said.
+    async fn advance(self: Box<Self>, position: i64) -> Result<bool, StoreError>;
+}
+
 /// Everything the service keeps in its database.
 #[async_trait]
 pub trait Store:
-    EventStore + SessionKeyVault + SigningKeyStore + ApiKeyStore + DataKeyStore + NonceStore
+    EventStore
+    + SessionKeyVault
+    + SigningKeyStore
+    + ApiKeyStore
+    + DataKeyStore
+    + NonceStore
+    + RelayCheckpointStore
 {
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

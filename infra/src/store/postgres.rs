@@ -10,6 +10,7 @@
 
 mod append;
 mod notify;
+mod relay;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -21,7 +22,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::prepared::{metadata_from_json, schema_version_from_db};
+use super::prepared::{metadata_from_json, schema_version_from_db, upcast};
 use super::signal::AppendSignal;
 use crate::api_keys::StoredApiKey;
 
@@ -61,7 +62,7 @@ const EVENT_COLUMNS: &str =
     "position, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata";
 
 fn decode_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
-    Ok(RecordedEvent {
+    Ok(upcast(RecordedEvent {
         position: row.try_get("position")?,
         event_id: EventId::from_uuid(row.try_get("event_id")?),
         stream_id: StreamId::from_stored(row.try_get("stream_id")?),
@@ -71,14 +72,18 @@ fn decode_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
         occurred_at: row.try_get("occurred_at")?,
         payload: row.try_get("payload")?,
         metadata: metadata_from_json(row.try_get("metadata")?)?,
-    })
+    }))
 }
 
 #[async_trait]
 impl EventStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all, fields(streams = batch.streams.len()))]
     async fn append(&self, batch: AppendBatch) -> Result<Vec<RecordedEvent>, AppendError> {
-        let events = append::append(&self.pool, batch).await?;
+        let events: Vec<RecordedEvent> = append::append(&self.pool, batch)
+            .await?
+            .into_iter()
+            .map(upcast)
+            .collect();
         if let Some(last) = events.iter().map(|e| e.position).max() {
             self.signal.bump(last);
             self.notifier.committed(last);

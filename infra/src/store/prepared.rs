@@ -97,6 +97,15 @@ impl PreparedAppend {
     }
 }
 
+/// Brings a stored event to its type's current schema version (`domain::upcast`). Every event
+/// a store hands out passes through here, read or just appended (after it was written as
+/// given), so no reader ever sees an old payload shape.
+pub(super) fn upcast(mut event: RecordedEvent) -> RecordedEvent {
+    event.schema_version =
+        domain::upcast::upcast(&event.event_type, event.schema_version, &mut event.payload);
+    event
+}
+
 pub(super) fn metadata_to_json(metadata: &Metadata) -> Result<serde_json::Value, StoreError> {
     serde_json::to_value(metadata)
         .map_err(|e| StoreError::Corrupt(format!("metadata does not serialise: {e}")))

@@ -6,6 +6,7 @@
 //! statement sees a committed prefix of the log.
 
 mod append;
+mod relay;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,7 +21,7 @@ use sqlx::sqlite::{
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::prepared::{metadata_from_json, schema_version_from_db};
+use super::prepared::{metadata_from_json, schema_version_from_db, upcast};
 use super::signal::AppendSignal;
 use crate::api_keys::StoredApiKey;
 
@@ -91,7 +92,7 @@ fn decode_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
         let text: &str = row.try_get(column)?;
         serde_json::from_str(text).map_err(|e| StoreError::Corrupt(format!("event {column}: {e}")))
     };
-    Ok(RecordedEvent {
+    Ok(upcast(RecordedEvent {
         position: row.try_get("position")?,
         event_id: EventId::from_uuid(uuid_from_db(row.try_get("event_id")?)?),
         stream_id: StreamId::from_stored(row.try_get("stream_id")?),
@@ -101,14 +102,18 @@ fn decode_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
         occurred_at: time_from_db(row.try_get("occurred_at")?)?,
         payload: json("payload")?,
         metadata: metadata_from_json(json("metadata")?)?,
-    })
+    }))
 }
 
 #[async_trait]
 impl EventStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(streams = batch.streams.len()))]
     async fn append(&self, batch: AppendBatch) -> Result<Vec<RecordedEvent>, AppendError> {
-        let events = append::append(&self.write, batch).await?;
+        let events: Vec<RecordedEvent> = append::append(&self.write, batch)
+            .await?
+            .into_iter()
+            .map(upcast)
+            .collect();
         if let Some(last) = events.iter().map(|e| e.position).max() {
             self.signal.bump(last);
         }

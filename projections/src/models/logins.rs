@@ -54,7 +54,13 @@ pub(super) async fn apply(
             event::text(e, "openid").map(str::to_owned).into(),
             event::micros(e.occurred_at).into(),
             event::client_ip(e).into(),
-            event::text(e, "device").map(str::to_owned).into(),
+            // `UserLoggedIn` v2: `device` is `{user_agent, platform, wechat_version}`.
+            e.payload
+                .get("device")
+                .and_then(|d| d.get("user_agent"))
+                .and_then(|ua| ua.as_str())
+                .map(str::to_owned)
+                .into(),
             i64::from(is_new).into(),
         ]);
     }

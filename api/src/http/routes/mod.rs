@@ -4,6 +4,7 @@
 
 pub(crate) mod admin;
 pub(crate) mod cloud_login;
+pub(crate) mod events;
 pub(crate) mod health;
 pub(crate) mod login;
 pub(crate) mod me;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(login::router())
         .merge(admin::router())
+        .merge(events::router())
         .merge(tokens::router())
         .merge(me::router())
         .merge(profile::router())

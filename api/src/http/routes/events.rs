@@ -1,0 +1,262 @@
+//! The event stream for analytics: the global log in position order, as pages (catch-up) and
+//! live as Server-Sent Events, in the redacted analytics view (`infra::analytics`); and the
+//! schema of every event type.
+//!
+//! The live stream is pull-based: it reads a bounded page from the store only when the client
+//! has taken the previous one, so a slow consumer holds one page of memory and no database
+//! connection while it lags, and never slows a writer down.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use infra::analytics::analytics_view;
+use infra::store::{RecordedEvent, Store};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+use utoipa::IntoParams;
+
+use crate::http::api_key::{EventsRead, Scoped};
+use crate::http::openapi;
+use crate::http::query::{self, ApiQuery};
+use crate::http::ApiError;
+use crate::state::AppState;
+
+pub const DEFAULT_LIMIT: u32 = 100;
+pub const MAX_LIMIT: u32 = 1000;
+
+/// Events the live stream reads from the store at a time: its memory bound per client.
+const STREAM_PAGE: u32 = 500;
+/// Comment lines sent while there is nothing new, so proxies keep the connection open and the
+/// client can tell a quiet stream from a dead one.
+const HEARTBEAT: Duration = Duration::from_secs(15);
+/// What an `EventSource` waits before reconnecting.
+const RECONNECT: Duration = Duration::from_secs(1);
+/// Polling when idle: from `MIN_IDLE` after a wake-up or an event, doubling to `MAX_IDLE`.
+/// Appends wake the stream at once; polling covers a lost notification, appends by processes
+/// that cannot wake us (another SQLite writer), and PostgreSQL's read lag (an event announced
+/// as committed is readable only once older transactions have ended).
+const MIN_IDLE: Duration = Duration::from_millis(10);
+const MAX_IDLE: Duration = Duration::from_secs(1);
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/events", get(list))
+        .route("/v1/events/stream", get(stream))
+        .route("/v1/events/schema", get(schema))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EventsQuery {
+    /// Events after this position (exclusive): 0 (the default) starts at the beginning; pass
+    /// the previous page's `next_after` to continue.
+    #[param(value_type = Option<i64>, minimum = 0)]
+    after: Option<String>,
+    /// Page size, 1 to 1000 (default 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    limit: Option<String>,
+}
+
+/// The global event stream, a page at a time
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    params(EventsQuery),
+    security(("api_key" = ["events:read"])),
+    description = "Every event in position order, from `after` on, in the analytics view \
+        (personal data redacted). Requires an API key with the `events:read` scope.",
+    responses(
+        (status = 200, description = "A page of events", body = openapi::EventPage),
+        (status = 400, description = "`invalid_request`: an unknown parameter, or a bad `after` or `limit`"),
+        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
+        (status = 403, description = "`forbidden`: the API key lacks the `events:read` scope, or a user access token was presented"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
+async fn list(
+    State(state): State<AppState>,
+    _: Scoped<EventsRead>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let after = query::position("after", q.after.as_deref())?;
+    let limit = query::limit_of(q.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
+    let events = state.store.read_all(after, limit).await?;
+    let next_after = events.last().map_or(after, |e| e.position);
+    let events: Vec<Value> = events.iter().map(analytics_view).collect();
+    Ok(Json(json!({ "events": events, "next_after": next_after })))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct StreamQuery {
+    /// Start after this position (default 0: from the beginning). A `Last-Event-ID` header
+    /// takes precedence, so an `EventSource` reconnecting to the same URL resumes where it
+    /// stopped.
+    #[param(value_type = Option<i64>, minimum = 0)]
+    after: Option<String>,
+}
+
+/// The global event stream, live (Server-Sent Events)
+#[utoipa::path(
+    get,
+    path = "/v1/events/stream",
+    tag = "events",
+    params(
+        StreamQuery,
+        ("Last-Event-ID" = Option<i64>, Header,
+            description = "The `id` of the last event received: the stream resumes after it."),
+    ),
+    security(("api_key" = ["events:read"])),
+    description = "Catches up from `after` (or `Last-Event-ID`), then follows the log as it \
+        grows, forever. Each event is one SSE message: `id` = its position, `event` = its type, \
+        `data` = its analytics view as JSON (as in `GET /v1/events`). A comment line \
+        (`: heartbeat`) comes every 15 seconds when nothing else does. Every event comes \
+        exactly once, in position order; reconnecting with `Last-Event-ID` continues with \
+        the next one. Requires an API key with the `events:read` scope.",
+    responses(
+        (status = 200, description = "An endless `text/event-stream`",
+            content_type = "text/event-stream", body = String,
+            example = json!("id: 42\nevent: UserLoggedIn\ndata: {\"position\":42,…}\n\n")),
+        (status = 400, description = "`invalid_request`: an unknown parameter, or a bad `after` or `Last-Event-ID`"),
+        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
+        (status = 403, description = "`forbidden`: the API key lacks the `events:read` scope, or a user access token was presented"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
+async fn stream(
+    State(state): State<AppState>,
+    _: Scoped<EventsRead>,
+    ApiQuery(q): ApiQuery<StreamQuery>,
+    headers: HeaderMap,
+) -> Result<impl IntoResponse, ApiError> {
+    let last_event_id = headers
+        .get("last-event-id")
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::InvalidRequest("Last-Event-ID must be a position".into()))
+        })
+        .transpose()?;
+    let after = match last_event_id {
+        Some(id) => query::position("Last-Event-ID", Some(id.trim()))?,
+        None => query::position("after", q.after.as_deref())?,
+    };
+    let follower = Follower {
+        store: state.store.clone(),
+        after,
+        page: VecDeque::new(),
+        appended: Some(state.store.appended()),
+        idle: MIN_IDLE,
+        shutting_down: state.shutting_down.subscribe(),
+        started: false,
+    };
+    let events = futures::stream::unfold(follower, Follower::next);
+    let sse = Sse::new(events).keep_alive(KeepAlive::new().interval(HEARTBEAT).text("heartbeat"));
+    // nginx would otherwise buffer the stream.
+    Ok(([("x-accel-buffering", "no")], sse))
+}
+
+/// The live stream's state between two messages.
+struct Follower {
+    store: Arc<dyn Store>,
+    /// The position of the last event handed out.
+    after: i64,
+    /// Read, not yet sent: at most one page.
+    page: VecDeque<RecordedEvent>,
+    /// `None` once the store dropped its signal (polling then does it all).
+    appended: Option<watch::Receiver<i64>>,
+    idle: Duration,
+    shutting_down: watch::Receiver<bool>,
+    started: bool,
+}
+
+impl Follower {
+    /// The next message. Ends the stream when the service shuts down or the store fails; a
+    /// client reconnects with `Last-Event-ID` and misses nothing.
+    async fn next(mut self) -> Option<(Result<Event, Infallible>, Self)> {
+        if !self.started {
+            self.started = true;
+            let hello = Event::default()
+                .retry(RECONNECT)
+                .comment(format!("events after position {}", self.after));
+            return Some((Ok(hello), self));
+        }
+        loop {
+            if *self.shutting_down.borrow() {
+                return None;
+            }
+            if let Some(event) = self.page.pop_front() {
+                self.after = event.position;
+                return Some((Ok(message(&event)), self));
+            }
+            // Every wake-up so far is covered by the read about to happen.
+            if let Some(rx) = self.appended.as_mut() {
+                rx.borrow_and_update();
+            }
+            match self.store.read_all(self.after, STREAM_PAGE).await {
+                Ok(events) if !events.is_empty() => {
+                    self.page = events.into();
+                    self.idle = MIN_IDLE;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(%error, after = self.after, "event stream read failed; ending the stream");
+                    return None;
+                }
+            }
+            let pause = self.idle;
+            self.idle = (self.idle * 2).min(MAX_IDLE);
+            tokio::select! {
+                woke = wake(&mut self.appended) => if woke { self.idle = MIN_IDLE },
+                () = tokio::time::sleep(pause) => {}
+                _ = self.shutting_down.changed() => return None,
+            }
+        }
+    }
+}
+
+/// Waits for an append; false (at once, and ever after) once the store dropped the signal.
+async fn wake(appended: &mut Option<watch::Receiver<i64>>) -> bool {
+    let Some(rx) = appended.as_mut() else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_ok() {
+        return true;
+    }
+    *appended = None;
+    false
+}
+
+fn message(event: &RecordedEvent) -> Event {
+    Event::default()
+        .id(event.position.to_string())
+        .event(&event.event_type)
+        .data(analytics_view(event).to_string())
+}
+
+/// The schema of every event type
+#[utoipa::path(
+    get,
+    path = "/v1/events/schema",
+    tag = "events",
+    description = "For each event type: its stream, meaning, current `schema_version`, version \
+        history and a JSON Schema of its payload. Public: it describes the contract, no data.",
+    responses(
+        (status = 200, description = "The event catalog", body = openapi::EventCatalog),
+    )
+)]
+async fn schema() -> Json<Value> {
+    Json(domain::event_schema::document())
+}

@@ -1,0 +1,323 @@
+//! Writes a large, realistic log fast: direct batched appends through the event store (about
+//! 1000 events per `AppendBatch`, several appenders at once), the payload shapes the service
+//! writes. People register (half of them with a unionid), come back and log in again (a few
+//! heavy users log in very often), sometimes in the second app (accounts linked), refresh and
+//! log out; a few logins are rejected and a few users blocked.
+//!
+//! Claims are not written: nothing measured here reads them.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, Utc};
+use domain::{Actor, AppId, EventId, Metadata, StreamId, UserId};
+use infra::store::{AppendBatch, ExpectedVersion, NewEvent, Store};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::Serialize;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::service::{APP_A, APP_B};
+
+/// Events per append.
+const BATCH_EVENTS: u64 = 1000;
+/// Simulated time between two events of the log: 1M events span about a month.
+pub const EVENT_SPACING_MS: i64 = 2_600;
+const DEVICE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 \
+                      (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI";
+
+/// The people generated so far, one shard per appender (carried over between phases so a
+/// later phase has returning users too).
+#[derive(Default)]
+pub struct Population {
+    shards: Vec<Vec<Person>>,
+    /// Events generated so far (the next event's place in simulated time).
+    generated: u64,
+}
+
+#[derive(Clone)]
+struct Person {
+    id: Uuid,
+    n: u64,
+    unionid: bool,
+    linked_b: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Generated {
+    pub events: u64,
+    pub appends: u64,
+    pub seconds: f64,
+    pub events_per_sec: f64,
+    pub appenders: usize,
+}
+
+/// What the admin queries pick from.
+pub struct Sample {
+    pub users: Vec<Uuid>,
+    pub first: DateTime<Utc>,
+    pub last: DateTime<Utc>,
+}
+
+impl Population {
+    /// Users to look up (up to `count`, random) and the simulated time span of the log.
+    pub fn sample(&self, start: DateTime<Utc>, count: usize) -> Sample {
+        let mut rng = rand::thread_rng();
+        let everyone: Vec<&Person> = self.shards.iter().flatten().collect();
+        let users = if everyone.is_empty() {
+            Vec::new()
+        } else {
+            (0..count)
+                .map(|_| everyone[rng.gen_range(0..everyone.len())].id)
+                .collect()
+        };
+        Sample {
+            users,
+            first: start,
+            last: start + Duration::milliseconds(EVENT_SPACING_MS * self.generated as i64),
+        }
+    }
+}
+
+/// Appends about `events` more events; simulated time starts at `start`.
+pub async fn run(
+    store: Arc<dyn Store>,
+    population: &mut Population,
+    events: u64,
+    appenders: usize,
+    start: DateTime<Utc>,
+) -> anyhow::Result<Generated> {
+    population.shards.resize(appenders, Vec::new());
+    let reserved = Arc::new(AtomicU64::new(0));
+    let clock = Arc::new(AtomicU64::new(population.generated));
+    let began = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for (shard_no, people) in population.shards.drain(..).enumerate() {
+        let (store, reserved, clock) = (store.clone(), reserved.clone(), clock.clone());
+        tasks.spawn(async move {
+            let mut writer = Writer {
+                people,
+                rng: StdRng::from_entropy(),
+                shard: shard_no as u64,
+                start,
+                clock,
+                batch: Batch::default(),
+            };
+            let mut appends = 0u64;
+            loop {
+                let from = reserved.fetch_add(BATCH_EVENTS, Ordering::Relaxed);
+                if from >= events {
+                    break;
+                }
+                let want = BATCH_EVENTS.min(events - from) as usize;
+                while writer.batch.len < want {
+                    writer.act();
+                }
+                let batch = std::mem::take(&mut writer.batch).into_append();
+                store.append(batch).await?;
+                appends += 1;
+            }
+            anyhow::Ok((writer.people, appends))
+        });
+    }
+    let mut appends = 0;
+    while let Some(joined) = tasks.join_next().await {
+        let (people, done) = joined??;
+        population.shards.push(people);
+        appends += done;
+    }
+    let written = clock.load(Ordering::Relaxed) - population.generated;
+    population.generated += written;
+    let seconds = began.elapsed().as_secs_f64();
+    Ok(Generated {
+        events: written,
+        appends,
+        seconds,
+        events_per_sec: written as f64 / seconds.max(f64::EPSILON),
+        appenders,
+    })
+}
+
+/// One appender's state.
+struct Writer {
+    people: Vec<Person>,
+    rng: StdRng,
+    shard: u64,
+    start: DateTime<Utc>,
+    /// The global count of generated events: each event's simulated time.
+    clock: Arc<AtomicU64>,
+    batch: Batch,
+}
+
+impl Writer {
+    /// One thing that happens: a new person's first login, a returning login, a rejected
+    /// login, or an admin blocking someone.
+    fn act(&mut self) {
+        let roll: f64 = self.rng.gen();
+        if self.people.is_empty() || roll < 0.10 {
+            self.register();
+        } else if roll < 0.105 {
+            let reason = "invalid_code";
+            let ip = self.ip();
+            let payload =
+                json!({"appid": APP_A, "reason": reason, "openid": null, "client_ip": ip});
+            let app = AppId::parse(APP_A).expect("bench appid");
+            self.push(
+                StreamId::for_app(&app),
+                "LoginRejected",
+                payload,
+                Actor::System,
+                APP_A,
+            );
+        } else if roll < 0.106 {
+            let who = self.rng.gen_range(0..self.people.len());
+            let id = self.people[who].id;
+            let stream = UserId::from_uuid(id).stream();
+            let admin = Actor::Admin("bench".into());
+            self.push(
+                stream,
+                "UserBlocked",
+                json!({"reason": "spam"}),
+                admin,
+                APP_A,
+            );
+        } else {
+            // Skewed towards early people: a few log in very often, most now and then.
+            let skew: f64 = self.rng.gen::<f64>().powi(3);
+            let who = ((self.people.len() as f64) * skew) as usize;
+            self.login(who.min(self.people.len() - 1), false);
+        }
+    }
+
+    fn register(&mut self) {
+        let id = Uuid::now_v7();
+        let n = self.people.len() as u64;
+        let unionid = self.rng.gen_bool(0.5);
+        let openid = openid(self.shard, n, APP_A);
+        let stream = UserId::from_uuid(id).stream();
+        let payload = json!({"user_id": id, "appid": APP_A, "openid": openid});
+        self.push(
+            stream.clone(),
+            "UserRegistered",
+            payload,
+            Actor::System,
+            APP_A,
+        );
+        if unionid {
+            let payload = json!({"unionid": format!("ou_bench_{}_{n}", self.shard), "source": "code2_session"});
+            self.push(stream, "UnionIdLinked", payload, Actor::System, APP_A);
+        }
+        self.people.push(Person {
+            id,
+            n,
+            unionid,
+            linked_b: false,
+        });
+        self.login(self.people.len() - 1, true);
+    }
+
+    fn login(&mut self, who: usize, new_user: bool) {
+        let in_b = !new_user && self.people[who].unionid && self.rng.gen_bool(0.3);
+        let Person { id, n, .. } = self.people[who];
+        let appid = if in_b { APP_B } else { APP_A };
+        let openid = openid(self.shard, n, appid);
+        if in_b && !self.people[who].linked_b {
+            self.people[who].linked_b = true;
+            let payload = json!({"appid": APP_B, "openid": openid});
+            let stream = UserId::from_uuid(id).stream();
+            self.push(stream, "WeChatAccountLinked", payload, Actor::System, APP_B);
+        }
+        let session = Uuid::now_v7();
+        let stream = StreamId::from_stored(format!("session-{session}"));
+        let me = Actor::User(UserId::from_uuid(id));
+        let payload = json!({"session_id": session, "user_id": id, "appid": appid,
+            "openid": openid, "is_new_user": new_user, "client_ip": self.ip(), "device": DEVICE});
+        self.push(stream.clone(), "UserLoggedIn", payload, me.clone(), appid);
+        if self.rng.gen_bool(0.4) {
+            let payload = json!({"generation": 1});
+            self.push(
+                stream.clone(),
+                "SessionRefreshed",
+                payload,
+                me.clone(),
+                appid,
+            );
+        }
+        if self.rng.gen_bool(0.1) {
+            self.push(stream, "UserLoggedOut", json!({}), me, appid);
+        }
+    }
+
+    fn ip(&mut self) -> String {
+        format!(
+            "10.{}.{}.{}",
+            self.rng.gen::<u8>(),
+            self.rng.gen::<u8>(),
+            self.rng.gen::<u8>()
+        )
+    }
+
+    fn push(
+        &mut self,
+        stream: StreamId,
+        event_type: &str,
+        payload: Value,
+        actor: Actor,
+        app: &str,
+    ) {
+        let tick = self.clock.fetch_add(1, Ordering::Relaxed) as i64;
+        let metadata = Metadata {
+            actor,
+            appid: AppId::parse(app).ok(),
+            client_ip: payload["client_ip"].as_str().map(str::to_owned),
+            user_agent: Some(DEVICE.to_owned()),
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+        };
+        let event = NewEvent {
+            event_id: EventId::from_uuid(Uuid::now_v7()),
+            event_type: event_type.to_owned(),
+            schema_version: 1,
+            occurred_at: self.start + Duration::milliseconds(EVENT_SPACING_MS * tick),
+            payload,
+            metadata,
+        };
+        self.batch.push(stream, event);
+    }
+}
+
+/// Events of one append, grouped by stream in first-seen order.
+#[derive(Default)]
+struct Batch {
+    streams: Vec<(StreamId, Vec<NewEvent>)>,
+    index: HashMap<StreamId, usize>,
+    len: usize,
+}
+
+impl Batch {
+    fn push(&mut self, stream: StreamId, event: NewEvent) {
+        let slot = *self.index.entry(stream.clone()).or_insert_with(|| {
+            self.streams.push((stream, Vec::new()));
+            self.streams.len() - 1
+        });
+        self.streams[slot].1.push(event);
+        self.len += 1;
+    }
+
+    fn into_append(self) -> AppendBatch {
+        self.streams
+            .into_iter()
+            .fold(AppendBatch::default(), |batch, (stream, events)| {
+                batch.stream(stream, ExpectedVersion::Any, events)
+            })
+    }
+}
+
+/// A 28-character openid, distinct per app, as WeChat's look.
+fn openid(shard: u64, n: u64, appid: &str) -> String {
+    let app = if appid == APP_A { 'A' } else { 'B' };
+    format!("o{app}bench{shard:04}{n:017}")
+}

@@ -1,0 +1,296 @@
+//! Login load: virtual users each doing the phone's part (`/sim/wx.login`), then
+//! `POST /v1/wechat/login`, then `GET /v1/me`, in a loop (closed loop, one level per
+//! concurrency), and one open-loop level paced at a fraction of the best throughput.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+use rand::Rng;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::task::JoinSet;
+
+use crate::report::Latency;
+use crate::service::{APP_A, APP_B};
+
+/// Share of logins by a person never seen before; the rest are returning users.
+const NEW_USER_SHARE: f64 = 0.3;
+/// Share of logins into the second app (a returning user's first one there links accounts).
+const APP_B_SHARE: f64 = 0.3;
+/// The open-loop level stops starting logins past this many in flight (the generator, not
+/// the service, would be measured beyond it); skipped starts are counted.
+const MAX_IN_FLIGHT: usize = 2048;
+
+/// Where the load goes.
+#[derive(Clone)]
+pub struct Target {
+    pub http: reqwest::Client,
+    pub service: String,
+    pub sim: String,
+    /// Distinguishes this run's people from earlier runs' in the names given to the simulator.
+    pub run: String,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct LevelResult {
+    /// Virtual users (closed loop); for the paced level, the most logins in flight at once.
+    pub concurrency: usize,
+    /// Logins started per second (paced level only).
+    pub paced_rate: Option<f64>,
+    pub seconds: f64,
+    pub logins: u64,
+    pub new_users: u64,
+    pub errors: u64,
+    /// Paced level: starts skipped because too many logins were in flight.
+    pub skipped: u64,
+    pub logins_per_sec: f64,
+    pub login: Latency,
+    pub me: Latency,
+    pub error_samples: Vec<String>,
+}
+
+/// What one virtual user (or the paced generator) saw.
+struct Tally {
+    login: Histogram<u64>,
+    me: Histogram<u64>,
+    logins: u64,
+    new_users: u64,
+    errors: u64,
+    samples: Vec<String>,
+}
+
+impl Tally {
+    fn new() -> Self {
+        let histogram = || Histogram::new_with_bounds(1, 120_000_000, 3).expect("valid bounds");
+        Self {
+            login: histogram(),
+            me: histogram(),
+            logins: 0,
+            new_users: 0,
+            errors: 0,
+            samples: Vec::new(),
+        }
+    }
+
+    fn merge(&mut self, other: Self) {
+        let _ = self.login.add(&other.login);
+        let _ = self.me.add(&other.me);
+        self.logins += other.logins;
+        self.new_users += other.new_users;
+        self.errors += other.errors;
+        for sample in other.samples {
+            if self.samples.len() < 5 && !self.samples.contains(&sample) {
+                self.samples.push(sample);
+            }
+        }
+    }
+
+    fn record(&mut self, outcome: Result<Timings, String>, new_user: bool) {
+        match outcome {
+            Ok(t) => {
+                let _ = self.login.record(micros(t.login));
+                let _ = self.me.record(micros(t.me));
+                self.logins += 1;
+                self.new_users += u64::from(new_user);
+            }
+            Err(e) => {
+                self.errors += 1;
+                if self.samples.len() < 5 && !self.samples.contains(&e) {
+                    self.samples.push(e);
+                }
+            }
+        }
+    }
+
+    fn result(self, concurrency: usize, paced_rate: Option<f64>, elapsed: Duration) -> LevelResult {
+        let seconds = elapsed.as_secs_f64();
+        LevelResult {
+            concurrency,
+            paced_rate,
+            seconds,
+            logins: self.logins,
+            new_users: self.new_users,
+            errors: self.errors,
+            skipped: 0,
+            logins_per_sec: self.logins as f64 / seconds.max(f64::EPSILON),
+            login: Latency::of(&self.login),
+            me: Latency::of(&self.me),
+            error_samples: self.samples,
+        }
+    }
+}
+
+struct Timings {
+    login: Duration,
+    me: Duration,
+}
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+/// One closed-loop level: `concurrency` virtual users for `duration`.
+pub async fn closed_loop(target: &Target, concurrency: usize, duration: Duration) -> LevelResult {
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut users = JoinSet::new();
+    for vu in 0..concurrency {
+        let target = target.clone();
+        users.spawn(async move {
+            let mut tally = Tally::new();
+            let mut known: Vec<String> = Vec::new();
+            let mut n = 0;
+            while Instant::now() < deadline {
+                let (person, new_user) = {
+                    let mut rng = rand::thread_rng();
+                    if known.is_empty() || rng.gen_bool(NEW_USER_SHARE) {
+                        n += 1;
+                        let name = format!("{}-c{concurrency}-v{vu}-{n}", target.run);
+                        known.push(name.clone());
+                        (name, true)
+                    } else {
+                        (known[rng.gen_range(0..known.len())].clone(), false)
+                    }
+                };
+                tally.record(login_once(&target, &person).await, new_user);
+            }
+            tally
+        });
+    }
+    let mut total = Tally::new();
+    while let Some(joined) = users.join_next().await {
+        if let Ok(tally) = joined {
+            total.merge(tally);
+        }
+    }
+    total.result(concurrency, None, started.elapsed())
+}
+
+/// One open-loop level: a login starts every `1 / rate` seconds whatever the answers do, so
+/// latency includes any queueing in the service.
+pub async fn paced(target: &Target, rate: f64, duration: Duration) -> LevelResult {
+    let rate = rate.max(1.0);
+    let total = Arc::new(Mutex::new(Tally::new()));
+    let known: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
+    let in_flight = Arc::new(AtomicU64::new(0));
+    let mut most_in_flight = 0;
+    let mut skipped = 0;
+    let mut tasks = JoinSet::new();
+    let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let started = Instant::now();
+    let mut n = 0u64;
+    while started.elapsed() < duration {
+        tick.tick().await;
+        while tasks.try_join_next().is_some() {}
+        let now_in_flight = in_flight.load(Ordering::Relaxed) as usize;
+        most_in_flight = most_in_flight.max(now_in_flight + 1);
+        if now_in_flight >= MAX_IN_FLIGHT {
+            skipped += 1;
+            continue;
+        }
+        n += 1;
+        let (person, new_user) = {
+            let mut known = known.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut rng = rand::thread_rng();
+            if known.is_empty() || rng.gen_bool(NEW_USER_SHARE) {
+                let name = format!("{}-paced-{n}", target.run);
+                known.push(name.clone());
+                (name, true)
+            } else {
+                (known[rng.gen_range(0..known.len())].clone(), false)
+            }
+        };
+        let (target, total, in_flight) = (target.clone(), total.clone(), in_flight.clone());
+        in_flight.fetch_add(1, Ordering::Relaxed);
+        tasks.spawn(async move {
+            let outcome = login_once(&target, &person).await;
+            in_flight.fetch_sub(1, Ordering::Relaxed);
+            let mut one = Tally::new();
+            one.record(outcome, new_user);
+            total
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .merge(one);
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let elapsed = started.elapsed();
+    let total = std::mem::replace(
+        &mut *total.lock().unwrap_or_else(PoisonError::into_inner),
+        Tally::new(),
+    );
+    let mut result = total.result(most_in_flight, Some(rate), elapsed);
+    result.skipped = skipped;
+    result
+}
+
+/// The phone's part (not timed), the login (timed), then `/v1/me` (timed).
+async fn login_once(target: &Target, person: &str) -> Result<Timings, String> {
+    let appid = if rand::thread_rng().gen_bool(APP_B_SHARE) {
+        APP_B
+    } else {
+        APP_A
+    };
+    let code = post_json(
+        target,
+        &format!("{}/sim/wx.login", target.sim),
+        json!({"appid": appid, "user": person}),
+    )
+    .await
+    .map_err(|e| format!("sim wx.login: {e}"))?;
+    let code = code["code"].as_str().ok_or("sim wx.login: no code")?;
+
+    let started = Instant::now();
+    let answer = post_json(
+        target,
+        &format!("{}/v1/wechat/login", target.service),
+        json!({"appid": appid, "code": code}),
+    )
+    .await
+    .map_err(|e| format!("login: {e}"))?;
+    let login = started.elapsed();
+    let token = answer["access_token"]
+        .as_str()
+        .ok_or("login: no access_token")?;
+
+    let started = Instant::now();
+    let me = target
+        .http
+        .get(format!("{}/v1/me", target.service))
+        .bearer_auth(token)
+        .send()
+        .await
+        .map_err(|e| format!("me: {e}"))?;
+    let status = me.status();
+    let _ = me.bytes().await;
+    if !status.is_success() {
+        return Err(format!("me: HTTP {status}"));
+    }
+    Ok(Timings {
+        login,
+        me: started.elapsed(),
+    })
+}
+
+async fn post_json(target: &Target, url: &str, body: Value) -> Result<Value, String> {
+    let response = target
+        .http
+        .post(url)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body: Value = response.json().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(format!(
+            "HTTP {status} {}",
+            body["code"].as_str().unwrap_or("")
+        ))
+    }
+}

@@ -1,0 +1,397 @@
+//! `bench`: the benchmark program of issue 6. Starts the real service on a fresh database per
+//! backend and measures login load, memory, projection replay, admin queries and the event
+//! stream, with a pgbench baseline; writes a JSON file and prints a markdown report.
+//!
+//! ```sh
+//! cargo build --release -p api -p bench && target/release/bench --backend both --scale full
+//! ```
+
+mod admin;
+mod baseline;
+mod generate;
+mod login;
+mod replay;
+mod report;
+mod service;
+mod stream;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Parser, ValueEnum};
+
+use crate::generate::Population;
+use crate::report::{BackendResults, Machine, Results, Timing};
+use crate::service::{Backend, Database, Mode, Service, Sim};
+
+#[derive(Parser)]
+#[command(
+    name = "bench",
+    about = "identityd benchmarks: login, memory, replay, admin, stream, pgbench baseline"
+)]
+struct Args {
+    #[arg(long, value_enum, default_value = "both")]
+    backend: Backends,
+    /// tiny: seconds (smoke test); quick: a few minutes; full: the measurement for BENCHMARKS.md.
+    #[arg(long, value_enum, default_value = "quick")]
+    scale: Scale,
+    /// Where to write the JSON results.
+    #[arg(long, default_value = "bench-results.json")]
+    out: PathBuf,
+    /// PostgreSQL to test on (a fresh schema is created and dropped) and for pgbench.
+    #[arg(
+        long,
+        env = "BENCH_POSTGRES_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
+    postgres_url: String,
+    /// The `identityd` binary to run as a child; default: next to this program.
+    #[arg(long)]
+    identityd: Option<PathBuf>,
+    /// Run the service inside this process instead (peak RSS then includes the load generator).
+    #[arg(long)]
+    in_process: bool,
+    /// Also build and query the large log (10M events) on SQLite, not only on PostgreSQL.
+    #[arg(long)]
+    large_sqlite: bool,
+    /// Concurrent appenders of the data generator.
+    #[arg(long, default_value_t = 4)]
+    appenders: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backends {
+    Sqlite,
+    Postgres,
+    Both,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scale {
+    Tiny,
+    Quick,
+    Full,
+}
+
+/// How much of everything a scale does.
+struct Plan {
+    levels: Vec<usize>,
+    level: Duration,
+    events: u64,
+    /// The large log for the second admin measurement (PostgreSQL, or both with --large-sqlite).
+    large_events: Option<u64>,
+    replay_runs: usize,
+    admin_requests: usize,
+}
+
+impl Plan {
+    fn of(scale: Scale) -> Self {
+        match scale {
+            Scale::Tiny => Self {
+                levels: vec![1, 8],
+                level: Duration::from_secs(1),
+                events: 10_000,
+                large_events: None,
+                replay_runs: 1,
+                admin_requests: 50,
+            },
+            Scale::Quick => Self {
+                levels: vec![1, 8, 32, 64],
+                level: Duration::from_secs(3),
+                events: 200_000,
+                large_events: None,
+                replay_runs: 3,
+                admin_requests: 300,
+            },
+            Scale::Full => Self {
+                levels: vec![1, 8, 32, 64],
+                level: Duration::from_secs(10),
+                events: 1_000_000,
+                large_events: Some(10_000_000),
+                replay_runs: 3,
+                admin_requests: 1000,
+            },
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let plan = Plan::of(args.scale);
+    let backends: Vec<Backend> = match args.backend {
+        Backends::Sqlite => vec![Backend::Sqlite],
+        Backends::Postgres => vec![Backend::Postgres],
+        Backends::Both => vec![Backend::Sqlite, Backend::Postgres],
+    };
+    let mode = if args.in_process {
+        Mode::InProcess
+    } else {
+        let binary = match &args.identityd {
+            Some(path) => path.clone(),
+            None => std::env::current_exe()?
+                .parent()
+                .context("no directory around this program")?
+                .join("identityd"),
+        };
+        anyhow::ensure!(
+            binary.exists(),
+            "{} not found: build it first (`cargo build --release -p api -p bench`), pass --identityd PATH, or use --in-process",
+            binary.display()
+        );
+        Mode::Child(binary)
+    };
+    let uses_postgres = backends.contains(&Backend::Postgres);
+    let began = Instant::now();
+    let started_at = Utc::now().to_rfc3339();
+    let mut timings = Vec::new();
+    let machine = Machine::probe(uses_postgres.then_some(args.postgres_url.as_str())).await;
+
+    let mut baseline = None;
+    if uses_postgres {
+        eprintln!(
+            "baseline: pgbench one-row INSERT at {:?} clients",
+            plan.levels
+        );
+        let result = timed(
+            &mut timings,
+            "baseline (pgbench)",
+            baseline::run(&args.postgres_url, &plan.levels, plan.level),
+        )
+        .await;
+        match result {
+            Ok(levels) => baseline = Some(levels),
+            Err(e) => eprintln!("baseline failed: {e:#}"),
+        }
+    }
+
+    let mut results = Vec::new();
+    for backend in backends {
+        let mut out = BackendResults::new(backend);
+        if let Err(e) = run_backend(&args, &plan, &mode, &mut out, &mut timings).await {
+            eprintln!("{}: {e:#}", backend.name());
+            out.failures.push(format!("{e:#}"));
+        }
+        results.push(out);
+    }
+
+    let targets = report::targets(&results, baseline.as_deref());
+    let results = Results {
+        started_at,
+        scale: args
+            .scale
+            .to_possible_value()
+            .map(|v| v.get_name().to_owned())
+            .unwrap_or_default(),
+        service: match mode {
+            Mode::Child(_) => "child process".into(),
+            Mode::InProcess => "in process".into(),
+        },
+        machine,
+        baseline,
+        backends: results,
+        targets,
+        timings,
+        total_seconds: began.elapsed().as_secs_f64(),
+    };
+    std::fs::write(&args.out, serde_json::to_string_pretty(&results)?)
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    println!("{}", report::markdown(&results));
+    eprintln!("results written to {}", args.out.display());
+    Ok(())
+}
+
+/// Everything measured on one backend, in order: login load (and memory) on a fresh
+/// database, then the generated log (replay, admin, stream), then the large log.
+async fn run_backend(
+    args: &Args,
+    plan: &Plan,
+    mode: &Mode,
+    out: &mut BackendResults,
+    timings: &mut Vec<Timing>,
+) -> anyhow::Result<()> {
+    let db = Database::fresh(out.backend, &args.postgres_url).await?;
+    let result = measure(args, plan, mode, &db, out, timings).await;
+    db.remove().await;
+    result
+}
+
+async fn measure(
+    args: &Args,
+    plan: &Plan,
+    mode: &Mode,
+    db: &Database,
+    out: &mut BackendResults,
+    timings: &mut Vec<Timing>,
+) -> anyhow::Result<()> {
+    let name = out.backend.name();
+    let sim = Sim::start().await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(60))
+        .build()?;
+
+    // Login load, on a fresh database, with the memory it takes.
+    let service = Service::start(mode, db, &sim).await?;
+    let target = login::Target {
+        http: http.clone(),
+        service: service.base.clone(),
+        sim: sim.base.clone(),
+        run: format!("b{:06x}", rand::random::<u32>() & 0xff_ffff),
+    };
+    let login_began = Instant::now();
+    for &c in &plan.levels {
+        eprintln!("{name}: login, {c} virtual users, {:?}", plan.level);
+        let level = login::closed_loop(&target, c, plan.level).await;
+        eprintln!(
+            "  {:.0} logins/s, p99 {:.2} ms, {} errors",
+            level.logins_per_sec, level.login.p99_ms, level.errors
+        );
+        out.login.push(level);
+    }
+    if let Some(peak) = out.peak_login().map(|p| p.logins_per_sec) {
+        let rate = 0.7 * peak;
+        eprintln!("{name}: login, open loop at {rate:.0}/s (70 % of peak)");
+        let level = login::paced(&target, rate, plan.level).await;
+        eprintln!(
+            "  {:.0} logins/s, p99 {:.2} ms, {} errors",
+            level.logins_per_sec, level.login.p99_ms, level.errors
+        );
+        out.paced = Some(level);
+    }
+    out.memory = Some(service.memory());
+    timings.push(Timing {
+        part: format!("{name}: login + memory"),
+        seconds: login_began.elapsed().as_secs_f64(),
+    });
+    service.stop().await;
+
+    // The generated log: replay, then admin queries and the stream through the service.
+    let store = infra::store::connect(&db.url).await?;
+    let mut population = Population::default();
+    let total = plan.large_events.unwrap_or(plan.events).max(plan.events);
+    let start =
+        Utc::now() - chrono::Duration::milliseconds(generate::EVENT_SPACING_MS * total as i64);
+    eprintln!("{name}: generating {} events", plan.events);
+    let generated = timed(
+        timings,
+        &format!("{name}: generate {}", plan.events),
+        generate::run(
+            store.clone(),
+            &mut population,
+            plan.events,
+            args.appenders,
+            start,
+        ),
+    )
+    .await?;
+    eprintln!("  {:.0} events/s", generated.events_per_sec);
+    out.generated.push(generated);
+    replay::readable(&db.url).await?;
+    eprintln!("{name}: replay ×{}", plan.replay_runs);
+    let replay = timed(
+        timings,
+        &format!("{name}: replay"),
+        replay::run(&db.url, store.clone(), plan.replay_runs),
+    )
+    .await?;
+    eprintln!("  {:.0} events/s", replay.events_per_sec);
+    out.replay = Some(replay);
+    let sample = population.sample(start, 1000);
+    let service = Service::start(mode, db, &sim).await?;
+    admin_at(&http, &service, &sample, plan.admin_requests, out, timings).await;
+    eprintln!("{name}: /v1/events catch-up");
+    let stream = timed(
+        timings,
+        &format!("{name}: stream"),
+        stream::run(&http, &service.base),
+    )
+    .await;
+    service.stop().await;
+    match stream {
+        Ok(stream) => out.stream = Some(stream),
+        Err(e) => out.failures.push(format!("stream: {e:#}")),
+    }
+
+    // The large log: more of the same, read models rebuilt, admin queries again.
+    let large = plan
+        .large_events
+        .filter(|_| out.backend == Backend::Postgres || args.large_sqlite);
+    if let Some(large) = large {
+        let more = large.saturating_sub(plan.events);
+        eprintln!("{name}: generating {more} more events");
+        let generated = timed(
+            timings,
+            &format!("{name}: generate {more}"),
+            generate::run(store.clone(), &mut population, more, args.appenders, start),
+        )
+        .await?;
+        eprintln!("  {:.0} events/s", generated.events_per_sec);
+        out.generated.push(generated);
+        replay::readable(&db.url).await?;
+        eprintln!("{name}: rebuilding the read models over the large log");
+        let replay = timed(
+            timings,
+            &format!("{name}: replay (large)"),
+            replay::run(&db.url, store.clone(), 1),
+        )
+        .await?;
+        eprintln!("  {:.0} events/s", replay.events_per_sec);
+        out.replay_large = Some(replay);
+        let sample = population.sample(start, 1000);
+        let service = Service::start(mode, db, &sim).await?;
+        admin_at(&http, &service, &sample, plan.admin_requests, out, timings).await;
+        service.stop().await;
+    }
+    Ok(())
+}
+
+/// Admin queries once the read models have caught up with the log.
+async fn admin_at(
+    http: &reqwest::Client,
+    service: &Service,
+    sample: &generate::Sample,
+    requests: usize,
+    out: &mut BackendResults,
+    timings: &mut Vec<Timing>,
+) {
+    let name = out.backend.name();
+    let head = match replay::caught_up(&service.database_url).await {
+        Ok(head) => head,
+        Err(e) => {
+            out.failures
+                .push(format!("admin: read models did not catch up: {e:#}"));
+            return;
+        }
+    };
+    eprintln!("{name}: admin queries at {head} events");
+    let admin = timed(
+        timings,
+        &format!("{name}: admin at {head}"),
+        admin::run(http, &service.base, sample, head, requests),
+    )
+    .await;
+    match admin {
+        Ok(admin) => {
+            eprintln!(
+                "  user page p99 {:.2} ms, app/day page p99 {:.2} ms",
+                admin.user_page.p99_ms, admin.global_page.p99_ms
+            );
+            out.admin.push(admin);
+        }
+        Err(e) => out.failures.push(format!("admin at {head}: {e:#}")),
+    }
+}
+
+async fn timed<T>(timings: &mut Vec<Timing>, part: &str, work: impl Future<Output = T>) -> T {
+    let began = Instant::now();
+    let result = work.await;
+    timings.push(Timing {
+        part: part.to_owned(),
+        seconds: began.elapsed().as_secs_f64(),
+    });
+    result
+}

@@ -1,0 +1,330 @@
+//! What the benchmarks run against: a fresh database, the WeChat simulator (in this process),
+//! and the real service, as a child process (`identityd serve`, so its memory is its own) or
+//! in this process (`--in-process`).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{bail, Context};
+use api::config::{Apps, Config};
+use api::startup::Application;
+use domain::AppId;
+use infra::crypto::MasterKey;
+use infra::wechat::sim::{SimApp, SimConfig, Simulator};
+use secrecy::ExposeSecret;
+use serde::Serialize;
+use sqlx::{Connection, PgConnection};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Two apps of one Open Platform account: a person logging into both becomes one user with
+/// two WeChat accounts (`WeChatAccountLinked`).
+pub const APP_A: &str = "wxbe00000000000001";
+pub const APP_B: &str = "wxbe00000000000002";
+const SECRET_A: &str = "bench-secret-a";
+const SECRET_B: &str = "bench-secret-b";
+const OPEN_PLATFORM: &str = "bench-open-platform";
+/// The bootstrap API key: every scope, including `admin:read` and `events:read`.
+pub const ADMIN_TOKEN: &str = "bench-admin-token";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// A database nobody else uses: a SQLite file in a temp directory, or a new PostgreSQL schema.
+pub struct Database {
+    pub url: String,
+    /// Shared by every start of the service on this database (it seals the signing keys).
+    pub master_key: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    File(PathBuf),
+    Schema { base: String, schema: String },
+}
+
+impl Database {
+    pub async fn fresh(backend: Backend, postgres_base: &str) -> anyhow::Result<Self> {
+        let master_key = MasterKey::generate().to_base64().expose_secret().to_owned();
+        let tag = format!("{}_{:08x}", unix_secs(), rand::random::<u32>());
+        let (url, cleanup) = match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("identity-bench-{tag}"));
+                std::fs::create_dir_all(&dir)?;
+                let url = format!("sqlite://{}", dir.join("bench.db").display());
+                (url, Cleanup::File(dir))
+            }
+            Backend::Postgres => {
+                let schema = format!("bench_{tag}");
+                let mut conn = PgConnection::connect(postgres_base)
+                    .await
+                    .context("connecting to PostgreSQL (--postgres-url)")?;
+                sqlx::query(&format!("CREATE SCHEMA \"{schema}\""))
+                    .execute(&mut conn)
+                    .await?;
+                let separator = if postgres_base.contains('?') {
+                    '&'
+                } else {
+                    '?'
+                };
+                let url = format!("{postgres_base}{separator}options=-csearch_path%3D{schema}");
+                let base = postgres_base.to_owned();
+                (url, Cleanup::Schema { base, schema })
+            }
+        };
+        Ok(Self {
+            url,
+            master_key,
+            cleanup,
+        })
+    }
+
+    /// Deletes the file or drops the schema (best effort).
+    pub async fn remove(self) {
+        match self.cleanup {
+            Cleanup::File(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            Cleanup::Schema { base, schema } => {
+                if let Ok(mut conn) = PgConnection::connect(&base).await {
+                    let sql = format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE");
+                    let _ = sqlx::query(&sql).execute(&mut conn).await;
+                }
+            }
+        }
+    }
+}
+
+/// The WeChat simulator, serving from this process.
+pub struct Sim {
+    pub base: String,
+    task: JoinHandle<()>,
+}
+
+impl Sim {
+    pub async fn start() -> anyhow::Result<Self> {
+        let app = |appid: &str, secret: &str| -> anyhow::Result<SimApp> {
+            Ok(SimApp {
+                appid: AppId::parse(appid)?,
+                secret: secret.to_owned(),
+                open_platform: Some(OPEN_PLATFORM.to_owned()),
+            })
+        };
+        let simulator = Simulator::new(SimConfig {
+            apps: vec![app(APP_A, SECRET_A)?, app(APP_B, SECRET_B)?],
+        });
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let router = simulator.router();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, router).await;
+        });
+        Ok(Self { base, task })
+    }
+}
+
+impl Drop for Sim {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// How to run the service.
+#[derive(Debug, Clone)]
+pub enum Mode {
+    /// `identityd serve` at this path: its own process, its own peak RSS.
+    Child(PathBuf),
+    /// `Application::build` in this process: the RSS then includes the load generator.
+    InProcess,
+}
+
+/// A running service.
+pub struct Service {
+    pub base: String,
+    pub database_url: String,
+    running: Running,
+}
+
+enum Running {
+    Child(tokio::process::Child),
+    InProcess {
+        stop: oneshot::Sender<()>,
+        task: JoinHandle<std::io::Result<()>>,
+    },
+}
+
+impl Service {
+    pub async fn start(mode: &Mode, db: &Database, sim: &Sim) -> anyhow::Result<Self> {
+        let (base, running) = match mode {
+            Mode::Child(binary) => {
+                let port = free_port()?;
+                let child = tokio::process::Command::new(binary)
+                    .arg("serve")
+                    .env_remove("IDENTITY_CONFIG")
+                    .env_remove("IDENTITY_NATS_URL")
+                    .env("IDENTITY_DATABASE_URL", &db.url)
+                    .env("IDENTITY_LISTEN", format!("127.0.0.1:{port}"))
+                    .env("IDENTITY_WECHAT_API_BASE", &sim.base)
+                    .env("IDENTITY_APPS", apps())
+                    .env("IDENTITY_ADMIN_TOKEN", ADMIN_TOKEN)
+                    .env("IDENTITY_MASTER_KEY", &db.master_key)
+                    .env("IDENTITY_LOGIN_RATE_PER_MINUTE", "0")
+                    .env("RUST_LOG", "warn")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .with_context(|| format!("starting {}", binary.display()))?;
+                (format!("http://127.0.0.1:{port}"), Running::Child(child))
+            }
+            Mode::InProcess => {
+                let config = Config {
+                    database_url: db.url.clone(),
+                    listen: "127.0.0.1:0".into(),
+                    wechat_api_base: sim.base.clone(),
+                    apps: serde_json::from_value::<Apps>(serde_json::json!(apps()))?,
+                    admin_token: Some(ADMIN_TOKEN.to_owned().into()),
+                    master_key: Some(db.master_key.clone().into()),
+                    nats_url: None,
+                    token_issuer: "identityd-bench".into(),
+                    access_token_ttl_secs: 900,
+                    login_rate_per_minute: 0,
+                    trust_forwarded_for: false,
+                    cloud_login_secrets: Apps::default(),
+                };
+                let app = Application::build(&config).await?;
+                let base = format!("http://{}", app.local_addr());
+                let (stop, stopped) = oneshot::channel::<()>();
+                let task = tokio::spawn(app.run_until(async move {
+                    let _ = stopped.await;
+                }));
+                (base, Running::InProcess { stop, task })
+            }
+        };
+        let database_url = db.url.clone();
+        Self {
+            base,
+            database_url,
+            running,
+        }
+        .until_healthy()
+        .await
+    }
+
+    async fn until_healthy(mut self) -> anyhow::Result<Self> {
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Running::Child(child) = &mut self.running {
+                if let Some(status) = child.try_wait()? {
+                    bail!("identityd exited at start: {status}");
+                }
+            }
+            let healthy = http
+                .get(format!("{}/healthz", self.base))
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success());
+            if healthy {
+                return Ok(self);
+            }
+            if Instant::now() > deadline {
+                bail!("identityd did not answer /healthz within 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The service's memory: peak (`VmHWM`) and current (`VmRSS`) resident set, in KiB.
+    pub fn memory(&self) -> Memory {
+        let status = match &self.running {
+            Running::Child(child) => child
+                .id()
+                .and_then(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok()),
+            Running::InProcess { .. } => std::fs::read_to_string("/proc/self/status").ok(),
+        }
+        .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kib| kib.parse::<u64>().ok())
+        };
+        Memory {
+            of: match self.running {
+                Running::Child(_) => "identityd child process",
+                Running::InProcess { .. } => "bench process (service + load generator)",
+            },
+            peak_rss_mib: field("VmHWM:").map(mib),
+            rss_mib: field("VmRSS:").map(mib),
+        }
+    }
+
+    /// Graceful stop (SIGTERM, then SIGKILL after 10 s).
+    pub async fn stop(self) {
+        match self.running {
+            Running::Child(mut child) => {
+                if let Some(pid) = child.id() {
+                    let _ = tokio::process::Command::new("kill")
+                        .args(["-TERM", &pid.to_string()])
+                        .status()
+                        .await;
+                }
+                if tokio::time::timeout(Duration::from_secs(10), child.wait())
+                    .await
+                    .is_err()
+                {
+                    let _ = child.kill().await;
+                }
+            }
+            Running::InProcess { stop, task } => {
+                let _ = stop.send(());
+                let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    pub of: &'static str,
+    pub peak_rss_mib: Option<f64>,
+    pub rss_mib: Option<f64>,
+}
+
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
+}
+
+fn apps() -> String {
+    format!("{APP_A}:{SECRET_A},{APP_B}:{SECRET_B}")
+}
+
+/// A port free a moment ago (the child binds it right after).
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn unix_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}

@@ -1,0 +1,7 @@
+-- The NATS relay's progress, one row per JetStream stream it feeds: every event up to
+-- `position` is stored in that stream. Moved only after JetStream acknowledged the events.
+CREATE TABLE relay_checkpoints (
+    name       text PRIMARY KEY,
+    position   bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);

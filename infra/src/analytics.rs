@@ -1,0 +1,279 @@
+//! The analytics view of an event: what consumers outside the service (the HTTP event stream,
+//! the NATS relay) see of the log. Identifiers, types, times and non-personal fields stay;
+//! personal data is redacted.
+//!
+//! Redaction is an allow-list, so a field added to an event later stays hidden until someone
+//! decides it is safe to show. A payload field is kept when:
+//!
+//! - its value is a boolean, a number or null (flags, counters, generations: never personal), or
+//! - its name ends in `_id` (`user_id`, `session_id`), or is one of [`KEPT_FIELDS`]
+//!   (`appid`, `openid`, `unionid`, `reason`, `authorization`, `fields`, `generation`,
+//!   `source`, `is_new_user`, and a device's `platform` and `wechat_version`).
+//!
+//! An object is redacted field by field, whatever its name (so `device: {user_agent,
+//! platform, wechat_version}` shows its platform and WeChat version, not the user agent).
+//!
+//! Every other field keeps its name and has its value replaced by [`REDACTED`], so consumers
+//! see that, say, a phone number was bound without seeing it: sealed personal data (`profile`,
+//! `phone`), `phone_index` (a keyed hash of the phone number, still a stable identifier of a
+//! person), `client_ip`, a raw `device` string (v1) or its `user_agent`. The metadata (client IP,
+//! user agent, actor) is left out.
+
+use serde_json::{Map, Value};
+
+use crate::store::RecordedEvent;
+
+/// What replaces a redacted value.
+pub const REDACTED: &str = "[redacted]";
+
+/// Payload fields shown as they are (besides every `…_id`, boolean, number and null).
+pub const KEPT_FIELDS: &[&str] = &[
+    "appid",
+    "openid",
+    "unionid",
+    "reason",
+    "authorization",
+    "fields",
+    "generation",
+    "source",
+    "is_new_user",
+    // Inside `UserLoggedIn`'s `device` (v2): coarse, not identifying; its `user_agent` stays
+    // hidden.
+    "platform",
+    "wechat_version",
+];
+
+/// The event as analytics sees it:
+///
+/// ```json
+/// {"position": 42, "event_id": "…", "event_type": "UserLoggedIn", "schema_version": 1,
+///  "occurred_at": "2024-05-01T08:00:00.123456Z", "stream_id": "session-…",
+///  "user_id": "…", "appid": "wx…", "payload": {…redacted…}}
+/// ```
+///
+/// `user_id` is the payload's `user_id`, else the user of a `user-{id}` stream, else the user
+/// who acted (metadata actor); absent when none applies (a rejected login, an admin action on
+/// a session). `appid` is the metadata's, else the payload's; absent when neither has one.
+pub fn analytics_view(event: &RecordedEvent) -> Value {
+    let mut view = Map::new();
+    view.insert("position".into(), event.position.into());
+    view.insert("event_id".into(), event.event_id.to_string().into());
+    view.insert("event_type".into(), event.event_type.clone().into());
+    view.insert("schema_version".into(), event.schema_version.into());
+    view.insert(
+        "occurred_at".into(),
+        event
+            .occurred_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+            .into(),
+    );
+    view.insert("stream_id".into(), event.stream_id.as_str().into());
+    if let Some(user_id) = user_id(event) {
+        view.insert("user_id".into(), user_id.into());
+    }
+    if let Some(appid) = appid(event) {
+        view.insert("appid".into(), appid.into());
+    }
+    view.insert("payload".into(), redact_payload(&event.payload));
+    Value::Object(view)
+}
+
+/// The event's appid (metadata first, then payload), if any: also the relay's subject token.
+pub fn appid(event: &RecordedEvent) -> Option<String> {
+    event
+        .metadata
+        .appid
+        .as_ref()
+        .map(|a| a.as_str().to_owned())
+        .or_else(|| payload_str(event, "appid"))
+}
+
+fn user_id(event: &RecordedEvent) -> Option<String> {
+    payload_str(event, "user_id")
+        .or_else(|| {
+            event
+                .stream_id
+                .as_str()
+                .strip_prefix("user-")
+                .map(str::to_owned)
+        })
+        .or_else(|| match &event.metadata.actor {
+            domain::Actor::User(id) => Some(id.to_string()),
+            _ => None,
+        })
+}
+
+fn payload_str(event: &RecordedEvent, key: &str) -> Option<String> {
+    event.payload.get(key)?.as_str().map(str::to_owned)
+}
+
+/// The payload with every field not on the allow-list redacted (see the module docs).
+pub fn redact_payload(payload: &Value) -> Value {
+    match payload {
+        Value::Object(map) => Value::Object(redact_object(map)),
+        other => redact_value(other, false),
+    }
+}
+
+fn redact_object(map: &Map<String, Value>) -> Map<String, Value> {
+    map.iter()
+        .map(|(key, value)| (key.clone(), redact_value(value, is_kept(key))))
+        .collect()
+}
+
+fn redact_value(value: &Value, kept: bool) -> Value {
+    match value {
+        Value::Null | Value::Bool(_) | Value::Number(_) => value.clone(),
+        Value::Object(map) => Value::Object(redact_object(map)),
+        Value::String(_) | Value::Array(_) if kept => value.clone(),
+        Value::String(_) | Value::Array(_) => Value::String(REDACTED.into()),
+    }
+}
+
+fn is_kept(key: &str) -> bool {
+    key.ends_with("_id") || KEPT_FIELDS.contains(&key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use domain::{Actor, AppId, EventId, Metadata, StreamId, UserId};
+    use serde_json::json;
+    use uuid::Uuid;
+
+    fn event(stream: &str, event_type: &str, payload: Value, metadata: Metadata) -> RecordedEvent {
+        RecordedEvent {
+            position: 7,
+            event_id: EventId::from_uuid(Uuid::now_v7()),
+            stream_id: StreamId::from_stored(stream.into()),
+            stream_version: 1,
+            event_type: event_type.into(),
+            schema_version: 1,
+            occurred_at: Utc.with_ymd_and_hms(2024, 5, 1, 8, 0, 0).unwrap(),
+            payload,
+            metadata,
+        }
+    }
+
+    fn metadata(appid: Option<&str>, actor: Actor) -> Metadata {
+        Metadata {
+            actor,
+            appid: appid.map(|a| AppId::parse(a).unwrap()),
+            client_ip: Some("203.0.113.9".into()),
+            user_agent: Some("Mozilla/5.0 iPhone MicroMessenger".into()),
+            correlation_id: Uuid::now_v7(),
+            causation_id: None,
+        }
+    }
+
+    const APP: &str = "wx0123456789abcdef";
+
+    #[test]
+    fn a_login_keeps_ids_and_flags_and_hides_ip_and_device() {
+        let user = Uuid::now_v7().to_string();
+        let session = Uuid::now_v7().to_string();
+        let login = event(
+            &format!("session-{session}"),
+            "UserLoggedIn",
+            json!({"session_id": session, "user_id": user, "appid": APP, "openid": "o_1",
+                   "is_new_user": true, "client_ip": "203.0.113.9", "device": "iPhone 15"}),
+            metadata(Some(APP), Actor::System),
+        );
+        let view = analytics_view(&login);
+        assert_eq!(view["position"], 7);
+        assert_eq!(view["event_id"], login.event_id.to_string());
+        assert_eq!(view["event_type"], "UserLoggedIn");
+        assert_eq!(view["schema_version"], 1);
+        assert_eq!(view["occurred_at"], "2024-05-01T08:00:00.000000Z");
+        assert_eq!(view["stream_id"], format!("session-{session}"));
+        assert_eq!(view["user_id"], user.as_str());
+        assert_eq!(view["appid"], APP);
+        assert_eq!(
+            view["payload"],
+            json!({"session_id": session, "user_id": user, "appid": APP, "openid": "o_1",
+                   "is_new_user": true, "client_ip": REDACTED, "device": REDACTED})
+        );
+        let text = view.to_string();
+        assert!(!text.contains("203.0.113.9") && !text.contains("iPhone"));
+    }
+
+    #[test]
+    fn sealed_personal_data_and_the_phone_index_are_redacted() {
+        let user = UserId::from_uuid(Uuid::now_v7());
+        let stream = format!("user-{user}");
+        let phone = event(
+            &stream,
+            "PhoneNumberBound",
+            json!({"phone": "v1.sealed-phone", "phone_index": "b64hash"}),
+            metadata(None, Actor::User(user)),
+        );
+        let view = analytics_view(&phone);
+        assert_eq!(
+            view["payload"],
+            json!({"phone": REDACTED, "phone_index": REDACTED})
+        );
+        assert_eq!(view["user_id"], user.to_string());
+        assert!(view.get("appid").is_none());
+
+        let profile = event(
+            &stream,
+            "ProfileAuthorized",
+            json!({"profile": "v1.sealed", "fields": ["nickname", "avatar_url"],
+                   "nested": {"nickname": "Alice", "gender": 1, "open_id": "o"}}),
+            metadata(Some(APP), Actor::User(user)),
+        );
+        assert_eq!(
+            analytics_view(&profile)["payload"],
+            json!({"profile": REDACTED, "fields": ["nickname", "avatar_url"],
+                   "nested": {"nickname": REDACTED, "gender": 1, "open_id": "o"}})
+        );
+    }
+
+    #[test]
+    fn user_and_appid_come_from_wherever_the_event_has_them() {
+        // A rejected login: appid in the payload only, no user at all.
+        let rejected = event(
+            &format!("app-{APP}"),
+            "LoginRejected",
+            json!({"appid": APP, "reason": "invalid_code", "openid": null, "client_ip": "1.2.3.4"}),
+            metadata(None, Actor::System),
+        );
+        let view = analytics_view(&rejected);
+        assert_eq!(view["appid"], APP);
+        assert!(view.get("user_id").is_none());
+        assert_eq!(
+            view["payload"],
+            json!({"appid": APP, "reason": "invalid_code", "openid": null, "client_ip": REDACTED})
+        );
+
+        // A refresh: the user is the actor.
+        let user = UserId::from_uuid(Uuid::now_v7());
+        let refreshed = event(
+            "session-x",
+            "SessionRefreshed",
+            json!({"generation": 3}),
+            metadata(Some(APP), Actor::User(user)),
+        );
+        let view = analytics_view(&refreshed);
+        assert_eq!(view["user_id"], user.to_string());
+        assert_eq!(view["payload"], json!({"generation": 3}));
+    }
+
+    #[test]
+    fn unknown_string_fields_are_hidden_by_default() {
+        assert_eq!(
+            redact_payload(&json!({"nickname": "Bob", "avatar_url": "https://x/y.png",
+                                   "unionid": "u_1", "source": "code2session", "tags": ["a"]})),
+            json!({"nickname": REDACTED, "avatar_url": REDACTED, "unionid": "u_1",
+                   "source": "code2session", "tags": REDACTED})
+        );
+        assert_eq!(redact_payload(&json!("bare")), json!(REDACTED));
+        assert_eq!(
+            redact_payload(&json!({"device": {"user_agent": "Mozilla/5.0 iPhone",
+                                              "platform": "ios", "wechat_version": "8.0.40"}})),
+            json!({"device": {"user_agent": REDACTED, "platform": "ios", "wechat_version": "8.0.40"}})
+        );
+        assert_eq!(redact_payload(&json!({})), json!({}));
+    }
+}

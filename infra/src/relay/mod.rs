@@ -1,0 +1,316 @@
+//! The NATS JetStream relay: publishes every event of the global log, in position order, to a
+//! JetStream stream, for analytics consumers that prefer NATS to HTTP.
+//!
+//! - Subjects: `{prefix}.{appid}.{EventType}` (default prefix `identity.events`; `_` for an
+//!   event of no app), so a consumer can subscribe to one app or one event type.
+//! - Body: the event's analytics view (`crate::analytics`), personal data redacted. Headers:
+//!   `Nats-Msg-Id` = event id, `Identity-Position` = the event's global position.
+//! - Progress: a checkpoint per stream in the database (`relay_checkpoints`), moved after
+//!   JetStream acknowledged the batch (publish, then checkpoint). A crash in between publishes
+//!   the batch again; the relay skips what the stream already holds (see `publisher`), and
+//!   JetStream's duplicate window drops any repeat by its `Nats-Msg-Id`.
+//! - One active relay per stream across instances. Each batch runs under the relay's
+//!   PostgreSQL advisory lock, transaction-scoped as for the projection runners: a session lock
+//!   on a dedicated connection would outlive a relay that hangs, and would be lost silently
+//!   with its connection; a transaction lock is released with the batch, whatever happens, and
+//!   an idle standby takes over at its next try. On SQLite (one instance) there is no lock.
+//! - Outages: any failure (NATS down, database down) is logged at `warn` and retried with
+//!   exponential backoff up to `MAX_ERROR_BACKOFF`; the relay never gives up and never skips:
+//!   it resumes from its checkpoint.
+//! - Wake-ups: `Store::appended()`, with a slow poll as fallback, as the projection runners.
+
+mod publisher;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::store::{Store, StoreError};
+
+pub use publisher::{subject, POSITION_HEADER};
+
+/// Events per batch (one lock, one pipelined publish, one checkpoint).
+const BATCH: u32 = 1000;
+/// After a look that found nothing, look again this soon, doubling up to `MAX_IDLE`.
+const MIN_IDLE: Duration = Duration::from_millis(10);
+const MAX_IDLE: Duration = Duration::from_secs(1);
+/// How often a standby relay checks whether the active one went away.
+const LOCK_RETRY: Duration = Duration::from_secs(1);
+const MIN_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(5);
+
+/// What to publish where. `stream` also names the relay's checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayConfig {
+    pub nats_url: String,
+    /// JetStream stream name (default `IDENTITY_EVENTS`).
+    pub stream: String,
+    /// Subject prefix (default `identity.events`); the stream takes `{prefix}.>`.
+    pub subject_prefix: String,
+    /// The stream's duplicate window when the relay creates it (default 10 minutes).
+    pub duplicate_window: Duration,
+}
+
+impl RelayConfig {
+    pub const DEFAULT_STREAM: &'static str = "IDENTITY_EVENTS";
+    pub const DEFAULT_SUBJECT_PREFIX: &'static str = "identity.events";
+
+    /// The defaults, for the NATS server at `nats_url` (as `IDENTITY_NATS_URL`).
+    pub fn new(nats_url: impl Into<String>) -> Self {
+        Self {
+            nats_url: nats_url.into(),
+            stream: Self::DEFAULT_STREAM.into(),
+            subject_prefix: Self::DEFAULT_SUBJECT_PREFIX.into(),
+            duplicate_window: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("NATS: {0}")]
+    Nats(#[source] async_nats::Error),
+    #[error("JetStream stream {stream} cannot be used: {why}")]
+    IncompatibleStream { stream: String, why: String },
+    /// The stream moved on between reading its tail and publishing (another instance
+    /// published); the batch is retried from the stream's new tail.
+    #[error("the stream changed while publishing")]
+    Raced,
+}
+
+impl RelayError {
+    fn nats(e: impl Into<async_nats::Error>) -> Self {
+        Self::Nats(e.into())
+    }
+}
+
+/// The relay's progress as stored in the database (any instance's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayStatus {
+    pub stream: String,
+    /// Every event up to this position is in the stream (0 before the first batch).
+    pub position: i64,
+    /// When the checkpoint last moved.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+/// The relay checkpoint of `stream` (e.g. `RelayConfig::DEFAULT_STREAM`), for readiness and
+/// metrics: lag = last log position − `position`.
+pub async fn status(store: &dyn Store, stream: &str) -> Result<RelayStatus, StoreError> {
+    let checkpoint = store.relay_checkpoint(stream).await?;
+    Ok(RelayStatus {
+        stream: stream.to_owned(),
+        position: checkpoint.map_or(0, |c| c.position),
+        updated_at: checkpoint.map(|c| c.updated_at),
+    })
+}
+
+/// This instance's relay as it runs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RelayHealth {
+    /// The last checkpoint this instance wrote (0 before its first batch).
+    pub published: i64,
+    /// Failed attempts in a row (0 when the last attempt worked).
+    pub failures: u32,
+    pub last_error: Option<String>,
+}
+
+/// The running relay. Dropping it aborts the task (safe: publish, then checkpoint);
+/// `shutdown` stops it at once too, since a batch cut short is simply retried by whoever runs
+/// next.
+pub struct RelayHandle {
+    stop: watch::Sender<bool>,
+    health: watch::Receiver<RelayHealth>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RelayHandle {
+    pub fn health(&self) -> watch::Receiver<RelayHealth> {
+        self.health.clone()
+    }
+
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RelayHandle {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the relay in the background. It connects to NATS by itself (and again after
+/// failures), so this returns at once even when NATS is down.
+pub fn spawn_relay(store: Arc<dyn Store>, config: RelayConfig) -> RelayHandle {
+    let (stop, stopped) = watch::channel(false);
+    let (health_tx, health) = watch::channel(RelayHealth::default());
+    let task = tokio::spawn(run(store, config, stopped, health_tx));
+    RelayHandle {
+        stop,
+        health,
+        task: Some(task),
+    }
+}
+
+/// What one step did.
+#[derive(Debug, PartialEq, Eq)]
+enum Step {
+    /// Published and checkpointed up to this position.
+    Published(i64),
+    Idle,
+    /// Another instance holds the lock.
+    Busy,
+    /// The checkpoint moved between reading it and locking.
+    Stale,
+}
+
+#[tracing::instrument(skip_all, fields(stream = %config.stream))]
+async fn run(
+    store: Arc<dyn Store>,
+    config: RelayConfig,
+    mut stop: watch::Receiver<bool>,
+    health: watch::Sender<RelayHealth>,
+) {
+    let mut appended = Some(store.appended());
+    let mut publisher: Option<publisher::Publisher> = None;
+    let mut idle = MIN_IDLE;
+    let mut failures: u32 = 0;
+    while !*stop.borrow() {
+        if let Some(rx) = appended.as_mut() {
+            rx.borrow_and_update();
+        }
+        let attempt = async {
+            if publisher.is_none() {
+                publisher = Some(publisher::Publisher::connect(&config).await?);
+                tracing::info!(url = %config.nats_url, "relay connected to NATS");
+            }
+            match publisher.as_mut() {
+                Some(p) => step(store.as_ref(), p, &config.stream).await,
+                None => Ok(Step::Idle),
+            }
+        };
+        let outcome = tokio::select! {
+            outcome = attempt => outcome,
+            _ = stop.changed() => break,
+        };
+        let pause = match outcome {
+            Ok(Step::Published(position)) => {
+                failures = 0;
+                idle = MIN_IDLE;
+                health.send_replace(RelayHealth {
+                    published: position,
+                    failures,
+                    last_error: None,
+                });
+                continue;
+            }
+            Ok(Step::Stale) | Err(RelayError::Raced) => {
+                tracing::debug!("relay batch raced with another publisher; retrying");
+                MIN_IDLE
+            }
+            Ok(Step::Idle) => {
+                if failures > 0 {
+                    failures = 0;
+                    health.send_modify(|h| {
+                        h.failures = 0;
+                        h.last_error = None;
+                    });
+                }
+                let pause = idle;
+                idle = (idle * 2).min(MAX_IDLE);
+                pause
+            }
+            Ok(Step::Busy) => LOCK_RETRY,
+            Err(e) => {
+                failures = failures.saturating_add(1);
+                tracing::warn!(error = %e, failures, "relay batch failed; will retry");
+                health.send_modify(|h| {
+                    h.failures = failures;
+                    h.last_error = Some(e.to_string());
+                });
+                if matches!(e, RelayError::IncompatibleStream { .. }) {
+                    publisher = None;
+                }
+                let backoff = (MIN_ERROR_BACKOFF * 2u32.saturating_pow(failures.min(10) - 1))
+                    .min(MAX_ERROR_BACKOFF);
+                // No early wake-up on appends while failing: wait the backoff out.
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+        };
+        tokio::select! {
+            woke = wake(&mut appended) => if woke { idle = MIN_IDLE },
+            () = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => {}
+        }
+    }
+}
+
+/// Waits for an append; never returns once the store dropped the signal.
+async fn wake(appended: &mut Option<watch::Receiver<i64>>) -> bool {
+    let Some(rx) = appended.as_mut() else {
+        return std::future::pending().await;
+    };
+    if rx.changed().await.is_ok() {
+        return true;
+    }
+    *appended = None;
+    false
+}
+
+/// Publishes the next batch after the checkpoint, if any, then moves the checkpoint.
+async fn step(
+    store: &dyn Store,
+    publisher: &mut publisher::Publisher,
+    name: &str,
+) -> Result<Step, RelayError> {
+    // Read outside the lock's transaction, as the projection runners do.
+    let from = store
+        .relay_checkpoint(name)
+        .await?
+        .map_or(0, |c| c.position);
+    let events = store.read_all(from, BATCH).await?;
+    let Some(last) = events.last().map(|e| e.position) else {
+        return Ok(Step::Idle);
+    };
+    let Some(lease) = store.try_lock_relay(name).await? else {
+        publisher.forget_tail();
+        return Ok(Step::Busy);
+    };
+    if lease.position() != from {
+        publisher.forget_tail();
+        return Ok(Step::Stale);
+    }
+    publisher.publish(&events).await?;
+    if !lease.advance(last).await? {
+        return Ok(Step::Stale);
+    }
+    Ok(Step::Published(last))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documented_names() {
+        let config = RelayConfig::new("nats://127.0.0.1:4222");
+        assert_eq!(config.stream, "IDENTITY_EVENTS");
+        assert_eq!(config.subject_prefix, "identity.events");
+        assert!(config.duplicate_window >= Duration::from_secs(120));
+    }
+}
