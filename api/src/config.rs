@@ -24,6 +24,10 @@ pub struct Config {
     pub admin_token: Option<SecretString>,
     pub master_key: Option<SecretString>,
     pub nats_url: Option<String>,
+    /// The JetStream stream the relay publishes to (created if missing).
+    pub nats_stream: String,
+    /// Subjects are `{prefix}.{appid}.{EventType}`.
+    pub nats_subject_prefix: String,
     /// `iss` of our access tokens.
     pub token_issuer: String,
     pub access_token_ttl_secs: u64,
@@ -41,6 +45,8 @@ pub struct Config {
 #[derive(Serialize)]
 struct Defaults {
     database_url: &'static str,
+    nats_stream: &'static str,
+    nats_subject_prefix: &'static str,
     listen: &'static str,
     wechat_api_base: &'static str,
     token_issuer: &'static str,
@@ -51,6 +57,8 @@ struct Defaults {
 
 const DEFAULTS: Defaults = Defaults {
     database_url: "sqlite://identity.db",
+    nats_stream: "IDENTITY_EVENTS",
+    nats_subject_prefix: "identity.events",
     listen: "127.0.0.1:8080",
     wechat_api_base: "https://api.weixin.qq.com",
     token_issuer: "identityd",
@@ -69,6 +77,8 @@ const ENV_KEYS: &[&str] = &[
     "admin_token",
     "master_key",
     "nats_url",
+    "nats_stream",
+    "nats_subject_prefix",
     "token_issuer",
     "access_token_ttl_secs",
     "login_rate_per_minute",

@@ -87,8 +87,13 @@ impl Application {
             .await
             .context("opening the read models")?;
         let runners = projections::spawn_runners(read_models.clone(), store.clone());
-        let relay = config.nats_url.as_ref().map(|url| {
-            let relay = RelayConfig::new(url.clone());
+        let relay_config = config.nats_url.as_ref().map(|url| RelayConfig {
+            stream: config.nats_stream.clone(),
+            subject_prefix: config.nats_subject_prefix.clone(),
+            ..RelayConfig::new(url.clone())
+        });
+        let relay_stream = relay_config.as_ref().map(|r| r.stream.clone());
+        let relay = relay_config.map(|relay| {
             tracing::info!(stream = %relay.stream, subjects = %format!("{}.>", relay.subject_prefix),
                 "publishing the event log to NATS JetStream");
             infra::relay::spawn_relay(store.clone(), relay)
@@ -105,6 +110,7 @@ impl Application {
             login_rate_limit: LoginRateLimit::per_minute(config.login_rate_per_minute),
             trust_forwarded_for: config.trust_forwarded_for,
             admin_token: config.admin_token.clone(),
+            relay_stream,
             cloud_login_secrets: config.cloud_login_secrets.0.clone(),
             read_models,
             phone_index: PhoneIndex::new(master_key),

@@ -52,6 +52,8 @@ pub struct Services {
     pub trust_forwarded_for: bool,
     /// `IDENTITY_ADMIN_TOKEN`: a bootstrap key with every scope.
     pub admin_token: Option<SecretString>,
+    /// The JetStream stream the relay publishes to, when `IDENTITY_NATS_URL` is set.
+    pub relay_stream: Option<String>,
     /// Shared secrets of the cloud-function login, per app.
     pub cloud_login_secrets: BTreeMap<AppId, SecretString>,
     pub read_models: ReadModels,

@@ -57,6 +57,12 @@ struct Args {
     /// Also build and query the large log (10M events) on SQLite, not only on PostgreSQL.
     #[arg(long)]
     large_sqlite: bool,
+    /// Events in the generated log (overrides the scale's).
+    #[arg(long)]
+    events: Option<u64>,
+    /// Events in the large log (overrides the scale's; 0: none).
+    #[arg(long)]
+    large_events: Option<u64>,
     /// Concurrent appenders of the data generator.
     #[arg(long, default_value_t = 4)]
     appenders: usize,
@@ -121,7 +127,11 @@ impl Plan {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    let plan = Plan::of(args.scale);
+    let mut plan = Plan::of(args.scale);
+    plan.events = args.events.unwrap_or(plan.events);
+    if let Some(large) = args.large_events {
+        plan.large_events = (large > 0).then_some(large);
+    }
     let backends: Vec<Backend> = match args.backend {
         Backends::Sqlite => vec![Backend::Sqlite],
         Backends::Postgres => vec![Backend::Postgres],

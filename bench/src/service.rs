@@ -201,6 +201,8 @@ impl Service {
                     admin_token: Some(ADMIN_TOKEN.to_owned().into()),
                     master_key: Some(db.master_key.clone().into()),
                     nats_url: None,
+                    nats_stream: "IDENTITY_EVENTS".into(),
+                    nats_subject_prefix: "identity.events".into(),
                     token_issuer: "identityd-bench".into(),
                     access_token_ttl_secs: 900,
                     login_rate_per_minute: 0,

@@ -129,6 +129,8 @@ impl World {
             admin_token: Some("test-admin-token".to_owned().into()),
             master_key: Some(self.master_key.clone().into()),
             nats_url: None,
+            nats_stream: "IDENTITY_EVENTS".into(),
+            nats_subject_prefix: "identity.events".into(),
             token_issuer: "identityd-test".into(),
             access_token_ttl_secs: 900,
             login_rate_per_minute: 0,

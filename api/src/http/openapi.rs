@@ -251,6 +251,19 @@ pub struct Readiness {
     pub database: String,
     /// Each read model's progress, by name.
     pub projections: BTreeMap<String, ProjectionProgress>,
+    /// The NATS JetStream relay's progress, when `IDENTITY_NATS_URL` is set.
+    #[schema(required = false)]
+    pub nats_relay: Option<RelayProgress>,
+}
+
+#[derive(ToSchema)]
+pub struct RelayProgress {
+    /// The JetStream stream published to.
+    pub stream: String,
+    /// Global position of the last event published.
+    pub position: i64,
+    /// Events in the log not yet published.
+    pub lag: i64,
 }
 
 #[derive(ToSchema)]

@@ -59,9 +59,19 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
             )
         })
         .collect();
-    Ok(Json(json!({
+    let mut answer = json!({
         "status": "ready",
         "database": state.store.backend(),
         "projections": lag,
-    })))
+    });
+    if let Some(stream) = &state.relay_stream {
+        let relay = infra::relay::status(state.store.as_ref(), stream).await?;
+        let head = projections.iter().map(|p| p.head).max().unwrap_or(0);
+        answer["nats_relay"] = json!({
+            "stream": relay.stream,
+            "position": relay.position,
+            "lag": (head - relay.position).max(0),
+        });
+    }
+    Ok(Json(answer))
 }

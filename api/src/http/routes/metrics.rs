@@ -62,6 +62,16 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
         "Global position of the last event the projection applied",
         position,
     );
+    if let Some(stream) = &state.relay_stream {
+        let relay = infra::relay::status(state.store.as_ref(), stream).await?;
+        let relay_lag = Gauge::<i64>::default();
+        relay_lag.set((head.get() - relay.position).max(0));
+        registry.register(
+            "nats_relay_lag_events",
+            "Events in the log not yet published to NATS JetStream",
+            relay_lag,
+        );
+    }
     registry.register(
         "event_log_head_position",
         "Global position of the newest readable event",
