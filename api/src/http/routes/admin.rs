@@ -444,21 +444,15 @@ async fn block(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StatusRequest>,
 ) -> Result<Json<StatusAnswer>, ApiError> {
-    let id = user_id(&id)?;
-    let changed = admin::change_status(
+    set_status(
         &state,
-        id,
-        StatusChange::Block,
-        &body.reason,
         &caller.key_id,
         &ctx,
+        &id,
+        StatusChange::Block,
+        &body,
     )
-    .await?;
-    Ok(Json(StatusAnswer {
-        user_id: id,
-        status: "blocked",
-        changed,
-    }))
+    .await
 }
 
 /// Unblock a user
@@ -491,19 +485,33 @@ async fn unblock(
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StatusRequest>,
 ) -> Result<Json<StatusAnswer>, ApiError> {
-    let id = user_id(&id)?;
-    let changed = admin::change_status(
+    set_status(
         &state,
-        id,
-        StatusChange::Unblock,
-        &body.reason,
         &caller.key_id,
         &ctx,
+        &id,
+        StatusChange::Unblock,
+        &body,
     )
-    .await?;
+    .await
+}
+
+async fn set_status(
+    state: &AppState,
+    key_id: &str,
+    ctx: &RequestContext,
+    id: &str,
+    change: StatusChange,
+    body: &StatusRequest,
+) -> Result<Json<StatusAnswer>, ApiError> {
+    let id = user_id(id)?;
+    let changed = admin::change_status(state, id, change, &body.reason, key_id, ctx).await?;
     Ok(Json(StatusAnswer {
         user_id: id,
-        status: "active",
+        status: match change {
+            StatusChange::Block => "blocked",
+            StatusChange::Unblock => "active",
+        },
         changed,
     }))
 }
