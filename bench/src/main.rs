@@ -66,6 +66,17 @@ struct Args {
     /// Concurrent appenders of the data generator.
     #[arg(long, default_value_t = 4)]
     appenders: usize,
+    /// Measure only this part (and the baseline, on PostgreSQL), for short runs.
+    #[arg(long, value_enum)]
+    only: Option<Only>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Only {
+    /// Login load and memory, with the pgbench baseline on PostgreSQL.
+    Login,
+    /// Generating the log and rebuilding the read models over it (no baseline).
+    Replay,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -161,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
     let machine = Machine::probe(uses_postgres.then_some(args.postgres_url.as_str())).await;
 
     let mut baseline = None;
-    if uses_postgres {
+    if uses_postgres && args.only != Some(Only::Replay) {
         eprintln!(
             "baseline: pgbench one-row INSERT at {:?} clients",
             plan.levels
@@ -244,40 +255,45 @@ async fn measure(
         .timeout(Duration::from_secs(60))
         .build()?;
 
-    // Login load, on a fresh database, with the memory it takes.
-    let service = Service::start(mode, db, &sim).await?;
-    let target = login::Target {
-        http: http.clone(),
-        service: service.base.clone(),
-        sim: sim.base.clone(),
-        run: format!("b{:06x}", rand::random::<u32>() & 0xff_ffff),
-    };
-    let login_began = Instant::now();
-    for &c in &plan.levels {
-        eprintln!("{name}: login, {c} virtual users, {:?}", plan.level);
-        let level = login::closed_loop(&target, c, plan.level).await;
-        eprintln!(
-            "  {:.0} logins/s, p99 {:.2} ms, {} errors",
-            level.logins_per_sec, level.login.p99_ms, level.errors
-        );
-        out.login.push(level);
+    if args.only != Some(Only::Replay) {
+        // Login load, on a fresh database, with the memory it takes.
+        let service = Service::start(mode, db, &sim).await?;
+        let target = login::Target {
+            http: http.clone(),
+            service: service.base.clone(),
+            sim: sim.base.clone(),
+            run: format!("b{:06x}", rand::random::<u32>() & 0xff_ffff),
+        };
+        let login_began = Instant::now();
+        for &c in &plan.levels {
+            eprintln!("{name}: login, {c} virtual users, {:?}", plan.level);
+            let level = login::closed_loop(&target, c, plan.level).await;
+            eprintln!(
+                "  {:.0} logins/s, p99 {:.2} ms, {} errors",
+                level.logins_per_sec, level.login.p99_ms, level.errors
+            );
+            out.login.push(level);
+        }
+        if let Some(peak) = out.peak_login().map(|p| p.logins_per_sec) {
+            let rate = 0.7 * peak;
+            eprintln!("{name}: login, open loop at {rate:.0}/s (70 % of peak)");
+            let level = login::paced(&target, rate, plan.level).await;
+            eprintln!(
+                "  {:.0} logins/s, p99 {:.2} ms, {} errors",
+                level.logins_per_sec, level.login.p99_ms, level.errors
+            );
+            out.paced = Some(level);
+        }
+        out.memory = Some(service.memory());
+        timings.push(Timing {
+            part: format!("{name}: login + memory"),
+            seconds: login_began.elapsed().as_secs_f64(),
+        });
+        service.stop().await;
     }
-    if let Some(peak) = out.peak_login().map(|p| p.logins_per_sec) {
-        let rate = 0.7 * peak;
-        eprintln!("{name}: login, open loop at {rate:.0}/s (70 % of peak)");
-        let level = login::paced(&target, rate, plan.level).await;
-        eprintln!(
-            "  {:.0} logins/s, p99 {:.2} ms, {} errors",
-            level.logins_per_sec, level.login.p99_ms, level.errors
-        );
-        out.paced = Some(level);
+    if args.only == Some(Only::Login) {
+        return Ok(());
     }
-    out.memory = Some(service.memory());
-    timings.push(Timing {
-        part: format!("{name}: login + memory"),
-        seconds: login_began.elapsed().as_secs_f64(),
-    });
-    service.stop().await;
 
     // The generated log: replay, then admin queries and the stream through the service.
     let store = infra::store::connect(&db.url).await?;
@@ -310,6 +326,9 @@ async fn measure(
     .await?;
     eprintln!("  {:.0} events/s", replay.events_per_sec);
     out.replay = Some(replay);
+    if args.only == Some(Only::Replay) {
+        return Ok(());
+    }
     let sample = population.sample(start, 1000);
     let service = Service::start(mode, db, &sim).await?;
     admin_at(&http, &service, &sample, plan.admin_requests, out, timings).await;

@@ -202,6 +202,22 @@ pub(crate) fn placeholders(from: usize, count: usize) -> String {
 /// Parameters per statement: well under SQLite's 32766 and PostgreSQL's 65535.
 const MAX_PARAMS: usize = 4000;
 
+/// The placeholders of parameters `from..from + count` in a statement on `conn` whose
+/// parameters are all written by this function, in order: `$from, …` on PostgreSQL, `?, …` on
+/// SQLite.
+///
+/// Anonymous on SQLite because sqlx asks SQLite for each parameter's name when binding, and
+/// SQLite finds a name by walking the statement's list of named parameters: binding n `$N`
+/// parameters costs O(n²), which with thousands per multi-row `INSERT` was most of a
+/// rebuild's time. Anonymous parameters have no names to walk.
+pub(crate) fn bound_placeholders(conn: &AnyConnection, from: usize, count: usize) -> String {
+    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
+        vec!["?"; count].join(", ")
+    } else {
+        placeholders(from, count)
+    }
+}
+
 /// Rows for multi-row `INSERT`s, sent in as few statements as the parameter limits allow
 /// (one round trip per few hundred rows instead of one per row).
 pub(crate) struct Rows {
@@ -245,7 +261,7 @@ impl Rows {
             let chunk: Vec<Val> = values.by_ref().take(per_statement * width).collect();
             let rows = chunk.len() / width;
             let tuples: Vec<String> = (0..rows)
-                .map(|r| format!("({})", placeholders(r * width + 1, width)))
+                .map(|r| format!("({})", bound_placeholders(conn, r * width + 1, width)))
                 .collect();
             let sql = format!(
                 "INSERT INTO {} ({}) VALUES {} {suffix}",

@@ -18,4 +18,7 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
     #[error("event store: {0}")]
     Store(#[from] StoreError),
+    /// A rebuild's background read ended abnormally (panicked, or the runtime is stopping).
+    #[error("background task: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }

@@ -25,6 +25,11 @@ pub(crate) const BATCH: u32 = 1000;
 /// readable), poll again this soon, doubling up to `MAX_IDLE`: the steady fallback poll.
 const MIN_IDLE: Duration = Duration::from_millis(10);
 const MAX_IDLE: Duration = Duration::from_secs(1);
+/// After an append wakes an idle runner, it waits this long before reading, so a burst of
+/// appends (concurrent logins) lands in one batch: one read-model transaction instead of one
+/// per append. Each transaction takes the database's write lock (on SQLite, the one the event
+/// store's appends need too) and costs a commit; the wait bounds the extra read-model lag.
+const LINGER: Duration = Duration::from_millis(25);
 /// How often a runner checks whether the instance running its projection went away.
 const LOCK_RETRY: Duration = Duration::from_secs(1);
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(10);
@@ -116,10 +121,17 @@ async fn run(
                 (MIN_IDLE * 2u32.saturating_pow(failures.min(10))).min(MAX_ERROR_BACKOFF)
             }
         };
-        tokio::select! {
-            woke = wake(&mut appended) => if woke { idle = MIN_IDLE },
-            () = tokio::time::sleep(pause) => {}
-            _ = stop.changed() => {}
+        let woke = tokio::select! {
+            woke = wake(&mut appended) => woke,
+            () = tokio::time::sleep(pause) => false,
+            _ = stop.changed() => false,
+        };
+        if woke {
+            idle = MIN_IDLE;
+            tokio::select! {
+                () = tokio::time::sleep(LINGER) => {}
+                _ = stop.changed() => {}
+            }
         }
     }
 }
@@ -151,6 +163,12 @@ pub(crate) async fn step(
     if events.is_empty() {
         return Ok(Step::Idle);
     }
+    // On SQLite, queue for the write lock behind the store's appends instead of meeting them
+    // in SQLite's busy handler.
+    let _turn = match store.write_turn() {
+        Some(turn) => Some(turn.lock_owned().await),
+        None => None,
+    };
     let mut tx = db.begin().await?;
     if !db::try_lock(&mut tx, db.backend, name).await? {
         return Ok(Step::Busy);

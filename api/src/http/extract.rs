@@ -6,7 +6,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use domain::{Actor, AppId, Metadata, Session, SessionId, UserId};
+use domain::{Actor, AppId, Metadata, Session, SessionId, User, UserId};
 use infra::tokens::AccessClaims;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -119,6 +119,8 @@ pub struct Authenticated {
     pub session: Session,
     /// Events in the session stream, for the next append's expected version.
     pub session_version: usize,
+    /// The user as loaded to check their standing (neither blocked nor erased).
+    pub user: User,
 }
 
 impl FromRequestParts<AppState> for Authenticated {
@@ -133,10 +135,10 @@ impl FromRequestParts<AppState> for Authenticated {
             .access_tokens
             .verify(token)
             .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))?;
-        let (session, session_version) =
-            streams::load_session_in_force(state.store.as_ref(), claims.sid)
+        let (session, session_version, user) =
+            streams::load_session_and_user_in_force(state.store.as_ref(), claims.sid)
                 .await?
-                .filter(|(session, _)| session.user_id() == Some(claims.sub))
+                .filter(|(session, _, _)| session.user_id() == Some(claims.sub))
                 .ok_or(ApiError::Unauthorized("the session has ended"))?;
         Ok(Self {
             user_id: claims.sub,
@@ -145,6 +147,7 @@ impl FromRequestParts<AppState> for Authenticated {
             claims,
             session,
             session_version,
+            user,
         })
     }
 }

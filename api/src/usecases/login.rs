@@ -27,6 +27,8 @@ pub struct LoggedIn {
     pub openid: OpenId,
     pub unionid: Option<UnionId>,
     pub is_new_user: bool,
+    /// The user as the login left them (their stream's state at the append).
+    pub user: User,
 }
 
 pub async fn login(
@@ -46,16 +48,11 @@ pub async fn login(
         unionid: wx.unionid.clone(),
         source: UnionIdSource::Code2Session,
     };
-    let logged_in = record_login(state, appid, &identity, ctx).await?;
-    let sealed = state.session_key_sealer.seal(
+    let sealed_session_key = state.session_key_sealer.seal(
         wx.session_key.expose().as_bytes(),
         session_key_context(appid, &wx.openid).as_bytes(),
     );
-    state
-        .store
-        .put_session_key(appid.as_str(), wx.openid.as_str(), &sealed)
-        .await?;
-    Ok(logged_in)
+    record_login(state, appid, &identity, Some(sealed_session_key), ctx).await
 }
 
 /// The AAD binding a sealed `session_key` to its account.
@@ -71,11 +68,13 @@ pub struct WeChatIdentity {
     pub source: UnionIdSource,
 }
 
-/// Finds or registers the user and starts a session.
+/// Finds or registers the user and starts a session; a sealed `session_key` (from
+/// `code2Session`) is stored in the same transaction.
 pub async fn record_login(
     state: &AppState,
     appid: &AppId,
     wx: &WeChatIdentity,
+    sealed_session_key: Option<Vec<u8>>,
     ctx: &RequestContext,
 ) -> Result<LoggedIn, ApiError> {
     for _ in 0..MAX_ATTEMPTS {
@@ -133,16 +132,21 @@ pub async fn record_login(
         for claim in user_events.iter().filter_map(Claim::made_by) {
             batch = batch.claim(claim, user_id);
         }
+        if let Some(sealed) = &sealed_session_key {
+            batch = batch.session_key(appid.as_str(), wx.openid.as_str(), sealed.clone());
+        }
 
         match state.store.append(batch).await {
             Ok(_) => {
+                let unionid = user.unionid.clone().or_else(|| wx.unionid.clone());
                 return Ok(LoggedIn {
                     user_id,
                     session_id,
                     openid: wx.openid.clone(),
-                    unionid: user.unionid.clone().or_else(|| wx.unionid.clone()),
+                    unionid,
                     is_new_user,
-                })
+                    user: user_events.iter().fold(user, User::evolve),
+                });
             }
             Err(AppendError::VersionConflict(_) | AppendError::ClaimTaken { .. }) => {
                 tracing::debug!("concurrent login of the same person; deciding again");

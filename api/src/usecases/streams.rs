@@ -38,15 +38,21 @@ pub enum Standing {
     Erased,
 }
 
+impl Standing {
+    pub fn of(user: &User) -> Self {
+        if user.erased {
+            Self::Erased
+        } else if user.blocked {
+            Self::Blocked
+        } else {
+            Self::Good
+        }
+    }
+}
+
 pub async fn user_standing(store: &dyn EventStore, id: UserId) -> Result<Standing, ApiError> {
     let (user, _) = load_user(store, id).await?;
-    Ok(if user.erased {
-        Standing::Erased
-    } else if user.blocked {
-        Standing::Blocked
-    } else {
-        Standing::Good
-    })
+    Ok(Standing::of(&user))
 }
 
 /// The session if it is active and its user is not blocked.
@@ -54,15 +60,23 @@ pub async fn load_session_in_force(
     store: &dyn EventStore,
     id: SessionId,
 ) -> Result<Option<(Session, usize)>, ApiError> {
+    Ok(load_session_and_user_in_force(store, id)
+        .await?
+        .map(|(session, version, _)| (session, version)))
+}
+
+/// The session if it is active and its user is not blocked, with that user (loaded for the
+/// check).
+pub async fn load_session_and_user_in_force(
+    store: &dyn EventStore,
+    id: SessionId,
+) -> Result<Option<(Session, usize, User)>, ApiError> {
     let (session, version) = load_session(store, id).await?;
-    match session.user_id() {
-        Some(user_id)
-            if session.is_active() && user_standing(store, user_id).await? == Standing::Good =>
-        {
-            Ok(Some((session, version)))
-        }
-        _ => Ok(None),
-    }
+    let Some(user_id) = session.user_id().filter(|_| session.is_active()) else {
+        return Ok(None);
+    };
+    let (user, _) = load_user(store, user_id).await?;
+    Ok((Standing::of(&user) == Standing::Good).then_some((session, version, user)))
 }
 
 pub async fn load_session(

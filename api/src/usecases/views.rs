@@ -1,22 +1,22 @@
 //! The user as the mini-program sees it, built from the user's stream (so a login or a profile
 //! change shows at once, with no projection lag), personal data opened with the user's key.
 
-use domain::{AppId, UserId};
+use domain::{AppId, User, UserId};
 use serde_json::Value;
 
 use super::profile::open_one;
-use super::streams::load_user;
 use crate::http::routes::me::UserView;
 use crate::http::ApiError;
 use crate::state::AppState;
 
-pub async fn user_view(
+/// The view of a user already loaded (for the session check) or just decided on.
+pub async fn view_of(
     state: &AppState,
     user_id: UserId,
+    user: &User,
     appid: &AppId,
     is_new_user: bool,
 ) -> Result<UserView, ApiError> {
-    let (user, _) = load_user(state.store.as_ref(), user_id).await?;
     let openid = user
         .openid_for(appid)
         .cloned()
@@ -32,7 +32,7 @@ pub async fn user_view(
     Ok(UserView {
         user_id,
         openid,
-        unionid: user.unionid,
+        unionid: user.unionid.clone(),
         is_new_user,
         profile,
         phone,

@@ -83,6 +83,17 @@ pub struct AppendBatch {
     pub claims: Vec<(Claim, UserId)>,
     /// Frees every claim this user holds (erasure): the person may register afresh.
     pub release_claims_of: Option<UserId>,
+    /// A sealed WeChat `session_key` to store (as `SessionKeyVault::put_session_key`) in the
+    /// same transaction: a login's key commits with the login, at no extra write.
+    pub session_key: Option<SessionKeyWrite>,
+}
+
+/// A sealed `session_key` for `(appid, openid)`, replacing the one stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionKeyWrite {
+    pub appid: String,
+    pub openid: String,
+    pub sealed: Vec<u8>,
 }
 
 impl AppendBatch {
@@ -109,6 +120,15 @@ impl AppendBatch {
 
     pub fn release_claims_of(mut self, user: UserId) -> Self {
         self.release_claims_of = Some(user);
+        self
+    }
+
+    pub fn session_key(mut self, appid: &str, openid: &str, sealed: Vec<u8>) -> Self {
+        self.session_key = Some(SessionKeyWrite {
+            appid: appid.to_owned(),
+            openid: openid.to_owned(),
+            sealed,
+        });
         self
     }
 
@@ -276,6 +296,14 @@ pub trait Store:
     /// slowly as well (a notification can be lost, and on PostgreSQL a committed event becomes
     /// readable only once older transactions have ended).
     fn appended(&self) -> tokio::sync::watch::Receiver<i64>;
+
+    /// On SQLite, this process's turn at the database's single write lock: the store's appends
+    /// hold it, and other writers in the process (the projection runners) take it around their
+    /// write transactions, so they queue here rather than sleep in SQLite's busy handler
+    /// (which polls in 1, 2, 5, 10 … ms steps). `None` where writers do not exclude each other.
+    fn write_turn(&self) -> Option<Arc<tokio::sync::Mutex<()>>> {
+        None
+    }
 }
 
 /// Opens the database named by the URL, creating a SQLite file if missing, and runs the

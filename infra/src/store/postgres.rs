@@ -18,7 +18,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{Claim, EventId, StreamId, UserId};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use uuid::Uuid;
 
@@ -133,6 +133,26 @@ impl EventStore for PostgresStore {
     }
 }
 
+/// Stores a sealed `session_key`, replacing the account's previous one (alone, or inside an
+/// append's transaction).
+async fn upsert_session_key(
+    conn: &mut PgConnection,
+    appid: &str,
+    openid: &str,
+    sealed: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO wechat_session_keys (appid, openid, sealed, updated_at) VALUES ($1, $2, $3, now()) \
+         ON CONFLICT (appid, openid) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = EXCLUDED.updated_at",
+    )
+    .bind(appid)
+    .bind(openid)
+    .bind(sealed)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl SessionKeyVault for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all)]
@@ -142,15 +162,8 @@ impl SessionKeyVault for PostgresStore {
         openid: &str,
         sealed: &[u8],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO wechat_session_keys (appid, openid, sealed, updated_at) VALUES ($1, $2, $3, now()) \
-             ON CONFLICT (appid, openid) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = EXCLUDED.updated_at",
-        )
-        .bind(appid)
-        .bind(openid)
-        .bind(sealed)
-        .execute(&self.pool)
-        .await?;
+        let mut conn = self.pool.acquire().await?;
+        upsert_session_key(&mut conn, appid, openid, sealed).await?;
         Ok(())
     }
 

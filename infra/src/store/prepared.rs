@@ -4,7 +4,7 @@
 use chrono::SubsecRound;
 use domain::{Metadata, StreamId, UserId};
 
-use super::{AppendBatch, RecordedEvent, StoreError, StreamAppend};
+use super::{AppendBatch, RecordedEvent, SessionKeyWrite, StoreError, StreamAppend};
 
 /// An append, ready for a backend to write.
 pub(super) struct PreparedAppend {
@@ -17,6 +17,7 @@ pub(super) struct PreparedAppend {
     /// Sorted by (kind, value) for the same reason; exact repeats removed.
     pub claims: Vec<ClaimRow>,
     pub release_claims_of: Option<UserId>,
+    pub session_key: Option<SessionKeyWrite>,
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -50,11 +51,12 @@ impl PreparedAppend {
             lock_order,
             claims,
             release_claims_of: batch.release_claims_of,
+            session_key: batch.session_key,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.streams.is_empty() && self.claims.is_empty()
+        self.streams.is_empty() && self.claims.is_empty() && self.session_key.is_none()
     }
 
     pub fn event_count(&self) -> usize {

@@ -9,14 +9,15 @@ mod append;
 mod relay;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::{Claim, EventId, StreamId, UserId};
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
 };
 use sqlx::Row;
 use uuid::Uuid;
@@ -35,6 +36,8 @@ pub struct SqliteStore {
     write: SqlitePool,
     read: SqlitePool,
     signal: AppendSignal,
+    /// See `Store::write_turn`.
+    write_turn: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl SqliteStore {
@@ -65,6 +68,7 @@ impl SqliteStore {
             write,
             read,
             signal: AppendSignal::new(),
+            write_turn: Arc::default(),
         })
     }
 }
@@ -109,11 +113,11 @@ fn decode_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
 impl EventStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(streams = batch.streams.len()))]
     async fn append(&self, batch: AppendBatch) -> Result<Vec<RecordedEvent>, AppendError> {
-        let events: Vec<RecordedEvent> = append::append(&self.write, batch)
-            .await?
-            .into_iter()
-            .map(upcast)
-            .collect();
+        let appended = {
+            let _turn = self.write_turn.lock().await;
+            append::append(&self.write, batch).await
+        };
+        let events: Vec<RecordedEvent> = appended?.into_iter().map(upcast).collect();
         if let Some(last) = events.iter().map(|e| e.position).max() {
             self.signal.bump(last);
         }
@@ -160,6 +164,27 @@ impl EventStore for SqliteStore {
     }
 }
 
+/// Stores a sealed `session_key`, replacing the account's previous one (alone, or inside an
+/// append's transaction).
+async fn upsert_session_key(
+    conn: &mut SqliteConnection,
+    appid: &str,
+    openid: &str,
+    sealed: &[u8],
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO wechat_session_keys (appid, openid, sealed, updated_at) VALUES (?1, ?2, ?3, ?4) \
+         ON CONFLICT (appid, openid) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+    )
+    .bind(appid)
+    .bind(openid)
+    .bind(sealed)
+    .bind(time_to_db(Utc::now()))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 #[async_trait]
 impl SessionKeyVault for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all)]
@@ -169,16 +194,9 @@ impl SessionKeyVault for SqliteStore {
         openid: &str,
         sealed: &[u8],
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO wechat_session_keys (appid, openid, sealed, updated_at) VALUES (?1, ?2, ?3, ?4) \
-             ON CONFLICT (appid, openid) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
-        )
-        .bind(appid)
-        .bind(openid)
-        .bind(sealed)
-        .bind(time_to_db(Utc::now()))
-        .execute(&self.write)
-        .await?;
+        let _turn = self.write_turn.lock().await;
+        let mut conn = self.write.acquire().await?;
+        upsert_session_key(&mut conn, appid, openid, sealed).await?;
         Ok(())
     }
 
@@ -364,5 +382,9 @@ impl Store for SqliteStore {
 
     fn appended(&self) -> tokio::sync::watch::Receiver<i64> {
         self.signal.subscribe()
+    }
+
+    fn write_turn(&self) -> Option<Arc<tokio::sync::Mutex<()>>> {
+        Some(self.write_turn.clone())
     }
 }

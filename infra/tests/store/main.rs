@@ -61,6 +61,7 @@ both_backends!(
     reclaiming_your_own_claim_is_fine,
     read_all_pages_through_the_log,
     session_keys_are_replaced,
+    a_session_key_commits_with_its_append,
     only_the_first_signing_key_is_kept,
     concurrent_readers_see_every_event_once_in_order,
     one_of_many_rival_claims_wins,
@@ -492,6 +493,38 @@ async fn read_all_pages_through_the_log(db: Db) {
         written[3..5]
     );
     assert!(db.store.read_all(after, 10).await.unwrap().is_empty());
+}
+
+async fn a_session_key_commits_with_its_append(db: Db) {
+    let appid = "wx0123456789abcdef";
+    let login = stream("session-key-login");
+    let batch = |sealed: &[u8]| {
+        one(
+            &login,
+            ExpectedVersion::NoStream,
+            vec![event("UserLoggedIn", json!({}))],
+        )
+        .session_key(appid, "o-1", sealed.to_vec())
+    };
+    db.store.append(batch(b"first")).await.unwrap();
+    let stored = db.store.session_key(appid, "o-1").await.unwrap();
+    assert_eq!(stored.as_deref(), Some(&b"first"[..]));
+
+    // A refused append writes nothing, its session key included.
+    assert_conflict_on(db.store.append(batch(b"second")).await, &login);
+    let stored = db.store.session_key(appid, "o-1").await.unwrap();
+    assert_eq!(stored.as_deref(), Some(&b"first"[..]));
+
+    // An accepted one replaces the key.
+    let next = one(
+        &login,
+        ExpectedVersion::Exactly(1),
+        vec![event("SessionRefreshed", json!({}))],
+    )
+    .session_key(appid, "o-1", b"third".to_vec());
+    db.store.append(next).await.unwrap();
+    let stored = db.store.session_key(appid, "o-1").await.unwrap();
+    assert_eq!(stored.as_deref(), Some(&b"third"[..]));
 }
 
 async fn session_keys_are_replaced(db: Db) {

@@ -9,7 +9,7 @@ use sqlx::AnyConnection;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::db::{bind, placeholders, Rows, Val};
+use crate::db::{bind, bound_placeholders, Rows, Val};
 use crate::error::ProjectionError;
 use crate::event::{self, USER_LOGGED_IN};
 use crate::redact::redact;
@@ -35,6 +35,7 @@ pub(crate) const AUDIT_LOG: Table = Table {
         ("action", &["action", "occurred_at", "position"]),
         ("time", &["occurred_at", "position"]),
     ],
+    write_indexes: &[],
 };
 
 pub(crate) const AUDIT_SESSIONS: Table = Table {
@@ -42,6 +43,7 @@ pub(crate) const AUDIT_SESSIONS: Table = Table {
     columns: &[("session_id", Col::Text), ("user_id", Col::Text)],
     key: &["session_id"],
     indexes: &[],
+    write_indexes: &[],
 };
 
 pub(crate) const TABLES: &[Table] = &[AUDIT_LOG, AUDIT_SESSIONS];
@@ -109,7 +111,7 @@ async fn session_users(
         let sql = format!(
             "SELECT session_id, user_id FROM {} WHERE session_id IN ({})",
             AUDIT_SESSIONS.physical(generation),
-            placeholders(1, chunk.len())
+            bound_placeholders(conn, 1, chunk.len())
         );
         let mut query = sqlx::query(&sql).persistent(chunk.len() == LOAD_CHUNK);
         for id in chunk {

@@ -28,6 +28,7 @@ pub(crate) const LOGIN_HISTORY: Table = Table {
         ("app", &["appid", "occurred_at", "position"]),
         ("time", &["occurred_at", "position"]),
     ],
+    write_indexes: &[],
 };
 
 pub(crate) const TABLES: &[Table] = &[LOGIN_HISTORY];

@@ -24,6 +24,7 @@ pub(crate) const DAILY_STATS: Table = Table {
     ],
     key: &["appid", "day"],
     indexes: &[("day", &["day", "appid"])],
+    write_indexes: &[],
 };
 
 pub(crate) const DAILY_ACTIVE_USERS: Table = Table {
@@ -35,6 +36,7 @@ pub(crate) const DAILY_ACTIVE_USERS: Table = Table {
     ],
     key: &["appid", "day", "user_id"],
     indexes: &[],
+    write_indexes: &[],
 };
 
 pub(crate) const TABLES: &[Table] = &[DAILY_STATS, DAILY_ACTIVE_USERS];

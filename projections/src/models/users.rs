@@ -13,7 +13,7 @@ use sqlx::AnyConnection;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::db::{bind, placeholders, Rows, Val};
+use crate::db::{bind, bound_placeholders, Rows, Val};
 use crate::error::ProjectionError;
 use crate::event::{self, *};
 use crate::schema::{Col, Table};
@@ -36,6 +36,7 @@ pub(crate) const USERS: Table = Table {
         ("phone", &["phone_index"]),
         ("status", &["status", "user_id"]),
     ],
+    write_indexes: &[],
 };
 
 pub(crate) const USER_ACCOUNTS: Table = Table {
@@ -48,6 +49,8 @@ pub(crate) const USER_ACCOUNTS: Table = Table {
     ],
     key: &["appid", "openid"],
     indexes: &[("user", &["user_id"]), ("openid", &["openid"])],
+    // Erasure deletes the user's accounts by `user_id`.
+    write_indexes: &["user"],
 };
 
 pub(crate) const TABLES: &[Table] = &[USERS, USER_ACCOUNTS];
@@ -225,7 +228,7 @@ async fn load(
             "SELECT user_id, status, unionid, phone_index, profile, created_at, updated_at, \
              last_login_at FROM {} WHERE user_id IN ({})",
             USERS.physical(generation),
-            placeholders(1, chunk.len())
+            bound_placeholders(conn, 1, chunk.len())
         );
         let mut query = sqlx::query(&sql).persistent(chunk.len() == LOAD_CHUNK);
         for id in chunk {

@@ -152,11 +152,18 @@ async fn cloud_login(
             .map_err(|e| ApiError::InvalidRequest(e.to_string()))?,
         source: UnionIdSource::CloudContext,
     };
-    let logged_in = login::record_login(&state, &appid, &identity, &ctx).await?;
+    let logged_in = login::record_login(&state, &appid, &identity, None, &ctx).await?;
     let tokens =
         sessions::issue_tokens(&state, logged_in.user_id, logged_in.session_id, &appid, 0)?;
     tracing::info!(%appid, user_id = %logged_in.user_id, new_user = logged_in.is_new_user, "cloud login");
-    let user = views::user_view(&state, logged_in.user_id, &appid, logged_in.is_new_user).await?;
+    let user = views::view_of(
+        &state,
+        logged_in.user_id,
+        &logged_in.user,
+        &appid,
+        logged_in.is_new_user,
+    )
+    .await?;
     Ok(Json(LoginResponse {
         tokens: tokens.into(),
         user,

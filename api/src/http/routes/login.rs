@@ -109,6 +109,13 @@ async fn wechat_login(
     tracing::info!(%appid, user_id = %logged_in.user_id, new_user = logged_in.is_new_user, "login");
     Ok(Json(LoginResponse {
         tokens: tokens.into(),
-        user: views::user_view(&state, logged_in.user_id, &appid, logged_in.is_new_user).await?,
+        user: views::view_of(
+            &state,
+            logged_in.user_id,
+            &logged_in.user,
+            &appid,
+            logged_in.is_new_user,
+        )
+        .await?,
     }))
 }

@@ -69,7 +69,7 @@ async fn me(
             ..
         }
     );
-    let view = views::user_view(&state, auth.user_id, &auth.appid, is_new_user).await?;
+    let view = views::view_of(&state, auth.user_id, &auth.user, &auth.appid, is_new_user).await?;
     Ok(Json(view))
 }
 

@@ -80,6 +80,11 @@ async fn write(
             .map_err(StoreError::from)?;
     }
     insert_claims(conn, &prepared.claims).await?;
+    if let Some(key) = &prepared.session_key {
+        super::upsert_session_key(&mut *conn, &key.appid, &key.openid, &key.sealed)
+            .await
+            .map_err(db)?;
+    }
     Ok(events)
 }
 
