@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use infra::store::{RecordedEvent, Store};
+use infra::store::{AppendWaiter, RecordedEvent, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -94,14 +94,12 @@ async fn run(
     projection: Projection,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut appended = Some(store.appended());
+    let mut appended = AppendWaiter::new(store.appended());
     let mut idle = MIN_IDLE;
     let mut failures: u32 = 0;
     while !*stop.borrow() {
         // Everything announced so far is covered by the read about to happen.
-        if let Some(rx) = appended.as_mut() {
-            rx.borrow_and_update();
-        }
+        appended.mark_seen();
         let pause = match step(&models, store.as_ref(), projection).await {
             Ok(Step::Applied | Step::Stale) => {
                 failures = 0;
@@ -122,7 +120,7 @@ async fn run(
             }
         };
         let woke = tokio::select! {
-            woke = wake(&mut appended) => woke,
+            woke = appended.appended() => woke,
             () = tokio::time::sleep(pause) => false,
             _ = stop.changed() => false,
         };
@@ -134,18 +132,6 @@ async fn run(
             }
         }
     }
-}
-
-/// Waits for an append; false (at once, and ever after) once the store dropped the signal.
-async fn wake(appended: &mut Option<watch::Receiver<i64>>) -> bool {
-    let Some(rx) = appended.as_mut() else {
-        return std::future::pending().await;
-    };
-    if rx.changed().await.is_ok() {
-        return true;
-    }
-    *appended = None;
-    false
 }
 
 /// Applies the next batch after the checkpoint, if any.

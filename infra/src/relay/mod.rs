@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::store::{Store, StoreError};
+use crate::store::{AppendWaiter, Store, StoreError};
 
 pub use publisher::{subject, POSITION_HEADER};
 
@@ -182,14 +182,12 @@ async fn run(
     mut stop: watch::Receiver<bool>,
     health: watch::Sender<RelayHealth>,
 ) {
-    let mut appended = Some(store.appended());
+    let mut appended = AppendWaiter::new(store.appended());
     let mut publisher: Option<publisher::Publisher> = None;
     let mut idle = MIN_IDLE;
     let mut failures: u32 = 0;
     while !*stop.borrow() {
-        if let Some(rx) = appended.as_mut() {
-            rx.borrow_and_update();
-        }
+        appended.mark_seen();
         let attempt = async {
             if publisher.is_none() {
                 publisher = Some(publisher::Publisher::connect(&config).await?);
@@ -253,23 +251,11 @@ async fn run(
             }
         };
         tokio::select! {
-            woke = wake(&mut appended) => if woke { idle = MIN_IDLE },
+            woke = appended.appended() => if woke { idle = MIN_IDLE },
             () = tokio::time::sleep(pause) => {}
             _ = stop.changed() => {}
         }
     }
-}
-
-/// Waits for an append; never returns once the store dropped the signal.
-async fn wake(appended: &mut Option<watch::Receiver<i64>>) -> bool {
-    let Some(rx) = appended.as_mut() else {
-        return std::future::pending().await;
-    };
-    if rx.changed().await.is_ok() {
-        return true;
-    }
-    *appended = None;
-    false
 }
 
 /// Publishes the next batch after the checkpoint, if any, then moves the checkpoint.

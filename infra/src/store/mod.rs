@@ -19,6 +19,7 @@ use domain::{Claim, EventId, Metadata, StreamId, UserId};
 use crate::api_keys::StoredApiKey;
 
 pub use postgres::PostgresStore;
+pub use signal::AppendWaiter;
 pub use sqlite::SqliteStore;
 
 /// An event ready to be appended.

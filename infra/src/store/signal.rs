@@ -31,3 +31,32 @@ impl AppendSignal {
         self.tx.subscribe()
     }
 }
+
+/// A log reader's side of the signal: mark what a read covers, then wait for more.
+pub struct AppendWaiter(Option<watch::Receiver<i64>>);
+
+impl AppendWaiter {
+    pub fn new(appended: watch::Receiver<i64>) -> Self {
+        Self(Some(appended))
+    }
+
+    /// Everything announced so far is covered by the read about to happen.
+    pub fn mark_seen(&mut self) {
+        if let Some(rx) = self.0.as_mut() {
+            rx.borrow_and_update();
+        }
+    }
+
+    /// Waits for an append. Once the store has dropped the signal it returns false once and
+    /// then never again (readers fall back to their poll).
+    pub async fn appended(&mut self) -> bool {
+        let Some(rx) = self.0.as_mut() else {
+            return std::future::pending().await;
+        };
+        if rx.changed().await.is_ok() {
+            return true;
+        }
+        self.0 = None;
+        false
+    }
+}

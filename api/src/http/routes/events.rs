@@ -18,7 +18,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use infra::analytics::analytics_view;
-use infra::store::{RecordedEvent, Store};
+use infra::store::{AppendWaiter, RecordedEvent, Store};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::watch;
@@ -156,7 +156,7 @@ async fn stream(
         store: state.store.clone(),
         after,
         page: VecDeque::new(),
-        appended: Some(state.store.appended()),
+        appended: AppendWaiter::new(state.store.appended()),
         idle: MIN_IDLE,
         shutting_down: state.shutting_down.subscribe(),
         started: false,
@@ -175,7 +175,7 @@ struct Follower {
     /// Read, not yet sent: at most one page.
     page: VecDeque<RecordedEvent>,
     /// `None` once the store dropped its signal (polling then does it all).
-    appended: Option<watch::Receiver<i64>>,
+    appended: AppendWaiter,
     idle: Duration,
     shutting_down: watch::Receiver<bool>,
     started: bool,
@@ -201,9 +201,7 @@ impl Follower {
                 return Some((Ok(message(&event)), self));
             }
             // Every wake-up so far is covered by the read about to happen.
-            if let Some(rx) = self.appended.as_mut() {
-                rx.borrow_and_update();
-            }
+            self.appended.mark_seen();
             match self.store.read_all(self.after, STREAM_PAGE).await {
                 Ok(events) if !events.is_empty() => {
                     self.page = events.into();
@@ -219,24 +217,12 @@ impl Follower {
             let pause = self.idle;
             self.idle = (self.idle * 2).min(MAX_IDLE);
             tokio::select! {
-                woke = wake(&mut self.appended) => if woke { self.idle = MIN_IDLE },
+                woke = self.appended.appended() => if woke { self.idle = MIN_IDLE },
                 () = tokio::time::sleep(pause) => {}
                 _ = self.shutting_down.changed() => return None,
             }
         }
     }
-}
-
-/// Waits for an append; false (at once, and ever after) once the store dropped the signal.
-async fn wake(appended: &mut Option<watch::Receiver<i64>>) -> bool {
-    let Some(rx) = appended.as_mut() else {
-        return std::future::pending().await;
-    };
-    if rx.changed().await.is_ok() {
-        return true;
-    }
-    *appended = None;
-    false
 }
 
 fn message(event: &RecordedEvent) -> Event {
