@@ -92,11 +92,7 @@ pub async fn authorize_profile(
             None => None,
         };
     let (profile, fields) = profile_of(&data);
-    let sealed = state
-        .personal_data
-        .seal(state.store.as_ref(), user_id, &profile)
-        .await
-        .map_err(ApiError::internal)?;
+    let sealed = seal(state, user_id, &profile).await?;
     let shared = SharedProfile {
         sealed,
         fields,
@@ -210,11 +206,7 @@ pub async fn update_profile(
         .as_object()
         .map(|o| o.keys().cloned().collect())
         .unwrap_or_default();
-    let sealed = state
-        .personal_data
-        .seal(state.store.as_ref(), user_id, &profile)
-        .await
-        .map_err(ApiError::internal)?;
+    let sealed = seal(state, user_id, &profile).await?;
     record(
         state,
         user_id,
@@ -259,11 +251,7 @@ pub async fn bind_phone(
         "pure_phone_number": info.pure_phone_number,
         "country_code": info.country_code,
     });
-    let sealed = state
-        .personal_data
-        .seal(state.store.as_ref(), user_id, &phone)
-        .await
-        .map_err(ApiError::internal)?;
+    let sealed = seal(state, user_id, &phone).await?;
     let index = state.phone_index.of(&e164);
     record(
         state,
@@ -316,6 +304,19 @@ pub async fn erase(
             .await?;
     }
     Ok(())
+}
+
+/// Seals personal data under the user's data key (created on first use).
+async fn seal(
+    state: &AppState,
+    user_id: UserId,
+    data: &Value,
+) -> Result<SealedPersonalData, ApiError> {
+    state
+        .personal_data
+        .seal(state.store.as_ref(), user_id, data)
+        .await
+        .map_err(ApiError::internal)
 }
 
 /// Opens one sealed field of the user; `None` once erased.
