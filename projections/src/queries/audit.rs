@@ -4,10 +4,9 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{AuditFilter, Page, PageRequest, Where};
-use crate::cursor::{self, TimeCursor};
+use super::{AuditFilter, Page, PageRequest, TimeList, Where};
 use crate::error::ProjectionError;
-use crate::event::{micros, time_from_micros};
+use crate::event::time_from_micros;
 use crate::ReadModels;
 
 /// One event from the `audit_log` read model.
@@ -29,8 +28,6 @@ pub struct AuditRecord {
     pub details: serde_json::Value,
 }
 
-const CURSOR_KIND: char = 'a';
-
 impl ReadModels {
     /// Audit entries, newest first.
     pub async fn audit(
@@ -38,11 +35,6 @@ impl ReadModels {
         filter: &AuditFilter,
         page: &PageRequest,
     ) -> Result<Page<AuditRecord>, ProjectionError> {
-        let after = page
-            .cursor
-            .as_deref()
-            .map(|c| TimeCursor::decode_for(CURSOR_KIND, c))
-            .transpose()?;
         let mut w = Where::default();
         if let Some(user) = filter.user_id {
             let p = w.arg(user.to_string());
@@ -56,25 +48,18 @@ impl ReadModels {
             let p = w.arg(action.as_str());
             w.and(format!("action = {p}"));
         }
-        w.time_page(filter.from, filter.to, after.map(|c| (c.t, c.p)));
-        let size = page.size();
-        let limit = w.arg(size as i64 + 1);
-        let sql = format!(
-            "SELECT position, occurred_at, actor, action, target, stream_id, appid, client_ip, \
-             details FROM audit_log {} ORDER BY occurred_at DESC, position DESC LIMIT {limit}",
-            w.sql()
-        );
-        let rows = w.bind(sqlx::query(&sql)).fetch_all(&self.db().read).await?;
-        let records = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_rows(records, size, |r: &AuditRecord| {
-            cursor::encode(&TimeCursor {
-                k: CURSOR_KIND,
-                t: micros(r.occurred_at),
-                p: r.position,
-            })
-        }))
+        self.newest_first(AUDIT, w, filter.from, filter.to, page)
+            .await
     }
 }
+
+const AUDIT: TimeList<AuditRecord> = TimeList {
+    kind: 'a',
+    columns: "position, occurred_at, actor, action, target, stream_id, appid, client_ip, details",
+    view: "audit_log",
+    decode,
+    key: |r| (r.occurred_at, r.position),
+};
 
 fn decode(row: &AnyRow) -> Result<AuditRecord, ProjectionError> {
     let details: String = row.try_get("details")?;

@@ -5,10 +5,9 @@ use sqlx::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{LoginFilter, Page, PageRequest, Where};
-use crate::cursor::{self, TimeCursor};
+use super::{LoginFilter, Page, PageRequest, TimeList, Where};
 use crate::error::ProjectionError;
-use crate::event::{micros, time_from_micros};
+use crate::event::time_from_micros;
 use crate::ReadModels;
 
 /// One login from the `login_history` read model.
@@ -25,8 +24,6 @@ pub struct LoginRecord {
     pub device: Option<String>,
     pub is_new_user: bool,
 }
-
-const CURSOR_KIND: char = 'l';
 
 impl ReadModels {
     /// A user's logins, newest first.
@@ -54,11 +51,6 @@ impl ReadModels {
         filter: &LoginFilter,
         page: &PageRequest,
     ) -> Result<Page<LoginRecord>, ProjectionError> {
-        let after = page
-            .cursor
-            .as_deref()
-            .map(|c| TimeCursor::decode_for(CURSOR_KIND, c))
-            .transpose()?;
         let mut w = Where::default();
         if let Some(user) = user_id {
             let p = w.arg(user.to_string());
@@ -68,25 +60,19 @@ impl ReadModels {
             let p = w.arg(appid.as_str());
             w.and(format!("appid = {p}"));
         }
-        w.time_page(filter.from, filter.to, after.map(|c| (c.t, c.p)));
-        let size = page.size();
-        let limit = w.arg(size as i64 + 1);
-        let sql = format!(
-            "SELECT position, session_id, user_id, appid, openid, occurred_at, client_ip, device, \
-             is_new_user FROM login_history {} ORDER BY occurred_at DESC, position DESC LIMIT {limit}",
-            w.sql()
-        );
-        let rows = w.bind(sqlx::query(&sql)).fetch_all(&self.db().read).await?;
-        let records = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_rows(records, size, |r: &LoginRecord| {
-            cursor::encode(&TimeCursor {
-                k: CURSOR_KIND,
-                t: micros(r.occurred_at),
-                p: r.position,
-            })
-        }))
+        self.newest_first(LOGINS, w, filter.from, filter.to, page)
+            .await
     }
 }
+
+const LOGINS: TimeList<LoginRecord> = TimeList {
+    kind: 'l',
+    columns: "position, session_id, user_id, appid, openid, occurred_at, client_ip, device, \
+              is_new_user",
+    view: "login_history",
+    decode,
+    key: |r| (r.occurred_at, r.position),
+};
 
 fn decode(row: &AnyRow) -> Result<LoginRecord, ProjectionError> {
     let user: String = row.try_get("user_id")?;

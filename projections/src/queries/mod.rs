@@ -16,7 +16,13 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use sqlx::any::AnyRow;
+
+use crate::cursor::{self, TimeCursor};
 use crate::db::{bind, AnyQuery, Val};
+use crate::error::ProjectionError;
+use crate::event::micros;
+use crate::ReadModels;
 
 /// The most rows one page holds, whatever was asked.
 pub const MAX_PAGE_LIMIT: u32 = 200;
@@ -154,5 +160,57 @@ impl Where {
                 "occurred_at <= {t} AND (occurred_at, position) < ({t}, {p})"
             ));
         }
+    }
+}
+
+/// A list ordered by `(occurred_at, position)`, newest first: `kind` tells its cursors from
+/// other lists' cursors.
+pub(crate) struct TimeList<T> {
+    pub kind: char,
+    /// `SELECT {columns} FROM {view}`.
+    pub columns: &'static str,
+    pub view: &'static str,
+    pub decode: fn(&AnyRow) -> Result<T, ProjectionError>,
+    /// The row's `(occurred_at, position)`, for the next page's cursor.
+    pub key: fn(&T) -> (DateTime<Utc>, i64),
+}
+
+impl ReadModels {
+    /// One page of `list` under the filter conditions already in `w`.
+    pub(crate) async fn newest_first<T>(
+        &self,
+        list: TimeList<T>,
+        mut w: Where,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        page: &PageRequest,
+    ) -> Result<Page<T>, ProjectionError> {
+        let after = page
+            .cursor
+            .as_deref()
+            .map(|c| TimeCursor::decode_for(list.kind, c))
+            .transpose()?;
+        w.time_page(from, to, after.map(|c| (c.t, c.p)));
+        let size = page.size();
+        let limit = w.arg(size as i64 + 1);
+        let sql = format!(
+            "SELECT {} FROM {} {} ORDER BY occurred_at DESC, position DESC LIMIT {limit}",
+            list.columns,
+            list.view,
+            w.sql()
+        );
+        let rows = w.bind(sqlx::query(&sql)).fetch_all(&self.db().read).await?;
+        let records = rows
+            .iter()
+            .map(list.decode)
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Page::from_rows(records, size, |r: &T| {
+            let (time, position) = (list.key)(r);
+            cursor::encode(&TimeCursor {
+                k: list.kind,
+                t: micros(time),
+                p: position,
+            })
+        }))
     }
 }
