@@ -19,7 +19,6 @@ use crate::http::extract::RequestContext;
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::login::{self, WeChatIdentity};
-use crate::usecases::{sessions, views};
 
 pub const TIMESTAMP_HEADER: &str = "x-identity-timestamp";
 pub const NONCE_HEADER: &str = "x-identity-nonce";
@@ -153,19 +152,6 @@ async fn cloud_login(
         source: UnionIdSource::CloudContext,
     };
     let logged_in = login::record_login(&state, &appid, &identity, None, &ctx).await?;
-    let tokens =
-        sessions::issue_tokens(&state, logged_in.user_id, logged_in.session_id, &appid, 0)?;
     tracing::info!(%appid, user_id = %logged_in.user_id, new_user = logged_in.is_new_user, "cloud login");
-    let user = views::view_of(
-        &state,
-        logged_in.user_id,
-        &logged_in.user,
-        &appid,
-        logged_in.is_new_user,
-    )
-    .await?;
-    Ok(Json(LoginResponse {
-        tokens: tokens.into(),
-        user,
-    }))
+    Ok(Json(LoginResponse::new(&state, &appid, logged_in).await?))
 }

@@ -104,18 +104,30 @@ async fn wechat_login(
         WeChatCode::parse(&body.code).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
 
     let logged_in = login::login(&state, &appid, &code, &ctx).await?;
-    let tokens =
-        sessions::issue_tokens(&state, logged_in.user_id, logged_in.session_id, &appid, 0)?;
     tracing::info!(%appid, user_id = %logged_in.user_id, new_user = logged_in.is_new_user, "login");
-    Ok(Json(LoginResponse {
-        tokens: tokens.into(),
-        user: views::view_of(
-            &state,
+    Ok(Json(LoginResponse::new(&state, &appid, logged_in).await?))
+}
+
+impl LoginResponse {
+    /// Tokens for the new session and the user as the mini-program sees them.
+    pub async fn new(
+        state: &AppState,
+        appid: &AppId,
+        logged_in: login::LoggedIn,
+    ) -> Result<Self, ApiError> {
+        let tokens =
+            sessions::issue_tokens(state, logged_in.user_id, logged_in.session_id, appid, 0)?;
+        let user = views::view_of(
+            state,
             logged_in.user_id,
             &logged_in.user,
-            &appid,
+            appid,
             logged_in.is_new_user,
         )
-        .await?,
-    }))
+        .await?;
+        Ok(Self {
+            tokens: tokens.into(),
+            user,
+        })
+    }
 }
