@@ -12,6 +12,7 @@ use serde::Serialize;
 use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
+use crate::cpu::CpuUse;
 use crate::report::Latency;
 use crate::service::{APP_A, APP_B};
 
@@ -49,6 +50,8 @@ pub struct LevelResult {
     pub login: Latency,
     pub me: Latency,
     pub error_samples: Vec<String>,
+    /// CPU per login by process, filled in by the caller.
+    pub cpu: Option<CpuUse>,
 }
 
 /// What one virtual user (or the paced generator) saw.
@@ -118,6 +121,7 @@ impl Tally {
             login: Latency::of(&self.login),
             me: Latency::of(&self.me),
             error_samples: self.samples,
+            cpu: None,
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod admin;
 mod baseline;
+mod cpu;
 mod generate;
 mod login;
 mod replay;
@@ -23,6 +24,7 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::{Parser, ValueEnum};
 
+use crate::cpu::CpuSample;
 use crate::generate::Population;
 use crate::report::{BackendResults, Machine, Results, Timing};
 use crate::service::{Backend, Database, Mode, Service, Sim};
@@ -267,7 +269,9 @@ async fn measure(
         let login_began = Instant::now();
         for &c in &plan.levels {
             eprintln!("{name}: login, {c} virtual users, {:?}", plan.level);
-            let level = login::closed_loop(&target, c, plan.level).await;
+            let before = CpuSample::now(service.pid());
+            let mut level = login::closed_loop(&target, c, plan.level).await;
+            level.cpu = before.per_login(&CpuSample::now(service.pid()), level.logins);
             eprintln!(
                 "  {:.0} logins/s, p99 {:.2} ms, {} errors",
                 level.logins_per_sec, level.login.p99_ms, level.errors
@@ -277,7 +281,9 @@ async fn measure(
         if let Some(peak) = out.peak_login().map(|p| p.logins_per_sec) {
             let rate = 0.7 * peak;
             eprintln!("{name}: login, open loop at {rate:.0}/s (70 % of peak)");
-            let level = login::paced(&target, rate, plan.level).await;
+            let before = CpuSample::now(service.pid());
+            let mut level = login::paced(&target, rate, plan.level).await;
+            level.cpu = before.per_login(&CpuSample::now(service.pid()), level.logins);
             eprintln!(
                 "  {:.0} logins/s, p99 {:.2} ms, {} errors",
                 level.logins_per_sec, level.login.p99_ms, level.errors

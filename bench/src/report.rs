@@ -418,6 +418,24 @@ pub fn markdown(r: &Results) -> String {
             let _ = writeln!(out, "| {vus} | {} | {tps_text} | {ratio} | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {:.2} ms | {} | {} |",
                 num(l.logins_per_sec), l.login.p50_ms, l.login.p95_ms, l.login.p99_ms, l.me.p50_ms, l.me.p99_ms, l.new_users, l.errors);
         }
+        let _ = writeln!(out, "\nCPU per login (ms of one core), by process, and the machine's idle share:\n\n| VUs | logins/s | identityd | bench (load + simulator) | other (PostgreSQL, kernel) | idle |\n|---|---|---|---|---|---|");
+        for l in b.login.iter().chain(b.paced.iter()) {
+            if let Some(cpu) = &l.cpu {
+                let service = cpu
+                    .service_ms_per_login
+                    .map_or("in bench".into(), |ms| format!("{ms:.3}"));
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {service} | {:.3} | {:.3} | {:.0} % |",
+                    l.paced_rate
+                        .map_or(l.concurrency.to_string(), |r| format!("paced {}/s", num(r))),
+                    num(l.logins_per_sec),
+                    cpu.harness_ms_per_login,
+                    cpu.other_ms_per_login,
+                    cpu.idle_share * 100.0
+                );
+            }
+        }
         for l in b
             .login
             .iter()

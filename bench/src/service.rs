@@ -252,6 +252,14 @@ impl Service {
         }
     }
 
+    /// The service's process id when it runs as a child.
+    pub fn pid(&self) -> Option<u32> {
+        match &self.running {
+            Running::Child(child) => child.id(),
+            Running::InProcess { .. } => None,
+        }
+    }
+
     /// The service's memory: peak (`VmHWM`) and current (`VmRSS`) resident set, in KiB.
     pub fn memory(&self) -> Memory {
         let status = match &self.running {

@@ -65,6 +65,7 @@ both_backends!(
     only_the_first_signing_key_is_kept,
     concurrent_readers_see_every_event_once_in_order,
     one_of_many_rival_claims_wins,
+    a_big_append_numbers_every_stream_in_order,
 );
 
 fn event(event_type: &str, payload: serde_json::Value) -> NewEvent {
@@ -317,6 +318,46 @@ async fn any_appends_to_whatever_is_there(db: Db) {
         .unwrap();
     assert_eq!(second[0].stream_version, 3);
     assert_eq!(db.store.load_stream(&s).await.unwrap().len(), 3);
+}
+
+/// Thousands of events over many streams, one of them named twice (as the benchmark's data
+/// generator writes): more than one SQLite script, all in one transaction.
+async fn a_big_append_numbers_every_stream_in_order(db: Db) {
+    let streams: Vec<StreamId> = (0..300)
+        .map(|i| stream(&format!("session-big-{i}")))
+        .collect();
+    let mut batch = AppendBatch::default();
+    for (i, s) in streams.iter().enumerate() {
+        let events = (0..10)
+            .map(|k| event("E", json!({"stream": i, "k": k})))
+            .collect();
+        batch = batch.stream(s.clone(), ExpectedVersion::NoStream, events);
+    }
+    batch = batch.stream(
+        streams[7].clone(),
+        ExpectedVersion::Exactly(10),
+        vec![event("E", json!({"stream": 7, "k": 10}))],
+    );
+    let written = db.store.append(batch).await.unwrap();
+    assert_eq!(written.len(), 3001);
+    assert!(written
+        .windows(2)
+        .all(|w| w[1].position == w[0].position + 1));
+    let seventh = db.store.load_stream(&streams[7]).await.unwrap();
+    assert_eq!(
+        seventh.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
+        (1..=11).collect::<Vec<i64>>()
+    );
+    assert_eq!(
+        seventh.last().unwrap().payload,
+        json!({"stream": 7, "k": 10})
+    );
+    for (event, stored) in written
+        .iter()
+        .zip(visible_log(db.store.as_ref(), 3001).await)
+    {
+        assert_eq!(event, &stored);
+    }
 }
 
 async fn a_conflict_on_one_stream_writes_nothing(db: Db) {

@@ -1,17 +1,34 @@
 //! One append, one `BEGIN IMMEDIATE` transaction on the single write connection: bump each
 //! stream's version against its expectation, insert the events, write the claims.
+//!
+//! sqlx runs each SQLite command on the connection's worker thread, and every command is a
+//! hand-off to that thread and back. Appends are the serialised section of a SQLite service,
+//! so the whole body goes as one multi-statement script (each statement binding the next of the
+//! script's arguments): begin, script, commit. Checks inside the script (a stream's expected
+//! version, a claim held by someone else) insert a row into `append_guards`, whose trigger
+//! aborts the script when the check failed; only then does the append look at what failed.
+//!
+//! Several statements in one query is a SQLite-only sqlx behaviour (0.8 runs them in order and
+//! returns every statement's rows); sqlx means to drop it one day (launchbadge/sqlx#3108), and
+//! then this file goes back to one command per statement.
 
-use sqlx::sqlite::{SqliteConnection, SqlitePool};
+use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqlitePool, SqliteRow};
+use sqlx::{Arguments, Row};
 
 use super::time_to_db;
 use crate::store::prepared::{metadata_to_json, schema_version_to_db, ClaimRow, PreparedAppend};
-use crate::store::{
-    AppendBatch, AppendError, ExpectedVersion, RecordedEvent, StoreError, StreamAppend,
-};
+use crate::store::{AppendError, ExpectedVersion, RecordedEvent, StoreError, StreamAppend};
+
+/// Big appends (the benchmark's data generator writes a thousand events at once) are cut into
+/// several scripts, run in the same transaction, so no one script's text grows without bound.
+const MAX_SCRIPT_PARAMS: usize = 10_000;
+
+/// The message of `append_guards_check` (migration 0007).
+const GUARD_FAILED: &str = "append guard failed";
 
 pub(super) async fn append(
     pool: &SqlitePool,
-    batch: AppendBatch,
+    batch: crate::store::AppendBatch,
 ) -> Result<Vec<RecordedEvent>, AppendError> {
     let prepared = PreparedAppend::new(batch);
     if prepared.is_empty() {
@@ -20,159 +37,327 @@ pub(super) async fn append(
     // IMMEDIATE takes the write lock up front, so the transaction never has to upgrade a read
     // lock (which could fail with SQLITE_BUSY if another process were writing).
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-    match write(&mut tx, prepared).await {
-        Ok(events) => {
+    match write(&mut tx, &prepared).await {
+        Ok(positions) => {
             tx.commit().await.map_err(db)?;
-            Ok(events)
+            Ok(records(prepared, positions))
         }
         Err(e) => {
             // A failed rollback means a broken connection, which the pool discards anyway.
             let _ = tx.rollback().await;
-            Err(e)
+            match e {
+                Failure::Guard => Err(diagnose(pool, &prepared).await),
+                Failure::Other(e) => Err(e),
+            }
         }
     }
 }
 
-async fn write(
-    conn: &mut SqliteConnection,
-    prepared: PreparedAppend,
-) -> Result<Vec<RecordedEvent>, AppendError> {
+enum Failure {
+    /// A check in the script failed: a stream moved or a claim is held by someone else.
+    Guard,
+    Other(AppendError),
+}
+
+/// Each event's position and stream version, in batch order.
+type Written = Vec<(i64, i64)>;
+
+async fn write(conn: &mut SqliteConnection, prepared: &PreparedAppend) -> Result<Written, Failure> {
+    let mut written = Vec::with_capacity(prepared.event_count());
+    for script in scripts(prepared).map_err(Failure::Other)? {
+        let rows = sqlx::query_with(&script.sql, script.args)
+            .persistent(script.reusable)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(|e| match e {
+                sqlx::Error::Database(e) if e.message().contains(GUARD_FAILED) => Failure::Guard,
+                e => Failure::Other(db(e)),
+            })?;
+        for row in &rows {
+            written.push(event_row(row)?);
+        }
+    }
+    if written.len() != prepared.event_count() {
+        return Err(Failure::Other(
+            StoreError::Corrupt(format!(
+                "{} events written of {}",
+                written.len(),
+                prepared.event_count()
+            ))
+            .into(),
+        ));
+    }
+    Ok(written)
+}
+
+fn event_row(row: &SqliteRow) -> Result<(i64, i64), Failure> {
+    let get = |column: &str| {
+        row.try_get::<i64, _>(column)
+            .map_err(|e| Failure::Other(db(e)))
+    };
+    Ok((get("position")?, get("stream_version")?))
+}
+
+/// The recorded events, numbered as the database numbered them.
+fn records(prepared: PreparedAppend, written: Written) -> Vec<RecordedEvent> {
     let mut first_versions = vec![0; prepared.streams.len()];
-    for &i in &prepared.lock_order {
-        first_versions[i] = bump_version(conn, &prepared.streams[i]).await?;
+    let mut at = 0;
+    for (i, stream) in prepared.streams.iter().enumerate() {
+        first_versions[i] = written.get(at).map_or(0, |&(_, version)| version);
+        at += stream.events.len();
     }
     let mut events = PreparedAppend::records(prepared.streams, &first_versions);
-    for event in &mut events {
-        event.position = insert_event(conn, event).await?;
+    for (event, (position, _)) in events.iter_mut().zip(written) {
+        event.position = position;
     }
-    if let Some(user) = prepared.release_claims_of {
-        sqlx::query("DELETE FROM claims WHERE user_id = ?1")
-            .bind(user.to_string())
-            .execute(&mut *conn)
-            .await
-            .map_err(StoreError::from)?;
-    }
-    insert_claims(conn, &prepared.claims).await?;
-    if let Some(key) = &prepared.session_key {
-        super::upsert_session_key(&mut *conn, &key.appid, &key.openid, &key.sealed)
-            .await
-            .map_err(db)?;
-    }
-    Ok(events)
+    events
 }
 
-/// Moves the stream's version past its new events if the expectation holds; returns the
-/// version of the first new event.
-async fn bump_version(
-    conn: &mut SqliteConnection,
-    stream: &StreamAppend,
-) -> Result<i64, AppendError> {
-    let id = stream.stream_id.as_str();
+/// Statements with their parameters, sent to SQLite as one command.
+struct Script {
+    sql: String,
+    args: SqliteArguments<'static>,
+    params: usize,
+    /// Small scripts recur (a login is one of a few shapes) and are worth caching prepared.
+    reusable: bool,
+}
+
+impl Script {
+    fn new() -> Self {
+        Self {
+            sql: String::new(),
+            args: SqliteArguments::default(),
+            params: 0,
+            reusable: true,
+        }
+    }
+
+    /// Adds an argument; returns its placeholder. Placeholders are anonymous (`?`): sqlx binds
+    /// a script's arguments to its statements' placeholders in order, and numbered ones would
+    /// leave gaps it fills wrongly.
+    fn arg<T>(&mut self, value: T) -> Result<String, AppendError>
+    where
+        T: sqlx::Encode<'static, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send + 'static,
+    {
+        self.args
+            .add(value)
+            .map_err(|e| StoreError::Corrupt(format!("append argument: {e}")))?;
+        self.params += 1;
+        Ok("?".into())
+    }
+
+    fn guard(&mut self, check: &str) {
+        self.sql.push_str("INSERT INTO append_guards (guard, ok) ");
+        self.sql.push_str(check);
+        self.sql.push_str(";\n");
+    }
+}
+
+/// Splits the append into scripts of at most `MAX_SCRIPT_PARAMS` parameters, statements in
+/// this order: stream versions (in lock order), events (in batch order, each returning its
+/// position and version), released claims, claims, the session key.
+fn scripts(prepared: &PreparedAppend) -> Result<Vec<Script>, AppendError> {
+    let mut scripts = vec![Script::new()];
+
+    for &i in &prepared.lock_order {
+        bump_version(room(&mut scripts, 4), &prepared.streams[i])?;
+    }
+
+    // Each event's version counts back from its stream's new version: events of a stream
+    // named twice in the batch follow each other in batch order.
+    let mut later_of_stream: Vec<i64> = Vec::with_capacity(prepared.event_count());
+    for (i, stream) in prepared.streams.iter().enumerate() {
+        let later_occurrences: usize = prepared.streams[i + 1..]
+            .iter()
+            .filter(|s| s.stream_id == stream.stream_id)
+            .map(|s| s.events.len())
+            .sum();
+        let n = stream.events.len();
+        later_of_stream.extend((0..n).map(|k| (n - 1 - k + later_occurrences) as i64));
+    }
+    let events = prepared
+        .streams
+        .iter()
+        .flat_map(|s| s.events.iter().map(move |e| (s.stream_id.as_str(), e)));
+    for ((stream_id, event), back) in events.zip(later_of_stream) {
+        let s = room(&mut scripts, 10);
+        // Placeholders are anonymous, so arguments go in the order they appear.
+        let event_id = s.arg(event.event_id.to_string())?;
+        let stream = s.arg(stream_id.to_owned())?;
+        let version = format!(
+            "(SELECT version FROM streams WHERE stream_id = {}) - {}",
+            s.arg(stream_id.to_owned())?,
+            s.arg(back)?
+        );
+        let rest = [
+            s.arg(event.event_type.clone())?,
+            s.arg(schema_version_to_db(event.schema_version)?)?,
+            s.arg(time_to_db(event.occurred_at))?,
+            s.arg(event.payload.to_string())?,
+            s.arg(metadata_to_json(&event.metadata)?.to_string())?,
+        ]
+        .join(", ");
+        s.sql.push_str(&format!(
+            "INSERT INTO events \
+             (event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata) \
+             VALUES ({event_id}, {stream}, {version}, {rest}) RETURNING position, stream_version;\n"
+        ));
+    }
+
+    if let Some(user) = prepared.release_claims_of {
+        let s = room(&mut scripts, 1);
+        let user = s.arg(user.to_string())?;
+        s.sql
+            .push_str(&format!("DELETE FROM claims WHERE user_id = {user};\n"));
+    }
+    for claim in &prepared.claims {
+        insert_claim(room(&mut scripts, 6), claim)?;
+    }
+    if let Some(key) = &prepared.session_key {
+        let s = room(&mut scripts, 4);
+        let (appid, openid) = (s.arg(key.appid.clone())?, s.arg(key.openid.clone())?);
+        let (sealed, now) = (
+            s.arg(key.sealed.clone())?,
+            s.arg(time_to_db(chrono::Utc::now()))?,
+        );
+        s.sql.push_str(&format!(
+            "INSERT INTO wechat_session_keys (appid, openid, sealed, updated_at) \
+             VALUES ({appid}, {openid}, {sealed}, {now}) \
+             ON CONFLICT (appid, openid) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at;\n"
+        ));
+    }
+
+    let several = scripts.len() > 1;
+    for script in &mut scripts {
+        script.reusable = !several && prepared.event_count() <= 8;
+    }
+    Ok(scripts)
+}
+
+/// The script to add a statement of `params` parameters to.
+fn room(scripts: &mut Vec<Script>, params: usize) -> &mut Script {
+    if scripts
+        .last()
+        .is_none_or(|s| s.params + params > MAX_SCRIPT_PARAMS)
+    {
+        scripts.push(Script::new());
+    }
+    let last = scripts.len() - 1;
+    &mut scripts[last]
+}
+
+/// Moves the stream's version past its new events; the guard fails the script when the
+/// expectation does not hold (`changes()` counts the rows the statement before touched).
+fn bump_version(s: &mut Script, stream: &StreamAppend) -> Result<(), AppendError> {
+    let id = stream.stream_id.as_str().to_owned();
     let added = stream.events.len() as i64;
-    let conflict = || AppendError::VersionConflict(stream.stream_id.clone());
     match stream.expected {
         ExpectedVersion::NoStream => {
-            let done = sqlx::query(
-                "INSERT INTO streams (stream_id, version) VALUES (?1, ?2) ON CONFLICT (stream_id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(added)
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-            if done.rows_affected() == 0 {
-                return Err(conflict());
-            }
-            Ok(1)
+            let values = format!("{}, {}", s.arg(id)?, s.arg(added)?);
+            s.sql.push_str(&format!(
+                "INSERT INTO streams (stream_id, version) VALUES ({values}) \
+                 ON CONFLICT (stream_id) DO NOTHING;\n"
+            ));
+            s.guard("VALUES ('stream', changes())");
         }
         ExpectedVersion::Exactly(version) => {
-            let done = sqlx::query(
-                "UPDATE streams SET version = ?3 WHERE stream_id = ?1 AND version = ?2",
-            )
-            .bind(id)
-            .bind(version)
-            .bind(version + added)
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-            if done.rows_affected() == 0 {
-                return Err(conflict());
-            }
-            Ok(version + 1)
+            let (added, id, version) = (s.arg(added)?, s.arg(id)?, s.arg(version)?);
+            s.sql.push_str(&format!(
+                "UPDATE streams SET version = version + {added} \
+                 WHERE stream_id = {id} AND version = {version};\n"
+            ));
+            s.guard("VALUES ('stream', changes())");
         }
         ExpectedVersion::Any => {
-            let version: i64 = sqlx::query_scalar(
-                "INSERT INTO streams (stream_id, version) VALUES (?1, ?2) \
-                 ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + excluded.version \
-                 RETURNING version",
-            )
-            .bind(id)
-            .bind(added)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db)?;
-            Ok(version - added + 1)
+            let values = format!("{}, {}", s.arg(id)?, s.arg(added)?);
+            s.sql.push_str(&format!(
+                "INSERT INTO streams (stream_id, version) VALUES ({values}) \
+                 ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + excluded.version;\n"
+            ));
         }
+    }
+    Ok(())
+}
+
+/// A claim already held by someone else fails the script; one the same user holds is fine.
+fn insert_claim(s: &mut Script, claim: &ClaimRow) -> Result<(), AppendError> {
+    let owner = claim.owner.to_string();
+    for statement in 0..2 {
+        let kind = s.arg(claim.kind)?;
+        let value = s.arg(claim.value.clone())?;
+        let owner = s.arg(owner.clone())?;
+        if statement == 0 {
+            s.sql.push_str(&format!(
+                "INSERT INTO claims (kind, value, user_id) VALUES ({kind}, {value}, {owner}) \
+                 ON CONFLICT (kind, value) DO NOTHING;\n"
+            ));
+        } else {
+            s.guard(&format!(
+                "SELECT 'claim', EXISTS (SELECT 1 FROM claims \
+                 WHERE kind = {kind} AND value = {value} AND user_id = {owner})"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// After a failed guard (and the rollback): which expectation or claim failed. The caller holds
+/// the store's write turn, so nothing has changed since the script ran.
+async fn diagnose(pool: &SqlitePool, prepared: &PreparedAppend) -> AppendError {
+    match find_failure(pool, prepared).await {
+        Ok(Some(e)) => e,
+        Ok(None) => match prepared.first_locked_stream() {
+            Some(stream) => AppendError::VersionConflict(stream),
+            None => StoreError::Corrupt("an append guard failed, but no check does".into()).into(),
+        },
+        Err(e) => db(e),
     }
 }
 
-/// Inserts one event and returns its position. (Statements are cached per connection, so
-/// row-at-a-time costs little in SQLite.)
-async fn insert_event(
-    conn: &mut SqliteConnection,
-    event: &RecordedEvent,
-) -> Result<i64, AppendError> {
-    let position = sqlx::query_scalar(
-        "INSERT INTO events \
-         (event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING position",
-    )
-    .bind(event.event_id.to_string())
-    .bind(event.stream_id.as_str())
-    .bind(event.stream_version)
-    .bind(&event.event_type)
-    .bind(schema_version_to_db(event.schema_version)?)
-    .bind(time_to_db(event.occurred_at))
-    .bind(event.payload.to_string())
-    .bind(metadata_to_json(&event.metadata)?.to_string())
-    .fetch_one(&mut *conn)
-    .await
-    .map_err(db)?;
-    Ok(position)
-}
-
-/// Claims already held by someone else refuse the whole append; a claim the same user already
-/// holds is fine.
-async fn insert_claims(
-    conn: &mut SqliteConnection,
-    claims: &[ClaimRow],
-) -> Result<(), AppendError> {
-    for claim in claims {
-        let owner = claim.owner.to_string();
-        let done = sqlx::query(
-            "INSERT INTO claims (kind, value, user_id) VALUES (?1, ?2, ?3) ON CONFLICT (kind, value) DO NOTHING",
-        )
-        .bind(claim.kind)
-        .bind(&claim.value)
-        .bind(&owner)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-        if done.rows_affected() == 1 {
-            continue;
+async fn find_failure(
+    pool: &SqlitePool,
+    prepared: &PreparedAppend,
+) -> Result<Option<AppendError>, sqlx::Error> {
+    let mut conn = pool.acquire().await?;
+    // Versions as the script would have moved them, stream by stream in lock order.
+    let mut moved: Vec<(&str, i64)> = Vec::new();
+    for &i in &prepared.lock_order {
+        let stream = &prepared.streams[i];
+        let id = stream.stream_id.as_str();
+        let version = match moved.iter().rev().find(|(s, _)| *s == id) {
+            Some(&(_, v)) => Some(v),
+            None => {
+                sqlx::query_scalar::<_, i64>("SELECT version FROM streams WHERE stream_id = ?1")
+                    .bind(id)
+                    .fetch_optional(&mut *conn)
+                    .await?
+            }
+        };
+        let holds = match stream.expected {
+            ExpectedVersion::NoStream => version.is_none(),
+            ExpectedVersion::Exactly(v) => version == Some(v),
+            ExpectedVersion::Any => true,
+        };
+        if !holds {
+            return Ok(Some(AppendError::VersionConflict(stream.stream_id.clone())));
         }
+        moved.push((id, version.unwrap_or(0) + stream.events.len() as i64));
+    }
+    let released = prepared.release_claims_of.map(|u| u.to_string());
+    for claim in &prepared.claims {
         let holder: Option<String> =
             sqlx::query_scalar("SELECT user_id FROM claims WHERE kind = ?1 AND value = ?2")
                 .bind(claim.kind)
                 .bind(&claim.value)
                 .fetch_optional(&mut *conn)
-                .await
-                .map_err(db)?;
-        if holder.as_deref() != Some(owner.as_str()) {
-            return Err(AppendError::ClaimTaken { kind: claim.kind });
+                .await?;
+        let owner = claim.owner.to_string();
+        let free = holder.is_none() || holder == released || holder.as_deref() == Some(&owner);
+        if !free {
+            return Ok(Some(AppendError::ClaimTaken { kind: claim.kind }));
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 fn db(e: sqlx::Error) -> AppendError {
