@@ -78,7 +78,10 @@ pub fn spawn_runners(models: ReadModels, store: Arc<dyn Store>) -> RunnerHandle 
 /// What one step of a runner did.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Step {
-    Applied,
+    /// A whole batch: there may be more to read at once.
+    AppliedFull,
+    /// The runner caught up with the log.
+    AppliedRest,
     /// Nothing new to read.
     Idle,
     /// Another instance holds the projection's lock.
@@ -101,9 +104,20 @@ async fn run(
         // Everything announced so far is covered by the read about to happen.
         appended.mark_seen();
         let pause = match step(&models, store.as_ref(), projection).await {
-            Ok(Step::Applied | Step::Stale) => {
+            Ok(Step::AppliedFull | Step::Stale) => {
                 failures = 0;
                 idle = MIN_IDLE;
+                continue;
+            }
+            Ok(Step::AppliedRest) => {
+                // Caught up: under steady load more appends are already on their way, so
+                // linger before reading them, as after a wake-up, to batch them.
+                failures = 0;
+                idle = MIN_IDLE;
+                tokio::select! {
+                    () = tokio::time::sleep(LINGER) => {}
+                    _ = stop.changed() => {}
+                }
                 continue;
             }
             Ok(Step::Idle) => {
@@ -165,7 +179,11 @@ pub(crate) async fn step(
     }
     apply(&mut tx, projection, current.generation, &events).await?;
     tx.commit().await?;
-    Ok(Step::Applied)
+    Ok(if events.len() >= BATCH as usize {
+        Step::AppliedFull
+    } else {
+        Step::AppliedRest
+    })
 }
 
 /// Applies the events to `generation` and moves the checkpoint past them. The caller holds

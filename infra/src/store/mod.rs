@@ -158,6 +158,9 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is malformed: {0}")]
     Corrupt(String),
+    /// A write committed together with others (SQLite's group commit) failed with them.
+    #[error("the transaction this write shared failed: {0}")]
+    SharedWrite(String),
     #[error("unsupported database URL (expected sqlite:// or postgres://)")]
     UnsupportedUrl,
 }

@@ -38,6 +38,8 @@ pub struct SqliteStore {
     signal: AppendSignal,
     /// See `Store::write_turn`.
     write_turn: Arc<tokio::sync::Mutex<()>>,
+    /// The queue of the task that writes appends (`append::writer`).
+    appends: tokio::sync::mpsc::Sender<append::Job>,
 }
 
 impl SqliteStore {
@@ -64,11 +66,19 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.pragma("query_only", "ON"))
             .await?;
+        let write_turn = Arc::default();
+        let (appends, queue) = tokio::sync::mpsc::channel(1024);
+        tokio::spawn(append::writer(
+            write.clone(),
+            Arc::clone(&write_turn),
+            queue,
+        ));
         Ok(Self {
             write,
             read,
             signal: AppendSignal::new(),
-            write_turn: Arc::default(),
+            write_turn,
+            appends,
         })
     }
 }
@@ -113,10 +123,13 @@ fn decode_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
 impl EventStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all, fields(streams = batch.streams.len()))]
     async fn append(&self, batch: AppendBatch) -> Result<Vec<RecordedEvent>, AppendError> {
-        let appended = {
-            let _turn = self.write_turn.lock().await;
-            append::append(&self.write, batch).await
-        };
+        let (reply, appended) = tokio::sync::oneshot::channel();
+        let gone = || StoreError::SharedWrite("the SQLite writer has stopped".into());
+        self.appends
+            .send(append::Job { batch, reply })
+            .await
+            .map_err(|_| gone())?;
+        let appended = appended.await.map_err(|_| gone())?;
         let events: Vec<RecordedEvent> = appended?.into_iter().map(upcast).collect();
         if let Some(last) = events.iter().map(|e| e.position).max() {
             self.signal.bump(last);

@@ -3,7 +3,8 @@
 //!
 //! sqlx runs each SQLite command on the connection's worker thread, and every command is a
 //! hand-off to that thread and back. Appends are the serialised section of a SQLite service,
-//! so the whole body goes as one multi-statement script (each statement binding the next of the
+//! so appends queue for one writer task that commits whatever queued together (group commit),
+//! and each append's body goes as one multi-statement script (each statement binding the next of the
 //! script's arguments): begin, script, commit. Checks inside the script (a stream's expected
 //! version, a claim held by someone else) insert a row into `append_guards`, whose trigger
 //! aborts the script when the check failed; only then does the append look at what failed.
@@ -12,12 +13,17 @@
 //! returns every statement's rows); sqlx means to drop it one day (launchbadge/sqlx#3108), and
 //! then this file goes back to one command per statement.
 
+use std::sync::Arc;
+
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{Arguments, Row};
+use tokio::sync::{mpsc, oneshot};
 
 use super::time_to_db;
 use crate::store::prepared::{metadata_to_json, schema_version_to_db, ClaimRow, PreparedAppend};
-use crate::store::{AppendError, ExpectedVersion, RecordedEvent, StoreError, StreamAppend};
+use crate::store::{
+    AppendBatch, AppendError, ExpectedVersion, RecordedEvent, StoreError, StreamAppend,
+};
 
 /// Big appends (the benchmark's data generator writes a thousand events at once) are cut into
 /// several scripts, run in the same transaction, so no one script's text grows without bound.
@@ -26,36 +32,106 @@ const MAX_SCRIPT_PARAMS: usize = 10_000;
 /// The message of `append_guards_check` (migration 0007).
 const GUARD_FAILED: &str = "append guard failed";
 
-pub(super) async fn append(
-    pool: &SqlitePool,
-    batch: crate::store::AppendBatch,
-) -> Result<Vec<RecordedEvent>, AppendError> {
-    let prepared = PreparedAppend::new(batch);
-    if prepared.is_empty() {
-        return Ok(Vec::new());
-    }
-    // IMMEDIATE takes the write lock up front, so the transaction never has to upgrade a read
-    // lock (which could fail with SQLITE_BUSY if another process were writing).
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(db)?;
-    match write(&mut tx, &prepared).await {
-        Ok(positions) => {
-            tx.commit().await.map_err(db)?;
-            Ok(records(prepared, positions))
-        }
-        Err(e) => {
-            // A failed rollback means a broken connection, which the pool discards anyway.
-            let _ = tx.rollback().await;
-            match e {
-                Failure::Guard => Err(diagnose(pool, &prepared).await),
-                Failure::Other(e) => Err(e),
+/// Appends that queued while the writer was busy commit together, up to this many.
+const MAX_GROUP: usize = 64;
+
+/// An append waiting for the writer.
+pub(super) struct Job {
+    pub batch: AppendBatch,
+    pub reply: oneshot::Sender<Result<Vec<RecordedEvent>, AppendError>>,
+}
+
+/// The store's one writer of appends. Appends that arrive while a transaction is being written
+/// wait and then commit together (group commit): each in its own savepoint, so one append's
+/// conflict undoes only that append, and each answered only once the group has committed.
+/// Takes the store's write turn per group, so other writers (projections) interleave.
+pub(super) async fn writer(
+    pool: SqlitePool,
+    turn: Arc<tokio::sync::Mutex<()>>,
+    mut jobs: mpsc::Receiver<Job>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
+        let _turn = turn.lock().await;
+        // More may have queued while waiting for the turn.
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
             }
         }
+        commit_group(&pool, group.drain(..)).await;
     }
+}
+
+async fn commit_group(pool: &SqlitePool, jobs: impl Iterator<Item = Job>) {
+    let jobs: Vec<(PreparedAppend, oneshot::Sender<_>)> = jobs
+        .map(|job| (PreparedAppend::new(job.batch), job.reply))
+        .collect();
+    let outcomes = match write_group(pool, jobs.iter().map(|(p, _)| p)).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => {
+            let shared = e.to_string();
+            let mut first = Some(e);
+            jobs.iter()
+                .map(|_| {
+                    Err(first
+                        .take()
+                        .map_or_else(
+                            || StoreError::SharedWrite(shared.clone()),
+                            StoreError::Database,
+                        )
+                        .into())
+                })
+                .collect()
+        }
+    };
+    for ((prepared, reply), outcome) in jobs.into_iter().zip(outcomes) {
+        // The caller may have gone away; its append stands (or not) all the same.
+        let _ = reply.send(outcome.map(|written| records(prepared, written)));
+    }
+}
+
+/// Writes and commits the group; per append, what it wrote or why it was refused.
+async fn write_group<'a>(
+    pool: &SqlitePool,
+    appends: impl Iterator<Item = &'a PreparedAppend>,
+) -> Result<Vec<Result<Written, AppendError>>, sqlx::Error> {
+    // IMMEDIATE takes the write lock up front, so the transaction never has to upgrade a read
+    // lock (which could fail with SQLITE_BUSY if another process were writing).
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut outcomes = Vec::new();
+    for prepared in appends {
+        if prepared.is_empty() {
+            outcomes.push(Ok(Vec::new()));
+            continue;
+        }
+        let outcome = match write(&mut tx, prepared).await {
+            Ok(written) => Ok(written),
+            Err(Failure::Unsent(e)) => Err(e),
+            Err(failure) => {
+                // Undo this append alone. A failure that ended the transaction (SQLite rolls
+                // back by itself on some errors) makes this fail too, and so the whole group.
+                sqlx::query("ROLLBACK TO append; RELEASE append")
+                    .execute(&mut *tx)
+                    .await?;
+                Err(match failure {
+                    Failure::Guard => diagnose(&mut tx, prepared).await?,
+                    Failure::Other(e) | Failure::Unsent(e) => e,
+                })
+            }
+        };
+        outcomes.push(outcome);
+    }
+    tx.commit().await?;
+    Ok(outcomes)
 }
 
 enum Failure {
     /// A check in the script failed: a stream moved or a claim is held by someone else.
     Guard,
+    /// The append could not be put into SQL; nothing was sent.
+    Unsent(AppendError),
     Other(AppendError),
 }
 
@@ -64,7 +140,7 @@ type Written = Vec<(i64, i64)>;
 
 async fn write(conn: &mut SqliteConnection, prepared: &PreparedAppend) -> Result<Written, Failure> {
     let mut written = Vec::with_capacity(prepared.event_count());
-    for script in scripts(prepared).map_err(Failure::Other)? {
+    for script in scripts(prepared).map_err(Failure::Unsent)? {
         let rows = sqlx::query_with(&script.sql, script.args)
             .persistent(script.reusable)
             .fetch_all(&mut *conn)
@@ -227,6 +303,13 @@ fn scripts(prepared: &PreparedAppend) -> Result<Vec<Script>, AppendError> {
         ));
     }
 
+    // The append is one savepoint inside its group's transaction.
+    if let Some(first) = scripts.first_mut() {
+        first.sql.insert_str(0, "SAVEPOINT append;\n");
+    }
+    if let Some(last) = scripts.last_mut() {
+        last.sql.push_str("RELEASE append;\n");
+    }
     let several = scripts.len() > 1;
     for script in &mut scripts {
         script.reusable = !several && prepared.event_count() <= 8;
@@ -301,24 +384,12 @@ fn insert_claim(s: &mut Script, claim: &ClaimRow) -> Result<(), AppendError> {
     Ok(())
 }
 
-/// After a failed guard (and the rollback): which expectation or claim failed. The caller holds
-/// the store's write turn, so nothing has changed since the script ran.
-async fn diagnose(pool: &SqlitePool, prepared: &PreparedAppend) -> AppendError {
-    match find_failure(pool, prepared).await {
-        Ok(Some(e)) => e,
-        Ok(None) => match prepared.first_locked_stream() {
-            Some(stream) => AppendError::VersionConflict(stream),
-            None => StoreError::Corrupt("an append guard failed, but no check does".into()).into(),
-        },
-        Err(e) => db(e),
-    }
-}
-
-async fn find_failure(
-    pool: &SqlitePool,
+/// After a failed guard (and the rollback to the append's savepoint): which expectation or
+/// claim failed, against the group's transaction as the append saw it.
+async fn diagnose(
+    conn: &mut SqliteConnection,
     prepared: &PreparedAppend,
-) -> Result<Option<AppendError>, sqlx::Error> {
-    let mut conn = pool.acquire().await?;
+) -> Result<AppendError, sqlx::Error> {
     // Versions as the script would have moved them, stream by stream in lock order.
     let mut moved: Vec<(&str, i64)> = Vec::new();
     for &i in &prepared.lock_order {
@@ -339,7 +410,7 @@ async fn find_failure(
             ExpectedVersion::Any => true,
         };
         if !holds {
-            return Ok(Some(AppendError::VersionConflict(stream.stream_id.clone())));
+            return Ok(AppendError::VersionConflict(stream.stream_id.clone()));
         }
         moved.push((id, version.unwrap_or(0) + stream.events.len() as i64));
     }
@@ -354,10 +425,13 @@ async fn find_failure(
         let owner = claim.owner.to_string();
         let free = holder.is_none() || holder == released || holder.as_deref() == Some(&owner);
         if !free {
-            return Ok(Some(AppendError::ClaimTaken { kind: claim.kind }));
+            return Ok(AppendError::ClaimTaken { kind: claim.kind });
         }
     }
-    Ok(None)
+    Ok(match prepared.first_locked_stream() {
+        Some(stream) => AppendError::VersionConflict(stream),
+        None => StoreError::Corrupt("an append guard failed, but no check does".into()).into(),
+    })
 }
 
 fn db(e: sqlx::Error) -> AppendError {
