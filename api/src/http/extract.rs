@@ -136,9 +136,8 @@ impl FromRequestParts<AppState> for Authenticated {
             .verify(token)
             .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))?;
         let (session, session_version, user) =
-            streams::load_session_and_user_in_force(state.store.as_ref(), claims.sid)
+            streams::load_session_of_user_in_force(state.store.as_ref(), claims.sid, claims.sub)
                 .await?
-                .filter(|(session, _, _)| session.user_id() == Some(claims.sub))
                 .ok_or(ApiError::Unauthorized("the session has ended"))?;
         Ok(Self {
             user_id: claims.sub,

@@ -182,6 +182,16 @@ pub trait EventStore: Send + Sync {
     /// A stream's events in version order (empty for a stream that does not exist).
     async fn load_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// Several streams' events, each stream's in version order (one query where the backend
+    /// can: every authenticated request loads its session and its user).
+    async fn load_streams(&self, streams: &[StreamId]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let mut events = Vec::new();
+        for stream in streams {
+            events.extend(self.load_stream(stream).await?);
+        }
+        Ok(events)
+    }
+
     /// Up to `limit` events with a position above `after`, in position order. Never skips an
     /// event: one that will still commit with a lower position is not passed over (readers
     /// see a prefix of the final log).

@@ -103,6 +103,17 @@ impl EventStore for PostgresStore {
         rows.iter().map(decode_event).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(streams = streams.len()))]
+    async fn load_streams(&self, streams: &[StreamId]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id = ANY($1) \
+             ORDER BY stream_id, stream_version"
+        );
+        let ids: Vec<&str> = streams.iter().map(StreamId::as_str).collect();
+        let rows = sqlx::query(&sql).bind(ids).fetch_all(&self.pool).await?;
+        rows.iter().map(decode_event).collect()
+    }
+
     #[tracing::instrument(level = "debug", skip(self))]
     async fn read_all(&self, after: i64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
         // pg_current_snapshot() is the statement's own snapshot, so the xmin bound and the rows'

@@ -149,6 +149,21 @@ impl EventStore for SqliteStore {
         rows.iter().map(decode_event).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all, fields(streams = streams.len()))]
+    async fn load_streams(&self, streams: &[StreamId]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let placeholders = vec!["?"; streams.len()].join(", ");
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE stream_id IN ({placeholders}) \
+             ORDER BY stream_id, stream_version"
+        );
+        let mut query = sqlx::query(&sql);
+        for stream in streams {
+            query = query.bind(stream.as_str());
+        }
+        let rows = query.fetch_all(&self.read).await?;
+        rows.iter().map(decode_event).collect()
+    }
+
     #[tracing::instrument(level = "debug", skip(self))]
     async fn read_all(&self, after: i64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
         let sql = format!(

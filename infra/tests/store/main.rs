@@ -66,6 +66,7 @@ both_backends!(
     concurrent_readers_see_every_event_once_in_order,
     one_of_many_rival_claims_wins,
     a_big_append_numbers_every_stream_in_order,
+    several_streams_load_in_one_read,
 );
 
 fn event(event_type: &str, payload: serde_json::Value) -> NewEvent {
@@ -358,6 +359,37 @@ async fn a_big_append_numbers_every_stream_in_order(db: Db) {
     {
         assert_eq!(event, &stored);
     }
+}
+
+async fn several_streams_load_in_one_read(db: Db) {
+    let (a, b, other) = (stream("user-a"), stream("session-b"), stream("user-c"));
+    for (i, s) in [&a, &b, &other, &a, &b, &a].into_iter().enumerate() {
+        db.store
+            .append(one(s, ExpectedVersion::Any, vec![event("E", json!(i))]))
+            .await
+            .unwrap();
+    }
+    let loaded = db
+        .store
+        .load_streams(&[a.clone(), b.clone()])
+        .await
+        .unwrap();
+    let of = |s: &StreamId| {
+        loaded
+            .iter()
+            .filter(|e| &e.stream_id == s)
+            .map(|e| (e.stream_version, e.payload.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(loaded.len(), 5, "nothing of other streams");
+    assert_eq!(of(&a), [(1, json!(0)), (2, json!(3)), (3, json!(5))]);
+    assert_eq!(of(&b), [(1, json!(1)), (2, json!(4))]);
+    assert!(db
+        .store
+        .load_streams(&[stream("user-none")])
+        .await
+        .unwrap()
+        .is_empty());
 }
 
 async fn a_conflict_on_one_stream_writes_nothing(db: Db) {

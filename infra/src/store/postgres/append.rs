@@ -1,15 +1,16 @@
-//! One append, one transaction: reserve positions (first, under the global lock), bump each
-//! stream's version against its expectation, insert the events, write the claims.
+//! One append, one call of `append_events` (migration 0007), which is the whole transaction:
+//! reserve positions (first, under the global lock), bump each stream's version against its
+//! expectation, insert the events, write the claims and the session key. One round trip per
+//! append instead of one per statement: on a shared machine PostgreSQL's cost per statement,
+//! not per row, is what a login pays for.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use domain::StreamId;
-use sqlx::postgres::{PgConnection, PgPool};
+use sqlx::postgres::{PgDatabaseError, PgPool};
 use uuid::Uuid;
 
-use crate::store::prepared::{metadata_to_json, schema_version_to_db, ClaimRow, PreparedAppend};
-use crate::store::{
-    AppendBatch, AppendError, ExpectedVersion, RecordedEvent, StoreError, StreamAppend,
-};
+use crate::store::prepared::{metadata_to_json, schema_version_to_db, PreparedAppend};
+use crate::store::{AppendBatch, AppendError, ExpectedVersion, RecordedEvent, StoreError};
 
 pub(super) async fn append(
     pool: &PgPool,
@@ -20,219 +21,160 @@ pub(super) async fn append(
         return Ok(Vec::new());
     }
     let conflict_on = prepared.first_locked_stream();
-    let mut tx = pool.begin().await.map_err(db)?;
-    match write(&mut tx, prepared).await {
-        Ok(events) => {
-            tx.commit()
-                .await
-                .map_err(|e| classify(db(e), conflict_on))?;
-            Ok(events)
-        }
-        Err(e) => {
-            // A failed rollback means a broken connection, which the pool discards anyway.
-            let _ = tx.rollback().await;
-            Err(classify(e, conflict_on))
-        }
-    }
-}
-
-async fn write(
-    conn: &mut PgConnection,
-    prepared: PreparedAppend,
-) -> Result<Vec<RecordedEvent>, AppendError> {
-    // Must stay the transaction's first statement: it assigns the transaction id under the
-    // same lock as the positions.
-    let count = prepared.event_count();
-    let wanted = i32::try_from(count)
-        .map_err(|_| StoreError::Corrupt(format!("{count} events in one append")))?;
-    let positions: Vec<i64> = if count == 0 {
-        Vec::new()
-    } else {
-        sqlx::query_scalar("SELECT reserve_event_positions($1)")
-            .bind(wanted)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?
-    };
-    if positions.len() != count {
+    let call = Call::new(&prepared)?;
+    // The call is the whole (implicit) transaction: see migration 0007.
+    let mut written: Vec<(i64, i64)> = sqlx::query_as(
+        "SELECT event_position, event_stream_version FROM append_events(\
+         $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
+    )
+    .bind(call.stream_ids)
+    .bind(call.expectations)
+    .bind(call.expected_versions)
+    .bind(call.added)
+    .bind(call.event_ids)
+    .bind(call.event_streams)
+    .bind(call.event_back)
+    .bind(call.event_types)
+    .bind(call.schema_versions)
+    .bind(call.occurred_ats)
+    .bind(call.payloads)
+    .bind(call.metadatas)
+    .bind(prepared.release_claims_of.map(|u| u.as_uuid()))
+    .bind(call.claim_kinds)
+    .bind(call.claim_values)
+    .bind(call.claim_owners)
+    .bind(prepared.session_key.as_ref().map(|k| k.appid.as_str()))
+    .bind(prepared.session_key.as_ref().map(|k| k.openid.as_str()))
+    .bind(prepared.session_key.as_ref().map(|k| k.sealed.as_slice()))
+    .fetch_all(pool)
+    .await
+    .map_err(|e| refused(e, &prepared, conflict_on))?;
+    // Positions were reserved in batch order.
+    written.sort_unstable();
+    if written.len() != prepared.event_count() {
         return Err(StoreError::Corrupt(format!(
-            "reserved {} positions for {count} events",
-            positions.len()
+            "{} events written of {}",
+            written.len(),
+            prepared.event_count()
         ))
         .into());
     }
 
     let mut first_versions = vec![0; prepared.streams.len()];
-    for &i in &prepared.lock_order {
-        first_versions[i] = bump_version(conn, &prepared.streams[i]).await?;
+    let mut at = 0;
+    for (i, stream) in prepared.streams.iter().enumerate() {
+        first_versions[i] = written.get(at).map_or(0, |&(_, version)| version);
+        at += stream.events.len();
     }
-
     let mut events = PreparedAppend::records(prepared.streams, &first_versions);
-    for (event, position) in events.iter_mut().zip(positions) {
+    for (event, (position, _)) in events.iter_mut().zip(written) {
         event.position = position;
-    }
-    insert_events(conn, &events).await?;
-    if let Some(user) = prepared.release_claims_of {
-        sqlx::query("DELETE FROM claims WHERE user_id = $1")
-            .bind(user.as_uuid())
-            .execute(&mut *conn)
-            .await
-            .map_err(StoreError::from)?;
-    }
-    insert_claims(conn, &prepared.claims).await?;
-    if let Some(key) = &prepared.session_key {
-        super::upsert_session_key(&mut *conn, &key.appid, &key.openid, &key.sealed)
-            .await
-            .map_err(db)?;
     }
     Ok(events)
 }
 
-/// Moves the stream's version past its new events if the expectation holds; returns the
-/// version of the first new event. Zero rows touched means another writer got there first.
-async fn bump_version(conn: &mut PgConnection, stream: &StreamAppend) -> Result<i64, AppendError> {
-    let id = stream.stream_id.as_str();
-    let added = stream.events.len() as i64;
-    let conflict = || AppendError::VersionConflict(stream.stream_id.clone());
-    match stream.expected {
-        ExpectedVersion::NoStream => {
-            let done = sqlx::query(
-                "INSERT INTO streams (stream_id, version) VALUES ($1, $2) ON CONFLICT (stream_id) DO NOTHING",
-            )
-            .bind(id)
-            .bind(added)
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-            if done.rows_affected() == 0 {
-                return Err(conflict());
+/// `append_events`' arguments: streams in lock order, events in batch order, claims sorted.
+struct Call<'a> {
+    stream_ids: Vec<&'a str>,
+    expectations: Vec<&'static str>,
+    expected_versions: Vec<i64>,
+    added: Vec<i64>,
+    event_ids: Vec<Uuid>,
+    event_streams: Vec<&'a str>,
+    event_back: Vec<i64>,
+    event_types: Vec<&'a str>,
+    schema_versions: Vec<i32>,
+    occurred_ats: Vec<DateTime<Utc>>,
+    payloads: Vec<&'a serde_json::Value>,
+    metadatas: Vec<serde_json::Value>,
+    claim_kinds: Vec<&'static str>,
+    claim_values: Vec<&'a str>,
+    claim_owners: Vec<Uuid>,
+}
+
+impl<'a> Call<'a> {
+    fn new(prepared: &'a PreparedAppend) -> Result<Self, AppendError> {
+        let streams = prepared.lock_order.iter().map(|&i| &prepared.streams[i]);
+        let (mut stream_ids, mut expectations, mut expected_versions, mut added) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for stream in streams {
+            stream_ids.push(stream.stream_id.as_str());
+            let (expectation, version) = match stream.expected {
+                ExpectedVersion::NoStream => ("none", 0),
+                ExpectedVersion::Exactly(v) => ("exactly", v),
+                ExpectedVersion::Any => ("any", 0),
+            };
+            expectations.push(expectation);
+            expected_versions.push(version);
+            added.push(stream.events.len() as i64);
+        }
+
+        let count = prepared.event_count();
+        let mut call = Self {
+            stream_ids,
+            expectations,
+            expected_versions,
+            added,
+            event_ids: Vec::with_capacity(count),
+            event_streams: Vec::with_capacity(count),
+            event_back: Vec::with_capacity(count),
+            event_types: Vec::with_capacity(count),
+            schema_versions: Vec::with_capacity(count),
+            occurred_ats: Vec::with_capacity(count),
+            payloads: Vec::with_capacity(count),
+            metadatas: Vec::with_capacity(count),
+            claim_kinds: prepared.claims.iter().map(|c| c.kind).collect(),
+            claim_values: prepared.claims.iter().map(|c| c.value.as_str()).collect(),
+            claim_owners: prepared.claims.iter().map(|c| c.owner.as_uuid()).collect(),
+        };
+        for (i, stream) in prepared.streams.iter().enumerate() {
+            // Events of a stream named twice follow each other in batch order.
+            let later: usize = prepared.streams[i + 1..]
+                .iter()
+                .filter(|s| s.stream_id == stream.stream_id)
+                .map(|s| s.events.len())
+                .sum();
+            let n = stream.events.len();
+            for (k, event) in stream.events.iter().enumerate() {
+                call.event_ids.push(event.event_id.as_uuid());
+                call.event_streams.push(stream.stream_id.as_str());
+                call.event_back.push((n - 1 - k + later) as i64);
+                call.event_types.push(event.event_type.as_str());
+                call.schema_versions
+                    .push(schema_version_to_db(event.schema_version)?);
+                call.occurred_ats.push(event.occurred_at.trunc_subsecs(6));
+                call.payloads.push(&event.payload);
+                call.metadatas.push(metadata_to_json(&event.metadata)?);
             }
-            Ok(1)
         }
-        ExpectedVersion::Exactly(version) => {
-            let done = sqlx::query(
-                "UPDATE streams SET version = $3 WHERE stream_id = $1 AND version = $2",
-            )
-            .bind(id)
-            .bind(version)
-            .bind(version + added)
-            .execute(&mut *conn)
-            .await
-            .map_err(db)?;
-            if done.rows_affected() == 0 {
-                return Err(conflict());
-            }
-            Ok(version + 1)
-        }
-        ExpectedVersion::Any => {
-            let version: i64 = sqlx::query_scalar(
-                "INSERT INTO streams (stream_id, version) VALUES ($1, $2) \
-                 ON CONFLICT (stream_id) DO UPDATE SET version = streams.version + EXCLUDED.version \
-                 RETURNING version",
-            )
-            .bind(id)
-            .bind(added)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db)?;
-            Ok(version - added + 1)
-        }
+        Ok(call)
     }
 }
 
-/// All events in one statement, one array per column.
-async fn insert_events(
-    conn: &mut PgConnection,
-    events: &[RecordedEvent],
-) -> Result<(), AppendError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let mut positions = Vec::with_capacity(events.len());
-    let mut event_ids = Vec::with_capacity(events.len());
-    let mut stream_ids = Vec::with_capacity(events.len());
-    let mut versions = Vec::with_capacity(events.len());
-    let mut types = Vec::with_capacity(events.len());
-    let mut schema_versions = Vec::with_capacity(events.len());
-    let mut times: Vec<DateTime<Utc>> = Vec::with_capacity(events.len());
-    let mut payloads = Vec::with_capacity(events.len());
-    let mut metadata = Vec::with_capacity(events.len());
-    for e in events {
-        positions.push(e.position);
-        event_ids.push(e.event_id.as_uuid());
-        stream_ids.push(e.stream_id.as_str());
-        versions.push(e.stream_version);
-        types.push(e.event_type.as_str());
-        schema_versions.push(schema_version_to_db(e.schema_version)?);
-        times.push(e.occurred_at);
-        payloads.push(e.payload.clone());
-        metadata.push(metadata_to_json(&e.metadata)?);
-    }
-    sqlx::query(
-        "INSERT INTO events \
-         (position, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata) \
-         SELECT * FROM UNNEST($1::bigint[], $2::uuid[], $3::text[], $4::bigint[], $5::text[], $6::integer[], \
-                              $7::timestamptz[], $8::jsonb[], $9::jsonb[])",
-    )
-    .bind(positions)
-    .bind(event_ids)
-    .bind(stream_ids)
-    .bind(versions)
-    .bind(types)
-    .bind(schema_versions)
-    .bind(times)
-    .bind(payloads)
-    .bind(metadata)
-    .execute(&mut *conn)
-    .await
-    .map_err(db)?;
-    Ok(())
-}
-
-/// Claims already held by someone else refuse the whole append; a claim the same user already
-/// holds is fine (a user re-registering what is theirs).
-async fn insert_claims(conn: &mut PgConnection, claims: &[ClaimRow]) -> Result<(), AppendError> {
-    if claims.is_empty() {
-        return Ok(());
-    }
-    let kinds: Vec<&str> = claims.iter().map(|c| c.kind).collect();
-    let values: Vec<&str> = claims.iter().map(|c| c.value.as_str()).collect();
-    let owners: Vec<Uuid> = claims.iter().map(|c| c.owner.as_uuid()).collect();
-    // Rows go in in sorted order, so rival appends wait on each other rather than deadlock.
-    let inserted: Vec<(String, String)> = sqlx::query_as(
-        "INSERT INTO claims (kind, value, user_id) SELECT * FROM UNNEST($1::text[], $2::text[], $3::uuid[]) \
-         ON CONFLICT (kind, value) DO NOTHING RETURNING kind, value",
-    )
-    .bind(kinds)
-    .bind(values)
-    .bind(owners)
-    .fetch_all(&mut *conn)
-    .await
-    .map_err(db)?;
-    if inserted.len() == claims.len() {
-        return Ok(());
-    }
-    for claim in claims {
-        if inserted
-            .iter()
-            .any(|(k, v)| k == claim.kind && *v == claim.value)
-        {
-            continue;
-        }
-        // A new statement, so a new snapshot: it sees the rival's committed row that made the
-        // insert skip this claim.
-        let holder: Option<Uuid> =
-            sqlx::query_scalar("SELECT user_id FROM claims WHERE kind = $1 AND value = $2")
-                .bind(claim.kind)
-                .bind(&claim.value)
-                .fetch_optional(&mut *conn)
-                .await
-                .map_err(db)?;
-        if holder != Some(claim.owner.as_uuid()) {
-            return Err(AppendError::ClaimTaken { kind: claim.kind });
+/// `append_events`' refusals (IA001, IA002) and the database errors that can only mean
+/// "another writer changed these streams first".
+fn refused(
+    e: sqlx::Error,
+    prepared: &PreparedAppend,
+    conflict_on: Option<StreamId>,
+) -> AppendError {
+    if let sqlx::Error::Database(db_err) = &e {
+        let detail = db_err
+            .try_downcast_ref::<PgDatabaseError>()
+            .and_then(PgDatabaseError::detail);
+        match (db_err.code().as_deref(), detail) {
+            (Some("IA001"), Some(stream)) => {
+                return AppendError::VersionConflict(StreamId::from_stored(stream.to_owned()))
+            }
+            (Some("IA002"), Some(kind)) => {
+                if let Some(claim) = prepared.claims.iter().find(|c| c.kind == kind) {
+                    return AppendError::ClaimTaken { kind: claim.kind };
+                }
+            }
+            _ => {}
         }
     }
-    Ok(())
+    classify(db(e), conflict_on)
 }
 
 fn db(e: sqlx::Error) -> AppendError {
