@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use domain::{Actor, AppId, EventId, Metadata, StreamId, UserId};
+use domain::{Actor, AppId, Device, EventId, Metadata, StreamId, UserId};
 use infra::store::{AppendBatch, ExpectedVersion, NewEvent, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -233,8 +233,10 @@ impl Writer {
         let session = Uuid::now_v7();
         let stream = StreamId::from_stored(format!("session-{session}"));
         let me = Actor::User(UserId::from_uuid(id));
+        // Schema version 2, as the service writes it (a parsed `device` object).
+        let device = Device::from_user_agent(DEVICE);
         let payload = json!({"session_id": session, "user_id": id, "appid": appid,
-            "openid": openid, "is_new_user": new_user, "client_ip": self.ip(), "device": DEVICE});
+            "openid": openid, "is_new_user": new_user, "client_ip": self.ip(), "device": device});
         self.push(stream.clone(), "UserLoggedIn", payload, me.clone(), appid);
         if self.rng.gen_bool(0.4) {
             let payload = json!({"generation": 1});
@@ -280,7 +282,7 @@ impl Writer {
         let event = NewEvent {
             event_id: EventId::from_uuid(Uuid::now_v7()),
             event_type: event_type.to_owned(),
-            schema_version: 1,
+            schema_version: if event_type == "UserLoggedIn" { 2 } else { 1 },
             occurred_at: self.start + Duration::milliseconds(EVENT_SPACING_MS * tick),
             payload,
             metadata,

@@ -79,6 +79,9 @@ enum Only {
     Login,
     /// Generating the log and rebuilding the read models over it (no baseline).
     Replay,
+    /// Everything on the generated log: replay, admin queries, the stream (no login, no
+    /// baseline).
+    Log,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -174,7 +177,7 @@ async fn main() -> anyhow::Result<()> {
     let machine = Machine::probe(uses_postgres.then_some(args.postgres_url.as_str())).await;
 
     let mut baseline = None;
-    if uses_postgres && args.only != Some(Only::Replay) {
+    if uses_postgres && matches!(args.only, None | Some(Only::Login)) {
         eprintln!(
             "baseline: pgbench one-row INSERT at {:?} clients",
             plan.levels
@@ -257,7 +260,7 @@ async fn measure(
         .timeout(Duration::from_secs(60))
         .build()?;
 
-    if args.only != Some(Only::Replay) {
+    if matches!(args.only, None | Some(Only::Login)) {
         // Login load, on a fresh database, with the memory it takes.
         let service = Service::start(mode, db, &sim).await?;
         let target = login::Target {

@@ -495,8 +495,10 @@ pub fn markdown(r: &Results) -> String {
                 pages,
                 seconds,
                 events_per_sec,
+                passes,
             }) => {
-                let _ = writeln!(out, "- /v1/events catch-up: {events} events in {pages} pages, {seconds:.2} s → **{} events/s**", num(*events_per_sec));
+                let runs: Vec<String> = passes.iter().map(|s| format!("{s:.2}")).collect();
+                let _ = writeln!(out, "- /v1/events catch-up: {events} events in {pages} pages, median {seconds:.2} s → **{} events/s** (passes: {} s)", num(*events_per_sec), runs.join(", "));
             }
             Some(Stream::Unavailable) => {
                 let _ = writeln!(

@@ -1,14 +1,28 @@
 //! `/v1/events` catch-up: page through the whole log with `limit=1000`, as an analytics
-//! consumer starting from zero would.
+//! consumer starting from zero would; three passes, the median reported (one pass is a few
+//! seconds, short enough for a neighbour on a shared machine to move it).
 
 use std::time::Instant;
 
-use serde::Serialize;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
 
 use crate::service::ADMIN_TOKEN;
 
 const PAGE: u32 = 1000;
+const PASSES: usize = 3;
+
+/// What the consumer reads of a page: the rest of each event is skipped, not built into a
+/// tree, so the load generator's parsing takes less of the shared CPU.
+#[derive(Deserialize)]
+struct Page {
+    events: Vec<Position>,
+    next_after: Option<i64>,
+}
+
+#[derive(Deserialize)]
+struct Position {
+    position: i64,
+}
 
 #[derive(Debug, Clone, Serialize)]
 #[serde(tag = "status", rename_all = "lowercase")]
@@ -20,10 +34,34 @@ pub enum Stream {
         pages: u64,
         seconds: f64,
         events_per_sec: f64,
+        /// Every pass's seconds, in order.
+        passes: Vec<f64>,
     },
 }
 
 pub async fn run(http: &reqwest::Client, base: &str) -> anyhow::Result<Stream> {
+    let mut runs = Vec::with_capacity(PASSES);
+    for _ in 0..PASSES {
+        match pass(http, base).await? {
+            Some(run) => runs.push(run),
+            None => return Ok(Stream::Unavailable),
+        }
+    }
+    let passes: Vec<f64> = runs.iter().map(|&(_, _, seconds)| seconds).collect();
+    runs.sort_by(|a, b| a.2.total_cmp(&b.2));
+    let (events, pages, seconds) = runs[runs.len() / 2];
+    Ok(Stream::Measured {
+        events,
+        pages,
+        seconds,
+        events_per_sec: events as f64 / seconds.max(f64::EPSILON),
+        passes,
+    })
+}
+
+/// One catch-up from position 0: (events, pages, seconds), or `None` when the endpoint is not
+/// there.
+async fn pass(http: &reqwest::Client, base: &str) -> anyhow::Result<Option<(u64, u64, f64)>> {
     let began = Instant::now();
     let (mut after, mut events, mut pages) = (0i64, 0u64, 0u64);
     loop {
@@ -33,20 +71,19 @@ pub async fn run(http: &reqwest::Client, base: &str) -> anyhow::Result<Stream> {
             .send()
             .await?;
         if response.status() == reqwest::StatusCode::NOT_FOUND && pages == 0 {
-            return Ok(Stream::Unavailable);
+            return Ok(None);
         }
         anyhow::ensure!(
             response.status().is_success(),
             "GET /v1/events answered HTTP {}",
             response.status()
         );
-        let page: Value = response.json().await?;
-        let batch = page["events"].as_array().map_or(0, Vec::len) as u64;
-        if batch == 0 {
+        let page: Page = response.json().await?;
+        let batch = page.events.len() as u64;
+        let Some(last) = page.events.last().map(|e| e.position) else {
             break;
-        }
-        let last = page["events"][batch as usize - 1]["position"].as_i64();
-        let next = page["next_after"].as_i64().or(last);
+        };
+        let next = page.next_after.or(Some(last));
         anyhow::ensure!(
             next.is_some_and(|n| n > after),
             "/v1/events did not move forward"
@@ -55,11 +92,5 @@ pub async fn run(http: &reqwest::Client, base: &str) -> anyhow::Result<Stream> {
         events += batch;
         pages += 1;
     }
-    let seconds = began.elapsed().as_secs_f64();
-    Ok(Stream::Measured {
-        events,
-        pages,
-        seconds,
-        events_per_sec: events as f64 / seconds.max(f64::EPSILON),
-    })
+    Ok(Some((events, pages, began.elapsed().as_secs_f64())))
 }

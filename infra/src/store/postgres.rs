@@ -17,12 +17,12 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{Claim, EventId, StreamId, UserId};
+use domain::{Claim, EventId, Metadata, StreamId, UserId};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::prepared::{metadata_from_json, schema_version_from_db, upcast};
+use super::prepared::{schema_version_from_db, upcast};
 use super::signal::AppendSignal;
 use crate::api_keys::StoredApiKey;
 
@@ -61,17 +61,22 @@ impl PostgresStore {
 const EVENT_COLUMNS: &str =
     "position, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata";
 
+/// Columns by index, in `EVENT_COLUMNS` order (by name costs a lookup per value).
 fn decode_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     Ok(upcast(RecordedEvent {
-        position: row.try_get("position")?,
-        event_id: EventId::from_uuid(row.try_get("event_id")?),
-        stream_id: StreamId::from_stored(row.try_get("stream_id")?),
-        stream_version: row.try_get("stream_version")?,
-        event_type: row.try_get("event_type")?,
-        schema_version: schema_version_from_db(row.try_get::<i32, _>("schema_version")?.into())?,
-        occurred_at: row.try_get("occurred_at")?,
-        payload: row.try_get("payload")?,
-        metadata: metadata_from_json(row.try_get("metadata")?)?,
+        position: row.try_get(0)?,
+        event_id: EventId::from_uuid(row.try_get(1)?),
+        stream_id: StreamId::from_stored(row.try_get(2)?),
+        stream_version: row.try_get(3)?,
+        event_type: row.try_get(4)?,
+        schema_version: schema_version_from_db(row.try_get::<i32, _>(5)?.into())?,
+        occurred_at: row.try_get(6)?,
+        payload: row.try_get(7)?,
+        // Straight into the struct: no JSON tree in between.
+        metadata: row
+            .try_get::<sqlx::types::Json<Metadata>, _>(8)
+            .map_err(|e| StoreError::Corrupt(format!("event metadata: {e}")))?
+            .0,
     }))
 }
 

@@ -113,10 +113,6 @@ pub(super) fn metadata_to_json(metadata: &Metadata) -> Result<serde_json::Value,
         .map_err(|e| StoreError::Corrupt(format!("metadata does not serialise: {e}")))
 }
 
-pub(super) fn metadata_from_json(value: serde_json::Value) -> Result<Metadata, StoreError> {
-    serde_json::from_value(value).map_err(|e| StoreError::Corrupt(format!("event metadata: {e}")))
-}
-
 pub(super) fn schema_version_to_db(version: u32) -> Result<i32, StoreError> {
     i32::try_from(version)
         .map_err(|_| StoreError::Corrupt(format!("schema version {version} is out of range")))
