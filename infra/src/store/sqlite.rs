@@ -1,9 +1,10 @@
 //! SQLite: the embedded default, one service instance.
 //!
-//! Every write goes through a pool of one connection and every append runs in
-//! `BEGIN IMMEDIATE`, so writers are serialised and an event's position (the rowid) follows
-//! commit order. Reads use a separate pool; in WAL mode they run beside the writer and each
-//! statement sees a committed prefix of the log.
+//! Every write goes through a pool of one connection, and appends go through one writer task
+//! that commits whatever appends queued meanwhile in one `BEGIN IMMEDIATE` transaction (group
+//! commit, each append in its own savepoint; see `append`). Writers are serialised, so an
+//! event's position (the rowid) follows commit order. Reads use a separate pool; in WAL mode
+//! they run beside the writer and each statement sees a committed prefix of the log.
 
 mod append;
 mod relay;
