@@ -4,7 +4,7 @@
 use chrono::SubsecRound;
 use domain::{Metadata, StreamId, UserId};
 
-use super::{AppendBatch, RecordedEvent, SessionKeyWrite, StoreError, StreamAppend};
+use super::{AppendBatch, NewEvent, RecordedEvent, SessionKeyWrite, StoreError, StreamAppend};
 
 /// An append, ready for a backend to write.
 pub(super) struct PreparedAppend {
@@ -70,10 +70,48 @@ impl PreparedAppend {
             .map(|&i| self.streams[i].stream_id.clone())
     }
 
+    /// Each new event in batch order, with its stream and how many of that stream's new events
+    /// come after it in this append (a stream named twice counts both occurrences): the
+    /// backends number the event as the stream's new version minus that count.
+    pub fn events_with_later(&self) -> impl Iterator<Item = (&StreamAppend, &NewEvent, i64)> {
+        self.streams
+            .iter()
+            .enumerate()
+            .flat_map(move |(i, stream)| {
+                let later_occurrences: usize = self.streams[i + 1..]
+                    .iter()
+                    .filter(|s| s.stream_id == stream.stream_id)
+                    .map(|s| s.events.len())
+                    .sum();
+                let n = stream.events.len();
+                stream
+                    .events
+                    .iter()
+                    .enumerate()
+                    .map(move |(k, event)| (stream, event, (n - 1 - k + later_occurrences) as i64))
+            })
+    }
+
+    /// The recorded events in batch order, numbered as the database numbered them: `written`
+    /// holds each event's (position, stream version), in batch order.
+    pub fn into_records(self, written: Vec<(i64, i64)>) -> Vec<RecordedEvent> {
+        let mut first_versions = Vec::with_capacity(self.streams.len());
+        let mut at = 0;
+        for stream in &self.streams {
+            first_versions.push(written.get(at).map_or(0, |&(_, version)| version));
+            at += stream.events.len();
+        }
+        let mut events = Self::records(self.streams, &first_versions);
+        for (event, (position, _)) in events.iter_mut().zip(written) {
+            event.position = position;
+        }
+        events
+    }
+
     /// The recorded events in batch order, given each stream's first new version (indexed like
-    /// `streams`). Positions are left at 0 for the backend to fill in. Times are cut to the
-    /// microseconds both databases keep, so what `append` returns equals what is read back.
-    pub fn records(streams: Vec<StreamAppend>, first_versions: &[i64]) -> Vec<RecordedEvent> {
+    /// `streams`). Positions are left at 0. Times are cut to the microseconds both databases
+    /// keep, so what `append` returns equals what is read back.
+    fn records(streams: Vec<StreamAppend>, first_versions: &[i64]) -> Vec<RecordedEvent> {
         streams
             .into_iter()
             .zip(first_versions)

@@ -59,18 +59,7 @@ pub(super) async fn append(
         ))
         .into());
     }
-
-    let mut first_versions = vec![0; prepared.streams.len()];
-    let mut at = 0;
-    for (i, stream) in prepared.streams.iter().enumerate() {
-        first_versions[i] = written.get(at).map_or(0, |&(_, version)| version);
-        at += stream.events.len();
-    }
-    let mut events = PreparedAppend::records(prepared.streams, &first_versions);
-    for (event, (position, _)) in events.iter_mut().zip(written) {
-        event.position = position;
-    }
-    Ok(events)
+    Ok(prepared.into_records(written))
 }
 
 /// `append_events`' arguments: streams in lock order, events in batch order, claims sorted.
@@ -127,25 +116,16 @@ impl<'a> Call<'a> {
             claim_values: prepared.claims.iter().map(|c| c.value.as_str()).collect(),
             claim_owners: prepared.claims.iter().map(|c| c.owner.as_uuid()).collect(),
         };
-        for (i, stream) in prepared.streams.iter().enumerate() {
-            // Events of a stream named twice follow each other in batch order.
-            let later: usize = prepared.streams[i + 1..]
-                .iter()
-                .filter(|s| s.stream_id == stream.stream_id)
-                .map(|s| s.events.len())
-                .sum();
-            let n = stream.events.len();
-            for (k, event) in stream.events.iter().enumerate() {
-                call.event_ids.push(event.event_id.as_uuid());
-                call.event_streams.push(stream.stream_id.as_str());
-                call.event_back.push((n - 1 - k + later) as i64);
-                call.event_types.push(event.event_type.as_str());
-                call.schema_versions
-                    .push(schema_version_to_db(event.schema_version)?);
-                call.occurred_ats.push(event.occurred_at.trunc_subsecs(6));
-                call.payloads.push(&event.payload);
-                call.metadatas.push(metadata_to_json(&event.metadata)?);
-            }
+        for (stream, event, later) in prepared.events_with_later() {
+            call.event_ids.push(event.event_id.as_uuid());
+            call.event_streams.push(stream.stream_id.as_str());
+            call.event_back.push(later);
+            call.event_types.push(event.event_type.as_str());
+            call.schema_versions
+                .push(schema_version_to_db(event.schema_version)?);
+            call.occurred_ats.push(event.occurred_at.trunc_subsecs(6));
+            call.payloads.push(&event.payload);
+            call.metadatas.push(metadata_to_json(&event.metadata)?);
         }
         Ok(call)
     }

@@ -88,7 +88,7 @@ async fn commit_group(pool: &SqlitePool, jobs: impl Iterator<Item = Job>) {
     };
     for ((prepared, reply), outcome) in jobs.into_iter().zip(outcomes) {
         // The caller may have gone away; its append stands (or not) all the same.
-        let _ = reply.send(outcome.map(|written| records(prepared, written)));
+        let _ = reply.send(outcome.map(|written| prepared.into_records(written)));
     }
 }
 
@@ -174,21 +174,6 @@ fn event_row(row: &SqliteRow) -> Result<(i64, i64), Failure> {
     Ok((get("position")?, get("stream_version")?))
 }
 
-/// The recorded events, numbered as the database numbered them.
-fn records(prepared: PreparedAppend, written: Written) -> Vec<RecordedEvent> {
-    let mut first_versions = vec![0; prepared.streams.len()];
-    let mut at = 0;
-    for (i, stream) in prepared.streams.iter().enumerate() {
-        first_versions[i] = written.get(at).map_or(0, |&(_, version)| version);
-        at += stream.events.len();
-    }
-    let mut events = PreparedAppend::records(prepared.streams, &first_versions);
-    for (event, (position, _)) in events.iter_mut().zip(written) {
-        event.position = position;
-    }
-    events
-}
-
 /// Statements with their parameters, sent to SQLite as one command.
 struct Script {
     sql: String,
@@ -239,23 +224,8 @@ fn scripts(prepared: &PreparedAppend) -> Result<Vec<Script>, AppendError> {
         bump_version(room(&mut scripts, 4), &prepared.streams[i])?;
     }
 
-    // Each event's version counts back from its stream's new version: events of a stream
-    // named twice in the batch follow each other in batch order.
-    let mut later_of_stream: Vec<i64> = Vec::with_capacity(prepared.event_count());
-    for (i, stream) in prepared.streams.iter().enumerate() {
-        let later_occurrences: usize = prepared.streams[i + 1..]
-            .iter()
-            .filter(|s| s.stream_id == stream.stream_id)
-            .map(|s| s.events.len())
-            .sum();
-        let n = stream.events.len();
-        later_of_stream.extend((0..n).map(|k| (n - 1 - k + later_occurrences) as i64));
-    }
-    let events = prepared
-        .streams
-        .iter()
-        .flat_map(|s| s.events.iter().map(move |e| (s.stream_id.as_str(), e)));
-    for ((stream_id, event), back) in events.zip(later_of_stream) {
+    for (stream, event, back) in prepared.events_with_later() {
+        let stream_id = stream.stream_id.as_str();
         let s = room(&mut scripts, 10);
         // Placeholders are anonymous, so arguments go in the order they appear.
         let event_id = s.arg(event.event_id.to_string())?;
