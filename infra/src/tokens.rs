@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Header, Validation};
 use ring::signature::{Ed25519KeyPair, KeyPair};
 use secrecy::{ExposeSecret, SecretBox};
 use serde::{Deserialize, Serialize};
@@ -44,7 +44,9 @@ pub struct AccessClaims {
 
 struct SigningKey {
     kid: String,
-    encoding: EncodingKey,
+    /// Opened once: `jsonwebtoken` would rebuild the key pair from its PKCS#8 bytes (a scalar
+    /// multiplication) for every token it signs.
+    pair: Ed25519KeyPair,
     decoding: DecodingKey,
     /// The raw public key, base64url: the JWK's `x`.
     public_x: String,
@@ -107,8 +109,14 @@ impl AccessTokens {
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
-        jsonwebtoken::encode(&header, &claims, &key.encoding)
-            .map_err(|e| TokenError::Key(e.to_string()))
+        // A JWS compact serialisation, as `jsonwebtoken::encode` writes it, signed with the
+        // opened key pair.
+        let signing_input = format!("{}.{}", jws_part(&header)?, jws_part(&claims)?);
+        let signature = key.pair.sign(signing_input.as_bytes());
+        Ok(format!(
+            "{signing_input}.{}",
+            URL_SAFE_NO_PAD.encode(signature.as_ref())
+        ))
     }
 
     /// Checks signature, algorithm (EdDSA only: `none` and HMAC are refused), key id, issuer
@@ -178,11 +186,18 @@ fn open_signing_key(sealer: &Sealer, stored: &StoredSigningKey) -> Result<Signin
     let public_x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
     Ok(SigningKey {
         kid: stored.kid.clone(),
-        encoding: EncodingKey::from_ed_der(pkcs8.expose_secret()),
+        pair,
         decoding: DecodingKey::from_ed_components(&public_x)
             .map_err(|e| TokenError::Key(e.to_string()))?,
         public_x,
     })
+}
+
+/// base64url(JSON) of a JWS header or payload.
+fn jws_part<T: Serialize>(value: &T) -> Result<String, TokenError> {
+    serde_json::to_vec(value)
+        .map(|json| URL_SAFE_NO_PAD.encode(json))
+        .map_err(|e| TokenError::Key(e.to_string()))
 }
 
 /// RFC 7638 thumbprint of the Ed25519 JWK: a stable, public key id.
@@ -266,6 +281,40 @@ mod tests {
         assert!(tokens.verify(&String::from_utf8(forged).unwrap()).is_err());
         assert!(tokens.verify("rt1.").is_err());
         assert!(tokens.verify("garbage").is_err());
+    }
+
+    /// Ed25519 signatures are deterministic, so a token signed with the opened key pair must
+    /// be exactly what `jsonwebtoken::encode` makes of the same header, claims and key.
+    #[test]
+    fn access_tokens_are_what_jsonwebtoken_would_sign() {
+        let sealer = MasterKey::generate().sealer(SIGNING_KEY_PURPOSE);
+        let stored = new_signing_key(&sealer).unwrap();
+        let tokens = AccessTokens {
+            keys: vec![open_signing_key(&sealer, &stored).unwrap()],
+            issuer: "https://id.example".into(),
+            ttl: Duration::from_secs(900),
+        };
+        let (user, session) = (
+            UserId::from_uuid(uuid::Uuid::now_v7()),
+            SessionId::from_uuid(uuid::Uuid::now_v7()),
+        );
+        let appid = AppId::parse("wx0123456789abcdef").unwrap();
+        let token = tokens.issue(user, session, &appid, Utc::now()).unwrap();
+
+        let claims = tokens.verify(&token).unwrap();
+        assert_eq!((claims.sub, claims.sid), (user, session));
+        let pkcs8 = sealer
+            .open(&stored.sealed_private_key, stored.kid.as_bytes())
+            .unwrap();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(stored.kid.clone());
+        let expected = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &jsonwebtoken::EncodingKey::from_ed_der(&pkcs8),
+        )
+        .unwrap();
+        assert_eq!(token, expected);
     }
 
     #[test]
