@@ -175,8 +175,11 @@ uuid_id!(
 );
 
 impl UserId {
+    /// What a user's stream id is made of: this, then the id.
+    pub const STREAM_PREFIX: &'static str = "user-";
+
     pub fn stream(&self) -> StreamId {
-        StreamId(format!("user-{}", self.0))
+        StreamId(format!("{}{}", Self::STREAM_PREFIX, self.0))
     }
 }
 

@@ -10,7 +10,7 @@ use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 use infra::wechat::WeChatError;
 use uuid::Uuid;
 
-use super::streams::{load_user, to_new_events};
+use super::streams::{to_new_events, user_from_stored};
 use crate::http::extract::RequestContext;
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -172,15 +172,17 @@ async fn resolve_user(
         appid: appid.clone(),
         openid: openid.clone(),
     };
-    let mut owner = store.find_claim(&account).await?;
+    let mut owner = store.load_claimant(&account).await?;
     if owner.is_none() {
         if let Some(unionid) = unionid {
-            owner = store.find_claim(&Claim::UnionId(unionid.clone())).await?;
+            owner = store
+                .load_claimant(&Claim::UnionId(unionid.clone()))
+                .await?;
         }
     }
     match owner {
-        Some(user_id) => {
-            let (user, version) = load_user(store, user_id).await?;
+        Some((user_id, stored)) => {
+            let (user, version) = user_from_stored(&stored)?;
             Ok((user_id, user, version))
         }
         None => Ok((UserId::from_uuid(Uuid::now_v7()), User::default(), 0)),

@@ -24,8 +24,12 @@ fn decode<E: DomainEvent + DeserializeOwned>(stored: &[RecordedEvent]) -> Result
 
 /// A user's state and the number of events it was built from.
 pub async fn load_user(store: &dyn EventStore, id: UserId) -> Result<(User, usize), ApiError> {
-    let stored = store.load_stream(&id.stream()).await?;
-    let events: Vec<UserEvent> = decode(&stored)?;
+    user_from_stored(&store.load_stream(&id.stream()).await?)
+}
+
+/// A user's state from their stream's events, and how many there were.
+pub fn user_from_stored(stored: &[RecordedEvent]) -> Result<(User, usize), ApiError> {
+    let events: Vec<UserEvent> = decode(stored)?;
     Ok((User::replay(&events), events.len()))
 }
 
@@ -98,7 +102,7 @@ pub async fn load_session_of_user_in_force(
     if session.user_id() != Some(user_id) || !session.is_active() {
         return Ok(None);
     }
-    let user = User::replay(&decode::<UserEvent>(&user_events)?);
+    let (user, _) = user_from_stored(&user_events)?;
     Ok((Standing::of(&user) == Standing::Good).then_some((session, session_events.len(), user)))
 }
 

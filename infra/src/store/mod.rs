@@ -182,6 +182,18 @@ pub trait EventStore: Send + Sync {
     /// A stream's events in version order (empty for a stream that does not exist).
     async fn load_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError>;
 
+    /// The user holding the claim, with their stream's events in version order: one read
+    /// where the backend can (a returning login needs both). `None` when nobody holds it.
+    async fn load_claimant(
+        &self,
+        claim: &Claim,
+    ) -> Result<Option<(UserId, Vec<RecordedEvent>)>, StoreError> {
+        match self.find_claim(claim).await? {
+            Some(user) => Ok(Some((user, self.load_stream(&user.stream()).await?))),
+            None => Ok(None),
+        }
+    }
+
     /// Several streams' events, each stream's in version order (one query where the backend
     /// can: every authenticated request loads its session and its user).
     async fn load_streams(&self, streams: &[StreamId]) -> Result<Vec<RecordedEvent>, StoreError> {

@@ -150,6 +150,32 @@ impl EventStore for SqliteStore {
         rows.iter().map(decode_event).collect()
     }
 
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn load_claimant(
+        &self,
+        claim: &Claim,
+    ) -> Result<Option<(UserId, Vec<RecordedEvent>)>, StoreError> {
+        let (kind, value) = claim.key();
+        // The user id follows the event columns, so `decode_event` reads the row as it is.
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS}, claims.user_id FROM claims \
+             JOIN events ON events.stream_id = ?3 || claims.user_id \
+             WHERE claims.kind = ?1 AND claims.value = ?2 ORDER BY stream_version"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(kind)
+            .bind(value)
+            .bind(UserId::STREAM_PREFIX)
+            .fetch_all(&self.read)
+            .await?;
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let user = UserId::from_uuid(uuid_from_db(first.try_get(9)?)?);
+        let events = rows.iter().map(decode_event).collect::<Result<_, _>>()?;
+        Ok(Some((user, events)))
+    }
+
     #[tracing::instrument(level = "debug", skip_all, fields(streams = streams.len()))]
     async fn load_streams(&self, streams: &[StreamId]) -> Result<Vec<RecordedEvent>, StoreError> {
         let placeholders = vec!["?"; streams.len()].join(", ");

@@ -67,6 +67,7 @@ both_backends!(
     one_of_many_rival_claims_wins,
     a_big_append_numbers_every_stream_in_order,
     several_streams_load_in_one_read,
+    a_claimant_loads_with_their_stream,
 );
 
 fn event(event_type: &str, payload: serde_json::Value) -> NewEvent {
@@ -390,6 +391,72 @@ async fn several_streams_load_in_one_read(db: Db) {
         .await
         .unwrap()
         .is_empty());
+}
+
+async fn a_claimant_loads_with_their_stream(db: Db) {
+    let (alice, bob) = (new_user(), new_user());
+    for (user, openid) in [(alice, "o_alice"), (bob, "o_bob")] {
+        db.store
+            .append(
+                one(
+                    &user.stream(),
+                    ExpectedVersion::NoStream,
+                    vec![event("UserRegistered", json!({"n": 1}))],
+                )
+                .claim(account(openid), user),
+            )
+            .await
+            .unwrap();
+    }
+    db.store
+        .append(one(
+            &alice.stream(),
+            ExpectedVersion::Exactly(1),
+            vec![event("UnionIdLinked", json!({"n": 2}))],
+        ))
+        .await
+        .unwrap();
+
+    let (user, events) = db
+        .store
+        .load_claimant(&account("o_alice"))
+        .await
+        .unwrap()
+        .expect("alice holds her account");
+    assert_eq!(user, alice);
+    assert_eq!(
+        events
+            .iter()
+            .map(|e| (e.stream_version, e.payload.clone()))
+            .collect::<Vec<_>>(),
+        [(1, json!({"n": 1})), (2, json!({"n": 2}))]
+    );
+    assert!(events.iter().all(|e| e.stream_id == alice.stream()));
+    assert!(db
+        .store
+        .load_claimant(&account("o_nobody"))
+        .await
+        .unwrap()
+        .is_none());
+
+    // Released claims have no claimant.
+    db.store
+        .append(
+            one(
+                &bob.stream(),
+                ExpectedVersion::Exactly(1),
+                vec![event("UserErased", json!({}))],
+            )
+            .release_claims_of(bob),
+        )
+        .await
+        .unwrap();
+    assert!(db
+        .store
+        .load_claimant(&account("o_bob"))
+        .await
+        .unwrap()
+        .is_none());
 }
 
 async fn a_conflict_on_one_stream_writes_nothing(db: Db) {
