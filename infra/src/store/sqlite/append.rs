@@ -1,13 +1,14 @@
-//! One append, one `BEGIN IMMEDIATE` transaction on the single write connection: bump each
-//! stream's version against its expectation, insert the events, write the claims.
+//! Appends on SQLite: bump each stream's version against its expectation, insert the events,
+//! write the claims and the session key, all on the single write connection.
 //!
 //! sqlx runs each SQLite command on the connection's worker thread, and every command is a
 //! hand-off to that thread and back. Appends are the serialised section of a SQLite service,
-//! so appends queue for one writer task that commits whatever queued together (group commit),
-//! and each append's body goes as one multi-statement script (each statement binding the next of the
-//! script's arguments): begin, script, commit. Checks inside the script (a stream's expected
-//! version, a claim held by someone else) insert a row into `append_guards`, whose trigger
-//! aborts the script when the check failed; only then does the append look at what failed.
+//! so they queue for one writer task that commits whatever queued meanwhile in one
+//! `BEGIN IMMEDIATE` transaction (group commit), and each append's body goes to SQLite as one
+//! multi-statement script (each statement binding the next of the script's arguments).
+//! Checks inside the script (a stream's expected version, a claim held by someone else)
+//! insert a row into `append_guards`, whose trigger aborts the script when the check failed;
+//! only then does the append look at what failed.
 //!
 //! Several statements in one query is a SQLite-only sqlx behaviour (0.8 runs them in order and
 //! returns every statement's rows); sqlx means to drop it one day (launchbadge/sqlx#3108), and
