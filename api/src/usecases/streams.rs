@@ -98,20 +98,24 @@ pub async fn load_session_of_user_in_force(
     let (session_events, user_events): (Vec<RecordedEvent>, Vec<RecordedEvent>) = stored
         .into_iter()
         .partition(|e| e.stream_id == session_stream);
-    let session = Session::replay(&decode::<SessionEvent>(&session_events)?);
+    let (session, version) = session_from_stored(&session_events)?;
     if session.user_id() != Some(user_id) || !session.is_active() {
         return Ok(None);
     }
     let (user, _) = user_from_stored(&user_events)?;
-    Ok((Standing::of(&user) == Standing::Good).then_some((session, session_events.len(), user)))
+    Ok((Standing::of(&user) == Standing::Good).then_some((session, version, user)))
 }
 
 pub async fn load_session(
     store: &dyn EventStore,
     id: SessionId,
 ) -> Result<(Session, usize), ApiError> {
-    let stored = store.load_stream(&id.stream()).await?;
-    let events: Vec<SessionEvent> = decode(&stored)?;
+    session_from_stored(&store.load_stream(&id.stream()).await?)
+}
+
+/// A session's state from its stream's events, and how many there were.
+fn session_from_stored(stored: &[RecordedEvent]) -> Result<(Session, usize), ApiError> {
+    let events: Vec<SessionEvent> = decode(stored)?;
     Ok((Session::replay(&events), events.len()))
 }
 

@@ -197,7 +197,7 @@ impl Script {
     /// Adds an argument; returns its placeholder. Placeholders are anonymous (`?`): sqlx binds
     /// a script's arguments to its statements' placeholders in order, and numbered ones would
     /// leave gaps it fills wrongly.
-    fn arg<T>(&mut self, value: T) -> Result<String, AppendError>
+    fn arg<T>(&mut self, value: T) -> Result<&'static str, AppendError>
     where
         T: sqlx::Encode<'static, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send + 'static,
     {
@@ -205,7 +205,7 @@ impl Script {
             .add(value)
             .map_err(|e| StoreError::Corrupt(format!("append argument: {e}")))?;
         self.params += 1;
-        Ok("?".into())
+        Ok("?")
     }
 
     fn guard(&mut self, check: &str) {
