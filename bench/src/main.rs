@@ -230,6 +230,21 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Runs one login level, notes the CPU it cost each process, and prints its headline.
+async fn login_level(
+    service: &Service,
+    level: impl Future<Output = login::LevelResult>,
+) -> login::LevelResult {
+    let before = CpuSample::now(service.pid());
+    let mut level = level.await;
+    level.cpu = before.per_login(&CpuSample::now(service.pid()), level.logins);
+    eprintln!(
+        "  {:.0} logins/s, p99 {:.2} ms, {} errors",
+        level.logins_per_sec, level.login.p99_ms, level.errors
+    );
+    level
+}
+
 /// Everything measured on one backend, in order: login load (and memory) on a fresh
 /// database, then the generated log (replay, admin, stream), then the large log.
 async fn run_backend(
@@ -272,26 +287,13 @@ async fn measure(
         let login_began = Instant::now();
         for &c in &plan.levels {
             eprintln!("{name}: login, {c} virtual users, {:?}", plan.level);
-            let before = CpuSample::now(service.pid());
-            let mut level = login::closed_loop(&target, c, plan.level).await;
-            level.cpu = before.per_login(&CpuSample::now(service.pid()), level.logins);
-            eprintln!(
-                "  {:.0} logins/s, p99 {:.2} ms, {} errors",
-                level.logins_per_sec, level.login.p99_ms, level.errors
-            );
+            let level = login_level(&service, login::closed_loop(&target, c, plan.level)).await;
             out.login.push(level);
         }
         if let Some(peak) = out.peak_login().map(|p| p.logins_per_sec) {
             let rate = 0.7 * peak;
             eprintln!("{name}: login, open loop at {rate:.0}/s (70 % of peak)");
-            let before = CpuSample::now(service.pid());
-            let mut level = login::paced(&target, rate, plan.level).await;
-            level.cpu = before.per_login(&CpuSample::now(service.pid()), level.logins);
-            eprintln!(
-                "  {:.0} logins/s, p99 {:.2} ms, {} errors",
-                level.logins_per_sec, level.login.p99_ms, level.errors
-            );
-            out.paced = Some(level);
+            out.paced = Some(login_level(&service, login::paced(&target, rate, plan.level)).await);
         }
         out.memory = Some(service.memory());
         timings.push(Timing {
