@@ -71,6 +71,10 @@ struct Args {
     /// Measure only this part (and the baseline, on PostgreSQL), for short runs.
     #[arg(long, value_enum)]
     only: Option<Only>,
+    /// Keep each backend's database at the end and print its URL (to profile `identityd
+    /// projections rebuild` or the queries on the generated log).
+    #[arg(long)]
+    keep_database: bool,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -256,7 +260,11 @@ async fn run_backend(
 ) -> anyhow::Result<()> {
     let db = Database::fresh(out.backend, &args.postgres_url).await?;
     let result = measure(args, plan, mode, &db, out, timings).await;
-    db.remove().await;
+    if args.keep_database {
+        eprintln!("{}: database kept: {}", out.backend.name(), db.url);
+    } else {
+        db.remove().await;
+    }
     result
 }
 

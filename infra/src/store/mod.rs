@@ -15,6 +15,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{Claim, EventId, Metadata, StreamId, UserId};
+use futures::stream::BoxStream;
+use futures::TryStreamExt;
 
 use crate::api_keys::StoredApiKey;
 
@@ -207,7 +209,17 @@ pub trait EventStore: Send + Sync {
     /// Up to `limit` events with a position above `after`, in position order. Never skips an
     /// event: one that will still commit with a lower position is not passed over (readers
     /// see a prefix of the final log).
-    async fn read_all(&self, after: i64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError>;
+    async fn read_all(&self, after: i64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_all_stream(after, limit).try_collect().await
+    }
+
+    /// `read_all` one event at a time, as the database returns them: a reader that encodes
+    /// each event (the event stream's pages) overlaps its work with the database's.
+    fn read_all_stream(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> BoxStream<'_, Result<RecordedEvent, StoreError>>;
 
     /// The user holding a claim, if any.
     async fn find_claim(&self, claim: &Claim) -> Result<Option<UserId>, StoreError>;

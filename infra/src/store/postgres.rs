@@ -13,11 +13,14 @@ mod notify;
 mod relay;
 
 use std::str::FromStr;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::{Claim, EventId, Metadata, StreamId, UserId};
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::Row;
 use uuid::Uuid;
@@ -62,6 +65,17 @@ const EVENT_COLUMNS: &str =
     "position, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata";
 
 /// Columns by index, in `EVENT_COLUMNS` order (by name costs a lookup per value).
+/// `read_all`: the log after a position, in position order. `pg_current_snapshot()` is the
+/// statement's own snapshot, so the xmin bound and the rows' visibility agree: everything
+/// below xmin has ended, and what committed is visible.
+static READ_ALL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events \
+         WHERE position > $1 AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
+         ORDER BY position LIMIT $2"
+    )
+});
+
 fn decode_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     Ok(upcast(RecordedEvent {
         position: row.try_get(0)?,
@@ -145,21 +159,17 @@ impl EventStore for PostgresStore {
         rows.iter().map(decode_event).collect()
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn read_all(&self, after: i64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
-        // pg_current_snapshot() is the statement's own snapshot, so the xmin bound and the rows'
-        // visibility agree: everything below xmin has ended, and what committed is visible.
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events \
-             WHERE position > $1 AND transaction_id < pg_snapshot_xmin(pg_current_snapshot()) \
-             ORDER BY position LIMIT $2"
-        );
-        let rows = sqlx::query(&sql)
+    fn read_all_stream(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> BoxStream<'_, Result<RecordedEvent, StoreError>> {
+        sqlx::query(&READ_ALL)
             .bind(after)
             .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(decode_event).collect()
+            .fetch(&self.pool)
+            .map(|row| decode_event(&row?))
+            .boxed()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

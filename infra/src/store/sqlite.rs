@@ -10,12 +10,14 @@ mod append;
 mod relay;
 
 use std::str::FromStr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
 use domain::{Claim, EventId, StreamId, UserId};
+use futures::stream::BoxStream;
+use futures::StreamExt;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
@@ -103,6 +105,11 @@ const EVENT_COLUMNS: &str =
     "position, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata";
 
 /// Columns by index, in `EVENT_COLUMNS` order (by name costs a lookup per value).
+/// `read_all`: the log after a position, in position order.
+static READ_ALL: LazyLock<String> = LazyLock::new(|| {
+    format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2")
+});
+
 fn decode_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
     Ok(upcast(RecordedEvent {
         position: row.try_get(0)?,
@@ -191,17 +198,19 @@ impl EventStore for SqliteStore {
         rows.iter().map(decode_event).collect()
     }
 
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn read_all(&self, after: i64, limit: u32) -> Result<Vec<RecordedEvent>, StoreError> {
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2"
-        );
-        let rows = sqlx::query(&sql)
+    fn read_all_stream(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> BoxStream<'_, Result<RecordedEvent, StoreError>> {
+        // Decoded as the rows arrive: sqlx steps the statement on the connection's own thread,
+        // so the reader's work overlaps with SQLite producing the next rows.
+        sqlx::query(&READ_ALL)
             .bind(after)
             .bind(limit)
-            .fetch_all(&self.read)
-            .await?;
-        rows.iter().map(decode_event).collect()
+            .fetch(&self.read)
+            .map(|row| decode_event(&row?))
+            .boxed()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

@@ -18,9 +18,10 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use infra::analytics::{analytics_view, AnalyticsView};
+use futures::TryStreamExt;
+use infra::analytics::analytics_view;
 use infra::store::{AppendWaiter, RecordedEvent, Store};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::watch;
 use utoipa::IntoParams;
@@ -92,21 +93,22 @@ async fn list(
 ) -> Result<Response, ApiError> {
     let after = query::position("after", q.after.as_deref())?;
     let limit = query::limit_of(q.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
-    let events = state.store.read_all(after, limit).await?;
-    let next_after = events.last().map_or(after, |e| e.position);
-    let page = Page {
-        events: events.iter().map(analytics_view).collect(),
-        next_after,
-    };
-    // Written straight from the events: no JSON tree in between.
-    let body = serde_json::to_vec(&page).map_err(ApiError::internal)?;
+    // Each event is encoded as it comes from the database (no page of decoded events, no JSON
+    // tree): `{"events":[…],"next_after":N}`, as `openapi::EventPage` describes.
+    let mut events = state.store.read_all_stream(after, limit);
+    let mut body = Vec::with_capacity(64 * 1024);
+    body.extend_from_slice(b"{\"events\":[");
+    let mut next_after = after;
+    while let Some(event) = events.try_next().await? {
+        let first = next_after == after;
+        if !first {
+            body.push(b',');
+        }
+        serde_json::to_writer(&mut body, &analytics_view(&event)).map_err(ApiError::internal)?;
+        next_after = event.position;
+    }
+    body.extend_from_slice(format!("],\"next_after\":{next_after}}}").as_bytes());
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-#[derive(Serialize)]
-struct Page<'a> {
-    events: Vec<AnalyticsView<'a>>,
-    next_after: i64,
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
