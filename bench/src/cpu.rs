@@ -1,7 +1,8 @@
-//! Where the machine's CPU went during a login level: the service, this program (load
-//! generator and WeChat simulator), and everything else (PostgreSQL, the kernel's own
-//! threads), from `/proc`. Divided by the logins done, it says what a login costs each part,
-//! and so what would bound throughput if the service had the machine to itself.
+//! Where the machine's CPU went during a part of the run (a login level, the rebuilds): the
+//! service, this program (load generator and WeChat simulator, or the in-process rebuild), and
+//! everything else (PostgreSQL, the kernel's own threads), from `/proc`. Divided by the work
+//! done (logins, events replayed), it says what one unit costs each part, and so what would
+//! bound throughput if the work had the machine to itself.
 
 use serde::Serialize;
 
@@ -14,13 +15,14 @@ pub struct CpuSample {
     machine_total: u64,
 }
 
-/// CPU per login, in milliseconds, and the share of the machine left idle.
+/// CPU per unit of work (a login, a replayed event), in milliseconds, and the share of the
+/// machine left idle.
 #[derive(Debug, Clone, Serialize)]
 pub struct CpuUse {
-    /// `None` when the service runs inside this process.
-    pub service_ms_per_login: Option<f64>,
-    pub harness_ms_per_login: f64,
-    pub other_ms_per_login: f64,
+    /// `None` when the service runs inside this process (or is not running).
+    pub service_ms: Option<f64>,
+    pub harness_ms: f64,
+    pub other_ms: f64,
     pub idle_share: f64,
 }
 
@@ -36,10 +38,10 @@ impl CpuSample {
         }
     }
 
-    /// What happened between `self` and `later`, per login.
-    pub fn per_login(&self, later: &Self, logins: u64) -> Option<CpuUse> {
+    /// What happened between `self` and `later`, per unit of the `units` done meanwhile.
+    pub fn per_unit(&self, later: &Self, units: u64) -> Option<CpuUse> {
         let ms_per_tick = 1000.0 / ticks_per_second();
-        let per_login = |ticks: u64| ticks as f64 * ms_per_tick / logins.max(1) as f64;
+        let per_unit = |ticks: u64| ticks as f64 * ms_per_tick / units.max(1) as f64;
         let service = match (self.service, later.service) {
             (Some(a), Some(b)) => Some(b.saturating_sub(a)),
             _ => None,
@@ -47,14 +49,14 @@ impl CpuSample {
         let harness = later.harness.saturating_sub(self.harness);
         let busy = later.machine_busy.saturating_sub(self.machine_busy);
         let total = later.machine_total.saturating_sub(self.machine_total);
-        if total == 0 || logins == 0 {
+        if total == 0 || units == 0 {
             return None;
         }
         let other = busy.saturating_sub(harness + service.unwrap_or(0));
         Some(CpuUse {
-            service_ms_per_login: service.map(per_login),
-            harness_ms_per_login: per_login(harness),
-            other_ms_per_login: per_login(other),
+            service_ms: service.map(per_unit),
+            harness_ms: per_unit(harness),
+            other_ms: per_unit(other),
             idle_share: 1.0 - busy as f64 / total as f64,
         })
     }

@@ -241,7 +241,7 @@ async fn login_level(
 ) -> login::LevelResult {
     let before = CpuSample::now(service.pid());
     let mut level = level.await;
-    level.cpu = before.per_login(&CpuSample::now(service.pid()), level.logins);
+    level.cpu = before.per_unit(&CpuSample::now(service.pid()), level.logins);
     eprintln!(
         "  {:.0} logins/s, p99 {:.2} ms, {} errors",
         level.logins_per_sec, level.login.p99_ms, level.errors

@@ -7,6 +7,8 @@ use infra::store::Store;
 use projections::ReadModels;
 use serde::Serialize;
 
+use crate::cpu::{CpuSample, CpuUse};
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Replay {
     /// The log's head when the rebuild ended.
@@ -15,6 +17,9 @@ pub struct Replay {
     pub runs: Vec<f64>,
     pub median_seconds: f64,
     pub events_per_sec: f64,
+    /// CPU per event replayed, over all runs: the rebuild runs in this process (`harness`);
+    /// `other` is PostgreSQL and the kernel.
+    pub cpu: Option<CpuUse>,
 }
 
 /// Rebuilds all read models `runs` times; events/s from the median run.
@@ -22,6 +27,7 @@ pub async fn run(database_url: &str, store: Arc<dyn Store>, runs: usize) -> anyh
     let models = ReadModels::connect(database_url).await?;
     let mut seconds = Vec::new();
     let mut events = 0;
+    let before = CpuSample::now(None);
     for _ in 0..runs.max(1) {
         let began = Instant::now();
         let status = projections::rebuild(&models, store.clone(), None).await?;
@@ -34,12 +40,15 @@ pub async fn run(database_url: &str, store: Arc<dyn Store>, runs: usize) -> anyh
             eprintln!("  replay reached {events} of {head} events (an older transaction on the server held it back)");
         }
     }
+    let replayed = u64::try_from(events).unwrap_or(0) * seconds.len() as u64;
+    let cpu = before.per_unit(&CpuSample::now(None), replayed);
     let median_seconds = median(&seconds);
     Ok(Replay {
         events,
         median_seconds,
         events_per_sec: events as f64 / median_seconds.max(f64::EPSILON),
         runs: seconds,
+        cpu,
     })
 }
 

@@ -422,7 +422,7 @@ pub fn markdown(r: &Results) -> String {
         for l in b.login.iter().chain(b.paced.iter()) {
             if let Some(cpu) = &l.cpu {
                 let service = cpu
-                    .service_ms_per_login
+                    .service_ms
                     .map_or("in bench".into(), |ms| format!("{ms:.3}"));
                 let _ = writeln!(
                     out,
@@ -430,8 +430,8 @@ pub fn markdown(r: &Results) -> String {
                     l.paced_rate
                         .map_or(l.concurrency.to_string(), |r| format!("paced {}/s", num(r))),
                     num(l.logins_per_sec),
-                    cpu.harness_ms_per_login,
-                    cpu.other_ms_per_login,
+                    cpu.harness_ms,
+                    cpu.other_ms,
                     cpu.idle_share * 100.0
                 );
             }
@@ -483,6 +483,15 @@ pub fn markdown(r: &Results) -> String {
                     num(x.events_per_sec),
                     runs.join(", ")
                 );
+                if let Some(cpu) = &x.cpu {
+                    let _ = writeln!(
+                        out,
+                        "  CPU per event: rebuild (this process) {:.1} µs, other (PostgreSQL, kernel) {:.1} µs; machine idle {:.0} %",
+                        cpu.harness_ms * 1000.0,
+                        cpu.other_ms * 1000.0,
+                        cpu.idle_share * 100.0
+                    );
+                }
             }
         }
         for a in &b.admin {

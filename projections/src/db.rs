@@ -73,6 +73,11 @@ impl Db {
                     // Safe in WAL mode (a crash may lose the last commits, never corrupt), and
                     // it spares an fsync per projection batch.
                     conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    // The event store's checkpointer copies the WAL into the database, beside
+                    // the writers: a checkpoint inside a projection's commit would hold the
+                    // write turn that appends wait for.
+                    conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                    conn.execute("PRAGMA journal_size_limit = 67108864").await?;
                     Ok(())
                 })
             })

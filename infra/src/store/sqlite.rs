@@ -7,6 +7,7 @@
 //! they run beside the writer and each statement sees a committed prefix of the log.
 
 mod append;
+mod checkpoint;
 mod relay;
 
 use std::str::FromStr;
@@ -43,6 +44,8 @@ pub struct SqliteStore {
     write_turn: Arc<tokio::sync::Mutex<()>>,
     /// The queue of the task that writes appends (`append::writer`).
     appends: tokio::sync::mpsc::Sender<append::Job>,
+    /// Dropped with the store: stops the WAL checkpointer (`checkpoint::run`).
+    _stop_checkpoints: tokio::sync::oneshot::Sender<()>,
 }
 
 impl SqliteStore {
@@ -62,13 +65,21 @@ impl SqliteStore {
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
-            .connect_with(options.clone())
+            // Checkpoints run beside the writer, not inside its commits (see `checkpoint`).
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("wal_autocheckpoint", "0")
+                    .pragma("journal_size_limit", checkpoint::WAL_SIZE_LIMIT),
+            )
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(4)
-            .connect_with(options.pragma("query_only", "ON"))
+            .connect_with(options.clone().pragma("query_only", "ON"))
             .await?;
+        let (stop_checkpoints, stopped) = tokio::sync::oneshot::channel();
+        tokio::spawn(checkpoint::run(options, stopped));
         let write_turn = Arc::default();
         let (appends, queue) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(append::writer(
@@ -82,6 +93,7 @@ impl SqliteStore {
             signal: AppendSignal::new(),
             write_turn,
             appends,
+            _stop_checkpoints: stop_checkpoints,
         })
     }
 }

@@ -719,3 +719,36 @@ async fn session_keys_are_replaced(db: Db) {
         None
     );
 }
+
+/// Writers do not checkpoint on SQLite (so no append waits behind one); the store's
+/// checkpointer does, beside them. Without it the database file would not grow while the
+/// store is open: everything written would stay in the WAL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_checkpoints_the_wal_beside_the_writer() {
+    let (store, url) = infra::testing::sqlite_store().await;
+    let path = url.trim_start_matches("sqlite://").to_owned();
+    let size = || std::fs::metadata(&path).map_or(0, |m| m.len());
+    let before = size();
+    for i in 0..50 {
+        let events = (0..20)
+            .map(|_| event("E", json!({ "padding": "x".repeat(2000) })))
+            .collect();
+        store
+            .append(one(
+                &stream(&format!("wal-{i}")),
+                ExpectedVersion::NoStream,
+                events,
+            ))
+            .await
+            .unwrap();
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while size() < before + 1_000_000 {
+        assert!(
+            Instant::now() < deadline,
+            "the database file stayed at {} bytes (from {before}): no checkpoint ran",
+            size()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
