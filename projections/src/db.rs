@@ -77,7 +77,6 @@ impl Db {
                     // the writers: a checkpoint inside a projection's commit would hold the
                     // write turn that appends wait for.
                     conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
-                    conn.execute("PRAGMA journal_size_limit = 67108864").await?;
                     Ok(())
                 })
             })

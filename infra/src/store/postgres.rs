@@ -64,7 +64,6 @@ impl PostgresStore {
 const EVENT_COLUMNS: &str =
     "position, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata";
 
-/// Columns by index, in `EVENT_COLUMNS` order (by name costs a lookup per value).
 /// `read_all`: the log after a position, in position order. `pg_current_snapshot()` is the
 /// statement's own snapshot, so the xmin bound and the rows' visibility agree: everything
 /// below xmin has ended, and what committed is visible.
@@ -76,6 +75,7 @@ static READ_ALL: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
+/// Columns by index, in `EVENT_COLUMNS` order (by name costs a lookup per value).
 fn decode_event(row: &PgRow) -> Result<RecordedEvent, StoreError> {
     Ok(upcast(RecordedEvent {
         position: row.try_get(0)?,

@@ -116,12 +116,12 @@ fn uuid_from_db(text: &str) -> Result<Uuid, StoreError> {
 const EVENT_COLUMNS: &str =
     "position, event_id, stream_id, stream_version, event_type, schema_version, occurred_at, payload, metadata";
 
-/// Columns by index, in `EVENT_COLUMNS` order (by name costs a lookup per value).
 /// `read_all`: the log after a position, in position order.
 static READ_ALL: LazyLock<String> = LazyLock::new(|| {
     format!("SELECT {EVENT_COLUMNS} FROM events WHERE position > ?1 ORDER BY position LIMIT ?2")
 });
 
+/// Columns by index, in `EVENT_COLUMNS` order (by name costs a lookup per value).
 fn decode_event(row: &SqliteRow) -> Result<RecordedEvent, StoreError> {
     Ok(upcast(RecordedEvent {
         position: row.try_get(0)?,

@@ -15,7 +15,7 @@
 //! hand and holds the next one back while it copies the little the passive passes left, so
 //! the WAL starts over. That is the one pause writers see, a few times a second at most
 //! instead of inside every commit that crosses 1000 pages. (Measured with `bench`: the
-//! single-user login p99 halved; 8 and 32 users 10–20 % better.) The writers'
+//! single-user login p99 halved; 8 and 32 users 10–20 % better.) The store's writer's
 //! `journal_size_limit` then trims the file.
 
 use std::time::Duration;
@@ -31,7 +31,7 @@ const INTERVAL: Duration = Duration::from_millis(100);
 /// WAL frames (pages: 4 KiB by default) past which writers are held back for a checkpoint.
 const MAX_WAL_FRAMES: i64 = 4096;
 
-/// What the writers trim the WAL file to when it starts over (`journal_size_limit`).
+/// What the store's writer trims the WAL file to when it starts it over (`journal_size_limit`).
 pub(crate) const WAL_SIZE_LIMIT: &str = "67108864";
 
 /// Checkpoints every `INTERVAL` until `stop` is dropped or sent.
