@@ -42,16 +42,16 @@ pub(super) async fn run(options: SqliteConnectOptions, mut stop: oneshot::Receiv
             _ = &mut stop => break,
             () = tokio::time::sleep(INTERVAL) => {}
         }
-        if conn.is_none() {
-            match SqliteConnection::connect_with(&options).await {
-                Ok(opened) => conn = Some(opened),
+        let c = match &mut conn {
+            Some(c) => c,
+            None => match SqliteConnection::connect_with(&options).await {
+                Ok(opened) => conn.insert(opened),
                 Err(e) => {
                     tracing::warn!(error = %e, "WAL checkpointer cannot connect");
                     continue;
                 }
-            }
-        }
-        let Some(c) = conn.as_mut() else { continue };
+            },
+        };
         let mut result = checkpoint(c, "PASSIVE").await;
         if matches!(result, Ok(frames) if frames > MAX_WAL_FRAMES) {
             result = checkpoint(c, "RESTART").await;
