@@ -1,0 +1,83 @@
+//! The benchmark program end to end at its smallest scale: every part runs and measures
+//! something, with no errors. Figures are not checked (they belong to BENCHMARKS.md, not to a
+//! test); that each part produced one is.
+
+// A failed unwrap is a failed test.
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use serde_json::Value;
+
+/// Runs `bench --scale tiny --in-process` with `args`; returns the JSON results and the report.
+fn bench(args: &[&str]) -> (Value, String) {
+    let out = std::env::temp_dir().join(format!("bench-smoke-{}.json", uuid::Uuid::now_v7()));
+    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--scale", "tiny", "--in-process", "--out"])
+        .arg(&out)
+        .args(args)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "bench failed:\n{stderr}");
+    let results: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    let _ = std::fs::remove_file(&out);
+    (results, String::from_utf8(output.stdout).unwrap())
+}
+
+/// What every backend's log parts must show: a rebuild over the generated log, admin pages
+/// without errors, and a stream pass that read every event.
+fn check_log_parts(backend: &Value) {
+    assert_eq!(backend["failures"], serde_json::json!([]), "{backend:#}");
+    let replayed = backend["replay"]["events"].as_i64().unwrap();
+    assert!(replayed >= 10_000, "replayed {replayed}");
+    assert!(backend["replay"]["events_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(backend["stream"]["status"], "measured");
+    assert_eq!(backend["stream"]["events"].as_i64().unwrap(), replayed);
+    let admin = backend["admin"].as_array().unwrap();
+    assert!(!admin.is_empty());
+    for a in admin {
+        assert_eq!(a["errors"], 0, "{a:#}");
+        assert!(a["user_page"]["p99_ms"].as_f64().unwrap() > 0.0);
+    }
+}
+
+#[test]
+fn a_tiny_run_on_sqlite_measures_every_part() {
+    let (results, report) = bench(&["--backend", "sqlite"]);
+    let sqlite = &results["backends"][0];
+    assert_eq!(sqlite["backend"], "sqlite");
+    let levels = sqlite["login"].as_array().unwrap();
+    assert_eq!(levels.len(), 2, "tiny runs 1 and 8 virtual users");
+    for level in levels.iter().chain([&sqlite["paced"]]) {
+        assert!(level["logins"].as_u64().unwrap() > 0, "{level:#}");
+        assert_eq!(level["errors"], 0, "{level:#}");
+    }
+    assert!(sqlite["memory"]["peak_rss_mib"].as_f64().unwrap() > 0.0);
+    check_log_parts(sqlite);
+    assert!(report.contains("## Targets (issue 6)"), "{report}");
+}
+
+/// The log parts on PostgreSQL (the login part also needs `pgbench` for its baseline).
+#[test]
+fn a_tiny_run_on_postgres_measures_the_log_parts() {
+    let Ok(url) = std::env::var(infra::testing::POSTGRES_URL_VAR) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} is not set",
+            infra::testing::POSTGRES_URL_VAR
+        );
+        return;
+    };
+    let (results, _) = bench(&[
+        "--backend",
+        "postgres",
+        "--only",
+        "log",
+        "--postgres-url",
+        &url,
+    ]);
+    let postgres = &results["backends"][0];
+    assert_eq!(postgres["backend"], "postgres");
+    check_log_parts(postgres);
+}
