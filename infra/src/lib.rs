@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod personal_data;
 pub mod relay;
 pub mod signed_request;
+pub mod sql;
 pub mod store;
 pub mod testing;
 pub mod tokens;

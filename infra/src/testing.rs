@@ -97,12 +97,27 @@ pub async fn wait_until_log_readable(url: &str) {
         if readable {
             return;
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "committed events stay unreadable"
-        );
+        if std::time::Instant::now() >= deadline {
+            panic!(
+                "committed events stay unreadable behind these transactions: {:?}",
+                oldest_transactions(&mut conn).await
+            );
+        }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// The server's transactions that hold a transaction id, oldest first: what holds back the
+/// horizon below which events are readable.
+async fn oldest_transactions(conn: &mut PgConnection) -> Vec<String> {
+    sqlx::query_scalar(
+        "SELECT format('pid %s, %s, %s for %s, last query: %s', pid, datname, state, \
+         now() - xact_start, left(query, 200)) FROM pg_stat_activity \
+         WHERE backend_xid IS NOT NULL ORDER BY xact_start LIMIT 5",
+    )
+    .fetch_all(conn)
+    .await
+    .unwrap_or_else(|e| vec![format!("cannot list them: {e}")])
 }
 
 /// Every row of every table in the URL's schema, as text, for tests that look for what must

@@ -104,9 +104,9 @@ impl Db {
     ///
     /// Not `BEGIN IMMEDIATE` through `begin_with`: sqlx checks a custom BEGIN after it ran,
     /// and a task aborted in between would leave the pooled connection inside a transaction
-    /// that nobody ends. A plain `begin` is rolled back by sqlx if it is cut short.
+    /// that nobody ends. `infra::sql::begin` cannot be cut short (see there why).
     pub async fn begin(&self) -> Result<Tx, ProjectionError> {
-        let mut tx = self.write.begin().await?;
+        let mut tx = infra::sql::begin(&self.write).await?;
         if self.backend == Backend::Sqlite {
             // Matches no row, yet takes the write lock (waiting out the busy timeout).
             sqlx::query("UPDATE projection_checkpoints SET updated_at = updated_at WHERE 0")

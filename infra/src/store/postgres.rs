@@ -265,7 +265,7 @@ impl SigningKeyStore for PostgresStore {
         &self,
         key: StoredSigningKey,
     ) -> Result<Vec<StoredSigningKey>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::sql::begin(&self.pool).await?;
         // Instances starting together must not each add a key. The lock (which still lets
         // readers in) makes the emptiness check and the insert one step; the insert's own
         // snapshot, taken after the lock is granted, sees a key a rival just committed.

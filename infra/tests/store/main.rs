@@ -6,6 +6,7 @@
 // A failed unwrap is a failed test; the helpers outside `#[test]` functions are test code too.
 #![allow(clippy::unwrap_used)]
 
+mod cancellation;
 mod concurrency;
 
 use concurrency::*;

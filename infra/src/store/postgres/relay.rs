@@ -31,7 +31,7 @@ impl RelayCheckpointStore for PostgresStore {
     }
 
     async fn try_lock_relay(&self, name: &str) -> Result<Option<Box<dyn RelayLease>>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = crate::sql::begin(&self.pool).await?;
         let locked: bool =
             sqlx::query_scalar(&format!("SELECT pg_try_advisory_xact_lock({LOCK_KEY})"))
                 .bind(name)

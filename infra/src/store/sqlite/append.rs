@@ -100,7 +100,7 @@ async fn write_group<'a>(
 ) -> Result<Vec<Result<Written, AppendError>>, sqlx::Error> {
     // IMMEDIATE takes the write lock up front, so the transaction never has to upgrade a read
     // lock (which could fail with SQLITE_BUSY if another process were writing).
-    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let mut tx = crate::sql::begin_with(pool, "BEGIN IMMEDIATE").await?;
     let mut outcomes = Vec::new();
     for prepared in appends {
         if prepared.is_empty() {
