@@ -8,8 +8,10 @@
 
 mod cancellation;
 mod concurrency;
+mod plans;
 
 use concurrency::*;
+use plans::*;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -69,6 +71,7 @@ both_backends!(
     a_big_append_numbers_every_stream_in_order,
     several_streams_load_in_one_read,
     a_claimant_loads_with_their_stream,
+    releasing_a_users_claims_looks_them_up_by_user,
 );
 
 fn event(event_type: &str, payload: serde_json::Value) -> NewEvent {
