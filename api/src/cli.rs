@@ -1,9 +1,13 @@
 //! The `identityd` command line.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Parser, Subcommand};
+use infra::api_keys::Scope;
+use infra::store::Store;
 
 use crate::config::Config;
 use crate::startup::{shutdown_signal, Application};
@@ -64,6 +68,14 @@ enum AdminCommand {
         #[arg(long, default_value = "")]
         name: String,
     },
+    /// List the API keys: id, scopes, when created and revoked, name (never secrets).
+    ListKeys,
+    /// Revoke an API key: requests presenting it are refused from now on.
+    RevokeKey {
+        /// The key's id: 16 hex digits, as `list-keys` shows it (in a token, what follows
+        /// `idk_`, up to the next `_`).
+        key_id: String,
+    },
 }
 
 pub async fn run() -> ExitCode {
@@ -75,9 +87,7 @@ pub async fn run() -> ExitCode {
         Command::Migrate => migrate(cli.config).await,
         Command::WechatSim(args) => dev::run_simulator(args).await,
         Command::Projections(command) => projections_command(cli.config, command).await,
-        Command::Admin(AdminCommand::CreateKey { scopes, name }) => {
-            create_key(cli.config, &scopes, &name).await
-        }
+        Command::Admin(command) => admin_command(cli.config, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -129,12 +139,23 @@ async fn projections_command(
     Ok(())
 }
 
-async fn create_key(file: Option<PathBuf>, scopes: &str, name: &str) -> anyhow::Result<()> {
-    let scopes = infra::api_keys::parse_scopes(scopes)?;
-    anyhow::ensure!(!scopes.is_empty(), "name at least one scope");
+async fn admin_command(file: Option<PathBuf>, command: AdminCommand) -> anyhow::Result<()> {
     let config = Config::load(file.as_deref())?;
-    let store = infra::store::connect(&config.database_url).await?;
-    let key = infra::api_keys::generate(name, scopes, chrono::Utc::now());
+    let store = || infra::store::connect(&config.database_url);
+    match command {
+        AdminCommand::CreateKey { scopes, name } => {
+            // Refuse bad scopes before touching the database.
+            let scopes = infra::api_keys::parse_scopes(&scopes)?;
+            anyhow::ensure!(!scopes.is_empty(), "name at least one scope");
+            create_key(store().await?.as_ref(), scopes, &name).await
+        }
+        AdminCommand::ListKeys => list_keys(store().await?.as_ref()).await,
+        AdminCommand::RevokeKey { key_id } => revoke_key(store().await?.as_ref(), &key_id).await,
+    }
+}
+
+async fn create_key(store: &dyn Store, scopes: BTreeSet<Scope>, name: &str) -> anyhow::Result<()> {
+    let key = infra::api_keys::generate(name, scopes, Utc::now());
     store.insert_api_key(&key.stored).await?;
     eprintln!(
         "API key {} ({}) created; it is shown once, store it now:",
@@ -143,4 +164,39 @@ async fn create_key(file: Option<PathBuf>, scopes: &str, name: &str) -> anyhow::
     );
     println!("{}", key.token);
     Ok(())
+}
+
+async fn list_keys(store: &dyn Store) -> anyhow::Result<()> {
+    println!(
+        "{:<16}  {:<34}  {:<20}  {:<20}  name",
+        "key", "scopes", "created", "revoked"
+    );
+    for key in store.api_keys().await? {
+        let line = format!(
+            "{:<16}  {:<34}  {:<20}  {:<20}  {}",
+            key.key_id,
+            key.scopes_text(),
+            rfc3339(key.created_at),
+            key.revoked_at.map_or_else(|| "-".to_owned(), rfc3339),
+            key.name
+        );
+        println!("{}", line.trim_end());
+    }
+    Ok(())
+}
+
+async fn revoke_key(store: &dyn Store, key_id: &str) -> anyhow::Result<()> {
+    let key = store
+        .revoke_api_key(key_id, Utc::now())
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no API key {key_id}"))?;
+    let since = key
+        .revoked_at
+        .map_or_else(String::new, |at| format!(" since {}", rfc3339(at)));
+    eprintln!("API key {key_id} is revoked{since}");
+    Ok(())
+}
+
+fn rfc3339(time: DateTime<Utc>) -> String {
+    time.to_rfc3339_opts(SecondsFormat::Secs, true)
 }

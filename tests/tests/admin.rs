@@ -1,4 +1,4 @@
-//! The admin API: read models behind it, scopes, filters, block and unblock.
+//! The admin API: read models behind it, scopes, filters, block and unblock, revoked keys.
 
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,7 @@ both_backends! {
     blocking_refuses_logins_and_ends_sessions,
     lookups_find_users_by_their_accounts,
     history_pages_with_opaque_cursors,
+    a_revoked_key_is_refused_from_the_next_request,
 }
 
 async fn json_of(response: reqwest::Response) -> Value {
@@ -427,4 +428,27 @@ async fn history_pages_with_opaque_cursors(world: World) {
     }
     assert_eq!(seen.len(), 5, "{seen:?}");
     assert!(seen.windows(2).all(|w| w[0] > w[1]), "{seen:?}");
+}
+
+/// `identityd admin revoke-key` takes effect on the next request, on every instance: keys are
+/// looked up in the database at each request, not cached.
+async fn a_revoked_key_is_refused_from_the_next_request(world: World) {
+    let key = world.api_key("admin:read").await;
+    let other = world.api_key("admin:read").await;
+    json_of(world.get_as(&key, "/v1/admin/logins").await).await;
+    let (key_id, _) = infra::api_keys::split_token(&key).expect("one of our keys");
+    world
+        .store()
+        .await
+        .revoke_api_key(key_id, chrono::Utc::now())
+        .await
+        .expect("revoke the key")
+        .expect("the key exists");
+    assert_problem(
+        world.get_as(&key, "/v1/admin/logins").await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    json_of(world.get_as(&other, "/v1/admin/logins").await).await;
 }

@@ -257,6 +257,15 @@ pub trait SigningKeyStore: Send + Sync {
 pub trait ApiKeyStore: Send + Sync {
     async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError>;
     async fn api_key(&self, key_id: &str) -> Result<Option<StoredApiKey>, StoreError>;
+    /// Every key, revoked ones too, oldest first.
+    async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError>;
+    /// Revokes the key as of `at` (a key revoked before keeps its first revocation time);
+    /// the key as it now stands, or `None` when there is no such key.
+    async fn revoke_api_key(
+        &self,
+        key_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<StoredApiKey>, StoreError>;
 }
 
 /// Per-user data keys (sealed under the master key) for crypto-shredding.

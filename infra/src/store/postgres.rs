@@ -8,6 +8,7 @@
 //! holding a lower position (it has a lower id), so a reader sees a prefix of the final log,
 //! with gaps only where appends rolled back.
 
+mod api_keys;
 mod append;
 mod notify;
 mod relay;
@@ -27,11 +28,10 @@ use uuid::Uuid;
 
 use super::prepared::{schema_version_from_db, upcast};
 use super::signal::AppendSignal;
-use crate::api_keys::StoredApiKey;
 
 use super::{
-    ApiKeyStore, AppendBatch, AppendError, DataKeyStore, EventStore, NonceStore, RecordedEvent,
-    SessionKeyVault, SigningKeyStore, Store, StoreError, StoredSigningKey,
+    AppendBatch, AppendError, DataKeyStore, EventStore, NonceStore, RecordedEvent, SessionKeyVault,
+    SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
 pub struct PostgresStore {
@@ -283,57 +283,6 @@ impl SigningKeyStore for PostgresStore {
         .await?;
         tx.commit().await?;
         self.signing_keys().await
-    }
-}
-
-#[async_trait]
-impl ApiKeyStore for PostgresStore {
-    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO api_keys (key_id, secret_hash, scopes, name, created_at, revoked_at) \
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(&key.key_id)
-        .bind(&key.secret_hash)
-        .bind(key.scopes_text())
-        .bind(&key.name)
-        .bind(key.created_at)
-        .bind(key.revoked_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn api_key(&self, key_id: &str) -> Result<Option<StoredApiKey>, StoreError> {
-        type Row = (
-            String,
-            Vec<u8>,
-            String,
-            String,
-            DateTime<Utc>,
-            Option<DateTime<Utc>>,
-        );
-        let row: Option<Row> = sqlx::query_as(
-            "SELECT key_id, secret_hash, scopes, name, created_at, revoked_at \
-             FROM api_keys WHERE key_id = $1",
-        )
-        .bind(key_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(
-            |(key_id, secret_hash, scopes, name, created_at, revoked_at)| {
-                Ok(StoredApiKey {
-                    key_id,
-                    secret_hash,
-                    scopes: StoredApiKey::scopes_from_text(&scopes)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    name,
-                    created_at,
-                    revoked_at,
-                })
-            },
-        )
-        .transpose()
     }
 }
 

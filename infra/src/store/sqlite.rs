@@ -6,6 +6,7 @@
 //! event's position (the rowid) follows commit order. Reads use a separate pool; in WAL mode
 //! they run beside the writer and each statement sees a committed prefix of the log.
 
+mod api_keys;
 mod append;
 mod checkpoint;
 mod relay;
@@ -28,11 +29,10 @@ use uuid::Uuid;
 
 use super::prepared::{schema_version_from_db, upcast};
 use super::signal::AppendSignal;
-use crate::api_keys::StoredApiKey;
 
 use super::{
-    ApiKeyStore, AppendBatch, AppendError, DataKeyStore, EventStore, NonceStore, RecordedEvent,
-    SessionKeyVault, SigningKeyStore, Store, StoreError, StoredSigningKey,
+    AppendBatch, AppendError, DataKeyStore, EventStore, NonceStore, RecordedEvent, SessionKeyVault,
+    SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
 pub struct SqliteStore {
@@ -334,50 +334,6 @@ impl SigningKeyStore for SqliteStore {
         .execute(&self.write)
         .await?;
         self.signing_keys().await
-    }
-}
-
-#[async_trait]
-impl ApiKeyStore for SqliteStore {
-    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO api_keys (key_id, secret_hash, scopes, name, created_at, revoked_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )
-        .bind(&key.key_id)
-        .bind(&key.secret_hash)
-        .bind(key.scopes_text())
-        .bind(&key.name)
-        .bind(time_to_db(key.created_at))
-        .bind(key.revoked_at.map(time_to_db))
-        .execute(&self.write)
-        .await?;
-        Ok(())
-    }
-
-    async fn api_key(&self, key_id: &str) -> Result<Option<StoredApiKey>, StoreError> {
-        type Row = (String, Vec<u8>, String, String, String, Option<String>);
-        let row: Option<Row> = sqlx::query_as(
-            "SELECT key_id, secret_hash, scopes, name, created_at, revoked_at \
-             FROM api_keys WHERE key_id = ?1",
-        )
-        .bind(key_id)
-        .fetch_optional(&self.read)
-        .await?;
-        row.map(
-            |(key_id, secret_hash, scopes, name, created_at, revoked_at)| {
-                Ok(StoredApiKey {
-                    key_id,
-                    secret_hash,
-                    scopes: StoredApiKey::scopes_from_text(&scopes)
-                        .map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                    name,
-                    created_at: time_from_db(&created_at)?,
-                    revoked_at: revoked_at.as_deref().map(time_from_db).transpose()?,
-                })
-            },
-        )
-        .transpose()
     }
 }
 

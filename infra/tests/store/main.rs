@@ -6,10 +6,12 @@
 // A failed unwrap is a failed test; the helpers outside `#[test]` functions are test code too.
 #![allow(clippy::unwrap_used)]
 
+mod api_keys;
 mod cancellation;
 mod concurrency;
 mod plans;
 
+use api_keys::*;
 use concurrency::*;
 use plans::*;
 
@@ -72,6 +74,7 @@ both_backends!(
     several_streams_load_in_one_read,
     a_claimant_loads_with_their_stream,
     releasing_a_users_claims_looks_them_up_by_user,
+    api_keys_are_listed_and_revoked,
 );
 
 fn event(event_type: &str, payload: serde_json::Value) -> NewEvent {

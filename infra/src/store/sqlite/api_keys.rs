@@ -1,0 +1,81 @@
+//! Admin and analytics API keys on SQLite.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::SqliteRow;
+use sqlx::Row;
+
+use super::{time_from_db, time_to_db, SqliteStore};
+use crate::api_keys::StoredApiKey;
+use crate::store::{ApiKeyStore, StoreError};
+
+const COLUMNS: &str = "key_id, secret_hash, scopes, name, created_at, revoked_at";
+
+#[async_trait]
+impl ApiKeyStore for SqliteStore {
+    async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
+        sqlx::query(&format!(
+            "INSERT INTO api_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        ))
+        .bind(&key.key_id)
+        .bind(&key.secret_hash)
+        .bind(key.scopes_text())
+        .bind(&key.name)
+        .bind(time_to_db(key.created_at))
+        .bind(key.revoked_at.map(time_to_db))
+        .execute(&self.write)
+        .await?;
+        Ok(())
+    }
+
+    async fn api_key(&self, key_id: &str) -> Result<Option<StoredApiKey>, StoreError> {
+        sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys WHERE key_id = ?1"))
+            .bind(key_id)
+            .fetch_optional(&self.read)
+            .await?
+            .map(|row| decode(&row))
+            .transpose()
+    }
+
+    async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM api_keys ORDER BY created_at, key_id"
+        ))
+        .fetch_all(&self.read)
+        .await?
+        .iter()
+        .map(decode)
+        .collect()
+    }
+
+    async fn revoke_api_key(
+        &self,
+        key_id: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<StoredApiKey>, StoreError> {
+        sqlx::query(&format!(
+            "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?2) WHERE key_id = ?1 \
+             RETURNING {COLUMNS}"
+        ))
+        .bind(key_id)
+        .bind(time_to_db(at))
+        .fetch_optional(&self.write)
+        .await?
+        .map(|row| decode(&row))
+        .transpose()
+    }
+}
+
+fn decode(row: &SqliteRow) -> Result<StoredApiKey, StoreError> {
+    let scopes: &str = row.try_get("scopes")?;
+    let revoked_at: Option<&str> = row.try_get("revoked_at")?;
+    Ok(StoredApiKey {
+        key_id: row.try_get("key_id")?,
+        secret_hash: row.try_get("secret_hash")?,
+        scopes: StoredApiKey::scopes_from_text(scopes)
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        name: row.try_get("name")?,
+        created_at: time_from_db(row.try_get("created_at")?)?,
+        revoked_at: revoked_at.map(time_from_db).transpose()?,
+    })
+}
