@@ -59,7 +59,11 @@ impl SqliteStore {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
+            // An append is answered once it is on disk: `FULL` syncs the WAL at each commit
+            // (once per group of appends). With `NORMAL` a power cut or OS crash could take
+            // back logins already answered: tokens naming a user who no longer exists, and
+            // the same openid registered again as someone else.
+            .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
         let write = SqlitePoolOptions::new()

@@ -1,8 +1,7 @@
 //! WAL checkpoints off the write path.
 //!
 //! By default SQLite checkpoints inside the commit that grows the WAL past 1000 pages: that
-//! commit copies the WAL into the database file and syncs it (with `synchronous = NORMAL`, the
-//! only sync there is) before it returns. On the store's one writer, every append queued
+//! commit copies the WAL into the database file and syncs that too before it returns. On the store's one writer, every append queued
 //! behind that commit waits for it: the slowest logins under load were those. So writers do
 //! not checkpoint (`wal_autocheckpoint = 0` on the store's and the read models' write
 //! connections), and this task does, on its own connection, in `PASSIVE` mode: it copies what
