@@ -19,10 +19,14 @@ async fn postgres_a_cancelled_begin_leaves_no_transaction_open() {
         .await
         .unwrap();
     let mut observer = PgConnection::connect(&url).await.unwrap();
+    let mut cut_short = 0;
     for attempt in 0..20 {
-        // Polled once, then dropped: `BEGIN` is on the wire, its answer unread.
-        let cut_short = infra::sql::begin(&pool).now_or_never();
-        assert!(cut_short.is_none(), "a round trip cannot be instant");
+        // Polled once, then dropped: `BEGIN` is on the wire, its answer unread. (Unless this
+        // thread was preempted for a whole round trip on a busy machine: then the begun
+        // transaction is dropped here, which must leave the connection idle too.)
+        if infra::sql::begin(&pool).now_or_never().is_none() {
+            cut_short += 1;
+        }
         // Once back in the pool, the connection is idle, not idle in a transaction.
         let mut conn = pool.acquire().await.unwrap();
         let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
@@ -36,4 +40,8 @@ async fn postgres_a_cancelled_begin_leaves_no_transaction_open() {
             .unwrap();
         assert_eq!(state, "idle", "attempt {attempt}");
     }
+    assert!(
+        cut_short > 0,
+        "no begin was cut short: the test tested nothing"
+    );
 }
