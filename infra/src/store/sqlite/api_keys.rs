@@ -9,13 +9,21 @@ use super::{time_from_db, time_to_db, SqliteStore};
 use crate::api_keys::StoredApiKey;
 use crate::store::{ApiKeyStore, StoreError};
 
-const COLUMNS: &str = "key_id, secret_hash, scopes, name, created_at, revoked_at";
+/// The columns every query reads, as a macro so the statements are `&'static str` (no
+/// formatting per request: keys are looked up on every admin and analytics request).
+macro_rules! columns {
+    () => {
+        "key_id, secret_hash, scopes, name, created_at, revoked_at"
+    };
+}
 
 #[async_trait]
 impl ApiKeyStore for SqliteStore {
     async fn insert_api_key(&self, key: &StoredApiKey) -> Result<(), StoreError> {
-        sqlx::query(&format!(
-            "INSERT INTO api_keys ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
+        sqlx::query(concat!(
+            "INSERT INTO api_keys (",
+            columns!(),
+            ") VALUES (?1, ?2, ?3, ?4, ?5, ?6)"
         ))
         .bind(&key.key_id)
         .bind(&key.secret_hash)
@@ -29,17 +37,23 @@ impl ApiKeyStore for SqliteStore {
     }
 
     async fn api_key(&self, key_id: &str) -> Result<Option<StoredApiKey>, StoreError> {
-        sqlx::query(&format!("SELECT {COLUMNS} FROM api_keys WHERE key_id = ?1"))
-            .bind(key_id)
-            .fetch_optional(&self.read)
-            .await?
-            .map(|row| decode(&row))
-            .transpose()
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM api_keys WHERE key_id = ?1"
+        ))
+        .bind(key_id)
+        .fetch_optional(&self.read)
+        .await?
+        .map(|row| decode(&row))
+        .transpose()
     }
 
     async fn api_keys(&self) -> Result<Vec<StoredApiKey>, StoreError> {
-        sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM api_keys ORDER BY created_at, key_id"
+        sqlx::query(concat!(
+            "SELECT ",
+            columns!(),
+            " FROM api_keys ORDER BY created_at, key_id"
         ))
         .fetch_all(&self.read)
         .await?
@@ -53,9 +67,10 @@ impl ApiKeyStore for SqliteStore {
         key_id: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<StoredApiKey>, StoreError> {
-        sqlx::query(&format!(
+        sqlx::query(concat!(
             "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?2) WHERE key_id = ?1 \
-             RETURNING {COLUMNS}"
+             RETURNING ",
+            columns!()
         ))
         .bind(key_id)
         .bind(time_to_db(at))
