@@ -36,6 +36,8 @@ impl std::fmt::Debug for MasterKey {
 }
 
 impl MasterKey {
+    /// Parses `IDENTITY_MASTER_KEY`. The service derives nothing from it directly: it opens the
+    /// keyring (`crate::keyring::open`), whose root is the `MasterKey` to derive subkeys from.
     pub fn from_base64(encoded: &str) -> Result<Self, CryptoError> {
         let bytes = STANDARD
             .decode(encoded.trim())
