@@ -83,7 +83,12 @@ impl Application {
             AccessTokenPolicy {
                 issuer: config.token_issuer.clone(),
                 ttl: Duration::from_secs(config.access_token_ttl_secs),
-                audiences: config.apps.0.keys().map(|a| a.as_str().to_owned()).collect(),
+                audiences: config
+                    .apps
+                    .0
+                    .keys()
+                    .map(|a| a.as_str().to_owned())
+                    .collect(),
                 reload_interval: Duration::from_secs(config.signing_key_reload_secs),
             },
         )

@@ -124,7 +124,10 @@ fn keys_rotate_from_the_command_line(database_url: &str) {
     assert!(stderr(&without_previous).contains("IDENTITY_MASTER_KEY_PREVIOUS"));
     let rotated = identityd_keys(database_url, "rotate-master", Some(&new), Some(&old));
     assert!(rotated.status.success(), "{rotated:?}");
-    assert!(stderr(&rotated).contains("1 entry re-wrapped"), "{rotated:?}");
+    assert!(
+        stderr(&rotated).contains("1 entry re-wrapped"),
+        "{rotated:?}"
+    );
 
     let stale = identityd_keys(database_url, "rotate", Some(&old), None);
     assert!(!stale.status.success());

@@ -69,7 +69,10 @@ impl MasterKeys {
         let candidates = std::iter::once((&self.current, false))
             .chain(self.previous.iter().map(|key| (key, true)));
         for (master, is_previous) in candidates {
-            if let Ok(bytes) = master.sealer(WRAP_PURPOSE).open(&entry.sealed_key, &context) {
+            if let Ok(bytes) = master
+                .sealer(WRAP_PURPOSE)
+                .open(&entry.sealed_key, &context)
+            {
                 let key = MasterKey::from_bytes(&bytes)
                     .map_err(|_| KeyringError::Corrupt(entry.name.clone()))?;
                 return Ok((key, is_previous));

@@ -239,7 +239,11 @@ struct KeySchedule {
 }
 
 impl KeySchedule {
-    fn of(created_newest_first: &[DateTime<Utc>], activation: Duration, retention: Duration) -> Self {
+    fn of(
+        created_newest_first: &[DateTime<Utc>],
+        activation: Duration,
+        retention: Duration,
+    ) -> Self {
         Self {
             activates: created_newest_first
                 .iter()
@@ -491,7 +495,9 @@ mod tests {
             }
             claims
         };
-        assert!(tokens.verify(&sign(claims(Some("wx0123456789abcdef")))).is_ok());
+        assert!(tokens
+            .verify(&sign(claims(Some("wx0123456789abcdef"))))
+            .is_ok());
         for aud in [Some("wxffffffffffffffff"), Some("wx0123456789abcde0"), None] {
             assert!(tokens.verify(&sign(claims(aud))).is_err(), "aud {aud:?}");
         }
@@ -510,8 +516,16 @@ mod tests {
             Duration::from_secs(30),
             Duration::from_secs(960),
         );
-        assert_eq!(schedule.signer(at(1029)), 1, "not active before every instance knows it");
-        assert_eq!(schedule.published(at(1029)), [0, 1], "announced before it signs");
+        assert_eq!(
+            schedule.signer(at(1029)),
+            1,
+            "not active before every instance knows it"
+        );
+        assert_eq!(
+            schedule.published(at(1029)),
+            [0, 1],
+            "announced before it signs"
+        );
         assert_eq!(schedule.signer(at(1030)), 0);
         assert_eq!(schedule.published(at(1030 + 959)), [0, 1]);
         assert_eq!(schedule.published(at(1030 + 960)), [0]);

@@ -88,7 +88,10 @@ async fn a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verif
     }
     for base in &bases {
         let jwks = jwks_at(&world, base).await;
-        assert!(jwks.find(&added.kid).is_some(), "new key published by {base}");
+        assert!(
+            jwks.find(&added.kid).is_some(),
+            "new key published by {base}"
+        );
         assert!(jwks.find(&old_kid).is_some(), "retired key kept by {base}");
         // The token signed with the retired key still verifies everywhere.
         assert_eq!(me_at(&world, base, &old_token).await.status(), 200);
@@ -147,7 +150,9 @@ async fn after_rotate_master_the_new_key_alone_opens_everything(world: World) {
         .spawn_instance(|config| *config = rotating.clone())
         .await;
     assert_eq!(me_at(&world, &rolling.base, &access).await.status(), 200);
-    let rotation = api::keys::rotate_master(&rotating).await.expect("rotate-master");
+    let rotation = api::keys::rotate_master(&rotating)
+        .await
+        .expect("rotate-master");
     assert_eq!(rotation.rewrapped, 1);
 
     // Restarted with the new key alone.
@@ -163,9 +168,16 @@ async fn after_rotate_master_the_new_key_alone_opens_everything(world: World) {
         .send()
         .await
         .expect("answer");
-    assert_eq!(refreshed.status(), 200, "a refresh token MAC'd before the rotation");
+    assert_eq!(
+        refreshed.status(),
+        200,
+        "a refresh token MAC'd before the rotation"
+    );
     let refreshed: Value = refreshed.json().await.expect("JSON");
-    let access = refreshed["access_token"].as_str().expect("token").to_owned();
+    let access = refreshed["access_token"]
+        .as_str()
+        .expect("token")
+        .to_owned();
     let authorized = world
         .http
         .post(format!("{base}/v1/me/profile/authorize"))
@@ -177,13 +189,24 @@ async fn after_rotate_master_the_new_key_alone_opens_everything(world: World) {
         .send()
         .await
         .expect("answer");
-    assert_eq!(authorized.status(), 204, "the session_key sealed before the rotation opens");
-    let me: Value = me_at(&world, base, &access).await.json().await.expect("JSON");
+    assert_eq!(
+        authorized.status(),
+        204,
+        "the session_key sealed before the rotation opens"
+    );
+    let me: Value = me_at(&world, base, &access)
+        .await
+        .json()
+        .await
+        .expect("JSON");
     assert_eq!(me["profile"]["nickname"], "Keeper", "{me}");
     let number = Simulator::phone_number_of("keeper");
     assert_eq!(me["phone"]["pure_phone_number"], number.as_str(), "{me}");
     let again = login_at(&world, base, "keeper").await;
-    assert_eq!(again["user"]["user_id"], user_id, "a returning login finds its user");
+    assert_eq!(
+        again["user"]["user_id"], user_id,
+        "a returning login finds its user"
+    );
     let admin: Value = world
         .http
         .get(format!("{base}/v1/admin/users?phone=%2B86{number}"))
@@ -194,7 +217,10 @@ async fn after_rotate_master_the_new_key_alone_opens_everything(world: World) {
         .json()
         .await
         .expect("JSON");
-    assert_eq!(admin["items"][0]["user_id"], user_id, "phone look-up: {admin}");
+    assert_eq!(
+        admin["items"][0]["user_id"], user_id,
+        "phone look-up: {admin}"
+    );
 
     // The old key alone no longer starts the service, and says why.
     let mut stale = world.config();

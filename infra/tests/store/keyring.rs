@@ -46,7 +46,10 @@ pub async fn a_deployment_that_predates_the_keyring_keeps_its_subkeys(db: Db) {
         .await
         .unwrap();
     assert_eq!(PhoneIndex::new(&root).of(PHONE), phone_hash);
-    assert_eq!(RefreshTokens::new(&root).verify(&refresh).unwrap(), (session, 1));
+    assert_eq!(
+        RefreshTokens::new(&root).verify(&refresh).unwrap(),
+        (session, 1)
+    );
     AccessTokens::load_or_create(db.store.as_ref(), &root, policy())
         .await
         .expect("the stored signing key opens under the keyring");
@@ -60,7 +63,10 @@ pub async fn a_deployment_that_predates_the_keyring_keeps_its_subkeys(db: Db) {
         .await
         .unwrap();
     assert_eq!(PhoneIndex::new(&root).of(PHONE), phone_hash);
-    assert_eq!(RefreshTokens::new(&root).verify(&refresh).unwrap(), (session, 1));
+    assert_eq!(
+        RefreshTokens::new(&root).verify(&refresh).unwrap(),
+        (session, 1)
+    );
     AccessTokens::load_or_create(db.store.as_ref(), &root, policy())
         .await
         .unwrap();
