@@ -215,8 +215,16 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("IDENTITY_APPS", "wx0000000000000002:topsecret");
             jail.set_env("IDENTITY_ADMIN_TOKEN", "admintoken");
-            let printed = format!("{:?}", Config::load(None).map_err(|e| *e)?);
-            assert!(!printed.contains("topsecret") && !printed.contains("admintoken"));
+            jail.set_env("IDENTITY_MASTER_KEY_PREVIOUS", "previousmasterkey");
+            let config = Config::load(None).map_err(|e| *e)?;
+            assert!(
+                config.master_key_previous.is_some(),
+                "read from the environment"
+            );
+            let printed = format!("{config:?}");
+            for secret in ["topsecret", "admintoken", "previousmasterkey"] {
+                assert!(!printed.contains(secret), "{secret} printed");
+            }
             Ok(())
         });
     }

@@ -96,6 +96,18 @@ async fn a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verif
         // The token signed with the retired key still verifies everywhere.
         assert_eq!(me_at(&world, base, &old_token).await.status(), 200);
     }
+
+    // A reload interval that would break "within a minute" is refused at start.
+    for secs in [0, 31] {
+        let mut config = world.config();
+        config.signing_key_reload_secs = secs;
+        let Err(refused) = api::startup::Application::build(&config).await else {
+            panic!("started with IDENTITY_SIGNING_KEY_RELOAD_SECS={secs}");
+        };
+        assert!(refused
+            .to_string()
+            .contains("IDENTITY_SIGNING_KEY_RELOAD_SECS"));
+    }
 }
 
 async fn after_rotate_master_the_new_key_alone_opens_everything(world: World) {
