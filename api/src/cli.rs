@@ -11,7 +11,7 @@ use infra::store::Store;
 
 use crate::config::Config;
 use crate::startup::{shutdown_signal, Application};
-use crate::{dev, telemetry};
+use crate::{dev, keys, telemetry};
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +44,19 @@ enum Command {
     /// API keys for admins and analytics.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Token signing keys and the master key.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Add a token signing key: every instance signs with it within a minute, without a
+    /// restart; the previous key stays in the JWKS until its last token has expired.
+    Rotate,
+    /// Re-wrap the keyring under IDENTITY_MASTER_KEY (the new key), taking it from
+    /// IDENTITY_MASTER_KEY_PREVIOUS (the key in use until now).
+    RotateMaster,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +101,7 @@ pub async fn run() -> ExitCode {
         Command::WechatSim(args) => dev::run_simulator(args).await,
         Command::Projections(command) => projections_command(cli.config, command).await,
         Command::Admin(command) => admin_command(cli.config, command).await,
+        Command::Keys(command) => keys_command(cli.config, command).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -194,6 +208,34 @@ async fn revoke_key(store: &dyn Store, key_id: &str) -> anyhow::Result<()> {
         .revoked_at
         .map_or_else(String::new, |at| format!(" since {}", rfc3339(at)));
     eprintln!("API key {key_id} is revoked{since}");
+    Ok(())
+}
+
+async fn keys_command(file: Option<PathBuf>, command: KeysCommand) -> anyhow::Result<()> {
+    let config = Config::load(file.as_deref())?;
+    match command {
+        KeysCommand::Rotate => {
+            let key = keys::rotate_signing_key(&config).await?;
+            let signs_from = key.created_at + keys::activation_delay(&config);
+            eprintln!(
+                "signing key {} added: published in the JWKS at each instance's next reload, \
+                 signing from {}; the previous key stays published until its tokens have expired",
+                key.kid,
+                rfc3339(signs_from)
+            );
+            println!("{}", key.kid);
+        }
+        KeysCommand::RotateMaster => {
+            let rotation = keys::rotate_master(&config).await?;
+            eprintln!(
+                "keyring: {} entr{} re-wrapped under IDENTITY_MASTER_KEY, {} already under it; \
+                 restart the instances without IDENTITY_MASTER_KEY_PREVIOUS",
+                rotation.rewrapped,
+                if rotation.rewrapped == 1 { "y" } else { "ies" },
+                rotation.current
+            );
+        }
+    }
     Ok(())
 }
 

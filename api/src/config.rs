@@ -23,6 +23,9 @@ pub struct Config {
     pub apps: Apps,
     pub admin_token: Option<SecretString>,
     pub master_key: Option<SecretString>,
+    /// The master key before `identityd keys rotate-master`: read only while the keyring may
+    /// still be sealed under it (a rolling restart), then removed.
+    pub master_key_previous: Option<SecretString>,
     pub nats_url: Option<String>,
     /// The JetStream stream the relay publishes to (created if missing).
     pub nats_stream: String,
@@ -31,6 +34,9 @@ pub struct Config {
     /// `iss` of our access tokens.
     pub token_issuer: String,
     pub access_token_ttl_secs: u64,
+    /// How often each instance reloads the token signing keys (1 to 30): a key added by
+    /// `identityd keys rotate` signs once every instance has had time to load it.
+    pub signing_key_reload_secs: u64,
     /// Logins per minute per client IP; 0 turns the limit off.
     pub login_rate_per_minute: u32,
     /// Take the client IP from the first `X-Forwarded-For` entry (only behind a trusted proxy).
@@ -51,6 +57,7 @@ struct Defaults {
     wechat_api_base: &'static str,
     token_issuer: &'static str,
     access_token_ttl_secs: u64,
+    signing_key_reload_secs: u64,
     login_rate_per_minute: u32,
     trust_forwarded_for: bool,
 }
@@ -63,6 +70,7 @@ const DEFAULTS: Defaults = Defaults {
     wechat_api_base: "https://api.weixin.qq.com",
     token_issuer: "identityd",
     access_token_ttl_secs: 900,
+    signing_key_reload_secs: 30,
     login_rate_per_minute: 120,
     trust_forwarded_for: false,
 };
@@ -76,11 +84,13 @@ const ENV_KEYS: &[&str] = &[
     "apps",
     "admin_token",
     "master_key",
+    "master_key_previous",
     "nats_url",
     "nats_stream",
     "nats_subject_prefix",
     "token_issuer",
     "access_token_ttl_secs",
+    "signing_key_reload_secs",
     "login_rate_per_minute",
     "trust_forwarded_for",
     "cloud_login_secrets",
@@ -205,8 +215,16 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("IDENTITY_APPS", "wx0000000000000002:topsecret");
             jail.set_env("IDENTITY_ADMIN_TOKEN", "admintoken");
-            let printed = format!("{:?}", Config::load(None).map_err(|e| *e)?);
-            assert!(!printed.contains("topsecret") && !printed.contains("admintoken"));
+            jail.set_env("IDENTITY_MASTER_KEY_PREVIOUS", "previousmasterkey");
+            let config = Config::load(None).map_err(|e| *e)?;
+            assert!(
+                config.master_key_previous.is_some(),
+                "read from the environment"
+            );
+            let printed = format!("{config:?}");
+            for secret in ["topsecret", "admintoken", "previousmasterkey"] {
+                assert!(!printed.contains(secret), "{secret} printed");
+            }
             Ok(())
         });
     }

@@ -4,6 +4,7 @@ pub mod cli;
 pub mod config;
 pub mod dev;
 pub mod http;
+pub mod keys;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

@@ -8,10 +8,11 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use infra::crypto::{MasterKey, PhoneIndex};
+use infra::keyring::MasterKeys;
 use infra::personal_data::PersonalData;
 use infra::relay::{RelayConfig, RelayHandle};
 use infra::store::Store;
-use infra::tokens::{AccessTokens, RefreshTokens};
+use infra::tokens::{AccessTokenPolicy, AccessTokens, RefreshTokens};
 use infra::wechat::{AppCredentials, WeChatClient, WeChatClientConfig};
 use projections::{ReadModels, RunnerHandle};
 use secrecy::ExposeSecret;
@@ -37,21 +38,23 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
-        let master_key = match &config.master_key {
-            Some(encoded) => MasterKey::from_base64(encoded.expose_secret()).context("IDENTITY_MASTER_KEY")?,
-            None => anyhow::bail!(
-                "IDENTITY_MASTER_KEY is required (base64 of 32 random bytes, e.g. `openssl rand -base64 32`); \
-                 `identityd dev` makes one for you"
-            ),
-        };
+        let master_keys = master_keys(config)?;
         if config.apps.0.is_empty() {
             tracing::warn!(
                 "no apps configured (IDENTITY_APPS): every login will answer unknown_app"
             );
         }
+        anyhow::ensure!(
+            (1..=30).contains(&config.signing_key_reload_secs),
+            "IDENTITY_SIGNING_KEY_RELOAD_SECS must be 1 to 30"
+        );
         let store = infra::store::connect(&config.database_url)
             .await
             .context("opening the database (IDENTITY_DATABASE_URL)")?;
+        // Every subkey derives from the keyring's root, which the master key only wraps.
+        let master_key = infra::keyring::open(store.as_ref(), &master_keys)
+            .await
+            .context("opening the keyring")?;
         Self::build_with_store(config, store, &master_key).await
     }
 
@@ -77,8 +80,17 @@ impl Application {
         let access_tokens = AccessTokens::load_or_create(
             store.as_ref(),
             master_key,
-            config.token_issuer.clone(),
-            Duration::from_secs(config.access_token_ttl_secs),
+            AccessTokenPolicy {
+                issuer: config.token_issuer.clone(),
+                ttl: Duration::from_secs(config.access_token_ttl_secs),
+                audiences: config
+                    .apps
+                    .0
+                    .keys()
+                    .map(|a| a.as_str().to_owned())
+                    .collect(),
+                reload_interval: Duration::from_secs(config.signing_key_reload_secs),
+            },
         )
         .await
         .context("loading the token signing keys")?;
@@ -147,6 +159,7 @@ impl Application {
     ) -> std::io::Result<()> {
         tracing::info!(address = %self.local_addr(), backend = self.state.store.backend(), "identityd listening");
         let forget = spawn_rate_limit_janitor(self.state.clone());
+        let reload_keys = spawn_signing_key_reload(self.state.clone());
         let state = self.state.clone();
         let shutdown = async move {
             shutdown.await;
@@ -160,6 +173,7 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         forget.abort();
+        reload_keys.abort();
         self.runners.shutdown().await;
         if let Some(relay) = self.relay {
             relay.shutdown().await;
@@ -176,6 +190,41 @@ fn spawn_rate_limit_janitor(state: AppState) -> tokio::task::JoinHandle<()> {
             state.login_rate_limit.forget_idle();
         }
     })
+}
+
+/// Reloads the signing keys now and then, so a key added by `identityd keys rotate` reaches
+/// this instance without a restart.
+fn spawn_signing_key_reload(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(state.access_tokens.reload_interval());
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = state.access_tokens.reload(state.store.as_ref()).await {
+                tracing::warn!(error = %e, "reloading the token signing keys failed; keeping the loaded ones");
+            }
+        }
+    })
+}
+
+/// `IDENTITY_MASTER_KEY` and, during a master-key rotation, `IDENTITY_MASTER_KEY_PREVIOUS`.
+pub fn master_keys(config: &Config) -> anyhow::Result<MasterKeys> {
+    let current = match &config.master_key {
+        Some(encoded) => {
+            MasterKey::from_base64(encoded.expose_secret()).context("IDENTITY_MASTER_KEY")?
+        }
+        None => anyhow::bail!(
+            "IDENTITY_MASTER_KEY is required (base64 of 32 random bytes, e.g. `openssl rand -base64 32`); \
+             `identityd dev` makes one for you"
+        ),
+    };
+    let previous = config
+        .master_key_previous
+        .as_ref()
+        .map(|encoded| MasterKey::from_base64(encoded.expose_secret()))
+        .transpose()
+        .context("IDENTITY_MASTER_KEY_PREVIOUS")?;
+    Ok(MasterKeys { current, previous })
 }
 
 /// `:8080` means every interface, as in Go and most servers; anything else is taken as is.

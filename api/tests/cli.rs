@@ -76,3 +76,78 @@ async fn postgres_keys_are_created_listed_and_revoked() {
             .expect("the test body");
     }
 }
+
+/// `identityd keys …` with these master keys (`None`: unset).
+fn identityd_keys(
+    database_url: &str,
+    command: &str,
+    master: Option<&str>,
+    previous: Option<&str>,
+) -> Output {
+    let mut identityd = Command::new(env!("CARGO_BIN_EXE_identityd"));
+    identityd
+        .args(["keys", command])
+        .env("IDENTITY_DATABASE_URL", database_url)
+        .env_remove("IDENTITY_CONFIG")
+        .env_remove("IDENTITY_MASTER_KEY")
+        .env_remove("IDENTITY_MASTER_KEY_PREVIOUS");
+    if let Some(master) = master {
+        identityd.env("IDENTITY_MASTER_KEY", master);
+    }
+    if let Some(previous) = previous {
+        identityd.env("IDENTITY_MASTER_KEY_PREVIOUS", previous);
+    }
+    identityd.output().expect("run identityd")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn keys_rotate_from_the_command_line(database_url: &str) {
+    use secrecy::ExposeSecret;
+    let generate = || {
+        infra::crypto::MasterKey::generate()
+            .to_base64()
+            .expose_secret()
+            .to_owned()
+    };
+    let (old, new) = (generate(), generate());
+
+    let first = stdout(&identityd_keys(database_url, "rotate", Some(&old), None));
+    let second = stdout(&identityd_keys(database_url, "rotate", Some(&old), None));
+    assert_eq!(first.trim().len(), 43, "a key id: {first}");
+    assert_ne!(first, second);
+
+    let without_previous = identityd_keys(database_url, "rotate-master", Some(&new), None);
+    assert!(!without_previous.status.success());
+    assert!(stderr(&without_previous).contains("IDENTITY_MASTER_KEY_PREVIOUS"));
+    let rotated = identityd_keys(database_url, "rotate-master", Some(&new), Some(&old));
+    assert!(rotated.status.success(), "{rotated:?}");
+    assert!(
+        stderr(&rotated).contains("1 entry re-wrapped"),
+        "{rotated:?}"
+    );
+
+    let stale = identityd_keys(database_url, "rotate", Some(&old), None);
+    assert!(!stale.status.success());
+    assert!(
+        stderr(&stale).contains("does not open under IDENTITY_MASTER_KEY"),
+        "{stale:?}"
+    );
+    stdout(&identityd_keys(database_url, "rotate", Some(&new), None));
+}
+
+#[test]
+fn sqlite_keys_rotate_from_the_command_line() {
+    keys_rotate_from_the_command_line(&infra::testing::fresh_sqlite_url());
+}
+
+#[tokio::test]
+async fn postgres_keys_rotate_from_the_command_line() {
+    if let Some(url) = infra::testing::fresh_postgres_url().await {
+        tokio::task::spawn_blocking(move || keys_rotate_from_the_command_line(&url))
+            .await
+            .expect("the test body");
+    }
+}

@@ -1,8 +1,9 @@
-//! Sealing secrets under the master key (AES-256-GCM).
+//! Sealing secrets (AES-256-GCM) under subkeys of one root key.
 //!
-//! The master key never encrypts anything itself: each use (session keys, signing keys,
+//! A `MasterKey` never encrypts anything itself: each use (session keys, signing keys,
 //! refresh-token MACs) gets its own subkey, derived with HMAC-SHA256 over a purpose label, so
-//! a ciphertext of one kind can never be opened as another.
+//! a ciphertext of one kind can never be opened as another. The service derives its subkeys
+//! from the keyring's root (`crate::keyring::open`), which `IDENTITY_MASTER_KEY` only wraps.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
@@ -35,6 +36,8 @@ impl std::fmt::Debug for MasterKey {
 }
 
 impl MasterKey {
+    /// Parses `IDENTITY_MASTER_KEY`. The service derives nothing from it directly: it opens the
+    /// keyring (`crate::keyring::open`), whose root is the `MasterKey` to derive subkeys from.
     pub fn from_base64(encoded: &str) -> Result<Self, CryptoError> {
         let bytes = STANDARD
             .decode(encoded.trim())
@@ -47,6 +50,20 @@ impl MasterKey {
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
         Self(SecretBox::new(Box::new(key)))
+    }
+
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let key: [u8; 32] = bytes.try_into().map_err(|_| CryptoError::BadMasterKey)?;
+        Ok(Self(SecretBox::new(Box::new(key))))
+    }
+
+    /// The raw key, to seal it into the keyring.
+    pub(crate) fn expose_bytes(&self) -> &[u8; 32] {
+        self.0.expose_secret()
+    }
+
+    pub(crate) fn duplicate(&self) -> Self {
+        Self(SecretBox::new(Box::new(*self.0.expose_secret())))
     }
 
     pub fn to_base64(&self) -> SecretString {

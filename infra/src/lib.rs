@@ -4,6 +4,7 @@
 pub mod analytics;
 pub mod api_keys;
 pub mod crypto;
+pub mod keyring;
 pub mod personal_data;
 pub mod relay;
 pub mod signed_request;

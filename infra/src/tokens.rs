@@ -1,6 +1,7 @@
 //! Our tokens: EdDSA access tokens (JWTs other backends verify with the JWKS) and HMAC'd
 //! rotating refresh tokens.
 
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -35,6 +36,9 @@ pub struct AccessClaims {
     pub iss: String,
     /// The user id.
     pub sub: UserId,
+    /// The audience: the appid the token was issued to, so a backend serving one mini-program
+    /// can refuse another's tokens with any JWT library's audience check.
+    pub aud: AppId,
     /// The session the token belongs to (lets introspection see revocation).
     pub sid: SessionId,
     pub appid: AppId,
@@ -42,8 +46,26 @@ pub struct AccessClaims {
     pub exp: i64,
 }
 
+/// How the service verifies and rotates its access tokens.
+#[derive(Debug, Clone)]
+pub struct AccessTokenPolicy {
+    pub issuer: String,
+    pub ttl: Duration,
+    /// The appids a token may name as its audience (the configured apps).
+    pub audiences: Vec<String>,
+    /// How often instances reload the key set; a new key signs only once this much time has
+    /// passed since it was added, so every instance (and the JWKS) knows it by then.
+    pub reload_interval: Duration,
+}
+
+/// Extra time a retired key stays published after its last token can have expired: clock
+/// skew between instances and verifiers, and the verification leeway.
+const RETIREMENT_MARGIN: Duration = Duration::from_secs(60);
+const LEEWAY_SECS: u64 = 5;
+
 struct SigningKey {
     kid: String,
+    created_at: DateTime<Utc>,
     /// Opened once: `jsonwebtoken` would rebuild the key pair from its PKCS#8 bytes (a scalar
     /// multiplication) for every token it signs.
     pair: Ed25519KeyPair,
@@ -53,42 +75,77 @@ struct SigningKey {
 }
 
 /// Issues and verifies access tokens with the Ed25519 keys kept (sealed) in the database, so
-/// every instance signs with the same key.
+/// every instance signs with the same key. The key set is reloaded periodically (`reload`),
+/// which is how `identityd keys rotate` reaches running instances.
 pub struct AccessTokens {
-    keys: Vec<SigningKey>,
-    issuer: String,
-    ttl: Duration,
+    /// Newest first.
+    keys: RwLock<Arc<Vec<Arc<SigningKey>>>>,
+    sealer: Sealer,
+    policy: AccessTokenPolicy,
 }
 
-const SIGNING_KEY_PURPOSE: &str = "signing-key";
+pub const SIGNING_KEY_PURPOSE: &str = "signing-key";
 
 impl AccessTokens {
     /// Loads the signing keys, creating the first one if the database has none.
     pub async fn load_or_create(
         store: &dyn SigningKeyStore,
         master: &MasterKey,
-        issuer: String,
-        ttl: Duration,
+        policy: AccessTokenPolicy,
     ) -> Result<Self, TokenError> {
         let sealer = master.sealer(SIGNING_KEY_PURPOSE);
-        let mut stored = store.signing_keys().await?;
-        if stored.is_empty() {
-            stored = store
+        if store.signing_keys().await?.is_empty() {
+            store
                 .insert_first_signing_key(new_signing_key(&sealer)?)
                 .await?;
         }
-        let keys = stored
-            .iter()
-            .map(|key| open_signing_key(&sealer, key))
-            .collect::<Result<Vec<_>, _>>()?;
-        if keys.is_empty() {
+        let tokens = Self {
+            keys: RwLock::new(Arc::new(Vec::new())),
+            sealer,
+            policy,
+        };
+        tokens.reload(store).await?;
+        Ok(tokens)
+    }
+
+    /// Reads the key set again: keys added by `identityd keys rotate` join it. Keys already
+    /// open are kept as they are.
+    pub async fn reload(&self, store: &dyn SigningKeyStore) -> Result<(), TokenError> {
+        let stored = store.signing_keys().await?;
+        if stored.is_empty() {
             return Err(TokenError::Key("no signing key stored".into()));
         }
-        Ok(Self { keys, issuer, ttl })
+        let current = self.key_set();
+        let keys = stored
+            .iter()
+            .map(|key| match current.iter().find(|k| k.kid == key.kid) {
+                Some(open) => Ok(Arc::clone(open)),
+                None => open_signing_key(&self.sealer, key).map(Arc::new),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        Ok(())
+    }
+
+    fn key_set(&self) -> Arc<Vec<Arc<SigningKey>>> {
+        Arc::clone(&self.keys.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn schedule(&self, keys: &[Arc<SigningKey>]) -> KeySchedule {
+        let created: Vec<_> = keys.iter().map(|k| k.created_at).collect();
+        KeySchedule::of(
+            &created,
+            self.policy.reload_interval,
+            self.policy.ttl + RETIREMENT_MARGIN,
+        )
     }
 
     pub fn ttl(&self) -> Duration {
-        self.ttl
+        self.policy.ttl
+    }
+
+    pub fn reload_interval(&self) -> Duration {
+        self.policy.reload_interval
     }
 
     pub fn issue(
@@ -98,14 +155,16 @@ impl AccessTokens {
         appid: &AppId,
         now: DateTime<Utc>,
     ) -> Result<String, TokenError> {
-        let key = &self.keys[0];
+        let keys = self.key_set();
+        let key = &keys[self.schedule(&keys).signer(now)];
         let claims = AccessClaims {
-            iss: self.issuer.clone(),
+            iss: self.policy.issuer.clone(),
             sub: user,
+            aud: appid.clone(),
             sid: session,
             appid: appid.clone(),
             iat: now.timestamp(),
-            exp: now.timestamp() + self.ttl.as_secs() as i64,
+            exp: now.timestamp() + self.policy.ttl.as_secs() as i64,
         };
         let mut header = Header::new(Algorithm::EdDSA);
         header.kid = Some(key.kid.clone());
@@ -119,41 +178,103 @@ impl AccessTokens {
         ))
     }
 
-    /// Checks signature, algorithm (EdDSA only: `none` and HMAC are refused), key id, issuer
-    /// and expiry.
+    /// Checks signature, algorithm (EdDSA only: `none` and HMAC are refused), key id (a key
+    /// still published), issuer, audience (a configured app, the same as `appid`) and expiry.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid);
         }
         let kid = header.kid.ok_or(TokenError::Invalid)?;
-        let key = self
-            .keys
-            .iter()
+        let keys = self.key_set();
+        let published = self.schedule(&keys).published(Utc::now());
+        let key = published
+            .into_iter()
+            .map(|i| &keys[i])
             .find(|k| k.kid == kid)
             .ok_or(TokenError::Invalid)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[&self.issuer]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
-        validation.leeway = 5;
-        jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
+        validation.set_issuer(&[&self.policy.issuer]);
+        validation.set_audience(&self.policy.audiences);
+        validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+        validation.leeway = LEEWAY_SECS;
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
             .map(|data| data.claims)
-            .map_err(|_| TokenError::Invalid)
+            .map_err(|_| TokenError::Invalid)?;
+        if claims.aud != claims.appid {
+            return Err(TokenError::Invalid);
+        }
+        Ok(claims)
     }
 
-    /// The public keys as a JWK Set.
+    /// The published public keys as a JWK Set: the signing key, a key about to sign, and
+    /// retired keys until their last token has expired.
     pub fn jwks(&self) -> serde_json::Value {
-        let keys: Vec<_> = self
-            .keys
-            .iter()
-            .map(|k| {
+        let keys = self.key_set();
+        let published: Vec<_> = self
+            .schedule(&keys)
+            .published(Utc::now())
+            .into_iter()
+            .map(|i| {
+                let k = &keys[i];
                 serde_json::json!({
                     "kty": "OKP", "crv": "Ed25519", "x": k.public_x,
                     "kid": k.kid, "use": "sig", "alg": "EdDSA",
                 })
             })
             .collect();
-        serde_json::json!({ "keys": keys })
+        serde_json::json!({ "keys": published })
+    }
+}
+
+/// When each signing key signs and until when it is published, from the keys' creation times
+/// alone (newest first), so every instance comes to the same answer without coordinating.
+///
+/// A key signs from `created + activation` (by then every instance has reloaded it and
+/// published it in its JWKS) until the next key does; it is then retired, and stays
+/// published for `retention` (the token lifetime plus a margin) so its last tokens verify.
+struct KeySchedule {
+    activates: Vec<DateTime<Utc>>,
+    retention: Duration,
+}
+
+impl KeySchedule {
+    fn of(
+        created_newest_first: &[DateTime<Utc>],
+        activation: Duration,
+        retention: Duration,
+    ) -> Self {
+        Self {
+            activates: created_newest_first
+                .iter()
+                .map(|c| *c + activation)
+                .collect(),
+            retention,
+        }
+    }
+
+    /// The newest active key; the oldest key when none is active yet (a fresh deployment's
+    /// first key signs at once).
+    fn signer(&self, now: DateTime<Utc>) -> usize {
+        self.activates
+            .iter()
+            .position(|at| *at <= now)
+            .unwrap_or(self.activates.len().saturating_sub(1))
+    }
+
+    /// Keys that verify at `now`: those newer than the signer (announced), the signer, and
+    /// retired keys whose retention has not run out (a key retires when the next one
+    /// activates).
+    fn published(&self, now: DateTime<Utc>) -> Vec<usize> {
+        let signer = self.signer(now);
+        (0..self.activates.len())
+            .filter(|&i| {
+                i <= signer || {
+                    let retired_at = self.activates[i - 1];
+                    now < retired_at + self.retention
+                }
+            })
+            .collect()
     }
 }
 
@@ -168,6 +289,18 @@ fn new_signing_key(sealer: &Sealer) -> Result<StoredSigningKey, TokenError> {
         kid,
         created_at: Utc::now(),
     })
+}
+
+/// `identityd keys rotate`: adds a new signing key. Running instances load it at their next
+/// reload and sign with it once it is active; the previous key stays published until its
+/// last token has expired.
+pub async fn add_signing_key(
+    store: &dyn SigningKeyStore,
+    master: &MasterKey,
+) -> Result<StoredSigningKey, TokenError> {
+    let key = new_signing_key(&master.sealer(SIGNING_KEY_PURPOSE))?;
+    store.insert_signing_key(&key).await?;
+    Ok(key)
 }
 
 fn open_signing_key(sealer: &Sealer, stored: &StoredSigningKey) -> Result<SigningKey, TokenError> {
@@ -186,6 +319,7 @@ fn open_signing_key(sealer: &Sealer, stored: &StoredSigningKey) -> Result<Signin
     let public_x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
     Ok(SigningKey {
         kid: stored.kid.clone(),
+        created_at: stored.created_at,
         pair,
         decoding: DecodingKey::from_ed_components(&public_x)
             .map_err(|e| TokenError::Key(e.to_string()))?,
@@ -283,31 +417,52 @@ mod tests {
         assert!(tokens.verify("garbage").is_err());
     }
 
+    fn policy() -> AccessTokenPolicy {
+        AccessTokenPolicy {
+            issuer: "https://id.example".into(),
+            ttl: Duration::from_secs(900),
+            audiences: vec!["wx0123456789abcdef".into(), "wx0123456789abcde0".into()],
+            reload_interval: Duration::from_secs(30),
+        }
+    }
+
+    /// Access tokens over one freshly made key, with that key's PKCS#8 bytes and id.
+    fn one_key_tokens() -> (AccessTokens, Vec<u8>, String) {
+        let sealer = MasterKey::generate().sealer(SIGNING_KEY_PURPOSE);
+        let stored = new_signing_key(&sealer).unwrap();
+        let pkcs8 = sealer
+            .open(&stored.sealed_private_key, stored.kid.as_bytes())
+            .unwrap();
+        let key = Arc::new(open_signing_key(&sealer, &stored).unwrap());
+        let tokens = AccessTokens {
+            keys: RwLock::new(Arc::new(vec![key])),
+            sealer,
+            policy: policy(),
+        };
+        (tokens, pkcs8, stored.kid)
+    }
+
+    fn ids() -> (UserId, SessionId) {
+        (
+            UserId::from_uuid(uuid::Uuid::now_v7()),
+            SessionId::from_uuid(uuid::Uuid::now_v7()),
+        )
+    }
+
     /// Ed25519 signatures are deterministic, so a token signed with the opened key pair must
     /// be exactly what `jsonwebtoken::encode` makes of the same header, claims and key.
     #[test]
     fn access_tokens_are_what_jsonwebtoken_would_sign() {
-        let sealer = MasterKey::generate().sealer(SIGNING_KEY_PURPOSE);
-        let stored = new_signing_key(&sealer).unwrap();
-        let tokens = AccessTokens {
-            keys: vec![open_signing_key(&sealer, &stored).unwrap()],
-            issuer: "https://id.example".into(),
-            ttl: Duration::from_secs(900),
-        };
-        let (user, session) = (
-            UserId::from_uuid(uuid::Uuid::now_v7()),
-            SessionId::from_uuid(uuid::Uuid::now_v7()),
-        );
+        let (tokens, pkcs8, kid) = one_key_tokens();
+        let (user, session) = ids();
         let appid = AppId::parse("wx0123456789abcdef").unwrap();
         let token = tokens.issue(user, session, &appid, Utc::now()).unwrap();
 
         let claims = tokens.verify(&token).unwrap();
         assert_eq!((claims.sub, claims.sid), (user, session));
-        let pkcs8 = sealer
-            .open(&stored.sealed_private_key, stored.kid.as_bytes())
-            .unwrap();
+        assert_eq!(claims.aud, appid);
         let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(stored.kid.clone());
+        header.kid = Some(kid);
         let expected = jsonwebtoken::encode(
             &header,
             &claims,
@@ -315,6 +470,82 @@ mod tests {
         )
         .unwrap();
         assert_eq!(token, expected);
+    }
+
+    /// Signed by our key, yet refused: an audience that is not a configured app, one that
+    /// differs from the token's `appid`, or none at all.
+    #[test]
+    fn the_audience_must_be_a_configured_app_and_the_tokens_appid() {
+        let (tokens, pkcs8, kid) = one_key_tokens();
+        let (user, session) = ids();
+        let now = Utc::now().timestamp();
+        let sign = |claims: serde_json::Value| {
+            let mut header = Header::new(Algorithm::EdDSA);
+            header.kid = Some(kid.clone());
+            let key = jsonwebtoken::EncodingKey::from_ed_der(&pkcs8);
+            jsonwebtoken::encode(&header, &claims, &key).unwrap()
+        };
+        let claims = |aud: Option<&str>| {
+            let mut claims = serde_json::json!({
+                "iss": "https://id.example", "sub": user, "sid": session,
+                "appid": "wx0123456789abcdef", "iat": now, "exp": now + 600,
+            });
+            if let Some(aud) = aud {
+                claims["aud"] = aud.into();
+            }
+            claims
+        };
+        assert!(tokens
+            .verify(&sign(claims(Some("wx0123456789abcdef"))))
+            .is_ok());
+        for aud in [Some("wxffffffffffffffff"), Some("wx0123456789abcde0"), None] {
+            assert!(tokens.verify(&sign(claims(aud))).is_err(), "aud {aud:?}");
+        }
+    }
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).unwrap()
+    }
+
+    /// Key 1 made at 0; key 2 added at 1000. With a 30 s activation and a 960 s retention,
+    /// key 2 signs from 1030; key 1 verifies until 1030 + 960 and is dropped after.
+    #[test]
+    fn a_new_key_signs_after_activation_and_the_old_one_stays_until_its_tokens_expire() {
+        let schedule = KeySchedule::of(
+            &[at(1000), at(0)],
+            Duration::from_secs(30),
+            Duration::from_secs(960),
+        );
+        assert_eq!(
+            schedule.signer(at(1029)),
+            1,
+            "not active before every instance knows it"
+        );
+        assert_eq!(
+            schedule.published(at(1029)),
+            [0, 1],
+            "announced before it signs"
+        );
+        assert_eq!(schedule.signer(at(1030)), 0);
+        assert_eq!(schedule.published(at(1030 + 959)), [0, 1]);
+        assert_eq!(schedule.published(at(1030 + 960)), [0]);
+    }
+
+    #[test]
+    fn a_first_key_signs_at_once() {
+        let schedule = KeySchedule::of(&[at(0)], Duration::from_secs(30), Duration::from_secs(960));
+        assert_eq!(schedule.signer(at(0)), 0);
+        assert_eq!(schedule.published(at(0)), [0]);
+        // Two rotations in quick succession: the oldest active key keeps signing.
+        let schedule = KeySchedule::of(
+            &[at(20), at(10), at(0)],
+            Duration::from_secs(30),
+            Duration::from_secs(960),
+        );
+        assert_eq!(schedule.signer(at(35)), 2);
+        assert_eq!(schedule.signer(at(40)), 1);
+        assert_eq!(schedule.published(at(40)), [0, 1, 2]);
+        assert_eq!(schedule.published(at(50 + 960)), [0]);
     }
 
     #[test]

@@ -128,11 +128,14 @@ impl World {
             apps: serde_json::from_value::<Apps>(json!(apps)).expect("apps"),
             admin_token: Some("test-admin-token".to_owned().into()),
             master_key: Some(self.master_key.clone().into()),
+            master_key_previous: None,
             nats_url: None,
             nats_stream: "IDENTITY_EVENTS".into(),
             nats_subject_prefix: "identity.events".into(),
             token_issuer: "identityd-test".into(),
             access_token_ttl_secs: 900,
+            // Short, so a rotated signing key reaches every instance within the test.
+            signing_key_reload_secs: 1,
             login_rate_per_minute: 0,
             trust_forwarded_for: false,
             cloud_login_secrets: serde_json::from_value::<Apps>(json!(format!(

@@ -2,7 +2,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use identity_tests::{assert_problem, both_backends, World, APP_A};
+use identity_tests::{assert_problem, both_backends, World, APP_A, APP_B};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
@@ -52,17 +52,22 @@ async fn access_token_verifies_with_the_jwks(world: World) {
     let jwk = jwks
         .find(header.kid.as_deref().expect("kid"))
         .expect("key published");
-    let mut validation = Validation::new(Algorithm::EdDSA);
-    validation.set_issuer(&["identityd-test"]);
-    let claims = jsonwebtoken::decode::<Value>(
-        token,
-        &DecodingKey::from_jwk(jwk).expect("key"),
-        &validation,
-    )
-    .expect("verifies")
-    .claims;
+    // As the README tells another backend to verify: issuer, expiry and audience = its appid.
+    let key = DecodingKey::from_jwk(jwk).expect("key");
+    let verifier_of = |appid: &str| {
+        let mut validation = Validation::new(Algorithm::EdDSA);
+        validation.set_issuer(&["identityd-test"]);
+        validation.set_audience(&[appid]);
+        validation
+    };
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &verifier_of(APP_A))
+        .expect("verifies")
+        .claims;
     assert_eq!(claims["sub"], login["user"]["user_id"]);
+    assert_eq!(claims["aud"], APP_A);
     assert_eq!(claims["appid"], APP_A);
+    // The backend of another app of the same deployment refuses it.
+    assert!(jsonwebtoken::decode::<Value>(token, &key, &verifier_of(APP_B)).is_err());
 
     // A second instance signs with the same key, so tokens verify anywhere.
     let second = world.spawn_instance(|_| {}).await;

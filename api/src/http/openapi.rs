@@ -96,7 +96,8 @@ impl Modify for SecuritySchemes {
                     .scheme(HttpAuthScheme::Bearer)
                     .bearer_format("JWT")
                     .description(Some(
-                        "The access token from `POST /v1/wechat/login` or `POST /v1/token/refresh`.",
+                        "The access token from `POST /v1/wechat/login` or `POST /v1/token/refresh`: \
+                         an EdDSA JWT whose `aud` is the appid it was issued to.",
                     ))
                     .build(),
             ),

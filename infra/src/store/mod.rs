@@ -250,6 +250,37 @@ pub trait SigningKeyStore: Send + Sync {
         &self,
         key: StoredSigningKey,
     ) -> Result<Vec<StoredSigningKey>, StoreError>;
+    /// Adds a key (`identityd keys rotate`); instances pick it up at their next reload.
+    async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError>;
+}
+
+/// One entry of the keyring (see `crate::keyring`), sealed under the master key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyringEntry {
+    pub name: String,
+    pub sealed_key: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Re-sealing one keyring entry: applied only if the entry still holds `from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyringRewrap {
+    pub name: String,
+    pub from: Vec<u8>,
+    pub to: Vec<u8>,
+}
+
+/// The keyring: the only rows sealed directly under the master key.
+#[async_trait]
+pub trait KeyringStore: Send + Sync {
+    /// Every entry, by name.
+    async fn keyring_entries(&self) -> Result<Vec<KeyringEntry>, StoreError>;
+    /// Inserts the entry unless one of that name exists (another instance won the race);
+    /// either way returns the sealed key now stored under the name.
+    async fn insert_keyring_entry(&self, entry: &KeyringEntry) -> Result<Vec<u8>, StoreError>;
+    /// Applies every rewrap in one transaction; `false` (and nothing written) when an entry
+    /// no longer holds what the rewrap expected.
+    async fn rewrap_keyring(&self, rewraps: &[KeyringRewrap]) -> Result<bool, StoreError>;
 }
 
 /// Admin and analytics API keys (hashed).
@@ -328,6 +359,7 @@ pub trait Store:
     EventStore
     + SessionKeyVault
     + SigningKeyStore
+    + KeyringStore
     + ApiKeyStore
     + DataKeyStore
     + NonceStore

@@ -10,6 +10,7 @@
 
 mod api_keys;
 mod append;
+mod keyring;
 mod notify;
 mod relay;
 
@@ -283,6 +284,18 @@ impl SigningKeyStore for PostgresStore {
         .await?;
         tx.commit().await?;
         self.signing_keys().await
+    }
+
+    async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, sealed_private_key, created_at) VALUES ($1, $2, $3)",
+        )
+        .bind(&key.kid)
+        .bind(&key.sealed_private_key)
+        .bind(key.created_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
     }
 }
 

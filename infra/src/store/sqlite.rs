@@ -9,6 +9,7 @@
 mod api_keys;
 mod append;
 mod checkpoint;
+mod keyring;
 mod relay;
 
 use std::str::FromStr;
@@ -338,6 +339,18 @@ impl SigningKeyStore for SqliteStore {
         .execute(&self.write)
         .await?;
         self.signing_keys().await
+    }
+
+    async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO signing_keys (kid, sealed_private_key, created_at) VALUES (?1, ?2, ?3)",
+        )
+        .bind(&key.kid)
+        .bind(&key.sealed_private_key)
+        .bind(time_to_db(key.created_at))
+        .execute(&self.write)
+        .await?;
+        Ok(())
     }
 }
 

@@ -9,10 +9,12 @@
 mod api_keys;
 mod cancellation;
 mod concurrency;
+mod keyring;
 mod plans;
 
 use api_keys::*;
 use concurrency::*;
+use keyring::*;
 use plans::*;
 
 use std::sync::Arc;
@@ -75,6 +77,8 @@ both_backends!(
     a_claimant_loads_with_their_stream,
     releasing_a_users_claims_looks_them_up_by_user,
     api_keys_are_listed_and_revoked,
+    a_deployment_that_predates_the_keyring_keeps_its_subkeys,
+    rotate_master_rewraps_the_keyring_and_keeps_every_subkey,
 );
 
 fn event(event_type: &str, payload: serde_json::Value) -> NewEvent {

@@ -15,7 +15,9 @@ pub fn router() -> Router<AppState> {
 /// The access-token signing keys (JWKS)
 ///
 /// Ed25519 public keys (`kty` OKP, `alg` EdDSA); an access token's `kid` header names the key.
-/// Cacheable for 5 minutes.
+/// Verify `iss`, `exp` and `aud` (your mini-program's appid). After `identityd keys rotate`
+/// a new key appears here before it signs, and a retired one stays until its last token has
+/// expired. Cacheable for 5 minutes: fetch the set again when a token names an unknown `kid`.
 #[utoipa::path(
     get,
     path = "/.well-known/jwks.json",

@@ -1,0 +1,44 @@
+//! `identityd keys`: rotating the token signing key and the master key.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use infra::keyring::{self, Rotation};
+use infra::store::StoredSigningKey;
+
+use crate::config::Config;
+use crate::startup::master_keys;
+
+/// Adds a signing key. Running instances load it within `IDENTITY_SIGNING_KEY_RELOAD_SECS`
+/// and sign with it from that long after now; the previous key stays published until its
+/// last token has expired.
+pub async fn rotate_signing_key(config: &Config) -> anyhow::Result<StoredSigningKey> {
+    let keys = master_keys(config)?;
+    let store = infra::store::connect(&config.database_url)
+        .await
+        .context("opening the database (IDENTITY_DATABASE_URL)")?;
+    let root = keyring::open(store.as_ref(), &keys)
+        .await
+        .context("opening the keyring")?;
+    Ok(infra::tokens::add_signing_key(store.as_ref(), &root).await?)
+}
+
+/// Re-wraps the keyring under `IDENTITY_MASTER_KEY`, taking it from
+/// `IDENTITY_MASTER_KEY_PREVIOUS`.
+pub async fn rotate_master(config: &Config) -> anyhow::Result<Rotation> {
+    let keys = master_keys(config)?;
+    anyhow::ensure!(
+        keys.previous.is_some(),
+        "set IDENTITY_MASTER_KEY to the new master key and IDENTITY_MASTER_KEY_PREVIOUS to the \
+         one in use, then run this again"
+    );
+    let store = infra::store::connect(&config.database_url)
+        .await
+        .context("opening the database (IDENTITY_DATABASE_URL)")?;
+    Ok(keyring::rotate_master(store.as_ref(), &keys).await?)
+}
+
+/// When instances sign with a key made now.
+pub fn activation_delay(config: &Config) -> Duration {
+    Duration::from_secs(config.signing_key_reload_secs)
+}

@@ -1,0 +1,194 @@
+//! The keyring: the one place a purpose's subkey comes from.
+//!
+//! Every subkey (the sealers of session keys, signing keys and user data keys; the MAC keys of
+//! refresh tokens, the phone index and the claim index) is derived by purpose from one root
+//! key (`MasterKey::derive`). The root is kept in the database, sealed under the master key
+//! (`IDENTITY_MASTER_KEY`), so changing the master key re-wraps one row while every subkey, and
+//! every keyed hash or MAC made with one, stays as it was.
+//!
+//! A fresh deployment gets a random root. A deployment that predates the keyring derived its
+//! subkeys from the master key itself: its root is that first master key, so nothing already
+//! sealed, hashed or MAC'd changes.
+
+use chrono::Utc;
+
+use crate::crypto::MasterKey;
+use crate::store::{KeyringEntry, KeyringRewrap, Store, StoreError};
+use crate::tokens::SIGNING_KEY_PURPOSE;
+
+/// The entry every subkey derives from.
+const ROOT: &str = "root";
+/// The master key's own subkey that seals keyring entries.
+const WRAP_PURPOSE: &str = "keyring";
+
+/// The master keys the configuration names.
+pub struct MasterKeys {
+    /// `IDENTITY_MASTER_KEY`: the key the keyring is (or, after a rotation, will be) sealed under.
+    pub current: MasterKey,
+    /// `IDENTITY_MASTER_KEY_PREVIOUS`: read while the keyring may still be sealed under it.
+    pub previous: Option<MasterKey>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyringError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(
+        "the keyring in this database does not open under IDENTITY_MASTER_KEY{0}: start with the \
+         master key in use (after `identityd keys rotate-master`, the new one)"
+    )]
+    WrongMasterKey(&'static str),
+    #[error("the keyring entry {0} is malformed")]
+    Corrupt(String),
+    #[error("the keyring changed while it was being re-wrapped (another rotation?): run it again")]
+    Conflict,
+}
+
+/// What `rotate_master` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rotation {
+    /// Entries moved from the previous master key to the current one.
+    pub rewrapped: usize,
+    /// Entries already sealed under the current master key.
+    pub current: usize,
+}
+
+impl MasterKeys {
+    fn tried(&self) -> &'static str {
+        if self.previous.is_some() {
+            " nor IDENTITY_MASTER_KEY_PREVIOUS"
+        } else {
+            ""
+        }
+    }
+
+    /// Opens an entry under the current key, else the previous one; `true` when it took the
+    /// previous key (the entry still has to be re-wrapped).
+    fn unwrap(&self, entry: &KeyringEntry) -> Result<(MasterKey, bool), KeyringError> {
+        let context = context(&entry.name);
+        let candidates = std::iter::once((&self.current, false))
+            .chain(self.previous.iter().map(|key| (key, true)));
+        for (master, is_previous) in candidates {
+            if let Ok(bytes) = master
+                .sealer(WRAP_PURPOSE)
+                .open(&entry.sealed_key, &context)
+            {
+                let key = MasterKey::from_bytes(&bytes)
+                    .map_err(|_| KeyringError::Corrupt(entry.name.clone()))?;
+                return Ok((key, is_previous));
+            }
+        }
+        Err(KeyringError::WrongMasterKey(self.tried()))
+    }
+
+    fn wrap(&self, name: &str, key: &MasterKey) -> Vec<u8> {
+        self.current
+            .sealer(WRAP_PURPOSE)
+            .seal(key.expose_bytes(), &context(name))
+    }
+}
+
+fn context(name: &str) -> Vec<u8> {
+    format!("keyring:{name}").into_bytes()
+}
+
+/// The root every subkey derives from, creating the keyring on a deployment's first start
+/// with it. Pass the result wherever a `MasterKey` derives subkeys.
+pub async fn open(store: &dyn Store, keys: &MasterKeys) -> Result<MasterKey, KeyringError> {
+    let entry = root_entry(store, keys).await?;
+    let (root, under_previous) = keys.unwrap(&entry)?;
+    if under_previous {
+        tracing::warn!(
+            "the keyring is still sealed under IDENTITY_MASTER_KEY_PREVIOUS: run \
+             `identityd keys rotate-master`, then drop the previous key"
+        );
+    } else if keys.previous.is_some() {
+        tracing::info!(
+            "the keyring is sealed under IDENTITY_MASTER_KEY: IDENTITY_MASTER_KEY_PREVIOUS is \
+             no longer needed"
+        );
+    }
+    Ok(root)
+}
+
+/// `identityd keys rotate-master`: re-seals every keyring entry still under the previous
+/// master key under the current one, in one transaction. Idempotent.
+pub async fn rotate_master(store: &dyn Store, keys: &MasterKeys) -> Result<Rotation, KeyringError> {
+    root_entry(store, keys).await?;
+    let entries = store.keyring_entries().await?;
+    let mut rewraps = Vec::new();
+    for entry in &entries {
+        let (key, under_previous) = keys.unwrap(entry)?;
+        if under_previous {
+            rewraps.push(KeyringRewrap {
+                name: entry.name.clone(),
+                from: entry.sealed_key.clone(),
+                to: keys.wrap(&entry.name, &key),
+            });
+        }
+    }
+    if !rewraps.is_empty() && !store.rewrap_keyring(&rewraps).await? {
+        return Err(KeyringError::Conflict);
+    }
+    Ok(Rotation {
+        rewrapped: rewraps.len(),
+        current: entries.len() - rewraps.len(),
+    })
+}
+
+async fn stored_root(store: &dyn Store) -> Result<Option<KeyringEntry>, StoreError> {
+    Ok(store
+        .keyring_entries()
+        .await?
+        .into_iter()
+        .find(|e| e.name == ROOT))
+}
+
+async fn root_entry(store: &dyn Store, keys: &MasterKeys) -> Result<KeyringEntry, KeyringError> {
+    if let Some(entry) = stored_root(store).await? {
+        return Ok(entry);
+    }
+    let root = match initial_root(store, keys).await {
+        Ok(root) => root,
+        // An instance starting at the same moment may have created the keyring and then the
+        // first signing key between our two reads: its keyring is the one to open.
+        Err(KeyringError::WrongMasterKey(tried)) => {
+            return stored_root(store)
+                .await?
+                .ok_or(KeyringError::WrongMasterKey(tried))
+        }
+        Err(e) => return Err(e),
+    };
+    let entry = KeyringEntry {
+        name: ROOT.to_owned(),
+        sealed_key: keys.wrap(ROOT, &root),
+        created_at: Utc::now(),
+    };
+    // Instances starting together: whichever root was stored first is everyone's.
+    let sealed_key = store.insert_keyring_entry(&entry).await?;
+    Ok(KeyringEntry {
+        sealed_key,
+        ..entry
+    })
+}
+
+/// A random root for a fresh database; for one that predates the keyring, the master key
+/// its signing keys were sealed under (current or previous), from which every subkey was
+/// derived so far.
+async fn initial_root(store: &dyn Store, keys: &MasterKeys) -> Result<MasterKey, KeyringError> {
+    let stored = store.signing_keys().await?;
+    let Some(signing_key) = stored.first() else {
+        return Ok(MasterKey::generate());
+    };
+    let candidates = std::iter::once(&keys.current).chain(keys.previous.iter());
+    for master in candidates {
+        let opens = master
+            .sealer(SIGNING_KEY_PURPOSE)
+            .open(&signing_key.sealed_private_key, signing_key.kid.as_bytes())
+            .is_ok();
+        if opens {
+            return Ok(master.duplicate());
+        }
+    }
+    Err(KeyringError::WrongMasterKey(keys.tried()))
+}
