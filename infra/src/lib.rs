@@ -5,6 +5,7 @@ pub mod analytics;
 pub mod api_keys;
 pub mod crypto;
 pub mod personal_data;
+pub mod redact;
 pub mod relay;
 pub mod signed_request;
 pub mod sql;
