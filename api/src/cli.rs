@@ -100,9 +100,7 @@ pub async fn run() -> ExitCode {
 
 async fn serve(file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(file.as_deref())?;
-    config
-        .check_secret_strength()
-        .map_err(anyhow::Error::msg)?;
+    config.check_secret_strength().map_err(anyhow::Error::msg)?;
     let app = Application::build(&config).await?;
     app.run_until(shutdown_signal()).await?;
     Ok(())

@@ -157,7 +157,8 @@ impl Config {
 
     /// What `serve` (and `dev --public`) requires of secrets callers could guess at.
     pub fn check_secret_strength(&self) -> Result<(), String> {
-        let weak = |secret: &SecretString| secret.expose_secret().chars().count() < MIN_SECRET_CHARS;
+        let weak =
+            |secret: &SecretString| secret.expose_secret().chars().count() < MIN_SECRET_CHARS;
         if self.admin_token.as_ref().is_some_and(weak) {
             return Err(format!(
                 "IDENTITY_ADMIN_TOKEN is shorter than {MIN_SECRET_CHARS} characters: use a random \
@@ -326,18 +327,31 @@ mod tests {
     #[test]
     fn trusted_proxies_from_env_or_file() {
         figment::Jail::expect_with(|jail| {
-            jail.set_env("IDENTITY_TRUSTED_PROXIES", "10.0.0.0/8, 192.0.2.7,2001:db8::/32");
+            jail.set_env(
+                "IDENTITY_TRUSTED_PROXIES",
+                "10.0.0.0/8, 192.0.2.7,2001:db8::/32",
+            );
             let config = Config::load(None).map_err(|e| *e)?;
-            assert!(config.trusted_proxies.contains("10.1.2.3".parse().expect("ip")));
-            assert!(config.trusted_proxies.contains("192.0.2.7".parse().expect("ip")));
-            assert!(!config.trusted_proxies.contains("192.0.2.8".parse().expect("ip")));
-            assert!(config.trusted_proxies.contains("2001:db8::1".parse().expect("ip")));
+            assert!(config
+                .trusted_proxies
+                .contains("10.1.2.3".parse().expect("ip")));
+            assert!(config
+                .trusted_proxies
+                .contains("192.0.2.7".parse().expect("ip")));
+            assert!(!config
+                .trusted_proxies
+                .contains("192.0.2.8".parse().expect("ip")));
+            assert!(config
+                .trusted_proxies
+                .contains("2001:db8::1".parse().expect("ip")));
             jail.set_env("IDENTITY_TRUSTED_PROXIES", "10.0.0.0/33");
             assert!(Config::load(None).is_err());
             jail.clear_env();
             jail.create_file("proxies.toml", r#"trusted_proxies = ["127.0.0.1/32"]"#)?;
             let config = Config::load(Some(Path::new("proxies.toml"))).map_err(|e| *e)?;
-            assert!(config.trusted_proxies.contains("127.0.0.1".parse().expect("ip")));
+            assert!(config
+                .trusted_proxies
+                .contains("127.0.0.1".parse().expect("ip")));
             Ok(())
         });
     }
@@ -363,7 +377,10 @@ mod tests {
                 "IDENTITY_CLOUD_LOGIN_SECRETS",
                 format!("wx0000000000000002:{strong}"),
             );
-            assert_eq!(Config::load(None).map_err(|e| *e)?.check_secret_strength(), Ok(()));
+            assert_eq!(
+                Config::load(None).map_err(|e| *e)?.check_secret_strength(),
+                Ok(())
+            );
 
             jail.set_env("IDENTITY_ADMIN_TOKEN", &strong[1..]);
             let error = Config::load(None).map_err(|e| *e)?.check_secret_strength();
@@ -373,7 +390,9 @@ mod tests {
             jail.set_env("IDENTITY_ADMIN_TOKEN", &strong);
             jail.set_env("IDENTITY_CLOUD_LOGIN_SECRETS", "wx0000000000000002:short");
             let error = Config::load(None).map_err(|e| *e)?.check_secret_strength();
-            assert!(error.expect_err("a short cloud secret").contains("wx0000000000000002"));
+            assert!(error
+                .expect_err("a short cloud secret")
+                .contains("wx0000000000000002"));
             Ok(())
         });
     }

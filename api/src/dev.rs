@@ -32,13 +32,10 @@ pub struct DevArgs {
 
 pub async fn run(file: Option<PathBuf>, args: DevArgs) -> anyhow::Result<()> {
     let figment = Config::figment(file.as_deref());
-    let mut config = Config::extract(
-        figment.join(("database_url", format!("sqlite://{DEV_DIR}/dev.db"))),
-    )?;
+    let mut config =
+        Config::extract(figment.join(("database_url", format!("sqlite://{DEV_DIR}/dev.db"))))?;
     if args.public {
-        config
-            .check_secret_strength()
-            .map_err(anyhow::Error::msg)?;
+        config.check_secret_strength().map_err(anyhow::Error::msg)?;
     } else {
         refuse_beyond_loopback(&config.listen).await?;
     }

@@ -38,7 +38,10 @@ fn serve_refuses_short_guessable_secrets() {
             .output()
             .expect("runs"),
     );
-    assert!(error.contains("IDENTITY_ADMIN_TOKEN") && error.contains("32"), "{error}");
+    assert!(
+        error.contains("IDENTITY_ADMIN_TOKEN") && error.contains("32"),
+        "{error}"
+    );
     assert!(!error.contains(short), "the secret is not printed: {error}");
 
     let error = refused(
@@ -47,7 +50,10 @@ fn serve_refuses_short_guessable_secrets() {
             &[
                 ("IDENTITY_ADMIN_TOKEN", STRONG),
                 ("IDENTITY_APPS", "wx0000000000000002:s"),
-                ("IDENTITY_CLOUD_LOGIN_SECRETS", "wx0000000000000002:guessable"),
+                (
+                    "IDENTITY_CLOUD_LOGIN_SECRETS",
+                    "wx0000000000000002:guessable",
+                ),
             ],
         )
         .output()
@@ -84,7 +90,10 @@ fn dev_refuses_a_public_address_unless_asked() {
     let error = refused(
         identityd(
             &["dev", "--public"],
-            &[("IDENTITY_LISTEN", "0.0.0.0:0"), ("IDENTITY_ADMIN_TOKEN", "weak")],
+            &[
+                ("IDENTITY_LISTEN", "0.0.0.0:0"),
+                ("IDENTITY_ADMIN_TOKEN", "weak"),
+            ],
         )
         .current_dir(&dir)
         .output()

@@ -59,7 +59,10 @@ mod tests {
             url("postgres://app:s3cret@db.internal:5432/identity?sslmode=require"),
             "postgres://***@db.internal:5432/identity?sslmode=require"
         );
-        assert_eq!(url("nats://tok3n@127.0.0.1:4222"), "nats://***@127.0.0.1:4222");
+        assert_eq!(
+            url("nats://tok3n@127.0.0.1:4222"),
+            "nats://***@127.0.0.1:4222"
+        );
         assert_eq!(
             url("nats://u:p@a:4222,nats://u:q@b:4222"),
             "nats://***@a:4222,nats://***@b:4222"

@@ -33,8 +33,14 @@ async fn until_closed(stream: &mut TcpStream, within: Duration) -> (String, Dura
         }
     })
     .await;
-    assert!(closed.is_ok(), "the connection is still open after {within:?}");
-    (String::from_utf8_lossy(&received).into_owned(), started.elapsed())
+    assert!(
+        closed.is_ok(),
+        "the connection is still open after {within:?}"
+    );
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        started.elapsed(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -88,7 +94,10 @@ async fn a_half_sent_body_is_answered_408_and_closed() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("application/problem+json"), "{answer}");
     assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
-    assert!(took >= Duration::from_millis(800), "answered after {took:?}");
+    assert!(
+        took >= Duration::from_millis(800),
+        "answered after {took:?}"
+    );
     // Whole requests on the same service are answered as usual.
     let healthy = world
         .http
@@ -115,7 +124,11 @@ async fn two_thousand_idle_connections_leave_healthz_answering() {
     .expect("healthz answers within 5 s")
     .expect("healthz answers");
     assert_eq!(healthy.status(), 200);
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     drop(idle);
 }
 
@@ -134,7 +147,10 @@ async fn connections_over_the_cap_wait_for_a_free_one() {
     ];
     let healthz = || world.http.get(format!("{}/healthz", app.base)).send();
     let over_the_cap = tokio::time::timeout(Duration::from_millis(800), healthz()).await;
-    assert!(over_the_cap.is_err(), "a third connection was served at once");
+    assert!(
+        over_the_cap.is_err(),
+        "a third connection was served at once"
+    );
     // The idle ones are closed by the header timeout; then the next one is served.
     let served = tokio::time::timeout(Duration::from_secs(6), healthz())
         .await
@@ -175,17 +191,21 @@ async fn the_client_ip_is_the_rightmost_forwarded_address_not_a_trusted_proxy() 
     );
     assert_eq!(login_from(&world, &behind_proxy, "203.0.113.51").await, 400);
     // IPv6 counts by /64.
-    assert_eq!(login_from(&world, &behind_proxy, "2001:db8:0:1::1").await, 400);
+    assert_eq!(
+        login_from(&world, &behind_proxy, "2001:db8:0:1::1").await,
+        400
+    );
     assert_eq!(
         login_from(&world, &behind_proxy, "2001:db8:0:1::2").await,
         429
     );
-    assert_eq!(login_from(&world, &behind_proxy, "2001:db8:0:2::1").await, 400);
+    assert_eq!(
+        login_from(&world, &behind_proxy, "2001:db8:0:2::1").await,
+        400
+    );
 
     // With no trusted proxy (the default) the header is not read at all.
-    let direct = world
-        .spawn_instance(|c| c.login_rate_per_minute = 1)
-        .await;
+    let direct = world.spawn_instance(|c| c.login_rate_per_minute = 1).await;
     assert_eq!(login_from(&world, &direct, "203.0.113.60").await, 400);
     assert_eq!(login_from(&world, &direct, "203.0.113.61").await, 429);
 }
@@ -247,7 +267,12 @@ async fn guessing_api_keys_is_refused_per_client() {
     };
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        statuses.push(attempt(wrong.clone(), "203.0.113.9").await.expect("answers").status());
+        statuses.push(
+            attempt(wrong.clone(), "203.0.113.9")
+                .await
+                .expect("answers")
+                .status(),
+        );
     }
     assert_eq!(statuses[..4], [401, 401, 401, 401], "{statuses:?}");
     assert_eq!(statuses[4..], [429, 429], "{statuses:?}");
@@ -256,7 +281,13 @@ async fn guessing_api_keys_is_refused_per_client() {
     assert!(barred.headers().contains_key("retry-after"));
     assert_problem(barred, 429, "rate_limited").await;
     // Another client is not affected; the bootstrap token is guarded the same way.
-    assert_eq!(attempt(key, "203.0.113.10").await.expect("answers").status(), 200);
+    assert_eq!(
+        attempt(key, "203.0.113.10")
+            .await
+            .expect("answers")
+            .status(),
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

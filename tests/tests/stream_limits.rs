@@ -83,7 +83,9 @@ async fn open_streams_per_key_are_capped(world: World) {
     assert!(third.headers().contains_key("retry-after"));
     let problem = assert_problem(third, 429, "rate_limited").await;
     assert!(
-        problem["detail"].as_str().is_some_and(|d| d.contains("IDENTITY_MAX_STREAMS_PER_KEY")),
+        problem["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("IDENTITY_MAX_STREAMS_PER_KEY")),
         "{problem}"
     );
     // Another key has slots of its own.
@@ -120,5 +122,8 @@ async fn the_stream_outlives_the_request_timeout(world: World) {
         .await
         .expect("an event within 10 s")
         .expect("readable");
-    assert!(next.is_some(), "the stream was cut off by the request timeout");
+    assert!(
+        next.is_some(),
+        "the stream was cut off by the request timeout"
+    );
 }

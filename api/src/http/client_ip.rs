@@ -140,7 +140,10 @@ mod tests {
     fn forwarded(lines: &[&str]) -> HeaderMap {
         let mut headers = HeaderMap::new();
         for line in lines {
-            headers.append("x-forwarded-for", HeaderValue::from_str(line).expect("header"));
+            headers.append(
+                "x-forwarded-for",
+                HeaderValue::from_str(line).expect("header"),
+            );
         }
         headers
     }
@@ -168,7 +171,10 @@ mod tests {
         let ours = proxies("10.0.0.0/8, 192.0.2.1");
         // The client wrote the first entry; our two proxies appended the rest.
         let headers = forwarded(&["1.1.1.1, 203.0.113.50, 10.0.0.2"]);
-        assert_eq!(ours.client_ip(ip("192.0.2.1"), &headers), ip("203.0.113.50"));
+        assert_eq!(
+            ours.client_ip(ip("192.0.2.1"), &headers),
+            ip("203.0.113.50")
+        );
         // The same list over several header lines.
         let headers = forwarded(&["1.1.1.1", "203.0.113.50", "10.0.0.2"]);
         assert_eq!(ours.client_ip(ip("10.9.9.9"), &headers), ip("203.0.113.50"));

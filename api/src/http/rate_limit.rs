@@ -198,7 +198,9 @@ mod tests {
         let limit = LoginRateLimit::per_minute(2);
         // An attacker rotating through the addresses of their /64 gains nothing.
         for n in 1..=2u128 {
-            assert!(limit.check(IpAddr::V6(Ipv6Addr::from_bits(0x2001_0db8 << 96 | n))).is_ok());
+            assert!(limit
+                .check(IpAddr::V6(Ipv6Addr::from_bits(0x2001_0db8 << 96 | n)))
+                .is_ok());
         }
         let next = IpAddr::V6(Ipv6Addr::from_bits(0x2001_0db8 << 96 | 0xffff));
         assert!(limit.check(next).is_err());
@@ -210,7 +212,7 @@ mod tests {
         // stays at its capacity, and every newcomer still gets its login.
         let limit = LoginRateLimit::with_capacity(120, 10_000);
         for n in 0..100_000u32 {
-            let ip = if n % 2 == 0 {
+            let ip = if n & 1 == 0 {
                 IpAddr::V4(n.into())
             } else {
                 IpAddr::V6(Ipv6Addr::from_bits(u128::from(n) << 64))
@@ -232,7 +234,10 @@ mod tests {
             assert!(limit.admit(guesser).is_ok());
             limit.failed(guesser);
         }
-        assert!(limit.admit(guesser).is_ok(), "three failures are within the budget");
+        assert!(
+            limit.admit(guesser).is_ok(),
+            "three failures are within the budget"
+        );
         limit.failed(guesser);
         let wait = limit.admit(guesser).expect_err("the fourth failure bars");
         assert!(wait > Duration::ZERO && wait <= Duration::from_secs(20));

@@ -70,9 +70,8 @@ pub async fn serve(
             Err(never) => match never {},
         };
         let service = service.map_request(|req: Request<Incoming>| req.map(Body::new));
-        let connection = graceful.watch(
-            http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)),
-        );
+        let connection = graceful
+            .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
         tokio::spawn(async move {
             if let Err(error) = connection.await {
                 // Timeouts and clients going away: routine, not worth more than debug.
@@ -98,4 +97,3 @@ async fn pause_after(error: &std::io::Error) {
     tracing::error!(%error, "accepting a connection failed; pausing");
     tokio::time::sleep(Duration::from_millis(100)).await;
 }
-

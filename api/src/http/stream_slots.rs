@@ -73,7 +73,10 @@ mod tests {
         assert!(slots.take("k2").is_some(), "other keys have their own");
         drop(first);
         assert_eq!(slots.open("k1"), 1);
-        assert!(slots.take("k1").is_some(), "a freed slot can be taken again");
+        assert!(
+            slots.take("k1").is_some(),
+            "a freed slot can be taken again"
+        );
         assert_eq!(StreamSlots::new(0).take("k1").map(|_| ()), None);
     }
 }

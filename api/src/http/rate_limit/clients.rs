@@ -109,7 +109,10 @@ mod tests {
         let limiter = limiter(quota, 1_000);
         for n in 0..5_000u64 {
             let ip = IpAddr::V6(Ipv6Addr::from_bits(u128::from(n) << 64));
-            assert!(limiter.check_key(&ClientKey::from(ip)).is_ok(), "newcomers pass");
+            assert!(
+                limiter.check_key(&ClientKey::from(ip)).is_ok(),
+                "newcomers pass"
+            );
         }
         assert_eq!(limiter.len(), 1_000);
         // Tracked clients keep their limit while the table is full.

@@ -30,9 +30,9 @@ use tokio::sync::watch;
 use utoipa::IntoParams;
 
 use crate::http::api_key::{ApiCaller, EventsRead, Scoped};
-use crate::http::stream_slots::StreamSlot;
 use crate::http::openapi;
 use crate::http::query::{self, ApiQuery};
+use crate::http::stream_slots::StreamSlot;
 use crate::http::ApiError;
 use crate::state::AppState;
 

@@ -88,7 +88,9 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, UuidV7RequestId))
-        .layer(MapRequestLayer::new(drop_foreign_request_id::<axum::body::Body>))
+        .layer(MapRequestLayer::new(
+            drop_foreign_request_id::<axum::body::Body>,
+        ))
         .with_state(state)
 }
 
