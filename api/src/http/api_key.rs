@@ -7,9 +7,8 @@ use std::marker::PhantomData;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use infra::api_keys::{self, Scope};
-use secrecy::ExposeSecret;
-
 use infra::store::{Store, StoreError};
+use secrecy::ExposeSecret;
 
 use super::client_ip::ClientIp;
 use super::extract::bearer_token;

@@ -11,8 +11,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use axum::extract::State;
 use axum::http::header;
 use axum::http::HeaderMap;
@@ -27,6 +25,7 @@ use infra::store::{AppendWaiter, RecordedEvent, Store};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use utoipa::IntoParams;
 
 use crate::http::api_key::{ApiCaller, EventsRead, Scoped};
