@@ -544,6 +544,26 @@ mod tests {
     }
 
     #[test]
+    fn the_edges_answers_are_documented_where_they_happen() {
+        let doc = document();
+        for (method, path, operation) in operations(&doc) {
+            let responses = &operation["responses"];
+            let streaming = path == "/v1/events/stream";
+            assert_eq!(
+                responses.get("408").is_some(),
+                !streaming,
+                "{method} {path}: the request timeout spares only the event stream"
+            );
+            let keyed = operation["security"]
+                .as_array()
+                .is_some_and(|all| all.iter().any(|r| r.get("api_key").is_some()));
+            if keyed {
+                assert!(responses.get("429").is_some(), "{method} {path} lacks 429");
+            }
+        }
+    }
+
+    #[test]
     fn operations_require_the_right_credentials() {
         let doc = document();
         for (method, path, operation) in operations(&doc) {
