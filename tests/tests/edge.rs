@@ -208,6 +208,22 @@ async fn the_client_ip_is_the_rightmost_forwarded_address_not_a_trusted_proxy() 
     let direct = world.spawn_instance(|c| c.login_rate_per_minute = 1).await;
     assert_eq!(login_from(&world, &direct, "203.0.113.60").await, 400);
     assert_eq!(login_from(&world, &direct, "203.0.113.61").await, 429);
+
+    // Nor when the peer is not one of the trusted proxies.
+    let elsewhere = world
+        .spawn_instance(|c| {
+            c.login_rate_per_minute = 1;
+            c.trusted_proxies = TrustedProxies::parse("10.0.0.0/8").expect("proxies");
+        })
+        .await;
+    assert_eq!(
+        login_from(&world, &elsewhere, "10.0.0.1, 203.0.113.70").await,
+        400
+    );
+    assert_eq!(
+        login_from(&world, &elsewhere, "10.0.0.1, 203.0.113.71").await,
+        429
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
