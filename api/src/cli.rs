@@ -33,7 +33,7 @@ enum Command {
     Serve,
     /// Run locally with no setup: SQLite, the built-in WeChat simulator, demo apps, an admin
     /// token, and a printed curl walk-through.
-    Dev,
+    Dev(dev::DevArgs),
     /// Apply database migrations and exit.
     Migrate,
     /// Run the WeChat simulator alone.
@@ -96,7 +96,7 @@ pub async fn run() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve => serve(cli.config).await,
-        Command::Dev => dev::run(cli.config).await,
+        Command::Dev(args) => dev::run(cli.config, args).await,
         Command::Migrate => migrate(cli.config).await,
         Command::WechatSim(args) => dev::run_simulator(args).await,
         Command::Projections(command) => projections_command(cli.config, command).await,
@@ -114,6 +114,7 @@ pub async fn run() -> ExitCode {
 
 async fn serve(file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = Config::load(file.as_deref())?;
+    config.check_secret_strength().map_err(anyhow::Error::msg)?;
     let app = Application::build(&config).await?;
     app.run_until(shutdown_signal()).await?;
     Ok(())

@@ -7,8 +7,10 @@ use std::path::Path;
 use domain::AppId;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::Figment;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+
+pub use crate::http::client_ip::TrustedProxies;
 
 /// Every setting. Secrets are `SecretString`: they never print, not even in `Debug`.
 #[derive(Debug, Clone, Deserialize)]
@@ -39,8 +41,19 @@ pub struct Config {
     pub signing_key_reload_secs: u64,
     /// Logins per minute per client IP; 0 turns the limit off.
     pub login_rate_per_minute: u32,
-    /// Take the client IP from the first `X-Forwarded-For` entry (only behind a trusted proxy).
-    pub trust_forwarded_for: bool,
+    /// Proxies whose `X-Forwarded-For` we believe (CIDRs); none by default.
+    pub trusted_proxies: TrustedProxies,
+    /// Open connections at most; further ones wait in the listen queue.
+    pub max_connections: usize,
+    /// A connection that has not sent a whole request head within this time is closed.
+    pub header_read_timeout_secs: u64,
+    /// Every route but the event stream answers within this time (408 otherwise).
+    pub request_timeout_secs: u64,
+    /// Open `/v1/events/stream` responses per API key, per instance.
+    pub max_streams_per_key: usize,
+    /// Failed authentications (API key, cloud-login signature) per minute per client IP
+    /// before it is refused with 429; 0 turns the limit off.
+    pub auth_failures_per_minute: u32,
     /// Per-app shared secrets of the cloud-function login (`appid:secret,…`); an app without
     /// one cannot use `POST /v1/wechat/cloud-login`.
     #[serde(default)]
@@ -59,7 +72,12 @@ struct Defaults {
     access_token_ttl_secs: u64,
     signing_key_reload_secs: u64,
     login_rate_per_minute: u32,
-    trust_forwarded_for: bool,
+    trusted_proxies: &'static str,
+    max_connections: usize,
+    header_read_timeout_secs: u64,
+    request_timeout_secs: u64,
+    max_streams_per_key: usize,
+    auth_failures_per_minute: u32,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -72,7 +90,12 @@ const DEFAULTS: Defaults = Defaults {
     access_token_ttl_secs: 900,
     signing_key_reload_secs: 30,
     login_rate_per_minute: 120,
-    trust_forwarded_for: false,
+    trusted_proxies: "",
+    max_connections: 10_000,
+    header_read_timeout_secs: 10,
+    request_timeout_secs: 30,
+    max_streams_per_key: 4,
+    auth_failures_per_minute: 10,
 };
 
 /// Environment variables read as settings; anything else `IDENTITY_*` (like `IDENTITY_CONFIG`
@@ -92,14 +115,73 @@ const ENV_KEYS: &[&str] = &[
     "access_token_ttl_secs",
     "signing_key_reload_secs",
     "login_rate_per_minute",
-    "trust_forwarded_for",
+    "trusted_proxies",
+    "max_connections",
+    "header_read_timeout_secs",
+    "request_timeout_secs",
+    "max_streams_per_key",
+    "auth_failures_per_minute",
+    RETIRED_TRUST_FORWARDED_FOR,
     "cloud_login_secrets",
 ];
+
+/// Read only to refuse it: it trusted the leftmost, client-written `X-Forwarded-For` entry.
+const RETIRED_TRUST_FORWARDED_FOR: &str = "trust_forwarded_for";
+
+/// Secrets a caller could guess at (the bootstrap key, cloud-login secrets) are at least this
+/// long: 32 random characters are beyond any online guessing.
+pub const MIN_SECRET_CHARS: usize = 32;
 
 impl Config {
     /// Loads the layers. `file` is the `--config` path, if any.
     pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
-        Self::figment(file).extract().map_err(Box::new)
+        Self::extract(Self::figment(file))
+    }
+
+    /// The settings of `figment`, refusing retired ones and impossible limits.
+    pub fn extract(figment: Figment) -> Result<Self, Box<figment::Error>> {
+        if figment.contains(RETIRED_TRUST_FORWARDED_FOR) {
+            return Err(Box::new(figment::Error::from(
+                "IDENTITY_TRUST_FORWARDED_FOR (trust_forwarded_for) is no longer read: it trusted \
+                 the client-written leftmost X-Forwarded-For entry. Remove it and list your \
+                 proxies in IDENTITY_TRUSTED_PROXIES (CIDRs, e.g. 10.0.0.0/8)"
+                    .to_owned(),
+            )));
+        }
+        let config: Self = figment.extract().map_err(Box::new)?;
+        let at_least_one = [
+            ("max_connections", config.max_connections as u64),
+            ("header_read_timeout_secs", config.header_read_timeout_secs),
+            ("request_timeout_secs", config.request_timeout_secs),
+        ];
+        for (key, value) in at_least_one {
+            if value == 0 {
+                return Err(Box::new(figment::Error::from(format!(
+                    "IDENTITY_{}: must be at least 1",
+                    key.to_uppercase()
+                ))));
+            }
+        }
+        Ok(config)
+    }
+
+    /// What `serve` (and `dev --public`) requires of secrets callers could guess at.
+    pub fn check_secret_strength(&self) -> Result<(), String> {
+        let weak =
+            |secret: &SecretString| secret.expose_secret().chars().count() < MIN_SECRET_CHARS;
+        if self.admin_token.as_ref().is_some_and(weak) {
+            return Err(format!(
+                "IDENTITY_ADMIN_TOKEN is shorter than {MIN_SECRET_CHARS} characters: use a random \
+                 one, e.g. `openssl rand -hex 32`"
+            ));
+        }
+        if let Some((appid, _)) = self.cloud_login_secrets.0.iter().find(|(_, s)| weak(s)) {
+            return Err(format!(
+                "IDENTITY_CLOUD_LOGIN_SECRETS: the secret of {appid} is shorter than \
+                 {MIN_SECRET_CHARS} characters: use a random one, e.g. `openssl rand -hex 32`"
+            ));
+        }
+        Ok(())
     }
 
     pub fn figment(file: Option<&Path>) -> Figment {
@@ -158,7 +240,6 @@ impl<'de> Deserialize<'de> for Apps {
 #[allow(clippy::result_large_err)] // `figment::Jail` closures return `figment::Error` unboxed.
 mod tests {
     use super::*;
-    use secrecy::ExposeSecret;
 
     #[test]
     fn defaults_then_file_then_environment() {
@@ -225,6 +306,111 @@ mod tests {
             for secret in ["topsecret", "admintoken", "previousmasterkey"] {
                 assert!(!printed.contains(secret), "{secret} printed");
             }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_edge_defaults() {
+        figment::Jail::expect_with(|_| {
+            let config = Config::load(None).map_err(|e| *e)?;
+            assert!(config.trusted_proxies.is_empty());
+            assert_eq!(config.max_connections, 10_000);
+            assert_eq!(config.header_read_timeout_secs, 10);
+            assert_eq!(config.request_timeout_secs, 30);
+            assert_eq!(config.max_streams_per_key, 4);
+            assert_eq!(config.auth_failures_per_minute, 10);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_retired_forwarded_for_switch_is_refused_from_env_or_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("IDENTITY_TRUST_FORWARDED_FOR", "true");
+            let error = Config::load(None).expect_err("refused").to_string();
+            assert!(error.contains("IDENTITY_TRUSTED_PROXIES"), "{error}");
+            jail.set_env("IDENTITY_TRUST_FORWARDED_FOR", "false");
+            assert!(Config::load(None).is_err(), "refused whatever its value");
+            jail.clear_env();
+            jail.create_file("old.toml", "trust_forwarded_for = false")?;
+            let error = Config::load(Some(Path::new("old.toml")))
+                .expect_err("refused")
+                .to_string();
+            assert!(error.contains("IDENTITY_TRUSTED_PROXIES"), "{error}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn trusted_proxies_from_env_or_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "IDENTITY_TRUSTED_PROXIES",
+                "10.0.0.0/8, 192.0.2.7,2001:db8::/32",
+            );
+            let config = Config::load(None).map_err(|e| *e)?;
+            assert!(config
+                .trusted_proxies
+                .contains("10.1.2.3".parse().expect("ip")));
+            assert!(config
+                .trusted_proxies
+                .contains("192.0.2.7".parse().expect("ip")));
+            assert!(!config
+                .trusted_proxies
+                .contains("192.0.2.8".parse().expect("ip")));
+            assert!(config
+                .trusted_proxies
+                .contains("2001:db8::1".parse().expect("ip")));
+            jail.set_env("IDENTITY_TRUSTED_PROXIES", "10.0.0.0/33");
+            assert!(Config::load(None).is_err());
+            jail.clear_env();
+            jail.create_file("proxies.toml", r#"trusted_proxies = ["127.0.0.1/32"]"#)?;
+            let config = Config::load(Some(Path::new("proxies.toml"))).map_err(|e| *e)?;
+            assert!(config
+                .trusted_proxies
+                .contains("127.0.0.1".parse().expect("ip")));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn zero_connections_or_timeouts_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("IDENTITY_MAX_CONNECTIONS", "0");
+            assert!(Config::load(None).is_err());
+            jail.set_env("IDENTITY_MAX_CONNECTIONS", "10");
+            jail.set_env("IDENTITY_HEADER_READ_TIMEOUT_SECS", "0");
+            assert!(Config::load(None).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn short_guessable_secrets_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            let strong = "s".repeat(MIN_SECRET_CHARS);
+            jail.set_env("IDENTITY_ADMIN_TOKEN", &strong);
+            jail.set_env(
+                "IDENTITY_CLOUD_LOGIN_SECRETS",
+                format!("wx0000000000000002:{strong}"),
+            );
+            assert_eq!(
+                Config::load(None).map_err(|e| *e)?.check_secret_strength(),
+                Ok(())
+            );
+
+            jail.set_env("IDENTITY_ADMIN_TOKEN", &strong[1..]);
+            let error = Config::load(None).map_err(|e| *e)?.check_secret_strength();
+            let error = error.expect_err("a 31-character admin token");
+            assert!(error.contains("IDENTITY_ADMIN_TOKEN") && !error.contains(&strong[1..]));
+
+            jail.set_env("IDENTITY_ADMIN_TOKEN", &strong);
+            jail.set_env("IDENTITY_CLOUD_LOGIN_SECRETS", "wx0000000000000002:short");
+            let error = Config::load(None).map_err(|e| *e)?.check_secret_strength();
+            assert!(error
+                .expect_err("a short cloud secret")
+                .contains("wx0000000000000002"));
             Ok(())
         });
     }

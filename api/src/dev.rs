@@ -11,7 +11,7 @@ use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::startup::{shutdown_signal, Application};
+use crate::startup::{self, shutdown_signal, Application};
 
 /// Where dev mode keeps its database, master key and admin token between runs.
 const DEV_DIR: &str = ".identityd";
@@ -22,14 +22,25 @@ const DEMO_APPS: [(&str, &str); 2] = [
 ];
 const DEMO_OPEN_PLATFORM: &str = "demo-open-platform";
 
-pub async fn run(file: Option<PathBuf>) -> anyhow::Result<()> {
+#[derive(clap::Args)]
+pub struct DevArgs {
+    /// Listen on a non-loopback address (IDENTITY_LISTEN): dev mode has a demo admin token
+    /// and a simulator anyone reaching it could use, so this must be asked for.
+    #[arg(long)]
+    public: bool,
+}
+
+pub async fn run(file: Option<PathBuf>, args: DevArgs) -> anyhow::Result<()> {
+    let figment = Config::figment(file.as_deref());
+    let mut config =
+        Config::extract(figment.join(("database_url", format!("sqlite://{DEV_DIR}/dev.db"))))?;
+    if args.public {
+        config.check_secret_strength().map_err(anyhow::Error::msg)?;
+    } else {
+        refuse_beyond_loopback(&config.listen).await?;
+    }
     let dir = Path::new(DEV_DIR);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {DEV_DIR}/"))?;
-    let figment = Config::figment(file.as_deref());
-    let mut config: Config = figment
-        .clone()
-        .join(("database_url", format!("sqlite://{DEV_DIR}/dev.db")))
-        .extract()?;
     if config.master_key.is_none() {
         config.master_key = Some(read_or_create(&dir.join("master.key"), || {
             MasterKey::generate().to_base64().expose_secret().to_owned()
@@ -72,6 +83,23 @@ pub async fn run(file: Option<PathBuf>) -> anyhow::Result<()> {
     let addr = app.local_addr();
     print_walkthrough(&config, &addr.to_string(), &sim_addr.to_string());
     app.run_until(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// Dev mode answers to anyone who reaches it (demo admin token, simulator): loopback only,
+/// unless `--public`.
+async fn refuse_beyond_loopback(listen: &str) -> anyhow::Result<()> {
+    let addrs: Vec<_> = tokio::net::lookup_host(startup::listen_addr(listen))
+        .await
+        .with_context(|| format!("IDENTITY_LISTEN={listen}"))?
+        .collect();
+    if addrs.is_empty() || addrs.iter().any(|a| !a.ip().to_canonical().is_loopback()) {
+        anyhow::bail!(
+            "identityd dev listens on loopback only, and IDENTITY_LISTEN={listen} is not: \
+             its demo admin token and WeChat simulator would be open to the network. \
+             Pass --public if that is what you want"
+        );
+    }
     Ok(())
 }
 
@@ -129,7 +157,7 @@ Then, as an admin: the login history and the audit log.
 
 API docs: http://{addr}/docs
 "#,
-        db = config.database_url,
+        db = infra::redact::url(&config.database_url),
         a1 = DEMO_APPS[0].0,
         a2 = DEMO_APPS[1].0,
     );

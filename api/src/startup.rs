@@ -19,8 +19,10 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
-use crate::http::rate_limit::LoginRateLimit;
+use crate::http::rate_limit::{AuthFailureLimit, LoginRateLimit};
 use crate::http::routes;
+use crate::http::server::{self, EdgeLimits};
+use crate::http::stream_slots::StreamSlots;
 use crate::state::{AppState, Services, SystemClock};
 
 /// A bound, ready-to-serve service.
@@ -34,6 +36,7 @@ pub struct Application {
     /// The NATS JetStream relay, when `IDENTITY_NATS_URL` is set (one instance at a time
     /// publishes; the others stand by).
     relay: Option<RelayHandle>,
+    edge: EdgeLimits,
 }
 
 impl Application {
@@ -120,7 +123,10 @@ impl Application {
             session_key_sealer: master_key.sealer("session-key"),
             clock: Arc::new(SystemClock),
             login_rate_limit: LoginRateLimit::per_minute(config.login_rate_per_minute),
-            trust_forwarded_for: config.trust_forwarded_for,
+            trusted_proxies: config.trusted_proxies.clone(),
+            auth_failures: AuthFailureLimit::per_minute(config.auth_failures_per_minute),
+            request_timeout: Duration::from_secs(config.request_timeout_secs),
+            stream_slots: StreamSlots::new(config.max_streams_per_key),
             admin_token: config.admin_token.clone(),
             relay_stream,
             cloud_login_secrets: config.cloud_login_secrets.0.clone(),
@@ -139,6 +145,10 @@ impl Application {
             state,
             runners,
             relay,
+            edge: EdgeLimits {
+                header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
+                max_connections: config.max_connections,
+            },
         })
     }
 
@@ -157,7 +167,8 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        tracing::info!(address = %self.local_addr(), backend = self.state.store.backend(), "identityd listening");
+        tracing::info!(address = %self.local_addr(), backend = self.state.store.backend(),
+            max_connections = self.edge.max_connections, "identityd listening");
         let forget = spawn_rate_limit_janitor(self.state.clone());
         let reload_keys = spawn_signing_key_reload(self.state.clone());
         let state = self.state.clone();
@@ -165,20 +176,14 @@ impl Application {
             shutdown.await;
             state.shutting_down.send_replace(true);
         };
-        let result = axum::serve(
-            self.listener,
-            self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        server::serve(self.listener, self.router, self.edge, shutdown).await;
         forget.abort();
         reload_keys.abort();
         self.runners.shutdown().await;
         if let Some(relay) = self.relay {
             relay.shutdown().await;
         }
-        result
+        Ok(())
     }
 }
 
@@ -188,6 +193,7 @@ fn spawn_rate_limit_janitor(state: AppState) -> tokio::task::JoinHandle<()> {
         loop {
             tick.tick().await;
             state.login_rate_limit.forget_idle();
+            state.auth_failures.forget_idle();
         }
     })
 }
@@ -228,7 +234,7 @@ pub fn master_keys(config: &Config) -> anyhow::Result<MasterKeys> {
 }
 
 /// `:8080` means every interface, as in Go and most servers; anything else is taken as is.
-fn listen_addr(listen: &str) -> String {
+pub(crate) fn listen_addr(listen: &str) -> String {
     match listen.strip_prefix(':') {
         Some(port) => format!("0.0.0.0:{port}"),
         None => listen.to_owned(),

@@ -13,7 +13,9 @@ use infra::wechat::{AppCredentials, WeChatClient};
 use projections::ReadModels;
 use secrecy::SecretString;
 
-use crate::http::rate_limit::LoginRateLimit;
+use crate::http::client_ip::TrustedProxies;
+use crate::http::rate_limit::{AuthFailureLimit, LoginRateLimit};
+use crate::http::stream_slots::StreamSlots;
 
 /// Time, injected so tests can control it.
 pub trait Clock: Send + Sync {
@@ -49,7 +51,14 @@ pub struct Services {
     pub session_key_sealer: Sealer,
     pub clock: Arc<dyn Clock>,
     pub login_rate_limit: LoginRateLimit,
-    pub trust_forwarded_for: bool,
+    /// Whose `X-Forwarded-For` is believed (`http::client_ip`).
+    pub trusted_proxies: TrustedProxies,
+    /// Failed API-key and cloud-login authentications per client.
+    pub auth_failures: AuthFailureLimit,
+    /// Every route but the event stream answers within this time.
+    pub request_timeout: std::time::Duration,
+    /// Open event streams per API key on this instance.
+    pub stream_slots: StreamSlots,
     /// `IDENTITY_ADMIN_TOKEN`: a bootstrap key with every scope.
     pub admin_token: Option<SecretString>,
     /// The JetStream stream the relay publishes to, when `IDENTITY_NATS_URL` is set.

@@ -10,6 +10,7 @@ mod admin;
 mod baseline;
 mod cpu;
 mod generate;
+mod limiter;
 mod login;
 mod replay;
 mod report;
@@ -86,6 +87,9 @@ enum Only {
     /// Everything on the generated log: replay, admin queries, the stream (no login, no
     /// baseline).
     Log,
+    /// The login limiter's memory after 100,000 distinct client addresses (a child process,
+    /// SQLite; nothing else).
+    Limiter,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -174,6 +178,15 @@ async fn main() -> anyhow::Result<()> {
         );
         Mode::Child(binary)
     };
+    if args.only == Some(Only::Limiter) {
+        let Mode::Child(binary) = &mode else {
+            anyhow::bail!("--only limiter measures a child process: drop --in-process");
+        };
+        let measured = limiter::run(binary, 100_000, 32).await?;
+        std::fs::write(&args.out, serde_json::to_string_pretty(&measured)?)?;
+        println!("{}", limiter::markdown(&measured));
+        return Ok(());
+    }
     let uses_postgres = backends.contains(&Backend::Postgres);
     let began = Instant::now();
     let started_at = Utc::now().to_rfc3339();

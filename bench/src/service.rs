@@ -27,7 +27,8 @@ const SECRET_A: &str = "bench-secret-a";
 const SECRET_B: &str = "bench-secret-b";
 const OPEN_PLATFORM: &str = "bench-open-platform";
 /// The bootstrap API key: every scope, including `admin:read` and `events:read`.
-pub const ADMIN_TOKEN: &str = "bench-admin-token";
+/// `serve` refuses a bootstrap key under 32 characters.
+pub const ADMIN_TOKEN: &str = "bench-admin-token-0123456789abcdef";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -208,7 +209,12 @@ impl Service {
                     access_token_ttl_secs: 900,
                     signing_key_reload_secs: 30,
                     login_rate_per_minute: 0,
-                    trust_forwarded_for: false,
+                    trusted_proxies: Default::default(),
+                    max_connections: 10_000,
+                    header_read_timeout_secs: 10,
+                    request_timeout_secs: 30,
+                    max_streams_per_key: 4,
+                    auth_failures_per_minute: 0,
                     cloud_login_secrets: Apps::default(),
                 };
                 let app = Application::build(&config).await?;

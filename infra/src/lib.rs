@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod crypto;
 pub mod keyring;
 pub mod personal_data;
+pub mod redact;
 pub mod relay;
 pub mod signed_request;
 pub mod sql;

@@ -137,7 +137,12 @@ impl World {
             // Short, so a rotated signing key reaches every instance within the test.
             signing_key_reload_secs: 1,
             login_rate_per_minute: 0,
-            trust_forwarded_for: false,
+            trusted_proxies: Default::default(),
+            max_connections: 10_000,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_streams_per_key: 4,
+            auth_failures_per_minute: 0,
             cloud_login_secrets: serde_json::from_value::<Apps>(json!(format!(
                 "{APP_A}:{CLOUD_SECRET_A}"
             )))

@@ -7,8 +7,10 @@ use std::marker::PhantomData;
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use infra::api_keys::{self, Scope};
+use infra::store::{Store, StoreError};
 use secrecy::ExposeSecret;
 
+use super::client_ip::ClientIp;
 use super::extract::bearer_token;
 use super::ApiError;
 use crate::state::AppState;
@@ -44,7 +46,24 @@ impl FromRequestParts<AppState> for ApiCaller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let Ok(ClientIp(client)) = ClientIp::from_request_parts(parts, state).await;
         let token = bearer_token(parts).ok_or(ApiError::Unauthorized("missing API key"))?;
+        // A client that keeps presenting wrong keys is refused before its next one is even
+        // looked at, so keys cannot be guessed online.
+        state
+            .auth_failures
+            .admit(client)
+            .map_err(ApiError::rate_limited)?;
+        let caller = Self::authenticate(token, state).await;
+        if matches!(caller, Err(ApiError::Unauthorized(_))) {
+            state.auth_failures.failed(client);
+        }
+        caller
+    }
+}
+
+impl ApiCaller {
+    async fn authenticate(token: &str, state: &AppState) -> Result<Self, ApiError> {
         if let Some((key_id, secret)) = api_keys::split_token(token) {
             return match state.store.api_key(key_id).await? {
                 Some(key) if key.revoked_at.is_none() && key.verify(secret) => Ok(Self {
@@ -69,6 +88,18 @@ impl FromRequestParts<AppState> for ApiCaller {
             ));
         }
         Err(ApiError::Unauthorized("unknown or revoked API key"))
+    }
+
+    /// Whether this caller may still hold `scope`: a key revoked (or gone) since it was checked
+    /// no longer does. The bootstrap key lives as long as the process's configuration.
+    pub async fn still_holds(&self, store: &dyn Store, scope: Scope) -> Result<bool, StoreError> {
+        if self.key_id == BOOTSTRAP_KEY_ID {
+            return Ok(true);
+        }
+        Ok(store
+            .api_key(&self.key_id)
+            .await?
+            .is_some_and(|key| key.revoked_at.is_none() && key.scopes.contains(&scope)))
     }
 }
 

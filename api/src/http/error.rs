@@ -56,6 +56,12 @@ pub enum ApiError {
     /// 429: ours (per client IP) or WeChat's (45011).
     #[error("too many requests: retry later")]
     RateLimited { retry_after_secs: u64 },
+    /// 429: this API key already holds its share of open event streams.
+    #[error("this API key already has {max} open event streams on this instance (IDENTITY_MAX_STREAMS_PER_KEY): close one first")]
+    TooManyStreams { max: usize },
+    /// 408: the request was not received and answered in time.
+    #[error("the request took too long: send it whole, then retry")]
+    RequestTimeout,
     /// 503: WeChat kept answering "system busy", timed out or was unreachable.
     #[error("WeChat is unavailable: retry later")]
     WeChatUnavailable,
@@ -72,6 +78,13 @@ impl ApiError {
         Self::Internal(err.into())
     }
 
+    /// 429 `rate_limited`, retry after `wait` (whole seconds, at least one).
+    pub fn rate_limited(wait: std::time::Duration) -> Self {
+        Self::RateLimited {
+            retry_after_secs: wait.as_secs_f64().ceil().max(1.0) as u64,
+        }
+    }
+
     pub fn status(&self) -> StatusCode {
         match self {
             Self::InvalidRequest(_)
@@ -86,7 +99,8 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::WeChatUnavailable | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -129,7 +143,8 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::RateLimited { .. } => "rate_limited",
+            Self::RateLimited { .. } | Self::TooManyStreams { .. } => "rate_limited",
+            Self::RequestTimeout => "request_timeout",
             Self::WeChatUnavailable => "wechat_unavailable",
             Self::NotReady(_) => "not_ready",
             Self::Internal(_) => "internal",
@@ -174,6 +189,9 @@ impl IntoResponse for ApiError {
         match &self {
             Self::RateLimited { retry_after_secs } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+            }
+            Self::TooManyStreams { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
             Self::WeChatUnavailable => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));

@@ -1,9 +1,9 @@
 //! Extractors that answer bad input in our own error format.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use domain::{Actor, AppId, Metadata, Session, SessionId, User, UserId};
@@ -11,6 +11,7 @@ use infra::tokens::AccessClaims;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use super::client_ip::ClientIp;
 use super::ApiError;
 use crate::state::AppState;
 use crate::usecases::streams;
@@ -73,17 +74,7 @@ impl FromRequestParts<AppState> for RequestContext {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let forwarded = state
-            .trust_forwarded_for
-            .then(|| parts.headers.get("x-forwarded-for"))
-            .flatten()
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok());
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| addr.ip());
+        let Ok(ClientIp(client_ip)) = ClientIp::from_request_parts(parts, state).await;
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)
@@ -102,7 +93,7 @@ impl FromRequestParts<AppState> for RequestContext {
             .and_then(|v| Uuid::try_parse(v).ok())
             .unwrap_or_else(Uuid::now_v7);
         Ok(Self {
-            client_ip: forwarded.or(peer),
+            client_ip,
             user_agent,
             correlation_id,
         })

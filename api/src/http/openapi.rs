@@ -69,7 +69,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         events::schema,
     ),
     components(schemas(Problem, UserStatus)),
-    modifiers(&SecuritySchemes, &ProblemBodies),
+    modifiers(&SecuritySchemes, &EdgeResponses, &ProblemBodies),
     tags(
         (name = "login", description = "Mini-program login"),
         (name = "tokens", description = "Token refresh and introspection"),
@@ -117,6 +117,63 @@ impl Modify for SecuritySchemes {
                     .build(),
             ),
         );
+    }
+}
+
+/// The answers of the edge, the same on every route, so no annotation has to repeat them: 408
+/// `request_timeout` everywhere but the event stream (which is exempt from the request
+/// timeout), 429 `rate_limited` wherever an API key is checked (too many failed
+/// authentications from the client).
+struct EdgeResponses;
+
+impl Modify for EdgeResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::{ResponseBuilder, Type};
+        let timeout = ResponseBuilder::new()
+            .description(
+                "`request_timeout`: the request was not received and answered within \
+                 `IDENTITY_REQUEST_TIMEOUT_SECS` (default 30); the connection is closed",
+            )
+            .build();
+        let retry_after = HeaderBuilder::new()
+            .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer))
+            .description(Some("Seconds to wait before retrying"))
+            .build();
+        let guessing = ResponseBuilder::new()
+            .description(
+                "`rate_limited`: this client failed authentication too often \
+                 (`IDENTITY_AUTH_FAILURES_PER_MINUTE`); refused, right key or not, until \
+                 `Retry-After`",
+            )
+            .header("Retry-After", retry_after)
+            .build();
+        for (path, item) in &mut openapi.paths.paths {
+            let operations = [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let responses = &mut operation.responses.responses;
+                if path != "/v1/events/stream" {
+                    responses
+                        .entry("408".to_owned())
+                        .or_insert_with(|| timeout.clone().into());
+                }
+                let keyed = operation.security.iter().flatten().any(|requirement| {
+                    serde_json::to_value(requirement)
+                        .is_ok_and(|value| value.get("api_key").is_some())
+                });
+                if keyed {
+                    responses
+                        .entry("429".to_owned())
+                        .or_insert_with(|| guessing.clone().into());
+                }
+            }
+        }
     }
 }
 
@@ -483,6 +540,26 @@ mod tests {
                     description.starts_with('`'),
                     "{method} {path} {status}: the description must name the code"
                 );
+            }
+        }
+    }
+
+    #[test]
+    fn the_edges_answers_are_documented_where_they_happen() {
+        let doc = document();
+        for (method, path, operation) in operations(&doc) {
+            let responses = &operation["responses"];
+            let streaming = path == "/v1/events/stream";
+            assert_eq!(
+                responses.get("408").is_some(),
+                !streaming,
+                "{method} {path}: the request timeout spares only the event stream"
+            );
+            let keyed = operation["security"]
+                .as_array()
+                .is_some_and(|all| all.iter().any(|r| r.get("api_key").is_some()));
+            if keyed {
+                assert!(responses.get("429").is_some(), "{method} {path} lacks 429");
             }
         }
     }

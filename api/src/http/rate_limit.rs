@@ -1,49 +1,174 @@
-//! Per-client-IP login rate limit (a GCRA bucket per address, via `governor`).
+//! Per-client limits (GCRA buckets via `governor`, a client being an IPv4 address or an IPv6
+//! /64): logins, and failed authentications.
 
+mod clients;
+
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use governor::clock::{Clock, DefaultClock};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use governor::Quota;
 
-pub struct LoginRateLimit {
-    limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+pub use clients::ClientKey;
+use clients::ClientLimiter;
+
+/// Clients each limit tracks at most: with ~25 bytes a bucket, a few MiB however many
+/// addresses call (a full table admits newcomers untracked; see `clients::ClientTable`).
+pub const MAX_TRACKED_CLIENTS: usize = 250_000;
+
+/// A per-client bucket that refills `per_minute` a minute, with a burst of the same size.
+struct PerClient {
+    limiter: ClientLimiter,
+    capacity: usize,
     clock: DefaultClock,
+    /// When the table was last swept because it was full (ms since `epoch`).
+    last_sweep_ms: AtomicU64,
+    epoch: Instant,
 }
 
-impl LoginRateLimit {
-    /// `per_minute` logins per IP, with a burst of the same size; 0 disables the limit.
-    pub fn per_minute(per_minute: u32) -> Self {
-        let limiter = NonZeroU32::new(per_minute).map(|n| RateLimiter::keyed(Quota::per_minute(n)));
-        Self {
-            limiter,
+/// A full table is swept at most this often between the janitor's rounds.
+const FULL_SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+impl PerClient {
+    fn new(per_minute: u32, capacity: usize) -> Option<Self> {
+        NonZeroU32::new(per_minute).map(|n| Self {
+            limiter: clients::limiter(Quota::per_minute(n), capacity),
+            capacity,
             clock: DefaultClock::default(),
+            last_sweep_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+        })
+    }
+
+    fn check(&self, ip: IpAddr) -> Result<(), Duration> {
+        if self.limiter.len() >= self.capacity {
+            self.sweep_if_due();
+        }
+        self.limiter
+            .check_key(&ClientKey::from(ip))
+            .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
+    }
+
+    /// A full table drops the buckets that are full again, at most once a second.
+    fn sweep_if_due(&self) {
+        let now = self.epoch.elapsed().as_millis() as u64;
+        let last = self.last_sweep_ms.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= FULL_SWEEP_EVERY.as_millis() as u64
+            && self
+                .last_sweep_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            self.limiter.retain_recent();
         }
     }
 
-    /// `Err(wait)` when this IP must wait before its next login.
+    fn forget_idle(&self) {
+        self.limiter.retain_recent();
+        self.limiter.shrink_to_fit();
+    }
+
+    fn tracked(&self) -> usize {
+        self.limiter.len()
+    }
+}
+
+/// Logins per client.
+pub struct LoginRateLimit(Option<PerClient>);
+
+impl LoginRateLimit {
+    /// `per_minute` logins per client, with a burst of the same size; 0 disables the limit.
+    pub fn per_minute(per_minute: u32) -> Self {
+        Self::with_capacity(per_minute, MAX_TRACKED_CLIENTS)
+    }
+
+    pub fn with_capacity(per_minute: u32, capacity: usize) -> Self {
+        Self(PerClient::new(per_minute, capacity))
+    }
+
+    /// `Err(wait)` when this client must wait before its next login.
     pub fn check(&self, ip: IpAddr) -> Result<(), Duration> {
-        match &self.limiter {
-            None => Ok(()),
-            Some(limiter) => limiter
-                .check_key(&ip)
-                .map_err(|not_until| not_until.wait_time_from(self.clock.now())),
+        self.0.as_ref().map_or(Ok(()), |limit| limit.check(ip))
+    }
+
+    /// Forgets clients whose bucket is full again, so memory follows recent clients.
+    pub fn forget_idle(&self) {
+        if let Some(limit) = &self.0 {
+            limit.forget_idle();
         }
     }
 
-    /// Forgets addresses whose bucket is full again, so memory stays bounded by recent clients.
-    pub fn forget_idle(&self) {
-        if let Some(limiter) = &self.limiter {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
+    /// Clients currently tracked.
+    pub fn tracked(&self) -> usize {
+        self.0.as_ref().map_or(0, PerClient::tracked)
+    }
+}
+
+/// Failed authentications per client (a wrong API key, a bad cloud-login signature): a client
+/// that spends its budget is refused, right key or not, until the bucket refills, so keys and
+/// secrets cannot be guessed online. Successes cost nothing.
+pub struct AuthFailureLimit {
+    failures: Option<PerClient>,
+    /// Clients refused until the given time; bounded as the buckets are.
+    barred: Mutex<HashMap<ClientKey, Instant>>,
+}
+
+impl AuthFailureLimit {
+    /// `per_minute` failures per client, with a burst of the same size; 0 disables the limit.
+    pub fn per_minute(per_minute: u32) -> Self {
+        Self {
+            failures: PerClient::new(per_minute, MAX_TRACKED_CLIENTS),
+            barred: Mutex::default(),
         }
+    }
+
+    /// `Err(wait)` while this client is barred.
+    pub fn admit(&self, ip: Option<IpAddr>) -> Result<(), Duration> {
+        let Some(ip) = ip.filter(|_| self.failures.is_some()) else {
+            return Ok(());
+        };
+        let barred = self.barred.lock().unwrap_or_else(|p| p.into_inner());
+        match barred.get(&ClientKey::from(ip)) {
+            Some(until) => match until.checked_duration_since(Instant::now()) {
+                Some(wait) if !wait.is_zero() => Err(wait),
+                _ => Ok(()),
+            },
+            None => Ok(()),
+        }
+    }
+
+    /// Counts a failure; the one that spends the budget bars the client.
+    pub fn failed(&self, ip: Option<IpAddr>) {
+        let (Some(limit), Some(ip)) = (&self.failures, ip) else {
+            return;
+        };
+        if let Err(wait) = limit.check(ip) {
+            let mut barred = self.barred.lock().unwrap_or_else(|p| p.into_inner());
+            if barred.len() < MAX_TRACKED_CLIENTS {
+                barred.insert(ClientKey::from(ip), Instant::now() + wait);
+            }
+        }
+    }
+
+    pub fn forget_idle(&self) {
+        if let Some(limit) = &self.failures {
+            limit.forget_idle();
+        }
+        let now = Instant::now();
+        let mut barred = self.barred.lock().unwrap_or_else(|p| p.into_inner());
+        barred.retain(|_, until| *until > now);
+        barred.shrink_to_fit();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv6Addr;
 
     #[test]
     fn the_burst_passes_then_waits() {
@@ -66,5 +191,57 @@ mod tests {
         for _ in 0..1000 {
             assert!(limit.check([10, 0, 0, 1].into()).is_ok());
         }
+    }
+
+    #[test]
+    fn one_ipv6_64_is_one_client() {
+        let limit = LoginRateLimit::per_minute(2);
+        // An attacker rotating through the addresses of their /64 gains nothing.
+        for n in 1..=2u128 {
+            assert!(limit
+                .check(IpAddr::V6(Ipv6Addr::from_bits(0x2001_0db8 << 96 | n)))
+                .is_ok());
+        }
+        let next = IpAddr::V6(Ipv6Addr::from_bits(0x2001_0db8 << 96 | 0xffff));
+        assert!(limit.check(next).is_err());
+    }
+
+    #[test]
+    fn memory_is_bounded_by_the_table() {
+        // 100,000 distinct clients (the measure) through a table of 10,000: the table
+        // stays at its capacity, and every newcomer still gets its login.
+        let limit = LoginRateLimit::with_capacity(120, 10_000);
+        for n in 0..100_000u32 {
+            let ip = if n & 1 == 0 {
+                IpAddr::V4(n.into())
+            } else {
+                IpAddr::V6(Ipv6Addr::from_bits(u128::from(n) << 64))
+            };
+            assert!(limit.check(ip).is_ok());
+        }
+        assert_eq!(limit.tracked(), 10_000);
+        assert_eq!(
+            LoginRateLimit::per_minute(120).0.map(|l| l.capacity),
+            Some(MAX_TRACKED_CLIENTS)
+        );
+    }
+
+    #[test]
+    fn a_client_that_keeps_failing_is_barred_then_readmitted() {
+        let limit = AuthFailureLimit::per_minute(3);
+        let guesser = Some(IpAddr::from([203, 0, 113, 9]));
+        for _ in 0..3 {
+            assert!(limit.admit(guesser).is_ok());
+            limit.failed(guesser);
+        }
+        assert!(
+            limit.admit(guesser).is_ok(),
+            "three failures are within the budget"
+        );
+        limit.failed(guesser);
+        let wait = limit.admit(guesser).expect_err("the fourth failure bars");
+        assert!(wait > Duration::ZERO && wait <= Duration::from_secs(20));
+        assert!(limit.admit(Some(IpAddr::from([203, 0, 113, 10]))).is_ok());
+        assert!(AuthFailureLimit::per_minute(0).admit(guesser).is_ok());
     }
 }

@@ -191,7 +191,7 @@ async fn run(
         let attempt = async {
             if publisher.is_none() {
                 publisher = Some(publisher::Publisher::connect(&config).await?);
-                tracing::info!(url = %config.nats_url, "relay connected to NATS");
+                tracing::info!(url = %crate::redact::url(&config.nats_url), "relay connected to NATS");
             }
             match publisher.as_mut() {
                 Some(p) => step(store.as_ref(), p, &config.stream).await,

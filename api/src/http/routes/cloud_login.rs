@@ -67,6 +67,8 @@ pub struct CloudLoginRequest {
             `user_blocked`: an administrator blocked the user"),
         (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
+        (status = 429, description = "`rate_limited`: this client sent too many bad signatures; wait",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
     )
 )]
@@ -117,7 +119,14 @@ async fn cloud_login(
         ));
     }
     let signature = header_text(SIGNATURE_HEADER)?;
+    // A client that keeps sending bad signatures is refused before the next one is checked,
+    // so the secret cannot be searched for online.
+    state
+        .auth_failures
+        .admit(ctx.client_ip)
+        .map_err(ApiError::rate_limited)?;
     if !signed_request::verify(secret.expose_secret(), timestamp, nonce, &body, signature) {
+        state.auth_failures.failed(ctx.client_ip);
         return Err(ApiError::Unauthorized("bad signature"));
     }
     let now = state.clock.now();

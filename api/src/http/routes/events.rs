@@ -20,15 +20,18 @@ use axum::routing::get;
 use axum::{Json, Router};
 use futures::TryStreamExt;
 use infra::analytics::analytics_view;
+use infra::api_keys::Scope;
 use infra::store::{AppendWaiter, RecordedEvent, Store};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use utoipa::IntoParams;
 
-use crate::http::api_key::{EventsRead, Scoped};
+use crate::http::api_key::{ApiCaller, EventsRead, Scoped};
 use crate::http::openapi;
 use crate::http::query::{self, ApiQuery};
+use crate::http::stream_slots::StreamSlot;
 use crate::http::ApiError;
 use crate::state::AppState;
 
@@ -138,7 +141,9 @@ pub struct StreamQuery {
         `data` = its analytics view as JSON (as in `GET /v1/events`). A comment line \
         (`: heartbeat`) comes every 15 seconds when nothing else does. Every event comes \
         exactly once, in position order; reconnecting with `Last-Event-ID` continues with \
-        the next one. Requires an API key with the `events:read` scope.",
+        the next one. Requires an API key with the `events:read` scope; the stream ends \
+        within 10 seconds of the key's revocation. At most `IDENTITY_MAX_STREAMS_PER_KEY` \
+        (default 4) streams per key are open at once on an instance.",
     responses(
         (status = 200, description = "An endless `text/event-stream`",
             content_type = "text/event-stream", body = String,
@@ -146,12 +151,14 @@ pub struct StreamQuery {
         (status = 400, description = "`invalid_request`: an unknown parameter, or a bad `after` or `Last-Event-ID`"),
         (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
         (status = 403, description = "`forbidden`: the API key lacks the `events:read` scope, or a user access token was presented"),
+        (status = 429, description = "`rate_limited`: this API key already has `IDENTITY_MAX_STREAMS_PER_KEY` streams open on this instance, or its client failed authentication too often",
+            headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
     )
 )]
 async fn stream(
     State(state): State<AppState>,
-    _: Scoped<EventsRead>,
+    scoped: Scoped<EventsRead>,
     ApiQuery(q): ApiQuery<StreamQuery>,
     headers: HeaderMap,
 ) -> Result<impl IntoResponse, ApiError> {
@@ -166,8 +173,19 @@ async fn stream(
         Some(id) => query::position("Last-Event-ID", Some(id.trim()))?,
         None => query::position("after", q.after.as_deref())?,
     };
+    let slot = state
+        .stream_slots
+        .take(&scoped.caller.key_id)
+        .ok_or(ApiError::TooManyStreams {
+            max: state.stream_slots.max(),
+        })?;
     let follower = Follower {
         store: state.store.clone(),
+        key: KeyWatch {
+            caller: scoped.caller,
+            next_check: Instant::now() + KEY_CHECK,
+            _slot: slot,
+        },
         after,
         page: VecDeque::new(),
         appended: AppendWaiter::new(state.store.appended()),
@@ -181,9 +199,43 @@ async fn stream(
     Ok(([("x-accel-buffering", "no")], sse))
 }
 
+/// How often an open stream asks the database whether its API key still holds: a revoked key's
+/// streams end within this time (plus one idle pause), on every instance.
+const KEY_CHECK: Duration = Duration::from_secs(5);
+
+/// The API key a stream was opened with, and its slot among the key's open streams.
+struct KeyWatch {
+    caller: ApiCaller,
+    next_check: Instant,
+    _slot: StreamSlot,
+}
+
+impl KeyWatch {
+    /// False once the key is revoked, lost the scope, or cannot be checked (a database
+    /// failure ends the stream: the client reconnects and is authenticated afresh).
+    async fn holds(&mut self, store: &dyn Store) -> bool {
+        if Instant::now() < self.next_check {
+            return true;
+        }
+        self.next_check = Instant::now() + KEY_CHECK;
+        match self.caller.still_holds(store, Scope::EventsRead).await {
+            Ok(true) => true,
+            Ok(false) => {
+                tracing::info!(key_id = %self.caller.key_id, "API key revoked; ending its event stream");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%error, "checking an event stream's API key failed; ending the stream");
+                false
+            }
+        }
+    }
+}
+
 /// The live stream's state between two messages.
 struct Follower {
     store: Arc<dyn Store>,
+    key: KeyWatch,
     /// The position of the last event handed out.
     after: i64,
     /// Read, not yet sent: at most one page.
@@ -208,6 +260,9 @@ impl Follower {
         }
         loop {
             if *self.shutting_down.borrow() {
+                return None;
+            }
+            if !self.key.holds(self.store.as_ref()).await {
                 return None;
             }
             if let Some(event) = self.page.pop_front() {

@@ -95,9 +95,7 @@ async fn wechat_login(
         state
             .login_rate_limit
             .check(ip)
-            .map_err(|wait| ApiError::RateLimited {
-                retry_after_secs: wait.as_secs().max(1),
-            })?;
+            .map_err(ApiError::rate_limited)?;
     }
     let appid = AppId::parse(&body.appid).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
     let code =

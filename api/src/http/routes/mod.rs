@@ -16,8 +16,9 @@ pub(crate) mod wellknown;
 use std::time::Duration;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Request};
+use axum::http::{HeaderName, HeaderValue, Request};
 use axum::Router;
+use tower::util::MapRequestLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
@@ -25,7 +26,7 @@ use tower_http::request_id::{
 use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
-use super::{openapi, ApiError};
+use super::{openapi, timeout, ApiError};
 use crate::state::AppState;
 
 /// JSON bodies we accept are small; anything larger is a mistake or an attack.
@@ -49,6 +50,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.request_timeout,
+            timeout::limit,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(ApiError::internal(anyhow::anyhow!(
                 "handler panicked"
@@ -83,22 +88,44 @@ pub fn router(state: AppState) -> Router {
         )
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
         .layer(SetRequestIdLayer::new(request_id, UuidV7RequestId))
+        .layer(MapRequestLayer::new(
+            drop_foreign_request_id::<axum::body::Body>,
+        ))
         .with_state(state)
 }
 
-/// Keeps a caller's `x-request-id` if it is a UUID, else mints a UUIDv7 (it becomes the
-/// events' correlation id).
+/// A caller's `x-request-id` is kept only if it is a UUID (then in its canonical form): it is
+/// echoed, logged and becomes the events' correlation id, so it must not be text of the
+/// caller's choosing. Anything else is dropped, and `UuidV7RequestId` mints one in its place.
+fn drop_foreign_request_id<B>(mut req: Request<B>) -> Request<B> {
+    let given = req.headers().get(REQUEST_ID).map(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|v| Uuid::try_parse(v).ok())
+            .and_then(|id| HeaderValue::from_str(&id.to_string()).ok())
+    });
+    match given {
+        Some(Some(canonical)) => {
+            req.headers_mut().insert(REQUEST_ID, canonical);
+        }
+        Some(None) => {
+            req.headers_mut().remove(REQUEST_ID);
+        }
+        None => {}
+    }
+    req
+}
+
+const REQUEST_ID: &str = "x-request-id";
+
+/// Mints a UUIDv7 for a request that came without a (valid) one.
 #[derive(Clone, Copy)]
 struct UuidV7RequestId;
 
 impl MakeRequestId for UuidV7RequestId {
-    fn make_request_id<B>(&mut self, req: &Request<B>) -> Option<RequestId> {
-        let given = req
-            .headers()
-            .get("x-request-id")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| Uuid::try_parse(v).ok());
-        let id = given.unwrap_or_else(Uuid::now_v7);
-        id.to_string().parse().ok().map(RequestId::new)
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        HeaderValue::from_str(&Uuid::now_v7().to_string())
+            .ok()
+            .map(RequestId::new)
     }
 }

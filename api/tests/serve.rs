@@ -1,0 +1,153 @@
+//! `identityd serve` and `identityd dev` refuse what would weaken them, with a clear message,
+//! and keep credentials out of their logs.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const MASTER_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+const STRONG: &str = "0123456789abcdef0123456789abcdef";
+
+fn identityd(args: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_identityd"));
+    command.args(args).env_remove("IDENTITY_CONFIG");
+    for (name, _) in std::env::vars() {
+        if name.starts_with("IDENTITY_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("IDENTITY_DATABASE_URL", infra::testing::fresh_sqlite_url())
+        .env("IDENTITY_MASTER_KEY", MASTER_KEY)
+        .env("IDENTITY_LISTEN", "127.0.0.1:0")
+        .envs(env.iter().copied());
+    command
+}
+
+fn refused(output: Output) -> String {
+    assert!(!output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn serve_refuses_short_guessable_secrets() {
+    let short = "short-admin-token";
+    let error = refused(
+        identityd(&["serve"], &[("IDENTITY_ADMIN_TOKEN", short)])
+            .output()
+            .expect("runs"),
+    );
+    assert!(
+        error.contains("IDENTITY_ADMIN_TOKEN") && error.contains("32"),
+        "{error}"
+    );
+    assert!(!error.contains(short), "the secret is not printed: {error}");
+
+    let error = refused(
+        identityd(
+            &["serve"],
+            &[
+                ("IDENTITY_ADMIN_TOKEN", STRONG),
+                ("IDENTITY_APPS", "wx0000000000000002:s"),
+                (
+                    "IDENTITY_CLOUD_LOGIN_SECRETS",
+                    "wx0000000000000002:guessable",
+                ),
+            ],
+        )
+        .output()
+        .expect("runs"),
+    );
+    assert!(error.contains("IDENTITY_CLOUD_LOGIN_SECRETS"), "{error}");
+    assert!(!error.contains("guessable"), "{error}");
+}
+
+#[test]
+fn serve_refuses_the_retired_forwarded_for_switch() {
+    let error = refused(
+        identityd(&["serve"], &[("IDENTITY_TRUST_FORWARDED_FOR", "true")])
+            .output()
+            .expect("runs"),
+    );
+    assert!(error.contains("IDENTITY_TRUSTED_PROXIES"), "{error}");
+}
+
+#[test]
+fn dev_refuses_a_public_address_unless_asked() {
+    let dir = std::env::temp_dir().join(format!("identityd-dev-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    for listen in ["0.0.0.0:0", ":0", "[::]:0"] {
+        let error = refused(
+            identityd(&["dev"], &[("IDENTITY_LISTEN", listen)])
+                .current_dir(&dir)
+                .output()
+                .expect("runs"),
+        );
+        assert!(error.contains("--public"), "{listen}: {error}");
+    }
+    // `--public` passes that check, and then holds dev to serve's rule on secrets.
+    let error = refused(
+        identityd(
+            &["dev", "--public"],
+            &[
+                ("IDENTITY_LISTEN", "0.0.0.0:0"),
+                ("IDENTITY_ADMIN_TOKEN", "weak"),
+            ],
+        )
+        .current_dir(&dir)
+        .output()
+        .expect("runs"),
+    );
+    assert!(error.contains("IDENTITY_ADMIN_TOKEN"), "{error}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The relay logs the NATS URL it connected to: without the password in it.
+#[test]
+fn logged_urls_carry_no_credentials() {
+    let Ok(nats) = std::env::var("IDENTITY_TEST_NATS_URL") else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "CI needs IDENTITY_TEST_NATS_URL"
+        );
+        return;
+    };
+    let with_password = nats.replacen("nats://", "nats://identity:hunter2-secret@", 1);
+    let stream = format!("EDGE_{}", uuid::Uuid::now_v7().simple());
+    let mut child = identityd(
+        &["serve"],
+        &[
+            ("IDENTITY_ADMIN_TOKEN", STRONG),
+            ("IDENTITY_NATS_URL", &with_password),
+            ("IDENTITY_NATS_STREAM", &stream),
+            ("IDENTITY_NATS_SUBJECT_PREFIX", &format!("edge.{stream}")),
+            ("RUST_LOG", "info"),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut log = Vec::new();
+    while let Ok(line) = received.recv_timeout(Duration::from_secs(30)) {
+        let connected = line.contains("relay connected to NATS");
+        log.push(line);
+        if connected {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = log.join("\n");
+    assert!(log.contains("relay connected to NATS"), "{log}");
+    assert!(log.contains("***@"), "{log}");
+    assert!(!log.contains("hunter2-secret"), "{log}");
+}

@@ -1,0 +1,338 @@
+//! The edge, tried as an attacker would: half-sent requests, idle and surplus connections, a
+//! chosen `X-Forwarded-For` or `x-request-id`, guessed API keys and cloud-login signatures.
+//! Nothing here depends on storage, so it runs on SQLite only.
+
+use std::time::{Duration, Instant};
+
+use api::config::TrustedProxies;
+use identity_tests::{assert_problem, Backend, TestApp, World, APP_A, CLOUD_SECRET_A};
+use infra::signed_request;
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+async fn world() -> World {
+    World::start(Backend::Sqlite).await.expect("SQLite world")
+}
+
+fn addr(app: &TestApp) -> String {
+    app.base.trim_start_matches("http://").to_owned()
+}
+
+/// Reads until the server closes the connection; what it sent, and how long that took.
+async fn until_closed(stream: &mut TcpStream, within: Duration) -> (String, Duration) {
+    let started = Instant::now();
+    let mut received = Vec::new();
+    let closed = tokio::time::timeout(within, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => received.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await;
+    assert!(
+        closed.is_ok(),
+        "the connection is still open after {within:?}"
+    );
+    (
+        String::from_utf8_lossy(&received).into_owned(),
+        started.elapsed(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_half_sent_head_or_an_idle_connection_is_closed() {
+    let world = world().await;
+    let app = world
+        .spawn_instance(|c| c.header_read_timeout_secs = 1)
+        .await;
+    let mut half = TcpStream::connect(addr(&app)).await.expect("connect");
+    half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .expect("write");
+    let mut idle = TcpStream::connect(addr(&app)).await.expect("connect");
+    let (_, took) = until_closed(&mut half, Duration::from_secs(5)).await;
+    assert!(took >= Duration::from_millis(800), "closed after {took:?}");
+    until_closed(&mut idle, Duration::from_secs(5)).await;
+}
+
+/// The issue's measure, with the shipped defaults: a client that never finishes its headers is
+/// cut off within 45 s (the header timeout is 10 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn with_the_defaults_a_half_sent_request_is_closed_within_45_s() {
+    let world = world().await;
+    let defaults = api::config::Config::load(None).expect("defaults");
+    let app = world
+        .spawn_instance(|c| {
+            c.header_read_timeout_secs = defaults.header_read_timeout_secs;
+            c.request_timeout_secs = defaults.request_timeout_secs;
+        })
+        .await;
+    let mut half = TcpStream::connect(addr(&app)).await.expect("connect");
+    half.write_all(b"POST /v1/wechat/login HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .expect("write");
+    let (_, took) = until_closed(&mut half, Duration::from_secs(45)).await;
+    assert!(took >= Duration::from_secs(9), "closed after {took:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_half_sent_body_is_answered_408_and_closed() {
+    let world = world().await;
+    let app = world.spawn_instance(|c| c.request_timeout_secs = 1).await;
+    let mut half = TcpStream::connect(addr(&app)).await.expect("connect");
+    half.write_all(
+        b"POST /v1/wechat/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+          Content-Length: 100\r\n\r\n{\"appid\":",
+    )
+    .await
+    .expect("write");
+    let (answer, took) = until_closed(&mut half, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json"), "{answer}");
+    assert!(answer.contains("\"code\":\"request_timeout\""), "{answer}");
+    assert!(
+        took >= Duration::from_millis(800),
+        "answered after {took:?}"
+    );
+    // Whole requests on the same service are answered as usual.
+    let healthy = world
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(healthy.status(), 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_thousand_idle_connections_leave_healthz_answering() {
+    let world = world().await;
+    let mut idle = Vec::with_capacity(2_000);
+    for _ in 0..2_000 {
+        idle.push(TcpStream::connect(addr(&world.app)).await.expect("connect"));
+    }
+    let started = Instant::now();
+    let healthy = tokio::time::timeout(
+        Duration::from_secs(5),
+        world.http.get(world.url("/healthz")).send(),
+    )
+    .await
+    .expect("healthz answers within 5 s")
+    .expect("healthz answers");
+    assert_eq!(healthy.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    drop(idle);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connections_over_the_cap_wait_for_a_free_one() {
+    let world = world().await;
+    let app = world
+        .spawn_instance(|c| {
+            c.max_connections = 2;
+            c.header_read_timeout_secs = 2;
+        })
+        .await;
+    let _idle: Vec<TcpStream> = vec![
+        TcpStream::connect(addr(&app)).await.expect("connect"),
+        TcpStream::connect(addr(&app)).await.expect("connect"),
+    ];
+    let healthz = || world.http.get(format!("{}/healthz", app.base)).send();
+    let over_the_cap = tokio::time::timeout(Duration::from_millis(800), healthz()).await;
+    assert!(
+        over_the_cap.is_err(),
+        "a third connection was served at once"
+    );
+    // The idle ones are closed by the header timeout; then the next one is served.
+    let served = tokio::time::timeout(Duration::from_secs(6), healthz())
+        .await
+        .expect("served once a connection is free")
+        .expect("answers");
+    assert_eq!(served.status(), 200);
+}
+
+/// POST a login the limiter sees (and then refuses as malformed) from `forwarded_for`.
+async fn login_from(world: &World, app: &TestApp, forwarded_for: &str) -> u16 {
+    world
+        .http
+        .post(format!("{}/v1/wechat/login", app.base))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({ "appid": "not-an-appid", "code": "c" }))
+        .send()
+        .await
+        .expect("answers")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_client_ip_is_the_rightmost_forwarded_address_not_a_trusted_proxy() {
+    let world = world().await;
+    let behind_proxy = world
+        .spawn_instance(|c| {
+            c.login_rate_per_minute = 1;
+            c.trusted_proxies = TrustedProxies::parse("127.0.0.0/8").expect("proxies");
+        })
+        .await;
+    // The client writes the leftmost entries; our proxy (the TCP peer) appended the last.
+    assert_eq!(login_from(&world, &behind_proxy, "203.0.113.50").await, 400);
+    assert_eq!(
+        login_from(&world, &behind_proxy, "6.6.6.6, 203.0.113.50").await,
+        429,
+        "a spoofed leftmost entry does not make a new client"
+    );
+    assert_eq!(login_from(&world, &behind_proxy, "203.0.113.51").await, 400);
+    // IPv6 counts by /64.
+    assert_eq!(
+        login_from(&world, &behind_proxy, "2001:db8:0:1::1").await,
+        400
+    );
+    assert_eq!(
+        login_from(&world, &behind_proxy, "2001:db8:0:1::2").await,
+        429
+    );
+    assert_eq!(
+        login_from(&world, &behind_proxy, "2001:db8:0:2::1").await,
+        400
+    );
+
+    // With no trusted proxy (the default) the header is not read at all.
+    let direct = world.spawn_instance(|c| c.login_rate_per_minute = 1).await;
+    assert_eq!(login_from(&world, &direct, "203.0.113.60").await, 400);
+    assert_eq!(login_from(&world, &direct, "203.0.113.61").await, 429);
+
+    // Nor when the peer is not one of the trusted proxies.
+    let elsewhere = world
+        .spawn_instance(|c| {
+            c.login_rate_per_minute = 1;
+            c.trusted_proxies = TrustedProxies::parse("10.0.0.0/8").expect("proxies");
+        })
+        .await;
+    assert_eq!(
+        login_from(&world, &elsewhere, "10.0.0.1, 203.0.113.70").await,
+        400
+    );
+    assert_eq!(
+        login_from(&world, &elsewhere, "10.0.0.1, 203.0.113.71").await,
+        429
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_foreign_request_id_is_replaced_by_a_minted_one() {
+    let world = world().await;
+    let store = world.store().await;
+    let code = world.wx_login(APP_A, "alice").await;
+    let answer = world
+        .http
+        .post(world.url("/v1/wechat/login"))
+        .header("x-request-id", "<script>alert(1)</script> forged log line")
+        .json(&json!({ "appid": APP_A, "code": code }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.status(), 200);
+    let echoed = answer.headers()["x-request-id"]
+        .to_str()
+        .expect("ASCII")
+        .to_owned();
+    let minted = uuid::Uuid::try_parse(&echoed).expect("a minted UUID is echoed");
+    // The echoed id is the events' correlation id.
+    let events = store.read_all(0, 100).await.expect("read");
+    assert!(events.iter().any(|e| e.metadata.correlation_id == minted));
+
+    // A caller's UUID is kept.
+    let mine = uuid::Uuid::now_v7();
+    let answer = world
+        .http
+        .get(world.url("/healthz"))
+        .header("x-request-id", mine.to_string())
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(answer.headers()["x-request-id"], mine.to_string().as_str());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guessing_api_keys_is_refused_per_client() {
+    let world = world().await;
+    let app = world
+        .spawn_instance(|c| {
+            c.auth_failures_per_minute = 3;
+            c.trusted_proxies = TrustedProxies::parse("127.0.0.1").expect("proxies");
+        })
+        .await;
+    let key = world.api_key("admin:read").await;
+    let (_, secret) = infra::api_keys::split_token(&key).expect("a key");
+    let wrong = key.replace(secret, &"0".repeat(secret.len()));
+    let attempt = |token: String, client: &'static str| {
+        world
+            .http
+            .get(format!("{}/v1/admin/logins", app.base))
+            .bearer_auth(token)
+            .header("x-forwarded-for", client)
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(
+            attempt(wrong.clone(), "203.0.113.9")
+                .await
+                .expect("answers")
+                .status(),
+        );
+    }
+    assert_eq!(statuses[..4], [401, 401, 401, 401], "{statuses:?}");
+    assert_eq!(statuses[4..], [429, 429], "{statuses:?}");
+    // Barred: even the right key is refused, so a guess cannot be confirmed.
+    let barred = attempt(key.clone(), "203.0.113.9").await.expect("answers");
+    assert!(barred.headers().contains_key("retry-after"));
+    assert_problem(barred, 429, "rate_limited").await;
+    // Another client is not affected; the bootstrap token is guarded the same way.
+    assert_eq!(
+        attempt(key, "203.0.113.10")
+            .await
+            .expect("answers")
+            .status(),
+        200
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn guessing_cloud_login_signatures_is_refused_per_client() {
+    let world = world().await;
+    let app = world
+        .spawn_instance(|c| c.auth_failures_per_minute = 2)
+        .await;
+    let post = |secret: &str| {
+        let body = json!({ "appid": APP_A, "openid": "o-cloud-edge" }).to_string();
+        let timestamp = chrono::Utc::now().timestamp();
+        let nonce = uuid::Uuid::now_v7().simple().to_string();
+        let signature = signed_request::sign(secret, timestamp, &nonce, body.as_bytes());
+        world
+            .http
+            .post(format!("{}/v1/wechat/cloud-login", app.base))
+            .header("content-type", "application/json")
+            .header("x-identity-timestamp", timestamp.to_string())
+            .header("x-identity-nonce", nonce)
+            .header("x-identity-signature", signature)
+            .body(body)
+            .send()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        statuses.push(post("a guessed secret").await.expect("answers").status());
+    }
+    assert_eq!(statuses, [401, 401, 401, 429], "{statuses:?}");
+    let barred = post(CLOUD_SECRET_A).await.expect("answers");
+    let problem: Value = assert_problem(barred, 429, "rate_limited").await;
+    assert!(problem.get("hint").is_none());
+}
