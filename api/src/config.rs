@@ -31,6 +31,10 @@ pub struct Config {
     /// `iss` of our access tokens.
     pub token_issuer: String,
     pub access_token_ttl_secs: u64,
+    /// A session's absolute lifetime, from its login: refresh fails after it.
+    pub session_max_age_secs: u64,
+    /// A session's idle lifetime, from its latest refresh (or login).
+    pub session_idle_secs: u64,
     /// Logins per minute per client IP; 0 turns the limit off.
     pub login_rate_per_minute: u32,
     /// Take the client IP from the first `X-Forwarded-For` entry (only behind a trusted proxy).
@@ -51,6 +55,8 @@ struct Defaults {
     wechat_api_base: &'static str,
     token_issuer: &'static str,
     access_token_ttl_secs: u64,
+    session_max_age_secs: u64,
+    session_idle_secs: u64,
     login_rate_per_minute: u32,
     trust_forwarded_for: bool,
 }
@@ -63,6 +69,8 @@ const DEFAULTS: Defaults = Defaults {
     wechat_api_base: "https://api.weixin.qq.com",
     token_issuer: "identityd",
     access_token_ttl_secs: 900,
+    session_max_age_secs: 30 * 24 * 3600,
+    session_idle_secs: 7 * 24 * 3600,
     login_rate_per_minute: 120,
     trust_forwarded_for: false,
 };
@@ -81,12 +89,29 @@ const ENV_KEYS: &[&str] = &[
     "nats_subject_prefix",
     "token_issuer",
     "access_token_ttl_secs",
+    "session_max_age_secs",
+    "session_idle_secs",
     "login_rate_per_minute",
     "trust_forwarded_for",
     "cloud_login_secrets",
 ];
 
 impl Config {
+    /// The session lifetimes; refuses zero (every session would be over at once).
+    pub fn session_lifetime(&self) -> anyhow::Result<domain::SessionLifetime> {
+        let secs = |name: &str, value: u64| -> anyhow::Result<chrono::Duration> {
+            anyhow::ensure!(value > 0, "{name} must be at least 1 second");
+            i64::try_from(value)
+                .ok()
+                .and_then(chrono::Duration::try_seconds)
+                .ok_or_else(|| anyhow::anyhow!("{name} is too large"))
+        };
+        Ok(domain::SessionLifetime {
+            max_age: secs("IDENTITY_SESSION_MAX_AGE_SECS", self.session_max_age_secs)?,
+            idle: secs("IDENTITY_SESSION_IDLE_SECS", self.session_idle_secs)?,
+        })
+    }
+
     /// Loads the layers. `file` is the `--config` path, if any.
     pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         Self::figment(file).extract().map_err(Box::new)
@@ -169,6 +194,8 @@ mod tests {
             assert_eq!(config.login_rate_per_minute, 5);
             assert_eq!(config.database_url, "sqlite://identity.db");
             assert_eq!(config.apps.0.len(), 1);
+            let lifetime = config.session_lifetime().expect("defaults are valid");
+            assert_eq!(lifetime, domain::SessionLifetime::default());
 
             jail.set_env(
                 "IDENTITY_APPS",
@@ -196,6 +223,27 @@ mod tests {
             jail.set_env("IDENTITY_APPS", "");
             jail.create_file("typo.toml", "databse_url = \"x\"")?;
             assert!(Config::load(Some(Path::new("typo.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn session_lifetimes_come_from_the_environment_and_refuse_zero() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("IDENTITY_SESSION_MAX_AGE_SECS", "3600");
+            jail.set_env("IDENTITY_SESSION_IDLE_SECS", "600");
+            let lifetime = Config::load(None)
+                .map_err(|e| *e)?
+                .session_lifetime()
+                .expect("valid");
+            assert_eq!(lifetime.max_age, chrono::Duration::hours(1));
+            assert_eq!(lifetime.idle, chrono::Duration::minutes(10));
+            jail.set_env("IDENTITY_SESSION_IDLE_SECS", "0");
+            let refused = Config::load(None).map_err(|e| *e)?.session_lifetime();
+            assert!(refused
+                .unwrap_err()
+                .to_string()
+                .contains("IDENTITY_SESSION_IDLE_SECS"));
             Ok(())
         });
     }

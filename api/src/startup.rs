@@ -20,7 +20,7 @@ use tokio::net::TcpListener;
 use crate::config::Config;
 use crate::http::rate_limit::LoginRateLimit;
 use crate::http::routes;
-use crate::state::{AppState, Services, SystemClock};
+use crate::state::{AppState, Clock, Services, SystemClock};
 
 /// A bound, ready-to-serve service.
 pub struct Application {
@@ -37,6 +37,11 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// `build` with the service's clock injected: tests move time with it.
+    pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let master_key = match &config.master_key {
             Some(encoded) => MasterKey::from_base64(encoded.expose_secret()).context("IDENTITY_MASTER_KEY")?,
             None => anyhow::bail!(
@@ -52,14 +57,16 @@ impl Application {
         let store = infra::store::connect(&config.database_url)
             .await
             .context("opening the database (IDENTITY_DATABASE_URL)")?;
-        Self::build_with_store(config, store, &master_key).await
+        Self::build_with_store(config, store, &master_key, clock).await
     }
 
     pub async fn build_with_store(
         config: &Config,
         store: Arc<dyn Store>,
         master_key: &MasterKey,
+        clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        let session_lifetime = config.session_lifetime()?;
         let wechat = WeChatClient::new(&config.wechat_api_base, WeChatClientConfig::default())
             .context("IDENTITY_WECHAT_API_BASE")?;
         let apps = config
@@ -106,7 +113,8 @@ impl Application {
             access_tokens,
             refresh_tokens: RefreshTokens::new(master_key),
             session_key_sealer: master_key.sealer("session-key"),
-            clock: Arc::new(SystemClock),
+            clock,
+            session_lifetime,
             login_rate_limit: LoginRateLimit::per_minute(config.login_rate_per_minute),
             trust_forwarded_for: config.trust_forwarded_for,
             admin_token: config.admin_token.clone(),

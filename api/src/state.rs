@@ -48,6 +48,8 @@ pub struct Services {
     /// Seals WeChat `session_key`s at rest.
     pub session_key_sealer: Sealer,
     pub clock: Arc<dyn Clock>,
+    /// `IDENTITY_SESSION_MAX_AGE_SECS`, `IDENTITY_SESSION_IDLE_SECS`.
+    pub session_lifetime: domain::SessionLifetime,
     pub login_rate_limit: LoginRateLimit,
     pub trust_forwarded_for: bool,
     /// `IDENTITY_ADMIN_TOKEN`: a bootstrap key with every scope.

@@ -205,6 +205,8 @@ impl Service {
                     nats_subject_prefix: "identity.events".into(),
                     token_issuer: "identityd-bench".into(),
                     access_token_ttl_secs: 900,
+                    session_max_age_secs: 30 * 24 * 3600,
+                    session_idle_secs: 7 * 24 * 3600,
                     login_rate_per_minute: 0,
                     trust_forwarded_for: false,
                     cloud_login_secrets: Apps::default(),
