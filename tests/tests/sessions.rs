@@ -387,12 +387,16 @@ async fn users_list_and_end_their_own_sessions(world: World) {
         .await
         .expect("answer");
     assert_problem(anonymous, 401, "unauthorized").await;
-    assert_problem(
-        world.get_as(&fresh.access, "/v1/me/sessions?limit=0").await,
-        400,
-        "invalid_request",
-    )
-    .await;
+    for bad in ["limit=0", "limit=ten", "cursor=garbage", "colour=blue"] {
+        assert_problem(
+            world
+                .get_as(&fresh.access, &format!("/v1/me/sessions?{bad}"))
+                .await,
+            400,
+            "invalid_request",
+        )
+        .await;
+    }
 }
 
 async fn admins_list_and_revoke_a_users_sessions(world: World) {
@@ -447,6 +451,24 @@ async fn admins_list_and_revoke_a_users_sessions(world: World) {
             .await,
         404,
         "not_found",
+    )
+    .await;
+    assert_problem(
+        world.get_as(&read, "/v1/admin/users/42/sessions").await,
+        400,
+        "invalid_request",
+    )
+    .await;
+    assert_problem(
+        post_as(
+            &world,
+            &write,
+            "/v1/admin/users/42/sessions/revoke",
+            json!({ "reason": "x" }),
+        )
+        .await,
+        400,
+        "invalid_request",
     )
     .await;
 
