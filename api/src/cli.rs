@@ -65,7 +65,7 @@ enum ProjectionsCommand {
     Status,
     /// Rebuild from position 0 into fresh tables and swap them in; the service keeps serving.
     Rebuild {
-        /// One of users, login_history, audit_log, daily_stats; all when omitted.
+        /// One of users, login_history, audit_log, daily_stats, sessions; all when omitted.
         name: Option<String>,
     },
 }
@@ -74,7 +74,7 @@ enum ProjectionsCommand {
 enum AdminCommand {
     /// Create an API key and print it once (only its hash is stored).
     CreateKey {
-        /// Comma-separated: admin:read, admin:write, events:read.
+        /// Comma-separated: admin:read, admin:write, events:read, tokens:introspect.
         #[arg(long)]
         scopes: String,
         /// A label for people reading the key list.

@@ -39,6 +39,10 @@ pub struct Config {
     /// How often each instance reloads the token signing keys (1 to 30): a key added by
     /// `identityd keys rotate` signs once every instance has had time to load it.
     pub signing_key_reload_secs: u64,
+    /// A session's absolute lifetime, from its login: refresh fails after it.
+    pub session_max_age_secs: u64,
+    /// A session's idle lifetime, from its latest refresh (or login).
+    pub session_idle_secs: u64,
     /// Logins per minute per client IP; 0 turns the limit off.
     pub login_rate_per_minute: u32,
     /// Proxies whose `X-Forwarded-For` we believe (CIDRs); none by default.
@@ -71,6 +75,8 @@ struct Defaults {
     token_issuer: &'static str,
     access_token_ttl_secs: u64,
     signing_key_reload_secs: u64,
+    session_max_age_secs: u64,
+    session_idle_secs: u64,
     login_rate_per_minute: u32,
     trusted_proxies: &'static str,
     max_connections: usize,
@@ -89,6 +95,8 @@ const DEFAULTS: Defaults = Defaults {
     token_issuer: "identityd",
     access_token_ttl_secs: 900,
     signing_key_reload_secs: 30,
+    session_max_age_secs: 30 * 24 * 3600,
+    session_idle_secs: 7 * 24 * 3600,
     login_rate_per_minute: 120,
     trusted_proxies: "",
     max_connections: 10_000,
@@ -114,6 +122,8 @@ const ENV_KEYS: &[&str] = &[
     "token_issuer",
     "access_token_ttl_secs",
     "signing_key_reload_secs",
+    "session_max_age_secs",
+    "session_idle_secs",
     "login_rate_per_minute",
     "trusted_proxies",
     "max_connections",
@@ -133,6 +143,21 @@ const RETIRED_TRUST_FORWARDED_FOR: &str = "trust_forwarded_for";
 pub const MIN_SECRET_CHARS: usize = 32;
 
 impl Config {
+    /// The session lifetimes; refuses zero (every session would be over at once).
+    pub fn session_lifetime(&self) -> anyhow::Result<domain::SessionLifetime> {
+        let secs = |name: &str, value: u64| -> anyhow::Result<chrono::Duration> {
+            anyhow::ensure!(value > 0, "{name} must be at least 1 second");
+            i64::try_from(value)
+                .ok()
+                .and_then(chrono::Duration::try_seconds)
+                .ok_or_else(|| anyhow::anyhow!("{name} is too large"))
+        };
+        Ok(domain::SessionLifetime {
+            max_age: secs("IDENTITY_SESSION_MAX_AGE_SECS", self.session_max_age_secs)?,
+            idle: secs("IDENTITY_SESSION_IDLE_SECS", self.session_idle_secs)?,
+        })
+    }
+
     /// Loads the layers. `file` is the `--config` path, if any.
     pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         Self::extract(Self::figment(file))
@@ -260,6 +285,8 @@ mod tests {
             assert_eq!(config.login_rate_per_minute, 5);
             assert_eq!(config.database_url, "sqlite://identity.db");
             assert_eq!(config.apps.0.len(), 1);
+            let lifetime = config.session_lifetime().expect("defaults are valid");
+            assert_eq!(lifetime, domain::SessionLifetime::default());
 
             jail.set_env(
                 "IDENTITY_APPS",
@@ -287,6 +314,27 @@ mod tests {
             jail.set_env("IDENTITY_APPS", "");
             jail.create_file("typo.toml", "databse_url = \"x\"")?;
             assert!(Config::load(Some(Path::new("typo.toml"))).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn session_lifetimes_come_from_the_environment_and_refuse_zero() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("IDENTITY_SESSION_MAX_AGE_SECS", "3600");
+            jail.set_env("IDENTITY_SESSION_IDLE_SECS", "600");
+            let lifetime = Config::load(None)
+                .map_err(|e| *e)?
+                .session_lifetime()
+                .expect("valid");
+            assert_eq!(lifetime.max_age, chrono::Duration::hours(1));
+            assert_eq!(lifetime.idle, chrono::Duration::minutes(10));
+            jail.set_env("IDENTITY_SESSION_IDLE_SECS", "0");
+            let refused = Config::load(None).map_err(|e| *e)?.session_lifetime();
+            assert!(refused
+                .unwrap_err()
+                .to_string()
+                .contains("IDENTITY_SESSION_IDLE_SECS"));
             Ok(())
         });
     }

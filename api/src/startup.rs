@@ -23,7 +23,7 @@ use crate::http::rate_limit::{AuthFailureLimit, LoginRateLimit};
 use crate::http::routes;
 use crate::http::server::{self, EdgeLimits};
 use crate::http::stream_slots::StreamSlots;
-use crate::state::{AppState, Services, SystemClock};
+use crate::state::{AppState, Clock, Services, SystemClock};
 
 /// A bound, ready-to-serve service.
 pub struct Application {
@@ -41,6 +41,11 @@ pub struct Application {
 
 impl Application {
     pub async fn build(config: &Config) -> anyhow::Result<Self> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// `build` with the service's clock injected: tests move time with it.
+    pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> anyhow::Result<Self> {
         let master_keys = master_keys(config)?;
         if config.apps.0.is_empty() {
             tracing::warn!(
@@ -58,14 +63,16 @@ impl Application {
         let master_key = infra::keyring::open(store.as_ref(), &master_keys)
             .await
             .context("opening the keyring")?;
-        Self::build_with_store(config, store, &master_key).await
+        Self::build_with_store(config, store, &master_key, clock).await
     }
 
     pub async fn build_with_store(
         config: &Config,
         store: Arc<dyn Store>,
         master_key: &MasterKey,
+        clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
+        let session_lifetime = config.session_lifetime()?;
         let wechat = WeChatClient::new(&config.wechat_api_base, WeChatClientConfig::default())
             .context("IDENTITY_WECHAT_API_BASE")?;
         let apps = config
@@ -121,7 +128,8 @@ impl Application {
             access_tokens,
             refresh_tokens: RefreshTokens::new(master_key),
             session_key_sealer: master_key.sealer("session-key"),
-            clock: Arc::new(SystemClock),
+            clock,
+            session_lifetime,
             login_rate_limit: LoginRateLimit::per_minute(config.login_rate_per_minute),
             trusted_proxies: config.trusted_proxies.clone(),
             auth_failures: AuthFailureLimit::per_minute(config.auth_failures_per_minute),

@@ -50,6 +50,8 @@ pub struct Services {
     /// Seals WeChat `session_key`s at rest.
     pub session_key_sealer: Sealer,
     pub clock: Arc<dyn Clock>,
+    /// `IDENTITY_SESSION_MAX_AGE_SECS`, `IDENTITY_SESSION_IDLE_SECS`.
+    pub session_lifetime: domain::SessionLifetime,
     pub login_rate_limit: LoginRateLimit,
     /// Whose `X-Forwarded-For` is believed (`http::client_ip`).
     pub trusted_proxies: TrustedProxies,

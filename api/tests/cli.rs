@@ -32,7 +32,7 @@ fn keys_are_created_listed_and_revoked(database_url: &str) {
             "admin",
             "create-key",
             "--scopes",
-            "admin:read,events:read",
+            "admin:read,events:read,tokens:introspect",
             "--name",
             "ops",
         ],
@@ -41,7 +41,10 @@ fn keys_are_created_listed_and_revoked(database_url: &str) {
     let (key_id, secret) = infra::api_keys::split_token(&token).expect("a key token");
 
     let row = listed(database_url, key_id).expect("the new key is listed");
-    assert!(row.contains("admin:read events:read"), "{row}");
+    assert!(
+        row.contains("admin:read events:read tokens:introspect"),
+        "{row}"
+    );
     assert!(row.ends_with("ops"), "{row}");
     assert!(row.contains("  -  "), "not revoked yet: {row}");
     // The list never shows a secret.

@@ -208,6 +208,8 @@ impl Service {
                     token_issuer: "identityd-bench".into(),
                     access_token_ttl_secs: 900,
                     signing_key_reload_secs: 30,
+                    session_max_age_secs: 30 * 24 * 3600,
+                    session_idle_secs: 7 * 24 * 3600,
                     login_rate_per_minute: 0,
                     trusted_proxies: Default::default(),
                     max_connections: 10_000,

@@ -142,15 +142,39 @@ pub fn catalog() -> Vec<EventSchema> {
             event_type: "SessionRevoked",
             stream: "session-{session_id}",
             description: "The session ended without the user logging out.",
-            history: FIRST,
-            payload: object(&[(
-                "reason",
-                one_of(
-                    "`refresh_token_reused`: a rotated refresh token came back (presumed \
-                     stolen); `user_blocked`; `admin_action`.",
-                    &["refresh_token_reused", "user_blocked", "admin_action"],
+            history: &[
+                (1, "first version"),
+                (
+                    2,
+                    "`note` (an administrator's reason, or null) added; reasons `user_erased` \
+                     and `user_action` added; v1 events are upcast with `note: null`",
                 ),
-            )]),
+            ],
+            payload: object(&[
+                (
+                    "reason",
+                    one_of(
+                        "`refresh_token_reused`: a rotated refresh token came back (presumed \
+                         stolen); `user_blocked`: the user was blocked; `user_erased`: the \
+                         user's data was erased; `admin_action`: an administrator revoked the \
+                         user's sessions; `user_action`: the user ended it from another session.",
+                        &[
+                            "refresh_token_reused",
+                            "user_blocked",
+                            "user_erased",
+                            "admin_action",
+                            "user_action",
+                        ],
+                    ),
+                ),
+                (
+                    "note",
+                    nullable(text(
+                        "The administrator's free-text reason (`admin_action` only): personal \
+                         data. Redacted in the analytics view.",
+                    )),
+                ),
+            ]),
         },
         EventSchema {
             event_type: "LoginRejected",
@@ -402,7 +426,8 @@ mod tests {
             SessionEvent::SessionRefreshed { generation: 1 },
             SessionEvent::UserLoggedOut {},
             SessionEvent::SessionRevoked {
-                reason: RevocationReason::RefreshTokenReused,
+                reason: RevocationReason::AdminAction,
+                note: Some("lost phone".into()),
             },
         ];
         let apps = [AppEvent::LoginRejected {

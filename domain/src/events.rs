@@ -117,8 +117,14 @@ pub enum RevocationReason {
     /// A refresh token that had already been rotated was presented again: the token family is
     /// presumed stolen, so the whole session goes.
     RefreshTokenReused,
+    /// An administrator blocked the user: every open session ends (unblocking revives none).
     UserBlocked,
+    /// The user's personal data was erased.
+    UserErased,
+    /// An administrator revoked the user's sessions.
     AdminAction,
+    /// The user ended this session from another one (`DELETE /v1/me/sessions/{id}`).
+    UserAction,
 }
 
 /// Events of the `session-{id}` stream.
@@ -141,8 +147,13 @@ pub enum SessionEvent {
         generation: u32,
     },
     UserLoggedOut {},
+    /// Schema v2 added `note`.
     SessionRevoked {
         reason: RevocationReason,
+        /// An administrator's free-text reason: personal data (sealed under the user's data
+        /// key where the log is written).
+        #[serde(default)]
+        note: Option<String>,
     },
 }
 

@@ -9,6 +9,7 @@ pub mod event_schema;
 pub mod events;
 pub mod ids;
 pub mod profile;
+pub mod recorded;
 pub mod session;
 pub mod upcast;
 pub mod user;
@@ -22,5 +23,6 @@ pub use events::{
 pub use ids::{
     AppId, EventId, InvalidValue, OpenId, SessionId, StreamId, UnionId, UserId, WeChatCode,
 };
-pub use session::{Session, SessionError};
+pub use recorded::Recorded;
+pub use session::{Session, SessionError, SessionLifetime};
 pub use user::{Claim, RecordWeChatLogin, User, UserError};

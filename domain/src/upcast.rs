@@ -22,11 +22,18 @@ pub struct Upcaster {
 }
 
 /// Every step ever taken, oldest first within each event type.
-pub const UPCASTERS: &[Upcaster] = &[Upcaster {
-    event_type: "UserLoggedIn",
-    from: 1,
-    apply: user_logged_in_v1_to_v2,
-}];
+pub const UPCASTERS: &[Upcaster] = &[
+    Upcaster {
+        event_type: "UserLoggedIn",
+        from: 1,
+        apply: user_logged_in_v1_to_v2,
+    },
+    Upcaster {
+        event_type: "SessionRevoked",
+        from: 1,
+        apply: session_revoked_v1_to_v2,
+    },
+];
 
 /// The version new events of this type are written with: 1, plus one per upcaster.
 pub fn current_version(event_type: &str) -> u32 {
@@ -63,6 +70,13 @@ fn user_logged_in_v1_to_v2(payload: &mut Value) {
         if let Ok(value) = serde_json::to_value(parsed) {
             *device = value;
         }
+    }
+}
+
+/// `SessionRevoked` v2: an optional `note` (an administrator's reason); v1 had none.
+fn session_revoked_v1_to_v2(payload: &mut Value) {
+    if let Value::Object(fields) = payload {
+        fields.entry("note").or_insert(Value::Null);
     }
 }
 
@@ -115,6 +129,22 @@ mod tests {
             event,
             SessionEvent::UserLoggedIn { device: None, .. }
         ));
+    }
+
+    #[test]
+    fn a_v1_revocation_reads_as_v2_without_a_note() {
+        let mut payload = json!({"reason": "user_blocked"});
+        assert_eq!(upcast("SessionRevoked", 1, &mut payload), 2);
+        assert_eq!(payload, json!({"reason": "user_blocked", "note": null}));
+        let event: SessionEvent = from_stored("SessionRevoked", &payload).unwrap();
+        assert_eq!(
+            event,
+            SessionEvent::SessionRevoked {
+                reason: crate::events::RevocationReason::UserBlocked,
+                note: None
+            }
+        );
+        assert_eq!(event.schema_version(), 2);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 use crate::events::{Authorization, SealedPersonalData, UnionIdSource, UserEvent};
 use crate::ids::{AppId, OpenId, UnionId, UserId};
+use crate::recorded::Recorded;
 
 /// State rebuilt from a user's stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -14,6 +15,10 @@ pub struct User {
     pub profile: Option<SealedPersonalData>,
     pub phone: Option<SealedPersonalData>,
     pub erased: bool,
+    /// The log position of the user's last block, unblock or erasure: every session that
+    /// began at or before it is over (see `Session::in_force`). Known only to a state replayed
+    /// from recorded events (`evolve_recorded`).
+    pub session_cutoff: Option<i64>,
 }
 
 /// A successful `code2Session` for this user (or for a person not yet known).
@@ -145,6 +150,35 @@ impl User {
         events.into_iter().fold(Self::default(), Self::evolve)
     }
 
+    /// `evolve` for an event as the store recorded it: also remembers where the sessions'
+    /// cut-off moved.
+    pub fn evolve_recorded(mut self, at: Recorded, event: &UserEvent) -> Self {
+        if matches!(
+            event,
+            UserEvent::UserBlocked { .. }
+                | UserEvent::UserUnblocked { .. }
+                | UserEvent::UserErased {}
+        ) {
+            self.session_cutoff = Some(at.position);
+        }
+        self.evolve(event)
+    }
+
+    pub fn replay_recorded<'a>(
+        events: impl IntoIterator<Item = (Recorded, &'a UserEvent)>,
+    ) -> Self {
+        events
+            .into_iter()
+            .fold(Self::default(), |user, (at, event)| {
+                user.evolve_recorded(at, event)
+            })
+    }
+
+    /// Whether a session whose login was recorded at `position` may still work for this user.
+    pub fn admits_session_started_at(&self, position: i64) -> bool {
+        !self.blocked && !self.erased && self.session_cutoff.is_none_or(|cut| position > cut)
+    }
+
     /// What a WeChat login means for this user: registration, a new linked account, a newly
     /// learned unionid, or nothing at all for a returning user.
     pub fn decide_login(&self, cmd: &RecordWeChatLogin) -> Result<Vec<UserEvent>, UserError> {
@@ -193,6 +227,10 @@ impl User {
         if !self.is_registered() {
             return Err(UserError::NotRegistered);
         }
+        // Erasure is final: there is nobody left to block or unblock.
+        if self.erased {
+            return Err(UserError::Erased);
+        }
         if !valid_reason(reason) {
             return Err(UserError::InvalidReason);
         }
@@ -205,6 +243,21 @@ impl User {
         } else {
             UserEvent::UserUnblocked { reason }
         }])
+    }
+
+    /// An administrator revokes every open session: the reason, trimmed, becomes each
+    /// `SessionRevoked`'s note (the sessions themselves decide whether anything is left to end).
+    pub fn decide_revoke_sessions(&self, reason: &str) -> Result<String, UserError> {
+        if !self.is_registered() {
+            return Err(UserError::NotRegistered);
+        }
+        if self.erased {
+            return Err(UserError::Erased);
+        }
+        if !valid_reason(reason) {
+            return Err(UserError::InvalidReason);
+        }
+        Ok(reason.trim().to_owned())
     }
 }
 
@@ -349,6 +402,59 @@ mod tests {
             given(&registered).decide_block(&"x".repeat(MAX_REASON_CHARS + 1)),
             Err(UserError::InvalidReason)
         );
+    }
+
+    #[test]
+    fn an_erased_user_cannot_be_blocked_unblocked_or_have_sessions_revoked() {
+        let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
+        let erased = [registered, vec![UserEvent::UserErased {}]].concat();
+        assert_eq!(given(&erased).decide_block("spam"), Err(UserError::Erased));
+        assert_eq!(
+            given(&erased).decide_unblock("spam"),
+            Err(UserError::Erased)
+        );
+        assert_eq!(
+            given(&erased).decide_revoke_sessions("lost phone"),
+            Err(UserError::Erased)
+        );
+    }
+
+    #[test]
+    fn revoking_sessions_needs_a_user_and_a_reason() {
+        assert_eq!(
+            given(&[]).decide_revoke_sessions("lost phone"),
+            Err(UserError::NotRegistered)
+        );
+        let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
+        assert_eq!(
+            given(&registered).decide_revoke_sessions(" \t"),
+            Err(UserError::InvalidReason)
+        );
+        assert_eq!(
+            given(&registered).decide_revoke_sessions(" lost phone "),
+            Ok("lost phone".into())
+        );
+    }
+
+    #[test]
+    fn blocks_unblocks_and_erasure_move_the_session_cutoff() {
+        let at = |position| Recorded {
+            position,
+            occurred_at: chrono::DateTime::UNIX_EPOCH,
+        };
+        let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
+        let user = User::replay_recorded(registered.iter().map(|e| (at(1), e)));
+        assert_eq!(user.session_cutoff, None);
+        assert!(user.admits_session_started_at(2));
+        let user = user.evolve_recorded(at(5), &UserEvent::UserBlocked { reason: "x".into() });
+        assert!(!user.admits_session_started_at(6), "blocked");
+        let user = user.evolve_recorded(at(8), &UserEvent::UserUnblocked { reason: "y".into() });
+        assert_eq!(user.session_cutoff, Some(8));
+        assert!(!user.admits_session_started_at(3), "began before the block");
+        assert!(!user.admits_session_started_at(7), "appended while blocked");
+        assert!(user.admits_session_started_at(9));
+        let user = user.evolve_recorded(at(10), &UserEvent::UserErased {});
+        assert!(!user.admits_session_started_at(11), "erased");
     }
 
     #[test]

@@ -21,16 +21,24 @@ pub enum Scope {
     AdminRead,
     AdminWrite,
     EventsRead,
+    /// `POST /v1/token/introspect` (RFC 7662 wants an authenticated caller).
+    TokensIntrospect,
 }
 
 impl Scope {
-    pub const ALL: [Scope; 3] = [Scope::AdminRead, Scope::AdminWrite, Scope::EventsRead];
+    pub const ALL: [Scope; 4] = [
+        Scope::AdminRead,
+        Scope::AdminWrite,
+        Scope::EventsRead,
+        Scope::TokensIntrospect,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Self::AdminRead => "admin:read",
             Self::AdminWrite => "admin:write",
             Self::EventsRead => "events:read",
+            Self::TokensIntrospect => "tokens:introspect",
         }
     }
 }
@@ -42,7 +50,7 @@ impl fmt::Display for Scope {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown scope {0:?} (expected admin:read, admin:write or events:read)")]
+#[error("unknown scope {0:?} (expected admin:read, admin:write, events:read or tokens:introspect)")]
 pub struct UnknownScope(pub String);
 
 impl FromStr for Scope {
@@ -188,6 +196,10 @@ mod tests {
     #[test]
     fn scopes_parse_strictly() {
         assert_eq!(parse_scopes("admin:read, events:read").unwrap().len(), 2);
+        assert_eq!(
+            parse_scopes("tokens:introspect").unwrap(),
+            BTreeSet::from([Scope::TokensIntrospect])
+        );
         assert!(parse_scopes("admin:*").is_err());
         assert!(same_secret("abc", "abc"));
         assert!(!same_secret("abc", "abd"));

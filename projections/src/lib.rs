@@ -26,7 +26,7 @@ use sqlx::Row;
 pub use error::ProjectionError;
 pub use queries::{
     AccountRecord, AuditFilter, AuditRecord, DailyStatsRecord, LoginFilter, LoginRecord, Page,
-    PageRequest, UserFilter, UserRecord, MAX_PAGE_LIMIT,
+    PageRequest, SessionFilter, SessionRecord, UserFilter, UserRecord, MAX_PAGE_LIMIT,
 };
 pub use rebuild::rebuild;
 pub use runner::{spawn_runners, RunnerHandle};
@@ -35,7 +35,13 @@ use db::Db;
 use models::Projection;
 
 /// The projections, by the names `status`, `rebuild` and the CLI use.
-pub const PROJECTIONS: &[&str] = &["users", "login_history", "audit_log", "daily_stats"];
+pub const PROJECTIONS: &[&str] = &[
+    "users",
+    "login_history",
+    "audit_log",
+    "daily_stats",
+    "sessions",
+];
 
 /// Where a projection stands: the position of the last event applied, the log's head, and
 /// the difference.

@@ -1,6 +1,7 @@
 //! `spawn_app`: the real service on port 0, against a fresh database of either backend, with
 //! the WeChat simulator in-process. Tests talk to it over real HTTP.
 
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use api::config::{Apps, Config};
@@ -56,9 +57,30 @@ macro_rules! both_backends {
 /// The cloud-function login secret of `APP_A` (the other apps have none).
 pub const CLOUD_SECRET_A: &str = "cloud-secret-a-0123456789abcdef";
 
+/// The services' clock: real time plus an offset that tests move forward (session lifetimes).
+#[derive(Debug, Default)]
+pub struct TestClock {
+    offset_secs: AtomicI64,
+}
+
+impl TestClock {
+    pub fn advance(&self, by: chrono::Duration) {
+        self.offset_secs
+            .fetch_add(by.num_seconds(), Ordering::SeqCst);
+    }
+}
+
+impl api::state::Clock for TestClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + chrono::Duration::seconds(self.offset_secs.load(Ordering::SeqCst))
+    }
+}
+
 /// A database, a WeChat simulator and one service instance on them (more can be added).
 pub struct World {
     pub backend: Backend,
+    /// Every instance's clock.
+    pub clock: Arc<TestClock>,
     pub database_url: String,
     pub simulator: Arc<Simulator>,
     pub sim_base: String,
@@ -104,6 +126,7 @@ impl World {
         let master_key = MasterKey::generate().to_base64().expose_secret().to_owned();
         let mut world = Self {
             backend,
+            clock: Arc::default(),
             database_url,
             simulator,
             sim_base,
@@ -136,6 +159,8 @@ impl World {
             access_token_ttl_secs: 900,
             // Short, so a rotated signing key reaches every instance within the test.
             signing_key_reload_secs: 1,
+            session_max_age_secs: 30 * 24 * 3600,
+            session_idle_secs: 7 * 24 * 3600,
             login_rate_per_minute: 0,
             trusted_proxies: Default::default(),
             max_connections: 10_000,
@@ -154,7 +179,9 @@ impl World {
     pub async fn spawn_instance(&self, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let mut config = self.config();
         adjust(&mut config);
-        let app = Application::build(&config).await.expect("service starts");
+        let app = Application::build_with_clock(&config, self.clock.clone())
+            .await
+            .expect("service starts");
         let base = format!("http://{}", app.local_addr());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(app.run_until(async move {

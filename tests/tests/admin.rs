@@ -107,6 +107,7 @@ async fn every_admin_route_checks_its_scope(world: World) {
         "/v1/admin/users".to_owned(),
         format!("/v1/admin/users/{user_id}"),
         format!("/v1/admin/users/{user_id}/logins"),
+        format!("/v1/admin/users/{user_id}/sessions"),
         "/v1/admin/logins".to_owned(),
         "/v1/admin/audit".to_owned(),
         "/v1/admin/stats/daily".to_owned(),
@@ -142,7 +143,7 @@ async fn every_admin_route_checks_its_scope(world: World) {
         );
     }
     let body = json!({ "reason": "permission matrix" });
-    for action in ["block", "unblock"] {
+    for action in ["block", "unblock", "sessions/revoke"] {
         let path = format!("/v1/admin/users/{user_id}/{action}");
         let anonymous = world
             .http
@@ -278,6 +279,7 @@ async fn blocking_refuses_logins_and_ends_sessions(world: World) {
         world
             .http
             .post(world.url("/v1/token/introspect"))
+            .bearer_auth("test-admin-token")
             .json(&json!({ "token": access }))
             .send()
             .await

@@ -13,6 +13,8 @@ both_backends! {
     refresh_rotates_and_reuse_revokes,
     logout_ends_the_session,
     introspection_sees_revocation,
+    introspection_needs_a_key_with_its_scope,
+    refresh_tokens_are_not_introspectable,
 }
 
 async fn get_me(world: &World, token: &str) -> reqwest::Response {
@@ -192,12 +194,23 @@ async fn logout_ends_the_session(world: World) {
     );
 }
 
+async fn introspect_as(world: &World, credential: &str, token: &str) -> reqwest::Response {
+    world
+        .http
+        .post(world.url("/v1/token/introspect"))
+        .bearer_auth(credential)
+        .json(&json!({ "token": token }))
+        .send()
+        .await
+        .expect("answer")
+}
+
 async fn introspection_sees_revocation(world: World) {
+    let key = world.api_key("tokens:introspect").await;
     let login = world.login(APP_A, "ivy").await;
     let access = login["access_token"].as_str().expect("access");
-    let refresh = login["refresh_token"].as_str().expect("refresh");
 
-    let active: Value = post_json(&world, "/v1/token/introspect", json!({ "token": access }))
+    let active: Value = introspect_as(&world, &key, access)
         .await
         .json()
         .await
@@ -209,7 +222,8 @@ async fn introspection_sees_revocation(world: World) {
     let form: Value = world
         .http
         .post(world.url("/v1/token/introspect"))
-        .form(&[("token", refresh), ("token_type_hint", "refresh_token")])
+        .bearer_auth(&key)
+        .form(&[("token", access), ("token_type_hint", "access_token")])
         .send()
         .await
         .expect("answer")
@@ -217,7 +231,6 @@ async fn introspection_sees_revocation(world: World) {
         .await
         .expect("JSON");
     assert_eq!(form["active"], true);
-    assert_eq!(form["token_type"], "refresh_token");
 
     world
         .http
@@ -226,12 +239,93 @@ async fn introspection_sees_revocation(world: World) {
         .send()
         .await
         .expect("answer");
-    for token in [access, refresh, "not-a-token"] {
-        let answer: Value = post_json(&world, "/v1/token/introspect", json!({ "token": token }))
+    for token in [access, "not-a-token"] {
+        let answer: Value = introspect_as(&world, &key, token)
             .await
             .json()
             .await
             .expect("JSON");
         assert_eq!(answer, json!({ "active": false }));
     }
+}
+
+async fn introspection_needs_a_key_with_its_scope(world: World) {
+    let login = world.login(APP_A, "ian").await;
+    let access = login["access_token"].as_str().expect("access");
+
+    let anonymous = post_json(&world, "/v1/token/introspect", json!({ "token": access })).await;
+    assert_problem(anonymous, 401, "unauthorized").await;
+    let anonymous_form = world
+        .http
+        .post(world.url("/v1/token/introspect"))
+        .form(&[("token", access)])
+        .send()
+        .await
+        .expect("answer");
+    assert_problem(anonymous_form, 401, "unauthorized").await;
+    let unknown = "idk_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    assert_problem(
+        introspect_as(&world, unknown, access).await,
+        401,
+        "unauthorized",
+    )
+    .await;
+    // A user's own access token is no credential here, nor a key of another scope.
+    assert_problem(
+        introspect_as(&world, access, access).await,
+        403,
+        "forbidden",
+    )
+    .await;
+    let admin = world.api_key("admin:read,admin:write,events:read").await;
+    assert_problem(
+        introspect_as(&world, &admin, access).await,
+        403,
+        "forbidden",
+    )
+    .await;
+
+    for credential in [
+        world.api_key("tokens:introspect").await,
+        "test-admin-token".to_owned(),
+    ] {
+        let answer: Value = introspect_as(&world, &credential, access)
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        assert_eq!(answer["active"], true, "{answer}");
+    }
+}
+
+async fn refresh_tokens_are_not_introspectable(world: World) {
+    let key = world.api_key("tokens:introspect").await;
+    let login = world.login(APP_A, "rex").await;
+    let refresh = login["refresh_token"].as_str().expect("refresh");
+    let answer: Value = introspect_as(&world, &key, refresh)
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(answer, json!({ "active": false }));
+    let hinted: Value = world
+        .http
+        .post(world.url("/v1/token/introspect"))
+        .bearer_auth(&key)
+        .form(&[("token", refresh), ("token_type_hint", "refresh_token")])
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(hinted, json!({ "active": false }));
+    // Probing spent nothing: the refresh token still rotates once.
+    let rotated = post_json(
+        &world,
+        "/v1/token/refresh",
+        json!({ "refresh_token": refresh }),
+    )
+    .await;
+    assert_eq!(rotated.status(), 200);
 }

@@ -34,6 +34,7 @@ impl ApiCaller {
                 Scope::AdminRead => "this API key lacks the admin:read scope",
                 Scope::AdminWrite => "this API key lacks the admin:write scope",
                 Scope::EventsRead => "this API key lacks the events:read scope",
+                Scope::TokensIntrospect => "this API key lacks the tokens:introspect scope",
             }))
         }
     }
@@ -111,6 +112,7 @@ pub trait RequiredScope: Send + Sync {
 pub struct AdminRead;
 pub struct AdminWrite;
 pub struct EventsRead;
+pub struct TokensIntrospect;
 
 impl RequiredScope for AdminRead {
     const SCOPE: Scope = Scope::AdminRead;
@@ -120,6 +122,9 @@ impl RequiredScope for AdminWrite {
 }
 impl RequiredScope for EventsRead {
     const SCOPE: Scope = Scope::EventsRead;
+}
+impl RequiredScope for TokensIntrospect {
+    const SCOPE: Scope = Scope::TokensIntrospect;
 }
 
 /// An API caller holding scope `S`.

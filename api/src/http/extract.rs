@@ -126,10 +126,15 @@ impl FromRequestParts<AppState> for Authenticated {
             .access_tokens
             .verify(token)
             .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))?;
-        let (session, session_version, user) =
-            streams::load_session_of_user_in_force(state.store.as_ref(), claims.sid, claims.sub)
-                .await?
-                .ok_or(ApiError::Unauthorized("the session has ended"))?;
+        let (session, session_version, user) = streams::load_session_of_user_in_force(
+            state.store.as_ref(),
+            claims.sid,
+            claims.sub,
+            state.clock.now(),
+            &state.session_lifetime,
+        )
+        .await?
+        .ok_or(ApiError::Unauthorized("the session has ended"))?;
         Ok(Self {
             user_id: claims.sub,
             session_id: claims.sid,

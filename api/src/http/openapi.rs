@@ -19,7 +19,7 @@ use utoipa::{Modify, OpenApi, ToSchema};
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::routes::{
-    admin, cloud_login, events, health, login, me, metrics, profile, tokens, wellknown,
+    admin, cloud_login, events, health, login, me, metrics, profile, sessions, tokens, wellknown,
 };
 
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -51,6 +51,8 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         tokens::introspect,
         me::me,
         me::logout,
+        sessions::my_sessions,
+        sessions::end_my_session,
         wellknown::jwks,
         health::healthz,
         health::readyz,
@@ -64,6 +66,8 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         admin::logins,
         admin::audit,
         admin::daily_stats,
+        sessions::user_sessions,
+        sessions::revoke_user_sessions,
         events::list,
         events::stream,
         events::schema,
@@ -111,8 +115,9 @@ impl Modify for SecuritySchemes {
                     .description(Some(
                         "An API key (`identityd admin create-key`) or the bootstrap \
                          `IDENTITY_ADMIN_TOKEN`, as a bearer token. Keys carry scopes: \
-                         `admin:read`, `admin:write`, `events:read`; each operation names the \
-                         one it requires. A user access token is refused with 403.",
+                         `admin:read`, `admin:write`, `events:read`, `tokens:introspect`; each \
+                         operation names the one it requires. A user access token is refused \
+                         with 403.",
                     ))
                     .build(),
             ),
@@ -245,7 +250,8 @@ pub enum UserStatus {
     Erased,
 }
 
-/// RFC 7662-style introspection. The other fields are present only when `active` is true.
+/// RFC 7662-style introspection of access tokens. The other fields are present only when
+/// `active` is true.
 #[derive(ToSchema)]
 pub struct Introspection {
     pub active: bool,
@@ -416,7 +422,7 @@ mod tests {
     }
 
     /// The route files, by the module names `routes/mod.rs` declares.
-    const ROUTE_SOURCES: [(&str, &str); 10] = [
+    const ROUTE_SOURCES: [(&str, &str); 11] = [
         ("admin", include_str!("routes/admin.rs")),
         ("cloud_login", include_str!("routes/cloud_login.rs")),
         ("events", include_str!("routes/events.rs")),
@@ -425,6 +431,7 @@ mod tests {
         ("login", include_str!("routes/login.rs")),
         ("me", include_str!("routes/me.rs")),
         ("metrics", include_str!("routes/metrics.rs")),
+        ("sessions", include_str!("routes/sessions.rs")),
         ("tokens", include_str!("routes/tokens.rs")),
         ("wellknown", include_str!("routes/wellknown.rs")),
     ];
@@ -583,6 +590,17 @@ mod tests {
                 let description = operation["description"].as_str().unwrap_or_default();
                 assert!(
                     description.contains(scope),
+                    "{method} {path} names no scope"
+                );
+            } else if path == "/v1/token/introspect" {
+                assert_eq!(
+                    security,
+                    &serde_json::json!([{ "api_key": ["tokens:introspect"] }]),
+                    "{method} {path}"
+                );
+                let description = operation["description"].as_str().unwrap_or_default();
+                assert!(
+                    description.contains("tokens:introspect"),
                     "{method} {path} names no scope"
                 );
             } else if path == "/v1/events" || path == "/v1/events/stream" {

@@ -1,8 +1,10 @@
-//! Admin writes: each one is an event on the user's stream whose actor is the API key.
+//! Admin writes: each one is an event on the user's stream (or, for sessions, on each session's
+//! stream) whose actor is the API key.
 
-use domain::{Actor, UserError, UserId};
+use domain::{Actor, RevocationReason, SessionId, UserError, UserId};
 use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 
+use super::revocation::{revoke_open_sessions, Revocation};
 use super::streams::{load_user, to_new_events};
 use crate::http::extract::RequestContext;
 use crate::http::ApiError;
@@ -15,6 +17,8 @@ pub enum StatusChange {
 }
 
 /// Blocks or unblocks a user. Returns whether anything changed (a repeated block is a no-op).
+/// A block also revokes every open session (again on a repeated block, which finishes one cut
+/// short), so an unblock later revives none.
 pub async fn change_status(
     state: &AppState,
     user_id: UserId,
@@ -23,6 +27,27 @@ pub async fn change_status(
     key_id: &str,
     ctx: &RequestContext,
 ) -> Result<bool, ApiError> {
+    let (changed, through) = record_status(state, user_id, change, reason, key_id, ctx).await?;
+    if change == StatusChange::Block {
+        let revocation = Revocation {
+            reason: RevocationReason::UserBlocked,
+            note: None,
+            actor: Actor::Admin(key_id.to_owned()),
+        };
+        revoke_open_sessions(state, user_id, through, &revocation, ctx).await?;
+    }
+    Ok(changed)
+}
+
+/// Appends the status change; whether it changed anything, and the position it was recorded at.
+async fn record_status(
+    state: &AppState,
+    user_id: UserId,
+    change: StatusChange,
+    reason: &str,
+    key_id: &str,
+    ctx: &RequestContext,
+) -> Result<(bool, Option<i64>), ApiError> {
     // A concurrent login or admin action may append first: decide again on the new state.
     for _ in 0..3 {
         let (user, version) = load_user(state.store.as_ref(), user_id).await?;
@@ -30,12 +55,9 @@ pub async fn change_status(
             StatusChange::Block => user.decide_block(reason),
             StatusChange::Unblock => user.decide_unblock(reason),
         };
-        let events = decided.map_err(|err| match err {
-            UserError::NotRegistered => ApiError::NotFound,
-            other => ApiError::InvalidRequest(other.to_string()),
-        })?;
+        let events = decided.map_err(admin_error)?;
         if events.is_empty() {
-            return Ok(false);
+            return Ok((false, None));
         }
         let metadata = ctx.metadata(Actor::Admin(key_id.to_owned()), None);
         let batch = AppendBatch::default().stream(
@@ -44,7 +66,7 @@ pub async fn change_status(
             to_new_events(&events, &metadata, state.clock.now())?,
         );
         match state.store.append(batch).await {
-            Ok(_) => return Ok(true),
+            Ok(recorded) => return Ok((true, recorded.last().map(|e| e.position))),
             Err(AppendError::VersionConflict(_)) => continue,
             Err(err) => return Err(ApiError::internal(anyhow::anyhow!("{err}"))),
         }
@@ -52,4 +74,31 @@ pub async fn change_status(
     Err(ApiError::Conflict(
         "the user changed concurrently; retry".into(),
     ))
+}
+
+fn admin_error(err: UserError) -> ApiError {
+    match err {
+        UserError::NotRegistered => ApiError::NotFound,
+        UserError::Erased => ApiError::Conflict("this user's personal data was erased".into()),
+        other => ApiError::InvalidRequest(other.to_string()),
+    }
+}
+
+/// An administrator revokes every open session of the user; `reason` (1 to 500 characters)
+/// goes into each `SessionRevoked` as its `note`. Returns the sessions ended.
+pub async fn revoke_sessions(
+    state: &AppState,
+    user_id: UserId,
+    reason: &str,
+    key_id: &str,
+    ctx: &RequestContext,
+) -> Result<Vec<SessionId>, ApiError> {
+    let (user, _) = load_user(state.store.as_ref(), user_id).await?;
+    let note = user.decide_revoke_sessions(reason).map_err(admin_error)?;
+    let revocation = Revocation {
+        reason: RevocationReason::AdminAction,
+        note: Some(note),
+        actor: Actor::Admin(key_id.to_owned()),
+    };
+    revoke_open_sessions(state, user_id, None, &revocation, ctx).await
 }

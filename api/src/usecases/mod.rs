@@ -3,6 +3,8 @@
 pub mod admin;
 pub mod login;
 pub mod profile;
+pub mod revocation;
+pub mod session_views;
 pub mod sessions;
 pub mod streams;
 pub mod views;

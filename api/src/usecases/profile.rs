@@ -283,7 +283,8 @@ pub async fn withdraw(
 }
 
 /// Erasure: `UserErased` (freeing the person's claims), then the data key and the WeChat
-/// session keys go. Safe to repeat: a retry after a failure finishes the job.
+/// session keys go, and every open session is revoked. Safe to repeat: a retry after a
+/// failure finishes the job.
 pub async fn erase(
     state: &AppState,
     user_id: UserId,
@@ -291,7 +292,10 @@ pub async fn erase(
     ctx: &RequestContext,
 ) -> Result<(), ApiError> {
     let (before, _) = load_user(state.store.as_ref(), user_id).await?;
-    record(state, user_id, None, ctx, actor, |user| user.decide_erase()).await?;
+    record(state, user_id, None, ctx, actor.clone(), |user| {
+        user.decide_erase()
+    })
+    .await?;
     state
         .personal_data
         .destroy(state.store.as_ref(), user_id)
@@ -303,7 +307,7 @@ pub async fn erase(
             .delete_session_key(appid.as_str(), openid.as_str())
             .await?;
     }
-    Ok(())
+    super::revocation::revoke_after_erasure(state, user_id, actor, ctx).await
 }
 
 /// Seals personal data under the user's data key (created on first use).

@@ -1,9 +1,9 @@
-//! The session lifecycle after login: refresh-token rotation, logout, introspection.
+//! The session lifecycle after login: refresh-token rotation and logout.
 
 use domain::{Actor, Session, SessionError, SessionEvent, SessionId, UserId};
 use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 
-use super::streams::{load_session, to_new_events, user_standing, Standing};
+use super::streams::{load_session, load_user, to_new_events, Standing};
 use crate::http::extract::RequestContext;
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -47,20 +47,31 @@ pub async fn refresh(
     // One retry absorbs a concurrent rotation; the second decision then sees the reuse.
     for _ in 0..3 {
         let (session, version) = load_session(state.store.as_ref(), session_id).await?;
-        let Session::Active { user_id, appid, .. } = &session else {
+        let Some(owner) = session.user_id() else {
             return Err(ApiError::Unauthorized("the session has ended"));
         };
-        match user_standing(state.store.as_ref(), *user_id).await? {
+        let (user, _) = load_user(state.store.as_ref(), owner).await?;
+        match Standing::of(&user) {
             Standing::Good => {}
             Standing::Blocked => return Err(ApiError::UserBlocked),
             Standing::Erased => return Err(ApiError::Unauthorized("the session has ended")),
         }
-        let events = session.decide_refresh(presented).map_err(|err| match err {
-            SessionError::Ended | SessionError::NotFound => {
-                ApiError::Unauthorized("the session has ended")
-            }
-            _ => ApiError::Unauthorized("invalid refresh token"),
-        })?;
+        let now = state.clock.now();
+        // Ended, past a lifetime, or older than the user's last block or unblock.
+        if !session.in_force(&user, now, &state.session_lifetime) {
+            return Err(ApiError::Unauthorized("the session has ended"));
+        }
+        let Session::Active { user_id, appid, .. } = &session else {
+            return Err(ApiError::Unauthorized("the session has ended"));
+        };
+        let events = session
+            .decide_refresh(presented, now, &state.session_lifetime)
+            .map_err(|err| match err {
+                SessionError::Ended | SessionError::NotFound | SessionError::Expired => {
+                    ApiError::Unauthorized("the session has ended")
+                }
+                _ => ApiError::Unauthorized("invalid refresh token"),
+            })?;
         let metadata = ctx.metadata(Actor::User(*user_id), Some(appid));
         let batch = AppendBatch::default().stream(
             session_id.stream(),

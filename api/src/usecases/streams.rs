@@ -3,7 +3,8 @@
 use chrono::{DateTime, Utc};
 use domain::events::from_stored;
 use domain::{
-    DomainEvent, EventId, Metadata, Session, SessionEvent, SessionId, User, UserEvent, UserId,
+    DomainEvent, EventId, Metadata, Recorded, Session, SessionEvent, SessionId, SessionLifetime,
+    User, UserEvent, UserId,
 };
 use infra::store::{EventStore, NewEvent, RecordedEvent};
 use serde::de::DeserializeOwned;
@@ -11,13 +12,20 @@ use uuid::Uuid;
 
 use crate::http::ApiError;
 
-fn decode<E: DomainEvent + DeserializeOwned>(stored: &[RecordedEvent]) -> Result<Vec<E>, ApiError> {
+fn decode<E: DomainEvent + DeserializeOwned>(
+    stored: &[RecordedEvent],
+) -> Result<Vec<(Recorded, E)>, ApiError> {
     stored
         .iter()
         .map(|e| {
-            from_stored::<E>(&e.event_type, &e.payload).map_err(|err| {
+            let event = from_stored::<E>(&e.event_type, &e.payload).map_err(|err| {
                 ApiError::internal(anyhow::anyhow!("event {} undecodable: {err}", e.event_id))
-            })
+            })?;
+            let at = Recorded {
+                position: e.position,
+                occurred_at: e.occurred_at,
+            };
+            Ok((at, event))
         })
         .collect()
 }
@@ -29,8 +37,9 @@ pub async fn load_user(store: &dyn EventStore, id: UserId) -> Result<(User, usiz
 
 /// A user's state from their stream's events, and how many there were.
 pub fn user_from_stored(stored: &[RecordedEvent]) -> Result<(User, usize), ApiError> {
-    let events: Vec<UserEvent> = decode(stored)?;
-    Ok((User::replay(&events), events.len()))
+    let events: Vec<(Recorded, UserEvent)> = decode(stored)?;
+    let user = User::replay_recorded(events.iter().map(|(at, e)| (*at, e)));
+    Ok((user, events.len()))
 }
 
 /// Whether a user's sessions may work: a block or an erasure ends them at once, so every
@@ -54,42 +63,15 @@ impl Standing {
     }
 }
 
-pub async fn user_standing(store: &dyn EventStore, id: UserId) -> Result<Standing, ApiError> {
-    let (user, _) = load_user(store, id).await?;
-    Ok(Standing::of(&user))
-}
-
-/// The session if it is active and its user is not blocked.
-pub async fn load_session_in_force(
-    store: &dyn EventStore,
-    id: SessionId,
-) -> Result<Option<(Session, usize)>, ApiError> {
-    Ok(load_session_and_user_in_force(store, id)
-        .await?
-        .map(|(session, version, _)| (session, version)))
-}
-
-/// The session if it is active and its user is not blocked, with that user (loaded for the
-/// check).
-pub async fn load_session_and_user_in_force(
-    store: &dyn EventStore,
-    id: SessionId,
-) -> Result<Option<(Session, usize, User)>, ApiError> {
-    let (session, version) = load_session(store, id).await?;
-    let Some(user_id) = session.user_id().filter(|_| session.is_active()) else {
-        return Ok(None);
-    };
-    let (user, _) = load_user(store, user_id).await?;
-    Ok((Standing::of(&user) == Standing::Good).then_some((session, version, user)))
-}
-
-/// As `load_session_and_user_in_force`, for a caller who already knows the user (an access
-/// token names both): both streams in one read. `None` also when the session is not that
-/// user's.
+/// The session if it is that user's and still in force at `now` (`Session::in_force`: active,
+/// within its lifetimes, its user in good standing and not blocked or unblocked since it
+/// began), with the user: both streams in one read (an access token names both).
 pub async fn load_session_of_user_in_force(
     store: &dyn EventStore,
     id: SessionId,
     user_id: UserId,
+    now: DateTime<Utc>,
+    lifetime: &SessionLifetime,
 ) -> Result<Option<(Session, usize, User)>, ApiError> {
     let (session_stream, user_stream) = (id.stream(), user_id.stream());
     let stored = store
@@ -99,11 +81,13 @@ pub async fn load_session_of_user_in_force(
         .into_iter()
         .partition(|e| e.stream_id == session_stream);
     let (session, version) = session_from_stored(&session_events)?;
-    if session.user_id() != Some(user_id) || !session.is_active() {
+    if session.user_id() != Some(user_id) {
         return Ok(None);
     }
     let (user, _) = user_from_stored(&user_events)?;
-    Ok((Standing::of(&user) == Standing::Good).then_some((session, version, user)))
+    Ok(session
+        .in_force(&user, now, lifetime)
+        .then_some((session, version, user)))
 }
 
 pub async fn load_session(
@@ -115,8 +99,9 @@ pub async fn load_session(
 
 /// A session's state from its stream's events, and how many there were.
 fn session_from_stored(stored: &[RecordedEvent]) -> Result<(Session, usize), ApiError> {
-    let events: Vec<SessionEvent> = decode(stored)?;
-    Ok((Session::replay(&events), events.len()))
+    let events: Vec<(Recorded, SessionEvent)> = decode(stored)?;
+    let session = Session::replay(events.iter().map(|(at, e)| (*at, e)));
+    Ok((session, events.len()))
 }
 
 /// Wraps decided events for the store.

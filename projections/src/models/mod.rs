@@ -3,6 +3,7 @@
 
 mod audit;
 mod logins;
+mod sessions;
 mod stats;
 mod users;
 
@@ -18,14 +19,16 @@ pub(crate) enum Projection {
     LoginHistory,
     AuditLog,
     DailyStats,
+    Sessions,
 }
 
 impl Projection {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 5] = [
         Self::Users,
         Self::LoginHistory,
         Self::AuditLog,
         Self::DailyStats,
+        Self::Sessions,
     ];
 
     pub fn name(self) -> &'static str {
@@ -34,6 +37,7 @@ impl Projection {
             Self::LoginHistory => "login_history",
             Self::AuditLog => "audit_log",
             Self::DailyStats => "daily_stats",
+            Self::Sessions => "sessions",
         }
     }
 
@@ -47,6 +51,7 @@ impl Projection {
             Self::LoginHistory => logins::TABLES,
             Self::AuditLog => audit::TABLES,
             Self::DailyStats => stats::TABLES,
+            Self::Sessions => sessions::TABLES,
         }
     }
 
@@ -62,6 +67,7 @@ impl Projection {
             Self::LoginHistory => logins::apply(conn, generation, events).await,
             Self::AuditLog => audit::apply(conn, generation, events).await,
             Self::DailyStats => stats::apply(conn, generation, events).await,
+            Self::Sessions => sessions::apply(conn, generation, events).await,
         }
     }
 }

@@ -3,11 +3,13 @@
 
 mod audit;
 mod logins;
+mod sessions;
 mod stats;
 mod users;
 
 pub use audit::AuditRecord;
 pub use logins::LoginRecord;
+pub use sessions::{SessionFilter, SessionRecord};
 pub use stats::DailyStatsRecord;
 pub use users::{AccountRecord, UserRecord};
 

@@ -13,7 +13,7 @@ use chrono::{Duration as Minutes, NaiveDate};
 use infra::store::Store;
 use projections::{
     rebuild, spawn_runners, AuditFilter, LoginFilter, PageRequest, ProjectionError, ReadModels,
-    UserFilter,
+    SessionFilter, UserFilter,
 };
 use scenario::{session, t0, user, Scenario, APP_A, APP_B};
 
@@ -85,6 +85,7 @@ macro_rules! both_backends {
 
 both_backends!(
     read_models_follow_the_log,
+    sessions_hold_the_open_ones,
     pages_walk_every_row_once,
     garbage_cursors_are_refused,
     new_events_wake_the_runners,
@@ -334,11 +335,120 @@ async fn read_models_follow_the_log(db: Db) {
     assert!(!only_b.is_empty() && only_b.iter().all(|s| s.appid == APP_B));
 
     let status = models.status().await.unwrap();
-    assert_eq!(status.len(), 4);
+    assert_eq!(status.len(), projections::PROJECTIONS.len());
     assert!(
         status.iter().all(|s| s.lag == 0 && s.position == s.head),
         "{status:?}"
     );
+}
+
+async fn sessions_hold_the_open_ones(db: Db) {
+    let scenario = Scenario::new(14, 3);
+    let models = project(&db, &scenario).await;
+    let everything = SessionFilter {
+        started_after: None,
+        created_since: t0() - Minutes::days(1),
+        active_since: t0() - Minutes::days(1),
+    };
+    let page = PageRequest::first(50);
+    let open = models
+        .open_sessions(user(0), &everything, &page)
+        .await
+        .unwrap();
+    let ids: Vec<_> = open.items.iter().map(|s| s.session_id).collect();
+    assert_eq!(
+        ids,
+        [session(0, 2), session(0, 1), session(0, 0)],
+        "newest first"
+    );
+    assert!(open.items.iter().all(|s| s.user_id == user(0)));
+    assert_eq!(open.items[1].appid.as_deref(), Some(APP_B));
+    assert!(open.items[1].refreshed_at.unwrap() > open.items[1].created_at);
+    assert!(open.items[0].refreshed_at.is_none());
+    assert_eq!(open.items[0].client_ip.as_deref(), Some("203.0.113.1"));
+    // As the payload carries it (v1 events read upcast: the device is an object).
+    assert_eq!(
+        open.items[0].device.as_ref().unwrap()["user_agent"],
+        "iPhone 15"
+    );
+
+    // Revoked and logged-out sessions are gone.
+    let ids = models.session_ids_of(user(4)).await.unwrap();
+    assert_eq!(ids, [session(4, 1), session(4, 2)]);
+    let busy = Scenario::range(20..21, 5);
+    let models = project(&db, &busy).await;
+    let ids = models.session_ids_of(user(20)).await.unwrap();
+    assert_eq!(
+        ids,
+        [
+            session(20, 0),
+            session(20, 1),
+            session(20, 2),
+            session(20, 4)
+        ]
+    );
+
+    // Filters: begun after a position, created since, active since.
+    let all = models
+        .open_sessions(user(0), &everything, &page)
+        .await
+        .unwrap();
+    let cut = SessionFilter {
+        started_after: Some(all.items[1].position),
+        ..everything
+    };
+    let after = models.open_sessions(user(0), &cut, &page).await.unwrap();
+    assert_eq!(after.items.len(), 1);
+    assert_eq!(after.items[0].session_id, session(0, 2));
+    let recent = SessionFilter {
+        created_since: all.items[0].created_at,
+        ..everything
+    };
+    let recent = models.open_sessions(user(0), &recent, &page).await.unwrap();
+    assert_eq!(recent.items.len(), 1);
+    let active = SessionFilter {
+        active_since: all.items[1].refreshed_at.unwrap(),
+        ..everything
+    };
+    let active = models.open_sessions(user(0), &active, &page).await.unwrap();
+    let ids: Vec<_> = active.items.iter().map(|s| s.session_id).collect();
+    assert_eq!(
+        ids,
+        [session(0, 2), session(0, 1)],
+        "refreshed counts as active"
+    );
+
+    // Erasure empties the client IP and device of the user's sessions.
+    let erased = models
+        .open_sessions(user(12), &everything, &page)
+        .await
+        .unwrap();
+    assert_eq!(erased.items.len(), 3);
+    assert!(erased
+        .items
+        .iter()
+        .all(|s| s.client_ip.is_none() && s.device.is_none()));
+
+    // Keyset pages.
+    let first = models
+        .open_sessions(user(0), &everything, &PageRequest::first(2))
+        .await
+        .unwrap();
+    assert_eq!(first.items.len(), 2);
+    let rest = models
+        .open_sessions(
+            user(0),
+            &everything,
+            &PageRequest {
+                limit: 2,
+                cursor: first.next_cursor.clone(),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(rest.items.len(), 1);
+    assert_eq!(rest.items[0].session_id, session(0, 0));
+    assert!(rest.next_cursor.is_none());
 }
 
 async fn pages_walk_every_row_once(db: Db) {

@@ -10,6 +10,7 @@ pub(crate) mod login;
 pub(crate) mod me;
 pub(crate) mod metrics;
 pub(crate) mod profile;
+pub(crate) mod sessions;
 pub(crate) mod tokens;
 pub(crate) mod wellknown;
 
@@ -41,6 +42,7 @@ pub fn router(state: AppState) -> Router {
         .merge(tokens::router())
         .merge(me::router())
         .merge(profile::router())
+        .merge(sessions::router())
         .merge(cloud_login::router())
         .merge(wellknown::router())
         .merge(health::router())

@@ -4,12 +4,12 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::header;
 use axum::routing::post;
 use axum::{Form, Json, Router};
-use domain::Session;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
 use super::login::TokenResponse;
+use crate::http::api_key::{Scoped, TokensIntrospect};
 use crate::http::extract::{ApiJson, RequestContext};
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -59,11 +59,13 @@ async fn refresh(
 
 #[derive(Deserialize, ToSchema)]
 struct IntrospectRequest {
-    /// An access token or a refresh token.
+    /// An access token. (A refresh token is never active here: only its session's owner, by
+    /// spending it, learns whether it still works.)
     token: String,
-    /// `access_token` or `refresh_token`: only orders the checks.
+    /// Accepted for RFC 7662 clients; ignored, as only access tokens are introspected.
     #[serde(default)]
     #[schema(example = "access_token")]
+    #[allow(dead_code)]
     token_type_hint: Option<String>,
 }
 
@@ -99,24 +101,31 @@ struct Introspection {
     details: Option<serde_json::Value>,
 }
 
-/// `active` is true only for a genuine, unexpired token of a session that is still active, so
-/// a logout or revocation shows here at once, unlike with offline JWT verification.
+/// `active` is true only for a genuine, unexpired access token of a session still in force,
+/// so a logout, revocation, block or session expiry shows here at once, unlike with offline
+/// JWT verification. The caller must hold an API key with `tokens:introspect` (RFC 7662
+/// §2.1): anonymous callers could otherwise probe stolen tokens.
 #[utoipa::path(
     post,
     path = "/v1/token/introspect",
     tag = "tokens",
-    summary = "Introspect a token (RFC 7662 style)",
-    description = "Whether an access or refresh token is active now: genuine, unexpired, and \
-        its session still active (a logout or revocation shows at once). Inactive tokens answer \
-        `{\"active\": false}` with 200. Takes a form (as RFC 7662) or JSON.",
+    summary = "Introspect an access token (RFC 7662 style)",
+    description = "Whether an access token is active now: genuine, unexpired, and its session \
+        still in force (a logout, revocation, block or session expiry shows at once). Inactive \
+        tokens, and every refresh token, answer `{\"active\": false}` with 200. Takes a form \
+        (as RFC 7662) or JSON. Requires an API key with the `tokens:introspect` scope.",
     request_body(content(
         (IntrospectRequest = "application/x-www-form-urlencoded"),
         (IntrospectRequest = "application/json"),
     )),
+    security(("api_key" = ["tokens:introspect"])),
     responses(
         (status = 200, description = "Whether the token is active, and its details if so",
             body = crate::http::openapi::Introspection),
         (status = 400, description = "`invalid_request`: malformed form or JSON, or a missing `token`"),
+        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
+        (status = 403, description = "`forbidden`: the API key lacks the `tokens:introspect` \
+            scope, or a user access token was presented as the credential"),
         (status = 413, description = "`payload_too_large`: a JSON body over 16 KiB"),
         (status = 415, description = "`unsupported_media_type`: neither a form nor `application/json`"),
         (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
@@ -124,21 +133,10 @@ struct Introspection {
 )]
 async fn introspect(
     State(state): State<AppState>,
+    _: Scoped<TokensIntrospect>,
     IntrospectBody(body): IntrospectBody,
 ) -> Result<Json<Introspection>, ApiError> {
-    // The hint only orders the checks (RFC 7662 §2.1).
-    let refresh_first = body.token_type_hint.as_deref() == Some("refresh_token");
-    let found = if refresh_first {
-        match refresh_details(&state, &body.token).await? {
-            Some(details) => Some(details),
-            None => access_details(&state, &body.token).await?,
-        }
-    } else {
-        match access_details(&state, &body.token).await? {
-            Some(details) => Some(details),
-            None => refresh_details(&state, &body.token).await?,
-        }
-    };
+    let found = access_details(&state, &body.token).await?;
     Ok(Json(Introspection {
         active: found.is_some(),
         details: found,
@@ -152,36 +150,18 @@ async fn access_details(
     let Ok(claims) = state.access_tokens.verify(token) else {
         return Ok(None);
     };
-    let in_force = streams::load_session_in_force(state.store.as_ref(), claims.sid).await?;
+    let in_force = streams::load_session_of_user_in_force(
+        state.store.as_ref(),
+        claims.sid,
+        claims.sub,
+        state.clock.now(),
+        &state.session_lifetime,
+    )
+    .await?;
     Ok(in_force.map(|_| {
         json!({
             "token_type": "access_token", "sub": claims.sub, "sid": claims.sid,
             "client_id": claims.appid, "iss": claims.iss, "iat": claims.iat, "exp": claims.exp,
         })
     }))
-}
-
-async fn refresh_details(
-    state: &AppState,
-    token: &str,
-) -> Result<Option<serde_json::Value>, ApiError> {
-    let Ok((session_id, generation)) = state.refresh_tokens.verify(token) else {
-        return Ok(None);
-    };
-    let Some((session, _)) =
-        streams::load_session_in_force(state.store.as_ref(), session_id).await?
-    else {
-        return Ok(None);
-    };
-    Ok(match session {
-        Session::Active {
-            user_id,
-            appid,
-            generation: current,
-            ..
-        } if current == generation => Some(json!({
-            "token_type": "refresh_token", "sub": user_id, "sid": session_id, "client_id": appid,
-        })),
-        _ => None,
-    })
 }

@@ -1,0 +1,210 @@
+//! Session management: the user's own (`GET /v1/me/sessions`, `DELETE
+//! /v1/me/sessions/{session_id}`) and an administrator's (`GET /v1/admin/users/{id}/sessions`,
+//! `POST /v1/admin/users/{id}/sessions/revoke`).
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use domain::{SessionId, UserId};
+use projections::Page;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::http::api_key::{AdminRead, AdminWrite, Scoped};
+use crate::http::extract::{ApiJson, Authenticated, RequestContext};
+use crate::http::query::{self, ApiQuery};
+use crate::http::ApiError;
+use crate::state::AppState;
+use crate::usecases::session_views::{self, SessionView};
+use crate::usecases::streams::load_user;
+use crate::usecases::{admin, revocation};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/me/sessions", get(my_sessions))
+        .route("/v1/me/sessions/{session_id}", delete(end_my_session))
+        .route("/v1/admin/users/{id}/sessions", get(user_sessions))
+        .route(
+            "/v1/admin/users/{id}/sessions/revoke",
+            post(revoke_user_sessions),
+        )
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SessionsQuery {
+    /// Page size, 1 to 200 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+/// My open sessions
+#[utoipa::path(
+    get,
+    path = "/v1/me/sessions",
+    tag = "me",
+    params(SessionsQuery),
+    security(("bearer" = [])),
+    description = "Every session of the signed-in user still in force (not logged out, \
+        revoked or past its lifetime), newest first: app, device, client IP, when it began \
+        and was last refreshed; `current` marks the caller's own. Read from a read model, \
+        typically a few milliseconds behind.",
+    responses(
+        (status = 200, description = "A page of sessions", body = Page<SessionView>),
+        (status = 400, description = "`invalid_request`: an unknown parameter, a bad limit or cursor"),
+        (status = 401, description = "`unauthorized`: missing, invalid or expired access token, \
+            the session has ended, or the user is blocked"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
+async fn my_sessions(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    ApiQuery(q): ApiQuery<SessionsQuery>,
+) -> Result<Json<Page<SessionView>>, ApiError> {
+    let page = query::page(q.limit.as_deref(), q.cursor)?;
+    let sessions = session_views::open_sessions(
+        &state,
+        auth.user_id,
+        &auth.user,
+        Some(auth.session_id),
+        &page,
+    )
+    .await?;
+    Ok(Json(sessions))
+}
+
+/// End one of my sessions
+#[utoipa::path(
+    delete,
+    path = "/v1/me/sessions/{session_id}",
+    tag = "me",
+    params(("session_id" = uuid::Uuid, Path, description = "A session of the signed-in user")),
+    security(("bearer" = [])),
+    description = "Revokes one of the signed-in user's sessions (`SessionRevoked`, reason \
+        `user_action`): its refresh and access tokens stop working at once. The caller's own \
+        session may be named too. Ending an ended session changes nothing.",
+    responses(
+        (status = 204, description = "The session has ended"),
+        (status = 400, description = "`invalid_request`: the session id is not a UUID"),
+        (status = 401, description = "`unauthorized`: missing, invalid or expired access token, \
+            the session has ended, or the user is blocked"),
+        (status = 404, description = "`not_found`: no such session of this user (another \
+            user's session answers the same)"),
+        (status = 409, description = "`conflict`: the session changed concurrently; retry"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
+async fn end_my_session(
+    State(state): State<AppState>,
+    ctx: RequestContext,
+    auth: Authenticated,
+    Path(session_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let session_id = SessionId::parse(&session_id)
+        .map_err(|_| ApiError::InvalidRequest("the session id must be a UUID".into()))?;
+    revocation::revoke_own_session(&state, auth.user_id, session_id, &ctx).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn user_id(raw: &str) -> Result<UserId, ApiError> {
+    UserId::parse(raw).map_err(|_| ApiError::InvalidRequest("the user id must be a UUID".into()))
+}
+
+/// A user's open sessions
+#[utoipa::path(
+    get,
+    path = "/v1/admin/users/{id}/sessions",
+    tag = "admin",
+    params(("id" = uuid::Uuid, Path, description = "The user id"), SessionsQuery),
+    security(("api_key" = ["admin:read"])),
+    description = "Every session of the user still in force, newest first: app, device, \
+        client IP, when it began and was last refreshed. Empty for a blocked or erased user. \
+        Requires an API key with the `admin:read` scope.",
+    responses(
+        (status = 200, description = "A page of sessions", body = Page<SessionView>),
+        (status = 400, description = "`invalid_request`: the user id is not a UUID, an unknown \
+            parameter, a bad limit or cursor"),
+        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
+        (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
+        (status = 404, description = "`not_found`: no such user"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
+async fn user_sessions(
+    State(state): State<AppState>,
+    _: Scoped<AdminRead>,
+    Path(id): Path<String>,
+    ApiQuery(q): ApiQuery<SessionsQuery>,
+) -> Result<Json<Page<SessionView>>, ApiError> {
+    let id = user_id(&id)?;
+    let page = query::page(q.limit.as_deref(), q.cursor)?;
+    let (user, _) = load_user(state.store.as_ref(), id).await?;
+    if !user.is_registered() {
+        return Err(ApiError::NotFound);
+    }
+    let sessions = session_views::open_sessions(&state, id, &user, None, &page).await?;
+    Ok(Json(sessions))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeSessionsRequest {
+    /// Why (1 to 500 characters). Personal data: it is kept in the events only, as each
+    /// `SessionRevoked`'s `note`, and shown redacted.
+    #[schema(min_length = 1, max_length = 500)]
+    reason: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevokedSessions {
+    #[schema(value_type = uuid::Uuid)]
+    pub user_id: UserId,
+    /// The sessions this request ended (empty when none was open).
+    #[schema(value_type = Vec<uuid::Uuid>)]
+    pub revoked: Vec<SessionId>,
+}
+
+/// Revoke every session of a user
+#[utoipa::path(
+    post,
+    path = "/v1/admin/users/{id}/sessions/revoke",
+    tag = "admin",
+    params(("id" = uuid::Uuid, Path, description = "The user id")),
+    request_body = RevokeSessionsRequest,
+    security(("api_key" = ["admin:write"])),
+    description = "Ends every open session of the user (`SessionRevoked`, reason \
+        `admin_action`, the reason as its `note`, actor `admin:{key id}`): refresh and access \
+        tokens stop working at once. The user may log in again. Requires an API key with the \
+        `admin:write` scope.",
+    responses(
+        (status = 200, description = "The sessions ended", body = RevokedSessions),
+        (status = 400, description = "`invalid_request`: the user id is not a UUID, malformed \
+            JSON, or a reason breaking its rule (the detail names it)"),
+        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
+        (status = 403, description = "`forbidden`: the API key lacks the `admin:write` scope, or a user access token was presented"),
+        (status = 404, description = "`not_found`: no such user"),
+        (status = 409, description = "`conflict`: the user was erased, or a session changed concurrently; retry"),
+        (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
+        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
+        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+    )
+)]
+async fn revoke_user_sessions(
+    State(state): State<AppState>,
+    Scoped { caller, .. }: Scoped<AdminWrite>,
+    ctx: RequestContext,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RevokeSessionsRequest>,
+) -> Result<Json<RevokedSessions>, ApiError> {
+    let id = user_id(&id)?;
+    let revoked = admin::revoke_sessions(&state, id, &body.reason, &caller.key_id, &ctx).await?;
+    Ok(Json(RevokedSessions {
+        user_id: id,
+        revoked,
+    }))
+}

@@ -1,0 +1,169 @@
+//! `sessions`: one row per open session (a login not yet logged out or revoked), for the
+//! session lists of `/v1/me/sessions` and the admin API, and for revoking every open session
+//! of a user. Sessions that outlive their lifetimes are filtered out by the queries (they end
+//! without an event), not deleted here.
+//!
+//! `client_ip` and `device` are kept as the `UserLoggedIn` payload carries them (`device` as
+//! JSON text): whatever sealing the payload has, the row has, and the API opens them when it
+//! answers. Erasure empties them.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use infra::store::RecordedEvent;
+use sqlx::AnyConnection;
+
+use crate::db::{bind, bound_placeholders, Rows, Val};
+use crate::error::ProjectionError;
+use crate::event::{self, USER_ERASED, USER_LOGGED_IN};
+use crate::schema::{Col, Table};
+
+pub(crate) const SESSION_REFRESHED: &str = "SessionRefreshed";
+pub(crate) const USER_LOGGED_OUT: &str = "UserLoggedOut";
+pub(crate) const SESSION_REVOKED: &str = "SessionRevoked";
+
+pub(crate) const SESSIONS: Table = Table {
+    name: "sessions",
+    columns: &[
+        ("session_id", Col::Text),
+        ("user_id", Col::Text),
+        ("appid", Col::TextNull),
+        // The login's log position and time: the list's order and keyset.
+        ("position", Col::Int),
+        ("occurred_at", Col::Int),
+        ("refreshed_at", Col::IntNull),
+        ("client_ip", Col::TextNull),
+        ("device", Col::TextNull),
+    ],
+    key: &["session_id"],
+    indexes: &[("user", &["user_id", "occurred_at", "position"])],
+    // Erasure empties a user's rows by `user_id`.
+    write_indexes: &["user"],
+};
+
+pub(crate) const TABLES: &[Table] = &[SESSIONS];
+
+/// Ids per `IN (…)` list.
+const CHUNK: usize = 500;
+
+/// A batch folded in memory: logins of this batch become rows (with their later refreshes
+/// and erasure already applied); the rest becomes updates and deletes of older rows.
+#[derive(Default)]
+struct Batch {
+    new: BTreeMap<String, [Val; 8]>,
+    refreshed: BTreeMap<String, i64>,
+    ended: BTreeSet<String>,
+    erased_users: BTreeSet<String>,
+}
+
+pub(super) async fn apply(
+    conn: &mut AnyConnection,
+    generation: i64,
+    events: &[RecordedEvent],
+) -> Result<(), ProjectionError> {
+    let mut batch = Batch::default();
+    for e in events {
+        let at = event::micros(e.occurred_at);
+        match e.event_type.as_str() {
+            USER_LOGGED_IN => {
+                let (Some(session), Some(user)) = (
+                    event::uuid_field(e, "session_id").or_else(|| event::stream_uuid(e, "session")),
+                    event::uuid_field(e, "user_id"),
+                ) else {
+                    continue;
+                };
+                let device = e
+                    .payload
+                    .get("device")
+                    .filter(|d| !d.is_null())
+                    .map(|d| d.to_string());
+                batch.new.insert(
+                    session.to_string(),
+                    [
+                        Val::from(session.to_string()),
+                        user.to_string().into(),
+                        event::appid(e).into(),
+                        e.position.into(),
+                        at.into(),
+                        Val::Int(None),
+                        event::text(e, "client_ip").map(str::to_owned).into(),
+                        device.into(),
+                    ],
+                );
+            }
+            SESSION_REFRESHED => {
+                let Some(session) = event::stream_uuid(e, "session").map(|s| s.to_string()) else {
+                    continue;
+                };
+                match batch.new.get_mut(&session) {
+                    Some(row) => row[5] = Val::from(at),
+                    None => {
+                        batch.refreshed.insert(session, at);
+                    }
+                }
+            }
+            USER_LOGGED_OUT | SESSION_REVOKED => {
+                let Some(session) = event::stream_uuid(e, "session").map(|s| s.to_string()) else {
+                    continue;
+                };
+                if batch.new.remove(&session).is_none() {
+                    batch.refreshed.remove(&session);
+                    batch.ended.insert(session);
+                }
+            }
+            USER_ERASED => {
+                let Some(user) = event::stream_uuid(e, "user").map(|u| u.to_string()) else {
+                    continue;
+                };
+                for row in batch.new.values_mut() {
+                    if row[1] == Val::from(user.as_str()) {
+                        row[6] = Val::Text(None);
+                        row[7] = Val::Text(None);
+                    }
+                }
+                batch.erased_users.insert(user);
+            }
+            _ => {}
+        }
+    }
+    batch.write(conn, generation).await
+}
+
+impl Batch {
+    async fn write(self, conn: &mut AnyConnection, generation: i64) -> Result<(), ProjectionError> {
+        let table = SESSIONS.physical(generation);
+        if !self.new.is_empty() {
+            let mut rows = Rows::new(&SESSIONS, generation);
+            for row in self.new.into_values() {
+                rows.push(row);
+            }
+            rows.insert(conn, "ON CONFLICT (session_id) DO NOTHING")
+                .await?;
+        }
+        for (session, at) in self.refreshed {
+            let sql = format!("UPDATE {table} SET refreshed_at = $1 WHERE session_id = $2");
+            sqlx::query(&sql)
+                .bind(at)
+                .bind(session)
+                .execute(&mut *conn)
+                .await?;
+        }
+        let ended: Vec<String> = self.ended.into_iter().collect();
+        for chunk in ended.chunks(CHUNK) {
+            let sql = format!(
+                "DELETE FROM {table} WHERE session_id IN ({})",
+                bound_placeholders(conn, 1, chunk.len())
+            );
+            let mut query = sqlx::query(&sql);
+            for id in chunk {
+                query = bind(query, Val::from(id.as_str()));
+            }
+            query.execute(&mut *conn).await?;
+        }
+        for user in self.erased_users {
+            let sql =
+                format!("UPDATE {table} SET client_ip = NULL, device = NULL WHERE user_id = $1");
+            sqlx::query(&sql).bind(user).execute(&mut *conn).await?;
+        }
+        Ok(())
+    }
+}
