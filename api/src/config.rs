@@ -39,6 +39,8 @@ pub struct Config {
     /// one cannot use `POST /v1/wechat/cloud-login`.
     #[serde(default)]
     pub cloud_login_secrets: Apps,
+    /// Days refused logins (with their client IP) are kept; at least 1.
+    pub rejection_retention_days: u32,
 }
 
 /// Defaults, as a serialisable layer under the file and the environment.
@@ -53,6 +55,7 @@ struct Defaults {
     access_token_ttl_secs: u64,
     login_rate_per_minute: u32,
     trust_forwarded_for: bool,
+    rejection_retention_days: u32,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -65,6 +68,7 @@ const DEFAULTS: Defaults = Defaults {
     access_token_ttl_secs: 900,
     login_rate_per_minute: 120,
     trust_forwarded_for: false,
+    rejection_retention_days: 30,
 };
 
 /// Environment variables read as settings; anything else `IDENTITY_*` (like `IDENTITY_CONFIG`
@@ -84,6 +88,7 @@ const ENV_KEYS: &[&str] = &[
     "login_rate_per_minute",
     "trust_forwarded_for",
     "cloud_login_secrets",
+    "rejection_retention_days",
 ];
 
 impl Config {

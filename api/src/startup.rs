@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::http::rate_limit::LoginRateLimit;
 use crate::http::routes;
 use crate::state::{AppState, Services, SystemClock};
+use crate::usecases::rejections::{self, Rejections};
 
 /// A bound, ready-to-serve service.
 pub struct Application {
@@ -116,6 +117,7 @@ impl Application {
             phone_index: PhoneIndex::new(master_key),
             personal_data: PersonalData::new(master_key),
             shutting_down: tokio::sync::watch::Sender::new(false),
+            rejections: Rejections::new(config.rejection_retention_days),
         }));
 
         let listener = TcpListener::bind(listen_addr(&config.listen))
@@ -147,6 +149,7 @@ impl Application {
     ) -> std::io::Result<()> {
         tracing::info!(address = %self.local_addr(), backend = self.state.store.backend(), "identityd listening");
         let forget = spawn_rate_limit_janitor(self.state.clone());
+        let retention = rejections::spawn_retention(self.state.clone());
         let state = self.state.clone();
         let shutdown = async move {
             shutdown.await;
@@ -160,6 +163,7 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         forget.abort();
+        retention.abort();
         self.runners.shutdown().await;
         if let Some(relay) = self.relay {
             relay.shutdown().await;

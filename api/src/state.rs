@@ -14,6 +14,7 @@ use projections::ReadModels;
 use secrecy::SecretString;
 
 use crate::http::rate_limit::LoginRateLimit;
+use crate::usecases::rejections::Rejections;
 
 /// Time, injected so tests can control it.
 pub trait Clock: Send + Sync {
@@ -63,4 +64,6 @@ pub struct Services {
     /// Turns true when the service starts shutting down: responses that never end on their
     /// own (the Server-Sent Events stream) finish, so the graceful shutdown can complete.
     pub shutting_down: tokio::sync::watch::Sender<bool>,
+    /// Refused logins: retention and this instance's counters.
+    pub rejections: Rejections,
 }

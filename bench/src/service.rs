@@ -208,6 +208,7 @@ impl Service {
                     login_rate_per_minute: 0,
                     trust_forwarded_for: false,
                     cloud_login_secrets: Apps::default(),
+                    rejection_retention_days: 30,
                 };
                 let app = Application::build(&config).await?;
                 let base = format!("http://{}", app.local_addr());

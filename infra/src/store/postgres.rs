@@ -10,7 +10,9 @@
 
 mod api_keys;
 mod append;
+mod attempts;
 mod notify;
+mod rejections;
 mod relay;
 
 use std::str::FromStr;

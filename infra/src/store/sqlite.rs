@@ -8,7 +8,9 @@
 
 mod api_keys;
 mod append;
+mod attempts;
 mod checkpoint;
+mod rejections;
 mod relay;
 
 use std::str::FromStr;

@@ -10,10 +10,12 @@ mod api_keys;
 mod cancellation;
 mod concurrency;
 mod plans;
+mod trust;
 
 use api_keys::*;
 use concurrency::*;
 use plans::*;
+use trust::*;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -75,6 +77,8 @@ both_backends!(
     a_claimant_loads_with_their_stream,
     releasing_a_users_claims_looks_them_up_by_user,
     api_keys_are_listed_and_revoked,
+    attempts_are_counted_per_window_and_given_back,
+    rejections_are_tallied_bounded_and_forgotten,
 );
 
 fn event(event_type: &str, payload: serde_json::Value) -> NewEvent {
