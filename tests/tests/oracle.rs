@@ -198,6 +198,11 @@ async fn a_refused_decrypted_unionid_answers_like_any_failure(world: World) {
         })
     };
     let watermark = json!({ "appid": APP_C, "timestamp": 1 });
+    // Sealed the same way, the attacker's own data goes through: the refusals below are the
+    // content's, not the sealing's.
+    let own = sealed(json!({ "openId": openid, "nickName": "Mallory", "watermark": watermark }));
+    let answer = authorize(&world, &world.app.base, &access, &own).await;
+    assert_eq!(answer.status(), 204);
     let mut random = sealed(json!({}));
     random["encrypted_data"] = forged(&json!({}))["encrypted_data"].clone();
     let bad_padding = answer_of(authorize(&world, &world.app.base, &access, &random).await).await;
@@ -216,11 +221,7 @@ async fn a_refused_decrypted_unionid_answers_like_any_failure(world: World) {
                 .await;
         assert_eq!(answer, bad_padding, "{data}");
     }
-    // Sealed the same way, the attacker's own data goes through: the refusals above were the
-    // content's, not the sealing's.
-    let own = sealed(json!({ "openId": openid, "nickName": "Mallory", "watermark": watermark }));
-    let answer = authorize(&world, &world.app.base, &access, &own).await;
-    assert_eq!(answer.status(), 204);
+    // The victim's unionid did not move to the attacker.
     let me: Value = world
         .get_as(&access, "/v1/me")
         .await
