@@ -66,7 +66,7 @@ impl ReadModels {
                 self.newest_first_rows(&REJECTIONS, w, from, to, after, size + 1)
                     .await?,
             );
-            rows.sort_by(|a, b| (b.occurred_at, b.position).cmp(&(a.occurred_at, a.position)));
+            rows.sort_by_key(|r| std::cmp::Reverse((r.occurred_at, r.position)));
             rows.truncate(size + 1);
         }
         Ok(time_page(AUDIT.kind, rows, size, AUDIT.key))
