@@ -173,6 +173,7 @@ mod tests {
             assert_eq!(config.listen, "127.0.0.1:0");
             assert_eq!(config.login_rate_per_minute, 5);
             assert_eq!(config.database_url, "sqlite://identity.db");
+            assert_eq!(config.rejection_retention_days, 30);
             assert_eq!(config.apps.0.len(), 1);
 
             jail.set_env(
@@ -187,6 +188,9 @@ mod tests {
                 .map(|s| s.expose_secret().to_owned())
                 .collect();
             assert_eq!(secrets, ["s2", "s3"]);
+            jail.set_env("IDENTITY_REJECTION_RETENTION_DAYS", "7");
+            let config = Config::load(None).map_err(|e| *e)?;
+            assert_eq!(config.rejection_retention_days, 7);
             Ok(())
         });
     }

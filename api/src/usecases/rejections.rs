@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use chrono::Days;
+use chrono::{Days, NaiveDate};
 use domain::{AppId, RejectionReason, UserId};
 use infra::store::LoginRejection;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -110,16 +110,34 @@ pub fn spawn_retention(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Deletes the days older than the retention (today counts as one of them).
+/// Deletes the days older than the retention.
 pub async fn forget_expired(state: &AppState) -> Result<u64, ApiError> {
     let today = state.clock.now().date_naive();
-    let keep = state.rejections.retention_days.saturating_sub(1);
-    let oldest_kept = today
-        .checked_sub_days(Days::new(u64::from(keep)))
-        .unwrap_or(today);
-    let forgotten = state.store.forget_rejections_before(oldest_kept).await?;
+    let oldest = oldest_kept(today, state.rejections.retention_days);
+    let forgotten = state.store.forget_rejections_before(oldest).await?;
     if forgotten > 0 {
         tracing::info!(rows = forgotten, "deleted expired login rejections");
     }
     Ok(forgotten)
+}
+
+/// The first day a retention of `days` days keeps, today being one of them.
+fn oldest_kept(today: NaiveDate, days: u32) -> NaiveDate {
+    today
+        .checked_sub_days(Days::new(u64::from(days.max(1) - 1)))
+        .unwrap_or(NaiveDate::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retention_counts_today() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 5).expect("a day");
+        let november_6 = NaiveDate::from_ymd_opt(2026, 11, 6).expect("a day");
+        assert_eq!(oldest_kept(today, 30), november_6);
+        assert_eq!(oldest_kept(today, 1), today);
+        assert_eq!(oldest_kept(today, 0), today, "at least today");
+    }
 }
