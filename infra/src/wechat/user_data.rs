@@ -279,6 +279,45 @@ mod tests {
         );
     }
 
+    /// A measurement, not a check (timings on a shared machine are noise-prone): median time
+    /// of `open` on random one-block ciphertexts, those with valid padding against the rest.
+    /// `cargo test -p infra --lib -- --ignored --nocapture open_timing`
+    #[test]
+    #[ignore = "a measurement: run by hand"]
+    fn open_timing_does_not_depend_on_the_padding() {
+        use rand::RngCore;
+        let session_key = key("tiihtNczf5v6AKRyjwEUhQ==");
+        let iv = [7u8; 16];
+        let mut times = [Vec::new(), Vec::new()];
+        let mut block = [0u8; 16];
+        for _ in 0..400_000 {
+            rand::rngs::OsRng.fill_bytes(&mut block);
+            let plain = cbc::Decryptor::<Aes128>::new(&session_key.to_bytes().into(), &iv.into())
+                .decrypt_padded_vec_mut::<NoPadding>(&block)
+                .unwrap();
+            let valid = bool::from(unpadded_len(&plain).1);
+            let sealed = EncryptedData {
+                iv,
+                ciphertext: block.to_vec(),
+            };
+            let start = std::time::Instant::now();
+            let opened = sealed.open(&session_key, "wx4f4bc4dec97d474b");
+            let took = start.elapsed().as_nanos();
+            assert!(opened.is_err());
+            times[usize::from(valid)].push(took);
+        }
+        for (label, mut t) in ["bad padding", "valid padding"].into_iter().zip(times) {
+            t.sort_unstable();
+            println!(
+                "{label}: {} samples, median {} ns, p10 {} ns, p90 {} ns",
+                t.len(),
+                t[t.len() / 2],
+                t[t.len() / 10],
+                t[t.len() * 9 / 10]
+            );
+        }
+    }
+
     #[test]
     fn padding_is_checked_exactly() {
         let mut block = [b'x'; 16];
