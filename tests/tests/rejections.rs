@@ -184,6 +184,38 @@ async fn refused_logins_are_audited_counted_and_erased(world: World) {
         .await
         .is_empty());
 
+    // Events and tallies page together: small pages walk the same list as one big page,
+    // newest first, each entry once.
+    world
+        .wait_for_projections(std::time::Duration::from_secs(5))
+        .await;
+    let whole = audit("limit=200".into()).await;
+    assert!(whole.iter().any(|item| item["action"] == "UserBlocked"));
+    let (mut walked, mut cursor) = (Vec::new(), String::new());
+    loop {
+        let page: Value = world
+            .get_as(&writer, &format!("/v1/admin/audit?limit=2{cursor}"))
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        walked.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(walked, whole);
+    let keys: Vec<_> = whole
+        .iter()
+        .map(|item| {
+            let time = item["occurred_at"].as_str().expect("time");
+            let time = chrono::DateTime::parse_from_rfc3339(time).expect("RFC 3339");
+            (time, item["position"].as_i64().expect("position"))
+        })
+        .collect();
+    assert!(keys.windows(2).all(|w| w[0] > w[1]), "{keys:?}");
+
     // Counted on /metrics by app and reason.
     let metrics = world
         .http
