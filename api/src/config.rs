@@ -62,6 +62,8 @@ pub struct Config {
     /// one cannot use `POST /v1/wechat/cloud-login`.
     #[serde(default)]
     pub cloud_login_secrets: Apps,
+    /// Days refused logins (with their client IP) are kept; at least 1.
+    pub rejection_retention_days: u32,
 }
 
 /// Defaults, as a serialisable layer under the file and the environment.
@@ -84,6 +86,7 @@ struct Defaults {
     request_timeout_secs: u64,
     max_streams_per_key: usize,
     auth_failures_per_minute: u32,
+    rejection_retention_days: u32,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -104,6 +107,7 @@ const DEFAULTS: Defaults = Defaults {
     request_timeout_secs: 30,
     max_streams_per_key: 4,
     auth_failures_per_minute: 10,
+    rejection_retention_days: 30,
 };
 
 /// Environment variables read as settings; anything else `IDENTITY_*` (like `IDENTITY_CONFIG`
@@ -133,6 +137,7 @@ const ENV_KEYS: &[&str] = &[
     "auth_failures_per_minute",
     RETIRED_TRUST_FORWARDED_FOR,
     "cloud_login_secrets",
+    "rejection_retention_days",
 ];
 
 /// Read only to refuse it: it trusted the leftmost, client-written `X-Forwarded-For` entry.
@@ -284,6 +289,7 @@ mod tests {
             assert_eq!(config.listen, "127.0.0.1:0");
             assert_eq!(config.login_rate_per_minute, 5);
             assert_eq!(config.database_url, "sqlite://identity.db");
+            assert_eq!(config.rejection_retention_days, 30);
             assert_eq!(config.apps.0.len(), 1);
             let lifetime = config.session_lifetime().expect("defaults are valid");
             assert_eq!(lifetime, domain::SessionLifetime::default());
@@ -300,6 +306,9 @@ mod tests {
                 .map(|s| s.expose_secret().to_owned())
                 .collect();
             assert_eq!(secrets, ["s2", "s3"]);
+            jail.set_env("IDENTITY_REJECTION_RETENTION_DAYS", "7");
+            let config = Config::load(None).map_err(|e| *e)?;
+            assert_eq!(config.rejection_retention_days, 7);
             Ok(())
         });
     }

@@ -24,6 +24,7 @@ use crate::http::routes;
 use crate::http::server::{self, EdgeLimits};
 use crate::http::stream_slots::StreamSlots;
 use crate::state::{AppState, Clock, Services, SystemClock};
+use crate::usecases::rejections::{self, Rejections};
 
 /// A bound, ready-to-serve service.
 pub struct Application {
@@ -142,6 +143,7 @@ impl Application {
             phone_index: PhoneIndex::new(master_key),
             personal_data: PersonalData::new(master_key),
             shutting_down: tokio::sync::watch::Sender::new(false),
+            rejections: Rejections::new(config.rejection_retention_days),
         }));
 
         let listener = TcpListener::bind(listen_addr(&config.listen))
@@ -179,6 +181,7 @@ impl Application {
             max_connections = self.edge.max_connections, "identityd listening");
         let forget = spawn_rate_limit_janitor(self.state.clone());
         let reload_keys = spawn_signing_key_reload(self.state.clone());
+        let retention = rejections::spawn_retention(self.state.clone());
         let state = self.state.clone();
         let shutdown = async move {
             shutdown.await;
@@ -187,6 +190,7 @@ impl Application {
         server::serve(self.listener, self.router, self.edge, shutdown).await;
         forget.abort();
         reload_keys.abort();
+        retention.abort();
         self.runners.shutdown().await;
         if let Some(relay) = self.relay {
             relay.shutdown().await;

@@ -16,6 +16,7 @@ use secrecy::SecretString;
 use crate::http::client_ip::TrustedProxies;
 use crate::http::rate_limit::{AuthFailureLimit, LoginRateLimit};
 use crate::http::stream_slots::StreamSlots;
+use crate::usecases::rejections::Rejections;
 
 /// Time, injected so tests can control it.
 pub trait Clock: Send + Sync {
@@ -74,4 +75,6 @@ pub struct Services {
     /// Turns true when the service starts shutting down: responses that never end on their
     /// own (the Server-Sent Events stream) finish, so the graceful shutdown can complete.
     pub shutting_down: tokio::sync::watch::Sender<bool>,
+    /// Refused logins: retention and this instance's counters.
+    pub rejections: Rejections,
 }

@@ -218,6 +218,7 @@ impl Service {
                     max_streams_per_key: 4,
                     auth_failures_per_minute: 0,
                     cloud_login_secrets: Apps::default(),
+                    rejection_retention_days: 30,
                 };
                 let app = Application::build(&config).await?;
                 let base = format!("http://{}", app.local_addr());

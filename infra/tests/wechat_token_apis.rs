@@ -725,7 +725,7 @@ async fn user_profile_defaults_match_wechats_example() {
         APP_A,
     )
     .unwrap_err();
-    assert_eq!(err, UserDataError::WatermarkMismatch);
+    assert_eq!(err, UserDataError::Undecryptable);
 }
 
 // ---------------------------------------------------------------- simulator input

@@ -172,6 +172,7 @@ impl World {
                 "{APP_A}:{CLOUD_SECRET_A}"
             )))
             .expect("cloud secrets"),
+            rejection_retention_days: 30,
         }
     }
 

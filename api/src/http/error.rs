@@ -135,8 +135,7 @@ impl ApiError {
                     E::BadBase64(_) | E::BadIv | E::BadCiphertextLength => {
                         "malformed_encrypted_data"
                     }
-                    E::DecryptFailed | E::NotJson => "decrypt_failed",
-                    E::WatermarkMismatch => "watermark_mismatch",
+                    E::Undecryptable => "decrypt_failed",
                 }
             }
             Self::MethodNotAllowed => "method_not_allowed",

@@ -3,13 +3,14 @@
 //! claims table: exactly one registers, the others retry and find that user.
 
 use domain::{
-    Actor, AppEvent, AppId, Claim, Device, OpenId, RecordWeChatLogin, RejectionReason,
-    SessionEvent, SessionId, StreamId, UnionId, UnionIdSource, User, UserError, UserId, WeChatCode,
+    Actor, AppId, Claim, Device, OpenId, RecordWeChatLogin, RejectionReason, SessionEvent,
+    SessionId, UnionId, UnionIdSource, User, UserError, UserId, WeChatCode,
 };
 use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 use infra::wechat::WeChatError;
 use uuid::Uuid;
 
+use super::rejections;
 use super::streams::{to_new_events, user_from_stored};
 use crate::http::extract::RequestContext;
 use crate::http::ApiError;
@@ -89,12 +90,11 @@ pub async fn record_login(
         }) {
             Ok(events) => events,
             Err(UserError::Blocked) => {
-                let rejection = Rejection {
-                    reason: RejectionReason::Blocked,
-                    openid: Some(wx.openid.clone()),
-                };
-                if let Err(err) = record_rejection(state, appid, ctx, rejection).await {
-                    tracing::error!(error = %err, "could not record LoginRejected");
+                let recorded =
+                    rejections::record(state, appid, RejectionReason::Blocked, Some(user_id), ctx)
+                        .await;
+                if let Err(err) = recorded {
+                    tracing::error!(error = %err, "could not record a refused login");
                 }
                 return Err(ApiError::UserBlocked);
             }
@@ -189,8 +189,8 @@ async fn resolve_user(
     }
 }
 
-/// Maps a WeChat refusal to our answer, recording a `LoginRejected` where it is the user's
-/// (not our) problem.
+/// Maps a WeChat refusal to our answer, recording the refusal (not as an event: see
+/// `rejections`) where it is the user's (not our) problem.
 async fn rejected(
     state: &AppState,
     appid: &AppId,
@@ -224,46 +224,10 @@ async fn rejected(
         other => (None, ApiError::internal(other)),
     };
     if let Some(reason) = reason {
-        let rejection = Rejection {
-            reason,
-            openid: None,
-        };
-        if let Err(err) = record_rejection(state, appid, ctx, rejection).await {
-            // The caller still gets the real reason; the lost audit entry is logged.
-            tracing::error!(error = %err, "could not record LoginRejected");
+        if let Err(err) = rejections::record(state, appid, reason, None, ctx).await {
+            // The caller still gets the real reason; the lost tally is logged.
+            tracing::error!(error = %err, "could not record a refused login");
         }
     }
     answer
-}
-
-/// A refused login, as recorded; the openid is known only when WeChat accepted the code.
-pub struct Rejection {
-    pub reason: RejectionReason,
-    pub openid: Option<OpenId>,
-}
-
-pub async fn record_rejection(
-    state: &AppState,
-    appid: &AppId,
-    ctx: &RequestContext,
-    Rejection { reason, openid }: Rejection,
-) -> Result<(), ApiError> {
-    let event = AppEvent::LoginRejected {
-        appid: appid.clone(),
-        reason,
-        openid,
-        client_ip: ctx.client_ip.map(|ip| ip.to_string()),
-    };
-    let metadata = ctx.metadata(Actor::System, Some(appid));
-    let batch = AppendBatch::default().stream(
-        StreamId::for_app(appid),
-        ExpectedVersion::Any,
-        to_new_events(&[event], &metadata, state.clock.now())?,
-    );
-    state
-        .store
-        .append(batch)
-        .await
-        .map_err(|e| ApiError::internal(anyhow::anyhow!("{e}")))?;
-    Ok(())
 }

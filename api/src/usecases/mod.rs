@@ -1,8 +1,10 @@
 //! Use cases: load aggregates, decide, append. The HTTP layer only translates.
 
 pub mod admin;
+pub mod encrypted_data;
 pub mod login;
 pub mod profile;
+pub mod rejections;
 pub mod revocation;
 pub mod session_views;
 pub mod sessions;

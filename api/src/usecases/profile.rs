@@ -8,10 +8,11 @@ use domain::{
     UserEvent, UserId, WeChatCode,
 };
 use infra::store::{AppendBatch, AppendError, ExpectedVersion};
-use infra::wechat::user_data::{self, UserDataError};
+use infra::wechat::user_data::EncryptedData;
 use infra::wechat::{SessionKey, WeChatError};
 use serde_json::{json, Map, Value};
 
+use super::encrypted_data::DecryptAttempt;
 use super::login::session_key_context;
 use super::streams::{load_user, to_new_events};
 use crate::http::extract::RequestContext;
@@ -58,7 +59,8 @@ async fn current_session_key(
     SessionKey::parse(&text).map_err(ApiError::internal)
 }
 
-/// Verifies, decrypts and records a legacy encrypted profile.
+/// Verifies, decrypts and records a legacy encrypted profile. Everything after the signature
+/// check, the content checks included, fails with one answer (see `encrypted_data`).
 pub async fn authorize_profile(
     state: &AppState,
     user_id: UserId,
@@ -68,29 +70,20 @@ pub async fn authorize_profile(
 ) -> Result<(), ApiError> {
     let (user, _) = load_user(state.store.as_ref(), user_id).await?;
     let openid = user.openid_for(appid).cloned().ok_or(ApiError::NotFound)?;
+    let encrypted =
+        EncryptedData::parse(&payload.encrypted_data, &payload.iv).map_err(ApiError::UserData)?;
+    let attempt = DecryptAttempt::begin(state, user_id).await?;
     let session_key = current_session_key(state, appid, &openid).await?;
-    user_data::verify_raw_data(&payload.raw_data, &payload.signature, &session_key)
-        .map_err(ApiError::UserData)?;
-    let data = user_data::decrypt(
-        &payload.encrypted_data,
-        &payload.iv,
-        &session_key,
-        appid.as_str(),
-    )
-    .map_err(ApiError::UserData)?;
-    // Payloads from before April 2021 still name the person: it must be this user.
-    if let Some(named) = data.get("openId").and_then(Value::as_str) {
-        if named != openid.as_str() {
-            return Err(ApiError::UserData(UserDataError::WatermarkMismatch));
-        }
-    }
-    let unionid =
-        match data.get("unionId").and_then(Value::as_str) {
-            Some(raw) => Some(UnionId::parse(raw).map_err(|_| {
-                ApiError::InvalidRequest("the decrypted unionId is malformed".into())
-            })?),
-            None => None,
-        };
+    let (data, unionid) = attempt
+        .open(
+            &session_key,
+            appid,
+            &openid,
+            (&payload.raw_data, &payload.signature),
+            &encrypted,
+            async |data| acceptable(state, user_id, &user, &openid, data).await,
+        )
+        .await?;
     let (profile, fields) = profile_of(&data);
     let sealed = seal(state, user_id, &profile).await?;
     let shared = SharedProfile {
@@ -107,6 +100,46 @@ pub async fn authorize_profile(
         |user| user.decide_authorize_profile(shared.clone()),
     )
     .await
+}
+
+/// Decrypted data this user may share, with the unionid it names; `None` for data that must
+/// be refused. Payloads from before April 2021 still name the person (`openId`, `unionId`):
+/// the openid must be this user's, and a unionid must be well-formed, not another user's and
+/// not different from one this user already holds (so a forged `unionId` can never move a
+/// person's accounts, even if forging were possible).
+async fn acceptable(
+    state: &AppState,
+    user_id: UserId,
+    user: &User,
+    openid: &OpenId,
+    data: Value,
+) -> Result<Option<(Value, Option<UnionId>)>, ApiError> {
+    if data
+        .get("openId")
+        .is_some_and(|named| named.as_str() != Some(openid.as_str()))
+    {
+        return Ok(None);
+    }
+    let unionid = match data.get("unionId") {
+        None => None,
+        Some(raw) => match raw.as_str().map(UnionId::parse) {
+            Some(Ok(unionid)) => Some(unionid),
+            _ => return Ok(None),
+        },
+    };
+    if let Some(unionid) = &unionid {
+        if user.unionid.as_ref().is_some_and(|held| held != unionid) {
+            return Ok(None);
+        }
+        let owner = state
+            .store
+            .find_claim(&Claim::UnionId(unionid.clone()))
+            .await?;
+        if owner.is_some_and(|owner| owner != user_id) {
+            return Ok(None);
+        }
+    }
+    Ok(Some((data, unionid)))
 }
 
 /// Our profile object from WeChat's decrypted fields, and the names it holds.
@@ -307,6 +340,8 @@ pub async fn erase(
             .delete_session_key(appid.as_str(), openid.as_str())
             .await?;
     }
+    // Refused logins of the blocked user, with their client IPs.
+    state.store.forget_rejections_of(user_id).await?;
     super::revocation::revoke_after_erasure(state, user_id, actor, ctx).await
 }
 

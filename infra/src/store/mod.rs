@@ -5,8 +5,10 @@
 //! claims (written in the append transaction), sealed WeChat session keys, and sealed token
 //! signing keys.
 
+mod attempts;
 mod postgres;
 mod prepared;
+mod rejections;
 mod signal;
 mod sqlite;
 
@@ -20,7 +22,9 @@ use futures::TryStreamExt;
 
 use crate::api_keys::StoredApiKey;
 
+pub use attempts::AttemptCounter;
 pub use postgres::PostgresStore;
+pub use rejections::{LoginRejection, RejectionStore, FOLDED_IP, NO_IP};
 pub use signal::AppendWaiter;
 pub use sqlite::SqliteStore;
 
@@ -364,6 +368,8 @@ pub trait Store:
     + DataKeyStore
     + NonceStore
     + RelayCheckpointStore
+    + AttemptCounter
+    + RejectionStore
 {
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -10,8 +10,10 @@
 
 mod api_keys;
 mod append;
+mod attempts;
 mod keyring;
 mod notify;
+mod rejections;
 mod relay;
 
 use std::str::FromStr;

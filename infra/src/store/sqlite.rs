@@ -8,8 +8,10 @@
 
 mod api_keys;
 mod append;
+mod attempts;
 mod checkpoint;
 mod keyring;
+mod rejections;
 mod relay;
 
 use std::str::FromStr;

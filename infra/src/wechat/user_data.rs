@@ -1,20 +1,27 @@
 //! WeChat's encrypted user data (legacy `getUserProfile` / `getUserInfo`): the `rawData`
 //! signature and the AES-128-CBC payload, keyed by the user's `session_key`.
 //!
-//! Each failure is its own variant so the API can say precisely what is wrong, and flag the
-//! ones a stale `session_key` causes (the client logged in again after fetching the payload).
+//! AES-CBC without a MAC is malleable, and any answer that tells bad padding from bad content
+//! is a padding oracle: with it, a caller holding a genuine `rawData`/`signature` pair (the
+//! signature covers only `rawData`) can make a ciphertext "decrypt" to JSON of their choosing.
+//! So everything that depends on the key answers one value, [`UserDataError::Undecryptable`],
+//! after the same work on every path (see [`EncryptedData::open`]). What can be judged without
+//! the key (base64, lengths) is checked first and named precisely.
 
 use aes::Aes128;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use cbc::cipher::block_padding::Pkcs7;
+use cbc::cipher::block_padding::{NoPadding, Pkcs7};
 use cbc::cipher::{BlockDecryptMut, BlockEncryptMut, KeyIvInit};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha1::{Digest, Sha1};
 use sha2::Sha256;
+use subtle::{Choice, ConditionallySelectable, ConstantTimeEq, ConstantTimeGreater};
 
 use super::SessionKey;
+
+const BLOCK: usize = 16;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum UserDataError {
@@ -30,26 +37,17 @@ pub enum UserDataError {
     /// The ciphertext is empty or not whole AES blocks.
     #[error("encrypted_data must be whole 16-byte blocks")]
     BadCiphertextLength,
-    /// The padding is wrong after decryption: almost always a stale `session_key`.
-    #[error("encrypted_data does not decrypt under the current session key")]
-    DecryptFailed,
-    /// Decrypted, but not JSON: also the mark of a wrong key (the padding check passes by
-    /// chance about once in 256 tries).
-    #[error("the decrypted data is not JSON")]
-    NotJson,
-    /// The payload was made for another app.
-    #[error("the data's watermark names another appid")]
-    WatermarkMismatch,
+    /// Bad padding, not JSON, another app's watermark, content we refuse: deliberately one
+    /// value (no padding oracle). Almost always a stale `session_key` for honest clients.
+    #[error("encrypted_data does not decrypt to this app's data under the current session key")]
+    Undecryptable,
 }
 
 impl UserDataError {
     /// Whether logging in again (a fresh `session_key`) and fetching the data again is the
     /// likely fix.
     pub fn suggests_stale_session_key(&self) -> bool {
-        matches!(
-            self,
-            Self::SignatureMismatch | Self::DecryptFailed | Self::NotJson
-        )
+        matches!(self, Self::SignatureMismatch | Self::Undecryptable)
     }
 }
 
@@ -79,31 +77,88 @@ pub fn verify_raw_data(
         .map_err(|_| UserDataError::SignatureMismatch)
 }
 
-/// Decrypts `encrypted_data` and checks `watermark.appid`.
+/// A ciphertext and its iv, well-formed (base64, a 16-byte iv, whole blocks) but not yet
+/// opened: nothing here depends on the key.
+pub struct EncryptedData {
+    iv: [u8; BLOCK],
+    ciphertext: Vec<u8>,
+}
+
+impl EncryptedData {
+    pub fn parse(encrypted_data: &str, iv: &str) -> Result<Self, UserDataError> {
+        let iv = STANDARD
+            .decode(iv)
+            .map_err(|_| UserDataError::BadBase64("iv"))?;
+        let iv: [u8; BLOCK] = iv.try_into().map_err(|_| UserDataError::BadIv)?;
+        let ciphertext = STANDARD
+            .decode(encrypted_data)
+            .map_err(|_| UserDataError::BadBase64("encrypted_data"))?;
+        if ciphertext.is_empty() || ciphertext.len() % BLOCK != 0 {
+            return Err(UserDataError::BadCiphertextLength);
+        }
+        Ok(Self { iv, ciphertext })
+    }
+
+    /// Decrypts and checks `watermark.appid`. Every failure is `Undecryptable`, and every
+    /// path does the same work: the padding is checked without branching on it, the JSON parse
+    /// and the watermark comparison (constant-time) run on whatever bytes came out, and the
+    /// three verdicts are combined only at the end. What differs is how far the JSON parser
+    /// gets into random bytes (almost always the first byte), which says nothing about the
+    /// padding.
+    pub fn open(&self, session_key: &SessionKey, appid: &str) -> Result<Value, UserDataError> {
+        let plaintext =
+            cbc::Decryptor::<Aes128>::new(&session_key.to_bytes().into(), &self.iv.into())
+                .decrypt_padded_vec_mut::<NoPadding>(&self.ciphertext)
+                .unwrap_or_else(|_| unreachable!("whole blocks decrypt without padding"));
+        let (len, padding_ok) = unpadded_len(&plaintext);
+        let data = serde_json::from_slice::<Value>(&plaintext[..len]);
+        let json_ok = Choice::from(u8::from(data.is_ok()));
+        let named = data
+            .as_ref()
+            .ok()
+            .and_then(|d| d["watermark"]["appid"].as_str())
+            .unwrap_or_default();
+        let watermark_ok = named.as_bytes().ct_eq(appid.as_bytes());
+        match data {
+            Ok(data) if bool::from(padding_ok & json_ok & watermark_ok) => Ok(data),
+            _ => Err(UserDataError::Undecryptable),
+        }
+    }
+}
+
+/// The length of `plaintext` (whole blocks) without its PKCS#7 padding, and whether the
+/// padding is valid; with invalid padding, the whole length. Constant-time in the bytes.
+fn unpadded_len(plaintext: &[u8]) -> (usize, Choice) {
+    let last = &plaintext[plaintext.len() - BLOCK..];
+    let pad = last[BLOCK - 1];
+    let mut valid = pad.ct_gt(&0) & !pad.ct_gt(&(BLOCK as u8));
+    for (i, &byte) in last.iter().rev().enumerate() {
+        // Byte `i` from the end is padding when i < pad; padding bytes all equal pad.
+        let in_padding = pad.ct_gt(&(i as u8));
+        valid &= !in_padding | byte.ct_eq(&pad);
+    }
+    let strip = u8::conditional_select(&0, &pad, valid);
+    (plaintext.len() - usize::from(strip), valid)
+}
+
+/// A name for the key that reveals nothing of it (SHA-256 of its 128 random bits under a
+/// label), to count attempts against one key: the same key handed out again by WeChat after a
+/// new `wx.login` keeps its count.
+pub fn key_fingerprint(session_key: &SessionKey) -> String {
+    let mut sha = Sha256::new();
+    sha.update(b"identityd/session-key-fingerprint\0");
+    sha.update(session_key.to_bytes());
+    hex::encode(&sha.finalize()[..16])
+}
+
+/// Parses and opens in one step (for callers without a retry budget to keep, like tests).
 pub fn decrypt(
     encrypted_data: &str,
     iv: &str,
     session_key: &SessionKey,
     appid: &str,
 ) -> Result<Value, UserDataError> {
-    let iv = STANDARD
-        .decode(iv)
-        .map_err(|_| UserDataError::BadBase64("iv"))?;
-    let iv: [u8; 16] = iv.try_into().map_err(|_| UserDataError::BadIv)?;
-    let ciphertext = STANDARD
-        .decode(encrypted_data)
-        .map_err(|_| UserDataError::BadBase64("encrypted_data"))?;
-    if ciphertext.is_empty() || ciphertext.len() % 16 != 0 {
-        return Err(UserDataError::BadCiphertextLength);
-    }
-    let plaintext = cbc::Decryptor::<Aes128>::new(&session_key.to_bytes().into(), &iv.into())
-        .decrypt_padded_vec_mut::<Pkcs7>(&ciphertext)
-        .map_err(|_| UserDataError::DecryptFailed)?;
-    let data: Value = serde_json::from_slice(&plaintext).map_err(|_| UserDataError::NotJson)?;
-    if data["watermark"]["appid"].as_str() != Some(appid) {
-        return Err(UserDataError::WatermarkMismatch);
-    }
-    Ok(data)
+    EncryptedData::parse(encrypted_data, iv)?.open(session_key, appid)
 }
 
 /// What WeChat does on the phone: encrypts `data` under the session key. For the simulator.
@@ -166,7 +221,7 @@ mod tests {
 
         assert_eq!(
             decrypt(&sealed, &iv_b64, &session_key, "wx0000000000000000"),
-            Err(UserDataError::WatermarkMismatch)
+            Err(UserDataError::Undecryptable)
         );
         assert_eq!(
             decrypt("%%%", &iv_b64, &session_key, "wx4f4bc4dec97d474b"),
@@ -191,8 +246,97 @@ mod tests {
         let not_json = encrypt(&json!("just a string"), iv, &session_key);
         assert_eq!(
             decrypt(&not_json, &iv_b64, &session_key, "wx4f4bc4dec97d474b"),
-            Err(UserDataError::WatermarkMismatch)
+            Err(UserDataError::Undecryptable)
         );
+    }
+
+    /// The oracle of issue 11: random one-block ciphertexts under a genuine key. About one in
+    /// 256 has valid padding; before the fix those answered "not JSON" instead of "does not
+    /// decrypt". Now every one answers the same.
+    #[test]
+    fn random_ciphertexts_all_fail_alike() {
+        use rand::RngCore;
+        let session_key = key("tiihtNczf5v6AKRyjwEUhQ==");
+        let iv = STANDARD.encode([7u8; 16]);
+        let mut block = [0u8; 16];
+        let mut lucky_padding = 0;
+        for _ in 0..4096 {
+            rand::rngs::OsRng.fill_bytes(&mut block);
+            let sealed = EncryptedData::parse(&STANDARD.encode(block), &iv).unwrap();
+            let plain =
+                cbc::Decryptor::<Aes128>::new(&session_key.to_bytes().into(), &[7u8; 16].into())
+                    .decrypt_padded_vec_mut::<NoPadding>(&block)
+                    .unwrap();
+            lucky_padding += usize::from(bool::from(unpadded_len(&plain).1));
+            assert_eq!(
+                sealed.open(&session_key, "wx4f4bc4dec97d474b"),
+                Err(UserDataError::Undecryptable)
+            );
+        }
+        assert!(
+            lucky_padding > 0,
+            "no valid padding in 4096 tries: the test proves nothing"
+        );
+    }
+
+    /// A measurement, not a check (timings on a shared machine are noise-prone): median time
+    /// of `open` on random one-block ciphertexts, those with valid padding against the rest.
+    /// `cargo test -p infra --lib -- --ignored --nocapture open_timing`
+    #[test]
+    #[ignore = "a measurement: run by hand"]
+    fn open_timing_does_not_depend_on_the_padding() {
+        use rand::RngCore;
+        let session_key = key("tiihtNczf5v6AKRyjwEUhQ==");
+        let iv = [7u8; 16];
+        let mut times = [Vec::new(), Vec::new()];
+        let mut block = [0u8; 16];
+        for _ in 0..400_000 {
+            rand::rngs::OsRng.fill_bytes(&mut block);
+            let plain = cbc::Decryptor::<Aes128>::new(&session_key.to_bytes().into(), &iv.into())
+                .decrypt_padded_vec_mut::<NoPadding>(&block)
+                .unwrap();
+            let valid = bool::from(unpadded_len(&plain).1);
+            let sealed = EncryptedData {
+                iv,
+                ciphertext: block.to_vec(),
+            };
+            let start = std::time::Instant::now();
+            let opened = sealed.open(&session_key, "wx4f4bc4dec97d474b");
+            let took = start.elapsed().as_nanos();
+            assert!(opened.is_err());
+            times[usize::from(valid)].push(took);
+        }
+        for (label, mut t) in ["bad padding", "valid padding"].into_iter().zip(times) {
+            t.sort_unstable();
+            println!(
+                "{label}: {} samples, median {} ns, p10 {} ns, p90 {} ns",
+                t.len(),
+                t[t.len() / 2],
+                t[t.len() / 10],
+                t[t.len() * 9 / 10]
+            );
+        }
+    }
+
+    #[test]
+    fn padding_is_checked_exactly() {
+        let mut block = [b'x'; 16];
+        for pad in 1..=16u8 {
+            block[16 - usize::from(pad)..].fill(pad);
+            let (len, ok) = unpadded_len(&block);
+            assert!(bool::from(ok), "pad {pad}");
+            assert_eq!(len, 16 - usize::from(pad));
+            block = [b'x'; 16];
+        }
+        for bad in [[0u8; 16], [17u8; 16], {
+            let mut b = [3u8; 16];
+            b[13] = 2;
+            b
+        }] {
+            let (len, ok) = unpadded_len(&bad);
+            assert!(!bool::from(ok), "{bad:?}");
+            assert_eq!(len, 16);
+        }
     }
 
     #[test]

@@ -11,11 +11,13 @@ mod cancellation;
 mod concurrency;
 mod keyring;
 mod plans;
+mod trust;
 
 use api_keys::*;
 use concurrency::*;
 use keyring::*;
 use plans::*;
+use trust::*;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -79,6 +81,8 @@ both_backends!(
     api_keys_are_listed_and_revoked,
     a_deployment_that_predates_the_keyring_keeps_its_subkeys,
     rotate_master_rewraps_the_keyring_and_keeps_every_subkey,
+    attempts_are_counted_per_window_and_given_back,
+    rejections_are_tallied_bounded_and_forgotten,
 );
 
 fn event(event_type: &str, payload: serde_json::Value) -> NewEvent {

@@ -4,14 +4,17 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use utoipa::ToSchema;
 
-use super::{AuditFilter, Page, PageRequest, TimeList, Where};
+use super::rejections::{self, REJECTIONS};
+use super::{after_cursor, time_page, AuditFilter, Page, PageRequest, TimeList, Where};
 use crate::error::ProjectionError;
 use crate::event::time_from_micros;
 use crate::ReadModels;
 
-/// One event from the `audit_log` read model.
+/// One event from the `audit_log` read model, or a tally of refused logins (which are not
+/// events: see `rejections`).
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct AuditRecord {
+    /// The event's position; negative for a tally of refused logins (no event).
     pub position: i64,
     pub occurred_at: DateTime<Utc>,
     /// `user:{id}`, `admin:{key id}` or `system`.
@@ -23,7 +26,9 @@ pub struct AuditRecord {
     pub stream_id: String,
     pub appid: Option<String>,
     pub client_ip: Option<String>,
-    /// The payload with personal data replaced by `"[redacted]"`.
+    /// The payload with personal data replaced by `"[redacted]"`. For refused logins:
+    /// `appid`, `reason`, `day`, `attempts`, `last_at`, `user_id` (a blocked user) and
+    /// `other_addresses` (counted without their address: the app's day had too many).
     #[schema(value_type = Object)]
     pub details: serde_json::Value,
 }
@@ -48,8 +53,23 @@ impl ReadModels {
             let p = w.arg(action.as_str());
             w.and(format!("action = {p}"));
         }
-        self.newest_first(AUDIT, w, filter.from, filter.to, page)
-            .await
+        let after = after_cursor(AUDIT.kind, page)?;
+        let size = page.size();
+        let (from, to) = (filter.from, filter.to);
+        let mut rows = self
+            .newest_first_rows(&AUDIT, w, from, to, after, size + 1)
+            .await?;
+        // Refused logins are not events: merge their page in (both lists share the order
+        // and the cursor; tallies have negative positions).
+        if let Some(w) = rejections::audit_conditions(filter) {
+            rows.extend(
+                self.newest_first_rows(&REJECTIONS, w, from, to, after, size + 1)
+                    .await?,
+            );
+            rows.sort_by_key(|r| std::cmp::Reverse((r.occurred_at, r.position)));
+            rows.truncate(size + 1);
+        }
+        Ok(time_page(AUDIT.kind, rows, size, AUDIT.key))
     }
 }
 

@@ -3,6 +3,7 @@
 
 mod audit;
 mod logins;
+mod rejections;
 mod sessions;
 mod stats;
 mod users;
@@ -182,19 +183,32 @@ impl ReadModels {
     pub(crate) async fn newest_first<T>(
         &self,
         list: TimeList<T>,
-        mut w: Where,
+        w: Where,
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
         page: &PageRequest,
     ) -> Result<Page<T>, ProjectionError> {
-        let after = page
-            .cursor
-            .as_deref()
-            .map(|c| TimeCursor::decode_for(list.kind, c))
-            .transpose()?;
-        w.time_page(from, to, after.map(|c| (c.t, c.p)));
+        let after = after_cursor(list.kind, page)?;
         let size = page.size();
-        let limit = w.arg(size as i64 + 1);
+        let rows = self
+            .newest_first_rows(&list, w, from, to, after, size + 1)
+            .await?;
+        Ok(time_page(list.kind, rows, size, list.key))
+    }
+
+    /// Up to `limit` rows of `list` after `after` (a cursor's `(occurred_at, position)`),
+    /// newest first, under the filter conditions already in `w`.
+    pub(crate) async fn newest_first_rows<T>(
+        &self,
+        list: &TimeList<T>,
+        mut w: Where,
+        from: Option<DateTime<Utc>>,
+        to: Option<DateTime<Utc>>,
+        after: Option<(i64, i64)>,
+        limit: usize,
+    ) -> Result<Vec<T>, ProjectionError> {
+        w.time_page(from, to, after);
+        let limit = w.arg(limit as i64);
         let sql = format!(
             "SELECT {} FROM {} {} ORDER BY occurred_at DESC, position DESC LIMIT {limit}",
             list.columns,
@@ -202,17 +216,36 @@ impl ReadModels {
             w.sql()
         );
         let rows = w.bind(sqlx::query(&sql)).fetch_all(&self.db().read).await?;
-        let records = rows
-            .iter()
-            .map(list.decode)
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Page::from_rows(records, size, |r: &T| {
-            let (time, position) = (list.key)(r);
-            cursor::encode(&TimeCursor {
-                k: list.kind,
-                t: micros(time),
-                p: position,
-            })
-        }))
+        rows.iter().map(list.decode).collect()
     }
+}
+
+/// The `(occurred_at, position)` a page starts after, from its cursor for list `kind`.
+pub(crate) fn after_cursor(
+    kind: char,
+    page: &PageRequest,
+) -> Result<Option<(i64, i64)>, ProjectionError> {
+    Ok(page
+        .cursor
+        .as_deref()
+        .map(|c| TimeCursor::decode_for(kind, c))
+        .transpose()?
+        .map(|c| (c.t, c.p)))
+}
+
+/// A page of a list ordered by `(occurred_at, position)`, from `size` + 1 rows.
+pub(crate) fn time_page<T>(
+    kind: char,
+    rows: Vec<T>,
+    size: usize,
+    key: fn(&T) -> (DateTime<Utc>, i64),
+) -> Page<T> {
+    Page::from_rows(rows, size, |r: &T| {
+        let (time, position) = key(r);
+        cursor::encode(&TimeCursor {
+            k: kind,
+            t: micros(time),
+            p: position,
+        })
+    })
 }

@@ -1,3 +1,6 @@
+use std::collections::btree_map::Entry;
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 use serde::Serialize;
 use sqlx::Row;
@@ -18,11 +21,14 @@ pub struct DailyStatsRecord {
     /// Distinct users who logged in that day.
     pub active_users: i64,
     pub new_users: i64,
+    /// Refused logins by reason (`invalid_code`, `high_risk`, `blocked`, `rate_limited`);
+    /// kept for `IDENTITY_REJECTION_RETENTION_DAYS`.
+    pub rejected_logins: BTreeMap<String, i64>,
 }
 
 impl ReadModels {
     /// Per app and UTC day from `from` to `to` (both inclusive), by day then app. Days
-    /// without any login or registration have no row.
+    /// without any login, registration or refused login have no row.
     pub async fn daily_stats(
         &self,
         appid: Option<&str>,
@@ -44,18 +50,37 @@ impl ReadModels {
             w.sql()
         );
         let rows = w.bind(sqlx::query(&sql)).fetch_all(&self.db().read).await?;
-        rows.iter()
-            .map(|row| {
-                let day: String = row.try_get("day")?;
-                Ok(DailyStatsRecord {
-                    appid: row.try_get("appid")?,
-                    day: NaiveDate::parse_from_str(&day, "%Y-%m-%d")
-                        .map_err(|e| ProjectionError::Corrupt(format!("day {day:?}: {e}")))?,
-                    logins: row.try_get("logins")?,
-                    active_users: row.try_get("active_users")?,
-                    new_users: row.try_get("new_users")?,
-                })
-            })
-            .collect()
+        let mut days = BTreeMap::new();
+        for row in &rows {
+            let record = DailyStatsRecord {
+                appid: row.try_get("appid")?,
+                day: parse_day(row.try_get("day")?)?,
+                logins: row.try_get("logins")?,
+                active_users: row.try_get("active_users")?,
+                new_users: row.try_get("new_users")?,
+                rejected_logins: BTreeMap::new(),
+            };
+            days.insert((day_text(record.day), record.appid.clone()), record);
+        }
+        for ((appid, day), by_reason) in self.rejection_counts(appid, from, to).await? {
+            let record = match days.entry((day.clone(), appid.clone())) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => entry.insert(DailyStatsRecord {
+                    appid,
+                    day: parse_day(day)?,
+                    logins: 0,
+                    active_users: 0,
+                    new_users: 0,
+                    rejected_logins: BTreeMap::new(),
+                }),
+            };
+            record.rejected_logins = by_reason;
+        }
+        Ok(days.into_values().collect())
     }
+}
+
+fn parse_day(day: String) -> Result<NaiveDate, ProjectionError> {
+    NaiveDate::parse_from_str(&day, "%Y-%m-%d")
+        .map_err(|e| ProjectionError::Corrupt(format!("day {day:?}: {e}")))
 }

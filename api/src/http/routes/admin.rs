@@ -302,7 +302,10 @@ pub struct AuditQuery {
     params(AuditQuery),
     security(("api_key" = ["admin:read"])),
     description = "Every event as time, actor, action, target, app, client IP and details, \
-        personal data redacted; newest first. Requires an API key with the `admin:read` scope.",
+        personal data redacted; newest first. Refused logins, which are not events, appear as \
+        `LoginRejected` tallies (actor `system`, a negative `position`, `attempts` in the \
+        details), one per app, day, reason and address, kept for \
+        `IDENTITY_REJECTION_RETENTION_DAYS`. Requires an API key with the `admin:read` scope.",
     responses(
         (status = 200, description = "A page of audit entries", body = Page<AuditRecord>),
         (status = 400, description = "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"),
@@ -362,7 +365,8 @@ pub struct DailyStats {
     params(StatsQuery),
     security(("api_key" = ["admin:read"])),
     summary = "Daily statistics",
-    description = "Logins, active users and new users per app per UTC day; the last 30 days \
+    description = "Logins, active users, new users and refused logins by reason \
+        (`rejected_logins`) per app per UTC day; the last 30 days \
         unless `from`/`to` say otherwise, at most 366 days. Requires an API key with the \
         `admin:read` scope.",
     responses(

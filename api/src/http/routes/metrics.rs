@@ -27,7 +27,8 @@ struct ProjectionLabel {
 /// Prometheus metrics
 ///
 /// OpenMetrics text: `identity_projection_lag_events`, `identity_projection_position` (by
-/// `projection`) and `identity_event_log_head_position`.
+/// `projection`), `identity_event_log_head_position` and `identity_login_rejections_total`
+/// (this instance's refused logins, by `appid` and `reason`).
 #[utoipa::path(
     get,
     path = "/metrics",
@@ -72,6 +73,7 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
             relay_lag,
         );
     }
+    state.rejections.register(&mut registry);
     registry.register(
         "event_log_head_position",
         "Global position of the newest readable event",

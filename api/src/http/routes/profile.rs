@@ -42,7 +42,9 @@ pub struct AuthorizeProfileRequest {
 /// Verifies `signature`, decrypts `encrypted_data` with the user's latest `session_key`, checks
 /// the watermark's appid, links a unionid the data carries, and records `ProfileAuthorized`.
 /// Data fetched before the user's last login no longer decrypts: the answer then carries a
-/// `hint` to log in again.
+/// `hint` to log in again. Every failure after the signature check is the same
+/// `decrypt_failed` answer (no padding oracle); failed attempts are capped per user and per
+/// session key (429 past the cap; the key is retired, so a new `wx.login()` is needed).
 #[utoipa::path(
     post,
     path = "/v1/me/profile/authorize",
@@ -51,14 +53,19 @@ pub struct AuthorizeProfileRequest {
     request_body = AuthorizeProfileRequest,
     responses(
         (status = 204, description = "Recorded"),
-        (status = 400, description = "`signature_mismatch`, `malformed_encrypted_data`, \
-            `decrypt_failed`, `watermark_mismatch` (with a `hint` when a stale session_key is the \
-            likely cause); `invalid_request`: malformed body"),
+        (status = 400, description = "`malformed_encrypted_data`: bad base64 or lengths; \
+            `signature_mismatch`; `decrypt_failed`: anything after the signature check (padding, \
+            JSON, watermark, refused content), one identical answer; each with a `hint` when a \
+            stale session_key is the likely cause. `invalid_request`: malformed body, or no \
+            WeChat session key (log in again)"),
         (status = 401, description = "`unauthorized`: missing, invalid or expired access token, \
             or the session has ended"),
-        (status = 409, description = "`conflict`: the data names a unionid held by another user"),
+        (status = 409, description = "`conflict`: the user changed concurrently; retry"),
         (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
+        (status = 429, description = "`rate_limited`: too many failed attempts for this user or \
+            session key today",
+            headers(("Retry-After" = u64, description = "Seconds until the count starts again"))),
         (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
     )
 )]

@@ -1,0 +1,143 @@
+//! Refused logins. They are not events: anyone can send an invalid code, and the log is
+//! immutable, so each refusal would be a permanent write by an anonymous caller. They are
+//! counted on `/metrics` (per instance, by app and reason) and tallied in a bounded,
+//! retention-limited table (`infra::store::rejections`) that the audit log and the daily
+//! stats read.
+
+use std::time::Duration;
+
+use chrono::{Days, NaiveDate};
+use domain::{AppId, RejectionReason, UserId};
+use infra::store::LoginRejection;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+
+use crate::http::extract::RequestContext;
+use crate::http::ApiError;
+use crate::state::AppState;
+
+/// Tally rows one app may add per day before addresses are folded: a flood from many
+/// addresses grows counters, not the table.
+pub const MAX_ROWS_PER_APP_DAY: u32 = 1_000;
+
+/// How often expired days are deleted.
+const RETENTION_SWEEP: Duration = Duration::from_secs(60 * 60);
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RejectionLabels {
+    appid: String,
+    reason: String,
+}
+
+/// The refused-login settings and this instance's counters.
+pub struct Rejections {
+    /// Days a tally (with its client IP) is kept (`IDENTITY_REJECTION_RETENTION_DAYS`).
+    pub retention_days: u32,
+    counters: Family<RejectionLabels, Counter>,
+}
+
+impl Rejections {
+    pub fn new(retention_days: u32) -> Self {
+        Self {
+            retention_days: retention_days.max(1),
+            counters: Family::default(),
+        }
+    }
+
+    /// Adds `identity_login_rejections_total{appid, reason}` to a scrape.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "login_rejections",
+            "Logins refused since this instance started, by app and reason",
+            self.counters.clone(),
+        );
+    }
+}
+
+/// Why, as the tallies, the metrics and the old `LoginRejected` events name it.
+pub fn reason_name(reason: RejectionReason) -> &'static str {
+    match reason {
+        RejectionReason::InvalidCode => "invalid_code",
+        RejectionReason::HighRisk => "high_risk",
+        RejectionReason::Blocked => "blocked",
+        RejectionReason::RateLimited => "rate_limited",
+    }
+}
+
+/// Counts and tallies one refused login. `user_id` only when WeChat named a known user.
+pub async fn record(
+    state: &AppState,
+    appid: &AppId,
+    reason: RejectionReason,
+    user_id: Option<UserId>,
+    ctx: &RequestContext,
+) -> Result<(), ApiError> {
+    let reason = reason_name(reason);
+    state
+        .rejections
+        .counters
+        .get_or_create(&RejectionLabels {
+            appid: appid.to_string(),
+            reason: reason.to_owned(),
+        })
+        .inc();
+    let rejection = LoginRejection {
+        appid: appid.to_string(),
+        reason: reason.to_owned(),
+        client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+        user_id,
+        at: state.clock.now(),
+    };
+    state
+        .store
+        .record_rejection(&rejection, MAX_ROWS_PER_APP_DAY)
+        .await?;
+    Ok(())
+}
+
+/// Deletes the tallies of days past the retention, now and every hour.
+pub fn spawn_retention(state: AppState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(RETENTION_SWEEP);
+        loop {
+            tick.tick().await;
+            if let Err(err) = forget_expired(&state).await {
+                tracing::warn!(error = %err, "could not delete expired login rejections");
+            }
+        }
+    })
+}
+
+/// Deletes the days older than the retention.
+pub async fn forget_expired(state: &AppState) -> Result<u64, ApiError> {
+    let today = state.clock.now().date_naive();
+    let oldest = oldest_kept(today, state.rejections.retention_days);
+    let forgotten = state.store.forget_rejections_before(oldest).await?;
+    if forgotten > 0 {
+        tracing::info!(rows = forgotten, "deleted expired login rejections");
+    }
+    Ok(forgotten)
+}
+
+/// The first day a retention of `days` days keeps, today being one of them.
+fn oldest_kept(today: NaiveDate, days: u32) -> NaiveDate {
+    today
+        .checked_sub_days(Days::new(u64::from(days.max(1) - 1)))
+        .unwrap_or(NaiveDate::MIN)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_retention_counts_today() {
+        let today = NaiveDate::from_ymd_opt(2026, 12, 5).expect("a day");
+        let november_6 = NaiveDate::from_ymd_opt(2026, 11, 6).expect("a day");
+        assert_eq!(oldest_kept(today, 30), november_6);
+        assert_eq!(oldest_kept(today, 1), today);
+        assert_eq!(oldest_kept(today, 0), today, "at least today");
+    }
+}

@@ -1,0 +1,232 @@
+//! Issue 11 item 1: no padding oracle in `POST /v1/me/profile/authorize`. A caller pairing a
+//! genuine `raw_data`/`signature` with ciphertext of their choosing learns nothing from the
+//! answers, and gets few of them.
+
+use std::collections::BTreeMap;
+
+use api::usecases::encrypted_data::{MAX_FAILURES_PER_SESSION_KEY, MAX_FAILURES_PER_USER};
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use identity_tests::{assert_problem, both_backends, World, APP_A, APP_C};
+use infra::wechat::user_data;
+use infra::wechat::SessionKey;
+use rand::RngCore;
+use serde_json::{json, Value};
+
+both_backends! {
+    random_ciphertexts_get_one_answer_then_none,
+    an_honest_client_with_a_few_failures_still_authorizes,
+    a_refused_decrypted_unionid_answers_like_any_failure,
+}
+
+async fn get_user_profile(world: &World, user: &str, profile: Value) -> Value {
+    world
+        .http
+        .post(format!("{}/sim/getUserProfile", world.sim_base))
+        .json(&json!({ "appid": APP_A, "user": user, "profile": profile }))
+        .send()
+        .await
+        .expect("simulator answers")
+        .json()
+        .await
+        .expect("JSON")
+}
+
+fn authorize_body(wx: &Value) -> Value {
+    json!({
+        "raw_data": wx["rawData"],
+        "signature": wx["signature"],
+        "encrypted_data": wx["encryptedData"],
+        "iv": wx["iv"],
+    })
+}
+
+/// The genuine signed part with a random one-block ciphertext and iv.
+fn forged(wx: &Value) -> Value {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let mut body = authorize_body(wx);
+    body["iv"] = json!(STANDARD.encode(&bytes[..16]));
+    body["encrypted_data"] = json!(STANDARD.encode(&bytes[16..]));
+    body
+}
+
+async fn authorize(world: &World, base: &str, access: &str, body: &Value) -> reqwest::Response {
+    world
+        .http
+        .post(format!("{base}/v1/me/profile/authorize"))
+        .bearer_auth(access)
+        .json(body)
+        .send()
+        .await
+        .expect("service answers")
+}
+
+/// `status code detail hint`: everything an answer says.
+async fn answer_of(response: reqwest::Response) -> String {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json", "status {status}");
+    let body: Value = response.json().await.expect("problem JSON");
+    format!(
+        "{status} {} {} {}",
+        body["code"], body["detail"], body["hint"]
+    )
+}
+
+fn access_of(login: &Value) -> String {
+    login["access_token"].as_str().expect("token").to_owned()
+}
+
+async fn random_ciphertexts_get_one_answer_then_none(world: World) {
+    // Two instances on one database: the cap is the database's, not an instance's.
+    let second = world.spawn_instance(|_| {}).await;
+    let access = access_of(&world.login(APP_A, "oracle").await);
+    let wx = get_user_profile(&world, "oracle", json!({})).await;
+
+    let mut answers: BTreeMap<String, usize> = BTreeMap::new();
+    for i in 0..600 {
+        let base = if i % 2 == 0 {
+            &world.app.base
+        } else {
+            &second.base
+        };
+        let answer = answer_of(authorize(&world, base, &access, &forged(&wx)).await).await;
+        *answers.entry(answer).or_default() += 1;
+    }
+    let decrypt_answers: Vec<_> = answers
+        .iter()
+        .filter(|(answer, _)| answer.starts_with("400 \"decrypt_failed\""))
+        .collect();
+    assert_eq!(
+        decrypt_answers.len(),
+        1,
+        "one decryption answer: {answers:#?}"
+    );
+    assert_eq!(
+        *decrypt_answers[0].1, MAX_FAILURES_PER_SESSION_KEY as usize,
+        "{answers:#?}"
+    );
+    let refused: usize = answers
+        .iter()
+        .filter(|(answer, _)| answer.starts_with("429 \"rate_limited\""))
+        .map(|(_, n)| n)
+        .sum();
+    assert!(
+        refused >= 600 - MAX_FAILURES_PER_USER as usize,
+        "{answers:#?}"
+    );
+    // The rest: the retired key asks for a new login, without looking at the ciphertext.
+    for answer in answers.keys() {
+        assert!(
+            answer.starts_with("400 \"decrypt_failed\"")
+                || answer.starts_with("429 \"rate_limited\"")
+                || answer.starts_with("400 \"invalid_request\" \"no WeChat session"),
+            "{answer}"
+        );
+    }
+
+    // The genuine payload was made under the retired key: a new login is needed, and even then
+    // this user's budget is spent for the day.
+    let again = world.login(APP_A, "oracle").await;
+    let fresh = get_user_profile(&world, "oracle", json!({})).await;
+    let response = authorize(
+        &world,
+        &world.app.base,
+        &access_of(&again),
+        &authorize_body(&fresh),
+    )
+    .await;
+    assert!(response.headers().contains_key("retry-after"));
+    assert_problem(response, 429, "rate_limited").await;
+
+    // Other users are not affected.
+    let other = access_of(&world.login(APP_A, "bystander").await);
+    let theirs = get_user_profile(&world, "bystander", json!({})).await;
+    let response = authorize(&world, &second.base, &other, &authorize_body(&theirs)).await;
+    assert_eq!(response.status(), 204);
+}
+
+async fn an_honest_client_with_a_few_failures_still_authorizes(world: World) {
+    let access = access_of(&world.login(APP_A, "honest").await);
+    let wx = get_user_profile(&world, "honest", json!({ "nickName": "Honest" })).await;
+    for _ in 0..MAX_FAILURES_PER_SESSION_KEY - 1 {
+        let answer = authorize(&world, &world.app.base, &access, &forged(&wx)).await;
+        assert_problem(answer, 400, "decrypt_failed").await;
+    }
+    let answer = authorize(&world, &world.app.base, &access, &authorize_body(&wx)).await;
+    assert_eq!(answer.status(), 204);
+    // Successes do not count: the same data may be shared again, many times.
+    for _ in 0..MAX_FAILURES_PER_USER + 1 {
+        let answer = authorize(&world, &world.app.base, &access, &authorize_body(&wx)).await;
+        assert_eq!(answer.status(), 204);
+    }
+}
+
+async fn a_refused_decrypted_unionid_answers_like_any_failure(world: World) {
+    // Payloads from before 2021 carry openId and unionId. Data naming someone else is refused
+    // exactly as a bad padding is. The payloads are sealed here under the real session key,
+    // as only WeChat (or a working oracle) could.
+    let victim = world.login(APP_A, "victim").await;
+    let victim_unionid = victim["user"]["unionid"]
+        .as_str()
+        .expect("bound app")
+        .to_owned();
+    let attacker = world.login(APP_C, "attacker").await;
+    let access = access_of(&attacker);
+    let openid = attacker["user"]["openid"]
+        .as_str()
+        .expect("openid")
+        .to_owned();
+    let key = world
+        .simulator
+        .current_session_key(APP_C, &openid)
+        .expect("the simulator's key");
+    let key = SessionKey::parse(&key).expect("session key");
+    let sealed = |data: Value| {
+        let raw_data = "{}";
+        json!({
+            "raw_data": raw_data,
+            "signature": user_data::raw_data_signature(raw_data, &key),
+            "encrypted_data": user_data::encrypt(&data, [9; 16], &key),
+            "iv": STANDARD.encode([9u8; 16]),
+        })
+    };
+    let watermark = json!({ "appid": APP_C, "timestamp": 1 });
+    // Sealed the same way, the attacker's own data goes through: the refusals below are the
+    // content's, not the sealing's.
+    let own = sealed(json!({ "openId": openid, "nickName": "Mallory", "watermark": watermark }));
+    let answer = authorize(&world, &world.app.base, &access, &own).await;
+    assert_eq!(answer.status(), 204);
+    let mut random = sealed(json!({}));
+    random["encrypted_data"] = forged(&json!({}))["encrypted_data"].clone();
+    let bad_padding = answer_of(authorize(&world, &world.app.base, &access, &random).await).await;
+    assert!(
+        bad_padding.starts_with("400 \"decrypt_failed\""),
+        "{bad_padding}"
+    );
+    for data in [
+        json!({ "openId": "o-someone-else", "watermark": watermark }),
+        json!({ "openId": openid, "unionId": "", "watermark": watermark }),
+        json!({ "openId": openid, "unionId": victim_unionid, "watermark": watermark }),
+        json!({ "nickName": "x", "watermark": { "appid": APP_A, "timestamp": 1 } }),
+    ] {
+        let answer =
+            answer_of(authorize(&world, &world.app.base, &access, &sealed(data.clone())).await)
+                .await;
+        assert_eq!(answer, bad_padding, "{data}");
+    }
+    // The victim's unionid did not move to the attacker.
+    let me: Value = world
+        .get_as(&access, "/v1/me")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert!(me["unionid"].is_null(), "{me}");
+}

@@ -1,0 +1,252 @@
+//! Issue 11 item 5: refused logins do not grow the event log, yet admins see them (audit log,
+//! daily stats, metrics) from a bounded store that erasure and retention empty.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use api::usecases::rejections::MAX_ROWS_PER_APP_DAY;
+use futures::StreamExt;
+use identity_tests::{assert_problem, both_backends, World, APP_A, APP_B};
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpSocket;
+
+both_backends! {
+    ten_thousand_addresses_of_invalid_codes_add_no_events,
+    refused_logins_are_audited_counted_and_erased,
+}
+
+/// Every event in the log.
+async fn event_count(world: &World) -> usize {
+    infra::testing::wait_until_log_readable(&world.database_url).await;
+    let store = world.store().await;
+    let (mut count, mut after) = (0, 0);
+    loop {
+        let page = store.read_all(after, 1000).await.expect("read_all");
+        let Some(last) = page.last() else { break };
+        after = last.position;
+        count += page.len();
+    }
+    count
+}
+
+/// `POST /v1/wechat/login` with an invalid code from `source` (any 127.0.0.0/8 address is
+/// this machine's): the client IP the service sees, without trusting any header. Returns the
+/// status.
+async fn invalid_login_from(server: SocketAddr, source: Ipv4Addr) -> u16 {
+    let socket = TcpSocket::new_v4().expect("socket");
+    socket
+        .bind(SocketAddr::new(IpAddr::V4(source), 0))
+        .expect("bind a loopback address");
+    let mut stream = socket.connect(server).await.expect("connect");
+    let body = json!({ "appid": APP_A, "code": "never-issued" }).to_string();
+    let request = format!(
+        "POST /v1/wechat/login HTTP/1.1\r\nhost: identityd\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).await.expect("read");
+    let status = String::from_utf8_lossy(&answer[..12.min(answer.len())]).into_owned();
+    status[9..].trim().parse().expect("a status line")
+}
+
+async fn ten_thousand_addresses_of_invalid_codes_add_no_events(world: World) {
+    // The login limiter is on, as in production: each address stays under it.
+    let app = world
+        .spawn_instance(|config| config.login_rate_per_minute = 120)
+        .await;
+    let server: SocketAddr = app
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("address");
+    let before = event_count(&world).await;
+    let statuses: Vec<u16> = futures::stream::iter(0..10_000u32)
+        .map(|i| {
+            let [_, _, b, c] = (i + 256).to_be_bytes();
+            invalid_login_from(server, Ipv4Addr::new(127, 1, b, c))
+        })
+        .buffer_unordered(32)
+        .collect()
+        .await;
+    assert!(
+        statuses.iter().all(|s| *s == 400),
+        "every one refused as invalid_code"
+    );
+    let added = event_count(&world).await - before;
+    assert!(added <= 100, "{added} events from 10,000 refused logins");
+
+    // Admins still see all of them: counted by reason, and in the audit log as tallies whose
+    // rows are bounded (addresses past the day's cap are counted without their address).
+    let admin = world.api_key("admin:read").await;
+    let stats: Value = world
+        .get_as(&admin, &format!("/v1/admin/stats/daily?appid={APP_A}"))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let today = &stats["days"]
+        .as_array()
+        .expect("days")
+        .last()
+        .expect("today")
+        .clone();
+    assert_eq!(
+        today["rejected_logins"],
+        json!({ "invalid_code": 10_000 }),
+        "{stats}"
+    );
+    let (mut rows, mut attempts, mut cursor) = (0, 0, String::new());
+    loop {
+        let page: Value = world
+            .get_as(
+                &admin,
+                &format!("/v1/admin/audit?action=LoginRejected&limit=200{cursor}"),
+            )
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        for item in page["items"].as_array().expect("items") {
+            rows += 1;
+            attempts += item["details"]["attempts"].as_i64().expect("attempts");
+        }
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(attempts, 10_000);
+    assert_eq!(
+        rows,
+        MAX_ROWS_PER_APP_DAY as usize + 1,
+        "the cap, plus the folded row"
+    );
+}
+
+async fn refused_logins_are_audited_counted_and_erased(world: World) {
+    let writer = world.api_key("admin:read,admin:write").await;
+    let login = world.login(APP_A, "blocked-one").await;
+    let user_id = login["user"]["user_id"]
+        .as_str()
+        .expect("user id")
+        .to_owned();
+    let blocked = world
+        .http
+        .post(world.url(&format!("/v1/admin/users/{user_id}/block")))
+        .bearer_auth(&writer)
+        .json(&json!({ "reason": "abuse" }))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(blocked.status(), 200, "{:?}", blocked.text().await);
+    for appid in [APP_A, APP_A, APP_B] {
+        let code = world.wx_login(appid, "blocked-one").await;
+        assert_problem(world.login_with(appid, &code).await, 403, "user_blocked").await;
+    }
+    assert_problem(
+        world.login_with(APP_B, "never-issued").await,
+        400,
+        "invalid_code",
+    )
+    .await;
+
+    // The audit log names the blocked user (so it can be found, and erased) and the address.
+    let audit = |query: String| {
+        let (world, writer) = (&world, &writer);
+        async move {
+            let page: Value = world
+                .get_as(writer, &format!("/v1/admin/audit?{query}"))
+                .await
+                .json()
+                .await
+                .expect("JSON");
+            page["items"].as_array().expect("items").clone()
+        }
+    };
+    let theirs = audit(format!("user_id={user_id}&action=LoginRejected")).await;
+    assert_eq!(theirs.len(), 2, "one tally per app: {theirs:?}");
+    let in_a = theirs
+        .iter()
+        .find(|item| item["appid"] == APP_A)
+        .expect("APP_A's tally");
+    assert_eq!(in_a["details"]["attempts"], 2);
+    assert_eq!(in_a["details"]["reason"], "blocked");
+    assert_eq!(in_a["actor"], "system");
+    assert_eq!(in_a["target"], user_id.as_str());
+    assert_eq!(in_a["client_ip"], "127.0.0.1");
+    assert!(in_a["position"].as_i64().expect("position") < 0, "{in_a}");
+    let everyone = audit("action=LoginRejected".into()).await;
+    assert_eq!(everyone.len(), 3, "{everyone:?}");
+    // Filters that cannot match a refused login leave them out.
+    assert!(audit("actor=admin:nobody&action=LoginRejected".into())
+        .await
+        .is_empty());
+
+    // Events and tallies page together: small pages walk the same list as one big page,
+    // newest first, each entry once.
+    world
+        .wait_for_projections(std::time::Duration::from_secs(5))
+        .await;
+    let whole = audit("limit=200".into()).await;
+    assert!(whole.iter().any(|item| item["action"] == "UserBlocked"));
+    let (mut walked, mut cursor) = (Vec::new(), String::new());
+    loop {
+        let page: Value = world
+            .get_as(&writer, &format!("/v1/admin/audit?limit=2{cursor}"))
+            .await
+            .json()
+            .await
+            .expect("JSON");
+        walked.extend(page["items"].as_array().expect("items").iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => break,
+        }
+    }
+    assert_eq!(walked, whole);
+    let keys: Vec<_> = whole
+        .iter()
+        .map(|item| {
+            let time = item["occurred_at"].as_str().expect("time");
+            let time = chrono::DateTime::parse_from_rfc3339(time).expect("RFC 3339");
+            (time, item["position"].as_i64().expect("position"))
+        })
+        .collect();
+    assert!(keys.windows(2).all(|w| w[0] > w[1]), "{keys:?}");
+
+    // Counted on /metrics by app and reason.
+    let metrics = world
+        .http
+        .get(world.url("/metrics"))
+        .send()
+        .await
+        .expect("answer")
+        .text()
+        .await
+        .expect("text");
+    for line in [
+        format!("identity_login_rejections_total{{appid=\"{APP_A}\",reason=\"blocked\"}} 2"),
+        format!("identity_login_rejections_total{{appid=\"{APP_B}\",reason=\"blocked\"}} 1"),
+        format!("identity_login_rejections_total{{appid=\"{APP_B}\",reason=\"invalid_code\"}} 1"),
+    ] {
+        assert!(metrics.contains(&line), "{line} in {metrics}");
+    }
+
+    // Erasure deletes the user's tallies (with their addresses); the anonymous one stays.
+    let erased = world
+        .http
+        .delete(world.url(&format!("/v1/admin/users/{user_id}")))
+        .bearer_auth(&writer)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(erased.status(), 204);
+    assert!(audit(format!("user_id={user_id}&action=LoginRejected"))
+        .await
+        .is_empty());
+    let left = audit("action=LoginRejected".into()).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(left[0]["details"]["reason"], "invalid_code");
+}
