@@ -5,9 +5,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use infra::api_keys::Scope;
 use infra::store::Store;
+use secrecy::ExposeSecret;
 
 use crate::config::Config;
 use crate::startup::{shutdown_signal, Application};
@@ -110,6 +112,25 @@ async fn migrate(file: Option<PathBuf>) -> anyhow::Result<()> {
     // Connecting runs the embedded migrations.
     let store = infra::store::connect(&config.database_url).await?;
     println!("migrations applied ({})", store.backend());
+    // The one-time personal-data migration needs the master key (it also runs at start).
+    match &config.master_key {
+        Some(encoded) => {
+            let master = infra::crypto::MasterKey::from_base64(encoded.expose_secret())
+                .context("IDENTITY_MASTER_KEY")?;
+            let read_models = projections::ReadModels::connect(&config.database_url).await?;
+            crate::startup::seal_personal_data(
+                &store,
+                &read_models,
+                &infra::personal_data::PersonalData::new(&master),
+                &infra::personal_data::LookupIndex::new(&master),
+            )
+            .await?;
+            println!("personal data sealed ({})", infra::personal_data::migration::NAME);
+        }
+        None => println!(
+            "IDENTITY_MASTER_KEY is not set: the personal-data migration runs at the next start"
+        ),
+    }
     Ok(())
 }
 

@@ -136,7 +136,7 @@ impl FromRequestParts<AppState> for Authenticated {
             .verify(token)
             .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))?;
         let (session, session_version, user) =
-            streams::load_session_of_user_in_force(state.store.as_ref(), claims.sid, claims.sub)
+            streams::load_session_of_user_in_force(state, claims.sid, claims.sub)
                 .await?
                 .ok_or(ApiError::Unauthorized("the session has ended"))?;
         Ok(Self {

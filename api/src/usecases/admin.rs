@@ -3,7 +3,7 @@
 use domain::{Actor, UserError, UserId};
 use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 
-use super::streams::{load_user, to_new_events};
+use super::streams::{load_user, to_new_events, LoadedUser};
 use crate::http::extract::RequestContext;
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -25,7 +25,7 @@ pub async fn change_status(
 ) -> Result<bool, ApiError> {
     // A concurrent login or admin action may append first: decide again on the new state.
     for _ in 0..3 {
-        let (user, version) = load_user(state.store.as_ref(), user_id).await?;
+        let LoadedUser { user, version, key } = load_user(state, user_id).await?;
         let decided = match change {
             StatusChange::Block => user.decide_block(reason),
             StatusChange::Unblock => user.decide_unblock(reason),
@@ -41,7 +41,7 @@ pub async fn change_status(
         let batch = AppendBatch::default().stream(
             user_id.stream(),
             ExpectedVersion::after(version),
-            to_new_events(&events, &metadata, state.clock.now())?,
+            to_new_events(&events, &metadata, state.clock.now(), key.as_ref())?,
         );
         match state.store.append(batch).await {
             Ok(_) => return Ok(true),

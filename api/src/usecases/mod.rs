@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod login;
 pub mod profile;
+pub mod reveal;
 pub mod sessions;
 pub mod streams;
 pub mod views;

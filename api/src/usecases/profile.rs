@@ -13,7 +13,7 @@ use infra::wechat::{SessionKey, WeChatError};
 use serde_json::{json, Map, Value};
 
 use super::login::session_key_context;
-use super::streams::{load_user, to_new_events};
+use super::streams::{load_user, to_new_events, LoadedUser};
 use crate::http::extract::RequestContext;
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -66,7 +66,7 @@ pub async fn authorize_profile(
     payload: &EncryptedProfile,
     ctx: &RequestContext,
 ) -> Result<(), ApiError> {
-    let (user, _) = load_user(state.store.as_ref(), user_id).await?;
+    let user = load_user(state, user_id).await?.user;
     let openid = user.openid_for(appid).cloned().ok_or(ApiError::NotFound)?;
     let session_key = current_session_key(state, appid, &openid).await?;
     user_data::verify_raw_data(&payload.raw_data, &payload.signature, &session_key)
@@ -187,7 +187,7 @@ pub async fn update_profile(
     update: ProfileUpdate,
     ctx: &RequestContext,
 ) -> Result<(), ApiError> {
-    let (user, _) = load_user(state.store.as_ref(), user_id).await?;
+    let user = load_user(state, user_id).await?.user;
     let mut profile = match &user.profile {
         Some(sealed) => open_one(state, user_id, sealed)
             .await?
@@ -228,7 +228,7 @@ pub async fn bind_phone(
     ctx: &RequestContext,
 ) -> Result<(), ApiError> {
     let app = state.apps.get(appid).ok_or(ApiError::UnknownApp)?;
-    let (user, _) = load_user(state.store.as_ref(), user_id).await?;
+    let user = load_user(state, user_id).await?.user;
     let openid = user.openid_for(appid).cloned().ok_or(ApiError::NotFound)?;
     let info = state
         .wechat
@@ -282,41 +282,48 @@ pub async fn withdraw(
     .await
 }
 
-/// Erasure: `UserErased` (freeing the person's claims), then the data key and the WeChat
-/// session keys go. Safe to repeat: a retry after a failure finishes the job.
+/// Erasure. The WeChat session keys go first (their rows name the openid; a crash after this
+/// step leaves a user who simply logs in again). Then `UserErased`, whose append frees the
+/// person's claims and, in the same transaction, deletes their data key (a trigger on the
+/// events table): no crash can leave an erased user's sealed fields readable. Last, the
+/// database's files are purged of the deleted rows' old copies (SQLite's WAL); the next start
+/// does it again, should this step not run. Safe to repeat.
 pub async fn erase(
     state: &AppState,
     user_id: UserId,
     actor: Actor,
     ctx: &RequestContext,
 ) -> Result<(), ApiError> {
-    let (before, _) = load_user(state.store.as_ref(), user_id).await?;
+    let before = load_user(state, user_id).await?.user;
+    if before.is_registered() && !before.erased {
+        for (appid, openid) in &before.accounts {
+            state
+                .store
+                .delete_session_key(appid.as_str(), openid.as_str())
+                .await?;
+        }
+    }
     record(state, user_id, None, ctx, actor, |user| user.decide_erase()).await?;
-    state
-        .personal_data
-        .destroy(state.store.as_ref(), user_id)
-        .await
-        .map_err(ApiError::internal)?;
-    for (appid, openid) in &before.accounts {
-        state
-            .store
-            .delete_session_key(appid.as_str(), openid.as_str())
-            .await?;
+    if let Err(err) = state.store.purge_deleted().await {
+        tracing::warn!(error = %err, "purging the database files after an erasure failed");
     }
     Ok(())
 }
 
-/// Seals personal data under the user's data key (created on first use).
+/// Seals personal data under the user's data key. Every user gets one at registration (or
+/// from the migration), so a missing key means an erased user: nothing is sealed for them.
 async fn seal(
     state: &AppState,
     user_id: UserId,
     data: &Value,
 ) -> Result<SealedPersonalData, ApiError> {
-    state
+    let key = state
         .personal_data
-        .seal(state.store.as_ref(), user_id, data)
+        .key(state.store.as_ref(), user_id)
         .await
-        .map_err(ApiError::internal)
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::Missing("this user's data was erased"))?;
+    Ok(key.seal(data))
 }
 
 /// Opens one sealed field of the user; `None` once erased.
@@ -344,7 +351,7 @@ async fn record(
     decide: impl Fn(&User) -> Result<Vec<UserEvent>, UserError>,
 ) -> Result<(), ApiError> {
     for _ in 0..3 {
-        let (user, version) = load_user(state.store.as_ref(), user_id).await?;
+        let LoadedUser { user, version, key } = load_user(state, user_id).await?;
         let events = decide(&user).map_err(user_error)?;
         if events.is_empty() {
             return Ok(());
@@ -353,10 +360,10 @@ async fn record(
         let mut batch = AppendBatch::default().stream(
             user_id.stream(),
             ExpectedVersion::after(version),
-            to_new_events(&events, &metadata, state.clock.now())?,
+            to_new_events(&events, &metadata, state.clock.now(), key.as_ref())?,
         );
         for claim in events.iter().filter_map(Claim::made_by) {
-            batch = batch.claim(claim, user_id);
+            batch = batch.claim(state.lookup_index.claim(&claim), user_id);
         }
         if events.iter().any(|e| matches!(e, UserEvent::UserErased {})) {
             batch = batch.release_claims_of(user_id);

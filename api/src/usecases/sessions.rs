@@ -3,7 +3,7 @@
 use domain::{Actor, Session, SessionError, SessionEvent, SessionId, UserId};
 use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 
-use super::streams::{load_session, to_new_events, user_standing, Standing};
+use super::streams::{load_session, to_new_events, user_key, user_standing, Standing};
 use crate::http::extract::RequestContext;
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -50,7 +50,11 @@ pub async fn refresh(
         let Session::Active { user_id, appid, .. } = &session else {
             return Err(ApiError::Unauthorized("the session has ended"));
         };
-        match user_standing(state.store.as_ref(), *user_id).await? {
+        let (standing, key) = tokio::join!(
+            user_standing(state.store.as_ref(), *user_id),
+            user_key(state, *user_id)
+        );
+        match standing? {
             Standing::Good => {}
             Standing::Blocked => return Err(ApiError::UserBlocked),
             Standing::Erased => return Err(ApiError::Unauthorized("the session has ended")),
@@ -65,7 +69,7 @@ pub async fn refresh(
         let batch = AppendBatch::default().stream(
             session_id.stream(),
             ExpectedVersion::after(version),
-            to_new_events(&events, &metadata, state.clock.now())?,
+            to_new_events(&events, &metadata, state.clock.now(), key?.as_ref())?,
         );
         match state.store.append(batch).await {
             Ok(_) => {}
@@ -103,10 +107,11 @@ pub async fn logout(
         return Err(ApiError::Unauthorized("the session has ended"));
     };
     let metadata = ctx.metadata(Actor::User(user_id), Some(appid));
+    let key = user_key(state, user_id).await?;
     let batch = AppendBatch::default().stream(
         session_id.stream(),
         ExpectedVersion::after(version),
-        to_new_events(&events, &metadata, state.clock.now())?,
+        to_new_events(&events, &metadata, state.clock.now(), key.as_ref())?,
     );
     match state.store.append(batch).await {
         Ok(_) => Ok(()),

@@ -1,20 +1,31 @@
-//! Loading aggregates from their streams and wrapping decided events for the store.
+//! Loading aggregates from their streams and wrapping decided events for the store. Personal
+//! fields are opened as events are decoded and sealed as they are encoded
+//! (`infra::personal_data::codec`), with the subject user's data key.
 
 use chrono::{DateTime, Utc};
 use domain::events::from_stored;
 use domain::{
     DomainEvent, EventId, Metadata, Session, SessionEvent, SessionId, User, UserEvent, UserId,
 };
+use infra::personal_data::{open_event, seal_event, UserKey};
 use infra::store::{EventStore, NewEvent, RecordedEvent};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::http::ApiError;
+use crate::state::AppState;
 
-fn decode<E: DomainEvent + DeserializeOwned>(stored: &[RecordedEvent]) -> Result<Vec<E>, ApiError> {
+/// Decodes a stream's events, opening their personal fields with `key` (without it they read
+/// as placeholders: enough for state that holds no personal data, like a session's).
+fn decode<E: DomainEvent + DeserializeOwned>(
+    stored: &[RecordedEvent],
+    key: Option<&UserKey>,
+) -> Result<Vec<E>, ApiError> {
     stored
         .iter()
         .map(|e| {
+            let mut e = e.clone();
+            open_event(&mut e, key);
             from_stored::<E>(&e.event_type, &e.payload).map_err(|err| {
                 ApiError::internal(anyhow::anyhow!("event {} undecodable: {err}", e.event_id))
             })
@@ -22,14 +33,42 @@ fn decode<E: DomainEvent + DeserializeOwned>(stored: &[RecordedEvent]) -> Result
         .collect()
 }
 
-/// A user's state and the number of events it was built from.
-pub async fn load_user(store: &dyn EventStore, id: UserId) -> Result<(User, usize), ApiError> {
-    user_from_stored(&store.load_stream(&id.stream()).await?)
+/// A user's state with their personal data opened, the number of events it was built from,
+/// and their data key (`None` once erased) for sealing what is appended next.
+pub struct LoadedUser {
+    pub user: User,
+    pub version: usize,
+    pub key: Option<UserKey>,
+}
+
+/// A user's state, personal data opened. The stream and the key are read side by side.
+pub async fn load_user(state: &AppState, id: UserId) -> Result<LoadedUser, ApiError> {
+    let store = state.store.as_ref();
+    let stream = id.stream();
+    let (stored, key) = tokio::join!(
+        store.load_stream(&stream),
+        state.personal_data.key(store, id)
+    );
+    let key = key.map_err(ApiError::internal)?;
+    let (user, version) = user_from_stored(&stored?, key.as_ref())?;
+    Ok(LoadedUser { user, version, key })
+}
+
+/// The user's data key, to seal what is appended about them (`None` once erased).
+pub async fn user_key(state: &AppState, id: UserId) -> Result<Option<UserKey>, ApiError> {
+    state
+        .personal_data
+        .key(state.store.as_ref(), id)
+        .await
+        .map_err(ApiError::internal)
 }
 
 /// A user's state from their stream's events, and how many there were.
-pub fn user_from_stored(stored: &[RecordedEvent]) -> Result<(User, usize), ApiError> {
-    let events: Vec<UserEvent> = decode(stored)?;
+pub fn user_from_stored(
+    stored: &[RecordedEvent],
+    key: Option<&UserKey>,
+) -> Result<(User, usize), ApiError> {
+    let events: Vec<UserEvent> = decode(stored, key)?;
     Ok((User::replay(&events), events.len()))
 }
 
@@ -54,8 +93,9 @@ impl Standing {
     }
 }
 
+/// A user's standing (their flags need no personal data: nothing is opened).
 pub async fn user_standing(store: &dyn EventStore, id: UserId) -> Result<Standing, ApiError> {
-    let (user, _) = load_user(store, id).await?;
+    let (user, _) = user_from_stored(&store.load_stream(&id.stream()).await?, None)?;
     Ok(Standing::of(&user))
 }
 
@@ -79,22 +119,27 @@ pub async fn load_session_and_user_in_force(
     let Some(user_id) = session.user_id().filter(|_| session.is_active()) else {
         return Ok(None);
     };
-    let (user, _) = load_user(store, user_id).await?;
+    let (user, _) = user_from_stored(&store.load_stream(&user_id.stream()).await?, None)?;
     Ok((Standing::of(&user) == Standing::Good).then_some((session, version, user)))
 }
 
 /// As `load_session_and_user_in_force`, for a caller who already knows the user (an access
-/// token names both): both streams in one read. `None` also when the session is not that
+/// token names both): both streams in one read, the user's data key read beside it, and the
+/// user's personal data opened (`/v1/me` shows it). `None` also when the session is not that
 /// user's.
 pub async fn load_session_of_user_in_force(
-    store: &dyn EventStore,
+    state: &AppState,
     id: SessionId,
     user_id: UserId,
 ) -> Result<Option<(Session, usize, User)>, ApiError> {
+    let store = state.store.as_ref();
     let (session_stream, user_stream) = (id.stream(), user_id.stream());
-    let stored = store
-        .load_streams(&[session_stream.clone(), user_stream])
-        .await?;
+    let streams = [session_stream.clone(), user_stream];
+    let (stored, key) = tokio::join!(
+        store.load_streams(&streams),
+        state.personal_data.key(store, user_id)
+    );
+    let (stored, key) = (stored?, key.map_err(ApiError::internal)?);
     let (session_events, user_events): (Vec<RecordedEvent>, Vec<RecordedEvent>) = stored
         .into_iter()
         .partition(|e| e.stream_id == session_stream);
@@ -102,7 +147,7 @@ pub async fn load_session_of_user_in_force(
     if session.user_id() != Some(user_id) || !session.is_active() {
         return Ok(None);
     }
-    let (user, _) = user_from_stored(&user_events)?;
+    let (user, _) = user_from_stored(&user_events, key.as_ref())?;
     Ok((Standing::of(&user) == Standing::Good).then_some((session, version, user)))
 }
 
@@ -113,14 +158,30 @@ pub async fn load_session(
     session_from_stored(&store.load_stream(&id.stream()).await?)
 }
 
-/// A session's state from its stream's events, and how many there were.
+/// A session's state from its stream's events, and how many there were. The state holds no
+/// personal data, so nothing is opened.
 fn session_from_stored(stored: &[RecordedEvent]) -> Result<(Session, usize), ApiError> {
-    let events: Vec<SessionEvent> = decode(stored)?;
+    let events: Vec<SessionEvent> = decode(stored, None)?;
     Ok((Session::replay(&events), events.len()))
 }
 
-/// Wraps decided events for the store.
+/// Wraps decided events for the store, their personal fields sealed under the subject's key
+/// (`None`: the subject was erased, and personal fields are left out).
 pub fn to_new_events<E: DomainEvent>(
+    events: &[E],
+    metadata: &Metadata,
+    now: DateTime<Utc>,
+    key: Option<&UserKey>,
+) -> Result<Vec<NewEvent>, ApiError> {
+    let mut wrapped = to_new_app_events(events, metadata, now)?;
+    for event in &mut wrapped {
+        seal_event(event, key);
+    }
+    Ok(wrapped)
+}
+
+/// Wraps events that have no subject user (an app's stream) for the store, as they are.
+pub fn to_new_app_events<E: DomainEvent>(
     events: &[E],
     metadata: &Metadata,
     now: DateTime<Utc>,

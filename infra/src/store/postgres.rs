@@ -12,6 +12,7 @@ mod api_keys;
 mod append;
 mod notify;
 mod relay;
+mod rewrite;
 
 use std::str::FromStr;
 use std::sync::LazyLock;
@@ -19,7 +20,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{Claim, EventId, Metadata, StreamId, UserId};
+use domain::{EventId, Metadata, StreamId, UserId};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -30,7 +31,7 @@ use super::prepared::{schema_version_from_db, upcast};
 use super::signal::AppendSignal;
 
 use super::{
-    AppendBatch, AppendError, DataKeyStore, EventStore, NonceStore, RecordedEvent, SessionKeyVault,
+    AppendBatch, AppendError, ClaimKey, DataKeyStore, EventStore, NonceStore, RecordedEvent, SessionKeyVault,
     SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
@@ -125,9 +126,9 @@ impl EventStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn load_claimant(
         &self,
-        claim: &Claim,
+        claim: &ClaimKey,
     ) -> Result<Option<(UserId, Vec<RecordedEvent>)>, StoreError> {
-        let (kind, value) = claim.key();
+        let (kind, value) = (claim.kind, claim.value.as_str());
         // The user id follows the event columns, so `decode_event` reads the row as it is.
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, claims.user_id FROM claims \
@@ -173,8 +174,8 @@ impl EventStore for PostgresStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn find_claim(&self, claim: &Claim) -> Result<Option<UserId>, StoreError> {
-        let (kind, value) = claim.key();
+    async fn find_claim(&self, claim: &ClaimKey) -> Result<Option<UserId>, StoreError> {
+        let (kind, value) = (claim.kind, claim.value.as_str());
         let owner: Option<Uuid> =
             sqlx::query_scalar("SELECT user_id FROM claims WHERE kind = $1 AND value = $2")
                 .bind(kind)

@@ -10,6 +10,7 @@ mod api_keys;
 mod append;
 mod checkpoint;
 mod relay;
+mod rewrite;
 
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
@@ -17,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use domain::{Claim, EventId, StreamId, UserId};
+use domain::{EventId, StreamId, UserId};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use sqlx::sqlite::{
@@ -31,7 +32,7 @@ use super::prepared::{schema_version_from_db, upcast};
 use super::signal::AppendSignal;
 
 use super::{
-    AppendBatch, AppendError, DataKeyStore, EventStore, NonceStore, RecordedEvent, SessionKeyVault,
+    AppendBatch, AppendError, ClaimKey, DataKeyStore, EventStore, NonceStore, RecordedEvent, SessionKeyVault,
     SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
@@ -65,6 +66,9 @@ impl SqliteStore {
             // the same openid registered again as someone else.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Deleted rows (an erased user's data key, a released claim) are overwritten with
+            // zeros, not left in free pages of the file.
+            .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(5));
         let write = SqlitePoolOptions::new()
             .max_connections(1)
@@ -176,9 +180,9 @@ impl EventStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn load_claimant(
         &self,
-        claim: &Claim,
+        claim: &ClaimKey,
     ) -> Result<Option<(UserId, Vec<RecordedEvent>)>, StoreError> {
-        let (kind, value) = claim.key();
+        let (kind, value) = (claim.kind, claim.value.as_str());
         // The user id follows the event columns, so `decode_event` reads the row as it is.
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, claims.user_id FROM claims \
@@ -230,8 +234,8 @@ impl EventStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn find_claim(&self, claim: &Claim) -> Result<Option<UserId>, StoreError> {
-        let (kind, value) = claim.key();
+    async fn find_claim(&self, claim: &ClaimKey) -> Result<Option<UserId>, StoreError> {
+        let (kind, value) = (claim.kind, claim.value.as_str());
         let owner: Option<String> =
             sqlx::query_scalar("SELECT user_id FROM claims WHERE kind = ?1 AND value = ?2")
                 .bind(kind)
@@ -414,6 +418,10 @@ impl Store for SqliteStore {
 
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    async fn purge_deleted(&self) -> Result<(), StoreError> {
+        checkpoint::truncate(&self.write).await
     }
 
     fn appended(&self) -> tokio::sync::watch::Receiver<i64> {

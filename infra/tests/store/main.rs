@@ -20,6 +20,9 @@ use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, TimeZone, Utc};
 use domain::{Actor, AppId, Claim, EventId, Metadata, OpenId, StreamId, UnionId, UserId};
+use infra::crypto::MasterKey;
+use infra::personal_data::LookupIndex;
+use infra::store::ClaimKey;
 use infra::store::{
     self, AppendBatch, AppendError, ExpectedVersion, NewEvent, RecordedEvent, Store,
 };
@@ -115,11 +118,18 @@ fn new_user() -> UserId {
     UserId::from_uuid(Uuid::now_v7())
 }
 
-fn account(openid: &str) -> Claim {
-    Claim::WeChatAccount {
+/// Claims are stored by keyed hash, as the service writes them.
+fn claim_key(claim: &Claim) -> ClaimKey {
+    static INDEX: std::sync::LazyLock<LookupIndex> =
+        std::sync::LazyLock::new(|| LookupIndex::new(&MasterKey::generate()));
+    INDEX.claim(claim)
+}
+
+fn account(openid: &str) -> ClaimKey {
+    claim_key(&Claim::WeChatAccount {
         appid: AppId::parse("wx0123456789abcdef").unwrap(),
         openid: OpenId::parse(openid).unwrap(),
-    }
+    })
 }
 
 fn one(stream_id: &StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -> AppendBatch {
@@ -538,7 +548,7 @@ async fn taken_claims_refuse_the_whole_append(db: Db) {
         .unwrap();
     let before = visible_log(&*db.store, 1).await;
 
-    let unionid = Claim::UnionId(UnionId::parse("union-bob").unwrap());
+    let unionid = claim_key(&Claim::UnionId(UnionId::parse("union-bob").unwrap()));
     let result = db
         .store
         .append(
