@@ -209,7 +209,7 @@ async fn erasure_destroys_the_key_in_its_append(store: Arc<dyn Store>) {
 
 /// The one-time migration seals what older events hold in clear, blanks it for erased users,
 /// strips rejected logins, re-keys the claims, and runs once.
-async fn the_migration_seals_the_old_log(store: Arc<dyn Store>) {
+async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
     use domain::{AppId, Claim, OpenId, UnionId};
     use infra::personal_data::migration::{seal_personal_data, MigrationReport};
     use infra::personal_data::{open_event, LookupIndex};
@@ -291,6 +291,7 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>) {
         .await
         .unwrap();
 
+    infra::testing::wait_until_log_readable(&url).await;
     let report = seal_personal_data(store.as_ref(), &data, &index, chrono::Utc::now())
         .await
         .unwrap();
@@ -348,14 +349,14 @@ async fn sqlite_sealing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_migration() {
-    let (store, _) = infra::testing::sqlite_store().await;
-    the_migration_seals_the_old_log(store).await;
+    let (store, url) = infra::testing::sqlite_store().await;
+    the_migration_seals_the_old_log(store, url).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_migration() {
-    if let Some((store, _)) = infra::testing::postgres_store().await {
-        the_migration_seals_the_old_log(store).await;
+    if let Some((store, url)) = infra::testing::postgres_store().await {
+        the_migration_seals_the_old_log(store, url).await;
     }
 }
 

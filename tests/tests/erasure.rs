@@ -1,0 +1,218 @@
+//! Issue 11 item 6, "done means", tried as an attacker would: after an admin erase, the
+//! person's openids, unionid, nickname, region, phone, user agent and block reasons appear
+//! nowhere in the admin API, `/v1/events`, the SQLite files (database, WAL, shared memory) or a
+//! `pg_dump` of PostgreSQL; while they lived, login, linking by unionid across apps and admin
+//! search by openid, unionid and phone worked, and admins could read them.
+
+use std::time::Duration;
+
+use domain::AppId;
+use identity_tests::{both_backends, Backend, World, APP_A, APP_B};
+use infra::wechat::sim::Simulator;
+use serde_json::{json, Value};
+
+both_backends! {
+    erasure_leaves_the_person_unreadable_everywhere,
+}
+
+const PERSON: &str = "ghost-7731";
+const AGENT: &str = "Mozilla/5.0 (iPhone; GhostPhone-7731) MicroMessenger/8.0.44";
+const NICKNAME: &str = "Ghost Nickname 幽灵";
+const CITY: &str = "Ghost-Test-City";
+const BLOCK_REASON: &str = "ghost-block-reason-5150";
+const UNBLOCK_REASON: &str = "ghost-unblock-reason-6160";
+
+async fn login(world: &World, appid: &str) -> Value {
+    let code = world.wx_login(appid, PERSON).await;
+    let answer = world
+        .http
+        .post(world.url("/v1/wechat/login"))
+        .header("user-agent", AGENT)
+        .json(&json!({ "appid": appid, "code": code }))
+        .send()
+        .await
+        .expect("service answers");
+    assert_eq!(answer.status(), 200);
+    answer.json().await.expect("login JSON")
+}
+
+async fn as_user(world: &World, token: &str, path: &str, body: Value) -> reqwest::StatusCode {
+    world
+        .http
+        .post(world.url(path))
+        .bearer_auth(token)
+        .header("user-agent", AGENT)
+        .json(&body)
+        .send()
+        .await
+        .expect("service answers")
+        .status()
+}
+
+async fn as_admin(world: &World, key: &str, path: &str, body: Value) -> reqwest::StatusCode {
+    world
+        .http
+        .post(world.url(path))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .expect("service answers")
+        .status()
+}
+
+async fn text(world: &World, key: &str, path: &str) -> String {
+    let answer = world.get_as(key, path).await;
+    assert_eq!(answer.status(), 200, "{path}");
+    answer.text().await.expect("body")
+}
+
+/// Everything the admin API and the event stream answer about the person and everyone.
+async fn everything_readable(world: &World, key: &str, user_id: &str) -> String {
+    let mut seen = String::new();
+    for path in [
+        format!("/v1/admin/users/{user_id}"),
+        format!("/v1/admin/users/{user_id}/logins"),
+        format!("/v1/admin/audit?user_id={user_id}&limit=200"),
+        "/v1/admin/users?limit=200".to_owned(),
+        "/v1/admin/logins?limit=200".to_owned(),
+        "/v1/admin/audit?limit=200".to_owned(),
+        "/v1/events?after=0&limit=1000".to_owned(),
+    ] {
+        seen.push_str(&text(world, key, &path).await);
+        seen.push('\n');
+    }
+    seen
+}
+
+async fn database_files(world: &World) -> String {
+    match world.backend {
+        Backend::Sqlite => {
+            let path = world
+                .database_url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:")
+                .to_owned();
+            let mut bytes = Vec::new();
+            for suffix in ["", "-wal", "-shm"] {
+                if let Ok(more) = std::fs::read(format!("{path}{suffix}")) {
+                    bytes.extend(more);
+                }
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        Backend::Postgres => infra::testing::pg_dump_schema(&world.database_url).await,
+    }
+}
+
+async fn erasure_leaves_the_person_unreadable_everywhere(world: World) {
+    let admin = world.api_key("admin:read,admin:write,events:read").await;
+    let in_a = login(&world, APP_A).await;
+    let in_b = login(&world, APP_B).await;
+    let user_id = in_a["user"]["user_id"].as_str().expect("user id").to_owned();
+    assert_eq!(in_b["user"]["user_id"], user_id.as_str(), "linked by unionid");
+    let openid_a = in_a["user"]["openid"].as_str().expect("openid").to_owned();
+    let openid_b = in_b["user"]["openid"].as_str().expect("openid").to_owned();
+    let unionid = in_a["user"]["unionid"].as_str().expect("unionid").to_owned();
+    let access = in_a["access_token"].as_str().expect("token").to_owned();
+    // Someone else, who stays.
+    let bystander = world.login(APP_A, "bystander").await;
+
+    let wx: Value = world
+        .http
+        .post(format!("{}/sim/getUserProfile", world.sim_base))
+        .json(&json!({"appid": APP_A, "user": PERSON,
+                      "profile": {"nickName": NICKNAME, "city": CITY}}))
+        .send()
+        .await
+        .expect("simulator")
+        .json()
+        .await
+        .expect("JSON");
+    let profile = json!({"raw_data": wx["rawData"], "signature": wx["signature"],
+                         "encrypted_data": wx["encryptedData"], "iv": wx["iv"]});
+    assert_eq!(as_user(&world, &access, "/v1/me/profile/authorize", profile).await, 204);
+    let code = world
+        .simulator
+        .phone_code(&AppId::parse(APP_A).expect("appid"), PERSON)
+        .expect("phone code");
+    assert_eq!(as_user(&world, &access, "/v1/me/phone", json!({"code": code})).await, 204);
+    let phone = Simulator::phone_number_of(PERSON);
+    for (action, reason) in [("block", BLOCK_REASON), ("unblock", UNBLOCK_REASON)] {
+        let path = format!("/v1/admin/users/{user_id}/{action}");
+        let status = as_admin(&world, &admin, &path, json!({ "reason": reason })).await;
+        assert!(status.is_success(), "{action}: {status}");
+    }
+    world.wait_for_projections(Duration::from_secs(10)).await;
+
+    // While the person lives: search by openid, unionid and phone finds them, and admins read
+    // their identifiers, device and the block reason.
+    for query in [
+        format!("appid={APP_B}&openid={openid_b}"),
+        format!("openid={openid_a}"),
+        format!("unionid={unionid}"),
+        format!("phone=%2B86{phone}"),
+    ] {
+        let found: Value = serde_json::from_str(
+            &text(&world, &admin, &format!("/v1/admin/users?{query}")).await,
+        )
+        .expect("JSON");
+        assert_eq!(found["items"][0]["user_id"], user_id.as_str(), "{query}: {found}");
+        assert_eq!(found["items"].as_array().map(Vec::len), Some(1), "{query}");
+    }
+    let alive = everything_readable(&world, &admin, &user_id).await;
+    for visible in [&openid_a, &openid_b, &unionid, AGENT, BLOCK_REASON, UNBLOCK_REASON] {
+        assert!(alive.contains(visible), "admins should see {visible:?} while the user lives");
+    }
+    // Analytics never did: it sees user_id only.
+    let events = text(&world, &admin, "/v1/events?after=0&limit=1000").await;
+    assert!(events.contains(&user_id));
+    for hidden in [&openid_a, &openid_b, &unionid, AGENT, BLOCK_REASON, NICKNAME, &phone] {
+        assert!(!events.contains(hidden), "analytics sees {hidden:?}");
+    }
+
+    let erased = world
+        .http
+        .delete(world.url(&format!("/v1/admin/users/{user_id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(erased.status(), 204);
+    world.wait_for_projections(Duration::from_secs(10)).await;
+    infra::testing::wait_until_log_readable(&world.database_url).await;
+
+    let needles = [
+        openid_a.as_str(),
+        openid_b.as_str(),
+        unionid.as_str(),
+        NICKNAME,
+        CITY,
+        phone.as_str(),
+        "GhostPhone-7731",
+        BLOCK_REASON,
+        UNBLOCK_REASON,
+    ];
+    let answers = everything_readable(&world, &admin, &user_id).await;
+    assert!(answers.contains("erased"), "{answers}");
+    let files = database_files(&world).await;
+    assert!(files.len() > 10_000, "read the database");
+    for needle in needles {
+        assert!(!answers.contains(needle), "{needle:?} is still in an answer");
+        assert!(!files.contains(needle), "{needle:?} is still in the database files");
+    }
+    for query in [format!("openid={openid_a}"), format!("unionid={unionid}"), format!("phone=%2B86{phone}")] {
+        let found: Value = serde_json::from_str(
+            &text(&world, &admin, &format!("/v1/admin/users?{query}")).await,
+        )
+        .expect("JSON");
+        assert_eq!(found["items"], json!([]), "{query} still finds the erased user");
+    }
+
+    // The bystander is untouched, and the person may come back as someone new.
+    let other = bystander["user"]["user_id"].as_str().expect("id");
+    let shown = text(&world, &admin, &format!("/v1/admin/users/{other}")).await;
+    assert!(shown.contains(bystander["user"]["openid"].as_str().expect("openid")));
+    let back = login(&world, APP_A).await;
+    assert_ne!(back["user"]["user_id"], user_id.as_str());
+}
