@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use chrono::{DateTime, SecondsFormat, Utc};
 use anyhow::Context;
+use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Parser, Subcommand};
 use infra::api_keys::Scope;
 use infra::store::Store;
@@ -125,7 +125,10 @@ async fn migrate(file: Option<PathBuf>) -> anyhow::Result<()> {
                 &infra::personal_data::LookupIndex::new(&master),
             )
             .await?;
-            println!("personal data sealed ({})", infra::personal_data::migration::NAME);
+            println!(
+                "personal data sealed ({})",
+                infra::personal_data::migration::NAME
+            );
         }
         None => println!(
             "IDENTITY_MASTER_KEY is not set: the personal-data migration runs at the next start"

@@ -49,11 +49,11 @@ pub fn catalog() -> Vec<EventSchema> {
     const SEALED_V2: &[(u32, &str)] = &[
         (1, "first version"),
         (
-                    2,
-                    "personal fields sealed under the user's data key (a `pd1.` string where \
+            2,
+            "personal fields sealed under the user's data key (a `pd1.` string where \
                      the clear value was), and the metadata's client IP and user agent; v1 \
                      events are sealed by the one-time migration",
-                ),
+        ),
     ];
     vec![
         EventSchema {

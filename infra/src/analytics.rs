@@ -242,7 +242,10 @@ mod tests {
         );
         let text = view.to_string();
         assert!(!text.contains("203.0.113.9") && !text.contains("iPhone"));
-        assert!(!text.contains("o_1"), "analytics sees user_id, not the openid");
+        assert!(
+            !text.contains("o_1"),
+            "analytics sees user_id, not the openid"
+        );
     }
 
     #[test]

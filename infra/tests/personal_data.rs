@@ -132,8 +132,12 @@ async fn erasure_releases_claims(store: Arc<dyn Store>) {
     assert_eq!(store.find_claim(&account).await.unwrap(), None);
 }
 
-
-fn new_event(event_type: &str, schema_version: u32, payload: serde_json::Value, metadata: domain::Metadata) -> infra::store::NewEvent {
+fn new_event(
+    event_type: &str,
+    schema_version: u32,
+    payload: serde_json::Value,
+    metadata: domain::Metadata,
+) -> infra::store::NewEvent {
     infra::store::NewEvent {
         event_id: domain::EventId::from_uuid(Uuid::now_v7()),
         event_type: event_type.into(),
@@ -164,7 +168,10 @@ async fn erasure_destroys_the_key_in_its_append(store: Arc<dyn Store>) {
     let data = PersonalData::new(&MasterKey::generate());
     let user = UserId::from_uuid(Uuid::now_v7());
     let other = UserId::from_uuid(Uuid::now_v7());
-    let sealed = data.seal(store.as_ref(), user, &json!("secret")).await.unwrap();
+    let sealed = data
+        .seal(store.as_ref(), user, &json!("secret"))
+        .await
+        .unwrap();
     data.seal(store.as_ref(), other, &json!("x")).await.unwrap();
     let meta = || metadata_from(None, None);
     store
@@ -198,12 +205,20 @@ async fn erasure_destroys_the_key_in_its_append(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
-    assert!(store.data_key(user).await.unwrap().is_none(), "the key went with the event");
+    assert!(
+        store.data_key(user).await.unwrap().is_none(),
+        "the key went with the event"
+    );
     assert_eq!(
-        data.open_all(store.as_ref(), user, &[&sealed]).await.unwrap(),
+        data.open_all(store.as_ref(), user, &[&sealed])
+            .await
+            .unwrap(),
         vec![None]
     );
-    assert!(store.data_key(other).await.unwrap().is_some(), "only the erased user's key");
+    assert!(
+        store.data_key(other).await.unwrap().is_some(),
+        "only the erased user's key"
+    );
     store.purge_deleted().await.unwrap();
 }
 
@@ -219,7 +234,10 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
     let data = PersonalData::new(&master);
     let index = LookupIndex::new(&master);
     let app = "wx0123456789abcdef";
-    let (alice, gone) = (UserId::from_uuid(Uuid::now_v7()), UserId::from_uuid(Uuid::now_v7()));
+    let (alice, gone) = (
+        UserId::from_uuid(Uuid::now_v7()),
+        UserId::from_uuid(Uuid::now_v7()),
+    );
     let session = Uuid::now_v7();
     let clear_claim = |claim: Claim| {
         let (kind, value) = claim.key();
@@ -271,9 +289,12 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
             gone.stream(),
             ExpectedVersion::NoStream,
             vec![
-                new_event("UserRegistered", 1,
+                new_event(
+                    "UserRegistered",
+                    1,
                     json!({"user_id": gone, "appid": app, "openid": "o_gone_clear"}),
-                    metadata_from(Some("203.0.113.66"), Some("GoneAgent"))),
+                    metadata_from(Some("203.0.113.66"), Some("GoneAgent")),
+                ),
                 new_event("UserErased", 1, json!({}), metadata_from(None, None)),
             ],
         ))
@@ -283,10 +304,13 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
         .append(AppendBatch::default().stream(
             domain::StreamId::from_stored(format!("app-{app}")),
             ExpectedVersion::Any,
-            vec![new_event("LoginRejected", 1,
+            vec![new_event(
+                "LoginRejected",
+                1,
                 json!({"appid": app, "reason": "blocked", "openid": "o_alice_clear",
                        "client_ip": "198.51.100.23"}),
-                metadata_from(ip, agent))],
+                metadata_from(ip, agent),
+            )],
         ))
         .await
         .unwrap();
@@ -302,13 +326,28 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
 
     let log = store.read_all(0, 1000).await.unwrap();
     let stored = format!("{:?}", log);
-    for clear in ["o_alice_clear", "u_alice_clear", "alice-block-reason", "198.51.100.23",
-                  "AliceAgent", "192.0.2.99", "o_gone_clear", "203.0.113.66", "GoneAgent"] {
+    for clear in [
+        "o_alice_clear",
+        "u_alice_clear",
+        "alice-block-reason",
+        "198.51.100.23",
+        "AliceAgent",
+        "192.0.2.99",
+        "o_gone_clear",
+        "203.0.113.66",
+        "GoneAgent",
+    ] {
         assert!(!stored.contains(clear), "{clear} is still in the log");
     }
     let claims = format!("{:?}", store.claims().await.unwrap());
     assert!(!claims.contains("o_alice_clear") && !claims.contains("u_alice_clear"));
-    assert_eq!(store.find_claim(&index.claim(&alice_account)).await.unwrap(), Some(alice));
+    assert_eq!(
+        store
+            .find_claim(&index.claim(&alice_account))
+            .await
+            .unwrap(),
+        Some(alice)
+    );
 
     // Alice's fields open again with her key, as the current schema version.
     let key = data.key(store.as_ref(), alice).await.unwrap().unwrap();
@@ -323,19 +362,41 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
         open_event(e, Some(&key));
     }
     let opened = format!("{mine:?}");
-    for clear in ["o_alice_clear", "u_alice_clear", "alice-block-reason", "198.51.100.23", "AliceAgent", "192.0.2.99"] {
+    for clear in [
+        "o_alice_clear",
+        "u_alice_clear",
+        "alice-block-reason",
+        "198.51.100.23",
+        "AliceAgent",
+        "192.0.2.99",
+    ] {
         assert!(opened.contains(clear), "{clear} does not open");
     }
-    let registered = mine.iter().find(|e| e.event_type == "UserRegistered").unwrap();
+    let registered = mine
+        .iter()
+        .find(|e| e.event_type == "UserRegistered")
+        .unwrap();
     assert_eq!(registered.schema_version, 2);
-    let login = mine.iter().find(|e| e.event_type == "UserLoggedIn").unwrap();
-    assert_eq!(login.payload["device"]["user_agent"], "Mozilla/5.0 AliceAgent");
+    let login = mine
+        .iter()
+        .find(|e| e.event_type == "UserLoggedIn")
+        .unwrap();
+    assert_eq!(
+        login.payload["device"]["user_agent"],
+        "Mozilla/5.0 AliceAgent"
+    );
 
     // Once only.
     let again = seal_personal_data(store.as_ref(), &data, &index, chrono::Utc::now())
         .await
         .unwrap();
-    assert_eq!(again, MigrationReport { already_done: true, ..MigrationReport::default() });
+    assert_eq!(
+        again,
+        MigrationReport {
+            already_done: true,
+            ..MigrationReport::default()
+        }
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

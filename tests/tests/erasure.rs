@@ -109,11 +109,21 @@ async fn erasure_leaves_the_person_unreadable_everywhere(world: World) {
     let admin = world.api_key("admin:read,admin:write,events:read").await;
     let in_a = login(&world, APP_A).await;
     let in_b = login(&world, APP_B).await;
-    let user_id = in_a["user"]["user_id"].as_str().expect("user id").to_owned();
-    assert_eq!(in_b["user"]["user_id"], user_id.as_str(), "linked by unionid");
+    let user_id = in_a["user"]["user_id"]
+        .as_str()
+        .expect("user id")
+        .to_owned();
+    assert_eq!(
+        in_b["user"]["user_id"],
+        user_id.as_str(),
+        "linked by unionid"
+    );
     let openid_a = in_a["user"]["openid"].as_str().expect("openid").to_owned();
     let openid_b = in_b["user"]["openid"].as_str().expect("openid").to_owned();
-    let unionid = in_a["user"]["unionid"].as_str().expect("unionid").to_owned();
+    let unionid = in_a["user"]["unionid"]
+        .as_str()
+        .expect("unionid")
+        .to_owned();
     let access = in_a["access_token"].as_str().expect("token").to_owned();
     // Someone else, who stays.
     let bystander = world.login(APP_A, "bystander").await;
@@ -131,12 +141,18 @@ async fn erasure_leaves_the_person_unreadable_everywhere(world: World) {
         .expect("JSON");
     let profile = json!({"raw_data": wx["rawData"], "signature": wx["signature"],
                          "encrypted_data": wx["encryptedData"], "iv": wx["iv"]});
-    assert_eq!(as_user(&world, &access, "/v1/me/profile/authorize", profile).await, 204);
+    assert_eq!(
+        as_user(&world, &access, "/v1/me/profile/authorize", profile).await,
+        204
+    );
     let code = world
         .simulator
         .phone_code(&AppId::parse(APP_A).expect("appid"), PERSON)
         .expect("phone code");
-    assert_eq!(as_user(&world, &access, "/v1/me/phone", json!({"code": code})).await, 204);
+    assert_eq!(
+        as_user(&world, &access, "/v1/me/phone", json!({"code": code})).await,
+        204
+    );
     let phone = Simulator::phone_number_of(PERSON);
     for (action, reason) in [("block", BLOCK_REASON), ("unblock", UNBLOCK_REASON)] {
         let path = format!("/v1/admin/users/{user_id}/{action}");
@@ -153,21 +169,42 @@ async fn erasure_leaves_the_person_unreadable_everywhere(world: World) {
         format!("unionid={unionid}"),
         format!("phone=%2B86{phone}"),
     ] {
-        let found: Value = serde_json::from_str(
-            &text(&world, &admin, &format!("/v1/admin/users?{query}")).await,
-        )
-        .expect("JSON");
-        assert_eq!(found["items"][0]["user_id"], user_id.as_str(), "{query}: {found}");
+        let found: Value =
+            serde_json::from_str(&text(&world, &admin, &format!("/v1/admin/users?{query}")).await)
+                .expect("JSON");
+        assert_eq!(
+            found["items"][0]["user_id"],
+            user_id.as_str(),
+            "{query}: {found}"
+        );
         assert_eq!(found["items"].as_array().map(Vec::len), Some(1), "{query}");
     }
     let alive = everything_readable(&world, &admin, &user_id).await;
-    for visible in [&openid_a, &openid_b, &unionid, AGENT, BLOCK_REASON, UNBLOCK_REASON] {
-        assert!(alive.contains(visible), "admins should see {visible:?} while the user lives");
+    for visible in [
+        &openid_a,
+        &openid_b,
+        &unionid,
+        AGENT,
+        BLOCK_REASON,
+        UNBLOCK_REASON,
+    ] {
+        assert!(
+            alive.contains(visible),
+            "admins should see {visible:?} while the user lives"
+        );
     }
     // Analytics never did: it sees user_id only.
     let events = text(&world, &admin, "/v1/events?after=0&limit=1000").await;
     assert!(events.contains(&user_id));
-    for hidden in [&openid_a, &openid_b, &unionid, AGENT, BLOCK_REASON, NICKNAME, &phone] {
+    for hidden in [
+        &openid_a,
+        &openid_b,
+        &unionid,
+        AGENT,
+        BLOCK_REASON,
+        NICKNAME,
+        &phone,
+    ] {
         assert!(!events.contains(hidden), "analytics sees {hidden:?}");
     }
 
@@ -198,15 +235,28 @@ async fn erasure_leaves_the_person_unreadable_everywhere(world: World) {
     let files = database_files(&world).await;
     assert!(files.len() > 10_000, "read the database");
     for needle in needles {
-        assert!(!answers.contains(needle), "{needle:?} is still in an answer");
-        assert!(!files.contains(needle), "{needle:?} is still in the database files");
+        assert!(
+            !answers.contains(needle),
+            "{needle:?} is still in an answer"
+        );
+        assert!(
+            !files.contains(needle),
+            "{needle:?} is still in the database files"
+        );
     }
-    for query in [format!("openid={openid_a}"), format!("unionid={unionid}"), format!("phone=%2B86{phone}")] {
-        let found: Value = serde_json::from_str(
-            &text(&world, &admin, &format!("/v1/admin/users?{query}")).await,
-        )
-        .expect("JSON");
-        assert_eq!(found["items"], json!([]), "{query} still finds the erased user");
+    for query in [
+        format!("openid={openid_a}"),
+        format!("unionid={unionid}"),
+        format!("phone=%2B86{phone}"),
+    ] {
+        let found: Value =
+            serde_json::from_str(&text(&world, &admin, &format!("/v1/admin/users?{query}")).await)
+                .expect("JSON");
+        assert_eq!(
+            found["items"],
+            json!([]),
+            "{query} still finds the erased user"
+        );
     }
 
     // The bystander is untouched, and the person may come back as someone new.

@@ -66,7 +66,12 @@ pub fn blank_payload(event_type: &str, payload: &mut Value, metadata: &mut Metad
 /// was erased: a session of theirs being revoked) the personal fields are left out instead.
 pub fn seal_event(event: &mut NewEvent, key: Option<&UserKey>) {
     match key {
-        Some(key) => seal_payload(&event.event_type, &mut event.payload, &mut event.metadata, key),
+        Some(key) => seal_payload(
+            &event.event_type,
+            &mut event.payload,
+            &mut event.metadata,
+            key,
+        ),
         None => blank_payload(&event.event_type, &mut event.payload, &mut event.metadata),
     }
 }

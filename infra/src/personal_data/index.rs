@@ -37,7 +37,10 @@ impl LookupIndex {
     /// Whether a claims-table value is a keyed hash already (64 hex digits); clear values (from
     /// before the migration) hold a `:` or are WeChat ids, which are not.
     pub fn is_hash(value: &str) -> bool {
-        value.len() == 64 && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        value.len() == 64
+            && value
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     }
 
     /// The claims table's key for a claim.
@@ -68,9 +71,14 @@ mod tests {
         assert!(!key.value.contains("o_1"));
         assert_eq!(key, index.claim(&account));
         assert_ne!(
-            index.claim(&Claim::UnionId(UnionId::parse("o_1").unwrap())).value,
+            index
+                .claim(&Claim::UnionId(UnionId::parse("o_1").unwrap()))
+                .value,
             key.value
         );
-        assert_ne!(LookupIndex::new(&MasterKey::generate()).claim(&account), key);
+        assert_ne!(
+            LookupIndex::new(&MasterKey::generate()).claim(&account),
+            key
+        );
     }
 }

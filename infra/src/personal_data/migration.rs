@@ -112,9 +112,10 @@ pub async fn seal_personal_data(
         let mut rewritten = Vec::new();
         for event in page {
             if event.event_type == "UserLoggedIn" {
-                if let (Some(session), Some(user)) =
-                    (stream_uuid(&event, "session"), payload_uuid(&event, "user_id"))
-                {
+                if let (Some(session), Some(user)) = (
+                    stream_uuid(&event, "session"),
+                    payload_uuid(&event, "user_id"),
+                ) {
                     sessions.insert(session, user);
                 }
             }
@@ -129,7 +130,11 @@ pub async fn seal_personal_data(
             let mut changed = event.clone();
             let counter = match subject {
                 Subject::User(user) if erased.contains(&user.as_uuid()) => {
-                    blank_payload(&changed.event_type, &mut changed.payload, &mut changed.metadata);
+                    blank_payload(
+                        &changed.event_type,
+                        &mut changed.payload,
+                        &mut changed.metadata,
+                    );
                     &mut report.events_blanked
                 }
                 Subject::User(user) => {

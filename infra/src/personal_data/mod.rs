@@ -81,7 +81,8 @@ impl UserKey {
             .sealer
             .open(&bytes, self.context().as_bytes())
             .map_err(|_| PersonalDataError::Corrupt("sealed field"))?;
-        serde_json::from_slice(&plaintext).map_err(|_| PersonalDataError::Corrupt("sealed field JSON"))
+        serde_json::from_slice(&plaintext)
+            .map_err(|_| PersonalDataError::Corrupt("sealed field JSON"))
     }
 }
 

@@ -70,9 +70,11 @@ impl ReadModels {
         let mut w = Where::default();
         if let Some(ids) = &filter.user_ids {
             if ids.is_empty() {
-                return Ok(Page::from_rows(Vec::new(), page.size(), |u: &UserRecord| {
-                    cursor::encode(&UserCursor { u: u.user_id })
-                }));
+                return Ok(Page::from_rows(
+                    Vec::new(),
+                    page.size(),
+                    |u: &UserRecord| cursor::encode(&UserCursor { u: u.user_id }),
+                ));
             }
             let list: Vec<String> = ids.iter().map(|id| w.arg(id.to_string())).collect();
             w.and(format!("user_id IN ({})", list.join(", ")));
