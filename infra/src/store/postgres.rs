@@ -299,17 +299,23 @@ impl DataKeyStore for PostgresStore {
     }
 
     async fn insert_data_key(&self, user_id: UserId, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
-        sqlx::query(
+        // One round trip when the key is new (every registration makes one); a second read
+        // only when a concurrent insert won.
+        let inserted: Option<Vec<u8>> = sqlx::query_scalar(
             "INSERT INTO user_data_keys (user_id, sealed_key, created_at) VALUES ($1, $2, now()) \
-             ON CONFLICT (user_id) DO NOTHING",
+             ON CONFLICT (user_id) DO NOTHING RETURNING sealed_key",
         )
         .bind(user_id.as_uuid())
         .bind(sealed)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        self.data_key(user_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("data key vanished after insert".into()))
+        match inserted {
+            Some(key) => Ok(key),
+            None => self
+                .data_key(user_id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("data key vanished after insert".into())),
+        }
     }
 
     async fn destroy_data_key(&self, user_id: UserId) -> Result<(), StoreError> {

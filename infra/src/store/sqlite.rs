@@ -357,15 +357,20 @@ impl DataKeyStore for SqliteStore {
     }
 
     async fn insert_data_key(&self, user_id: UserId, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
-        sqlx::query(
+        // One statement when the key is new (every registration makes one); a second read
+        // only when a concurrent insert won.
+        let inserted: Option<Vec<u8>> = sqlx::query_scalar(
             "INSERT INTO user_data_keys (user_id, sealed_key, created_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (user_id) DO NOTHING",
+             ON CONFLICT (user_id) DO NOTHING RETURNING sealed_key",
         )
         .bind(user_id.to_string())
         .bind(sealed)
         .bind(time_to_db(Utc::now()))
-        .execute(&self.write)
+        .fetch_optional(&self.write)
         .await?;
+        if let Some(key) = inserted {
+            return Ok(key);
+        }
         // Read through the writer: the read pool may not see the insert yet.
         sqlx::query_scalar("SELECT sealed_key FROM user_data_keys WHERE user_id = ?1")
             .bind(user_id.to_string())
