@@ -13,6 +13,7 @@ use serde_json::{json, Value};
 
 both_backends! {
     erasure_leaves_the_person_unreadable_everywhere,
+    erasing_oneself_leaves_nothing_either,
 }
 
 const PERSON: &str = "ghost-7731";
@@ -23,7 +24,11 @@ const BLOCK_REASON: &str = "ghost-block-reason-5150";
 const UNBLOCK_REASON: &str = "ghost-unblock-reason-6160";
 
 async fn login(world: &World, appid: &str) -> Value {
-    let code = world.wx_login(appid, PERSON).await;
+    login_as(world, appid, PERSON).await
+}
+
+async fn login_as(world: &World, appid: &str, person: &str) -> Value {
+    let code = world.wx_login(appid, person).await;
     let answer = world
         .http
         .post(world.url("/v1/wechat/login"))
@@ -265,4 +270,56 @@ async fn erasure_leaves_the_person_unreadable_everywhere(world: World) {
     assert!(shown.contains(bystander["user"]["openid"].as_str().expect("openid")));
     let back = login(&world, APP_A).await;
     assert_ne!(back["user"]["user_id"], user_id.as_str());
+}
+
+/// `DELETE /v1/me`: the same erasure, asked by the person (fill-in nickname and avatar URL).
+async fn erasing_oneself_leaves_nothing_either(world: World) {
+    const AVATAR: &str = "https://cdn.example.com/selfie-4412.png";
+    const FILLED_IN: &str = "Self Eraser 4412";
+    let admin = world.api_key("admin:read,events:read").await;
+    let me = login_as(&world, APP_A, "self-eraser").await;
+    let user_id = me["user"]["user_id"].as_str().expect("user id").to_owned();
+    let openid = me["user"]["openid"].as_str().expect("openid").to_owned();
+    let unionid = me["user"]["unionid"].as_str().expect("unionid").to_owned();
+    let access = me["access_token"].as_str().expect("token").to_owned();
+    let filled = world
+        .http
+        .put(world.url("/v1/me/profile"))
+        .bearer_auth(&access)
+        .json(&json!({ "nickname": FILLED_IN, "avatar_url": AVATAR }))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(filled.status(), 204);
+    world.wait_for_projections(Duration::from_secs(10)).await;
+
+    let gone = world
+        .http
+        .delete(world.url("/v1/me"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(gone.status(), 204);
+    world.wait_for_projections(Duration::from_secs(10)).await;
+    infra::testing::wait_until_log_readable(&world.database_url).await;
+
+    let answers = everything_readable(&world, &admin, &user_id).await;
+    let files = database_files(&world).await;
+    for needle in [
+        openid.as_str(),
+        unionid.as_str(),
+        FILLED_IN,
+        AVATAR,
+        "GhostPhone-7731",
+    ] {
+        assert!(
+            !answers.contains(needle),
+            "{needle:?} is still in an answer"
+        );
+        assert!(
+            !files.contains(needle),
+            "{needle:?} is still in the database files"
+        );
+    }
 }
