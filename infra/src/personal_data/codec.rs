@@ -2,9 +2,10 @@
 //! are encoded for the store and opened as they are decoded, so the domain works with clear
 //! values and the log only ever holds `pd1.` ciphertext under the subject's data key.
 //!
-//! [`domain::personal::PERSONAL_FIELDS`] lists, per event type, the payload fields that identify a person; the
-//! metadata's `client_ip` and `user_agent` are sealed on every event that has a subject (user
-//! and session streams). A field already sealed (the profile, the phone) is left as it is.
+//! [`domain::personal::PERSONAL_FIELDS`] lists, per event type, the payload fields that
+//! identify a person; the metadata's `client_ip` and `user_agent` are sealed on every event
+//! that has a subject (user and session streams). A field already sealed (the profile, the
+//! phone) is left as it is.
 
 use std::collections::HashMap;
 
@@ -174,7 +175,7 @@ impl<'a> PersonalKeys<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::{MasterKey, Sealer};
+    use crate::crypto::Sealer;
     use chrono::Utc;
     use domain::{Actor, EventId, StreamId};
     use serde_json::json;
@@ -262,6 +263,5 @@ mod tests {
         assert_eq!(payload, json!({"generation": 3}));
         assert_eq!(personal_fields("UserRegistered"), &["openid"]);
         assert!(personal_fields("Unknown").is_empty());
-        let _ = MasterKey::generate();
     }
 }

@@ -61,7 +61,10 @@ pub struct UsersQuery {
     /// An appid: `wx` followed by 16 hex characters.
     #[param(pattern = "^wx[0-9a-fA-F]{16}$")]
     appid: Option<String>,
+    /// An openid: in `appid`'s app, or in any configured app without `appid`. Matched through
+    /// the claims' keyed hash (no table holds openids in clear); an erased user's is gone.
     openid: Option<String>,
+    /// A unionid, matched through the claims' keyed hash.
     unionid: Option<String>,
     /// The bound phone number, matched through a keyed hash.
     phone: Option<String>,
