@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 both_backends! {
     erasure_leaves_the_person_unreadable_everywhere,
     erasing_oneself_leaves_nothing_either,
+    an_older_log_is_sealed_at_start,
 }
 
 const PERSON: &str = "ghost-7731";
@@ -317,6 +318,182 @@ async fn erasing_oneself_leaves_nothing_either(world: World) {
             !answers.contains(needle),
             "{needle:?} is still in an answer"
         );
+        assert!(
+            !files.contains(needle),
+            "{needle:?} is still in the database files"
+        );
+    }
+}
+
+/// A log written before sealing (clear v1 events and metadata, clear claims) is sealed by the
+/// one-time migration when the service starts on it: the person is still found by openid and
+/// unionid and shown to admins, the erased one is blanked, and neither is left in clear in the
+/// database files or the event stream.
+async fn an_older_log_is_sealed_at_start(world: World) {
+    use domain::{Actor, AppId, Claim, EventId, Metadata, OpenId, SessionId, StreamId, UnionId};
+    use infra::store::{AppendBatch, ClaimKey, ExpectedVersion, NewEvent};
+    use uuid::Uuid;
+
+    const OPENID: &str = "o_legacy_openid_8841";
+    const UNIONID: &str = "u_legacy_unionid_8841";
+    const ERASED_OPENID: &str = "o_legacy_erased_9952";
+    const LEGACY_AGENT: &str = "Mozilla/5.0 (Android 9; LegacyPhone-8841) MicroMessenger/7.0.1";
+    let url = match world.backend {
+        Backend::Sqlite => infra::testing::fresh_sqlite_url(),
+        Backend::Postgres => infra::testing::fresh_postgres_url()
+            .await
+            .expect("postgres"),
+    };
+    let store = infra::store::connect(&url).await.expect("store");
+    let (user, erased) = (Uuid::now_v7(), Uuid::now_v7());
+    let session = SessionId::from_uuid(Uuid::now_v7());
+    let metadata = || Metadata {
+        actor: Actor::User(domain::UserId::from_uuid(user)),
+        appid: Some(AppId::parse(APP_A).expect("appid")),
+        client_ip: Some("198.51.100.77".into()),
+        user_agent: Some(LEGACY_AGENT.into()),
+        correlation_id: Uuid::now_v7(),
+        causation_id: None,
+    };
+    let event = |event_type: &str, payload: Value| NewEvent {
+        event_id: EventId::from_uuid(Uuid::now_v7()),
+        event_type: event_type.into(),
+        schema_version: 1,
+        occurred_at: chrono::Utc::now(),
+        payload,
+        metadata: metadata(),
+    };
+    let clear = |claim: Claim| {
+        let (kind, value) = claim.key();
+        ClaimKey { kind, value }
+    };
+    let user_id = domain::UserId::from_uuid(user);
+    store
+        .append(
+            AppendBatch::default()
+                .stream(
+                    user_id.stream(),
+                    ExpectedVersion::NoStream,
+                    vec![
+                        event(
+                            "UserRegistered",
+                            json!({"user_id": user, "appid": APP_A, "openid": OPENID}),
+                        ),
+                        event(
+                            "UnionIdLinked",
+                            json!({"unionid": UNIONID, "source": "code2_session"}),
+                        ),
+                    ],
+                )
+                .stream(
+                    session.stream(),
+                    ExpectedVersion::NoStream,
+                    vec![event(
+                        "UserLoggedIn",
+                        json!({
+                        "session_id": session.to_string(), "user_id": user, "appid": APP_A,
+                        "openid": OPENID, "is_new_user": true, "client_ip": "198.51.100.77",
+                        "device": LEGACY_AGENT}),
+                    )],
+                )
+                .claim(
+                    clear(Claim::WeChatAccount {
+                        appid: AppId::parse(APP_A).expect("appid"),
+                        openid: OpenId::parse(OPENID).expect("openid"),
+                    }),
+                    user_id,
+                )
+                .claim(
+                    clear(Claim::UnionId(UnionId::parse(UNIONID).expect("u"))),
+                    user_id,
+                ),
+        )
+        .await
+        .expect("old events");
+    store
+        .append(AppendBatch::default().stream(
+            StreamId::from_stored(format!("user-{erased}")),
+            ExpectedVersion::NoStream,
+            vec![
+                event(
+                    "UserRegistered",
+                    json!({"user_id": erased, "appid": APP_A, "openid": ERASED_OPENID}),
+                ),
+                event("UserErased", json!({})),
+            ],
+        ))
+        .await
+        .expect("an old erasure");
+    drop(store);
+    infra::testing::wait_until_log_readable(&url).await;
+
+    let upgraded = world
+        .spawn_instance(|config| config.database_url = url.clone())
+        .await;
+    // An API key of the upgraded database (the world's keys live in its own).
+    let admin = {
+        let store = infra::store::connect(&url).await.expect("store");
+        let scopes = infra::api_keys::parse_scopes("admin:read,events:read").expect("scopes");
+        let key = infra::api_keys::generate("test", scopes, chrono::Utc::now());
+        store.insert_api_key(&key.stored).await.expect("key");
+        key.token
+    };
+    let get = |path: String| {
+        let (http, base, admin) = (world.http.clone(), upgraded.base.clone(), admin.clone());
+        async move {
+            let answer = http
+                .get(format!("{base}{path}"))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .expect("answer");
+            assert_eq!(answer.status(), 200, "{path}");
+            answer.text().await.expect("body")
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let shown = get(format!("/v1/admin/users/{user}/logins")).await;
+        if shown.contains(LEGACY_AGENT) {
+            break get(format!("/v1/admin/users/{user}")).await;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never projected: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(shown.contains(OPENID) && shown.contains(UNIONID), "{shown}");
+    for query in [
+        format!("appid={APP_A}&openid={OPENID}"),
+        format!("unionid={UNIONID}"),
+    ] {
+        let found = get(format!("/v1/admin/users?{query}")).await;
+        assert!(found.contains(&user.to_string()), "{query}: {found}");
+    }
+
+    let events = get("/v1/events?after=0&limit=100".to_owned()).await;
+    let files = match world.backend {
+        Backend::Sqlite => {
+            let path = url.trim_start_matches("sqlite://").to_owned();
+            let mut bytes = Vec::new();
+            for suffix in ["", "-wal", "-shm"] {
+                if let Ok(more) = std::fs::read(format!("{path}{suffix}")) {
+                    bytes.extend(more);
+                }
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        Backend::Postgres => infra::testing::pg_dump_schema(&url).await,
+    };
+    for needle in [
+        OPENID,
+        UNIONID,
+        ERASED_OPENID,
+        "LegacyPhone-8841",
+        "198.51.100.77",
+    ] {
+        assert!(!events.contains(needle), "{needle:?} in the event stream");
         assert!(
             !files.contains(needle),
             "{needle:?} is still in the database files"
