@@ -316,9 +316,27 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
         .unwrap();
 
     infra::testing::wait_until_log_readable(&url).await;
+    store
+        .put_session_key(app, "o_alice_clear", b"sealed-session-key")
+        .await
+        .unwrap();
     let report = seal_personal_data(store.as_ref(), &data, &index, chrono::Utc::now())
         .await
         .unwrap();
+    assert_eq!(report.session_keys_rekeyed, 1, "{report:?}");
+    let address = index.account(
+        &AppId::parse(app).unwrap(),
+        &OpenId::parse("o_alice_clear").unwrap(),
+    );
+    assert_eq!(
+        store.session_key(app, &address).await.unwrap(),
+        Some(b"sealed-session-key".to_vec())
+    );
+    assert!(store
+        .session_key(app, "o_alice_clear")
+        .await
+        .unwrap()
+        .is_none());
     assert!(report.events_sealed >= 5, "{report:?}");
     assert_eq!(report.events_blanked, 1, "{report:?}");
     assert!(report.rejections_stripped >= 1, "{report:?}");

@@ -199,6 +199,19 @@ async fn erasure_leaves_the_person_unreadable_everywhere(world: World) {
             "admins should see {visible:?} while the user lives"
         );
     }
+    // Sealed from the moment they were written: not in clear in the files even now.
+    let files = database_files(&world).await;
+    for sealed in [
+        &openid_a,
+        &openid_b,
+        &unionid,
+        AGENT,
+        BLOCK_REASON,
+        NICKNAME,
+        &phone,
+    ] {
+        assert!(!files.contains(sealed), "{sealed:?} is stored in clear");
+    }
     // Analytics never did: it sees user_id only.
     let events = text(&world, &admin, "/v1/events?after=0&limit=1000").await;
     assert!(events.contains(&user_id));

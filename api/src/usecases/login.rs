@@ -146,7 +146,8 @@ pub async fn record_login(
             batch = batch.claim(state.lookup_index.claim(&claim), user_id);
         }
         if let Some(sealed) = &sealed_session_key {
-            batch = batch.session_key(appid.as_str(), wx.openid.as_str(), sealed.clone());
+            let account = state.lookup_index.account(appid, &wx.openid);
+            batch = batch.session_key(appid.as_str(), &account, sealed.clone());
         }
 
         match state.store.append(batch).await {

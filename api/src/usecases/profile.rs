@@ -45,7 +45,7 @@ async fn current_session_key(
 ) -> Result<SessionKey, ApiError> {
     let sealed = state
         .store
-        .session_key(appid.as_str(), openid.as_str())
+        .session_key(appid.as_str(), &state.lookup_index.account(appid, openid))
         .await?
         .ok_or_else(|| {
             ApiError::InvalidRequest("no WeChat session for this user: log in again".into())
@@ -299,7 +299,7 @@ pub async fn erase(
         for (appid, openid) in &before.accounts {
             state
                 .store
-                .delete_session_key(appid.as_str(), openid.as_str())
+                .delete_session_key(appid.as_str(), &state.lookup_index.account(appid, openid))
                 .await?;
         }
     }

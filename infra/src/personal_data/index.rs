@@ -1,7 +1,7 @@
 //! Keyed hashes for look-ups (blind indexes): the claims table and admin searches find a person
 //! by openid or unionid without any table holding them in clear.
 
-use domain::Claim;
+use domain::{AppId, Claim, OpenId};
 use hmac::{Hmac, Mac};
 use secrecy::{ExposeSecret, SecretBox};
 use sha2::Sha256;
@@ -41,6 +41,16 @@ impl LookupIndex {
             && value
                 .bytes()
                 .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    }
+
+    /// Where the session-key vault keeps an account's WeChat `session_key`: the keyed hash of
+    /// the account (the claim's), so that table holds no openid in clear either.
+    pub fn account(&self, appid: &AppId, openid: &OpenId) -> String {
+        self.claim(&Claim::WeChatAccount {
+            appid: appid.clone(),
+            openid: openid.clone(),
+        })
+        .value
     }
 
     /// The claims table's key for a claim.

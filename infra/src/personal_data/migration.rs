@@ -9,7 +9,8 @@
 //!   the user never had one (keys used to be made at the first profile or phone share);
 //! - blanks them for users who were erased (their key is gone: nothing could open them);
 //! - strips the openid and client IP from `LoginRejected` (an app's stream: no one's key);
-//! - re-keys the claims to keyed hashes ([`super::LookupIndex`]);
+//! - re-keys the claims, and the WeChat session keys' addresses, to keyed hashes
+//!   ([`super::LookupIndex`]);
 //!
 //! then empties SQLite's WAL of the old pages and records itself as done. Each batch is its
 //! own transaction and every step is idempotent (sealed fields stay sealed, hashed claims stay
@@ -41,6 +42,7 @@ pub struct MigrationReport {
     pub events_blanked: u64,
     pub rejections_stripped: u64,
     pub claims_rekeyed: u64,
+    pub session_keys_rekeyed: u64,
 }
 
 impl MigrationReport {
@@ -182,6 +184,25 @@ pub async fn seal_personal_data(
     report.claims_rekeyed = rekeyed.len() as u64;
     for chunk in rekeyed.chunks(PAGE as usize) {
         store.rekey_claims(chunk).await?;
+    }
+
+    // WeChat session keys are addressed by the account's keyed hash too.
+    let moved: Vec<(String, String, String)> = store
+        .session_key_accounts()
+        .await?
+        .into_iter()
+        .filter(|(_, openid)| !LookupIndex::is_hash(openid))
+        .filter_map(|(appid, openid)| {
+            let hash = index.account(
+                &domain::AppId::parse(&appid).ok()?,
+                &domain::OpenId::parse(&openid).ok()?,
+            );
+            Some((appid, openid, hash))
+        })
+        .collect();
+    report.session_keys_rekeyed = moved.len() as u64;
+    for chunk in moved.chunks(PAGE as usize) {
+        store.rekey_session_keys(chunk).await?;
     }
 
     store.purge_deleted().await?;

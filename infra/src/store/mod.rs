@@ -227,7 +227,9 @@ pub trait EventStore: Send + Sync {
     async fn find_claim(&self, claim: &ClaimKey) -> Result<Option<UserId>, StoreError>;
 }
 
-/// Sealed WeChat `session_key`s, one per `(appid, openid)`: the newest replaces the old one.
+/// Sealed WeChat `session_key`s, one per account: the newest replaces the old one. The service
+/// addresses an account by its appid and the keyed hash of its openid
+/// (`crate::personal_data::LookupIndex::account`), never the clear openid.
 #[async_trait]
 pub trait SessionKeyVault: Send + Sync {
     async fn put_session_key(
@@ -348,6 +350,14 @@ pub trait LogRewrite: Send + Sync {
     async fn claims(&self) -> Result<Vec<StoredClaim>, StoreError>;
     /// Replaces claims' values: `(kind, old value, new value)`.
     async fn rekey_claims(&self, changes: &[(String, String, String)]) -> Result<(), StoreError>;
+    /// Every `(appid, openid)` the session-key vault holds a key for.
+    async fn session_key_accounts(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Moves session keys to a new address: `(appid, old openid, new openid)`. Where the new
+    /// address holds a key already, that one (the newer) is kept and the old one dropped.
+    async fn rekey_session_keys(
+        &self,
+        changes: &[(String, String, String)],
+    ) -> Result<(), StoreError>;
 }
 
 /// Everything the service keeps in its database.

@@ -62,7 +62,7 @@ pub struct UsersQuery {
     #[param(pattern = "^wx[0-9a-fA-F]{16}$")]
     appid: Option<String>,
     /// An openid: in `appid`'s app, or in any configured app without `appid`. Matched through
-    /// the claims' keyed hash (the claims hold no openid in clear); an erased user's is gone.
+    /// the claims' keyed hash (no table holds openids in clear); an erased user's is gone.
     openid: Option<String>,
     /// A unionid, matched through the claims' keyed hash.
     unionid: Option<String>,

@@ -79,4 +79,39 @@ impl LogRewrite for PostgresStore {
         tx.commit().await?;
         Ok(())
     }
+
+    async fn session_key_accounts(&self) -> Result<Vec<(String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT appid, openid FROM wechat_session_keys")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+            .collect()
+    }
+
+    async fn rekey_session_keys(
+        &self,
+        changes: &[(String, String, String)],
+    ) -> Result<(), StoreError> {
+        let mut tx = crate::sql::begin(&self.pool).await?;
+        for (appid, old, new) in changes {
+            sqlx::query(
+                "UPDATE wechat_session_keys SET openid = $3 WHERE appid = $1 AND openid = $2 \
+                 AND NOT EXISTS (SELECT 1 FROM wechat_session_keys \
+                 WHERE appid = $1 AND openid = $3)",
+            )
+            .bind(appid)
+            .bind(old)
+            .bind(new)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM wechat_session_keys WHERE appid = $1 AND openid = $2")
+                .bind(appid)
+                .bind(old)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
 }
