@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyhow::Context;
 use chrono::{DateTime, SecondsFormat, Utc};
 use clap::{Parser, Subcommand};
 use infra::api_keys::Scope;
@@ -125,6 +126,29 @@ async fn migrate(file: Option<PathBuf>) -> anyhow::Result<()> {
     // Connecting runs the embedded migrations.
     let store = infra::store::connect(&config.database_url).await?;
     println!("migrations applied ({})", store.backend());
+    // The one-time personal-data migration needs the master key (it also runs at start).
+    if config.master_key.is_none() {
+        println!(
+            "IDENTITY_MASTER_KEY is not set: the personal-data migration runs at the next start"
+        );
+        return Ok(());
+    }
+    // Subkeys derive from the keyring's root, which the master key only wraps.
+    let root = infra::keyring::open(store.as_ref(), &crate::startup::master_keys(&config)?)
+        .await
+        .context("opening the keyring")?;
+    let read_models = projections::ReadModels::connect(&config.database_url).await?;
+    crate::startup::seal_personal_data(
+        &store,
+        &read_models,
+        &infra::personal_data::PersonalData::new(&root),
+        &infra::personal_data::LookupIndex::new(&root),
+    )
+    .await?;
+    println!(
+        "personal data sealed ({})",
+        infra::personal_data::migration::NAME
+    );
     Ok(())
 }
 

@@ -9,7 +9,7 @@ use anyhow::Context;
 use axum::Router;
 use infra::crypto::{MasterKey, PhoneIndex};
 use infra::keyring::MasterKeys;
-use infra::personal_data::PersonalData;
+use infra::personal_data::{LookupIndex, PersonalData};
 use infra::relay::{RelayConfig, RelayHandle};
 use infra::store::Store;
 use infra::tokens::{AccessTokenPolicy, AccessTokens, RefreshTokens};
@@ -109,6 +109,9 @@ impl Application {
         let read_models = ReadModels::connect(&config.database_url)
             .await
             .context("opening the read models")?;
+        let personal_data = PersonalData::new(master_key);
+        let lookup_index = LookupIndex::new(master_key);
+        seal_personal_data(&store, &read_models, &personal_data, &lookup_index).await?;
         let runners = projections::spawn_runners(read_models.clone(), store.clone());
         let relay_config = config.nats_url.as_ref().map(|url| RelayConfig {
             stream: config.nats_stream.clone(),
@@ -141,7 +144,8 @@ impl Application {
             cloud_login_secrets: config.cloud_login_secrets.0.clone(),
             read_models,
             phone_index: PhoneIndex::new(master_key),
-            personal_data: PersonalData::new(master_key),
+            lookup_index,
+            personal_data,
             shutting_down: tokio::sync::watch::Sender::new(false),
             rejections: Rejections::new(config.rejection_retention_days),
         }));
@@ -274,4 +278,42 @@ pub async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+/// The one-time personal-data migration (`infra::personal_data::migration`), then the read
+/// models rebuilt from the sealed log if it rewrote any event. Every start also empties
+/// SQLite's WAL once, finishing an erasure that crashed before it did.
+pub async fn seal_personal_data(
+    store: &Arc<dyn Store>,
+    read_models: &ReadModels,
+    personal_data: &PersonalData,
+    lookup_index: &LookupIndex,
+) -> anyhow::Result<()> {
+    let report = infra::personal_data::migration::seal_personal_data(
+        store.as_ref(),
+        personal_data,
+        lookup_index,
+        chrono::Utc::now(),
+    )
+    .await
+    .context("the one-time personal-data migration")?;
+    if !report.already_done {
+        tracing::info!(
+            sealed = report.events_sealed,
+            blanked = report.events_blanked,
+            rejections = report.rejections_stripped,
+            claims = report.claims_rekeyed,
+            "personal data of older events sealed (one-time migration)"
+        );
+    }
+    if report.rewrote_events() {
+        projections::rebuild(read_models, Arc::clone(store), None)
+            .await
+            .context("rebuilding the read models from the sealed log")?;
+    }
+    store
+        .purge_deleted()
+        .await
+        .context("emptying the database's WAL")?;
+    Ok(())
 }

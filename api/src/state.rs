@@ -6,7 +6,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use domain::AppId;
 use infra::crypto::{PhoneIndex, Sealer};
-use infra::personal_data::PersonalData;
+use infra::personal_data::{LookupIndex, PersonalData};
 use infra::store::Store;
 use infra::tokens::{AccessTokens, RefreshTokens};
 use infra::wechat::{AppCredentials, WeChatClient};
@@ -70,6 +70,8 @@ pub struct Services {
     pub cloud_login_secrets: BTreeMap<AppId, SecretString>,
     pub read_models: ReadModels,
     pub phone_index: PhoneIndex,
+    /// Keyed hashes of openids and unionids: the claims table and admin look-ups.
+    pub lookup_index: LookupIndex,
     /// Seals personal data under per-user data keys (crypto-shredding).
     pub personal_data: PersonalData,
     /// Turns true when the service starts shutting down: responses that never end on their

@@ -46,37 +46,46 @@ impl EventSchema {
 /// Every event type, in the order of `docs/events.md`.
 pub fn catalog() -> Vec<EventSchema> {
     const FIRST: &[(u32, &str)] = &[(1, "first version")];
+    const SEALED_V2: &[(u32, &str)] = &[
+        (1, "first version"),
+        (
+            2,
+            "personal fields sealed under the user's data key (a `pd1.` string where \
+                     the clear value was), and the metadata's client IP and user agent; v1 \
+                     events are sealed by the one-time migration",
+        ),
+    ];
     vec![
         EventSchema {
             event_type: "UserRegistered",
             stream: "user-{user_id}",
             description: "First login of a new user.",
-            history: FIRST,
+            history: SEALED_V2,
             payload: object(&[
                 ("user_id", uuid("The new user.")),
                 ("appid", appid("The app of the first login.")),
-                ("openid", openid()),
+                ("openid", sealed("The user's openid in that app")),
             ]),
         },
         EventSchema {
             event_type: "WeChatAccountLinked",
             stream: "user-{user_id}",
             description: "Another app's openid joined this user through their shared unionid.",
-            history: FIRST,
+            history: SEALED_V2,
             payload: object(&[
                 ("appid", appid("The app whose account joined.")),
-                ("openid", openid()),
+                ("openid", sealed("The user's openid in that app")),
             ]),
         },
         EventSchema {
             event_type: "UnionIdLinked",
             stream: "user-{user_id}",
             description: "The user's unionid became known.",
-            history: FIRST,
+            history: SEALED_V2,
             payload: object(&[
                 (
                     "unionid",
-                    text("The Open Platform unionid, shared by the apps of one account."),
+                    sealed("The Open Platform unionid, shared by the apps of one account"),
                 ),
                 (
                     "source",
@@ -101,23 +110,32 @@ pub fn catalog() -> Vec<EventSchema> {
                     "`device` becomes an object: `user_agent`, and the `platform` and \
                      `wechat_version` read from it; v1 events are upcast on read",
                 ),
+                (
+                    3,
+                    "`openid`, `client_ip` and `device` sealed under the user's data key, and \
+                     the metadata's client IP and user agent; older events are sealed by the \
+                     one-time migration",
+                ),
             ],
             payload: object(&[
                 ("session_id", uuid("The session this login starts.")),
                 ("user_id", uuid("The user who logged in.")),
                 ("appid", appid("The app logged into.")),
-                ("openid", openid()),
+                ("openid", sealed("The user's openid in that app")),
                 (
                     "is_new_user",
                     json!({"type": "boolean", "description": "The login registered the user."}),
                 ),
+                ("client_ip", nullable(sealed("The client's IP address"))),
                 (
-                    "client_ip",
-                    nullable(text(
-                        "The client's IP address. Redacted in the analytics view.",
+                    "device",
+                    nullable(sealed(
+                        "The client of the login, `{user_agent, platform, wechat_version}` \
+                         (the user agent as sent, at most 256 characters; the platform in the \
+                         names of wx.getDeviceInfo().platform; the WeChat version from \
+                         MicroMessenger/x.y.z)",
                     )),
                 ),
-                ("device", nullable(device())),
             ]),
         },
         EventSchema {
@@ -254,15 +272,15 @@ pub fn catalog() -> Vec<EventSchema> {
             event_type: "UserBlocked",
             stream: "user-{user_id}",
             description: "An administrator blocked the user: logins are refused, sessions end.",
-            history: FIRST,
-            payload: object(&[("reason", text("The administrator's reason."))]),
+            history: SEALED_V2,
+            payload: object(&[("reason", sealed("The administrator's reason"))]),
         },
         EventSchema {
             event_type: "UserUnblocked",
             stream: "user-{user_id}",
             description: "An administrator lifted the block.",
-            history: FIRST,
-            payload: object(&[("reason", text("The administrator's reason."))]),
+            history: SEALED_V2,
+            payload: object(&[("reason", sealed("The administrator's reason"))]),
         },
         EventSchema {
             event_type: "UserErased",
@@ -308,11 +326,6 @@ fn appid(description: &str) -> Value {
     json!({ "type": "string", "pattern": "^wx[0-9a-fA-F]{16}$", "description": description })
 }
 
-fn openid() -> Value {
-    json!({ "type": "string", "minLength": 1, "maxLength": 64,
-            "description": "The user's openid in that app." })
-}
-
 fn one_of(description: &str, values: &[&str]) -> Value {
     json!({ "type": "string", "enum": values, "description": description })
 }
@@ -338,24 +351,6 @@ fn profile_fields() -> Value {
             "nickname", "avatar_url", "gender", "country", "province", "city", "language"
         ]},
         "description": "The names of the fields the sealed profile holds.",
-    })
-}
-
-fn device() -> Value {
-    json!({
-        "type": "object",
-        "description": "The client of the login. Redacted in the analytics view.",
-        "properties": {
-            "user_agent": text("The User-Agent header, as sent (at most 256 characters)."),
-            "platform": nullable(one_of(
-                "Read from the user agent, in the names of wx.getDeviceInfo().platform.",
-                &["ios", "android", "ohos", "windows", "mac", "devtools"],
-            )),
-            "wechat_version": nullable(text(
-                "The WeChat version from MicroMessenger/x.y.z, e.g. 8.0.44.",
-            )),
-        },
-        "required": ["user_agent", "platform", "wechat_version"],
     })
 }
 
@@ -450,6 +445,14 @@ mod tests {
         all.extend(users.iter().map(|e| to_stored(e).unwrap()));
         all.extend(sessions.iter().map(|e| to_stored(e).unwrap()));
         all.extend(apps.iter().map(|e| to_stored(e).unwrap()));
+        // As stored: personal fields sealed (the codec's `pd1.` strings).
+        for (name, payload) in &mut all {
+            for field in crate::personal::personal_fields(name) {
+                if let Some(value) = payload.get_mut(*field).filter(|v| !v.is_null()) {
+                    *value = json!("pd1.sealed");
+                }
+            }
+        }
         all
     }
 
@@ -561,8 +564,8 @@ mod tests {
             assert_eq!(versions, expected, "{}", schema.event_type);
         }
         let document = document();
-        assert_eq!(document["events"]["UserLoggedIn"]["schema_version"], 2);
-        assert_eq!(document["events"]["UserRegistered"]["schema_version"], 1);
+        assert_eq!(document["events"]["UserLoggedIn"]["schema_version"], 3);
+        assert_eq!(document["events"]["UserRegistered"]["schema_version"], 2);
     }
 
     #[test]

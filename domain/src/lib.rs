@@ -8,6 +8,7 @@ pub mod envelope;
 pub mod event_schema;
 pub mod events;
 pub mod ids;
+pub mod personal;
 pub mod profile;
 pub mod recorded;
 pub mod session;

@@ -33,7 +33,22 @@ pub const UPCASTERS: &[Upcaster] = &[
         from: 1,
         apply: session_revoked_v1_to_v2,
     },
+    // Personal fields sealed under the user's data key (issue 11): see `personal_fields_sealed`.
+    sealed("UserLoggedIn", 2),
+    sealed("UserRegistered", 1),
+    sealed("WeChatAccountLinked", 1),
+    sealed("UnionIdLinked", 1),
+    sealed("UserBlocked", 1),
+    sealed("UserUnblocked", 1),
 ];
+
+const fn sealed(event_type: &'static str, from: u32) -> Upcaster {
+    Upcaster {
+        event_type,
+        from,
+        apply: personal_fields_sealed,
+    }
+}
 
 /// The version new events of this type are written with: 1, plus one per upcaster.
 pub fn current_version(event_type: &str) -> u32 {
@@ -58,6 +73,15 @@ pub fn upcast(event_type: &str, schema_version: u32, payload: &mut Value) -> u32
     }
     version
 }
+
+/// The version after which the event's personal fields (openid, unionid, client IP, device,
+/// reasons: `infra::personal_data::codec`) and its metadata's client IP and user agent are
+/// sealed under the user's data key. The payload's shape is the same (a sealed field is a
+/// `pd1.` string where the clear value was), and the codec opens both forms, so the step
+/// changes nothing; no clear older version remains after the one-time migration
+/// (`infra::personal_data::migration`), which seals every older event and writes it with the
+/// new version.
+fn personal_fields_sealed(_: &mut Value) {}
 
 /// `UserLoggedIn` v2: `device` was the raw user agent (`string | null`); it becomes a
 /// [`Device`] read from that agent (`null` stays `null`).
@@ -102,7 +126,7 @@ mod tests {
     #[test]
     fn a_v1_login_reads_as_v2_with_the_device_parsed() {
         let mut payload = v1_login(json!(IPHONE));
-        assert_eq!(upcast("UserLoggedIn", 1, &mut payload), 2);
+        assert_eq!(upcast("UserLoggedIn", 1, &mut payload), 3);
         assert_eq!(
             payload["device"],
             json!({"user_agent": IPHONE, "platform": "ios", "wechat_version": "8.0.44"})
@@ -118,7 +142,7 @@ mod tests {
     fn a_v1_login_without_a_device_stays_without() {
         for device in [json!(null), json!(42)] {
             let mut payload = v1_login(device.clone());
-            assert_eq!(upcast("UserLoggedIn", 1, &mut payload), 2);
+            assert_eq!(upcast("UserLoggedIn", 1, &mut payload), 3);
             assert_eq!(payload["device"], device);
         }
         let mut payload = v1_login(json!(null));
@@ -152,18 +176,21 @@ mod tests {
         let mut payload =
             v1_login(json!({"user_agent": "x", "platform": null, "wechat_version": null}));
         let before = payload.clone();
-        assert_eq!(upcast("UserLoggedIn", 2, &mut payload), 2);
+        assert_eq!(upcast("UserLoggedIn", 3, &mut payload), 3);
+        assert_eq!(payload, before);
+        // Sealing changed no shape: v2 reads as v3 unchanged.
+        assert_eq!(upcast("UserLoggedIn", 2, &mut payload), 3);
         assert_eq!(payload, before);
         // Unknown types and versions newer than this code knows pass through.
-        assert_eq!(upcast("UserRegistered", 1, &mut payload), 1);
+        assert_eq!(upcast("UserLoggedOut", 1, &mut payload), 1);
         assert_eq!(upcast("UserLoggedIn", 7, &mut payload), 7);
         assert_eq!(payload, before);
     }
 
     #[test]
     fn new_events_are_written_with_the_current_version() {
-        assert_eq!(current_version("UserLoggedIn"), 2);
-        assert_eq!(current_version("UserRegistered"), 1);
+        assert_eq!(current_version("UserLoggedIn"), 3);
+        assert_eq!(current_version("UserRegistered"), 2);
         let login = SessionEvent::UserLoggedIn {
             session_id: SessionId::from_uuid(Uuid::from_u128(1)),
             user_id: UserId::from_uuid(Uuid::from_u128(2)),
@@ -173,11 +200,11 @@ mod tests {
             client_ip: None,
             device: Some(Device::from_user_agent(IPHONE)),
         };
-        assert_eq!(login.schema_version(), 2);
+        assert_eq!(login.schema_version(), 3);
         assert_eq!(SessionEvent::UserLoggedOut {}.schema_version(), 1);
-        // What a v2 writer stores reads back unchanged.
+        // What a v3 writer stores reads back unchanged.
         let (name, mut payload) = to_stored(&login).unwrap();
-        assert_eq!(upcast(&name, 2, &mut payload), 2);
+        assert_eq!(upcast(&name, 3, &mut payload), 3);
         assert_eq!(from_stored::<SessionEvent>(&name, &payload).unwrap(), login);
     }
 

@@ -6,9 +6,14 @@
 //! decides it is safe to show. A payload field is kept when:
 //!
 //! - its value is a boolean, a number or null (flags, counters, generations: never personal), or
-//! - its name ends in `_id` (`user_id`, `session_id`), or is one of [`KEPT_FIELDS`]
-//!   (`appid`, `openid`, `unionid`, `reason`, `authorization`, `fields`, `generation`,
-//!   `source`, `is_new_user`, and a device's `platform` and `wechat_version`).
+//! - its name ends in `_id` (`user_id`, `session_id`; not [`NEVER_KEPT`]), or is one of
+//!   [`KEPT_FIELDS`] (`appid`, `reason`, `authorization`, `fields`, `generation`, `source`,
+//!   `is_new_user`, and a device's `platform` and `wechat_version`),
+//!
+//! and its value is not sealed personal data (a `pd1.` string: openid, unionid, client IP,
+//! device, free-text reasons, profile, phone), which is always redacted. Analytics sees
+//! `user_id`, never a WeChat identifier. The audit log keeps the same fields, with their
+//! sealed values (admins open them while the user has a data key): [`redact_for_audit`].
 //!
 //! An object is redacted field by field, whatever its name (so `device: {user_agent,
 //! platform, wechat_version}` shows its platform and WeChat version, not the user agent).
@@ -22,6 +27,7 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::Value;
 
+use crate::personal_data::is_sealed;
 use crate::store::RecordedEvent;
 
 /// What replaces a redacted value.
@@ -30,9 +36,9 @@ pub const REDACTED: &str = "[redacted]";
 /// Payload fields shown as they are (besides every `…_id`, boolean, number and null).
 pub const KEPT_FIELDS: &[&str] = &[
     "appid",
-    "openid",
-    "unionid",
     "reason",
+    "scope",
+    "kind",
     "authorization",
     "fields",
     "generation",
@@ -43,6 +49,16 @@ pub const KEPT_FIELDS: &[&str] = &[
     "platform",
     "wechat_version",
 ];
+
+/// Fields that end in `_id` yet hold personal data in clear.
+pub const NEVER_KEPT: &[&str] = &["phone_id", "device_id"];
+
+/// What becomes of a sealed (`pd1.`) value under a kept field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sealed {
+    Redact,
+    Keep,
+}
 
 /// The event as analytics sees it:
 ///
@@ -82,7 +98,7 @@ impl Serialize for AnalyticsView<'_> {
                 .occurred_at
                 .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
         )?;
-        view.serialize_entry("payload", &Redacted(&event.payload, false))?;
+        view.serialize_entry("payload", &Redacted(&event.payload, false, Sealed::Redact))?;
         view.serialize_entry("position", &event.position)?;
         view.serialize_entry("schema_version", &event.schema_version)?;
         view.serialize_entry("stream_id", event.stream_id.as_str())?;
@@ -94,7 +110,7 @@ impl Serialize for AnalyticsView<'_> {
 }
 
 /// A payload value as redaction leaves it (`kept`: its field is on the allow-list).
-struct Redacted<'a>(&'a Value, bool);
+struct Redacted<'a>(&'a Value, bool, Sealed);
 
 impl Serialize for Redacted<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -102,11 +118,14 @@ impl Serialize for Redacted<'_> {
             Value::Object(map) => {
                 let mut object = serializer.serialize_map(Some(map.len()))?;
                 for (key, value) in map {
-                    object.serialize_entry(key, &Redacted(value, is_kept(key)))?;
+                    object.serialize_entry(key, &Redacted(value, is_kept(key), self.2))?;
                 }
                 object.end()
             }
             Value::String(_) | Value::Array(_) if !self.1 => serializer.serialize_str(REDACTED),
+            Value::String(s) if self.2 == Sealed::Redact && is_sealed(s) => {
+                serializer.serialize_str(REDACTED)
+            }
             value => value.serialize(serializer),
         }
     }
@@ -143,11 +162,18 @@ fn payload_str(event: &RecordedEvent, key: &str) -> Option<String> {
 
 /// The payload with every field not on the allow-list redacted (see the module docs).
 pub fn redact_payload(payload: &Value) -> Value {
-    serde_json::to_value(Redacted(payload, false)).unwrap_or(Value::Null)
+    serde_json::to_value(Redacted(payload, false, Sealed::Redact)).unwrap_or(Value::Null)
 }
 
-fn is_kept(key: &str) -> bool {
-    key.ends_with("_id") || KEPT_FIELDS.contains(&key)
+/// The same allow-list for the audit log, which keeps sealed values of kept fields (a block
+/// reason): the admin API opens them with the user's key, and nothing opens them once the
+/// user is erased.
+pub fn redact_for_audit(payload: &Value) -> Value {
+    serde_json::to_value(Redacted(payload, false, Sealed::Keep)).unwrap_or(Value::Null)
+}
+
+pub fn is_kept(key: &str) -> bool {
+    !NEVER_KEPT.contains(&key) && (key.ends_with("_id") || KEPT_FIELDS.contains(&key))
 }
 
 #[cfg(test)]
@@ -211,11 +237,15 @@ mod tests {
         assert_eq!(view["appid"], APP);
         assert_eq!(
             view["payload"],
-            json!({"session_id": session, "user_id": user, "appid": APP, "openid": "o_1",
+            json!({"session_id": session, "user_id": user, "appid": APP, "openid": REDACTED,
                    "is_new_user": true, "client_ip": REDACTED, "device": REDACTED})
         );
         let text = view.to_string();
         assert!(!text.contains("203.0.113.9") && !text.contains("iPhone"));
+        assert!(
+            !text.contains("o_1"),
+            "analytics sees user_id, not the openid"
+        );
     }
 
     #[test]
@@ -284,9 +314,10 @@ mod tests {
     fn unknown_string_fields_are_hidden_by_default() {
         assert_eq!(
             redact_payload(&json!({"nickname": "Bob", "avatar_url": "https://x/y.png",
-                                   "unionid": "u_1", "source": "code2session", "tags": ["a"]})),
-            json!({"nickname": REDACTED, "avatar_url": REDACTED, "unionid": "u_1",
-                   "source": "code2session", "tags": REDACTED})
+                                   "unionid": "u_1", "source": "code2session", "tags": ["a"],
+                                   "phone_id": "p"})),
+            json!({"nickname": REDACTED, "avatar_url": REDACTED, "unionid": REDACTED,
+                   "source": "code2session", "tags": REDACTED, "phone_id": REDACTED})
         );
         assert_eq!(redact_payload(&json!("bare")), json!(REDACTED));
         assert_eq!(
@@ -295,5 +326,19 @@ mod tests {
             json!({"device": {"user_agent": REDACTED, "platform": "ios", "wechat_version": "8.0.40"}})
         );
         assert_eq!(redact_payload(&json!({})), json!({}));
+    }
+
+    #[test]
+    fn sealed_values_are_redacted_even_under_kept_names_but_kept_for_the_audit() {
+        let payload = json!({"reason": "pd1.c2VhbGVk", "appid": APP, "generation": 2});
+        assert_eq!(
+            redact_payload(&payload),
+            json!({"reason": REDACTED, "appid": APP, "generation": 2})
+        );
+        assert_eq!(redact_for_audit(&payload), payload);
+        assert_eq!(
+            redact_for_audit(&json!({"nickname": "pd1.x", "reason": "user_blocked"})),
+            json!({"nickname": REDACTED, "reason": "user_blocked"})
+        );
     }
 }

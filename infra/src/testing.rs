@@ -201,3 +201,26 @@ fn with_search_path(base: &str, schema: &str) -> String {
     let separator = if base.contains('?') { '&' } else { '?' };
     format!("{base}{separator}options=-csearch_path%3D{schema}")
 }
+
+/// `pg_dump` of the URL's schema (definitions and data), as an operator would take a backup:
+/// for tests that look for what must never be stored.
+pub async fn pg_dump_schema(url: &str) -> String {
+    let mut conn = PgConnection::connect(url)
+        .await
+        .expect("connect to the test database");
+    let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
+        .fetch_one(&mut conn)
+        .await
+        .expect("the test schema");
+    let output = std::process::Command::new("pg_dump")
+        .arg(format!("--schema={schema}"))
+        .arg(url)
+        .output()
+        .expect("pg_dump runs (is it on PATH?)");
+    assert!(
+        output.status.success(),
+        "pg_dump failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}

@@ -83,10 +83,12 @@ async fn erasure_releases_claims(store: Arc<dyn Store>) {
     use infra::store::{AppendBatch, ExpectedVersion, NewEvent};
 
     let user = UserId::from_uuid(Uuid::now_v7());
-    let account = Claim::WeChatAccount {
-        appid: AppId::parse("wx00000000000000aa").unwrap(),
-        openid: OpenId::parse("erase-me").unwrap(),
-    };
+    let account = infra::personal_data::LookupIndex::new(&MasterKey::generate()).claim(
+        &Claim::WeChatAccount {
+            appid: AppId::parse("wx00000000000000aa").unwrap(),
+            openid: OpenId::parse("erase-me").unwrap(),
+        },
+    );
     let event = |event_type: &str| NewEvent {
         event_id: EventId::from_uuid(Uuid::now_v7()),
         event_type: event_type.into(),
@@ -130,12 +132,311 @@ async fn erasure_releases_claims(store: Arc<dyn Store>) {
     assert_eq!(store.find_claim(&account).await.unwrap(), None);
 }
 
+fn new_event(
+    event_type: &str,
+    schema_version: u32,
+    payload: serde_json::Value,
+    metadata: domain::Metadata,
+) -> infra::store::NewEvent {
+    infra::store::NewEvent {
+        event_id: domain::EventId::from_uuid(Uuid::now_v7()),
+        event_type: event_type.into(),
+        schema_version,
+        occurred_at: chrono::Utc::now(),
+        payload,
+        metadata,
+    }
+}
+
+fn metadata_from(ip: Option<&str>, agent: Option<&str>) -> domain::Metadata {
+    domain::Metadata {
+        actor: domain::Actor::System,
+        appid: None,
+        client_ip: ip.map(str::to_owned),
+        user_agent: agent.map(str::to_owned),
+        correlation_id: Uuid::now_v7(),
+        causation_id: None,
+    }
+}
+
+/// Erasure is atomic: the append of `UserErased` deletes the data key in its own transaction
+/// (no window in which a crash leaves an erased user's fields readable); an append that fails
+/// leaves the key alone.
+async fn erasure_destroys_the_key_in_its_append(store: Arc<dyn Store>) {
+    use infra::store::{AppendBatch, AppendError, ExpectedVersion};
+
+    let data = PersonalData::new(&MasterKey::generate());
+    let user = UserId::from_uuid(Uuid::now_v7());
+    let other = UserId::from_uuid(Uuid::now_v7());
+    let sealed = data
+        .seal(store.as_ref(), user, &json!("secret"))
+        .await
+        .unwrap();
+    data.seal(store.as_ref(), other, &json!("x")).await.unwrap();
+    let meta = || metadata_from(None, None);
+    store
+        .append(AppendBatch::default().stream(
+            user.stream(),
+            ExpectedVersion::NoStream,
+            vec![new_event("UserRegistered", 2, json!({}), meta())],
+        ))
+        .await
+        .unwrap();
+    // A refused erasure (the stream moved) keeps the key.
+    let refused = store
+        .append(AppendBatch::default().stream(
+            user.stream(),
+            ExpectedVersion::Exactly(7),
+            vec![new_event("UserErased", 1, json!({}), meta())],
+        ))
+        .await;
+    assert!(matches!(refused, Err(AppendError::VersionConflict(_))));
+    assert!(data.key(store.as_ref(), user).await.unwrap().is_some());
+
+    store
+        .append(
+            AppendBatch::default()
+                .stream(
+                    user.stream(),
+                    ExpectedVersion::Exactly(1),
+                    vec![new_event("UserErased", 1, json!({}), meta())],
+                )
+                .release_claims_of(user),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store.data_key(user).await.unwrap().is_none(),
+        "the key went with the event"
+    );
+    assert_eq!(
+        data.open_all(store.as_ref(), user, &[&sealed])
+            .await
+            .unwrap(),
+        vec![None]
+    );
+    assert!(
+        store.data_key(other).await.unwrap().is_some(),
+        "only the erased user's key"
+    );
+    store.purge_deleted().await.unwrap();
+}
+
+/// The one-time migration seals what older events hold in clear, blanks it for erased users,
+/// strips rejected logins, re-keys the claims, and runs once.
+async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
+    use domain::{AppId, Claim, OpenId, UnionId};
+    use infra::personal_data::migration::{seal_personal_data, MigrationReport};
+    use infra::personal_data::{open_event, LookupIndex};
+    use infra::store::{AppendBatch, ExpectedVersion};
+
+    let master = MasterKey::generate();
+    let data = PersonalData::new(&master);
+    let index = LookupIndex::new(&master);
+    let app = "wx0123456789abcdef";
+    let (alice, gone) = (
+        UserId::from_uuid(Uuid::now_v7()),
+        UserId::from_uuid(Uuid::now_v7()),
+    );
+    let session = Uuid::now_v7();
+    let clear_claim = |claim: Claim| {
+        let (kind, value) = claim.key();
+        infra::store::ClaimKey { kind, value }
+    };
+    let alice_account = Claim::WeChatAccount {
+        appid: AppId::parse(app).unwrap(),
+        openid: OpenId::parse("o_alice_clear").unwrap(),
+    };
+    // Written as before sealing: v1 payloads, clear metadata, clear claims.
+    let ip = Some("198.51.100.23");
+    let agent = Some("Mozilla/5.0 AliceAgent");
+    store
+        .append(
+            AppendBatch::default()
+                .stream(
+                    alice.stream(),
+                    ExpectedVersion::NoStream,
+                    vec![
+                        new_event("UserRegistered", 1,
+                            json!({"user_id": alice, "appid": app, "openid": "o_alice_clear"}),
+                            metadata_from(ip, agent)),
+                        new_event("UnionIdLinked", 1,
+                            json!({"unionid": "u_alice_clear", "source": "code2_session"}),
+                            metadata_from(ip, agent)),
+                        new_event("UserBlocked", 1, json!({"reason": "alice-block-reason"}),
+                            metadata_from(Some("192.0.2.99"), None)),
+                    ],
+                )
+                .stream(
+                    domain::StreamId::from_stored(format!("session-{session}")),
+                    ExpectedVersion::NoStream,
+                    vec![
+                        new_event("UserLoggedIn", 1,
+                            json!({"session_id": session, "user_id": alice, "appid": app,
+                                   "openid": "o_alice_clear", "is_new_user": true,
+                                   "client_ip": "198.51.100.23", "device": "Mozilla/5.0 AliceAgent"}),
+                            metadata_from(ip, agent)),
+                        new_event("SessionRefreshed", 1, json!({"generation": 1}), metadata_from(ip, agent)),
+                    ],
+                )
+                .claim(clear_claim(alice_account.clone()), alice)
+                .claim(clear_claim(Claim::UnionId(UnionId::parse("u_alice_clear").unwrap())), alice),
+        )
+        .await
+        .unwrap();
+    store
+        .append(AppendBatch::default().stream(
+            gone.stream(),
+            ExpectedVersion::NoStream,
+            vec![
+                new_event(
+                    "UserRegistered",
+                    1,
+                    json!({"user_id": gone, "appid": app, "openid": "o_gone_clear"}),
+                    metadata_from(Some("203.0.113.66"), Some("GoneAgent")),
+                ),
+                new_event("UserErased", 1, json!({}), metadata_from(None, None)),
+            ],
+        ))
+        .await
+        .unwrap();
+    store
+        .append(AppendBatch::default().stream(
+            domain::StreamId::from_stored(format!("app-{app}")),
+            ExpectedVersion::Any,
+            vec![new_event(
+                "LoginRejected",
+                1,
+                json!({"appid": app, "reason": "blocked", "openid": "o_alice_clear",
+                       "client_ip": "198.51.100.23"}),
+                metadata_from(ip, agent),
+            )],
+        ))
+        .await
+        .unwrap();
+
+    infra::testing::wait_until_log_readable(&url).await;
+    store
+        .put_session_key(app, "o_alice_clear", b"sealed-session-key")
+        .await
+        .unwrap();
+    let report = seal_personal_data(store.as_ref(), &data, &index, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(report.session_keys_rekeyed, 1, "{report:?}");
+    let address = index.account(
+        &AppId::parse(app).unwrap(),
+        &OpenId::parse("o_alice_clear").unwrap(),
+    );
+    assert_eq!(
+        store.session_key(app, &address).await.unwrap(),
+        Some(b"sealed-session-key".to_vec())
+    );
+    assert!(store
+        .session_key(app, "o_alice_clear")
+        .await
+        .unwrap()
+        .is_none());
+    assert!(report.events_sealed >= 5, "{report:?}");
+    assert_eq!(report.events_blanked, 1, "{report:?}");
+    assert!(report.rejections_stripped >= 1, "{report:?}");
+    assert!(report.claims_rekeyed >= 2, "{report:?}");
+
+    let log = store.read_all(0, 1000).await.unwrap();
+    let stored = format!("{:?}", log);
+    for clear in [
+        "o_alice_clear",
+        "u_alice_clear",
+        "alice-block-reason",
+        "198.51.100.23",
+        "AliceAgent",
+        "192.0.2.99",
+        "o_gone_clear",
+        "203.0.113.66",
+        "GoneAgent",
+    ] {
+        assert!(!stored.contains(clear), "{clear} is still in the log");
+    }
+    let claims = format!("{:?}", store.claims().await.unwrap());
+    assert!(!claims.contains("o_alice_clear") && !claims.contains("u_alice_clear"));
+    assert_eq!(
+        store
+            .find_claim(&index.claim(&alice_account))
+            .await
+            .unwrap(),
+        Some(alice)
+    );
+
+    // Alice's fields open again with her key, as the current schema version.
+    let key = data.key(store.as_ref(), alice).await.unwrap().unwrap();
+    let mut mine: Vec<_> = log
+        .iter()
+        .filter(|e| {
+            e.stream_id == alice.stream() || e.stream_id.as_str() == format!("session-{session}")
+        })
+        .cloned()
+        .collect();
+    for e in &mut mine {
+        open_event(e, Some(&key));
+    }
+    let opened = format!("{mine:?}");
+    for clear in [
+        "o_alice_clear",
+        "u_alice_clear",
+        "alice-block-reason",
+        "198.51.100.23",
+        "AliceAgent",
+        "192.0.2.99",
+    ] {
+        assert!(opened.contains(clear), "{clear} does not open");
+    }
+    let registered = mine
+        .iter()
+        .find(|e| e.event_type == "UserRegistered")
+        .unwrap();
+    assert_eq!(registered.schema_version, 2);
+    let login = mine
+        .iter()
+        .find(|e| e.event_type == "UserLoggedIn")
+        .unwrap();
+    assert_eq!(
+        login.payload["device"]["user_agent"],
+        "Mozilla/5.0 AliceAgent"
+    );
+
+    // Once only.
+    let again = seal_personal_data(store.as_ref(), &data, &index, chrono::Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        MigrationReport {
+            already_done: true,
+            ..MigrationReport::default()
+        }
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_sealing() {
     let (store, _) = infra::testing::sqlite_store().await;
     sealing_opens_until_the_key_is_destroyed(Arc::clone(&store)).await;
     erasure_releases_claims(Arc::clone(&store)).await;
+    erasure_destroys_the_key_in_its_append(Arc::clone(&store)).await;
     concurrent_first_seals_share_one_key(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_migration() {
+    let (store, url) = infra::testing::sqlite_store().await;
+    the_migration_seals_the_old_log(store, url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_migration() {
+    if let Some((store, url)) = infra::testing::postgres_store().await {
+        the_migration_seals_the_old_log(store, url).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -143,6 +444,7 @@ async fn postgres_sealing() {
     if let Some((store, _)) = infra::testing::postgres_store().await {
         sealing_opens_until_the_key_is_destroyed(Arc::clone(&store)).await;
         erasure_releases_claims(Arc::clone(&store)).await;
+        erasure_destroys_the_key_in_its_append(Arc::clone(&store)).await;
         concurrent_first_seals_share_one_key(store).await;
     }
 }

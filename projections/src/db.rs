@@ -77,6 +77,9 @@ impl Db {
                     // the writers: a checkpoint inside a projection's commit would hold the
                     // write turn that appends wait for.
                     conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                    // Read-model rows deleted at an erasure are overwritten, not left in
+                    // free pages of the file.
+                    conn.execute("PRAGMA secure_delete = ON").await?;
                     Ok(())
                 })
             })

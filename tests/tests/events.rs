@@ -475,8 +475,11 @@ async fn analytics_sees_no_personal_data(world: World) {
         .find(|e| e["event_type"] == "UserLoggedIn")
         .expect("the login");
     assert_eq!(logged_in["appid"], APP_A);
-    assert_eq!(logged_in["schema_version"], 2);
-    assert_eq!(logged_in["payload"]["openid"], login["user"]["openid"]);
+    assert_eq!(logged_in["schema_version"], 3);
+    // Analytics sees the user id, never the openid.
+    assert_eq!(logged_in["user_id"], login["user"]["user_id"]);
+    assert_eq!(logged_in["payload"]["openid"], "[redacted]");
+    assert!(!text.contains(login["user"]["openid"].as_str().expect("openid")));
     assert!(logged_in.get("metadata").is_none());
 }
 
@@ -516,15 +519,16 @@ async fn stored_v1_logins_are_read_as_v2(world: World) {
     let expected_device = json!({
         "user_agent": USER_AGENT, "platform": "ios", "wechat_version": "8.0.44",
     });
-    // Every way of reading sees v2: append's answer, the stream, the log.
-    assert_eq!(appended[0].schema_version, 2);
+    // Every way of reading sees the current version (v3: v2 plus sealing, no change of
+    // shape): append's answer, the stream, the log.
+    assert_eq!(appended[0].schema_version, 3);
     assert_eq!(appended[0].payload["device"], expected_device);
     let loaded = store.load_stream(&session.stream()).await.expect("load");
     assert_eq!(loaded, appended);
     let marker = fill(store.as_ref(), 1, 1).await;
     let all = read_through(store.as_ref(), marker).await;
     assert_eq!(all[0], appended[0]);
-    assert_eq!(all[1].schema_version, 2);
+    assert_eq!(all[1].schema_version, 3);
     assert!(all[1].payload["device"].is_null());
     // And the domain decodes them.
     let decoded: domain::SessionEvent =
@@ -538,13 +542,13 @@ async fn stored_v1_logins_are_read_as_v2(world: World) {
 
     let key = world.api_key("events:read").await;
     let listed = page(&world, &key, "").await;
-    assert_eq!(listed["events"][0]["schema_version"], 2);
+    assert_eq!(listed["events"][0]["schema_version"], 3);
     assert_eq!(
         listed["events"][0]["payload"]["device"]["user_agent"],
         "[redacted]"
     );
 
-    // A login through the service writes v2 (and reads back the same).
+    // A login through the service writes v3: the device sealed under the user's data key.
     let code = world.wx_login(APP_A, "neo").await;
     let answer = world
         .http
@@ -564,9 +568,10 @@ async fn stored_v1_logins_are_read_as_v2(world: World) {
         .iter()
         .rfind(|e| e.event_type == "UserLoggedIn")
         .expect("the login");
-    assert_eq!(login.schema_version, 2);
-    assert_eq!(login.payload["device"]["platform"], "android");
-    assert_eq!(login.payload["device"]["wechat_version"], "8.0.47");
+    assert_eq!(login.schema_version, 3);
+    let device = login.payload["device"].as_str().expect("sealed");
+    assert!(device.starts_with("pd1."), "{device}");
+    assert!(!format!("{login:?}").contains("Android"));
 }
 
 async fn the_schema_catalog_covers_every_event_type(world: World) {
@@ -609,10 +614,11 @@ async fn the_schema_catalog_covers_every_event_type(world: World) {
     }
     assert_eq!(events.len(), 15);
     let login = &events["UserLoggedIn"];
-    assert_eq!(login["schema_version"], 2);
-    assert_eq!(login["history"].as_array().expect("an array").len(), 2);
+    assert_eq!(login["schema_version"], 3);
+    assert_eq!(login["history"].as_array().expect("an array").len(), 3);
+    // Sealed under the user's data key: a `pd1.` string, or null.
     assert_eq!(
-        login["payload"]["properties"]["device"]["properties"]["platform"]["type"],
+        login["payload"]["properties"]["device"]["type"],
         json!(["string", "null"])
     );
 }

@@ -127,7 +127,7 @@ impl FromRequestParts<AppState> for Authenticated {
             .verify(token)
             .map_err(|_| ApiError::Unauthorized("invalid or expired access token"))?;
         let (session, session_version, user) = streams::load_session_of_user_in_force(
-            state.store.as_ref(),
+            state,
             claims.sid,
             claims.sub,
             state.clock.now(),

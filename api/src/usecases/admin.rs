@@ -5,7 +5,7 @@ use domain::{Actor, RevocationReason, SessionId, UserError, UserId};
 use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 
 use super::revocation::{revoke_open_sessions, Revocation};
-use super::streams::{load_user, to_new_events};
+use super::streams::{load_user, to_new_events, LoadedUser};
 use crate::http::extract::RequestContext;
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -50,7 +50,7 @@ async fn record_status(
 ) -> Result<(bool, Option<i64>), ApiError> {
     // A concurrent login or admin action may append first: decide again on the new state.
     for _ in 0..3 {
-        let (user, version) = load_user(state.store.as_ref(), user_id).await?;
+        let LoadedUser { user, version, key } = load_user(state, user_id).await?;
         let decided = match change {
             StatusChange::Block => user.decide_block(reason),
             StatusChange::Unblock => user.decide_unblock(reason),
@@ -63,7 +63,7 @@ async fn record_status(
         let batch = AppendBatch::default().stream(
             user_id.stream(),
             ExpectedVersion::after(version),
-            to_new_events(&events, &metadata, state.clock.now())?,
+            to_new_events(&events, &metadata, state.clock.now(), key.as_ref())?,
         );
         match state.store.append(batch).await {
             Ok(recorded) => return Ok((true, recorded.last().map(|e| e.position))),
@@ -93,7 +93,7 @@ pub async fn revoke_sessions(
     key_id: &str,
     ctx: &RequestContext,
 ) -> Result<Vec<SessionId>, ApiError> {
-    let (user, _) = load_user(state.store.as_ref(), user_id).await?;
+    let LoadedUser { user, .. } = load_user(state, user_id).await?;
     let note = user.decide_revoke_sessions(reason).map_err(admin_error)?;
     let revocation = Revocation {
         reason: RevocationReason::AdminAction,

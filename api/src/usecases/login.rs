@@ -10,6 +10,8 @@ use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 use infra::wechat::WeChatError;
 use uuid::Uuid;
 
+use infra::personal_data::UserKey;
+
 use super::rejections;
 use super::streams::{to_new_events, user_from_stored};
 use crate::http::extract::RequestContext;
@@ -79,7 +81,7 @@ pub async fn record_login(
     ctx: &RequestContext,
 ) -> Result<LoggedIn, ApiError> {
     for _ in 0..MAX_ATTEMPTS {
-        let (user_id, user, user_version) =
+        let (user_id, user, user_version, key) =
             resolve_user(state, appid, &wx.openid, wx.unionid.as_ref()).await?;
         let user_events = match user.decide_login(&RecordWeChatLogin {
             new_user_id: user_id,
@@ -116,24 +118,35 @@ pub async fn record_login(
             device: ctx.user_agent.as_deref().map(Device::from_user_agent),
         };
 
+        // A returning user's key was read with their stream; a new user's is made now (the
+        // login's one extra write). Either way one round trip.
+        let key = match key {
+            Some(key) => key,
+            None => state
+                .personal_data
+                .create_key(state.store.as_ref(), user_id)
+                .await
+                .map_err(ApiError::internal)?,
+        };
         let now = state.clock.now();
         let metadata = ctx.metadata(Actor::User(user_id), Some(appid));
         let mut batch = AppendBatch::default()
             .stream(
                 user_id.stream(),
                 ExpectedVersion::after(user_version),
-                to_new_events(&user_events, &metadata, now)?,
+                to_new_events(&user_events, &metadata, now, Some(&key))?,
             )
             .stream(
                 session_id.stream(),
                 ExpectedVersion::NoStream,
-                to_new_events(&[login], &metadata, now)?,
+                to_new_events(&[login], &metadata, now, Some(&key))?,
             );
         for claim in user_events.iter().filter_map(Claim::made_by) {
-            batch = batch.claim(claim, user_id);
+            batch = batch.claim(state.lookup_index.claim(&claim), user_id);
         }
         if let Some(sealed) = &sealed_session_key {
-            batch = batch.session_key(appid.as_str(), wx.openid.as_str(), sealed.clone());
+            let account = state.lookup_index.account(appid, &wx.openid);
+            batch = batch.session_key(appid.as_str(), &account, sealed.clone());
         }
 
         match state.store.append(batch).await {
@@ -160,32 +173,40 @@ pub async fn record_login(
 }
 
 /// The user this WeChat account belongs to: by `(appid, openid)`, else by unionid (another app
-/// of the same Open Platform account), else a new user id.
+/// of the same Open Platform account), else a new user id. Claims are found by keyed hash; a
+/// known user comes with their data key and their personal data opened.
 async fn resolve_user(
     state: &AppState,
     appid: &AppId,
     openid: &OpenId,
     unionid: Option<&UnionId>,
-) -> Result<(UserId, User, usize), ApiError> {
+) -> Result<(UserId, User, usize, Option<UserKey>), ApiError> {
     let store = state.store.as_ref();
     let account = Claim::WeChatAccount {
         appid: appid.clone(),
         openid: openid.clone(),
     };
-    let mut owner = store.load_claimant(&account).await?;
+    let mut owner = store
+        .load_claimant(&state.lookup_index.claim(&account))
+        .await?;
     if owner.is_none() {
         if let Some(unionid) = unionid {
             owner = store
-                .load_claimant(&Claim::UnionId(unionid.clone()))
+                .load_claimant(&state.lookup_index.claim(&Claim::UnionId(unionid.clone())))
                 .await?;
         }
     }
     match owner {
         Some((user_id, stored)) => {
-            let (user, version) = user_from_stored(&stored)?;
-            Ok((user_id, user, version))
+            let key = state
+                .personal_data
+                .key(store, user_id)
+                .await
+                .map_err(ApiError::internal)?;
+            let (user, version) = user_from_stored(&stored, key.as_ref())?;
+            Ok((user_id, user, version, key))
         }
-        None => Ok((UserId::from_uuid(Uuid::now_v7()), User::default(), 0)),
+        None => Ok((UserId::from_uuid(Uuid::now_v7()), User::default(), 0, None)),
     }
 }
 

@@ -5,6 +5,7 @@ pub mod encrypted_data;
 pub mod login;
 pub mod profile;
 pub mod rejections;
+pub mod reveal;
 pub mod revocation;
 pub mod session_views;
 pub mod sessions;

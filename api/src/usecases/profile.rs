@@ -14,7 +14,7 @@ use serde_json::{json, Map, Value};
 
 use super::encrypted_data::DecryptAttempt;
 use super::login::session_key_context;
-use super::streams::{load_user, to_new_events};
+use super::streams::{load_user, to_new_events, LoadedUser};
 use crate::http::extract::RequestContext;
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -46,7 +46,7 @@ async fn current_session_key(
 ) -> Result<SessionKey, ApiError> {
     let sealed = state
         .store
-        .session_key(appid.as_str(), openid.as_str())
+        .session_key(appid.as_str(), &state.lookup_index.account(appid, openid))
         .await?
         .ok_or_else(|| {
             ApiError::InvalidRequest("no WeChat session for this user: log in again".into())
@@ -68,7 +68,7 @@ pub async fn authorize_profile(
     payload: &EncryptedProfile,
     ctx: &RequestContext,
 ) -> Result<(), ApiError> {
-    let (user, _) = load_user(state.store.as_ref(), user_id).await?;
+    let user = load_user(state, user_id).await?.user;
     let openid = user.openid_for(appid).cloned().ok_or(ApiError::NotFound)?;
     let encrypted =
         EncryptedData::parse(&payload.encrypted_data, &payload.iv).map_err(ApiError::UserData)?;
@@ -133,7 +133,7 @@ async fn acceptable(
         }
         let owner = state
             .store
-            .find_claim(&Claim::UnionId(unionid.clone()))
+            .find_claim(&state.lookup_index.claim(&Claim::UnionId(unionid.clone())))
             .await?;
         if owner.is_some_and(|owner| owner != user_id) {
             return Ok(None);
@@ -220,7 +220,7 @@ pub async fn update_profile(
     update: ProfileUpdate,
     ctx: &RequestContext,
 ) -> Result<(), ApiError> {
-    let (user, _) = load_user(state.store.as_ref(), user_id).await?;
+    let user = load_user(state, user_id).await?.user;
     let mut profile = match &user.profile {
         Some(sealed) => open_one(state, user_id, sealed)
             .await?
@@ -261,7 +261,7 @@ pub async fn bind_phone(
     ctx: &RequestContext,
 ) -> Result<(), ApiError> {
     let app = state.apps.get(appid).ok_or(ApiError::UnknownApp)?;
-    let (user, _) = load_user(state.store.as_ref(), user_id).await?;
+    let user = load_user(state, user_id).await?.user;
     let openid = user.openid_for(appid).cloned().ok_or(ApiError::NotFound)?;
     let info = state
         .wechat
@@ -315,47 +315,55 @@ pub async fn withdraw(
     .await
 }
 
-/// Erasure: `UserErased` (freeing the person's claims), then the data key and the WeChat
-/// session keys go, and every open session is revoked. Safe to repeat: a retry after a
-/// failure finishes the job.
+/// Erasure. The WeChat session keys go first (their rows name the openid; a crash after this
+/// step leaves a user who simply logs in again). Then `UserErased`, whose append frees the
+/// person's claims and, in the same transaction, deletes their data key (a trigger on the
+/// events table): no crash can leave an erased user's sealed fields readable. Last, the
+/// database's files are purged of the deleted rows' old copies (SQLite's WAL); the next start
+/// does it again, should this step not run. The user's refused-login tallies go, and every
+/// open session is revoked (`user_erased`). Safe to repeat.
 pub async fn erase(
     state: &AppState,
     user_id: UserId,
     actor: Actor,
     ctx: &RequestContext,
 ) -> Result<(), ApiError> {
-    let (before, _) = load_user(state.store.as_ref(), user_id).await?;
+    let before = load_user(state, user_id).await?.user;
+    if before.is_registered() && !before.erased {
+        for (appid, openid) in &before.accounts {
+            state
+                .store
+                .delete_session_key(appid.as_str(), &state.lookup_index.account(appid, openid))
+                .await?;
+        }
+    }
     record(state, user_id, None, ctx, actor.clone(), |user| {
         user.decide_erase()
     })
     .await?;
-    state
-        .personal_data
-        .destroy(state.store.as_ref(), user_id)
-        .await
-        .map_err(ApiError::internal)?;
-    for (appid, openid) in &before.accounts {
-        state
-            .store
-            .delete_session_key(appid.as_str(), openid.as_str())
-            .await?;
-    }
     // Refused logins of the blocked user, with their client IPs.
     state.store.forget_rejections_of(user_id).await?;
-    super::revocation::revoke_after_erasure(state, user_id, actor, ctx).await
+    super::revocation::revoke_after_erasure(state, user_id, actor, ctx).await?;
+    if let Err(err) = state.store.purge_deleted().await {
+        tracing::warn!(error = %err, "purging the database files after an erasure failed");
+    }
+    Ok(())
 }
 
-/// Seals personal data under the user's data key (created on first use).
+/// Seals personal data under the user's data key. Every user gets one at registration (or
+/// from the migration), so a missing key means an erased user: nothing is sealed for them.
 async fn seal(
     state: &AppState,
     user_id: UserId,
     data: &Value,
 ) -> Result<SealedPersonalData, ApiError> {
-    state
+    let key = state
         .personal_data
-        .seal(state.store.as_ref(), user_id, data)
+        .key(state.store.as_ref(), user_id)
         .await
-        .map_err(ApiError::internal)
+        .map_err(ApiError::internal)?
+        .ok_or(ApiError::Missing("this user's data was erased"))?;
+    Ok(key.seal(data))
 }
 
 /// Opens one sealed field of the user; `None` once erased.
@@ -383,7 +391,7 @@ async fn record(
     decide: impl Fn(&User) -> Result<Vec<UserEvent>, UserError>,
 ) -> Result<(), ApiError> {
     for _ in 0..3 {
-        let (user, version) = load_user(state.store.as_ref(), user_id).await?;
+        let LoadedUser { user, version, key } = load_user(state, user_id).await?;
         let events = decide(&user).map_err(user_error)?;
         if events.is_empty() {
             return Ok(());
@@ -392,10 +400,10 @@ async fn record(
         let mut batch = AppendBatch::default().stream(
             user_id.stream(),
             ExpectedVersion::after(version),
-            to_new_events(&events, &metadata, state.clock.now())?,
+            to_new_events(&events, &metadata, state.clock.now(), key.as_ref())?,
         );
         for claim in events.iter().filter_map(Claim::made_by) {
-            batch = batch.claim(claim, user_id);
+            batch = batch.claim(state.lookup_index.claim(&claim), user_id);
         }
         if events.iter().any(|e| matches!(e, UserEvent::UserErased {})) {
             batch = batch.release_claims_of(user_id);

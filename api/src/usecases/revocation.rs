@@ -12,7 +12,9 @@ use std::time::Duration;
 use domain::{Actor, RevocationReason, Session, SessionError, SessionId, UserId};
 use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 
-use super::streams::{load_session, to_new_events};
+use infra::personal_data::UserKey;
+
+use super::streams::{load_session, to_new_events, user_key};
 use crate::http::extract::RequestContext;
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -46,7 +48,8 @@ pub async fn revoke_own_session(
         note: None,
         actor: Actor::User(user_id),
     };
-    revoke(state, session_id, &revocation, ctx).await?;
+    let key = user_key(state, user_id).await?;
+    revoke(state, session_id, &revocation, key.as_ref(), ctx).await?;
     Ok(())
 }
 
@@ -73,10 +76,12 @@ pub async fn revoke_open_sessions(
         // a session or two.
         tracing::warn!(%user_id, through, "sessions read model behind: revoking what it lists");
     }
+    // Sealed under the user's data key (`None` once erased: the note is then left out).
+    let key = user_key(state, user_id).await?;
     let mut revoked = Vec::new();
     for id in state.read_models.session_ids_of(user_id.as_uuid()).await? {
         let session_id = SessionId::from_uuid(id);
-        if revoke(state, session_id, revocation, ctx).await? {
+        if revoke(state, session_id, revocation, key.as_ref(), ctx).await? {
             revoked.push(session_id);
         }
     }
@@ -105,6 +110,7 @@ async fn revoke(
     state: &AppState,
     session_id: SessionId,
     revocation: &Revocation,
+    key: Option<&UserKey>,
     ctx: &RequestContext,
 ) -> Result<bool, ApiError> {
     // A concurrent refresh may append first: decide again on the new state.
@@ -123,7 +129,7 @@ async fn revoke(
         let batch = AppendBatch::default().stream(
             session_id.stream(),
             ExpectedVersion::after(version),
-            to_new_events(&events, &metadata, state.clock.now())?,
+            to_new_events(&events, &metadata, state.clock.now(), key)?,
         );
         match state.store.append(batch).await {
             Ok(_) => return Ok(true),

@@ -3,7 +3,7 @@
 use domain::{Actor, Session, SessionError, SessionEvent, SessionId, UserId};
 use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 
-use super::streams::{load_session, load_user, to_new_events, Standing};
+use super::streams::{load_session, load_user, to_new_events, user_key, LoadedUser, Standing};
 use crate::http::extract::RequestContext;
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -50,7 +50,7 @@ pub async fn refresh(
         let Some(owner) = session.user_id() else {
             return Err(ApiError::Unauthorized("the session has ended"));
         };
-        let (user, _) = load_user(state.store.as_ref(), owner).await?;
+        let LoadedUser { user, key, .. } = load_user(state, owner).await?;
         match Standing::of(&user) {
             Standing::Good => {}
             Standing::Blocked => return Err(ApiError::UserBlocked),
@@ -76,7 +76,7 @@ pub async fn refresh(
         let batch = AppendBatch::default().stream(
             session_id.stream(),
             ExpectedVersion::after(version),
-            to_new_events(&events, &metadata, state.clock.now())?,
+            to_new_events(&events, &metadata, state.clock.now(), key.as_ref())?,
         );
         match state.store.append(batch).await {
             Ok(_) => {}
@@ -114,10 +114,11 @@ pub async fn logout(
         return Err(ApiError::Unauthorized("the session has ended"));
     };
     let metadata = ctx.metadata(Actor::User(user_id), Some(appid));
+    let key = user_key(state, user_id).await?;
     let batch = AppendBatch::default().stream(
         session_id.stream(),
         ExpectedVersion::after(version),
-        to_new_events(&events, &metadata, state.clock.now())?,
+        to_new_events(&events, &metadata, state.clock.now(), key.as_ref())?,
     );
     match state.store.append(batch).await {
         Ok(_) => Ok(()),

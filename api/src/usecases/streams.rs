@@ -1,4 +1,6 @@
-//! Loading aggregates from their streams and wrapping decided events for the store.
+//! Loading aggregates from their streams and wrapping decided events for the store. Personal
+//! fields are opened as events are decoded and sealed as they are encoded
+//! (`infra::personal_data::codec`), with the subject user's data key.
 
 use chrono::{DateTime, Utc};
 use domain::events::from_stored;
@@ -6,18 +8,25 @@ use domain::{
     DomainEvent, EventId, Metadata, Recorded, Session, SessionEvent, SessionId, SessionLifetime,
     User, UserEvent, UserId,
 };
+use infra::personal_data::{open_event, seal_event, UserKey};
 use infra::store::{EventStore, NewEvent, RecordedEvent};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use crate::http::ApiError;
+use crate::state::AppState;
 
+/// Decodes a stream's events, opening their personal fields with `key` (without it they read
+/// as placeholders: enough for state that holds no personal data, like a session's).
 fn decode<E: DomainEvent + DeserializeOwned>(
     stored: &[RecordedEvent],
+    key: Option<&UserKey>,
 ) -> Result<Vec<(Recorded, E)>, ApiError> {
     stored
         .iter()
         .map(|e| {
+            let mut e = e.clone();
+            open_event(&mut e, key);
             let event = from_stored::<E>(&e.event_type, &e.payload).map_err(|err| {
                 ApiError::internal(anyhow::anyhow!("event {} undecodable: {err}", e.event_id))
             })?;
@@ -30,14 +39,42 @@ fn decode<E: DomainEvent + DeserializeOwned>(
         .collect()
 }
 
-/// A user's state and the number of events it was built from.
-pub async fn load_user(store: &dyn EventStore, id: UserId) -> Result<(User, usize), ApiError> {
-    user_from_stored(&store.load_stream(&id.stream()).await?)
+/// A user's state with their personal data opened, the number of events it was built from,
+/// and their data key (`None` once erased) for sealing what is appended next.
+pub struct LoadedUser {
+    pub user: User,
+    pub version: usize,
+    pub key: Option<UserKey>,
+}
+
+/// A user's state, personal data opened. The stream and the key are read side by side.
+pub async fn load_user(state: &AppState, id: UserId) -> Result<LoadedUser, ApiError> {
+    let store = state.store.as_ref();
+    let stream = id.stream();
+    let (stored, key) = tokio::join!(
+        store.load_stream(&stream),
+        state.personal_data.key(store, id)
+    );
+    let key = key.map_err(ApiError::internal)?;
+    let (user, version) = user_from_stored(&stored?, key.as_ref())?;
+    Ok(LoadedUser { user, version, key })
+}
+
+/// The user's data key, to seal what is appended about them (`None` once erased).
+pub async fn user_key(state: &AppState, id: UserId) -> Result<Option<UserKey>, ApiError> {
+    state
+        .personal_data
+        .key(state.store.as_ref(), id)
+        .await
+        .map_err(ApiError::internal)
 }
 
 /// A user's state from their stream's events, and how many there were.
-pub fn user_from_stored(stored: &[RecordedEvent]) -> Result<(User, usize), ApiError> {
-    let events: Vec<(Recorded, UserEvent)> = decode(stored)?;
+pub fn user_from_stored(
+    stored: &[RecordedEvent],
+    key: Option<&UserKey>,
+) -> Result<(User, usize), ApiError> {
+    let events: Vec<(Recorded, UserEvent)> = decode(stored, key)?;
     let user = User::replay_recorded(events.iter().map(|(at, e)| (*at, e)));
     Ok((user, events.len()))
 }
@@ -65,18 +102,23 @@ impl Standing {
 
 /// The session if it is that user's and still in force at `now` (`Session::in_force`: active,
 /// within its lifetimes, its user in good standing and not blocked or unblocked since it
-/// began), with the user: both streams in one read (an access token names both).
+/// began), with the user: both streams in one read (an access token names both), the user's
+/// data key read beside it, and the user's personal data opened (`/v1/me` shows it).
 pub async fn load_session_of_user_in_force(
-    store: &dyn EventStore,
+    state: &AppState,
     id: SessionId,
     user_id: UserId,
     now: DateTime<Utc>,
     lifetime: &SessionLifetime,
 ) -> Result<Option<(Session, usize, User)>, ApiError> {
+    let store = state.store.as_ref();
     let (session_stream, user_stream) = (id.stream(), user_id.stream());
-    let stored = store
-        .load_streams(&[session_stream.clone(), user_stream])
-        .await?;
+    let streams = [session_stream.clone(), user_stream];
+    let (stored, key) = tokio::join!(
+        store.load_streams(&streams),
+        state.personal_data.key(store, user_id)
+    );
+    let (stored, key) = (stored?, key.map_err(ApiError::internal)?);
     let (session_events, user_events): (Vec<RecordedEvent>, Vec<RecordedEvent>) = stored
         .into_iter()
         .partition(|e| e.stream_id == session_stream);
@@ -84,7 +126,7 @@ pub async fn load_session_of_user_in_force(
     if session.user_id() != Some(user_id) {
         return Ok(None);
     }
-    let (user, _) = user_from_stored(&user_events)?;
+    let (user, _) = user_from_stored(&user_events, key.as_ref())?;
     Ok(session
         .in_force(&user, now, lifetime)
         .then_some((session, version, user)))
@@ -97,15 +139,31 @@ pub async fn load_session(
     session_from_stored(&store.load_stream(&id.stream()).await?)
 }
 
-/// A session's state from its stream's events, and how many there were.
+/// A session's state from its stream's events, and how many there were. The state holds no
+/// personal data, so nothing is opened.
 fn session_from_stored(stored: &[RecordedEvent]) -> Result<(Session, usize), ApiError> {
-    let events: Vec<(Recorded, SessionEvent)> = decode(stored)?;
+    let events: Vec<(Recorded, SessionEvent)> = decode(stored, None)?;
     let session = Session::replay(events.iter().map(|(at, e)| (*at, e)));
     Ok((session, events.len()))
 }
 
-/// Wraps decided events for the store.
+/// Wraps decided events for the store, their personal fields sealed under the subject's key
+/// (`None`: the subject was erased, and personal fields are left out).
 pub fn to_new_events<E: DomainEvent>(
+    events: &[E],
+    metadata: &Metadata,
+    now: DateTime<Utc>,
+    key: Option<&UserKey>,
+) -> Result<Vec<NewEvent>, ApiError> {
+    let mut wrapped = to_new_app_events(events, metadata, now)?;
+    for event in &mut wrapped {
+        seal_event(event, key);
+    }
+    Ok(wrapped)
+}
+
+/// Wraps events that have no subject user (an app's stream) for the store, as they are.
+pub fn to_new_app_events<E: DomainEvent>(
     events: &[E],
     metadata: &Metadata,
     now: DateTime<Utc>,

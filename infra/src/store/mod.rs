@@ -16,11 +16,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{Claim, EventId, Metadata, StreamId, UserId};
+use domain::{EventId, Metadata, StreamId, UserId};
 use futures::stream::BoxStream;
 use futures::TryStreamExt;
 
 use crate::api_keys::StoredApiKey;
+pub use crate::personal_data::index::ClaimKey;
 
 pub use attempts::AttemptCounter;
 pub use postgres::PostgresStore;
@@ -87,7 +88,8 @@ pub struct StreamAppend {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AppendBatch {
     pub streams: Vec<StreamAppend>,
-    pub claims: Vec<(Claim, UserId)>,
+    /// Keyed by hash ([`crate::personal_data::LookupIndex`]): no openid or unionid in clear.
+    pub claims: Vec<(ClaimKey, UserId)>,
     /// Frees every claim this user holds (erasure): the person may register afresh.
     pub release_claims_of: Option<UserId>,
     /// A sealed WeChat `session_key` to store (as `SessionKeyVault::put_session_key`) in the
@@ -120,7 +122,7 @@ impl AppendBatch {
         self
     }
 
-    pub fn claim(mut self, claim: Claim, owner: UserId) -> Self {
+    pub fn claim(mut self, claim: ClaimKey, owner: UserId) -> Self {
         self.claims.push((claim, owner));
         self
     }
@@ -192,7 +194,7 @@ pub trait EventStore: Send + Sync {
     /// where the backend can (a returning login needs both). `None` when nobody holds it.
     async fn load_claimant(
         &self,
-        claim: &Claim,
+        claim: &ClaimKey,
     ) -> Result<Option<(UserId, Vec<RecordedEvent>)>, StoreError> {
         match self.find_claim(claim).await? {
             Some(user) => Ok(Some((user, self.load_stream(&user.stream()).await?))),
@@ -226,10 +228,12 @@ pub trait EventStore: Send + Sync {
     ) -> BoxStream<'_, Result<RecordedEvent, StoreError>>;
 
     /// The user holding a claim, if any.
-    async fn find_claim(&self, claim: &Claim) -> Result<Option<UserId>, StoreError>;
+    async fn find_claim(&self, claim: &ClaimKey) -> Result<Option<UserId>, StoreError>;
 }
 
-/// Sealed WeChat `session_key`s, one per `(appid, openid)`: the newest replaces the old one.
+/// Sealed WeChat `session_key`s, one per account: the newest replaces the old one. The service
+/// addresses an account by its appid and the keyed hash of its openid
+/// (`crate::personal_data::LookupIndex::account`), never the clear openid.
 #[async_trait]
 pub trait SessionKeyVault: Send + Sync {
     async fn put_session_key(
@@ -357,10 +361,45 @@ pub trait RelayLease: Send {
     async fn advance(self: Box<Self>, position: i64) -> Result<bool, StoreError>;
 }
 
+/// A uniqueness claim as stored: its kind, its value (a keyed hash, or clear before the
+/// personal-data migration) and its holder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredClaim {
+    pub kind: String,
+    pub value: String,
+    pub user_id: UserId,
+}
+
+/// The one rewrite of the log there is: sealing the personal data of events written before it
+/// was sealed (`crate::personal_data::migration`), each batch in one transaction, recorded
+/// once done. Nothing else ever changes a stored event.
+#[async_trait]
+pub trait LogRewrite: Send + Sync {
+    /// Whether the named one-time migration has run.
+    async fn one_time_done(&self, name: &str) -> Result<bool, StoreError>;
+    /// Records that it has.
+    async fn record_one_time(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Replaces the payload, metadata and schema version of stored events (by position).
+    async fn rewrite_events(&self, events: &[RecordedEvent]) -> Result<(), StoreError>;
+    /// Every claim.
+    async fn claims(&self) -> Result<Vec<StoredClaim>, StoreError>;
+    /// Replaces claims' values: `(kind, old value, new value)`.
+    async fn rekey_claims(&self, changes: &[(String, String, String)]) -> Result<(), StoreError>;
+    /// Every `(appid, openid)` the session-key vault holds a key for.
+    async fn session_key_accounts(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Moves session keys to a new address: `(appid, old openid, new openid)`. Where the new
+    /// address holds a key already, that one (the newer) is kept and the old one dropped.
+    async fn rekey_session_keys(
+        &self,
+        changes: &[(String, String, String)],
+    ) -> Result<(), StoreError>;
+}
+
 /// Everything the service keeps in its database.
 #[async_trait]
 pub trait Store:
     EventStore
+    + LogRewrite
     + SessionKeyVault
     + SigningKeyStore
     + KeyringStore
@@ -375,6 +414,15 @@ pub trait Store:
     async fn ping(&self) -> Result<(), StoreError>;
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> &'static str;
+
+    /// Leaves no older copy of deleted rows (an erased user's data key) in the database's
+    /// files, as far as the backend allows. On SQLite freed pages are zeroed (`secure_delete`),
+    /// but the WAL still holds the pages as they were: this copies it into the database and
+    /// truncates it. PostgreSQL reuses dead tuples' space after `VACUUM` (autovacuum); what a
+    /// logical dump shows is only live rows, so nothing is to be done there.
+    async fn purge_deleted(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
     /// Changes after every append this process commits and, on PostgreSQL, whenever another
     /// instance announces one (`NOTIFY identity_events`). The value is the highest position
     /// known to be committed. A wake-up only: read the log to see what is new, and keep polling

@@ -15,6 +15,7 @@ mod keyring;
 mod notify;
 mod rejections;
 mod relay;
+mod rewrite;
 
 use std::str::FromStr;
 use std::sync::LazyLock;
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{Claim, EventId, Metadata, StreamId, UserId};
+use domain::{EventId, Metadata, StreamId, UserId};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
@@ -33,8 +34,8 @@ use super::prepared::{schema_version_from_db, upcast};
 use super::signal::AppendSignal;
 
 use super::{
-    AppendBatch, AppendError, DataKeyStore, EventStore, NonceStore, RecordedEvent, SessionKeyVault,
-    SigningKeyStore, Store, StoreError, StoredSigningKey,
+    AppendBatch, AppendError, ClaimKey, DataKeyStore, EventStore, NonceStore, RecordedEvent,
+    SessionKeyVault, SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
 pub struct PostgresStore {
@@ -128,9 +129,9 @@ impl EventStore for PostgresStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn load_claimant(
         &self,
-        claim: &Claim,
+        claim: &ClaimKey,
     ) -> Result<Option<(UserId, Vec<RecordedEvent>)>, StoreError> {
-        let (kind, value) = claim.key();
+        let (kind, value) = (claim.kind, claim.value.as_str());
         // The user id follows the event columns, so `decode_event` reads the row as it is.
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, claims.user_id FROM claims \
@@ -176,8 +177,8 @@ impl EventStore for PostgresStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn find_claim(&self, claim: &Claim) -> Result<Option<UserId>, StoreError> {
-        let (kind, value) = claim.key();
+    async fn find_claim(&self, claim: &ClaimKey) -> Result<Option<UserId>, StoreError> {
+        let (kind, value) = (claim.kind, claim.value.as_str());
         let owner: Option<Uuid> =
             sqlx::query_scalar("SELECT user_id FROM claims WHERE kind = $1 AND value = $2")
                 .bind(kind)
@@ -313,17 +314,23 @@ impl DataKeyStore for PostgresStore {
     }
 
     async fn insert_data_key(&self, user_id: UserId, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
-        sqlx::query(
+        // One round trip when the key is new (every registration makes one); a second read
+        // only when a concurrent insert won.
+        let inserted: Option<Vec<u8>> = sqlx::query_scalar(
             "INSERT INTO user_data_keys (user_id, sealed_key, created_at) VALUES ($1, $2, now()) \
-             ON CONFLICT (user_id) DO NOTHING",
+             ON CONFLICT (user_id) DO NOTHING RETURNING sealed_key",
         )
         .bind(user_id.as_uuid())
         .bind(sealed)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        self.data_key(user_id)
-            .await?
-            .ok_or_else(|| StoreError::Corrupt("data key vanished after insert".into()))
+        match inserted {
+            Some(key) => Ok(key),
+            None => self
+                .data_key(user_id)
+                .await?
+                .ok_or_else(|| StoreError::Corrupt("data key vanished after insert".into())),
+        }
     }
 
     async fn destroy_data_key(&self, user_id: UserId) -> Result<(), StoreError> {

@@ -39,9 +39,10 @@ impl PreparedAppend {
         let mut claims: Vec<ClaimRow> = batch
             .claims
             .into_iter()
-            .map(|(claim, owner)| {
-                let (kind, value) = claim.key();
-                ClaimRow { kind, value, owner }
+            .map(|(claim, owner)| ClaimRow {
+                kind: claim.kind,
+                value: claim.value,
+                owner,
             })
             .collect();
         claims.sort();

@@ -13,6 +13,7 @@ mod checkpoint;
 mod keyring;
 mod rejections;
 mod relay;
+mod rewrite;
 
 use std::str::FromStr;
 use std::sync::{Arc, LazyLock};
@@ -20,7 +21,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use domain::{Claim, EventId, StreamId, UserId};
+use domain::{EventId, StreamId, UserId};
 use futures::stream::BoxStream;
 use futures::StreamExt;
 use sqlx::sqlite::{
@@ -34,8 +35,8 @@ use super::prepared::{schema_version_from_db, upcast};
 use super::signal::AppendSignal;
 
 use super::{
-    AppendBatch, AppendError, DataKeyStore, EventStore, NonceStore, RecordedEvent, SessionKeyVault,
-    SigningKeyStore, Store, StoreError, StoredSigningKey,
+    AppendBatch, AppendError, ClaimKey, DataKeyStore, EventStore, NonceStore, RecordedEvent,
+    SessionKeyVault, SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
 pub struct SqliteStore {
@@ -68,6 +69,9 @@ impl SqliteStore {
             // the same openid registered again as someone else.
             .synchronous(SqliteSynchronous::Full)
             .foreign_keys(true)
+            // Deleted rows (an erased user's data key, a released claim) are overwritten with
+            // zeros, not left in free pages of the file.
+            .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(5));
         let write = SqlitePoolOptions::new()
             .max_connections(1)
@@ -179,9 +183,9 @@ impl EventStore for SqliteStore {
     #[tracing::instrument(level = "debug", skip_all)]
     async fn load_claimant(
         &self,
-        claim: &Claim,
+        claim: &ClaimKey,
     ) -> Result<Option<(UserId, Vec<RecordedEvent>)>, StoreError> {
-        let (kind, value) = claim.key();
+        let (kind, value) = (claim.kind, claim.value.as_str());
         // The user id follows the event columns, so `decode_event` reads the row as it is.
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, claims.user_id FROM claims \
@@ -233,8 +237,8 @@ impl EventStore for SqliteStore {
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn find_claim(&self, claim: &Claim) -> Result<Option<UserId>, StoreError> {
-        let (kind, value) = claim.key();
+    async fn find_claim(&self, claim: &ClaimKey) -> Result<Option<UserId>, StoreError> {
+        let (kind, value) = (claim.kind, claim.value.as_str());
         let owner: Option<String> =
             sqlx::query_scalar("SELECT user_id FROM claims WHERE kind = ?1 AND value = ?2")
                 .bind(kind)
@@ -368,15 +372,20 @@ impl DataKeyStore for SqliteStore {
     }
 
     async fn insert_data_key(&self, user_id: UserId, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
-        sqlx::query(
+        // One statement when the key is new (every registration makes one); a second read
+        // only when a concurrent insert won.
+        let inserted: Option<Vec<u8>> = sqlx::query_scalar(
             "INSERT INTO user_data_keys (user_id, sealed_key, created_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (user_id) DO NOTHING",
+             ON CONFLICT (user_id) DO NOTHING RETURNING sealed_key",
         )
         .bind(user_id.to_string())
         .bind(sealed)
         .bind(time_to_db(Utc::now()))
-        .execute(&self.write)
+        .fetch_optional(&self.write)
         .await?;
+        if let Some(key) = inserted {
+            return Ok(key);
+        }
         // Read through the writer: the read pool may not see the insert yet.
         sqlx::query_scalar("SELECT sealed_key FROM user_data_keys WHERE user_id = ?1")
             .bind(user_id.to_string())
@@ -429,6 +438,10 @@ impl Store for SqliteStore {
 
     fn backend(&self) -> &'static str {
         "sqlite"
+    }
+
+    async fn purge_deleted(&self) -> Result<(), StoreError> {
+        checkpoint::truncate(&self.write).await
     }
 
     fn appended(&self) -> tokio::sync::watch::Receiver<i64> {

@@ -33,6 +33,19 @@ pub(crate) const LOGIN_HISTORY: Table = Table {
 
 pub(crate) const TABLES: &[Table] = &[LOGIN_HISTORY];
 
+/// The login's device as kept here: since v3 the whole `{user_agent, platform,
+/// wechat_version}` sealed under the user's data key (the admin API opens it and shows the
+/// user agent); a clear v2 object gives its user agent.
+fn device(e: &RecordedEvent) -> Option<String> {
+    match e.payload.get("device")? {
+        serde_json::Value::String(sealed) => Some(sealed.clone()),
+        device => device
+            .get("user_agent")
+            .and_then(|ua| ua.as_str())
+            .map(str::to_owned),
+    }
+}
+
 pub(super) async fn apply(
     conn: &mut AnyConnection,
     generation: i64,
@@ -55,13 +68,7 @@ pub(super) async fn apply(
             event::text(e, "openid").map(str::to_owned).into(),
             event::micros(e.occurred_at).into(),
             event::client_ip(e).into(),
-            // `UserLoggedIn` v2: `device` is `{user_agent, platform, wechat_version}`.
-            e.payload
-                .get("device")
-                .and_then(|d| d.get("user_agent"))
-                .and_then(|ua| ua.as_str())
-                .map(str::to_owned)
-                .into(),
+            device(e).into(),
             i64::from(is_new).into(),
         ]);
     }

@@ -76,8 +76,9 @@ impl<T> Page<T> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserFilter {
     pub appid: Option<String>,
-    pub openid: Option<String>,
-    pub unionid: Option<String>,
+    /// Only these users (found by openid or unionid through the claims' keyed hashes: the
+    /// read models hold those identifiers sealed only).
+    pub user_ids: Option<Vec<Uuid>>,
     /// The keyed hash of the phone number, as `PhoneNumberBound` carries it.
     pub phone_index: Option<String>,
     /// `active`, `blocked` or `erased`.

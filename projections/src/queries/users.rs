@@ -14,11 +14,12 @@ use crate::error::ProjectionError;
 use crate::event::time_from_micros;
 use crate::ReadModels;
 
-/// A WeChat account of the user.
+/// A WeChat account of the user. The read model keeps the openid sealed under the user's data
+/// key; the admin API opens it (null once the user is erased).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct AccountRecord {
     pub appid: String,
-    pub openid: String,
+    pub openid: Option<String>,
 }
 
 /// A user from the `users` read model.
@@ -27,6 +28,7 @@ pub struct UserRecord {
     pub user_id: Uuid,
     /// `active`, `blocked` or `erased`.
     pub status: String,
+    /// Sealed in the read model; opened by the admin API.
     pub unionid: Option<String>,
     /// In the order they were linked.
     pub accounts: Vec<AccountRecord>,
@@ -66,30 +68,24 @@ impl ReadModels {
             .map(cursor::decode::<UserCursor>)
             .transpose()?;
         let mut w = Where::default();
-        match (&filter.appid, &filter.openid) {
-            (Some(appid), Some(openid)) => {
-                let a = w.arg(appid.as_str());
-                let o = w.arg(openid.as_str());
-                w.and(format!(
-                    "user_id IN (SELECT user_id FROM user_accounts WHERE appid = {a} AND openid = {o})"
+        if let Some(ids) = &filter.user_ids {
+            if ids.is_empty() {
+                return Ok(Page::from_rows(
+                    Vec::new(),
+                    page.size(),
+                    |u: &UserRecord| cursor::encode(&UserCursor { u: u.user_id }),
                 ));
             }
-            (Some(appid), None) => {
-                let a = w.arg(appid.as_str());
-                w.and(format!(
-                    "EXISTS (SELECT 1 FROM user_accounts a WHERE a.user_id = users.user_id AND a.appid = {a})"
-                ));
-            }
-            (None, Some(openid)) => {
-                let o = w.arg(openid.as_str());
-                w.and(format!(
-                    "user_id IN (SELECT user_id FROM user_accounts WHERE openid = {o})"
-                ));
-            }
-            (None, None) => {}
+            let list: Vec<String> = ids.iter().map(|id| w.arg(id.to_string())).collect();
+            w.and(format!("user_id IN ({})", list.join(", ")));
+        }
+        if let Some(appid) = &filter.appid {
+            let a = w.arg(appid.as_str());
+            w.and(format!(
+                "EXISTS (SELECT 1 FROM user_accounts a WHERE a.user_id = users.user_id AND a.appid = {a})"
+            ));
         }
         for (column, value) in [
-            ("unionid", &filter.unionid),
             ("phone_index", &filter.phone_index),
             ("status", &filter.status),
         ] {
@@ -139,7 +135,7 @@ impl ReadModels {
                 .or_default()
                 .push(AccountRecord {
                     appid: row.try_get("appid")?,
-                    openid: row.try_get("openid")?,
+                    openid: Some(row.try_get("openid")?),
                 });
         }
         for user in &mut users {

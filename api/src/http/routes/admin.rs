@@ -23,6 +23,7 @@ use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::admin::{self, StatusChange};
 use crate::usecases::profile;
+use crate::usecases::reveal::{self, Reveal};
 
 /// The widest daily-stats range one request may ask for.
 pub const MAX_STATS_DAYS: i64 = 366;
@@ -60,7 +61,10 @@ pub struct UsersQuery {
     /// An appid: `wx` followed by 16 hex characters.
     #[param(pattern = "^wx[0-9a-fA-F]{16}$")]
     appid: Option<String>,
+    /// An openid: in `appid`'s app, or in any configured app without `appid`. Matched through
+    /// the claims' keyed hash (no table holds openids in clear); an erased user's is gone.
     openid: Option<String>,
+    /// A unionid, matched through the claims' keyed hash.
     unionid: Option<String>,
     /// The bound phone number, matched through a keyed hash.
     phone: Option<String>,
@@ -105,16 +109,28 @@ async fn find_users(
             ));
         }
     }
+    let appid = appid(q.appid)?;
+    let user_ids = reveal::users_named(
+        &state,
+        appid.as_deref(),
+        q.openid.as_deref(),
+        q.unionid.as_deref(),
+    )
+    .await?;
     let filter = UserFilter {
-        appid: appid(q.appid)?,
-        openid: q.openid,
-        unionid: q.unionid,
+        appid,
+        user_ids,
         phone_index: q.phone.map(|phone| state.phone_index.of(&phone)),
         status: q.status,
     };
     let page = state.read_models.find_users(&filter, &page).await?;
+    let mut reveal = Reveal::new(&state);
+    let mut items = Vec::with_capacity(page.items.len());
+    for record in page.items {
+        items.push(without_sealed(reveal.user(record).await?));
+    }
     Ok(Json(Page {
-        items: page.items.into_iter().map(without_sealed).collect(),
+        items,
         next_cursor: page.next_cursor,
     }))
 }
@@ -149,7 +165,7 @@ async fn user(
         .await?
         .ok_or(ApiError::NotFound)?;
     record.profile = open_profile(&state, id, record.profile.take()).await?;
-    Ok(Json(record))
+    Ok(Json(Reveal::new(&state).user(record).await?))
 }
 
 /// The read model keeps the profile sealed (`{sealed, fields}`): the detail view opens it with
@@ -236,12 +252,11 @@ async fn user_logins(
 ) -> Result<Json<Page<LoginRecord>>, ApiError> {
     let id = user_id(&id)?;
     let (filter, page) = q.parse()?;
-    Ok(Json(
-        state
-            .read_models
-            .user_logins(id.as_uuid(), &filter, &page)
-            .await?,
-    ))
+    let page = state
+        .read_models
+        .user_logins(id.as_uuid(), &filter, &page)
+        .await?;
+    Ok(Json(reveal_logins(&state, page).await?))
 }
 
 /// All logins
@@ -267,7 +282,23 @@ async fn logins(
     ApiQuery(q): ApiQuery<LoginsQuery>,
 ) -> Result<Json<Page<LoginRecord>>, ApiError> {
     let (filter, page) = q.parse()?;
-    Ok(Json(state.read_models.logins(&filter, &page).await?))
+    let page = state.read_models.logins(&filter, &page).await?;
+    Ok(Json(reveal_logins(&state, page).await?))
+}
+
+async fn reveal_logins(
+    state: &AppState,
+    page: Page<LoginRecord>,
+) -> Result<Page<LoginRecord>, ApiError> {
+    let mut reveal = Reveal::new(state);
+    let mut items = Vec::with_capacity(page.items.len());
+    for record in page.items {
+        items.push(reveal.login(record).await?);
+    }
+    Ok(Page {
+        items,
+        next_cursor: page.next_cursor,
+    })
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -335,7 +366,16 @@ async fn audit(
         from,
         to,
     };
-    Ok(Json(state.read_models.audit(&filter, &page).await?))
+    let page = state.read_models.audit(&filter, &page).await?;
+    let mut reveal = Reveal::new(&state);
+    let mut items = Vec::with_capacity(page.items.len());
+    for record in page.items {
+        items.push(reveal.audit(record).await?);
+    }
+    Ok(Json(Page {
+        items,
+        next_cursor: page.next_cursor,
+    }))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

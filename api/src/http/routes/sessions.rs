@@ -143,7 +143,7 @@ async fn user_sessions(
 ) -> Result<Json<Page<SessionView>>, ApiError> {
     let id = user_id(&id)?;
     let page = query::page(q.limit.as_deref(), q.cursor)?;
-    let (user, _) = load_user(state.store.as_ref(), id).await?;
+    let user = load_user(&state, id).await?.user;
     if !user.is_registered() {
         return Err(ApiError::NotFound);
     }

@@ -151,7 +151,7 @@ async fn access_details(
         return Ok(None);
     };
     let in_force = streams::load_session_of_user_in_force(
-        state.store.as_ref(),
+        state,
         claims.sid,
         claims.sub,
         state.clock.now(),

@@ -19,8 +19,10 @@
 
 use std::time::Duration;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool};
 use sqlx::{Connection, Row};
+
+use crate::store::StoreError;
 use tokio::sync::oneshot;
 
 /// How often. Under login load the WAL grows by tens of MB a second (each commit writes every
@@ -79,4 +81,22 @@ async fn checkpoint(conn: &mut SqliteConnection, mode: &str) -> Result<i64, sqlx
         "WAL checkpoint"
     );
     Ok(frames)
+}
+
+/// Copies the whole WAL into the database and truncates it to zero bytes, so the pages it held
+/// (rows as they were before a delete) are gone from the files. Waits for readers that still
+/// need older frames (a `TRUNCATE` checkpoint is busy while they read), a few times, briefly.
+pub(super) async fn truncate(pool: &SqlitePool) -> Result<(), StoreError> {
+    for _ in 0..50 {
+        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(pool)
+            .await?;
+        if row.try_get::<i64, _>(0)? == 0 {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The next truncation (the next erasure, the next start) finishes the job.
+    tracing::warn!("the WAL could not be truncated after an erasure: readers kept it busy");
+    Ok(())
 }

@@ -1,0 +1,515 @@
+//! Issue 11 item 6, "done means", tried as an attacker would: after an admin erase, the
+//! person's openids, unionid, nickname, region, phone, user agent and block reasons appear
+//! nowhere in the admin API, `/v1/events`, the SQLite files (database, WAL, shared memory) or a
+//! `pg_dump` of PostgreSQL; while they lived, login, linking by unionid across apps and admin
+//! search by openid, unionid and phone worked, and admins could read them.
+
+use std::time::Duration;
+
+use domain::AppId;
+use identity_tests::{both_backends, Backend, World, APP_A, APP_B};
+use infra::wechat::sim::Simulator;
+use serde_json::{json, Value};
+
+both_backends! {
+    erasure_leaves_the_person_unreadable_everywhere,
+    erasing_oneself_leaves_nothing_either,
+    an_older_log_is_sealed_at_start,
+}
+
+const PERSON: &str = "ghost-7731";
+const AGENT: &str = "Mozilla/5.0 (iPhone; GhostPhone-7731) MicroMessenger/8.0.44";
+const NICKNAME: &str = "Ghost Nickname 幽灵";
+const CITY: &str = "Ghost-Test-City";
+const BLOCK_REASON: &str = "ghost-block-reason-5150";
+const UNBLOCK_REASON: &str = "ghost-unblock-reason-6160";
+
+async fn login(world: &World, appid: &str) -> Value {
+    login_as(world, appid, PERSON).await
+}
+
+async fn login_as(world: &World, appid: &str, person: &str) -> Value {
+    let code = world.wx_login(appid, person).await;
+    let answer = world
+        .http
+        .post(world.url("/v1/wechat/login"))
+        .header("user-agent", AGENT)
+        .json(&json!({ "appid": appid, "code": code }))
+        .send()
+        .await
+        .expect("service answers");
+    assert_eq!(answer.status(), 200);
+    answer.json().await.expect("login JSON")
+}
+
+async fn as_user(world: &World, token: &str, path: &str, body: Value) -> reqwest::StatusCode {
+    world
+        .http
+        .post(world.url(path))
+        .bearer_auth(token)
+        .header("user-agent", AGENT)
+        .json(&body)
+        .send()
+        .await
+        .expect("service answers")
+        .status()
+}
+
+async fn as_admin(world: &World, key: &str, path: &str, body: Value) -> reqwest::StatusCode {
+    world
+        .http
+        .post(world.url(path))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .expect("service answers")
+        .status()
+}
+
+async fn text(world: &World, key: &str, path: &str) -> String {
+    let answer = world.get_as(key, path).await;
+    assert_eq!(answer.status(), 200, "{path}");
+    answer.text().await.expect("body")
+}
+
+/// Everything the admin API and the event stream answer about the person and everyone.
+async fn everything_readable(world: &World, key: &str, user_id: &str) -> String {
+    let mut seen = String::new();
+    for path in [
+        format!("/v1/admin/users/{user_id}"),
+        format!("/v1/admin/users/{user_id}/logins"),
+        format!("/v1/admin/audit?user_id={user_id}&limit=200"),
+        "/v1/admin/users?limit=200".to_owned(),
+        "/v1/admin/logins?limit=200".to_owned(),
+        "/v1/admin/audit?limit=200".to_owned(),
+        "/v1/events?after=0&limit=1000".to_owned(),
+    ] {
+        seen.push_str(&text(world, key, &path).await);
+        seen.push('\n');
+    }
+    seen
+}
+
+async fn database_files(world: &World) -> String {
+    match world.backend {
+        Backend::Sqlite => {
+            let path = world
+                .database_url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:")
+                .to_owned();
+            let mut bytes = Vec::new();
+            for suffix in ["", "-wal", "-shm"] {
+                if let Ok(more) = std::fs::read(format!("{path}{suffix}")) {
+                    bytes.extend(more);
+                }
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        Backend::Postgres => infra::testing::pg_dump_schema(&world.database_url).await,
+    }
+}
+
+async fn erasure_leaves_the_person_unreadable_everywhere(world: World) {
+    let admin = world.api_key("admin:read,admin:write,events:read").await;
+    let in_a = login(&world, APP_A).await;
+    let in_b = login(&world, APP_B).await;
+    let user_id = in_a["user"]["user_id"]
+        .as_str()
+        .expect("user id")
+        .to_owned();
+    assert_eq!(
+        in_b["user"]["user_id"],
+        user_id.as_str(),
+        "linked by unionid"
+    );
+    let openid_a = in_a["user"]["openid"].as_str().expect("openid").to_owned();
+    let openid_b = in_b["user"]["openid"].as_str().expect("openid").to_owned();
+    let unionid = in_a["user"]["unionid"]
+        .as_str()
+        .expect("unionid")
+        .to_owned();
+    let access = in_a["access_token"].as_str().expect("token").to_owned();
+    // Someone else, who stays.
+    let bystander = world.login(APP_A, "bystander").await;
+
+    let wx: Value = world
+        .http
+        .post(format!("{}/sim/getUserProfile", world.sim_base))
+        .json(&json!({"appid": APP_A, "user": PERSON,
+                      "profile": {"nickName": NICKNAME, "city": CITY}}))
+        .send()
+        .await
+        .expect("simulator")
+        .json()
+        .await
+        .expect("JSON");
+    let profile = json!({"raw_data": wx["rawData"], "signature": wx["signature"],
+                         "encrypted_data": wx["encryptedData"], "iv": wx["iv"]});
+    assert_eq!(
+        as_user(&world, &access, "/v1/me/profile/authorize", profile).await,
+        204
+    );
+    let code = world
+        .simulator
+        .phone_code(&AppId::parse(APP_A).expect("appid"), PERSON)
+        .expect("phone code");
+    assert_eq!(
+        as_user(&world, &access, "/v1/me/phone", json!({"code": code})).await,
+        204
+    );
+    let phone = Simulator::phone_number_of(PERSON);
+    for (action, reason) in [("block", BLOCK_REASON), ("unblock", UNBLOCK_REASON)] {
+        let path = format!("/v1/admin/users/{user_id}/{action}");
+        let status = as_admin(&world, &admin, &path, json!({ "reason": reason })).await;
+        assert!(status.is_success(), "{action}: {status}");
+    }
+    world.wait_for_projections(Duration::from_secs(10)).await;
+
+    // While the person lives: search by openid, unionid and phone finds them, and admins read
+    // their identifiers, device and the block reason.
+    for query in [
+        format!("appid={APP_B}&openid={openid_b}"),
+        format!("openid={openid_a}"),
+        format!("unionid={unionid}"),
+        format!("phone=%2B86{phone}"),
+    ] {
+        let found: Value =
+            serde_json::from_str(&text(&world, &admin, &format!("/v1/admin/users?{query}")).await)
+                .expect("JSON");
+        assert_eq!(
+            found["items"][0]["user_id"],
+            user_id.as_str(),
+            "{query}: {found}"
+        );
+        assert_eq!(found["items"].as_array().map(Vec::len), Some(1), "{query}");
+    }
+    let alive = everything_readable(&world, &admin, &user_id).await;
+    for visible in [
+        &openid_a,
+        &openid_b,
+        &unionid,
+        AGENT,
+        BLOCK_REASON,
+        UNBLOCK_REASON,
+    ] {
+        assert!(
+            alive.contains(visible),
+            "admins should see {visible:?} while the user lives"
+        );
+    }
+    // Sealed from the moment they were written: not in clear in the files even now.
+    let files = database_files(&world).await;
+    for sealed in [
+        &openid_a,
+        &openid_b,
+        &unionid,
+        AGENT,
+        BLOCK_REASON,
+        NICKNAME,
+        &phone,
+    ] {
+        assert!(!files.contains(sealed), "{sealed:?} is stored in clear");
+    }
+    // Analytics never did: it sees user_id only.
+    let events = text(&world, &admin, "/v1/events?after=0&limit=1000").await;
+    assert!(events.contains(&user_id));
+    for hidden in [
+        &openid_a,
+        &openid_b,
+        &unionid,
+        AGENT,
+        BLOCK_REASON,
+        NICKNAME,
+        &phone,
+    ] {
+        assert!(!events.contains(hidden), "analytics sees {hidden:?}");
+    }
+
+    let erased = world
+        .http
+        .delete(world.url(&format!("/v1/admin/users/{user_id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(erased.status(), 204);
+    world.wait_for_projections(Duration::from_secs(10)).await;
+    infra::testing::wait_until_log_readable(&world.database_url).await;
+
+    let needles = [
+        openid_a.as_str(),
+        openid_b.as_str(),
+        unionid.as_str(),
+        NICKNAME,
+        CITY,
+        phone.as_str(),
+        "GhostPhone-7731",
+        BLOCK_REASON,
+        UNBLOCK_REASON,
+    ];
+    let answers = everything_readable(&world, &admin, &user_id).await;
+    assert!(answers.contains("erased"), "{answers}");
+    let files = database_files(&world).await;
+    assert!(files.len() > 10_000, "read the database");
+    for needle in needles {
+        assert!(
+            !answers.contains(needle),
+            "{needle:?} is still in an answer"
+        );
+        assert!(
+            !files.contains(needle),
+            "{needle:?} is still in the database files"
+        );
+    }
+    for query in [
+        format!("openid={openid_a}"),
+        format!("unionid={unionid}"),
+        format!("phone=%2B86{phone}"),
+    ] {
+        let found: Value =
+            serde_json::from_str(&text(&world, &admin, &format!("/v1/admin/users?{query}")).await)
+                .expect("JSON");
+        assert_eq!(
+            found["items"],
+            json!([]),
+            "{query} still finds the erased user"
+        );
+    }
+
+    // The bystander is untouched, and the person may come back as someone new.
+    let other = bystander["user"]["user_id"].as_str().expect("id");
+    let shown = text(&world, &admin, &format!("/v1/admin/users/{other}")).await;
+    assert!(shown.contains(bystander["user"]["openid"].as_str().expect("openid")));
+    let back = login(&world, APP_A).await;
+    assert_ne!(back["user"]["user_id"], user_id.as_str());
+}
+
+/// `DELETE /v1/me`: the same erasure, asked by the person (fill-in nickname and avatar URL).
+async fn erasing_oneself_leaves_nothing_either(world: World) {
+    const AVATAR: &str = "https://cdn.example.com/selfie-4412.png";
+    const FILLED_IN: &str = "Self Eraser 4412";
+    let admin = world.api_key("admin:read,events:read").await;
+    let me = login_as(&world, APP_A, "self-eraser").await;
+    let user_id = me["user"]["user_id"].as_str().expect("user id").to_owned();
+    let openid = me["user"]["openid"].as_str().expect("openid").to_owned();
+    let unionid = me["user"]["unionid"].as_str().expect("unionid").to_owned();
+    let access = me["access_token"].as_str().expect("token").to_owned();
+    let filled = world
+        .http
+        .put(world.url("/v1/me/profile"))
+        .bearer_auth(&access)
+        .json(&json!({ "nickname": FILLED_IN, "avatar_url": AVATAR }))
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(filled.status(), 204);
+    world.wait_for_projections(Duration::from_secs(10)).await;
+
+    let gone = world
+        .http
+        .delete(world.url("/v1/me"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(gone.status(), 204);
+    world.wait_for_projections(Duration::from_secs(10)).await;
+    infra::testing::wait_until_log_readable(&world.database_url).await;
+
+    let answers = everything_readable(&world, &admin, &user_id).await;
+    let files = database_files(&world).await;
+    for needle in [
+        openid.as_str(),
+        unionid.as_str(),
+        FILLED_IN,
+        AVATAR,
+        "GhostPhone-7731",
+    ] {
+        assert!(
+            !answers.contains(needle),
+            "{needle:?} is still in an answer"
+        );
+        assert!(
+            !files.contains(needle),
+            "{needle:?} is still in the database files"
+        );
+    }
+}
+
+/// A log written before sealing (clear v1 events and metadata, clear claims) is sealed by the
+/// one-time migration when the service starts on it: the person is still found by openid and
+/// unionid and shown to admins, the erased one is blanked, and neither is left in clear in the
+/// database files or the event stream.
+async fn an_older_log_is_sealed_at_start(world: World) {
+    use domain::{Actor, AppId, Claim, EventId, Metadata, OpenId, SessionId, StreamId, UnionId};
+    use infra::store::{AppendBatch, ClaimKey, ExpectedVersion, NewEvent};
+    use uuid::Uuid;
+
+    const OPENID: &str = "o_legacy_openid_8841";
+    const UNIONID: &str = "u_legacy_unionid_8841";
+    const ERASED_OPENID: &str = "o_legacy_erased_9952";
+    const LEGACY_AGENT: &str = "Mozilla/5.0 (Android 9; LegacyPhone-8841) MicroMessenger/7.0.1";
+    let url = match world.backend {
+        Backend::Sqlite => infra::testing::fresh_sqlite_url(),
+        Backend::Postgres => infra::testing::fresh_postgres_url()
+            .await
+            .expect("postgres"),
+    };
+    let store = infra::store::connect(&url).await.expect("store");
+    let (user, erased) = (Uuid::now_v7(), Uuid::now_v7());
+    let session = SessionId::from_uuid(Uuid::now_v7());
+    let metadata = || Metadata {
+        actor: Actor::User(domain::UserId::from_uuid(user)),
+        appid: Some(AppId::parse(APP_A).expect("appid")),
+        client_ip: Some("198.51.100.77".into()),
+        user_agent: Some(LEGACY_AGENT.into()),
+        correlation_id: Uuid::now_v7(),
+        causation_id: None,
+    };
+    let event = |event_type: &str, payload: Value| NewEvent {
+        event_id: EventId::from_uuid(Uuid::now_v7()),
+        event_type: event_type.into(),
+        schema_version: 1,
+        occurred_at: chrono::Utc::now(),
+        payload,
+        metadata: metadata(),
+    };
+    let clear = |claim: Claim| {
+        let (kind, value) = claim.key();
+        ClaimKey { kind, value }
+    };
+    let user_id = domain::UserId::from_uuid(user);
+    store
+        .append(
+            AppendBatch::default()
+                .stream(
+                    user_id.stream(),
+                    ExpectedVersion::NoStream,
+                    vec![
+                        event(
+                            "UserRegistered",
+                            json!({"user_id": user, "appid": APP_A, "openid": OPENID}),
+                        ),
+                        event(
+                            "UnionIdLinked",
+                            json!({"unionid": UNIONID, "source": "code2_session"}),
+                        ),
+                    ],
+                )
+                .stream(
+                    session.stream(),
+                    ExpectedVersion::NoStream,
+                    vec![event(
+                        "UserLoggedIn",
+                        json!({
+                        "session_id": session.to_string(), "user_id": user, "appid": APP_A,
+                        "openid": OPENID, "is_new_user": true, "client_ip": "198.51.100.77",
+                        "device": LEGACY_AGENT}),
+                    )],
+                )
+                .claim(
+                    clear(Claim::WeChatAccount {
+                        appid: AppId::parse(APP_A).expect("appid"),
+                        openid: OpenId::parse(OPENID).expect("openid"),
+                    }),
+                    user_id,
+                )
+                .claim(
+                    clear(Claim::UnionId(UnionId::parse(UNIONID).expect("u"))),
+                    user_id,
+                ),
+        )
+        .await
+        .expect("old events");
+    store
+        .append(AppendBatch::default().stream(
+            StreamId::from_stored(format!("user-{erased}")),
+            ExpectedVersion::NoStream,
+            vec![
+                event(
+                    "UserRegistered",
+                    json!({"user_id": erased, "appid": APP_A, "openid": ERASED_OPENID}),
+                ),
+                event("UserErased", json!({})),
+            ],
+        ))
+        .await
+        .expect("an old erasure");
+    drop(store);
+    infra::testing::wait_until_log_readable(&url).await;
+
+    let upgraded = world
+        .spawn_instance(|config| config.database_url = url.clone())
+        .await;
+    // An API key of the upgraded database (the world's keys live in its own).
+    let admin = {
+        let store = infra::store::connect(&url).await.expect("store");
+        let scopes = infra::api_keys::parse_scopes("admin:read,events:read").expect("scopes");
+        let key = infra::api_keys::generate("test", scopes, chrono::Utc::now());
+        store.insert_api_key(&key.stored).await.expect("key");
+        key.token
+    };
+    let get = |path: String| {
+        let (http, base, admin) = (world.http.clone(), upgraded.base.clone(), admin.clone());
+        async move {
+            let answer = http
+                .get(format!("{base}{path}"))
+                .bearer_auth(admin)
+                .send()
+                .await
+                .expect("answer");
+            assert_eq!(answer.status(), 200, "{path}");
+            answer.text().await.expect("body")
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let shown = loop {
+        let shown = get(format!("/v1/admin/users/{user}/logins")).await;
+        if shown.contains(LEGACY_AGENT) {
+            break get(format!("/v1/admin/users/{user}")).await;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never projected: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(shown.contains(OPENID) && shown.contains(UNIONID), "{shown}");
+    for query in [
+        format!("appid={APP_A}&openid={OPENID}"),
+        format!("unionid={UNIONID}"),
+    ] {
+        let found = get(format!("/v1/admin/users?{query}")).await;
+        assert!(found.contains(&user.to_string()), "{query}: {found}");
+    }
+
+    let events = get("/v1/events?after=0&limit=100".to_owned()).await;
+    let files = match world.backend {
+        Backend::Sqlite => {
+            let path = url.trim_start_matches("sqlite://").to_owned();
+            let mut bytes = Vec::new();
+            for suffix in ["", "-wal", "-shm"] {
+                if let Ok(more) = std::fs::read(format!("{path}{suffix}")) {
+                    bytes.extend(more);
+                }
+            }
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        Backend::Postgres => infra::testing::pg_dump_schema(&url).await,
+    };
+    for needle in [
+        OPENID,
+        UNIONID,
+        ERASED_OPENID,
+        "LegacyPhone-8841",
+        "198.51.100.77",
+    ] {
+        assert!(!events.contains(needle), "{needle:?} in the event stream");
+        assert!(
+            !files.contains(needle),
+            "{needle:?} is still in the database files"
+        );
+    }
+}
