@@ -53,6 +53,11 @@ pub struct Config {
     pub header_read_timeout_secs: u64,
     /// Every route but the event stream answers within this time (408 otherwise).
     pub request_timeout_secs: u64,
+    /// A connection whose response writes make no progress for this long (a client that
+    /// stopped reading, the event stream's included) is closed.
+    pub write_timeout_secs: u64,
+    /// On shutdown, open requests get this long to finish before their connections are cut.
+    pub shutdown_grace_secs: u64,
     /// Open `/v1/events/stream` responses per API key, per instance.
     pub max_streams_per_key: usize,
     /// Failed authentications (API key, cloud-login signature) per minute per client IP
@@ -82,6 +87,8 @@ struct Defaults {
     max_connections: usize,
     header_read_timeout_secs: u64,
     request_timeout_secs: u64,
+    write_timeout_secs: u64,
+    shutdown_grace_secs: u64,
     max_streams_per_key: usize,
     auth_failures_per_minute: u32,
 }
@@ -102,6 +109,8 @@ const DEFAULTS: Defaults = Defaults {
     max_connections: 10_000,
     header_read_timeout_secs: 10,
     request_timeout_secs: 30,
+    write_timeout_secs: 30,
+    shutdown_grace_secs: 35,
     max_streams_per_key: 4,
     auth_failures_per_minute: 10,
 };
@@ -129,6 +138,8 @@ const ENV_KEYS: &[&str] = &[
     "max_connections",
     "header_read_timeout_secs",
     "request_timeout_secs",
+    "write_timeout_secs",
+    "shutdown_grace_secs",
     "max_streams_per_key",
     "auth_failures_per_minute",
     RETIRED_TRUST_FORWARDED_FOR,
@@ -178,6 +189,7 @@ impl Config {
             ("max_connections", config.max_connections as u64),
             ("header_read_timeout_secs", config.header_read_timeout_secs),
             ("request_timeout_secs", config.request_timeout_secs),
+            ("write_timeout_secs", config.write_timeout_secs),
         ];
         for (key, value) in at_least_one {
             if value == 0 {
@@ -366,6 +378,8 @@ mod tests {
             assert_eq!(config.max_connections, 10_000);
             assert_eq!(config.header_read_timeout_secs, 10);
             assert_eq!(config.request_timeout_secs, 30);
+            assert_eq!(config.write_timeout_secs, 30);
+            assert_eq!(config.shutdown_grace_secs, 35);
             assert_eq!(config.max_streams_per_key, 4);
             assert_eq!(config.auth_failures_per_minute, 10);
             Ok(())

@@ -215,6 +215,8 @@ impl Service {
                     max_connections: 10_000,
                     header_read_timeout_secs: 10,
                     request_timeout_secs: 30,
+                    write_timeout_secs: 30,
+                    shutdown_grace_secs: 35,
                     max_streams_per_key: 4,
                     auth_failures_per_minute: 0,
                     cloud_login_secrets: Apps::default(),

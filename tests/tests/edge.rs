@@ -336,3 +336,45 @@ async fn guessing_cloud_login_signatures_is_refused_per_client() {
     let problem: Value = assert_problem(barred, 429, "rate_limited").await;
     assert!(problem.get("hint").is_none());
 }
+
+/// A client that pipelines requests for a large body over a tiny receive window and never
+/// reads: the server's writes stall.
+fn slow_reader(app: &TestApp, requests: usize) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let addr: std::net::SocketAddr = addr(app).parse().expect("address");
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(1024).expect("SO_RCVBUF");
+    socket.connect(&addr.into()).expect("connect");
+    let mut stream: std::net::TcpStream = socket.into();
+    let request = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(requests);
+    std::io::Write::write_all(&mut stream, &request).expect("pipeline");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_that_stop_reading_lose_their_connection() {
+    let world = world().await;
+    let app = world
+        .spawn_instance(|c| {
+            c.max_connections = 4;
+            c.write_timeout_secs = 1;
+        })
+        .await;
+    // Every connection the cap allows, held by a client that does not read.
+    let _stuck: Vec<_> = (0..4).map(|_| slow_reader(&app, 200)).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let healthy = tokio::time::timeout(
+        Duration::from_secs(10),
+        world.http.get(format!("{}/healthz", app.base)).send(),
+    )
+    .await
+    .expect("healthz answers once the stalled connections are closed")
+    .expect("answers");
+    assert_eq!(healthy.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}

@@ -7,7 +7,14 @@
 //! - **Connection cap**: at most `max_connections` are open; beyond that the loop stops
 //!   accepting and further clients wait in the kernel's listen queue until one closes.
 //!
+//! - **Write stall timeout**: a connection whose writes make no progress for `write_timeout`
+//!   (a client that stopped reading) is closed (`write_stall`).
+//! - **Shutdown deadline**: on shutdown, open connections get `shutdown_grace` to finish;
+//!   whatever is left then is dropped.
+//!
 //! The request timeout is a layer of the router (`http::timeout`), since it answers.
+
+mod write_stall;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,15 +32,20 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
 use tower::{Service, ServiceExt};
+use write_stall::WriteStallTimeout;
 
 #[derive(Debug, Clone, Copy)]
 pub struct EdgeLimits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    pub write_timeout: Duration,
+    pub shutdown_grace: Duration,
 }
 
-/// Serves `router` on `listener` until `shutdown` resolves, then lets open requests finish.
+/// Serves `router` on `listener` until `shutdown` resolves, then lets open requests finish
+/// for at most `limits.shutdown_grace`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -47,7 +59,11 @@ pub async fn serve(
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout);
     let mut shutdown = pin!(shutdown);
+    // Owns every connection's task, so the ones still open at the shutdown deadline end with it.
+    let mut connections = JoinSet::new();
     loop {
+        // Reap finished connections as we go, so the set stays as small as what is open.
+        while connections.try_join_next().is_some() {}
         let slot = tokio::select! {
             slot = open.clone().acquire_owned() => match slot {
                 Ok(slot) => slot,
@@ -70,9 +86,11 @@ pub async fn serve(
             Err(never) => match never {},
         };
         let service = service.map_request(|req: Request<Incoming>| req.map(Body::new));
-        let connection = graceful
-            .watch(http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service)));
-        tokio::spawn(async move {
+        let connection = graceful.watch(http.serve_connection(
+            TokioIo::new(WriteStallTimeout::new(stream, limits.write_timeout)),
+            TowerToHyperService::new(service),
+        ));
+        connections.spawn(async move {
             if let Err(error) = connection.await {
                 // Timeouts and clients going away: routine, not worth more than debug.
                 tracing::debug!(%error, "connection ended with an error");
@@ -81,7 +99,17 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            open = connections.len(),
+            grace = ?limits.shutdown_grace,
+            "connections still open at the shutdown deadline; closing them"
+        );
+    }
+    connections.shutdown().await;
 }
 
 /// A failed accept: the client already left (go on at once), or the process is out of file
@@ -96,4 +124,42 @@ async fn pause_after(error: &std::io::Error) {
     }
     tracing::error!(%error, "accepting a connection failed; pausing");
     tokio::time::sleep(Duration::from_millis(100)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::routing::get;
+    use tokio::io::AsyncWriteExt;
+
+    #[tokio::test]
+    async fn shutdown_does_not_wait_past_its_grace_for_a_stuck_connection() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        let router = Router::new().route("/big", get(|| async { vec![b'x'; 1 << 20] }));
+        let limits = EdgeLimits {
+            header_read_timeout: Duration::from_secs(60),
+            max_connections: 8,
+            write_timeout: Duration::from_secs(3600),
+            shutdown_grace: Duration::from_millis(500),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(serve(listener, router, limits, async {
+            let _ = stopped.await;
+        }));
+        // A client that asks for a large body and never reads it.
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket.set_recv_buffer_size(1024).expect("SO_RCVBUF");
+        let mut stuck = socket.connect(addr).await.expect("connect");
+        stuck
+            .write_all(&b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n".repeat(8))
+            .await
+            .expect("request");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = stop.send(());
+        tokio::time::timeout(Duration::from_secs(5), served)
+            .await
+            .expect("serve returns once the grace is over")
+            .expect("serve");
+    }
 }
