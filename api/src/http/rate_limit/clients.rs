@@ -31,6 +31,44 @@ pub enum ClientKey {
     V4(Ipv4Addr),
     /// The upper 64 bits of an IPv6 address.
     V6Net(u64),
+    /// When the table is full: the IPv4 /16 (its upper 16 bits), shared by its clients.
+    V4Net16(u16),
+    /// When the table is full: the IPv6 /48 (its upper 48 bits), shared by its clients.
+    V6Net48(u64),
+    /// When even the shared networks have no room: one bucket for every newcomer.
+    Overflow,
+}
+
+impl ClientKey {
+    /// The network this client shares with its neighbours when there is no room for it alone.
+    fn coarse(self) -> Self {
+        match self {
+            Self::V4(v4) => Self::V4Net16((v4.to_bits() >> 16) as u16),
+            Self::V6Net(net) => Self::V6Net48(net >> 16),
+            shared => shared,
+        }
+    }
+}
+
+/// The bucket `ip` is counted in, for a table holding `len` keys of which `contains` tells, and
+/// meant for `capacity` clients: its own while there is room; once full, its /16 or /48, with
+/// room for `capacity / 8` of those; beyond that, the one overflow bucket. So a full table still
+/// limits newcomers (together) and holds at most `capacity + capacity / 8 + 1` keys.
+pub fn place(
+    ip: IpAddr,
+    contains: impl Fn(&ClientKey) -> bool,
+    len: usize,
+    capacity: usize,
+) -> ClientKey {
+    let own = ClientKey::from(ip);
+    if len < capacity || contains(&own) {
+        return own;
+    }
+    let shared = own.coarse();
+    if len < capacity + capacity / 8 || contains(&shared) {
+        return shared;
+    }
+    ClientKey::Overflow
 }
 
 impl From<IpAddr> for ClientKey {
