@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::http::client_ip::TrustedProxies;
 
-/// Every setting. Secrets are `SecretString`: they never print, not even in `Debug`.
-#[derive(Debug, Clone, Deserialize)]
+/// Every setting. Secrets are `SecretString`: they never print, not even in `Debug`, and the
+/// URLs' credentials are redacted there too.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub database_url: String,
@@ -67,6 +68,41 @@ pub struct Config {
     /// one cannot use `POST /v1/wechat/cloud-login`.
     #[serde(default)]
     pub cloud_login_secrets: Apps,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &infra::redact::url(&self.database_url))
+            .field("listen", &self.listen)
+            .field("wechat_api_base", &self.wechat_api_base)
+            .field("apps", &self.apps)
+            .field("admin_token", &self.admin_token)
+            .field("master_key", &self.master_key)
+            .field("master_key_previous", &self.master_key_previous)
+            .field(
+                "nats_url",
+                &self.nats_url.as_deref().map(infra::redact::url),
+            )
+            .field("nats_stream", &self.nats_stream)
+            .field("nats_subject_prefix", &self.nats_subject_prefix)
+            .field("token_issuer", &self.token_issuer)
+            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field("signing_key_reload_secs", &self.signing_key_reload_secs)
+            .field("session_max_age_secs", &self.session_max_age_secs)
+            .field("session_idle_secs", &self.session_idle_secs)
+            .field("login_rate_per_minute", &self.login_rate_per_minute)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("max_connections", &self.max_connections)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("write_timeout_secs", &self.write_timeout_secs)
+            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field("max_streams_per_key", &self.max_streams_per_key)
+            .field("auth_failures_per_minute", &self.auth_failures_per_minute)
+            .field("cloud_login_secrets", &self.cloud_login_secrets)
+            .finish()
+    }
 }
 
 /// Defaults, as a serialisable layer under the file and the environment.
@@ -357,13 +393,26 @@ mod tests {
             jail.set_env("IDENTITY_APPS", "wx0000000000000002:topsecret");
             jail.set_env("IDENTITY_ADMIN_TOKEN", "admintoken");
             jail.set_env("IDENTITY_MASTER_KEY_PREVIOUS", "previousmasterkey");
+            jail.set_env(
+                "IDENTITY_DATABASE_URL",
+                "postgres://identity:dbpass,word@db.internal/identity",
+            );
+            jail.set_env("IDENTITY_NATS_URL", "nats://natstoken@nats.internal:4222");
             let config = Config::load(None).map_err(|e| *e)?;
             assert!(
                 config.master_key_previous.is_some(),
                 "read from the environment"
             );
             let printed = format!("{config:?}");
-            for secret in ["topsecret", "admintoken", "previousmasterkey"] {
+            assert!(printed.contains("db.internal") && printed.contains("nats.internal"));
+            for secret in [
+                "topsecret",
+                "admintoken",
+                "previousmasterkey",
+                "dbpass",
+                "word",
+                "natstoken",
+            ] {
                 assert!(!printed.contains(secret), "{secret} printed");
             }
             Ok(())
