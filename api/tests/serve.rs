@@ -103,6 +103,40 @@ fn dev_refuses_a_public_address_unless_asked() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn dev_public_refuses_a_weak_admin_token_kept_from_an_earlier_run() {
+    let dir = std::env::temp_dir().join(format!("identityd-dev-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(dir.join(".identityd")).expect("a directory");
+    std::fs::write(dir.join(".identityd/admin.token"), "weak-kept-token").expect("a token");
+    let mut child = identityd(&["dev", "--public"], &[("IDENTITY_LISTEN", "127.0.0.1:0")])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = child.wait_with_output().expect("output");
+    let error = String::from_utf8_lossy(&output.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "served with the weak token: {error}"
+    );
+    assert!(error.contains("IDENTITY_ADMIN_TOKEN"), "{error}");
+    assert!(!error.contains("weak-kept-token"), "{error}");
+}
+
 /// The relay logs the NATS URL it connected to: without the password in it.
 #[test]
 fn logged_urls_carry_no_credentials() {
