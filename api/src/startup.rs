@@ -155,7 +155,7 @@ impl Application {
             relay,
             edge: EdgeLimits {
                 header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
-                max_connections: config.max_connections,
+                max_connections: server::fd_limit::fit_connections(config.max_connections),
                 write_timeout: Duration::from_secs(config.write_timeout_secs),
                 shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
             },

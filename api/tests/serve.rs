@@ -185,3 +185,46 @@ fn logged_urls_carry_no_credentials() {
     assert!(log.contains("***@"), "{log}");
     assert!(!log.contains("hunter2-secret"), "{log}");
 }
+
+/// Under a small open-files limit, the connection cap is lowered to fit, and says so.
+#[test]
+fn the_connection_cap_is_fitted_under_the_open_files_limit() {
+    let Ok(status) = Command::new("prlimit").arg("--version").output() else {
+        return; // no prlimit(1) here
+    };
+    assert!(status.status.success());
+    let identityd_bin = env!("CARGO_BIN_EXE_identityd");
+    let configured = identityd(&["serve"], &[("IDENTITY_ADMIN_TOKEN", STRONG)]);
+    let mut command = Command::new("prlimit");
+    command.args(["--nofile=256:256", identityd_bin, "serve"]);
+    for (name, value) in configured.get_envs() {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let mut child = command
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut warned = String::new();
+    while let Ok(line) = received.recv_timeout(Duration::from_secs(30)) {
+        if line.contains("IDENTITY_MAX_CONNECTIONS") {
+            warned = line;
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned.contains("IDENTITY_MAX_CONNECTIONS"), "{warned}");
+    assert!(warned.contains("128"), "{warned}");
+}

@@ -5,7 +5,8 @@
 //!   response while it idles in keep-alive) is closed. Without it one slow client holds a
 //!   connection, a task and a file descriptor forever.
 //! - **Connection cap**: at most `max_connections` are open; beyond that the loop stops
-//!   accepting and further clients wait in the kernel's listen queue until one closes.
+//!   accepting and further clients wait in the kernel's listen queue until one closes. The cap
+//!   is fitted under the open-files limit at start (`fd_limit`).
 //!
 //! - **Write stall timeout**: a connection whose writes make no progress for `write_timeout`
 //!   (a client that stopped reading) is closed (`write_stall`).
@@ -14,13 +15,14 @@
 //!
 //! The request timeout is a layer of the router (`http::timeout`), since it answers.
 
+pub mod fd_limit;
 mod write_stall;
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::Request;
@@ -61,6 +63,7 @@ pub async fn serve(
     let mut shutdown = pin!(shutdown);
     // Owns every connection's task, so the ones still open at the shutdown deadline end with it.
     let mut connections = JoinSet::new();
+    let mut accept_errors = AcceptErrors::default();
     loop {
         // Reap finished connections as we go, so the set stays as small as what is open.
         while connections.try_join_next().is_some() {}
@@ -75,7 +78,7 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(error) => {
-                    pause_after(&error).await;
+                    accept_errors.pause_after(&error).await;
                     continue;
                 }
             },
@@ -112,18 +115,46 @@ pub async fn serve(
     connections.shutdown().await;
 }
 
-/// A failed accept: the client already left (go on at once), or the process is out of file
-/// descriptors or memory (wait a little rather than spin).
-async fn pause_after(error: &std::io::Error) {
-    use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
-    if matches!(
-        error.kind(),
-        ConnectionAborted | ConnectionRefused | ConnectionReset
-    ) {
-        return;
+/// Failed accepts, logged at most once every `LOG_EVERY` with the count since the last line.
+#[derive(Default)]
+struct AcceptErrors {
+    last_logged: Option<Instant>,
+    suppressed: u64,
+}
+
+impl AcceptErrors {
+    const LOG_EVERY: Duration = Duration::from_secs(10);
+
+    /// A failed accept: the client already left (go on at once), or the process is out of file
+    /// descriptors or memory (wait a little rather than spin, and say so now and then).
+    async fn pause_after(&mut self, error: &std::io::Error) {
+        use std::io::ErrorKind::{ConnectionAborted, ConnectionRefused, ConnectionReset};
+        if matches!(
+            error.kind(),
+            ConnectionAborted | ConnectionRefused | ConnectionReset
+        ) {
+            return;
+        }
+        if self.should_log(Instant::now()) {
+            tracing::error!(%error, suppressed = self.suppressed,
+                "accepting a connection failed; pausing");
+            self.suppressed = 0;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    tracing::error!(%error, "accepting a connection failed; pausing");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+
+    fn should_log(&mut self, now: Instant) -> bool {
+        match self.last_logged {
+            Some(last) if now.duration_since(last) < Self::LOG_EVERY => {
+                self.suppressed += 1;
+                false
+            }
+            _ => {
+                self.last_logged = Some(now);
+                true
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +162,17 @@ mod tests {
     use super::*;
     use axum::routing::get;
     use tokio::io::AsyncWriteExt;
+
+    #[test]
+    fn accept_errors_are_logged_once_every_ten_seconds() {
+        let mut errors = AcceptErrors::default();
+        let start = Instant::now();
+        let logged = (0..1_000)
+            .filter(|n| errors.should_log(start + Duration::from_millis(100) * *n))
+            .count();
+        // 100 s of EMFILE, one every 100 ms: ten lines, not a thousand.
+        assert_eq!(logged, 10);
+    }
 
     #[tokio::test]
     async fn shutdown_does_not_wait_past_its_grace_for_a_stuck_connection() {
