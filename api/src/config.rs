@@ -50,6 +50,9 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// Open connections at most; further ones wait in the listen queue.
     pub max_connections: usize,
+    /// Open connections per client address (IPv6: per /64) at most, our proxies exempt;
+    /// further ones are closed at once. 0 turns the limit off.
+    pub max_connections_per_ip: usize,
     /// A connection that has not sent a whole request head within this time is closed.
     pub header_read_timeout_secs: u64,
     /// Every route but the event stream answers within this time (408 otherwise).
@@ -94,6 +97,7 @@ impl std::fmt::Debug for Config {
             .field("login_rate_per_minute", &self.login_rate_per_minute)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
             .field("header_read_timeout_secs", &self.header_read_timeout_secs)
             .field("request_timeout_secs", &self.request_timeout_secs)
             .field("write_timeout_secs", &self.write_timeout_secs)
@@ -121,6 +125,7 @@ struct Defaults {
     login_rate_per_minute: u32,
     trusted_proxies: &'static str,
     max_connections: usize,
+    max_connections_per_ip: usize,
     header_read_timeout_secs: u64,
     request_timeout_secs: u64,
     write_timeout_secs: u64,
@@ -143,6 +148,7 @@ const DEFAULTS: Defaults = Defaults {
     login_rate_per_minute: 120,
     trusted_proxies: "",
     max_connections: 10_000,
+    max_connections_per_ip: 1_000,
     header_read_timeout_secs: 10,
     request_timeout_secs: 30,
     write_timeout_secs: 30,
@@ -172,6 +178,7 @@ const ENV_KEYS: &[&str] = &[
     "login_rate_per_minute",
     "trusted_proxies",
     "max_connections",
+    "max_connections_per_ip",
     "header_read_timeout_secs",
     "request_timeout_secs",
     "write_timeout_secs",
@@ -425,6 +432,7 @@ mod tests {
             let config = Config::load(None).map_err(|e| *e)?;
             assert!(config.trusted_proxies.is_empty());
             assert_eq!(config.max_connections, 10_000);
+            assert_eq!(config.max_connections_per_ip, 1_000);
             assert_eq!(config.header_read_timeout_secs, 10);
             assert_eq!(config.request_timeout_secs, 30);
             assert_eq!(config.write_timeout_secs, 30);

@@ -213,6 +213,7 @@ impl Service {
                     login_rate_per_minute: 0,
                     trusted_proxies: Default::default(),
                     max_connections: 10_000,
+                    max_connections_per_ip: 0,
                     header_read_timeout_secs: 10,
                     request_timeout_secs: 30,
                     write_timeout_secs: 30,

@@ -421,3 +421,30 @@ async fn clients_that_stop_reading_lose_their_connection() {
         started.elapsed()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_address_cannot_take_every_connection() {
+    let world = world().await;
+    let app = world.spawn_instance(|c| c.max_connections_per_ip = 2).await;
+    let idle: Vec<TcpStream> = vec![
+        TcpStream::connect(addr(&app)).await.expect("connect"),
+        TcpStream::connect(addr(&app)).await.expect("connect"),
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A third from the same address is closed at once, not left waiting.
+    let mut third = TcpStream::connect(addr(&app)).await.expect("connect");
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let (answer, _) = until_closed(&mut third, Duration::from_secs(2)).await;
+    assert!(answer.is_empty(), "{answer}");
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let served = world
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("answers once a place is free");
+    assert_eq!(served.status(), 200);
+}

@@ -8,6 +8,8 @@
 //!   accepting and further clients wait in the kernel's listen queue until one closes. The cap
 //!   is fitted under the open-files limit at start (`fd_limit`).
 //!
+//! - **Per-peer cap**: one address (an IPv6 /64) holds at most `max_connections_per_ip` of
+//!   them; a connection over it is closed at once. Our own proxies are exempt (`per_peer`).
 //! - **Write stall timeout**: a connection whose writes make no progress for `write_timeout`
 //!   (a client that stopped reading) is closed (`write_stall`).
 //! - **Shutdown deadline**: on shutdown, open connections get `shutdown_grace` to finish;
@@ -16,6 +18,7 @@
 //! The request timeout is a layer of the router (`http::timeout`), since it answers.
 
 pub mod fd_limit;
+mod per_peer;
 mod write_stall;
 
 use std::future::Future;
@@ -38,10 +41,17 @@ use tokio::task::JoinSet;
 use tower::{Service, ServiceExt};
 use write_stall::WriteStallTimeout;
 
-#[derive(Debug, Clone, Copy)]
+use crate::http::client_ip::TrustedProxies;
+pub use per_peer::PeerConnections;
+
+#[derive(Debug, Clone)]
 pub struct EdgeLimits {
     pub header_read_timeout: Duration,
     pub max_connections: usize,
+    /// Open connections per peer address (IPv6: per /64); 0: no limit.
+    pub max_connections_per_ip: usize,
+    /// Peers exempt from `max_connections_per_ip`: our own proxies.
+    pub trusted_proxies: TrustedProxies,
     pub write_timeout: Duration,
     pub shutdown_grace: Duration,
 }
@@ -64,6 +74,7 @@ pub async fn serve(
     // Owns every connection's task, so the ones still open at the shutdown deadline end with it.
     let mut connections = JoinSet::new();
     let mut accept_errors = AcceptErrors::default();
+    let peers = PeerConnections::new(limits.max_connections_per_ip, limits.trusted_proxies);
     loop {
         // Reap finished connections as we go, so the set stays as small as what is open.
         while connections.try_join_next().is_some() {}
@@ -84,6 +95,12 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let Some(peer_slot) = peers.admit(peer.ip()) else {
+            // Over its share: closed at once, the global slot back for others.
+            tracing::debug!(peer = %peer.ip(), "too many connections from one address");
+            drop(stream);
+            continue;
+        };
         let service = match make_service.call(peer).await {
             Ok(service) => service,
             Err(never) => match never {},
@@ -98,6 +115,7 @@ pub async fn serve(
                 // Timeouts and clients going away: routine, not worth more than debug.
                 tracing::debug!(%error, "connection ended with an error");
             }
+            drop(peer_slot);
             drop(slot);
         });
     }
@@ -182,6 +200,8 @@ mod tests {
         let limits = EdgeLimits {
             header_read_timeout: Duration::from_secs(60),
             max_connections: 8,
+            max_connections_per_ip: 0,
+            trusted_proxies: TrustedProxies::default(),
             write_timeout: Duration::from_secs(3600),
             shutdown_grace: Duration::from_millis(500),
         };
