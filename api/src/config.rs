@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::http::client_ip::TrustedProxies;
 
-/// Every setting. Secrets are `SecretString`: they never print, not even in `Debug`.
-#[derive(Debug, Clone, Deserialize)]
+/// Every setting. Secrets are `SecretString`: they never print, not even in `Debug`, and the
+/// URLs' credentials are redacted there too.
+#[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub database_url: String,
@@ -49,10 +50,18 @@ pub struct Config {
     pub trusted_proxies: TrustedProxies,
     /// Open connections at most; further ones wait in the listen queue.
     pub max_connections: usize,
+    /// Open connections per client address (IPv6: per /64) at most, our proxies exempt;
+    /// further ones are closed at once. 0 turns the limit off.
+    pub max_connections_per_ip: usize,
     /// A connection that has not sent a whole request head within this time is closed.
     pub header_read_timeout_secs: u64,
     /// Every route but the event stream answers within this time (408 otherwise).
     pub request_timeout_secs: u64,
+    /// A connection whose response writes make no progress for this long (a client that
+    /// stopped reading, the event stream's included) is closed.
+    pub write_timeout_secs: u64,
+    /// On shutdown, open requests get this long to finish before their connections are cut.
+    pub shutdown_grace_secs: u64,
     /// Open `/v1/events/stream` responses per API key, per instance.
     pub max_streams_per_key: usize,
     /// Failed authentications (API key, cloud-login signature) per minute per client IP
@@ -64,6 +73,42 @@ pub struct Config {
     pub cloud_login_secrets: Apps,
     /// Days refused logins (with their client IP) are kept; at least 1.
     pub rejection_retention_days: u32,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("database_url", &infra::redact::url(&self.database_url))
+            .field("listen", &self.listen)
+            .field("wechat_api_base", &self.wechat_api_base)
+            .field("apps", &self.apps)
+            .field("admin_token", &self.admin_token)
+            .field("master_key", &self.master_key)
+            .field("master_key_previous", &self.master_key_previous)
+            .field(
+                "nats_url",
+                &self.nats_url.as_deref().map(infra::redact::url),
+            )
+            .field("nats_stream", &self.nats_stream)
+            .field("nats_subject_prefix", &self.nats_subject_prefix)
+            .field("token_issuer", &self.token_issuer)
+            .field("access_token_ttl_secs", &self.access_token_ttl_secs)
+            .field("signing_key_reload_secs", &self.signing_key_reload_secs)
+            .field("session_max_age_secs", &self.session_max_age_secs)
+            .field("session_idle_secs", &self.session_idle_secs)
+            .field("login_rate_per_minute", &self.login_rate_per_minute)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("max_connections", &self.max_connections)
+            .field("max_connections_per_ip", &self.max_connections_per_ip)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field("write_timeout_secs", &self.write_timeout_secs)
+            .field("shutdown_grace_secs", &self.shutdown_grace_secs)
+            .field("max_streams_per_key", &self.max_streams_per_key)
+            .field("auth_failures_per_minute", &self.auth_failures_per_minute)
+            .field("cloud_login_secrets", &self.cloud_login_secrets)
+            .finish()
+    }
 }
 
 /// Defaults, as a serialisable layer under the file and the environment.
@@ -82,8 +127,11 @@ struct Defaults {
     login_rate_per_minute: u32,
     trusted_proxies: &'static str,
     max_connections: usize,
+    max_connections_per_ip: usize,
     header_read_timeout_secs: u64,
     request_timeout_secs: u64,
+    write_timeout_secs: u64,
+    shutdown_grace_secs: u64,
     max_streams_per_key: usize,
     auth_failures_per_minute: u32,
     rejection_retention_days: u32,
@@ -103,8 +151,11 @@ const DEFAULTS: Defaults = Defaults {
     login_rate_per_minute: 120,
     trusted_proxies: "",
     max_connections: 10_000,
+    max_connections_per_ip: 1_000,
     header_read_timeout_secs: 10,
     request_timeout_secs: 30,
+    write_timeout_secs: 30,
+    shutdown_grace_secs: 35,
     max_streams_per_key: 4,
     auth_failures_per_minute: 10,
     rejection_retention_days: 30,
@@ -131,8 +182,11 @@ const ENV_KEYS: &[&str] = &[
     "login_rate_per_minute",
     "trusted_proxies",
     "max_connections",
+    "max_connections_per_ip",
     "header_read_timeout_secs",
     "request_timeout_secs",
+    "write_timeout_secs",
+    "shutdown_grace_secs",
     "max_streams_per_key",
     "auth_failures_per_minute",
     RETIRED_TRUST_FORWARDED_FOR,
@@ -183,6 +237,7 @@ impl Config {
             ("max_connections", config.max_connections as u64),
             ("header_read_timeout_secs", config.header_read_timeout_secs),
             ("request_timeout_secs", config.request_timeout_secs),
+            ("write_timeout_secs", config.write_timeout_secs),
         ];
         for (key, value) in at_least_one {
             if value == 0 {
@@ -354,13 +409,26 @@ mod tests {
             jail.set_env("IDENTITY_APPS", "wx0000000000000002:topsecret");
             jail.set_env("IDENTITY_ADMIN_TOKEN", "admintoken");
             jail.set_env("IDENTITY_MASTER_KEY_PREVIOUS", "previousmasterkey");
+            jail.set_env(
+                "IDENTITY_DATABASE_URL",
+                "postgres://identity:dbpass,word@db.internal/identity",
+            );
+            jail.set_env("IDENTITY_NATS_URL", "nats://natstoken@nats.internal:4222");
             let config = Config::load(None).map_err(|e| *e)?;
             assert!(
                 config.master_key_previous.is_some(),
                 "read from the environment"
             );
             let printed = format!("{config:?}");
-            for secret in ["topsecret", "admintoken", "previousmasterkey"] {
+            assert!(printed.contains("db.internal") && printed.contains("nats.internal"));
+            for secret in [
+                "topsecret",
+                "admintoken",
+                "previousmasterkey",
+                "dbpass",
+                "word",
+                "natstoken",
+            ] {
                 assert!(!printed.contains(secret), "{secret} printed");
             }
             Ok(())
@@ -373,8 +441,11 @@ mod tests {
             let config = Config::load(None).map_err(|e| *e)?;
             assert!(config.trusted_proxies.is_empty());
             assert_eq!(config.max_connections, 10_000);
+            assert_eq!(config.max_connections_per_ip, 1_000);
             assert_eq!(config.header_read_timeout_secs, 10);
             assert_eq!(config.request_timeout_secs, 30);
+            assert_eq!(config.write_timeout_secs, 30);
+            assert_eq!(config.shutdown_grace_secs, 35);
             assert_eq!(config.max_streams_per_key, 4);
             assert_eq!(config.auth_failures_per_minute, 10);
             Ok(())

@@ -34,9 +34,7 @@ pub async fn run(file: Option<PathBuf>, args: DevArgs) -> anyhow::Result<()> {
     let figment = Config::figment(file.as_deref());
     let mut config =
         Config::extract(figment.join(("database_url", format!("sqlite://{DEV_DIR}/dev.db"))))?;
-    if args.public {
-        config.check_secret_strength().map_err(anyhow::Error::msg)?;
-    } else {
+    if !args.public {
         refuse_beyond_loopback(&config.listen).await?;
     }
     let dir = Path::new(DEV_DIR);
@@ -53,6 +51,10 @@ pub async fn run(file: Option<PathBuf>, args: DevArgs) -> anyhow::Result<()> {
                 Alphanumeric.sample_string(&mut rand::thread_rng(), 32)
             )
         })?);
+    }
+    // Checked once the token is loaded: one from an earlier run's `admin.token` may be weak.
+    if args.public {
+        config.check_secret_strength().map_err(anyhow::Error::msg)?;
     }
 
     let mut sim_apps: Vec<SimApp> = Vec::new();

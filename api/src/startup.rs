@@ -161,7 +161,11 @@ impl Application {
             relay,
             edge: EdgeLimits {
                 header_read_timeout: Duration::from_secs(config.header_read_timeout_secs),
-                max_connections: config.max_connections,
+                max_connections: server::fd_limit::fit_connections(config.max_connections),
+                max_connections_per_ip: config.max_connections_per_ip,
+                trusted_proxies: config.trusted_proxies.clone(),
+                write_timeout: Duration::from_secs(config.write_timeout_secs),
+                shutdown_grace: Duration::from_secs(config.shutdown_grace_secs),
             },
         })
     }
@@ -191,7 +195,7 @@ impl Application {
             shutdown.await;
             state.shutting_down.send_replace(true);
         };
-        server::serve(self.listener, self.router, self.edge, shutdown).await;
+        server::serve(self.listener, self.router, self.edge.clone(), shutdown).await;
         forget.abort();
         reload_keys.abort();
         retention.abort();

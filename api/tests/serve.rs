@@ -103,6 +103,40 @@ fn dev_refuses_a_public_address_unless_asked() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn dev_public_refuses_a_weak_admin_token_kept_from_an_earlier_run() {
+    let dir = std::env::temp_dir().join(format!("identityd-dev-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(dir.join(".identityd")).expect("a directory");
+    std::fs::write(dir.join(".identityd/admin.token"), "weak-kept-token").expect("a token");
+    let mut child = identityd(&["dev", "--public"], &[("IDENTITY_LISTEN", "127.0.0.1:0")])
+        .current_dir(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starts");
+    let started = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waits") {
+            break Some(status);
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let output = child.wait_with_output().expect("output");
+    let error = String::from_utf8_lossy(&output.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        status.is_some_and(|s| !s.success()),
+        "served with the weak token: {error}"
+    );
+    assert!(error.contains("IDENTITY_ADMIN_TOKEN"), "{error}");
+    assert!(!error.contains("weak-kept-token"), "{error}");
+}
+
 /// The relay logs the NATS URL it connected to: without the password in it.
 #[test]
 fn logged_urls_carry_no_credentials() {
@@ -150,4 +184,47 @@ fn logged_urls_carry_no_credentials() {
     assert!(log.contains("relay connected to NATS"), "{log}");
     assert!(log.contains("***@"), "{log}");
     assert!(!log.contains("hunter2-secret"), "{log}");
+}
+
+/// Under a small open-files limit, the connection cap is lowered to fit, and says so.
+#[test]
+fn the_connection_cap_is_fitted_under_the_open_files_limit() {
+    let Ok(status) = Command::new("prlimit").arg("--version").output() else {
+        return; // no prlimit(1) here
+    };
+    assert!(status.status.success());
+    let identityd_bin = env!("CARGO_BIN_EXE_identityd");
+    let configured = identityd(&["serve"], &[("IDENTITY_ADMIN_TOKEN", STRONG)]);
+    let mut command = Command::new("prlimit");
+    command.args(["--nofile=256:256", identityd_bin, "serve"]);
+    for (name, value) in configured.get_envs() {
+        match value {
+            Some(value) => command.env(name, value),
+            None => command.env_remove(name),
+        };
+    }
+    let mut child = command
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (lines, received) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    let mut warned = String::new();
+    while let Ok(line) = received.recv_timeout(Duration::from_secs(30)) {
+        if line.contains("IDENTITY_MAX_CONNECTIONS") {
+            warned = line;
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(warned.contains("IDENTITY_MAX_CONNECTIONS"), "{warned}");
+    assert!(warned.contains("128"), "{warned}");
 }

@@ -4,7 +4,43 @@
 /// `raw` with its credentials replaced by `***`. Takes what the settings take: one URL, or a
 /// comma-separated list of them (NATS), with or without a scheme.
 pub fn url(raw: &str) -> String {
-    raw.split(',').map(one).collect::<Vec<_>>().join(",")
+    // A password may hold a comma: each credential, up to its host's `@`, goes before the
+    // list is split.
+    let mut shown = String::with_capacity(raw.len());
+    let mut rest = raw;
+    loop {
+        let (head, tail) = next_url(rest);
+        shown.push_str(&one(head));
+        match tail {
+            Some(tail) => {
+                shown.push(',');
+                rest = tail;
+            }
+            None => return shown,
+        }
+    }
+}
+
+/// The first URL of a comma-separated list, and the rest after its comma. The URL ends at the
+/// first comma after its authority's last `@` (or, with no `@`, after its scheme).
+fn next_url(list: &str) -> (&str, Option<&str>) {
+    let body_start = list.find("://").map_or(0, |at| at + 3);
+    // The authority ends at the first `/`, `?` or `#`; credentials, commas included, reach up
+    // to the last `@` before the next URL's scheme.
+    let next_scheme = list[body_start..]
+        .find("://")
+        .map_or(list.len(), |at| body_start + at);
+    let searchable = &list[body_start..next_scheme];
+    let host_start = body_start
+        + searchable
+            .split(['/', '?', '#'])
+            .next()
+            .and_then(|authority| authority.rfind('@'))
+            .map_or(0, |at| at + 1);
+    match list[host_start..].find(',') {
+        Some(at) => (&list[..host_start + at], Some(&list[host_start + at + 1..])),
+        None => (list, None),
+    }
 }
 
 /// Query parameters whose value is a secret, whatever the scheme (PostgreSQL takes
@@ -68,6 +104,16 @@ mod tests {
             "nats://***@a:4222,nats://***@b:4222"
         );
         assert_eq!(url("u:pw@host:4222"), "***@host:4222");
+        // A comma in the password, alone and in a list.
+        assert_eq!(
+            url("postgres://identity:Tr0ub4dor,horse@db.internal/identity"),
+            "postgres://***@db.internal/identity"
+        );
+        assert_eq!(
+            url("nats://u:a,b@a:4222,nats://u:c,d@b:4222"),
+            "nats://***@a:4222,nats://***@b:4222"
+        );
+        assert_eq!(url("u:a,b@a:4222,c:4222"), "***@a:4222,c:4222");
         // An `@` in the password itself.
         assert_eq!(url("postgres://u:p@ss@h/db"), "postgres://***@h/db");
         assert_eq!(

@@ -164,8 +164,11 @@ impl World {
             login_rate_per_minute: 0,
             trusted_proxies: Default::default(),
             max_connections: 10_000,
+            max_connections_per_ip: 0,
             header_read_timeout_secs: 10,
             request_timeout_secs: 30,
+            write_timeout_secs: 30,
+            shutdown_grace_secs: 35,
             max_streams_per_key: 4,
             auth_failures_per_minute: 0,
             cloud_login_secrets: serde_json::from_value::<Apps>(json!(format!(

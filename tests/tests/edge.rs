@@ -290,19 +290,59 @@ async fn guessing_api_keys_is_refused_per_client() {
                 .status(),
         );
     }
-    assert_eq!(statuses[..4], [401, 401, 401, 401], "{statuses:?}");
-    assert_eq!(statuses[4..], [429, 429], "{statuses:?}");
-    // Barred: even the right key is refused, so a guess cannot be confirmed.
-    let barred = attempt(key.clone(), "203.0.113.9").await.expect("answers");
+    assert_eq!(statuses[..3], [401, 401, 401], "{statuses:?}");
+    assert_eq!(statuses[3..], [429, 429, 429], "{statuses:?}");
+    // Barred, the client's wrong keys are refused with 429; a right key still passes, so a
+    // neighbour behind the same address cannot lock a caller out.
+    let barred = attempt(wrong.clone(), "203.0.113.9")
+        .await
+        .expect("answers");
     assert!(barred.headers().contains_key("retry-after"));
     assert_problem(barred, 429, "rate_limited").await;
-    // Another client is not affected; the bootstrap token is guarded the same way.
     assert_eq!(
-        attempt(key, "203.0.113.10")
+        attempt(key.clone(), "203.0.113.9")
             .await
             .expect("answers")
             .status(),
-        200
+        200,
+        "a right key from a barred address"
+    );
+    // Another client is not affected.
+    assert_eq!(
+        attempt(wrong, "203.0.113.10")
+            .await
+            .expect("answers")
+            .status(),
+        401
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn wrong_keys_sent_all_at_once_get_no_more_401s_than_the_budget() {
+    let world = world().await;
+    let app = world
+        .spawn_instance(|c| c.auth_failures_per_minute = 10)
+        .await;
+    let key = world.api_key("admin:read").await;
+    let (_, secret) = infra::api_keys::split_token(&key).expect("a key");
+    let wrong = key.replace(secret, &"0".repeat(secret.len()));
+    let attempts = (0..300).map(|_| {
+        world
+            .http
+            .get(format!("{}/v1/admin/logins", app.base))
+            .bearer_auth(&wrong)
+            .send()
+    });
+    let statuses: Vec<u16> = futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .map(|answer| answer.expect("answers").status().as_u16())
+        .collect();
+    let unauthorized = statuses.iter().filter(|s| **s == 401).count();
+    assert!(unauthorized <= 10, "{unauthorized} answers of 401");
+    assert_eq!(
+        unauthorized + statuses.iter().filter(|s| **s == 429).count(),
+        300
     );
 }
 
@@ -331,8 +371,80 @@ async fn guessing_cloud_login_signatures_is_refused_per_client() {
     for _ in 0..4 {
         statuses.push(post("a guessed secret").await.expect("answers").status());
     }
-    assert_eq!(statuses, [401, 401, 401, 429], "{statuses:?}");
-    let barred = post(CLOUD_SECRET_A).await.expect("answers");
+    assert_eq!(statuses, [401, 401, 429, 429], "{statuses:?}");
+    let barred = post("a guessed secret").await.expect("answers");
     let problem: Value = assert_problem(barred, 429, "rate_limited").await;
     assert!(problem.get("hint").is_none());
+    // WeChat cloud functions leave from shared addresses: a neighbour's bad signatures do not
+    // lock out a caller with the right secret.
+    assert_eq!(post(CLOUD_SECRET_A).await.expect("answers").status(), 200);
+}
+
+/// A client that pipelines requests for a large body over a tiny receive window and never
+/// reads: the server's writes stall.
+fn slow_reader(app: &TestApp, requests: usize) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let addr: std::net::SocketAddr = addr(app).parse().expect("address");
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+    socket.set_recv_buffer_size(1024).expect("SO_RCVBUF");
+    socket.connect(&addr.into()).expect("connect");
+    let mut stream: std::net::TcpStream = socket.into();
+    let request = b"GET /openapi.json HTTP/1.1\r\nHost: x\r\n\r\n".repeat(requests);
+    std::io::Write::write_all(&mut stream, &request).expect("pipeline");
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_that_stop_reading_lose_their_connection() {
+    let world = world().await;
+    let app = world
+        .spawn_instance(|c| {
+            c.max_connections = 4;
+            c.write_timeout_secs = 1;
+        })
+        .await;
+    // Every connection the cap allows, held by a client that does not read.
+    let _stuck: Vec<_> = (0..4).map(|_| slow_reader(&app, 200)).collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let healthy = tokio::time::timeout(
+        Duration::from_secs(10),
+        world.http.get(format!("{}/healthz", app.base)).send(),
+    )
+    .await
+    .expect("healthz answers once the stalled connections are closed")
+    .expect("answers");
+    assert_eq!(healthy.status(), 200);
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_address_cannot_take_every_connection() {
+    let world = world().await;
+    let app = world.spawn_instance(|c| c.max_connections_per_ip = 2).await;
+    let idle: Vec<TcpStream> = vec![
+        TcpStream::connect(addr(&app)).await.expect("connect"),
+        TcpStream::connect(addr(&app)).await.expect("connect"),
+    ];
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A third from the same address is closed at once, not left waiting.
+    let mut third = TcpStream::connect(addr(&app)).await.expect("connect");
+    let _ = third
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await;
+    let (answer, _) = until_closed(&mut third, Duration::from_secs(2)).await;
+    assert!(answer.is_empty(), "{answer}");
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let served = world
+        .http
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .expect("answers once a place is free");
+    assert_eq!(served.status(), 200);
 }

@@ -49,15 +49,17 @@ impl FromRequestParts<AppState> for ApiCaller {
     ) -> Result<Self, Self::Rejection> {
         let Ok(ClientIp(client)) = ClientIp::from_request_parts(parts, state).await;
         let token = bearer_token(parts).ok_or(ApiError::Unauthorized("missing API key"))?;
-        // A client that keeps presenting wrong keys is refused before its next one is even
-        // looked at, so keys cannot be guessed online.
-        state
-            .auth_failures
-            .admit(client)
-            .map_err(ApiError::rate_limited)?;
+        // Charged before the key is looked at, so wrong keys sent all at once get no more
+        // 401s than the budget; a right key always passes (`rate_limit::auth_failures`).
+        let attempt = state.auth_failures.begin(client);
         let caller = Self::authenticate(token, state).await;
         if matches!(caller, Err(ApiError::Unauthorized(_))) {
-            state.auth_failures.failed(client);
+            state
+                .auth_failures
+                .failed(attempt)
+                .map_err(ApiError::rate_limited)?;
+        } else {
+            state.auth_failures.succeeded(attempt);
         }
         caller
     }

@@ -47,18 +47,19 @@ impl TrustedProxies {
         if !self.contains(peer) {
             return peer;
         }
-        // Several `X-Forwarded-For` lines are one list, in order (RFC 9110 §5.3).
-        let hops: Vec<&str> = headers
+        // Several `X-Forwarded-For` lines are one list, in order (RFC 9110 §5.3). Read as
+        // bytes: a line the client filled with non-ASCII is still a line our proxy appended
+        // to, and dropping it whole would make our proxy the client.
+        let hops: Vec<&[u8]> = headers
             .get_all("x-forwarded-for")
             .iter()
-            .filter_map(|line| line.to_str().ok())
-            .flat_map(|line| line.split(','))
+            .flat_map(|line| line.as_bytes().split(|byte| *byte == b','))
             .collect();
         let mut nearest = peer;
         for hop in hops.iter().rev() {
-            // Garbage where a proxy of ours should have written an address: stop at the last
-            // hop we can vouch for rather than guess.
-            let Some(ip) = parse_hop(hop) else {
+            // Garbage (not an address, not even text) where a proxy of ours should have
+            // written one: stop at the last hop we can vouch for rather than guess.
+            let Some(ip) = std::str::from_utf8(hop).ok().and_then(parse_hop) else {
                 return nearest;
             };
             if !self.contains(ip) {
@@ -202,6 +203,19 @@ mod tests {
             ours.client_ip(ip("10.0.0.2"), &HeaderMap::new()),
             ip("10.0.0.2")
         );
+    }
+
+    #[test]
+    fn non_ascii_bytes_spoil_only_their_own_entry() {
+        let ours = proxies("10.0.0.0/8");
+        let mut headers = HeaderMap::new();
+        let line = |bytes: &[u8]| HeaderValue::from_bytes(bytes).expect("obs-text is allowed");
+        headers.append("x-forwarded-for", line(b"caf\xe9, 203.0.113.50"));
+        assert_eq!(ours.client_ip(ip("10.0.0.2"), &headers), ip("203.0.113.50"));
+        // In the middle of the list, it stops the walk at the hop right of it.
+        let mut headers = HeaderMap::new();
+        headers.append("x-forwarded-for", line(b"203.0.113.50, \xff\xfe, 10.0.0.3"));
+        assert_eq!(ours.client_ip(ip("10.0.0.2"), &headers), ip("10.0.0.3"));
     }
 
     #[test]

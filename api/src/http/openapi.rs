@@ -147,9 +147,9 @@ impl Modify for EdgeResponses {
             .build();
         let guessing = ResponseBuilder::new()
             .description(
-                "`rate_limited`: this client failed authentication too often \
-                 (`IDENTITY_AUTH_FAILURES_PER_MINUTE`); refused, right key or not, until \
-                 `Retry-After`",
+                "`rate_limited`: a wrong key from a client that failed authentication too \
+                 often (`IDENTITY_AUTH_FAILURES_PER_MINUTE`); its wrong keys are refused so \
+                 until `Retry-After`, a right key still passes",
             )
             .header("Retry-After", retry_after)
             .build();

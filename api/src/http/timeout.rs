@@ -3,7 +3,8 @@
 //!
 //! It bounds the time to the response's head. The event stream answers its head at once and
 //! then streams for as long as the client stays, so it is not cut off; every other route
-//! builds its whole body before answering.
+//! builds its whole body before answering. Writing the body is bounded by the connection's
+//! write stall timeout (`http::server`), the stream's included.
 
 use std::time::Duration;
 

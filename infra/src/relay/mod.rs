@@ -42,8 +42,9 @@ const LOCK_RETRY: Duration = Duration::from_secs(1);
 const MIN_ERROR_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(5);
 
-/// What to publish where. `stream` also names the relay's checkpoint.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// What to publish where. `stream` also names the relay's checkpoint. `Debug` redacts the
+/// URL's credentials.
+#[derive(Clone, PartialEq, Eq)]
 pub struct RelayConfig {
     pub nats_url: String,
     /// JetStream stream name (default `IDENTITY_EVENTS`).
@@ -52,6 +53,17 @@ pub struct RelayConfig {
     pub subject_prefix: String,
     /// The stream's duplicate window when the relay creates it (default 10 minutes).
     pub duplicate_window: Duration,
+}
+
+impl std::fmt::Debug for RelayConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayConfig")
+            .field("nats_url", &crate::redact::url(&self.nats_url))
+            .field("stream", &self.stream)
+            .field("subject_prefix", &self.subject_prefix)
+            .field("duplicate_window", &self.duplicate_window)
+            .finish()
+    }
 }
 
 impl RelayConfig {
@@ -291,6 +303,16 @@ async fn step(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_redacts_the_url_credentials() {
+        let printed = format!(
+            "{:?}",
+            RelayConfig::new("nats://u:natspass@nats.internal:4222")
+        );
+        assert!(printed.contains("nats.internal"), "{printed}");
+        assert!(!printed.contains("natspass"), "{printed}");
+    }
 
     #[test]
     fn defaults_match_the_documented_names() {

@@ -119,16 +119,17 @@ async fn cloud_login(
         ));
     }
     let signature = header_text(SIGNATURE_HEADER)?;
-    // A client that keeps sending bad signatures is refused before the next one is checked,
-    // so the secret cannot be searched for online.
-    state
-        .auth_failures
-        .admit(ctx.client_ip)
-        .map_err(ApiError::rate_limited)?;
+    // Charged before the signature is checked, so bad signatures sent all at once get no more
+    // 401s than the budget; a right one always passes (`rate_limit::auth_failures`).
+    let attempt = state.auth_failures.begin(ctx.client_ip);
     if !signed_request::verify(secret.expose_secret(), timestamp, nonce, &body, signature) {
-        state.auth_failures.failed(ctx.client_ip);
+        state
+            .auth_failures
+            .failed(attempt)
+            .map_err(ApiError::rate_limited)?;
         return Err(ApiError::Unauthorized("bad signature"));
     }
+    state.auth_failures.succeeded(attempt);
     let now = state.clock.now();
     if (now.timestamp() - timestamp).abs() > MAX_CLOCK_SKEW_SECS {
         return Err(ApiError::Unauthorized(
