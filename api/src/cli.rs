@@ -235,6 +235,17 @@ async fn keys_command(file: Option<PathBuf>, command: KeysCommand) -> anyhow::Re
                 if rotation.rewrapped == 1 { "y" } else { "ies" },
                 rotation.current
             );
+            if rotation.legacy_root {
+                eprintln!(
+                    "WARNING: this database predates the keyring: its root is the master key it \
+                     was first started with, and re-wrapping does not change the root. Whoever \
+                     holds that old master key can STILL derive every subkey: open the sealed \
+                     session keys, signing keys and user data keys in this database, forge \
+                     refresh tokens, and confirm guessed phone numbers. This rotation changed \
+                     only which key opens the keyring; it does not protect against a leak of \
+                     the old master key (see docs/security.md §9)."
+                );
+            }
         }
     }
     Ok(())

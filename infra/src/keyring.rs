@@ -8,7 +8,9 @@
 //!
 //! A fresh deployment gets a random root. A deployment that predates the keyring derived its
 //! subkeys from the master key itself: its root is that first master key, so nothing already
-//! sealed, hashed or MAC'd changes.
+//! sealed, hashed or MAC'd changes. On such a deployment `rotate_master` re-wraps the root but
+//! the root is still that old master key: a leaked copy of it derives every subkey after the
+//! rotation as before. `Rotation::legacy_root` says so, and the command prints it.
 
 use chrono::Utc;
 
@@ -51,6 +53,11 @@ pub struct Rotation {
     pub rewrapped: usize,
     /// Entries already sealed under the current master key.
     pub current: usize,
+    /// The root is a master key itself (`IDENTITY_MASTER_KEY_PREVIOUS` or, before any
+    /// rotation, `IDENTITY_MASTER_KEY`): the database predates the keyring. Re-wrapping
+    /// changed who can open the keyring, not the root, so whoever holds that master key still
+    /// derives every subkey. The rotation protects nothing against a leak of that key.
+    pub legacy_root: bool,
 }
 
 impl MasterKeys {
@@ -79,6 +86,13 @@ impl MasterKeys {
             }
         }
         Err(KeyringError::WrongMasterKey(self.tried()))
+    }
+
+    /// Whether `key` is one of the master keys themselves (a root that predates the keyring).
+    fn is_master_key(&self, key: &MasterKey) -> bool {
+        std::iter::once(&self.current)
+            .chain(self.previous.iter())
+            .any(|master| master.expose_bytes() == key.expose_bytes())
     }
 
     fn wrap(&self, name: &str, key: &MasterKey) -> Vec<u8> {
@@ -114,7 +128,8 @@ pub async fn open(store: &dyn Store, keys: &MasterKeys) -> Result<MasterKey, Key
 /// `identityd keys rotate-master`: re-seals every keyring entry still under the previous
 /// master key under the current one, in one transaction. Idempotent.
 pub async fn rotate_master(store: &dyn Store, keys: &MasterKeys) -> Result<Rotation, KeyringError> {
-    root_entry(store, keys).await?;
+    let (root, _) = keys.unwrap(&root_entry(store, keys).await?)?;
+    let legacy_root = keys.is_master_key(&root);
     let entries = store.keyring_entries().await?;
     let mut rewraps = Vec::new();
     for entry in &entries {
@@ -133,6 +148,7 @@ pub async fn rotate_master(store: &dyn Store, keys: &MasterKeys) -> Result<Rotat
     Ok(Rotation {
         rewrapped: rewraps.len(),
         current: entries.len() - rewraps.len(),
+        legacy_root,
     })
 }
 

@@ -59,9 +59,18 @@ pub async fn a_deployment_that_predates_the_keyring_keeps_its_subkeys(db: Db) {
         .await
         .unwrap();
     assert_eq!((rotation.rewrapped, rotation.current), (1, 0));
+    assert!(
+        rotation.legacy_root,
+        "the rotation says the root is still the old master key"
+    );
     let root = keyring::open(db.store.as_ref(), &keys(&new, None))
         .await
         .unwrap();
+    assert_eq!(
+        root.derive("session-key").expose_secret(),
+        old.derive("session-key").expose_secret(),
+        "what the warning is about: the old master key still derives the subkeys"
+    );
     assert_eq!(PhoneIndex::new(&root).of(PHONE), phone_hash);
     assert_eq!(
         RefreshTokens::new(&root).verify(&refresh).unwrap(),
@@ -103,6 +112,7 @@ pub async fn rotate_master_rewraps_the_keyring_and_keeps_every_subkey(db: Db) {
         .await
         .unwrap();
     assert_eq!((rotation.rewrapped, rotation.current), (1, 0));
+    assert!(!rotation.legacy_root, "a random root is no master key");
     let rotation = keyring::rotate_master(db.store.as_ref(), &keys(&new, Some(&old)))
         .await
         .unwrap();
