@@ -57,6 +57,13 @@ enum KeysCommand {
     /// Re-wrap the keyring under IDENTITY_MASTER_KEY (the new key), taking it from
     /// IDENTITY_MASTER_KEY_PREVIOUS (the key in use until now).
     RotateMaster,
+    /// Retire a signing key now (a leaked one): within IDENTITY_SIGNING_KEY_RELOAD_SECS every
+    /// instance stops verifying its tokens and drops it from the JWKS. The key that signs
+    /// cannot be retired: run `keys rotate` first.
+    Retire {
+        /// The key id (`kid`), as `keys rotate` printed it and the JWKS shows it.
+        kid: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -225,6 +232,14 @@ async fn keys_command(file: Option<PathBuf>, command: KeysCommand) -> anyhow::Re
                 rfc3339(signs_from)
             );
             println!("{}", key.kid);
+        }
+        KeysCommand::Retire { kid } => {
+            keys::retire_signing_key(&config, &kid).await?;
+            eprintln!(
+                "signing key {kid} retired: every instance stops verifying its tokens and drops \
+                 it from the JWKS at its next reload (within {} s)",
+                config.signing_key_reload_secs
+            );
         }
         KeysCommand::RotateMaster => {
             let rotation = keys::rotate_master(&config).await?;

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use infra::keyring::{self, Rotation};
-use infra::store::StoredSigningKey;
+use infra::store::{SigningKeyRetirement, StoredSigningKey};
 
 use crate::config::Config;
 use crate::startup::master_keys;
@@ -21,6 +21,26 @@ pub async fn rotate_signing_key(config: &Config) -> anyhow::Result<StoredSigning
         .await
         .context("opening the keyring")?;
     Ok(infra::tokens::add_signing_key(store.as_ref(), &root).await?)
+}
+
+/// Retires a signing key now (`identityd keys retire <kid>`): instances stop verifying its
+/// tokens and drop it from the JWKS at their next reload. Refuses the key that signs.
+pub async fn retire_signing_key(config: &Config, kid: &str) -> anyhow::Result<()> {
+    let store = infra::store::connect(&config.database_url)
+        .await
+        .context("opening the database (IDENTITY_DATABASE_URL)")?;
+    match store.retire_signing_key(kid).await? {
+        SigningKeyRetirement::Retired => Ok(()),
+        SigningKeyRetirement::NotFound => anyhow::bail!("there is no signing key {kid}"),
+        SigningKeyRetirement::AlreadyRetired => {
+            anyhow::bail!("signing key {kid} is already retired")
+        }
+        SigningKeyRetirement::Signs => anyhow::bail!(
+            "signing key {kid} is the newest key, the one that signs (or is about to): retiring \
+             it would leave no key to sign with. Run `identityd keys rotate` first, then \
+             `identityd keys retire {kid}` (the new key then signs at once)"
+        ),
+    }
 }
 
 /// Re-wraps the keyring under `IDENTITY_MASTER_KEY`, taking it from

@@ -66,6 +66,8 @@ const LEEWAY_SECS: u64 = 5;
 struct SigningKey {
     kid: String,
     created_at: DateTime<Utc>,
+    /// `identityd keys retire`: neither signs, verifies nor is published.
+    retired: bool,
     /// Opened once: `jsonwebtoken` would rebuild the key pair from its PKCS#8 bytes (a scalar
     /// multiplication) for every token it signs.
     pair: Ed25519KeyPair,
@@ -118,9 +120,14 @@ impl AccessTokens {
         let current = self.key_set();
         let keys = stored
             .iter()
-            .map(|key| match current.iter().find(|k| k.kid == key.kid) {
-                Some(open) => Ok(Arc::clone(open)),
-                None => open_signing_key(&self.sealer, key).map(Arc::new),
+            .map(|key| {
+                match current
+                    .iter()
+                    .find(|k| k.kid == key.kid && k.retired == key.retired_at.is_some())
+                {
+                    Some(open) => Ok(Arc::clone(open)),
+                    None => open_signing_key(&self.sealer, key).map(Arc::new),
+                }
             })
             .collect::<Result<Vec<_>, _>>()?;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
@@ -133,11 +140,13 @@ impl AccessTokens {
 
     fn schedule(&self, keys: &[Arc<SigningKey>]) -> KeySchedule {
         let created: Vec<_> = keys.iter().map(|k| k.created_at).collect();
+        let retired: Vec<_> = keys.iter().map(|k| k.retired).collect();
         KeySchedule::of(
             &created,
             self.policy.reload_interval,
             self.policy.ttl + RETIREMENT_MARGIN,
         )
+        .with_retired(retired)
     }
 
     pub fn ttl(&self) -> Duration {
@@ -233,8 +242,13 @@ impl AccessTokens {
 /// A key signs from `created + activation` (by then every instance has reloaded it and
 /// published it in its JWKS) until the next key does; it is then retired, and stays
 /// published for `retention` (the token lifetime plus a margin) so its last tokens verify.
+///
+/// A key retired by `identityd keys retire` keeps its place in the schedule (so no other key's
+/// times move, and no key dropped before comes back), but neither signs nor is published; when
+/// it was the signer, the next newer key not retired signs at once.
 struct KeySchedule {
     activates: Vec<DateTime<Utc>>,
+    retired: Vec<bool>,
     retention: Duration,
 }
 
@@ -249,17 +263,37 @@ impl KeySchedule {
                 .iter()
                 .map(|c| *c + activation)
                 .collect(),
+            retired: vec![false; created_newest_first.len()],
             retention,
         }
+    }
+
+    fn with_retired(mut self, retired: Vec<bool>) -> Self {
+        self.retired = retired;
+        self
+    }
+
+    fn is_retired(&self, i: usize) -> bool {
+        self.retired.get(i).copied().unwrap_or(false)
     }
 
     /// The newest active key; the oldest key when none is active yet (a fresh deployment's
     /// first key signs at once).
     fn signer(&self, now: DateTime<Utc>) -> usize {
-        self.activates
+        let scheduled = self
+            .activates
             .iter()
             .position(|at| *at <= now)
-            .unwrap_or(self.activates.len().saturating_sub(1))
+            .unwrap_or(self.activates.len().saturating_sub(1));
+        if !self.is_retired(scheduled) {
+            return scheduled;
+        }
+        // Never an older key (it was retired on purpose when the scheduled one activated):
+        // the nearest newer one. The store refuses to retire the newest key, so there is one.
+        (0..scheduled)
+            .rev()
+            .find(|&i| !self.is_retired(i))
+            .unwrap_or(scheduled)
     }
 
     /// Keys that verify at `now`: those newer than the signer (announced), the signer, and
@@ -268,6 +302,7 @@ impl KeySchedule {
     fn published(&self, now: DateTime<Utc>) -> Vec<usize> {
         let signer = self.signer(now);
         (0..self.activates.len())
+            .filter(|&i| !self.is_retired(i))
             .filter(|&i| {
                 i <= signer || {
                     let retired_at = self.activates[i - 1];
@@ -288,6 +323,7 @@ fn new_signing_key(sealer: &Sealer) -> Result<StoredSigningKey, TokenError> {
         sealed_private_key: sealer.seal(pkcs8.as_ref(), kid.as_bytes()),
         kid,
         created_at: Utc::now(),
+        retired_at: None,
     })
 }
 
@@ -320,6 +356,7 @@ fn open_signing_key(sealer: &Sealer, stored: &StoredSigningKey) -> Result<Signin
     Ok(SigningKey {
         kid: stored.kid.clone(),
         created_at: stored.created_at,
+        retired: stored.retired_at.is_some(),
         pair,
         decoding: DecodingKey::from_ed_components(&public_x)
             .map_err(|e| TokenError::Key(e.to_string()))?,
@@ -546,6 +583,36 @@ mod tests {
         assert_eq!(schedule.signer(at(40)), 1);
         assert_eq!(schedule.published(at(40)), [0, 1, 2]);
         assert_eq!(schedule.published(at(50 + 960)), [0]);
+    }
+
+    /// Keys made at 2000 (index 0, signs from 2030), 1000 (1, signs from 1030) and 0 (2,
+    /// retired at 1030, published until 1990). Retiring the oldest drops it at once; retiring
+    /// the signer hands over to the newer key (never back to an older one), which signs at
+    /// once, before its activation.
+    #[test]
+    fn a_retired_key_neither_signs_nor_is_published() {
+        let schedule = || {
+            KeySchedule::of(
+                &[at(2000), at(1000), at(0)],
+                Duration::from_secs(30),
+                Duration::from_secs(960),
+            )
+        };
+        let old_retired = schedule().with_retired(vec![false, false, true]);
+        assert_eq!(old_retired.signer(at(1100)), 1);
+        assert_eq!(old_retired.published(at(1100)), [0, 1]);
+        let signer_retired = schedule().with_retired(vec![false, true, false]);
+        assert_eq!(
+            signer_retired.signer(at(1100)),
+            0,
+            "the newer key, not key 0"
+        );
+        assert_eq!(signer_retired.published(at(1100)), [0, 2]);
+        assert_eq!(
+            signer_retired.published(at(2030 + 960)),
+            [0],
+            "the oldest key is not brought back by its successor's retirement"
+        );
     }
 
     #[test]

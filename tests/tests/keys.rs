@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 both_backends! {
     a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verify,
     after_rotate_master_the_new_key_alone_opens_everything,
+    a_retired_signing_key_stops_verifying_on_every_instance,
 }
 
 fn kid(token: &str) -> String {
@@ -245,4 +246,69 @@ async fn after_rotate_master_the_new_key_alone_opens_everything(world: World) {
         refused.contains("does not open under IDENTITY_MASTER_KEY"),
         "{refused}"
     );
+}
+
+/// `identityd keys retire <kid>` (a leaked key): the key that signs is refused; after a
+/// rotation it is retired at once, and within the reload interval (1 s here) both instances
+/// drop it from the JWKS, refuse its tokens and sign with the new key.
+async fn a_retired_signing_key_stops_verifying_on_every_instance(world: World) {
+    let second = world.spawn_instance(|_| {}).await;
+    let bases = [world.app.base.clone(), second.base.clone()];
+    let leaked = login_at(&world, &bases[0], "victim").await;
+    let leaked_token = leaked["access_token"].as_str().expect("token").to_owned();
+    let leaked_kid = kid(&leaked_token);
+
+    let refused = api::keys::retire_signing_key(&world.config(), &leaked_kid)
+        .await
+        .expect_err("the only key that signs cannot be retired");
+    assert!(
+        format!("{refused:#}").contains("keys rotate"),
+        "{refused:#}"
+    );
+    assert!(
+        api::keys::retire_signing_key(&world.config(), "no-such-kid")
+            .await
+            .is_err()
+    );
+    for base in &bases {
+        assert_eq!(me_at(&world, base, &leaked_token).await.status(), 200);
+    }
+
+    let added = api::keys::rotate_signing_key(&world.config())
+        .await
+        .expect("keys rotate");
+    api::keys::retire_signing_key(&world.config(), &leaked_kid)
+        .await
+        .expect("keys retire");
+    let again = api::keys::retire_signing_key(&world.config(), &leaked_kid)
+        .await
+        .expect_err("already retired");
+    assert!(
+        format!("{again:#}").contains("already retired"),
+        "{again:#}"
+    );
+
+    let started = Instant::now();
+    for base in &bases {
+        loop {
+            let refused = me_at(&world, base, &leaked_token).await.status() == 401;
+            let unpublished = jwks_at(&world, base).await.find(&leaked_kid).is_none();
+            if refused && unpublished {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{base} still trusts the retired key"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The new key signs at once (no activation delay left to wait for), and its tokens
+        // verify on both instances.
+        let login = login_at(&world, base, "victim").await;
+        let token = login["access_token"].as_str().expect("token");
+        assert_eq!(kid(token), added.kid, "{base}");
+        for other in &bases {
+            assert_eq!(me_at(&world, other, token).await.status(), 200);
+        }
+    }
 }

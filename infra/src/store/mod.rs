@@ -174,6 +174,18 @@ pub struct StoredSigningKey {
     /// The private key, sealed under the master key.
     pub sealed_private_key: Vec<u8>,
     pub created_at: DateTime<Utc>,
+    /// Set by `identityd keys retire`: the key neither signs, verifies nor is published.
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+/// What `SigningKeyStore::retire_signing_key` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningKeyRetirement {
+    Retired,
+    NotFound,
+    AlreadyRetired,
+    /// The key is the newest one not retired: the one that signs, or will. Refused.
+    Signs,
 }
 
 #[async_trait]
@@ -242,7 +254,7 @@ pub trait SessionKeyVault: Send + Sync {
 /// The token signing keys shared by every instance.
 #[async_trait]
 pub trait SigningKeyStore: Send + Sync {
-    /// Every key, newest first.
+    /// Every key, retired ones too, newest first.
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError>;
     /// Inserts the key unless one already exists (another instance won the race); either way
     /// returns the keys now stored, newest first.
@@ -252,6 +264,10 @@ pub trait SigningKeyStore: Send + Sync {
     ) -> Result<Vec<StoredSigningKey>, StoreError>;
     /// Adds a key (`identityd keys rotate`); instances pick it up at their next reload.
     async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError>;
+    /// Marks the key retired now (`identityd keys retire`), unless it is the newest key not
+    /// retired (the one that signs, or will): one statement, so two retirements racing
+    /// cannot leave no key to sign with.
+    async fn retire_signing_key(&self, kid: &str) -> Result<SigningKeyRetirement, StoreError>;
 }
 
 /// One entry of the keyring (see `crate::keyring`), sealed under the master key.

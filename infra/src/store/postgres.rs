@@ -32,7 +32,7 @@ use super::signal::AppendSignal;
 
 use super::{
     AppendBatch, AppendError, DataKeyStore, EventStore, NonceStore, RecordedEvent, SessionKeyVault,
-    SigningKeyStore, Store, StoreError, StoredSigningKey,
+    SigningKeyRetirement, SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
 pub struct PostgresStore {
@@ -246,18 +246,22 @@ impl SessionKeyVault for PostgresStore {
 #[async_trait]
 impl SigningKeyStore for PostgresStore {
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        let rows: Vec<(String, Vec<u8>, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT kid, sealed_private_key, created_at FROM signing_keys ORDER BY created_at DESC, kid DESC",
+        let rows: Vec<(String, Vec<u8>, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
+            "SELECT kid, sealed_private_key, created_at, retired_at FROM signing_keys \
+             ORDER BY created_at DESC, kid DESC",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(kid, sealed_private_key, created_at)| StoredSigningKey {
-                kid,
-                sealed_private_key,
-                created_at,
-            })
+            .map(
+                |(kid, sealed_private_key, created_at, retired_at)| StoredSigningKey {
+                    kid,
+                    sealed_private_key,
+                    created_at,
+                    retired_at,
+                },
+            )
             .collect())
     }
 
@@ -296,6 +300,31 @@ impl SigningKeyStore for PostgresStore {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn retire_signing_key(&self, kid: &str) -> Result<SigningKeyRetirement, StoreError> {
+        let retired = sqlx::query(
+            "UPDATE signing_keys SET retired_at = now() WHERE kid = $1 AND retired_at IS NULL \
+             AND EXISTS (SELECT 1 FROM signing_keys AS newer WHERE newer.retired_at IS NULL \
+             AND (newer.created_at, newer.kid) > (signing_keys.created_at, signing_keys.kid))",
+        )
+        .bind(kid)
+        .execute(&self.pool)
+        .await?;
+        if retired.rows_affected() == 1 {
+            return Ok(SigningKeyRetirement::Retired);
+        }
+        let row: Option<(Option<DateTime<Utc>>,)> =
+            sqlx::query_as("SELECT retired_at FROM signing_keys WHERE kid = $1")
+                .bind(kid)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            None => SigningKeyRetirement::NotFound,
+            Some((Some(_),)) => SigningKeyRetirement::AlreadyRetired,
+            Some((None,)) => SigningKeyRetirement::Signs,
+        })
     }
 }
 

@@ -33,7 +33,7 @@ use super::signal::AppendSignal;
 
 use super::{
     AppendBatch, AppendError, DataKeyStore, EventStore, NonceStore, RecordedEvent, SessionKeyVault,
-    SigningKeyStore, Store, StoreError, StoredSigningKey,
+    SigningKeyRetirement, SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
 pub struct SqliteStore {
@@ -307,17 +307,19 @@ impl SessionKeyVault for SqliteStore {
 #[async_trait]
 impl SigningKeyStore for SqliteStore {
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        let rows: Vec<(String, Vec<u8>, String)> = sqlx::query_as(
-            "SELECT kid, sealed_private_key, created_at FROM signing_keys ORDER BY created_at DESC, kid DESC",
+        let rows: Vec<(String, Vec<u8>, String, Option<String>)> = sqlx::query_as(
+            "SELECT kid, sealed_private_key, created_at, retired_at FROM signing_keys \
+             ORDER BY created_at DESC, kid DESC",
         )
         .fetch_all(&self.read)
         .await?;
         rows.into_iter()
-            .map(|(kid, sealed_private_key, created_at)| {
+            .map(|(kid, sealed_private_key, created_at, retired_at)| {
                 Ok(StoredSigningKey {
                     kid,
                     sealed_private_key,
                     created_at: time_from_db(&created_at)?,
+                    retired_at: retired_at.as_deref().map(time_from_db).transpose()?,
                 })
             })
             .collect()
@@ -351,6 +353,33 @@ impl SigningKeyStore for SqliteStore {
         .execute(&self.write)
         .await?;
         Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn retire_signing_key(&self, kid: &str) -> Result<SigningKeyRetirement, StoreError> {
+        // One instance on SQLite: this host's clock is the database's.
+        let retired = sqlx::query(
+            "UPDATE signing_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL \
+             AND EXISTS (SELECT 1 FROM signing_keys AS newer WHERE newer.retired_at IS NULL \
+             AND (newer.created_at, newer.kid) > (signing_keys.created_at, signing_keys.kid))",
+        )
+        .bind(kid)
+        .bind(time_to_db(Utc::now()))
+        .execute(&self.write)
+        .await?;
+        if retired.rows_affected() == 1 {
+            return Ok(SigningKeyRetirement::Retired);
+        }
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT retired_at FROM signing_keys WHERE kid = ?1")
+                .bind(kid)
+                .fetch_optional(&self.write)
+                .await?;
+        Ok(match row {
+            None => SigningKeyRetirement::NotFound,
+            Some((Some(_),)) => SigningKeyRetirement::AlreadyRetired,
+            Some((None,)) => SigningKeyRetirement::Signs,
+        })
     }
 }
 
