@@ -55,8 +55,15 @@ enum KeysCommand {
     /// restart; the previous key stays in the JWKS until its last token has expired.
     Rotate,
     /// Re-wrap the keyring under IDENTITY_MASTER_KEY (the new key), taking it from
-    /// IDENTITY_MASTER_KEY_PREVIOUS (the key in use until now).
-    RotateMaster,
+    /// IDENTITY_MASTER_KEY_PREVIOUS (the key in use until now). When the keyring's sealing root
+    /// is an old master key (a deployment that predates the keyring), or with --new-root, also
+    /// replace the sealing root and re-seal every sealed row: stop every instance first;
+    /// refresh tokens stop working (users log in again).
+    RotateMaster {
+        /// Replace the sealing root even if it is not an old master key (a leaked root).
+        #[arg(long)]
+        new_root: bool,
+    },
     /// Retire a signing key now (a leaked one): within IDENTITY_SIGNING_KEY_RELOAD_SECS every
     /// instance stops verifying its tokens and drops it from the JWKS. The key that signs
     /// cannot be retired: run `keys rotate` first.
@@ -241,26 +248,39 @@ async fn keys_command(file: Option<PathBuf>, command: KeysCommand) -> anyhow::Re
                 config.signing_key_reload_secs
             );
         }
-        KeysCommand::RotateMaster => {
-            let rotation = keys::rotate_master(&config).await?;
+        KeysCommand::RotateMaster { new_root } => {
+            let rotation = keys::rotate_master(&config, new_root).await?;
             eprintln!(
-                "keyring: {} entr{} re-wrapped under IDENTITY_MASTER_KEY, {} already under it; \
-                 restart the instances without IDENTITY_MASTER_KEY_PREVIOUS",
+                "keyring: {} entr{} re-wrapped under IDENTITY_MASTER_KEY, {} already under it",
                 rotation.rewrapped,
                 if rotation.rewrapped == 1 { "y" } else { "ies" },
                 rotation.current
             );
-            if rotation.legacy_root {
+            if rotation.new_root {
+                let [session, signing, data] = rotation.resealed;
                 eprintln!(
-                    "WARNING: this database predates the keyring: its root is the master key it \
-                     was first started with, and re-wrapping does not change the root. Whoever \
-                     holds that old master key can STILL derive every subkey: open the sealed \
-                     session keys, signing keys and user data keys in this database, forge \
-                     refresh tokens, and confirm guessed phone numbers. This rotation changed \
-                     only which key opens the keyring; it does not protect against a leak of \
-                     the old master key (see docs/security.md §9)."
+                    "{}new sealing root: re-sealed {session} session key(s), {signing} signing \
+                     key(s) and {data} user data key(s) under it. Refresh tokens issued before \
+                     no longer verify: users log in again (silently, with wx.login). Restart \
+                     every instance now: one still running holds the old root.",
+                    if rotation.legacy_root {
+                        "the sealing root was the old master key itself (a deployment that \
+                         predates the keyring): "
+                    } else {
+                        ""
+                    }
                 );
+                if rotation.legacy_root {
+                    eprintln!(
+                        "what the old master key can still do, with a copy of the database \
+                         taken from now on: derive the look-up hashes (phone and claim \
+                         indexes, kept so look-ups keep working), i.e. confirm a guessed phone \
+                         number or openid. It opens no sealed row and forges no token. A copy \
+                         taken before this rotation still opens with it."
+                    );
+                }
             }
+            eprintln!("restart the instances without IDENTITY_MASTER_KEY_PREVIOUS");
         }
     }
     Ok(())

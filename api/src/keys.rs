@@ -17,10 +17,10 @@ pub async fn rotate_signing_key(config: &Config) -> anyhow::Result<StoredSigning
     let store = infra::store::connect(&config.database_url)
         .await
         .context("opening the database (IDENTITY_DATABASE_URL)")?;
-    let root = keyring::open(store.as_ref(), &keys)
+    let keyring = keyring::open(store.as_ref(), &keys)
         .await
         .context("opening the keyring")?;
-    Ok(infra::tokens::add_signing_key(store.as_ref(), &root).await?)
+    Ok(infra::tokens::add_signing_key(store.as_ref(), &keyring.sealing).await?)
 }
 
 /// Retires a signing key now (`identityd keys retire <kid>`): instances stop verifying its
@@ -44,18 +44,20 @@ pub async fn retire_signing_key(config: &Config, kid: &str) -> anyhow::Result<()
 }
 
 /// Re-wraps the keyring under `IDENTITY_MASTER_KEY`, taking it from
-/// `IDENTITY_MASTER_KEY_PREVIOUS`.
-pub async fn rotate_master(config: &Config) -> anyhow::Result<Rotation> {
+/// `IDENTITY_MASTER_KEY_PREVIOUS`; with `new_root` (or when the sealing root is an old master
+/// key), also replaces the sealing root and re-seals every sealed row (see
+/// `infra::keyring::rotate_master`).
+pub async fn rotate_master(config: &Config, new_root: bool) -> anyhow::Result<Rotation> {
     let keys = master_keys(config)?;
     anyhow::ensure!(
-        keys.previous.is_some(),
+        keys.previous.is_some() || new_root,
         "set IDENTITY_MASTER_KEY to the new master key and IDENTITY_MASTER_KEY_PREVIOUS to the \
          one in use, then run this again"
     );
     let store = infra::store::connect(&config.database_url)
         .await
         .context("opening the database (IDENTITY_DATABASE_URL)")?;
-    Ok(keyring::rotate_master(store.as_ref(), &keys).await?)
+    Ok(keyring::rotate_master(store.as_ref(), &keys, new_root).await?)
 }
 
 /// When instances sign with a key made now.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use infra::crypto::{MasterKey, PhoneIndex};
-use infra::keyring::MasterKeys;
+use infra::keyring::{Keyring, MasterKeys};
 use infra::personal_data::PersonalData;
 use infra::relay::{RelayConfig, RelayHandle};
 use infra::store::Store;
@@ -59,17 +59,17 @@ impl Application {
         let store = infra::store::connect(&config.database_url)
             .await
             .context("opening the database (IDENTITY_DATABASE_URL)")?;
-        // Every subkey derives from the keyring's root, which the master key only wraps.
-        let master_key = infra::keyring::open(store.as_ref(), &master_keys)
+        // Every subkey derives from one of the keyring's roots, which the master key only wraps.
+        let keyring = infra::keyring::open(store.as_ref(), &master_keys)
             .await
             .context("opening the keyring")?;
-        Self::build_with_store(config, store, &master_key, clock).await
+        Self::build_with_store(config, store, &keyring, clock).await
     }
 
     pub async fn build_with_store(
         config: &Config,
         store: Arc<dyn Store>,
-        master_key: &MasterKey,
+        keyring: &Keyring,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let session_lifetime = config.session_lifetime()?;
@@ -89,7 +89,7 @@ impl Application {
             .collect();
         let access_tokens = AccessTokens::load_or_create(
             store.as_ref(),
-            master_key,
+            &keyring.sealing,
             AccessTokenPolicy {
                 issuer: config.token_issuer.clone(),
                 ttl: Duration::from_secs(config.access_token_ttl_secs),
@@ -126,8 +126,8 @@ impl Application {
             wechat,
             apps,
             access_tokens,
-            refresh_tokens: RefreshTokens::new(master_key),
-            session_key_sealer: master_key.sealer("session-key"),
+            refresh_tokens: RefreshTokens::new(&keyring.sealing),
+            session_key_sealer: keyring.sealing.sealer("session-key"),
             clock,
             session_lifetime,
             login_rate_limit: LoginRateLimit::per_minute(config.login_rate_per_minute),
@@ -139,8 +139,9 @@ impl Application {
             relay_stream,
             cloud_login_secrets: config.cloud_login_secrets.0.clone(),
             read_models,
-            phone_index: PhoneIndex::new(master_key),
-            personal_data: PersonalData::new(master_key),
+            // A blind index: its hashes cannot be recomputed, so its root never changes.
+            phone_index: PhoneIndex::new(&keyring.lookup),
+            personal_data: PersonalData::new(&keyring.sealing),
             shutting_down: tokio::sync::watch::Sender::new(false),
         }));
 

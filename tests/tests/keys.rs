@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 both_backends! {
     a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verify,
     after_rotate_master_the_new_key_alone_opens_everything,
+    after_rotate_master_with_a_new_root_old_refresh_tokens_answer_401_and_the_rest_works,
     a_retired_signing_key_stops_verifying_on_every_instance,
 }
 
@@ -112,6 +113,19 @@ async fn a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verif
 }
 
 async fn after_rotate_master_the_new_key_alone_opens_everything(world: World) {
+    rotate_master_story(world, false).await;
+}
+
+/// `rotate-master --new-root`: every sealed row is re-sealed under a new sealing root in one
+/// transaction; sessions, profiles, logins and the phone look-up keep working, refresh tokens
+/// issued before answer 401 (the user logs in again).
+async fn after_rotate_master_with_a_new_root_old_refresh_tokens_answer_401_and_the_rest_works(
+    world: World,
+) {
+    rotate_master_story(world, true).await;
+}
+
+async fn rotate_master_story(world: World, new_root: bool) {
     let login = world.login(APP_A, "keeper").await;
     let access = login["access_token"].as_str().expect("token").to_owned();
     let refresh = login["refresh_token"].as_str().expect("refresh").to_owned();
@@ -163,10 +177,19 @@ async fn after_rotate_master_the_new_key_alone_opens_everything(world: World) {
         .spawn_instance(|config| *config = rotating.clone())
         .await;
     assert_eq!(me_at(&world, &rolling.base, &access).await.status(), 200);
-    let rotation = api::keys::rotate_master(&rotating)
+    let rotation = api::keys::rotate_master(&rotating, new_root)
         .await
         .expect("rotate-master");
     assert_eq!(rotation.rewrapped, 1);
+    assert!(!rotation.legacy_root, "a fresh deployment's root is random");
+    assert_eq!(rotation.new_root, new_root);
+    if new_root {
+        let [session_keys, signing_keys, data_keys] = rotation.resealed;
+        assert!(
+            session_keys >= 1 && signing_keys >= 1 && data_keys >= 1,
+            "{rotation:?}"
+        );
+    }
 
     // Restarted with the new key alone.
     let new_only = world
@@ -181,16 +204,26 @@ async fn after_rotate_master_the_new_key_alone_opens_everything(world: World) {
         .send()
         .await
         .expect("answer");
-    assert_eq!(
-        refreshed.status(),
-        200,
-        "a refresh token MAC'd before the rotation"
-    );
-    let refreshed: Value = refreshed.json().await.expect("JSON");
-    let access = refreshed["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let access = if new_root {
+        assert_eq!(
+            refreshed.status(),
+            401,
+            "a refresh token MAC'd under the old root"
+        );
+        // The access token is still good: the signing key was re-sealed, not replaced.
+        access
+    } else {
+        assert_eq!(
+            refreshed.status(),
+            200,
+            "a refresh token MAC'd before the rotation"
+        );
+        let refreshed: Value = refreshed.json().await.expect("JSON");
+        refreshed["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    };
     let authorized = world
         .http
         .post(format!("{base}/v1/me/profile/authorize"))
