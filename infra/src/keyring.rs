@@ -1,16 +1,21 @@
 //! The keyring: the one place a purpose's subkey comes from.
 //!
-//! Every subkey (the sealers of session keys, signing keys and user data keys; the MAC keys of
-//! refresh tokens, the phone index and the claim index) is derived by purpose from one root
-//! key (`MasterKey::derive`). The root is kept in the database, sealed under the master key
-//! (`IDENTITY_MASTER_KEY`), so changing the master key re-wraps one row while every subkey, and
-//! every keyed hash or MAC made with one, stays as it was.
+//! Two roots, kept in the database sealed under the master key (`IDENTITY_MASTER_KEY`), so
+//! changing the master key re-wraps a row or two while every subkey stays as it was:
+//!
+//! - the *sealing root* (entry `sealing`; until one exists, the look-up root) derives the
+//!   sealers of session keys, signing keys and user data keys and the refresh-token MAC key.
+//!   It can be replaced (`rotate_master`), re-sealing every row sealed under it;
+//! - the *look-up root* (entry `root`) derives the keys of blind indexes (the phone and claim
+//!   look-up hashes): hashes of values we do not keep in clear cannot be recomputed, so this
+//!   root keeps its first value.
 //!
 //! A fresh deployment gets a random root. A deployment that predates the keyring derived its
-//! subkeys from the master key itself: its root is that first master key, so nothing already
-//! sealed, hashed or MAC'd changes. On such a deployment `rotate_master` re-wraps the root but
-//! the root is still that old master key: a leaked copy of it derives every subkey after the
-//! rotation as before. `Rotation::legacy_root` says so, and the command prints it.
+//! subkeys from the master key itself: its look-up root is that first master key, for good,
+//! and so is its sealing root until the first `rotate_master`, which replaces it by a random
+//! one (`Rotation::legacy_root`). After that, the old master key still derives the look-up
+//! keys (it confirms a guessed phone number or openid against a copy of the database) but
+//! opens no sealed row and forges no refresh token.
 
 use chrono::Utc;
 
