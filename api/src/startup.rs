@@ -207,20 +207,35 @@ fn spawn_rate_limit_janitor(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Reloads the signing keys now and then, so a key added by `identityd keys rotate` reaches
-/// this instance without a restart.
+/// Reloads the signing keys now and then, so a key added by `identityd keys rotate` (or retired
+/// by `keys retire`) reaches this instance without a restart. A failed reload is retried every
+/// second until it succeeds, each failure logged at warn; `/readyz` shows the last success.
 fn spawn_signing_key_reload(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(state.access_tokens.reload_interval());
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let interval = state.access_tokens.reload_interval();
+        let mut wait = interval;
         loop {
-            tick.tick().await;
-            if let Err(e) = state.access_tokens.reload(state.store.as_ref()).await {
-                tracing::warn!(error = %e, "reloading the token signing keys failed; keeping the loaded ones");
-            }
+            tokio::time::sleep(wait).await;
+            wait = match state.access_tokens.reload(state.store.as_ref()).await {
+                Ok(()) => interval,
+                Err(e) => {
+                    let since = state.access_tokens.last_reload();
+                    tracing::warn!(
+                        error = %e,
+                        last_success = %since.to_rfc3339(),
+                        "reloading the token signing keys failed; keeping the loaded ones, \
+                         retrying in {}s",
+                        SIGNING_KEY_RELOAD_RETRY.as_secs()
+                    );
+                    SIGNING_KEY_RELOAD_RETRY
+                }
+            };
         }
     })
 }
+
+/// How soon a failed signing-key reload is tried again.
+const SIGNING_KEY_RELOAD_RETRY: Duration = Duration::from_secs(1);
 
 /// `IDENTITY_MASTER_KEY` and, during a master-key rotation, `IDENTITY_MASTER_KEY_PREVIOUS`.
 pub fn master_keys(config: &Config) -> anyhow::Result<MasterKeys> {

@@ -82,6 +82,8 @@ struct SigningKey {
 pub struct AccessTokens {
     /// Newest first.
     keys: RwLock<Arc<Vec<Arc<SigningKey>>>>,
+    /// When the key set was last read successfully (shown by `/readyz`).
+    last_reload: RwLock<DateTime<Utc>>,
     sealer: Sealer,
     policy: AccessTokenPolicy,
 }
@@ -103,6 +105,7 @@ impl AccessTokens {
         }
         let tokens = Self {
             keys: RwLock::new(Arc::new(Vec::new())),
+            last_reload: RwLock::new(Utc::now()),
             sealer,
             policy,
         };
@@ -131,7 +134,18 @@ impl AccessTokens {
             })
             .collect::<Result<Vec<_>, _>>()?;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        *self.last_reload.write().unwrap_or_else(|e| e.into_inner()) = Utc::now();
         Ok(())
+    }
+
+    /// When the key set was last read successfully: a reload that keeps failing shows here.
+    pub fn last_reload(&self) -> DateTime<Utc> {
+        *self.last_reload.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many keys are loaded (retired ones included).
+    pub fn loaded_keys(&self) -> usize {
+        self.key_set().len()
     }
 
     fn key_set(&self) -> Arc<Vec<Arc<SigningKey>>> {

@@ -16,6 +16,7 @@ both_backends! {
     after_rotate_master_the_new_key_alone_opens_everything,
     after_rotate_master_with_a_new_root_old_refresh_tokens_answer_401_and_the_rest_works,
     a_retired_signing_key_stops_verifying_on_every_instance,
+    a_failing_signing_key_reload_shows_in_readyz_and_keeps_the_loaded_keys,
 }
 
 fn kid(token: &str) -> String {
@@ -344,4 +345,59 @@ async fn a_retired_signing_key_stops_verifying_on_every_instance(world: World) {
             assert_eq!(me_at(&world, other, token).await.status(), 200);
         }
     }
+}
+
+async fn signing_keys_status(world: &World) -> Value {
+    let ready: Value = world
+        .http
+        .get(world.url("/readyz"))
+        .send()
+        .await
+        .expect("service answers")
+        .json()
+        .await
+        .expect("JSON");
+    ready["signing_keys"].clone()
+}
+
+/// A reload that fails (here: a key row that does not open) is logged and visible: `/readyz`
+/// shows how long ago the keys were last read, which grows past the reload interval, while the
+/// instance keeps signing and verifying with the keys it has.
+async fn a_failing_signing_key_reload_shows_in_readyz_and_keeps_the_loaded_keys(world: World) {
+    let status = signing_keys_status(&world).await;
+    assert_eq!(status["loaded"], 1, "{status}");
+    assert_eq!(status["reload_interval_secs"], 1, "{status}");
+    assert!(
+        status["secs_since_reload"].as_i64().expect("secs") <= 2,
+        "{status}"
+    );
+
+    let store = infra::store::connect(&world.config().database_url)
+        .await
+        .expect("database");
+    store
+        .insert_signing_key(&infra::store::StoredSigningKey {
+            kid: "unopenable".into(),
+            sealed_private_key: vec![1; 64],
+            created_at: chrono::Utc::now() - chrono::Duration::days(1),
+            retired_at: None,
+        })
+        .await
+        .expect("insert");
+    let started = Instant::now();
+    loop {
+        let status = signing_keys_status(&world).await;
+        if status["secs_since_reload"].as_i64().expect("secs") >= 3 {
+            assert_eq!(status["loaded"], 1, "the loaded keys are kept: {status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a failing reload does not show: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let login = world.login(APP_A, "steady").await;
+    let token = login["access_token"].as_str().expect("token");
+    assert_eq!(me_at(&world, &world.app.base, token).await.status(), 200);
 }
