@@ -231,10 +231,12 @@ async fn keys_command(file: Option<PathBuf>, command: KeysCommand) -> anyhow::Re
     match command {
         KeysCommand::Rotate => {
             let key = keys::rotate_signing_key(&config).await?;
-            let signs_from = key.created_at + keys::activation_delay(&config);
+            let signs_from = key.activates_at.unwrap_or(key.created_at);
             eprintln!(
                 "signing key {} added: published in the JWKS at each instance's next reload, \
-                 signing from {}; the previous key stays published until its tokens have expired",
+                 every instance signing with it from {} (database clock); the previous key stays \
+                 published for IDENTITY_ACCESS_TOKEN_TTL_SECS (as configured here: use the \
+                 longest of any instance) + 60 s after that",
                 key.kid,
                 rfc3339(signs_from)
             );

@@ -10,8 +10,9 @@ use crate::config::Config;
 use crate::startup::master_keys;
 
 /// Adds a signing key. Running instances load it within `IDENTITY_SIGNING_KEY_RELOAD_SECS`
-/// and sign with it from that long after now; the previous key stays published until its
-/// last token has expired.
+/// and all sign with it from its stored `activates_at` (30 s after now, by the database's
+/// clock); the previous key stays published until its stored `retire_after` (this host's
+/// `IDENTITY_ACCESS_TOKEN_TTL_SECS` + 60 s after that).
 pub async fn rotate_signing_key(config: &Config) -> anyhow::Result<StoredSigningKey> {
     let keys = master_keys(config)?;
     let store = infra::store::connect(&config.database_url)
@@ -20,7 +21,8 @@ pub async fn rotate_signing_key(config: &Config) -> anyhow::Result<StoredSigning
     let keyring = keyring::open(store.as_ref(), &keys)
         .await
         .context("opening the keyring")?;
-    Ok(infra::tokens::add_signing_key(store.as_ref(), &keyring.sealing).await?)
+    let ttl = Duration::from_secs(config.access_token_ttl_secs);
+    Ok(infra::tokens::add_signing_key(store.as_ref(), &keyring.sealing, ttl).await?)
 }
 
 /// Retires a signing key now (`identityd keys retire <kid>`): instances stop verifying its
@@ -58,9 +60,4 @@ pub async fn rotate_master(config: &Config, new_root: bool) -> anyhow::Result<Ro
         .await
         .context("opening the database (IDENTITY_DATABASE_URL)")?;
     Ok(keyring::rotate_master(store.as_ref(), &keys, new_root).await?)
-}
-
-/// When instances sign with a key made now.
-pub fn activation_delay(config: &Config) -> Duration {
-    Duration::from_secs(config.signing_key_reload_secs)
 }

@@ -60,12 +60,19 @@ pub struct AccessTokenPolicy {
 
 /// Extra time a retired key stays published after its last token can have expired: clock
 /// skew between instances and verifiers, and the verification leeway.
-const RETIREMENT_MARGIN: Duration = Duration::from_secs(60);
+pub const RETIREMENT_MARGIN: Duration = Duration::from_secs(60);
+/// How long after it is added a key starts signing: the longest reload interval
+/// (`IDENTITY_SIGNING_KEY_RELOAD_SECS` is at most 30), so every instance has loaded and
+/// published it by then, whatever its own interval.
+pub const ACTIVATION_DELAY: Duration = Duration::from_secs(30);
 const LEEWAY_SECS: u64 = 5;
 
 struct SigningKey {
     kid: String,
     created_at: DateTime<Utc>,
+    /// The stored schedule (see `StoredSigningKey`).
+    activates_at: Option<DateTime<Utc>>,
+    retire_after: Option<DateTime<Utc>>,
     /// `identityd keys retire`: neither signs, verifies nor is published.
     retired: bool,
     /// Opened once: `jsonwebtoken` would rebuild the key pair from its PKCS#8 bytes (a scalar
@@ -124,10 +131,12 @@ impl AccessTokens {
         let keys = stored
             .iter()
             .map(|key| {
-                match current
-                    .iter()
-                    .find(|k| k.kid == key.kid && k.retired == key.retired_at.is_some())
-                {
+                match current.iter().find(|k| {
+                    k.kid == key.kid
+                        && k.retired == key.retired_at.is_some()
+                        && k.retire_after == key.retire_after
+                        && k.activates_at == key.activates_at
+                }) {
                     Some(open) => Ok(Arc::clone(open)),
                     None => open_signing_key(&self.sealer, key).map(Arc::new),
                 }
@@ -159,6 +168,10 @@ impl AccessTokens {
             &created,
             self.policy.reload_interval,
             self.policy.ttl + RETIREMENT_MARGIN,
+        )
+        .with_stored(
+            keys.iter().map(|k| k.activates_at).collect(),
+            keys.iter().map(|k| k.retire_after).collect(),
         )
         .with_retired(retired)
     }
@@ -262,6 +275,8 @@ impl AccessTokens {
 /// it was the signer, the next newer key not retired signs at once.
 struct KeySchedule {
     activates: Vec<DateTime<Utc>>,
+    /// Stored retirement times; where none is stored, the next key's activation + retention.
+    retire_after: Vec<Option<DateTime<Utc>>>,
     retired: Vec<bool>,
     retention: Duration,
 }
@@ -277,9 +292,27 @@ impl KeySchedule {
                 .iter()
                 .map(|c| *c + activation)
                 .collect(),
+            retire_after: vec![None; created_newest_first.len()],
             retired: vec![false; created_newest_first.len()],
             retention,
         }
+    }
+
+    /// The times stored with the keys (by the database's clock when each key was added) win
+    /// over those computed from this instance's reload interval and token lifetime, so every
+    /// instance follows the same schedule.
+    fn with_stored(
+        mut self,
+        activates: Vec<Option<DateTime<Utc>>>,
+        retire_after: Vec<Option<DateTime<Utc>>>,
+    ) -> Self {
+        for (computed, stored) in self.activates.iter_mut().zip(activates) {
+            if let Some(at) = stored {
+                *computed = at;
+            }
+        }
+        self.retire_after = retire_after;
+        self
     }
 
     fn with_retired(mut self, retired: Vec<bool>) -> Self {
@@ -319,8 +352,8 @@ impl KeySchedule {
             .filter(|&i| !self.is_retired(i))
             .filter(|&i| {
                 i <= signer || {
-                    let retired_at = self.activates[i - 1];
-                    now < retired_at + self.retention
+                    let retire_after = self.retire_after.get(i).copied().flatten();
+                    now < retire_after.unwrap_or(self.activates[i - 1] + self.retention)
                 }
             })
             .collect()
@@ -337,6 +370,8 @@ fn new_signing_key(sealer: &Sealer) -> Result<StoredSigningKey, TokenError> {
         sealed_private_key: sealer.seal(pkcs8.as_ref(), kid.as_bytes()),
         kid,
         created_at: Utc::now(),
+        activates_at: None,
+        retire_after: None,
         retired_at: None,
     })
 }
@@ -344,13 +379,20 @@ fn new_signing_key(sealer: &Sealer) -> Result<StoredSigningKey, TokenError> {
 /// `identityd keys rotate`: adds a new signing key. Running instances load it at their next
 /// reload and sign with it once it is active; the previous key stays published until its
 /// last token has expired.
+///
+/// The schedule is stored with the keys, by the database's clock: the new key signs from
+/// `ACTIVATION_DELAY` after now, and the previous key retires `token_ttl` + `RETIREMENT_MARGIN`
+/// after that. `token_ttl` is the TTL configured where the command runs: it must be the
+/// longest any instance uses.
 pub async fn add_signing_key(
     store: &dyn SigningKeyStore,
     master: &MasterKey,
+    token_ttl: Duration,
 ) -> Result<StoredSigningKey, TokenError> {
     let key = new_signing_key(&master.sealer(SIGNING_KEY_PURPOSE))?;
-    store.insert_signing_key(&key).await?;
-    Ok(key)
+    Ok(store
+        .insert_signing_key(&key, ACTIVATION_DELAY, token_ttl + RETIREMENT_MARGIN)
+        .await?)
 }
 
 fn open_signing_key(sealer: &Sealer, stored: &StoredSigningKey) -> Result<SigningKey, TokenError> {
@@ -370,6 +412,8 @@ fn open_signing_key(sealer: &Sealer, stored: &StoredSigningKey) -> Result<Signin
     Ok(SigningKey {
         kid: stored.kid.clone(),
         created_at: stored.created_at,
+        activates_at: stored.activates_at,
+        retire_after: stored.retire_after,
         retired: stored.retired_at.is_some(),
         pair,
         decoding: DecodingKey::from_ed_components(&public_x)
@@ -487,6 +531,7 @@ mod tests {
         let key = Arc::new(open_signing_key(&sealer, &stored).unwrap());
         let tokens = AccessTokens {
             keys: RwLock::new(Arc::new(vec![key])),
+            last_reload: RwLock::new(Utc::now()),
             sealer,
             policy: policy(),
         };
@@ -627,6 +672,29 @@ mod tests {
             [0],
             "the oldest key is not brought back by its successor's retirement"
         );
+    }
+
+    /// Two instances with different reload intervals and token lifetimes follow the stored
+    /// times, not their own: they agree on the signer and on the published keys.
+    #[test]
+    fn instances_follow_the_stored_schedule_whatever_their_own_settings() {
+        let of = |reload: u64, ttl: u64| {
+            KeySchedule::of(
+                &[at(1000), at(0)],
+                Duration::from_secs(reload),
+                Duration::from_secs(ttl),
+            )
+            .with_stored(vec![Some(at(1030)), None], vec![None, Some(at(1030 + 960))])
+        };
+        let (fast, slow) = (of(1, 300), of(30, 3600));
+        for t in [1001, 1029, 1030, 1031, 1989, 1990, 5000] {
+            assert_eq!(fast.signer(at(t)), slow.signer(at(t)), "signer at {t}");
+            assert_eq!(fast.published(at(t)), slow.published(at(t)), "JWKS at {t}");
+        }
+        assert_eq!(fast.signer(at(1029)), 1);
+        assert_eq!(fast.signer(at(1030)), 0);
+        assert_eq!(fast.published(at(1989)), [0, 1]);
+        assert_eq!(fast.published(at(1990)), [0]);
     }
 
     #[test]

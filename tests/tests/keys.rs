@@ -17,6 +17,7 @@ both_backends! {
     after_rotate_master_with_a_new_root_old_refresh_tokens_answer_401_and_the_rest_works,
     a_retired_signing_key_stops_verifying_on_every_instance,
     a_failing_signing_key_reload_shows_in_readyz_and_keeps_the_loaded_keys,
+    instances_with_different_settings_switch_keys_at_the_stored_time,
 }
 
 fn kid(token: &str) -> String {
@@ -73,8 +74,8 @@ async fn a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verif
         .expect("keys rotate");
     assert_ne!(added.kid, old_kid);
 
-    // Within the reload interval (1 s here) plus the activation delay, both instances sign
-    // with the new key, without a restart.
+    // Within the activation delay (30 s, stored with the key), both instances sign with the
+    // new key, without a restart.
     let started = Instant::now();
     for base in &bases {
         loop {
@@ -83,7 +84,7 @@ async fn a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verif
                 break;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(15),
+                started.elapsed() < Duration::from_secs(45),
                 "{base} still signs with the old key"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -376,12 +377,18 @@ async fn a_failing_signing_key_reload_shows_in_readyz_and_keeps_the_loaded_keys(
         .await
         .expect("database");
     store
-        .insert_signing_key(&infra::store::StoredSigningKey {
-            kid: "unopenable".into(),
-            sealed_private_key: vec![1; 64],
-            created_at: chrono::Utc::now() - chrono::Duration::days(1),
-            retired_at: None,
-        })
+        .insert_signing_key(
+            &infra::store::StoredSigningKey {
+                kid: "unopenable".into(),
+                sealed_private_key: vec![1; 64],
+                created_at: chrono::Utc::now(),
+                activates_at: None,
+                retire_after: None,
+                retired_at: None,
+            },
+            Duration::from_secs(30),
+            Duration::from_secs(960),
+        )
         .await
         .expect("insert");
     let started = Instant::now();
@@ -400,4 +407,59 @@ async fn a_failing_signing_key_reload_shows_in_readyz_and_keeps_the_loaded_keys(
     let login = world.login(APP_A, "steady").await;
     let token = login["access_token"].as_str().expect("token");
     assert_eq!(me_at(&world, &world.app.base, token).await.status(), 200);
+}
+
+/// Two instances with different reload intervals and token lifetimes: both follow the times
+/// stored with the key (by the database's clock), so they switch to the new key together, at
+/// its `activates_at`, and both keep the old one published until its `retire_after`.
+async fn instances_with_different_settings_switch_keys_at_the_stored_time(world: World) {
+    let other = world
+        .spawn_instance(|config| {
+            config.signing_key_reload_secs = 3;
+            config.access_token_ttl_secs = 120;
+        })
+        .await;
+    let bases = [world.app.base.clone(), other.base.clone()];
+    let before = login_at(&world, &bases[0], "rotor").await;
+    let old_kid = kid(before["access_token"].as_str().expect("token"));
+
+    let added = api::keys::rotate_signing_key(&world.config())
+        .await
+        .expect("keys rotate");
+    let activates_at = added.activates_at.expect("a stored activation");
+    let delay = activates_at - added.created_at;
+    assert_eq!(delay.num_seconds(), 30, "{added:?}");
+    let activates_in = || {
+        (activates_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default()
+    };
+
+    // Well past both reload intervals, well before the activation: both still sign with the
+    // old key (each instance's own interval would have switched them at 1 s and 3 s).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(activates_in() > Duration::from_secs(10));
+    for base in &bases {
+        let login = login_at(&world, base, "rotor").await;
+        assert_eq!(
+            kid(login["access_token"].as_str().expect("token")),
+            old_kid,
+            "{base}"
+        );
+        assert!(
+            jwks_at(&world, base).await.find(&added.kid).is_some(),
+            "{base}"
+        );
+    }
+    tokio::time::sleep(activates_in() + Duration::from_millis(500)).await;
+    for base in &bases {
+        let login = login_at(&world, base, "rotor").await;
+        assert_eq!(
+            kid(login["access_token"].as_str().expect("token")),
+            added.kid,
+            "{base}"
+        );
+        let jwks = jwks_at(&world, base).await;
+        assert!(jwks.find(&old_kid).is_some(), "old key kept by {base}");
+    }
 }

@@ -174,6 +174,12 @@ pub struct StoredSigningKey {
     /// The private key, sealed under the master key.
     pub sealed_private_key: Vec<u8>,
     pub created_at: DateTime<Utc>,
+    /// When it starts signing (stored at insert, by the database's clock); `None` for the
+    /// first key (it signs at once) and keys made before migration 0031.
+    pub activates_at: Option<DateTime<Utc>>,
+    /// When it stops verifying and leaves the JWKS, set when the next key is added; `None`
+    /// until then (and for keys retired before migration 0031: computed as before).
+    pub retire_after: Option<DateTime<Utc>>,
     /// Set by `identityd keys retire`: the key neither signs, verifies nor is published.
     pub retired_at: Option<DateTime<Utc>>,
 }
@@ -262,8 +268,16 @@ pub trait SigningKeyStore: Send + Sync {
         &self,
         key: StoredSigningKey,
     ) -> Result<Vec<StoredSigningKey>, StoreError>;
-    /// Adds a key (`identityd keys rotate`); instances pick it up at their next reload.
-    async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError>;
+    /// Adds a key (`identityd keys rotate`); instances pick it up at their next reload. In one
+    /// transaction, by the database's clock: the key's `created_at` is now, its `activates_at`
+    /// now + `activation`, and the previous newest key's `retire_after` (unless set) that
+    /// activation + `retention`. Returns the key as stored.
+    async fn insert_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        activation: std::time::Duration,
+        retention: std::time::Duration,
+    ) -> Result<StoredSigningKey, StoreError>;
     /// Marks the key retired now (`identityd keys retire`), unless it is the newest key not
     /// retired (the one that signs, or will): one statement, so two retirements racing
     /// cannot leave no key to sign with.

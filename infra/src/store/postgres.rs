@@ -246,20 +246,32 @@ impl SessionKeyVault for PostgresStore {
 #[async_trait]
 impl SigningKeyStore for PostgresStore {
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        let rows: Vec<(String, Vec<u8>, DateTime<Utc>, Option<DateTime<Utc>>)> = sqlx::query_as(
-            "SELECT kid, sealed_private_key, created_at, retired_at FROM signing_keys \
-             ORDER BY created_at DESC, kid DESC",
+        type Row = (
+            String,
+            Vec<u8>,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT kid, sealed_private_key, created_at, activates_at, retire_after, retired_at \
+             FROM signing_keys ORDER BY created_at DESC, kid DESC",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
             .map(
-                |(kid, sealed_private_key, created_at, retired_at)| StoredSigningKey {
-                    kid,
-                    sealed_private_key,
-                    created_at,
-                    retired_at,
+                |(kid, sealed_private_key, created_at, activates_at, retire_after, retired_at)| {
+                    StoredSigningKey {
+                        kid,
+                        sealed_private_key,
+                        created_at,
+                        activates_at,
+                        retire_after,
+                        retired_at,
+                    }
                 },
             )
             .collect())
@@ -290,16 +302,39 @@ impl SigningKeyStore for PostgresStore {
         self.signing_keys().await
     }
 
-    async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, sealed_private_key, created_at) VALUES ($1, $2, $3)",
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn insert_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        activation: std::time::Duration,
+        retention: std::time::Duration,
+    ) -> Result<StoredSigningKey, StoreError> {
+        let mut tx = crate::sql::begin(&self.pool).await?;
+        // The database's clock, the one every instance shares: not the CLI host's.
+        let (created_at, activates_at): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
+            "INSERT INTO signing_keys (kid, sealed_private_key, created_at, activates_at) \
+             VALUES ($1, $2, now(), now() + make_interval(secs => $3)) \
+             RETURNING created_at, activates_at",
         )
         .bind(&key.kid)
         .bind(&key.sealed_private_key)
-        .bind(key.created_at)
-        .execute(&self.pool)
+        .bind(activation.as_secs_f64())
+        .fetch_one(&mut *tx)
         .await?;
-        Ok(())
+        sqlx::query("UPDATE signing_keys SET retire_after = $1 WHERE retire_after IS NULL AND kid = \
+             (SELECT kid FROM signing_keys WHERE kid <> $2 ORDER BY created_at DESC, kid DESC LIMIT 1)")
+        .bind(activates_at + retention)
+        .bind(&key.kid)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(StoredSigningKey {
+            created_at,
+            activates_at: Some(activates_at),
+            retire_after: None,
+            retired_at: None,
+            ..key.clone()
+        })
     }
 
     #[tracing::instrument(level = "debug", skip_all)]

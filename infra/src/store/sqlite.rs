@@ -307,21 +307,34 @@ impl SessionKeyVault for SqliteStore {
 #[async_trait]
 impl SigningKeyStore for SqliteStore {
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        let rows: Vec<(String, Vec<u8>, String, Option<String>)> = sqlx::query_as(
-            "SELECT kid, sealed_private_key, created_at, retired_at FROM signing_keys \
-             ORDER BY created_at DESC, kid DESC",
+        type Row = (
+            String,
+            Vec<u8>,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT kid, sealed_private_key, created_at, activates_at, retire_after, retired_at \
+             FROM signing_keys ORDER BY created_at DESC, kid DESC",
         )
         .fetch_all(&self.read)
         .await?;
+        let time = |t: Option<String>| t.as_deref().map(time_from_db).transpose();
         rows.into_iter()
-            .map(|(kid, sealed_private_key, created_at, retired_at)| {
-                Ok(StoredSigningKey {
-                    kid,
-                    sealed_private_key,
-                    created_at: time_from_db(&created_at)?,
-                    retired_at: retired_at.as_deref().map(time_from_db).transpose()?,
-                })
-            })
+            .map(
+                |(kid, sealed_private_key, created_at, activates_at, retire_after, retired_at)| {
+                    Ok(StoredSigningKey {
+                        kid,
+                        sealed_private_key,
+                        created_at: time_from_db(&created_at)?,
+                        activates_at: time(activates_at)?,
+                        retire_after: time(retire_after)?,
+                        retired_at: time(retired_at)?,
+                    })
+                },
+            )
             .collect()
     }
 
@@ -343,16 +356,42 @@ impl SigningKeyStore for SqliteStore {
         self.signing_keys().await
     }
 
-    async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn insert_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        activation: std::time::Duration,
+        retention: std::time::Duration,
+    ) -> Result<StoredSigningKey, StoreError> {
+        // One instance on SQLite: this host's clock is the database's.
+        let created_at = Utc::now();
+        let activates_at = created_at + activation;
+        let _turn = self.write_turn.lock().await;
+        let mut tx = crate::sql::begin_with(&self.write, "BEGIN IMMEDIATE").await?;
         sqlx::query(
-            "INSERT INTO signing_keys (kid, sealed_private_key, created_at) VALUES (?1, ?2, ?3)",
+            "INSERT INTO signing_keys (kid, sealed_private_key, created_at, activates_at) \
+             VALUES (?1, ?2, ?3, ?4)",
         )
         .bind(&key.kid)
         .bind(&key.sealed_private_key)
-        .bind(time_to_db(key.created_at))
-        .execute(&self.write)
+        .bind(time_to_db(created_at))
+        .bind(time_to_db(activates_at))
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        sqlx::query("UPDATE signing_keys SET retire_after = ?1 WHERE retire_after IS NULL AND kid = \
+             (SELECT kid FROM signing_keys WHERE kid <> ?2 ORDER BY created_at DESC, kid DESC LIMIT 1)")
+        .bind(time_to_db(activates_at + retention))
+        .bind(&key.kid)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(StoredSigningKey {
+            created_at: time_from_db(&time_to_db(created_at))?,
+            activates_at: Some(time_from_db(&time_to_db(activates_at))?),
+            retire_after: None,
+            retired_at: None,
+            ..key.clone()
+        })
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
