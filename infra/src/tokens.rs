@@ -263,12 +263,15 @@ impl AccessTokens {
     }
 }
 
-/// When each signing key signs and until when it is published, from the keys' creation times
-/// alone (newest first), so every instance comes to the same answer without coordinating.
+/// When each signing key signs and until when it is published (keys newest first). The times
+/// stored with the keys (`activates_at`, `retire_after`, by the database's clock) win, so every
+/// instance comes to the same answer without coordinating; keys made before migration 0031
+/// fall back to this instance's settings:
 ///
-/// A key signs from `created + activation` (by then every instance has reloaded it and
-/// published it in its JWKS) until the next key does; it is then retired, and stays
-/// published for `retention` (the token lifetime plus a margin) so its last tokens verify.
+/// A key signs from `activates_at` (else `created + activation`; by then every instance has
+/// reloaded it and published it in its JWKS) until the next key does; it is then retired, and
+/// stays published until `retire_after` (else for `retention`, the token lifetime plus a
+/// margin) so its last tokens verify.
 ///
 /// A key retired by `identityd keys retire` keeps its place in the schedule (so no other key's
 /// times move, and no key dropped before comes back), but neither signs nor is published; when
