@@ -143,6 +143,13 @@ pub async fn open(store: &dyn Store, keys: &MasterKeys) -> Result<Keyring, Keyri
         }
         None => lookup.duplicate(),
     };
+    if keys.is_master_key(&sealing) {
+        tracing::warn!(
+            "the keyring's sealing root is a master key itself (this database predates the \
+             keyring): whoever holds that key can open every sealed row; run `identityd keys \
+             rotate-master` to give it a random sealing root"
+        );
+    }
     if under_previous {
         tracing::warn!(
             "the keyring is still sealed under IDENTITY_MASTER_KEY_PREVIOUS: run \
