@@ -56,8 +56,22 @@ enum KeysCommand {
     /// restart; the previous key stays in the JWKS until its last token has expired.
     Rotate,
     /// Re-wrap the keyring under IDENTITY_MASTER_KEY (the new key), taking it from
-    /// IDENTITY_MASTER_KEY_PREVIOUS (the key in use until now).
-    RotateMaster,
+    /// IDENTITY_MASTER_KEY_PREVIOUS (the key in use until now). When the keyring's sealing root
+    /// is an old master key (a deployment that predates the keyring), or with --new-root, also
+    /// replace the sealing root and re-seal every sealed row: stop every instance first;
+    /// refresh tokens stop working (users log in again).
+    RotateMaster {
+        /// Replace the sealing root even if it is not an old master key (a leaked root).
+        #[arg(long)]
+        new_root: bool,
+    },
+    /// Retire a signing key now (a leaked one): within IDENTITY_SIGNING_KEY_RELOAD_SECS every
+    /// instance stops verifying its tokens and drops it from the JWKS. The key that signs
+    /// cannot be retired: run `keys rotate` first.
+    Retire {
+        /// The key id (`kid`), as `keys rotate` printed it and the JWKS shows it.
+        kid: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -134,15 +148,15 @@ async fn migrate(file: Option<PathBuf>) -> anyhow::Result<()> {
         return Ok(());
     }
     // Subkeys derive from the keyring's root, which the master key only wraps.
-    let root = infra::keyring::open(store.as_ref(), &crate::startup::master_keys(&config)?)
+    let keyring = infra::keyring::open(store.as_ref(), &crate::startup::master_keys(&config)?)
         .await
         .context("opening the keyring")?;
     let read_models = projections::ReadModels::connect(&config.database_url).await?;
     crate::startup::seal_personal_data(
         &store,
         &read_models,
-        &infra::personal_data::PersonalData::new(&root),
-        &infra::personal_data::LookupIndex::new(&root),
+        &infra::personal_data::PersonalData::new(&keyring.sealing),
+        &infra::personal_data::LookupIndex::new(&keyring.lookup),
     )
     .await?;
     println!(
@@ -241,24 +255,58 @@ async fn keys_command(file: Option<PathBuf>, command: KeysCommand) -> anyhow::Re
     match command {
         KeysCommand::Rotate => {
             let key = keys::rotate_signing_key(&config).await?;
-            let signs_from = key.created_at + keys::activation_delay(&config);
+            let signs_from = key.activates_at.unwrap_or(key.created_at);
             eprintln!(
                 "signing key {} added: published in the JWKS at each instance's next reload, \
-                 signing from {}; the previous key stays published until its tokens have expired",
+                 every instance signing with it from {} (database clock); the previous key stays \
+                 published for IDENTITY_ACCESS_TOKEN_TTL_SECS (as configured here: use the \
+                 longest of any instance) + 60 s after that",
                 key.kid,
                 rfc3339(signs_from)
             );
             println!("{}", key.kid);
         }
-        KeysCommand::RotateMaster => {
-            let rotation = keys::rotate_master(&config).await?;
+        KeysCommand::Retire { kid } => {
+            keys::retire_signing_key(&config, &kid).await?;
             eprintln!(
-                "keyring: {} entr{} re-wrapped under IDENTITY_MASTER_KEY, {} already under it; \
-                 restart the instances without IDENTITY_MASTER_KEY_PREVIOUS",
+                "signing key {kid} retired: every instance stops verifying its tokens and drops \
+                 it from the JWKS at its next reload (within {} s)",
+                config.signing_key_reload_secs
+            );
+        }
+        KeysCommand::RotateMaster { new_root } => {
+            let rotation = keys::rotate_master(&config, new_root).await?;
+            eprintln!(
+                "keyring: {} entr{} re-wrapped under IDENTITY_MASTER_KEY, {} already under it",
                 rotation.rewrapped,
                 if rotation.rewrapped == 1 { "y" } else { "ies" },
                 rotation.current
             );
+            if rotation.new_root {
+                let [session, signing, data] = rotation.resealed;
+                eprintln!(
+                    "{}new sealing root: re-sealed {session} session key(s), {signing} signing \
+                     key(s) and {data} user data key(s) under it. Refresh tokens issued before \
+                     no longer verify: users log in again (silently, with wx.login). Restart \
+                     every instance now: one still running holds the old root.",
+                    if rotation.legacy_root {
+                        "the sealing root was the old master key itself (a deployment that \
+                         predates the keyring): "
+                    } else {
+                        ""
+                    }
+                );
+                if rotation.legacy_root {
+                    eprintln!(
+                        "what the old master key can still do, with a copy of the database \
+                         taken from now on: derive the look-up hashes (phone and claim \
+                         indexes, kept so look-ups keep working), i.e. confirm a guessed phone \
+                         number or openid. It opens no sealed row and forges no token. A copy \
+                         taken before this rotation still opens with it."
+                    );
+                }
+            }
+            eprintln!("restart the instances without IDENTITY_MASTER_KEY_PREVIOUS");
         }
     }
     Ok(())

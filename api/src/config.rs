@@ -38,7 +38,8 @@ pub struct Config {
     pub token_issuer: String,
     pub access_token_ttl_secs: u64,
     /// How often each instance reloads the token signing keys (1 to 30): a key added by
-    /// `identityd keys rotate` signs once every instance has had time to load it.
+    /// `identityd keys rotate` signs 30 s later (stored with it), once every instance has had
+    /// time to load it.
     pub signing_key_reload_secs: u64,
     /// A session's absolute lifetime, from its login: refresh fails after it.
     pub session_max_age_secs: u64,

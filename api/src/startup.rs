@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::Router;
 use infra::crypto::{MasterKey, PhoneIndex};
-use infra::keyring::MasterKeys;
+use infra::keyring::{Keyring, MasterKeys};
 use infra::personal_data::{LookupIndex, PersonalData};
 use infra::relay::{RelayConfig, RelayHandle};
 use infra::store::Store;
@@ -60,17 +60,17 @@ impl Application {
         let store = infra::store::connect(&config.database_url)
             .await
             .context("opening the database (IDENTITY_DATABASE_URL)")?;
-        // Every subkey derives from the keyring's root, which the master key only wraps.
-        let master_key = infra::keyring::open(store.as_ref(), &master_keys)
+        // Every subkey derives from one of the keyring's roots, which the master key only wraps.
+        let keyring = infra::keyring::open(store.as_ref(), &master_keys)
             .await
             .context("opening the keyring")?;
-        Self::build_with_store(config, store, &master_key, clock).await
+        Self::build_with_store(config, store, &keyring, clock).await
     }
 
     pub async fn build_with_store(
         config: &Config,
         store: Arc<dyn Store>,
-        master_key: &MasterKey,
+        keyring: &Keyring,
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let session_lifetime = config.session_lifetime()?;
@@ -90,7 +90,7 @@ impl Application {
             .collect();
         let access_tokens = AccessTokens::load_or_create(
             store.as_ref(),
-            master_key,
+            &keyring.sealing,
             AccessTokenPolicy {
                 issuer: config.token_issuer.clone(),
                 ttl: Duration::from_secs(config.access_token_ttl_secs),
@@ -109,8 +109,8 @@ impl Application {
         let read_models = ReadModels::connect(&config.database_url)
             .await
             .context("opening the read models")?;
-        let personal_data = PersonalData::new(master_key);
-        let lookup_index = LookupIndex::new(master_key);
+        let personal_data = PersonalData::new(&keyring.sealing);
+        let lookup_index = LookupIndex::new(&keyring.lookup);
         seal_personal_data(&store, &read_models, &personal_data, &lookup_index).await?;
         let runners = projections::spawn_runners(read_models.clone(), store.clone());
         let relay_config = config.nats_url.as_ref().map(|url| RelayConfig {
@@ -130,8 +130,8 @@ impl Application {
             wechat,
             apps,
             access_tokens,
-            refresh_tokens: RefreshTokens::new(master_key),
-            session_key_sealer: master_key.sealer("session-key"),
+            refresh_tokens: RefreshTokens::new(&keyring.sealing),
+            session_key_sealer: keyring.sealing.sealer("session-key"),
             clock,
             session_lifetime,
             login_rate_limit: LoginRateLimit::per_minute(config.login_rate_per_minute),
@@ -143,7 +143,8 @@ impl Application {
             relay_stream,
             cloud_login_secrets: config.cloud_login_secrets.0.clone(),
             read_models,
-            phone_index: PhoneIndex::new(master_key),
+            // Blind indexes: their hashes cannot be recomputed, so their root never changes.
+            phone_index: PhoneIndex::new(&keyring.lookup),
             lookup_index,
             personal_data,
             shutting_down: tokio::sync::watch::Sender::new(false),
@@ -218,20 +219,35 @@ fn spawn_rate_limit_janitor(state: AppState) -> tokio::task::JoinHandle<()> {
     })
 }
 
-/// Reloads the signing keys now and then, so a key added by `identityd keys rotate` reaches
-/// this instance without a restart.
+/// Reloads the signing keys now and then, so a key added by `identityd keys rotate` (or retired
+/// by `keys retire`) reaches this instance without a restart. A failed reload is retried every
+/// second until it succeeds, each failure logged at warn; `/readyz` shows the last success.
 fn spawn_signing_key_reload(state: AppState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let mut tick = tokio::time::interval(state.access_tokens.reload_interval());
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let interval = state.access_tokens.reload_interval();
+        let mut wait = interval;
         loop {
-            tick.tick().await;
-            if let Err(e) = state.access_tokens.reload(state.store.as_ref()).await {
-                tracing::warn!(error = %e, "reloading the token signing keys failed; keeping the loaded ones");
-            }
+            tokio::time::sleep(wait).await;
+            wait = match state.access_tokens.reload(state.store.as_ref()).await {
+                Ok(()) => interval,
+                Err(e) => {
+                    let since = state.access_tokens.last_reload();
+                    tracing::warn!(
+                        error = %e,
+                        last_success = %since.to_rfc3339(),
+                        "reloading the token signing keys failed; keeping the loaded ones, \
+                         retrying in {}s",
+                        SIGNING_KEY_RELOAD_RETRY.as_secs()
+                    );
+                    SIGNING_KEY_RELOAD_RETRY
+                }
+            };
         }
     })
 }
+
+/// How soon a failed signing-key reload is tried again.
+const SIGNING_KEY_RELOAD_RETRY: Duration = Duration::from_secs(1);
 
 /// `IDENTITY_MASTER_KEY` and, during a master-key rotation, `IDENTITY_MASTER_KEY_PREVIOUS`.
 pub fn master_keys(config: &Config) -> anyhow::Result<MasterKeys> {

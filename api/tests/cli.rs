@@ -89,7 +89,8 @@ fn identityd_keys(
 ) -> Output {
     let mut identityd = Command::new(env!("CARGO_BIN_EXE_identityd"));
     identityd
-        .args(["keys", command])
+        .arg("keys")
+        .args(command.split_whitespace())
         .env("IDENTITY_DATABASE_URL", database_url)
         .env_remove("IDENTITY_CONFIG")
         .env_remove("IDENTITY_MASTER_KEY")
@@ -121,6 +122,12 @@ fn keys_rotate_from_the_command_line(database_url: &str) {
     let second = stdout(&identityd_keys(database_url, "rotate", Some(&old), None));
     assert_eq!(first.trim().len(), 43, "a key id: {first}");
     assert_ne!(first, second);
+    let signer = identityd_keys(database_url, &format!("retire {second}"), Some(&old), None);
+    assert!(!signer.status.success());
+    assert!(stderr(&signer).contains("keys rotate"), "{signer:?}");
+    let retired = identityd_keys(database_url, &format!("retire {first}"), Some(&old), None);
+    assert!(retired.status.success(), "{retired:?}");
+    assert!(stderr(&retired).contains("retired"), "{retired:?}");
 
     let without_previous = identityd_keys(database_url, "rotate-master", Some(&new), None);
     assert!(!without_previous.status.success());
@@ -137,6 +144,15 @@ fn keys_rotate_from_the_command_line(database_url: &str) {
     assert!(
         stderr(&stale).contains("does not open under IDENTITY_MASTER_KEY"),
         "{stale:?}"
+    );
+    stdout(&identityd_keys(database_url, "rotate", Some(&new), None));
+
+    let new_root = identityd_keys(database_url, "rotate-master --new-root", Some(&new), None);
+    assert!(new_root.status.success(), "{new_root:?}");
+    assert!(
+        stderr(&new_root).contains("new sealing root")
+            && stderr(&new_root).contains("log in again"),
+        "{new_root:?}"
     );
     stdout(&identityd_keys(database_url, "rotate", Some(&new), None));
 }

@@ -60,12 +60,21 @@ pub struct AccessTokenPolicy {
 
 /// Extra time a retired key stays published after its last token can have expired: clock
 /// skew between instances and verifiers, and the verification leeway.
-const RETIREMENT_MARGIN: Duration = Duration::from_secs(60);
+pub const RETIREMENT_MARGIN: Duration = Duration::from_secs(60);
+/// How long after it is added a key starts signing: the longest reload interval
+/// (`IDENTITY_SIGNING_KEY_RELOAD_SECS` is at most 30), so every instance has loaded and
+/// published it by then, whatever its own interval.
+pub const ACTIVATION_DELAY: Duration = Duration::from_secs(30);
 const LEEWAY_SECS: u64 = 5;
 
 struct SigningKey {
     kid: String,
     created_at: DateTime<Utc>,
+    /// The stored schedule (see `StoredSigningKey`).
+    activates_at: Option<DateTime<Utc>>,
+    retire_after: Option<DateTime<Utc>>,
+    /// `identityd keys retire`: neither signs, verifies nor is published.
+    retired: bool,
     /// Opened once: `jsonwebtoken` would rebuild the key pair from its PKCS#8 bytes (a scalar
     /// multiplication) for every token it signs.
     pair: Ed25519KeyPair,
@@ -80,6 +89,8 @@ struct SigningKey {
 pub struct AccessTokens {
     /// Newest first.
     keys: RwLock<Arc<Vec<Arc<SigningKey>>>>,
+    /// When the key set was last read successfully (shown by `/readyz`).
+    last_reload: RwLock<DateTime<Utc>>,
     sealer: Sealer,
     policy: AccessTokenPolicy,
 }
@@ -101,6 +112,7 @@ impl AccessTokens {
         }
         let tokens = Self {
             keys: RwLock::new(Arc::new(Vec::new())),
+            last_reload: RwLock::new(Utc::now()),
             sealer,
             policy,
         };
@@ -118,13 +130,31 @@ impl AccessTokens {
         let current = self.key_set();
         let keys = stored
             .iter()
-            .map(|key| match current.iter().find(|k| k.kid == key.kid) {
-                Some(open) => Ok(Arc::clone(open)),
-                None => open_signing_key(&self.sealer, key).map(Arc::new),
+            .map(|key| {
+                match current.iter().find(|k| {
+                    k.kid == key.kid
+                        && k.retired == key.retired_at.is_some()
+                        && k.retire_after == key.retire_after
+                        && k.activates_at == key.activates_at
+                }) {
+                    Some(open) => Ok(Arc::clone(open)),
+                    None => open_signing_key(&self.sealer, key).map(Arc::new),
+                }
             })
             .collect::<Result<Vec<_>, _>>()?;
         *self.keys.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(keys);
+        *self.last_reload.write().unwrap_or_else(|e| e.into_inner()) = Utc::now();
         Ok(())
+    }
+
+    /// When the key set was last read successfully: a reload that keeps failing shows here.
+    pub fn last_reload(&self) -> DateTime<Utc> {
+        *self.last_reload.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// How many keys are loaded (retired ones included).
+    pub fn loaded_keys(&self) -> usize {
+        self.key_set().len()
     }
 
     fn key_set(&self) -> Arc<Vec<Arc<SigningKey>>> {
@@ -133,11 +163,17 @@ impl AccessTokens {
 
     fn schedule(&self, keys: &[Arc<SigningKey>]) -> KeySchedule {
         let created: Vec<_> = keys.iter().map(|k| k.created_at).collect();
+        let retired: Vec<_> = keys.iter().map(|k| k.retired).collect();
         KeySchedule::of(
             &created,
             self.policy.reload_interval,
             self.policy.ttl + RETIREMENT_MARGIN,
         )
+        .with_stored(
+            keys.iter().map(|k| k.activates_at).collect(),
+            keys.iter().map(|k| k.retire_after).collect(),
+        )
+        .with_retired(retired)
     }
 
     pub fn ttl(&self) -> Duration {
@@ -227,14 +263,24 @@ impl AccessTokens {
     }
 }
 
-/// When each signing key signs and until when it is published, from the keys' creation times
-/// alone (newest first), so every instance comes to the same answer without coordinating.
+/// When each signing key signs and until when it is published (keys newest first). The times
+/// stored with the keys (`activates_at`, `retire_after`, by the database's clock) win, so every
+/// instance comes to the same answer without coordinating; keys made before migration 0031
+/// fall back to this instance's settings:
 ///
-/// A key signs from `created + activation` (by then every instance has reloaded it and
-/// published it in its JWKS) until the next key does; it is then retired, and stays
-/// published for `retention` (the token lifetime plus a margin) so its last tokens verify.
+/// A key signs from `activates_at` (else `created + activation`; by then every instance has
+/// reloaded it and published it in its JWKS) until the next key does; it is then retired, and
+/// stays published until `retire_after` (else for `retention`, the token lifetime plus a
+/// margin) so its last tokens verify.
+///
+/// A key retired by `identityd keys retire` keeps its place in the schedule (so no other key's
+/// times move, and no key dropped before comes back), but neither signs nor is published; when
+/// it was the signer, the next newer key not retired signs at once.
 struct KeySchedule {
     activates: Vec<DateTime<Utc>>,
+    /// Stored retirement times; where none is stored, the next key's activation + retention.
+    retire_after: Vec<Option<DateTime<Utc>>>,
+    retired: Vec<bool>,
     retention: Duration,
 }
 
@@ -249,17 +295,55 @@ impl KeySchedule {
                 .iter()
                 .map(|c| *c + activation)
                 .collect(),
+            retire_after: vec![None; created_newest_first.len()],
+            retired: vec![false; created_newest_first.len()],
             retention,
         }
+    }
+
+    /// The times stored with the keys (by the database's clock when each key was added) win
+    /// over those computed from this instance's reload interval and token lifetime, so every
+    /// instance follows the same schedule.
+    fn with_stored(
+        mut self,
+        activates: Vec<Option<DateTime<Utc>>>,
+        retire_after: Vec<Option<DateTime<Utc>>>,
+    ) -> Self {
+        for (computed, stored) in self.activates.iter_mut().zip(activates) {
+            if let Some(at) = stored {
+                *computed = at;
+            }
+        }
+        self.retire_after = retire_after;
+        self
+    }
+
+    fn with_retired(mut self, retired: Vec<bool>) -> Self {
+        self.retired = retired;
+        self
+    }
+
+    fn is_retired(&self, i: usize) -> bool {
+        self.retired.get(i).copied().unwrap_or(false)
     }
 
     /// The newest active key; the oldest key when none is active yet (a fresh deployment's
     /// first key signs at once).
     fn signer(&self, now: DateTime<Utc>) -> usize {
-        self.activates
+        let scheduled = self
+            .activates
             .iter()
             .position(|at| *at <= now)
-            .unwrap_or(self.activates.len().saturating_sub(1))
+            .unwrap_or(self.activates.len().saturating_sub(1));
+        if !self.is_retired(scheduled) {
+            return scheduled;
+        }
+        // Never an older key (it was retired on purpose when the scheduled one activated):
+        // the nearest newer one. The store refuses to retire the newest key, so there is one.
+        (0..scheduled)
+            .rev()
+            .find(|&i| !self.is_retired(i))
+            .unwrap_or(scheduled)
     }
 
     /// Keys that verify at `now`: those newer than the signer (announced), the signer, and
@@ -268,10 +352,11 @@ impl KeySchedule {
     fn published(&self, now: DateTime<Utc>) -> Vec<usize> {
         let signer = self.signer(now);
         (0..self.activates.len())
+            .filter(|&i| !self.is_retired(i))
             .filter(|&i| {
                 i <= signer || {
-                    let retired_at = self.activates[i - 1];
-                    now < retired_at + self.retention
+                    let retire_after = self.retire_after.get(i).copied().flatten();
+                    now < retire_after.unwrap_or(self.activates[i - 1] + self.retention)
                 }
             })
             .collect()
@@ -288,19 +373,29 @@ fn new_signing_key(sealer: &Sealer) -> Result<StoredSigningKey, TokenError> {
         sealed_private_key: sealer.seal(pkcs8.as_ref(), kid.as_bytes()),
         kid,
         created_at: Utc::now(),
+        activates_at: None,
+        retire_after: None,
+        retired_at: None,
     })
 }
 
 /// `identityd keys rotate`: adds a new signing key. Running instances load it at their next
 /// reload and sign with it once it is active; the previous key stays published until its
 /// last token has expired.
+///
+/// The schedule is stored with the keys, by the database's clock: the new key signs from
+/// `ACTIVATION_DELAY` after now, and the previous key retires `token_ttl` + `RETIREMENT_MARGIN`
+/// after that. `token_ttl` is the TTL configured where the command runs: it must be the
+/// longest any instance uses.
 pub async fn add_signing_key(
     store: &dyn SigningKeyStore,
     master: &MasterKey,
+    token_ttl: Duration,
 ) -> Result<StoredSigningKey, TokenError> {
     let key = new_signing_key(&master.sealer(SIGNING_KEY_PURPOSE))?;
-    store.insert_signing_key(&key).await?;
-    Ok(key)
+    Ok(store
+        .insert_signing_key(&key, ACTIVATION_DELAY, token_ttl + RETIREMENT_MARGIN)
+        .await?)
 }
 
 fn open_signing_key(sealer: &Sealer, stored: &StoredSigningKey) -> Result<SigningKey, TokenError> {
@@ -320,6 +415,9 @@ fn open_signing_key(sealer: &Sealer, stored: &StoredSigningKey) -> Result<Signin
     Ok(SigningKey {
         kid: stored.kid.clone(),
         created_at: stored.created_at,
+        activates_at: stored.activates_at,
+        retire_after: stored.retire_after,
+        retired: stored.retired_at.is_some(),
         pair,
         decoding: DecodingKey::from_ed_components(&public_x)
             .map_err(|e| TokenError::Key(e.to_string()))?,
@@ -436,6 +534,7 @@ mod tests {
         let key = Arc::new(open_signing_key(&sealer, &stored).unwrap());
         let tokens = AccessTokens {
             keys: RwLock::new(Arc::new(vec![key])),
+            last_reload: RwLock::new(Utc::now()),
             sealer,
             policy: policy(),
         };
@@ -546,6 +645,59 @@ mod tests {
         assert_eq!(schedule.signer(at(40)), 1);
         assert_eq!(schedule.published(at(40)), [0, 1, 2]);
         assert_eq!(schedule.published(at(50 + 960)), [0]);
+    }
+
+    /// Keys made at 2000 (index 0, signs from 2030), 1000 (1, signs from 1030) and 0 (2,
+    /// retired at 1030, published until 1990). Retiring the oldest drops it at once; retiring
+    /// the signer hands over to the newer key (never back to an older one), which signs at
+    /// once, before its activation.
+    #[test]
+    fn a_retired_key_neither_signs_nor_is_published() {
+        let schedule = || {
+            KeySchedule::of(
+                &[at(2000), at(1000), at(0)],
+                Duration::from_secs(30),
+                Duration::from_secs(960),
+            )
+        };
+        let old_retired = schedule().with_retired(vec![false, false, true]);
+        assert_eq!(old_retired.signer(at(1100)), 1);
+        assert_eq!(old_retired.published(at(1100)), [0, 1]);
+        let signer_retired = schedule().with_retired(vec![false, true, false]);
+        assert_eq!(
+            signer_retired.signer(at(1100)),
+            0,
+            "the newer key, not key 0"
+        );
+        assert_eq!(signer_retired.published(at(1100)), [0, 2]);
+        assert_eq!(
+            signer_retired.published(at(2030 + 960)),
+            [0],
+            "the oldest key is not brought back by its successor's retirement"
+        );
+    }
+
+    /// Two instances with different reload intervals and token lifetimes follow the stored
+    /// times, not their own: they agree on the signer and on the published keys.
+    #[test]
+    fn instances_follow_the_stored_schedule_whatever_their_own_settings() {
+        let of = |reload: u64, ttl: u64| {
+            KeySchedule::of(
+                &[at(1000), at(0)],
+                Duration::from_secs(reload),
+                Duration::from_secs(ttl),
+            )
+            .with_stored(vec![Some(at(1030)), None], vec![None, Some(at(1030 + 960))])
+        };
+        let (fast, slow) = (of(1, 300), of(30, 3600));
+        for t in [1001, 1029, 1030, 1031, 1989, 1990, 5000] {
+            assert_eq!(fast.signer(at(t)), slow.signer(at(t)), "signer at {t}");
+            assert_eq!(fast.published(at(t)), slow.published(at(t)), "JWKS at {t}");
+        }
+        assert_eq!(fast.signer(at(1029)), 1);
+        assert_eq!(fast.signer(at(1030)), 0);
+        assert_eq!(fast.published(at(1989)), [0, 1]);
+        assert_eq!(fast.published(at(1990)), [0]);
     }
 
     #[test]

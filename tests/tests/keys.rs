@@ -14,6 +14,10 @@ use serde_json::{json, Value};
 both_backends! {
     a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verify,
     after_rotate_master_the_new_key_alone_opens_everything,
+    after_rotate_master_with_a_new_root_old_refresh_tokens_answer_401_and_the_rest_works,
+    a_retired_signing_key_stops_verifying_on_every_instance,
+    a_failing_signing_key_reload_shows_in_readyz_and_keeps_the_loaded_keys,
+    instances_with_different_settings_switch_keys_at_the_stored_time,
 }
 
 fn kid(token: &str) -> String {
@@ -70,8 +74,8 @@ async fn a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verif
         .expect("keys rotate");
     assert_ne!(added.kid, old_kid);
 
-    // Within the reload interval (1 s here) plus the activation delay, both instances sign
-    // with the new key, without a restart.
+    // Within the activation delay (30 s, stored with the key), both instances sign with the
+    // new key, without a restart.
     let started = Instant::now();
     for base in &bases {
         loop {
@@ -80,7 +84,7 @@ async fn a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verif
                 break;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(15),
+                started.elapsed() < Duration::from_secs(45),
                 "{base} still signs with the old key"
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -111,6 +115,19 @@ async fn a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verif
 }
 
 async fn after_rotate_master_the_new_key_alone_opens_everything(world: World) {
+    rotate_master_story(world, false).await;
+}
+
+/// `rotate-master --new-root`: every sealed row is re-sealed under a new sealing root in one
+/// transaction; sessions, profiles, logins and the phone look-up keep working, refresh tokens
+/// issued before answer 401 (the user logs in again).
+async fn after_rotate_master_with_a_new_root_old_refresh_tokens_answer_401_and_the_rest_works(
+    world: World,
+) {
+    rotate_master_story(world, true).await;
+}
+
+async fn rotate_master_story(world: World, new_root: bool) {
     let login = world.login(APP_A, "keeper").await;
     let access = login["access_token"].as_str().expect("token").to_owned();
     let refresh = login["refresh_token"].as_str().expect("refresh").to_owned();
@@ -162,10 +179,19 @@ async fn after_rotate_master_the_new_key_alone_opens_everything(world: World) {
         .spawn_instance(|config| *config = rotating.clone())
         .await;
     assert_eq!(me_at(&world, &rolling.base, &access).await.status(), 200);
-    let rotation = api::keys::rotate_master(&rotating)
+    let rotation = api::keys::rotate_master(&rotating, new_root)
         .await
         .expect("rotate-master");
     assert_eq!(rotation.rewrapped, 1);
+    assert!(!rotation.legacy_root, "a fresh deployment's root is random");
+    assert_eq!(rotation.new_root, new_root);
+    if new_root {
+        let [session_keys, signing_keys, data_keys] = rotation.resealed;
+        assert!(
+            session_keys >= 1 && signing_keys >= 1 && data_keys >= 1,
+            "{rotation:?}"
+        );
+    }
 
     // Restarted with the new key alone.
     let new_only = world
@@ -180,16 +206,26 @@ async fn after_rotate_master_the_new_key_alone_opens_everything(world: World) {
         .send()
         .await
         .expect("answer");
-    assert_eq!(
-        refreshed.status(),
-        200,
-        "a refresh token MAC'd before the rotation"
-    );
-    let refreshed: Value = refreshed.json().await.expect("JSON");
-    let access = refreshed["access_token"]
-        .as_str()
-        .expect("token")
-        .to_owned();
+    let access = if new_root {
+        assert_eq!(
+            refreshed.status(),
+            401,
+            "a refresh token MAC'd under the old root"
+        );
+        // The access token is still good: the signing key was re-sealed, not replaced.
+        access
+    } else {
+        assert_eq!(
+            refreshed.status(),
+            200,
+            "a refresh token MAC'd before the rotation"
+        );
+        let refreshed: Value = refreshed.json().await.expect("JSON");
+        refreshed["access_token"]
+            .as_str()
+            .expect("token")
+            .to_owned()
+    };
     let authorized = world
         .http
         .post(format!("{base}/v1/me/profile/authorize"))
@@ -245,4 +281,185 @@ async fn after_rotate_master_the_new_key_alone_opens_everything(world: World) {
         refused.contains("does not open under IDENTITY_MASTER_KEY"),
         "{refused}"
     );
+}
+
+/// `identityd keys retire <kid>` (a leaked key): the key that signs is refused; after a
+/// rotation it is retired at once, and within the reload interval (1 s here) both instances
+/// drop it from the JWKS, refuse its tokens and sign with the new key.
+async fn a_retired_signing_key_stops_verifying_on_every_instance(world: World) {
+    let second = world.spawn_instance(|_| {}).await;
+    let bases = [world.app.base.clone(), second.base.clone()];
+    let leaked = login_at(&world, &bases[0], "victim").await;
+    let leaked_token = leaked["access_token"].as_str().expect("token").to_owned();
+    let leaked_kid = kid(&leaked_token);
+
+    let refused = api::keys::retire_signing_key(&world.config(), &leaked_kid)
+        .await
+        .expect_err("the only key that signs cannot be retired");
+    assert!(
+        format!("{refused:#}").contains("keys rotate"),
+        "{refused:#}"
+    );
+    assert!(
+        api::keys::retire_signing_key(&world.config(), "no-such-kid")
+            .await
+            .is_err()
+    );
+    for base in &bases {
+        assert_eq!(me_at(&world, base, &leaked_token).await.status(), 200);
+    }
+
+    let added = api::keys::rotate_signing_key(&world.config())
+        .await
+        .expect("keys rotate");
+    api::keys::retire_signing_key(&world.config(), &leaked_kid)
+        .await
+        .expect("keys retire");
+    let again = api::keys::retire_signing_key(&world.config(), &leaked_kid)
+        .await
+        .expect_err("already retired");
+    assert!(
+        format!("{again:#}").contains("already retired"),
+        "{again:#}"
+    );
+
+    let started = Instant::now();
+    for base in &bases {
+        loop {
+            let refused = me_at(&world, base, &leaked_token).await.status() == 401;
+            let unpublished = jwks_at(&world, base).await.find(&leaked_kid).is_none();
+            if refused && unpublished {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{base} still trusts the retired key"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        // The new key signs at once (no activation delay left to wait for), and its tokens
+        // verify on both instances.
+        let login = login_at(&world, base, "victim").await;
+        let token = login["access_token"].as_str().expect("token");
+        assert_eq!(kid(token), added.kid, "{base}");
+        for other in &bases {
+            assert_eq!(me_at(&world, other, token).await.status(), 200);
+        }
+    }
+}
+
+async fn signing_keys_status(world: &World) -> Value {
+    let ready: Value = world
+        .http
+        .get(world.url("/readyz"))
+        .send()
+        .await
+        .expect("service answers")
+        .json()
+        .await
+        .expect("JSON");
+    ready["signing_keys"].clone()
+}
+
+/// A reload that fails (here: a key row that does not open) is logged and visible: `/readyz`
+/// shows how long ago the keys were last read, which grows past the reload interval, while the
+/// instance keeps signing and verifying with the keys it has.
+async fn a_failing_signing_key_reload_shows_in_readyz_and_keeps_the_loaded_keys(world: World) {
+    let status = signing_keys_status(&world).await;
+    assert_eq!(status["loaded"], 1, "{status}");
+    assert_eq!(status["reload_interval_secs"], 1, "{status}");
+    assert!(
+        status["secs_since_reload"].as_i64().expect("secs") <= 2,
+        "{status}"
+    );
+
+    let store = infra::store::connect(&world.config().database_url)
+        .await
+        .expect("database");
+    store
+        .insert_signing_key(
+            &infra::store::StoredSigningKey {
+                kid: "unopenable".into(),
+                sealed_private_key: vec![1; 64],
+                created_at: chrono::Utc::now(),
+                activates_at: None,
+                retire_after: None,
+                retired_at: None,
+            },
+            Duration::from_secs(30),
+            Duration::from_secs(960),
+        )
+        .await
+        .expect("insert");
+    let started = Instant::now();
+    loop {
+        let status = signing_keys_status(&world).await;
+        if status["secs_since_reload"].as_i64().expect("secs") >= 3 {
+            assert_eq!(status["loaded"], 1, "the loaded keys are kept: {status}");
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "a failing reload does not show: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let login = world.login(APP_A, "steady").await;
+    let token = login["access_token"].as_str().expect("token");
+    assert_eq!(me_at(&world, &world.app.base, token).await.status(), 200);
+}
+
+/// Two instances with different reload intervals and token lifetimes: both follow the times
+/// stored with the key (by the database's clock), so they switch to the new key together, at
+/// its `activates_at`, and both keep the old one published until its `retire_after`.
+async fn instances_with_different_settings_switch_keys_at_the_stored_time(world: World) {
+    let other = world
+        .spawn_instance(|config| {
+            config.signing_key_reload_secs = 3;
+            config.access_token_ttl_secs = 120;
+        })
+        .await;
+    let bases = [world.app.base.clone(), other.base.clone()];
+    let before = login_at(&world, &bases[0], "rotor").await;
+    let old_kid = kid(before["access_token"].as_str().expect("token"));
+
+    let added = api::keys::rotate_signing_key(&world.config())
+        .await
+        .expect("keys rotate");
+    let activates_at = added.activates_at.expect("a stored activation");
+    let delay = activates_at - added.created_at;
+    assert_eq!(delay.num_seconds(), 30, "{added:?}");
+    let activates_in = || {
+        (activates_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default()
+    };
+
+    // Well past both reload intervals, well before the activation: both still sign with the
+    // old key (each instance's own interval would have switched them at 1 s and 3 s).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(activates_in() > Duration::from_secs(10));
+    for base in &bases {
+        let login = login_at(&world, base, "rotor").await;
+        assert_eq!(
+            kid(login["access_token"].as_str().expect("token")),
+            old_kid,
+            "{base}"
+        );
+        assert!(
+            jwks_at(&world, base).await.find(&added.kid).is_some(),
+            "{base}"
+        );
+    }
+    tokio::time::sleep(activates_in() + Duration::from_millis(500)).await;
+    for base in &bases {
+        let login = login_at(&world, base, "rotor").await;
+        assert_eq!(
+            kid(login["access_token"].as_str().expect("token")),
+            added.kid,
+            "{base}"
+        );
+        let jwks = jwks_at(&world, base).await;
+        assert!(jwks.find(&old_kid).is_some(), "old key kept by {base}");
+    }
 }

@@ -318,6 +318,22 @@ pub struct Readiness {
     /// The NATS JetStream relay's progress, when `IDENTITY_NATS_URL` is set.
     #[schema(required = false)]
     pub nats_relay: Option<RelayProgress>,
+    /// The token signing keys as this instance has them.
+    pub signing_keys: SigningKeysStatus,
+}
+
+#[derive(ToSchema)]
+pub struct SigningKeysStatus {
+    /// Keys loaded (retired ones included).
+    pub loaded: u64,
+    /// When the keys were last read from the database.
+    #[schema(example = "2026-01-01T00:00:00Z")]
+    pub last_reload: String,
+    /// Seconds since then: past the reload interval, reloads are failing (see the warn log;
+    /// they are retried every second).
+    pub secs_since_reload: i64,
+    /// `IDENTITY_SIGNING_KEY_RELOAD_SECS`.
+    pub reload_interval_secs: u64,
 }
 
 #[derive(ToSchema)]

@@ -180,6 +180,24 @@ pub struct StoredSigningKey {
     /// The private key, sealed under the master key.
     pub sealed_private_key: Vec<u8>,
     pub created_at: DateTime<Utc>,
+    /// When it starts signing (stored at insert, by the database's clock); `None` for the
+    /// first key (it signs at once) and keys made before migration 0031.
+    pub activates_at: Option<DateTime<Utc>>,
+    /// When it stops verifying and leaves the JWKS, set when the next key is added; `None`
+    /// until then (and for keys retired before migration 0031: computed as before).
+    pub retire_after: Option<DateTime<Utc>>,
+    /// Set by `identityd keys retire`: the key neither signs, verifies nor is published.
+    pub retired_at: Option<DateTime<Utc>>,
+}
+
+/// What `SigningKeyStore::retire_signing_key` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SigningKeyRetirement {
+    Retired,
+    NotFound,
+    AlreadyRetired,
+    /// The key is the newest one not retired: the one that signs, or will. Refused.
+    Signs,
 }
 
 #[async_trait]
@@ -250,7 +268,7 @@ pub trait SessionKeyVault: Send + Sync {
 /// The token signing keys shared by every instance.
 #[async_trait]
 pub trait SigningKeyStore: Send + Sync {
-    /// Every key, newest first.
+    /// Every key, retired ones too, newest first.
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError>;
     /// Inserts the key unless one already exists (another instance won the race); either way
     /// returns the keys now stored, newest first.
@@ -258,8 +276,20 @@ pub trait SigningKeyStore: Send + Sync {
         &self,
         key: StoredSigningKey,
     ) -> Result<Vec<StoredSigningKey>, StoreError>;
-    /// Adds a key (`identityd keys rotate`); instances pick it up at their next reload.
-    async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError>;
+    /// Adds a key (`identityd keys rotate`); instances pick it up at their next reload. In one
+    /// transaction, by the database's clock: the key's `created_at` is now, its `activates_at`
+    /// now + `activation`, and the previous newest key's `retire_after` (unless set) that
+    /// activation + `retention`. Returns the key as stored.
+    async fn insert_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        activation: std::time::Duration,
+        retention: std::time::Duration,
+    ) -> Result<StoredSigningKey, StoreError>;
+    /// Marks the key retired now (`identityd keys retire`), unless it is the newest key not
+    /// retired (the one that signs, or will): one statement, so two retirements racing
+    /// cannot leave no key to sign with.
+    async fn retire_signing_key(&self, kid: &str) -> Result<SigningKeyRetirement, StoreError>;
 }
 
 /// One entry of the keyring (see `crate::keyring`), sealed under the master key.
@@ -278,9 +308,79 @@ pub struct KeyringRewrap {
     pub to: Vec<u8>,
 }
 
+/// A row sealed under a subkey of the keyring's sealing root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SealedRow {
+    /// `wechat_session_keys`, under `sealer("session-key")`, bound to `appid:openid`.
+    SessionKey { appid: String, openid: String },
+    /// `signing_keys`, under `sealer("signing-key")`, bound to the kid.
+    SigningKey { kid: String },
+    /// `user_data_keys`, under `sealer("user-data-key")`, bound to `user:{id}`.
+    DataKey { user_id: String },
+}
+
+impl SealedRow {
+    /// The subkey purpose the row is sealed under.
+    pub fn purpose(&self) -> &'static str {
+        match self {
+            Self::SessionKey { .. } => "session-key",
+            Self::SigningKey { .. } => crate::tokens::SIGNING_KEY_PURPOSE,
+            Self::DataKey { .. } => "user-data-key",
+        }
+    }
+
+    /// The context (AAD) the row is sealed with.
+    pub fn context(&self) -> Vec<u8> {
+        match self {
+            Self::SessionKey { appid, openid } => format!("{appid}:{openid}").into_bytes(),
+            Self::SigningKey { kid } => kid.clone().into_bytes(),
+            Self::DataKey { user_id } => format!("user:{user_id}").into_bytes(),
+        }
+    }
+}
+
+/// Re-sealing one row: applied only if it still holds `from`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RowReseal {
+    pub row: SealedRow,
+    pub from: Vec<u8>,
+    pub to: Vec<u8>,
+}
+
+/// A new sealing root (`identityd keys rotate-master --new-root`): every sealed row re-sealed,
+/// the keyring entries re-wrapped and the new root stored, in one transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reseal {
+    pub rewraps: Vec<KeyringRewrap>,
+    /// The sealing root's entry when the keyring has none yet (inserted, not replaced).
+    pub insert: Option<KeyringEntry>,
+    /// Every row of the three sealed tables: a row added meanwhile fails the reseal.
+    pub rows: Vec<RowReseal>,
+}
+
+impl Reseal {
+    /// How many rows of each table (session keys, signing keys, data keys) the plan covers.
+    pub fn counts(&self) -> [i64; 3] {
+        let mut counts = [0; 3];
+        for r in &self.rows {
+            counts[match r.row {
+                SealedRow::SessionKey { .. } => 0,
+                SealedRow::SigningKey { .. } => 1,
+                SealedRow::DataKey { .. } => 2,
+            }] += 1;
+        }
+        counts
+    }
+}
+
 /// The keyring: the only rows sealed directly under the master key.
 #[async_trait]
 pub trait KeyringStore: Send + Sync {
+    /// Every row sealed under a subkey of the sealing root, with its sealed value.
+    async fn sealed_rows(&self) -> Result<Vec<(SealedRow, Vec<u8>)>, StoreError>;
+    /// Applies the reseal in one transaction, with the sealed tables locked against writers;
+    /// `false` (and nothing written) when a row or entry changed since it was read.
+    async fn reseal(&self, plan: &Reseal) -> Result<bool, StoreError>;
     /// Every entry, by name.
     async fn keyring_entries(&self) -> Result<Vec<KeyringEntry>, StoreError>;
     /// Inserts the entry unless one of that name exists (another instance won the race);

@@ -35,7 +35,7 @@ use super::signal::AppendSignal;
 
 use super::{
     AppendBatch, AppendError, ClaimKey, DataKeyStore, EventStore, NonceStore, RecordedEvent,
-    SessionKeyVault, SigningKeyStore, Store, StoreError, StoredSigningKey,
+    SessionKeyVault, SigningKeyRetirement, SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
 pub struct PostgresStore {
@@ -249,18 +249,34 @@ impl SessionKeyVault for PostgresStore {
 #[async_trait]
 impl SigningKeyStore for PostgresStore {
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        let rows: Vec<(String, Vec<u8>, DateTime<Utc>)> = sqlx::query_as(
-            "SELECT kid, sealed_private_key, created_at FROM signing_keys ORDER BY created_at DESC, kid DESC",
+        type Row = (
+            String,
+            Vec<u8>,
+            DateTime<Utc>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+            Option<DateTime<Utc>>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT kid, sealed_private_key, created_at, activates_at, retire_after, retired_at \
+             FROM signing_keys ORDER BY created_at DESC, kid DESC",
         )
         .fetch_all(&self.pool)
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(kid, sealed_private_key, created_at)| StoredSigningKey {
-                kid,
-                sealed_private_key,
-                created_at,
-            })
+            .map(
+                |(kid, sealed_private_key, created_at, activates_at, retire_after, retired_at)| {
+                    StoredSigningKey {
+                        kid,
+                        sealed_private_key,
+                        created_at,
+                        activates_at,
+                        retire_after,
+                        retired_at,
+                    }
+                },
+            )
             .collect())
     }
 
@@ -289,16 +305,64 @@ impl SigningKeyStore for PostgresStore {
         self.signing_keys().await
     }
 
-    async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO signing_keys (kid, sealed_private_key, created_at) VALUES ($1, $2, $3)",
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn insert_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        activation: std::time::Duration,
+        retention: std::time::Duration,
+    ) -> Result<StoredSigningKey, StoreError> {
+        let mut tx = crate::sql::begin(&self.pool).await?;
+        // The database's clock, the one every instance shares: not the CLI host's.
+        let (created_at, activates_at): (DateTime<Utc>, DateTime<Utc>) = sqlx::query_as(
+            "INSERT INTO signing_keys (kid, sealed_private_key, created_at, activates_at) \
+             VALUES ($1, $2, now(), now() + make_interval(secs => $3)) \
+             RETURNING created_at, activates_at",
         )
         .bind(&key.kid)
         .bind(&key.sealed_private_key)
-        .bind(key.created_at)
+        .bind(activation.as_secs_f64())
+        .fetch_one(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE signing_keys SET retire_after = $1 WHERE retire_after IS NULL AND kid = \
+             (SELECT kid FROM signing_keys WHERE kid <> $2 ORDER BY created_at DESC, kid DESC LIMIT 1)")
+        .bind(activates_at + retention)
+        .bind(&key.kid)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(StoredSigningKey {
+            created_at,
+            activates_at: Some(activates_at),
+            retire_after: None,
+            retired_at: None,
+            ..key.clone()
+        })
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn retire_signing_key(&self, kid: &str) -> Result<SigningKeyRetirement, StoreError> {
+        let retired = sqlx::query(
+            "UPDATE signing_keys SET retired_at = now() WHERE kid = $1 AND retired_at IS NULL \
+             AND EXISTS (SELECT 1 FROM signing_keys AS newer WHERE newer.retired_at IS NULL \
+             AND (newer.created_at, newer.kid) > (signing_keys.created_at, signing_keys.kid))",
+        )
+        .bind(kid)
         .execute(&self.pool)
         .await?;
-        Ok(())
+        if retired.rows_affected() == 1 {
+            return Ok(SigningKeyRetirement::Retired);
+        }
+        let row: Option<(Option<DateTime<Utc>>,)> =
+            sqlx::query_as("SELECT retired_at FROM signing_keys WHERE kid = $1")
+                .bind(kid)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            None => SigningKeyRetirement::NotFound,
+            Some((Some(_),)) => SigningKeyRetirement::AlreadyRetired,
+            Some((None,)) => SigningKeyRetirement::Signs,
+        })
     }
 }
 

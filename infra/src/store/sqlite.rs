@@ -36,7 +36,7 @@ use super::signal::AppendSignal;
 
 use super::{
     AppendBatch, AppendError, ClaimKey, DataKeyStore, EventStore, NonceStore, RecordedEvent,
-    SessionKeyVault, SigningKeyStore, Store, StoreError, StoredSigningKey,
+    SessionKeyVault, SigningKeyRetirement, SigningKeyStore, Store, StoreError, StoredSigningKey,
 };
 
 pub struct SqliteStore {
@@ -313,19 +313,34 @@ impl SessionKeyVault for SqliteStore {
 #[async_trait]
 impl SigningKeyStore for SqliteStore {
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        let rows: Vec<(String, Vec<u8>, String)> = sqlx::query_as(
-            "SELECT kid, sealed_private_key, created_at FROM signing_keys ORDER BY created_at DESC, kid DESC",
+        type Row = (
+            String,
+            Vec<u8>,
+            String,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT kid, sealed_private_key, created_at, activates_at, retire_after, retired_at \
+             FROM signing_keys ORDER BY created_at DESC, kid DESC",
         )
         .fetch_all(&self.read)
         .await?;
+        let time = |t: Option<String>| t.as_deref().map(time_from_db).transpose();
         rows.into_iter()
-            .map(|(kid, sealed_private_key, created_at)| {
-                Ok(StoredSigningKey {
-                    kid,
-                    sealed_private_key,
-                    created_at: time_from_db(&created_at)?,
-                })
-            })
+            .map(
+                |(kid, sealed_private_key, created_at, activates_at, retire_after, retired_at)| {
+                    Ok(StoredSigningKey {
+                        kid,
+                        sealed_private_key,
+                        created_at: time_from_db(&created_at)?,
+                        activates_at: time(activates_at)?,
+                        retire_after: time(retire_after)?,
+                        retired_at: time(retired_at)?,
+                    })
+                },
+            )
             .collect()
     }
 
@@ -347,16 +362,69 @@ impl SigningKeyStore for SqliteStore {
         self.signing_keys().await
     }
 
-    async fn insert_signing_key(&self, key: &StoredSigningKey) -> Result<(), StoreError> {
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn insert_signing_key(
+        &self,
+        key: &StoredSigningKey,
+        activation: std::time::Duration,
+        retention: std::time::Duration,
+    ) -> Result<StoredSigningKey, StoreError> {
+        // One instance on SQLite: this host's clock is the database's.
+        let created_at = Utc::now();
+        let activates_at = created_at + activation;
+        let _turn = self.write_turn.lock().await;
+        let mut tx = crate::sql::begin_with(&self.write, "BEGIN IMMEDIATE").await?;
         sqlx::query(
-            "INSERT INTO signing_keys (kid, sealed_private_key, created_at) VALUES (?1, ?2, ?3)",
+            "INSERT INTO signing_keys (kid, sealed_private_key, created_at, activates_at) \
+             VALUES (?1, ?2, ?3, ?4)",
         )
         .bind(&key.kid)
         .bind(&key.sealed_private_key)
-        .bind(time_to_db(key.created_at))
+        .bind(time_to_db(created_at))
+        .bind(time_to_db(activates_at))
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE signing_keys SET retire_after = ?1 WHERE retire_after IS NULL AND kid = \
+             (SELECT kid FROM signing_keys WHERE kid <> ?2 ORDER BY created_at DESC, kid DESC LIMIT 1)")
+        .bind(time_to_db(activates_at + retention))
+        .bind(&key.kid)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(StoredSigningKey {
+            created_at: time_from_db(&time_to_db(created_at))?,
+            activates_at: Some(time_from_db(&time_to_db(activates_at))?),
+            retire_after: None,
+            retired_at: None,
+            ..key.clone()
+        })
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn retire_signing_key(&self, kid: &str) -> Result<SigningKeyRetirement, StoreError> {
+        // One instance on SQLite: this host's clock is the database's.
+        let retired = sqlx::query(
+            "UPDATE signing_keys SET retired_at = ?2 WHERE kid = ?1 AND retired_at IS NULL \
+             AND EXISTS (SELECT 1 FROM signing_keys AS newer WHERE newer.retired_at IS NULL \
+             AND (newer.created_at, newer.kid) > (signing_keys.created_at, signing_keys.kid))",
+        )
+        .bind(kid)
+        .bind(time_to_db(Utc::now()))
         .execute(&self.write)
         .await?;
-        Ok(())
+        if retired.rows_affected() == 1 {
+            return Ok(SigningKeyRetirement::Retired);
+        }
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT retired_at FROM signing_keys WHERE kid = ?1")
+                .bind(kid)
+                .fetch_optional(&self.write)
+                .await?;
+        Ok(match row {
+            None => SigningKeyRetirement::NotFound,
+            Some((Some(_),)) => SigningKeyRetirement::AlreadyRetired,
+            Some((None,)) => SigningKeyRetirement::Signs,
+        })
     }
 }
 

@@ -27,6 +27,9 @@ pub async fn only_the_first_signing_key_is_kept(db: Db) {
                     kid: format!("kid-{i}"),
                     sealed_private_key: vec![i; 32],
                     created_at: Utc::now().trunc_subsecs(6),
+                    activates_at: None,
+                    retire_after: None,
+                    retired_at: None,
                 };
                 start.wait().await;
                 store.insert_first_signing_key(key).await.unwrap()

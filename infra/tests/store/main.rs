@@ -82,7 +82,7 @@ both_backends!(
     a_claimant_loads_with_their_stream,
     releasing_a_users_claims_looks_them_up_by_user,
     api_keys_are_listed_and_revoked,
-    a_deployment_that_predates_the_keyring_keeps_its_subkeys,
+    rotate_master_gives_a_deployment_that_predates_the_keyring_a_new_sealing_root,
     rotate_master_rewraps_the_keyring_and_keeps_every_subkey,
     attempts_are_counted_per_window_and_given_back,
     rejections_are_tallied_bounded_and_forgotten,

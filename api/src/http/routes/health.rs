@@ -63,6 +63,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         "status": "ready",
         "database": state.store.backend(),
         "projections": lag,
+        "signing_keys": signing_keys(&state),
     });
     if let Some(stream) = &state.relay_stream {
         let relay = infra::relay::status(state.store.as_ref(), stream).await?;
@@ -74,4 +75,16 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         });
     }
     Ok(Json(answer))
+}
+
+/// The signing keys as this instance has them: how many, and how long since they were last
+/// read (a reload that keeps failing makes this grow past the reload interval).
+fn signing_keys(state: &AppState) -> Value {
+    let last = state.access_tokens.last_reload();
+    json!({
+        "loaded": state.access_tokens.loaded_keys(),
+        "last_reload": last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "secs_since_reload": (chrono::Utc::now() - last).num_seconds().max(0),
+        "reload_interval_secs": state.access_tokens.reload_interval().as_secs(),
+    })
 }
