@@ -51,16 +51,19 @@ pub async fn login(
         unionid: wx.unionid.clone(),
         source: UnionIdSource::Code2Session,
     };
+    let account = state.lookup_index.account(appid, &wx.openid);
     let sealed_session_key = state.session_key_sealer.seal(
         wx.session_key.expose().as_bytes(),
-        session_key_context(appid, &wx.openid).as_bytes(),
+        session_key_context(appid, &account).as_bytes(),
     );
     record_login(state, appid, &identity, Some(sealed_session_key), ctx).await
 }
 
-/// The AAD binding a sealed `session_key` to its account.
-pub fn session_key_context(appid: &AppId, openid: &OpenId) -> String {
-    format!("{appid}:{openid}")
+/// The AAD binding a sealed `session_key` to its row: the app and the account's keyed hash
+/// (`LookupIndex::account`), which addresses the row. A row is re-sealed by its own columns
+/// (`identityd keys rotate-master --new-root`), without the openid in clear.
+pub fn session_key_context(appid: &AppId, account: &str) -> String {
+    format!("{appid}:{account}")
 }
 
 /// Who WeChat says is logging in: from `code2Session`, or from a cloud function's

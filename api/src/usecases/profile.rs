@@ -44,16 +44,17 @@ async fn current_session_key(
     appid: &AppId,
     openid: &OpenId,
 ) -> Result<SessionKey, ApiError> {
+    let account = state.lookup_index.account(appid, openid);
     let sealed = state
         .store
-        .session_key(appid.as_str(), &state.lookup_index.account(appid, openid))
+        .session_key(appid.as_str(), &account)
         .await?
         .ok_or_else(|| {
             ApiError::InvalidRequest("no WeChat session for this user: log in again".into())
         })?;
     let plain = state
         .session_key_sealer
-        .open(&sealed, session_key_context(appid, openid).as_bytes())
+        .open(&sealed, session_key_context(appid, &account).as_bytes())
         .map_err(ApiError::internal)?;
     let text = String::from_utf8(plain).map_err(ApiError::internal)?;
     SessionKey::parse(&text).map_err(ApiError::internal)

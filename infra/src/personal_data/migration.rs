@@ -42,7 +42,7 @@ pub struct MigrationReport {
     pub events_blanked: u64,
     pub rejections_stripped: u64,
     pub claims_rekeyed: u64,
-    pub session_keys_rekeyed: u64,
+    pub session_keys_dropped: u64,
 }
 
 impl MigrationReport {
@@ -186,23 +186,18 @@ pub async fn seal_personal_data(
         store.rekey_claims(chunk).await?;
     }
 
-    // WeChat session keys are addressed by the account's keyed hash too.
-    let moved: Vec<(String, String, String)> = store
+    // WeChat session keys are addressed by the account's keyed hash now, and sealed bound to
+    // that address; one sealed under the clear openid cannot be re-bound without the sealer,
+    // so it is dropped: WeChat replaces it at the account's next `wx.login` anyway.
+    let clear: Vec<(String, String)> = store
         .session_key_accounts()
         .await?
         .into_iter()
         .filter(|(_, openid)| !LookupIndex::is_hash(openid))
-        .filter_map(|(appid, openid)| {
-            let hash = index.account(
-                &domain::AppId::parse(&appid).ok()?,
-                &domain::OpenId::parse(&openid).ok()?,
-            );
-            Some((appid, openid, hash))
-        })
         .collect();
-    report.session_keys_rekeyed = moved.len() as u64;
-    for chunk in moved.chunks(PAGE as usize) {
-        store.rekey_session_keys(chunk).await?;
+    report.session_keys_dropped = clear.len() as u64;
+    for (appid, openid) in &clear {
+        store.delete_session_key(appid, openid).await?;
     }
 
     store.purge_deleted().await?;

@@ -487,12 +487,6 @@ pub trait LogRewrite: Send + Sync {
     async fn rekey_claims(&self, changes: &[(String, String, String)]) -> Result<(), StoreError>;
     /// Every `(appid, openid)` the session-key vault holds a key for.
     async fn session_key_accounts(&self) -> Result<Vec<(String, String)>, StoreError>;
-    /// Moves session keys to a new address: `(appid, old openid, new openid)`. Where the new
-    /// address holds a key already, that one (the newer) is kept and the old one dropped.
-    async fn rekey_session_keys(
-        &self,
-        changes: &[(String, String, String)],
-    ) -> Result<(), StoreError>;
 }
 
 /// Everything the service keeps in its database.

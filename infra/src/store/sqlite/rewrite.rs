@@ -90,31 +90,4 @@ impl LogRewrite for SqliteStore {
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
     }
-
-    async fn rekey_session_keys(
-        &self,
-        changes: &[(String, String, String)],
-    ) -> Result<(), StoreError> {
-        let _turn = self.write_turn.lock().await;
-        let mut tx = crate::sql::begin_with(&self.write, "BEGIN IMMEDIATE").await?;
-        for (appid, old, new) in changes {
-            sqlx::query(
-                "UPDATE wechat_session_keys SET openid = ?3 WHERE appid = ?1 AND openid = ?2 \
-                 AND NOT EXISTS (SELECT 1 FROM wechat_session_keys \
-                 WHERE appid = ?1 AND openid = ?3)",
-            )
-            .bind(appid)
-            .bind(old)
-            .bind(new)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query("DELETE FROM wechat_session_keys WHERE appid = ?1 AND openid = ?2")
-                .bind(appid)
-                .bind(old)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        Ok(())
-    }
 }
