@@ -72,8 +72,10 @@ pub async fn authorize_profile(
     let openid = user.openid_for(appid).cloned().ok_or(ApiError::NotFound)?;
     let encrypted =
         EncryptedData::parse(&payload.encrypted_data, &payload.iv).map_err(ApiError::UserData)?;
-    let attempt = DecryptAttempt::begin(state, user_id).await?;
+    // No key (never logged in, or retired after too many failures): nothing to attempt, so
+    // nothing is counted; the answer asks for a new login.
     let session_key = current_session_key(state, appid, &openid).await?;
+    let attempt = DecryptAttempt::begin(state, user_id).await?;
     let (data, unionid) = attempt
         .open(
             &session_key,

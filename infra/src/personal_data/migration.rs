@@ -26,7 +26,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::codec::{blank_payload, seal_payload, PersonalKeys};
-use super::{LookupIndex, PersonalData, PersonalDataError};
+use super::{AccountKey, LookupIndex, PersonalData, PersonalDataError};
 use crate::store::{RecordedEvent, Store};
 
 /// The name it is recorded under.
@@ -187,7 +187,7 @@ pub async fn seal_personal_data(
     }
 
     // WeChat session keys are addressed by the account's keyed hash too.
-    let moved: Vec<(String, String, String)> = store
+    let moved: Vec<(String, String, AccountKey)> = store
         .session_key_accounts()
         .await?
         .into_iter()

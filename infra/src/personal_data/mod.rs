@@ -20,7 +20,7 @@ use crate::crypto::{MasterKey, Sealer};
 use crate::store::{DataKeyStore, StoreError};
 
 pub use codec::{open_event, open_metadata, seal_event, PersonalKeys};
-pub use index::LookupIndex;
+pub use index::{AccountKey, LookupIndex};
 
 const PREFIX: &str = "pd1.";
 

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::PostgresStore;
 use crate::store::prepared::{metadata_to_json, schema_version_to_db};
-use crate::store::{LogRewrite, RecordedEvent, StoreError, StoredClaim};
+use crate::store::{AccountKey, LogRewrite, RecordedEvent, StoreError, StoredClaim};
 
 #[async_trait]
 impl LogRewrite for PostgresStore {
@@ -72,7 +72,7 @@ impl LogRewrite for PostgresStore {
             sqlx::query("UPDATE claims SET value = $3 WHERE kind = $1 AND value = $2")
                 .bind(kind)
                 .bind(old)
-                .bind(new)
+                .bind(new.as_str())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -91,7 +91,7 @@ impl LogRewrite for PostgresStore {
 
     async fn rekey_session_keys(
         &self,
-        changes: &[(String, String, String)],
+        changes: &[(String, String, AccountKey)],
     ) -> Result<(), StoreError> {
         let mut tx = crate::sql::begin(&self.pool).await?;
         for (appid, old, new) in changes {
@@ -102,7 +102,7 @@ impl LogRewrite for PostgresStore {
             )
             .bind(appid)
             .bind(old)
-            .bind(new)
+            .bind(new.as_str())
             .execute(&mut *tx)
             .await?;
             sqlx::query("DELETE FROM wechat_session_keys WHERE appid = $1 AND openid = $2")

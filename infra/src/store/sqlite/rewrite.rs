@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use super::{time_to_db, uuid_from_db, SqliteStore};
 use crate::store::prepared::{metadata_to_json, schema_version_to_db};
-use crate::store::{LogRewrite, RecordedEvent, StoreError, StoredClaim};
+use crate::store::{AccountKey, LogRewrite, RecordedEvent, StoreError, StoredClaim};
 
 #[async_trait]
 impl LogRewrite for SqliteStore {
@@ -74,7 +74,7 @@ impl LogRewrite for SqliteStore {
             sqlx::query("UPDATE claims SET value = ?3 WHERE kind = ?1 AND value = ?2")
                 .bind(kind)
                 .bind(old)
-                .bind(new)
+                .bind(new.as_str())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -93,7 +93,7 @@ impl LogRewrite for SqliteStore {
 
     async fn rekey_session_keys(
         &self,
-        changes: &[(String, String, String)],
+        changes: &[(String, String, AccountKey)],
     ) -> Result<(), StoreError> {
         let _turn = self.write_turn.lock().await;
         let mut tx = crate::sql::begin_with(&self.write, "BEGIN IMMEDIATE").await?;
@@ -105,7 +105,7 @@ impl LogRewrite for SqliteStore {
             )
             .bind(appid)
             .bind(old)
-            .bind(new)
+            .bind(new.as_str())
             .execute(&mut *tx)
             .await?;
             sqlx::query("DELETE FROM wechat_session_keys WHERE appid = ?1 AND openid = ?2")
