@@ -79,8 +79,10 @@ pub fn user_from_stored(
     Ok((user, events.len()))
 }
 
-/// Whether a user's sessions may work: a block or an erasure ends them at once, so every
-/// authenticated request and refresh asks (user streams are short).
+/// How refresh names a user's standing before `Session::in_force` decides: while the user is
+/// blocked, a genuine refresh token answers 403 `user_blocked` (it tells the app why); an
+/// erased user's session has simply ended (401). Whether a session works at all is
+/// `Session::in_force`'s decision alone (access tokens, introspection and refresh).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {
     Good,
