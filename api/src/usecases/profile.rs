@@ -317,8 +317,9 @@ pub async fn withdraw(
     .await
 }
 
-/// Erasure. The WeChat session keys go first (their rows name the openid; a crash after this
-/// step leaves a user who simply logs in again). Then `UserErased`, whose append frees the
+/// Erasure. The WeChat session keys go first (their rows are addressed by the account's keyed
+/// hash, computed from the openid, which no longer opens once the data key is gone; a crash
+/// after this step leaves a user who simply logs in again). Then `UserErased`, whose append frees the
 /// person's claims and, in the same transaction, deletes their data key (a trigger on the
 /// events table): no crash can leave an erased user's sealed fields readable. Last, the
 /// database's files are purged of the deleted rows' old copies (SQLite's WAL); the next start
