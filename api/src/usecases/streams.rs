@@ -157,32 +157,21 @@ pub fn to_new_events<E: DomainEvent>(
     now: DateTime<Utc>,
     key: Option<&UserKey>,
 ) -> Result<Vec<NewEvent>, ApiError> {
-    let mut wrapped = to_new_app_events(events, metadata, now)?;
-    for event in &mut wrapped {
-        seal_event(event, key);
-    }
-    Ok(wrapped)
-}
-
-/// Wraps events that have no subject user (an app's stream) for the store, as they are.
-pub fn to_new_app_events<E: DomainEvent>(
-    events: &[E],
-    metadata: &Metadata,
-    now: DateTime<Utc>,
-) -> Result<Vec<NewEvent>, ApiError> {
     events
         .iter()
         .map(|event| {
             let (event_type, payload) =
                 domain::events::to_stored(event).map_err(ApiError::internal)?;
-            Ok(NewEvent {
+            let mut wrapped = NewEvent {
                 event_id: EventId::from_uuid(Uuid::now_v7()),
                 event_type,
                 schema_version: event.schema_version(),
                 occurred_at: now,
                 payload,
                 metadata: metadata.clone(),
-            })
+            };
+            seal_event(&mut wrapped, key);
+            Ok(wrapped)
         })
         .collect()
 }
