@@ -40,7 +40,9 @@ fn decode<E: DomainEvent + DeserializeOwned>(
 }
 
 /// A user's state with their personal data opened, the number of events it was built from,
-/// and their data key (`None` once erased) for sealing what is appended next.
+/// and their data key (`None` once erased) for sealing what is appended next and opening their
+/// sealed fields (profile, phone, sessions' login fields) without reading it again.
+#[derive(Debug)]
 pub struct LoadedUser {
     pub user: User,
     pub version: usize,
@@ -105,14 +107,14 @@ impl Standing {
 /// The session if it is that user's and still in force at `now` (`Session::in_force`: active,
 /// within its lifetimes, its user in good standing and not blocked or unblocked since it
 /// began), with the user: both streams in one read (an access token names both), the user's
-/// data key read beside it, and the user's personal data opened (`/v1/me` shows it).
+/// data key read beside it and returned with them (the request opens what it shows with it).
 pub async fn load_session_of_user_in_force(
     state: &AppState,
     id: SessionId,
     user_id: UserId,
     now: DateTime<Utc>,
     lifetime: &SessionLifetime,
-) -> Result<Option<(Session, usize, User)>, ApiError> {
+) -> Result<Option<(Session, usize, LoadedUser)>, ApiError> {
     let store = state.store.as_ref();
     let (session_stream, user_stream) = (id.stream(), user_id.stream());
     let streams = [session_stream.clone(), user_stream];
@@ -128,10 +130,16 @@ pub async fn load_session_of_user_in_force(
     if session.user_id() != Some(user_id) {
         return Ok(None);
     }
-    let (user, _) = user_from_stored(&user_events, key.as_ref())?;
-    Ok(session
-        .in_force(&user, now, lifetime)
-        .then_some((session, version, user)))
+    let (user, user_version) = user_from_stored(&user_events, key.as_ref())?;
+    if !session.in_force(&user, now, lifetime) {
+        return Ok(None);
+    }
+    let user = LoadedUser {
+        user,
+        version: user_version,
+        key,
+    };
+    Ok(Some((session, version, user)))
 }
 
 pub async fn load_session(
