@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use domain::AppId;
-use identity_tests::{both_backends, World, APP_A};
+use identity_tests::{both_backends, World, ADMIN_TOKEN, APP_A};
 use infra::crypto::MasterKey;
 use infra::wechat::sim::Simulator;
 use jsonwebtoken::jwk::JwkSet;
@@ -222,7 +222,7 @@ async fn after_rotate_master_the_new_key_alone_opens_everything(world: World) {
     let admin: Value = world
         .http
         .get(format!("{base}/v1/admin/users?phone=%2B86{number}"))
-        .bearer_auth("test-admin-token")
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .expect("answer")
