@@ -154,28 +154,17 @@ impl World {
             apps: serde_json::from_value::<Apps>(json!(apps)).expect("apps"),
             admin_token: Some(ADMIN_TOKEN.to_owned().into()),
             master_key: Some(self.master_key.clone().into()),
-            master_key_previous: None,
-            nats_url: None,
-            nats_stream: "IDENTITY_EVENTS".into(),
-            nats_subject_prefix: "identity.events".into(),
             token_issuer: "identityd-test".into(),
-            access_token_ttl_secs: 900,
             // Short, so a rotated signing key reaches every instance within the test.
             signing_key_reload_secs: 1,
-            session_max_age_secs: 30 * 24 * 3600,
-            session_idle_secs: 7 * 24 * 3600,
+            // Tests that need the limits turn them on.
             login_rate_per_minute: 0,
-            trusted_proxies: Default::default(),
-            max_connections: 10_000,
-            header_read_timeout_secs: 10,
-            request_timeout_secs: 30,
-            max_streams_per_key: 4,
             auth_failures_per_minute: 0,
             cloud_login_secrets: serde_json::from_value::<Apps>(json!(format!(
                 "{APP_A}:{CLOUD_SECRET_A}"
             )))
             .expect("cloud secrets"),
-            rejection_retention_days: 30,
+            ..Config::defaults()
         }
     }
 
