@@ -1,8 +1,8 @@
 //! Personal data in events, sealed under a per-user data key (crypto-shredding).
 //!
 //! Each user gets a random 256-bit data key when their first event is written; it is stored
-//! sealed under the master key. Events carry personal fields only as `pd1.<base64>` sealed
-//! under that key, bound to the user id ([`codec`] says which fields, and seals and opens them
+//! sealed under a keyring subkey (`crate::keyring`). Events carry personal fields only as
+//! `pd1.<base64>` sealed under that key, bound to the user id ([`codec`] says which fields, and seals and opens them
 //! at the boundary where events are encoded and decoded). Erasure deletes the key: the
 //! immutable log still replays, and every sealed field in it is noise.
 

@@ -312,7 +312,7 @@ pub trait ApiKeyStore: Send + Sync {
     ) -> Result<Option<StoredApiKey>, StoreError>;
 }
 
-/// Per-user data keys (sealed under the master key) for crypto-shredding.
+/// Per-user data keys (sealed under a keyring subkey) for crypto-shredding.
 #[async_trait]
 pub trait DataKeyStore: Send + Sync {
     /// The user's sealed data key, if it exists (and was not destroyed).
