@@ -218,6 +218,14 @@ impl Config {
         })
     }
 
+    /// The defaults alone (no file, no environment), for code that builds a configuration
+    /// itself (tests, the benchmark): `Config { database_url, .., ..Config::defaults() }`, so a
+    /// setting added later needs no change there.
+    pub fn defaults() -> Self {
+        Self::extract(Figment::from(Serialized::defaults(DEFAULTS)))
+            .expect("the defaults are a valid configuration")
+    }
+
     /// Loads the layers. `file` is the `--config` path, if any.
     pub fn load(file: Option<&Path>) -> Result<Self, Box<figment::Error>> {
         Self::extract(Self::figment(file))
@@ -326,6 +334,15 @@ impl<'de> Deserialize<'de> for Apps {
 #[allow(clippy::result_large_err)] // `figment::Jail` closures return `figment::Error` unboxed.
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_defaults_stand_alone() {
+        let config = Config::defaults();
+        assert_eq!(config.database_url, DEFAULTS.database_url);
+        assert_eq!(config.session_idle_secs, DEFAULTS.session_idle_secs);
+        assert!(config.admin_token.is_none() && config.master_key.is_none());
+        assert!(config.apps.0.is_empty());
+    }
 
     #[test]
     fn defaults_then_file_then_environment() {

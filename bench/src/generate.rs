@@ -2,9 +2,13 @@
 //! 1000 events per `AppendBatch`, several appenders at once), the payload shapes the service
 //! writes. People register (half of them with a unionid), come back and log in again (a few
 //! heavy users log in very often), sometimes in the second app (accounts linked), refresh and
-//! log out; a few logins are rejected and a few users blocked.
+//! log out; a few users are blocked.
 //!
-//! Claims are not written: nothing measured here reads them.
+//! What is written is what the service writes now: every user gets a data key at
+//! registration, personal fields and metadata are sealed under it by the service's own codec
+//! (`infra::personal_data::seal_event`) at the current schema versions, and the claims are the
+//! keyed hashes the login path looks up. Refused logins are not events any more, so none are
+//! written. The service's one-time personal-data migration therefore finds nothing to seal.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,8 +16,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, Utc};
-use domain::{Actor, AppId, Device, EventId, Metadata, StreamId, UserId};
-use infra::store::{AppendBatch, ExpectedVersion, NewEvent, Store};
+use domain::{Actor, AppId, Claim, Device, EventId, Metadata, OpenId, StreamId, UnionId, UserId};
+use infra::crypto::MasterKey;
+use infra::keyring::MasterKeys;
+use infra::personal_data::{seal_event, LookupIndex, PersonalData, UserKey};
+use infra::store::{AppendBatch, ClaimKey, ExpectedVersion, NewEvent, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
@@ -44,6 +51,28 @@ struct Person {
     n: u64,
     unionid: bool,
     linked_b: bool,
+    key: Arc<UserKey>,
+}
+
+/// The keys the service would seal and hash with: opened from the database's keyring, as the
+/// service opens it (made on first use, so the service finds the same one).
+pub struct Keys {
+    data: PersonalData,
+    index: LookupIndex,
+}
+
+impl Keys {
+    pub async fn open(store: &dyn Store, master_key: &str) -> anyhow::Result<Self> {
+        let keys = MasterKeys {
+            current: MasterKey::from_base64(master_key)?,
+            previous: None,
+        };
+        let keyring = infra::keyring::open(store, &keys).await?;
+        Ok(Self {
+            data: PersonalData::new(&keyring.sealing),
+            index: LookupIndex::new(&keyring.lookup),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -89,7 +118,10 @@ pub async fn run(
     events: u64,
     appenders: usize,
     start: DateTime<Utc>,
+    keys: Arc<Keys>,
 ) -> anyhow::Result<Generated> {
+    // Each appender keeps its shard from phase to phase: openids and unionids are numbered
+    // per shard, and their claims must not collide.
     population.shards.resize(appenders, Vec::new());
     let reserved = Arc::new(AtomicU64::new(0));
     let clock = Arc::new(AtomicU64::new(population.generated));
@@ -97,8 +129,11 @@ pub async fn run(
     let mut tasks = tokio::task::JoinSet::new();
     for (shard_no, people) in population.shards.drain(..).enumerate() {
         let (store, reserved, clock) = (store.clone(), reserved.clone(), clock.clone());
+        let keys = keys.clone();
         tasks.spawn(async move {
             let mut writer = Writer {
+                store: store.clone(),
+                keys,
                 people,
                 rng: StdRng::from_entropy(),
                 shard: shard_no as u64,
@@ -114,19 +149,20 @@ pub async fn run(
                 }
                 let want = BATCH_EVENTS.min(events - from) as usize;
                 while writer.batch.len < want {
-                    writer.act();
+                    writer.act().await?;
                 }
                 let batch = std::mem::take(&mut writer.batch).into_append();
                 store.append(batch).await?;
                 appends += 1;
             }
-            anyhow::Ok((writer.people, appends))
+            anyhow::Ok((shard_no, writer.people, appends))
         });
     }
     let mut appends = 0;
+    population.shards.resize(appenders, Vec::new());
     while let Some(joined) = tasks.join_next().await {
-        let (people, done) = joined??;
-        population.shards.push(people);
+        let (shard_no, people, done) = joined??;
+        population.shards[shard_no] = people;
         appends += done;
     }
     let written = clock.load(Ordering::Relaxed) - population.generated;
@@ -143,6 +179,8 @@ pub async fn run(
 
 /// One appender's state.
 struct Writer {
+    store: Arc<dyn Store>,
+    keys: Arc<Keys>,
     people: Vec<Person>,
     rng: StdRng,
     shard: u64,
@@ -153,28 +191,15 @@ struct Writer {
 }
 
 impl Writer {
-    /// One thing that happens: a new person's first login, a returning login, a rejected
-    /// login, or an admin blocking someone.
-    fn act(&mut self) {
+    /// One thing that happens: a new person's first login, a returning login, or an admin
+    /// blocking someone.
+    async fn act(&mut self) -> anyhow::Result<()> {
         let roll: f64 = self.rng.gen();
         if self.people.is_empty() || roll < 0.10 {
-            self.register();
-        } else if roll < 0.105 {
-            let reason = "invalid_code";
-            let ip = self.ip();
-            let payload =
-                json!({"appid": APP_A, "reason": reason, "openid": null, "client_ip": ip});
-            let app = AppId::parse(APP_A).expect("bench appid");
-            self.push(
-                StreamId::for_app(&app),
-                "LoginRejected",
-                payload,
-                Actor::System,
-                APP_A,
-            );
-        } else if roll < 0.106 {
+            self.register().await?;
+        } else if roll < 0.101 {
             let who = self.rng.gen_range(0..self.people.len());
-            let id = self.people[who].id;
+            let (id, key) = (self.people[who].id, self.people[who].key.clone());
             let stream = UserId::from_uuid(id).stream();
             let admin = Actor::Admin("bench".into());
             self.push(
@@ -183,6 +208,7 @@ impl Writer {
                 json!({"reason": "spam"}),
                 admin,
                 APP_A,
+                &key,
             );
         } else {
             // Skewed towards early people: a few log in very often, most now and then.
@@ -190,14 +216,30 @@ impl Writer {
             let who = ((self.people.len() as f64) * skew) as usize;
             self.login(who.min(self.people.len() - 1), false);
         }
+        Ok(())
     }
 
-    fn register(&mut self) {
+    async fn register(&mut self) -> anyhow::Result<()> {
         let id = Uuid::now_v7();
+        let user_id = UserId::from_uuid(id);
+        // As a registration does: the key first (one write), then the events sealed under it.
+        let key = Arc::new(
+            self.keys
+                .data
+                .create_key(self.store.as_ref(), user_id)
+                .await?,
+        );
         let n = self.people.len() as u64;
         let unionid = self.rng.gen_bool(0.5);
         let openid = openid(self.shard, n, APP_A);
-        let stream = UserId::from_uuid(id).stream();
+        self.claim(
+            Claim::WeChatAccount {
+                appid: AppId::parse(APP_A)?,
+                openid: OpenId::parse(&openid)?,
+            },
+            user_id,
+        );
+        let stream = user_id.stream();
         let payload = json!({"user_id": id, "appid": APP_A, "openid": openid});
         self.push(
             stream.clone(),
@@ -205,39 +247,70 @@ impl Writer {
             payload,
             Actor::System,
             APP_A,
+            &key,
         );
         if unionid {
-            let payload = json!({"unionid": format!("ou_bench_{}_{n}", self.shard), "source": "code2_session"});
-            self.push(stream, "UnionIdLinked", payload, Actor::System, APP_A);
+            let unionid = format!("ou_bench_{}_{n}", self.shard);
+            self.claim(Claim::UnionId(UnionId::parse(&unionid)?), user_id);
+            let payload = json!({"unionid": unionid, "source": "code2_session"});
+            self.push(stream, "UnionIdLinked", payload, Actor::System, APP_A, &key);
         }
         self.people.push(Person {
             id,
             n,
             unionid,
             linked_b: false,
+            key,
         });
         self.login(self.people.len() - 1, true);
+        Ok(())
+    }
+
+    fn claim(&mut self, claim: Claim, owner: UserId) {
+        let key = self.keys.index.claim(&claim);
+        self.batch.claims.push((key, owner));
     }
 
     fn login(&mut self, who: usize, new_user: bool) {
         let in_b = !new_user && self.people[who].unionid && self.rng.gen_bool(0.3);
-        let Person { id, n, .. } = self.people[who];
+        let (id, n, key) = {
+            let person = &self.people[who];
+            (person.id, person.n, person.key.clone())
+        };
         let appid = if in_b { APP_B } else { APP_A };
         let openid = openid(self.shard, n, appid);
         if in_b && !self.people[who].linked_b {
             self.people[who].linked_b = true;
+            let account = Claim::WeChatAccount {
+                appid: AppId::parse(APP_B).expect("bench appid"),
+                openid: OpenId::parse(&openid).expect("bench openid"),
+            };
+            self.claim(account, UserId::from_uuid(id));
             let payload = json!({"appid": APP_B, "openid": openid});
             let stream = UserId::from_uuid(id).stream();
-            self.push(stream, "WeChatAccountLinked", payload, Actor::System, APP_B);
+            self.push(
+                stream,
+                "WeChatAccountLinked",
+                payload,
+                Actor::System,
+                APP_B,
+                &key,
+            );
         }
         let session = Uuid::now_v7();
         let stream = StreamId::from_stored(format!("session-{session}"));
         let me = Actor::User(UserId::from_uuid(id));
-        // Schema version 2, as the service writes it (a parsed `device` object).
         let device = Device::from_user_agent(DEVICE);
         let payload = json!({"session_id": session, "user_id": id, "appid": appid,
             "openid": openid, "is_new_user": new_user, "client_ip": self.ip(), "device": device});
-        self.push(stream.clone(), "UserLoggedIn", payload, me.clone(), appid);
+        self.push(
+            stream.clone(),
+            "UserLoggedIn",
+            payload,
+            me.clone(),
+            appid,
+            &key,
+        );
         if self.rng.gen_bool(0.4) {
             let payload = json!({"generation": 1});
             self.push(
@@ -246,10 +319,11 @@ impl Writer {
                 payload,
                 me.clone(),
                 appid,
+                &key,
             );
         }
         if self.rng.gen_bool(0.1) {
-            self.push(stream, "UserLoggedOut", json!({}), me, appid);
+            self.push(stream, "UserLoggedOut", json!({}), me, appid, &key);
         }
     }
 
@@ -269,6 +343,7 @@ impl Writer {
         payload: Value,
         actor: Actor,
         app: &str,
+        key: &UserKey,
     ) {
         let tick = self.clock.fetch_add(1, Ordering::Relaxed) as i64;
         let metadata = Metadata {
@@ -279,14 +354,15 @@ impl Writer {
             correlation_id: Uuid::now_v7(),
             causation_id: None,
         };
-        let event = NewEvent {
+        let mut event = NewEvent {
             event_id: EventId::from_uuid(Uuid::now_v7()),
             event_type: event_type.to_owned(),
-            schema_version: if event_type == "UserLoggedIn" { 2 } else { 1 },
+            schema_version: domain::upcast::current_version(event_type),
             occurred_at: self.start + Duration::milliseconds(EVENT_SPACING_MS * tick),
             payload,
             metadata,
         };
+        seal_event(&mut event, Some(key));
         self.batch.push(stream, event);
     }
 }
@@ -296,6 +372,7 @@ impl Writer {
 struct Batch {
     streams: Vec<(StreamId, Vec<NewEvent>)>,
     index: HashMap<StreamId, usize>,
+    claims: Vec<(ClaimKey, UserId)>,
     len: usize,
 }
 
@@ -310,11 +387,15 @@ impl Batch {
     }
 
     fn into_append(self) -> AppendBatch {
-        self.streams
+        let batch = self
+            .streams
             .into_iter()
             .fold(AppendBatch::default(), |batch, (stream, events)| {
                 batch.stream(stream, ExpectedVersion::Any, events)
-            })
+            });
+        self.claims
+            .into_iter()
+            .fold(batch, |batch, (claim, owner)| batch.claim(claim, owner))
     }
 }
 

@@ -19,6 +19,7 @@ mod stream;
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
@@ -329,6 +330,7 @@ async fn measure(
 
     // The generated log: replay, then admin queries and the stream through the service.
     let store = infra::store::connect(&db.url).await?;
+    let keys = Arc::new(generate::Keys::open(store.as_ref(), &db.master_key).await?);
     let mut population = Population::default();
     let total = plan.large_events.unwrap_or(plan.events).max(plan.events);
     let start =
@@ -343,6 +345,7 @@ async fn measure(
             plan.events,
             args.appenders,
             start,
+            keys.clone(),
         ),
     )
     .await?;
@@ -387,7 +390,14 @@ async fn measure(
         let generated = timed(
             timings,
             &format!("{name}: generate {more}"),
-            generate::run(store.clone(), &mut population, more, args.appenders, start),
+            generate::run(
+                store.clone(),
+                &mut population,
+                more,
+                args.appenders,
+                start,
+                keys.clone(),
+            ),
         )
         .await?;
         eprintln!("  {:.0} events/s", generated.events_per_sec);

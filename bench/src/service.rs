@@ -201,27 +201,11 @@ impl Service {
                     apps: serde_json::from_value::<Apps>(serde_json::json!(apps()))?,
                     admin_token: Some(ADMIN_TOKEN.to_owned().into()),
                     master_key: Some(db.master_key.clone().into()),
-                    master_key_previous: None,
-                    nats_url: None,
-                    nats_stream: "IDENTITY_EVENTS".into(),
-                    nats_subject_prefix: "identity.events".into(),
                     token_issuer: "identityd-bench".into(),
-                    access_token_ttl_secs: 900,
-                    signing_key_reload_secs: 30,
-                    session_max_age_secs: 30 * 24 * 3600,
-                    session_idle_secs: 7 * 24 * 3600,
                     login_rate_per_minute: 0,
-                    trusted_proxies: Default::default(),
-                    max_connections: 10_000,
                     max_connections_per_ip: 0,
-                    header_read_timeout_secs: 10,
-                    request_timeout_secs: 30,
-                    write_timeout_secs: 30,
-                    shutdown_grace_secs: 35,
-                    max_streams_per_key: 4,
                     auth_failures_per_minute: 0,
-                    cloud_login_secrets: Apps::default(),
-                    rejection_retention_days: 30,
+                    ..Config::defaults()
                 };
                 let app = Application::build(&config).await?;
                 let base = format!("http://{}", app.local_addr());

@@ -8,15 +8,14 @@
 //! - its value is a boolean, a number or null (flags, counters, generations: never personal), or
 //! - its name ends in `_id` (`user_id`, `session_id`; not [`NEVER_KEPT`]), or is one of
 //!   [`KEPT_FIELDS`] (`appid`, `reason`, `authorization`, `fields`, `generation`, `source`,
-//!   `is_new_user`, and a device's `platform` and `wechat_version`),
+//!   `is_new_user`; the same list as `docs/events.md`, which a test checks),
 //!
 //! and its value is not sealed personal data (a `pd1.` string: openid, unionid, client IP,
 //! device, free-text reasons, profile, phone), which is always redacted. Analytics sees
 //! `user_id`, never a WeChat identifier. The audit log keeps the same fields, with their
 //! sealed values (admins open them while the user has a data key): [`redact_for_audit`].
 //!
-//! An object is redacted field by field, whatever its name (so `device: {user_agent,
-//! platform, wechat_version}` shows its platform and WeChat version, not the user agent).
+//! An object is redacted field by field, whatever its name.
 //!
 //! Every other field keeps its name and has its value replaced by [`REDACTED`], so consumers
 //! see that, say, a phone number was bound without seeing it: sealed personal data (`profile`,
@@ -33,21 +32,16 @@ use crate::store::RecordedEvent;
 /// What replaces a redacted value.
 pub const REDACTED: &str = "[redacted]";
 
-/// Payload fields shown as they are (besides every `…_id`, boolean, number and null).
+/// Payload fields shown as they are (besides every `…_id`, boolean, number and null). Each is a
+/// field of some event's current schema, and `docs/events.md` lists exactly these (tested).
 pub const KEPT_FIELDS: &[&str] = &[
     "appid",
     "reason",
-    "scope",
-    "kind",
     "authorization",
     "fields",
     "generation",
     "source",
     "is_new_user",
-    // Inside `UserLoggedIn`'s `device` (v2): coarse, not identifying; its `user_agent` stays
-    // hidden.
-    "platform",
-    "wechat_version",
 ];
 
 /// Fields that end in `_id` yet hold personal data in clear.
@@ -160,11 +154,6 @@ fn payload_str(event: &RecordedEvent, key: &str) -> Option<String> {
     event.payload.get(key)?.as_str().map(str::to_owned)
 }
 
-/// The payload with every field not on the allow-list redacted (see the module docs).
-pub fn redact_payload(payload: &Value) -> Value {
-    serde_json::to_value(Redacted(payload, false, Sealed::Redact)).unwrap_or(Value::Null)
-}
-
 /// The same allow-list for the audit log, which keeps sealed values of kept fields (a block
 /// reason): the admin API opens them with the user's key, and nothing opens them once the
 /// user is erased.
@@ -182,6 +171,11 @@ mod tests {
 
     fn view_of(event: &RecordedEvent) -> Value {
         serde_json::to_value(analytics_view(event)).unwrap()
+    }
+
+    /// A payload as the analytics view shows it.
+    fn redact_payload(payload: &Value) -> Value {
+        serde_json::to_value(Redacted(payload, false, Sealed::Redact)).unwrap()
     }
     use chrono::{TimeZone, Utc};
     use domain::{Actor, AppId, EventId, Metadata, StreamId, UserId};
@@ -322,8 +316,8 @@ mod tests {
         assert_eq!(redact_payload(&json!("bare")), json!(REDACTED));
         assert_eq!(
             redact_payload(&json!({"device": {"user_agent": "Mozilla/5.0 iPhone",
-                                              "platform": "ios", "wechat_version": "8.0.40"}})),
-            json!({"device": {"user_agent": REDACTED, "platform": "ios", "wechat_version": "8.0.40"}})
+                                              "platform": "ios"}})),
+            json!({"device": {"user_agent": REDACTED, "platform": REDACTED}})
         );
         assert_eq!(redact_payload(&json!({})), json!({}));
     }
@@ -340,5 +334,47 @@ mod tests {
             redact_for_audit(&json!({"nickname": "pd1.x", "reason": "user_blocked"})),
             json!({"nickname": REDACTED, "reason": "user_blocked"})
         );
+    }
+
+    /// Every property name at any depth of a JSON Schema.
+    fn property_names(schema: &Value, names: &mut std::collections::BTreeSet<String>) {
+        match schema {
+            Value::Object(map) => {
+                if let Some(Value::Object(properties)) = map.get("properties") {
+                    names.extend(properties.keys().cloned());
+                }
+                map.values().for_each(|v| property_names(v, names));
+            }
+            Value::Array(items) => items.iter().for_each(|v| property_names(v, names)),
+            _ => {}
+        }
+    }
+
+    #[test]
+    fn every_kept_field_is_a_field_of_some_event() {
+        let mut names = std::collections::BTreeSet::new();
+        for schema in domain::event_schema::catalog() {
+            property_names(&schema.payload, &mut names);
+        }
+        for field in KEPT_FIELDS {
+            assert!(names.contains(*field), "no event has a `{field}` field");
+        }
+    }
+
+    #[test]
+    fn docs_list_the_kept_fields() {
+        let docs = include_str!("../../docs/events.md");
+        let start = docs
+            .find("keep their value only")
+            .expect("docs/events.md states the allow-list");
+        let end = start + docs[start..].find(';').expect("the list ends with `;`");
+        let listed: std::collections::BTreeSet<&str> = docs[start..end]
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .filter(|name| *name != "…_id")
+            .collect();
+        let kept: std::collections::BTreeSet<&str> = KEPT_FIELDS.iter().copied().collect();
+        assert_eq!(listed, kept, "docs/events.md and KEPT_FIELDS differ");
     }
 }

@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::str::FromStr;
+
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
@@ -71,6 +73,46 @@ pub async fn postgres_store() -> Option<(Arc<dyn Store>, String)> {
         .await
         .expect("open a fresh PostgreSQL store");
     Some((store, url))
+}
+
+/// Stores a session key the way the service did before the personal-data migration: addressed
+/// by the clear openid. The store itself no longer can (it takes an
+/// [`crate::personal_data::AccountKey`]), so the migration's test writes the row here.
+pub async fn put_clear_session_key(url: &str, appid: &str, openid: &str, sealed: &[u8]) {
+    let insert = |n: [&str; 4]| {
+        format!(
+            "INSERT INTO wechat_session_keys (appid, openid, sealed, updated_at) \
+             VALUES ({}, {}, {}, {})",
+            n[0], n[1], n[2], n[3]
+        )
+    };
+    if url.starts_with("sqlite:") {
+        let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+            .expect("a SQLite URL")
+            .busy_timeout(Duration::from_secs(10));
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .expect("connect to the test database");
+        sqlx::query(&insert(["?1", "?2", "?3", "?4"]))
+            .bind(appid)
+            .bind(openid)
+            .bind(sealed)
+            .bind(chrono::Utc::now().to_rfc3339())
+            .execute(&mut conn)
+            .await
+            .expect("store a clear-addressed session key");
+    } else {
+        let mut conn = PgConnection::connect(url)
+            .await
+            .expect("connect to the test database");
+        sqlx::query(&insert(["$1", "$2", "$3", "now()"]))
+            .bind(appid)
+            .bind(openid)
+            .bind(sealed)
+            .execute(&mut conn)
+            .await
+            .expect("store a clear-addressed session key");
+    }
 }
 
 /// Waits until `read_all` shows every event committed so far in the URL's database.

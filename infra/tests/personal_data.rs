@@ -18,12 +18,17 @@ async fn sealing_opens_until_the_key_is_destroyed(store: Arc<dyn Store>) {
     let bob = UserId::from_uuid(Uuid::now_v7());
     let profile = json!({ "nickname": "Band", "city": "Guangzhou" });
 
-    let sealed = data.seal(store.as_ref(), alice, &profile).await.unwrap();
+    let sealed = data
+        .key_or_create(store.as_ref(), alice)
+        .await
+        .unwrap()
+        .seal(&profile);
     assert!(!sealed.0.contains("Band"));
     let again = data
-        .seal(store.as_ref(), alice, &json!("+8613800138000"))
+        .key_or_create(store.as_ref(), alice)
         .await
-        .unwrap();
+        .unwrap()
+        .seal(&json!("+8613800138000"));
     let opened = data
         .open_all(store.as_ref(), alice, &[&sealed, &again])
         .await
@@ -34,7 +39,10 @@ async fn sealing_opens_until_the_key_is_destroyed(store: Arc<dyn Store>) {
     );
 
     // Bound to its user: another user's key does not open it.
-    data.seal(store.as_ref(), bob, &json!("x")).await.unwrap();
+    data.key_or_create(store.as_ref(), bob)
+        .await
+        .unwrap()
+        .seal(&json!("x"));
     assert!(data
         .open_all(store.as_ref(), bob, &[&sealed])
         .await
@@ -45,7 +53,7 @@ async fn sealing_opens_until_the_key_is_destroyed(store: Arc<dyn Store>) {
         .await
         .is_err());
 
-    data.destroy(store.as_ref(), alice).await.unwrap();
+    store.destroy_data_key(alice).await.unwrap();
     let shredded = data
         .open_all(store.as_ref(), alice, &[&sealed, &again])
         .await
@@ -62,7 +70,10 @@ async fn concurrent_first_seals_share_one_key(store: Arc<dyn Store>) {
     for n in 0..8 {
         let (data, store) = (Arc::clone(&data), Arc::clone(&store));
         tasks.push(tokio::spawn(async move {
-            data.seal(store.as_ref(), user, &json!(n)).await.unwrap()
+            data.key_or_create(store.as_ref(), user)
+                .await
+                .unwrap()
+                .seal(&json!(n))
         }));
     }
     let mut sealed = Vec::new();
@@ -169,10 +180,14 @@ async fn erasure_destroys_the_key_in_its_append(store: Arc<dyn Store>) {
     let user = UserId::from_uuid(Uuid::now_v7());
     let other = UserId::from_uuid(Uuid::now_v7());
     let sealed = data
-        .seal(store.as_ref(), user, &json!("secret"))
+        .key_or_create(store.as_ref(), user)
         .await
-        .unwrap();
-    data.seal(store.as_ref(), other, &json!("x")).await.unwrap();
+        .unwrap()
+        .seal(&json!("secret"));
+    data.key_or_create(store.as_ref(), other)
+        .await
+        .unwrap()
+        .seal(&json!("x"));
     let meta = || metadata_from(None, None);
     store
         .append(AppendBatch::default().stream(
@@ -316,19 +331,15 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
         .unwrap();
 
     infra::testing::wait_until_log_readable(&url).await;
-    store
-        .put_session_key(app, "o_alice_clear", b"sealed-session-key")
-        .await
-        .unwrap();
+    infra::testing::put_clear_session_key(&url, app, "o_alice_clear", b"sealed-session-key").await;
     let report = seal_personal_data(store.as_ref(), &data, &index, chrono::Utc::now())
         .await
         .unwrap();
     assert_eq!(report.session_keys_dropped, 1, "{report:?}");
-    assert!(store
-        .session_key(app, "o_alice_clear")
-        .await
-        .unwrap()
-        .is_none());
+    assert!(
+        store.session_key_accounts().await.unwrap().is_empty(),
+        "the clear-addressed row is gone"
+    );
     assert!(report.events_sealed >= 5, "{report:?}");
     assert_eq!(report.events_blanked, 1, "{report:?}");
     assert!(report.rejections_stripped >= 1, "{report:?}");

@@ -13,7 +13,6 @@ mod event;
 mod models;
 mod queries;
 mod rebuild;
-mod redact;
 mod runner;
 mod schema;
 

@@ -14,6 +14,9 @@ use serde_json::{json, Value};
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
+/// The admin token every test service is configured with.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
 /// Two apps bound to one Open Platform account, and one standalone app.
 pub const APP_A: &str = "wxa000000000000001";
 pub const APP_B: &str = "wxb000000000000002";
@@ -149,33 +152,20 @@ impl World {
             listen: "127.0.0.1:0".into(),
             wechat_api_base: self.sim_base.clone(),
             apps: serde_json::from_value::<Apps>(json!(apps)).expect("apps"),
-            admin_token: Some("test-admin-token".to_owned().into()),
+            admin_token: Some(ADMIN_TOKEN.to_owned().into()),
             master_key: Some(self.master_key.clone().into()),
-            master_key_previous: None,
-            nats_url: None,
-            nats_stream: "IDENTITY_EVENTS".into(),
-            nats_subject_prefix: "identity.events".into(),
             token_issuer: "identityd-test".into(),
-            access_token_ttl_secs: 900,
             // Short, so a rotated signing key reaches every instance within the test.
             signing_key_reload_secs: 1,
-            session_max_age_secs: 30 * 24 * 3600,
-            session_idle_secs: 7 * 24 * 3600,
+            // Tests that need the limits turn them on.
             login_rate_per_minute: 0,
-            trusted_proxies: Default::default(),
-            max_connections: 10_000,
             max_connections_per_ip: 0,
-            header_read_timeout_secs: 10,
-            request_timeout_secs: 30,
-            write_timeout_secs: 30,
-            shutdown_grace_secs: 35,
-            max_streams_per_key: 4,
             auth_failures_per_minute: 0,
             cloud_login_secrets: serde_json::from_value::<Apps>(json!(format!(
                 "{APP_A}:{CLOUD_SECRET_A}"
             )))
             .expect("cloud secrets"),
-            rejection_retention_days: 30,
+            ..Config::defaults()
         }
     }
 
@@ -267,6 +257,31 @@ impl World {
             .expect("service answers")
     }
 
+    /// `POST path` with a bearer credential and a JSON body.
+    pub async fn post_as(&self, credential: &str, path: &str, body: Value) -> reqwest::Response {
+        self.http
+            .post(self.url(path))
+            .bearer_auth(credential)
+            .json(&body)
+            .send()
+            .await
+            .expect("service answers")
+    }
+
+    /// What the simulator's `wx.getUserProfile()` gives `user` of `appid` sharing `profile`
+    /// (WeChat's names: `nickName`, `city`, …), sealed under their current `session_key`.
+    pub async fn get_user_profile(&self, appid: &str, user: &str, profile: Value) -> Value {
+        let answer = self
+            .http
+            .post(format!("{}/sim/getUserProfile", self.sim_base))
+            .json(&json!({ "appid": appid, "user": user, "profile": profile }))
+            .send()
+            .await
+            .expect("simulator answers");
+        assert_eq!(answer.status(), 200);
+        answer.json().await.expect("JSON")
+    }
+
     /// Waits until every projection has caught up with the log (up to `timeout`).
     pub async fn wait_for_projections(&self, timeout: std::time::Duration) {
         let deadline = std::time::Instant::now() + timeout;
@@ -299,6 +314,40 @@ impl World {
             .await
             .expect("open store")
     }
+}
+
+/// The body of a 200 answer, as JSON.
+pub async fn json_of(response: reqwest::Response) -> Value {
+    assert_eq!(response.status(), 200, "status");
+    response.json().await.expect("JSON")
+}
+
+/// `status code detail hint`: everything a problem answer says, to compare answers whole.
+pub async fn answer_of(response: reqwest::Response) -> String {
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert_eq!(content_type, "application/problem+json", "status {status}");
+    let body: Value = response.json().await.expect("problem JSON");
+    format!(
+        "{status} {} {} {}",
+        body["code"], body["detail"], body["hint"]
+    )
+}
+
+/// The body of `POST /v1/me/profile/authorize` for what the simulator's `wx.getUserProfile()`
+/// returned.
+pub fn authorize_body(wx: &Value) -> Value {
+    json!({
+        "raw_data": wx["rawData"],
+        "signature": wx["signature"],
+        "encrypted_data": wx["encryptedData"],
+        "iv": wx["iv"],
+    })
 }
 
 /// Asserts an RFC 9457 problem answer with the given status and code; returns its body.

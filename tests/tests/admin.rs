@@ -2,8 +2,8 @@
 
 use std::time::{Duration, Instant};
 
-use identity_tests::{assert_problem, both_backends, World, APP_A, APP_B};
-use serde_json::{json, Value};
+use identity_tests::{assert_problem, both_backends, json_of, World, ADMIN_TOKEN, APP_A, APP_B};
+use serde_json::json;
 
 both_backends! {
     login_history_shows_every_login_within_a_second,
@@ -13,22 +13,6 @@ both_backends! {
     lookups_find_users_by_their_accounts,
     history_pages_with_opaque_cursors,
     a_revoked_key_is_refused_from_the_next_request,
-}
-
-async fn json_of(response: reqwest::Response) -> Value {
-    assert_eq!(response.status(), 200, "status");
-    response.json().await.expect("JSON")
-}
-
-async fn post_as(world: &World, credential: &str, path: &str, body: Value) -> reqwest::Response {
-    world
-        .http
-        .post(world.url(path))
-        .bearer_auth(credential)
-        .json(&body)
-        .send()
-        .await
-        .expect("service answers")
 }
 
 async fn login_history_shows_every_login_within_a_second(world: World) {
@@ -137,7 +121,7 @@ async fn every_admin_route_checks_its_scope(world: World) {
         assert_problem(world.get_as(&events, path).await, 403, "forbidden").await;
         assert_eq!(world.get_as(&read, path).await.status(), 200, "{path}");
         assert_eq!(
-            world.get_as("test-admin-token", path).await.status(),
+            world.get_as(ADMIN_TOKEN, path).await.status(),
             200,
             "{path}"
         );
@@ -154,25 +138,25 @@ async fn every_admin_route_checks_its_scope(world: World) {
             .expect("answer");
         assert_problem(anonymous, 401, "unauthorized").await;
         assert_problem(
-            post_as(&world, &access, &path, body.clone()).await,
+            world.post_as(&access, &path, body.clone()).await,
             403,
             "forbidden",
         )
         .await;
         assert_problem(
-            post_as(&world, &read, &path, body.clone()).await,
+            world.post_as(&read, &path, body.clone()).await,
             403,
             "forbidden",
         )
         .await;
         assert_problem(
-            post_as(&world, &events, &path, body.clone()).await,
+            world.post_as(&events, &path, body.clone()).await,
             403,
             "forbidden",
         )
         .await;
         assert_eq!(
-            post_as(&world, &write, &path, body.clone()).await.status(),
+            world.post_as(&write, &path, body.clone()).await.status(),
             200,
             "{path}"
         );
@@ -242,24 +226,24 @@ async fn blocking_refuses_logins_and_ends_sessions(world: World) {
     let refresh = login["refresh_token"].as_str().expect("refresh").to_owned();
 
     let blocked = json_of(
-        post_as(
-            &world,
-            &write,
-            &format!("/v1/admin/users/{user_id}/block"),
-            json!({ "reason": "fraud report" }),
-        )
-        .await,
+        world
+            .post_as(
+                &write,
+                &format!("/v1/admin/users/{user_id}/block"),
+                json!({ "reason": "fraud report" }),
+            )
+            .await,
     )
     .await;
     assert_eq!(blocked["changed"], true);
     let again = json_of(
-        post_as(
-            &world,
-            &write,
-            &format!("/v1/admin/users/{user_id}/block"),
-            json!({ "reason": "again" }),
-        )
-        .await,
+        world
+            .post_as(
+                &write,
+                &format!("/v1/admin/users/{user_id}/block"),
+                json!({ "reason": "again" }),
+            )
+            .await,
     )
     .await;
     assert_eq!(again["changed"], false);
@@ -279,7 +263,7 @@ async fn blocking_refuses_logins_and_ends_sessions(world: World) {
         world
             .http
             .post(world.url("/v1/token/introspect"))
-            .bearer_auth("test-admin-token")
+            .bearer_auth(ADMIN_TOKEN)
             .json(&json!({ "token": access }))
             .send()
             .await
@@ -331,39 +315,39 @@ async fn blocking_refuses_logins_and_ends_sessions(world: World) {
     );
 
     let unblocked = json_of(
-        post_as(
-            &world,
-            &write,
-            &format!("/v1/admin/users/{user_id}/unblock"),
-            json!({ "reason": "appeal" }),
-        )
-        .await,
+        world
+            .post_as(
+                &write,
+                &format!("/v1/admin/users/{user_id}/unblock"),
+                json!({ "reason": "appeal" }),
+            )
+            .await,
     )
     .await;
     assert_eq!(unblocked["changed"], true);
     let again = world.login(APP_A, "erin").await;
     assert_eq!(again["user"]["user_id"], user_id.as_str());
     assert_problem(
-        post_as(
-            &world,
-            &write,
-            &format!("/v1/admin/users/{user_id}/block"),
-            json!({ "reason": "" }),
-        )
-        .await,
+        world
+            .post_as(
+                &write,
+                &format!("/v1/admin/users/{user_id}/block"),
+                json!({ "reason": "" }),
+            )
+            .await,
         400,
         "invalid_request",
     )
     .await;
     let nobody = uuid::Uuid::now_v7();
     assert_problem(
-        post_as(
-            &world,
-            &write,
-            &format!("/v1/admin/users/{nobody}/block"),
-            json!({ "reason": "x" }),
-        )
-        .await,
+        world
+            .post_as(
+                &write,
+                &format!("/v1/admin/users/{nobody}/block"),
+                json!({ "reason": "x" }),
+            )
+            .await,
         404,
         "not_found",
     )

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use domain::{Metadata, SessionId};
-use identity_tests::{assert_problem, both_backends, Backend, World, APP_A};
+use identity_tests::{assert_problem, both_backends, Backend, World, ADMIN_TOKEN, APP_A};
 use infra::store::{AppendBatch, ExpectedVersion, NewEvent, Store};
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -282,13 +282,7 @@ async fn every_event_route_checks_its_scope(world: World) {
         "UserRegistered"
     );
     // The bootstrap token holds every scope.
-    assert_eq!(
-        world
-            .get_as("test-admin-token", "/v1/events")
-            .await
-            .status(),
-        200
-    );
+    assert_eq!(world.get_as(ADMIN_TOKEN, "/v1/events").await.status(), 200);
     // The catalog describes the contract only: public.
     let schema = world
         .http

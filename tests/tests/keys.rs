@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use domain::AppId;
-use identity_tests::{both_backends, World, APP_A};
+use identity_tests::{both_backends, World, ADMIN_TOKEN, APP_A};
 use infra::crypto::MasterKey;
 use infra::wechat::sim::Simulator;
 use jsonwebtoken::jwk::JwkSet;
@@ -258,7 +258,7 @@ async fn rotate_master_story(world: World, new_root: bool) {
     let admin: Value = world
         .http
         .get(format!("{base}/v1/admin/users?phone=%2B86{number}"))
-        .bearer_auth("test-admin-token")
+        .bearer_auth(ADMIN_TOKEN)
         .send()
         .await
         .expect("answer")

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use domain::AppId;
-use identity_tests::{assert_problem, both_backends, World, APP_A};
+use identity_tests::{assert_problem, authorize_body, both_backends, World, APP_A};
 use infra::wechat::sim::{Api, Simulator};
 use serde_json::{json, Value};
 
@@ -19,29 +19,9 @@ both_backends! {
 const NICKNAME: &str = "诸葛亮 Kongming";
 const CITY: &str = "Wolong-Test-City";
 
-async fn get_user_profile(world: &World, user: &str) -> Value {
-    let answer = world
-        .http
-        .post(format!("{}/sim/getUserProfile", world.sim_base))
-        .json(&json!({
-            "appid": APP_A,
-            "user": user,
-            "profile": { "nickName": NICKNAME, "city": CITY, "province": "Sichuan" },
-        }))
-        .send()
-        .await
-        .expect("simulator answers");
-    assert_eq!(answer.status(), 200);
-    answer.json().await.expect("JSON")
-}
-
-fn authorize_body(wx: &Value) -> Value {
-    json!({
-        "raw_data": wx["rawData"],
-        "signature": wx["signature"],
-        "encrypted_data": wx["encryptedData"],
-        "iv": wx["iv"],
-    })
+/// What the tests' users share through `wx.getUserProfile()`.
+fn shared_profile() -> Value {
+    json!({ "nickName": NICKNAME, "city": CITY, "province": "Sichuan" })
 }
 
 async fn send(
@@ -74,7 +54,9 @@ fn token(login: &Value) -> String {
 async fn profile_and_phone_round_trip(world: World) {
     let login = world.login(APP_A, "liang").await;
     let access = token(&login);
-    let wx = get_user_profile(&world, "liang").await;
+    let wx = world
+        .get_user_profile(APP_A, "liang", shared_profile())
+        .await;
     let answer = send(
         &world,
         reqwest::Method::POST,
@@ -203,7 +185,9 @@ async fn profile_and_phone_round_trip(world: World) {
 
 async fn a_newer_login_makes_old_encrypted_data_stale(world: World) {
     let login = world.login(APP_A, "stale").await;
-    let wx = get_user_profile(&world, "stale").await;
+    let wx = world
+        .get_user_profile(APP_A, "stale", shared_profile())
+        .await;
     // The user logs in again (a fresh session_key) before the old payload arrives.
     let newer = world.login(APP_A, "stale").await;
     for access in [token(&login), token(&newer)] {
@@ -224,7 +208,9 @@ async fn a_newer_login_makes_old_encrypted_data_stale(world: World) {
         );
     }
     // With the signature intact but the ciphertext from before, decryption is what fails.
-    let fresh = get_user_profile(&world, "stale").await;
+    let fresh = world
+        .get_user_profile(APP_A, "stale", shared_profile())
+        .await;
     let mut mixed = authorize_body(&fresh);
     mixed["encrypted_data"] = wx["encryptedData"].clone();
     mixed["iv"] = wx["iv"].clone();
@@ -243,7 +229,9 @@ async fn a_newer_login_makes_old_encrypted_data_stale(world: World) {
 async fn bad_encrypted_data_is_named(world: World) {
     let login = world.login(APP_A, "mallory").await;
     let access = token(&login);
-    let wx = get_user_profile(&world, "mallory").await;
+    let wx = world
+        .get_user_profile(APP_A, "mallory", shared_profile())
+        .await;
     let cases = [
         (
             "signature",
@@ -350,7 +338,9 @@ async fn erasure_leaves_no_personal_data_in_clear(world: World) {
         .as_str()
         .expect("user id")
         .to_owned();
-    let wx = get_user_profile(&world, "forget-me").await;
+    let wx = world
+        .get_user_profile(APP_A, "forget-me", shared_profile())
+        .await;
     assert_eq!(
         send(
             &world,

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use identity_tests::{assert_problem, both_backends, World, APP_A, APP_B};
+use identity_tests::{assert_problem, both_backends, json_of, World, ADMIN_TOKEN, APP_A, APP_B};
 use serde_json::{json, Value};
 
 both_backends! {
@@ -19,17 +19,6 @@ both_backends! {
 const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) \
     AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.44(0x1800442a)";
 
-async fn post_as(world: &World, credential: &str, path: &str, body: Value) -> reqwest::Response {
-    world
-        .http
-        .post(world.url(path))
-        .bearer_auth(credential)
-        .json(&body)
-        .send()
-        .await
-        .expect("service answers")
-}
-
 async fn refresh(world: &World, refresh_token: &str) -> reqwest::Response {
     world
         .http
@@ -38,11 +27,6 @@ async fn refresh(world: &World, refresh_token: &str) -> reqwest::Response {
         .send()
         .await
         .expect("service answers")
-}
-
-async fn json_of(response: reqwest::Response) -> Value {
-    assert_eq!(response.status(), 200, "status");
-    response.json().await.expect("JSON")
 }
 
 fn text(value: &Value, key: &str) -> String {
@@ -83,13 +67,13 @@ async fn login(world: &World, appid: &str, user: &str) -> Login {
 
 async fn introspect(world: &World, token: &str) -> Value {
     json_of(
-        post_as(
-            world,
-            "test-admin-token",
-            "/v1/token/introspect",
-            json!({ "token": token }),
-        )
-        .await,
+        world
+            .post_as(
+                ADMIN_TOKEN,
+                "/v1/token/introspect",
+                json!({ "token": token }),
+            )
+            .await,
     )
     .await
 }
@@ -129,8 +113,12 @@ async fn block_then_unblock_revives_no_session(world: World) {
     let tablet = login(&world, APP_A, "bob").await;
     let block = format!("/v1/admin/users/{}/block", phone.user_id);
     let unblock = format!("/v1/admin/users/{}/unblock", phone.user_id);
-    let blocked =
-        json_of(post_as(&world, &admin, &block, json!({ "reason": "fraud" })).await).await;
+    let blocked = json_of(
+        world
+            .post_as(&admin, &block, json!({ "reason": "fraud" }))
+            .await,
+    )
+    .await;
     assert_eq!(blocked["changed"], true);
 
     // Every open session got its own SessionRevoked, with the reason.
@@ -143,8 +131,12 @@ async fn block_then_unblock_revives_no_session(world: World) {
         assert_eq!(payload["reason"], "user_blocked", "{payload}");
     }
 
-    let unblocked =
-        json_of(post_as(&world, &admin, &unblock, json!({ "reason": "appeal" })).await).await;
+    let unblocked = json_of(
+        world
+            .post_as(&admin, &unblock, json!({ "reason": "appeal" }))
+            .await,
+    )
+    .await;
     assert_eq!(unblocked["changed"], true);
     for old in [&phone, &tablet] {
         assert_problem(refresh(&world, &old.refresh).await, 401, "unauthorized").await;
@@ -163,8 +155,18 @@ async fn block_then_unblock_revives_no_session(world: World) {
     let fresh = login(&world, APP_A, "bob").await;
     assert_eq!(world.get_as(&fresh.access, "/v1/me").await.status(), 200);
     assert_eq!(refresh(&world, &fresh.refresh).await.status(), 200);
-    json_of(post_as(&world, &admin, &block, json!({ "reason": "again" })).await).await;
-    json_of(post_as(&world, &admin, &unblock, json!({ "reason": "sorry" })).await).await;
+    json_of(
+        world
+            .post_as(&admin, &block, json!({ "reason": "again" }))
+            .await,
+    )
+    .await;
+    json_of(
+        world
+            .post_as(&admin, &unblock, json!({ "reason": "sorry" }))
+            .await,
+    )
+    .await;
     assert_problem(
         world.get_as(&fresh.access, "/v1/me").await,
         401,
@@ -415,7 +417,9 @@ async fn admins_list_and_revoke_a_users_sessions(world: World) {
     assert_eq!(items[0]["session_id"], tablet.session_id.as_str());
 
     assert_problem(
-        post_as(&world, &read, &revoke, json!({ "reason": "x" })).await,
+        world
+            .post_as(&read, &revoke, json!({ "reason": "x" }))
+            .await,
         403,
         "forbidden",
     )
@@ -426,7 +430,7 @@ async fn admins_list_and_revoke_a_users_sessions(world: World) {
         json!({ "reason": "x", "more": 1 }),
     ] {
         assert_problem(
-            post_as(&world, &write, &revoke, bad).await,
+            world.post_as(&write, &revoke, bad).await,
             400,
             "invalid_request",
         )
@@ -434,13 +438,13 @@ async fn admins_list_and_revoke_a_users_sessions(world: World) {
     }
     let nobody = uuid::Uuid::now_v7();
     assert_problem(
-        post_as(
-            &world,
-            &write,
-            &format!("/v1/admin/users/{nobody}/sessions/revoke"),
-            json!({ "reason": "x" }),
-        )
-        .await,
+        world
+            .post_as(
+                &write,
+                &format!("/v1/admin/users/{nobody}/sessions/revoke"),
+                json!({ "reason": "x" }),
+            )
+            .await,
         404,
         "not_found",
     )
@@ -460,20 +464,25 @@ async fn admins_list_and_revoke_a_users_sessions(world: World) {
     )
     .await;
     assert_problem(
-        post_as(
-            &world,
-            &write,
-            "/v1/admin/users/42/sessions/revoke",
-            json!({ "reason": "x" }),
-        )
-        .await,
+        world
+            .post_as(
+                &write,
+                "/v1/admin/users/42/sessions/revoke",
+                json!({ "reason": "x" }),
+            )
+            .await,
         400,
         "invalid_request",
     )
     .await;
 
     let note = "phone reported stolen by Wes Example";
-    let answer = json_of(post_as(&world, &write, &revoke, json!({ "reason": note })).await).await;
+    let answer = json_of(
+        world
+            .post_as(&write, &revoke, json!({ "reason": note }))
+            .await,
+    )
+    .await;
     let mut revoked: Vec<String> = answer["revoked"]
         .as_array()
         .expect("revoked")
@@ -493,7 +502,12 @@ async fn admins_list_and_revoke_a_users_sessions(world: World) {
         )
         .await;
     }
-    let again = json_of(post_as(&world, &write, &revoke, json!({ "reason": note })).await).await;
+    let again = json_of(
+        world
+            .post_as(&write, &revoke, json!({ "reason": note }))
+            .await,
+    )
+    .await;
     assert_eq!(again["revoked"], json!([]));
 
     // Audited with the key as the actor; the free-text note is personal data, never shown.
@@ -548,13 +562,13 @@ async fn erasure_revokes_every_session_and_an_erased_user_cannot_be_blocked(worl
     }
     for action in ["block", "unblock", "sessions/revoke"] {
         assert_problem(
-            post_as(
-                &world,
-                &write,
-                &format!("{user}/{action}"),
-                json!({ "reason": "x" }),
-            )
-            .await,
+            world
+                .post_as(
+                    &write,
+                    &format!("{user}/{action}"),
+                    json!({ "reason": "x" }),
+                )
+                .await,
             409,
             "conflict",
         )

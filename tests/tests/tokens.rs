@@ -2,7 +2,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use identity_tests::{assert_problem, both_backends, World, APP_A, APP_B};
+use identity_tests::{assert_problem, both_backends, World, ADMIN_TOKEN, APP_A, APP_B};
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
@@ -287,7 +287,7 @@ async fn introspection_needs_a_key_with_its_scope(world: World) {
 
     for credential in [
         world.api_key("tokens:introspect").await,
-        "test-admin-token".to_owned(),
+        ADMIN_TOKEN.to_owned(),
     ] {
         let answer: Value = introspect_as(&world, &credential, access)
             .await

@@ -210,6 +210,24 @@ impl From<infra::store::StoreError> for ApiError {
     }
 }
 
+/// An append that could not be applied as decided. A use case that can decide again handles
+/// `VersionConflict` itself (reload, retry) before this; what reaches here is a 409 for the
+/// caller to retry, or the store's failure with its chain intact.
+impl From<infra::store::AppendError> for ApiError {
+    fn from(err: infra::store::AppendError) -> Self {
+        use infra::store::AppendError;
+        match err {
+            AppendError::VersionConflict(_) => {
+                Self::Conflict("the record changed concurrently; retry".into())
+            }
+            AppendError::ClaimTaken { kind } => {
+                Self::Conflict(format!("{kind} already belongs to another user"))
+            }
+            AppendError::Store(err) => err.into(),
+        }
+    }
+}
+
 impl From<projections::ProjectionError> for ApiError {
     fn from(err: projections::ProjectionError) -> Self {
         match err {

@@ -6,7 +6,7 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use domain::{Actor, AppId, Metadata, Session, SessionId, User, UserId};
+use domain::{Actor, AppId, Metadata, Session, SessionId, UserId};
 use infra::tokens::AccessClaims;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::client_ip::ClientIp;
 use super::ApiError;
 use crate::state::AppState;
-use crate::usecases::streams;
+use crate::usecases::streams::{self, LoadedUser};
 
 /// `axum::Json`, with rejections mapped to 400 / 413 / 415 problems.
 pub struct ApiJson<T>(pub T);
@@ -101,7 +101,7 @@ impl FromRequestParts<AppState> for RequestContext {
 }
 
 /// A caller holding a valid access token for a session that is still active.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Authenticated {
     pub user_id: UserId,
     pub session_id: SessionId,
@@ -110,8 +110,8 @@ pub struct Authenticated {
     pub session: Session,
     /// Events in the session stream, for the next append's expected version.
     pub session_version: usize,
-    /// The user as loaded to check their standing (neither blocked nor erased).
-    pub user: User,
+    /// The user as loaded to check the session is in force, with their data key.
+    pub user: LoadedUser,
 }
 
 impl FromRequestParts<AppState> for Authenticated {

@@ -68,7 +68,7 @@ async fn record_status(
         match state.store.append(batch).await {
             Ok(recorded) => return Ok((true, recorded.last().map(|e| e.position))),
             Err(AppendError::VersionConflict(_)) => continue,
-            Err(err) => return Err(ApiError::internal(anyhow::anyhow!("{err}"))),
+            Err(err) => return Err(err.into()),
         }
     }
     Err(ApiError::Conflict(

@@ -78,7 +78,10 @@ impl<'a> DecryptAttempt<'a> {
                     tracing::warn!(%appid, "session key retired after repeated decryption failures");
                     self.state
                         .store
-                        .delete_session_key(appid.as_str(), openid.as_str())
+                        .delete_session_key(
+                            appid.as_str(),
+                            &self.state.lookup_index.account(appid, openid),
+                        )
                         .await?;
                 }
                 Err(ApiError::UserData(UserDataError::Undecryptable))

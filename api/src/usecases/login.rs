@@ -6,14 +6,13 @@ use domain::{
     Actor, AppId, Claim, Device, OpenId, RecordWeChatLogin, RejectionReason, SessionEvent,
     SessionId, UnionId, UnionIdSource, User, UserError, UserId, WeChatCode,
 };
+use infra::personal_data::AccountKey;
 use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 use infra::wechat::WeChatError;
 use uuid::Uuid;
 
-use infra::personal_data::UserKey;
-
 use super::rejections;
-use super::streams::{to_new_events, user_from_stored};
+use super::streams::{to_new_events, user_from_stored, LoadedUser};
 use crate::http::extract::RequestContext;
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -23,15 +22,15 @@ use crate::state::AppState;
 const MAX_ATTEMPTS: usize = 8;
 
 /// A successful login, before tokens are issued.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct LoggedIn {
     pub user_id: UserId,
     pub session_id: SessionId,
     pub openid: OpenId,
     pub unionid: Option<UnionId>,
     pub is_new_user: bool,
-    /// The user as the login left them (their stream's state at the append).
-    pub user: User,
+    /// The user as the login left them (their stream's state at the append), with their key.
+    pub user: LoadedUser,
 }
 
 pub async fn login(
@@ -62,8 +61,8 @@ pub async fn login(
 /// The AAD binding a sealed `session_key` to its row: the app and the account's keyed hash
 /// (`LookupIndex::account`), which addresses the row. A row is re-sealed by its own columns
 /// (`identityd keys rotate-master --new-root`), without the openid in clear.
-pub fn session_key_context(appid: &AppId, account: &str) -> String {
-    format!("{appid}:{account}")
+pub fn session_key_context(appid: &AppId, account: &AccountKey) -> String {
+    format!("{appid}:{}", account.as_str())
 }
 
 /// Who WeChat says is logging in: from `code2Session`, or from a cloud function's
@@ -84,8 +83,14 @@ pub async fn record_login(
     ctx: &RequestContext,
 ) -> Result<LoggedIn, ApiError> {
     for _ in 0..MAX_ATTEMPTS {
-        let (user_id, user, user_version, key) =
-            resolve_user(state, appid, &wx.openid, wx.unionid.as_ref()).await?;
+        let (
+            user_id,
+            LoadedUser {
+                user,
+                version: user_version,
+                key,
+            },
+        ) = resolve_user(state, appid, &wx.openid, wx.unionid.as_ref()).await?;
         let user_events = match user.decide_login(&RecordWeChatLogin {
             new_user_id: user_id,
             appid: appid.clone(),
@@ -161,7 +166,11 @@ pub async fn record_login(
                     openid: wx.openid.clone(),
                     unionid,
                     is_new_user,
-                    user: user_events.iter().fold(user, User::evolve),
+                    user: LoadedUser {
+                        version: user_version + user_events.len(),
+                        user: user_events.iter().fold(user, User::evolve),
+                        key: Some(key),
+                    },
                 });
             }
             Err(AppendError::VersionConflict(_) | AppendError::ClaimTaken { .. }) => {
@@ -183,7 +192,7 @@ async fn resolve_user(
     appid: &AppId,
     openid: &OpenId,
     unionid: Option<&UnionId>,
-) -> Result<(UserId, User, usize, Option<UserKey>), ApiError> {
+) -> Result<(UserId, LoadedUser), ApiError> {
     let store = state.store.as_ref();
     let account = Claim::WeChatAccount {
         appid: appid.clone(),
@@ -207,9 +216,16 @@ async fn resolve_user(
                 .await
                 .map_err(ApiError::internal)?;
             let (user, version) = user_from_stored(&stored, key.as_ref())?;
-            Ok((user_id, user, version, key))
+            Ok((user_id, LoadedUser { user, version, key }))
         }
-        None => Ok((UserId::from_uuid(Uuid::now_v7()), User::default(), 0, None)),
+        None => Ok((
+            UserId::from_uuid(Uuid::now_v7()),
+            LoadedUser {
+                user: User::default(),
+                version: 0,
+                key: None,
+            },
+        )),
     }
 }
 

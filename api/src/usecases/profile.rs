@@ -7,6 +7,7 @@ use domain::{
     Actor, AppId, Authorization, Claim, OpenId, SealedPersonalData, UnionId, User, UserError,
     UserEvent, UserId, WeChatCode,
 };
+use infra::personal_data::UserKey;
 use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 use infra::wechat::user_data::EncryptedData;
 use infra::wechat::{SessionKey, WeChatError};
@@ -69,12 +70,14 @@ pub async fn authorize_profile(
     payload: &EncryptedProfile,
     ctx: &RequestContext,
 ) -> Result<(), ApiError> {
-    let user = load_user(state, user_id).await?.user;
+    let LoadedUser { user, key, .. } = load_user(state, user_id).await?;
     let openid = user.openid_for(appid).cloned().ok_or(ApiError::NotFound)?;
     let encrypted =
         EncryptedData::parse(&payload.encrypted_data, &payload.iv).map_err(ApiError::UserData)?;
-    let attempt = DecryptAttempt::begin(state, user_id).await?;
+    // No key (never logged in, or retired after too many failures): nothing to attempt, so
+    // nothing is counted; the answer asks for a new login.
     let session_key = current_session_key(state, appid, &openid).await?;
+    let attempt = DecryptAttempt::begin(state, user_id).await?;
     let (data, unionid) = attempt
         .open(
             &session_key,
@@ -86,7 +89,7 @@ pub async fn authorize_profile(
         )
         .await?;
     let (profile, fields) = profile_of(&data);
-    let sealed = seal(state, user_id, &profile).await?;
+    let sealed = seal(key.as_ref(), &profile)?;
     let shared = SharedProfile {
         sealed,
         fields,
@@ -221,11 +224,9 @@ pub async fn update_profile(
     update: ProfileUpdate,
     ctx: &RequestContext,
 ) -> Result<(), ApiError> {
-    let user = load_user(state, user_id).await?.user;
+    let LoadedUser { user, key, .. } = load_user(state, user_id).await?;
     let mut profile = match &user.profile {
-        Some(sealed) => open_one(state, user_id, sealed)
-            .await?
-            .unwrap_or_else(|| json!({})),
+        Some(sealed) => open_with(key.as_ref(), sealed)?.unwrap_or_else(|| json!({})),
         None => json!({}),
     };
     if let Some(object) = profile.as_object_mut() {
@@ -240,7 +241,7 @@ pub async fn update_profile(
         .as_object()
         .map(|o| o.keys().cloned().collect())
         .unwrap_or_default();
-    let sealed = seal(state, user_id, &profile).await?;
+    let sealed = seal(key.as_ref(), &profile)?;
     record(
         state,
         user_id,
@@ -262,7 +263,7 @@ pub async fn bind_phone(
     ctx: &RequestContext,
 ) -> Result<(), ApiError> {
     let app = state.apps.get(appid).ok_or(ApiError::UnknownApp)?;
-    let user = load_user(state, user_id).await?.user;
+    let LoadedUser { user, key, .. } = load_user(state, user_id).await?;
     let openid = user.openid_for(appid).cloned().ok_or(ApiError::NotFound)?;
     let info = state
         .wechat
@@ -285,7 +286,7 @@ pub async fn bind_phone(
         "pure_phone_number": info.pure_phone_number,
         "country_code": info.country_code,
     });
-    let sealed = seal(state, user_id, &phone).await?;
+    let sealed = seal(key.as_ref(), &phone)?;
     let index = state.phone_index.of(&e164);
     record(
         state,
@@ -316,8 +317,9 @@ pub async fn withdraw(
     .await
 }
 
-/// Erasure. The WeChat session keys go first (their rows name the openid; a crash after this
-/// step leaves a user who simply logs in again). Then `UserErased`, whose append frees the
+/// Erasure. The WeChat session keys go first (their rows are addressed by the account's keyed
+/// hash, computed from the openid, which no longer opens once the data key is gone; a crash
+/// after this step leaves a user who simply logs in again). Then `UserErased`, whose append frees the
 /// person's claims and, in the same transaction, deletes their data key (a trigger on the
 /// events table): no crash can leave an erased user's sealed fields readable. Last, the
 /// database's files are purged of the deleted rows' old copies (SQLite's WAL); the next start
@@ -353,32 +355,20 @@ pub async fn erase(
 
 /// Seals personal data under the user's data key. Every user gets one at registration (or
 /// from the migration), so a missing key means an erased user: nothing is sealed for them.
-async fn seal(
-    state: &AppState,
-    user_id: UserId,
-    data: &Value,
-) -> Result<SealedPersonalData, ApiError> {
-    let key = state
-        .personal_data
-        .key(state.store.as_ref(), user_id)
-        .await
-        .map_err(ApiError::internal)?
-        .ok_or(ApiError::Missing("this user's data was erased"))?;
+fn seal(key: Option<&UserKey>, data: &Value) -> Result<SealedPersonalData, ApiError> {
+    let key = key.ok_or(ApiError::Missing("this user's data was erased"))?;
     Ok(key.seal(data))
 }
 
-/// Opens one sealed field of the user; `None` once erased.
-pub async fn open_one(
-    state: &AppState,
-    user_id: UserId,
+/// Opens one sealed field of the user with their data key as loaded (`LoadedUser::key`);
+/// `None` once erased (no key).
+pub fn open_with(
+    key: Option<&UserKey>,
     sealed: &SealedPersonalData,
 ) -> Result<Option<Value>, ApiError> {
-    let mut opened = state
-        .personal_data
-        .open_all(state.store.as_ref(), user_id, &[sealed])
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(opened.pop().flatten())
+    key.map(|key| key.open(&sealed.0))
+        .transpose()
+        .map_err(ApiError::internal)
 }
 
 /// Loads the user, decides, appends (with the claims the events make, and releasing them on

@@ -47,6 +47,20 @@ impl<'a> Reveal<'a> {
         Ok(record)
     }
 
+    /// The detail view: the sealed profile too. The read model keeps it as `{sealed, fields}`;
+    /// this opens it (lists show only which fields were shared).
+    pub async fn user_in_detail(&mut self, mut record: UserRecord) -> Result<UserRecord, ApiError> {
+        let sealed = record
+            .profile
+            .take()
+            .and_then(|p| p.get("sealed").and_then(Value::as_str).map(str::to_owned));
+        record.profile = match sealed {
+            Some(sealed) => self.open(record.user_id, Some(&sealed)).await?,
+            None => None,
+        };
+        self.user(record).await
+    }
+
     pub async fn login(&mut self, mut record: LoginRecord) -> Result<LoginRecord, ApiError> {
         let id = record.user_id;
         record.openid = self.text(id, record.openid.take()).await?;

@@ -134,7 +134,7 @@ async fn revoke(
         match state.store.append(batch).await {
             Ok(_) => return Ok(true),
             Err(AppendError::VersionConflict(_)) => continue,
-            Err(err) => return Err(ApiError::internal(anyhow::anyhow!("{err}"))),
+            Err(err) => return Err(err.into()),
         }
     }
     Err(ApiError::Conflict(

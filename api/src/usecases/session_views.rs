@@ -3,12 +3,14 @@
 //! or unblock), with the login's client IP and device opened.
 
 use chrono::{DateTime, Utc};
-use domain::{SealedPersonalData, SessionId, User, UserId};
+use domain::{SessionId, UserId};
+use infra::personal_data::{is_sealed, UserKey};
 use projections::{Page, PageRequest, SessionFilter, SessionRecord};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::streams::LoadedUser;
 use crate::http::ApiError;
 use crate::state::AppState;
 
@@ -35,14 +37,16 @@ pub struct SessionView {
 }
 
 /// The user's sessions still in force at the service's now, newest first. `current`: the
-/// caller's own session, when a user asks.
+/// caller's own session, when a user asks. The login fields open with the user's key as it was
+/// loaded with them.
 pub async fn open_sessions(
     state: &AppState,
     user_id: UserId,
-    user: &User,
+    loaded: &LoadedUser,
     current: Option<SessionId>,
     page: &PageRequest,
 ) -> Result<Page<SessionView>, ApiError> {
+    let LoadedUser { user, key, .. } = loaded;
     if user.blocked || user.erased {
         // None works (see `Session::in_force`); the read model may not know yet.
         return Ok(Page {
@@ -61,56 +65,49 @@ pub async fn open_sessions(
         .read_models
         .open_sessions(user_id.as_uuid(), &filter, page)
         .await?;
-    let mut items = Vec::with_capacity(page.items.len());
-    for record in page.items {
-        items.push(view(state, user_id, record, current).await?);
-    }
+    let items = page
+        .items
+        .into_iter()
+        .map(|record| view(user_id, key.as_ref(), record, current))
+        .collect();
     Ok(Page {
         items,
         next_cursor: page.next_cursor,
     })
 }
 
-async fn view(
-    state: &AppState,
+fn view(
     user_id: UserId,
+    key: Option<&UserKey>,
     record: SessionRecord,
     current: Option<SessionId>,
-) -> Result<SessionView, ApiError> {
+) -> SessionView {
     let session_id = SessionId::from_uuid(record.session_id);
-    let client_ip = open_login_field(state, user_id, record.client_ip.map(Value::String)).await?;
-    Ok(SessionView {
+    let client_ip = open_login_field(user_id, key, record.client_ip.map(Value::String));
+    SessionView {
         session_id,
         appid: record.appid,
-        device: open_login_field(state, user_id, record.device).await?,
+        device: open_login_field(user_id, key, record.device),
         client_ip: client_ip.and_then(|ip| ip.as_str().map(str::to_owned)),
         created_at: record.created_at,
         last_refreshed_at: record.refreshed_at,
         current: current.map(|c| c == session_id),
-    })
+    }
 }
 
 /// A `UserLoggedIn` field as its payload carries it, made readable: clear values pass
 /// through, sealed ones (`pd1.…`, under the user's data key) are opened. One that does not
 /// open (an erased user's) shows as absent.
-async fn open_login_field(
-    state: &AppState,
-    user_id: UserId,
-    field: Option<Value>,
-) -> Result<Option<Value>, ApiError> {
+fn open_login_field(user_id: UserId, key: Option<&UserKey>, field: Option<Value>) -> Option<Value> {
     let sealed = match field {
-        Some(Value::String(text)) if text.starts_with("pd1.") => SealedPersonalData(text),
-        clear => return Ok(clear),
+        Some(Value::String(text)) if is_sealed(&text) => text,
+        clear => return clear,
     };
-    match state
-        .personal_data
-        .open_all(state.store.as_ref(), user_id, &[&sealed])
-        .await
-    {
-        Ok(mut opened) => Ok(opened.pop().flatten()),
+    match key?.open(&sealed) {
+        Ok(opened) => Some(opened),
         Err(err) => {
             tracing::warn!(%user_id, error = %err, "a session's login field does not open");
-            Ok(None)
+            None
         }
     }
 }

@@ -81,7 +81,7 @@ pub async fn refresh(
         match state.store.append(batch).await {
             Ok(_) => {}
             Err(AppendError::VersionConflict(_)) => continue,
-            Err(err) => return Err(ApiError::internal(anyhow::anyhow!("{err}"))),
+            Err(err) => return Err(err.into()),
         }
         return match events.as_slice() {
             [SessionEvent::SessionRefreshed { generation }] => {
@@ -131,6 +131,6 @@ pub async fn logout(
             }
             Box::pin(logout(state, session_id, &session, version, ctx)).await
         }
-        Err(err) => Err(ApiError::internal(anyhow::anyhow!("{err}"))),
+        Err(err) => Err(err.into()),
     }
 }

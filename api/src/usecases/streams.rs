@@ -40,7 +40,9 @@ fn decode<E: DomainEvent + DeserializeOwned>(
 }
 
 /// A user's state with their personal data opened, the number of events it was built from,
-/// and their data key (`None` once erased) for sealing what is appended next.
+/// and their data key (`None` once erased) for sealing what is appended next and opening their
+/// sealed fields (profile, phone, sessions' login fields) without reading it again.
+#[derive(Debug)]
 pub struct LoadedUser {
     pub user: User,
     pub version: usize,
@@ -79,8 +81,10 @@ pub fn user_from_stored(
     Ok((user, events.len()))
 }
 
-/// Whether a user's sessions may work: a block or an erasure ends them at once, so every
-/// authenticated request and refresh asks (user streams are short).
+/// How refresh names a user's standing before `Session::in_force` decides: while the user is
+/// blocked, a genuine refresh token answers 403 `user_blocked` (it tells the app why); an
+/// erased user's session has simply ended (401). Whether a session works at all is
+/// `Session::in_force`'s decision alone (access tokens, introspection and refresh).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Standing {
     Good,
@@ -103,14 +107,14 @@ impl Standing {
 /// The session if it is that user's and still in force at `now` (`Session::in_force`: active,
 /// within its lifetimes, its user in good standing and not blocked or unblocked since it
 /// began), with the user: both streams in one read (an access token names both), the user's
-/// data key read beside it, and the user's personal data opened (`/v1/me` shows it).
+/// data key read beside it and returned with them (the request opens what it shows with it).
 pub async fn load_session_of_user_in_force(
     state: &AppState,
     id: SessionId,
     user_id: UserId,
     now: DateTime<Utc>,
     lifetime: &SessionLifetime,
-) -> Result<Option<(Session, usize, User)>, ApiError> {
+) -> Result<Option<(Session, usize, LoadedUser)>, ApiError> {
     let store = state.store.as_ref();
     let (session_stream, user_stream) = (id.stream(), user_id.stream());
     let streams = [session_stream.clone(), user_stream];
@@ -126,10 +130,16 @@ pub async fn load_session_of_user_in_force(
     if session.user_id() != Some(user_id) {
         return Ok(None);
     }
-    let (user, _) = user_from_stored(&user_events, key.as_ref())?;
-    Ok(session
-        .in_force(&user, now, lifetime)
-        .then_some((session, version, user)))
+    let (user, user_version) = user_from_stored(&user_events, key.as_ref())?;
+    if !session.in_force(&user, now, lifetime) {
+        return Ok(None);
+    }
+    let user = LoadedUser {
+        user,
+        version: user_version,
+        key,
+    };
+    Ok(Some((session, version, user)))
 }
 
 pub async fn load_session(
@@ -155,32 +165,21 @@ pub fn to_new_events<E: DomainEvent>(
     now: DateTime<Utc>,
     key: Option<&UserKey>,
 ) -> Result<Vec<NewEvent>, ApiError> {
-    let mut wrapped = to_new_app_events(events, metadata, now)?;
-    for event in &mut wrapped {
-        seal_event(event, key);
-    }
-    Ok(wrapped)
-}
-
-/// Wraps events that have no subject user (an app's stream) for the store, as they are.
-pub fn to_new_app_events<E: DomainEvent>(
-    events: &[E],
-    metadata: &Metadata,
-    now: DateTime<Utc>,
-) -> Result<Vec<NewEvent>, ApiError> {
     events
         .iter()
         .map(|event| {
             let (event_type, payload) =
                 domain::events::to_stored(event).map_err(ApiError::internal)?;
-            Ok(NewEvent {
+            let mut wrapped = NewEvent {
                 event_id: EventId::from_uuid(Uuid::now_v7()),
                 event_type,
                 schema_version: event.schema_version(),
                 occurred_at: now,
                 payload,
                 metadata: metadata.clone(),
-            })
+            };
+            seal_event(&mut wrapped, key);
+            Ok(wrapped)
         })
         .collect()
 }

@@ -15,6 +15,18 @@ pub struct ClaimKey {
     pub value: String,
 }
 
+/// Where the session-key vault keeps an account's WeChat `session_key`: the keyed hash of the
+/// account (its claim's). Only [`LookupIndex::account`] makes one, so a clear openid cannot be
+/// passed where the vault expects an address.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct AccountKey(String);
+
+impl AccountKey {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// The keyed hash of WeChat identifiers. Its key comes from the master key (one purpose label).
 pub struct LookupIndex(SecretBox<[u8; 32]>);
 
@@ -45,12 +57,14 @@ impl LookupIndex {
 
     /// Where the session-key vault keeps an account's WeChat `session_key`: the keyed hash of
     /// the account (the claim's), so that table holds no openid in clear either.
-    pub fn account(&self, appid: &AppId, openid: &OpenId) -> String {
-        self.claim(&Claim::WeChatAccount {
-            appid: appid.clone(),
-            openid: openid.clone(),
-        })
-        .value
+    pub fn account(&self, appid: &AppId, openid: &OpenId) -> AccountKey {
+        AccountKey(
+            self.claim(&Claim::WeChatAccount {
+                appid: appid.clone(),
+                openid: openid.clone(),
+            })
+            .value,
+        )
     }
 
     /// The claims table's key for a claim.

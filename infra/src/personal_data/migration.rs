@@ -196,9 +196,7 @@ pub async fn seal_personal_data(
         .filter(|(_, openid)| !LookupIndex::is_hash(openid))
         .collect();
     report.session_keys_dropped = clear.len() as u64;
-    for (appid, openid) in &clear {
-        store.delete_session_key(appid, openid).await?;
-    }
+    store.drop_session_keys(&clear).await?;
 
     store.purge_deleted().await?;
     store.record_one_time(NAME, now).await?;

@@ -1,8 +1,8 @@
 //! Personal data in events, sealed under a per-user data key (crypto-shredding).
 //!
 //! Each user gets a random 256-bit data key when their first event is written; it is stored
-//! sealed under the master key. Events carry personal fields only as `pd1.<base64>` sealed
-//! under that key, bound to the user id ([`codec`] says which fields, and seals and opens them
+//! sealed under a keyring subkey (`crate::keyring`). Events carry personal fields only as
+//! `pd1.<base64>` sealed under that key, bound to the user id ([`codec`] says which fields, and seals and opens them
 //! at the boundary where events are encoded and decoded). Erasure deletes the key: the
 //! immutable log still replays, and every sealed field in it is noise.
 
@@ -19,8 +19,8 @@ use serde_json::Value;
 use crate::crypto::{MasterKey, Sealer};
 use crate::store::{DataKeyStore, StoreError};
 
-pub use codec::{open_event, open_metadata, seal_event, PersonalKeys};
-pub use index::LookupIndex;
+pub use codec::{open_event, seal_event, PersonalKeys};
+pub use index::{AccountKey, LookupIndex};
 
 const PREFIX: &str = "pd1.";
 
@@ -151,16 +151,6 @@ impl PersonalData {
         }
     }
 
-    /// Seals `data` for `user_id`, creating the user's data key if needed.
-    pub async fn seal(
-        &self,
-        store: &dyn DataKeyStore,
-        user_id: UserId,
-        data: &Value,
-    ) -> Result<SealedPersonalData, PersonalDataError> {
-        Ok(self.key_or_create(store, user_id).await?.seal(data))
-    }
-
     /// Opens sealed fields of one user; `None` for each once the user's key is destroyed.
     pub async fn open_all(
         &self,
@@ -175,16 +165,5 @@ impl PersonalData {
             .iter()
             .map(|field| key.open(&field.0).map(Some))
             .collect()
-    }
-
-    /// Crypto-shredding: after this, nothing sealed for the user opens again. (Appending
-    /// `UserErased` does the same in the append's own transaction; this is for the tests and
-    /// tools that shred without an event.)
-    pub async fn destroy(
-        &self,
-        store: &dyn DataKeyStore,
-        user_id: UserId,
-    ) -> Result<(), PersonalDataError> {
-        Ok(store.destroy_data_key(user_id).await?)
     }
 }

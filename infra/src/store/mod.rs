@@ -21,7 +21,7 @@ use futures::stream::BoxStream;
 use futures::TryStreamExt;
 
 use crate::api_keys::StoredApiKey;
-pub use crate::personal_data::index::ClaimKey;
+pub use crate::personal_data::index::{AccountKey, ClaimKey};
 
 pub use attempts::AttemptCounter;
 pub use postgres::PostgresStore;
@@ -97,11 +97,11 @@ pub struct AppendBatch {
     pub session_key: Option<SessionKeyWrite>,
 }
 
-/// A sealed `session_key` for `(appid, openid)`, replacing the one stored.
+/// A sealed `session_key` for an account, replacing the one stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SessionKeyWrite {
     pub appid: String,
-    pub openid: String,
+    pub account: AccountKey,
     pub sealed: Vec<u8>,
 }
 
@@ -132,10 +132,10 @@ impl AppendBatch {
         self
     }
 
-    pub fn session_key(mut self, appid: &str, openid: &str, sealed: Vec<u8>) -> Self {
+    pub fn session_key(mut self, appid: &str, account: &AccountKey, sealed: Vec<u8>) -> Self {
         self.session_key = Some(SessionKeyWrite {
             appid: appid.to_owned(),
-            openid: openid.to_owned(),
+            account: account.clone(),
             sealed,
         });
         self
@@ -257,12 +257,17 @@ pub trait SessionKeyVault: Send + Sync {
     async fn put_session_key(
         &self,
         appid: &str,
-        openid: &str,
+        account: &AccountKey,
         sealed: &[u8],
     ) -> Result<(), StoreError>;
-    async fn session_key(&self, appid: &str, openid: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Forgets the key (erasure).
-    async fn delete_session_key(&self, appid: &str, openid: &str) -> Result<(), StoreError>;
+    async fn session_key(
+        &self,
+        appid: &str,
+        account: &AccountKey,
+    ) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Forgets the key (erasure, or retired after repeated decryption failures).
+    async fn delete_session_key(&self, appid: &str, account: &AccountKey)
+        -> Result<(), StoreError>;
 }
 
 /// The token signing keys shared by every instance.
@@ -407,7 +412,7 @@ pub trait ApiKeyStore: Send + Sync {
     ) -> Result<Option<StoredApiKey>, StoreError>;
 }
 
-/// Per-user data keys (sealed under the master key) for crypto-shredding.
+/// Per-user data keys (sealed under a keyring subkey) for crypto-shredding.
 #[async_trait]
 pub trait DataKeyStore: Send + Sync {
     /// The user's sealed data key, if it exists (and was not destroyed).
@@ -487,6 +492,9 @@ pub trait LogRewrite: Send + Sync {
     async fn rekey_claims(&self, changes: &[(String, String, String)]) -> Result<(), StoreError>;
     /// Every `(appid, openid)` the session-key vault holds a key for.
     async fn session_key_accounts(&self) -> Result<Vec<(String, String)>, StoreError>;
+    /// Deletes session keys by their raw address `(appid, openid column)`: the one-time
+    /// migration's way to drop rows still addressed by a clear openid.
+    async fn drop_session_keys(&self, accounts: &[(String, String)]) -> Result<(), StoreError>;
 }
 
 /// Everything the service keeps in its database.

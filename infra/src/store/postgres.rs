@@ -34,8 +34,9 @@ use super::prepared::{schema_version_from_db, upcast};
 use super::signal::AppendSignal;
 
 use super::{
-    AppendBatch, AppendError, ClaimKey, DataKeyStore, EventStore, NonceStore, RecordedEvent,
-    SessionKeyVault, SigningKeyRetirement, SigningKeyStore, Store, StoreError, StoredSigningKey,
+    AccountKey, AppendBatch, AppendError, ClaimKey, DataKeyStore, EventStore, NonceStore,
+    RecordedEvent, SessionKeyVault, SigningKeyRetirement, SigningKeyStore, Store, StoreError,
+    StoredSigningKey,
 };
 
 pub struct PostgresStore {
@@ -194,7 +195,7 @@ impl EventStore for PostgresStore {
 async fn upsert_session_key(
     conn: &mut PgConnection,
     appid: &str,
-    openid: &str,
+    account: &AccountKey,
     sealed: &[u8],
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -202,7 +203,7 @@ async fn upsert_session_key(
          ON CONFLICT (appid, openid) DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = EXCLUDED.updated_at",
     )
     .bind(appid)
-    .bind(openid)
+    .bind(account.as_str())
     .bind(sealed)
     .execute(conn)
     .await?;
@@ -215,31 +216,39 @@ impl SessionKeyVault for PostgresStore {
     async fn put_session_key(
         &self,
         appid: &str,
-        openid: &str,
+        account: &AccountKey,
         sealed: &[u8],
     ) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await?;
-        upsert_session_key(&mut conn, appid, openid, sealed).await?;
+        upsert_session_key(&mut conn, appid, account, sealed).await?;
         Ok(())
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn session_key(&self, appid: &str, openid: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn session_key(
+        &self,
+        appid: &str,
+        account: &AccountKey,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let sealed = sqlx::query_scalar(
             "SELECT sealed FROM wechat_session_keys WHERE appid = $1 AND openid = $2",
         )
         .bind(appid)
-        .bind(openid)
+        .bind(account.as_str())
         .fetch_optional(&self.pool)
         .await?;
         Ok(sealed)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn delete_session_key(&self, appid: &str, openid: &str) -> Result<(), StoreError> {
+    async fn delete_session_key(
+        &self,
+        appid: &str,
+        account: &AccountKey,
+    ) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM wechat_session_keys WHERE appid = $1 AND openid = $2")
             .bind(appid)
-            .bind(openid)
+            .bind(account.as_str())
             .execute(&self.pool)
             .await?;
         Ok(())

@@ -35,8 +35,9 @@ use super::prepared::{schema_version_from_db, upcast};
 use super::signal::AppendSignal;
 
 use super::{
-    AppendBatch, AppendError, ClaimKey, DataKeyStore, EventStore, NonceStore, RecordedEvent,
-    SessionKeyVault, SigningKeyRetirement, SigningKeyStore, Store, StoreError, StoredSigningKey,
+    AccountKey, AppendBatch, AppendError, ClaimKey, DataKeyStore, EventStore, NonceStore,
+    RecordedEvent, SessionKeyVault, SigningKeyRetirement, SigningKeyStore, Store, StoreError,
+    StoredSigningKey,
 };
 
 pub struct SqliteStore {
@@ -256,7 +257,7 @@ impl EventStore for SqliteStore {
 async fn upsert_session_key(
     conn: &mut SqliteConnection,
     appid: &str,
-    openid: &str,
+    account: &AccountKey,
     sealed: &[u8],
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
@@ -264,7 +265,7 @@ async fn upsert_session_key(
          ON CONFLICT (appid, openid) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
     )
     .bind(appid)
-    .bind(openid)
+    .bind(account.as_str())
     .bind(sealed)
     .bind(time_to_db(Utc::now()))
     .execute(conn)
@@ -278,32 +279,40 @@ impl SessionKeyVault for SqliteStore {
     async fn put_session_key(
         &self,
         appid: &str,
-        openid: &str,
+        account: &AccountKey,
         sealed: &[u8],
     ) -> Result<(), StoreError> {
         let _turn = self.write_turn.lock().await;
         let mut conn = self.write.acquire().await?;
-        upsert_session_key(&mut conn, appid, openid, sealed).await?;
+        upsert_session_key(&mut conn, appid, account, sealed).await?;
         Ok(())
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn session_key(&self, appid: &str, openid: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn session_key(
+        &self,
+        appid: &str,
+        account: &AccountKey,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
         let sealed = sqlx::query_scalar(
             "SELECT sealed FROM wechat_session_keys WHERE appid = ?1 AND openid = ?2",
         )
         .bind(appid)
-        .bind(openid)
+        .bind(account.as_str())
         .fetch_optional(&self.read)
         .await?;
         Ok(sealed)
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
-    async fn delete_session_key(&self, appid: &str, openid: &str) -> Result<(), StoreError> {
+    async fn delete_session_key(
+        &self,
+        appid: &str,
+        account: &AccountKey,
+    ) -> Result<(), StoreError> {
         sqlx::query("DELETE FROM wechat_session_keys WHERE appid = ?1 AND openid = ?2")
             .bind(appid)
-            .bind(openid)
+            .bind(account.as_str())
             .execute(&self.write)
             .await?;
         Ok(())

@@ -44,9 +44,16 @@ pub async fn rotate_master_gives_a_deployment_that_predates_the_keyring_a_new_se
     let session = SessionId::from_uuid(uuid::Uuid::now_v7());
     let refresh = RefreshTokens::new(&old).issue(session, 1);
     let phone_hash = PhoneIndex::new(&old).of(PHONE);
-    let session_key = old.sealer("session-key").seal(b"session-key", b"wx1:o1");
+    // A session-key row, sealed bound to its address (the app and the account's keyed hash).
+    let appid = domain::AppId::parse("wx0123456789abcdef").unwrap();
+    let account = infra::personal_data::LookupIndex::new(&old)
+        .account(&appid, &domain::OpenId::parse("o1").unwrap());
+    let address = format!("{appid}:{}", account.as_str());
+    let session_key = old
+        .sealer("session-key")
+        .seal(b"session-key", address.as_bytes());
     db.store
-        .put_session_key("wx1", "o1", &session_key)
+        .put_session_key(appid.as_str(), &account, &session_key)
         .await
         .unwrap();
     let user = UserId::from_uuid(uuid::Uuid::now_v7());
@@ -99,13 +106,18 @@ pub async fn rotate_master_gives_a_deployment_that_predates_the_keyring_a_new_se
     AccessTokens::load_or_create(db.store.as_ref(), &keyring.sealing, policy())
         .await
         .expect("the signing key opens under the new root");
-    let stored_session_key = db.store.session_key("wx1", "o1").await.unwrap().unwrap();
+    let stored_session_key = db
+        .store
+        .session_key(appid.as_str(), &account)
+        .await
+        .unwrap()
+        .unwrap();
     let stored_data_key = db.store.data_key(user).await.unwrap().unwrap();
     assert_eq!(
         keyring
             .sealing
             .sealer("session-key")
-            .open(&stored_session_key, b"wx1:o1")
+            .open(&stored_session_key, address.as_bytes())
             .unwrap(),
         b"session-key"
     );
@@ -125,7 +137,7 @@ pub async fn rotate_master_gives_a_deployment_that_predates_the_keyring_a_new_se
         .is_err());
     assert!(old
         .sealer("session-key")
-        .open(&stored_session_key, b"wx1:o1")
+        .open(&stored_session_key, address.as_bytes())
         .is_err());
     assert!(old
         .sealer("user-data-key")

@@ -26,10 +26,10 @@ use chrono::{SubsecRound, TimeZone, Utc};
 use domain::{Actor, AppId, Claim, EventId, Metadata, OpenId, StreamId, UnionId, UserId};
 use infra::crypto::MasterKey;
 use infra::personal_data::LookupIndex;
-use infra::store::ClaimKey;
 use infra::store::{
     self, AppendBatch, AppendError, ExpectedVersion, NewEvent, RecordedEvent, Store,
 };
+use infra::store::{AccountKey, ClaimKey};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -126,11 +126,20 @@ fn new_user() -> UserId {
     UserId::from_uuid(Uuid::now_v7())
 }
 
+static INDEX: std::sync::LazyLock<LookupIndex> =
+    std::sync::LazyLock::new(|| LookupIndex::new(&MasterKey::generate()));
+
 /// Claims are stored by keyed hash, as the service writes them.
 fn claim_key(claim: &Claim) -> ClaimKey {
-    static INDEX: std::sync::LazyLock<LookupIndex> =
-        std::sync::LazyLock::new(|| LookupIndex::new(&MasterKey::generate()));
     INDEX.claim(claim)
+}
+
+/// Where the session-key vault keeps `openid`'s key on the app `appid`.
+fn vault_address(appid: &str, openid: &str) -> AccountKey {
+    INDEX.account(
+        &AppId::parse(appid).unwrap(),
+        &OpenId::parse(openid).unwrap(),
+    )
 }
 
 fn account(openid: &str) -> ClaimKey {
@@ -675,15 +684,23 @@ async fn a_session_key_commits_with_its_append(db: Db) {
             ExpectedVersion::NoStream,
             vec![event("UserLoggedIn", json!({}))],
         )
-        .session_key(appid, "o-1", sealed.to_vec())
+        .session_key(appid, &vault_address(appid, "o-1"), sealed.to_vec())
     };
     db.store.append(batch(b"first")).await.unwrap();
-    let stored = db.store.session_key(appid, "o-1").await.unwrap();
+    let stored = db
+        .store
+        .session_key(appid, &vault_address(appid, "o-1"))
+        .await
+        .unwrap();
     assert_eq!(stored.as_deref(), Some(&b"first"[..]));
 
     // A refused append writes nothing, its session key included.
     assert_conflict_on(db.store.append(batch(b"second")).await, &login);
-    let stored = db.store.session_key(appid, "o-1").await.unwrap();
+    let stored = db
+        .store
+        .session_key(appid, &vault_address(appid, "o-1"))
+        .await
+        .unwrap();
     assert_eq!(stored.as_deref(), Some(&b"first"[..]));
 
     // An accepted one replaces the key.
@@ -692,9 +709,13 @@ async fn a_session_key_commits_with_its_append(db: Db) {
         ExpectedVersion::Exactly(1),
         vec![event("SessionRefreshed", json!({}))],
     )
-    .session_key(appid, "o-1", b"third".to_vec());
+    .session_key(appid, &vault_address(appid, "o-1"), b"third".to_vec());
     db.store.append(next).await.unwrap();
-    let stored = db.store.session_key(appid, "o-1").await.unwrap();
+    let stored = db
+        .store
+        .session_key(appid, &vault_address(appid, "o-1"))
+        .await
+        .unwrap();
     assert_eq!(stored.as_deref(), Some(&b"third"[..]));
 }
 
@@ -702,41 +723,65 @@ async fn session_keys_are_replaced(db: Db) {
     let vault = &db.store;
     assert_eq!(
         vault
-            .session_key("wx0123456789abcdef", "o-1")
+            .session_key(
+                "wx0123456789abcdef",
+                &vault_address("wx0123456789abcdef", "o-1")
+            )
             .await
             .unwrap(),
         None
     );
     vault
-        .put_session_key("wx0123456789abcdef", "o-1", b"sealed-1")
+        .put_session_key(
+            "wx0123456789abcdef",
+            &vault_address("wx0123456789abcdef", "o-1"),
+            b"sealed-1",
+        )
         .await
         .unwrap();
     vault
-        .put_session_key("wx0123456789abcdef", "o-2", b"other")
+        .put_session_key(
+            "wx0123456789abcdef",
+            &vault_address("wx0123456789abcdef", "o-2"),
+            b"other",
+        )
         .await
         .unwrap();
     assert_eq!(
         vault
-            .session_key("wx0123456789abcdef", "o-1")
+            .session_key(
+                "wx0123456789abcdef",
+                &vault_address("wx0123456789abcdef", "o-1")
+            )
             .await
             .unwrap()
             .as_deref(),
         Some(&b"sealed-1"[..])
     );
     vault
-        .put_session_key("wx0123456789abcdef", "o-1", &[0, 255, 1])
+        .put_session_key(
+            "wx0123456789abcdef",
+            &vault_address("wx0123456789abcdef", "o-1"),
+            &[0, 255, 1],
+        )
         .await
         .unwrap();
     assert_eq!(
         vault
-            .session_key("wx0123456789abcdef", "o-1")
+            .session_key(
+                "wx0123456789abcdef",
+                &vault_address("wx0123456789abcdef", "o-1")
+            )
             .await
             .unwrap(),
         Some(vec![0, 255, 1])
     );
     assert_eq!(
         vault
-            .session_key("wx0123456789abcdef", "o-2")
+            .session_key(
+                "wx0123456789abcdef",
+                &vault_address("wx0123456789abcdef", "o-2")
+            )
             .await
             .unwrap()
             .as_deref(),
@@ -744,7 +789,10 @@ async fn session_keys_are_replaced(db: Db) {
     );
     assert_eq!(
         vault
-            .session_key("wxffffffffffffffff", "o-1")
+            .session_key(
+                "wxffffffffffffffff",
+                &vault_address("wx0123456789abcdef", "o-1")
+            )
             .await
             .unwrap(),
         None

@@ -1,6 +1,12 @@
 //! `audit_log`: every event, with who did what to whom and the payload's non-personal fields.
 //! Session events name their user only in `UserLoggedIn`, so the projection keeps
 //! `audit_sessions` (session → user) to give later session events their user as target.
+//!
+//! The details keep what the analytics allow-list keeps (`infra::analytics::redact_for_audit`),
+//! so one policy decides what is personal: ids, reasons and flags stay; names, avatars, phone
+//! numbers, regions, device strings, WeChat identifiers and encrypted blobs do not. A kept
+//! field's sealed value (a block reason) stays sealed: the admin API opens it with the user's
+//! data key, and nothing opens it after an erasure.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -12,7 +18,6 @@ use uuid::Uuid;
 use crate::db::{bind, bound_placeholders, Rows, Val};
 use crate::error::ProjectionError;
 use crate::event::{self, USER_LOGGED_IN};
-use crate::redact::redact;
 use crate::schema::{Col, Table};
 
 pub(crate) const AUDIT_LOG: Table = Table {
@@ -81,7 +86,9 @@ pub(super) async fn apply(
             e.stream_id.as_str().into(),
             event::appid(e).into(),
             event::client_ip(e).into(),
-            redact(&e.payload).to_string().into(),
+            infra::analytics::redact_for_audit(&e.payload)
+                .to_string()
+                .into(),
         ]);
     }
     log.insert(conn, "").await?;
@@ -126,4 +133,43 @@ async fn session_users(
         }
     }
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use infra::analytics::{redact_for_audit, REDACTED};
+    use serde_json::json;
+
+    #[test]
+    fn personal_fields_are_redacted_ids_and_reasons_kept() {
+        let payload = json!({
+            "user_id": "u1", "appid": "wx1", "reason": "spam", "is_new_user": true,
+            "nickname": "张三", "avatar_url": "https://x", "phone_number": "+8613800000000",
+            "city": "Shenzhen", "encrypted_profile": "AAAA", "device": "iPhone",
+            "openid": "o_1", "unionid": "u_1", "phone_id": "p1",
+            "profile": {"nickname": "n"}, "count": 3, "gone": null
+        });
+        let out = redact_for_audit(&payload);
+        assert_eq!(out["user_id"], "u1");
+        assert_eq!(out["appid"], "wx1");
+        assert_eq!(out["reason"], "spam");
+        assert_eq!(out["is_new_user"], true);
+        for key in [
+            "nickname",
+            "avatar_url",
+            "phone_number",
+            "city",
+            "encrypted_profile",
+            "device",
+            "openid",
+            "unionid",
+            "phone_id",
+        ] {
+            assert_eq!(out[key], REDACTED, "{key}");
+        }
+        assert_eq!(out["profile"]["nickname"], REDACTED);
+        assert_eq!(out["count"], 3);
+        assert!(out["gone"].is_null());
+        assert!(!out.to_string().contains("张三"));
+    }
 }

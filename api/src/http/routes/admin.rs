@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use chrono::{Duration, Utc};
-use domain::{Actor, AppId, SealedPersonalData, UserId};
+use domain::{Actor, AppId, UserId};
 use projections::{
     AuditFilter, AuditRecord, DailyStatsRecord, LoginFilter, LoginRecord, Page, UserFilter,
     UserRecord,
@@ -159,30 +159,12 @@ async fn user(
     Path(id): Path<String>,
 ) -> Result<Json<UserRecord>, ApiError> {
     let id = user_id(&id)?;
-    let mut record = state
+    let record = state
         .read_models
         .user(id.as_uuid())
         .await?
         .ok_or(ApiError::NotFound)?;
-    record.profile = open_profile(&state, id, record.profile.take()).await?;
-    Ok(Json(Reveal::new(&state).user(record).await?))
-}
-
-/// The read model keeps the profile sealed (`{sealed, fields}`): the detail view opens it with
-/// the user's data key; lists show only which fields were shared.
-async fn open_profile(
-    state: &AppState,
-    id: UserId,
-    stored: Option<serde_json::Value>,
-) -> Result<Option<serde_json::Value>, ApiError> {
-    let Some(sealed) = stored
-        .as_ref()
-        .and_then(|p| p.get("sealed"))
-        .and_then(|s| s.as_str())
-    else {
-        return Ok(None);
-    };
-    profile::open_one(state, id, &SealedPersonalData(sealed.to_owned())).await
+    Ok(Json(Reveal::new(&state).user_in_detail(record).await?))
 }
 
 fn without_sealed(mut record: UserRecord) -> UserRecord {

@@ -116,13 +116,11 @@ impl LoginResponse {
         let tokens =
             sessions::issue_tokens(state, logged_in.user_id, logged_in.session_id, appid, 0)?;
         let user = views::view_of(
-            state,
             logged_in.user_id,
             &logged_in.user,
             appid,
             logged_in.is_new_user,
-        )
-        .await?;
+        )?;
         Ok(Self {
             tokens: tokens.into(),
             user,

@@ -58,10 +58,7 @@ pub struct UserView {
         (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
     )
 )]
-async fn me(
-    State(state): State<AppState>,
-    auth: Authenticated,
-) -> Result<Json<UserView>, ApiError> {
+async fn me(auth: Authenticated) -> Result<Json<UserView>, ApiError> {
     let is_new_user = matches!(
         auth.session,
         Session::Active {
@@ -69,7 +66,7 @@ async fn me(
             ..
         }
     );
-    let view = views::view_of(&state, auth.user_id, &auth.user, &auth.appid, is_new_user).await?;
+    let view = views::view_of(auth.user_id, &auth.user, &auth.appid, is_new_user)?;
     Ok(Json(view))
 }
 

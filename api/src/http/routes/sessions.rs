@@ -143,8 +143,8 @@ async fn user_sessions(
 ) -> Result<Json<Page<SessionView>>, ApiError> {
     let id = user_id(&id)?;
     let page = query::page(q.limit.as_deref(), q.cursor)?;
-    let user = load_user(&state, id).await?.user;
-    if !user.is_registered() {
+    let user = load_user(&state, id).await?;
+    if !user.user.is_registered() {
         return Err(ApiError::NotFound);
     }
     let sessions = session_views::open_sessions(&state, id, &user, None, &page).await?;

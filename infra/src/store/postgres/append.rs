@@ -44,7 +44,7 @@ pub(super) async fn append(
     .bind(call.claim_values)
     .bind(call.claim_owners)
     .bind(prepared.session_key.as_ref().map(|k| k.appid.as_str()))
-    .bind(prepared.session_key.as_ref().map(|k| k.openid.as_str()))
+    .bind(prepared.session_key.as_ref().map(|k| k.account.as_str()))
     .bind(prepared.session_key.as_ref().map(|k| k.sealed.as_slice()))
     .fetch_all(pool)
     .await

@@ -72,7 +72,7 @@ impl LogRewrite for PostgresStore {
             sqlx::query("UPDATE claims SET value = $3 WHERE kind = $1 AND value = $2")
                 .bind(kind)
                 .bind(old)
-                .bind(new)
+                .bind(new.as_str())
                 .execute(&mut *tx)
                 .await?;
         }
@@ -87,5 +87,18 @@ impl LogRewrite for PostgresStore {
         rows.iter()
             .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
             .collect()
+    }
+
+    async fn drop_session_keys(&self, accounts: &[(String, String)]) -> Result<(), StoreError> {
+        let mut tx = crate::sql::begin(&self.pool).await?;
+        for (appid, openid) in accounts {
+            sqlx::query("DELETE FROM wechat_session_keys WHERE appid = $1 AND openid = $2")
+                .bind(appid)
+                .bind(openid)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(())
     }
 }

@@ -262,7 +262,10 @@ fn scripts(prepared: &PreparedAppend) -> Result<Vec<Script>, AppendError> {
     }
     if let Some(key) = &prepared.session_key {
         let s = room(&mut scripts, 4);
-        let (appid, openid) = (s.arg(key.appid.clone())?, s.arg(key.openid.clone())?);
+        let (appid, openid) = (
+            s.arg(key.appid.clone())?,
+            s.arg(key.account.as_str().to_owned())?,
+        );
         let (sealed, now) = (
             s.arg(key.sealed.clone())?,
             s.arg(time_to_db(chrono::Utc::now()))?,
