@@ -15,6 +15,7 @@ both_backends! {
     erasure_leaves_the_person_unreadable_everywhere,
     erasing_oneself_leaves_nothing_either,
     an_older_log_is_sealed_at_start,
+    values_that_look_sealed_are_sealed_and_erased,
 }
 
 const PERSON: &str = "ghost-7731";
@@ -510,6 +511,60 @@ async fn an_older_log_is_sealed_at_start(world: World) {
         assert!(
             !files.contains(needle),
             "{needle:?} is still in the database files"
+        );
+    }
+}
+
+/// A clear value starting with `pd1.` (the sealed fields' prefix) is sealed like any other: a
+/// block reason, a revocation note and a User-Agent header an attacker or an admin chose.
+async fn values_that_look_sealed_are_sealed_and_erased(world: World) {
+    const REASON: &str = "pd1. Dave Li";
+    const NOTE: &str = "pd1. Dave Li's phone was stolen";
+    const LOOKALIKE_AGENT: &str = "pd1.DaveLiAgent/1.0";
+    let admin = world.api_key("admin:read,admin:write,events:read").await;
+    let code = world.wx_login(APP_A, "dave-li").await;
+    let answer = world
+        .http
+        .post(world.url("/v1/wechat/login"))
+        .header("user-agent", LOOKALIKE_AGENT)
+        .json(&json!({ "appid": APP_A, "code": code }))
+        .send()
+        .await
+        .expect("service answers");
+    assert_eq!(answer.status(), 200);
+    let me: Value = answer.json().await.expect("login JSON");
+    let user_id = me["user"]["user_id"].as_str().expect("user id").to_owned();
+    let path = format!("/v1/admin/users/{user_id}/sessions/revoke");
+    let status = as_admin(&world, &admin, &path, json!({ "reason": NOTE })).await;
+    assert!(status.is_success(), "revoke: {status}");
+    for action in ["block", "unblock"] {
+        let path = format!("/v1/admin/users/{user_id}/{action}");
+        let status = as_admin(&world, &admin, &path, json!({ "reason": REASON })).await;
+        assert!(status.is_success(), "{action}: {status}");
+    }
+    world.wait_for_projections(Duration::from_secs(10)).await;
+    let files = database_files(&world).await;
+    for clear in ["Dave Li", "DaveLiAgent"] {
+        assert!(!files.contains(clear), "{clear:?} is stored in clear");
+    }
+
+    let erased = world
+        .http
+        .delete(world.url(&format!("/v1/admin/users/{user_id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(erased.status(), 204);
+    world.wait_for_projections(Duration::from_secs(10)).await;
+    infra::testing::wait_until_log_readable(&world.database_url).await;
+    let answers = everything_readable(&world, &admin, &user_id).await;
+    let files = database_files(&world).await;
+    for clear in ["Dave Li", "DaveLiAgent"] {
+        assert!(!answers.contains(clear), "{clear:?} is still in an answer");
+        assert!(
+            !files.contains(clear),
+            "{clear:?} is still in the database files"
         );
     }
 }
