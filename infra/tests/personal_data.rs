@@ -265,6 +265,12 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
                             metadata_from(ip, agent)),
                         new_event("UserBlocked", 1, json!({"reason": "alice-block-reason"}),
                             metadata_from(Some("192.0.2.99"), None)),
+                        // A clear reason that looks sealed is clear all the same.
+                        new_event("UserUnblocked", 1, json!({"reason": "pd1. Alice Lookalike"}),
+                            metadata_from(None, None)),
+                        new_event("PhoneNumberBound", 1,
+                            json!({"phone": "pd1.sealed-phone", "phone_index": "alice-phone-hash"}),
+                            metadata_from(None, None)),
                     ],
                 )
                 .stream(
@@ -294,6 +300,12 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
                     1,
                     json!({"user_id": gone, "appid": app, "openid": "o_gone_clear"}),
                     metadata_from(Some("203.0.113.66"), Some("GoneAgent")),
+                ),
+                new_event(
+                    "PhoneNumberBound",
+                    1,
+                    json!({"phone": "pd1.sealed-phone", "phone_index": "gone-phone-hash"}),
+                    metadata_from(None, None),
                 ),
                 new_event("UserErased", 1, json!({}), metadata_from(None, None)),
             ],
@@ -338,7 +350,7 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
         .unwrap()
         .is_none());
     assert!(report.events_sealed >= 5, "{report:?}");
-    assert_eq!(report.events_blanked, 1, "{report:?}");
+    assert_eq!(report.events_blanked, 2, "{report:?}");
     assert!(report.rejections_stripped >= 1, "{report:?}");
     assert!(report.claims_rekeyed >= 2, "{report:?}");
 
@@ -354,9 +366,24 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
         "o_gone_clear",
         "203.0.113.66",
         "GoneAgent",
+        "Alice Lookalike",
+        "alice-phone-hash",
+        "gone-phone-hash",
+        "phone_index",
     ] {
         assert!(!stored.contains(clear), "{clear} is still in the log");
     }
+    // The phone's look-up hash moved to the deletable table, for the living user only.
+    assert_eq!(report.phones_indexed, 1, "{report:?}");
+    assert_eq!(
+        store.users_by_phone("alice-phone-hash").await.unwrap(),
+        vec![alice]
+    );
+    assert!(store
+        .users_by_phone("gone-phone-hash")
+        .await
+        .unwrap()
+        .is_empty());
     let claims = format!("{:?}", store.claims().await.unwrap());
     assert!(!claims.contains("o_alice_clear") && !claims.contains("u_alice_clear"));
     assert_eq!(
@@ -387,6 +414,7 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
         "198.51.100.23",
         "AliceAgent",
         "192.0.2.99",
+        "pd1. Alice Lookalike",
     ] {
         assert!(opened.contains(clear), "{clear} does not open");
     }

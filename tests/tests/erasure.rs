@@ -16,6 +16,7 @@ both_backends! {
     erasing_oneself_leaves_nothing_either,
     an_older_log_is_sealed_at_start,
     values_that_look_sealed_are_sealed_and_erased,
+    a_phone_rebound_after_erasure_links_nothing,
 }
 
 const PERSON: &str = "ghost-7731";
@@ -566,5 +567,104 @@ async fn values_that_look_sealed_are_sealed_and_erased(world: World) {
             !files.contains(clear),
             "{clear:?} is still in the database files"
         );
+    }
+}
+
+/// Every string in a stream's stored events (payloads and metadata), as the database holds them.
+async fn stored_strings(world: &World, user_id: &str) -> Vec<String> {
+    fn leaves(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|v| leaves(v, out)),
+            Value::Object(fields) => fields.values().for_each(|v| leaves(v, out)),
+            _ => {}
+        }
+    }
+    let store = infra::store::connect(&world.database_url)
+        .await
+        .expect("store");
+    let stream = format!("user-{user_id}");
+    let mut out = Vec::new();
+    for event in store.read_all(0, 10_000).await.expect("log") {
+        if event.stream_id.as_str() == stream {
+            if event.event_type == "PhoneNumberBound" {
+                let keys: Vec<&String> =
+                    event.payload.as_object().expect("object").keys().collect();
+                assert_eq!(
+                    keys,
+                    ["phone"],
+                    "PhoneNumberBound carries only the sealed phone"
+                );
+            }
+            leaves(&event.payload, &mut out);
+            leaves(
+                &serde_json::to_value(&event.metadata).expect("JSON"),
+                &mut out,
+            );
+        }
+    }
+    out
+}
+
+/// The phone's look-up hash is not in the immutable log: a person who binds a phone, is erased,
+/// comes back and binds the same phone leaves two streams with nothing in common, and admin
+/// search by phone finds only the living user.
+async fn a_phone_rebound_after_erasure_links_nothing(world: World) {
+    const WHO: &str = "phone-rebinder";
+    let admin = world.api_key("admin:read,admin:write").await;
+    let appid = AppId::parse(APP_A).expect("appid");
+    let bind = |token: String| {
+        let code = world.simulator.phone_code(&appid, WHO).expect("phone code");
+        let world = &world;
+        async move { as_user(world, &token, "/v1/me/phone", json!({ "code": code })).await }
+    };
+    let first = login_as(&world, APP_A, WHO).await;
+    let first_id = first["user"]["user_id"].as_str().expect("id").to_owned();
+    let token = first["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(bind(token).await, 204);
+    let erased = world
+        .http
+        .delete(world.url(&format!("/v1/admin/users/{first_id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(erased.status(), 204);
+
+    let second = login_as(&world, APP_A, WHO).await;
+    let second_id = second["user"]["user_id"].as_str().expect("id").to_owned();
+    assert_ne!(first_id, second_id, "registered afresh");
+    let token = second["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(bind(token).await, 204);
+    world.wait_for_projections(Duration::from_secs(10)).await;
+
+    let phone = Simulator::phone_number_of(WHO);
+    let found: Value = serde_json::from_str(
+        &text(
+            &world,
+            &admin,
+            &format!("/v1/admin/users?phone=%2B86{phone}"),
+        )
+        .await,
+    )
+    .expect("JSON");
+    let ids: Vec<&Value> = found["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|u| &u["user_id"])
+        .collect();
+    assert_eq!(ids, [&Value::from(second_id.as_str())], "{found}");
+
+    let before = stored_strings(&world, &first_id).await;
+    let after = stored_strings(&world, &second_id).await;
+    for value in &before {
+        // The app id and the system's own words may recur; nothing long and personal may.
+        if value.len() >= 20 && value != APP_A && uuid::Uuid::try_parse(value).is_err() {
+            assert!(
+                !after.contains(value),
+                "{value:?} links the erased user's stream to the new one"
+            );
+        }
     }
 }

@@ -285,14 +285,16 @@ pub async fn bind_phone(
         "country_code": info.country_code,
     });
     let sealed = seal(state, user_id, &phone).await?;
+    // The look-up hash goes to the phone look-up table in the same append, never the log.
     let index = state.phone_index.of(&e164);
-    record(
+    record_with(
         state,
         user_id,
         Some(appid),
         ctx,
         Actor::User(user_id),
-        |user| user.decide_bind_phone(sealed.clone(), index.clone()),
+        Some(index),
+        |user| user.decide_bind_phone(sealed.clone()),
     )
     .await
 }
@@ -390,6 +392,19 @@ async fn record(
     actor: Actor,
     decide: impl Fn(&User) -> Result<Vec<UserEvent>, UserError>,
 ) -> Result<(), ApiError> {
+    record_with(state, user_id, appid, ctx, actor, None, decide).await
+}
+
+/// [`record`], also writing a bound phone's keyed hash to the phone look-up table.
+async fn record_with(
+    state: &AppState,
+    user_id: UserId,
+    appid: Option<&AppId>,
+    ctx: &RequestContext,
+    actor: Actor,
+    phone_index: Option<String>,
+    decide: impl Fn(&User) -> Result<Vec<UserEvent>, UserError>,
+) -> Result<(), ApiError> {
     for _ in 0..3 {
         let LoadedUser { user, version, key } = load_user(state, user_id).await?;
         let events = decide(&user).map_err(user_error)?;
@@ -407,6 +422,9 @@ async fn record(
         }
         if events.iter().any(|e| matches!(e, UserEvent::UserErased {})) {
             batch = batch.release_claims_of(user_id);
+        }
+        if let Some(hash) = &phone_index {
+            batch = batch.phone_index(user_id, hash.clone());
         }
         match state.store.append(batch).await {
             Ok(_) => return Ok(()),

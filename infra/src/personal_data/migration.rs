@@ -9,6 +9,8 @@
 //!   the user never had one (keys used to be made at the first profile or phone share);
 //! - blanks them for users who were erased (their key is gone: nothing could open them);
 //! - strips the openid and client IP from `LoginRejected` (an app's stream: no one's key);
+//! - strips `phone_index` from `PhoneNumberBound` (v1) and puts the living users' latest one
+//!   (unless withdrawn since) in the phone look-up table, where erasure deletes it;
 //! - re-keys the claims, and the WeChat session keys' addresses, to keyed hashes
 //!   ([`super::LookupIndex`]);
 //!
@@ -43,6 +45,8 @@ pub struct MigrationReport {
     pub rejections_stripped: u64,
     pub claims_rekeyed: u64,
     pub session_keys_rekeyed: u64,
+    /// Living users' phone hashes moved from the log to the phone look-up table.
+    pub phones_indexed: u64,
 }
 
 impl MigrationReport {
@@ -104,6 +108,9 @@ pub async fn seal_personal_data(
     }
 
     let mut keys = PersonalKeys::new(data, store);
+    // Each living user's bound phone, by its keyed hash (from v1 `PhoneNumberBound`): moved to
+    // the look-up table, stripped from the log.
+    let mut phones: HashMap<UserId, Option<String>> = HashMap::new();
     // A session's user, from its `UserLoggedIn` (always its stream's first event).
     let mut sessions: HashMap<Uuid, Uuid> = HashMap::new();
     let mut after = 0;
@@ -130,6 +137,23 @@ pub async fn seal_personal_data(
                 },
             };
             let mut changed = event.clone();
+            if let (Subject::User(user), "PhoneNumberBound") = (&subject, event.event_type.as_str())
+            {
+                let hash = changed
+                    .payload
+                    .as_object_mut()
+                    .and_then(|fields| fields.remove("phone_index"));
+                if let Some(Value::String(hash)) = hash {
+                    phones.insert(*user, Some(hash));
+                }
+            }
+            if let (Subject::User(user), "AuthorizationRevoked") =
+                (&subject, event.event_type.as_str())
+            {
+                if event.payload.get("authorization").and_then(Value::as_str) == Some("phone") {
+                    phones.insert(*user, None);
+                }
+            }
             let counter = match subject {
                 Subject::User(user) if erased.contains(&user.as_uuid()) => {
                     blank_payload(
@@ -169,6 +193,16 @@ pub async fn seal_personal_data(
         if !rewritten.is_empty() {
             store.rewrite_events(&rewritten).await?;
         }
+    }
+
+    let living_phones: Vec<(UserId, String)> = phones
+        .into_iter()
+        .filter(|(user, _)| !erased.contains(&user.as_uuid()))
+        .filter_map(|(user, hash)| Some((user, hash?)))
+        .collect();
+    report.phones_indexed = living_phones.len() as u64;
+    for chunk in living_phones.chunks(PAGE as usize) {
+        store.put_phone_indexes(chunk).await?;
     }
 
     let rekeyed: Vec<(String, String, String)> = store

@@ -95,6 +95,11 @@ pub struct AppendBatch {
     /// A sealed WeChat `session_key` to store (as `SessionKeyVault::put_session_key`) in the
     /// same transaction: a login's key commits with the login, at no extra write.
     pub session_key: Option<SessionKeyWrite>,
+    /// The keyed hash of a phone number just bound, for admin look-ups: `(user, hash)`, replacing
+    /// the user's previous one in `phone_lookup` (migration 0041). Not a claim: two users may
+    /// share a number. Never in the log; `UserErased` and a withdrawn phone delete it (triggers
+    /// in the same transaction).
+    pub phone_index: Option<(UserId, String)>,
 }
 
 /// A sealed `session_key` for `(appid, openid)`, replacing the one stored.
@@ -124,6 +129,11 @@ impl AppendBatch {
 
     pub fn claim(mut self, claim: ClaimKey, owner: UserId) -> Self {
         self.claims.push((claim, owner));
+        self
+    }
+
+    pub fn phone_index(mut self, user: UserId, hash: String) -> Self {
+        self.phone_index = Some((user, hash));
         self
     }
 
@@ -229,6 +239,8 @@ pub trait EventStore: Send + Sync {
 
     /// The user holding a claim, if any.
     async fn find_claim(&self, claim: &ClaimKey) -> Result<Option<UserId>, StoreError>;
+    /// The living users whose bound phone has this keyed hash (`phone_lookup`).
+    async fn users_by_phone(&self, phone_index: &str) -> Result<Vec<UserId>, StoreError>;
 }
 
 /// Sealed WeChat `session_key`s, one per account: the newest replaces the old one. The service
@@ -385,6 +397,9 @@ pub trait LogRewrite: Send + Sync {
     async fn claims(&self) -> Result<Vec<StoredClaim>, StoreError>;
     /// Replaces claims' values: `(kind, old value, new value)`.
     async fn rekey_claims(&self, changes: &[(String, String, String)]) -> Result<(), StoreError>;
+    /// Fills the phone look-up table from old events: `(user, keyed hash)`, replacing the
+    /// user's entry.
+    async fn put_phone_indexes(&self, entries: &[(UserId, String)]) -> Result<(), StoreError>;
     /// Every `(appid, openid)` the session-key vault holds a key for.
     async fn session_key_accounts(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// Moves session keys to a new address: `(appid, old openid, new openid)`. Where the new

@@ -249,6 +249,18 @@ impl EventStore for SqliteStore {
             .map(|id| uuid_from_db(&id).map(UserId::from_uuid))
             .transpose()
     }
+
+    async fn users_by_phone(&self, phone_index: &str) -> Result<Vec<UserId>, StoreError> {
+        let users: Vec<String> =
+            sqlx::query_scalar("SELECT user_id FROM phone_lookup WHERE phone_index = ?1")
+                .bind(phone_index)
+                .fetch_all(&self.read)
+                .await?;
+        users
+            .iter()
+            .map(|id| uuid_from_db(id).map(UserId::from_uuid))
+            .collect()
+    }
 }
 
 /// Stores a sealed `session_key`, replacing the account's previous one (alone, or inside an

@@ -82,6 +82,23 @@ impl LogRewrite for SqliteStore {
         Ok(())
     }
 
+    async fn put_phone_indexes(&self, entries: &[(UserId, String)]) -> Result<(), StoreError> {
+        let _turn = self.write_turn.lock().await;
+        let mut tx = crate::sql::begin_with(&self.write, "BEGIN IMMEDIATE").await?;
+        for (user, hash) in entries {
+            sqlx::query(
+                "INSERT INTO phone_lookup (user_id, phone_index) VALUES (?1, ?2) \
+                 ON CONFLICT (user_id) DO UPDATE SET phone_index = excluded.phone_index",
+            )
+            .bind(user.to_string())
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn session_key_accounts(&self) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query("SELECT appid, openid FROM wechat_session_keys")
             .fetch_all(&self.write)
