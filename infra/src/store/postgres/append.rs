@@ -52,7 +52,7 @@ pub(super) async fn append(
         // in one transaction (rare: a phone binding), not a parameter of `append_events`.
         Some((user, hash)) => {
             async {
-                let mut tx = pool.begin().await?;
+                let mut tx = crate::sql::begin(pool).await?;
                 let written = query.fetch_all(&mut *tx).await?;
                 sqlx::query(
                     "INSERT INTO phone_lookup (user_id, phone_index) VALUES ($1, $2) \
