@@ -226,7 +226,7 @@ async fn erasure_destroys_the_key_in_its_append(store: Arc<dyn Store>) {
 /// strips rejected logins, re-keys the claims, and runs once.
 async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
     use domain::{AppId, Claim, OpenId, UnionId};
-    use infra::personal_data::migration::{seal_personal_data, MigrationReport};
+    use infra::personal_data::migration::{self, seal_personal_data, MigrationReport};
     use infra::personal_data::{open_event, LookupIndex};
     use infra::store::{AppendBatch, ExpectedVersion};
 
@@ -332,9 +332,30 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
         .put_session_key(app, "o_alice_clear", b"sealed-session-key")
         .await
         .unwrap();
-    let report = seal_personal_data(store.as_ref(), &data, &index, chrono::Utc::now())
+    // Two instances starting together: one migrates, the other waits and finds it done.
+    let other = infra::store::connect(&url).await.unwrap();
+    let (report, second) = tokio::join!(
+        seal_personal_data(store.as_ref(), &data, &index, chrono::Utc::now()),
+        seal_personal_data(other.as_ref(), &data, &index, chrono::Utc::now()),
+    );
+    let (report, second) = match (report.unwrap(), second.unwrap()) {
+        (first, second) if first.already_done => (second, first),
+        both => both,
+    };
+    assert!(!report.already_done, "{report:?}");
+    assert!(second.already_done, "both instances migrated: {second:?}");
+    // The read models must be rebuilt, and a crash before that cannot skip it.
+    assert!(store
+        .one_time_done(migration::REBUILD_PENDING)
         .await
-        .unwrap();
+        .unwrap());
+    // The erased user stays keyless, whatever tries to make them a key.
+    assert!(store.data_key(gone).await.unwrap().is_none());
+    let _ = data.create_key(store.as_ref(), gone).await;
+    assert!(
+        store.data_key(gone).await.unwrap().is_none(),
+        "an erased user got a data key"
+    );
     assert_eq!(report.session_keys_rekeyed, 1, "{report:?}");
     let address = index.account(
         &AppId::parse(app).unwrap(),
@@ -458,6 +479,68 @@ async fn sqlite_sealing() {
 async fn sqlite_migration() {
     let (store, url) = infra::testing::sqlite_store().await;
     the_migration_seals_the_old_log(store, url).await;
+}
+
+/// Rows deleted before `secure_delete` was on stay in SQLite's free pages until the one-time
+/// migration's `VACUUM`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_migration_vacuums_rows_deleted_before_secure_delete() {
+    use sqlx::{ConnectOptions, Connection};
+    use std::str::FromStr;
+    const MARKER: &str = "leftover-openid-of-an-erased-user-8812";
+    let (store, url) = infra::testing::sqlite_store().await;
+    let mut old = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+        .unwrap()
+        .pragma("secure_delete", "OFF")
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE leftover (value TEXT)")
+        .execute(&mut old)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        sqlx::query("INSERT INTO leftover (value) VALUES (?1)")
+            .bind(MARKER)
+            .execute(&mut old)
+            .await
+            .unwrap();
+    }
+    sqlx::query("DELETE FROM leftover")
+        .execute(&mut old)
+        .await
+        .unwrap();
+    old.close().await.unwrap();
+    store.purge_deleted().await.unwrap();
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .to_owned();
+    let files = || {
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal"] {
+            bytes.extend(std::fs::read(format!("{path}{suffix}")).unwrap_or_default());
+        }
+        String::from_utf8_lossy(&bytes).contains(MARKER)
+    };
+    assert!(
+        files(),
+        "the test did not leave a deleted row in a free page"
+    );
+
+    let master = MasterKey::generate();
+    infra::personal_data::migration::seal_personal_data(
+        store.as_ref(),
+        &PersonalData::new(&master),
+        &infra::personal_data::LookupIndex::new(&master),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        !files(),
+        "a row deleted before secure_delete is still in the file"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

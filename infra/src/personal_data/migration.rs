@@ -14,11 +14,15 @@
 //! - re-keys the claims, and the WeChat session keys' addresses, to keyed hashes
 //!   ([`super::LookupIndex`]);
 //!
-//! then empties SQLite's WAL of the old pages and records itself as done. Each batch is its
+//! then `VACUUM`s SQLite (free pages may hold rows deleted before `secure_delete` was on),
+//! empties its WAL of the old pages and records itself as done. It runs under a lock shared by
+//! every instance ([`crate::store::LogRewrite::one_time_lock`]), and records
+//! [`REBUILD_PENDING`] before its first rewrite, so a crash cannot skip the read models'
+//! rebuild. An erased user never gets a key from it (nor from anything: migration 0042). Each batch is its
 //! own transaction and every step is idempotent (sealed fields stay sealed, hashed claims stay
 //! hashed), so a crash part-way is finished by the next run. Rewritten events get their type's
 //! current `schema_version` (the store upcast them on reading). Read models built from the
-//! clear events must be rebuilt afterwards: [`MigrationReport::rewrote_events`] says so.
+//! clear events must be rebuilt afterwards: [`REBUILD_PENDING`] stays recorded until they are.
 
 use std::collections::{HashMap, HashSet};
 
@@ -33,6 +37,11 @@ use crate::store::{RecordedEvent, Store};
 
 /// The name it is recorded under.
 pub const NAME: &str = "seal-personal-data";
+
+/// Recorded before the first event is rewritten, forgotten once the read models are rebuilt
+/// from the rewritten log (`api::startup::seal_personal_data`): a crash between the rewrite
+/// and the rebuild leaves it, and the next start rebuilds.
+pub const REBUILD_PENDING: &str = "rebuild-read-models-pending";
 
 const PAGE: u32 = 500;
 
@@ -87,13 +96,20 @@ pub async fn seal_personal_data(
     index: &LookupIndex,
     now: DateTime<Utc>,
 ) -> Result<MigrationReport, PersonalDataError> {
+    let done = MigrationReport {
+        already_done: true,
+        ..MigrationReport::default()
+    };
     if store.one_time_done(NAME).await? {
-        return Ok(MigrationReport {
-            already_done: true,
-            ..MigrationReport::default()
-        });
+        return Ok(done);
+    }
+    // One instance at a time: a second one starting together waits, then finds it done.
+    let _lock = store.one_time_lock().await?;
+    if store.one_time_done(NAME).await? {
+        return Ok(done);
     }
     let mut report = MigrationReport::default();
+    let mut rebuild_recorded = false;
 
     // Who was erased: their events are blanked, never sealed under a new key.
     let mut erased = HashSet::new();
@@ -191,6 +207,10 @@ pub async fn seal_personal_data(
             }
         }
         if !rewritten.is_empty() {
+            if !rebuild_recorded {
+                store.record_one_time(REBUILD_PENDING, now).await?;
+                rebuild_recorded = true;
+            }
             store.rewrite_events(&rewritten).await?;
         }
     }
@@ -239,6 +259,9 @@ pub async fn seal_personal_data(
         store.rekey_session_keys(chunk).await?;
     }
 
+    // Rows deleted before `secure_delete` was on (claims of users erased under the older
+    // release, their data keys) still sit in SQLite's free pages: rewrite the file once.
+    store.compact().await?;
     store.purge_deleted().await?;
     store.record_one_time(NAME, now).await?;
     Ok(report)

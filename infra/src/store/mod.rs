@@ -382,6 +382,16 @@ pub struct StoredClaim {
     pub user_id: UserId,
 }
 
+/// Held while a one-time migration runs ([`LogRewrite::one_time_lock`]); dropping it releases
+/// the lock.
+pub struct OneTimeLock(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl OneTimeLock {
+    pub fn new(held: impl Send + Sync + 'static) -> Self {
+        Self(Box::new(held))
+    }
+}
+
 /// The one rewrite of the log there is: sealing the personal data of events written before it
 /// was sealed (`crate::personal_data::migration`), each batch in one transaction, recorded
 /// once done. Nothing else ever changes a stored event.
@@ -391,6 +401,16 @@ pub trait LogRewrite: Send + Sync {
     async fn one_time_done(&self, name: &str) -> Result<bool, StoreError>;
     /// Records that it has.
     async fn record_one_time(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Forgets that record (a flag, such as "rebuild pending", once acted on).
+    async fn forget_one_time(&self, name: &str) -> Result<(), StoreError>;
+    /// Serialises one-time migrations across instances: held until dropped. PostgreSQL: a
+    /// session advisory lock on a connection of its own (closed, so released, on drop or a
+    /// crash); SQLite: an exclusive lock on a file beside the database.
+    async fn one_time_lock(&self) -> Result<OneTimeLock, StoreError>;
+    /// Rewrites the database so that no free page keeps a deleted row: SQLite's `VACUUM`
+    /// (`secure_delete` only zeroes what is deleted after it was turned on). PostgreSQL: nothing
+    /// (see docs/security.md §6: dead tuples stay until its own VACUUM).
+    async fn compact(&self) -> Result<(), StoreError>;
     /// Replaces the payload, metadata and schema version of stored events (by position).
     async fn rewrite_events(&self, events: &[RecordedEvent]) -> Result<(), StoreError>;
     /// Every claim.

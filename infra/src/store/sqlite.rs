@@ -50,6 +50,8 @@ pub struct SqliteStore {
     appends: tokio::sync::mpsc::Sender<append::Job>,
     /// Dropped with the store: stops the WAL checkpointer (`checkpoint::run`).
     _stop_checkpoints: tokio::sync::oneshot::Sender<()>,
+    /// The database file (its one-time migration lock file lies beside it).
+    path: std::path::PathBuf,
 }
 
 impl SqliteStore {
@@ -73,6 +75,7 @@ impl SqliteStore {
             // zeros, not left in free pages of the file.
             .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(5));
+        let path = options.get_filename().to_path_buf();
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
@@ -105,6 +108,7 @@ impl SqliteStore {
             write_turn,
             appends,
             _stop_checkpoints: stop_checkpoints,
+            path,
         })
     }
 }
