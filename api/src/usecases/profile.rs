@@ -104,8 +104,8 @@ pub async fn authorize_profile(
 
 /// Decrypted data this user may share, with the unionid it names; `None` for data that must
 /// be refused. Payloads from before April 2021 still name the person (`openId`, `unionId`):
-/// the openid must be this user's, and a unionid must be well-formed, not another user's and
-/// not different from one this user already holds (so a forged `unionId` can never move a
+/// the openid must be this user's, a unionid must come with it (present and this user's), be
+/// well-formed, not another user's and not different from one this user already holds (so a forged `unionId` can never move a
 /// person's accounts, even if forging were possible).
 async fn acceptable(
     state: &AppState,
@@ -128,6 +128,11 @@ async fn acceptable(
         },
     };
     if let Some(unionid) = &unionid {
+        // A unionId only with the caller's own openId: the genuine tail of a pre-2021 payload
+        // holds both, and without the key no one can make a tail decrypt to chosen text.
+        if data.get("openId").and_then(Value::as_str) != Some(openid.as_str()) {
+            return Ok(None);
+        }
         if user.unionid.as_ref().is_some_and(|held| held != unionid) {
             return Ok(None);
         }
