@@ -326,10 +326,13 @@ pub async fn seal_personal_data(
             "personal data of older events sealed (one-time migration)"
         );
     }
-    if report.rewrote_events() {
+    // Pending from this run, or from one that crashed between its rewrite and this rebuild.
+    let pending = infra::personal_data::migration::REBUILD_PENDING;
+    if store.one_time_done(pending).await? {
         projections::rebuild(read_models, Arc::clone(store), None)
             .await
             .context("rebuilding the read models from the sealed log")?;
+        store.forget_one_time(pending).await?;
     }
     store
         .purge_deleted()

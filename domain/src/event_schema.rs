@@ -246,17 +246,18 @@ pub fn catalog() -> Vec<EventSchema> {
             event_type: "PhoneNumberBound",
             stream: "user-{user_id}",
             description: "WeChat verified the user's phone number.",
-            history: FIRST,
-            payload: object(&[
-                ("phone", sealed("The phone number")),
+            history: &[
                 (
-                    "phone_index",
-                    text(
-                        "A keyed hash of the E.164 number, for look-ups. Still identifies a \
-                         person: redacted in the analytics view.",
-                    ),
+                    1,
+                    "first version; also carried `phone_index`, a keyed hash of the number",
                 ),
-            ]),
+                (
+                    2,
+                    "`phone_index` dropped: the hash for admin look-ups lives in a deletable \
+                     table, emptied on erasure; the one-time migration strips it from v1 events",
+                ),
+            ],
+            payload: object(&[("phone", sealed("The phone number"))]),
         },
         EventSchema {
             event_type: "AuthorizationRevoked",
@@ -399,10 +400,7 @@ mod tests {
                 profile: sealed.clone(),
                 fields: vec!["avatar_url".into()],
             },
-            UserEvent::PhoneNumberBound {
-                phone: sealed,
-                phone_index: "hash".into(),
-            },
+            UserEvent::PhoneNumberBound { phone: sealed },
             UserEvent::AuthorizationRevoked {
                 authorization: Authorization::Phone,
             },

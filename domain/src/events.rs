@@ -58,11 +58,10 @@ pub enum UserEvent {
         profile: SealedPersonalData,
         fields: Vec<String>,
     },
-    /// WeChat verified the user's phone number. `phone_index` is a keyed hash for look-ups.
-    PhoneNumberBound {
-        phone: SealedPersonalData,
-        phone_index: String,
-    },
+    /// WeChat verified the user's phone number. The keyed hash that admin search looks it up
+    /// by is not in the event (the log is immutable, so it would outlive an erasure): it lives
+    /// in a deletable look-up table written by the same append.
+    PhoneNumberBound { phone: SealedPersonalData },
     /// The user withdrew an authorization; its data stops being shown.
     AuthorizationRevoked { authorization: Authorization },
     /// Personal data erased: the data key is destroyed, so sealed fields stay unreadable.

@@ -65,13 +65,9 @@ impl User {
     pub fn decide_bind_phone(
         &self,
         sealed: SealedPersonalData,
-        phone_index: String,
     ) -> Result<Vec<UserEvent>, UserError> {
         self.usable()?;
-        Ok(vec![UserEvent::PhoneNumberBound {
-            phone: sealed,
-            phone_index,
-        }])
+        Ok(vec![UserEvent::PhoneNumberBound { phone: sealed }])
     }
 
     pub fn decide_withdraw(
@@ -157,7 +153,7 @@ mod tests {
             Err(UserError::NotAuthorized)
         );
         let bound = User::replay(&history)
-            .decide_bind_phone(sealed("ph"), "idx".into())
+            .decide_bind_phone(sealed("ph"))
             .unwrap();
         let history = then(&history, bound);
         let withdrawn = User::replay(&history)

@@ -40,6 +40,11 @@ pub const UPCASTERS: &[Upcaster] = &[
     sealed("UnionIdLinked", 1),
     sealed("UserBlocked", 1),
     sealed("UserUnblocked", 1),
+    Upcaster {
+        event_type: "PhoneNumberBound",
+        from: 1,
+        apply: phone_index_dropped,
+    },
 ];
 
 const fn sealed(event_type: &'static str, from: u32) -> Upcaster {
@@ -82,6 +87,13 @@ pub fn upcast(event_type: &str, schema_version: u32, payload: &mut Value) -> u32
 /// (`infra::personal_data::migration`), which seals every older event and writes it with the
 /// new version.
 fn personal_fields_sealed(_: &mut Value) {}
+
+/// `PhoneNumberBound` v2: no `phone_index` (a keyed hash of the number, which would have
+/// linked an erased person's history to whoever binds the number next). The step changes
+/// nothing on read: the one-time migration (`infra::personal_data::migration`) moves the hash
+/// of v1 events to the deletable phone look-up table and strips it from the log, and readers
+/// ignore the field until then.
+fn phone_index_dropped(_: &mut Value) {}
 
 /// `UserLoggedIn` v2: `device` was the raw user agent (`string | null`); it becomes a
 /// [`Device`] read from that agent (`null` stays `null`).

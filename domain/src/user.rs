@@ -132,7 +132,7 @@ impl User {
             UserEvent::UserUnblocked { .. } => self.blocked = false,
             UserEvent::ProfileAuthorized { profile, .. }
             | UserEvent::ProfileUpdated { profile, .. } => self.profile = Some(profile.clone()),
-            UserEvent::PhoneNumberBound { phone, .. } => self.phone = Some(phone.clone()),
+            UserEvent::PhoneNumberBound { phone } => self.phone = Some(phone.clone()),
             UserEvent::AuthorizationRevoked { authorization } => match authorization {
                 Authorization::Profile => self.profile = None,
                 Authorization::Phone => self.phone = None,

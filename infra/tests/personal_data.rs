@@ -241,7 +241,7 @@ async fn erasure_destroys_the_key_in_its_append(store: Arc<dyn Store>) {
 /// strips rejected logins, re-keys the claims, and runs once.
 async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
     use domain::{AppId, Claim, OpenId, UnionId};
-    use infra::personal_data::migration::{seal_personal_data, MigrationReport};
+    use infra::personal_data::migration::{self, seal_personal_data, MigrationReport};
     use infra::personal_data::{open_event, LookupIndex};
     use infra::store::{AppendBatch, ExpectedVersion};
 
@@ -280,6 +280,12 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
                             metadata_from(ip, agent)),
                         new_event("UserBlocked", 1, json!({"reason": "alice-block-reason"}),
                             metadata_from(Some("192.0.2.99"), None)),
+                        // A clear reason that looks sealed is clear all the same.
+                        new_event("UserUnblocked", 1, json!({"reason": "pd1. Alice Lookalike"}),
+                            metadata_from(None, None)),
+                        new_event("PhoneNumberBound", 1,
+                            json!({"phone": "pd1.sealed-phone", "phone_index": "alice-phone-hash"}),
+                            metadata_from(None, None)),
                     ],
                 )
                 .stream(
@@ -310,6 +316,12 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
                     json!({"user_id": gone, "appid": app, "openid": "o_gone_clear"}),
                     metadata_from(Some("203.0.113.66"), Some("GoneAgent")),
                 ),
+                new_event(
+                    "PhoneNumberBound",
+                    1,
+                    json!({"phone": "pd1.sealed-phone", "phone_index": "gone-phone-hash"}),
+                    metadata_from(None, None),
+                ),
                 new_event("UserErased", 1, json!({}), metadata_from(None, None)),
             ],
         ))
@@ -332,16 +344,37 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
 
     infra::testing::wait_until_log_readable(&url).await;
     infra::testing::put_clear_session_key(&url, app, "o_alice_clear", b"sealed-session-key").await;
-    let report = seal_personal_data(store.as_ref(), &data, &index, chrono::Utc::now())
+    // Two instances starting together: one migrates, the other waits and finds it done.
+    let other = infra::store::connect(&url).await.unwrap();
+    let (report, second) = tokio::join!(
+        seal_personal_data(store.as_ref(), &data, &index, chrono::Utc::now()),
+        seal_personal_data(other.as_ref(), &data, &index, chrono::Utc::now()),
+    );
+    let (report, second) = match (report.unwrap(), second.unwrap()) {
+        (first, second) if first.already_done => (second, first),
+        both => both,
+    };
+    assert!(!report.already_done, "{report:?}");
+    assert!(second.already_done, "both instances migrated: {second:?}");
+    // The read models must be rebuilt, and a crash before that cannot skip it.
+    assert!(store
+        .one_time_done(migration::REBUILD_PENDING)
         .await
-        .unwrap();
+        .unwrap());
+    // The erased user stays keyless, whatever tries to make them a key.
+    assert!(store.data_key(gone).await.unwrap().is_none());
+    let _ = data.create_key(store.as_ref(), gone).await;
+    assert!(
+        store.data_key(gone).await.unwrap().is_none(),
+        "an erased user got a data key"
+    );
     assert_eq!(report.session_keys_dropped, 1, "{report:?}");
     assert!(
         store.session_key_accounts().await.unwrap().is_empty(),
         "the clear-addressed row is gone"
     );
     assert!(report.events_sealed >= 5, "{report:?}");
-    assert_eq!(report.events_blanked, 1, "{report:?}");
+    assert_eq!(report.events_blanked, 2, "{report:?}");
     assert!(report.rejections_stripped >= 1, "{report:?}");
     assert!(report.claims_rekeyed >= 2, "{report:?}");
 
@@ -357,9 +390,24 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
         "o_gone_clear",
         "203.0.113.66",
         "GoneAgent",
+        "Alice Lookalike",
+        "alice-phone-hash",
+        "gone-phone-hash",
+        "phone_index",
     ] {
         assert!(!stored.contains(clear), "{clear} is still in the log");
     }
+    // The phone's look-up hash moved to the deletable table, for the living user only.
+    assert_eq!(report.phones_indexed, 1, "{report:?}");
+    assert_eq!(
+        store.users_by_phone("alice-phone-hash").await.unwrap(),
+        vec![alice]
+    );
+    assert!(store
+        .users_by_phone("gone-phone-hash")
+        .await
+        .unwrap()
+        .is_empty());
     let claims = format!("{:?}", store.claims().await.unwrap());
     assert!(!claims.contains("o_alice_clear") && !claims.contains("u_alice_clear"));
     assert_eq!(
@@ -390,6 +438,7 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
         "198.51.100.23",
         "AliceAgent",
         "192.0.2.99",
+        "pd1. Alice Lookalike",
     ] {
         assert!(opened.contains(clear), "{clear} does not open");
     }
@@ -433,6 +482,68 @@ async fn sqlite_sealing() {
 async fn sqlite_migration() {
     let (store, url) = infra::testing::sqlite_store().await;
     the_migration_seals_the_old_log(store, url).await;
+}
+
+/// Rows deleted before `secure_delete` was on stay in SQLite's free pages until the one-time
+/// migration's `VACUUM`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_migration_vacuums_rows_deleted_before_secure_delete() {
+    use sqlx::{ConnectOptions, Connection};
+    use std::str::FromStr;
+    const MARKER: &str = "leftover-openid-of-an-erased-user-8812";
+    let (store, url) = infra::testing::sqlite_store().await;
+    let mut old = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+        .unwrap()
+        .pragma("secure_delete", "OFF")
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE leftover (value TEXT)")
+        .execute(&mut old)
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        sqlx::query("INSERT INTO leftover (value) VALUES (?1)")
+            .bind(MARKER)
+            .execute(&mut old)
+            .await
+            .unwrap();
+    }
+    sqlx::query("DELETE FROM leftover")
+        .execute(&mut old)
+        .await
+        .unwrap();
+    old.close().await.unwrap();
+    store.purge_deleted().await.unwrap();
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .to_owned();
+    let files = || {
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal"] {
+            bytes.extend(std::fs::read(format!("{path}{suffix}")).unwrap_or_default());
+        }
+        String::from_utf8_lossy(&bytes).contains(MARKER)
+    };
+    assert!(
+        files(),
+        "the test did not leave a deleted row in a free page"
+    );
+
+    let master = MasterKey::generate();
+    infra::personal_data::migration::seal_personal_data(
+        store.as_ref(),
+        &PersonalData::new(&master),
+        &infra::personal_data::LookupIndex::new(&master),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
+    assert!(
+        !files(),
+        "a row deleted before secure_delete is still in the file"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -15,6 +15,8 @@ both_backends! {
     erasure_leaves_the_person_unreadable_everywhere,
     erasing_oneself_leaves_nothing_either,
     an_older_log_is_sealed_at_start,
+    values_that_look_sealed_are_sealed_and_erased,
+    a_phone_rebound_after_erasure_links_nothing,
 }
 
 const PERSON: &str = "ghost-7731";
@@ -511,5 +513,158 @@ async fn an_older_log_is_sealed_at_start(world: World) {
             !files.contains(needle),
             "{needle:?} is still in the database files"
         );
+    }
+}
+
+/// A clear value starting with `pd1.` (the sealed fields' prefix) is sealed like any other: a
+/// block reason, a revocation note and a User-Agent header an attacker or an admin chose.
+async fn values_that_look_sealed_are_sealed_and_erased(world: World) {
+    const REASON: &str = "pd1. Dave Li";
+    const NOTE: &str = "pd1. Dave Li's phone was stolen";
+    const LOOKALIKE_AGENT: &str = "pd1.DaveLiAgent/1.0";
+    let admin = world.api_key("admin:read,admin:write,events:read").await;
+    let code = world.wx_login(APP_A, "dave-li").await;
+    let answer = world
+        .http
+        .post(world.url("/v1/wechat/login"))
+        .header("user-agent", LOOKALIKE_AGENT)
+        .json(&json!({ "appid": APP_A, "code": code }))
+        .send()
+        .await
+        .expect("service answers");
+    assert_eq!(answer.status(), 200);
+    let me: Value = answer.json().await.expect("login JSON");
+    let user_id = me["user"]["user_id"].as_str().expect("user id").to_owned();
+    let path = format!("/v1/admin/users/{user_id}/sessions/revoke");
+    let status = as_admin(&world, &admin, &path, json!({ "reason": NOTE })).await;
+    assert!(status.is_success(), "revoke: {status}");
+    for action in ["block", "unblock"] {
+        let path = format!("/v1/admin/users/{user_id}/{action}");
+        let status = as_admin(&world, &admin, &path, json!({ "reason": REASON })).await;
+        assert!(status.is_success(), "{action}: {status}");
+    }
+    world.wait_for_projections(Duration::from_secs(10)).await;
+    let files = database_files(&world).await;
+    for clear in ["Dave Li", "DaveLiAgent"] {
+        assert!(!files.contains(clear), "{clear:?} is stored in clear");
+    }
+
+    let erased = world
+        .http
+        .delete(world.url(&format!("/v1/admin/users/{user_id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(erased.status(), 204);
+    world.wait_for_projections(Duration::from_secs(10)).await;
+    infra::testing::wait_until_log_readable(&world.database_url).await;
+    let answers = everything_readable(&world, &admin, &user_id).await;
+    let files = database_files(&world).await;
+    for clear in ["Dave Li", "DaveLiAgent"] {
+        assert!(!answers.contains(clear), "{clear:?} is still in an answer");
+        assert!(
+            !files.contains(clear),
+            "{clear:?} is still in the database files"
+        );
+    }
+}
+
+/// Every string in a stream's stored events (payloads and metadata), as the database holds them.
+async fn stored_strings(world: &World, user_id: &str) -> Vec<String> {
+    fn leaves(value: &Value, out: &mut Vec<String>) {
+        match value {
+            Value::String(s) => out.push(s.clone()),
+            Value::Array(items) => items.iter().for_each(|v| leaves(v, out)),
+            Value::Object(fields) => fields.values().for_each(|v| leaves(v, out)),
+            _ => {}
+        }
+    }
+    let store = infra::store::connect(&world.database_url)
+        .await
+        .expect("store");
+    let stream = format!("user-{user_id}");
+    let mut out = Vec::new();
+    for event in store.read_all(0, 10_000).await.expect("log") {
+        if event.stream_id.as_str() == stream {
+            if event.event_type == "PhoneNumberBound" {
+                let keys: Vec<&String> =
+                    event.payload.as_object().expect("object").keys().collect();
+                assert_eq!(
+                    keys,
+                    ["phone"],
+                    "PhoneNumberBound carries only the sealed phone"
+                );
+            }
+            leaves(&event.payload, &mut out);
+            leaves(
+                &serde_json::to_value(&event.metadata).expect("JSON"),
+                &mut out,
+            );
+        }
+    }
+    out
+}
+
+/// The phone's look-up hash is not in the immutable log: a person who binds a phone, is erased,
+/// comes back and binds the same phone leaves two streams with nothing in common, and admin
+/// search by phone finds only the living user.
+async fn a_phone_rebound_after_erasure_links_nothing(world: World) {
+    const WHO: &str = "phone-rebinder";
+    let admin = world.api_key("admin:read,admin:write").await;
+    let appid = AppId::parse(APP_A).expect("appid");
+    let bind = |token: String| {
+        let code = world.simulator.phone_code(&appid, WHO).expect("phone code");
+        let world = &world;
+        async move { as_user(world, &token, "/v1/me/phone", json!({ "code": code })).await }
+    };
+    let first = login_as(&world, APP_A, WHO).await;
+    let first_id = first["user"]["user_id"].as_str().expect("id").to_owned();
+    let token = first["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(bind(token).await, 204);
+    let erased = world
+        .http
+        .delete(world.url(&format!("/v1/admin/users/{first_id}")))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(erased.status(), 204);
+
+    let second = login_as(&world, APP_A, WHO).await;
+    let second_id = second["user"]["user_id"].as_str().expect("id").to_owned();
+    assert_ne!(first_id, second_id, "registered afresh");
+    let token = second["access_token"].as_str().expect("token").to_owned();
+    assert_eq!(bind(token).await, 204);
+    world.wait_for_projections(Duration::from_secs(10)).await;
+
+    let phone = Simulator::phone_number_of(WHO);
+    let found: Value = serde_json::from_str(
+        &text(
+            &world,
+            &admin,
+            &format!("/v1/admin/users?phone=%2B86{phone}"),
+        )
+        .await,
+    )
+    .expect("JSON");
+    let ids: Vec<&Value> = found["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|u| &u["user_id"])
+        .collect();
+    assert_eq!(ids, [&Value::from(second_id.as_str())], "{found}");
+
+    let before = stored_strings(&world, &first_id).await;
+    let after = stored_strings(&world, &second_id).await;
+    for value in &before {
+        // The app id and the system's own words may recur; nothing long and personal may.
+        if value.len() >= 20 && value != APP_A && uuid::Uuid::try_parse(value).is_err() {
+            assert!(
+                !after.contains(value),
+                "{value:?} links the erased user's stream to the new one"
+            );
+        }
     }
 }

@@ -19,6 +19,7 @@ both_backends! {
     random_ciphertexts_get_one_answer_then_none,
     an_honest_client_with_a_few_failures_still_authorizes,
     a_refused_decrypted_unionid_answers_like_any_failure,
+    a_decrypted_unionid_needs_the_callers_openid,
 }
 
 /// The genuine signed part with a random one-block ciphertext and iv.
@@ -200,4 +201,46 @@ async fn a_refused_decrypted_unionid_answers_like_any_failure(world: World) {
         .await
         .expect("JSON");
     assert!(me["unionid"].is_null(), "{me}");
+}
+
+/// Without a padding oracle an attacker still steers the first plaintext block (through the
+/// iv) and can drop leading blocks: what keeps a decrypted `unionId` honest is that it must
+/// come with the caller's own `openId`. One without it is refused like any failure.
+async fn a_decrypted_unionid_needs_the_callers_openid(world: World) {
+    let me = world.login(APP_C, "unionid-without-openid").await;
+    let access = access_of(&me);
+    let openid = me["user"]["openid"].as_str().expect("openid").to_owned();
+    let key = world
+        .simulator
+        .current_session_key(APP_C, &openid)
+        .expect("the simulator's key");
+    let key = SessionKey::parse(&key).expect("session key");
+    let sealed = |data: Value| {
+        let raw_data = "{}";
+        json!({
+            "raw_data": raw_data,
+            "signature": user_data::raw_data_signature(raw_data, &key),
+            "encrypted_data": user_data::encrypt(&data, [9; 16], &key),
+            "iv": STANDARD.encode([9u8; 16]),
+        })
+    };
+    let watermark = json!({ "appid": APP_C, "timestamp": 1 });
+    let mut random = sealed(json!({}));
+    random["encrypted_data"] = forged(&json!({}))["encrypted_data"].clone();
+    let bad_padding = answer_of(authorize(&world, &world.app.base, &access, &random).await).await;
+    assert!(
+        bad_padding.starts_with("400 \"decrypt_failed\""),
+        "{bad_padding}"
+    );
+    let data = json!({ "unionId": "un_unclaimed_without_openid", "watermark": watermark });
+    let answer =
+        answer_of(authorize(&world, &world.app.base, &access, &sealed(data.clone())).await).await;
+    assert_eq!(answer, bad_padding, "{data}");
+    let mine: Value = world
+        .get_as(&access, "/v1/me")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    assert!(mine["unionid"].is_null(), "{mine}");
 }

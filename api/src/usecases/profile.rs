@@ -108,8 +108,8 @@ pub async fn authorize_profile(
 
 /// Decrypted data this user may share, with the unionid it names; `None` for data that must
 /// be refused. Payloads from before April 2021 still name the person (`openId`, `unionId`):
-/// the openid must be this user's, and a unionid must be well-formed, not another user's and
-/// not different from one this user already holds (so a forged `unionId` can never move a
+/// the openid must be this user's, a unionid must come with it (present and this user's), be
+/// well-formed, not another user's and not different from one this user already holds (so a forged `unionId` can never move a
 /// person's accounts, even if forging were possible).
 async fn acceptable(
     state: &AppState,
@@ -132,6 +132,11 @@ async fn acceptable(
         },
     };
     if let Some(unionid) = &unionid {
+        // A unionId only with the caller's own openId: the genuine tail of a pre-2021 payload
+        // holds both, and without the key no one can make a tail decrypt to chosen text.
+        if data.get("openId").and_then(Value::as_str) != Some(openid.as_str()) {
+            return Ok(None);
+        }
         if user.unionid.as_ref().is_some_and(|held| held != unionid) {
             return Ok(None);
         }
@@ -287,14 +292,16 @@ pub async fn bind_phone(
         "country_code": info.country_code,
     });
     let sealed = seal(key.as_ref(), &phone)?;
+    // The look-up hash goes to the phone look-up table in the same append, never the log.
     let index = state.phone_index.of(&e164);
-    record(
+    record_with(
         state,
         user_id,
         Some(appid),
         ctx,
         Actor::User(user_id),
-        |user| user.decide_bind_phone(sealed.clone(), index.clone()),
+        Some(index),
+        |user| user.decide_bind_phone(sealed.clone()),
     )
     .await
 }
@@ -381,6 +388,19 @@ async fn record(
     actor: Actor,
     decide: impl Fn(&User) -> Result<Vec<UserEvent>, UserError>,
 ) -> Result<(), ApiError> {
+    record_with(state, user_id, appid, ctx, actor, None, decide).await
+}
+
+/// [`record`], also writing a bound phone's keyed hash to the phone look-up table.
+async fn record_with(
+    state: &AppState,
+    user_id: UserId,
+    appid: Option<&AppId>,
+    ctx: &RequestContext,
+    actor: Actor,
+    phone_index: Option<String>,
+    decide: impl Fn(&User) -> Result<Vec<UserEvent>, UserError>,
+) -> Result<(), ApiError> {
     for _ in 0..3 {
         let LoadedUser { user, version, key } = load_user(state, user_id).await?;
         let events = decide(&user).map_err(user_error)?;
@@ -398,6 +418,9 @@ async fn record(
         }
         if events.iter().any(|e| matches!(e, UserEvent::UserErased {})) {
             batch = batch.release_claims_of(user_id);
+        }
+        if let Some(hash) = &phone_index {
+            batch = batch.phone_index(user_id, hash.clone());
         }
         match state.store.append(batch).await {
             Ok(_) => return Ok(()),

@@ -4,8 +4,9 @@
 //!
 //! [`domain::personal::PERSONAL_FIELDS`] lists, per event type, the payload fields that
 //! identify a person; the metadata's `client_ip` and `user_agent` are sealed on every event
-//! that has a subject (user and session streams). A field already sealed (the profile, the
-//! phone) is left as it is.
+//! that has a subject (user and session streams). The profile and the phone, sealed by the use
+//! cases, are not in that list. New events are sealed whole; only the one-time migration looks
+//! at whether a field is sealed already, by opening it under the user's key.
 
 use std::collections::HashMap;
 
@@ -25,28 +26,57 @@ fn sealed_str(value: &Value) -> Option<&str> {
     value.as_str().filter(|s| is_sealed(s))
 }
 
-fn seal_value(value: &mut Value, key: &UserKey) {
-    if !value.is_null() && sealed_str(value).is_none() {
+/// Whether a field is sealed: what counts is whether it opens under the user's key, not its
+/// look. A clear value may well start with `pd1.` (an admin's reason, a User-Agent header).
+fn already_sealed(value: &Value, key: &UserKey) -> bool {
+    sealed_str(value).is_some_and(|s| key.open(s).is_ok())
+}
+
+fn seal_value(value: &mut Value, key: &UserKey, mode: Mode) {
+    let skip = value.is_null() || (mode == Mode::Migrate && already_sealed(value, key));
+    if !skip {
         *value = Value::String(key.seal(value).0);
     }
 }
 
-fn seal_text(text: &mut Option<String>, key: &UserKey) {
-    if let Some(clear) = text.as_mut().filter(|t| !is_sealed(t)) {
-        *clear = key.seal(&Value::String(std::mem::take(clear))).0;
+fn seal_text(text: &mut Option<String>, key: &UserKey, mode: Mode) {
+    let Some(clear) = text.as_mut() else { return };
+    if mode == Mode::Migrate && already_sealed(&Value::String(clear.clone()), key) {
+        return;
     }
+    *clear = key.seal(&Value::String(std::mem::take(clear))).0;
 }
 
-/// Seals a payload's personal fields and the metadata's client IP and user agent under the
-/// subject's key. Idempotent: sealed fields stay as they are.
-pub fn seal_payload(event_type: &str, payload: &mut Value, metadata: &mut Metadata, key: &UserKey) {
+/// New events carry clear values only (the domain works with clear values; the profile and
+/// the phone, sealed by the use cases, are not personal fields here): every field is sealed.
+/// The migration meets both: it leaves alone what opens under the user's key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    New,
+    Migrate,
+}
+
+fn seal_fields(
+    event_type: &str,
+    payload: &mut Value,
+    metadata: &mut Metadata,
+    key: &UserKey,
+    mode: Mode,
+) {
     for field in personal_fields(event_type) {
         if let Some(value) = payload.get_mut(*field) {
-            seal_value(value, key);
+            seal_value(value, key, mode);
         }
     }
-    seal_text(&mut metadata.client_ip, key);
-    seal_text(&mut metadata.user_agent, key);
+    seal_text(&mut metadata.client_ip, key, mode);
+    seal_text(&mut metadata.user_agent, key, mode);
+}
+
+/// Seals an old event's personal fields and the metadata's client IP and user agent under the
+/// subject's key (the one-time migration). Idempotent: a field that opens under the key is
+/// sealed already and stays as it is; anything else, whatever it looks like, is clear.
+pub fn seal_payload(event_type: &str, payload: &mut Value, metadata: &mut Metadata, key: &UserKey) {
+    seal_fields(event_type, payload, metadata, key, Mode::Migrate);
 }
 
 /// Replaces a payload's personal fields (sealed or not) with placeholders and drops the
@@ -63,15 +93,17 @@ pub fn blank_payload(event_type: &str, payload: &mut Value, metadata: &mut Metad
     metadata.user_agent = None;
 }
 
-/// Seals an event about to be appended under its subject's key. Without a key (the subject
+/// Seals an event about to be appended under its subject's key: every personal field,
+/// unconditionally (a clear value that happens to start with `pd1.` is sealed too). Without a key (the subject
 /// was erased: a session of theirs being revoked) the personal fields are left out instead.
 pub fn seal_event(event: &mut NewEvent, key: Option<&UserKey>) {
     match key {
-        Some(key) => seal_payload(
+        Some(key) => seal_fields(
             &event.event_type,
             &mut event.payload,
             &mut event.metadata,
             key,
+            Mode::New,
         ),
         None => blank_payload(&event.event_type, &mut event.payload, &mut event.metadata),
     }
@@ -236,6 +268,40 @@ mod tests {
         let mut event = recorded(payload, metadata);
         open_event(&mut event, Some(&key(2)));
         assert_eq!((event.payload, event.metadata), clear);
+    }
+
+    #[test]
+    fn clear_values_that_look_sealed_are_sealed_all_the_same() {
+        let mut metadata = Metadata::system(Uuid::nil());
+        metadata.user_agent = Some("pd1.GhostAgent".into());
+        let mut event = NewEvent {
+            event_id: EventId::from_uuid(Uuid::from_u128(4)),
+            event_type: "UserBlocked".into(),
+            schema_version: 2,
+            occurred_at: Utc::now(),
+            payload: json!({"reason": "pd1. Dave Li"}),
+            metadata: metadata.clone(),
+        };
+        seal_event(&mut event, Some(&key(2)));
+        let stored = format!("{} {:?}", event.payload, event.metadata);
+        assert!(!stored.contains("Dave Li"), "{stored}");
+        assert!(!stored.contains("GhostAgent"), "{stored}");
+        // The migration, too, seals what does not open under the user's key.
+        let mut payload = json!({"reason": "pd1. Dave Li"});
+        seal_payload("UserBlocked", &mut payload, &mut metadata, &key(2));
+        assert!(!payload.to_string().contains("Dave Li"));
+        assert_eq!(
+            metadata.user_agent.as_deref().map(|a| a.contains("Ghost")),
+            Some(false)
+        );
+        let mut opened = recorded(payload, metadata);
+        opened.event_type = "UserBlocked".into();
+        open_event(&mut opened, Some(&key(2)));
+        assert_eq!(opened.payload["reason"], "pd1. Dave Li");
+        assert_eq!(
+            opened.metadata.user_agent.as_deref(),
+            Some("pd1.GhostAgent")
+        );
     }
 
     #[test]

@@ -9,14 +9,20 @@
 //!   the user never had one (keys used to be made at the first profile or phone share);
 //! - blanks them for users who were erased (their key is gone: nothing could open them);
 //! - strips the openid and client IP from `LoginRejected` (an app's stream: no one's key);
+//! - strips `phone_index` from `PhoneNumberBound` (v1) and puts the living users' latest one
+//!   (unless withdrawn since) in the phone look-up table, where erasure deletes it;
 //! - re-keys the claims, and the WeChat session keys' addresses, to keyed hashes
 //!   ([`super::LookupIndex`]);
 //!
-//! then empties SQLite's WAL of the old pages and records itself as done. Each batch is its
+//! then `VACUUM`s SQLite (free pages may hold rows deleted before `secure_delete` was on),
+//! empties its WAL of the old pages and records itself as done. It runs under a lock shared by
+//! every instance ([`crate::store::LogRewrite::one_time_lock`]), and records
+//! [`REBUILD_PENDING`] before its first rewrite, so a crash cannot skip the read models'
+//! rebuild. An erased user never gets a key from it (nor from anything: migration 0042). Each batch is its
 //! own transaction and every step is idempotent (sealed fields stay sealed, hashed claims stay
 //! hashed), so a crash part-way is finished by the next run. Rewritten events get their type's
 //! current `schema_version` (the store upcast them on reading). Read models built from the
-//! clear events must be rebuilt afterwards: [`MigrationReport::rewrote_events`] says so.
+//! clear events must be rebuilt afterwards: [`REBUILD_PENDING`] stays recorded until they are.
 
 use std::collections::{HashMap, HashSet};
 
@@ -32,6 +38,11 @@ use crate::store::{RecordedEvent, Store};
 /// The name it is recorded under.
 pub const NAME: &str = "seal-personal-data";
 
+/// Recorded before the first event is rewritten, forgotten once the read models are rebuilt
+/// from the rewritten log (`api::startup::seal_personal_data`): a crash between the rewrite
+/// and the rebuild leaves it, and the next start rebuilds.
+pub const REBUILD_PENDING: &str = "rebuild-read-models-pending";
+
 const PAGE: u32 = 500;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -43,6 +54,8 @@ pub struct MigrationReport {
     pub rejections_stripped: u64,
     pub claims_rekeyed: u64,
     pub session_keys_dropped: u64,
+    /// Living users' phone hashes moved from the log to the phone look-up table.
+    pub phones_indexed: u64,
 }
 
 impl MigrationReport {
@@ -83,13 +96,20 @@ pub async fn seal_personal_data(
     index: &LookupIndex,
     now: DateTime<Utc>,
 ) -> Result<MigrationReport, PersonalDataError> {
+    let done = MigrationReport {
+        already_done: true,
+        ..MigrationReport::default()
+    };
     if store.one_time_done(NAME).await? {
-        return Ok(MigrationReport {
-            already_done: true,
-            ..MigrationReport::default()
-        });
+        return Ok(done);
+    }
+    // One instance at a time: a second one starting together waits, then finds it done.
+    let _lock = store.one_time_lock().await?;
+    if store.one_time_done(NAME).await? {
+        return Ok(done);
     }
     let mut report = MigrationReport::default();
+    let mut rebuild_recorded = false;
 
     // Who was erased: their events are blanked, never sealed under a new key.
     let mut erased = HashSet::new();
@@ -104,6 +124,9 @@ pub async fn seal_personal_data(
     }
 
     let mut keys = PersonalKeys::new(data, store);
+    // Each living user's bound phone, by its keyed hash (from v1 `PhoneNumberBound`): moved to
+    // the look-up table, stripped from the log.
+    let mut phones: HashMap<UserId, Option<String>> = HashMap::new();
     // A session's user, from its `UserLoggedIn` (always its stream's first event).
     let mut sessions: HashMap<Uuid, Uuid> = HashMap::new();
     let mut after = 0;
@@ -130,6 +153,23 @@ pub async fn seal_personal_data(
                 },
             };
             let mut changed = event.clone();
+            if let (Subject::User(user), "PhoneNumberBound") = (&subject, event.event_type.as_str())
+            {
+                let hash = changed
+                    .payload
+                    .as_object_mut()
+                    .and_then(|fields| fields.remove("phone_index"));
+                if let Some(Value::String(hash)) = hash {
+                    phones.insert(*user, Some(hash));
+                }
+            }
+            if let (Subject::User(user), "AuthorizationRevoked") =
+                (&subject, event.event_type.as_str())
+            {
+                if event.payload.get("authorization").and_then(Value::as_str) == Some("phone") {
+                    phones.insert(*user, None);
+                }
+            }
             let counter = match subject {
                 Subject::User(user) if erased.contains(&user.as_uuid()) => {
                     blank_payload(
@@ -167,8 +207,22 @@ pub async fn seal_personal_data(
             }
         }
         if !rewritten.is_empty() {
+            if !rebuild_recorded {
+                store.record_one_time(REBUILD_PENDING, now).await?;
+                rebuild_recorded = true;
+            }
             store.rewrite_events(&rewritten).await?;
         }
+    }
+
+    let living_phones: Vec<(UserId, String)> = phones
+        .into_iter()
+        .filter(|(user, _)| !erased.contains(&user.as_uuid()))
+        .filter_map(|(user, hash)| Some((user, hash?)))
+        .collect();
+    report.phones_indexed = living_phones.len() as u64;
+    for chunk in living_phones.chunks(PAGE as usize) {
+        store.put_phone_indexes(chunk).await?;
     }
 
     let rekeyed: Vec<(String, String, String)> = store
@@ -198,6 +252,9 @@ pub async fn seal_personal_data(
     report.session_keys_dropped = clear.len() as u64;
     store.drop_session_keys(&clear).await?;
 
+    // Rows deleted before `secure_delete` was on (claims of users erased under the older
+    // release, their data keys) still sit in SQLite's free pages: rewrite the file once.
+    store.compact().await?;
     store.purge_deleted().await?;
     store.record_one_time(NAME, now).await?;
     Ok(report)

@@ -95,6 +95,11 @@ pub struct AppendBatch {
     /// A sealed WeChat `session_key` to store (as `SessionKeyVault::put_session_key`) in the
     /// same transaction: a login's key commits with the login, at no extra write.
     pub session_key: Option<SessionKeyWrite>,
+    /// The keyed hash of a phone number just bound, for admin look-ups: `(user, hash)`, replacing
+    /// the user's previous one in `phone_lookup` (migration 0041). Not a claim: two users may
+    /// share a number. Never in the log; `UserErased` and a withdrawn phone delete it (triggers
+    /// in the same transaction).
+    pub phone_index: Option<(UserId, String)>,
 }
 
 /// A sealed `session_key` for an account, replacing the one stored.
@@ -124,6 +129,11 @@ impl AppendBatch {
 
     pub fn claim(mut self, claim: ClaimKey, owner: UserId) -> Self {
         self.claims.push((claim, owner));
+        self
+    }
+
+    pub fn phone_index(mut self, user: UserId, hash: String) -> Self {
+        self.phone_index = Some((user, hash));
         self
     }
 
@@ -247,6 +257,8 @@ pub trait EventStore: Send + Sync {
 
     /// The user holding a claim, if any.
     async fn find_claim(&self, claim: &ClaimKey) -> Result<Option<UserId>, StoreError>;
+    /// The living users whose bound phone has this keyed hash (`phone_lookup`).
+    async fn users_by_phone(&self, phone_index: &str) -> Result<Vec<UserId>, StoreError>;
 }
 
 /// Sealed WeChat `session_key`s, one per account: the newest replaces the old one. The service
@@ -475,6 +487,16 @@ pub struct StoredClaim {
     pub user_id: UserId,
 }
 
+/// Held while a one-time migration runs ([`LogRewrite::one_time_lock`]); dropping it releases
+/// the lock.
+pub struct OneTimeLock(#[allow(dead_code)] Box<dyn Send + Sync>);
+
+impl OneTimeLock {
+    pub fn new(held: impl Send + Sync + 'static) -> Self {
+        Self(Box::new(held))
+    }
+}
+
 /// The one rewrite of the log there is: sealing the personal data of events written before it
 /// was sealed (`crate::personal_data::migration`), each batch in one transaction, recorded
 /// once done. Nothing else ever changes a stored event.
@@ -484,12 +506,25 @@ pub trait LogRewrite: Send + Sync {
     async fn one_time_done(&self, name: &str) -> Result<bool, StoreError>;
     /// Records that it has.
     async fn record_one_time(&self, name: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Forgets that record (a flag, such as "rebuild pending", once acted on).
+    async fn forget_one_time(&self, name: &str) -> Result<(), StoreError>;
+    /// Serialises one-time migrations across instances: held until dropped. PostgreSQL: a
+    /// session advisory lock on a connection of its own (closed, so released, on drop or a
+    /// crash); SQLite: an exclusive lock on a file beside the database.
+    async fn one_time_lock(&self) -> Result<OneTimeLock, StoreError>;
+    /// Rewrites the database so that no free page keeps a deleted row: SQLite's `VACUUM`
+    /// (`secure_delete` only zeroes what is deleted after it was turned on). PostgreSQL: nothing
+    /// (see docs/security.md §6: dead tuples stay until its own VACUUM).
+    async fn compact(&self) -> Result<(), StoreError>;
     /// Replaces the payload, metadata and schema version of stored events (by position).
     async fn rewrite_events(&self, events: &[RecordedEvent]) -> Result<(), StoreError>;
     /// Every claim.
     async fn claims(&self) -> Result<Vec<StoredClaim>, StoreError>;
     /// Replaces claims' values: `(kind, old value, new value)`.
     async fn rekey_claims(&self, changes: &[(String, String, String)]) -> Result<(), StoreError>;
+    /// Fills the phone look-up table from old events: `(user, keyed hash)`, replacing the
+    /// user's entry.
+    async fn put_phone_indexes(&self, entries: &[(UserId, String)]) -> Result<(), StoreError>;
     /// Every `(appid, openid)` the session-key vault holds a key for.
     async fn session_key_accounts(&self) -> Result<Vec<(String, String)>, StoreError>;
     /// Deletes session keys by their raw address `(appid, openid column)`: the one-time

@@ -188,6 +188,15 @@ impl EventStore for PostgresStore {
                 .await?;
         Ok(owner.map(UserId::from_uuid))
     }
+
+    async fn users_by_phone(&self, phone_index: &str) -> Result<Vec<UserId>, StoreError> {
+        let users: Vec<Uuid> =
+            sqlx::query_scalar("SELECT user_id FROM phone_lookup WHERE phone_index = $1")
+                .bind(phone_index)
+                .fetch_all(&self.pool)
+                .await?;
+        Ok(users.into_iter().map(UserId::from_uuid).collect())
+    }
 }
 
 /// Stores a sealed `session_key`, replacing the account's previous one (alone, or inside an

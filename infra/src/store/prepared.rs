@@ -18,6 +18,7 @@ pub(super) struct PreparedAppend {
     pub claims: Vec<ClaimRow>,
     pub release_claims_of: Option<UserId>,
     pub session_key: Option<SessionKeyWrite>,
+    pub phone_index: Option<(UserId, String)>,
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -53,6 +54,7 @@ impl PreparedAppend {
             claims,
             release_claims_of: batch.release_claims_of,
             session_key: batch.session_key,
+            phone_index: batch.phone_index,
         }
     }
 

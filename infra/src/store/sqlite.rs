@@ -51,6 +51,8 @@ pub struct SqliteStore {
     appends: tokio::sync::mpsc::Sender<append::Job>,
     /// Dropped with the store: stops the WAL checkpointer (`checkpoint::run`).
     _stop_checkpoints: tokio::sync::oneshot::Sender<()>,
+    /// The database file (its one-time migration lock file lies beside it).
+    path: std::path::PathBuf,
 }
 
 impl SqliteStore {
@@ -74,6 +76,7 @@ impl SqliteStore {
             // zeros, not left in free pages of the file.
             .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(5));
+        let path = options.get_filename().to_path_buf();
         let write = SqlitePoolOptions::new()
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
@@ -106,6 +109,7 @@ impl SqliteStore {
             write_turn,
             appends,
             _stop_checkpoints: stop_checkpoints,
+            path,
         })
     }
 }
@@ -249,6 +253,18 @@ impl EventStore for SqliteStore {
         owner
             .map(|id| uuid_from_db(&id).map(UserId::from_uuid))
             .transpose()
+    }
+
+    async fn users_by_phone(&self, phone_index: &str) -> Result<Vec<UserId>, StoreError> {
+        let users: Vec<String> =
+            sqlx::query_scalar("SELECT user_id FROM phone_lookup WHERE phone_index = ?1")
+                .bind(phone_index)
+                .fetch_all(&self.read)
+                .await?;
+        users
+            .iter()
+            .map(|id| uuid_from_db(id).map(UserId::from_uuid))
+            .collect()
     }
 }
 

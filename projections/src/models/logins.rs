@@ -1,11 +1,13 @@
-//! `login_history`: one row per `UserLoggedIn`.
+//! `login_history`: one row per `UserLoggedIn`. Once the user is erased (`UserErased`) their
+//! rows keep only what counts logins (session, user id, app, time, new or not): the openid,
+//! client IP and device are emptied, sealed or, for rows from before sealing, clear.
 
 use infra::store::RecordedEvent;
 use sqlx::AnyConnection;
 
 use crate::db::{Rows, Val};
 use crate::error::ProjectionError;
-use crate::event::{self, USER_LOGGED_IN};
+use crate::event::{self, USER_ERASED, USER_LOGGED_IN};
 use crate::schema::{Col, Table};
 
 pub(crate) const LOGIN_HISTORY: Table = Table {
@@ -52,7 +54,26 @@ pub(super) async fn apply(
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
     let mut rows = Rows::new(&LOGIN_HISTORY, generation);
-    for e in events.iter().filter(|e| e.event_type == USER_LOGGED_IN) {
+    let mut pending: Vec<[Val; 9]> = Vec::new();
+    let mut erased: Vec<String> = Vec::new();
+    for e in events {
+        if e.event_type == USER_ERASED {
+            if let Some(user) = event::stream_uuid(e, "user").map(|u| u.to_string()) {
+                // Rows of this batch not yet written, then (below) those already written.
+                for row in pending.iter_mut() {
+                    if row[2] == Val::from(user.as_str()) {
+                        row[4] = Val::Text(None);
+                        row[6] = Val::Text(None);
+                        row[7] = Val::Text(None);
+                    }
+                }
+                erased.push(user);
+            }
+            continue;
+        }
+        if e.event_type != USER_LOGGED_IN {
+            continue;
+        }
         let Some(user) = event::uuid_field(e, "user_id") else {
             continue;
         };
@@ -60,7 +81,7 @@ pub(super) async fn apply(
             .or_else(|| event::stream_uuid(e, "session"))
             .map_or_else(|| e.stream_id.to_string(), |id| id.to_string());
         let is_new = e.payload.get("is_new_user").and_then(|v| v.as_bool()) == Some(true);
-        rows.push([
+        pending.push([
             Val::from(e.position),
             session.into(),
             user.to_string().into(),
@@ -72,8 +93,18 @@ pub(super) async fn apply(
             i64::from(is_new).into(),
         ]);
     }
+    for row in pending {
+        rows.push(row);
+    }
     if !rows.is_empty() {
         rows.insert(conn, "").await?;
+    }
+    let table = LOGIN_HISTORY.physical(generation);
+    for user in erased {
+        let sql = format!(
+            "UPDATE {table} SET openid = NULL, client_ip = NULL, device = NULL WHERE user_id = $1"
+        );
+        sqlx::query(&sql).bind(user).execute(&mut *conn).await?;
     }
     Ok(())
 }

@@ -106,6 +106,30 @@ async fn project(db: &Db, scenario: &Scenario) -> ReadModels {
     models
 }
 
+/// The erased user's logins still count, with no openid, client IP or device left.
+async fn erased_logins_keep_nothing_personal(models: &ReadModels) {
+    let logins = models
+        .user_logins(user(12), &LoginFilter::default(), &PageRequest::first(100))
+        .await
+        .unwrap();
+    assert!(
+        !logins.items.is_empty(),
+        "the erased user's logins still count"
+    );
+    for login in &logins.items {
+        assert!(
+            login.openid.is_none() && login.client_ip.is_none() && login.device.is_none(),
+            "{login:?}"
+        );
+    }
+    // Others keep theirs.
+    let living = models
+        .user_logins(user(0), &LoginFilter::default(), &PageRequest::first(100))
+        .await
+        .unwrap();
+    assert!(living.items.iter().all(|l| l.openid.is_some()));
+}
+
 async fn read_models_follow_the_log(db: Db) {
     let scenario = Scenario::new(14, 3);
     let models = project(&db, &scenario).await;
@@ -132,6 +156,7 @@ async fn read_models_follow_the_log(db: Db) {
     assert_eq!(erased.status, "erased");
     assert!(erased.profile.is_none() && erased.phone_index.is_none());
     assert!(erased.accounts.is_empty() && erased.unionid.is_none());
+    erased_logins_keep_nothing_personal(&models).await;
     let u6 = models.user(user(6)).await.unwrap().unwrap();
     // Each profile event carries the whole profile, sealed: the newest replaces the last.
     assert_eq!(
@@ -610,6 +635,7 @@ async fn rebuild_equals_the_live_models(db: Db) {
     let status = rebuild(&models, db.store.clone(), None).await.unwrap();
     assert!(status.iter().all(|s| s.lag == 0), "{status:?}");
     assert_eq!(models.dump().await.unwrap(), live);
+    erased_logins_keep_nothing_personal(&models).await;
     rebuild(&models, db.store.clone(), Some("audit_log"))
         .await
         .unwrap();

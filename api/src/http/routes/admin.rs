@@ -110,17 +110,31 @@ async fn find_users(
         }
     }
     let appid = appid(q.appid)?;
-    let user_ids = reveal::users_named(
+    let mut user_ids = reveal::users_named(
         &state,
         appid.as_deref(),
         q.openid.as_deref(),
         q.unionid.as_deref(),
     )
     .await?;
+    if let Some(phone) = &q.phone {
+        // Through the phone look-up table (emptied on erasure), not the log or a read model.
+        let owners: Vec<uuid::Uuid> = state
+            .store
+            .users_by_phone(&state.phone_index.of(phone))
+            .await?
+            .into_iter()
+            .map(|u| u.as_uuid())
+            .collect();
+        user_ids = Some(match user_ids {
+            Some(before) => before.into_iter().filter(|u| owners.contains(u)).collect(),
+            None => owners,
+        });
+    }
     let filter = UserFilter {
         appid,
         user_ids,
-        phone_index: q.phone.map(|phone| state.phone_index.of(&phone)),
+        phone_index: None,
         status: q.status,
     };
     let page = state.read_models.find_users(&filter, &page).await?;

@@ -136,8 +136,8 @@ pub struct BindPhoneRequest {
 /// Bind the phone number
 ///
 /// Exchanges the phone-number button's code with WeChat (`getuserphonenumber`, with the app's
-/// access token) and records `PhoneNumberBound`; the number is sealed, and a keyed hash of it
-/// serves admin look-ups.
+/// access token) and records `PhoneNumberBound`; the number is sealed, and a keyed hash of it,
+/// kept in a look-up table (not the log) and deleted on erasure, serves admin look-ups.
 #[utoipa::path(
     post,
     path = "/v1/me/phone",

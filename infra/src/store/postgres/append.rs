@@ -23,7 +23,7 @@ pub(super) async fn append(
     let conflict_on = prepared.first_locked_stream();
     let call = Call::new(&prepared)?;
     // The call is the whole (implicit) transaction: see migration 0007.
-    let mut written: Vec<(i64, i64)> = sqlx::query_as(
+    let query = sqlx::query_as::<_, (i64, i64)>(
         "SELECT event_position, event_stream_version FROM append_events(\
          $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
     )
@@ -45,10 +45,30 @@ pub(super) async fn append(
     .bind(call.claim_owners)
     .bind(prepared.session_key.as_ref().map(|k| k.appid.as_str()))
     .bind(prepared.session_key.as_ref().map(|k| k.account.as_str()))
-    .bind(prepared.session_key.as_ref().map(|k| k.sealed.as_slice()))
-    .fetch_all(pool)
-    .await
-    .map_err(|e| refused(e, &prepared, conflict_on))?;
+    .bind(prepared.session_key.as_ref().map(|k| k.sealed.as_slice()));
+    let written = match &prepared.phone_index {
+        None => query.fetch_all(pool).await,
+        // A phone's look-up entry commits with its `PhoneNumberBound`: the call and the entry
+        // in one transaction (rare: a phone binding), not a parameter of `append_events`.
+        Some((user, hash)) => {
+            async {
+                let mut tx = crate::sql::begin(pool).await?;
+                let written = query.fetch_all(&mut *tx).await?;
+                sqlx::query(
+                    "INSERT INTO phone_lookup (user_id, phone_index) VALUES ($1, $2) \
+                     ON CONFLICT (user_id) DO UPDATE SET phone_index = EXCLUDED.phone_index",
+                )
+                .bind(user.as_uuid())
+                .bind(hash)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(written)
+            }
+            .await
+        }
+    };
+    let mut written = written.map_err(|e| refused(e, &prepared, conflict_on))?;
     // Positions were reserved in batch order.
     written.sort_unstable();
     if written.len() != prepared.event_count() {

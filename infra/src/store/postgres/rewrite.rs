@@ -8,7 +8,10 @@ use uuid::Uuid;
 
 use super::PostgresStore;
 use crate::store::prepared::{metadata_to_json, schema_version_to_db};
-use crate::store::{LogRewrite, RecordedEvent, StoreError, StoredClaim};
+use crate::store::{LogRewrite, OneTimeLock, RecordedEvent, StoreError, StoredClaim};
+
+/// The advisory lock key of one-time migrations (any constant; this one spells "IDOT").
+const ONE_TIME_LOCK: i64 = 0x4944_4f54;
 
 #[async_trait]
 impl LogRewrite for PostgresStore {
@@ -30,6 +33,29 @@ impl LogRewrite for PostgresStore {
         .bind(at)
         .execute(&self.pool)
         .await?;
+        Ok(())
+    }
+
+    async fn forget_one_time(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM one_time_migrations WHERE name = $1")
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn one_time_lock(&self) -> Result<OneTimeLock, StoreError> {
+        // A connection of its own, out of the pool: the session lock lasts as long as it, and
+        // closing it (drop, or the process dying) releases the lock.
+        let mut conn = self.pool.acquire().await?.detach();
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(ONE_TIME_LOCK)
+            .execute(&mut conn)
+            .await?;
+        Ok(OneTimeLock::new(std::sync::Mutex::new(conn)))
+    }
+
+    async fn compact(&self) -> Result<(), StoreError> {
         Ok(())
     }
 
@@ -75,6 +101,22 @@ impl LogRewrite for PostgresStore {
                 .bind(new.as_str())
                 .execute(&mut *tx)
                 .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn put_phone_indexes(&self, entries: &[(UserId, String)]) -> Result<(), StoreError> {
+        let mut tx = crate::sql::begin(&self.pool).await?;
+        for (user, hash) in entries {
+            sqlx::query(
+                "INSERT INTO phone_lookup (user_id, phone_index) VALUES ($1, $2) \
+                 ON CONFLICT (user_id) DO UPDATE SET phone_index = EXCLUDED.phone_index",
+            )
+            .bind(user.as_uuid())
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())

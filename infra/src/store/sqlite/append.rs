@@ -260,6 +260,14 @@ fn scripts(prepared: &PreparedAppend) -> Result<Vec<Script>, AppendError> {
     for claim in &prepared.claims {
         insert_claim(room(&mut scripts, 6), claim)?;
     }
+    if let Some((user, hash)) = &prepared.phone_index {
+        let s = room(&mut scripts, 2);
+        let (user, hash) = (s.arg(user.to_string())?, s.arg(hash.clone())?);
+        s.sql.push_str(&format!(
+            "INSERT INTO phone_lookup (user_id, phone_index) VALUES ({user}, {hash}) \
+             ON CONFLICT (user_id) DO UPDATE SET phone_index = excluded.phone_index;\n"
+        ));
+    }
     if let Some(key) = &prepared.session_key {
         let s = room(&mut scripts, 4);
         let (appid, openid) = (

@@ -8,7 +8,7 @@ use sqlx::Row;
 
 use super::{time_to_db, uuid_from_db, SqliteStore};
 use crate::store::prepared::{metadata_to_json, schema_version_to_db};
-use crate::store::{LogRewrite, RecordedEvent, StoreError, StoredClaim};
+use crate::store::{LogRewrite, OneTimeLock, RecordedEvent, StoreError, StoredClaim};
 
 #[async_trait]
 impl LogRewrite for SqliteStore {
@@ -30,6 +30,40 @@ impl LogRewrite for SqliteStore {
         .bind(time_to_db(at))
         .execute(&self.write)
         .await?;
+        Ok(())
+    }
+
+    async fn forget_one_time(&self, name: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM one_time_migrations WHERE name = ?1")
+            .bind(name)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    async fn one_time_lock(&self) -> Result<OneTimeLock, StoreError> {
+        // Another process (a second instance, `identityd migrate`) may open the same file: an
+        // exclusive lock on a file beside it, which the OS releases if the process dies.
+        let mut name = self.path.clone().into_os_string();
+        name.push("-one-time.lock");
+        let file = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::options()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&name)?;
+            file.lock()?;
+            Ok::<_, std::io::Error>(file)
+        })
+        .await
+        .map_err(|e| StoreError::Corrupt(format!("one-time lock: {e}")))?
+        .map_err(|e| StoreError::Corrupt(format!("one-time lock file: {e}")))?;
+        Ok(OneTimeLock::new(file))
+    }
+
+    async fn compact(&self) -> Result<(), StoreError> {
+        let _turn = self.write_turn.lock().await;
+        sqlx::query("VACUUM").execute(&self.write).await?;
         Ok(())
     }
 
@@ -77,6 +111,23 @@ impl LogRewrite for SqliteStore {
                 .bind(new.as_str())
                 .execute(&mut *tx)
                 .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn put_phone_indexes(&self, entries: &[(UserId, String)]) -> Result<(), StoreError> {
+        let _turn = self.write_turn.lock().await;
+        let mut tx = crate::sql::begin_with(&self.write, "BEGIN IMMEDIATE").await?;
+        for (user, hash) in entries {
+            sqlx::query(
+                "INSERT INTO phone_lookup (user_id, phone_index) VALUES (?1, ?2) \
+                 ON CONFLICT (user_id) DO UPDATE SET phone_index = excluded.phone_index",
+            )
+            .bind(user.to_string())
+            .bind(hash)
+            .execute(&mut *tx)
+            .await?;
         }
         tx.commit().await?;
         Ok(())
