@@ -265,7 +265,7 @@ impl AccessTokens {
 
 /// When each signing key signs and until when it is published (keys newest first). The times
 /// stored with the keys (`activates_at`, `retire_after`, by the database's clock) win, so every
-/// instance comes to the same answer without coordinating; keys made before migration 0031
+/// instance comes to the same answer without coordinating; keys made before migration 0013
 /// fall back to this instance's settings:
 ///
 /// A key signs from `activates_at` (else `created + activation`; by then every instance has

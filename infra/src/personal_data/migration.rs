@@ -18,7 +18,7 @@
 //! empties its WAL of the old pages and records itself as done. It runs under a lock shared by
 //! every instance ([`crate::store::LogRewrite::one_time_lock`]), and records
 //! [`REBUILD_PENDING`] before its first rewrite, so a crash cannot skip the read models'
-//! rebuild. An erased user never gets a key from it (nor from anything: migration 0042). Each batch is its
+//! rebuild. An erased user never gets a key from it (nor from anything: migration 0015). Each batch is its
 //! own transaction and every step is idempotent (sealed fields stay sealed, hashed claims stay
 //! hashed), so a crash part-way is finished by the next run. Rewritten events get their type's
 //! current `schema_version` (the store upcast them on reading). Read models built from the

@@ -96,7 +96,7 @@ pub struct AppendBatch {
     /// same transaction: a login's key commits with the login, at no extra write.
     pub session_key: Option<SessionKeyWrite>,
     /// The keyed hash of a phone number just bound, for admin look-ups: `(user, hash)`, replacing
-    /// the user's previous one in `phone_lookup` (migration 0041). Not a claim: two users may
+    /// the user's previous one in `phone_lookup` (migration 0014). Not a claim: two users may
     /// share a number. Never in the log; `UserErased` and a withdrawn phone delete it (triggers
     /// in the same transaction).
     pub phone_index: Option<(UserId, String)>,
@@ -191,10 +191,10 @@ pub struct StoredSigningKey {
     pub sealed_private_key: Vec<u8>,
     pub created_at: DateTime<Utc>,
     /// When it starts signing (stored at insert, by the database's clock); `None` for the
-    /// first key (it signs at once) and keys made before migration 0031.
+    /// first key (it signs at once) and keys made before migration 0013.
     pub activates_at: Option<DateTime<Utc>>,
     /// When it stops verifying and leaves the JWKS, set when the next key is added; `None`
-    /// until then (and for keys retired before migration 0031: computed as before).
+    /// until then (and for keys retired before migration 0013: computed as before).
     pub retire_after: Option<DateTime<Utc>>,
     /// Set by `identityd keys retire`: the key neither signs, verifies nor is published.
     pub retired_at: Option<DateTime<Utc>>,
