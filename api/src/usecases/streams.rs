@@ -81,29 +81,6 @@ pub fn user_from_stored(
     Ok((user, events.len()))
 }
 
-/// How refresh names a user's standing before `Session::in_force` decides: while the user is
-/// blocked, a genuine refresh token answers 403 `user_blocked` (it tells the app why); an
-/// erased user's session has simply ended (401). Whether a session works at all is
-/// `Session::in_force`'s decision alone (access tokens, introspection and refresh).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Standing {
-    Good,
-    Blocked,
-    Erased,
-}
-
-impl Standing {
-    pub fn of(user: &User) -> Self {
-        if user.erased {
-            Self::Erased
-        } else if user.blocked {
-            Self::Blocked
-        } else {
-            Self::Good
-        }
-    }
-}
-
 /// The session if it is that user's and still in force at `now` (`Session::in_force`: active,
 /// within its lifetimes, its user in good standing and not blocked or unblocked since it
 /// began), with the user: both streams in one read (an access token names both), the user's

@@ -40,10 +40,8 @@ struct RefreshRequest {
         (status = 200, description = "New tokens", body = TokenResponse),
         (status = 400, description = "`invalid_request`: malformed JSON or a missing field"),
         (status = 401, description = "`unauthorized`: invalid refresh token, the session has \
-            ended, or reuse of a spent refresh token was detected (the session is now revoked)"),
-        (status = 403, description = "`user_blocked`: a genuine refresh token of a user an \
-            administrator has blocked (the session was revoked by the block; after an unblock \
-            the same token answers 401)"),
+            ended (logout, revocation, a lifetime, its user blocked or erased), or reuse of a \
+            spent refresh token was detected (the session is now revoked)"),
         (status = 409, description = "`conflict`: the session changed concurrently; retry"),
         (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
         (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
