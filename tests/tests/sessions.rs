@@ -12,6 +12,7 @@ both_backends! {
     refresh_fails_after_the_idle_lifetime,
     refresh_fails_after_the_absolute_lifetime,
     users_list_and_end_their_own_sessions,
+    my_sessions_right_after_login_hold_this_one,
     admins_list_and_revoke_a_users_sessions,
     erasure_revokes_every_session_and_an_erased_user_cannot_be_blocked,
 }
@@ -274,6 +275,22 @@ async fn delete_as(world: &World, credential: &str, path: &str) -> reqwest::Resp
         .send()
         .await
         .expect("service answers")
+}
+
+/// Asked at once after the login, with no wait for the read models: the caller's own session is
+/// listed (the route waits for the read model to hold it).
+async fn my_sessions_right_after_login_hold_this_one(world: World) {
+    for attempt in 0..5 {
+        let me = login(&world, APP_A, &format!("hasty-{attempt}")).await;
+        let listed = json_of(world.get_as(&me.access, "/v1/me/sessions").await).await;
+        let items = listed["items"].as_array().expect("items");
+        assert!(
+            items
+                .iter()
+                .any(|s| s["session_id"] == me.session_id.as_str() && s["current"] == true),
+            "attempt {attempt}: {listed}"
+        );
+    }
 }
 
 async fn users_list_and_end_their_own_sessions(world: World) {

@@ -6,7 +6,9 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use domain::{SessionId, UserId};
+use std::time::Duration;
+
+use domain::{Session, SessionId, UserId};
 use projections::Page;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -19,6 +21,9 @@ use crate::state::AppState;
 use crate::usecases::session_views::{self, SessionView};
 use crate::usecases::streams::load_user;
 use crate::usecases::{admin, revocation};
+
+/// How long `GET /v1/me/sessions` waits for the read model to hold the caller's own login.
+const OWN_LOGIN_WAIT: Duration = Duration::from_secs(1);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -67,6 +72,17 @@ async fn my_sessions(
     ApiQuery(q): ApiQuery<SessionsQuery>,
 ) -> Result<Json<Page<SessionView>>, ApiError> {
     let page = query::page(q.limit.as_deref(), q.cursor)?;
+    // Read your own login: the list comes from a read model a few milliseconds behind the log,
+    // and a client that asks right after logging in expects its own session in it.
+    if let Session::Active { started, .. } = &auth.session {
+        let caught_up = state
+            .read_models
+            .wait_for_sessions(started.position, OWN_LOGIN_WAIT)
+            .await?;
+        if !caught_up {
+            tracing::warn!("sessions read model behind: listing without the caller's login");
+        }
+    }
     let sessions = session_views::open_sessions(
         &state,
         auth.user_id,
