@@ -324,14 +324,15 @@ pub async fn withdraw(
     .await
 }
 
-/// Erasure. The WeChat session keys go first (their rows are addressed by the account's keyed
-/// hash, computed from the openid, which no longer opens once the data key is gone; a crash
-/// after this step leaves a user who simply logs in again). Then `UserErased`, whose append frees the
-/// person's claims and, in the same transaction, deletes their data key (a trigger on the
-/// events table): no crash can leave an erased user's sealed fields readable. Last, the
-/// database's files are purged of the deleted rows' old copies (SQLite's WAL); the next start
-/// does it again, should this step not run. The user's refused-login tallies go, and every
-/// open session is revoked (`user_erased`). Safe to repeat.
+/// Erasure. `UserErased`'s append frees the person's claims and, in the same transaction
+/// (triggers on the events table), deletes their data key and their refused-login tallies: no
+/// crash can leave an erased user's sealed fields readable. The WeChat session keys (addressed
+/// by the account's keyed hash, which only the openid computes, so it is taken from the user
+/// loaded before) are deleted before the append and again after it, so one written meanwhile
+/// by a login in flight does not outlive the erasure. Every open session is revoked
+/// (`user_erased`; none of them works after the append anyway), and last, the database's files
+/// are purged of the deleted rows' old copies (SQLite's WAL); the next start does it again,
+/// should this step not run. Safe to repeat.
 pub async fn erase(
     state: &AppState,
     user_id: UserId,
@@ -339,19 +340,32 @@ pub async fn erase(
     ctx: &RequestContext,
 ) -> Result<(), ApiError> {
     let before = load_user(state, user_id).await?.user;
-    if before.is_registered() && !before.erased {
-        for (appid, openid) in &before.accounts {
-            state
-                .store
-                .delete_session_key(appid.as_str(), &state.lookup_index.account(appid, openid))
-                .await?;
-        }
+    let session_keys: Vec<_> = if before.is_registered() && !before.erased {
+        before
+            .accounts
+            .iter()
+            .map(|(appid, openid)| (appid.clone(), state.lookup_index.account(appid, openid)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    for (appid, account) in &session_keys {
+        state
+            .store
+            .delete_session_key(appid.as_str(), account)
+            .await?;
     }
     record(state, user_id, None, ctx, actor.clone(), |user| {
         user.decide_erase()
     })
     .await?;
-    // Refused logins of the blocked user, with their client IPs.
+    for (appid, account) in &session_keys {
+        state
+            .store
+            .delete_session_key(appid.as_str(), account)
+            .await?;
+    }
+    // A refused login recorded after the append's trigger ran.
     state.store.forget_rejections_of(user_id).await?;
     super::revocation::revoke_after_erasure(state, user_id, actor, ctx).await?;
     if let Err(err) = state.store.purge_deleted().await {

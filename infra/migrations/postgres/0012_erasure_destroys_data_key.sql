@@ -1,8 +1,10 @@
 -- Erasure is atomic: the transaction that appends `UserErased` also deletes the user's data
--- key, so no crash can leave an erased user with a key that still opens their sealed fields.
+-- key, so no crash can leave an erased user with a key that still opens their sealed fields,
+-- and their refused-login tallies (with client IPs).
 CREATE FUNCTION destroy_erased_data_key() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     DELETE FROM user_data_keys WHERE user_id = substring(NEW.stream_id FROM 6)::uuid;
+    DELETE FROM login_rejections WHERE user_id = substring(NEW.stream_id FROM 6);
     RETURN NULL;
 END
 $$;

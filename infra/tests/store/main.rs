@@ -86,6 +86,7 @@ both_backends!(
     rotate_master_rewraps_the_keyring_and_keeps_every_subkey,
     attempts_are_counted_per_window_and_given_back,
     rejections_are_tallied_bounded_and_forgotten,
+    appending_user_erased_forgets_the_users_tallies,
 );
 
 fn event(event_type: &str, payload: serde_json::Value) -> NewEvent {

@@ -134,3 +134,33 @@ pub async fn rejections_are_tallied_bounded_and_forgotten(db: Db) {
         "{left:?}"
     );
 }
+
+/// The append of `UserErased` deletes the user's refused-login tallies (their client IPs) in
+/// its own transaction, as it deletes the data key: a crash right after it leaves none.
+pub async fn appending_user_erased_forgets_the_users_tallies(db: Db) {
+    let store = db.store.as_ref();
+    let (gone, kept) = (
+        UserId::from_uuid(Uuid::now_v7()),
+        UserId::from_uuid(Uuid::now_v7()),
+    );
+    for user in [gone, kept] {
+        store
+            .record_rejection(&rejection(Some("198.51.100.7"), Some(user), 0), 100)
+            .await
+            .unwrap();
+    }
+    store
+        .append(super::one(
+            &gone.stream(),
+            infra::store::ExpectedVersion::Any,
+            vec![super::event("UserErased", serde_json::json!({}))],
+        ))
+        .await
+        .unwrap();
+    let users: Vec<String> = tallies(&db.url)
+        .await
+        .into_iter()
+        .map(|(_, _, user, _)| user)
+        .collect();
+    assert_eq!(users, [kept.to_string()]);
+}
