@@ -6,7 +6,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use chrono::{Duration, Utc};
+use chrono::Duration;
 use domain::{Actor, AppId, UserId};
 use projections::{
     AuditFilter, AuditRecord, DailyStatsRecord, LoginFilter, LoginRecord, Page, UserFilter,
@@ -419,7 +419,7 @@ async fn daily_stats(
     _: Scoped<AdminRead>,
     ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> Result<Json<DailyStats>, ApiError> {
-    let to = query::day("to", q.to.as_deref())?.unwrap_or_else(|| Utc::now().date_naive());
+    let to = query::day("to", q.to.as_deref())?.unwrap_or_else(|| state.clock.now().date_naive());
     let from = query::day("from", q.from.as_deref())?.unwrap_or(to - Duration::days(29));
     query::ordered(Some(from), Some(to))?;
     if (to - from).num_days() >= MAX_STATS_DAYS {

@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::http::{header, HeaderMap};
 use axum::routing::post;
 use axum::{Json, Router};
-use chrono::Utc;
 use domain::{AppId, OpenId, UnionId, UnionIdSource};
 use infra::signed_request::{self, MAX_CLOCK_SKEW_SECS};
 use secrecy::ExposeSecret;
@@ -139,12 +138,7 @@ async fn cloud_login(
     let forget_after = now + chrono::Duration::seconds(2 * MAX_CLOCK_SKEW_SECS);
     let fresh = state
         .store
-        .use_nonce(
-            &format!("cloud-login:{appid}"),
-            nonce,
-            Utc::now(),
-            forget_after,
-        )
+        .use_nonce(&format!("cloud-login:{appid}"), nonce, now, forget_after)
         .await?;
     if !fresh {
         return Err(ApiError::Unauthorized("replayed request"));
