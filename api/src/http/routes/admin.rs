@@ -41,7 +41,8 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/stats/daily", get(daily_stats))
 }
 
-fn user_id(raw: &str) -> Result<UserId, ApiError> {
+/// A user id from the path (the admin user routes and the admin session routes).
+pub(super) fn user_id(raw: &str) -> Result<UserId, ApiError> {
     UserId::parse(raw).map_err(|_| ApiError::InvalidRequest("the user id must be a UUID".into()))
 }
 

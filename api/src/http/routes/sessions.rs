@@ -13,6 +13,7 @@ use projections::Page;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use super::admin::user_id;
 use crate::http::api_key::{AdminRead, AdminWrite, Scoped};
 use crate::http::extract::{ApiJson, Authenticated, RequestContext};
 use crate::http::query::{self, ApiQuery};
@@ -125,10 +126,6 @@ async fn end_my_session(
         .map_err(|_| ApiError::InvalidRequest("the session id must be a UUID".into()))?;
     revocation::revoke_own_session(&state, auth.user_id, session_id, &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn user_id(raw: &str) -> Result<UserId, ApiError> {
-    UserId::parse(raw).map_err(|_| ApiError::InvalidRequest("the user id must be a UUID".into()))
 }
 
 /// A user's open sessions
