@@ -186,7 +186,7 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        tracing::info!(address = %self.local_addr(), backend = self.state.store.backend(),
+        tracing::info!(address = %self.local_addr(), backend = self.state.store.backend().name(),
             max_connections = self.edge.max_connections, "identityd listening");
         let forget = spawn_rate_limit_janitor(self.state.clone());
         let reload_keys = spawn_signing_key_reload(self.state.clone());

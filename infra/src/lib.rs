@@ -4,6 +4,7 @@
 pub mod analytics;
 pub mod api_keys;
 pub mod crypto;
+pub mod database_url;
 pub mod keyring;
 pub mod personal_data;
 pub mod redact;

@@ -86,7 +86,7 @@ pub async fn put_clear_session_key(url: &str, appid: &str, openid: &str, sealed:
             n[0], n[1], n[2], n[3]
         )
     };
-    if url.starts_with("sqlite:") {
+    if is_sqlite(url) {
         let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)
             .expect("a SQLite URL")
             .busy_timeout(Duration::from_secs(10));
@@ -121,7 +121,7 @@ pub async fn put_clear_session_key(url: &str, appid: &str, openid: &str, sealed:
 /// server (another test's, say) has ended: that is how it never skips an event. A test that
 /// reads the log right after writing to it calls this first. SQLite needs no wait.
 pub async fn wait_until_log_readable(url: &str) {
-    if url.starts_with("sqlite:") {
+    if is_sqlite(url) {
         return;
     }
     let mut conn = PgConnection::connect(url)
@@ -265,4 +265,9 @@ pub async fn pg_dump_schema(url: &str) -> String {
         String::from_utf8_lossy(&output.stderr)
     );
     String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn is_sqlite(url: &str) -> bool {
+    crate::database_url::DatabaseUrl::parse(url)
+        .is_ok_and(|url| url.backend() == crate::database_url::Backend::Sqlite)
 }

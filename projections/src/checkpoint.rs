@@ -18,7 +18,7 @@ pub(crate) async fn create_table(
     conn: &mut AnyConnection,
     backend: Backend,
 ) -> Result<(), ProjectionError> {
-    let int = backend.int();
+    let int = crate::db::int_type(backend);
     // `last_generation` hands out rebuild generations, so two rebuilds never share tables.
     let sql = format!(
         "CREATE TABLE IF NOT EXISTS projection_checkpoints (\

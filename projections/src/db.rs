@@ -9,25 +9,21 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::AnyConnection;
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
+use infra::database_url::DatabaseUrl;
+
 use crate::error::ProjectionError;
 use crate::schema::Table;
 
 pub(crate) type Tx = Transaction<'static, Any>;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Backend {
-    Postgres,
-    Sqlite,
-}
+pub(crate) use infra::database_url::Backend;
 
-impl Backend {
-    /// The type of integer columns: SQLite needs exactly `INTEGER` for a primary key to be the
-    /// rowid; PostgreSQL's `integer` would be 32 bits.
-    pub fn int(self) -> &'static str {
-        match self {
-            Self::Postgres => "bigint",
-            Self::Sqlite => "INTEGER",
-        }
+/// The type of integer columns: SQLite needs exactly `INTEGER` for a primary key to be the
+/// rowid; PostgreSQL's `integer` would be 32 bits.
+pub(crate) fn int_type(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => "bigint",
+        Backend::Sqlite => "INTEGER",
     }
 }
 
@@ -43,11 +39,12 @@ pub(crate) struct Db {
 impl Db {
     pub async fn connect(url: &str) -> Result<Self, ProjectionError> {
         sqlx::any::install_default_drivers();
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let url = DatabaseUrl::parse(url).map_err(|_| ProjectionError::UnsupportedUrl)?;
+        if url.backend() == Backend::Postgres {
             let pool = AnyPoolOptions::new()
                 .max_connections(8)
                 .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
+                .connect(url.as_str())
                 .await?;
             return Ok(Self {
                 backend: Backend::Postgres,
@@ -55,10 +52,7 @@ impl Db {
                 read: pool,
             });
         }
-        if !url.starts_with("sqlite:") || url.contains(":memory:") || url.contains("mode=memory") {
-            // In memory, each pool would get its own database, without the events.
-            return Err(ProjectionError::UnsupportedUrl);
-        }
+        let url = url.as_str();
         // Create the file if missing, as the store does.
         let url = if url.contains("mode=") {
             url.to_owned()

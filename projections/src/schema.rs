@@ -50,8 +50,8 @@ impl Table {
             .map(|(name, col)| match col {
                 Col::Text => format!("{name} text NOT NULL"),
                 Col::TextNull => format!("{name} text"),
-                Col::Int => format!("{name} {} NOT NULL", backend.int()),
-                Col::IntNull => format!("{name} {}", backend.int()),
+                Col::Int => format!("{name} {} NOT NULL", crate::db::int_type(backend)),
+                Col::IntNull => format!("{name} {}", crate::db::int_type(backend)),
             })
             .collect();
         columns.push(format!("PRIMARY KEY ({})", self.key.join(", ")));

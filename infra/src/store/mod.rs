@@ -21,6 +21,7 @@ use futures::stream::BoxStream;
 use futures::TryStreamExt;
 
 use crate::api_keys::StoredApiKey;
+use crate::database_url::{Backend, DatabaseUrl, UnsupportedUrl};
 pub use crate::personal_data::index::{AccountKey, ClaimKey};
 
 pub use attempts::AttemptCounter;
@@ -179,8 +180,8 @@ pub enum StoreError {
     /// A write committed together with others (SQLite's group commit) failed with them.
     #[error("the transaction this write shared failed: {0}")]
     SharedWrite(String),
-    #[error("unsupported database URL (expected sqlite:// or postgres://)")]
-    UnsupportedUrl,
+    #[error(transparent)]
+    UnsupportedUrl(#[from] UnsupportedUrl),
 }
 
 /// A sealed token-signing key as kept in the database.
@@ -550,7 +551,7 @@ pub trait Store:
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
     /// `"postgres"` or `"sqlite"`.
-    fn backend(&self) -> &'static str;
+    fn backend(&self) -> Backend;
 
     /// Leaves no older copy of deleted rows (an erased user's data key) in the database's
     /// files, as far as the backend allows. On SQLite freed pages are zeroed (`secure_delete`),
@@ -579,11 +580,9 @@ pub trait Store:
 /// Opens the database named by the URL, creating a SQLite file if missing, and runs the
 /// embedded migrations.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
-    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PostgresStore::connect(url).await?))
-    } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url).await?))
-    } else {
-        Err(StoreError::UnsupportedUrl)
-    }
+    let url = DatabaseUrl::parse(url)?;
+    Ok(match url.backend() {
+        Backend::Postgres => Arc::new(PostgresStore::connect(url.as_str()).await?),
+        Backend::Sqlite => Arc::new(SqliteStore::connect(url.as_str()).await?),
+    })
 }

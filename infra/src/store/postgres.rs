@@ -457,8 +457,8 @@ impl Store for PostgresStore {
         Ok(())
     }
 
-    fn backend(&self) -> &'static str {
-        "postgres"
+    fn backend(&self) -> crate::database_url::Backend {
+        crate::database_url::Backend::Postgres
     }
 
     fn appended(&self) -> tokio::sync::watch::Receiver<i64> {

@@ -61,7 +61,7 @@ impl SqliteStore {
     /// their own.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         if url.contains(":memory:") || url.contains("mode=memory") {
-            return Err(StoreError::UnsupportedUrl);
+            return Err(crate::database_url::UnsupportedUrl.into());
         }
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
@@ -529,8 +529,8 @@ impl Store for SqliteStore {
         Ok(())
     }
 
-    fn backend(&self) -> &'static str {
-        "sqlite"
+    fn backend(&self) -> crate::database_url::Backend {
+        crate::database_url::Backend::Sqlite
     }
 
     async fn purge_deleted(&self) -> Result<(), StoreError> {

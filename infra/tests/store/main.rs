@@ -261,19 +261,19 @@ async fn reconnecting_keeps_everything(db: Db) {
         assert!(
             matches!(
                 store::connect(refused).await,
-                Err(store::StoreError::UnsupportedUrl)
+                Err(store::StoreError::UnsupportedUrl(_))
             ),
             "{refused}"
         );
     }
     match db.store.backend() {
-        "sqlite" => {
+        infra::database_url::Backend::Sqlite => {
             // `sqlite:path` names the same file as `sqlite://path`.
             let short = db.url.replacen("sqlite://", "sqlite:", 1);
             let again = store::connect(&short).await.unwrap();
             assert_eq!(again.load_stream(&s).await.unwrap(), recorded);
         }
-        _ => {
+        infra::database_url::Backend::Postgres => {
             let dump = infra::testing::dump_postgres_tables(&db.url).await;
             assert!(dump.contains("AppSeen"), "{dump}");
         }

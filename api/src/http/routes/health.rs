@@ -61,7 +61,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> 
         .collect();
     let mut answer = json!({
         "status": "ready",
-        "database": state.store.backend(),
+        "database": state.store.backend().name(),
         "projections": lag,
         "signing_keys": signing_keys(&state),
     });
