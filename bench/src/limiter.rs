@@ -4,7 +4,6 @@
 //! malformed appid), so what grows is the limiter's table, not the log.
 
 use std::path::Path;
-use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -12,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::service::{Backend, Database, ADMIN_TOKEN};
+use crate::service::{free_port, serve_command, Backend, Database};
 
 #[derive(Debug, Serialize)]
 pub struct LimiterMemory {
@@ -27,23 +26,10 @@ pub struct LimiterMemory {
 
 pub async fn run(binary: &Path, clients: u64, concurrency: usize) -> anyhow::Result<LimiterMemory> {
     let db = Database::fresh(Backend::Sqlite, "").await?;
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port();
-    let mut child = tokio::process::Command::new(binary)
-        .arg("serve")
-        .env_remove("IDENTITY_CONFIG")
-        .env_remove("IDENTITY_NATS_URL")
-        .env("IDENTITY_DATABASE_URL", &db.url)
-        .env("IDENTITY_LISTEN", format!("127.0.0.1:{port}"))
-        .env("IDENTITY_ADMIN_TOKEN", ADMIN_TOKEN)
-        .env("IDENTITY_MASTER_KEY", &db.master_key)
+    let port = free_port()?;
+    let mut child = serve_command(binary, port, &db)
         .env("IDENTITY_TRUSTED_PROXIES", "127.0.0.1")
         .env("IDENTITY_LOGIN_RATE_PER_MINUTE", "120")
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))?;
     let pid = child.id().context("the child's pid")?;

@@ -2,7 +2,7 @@
 //! and the real service, as a child process (`identityd serve`, so its memory is its own) or
 //! in this process (`--in-process`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -30,21 +30,7 @@ const OPEN_PLATFORM: &str = "bench-open-platform";
 /// `serve` refuses a bootstrap key under 32 characters.
 pub const ADMIN_TOKEN: &str = "bench-admin-token-0123456789abcdef";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Sqlite => "sqlite",
-            Self::Postgres => "postgres",
-        }
-    }
-}
+pub use infra::database_url::Backend;
 
 /// A database nobody else uses: a SQLite file in a temp directory, or a new PostgreSQL schema.
 pub struct Database {
@@ -174,21 +160,10 @@ impl Service {
         let (base, running) = match mode {
             Mode::Child(binary) => {
                 let port = free_port()?;
-                let child = tokio::process::Command::new(binary)
-                    .arg("serve")
-                    .env_remove("IDENTITY_CONFIG")
-                    .env_remove("IDENTITY_NATS_URL")
-                    .env("IDENTITY_DATABASE_URL", &db.url)
-                    .env("IDENTITY_LISTEN", format!("127.0.0.1:{port}"))
+                let child = serve_command(binary, port, db)
                     .env("IDENTITY_WECHAT_API_BASE", &sim.base)
                     .env("IDENTITY_APPS", apps())
-                    .env("IDENTITY_ADMIN_TOKEN", ADMIN_TOKEN)
-                    .env("IDENTITY_MASTER_KEY", &db.master_key)
                     .env("IDENTITY_LOGIN_RATE_PER_MINUTE", "0")
-                    .env("RUST_LOG", "warn")
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .kill_on_drop(true)
                     .spawn()
                     .with_context(|| format!("starting {}", binary.display()))?;
                 (format!("http://127.0.0.1:{port}"), Running::Child(child))
@@ -324,8 +299,27 @@ fn apps() -> String {
     format!("{APP_A}:{SECRET_A},{APP_B}:{SECRET_B}")
 }
 
+/// `identityd serve` on `port` and `db`, with nothing from the environment's configuration,
+/// quiet, killed with its handle.
+pub fn serve_command(binary: &Path, port: u16, db: &Database) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(binary);
+    command
+        .arg("serve")
+        .env_remove("IDENTITY_CONFIG")
+        .env_remove("IDENTITY_NATS_URL")
+        .env("IDENTITY_DATABASE_URL", &db.url)
+        .env("IDENTITY_LISTEN", format!("127.0.0.1:{port}"))
+        .env("IDENTITY_ADMIN_TOKEN", ADMIN_TOKEN)
+        .env("IDENTITY_MASTER_KEY", &db.master_key)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    command
+}
+
 /// A port free a moment ago (the child binds it right after).
-fn free_port() -> std::io::Result<u16> {
+pub fn free_port() -> std::io::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())

@@ -4,7 +4,8 @@
 use std::fmt;
 
 /// The two databases the service runs on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Backend {
     Postgres,
     Sqlite,
