@@ -32,6 +32,11 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .into()
 }
 
+/// The document as served at [`OPENAPI_PATH`].
+pub fn document() -> serde_json::Value {
+    serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes")
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
