@@ -8,6 +8,7 @@ pub mod openapi;
 pub mod query;
 pub mod rate_limit;
 pub mod routes;
+pub mod schemas;
 pub mod server;
 pub mod stream_slots;
 pub mod timeout;

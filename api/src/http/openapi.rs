@@ -6,16 +6,16 @@
 //! [`ProblemBodies`] then gives every 4xx and 5xx the shared [`Problem`] body, so the annotations
 //! stay short and no error response can be left without it.
 //!
-//! The types below are documentation only: they describe JSON the handlers build with
-//! `serde_json::json!` or that other crates own. The tests check the document against the router
-//! and against what `ApiError` actually sends.
-
-use std::collections::BTreeMap;
+//! Every body schema is derived from the type the handler serialises (`Problem` included);
+//! `http::schemas` holds the few written by hand for JSON encoded elsewhere. The tests here check
+//! the document against the router; the black-box tests check every answer against it.
 
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
+
+pub use super::error::Problem;
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::routes::{
@@ -77,7 +77,7 @@ pub fn document() -> serde_json::Value {
         events::stream,
         events::schema,
     ),
-    components(schemas(Problem, UserStatus)),
+    components(schemas(Problem)),
     modifiers(&SecuritySchemes, &EdgeResponses, &ProblemBodies),
     tags(
         (name = "login", description = "Mini-program login"),
@@ -223,208 +223,6 @@ fn is_error_status(status: &str) -> bool {
     status.starts_with('4') || status.starts_with('5')
 }
 
-/// An RFC 9457 problem: the body of every error answer, as `application/problem+json`.
-#[derive(ToSchema)]
-pub struct Problem {
-    /// Always `about:blank`: `code` says what went wrong.
-    #[schema(rename = "type", example = "about:blank")]
-    pub kind: String,
-    /// The HTTP status's reason phrase.
-    #[schema(example = "Bad Request")]
-    pub title: String,
-    #[schema(example = 400)]
-    pub status: u16,
-    /// For people: what was wrong and, where it helps, what to do.
-    #[schema(example = "appid: must be \"wx\" followed by 16 hex characters")]
-    pub detail: String,
-    /// The stable code clients switch on; each response names the codes it may carry. New
-    /// codes may be added, so treat an unknown one by its `status`.
-    #[schema(example = "invalid_request")]
-    pub code: String,
-    /// What the caller can do about it, when that is known.
-    #[schema(required = false, nullable = false)]
-    pub hint: Option<String>,
-}
-
-/// A user's status.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum UserStatus {
-    Active,
-    Blocked,
-    Erased,
-}
-
-/// RFC 7662-style introspection of access tokens. The other fields are present only when
-/// `active` is true.
-#[derive(ToSchema)]
-pub struct Introspection {
-    pub active: bool,
-    #[schema(required = false, nullable = false, example = "access_token")]
-    pub token_type: Option<String>,
-    /// The user id.
-    #[schema(required = false, nullable = false, value_type = Option<uuid::Uuid>)]
-    pub sub: Option<String>,
-    /// The session id.
-    #[schema(required = false, nullable = false, value_type = Option<uuid::Uuid>)]
-    pub sid: Option<String>,
-    /// The appid the session belongs to.
-    #[schema(required = false, nullable = false)]
-    pub client_id: Option<String>,
-    /// Access tokens only.
-    #[schema(required = false, nullable = false)]
-    pub iss: Option<String>,
-    /// Access tokens only: issued at, Unix seconds.
-    #[schema(required = false, nullable = false)]
-    pub iat: Option<i64>,
-    /// Access tokens only: expires at, Unix seconds.
-    #[schema(required = false, nullable = false)]
-    pub exp: Option<i64>,
-}
-
-/// A JSON Web Key Set (RFC 7517).
-#[derive(ToSchema)]
-pub struct Jwks {
-    pub keys: Vec<Jwk>,
-}
-
-/// An Ed25519 public key (RFC 8037).
-#[derive(ToSchema)]
-pub struct Jwk {
-    #[schema(example = "OKP")]
-    pub kty: String,
-    #[schema(example = "Ed25519")]
-    pub crv: String,
-    /// The public key, base64url.
-    pub x: String,
-    /// The key id an access token's header names (the RFC 7638 thumbprint).
-    pub kid: String,
-    #[schema(rename = "use", example = "sig")]
-    pub key_use: String,
-    #[schema(example = "EdDSA")]
-    pub alg: String,
-}
-
-#[derive(ToSchema)]
-pub struct Health {
-    #[schema(example = "ok")]
-    pub status: String,
-}
-
-#[derive(ToSchema)]
-pub struct Readiness {
-    #[schema(example = "ready")]
-    pub status: String,
-    /// The event store's backend.
-    #[schema(example = "postgres")]
-    pub database: String,
-    /// Each read model's progress, by name.
-    pub projections: BTreeMap<String, ProjectionProgress>,
-    /// The NATS JetStream relay's progress, when `IDENTITY_NATS_URL` is set.
-    #[schema(required = false)]
-    pub nats_relay: Option<RelayProgress>,
-    /// The token signing keys as this instance has them.
-    pub signing_keys: SigningKeysStatus,
-}
-
-#[derive(ToSchema)]
-pub struct SigningKeysStatus {
-    /// Keys loaded (retired ones included).
-    pub loaded: u64,
-    /// When the keys were last read from the database.
-    #[schema(example = "2026-01-01T00:00:00Z")]
-    pub last_reload: String,
-    /// Seconds since then: past the reload interval, reloads are failing (see the warn log;
-    /// they are retried every second).
-    pub secs_since_reload: i64,
-    /// `IDENTITY_SIGNING_KEY_RELOAD_SECS`.
-    pub reload_interval_secs: u64,
-}
-
-#[derive(ToSchema)]
-pub struct RelayProgress {
-    /// The JetStream stream published to.
-    pub stream: String,
-    /// Global position of the last event published.
-    pub position: i64,
-    /// Events in the log not yet published.
-    pub lag: i64,
-}
-
-#[derive(ToSchema)]
-pub struct ProjectionProgress {
-    /// Global position of the last event the projection applied.
-    pub position: i64,
-    /// Events in the log not yet applied.
-    pub lag: i64,
-}
-
-/// One event as analytics sees it (personal data redacted).
-#[derive(ToSchema)]
-pub struct AnalyticsEvent {
-    /// Global position: strictly increasing in commit order; gaps are allowed.
-    pub position: i64,
-    pub event_id: uuid::Uuid,
-    #[schema(example = "UserLoggedIn")]
-    pub event_type: String,
-    /// The payload's schema version (always the current one: older events are upcast).
-    pub schema_version: u32,
-    pub occurred_at: chrono::DateTime<chrono::Utc>,
-    #[schema(example = "session-0193a1b2-0000-7000-8000-000000000000")]
-    pub stream_id: String,
-    /// The user the event is about or who acted, when there is one.
-    #[schema(required = false, nullable = false)]
-    pub user_id: Option<uuid::Uuid>,
-    #[schema(required = false, nullable = false)]
-    pub appid: Option<String>,
-    /// The payload (see `GET /v1/events/schema`), every personal value replaced by
-    /// `"[redacted]"`.
-    #[schema(value_type = Object)]
-    pub payload: serde_json::Value,
-}
-
-/// A page of the log. Pass `next_after` as `after` for the next page; a short page means you
-/// have caught up (for now).
-#[derive(ToSchema)]
-pub struct EventPage {
-    pub events: Vec<AnalyticsEvent>,
-    /// The last event's position, or the `after` you gave when the page is empty.
-    pub next_after: i64,
-}
-
-/// The catalog of event types, as served.
-#[derive(ToSchema)]
-pub struct EventCatalog {
-    #[schema(
-        rename = "$schema",
-        example = "https://json-schema.org/draft/2020-12/schema"
-    )]
-    pub dialect: String,
-    /// By event type.
-    pub events: BTreeMap<String, EventTypeSchema>,
-}
-
-#[derive(ToSchema)]
-pub struct EventTypeSchema {
-    /// The stream the event is appended to.
-    #[schema(example = "session-{session_id}")]
-    pub stream: String,
-    pub description: String,
-    /// The current version: what every reader sees (older events are upcast).
-    pub schema_version: u32,
-    /// Every version, oldest first.
-    pub history: Vec<SchemaChange>,
-    /// JSON Schema (draft 2020-12) of the payload.
-    #[schema(value_type = Object)]
-    pub payload: serde_json::Value,
-}
-
-#[derive(ToSchema)]
-pub struct SchemaChange {
-    pub schema_version: u32,
-    pub change: String,
-}
-
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
@@ -539,7 +337,7 @@ mod tests {
         "/v1/events/schema",
     ];
     /// Of those, the ones that cannot fail short of a panic.
-    const NO_ERRORS: [&str; 3] = ["/.well-known/jwks.json", "/healthz", "/v1/events/schema"];
+    const NO_ERRORS: [&str; 2] = ["/healthz", "/v1/events/schema"];
 
     #[test]
     fn every_operation_documents_its_errors_as_problems() {

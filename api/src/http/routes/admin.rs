@@ -17,7 +17,6 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::http::api_key::{AdminRead, AdminWrite, Scoped};
 use crate::http::extract::{ApiJson, RequestContext};
-use crate::http::openapi;
 use crate::http::query::{self, ApiQuery};
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -69,7 +68,7 @@ pub struct UsersQuery {
     unionid: Option<String>,
     /// The bound phone number, matched through a keyed hash.
     phone: Option<String>,
-    #[param(value_type = Option<openapi::UserStatus>)]
+    #[param(value_type = Option<UserStatus>)]
     status: Option<String>,
     /// Page size, 1 to 200 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
@@ -103,12 +102,13 @@ async fn find_users(
     ApiQuery(q): ApiQuery<UsersQuery>,
 ) -> Result<Json<Page<UserRecord>>, ApiError> {
     let page = query::page(q.limit.as_deref(), q.cursor)?;
-    if let Some(status) = &q.status {
-        if !matches!(status.as_str(), "active" | "blocked" | "erased") {
-            return Err(ApiError::InvalidRequest(
-                "status must be active, blocked or erased".into(),
-            ));
-        }
+    if q.status
+        .as_deref()
+        .is_some_and(|s| UserStatus::parse(s).is_none())
+    {
+        return Err(ApiError::InvalidRequest(
+            "status must be active, blocked or erased".into(),
+        ));
     }
     let appid = appid(q.appid)?;
     let mut user_ids = reveal::users_named(
@@ -444,13 +444,32 @@ pub struct StatusRequest {
     reason: String,
 }
 
+/// A user's status.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    Active,
+    Blocked,
+    Erased,
+}
+
+impl UserStatus {
+    fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "active" => Some(Self::Active),
+            "blocked" => Some(Self::Blocked),
+            "erased" => Some(Self::Erased),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusAnswer {
     #[schema(value_type = uuid::Uuid)]
     pub user_id: UserId,
     /// The user's status now.
-    #[schema(value_type = openapi::UserStatus)]
-    pub status: &'static str,
+    pub status: UserStatus,
     /// False when the user already had this status (nothing was recorded).
     pub changed: bool,
 }
@@ -550,8 +569,8 @@ async fn set_status(
     Ok(Json(StatusAnswer {
         user_id: id,
         status: match change {
-            StatusChange::Block => "blocked",
-            StatusChange::Unblock => "active",
+            StatusChange::Block => UserStatus::Blocked,
+            StatusChange::Unblock => UserStatus::Active,
         },
         changed,
     }))

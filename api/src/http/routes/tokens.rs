@@ -4,8 +4,8 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::header;
 use axum::routing::post;
 use axum::{Form, Json, Router};
+use domain::{AppId, SessionId, UserId};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
 use super::login::TokenResponse;
@@ -94,11 +94,37 @@ impl FromRequest<AppState> for IntrospectBody {
     }
 }
 
-#[derive(Serialize)]
-struct Introspection {
-    active: bool,
-    #[serde(flatten)]
-    details: Option<serde_json::Value>,
+/// RFC 7662-style introspection of access tokens. The other fields are present only when
+/// `active` is true.
+#[derive(Default, Serialize, ToSchema)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false, example = "access_token")]
+    pub token_type: Option<&'static str>,
+    /// The user id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false, value_type = Option<uuid::Uuid>)]
+    pub sub: Option<UserId>,
+    /// The session id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false, value_type = Option<uuid::Uuid>)]
+    pub sid: Option<SessionId>,
+    /// The appid the session belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false, value_type = Option<String>)]
+    pub client_id: Option<AppId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub iss: Option<String>,
+    /// Issued at, Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub iat: Option<i64>,
+    /// Expires at, Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub exp: Option<i64>,
 }
 
 /// `active` is true only for a genuine, unexpired access token of a session still in force,
@@ -121,7 +147,7 @@ struct Introspection {
     security(("api_key" = ["tokens:introspect"])),
     responses(
         (status = 200, description = "Whether the token is active, and its details if so",
-            body = crate::http::openapi::Introspection),
+            body = Introspection),
         (status = 400, description = "`invalid_request`: malformed form or JSON, or a missing `token`"),
         (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
         (status = 403, description = "`forbidden`: the API key lacks the `tokens:introspect` \
@@ -137,16 +163,10 @@ async fn introspect(
     IntrospectBody(body): IntrospectBody,
 ) -> Result<Json<Introspection>, ApiError> {
     let found = access_details(&state, &body.token).await?;
-    Ok(Json(Introspection {
-        active: found.is_some(),
-        details: found,
-    }))
+    Ok(Json(found.unwrap_or_default()))
 }
 
-async fn access_details(
-    state: &AppState,
-    token: &str,
-) -> Result<Option<serde_json::Value>, ApiError> {
+async fn access_details(state: &AppState, token: &str) -> Result<Option<Introspection>, ApiError> {
     let Ok(claims) = state.access_tokens.verify(token) else {
         return Ok(None);
     };
@@ -158,10 +178,14 @@ async fn access_details(
         &state.session_lifetime,
     )
     .await?;
-    Ok(in_force.map(|_| {
-        json!({
-            "token_type": "access_token", "sub": claims.sub, "sid": claims.sid,
-            "client_id": claims.appid, "iss": claims.iss, "iat": claims.iat, "exp": claims.exp,
-        })
+    Ok(in_force.map(|_| Introspection {
+        active: true,
+        token_type: Some("access_token"),
+        sub: Some(claims.sub),
+        sid: Some(claims.sid),
+        client_id: Some(claims.appid),
+        iss: Some(claims.iss),
+        iat: Some(claims.iat),
+        exp: Some(claims.exp),
     }))
 }
