@@ -7,6 +7,7 @@ pub mod extract;
 pub mod openapi;
 pub mod query;
 pub mod rate_limit;
+pub mod responses;
 pub mod routes;
 pub mod schemas;
 pub mod server;

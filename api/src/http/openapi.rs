@@ -158,31 +158,40 @@ impl Modify for EdgeResponses {
             )
             .header("Retry-After", retry_after)
             .build();
-        for (path, item) in &mut openapi.paths.paths {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                let responses = &mut operation.responses.responses;
-                if path != "/v1/events/stream" {
-                    responses
-                        .entry("408".to_owned())
-                        .or_insert_with(|| timeout.clone().into());
-                }
-                let keyed = operation.security.iter().flatten().any(|requirement| {
-                    serde_json::to_value(requirement)
-                        .is_ok_and(|value| value.get("api_key").is_some())
-                });
-                if keyed {
-                    responses
-                        .entry("429".to_owned())
-                        .or_insert_with(|| guessing.clone().into());
-                }
+        each_operation(openapi, |path, operation| {
+            let responses = &mut operation.responses.responses;
+            if path != "/v1/events/stream" {
+                responses
+                    .entry("408".to_owned())
+                    .or_insert_with(|| timeout.clone().into());
             }
+            let keyed = operation.security.iter().flatten().any(|requirement| {
+                serde_json::to_value(requirement).is_ok_and(|value| value.get("api_key").is_some())
+            });
+            if keyed {
+                responses
+                    .entry("429".to_owned())
+                    .or_insert_with(|| guessing.clone().into());
+            }
+        });
+    }
+}
+
+/// Calls `visit` with every operation of the document and its path.
+fn each_operation(
+    openapi: &mut utoipa::openapi::OpenApi,
+    mut visit: impl FnMut(&str, &mut utoipa::openapi::path::Operation),
+) {
+    for (path, item) in &mut openapi.paths.paths {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            visit(path, operation);
         }
     }
 }
@@ -194,28 +203,19 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
 impl Modify for ProblemBodies {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                for (status, response) in &mut operation.responses.responses {
-                    let RefOr::T(response) = response else {
-                        continue;
-                    };
-                    if is_error_status(status) && response.content.is_empty() {
-                        response.content.insert(
-                            PROBLEM_CONTENT_TYPE.to_owned(),
-                            Content::new(Some(Ref::from_schema_name(Problem::name()))),
-                        );
-                    }
+        each_operation(openapi, |_, operation| {
+            for (status, response) in &mut operation.responses.responses {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                if is_error_status(status) && response.content.is_empty() {
+                    response.content.insert(
+                        PROBLEM_CONTENT_TYPE.to_owned(),
+                        Content::new(Some(Ref::from_schema_name(Problem::name()))),
+                    );
                 }
             }
-        }
+        });
     }
 }
 
@@ -390,17 +390,29 @@ mod tests {
         }
     }
 
+    /// The API key scope an operation requires, if it takes an API key.
+    fn required_scope(method: &str, path: &str) -> Option<&'static str> {
+        if path.starts_with("/v1/admin/") {
+            Some(if method == "GET" {
+                "admin:read"
+            } else {
+                "admin:write"
+            })
+        } else if path == "/v1/token/introspect" {
+            Some("tokens:introspect")
+        } else if path == "/v1/events" || path == "/v1/events/stream" {
+            Some("events:read")
+        } else {
+            None
+        }
+    }
+
     #[test]
     fn operations_require_the_right_credentials() {
         let doc = document();
         for (method, path, operation) in operations(&doc) {
             let security = &operation["security"];
-            if path.starts_with("/v1/admin/") {
-                let scope = if method == "GET" {
-                    "admin:read"
-                } else {
-                    "admin:write"
-                };
+            if let Some(scope) = required_scope(&method, &path) {
                 assert_eq!(
                     security,
                     &serde_json::json!([{ "api_key": [scope] }]),
@@ -411,28 +423,6 @@ mod tests {
                     description.contains(scope),
                     "{method} {path} names no scope"
                 );
-            } else if path == "/v1/token/introspect" {
-                assert_eq!(
-                    security,
-                    &serde_json::json!([{ "api_key": ["tokens:introspect"] }]),
-                    "{method} {path}"
-                );
-                let description = operation["description"].as_str().unwrap_or_default();
-                assert!(
-                    description.contains("tokens:introspect"),
-                    "{method} {path} names no scope"
-                );
-            } else if path == "/v1/events" || path == "/v1/events/stream" {
-                assert_eq!(
-                    security,
-                    &serde_json::json!([{ "api_key": ["events:read"] }]),
-                    "{method} {path}"
-                );
-                let description = operation["description"].as_str().unwrap_or_default();
-                assert!(
-                    description.contains("events:read"),
-                    "{method} {path} names no scope"
-                );
             } else if path.starts_with("/v1/me") || path == "/v1/logout" {
                 assert_eq!(
                     security,
@@ -441,6 +431,39 @@ mod tests {
                 );
             } else {
                 assert!(security.is_null(), "{method} {path} is public");
+            }
+        }
+    }
+
+    /// The shared sets (`http::responses`) land on the routes that name them: every keyed route
+    /// refuses a key without its scope, every route taking a token refuses a bad one.
+    #[test]
+    fn the_shared_refusals_are_documented_on_every_route() {
+        let doc = document();
+        for (method, path, operation) in operations(&doc) {
+            let responses = &operation["responses"];
+            let scopes: Vec<&str> = operation["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["api_key"].as_array())
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            for scope in scopes {
+                let forbidden = responses["403"]["description"].as_str().unwrap_or_default();
+                assert!(
+                    forbidden.contains(scope),
+                    "{method} {path}: 403 names no {scope}"
+                );
+                assert!(responses.get("401").is_some(), "{method} {path} lacks 401");
+            }
+            let bearer = operation["security"]
+                .as_array()
+                .is_some_and(|all| all.iter().any(|r| r.get("bearer").is_some()));
+            if bearer {
+                let unauthorized = responses["401"]["description"].as_str().unwrap_or_default();
+                assert!(unauthorized.contains("access token"), "{method} {path}");
             }
         }
     }

@@ -30,6 +30,7 @@ use utoipa::IntoParams;
 
 use crate::http::api_key::{ApiCaller, EventsRead, Scoped};
 use crate::http::query::{self, ApiQuery};
+use crate::http::responses::KeyErrors;
 use crate::http::schemas;
 use crate::http::stream_slots::StreamSlot;
 use crate::http::ApiError;
@@ -84,9 +85,7 @@ pub struct EventsQuery {
     responses(
         (status = 200, description = "A page of events", body = schemas::EventPage),
         (status = 400, description = "`invalid_request`: an unknown parameter, or a bad `after` or `limit`"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `events:read` scope, or a user access token was presented"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        KeyErrors<EventsRead>,
     )
 )]
 async fn list(
@@ -149,11 +148,9 @@ pub struct StreamQuery {
             content_type = "text/event-stream", body = String,
             example = json!("id: 42\nevent: UserLoggedIn\ndata: {\"position\":42,…}\n\n")),
         (status = 400, description = "`invalid_request`: an unknown parameter, or a bad `after` or `Last-Event-ID`"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `events:read` scope, or a user access token was presented"),
         (status = 429, description = "`rate_limited`: this API key already has `IDENTITY_MAX_STREAMS_PER_KEY` streams open on this instance, or its client failed authentication too often",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        KeyErrors<EventsRead>,
     )
 )]
 async fn stream(

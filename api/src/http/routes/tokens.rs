@@ -11,6 +11,7 @@ use utoipa::ToSchema;
 use super::login::TokenResponse;
 use crate::http::api_key::{Scoped, TokensIntrospect};
 use crate::http::extract::{ApiJson, RequestContext};
+use crate::http::responses::{ConflictError, Internal, JsonBodyErrors, KeyErrors};
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::{sessions, streams};
@@ -42,10 +43,9 @@ struct RefreshRequest {
         (status = 401, description = "`unauthorized`: invalid refresh token, the session has \
             ended (logout, revocation, a lifetime, its user blocked or erased), or reuse of a \
             spent refresh token was detected (the session is now revoked)"),
-        (status = 409, description = "`conflict`: the session changed concurrently; retry"),
-        (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
-        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        JsonBodyErrors,
+        ConflictError,
+        Internal,
     )
 )]
 async fn refresh(
@@ -149,12 +149,9 @@ pub struct Introspection {
         (status = 200, description = "Whether the token is active, and its details if so",
             body = Introspection),
         (status = 400, description = "`invalid_request`: malformed form or JSON, or a missing `token`"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `tokens:introspect` \
-            scope, or a user access token was presented as the credential"),
         (status = 413, description = "`payload_too_large`: a JSON body over 16 KiB"),
         (status = 415, description = "`unsupported_media_type`: neither a form nor `application/json`"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        KeyErrors<TokensIntrospect>,
     )
 )]
 async fn introspect(
