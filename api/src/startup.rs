@@ -181,6 +181,13 @@ impl Application {
         &self.state
     }
 
+    /// Wraps the router in a layer of the caller's (the black-box tests check every answer
+    /// against the OpenAPI document this way).
+    pub fn map_router(mut self, wrap: impl FnOnce(Router) -> Router) -> Self {
+        self.router = wrap(self.router);
+        self
+    }
+
     /// Serves until `shutdown` resolves, then drains in-flight requests.
     pub async fn run_until(
         self,

@@ -1,6 +1,8 @@
 //! `spawn_app`: the real service on port 0, against a fresh database of either backend, with
 //! the WeChat simulator in-process. Tests talk to it over real HTTP.
 
+mod conformance;
+
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
@@ -176,6 +178,7 @@ impl World {
         let app = Application::build_with_clock(&config, self.clock.clone())
             .await
             .expect("service starts");
+        let app = app.map_router(conformance::checked);
         let base = format!("http://{}", app.local_addr());
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(app.run_until(async move {

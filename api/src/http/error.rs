@@ -151,16 +151,28 @@ impl ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem: the body of every error answer, as `application/problem+json`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Problem<'a> {
+    /// Always `about:blank`: `code` says what went wrong.
     #[serde(rename = "type")]
+    #[schema(example = "about:blank")]
     kind: &'static str,
+    /// The HTTP status's reason phrase.
+    #[schema(example = "Bad Request")]
     title: &'a str,
+    #[schema(example = 400)]
     status: u16,
+    /// For people: what was wrong and, where it helps, what to do.
+    #[schema(example = "appid: must be \"wx\" followed by 16 hex characters")]
     detail: String,
+    /// The stable code clients switch on; each response names the codes it may carry. New
+    /// codes may be added, so treat an unknown one by its `status`.
+    #[schema(example = "invalid_request")]
     code: &'static str,
-    /// What the caller can do about it, when we know.
+    /// What the caller can do about it, when that is known.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
     hint: Option<&'static str>,
 }
 

@@ -6,16 +6,16 @@
 //! [`ProblemBodies`] then gives every 4xx and 5xx the shared [`Problem`] body, so the annotations
 //! stay short and no error response can be left without it.
 //!
-//! The types below are documentation only: they describe JSON the handlers build with
-//! `serde_json::json!` or that other crates own. The tests check the document against the router
-//! and against what `ApiError` actually sends.
-
-use std::collections::BTreeMap;
+//! Every body schema is derived from the type the handler serialises (`Problem` included);
+//! `http::schemas` holds the few written by hand for JSON encoded elsewhere. The tests here check
+//! the document against the router; the black-box tests check every answer against it.
 
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
+
+pub use super::error::Problem;
 use utoipa_swagger_ui::SwaggerUi;
 
 use super::routes::{
@@ -30,6 +30,11 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
     SwaggerUi::new(DOCS_PATH)
         .url(OPENAPI_PATH, ApiDoc::openapi())
         .into()
+}
+
+/// The document as served at [`OPENAPI_PATH`].
+pub fn document() -> serde_json::Value {
+    serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes")
 }
 
 #[derive(OpenApi)]
@@ -72,7 +77,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         events::stream,
         events::schema,
     ),
-    components(schemas(Problem, UserStatus)),
+    components(schemas(Problem)),
     modifiers(&SecuritySchemes, &EdgeResponses, &ProblemBodies),
     tags(
         (name = "login", description = "Mini-program login"),
@@ -153,31 +158,40 @@ impl Modify for EdgeResponses {
             )
             .header("Retry-After", retry_after)
             .build();
-        for (path, item) in &mut openapi.paths.paths {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                let responses = &mut operation.responses.responses;
-                if path != "/v1/events/stream" {
-                    responses
-                        .entry("408".to_owned())
-                        .or_insert_with(|| timeout.clone().into());
-                }
-                let keyed = operation.security.iter().flatten().any(|requirement| {
-                    serde_json::to_value(requirement)
-                        .is_ok_and(|value| value.get("api_key").is_some())
-                });
-                if keyed {
-                    responses
-                        .entry("429".to_owned())
-                        .or_insert_with(|| guessing.clone().into());
-                }
+        each_operation(openapi, |path, operation| {
+            let responses = &mut operation.responses.responses;
+            if path != "/v1/events/stream" {
+                responses
+                    .entry("408".to_owned())
+                    .or_insert_with(|| timeout.clone().into());
             }
+            let keyed = operation.security.iter().flatten().any(|requirement| {
+                serde_json::to_value(requirement).is_ok_and(|value| value.get("api_key").is_some())
+            });
+            if keyed {
+                responses
+                    .entry("429".to_owned())
+                    .or_insert_with(|| guessing.clone().into());
+            }
+        });
+    }
+}
+
+/// Calls `visit` with every operation of the document and its path.
+fn each_operation(
+    openapi: &mut utoipa::openapi::OpenApi,
+    mut visit: impl FnMut(&str, &mut utoipa::openapi::path::Operation),
+) {
+    for (path, item) in &mut openapi.paths.paths {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            visit(path, operation);
         }
     }
 }
@@ -189,235 +203,24 @@ pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
 impl Modify for ProblemBodies {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        for item in openapi.paths.paths.values_mut() {
-            let operations = [
-                &mut item.get,
-                &mut item.put,
-                &mut item.post,
-                &mut item.delete,
-                &mut item.patch,
-            ];
-            for operation in operations.into_iter().flatten() {
-                for (status, response) in &mut operation.responses.responses {
-                    let RefOr::T(response) = response else {
-                        continue;
-                    };
-                    if is_error_status(status) && response.content.is_empty() {
-                        response.content.insert(
-                            PROBLEM_CONTENT_TYPE.to_owned(),
-                            Content::new(Some(Ref::from_schema_name(Problem::name()))),
-                        );
-                    }
+        each_operation(openapi, |_, operation| {
+            for (status, response) in &mut operation.responses.responses {
+                let RefOr::T(response) = response else {
+                    continue;
+                };
+                if is_error_status(status) && response.content.is_empty() {
+                    response.content.insert(
+                        PROBLEM_CONTENT_TYPE.to_owned(),
+                        Content::new(Some(Ref::from_schema_name(Problem::name()))),
+                    );
                 }
             }
-        }
+        });
     }
 }
 
 fn is_error_status(status: &str) -> bool {
     status.starts_with('4') || status.starts_with('5')
-}
-
-/// An RFC 9457 problem: the body of every error answer, as `application/problem+json`.
-#[derive(ToSchema)]
-pub struct Problem {
-    /// Always `about:blank`: `code` says what went wrong.
-    #[schema(rename = "type", example = "about:blank")]
-    pub kind: String,
-    /// The HTTP status's reason phrase.
-    #[schema(example = "Bad Request")]
-    pub title: String,
-    #[schema(example = 400)]
-    pub status: u16,
-    /// For people: what was wrong and, where it helps, what to do.
-    #[schema(example = "appid: must be \"wx\" followed by 16 hex characters")]
-    pub detail: String,
-    /// The stable code clients switch on; each response names the codes it may carry. New
-    /// codes may be added, so treat an unknown one by its `status`.
-    #[schema(example = "invalid_request")]
-    pub code: String,
-    /// What the caller can do about it, when that is known.
-    #[schema(required = false, nullable = false)]
-    pub hint: Option<String>,
-}
-
-/// A user's status.
-#[derive(ToSchema)]
-#[schema(rename_all = "lowercase")]
-pub enum UserStatus {
-    Active,
-    Blocked,
-    Erased,
-}
-
-/// RFC 7662-style introspection of access tokens. The other fields are present only when
-/// `active` is true.
-#[derive(ToSchema)]
-pub struct Introspection {
-    pub active: bool,
-    #[schema(required = false, nullable = false, example = "access_token")]
-    pub token_type: Option<String>,
-    /// The user id.
-    #[schema(required = false, nullable = false, value_type = Option<uuid::Uuid>)]
-    pub sub: Option<String>,
-    /// The session id.
-    #[schema(required = false, nullable = false, value_type = Option<uuid::Uuid>)]
-    pub sid: Option<String>,
-    /// The appid the session belongs to.
-    #[schema(required = false, nullable = false)]
-    pub client_id: Option<String>,
-    /// Access tokens only.
-    #[schema(required = false, nullable = false)]
-    pub iss: Option<String>,
-    /// Access tokens only: issued at, Unix seconds.
-    #[schema(required = false, nullable = false)]
-    pub iat: Option<i64>,
-    /// Access tokens only: expires at, Unix seconds.
-    #[schema(required = false, nullable = false)]
-    pub exp: Option<i64>,
-}
-
-/// A JSON Web Key Set (RFC 7517).
-#[derive(ToSchema)]
-pub struct Jwks {
-    pub keys: Vec<Jwk>,
-}
-
-/// An Ed25519 public key (RFC 8037).
-#[derive(ToSchema)]
-pub struct Jwk {
-    #[schema(example = "OKP")]
-    pub kty: String,
-    #[schema(example = "Ed25519")]
-    pub crv: String,
-    /// The public key, base64url.
-    pub x: String,
-    /// The key id an access token's header names (the RFC 7638 thumbprint).
-    pub kid: String,
-    #[schema(rename = "use", example = "sig")]
-    pub key_use: String,
-    #[schema(example = "EdDSA")]
-    pub alg: String,
-}
-
-#[derive(ToSchema)]
-pub struct Health {
-    #[schema(example = "ok")]
-    pub status: String,
-}
-
-#[derive(ToSchema)]
-pub struct Readiness {
-    #[schema(example = "ready")]
-    pub status: String,
-    /// The event store's backend.
-    #[schema(example = "postgres")]
-    pub database: String,
-    /// Each read model's progress, by name.
-    pub projections: BTreeMap<String, ProjectionProgress>,
-    /// The NATS JetStream relay's progress, when `IDENTITY_NATS_URL` is set.
-    #[schema(required = false)]
-    pub nats_relay: Option<RelayProgress>,
-    /// The token signing keys as this instance has them.
-    pub signing_keys: SigningKeysStatus,
-}
-
-#[derive(ToSchema)]
-pub struct SigningKeysStatus {
-    /// Keys loaded (retired ones included).
-    pub loaded: u64,
-    /// When the keys were last read from the database.
-    #[schema(example = "2026-01-01T00:00:00Z")]
-    pub last_reload: String,
-    /// Seconds since then: past the reload interval, reloads are failing (see the warn log;
-    /// they are retried every second).
-    pub secs_since_reload: i64,
-    /// `IDENTITY_SIGNING_KEY_RELOAD_SECS`.
-    pub reload_interval_secs: u64,
-}
-
-#[derive(ToSchema)]
-pub struct RelayProgress {
-    /// The JetStream stream published to.
-    pub stream: String,
-    /// Global position of the last event published.
-    pub position: i64,
-    /// Events in the log not yet published.
-    pub lag: i64,
-}
-
-#[derive(ToSchema)]
-pub struct ProjectionProgress {
-    /// Global position of the last event the projection applied.
-    pub position: i64,
-    /// Events in the log not yet applied.
-    pub lag: i64,
-}
-
-/// One event as analytics sees it (personal data redacted).
-#[derive(ToSchema)]
-pub struct AnalyticsEvent {
-    /// Global position: strictly increasing in commit order; gaps are allowed.
-    pub position: i64,
-    pub event_id: uuid::Uuid,
-    #[schema(example = "UserLoggedIn")]
-    pub event_type: String,
-    /// The payload's schema version (always the current one: older events are upcast).
-    pub schema_version: u32,
-    pub occurred_at: chrono::DateTime<chrono::Utc>,
-    #[schema(example = "session-0193a1b2-0000-7000-8000-000000000000")]
-    pub stream_id: String,
-    /// The user the event is about or who acted, when there is one.
-    #[schema(required = false, nullable = false)]
-    pub user_id: Option<uuid::Uuid>,
-    #[schema(required = false, nullable = false)]
-    pub appid: Option<String>,
-    /// The payload (see `GET /v1/events/schema`), every personal value replaced by
-    /// `"[redacted]"`.
-    #[schema(value_type = Object)]
-    pub payload: serde_json::Value,
-}
-
-/// A page of the log. Pass `next_after` as `after` for the next page; a short page means you
-/// have caught up (for now).
-#[derive(ToSchema)]
-pub struct EventPage {
-    pub events: Vec<AnalyticsEvent>,
-    /// The last event's position, or the `after` you gave when the page is empty.
-    pub next_after: i64,
-}
-
-/// The catalog of event types, as served.
-#[derive(ToSchema)]
-pub struct EventCatalog {
-    #[schema(
-        rename = "$schema",
-        example = "https://json-schema.org/draft/2020-12/schema"
-    )]
-    pub dialect: String,
-    /// By event type.
-    pub events: BTreeMap<String, EventTypeSchema>,
-}
-
-#[derive(ToSchema)]
-pub struct EventTypeSchema {
-    /// The stream the event is appended to.
-    #[schema(example = "session-{session_id}")]
-    pub stream: String,
-    pub description: String,
-    /// The current version: what every reader sees (older events are upcast).
-    pub schema_version: u32,
-    /// Every version, oldest first.
-    pub history: Vec<SchemaChange>,
-    /// JSON Schema (draft 2020-12) of the payload.
-    #[schema(value_type = Object)]
-    pub payload: serde_json::Value,
-}
-
-#[derive(ToSchema)]
-pub struct SchemaChange {
-    pub schema_version: u32,
-    pub change: String,
 }
 
 #[cfg(test)]
@@ -534,7 +337,7 @@ mod tests {
         "/v1/events/schema",
     ];
     /// Of those, the ones that cannot fail short of a panic.
-    const NO_ERRORS: [&str; 3] = ["/.well-known/jwks.json", "/healthz", "/v1/events/schema"];
+    const NO_ERRORS: [&str; 2] = ["/healthz", "/v1/events/schema"];
 
     #[test]
     fn every_operation_documents_its_errors_as_problems() {
@@ -587,17 +390,29 @@ mod tests {
         }
     }
 
+    /// The API key scope an operation requires, if it takes an API key.
+    fn required_scope(method: &str, path: &str) -> Option<&'static str> {
+        if path.starts_with("/v1/admin/") {
+            Some(if method == "GET" {
+                "admin:read"
+            } else {
+                "admin:write"
+            })
+        } else if path == "/v1/token/introspect" {
+            Some("tokens:introspect")
+        } else if path == "/v1/events" || path == "/v1/events/stream" {
+            Some("events:read")
+        } else {
+            None
+        }
+    }
+
     #[test]
     fn operations_require_the_right_credentials() {
         let doc = document();
         for (method, path, operation) in operations(&doc) {
             let security = &operation["security"];
-            if path.starts_with("/v1/admin/") {
-                let scope = if method == "GET" {
-                    "admin:read"
-                } else {
-                    "admin:write"
-                };
+            if let Some(scope) = required_scope(&method, &path) {
                 assert_eq!(
                     security,
                     &serde_json::json!([{ "api_key": [scope] }]),
@@ -608,28 +423,6 @@ mod tests {
                     description.contains(scope),
                     "{method} {path} names no scope"
                 );
-            } else if path == "/v1/token/introspect" {
-                assert_eq!(
-                    security,
-                    &serde_json::json!([{ "api_key": ["tokens:introspect"] }]),
-                    "{method} {path}"
-                );
-                let description = operation["description"].as_str().unwrap_or_default();
-                assert!(
-                    description.contains("tokens:introspect"),
-                    "{method} {path} names no scope"
-                );
-            } else if path == "/v1/events" || path == "/v1/events/stream" {
-                assert_eq!(
-                    security,
-                    &serde_json::json!([{ "api_key": ["events:read"] }]),
-                    "{method} {path}"
-                );
-                let description = operation["description"].as_str().unwrap_or_default();
-                assert!(
-                    description.contains("events:read"),
-                    "{method} {path} names no scope"
-                );
             } else if path.starts_with("/v1/me") || path == "/v1/logout" {
                 assert_eq!(
                     security,
@@ -638,6 +431,39 @@ mod tests {
                 );
             } else {
                 assert!(security.is_null(), "{method} {path} is public");
+            }
+        }
+    }
+
+    /// The shared sets (`http::responses`) land on the routes that name them: every keyed route
+    /// refuses a key without its scope, every route taking a token refuses a bad one.
+    #[test]
+    fn the_shared_refusals_are_documented_on_every_route() {
+        let doc = document();
+        for (method, path, operation) in operations(&doc) {
+            let responses = &operation["responses"];
+            let scopes: Vec<&str> = operation["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|r| r["api_key"].as_array())
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            for scope in scopes {
+                let forbidden = responses["403"]["description"].as_str().unwrap_or_default();
+                assert!(
+                    forbidden.contains(scope),
+                    "{method} {path}: 403 names no {scope}"
+                );
+                assert!(responses.get("401").is_some(), "{method} {path} lacks 401");
+            }
+            let bearer = operation["security"]
+                .as_array()
+                .is_some_and(|all| all.iter().any(|r| r.get("bearer").is_some()));
+            if bearer {
+                let unauthorized = responses["401"]["description"].as_str().unwrap_or_default();
+                assert!(unauthorized.contains("access token"), "{method} {path}");
             }
         }
     }

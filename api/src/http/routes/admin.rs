@@ -17,8 +17,8 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::http::api_key::{AdminRead, AdminWrite, Scoped};
 use crate::http::extract::{ApiJson, RequestContext};
-use crate::http::openapi;
 use crate::http::query::{self, ApiQuery};
+use crate::http::responses::{AdminActionErrors, ConflictError, KeyErrors, NoSuchUser};
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::admin::{self, StatusChange};
@@ -69,7 +69,7 @@ pub struct UsersQuery {
     unionid: Option<String>,
     /// The bound phone number, matched through a keyed hash.
     phone: Option<String>,
-    #[param(value_type = Option<openapi::UserStatus>)]
+    #[param(value_type = Option<UserStatus>)]
     status: Option<String>,
     /// Page size, 1 to 200 (default 50).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
@@ -92,9 +92,7 @@ pub struct UsersQuery {
     responses(
         (status = 200, description = "A page of users", body = Page<UserRecord>),
         (status = 400, description = "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        KeyErrors<AdminRead>,
     )
 )]
 async fn find_users(
@@ -103,12 +101,13 @@ async fn find_users(
     ApiQuery(q): ApiQuery<UsersQuery>,
 ) -> Result<Json<Page<UserRecord>>, ApiError> {
     let page = query::page(q.limit.as_deref(), q.cursor)?;
-    if let Some(status) = &q.status {
-        if !matches!(status.as_str(), "active" | "blocked" | "erased") {
-            return Err(ApiError::InvalidRequest(
-                "status must be active, blocked or erased".into(),
-            ));
-        }
+    if q.status
+        .as_deref()
+        .is_some_and(|s| UserStatus::parse(s).is_none())
+    {
+        return Err(ApiError::InvalidRequest(
+            "status must be active, blocked or erased".into(),
+        ));
     }
     let appid = appid(q.appid)?;
     let mut user_ids = reveal::users_named(
@@ -162,10 +161,8 @@ async fn find_users(
     responses(
         (status = 200, description = "The user", body = UserRecord),
         (status = 400, description = "`invalid_request`: the user id is not a UUID"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
-        (status = 404, description = "`not_found`: no such user"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        KeyErrors<AdminRead>,
+        NoSuchUser,
     )
 )]
 async fn user(
@@ -236,9 +233,7 @@ impl LoginsQuery {
         (status = 200, description = "A page of logins", body = Page<LoginRecord>),
         (status = 400, description = "`invalid_request`: the user id is not a UUID, an unknown \
             parameter, or a bad value (the detail names it)"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        KeyErrors<AdminRead>,
     )
 )]
 async fn user_logins(
@@ -268,9 +263,7 @@ async fn user_logins(
     responses(
         (status = 200, description = "A page of logins", body = Page<LoginRecord>),
         (status = 400, description = "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        KeyErrors<AdminRead>,
     )
 )]
 async fn logins(
@@ -337,9 +330,7 @@ pub struct AuditQuery {
     responses(
         (status = 200, description = "A page of audit entries", body = Page<AuditRecord>),
         (status = 400, description = "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        KeyErrors<AdminRead>,
     )
 )]
 async fn audit(
@@ -410,9 +401,7 @@ pub struct DailyStats {
         (status = 200, description = "One entry per day", body = DailyStats),
         (status = 400, description = "`invalid_request`: an unknown parameter, a bad value (the \
             detail names it), `from` after `to`, or more than 366 days"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        KeyErrors<AdminRead>,
     )
 )]
 async fn daily_stats(
@@ -444,13 +433,32 @@ pub struct StatusRequest {
     reason: String,
 }
 
+/// A user's status.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UserStatus {
+    Active,
+    Blocked,
+    Erased,
+}
+
+impl UserStatus {
+    fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "active" => Some(Self::Active),
+            "blocked" => Some(Self::Blocked),
+            "erased" => Some(Self::Erased),
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct StatusAnswer {
     #[schema(value_type = uuid::Uuid)]
     pub user_id: UserId,
     /// The user's status now.
-    #[schema(value_type = openapi::UserStatus)]
-    pub status: &'static str,
+    pub status: UserStatus,
     /// False when the user already had this status (nothing was recorded).
     pub changed: bool,
 }
@@ -467,15 +475,8 @@ pub struct StatusAnswer {
         the `admin:write` scope.",
     responses(
         (status = 200, description = "Blocked (`changed` is false if the user already was)", body = StatusAnswer),
-        (status = 400, description = "`invalid_request`: the user id is not a UUID, malformed \
-            JSON, or a reason breaking its rule (the detail names it)"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `admin:write` scope, or a user access token was presented"),
-        (status = 404, description = "`not_found`: no such user"),
-        (status = 409, description = "`conflict`: the user changed concurrently; retry"),
-        (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
-        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        AdminActionErrors,
+        ConflictError,
     )
 )]
 async fn block(
@@ -508,15 +509,8 @@ async fn block(
         the `admin:write` scope.",
     responses(
         (status = 200, description = "Active again (`changed` is false if the user was not blocked)", body = StatusAnswer),
-        (status = 400, description = "`invalid_request`: the user id is not a UUID, malformed \
-            JSON, or a reason breaking its rule (the detail names it)"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `admin:write` scope, or a user access token was presented"),
-        (status = 404, description = "`not_found`: no such user"),
-        (status = 409, description = "`conflict`: the user changed concurrently; retry"),
-        (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
-        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        AdminActionErrors,
+        ConflictError,
     )
 )]
 async fn unblock(
@@ -550,8 +544,8 @@ async fn set_status(
     Ok(Json(StatusAnswer {
         user_id: id,
         status: match change {
-            StatusChange::Block => "blocked",
-            StatusChange::Unblock => "active",
+            StatusChange::Block => UserStatus::Blocked,
+            StatusChange::Unblock => UserStatus::Active,
         },
         changed,
     }))
@@ -571,11 +565,9 @@ async fn set_status(
     responses(
         (status = 204, description = "Erased"),
         (status = 400, description = "`invalid_request`: the user id is not a UUID"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `admin:write` scope, or a user access token was presented"),
-        (status = 404, description = "`not_found`: no such user"),
-        (status = 409, description = "`conflict`: the user changed concurrently; retry"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        KeyErrors<AdminWrite>,
+        ConflictError,
+        NoSuchUser,
     )
 )]
 async fn erase(

@@ -15,6 +15,7 @@ use utoipa::ToSchema;
 
 use super::login::LoginResponse;
 use crate::http::extract::RequestContext;
+use crate::http::responses::{Internal, JsonBodyErrors};
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::login::{self, WeChatIdentity};
@@ -64,11 +65,10 @@ pub struct CloudLoginRequest {
             replayed nonce"),
         (status = 403, description = "`forbidden`: cloud login is not enabled for this app; \
             `user_blocked`: an administrator blocked the user"),
-        (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
-        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
         (status = 429, description = "`rate_limited`: this client sent too many bad signatures; wait",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        JsonBodyErrors,
+        Internal,
     )
 )]
 async fn cloud_login(

@@ -29,8 +29,9 @@ use tokio::time::Instant;
 use utoipa::IntoParams;
 
 use crate::http::api_key::{ApiCaller, EventsRead, Scoped};
-use crate::http::openapi;
 use crate::http::query::{self, ApiQuery};
+use crate::http::responses::KeyErrors;
+use crate::http::schemas;
 use crate::http::stream_slots::StreamSlot;
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -82,11 +83,9 @@ pub struct EventsQuery {
     description = "Every event in position order, from `after` on, in the analytics view \
         (personal data redacted). Requires an API key with the `events:read` scope.",
     responses(
-        (status = 200, description = "A page of events", body = openapi::EventPage),
+        (status = 200, description = "A page of events", body = schemas::EventPage),
         (status = 400, description = "`invalid_request`: an unknown parameter, or a bad `after` or `limit`"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `events:read` scope, or a user access token was presented"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        KeyErrors<EventsRead>,
     )
 )]
 async fn list(
@@ -97,7 +96,7 @@ async fn list(
     let after = query::position("after", q.after.as_deref())?;
     let limit = query::limit_of(q.limit.as_deref(), DEFAULT_LIMIT, MAX_LIMIT)?;
     // Each event is encoded as it comes from the database (no page of decoded events, no JSON
-    // tree): `{"events":[…],"next_after":N}`, as `openapi::EventPage` describes.
+    // tree): `{"events":[…],"next_after":N}`, as `schemas::EventPage` describes.
     let mut events = state.store.read_all_stream(after, limit);
     let mut body = Vec::with_capacity(64 * 1024);
     body.extend_from_slice(b"{\"events\":[");
@@ -149,11 +148,9 @@ pub struct StreamQuery {
             content_type = "text/event-stream", body = String,
             example = json!("id: 42\nevent: UserLoggedIn\ndata: {\"position\":42,…}\n\n")),
         (status = 400, description = "`invalid_request`: an unknown parameter, or a bad `after` or `Last-Event-ID`"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `events:read` scope, or a user access token was presented"),
         (status = 429, description = "`rate_limited`: this API key already has `IDENTITY_MAX_STREAMS_PER_KEY` streams open on this instance, or its client failed authentication too often",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        KeyErrors<EventsRead>,
     )
 )]
 async fn stream(
@@ -310,7 +307,7 @@ fn message(event: &RecordedEvent) -> Event {
     description = "For each event type: its stream, meaning, current `schema_version`, version \
         history and a JSON Schema of its payload. Public: it describes the contract, no data.",
     responses(
-        (status = 200, description = "The event catalog", body = openapi::EventCatalog),
+        (status = 200, description = "The event catalog", body = schemas::EventCatalog),
     )
 )]
 async fn schema() -> Json<Value> {

@@ -1,9 +1,12 @@
 //! Liveness and readiness.
 
+use std::collections::BTreeMap;
+
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{json, Value};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -14,6 +17,12 @@ pub fn router() -> Router<AppState> {
         .route("/readyz", get(readyz))
 }
 
+#[derive(Serialize, ToSchema)]
+pub struct Health {
+    #[schema(example = "ok")]
+    pub status: &'static str,
+}
+
 /// Liveness
 ///
 /// The process answers; checks nothing else.
@@ -22,11 +31,11 @@ pub fn router() -> Router<AppState> {
     path = "/healthz",
     tag = "ops",
     responses(
-        (status = 200, description = "Alive", body = crate::http::openapi::Health),
+        (status = 200, description = "Alive", body = Health),
     )
 )]
-async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// Ready when the database answers. Projection lag is reported, not judged: logins work
@@ -39,52 +48,104 @@ async fn healthz() -> Json<Value> {
     description = "Ready when the database answers. Each read model's position and lag are \
         reported, not judged.",
     responses(
-        (status = 200, description = "Ready", body = crate::http::openapi::Readiness),
+        (status = 200, description = "Ready", body = Readiness),
         (status = 500, description = "`internal`: the read models' progress could not be read"),
         (status = 503, description = "`not_ready`: the database does not answer"),
     )
 )]
-async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     state.store.ping().await.map_err(|err| {
         tracing::warn!(error = %err, "database not ready");
         ApiError::NotReady("the database does not answer")
     })?;
     let projections = state.read_models.status().await?;
-    let lag: serde_json::Map<String, Value> = projections
-        .iter()
-        .map(|p| {
-            (
-                p.name.clone(),
-                json!({ "position": p.position, "lag": p.lag }),
-            )
-        })
-        .collect();
-    let mut answer = json!({
-        "status": "ready",
-        "database": state.store.backend().name(),
-        "projections": lag,
-        "signing_keys": signing_keys(&state),
-    });
-    if let Some(stream) = &state.relay_stream {
-        let relay = infra::relay::status(state.store.as_ref(), stream).await?;
-        let head = projections.iter().map(|p| p.head).max().unwrap_or(0);
-        answer["nats_relay"] = json!({
-            "stream": relay.stream,
-            "position": relay.position,
-            "lag": (head - relay.position).max(0),
-        });
-    }
-    Ok(Json(answer))
+    let nats_relay = match &state.relay_stream {
+        Some(stream) => {
+            let relay = infra::relay::status(state.store.as_ref(), stream).await?;
+            let head = projections.iter().map(|p| p.head).max().unwrap_or(0);
+            Some(RelayProgress {
+                stream: relay.stream,
+                position: relay.position,
+                lag: (head - relay.position).max(0),
+            })
+        }
+        None => None,
+    };
+    Ok(Json(Readiness {
+        status: "ready",
+        database: state.store.backend().name(),
+        projections: projections
+            .into_iter()
+            .map(|p| {
+                let progress = ProjectionProgress {
+                    position: p.position,
+                    lag: p.lag,
+                };
+                (p.name, progress)
+            })
+            .collect(),
+        nats_relay,
+        signing_keys: signing_keys(&state),
+    }))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Readiness {
+    #[schema(example = "ready")]
+    pub status: &'static str,
+    /// The event store's backend.
+    #[schema(example = "postgres")]
+    pub database: &'static str,
+    /// Each read model's progress, by name.
+    pub projections: BTreeMap<String, ProjectionProgress>,
+    /// The NATS JetStream relay's progress, when `IDENTITY_NATS_URL` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub nats_relay: Option<RelayProgress>,
+    /// The token signing keys as this instance has them.
+    pub signing_keys: SigningKeysStatus,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ProjectionProgress {
+    /// Global position of the last event the projection applied.
+    pub position: i64,
+    /// Events in the log not yet applied.
+    pub lag: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RelayProgress {
+    /// The JetStream stream published to.
+    pub stream: String,
+    /// Global position of the last event published.
+    pub position: i64,
+    /// Events in the log not yet published.
+    pub lag: i64,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct SigningKeysStatus {
+    /// Keys loaded (retired ones included).
+    pub loaded: usize,
+    /// When the keys were last read from the database.
+    #[schema(format = DateTime, example = "2026-01-01T00:00:00Z")]
+    pub last_reload: String,
+    /// Seconds since then: past the reload interval, reloads are failing (see the warn log;
+    /// they are retried every second).
+    pub secs_since_reload: i64,
+    /// `IDENTITY_SIGNING_KEY_RELOAD_SECS`.
+    pub reload_interval_secs: u64,
 }
 
 /// The signing keys as this instance has them: how many, and how long since they were last
 /// read (a reload that keeps failing makes this grow past the reload interval).
-fn signing_keys(state: &AppState) -> Value {
+fn signing_keys(state: &AppState) -> SigningKeysStatus {
     let last = state.access_tokens.last_reload();
-    json!({
-        "loaded": state.access_tokens.loaded_keys(),
-        "last_reload": last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        "secs_since_reload": (chrono::Utc::now() - last).num_seconds().max(0),
-        "reload_interval_secs": state.access_tokens.reload_interval().as_secs(),
-    })
+    SigningKeysStatus {
+        loaded: state.access_tokens.loaded_keys(),
+        last_reload: last.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        secs_since_reload: (chrono::Utc::now() - last).num_seconds().max(0),
+        reload_interval_secs: state.access_tokens.reload_interval().as_secs(),
+    }
 }

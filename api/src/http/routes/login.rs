@@ -9,6 +9,7 @@ use utoipa::ToSchema;
 
 use super::me::UserView;
 use crate::http::extract::{ApiJson, RequestContext};
+use crate::http::responses::{ConflictError, Internal, JsonBodyErrors};
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::{login, sessions, views};
@@ -75,15 +76,14 @@ impl From<sessions::IssuedTokens> for TokenResponse {
             `invalid_code`: WeChat refused the code (40029 invalid or expired, 40163 already used)"),
         (status = 403, description = "`high_risk_user`: WeChat refused the login as high risk \
             (40226); `user_blocked`: an administrator blocked the user"),
-        (status = 409, description = "`conflict`: a concurrent change won; retry"),
-        (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
-        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
         (status = 429, description = "`rate_limited`: our per-IP login limit, or WeChat's (45011)",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
         (status = 503, description = "`wechat_unavailable`: WeChat is busy (-1 after retries), \
             timed out or unreachable",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
+        JsonBodyErrors,
+        ConflictError,
+        Internal,
     )
 )]
 async fn wechat_login(

@@ -9,6 +9,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::http::extract::{Authenticated, RequestContext};
+use crate::http::responses::UserErrors;
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::{sessions, views};
@@ -52,10 +53,8 @@ pub struct UserView {
     security(("bearer" = [])),
     responses(
         (status = 200, description = "The user", body = UserView),
-        (status = 401, description = "`unauthorized`: missing, invalid or expired access token, \
-            the session has ended, or the user is blocked"),
         (status = 404, description = "`not_found`: the user has no account in this app"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        UserErrors,
     )
 )]
 async fn me(auth: Authenticated) -> Result<Json<UserView>, ApiError> {
@@ -81,9 +80,7 @@ async fn me(auth: Authenticated) -> Result<Json<UserView>, ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The session has ended"),
-        (status = 401, description = "`unauthorized`: missing, invalid or expired access token, \
-            the session has already ended, or the user is blocked"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        UserErrors,
     )
 )]
 async fn logout(

@@ -11,6 +11,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::http::extract::{ApiJson, Authenticated, RequestContext};
+use crate::http::responses::{ConflictError, JsonBodyErrors, UserErrors};
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::profile::{self, EncryptedProfile, ProfileUpdate};
@@ -58,15 +59,12 @@ pub struct AuthorizeProfileRequest {
             JSON, watermark, refused content), one identical answer; each with a `hint` when a \
             stale session_key is the likely cause. `invalid_request`: malformed body, or no \
             WeChat session key (log in again)"),
-        (status = 401, description = "`unauthorized`: missing, invalid or expired access token, \
-            or the session has ended"),
-        (status = 409, description = "`conflict`: the user changed concurrently; retry"),
-        (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
-        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
         (status = 429, description = "`rate_limited`: too many failed attempts for this user or \
             session key today",
             headers(("Retry-After" = u64, description = "Seconds until the count starts again"))),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        UserErrors,
+        JsonBodyErrors,
+        ConflictError,
     )
 )]
 async fn authorize_profile(
@@ -108,11 +106,8 @@ pub struct UpdateProfileRequest {
         (status = 204, description = "Recorded"),
         (status = 400, description = "`invalid_request`: neither field given, or a field breaking \
             its rule (the detail names it)"),
-        (status = 401, description = "`unauthorized`: missing, invalid or expired access token, \
-            or the session has ended"),
-        (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
-        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        UserErrors,
+        JsonBodyErrors,
     )
 )]
 async fn update_profile(
@@ -148,14 +143,11 @@ pub struct BindPhoneRequest {
         (status = 204, description = "Bound"),
         (status = 400, description = "`invalid_request`: malformed body; `invalid_code`: WeChat \
             refused the code (invalid, expired or used)"),
-        (status = 401, description = "`unauthorized`: missing, invalid or expired access token, \
-            or the session has ended"),
-        (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
-        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
         (status = 429, description = "`rate_limited`: WeChat's quota (45011)",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
         (status = 503, description = "`wechat_unavailable`: WeChat is busy, timed out or unreachable"),
+        UserErrors,
+        JsonBodyErrors,
     )
 )]
 async fn bind_phone(
@@ -182,10 +174,8 @@ async fn bind_phone(
     responses(
         (status = 204, description = "Withdrawn"),
         (status = 400, description = "`invalid_request`: kind is neither profile nor phone"),
-        (status = 401, description = "`unauthorized`: missing, invalid or expired access token, \
-            or the session has ended"),
         (status = 404, description = "`not_found`: nothing to withdraw"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        UserErrors,
     )
 )]
 async fn withdraw(
@@ -212,9 +202,7 @@ async fn withdraw(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Erased"),
-        (status = 401, description = "`unauthorized`: missing, invalid or expired access token, \
-            or the session has ended"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        UserErrors,
     )
 )]
 async fn erase_me(

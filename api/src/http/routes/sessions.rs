@@ -17,6 +17,7 @@ use super::admin::user_id;
 use crate::http::api_key::{AdminRead, AdminWrite, Scoped};
 use crate::http::extract::{ApiJson, Authenticated, RequestContext};
 use crate::http::query::{self, ApiQuery};
+use crate::http::responses::{AdminActionErrors, ConflictError, KeyErrors, NoSuchUser, UserErrors};
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::session_views::{self, SessionView};
@@ -62,9 +63,7 @@ pub struct SessionsQuery {
     responses(
         (status = 200, description = "A page of sessions", body = Page<SessionView>),
         (status = 400, description = "`invalid_request`: an unknown parameter, a bad limit or cursor"),
-        (status = 401, description = "`unauthorized`: missing, invalid or expired access token, \
-            the session has ended, or the user is blocked"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        UserErrors,
     )
 )]
 async fn my_sessions(
@@ -108,12 +107,10 @@ async fn my_sessions(
     responses(
         (status = 204, description = "The session has ended"),
         (status = 400, description = "`invalid_request`: the session id is not a UUID"),
-        (status = 401, description = "`unauthorized`: missing, invalid or expired access token, \
-            the session has ended, or the user is blocked"),
         (status = 404, description = "`not_found`: no such session of this user (another \
             user's session answers the same)"),
-        (status = 409, description = "`conflict`: the session changed concurrently; retry"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        UserErrors,
+        ConflictError,
     )
 )]
 async fn end_my_session(
@@ -142,10 +139,8 @@ async fn end_my_session(
         (status = 200, description = "A page of sessions", body = Page<SessionView>),
         (status = 400, description = "`invalid_request`: the user id is not a UUID, an unknown \
             parameter, a bad limit or cursor"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `admin:read` scope, or a user access token was presented"),
-        (status = 404, description = "`not_found`: no such user"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        KeyErrors<AdminRead>,
+        NoSuchUser,
     )
 )]
 async fn user_sessions(
@@ -196,15 +191,8 @@ pub struct RevokedSessions {
         `admin:write` scope.",
     responses(
         (status = 200, description = "The sessions ended", body = RevokedSessions),
-        (status = 400, description = "`invalid_request`: the user id is not a UUID, malformed \
-            JSON, or a reason breaking its rule (the detail names it)"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `admin:write` scope, or a user access token was presented"),
-        (status = 404, description = "`not_found`: no such user"),
         (status = 409, description = "`conflict`: the user was erased, or a session changed concurrently; retry"),
-        (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
-        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        AdminActionErrors,
     )
 )]
 async fn revoke_user_sessions(

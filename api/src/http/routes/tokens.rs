@@ -4,13 +4,14 @@ use axum::extract::{FromRequest, Request, State};
 use axum::http::header;
 use axum::routing::post;
 use axum::{Form, Json, Router};
+use domain::{AppId, SessionId, UserId};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
 use super::login::TokenResponse;
 use crate::http::api_key::{Scoped, TokensIntrospect};
 use crate::http::extract::{ApiJson, RequestContext};
+use crate::http::responses::{ConflictError, Internal, JsonBodyErrors, KeyErrors};
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::{sessions, streams};
@@ -42,10 +43,9 @@ struct RefreshRequest {
         (status = 401, description = "`unauthorized`: invalid refresh token, the session has \
             ended (logout, revocation, a lifetime, its user blocked or erased), or reuse of a \
             spent refresh token was detected (the session is now revoked)"),
-        (status = 409, description = "`conflict`: the session changed concurrently; retry"),
-        (status = 413, description = "`payload_too_large`: the body is over 16 KiB"),
-        (status = 415, description = "`unsupported_media_type`: the body is not `application/json`"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        JsonBodyErrors,
+        ConflictError,
+        Internal,
     )
 )]
 async fn refresh(
@@ -94,11 +94,37 @@ impl FromRequest<AppState> for IntrospectBody {
     }
 }
 
-#[derive(Serialize)]
-struct Introspection {
-    active: bool,
-    #[serde(flatten)]
-    details: Option<serde_json::Value>,
+/// RFC 7662-style introspection of access tokens. The other fields are present only when
+/// `active` is true.
+#[derive(Default, Serialize, ToSchema)]
+pub struct Introspection {
+    pub active: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false, example = "access_token")]
+    pub token_type: Option<&'static str>,
+    /// The user id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false, value_type = Option<uuid::Uuid>)]
+    pub sub: Option<UserId>,
+    /// The session id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false, value_type = Option<uuid::Uuid>)]
+    pub sid: Option<SessionId>,
+    /// The appid the session belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false, value_type = Option<String>)]
+    pub client_id: Option<AppId>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub iss: Option<String>,
+    /// Issued at, Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub iat: Option<i64>,
+    /// Expires at, Unix seconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(required = false, nullable = false)]
+    pub exp: Option<i64>,
 }
 
 /// `active` is true only for a genuine, unexpired access token of a session still in force,
@@ -121,14 +147,11 @@ struct Introspection {
     security(("api_key" = ["tokens:introspect"])),
     responses(
         (status = 200, description = "Whether the token is active, and its details if so",
-            body = crate::http::openapi::Introspection),
+            body = Introspection),
         (status = 400, description = "`invalid_request`: malformed form or JSON, or a missing `token`"),
-        (status = 401, description = "`unauthorized`: missing, unknown or revoked API key"),
-        (status = 403, description = "`forbidden`: the API key lacks the `tokens:introspect` \
-            scope, or a user access token was presented as the credential"),
         (status = 413, description = "`payload_too_large`: a JSON body over 16 KiB"),
         (status = 415, description = "`unsupported_media_type`: neither a form nor `application/json`"),
-        (status = 500, description = "`internal`: an unexpected failure (details are logged, never sent)"),
+        KeyErrors<TokensIntrospect>,
     )
 )]
 async fn introspect(
@@ -137,16 +160,10 @@ async fn introspect(
     IntrospectBody(body): IntrospectBody,
 ) -> Result<Json<Introspection>, ApiError> {
     let found = access_details(&state, &body.token).await?;
-    Ok(Json(Introspection {
-        active: found.is_some(),
-        details: found,
-    }))
+    Ok(Json(found.unwrap_or_default()))
 }
 
-async fn access_details(
-    state: &AppState,
-    token: &str,
-) -> Result<Option<serde_json::Value>, ApiError> {
+async fn access_details(state: &AppState, token: &str) -> Result<Option<Introspection>, ApiError> {
     let Ok(claims) = state.access_tokens.verify(token) else {
         return Ok(None);
     };
@@ -158,10 +175,14 @@ async fn access_details(
         &state.session_lifetime,
     )
     .await?;
-    Ok(in_force.map(|_| {
-        json!({
-            "token_type": "access_token", "sub": claims.sub, "sid": claims.sid,
-            "client_id": claims.appid, "iss": claims.iss, "iat": claims.iat, "exp": claims.exp,
-        })
+    Ok(in_force.map(|_| Introspection {
+        active: true,
+        token_type: Some("access_token"),
+        sub: Some(claims.sub),
+        sid: Some(claims.sid),
+        client_id: Some(claims.appid),
+        iss: Some(claims.iss),
+        iat: Some(claims.iat),
+        exp: Some(claims.exp),
     }))
 }

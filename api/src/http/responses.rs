@@ -1,0 +1,141 @@
+//! The error answers routes share, each written once as a [`utoipa::IntoResponses`] set that
+//! `#[utoipa::path(responses(...))]` names beside the route's own answers: `UserErrors` for
+//! routes that take an access token, `KeyErrors<Scope>` for routes that take an API key,
+//! `JsonBodyErrors` for routes that read a JSON body, and a few single answers. Every one is a
+//! problem (`application/problem+json`) whose description starts with its `code`.
+
+use std::collections::BTreeMap;
+use std::marker::PhantomData;
+
+use utoipa::openapi::{Content, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{IntoResponses, ToSchema};
+
+use super::api_key::RequiredScope;
+use super::error::Problem;
+use super::openapi::PROBLEM_CONTENT_TYPE;
+
+/// A problem answer with this description.
+pub fn problem(description: impl Into<String>) -> RefOr<Response> {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            PROBLEM_CONTENT_TYPE,
+            Content::new(Some(Ref::from_schema_name(Problem::name()))),
+        )
+        .build()
+        .into()
+}
+
+fn problems<const N: usize>(answers: [(u16, String); N]) -> BTreeMap<String, RefOr<Response>> {
+    answers
+        .into_iter()
+        .map(|(status, description)| (status.to_string(), problem(description)))
+        .collect()
+}
+
+const INTERNAL: &str = "`internal`: an unexpected failure (details are logged, never sent)";
+
+/// 500 `internal`.
+pub struct Internal;
+
+impl IntoResponses for Internal {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems([(500, INTERNAL.into())])
+    }
+}
+
+/// The refusals of a route that takes a user's access token (`bearer`), and 500.
+pub struct UserErrors;
+
+impl IntoResponses for UserErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems([
+            (
+                401,
+                "`unauthorized`: missing, invalid or expired access token, the session has \
+                 ended, or the user is blocked"
+                    .into(),
+            ),
+            (500, INTERNAL.into()),
+        ])
+    }
+}
+
+/// The refusals of a route that takes an API key with the scope `S` (`api_key`), and 500.
+pub struct KeyErrors<S>(PhantomData<S>);
+
+impl<S: RequiredScope> IntoResponses for KeyErrors<S> {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems([
+            (
+                401,
+                "`unauthorized`: missing, unknown or revoked API key".into(),
+            ),
+            (
+                403,
+                format!(
+                    "`forbidden`: the API key lacks the `{}` scope, or a user access token was \
+                     presented",
+                    S::SCOPE
+                ),
+            ),
+            (500, INTERNAL.into()),
+        ])
+    }
+}
+
+/// The refusals of a JSON body before it is read (a malformed one is the route's 400).
+pub struct JsonBodyErrors;
+
+impl IntoResponses for JsonBodyErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems([
+            (413, "`payload_too_large`: the body is over 16 KiB".into()),
+            (
+                415,
+                "`unsupported_media_type`: the body is not `application/json`".into(),
+            ),
+        ])
+    }
+}
+
+/// 409 `conflict`: a write lost a race.
+pub struct ConflictError;
+
+impl IntoResponses for ConflictError {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems([(
+            409,
+            "`conflict`: the record changed concurrently; retry".into(),
+        )])
+    }
+}
+
+/// 404 `not_found` on the admin routes that name a user.
+pub struct NoSuchUser;
+
+impl IntoResponses for NoSuchUser {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems([(404, "`not_found`: no such user".into())])
+    }
+}
+
+/// The refusals of an admin action on one user with a JSON body (block, unblock, revoke the
+/// sessions): a bad id or body, the `admin:write` key's, the body's, and no such user. A
+/// conflict's description differs by action, so it is the route's.
+pub struct AdminActionErrors;
+
+impl IntoResponses for AdminActionErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        let mut answers = problems([(
+            400,
+            "`invalid_request`: the user id is not a UUID, malformed JSON, or a reason breaking \
+             its rule (the detail names it)"
+                .into(),
+        )]);
+        answers.extend(KeyErrors::<super::api_key::AdminWrite>::responses());
+        answers.extend(JsonBodyErrors::responses());
+        answers.extend(NoSuchUser::responses());
+        answers
+    }
+}
