@@ -3,6 +3,7 @@
 //! 64-bit integers (times are microseconds since the epoch), and `$N` placeholders, which
 //! SQLite accepts too.
 
+use std::str::FromStr;
 use std::time::Duration;
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
@@ -34,6 +35,9 @@ pub(crate) struct Db {
     pub backend: Backend,
     pub write: AnyPool,
     pub read: AnyPool,
+    /// On SQLite, this process's turn at the database file's write lock (see
+    /// `infra::store::sqlite_write_turn`), which the event store's appends take too.
+    pub turn: Option<std::sync::Arc<tokio::sync::Mutex<()>>>,
 }
 
 impl Db {
@@ -50,6 +54,7 @@ impl Db {
                 backend: Backend::Postgres,
                 write: pool.clone(),
                 read: pool,
+                turn: None,
             });
         }
         let url = url.as_str();
@@ -88,10 +93,14 @@ impl Db {
             .execute(&write)
             .await?;
         let read = options().max_connections(4).connect(&url).await?;
+        let path = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?
+            .get_filename()
+            .to_path_buf();
         Ok(Self {
             backend: Backend::Sqlite,
             write,
             read,
+            turn: Some(infra::store::sqlite_write_turn(&path)),
         })
     }
 

@@ -165,8 +165,8 @@ pub(crate) async fn step(
     }
     // On SQLite, queue for the write lock behind the store's appends instead of meeting them
     // in SQLite's busy handler.
-    let _turn = match store.write_turn() {
-        Some(turn) => Some(turn.lock_owned().await),
+    let _turn = match &db.turn {
+        Some(turn) => Some(turn.lock().await),
         None => None,
     };
     let mut tx = db.begin().await?;

@@ -4,11 +4,16 @@
 //! Besides events, the same database keeps the few things that must not be events: uniqueness
 //! claims (written in the append transaction), sealed WeChat session keys, and sealed token
 //! signing keys.
+//!
+//! The SQL both backends share (the side tables, loading streams) is written once, in
+//! `shared`; `postgres` and `sqlite` hold only what truly differs: appends, the ordered reads
+//! of the log, locks, wake-ups, and how each stores times, ids and JSON.
 
 mod attempts;
 mod postgres;
 mod prepared;
 mod rejections;
+mod shared;
 mod signal;
 mod sqlite;
 
@@ -28,7 +33,7 @@ pub use attempts::AttemptCounter;
 pub use postgres::PostgresStore;
 pub use rejections::{LoginRejection, RejectionStore, FOLDED_IP, NO_IP};
 pub use signal::AppendWaiter;
-pub use sqlite::SqliteStore;
+pub use sqlite::{write_turn as sqlite_write_turn, SqliteStore};
 
 /// An event ready to be appended.
 #[derive(Debug, Clone, PartialEq)]
@@ -567,14 +572,6 @@ pub trait Store:
     /// slowly as well (a notification can be lost, and on PostgreSQL a committed event becomes
     /// readable only once older transactions have ended).
     fn appended(&self) -> tokio::sync::watch::Receiver<i64>;
-
-    /// On SQLite, this process's turn at the database's single write lock: the store's appends
-    /// hold it, and other writers in the process (the projection runners) take it around their
-    /// write transactions, so they queue here rather than sleep in SQLite's busy handler
-    /// (which polls in 1, 2, 5, 10 … ms steps). `None` where writers do not exclude each other.
-    fn write_turn(&self) -> Option<Arc<tokio::sync::Mutex<()>>> {
-        None
-    }
 }
 
 /// Opens the database named by the URL, creating a SQLite file if missing, and runs the

@@ -20,7 +20,7 @@ use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{Arguments, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::time_to_db;
+use super::codec::time_to_db;
 use crate::store::prepared::{metadata_to_json, schema_version_to_db, ClaimRow, PreparedAppend};
 use crate::store::{
     AppendBatch, AppendError, ExpectedVersion, RecordedEvent, StoreError, StreamAppend,
