@@ -25,6 +25,7 @@ mod relay;
 mod rewrite;
 mod run;
 mod session_keys;
+mod side_writes;
 mod signing_keys;
 mod tallies;
 
@@ -42,7 +43,7 @@ use crate::database_url::Backend;
 
 pub(super) use events::event_columns;
 pub(super) use relay::ADVANCE_RELAY;
-pub(super) use run::{Pools, Sql, SqlTx, Tx};
+pub(super) use run::{Driver, Pools, Sql, SqlTx, Tx};
 
 /// A value bound to a shared statement. The kinds both databases store alike are bound as
 /// they are; a [`Coded`] one goes through the backend's [`Codec`].

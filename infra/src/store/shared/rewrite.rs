@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use domain::UserId;
 
+use super::side_writes::PUT_PHONE_INDEX;
 use super::{Arg, Sql, SqlRow, SqlStore, SqlTx};
 use crate::store::prepared::{metadata_to_json, schema_version_to_db};
 use crate::store::{LogRewrite, OneTimeLock, RecordedEvent, StoreError, StoredClaim};
@@ -99,12 +100,8 @@ impl<B: SqlStore> LogRewrite for B {
     async fn put_phone_indexes(&self, entries: &[(UserId, String)]) -> Result<(), StoreError> {
         let mut tx = self.sql().begin(&[]).await?;
         for (user, hash) in entries {
-            tx.execute(
-                "INSERT INTO phone_lookup (user_id, phone_index) VALUES ($1, $2) \
-                 ON CONFLICT (user_id) DO UPDATE SET phone_index = excluded.phone_index",
-                &[Arg::user(*user), Arg::Text(hash)],
-            )
-            .await?;
+            tx.execute(PUT_PHONE_INDEX, &[Arg::user(*user), Arg::Text(hash)])
+                .await?;
         }
         tx.commit().await
     }

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::Utc;
 
+use super::side_writes::PUT_SESSION_KEY;
 use super::{first, Arg, Sql, SqlRow, SqlStore};
 use crate::store::{AccountKey, SessionKeyVault, StoreError};
 
@@ -17,9 +18,7 @@ impl<B: SqlStore> SessionKeyVault for B {
     ) -> Result<(), StoreError> {
         self.sql()
             .execute(
-                "INSERT INTO wechat_session_keys (appid, openid, sealed, updated_at) \
-             VALUES ($1, $2, $3, $4) ON CONFLICT (appid, openid) DO UPDATE \
-             SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+                PUT_SESSION_KEY,
                 &[
                     Arg::Text(appid),
                     Arg::Text(account.as_str()),
