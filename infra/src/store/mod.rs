@@ -589,7 +589,7 @@ pub trait Store:
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     let url = DatabaseUrl::parse(url)?;
     Ok(match url.backend() {
-        Backend::Postgres => Arc::new(PostgresStore::connect(url.as_str()).await?),
-        Backend::Sqlite => Arc::new(SqliteStore::connect(url.as_str()).await?),
+        Backend::Postgres => Arc::new(PostgresStore::connect(&url).await?),
+        Backend::Sqlite => Arc::new(SqliteStore::connect(&url).await?),
     })
 }

@@ -25,6 +25,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use super::shared::{event_columns, Pools, SqlStore};
 use super::signal::AppendSignal;
 use super::{AppendBatch, AppendError, OneTimeLock, RecordedEvent, RelayLease, StoreError};
+use crate::database_url::DatabaseUrl;
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -37,8 +38,8 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects and runs the migrations. The URL may select a schema, as the tests do with
     /// `?options=-csearch_path%3D<schema>`; everything, migrations included, then lives there.
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let options = PgConnectOptions::from_str(url)?;
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let options = PgConnectOptions::from_str(url.as_str())?;
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))

@@ -26,6 +26,7 @@ use sqlx::sqlite::{
 use super::shared::{event_columns, Arg, Pools, SqlStore, ADVANCE_RELAY};
 use super::signal::AppendSignal;
 use super::{AppendBatch, AppendError, OneTimeLock, RecordedEvent, RelayLease, StoreError};
+use crate::database_url::DatabaseUrl;
 
 pub use turn::write_turn;
 
@@ -43,11 +44,11 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        if url.contains(":memory:") || url.contains("mode=memory") {
-            return Err(crate::database_url::UnsupportedUrl.into());
-        }
-        let options = SqliteConnectOptions::from_str(url)?
+    /// Opens (creating if missing) the database file named by `sqlite://path` or `sqlite:path`,
+    /// and runs the migrations. (An in-memory database is no `DatabaseUrl`: the two pools would
+    /// each get their own.)
+    pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        let options = SqliteConnectOptions::from_str(url.as_str())?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             // An append is answered once it is on disk: `FULL` syncs the WAL at each commit
