@@ -5,7 +5,6 @@
 use sqlx::AnyConnection;
 use sqlx::AnyPool;
 
-use crate::db::Backend;
 use crate::error::ProjectionError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -14,11 +13,11 @@ pub(crate) struct Checkpoint {
     pub position: i64,
 }
 
+/// Creates the table if missing; `int` is the dialect's integer type.
 pub(crate) async fn create_table(
     conn: &mut AnyConnection,
-    backend: Backend,
+    int: &str,
 ) -> Result<(), ProjectionError> {
-    let int = crate::db::int_type(backend);
     // `last_generation` hands out rebuild generations, so two rebuilds never share tables.
     let sql = format!(
         "CREATE TABLE IF NOT EXISTS projection_checkpoints (\

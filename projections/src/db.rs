@@ -2,148 +2,114 @@
 //! that one set of SQL statements serves both backends: read-model tables use only text and
 //! 64-bit integers (times are microseconds since the epoch), and `$N` placeholders, which
 //! SQLite accepts too.
+//!
+//! What differs between the two databases sits behind [`Dialect`], one implementation per
+//! backend (`db/postgres.rs`, `db/sqlite.rs`): the integer type, how views are replaced, how a
+//! write transaction begins, and the locks that keep one runner per projection. Nothing
+//! outside those two files asks which database it is on.
 
-use std::time::Duration;
+mod postgres;
+mod sqlite;
 
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::AnyConnection;
-use sqlx::{Any, AnyPool, Executor, Transaction};
+use std::fmt::Debug;
+use std::ops::{Deref, DerefMut};
 
-use infra::database_url::DatabaseUrl;
+use futures::future::BoxFuture;
+use sqlx::any::AnyRow;
+use sqlx::{Any, AnyConnection, AnyPool, Transaction};
+use tokio::sync::OwnedMutexGuard;
+
+use infra::database_url::{Backend, DatabaseUrl};
 
 use crate::error::ProjectionError;
 use crate::schema::Table;
 
-pub(crate) type Tx = Transaction<'static, Any>;
-
-pub(crate) use infra::database_url::Backend;
-
-/// The type of integer columns: SQLite needs exactly `INTEGER` for a primary key to be the
-/// rowid; PostgreSQL's `integer` would be 32 bits.
-pub(crate) fn int_type(backend: Backend) -> &'static str {
-    match backend {
-        Backend::Postgres => "bigint",
-        Backend::Sqlite => "INTEGER",
-    }
-}
-
-/// Two pools: on SQLite all read-model writes queue on one connection (SQLite has one writer
-/// anyway, and a queue beats busy-waiting); on PostgreSQL both are the same pool.
+/// The read models' database: its dialect and two pools. On SQLite all read-model writes queue
+/// on one connection (SQLite has one writer anyway, and a queue beats busy-waiting); on
+/// PostgreSQL both are the same pool.
 #[derive(Debug)]
 pub(crate) struct Db {
-    pub backend: Backend,
+    pub dialect: Box<dyn Dialect>,
     pub write: AnyPool,
     pub read: AnyPool,
 }
 
+/// What differs between the read models' two databases. See the module's comment.
+pub(crate) trait Dialect: Send + Sync + Debug {
+    /// The type of integer columns.
+    fn int_type(&self) -> &'static str;
+    /// The statements that point `view` at `select`, inside the caller's transaction.
+    fn point_view(&self, view: &str, select: &str) -> Vec<String>;
+    /// A write transaction (see [`Db::begin`]).
+    fn begin<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, Result<Tx, ProjectionError>>;
+    /// Serialises instances creating the read models at start, until the transaction ends.
+    fn lock_init<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>>;
+    /// Takes the projection's transaction-scoped lock if free.
+    fn try_lock<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<bool, ProjectionError>>;
+    /// Waits for the projection's transaction-scoped lock.
+    fn lock<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>>;
+}
+
+/// A read-model write transaction. Dropped without `commit`, it rolls back.
+pub(crate) struct Tx {
+    tx: Transaction<'static, Any>,
+    /// On SQLite, the process's write turn, held until the transaction ends (declared after
+    /// `tx`, so released after its rollback is queued).
+    _turn: Option<OwnedMutexGuard<()>>,
+}
+
+impl Tx {
+    fn new(tx: Transaction<'static, Any>, turn: Option<OwnedMutexGuard<()>>) -> Self {
+        Self { tx, _turn: turn }
+    }
+
+    pub async fn commit(self) -> Result<(), ProjectionError> {
+        Ok(self.tx.commit().await?)
+    }
+}
+
+impl Deref for Tx {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        &self.tx
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        &mut self.tx
+    }
+}
+
 impl Db {
+    /// The one place the read models pick their dialect, from the URL's backend.
     pub async fn connect(url: &str) -> Result<Self, ProjectionError> {
         sqlx::any::install_default_drivers();
         let url = DatabaseUrl::parse(url).map_err(|_| ProjectionError::UnsupportedUrl)?;
-        if url.backend() == Backend::Postgres {
-            let pool = AnyPoolOptions::new()
-                .max_connections(8)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect(url.as_str())
-                .await?;
-            return Ok(Self {
-                backend: Backend::Postgres,
-                write: pool.clone(),
-                read: pool,
-            });
+        match url.backend() {
+            Backend::Postgres => postgres::connect(url.as_str()).await,
+            Backend::Sqlite => sqlite::connect(url.as_str()).await,
         }
-        let url = url.as_str();
-        // Create the file if missing, as the store does.
-        let url = if url.contains("mode=") {
-            url.to_owned()
-        } else if url.contains('?') {
-            format!("{url}&mode=rwc")
-        } else {
-            format!("{url}?mode=rwc")
-        };
-        let options = || {
-            AnyPoolOptions::new().after_connect(|conn, _| {
-                Box::pin(async move {
-                    // Safe in WAL mode (a crash may lose the last commits, never corrupt), and
-                    // it spares an fsync per projection batch.
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    // The event store's checkpointer copies the WAL into the database, beside
-                    // the writers: a checkpoint inside a projection's commit would hold the
-                    // write turn that appends wait for.
-                    conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
-                    // Read-model rows deleted at an erasure are overwritten, not left in
-                    // free pages of the file.
-                    conn.execute("PRAGMA secure_delete = ON").await?;
-                    Ok(())
-                })
-            })
-        };
-        let write = options()
-            .max_connections(1)
-            .acquire_timeout(Duration::from_secs(30))
-            .connect(&url)
-            .await?;
-        // Persistent, and a no-op when the store already set it.
-        sqlx::query("PRAGMA journal_mode = WAL")
-            .execute(&write)
-            .await?;
-        let read = options().max_connections(4).connect(&url).await?;
-        Ok(Self {
-            backend: Backend::Sqlite,
-            write,
-            read,
-        })
     }
 
-    /// A write transaction. On SQLite it takes the write lock at once, with a write as its
-    /// first statement, so nothing it reads can be stale by the time it writes (a deferred
-    /// transaction that reads first may fail to upgrade).
-    ///
-    /// Not `BEGIN IMMEDIATE` through `begin_with`: sqlx checks a custom BEGIN after it ran,
-    /// and a task aborted in between would leave the pooled connection inside a transaction
-    /// that nobody ends. `infra::sql::begin` cannot be cut short (see there why).
+    /// A write transaction. On SQLite it waits for the process's write turn and takes the
+    /// database's write lock at once; on PostgreSQL it is a plain transaction (the runners'
+    /// advisory locks do the excluding).
     pub async fn begin(&self) -> Result<Tx, ProjectionError> {
-        let mut tx = infra::sql::begin(&self.write).await?;
-        if self.backend == Backend::Sqlite {
-            // Matches no row, yet takes the write lock (waiting out the busy timeout).
-            sqlx::query("UPDATE projection_checkpoints SET updated_at = updated_at WHERE 0")
-                .execute(&mut *tx)
-                .await?;
-        }
-        Ok(tx)
+        self.dialect.begin(self).await
     }
-}
-
-/// The advisory lock key of a projection, per schema (so test schemas and deployments sharing
-/// a database do not contend), computed by the server.
-const LOCK_KEY: &str = "hashtextextended(current_schema() || '.identity.projection.' || $1, 0)";
-
-/// Takes the projection's transaction-scoped lock if free. On SQLite, `Db::begin`
-/// already made the transaction the only writer, so this is always true.
-pub(crate) async fn try_lock(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    name: &str,
-) -> Result<bool, ProjectionError> {
-    if backend == Backend::Sqlite {
-        return Ok(true);
-    }
-    let sql = format!("SELECT pg_try_advisory_xact_lock({LOCK_KEY})");
-    Ok(sqlx::query_scalar(&sql).bind(name).fetch_one(conn).await?)
-}
-
-/// Waits for the projection's transaction-scoped lock.
-pub(crate) async fn lock(
-    conn: &mut AnyConnection,
-    backend: Backend,
-    name: &str,
-) -> Result<(), ProjectionError> {
-    if backend == Backend::Postgres {
-        // The function returns void, which `Any` cannot decode: discard it.
-        let sql = format!("SELECT 1 FROM (SELECT pg_advisory_xact_lock({LOCK_KEY})) AS locked");
-        sqlx::query(&sql).bind(name).execute(conn).await?;
-    }
-    Ok(())
 }
 
 /// A bound value of a read-model column.
@@ -205,15 +171,11 @@ const MAX_PARAMS: usize = 4000;
 
 /// The placeholders of parameters `from..from + count` in a statement on `conn` whose
 /// parameters are all written by this function, in order: `$from, …` on PostgreSQL, `?, …` on
-/// SQLite.
-///
-/// Anonymous on SQLite because sqlx asks SQLite for each parameter's name when binding, and
-/// SQLite finds a name by walking the statement's list of named parameters: binding n `$N`
-/// parameters costs O(n²), which with thousands per multi-row `INSERT` was most of a
-/// rebuild's time. Anonymous parameters have no names to walk.
+/// SQLite (see `sqlite::placeholders` why).
 pub(crate) fn bound_placeholders(conn: &AnyConnection, from: usize, count: usize) -> String {
+    // The models hold a connection, not the `Db`: its driver names the dialect.
     if conn.backend_name().eq_ignore_ascii_case("sqlite") {
-        vec!["?"; count].join(", ")
+        sqlite::placeholders(count)
     } else {
         placeholders(from, count)
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use infra::store::{RecordedEvent, Store};
 
-use crate::db::{self, Db};
+use crate::db::Db;
 use crate::error::ProjectionError;
 use crate::models::Projection;
 use crate::runner::BATCH;
@@ -31,14 +31,7 @@ pub async fn rebuild(
     for projection in projections {
         let mut tx = db.begin().await?;
         let generation = checkpoint::next_generation(&mut tx, projection.name()).await?;
-        schema::create_generation(
-            &mut tx,
-            db.backend,
-            projection,
-            generation,
-            Indexes::ForWrites,
-        )
-        .await?;
+        schema::create_generation(&mut tx, db, projection, generation, Indexes::ForWrites).await?;
         tx.commit().await?;
         targets.push((projection, generation));
     }
@@ -161,7 +154,7 @@ async fn swap(
 ) -> Result<(), ProjectionError> {
     let name = projection.name();
     let mut tx = db.begin().await?;
-    db::lock(&mut tx, db.backend, name).await?;
+    db.dialect.lock(&mut tx, name).await?;
     loop {
         let events = store.read_all(position, BATCH).await?;
         let Some(last) = events.last() else { break };
@@ -170,7 +163,7 @@ async fn swap(
     }
     let old = checkpoint::load(&mut tx, name).await?.generation;
     checkpoint::switch(&mut tx, name, generation, position).await?;
-    schema::point_views(&mut tx, db.backend, projection, generation).await?;
+    schema::point_views(&mut tx, db, projection, generation).await?;
     if old != generation {
         schema::drop_generation(&mut tx, projection, old).await?;
     }

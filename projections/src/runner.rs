@@ -14,7 +14,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::checkpoint;
-use crate::db::{self, Tx};
+use crate::db::Tx;
 use crate::error::ProjectionError;
 use crate::models::Projection;
 use crate::ReadModels;
@@ -163,14 +163,8 @@ pub(crate) async fn step(
     if events.is_empty() {
         return Ok(Step::Idle);
     }
-    // On SQLite, queue for the write lock behind the store's appends instead of meeting them
-    // in SQLite's busy handler.
-    let _turn = match store.write_turn() {
-        Some(turn) => Some(turn.lock_owned().await),
-        None => None,
-    };
     let mut tx = db.begin().await?;
-    if !db::try_lock(&mut tx, db.backend, name).await? {
+    if !db.dialect.try_lock(&mut tx, name).await? {
         return Ok(Step::Busy);
     }
     let current = checkpoint::load(&mut tx, name).await?;

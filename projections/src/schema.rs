@@ -6,7 +6,7 @@
 use sqlx::AnyConnection;
 
 use crate::checkpoint;
-use crate::db::{Backend, Db};
+use crate::db::Db;
 use crate::error::ProjectionError;
 use crate::models::Projection;
 
@@ -42,7 +42,8 @@ impl Table {
         self.columns.iter().map(|(name, _)| *name).collect()
     }
 
-    fn create(&self, backend: Backend, generation: i64, indexes: Indexes) -> Vec<String> {
+    /// The DDL of the table's `generation`; `int` is the dialect's integer type.
+    fn create(&self, int: &str, generation: i64, indexes: Indexes) -> Vec<String> {
         let table = self.physical(generation);
         let mut columns: Vec<String> = self
             .columns
@@ -50,8 +51,8 @@ impl Table {
             .map(|(name, col)| match col {
                 Col::Text => format!("{name} text NOT NULL"),
                 Col::TextNull => format!("{name} text"),
-                Col::Int => format!("{name} {} NOT NULL", crate::db::int_type(backend)),
-                Col::IntNull => format!("{name} {}", crate::db::int_type(backend)),
+                Col::Int => format!("{name} {int} NOT NULL"),
+                Col::IntNull => format!("{name} {int}"),
             })
             .collect();
         columns.push(format!("PRIMARY KEY ({})", self.key.join(", ")));
@@ -90,26 +91,13 @@ pub(crate) enum Indexes {
 /// Creates the checkpoint table and, for projections seen for the first time, generation 1.
 /// Instances starting together serialise on a lock.
 pub(crate) async fn init(db: &Db) -> Result<(), ProjectionError> {
-    if db.backend == Backend::Sqlite {
-        // Before the transaction, whose first statement writes to it. (One instance on
-        // SQLite: no race to create it.)
-        let mut conn = db.write.acquire().await?;
-        checkpoint::create_table(&mut conn, db.backend).await?;
-    }
     let mut tx = db.begin().await?;
-    if db.backend == Backend::Postgres {
-        sqlx::query(
-            "SELECT 1 FROM (SELECT pg_advisory_xact_lock(hashtextextended(\
-             current_schema() || '.identity.projections.init', 0))) AS locked",
-        )
-        .execute(&mut *tx)
-        .await?;
-    }
-    checkpoint::create_table(&mut tx, db.backend).await?;
+    db.dialect.lock_init(&mut tx).await?;
+    checkpoint::create_table(&mut tx, db.dialect.int_type()).await?;
     for projection in Projection::ALL {
         if checkpoint::insert_first(&mut tx, projection.name()).await? {
-            create_generation(&mut tx, db.backend, projection, 1, Indexes::All).await?;
-            point_views(&mut tx, db.backend, projection, 1).await?;
+            create_generation(&mut tx, db, projection, 1, Indexes::All).await?;
+            point_views(&mut tx, db, projection, 1).await?;
         }
     }
     tx.commit().await?;
@@ -120,14 +108,14 @@ pub(crate) async fn init(db: &Db) -> Result<(), ProjectionError> {
 /// that died.
 pub(crate) async fn create_generation(
     conn: &mut AnyConnection,
-    backend: Backend,
+    db: &Db,
     projection: Projection,
     generation: i64,
     indexes: Indexes,
 ) -> Result<(), ProjectionError> {
     drop_generation(conn, projection, generation).await?;
     for table in projection.tables() {
-        for statement in table.create(backend, generation, indexes) {
+        for statement in table.create(db.dialect.int_type(), generation, indexes) {
             sqlx::query(&statement).execute(&mut *conn).await?;
         }
     }
@@ -165,22 +153,13 @@ pub(crate) async fn drop_generation(
 /// transaction).
 pub(crate) async fn point_views(
     conn: &mut AnyConnection,
-    backend: Backend,
+    db: &Db,
     projection: Projection,
     generation: i64,
 ) -> Result<(), ProjectionError> {
     for table in projection.tables() {
         let select = format!("SELECT * FROM {}", table.physical(generation));
-        let statements = match backend {
-            // Replacing in place keeps the view's identity, so concurrent queries simply
-            // wait for the swap to commit.
-            Backend::Postgres => vec![format!("CREATE OR REPLACE VIEW {} AS {select}", table.name)],
-            Backend::Sqlite => vec![
-                format!("DROP VIEW IF EXISTS {}", table.name),
-                format!("CREATE VIEW {} AS {select}", table.name),
-            ],
-        };
-        for statement in statements {
+        for statement in db.dialect.point_view(table.name, &select) {
             sqlx::query(&statement).execute(&mut *conn).await?;
         }
     }
@@ -195,10 +174,10 @@ mod tests {
     fn a_rebuild_gets_every_index_once_its_deferred_ones_are_added() {
         for projection in Projection::ALL {
             for table in projection.tables() {
-                let mut rebuilt = table.create(Backend::Sqlite, 7, Indexes::ForWrites);
+                let mut rebuilt = table.create("INTEGER", 7, Indexes::ForWrites);
                 rebuilt.extend(table.create_indexes(7, |s| !table.write_indexes.contains(&s)));
                 rebuilt.sort();
-                let mut all = table.create(Backend::Sqlite, 7, Indexes::All);
+                let mut all = table.create("INTEGER", 7, Indexes::All);
                 all.sort();
                 assert_eq!(rebuilt, all, "{}", table.name);
             }

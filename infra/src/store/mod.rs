@@ -4,11 +4,16 @@
 //! Besides events, the same database keeps the few things that must not be events: uniqueness
 //! claims (written in the append transaction), sealed WeChat session keys, and sealed token
 //! signing keys.
+//!
+//! The SQL both backends share (the side tables, loading streams) is written once, in
+//! `shared`; `postgres` and `sqlite` hold only what truly differs: appends, the ordered reads
+//! of the log, locks, wake-ups, and how each stores times, ids and JSON.
 
 mod attempts;
 mod postgres;
 mod prepared;
 mod rejections;
+mod shared;
 mod signal;
 mod sqlite;
 
@@ -28,7 +33,7 @@ pub use attempts::AttemptCounter;
 pub use postgres::PostgresStore;
 pub use rejections::{LoginRejection, RejectionStore, FOLDED_IP, NO_IP};
 pub use signal::AppendWaiter;
-pub use sqlite::SqliteStore;
+pub use sqlite::{write_turn as sqlite_write_turn, SqliteStore};
 
 /// An event ready to be appended.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,22 +98,26 @@ pub struct AppendBatch {
     pub claims: Vec<(ClaimKey, UserId)>,
     /// Frees every claim this user holds (erasure): the person may register afresh.
     pub release_claims_of: Option<UserId>,
-    /// A sealed WeChat `session_key` to store (as `SessionKeyVault::put_session_key`) in the
-    /// same transaction: a login's key commits with the login, at no extra write.
-    pub session_key: Option<SessionKeyWrite>,
-    /// The keyed hash of a phone number just bound, for admin look-ups: `(user, hash)`, replacing
-    /// the user's previous one in `phone_lookup` (migration 0014). Not a claim: two users may
-    /// share a number. Never in the log; `UserErased` and a withdrawn phone delete it (triggers
-    /// in the same transaction).
-    pub phone_index: Option<(UserId, String)>,
+    /// Rows of side tables written in the same transaction as the events, so that they commit
+    /// (or not) with them, at no extra transaction.
+    pub side_writes: Vec<SideWrite>,
 }
 
-/// A sealed `session_key` for an account, replacing the one stored.
+/// A write to a side table that must commit with the batch's events. Not an event: what it
+/// writes is a credential or a look-up entry, never part of the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionKeyWrite {
-    pub appid: String,
-    pub account: AccountKey,
-    pub sealed: Vec<u8>,
+pub enum SideWrite {
+    /// A sealed WeChat `session_key` for an account, replacing the one stored (as
+    /// `SessionKeyVault::put_session_key`): a login's key commits with the login.
+    SessionKey {
+        appid: String,
+        account: AccountKey,
+        sealed: Vec<u8>,
+    },
+    /// The keyed hash of a phone number just bound, for admin look-ups, replacing the user's
+    /// previous one in `phone_lookup` (migration 0014). Not a claim: two users may share a
+    /// number. `UserErased` and a withdrawn phone delete it (triggers in the same transaction).
+    PhoneIndex { user: UserId, hash: String },
 }
 
 impl AppendBatch {
@@ -133,9 +142,15 @@ impl AppendBatch {
         self
     }
 
-    pub fn phone_index(mut self, user: UserId, hash: String) -> Self {
-        self.phone_index = Some((user, hash));
+    /// Writes a side-table row in the append's transaction.
+    pub fn side_write(mut self, write: SideWrite) -> Self {
+        self.side_writes.push(write);
         self
+    }
+
+    /// `side_write(SideWrite::PhoneIndex { .. })`.
+    pub fn phone_index(self, user: UserId, hash: String) -> Self {
+        self.side_write(SideWrite::PhoneIndex { user, hash })
     }
 
     pub fn release_claims_of(mut self, user: UserId) -> Self {
@@ -143,13 +158,13 @@ impl AppendBatch {
         self
     }
 
-    pub fn session_key(mut self, appid: &str, account: &AccountKey, sealed: Vec<u8>) -> Self {
-        self.session_key = Some(SessionKeyWrite {
+    /// `side_write(SideWrite::SessionKey { .. })`.
+    pub fn session_key(self, appid: &str, account: &AccountKey, sealed: Vec<u8>) -> Self {
+        self.side_write(SideWrite::SessionKey {
             appid: appid.to_owned(),
             account: account.clone(),
             sealed,
-        });
-        self
+        })
     }
 
     pub fn is_empty(&self) -> bool {
@@ -567,14 +582,6 @@ pub trait Store:
     /// slowly as well (a notification can be lost, and on PostgreSQL a committed event becomes
     /// readable only once older transactions have ended).
     fn appended(&self) -> tokio::sync::watch::Receiver<i64>;
-
-    /// On SQLite, this process's turn at the database's single write lock: the store's appends
-    /// hold it, and other writers in the process (the projection runners) take it around their
-    /// write transactions, so they queue here rather than sleep in SQLite's busy handler
-    /// (which polls in 1, 2, 5, 10 … ms steps). `None` where writers do not exclude each other.
-    fn write_turn(&self) -> Option<Arc<tokio::sync::Mutex<()>>> {
-        None
-    }
 }
 
 /// Opens the database named by the URL, creating a SQLite file if missing, and runs the
@@ -582,7 +589,7 @@ pub trait Store:
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     let url = DatabaseUrl::parse(url)?;
     Ok(match url.backend() {
-        Backend::Postgres => Arc::new(PostgresStore::connect(url.as_str()).await?),
-        Backend::Sqlite => Arc::new(SqliteStore::connect(url.as_str()).await?),
+        Backend::Postgres => Arc::new(PostgresStore::connect(&url).await?),
+        Backend::Sqlite => Arc::new(SqliteStore::connect(&url).await?),
     })
 }

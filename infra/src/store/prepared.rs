@@ -4,7 +4,7 @@
 use chrono::SubsecRound;
 use domain::{Metadata, StreamId, UserId};
 
-use super::{AppendBatch, NewEvent, RecordedEvent, SessionKeyWrite, StoreError, StreamAppend};
+use super::{AppendBatch, NewEvent, RecordedEvent, SideWrite, StoreError, StreamAppend};
 
 /// An append, ready for a backend to write.
 pub(super) struct PreparedAppend {
@@ -17,8 +17,7 @@ pub(super) struct PreparedAppend {
     /// Sorted by (kind, value) for the same reason; exact repeats removed.
     pub claims: Vec<ClaimRow>,
     pub release_claims_of: Option<UserId>,
-    pub session_key: Option<SessionKeyWrite>,
-    pub phone_index: Option<(UserId, String)>,
+    pub side_writes: Vec<SideWrite>,
 }
 
 #[derive(Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -53,13 +52,12 @@ impl PreparedAppend {
             lock_order,
             claims,
             release_claims_of: batch.release_claims_of,
-            session_key: batch.session_key,
-            phone_index: batch.phone_index,
+            side_writes: batch.side_writes,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.streams.is_empty() && self.claims.is_empty() && self.session_key.is_none()
+        self.streams.is_empty() && self.claims.is_empty() && self.side_writes.is_empty()
     }
 
     pub fn event_count(&self) -> usize {

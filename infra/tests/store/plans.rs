@@ -1,6 +1,7 @@
 //! Query plans that decide how the store behaves at scale, where a small test table would
 //! never show the difference in time.
 
+use infra::database_url::{Backend, DatabaseUrl};
 use sqlx::{Connection, PgConnection, Row, SqliteConnection};
 
 use super::Db;
@@ -11,7 +12,8 @@ use super::Db;
 pub async fn releasing_a_users_claims_looks_them_up_by_user(db: Db) {
     const DELETE: &str =
         "DELETE FROM claims WHERE user_id = '0190d1f2-0000-7000-8000-000000000000'";
-    let plan: Vec<String> = if db.url.starts_with("sqlite:") {
+    let url = DatabaseUrl::parse(&db.url).unwrap();
+    let plan: Vec<String> = if url.backend() == Backend::Sqlite {
         let mut conn = SqliteConnection::connect(&db.url).await.unwrap();
         let rows = sqlx::query(&format!("EXPLAIN QUERY PLAN {DELETE}"))
             .fetch_all(&mut conn)

@@ -3,6 +3,7 @@
 
 use chrono::{Days, TimeZone, Utc};
 use domain::UserId;
+use infra::database_url::{Backend, DatabaseUrl};
 use infra::store::{LoginRejection, FOLDED_IP};
 use uuid::Uuid;
 
@@ -55,7 +56,8 @@ fn rejection(ip: Option<&str>, user: Option<UserId>, day: u64) -> LoginRejection
 /// `(day, client_ip, user_id, attempts)` of every tally, in that order.
 async fn tallies(url: &str) -> Vec<(String, String, String, i64)> {
     let sql = "SELECT day, client_ip, user_id, attempts FROM login_rejections";
-    let mut rows: Vec<(String, String, String, i64)> = if url.starts_with("sqlite") {
+    let backend = DatabaseUrl::parse(url).unwrap().backend();
+    let mut rows: Vec<(String, String, String, i64)> = if backend == Backend::Sqlite {
         let pool = sqlx::SqlitePool::connect(url).await.unwrap();
         sqlx::query_as(sql).fetch_all(&pool).await.unwrap()
     } else {

@@ -1,16 +1,20 @@
 //! One append, one call of `append_events` (migration 0007), which is the whole transaction:
 //! reserve positions (first, under the global lock), bump each stream's version against its
-//! expectation, insert the events, write the claims and the session key. One round trip per
-//! append instead of one per statement: on a shared machine PostgreSQL's cost per statement,
-//! not per row, is what a login pays for.
+//! expectation, insert the events, write the claims and a login's session key. One round trip
+//! per append instead of one per statement: on a shared machine PostgreSQL's cost per
+//! statement, not per row, is what a login pays for.
 
 use chrono::{DateTime, SubsecRound, Utc};
 use domain::StreamId;
 use sqlx::postgres::{PgDatabaseError, PgPool};
+use sqlx::Postgres;
 use uuid::Uuid;
 
 use crate::store::prepared::{metadata_to_json, schema_version_to_db, PreparedAppend};
-use crate::store::{AppendBatch, AppendError, ExpectedVersion, RecordedEvent, StoreError};
+use crate::store::shared::Driver;
+use crate::store::{
+    AppendBatch, AppendError, ExpectedVersion, RecordedEvent, SideWrite, StoreError,
+};
 
 pub(super) async fn append(
     pool: &PgPool,
@@ -22,6 +26,10 @@ pub(super) async fn append(
     }
     let conflict_on = prepared.first_locked_stream();
     let call = Call::new(&prepared)?;
+    // A login's session key rides in `append_events`' own parameters, so a login stays one
+    // round trip; any other side write (a phone's look-up entry: rare) runs beside the call,
+    // in one transaction with it.
+    let (key, beside) = inline_session_key(&prepared.side_writes);
     // The call is the whole (implicit) transaction: see migration 0007.
     let query = sqlx::query_as::<_, (i64, i64)>(
         "SELECT event_position, event_stream_version FROM append_events(\
@@ -43,32 +51,22 @@ pub(super) async fn append(
     .bind(call.claim_kinds)
     .bind(call.claim_values)
     .bind(call.claim_owners)
-    .bind(prepared.session_key.as_ref().map(|k| k.appid.as_str()))
-    .bind(prepared.session_key.as_ref().map(|k| k.account.as_str()))
-    .bind(prepared.session_key.as_ref().map(|k| k.sealed.as_slice()));
-    let written = match &prepared.phone_index {
-        None => query.fetch_all(pool).await,
-        // A phone's look-up entry commits with its `PhoneNumberBound`: the call and the entry
-        // in one transaction (rare: a phone binding), not a parameter of `append_events`.
-        Some((user, hash)) => {
-            async {
-                let mut tx = crate::sql::begin(pool).await?;
-                let written = query.fetch_all(&mut *tx).await?;
-                sqlx::query(
-                    "INSERT INTO phone_lookup (user_id, phone_index) VALUES ($1, $2) \
-                     ON CONFLICT (user_id) DO UPDATE SET phone_index = EXCLUDED.phone_index",
-                )
-                .bind(user.as_uuid())
-                .bind(hash)
-                .execute(&mut *tx)
-                .await?;
-                tx.commit().await?;
-                Ok(written)
-            }
-            .await
+    .bind(key.map(|(appid, _, _)| appid))
+    .bind(key.map(|(_, account, _)| account))
+    .bind(key.map(|(_, _, sealed)| sealed));
+    let refused = |e| refused(e, &prepared, conflict_on.clone());
+    let mut written = if beside.is_empty() {
+        query.fetch_all(pool).await.map_err(refused)?
+    } else {
+        let mut tx = crate::sql::begin(pool).await.map_err(refused)?;
+        let written = query.fetch_all(&mut *tx).await.map_err(refused)?;
+        for write in beside {
+            let (sql, args) = write.statement();
+            <Postgres as Driver>::run(&mut tx, sql, &args).await?;
         }
+        tx.commit().await.map_err(refused)?;
+        written
     };
-    let mut written = written.map_err(|e| refused(e, &prepared, conflict_on))?;
     // Positions were reserved in batch order.
     written.sort_unstable();
     if written.len() != prepared.event_count() {
@@ -80,6 +78,27 @@ pub(super) async fn append(
         .into());
     }
     Ok(prepared.into_records(written))
+}
+
+/// A session key as `append_events` takes it: appid, account, sealed key.
+type InlineKey<'a> = (&'a str, &'a str, &'a [u8]);
+
+/// The first session key of the side writes, as `append_events`' last three arguments
+/// (appid, account, sealed), and the side writes left to run beside the call.
+fn inline_session_key(writes: &[SideWrite]) -> (Option<InlineKey<'_>>, Vec<&SideWrite>) {
+    let mut key = None;
+    let mut beside = Vec::new();
+    for write in writes {
+        match write {
+            SideWrite::SessionKey {
+                appid,
+                account,
+                sealed,
+            } if key.is_none() => key = Some((appid.as_str(), account.as_str(), sealed.as_slice())),
+            other => beside.push(other),
+        }
+    }
+    (key, beside)
 }
 
 /// `append_events`' arguments: streams in lock order, events in batch order, claims sorted.

@@ -1,5 +1,6 @@
 //! Appends on SQLite: bump each stream's version against its expectation, insert the events,
-//! write the claims and the session key, all on the single write connection.
+//! write the claims and the side writes (a login's session key), all on the single write
+//! connection.
 //!
 //! sqlx runs each SQLite command on the connection's worker thread, and every command is a
 //! hand-off to that thread and back. Appends are the serialised section of a SQLite service,
@@ -20,10 +21,10 @@ use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqlitePool, SqliteRow};
 use sqlx::{Arguments, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::time_to_db;
+use super::codec::time_to_db;
 use crate::store::prepared::{metadata_to_json, schema_version_to_db, ClaimRow, PreparedAppend};
 use crate::store::{
-    AppendBatch, AppendError, ExpectedVersion, RecordedEvent, StoreError, StreamAppend,
+    AppendBatch, AppendError, ExpectedVersion, RecordedEvent, SideWrite, StoreError, StreamAppend,
 };
 
 /// Big appends (the benchmark's data generator writes a thousand events at once) are cut into
@@ -217,7 +218,7 @@ impl Script {
 
 /// Splits the append into scripts of at most `MAX_SCRIPT_PARAMS` parameters, statements in
 /// this order: stream versions (in lock order), events (in batch order, each returning its
-/// position and version), released claims, claims, the session key.
+/// position and version), released claims, claims, the side writes.
 fn scripts(prepared: &PreparedAppend) -> Result<Vec<Script>, AppendError> {
     let mut scripts = vec![Script::new()];
 
@@ -260,29 +261,8 @@ fn scripts(prepared: &PreparedAppend) -> Result<Vec<Script>, AppendError> {
     for claim in &prepared.claims {
         insert_claim(room(&mut scripts, 6), claim)?;
     }
-    if let Some((user, hash)) = &prepared.phone_index {
-        let s = room(&mut scripts, 2);
-        let (user, hash) = (s.arg(user.to_string())?, s.arg(hash.clone())?);
-        s.sql.push_str(&format!(
-            "INSERT INTO phone_lookup (user_id, phone_index) VALUES ({user}, {hash}) \
-             ON CONFLICT (user_id) DO UPDATE SET phone_index = excluded.phone_index;\n"
-        ));
-    }
-    if let Some(key) = &prepared.session_key {
-        let s = room(&mut scripts, 4);
-        let (appid, openid) = (
-            s.arg(key.appid.clone())?,
-            s.arg(key.account.as_str().to_owned())?,
-        );
-        let (sealed, now) = (
-            s.arg(key.sealed.clone())?,
-            s.arg(time_to_db(chrono::Utc::now()))?,
-        );
-        s.sql.push_str(&format!(
-            "INSERT INTO wechat_session_keys (appid, openid, sealed, updated_at) \
-             VALUES ({appid}, {openid}, {sealed}, {now}) \
-             ON CONFLICT (appid, openid) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at;\n"
-        ));
+    for write in &prepared.side_writes {
+        side_write(room(&mut scripts, 4), write)?;
     }
 
     // The append is one savepoint inside its group's transaction.
@@ -297,6 +277,36 @@ fn scripts(prepared: &PreparedAppend) -> Result<Vec<Script>, AppendError> {
         script.reusable = !several && prepared.event_count() <= 8;
     }
     Ok(scripts)
+}
+
+/// A side-table row written with the append (see `SideWrite`).
+fn side_write(s: &mut Script, write: &SideWrite) -> Result<(), AppendError> {
+    match write {
+        SideWrite::SessionKey {
+            appid,
+            account,
+            sealed,
+        } => {
+            let (appid, openid) = (s.arg(appid.clone())?, s.arg(account.as_str().to_owned())?);
+            let (sealed, now) = (
+                s.arg(sealed.clone())?,
+                s.arg(time_to_db(chrono::Utc::now()))?,
+            );
+            s.sql.push_str(&format!(
+                "INSERT INTO wechat_session_keys (appid, openid, sealed, updated_at) \
+                 VALUES ({appid}, {openid}, {sealed}, {now}) \
+                 ON CONFLICT (appid, openid) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at;\n"
+            ));
+        }
+        SideWrite::PhoneIndex { user, hash } => {
+            let (user, hash) = (s.arg(user.to_string())?, s.arg(hash.clone())?);
+            s.sql.push_str(&format!(
+                "INSERT INTO phone_lookup (user_id, phone_index) VALUES ({user}, {hash}) \
+                 ON CONFLICT (user_id) DO UPDATE SET phone_index = excluded.phone_index;\n"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// The script to add a statement of `params` parameters to.

@@ -1,0 +1,160 @@
+//! The event store on top of a backend: appends and the ordered reads of the log are the
+//! backend's own; loading a stream, a claimant and the side look-ups are shared.
+
+use async_trait::async_trait;
+use domain::{EventId, StreamId, UserId};
+use futures::stream::BoxStream;
+use futures::StreamExt;
+
+use super::{first, Arg, Sql, SqlRow, SqlStore};
+use crate::database_url::Backend;
+use crate::store::prepared::{schema_version_from_db, upcast};
+use crate::store::{
+    AppendBatch, AppendError, ClaimKey, EventStore, RecordedEvent, Store, StoreError,
+};
+
+/// The columns `decode_event` reads, in its order; a macro so statements stay `&'static str`.
+macro_rules! event_columns {
+    () => {
+        "position, event_id, stream_id, stream_version, event_type, schema_version, \
+         occurred_at, payload, metadata"
+    };
+}
+pub(in crate::store) use event_columns;
+
+/// Columns by index, in `event_columns!()` order (by name costs a lookup per value).
+fn decode_event(row: &impl SqlRow) -> Result<RecordedEvent, StoreError> {
+    Ok(upcast(RecordedEvent {
+        position: row.int(0)?,
+        event_id: EventId::from_uuid(row.uuid(1)?),
+        stream_id: StreamId::from_stored(row.text(2)?),
+        stream_version: row.int(3)?,
+        event_type: row.text(4)?,
+        schema_version: schema_version_from_db(row.int32(5)?.into())?,
+        occurred_at: row.time(6)?,
+        payload: row.json(7)?,
+        // Straight into the struct: no JSON tree in between.
+        metadata: row.json(8)?,
+    }))
+}
+
+#[async_trait]
+impl<B: SqlStore> EventStore for B {
+    #[tracing::instrument(level = "debug", skip_all, fields(streams = batch.streams.len()))]
+    async fn append(&self, batch: AppendBatch) -> Result<Vec<RecordedEvent>, AppendError> {
+        let events: Vec<RecordedEvent> = self.write(batch).await?.into_iter().map(upcast).collect();
+        if let Some(last) = events.iter().map(|e| e.position).max() {
+            self.signal().bump(last);
+            self.announce(last);
+        }
+        Ok(events)
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(stream = %stream))]
+    async fn load_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.sql()
+            .fetch(
+                concat!(
+                    "SELECT ",
+                    event_columns!(),
+                    " FROM events WHERE stream_id = $1 ORDER BY stream_version"
+                ),
+                &[Arg::Text(stream.as_str())],
+            )
+            .await?
+            .iter()
+            .map(decode_event)
+            .collect()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn load_claimant(
+        &self,
+        claim: &ClaimKey,
+    ) -> Result<Option<(UserId, Vec<RecordedEvent>)>, StoreError> {
+        // The user id follows the event columns, so `decode_event` reads the row as it is.
+        let rows = self
+            .sql()
+            .fetch(
+                concat!(
+                    "SELECT ",
+                    event_columns!(),
+                    ", claims.user_id FROM claims \
+                     JOIN events ON events.stream_id = $3 || CAST(claims.user_id AS text) \
+                     WHERE claims.kind = $1 AND claims.value = $2 ORDER BY stream_version"
+                ),
+                &[
+                    Arg::Text(claim.kind),
+                    Arg::Text(&claim.value),
+                    Arg::Text(UserId::STREAM_PREFIX),
+                ],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let user = row.user(9)?;
+        let events = rows.iter().map(decode_event).collect::<Result<_, _>>()?;
+        Ok(Some((user, events)))
+    }
+
+    #[tracing::instrument(level = "debug", skip_all, fields(streams = streams.len()))]
+    async fn load_streams(&self, streams: &[StreamId]) -> Result<Vec<RecordedEvent>, StoreError> {
+        let rows = self.load_stream_rows(streams).await?;
+        rows.iter().map(decode_event).collect()
+    }
+
+    fn read_all_stream(
+        &self,
+        after: i64,
+        limit: u32,
+    ) -> BoxStream<'_, Result<RecordedEvent, StoreError>> {
+        self.read_all_rows(after, limit)
+            .map(|row| decode_event(&row?))
+            .boxed()
+    }
+
+    #[tracing::instrument(level = "debug", skip_all)]
+    async fn find_claim(&self, claim: &ClaimKey) -> Result<Option<UserId>, StoreError> {
+        let rows = self
+            .sql()
+            .fetch(
+                "SELECT user_id FROM claims WHERE kind = $1 AND value = $2",
+                &[Arg::Text(claim.kind), Arg::Text(&claim.value)],
+            )
+            .await?;
+        first(rows).map(|row| row.user(0)).transpose()
+    }
+
+    async fn users_by_phone(&self, phone_index: &str) -> Result<Vec<UserId>, StoreError> {
+        self.sql()
+            .fetch(
+                "SELECT user_id FROM phone_lookup WHERE phone_index = $1",
+                &[Arg::Text(phone_index)],
+            )
+            .await?
+            .iter()
+            .map(|row| row.user(0))
+            .collect()
+    }
+}
+
+#[async_trait]
+impl<B: SqlStore> Store for B {
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.sql().fetch("SELECT 1", &[]).await?;
+        Ok(())
+    }
+
+    fn backend(&self) -> Backend {
+        <B::Sql as Sql>::BACKEND
+    }
+
+    async fn purge_deleted(&self) -> Result<(), StoreError> {
+        SqlStore::purge_deleted(self).await
+    }
+
+    fn appended(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.signal().subscribe()
+    }
+}

@@ -1,0 +1,87 @@
+//! The read models on PostgreSQL: one pool for reads and writes; transaction-scoped advisory
+//! locks keep one runner per projection across instances.
+
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sqlx::any::AnyPoolOptions;
+use sqlx::AnyConnection;
+
+use super::{Db, Dialect, Tx};
+use crate::error::ProjectionError;
+
+/// The advisory lock key of a projection, per schema (so test schemas and deployments sharing
+/// a database do not contend), computed by the server.
+const LOCK_KEY: &str = "hashtextextended(current_schema() || '.identity.projection.' || $1, 0)";
+
+/// The advisory lock key instances starting together take to create the read models.
+const INIT_LOCK_KEY: &str = "hashtextextended(current_schema() || '.identity.projections.init', 0)";
+
+pub(super) async fn connect(url: &str) -> Result<Db, ProjectionError> {
+    let pool = AnyPoolOptions::new()
+        .max_connections(8)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect(url)
+        .await?;
+    Ok(Db {
+        dialect: Box::new(Postgres),
+        write: pool.clone(),
+        read: pool,
+    })
+}
+
+#[derive(Debug)]
+struct Postgres;
+
+impl Dialect for Postgres {
+    /// `integer` would be 32 bits.
+    fn int_type(&self) -> &'static str {
+        "bigint"
+    }
+
+    /// Replacing in place keeps the view's identity, so concurrent queries simply wait for the
+    /// swap to commit.
+    fn point_view(&self, view: &str, select: &str) -> Vec<String> {
+        vec![format!("CREATE OR REPLACE VIEW {view} AS {select}")]
+    }
+
+    fn begin<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, Result<Tx, ProjectionError>> {
+        Box::pin(async move { Ok(Tx::new(infra::sql::begin(&db.write).await?, None)) })
+    }
+
+    fn lock_init<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            // The function returns void, which `Any` cannot decode: discard it.
+            let sql =
+                format!("SELECT 1 FROM (SELECT pg_advisory_xact_lock({INIT_LOCK_KEY})) AS locked");
+            sqlx::query(&sql).execute(conn).await?;
+            Ok(())
+        })
+    }
+
+    fn try_lock<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<bool, ProjectionError>> {
+        Box::pin(async move {
+            let sql = format!("SELECT pg_try_advisory_xact_lock({LOCK_KEY})");
+            Ok(sqlx::query_scalar(&sql).bind(name).fetch_one(conn).await?)
+        })
+    }
+
+    fn lock<'a>(
+        &'a self,
+        conn: &'a mut AnyConnection,
+        name: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            let sql = format!("SELECT 1 FROM (SELECT pg_advisory_xact_lock({LOCK_KEY})) AS locked");
+            sqlx::query(&sql).bind(name).execute(conn).await?;
+            Ok(())
+        })
+    }
+}

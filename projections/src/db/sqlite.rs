@@ -1,0 +1,140 @@
+//! The read models on SQLite: one instance, one writer. All read-model writes queue on one
+//! connection and in the process's write turn, which the event store's appends take too
+//! (`infra::store::sqlite_write_turn`); a write transaction holds the database's write lock
+//! from its first statement, so it needs no lock of its own.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyConnection, Executor};
+use tokio::sync::Mutex;
+
+use super::{Db, Dialect, Tx};
+use crate::error::ProjectionError;
+
+pub(super) async fn connect(url: &str) -> Result<Db, ProjectionError> {
+    // Create the file if missing, as the store does.
+    let url = if url.contains("mode=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&mode=rwc")
+    } else {
+        format!("{url}?mode=rwc")
+    };
+    let options = || {
+        AnyPoolOptions::new().after_connect(|conn, _| {
+            Box::pin(async move {
+                // Safe in WAL mode (a crash may lose the last commits, never corrupt), and
+                // it spares an fsync per projection batch.
+                conn.execute("PRAGMA synchronous = NORMAL").await?;
+                // The event store's checkpointer copies the WAL into the database, beside
+                // the writers: a checkpoint inside a projection's commit would hold the
+                // write turn that appends wait for.
+                conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
+                // Read-model rows deleted at an erasure are overwritten, not left in
+                // free pages of the file.
+                conn.execute("PRAGMA secure_delete = ON").await?;
+                Ok(())
+            })
+        })
+    };
+    let write = options()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(&url)
+        .await?;
+    // Persistent, and a no-op when the store already set it.
+    sqlx::query("PRAGMA journal_mode = WAL")
+        .execute(&write)
+        .await?;
+    // Before any write transaction: `begin`'s first statement writes to it. (One instance on
+    // SQLite: no race to create it.)
+    crate::checkpoint::create_table(&mut *write.acquire().await?, "INTEGER").await?;
+    let read = options().max_connections(4).connect(&url).await?;
+    let path = SqliteConnectOptions::from_str(&url)?
+        .get_filename()
+        .to_path_buf();
+    Ok(Db {
+        dialect: Box::new(Sqlite {
+            turn: infra::store::sqlite_write_turn(&path),
+        }),
+        write,
+        read,
+    })
+}
+
+#[derive(Debug)]
+struct Sqlite {
+    turn: Arc<Mutex<()>>,
+}
+
+impl Dialect for Sqlite {
+    /// Exactly `INTEGER`, for a primary key to be the rowid.
+    fn int_type(&self) -> &'static str {
+        "INTEGER"
+    }
+
+    fn point_view(&self, view: &str, select: &str) -> Vec<String> {
+        vec![
+            format!("DROP VIEW IF EXISTS {view}"),
+            format!("CREATE VIEW {view} AS {select}"),
+        ]
+    }
+
+    /// Queues for the write turn behind the store's appends instead of meeting them in
+    /// SQLite's busy handler, then takes the write lock at once, with a write as the first
+    /// statement, so nothing the transaction reads can be stale by the time it writes (a
+    /// deferred transaction that reads first may fail to upgrade).
+    ///
+    /// Not `BEGIN IMMEDIATE` through `begin_with`: sqlx checks a custom BEGIN after it ran,
+    /// and a task aborted in between would leave the pooled connection inside a transaction
+    /// that nobody ends. `infra::sql::begin` cannot be cut short (see there why).
+    fn begin<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, Result<Tx, ProjectionError>> {
+        Box::pin(async move {
+            let turn = Arc::clone(&self.turn).lock_owned().await;
+            let mut tx = infra::sql::begin(&db.write).await?;
+            // Matches no row, yet takes the write lock (waiting out the busy timeout).
+            sqlx::query("UPDATE projection_checkpoints SET updated_at = updated_at WHERE 0")
+                .execute(&mut *tx)
+                .await?;
+            Ok(Tx::new(tx, Some(turn)))
+        })
+    }
+
+    /// One instance, and `begin` made the transaction the only writer.
+    fn lock_init<'a>(
+        &'a self,
+        _conn: &'a mut AnyConnection,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move { Ok(()) })
+    }
+
+    /// Always free: `begin` already made the transaction the only writer.
+    fn try_lock<'a>(
+        &'a self,
+        _conn: &'a mut AnyConnection,
+        _name: &'a str,
+    ) -> BoxFuture<'a, Result<bool, ProjectionError>> {
+        Box::pin(async move { Ok(true) })
+    }
+
+    fn lock<'a>(
+        &'a self,
+        _conn: &'a mut AnyConnection,
+        _name: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move { Ok(()) })
+    }
+}
+
+/// `count` anonymous placeholders. Anonymous because sqlx asks SQLite for each parameter's
+/// name when binding, and SQLite finds a name by walking the statement's list of named
+/// parameters: binding n `$N` parameters costs O(n²), which with thousands per multi-row
+/// `INSERT` was most of a rebuild's time. Anonymous parameters have no names to walk.
+pub(super) fn placeholders(count: usize) -> String {
+    vec!["?"; count].join(", ")
+}
