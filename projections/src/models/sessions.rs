@@ -14,12 +14,10 @@ use sqlx::AnyConnection;
 
 use crate::db::{bind, bound_placeholders, Rows, Val};
 use crate::error::ProjectionError;
-use crate::event::{self, USER_ERASED, USER_LOGGED_IN};
+use crate::event::{
+    self, SESSION_REFRESHED, SESSION_REVOKED, USER_ERASED, USER_LOGGED_IN, USER_LOGGED_OUT,
+};
 use crate::schema::{Col, Table};
-
-pub(crate) const SESSION_REFRESHED: &str = "SessionRefreshed";
-pub(crate) const USER_LOGGED_OUT: &str = "UserLoggedOut";
-pub(crate) const SESSION_REVOKED: &str = "SessionRevoked";
 
 pub(crate) const SESSIONS: Table = Table {
     name: "sessions",
@@ -66,7 +64,7 @@ pub(super) async fn apply(
         match e.event_type.as_str() {
             USER_LOGGED_IN => {
                 let (Some(session), Some(user)) = (
-                    event::uuid_field(e, "session_id").or_else(|| event::stream_uuid(e, "session")),
+                    event::uuid_field(e, "session_id").or_else(|| event::session_stream(e)),
                     event::uuid_field(e, "user_id"),
                 ) else {
                     continue;
@@ -91,7 +89,7 @@ pub(super) async fn apply(
                 );
             }
             SESSION_REFRESHED => {
-                let Some(session) = event::stream_uuid(e, "session").map(|s| s.to_string()) else {
+                let Some(session) = event::session_stream(e).map(|s| s.to_string()) else {
                     continue;
                 };
                 match batch.new.get_mut(&session) {
@@ -102,7 +100,7 @@ pub(super) async fn apply(
                 }
             }
             USER_LOGGED_OUT | SESSION_REVOKED => {
-                let Some(session) = event::stream_uuid(e, "session").map(|s| s.to_string()) else {
+                let Some(session) = event::session_stream(e).map(|s| s.to_string()) else {
                     continue;
                 };
                 if batch.new.remove(&session).is_none() {
@@ -111,7 +109,7 @@ pub(super) async fn apply(
                 }
             }
             USER_ERASED => {
-                let Some(user) = event::stream_uuid(e, "user").map(|u| u.to_string()) else {
+                let Some(user) = event::user_stream(e).map(|u| u.to_string()) else {
                     continue;
                 };
                 for row in batch.new.values_mut() {

@@ -166,7 +166,7 @@ fn subject(e: &RecordedEvent) -> Option<Uuid> {
     if e.event_type == USER_LOGGED_IN {
         return event::uuid_field(e, "user_id");
     }
-    event::stream_uuid(e, "user")
+    event::user_stream(e)
 }
 
 /// Applies a user-stream event to the row; false for events that change nothing here.

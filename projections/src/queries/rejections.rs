@@ -5,6 +5,8 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
+// The event type refused logins had in the log is their action in the audit log.
+use domain::event_facts::LOGIN_REJECTED;
 use infra::store::{FOLDED_IP, NO_IP};
 use serde_json::json;
 use sqlx::any::AnyRow;
@@ -14,9 +16,6 @@ use super::{AuditFilter, AuditRecord, TimeList, Where};
 use crate::error::ProjectionError;
 use crate::event::{day_text, time_from_micros};
 use crate::ReadModels;
-
-/// The event type refused logins had in the log, and their action in the audit log.
-pub(crate) const LOGIN_REJECTED: &str = "LoginRejected";
 
 /// The tallies as audit entries: at the time of their first rejection, with a negative
 /// position (they are not events, and never meet an event's position).
