@@ -447,52 +447,60 @@ mod tests {
         assert_eq!(view["payload"], json!({"generation": 3}));
     }
 
+    /// What analytics and the audit log show of payloads the table does not fully list, and
+    /// of sealed values: `(event type, payload, analytics, audit)`.
     #[test]
-    fn unlisted_fields_and_types_show_only_flags_and_counters() {
-        let future = event(
-            "user-x",
-            "FutureThing",
-            json!({"user_id": "u", "nickname": "Bob", "tags": ["a"], "flag": true, "n": 2,
-                   "none": null, "nested": {"open_id": "o", "gender": 1}}),
-            Metadata::system(Uuid::now_v7()),
-        );
-        let expected = json!({"user_id": REDACTED, "nickname": REDACTED, "tags": REDACTED,
-                              "flag": true, "n": 2, "none": null,
-                              "nested": {"open_id": REDACTED, "gender": 1}});
-        assert_eq!(view_of(&future)["payload"], expected);
-        assert_eq!(audit_view(&future).details, expected);
-        // v1 `PhoneNumberBound` carried a `phone_index` (a keyed hash: still a stable
-        // identifier of a person).
-        let phone = event(
-            "user-x",
-            "PhoneNumberBound",
-            json!({"phone": "pd1.x", "phone_index": "b64hash"}),
-            Metadata::system(Uuid::now_v7()),
-        );
-        let expected = json!({"phone": REDACTED, "phone_index": REDACTED});
-        assert_eq!(view_of(&phone)["payload"], expected);
-        assert_eq!(audit_view(&phone).details, expected);
-    }
-
-    #[test]
-    fn sealed_values_are_redacted_even_under_shown_names_but_kept_for_the_audit() {
-        let revoked = event(
-            "session-x",
-            "SessionRevoked",
-            json!({"reason": "pd1.c2VhbGVk", "note": "pd1.bm90ZQ"}),
-            Metadata::system(Uuid::now_v7()),
-        );
-        let hidden = json!({"reason": REDACTED, "note": REDACTED});
-        assert_eq!(view_of(&revoked)["payload"], hidden);
-        assert_eq!(audit_view(&revoked).details, hidden);
-        let blocked = event(
-            "user-x",
-            "UserBlocked",
-            json!({"reason": "pd1.c2VhbGVk"}),
-            Metadata::system(Uuid::now_v7()),
-        );
-        assert_eq!(view_of(&blocked)["payload"], json!({"reason": REDACTED}));
-        assert_eq!(audit_view(&blocked).details, blocked.payload);
+    fn unlisted_fields_show_only_flags_and_counters_and_sealed_values_only_to_admins() {
+        let future = json!({"user_id": REDACTED, "nickname": REDACTED, "tags": REDACTED,
+                            "flag": true, "n": 2, "none": null,
+                            "nested": {"open_id": REDACTED, "gender": 1}});
+        let phone = json!({"phone": REDACTED, "phone_index": REDACTED});
+        let revoked = json!({"reason": REDACTED, "note": REDACTED});
+        let cases = [
+            // A type from a newer release.
+            (
+                "FutureThing",
+                json!({"user_id": "u", "nickname": "Bob", "tags": ["a"], "flag": true, "n": 2,
+                       "none": null, "nested": {"open_id": "o", "gender": 1}}),
+                future.clone(),
+                future,
+            ),
+            // v1 carried `phone_index` (a keyed hash: still a stable identifier of a person).
+            (
+                "PhoneNumberBound",
+                json!({"phone": "pd1.x", "phone_index": "b64hash"}),
+                phone.clone(),
+                phone,
+            ),
+            // A sealed value is redacted under a name shown in clear.
+            (
+                "SessionRevoked",
+                json!({"reason": "pd1.c2VhbGVk", "note": "pd1.bm90ZQ"}),
+                revoked.clone(),
+                revoked,
+            ),
+            // Admins open a block reason.
+            (
+                "UserBlocked",
+                json!({"reason": "pd1.c2VhbGVk"}),
+                json!({"reason": REDACTED}),
+                json!({"reason": "pd1.c2VhbGVk"}),
+            ),
+        ];
+        for (event_type, payload, analytics, audit) in cases {
+            let event = event(
+                "user-x",
+                event_type,
+                payload,
+                Metadata::system(Uuid::now_v7()),
+            );
+            assert_eq!(
+                view_of(&event)["payload"],
+                analytics,
+                "analytics: {event_type}"
+            );
+            assert_eq!(audit_view(&event).details, audit, "audit: {event_type}");
+        }
     }
 
     #[test]

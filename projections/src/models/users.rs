@@ -16,6 +16,7 @@ use uuid::Uuid;
 use crate::db::{bind, bound_placeholders, Rows, Val};
 use crate::error::ProjectionError;
 use crate::event::{self, *};
+use crate::queries::uuid_at;
 use crate::schema::{Col, Table};
 
 pub(crate) const USERS: Table = Table {
@@ -235,8 +236,7 @@ async fn load(
             query = bind(query, Val::from(id.as_str()));
         }
         for row in query.fetch_all(&mut *conn).await? {
-            let id: String = row.try_get("user_id")?;
-            let id = Uuid::try_parse(&id).map_err(|e| ProjectionError::Corrupt(e.to_string()))?;
+            let id = uuid_at(&row, "user_id")?;
             let profile: Option<String> = row.try_get("profile")?;
             let profile = match profile {
                 Some(text) => match serde_json::from_str::<Value>(&text) {
