@@ -17,7 +17,8 @@ use sqlx::AnyConnection;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::db::{bind, bound_placeholders, Rows, Val};
+use super::for_ids;
+use crate::db::{Rows, Val};
 use crate::error::ProjectionError;
 use crate::event::{self, USER_LOGGED_IN};
 use crate::schema::{Col, Table};
@@ -54,8 +55,6 @@ pub(crate) const AUDIT_SESSIONS: Table = Table {
 };
 
 pub(crate) const TABLES: &[Table] = &[AUDIT_LOG, AUDIT_SESSIONS];
-
-const LOAD_CHUNK: usize = 500;
 
 pub(super) async fn apply(
     conn: &mut AnyConnection,
@@ -113,24 +112,16 @@ async fn session_users(
         .filter_map(event::session_stream)
         .map(|id| id.to_string())
         .collect();
-    let wanted: Vec<String> = wanted.into_iter().collect();
+    let sql = format!(
+        "SELECT session_id, user_id FROM {} WHERE session_id IN ({{ids}})",
+        AUDIT_SESSIONS.physical(generation)
+    );
     let mut found = HashMap::new();
-    for chunk in wanted.chunks(LOAD_CHUNK) {
-        let sql = format!(
-            "SELECT session_id, user_id FROM {} WHERE session_id IN ({})",
-            AUDIT_SESSIONS.physical(generation),
-            bound_placeholders(conn, 1, chunk.len())
-        );
-        let mut query = sqlx::query(&sql).persistent(chunk.len() == LOAD_CHUNK);
-        for id in chunk {
-            query = bind(query, Val::from(id.as_str()));
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            let session: String = row.try_get(0)?;
-            let user: String = row.try_get(1)?;
-            if let (Ok(session), Ok(user)) = (Uuid::try_parse(&session), Uuid::try_parse(&user)) {
-                found.insert(session, user);
-            }
+    for row in for_ids(conn, &sql, wanted).await? {
+        let session: String = row.try_get(0)?;
+        let user: String = row.try_get(1)?;
+        if let (Ok(session), Ok(user)) = (Uuid::try_parse(&session), Uuid::try_parse(&user)) {
+            found.insert(session, user);
         }
     }
     Ok(found)

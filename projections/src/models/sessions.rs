@@ -12,7 +12,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use infra::store::RecordedEvent;
 use sqlx::AnyConnection;
 
-use crate::db::{bind, bound_placeholders, Rows, Val};
+use super::for_ids;
+use crate::db::{Rows, Val};
 use crate::error::ProjectionError;
 use crate::event::{
     self, SESSION_REFRESHED, SESSION_REVOKED, USER_ERASED, USER_LOGGED_IN, USER_LOGGED_OUT,
@@ -39,9 +40,6 @@ pub(crate) const SESSIONS: Table = Table {
 };
 
 pub(crate) const TABLES: &[Table] = &[SESSIONS];
-
-/// Ids per `IN (…)` list.
-const CHUNK: usize = 500;
 
 /// A batch folded in memory: logins of this batch become rows (with their later refreshes
 /// and erasure already applied); the rest becomes updates and deletes of older rows.
@@ -145,18 +143,8 @@ impl Batch {
                 .execute(&mut *conn)
                 .await?;
         }
-        let ended: Vec<String> = self.ended.into_iter().collect();
-        for chunk in ended.chunks(CHUNK) {
-            let sql = format!(
-                "DELETE FROM {table} WHERE session_id IN ({})",
-                bound_placeholders(conn, 1, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = bind(query, Val::from(id.as_str()));
-            }
-            query.execute(&mut *conn).await?;
-        }
+        let ended = format!("DELETE FROM {table} WHERE session_id IN ({{ids}})");
+        for_ids(conn, &ended, self.ended).await?;
         for user in self.erased_users {
             let sql =
                 format!("UPDATE {table} SET client_ip = NULL, device = NULL WHERE user_id = $1");
