@@ -318,3 +318,60 @@ pub fn appid<'e>(payload: &'e Value, metadata: &'e Metadata) -> Option<&'e str> 
         .map(|a| a.as_str())
         .or_else(|| payload.get("appid").and_then(Value::as_str))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::AppId;
+    use serde_json::json;
+
+    #[test]
+    fn stream_ids_name_their_kind() {
+        let id = Uuid::from_u128(7);
+        assert_eq!(StreamKind::User.id_in(&format!("user-{id}")), Some(id));
+        assert_eq!(
+            StreamKind::Session.id_in(&format!("session-{id}")),
+            Some(id)
+        );
+        assert_eq!(StreamKind::User.id_in(&format!("session-{id}")), None);
+        assert_eq!(StreamKind::User.id_in(&format!("users-{id}")), None);
+        assert_eq!(StreamKind::App.id_in("app-wx0123456789abcdef"), None);
+    }
+
+    #[test]
+    fn unlisted_fields_and_types_show_scalars_only() {
+        assert_eq!(
+            shown(Consumer::Analytics, USER_LOGGED_IN, "appid"),
+            Shown::Clear
+        );
+        assert_eq!(
+            shown(Consumer::Audit, USER_BLOCKED, "reason"),
+            Shown::Sealed
+        );
+        assert_eq!(
+            shown(Consumer::Analytics, USER_BLOCKED, "reason"),
+            Shown::Redacted
+        );
+        assert_eq!(
+            shown(Consumer::Audit, PHONE_NUMBER_BOUND, "phone_index"),
+            Shown::Scalars
+        );
+        assert_eq!(
+            shown(Consumer::Analytics, "FutureThing", "user_id"),
+            Shown::Scalars
+        );
+        assert!(facts("FutureThing").is_none());
+        assert!(facts(LOGIN_REJECTED).unwrap().names_its_app());
+        assert!(!facts(USER_BLOCKED).unwrap().names_its_app());
+    }
+
+    #[test]
+    fn the_app_is_the_requests_else_the_payloads() {
+        let mut metadata = Metadata::system(Uuid::from_u128(1));
+        let payload = json!({"appid": "wxfedcba9876543210"});
+        assert_eq!(appid(&payload, &metadata), Some("wxfedcba9876543210"));
+        assert_eq!(appid(&json!({}), &metadata), None);
+        metadata.appid = Some(AppId::parse("wx0123456789abcdef").unwrap());
+        assert_eq!(appid(&payload, &metadata), Some("wx0123456789abcdef"));
+    }
+}
