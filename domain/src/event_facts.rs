@@ -340,26 +340,30 @@ mod tests {
 
     #[test]
     fn unlisted_fields_and_types_show_scalars_only() {
-        assert_eq!(
-            shown(Consumer::Analytics, USER_LOGGED_IN, "appid"),
-            Shown::Clear
-        );
-        assert_eq!(
-            shown(Consumer::Audit, USER_BLOCKED, "reason"),
-            Shown::Sealed
-        );
-        assert_eq!(
-            shown(Consumer::Analytics, USER_BLOCKED, "reason"),
-            Shown::Redacted
-        );
-        assert_eq!(
-            shown(Consumer::Audit, PHONE_NUMBER_BOUND, "phone_index"),
-            Shown::Scalars
-        );
-        assert_eq!(
-            shown(Consumer::Analytics, "FutureThing", "user_id"),
-            Shown::Scalars
-        );
+        let cases = [
+            (Consumer::Analytics, USER_LOGGED_IN, "appid", Shown::Clear),
+            (Consumer::Audit, USER_BLOCKED, "reason", Shown::Sealed),
+            (Consumer::Analytics, USER_BLOCKED, "reason", Shown::Redacted),
+            (
+                Consumer::Audit,
+                PHONE_NUMBER_BOUND,
+                "phone_index",
+                Shown::Scalars,
+            ),
+            (
+                Consumer::Analytics,
+                "FutureThing",
+                "user_id",
+                Shown::Scalars,
+            ),
+        ];
+        for (consumer, event_type, field, expected) in cases {
+            assert_eq!(
+                shown(consumer, event_type, field),
+                expected,
+                "{event_type}.{field}"
+            );
+        }
         assert!(facts("FutureThing").is_none());
         assert!(facts(LOGIN_REJECTED).unwrap().names_its_app());
         assert!(!facts(USER_BLOCKED).unwrap().names_its_app());
