@@ -439,10 +439,16 @@ mod tests {
             .collect();
         assert_eq!(seen, expected, "a variant has no sample");
 
+        // The contract name is the serde tag the store reads back.
+        fn stored<E: DomainEvent>(event: &E) -> (String, Value) {
+            let tagged = serde_json::to_value(event).unwrap();
+            assert_eq!(tagged["event_type"], event.event_type());
+            to_stored(event).unwrap()
+        }
         let mut all = Vec::new();
-        all.extend(users.iter().map(|e| to_stored(e).unwrap()));
-        all.extend(sessions.iter().map(|e| to_stored(e).unwrap()));
-        all.extend(apps.iter().map(|e| to_stored(e).unwrap()));
+        all.extend(users.iter().map(stored));
+        all.extend(sessions.iter().map(stored));
+        all.extend(apps.iter().map(stored));
         // As stored: personal fields sealed (the codec's `pd1.` strings).
         for (name, payload) in &mut all {
             for field in crate::personal::personal_fields(name) {
@@ -551,6 +557,71 @@ mod tests {
         for (name, payload) in &samples {
             let schema = catalog.iter().find(|s| s.event_type == name).unwrap();
             check(&schema.payload, payload, name);
+        }
+    }
+
+    /// The facts (`event_facts`) and the published schema describe the same types, streams,
+    /// versions and fields; every field of a real payload is listed; what the codec seals is
+    /// personal; and no consumer shows a personal field in clear.
+    #[test]
+    fn the_facts_describe_every_published_type_and_field() {
+        use crate::event_facts::{facts, Consumer, Shown, EVENTS};
+        let catalog = catalog();
+        let listed: Vec<&str> = EVENTS.iter().map(|f| f.event_type).collect();
+        let published: Vec<&str> = catalog.iter().map(|s| s.event_type).collect();
+        assert_eq!(listed, published, "event_facts and event_schema, in order");
+        for schema in &catalog {
+            let facts = facts(schema.event_type).unwrap();
+            assert_eq!(
+                facts.stream.pattern(),
+                schema.stream,
+                "{}",
+                schema.event_type
+            );
+            assert_eq!(facts.schema_version(), schema.schema_version());
+            let properties: BTreeSet<&str> = schema.payload["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let fields: BTreeSet<&str> = facts.fields.iter().map(|f| f.name).collect();
+            assert_eq!(
+                fields, properties,
+                "{}: facts (left), schema",
+                schema.event_type
+            );
+            assert_eq!(
+                fields.len(),
+                facts.fields.len(),
+                "{}: a field twice",
+                schema.event_type
+            );
+            for sealed in facts.sealed {
+                let field = facts.field(sealed).expect("a sealed field is a field");
+                assert!(
+                    field.personal,
+                    "{}.{sealed} sealed but not personal",
+                    facts.event_type
+                );
+            }
+            for field in facts.fields.iter().filter(|f| f.personal) {
+                for consumer in Consumer::ALL {
+                    let shown = field.shown_to(consumer);
+                    assert_ne!(shown, Shown::Clear, "{}.{}", facts.event_type, field.name);
+                    // Shown sealed only where the codec seals it, so an erasure leaves
+                    // nothing that opens.
+                    if shown == Shown::Sealed {
+                        assert!(facts.sealed.contains(&field.name), "{}", field.name);
+                    }
+                }
+            }
+        }
+        for (name, payload) in samples() {
+            let facts = facts(&name).unwrap();
+            for field in payload.as_object().unwrap().keys() {
+                assert!(facts.field(field).is_some(), "{name}.{field} has no facts");
+            }
         }
     }
 

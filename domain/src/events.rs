@@ -4,6 +4,7 @@
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::device::Device;
+use crate::event_facts as names;
 use crate::ids::{AppId, OpenId, SessionId, UnionId, UserId};
 
 /// What every event type tells the store about itself.
@@ -95,16 +96,16 @@ pub struct SealedPersonalData(pub String);
 impl DomainEvent for UserEvent {
     fn event_type(&self) -> &'static str {
         match self {
-            Self::UserRegistered { .. } => "UserRegistered",
-            Self::WeChatAccountLinked { .. } => "WeChatAccountLinked",
-            Self::UnionIdLinked { .. } => "UnionIdLinked",
-            Self::UserBlocked { .. } => "UserBlocked",
-            Self::UserUnblocked { .. } => "UserUnblocked",
-            Self::ProfileAuthorized { .. } => "ProfileAuthorized",
-            Self::ProfileUpdated { .. } => "ProfileUpdated",
-            Self::PhoneNumberBound { .. } => "PhoneNumberBound",
-            Self::AuthorizationRevoked { .. } => "AuthorizationRevoked",
-            Self::UserErased { .. } => "UserErased",
+            Self::UserRegistered { .. } => names::USER_REGISTERED,
+            Self::WeChatAccountLinked { .. } => names::WECHAT_ACCOUNT_LINKED,
+            Self::UnionIdLinked { .. } => names::UNIONID_LINKED,
+            Self::UserBlocked { .. } => names::USER_BLOCKED,
+            Self::UserUnblocked { .. } => names::USER_UNBLOCKED,
+            Self::ProfileAuthorized { .. } => names::PROFILE_AUTHORIZED,
+            Self::ProfileUpdated { .. } => names::PROFILE_UPDATED,
+            Self::PhoneNumberBound { .. } => names::PHONE_NUMBER_BOUND,
+            Self::AuthorizationRevoked { .. } => names::AUTHORIZATION_REVOKED,
+            Self::UserErased { .. } => names::USER_ERASED,
         }
     }
 }
@@ -159,10 +160,10 @@ pub enum SessionEvent {
 impl DomainEvent for SessionEvent {
     fn event_type(&self) -> &'static str {
         match self {
-            Self::UserLoggedIn { .. } => "UserLoggedIn",
-            Self::SessionRefreshed { .. } => "SessionRefreshed",
-            Self::UserLoggedOut { .. } => "UserLoggedOut",
-            Self::SessionRevoked { .. } => "SessionRevoked",
+            Self::UserLoggedIn { .. } => names::USER_LOGGED_IN,
+            Self::SessionRefreshed { .. } => names::SESSION_REFRESHED,
+            Self::UserLoggedOut { .. } => names::USER_LOGGED_OUT,
+            Self::SessionRevoked { .. } => names::SESSION_REVOKED,
         }
     }
 }
@@ -193,7 +194,7 @@ pub enum AppEvent {
 impl DomainEvent for AppEvent {
     fn event_type(&self) -> &'static str {
         match self {
-            Self::LoginRejected { .. } => "LoginRejected",
+            Self::LoginRejected { .. } => names::LOGIN_REJECTED,
         }
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod device;
 pub mod envelope;
+pub mod event_facts;
 pub mod event_schema;
 pub mod events;
 pub mod ids;

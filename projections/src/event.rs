@@ -7,17 +7,12 @@ use infra::store::RecordedEvent;
 use serde_json::Value;
 use uuid::Uuid;
 
-pub(crate) const USER_REGISTERED: &str = "UserRegistered";
-pub(crate) const WECHAT_ACCOUNT_LINKED: &str = "WeChatAccountLinked";
-pub(crate) const UNIONID_LINKED: &str = "UnionIdLinked";
-pub(crate) const USER_LOGGED_IN: &str = "UserLoggedIn";
-pub(crate) const USER_BLOCKED: &str = "UserBlocked";
-pub(crate) const USER_UNBLOCKED: &str = "UserUnblocked";
-pub(crate) const PROFILE_AUTHORIZED: &str = "ProfileAuthorized";
-pub(crate) const PROFILE_UPDATED: &str = "ProfileUpdated";
-pub(crate) const PHONE_NUMBER_BOUND: &str = "PhoneNumberBound";
-pub(crate) const AUTHORIZATION_REVOKED: &str = "AuthorizationRevoked";
-pub(crate) const USER_ERASED: &str = "UserErased";
+use domain::event_facts::StreamKind;
+pub(crate) use domain::event_facts::{
+    AUTHORIZATION_REVOKED, PHONE_NUMBER_BOUND, PROFILE_AUTHORIZED, PROFILE_UPDATED,
+    SESSION_REFRESHED, SESSION_REVOKED, UNIONID_LINKED, USER_BLOCKED, USER_ERASED, USER_LOGGED_IN,
+    USER_LOGGED_OUT, USER_REGISTERED, USER_UNBLOCKED, WECHAT_ACCOUNT_LINKED,
+};
 
 /// A string field of the payload.
 pub(crate) fn text<'e>(event: &'e RecordedEvent, key: &str) -> Option<&'e str> {
@@ -28,26 +23,25 @@ pub(crate) fn uuid_field(event: &RecordedEvent, key: &str) -> Option<Uuid> {
     text(event, key).and_then(|s| Uuid::try_parse(s).ok())
 }
 
-/// The id in a stream name like `user-{id}`.
-pub(crate) fn stream_uuid(event: &RecordedEvent, kind: &str) -> Option<Uuid> {
-    event
-        .stream_id
-        .as_str()
-        .strip_prefix(kind)
-        .and_then(|rest| rest.strip_prefix('-'))
-        .and_then(|id| Uuid::try_parse(id).ok())
+/// The id of a `user-{id}` stream.
+pub(crate) fn user_stream(event: &RecordedEvent) -> Option<Uuid> {
+    StreamKind::User.id_in(event.stream_id.as_str())
+}
+
+/// The id of a `session-{id}` stream.
+pub(crate) fn session_stream(event: &RecordedEvent) -> Option<Uuid> {
+    StreamKind::Session.id_in(event.stream_id.as_str())
 }
 
 /// The user an event is about: its user stream, else a `user_id` in the payload.
 pub(crate) fn user_of(event: &RecordedEvent) -> Option<Uuid> {
-    stream_uuid(event, "user").or_else(|| uuid_field(event, "user_id"))
+    user_stream(event).or_else(|| uuid_field(event, "user_id"))
 }
 
-/// The app an event happened in: the payload's `appid`, else the metadata's.
+/// The app an event happened in, found as every consumer finds it
+/// (`domain::event_facts::appid`).
 pub(crate) fn appid(event: &RecordedEvent) -> Option<String> {
-    text(event, "appid")
-        .map(str::to_owned)
-        .or_else(|| event.metadata.appid.as_ref().map(|a| a.to_string()))
+    infra::analytics::appid(event).map(str::to_owned)
 }
 
 pub(crate) fn client_ip(event: &RecordedEvent) -> Option<String> {

@@ -27,6 +27,7 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use domain::event_facts::StreamKind;
 use domain::UserId;
 use serde_json::Value;
 use uuid::Uuid;
@@ -72,15 +73,6 @@ enum Subject {
     None,
 }
 
-fn stream_uuid(event: &RecordedEvent, kind: &str) -> Option<Uuid> {
-    event
-        .stream_id
-        .as_str()
-        .strip_prefix(kind)
-        .and_then(|rest| rest.strip_prefix('-'))
-        .and_then(|id| Uuid::try_parse(id).ok())
-}
-
 fn payload_uuid(event: &RecordedEvent, key: &str) -> Option<Uuid> {
     event
         .payload
@@ -119,7 +111,7 @@ pub async fn seal_personal_data(
         let Some(last) = page.last() else { break };
         after = last.position;
         for event in page.iter().filter(|e| e.event_type == "UserErased") {
-            erased.extend(stream_uuid(event, "user"));
+            erased.extend(StreamKind::User.id_in(event.stream_id.as_str()));
         }
     }
 
@@ -138,15 +130,18 @@ pub async fn seal_personal_data(
         for event in page {
             if event.event_type == "UserLoggedIn" {
                 if let (Some(session), Some(user)) = (
-                    stream_uuid(&event, "session"),
+                    StreamKind::Session.id_in(event.stream_id.as_str()),
                     payload_uuid(&event, "user_id"),
                 ) {
                     sessions.insert(session, user);
                 }
             }
-            let subject = match stream_uuid(&event, "user") {
+            let subject = match StreamKind::User.id_in(event.stream_id.as_str()) {
                 Some(user) => Subject::User(UserId::from_uuid(user)),
-                None => match stream_uuid(&event, "session").and_then(|s| sessions.get(&s)) {
+                None => match StreamKind::Session
+                    .id_in(event.stream_id.as_str())
+                    .and_then(|s| sessions.get(&s))
+                {
                     Some(user) => Subject::User(UserId::from_uuid(*user)),
                     None if event.stream_id.as_str().starts_with("app-") => Subject::App,
                     None => Subject::None,

@@ -30,6 +30,9 @@ use tokio::task::JoinHandle;
 
 use crate::store::{AppendWaiter, Store, StoreError};
 
+/// The message body, for the test of every consumer's view (`crate::analytics`).
+#[cfg(test)]
+pub(crate) use publisher::body;
 pub use publisher::{subject, POSITION_HEADER};
 
 /// Events per batch (one lock, one pipelined publish, one checkpoint).

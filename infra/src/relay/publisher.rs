@@ -38,7 +38,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// wildcards.
 pub fn subject(prefix: &str, event: &RecordedEvent) -> String {
     let appid = analytics::appid(event).unwrap_or_default();
-    format!("{prefix}.{}.{}", token(&appid), token(&event.event_type))
+    format!("{prefix}.{}.{}", token(appid), token(&event.event_type))
 }
 
 fn token(raw: &str) -> String {
@@ -196,7 +196,7 @@ impl Publisher {
 }
 
 /// The message body: the event's analytics view.
-fn body(event: &RecordedEvent) -> Result<Vec<u8>, RelayError> {
+pub(crate) fn body(event: &RecordedEvent) -> Result<Vec<u8>, RelayError> {
     serde_json::to_vec(&analytics::analytics_view(event)).map_err(RelayError::nats)
 }
 

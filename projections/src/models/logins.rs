@@ -58,7 +58,7 @@ pub(super) async fn apply(
     let mut erased: Vec<String> = Vec::new();
     for e in events {
         if e.event_type == USER_ERASED {
-            if let Some(user) = event::stream_uuid(e, "user").map(|u| u.to_string()) {
+            if let Some(user) = event::user_stream(e).map(|u| u.to_string()) {
                 // Rows of this batch not yet written, then (below) those already written.
                 for row in pending.iter_mut() {
                     if row[2] == Val::from(user.as_str()) {
@@ -78,7 +78,7 @@ pub(super) async fn apply(
             continue;
         };
         let session = event::uuid_field(e, "session_id")
-            .or_else(|| event::stream_uuid(e, "session"))
+            .or_else(|| event::session_stream(e))
             .map_or_else(|| e.stream_id.to_string(), |id| id.to_string());
         let is_new = e.payload.get("is_new_user").and_then(|v| v.as_bool()) == Some(true);
         pending.push([

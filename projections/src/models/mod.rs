@@ -8,8 +8,10 @@ mod stats;
 mod users;
 
 use infra::store::RecordedEvent;
+use sqlx::any::AnyRow;
 use sqlx::AnyConnection;
 
+use crate::db::{bind, bound_placeholders, Val};
 use crate::error::ProjectionError;
 use crate::schema::Table;
 
@@ -70,4 +72,28 @@ impl Projection {
             Self::Sessions => sessions::apply(conn, generation, events).await,
         }
     }
+}
+
+/// Ids per `IN (…)` list.
+const IN_LIST: usize = 500;
+
+/// Runs `statement` for `ids`, at most [`IN_LIST`] at a time: `{ids}` in it stands for the
+/// list's placeholders, the ids are bound to them. The rows of every run, in order.
+async fn for_ids(
+    conn: &mut AnyConnection,
+    statement: &str,
+    ids: impl IntoIterator<Item = String>,
+) -> Result<Vec<AnyRow>, ProjectionError> {
+    let ids: Vec<String> = ids.into_iter().collect();
+    let mut rows = Vec::new();
+    for chunk in ids.chunks(IN_LIST) {
+        let sql = statement.replace("{ids}", &bound_placeholders(conn, 1, chunk.len()));
+        // A full list recurs batch after batch: worth preparing.
+        let mut query = sqlx::query(&sql).persistent(chunk.len() == IN_LIST);
+        for id in chunk {
+            query = bind(query, Val::from(id.as_str()));
+        }
+        rows.extend(query.fetch_all(&mut *conn).await?);
+    }
+    Ok(rows)
 }

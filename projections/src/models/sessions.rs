@@ -12,14 +12,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use infra::store::RecordedEvent;
 use sqlx::AnyConnection;
 
-use crate::db::{bind, bound_placeholders, Rows, Val};
+use super::for_ids;
+use crate::db::{Rows, Val};
 use crate::error::ProjectionError;
-use crate::event::{self, USER_ERASED, USER_LOGGED_IN};
+use crate::event::{
+    self, SESSION_REFRESHED, SESSION_REVOKED, USER_ERASED, USER_LOGGED_IN, USER_LOGGED_OUT,
+};
 use crate::schema::{Col, Table};
-
-pub(crate) const SESSION_REFRESHED: &str = "SessionRefreshed";
-pub(crate) const USER_LOGGED_OUT: &str = "UserLoggedOut";
-pub(crate) const SESSION_REVOKED: &str = "SessionRevoked";
 
 pub(crate) const SESSIONS: Table = Table {
     name: "sessions",
@@ -42,9 +41,6 @@ pub(crate) const SESSIONS: Table = Table {
 
 pub(crate) const TABLES: &[Table] = &[SESSIONS];
 
-/// Ids per `IN (…)` list.
-const CHUNK: usize = 500;
-
 /// A batch folded in memory: logins of this batch become rows (with their later refreshes
 /// and erasure already applied); the rest becomes updates and deletes of older rows.
 #[derive(Default)]
@@ -66,7 +62,7 @@ pub(super) async fn apply(
         match e.event_type.as_str() {
             USER_LOGGED_IN => {
                 let (Some(session), Some(user)) = (
-                    event::uuid_field(e, "session_id").or_else(|| event::stream_uuid(e, "session")),
+                    event::uuid_field(e, "session_id").or_else(|| event::session_stream(e)),
                     event::uuid_field(e, "user_id"),
                 ) else {
                     continue;
@@ -91,7 +87,7 @@ pub(super) async fn apply(
                 );
             }
             SESSION_REFRESHED => {
-                let Some(session) = event::stream_uuid(e, "session").map(|s| s.to_string()) else {
+                let Some(session) = event::session_stream(e).map(|s| s.to_string()) else {
                     continue;
                 };
                 match batch.new.get_mut(&session) {
@@ -102,7 +98,7 @@ pub(super) async fn apply(
                 }
             }
             USER_LOGGED_OUT | SESSION_REVOKED => {
-                let Some(session) = event::stream_uuid(e, "session").map(|s| s.to_string()) else {
+                let Some(session) = event::session_stream(e).map(|s| s.to_string()) else {
                     continue;
                 };
                 if batch.new.remove(&session).is_none() {
@@ -111,7 +107,7 @@ pub(super) async fn apply(
                 }
             }
             USER_ERASED => {
-                let Some(user) = event::stream_uuid(e, "user").map(|u| u.to_string()) else {
+                let Some(user) = event::user_stream(e).map(|u| u.to_string()) else {
                     continue;
                 };
                 for row in batch.new.values_mut() {
@@ -147,18 +143,8 @@ impl Batch {
                 .execute(&mut *conn)
                 .await?;
         }
-        let ended: Vec<String> = self.ended.into_iter().collect();
-        for chunk in ended.chunks(CHUNK) {
-            let sql = format!(
-                "DELETE FROM {table} WHERE session_id IN ({})",
-                bound_placeholders(conn, 1, chunk.len())
-            );
-            let mut query = sqlx::query(&sql);
-            for id in chunk {
-                query = bind(query, Val::from(id.as_str()));
-            }
-            query.execute(&mut *conn).await?;
-        }
+        let ended = format!("DELETE FROM {table} WHERE session_id IN ({{ids}})");
+        for_ids(conn, &ended, self.ended).await?;
         for user in self.erased_users {
             let sql =
                 format!("UPDATE {table} SET client_ip = NULL, device = NULL WHERE user_id = $1");

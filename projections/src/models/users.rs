@@ -13,9 +13,11 @@ use sqlx::AnyConnection;
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::db::{bind, bound_placeholders, Rows, Val};
+use super::for_ids;
+use crate::db::{Rows, Val};
 use crate::error::ProjectionError;
 use crate::event::{self, *};
+use crate::queries::uuid_at;
 use crate::schema::{Col, Table};
 
 pub(crate) const USERS: Table = Table {
@@ -58,9 +60,6 @@ pub(crate) const TABLES: &[Table] = &[USERS, USER_ACCOUNTS];
 pub(crate) const ACTIVE: &str = "active";
 pub(crate) const BLOCKED: &str = "blocked";
 pub(crate) const ERASED: &str = "erased";
-
-/// Ids per `IN (…)` list.
-const LOAD_CHUNK: usize = 500;
 
 #[derive(Debug, Clone)]
 struct UserRow {
@@ -166,7 +165,7 @@ fn subject(e: &RecordedEvent) -> Option<Uuid> {
     if e.event_type == USER_LOGGED_IN {
         return event::uuid_field(e, "user_id");
     }
-    event::stream_uuid(e, "user")
+    event::user_stream(e)
 }
 
 /// Applies a user-stream event to the row; false for events that change nothing here.
@@ -221,44 +220,35 @@ async fn load(
     generation: i64,
     ids: &BTreeSet<Uuid>,
 ) -> Result<BTreeMap<Uuid, UserRow>, ProjectionError> {
-    let ids: Vec<String> = ids.iter().map(Uuid::to_string).collect();
+    let sql = format!(
+        "SELECT user_id, status, unionid, phone_index, profile, created_at, updated_at, \
+         last_login_at FROM {} WHERE user_id IN ({{ids}})",
+        USERS.physical(generation)
+    );
     let mut users = BTreeMap::new();
-    for chunk in ids.chunks(LOAD_CHUNK) {
-        let sql = format!(
-            "SELECT user_id, status, unionid, phone_index, profile, created_at, updated_at, \
-             last_login_at FROM {} WHERE user_id IN ({})",
-            USERS.physical(generation),
-            bound_placeholders(conn, 1, chunk.len())
+    for row in for_ids(conn, &sql, ids.iter().map(Uuid::to_string)).await? {
+        let id = uuid_at(&row, "user_id")?;
+        let profile: Option<String> = row.try_get("profile")?;
+        let profile = match profile {
+            Some(text) => match serde_json::from_str::<Value>(&text) {
+                Ok(Value::Object(map)) => Some(map),
+                _ => return Err(ProjectionError::Corrupt(format!("profile of user {id}"))),
+            },
+            None => None,
+        };
+        users.insert(
+            id,
+            UserRow {
+                status: row.try_get("status")?,
+                unionid: row.try_get("unionid")?,
+                phone_index: row.try_get("phone_index")?,
+                profile,
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+                last_login_at: row.try_get("last_login_at")?,
+                changed: false,
+            },
         );
-        let mut query = sqlx::query(&sql).persistent(chunk.len() == LOAD_CHUNK);
-        for id in chunk {
-            query = bind(query, Val::from(id.as_str()));
-        }
-        for row in query.fetch_all(&mut *conn).await? {
-            let id: String = row.try_get("user_id")?;
-            let id = Uuid::try_parse(&id).map_err(|e| ProjectionError::Corrupt(e.to_string()))?;
-            let profile: Option<String> = row.try_get("profile")?;
-            let profile = match profile {
-                Some(text) => match serde_json::from_str::<Value>(&text) {
-                    Ok(Value::Object(map)) => Some(map),
-                    _ => return Err(ProjectionError::Corrupt(format!("profile of user {id}"))),
-                },
-                None => None,
-            };
-            users.insert(
-                id,
-                UserRow {
-                    status: row.try_get("status")?,
-                    unionid: row.try_get("unionid")?,
-                    phone_index: row.try_get("phone_index")?,
-                    profile,
-                    created_at: row.try_get("created_at")?,
-                    updated_at: row.try_get("updated_at")?,
-                    last_login_at: row.try_get("last_login_at")?,
-                    changed: false,
-                },
-            );
-        }
     }
     Ok(users)
 }

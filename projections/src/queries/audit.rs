@@ -5,9 +5,11 @@ use sqlx::Row;
 use utoipa::ToSchema;
 
 use super::rejections::{self, REJECTIONS};
-use super::{after_cursor, time_page, AuditFilter, Page, PageRequest, TimeList, Where};
+use super::{
+    after_cursor, json_or_null_at, time_at, time_page, AuditFilter, Page, PageRequest, TimeList,
+    Where,
+};
 use crate::error::ProjectionError;
-use crate::event::time_from_micros;
 use crate::ReadModels;
 
 /// One event from the `audit_log` read model, or a tally of refused logins (which are not
@@ -82,17 +84,15 @@ const AUDIT: TimeList<AuditRecord> = TimeList {
 };
 
 fn decode(row: &AnyRow) -> Result<AuditRecord, ProjectionError> {
-    let details: String = row.try_get("details")?;
     Ok(AuditRecord {
         position: row.try_get("position")?,
-        occurred_at: time_from_micros(row.try_get("occurred_at")?),
+        occurred_at: time_at(row, "occurred_at")?,
         actor: row.try_get("actor")?,
         action: row.try_get("action")?,
         target: row.try_get("target")?,
         stream_id: row.try_get("stream_id")?,
         appid: row.try_get("appid")?,
         client_ip: row.try_get("client_ip")?,
-        details: serde_json::from_str(&details)
-            .map_err(|e| ProjectionError::Corrupt(format!("audit details: {e}")))?,
+        details: json_or_null_at(row, "details")?.unwrap_or_default(),
     })
 }

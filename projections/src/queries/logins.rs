@@ -5,9 +5,8 @@ use sqlx::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{LoginFilter, Page, PageRequest, TimeList, Where};
+use super::{time_at, uuid_at, LoginFilter, Page, PageRequest, TimeList, Where};
 use crate::error::ProjectionError;
-use crate::event::time_from_micros;
 use crate::ReadModels;
 
 /// One login from the `login_history` read model.
@@ -75,14 +74,13 @@ const LOGINS: TimeList<LoginRecord> = TimeList {
 };
 
 fn decode(row: &AnyRow) -> Result<LoginRecord, ProjectionError> {
-    let user: String = row.try_get("user_id")?;
     Ok(LoginRecord {
         position: row.try_get("position")?,
         session_id: row.try_get("session_id")?,
-        user_id: Uuid::try_parse(&user).map_err(|e| ProjectionError::Corrupt(e.to_string()))?,
+        user_id: uuid_at(row, "user_id")?,
         appid: row.try_get("appid")?,
         openid: row.try_get("openid")?,
-        occurred_at: time_from_micros(row.try_get("occurred_at")?),
+        occurred_at: time_at(row, "occurred_at")?,
         client_ip: row.try_get("client_ip")?,
         device: row.try_get("device")?,
         is_new_user: row.try_get::<i64, _>("is_new_user")? != 0,

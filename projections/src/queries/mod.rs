@@ -14,17 +14,18 @@ pub use sessions::{SessionFilter, SessionRecord};
 pub use stats::DailyStatsRecord;
 pub use users::{AccountRecord, UserRecord};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use sqlx::any::AnyRow;
+use sqlx::Row;
 
 use crate::cursor::{self, TimeCursor};
 use crate::db::{bind, AnyQuery, Val};
 use crate::error::ProjectionError;
-use crate::event::micros;
+use crate::event::{day_text, micros, time_from_micros};
 use crate::ReadModels;
 
 /// The most rows one page holds, whatever was asked.
@@ -106,6 +107,34 @@ pub struct AuditFilter {
     pub to: Option<DateTime<Utc>>,
 }
 
+/// Reading a read-model row: ids are stored as text, times as microseconds, JSON as text; a
+/// value that does not parse is corruption.
+pub(crate) fn uuid_at(row: &AnyRow, column: &str) -> Result<Uuid, ProjectionError> {
+    let text: String = row.try_get(column)?;
+    Uuid::try_parse(&text).map_err(|e| ProjectionError::Corrupt(format!("{column}: {e}")))
+}
+
+pub(crate) fn time_at(row: &AnyRow, column: &str) -> Result<DateTime<Utc>, ProjectionError> {
+    Ok(time_from_micros(row.try_get(column)?))
+}
+
+pub(crate) fn time_or_null_at(
+    row: &AnyRow,
+    column: &str,
+) -> Result<Option<DateTime<Utc>>, ProjectionError> {
+    Ok(row.try_get::<Option<i64>, _>(column)?.map(time_from_micros))
+}
+
+pub(crate) fn json_or_null_at(
+    row: &AnyRow,
+    column: &str,
+) -> Result<Option<serde_json::Value>, ProjectionError> {
+    row.try_get::<Option<String>, _>(column)?
+        .map(|text| serde_json::from_str(&text))
+        .transpose()
+        .map_err(|e| ProjectionError::Corrupt(format!("{column}: {e}")))
+}
+
 /// A `WHERE` clause under construction, with its numbered arguments.
 #[derive(Default)]
 pub(crate) struct Where {
@@ -138,6 +167,18 @@ impl Where {
             query = bind(query, arg.clone());
         }
         query
+    }
+
+    /// UTC days from `from` to `to` (both inclusive), in one app or all: the daily lists.
+    pub fn days(&mut self, appid: Option<&str>, from: NaiveDate, to: NaiveDate) {
+        let p = self.arg(day_text(from));
+        self.and(format!("day >= {p}"));
+        let p = self.arg(day_text(to));
+        self.and(format!("day <= {p}"));
+        if let Some(appid) = appid {
+            let p = self.arg(appid);
+            self.and(format!("appid = {p}"));
+        }
     }
 
     /// Time range and keyset conditions of a list ordered by `(occurred_at, position)`, newest

@@ -5,18 +5,16 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
+// The event type refused logins had in the log is their action in the audit log.
+use domain::event_facts::LOGIN_REJECTED;
 use infra::store::{FOLDED_IP, NO_IP};
 use serde_json::json;
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
-use super::{AuditFilter, AuditRecord, TimeList, Where};
+use super::{time_at, AuditFilter, AuditRecord, TimeList, Where};
 use crate::error::ProjectionError;
-use crate::event::{day_text, time_from_micros};
 use crate::ReadModels;
-
-/// The event type refused logins had in the log, and their action in the audit log.
-pub(crate) const LOGIN_REJECTED: &str = "LoginRejected";
 
 /// The tallies as audit entries: at the time of their first rejection, with a negative
 /// position (they are not events, and never meet an event's position).
@@ -54,7 +52,7 @@ fn decode(row: &AnyRow) -> Result<AuditRecord, ProjectionError> {
     let stream_id = format!("app-{appid}");
     Ok(AuditRecord {
         position: row.try_get("position")?,
-        occurred_at: time_from_micros(row.try_get("occurred_at")?),
+        occurred_at: time_at(row, "occurred_at")?,
         actor: "system".to_owned(),
         action: LOGIN_REJECTED.to_owned(),
         target: if user_id.is_empty() {
@@ -69,7 +67,7 @@ fn decode(row: &AnyRow) -> Result<AuditRecord, ProjectionError> {
             "reason": row.try_get::<String, _>("reason")?,
             "day": row.try_get::<String, _>("day")?,
             "attempts": row.try_get::<i64, _>("attempts")?,
-            "last_at": time_from_micros(row.try_get("last_at")?),
+            "last_at": time_at(row, "last_at")?,
             "user_id": (!user_id.is_empty()).then_some(user_id),
             // The app's day had too many addresses: these were counted without theirs.
             "other_addresses": client_ip == FOLDED_IP,
@@ -90,14 +88,7 @@ impl ReadModels {
         to: NaiveDate,
     ) -> Result<RejectionCounts, ProjectionError> {
         let mut w = Where::default();
-        let p = w.arg(day_text(from));
-        w.and(format!("day >= {p}"));
-        let p = w.arg(day_text(to));
-        w.and(format!("day <= {p}"));
-        if let Some(appid) = appid {
-            let p = w.arg(appid);
-            w.and(format!("appid = {p}"));
-        }
+        w.days(appid, from, to);
         let sql = format!(
             "SELECT appid, day, reason, CAST(SUM(attempts) AS BIGINT) AS attempts \
              FROM login_rejections {} GROUP BY appid, day, reason",

@@ -7,10 +7,11 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 use uuid::Uuid;
 
-use super::{Page, PageRequest, TimeList, Where};
+use super::{
+    json_or_null_at, time_at, time_or_null_at, uuid_at, Page, PageRequest, TimeList, Where,
+};
 use crate::checkpoint;
 use crate::error::ProjectionError;
-use crate::event::time_from_micros;
 use crate::ReadModels;
 
 /// One open session as the read model has it. `client_ip` and `device` are as the login's
@@ -112,24 +113,14 @@ const SESSIONS: TimeList<SessionRecord> = TimeList {
 };
 
 fn decode(row: &AnyRow) -> Result<SessionRecord, ProjectionError> {
-    let uuid = |column: &str| -> Result<Uuid, ProjectionError> {
-        let text: String = row.try_get(column)?;
-        Uuid::try_parse(&text).map_err(|e| ProjectionError::Corrupt(e.to_string()))
-    };
-    let device: Option<String> = row.try_get("device")?;
     Ok(SessionRecord {
-        session_id: uuid("session_id")?,
-        user_id: uuid("user_id")?,
+        session_id: uuid_at(row, "session_id")?,
+        user_id: uuid_at(row, "user_id")?,
         appid: row.try_get("appid")?,
         position: row.try_get("position")?,
-        created_at: time_from_micros(row.try_get("occurred_at")?),
-        refreshed_at: row
-            .try_get::<Option<i64>, _>("refreshed_at")?
-            .map(time_from_micros),
+        created_at: time_at(row, "occurred_at")?,
+        refreshed_at: time_or_null_at(row, "refreshed_at")?,
         client_ip: row.try_get("client_ip")?,
-        device: device
-            .map(|d| serde_json::from_str(&d))
-            .transpose()
-            .map_err(|e| ProjectionError::Corrupt(format!("session device: {e}")))?,
+        device: json_or_null_at(row, "device")?,
     })
 }

@@ -36,14 +36,7 @@ impl ReadModels {
         to: NaiveDate,
     ) -> Result<Vec<DailyStatsRecord>, ProjectionError> {
         let mut w = Where::default();
-        let p = w.arg(day_text(from));
-        w.and(format!("day >= {p}"));
-        let p = w.arg(day_text(to));
-        w.and(format!("day <= {p}"));
-        if let Some(appid) = appid {
-            let p = w.arg(appid);
-            w.and(format!("appid = {p}"));
-        }
+        w.days(appid, from, to);
         let sql = format!(
             "SELECT appid, day, logins, active_users, new_users FROM daily_stats {} \
              ORDER BY day, appid",

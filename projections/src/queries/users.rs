@@ -7,11 +7,12 @@ use sqlx::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{Page, PageRequest, UserFilter, Where};
+use super::{
+    json_or_null_at, time_at, time_or_null_at, uuid_at, Page, PageRequest, UserFilter, Where,
+};
 use crate::cursor::{self, UserCursor};
 use crate::db::placeholders;
 use crate::error::ProjectionError;
-use crate::event::time_from_micros;
 use crate::ReadModels;
 
 /// A WeChat account of the user. The read model keeps the openid sealed under the user's data
@@ -148,25 +149,15 @@ impl ReadModels {
 }
 
 fn decode(row: &AnyRow) -> Result<UserRecord, ProjectionError> {
-    let corrupt = |what: &str, e: &dyn std::fmt::Display| {
-        ProjectionError::Corrupt(format!("user {what}: {e}"))
-    };
-    let id: String = row.try_get("user_id")?;
-    let profile: Option<String> = row.try_get("profile")?;
     Ok(UserRecord {
-        user_id: Uuid::try_parse(&id).map_err(|e| corrupt("id", &e))?,
+        user_id: uuid_at(row, "user_id")?,
         status: row.try_get("status")?,
         unionid: row.try_get("unionid")?,
         accounts: Vec::new(),
-        profile: profile
-            .map(|p| serde_json::from_str(&p))
-            .transpose()
-            .map_err(|e| corrupt("profile", &e))?,
+        profile: json_or_null_at(row, "profile")?,
         phone_index: row.try_get("phone_index")?,
-        created_at: time_from_micros(row.try_get("created_at")?),
-        updated_at: time_from_micros(row.try_get("updated_at")?),
-        last_login_at: row
-            .try_get::<Option<i64>, _>("last_login_at")?
-            .map(time_from_micros),
+        created_at: time_at(row, "created_at")?,
+        updated_at: time_at(row, "updated_at")?,
+        last_login_at: time_or_null_at(row, "last_login_at")?,
     })
 }

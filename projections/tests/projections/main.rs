@@ -15,7 +15,7 @@ use projections::{
     rebuild, spawn_runners, AuditFilter, LoginFilter, PageRequest, ProjectionError, ReadModels,
     SessionFilter, UserFilter,
 };
-use scenario::{session, t0, user, Scenario, APP_A, APP_B};
+use scenario::{session, t0, user, Scenario, APP_A, APP_B, SEALED_REASON};
 
 const CATCH_UP: Duration = Duration::from_secs(60);
 
@@ -245,7 +245,7 @@ async fn read_models_follow_the_log(db: Db) {
         .unwrap();
     assert_eq!(blocked.items.len(), 1);
     assert_eq!(blocked.items[0].actor, "admin:key1");
-    assert_eq!(blocked.items[0].details["reason"], "spam");
+    assert_eq!(blocked.items[0].details["reason"], SEALED_REASON);
     let revoked = models
         .audit(
             &AuditFilter {

@@ -10,6 +10,8 @@ use uuid::Uuid;
 
 pub const APP_A: &str = "wx0123456789abcdef";
 pub const APP_B: &str = "wxfedcba9876543210";
+/// A block reason as `UserBlocked` v2 carries it: sealed (the audit log keeps it sealed).
+pub const SEALED_REASON: &str = "pd1.c3BhbQ";
 
 pub fn user(u: usize) -> Uuid {
     Uuid::from_u128(0x0190_0000_0000_7000_8000_0000_0000_0000 + u as u128)
@@ -137,7 +139,8 @@ impl Scenario {
             self.push(
                 stream.clone(),
                 "UserBlocked",
-                json!({"reason": "spam"}),
+                // Sealed under the user's data key, as v2 writes it.
+                json!({"reason": SEALED_REASON}),
                 admin.clone(),
                 APP_A,
             );
