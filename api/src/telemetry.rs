@@ -1,4 +1,6 @@
 //! Logging. `RUST_LOG` filters; the default is `info` for our crates and `warn` elsewhere.
+//! Logs go to stderr: stdout is the commands' answer (`identityd keys rotate` prints the new
+//! key id there), and a driver's warning must not end up inside it.
 
 use tracing_subscriber::EnvFilter;
 
@@ -10,5 +12,6 @@ pub fn init() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)
+        .with_writer(std::io::stderr)
         .try_init();
 }
