@@ -18,7 +18,7 @@ fn identityd(args: &[&str], env: &[(&str, &str)]) -> Command {
         }
     }
     command
-        .env("IDENTITY_DATABASE_URL", infra::testing::fresh_sqlite_url())
+        .env("IDENTITY_DATABASE_URL", testkit::fresh_sqlite_url())
         .env("IDENTITY_MASTER_KEY", MASTER_KEY)
         .env("IDENTITY_LISTEN", "127.0.0.1:0")
         .envs(env.iter().copied());

@@ -342,8 +342,8 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
         .await
         .unwrap();
 
-    infra::testing::wait_until_log_readable(&url).await;
-    infra::testing::put_clear_session_key(&url, app, "o_alice_clear", b"sealed-session-key").await;
+    testkit::wait_until_log_readable(&url).await;
+    testkit::put_clear_session_key(&url, app, "o_alice_clear", b"sealed-session-key").await;
     // Two instances starting together: one migrates, the other waits and finds it done.
     let other = infra::store::connect(&url).await.unwrap();
     let (report, second) = tokio::join!(
@@ -471,7 +471,9 @@ async fn the_migration_seals_the_old_log(store: Arc<dyn Store>, url: String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_sealing() {
-    let (store, _) = infra::testing::sqlite_store().await;
+    let (store, _) = testkit::fresh_store(testkit::Backend::Sqlite)
+        .await
+        .unwrap();
     sealing_opens_until_the_key_is_destroyed(Arc::clone(&store)).await;
     erasure_releases_claims(Arc::clone(&store)).await;
     erasure_destroys_the_key_in_its_append(Arc::clone(&store)).await;
@@ -480,7 +482,9 @@ async fn sqlite_sealing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_migration() {
-    let (store, url) = infra::testing::sqlite_store().await;
+    let (store, url) = testkit::fresh_store(testkit::Backend::Sqlite)
+        .await
+        .unwrap();
     the_migration_seals_the_old_log(store, url).await;
 }
 
@@ -491,7 +495,9 @@ async fn sqlite_migration_vacuums_rows_deleted_before_secure_delete() {
     use sqlx::{ConnectOptions, Connection};
     use std::str::FromStr;
     const MARKER: &str = "leftover-openid-of-an-erased-user-8812";
-    let (store, url) = infra::testing::sqlite_store().await;
+    let (store, url) = testkit::fresh_store(testkit::Backend::Sqlite)
+        .await
+        .unwrap();
     let mut old = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
         .unwrap()
         .pragma("secure_delete", "OFF")
@@ -548,14 +554,14 @@ async fn sqlite_migration_vacuums_rows_deleted_before_secure_delete() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_migration() {
-    if let Some((store, url)) = infra::testing::postgres_store().await {
+    if let Some((store, url)) = testkit::fresh_store(testkit::Backend::Postgres).await {
         the_migration_seals_the_old_log(store, url).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn postgres_sealing() {
-    if let Some((store, _)) = infra::testing::postgres_store().await {
+    if let Some((store, _)) = testkit::fresh_store(testkit::Backend::Postgres).await {
         sealing_opens_until_the_key_is_destroyed(Arc::clone(&store)).await;
         erasure_releases_claims(Arc::clone(&store)).await;
         erasure_destroys_the_key_in_its_append(Arc::clone(&store)).await;

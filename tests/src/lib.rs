@@ -23,38 +23,12 @@ pub const APP_B: &str = "wxb000000000000002";
 pub const APP_C: &str = "wxc000000000000003";
 const OPEN_PLATFORM: &str = "open-platform-1";
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use testkit::{both_backends, Backend};
 
-/// Runs a test body once per backend (PostgreSQL only when `IDENTITY_TEST_POSTGRES_URL` is
-/// set; with `CI=true` it must be).
-#[macro_export]
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    if let Some(world) = $crate::World::start($crate::Backend::Sqlite).await {
-                        super::$name(world).await;
-                    }
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    if let Some(world) = $crate::World::start($crate::Backend::Postgres).await {
-                        super::$name(world).await;
-                    }
-                }
-            )+
-        }
-    };
+impl testkit::Fixture for World {
+    async fn start(backend: Backend) -> Option<Self> {
+        World::start(backend).await
+    }
 }
 
 /// The cloud-function login secret of `APP_A` (the other apps have none).
@@ -100,10 +74,7 @@ pub struct TestApp {
 
 impl World {
     pub async fn start(backend: Backend) -> Option<Self> {
-        let database_url = match backend {
-            Backend::Sqlite => infra::testing::fresh_sqlite_url(),
-            Backend::Postgres => infra::testing::fresh_postgres_url().await?,
-        };
+        let database_url = testkit::fresh_url(backend).await?;
         let app = |appid: &str, secret: &str, open: bool| SimApp {
             appid: AppId::parse(appid).expect("test appid"),
             secret: secret.to_owned(),

@@ -6,6 +6,7 @@ use identity_tests::{assert_problem, both_backends, json_of, World, ADMIN_TOKEN,
 use serde_json::json;
 
 both_backends! {
+    World:
     login_history_shows_every_login_within_a_second,
     every_admin_route_checks_its_scope,
     bad_filters_are_invalid_requests,

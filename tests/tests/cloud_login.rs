@@ -8,6 +8,7 @@ use infra::signed_request;
 use serde_json::{json, Value};
 
 both_backends! {
+    World:
     a_signed_context_logs_the_user_in,
     forged_stale_and_replayed_requests_are_refused,
     the_shipped_cloud_function_logs_in,

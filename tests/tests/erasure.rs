@@ -12,6 +12,7 @@ use infra::wechat::sim::Simulator;
 use serde_json::{json, Value};
 
 both_backends! {
+    World:
     erasure_leaves_the_person_unreadable_everywhere,
     erasing_oneself_leaves_nothing_either,
     an_older_log_is_sealed_at_start,
@@ -109,7 +110,7 @@ async fn database_files(world: &World) -> String {
             }
             String::from_utf8_lossy(&bytes).into_owned()
         }
-        Backend::Postgres => infra::testing::pg_dump_schema(&world.database_url).await,
+        Backend::Postgres => testkit::pg_dump_schema(&world.database_url).await,
     }
 }
 
@@ -238,7 +239,7 @@ async fn erasure_leaves_the_person_unreadable_everywhere(world: World) {
         .expect("answer");
     assert_eq!(erased.status(), 204);
     world.wait_for_projections(Duration::from_secs(10)).await;
-    infra::testing::wait_until_log_readable(&world.database_url).await;
+    testkit::wait_until_log_readable(&world.database_url).await;
 
     let needles = [
         openid_a.as_str(),
@@ -318,7 +319,7 @@ async fn erasing_oneself_leaves_nothing_either(world: World) {
         .expect("answer");
     assert_eq!(gone.status(), 204);
     world.wait_for_projections(Duration::from_secs(10)).await;
-    infra::testing::wait_until_log_readable(&world.database_url).await;
+    testkit::wait_until_log_readable(&world.database_url).await;
 
     let answers = everything_readable(&world, &admin, &user_id).await;
     let files = database_files(&world).await;
@@ -354,10 +355,8 @@ async fn an_older_log_is_sealed_at_start(world: World) {
     const ERASED_OPENID: &str = "o_legacy_erased_9952";
     const LEGACY_AGENT: &str = "Mozilla/5.0 (Android 9; LegacyPhone-8841) MicroMessenger/7.0.1";
     let url = match world.backend {
-        Backend::Sqlite => infra::testing::fresh_sqlite_url(),
-        Backend::Postgres => infra::testing::fresh_postgres_url()
-            .await
-            .expect("postgres"),
+        Backend::Sqlite => testkit::fresh_sqlite_url(),
+        Backend::Postgres => testkit::fresh_postgres_url().await.expect("postgres"),
     };
     let store = infra::store::connect(&url).await.expect("store");
     let (user, erased) = (Uuid::now_v7(), Uuid::now_v7());
@@ -440,7 +439,7 @@ async fn an_older_log_is_sealed_at_start(world: World) {
         .await
         .expect("an old erasure");
     drop(store);
-    infra::testing::wait_until_log_readable(&url).await;
+    testkit::wait_until_log_readable(&url).await;
 
     let upgraded = world
         .spawn_instance(|config| config.database_url = url.clone())
@@ -499,7 +498,7 @@ async fn an_older_log_is_sealed_at_start(world: World) {
             }
             String::from_utf8_lossy(&bytes).into_owned()
         }
-        Backend::Postgres => infra::testing::pg_dump_schema(&url).await,
+        Backend::Postgres => testkit::pg_dump_schema(&url).await,
     };
     for needle in [
         OPENID,
@@ -558,7 +557,7 @@ async fn values_that_look_sealed_are_sealed_and_erased(world: World) {
         .expect("answer");
     assert_eq!(erased.status(), 204);
     world.wait_for_projections(Duration::from_secs(10)).await;
-    infra::testing::wait_until_log_readable(&world.database_url).await;
+    testkit::wait_until_log_readable(&world.database_url).await;
     let answers = everything_readable(&world, &admin, &user_id).await;
     let files = database_files(&world).await;
     for clear in ["Dave Li", "DaveLiAgent"] {

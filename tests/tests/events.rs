@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 both_backends! {
+    World:
     catch_up_pages_walk_everything_once,
     bad_parameters_are_invalid_requests,
     every_event_route_checks_its_scope,

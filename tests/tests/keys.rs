@@ -12,6 +12,7 @@ use jsonwebtoken::jwk::JwkSet;
 use serde_json::{json, Value};
 
 both_backends! {
+    World:
     a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verify,
     after_rotate_master_the_new_key_alone_opens_everything,
     after_rotate_master_with_a_new_root_old_refresh_tokens_answer_401_and_the_rest_works,

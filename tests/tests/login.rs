@@ -4,6 +4,7 @@ use identity_tests::{assert_problem, both_backends, World, APP_A, APP_B, APP_C};
 use serde_json::{json, Value};
 
 both_backends! {
+    World:
     login_then_me,
     a_returning_user_is_the_same_user,
     concurrent_first_logins_make_one_user,
@@ -14,7 +15,7 @@ both_backends! {
 }
 
 async fn events_of_type(world: &World, event_type: &str) -> Vec<infra::store::RecordedEvent> {
-    infra::testing::wait_until_log_readable(&world.database_url).await;
+    testkit::wait_until_log_readable(&world.database_url).await;
     let store = world.store().await;
     let mut all = Vec::new();
     let mut after = 0;

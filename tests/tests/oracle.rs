@@ -16,6 +16,7 @@ use rand::RngCore;
 use serde_json::{json, Value};
 
 both_backends! {
+    World:
     random_ciphertexts_get_one_answer_then_none,
     an_honest_client_with_a_few_failures_still_authorizes,
     a_refused_decrypted_unionid_answers_like_any_failure,

@@ -8,6 +8,7 @@ use infra::wechat::sim::{Api, Simulator};
 use serde_json::{json, Value};
 
 both_backends! {
+    World:
     profile_and_phone_round_trip,
     a_newer_login_makes_old_encrypted_data_stale,
     bad_encrypted_data_is_named,
@@ -414,7 +415,7 @@ async fn erasure_leaves_no_personal_data_in_clear(world: World) {
             String::from_utf8_lossy(&bytes).into_owned()
         }
         identity_tests::Backend::Postgres => {
-            infra::testing::dump_postgres_tables(&world.database_url).await
+            testkit::dump_postgres_tables(&world.database_url).await
         }
     };
     assert!(haystack.len() > 1000, "read the database");

@@ -11,13 +11,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
 both_backends! {
+    World:
     ten_thousand_addresses_of_invalid_codes_add_no_events,
     refused_logins_are_audited_counted_and_erased,
 }
 
 /// Every event in the log.
 async fn event_count(world: &World) -> usize {
-    infra::testing::wait_until_log_readable(&world.database_url).await;
+    testkit::wait_until_log_readable(&world.database_url).await;
     let store = world.store().await;
     let (mut count, mut after) = (0, 0);
     loop {

@@ -99,7 +99,7 @@ fn assert_absent(haystack: &[u8], needles: &[Vec<u8>], place: &str) {
 }
 
 async fn all_events(world: &World) -> Vec<u8> {
-    infra::testing::wait_until_log_readable(&world.database_url).await;
+    testkit::wait_until_log_readable(&world.database_url).await;
     let store = world.store().await;
     let events = store.read_all(0, 10_000).await.expect("read_all");
     assert!(!events.is_empty());
@@ -151,7 +151,7 @@ async fn postgres_keeps_secrets_out_of_everything() {
     let needles = needles(&keys);
     assert_absent(responses.as_bytes(), &needles, "responses");
     assert_absent(&all_events(&world).await, &needles, "events");
-    let dump = infra::testing::dump_postgres_tables(&world.database_url).await;
+    let dump = testkit::dump_postgres_tables(&world.database_url).await;
     assert!(
         dump.contains("UserLoggedIn"),
         "the dump covers the events table"

@@ -7,6 +7,7 @@ use identity_tests::{assert_problem, both_backends, json_of, World, ADMIN_TOKEN,
 use serde_json::{json, Value};
 
 both_backends! {
+    World:
     block_then_unblock_revives_no_session,
     a_session_no_revocation_reached_stays_over_after_unblock,
     refresh_fails_after_the_idle_lifetime,

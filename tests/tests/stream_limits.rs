@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use identity_tests::{assert_problem, both_backends, World, APP_A};
 
 both_backends!(
+    World:
     a_revoked_keys_open_stream_ends_within_10_s,
     open_streams_per_key_are_capped,
     the_stream_outlives_the_request_timeout,

@@ -8,6 +8,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde_json::{json, Value};
 
 both_backends! {
+    World:
     access_token_verifies_with_the_jwks,
     tampered_and_unsigned_tokens_are_refused,
     refresh_rotates_and_reuse_revokes,

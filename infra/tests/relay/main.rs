@@ -11,53 +11,23 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
 use infra::relay::{self, RelayConfig};
-use infra::store::Store;
 use support::*;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// One test per backend, as the store suite: `sqlite::name` and `postgres::name`.
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(nats) = super::nats_url().await else { return };
-                    let (store, url) = infra::testing::sqlite_store().await;
-                    super::$name(store, url, nats).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(nats) = super::nats_url().await else { return };
-                    if let Some((store, url)) = infra::testing::postgres_store().await {
-                        super::$name(store, url, nats).await;
-                    }
-                }
-            )+
-        }
-    };
-}
+use testkit::both_backends;
 
 both_backends!(
+    RelayDb:
     concurrent_writers_reach_the_stream_once_in_order,
     a_restart_between_publish_and_checkpoint_publishes_nothing_twice,
 );
 
-async fn concurrent_writers_reach_the_stream_once_in_order(
-    store: Arc<dyn Store>,
-    url: String,
-    nats: String,
-) {
+async fn concurrent_writers_reach_the_stream_once_in_order(RelayDb { store, url, nats }: RelayDb) {
     let config = unique_config(&nats);
     write_concurrently(&store, 4, 400, 7).await;
     let relay = relay::spawn_relay(store.clone(), config.clone());
@@ -93,9 +63,7 @@ async fn concurrent_writers_reach_the_stream_once_in_order(
 /// (it resumes after the stream's last message), and a repeat that does get through is
 /// dropped by JetStream for its `Nats-Msg-Id`.
 async fn a_restart_between_publish_and_checkpoint_publishes_nothing_twice(
-    store: Arc<dyn Store>,
-    url: String,
-    nats: String,
+    RelayDb { store, url, nats }: RelayDb,
 ) {
     let config = unique_config(&nats);
     write_concurrently(&store, 2, 2500, 50).await;
@@ -153,7 +121,7 @@ async fn a_restart_between_publish_and_checkpoint_publishes_nothing_twice(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_publish_each_event_once() {
     let Some(nats) = nats_url().await else { return };
-    let Some((store, url)) = infra::testing::postgres_store().await else {
+    let Some((store, url)) = testkit::fresh_store(testkit::Backend::Postgres).await else {
         return;
     };
     let other = infra::store::connect(&url).await.unwrap();
@@ -188,7 +156,7 @@ async fn two_instances_publish_each_event_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_thousand_events_from_sixteen_writers() {
     let Some(nats) = nats_url().await else { return };
-    let Some((store, url)) = infra::testing::postgres_store().await else {
+    let Some((store, url)) = testkit::fresh_store(testkit::Backend::Postgres).await else {
         return;
     };
     let config = unique_config(&nats);
@@ -214,9 +182,11 @@ async fn a_nats_outage_delays_events_but_loses_none() {
     let Some(mut server) = NatsServer::start().await else {
         return;
     };
-    let (store, url) = match infra::testing::postgres_store().await {
+    let (store, url) = match testkit::fresh_store(testkit::Backend::Postgres).await {
         Some(pg) => pg,
-        None => infra::testing::sqlite_store().await,
+        None => testkit::fresh_store(testkit::Backend::Sqlite)
+            .await
+            .expect("a SQLite store"),
     };
     let config = RelayConfig {
         nats_url: server.url(),
