@@ -30,7 +30,7 @@ async fn login_history_shows_every_login_within_a_second(world: World) {
     let started = Instant::now();
     let path = format!("/v1/admin/users/{user_id}/logins?limit=100");
     loop {
-        let page = json_of(world.get_as(&key, &path).await).await;
+        let page = world.get_json(&key, &path).await;
         let items = page["items"].as_array().expect("items");
         if items.len() == N {
             // Newest first.
@@ -51,21 +51,15 @@ async fn login_history_shows_every_login_within_a_second(world: World) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let global = json_of(
-        world
-            .get_as(&key, &format!("/v1/admin/logins?appid={APP_A}&limit=100"))
-            .await,
-    )
-    .await;
+    let global = world
+        .get_json(&key, &format!("/v1/admin/logins?appid={APP_A}&limit=100"))
+        .await;
     assert_eq!(global["items"].as_array().expect("items").len(), N);
     // Each read model has its own runner: the daily stats may trail the history a moment.
     let stats = loop {
-        let stats = json_of(
-            world
-                .get_as(&key, &format!("/v1/admin/stats/daily?appid={APP_A}"))
-                .await,
-        )
-        .await;
+        let stats = world
+            .get_json(&key, &format!("/v1/admin/stats/daily?appid={APP_A}"))
+            .await;
         if stats["days"][0]["logins"] == N as i64 || started.elapsed() > Duration::from_secs(1) {
             break stats;
         }
@@ -250,7 +244,7 @@ async fn blocking_refuses_logins_and_ends_sessions(world: World) {
     assert_eq!(again["changed"], false);
 
     // The open session stops working at once: /v1/me, refresh, introspection.
-    let me = world.get_as(&access, "/v1/me").await;
+    let me = world.me(&access).await;
     assert_problem(me, 401, "unauthorized").await;
     let refreshed = world
         .http
@@ -280,22 +274,16 @@ async fn blocking_refuses_logins_and_ends_sessions(world: World) {
     assert_problem(world.login_with(APP_B, &code).await, 403, "user_blocked").await;
 
     world.wait_for_projections(Duration::from_secs(5)).await;
-    let user = json_of(
-        world
-            .get_as(&write, &format!("/v1/admin/users/{user_id}"))
-            .await,
-    )
-    .await;
+    let user = world
+        .get_json(&write, &format!("/v1/admin/users/{user_id}"))
+        .await;
     assert_eq!(user["status"], "blocked", "{user}");
-    let audit = json_of(
-        world
-            .get_as(
-                &write,
-                &format!("/v1/admin/audit?user_id={user_id}&action=UserBlocked"),
-            )
-            .await,
-    )
-    .await;
+    let audit = world
+        .get_json(
+            &write,
+            &format!("/v1/admin/audit?user_id={user_id}&action=UserBlocked"),
+        )
+        .await;
     let entries = audit["items"].as_array().expect("items");
     assert_eq!(entries.len(), 1, "{audit}");
     assert!(
@@ -304,12 +292,9 @@ async fn blocking_refuses_logins_and_ends_sessions(world: World) {
             .is_some_and(|a| a.starts_with("admin:")),
         "{audit}"
     );
-    let rejected = json_of(
-        world
-            .get_as(&write, "/v1/admin/audit?action=LoginRejected")
-            .await,
-    )
-    .await;
+    let rejected = world
+        .get_json(&write, "/v1/admin/audit?action=LoginRejected")
+        .await;
     assert_eq!(
         rejected["items"].as_array().expect("items").len(),
         2,
@@ -366,27 +351,21 @@ async fn lookups_find_users_by_their_accounts(world: World) {
     let unionid = a["user"]["unionid"].as_str().expect("unionid").to_owned();
     world.wait_for_projections(Duration::from_secs(5)).await;
 
-    let by_openid = json_of(
-        world
-            .get_as(
-                &key,
-                &format!("/v1/admin/users?appid={APP_B}&openid={openid_b}"),
-            )
-            .await,
-    )
-    .await;
+    let by_openid = world
+        .get_json(
+            &key,
+            &format!("/v1/admin/users?appid={APP_B}&openid={openid_b}"),
+        )
+        .await;
     let found = by_openid["items"].as_array().expect("items");
     assert_eq!(found.len(), 1, "{by_openid}");
     assert_eq!(found[0]["user_id"], user_id.as_str());
     assert_eq!(found[0]["accounts"].as_array().expect("accounts").len(), 2);
-    let by_unionid = json_of(
-        world
-            .get_as(&key, &format!("/v1/admin/users?unionid={unionid}"))
-            .await,
-    )
-    .await;
+    let by_unionid = world
+        .get_json(&key, &format!("/v1/admin/users?unionid={unionid}"))
+        .await;
     assert_eq!(by_unionid["items"][0]["user_id"], user_id.as_str());
-    let none = json_of(world.get_as(&key, "/v1/admin/users?unionid=nobody").await).await;
+    let none = world.get_json(&key, "/v1/admin/users?unionid=nobody").await;
     assert!(none["items"].as_array().expect("items").is_empty());
 }
 
@@ -399,7 +378,7 @@ async fn history_pages_with_opaque_cursors(world: World) {
     let mut seen = Vec::new();
     let mut path = format!("/v1/admin/logins?appid={APP_A}&limit=2");
     loop {
-        let page = json_of(world.get_as(&key, &path).await).await;
+        let page = world.get_json(&key, &path).await;
         seen.extend(
             page["items"]
                 .as_array()
@@ -423,7 +402,7 @@ async fn history_pages_with_opaque_cursors(world: World) {
 async fn a_revoked_key_is_refused_from_the_next_request(world: World) {
     let key = world.api_key("admin:read").await;
     let other = world.api_key("admin:read").await;
-    json_of(world.get_as(&key, "/v1/admin/logins").await).await;
+    world.get_json(&key, "/v1/admin/logins").await;
     let (key_id, _) = infra::api_keys::split_token(&key).expect("one of our keys");
     world
         .store()
@@ -438,5 +417,5 @@ async fn a_revoked_key_is_refused_from_the_next_request(world: World) {
         "unauthorized",
     )
     .await;
-    json_of(world.get_as(&other, "/v1/admin/logins").await).await;
+    world.get_json(&other, "/v1/admin/logins").await;
 }

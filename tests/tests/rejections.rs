@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use api::usecases::rejections::MAX_ROWS_PER_APP_DAY;
 use futures::StreamExt;
 use identity_tests::{assert_problem, both_backends, World, APP_A, APP_B};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
@@ -81,12 +81,9 @@ async fn ten_thousand_addresses_of_invalid_codes_add_no_events(world: World) {
     // Admins still see all of them: counted by reason, and in the audit log as tallies whose
     // rows are bounded (addresses past the day's cap are counted without their address).
     let admin = world.api_key("admin:read").await;
-    let stats: Value = world
-        .get_as(&admin, &format!("/v1/admin/stats/daily?appid={APP_A}"))
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let stats = world
+        .get_json(&admin, &format!("/v1/admin/stats/daily?appid={APP_A}"))
+        .await;
     let today = &stats["days"]
         .as_array()
         .expect("days")
@@ -100,15 +97,12 @@ async fn ten_thousand_addresses_of_invalid_codes_add_no_events(world: World) {
     );
     let (mut rows, mut attempts, mut cursor) = (0, 0, String::new());
     loop {
-        let page: Value = world
-            .get_as(
+        let page = world
+            .get_json(
                 &admin,
                 &format!("/v1/admin/audit?action=LoginRejected&limit=200{cursor}"),
             )
-            .await
-            .json()
-            .await
-            .expect("JSON");
+            .await;
         for item in page["items"].as_array().expect("items") {
             rows += 1;
             attempts += item["details"]["attempts"].as_i64().expect("attempts");
@@ -157,12 +151,9 @@ async fn refused_logins_are_audited_counted_and_erased(world: World) {
     let audit = |query: String| {
         let (world, writer) = (&world, &writer);
         async move {
-            let page: Value = world
-                .get_as(writer, &format!("/v1/admin/audit?{query}"))
-                .await
-                .json()
-                .await
-                .expect("JSON");
+            let page = world
+                .get_json(writer, &format!("/v1/admin/audit?{query}"))
+                .await;
             page["items"].as_array().expect("items").clone()
         }
     };
@@ -194,12 +185,9 @@ async fn refused_logins_are_audited_counted_and_erased(world: World) {
     assert!(whole.iter().any(|item| item["action"] == "UserBlocked"));
     let (mut walked, mut cursor) = (Vec::new(), String::new());
     loop {
-        let page: Value = world
-            .get_as(&writer, &format!("/v1/admin/audit?limit=2{cursor}"))
-            .await
-            .json()
-            .await
-            .expect("JSON");
+        let page = world
+            .get_json(&writer, &format!("/v1/admin/audit?limit=2{cursor}"))
+            .await;
         walked.extend(page["items"].as_array().expect("items").iter().cloned());
         match page["next_cursor"].as_str() {
             Some(next) => cursor = format!("&cursor={next}"),
