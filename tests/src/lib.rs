@@ -4,13 +4,17 @@
 //! [`assert_problem`] and [`json_of`].
 
 mod answers;
+mod cloud;
 mod log;
 mod requests;
+mod streams;
 mod world;
 
 pub use answers::*;
+pub use cloud::Signed;
 pub use log::database_text;
 pub use requests::{Call, Login};
+pub use streams::{assert_more_arrives, until_ended};
 pub use testkit::{both_backends, Backend};
 pub use world::{TestApp, TestClock, World};
 

@@ -41,10 +41,19 @@ impl World {
     pub async fn database_text(&self) -> String {
         database_text(&self.database_url).await
     }
+
+    /// [`World::database_text`] as bytes, for looking for binary secrets.
+    pub async fn database_bytes(&self) -> Vec<u8> {
+        database_bytes(&self.database_url).await
+    }
 }
 
 /// [`World::database_text`] of any test database.
 pub async fn database_text(url: &str) -> String {
+    String::from_utf8_lossy(&database_bytes(url).await).into_owned()
+}
+
+async fn database_bytes(url: &str) -> Vec<u8> {
     match testkit::backend_of(url) {
         Backend::Sqlite => {
             let path = url
@@ -56,8 +65,8 @@ pub async fn database_text(url: &str) -> String {
                     bytes.extend(more);
                 }
             }
-            String::from_utf8_lossy(&bytes).into_owned()
+            bytes
         }
-        Backend::Postgres => testkit::pg_dump_schema(url).await,
+        Backend::Postgres => testkit::pg_dump_schema(url).await.into_bytes(),
     }
 }

@@ -143,9 +143,30 @@ impl World {
             .await
     }
 
+    /// `GET path` on the instance at `base`, without credentials.
+    pub async fn get_at(&self, base: &str, path: &str) -> Response {
+        self.call_at(base, Method::GET, path).send().await
+    }
+
     /// `GET path` as `credential`, answered 200: its JSON body.
     pub async fn get_json(&self, credential: &str, path: &str) -> Value {
         crate::json_of(self.get_as(credential, path).await).await
+    }
+
+    /// Every item of a cursor-paged list (`items`, `next_cursor`), walked page by page from
+    /// `path` (which holds the query, `limit` included).
+    pub async fn all_pages(&self, credential: &str, path: &str) -> Vec<Value> {
+        let mut items = Vec::new();
+        let mut page = self.get_json(credential, path).await;
+        loop {
+            items.extend(page["items"].as_array().expect("items").iter().cloned());
+            let Some(cursor) = page["next_cursor"].as_str() else {
+                return items;
+            };
+            page = self
+                .get_json(credential, &format!("{path}&cursor={cursor}"))
+                .await;
+        }
     }
 
     /// An admin action on a user, with its reason: `POST /v1/admin/users/{user_id}/{action}`
@@ -159,6 +180,37 @@ impl World {
     ) -> Response {
         let path = format!("/v1/admin/users/{user_id}/{action}");
         self.post_as(key, &path, json!({ "reason": reason })).await
+    }
+
+    /// Asserts who may not call `method path` (with `body`, if any): no credential and unknown
+    /// keys (malformed or not) answer 401, each of `forbidden` (keys of other scopes, user
+    /// tokens) 403.
+    pub async fn assert_refused_to(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        forbidden: &[&str],
+    ) {
+        let call = |credential: Option<&str>| {
+            let mut call = self.call(method.clone(), path);
+            if let Some(body) = body {
+                call = call.json(body);
+            }
+            if let Some(credential) = credential {
+                call = call.bearer(credential);
+            }
+            call.send()
+        };
+        let unknown = "idk_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+        for credential in [None, Some("idk_nope.nope"), Some(unknown)] {
+            let refused = call(credential).await;
+            crate::assert_problem(refused, 401, "unauthorized").await;
+        }
+        for credential in forbidden {
+            let refused = call(Some(credential)).await;
+            crate::assert_problem(refused, 403, "forbidden").await;
+        }
     }
 
     /// Asserts that a login's session is over: its refresh token, its access token and its

@@ -223,6 +223,15 @@ impl World {
         code
     }
 
+    /// Shares `profile` (WeChat's names) of `user` of `appid` with the user of `access`:
+    /// `wx.getUserProfile()`, then `POST /v1/me/profile/authorize`.
+    pub async fn share_profile(&self, access: &str, appid: &str, user: &str, profile: Value) {
+        let wx = self.get_user_profile(appid, user, profile).await;
+        let body = crate::authorize_body(&wx);
+        let answer = self.post_as(access, "/v1/me/profile/authorize", body).await;
+        assert_eq!(answer.status(), 204, "{:?}", answer.text().await);
+    }
+
     /// Injects a WeChat fault into the simulator.
     pub async fn inject(&self, fault: Value) {
         let status = self.sim("faults", fault).await.status();

@@ -3,11 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use identity_tests::{Backend, World, APP_A};
-use serde_json::Value;
+use identity_tests::{json_of, Backend, World, APP_A};
 
 async fn relay_progress_is_reported(backend: Backend) {
-    let Some(nats) = nats_url() else { return };
+    let Some(nats) = testkit::nats_url().await else {
+        return;
+    };
     let Some(world) = World::start(backend).await else {
         return;
     };
@@ -24,15 +25,7 @@ async fn relay_progress_is_reported(backend: Backend) {
 
     let started = Instant::now();
     loop {
-        let ready: Value = world
-            .http
-            .get(format!("{}/readyz", relaying.base))
-            .send()
-            .await
-            .expect("readyz")
-            .json()
-            .await
-            .expect("JSON");
+        let ready = json_of(world.get_at(&relaying.base, "/readyz").await).await;
         let relay = &ready["nats_relay"];
         assert_eq!(relay["stream"], stream.as_str(), "{ready}");
         if relay["position"].as_i64().unwrap_or(0) >= 3 && relay["lag"] == 0 {
@@ -44,15 +37,8 @@ async fn relay_progress_is_reported(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let metrics = world
-        .http
-        .get(format!("{}/metrics", relaying.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = world.get_at(&relaying.base, "/metrics").await;
+    let metrics = metrics.text().await.expect("text");
     assert!(
         metrics.contains("identity_nats_relay_lag_events 0"),
         "{metrics}"
@@ -63,18 +49,6 @@ async fn relay_progress_is_reported(backend: Backend) {
     let _ = async_nats::jetstream::new(client)
         .delete_stream(&stream)
         .await;
-}
-
-fn nats_url() -> Option<String> {
-    match std::env::var("IDENTITY_TEST_NATS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(!ci, "IDENTITY_TEST_NATS_URL must be set under CI=true");
-            eprintln!("skipping: IDENTITY_TEST_NATS_URL is not set");
-            None
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
