@@ -73,11 +73,7 @@ fn sqlite_keys_are_created_listed_and_revoked() {
 
 #[tokio::test]
 async fn postgres_keys_are_created_listed_and_revoked() {
-    if let Some(url) = testkit::fresh_postgres_url().await {
-        tokio::task::spawn_blocking(move || keys_are_created_listed_and_revoked(&url))
-            .await
-            .expect("the test body");
-    }
+    on_postgres(keys_are_created_listed_and_revoked).await;
 }
 
 /// `identityd keys …` with these master keys (`None`: unset).
@@ -164,8 +160,13 @@ fn sqlite_keys_rotate_from_the_command_line() {
 
 #[tokio::test]
 async fn postgres_keys_rotate_from_the_command_line() {
+    on_postgres(keys_rotate_from_the_command_line).await;
+}
+
+/// Runs a blocking test body on a fresh PostgreSQL schema (skipped without one).
+async fn on_postgres(body: fn(&str)) {
     if let Some(url) = testkit::fresh_postgres_url().await {
-        tokio::task::spawn_blocking(move || keys_rotate_from_the_command_line(&url))
+        tokio::task::spawn_blocking(move || body(&url))
             .await
             .expect("the test body");
     }

@@ -10,6 +10,8 @@
 //! half of a test is skipped (with a line on stderr), except under `CI=true`, where that fails.
 //! NATS (`IDENTITY_TEST_NATS_URL`) follows the same rule.
 
+pub mod sim;
+
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -54,6 +56,14 @@ macro_rules! both_backends {
                 }
             )+
         }
+    };
+}
+
+/// Asserts that `value` matches `pattern`, showing the value when it does not.
+#[macro_export]
+macro_rules! assert_matches {
+    ($value:expr, $pattern:pat) => {
+        assert!(matches!($value, $pattern), "{:?}", $value)
     };
 }
 
@@ -203,9 +213,7 @@ pub async fn put_clear_session_key(url: &str, appid: &str, openid: &str, sealed:
             .await
             .expect("store a clear-addressed session key");
     } else {
-        let mut conn = PgConnection::connect(url)
-            .await
-            .expect("connect to the test database");
+        let mut conn = connect_postgres(url).await;
         sqlx::query(&insert(["$1", "$2", "$3", "now()"]))
             .bind(appid)
             .bind(openid)
@@ -225,9 +233,7 @@ pub async fn wait_until_log_readable(url: &str) {
     if is_sqlite(url) {
         return;
     }
-    let mut conn = PgConnection::connect(url)
-        .await
-        .expect("connect to the test database");
+    let mut conn = connect_postgres(url).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let readable: bool = sqlx::query_scalar(
@@ -250,6 +256,45 @@ pub async fn wait_until_log_readable(url: &str) {
     }
 }
 
+/// The whole log of the URL's database, as `read_all` pages through it, once every event
+/// committed so far is readable.
+pub async fn whole_log(store: &dyn Store, url: &str) -> Vec<infra::store::RecordedEvent> {
+    wait_until_log_readable(url).await;
+    let mut log = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.read_all(after, 5000).await.expect("read the log");
+        let Some(last) = page.last() else {
+            return log;
+        };
+        after = last.position;
+        log.extend(page);
+    }
+}
+
+/// A connection to the test PostgreSQL server (see [`try_connect_postgres`]).
+async fn connect_postgres(url: &str) -> PgConnection {
+    try_connect_postgres(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the test database: {e}"))
+}
+
+/// A connection to the test PostgreSQL server. The server is shared (by parallel tests, and by
+/// other runs): when all its connection slots are taken, this waits for one (30 s at most).
+async fn try_connect_postgres(url: &str) -> Result<PgConnection, sqlx::Error> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match PgConnection::connect(url).await {
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("53300") && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            connected => return connected,
+        }
+    }
+}
+
 /// The server's transactions that hold a transaction id, oldest first: what holds back the
 /// horizon below which events are readable.
 async fn oldest_transactions(conn: &mut PgConnection) -> Vec<String> {
@@ -266,9 +311,7 @@ async fn oldest_transactions(conn: &mut PgConnection) -> Vec<String> {
 /// Every row of every table in the URL's schema, as text, for tests that look for what must
 /// never be stored (secrets in clear).
 pub async fn dump_postgres_tables(url: &str) -> String {
-    let mut conn = PgConnection::connect(url)
-        .await
-        .expect("connect to the test database");
+    let mut conn = connect_postgres(url).await;
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables \
          WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY 1",
@@ -293,7 +336,7 @@ pub async fn dump_postgres_tables(url: &str) -> String {
 }
 
 async fn create_schema(base: &str, schema: &str) -> Result<(), sqlx::Error> {
-    let mut conn = PgConnection::connect(base).await?;
+    let mut conn = try_connect_postgres(base).await?;
     static CLEANED: AtomicBool = AtomicBool::new(false);
     if !CLEANED.swap(true, Ordering::Relaxed) {
         drop_stale_schemas(&mut conn).await;
@@ -341,9 +384,7 @@ fn with_search_path(base: &str, schema: &str) -> String {
 /// `pg_dump` of the URL's schema (definitions and data), as an operator would take a backup:
 /// for tests that look for what must never be stored.
 pub async fn pg_dump_schema(url: &str) -> String {
-    let mut conn = PgConnection::connect(url)
-        .await
-        .expect("connect to the test database");
+    let mut conn = connect_postgres(url).await;
     let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
         .fetch_one(&mut conn)
         .await

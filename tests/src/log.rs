@@ -7,26 +7,19 @@ use infra::store::RecordedEvent;
 use crate::{Backend, World};
 
 impl World {
+    /// The event store on the world's database (one pool for the whole test).
     pub async fn store(&self) -> Arc<dyn infra::store::Store> {
-        infra::store::connect(&self.database_url)
-            .await
-            .expect("open store")
+        let store = self.store.get_or_init(|| async {
+            infra::store::connect(&self.database_url)
+                .await
+                .expect("open store")
+        });
+        store.await.clone()
     }
 
     /// Every event committed so far, in log order.
     pub async fn log(&self) -> Vec<RecordedEvent> {
-        testkit::wait_until_log_readable(&self.database_url).await;
-        let store = self.store().await;
-        let mut all = Vec::new();
-        let mut after = 0;
-        loop {
-            let page = store.read_all(after, 1000).await.expect("read_all");
-            let Some(last) = page.last() else {
-                return all;
-            };
-            after = last.position;
-            all.extend(page);
-        }
+        testkit::whole_log(self.store().await.as_ref(), &self.database_url).await
     }
 
     /// The events of the log of one type.

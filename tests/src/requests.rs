@@ -3,6 +3,9 @@
 
 use std::ops::Deref;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::{json, Value};
 
@@ -65,13 +68,20 @@ pub struct Login {
     pub access: String,
     pub refresh: String,
     pub user_id: String,
+    /// The session the login opened (the access token's `sid`).
+    pub session_id: String,
 }
 
 impl Login {
     pub fn of(body: Value) -> Self {
         let text = |value: &Value| value.as_str().expect("a login answer").to_owned();
+        let access = text(&body["access_token"]);
+        let claims = access.split('.').nth(1).expect("a JWT");
+        let claims = URL_SAFE_NO_PAD.decode(claims).expect("base64url claims");
+        let claims: Value = serde_json::from_slice(&claims).expect("JSON claims");
         Self {
-            access: text(&body["access_token"]),
+            session_id: text(&claims["sid"]),
+            access,
             refresh: text(&body["refresh_token"]),
             user_id: text(&body["user"]["user_id"]),
             body,
@@ -119,20 +129,17 @@ impl World {
 
     /// `POST path` with a bearer credential and a JSON body.
     pub async fn post_as(&self, credential: &str, path: &str, body: Value) -> Response {
-        self.call(Method::POST, path)
-            .bearer(credential)
-            .json(&body)
-            .send()
-            .await
+        self.send_as(Method::POST, credential, path, body).await
     }
 
     /// `PUT path` with a bearer credential and a JSON body.
     pub async fn put_as(&self, credential: &str, path: &str, body: Value) -> Response {
-        self.call(Method::PUT, path)
-            .bearer(credential)
-            .json(&body)
-            .send()
-            .await
+        self.send_as(Method::PUT, credential, path, body).await
+    }
+
+    async fn send_as(&self, method: Method, credential: &str, path: &str, body: Value) -> Response {
+        let call = self.call(method, path).bearer(credential);
+        call.json(&body).send().await
     }
 
     /// `DELETE path` with a bearer credential.

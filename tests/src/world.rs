@@ -8,10 +8,10 @@ use api::config::{Apps, Config};
 use api::startup::Application;
 use domain::AppId;
 use infra::crypto::MasterKey;
-use infra::wechat::sim::{SimApp, SimConfig, Simulator};
+use infra::wechat::sim::Simulator;
 use secrecy::ExposeSecret;
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
+use testkit::sim::SimServer;
 use tokio::sync::oneshot;
 
 use crate::{Backend, ADMIN_TOKEN, APP_A, APP_B, APP_C, CLOUD_SECRET_A};
@@ -50,8 +50,9 @@ pub struct World {
     pub clock: Arc<TestClock>,
     pub database_url: String,
     pub simulator: Arc<Simulator>,
-    pub sim_base: String,
+    sim: SimServer,
     master_key: String,
+    pub(crate) store: tokio::sync::OnceCell<Arc<dyn infra::store::Store>>,
     pub app: TestApp,
     pub http: reqwest::Client,
 }
@@ -65,36 +66,22 @@ pub struct TestApp {
 impl World {
     pub async fn start(backend: Backend) -> Option<Self> {
         let database_url = testkit::fresh_url(backend).await?;
-        let app = |appid: &str, secret: &str, open: bool| SimApp {
-            appid: AppId::parse(appid).expect("test appid"),
-            secret: secret.to_owned(),
-            open_platform: open.then(|| OPEN_PLATFORM.to_owned()),
-        };
-        let simulator = Simulator::new(SimConfig {
-            apps: vec![
-                app(APP_A, "secret-a", true),
-                app(APP_B, "secret-b", true),
-                app(APP_C, "secret-c", false),
-            ],
-        });
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind simulator");
-        let sim_base = format!(
-            "http://{}",
-            listener.local_addr().expect("simulator address")
-        );
-        let router = simulator.router();
-        tokio::spawn(async move { axum::serve(listener, router).await });
+        let sim = SimServer::start(&[
+            (APP_A, "secret-a", Some(OPEN_PLATFORM)),
+            (APP_B, "secret-b", Some(OPEN_PLATFORM)),
+            (APP_C, "secret-c", None),
+        ])
+        .await;
 
         let master_key = MasterKey::generate().to_base64().expose_secret().to_owned();
         let mut world = Self {
             backend,
             clock: Arc::default(),
             database_url,
-            simulator,
-            sim_base,
+            simulator: sim.sim.clone(),
+            sim,
             master_key,
+            store: tokio::sync::OnceCell::new(),
             app: TestApp {
                 base: String::new(),
                 _stop: oneshot::channel().0,
@@ -111,7 +98,7 @@ impl World {
         Config {
             database_url: self.database_url.clone(),
             listen: "127.0.0.1:0".into(),
-            wechat_api_base: self.sim_base.clone(),
+            wechat_api_base: self.sim.base.clone(),
             apps: serde_json::from_value::<Apps>(json!(apps)).expect("apps"),
             admin_token: Some(ADMIN_TOKEN.to_owned().into()),
             master_key: Some(self.master_key.clone().into()),
@@ -184,24 +171,9 @@ impl World {
 
 /// The simulator's `/sim/*` endpoints: the phone's part.
 impl World {
-    /// `POST /sim/{what}` with a JSON body.
-    pub async fn sim(&self, what: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/sim/{what}", self.sim_base))
-            .json(&body)
-            .send()
-            .await
-            .expect("simulator answers")
-    }
-
     /// Plays the phone: `wx.login()` for `user` in `appid`.
     pub async fn wx_login(&self, appid: &str, user: &str) -> String {
-        let answer = crate::json_of(
-            self.sim("wx.login", json!({ "appid": appid, "user": user }))
-                .await,
-        )
-        .await;
-        answer["code"].as_str().expect("a code").to_owned()
+        self.sim.wx_login(appid, Some(user)).await
     }
 
     /// What the phone-number button gives `user` of `appid`: a code for `POST /v1/me/phone`.
@@ -234,14 +206,13 @@ impl World {
 
     /// Injects a WeChat fault into the simulator.
     pub async fn inject(&self, fault: Value) {
-        let status = self.sim("faults", fault).await.status();
-        assert!(status.is_success(), "fault injection refused: {status}");
+        self.sim.fault(fault).await;
     }
 
     /// What the simulator's `wx.getUserProfile()` gives `user` of `appid` sharing `profile`
     /// (WeChat's names: `nickName`, `city`, …), sealed under their current `session_key`.
     pub async fn get_user_profile(&self, appid: &str, user: &str, profile: Value) -> Value {
         let body = json!({ "appid": appid, "user": user, "profile": profile });
-        crate::json_of(self.sim("getUserProfile", body).await).await
+        self.sim.post_ok("/sim/getUserProfile", body).await
     }
 }

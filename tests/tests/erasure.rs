@@ -131,15 +131,16 @@ async fn erasure_leaves_the_person_unreadable_everywhere(world: World) {
 
     // While the person lives: search by openid, unionid and phone finds them, and admins read
     // their identifiers, device and the block reason.
-    for query in [
-        format!("appid={APP_B}&openid={openid_b}"),
+    let lookups = [
         format!("openid={openid_a}"),
         format!("unionid={unionid}"),
         format!("phone=%2B86{phone}"),
-    ] {
-        let found: Value =
-            serde_json::from_str(&text(&world, &admin, &format!("/v1/admin/users?{query}")).await)
-                .expect("JSON");
+    ];
+    let by_app = format!("appid={APP_B}&openid={openid_b}");
+    for query in std::iter::once(by_app).chain(lookups.clone()) {
+        let found = world
+            .get_json(&admin, &format!("/v1/admin/users?{query}"))
+            .await;
         assert_eq!(
             found["items"][0]["user_id"],
             user_id.as_str(),
@@ -201,14 +202,10 @@ async fn erasure_leaves_the_person_unreadable_everywhere(world: World) {
         needles,
         &[("an answer", &answers), ("the database", &files)],
     );
-    for query in [
-        format!("openid={openid_a}"),
-        format!("unionid={unionid}"),
-        format!("phone=%2B86{phone}"),
-    ] {
-        let found: Value =
-            serde_json::from_str(&text(&world, &admin, &format!("/v1/admin/users?{query}")).await)
-                .expect("JSON");
+    for query in lookups {
+        let found = world
+            .get_json(&admin, &format!("/v1/admin/users?{query}"))
+            .await;
         assert_eq!(
             found["items"],
             json!([]),

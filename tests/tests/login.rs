@@ -93,12 +93,8 @@ async fn wechat_refusals_map_to_problems(world: World) {
     let code = world.wx_login(APP_A, "erin").await;
     assert_eq!(world.login_with(APP_A, &code).await.status(), 200);
     assert_problem(world.login_with(APP_A, &code).await, 400, "invalid_code").await;
-    assert_problem(
-        world.login_with(APP_A, "never-issued").await,
-        400,
-        "invalid_code",
-    )
-    .await;
+    let never_issued = world.login_with(APP_A, "never-issued").await;
+    assert_problem(never_issued, 400, "invalid_code").await;
 
     world
         .inject(json!({ "api": "jscode2session", "errcode": 40226 }))

@@ -108,12 +108,8 @@ async fn refused_logins_are_audited_counted_and_erased(world: World) {
         let code = world.wx_login(appid, "blocked-one").await;
         assert_problem(world.login_with(appid, &code).await, 403, "user_blocked").await;
     }
-    assert_problem(
-        world.login_with(APP_B, "never-issued").await,
-        400,
-        "invalid_code",
-    )
-    .await;
+    let never_issued = world.login_with(APP_B, "never-issued").await;
+    assert_problem(never_issued, 400, "invalid_code").await;
 
     // The audit log names the blocked user (so it can be found, and erased) and the address.
     let audit = |query: String| {

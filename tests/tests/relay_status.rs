@@ -3,13 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use identity_tests::{json_of, Backend, World, APP_A};
+use identity_tests::{both_backends, json_of, World, APP_A};
 
-async fn relay_progress_is_reported(backend: Backend) {
+both_backends!(World: relay_progress_is_reported);
+
+async fn relay_progress_is_reported(world: World) {
     let Some(nats) = testkit::nats_url().await else {
-        return;
-    };
-    let Some(world) = World::start(backend).await else {
         return;
     };
     let suffix = uuid::Uuid::now_v7().simple().to_string();
@@ -49,14 +48,4 @@ async fn relay_progress_is_reported(backend: Backend) {
     let _ = async_nats::jetstream::new(client)
         .delete_stream(&stream)
         .await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_relay_progress_is_reported() {
-    relay_progress_is_reported(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_relay_progress_is_reported() {
-    relay_progress_is_reported(Backend::Postgres).await;
 }

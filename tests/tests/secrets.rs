@@ -6,7 +6,19 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use identity_tests::{Backend, World, APP_A, APP_B};
+use identity_tests::{both_backends, World, APP_A, APP_B};
+
+both_backends!(Logged: keeps_secrets_out_of_everything);
+
+/// A world whose every log line, from its start on, is captured.
+struct Logged(World);
+
+impl testkit::Fixture for Logged {
+    async fn start(backend: testkit::Backend) -> Option<Self> {
+        logs();
+        World::start(backend).await.map(Logged)
+    }
+}
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -103,11 +115,8 @@ async fn all_events(world: &World) -> Vec<u8> {
     text
 }
 
-async fn keeps_secrets_out_of_everything(backend: Backend) {
+async fn keeps_secrets_out_of_everything(Logged(world): Logged) {
     let logs = logs();
-    let Some(world) = World::start(backend).await else {
-        return;
-    };
     let (keys, responses) = exercise(&world).await;
     assert_eq!(keys.len(), 4);
     let needles = needles(&keys);
@@ -120,14 +129,4 @@ async fn keeps_secrets_out_of_everything(backend: Backend) {
     );
     assert_absent(&stored, &needles, "the database");
     assert_absent(&logs.0.lock().expect("logs"), &needles, "the logs");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_keeps_secrets_out_of_everything() {
-    keeps_secrets_out_of_everything(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_keeps_secrets_out_of_everything() {
-    keeps_secrets_out_of_everything(Backend::Postgres).await;
 }

@@ -15,11 +15,26 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
 use infra::relay::{self, RelayConfig};
+use infra::store::{RecordedEvent, Store};
 use support::*;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-use testkit::both_backends;
+/// JetStream holds exactly the log, and the relay's checkpoint reaches its end.
+async fn assert_relayed(
+    store: &dyn Store,
+    nats: &str,
+    config: &RelayConfig,
+    log: &[RecordedEvent],
+) {
+    let js = jetstream(nats).await;
+    let received = read_stream(&js, &config.stream, log.len(), PATIENCE).await;
+    assert_exactly_the_log(&received, log, config);
+    let end = log.last().expect("a log").position;
+    wait_for_checkpoint(store, &config.stream, end, PATIENCE).await;
+}
+
+use testkit::{both_backends, Backend, Fixture};
 
 both_backends!(
     RelayDb:
@@ -37,10 +52,8 @@ async fn concurrent_writers_reach_the_stream_once_in_order(RelayDb { store, url,
     let js = jetstream(&nats).await;
     let log = whole_log(store.as_ref(), &url).await;
     assert_eq!(log.len(), 3400);
-    let received = read_stream(&js, &config.stream, log.len(), PATIENCE).await;
-    assert_exactly_the_log(&received, &log, &config);
+    assert_relayed(store.as_ref(), &nats, &config, &log).await;
     let last = log.last().unwrap().position;
-    wait_for_checkpoint(store.as_ref(), &config.stream, last, PATIENCE).await;
     assert_eq!(relay.health().borrow().published, last);
 
     // The stream the relay made: our subjects, file storage, a duplicate window.
@@ -82,19 +95,11 @@ async fn a_restart_between_publish_and_checkpoint_publishes_nothing_twice(
     let relay = relay::spawn_relay(store.clone(), config.clone());
     write_concurrently(&store, 2, 500, 25).await;
     let log = whole_log(store.as_ref(), &url).await;
-    let js = jetstream(&nats).await;
-    let received = read_stream(&js, &config.stream, log.len(), PATIENCE).await;
-    assert_exactly_the_log(&received, &log, &config);
-    wait_for_checkpoint(
-        store.as_ref(),
-        &config.stream,
-        log.last().unwrap().position,
-        PATIENCE,
-    )
-    .await;
+    assert_relayed(store.as_ref(), &nats, &config, &log).await;
     relay.shutdown().await;
 
     // The second guard: the same event id again is acknowledged as a duplicate, not stored.
+    let js = jetstream(&nats).await;
     let event = &log[10];
     let ack = js
         .send_publish(
@@ -120,8 +125,7 @@ async fn a_restart_between_publish_and_checkpoint_publishes_nothing_twice(
 /// and the stream still holds every event once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_publish_each_event_once() {
-    let Some(nats) = nats_url().await else { return };
-    let Some((store, url)) = testkit::fresh_store(testkit::Backend::Postgres).await else {
+    let Some(RelayDb { store, url, nats }) = RelayDb::start(Backend::Postgres).await else {
         return;
     };
     let other = infra::store::connect(&url).await.unwrap();
@@ -155,8 +159,7 @@ async fn two_instances_publish_each_event_once() {
 /// relay runs; JetStream receives each exactly once, in position order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_thousand_events_from_sixteen_writers() {
-    let Some(nats) = nats_url().await else { return };
-    let Some((store, url)) = testkit::fresh_store(testkit::Backend::Postgres).await else {
+    let Some(RelayDb { store, url, nats }) = RelayDb::start(Backend::Postgres).await else {
         return;
     };
     let config = unique_config(&nats);
@@ -220,16 +223,7 @@ async fn a_nats_outage_delays_events_but_loses_none() {
 
     let log = whole_log(store.as_ref(), &url).await;
     assert_eq!(log.len(), 3000);
-    let js = jetstream(&server.url()).await;
-    let received = read_stream(&js, &config.stream, log.len(), PATIENCE).await;
-    assert_exactly_the_log(&received, &log, &config);
-    wait_for_checkpoint(
-        store.as_ref(),
-        &config.stream,
-        log.last().unwrap().position,
-        PATIENCE,
-    )
-    .await;
+    assert_relayed(store.as_ref(), &server.url(), &config, &log).await;
     assert_eq!(relay.health().borrow().failures, 0);
     relay.shutdown().await;
 }

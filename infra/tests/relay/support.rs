@@ -108,20 +108,7 @@ pub async fn write_concurrently(
     }
 }
 
-/// The whole log, as `read_all` pages through it.
-pub async fn whole_log(store: &dyn Store, url: &str) -> Vec<RecordedEvent> {
-    testkit::wait_until_log_readable(url).await;
-    let mut log = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.read_all(after, 5000).await.expect("read the log");
-        let Some(last) = page.last() else {
-            return log;
-        };
-        after = last.position;
-        log.extend(page);
-    }
-}
+pub use testkit::whole_log;
 
 /// A message as read back from the stream.
 #[derive(Debug)]

@@ -11,14 +11,22 @@ use std::time::{Duration, Instant};
 
 use chrono::{Duration as Minutes, NaiveDate};
 use projections::{
-    rebuild, spawn_runners, AuditFilter, LoginFilter, PageRequest, ProjectionError, ReadModels,
-    SessionFilter, UserFilter,
+    rebuild, spawn_runners, AuditFilter, AuditRecord, LoginFilter, Page, PageRequest,
+    ProjectionError, ReadModels, SessionFilter, UserFilter,
 };
 use scenario::{session, t0, user, Scenario, APP_A, APP_B};
 
 const CATCH_UP: Duration = Duration::from_secs(60);
 
 use testkit::{both_backends, Backend, TestDb as Db};
+
+/// The audit log's first page of `limit` entries matching `filter`.
+async fn audit(models: &ReadModels, filter: AuditFilter, limit: u32) -> Page<AuditRecord> {
+    models
+        .audit(&filter, &PageRequest::first(limit))
+        .await
+        .unwrap()
+}
 
 async fn read_models(db: &Db) -> ReadModels {
     ReadModels::connect(&db.url).await.unwrap()
@@ -174,75 +182,70 @@ async fn read_models_follow_the_log(db: Db) {
         "one B login for each of users 0, 3, 6, 9, 12"
     );
 
-    let blocked = models
-        .audit(
-            &AuditFilter {
-                user_id: Some(user(4)),
-                action: Some("UserBlocked".into()),
-                ..Default::default()
-            },
-            &PageRequest::first(10),
-        )
-        .await
-        .unwrap();
+    let blocked = audit(
+        &models,
+        AuditFilter {
+            user_id: Some(user(4)),
+            action: Some("UserBlocked".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await;
     assert_eq!(blocked.items.len(), 1);
     assert_eq!(blocked.items[0].actor, "admin:key1");
     assert_eq!(blocked.items[0].details["reason"], "spam");
-    let revoked = models
-        .audit(
-            &AuditFilter {
-                user_id: Some(user(4)),
-                action: Some("SessionRevoked".into()),
-                ..Default::default()
-            },
-            &PageRequest::first(10),
-        )
-        .await
-        .unwrap();
+    let revoked = audit(
+        &models,
+        AuditFilter {
+            user_id: Some(user(4)),
+            action: Some("SessionRevoked".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await;
     assert_eq!(
         revoked.items.len(),
         1,
         "session events are filed under their user"
     );
     assert_eq!(revoked.items[0].actor, "system");
-    let future = models
-        .audit(
-            &AuditFilter {
-                action: Some("FutureThing".into()),
-                ..Default::default()
-            },
-            &PageRequest::first(10),
-        )
-        .await
-        .unwrap();
+    let future = audit(
+        &models,
+        AuditFilter {
+            action: Some("FutureThing".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await;
     assert_eq!(future.items.len(), 2, "users 5 and 11");
     assert_eq!(future.items[0].details["secret_field"], "[redacted]");
     assert_eq!(future.items[0].details["flag"], true);
     assert_eq!(future.items[0].target, user(11).to_string());
-    let profile = models
-        .audit(
-            &AuditFilter {
-                action: Some("ProfileUpdated".into()),
-                ..Default::default()
-            },
-            &PageRequest::first(10),
-        )
-        .await
-        .unwrap();
+    let profile = audit(
+        &models,
+        AuditFilter {
+            action: Some("ProfileUpdated".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await;
     // Sealed personal data stays out of the audit log too (it is ciphertext, but still).
     assert!(!serde_json::to_string(&profile.items)
         .unwrap()
         .contains("sealed-again"));
-    let by_admin = models
-        .audit(
-            &AuditFilter {
-                actor: Some("admin:key1".into()),
-                ..Default::default()
-            },
-            &PageRequest::first(100),
-        )
-        .await
-        .unwrap();
+    let by_admin = audit(
+        &models,
+        AuditFilter {
+            actor: Some("admin:key1".into()),
+            ..Default::default()
+        },
+        100,
+    )
+    .await;
     assert!(by_admin.items.iter().all(|a| a.actor == "admin:key1"));
     assert_eq!(
         by_admin.items.len(),
@@ -611,16 +614,15 @@ async fn queries_keep_working_during_a_rebuild(db: Db) {
                     .await
                     .unwrap();
                 assert_eq!(logins.items.len(), 5);
-                let audit = models
-                    .audit(
-                        &AuditFilter {
-                            user_id: Some(user(7)),
-                            ..Default::default()
-                        },
-                        &PageRequest::first(100),
-                    )
-                    .await
-                    .unwrap();
+                let audit = audit(
+                    &models,
+                    AuditFilter {
+                        user_id: Some(user(7)),
+                        ..Default::default()
+                    },
+                    100,
+                )
+                .await;
                 assert!(!audit.items.is_empty());
                 reads += 1;
             }
