@@ -92,6 +92,14 @@ async fn concurrent_first_seals_share_one_key(store: Arc<dyn Store>) {
     );
 }
 
+/// The append that erases `user` (registered, nothing since): `event`, and their claims freed.
+fn erasure(user: UserId, event: infra::store::NewEvent) -> infra::store::AppendBatch {
+    use infra::store::{AppendBatch, ExpectedVersion};
+    AppendBatch::default()
+        .stream(user.stream(), ExpectedVersion::Exactly(1), vec![event])
+        .release_claims_of(user)
+}
+
 /// Erasure frees the person's claims in the same append, so they may register afresh.
 async fn erasure_releases_claims(store: Arc<dyn Store>) {
     use domain::{Actor, AppId, Claim, EventId, Metadata, OpenId};
@@ -133,15 +141,7 @@ async fn erasure_releases_claims(store: Arc<dyn Store>) {
         .unwrap();
     assert_eq!(store.find_claim(&account).await.unwrap(), Some(user));
     store
-        .append(
-            AppendBatch::default()
-                .stream(
-                    user.stream(),
-                    ExpectedVersion::Exactly(1),
-                    vec![event("UserErased")],
-                )
-                .release_claims_of(user),
-        )
+        .append(erasure(user, event("UserErased")))
         .await
         .unwrap();
     assert_eq!(store.find_claim(&account).await.unwrap(), None);
@@ -213,15 +213,7 @@ async fn erasure_destroys_the_key_in_its_append(store: Arc<dyn Store>) {
     assert!(data.key(store.as_ref(), user).await.unwrap().is_some());
 
     store
-        .append(
-            AppendBatch::default()
-                .stream(
-                    user.stream(),
-                    ExpectedVersion::Exactly(1),
-                    vec![new_event("UserErased", 1, json!({}), meta())],
-                )
-                .release_claims_of(user),
-        )
+        .append(erasure(user, new_event("UserErased", 1, json!({}), meta())))
         .await
         .unwrap();
     assert!(

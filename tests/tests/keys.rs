@@ -20,6 +20,18 @@ both_backends! {
     instances_with_different_settings_switch_keys_at_the_stored_time,
 }
 
+/// Polls `check` every 200 ms until it holds; fails after `deadline`.
+async fn until<F: std::future::Future<Output = bool>>(
+    deadline: Instant,
+    what: &str,
+    check: impl Fn() -> F,
+) {
+    while !check().await {
+        assert!(Instant::now() < deadline, "not in time: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 fn kid(token: &str) -> String {
     jsonwebtoken::decode_header(token)
         .expect("a JWT")
@@ -53,19 +65,14 @@ async fn a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verif
 
     // Within the activation delay (30 s, stored with the key), both instances sign with the
     // new key, without a restart.
-    let started = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(45);
     for base in &bases {
-        loop {
-            let login = login_at(&world, base, "rotor").await;
-            if kid(&login.access) == added.kid {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(45),
-                "{base} still signs with the old key"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        until(
+            deadline,
+            &format!("{base} signs with the new key"),
+            || async { kid(&login_at(&world, base, "rotor").await.access) == added.kid },
+        )
+        .await;
     }
     for base in &bases {
         let jwks = world.jwks_at(base).await;
@@ -264,20 +271,17 @@ async fn a_retired_signing_key_stops_verifying_on_every_instance(world: World) {
         "{again:#}"
     );
 
-    let started = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(10);
     for base in &bases {
-        loop {
-            let refused = me_at(&world, base, &leaked_token).await.status() == 401;
-            let unpublished = world.jwks_at(base).await.find(&leaked_kid).is_none();
-            if refused && unpublished {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{base} still trusts the retired key"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        until(
+            deadline,
+            &format!("{base} stops trusting the retired key"),
+            || async {
+                let refused = me_at(&world, base, &leaked_token).await.status() == 401;
+                refused && world.jwks_at(base).await.find(&leaked_kid).is_none()
+            },
+        )
+        .await;
     }
     // Every instance has reloaded since the retirement, so every one holds the new key. It
     // signs at once (no activation delay left to wait for), and its tokens verify everywhere.

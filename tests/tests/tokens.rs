@@ -139,13 +139,10 @@ async fn introspection_sees_revocation(world: World) {
     assert_eq!(active["sub"], login["user"]["user_id"]);
     assert_eq!(active["token_type"], "access_token");
 
-    let form = json_of(
-        world
-            .call(Method::POST, "/v1/token/introspect")
-            .bearer(&key)
-            .form(&[("token", access), ("token_type_hint", "access_token")])
-            .send()
-            .await,
+    let form = introspect_form(
+        &world,
+        &key,
+        &[("token", access), ("token_type_hint", "access_token")],
     )
     .await;
     assert_eq!(form["active"], true);
@@ -198,17 +195,16 @@ async fn refresh_tokens_are_not_introspectable(world: World) {
     let refresh = login["refresh_token"].as_str().expect("refresh");
     let answer = json_of(world.introspect_as(&key, refresh).await).await;
     assert_eq!(answer, json!({ "active": false }));
-    let hinted = json_of(
-        world
-            .call(Method::POST, "/v1/token/introspect")
-            .bearer(&key)
-            .form(&[("token", refresh), ("token_type_hint", "refresh_token")])
-            .send()
-            .await,
-    )
-    .await;
+    let hint = [("token", refresh), ("token_type_hint", "refresh_token")];
+    let hinted = introspect_form(&world, &key, &hint).await;
     assert_eq!(hinted, json!({ "active": false }));
     // Probing spent nothing: the refresh token still rotates once.
     let rotated = world.refresh(refresh).await;
     assert_eq!(rotated.status(), 200);
+}
+
+/// `POST /v1/token/introspect` as a form (RFC 7662's encoding) with `key`: the answer.
+async fn introspect_form(world: &World, key: &str, fields: &[(&str, &str)]) -> Value {
+    let call = world.call(Method::POST, "/v1/token/introspect").bearer(key);
+    json_of(call.form(fields).send().await).await
 }
