@@ -68,16 +68,12 @@ fn keys_are_created_listed_and_revoked(database_url: &str) {
 
 #[test]
 fn sqlite_keys_are_created_listed_and_revoked() {
-    keys_are_created_listed_and_revoked(&infra::testing::fresh_sqlite_url());
+    keys_are_created_listed_and_revoked(&testkit::fresh_sqlite_url());
 }
 
 #[tokio::test]
 async fn postgres_keys_are_created_listed_and_revoked() {
-    if let Some(url) = infra::testing::fresh_postgres_url().await {
-        tokio::task::spawn_blocking(move || keys_are_created_listed_and_revoked(&url))
-            .await
-            .expect("the test body");
-    }
+    on_postgres(keys_are_created_listed_and_revoked).await;
 }
 
 /// `identityd keys …` with these master keys (`None`: unset).
@@ -159,13 +155,18 @@ fn keys_rotate_from_the_command_line(database_url: &str) {
 
 #[test]
 fn sqlite_keys_rotate_from_the_command_line() {
-    keys_rotate_from_the_command_line(&infra::testing::fresh_sqlite_url());
+    keys_rotate_from_the_command_line(&testkit::fresh_sqlite_url());
 }
 
 #[tokio::test]
 async fn postgres_keys_rotate_from_the_command_line() {
-    if let Some(url) = infra::testing::fresh_postgres_url().await {
-        tokio::task::spawn_blocking(move || keys_rotate_from_the_command_line(&url))
+    on_postgres(keys_rotate_from_the_command_line).await;
+}
+
+/// Runs a blocking test body on a fresh PostgreSQL schema (skipped without one).
+async fn on_postgres(body: fn(&str)) {
+    if let Some(url) = testkit::fresh_postgres_url().await {
+        tokio::task::spawn_blocking(move || body(&url))
             .await
             .expect("the test body");
     }

@@ -18,7 +18,7 @@ fn identityd(args: &[&str], env: &[(&str, &str)]) -> Command {
         }
     }
     command
-        .env("IDENTITY_DATABASE_URL", infra::testing::fresh_sqlite_url())
+        .env("IDENTITY_DATABASE_URL", testkit::fresh_sqlite_url())
         .env("IDENTITY_MASTER_KEY", MASTER_KEY)
         .env("IDENTITY_LISTEN", "127.0.0.1:0")
         .envs(env.iter().copied());
@@ -140,16 +140,13 @@ fn dev_public_refuses_a_weak_admin_token_kept_from_an_earlier_run() {
 /// The relay logs the NATS URL it connected to: without the password in it.
 #[test]
 fn logged_urls_carry_no_credentials() {
-    let Ok(nats) = std::env::var("IDENTITY_TEST_NATS_URL") else {
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "CI needs IDENTITY_TEST_NATS_URL"
-        );
+    let Ok(nats) = std::env::var(testkit::NATS_URL_VAR) else {
+        testkit::skip::<()>("NATS", &format!("{} is not set", testkit::NATS_URL_VAR));
         return;
     };
     let with_password = nats.replacen("nats://", "nats://identity:hunter2-secret@", 1);
     let stream = format!("EDGE_{}", uuid::Uuid::now_v7().simple());
-    let mut child = identityd(
+    let mut command = identityd(
         &["serve"],
         &[
             ("IDENTITY_ADMIN_TOKEN", STRONG),
@@ -158,29 +155,9 @@ fn logged_urls_carry_no_credentials() {
             ("IDENTITY_NATS_SUBJECT_PREFIX", &format!("edge.{stream}")),
             ("RUST_LOG", "info"),
         ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("starts");
-    let stdout = child.stdout.take().expect("stdout");
-    let (lines, received) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    let mut log = Vec::new();
-    while let Ok(line) = received.recv_timeout(Duration::from_secs(30)) {
-        let connected = line.contains("relay connected to NATS");
-        log.push(line);
-        if connected {
-            break;
-        }
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    let log = log.join("\n");
+    );
+    command.stderr(Stdio::piped());
+    let log = lines_until(command, "relay connected to NATS").join("\n");
     assert!(log.contains("relay connected to NATS"), "{log}");
     assert!(log.contains("***@"), "{log}");
     assert!(!log.contains("hunter2-secret"), "{log}");
@@ -203,12 +180,17 @@ fn the_connection_cap_is_fitted_under_the_open_files_limit() {
             None => command.env_remove(name),
         };
     }
-    let mut child = command
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starts");
+    command.env("RUST_LOG", "warn").stderr(Stdio::null());
+    let lines = lines_until(command, "IDENTITY_MAX_CONNECTIONS");
+    let warned = lines.last().cloned().unwrap_or_default();
+    assert!(warned.contains("IDENTITY_MAX_CONNECTIONS"), "{warned}");
+    assert!(warned.contains("128"), "{warned}");
+}
+
+/// Starts `command` and reads its standard output until a line contains `needle` (30 s at
+/// most between lines), then stops it: the lines read.
+fn lines_until(mut command: Command, needle: &str) -> Vec<String> {
+    let mut child = command.stdout(Stdio::piped()).spawn().expect("starts");
     let stdout = child.stdout.take().expect("stdout");
     let (lines, received) = mpsc::channel();
     std::thread::spawn(move || {
@@ -216,15 +198,15 @@ fn the_connection_cap_is_fitted_under_the_open_files_limit() {
             let _ = lines.send(line);
         }
     });
-    let mut warned = String::new();
+    let mut read = Vec::new();
     while let Ok(line) = received.recv_timeout(Duration::from_secs(30)) {
-        if line.contains("IDENTITY_MAX_CONNECTIONS") {
-            warned = line;
+        let found = line.contains(needle);
+        read.push(line);
+        if found {
             break;
         }
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(warned.contains("IDENTITY_MAX_CONNECTIONS"), "{warned}");
-    assert!(warned.contains("128"), "{warned}");
+    read
 }

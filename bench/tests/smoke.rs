@@ -61,11 +61,11 @@ fn a_tiny_run_on_sqlite_measures_every_part() {
 /// The log parts on PostgreSQL (the login part also needs `pgbench` for its baseline).
 #[test]
 fn a_tiny_run_on_postgres_measures_the_log_parts() {
-    let Ok(url) = std::env::var(infra::testing::POSTGRES_URL_VAR) else {
+    let Ok(url) = std::env::var(testkit::POSTGRES_URL_VAR) else {
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
             "{} is not set",
-            infra::testing::POSTGRES_URL_VAR
+            testkit::POSTGRES_URL_VAR
         );
         return;
     };

@@ -12,6 +12,5 @@ pub mod relay;
 pub mod signed_request;
 pub mod sql;
 pub mod store;
-pub mod testing;
 pub mod tokens;
 pub mod wechat;

@@ -1,112 +1,29 @@
 //! The real WeChat client against the simulator, over HTTP on a free port.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use domain::{AppId, WeChatCode};
-use infra::wechat::sim::{Api, SimApp, SimConfig, Simulator};
-use infra::wechat::{AppCredentials, Code2Session, WeChatClient, WeChatClientConfig, WeChatError};
+use domain::WeChatCode;
+use infra::wechat::sim::Api;
+use infra::wechat::{AppCredentials, WeChatClient, WeChatClientConfig, WeChatError};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-const APP_A: &str = "wx00000000000000a1";
-const APP_B: &str = "wx00000000000000b2";
-const APP_LONE: &str = "wx00000000000000c3";
-const UNKNOWN_APP: &str = "wx00000000000000d4";
-const PLATFORM: &str = "open-platform-1";
+#[path = "common/wechat_sim.rs"]
+mod wechat_sim;
 
-struct Sim {
-    sim: Arc<Simulator>,
-    base: String,
-    http: reqwest::Client,
-    client: WeChatClient,
-}
+use testkit::assert_matches;
+use wechat_sim::*;
+
+/// The client's timeout here: short, for the tests of slow answers.
+const TIMEOUT: Duration = Duration::from_millis(500);
 
 fn test_config() -> WeChatClientConfig {
-    WeChatClientConfig {
-        timeout: Duration::from_millis(500),
-        max_attempts: 3,
-        backoff: Duration::from_millis(5),
-    }
-}
-
-fn appid(raw: &str) -> AppId {
-    AppId::parse(raw).expect("test appid")
-}
-
-fn creds(raw: &str) -> AppCredentials {
-    AppCredentials {
-        appid: appid(raw),
-        secret: format!("secret-of-{raw}").into(),
-    }
-}
-
-impl Sim {
-    async fn start() -> Self {
-        let app = |raw: &str, platform: Option<&str>| SimApp {
-            appid: appid(raw),
-            secret: format!("secret-of-{raw}"),
-            open_platform: platform.map(str::to_owned),
-        };
-        let sim = Simulator::new(SimConfig {
-            apps: vec![
-                app(APP_A, Some(PLATFORM)),
-                app(APP_B, Some(PLATFORM)),
-                app(APP_LONE, None),
-            ],
-        });
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        let router = sim.router();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        let client = WeChatClient::new(&base, test_config()).expect("client");
-        Self {
-            sim,
-            base,
-            http: reqwest::Client::new(),
-            client,
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("simulator answers")
-    }
-
-    /// The phone's wx.login over HTTP.
-    async fn login(&self, app: &str, user: Option<&str>) -> WeChatCode {
-        let response = self
-            .post("/sim/wx.login", json!({"appid": app, "user": user}))
-            .await;
-        assert_eq!(response.status(), 200);
-        let body: Value = response.json().await.expect("json");
-        WeChatCode::parse(body["code"].as_str().expect("code")).expect("valid code")
-    }
-
-    /// code2Session with the app's right credentials.
-    async fn exchange(&self, app: &str, code: &WeChatCode) -> Result<Code2Session, WeChatError> {
-        self.client.code_to_session(&creds(app), code).await
-    }
-
-    /// wx.login, then code2Session.
-    async fn sign_in(&self, app: &str, user: Option<&str>) -> Code2Session {
-        let code = self.login(app, user).await;
-        self.exchange(app, &code).await.expect("session")
-    }
-
-    async fn fault(&self, fault: Value) {
-        let response = self.post("/sim/faults", fault).await;
-        assert_eq!(response.status(), 204);
-    }
+    client_config(TIMEOUT)
 }
 
 #[tokio::test]
 async fn login_without_open_platform_has_no_unionid() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let code = sim.login(APP_LONE, Some("alice")).await;
     let session = sim.exchange(APP_LONE, &code).await.expect("session");
     assert_eq!(session.openid.as_str().len(), 28);
@@ -116,7 +33,7 @@ async fn login_without_open_platform_has_no_unionid() {
 
 #[tokio::test]
 async fn one_person_across_apps_of_one_open_platform() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let a1 = sim.sign_in(APP_A, Some("bob")).await;
     let a2 = sim.sign_in(APP_A, Some("bob")).await;
     let b = sim.sign_in(APP_B, Some("bob")).await;
@@ -132,41 +49,29 @@ async fn one_person_across_apps_of_one_open_platform() {
 
 #[tokio::test]
 async fn codes_are_single_use() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let code = sim.login(APP_A, None).await;
     sim.exchange(APP_A, &code).await.expect("first use");
     let err = sim.exchange(APP_A, &code).await.unwrap_err();
-    assert!(
-        matches!(err, WeChatError::InvalidCode { errcode: 40163 }),
-        "{err:?}"
-    );
+    assert_matches!(err, WeChatError::InvalidCode { errcode: 40163 });
 }
 
 #[tokio::test]
 async fn unknown_expired_and_foreign_codes_are_invalid() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let unknown = WeChatCode::parse("081nope").expect("code");
     let err = sim.exchange(APP_A, &unknown).await.unwrap_err();
-    assert!(
-        matches!(err, WeChatError::InvalidCode { errcode: 40029 }),
-        "{err:?}"
-    );
+    assert_matches!(err, WeChatError::InvalidCode { errcode: 40029 });
 
     let foreign = sim.login(APP_B, None).await;
     let err = sim.exchange(APP_A, &foreign).await.unwrap_err();
-    assert!(
-        matches!(err, WeChatError::InvalidCode { errcode: 40029 }),
-        "{err:?}"
-    );
+    assert_matches!(err, WeChatError::InvalidCode { errcode: 40029 });
 
     let old = sim.login(APP_A, None).await;
     let response = sim.post("/sim/clock", json!({"advance_secs": 301})).await;
     assert_eq!(response.status(), 204);
     let err = sim.exchange(APP_A, &old).await.unwrap_err();
-    assert!(
-        matches!(err, WeChatError::InvalidCode { errcode: 40029 }),
-        "{err:?}"
-    );
+    assert_matches!(err, WeChatError::InvalidCode { errcode: 40029 });
 
     // A code issued after the jump lives its own 5 minutes.
     let fresh = sim.login(APP_A, None).await;
@@ -178,7 +83,7 @@ async fn unknown_expired_and_foreign_codes_are_invalid() {
 
 #[tokio::test]
 async fn refusals_map_to_errors_without_consuming_the_code() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let code = sim.login(APP_A, None).await;
     for (errcode, check) in [
         (
@@ -204,21 +109,15 @@ async fn refusals_map_to_errors_without_consuming_the_code() {
 
 #[tokio::test]
 async fn busy_is_retried_up_to_max_attempts() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let code = sim.login(APP_A, None).await;
     sim.fault(json!({"api": "jscode2session", "errcode": -1, "times": 0}))
         .await;
     let err = sim.exchange(APP_A, &code).await.unwrap_err();
-    assert!(matches!(err, WeChatError::Unavailable(_)), "{err:?}");
+    assert_matches!(err, WeChatError::Unavailable(_));
     assert_eq!(sim.sim.calls(Api::Jscode2Session), 3);
 
-    let response = sim
-        .http
-        .delete(format!("{}/sim/faults", sim.base))
-        .send()
-        .await
-        .expect("delete");
-    assert_eq!(response.status(), 204);
+    sim.clear_faults().await;
     sim.fault(json!({"api": "jscode2session", "errcode": -1}))
         .await;
     sim.exchange(APP_A, &code)
@@ -229,34 +128,28 @@ async fn busy_is_retried_up_to_max_attempts() {
 
 #[tokio::test]
 async fn bad_credentials_are_a_configuration_error() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let code = sim.login(APP_A, None).await;
     let wrong = AppCredentials {
         appid: appid(APP_A),
         secret: "not-the-secret".to_owned().into(),
     };
     let err = sim.client.code_to_session(&wrong, &code).await.unwrap_err();
-    assert!(
-        matches!(err, WeChatError::Misconfigured { errcode: 40125 }),
-        "{err:?}"
-    );
+    assert_matches!(err, WeChatError::Misconfigured { errcode: 40125 });
     assert!(!format!("{err} {err:?}").contains("not-the-secret"));
 
     let err = sim.exchange(UNKNOWN_APP, &code).await.unwrap_err();
-    assert!(
-        matches!(err, WeChatError::Misconfigured { errcode: 40013 }),
-        "{err:?}"
-    );
+    assert_matches!(err, WeChatError::Misconfigured { errcode: 40013 });
 }
 
 #[tokio::test]
 async fn slow_answers_time_out_without_retry() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let code = sim.login(APP_A, None).await;
     sim.fault(json!({"api": "jscode2session", "latency_ms": 1500}))
         .await;
     let err = sim.exchange(APP_A, &code).await.unwrap_err();
-    assert!(matches!(err, WeChatError::Unavailable(_)), "{err:?}");
+    assert_matches!(err, WeChatError::Unavailable(_));
     assert_eq!(
         sim.sim.calls(Api::Jscode2Session),
         1,
@@ -282,7 +175,7 @@ async fn unreachable_wechat_is_unavailable_and_the_secret_stays_out_of_errors() 
         started.elapsed() >= Duration::from_millis(15),
         "not retried"
     );
-    assert!(matches!(err, WeChatError::Unavailable(_)), "{err:?}");
+    assert_matches!(err, WeChatError::Unavailable(_));
     let shown = format!("{err} {err:?}");
     assert!(
         !shown.contains("secret-of") && !shown.contains("secret-code"),
@@ -292,7 +185,7 @@ async fn unreachable_wechat_is_unavailable_and_the_secret_stays_out_of_errors() 
 
 #[tokio::test]
 async fn codes_with_plus_slash_and_equals_round_trip() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     for _ in 0..200 {
         let code = sim.login(APP_A, None).await;
         let raw = code.as_str();
@@ -306,7 +199,7 @@ async fn codes_with_plus_slash_and_equals_round_trip() {
 
 #[tokio::test]
 async fn each_login_replaces_the_session_key() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let mut keys = Vec::new();
     for _ in 0..3 {
         let code = sim.login(APP_A, Some("carol")).await;
@@ -321,7 +214,7 @@ async fn each_login_replaces_the_session_key() {
 
 #[tokio::test]
 async fn debug_output_hides_the_session_key() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let session = sim.sign_in(APP_A, None).await;
     let shown = format!("{session:?}");
     assert!(!shown.contains(session.session_key.expose()), "{shown}");
@@ -374,7 +267,7 @@ fn base_url_must_be_http() {
 
 #[tokio::test]
 async fn sim_endpoints_validate_their_input() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let health = sim
         .http
         .get(format!("{}/sim/health", sim.base))

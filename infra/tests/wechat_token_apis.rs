@@ -2,171 +2,37 @@
 //! and the phone's side of them (phone button, getUserProfile): the real client against the
 //! simulator over HTTP on a free port.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use domain::{AppId, OpenId, WeChatCode};
-use infra::wechat::sim::{Api, SimApp, SimConfig, Simulator};
+use domain::WeChatCode;
+use infra::wechat::sim::{Api, Simulator};
 use infra::wechat::user_data::{self, UserDataError};
-use infra::wechat::{
-    AppCredentials, Code2Session, ManualClock, PhoneInfo, WeChatClient, WeChatClientConfig,
-    WeChatError,
-};
+use infra::wechat::{AppCredentials, PhoneInfo, WeChatClient, WeChatError};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
-const APP_A: &str = "wx00000000000000a1";
-const APP_B: &str = "wx00000000000000b2";
-const APP_LONE: &str = "wx00000000000000c3";
-const UNKNOWN_APP: &str = "wx00000000000000d4";
-const PLATFORM: &str = "open-platform-1";
+#[path = "common/wechat_sim.rs"]
+mod wechat_sim;
+
+use testkit::assert_matches;
+use wechat_sim::*;
+
 const TOKEN_TTL: Duration = Duration::from_secs(7200);
 
-fn appid(raw: &str) -> AppId {
-    AppId::parse(raw).expect("test appid")
-}
-
-fn creds(raw: &str) -> AppCredentials {
-    AppCredentials {
-        appid: appid(raw),
-        secret: format!("secret-of-{raw}").into(),
-    }
-}
-
-fn test_config() -> WeChatClientConfig {
-    WeChatClientConfig {
-        timeout: Duration::from_millis(2000),
-        max_attempts: 3,
-        backoff: Duration::from_millis(5),
-    }
-}
-
-struct Sim {
-    sim: Arc<Simulator>,
-    base: String,
-    http: reqwest::Client,
-    client: WeChatClient,
-    /// The client's token-cache clock.
-    clock: ManualClock,
-}
-
-impl Sim {
-    async fn start() -> Self {
-        let app = |raw: &str, platform: Option<&str>| SimApp {
-            appid: appid(raw),
-            secret: format!("secret-of-{raw}"),
-            open_platform: platform.map(str::to_owned),
-        };
-        let sim = Simulator::new(SimConfig {
-            apps: vec![
-                app(APP_A, Some(PLATFORM)),
-                app(APP_B, Some(PLATFORM)),
-                app(APP_LONE, None),
-            ],
-        });
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("address"));
-        let router = sim.router();
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        let clock = ManualClock::new();
-        let client = WeChatClient::new(&base, test_config())
-            .expect("client")
-            .with_clock(Arc::new(clock.clone()));
-        Self {
-            sim,
-            base,
-            http: reqwest::Client::new(),
-            client,
-            clock,
-        }
-    }
-
-    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}{path}", self.base))
-            .json(&body)
-            .send()
-            .await
-            .expect("simulator answers")
-    }
-
-    async fn post_ok(&self, path: &str, body: Value) -> Value {
-        let response = self.post(path, body).await;
-        assert_eq!(response.status(), 200, "{path}");
-        response.json().await.expect("json")
-    }
-
-    /// wx.login, then code2Session.
-    async fn sign_in(&self, app: &str, user: &str) -> Code2Session {
-        let body = self
-            .post_ok("/sim/wx.login", json!({"appid": app, "user": user}))
-            .await;
-        let code = WeChatCode::parse(body["code"].as_str().expect("code")).expect("code");
-        self.client
-            .code_to_session(&creds(app), &code)
-            .await
-            .expect("session")
-    }
-
-    /// The phone-number button.
-    async fn phone_code(&self, app: &str, user: &str) -> WeChatCode {
-        let body = self
-            .post_ok("/sim/getPhoneNumber", json!({"appid": app, "user": user}))
-            .await;
-        WeChatCode::parse(body["code"].as_str().expect("code")).expect("code")
-    }
-
-    async fn phone_number(
-        &self,
-        app: &str,
-        code: &WeChatCode,
-        openid: Option<&OpenId>,
-    ) -> Result<PhoneInfo, WeChatError> {
-        self.client
-            .get_user_phone_number(&creds(app), code, openid)
-            .await
-    }
-
-    async fn fault(&self, fault: Value) {
-        let response = self.post("/sim/faults", fault).await;
-        assert_eq!(response.status(), 204);
-    }
-
-    async fn clear_faults(&self) {
-        let response = self
-            .http
-            .delete(format!("{}/sim/faults", self.base))
-            .send()
-            .await
-            .expect("delete");
-        assert_eq!(response.status(), 204);
-    }
-
-    fn calls(&self, api: Api) -> u64 {
-        self.sim.calls(api)
-    }
-
-    /// Moves the simulator's clock (WeChat's) and the client's together.
-    fn advance_both(&self, by: Duration) {
-        self.sim.advance_clock(by).expect("advance");
-        self.clock.advance(by);
-    }
-}
+/// The client's timeout here: the simulator's answers come slowly under load.
+const TIMEOUT: Duration = Duration::from_millis(2000);
 
 fn assert_invalid_code(result: Result<PhoneInfo, WeChatError>) {
     let err = result.expect_err("the code should be refused");
-    assert!(
-        matches!(err, WeChatError::InvalidCode { errcode: 40029 }),
-        "{err:?}"
-    );
+    assert_matches!(err, WeChatError::InvalidCode { errcode: 40029 });
 }
 
 // ---------------------------------------------------------------- phone number
 
 #[tokio::test]
 async fn phone_number_of_the_person_behind_the_code() {
-    let sim = Sim::start().await;
-    let session = sim.sign_in(APP_A, "alice").await;
+    let sim = Sim::start(TIMEOUT).await;
+    let session = sim.sign_in(APP_A, Some("alice")).await;
     let code = sim.phone_code(APP_A, "alice").await;
     let info = sim
         .phone_number(APP_A, &code, Some(&session.openid))
@@ -193,7 +59,7 @@ async fn phone_number_of_the_person_behind_the_code() {
 
 #[tokio::test]
 async fn phone_codes_are_single_use() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let code = sim.phone_code(APP_A, "alice").await;
     sim.phone_number(APP_A, &code, None)
         .await
@@ -203,7 +69,7 @@ async fn phone_codes_are_single_use() {
 
 #[tokio::test]
 async fn phone_codes_expire_after_five_minutes() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let old = sim.phone_code(APP_A, "alice").await;
     let fresh_enough = sim.phone_code(APP_A, "alice").await;
     sim.sim
@@ -220,8 +86,8 @@ async fn phone_codes_expire_after_five_minutes() {
 
 #[tokio::test]
 async fn phone_codes_of_other_apps_people_or_unknown_are_invalid() {
-    let sim = Sim::start().await;
-    let bob = sim.sign_in(APP_A, "bob").await;
+    let sim = Sim::start(TIMEOUT).await;
+    let bob = sim.sign_in(APP_A, Some("bob")).await;
     let code = sim.phone_code(APP_A, "alice").await;
     assert_invalid_code(sim.phone_number(APP_A, &code, Some(&bob.openid)).await);
 
@@ -243,19 +109,16 @@ async fn phone_codes_of_other_apps_people_or_unknown_are_invalid() {
 
 #[tokio::test]
 async fn phone_refusals_map_to_errors_without_consuming_the_code() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let code = sim.phone_code(APP_A, "alice").await;
     sim.fault(json!({"api": "getuserphonenumber", "errcode": 45011}))
         .await;
     let err = sim.phone_number(APP_A, &code, None).await.unwrap_err();
-    assert!(matches!(err, WeChatError::RateLimited), "{err:?}");
+    assert_matches!(err, WeChatError::RateLimited);
     sim.fault(json!({"api": "getuserphonenumber", "errcode": 40013}))
         .await;
     let err = sim.phone_number(APP_A, &code, None).await.unwrap_err();
-    assert!(
-        matches!(err, WeChatError::Misconfigured { errcode: 40013 }),
-        "{err:?}"
-    );
+    assert_matches!(err, WeChatError::Misconfigured { errcode: 40013 });
     // -1 is retried.
     sim.fault(json!({"api": "getuserphonenumber", "errcode": -1}))
         .await;
@@ -268,7 +131,7 @@ async fn phone_refusals_map_to_errors_without_consuming_the_code() {
     sim.fault(json!({"api": "getuserphonenumber", "errcode": -1, "times": 0}))
         .await;
     let err = sim.phone_number(APP_A, &code, None).await.unwrap_err();
-    assert!(matches!(err, WeChatError::Unavailable(_)), "{err:?}");
+    assert_matches!(err, WeChatError::Unavailable(_));
     assert_eq!(sim.calls(Api::GetUserPhoneNumber), 7, "3 attempts");
 }
 
@@ -288,13 +151,13 @@ async fn phone_number_answers_for_another_app_are_refused() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("address"));
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let client = WeChatClient::new(&base, test_config()).expect("client");
+    let client = WeChatClient::new(&base, client_config(TIMEOUT)).expect("client");
     let code = WeChatCode::parse("any").expect("code");
     let err = client
         .get_user_phone_number(&creds(APP_A), &code, None)
         .await
         .unwrap_err();
-    assert!(matches!(err, WeChatError::WatermarkMismatch), "{err:?}");
+    assert_matches!(err, WeChatError::WatermarkMismatch);
     assert!(!format!("{err} {err:?}").contains("13900000000"));
 }
 
@@ -302,7 +165,7 @@ async fn phone_number_answers_for_another_app_are_refused() {
 
 #[tokio::test]
 async fn concurrent_calls_on_a_cold_cache_fetch_one_token() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     // A slow stable_token makes every caller find the cache cold.
     sim.fault(json!({"api": "stable_token", "latency_ms": 200}))
         .await;
@@ -325,8 +188,8 @@ async fn concurrent_calls_on_a_cold_cache_fetch_one_token() {
 
 #[tokio::test]
 async fn the_token_is_cached_across_calls_and_apis() {
-    let sim = Sim::start().await;
-    let session = sim.sign_in(APP_A, "alice").await;
+    let sim = Sim::start(TIMEOUT).await;
+    let session = sim.sign_in(APP_A, Some("alice")).await;
     for _ in 0..3 {
         let code = sim.phone_code(APP_A, "alice").await;
         sim.phone_number(APP_A, &code, None).await.expect("phone");
@@ -350,7 +213,7 @@ async fn the_token_is_cached_across_calls_and_apis() {
 
 #[tokio::test]
 async fn the_token_is_refreshed_ahead_of_expiry() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let code = sim.phone_code(APP_A, "alice").await;
     sim.phone_number(APP_A, &code, None).await.expect("phone");
     assert_eq!(sim.calls(Api::StableToken), 1);
@@ -378,7 +241,7 @@ async fn the_token_is_refreshed_ahead_of_expiry() {
 
 #[tokio::test]
 async fn a_token_expired_at_wechat_is_replaced_and_the_call_retried() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let code = sim.phone_code(APP_A, "alice").await;
     sim.phone_number(APP_A, &code, None).await.expect("phone");
 
@@ -396,7 +259,7 @@ async fn a_token_expired_at_wechat_is_replaced_and_the_call_retried() {
 
 #[tokio::test]
 async fn an_injected_token_refusal_is_retried_once_with_a_new_token() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let mut expected_token_calls = 0;
     let mut expected_phone_calls = 0;
     for errcode in [42001, 40001, 40014] {
@@ -424,15 +287,12 @@ async fn an_injected_token_refusal_is_retried_once_with_a_new_token() {
 
 #[tokio::test]
 async fn a_persistent_token_refusal_is_an_error_not_a_loop() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let code = sim.phone_code(APP_A, "alice").await;
     sim.fault(json!({"api": "getuserphonenumber", "errcode": 40001, "times": 0}))
         .await;
     let err = sim.phone_number(APP_A, &code, None).await.unwrap_err();
-    assert!(
-        matches!(err, WeChatError::AccessTokenRejected { errcode: 40001 }),
-        "{err:?}"
-    );
+    assert_matches!(err, WeChatError::AccessTokenRejected { errcode: 40001 });
     assert_eq!(sim.calls(Api::GetUserPhoneNumber), 2);
     assert_eq!(sim.calls(Api::StableToken), 2);
 
@@ -444,7 +304,7 @@ async fn a_persistent_token_refusal_is_an_error_not_a_loop() {
 
 #[tokio::test]
 async fn concurrent_refusals_force_one_refresh() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let warm = sim.phone_code(APP_A, "alice").await;
     sim.phone_number(APP_A, &warm, None).await.expect("warm up");
     sim.fault(json!({"api": "getuserphonenumber", "errcode": 42001, "times": 4}))
@@ -464,7 +324,7 @@ async fn concurrent_refusals_force_one_refresh() {
 
 #[tokio::test]
 async fn bad_credentials_are_a_configuration_error() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let code = sim.phone_code(APP_A, "alice").await;
     let wrong = AppCredentials {
         appid: appid(APP_A),
@@ -475,25 +335,19 @@ async fn bad_credentials_are_a_configuration_error() {
         .get_user_phone_number(&wrong, &code, None)
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, WeChatError::Misconfigured { errcode: 40125 }),
-        "{err:?}"
-    );
+    assert_matches!(err, WeChatError::Misconfigured { errcode: 40125 });
     assert!(!format!("{err} {err:?}").contains("not-the-secret"));
     let err = sim
         .phone_number(UNKNOWN_APP, &code, None)
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, WeChatError::Misconfigured { errcode: 40013 }),
-        "{err:?}"
-    );
+    assert_matches!(err, WeChatError::Misconfigured { errcode: 40013 });
     assert_eq!(sim.calls(Api::GetUserPhoneNumber), 0);
 }
 
 #[tokio::test]
 async fn stable_token_shares_one_token_until_forced() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let request = |force: bool| {
         json!({
             "grant_type": "client_credential",
@@ -568,8 +422,8 @@ async fn stable_token_shares_one_token_until_forced() {
 
 #[tokio::test]
 async fn check_session_follows_the_current_session_key() {
-    let sim = Sim::start().await;
-    let first = sim.sign_in(APP_A, "carol").await;
+    let sim = Sim::start(TIMEOUT).await;
+    let first = sim.sign_in(APP_A, Some("carol")).await;
     let app = creds(APP_A);
     assert!(sim
         .client
@@ -577,7 +431,7 @@ async fn check_session_follows_the_current_session_key() {
         .await
         .expect("check"));
 
-    let second = sim.sign_in(APP_A, "carol").await;
+    let second = sim.sign_in(APP_A, Some("carol")).await;
     assert_eq!(second.openid, first.openid);
     assert!(!sim
         .client
@@ -591,13 +445,13 @@ async fn check_session_follows_the_current_session_key() {
         .expect("check"));
 
     // Another person's openid, another app's key.
-    let dave = sim.sign_in(APP_A, "dave").await;
+    let dave = sim.sign_in(APP_A, Some("dave")).await;
     assert!(!sim
         .client
         .check_session(&app, &dave.openid, &second.session_key)
         .await
         .expect("check"));
-    let lone = sim.sign_in(APP_LONE, "carol").await;
+    let lone = sim.sign_in(APP_LONE, Some("carol")).await;
     assert!(!sim
         .client
         .check_session(&creds(APP_LONE), &lone.openid, &second.session_key)
@@ -607,8 +461,8 @@ async fn check_session_follows_the_current_session_key() {
 
 #[tokio::test]
 async fn check_session_replaces_a_refused_token() {
-    let sim = Sim::start().await;
-    let session = sim.sign_in(APP_A, "carol").await;
+    let sim = Sim::start(TIMEOUT).await;
+    let session = sim.sign_in(APP_A, Some("carol")).await;
     sim.fault(json!({"api": "checksession", "errcode": 42001}))
         .await;
     assert!(sim
@@ -636,8 +490,8 @@ fn field<'a>(payload: &'a Value, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn user_profile_payload_is_sealed_with_the_current_session_key() {
-    let sim = Sim::start().await;
-    let session = sim.sign_in(APP_A, "erin").await;
+    let sim = Sim::start(TIMEOUT).await;
+    let session = sim.sign_in(APP_A, Some("erin")).await;
     let payload = user_profile(
         &sim,
         APP_A,
@@ -671,7 +525,7 @@ async fn user_profile_payload_is_sealed_with_the_current_session_key() {
     );
 
     // A new wx.login replaces the key: the old payload no longer opens under the new one.
-    let newer = sim.sign_in(APP_A, "erin").await;
+    let newer = sim.sign_in(APP_A, Some("erin")).await;
     let err =
         user_data::verify_raw_data(raw_data, field(&payload, "signature"), &newer.session_key)
             .unwrap_err();
@@ -700,8 +554,8 @@ async fn user_profile_payload_is_sealed_with_the_current_session_key() {
 
 #[tokio::test]
 async fn user_profile_defaults_match_wechats_example() {
-    let sim = Sim::start().await;
-    let session = sim.sign_in(APP_LONE, "frank").await;
+    let sim = Sim::start(TIMEOUT).await;
+    let session = sim.sign_in(APP_LONE, Some("frank")).await;
     let payload = user_profile(&sim, APP_LONE, "frank", None).await;
     assert_eq!(
         field(&payload, "rawData"),
@@ -732,8 +586,8 @@ async fn user_profile_defaults_match_wechats_example() {
 
 #[tokio::test]
 async fn phone_side_endpoints_validate_their_input() {
-    let sim = Sim::start().await;
-    sim.sign_in(APP_A, "alice").await;
+    let sim = Sim::start(TIMEOUT).await;
+    sim.sign_in(APP_A, Some("alice")).await;
     for (path, body) in [
         (
             "/sim/getUserProfile",
@@ -795,7 +649,7 @@ async fn phone_side_endpoints_validate_their_input() {
 
 #[tokio::test]
 async fn token_apis_refuse_missing_or_unknown_tokens() {
-    let sim = Sim::start().await;
+    let sim = Sim::start(TIMEOUT).await;
     let code = sim.phone_code(APP_A, "alice").await;
     for (query, errcode) in [("", 41001), ("?access_token=nope", 40001)] {
         let answer: Value = sim

@@ -3,9 +3,11 @@
 use std::time::{Duration, Instant};
 
 use identity_tests::{assert_problem, both_backends, json_of, World, ADMIN_TOKEN, APP_A, APP_B};
+use reqwest::Method;
 use serde_json::json;
 
 both_backends! {
+    World:
     login_history_shows_every_login_within_a_second,
     every_admin_route_checks_its_scope,
     bad_filters_are_invalid_requests,
@@ -29,7 +31,7 @@ async fn login_history_shows_every_login_within_a_second(world: World) {
     let started = Instant::now();
     let path = format!("/v1/admin/users/{user_id}/logins?limit=100");
     loop {
-        let page = json_of(world.get_as(&key, &path).await).await;
+        let page = world.get_json(&key, &path).await;
         let items = page["items"].as_array().expect("items");
         if items.len() == N {
             // Newest first.
@@ -50,21 +52,15 @@ async fn login_history_shows_every_login_within_a_second(world: World) {
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let global = json_of(
-        world
-            .get_as(&key, &format!("/v1/admin/logins?appid={APP_A}&limit=100"))
-            .await,
-    )
-    .await;
+    let global = world
+        .get_json(&key, &format!("/v1/admin/logins?appid={APP_A}&limit=100"))
+        .await;
     assert_eq!(global["items"].as_array().expect("items").len(), N);
     // Each read model has its own runner: the daily stats may trail the history a moment.
     let stats = loop {
-        let stats = json_of(
-            world
-                .get_as(&key, &format!("/v1/admin/stats/daily?appid={APP_A}"))
-                .await,
-        )
-        .await;
+        let stats = world
+            .get_json(&key, &format!("/v1/admin/stats/daily?appid={APP_A}"))
+            .await;
         if stats["days"][0]["logins"] == N as i64 || started.elapsed() > Duration::from_secs(1) {
             break stats;
         }
@@ -78,11 +74,7 @@ async fn login_history_shows_every_login_within_a_second(world: World) {
 
 async fn every_admin_route_checks_its_scope(world: World) {
     let login = world.login(APP_A, "dave").await;
-    let user_id = login["user"]["user_id"]
-        .as_str()
-        .expect("user id")
-        .to_owned();
-    let access = login["access_token"].as_str().expect("token").to_owned();
+    let (user_id, access) = (&login.user_id, &login.access);
     let read = world.api_key("admin:read").await;
     let write = world.api_key("admin:write").await;
     let events = world.api_key("events:read").await;
@@ -98,84 +90,31 @@ async fn every_admin_route_checks_its_scope(world: World) {
     ];
     world.wait_for_projections(Duration::from_secs(5)).await;
     for path in &reads {
-        let anonymous = world
-            .http
-            .get(world.url(path))
-            .send()
-            .await
-            .expect("answer");
-        assert_problem(anonymous, 401, "unauthorized").await;
-        assert_problem(
-            world
-                .get_as(
-                    "idk_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
-                    path,
-                )
-                .await,
-            401,
-            "unauthorized",
-        )
-        .await;
-        assert_problem(world.get_as(&access, path).await, 403, "forbidden").await;
-        assert_problem(world.get_as(&write, path).await, 403, "forbidden").await;
-        assert_problem(world.get_as(&events, path).await, 403, "forbidden").await;
-        assert_eq!(world.get_as(&read, path).await.status(), 200, "{path}");
-        assert_eq!(
-            world.get_as(ADMIN_TOKEN, path).await.status(),
-            200,
-            "{path}"
-        );
+        let forbidden = [access.as_str(), &write, &events];
+        world
+            .assert_refused_to(Method::GET, path, None, &forbidden)
+            .await;
+        for allowed in [read.as_str(), ADMIN_TOKEN] {
+            assert_eq!(world.get_as(allowed, path).await.status(), 200, "{path}");
+        }
     }
     let body = json!({ "reason": "permission matrix" });
+    let forbidden = [access.as_str(), &read, &events];
     for action in ["block", "unblock", "sessions/revoke"] {
         let path = format!("/v1/admin/users/{user_id}/{action}");
-        let anonymous = world
-            .http
-            .post(world.url(&path))
-            .json(&body)
-            .send()
-            .await
-            .expect("answer");
-        assert_problem(anonymous, 401, "unauthorized").await;
-        assert_problem(
-            world.post_as(&access, &path, body.clone()).await,
-            403,
-            "forbidden",
-        )
-        .await;
-        assert_problem(
-            world.post_as(&read, &path, body.clone()).await,
-            403,
-            "forbidden",
-        )
-        .await;
-        assert_problem(
-            world.post_as(&events, &path, body.clone()).await,
-            403,
-            "forbidden",
-        )
-        .await;
-        assert_eq!(
-            world.post_as(&write, &path, body.clone()).await.status(),
-            200,
-            "{path}"
-        );
+        world
+            .assert_refused_to(Method::POST, &path, Some(&body), &forbidden)
+            .await;
+        let allowed = world.post_as(&write, &path, body.clone()).await;
+        assert_eq!(allowed.status(), 200, "{path}");
     }
 
     // Erasure last: it ends the user.
     let path = format!("/v1/admin/users/{user_id}");
-    let delete_as = |credential: Option<String>| {
-        let mut request = world.http.delete(world.url(&path));
-        if let Some(credential) = credential {
-            request = request.bearer_auth(credential);
-        }
-        async move { request.send().await.expect("answer") }
-    };
-    assert_problem(delete_as(None).await, 401, "unauthorized").await;
-    for credential in [&access, &read, &events] {
-        assert_problem(delete_as(Some(credential.clone())).await, 403, "forbidden").await;
-    }
-    assert_eq!(delete_as(Some(write.clone())).await.status(), 204);
+    world
+        .assert_refused_to(Method::DELETE, &path, None, &forbidden)
+        .await;
+    assert_eq!(world.delete_as(&write, &path).await.status(), 204);
 }
 
 async fn bad_filters_are_invalid_requests(world: World) {
@@ -218,60 +157,17 @@ async fn bad_filters_are_invalid_requests(world: World) {
 async fn blocking_refuses_logins_and_ends_sessions(world: World) {
     let write = world.api_key("admin:read,admin:write").await;
     let login = world.login(APP_A, "erin").await;
-    let user_id = login["user"]["user_id"]
-        .as_str()
-        .expect("user id")
-        .to_owned();
-    let access = login["access_token"].as_str().expect("token").to_owned();
-    let refresh = login["refresh_token"].as_str().expect("refresh").to_owned();
+    let user_id = login.user_id.clone();
+    let act = |action, reason| world.admin_action(&write, &user_id, action, reason);
 
-    let blocked = json_of(
-        world
-            .post_as(
-                &write,
-                &format!("/v1/admin/users/{user_id}/block"),
-                json!({ "reason": "fraud report" }),
-            )
-            .await,
-    )
-    .await;
+    let blocked = json_of(act("block", "fraud report").await).await;
     assert_eq!(blocked["changed"], true);
-    let again = json_of(
-        world
-            .post_as(
-                &write,
-                &format!("/v1/admin/users/{user_id}/block"),
-                json!({ "reason": "again" }),
-            )
-            .await,
-    )
-    .await;
+    let again = json_of(act("block", "again").await).await;
     assert_eq!(again["changed"], false);
 
-    // The open session stops working at once: /v1/me, refresh, introspection.
-    let me = world.get_as(&access, "/v1/me").await;
-    assert_problem(me, 401, "unauthorized").await;
-    let refreshed = world
-        .http
-        .post(world.url("/v1/token/refresh"))
-        .json(&json!({ "refresh_token": refresh }))
-        .send()
-        .await
-        .expect("answer");
-    // The same answer as any ended session: a stolen refresh token does not reveal the block.
-    assert_problem(refreshed, 401, "unauthorized").await;
-    let introspected = json_of(
-        world
-            .http
-            .post(world.url("/v1/token/introspect"))
-            .bearer_auth(ADMIN_TOKEN)
-            .json(&json!({ "token": access }))
-            .send()
-            .await
-            .expect("answer"),
-    )
-    .await;
-    assert_eq!(introspected["active"], false);
+    // The open session stops working at once: /v1/me, refresh, introspection. The same
+    // answer as any ended session: a stolen refresh token does not reveal the block.
+    world.assert_session_over(&login).await;
     // So does a new login, in any app of the person.
     let code = world.wx_login(APP_A, "erin").await;
     assert_problem(world.login_with(APP_A, &code).await, 403, "user_blocked").await;
@@ -279,22 +175,16 @@ async fn blocking_refuses_logins_and_ends_sessions(world: World) {
     assert_problem(world.login_with(APP_B, &code).await, 403, "user_blocked").await;
 
     world.wait_for_projections(Duration::from_secs(5)).await;
-    let user = json_of(
-        world
-            .get_as(&write, &format!("/v1/admin/users/{user_id}"))
-            .await,
-    )
-    .await;
+    let user = world
+        .get_json(&write, &format!("/v1/admin/users/{user_id}"))
+        .await;
     assert_eq!(user["status"], "blocked", "{user}");
-    let audit = json_of(
-        world
-            .get_as(
-                &write,
-                &format!("/v1/admin/audit?user_id={user_id}&action=UserBlocked"),
-            )
-            .await,
-    )
-    .await;
+    let audit = world
+        .get_json(
+            &write,
+            &format!("/v1/admin/audit?user_id={user_id}&action=UserBlocked"),
+        )
+        .await;
     let entries = audit["items"].as_array().expect("items");
     assert_eq!(entries.len(), 1, "{audit}");
     assert!(
@@ -303,56 +193,23 @@ async fn blocking_refuses_logins_and_ends_sessions(world: World) {
             .is_some_and(|a| a.starts_with("admin:")),
         "{audit}"
     );
-    let rejected = json_of(
-        world
-            .get_as(&write, "/v1/admin/audit?action=LoginRejected")
-            .await,
-    )
-    .await;
+    let rejected = world
+        .get_json(&write, "/v1/admin/audit?action=LoginRejected")
+        .await;
     assert_eq!(
         rejected["items"].as_array().expect("items").len(),
         2,
         "{rejected}"
     );
 
-    let unblocked = json_of(
-        world
-            .post_as(
-                &write,
-                &format!("/v1/admin/users/{user_id}/unblock"),
-                json!({ "reason": "appeal" }),
-            )
-            .await,
-    )
-    .await;
+    let unblocked = json_of(act("unblock", "appeal").await).await;
     assert_eq!(unblocked["changed"], true);
     let again = world.login(APP_A, "erin").await;
-    assert_eq!(again["user"]["user_id"], user_id.as_str());
-    assert_problem(
-        world
-            .post_as(
-                &write,
-                &format!("/v1/admin/users/{user_id}/block"),
-                json!({ "reason": "" }),
-            )
-            .await,
-        400,
-        "invalid_request",
-    )
-    .await;
-    let nobody = uuid::Uuid::now_v7();
-    assert_problem(
-        world
-            .post_as(
-                &write,
-                &format!("/v1/admin/users/{nobody}/block"),
-                json!({ "reason": "x" }),
-            )
-            .await,
-        404,
-        "not_found",
-    )
-    .await;
+    assert_eq!(again.user_id, user_id);
+    assert_problem(act("block", "").await, 400, "invalid_request").await;
+    let nobody = uuid::Uuid::now_v7().to_string();
+    let unknown = world.admin_action(&write, &nobody, "block", "x").await;
+    assert_problem(unknown, 404, "not_found").await;
 }
 
 async fn lookups_find_users_by_their_accounts(world: World) {
@@ -365,27 +222,21 @@ async fn lookups_find_users_by_their_accounts(world: World) {
     let unionid = a["user"]["unionid"].as_str().expect("unionid").to_owned();
     world.wait_for_projections(Duration::from_secs(5)).await;
 
-    let by_openid = json_of(
-        world
-            .get_as(
-                &key,
-                &format!("/v1/admin/users?appid={APP_B}&openid={openid_b}"),
-            )
-            .await,
-    )
-    .await;
+    let by_openid = world
+        .get_json(
+            &key,
+            &format!("/v1/admin/users?appid={APP_B}&openid={openid_b}"),
+        )
+        .await;
     let found = by_openid["items"].as_array().expect("items");
     assert_eq!(found.len(), 1, "{by_openid}");
     assert_eq!(found[0]["user_id"], user_id.as_str());
     assert_eq!(found[0]["accounts"].as_array().expect("accounts").len(), 2);
-    let by_unionid = json_of(
-        world
-            .get_as(&key, &format!("/v1/admin/users?unionid={unionid}"))
-            .await,
-    )
-    .await;
+    let by_unionid = world
+        .get_json(&key, &format!("/v1/admin/users?unionid={unionid}"))
+        .await;
     assert_eq!(by_unionid["items"][0]["user_id"], user_id.as_str());
-    let none = json_of(world.get_as(&key, "/v1/admin/users?unionid=nobody").await).await;
+    let none = world.get_json(&key, "/v1/admin/users?unionid=nobody").await;
     assert!(none["items"].as_array().expect("items").is_empty());
 }
 
@@ -395,24 +246,13 @@ async fn history_pages_with_opaque_cursors(world: World) {
         world.login(APP_A, user).await;
     }
     world.wait_for_projections(Duration::from_secs(5)).await;
-    let mut seen = Vec::new();
-    let mut path = format!("/v1/admin/logins?appid={APP_A}&limit=2");
-    loop {
-        let page = json_of(world.get_as(&key, &path).await).await;
-        seen.extend(
-            page["items"]
-                .as_array()
-                .expect("items")
-                .iter()
-                .map(|l| l["position"].as_i64().expect("position")),
-        );
-        match page["next_cursor"].as_str() {
-            Some(cursor) => {
-                path = format!("/v1/admin/logins?appid={APP_A}&limit=2&cursor={cursor}")
-            }
-            None => break,
-        }
-    }
+    let path = format!("/v1/admin/logins?appid={APP_A}&limit=2");
+    let seen: Vec<i64> = world
+        .all_pages(&key, &path)
+        .await
+        .iter()
+        .map(|l| l["position"].as_i64().expect("position"))
+        .collect();
     assert_eq!(seen.len(), 5, "{seen:?}");
     assert!(seen.windows(2).all(|w| w[0] > w[1]), "{seen:?}");
 }
@@ -422,20 +262,13 @@ async fn history_pages_with_opaque_cursors(world: World) {
 async fn a_revoked_key_is_refused_from_the_next_request(world: World) {
     let key = world.api_key("admin:read").await;
     let other = world.api_key("admin:read").await;
-    json_of(world.get_as(&key, "/v1/admin/logins").await).await;
-    let (key_id, _) = infra::api_keys::split_token(&key).expect("one of our keys");
-    world
-        .store()
-        .await
-        .revoke_api_key(key_id, chrono::Utc::now())
-        .await
-        .expect("revoke the key")
-        .expect("the key exists");
+    world.get_json(&key, "/v1/admin/logins").await;
+    world.revoke_api_key(&key).await;
     assert_problem(
         world.get_as(&key, "/v1/admin/logins").await,
         401,
         "unauthorized",
     )
     .await;
-    json_of(world.get_as(&other, "/v1/admin/logins").await).await;
+    world.get_json(&other, "/v1/admin/logins").await;
 }

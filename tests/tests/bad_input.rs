@@ -1,6 +1,7 @@
 //! Bad input answers a problem with a stable code, never a 500. Backend-independent, so SQLite.
 
 use identity_tests::{assert_problem, Backend, World, APP_A};
+use reqwest::Method;
 use serde_json::json;
 
 async fn world() -> World {
@@ -15,11 +16,11 @@ async fn post_raw(
     content_type: Option<&str>,
     body: impl Into<reqwest::Body>,
 ) -> reqwest::Response {
-    let mut request = world.http.post(world.url(path)).body(body);
+    let mut call = world.call(Method::POST, path).with(|r| r.body(body));
     if let Some(content_type) = content_type {
-        request = request.header("content-type", content_type);
+        call = call.header("content-type", content_type);
     }
-    request.send().await.expect("answer")
+    call.send().await
 }
 
 #[tokio::test]
@@ -81,44 +82,28 @@ async fn an_unknown_app_is_named_as_such() {
 async fn content_type_and_size_are_enforced() {
     let world = world().await;
     let body = json!({ "appid": APP_A, "code": "abc" }).to_string();
-    assert_problem(
-        post_raw(&world, "/v1/wechat/login", Some("text/plain"), body.clone()).await,
-        415,
-        "unsupported_media_type",
-    )
-    .await;
-    assert_problem(
-        post_raw(&world, "/v1/wechat/login", None, body).await,
-        415,
-        "unsupported_media_type",
-    )
-    .await;
     let huge = json!({ "appid": APP_A, "code": "x".repeat(64 * 1024) }).to_string();
-    assert_problem(
-        post_raw(&world, "/v1/wechat/login", Some("application/json"), huge).await,
-        413,
-        "payload_too_large",
-    )
-    .await;
+    for (content_type, body, status, code) in [
+        (
+            Some("text/plain"),
+            body.clone(),
+            415,
+            "unsupported_media_type",
+        ),
+        (None, body, 415, "unsupported_media_type"),
+        (Some("application/json"), huge, 413, "payload_too_large"),
+    ] {
+        let answer = post_raw(&world, "/v1/wechat/login", content_type, body).await;
+        assert_problem(answer, status, code).await;
+    }
 }
 
 #[tokio::test]
 async fn unknown_routes_and_methods_answer_problems() {
     let world = world().await;
-    let response = world
-        .http
-        .get(world.url("/v2/nothing"))
-        .send()
-        .await
-        .expect("answer");
-    assert_problem(response, 404, "not_found").await;
-    let response = world
-        .http
-        .get(world.url("/v1/wechat/login"))
-        .send()
-        .await
-        .expect("answer");
-    assert_problem(response, 405, "method_not_allowed").await;
+    assert_problem(world.get("/v2/nothing").await, 404, "not_found").await;
+    let wrong_method = world.get("/v1/wechat/login").await;
+    assert_problem(wrong_method, 405, "method_not_allowed").await;
 }
 
 #[tokio::test]
@@ -128,15 +113,10 @@ async fn login_rate_limit_per_client_ip() {
         .spawn_instance(|config| config.login_rate_per_minute = 2)
         .await;
     let login = |code: String| {
-        let http = world.http.clone();
-        let url = format!("{}/v1/wechat/login", limited.base);
-        async move {
-            http.post(url)
-                .json(&json!({ "appid": APP_A, "code": code }))
-                .send()
-                .await
-                .expect("answer")
-        }
+        world
+            .call_at(&limited.base, Method::POST, "/v1/wechat/login")
+            .json(&json!({ "appid": APP_A, "code": code }))
+            .send()
     };
     for _ in 0..2 {
         let code = world.wx_login(APP_A, "speedy").await;
@@ -157,12 +137,6 @@ async fn login_rate_limit_per_client_ip() {
 async fn health_and_readiness() {
     let world = world().await;
     for path in ["/healthz", "/readyz"] {
-        let response = world
-            .http
-            .get(world.url(path))
-            .send()
-            .await
-            .expect("answer");
-        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(world.get(path).await.status(), 200, "{path}");
     }
 }

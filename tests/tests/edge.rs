@@ -5,14 +5,20 @@
 use std::time::{Duration, Instant};
 
 use api::config::TrustedProxies;
-use identity_tests::{assert_problem, Backend, TestApp, World, APP_A, CLOUD_SECRET_A};
-use infra::signed_request;
-use serde_json::{json, Value};
+use identity_tests::{assert_problem, Backend, Signed, TestApp, World, APP_A, CLOUD_SECRET_A};
+use reqwest::Method;
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 async fn world() -> World {
     World::start(Backend::Sqlite).await.expect("SQLite world")
+}
+
+/// `key` with its secret part replaced: a well-formed key that is wrong.
+fn wrong_key(key: &str) -> String {
+    let (_, secret) = infra::api_keys::split_token(key).expect("a key");
+    key.replace(secret, &"0".repeat(secret.len()))
 }
 
 fn addr(app: &TestApp) -> String {
@@ -99,13 +105,7 @@ async fn a_half_sent_body_is_answered_408_and_closed() {
         "answered after {took:?}"
     );
     // Whole requests on the same service are answered as usual.
-    let healthy = world
-        .http
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .expect("answers");
-    assert_eq!(healthy.status(), 200);
+    assert_eq!(world.get_at(&app.base, "/healthz").await.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -116,13 +116,9 @@ async fn two_thousand_idle_connections_leave_healthz_answering() {
         idle.push(TcpStream::connect(addr(&world.app)).await.expect("connect"));
     }
     let started = Instant::now();
-    let healthy = tokio::time::timeout(
-        Duration::from_secs(5),
-        world.http.get(world.url("/healthz")).send(),
-    )
-    .await
-    .expect("healthz answers within 5 s")
-    .expect("healthz answers");
+    let healthy = tokio::time::timeout(Duration::from_secs(5), world.get("/healthz"))
+        .await
+        .expect("healthz answers within 5 s");
     assert_eq!(healthy.status(), 200);
     assert!(
         started.elapsed() < Duration::from_secs(2),
@@ -145,7 +141,7 @@ async fn connections_over_the_cap_wait_for_a_free_one() {
         TcpStream::connect(addr(&app)).await.expect("connect"),
         TcpStream::connect(addr(&app)).await.expect("connect"),
     ];
-    let healthz = || world.http.get(format!("{}/healthz", app.base)).send();
+    let healthz = || world.get_at(&app.base, "/healthz");
     let over_the_cap = tokio::time::timeout(Duration::from_millis(800), healthz()).await;
     assert!(
         over_the_cap.is_err(),
@@ -154,21 +150,18 @@ async fn connections_over_the_cap_wait_for_a_free_one() {
     // The idle ones are closed by the header timeout; then the next one is served.
     let served = tokio::time::timeout(Duration::from_secs(6), healthz())
         .await
-        .expect("served once a connection is free")
-        .expect("answers");
+        .expect("served once a connection is free");
     assert_eq!(served.status(), 200);
 }
 
 /// POST a login the limiter sees (and then refuses as malformed) from `forwarded_for`.
 async fn login_from(world: &World, app: &TestApp, forwarded_for: &str) -> u16 {
     world
-        .http
-        .post(format!("{}/v1/wechat/login", app.base))
+        .call_at(&app.base, Method::POST, "/v1/wechat/login")
         .header("x-forwarded-for", forwarded_for)
         .json(&json!({ "appid": "not-an-appid", "code": "c" }))
         .send()
         .await
-        .expect("answers")
         .status()
         .as_u16()
 }
@@ -232,13 +225,11 @@ async fn a_foreign_request_id_is_replaced_by_a_minted_one() {
     let store = world.store().await;
     let code = world.wx_login(APP_A, "alice").await;
     let answer = world
-        .http
-        .post(world.url("/v1/wechat/login"))
+        .call(Method::POST, "/v1/wechat/login")
         .header("x-request-id", "<script>alert(1)</script> forged log line")
         .json(&json!({ "appid": APP_A, "code": code }))
         .send()
-        .await
-        .expect("answers");
+        .await;
     assert_eq!(answer.status(), 200);
     let echoed = answer.headers()["x-request-id"]
         .to_str()
@@ -252,12 +243,10 @@ async fn a_foreign_request_id_is_replaced_by_a_minted_one() {
     // A caller's UUID is kept.
     let mine = uuid::Uuid::now_v7();
     let answer = world
-        .http
-        .get(world.url("/healthz"))
-        .header("x-request-id", mine.to_string())
+        .call(Method::GET, "/healthz")
+        .header("x-request-id", &mine.to_string())
         .send()
-        .await
-        .expect("answers");
+        .await;
     assert_eq!(answer.headers()["x-request-id"], mine.to_string().as_str());
 }
 
@@ -271,50 +260,32 @@ async fn guessing_api_keys_is_refused_per_client() {
         })
         .await;
     let key = world.api_key("admin:read").await;
-    let (_, secret) = infra::api_keys::split_token(&key).expect("a key");
-    let wrong = key.replace(secret, &"0".repeat(secret.len()));
+    let wrong = wrong_key(&key);
     let attempt = |token: String, client: &'static str| {
         world
-            .http
-            .get(format!("{}/v1/admin/logins", app.base))
-            .bearer_auth(token)
+            .call_at(&app.base, Method::GET, "/v1/admin/logins")
+            .bearer(&token)
             .header("x-forwarded-for", client)
             .send()
     };
     let mut statuses = Vec::new();
     for _ in 0..6 {
-        statuses.push(
-            attempt(wrong.clone(), "203.0.113.9")
-                .await
-                .expect("answers")
-                .status(),
-        );
+        statuses.push(attempt(wrong.clone(), "203.0.113.9").await.status());
     }
     assert_eq!(statuses[..3], [401, 401, 401], "{statuses:?}");
     assert_eq!(statuses[3..], [429, 429, 429], "{statuses:?}");
     // Barred, the client's wrong keys are refused with 429; a right key still passes, so a
     // neighbour behind the same address cannot lock a caller out.
-    let barred = attempt(wrong.clone(), "203.0.113.9")
-        .await
-        .expect("answers");
+    let barred = attempt(wrong.clone(), "203.0.113.9").await;
     assert!(barred.headers().contains_key("retry-after"));
     assert_problem(barred, 429, "rate_limited").await;
     assert_eq!(
-        attempt(key.clone(), "203.0.113.9")
-            .await
-            .expect("answers")
-            .status(),
+        attempt(key.clone(), "203.0.113.9").await.status(),
         200,
         "a right key from a barred address"
     );
     // Another client is not affected.
-    assert_eq!(
-        attempt(wrong, "203.0.113.10")
-            .await
-            .expect("answers")
-            .status(),
-        401
-    );
+    assert_eq!(attempt(wrong, "203.0.113.10").await.status(), 401);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -324,19 +295,17 @@ async fn wrong_keys_sent_all_at_once_get_no_more_401s_than_the_budget() {
         .spawn_instance(|c| c.auth_failures_per_minute = 10)
         .await;
     let key = world.api_key("admin:read").await;
-    let (_, secret) = infra::api_keys::split_token(&key).expect("a key");
-    let wrong = key.replace(secret, &"0".repeat(secret.len()));
+    let wrong = wrong_key(&key);
     let attempts = (0..300).map(|_| {
         world
-            .http
-            .get(format!("{}/v1/admin/logins", app.base))
-            .bearer_auth(&wrong)
+            .call_at(&app.base, Method::GET, "/v1/admin/logins")
+            .bearer(&wrong)
             .send()
     });
     let statuses: Vec<u16> = futures::future::join_all(attempts)
         .await
         .into_iter()
-        .map(|answer| answer.expect("answers").status().as_u16())
+        .map(|answer| answer.status().as_u16())
         .collect();
     let unauthorized = statuses.iter().filter(|s| **s == 401).count();
     assert!(unauthorized <= 10, "{unauthorized} answers of 401");
@@ -352,32 +321,19 @@ async fn guessing_cloud_login_signatures_is_refused_per_client() {
     let app = world
         .spawn_instance(|c| c.auth_failures_per_minute = 2)
         .await;
-    let post = |secret: &str| {
-        let body = json!({ "appid": APP_A, "openid": "o-cloud-edge" }).to_string();
-        let timestamp = chrono::Utc::now().timestamp();
-        let nonce = uuid::Uuid::now_v7().simple().to_string();
-        let signature = signed_request::sign(secret, timestamp, &nonce, body.as_bytes());
-        world
-            .http
-            .post(format!("{}/v1/wechat/cloud-login", app.base))
-            .header("content-type", "application/json")
-            .header("x-identity-timestamp", timestamp.to_string())
-            .header("x-identity-nonce", nonce)
-            .header("x-identity-signature", signature)
-            .body(body)
-            .send()
-    };
+    let context = json!({ "appid": APP_A, "openid": "o-cloud-edge" });
+    let post = |secret: &str| world.cloud_login_at(&app.base, &Signed::now(secret, &context));
     let mut statuses = Vec::new();
     for _ in 0..4 {
-        statuses.push(post("a guessed secret").await.expect("answers").status());
+        statuses.push(post("a guessed secret").await.status());
     }
     assert_eq!(statuses, [401, 401, 429, 429], "{statuses:?}");
-    let barred = post("a guessed secret").await.expect("answers");
-    let problem: Value = assert_problem(barred, 429, "rate_limited").await;
+    let barred = post("a guessed secret").await;
+    let problem = assert_problem(barred, 429, "rate_limited").await;
     assert!(problem.get("hint").is_none());
     // WeChat cloud functions leave from shared addresses: a neighbour's bad signatures do not
     // lock out a caller with the right secret.
-    assert_eq!(post(CLOUD_SECRET_A).await.expect("answers").status(), 200);
+    assert_eq!(post(CLOUD_SECRET_A).await.status(), 200);
 }
 
 /// A client that pipelines requests for a large body over a tiny receive window and never
@@ -407,13 +363,10 @@ async fn clients_that_stop_reading_lose_their_connection() {
     let _stuck: Vec<_> = (0..4).map(|_| slow_reader(&app, 200)).collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let started = Instant::now();
-    let healthy = tokio::time::timeout(
-        Duration::from_secs(10),
-        world.http.get(format!("{}/healthz", app.base)).send(),
-    )
-    .await
-    .expect("healthz answers once the stalled connections are closed")
-    .expect("answers");
+    let healthy =
+        tokio::time::timeout(Duration::from_secs(10), world.get_at(&app.base, "/healthz"))
+            .await
+            .expect("healthz answers once the stalled connections are closed");
     assert_eq!(healthy.status(), 200);
     assert!(
         started.elapsed() < Duration::from_secs(5),
@@ -440,11 +393,6 @@ async fn one_address_cannot_take_every_connection() {
     assert!(answer.is_empty(), "{answer}");
     drop(idle);
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let served = world
-        .http
-        .get(format!("{}/healthz", app.base))
-        .send()
-        .await
-        .expect("answers once a place is free");
+    let served = world.get_at(&app.base, "/healthz").await;
     assert_eq!(served.status(), 200);
 }

@@ -6,12 +6,13 @@
 
 use std::time::Duration;
 
-use domain::AppId;
-use identity_tests::{both_backends, Backend, World, APP_A, APP_B};
+use identity_tests::{authorize_body, both_backends, database_text, Login, World, APP_A, APP_B};
 use infra::wechat::sim::Simulator;
+use reqwest::Method;
 use serde_json::{json, Value};
 
 both_backends! {
+    World:
     erasure_leaves_the_person_unreadable_everywhere,
     erasing_oneself_leaves_nothing_either,
     an_older_log_is_sealed_at_start,
@@ -26,47 +27,45 @@ const CITY: &str = "Ghost-Test-City";
 const BLOCK_REASON: &str = "ghost-block-reason-5150";
 const UNBLOCK_REASON: &str = "ghost-unblock-reason-6160";
 
-async fn login(world: &World, appid: &str) -> Value {
-    login_as(world, appid, PERSON).await
+async fn login(world: &World, appid: &str) -> Login {
+    world.login_from(appid, PERSON, AGENT).await
 }
 
-async fn login_as(world: &World, appid: &str, person: &str) -> Value {
-    let code = world.wx_login(appid, person).await;
-    let answer = world
-        .http
-        .post(world.url("/v1/wechat/login"))
-        .header("user-agent", AGENT)
-        .json(&json!({ "appid": appid, "code": code }))
-        .send()
-        .await
-        .expect("service answers");
-    assert_eq!(answer.status(), 200);
-    answer.json().await.expect("login JSON")
-}
-
+/// `POST path` as the user, from the person's device.
 async fn as_user(world: &World, token: &str, path: &str, body: Value) -> reqwest::StatusCode {
-    world
-        .http
-        .post(world.url(path))
-        .bearer_auth(token)
-        .header("user-agent", AGENT)
-        .json(&body)
-        .send()
-        .await
-        .expect("service answers")
-        .status()
+    let call = world
+        .call(Method::POST, path)
+        .bearer(token)
+        .user_agent(AGENT);
+    call.json(&body).send().await.status()
 }
 
-async fn as_admin(world: &World, key: &str, path: &str, body: Value) -> reqwest::StatusCode {
-    world
-        .http
-        .post(world.url(path))
-        .bearer_auth(key)
-        .json(&body)
-        .send()
-        .await
-        .expect("service answers")
-        .status()
+/// Block and unblock (or any admin action) with a reason, successfully.
+async fn act(world: &World, key: &str, user_id: &str, actions: &[&str], reason: &str) {
+    for action in actions {
+        let status = world
+            .admin_action(key, user_id, action, reason)
+            .await
+            .status();
+        assert!(status.is_success(), "{action}: {status}");
+    }
+}
+
+/// An admin erases the user; the read models and the log have caught up when it returns.
+async fn erase(world: &World, key: &str, user_id: &str) {
+    let path = format!("/v1/admin/users/{user_id}");
+    assert_eq!(world.delete_as(key, &path).await.status(), 204);
+    world.wait_for_projections(Duration::from_secs(10)).await;
+    testkit::wait_until_log_readable(&world.database_url).await;
+}
+
+/// Asserts that none of `needles` appears in any of `places` (what it is, its text).
+fn assert_nowhere<'a>(needles: impl IntoIterator<Item = &'a str>, places: &[(&str, &str)]) {
+    for needle in needles {
+        for (place, text) in places {
+            assert!(!text.contains(needle), "{needle:?} is in {place}");
+        }
+    }
 }
 
 async fn text(world: &World, key: &str, path: &str) -> String {
@@ -93,34 +92,11 @@ async fn everything_readable(world: &World, key: &str, user_id: &str) -> String 
     seen
 }
 
-async fn database_files(world: &World) -> String {
-    match world.backend {
-        Backend::Sqlite => {
-            let path = world
-                .database_url
-                .trim_start_matches("sqlite://")
-                .trim_start_matches("sqlite:")
-                .to_owned();
-            let mut bytes = Vec::new();
-            for suffix in ["", "-wal", "-shm"] {
-                if let Ok(more) = std::fs::read(format!("{path}{suffix}")) {
-                    bytes.extend(more);
-                }
-            }
-            String::from_utf8_lossy(&bytes).into_owned()
-        }
-        Backend::Postgres => infra::testing::pg_dump_schema(&world.database_url).await,
-    }
-}
-
 async fn erasure_leaves_the_person_unreadable_everywhere(world: World) {
     let admin = world.api_key("admin:read,admin:write,events:read").await;
     let in_a = login(&world, APP_A).await;
     let in_b = login(&world, APP_B).await;
-    let user_id = in_a["user"]["user_id"]
-        .as_str()
-        .expect("user id")
-        .to_owned();
+    let user_id = in_a.user_id.clone();
     assert_eq!(
         in_b["user"]["user_id"],
         user_id.as_str(),
@@ -132,54 +108,39 @@ async fn erasure_leaves_the_person_unreadable_everywhere(world: World) {
         .as_str()
         .expect("unionid")
         .to_owned();
-    let access = in_a["access_token"].as_str().expect("token").to_owned();
+    let access = in_a.access.clone();
     // Someone else, who stays.
     let bystander = world.login(APP_A, "bystander").await;
 
-    let wx: Value = world
-        .http
-        .post(format!("{}/sim/getUserProfile", world.sim_base))
-        .json(&json!({"appid": APP_A, "user": PERSON,
-                      "profile": {"nickName": NICKNAME, "city": CITY}}))
-        .send()
-        .await
-        .expect("simulator")
-        .json()
-        .await
-        .expect("JSON");
-    let profile = json!({"raw_data": wx["rawData"], "signature": wx["signature"],
-                         "encrypted_data": wx["encryptedData"], "iv": wx["iv"]});
+    let shared = json!({"nickName": NICKNAME, "city": CITY});
+    let wx = world.get_user_profile(APP_A, PERSON, shared).await;
+    let profile = authorize_body(&wx);
     assert_eq!(
         as_user(&world, &access, "/v1/me/profile/authorize", profile).await,
         204
     );
-    let code = world
-        .simulator
-        .phone_code(&AppId::parse(APP_A).expect("appid"), PERSON)
-        .expect("phone code");
+    let code = world.phone_code(APP_A, PERSON);
     assert_eq!(
         as_user(&world, &access, "/v1/me/phone", json!({"code": code})).await,
         204
     );
     let phone = Simulator::phone_number_of(PERSON);
-    for (action, reason) in [("block", BLOCK_REASON), ("unblock", UNBLOCK_REASON)] {
-        let path = format!("/v1/admin/users/{user_id}/{action}");
-        let status = as_admin(&world, &admin, &path, json!({ "reason": reason })).await;
-        assert!(status.is_success(), "{action}: {status}");
-    }
+    act(&world, &admin, &user_id, &["block"], BLOCK_REASON).await;
+    act(&world, &admin, &user_id, &["unblock"], UNBLOCK_REASON).await;
     world.wait_for_projections(Duration::from_secs(10)).await;
 
     // While the person lives: search by openid, unionid and phone finds them, and admins read
     // their identifiers, device and the block reason.
-    for query in [
-        format!("appid={APP_B}&openid={openid_b}"),
+    let lookups = [
         format!("openid={openid_a}"),
         format!("unionid={unionid}"),
         format!("phone=%2B86{phone}"),
-    ] {
-        let found: Value =
-            serde_json::from_str(&text(&world, &admin, &format!("/v1/admin/users?{query}")).await)
-                .expect("JSON");
+    ];
+    let by_app = format!("appid={APP_B}&openid={openid_b}");
+    for query in std::iter::once(by_app).chain(lookups.clone()) {
+        let found = world
+            .get_json(&admin, &format!("/v1/admin/users?{query}"))
+            .await;
         assert_eq!(
             found["items"][0]["user_id"],
             user_id.as_str(),
@@ -202,22 +163,11 @@ async fn erasure_leaves_the_person_unreadable_everywhere(world: World) {
         );
     }
     // Sealed from the moment they were written: not in clear in the files even now.
-    let files = database_files(&world).await;
-    for sealed in [
-        &openid_a,
-        &openid_b,
-        &unionid,
-        AGENT,
-        BLOCK_REASON,
-        NICKNAME,
-        &phone,
-    ] {
-        assert!(!files.contains(sealed), "{sealed:?} is stored in clear");
-    }
     // Analytics never did: it sees user_id only.
+    let files = world.database_text().await;
     let events = text(&world, &admin, "/v1/events?after=0&limit=1000").await;
     assert!(events.contains(&user_id));
-    for hidden in [
+    let sealed = [
         &openid_a,
         &openid_b,
         &unionid,
@@ -225,20 +175,13 @@ async fn erasure_leaves_the_person_unreadable_everywhere(world: World) {
         BLOCK_REASON,
         NICKNAME,
         &phone,
-    ] {
-        assert!(!events.contains(hidden), "analytics sees {hidden:?}");
-    }
+    ];
+    assert_nowhere(
+        sealed,
+        &[("the database", &files), ("the analytics stream", &events)],
+    );
 
-    let erased = world
-        .http
-        .delete(world.url(&format!("/v1/admin/users/{user_id}")))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(erased.status(), 204);
-    world.wait_for_projections(Duration::from_secs(10)).await;
-    infra::testing::wait_until_log_readable(&world.database_url).await;
+    erase(&world, &admin, &user_id).await;
 
     let needles = [
         openid_a.as_str(),
@@ -253,26 +196,16 @@ async fn erasure_leaves_the_person_unreadable_everywhere(world: World) {
     ];
     let answers = everything_readable(&world, &admin, &user_id).await;
     assert!(answers.contains("erased"), "{answers}");
-    let files = database_files(&world).await;
+    let files = world.database_text().await;
     assert!(files.len() > 10_000, "read the database");
-    for needle in needles {
-        assert!(
-            !answers.contains(needle),
-            "{needle:?} is still in an answer"
-        );
-        assert!(
-            !files.contains(needle),
-            "{needle:?} is still in the database files"
-        );
-    }
-    for query in [
-        format!("openid={openid_a}"),
-        format!("unionid={unionid}"),
-        format!("phone=%2B86{phone}"),
-    ] {
-        let found: Value =
-            serde_json::from_str(&text(&world, &admin, &format!("/v1/admin/users?{query}")).await)
-                .expect("JSON");
+    assert_nowhere(
+        needles,
+        &[("an answer", &answers), ("the database", &files)],
+    );
+    for query in lookups {
+        let found = world
+            .get_json(&admin, &format!("/v1/admin/users?{query}"))
+            .await;
         assert_eq!(
             found["items"],
             json!([]),
@@ -293,51 +226,25 @@ async fn erasing_oneself_leaves_nothing_either(world: World) {
     const AVATAR: &str = "https://cdn.example.com/selfie-4412.png";
     const FILLED_IN: &str = "Self Eraser 4412";
     let admin = world.api_key("admin:read,events:read").await;
-    let me = login_as(&world, APP_A, "self-eraser").await;
-    let user_id = me["user"]["user_id"].as_str().expect("user id").to_owned();
-    let openid = me["user"]["openid"].as_str().expect("openid").to_owned();
-    let unionid = me["user"]["unionid"].as_str().expect("unionid").to_owned();
-    let access = me["access_token"].as_str().expect("token").to_owned();
-    let filled = world
-        .http
-        .put(world.url("/v1/me/profile"))
-        .bearer_auth(&access)
-        .json(&json!({ "nickname": FILLED_IN, "avatar_url": AVATAR }))
-        .send()
-        .await
-        .expect("answer");
+    let me = world.login_from(APP_A, "self-eraser", AGENT).await;
+    let openid = me["user"]["openid"].as_str().expect("openid");
+    let unionid = me["user"]["unionid"].as_str().expect("unionid");
+    let filled = json!({ "nickname": FILLED_IN, "avatar_url": AVATAR });
+    let filled = world.put_as(&me.access, "/v1/me/profile", filled).await;
     assert_eq!(filled.status(), 204);
     world.wait_for_projections(Duration::from_secs(10)).await;
 
-    let gone = world
-        .http
-        .delete(world.url("/v1/me"))
-        .bearer_auth(&access)
-        .send()
-        .await
-        .expect("answer");
+    let gone = world.delete_as(&me.access, "/v1/me").await;
     assert_eq!(gone.status(), 204);
     world.wait_for_projections(Duration::from_secs(10)).await;
-    infra::testing::wait_until_log_readable(&world.database_url).await;
+    testkit::wait_until_log_readable(&world.database_url).await;
 
-    let answers = everything_readable(&world, &admin, &user_id).await;
-    let files = database_files(&world).await;
-    for needle in [
-        openid.as_str(),
-        unionid.as_str(),
-        FILLED_IN,
-        AVATAR,
-        "GhostPhone-7731",
-    ] {
-        assert!(
-            !answers.contains(needle),
-            "{needle:?} is still in an answer"
-        );
-        assert!(
-            !files.contains(needle),
-            "{needle:?} is still in the database files"
-        );
-    }
+    let answers = everything_readable(&world, &admin, &me.user_id).await;
+    let files = world.database_text().await;
+    assert_nowhere(
+        [openid, unionid, FILLED_IN, AVATAR, "GhostPhone-7731"],
+        &[("an answer", &answers), ("the database", &files)],
+    );
 }
 
 /// A log written before sealing (clear v1 events and metadata, clear claims) is sealed by the
@@ -353,12 +260,9 @@ async fn an_older_log_is_sealed_at_start(world: World) {
     const UNIONID: &str = "u_legacy_unionid_8841";
     const ERASED_OPENID: &str = "o_legacy_erased_9952";
     const LEGACY_AGENT: &str = "Mozilla/5.0 (Android 9; LegacyPhone-8841) MicroMessenger/7.0.1";
-    let url = match world.backend {
-        Backend::Sqlite => infra::testing::fresh_sqlite_url(),
-        Backend::Postgres => infra::testing::fresh_postgres_url()
-            .await
-            .expect("postgres"),
-    };
+    let url = testkit::fresh_url(world.backend)
+        .await
+        .expect("a second database");
     let store = infra::store::connect(&url).await.expect("store");
     let (user, erased) = (Uuid::now_v7(), Uuid::now_v7());
     let session = SessionId::from_uuid(Uuid::now_v7());
@@ -440,7 +344,7 @@ async fn an_older_log_is_sealed_at_start(world: World) {
         .await
         .expect("an old erasure");
     drop(store);
-    infra::testing::wait_until_log_readable(&url).await;
+    testkit::wait_until_log_readable(&url).await;
 
     let upgraded = world
         .spawn_instance(|config| config.database_url = url.clone())
@@ -454,14 +358,10 @@ async fn an_older_log_is_sealed_at_start(world: World) {
         key.token
     };
     let get = |path: String| {
-        let (http, base, admin) = (world.http.clone(), upgraded.base.clone(), admin.clone());
+        let call = world.call_at(&upgraded.base, Method::GET, &path);
+        let call = call.bearer(&admin);
         async move {
-            let answer = http
-                .get(format!("{base}{path}"))
-                .bearer_auth(admin)
-                .send()
-                .await
-                .expect("answer");
+            let answer = call.send().await;
             assert_eq!(answer.status(), 200, "{path}");
             answer.text().await.expect("body")
         }
@@ -488,32 +388,17 @@ async fn an_older_log_is_sealed_at_start(world: World) {
     }
 
     let events = get("/v1/events?after=0&limit=100".to_owned()).await;
-    let files = match world.backend {
-        Backend::Sqlite => {
-            let path = url.trim_start_matches("sqlite://").to_owned();
-            let mut bytes = Vec::new();
-            for suffix in ["", "-wal", "-shm"] {
-                if let Ok(more) = std::fs::read(format!("{path}{suffix}")) {
-                    bytes.extend(more);
-                }
-            }
-            String::from_utf8_lossy(&bytes).into_owned()
-        }
-        Backend::Postgres => infra::testing::pg_dump_schema(&url).await,
-    };
-    for needle in [
-        OPENID,
-        UNIONID,
-        ERASED_OPENID,
-        "LegacyPhone-8841",
-        "198.51.100.77",
-    ] {
-        assert!(!events.contains(needle), "{needle:?} in the event stream");
-        assert!(
-            !files.contains(needle),
-            "{needle:?} is still in the database files"
-        );
-    }
+    let files = database_text(&url).await;
+    assert_nowhere(
+        [
+            OPENID,
+            UNIONID,
+            ERASED_OPENID,
+            "LegacyPhone-8841",
+            "198.51.100.77",
+        ],
+        &[("the event stream", &events), ("the database", &files)],
+    );
 }
 
 /// A clear value starting with `pd1.` (the sealed fields' prefix) is sealed like any other: a
@@ -523,51 +408,21 @@ async fn values_that_look_sealed_are_sealed_and_erased(world: World) {
     const NOTE: &str = "pd1. Dave Li's phone was stolen";
     const LOOKALIKE_AGENT: &str = "pd1.DaveLiAgent/1.0";
     let admin = world.api_key("admin:read,admin:write,events:read").await;
-    let code = world.wx_login(APP_A, "dave-li").await;
-    let answer = world
-        .http
-        .post(world.url("/v1/wechat/login"))
-        .header("user-agent", LOOKALIKE_AGENT)
-        .json(&json!({ "appid": APP_A, "code": code }))
-        .send()
-        .await
-        .expect("service answers");
-    assert_eq!(answer.status(), 200);
-    let me: Value = answer.json().await.expect("login JSON");
-    let user_id = me["user"]["user_id"].as_str().expect("user id").to_owned();
-    let path = format!("/v1/admin/users/{user_id}/sessions/revoke");
-    let status = as_admin(&world, &admin, &path, json!({ "reason": NOTE })).await;
-    assert!(status.is_success(), "revoke: {status}");
-    for action in ["block", "unblock"] {
-        let path = format!("/v1/admin/users/{user_id}/{action}");
-        let status = as_admin(&world, &admin, &path, json!({ "reason": REASON })).await;
-        assert!(status.is_success(), "{action}: {status}");
-    }
+    let me = world.login_from(APP_A, "dave-li", LOOKALIKE_AGENT).await;
+    let user_id = me.user_id.clone();
+    act(&world, &admin, &user_id, &["sessions/revoke"], NOTE).await;
+    act(&world, &admin, &user_id, &["block", "unblock"], REASON).await;
     world.wait_for_projections(Duration::from_secs(10)).await;
-    let files = database_files(&world).await;
-    for clear in ["Dave Li", "DaveLiAgent"] {
-        assert!(!files.contains(clear), "{clear:?} is stored in clear");
-    }
+    let files = world.database_text().await;
+    assert_nowhere(["Dave Li", "DaveLiAgent"], &[("the database", &files)]);
 
-    let erased = world
-        .http
-        .delete(world.url(&format!("/v1/admin/users/{user_id}")))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(erased.status(), 204);
-    world.wait_for_projections(Duration::from_secs(10)).await;
-    infra::testing::wait_until_log_readable(&world.database_url).await;
+    erase(&world, &admin, &user_id).await;
     let answers = everything_readable(&world, &admin, &user_id).await;
-    let files = database_files(&world).await;
-    for clear in ["Dave Li", "DaveLiAgent"] {
-        assert!(!answers.contains(clear), "{clear:?} is still in an answer");
-        assert!(
-            !files.contains(clear),
-            "{clear:?} is still in the database files"
-        );
-    }
+    let files = world.database_text().await;
+    assert_nowhere(
+        ["Dave Li", "DaveLiAgent"],
+        &[("an answer", &answers), ("the database", &files)],
+    );
 }
 
 /// Every string in a stream's stored events (payloads and metadata), as the database holds them.
@@ -580,12 +435,9 @@ async fn stored_strings(world: &World, user_id: &str) -> Vec<String> {
             _ => {}
         }
     }
-    let store = infra::store::connect(&world.database_url)
-        .await
-        .expect("store");
     let stream = format!("user-{user_id}");
     let mut out = Vec::new();
-    for event in store.read_all(0, 10_000).await.expect("log") {
+    for event in world.log().await {
         if event.stream_id.as_str() == stream {
             if event.event_type == "PhoneNumberBound" {
                 let keys: Vec<&String> =
@@ -612,30 +464,23 @@ async fn stored_strings(world: &World, user_id: &str) -> Vec<String> {
 async fn a_phone_rebound_after_erasure_links_nothing(world: World) {
     const WHO: &str = "phone-rebinder";
     let admin = world.api_key("admin:read,admin:write").await;
-    let appid = AppId::parse(APP_A).expect("appid");
     let bind = |token: String| {
-        let code = world.simulator.phone_code(&appid, WHO).expect("phone code");
+        let code = world.phone_code(APP_A, WHO);
         let world = &world;
         async move { as_user(world, &token, "/v1/me/phone", json!({ "code": code })).await }
     };
-    let first = login_as(&world, APP_A, WHO).await;
-    let first_id = first["user"]["user_id"].as_str().expect("id").to_owned();
-    let token = first["access_token"].as_str().expect("token").to_owned();
-    assert_eq!(bind(token).await, 204);
+    let first = world.login_from(APP_A, WHO, AGENT).await;
+    let first_id = first.user_id.clone();
+    assert_eq!(bind(first.access.clone()).await, 204);
     let erased = world
-        .http
-        .delete(world.url(&format!("/v1/admin/users/{first_id}")))
-        .bearer_auth(&admin)
-        .send()
-        .await
-        .expect("answer");
+        .delete_as(&admin, &format!("/v1/admin/users/{first_id}"))
+        .await;
     assert_eq!(erased.status(), 204);
 
-    let second = login_as(&world, APP_A, WHO).await;
-    let second_id = second["user"]["user_id"].as_str().expect("id").to_owned();
+    let second = world.login_from(APP_A, WHO, AGENT).await;
+    let second_id = second.user_id.clone();
     assert_ne!(first_id, second_id, "registered afresh");
-    let token = second["access_token"].as_str().expect("token").to_owned();
-    assert_eq!(bind(token).await, 204);
+    assert_eq!(bind(second.access.clone()).await, 204);
     world.wait_for_projections(Duration::from_secs(10)).await;
 
     let phone = Simulator::phone_number_of(WHO);

@@ -6,12 +6,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use domain::{Metadata, SessionId};
-use identity_tests::{assert_problem, both_backends, Backend, World, ADMIN_TOKEN, APP_A};
+use identity_tests::{
+    assert_problem, both_backends, json_of, until_ended, Backend, World, ADMIN_TOKEN, APP_A,
+};
 use infra::store::{AppendBatch, ExpectedVersion, NewEvent, Store};
+use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 both_backends! {
+    World:
     catch_up_pages_walk_everything_once,
     bad_parameters_are_invalid_requests,
     every_event_route_checks_its_scope,
@@ -87,9 +91,7 @@ async fn read_through(store: &dyn Store, through: i64) -> Vec<infra::store::Reco
 }
 
 async fn page(world: &World, key: &str, query: &str) -> Value {
-    let response = world.get_as(key, &format!("/v1/events{query}")).await;
-    assert_eq!(response.status(), 200, "GET /v1/events{query}");
-    response.json().await.expect("JSON")
+    world.get_json(key, &format!("/v1/events{query}")).await
 }
 
 /// An SSE message.
@@ -109,14 +111,13 @@ struct Consumer {
 
 impl Consumer {
     async fn open(world: &World, key: &str, query: &str, last_event_id: Option<i64>) -> Self {
-        let mut request = world
-            .http
-            .get(world.url(&format!("/v1/events/stream{query}")))
-            .bearer_auth(key);
+        let mut call = world
+            .call(Method::GET, &format!("/v1/events/stream{query}"))
+            .bearer(key);
         if let Some(id) = last_event_id {
-            request = request.header("Last-Event-ID", id.to_string());
+            call = call.header("Last-Event-ID", &id.to_string());
         }
-        let response = request.send().await.expect("service answers");
+        let response = call.send().await;
         assert_eq!(response.status(), 200, "stream{query}");
         let content_type = response.headers()["content-type"].to_str().expect("ASCII");
         assert_eq!(content_type, "text/event-stream");
@@ -242,13 +243,11 @@ async fn bad_parameters_are_invalid_requests(world: World) {
     }
     for id in ["abc", "-1", ""] {
         let response = world
-            .http
-            .get(world.url("/v1/events/stream"))
-            .bearer_auth(&key)
+            .call(Method::GET, "/v1/events/stream")
+            .bearer(&key)
             .header("Last-Event-ID", id)
             .send()
-            .await
-            .expect("answers");
+            .await;
         assert_problem(response, 400, "invalid_request").await;
     }
 }
@@ -257,23 +256,11 @@ async fn every_event_route_checks_its_scope(world: World) {
     let admin = world.api_key("admin:read,admin:write").await;
     let events = world.api_key("events:read").await;
     let user = world.login(APP_A, "dan").await;
-    let access = user["access_token"].as_str().expect("a string").to_owned();
+    let access = &user.access;
     for path in ["/v1/events", "/v1/events/stream"] {
-        let none = world
-            .http
-            .get(world.url(path))
-            .send()
-            .await
-            .expect("service answers");
-        assert_problem(none, 401, "unauthorized").await;
-        assert_problem(
-            world.get_as("idk_nope.nope", path).await,
-            401,
-            "unauthorized",
-        )
-        .await;
-        assert_problem(world.get_as(&admin, path).await, 403, "forbidden").await;
-        assert_problem(world.get_as(&access, path).await, 403, "forbidden").await;
+        world
+            .assert_refused_to(Method::GET, path, None, &[&admin, access])
+            .await;
     }
     assert_eq!(world.get_as(&events, "/v1/events").await.status(), 200);
     let mut stream = Consumer::open(&world, &events, "", None).await;
@@ -284,13 +271,7 @@ async fn every_event_route_checks_its_scope(world: World) {
     // The bootstrap token holds every scope.
     assert_eq!(world.get_as(ADMIN_TOKEN, "/v1/events").await.status(), 200);
     // The catalog describes the contract only: public.
-    let schema = world
-        .http
-        .get(world.url("/v1/events/schema"))
-        .send()
-        .await
-        .expect("service answers");
-    assert_eq!(schema.status(), 200);
+    assert_eq!(world.get("/v1/events/schema").await.status(), 200);
 }
 
 async fn a_reconnecting_consumer_gets_exactly_what_it_missed(world: World) {
@@ -368,55 +349,12 @@ const USER_AGENT: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X)
 
 async fn analytics_sees_no_personal_data(world: World) {
     let key = world.api_key("events:read").await;
-    let code = world.wx_login(APP_A, "liang").await;
-    let login: Value = world
-        .http
-        .post(world.url("/v1/wechat/login"))
-        .header("user-agent", USER_AGENT)
-        .json(&json!({ "appid": APP_A, "code": code }))
-        .send()
-        .await
-        .expect("service answers")
-        .json()
-        .await
-        .expect("JSON");
-    let access = login["access_token"].as_str().expect("token").to_owned();
-    let wx: Value = world
-        .http
-        .post(format!("{}/sim/getUserProfile", world.sim_base))
-        .json(&json!({
-            "appid": APP_A, "user": "liang",
-            "profile": { "nickName": NICKNAME, "city": CITY, "province": "Sichuan" },
-        }))
-        .send()
-        .await
-        .expect("service answers")
-        .json()
-        .await
-        .expect("JSON");
-    let authorized = world
-        .http
-        .post(world.url("/v1/me/profile/authorize"))
-        .bearer_auth(&access)
-        .json(&json!({
-            "raw_data": wx["rawData"], "signature": wx["signature"],
-            "encrypted_data": wx["encryptedData"], "iv": wx["iv"],
-        }))
-        .send()
-        .await
-        .expect("service answers");
-    assert_eq!(authorized.status(), 204);
-    let appid = domain::AppId::parse(APP_A).expect("appid");
-    let phone_code = world.simulator.phone_code(&appid, "liang").expect("code");
-    let bound = world
-        .http
-        .post(world.url("/v1/me/phone"))
-        .bearer_auth(&access)
-        .json(&json!({ "code": phone_code }))
-        .send()
-        .await
-        .expect("service answers");
-    assert_eq!(bound.status(), 204);
+    let login = world.login_from(APP_A, "liang", USER_AGENT).await;
+    let profile = json!({ "nickName": NICKNAME, "city": CITY, "province": "Sichuan" });
+    world
+        .share_profile(&login.access, APP_A, "liang", profile)
+        .await;
+    world.bind_phone(&login.access, APP_A, "liang").await;
 
     // What must not leak: the clear values, and the stored sealed blobs and hashes.
     let store = world.store().await;
@@ -543,19 +481,8 @@ async fn stored_v1_logins_are_read_as_v2(world: World) {
     );
 
     // A login through the service writes v3: the device sealed under the user's data key.
-    let code = world.wx_login(APP_A, "neo").await;
-    let answer = world
-        .http
-        .post(world.url("/v1/wechat/login"))
-        .header(
-            "user-agent",
-            "Mozilla/5.0 (Linux; Android 14) MicroMessenger/8.0.47.2560(0x28002F30)",
-        )
-        .json(&json!({ "appid": APP_A, "code": code }))
-        .send()
-        .await
-        .expect("service answers");
-    assert_eq!(answer.status(), 200);
+    let android = "Mozilla/5.0 (Linux; Android 14) MicroMessenger/8.0.47.2560(0x28002F30)";
+    world.login_from(APP_A, "neo", android).await;
     let marker = fill(store.as_ref(), 1, 1).await;
     let all = read_through(store.as_ref(), marker).await;
     let login = all
@@ -569,15 +496,7 @@ async fn stored_v1_logins_are_read_as_v2(world: World) {
 }
 
 async fn the_schema_catalog_covers_every_event_type(world: World) {
-    let catalog: Value = world
-        .http
-        .get(world.url("/v1/events/schema"))
-        .send()
-        .await
-        .expect("service answers")
-        .json()
-        .await
-        .expect("JSON");
+    let catalog = json_of(world.get("/v1/events/schema").await).await;
     let events = catalog["events"].as_object().expect("events");
     for name in [
         "UserRegistered",
@@ -620,27 +539,10 @@ async fn the_schema_catalog_covers_every_event_type(world: World) {
 async fn the_stream_ends_when_the_service_shuts_down(world: World) {
     let key = world.api_key("events:read").await;
     let second = world.spawn_instance(|_| {}).await;
-    let mut response = world
-        .http
-        .get(format!("{}/v1/events/stream", second.base))
-        .bearer_auth(&key)
-        .send()
-        .await
-        .expect("service answers");
-    assert_eq!(response.status(), 200);
-    let hello = response
-        .chunk()
-        .await
-        .expect("readable")
-        .expect("a first chunk");
-    assert!(hello.starts_with(b"retry:"), "{hello:?}");
+    let mut response = world.open_event_stream(&second.base, &key).await;
     // Graceful shutdown would otherwise wait for the endless response forever.
     drop(second);
-    let ended = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Ok(Some(_)) = response.chunk().await {}
-    })
-    .await;
-    assert!(ended.is_ok(), "the stream outlived the service");
+    until_ended(&mut response, Duration::from_secs(5)).await;
 }
 
 /// Proof of order: 16 writers append 100,000 events (100 per append) on PostgreSQL while one

@@ -4,20 +4,32 @@
 
 use std::time::{Duration, Instant};
 
-use domain::AppId;
-use identity_tests::{both_backends, World, ADMIN_TOKEN, APP_A};
+use identity_tests::{authorize_body, both_backends, json_of, Login, World, ADMIN_TOKEN, APP_A};
 use infra::crypto::MasterKey;
 use infra::wechat::sim::Simulator;
-use jsonwebtoken::jwk::JwkSet;
+use reqwest::Method;
 use serde_json::{json, Value};
 
 both_backends! {
+    World:
     a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verify,
     after_rotate_master_the_new_key_alone_opens_everything,
     after_rotate_master_with_a_new_root_old_refresh_tokens_answer_401_and_the_rest_works,
     a_retired_signing_key_stops_verifying_on_every_instance,
     a_failing_signing_key_reload_shows_in_readyz_and_keeps_the_loaded_keys,
     instances_with_different_settings_switch_keys_at_the_stored_time,
+}
+
+/// Polls `check` every 200 ms until it holds; fails after `deadline`.
+async fn until<F: std::future::Future<Output = bool>>(
+    deadline: Instant,
+    what: &str,
+    check: impl Fn() -> F,
+) {
+    while !check().await {
+        assert!(Instant::now() < deadline, "not in time: {what}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn kid(token: &str) -> String {
@@ -27,46 +39,23 @@ fn kid(token: &str) -> String {
         .expect("a kid")
 }
 
-async fn login_at(world: &World, base: &str, user: &str) -> Value {
-    let code = world.wx_login(APP_A, user).await;
-    let answer = world
-        .http
-        .post(format!("{base}/v1/wechat/login"))
-        .json(&json!({ "appid": APP_A, "code": code }))
-        .send()
-        .await
-        .expect("service answers");
-    assert_eq!(answer.status(), 200);
-    answer.json().await.expect("JSON")
+async fn login_at(world: &World, base: &str, user: &str) -> Login {
+    world.login_at(base, APP_A, user, None).await
 }
 
 async fn me_at(world: &World, base: &str, token: &str) -> reqwest::Response {
     world
-        .http
-        .get(format!("{base}/v1/me"))
-        .bearer_auth(token)
+        .call_at(base, Method::GET, "/v1/me")
+        .bearer(token)
         .send()
         .await
-        .expect("service answers")
-}
-
-async fn jwks_at(world: &World, base: &str) -> JwkSet {
-    world
-        .http
-        .get(format!("{base}/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("service answers")
-        .json()
-        .await
-        .expect("JWKS")
 }
 
 async fn a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verify(world: World) {
     let second = world.spawn_instance(|_| {}).await;
     let bases = [world.app.base.clone(), second.base.clone()];
     let before = login_at(&world, &bases[0], "rotor").await;
-    let old_token = before["access_token"].as_str().expect("token").to_owned();
+    let old_token = before.access.clone();
     let old_kid = kid(&old_token);
 
     let added = api::keys::rotate_signing_key(&world.config())
@@ -76,22 +65,17 @@ async fn a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verif
 
     // Within the activation delay (30 s, stored with the key), both instances sign with the
     // new key, without a restart.
-    let started = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(45);
     for base in &bases {
-        loop {
-            let login = login_at(&world, base, "rotor").await;
-            if kid(login["access_token"].as_str().expect("token")) == added.kid {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(45),
-                "{base} still signs with the old key"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        until(
+            deadline,
+            &format!("{base} signs with the new key"),
+            || async { kid(&login_at(&world, base, "rotor").await.access) == added.kid },
+        )
+        .await;
     }
     for base in &bases {
-        let jwks = jwks_at(&world, base).await;
+        let jwks = world.jwks_at(base).await;
         assert!(
             jwks.find(&added.kid).is_some(),
             "new key published by {base}"
@@ -129,45 +113,20 @@ async fn after_rotate_master_with_a_new_root_old_refresh_tokens_answer_401_and_t
 
 async fn rotate_master_story(world: World, new_root: bool) {
     let login = world.login(APP_A, "keeper").await;
-    let access = login["access_token"].as_str().expect("token").to_owned();
-    let refresh = login["refresh_token"].as_str().expect("refresh").to_owned();
+    let access = login.access.clone();
+    let refresh = login.refresh.clone();
     let user_id = login["user"]["user_id"].clone();
     // A sealed profile and a phone number (sealed, with a keyed hash for look-ups).
     let filled = world
-        .http
-        .put(world.url("/v1/me/profile"))
-        .bearer_auth(&access)
-        .json(&json!({ "nickname": "Keeper" }))
-        .send()
-        .await
-        .expect("answer");
+        .put_as(&access, "/v1/me/profile", json!({ "nickname": "Keeper" }))
+        .await;
     assert_eq!(filled.status(), 204);
-    let appid = AppId::parse(APP_A).expect("appid");
-    let code = world
-        .simulator
-        .phone_code(&appid, "keeper")
-        .expect("phone code");
-    let bound = world
-        .http
-        .post(world.url("/v1/me/phone"))
-        .bearer_auth(&access)
-        .json(&json!({ "code": code }))
-        .send()
-        .await
-        .expect("answer");
-    assert_eq!(bound.status(), 204);
+    world.bind_phone(&access, APP_A, "keeper").await;
     world.wait_for_projections(Duration::from_secs(5)).await;
     // Encrypted profile data under the session_key sealed at that login.
-    let wx: Value = world
-        .http
-        .post(format!("{}/sim/getUserProfile", world.sim_base))
-        .json(&json!({ "appid": APP_A, "user": "keeper", "profile": { "nickName": "Keeper" } }))
-        .send()
-        .await
-        .expect("simulator answers")
-        .json()
-        .await
-        .expect("JSON");
+    let wx = world
+        .get_user_profile(APP_A, "keeper", json!({ "nickName": "Keeper" }))
+        .await;
 
     let old_key = world.config().master_key.expect("a master key");
     let new_key: secrecy::SecretString = MasterKey::generate().to_base64();
@@ -200,12 +159,10 @@ async fn rotate_master_story(world: World, new_root: bool) {
     let base = &new_only.base;
     assert_eq!(me_at(&world, base, &access).await.status(), 200);
     let refreshed = world
-        .http
-        .post(format!("{base}/v1/token/refresh"))
+        .call_at(base, Method::POST, "/v1/token/refresh")
         .json(&json!({ "refresh_token": refresh }))
         .send()
-        .await
-        .expect("answer");
+        .await;
     let access = if new_root {
         assert_eq!(
             refreshed.status(),
@@ -227,26 +184,17 @@ async fn rotate_master_story(world: World, new_root: bool) {
             .to_owned()
     };
     let authorized = world
-        .http
-        .post(format!("{base}/v1/me/profile/authorize"))
-        .bearer_auth(&access)
-        .json(&json!({
-            "raw_data": wx["rawData"], "signature": wx["signature"],
-            "encrypted_data": wx["encryptedData"], "iv": wx["iv"],
-        }))
+        .call_at(base, Method::POST, "/v1/me/profile/authorize")
+        .bearer(&access)
+        .json(&authorize_body(&wx))
         .send()
-        .await
-        .expect("answer");
+        .await;
     assert_eq!(
         authorized.status(),
         204,
         "the session_key sealed before the rotation opens"
     );
-    let me: Value = me_at(&world, base, &access)
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let me = json_of(me_at(&world, base, &access).await).await;
     assert_eq!(me["profile"]["nickname"], "Keeper", "{me}");
     let number = Simulator::phone_number_of("keeper");
     assert_eq!(me["phone"]["pure_phone_number"], number.as_str(), "{me}");
@@ -255,16 +203,16 @@ async fn rotate_master_story(world: World, new_root: bool) {
         again["user"]["user_id"], user_id,
         "a returning login finds its user"
     );
-    let admin: Value = world
-        .http
-        .get(format!("{base}/v1/admin/users?phone=%2B86{number}"))
-        .bearer_auth(ADMIN_TOKEN)
+    let admin = world
+        .call_at(
+            base,
+            Method::GET,
+            &format!("/v1/admin/users?phone=%2B86{number}"),
+        )
+        .bearer(ADMIN_TOKEN)
         .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+        .await;
+    let admin = json_of(admin).await;
     assert_eq!(
         admin["items"][0]["user_id"], user_id,
         "phone look-up: {admin}"
@@ -290,7 +238,7 @@ async fn a_retired_signing_key_stops_verifying_on_every_instance(world: World) {
     let second = world.spawn_instance(|_| {}).await;
     let bases = [world.app.base.clone(), second.base.clone()];
     let leaked = login_at(&world, &bases[0], "victim").await;
-    let leaked_token = leaked["access_token"].as_str().expect("token").to_owned();
+    let leaked_token = leaked.access.clone();
     let leaked_kid = kid(&leaked_token);
 
     let refused = api::keys::retire_signing_key(&world.config(), &leaked_kid)
@@ -323,26 +271,23 @@ async fn a_retired_signing_key_stops_verifying_on_every_instance(world: World) {
         "{again:#}"
     );
 
-    let started = Instant::now();
+    let deadline = Instant::now() + Duration::from_secs(10);
     for base in &bases {
-        loop {
-            let refused = me_at(&world, base, &leaked_token).await.status() == 401;
-            let unpublished = jwks_at(&world, base).await.find(&leaked_kid).is_none();
-            if refused && unpublished {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{base} still trusts the retired key"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        until(
+            deadline,
+            &format!("{base} stops trusting the retired key"),
+            || async {
+                let refused = me_at(&world, base, &leaked_token).await.status() == 401;
+                refused && world.jwks_at(base).await.find(&leaked_kid).is_none()
+            },
+        )
+        .await;
     }
     // Every instance has reloaded since the retirement, so every one holds the new key. It
     // signs at once (no activation delay left to wait for), and its tokens verify everywhere.
     for base in &bases {
         let login = login_at(&world, base, "victim").await;
-        let token = login["access_token"].as_str().expect("token");
+        let token = &login.access;
         assert_eq!(kid(token), added.kid, "{base}");
         for other in &bases {
             assert_eq!(me_at(&world, other, token).await.status(), 200);
@@ -351,15 +296,7 @@ async fn a_retired_signing_key_stops_verifying_on_every_instance(world: World) {
 }
 
 async fn signing_keys_status(world: &World) -> Value {
-    let ready: Value = world
-        .http
-        .get(world.url("/readyz"))
-        .send()
-        .await
-        .expect("service answers")
-        .json()
-        .await
-        .expect("JSON");
+    let ready = json_of(world.get("/readyz").await).await;
     ready["signing_keys"].clone()
 }
 
@@ -407,7 +344,7 @@ async fn a_failing_signing_key_reload_shows_in_readyz_and_keeps_the_loaded_keys(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let login = world.login(APP_A, "steady").await;
-    let token = login["access_token"].as_str().expect("token");
+    let token = &login.access;
     assert_eq!(me_at(&world, &world.app.base, token).await.status(), 200);
 }
 
@@ -423,7 +360,7 @@ async fn instances_with_different_settings_switch_keys_at_the_stored_time(world:
         .await;
     let bases = [world.app.base.clone(), other.base.clone()];
     let before = login_at(&world, &bases[0], "rotor").await;
-    let old_kid = kid(before["access_token"].as_str().expect("token"));
+    let old_kid = kid(&before.access);
 
     let added = api::keys::rotate_signing_key(&world.config())
         .await
@@ -443,25 +380,17 @@ async fn instances_with_different_settings_switch_keys_at_the_stored_time(world:
     assert!(activates_in() > Duration::from_secs(10));
     for base in &bases {
         let login = login_at(&world, base, "rotor").await;
-        assert_eq!(
-            kid(login["access_token"].as_str().expect("token")),
-            old_kid,
-            "{base}"
-        );
+        assert_eq!(kid(&login.access), old_kid, "{base}");
         assert!(
-            jwks_at(&world, base).await.find(&added.kid).is_some(),
+            world.jwks_at(base).await.find(&added.kid).is_some(),
             "{base}"
         );
     }
     tokio::time::sleep(activates_in() + Duration::from_millis(500)).await;
     for base in &bases {
         let login = login_at(&world, base, "rotor").await;
-        assert_eq!(
-            kid(login["access_token"].as_str().expect("token")),
-            added.kid,
-            "{base}"
-        );
-        let jwks = jwks_at(&world, base).await;
+        assert_eq!(kid(&login.access), added.kid, "{base}");
+        let jwks = world.jwks_at(base).await;
         assert!(jwks.find(&old_kid).is_some(), "old key kept by {base}");
     }
 }

@@ -1,9 +1,11 @@
 //! The login path, end to end, on both backends.
 
-use identity_tests::{assert_problem, both_backends, World, APP_A, APP_B, APP_C};
-use serde_json::{json, Value};
+use identity_tests::{assert_problem, both_backends, json_of, Login, World, APP_A, APP_B, APP_C};
+use reqwest::Method;
+use serde_json::json;
 
 both_backends! {
+    World:
     login_then_me,
     a_returning_user_is_the_same_user,
     concurrent_first_logins_make_one_user,
@@ -11,32 +13,6 @@ both_backends! {
     two_apps_of_one_open_platform_are_one_user,
     wechat_refusals_map_to_problems,
     wechat_busy_is_retried,
-}
-
-async fn events_of_type(world: &World, event_type: &str) -> Vec<infra::store::RecordedEvent> {
-    infra::testing::wait_until_log_readable(&world.database_url).await;
-    let store = world.store().await;
-    let mut all = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.read_all(after, 500).await.expect("read_all");
-        let Some(last) = page.last() else { break };
-        after = last.position;
-        all.extend(page);
-    }
-    all.into_iter()
-        .filter(|e| e.event_type == event_type)
-        .collect()
-}
-
-async fn me(world: &World, token: &str) -> reqwest::Response {
-    world
-        .http
-        .get(world.url("/v1/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("service answers")
 }
 
 async fn login_then_me(world: World) {
@@ -54,15 +30,13 @@ async fn login_then_me(world: World) {
         "APP_A is bound to an Open Platform account"
     );
 
-    let response = me(&world, login["access_token"].as_str().expect("token")).await;
-    assert_eq!(response.status(), 200);
-    let me: Value = response.json().await.expect("JSON");
+    let me = json_of(world.me(&login.access).await).await;
     assert_eq!(&me, user, "/v1/me answers the login's user object");
 
     let login_c = world.login(APP_C, "carol").await;
     assert!(login_c["user"]["unionid"].is_null(), "APP_C is not bound");
-    assert_eq!(events_of_type(&world, "UserRegistered").await.len(), 2);
-    assert_eq!(events_of_type(&world, "UserLoggedIn").await.len(), 2);
+    assert_eq!(world.events_of_type("UserRegistered").await.len(), 2);
+    assert_eq!(world.events_of_type("UserLoggedIn").await.len(), 2);
 }
 
 async fn a_returning_user_is_the_same_user(world: World) {
@@ -70,8 +44,8 @@ async fn a_returning_user_is_the_same_user(world: World) {
     let second = world.login(APP_A, "bob").await;
     assert_eq!(first["user"]["user_id"], second["user"]["user_id"]);
     assert_eq!(second["user"]["is_new_user"], false);
-    assert_eq!(events_of_type(&world, "UserRegistered").await.len(), 1);
-    assert_eq!(events_of_type(&world, "UserLoggedIn").await.len(), 2);
+    assert_eq!(world.events_of_type("UserRegistered").await.len(), 1);
+    assert_eq!(world.events_of_type("UserLoggedIn").await.len(), 2);
 }
 
 /// 24 logins of one openid at once, each with its own code.
@@ -80,33 +54,17 @@ async fn race_first_logins(world: &World, bases: &[String]) {
     for _ in 0..24 {
         codes.push(world.wx_login(APP_A, "racer").await);
     }
-    let logins = codes.into_iter().enumerate().map(|(i, code)| {
-        let http = world.http.clone();
-        let url = format!("{}/v1/wechat/login", bases[i % bases.len()]);
-        tokio::spawn(async move {
-            let response = http
-                .post(url)
-                .json(&json!({ "appid": APP_A, "code": code }))
-                .send()
-                .await
-                .expect("answer");
-            assert_eq!(response.status(), 200);
-            let body: Value = response.json().await.expect("JSON");
-            body["user"]["user_id"]
-                .as_str()
-                .expect("user id")
-                .to_owned()
-        })
+    let logins = codes.iter().enumerate().map(|(i, code)| async move {
+        let body = json!({ "appid": APP_A, "code": code });
+        let call = world.call_at(&bases[i % bases.len()], Method::POST, "/v1/wechat/login");
+        Login::of(json_of(call.json(&body).send().await).await).user_id
     });
-    let mut users = Vec::new();
-    for login in logins.collect::<Vec<_>>() {
-        users.push(login.await.expect("task"));
-    }
+    let mut users = futures::future::join_all(logins).await;
     users.dedup();
     assert_eq!(users.len(), 1, "every login found the same user");
-    assert_eq!(events_of_type(world, "UserRegistered").await.len(), 1);
-    assert_eq!(events_of_type(world, "UnionIdLinked").await.len(), 1);
-    assert_eq!(events_of_type(world, "UserLoggedIn").await.len(), 24);
+    assert_eq!(world.events_of_type("UserRegistered").await.len(), 1);
+    assert_eq!(world.events_of_type("UnionIdLinked").await.len(), 1);
+    assert_eq!(world.events_of_type("UserLoggedIn").await.len(), 24);
 }
 
 async fn concurrent_first_logins_make_one_user(world: World) {
@@ -125,22 +83,18 @@ async fn two_apps_of_one_open_platform_are_one_user(world: World) {
     assert_eq!(in_a["user"]["unionid"], in_b["user"]["unionid"]);
     assert_ne!(in_a["user"]["openid"], in_b["user"]["openid"]);
     assert_eq!(in_b["user"]["is_new_user"], false);
-    let linked = events_of_type(&world, "WeChatAccountLinked").await;
+    let linked = world.events_of_type("WeChatAccountLinked").await;
     assert_eq!(linked.len(), 1);
     assert_eq!(linked[0].payload["appid"], APP_B);
-    assert_eq!(events_of_type(&world, "UserRegistered").await.len(), 1);
+    assert_eq!(world.events_of_type("UserRegistered").await.len(), 1);
 }
 
 async fn wechat_refusals_map_to_problems(world: World) {
     let code = world.wx_login(APP_A, "erin").await;
     assert_eq!(world.login_with(APP_A, &code).await.status(), 200);
     assert_problem(world.login_with(APP_A, &code).await, 400, "invalid_code").await;
-    assert_problem(
-        world.login_with(APP_A, "never-issued").await,
-        400,
-        "invalid_code",
-    )
-    .await;
+    let never_issued = world.login_with(APP_A, "never-issued").await;
+    assert_problem(never_issued, 400, "invalid_code").await;
 
     world
         .inject(json!({ "api": "jscode2session", "errcode": 40226 }))
@@ -166,14 +120,11 @@ async fn wechat_refusals_map_to_problems(world: World) {
     .await;
 
     // Refusals are tallied for admins, not appended to the log (issue 11).
-    assert!(events_of_type(&world, "LoginRejected").await.is_empty());
+    assert!(world.events_of_type("LoginRejected").await.is_empty());
     let admin = world.api_key("admin:read").await;
-    let stats: Value = world
-        .get_as(&admin, &format!("/v1/admin/stats/daily?appid={APP_A}"))
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let stats = world
+        .get_json(&admin, &format!("/v1/admin/stats/daily?appid={APP_A}"))
+        .await;
     let today = stats["days"].as_array().expect("days").last().cloned();
     assert_eq!(
         today.map(|day| day["rejected_logins"].clone()),

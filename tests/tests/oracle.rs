@@ -8,14 +8,16 @@ use api::usecases::encrypted_data::{MAX_FAILURES_PER_SESSION_KEY, MAX_FAILURES_P
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use identity_tests::{
-    answer_of, assert_problem, authorize_body, both_backends, World, APP_A, APP_C,
+    answer_of, assert_problem, authorize_body, both_backends, Login, World, APP_A, APP_C,
 };
 use infra::wechat::user_data;
 use infra::wechat::SessionKey;
 use rand::RngCore;
+use reqwest::Method;
 use serde_json::{json, Value};
 
 both_backends! {
+    World:
     random_ciphertexts_get_one_answer_then_none,
     an_honest_client_with_a_few_failures_still_authorizes,
     a_refused_decrypted_unionid_answers_like_any_failure,
@@ -34,23 +36,47 @@ fn forged(wx: &Value) -> Value {
 
 async fn authorize(world: &World, base: &str, access: &str, body: &Value) -> reqwest::Response {
     world
-        .http
-        .post(format!("{base}/v1/me/profile/authorize"))
-        .bearer_auth(access)
+        .call_at(base, Method::POST, "/v1/me/profile/authorize")
+        .bearer(access)
         .json(body)
         .send()
         .await
-        .expect("service answers")
 }
 
-fn access_of(login: &Value) -> String {
-    login["access_token"].as_str().expect("token").to_owned()
+/// Seals data as WeChat would for the current session of `login` in `APP_C`: a signed `{}`
+/// as raw data, the data encrypted under the session key the simulator gave that login.
+fn sealer(world: &World, login: &Login) -> impl Fn(Value) -> Value {
+    let openid = login["user"]["openid"].as_str().expect("openid");
+    let key = world
+        .simulator
+        .current_session_key(APP_C, openid)
+        .expect("the simulator's key");
+    let key = SessionKey::parse(&key).expect("session key");
+    move |data: Value| {
+        let raw_data = "{}";
+        json!({
+            "raw_data": raw_data,
+            "signature": user_data::raw_data_signature(raw_data, &key),
+            "encrypted_data": user_data::encrypt(&data, [9; 16], &key),
+            "iv": STANDARD.encode([9u8; 16]),
+        })
+    }
+}
+
+/// The whole answer to random ciphertext under a genuine signature: what every refusal of
+/// decrypted data must look like.
+async fn bad_padding(world: &World, access: &str, sealed: impl Fn(Value) -> Value) -> String {
+    let mut random = sealed(json!({}));
+    random["encrypted_data"] = forged(&json!({}))["encrypted_data"].clone();
+    let answer = answer_of(authorize(world, &world.app.base, access, &random).await).await;
+    assert!(answer.starts_with("400 \"decrypt_failed\""), "{answer}");
+    answer
 }
 
 async fn random_ciphertexts_get_one_answer_then_none(world: World) {
     // Two instances on one database: the cap is the database's, not an instance's.
     let second = world.spawn_instance(|_| {}).await;
-    let access = access_of(&world.login(APP_A, "oracle").await);
+    let access = world.login(APP_A, "oracle").await.access;
     let wx = world.get_user_profile(APP_A, "oracle", json!({})).await;
 
     let mut answers: BTreeMap<String, usize> = BTreeMap::new();
@@ -96,7 +122,7 @@ async fn random_ciphertexts_get_one_answer_then_none(world: World) {
     // spent, even a genuine payload under a fresh key is refused for the day.
     let keys = MAX_FAILURES_PER_USER / MAX_FAILURES_PER_SESSION_KEY;
     for _ in 1..keys {
-        let access = access_of(&world.login(APP_A, "oracle").await);
+        let access = world.login(APP_A, "oracle").await.access;
         let wx = world.get_user_profile(APP_A, "oracle", json!({})).await;
         for _ in 0..MAX_FAILURES_PER_SESSION_KEY {
             let answer = authorize(&world, &second.base, &access, &forged(&wx)).await;
@@ -108,7 +134,7 @@ async fn random_ciphertexts_get_one_answer_then_none(world: World) {
     let response = authorize(
         &world,
         &world.app.base,
-        &access_of(&again),
+        &again.access,
         &authorize_body(&fresh),
     )
     .await;
@@ -116,14 +142,14 @@ async fn random_ciphertexts_get_one_answer_then_none(world: World) {
     assert_problem(response, 429, "rate_limited").await;
 
     // Other users are not affected.
-    let other = access_of(&world.login(APP_A, "bystander").await);
+    let other = world.login(APP_A, "bystander").await.access;
     let theirs = world.get_user_profile(APP_A, "bystander", json!({})).await;
     let response = authorize(&world, &second.base, &other, &authorize_body(&theirs)).await;
     assert_eq!(response.status(), 204);
 }
 
 async fn an_honest_client_with_a_few_failures_still_authorizes(world: World) {
-    let access = access_of(&world.login(APP_A, "honest").await);
+    let access = world.login(APP_A, "honest").await.access;
     let wx = world
         .get_user_profile(APP_A, "honest", json!({ "nickName": "Honest" }))
         .await;
@@ -150,38 +176,16 @@ async fn a_refused_decrypted_unionid_answers_like_any_failure(world: World) {
         .expect("bound app")
         .to_owned();
     let attacker = world.login(APP_C, "attacker").await;
-    let access = access_of(&attacker);
-    let openid = attacker["user"]["openid"]
-        .as_str()
-        .expect("openid")
-        .to_owned();
-    let key = world
-        .simulator
-        .current_session_key(APP_C, &openid)
-        .expect("the simulator's key");
-    let key = SessionKey::parse(&key).expect("session key");
-    let sealed = |data: Value| {
-        let raw_data = "{}";
-        json!({
-            "raw_data": raw_data,
-            "signature": user_data::raw_data_signature(raw_data, &key),
-            "encrypted_data": user_data::encrypt(&data, [9; 16], &key),
-            "iv": STANDARD.encode([9u8; 16]),
-        })
-    };
+    let access = &attacker.access;
+    let openid = attacker["user"]["openid"].as_str().expect("openid");
+    let sealed = sealer(&world, &attacker);
     let watermark = json!({ "appid": APP_C, "timestamp": 1 });
     // Sealed the same way, the attacker's own data goes through: the refusals below are the
     // content's, not the sealing's.
     let own = sealed(json!({ "openId": openid, "nickName": "Mallory", "watermark": watermark }));
-    let answer = authorize(&world, &world.app.base, &access, &own).await;
+    let answer = authorize(&world, &world.app.base, access, &own).await;
     assert_eq!(answer.status(), 204);
-    let mut random = sealed(json!({}));
-    random["encrypted_data"] = forged(&json!({}))["encrypted_data"].clone();
-    let bad_padding = answer_of(authorize(&world, &world.app.base, &access, &random).await).await;
-    assert!(
-        bad_padding.starts_with("400 \"decrypt_failed\""),
-        "{bad_padding}"
-    );
+    let bad_padding = bad_padding(&world, access, &sealed).await;
     for data in [
         json!({ "openId": "o-someone-else", "watermark": watermark }),
         json!({ "openId": openid, "unionId": "", "watermark": watermark }),
@@ -189,17 +193,12 @@ async fn a_refused_decrypted_unionid_answers_like_any_failure(world: World) {
         json!({ "nickName": "x", "watermark": { "appid": APP_A, "timestamp": 1 } }),
     ] {
         let answer =
-            answer_of(authorize(&world, &world.app.base, &access, &sealed(data.clone())).await)
+            answer_of(authorize(&world, &world.app.base, access, &sealed(data.clone())).await)
                 .await;
         assert_eq!(answer, bad_padding, "{data}");
     }
     // The victim's unionid did not move to the attacker.
-    let me: Value = world
-        .get_as(&access, "/v1/me")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let me = world.get_json(access, "/v1/me").await;
     assert!(me["unionid"].is_null(), "{me}");
 }
 
@@ -208,39 +207,14 @@ async fn a_refused_decrypted_unionid_answers_like_any_failure(world: World) {
 /// come with the caller's own `openId`. One without it is refused like any failure.
 async fn a_decrypted_unionid_needs_the_callers_openid(world: World) {
     let me = world.login(APP_C, "unionid-without-openid").await;
-    let access = access_of(&me);
-    let openid = me["user"]["openid"].as_str().expect("openid").to_owned();
-    let key = world
-        .simulator
-        .current_session_key(APP_C, &openid)
-        .expect("the simulator's key");
-    let key = SessionKey::parse(&key).expect("session key");
-    let sealed = |data: Value| {
-        let raw_data = "{}";
-        json!({
-            "raw_data": raw_data,
-            "signature": user_data::raw_data_signature(raw_data, &key),
-            "encrypted_data": user_data::encrypt(&data, [9; 16], &key),
-            "iv": STANDARD.encode([9u8; 16]),
-        })
-    };
+    let access = &me.access;
+    let sealed = sealer(&world, &me);
     let watermark = json!({ "appid": APP_C, "timestamp": 1 });
-    let mut random = sealed(json!({}));
-    random["encrypted_data"] = forged(&json!({}))["encrypted_data"].clone();
-    let bad_padding = answer_of(authorize(&world, &world.app.base, &access, &random).await).await;
-    assert!(
-        bad_padding.starts_with("400 \"decrypt_failed\""),
-        "{bad_padding}"
-    );
+    let bad_padding = bad_padding(&world, access, &sealed).await;
     let data = json!({ "unionId": "un_unclaimed_without_openid", "watermark": watermark });
     let answer =
-        answer_of(authorize(&world, &world.app.base, &access, &sealed(data.clone())).await).await;
+        answer_of(authorize(&world, &world.app.base, access, &sealed(data.clone())).await).await;
     assert_eq!(answer, bad_padding, "{data}");
-    let mine: Value = world
-        .get_as(&access, "/v1/me")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let mine = world.get_json(access, "/v1/me").await;
     assert!(mine["unionid"].is_null(), "{mine}");
 }

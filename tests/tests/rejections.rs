@@ -6,27 +6,14 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use api::usecases::rejections::MAX_ROWS_PER_APP_DAY;
 use futures::StreamExt;
 use identity_tests::{assert_problem, both_backends, World, APP_A, APP_B};
-use serde_json::{json, Value};
+use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpSocket;
 
 both_backends! {
+    World:
     ten_thousand_addresses_of_invalid_codes_add_no_events,
     refused_logins_are_audited_counted_and_erased,
-}
-
-/// Every event in the log.
-async fn event_count(world: &World) -> usize {
-    infra::testing::wait_until_log_readable(&world.database_url).await;
-    let store = world.store().await;
-    let (mut count, mut after) = (0, 0);
-    loop {
-        let page = store.read_all(after, 1000).await.expect("read_all");
-        let Some(last) = page.last() else { break };
-        after = last.position;
-        count += page.len();
-    }
-    count
 }
 
 /// `POST /v1/wechat/login` with an invalid code from `source` (any 127.0.0.0/8 address is
@@ -61,7 +48,7 @@ async fn ten_thousand_addresses_of_invalid_codes_add_no_events(world: World) {
         .trim_start_matches("http://")
         .parse()
         .expect("address");
-    let before = event_count(&world).await;
+    let before = world.log().await.len();
     let statuses: Vec<u16> = futures::stream::iter(0..10_000u32)
         .map(|i| {
             let [_, _, b, c] = (i + 256).to_be_bytes();
@@ -74,18 +61,15 @@ async fn ten_thousand_addresses_of_invalid_codes_add_no_events(world: World) {
         statuses.iter().all(|s| *s == 400),
         "every one refused as invalid_code"
     );
-    let added = event_count(&world).await - before;
+    let added = world.log().await.len() - before;
     assert!(added <= 100, "{added} events from 10,000 refused logins");
 
     // Admins still see all of them: counted by reason, and in the audit log as tallies whose
     // rows are bounded (addresses past the day's cap are counted without their address).
     let admin = world.api_key("admin:read").await;
-    let stats: Value = world
-        .get_as(&admin, &format!("/v1/admin/stats/daily?appid={APP_A}"))
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let stats = world
+        .get_json(&admin, &format!("/v1/admin/stats/daily?appid={APP_A}"))
+        .await;
     let today = &stats["days"]
         .as_array()
         .expect("days")
@@ -97,29 +81,16 @@ async fn ten_thousand_addresses_of_invalid_codes_add_no_events(world: World) {
         json!({ "invalid_code": 10_000 }),
         "{stats}"
     );
-    let (mut rows, mut attempts, mut cursor) = (0, 0, String::new());
-    loop {
-        let page: Value = world
-            .get_as(
-                &admin,
-                &format!("/v1/admin/audit?action=LoginRejected&limit=200{cursor}"),
-            )
-            .await
-            .json()
-            .await
-            .expect("JSON");
-        for item in page["items"].as_array().expect("items") {
-            rows += 1;
-            attempts += item["details"]["attempts"].as_i64().expect("attempts");
-        }
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => break,
-        }
-    }
+    let tallies = world
+        .all_pages(&admin, "/v1/admin/audit?action=LoginRejected&limit=200")
+        .await;
+    let attempts: i64 = tallies
+        .iter()
+        .map(|item| item["details"]["attempts"].as_i64().expect("attempts"))
+        .sum();
     assert_eq!(attempts, 10_000);
     assert_eq!(
-        rows,
+        tallies.len(),
         MAX_ROWS_PER_APP_DAY as usize + 1,
         "the cap, plus the folded row"
     );
@@ -128,40 +99,25 @@ async fn ten_thousand_addresses_of_invalid_codes_add_no_events(world: World) {
 async fn refused_logins_are_audited_counted_and_erased(world: World) {
     let writer = world.api_key("admin:read,admin:write").await;
     let login = world.login(APP_A, "blocked-one").await;
-    let user_id = login["user"]["user_id"]
-        .as_str()
-        .expect("user id")
-        .to_owned();
+    let user_id = login.user_id.clone();
     let blocked = world
-        .http
-        .post(world.url(&format!("/v1/admin/users/{user_id}/block")))
-        .bearer_auth(&writer)
-        .json(&json!({ "reason": "abuse" }))
-        .send()
-        .await
-        .expect("answer");
+        .admin_action(&writer, &user_id, "block", "abuse")
+        .await;
     assert_eq!(blocked.status(), 200, "{:?}", blocked.text().await);
     for appid in [APP_A, APP_A, APP_B] {
         let code = world.wx_login(appid, "blocked-one").await;
         assert_problem(world.login_with(appid, &code).await, 403, "user_blocked").await;
     }
-    assert_problem(
-        world.login_with(APP_B, "never-issued").await,
-        400,
-        "invalid_code",
-    )
-    .await;
+    let never_issued = world.login_with(APP_B, "never-issued").await;
+    assert_problem(never_issued, 400, "invalid_code").await;
 
     // The audit log names the blocked user (so it can be found, and erased) and the address.
     let audit = |query: String| {
         let (world, writer) = (&world, &writer);
         async move {
-            let page: Value = world
-                .get_as(writer, &format!("/v1/admin/audit?{query}"))
-                .await
-                .json()
-                .await
-                .expect("JSON");
+            let page = world
+                .get_json(writer, &format!("/v1/admin/audit?{query}"))
+                .await;
             page["items"].as_array().expect("items").clone()
         }
     };
@@ -191,20 +147,7 @@ async fn refused_logins_are_audited_counted_and_erased(world: World) {
         .await;
     let whole = audit("limit=200".into()).await;
     assert!(whole.iter().any(|item| item["action"] == "UserBlocked"));
-    let (mut walked, mut cursor) = (Vec::new(), String::new());
-    loop {
-        let page: Value = world
-            .get_as(&writer, &format!("/v1/admin/audit?limit=2{cursor}"))
-            .await
-            .json()
-            .await
-            .expect("JSON");
-        walked.extend(page["items"].as_array().expect("items").iter().cloned());
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => break,
-        }
-    }
+    let walked = world.all_pages(&writer, "/v1/admin/audit?limit=2").await;
     assert_eq!(walked, whole);
     let keys: Vec<_> = whole
         .iter()
@@ -217,15 +160,7 @@ async fn refused_logins_are_audited_counted_and_erased(world: World) {
     assert!(keys.windows(2).all(|w| w[0] > w[1]), "{keys:?}");
 
     // Counted on /metrics by app and reason.
-    let metrics = world
-        .http
-        .get(world.url("/metrics"))
-        .send()
-        .await
-        .expect("answer")
-        .text()
-        .await
-        .expect("text");
+    let metrics = world.get("/metrics").await.text().await.expect("text");
     for line in [
         format!("identity_login_rejections_total{{appid=\"{APP_A}\",reason=\"blocked\"}} 2"),
         format!("identity_login_rejections_total{{appid=\"{APP_B}\",reason=\"blocked\"}} 1"),
@@ -236,12 +171,8 @@ async fn refused_logins_are_audited_counted_and_erased(world: World) {
 
     // Erasure deletes the user's tallies (with their addresses); the anonymous one stays.
     let erased = world
-        .http
-        .delete(world.url(&format!("/v1/admin/users/{user_id}")))
-        .bearer_auth(&writer)
-        .send()
-        .await
-        .expect("answer");
+        .delete_as(&writer, &format!("/v1/admin/users/{user_id}"))
+        .await;
     assert_eq!(erased.status(), 204);
     assert!(audit(format!("user_id={user_id}&action=LoginRejected"))
         .await

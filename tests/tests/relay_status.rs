@@ -3,12 +3,12 @@
 
 use std::time::{Duration, Instant};
 
-use identity_tests::{Backend, World, APP_A};
-use serde_json::Value;
+use identity_tests::{both_backends, json_of, World, APP_A};
 
-async fn relay_progress_is_reported(backend: Backend) {
-    let Some(nats) = nats_url() else { return };
-    let Some(world) = World::start(backend).await else {
+both_backends!(World: relay_progress_is_reported);
+
+async fn relay_progress_is_reported(world: World) {
+    let Some(nats) = testkit::nats_url().await else {
         return;
     };
     let suffix = uuid::Uuid::now_v7().simple().to_string();
@@ -24,15 +24,7 @@ async fn relay_progress_is_reported(backend: Backend) {
 
     let started = Instant::now();
     loop {
-        let ready: Value = world
-            .http
-            .get(format!("{}/readyz", relaying.base))
-            .send()
-            .await
-            .expect("readyz")
-            .json()
-            .await
-            .expect("JSON");
+        let ready = json_of(world.get_at(&relaying.base, "/readyz").await).await;
         let relay = &ready["nats_relay"];
         assert_eq!(relay["stream"], stream.as_str(), "{ready}");
         if relay["position"].as_i64().unwrap_or(0) >= 3 && relay["lag"] == 0 {
@@ -44,15 +36,8 @@ async fn relay_progress_is_reported(backend: Backend) {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let metrics = world
-        .http
-        .get(format!("{}/metrics", relaying.base))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = world.get_at(&relaying.base, "/metrics").await;
+    let metrics = metrics.text().await.expect("text");
     assert!(
         metrics.contains("identity_nats_relay_lag_events 0"),
         "{metrics}"
@@ -63,26 +48,4 @@ async fn relay_progress_is_reported(backend: Backend) {
     let _ = async_nats::jetstream::new(client)
         .delete_stream(&stream)
         .await;
-}
-
-fn nats_url() -> Option<String> {
-    match std::env::var("IDENTITY_TEST_NATS_URL") {
-        Ok(url) if !url.is_empty() => Some(url),
-        _ => {
-            let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-            assert!(!ci, "IDENTITY_TEST_NATS_URL must be set under CI=true");
-            eprintln!("skipping: IDENTITY_TEST_NATS_URL is not set");
-            None
-        }
-    }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn sqlite_relay_progress_is_reported() {
-    relay_progress_is_reported(Backend::Sqlite).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn postgres_relay_progress_is_reported() {
-    relay_progress_is_reported(Backend::Postgres).await;
 }

@@ -6,8 +6,19 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use identity_tests::{Backend, World, APP_A, APP_B};
-use serde_json::Value;
+use identity_tests::{both_backends, World, APP_A, APP_B};
+
+both_backends!(Logged: keeps_secrets_out_of_everything);
+
+/// A world whose every log line, from its start on, is captured.
+struct Logged(World);
+
+impl testkit::Fixture for Logged {
+    async fn start(backend: testkit::Backend) -> Option<Self> {
+        logs();
+        World::start(backend).await.map(Logged)
+    }
+}
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -54,16 +65,7 @@ async fn exercise(world: &World) -> (Vec<String>, String) {
                 .expect("simulator knows the key"),
         );
         responses.push_str(&login.to_string());
-        let me: Value = world
-            .http
-            .get(world.url("/v1/me"))
-            .bearer_auth(login["access_token"].as_str().expect("token"))
-            .send()
-            .await
-            .expect("answer")
-            .json()
-            .await
-            .expect("JSON");
+        let me = world.get_json(&login.access, "/v1/me").await;
         responses.push_str(&me.to_string());
     }
     (keys, responses)
@@ -99,9 +101,7 @@ fn assert_absent(haystack: &[u8], needles: &[Vec<u8>], place: &str) {
 }
 
 async fn all_events(world: &World) -> Vec<u8> {
-    infra::testing::wait_until_log_readable(&world.database_url).await;
-    let store = world.store().await;
-    let events = store.read_all(0, 10_000).await.expect("read_all");
+    let events = world.log().await;
     assert!(!events.is_empty());
     let mut text = Vec::new();
     for event in events {
@@ -115,47 +115,18 @@ async fn all_events(world: &World) -> Vec<u8> {
     text
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sqlite_keeps_secrets_out_of_everything() {
+async fn keeps_secrets_out_of_everything(Logged(world): Logged) {
     let logs = logs();
-    let world = World::start(Backend::Sqlite).await.expect("SQLite");
     let (keys, responses) = exercise(&world).await;
     assert_eq!(keys.len(), 4);
     let needles = needles(&keys);
     assert_absent(responses.as_bytes(), &needles, "responses");
     assert_absent(&all_events(&world).await, &needles, "events");
-
-    let path = world
-        .database_url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .to_owned();
-    let mut files = Vec::new();
-    for suffix in ["", "-wal"] {
-        if let Ok(bytes) = std::fs::read(format!("{path}{suffix}")) {
-            files.extend(bytes);
-        }
-    }
-    assert!(files.len() > 4096, "read the database files");
-    assert_absent(&files, &needles, "the SQLite files");
-    assert_absent(&logs.0.lock().expect("logs"), &needles, "the logs");
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn postgres_keeps_secrets_out_of_everything() {
-    let logs = logs();
-    let Some(world) = World::start(Backend::Postgres).await else {
-        return;
-    };
-    let (keys, responses) = exercise(&world).await;
-    let needles = needles(&keys);
-    assert_absent(responses.as_bytes(), &needles, "responses");
-    assert_absent(&all_events(&world).await, &needles, "events");
-    let dump = infra::testing::dump_postgres_tables(&world.database_url).await;
+    let stored = world.database_bytes().await;
     assert!(
-        dump.contains("UserLoggedIn"),
-        "the dump covers the events table"
+        String::from_utf8_lossy(&stored).contains("UserLoggedIn"),
+        "read the database, the events table included"
     );
-    assert_absent(dump.as_bytes(), &needles, "the PostgreSQL tables");
+    assert_absent(&stored, &needles, "the database");
     assert_absent(&logs.0.lock().expect("logs"), &needles, "the logs");
 }

@@ -3,10 +3,13 @@
 
 use std::time::Duration;
 
-use identity_tests::{assert_problem, both_backends, json_of, World, ADMIN_TOKEN, APP_A, APP_B};
+use identity_tests::{
+    assert_problem, both_backends, json_of, Login, World, ADMIN_TOKEN, APP_A, APP_B,
+};
 use serde_json::{json, Value};
 
 both_backends! {
+    World:
     block_then_unblock_revives_no_session,
     a_session_no_revocation_reached_stays_over_after_unblock,
     refresh_fails_after_the_idle_lifetime,
@@ -20,91 +23,44 @@ both_backends! {
 const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) \
     AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.44(0x1800442a)";
 
-async fn refresh(world: &World, refresh_token: &str) -> reqwest::Response {
-    world
-        .http
-        .post(world.url("/v1/token/refresh"))
-        .json(&json!({ "refresh_token": refresh_token }))
-        .send()
-        .await
-        .expect("service answers")
+/// Logs `user` in from an iPhone.
+async fn login(world: &World, appid: &str, user: &str) -> Login {
+    world.login_from(appid, user, IPHONE).await
 }
 
 fn text(value: &Value, key: &str) -> String {
     value[key].as_str().expect(key).to_owned()
 }
 
-/// A login's tokens and ids.
-struct Login {
-    user_id: String,
-    session_id: String,
-    access: String,
-    refresh: String,
-}
-
-/// Logs `user` in from an iPhone.
-async fn login(world: &World, appid: &str, user: &str) -> Login {
-    let code = world.wx_login(appid, user).await;
-    let answer = json_of(
-        world
-            .http
-            .post(world.url("/v1/wechat/login"))
-            .header("user-agent", IPHONE)
-            .json(&json!({ "appid": appid, "code": code }))
-            .send()
-            .await
-            .expect("service answers"),
-    )
-    .await;
-    let access = text(&answer, "access_token");
-    let introspected = introspect(world, &access).await;
-    Login {
-        user_id: text(&answer["user"], "user_id"),
-        session_id: text(&introspected, "sid"),
-        access,
-        refresh: text(&answer, "refresh_token"),
-    }
-}
-
-async fn introspect(world: &World, token: &str) -> Value {
-    json_of(
-        world
-            .post_as(
-                ADMIN_TOKEN,
-                "/v1/token/introspect",
-                json!({ "token": token }),
-            )
-            .await,
-    )
-    .await
-}
-
-/// The `SessionRevoked` events of the log as analytics sees them, (session id, payload), once
-/// each of `sessions` has one (readers on PostgreSQL see a commit once older transactions end).
-async fn revocations(world: &World, sessions: &[&str]) -> Vec<(String, Value)> {
+/// The `SessionRevoked` payload of each of `sessions`, in their order, as analytics sees it
+/// (readers on PostgreSQL see a commit once older transactions end).
+async fn revocations(world: &World, sessions: &[&str]) -> Vec<Value> {
     let key = world.api_key("events:read").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
-        let page = json_of(world.get_as(&key, "/v1/events?after=0&limit=1000").await).await;
-        let found: Vec<(String, Value)> = page["events"]
-            .as_array()
-            .expect("events")
-            .iter()
-            .filter(|e| e["event_type"] == "SessionRevoked")
-            .map(|e| {
-                let stream = text(e, "stream_id");
-                let session = stream.strip_prefix("session-").expect("a session stream");
-                (session.to_owned(), e["payload"].clone())
+        let page = world.get_json(&key, "/v1/events?after=0&limit=1000").await;
+        let revoked = |session: &&str| {
+            page["events"].as_array().expect("events").iter().find(|e| {
+                e["event_type"] == "SessionRevoked"
+                    && e["stream_id"] == format!("session-{session}").as_str()
             })
-            .collect();
-        if sessions.iter().all(|s| found.iter().any(|(id, _)| id == s)) {
-            return found;
+        };
+        if let Some(found) = sessions.iter().map(revoked).collect::<Option<Vec<_>>>() {
+            return found.into_iter().map(|e| e["payload"].clone()).collect();
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "no SessionRevoked for every one of {sessions:?}: {found:?}"
+            "no SessionRevoked for every one of {sessions:?}: {page}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Asserts that each of `sessions` was revoked for `reason`.
+async fn assert_revoked(world: &World, sessions: &[&Login], reason: &str) {
+    let ids: Vec<&str> = sessions.iter().map(|s| s.session_id.as_str()).collect();
+    for payload in revocations(world, &ids).await {
+        assert_eq!(payload["reason"], reason, "{payload}");
     }
 }
 
@@ -112,68 +68,25 @@ async fn block_then_unblock_revives_no_session(world: World) {
     let admin = world.api_key("admin:write").await;
     let phone = login(&world, APP_A, "bob").await;
     let tablet = login(&world, APP_A, "bob").await;
-    let block = format!("/v1/admin/users/{}/block", phone.user_id);
-    let unblock = format!("/v1/admin/users/{}/unblock", phone.user_id);
-    let blocked = json_of(
-        world
-            .post_as(&admin, &block, json!({ "reason": "fraud" }))
-            .await,
-    )
-    .await;
+    let act = |action, reason| world.admin_action(&admin, &phone.user_id, action, reason);
+    let blocked = json_of(act("block", "fraud").await).await;
     assert_eq!(blocked["changed"], true);
 
     // Every open session got its own SessionRevoked, with the reason.
-    let revoked = revocations(&world, &[&phone.session_id, &tablet.session_id]).await;
-    for session in [&phone.session_id, &tablet.session_id] {
-        let (_, payload) = revoked
-            .iter()
-            .find(|(id, _)| id == session)
-            .unwrap_or_else(|| panic!("no SessionRevoked for {session}: {revoked:?}"));
-        assert_eq!(payload["reason"], "user_blocked", "{payload}");
-    }
+    assert_revoked(&world, &[&phone, &tablet], "user_blocked").await;
 
-    let unblocked = json_of(
-        world
-            .post_as(&admin, &unblock, json!({ "reason": "appeal" }))
-            .await,
-    )
-    .await;
+    let unblocked = json_of(act("unblock", "appeal").await).await;
     assert_eq!(unblocked["changed"], true);
     for old in [&phone, &tablet] {
-        assert_problem(refresh(&world, &old.refresh).await, 401, "unauthorized").await;
-        assert_problem(
-            world.get_as(&old.access, "/v1/me").await,
-            401,
-            "unauthorized",
-        )
-        .await;
-        assert_eq!(
-            introspect(&world, &old.access).await,
-            json!({ "active": false })
-        );
+        world.assert_session_over(old).await;
     }
     // A new login works, and a second block/unblock round leaves it dead too.
     let fresh = login(&world, APP_A, "bob").await;
-    assert_eq!(world.get_as(&fresh.access, "/v1/me").await.status(), 200);
-    assert_eq!(refresh(&world, &fresh.refresh).await.status(), 200);
-    json_of(
-        world
-            .post_as(&admin, &block, json!({ "reason": "again" }))
-            .await,
-    )
-    .await;
-    json_of(
-        world
-            .post_as(&admin, &unblock, json!({ "reason": "sorry" }))
-            .await,
-    )
-    .await;
-    assert_problem(
-        world.get_as(&fresh.access, "/v1/me").await,
-        401,
-        "unauthorized",
-    )
-    .await;
+    assert_eq!(world.me(&fresh.access).await.status(), 200);
+    assert_eq!(world.refresh(&fresh.refresh).await.status(), 200);
+    json_of(act("block", "again").await).await;
+    json_of(act("unblock", "sorry").await).await;
+    assert_problem(world.me(&fresh.access).await, 401, "unauthorized").await;
 }
 
 /// As if the block's list of sessions had missed them (a read model a few milliseconds
@@ -206,43 +119,31 @@ async fn a_session_no_revocation_reached_stays_over_after_unblock(world: World) 
         );
         store.append(batch).await.expect("append");
     }
-    assert_problem(refresh(&world, &old.refresh).await, 401, "unauthorized").await;
-    assert_problem(
-        world.get_as(&old.access, "/v1/me").await,
-        401,
-        "unauthorized",
-    )
-    .await;
-    assert_eq!(
-        introspect(&world, &old.access).await,
-        json!({ "active": false })
-    );
+    world.assert_session_over(&old).await;
     let fresh = login(&world, APP_A, "nia").await;
-    assert_eq!(world.get_as(&fresh.access, "/v1/me").await.status(), 200);
+    assert_eq!(world.me(&fresh.access).await.status(), 200);
 }
 
 async fn refresh_fails_after_the_idle_lifetime(world: World) {
     let session = login(&world, APP_A, "ida").await;
     // Six days idle: still fine, and the refresh restarts the idle clock.
     world.clock.advance(chrono::Duration::days(6));
-    let rotated = json_of(refresh(&world, &session.refresh).await).await;
+    let rotated = json_of(world.refresh(&session.refresh).await).await;
     world.clock.advance(chrono::Duration::days(6));
-    let rotated = json_of(refresh(&world, &text(&rotated, "refresh_token")).await).await;
+    let rotated = json_of(world.refresh(&text(&rotated, "refresh_token")).await).await;
     let access = text(&rotated, "access_token");
-    assert_eq!(world.get_as(&access, "/v1/me").await.status(), 200);
+    assert_eq!(world.me(&access).await.status(), 200);
     // Seven days without a refresh: over, for refresh, access token and introspection.
     world.clock.advance(chrono::Duration::days(7));
     assert_problem(
-        refresh(&world, &text(&rotated, "refresh_token")).await,
+        world.refresh(&text(&rotated, "refresh_token")).await,
         401,
         "unauthorized",
     )
     .await;
-    assert_problem(world.get_as(&access, "/v1/me").await, 401, "unauthorized").await;
-    assert_eq!(
-        introspect(&world, &access).await,
-        json!({ "active": false })
-    );
+    assert_problem(world.me(&access).await, 401, "unauthorized").await;
+    let introspected = world.introspect_as(ADMIN_TOKEN, &access).await;
+    assert_eq!(json_of(introspected).await, json!({ "active": false }));
 }
 
 async fn refresh_fails_after_the_absolute_lifetime(world: World) {
@@ -251,30 +152,20 @@ async fn refresh_fails_after_the_absolute_lifetime(world: World) {
     // Refreshed every five days: never idle, yet over thirty days after the login.
     for _ in 0..5 {
         world.clock.advance(chrono::Duration::days(5));
-        let rotated = json_of(refresh(&world, &refresh_token).await).await;
+        let rotated = json_of(world.refresh(&refresh_token).await).await;
         refresh_token = text(&rotated, "refresh_token");
     }
     world.clock.advance(chrono::Duration::days(5));
-    assert_problem(refresh(&world, &refresh_token).await, 401, "unauthorized").await;
+    assert_problem(world.refresh(&refresh_token).await, 401, "unauthorized").await;
     // A new login starts a new lifetime.
     let again = login(&world, APP_A, "abe").await;
-    assert_eq!(refresh(&world, &again.refresh).await.status(), 200);
+    assert_eq!(world.refresh(&again.refresh).await.status(), 200);
 }
 
 async fn my_sessions(world: &World, access: &str) -> Vec<Value> {
     world.wait_for_projections(Duration::from_secs(5)).await;
-    let page = json_of(world.get_as(access, "/v1/me/sessions").await).await;
+    let page = world.get_json(access, "/v1/me/sessions").await;
     page["items"].as_array().expect("items").clone()
-}
-
-async fn delete_as(world: &World, credential: &str, path: &str) -> reqwest::Response {
-    world
-        .http
-        .delete(world.url(path))
-        .bearer_auth(credential)
-        .send()
-        .await
-        .expect("service answers")
 }
 
 /// Asked at once after the login, with no wait for the read models: the caller's own session is
@@ -282,7 +173,7 @@ async fn delete_as(world: &World, credential: &str, path: &str) -> reqwest::Resp
 async fn my_sessions_right_after_login_hold_this_one(world: World) {
     for attempt in 0..5 {
         let me = login(&world, APP_A, &format!("hasty-{attempt}")).await;
-        let listed = json_of(world.get_as(&me.access, "/v1/me/sessions").await).await;
+        let listed = world.get_json(&me.access, "/v1/me/sessions").await;
         let items = listed["items"].as_array().expect("items");
         assert!(
             items
@@ -328,7 +219,7 @@ async fn users_list_and_end_their_own_sessions(world: World) {
     assert_eq!(items[0]["appid"], APP_B);
 
     // A refresh shows as last refreshed.
-    let rotated = json_of(refresh(&world, &tablet.refresh).await).await;
+    let rotated = json_of(world.refresh(&tablet.refresh).await).await;
     let items = my_sessions(&world, &phone.access).await;
     let refreshed = items
         .iter()
@@ -339,44 +230,41 @@ async fn users_list_and_end_their_own_sessions(world: World) {
     // Someone else's session, one that never was, or no UUID: refused alike.
     let theirs = format!("/v1/me/sessions/{}", stranger.session_id);
     assert_problem(
-        delete_as(&world, &phone.access, &theirs).await,
+        world.delete_as(&phone.access, &theirs).await,
         404,
         "not_found",
     )
     .await;
     let nobody = format!("/v1/me/sessions/{}", uuid::Uuid::now_v7());
     assert_problem(
-        delete_as(&world, &phone.access, &nobody).await,
+        world.delete_as(&phone.access, &nobody).await,
         404,
         "not_found",
     )
     .await;
     assert_problem(
-        delete_as(&world, &phone.access, "/v1/me/sessions/tablet").await,
+        world
+            .delete_as(&phone.access, "/v1/me/sessions/tablet")
+            .await,
         400,
         "invalid_request",
     )
     .await;
-    assert_eq!(world.get_as(&stranger.access, "/v1/me").await.status(), 200);
+    assert_eq!(world.me(&stranger.access).await.status(), 200);
 
     // Ending the tablet's session from the phone.
     let path = format!("/v1/me/sessions/{}", tablet.session_id);
-    assert_eq!(delete_as(&world, &phone.access, &path).await.status(), 204);
+    assert_eq!(world.delete_as(&phone.access, &path).await.status(), 204);
     assert_problem(
-        refresh(&world, &text(&rotated, "refresh_token")).await,
+        world.refresh(&text(&rotated, "refresh_token")).await,
         401,
         "unauthorized",
     )
     .await;
     let tablet_access = text(&rotated, "access_token");
-    assert_problem(
-        world.get_as(&tablet_access, "/v1/me").await,
-        401,
-        "unauthorized",
-    )
-    .await;
+    assert_problem(world.me(&tablet_access).await, 401, "unauthorized").await;
     assert_eq!(
-        delete_as(&world, &phone.access, &path).await.status(),
+        world.delete_as(&phone.access, &path).await.status(),
         204,
         "again"
     );
@@ -385,12 +273,7 @@ async fn users_list_and_end_their_own_sessions(world: World) {
     assert!(items
         .iter()
         .all(|s| s["session_id"] != tablet.session_id.as_str()));
-    let (_, payload) = revocations(&world, &[&tablet.session_id])
-        .await
-        .into_iter()
-        .find(|(id, _)| *id == tablet.session_id)
-        .expect("SessionRevoked");
-    assert_eq!(payload["reason"], "user_action");
+    assert_revoked(&world, &[&tablet], "user_action").await;
 
     // Sessions past their lifetime are not listed.
     world.clock.advance(chrono::Duration::days(8));
@@ -399,12 +282,7 @@ async fn users_list_and_end_their_own_sessions(world: World) {
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0]["current"], true);
 
-    let anonymous = world
-        .http
-        .get(world.url("/v1/me/sessions"))
-        .send()
-        .await
-        .expect("answer");
+    let anonymous = world.get("/v1/me/sessions").await;
     assert_problem(anonymous, 401, "unauthorized").await;
     for bad in ["limit=0", "limit=ten", "cursor=garbage", "colour=blue"] {
         assert_problem(
@@ -427,7 +305,7 @@ async fn admins_list_and_revoke_a_users_sessions(world: World) {
     let revoke = format!("/v1/admin/users/{}/sessions/revoke", phone.user_id);
 
     world.wait_for_projections(Duration::from_secs(5)).await;
-    let page = json_of(world.get_as(&read, &list).await).await;
+    let page = world.get_json(&read, &list).await;
     let items = page["items"].as_array().expect("items");
     assert_eq!(items.len(), 2, "{page}");
     assert!(items.iter().all(|s| s.get("current").is_none()), "{page}");
@@ -511,13 +389,7 @@ async fn admins_list_and_revoke_a_users_sessions(world: World) {
     expected.sort();
     assert_eq!(revoked, expected);
     for old in [&phone, &tablet] {
-        assert_problem(refresh(&world, &old.refresh).await, 401, "unauthorized").await;
-        assert_problem(
-            world.get_as(&old.access, "/v1/me").await,
-            401,
-            "unauthorized",
-        )
-        .await;
+        world.assert_session_over(old).await;
     }
     let again = json_of(
         world
@@ -529,18 +401,15 @@ async fn admins_list_and_revoke_a_users_sessions(world: World) {
 
     // Audited with the key as the actor; the free-text note is personal data, never shown.
     world.wait_for_projections(Duration::from_secs(5)).await;
-    let audit = json_of(
-        world
-            .get_as(
-                &read,
-                &format!(
-                    "/v1/admin/audit?user_id={}&action=SessionRevoked",
-                    phone.user_id
-                ),
-            )
-            .await,
-    )
-    .await;
+    let audit = world
+        .get_json(
+            &read,
+            &format!(
+                "/v1/admin/audit?user_id={}&action=SessionRevoked",
+                phone.user_id
+            ),
+        )
+        .await;
     let entries = audit["items"].as_array().expect("items");
     assert_eq!(entries.len(), 2, "{audit}");
     assert!(
@@ -550,15 +419,15 @@ async fn admins_list_and_revoke_a_users_sessions(world: World) {
         "{audit}"
     );
     assert!(!audit.to_string().contains("Wes Example"), "{audit}");
-    for (_, payload) in revocations(&world, &[&phone.session_id, &tablet.session_id]).await {
+    for payload in revocations(&world, &[&phone.session_id, &tablet.session_id]).await {
         assert_eq!(payload["reason"], "admin_action");
         assert_ne!(payload["note"], note, "the analytics view redacts the note");
     }
-    let page = json_of(world.get_as(&read, &list).await).await;
+    let page = world.get_json(&read, &list).await;
     assert_eq!(page["items"], json!([]));
     // The user may log in again.
     let fresh = login(&world, APP_A, "wes").await;
-    assert_eq!(world.get_as(&fresh.access, "/v1/me").await.status(), 200);
+    assert_eq!(world.me(&fresh.access).await.status(), 200);
 }
 
 async fn erasure_revokes_every_session_and_an_erased_user_cannot_be_blocked(world: World) {
@@ -566,32 +435,17 @@ async fn erasure_revokes_every_session_and_an_erased_user_cannot_be_blocked(worl
     let phone = login(&world, APP_A, "eve").await;
     let tablet = login(&world, APP_A, "eve").await;
     let user = format!("/v1/admin/users/{}", phone.user_id);
-    let erased = delete_as(&world, &write, &user).await;
+    let erased = world.delete_as(&write, &user).await;
     assert_eq!(erased.status(), 204);
 
-    let revoked = revocations(&world, &[&phone.session_id, &tablet.session_id]).await;
-    for session in [&phone.session_id, &tablet.session_id] {
-        let (_, payload) = revoked
-            .iter()
-            .find(|(id, _)| id == session)
-            .unwrap_or_else(|| panic!("no SessionRevoked for {session}: {revoked:?}"));
-        assert_eq!(payload["reason"], "user_erased");
-    }
+    assert_revoked(&world, &[&phone, &tablet], "user_erased").await;
     for action in ["block", "unblock", "sessions/revoke"] {
-        assert_problem(
-            world
-                .post_as(
-                    &write,
-                    &format!("{user}/{action}"),
-                    json!({ "reason": "x" }),
-                )
-                .await,
-            409,
-            "conflict",
-        )
-        .await;
+        let refused = world
+            .admin_action(&write, &phone.user_id, action, "x")
+            .await;
+        assert_problem(refused, 409, "conflict").await;
     }
-    let page = json_of(world.get_as(&write, &format!("{user}/sessions")).await).await;
+    let page = world.get_json(&write, &format!("{user}/sessions")).await;
     assert_eq!(page["items"], json!([]));
-    assert_problem(refresh(&world, &phone.refresh).await, 401, "unauthorized").await;
+    assert_problem(world.refresh(&phone.refresh).await, 401, "unauthorized").await;
 }

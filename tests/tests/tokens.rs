@@ -2,12 +2,13 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use identity_tests::{assert_problem, both_backends, World, ADMIN_TOKEN, APP_A, APP_B};
-use jsonwebtoken::jwk::JwkSet;
+use identity_tests::{assert_problem, both_backends, json_of, World, ADMIN_TOKEN, APP_A, APP_B};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use reqwest::Method;
 use serde_json::{json, Value};
 
 both_backends! {
+    World:
     access_token_verifies_with_the_jwks,
     tampered_and_unsigned_tokens_are_refused,
     refresh_rotates_and_reuse_revokes,
@@ -17,38 +18,10 @@ both_backends! {
     refresh_tokens_are_not_introspectable,
 }
 
-async fn get_me(world: &World, token: &str) -> reqwest::Response {
-    world
-        .http
-        .get(world.url("/v1/me"))
-        .bearer_auth(token)
-        .send()
-        .await
-        .expect("answer")
-}
-
-async fn post_json(world: &World, path: &str, body: Value) -> reqwest::Response {
-    world
-        .http
-        .post(world.url(path))
-        .json(&body)
-        .send()
-        .await
-        .expect("answer")
-}
-
 async fn access_token_verifies_with_the_jwks(world: World) {
     let login = world.login(APP_A, "alice").await;
     let token = login["access_token"].as_str().expect("token");
-    let jwks: JwkSet = world
-        .http
-        .get(world.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JWKS");
+    let jwks = world.jwks_at(&world.app.base).await;
     let header = jsonwebtoken::decode_header(token).expect("header");
     assert_eq!(header.alg, Algorithm::EdDSA);
     let jwk = jwks
@@ -74,12 +47,10 @@ async fn access_token_verifies_with_the_jwks(world: World) {
     // A second instance signs with the same key, so tokens verify anywhere.
     let second = world.spawn_instance(|_| {}).await;
     let response = world
-        .http
-        .get(format!("{}/v1/me", second.base))
-        .bearer_auth(token)
+        .call_at(&second.base, Method::GET, "/v1/me")
+        .bearer(token)
         .send()
-        .await
-        .expect("answer");
+        .await;
     assert_eq!(response.status(), 200);
 }
 
@@ -93,27 +64,22 @@ async fn tampered_and_unsigned_tokens_are_refused(world: World) {
     claims["sub"] = json!("00000000-0000-7000-8000-000000000000");
     let forged_claims = URL_SAFE_NO_PAD.encode(claims.to_string());
     let tampered = format!("{}.{}.{}", parts[0], forged_claims, parts[2]);
-    assert_problem(get_me(&world, &tampered).await, 401, "unauthorized").await;
+    assert_problem(world.me(&tampered).await, 401, "unauthorized").await;
 
     let none_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#);
     let unsigned = format!("{none_header}.{}.", parts[1]);
-    assert_problem(get_me(&world, &unsigned).await, 401, "unauthorized").await;
+    assert_problem(world.me(&unsigned).await, 401, "unauthorized").await;
 
     let hs_header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT"}"#);
     let hmac = format!("{hs_header}.{}.{}", parts[1], parts[2]);
-    assert_problem(get_me(&world, &hmac).await, 401, "unauthorized").await;
+    assert_problem(world.me(&hmac).await, 401, "unauthorized").await;
 
-    assert_problem(get_me(&world, "garbage").await, 401, "unauthorized").await;
-    let response = world
-        .http
-        .get(world.url("/v1/me"))
-        .send()
-        .await
-        .expect("answer");
+    assert_problem(world.me("garbage").await, 401, "unauthorized").await;
+    let response = world.get("/v1/me").await;
     assert!(response.headers().contains_key("www-authenticate"));
     assert_problem(response, 401, "unauthorized").await;
     assert_eq!(
-        get_me(&world, token).await.status(),
+        world.me(token).await.status(),
         200,
         "the genuine token still works"
     );
@@ -123,12 +89,7 @@ async fn refresh_rotates_and_reuse_revokes(world: World) {
     let login = world.login(APP_A, "rita").await;
     let first = login["refresh_token"].as_str().expect("refresh").to_owned();
 
-    let response = post_json(
-        &world,
-        "/v1/token/refresh",
-        json!({ "refresh_token": first }),
-    )
-    .await;
+    let response = world.refresh(&first).await;
     assert_eq!(response.status(), 200);
     let rotated: Value = response.json().await.expect("JSON");
     let second = rotated["refresh_token"]
@@ -137,31 +98,16 @@ async fn refresh_rotates_and_reuse_revokes(world: World) {
         .to_owned();
     assert_ne!(first, second);
     let access = rotated["access_token"].as_str().expect("access").to_owned();
-    assert_eq!(get_me(&world, &access).await.status(), 200);
+    assert_eq!(world.me(&access).await.status(), 200);
 
     // The rotated-away token comes back: the whole session is revoked.
-    let reuse = post_json(
-        &world,
-        "/v1/token/refresh",
-        json!({ "refresh_token": first }),
-    )
-    .await;
+    let reuse = world.refresh(&first).await;
     assert_problem(reuse, 401, "unauthorized").await;
-    let after = post_json(
-        &world,
-        "/v1/token/refresh",
-        json!({ "refresh_token": second }),
-    )
-    .await;
+    let after = world.refresh(&second).await;
     assert_problem(after, 401, "unauthorized").await;
-    assert_problem(get_me(&world, &access).await, 401, "unauthorized").await;
+    assert_problem(world.me(&access).await, 401, "unauthorized").await;
 
-    let forged = post_json(
-        &world,
-        "/v1/token/refresh",
-        json!({ "refresh_token": "rt1.AAAA" }),
-    )
-    .await;
+    let forged = world.refresh("rt1.AAAA").await;
     assert_problem(forged, 401, "unauthorized").await;
 }
 
@@ -170,39 +116,17 @@ async fn logout_ends_the_session(world: World) {
     let access = login["access_token"].as_str().expect("access");
     let other = world.login(APP_A, "leo").await;
 
-    let response = world
-        .http
-        .post(world.url("/v1/logout"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .expect("answer");
+    let response = world.logout(access).await;
     assert_eq!(response.status(), 204);
-    assert_problem(get_me(&world, access).await, 401, "unauthorized").await;
-    let refresh = post_json(
-        &world,
-        "/v1/token/refresh",
-        json!({ "refresh_token": login["refresh_token"] }),
-    )
-    .await;
+    assert_problem(world.me(access).await, 401, "unauthorized").await;
+    let refresh = world.refresh(&login.refresh).await;
     assert_problem(refresh, 401, "unauthorized").await;
     let other_access = other["access_token"].as_str().expect("access");
     assert_eq!(
-        get_me(&world, other_access).await.status(),
+        world.me(other_access).await.status(),
         200,
         "other sessions live on"
     );
-}
-
-async fn introspect_as(world: &World, credential: &str, token: &str) -> reqwest::Response {
-    world
-        .http
-        .post(world.url("/v1/token/introspect"))
-        .bearer_auth(credential)
-        .json(&json!({ "token": token }))
-        .send()
-        .await
-        .expect("answer")
 }
 
 async fn introspection_sees_revocation(world: World) {
@@ -210,41 +134,22 @@ async fn introspection_sees_revocation(world: World) {
     let login = world.login(APP_A, "ivy").await;
     let access = login["access_token"].as_str().expect("access");
 
-    let active: Value = introspect_as(&world, &key, access)
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let active = json_of(world.introspect_as(&key, access).await).await;
     assert_eq!(active["active"], true);
     assert_eq!(active["sub"], login["user"]["user_id"]);
     assert_eq!(active["token_type"], "access_token");
 
-    let form: Value = world
-        .http
-        .post(world.url("/v1/token/introspect"))
-        .bearer_auth(&key)
-        .form(&[("token", access), ("token_type_hint", "access_token")])
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+    let form = introspect_form(
+        &world,
+        &key,
+        &[("token", access), ("token_type_hint", "access_token")],
+    )
+    .await;
     assert_eq!(form["active"], true);
 
-    world
-        .http
-        .post(world.url("/v1/logout"))
-        .bearer_auth(access)
-        .send()
-        .await
-        .expect("answer");
+    world.logout(access).await;
     for token in [access, "not-a-token"] {
-        let answer: Value = introspect_as(&world, &key, token)
-            .await
-            .json()
-            .await
-            .expect("JSON");
+        let answer = json_of(world.introspect_as(&key, token).await).await;
         assert_eq!(answer, json!({ "active": false }));
     }
 }
@@ -253,47 +158,33 @@ async fn introspection_needs_a_key_with_its_scope(world: World) {
     let login = world.login(APP_A, "ian").await;
     let access = login["access_token"].as_str().expect("access");
 
-    let anonymous = post_json(&world, "/v1/token/introspect", json!({ "token": access })).await;
+    let anonymous = world
+        .post("/v1/token/introspect", json!({ "token": access }))
+        .await;
     assert_problem(anonymous, 401, "unauthorized").await;
     let anonymous_form = world
-        .http
-        .post(world.url("/v1/token/introspect"))
+        .call(Method::POST, "/v1/token/introspect")
         .form(&[("token", access)])
         .send()
-        .await
-        .expect("answer");
+        .await;
     assert_problem(anonymous_form, 401, "unauthorized").await;
     let unknown = "idk_0000000000000000_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
     assert_problem(
-        introspect_as(&world, unknown, access).await,
+        world.introspect_as(unknown, access).await,
         401,
         "unauthorized",
     )
     .await;
     // A user's own access token is no credential here, nor a key of another scope.
-    assert_problem(
-        introspect_as(&world, access, access).await,
-        403,
-        "forbidden",
-    )
-    .await;
+    assert_problem(world.introspect_as(access, access).await, 403, "forbidden").await;
     let admin = world.api_key("admin:read,admin:write,events:read").await;
-    assert_problem(
-        introspect_as(&world, &admin, access).await,
-        403,
-        "forbidden",
-    )
-    .await;
+    assert_problem(world.introspect_as(&admin, access).await, 403, "forbidden").await;
 
     for credential in [
         world.api_key("tokens:introspect").await,
         ADMIN_TOKEN.to_owned(),
     ] {
-        let answer: Value = introspect_as(&world, &credential, access)
-            .await
-            .json()
-            .await
-            .expect("JSON");
+        let answer = json_of(world.introspect_as(&credential, access).await).await;
         assert_eq!(answer["active"], true, "{answer}");
     }
 }
@@ -302,30 +193,18 @@ async fn refresh_tokens_are_not_introspectable(world: World) {
     let key = world.api_key("tokens:introspect").await;
     let login = world.login(APP_A, "rex").await;
     let refresh = login["refresh_token"].as_str().expect("refresh");
-    let answer: Value = introspect_as(&world, &key, refresh)
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let answer = json_of(world.introspect_as(&key, refresh).await).await;
     assert_eq!(answer, json!({ "active": false }));
-    let hinted: Value = world
-        .http
-        .post(world.url("/v1/token/introspect"))
-        .bearer_auth(&key)
-        .form(&[("token", refresh), ("token_type_hint", "refresh_token")])
-        .send()
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("JSON");
+    let hint = [("token", refresh), ("token_type_hint", "refresh_token")];
+    let hinted = introspect_form(&world, &key, &hint).await;
     assert_eq!(hinted, json!({ "active": false }));
     // Probing spent nothing: the refresh token still rotates once.
-    let rotated = post_json(
-        &world,
-        "/v1/token/refresh",
-        json!({ "refresh_token": refresh }),
-    )
-    .await;
+    let rotated = world.refresh(refresh).await;
     assert_eq!(rotated.status(), 200);
+}
+
+/// `POST /v1/token/introspect` as a form (RFC 7662's encoding) with `key`: the answer.
+async fn introspect_form(world: &World, key: &str, fields: &[(&str, &str)]) -> Value {
+    let call = world.call(Method::POST, "/v1/token/introspect").bearer(key);
+    json_of(call.form(fields).send().await).await
 }

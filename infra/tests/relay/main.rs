@@ -11,53 +11,38 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream::message::PublishMessage;
 use infra::relay::{self, RelayConfig};
-use infra::store::Store;
+use infra::store::{RecordedEvent, Store};
 use support::*;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// One test per backend, as the store suite: `sqlite::name` and `postgres::name`.
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(nats) = super::nats_url().await else { return };
-                    let (store, url) = infra::testing::sqlite_store().await;
-                    super::$name(store, url, nats).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let Some(nats) = super::nats_url().await else { return };
-                    if let Some((store, url)) = infra::testing::postgres_store().await {
-                        super::$name(store, url, nats).await;
-                    }
-                }
-            )+
-        }
-    };
+/// JetStream holds exactly the log, and the relay's checkpoint reaches its end.
+async fn assert_relayed(
+    store: &dyn Store,
+    nats: &str,
+    config: &RelayConfig,
+    log: &[RecordedEvent],
+) {
+    let js = jetstream(nats).await;
+    let received = read_stream(&js, &config.stream, log.len(), PATIENCE).await;
+    assert_exactly_the_log(&received, log, config);
+    let end = log.last().expect("a log").position;
+    wait_for_checkpoint(store, &config.stream, end, PATIENCE).await;
 }
 
+use testkit::{both_backends, Backend, Fixture};
+
 both_backends!(
+    RelayDb:
     concurrent_writers_reach_the_stream_once_in_order,
     a_restart_between_publish_and_checkpoint_publishes_nothing_twice,
 );
 
-async fn concurrent_writers_reach_the_stream_once_in_order(
-    store: Arc<dyn Store>,
-    url: String,
-    nats: String,
-) {
+async fn concurrent_writers_reach_the_stream_once_in_order(RelayDb { store, url, nats }: RelayDb) {
     let config = unique_config(&nats);
     write_concurrently(&store, 4, 400, 7).await;
     let relay = relay::spawn_relay(store.clone(), config.clone());
@@ -67,10 +52,8 @@ async fn concurrent_writers_reach_the_stream_once_in_order(
     let js = jetstream(&nats).await;
     let log = whole_log(store.as_ref(), &url).await;
     assert_eq!(log.len(), 3400);
-    let received = read_stream(&js, &config.stream, log.len(), PATIENCE).await;
-    assert_exactly_the_log(&received, &log, &config);
+    assert_relayed(store.as_ref(), &nats, &config, &log).await;
     let last = log.last().unwrap().position;
-    wait_for_checkpoint(store.as_ref(), &config.stream, last, PATIENCE).await;
     assert_eq!(relay.health().borrow().published, last);
 
     // The stream the relay made: our subjects, file storage, a duplicate window.
@@ -93,9 +76,7 @@ async fn concurrent_writers_reach_the_stream_once_in_order(
 /// (it resumes after the stream's last message), and a repeat that does get through is
 /// dropped by JetStream for its `Nats-Msg-Id`.
 async fn a_restart_between_publish_and_checkpoint_publishes_nothing_twice(
-    store: Arc<dyn Store>,
-    url: String,
-    nats: String,
+    RelayDb { store, url, nats }: RelayDb,
 ) {
     let config = unique_config(&nats);
     write_concurrently(&store, 2, 2500, 50).await;
@@ -114,19 +95,11 @@ async fn a_restart_between_publish_and_checkpoint_publishes_nothing_twice(
     let relay = relay::spawn_relay(store.clone(), config.clone());
     write_concurrently(&store, 2, 500, 25).await;
     let log = whole_log(store.as_ref(), &url).await;
-    let js = jetstream(&nats).await;
-    let received = read_stream(&js, &config.stream, log.len(), PATIENCE).await;
-    assert_exactly_the_log(&received, &log, &config);
-    wait_for_checkpoint(
-        store.as_ref(),
-        &config.stream,
-        log.last().unwrap().position,
-        PATIENCE,
-    )
-    .await;
+    assert_relayed(store.as_ref(), &nats, &config, &log).await;
     relay.shutdown().await;
 
     // The second guard: the same event id again is acknowledged as a duplicate, not stored.
+    let js = jetstream(&nats).await;
     let event = &log[10];
     let ack = js
         .send_publish(
@@ -152,8 +125,7 @@ async fn a_restart_between_publish_and_checkpoint_publishes_nothing_twice(
 /// and the stream still holds every event once, in order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_instances_publish_each_event_once() {
-    let Some(nats) = nats_url().await else { return };
-    let Some((store, url)) = infra::testing::postgres_store().await else {
+    let Some(RelayDb { store, url, nats }) = RelayDb::start(Backend::Postgres).await else {
         return;
     };
     let other = infra::store::connect(&url).await.unwrap();
@@ -187,8 +159,7 @@ async fn two_instances_publish_each_event_once() {
 /// relay runs; JetStream receives each exactly once, in position order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_hundred_thousand_events_from_sixteen_writers() {
-    let Some(nats) = nats_url().await else { return };
-    let Some((store, url)) = infra::testing::postgres_store().await else {
+    let Some(RelayDb { store, url, nats }) = RelayDb::start(Backend::Postgres).await else {
         return;
     };
     let config = unique_config(&nats);
@@ -214,9 +185,11 @@ async fn a_nats_outage_delays_events_but_loses_none() {
     let Some(mut server) = NatsServer::start().await else {
         return;
     };
-    let (store, url) = match infra::testing::postgres_store().await {
+    let (store, url) = match testkit::fresh_store(testkit::Backend::Postgres).await {
         Some(pg) => pg,
-        None => infra::testing::sqlite_store().await,
+        None => testkit::fresh_store(testkit::Backend::Sqlite)
+            .await
+            .expect("a SQLite store"),
     };
     let config = RelayConfig {
         nats_url: server.url(),
@@ -250,16 +223,7 @@ async fn a_nats_outage_delays_events_but_loses_none() {
 
     let log = whole_log(store.as_ref(), &url).await;
     assert_eq!(log.len(), 3000);
-    let js = jetstream(&server.url()).await;
-    let received = read_stream(&js, &config.stream, log.len(), PATIENCE).await;
-    assert_exactly_the_log(&received, &log, &config);
-    wait_for_checkpoint(
-        store.as_ref(),
-        &config.stream,
-        log.last().unwrap().position,
-        PATIENCE,
-    )
-    .await;
+    assert_relayed(store.as_ref(), &server.url(), &config, &log).await;
     assert_eq!(relay.health().borrow().failures, 0);
     relay.shutdown().await;
 }

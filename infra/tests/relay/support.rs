@@ -16,30 +16,26 @@ use infra::store::{AppendBatch, ExpectedVersion, NewEvent, RecordedEvent, Store}
 use serde_json::json;
 use uuid::Uuid;
 
-pub const NATS_URL_VAR: &str = "IDENTITY_TEST_NATS_URL";
 /// Personal data put in every test event: it must never reach NATS.
 pub const NICKNAME: &str = "Nickname-That-Must-Not-Leak";
 pub const APP: &str = "wx0123456789abcdef";
 
-/// The NATS server named by `IDENTITY_TEST_NATS_URL`, if set and reachable; otherwise the
-/// test is skipped, or fails under `CI=true`.
-pub async fn nats_url() -> Option<String> {
-    let url = match std::env::var(NATS_URL_VAR) {
-        Ok(url) if !url.is_empty() => url,
-        _ => return skip(&format!("{NATS_URL_VAR} is not set")),
-    };
-    match tokio::time::timeout(Duration::from_secs(5), async_nats::connect(url.as_str())).await {
-        Ok(Ok(_)) => Some(url),
-        Ok(Err(e)) => skip(&format!("cannot reach NATS at {url}: {e}")),
-        Err(_) => skip(&format!("cannot reach NATS at {url}: timed out")),
-    }
+pub use testkit::{nats_url, skip};
+
+/// What a relay test body gets: a store on a fresh database of one backend and the test NATS
+/// server (skipped without it, failed under `CI=true`).
+pub struct RelayDb {
+    pub store: Arc<dyn Store>,
+    pub url: String,
+    pub nats: String,
 }
 
-fn skip<T>(why: &str) -> Option<T> {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert!(!ci, "NATS tests cannot run under CI=true: {why}");
-    eprintln!("skipping NATS test: {why}");
-    None
+impl testkit::Fixture for RelayDb {
+    async fn start(backend: testkit::Backend) -> Option<Self> {
+        let nats = nats_url().await?;
+        let (store, url) = testkit::fresh_store(backend).await?;
+        Some(Self { store, url, nats })
+    }
 }
 
 /// A relay configuration of its own: a stream and subject prefix no other test (or run) uses.
@@ -112,20 +108,7 @@ pub async fn write_concurrently(
     }
 }
 
-/// The whole log, as `read_all` pages through it.
-pub async fn whole_log(store: &dyn Store, url: &str) -> Vec<RecordedEvent> {
-    infra::testing::wait_until_log_readable(url).await;
-    let mut log = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = store.read_all(after, 5000).await.expect("read the log");
-        let Some(last) = page.last() else {
-            return log;
-        };
-        after = last.position;
-        log.extend(page);
-    }
-}
+pub use testkit::whole_log;
 
 /// A message as read back from the stream.
 #[derive(Debug)]
@@ -250,7 +233,10 @@ impl NatsServer {
     /// Starts one, or `None` (skip; a failure under `CI=true`) when no binary is found.
     pub async fn start() -> Option<Self> {
         let Some(binary) = nats_server_binary() else {
-            return skip("no nats-server binary (set IDENTITY_TEST_NATS_SERVER or put it on PATH)");
+            return skip(
+                "NATS outage",
+                "no nats-server binary (set IDENTITY_TEST_NATS_SERVER or put it on PATH)",
+            );
         };
         let port = TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())

@@ -7,7 +7,7 @@ use sqlx::Connection;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_a_cancelled_begin_leaves_no_transaction_open() {
-    let Some(url) = infra::testing::fresh_postgres_url().await else {
+    let Some(url) = testkit::fresh_postgres_url().await else {
         return;
     };
     // One connection, handed out without a check first: the first poll of a begin sends

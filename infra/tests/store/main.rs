@@ -19,7 +19,6 @@ use keyring::*;
 use plans::*;
 use trust::*;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{SubsecRound, TimeZone, Utc};
@@ -33,37 +32,11 @@ use infra::store::{AccountKey, ClaimKey};
 use serde_json::json;
 use uuid::Uuid;
 
-struct Db {
-    store: Arc<dyn Store>,
-    url: String,
-}
-
-/// Generates, for each test body, one test per backend: `sqlite::name` and `postgres::name`.
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let (store, url) = infra::testing::sqlite_store().await;
-                    super::$name(super::Db { store, url }).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    if let Some((store, url)) = infra::testing::postgres_store().await {
-                        super::$name(super::Db { store, url }).await;
-                    }
-                }
-            )+
-        }
-    };
-}
+/// Each test body takes a store on a fresh database (`db.store`, `db.url`).
+use testkit::{both_backends, TestDb as Db};
 
 both_backends!(
+    Db:
     append_and_load_round_trip,
     reconnecting_keeps_everything,
     expected_version_is_enforced,
@@ -251,7 +224,7 @@ async fn reconnecting_keeps_everything(db: Db) {
         .await
         .unwrap();
     db.store.ping().await.unwrap();
-    infra::testing::wait_until_log_readable(&db.url).await;
+    testkit::wait_until_log_readable(&db.url).await;
     assert_eq!(db.store.read_all(0, 10).await.unwrap(), recorded);
     // The migrations run again (as a no-op) and the data is all there.
     let again = store::connect(&db.url).await.unwrap();
@@ -274,7 +247,7 @@ async fn reconnecting_keeps_everything(db: Db) {
             assert_eq!(again.load_stream(&s).await.unwrap(), recorded);
         }
         infra::database_url::Backend::Postgres => {
-            let dump = infra::testing::dump_postgres_tables(&db.url).await;
+            let dump = testkit::dump_postgres_tables(&db.url).await;
             assert!(dump.contains("AppSeen"), "{dump}");
         }
     }
@@ -805,7 +778,9 @@ async fn session_keys_are_replaced(db: Db) {
 /// store is open: everything written would stay in the WAL.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sqlite_checkpoints_the_wal_beside_the_writer() {
-    let (store, url) = infra::testing::sqlite_store().await;
+    let (store, url) = testkit::fresh_store(testkit::Backend::Sqlite)
+        .await
+        .unwrap();
     let path = url.trim_start_matches("sqlite://").to_owned();
     let size = || std::fs::metadata(&path).map_or(0, |m| m.len());
     let before = size();

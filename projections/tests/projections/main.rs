@@ -10,80 +10,30 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{Duration as Minutes, NaiveDate};
-use infra::store::Store;
 use projections::{
-    rebuild, spawn_runners, AuditFilter, LoginFilter, PageRequest, ProjectionError, ReadModels,
-    SessionFilter, UserFilter,
+    rebuild, spawn_runners, AuditFilter, AuditRecord, LoginFilter, Page, PageRequest,
+    ProjectionError, ReadModels, SessionFilter, UserFilter,
 };
 use scenario::{session, t0, user, Scenario, APP_A, APP_B, SEALED_REASON};
 
 const CATCH_UP: Duration = Duration::from_secs(60);
 
-#[derive(Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
+use testkit::{both_backends, Backend, TestDb as Db};
+
+/// The audit log's first page of `limit` entries matching `filter`.
+async fn audit(models: &ReadModels, filter: AuditFilter, limit: u32) -> Page<AuditRecord> {
+    models
+        .audit(&filter, &PageRequest::first(limit))
+        .await
+        .unwrap()
 }
 
-struct Db {
-    store: Arc<dyn Store>,
-    url: String,
-    backend: Backend,
-}
-
-impl Db {
-    /// Another fresh database of the same backend.
-    async fn another(&self) -> Db {
-        match self.backend {
-            Backend::Sqlite => {
-                let (store, url) = infra::testing::sqlite_store().await;
-                Db {
-                    store,
-                    url,
-                    backend: Backend::Sqlite,
-                }
-            }
-            Backend::Postgres => {
-                let (store, url) = infra::testing::postgres_store().await.unwrap();
-                Db {
-                    store,
-                    url,
-                    backend: Backend::Postgres,
-                }
-            }
-        }
-    }
-
-    async fn models(&self) -> ReadModels {
-        ReadModels::connect(&self.url).await.unwrap()
-    }
-}
-
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    let (store, url) = infra::testing::sqlite_store().await;
-                    super::$name(super::Db { store, url, backend: super::Backend::Sqlite }).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    if let Some((store, url)) = infra::testing::postgres_store().await {
-                        super::$name(super::Db { store, url, backend: super::Backend::Postgres }).await;
-                    }
-                }
-            )+
-        }
-    };
+async fn read_models(db: &Db) -> ReadModels {
+    ReadModels::connect(&db.url).await.unwrap()
 }
 
 both_backends!(
+    Db:
     read_models_follow_the_log,
     sessions_hold_the_open_ones,
     pages_walk_every_row_once,
@@ -99,7 +49,7 @@ both_backends!(
 /// Appends the scenario, runs the projections until they have it all, stops them.
 async fn project(db: &Db, scenario: &Scenario) -> ReadModels {
     let head = scenario.append_to(db.store.as_ref(), 50).await;
-    let models = db.models().await;
+    let models = read_models(db).await;
     let runners = spawn_runners(models.clone(), db.store.clone());
     models.wait_for_catch_up(head, CATCH_UP).await.unwrap();
     runners.shutdown().await;
@@ -232,75 +182,70 @@ async fn read_models_follow_the_log(db: Db) {
         "one B login for each of users 0, 3, 6, 9, 12"
     );
 
-    let blocked = models
-        .audit(
-            &AuditFilter {
-                user_id: Some(user(4)),
-                action: Some("UserBlocked".into()),
-                ..Default::default()
-            },
-            &PageRequest::first(10),
-        )
-        .await
-        .unwrap();
+    let blocked = audit(
+        &models,
+        AuditFilter {
+            user_id: Some(user(4)),
+            action: Some("UserBlocked".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await;
     assert_eq!(blocked.items.len(), 1);
     assert_eq!(blocked.items[0].actor, "admin:key1");
     assert_eq!(blocked.items[0].details["reason"], SEALED_REASON);
-    let revoked = models
-        .audit(
-            &AuditFilter {
-                user_id: Some(user(4)),
-                action: Some("SessionRevoked".into()),
-                ..Default::default()
-            },
-            &PageRequest::first(10),
-        )
-        .await
-        .unwrap();
+    let revoked = audit(
+        &models,
+        AuditFilter {
+            user_id: Some(user(4)),
+            action: Some("SessionRevoked".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await;
     assert_eq!(
         revoked.items.len(),
         1,
         "session events are filed under their user"
     );
     assert_eq!(revoked.items[0].actor, "system");
-    let future = models
-        .audit(
-            &AuditFilter {
-                action: Some("FutureThing".into()),
-                ..Default::default()
-            },
-            &PageRequest::first(10),
-        )
-        .await
-        .unwrap();
+    let future = audit(
+        &models,
+        AuditFilter {
+            action: Some("FutureThing".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await;
     assert_eq!(future.items.len(), 2, "users 5 and 11");
     assert_eq!(future.items[0].details["secret_field"], "[redacted]");
     assert_eq!(future.items[0].details["flag"], true);
     assert_eq!(future.items[0].target, user(11).to_string());
-    let profile = models
-        .audit(
-            &AuditFilter {
-                action: Some("ProfileUpdated".into()),
-                ..Default::default()
-            },
-            &PageRequest::first(10),
-        )
-        .await
-        .unwrap();
+    let profile = audit(
+        &models,
+        AuditFilter {
+            action: Some("ProfileUpdated".into()),
+            ..Default::default()
+        },
+        10,
+    )
+    .await;
     // Sealed personal data stays out of the audit log too (it is ciphertext, but still).
     assert!(!serde_json::to_string(&profile.items)
         .unwrap()
         .contains("sealed-again"));
-    let by_admin = models
-        .audit(
-            &AuditFilter {
-                actor: Some("admin:key1".into()),
-                ..Default::default()
-            },
-            &PageRequest::first(100),
-        )
-        .await
-        .unwrap();
+    let by_admin = audit(
+        &models,
+        AuditFilter {
+            actor: Some("admin:key1".into()),
+            ..Default::default()
+        },
+        100,
+    )
+    .await;
     assert!(by_admin.items.iter().all(|a| a.actor == "admin:key1"));
     assert_eq!(
         by_admin.items.len(),
@@ -573,7 +518,7 @@ async fn pages_walk_every_row_once(db: Db) {
 }
 
 async fn garbage_cursors_are_refused(db: Db) {
-    let models = db.models().await;
+    let models = read_models(&db).await;
     let login_cursor = {
         let scenario = Scenario::new(1, 3);
         project(&db, &scenario).await;
@@ -603,7 +548,7 @@ async fn garbage_cursors_are_refused(db: Db) {
 }
 
 async fn new_events_wake_the_runners(db: Db) {
-    let models = db.models().await;
+    let models = read_models(&db).await;
     let runners = spawn_runners(models.clone(), db.store.clone());
     let scenario = Scenario::new(3, 2);
     let first = Scenario::from_entries(&scenario.entries[..1]);
@@ -642,7 +587,7 @@ async fn rebuild_equals_the_live_models(db: Db) {
     assert_eq!(models.dump().await.unwrap(), live);
 
     // A reconnecting instance finds the rebuilt generation.
-    let again = db.models().await;
+    let again = read_models(&db).await;
     assert_eq!(again.dump().await.unwrap(), live);
 
     let unknown = rebuild(&models, db.store.clone(), Some("nope")).await;
@@ -669,16 +614,15 @@ async fn queries_keep_working_during_a_rebuild(db: Db) {
                     .await
                     .unwrap();
                 assert_eq!(logins.items.len(), 5);
-                let audit = models
-                    .audit(
-                        &AuditFilter {
-                            user_id: Some(user(7)),
-                            ..Default::default()
-                        },
-                        &PageRequest::first(100),
-                    )
-                    .await
-                    .unwrap();
+                let audit = audit(
+                    &models,
+                    AuditFilter {
+                        user_id: Some(user(7)),
+                        ..Default::default()
+                    },
+                    100,
+                )
+                .await;
                 assert!(!audit.items.is_empty());
                 reads += 1;
             }
@@ -712,7 +656,7 @@ async fn interrupted_catch_up_equals_an_uninterrupted_one(db: Db) {
     let scenario = Scenario::new(400, 4);
     assert!(scenario.entries.len() > 3000);
     let head = scenario.append_to(db.store.as_ref(), 100).await;
-    let models = db.models().await;
+    let models = read_models(&db).await;
     // Start and abort the runners at varying moments until they are through.
     let mut interruptions = 0;
     for round in 0.. {
@@ -751,7 +695,7 @@ async fn interrupted_catch_up_equals_an_uninterrupted_one(db: Db) {
 async fn two_instances_apply_each_event_once(db: Db) {
     let scenario = Scenario::new(150, 4);
     let head = scenario.append_to(db.store.as_ref(), 100).await;
-    let (one, two) = (db.models().await, db.models().await);
+    let (one, two) = (read_models(&db).await, read_models(&db).await);
     let first = spawn_runners(one.clone(), db.store.clone());
     let second = spawn_runners(two.clone(), db.store.clone());
     one.wait_for_catch_up(head, CATCH_UP).await.unwrap();

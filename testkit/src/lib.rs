@@ -1,12 +1,18 @@
-//! Throwaway databases for tests, on both backends, for every test suite (store, API).
+//! Test support for every suite (store, projections, relay, API, black-box): throwaway
+//! databases on both backends, the one `both_backends!` macro, and the few direct looks into a
+//! test database that tests need. A dev-dependency only: none of this is in the product.
 //!
-//! Each call gives a database nobody else uses: a new SQLite file under the temp directory, or
+//! Each fresh database is one nobody else uses: a new SQLite file under the temp directory, or
 //! a new schema in the PostgreSQL database named by `IDENTITY_TEST_POSTGRES_URL`. So tests
 //! never share tables and never depend on their order.
 //!
 //! Without `IDENTITY_TEST_POSTGRES_URL`, or when the server cannot be reached, the PostgreSQL
 //! half of a test is skipped (with a line on stderr), except under `CI=true`, where that fails.
+//! NATS (`IDENTITY_TEST_NATS_URL`) follows the same rule.
 
+pub mod sim;
+
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -16,7 +22,130 @@ use std::str::FromStr;
 use sqlx::{Connection, PgConnection, Row};
 use uuid::Uuid;
 
-use crate::store::{self, Store};
+pub use infra::database_url::Backend;
+use infra::database_url::DatabaseUrl;
+use infra::store::{self, Store};
+
+/// What a test body of [`both_backends!`] is given: something built on a fresh database of one
+/// backend, or `None` when that backend is skipped.
+pub trait Fixture: Sized {
+    fn start(backend: Backend) -> impl Future<Output = Option<Self>>;
+}
+
+/// Generates, for each test body `async fn name(fixture: F)`, one test per backend:
+/// `sqlite::name` and `postgres::name` (the latter skipped without PostgreSQL, failed under
+/// `CI=true`). `F` implements [`Fixture`]; it is named first: `both_backends!(Db: a, b, c)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($fixture:ty : $($name:ident),+ $(,)?) => {
+        $crate::both_backends!(@backend sqlite, Sqlite, $fixture, $($name),+);
+        $crate::both_backends!(@backend postgres, Postgres, $fixture, $($name),+);
+    };
+    (@backend $module:ident, $backend:ident, $fixture:ty, $($name:ident),+) => {
+        mod $module {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let fixture =
+                        <$fixture as $crate::Fixture>::start($crate::Backend::$backend).await;
+                    if let Some(fixture) = fixture {
+                        super::$name(fixture).await;
+                    }
+                }
+            )+
+        }
+    };
+}
+
+/// Asserts that `value` matches `pattern`, showing the value when it does not.
+#[macro_export]
+macro_rules! assert_matches {
+    ($value:expr, $pattern:pat) => {
+        assert!(matches!($value, $pattern), "{:?}", $value)
+    };
+}
+
+/// A store on a fresh database, its URL and its backend: the fixture of the store-level suites.
+pub struct TestDb {
+    pub store: Arc<dyn Store>,
+    pub url: String,
+    pub backend: Backend,
+}
+
+impl TestDb {
+    /// Another fresh database of the same backend.
+    pub async fn another(&self) -> Self {
+        Self::start(self.backend)
+            .await
+            .expect("a second database of a backend that has one")
+    }
+}
+
+impl Fixture for TestDb {
+    async fn start(backend: Backend) -> Option<Self> {
+        let (store, url) = fresh_store(backend).await?;
+        Some(Self {
+            store,
+            url,
+            backend,
+        })
+    }
+}
+
+/// The URL of a fresh database of `backend`, or `None` when PostgreSQL tests are skipped.
+pub async fn fresh_url(backend: Backend) -> Option<String> {
+    match backend {
+        Backend::Sqlite => Some(fresh_sqlite_url()),
+        Backend::Postgres => fresh_postgres_url().await,
+    }
+}
+
+/// A store on a fresh database of `backend`, and its URL, or `None` when PostgreSQL tests are
+/// skipped.
+pub async fn fresh_store(backend: Backend) -> Option<(Arc<dyn Store>, String)> {
+    let url = fresh_url(backend).await?;
+    let store = store::connect(&url)
+        .await
+        .unwrap_or_else(|e| panic!("open a fresh {backend} store: {e}"));
+    Some((store, url))
+}
+
+/// The backend of a test database's URL.
+pub fn backend_of(url: &str) -> Backend {
+    DatabaseUrl::parse(url)
+        .expect("a test database URL")
+        .backend()
+}
+
+/// Names the NATS server the relay tests publish to.
+pub const NATS_URL_VAR: &str = "IDENTITY_TEST_NATS_URL";
+
+/// The test NATS server's URL once it answers, or `None` when NATS tests are skipped.
+pub async fn nats_url() -> Option<String> {
+    let url = match std::env::var(NATS_URL_VAR) {
+        Ok(url) if !url.is_empty() => url,
+        _ => return skip("NATS", &format!("{NATS_URL_VAR} is not set")),
+    };
+    match tokio::time::timeout(Duration::from_secs(5), async_nats::connect(url.as_str())).await {
+        Ok(Ok(_)) => Some(url),
+        Ok(Err(e)) => skip("NATS", &format!("cannot reach NATS at {url}: {e}")),
+        Err(_) => skip("NATS", &format!("cannot reach NATS at {url}: timed out")),
+    }
+}
+
+/// Whether the run is CI's (`CI=true`), where a test that cannot run fails instead of skipping.
+pub fn under_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Skips the `what` part of a test (a line on stderr), or fails it under `CI=true`.
+pub fn skip<T>(what: &str, why: &str) -> Option<T> {
+    assert!(!under_ci(), "{what} tests cannot run under CI=true: {why}");
+    eprintln!("skipping the {what} part: {why}");
+    None
+}
 
 /// Names the PostgreSQL database the tests may create schemas in.
 pub const POSTGRES_URL_VAR: &str = "IDENTITY_TEST_POSTGRES_URL";
@@ -36,21 +165,12 @@ pub fn fresh_sqlite_url() -> String {
     )
 }
 
-/// A store on a fresh SQLite file, and its URL.
-pub async fn sqlite_store() -> (Arc<dyn Store>, String) {
-    let url = fresh_sqlite_url();
-    let store = store::connect(&url)
-        .await
-        .expect("open a fresh SQLite store");
-    (store, url)
-}
-
 /// The URL of a fresh, empty schema in the test PostgreSQL database (the store migrates it on
 /// connect), or `None` when PostgreSQL tests are skipped.
 pub async fn fresh_postgres_url() -> Option<String> {
     let base = match std::env::var(POSTGRES_URL_VAR) {
         Ok(url) if !url.is_empty() => url,
-        _ => return skip(&format!("{POSTGRES_URL_VAR} is not set")),
+        _ => return skip("PostgreSQL", &format!("{POSTGRES_URL_VAR} is not set")),
     };
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -59,25 +179,16 @@ pub async fn fresh_postgres_url() -> Option<String> {
     match create_schema(&base, &schema).await {
         Ok(()) => Some(with_search_path(&base, &schema)),
         // The error names no password: sqlx does not put the URL in its messages.
-        Err(e) => skip(&format!(
-            "cannot create a schema through {POSTGRES_URL_VAR}: {e}"
-        )),
+        Err(e) => skip(
+            "PostgreSQL",
+            &format!("cannot create a schema through {POSTGRES_URL_VAR}: {e}"),
+        ),
     }
-}
-
-/// A store on a fresh PostgreSQL schema, and its URL, or `None` when PostgreSQL tests are
-/// skipped.
-pub async fn postgres_store() -> Option<(Arc<dyn Store>, String)> {
-    let url = fresh_postgres_url().await?;
-    let store = store::connect(&url)
-        .await
-        .expect("open a fresh PostgreSQL store");
-    Some((store, url))
 }
 
 /// Stores a session key the way the service did before the personal-data migration: addressed
 /// by the clear openid. The store itself no longer can (it takes an
-/// [`crate::personal_data::AccountKey`]), so the migration's test writes the row here.
+/// [`infra::personal_data::AccountKey`]), so the migration's test writes the row here.
 pub async fn put_clear_session_key(url: &str, appid: &str, openid: &str, sealed: &[u8]) {
     let insert = |n: [&str; 4]| {
         format!(
@@ -102,9 +213,7 @@ pub async fn put_clear_session_key(url: &str, appid: &str, openid: &str, sealed:
             .await
             .expect("store a clear-addressed session key");
     } else {
-        let mut conn = PgConnection::connect(url)
-            .await
-            .expect("connect to the test database");
+        let mut conn = connect_postgres(url).await;
         sqlx::query(&insert(["$1", "$2", "$3", "now()"]))
             .bind(appid)
             .bind(openid)
@@ -124,9 +233,7 @@ pub async fn wait_until_log_readable(url: &str) {
     if is_sqlite(url) {
         return;
     }
-    let mut conn = PgConnection::connect(url)
-        .await
-        .expect("connect to the test database");
+    let mut conn = connect_postgres(url).await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     loop {
         let readable: bool = sqlx::query_scalar(
@@ -149,6 +256,45 @@ pub async fn wait_until_log_readable(url: &str) {
     }
 }
 
+/// The whole log of the URL's database, as `read_all` pages through it, once every event
+/// committed so far is readable.
+pub async fn whole_log(store: &dyn Store, url: &str) -> Vec<infra::store::RecordedEvent> {
+    wait_until_log_readable(url).await;
+    let mut log = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = store.read_all(after, 5000).await.expect("read the log");
+        let Some(last) = page.last() else {
+            return log;
+        };
+        after = last.position;
+        log.extend(page);
+    }
+}
+
+/// A connection to the test PostgreSQL server (see [`try_connect_postgres`]).
+async fn connect_postgres(url: &str) -> PgConnection {
+    try_connect_postgres(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect to the test database: {e}"))
+}
+
+/// A connection to the test PostgreSQL server. The server is shared (by parallel tests, and by
+/// other runs): when all its connection slots are taken, this waits for one (30 s at most).
+async fn try_connect_postgres(url: &str) -> Result<PgConnection, sqlx::Error> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        match PgConnection::connect(url).await {
+            Err(sqlx::Error::Database(e))
+                if e.code().as_deref() == Some("53300") && std::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            connected => return connected,
+        }
+    }
+}
+
 /// The server's transactions that hold a transaction id, oldest first: what holds back the
 /// horizon below which events are readable.
 async fn oldest_transactions(conn: &mut PgConnection) -> Vec<String> {
@@ -165,9 +311,7 @@ async fn oldest_transactions(conn: &mut PgConnection) -> Vec<String> {
 /// Every row of every table in the URL's schema, as text, for tests that look for what must
 /// never be stored (secrets in clear).
 pub async fn dump_postgres_tables(url: &str) -> String {
-    let mut conn = PgConnection::connect(url)
-        .await
-        .expect("connect to the test database");
+    let mut conn = connect_postgres(url).await;
     let tables: Vec<String> = sqlx::query_scalar(
         "SELECT table_name::text FROM information_schema.tables \
          WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY 1",
@@ -191,15 +335,8 @@ pub async fn dump_postgres_tables(url: &str) -> String {
     dump
 }
 
-fn skip<T>(why: &str) -> Option<T> {
-    let ci = std::env::var("CI").is_ok_and(|v| v == "true" || v == "1");
-    assert!(!ci, "PostgreSQL tests cannot run under CI=true: {why}");
-    eprintln!("skipping PostgreSQL half: {why}");
-    None
-}
-
 async fn create_schema(base: &str, schema: &str) -> Result<(), sqlx::Error> {
-    let mut conn = PgConnection::connect(base).await?;
+    let mut conn = try_connect_postgres(base).await?;
     static CLEANED: AtomicBool = AtomicBool::new(false);
     if !CLEANED.swap(true, Ordering::Relaxed) {
         drop_stale_schemas(&mut conn).await;
@@ -247,9 +384,7 @@ fn with_search_path(base: &str, schema: &str) -> String {
 /// `pg_dump` of the URL's schema (definitions and data), as an operator would take a backup:
 /// for tests that look for what must never be stored.
 pub async fn pg_dump_schema(url: &str) -> String {
-    let mut conn = PgConnection::connect(url)
-        .await
-        .expect("connect to the test database");
+    let mut conn = connect_postgres(url).await;
     let schema: String = sqlx::query_scalar("SELECT current_schema()::text")
         .fetch_one(&mut conn)
         .await
@@ -268,6 +403,5 @@ pub async fn pg_dump_schema(url: &str) -> String {
 }
 
 fn is_sqlite(url: &str) -> bool {
-    crate::database_url::DatabaseUrl::parse(url)
-        .is_ok_and(|url| url.backend() == crate::database_url::Backend::Sqlite)
+    backend_of(url) == Backend::Sqlite
 }
