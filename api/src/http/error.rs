@@ -3,7 +3,12 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use domain::AppId;
+use infra::wechat::WeChatError;
 use serde::Serialize;
+
+use crate::usecases::error::WeChatCall;
+use crate::usecases::UseCaseError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -204,27 +209,64 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<infra::store::StoreError> for ApiError {
-    fn from(err: infra::store::StoreError) -> Self {
-        Self::internal(err)
+/// Each use-case error has one answer, whichever route it comes from.
+impl From<UseCaseError> for ApiError {
+    fn from(err: UseCaseError) -> Self {
+        match err {
+            UseCaseError::InvalidInput(detail) => Self::InvalidRequest(detail),
+            UseCaseError::UnknownApp => Self::UnknownApp,
+            UseCaseError::NotFound => Self::NotFound,
+            UseCaseError::Missing(what) => Self::Missing(what),
+            // The user is still there (admins see them as `erased`), but nothing more can be
+            // recorded about them: the request conflicts with the user's state.
+            UseCaseError::Erased => Self::Conflict(err.to_string()),
+            UseCaseError::Blocked => Self::UserBlocked,
+            UseCaseError::Conflict(detail) => Self::Conflict(detail),
+            UseCaseError::Unauthorized(detail) => Self::Unauthorized(detail),
+            UseCaseError::SessionEnded => Self::Unauthorized("the session has ended"),
+            UseCaseError::WeChat { appid, call, error } => wechat_answer(&appid, call, error),
+            UseCaseError::UserData(err) => Self::UserData(err),
+            UseCaseError::RateLimited { retry_after_secs } => {
+                Self::RateLimited { retry_after_secs }
+            }
+            UseCaseError::Internal(cause) => Self::Internal(cause),
+        }
     }
 }
 
-/// An append that could not be applied as decided. A use case that can decide again handles
-/// `VersionConflict` itself (reload, retry) before this; what reaches here is a 409 for the
-/// caller to retry, or the store's failure with its chain intact.
-impl From<infra::store::AppendError> for ApiError {
-    fn from(err: infra::store::AppendError) -> Self {
-        use infra::store::AppendError;
-        match err {
-            AppendError::VersionConflict(_) => {
-                Self::Conflict("the record changed concurrently; retry".into())
-            }
-            AppendError::ClaimTaken { kind } => {
-                Self::Conflict(format!("{kind} already belongs to another user"))
-            }
-            AppendError::Store(err) => err.into(),
+/// The answer to a WeChat refusal or failure, for every call we make to WeChat.
+fn wechat_answer(appid: &AppId, call: WeChatCall, error: WeChatError) -> ApiError {
+    match error {
+        WeChatError::InvalidCode { .. } => match call {
+            WeChatCall::Login => ApiError::InvalidCode,
+            WeChatCall::PhoneNumber => ApiError::InvalidPhoneCode,
+        },
+        WeChatError::HighRisk => ApiError::HighRiskUser,
+        // WeChat's quota (45011) is per minute.
+        WeChatError::RateLimited => ApiError::RateLimited {
+            retry_after_secs: 60,
+        },
+        WeChatError::Unavailable(why) => {
+            tracing::warn!(%appid, reason = %why, "WeChat unavailable");
+            ApiError::WeChatUnavailable
         }
+        WeChatError::Misconfigured { errcode } => {
+            tracing::error!(%appid, errcode, "WeChat refused our appid/secret: check IDENTITY_APPS");
+            ApiError::internal(error)
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+impl From<domain::InvalidValue> for ApiError {
+    fn from(err: domain::InvalidValue) -> Self {
+        Self::InvalidRequest(err.to_string())
+    }
+}
+
+impl From<infra::store::StoreError> for ApiError {
+    fn from(err: infra::store::StoreError) -> Self {
+        Self::internal(err)
     }
 }
 

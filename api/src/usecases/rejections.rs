@@ -14,8 +14,8 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::http::extract::RequestContext;
-use crate::http::ApiError;
+use super::context::Context;
+use super::error::UseCaseError;
 use crate::state::AppState;
 
 /// Tally rows one app may add per day before addresses are folded: a flood from many
@@ -72,8 +72,8 @@ pub async fn record(
     appid: &AppId,
     reason: RejectionReason,
     user_id: Option<UserId>,
-    ctx: &RequestContext,
-) -> Result<(), ApiError> {
+    ctx: &Context,
+) -> Result<(), UseCaseError> {
     let reason = reason_name(reason);
     state
         .rejections
@@ -111,7 +111,7 @@ pub fn spawn_retention(state: AppState) -> tokio::task::JoinHandle<()> {
 }
 
 /// Deletes the days older than the retention.
-pub async fn forget_expired(state: &AppState) -> Result<u64, ApiError> {
+pub async fn forget_expired(state: &AppState) -> Result<u64, UseCaseError> {
     let today = state.clock.now().date_naive();
     let oldest = oldest_kept(today, state.rejections.retention_days);
     let forgotten = state.store.forget_rejections_before(oldest).await?;

@@ -10,8 +10,8 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
+use super::error::UseCaseError;
 use super::streams::LoadedUser;
-use crate::http::ApiError;
 use crate::state::AppState;
 
 /// One open session.
@@ -45,7 +45,7 @@ pub async fn open_sessions(
     loaded: &LoadedUser,
     current: Option<SessionId>,
     page: &PageRequest,
-) -> Result<Page<SessionView>, ApiError> {
+) -> Result<Page<SessionView>, UseCaseError> {
     let LoadedUser { user, key, .. } = loaded;
     if user.blocked || user.erased {
         // None works (see `Session::in_force`); the read model may not know yet.

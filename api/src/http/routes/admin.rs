@@ -546,7 +546,8 @@ async fn set_status(
     body: &StatusRequest,
 ) -> Result<Json<StatusAnswer>, ApiError> {
     let id = user_id(id)?;
-    let changed = admin::change_status(state, id, change, &body.reason, key_id, ctx).await?;
+    let ctx = ctx.acting_as(Actor::Admin(key_id.to_owned()));
+    let changed = admin::change_status(state, id, change, &body.reason, &ctx).await?;
     Ok(Json(StatusAnswer {
         user_id: id,
         status: match change {
@@ -585,6 +586,6 @@ async fn erase(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = user_id(&id)?;
-    profile::erase(&state, id, Actor::Admin(caller.key_id), &ctx).await?;
+    profile::erase(&state, id, &ctx.acting_as(Actor::Admin(caller.key_id))).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -8,7 +8,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use std::time::Duration;
 
-use domain::{Session, SessionId, UserId};
+use domain::{Actor, Session, SessionId, UserId};
 use projections::Page;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -118,13 +118,12 @@ async fn my_sessions(
 )]
 async fn end_my_session(
     State(state): State<AppState>,
-    ctx: RequestContext,
     auth: Authenticated,
     Path(session_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let session_id = SessionId::parse(&session_id)
         .map_err(|_| ApiError::InvalidRequest("the session id must be a UUID".into()))?;
-    revocation::revoke_own_session(&state, auth.user_id, session_id, &ctx).await?;
+    revocation::revoke_own_session(&state, auth.user_id, session_id, &auth.ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -215,7 +214,8 @@ async fn revoke_user_sessions(
     ApiJson(body): ApiJson<RevokeSessionsRequest>,
 ) -> Result<Json<RevokedSessions>, ApiError> {
     let id = user_id(&id)?;
-    let revoked = admin::revoke_sessions(&state, id, &body.reason, &caller.key_id, &ctx).await?;
+    let ctx = ctx.acting_as(Actor::Admin(caller.key_id));
+    let revoked = admin::revoke_sessions(&state, id, &body.reason, &ctx).await?;
     Ok(Json(RevokedSessions {
         user_id: id,
         revoked,

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 
-use super::login::TokenResponse;
 use crate::http::api_key::{Scoped, TokensIntrospect};
 use crate::http::extract::{ApiJson, RequestContext};
 use crate::http::ApiError;
 use crate::state::AppState;
+use crate::usecases::views::TokenResponse;
 use crate::usecases::{sessions, streams};
 
 pub fn router() -> Router<AppState> {
@@ -53,8 +53,8 @@ async fn refresh(
     ctx: RequestContext,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let tokens = sessions::refresh(&state, &body.refresh_token, &ctx).await?;
-    Ok(Json(tokens.into()))
+    let tokens = sessions::refresh(&state, &body.refresh_token, &ctx.anonymous()).await?;
+    Ok(Json(tokens))
 }
 
 #[derive(Deserialize, ToSchema)]
