@@ -264,19 +264,15 @@ impl From<domain::InvalidValue> for ApiError {
     }
 }
 
+/// Failures the routes meet outside a use case (their reads) answer as a use case's would.
 impl From<infra::store::StoreError> for ApiError {
     fn from(err: infra::store::StoreError) -> Self {
-        Self::internal(err)
+        UseCaseError::from(err).into()
     }
 }
 
 impl From<projections::ProjectionError> for ApiError {
     fn from(err: projections::ProjectionError) -> Self {
-        match err {
-            projections::ProjectionError::InvalidCursor => {
-                Self::InvalidRequest("the cursor is not one this API handed out".into())
-            }
-            other => Self::internal(other),
-        }
+        UseCaseError::from(err).into()
     }
 }

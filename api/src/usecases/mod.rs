@@ -8,6 +8,7 @@ pub mod context;
 pub mod encrypted_data;
 pub mod error;
 pub mod login;
+pub mod lookup;
 pub mod profile;
 pub mod rejections;
 pub mod reveal;

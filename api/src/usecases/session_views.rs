@@ -3,7 +3,9 @@
 //! or unblock), with the login's client IP and device opened.
 
 use chrono::{DateTime, Utc};
-use domain::{SessionId, UserId};
+use std::time::Duration;
+
+use domain::{Session, SessionId, UserId};
 use infra::personal_data::{is_sealed, UserKey};
 use projections::{Page, PageRequest, SessionFilter, SessionRecord};
 use serde::Serialize;
@@ -11,7 +13,7 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::error::UseCaseError;
-use super::streams::LoadedUser;
+use super::streams::{load_user, LoadedUser};
 use crate::state::AppState;
 
 /// One open session.
@@ -36,10 +38,52 @@ pub struct SessionView {
     pub current: Option<bool>,
 }
 
+/// How long `my_sessions` waits for the read model to hold the caller's own login.
+const OWN_LOGIN_WAIT: Duration = Duration::from_secs(1);
+
+/// The caller's sessions (`session` is theirs, checked in force), marking it `current`.
+pub async fn my_sessions(
+    state: &AppState,
+    session_id: SessionId,
+    session: &Session,
+    user: &LoadedUser,
+    page: &PageRequest,
+) -> Result<Page<SessionView>, UseCaseError> {
+    let Session::Active {
+        user_id, started, ..
+    } = session
+    else {
+        return Err(UseCaseError::SessionEnded);
+    };
+    // Read your own login: the list comes from a read model a few milliseconds behind the log,
+    // and a client that asks right after logging in expects its own session in it.
+    let caught_up = state
+        .read_models
+        .wait_for_sessions(started.position, OWN_LOGIN_WAIT)
+        .await?;
+    if !caught_up {
+        tracing::warn!("sessions read model behind: listing without the caller's login");
+    }
+    open_sessions(state, *user_id, user, Some(session_id), page).await
+}
+
+/// A user's sessions, as an administrator sees them; `NotFound` for a user that never was.
+pub async fn user_sessions(
+    state: &AppState,
+    user_id: UserId,
+    page: &PageRequest,
+) -> Result<Page<SessionView>, UseCaseError> {
+    let user = load_user(state, user_id).await?;
+    if !user.user.is_registered() {
+        return Err(UseCaseError::NotFound);
+    }
+    open_sessions(state, user_id, &user, None, page).await
+}
+
 /// The user's sessions still in force at the service's now, newest first. `current`: the
 /// caller's own session, when a user asks. The login fields open with the user's key as it was
 /// loaded with them.
-pub async fn open_sessions(
+async fn open_sessions(
     state: &AppState,
     user_id: UserId,
     loaded: &LoadedUser,

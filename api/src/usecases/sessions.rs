@@ -4,11 +4,14 @@
 use domain::{Actor, AppId, Session, SessionEvent, SessionId, UserId};
 use infra::personal_data::UserKey;
 use infra::store::{AppendBatch, ExpectedVersion};
+use infra::tokens::AccessClaims;
 
 use super::command::{Command, Decision};
 use super::context::Context;
 use super::error::UseCaseError;
-use super::streams::{load_session, load_user, to_new_events, user_key, LoadedUser};
+use super::streams::{
+    load_session, load_session_of_user_in_force, load_user, to_new_events, user_key, LoadedUser,
+};
 use super::views::{issue_tokens, TokenResponse};
 use crate::state::AppState;
 
@@ -107,6 +110,26 @@ pub async fn logout(
             Ok(Decision::Append(batch, ()))
         })
         .await
+}
+
+/// The claims of an access token that is genuine, unexpired and of a session still in force
+/// (so a logout, revocation, block or session expiry shows at once); `None` otherwise.
+pub async fn introspect(
+    state: &AppState,
+    token: &str,
+) -> Result<Option<AccessClaims>, UseCaseError> {
+    let Ok(claims) = state.access_tokens.verify(token) else {
+        return Ok(None);
+    };
+    let in_force = load_session_of_user_in_force(
+        state,
+        claims.sid,
+        claims.sub,
+        state.clock.now(),
+        &state.session_lifetime,
+    )
+    .await?;
+    Ok(in_force.map(|_| claims))
 }
 
 /// The append of `events`, decided by the active `session`, to its stream; the actor is the

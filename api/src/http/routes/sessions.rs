@@ -6,9 +6,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use std::time::Duration;
 
-use domain::{Actor, Session, SessionId, UserId};
+use domain::{Actor, SessionId, UserId};
 use projections::Page;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -20,11 +19,7 @@ use crate::http::query::{self, ApiQuery};
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::session_views::{self, SessionView};
-use crate::usecases::streams::load_user;
 use crate::usecases::{admin, revocation};
-
-/// How long `GET /v1/me/sessions` waits for the read model to hold the caller's own login.
-const OWN_LOGIN_WAIT: Duration = Duration::from_secs(1);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -73,25 +68,13 @@ async fn my_sessions(
     ApiQuery(q): ApiQuery<SessionsQuery>,
 ) -> Result<Json<Page<SessionView>>, ApiError> {
     let page = query::page(q.limit.as_deref(), q.cursor)?;
-    // Read your own login: the list comes from a read model a few milliseconds behind the log,
-    // and a client that asks right after logging in expects its own session in it.
-    if let Session::Active { started, .. } = &auth.session {
-        let caught_up = state
-            .read_models
-            .wait_for_sessions(started.position, OWN_LOGIN_WAIT)
-            .await?;
-        if !caught_up {
-            tracing::warn!("sessions read model behind: listing without the caller's login");
-        }
-    }
-    let sessions = session_views::open_sessions(
-        &state,
-        auth.user_id,
-        &auth.user,
-        Some(auth.session_id),
-        &page,
-    )
-    .await?;
+    let Authenticated {
+        session_id,
+        session,
+        user,
+        ..
+    } = &auth;
+    let sessions = session_views::my_sessions(&state, *session_id, session, user, &page).await?;
     Ok(Json(sessions))
 }
 
@@ -155,11 +138,7 @@ async fn user_sessions(
 ) -> Result<Json<Page<SessionView>>, ApiError> {
     let id = user_id(&id)?;
     let page = query::page(q.limit.as_deref(), q.cursor)?;
-    let user = load_user(&state, id).await?;
-    if !user.user.is_registered() {
-        return Err(ApiError::NotFound);
-    }
-    let sessions = session_views::open_sessions(&state, id, &user, None, &page).await?;
+    let sessions = session_views::user_sessions(&state, id, &page).await?;
     Ok(Json(sessions))
 }
 

@@ -12,8 +12,8 @@ use crate::http::api_key::{Scoped, TokensIntrospect};
 use crate::http::extract::{ApiJson, RequestContext};
 use crate::http::ApiError;
 use crate::state::AppState;
+use crate::usecases::sessions;
 use crate::usecases::views::TokenResponse;
-use crate::usecases::{sessions, streams};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -136,32 +136,14 @@ async fn introspect(
     _: Scoped<TokensIntrospect>,
     IntrospectBody(body): IntrospectBody,
 ) -> Result<Json<Introspection>, ApiError> {
-    let found = access_details(&state, &body.token).await?;
+    let found = sessions::introspect(&state, &body.token).await?;
     Ok(Json(Introspection {
         active: found.is_some(),
-        details: found,
-    }))
-}
-
-async fn access_details(
-    state: &AppState,
-    token: &str,
-) -> Result<Option<serde_json::Value>, ApiError> {
-    let Ok(claims) = state.access_tokens.verify(token) else {
-        return Ok(None);
-    };
-    let in_force = streams::load_session_of_user_in_force(
-        state,
-        claims.sid,
-        claims.sub,
-        state.clock.now(),
-        &state.session_lifetime,
-    )
-    .await?;
-    Ok(in_force.map(|_| {
-        json!({
-            "token_type": "access_token", "sub": claims.sub, "sid": claims.sid,
-            "client_id": claims.appid, "iss": claims.iss, "iat": claims.iat, "exp": claims.exp,
-        })
+        details: found.map(|claims| {
+            json!({
+                "token_type": "access_token", "sub": claims.sub, "sid": claims.sid,
+                "client_id": claims.appid, "iss": claims.iss, "iat": claims.iat, "exp": claims.exp,
+            })
+        }),
     }))
 }
