@@ -258,13 +258,14 @@ fn wechat_answer(appid: &AppId, call: WeChatCall, error: WeChatError) -> ApiErro
     }
 }
 
+/// What routes meet outside a use case (parsing ids, their own reads) answers as a use case's
+/// would.
 impl From<domain::InvalidValue> for ApiError {
     fn from(err: domain::InvalidValue) -> Self {
-        Self::InvalidRequest(err.to_string())
+        UseCaseError::from(err).into()
     }
 }
 
-/// Failures the routes meet outside a use case (their reads) answer as a use case's would.
 impl From<infra::store::StoreError> for ApiError {
     fn from(err: infra::store::StoreError) -> Self {
         UseCaseError::from(err).into()

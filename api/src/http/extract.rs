@@ -11,6 +11,7 @@ use infra::tokens::AccessClaims;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use super::api_key::{AdminWrite, Scoped};
 use super::client_ip::ClientIp;
 use super::ApiError;
 use crate::state::AppState;
@@ -163,4 +164,21 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then_some(token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// An administrator's write: a caller holding `admin:write`, and this request on its behalf
+/// (actor `admin:{key id}`).
+pub struct AdminAction(pub Context);
+
+impl FromRequestParts<AppState> for AdminAction {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Scoped { caller, .. } = Scoped::<AdminWrite>::from_request_parts(parts, state).await?;
+        let Ok(request) = RequestContext::from_request_parts(parts, state).await;
+        Ok(Self(request.acting_as(Actor::Admin(caller.key_id))))
+    }
 }

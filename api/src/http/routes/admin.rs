@@ -6,22 +6,22 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use domain::{Actor, AppId, UserId};
+use domain::{AppId, UserId};
 use projections::{
     AuditFilter, AuditRecord, DailyStatsRecord, LoginFilter, LoginRecord, Page, UserRecord,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::http::api_key::{AdminRead, AdminWrite, Scoped};
-use crate::http::extract::{ApiJson, RequestContext};
+use crate::http::api_key::{AdminRead, Scoped};
+use crate::http::extract::{AdminAction, ApiJson};
 use crate::http::openapi;
 use crate::http::query::{self, ApiQuery};
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::admin::{self, StatusChange};
 use crate::usecases::lookup::{self, UserSearch};
-use crate::usecases::profile;
+use crate::usecases::{profile, Context};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -396,20 +396,11 @@ pub struct StatusAnswer {
 )]
 async fn block(
     State(state): State<AppState>,
-    Scoped { caller, .. }: Scoped<AdminWrite>,
-    ctx: RequestContext,
+    AdminAction(ctx): AdminAction,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StatusRequest>,
 ) -> Result<Json<StatusAnswer>, ApiError> {
-    set_status(
-        &state,
-        &caller.key_id,
-        &ctx,
-        &id,
-        StatusChange::Block,
-        &body,
-    )
-    .await
+    set_status(&state, &ctx, &id, StatusChange::Block, &body).await
 }
 
 /// Unblock a user
@@ -437,33 +428,22 @@ async fn block(
 )]
 async fn unblock(
     State(state): State<AppState>,
-    Scoped { caller, .. }: Scoped<AdminWrite>,
-    ctx: RequestContext,
+    AdminAction(ctx): AdminAction,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StatusRequest>,
 ) -> Result<Json<StatusAnswer>, ApiError> {
-    set_status(
-        &state,
-        &caller.key_id,
-        &ctx,
-        &id,
-        StatusChange::Unblock,
-        &body,
-    )
-    .await
+    set_status(&state, &ctx, &id, StatusChange::Unblock, &body).await
 }
 
 async fn set_status(
     state: &AppState,
-    key_id: &str,
-    ctx: &RequestContext,
+    ctx: &Context,
     id: &str,
     change: StatusChange,
     body: &StatusRequest,
 ) -> Result<Json<StatusAnswer>, ApiError> {
     let id = user_id(id)?;
-    let ctx = ctx.acting_as(Actor::Admin(key_id.to_owned()));
-    let changed = admin::change_status(state, id, change, &body.reason, &ctx).await?;
+    let changed = admin::change_status(state, id, change, &body.reason, ctx).await?;
     Ok(Json(StatusAnswer {
         user_id: id,
         status: match change {
@@ -497,11 +477,9 @@ async fn set_status(
 )]
 async fn erase(
     State(state): State<AppState>,
-    Scoped { caller, .. }: Scoped<AdminWrite>,
-    ctx: RequestContext,
+    AdminAction(ctx): AdminAction,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = user_id(&id)?;
-    profile::erase(&state, id, &ctx.acting_as(Actor::Admin(caller.key_id))).await?;
+    profile::erase(&state, user_id(&id)?, &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -7,14 +7,14 @@ use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 
-use domain::{Actor, SessionId, UserId};
+use domain::{SessionId, UserId};
 use projections::Page;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::admin::user_id;
-use crate::http::api_key::{AdminRead, AdminWrite, Scoped};
-use crate::http::extract::{ApiJson, Authenticated, RequestContext};
+use crate::http::api_key::{AdminRead, Scoped};
+use crate::http::extract::{AdminAction, ApiJson, Authenticated};
 use crate::http::query::{self, ApiQuery};
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -187,13 +187,11 @@ pub struct RevokedSessions {
 )]
 async fn revoke_user_sessions(
     State(state): State<AppState>,
-    Scoped { caller, .. }: Scoped<AdminWrite>,
-    ctx: RequestContext,
+    AdminAction(ctx): AdminAction,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RevokeSessionsRequest>,
 ) -> Result<Json<RevokedSessions>, ApiError> {
     let id = user_id(&id)?;
-    let ctx = ctx.acting_as(Actor::Admin(caller.key_id));
     let revoked = admin::revoke_sessions(&state, id, &body.reason, &ctx).await?;
     Ok(Json(RevokedSessions {
         user_id: id,
