@@ -7,9 +7,9 @@ use super::command::Command;
 use super::context::Context;
 use super::error::UseCaseError;
 use super::revocation::{revoke_open_sessions, Revocation};
+use super::services::Services;
 use super::streams::{load_user, LoadedUser};
 use super::user_writes::{record_on_user, UserWrite};
-use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusChange {
@@ -21,7 +21,7 @@ pub enum StatusChange {
 /// A block also revokes every open session (again on a repeated block, which finishes one cut
 /// short), so an unblock later revives none.
 pub async fn change_status(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     change: StatusChange,
     reason: &str,
@@ -54,7 +54,7 @@ pub async fn change_status(
 /// An administrator revokes every open session of the user; `reason` (1 to 500 characters)
 /// goes into each `SessionRevoked` as its `note`. Returns the sessions ended.
 pub async fn revoke_sessions(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     reason: &str,
     ctx: &Context,

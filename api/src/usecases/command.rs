@@ -8,7 +8,7 @@ use infra::store::{AppendBatch, AppendError};
 use tracing::Instrument;
 
 use super::error::UseCaseError;
-use crate::state::AppState;
+use super::services::Services;
 
 /// Attempts before a command gives up with a conflict. Conflicts come from concurrent writers
 /// of the same stream (a refresh racing a revocation, two first logins of one person); each
@@ -47,7 +47,7 @@ impl Command {
 
     /// Runs `decide` (load, then decide; given the attempt's number, from 1) and appends what
     /// it decided, deciding again after a conflict. Returns the answer.
-    pub async fn execute<T, F, Fut>(self, state: &AppState, decide: F) -> Result<T, UseCaseError>
+    pub async fn execute<T, F, Fut>(self, state: &Services, decide: F) -> Result<T, UseCaseError>
     where
         F: FnMut(usize) -> Fut,
         Fut: Future<Output = Result<Decision<T>, UseCaseError>>,
@@ -59,7 +59,7 @@ impl Command {
     /// (`None` when nothing was).
     pub async fn execute_recorded<T, F, Fut>(
         self,
-        state: &AppState,
+        state: &Services,
         mut decide: F,
     ) -> Result<(T, Option<i64>), UseCaseError>
     where

@@ -16,7 +16,7 @@ use infra::wechat::user_data::{self, EncryptedData, UserDataError};
 use infra::wechat::SessionKey;
 
 use super::error::UseCaseError;
-use crate::state::AppState;
+use super::services::Services;
 
 /// Failed attempts one session key may have per window; the last one retires it.
 pub const MAX_FAILURES_PER_SESSION_KEY: u32 = 5;
@@ -28,14 +28,14 @@ const WINDOW_SECS: i64 = 24 * 60 * 60;
 /// One counted attempt at a user's encrypted data: begun before the key is used, settled with
 /// the outcome.
 pub struct DecryptAttempt<'a> {
-    state: &'a AppState,
+    state: &'a Services,
     window: i64,
     counted: Vec<String>,
 }
 
 impl<'a> DecryptAttempt<'a> {
     /// Counts an attempt against the user's budget; 429 when it is spent.
-    pub async fn begin(state: &'a AppState, user_id: UserId) -> Result<Self, UseCaseError> {
+    pub async fn begin(state: &'a Services, user_id: UserId) -> Result<Self, UseCaseError> {
         let now = state.clock.now().timestamp();
         let mut attempt = Self {
             state,

@@ -15,9 +15,9 @@ use super::command::{Command, Decision};
 use super::context::Context;
 use super::error::{UseCaseError, WeChatCall};
 use super::rejections;
+use super::services::Services;
 use super::streams::{to_new_events, user_from_stored, LoadedUser};
 use super::views::{issue_tokens, view_of, LoginResponse};
-use crate::state::AppState;
 
 /// A successful login, before tokens are issued.
 #[derive(Debug)]
@@ -31,7 +31,7 @@ struct LoggedIn {
 
 /// Logs in with a `wx.login()` code: tokens for the new session and the user.
 pub async fn login(
-    state: &AppState,
+    state: &Services,
     appid: &AppId,
     code: &WeChatCode,
     ctx: &Context,
@@ -58,7 +58,7 @@ pub async fn login(
 /// Logs in a user a WeChat cloud function vouches for (`getWXContext()`, already
 /// authenticated by WeChat, the request's signature checked by the caller).
 pub async fn cloud_login(
-    state: &AppState,
+    state: &Services,
     appid: &AppId,
     identity: &WeChatIdentity,
     ctx: &Context,
@@ -85,7 +85,7 @@ pub struct WeChatIdentity {
 /// `code2Session`) is stored in the same transaction. Answers the session's tokens and the
 /// user as the login left them.
 async fn record_login(
-    state: &AppState,
+    state: &Services,
     appid: &AppId,
     wx: &WeChatIdentity,
     sealed_session_key: Option<Vec<u8>>,
@@ -115,7 +115,7 @@ async fn record_login(
 
 /// One attempt: the user's events and the new session's, in one append.
 async fn decide_login(
-    state: &AppState,
+    state: &Services,
     appid: &AppId,
     wx: &WeChatIdentity,
     sealed_session_key: Option<&Vec<u8>>,
@@ -201,7 +201,7 @@ async fn decide_login(
 /// of the same Open Platform account), else a new user id. Claims are found by keyed hash; a
 /// known user comes with their data key and their personal data opened.
 async fn resolve_user(
-    state: &AppState,
+    state: &Services,
     appid: &AppId,
     openid: &OpenId,
     unionid: Option<&UnionId>,
@@ -245,7 +245,7 @@ async fn resolve_user(
 /// Records a WeChat refusal (not as an event: see `rejections`) where it is the user's (not
 /// our) problem, and answers it.
 async fn rejected(
-    state: &AppState,
+    state: &Services,
     appid: &AppId,
     ctx: &Context,
     err: WeChatError,

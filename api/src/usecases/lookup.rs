@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::error::UseCaseError;
 use super::reveal::{self, Reveal};
-use crate::state::AppState;
+use super::services::Services;
 
 /// The widest daily-stats range one request may ask for.
 pub const MAX_STATS_DAYS: i64 = 366;
@@ -29,7 +29,7 @@ pub struct UserSearch {
 }
 
 pub async fn find_users(
-    state: &AppState,
+    state: &Services,
     search: UserSearch,
     page: &PageRequest,
 ) -> Result<Page<UserRecord>, UseCaseError> {
@@ -65,7 +65,7 @@ pub async fn find_users(
 }
 
 /// One user in detail (the profile opened, where lists show only which fields were shared).
-pub async fn user(state: &AppState, id: UserId) -> Result<UserRecord, UseCaseError> {
+pub async fn user(state: &Services, id: UserId) -> Result<UserRecord, UseCaseError> {
     let record = state
         .read_models
         .user(id.as_uuid())
@@ -76,7 +76,7 @@ pub async fn user(state: &AppState, id: UserId) -> Result<UserRecord, UseCaseErr
 
 /// Logins, newest first: of one user, or of everyone.
 pub async fn logins(
-    state: &AppState,
+    state: &Services,
     user: Option<UserId>,
     filter: &LoginFilter,
     page: &PageRequest,
@@ -94,7 +94,7 @@ pub async fn logins(
 }
 
 pub async fn audit(
-    state: &AppState,
+    state: &Services,
     filter: &AuditFilter,
     page: &PageRequest,
 ) -> Result<Page<AuditRecord>, UseCaseError> {
@@ -105,7 +105,7 @@ pub async fn audit(
 /// Days `from` to `to` (UTC, both given or defaulting to the 30 days up to today), at most
 /// [`MAX_STATS_DAYS`].
 pub async fn daily_stats(
-    state: &AppState,
+    state: &Services,
     appid: Option<&str>,
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
@@ -158,7 +158,7 @@ impl Revealable for AuditRecord {
 
 /// The page with each record's sealed fields opened, each user's key read once.
 async fn revealed<R: Revealable + Send>(
-    state: &AppState,
+    state: &Services,
     page: Page<R>,
 ) -> Result<Page<R>, UseCaseError> {
     let mut with = Reveal::new(state);

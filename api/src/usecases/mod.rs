@@ -13,6 +13,7 @@ pub mod profile;
 pub mod rejections;
 pub mod reveal;
 pub mod revocation;
+pub mod services;
 pub mod session_views;
 pub mod sessions;
 pub mod streams;
@@ -21,3 +22,4 @@ pub mod views;
 
 pub use context::Context;
 pub use error::UseCaseError;
+pub use services::Services;

@@ -18,9 +18,9 @@ use super::encrypted_data::DecryptAttempt;
 use super::error::{UseCaseError, WeChatCall};
 use super::login::session_key_context;
 use super::revocation::{revoke_open_sessions, Revocation};
+use super::services::Services;
 use super::streams::{load_user, LoadedUser};
 use super::user_writes::{record_on_user, UserWrite};
-use crate::state::AppState;
 
 /// The legacy `getUserProfile` / `getUserInfo` answer, as the mini-program forwards it.
 pub struct EncryptedProfile {
@@ -43,7 +43,7 @@ const PROFILE_FIELDS: [(&str, &str); 7] = [
 
 /// The user's current `session_key` for this app, as WeChat gave it at the last login.
 async fn current_session_key(
-    state: &AppState,
+    state: &Services,
     appid: &AppId,
     openid: &OpenId,
 ) -> Result<SessionKey, UseCaseError> {
@@ -66,7 +66,7 @@ async fn current_session_key(
 /// Verifies, decrypts and records a legacy encrypted profile. Everything after the signature
 /// check, the content checks included, fails with one answer (see `encrypted_data`).
 pub async fn authorize_profile(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     appid: &AppId,
     payload: &EncryptedProfile,
@@ -112,7 +112,7 @@ pub async fn authorize_profile(
 /// well-formed, not another user's and not different from one this user already holds (so a forged `unionId` can never move a
 /// person's accounts, even if forging were possible).
 async fn acceptable(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     user: &User,
     openid: &OpenId,
@@ -226,7 +226,7 @@ impl ProfileUpdate {
 
 /// The fill-in: merges the given fields into the current profile.
 pub async fn update_profile(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     appid: &AppId,
     update: ProfileUpdate,
@@ -259,7 +259,7 @@ pub async fn update_profile(
 /// Exchanges a phone-number button code with WeChat and records the number, sealed, with its
 /// blind index (of the E.164 form, `+8613800138000`).
 pub async fn bind_phone(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     appid: &AppId,
     code: &WeChatCode,
@@ -302,7 +302,7 @@ pub async fn bind_phone(
 }
 
 pub async fn withdraw(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     appid: &AppId,
     authorization: Authorization,
@@ -328,7 +328,7 @@ pub async fn withdraw(
 /// (`user_erased`; none of them works after the append anyway), and last, the database's files
 /// are purged of the deleted rows' old copies (SQLite's WAL); the next start does it again,
 /// should this step not run. Safe to repeat.
-pub async fn erase(state: &AppState, user_id: UserId, ctx: &Context) -> Result<(), UseCaseError> {
+pub async fn erase(state: &Services, user_id: UserId, ctx: &Context) -> Result<(), UseCaseError> {
     let before = load_user(state, user_id).await?.user;
     let session_keys: Vec<_> = if before.is_registered() && !before.erased {
         before
@@ -391,7 +391,7 @@ pub fn open_with(
 
 /// A command on the user's stream from `appid`'s app.
 async fn record(
-    state: &AppState,
+    state: &Services,
     name: &'static str,
     user_id: UserId,
     appid: &AppId,

@@ -10,14 +10,14 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::error::UseCaseError;
-use crate::state::AppState;
+use super::services::Services;
 
 pub struct Reveal<'a> {
     keys: PersonalKeys<'a>,
 }
 
 impl<'a> Reveal<'a> {
-    pub fn new(state: &'a AppState) -> Self {
+    pub fn new(state: &'a Services) -> Self {
         Self {
             keys: PersonalKeys::new(&state.personal_data, state.store.as_ref()),
         }
@@ -114,7 +114,7 @@ impl<'a> Reveal<'a> {
 /// (live, as logins see them; an erased user's claims are gone). `None`: no such criterion.
 /// An openid without an appid is looked up in every configured app.
 pub async fn users_named(
-    state: &AppState,
+    state: &Services,
     appid: Option<&str>,
     openid: Option<&str>,
     unionid: Option<&str>,
@@ -152,7 +152,7 @@ pub async fn users_named(
     Ok(found)
 }
 
-async fn claimant(state: &AppState, claim: &Claim) -> Result<Option<Uuid>, UseCaseError> {
+async fn claimant(state: &Services, claim: &Claim) -> Result<Option<Uuid>, UseCaseError> {
     Ok(state
         .store
         .find_claim(&state.lookup_index.claim(claim))

@@ -15,9 +15,9 @@ use infra::personal_data::UserKey;
 use super::command::{Command, Decision};
 use super::context::Context;
 use super::error::UseCaseError;
+use super::services::Services;
 use super::sessions::session_batch;
 use super::streams::{load_session, user_key};
-use crate::state::AppState;
 
 /// How long a revocation waits for the `sessions` read model to reach the log's head.
 const CATCH_UP: Duration = Duration::from_secs(5);
@@ -33,7 +33,7 @@ pub struct Revocation {
 /// Revokes the session `session_id` of `user_id` (reason `user_action`). Another user's
 /// session, or one that never was, is `NotFound` alike; an ended one is left as it is.
 pub async fn revoke_own_session(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     session_id: SessionId,
     ctx: &Context,
@@ -55,7 +55,7 @@ pub async fn revoke_own_session(
 /// log up to `through` (a position; the log's head when `None`). Returns the sessions that
 /// were ended by this call.
 pub async fn revoke_open_sessions(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     through: Option<i64>,
     revocation: &Revocation,
@@ -88,7 +88,7 @@ pub async fn revoke_open_sessions(
 
 /// Appends `SessionRevoked` unless the session has ended already; true if it did.
 async fn revoke(
-    state: &AppState,
+    state: &Services,
     session_id: SessionId,
     revocation: &Revocation,
     key: Option<&UserKey>,

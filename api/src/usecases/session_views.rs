@@ -13,8 +13,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::error::UseCaseError;
+use super::services::Services;
 use super::streams::{load_user, LoadedUser};
-use crate::state::AppState;
 
 /// One open session.
 #[derive(Debug, Serialize, ToSchema)]
@@ -43,7 +43,7 @@ const OWN_LOGIN_WAIT: Duration = Duration::from_secs(1);
 
 /// The caller's sessions (`session` is theirs, checked in force), marking it `current`.
 pub async fn my_sessions(
-    state: &AppState,
+    state: &Services,
     session_id: SessionId,
     session: &Session,
     user: &LoadedUser,
@@ -69,7 +69,7 @@ pub async fn my_sessions(
 
 /// A user's sessions, as an administrator sees them; `NotFound` for a user that never was.
 pub async fn user_sessions(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     page: &PageRequest,
 ) -> Result<Page<SessionView>, UseCaseError> {
@@ -84,7 +84,7 @@ pub async fn user_sessions(
 /// caller's own session, when a user asks. The login fields open with the user's key as it was
 /// loaded with them.
 async fn open_sessions(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     loaded: &LoadedUser,
     current: Option<SessionId>,

@@ -9,11 +9,11 @@ use infra::tokens::AccessClaims;
 use super::command::{Command, Decision};
 use super::context::Context;
 use super::error::UseCaseError;
+use super::services::Services;
 use super::streams::{
     load_session, load_session_of_user_in_force, load_user, to_new_events, user_key, LoadedUser,
 };
 use super::views::{issue_tokens, TokenResponse};
-use crate::state::AppState;
 
 /// What a presented refresh token did to its session.
 enum Rotation {
@@ -30,7 +30,7 @@ enum Rotation {
 /// Rotates a refresh token. Presenting an already-rotated one revokes the session: whoever
 /// holds the newer token loses it too, which is the point (the family is presumed stolen).
 pub async fn refresh(
-    state: &AppState,
+    state: &Services,
     refresh_token: &str,
     ctx: &Context,
 ) -> Result<TokenResponse, UseCaseError> {
@@ -85,7 +85,7 @@ pub async fn refresh(
 /// Ends the caller's own session, as loaded when its access token was checked. Should
 /// something else end it meanwhile, the logout is moot and succeeds.
 pub async fn logout(
-    state: &AppState,
+    state: &Services,
     session_id: SessionId,
     session: Session,
     version: usize,
@@ -115,7 +115,7 @@ pub async fn logout(
 /// The claims of an access token that is genuine, unexpired and of a session still in force
 /// (so a logout, revocation, block or session expiry shows at once); `None` otherwise.
 pub async fn introspect(
-    state: &AppState,
+    state: &Services,
     token: &str,
 ) -> Result<Option<AccessClaims>, UseCaseError> {
     let Ok(claims) = state.access_tokens.verify(token) else {
@@ -135,7 +135,7 @@ pub async fn introspect(
 /// The append of `events`, decided by the active `session`, to its stream; the actor is the
 /// context's, in the session's app.
 pub fn session_batch(
-    state: &AppState,
+    state: &Services,
     session: &Session,
     version: usize,
     events: &[SessionEvent],

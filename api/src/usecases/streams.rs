@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
 use super::error::UseCaseError;
-use crate::state::AppState;
+use super::services::Services;
 
 /// Decodes a stream's events, opening their personal fields with `key` (without it they read
 /// as placeholders: enough for state that holds no personal data, like a session's).
@@ -52,7 +52,7 @@ pub struct LoadedUser {
 }
 
 /// A user's state, personal data opened. The stream and the key are read side by side.
-pub async fn load_user(state: &AppState, id: UserId) -> Result<LoadedUser, UseCaseError> {
+pub async fn load_user(state: &Services, id: UserId) -> Result<LoadedUser, UseCaseError> {
     let store = state.store.as_ref();
     let stream = id.stream();
     let (stored, key) = tokio::join!(
@@ -65,7 +65,7 @@ pub async fn load_user(state: &AppState, id: UserId) -> Result<LoadedUser, UseCa
 }
 
 /// The user's data key, to seal what is appended about them (`None` once erased).
-pub async fn user_key(state: &AppState, id: UserId) -> Result<Option<UserKey>, UseCaseError> {
+pub async fn user_key(state: &Services, id: UserId) -> Result<Option<UserKey>, UseCaseError> {
     state
         .personal_data
         .key(state.store.as_ref(), id)
@@ -88,7 +88,7 @@ pub fn user_from_stored(
 /// began), with the user: both streams in one read (an access token names both), the user's
 /// data key read beside it and returned with them (the request opens what it shows with it).
 pub async fn load_session_of_user_in_force(
-    state: &AppState,
+    state: &Services,
     id: SessionId,
     user_id: UserId,
     now: DateTime<Utc>,

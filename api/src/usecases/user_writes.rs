@@ -7,8 +7,8 @@ use infra::store::{AppendBatch, ExpectedVersion};
 use super::command::{Command, Decision};
 use super::context::Context;
 use super::error::UseCaseError;
+use super::services::Services;
 use super::streams::{load_user, to_new_events, LoadedUser};
-use crate::state::AppState;
 
 /// What a command on the user's stream writes besides its events.
 #[derive(Debug, Default)]
@@ -22,7 +22,7 @@ pub struct UserWrite<'a> {
 /// Runs `decide` on the user's current state and records its events. Returns whether any were
 /// recorded, and the log position of the last one.
 pub async fn record_on_user(
-    state: &AppState,
+    state: &Services,
     command: Command,
     user_id: UserId,
     write: UserWrite<'_>,

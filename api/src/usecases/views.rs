@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 
 use super::error::UseCaseError;
 use super::profile::open_with;
+use super::services::Services;
 use super::streams::LoadedUser;
-use crate::state::AppState;
 
 /// The user as the mini-program sees it: the same object in the login answer and `/v1/me`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -79,7 +79,7 @@ pub fn view_of(
 
 /// Tokens for a session in force, at refresh-token `generation`.
 pub fn issue_tokens(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     session_id: SessionId,
     appid: &AppId,
