@@ -105,6 +105,7 @@ impl Command {
             Err(_) => "refused",
         };
         span.record("outcome", outcome);
+        span.in_scope(|| tracing::debug!(outcome, "command finished"));
         result.map(|(answer, position, _)| (answer, position))
     }
 }

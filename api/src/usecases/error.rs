@@ -35,8 +35,8 @@ pub enum UseCaseError {
     /// one answer for all, so a stolen token tells its holder nothing about the account.
     #[error("the session has ended")]
     SessionEnded,
-    /// WeChat refused or failed a call made for `appid`.
-    #[error("{error}")]
+    /// WeChat refused or failed a call made for `appid` (the source says how).
+    #[error("WeChat refused or failed a {call:?} call for {appid}")]
     WeChat {
         appid: AppId,
         call: WeChatCall,
