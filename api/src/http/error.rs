@@ -277,3 +277,84 @@ impl From<projections::ProjectionError> for ApiError {
         UseCaseError::from(err).into()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(err: UseCaseError) -> (StatusCode, &'static str) {
+        let api = ApiError::from(err);
+        (api.status(), api.code())
+    }
+
+    #[test]
+    fn each_domain_refusal_has_one_answer() {
+        use domain::{SessionError, UserError};
+        let erased = (StatusCode::CONFLICT, "conflict");
+        assert_eq!(answer(UseCaseError::Erased), erased);
+        assert_eq!(answer(UserError::Erased.into()), erased);
+        assert_eq!(
+            answer(UserError::Blocked.into()),
+            (StatusCode::FORBIDDEN, "user_blocked")
+        );
+        assert_eq!(
+            answer(UserError::UnionIdMismatch.into()),
+            (StatusCode::CONFLICT, "conflict")
+        );
+        assert_eq!(
+            answer(UserError::NotRegistered.into()),
+            (StatusCode::NOT_FOUND, "not_found")
+        );
+        assert_eq!(
+            answer(UserError::InvalidReason.into()),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+        for ended in [
+            SessionError::NotFound,
+            SessionError::Ended,
+            SessionError::Expired,
+        ] {
+            assert_eq!(
+                answer(ended.into()),
+                (StatusCode::UNAUTHORIZED, "unauthorized")
+            );
+        }
+    }
+
+    #[test]
+    fn a_refused_code_is_named_by_the_call_that_sent_it() {
+        let appid = AppId::parse("wx0123456789abcdef").expect("an appid");
+        let refused = |call| UseCaseError::WeChat {
+            appid: appid.clone(),
+            call,
+            error: WeChatError::InvalidCode { errcode: 40029 },
+        };
+        assert!(matches!(
+            ApiError::from(refused(WeChatCall::Login)),
+            ApiError::InvalidCode
+        ));
+        assert!(matches!(
+            ApiError::from(refused(WeChatCall::PhoneNumber)),
+            ApiError::InvalidPhoneCode
+        ));
+        let busy = UseCaseError::WeChat {
+            appid,
+            call: WeChatCall::Login,
+            error: WeChatError::RateLimited,
+        };
+        assert_eq!(
+            answer(busy),
+            (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+        );
+    }
+
+    #[test]
+    fn an_internal_failure_keeps_its_chain() {
+        let cause = std::io::Error::other("disk on fire");
+        let err = anyhow::Error::new(cause).context("reading the stream");
+        let ApiError::Internal(kept) = ApiError::from(UseCaseError::Internal(err)) else {
+            panic!("internal");
+        };
+        assert_eq!(format!("{kept:#}"), "reading the stream: disk on fire");
+    }
+}
