@@ -24,6 +24,7 @@ use crate::http::routes;
 use crate::http::server::{self, EdgeLimits};
 use crate::http::stream_slots::StreamSlots;
 use crate::state::{AppState, Clock, Services, SystemClock};
+use crate::usecases;
 use crate::usecases::rejections::{self, Rejections};
 
 /// A bound, ready-to-serve service.
@@ -126,14 +127,22 @@ impl Application {
         });
 
         let state = AppState(Arc::new(Services {
-            store,
-            wechat,
-            apps,
-            access_tokens,
-            refresh_tokens: RefreshTokens::new(&keyring.sealing),
-            session_key_sealer: keyring.sealing.sealer("session-key"),
-            clock,
-            session_lifetime,
+            core: usecases::Services {
+                store,
+                wechat,
+                apps,
+                access_tokens,
+                refresh_tokens: RefreshTokens::new(&keyring.sealing),
+                session_key_sealer: keyring.sealing.sealer("session-key"),
+                clock,
+                session_lifetime,
+                read_models,
+                // Blind indexes: their hashes cannot be recomputed, so their root never changes.
+                phone_index: PhoneIndex::new(&keyring.lookup),
+                lookup_index,
+                personal_data,
+                rejections: Rejections::new(config.rejection_retention_days),
+            },
             login_rate_limit: LoginRateLimit::per_minute(config.login_rate_per_minute),
             trusted_proxies: config.trusted_proxies.clone(),
             auth_failures: AuthFailureLimit::per_minute(config.auth_failures_per_minute),
@@ -142,13 +151,7 @@ impl Application {
             admin_token: config.admin_token.clone(),
             relay_stream,
             cloud_login_secrets: config.cloud_login_secrets.0.clone(),
-            read_models,
-            // Blind indexes: their hashes cannot be recomputed, so their root never changes.
-            phone_index: PhoneIndex::new(&keyring.lookup),
-            lookup_index,
-            personal_data,
             shutting_down: tokio::sync::watch::Sender::new(false),
-            rejections: Rejections::new(config.rejection_retention_days),
         }));
 
         let listener = TcpListener::bind(listen_addr(&config.listen))

@@ -3,7 +3,12 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
+use domain::AppId;
+use infra::wechat::WeChatError;
 use serde::Serialize;
+
+use crate::usecases::error::WeChatCall;
+use crate::usecases::UseCaseError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -216,37 +221,152 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<infra::store::StoreError> for ApiError {
-    fn from(err: infra::store::StoreError) -> Self {
-        Self::internal(err)
+/// Each use-case error has one answer, whichever route it comes from.
+impl From<UseCaseError> for ApiError {
+    fn from(err: UseCaseError) -> Self {
+        match err {
+            UseCaseError::InvalidInput(detail) => Self::InvalidRequest(detail),
+            UseCaseError::UnknownApp => Self::UnknownApp,
+            UseCaseError::NotFound => Self::NotFound,
+            UseCaseError::Missing(what) => Self::Missing(what),
+            // The user is still there (admins see them as `erased`), but nothing more can be
+            // recorded about them: the request conflicts with the user's state.
+            UseCaseError::Erased => Self::Conflict(err.to_string()),
+            UseCaseError::Blocked => Self::UserBlocked,
+            UseCaseError::Conflict(detail) => Self::Conflict(detail),
+            UseCaseError::Unauthorized(detail) => Self::Unauthorized(detail),
+            UseCaseError::SessionEnded => Self::Unauthorized("the session has ended"),
+            UseCaseError::WeChat { appid, call, error } => wechat_answer(&appid, call, error),
+            UseCaseError::UserData(err) => Self::UserData(err),
+            UseCaseError::RateLimited { retry_after_secs } => {
+                Self::RateLimited { retry_after_secs }
+            }
+            UseCaseError::Internal(cause) => Self::Internal(cause),
+        }
     }
 }
 
-/// An append that could not be applied as decided. A use case that can decide again handles
-/// `VersionConflict` itself (reload, retry) before this; what reaches here is a 409 for the
-/// caller to retry, or the store's failure with its chain intact.
-impl From<infra::store::AppendError> for ApiError {
-    fn from(err: infra::store::AppendError) -> Self {
-        use infra::store::AppendError;
-        match err {
-            AppendError::VersionConflict(_) => {
-                Self::Conflict("the record changed concurrently; retry".into())
-            }
-            AppendError::ClaimTaken { kind } => {
-                Self::Conflict(format!("{kind} already belongs to another user"))
-            }
-            AppendError::Store(err) => err.into(),
+/// The answer to a WeChat refusal or failure, for every call we make to WeChat.
+fn wechat_answer(appid: &AppId, call: WeChatCall, error: WeChatError) -> ApiError {
+    match error {
+        WeChatError::InvalidCode { .. } => match call {
+            WeChatCall::Login => ApiError::InvalidCode,
+            WeChatCall::PhoneNumber => ApiError::InvalidPhoneCode,
+        },
+        WeChatError::HighRisk => ApiError::HighRiskUser,
+        // WeChat's quota (45011) is per minute.
+        WeChatError::RateLimited => ApiError::RateLimited {
+            retry_after_secs: 60,
+        },
+        WeChatError::Unavailable(why) => {
+            tracing::warn!(%appid, reason = %why, "WeChat unavailable");
+            ApiError::WeChatUnavailable
         }
+        WeChatError::Misconfigured { errcode } => {
+            tracing::error!(%appid, errcode, "WeChat refused our appid/secret: check IDENTITY_APPS");
+            ApiError::internal(error)
+        }
+        other => ApiError::internal(other),
+    }
+}
+
+/// What routes meet outside a use case (parsing ids, their own reads) answers as a use case's
+/// would.
+impl From<domain::InvalidValue> for ApiError {
+    fn from(err: domain::InvalidValue) -> Self {
+        UseCaseError::from(err).into()
+    }
+}
+
+impl From<infra::store::StoreError> for ApiError {
+    fn from(err: infra::store::StoreError) -> Self {
+        UseCaseError::from(err).into()
     }
 }
 
 impl From<projections::ProjectionError> for ApiError {
     fn from(err: projections::ProjectionError) -> Self {
-        match err {
-            projections::ProjectionError::InvalidCursor => {
-                Self::InvalidRequest("the cursor is not one this API handed out".into())
-            }
-            other => Self::internal(other),
+        UseCaseError::from(err).into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(err: UseCaseError) -> (StatusCode, &'static str) {
+        let api = ApiError::from(err);
+        (api.status(), api.code())
+    }
+
+    #[test]
+    fn each_domain_refusal_has_one_answer() {
+        use domain::{SessionError, UserError};
+        let erased = (StatusCode::CONFLICT, "conflict");
+        assert_eq!(answer(UseCaseError::Erased), erased);
+        assert_eq!(answer(UserError::Erased.into()), erased);
+        assert_eq!(
+            answer(UserError::Blocked.into()),
+            (StatusCode::FORBIDDEN, "user_blocked")
+        );
+        assert_eq!(
+            answer(UserError::UnionIdMismatch.into()),
+            (StatusCode::CONFLICT, "conflict")
+        );
+        assert_eq!(
+            answer(UserError::NotRegistered.into()),
+            (StatusCode::NOT_FOUND, "not_found")
+        );
+        assert_eq!(
+            answer(UserError::InvalidReason.into()),
+            (StatusCode::BAD_REQUEST, "invalid_request")
+        );
+        for ended in [
+            SessionError::NotFound,
+            SessionError::Ended,
+            SessionError::Expired,
+        ] {
+            assert_eq!(
+                answer(ended.into()),
+                (StatusCode::UNAUTHORIZED, "unauthorized")
+            );
         }
+    }
+
+    #[test]
+    fn a_refused_code_is_named_by_the_call_that_sent_it() {
+        let appid = AppId::parse("wx0123456789abcdef").expect("an appid");
+        let refused = |call| UseCaseError::WeChat {
+            appid: appid.clone(),
+            call,
+            error: WeChatError::InvalidCode { errcode: 40029 },
+        };
+        assert!(matches!(
+            ApiError::from(refused(WeChatCall::Login)),
+            ApiError::InvalidCode
+        ));
+        assert!(matches!(
+            ApiError::from(refused(WeChatCall::PhoneNumber)),
+            ApiError::InvalidPhoneCode
+        ));
+        let busy = UseCaseError::WeChat {
+            appid,
+            call: WeChatCall::Login,
+            error: WeChatError::RateLimited,
+        };
+        assert_eq!(
+            answer(busy),
+            (StatusCode::TOO_MANY_REQUESTS, "rate_limited")
+        );
+    }
+
+    #[test]
+    fn an_internal_failure_keeps_its_chain() {
+        let cause = std::io::Error::other("disk on fire");
+        let err = anyhow::Error::new(cause).context("reading the stream");
+        let ApiError::Internal(kept) = ApiError::from(UseCaseError::Internal(err)) else {
+            panic!("internal");
+        };
+        assert_eq!(format!("{kept:#}"), "reading the stream: disk on fire");
     }
 }

@@ -6,15 +6,17 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
-use domain::{Actor, AppId, Metadata, Session, SessionId, UserId};
+use domain::{Actor, AppId, Session, SessionId, UserId};
 use infra::tokens::AccessClaims;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
+use super::api_key::{AdminWrite, Scoped};
 use super::client_ip::ClientIp;
 use super::ApiError;
 use crate::state::AppState;
 use crate::usecases::streams::{self, LoadedUser};
+use crate::usecases::Context;
 
 /// `axum::Json`, with rejections mapped to 400 / 413 / 415 problems.
 pub struct ApiJson<T>(pub T);
@@ -55,20 +57,24 @@ pub struct RequestContext {
 const MAX_USER_AGENT: usize = 256;
 
 impl RequestContext {
-    pub fn metadata(&self, actor: Actor, appid: Option<&AppId>) -> Metadata {
-        Metadata {
+    /// The use cases' context for this request, on behalf of `actor`.
+    pub fn acting_as(&self, actor: Actor) -> Context {
+        Context {
             actor,
-            appid: appid.cloned(),
-            client_ip: self.client_ip.map(|ip| ip.to_string()),
+            client_ip: self.client_ip,
             user_agent: self.user_agent.clone(),
             correlation_id: self.correlation_id,
-            causation_id: None,
         }
+    }
+
+    /// On behalf of no one yet (a login acts as the user it finds).
+    pub fn anonymous(&self) -> Context {
+        self.acting_as(Actor::System)
     }
 }
 
 impl FromRequestParts<AppState> for RequestContext {
-    type Rejection = ApiError;
+    type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut Parts,
@@ -112,6 +118,8 @@ pub struct Authenticated {
     pub session_version: usize,
     /// The user as loaded to check the session is in force, with their data key.
     pub user: LoadedUser,
+    /// This request, on the user's behalf.
+    pub ctx: Context,
 }
 
 impl FromRequestParts<AppState> for Authenticated {
@@ -135,7 +143,9 @@ impl FromRequestParts<AppState> for Authenticated {
         )
         .await?
         .ok_or(ApiError::Unauthorized("the session has ended"))?;
+        let Ok(request) = RequestContext::from_request_parts(parts, state).await;
         Ok(Self {
+            ctx: request.acting_as(Actor::User(claims.sub)),
             user_id: claims.sub,
             session_id: claims.sid,
             appid: claims.appid.clone(),
@@ -154,4 +164,21 @@ pub fn bearer_token(parts: &Parts) -> Option<&str> {
         .eq_ignore_ascii_case("bearer")
         .then_some(token.trim())
         .filter(|t| !t.is_empty())
+}
+
+/// An administrator's write: a caller holding `admin:write`, and this request on its behalf
+/// (actor `admin:{key id}`).
+pub struct AdminAction(pub Context);
+
+impl FromRequestParts<AppState> for AdminAction {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Scoped { caller, .. } = Scoped::<AdminWrite>::from_request_parts(parts, state).await?;
+        let Ok(request) = RequestContext::from_request_parts(parts, state).await;
+        Ok(Self(request.acting_as(Actor::Admin(caller.key_id))))
+    }
 }

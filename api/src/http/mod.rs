@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod client_ip;
+pub mod cloud_signature;
 pub mod error;
 pub mod extract;
 pub mod openapi;

@@ -15,8 +15,8 @@ use domain::{AppId, OpenId, UserId};
 use infra::wechat::user_data::{self, EncryptedData, UserDataError};
 use infra::wechat::SessionKey;
 
-use crate::http::ApiError;
-use crate::state::AppState;
+use super::error::UseCaseError;
+use super::services::Services;
 
 /// Failed attempts one session key may have per window; the last one retires it.
 pub const MAX_FAILURES_PER_SESSION_KEY: u32 = 5;
@@ -28,14 +28,14 @@ const WINDOW_SECS: i64 = 24 * 60 * 60;
 /// One counted attempt at a user's encrypted data: begun before the key is used, settled with
 /// the outcome.
 pub struct DecryptAttempt<'a> {
-    state: &'a AppState,
+    state: &'a Services,
     window: i64,
     counted: Vec<String>,
 }
 
 impl<'a> DecryptAttempt<'a> {
     /// Counts an attempt against the user's budget; 429 when it is spent.
-    pub async fn begin(state: &'a AppState, user_id: UserId) -> Result<Self, ApiError> {
+    pub async fn begin(state: &'a Services, user_id: UserId) -> Result<Self, UseCaseError> {
         let now = state.clock.now().timestamp();
         let mut attempt = Self {
             state,
@@ -58,10 +58,11 @@ impl<'a> DecryptAttempt<'a> {
         openid: &OpenId,
         signed: (&str, &str),
         data: &EncryptedData,
-        accept: impl AsyncFnOnce(serde_json::Value) -> Result<Option<T>, ApiError>,
-    ) -> Result<T, ApiError> {
+        accept: impl AsyncFnOnce(serde_json::Value) -> Result<Option<T>, UseCaseError>,
+    ) -> Result<T, UseCaseError> {
         let (raw_data, signature) = signed;
-        user_data::verify_raw_data(raw_data, signature, session_key).map_err(ApiError::UserData)?;
+        user_data::verify_raw_data(raw_data, signature, session_key)
+            .map_err(UseCaseError::UserData)?;
         let key = format!("decrypt:key:{}", user_data::key_fingerprint(session_key));
         let failures = self.count(key, MAX_FAILURES_PER_SESSION_KEY).await?;
         let accepted = match data.open(session_key, appid.as_str()) {
@@ -84,13 +85,13 @@ impl<'a> DecryptAttempt<'a> {
                         )
                         .await?;
                 }
-                Err(ApiError::UserData(UserDataError::Undecryptable))
+                Err(UseCaseError::UserData(UserDataError::Undecryptable))
             }
         }
     }
 
     /// Counts one attempt of `subject`; 429 when it goes over `cap`.
-    async fn count(&mut self, subject: String, cap: u32) -> Result<u32, ApiError> {
+    async fn count(&mut self, subject: String, cap: u32) -> Result<u32, UseCaseError> {
         let attempts = self
             .state
             .store
@@ -98,7 +99,7 @@ impl<'a> DecryptAttempt<'a> {
             .await?;
         if attempts > cap {
             let now = self.state.clock.now().timestamp();
-            return Err(ApiError::RateLimited {
+            return Err(UseCaseError::RateLimited {
                 retry_after_secs: u64::try_from(self.window + WINDOW_SECS - now)
                     .unwrap_or(1)
                     .max(1),
@@ -109,7 +110,7 @@ impl<'a> DecryptAttempt<'a> {
     }
 
     /// A success is not a failure: gives the attempts back.
-    async fn forgive(self) -> Result<(), ApiError> {
+    async fn forgive(self) -> Result<(), UseCaseError> {
         for subject in &self.counted {
             self.state
                 .store

@@ -3,43 +3,40 @@
 //! claims table: exactly one registers, the others retry and find that user.
 
 use domain::{
-    Actor, AppId, Claim, Device, OpenId, RecordWeChatLogin, RejectionReason, SessionEvent,
+    Actor, AppId, Claim, Device, OpenId, RecordWeChatLogin, RejectionReason, Session, SessionEvent,
     SessionId, UnionId, UnionIdSource, User, UserError, UserId, WeChatCode,
 };
 use infra::personal_data::AccountKey;
-use infra::store::{AppendBatch, AppendError, ExpectedVersion};
+use infra::store::{AppendBatch, ExpectedVersion};
 use infra::wechat::WeChatError;
 use uuid::Uuid;
 
+use super::command::{Command, Decision};
+use super::context::Context;
+use super::error::{UseCaseError, WeChatCall};
 use super::rejections;
+use super::services::Services;
 use super::streams::{to_new_events, user_from_stored, LoadedUser};
-use crate::http::extract::RequestContext;
-use crate::http::ApiError;
-use crate::state::AppState;
-
-/// Conflicts only come from concurrent logins of the same person; a handful of retries always
-/// suffices because each retry sees the winner's claims.
-const MAX_ATTEMPTS: usize = 8;
+use super::views::{issue_tokens, view_of, LoginResponse};
 
 /// A successful login, before tokens are issued.
 #[derive(Debug)]
-pub struct LoggedIn {
-    pub user_id: UserId,
-    pub session_id: SessionId,
-    pub openid: OpenId,
-    pub unionid: Option<UnionId>,
-    pub is_new_user: bool,
+struct LoggedIn {
+    user_id: UserId,
+    session_id: SessionId,
+    is_new_user: bool,
     /// The user as the login left them (their stream's state at the append), with their key.
-    pub user: LoadedUser,
+    user: LoadedUser,
 }
 
+/// Logs in with a `wx.login()` code: tokens for the new session and the user.
 pub async fn login(
-    state: &AppState,
+    state: &Services,
     appid: &AppId,
     code: &WeChatCode,
-    ctx: &RequestContext,
-) -> Result<LoggedIn, ApiError> {
-    let app = state.apps.get(appid).ok_or(ApiError::UnknownApp)?;
+    ctx: &Context,
+) -> Result<LoginResponse, UseCaseError> {
+    let app = state.apps.get(appid).ok_or(UseCaseError::UnknownApp)?;
     let wx = match state.wechat.code_to_session(app, code).await {
         Ok(wx) => wx,
         Err(err) => return Err(rejected(state, appid, ctx, err).await),
@@ -58,6 +55,17 @@ pub async fn login(
     record_login(state, appid, &identity, Some(sealed_session_key), ctx).await
 }
 
+/// Logs in a user a WeChat cloud function vouches for (`getWXContext()`, already
+/// authenticated by WeChat, the request's signature checked by the caller).
+pub async fn cloud_login(
+    state: &Services,
+    appid: &AppId,
+    identity: &WeChatIdentity,
+    ctx: &Context,
+) -> Result<LoginResponse, UseCaseError> {
+    record_login(state, appid, identity, None, ctx).await
+}
+
 /// The AAD binding a sealed `session_key` to its row: the app and the account's keyed hash
 /// (`LookupIndex::account`), which addresses the row. A row is re-sealed by its own columns
 /// (`identityd keys rotate-master --new-root`), without the openid in clear.
@@ -74,125 +82,130 @@ pub struct WeChatIdentity {
 }
 
 /// Finds or registers the user and starts a session; a sealed `session_key` (from
-/// `code2Session`) is stored in the same transaction.
-pub async fn record_login(
-    state: &AppState,
+/// `code2Session`) is stored in the same transaction. Answers the session's tokens and the
+/// user as the login left them.
+async fn record_login(
+    state: &Services,
     appid: &AppId,
     wx: &WeChatIdentity,
     sealed_session_key: Option<Vec<u8>>,
-    ctx: &RequestContext,
-) -> Result<LoggedIn, ApiError> {
-    for _ in 0..MAX_ATTEMPTS {
-        let (
-            user_id,
-            LoadedUser {
-                user,
-                version: user_version,
-                key,
-            },
-        ) = resolve_user(state, appid, &wx.openid, wx.unionid.as_ref()).await?;
-        let user_events = match user.decide_login(&RecordWeChatLogin {
-            new_user_id: user_id,
-            appid: appid.clone(),
-            openid: wx.openid.clone(),
-            unionid: wx.unionid.clone(),
-            source: wx.source,
-        }) {
-            Ok(events) => events,
-            Err(UserError::Blocked) => {
-                let recorded =
-                    rejections::record(state, appid, RejectionReason::Blocked, Some(user_id), ctx)
-                        .await;
-                if let Err(err) = recorded {
-                    tracing::error!(error = %err, "could not record a refused login");
-                }
-                return Err(ApiError::UserBlocked);
-            }
-            Err(err) => {
-                return Err(ApiError::Conflict(format!(
-                    "the login contradicts the user's record: {err}"
-                )))
-            }
-        };
-        let is_new_user = !user.is_registered();
-        let session_id = SessionId::from_uuid(Uuid::now_v7());
-        let login = SessionEvent::UserLoggedIn {
-            session_id,
-            user_id,
-            appid: appid.clone(),
-            openid: wx.openid.clone(),
-            is_new_user,
-            client_ip: ctx.client_ip.map(|ip| ip.to_string()),
-            device: ctx.user_agent.as_deref().map(Device::from_user_agent),
-        };
+    ctx: &Context,
+) -> Result<LoginResponse, UseCaseError> {
+    // Concurrent first logins of one person meet at the claims: the loser decides again and
+    // finds the winner's user.
+    let command = Command::new("login").retrying_taken_claims();
+    let sealed_session_key = sealed_session_key.as_ref();
+    let logged_in = command
+        .execute(state, |_| {
+            decide_login(state, appid, wx, sealed_session_key, ctx)
+        })
+        .await?;
+    tracing::info!(%appid, user_id = %logged_in.user_id, new_user = logged_in.is_new_user, "login");
+    let LoggedIn {
+        user_id,
+        session_id,
+        is_new_user,
+        user,
+    } = logged_in;
+    Ok(LoginResponse {
+        tokens: issue_tokens(state, user_id, session_id, appid, 0)?,
+        user: view_of(user_id, &user, appid, is_new_user)?,
+    })
+}
 
-        // A returning user's key was read with their stream; a new user's is made now (the
-        // login's one extra write). Either way one round trip.
-        let key = match key {
-            Some(key) => key,
-            None => state
-                .personal_data
-                .create_key(state.store.as_ref(), user_id)
-                .await
-                .map_err(ApiError::internal)?,
-        };
-        let now = state.clock.now();
-        let metadata = ctx.metadata(Actor::User(user_id), Some(appid));
-        let mut batch = AppendBatch::default()
-            .stream(
-                user_id.stream(),
-                ExpectedVersion::after(user_version),
-                to_new_events(&user_events, &metadata, now, Some(&key))?,
-            )
-            .stream(
-                session_id.stream(),
-                ExpectedVersion::NoStream,
-                to_new_events(&[login], &metadata, now, Some(&key))?,
-            );
-        for claim in user_events.iter().filter_map(Claim::made_by) {
-            batch = batch.claim(state.lookup_index.claim(&claim), user_id);
+/// One attempt: the user's events and the new session's, in one append.
+async fn decide_login(
+    state: &Services,
+    appid: &AppId,
+    wx: &WeChatIdentity,
+    sealed_session_key: Option<&Vec<u8>>,
+    ctx: &Context,
+) -> Result<Decision<LoggedIn>, UseCaseError> {
+    let (user_id, LoadedUser { user, version, key }) =
+        resolve_user(state, appid, &wx.openid, wx.unionid.as_ref()).await?;
+    let user_events = match user.decide_login(&RecordWeChatLogin {
+        new_user_id: user_id,
+        appid: appid.clone(),
+        openid: wx.openid.clone(),
+        unionid: wx.unionid.clone(),
+        source: wx.source,
+    }) {
+        Ok(events) => events,
+        Err(UserError::Blocked) => {
+            let recorded =
+                rejections::record(state, appid, RejectionReason::Blocked, Some(user_id), ctx)
+                    .await;
+            if let Err(err) = recorded {
+                tracing::error!(error = %err, "could not record a refused login");
+            }
+            return Err(UseCaseError::Blocked);
         }
-        if let Some(sealed) = &sealed_session_key {
-            let account = state.lookup_index.account(appid, &wx.openid);
-            batch = batch.session_key(appid.as_str(), &account, sealed.clone());
-        }
+        Err(err) => return Err(err.into()),
+    };
+    let is_new_user = !user.is_registered();
+    let session_id = SessionId::from_uuid(Uuid::now_v7());
+    let session_events = Session::default().decide_start(SessionEvent::UserLoggedIn {
+        session_id,
+        user_id,
+        appid: appid.clone(),
+        openid: wx.openid.clone(),
+        is_new_user,
+        client_ip: ctx.client_ip.map(|ip| ip.to_string()),
+        device: ctx.user_agent.as_deref().map(Device::from_user_agent),
+    })?;
 
-        match state.store.append(batch).await {
-            Ok(_) => {
-                let unionid = user.unionid.clone().or_else(|| wx.unionid.clone());
-                return Ok(LoggedIn {
-                    user_id,
-                    session_id,
-                    openid: wx.openid.clone(),
-                    unionid,
-                    is_new_user,
-                    user: LoadedUser {
-                        version: user_version + user_events.len(),
-                        user: user_events.iter().fold(user, User::evolve),
-                        key: Some(key),
-                    },
-                });
-            }
-            Err(AppendError::VersionConflict(_) | AppendError::ClaimTaken { .. }) => {
-                tracing::debug!("concurrent login of the same person; deciding again");
-            }
-            Err(AppendError::Store(err)) => return Err(err.into()),
-        }
+    // A returning user's key was read with their stream; a new user's is made now (the
+    // login's one extra write). Either way one round trip.
+    let key = match key {
+        Some(key) => key,
+        None => state
+            .personal_data
+            .create_key(state.store.as_ref(), user_id)
+            .await
+            .map_err(UseCaseError::internal)?,
+    };
+    let now = state.clock.now();
+    let metadata = ctx.acting_as(Actor::User(user_id)).metadata(Some(appid));
+    let mut batch = AppendBatch::default()
+        .stream(
+            user_id.stream(),
+            ExpectedVersion::after(version),
+            to_new_events(&user_events, &metadata, now, Some(&key))?,
+        )
+        .stream(
+            session_id.stream(),
+            ExpectedVersion::NoStream,
+            to_new_events(&session_events, &metadata, now, Some(&key))?,
+        );
+    for claim in user_events.iter().filter_map(Claim::made_by) {
+        batch = batch.claim(state.lookup_index.claim(&claim), user_id);
     }
-    Err(ApiError::Conflict(
-        "too many concurrent logins for this user; retry".into(),
-    ))
+    if let Some(sealed) = sealed_session_key {
+        let account = state.lookup_index.account(appid, &wx.openid);
+        batch = batch.session_key(appid.as_str(), &account, sealed.clone());
+    }
+    let logged_in = LoggedIn {
+        user_id,
+        session_id,
+        is_new_user,
+        user: LoadedUser {
+            version: version + user_events.len(),
+            user: user_events.iter().fold(user, User::evolve),
+            key: Some(key),
+        },
+    };
+    Ok(Decision::Append(batch, logged_in))
 }
 
 /// The user this WeChat account belongs to: by `(appid, openid)`, else by unionid (another app
 /// of the same Open Platform account), else a new user id. Claims are found by keyed hash; a
 /// known user comes with their data key and their personal data opened.
 async fn resolve_user(
-    state: &AppState,
+    state: &Services,
     appid: &AppId,
     openid: &OpenId,
     unionid: Option<&UnionId>,
-) -> Result<(UserId, LoadedUser), ApiError> {
+) -> Result<(UserId, LoadedUser), UseCaseError> {
     let store = state.store.as_ref();
     let account = Claim::WeChatAccount {
         appid: appid.clone(),
@@ -214,7 +227,7 @@ async fn resolve_user(
                 .personal_data
                 .key(store, user_id)
                 .await
-                .map_err(ApiError::internal)?;
+                .map_err(UseCaseError::internal)?;
             let (user, version) = user_from_stored(&stored, key.as_ref())?;
             Ok((user_id, LoadedUser { user, version, key }))
         }
@@ -229,39 +242,19 @@ async fn resolve_user(
     }
 }
 
-/// Maps a WeChat refusal to our answer, recording the refusal (not as an event: see
-/// `rejections`) where it is the user's (not our) problem.
+/// Records a WeChat refusal (not as an event: see `rejections`) where it is the user's (not
+/// our) problem, and answers it.
 async fn rejected(
-    state: &AppState,
+    state: &Services,
     appid: &AppId,
-    ctx: &RequestContext,
+    ctx: &Context,
     err: WeChatError,
-) -> ApiError {
-    let (reason, answer) = match err {
-        WeChatError::InvalidCode { .. } => {
-            (Some(RejectionReason::InvalidCode), ApiError::InvalidCode)
-        }
-        WeChatError::HighRisk => (Some(RejectionReason::HighRisk), ApiError::HighRiskUser),
-        WeChatError::RateLimited => (
-            Some(RejectionReason::RateLimited),
-            ApiError::RateLimited {
-                retry_after_secs: 60,
-            },
-        ),
-        WeChatError::Unavailable(why) => {
-            tracing::warn!(%appid, reason = %why, "WeChat unavailable");
-            (None, ApiError::WeChatUnavailable)
-        }
-        WeChatError::Misconfigured { errcode } => {
-            tracing::error!(%appid, errcode, "WeChat refused our appid/secret: check IDENTITY_APPS");
-            (
-                None,
-                ApiError::internal(anyhow::anyhow!(
-                    "WeChat configuration error {errcode} for {appid}"
-                )),
-            )
-        }
-        other => (None, ApiError::internal(other)),
+) -> UseCaseError {
+    let reason = match err {
+        WeChatError::InvalidCode { .. } => Some(RejectionReason::InvalidCode),
+        WeChatError::HighRisk => Some(RejectionReason::HighRisk),
+        WeChatError::RateLimited => Some(RejectionReason::RateLimited),
+        _ => None,
     };
     if let Some(reason) = reason {
         if let Err(err) = rejections::record(state, appid, reason, None, ctx).await {
@@ -269,5 +262,9 @@ async fn rejected(
             tracing::error!(error = %err, "could not record a refused login");
         }
     }
-    answer
+    UseCaseError::WeChat {
+        appid: appid.clone(),
+        call: WeChatCall::Login,
+        error: err,
+    }
 }

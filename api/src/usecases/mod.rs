@@ -1,13 +1,25 @@
-//! Use cases: load aggregates, decide, append. The HTTP layer only translates.
+//! Use cases: load aggregates, decide, append, through one command executor (`command`). They
+//! know nothing of HTTP: a caller gives a `Context` and gets a view or a `UseCaseError`, which
+//! `http::error` answers.
 
 pub mod admin;
+pub mod command;
+pub mod context;
 pub mod encrypted_data;
+pub mod error;
 pub mod login;
+pub mod lookup;
 pub mod profile;
 pub mod rejections;
 pub mod reveal;
 pub mod revocation;
+pub mod services;
 pub mod session_views;
 pub mod sessions;
 pub mod streams;
+pub mod user_writes;
 pub mod views;
+
+pub use context::Context;
+pub use error::UseCaseError;
+pub use services::Services;

@@ -4,21 +4,23 @@
 
 use domain::profile::SharedProfile;
 use domain::{
-    Actor, AppId, Authorization, Claim, OpenId, SealedPersonalData, UnionId, User, UserError,
-    UserEvent, UserId, WeChatCode,
+    AppId, Authorization, Claim, OpenId, RevocationReason, SealedPersonalData, UnionId, User,
+    UserError, UserEvent, UserId, WeChatCode,
 };
 use infra::personal_data::UserKey;
-use infra::store::{AppendBatch, AppendError, ExpectedVersion};
 use infra::wechat::user_data::EncryptedData;
-use infra::wechat::{SessionKey, WeChatError};
+use infra::wechat::SessionKey;
 use serde_json::{json, Map, Value};
 
+use super::command::Command;
+use super::context::Context;
 use super::encrypted_data::DecryptAttempt;
+use super::error::{UseCaseError, WeChatCall};
 use super::login::session_key_context;
-use super::streams::{load_user, to_new_events, LoadedUser};
-use crate::http::extract::RequestContext;
-use crate::http::ApiError;
-use crate::state::AppState;
+use super::revocation::{revoke_open_sessions, Revocation};
+use super::services::Services;
+use super::streams::{load_user, LoadedUser};
+use super::user_writes::{record_on_user, UserWrite};
 
 /// The legacy `getUserProfile` / `getUserInfo` answer, as the mini-program forwards it.
 pub struct EncryptedProfile {
@@ -41,39 +43,42 @@ const PROFILE_FIELDS: [(&str, &str); 7] = [
 
 /// The user's current `session_key` for this app, as WeChat gave it at the last login.
 async fn current_session_key(
-    state: &AppState,
+    state: &Services,
     appid: &AppId,
     openid: &OpenId,
-) -> Result<SessionKey, ApiError> {
+) -> Result<SessionKey, UseCaseError> {
     let account = state.lookup_index.account(appid, openid);
     let sealed = state
         .store
         .session_key(appid.as_str(), &account)
         .await?
         .ok_or_else(|| {
-            ApiError::InvalidRequest("no WeChat session for this user: log in again".into())
+            UseCaseError::InvalidInput("no WeChat session for this user: log in again".into())
         })?;
     let plain = state
         .session_key_sealer
         .open(&sealed, session_key_context(appid, &account).as_bytes())
-        .map_err(ApiError::internal)?;
-    let text = String::from_utf8(plain).map_err(ApiError::internal)?;
-    SessionKey::parse(&text).map_err(ApiError::internal)
+        .map_err(UseCaseError::internal)?;
+    let text = String::from_utf8(plain).map_err(UseCaseError::internal)?;
+    SessionKey::parse(&text).map_err(UseCaseError::internal)
 }
 
 /// Verifies, decrypts and records a legacy encrypted profile. Everything after the signature
 /// check, the content checks included, fails with one answer (see `encrypted_data`).
 pub async fn authorize_profile(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     appid: &AppId,
     payload: &EncryptedProfile,
-    ctx: &RequestContext,
-) -> Result<(), ApiError> {
+    ctx: &Context,
+) -> Result<(), UseCaseError> {
     let LoadedUser { user, key, .. } = load_user(state, user_id).await?;
-    let openid = user.openid_for(appid).cloned().ok_or(ApiError::NotFound)?;
-    let encrypted =
-        EncryptedData::parse(&payload.encrypted_data, &payload.iv).map_err(ApiError::UserData)?;
+    let openid = user
+        .openid_for(appid)
+        .cloned()
+        .ok_or(UseCaseError::NotFound)?;
+    let encrypted = EncryptedData::parse(&payload.encrypted_data, &payload.iv)
+        .map_err(UseCaseError::UserData)?;
     // No key (never logged in, or retired after too many failures): nothing to attempt, so
     // nothing is counted; the answer asks for a new login.
     let session_key = current_session_key(state, appid, &openid).await?;
@@ -95,14 +100,9 @@ pub async fn authorize_profile(
         fields,
         unionid,
     };
-    record(
-        state,
-        user_id,
-        Some(appid),
-        ctx,
-        Actor::User(user_id),
-        |user| user.decide_authorize_profile(shared.clone()),
-    )
+    record(state, "authorize_profile", user_id, appid, ctx, |user| {
+        user.decide_authorize_profile(shared.clone())
+    })
     .await
 }
 
@@ -112,12 +112,12 @@ pub async fn authorize_profile(
 /// well-formed, not another user's and not different from one this user already holds (so a forged `unionId` can never move a
 /// person's accounts, even if forging were possible).
 async fn acceptable(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     user: &User,
     openid: &OpenId,
     data: Value,
-) -> Result<Option<(Value, Option<UnionId>)>, ApiError> {
+) -> Result<Option<(Value, Option<UnionId>)>, UseCaseError> {
     if data
         .get("openId")
         .is_some_and(|named| named.as_str() != Some(openid.as_str()))
@@ -179,9 +179,12 @@ pub const MAX_NICKNAME_CHARS: usize = 64;
 pub const MAX_AVATAR_URL_CHARS: usize = 1024;
 
 impl ProfileUpdate {
-    pub fn parse(nickname: Option<String>, avatar_url: Option<String>) -> Result<Self, ApiError> {
+    pub fn parse(
+        nickname: Option<String>,
+        avatar_url: Option<String>,
+    ) -> Result<Self, UseCaseError> {
         if nickname.is_none() && avatar_url.is_none() {
-            return Err(ApiError::InvalidRequest(
+            return Err(UseCaseError::InvalidInput(
                 "give nickname, avatar_url or both".into(),
             ));
         }
@@ -190,7 +193,7 @@ impl ProfileUpdate {
                 let n = n.trim().to_owned();
                 let chars = n.chars().count();
                 if chars == 0 || chars > MAX_NICKNAME_CHARS || n.chars().any(char::is_control) {
-                    Err(ApiError::InvalidRequest(format!(
+                    Err(UseCaseError::InvalidInput(format!(
                         "nickname must be 1 to {MAX_NICKNAME_CHARS} characters without control characters"
                     )))
                 } else {
@@ -208,7 +211,7 @@ impl ProfileUpdate {
                 if ok {
                     Ok(u)
                 } else {
-                    Err(ApiError::InvalidRequest(format!(
+                    Err(UseCaseError::InvalidInput(format!(
                         "avatar_url must be an http(s) URL of at most {MAX_AVATAR_URL_CHARS} characters"
                     )))
                 }
@@ -223,12 +226,12 @@ impl ProfileUpdate {
 
 /// The fill-in: merges the given fields into the current profile.
 pub async fn update_profile(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     appid: &AppId,
     update: ProfileUpdate,
-    ctx: &RequestContext,
-) -> Result<(), ApiError> {
+    ctx: &Context,
+) -> Result<(), UseCaseError> {
     let LoadedUser { user, key, .. } = load_user(state, user_id).await?;
     let mut profile = match &user.profile {
         Some(sealed) => open_with(key.as_ref(), sealed)?.unwrap_or_else(|| json!({})),
@@ -247,43 +250,35 @@ pub async fn update_profile(
         .map(|o| o.keys().cloned().collect())
         .unwrap_or_default();
     let sealed = seal(key.as_ref(), &profile)?;
-    record(
-        state,
-        user_id,
-        Some(appid),
-        ctx,
-        Actor::User(user_id),
-        |user| user.decide_update_profile(sealed.clone(), fields.clone()),
-    )
+    record(state, "update_profile", user_id, appid, ctx, |user| {
+        user.decide_update_profile(sealed.clone(), fields.clone())
+    })
     .await
 }
 
 /// Exchanges a phone-number button code with WeChat and records the number, sealed, with its
 /// blind index (of the E.164 form, `+8613800138000`).
 pub async fn bind_phone(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     appid: &AppId,
     code: &WeChatCode,
-    ctx: &RequestContext,
-) -> Result<(), ApiError> {
-    let app = state.apps.get(appid).ok_or(ApiError::UnknownApp)?;
+    ctx: &Context,
+) -> Result<(), UseCaseError> {
+    let app = state.apps.get(appid).ok_or(UseCaseError::UnknownApp)?;
     let LoadedUser { user, key, .. } = load_user(state, user_id).await?;
-    let openid = user.openid_for(appid).cloned().ok_or(ApiError::NotFound)?;
+    let openid = user
+        .openid_for(appid)
+        .cloned()
+        .ok_or(UseCaseError::NotFound)?;
     let info = state
         .wechat
         .get_user_phone_number(app, code, Some(&openid))
         .await
-        .map_err(|err| match err {
-            WeChatError::InvalidCode { .. } => ApiError::InvalidPhoneCode,
-            WeChatError::RateLimited => ApiError::RateLimited {
-                retry_after_secs: 60,
-            },
-            WeChatError::Unavailable(why) => {
-                tracing::warn!(%appid, reason = %why, "WeChat unavailable");
-                ApiError::WeChatUnavailable
-            }
-            other => ApiError::internal(other),
+        .map_err(|error| UseCaseError::WeChat {
+            appid: appid.clone(),
+            call: WeChatCall::PhoneNumber,
+            error,
         })?;
     let e164 = format!("+{}{}", info.country_code, info.pure_phone_number);
     let phone = json!({
@@ -294,31 +289,31 @@ pub async fn bind_phone(
     let sealed = seal(key.as_ref(), &phone)?;
     // The look-up hash goes to the phone look-up table in the same append, never the log.
     let index = state.phone_index.of(&e164);
-    record_with(
-        state,
-        user_id,
-        Some(appid),
-        ctx,
-        Actor::User(user_id),
-        Some(index),
-        |user| user.decide_bind_phone(sealed.clone()),
-    )
-    .await
+    let write = UserWrite {
+        appid: Some(appid),
+        phone_index: Some(index),
+    };
+    let command = Command::new("bind_phone");
+    record_on_user(state, command, user_id, write, ctx, |user| {
+        user.decide_bind_phone(sealed.clone())
+    })
+    .await?;
+    Ok(())
 }
 
 pub async fn withdraw(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     appid: &AppId,
     authorization: Authorization,
-    ctx: &RequestContext,
-) -> Result<(), ApiError> {
+    ctx: &Context,
+) -> Result<(), UseCaseError> {
     record(
         state,
+        "withdraw_authorization",
         user_id,
-        Some(appid),
+        appid,
         ctx,
-        Actor::User(user_id),
         |user| user.decide_withdraw(authorization),
     )
     .await
@@ -333,12 +328,7 @@ pub async fn withdraw(
 /// (`user_erased`; none of them works after the append anyway), and last, the database's files
 /// are purged of the deleted rows' old copies (SQLite's WAL); the next start does it again,
 /// should this step not run. Safe to repeat.
-pub async fn erase(
-    state: &AppState,
-    user_id: UserId,
-    actor: Actor,
-    ctx: &RequestContext,
-) -> Result<(), ApiError> {
+pub async fn erase(state: &Services, user_id: UserId, ctx: &Context) -> Result<(), UseCaseError> {
     let before = load_user(state, user_id).await?.user;
     let session_keys: Vec<_> = if before.is_registered() && !before.erased {
         before
@@ -355,7 +345,8 @@ pub async fn erase(
             .delete_session_key(appid.as_str(), account)
             .await?;
     }
-    record(state, user_id, None, ctx, actor.clone(), |user| {
+    let command = Command::new("erase_user");
+    record_on_user(state, command, user_id, UserWrite::default(), ctx, |user| {
         user.decide_erase()
     })
     .await?;
@@ -367,7 +358,13 @@ pub async fn erase(
     }
     // A refused login recorded after the append's trigger ran.
     state.store.forget_rejections_of(user_id).await?;
-    super::revocation::revoke_after_erasure(state, user_id, actor, ctx).await?;
+    // Every open session, reason `user_erased` (none of them works since the append anyway:
+    // the record says why they ended).
+    let revocation = Revocation {
+        reason: RevocationReason::UserErased,
+        note: None,
+    };
+    revoke_open_sessions(state, user_id, None, &revocation, ctx).await?;
     if let Err(err) = state.store.purge_deleted().await {
         tracing::warn!(error = %err, "purging the database files after an erasure failed");
     }
@@ -376,8 +373,8 @@ pub async fn erase(
 
 /// Seals personal data under the user's data key. Every user gets one at registration (or
 /// from the migration), so a missing key means an erased user: nothing is sealed for them.
-fn seal(key: Option<&UserKey>, data: &Value) -> Result<SealedPersonalData, ApiError> {
-    let key = key.ok_or(ApiError::Missing("this user's data was erased"))?;
+fn seal(key: Option<&UserKey>, data: &Value) -> Result<SealedPersonalData, UseCaseError> {
+    let key = key.ok_or(UseCaseError::Erased)?;
     Ok(key.seal(data))
 }
 
@@ -386,81 +383,25 @@ fn seal(key: Option<&UserKey>, data: &Value) -> Result<SealedPersonalData, ApiEr
 pub fn open_with(
     key: Option<&UserKey>,
     sealed: &SealedPersonalData,
-) -> Result<Option<Value>, ApiError> {
+) -> Result<Option<Value>, UseCaseError> {
     key.map(|key| key.open(&sealed.0))
         .transpose()
-        .map_err(ApiError::internal)
+        .map_err(UseCaseError::internal)
 }
 
-/// Loads the user, decides, appends (with the claims the events make, and releasing them on
-/// erasure); decides again if another writer got there first.
+/// A command on the user's stream from `appid`'s app.
 async fn record(
-    state: &AppState,
+    state: &Services,
+    name: &'static str,
     user_id: UserId,
-    appid: Option<&AppId>,
-    ctx: &RequestContext,
-    actor: Actor,
+    appid: &AppId,
+    ctx: &Context,
     decide: impl Fn(&User) -> Result<Vec<UserEvent>, UserError>,
-) -> Result<(), ApiError> {
-    record_with(state, user_id, appid, ctx, actor, None, decide).await
-}
-
-/// [`record`], also writing a bound phone's keyed hash to the phone look-up table.
-async fn record_with(
-    state: &AppState,
-    user_id: UserId,
-    appid: Option<&AppId>,
-    ctx: &RequestContext,
-    actor: Actor,
-    phone_index: Option<String>,
-    decide: impl Fn(&User) -> Result<Vec<UserEvent>, UserError>,
-) -> Result<(), ApiError> {
-    for _ in 0..3 {
-        let LoadedUser { user, version, key } = load_user(state, user_id).await?;
-        let events = decide(&user).map_err(user_error)?;
-        if events.is_empty() {
-            return Ok(());
-        }
-        let metadata = ctx.metadata(actor.clone(), appid);
-        let mut batch = AppendBatch::default().stream(
-            user_id.stream(),
-            ExpectedVersion::after(version),
-            to_new_events(&events, &metadata, state.clock.now(), key.as_ref())?,
-        );
-        for claim in events.iter().filter_map(Claim::made_by) {
-            batch = batch.claim(state.lookup_index.claim(&claim), user_id);
-        }
-        if events.iter().any(|e| matches!(e, UserEvent::UserErased {})) {
-            batch = batch.release_claims_of(user_id);
-        }
-        if let Some(hash) = &phone_index {
-            batch = batch.phone_index(user_id, hash.clone());
-        }
-        match state.store.append(batch).await {
-            Ok(_) => return Ok(()),
-            Err(AppendError::VersionConflict(_)) => continue,
-            Err(AppendError::ClaimTaken { .. }) => {
-                return Err(ApiError::Conflict(
-                    "this unionid already belongs to another user".into(),
-                ))
-            }
-            Err(AppendError::Store(err)) => return Err(err.into()),
-        }
-    }
-    Err(ApiError::Conflict(
-        "the user changed concurrently; retry".into(),
-    ))
-}
-
-fn user_error(err: UserError) -> ApiError {
-    match err {
-        UserError::NotRegistered => ApiError::NotFound,
-        UserError::NotAuthorized => ApiError::Missing("nothing to withdraw: not authorized"),
-        UserError::Erased => ApiError::Missing("this user's data was erased"),
-        UserError::Blocked => ApiError::UserBlocked,
-        UserError::UnionIdMismatch => ApiError::Conflict(
-            "the data names a unionid different from the one this user holds".into(),
-        ),
-        UserError::InvalidReason => ApiError::InvalidRequest(err.to_string()),
-    }
+) -> Result<(), UseCaseError> {
+    let write = UserWrite {
+        appid: Some(appid),
+        phone_index: None,
+    };
+    record_on_user(state, Command::new(name), user_id, write, ctx, decide).await?;
+    Ok(())
 }

@@ -14,9 +14,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 
-use crate::http::extract::RequestContext;
-use crate::http::ApiError;
-use crate::state::AppState;
+use super::context::Context;
+use super::error::UseCaseError;
+use super::services::Services;
 
 /// Tally rows one app may add per day before addresses are folded: a flood from many
 /// addresses grows counters, not the table.
@@ -68,12 +68,12 @@ pub fn reason_name(reason: RejectionReason) -> &'static str {
 
 /// Counts and tallies one refused login. `user_id` only when WeChat named a known user.
 pub async fn record(
-    state: &AppState,
+    state: &Services,
     appid: &AppId,
     reason: RejectionReason,
     user_id: Option<UserId>,
-    ctx: &RequestContext,
-) -> Result<(), ApiError> {
+    ctx: &Context,
+) -> Result<(), UseCaseError> {
     let reason = reason_name(reason);
     state
         .rejections
@@ -98,12 +98,14 @@ pub async fn record(
 }
 
 /// Deletes the tallies of days past the retention, now and every hour.
-pub fn spawn_retention(state: AppState) -> tokio::task::JoinHandle<()> {
+pub fn spawn_retention(
+    state: impl AsRef<Services> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(RETENTION_SWEEP);
         loop {
             tick.tick().await;
-            if let Err(err) = forget_expired(&state).await {
+            if let Err(err) = forget_expired(state.as_ref()).await {
                 tracing::warn!(error = %err, "could not delete expired login rejections");
             }
         }
@@ -111,7 +113,7 @@ pub fn spawn_retention(state: AppState) -> tokio::task::JoinHandle<()> {
 }
 
 /// Deletes the days older than the retention.
-pub async fn forget_expired(state: &AppState) -> Result<u64, ApiError> {
+pub async fn forget_expired(state: &Services) -> Result<u64, UseCaseError> {
     let today = state.clock.now().date_naive();
     let oldest = oldest_kept(today, state.rejections.retention_days);
     let forgotten = state.store.forget_rejections_before(oldest).await?;

@@ -9,28 +9,36 @@ use projections::{AuditRecord, LoginRecord, UserRecord};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::http::ApiError;
-use crate::state::AppState;
+use super::error::UseCaseError;
+use super::services::Services;
 
 pub struct Reveal<'a> {
     keys: PersonalKeys<'a>,
 }
 
 impl<'a> Reveal<'a> {
-    pub fn new(state: &'a AppState) -> Self {
+    pub fn new(state: &'a Services) -> Self {
         Self {
             keys: PersonalKeys::new(&state.personal_data, state.store.as_ref()),
         }
     }
 
-    async fn open(&mut self, user: Uuid, text: Option<&str>) -> Result<Option<Value>, ApiError> {
+    async fn open(
+        &mut self,
+        user: Uuid,
+        text: Option<&str>,
+    ) -> Result<Option<Value>, UseCaseError> {
         self.keys
             .open_text(UserId::from_uuid(user), text)
             .await
-            .map_err(ApiError::internal)
+            .map_err(UseCaseError::internal)
     }
 
-    async fn text(&mut self, user: Uuid, text: Option<String>) -> Result<Option<String>, ApiError> {
+    async fn text(
+        &mut self,
+        user: Uuid,
+        text: Option<String>,
+    ) -> Result<Option<String>, UseCaseError> {
         Ok(match self.open(user, text.as_deref()).await? {
             Some(Value::String(s)) => Some(s),
             Some(Value::Null) | None => None,
@@ -38,7 +46,7 @@ impl<'a> Reveal<'a> {
         })
     }
 
-    pub async fn user(&mut self, mut record: UserRecord) -> Result<UserRecord, ApiError> {
+    pub async fn user(&mut self, mut record: UserRecord) -> Result<UserRecord, UseCaseError> {
         let id = record.user_id;
         record.unionid = self.text(id, record.unionid.take()).await?;
         for account in &mut record.accounts {
@@ -49,7 +57,10 @@ impl<'a> Reveal<'a> {
 
     /// The detail view: the sealed profile too. The read model keeps it as `{sealed, fields}`;
     /// this opens it (lists show only which fields were shared).
-    pub async fn user_in_detail(&mut self, mut record: UserRecord) -> Result<UserRecord, ApiError> {
+    pub async fn user_in_detail(
+        &mut self,
+        mut record: UserRecord,
+    ) -> Result<UserRecord, UseCaseError> {
         let sealed = record
             .profile
             .take()
@@ -61,7 +72,7 @@ impl<'a> Reveal<'a> {
         self.user(record).await
     }
 
-    pub async fn login(&mut self, mut record: LoginRecord) -> Result<LoginRecord, ApiError> {
+    pub async fn login(&mut self, mut record: LoginRecord) -> Result<LoginRecord, UseCaseError> {
         let id = record.user_id;
         record.openid = self.text(id, record.openid.take()).await?;
         record.client_ip = self.text(id, record.client_ip.take()).await?;
@@ -79,7 +90,7 @@ impl<'a> Reveal<'a> {
 
     /// The entry's sealed client IP and the sealed values among its kept details (a block
     /// reason), opened with the key of the user it is about.
-    pub async fn audit(&mut self, mut record: AuditRecord) -> Result<AuditRecord, ApiError> {
+    pub async fn audit(&mut self, mut record: AuditRecord) -> Result<AuditRecord, UseCaseError> {
         let Ok(user) = Uuid::try_parse(&record.target) else {
             // Not about a user: nothing of it was sealed.
             return Ok(record);
@@ -103,11 +114,11 @@ impl<'a> Reveal<'a> {
 /// (live, as logins see them; an erased user's claims are gone). `None`: no such criterion.
 /// An openid without an appid is looked up in every configured app.
 pub async fn users_named(
-    state: &AppState,
+    state: &Services,
     appid: Option<&str>,
     openid: Option<&str>,
     unionid: Option<&str>,
-) -> Result<Option<Vec<Uuid>>, ApiError> {
+) -> Result<Option<Vec<Uuid>>, UseCaseError> {
     let mut found: Option<Vec<Uuid>> = None;
     if let Some(openid) = openid {
         let mut owners = Vec::new();
@@ -141,7 +152,7 @@ pub async fn users_named(
     Ok(found)
 }
 
-async fn claimant(state: &AppState, claim: &Claim) -> Result<Option<Uuid>, ApiError> {
+async fn claimant(state: &Services, claim: &Claim) -> Result<Option<Uuid>, UseCaseError> {
     Ok(state
         .store
         .find_claim(&state.lookup_index.claim(claim))

@@ -9,44 +9,42 @@
 
 use std::time::Duration;
 
-use domain::{Actor, RevocationReason, Session, SessionError, SessionId, UserId};
-use infra::store::{AppendBatch, AppendError, ExpectedVersion};
-
+use domain::{RevocationReason, SessionId, UserId};
 use infra::personal_data::UserKey;
 
-use super::streams::{load_session, to_new_events, user_key};
-use crate::http::extract::RequestContext;
-use crate::http::ApiError;
-use crate::state::AppState;
+use super::command::{Command, Decision};
+use super::context::Context;
+use super::error::UseCaseError;
+use super::services::Services;
+use super::sessions::session_batch;
+use super::streams::{load_session, user_key};
 
 /// How long a revocation waits for the `sessions` read model to reach the log's head.
 const CATCH_UP: Duration = Duration::from_secs(5);
 
-/// Why and by whom sessions are being revoked.
+/// Why sessions are being revoked (by the context's actor).
 #[derive(Debug, Clone)]
 pub struct Revocation {
     pub reason: RevocationReason,
     /// An administrator's free-text reason (personal data: it goes into the event only).
     pub note: Option<String>,
-    pub actor: Actor,
 }
 
 /// Revokes the session `session_id` of `user_id` (reason `user_action`). Another user's
 /// session, or one that never was, is `NotFound` alike; an ended one is left as it is.
 pub async fn revoke_own_session(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     session_id: SessionId,
-    ctx: &RequestContext,
-) -> Result<(), ApiError> {
+    ctx: &Context,
+) -> Result<(), UseCaseError> {
     let (session, _) = load_session(state.store.as_ref(), session_id).await?;
     if session.user_id() != Some(user_id) {
-        return Err(ApiError::NotFound);
+        return Err(UseCaseError::NotFound);
     }
     let revocation = Revocation {
         reason: RevocationReason::UserAction,
         note: None,
-        actor: Actor::User(user_id),
     };
     let key = user_key(state, user_id).await?;
     revoke(state, session_id, &revocation, key.as_ref(), ctx).await?;
@@ -57,12 +55,12 @@ pub async fn revoke_own_session(
 /// log up to `through` (a position; the log's head when `None`). Returns the sessions that
 /// were ended by this call.
 pub async fn revoke_open_sessions(
-    state: &AppState,
+    state: &Services,
     user_id: UserId,
     through: Option<i64>,
     revocation: &Revocation,
-    ctx: &RequestContext,
-) -> Result<Vec<SessionId>, ApiError> {
+    ctx: &Context,
+) -> Result<Vec<SessionId>, UseCaseError> {
     let through = match through {
         Some(position) => position,
         None => state.read_models.head().await?,
@@ -88,56 +86,24 @@ pub async fn revoke_open_sessions(
     Ok(revoked)
 }
 
-/// After `UserErased`: every open session, reason `user_erased` (none of them worked since the
-/// erasure anyway: the record says why they ended).
-pub async fn revoke_after_erasure(
-    state: &AppState,
-    user_id: UserId,
-    actor: Actor,
-    ctx: &RequestContext,
-) -> Result<(), ApiError> {
-    let revocation = Revocation {
-        reason: RevocationReason::UserErased,
-        note: None,
-        actor,
-    };
-    revoke_open_sessions(state, user_id, None, &revocation, ctx).await?;
-    Ok(())
-}
-
 /// Appends `SessionRevoked` unless the session has ended already; true if it did.
 async fn revoke(
-    state: &AppState,
+    state: &Services,
     session_id: SessionId,
     revocation: &Revocation,
     key: Option<&UserKey>,
-    ctx: &RequestContext,
-) -> Result<bool, ApiError> {
-    // A concurrent refresh may append first: decide again on the new state.
-    for _ in 0..3 {
-        let (session, version) = load_session(state.store.as_ref(), session_id).await?;
-        let events = session
-            .decide_revoke(revocation.reason, revocation.note.clone())
-            .map_err(|err| match err {
-                SessionError::NotFound => ApiError::NotFound,
-                other => ApiError::internal(other),
-            })?;
-        let Session::Active { appid, .. } = &session else {
-            return Ok(false);
-        };
-        let metadata = ctx.metadata(revocation.actor.clone(), Some(appid));
-        let batch = AppendBatch::default().stream(
-            session_id.stream(),
-            ExpectedVersion::after(version),
-            to_new_events(&events, &metadata, state.clock.now(), key)?,
-        );
-        match state.store.append(batch).await {
-            Ok(_) => return Ok(true),
-            Err(AppendError::VersionConflict(_)) => continue,
-            Err(err) => return Err(err.into()),
-        }
-    }
-    Err(ApiError::Conflict(
-        "the session changed concurrently; retry".into(),
-    ))
+    ctx: &Context,
+) -> Result<bool, UseCaseError> {
+    // A concurrent refresh may append first: the executor decides again on the new state.
+    Command::new("revoke_session")
+        .execute(state, move |_| async move {
+            let (session, version) = load_session(state.store.as_ref(), session_id).await?;
+            let events = session.decide_revoke(revocation.reason, revocation.note.clone())?;
+            if events.is_empty() {
+                return Ok(Decision::Unchanged(false));
+            }
+            let batch = session_batch(state, &session, version, &events, key, ctx)?;
+            Ok(Decision::Append(batch, true))
+        })
+        .await
 }

@@ -3,16 +3,18 @@
 //! or unblock), with the login's client IP and device opened.
 
 use chrono::{DateTime, Utc};
-use domain::{SessionId, UserId};
+use std::time::Duration;
+
+use domain::{Session, SessionId, UserId};
 use infra::personal_data::{is_sealed, UserKey};
 use projections::{Page, PageRequest, SessionFilter, SessionRecord};
 use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use super::streams::LoadedUser;
-use crate::http::ApiError;
-use crate::state::AppState;
+use super::error::UseCaseError;
+use super::services::Services;
+use super::streams::{load_user, LoadedUser};
 
 /// One open session.
 #[derive(Debug, Serialize, ToSchema)]
@@ -36,16 +38,58 @@ pub struct SessionView {
     pub current: Option<bool>,
 }
 
+/// How long `my_sessions` waits for the read model to hold the caller's own login.
+const OWN_LOGIN_WAIT: Duration = Duration::from_secs(1);
+
+/// The caller's sessions (`session` is theirs, checked in force), marking it `current`.
+pub async fn my_sessions(
+    state: &Services,
+    session_id: SessionId,
+    session: &Session,
+    user: &LoadedUser,
+    page: &PageRequest,
+) -> Result<Page<SessionView>, UseCaseError> {
+    let Session::Active {
+        user_id, started, ..
+    } = session
+    else {
+        return Err(UseCaseError::SessionEnded);
+    };
+    // Read your own login: the list comes from a read model a few milliseconds behind the log,
+    // and a client that asks right after logging in expects its own session in it.
+    let caught_up = state
+        .read_models
+        .wait_for_sessions(started.position, OWN_LOGIN_WAIT)
+        .await?;
+    if !caught_up {
+        tracing::warn!("sessions read model behind: listing without the caller's login");
+    }
+    open_sessions(state, *user_id, user, Some(session_id), page).await
+}
+
+/// A user's sessions, as an administrator sees them; `NotFound` for a user that never was.
+pub async fn user_sessions(
+    state: &Services,
+    user_id: UserId,
+    page: &PageRequest,
+) -> Result<Page<SessionView>, UseCaseError> {
+    let user = load_user(state, user_id).await?;
+    if !user.user.is_registered() {
+        return Err(UseCaseError::NotFound);
+    }
+    open_sessions(state, user_id, &user, None, page).await
+}
+
 /// The user's sessions still in force at the service's now, newest first. `current`: the
 /// caller's own session, when a user asks. The login fields open with the user's key as it was
 /// loaded with them.
-pub async fn open_sessions(
-    state: &AppState,
+async fn open_sessions(
+    state: &Services,
     user_id: UserId,
     loaded: &LoadedUser,
     current: Option<SessionId>,
     page: &PageRequest,
-) -> Result<Page<SessionView>, ApiError> {
+) -> Result<Page<SessionView>, UseCaseError> {
     let LoadedUser { user, key, .. } = loaded;
     if user.blocked || user.erased {
         // None works (see `Session::in_force`); the read model may not know yet.

@@ -13,23 +13,25 @@ use infra::store::{EventStore, NewEvent, RecordedEvent};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use crate::http::ApiError;
-use crate::state::AppState;
+use super::error::UseCaseError;
+use super::services::Services;
 
 /// Decodes a stream's events, opening their personal fields with `key` (without it they read
 /// as placeholders: enough for state that holds no personal data, like a session's).
 fn decode<E: DomainEvent + DeserializeOwned>(
     stored: &[RecordedEvent],
     key: Option<&UserKey>,
-) -> Result<Vec<(Recorded, E)>, ApiError> {
+) -> Result<Vec<(Recorded, E)>, UseCaseError> {
     stored
         .iter()
         .map(|e| {
             let mut e = e.clone();
             open_event(&mut e, key);
-            let event = from_stored::<E>(&e.event_type, &e.payload).map_err(|err| {
-                ApiError::internal(anyhow::anyhow!("event {} undecodable: {err}", e.event_id))
-            })?;
+            let event = from_stored::<E>(&e.event_type, &e.payload)
+                .map_err(|err| {
+                    anyhow::Error::new(err).context(format!("event {} undecodable", e.event_id))
+                })
+                .map_err(UseCaseError::Internal)?;
             let at = Recorded {
                 position: e.position,
                 occurred_at: e.occurred_at,
@@ -50,32 +52,32 @@ pub struct LoadedUser {
 }
 
 /// A user's state, personal data opened. The stream and the key are read side by side.
-pub async fn load_user(state: &AppState, id: UserId) -> Result<LoadedUser, ApiError> {
+pub async fn load_user(state: &Services, id: UserId) -> Result<LoadedUser, UseCaseError> {
     let store = state.store.as_ref();
     let stream = id.stream();
     let (stored, key) = tokio::join!(
         store.load_stream(&stream),
         state.personal_data.key(store, id)
     );
-    let key = key.map_err(ApiError::internal)?;
+    let key = key.map_err(UseCaseError::internal)?;
     let (user, version) = user_from_stored(&stored?, key.as_ref())?;
     Ok(LoadedUser { user, version, key })
 }
 
 /// The user's data key, to seal what is appended about them (`None` once erased).
-pub async fn user_key(state: &AppState, id: UserId) -> Result<Option<UserKey>, ApiError> {
+pub async fn user_key(state: &Services, id: UserId) -> Result<Option<UserKey>, UseCaseError> {
     state
         .personal_data
         .key(state.store.as_ref(), id)
         .await
-        .map_err(ApiError::internal)
+        .map_err(UseCaseError::internal)
 }
 
 /// A user's state from their stream's events, and how many there were.
 pub fn user_from_stored(
     stored: &[RecordedEvent],
     key: Option<&UserKey>,
-) -> Result<(User, usize), ApiError> {
+) -> Result<(User, usize), UseCaseError> {
     let events: Vec<(Recorded, UserEvent)> = decode(stored, key)?;
     let user = User::replay_recorded(events.iter().map(|(at, e)| (*at, e)));
     Ok((user, events.len()))
@@ -86,12 +88,12 @@ pub fn user_from_stored(
 /// began), with the user: both streams in one read (an access token names both), the user's
 /// data key read beside it and returned with them (the request opens what it shows with it).
 pub async fn load_session_of_user_in_force(
-    state: &AppState,
+    state: &Services,
     id: SessionId,
     user_id: UserId,
     now: DateTime<Utc>,
     lifetime: &SessionLifetime,
-) -> Result<Option<(Session, usize, LoadedUser)>, ApiError> {
+) -> Result<Option<(Session, usize, LoadedUser)>, UseCaseError> {
     let store = state.store.as_ref();
     let (session_stream, user_stream) = (id.stream(), user_id.stream());
     let streams = [session_stream.clone(), user_stream];
@@ -99,7 +101,7 @@ pub async fn load_session_of_user_in_force(
         store.load_streams(&streams),
         state.personal_data.key(store, user_id)
     );
-    let (stored, key) = (stored?, key.map_err(ApiError::internal)?);
+    let (stored, key) = (stored?, key.map_err(UseCaseError::internal)?);
     let (session_events, user_events): (Vec<RecordedEvent>, Vec<RecordedEvent>) = stored
         .into_iter()
         .partition(|e| e.stream_id == session_stream);
@@ -122,13 +124,13 @@ pub async fn load_session_of_user_in_force(
 pub async fn load_session(
     store: &dyn EventStore,
     id: SessionId,
-) -> Result<(Session, usize), ApiError> {
+) -> Result<(Session, usize), UseCaseError> {
     session_from_stored(&store.load_stream(&id.stream()).await?)
 }
 
 /// A session's state from its stream's events, and how many there were. The state holds no
 /// personal data, so nothing is opened.
-fn session_from_stored(stored: &[RecordedEvent]) -> Result<(Session, usize), ApiError> {
+fn session_from_stored(stored: &[RecordedEvent]) -> Result<(Session, usize), UseCaseError> {
     let events: Vec<(Recorded, SessionEvent)> = decode(stored, None)?;
     let session = Session::replay(events.iter().map(|(at, e)| (*at, e)));
     Ok((session, events.len()))
@@ -141,12 +143,12 @@ pub fn to_new_events<E: DomainEvent>(
     metadata: &Metadata,
     now: DateTime<Utc>,
     key: Option<&UserKey>,
-) -> Result<Vec<NewEvent>, ApiError> {
+) -> Result<Vec<NewEvent>, UseCaseError> {
     events
         .iter()
         .map(|event| {
             let (event_type, payload) =
-                domain::events::to_stored(event).map_err(ApiError::internal)?;
+                domain::events::to_stored(event).map_err(UseCaseError::internal)?;
             let mut wrapped = NewEvent {
                 event_id: EventId::from_uuid(Uuid::now_v7()),
                 event_type,

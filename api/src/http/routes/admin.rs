@@ -6,27 +6,22 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use chrono::Duration;
-use domain::{Actor, AppId, UserId};
+use domain::{AppId, UserId};
 use projections::{
-    AuditFilter, AuditRecord, DailyStatsRecord, LoginFilter, LoginRecord, Page, UserFilter,
-    UserRecord,
+    AuditFilter, AuditRecord, DailyStatsRecord, LoginFilter, LoginRecord, Page, UserRecord,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::http::api_key::{AdminRead, AdminWrite, Scoped};
-use crate::http::extract::{ApiJson, RequestContext};
+use crate::http::extract::{AdminAction, ApiJson};
 use crate::http::query::{self, ApiQuery};
 use crate::http::responses::{AdminActionErrors, ConflictError, KeyErrors, NoSuchUser};
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::admin::{self, StatusChange};
-use crate::usecases::profile;
-use crate::usecases::reveal::{self, Reveal};
-
-/// The widest daily-stats range one request may ask for.
-pub const MAX_STATS_DAYS: i64 = 366;
+use crate::usecases::lookup::{self, UserSearch};
+use crate::usecases::{profile, Context};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -109,44 +104,14 @@ async fn find_users(
             "status must be active, blocked or erased".into(),
         ));
     }
-    let appid = appid(q.appid)?;
-    let mut user_ids = reveal::users_named(
-        &state,
-        appid.as_deref(),
-        q.openid.as_deref(),
-        q.unionid.as_deref(),
-    )
-    .await?;
-    if let Some(phone) = &q.phone {
-        // Through the phone look-up table (emptied on erasure), not the log or a read model.
-        let owners: Vec<uuid::Uuid> = state
-            .store
-            .users_by_phone(&state.phone_index.of(phone))
-            .await?
-            .into_iter()
-            .map(|u| u.as_uuid())
-            .collect();
-        user_ids = Some(match user_ids {
-            Some(before) => before.into_iter().filter(|u| owners.contains(u)).collect(),
-            None => owners,
-        });
-    }
-    let filter = UserFilter {
-        appid,
-        user_ids,
-        phone_index: None,
+    let search = UserSearch {
+        appid: appid(q.appid)?,
+        openid: q.openid,
+        unionid: q.unionid,
+        phone: q.phone,
         status: q.status,
     };
-    let page = state.read_models.find_users(&filter, &page).await?;
-    let mut reveal = Reveal::new(&state);
-    let mut items = Vec::with_capacity(page.items.len());
-    for record in page.items {
-        items.push(without_sealed(reveal.user(record).await?));
-    }
-    Ok(Json(Page {
-        items,
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(lookup::find_users(&state, search, &page).await?))
 }
 
 /// One user
@@ -170,20 +135,7 @@ async fn user(
     _: Scoped<AdminRead>,
     Path(id): Path<String>,
 ) -> Result<Json<UserRecord>, ApiError> {
-    let id = user_id(&id)?;
-    let record = state
-        .read_models
-        .user(id.as_uuid())
-        .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok(Json(Reveal::new(&state).user_in_detail(record).await?))
-}
-
-fn without_sealed(mut record: UserRecord) -> UserRecord {
-    if let Some(serde_json::Value::Object(profile)) = &mut record.profile {
-        profile.remove("sealed");
-    }
-    record
+    Ok(Json(lookup::user(&state, user_id(&id)?).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -244,11 +196,9 @@ async fn user_logins(
 ) -> Result<Json<Page<LoginRecord>>, ApiError> {
     let id = user_id(&id)?;
     let (filter, page) = q.parse()?;
-    let page = state
-        .read_models
-        .user_logins(id.as_uuid(), &filter, &page)
-        .await?;
-    Ok(Json(reveal_logins(&state, page).await?))
+    Ok(Json(
+        lookup::logins(&state, Some(id), &filter, &page).await?,
+    ))
 }
 
 /// All logins
@@ -272,23 +222,7 @@ async fn logins(
     ApiQuery(q): ApiQuery<LoginsQuery>,
 ) -> Result<Json<Page<LoginRecord>>, ApiError> {
     let (filter, page) = q.parse()?;
-    let page = state.read_models.logins(&filter, &page).await?;
-    Ok(Json(reveal_logins(&state, page).await?))
-}
-
-async fn reveal_logins(
-    state: &AppState,
-    page: Page<LoginRecord>,
-) -> Result<Page<LoginRecord>, ApiError> {
-    let mut reveal = Reveal::new(state);
-    let mut items = Vec::with_capacity(page.items.len());
-    for record in page.items {
-        items.push(reveal.login(record).await?);
-    }
-    Ok(Page {
-        items,
-        next_cursor: page.next_cursor,
-    })
+    Ok(Json(lookup::logins(&state, None, &filter, &page).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -354,16 +288,7 @@ async fn audit(
         from,
         to,
     };
-    let page = state.read_models.audit(&filter, &page).await?;
-    let mut reveal = Reveal::new(&state);
-    let mut items = Vec::with_capacity(page.items.len());
-    for record in page.items {
-        items.push(reveal.audit(record).await?);
-    }
-    Ok(Json(Page {
-        items,
-        next_cursor: page.next_cursor,
-    }))
+    Ok(Json(lookup::audit(&state, &filter, &page).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -409,19 +334,10 @@ async fn daily_stats(
     _: Scoped<AdminRead>,
     ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> Result<Json<DailyStats>, ApiError> {
-    let to = query::day("to", q.to.as_deref())?.unwrap_or_else(|| state.clock.now().date_naive());
-    let from = query::day("from", q.from.as_deref())?.unwrap_or(to - Duration::days(29));
-    query::ordered(Some(from), Some(to))?;
-    if (to - from).num_days() >= MAX_STATS_DAYS {
-        return Err(ApiError::InvalidRequest(format!(
-            "ask for at most {MAX_STATS_DAYS} days at a time"
-        )));
-    }
+    let to = query::day("to", q.to.as_deref())?;
+    let from = query::day("from", q.from.as_deref())?;
     let appid = appid(q.appid)?;
-    let days = state
-        .read_models
-        .daily_stats(appid.as_deref(), from, to)
-        .await?;
+    let days = lookup::daily_stats(&state, appid.as_deref(), from, to).await?;
     Ok(Json(DailyStats { days }))
 }
 
@@ -481,20 +397,11 @@ pub struct StatusAnswer {
 )]
 async fn block(
     State(state): State<AppState>,
-    Scoped { caller, .. }: Scoped<AdminWrite>,
-    ctx: RequestContext,
+    AdminAction(ctx): AdminAction,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StatusRequest>,
 ) -> Result<Json<StatusAnswer>, ApiError> {
-    set_status(
-        &state,
-        &caller.key_id,
-        &ctx,
-        &id,
-        StatusChange::Block,
-        &body,
-    )
-    .await
+    set_status(&state, &ctx, &id, StatusChange::Block, &body).await
 }
 
 /// Unblock a user
@@ -515,32 +422,22 @@ async fn block(
 )]
 async fn unblock(
     State(state): State<AppState>,
-    Scoped { caller, .. }: Scoped<AdminWrite>,
-    ctx: RequestContext,
+    AdminAction(ctx): AdminAction,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<StatusRequest>,
 ) -> Result<Json<StatusAnswer>, ApiError> {
-    set_status(
-        &state,
-        &caller.key_id,
-        &ctx,
-        &id,
-        StatusChange::Unblock,
-        &body,
-    )
-    .await
+    set_status(&state, &ctx, &id, StatusChange::Unblock, &body).await
 }
 
 async fn set_status(
     state: &AppState,
-    key_id: &str,
-    ctx: &RequestContext,
+    ctx: &Context,
     id: &str,
     change: StatusChange,
     body: &StatusRequest,
 ) -> Result<Json<StatusAnswer>, ApiError> {
     let id = user_id(id)?;
-    let changed = admin::change_status(state, id, change, &body.reason, key_id, ctx).await?;
+    let changed = admin::change_status(state, id, change, &body.reason, ctx).await?;
     Ok(Json(StatusAnswer {
         user_id: id,
         status: match change {
@@ -572,11 +469,9 @@ async fn set_status(
 )]
 async fn erase(
     State(state): State<AppState>,
-    Scoped { caller, .. }: Scoped<AdminWrite>,
-    ctx: RequestContext,
+    AdminAction(ctx): AdminAction,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let id = user_id(&id)?;
-    profile::erase(&state, id, Actor::Admin(caller.key_id), &ctx).await?;
+    profile::erase(&state, user_id(&id)?, &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

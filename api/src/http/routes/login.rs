@@ -4,15 +4,15 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use domain::{AppId, WeChatCode};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use utoipa::ToSchema;
 
-use super::me::UserView;
 use crate::http::extract::{ApiJson, RequestContext};
 use crate::http::responses::{ConflictError, Internal, JsonBodyErrors};
 use crate::http::ApiError;
 use crate::state::AppState;
-use crate::usecases::{login, sessions, views};
+use crate::usecases::login;
+use crate::usecases::views::LoginResponse;
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/v1/wechat/login", post(wechat_login))
@@ -28,36 +28,6 @@ struct LoginRequest {
     /// The code from `wx.login()`: opaque, 1 to 256 printable ASCII characters.
     #[schema(min_length = 1, max_length = 256, pattern = "^[!-~]+$")]
     code: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct TokenResponse {
-    /// A JWT (EdDSA) with `sub` = user id, `sid` = session id, `appid`, `iss`, `iat`, `exp`.
-    pub access_token: String,
-    #[schema(example = "Bearer")]
-    pub token_type: &'static str,
-    /// Seconds until the access token expires.
-    pub expires_in: u64,
-    /// Opaque; rotates on every refresh. Presenting a used one revokes the session.
-    pub refresh_token: String,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct LoginResponse {
-    #[serde(flatten)]
-    pub tokens: TokenResponse,
-    pub user: UserView,
-}
-
-impl From<sessions::IssuedTokens> for TokenResponse {
-    fn from(t: sessions::IssuedTokens) -> Self {
-        Self {
-            access_token: t.access_token,
-            token_type: "Bearer",
-            expires_in: t.expires_in,
-            refresh_token: t.refresh_token,
-        }
-    }
 }
 
 /// Log in with a `wx.login()` code
@@ -97,33 +67,7 @@ async fn wechat_login(
             .check(ip)
             .map_err(ApiError::rate_limited)?;
     }
-    let appid = AppId::parse(&body.appid).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    let code =
-        WeChatCode::parse(&body.code).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-
-    let logged_in = login::login(&state, &appid, &code, &ctx).await?;
-    tracing::info!(%appid, user_id = %logged_in.user_id, new_user = logged_in.is_new_user, "login");
-    Ok(Json(LoginResponse::new(&state, &appid, logged_in).await?))
-}
-
-impl LoginResponse {
-    /// Tokens for the new session and the user as the mini-program sees them.
-    pub async fn new(
-        state: &AppState,
-        appid: &AppId,
-        logged_in: login::LoggedIn,
-    ) -> Result<Self, ApiError> {
-        let tokens =
-            sessions::issue_tokens(state, logged_in.user_id, logged_in.session_id, appid, 0)?;
-        let user = views::view_of(
-            logged_in.user_id,
-            &logged_in.user,
-            appid,
-            logged_in.is_new_user,
-        )?;
-        Ok(Self {
-            tokens: tokens.into(),
-            user,
-        })
-    }
+    let (appid, code) = (AppId::parse(&body.appid)?, WeChatCode::parse(&body.code)?);
+    let answer = login::login(&state, &appid, &code, &ctx.anonymous()).await?;
+    Ok(Json(answer))
 }

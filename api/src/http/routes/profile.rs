@@ -6,11 +6,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, post, put};
 use axum::Router;
-use domain::{Actor, Authorization, WeChatCode};
+use domain::{Authorization, WeChatCode};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
-use crate::http::extract::{ApiJson, Authenticated, RequestContext};
+use crate::http::extract::{ApiJson, Authenticated};
 use crate::http::responses::{ConflictError, JsonBodyErrors, UserErrors};
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -69,7 +69,6 @@ pub struct AuthorizeProfileRequest {
 )]
 async fn authorize_profile(
     State(state): State<AppState>,
-    ctx: RequestContext,
     auth: Authenticated,
     ApiJson(body): ApiJson<AuthorizeProfileRequest>,
 ) -> Result<StatusCode, ApiError> {
@@ -79,7 +78,7 @@ async fn authorize_profile(
         encrypted_data: body.encrypted_data,
         iv: body.iv,
     };
-    profile::authorize_profile(&state, auth.user_id, &auth.appid, &payload, &ctx).await?;
+    profile::authorize_profile(&state, auth.user_id, &auth.appid, &payload, &auth.ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -112,12 +111,11 @@ pub struct UpdateProfileRequest {
 )]
 async fn update_profile(
     State(state): State<AppState>,
-    ctx: RequestContext,
     auth: Authenticated,
     ApiJson(body): ApiJson<UpdateProfileRequest>,
 ) -> Result<StatusCode, ApiError> {
     let update = ProfileUpdate::parse(body.nickname, body.avatar_url)?;
-    profile::update_profile(&state, auth.user_id, &auth.appid, update, &ctx).await?;
+    profile::update_profile(&state, auth.user_id, &auth.appid, update, &auth.ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -152,13 +150,11 @@ pub struct BindPhoneRequest {
 )]
 async fn bind_phone(
     State(state): State<AppState>,
-    ctx: RequestContext,
     auth: Authenticated,
     ApiJson(body): ApiJson<BindPhoneRequest>,
 ) -> Result<StatusCode, ApiError> {
-    let code =
-        WeChatCode::parse(&body.code).map_err(|e| ApiError::InvalidRequest(e.to_string()))?;
-    profile::bind_phone(&state, auth.user_id, &auth.appid, &code, &ctx).await?;
+    let code = WeChatCode::parse(&body.code)?;
+    profile::bind_phone(&state, auth.user_id, &auth.appid, &code, &auth.ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -180,13 +176,12 @@ async fn bind_phone(
 )]
 async fn withdraw(
     State(state): State<AppState>,
-    ctx: RequestContext,
     auth: Authenticated,
     Path(kind): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let authorization = Authorization::parse(&kind)
         .ok_or_else(|| ApiError::InvalidRequest("the authorization is profile or phone".into()))?;
-    profile::withdraw(&state, auth.user_id, &auth.appid, authorization, &ctx).await?;
+    profile::withdraw(&state, auth.user_id, &auth.appid, authorization, &auth.ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -207,9 +202,8 @@ async fn withdraw(
 )]
 async fn erase_me(
     State(state): State<AppState>,
-    ctx: RequestContext,
     auth: Authenticated,
 ) -> Result<StatusCode, ApiError> {
-    profile::erase(&state, auth.user_id, Actor::User(auth.user_id), &ctx).await?;
+    profile::erase(&state, auth.user_id, &auth.ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -6,26 +6,21 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use std::time::Duration;
 
-use domain::{Session, SessionId, UserId};
+use domain::{SessionId, UserId};
 use projections::Page;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::admin::user_id;
-use crate::http::api_key::{AdminRead, AdminWrite, Scoped};
-use crate::http::extract::{ApiJson, Authenticated, RequestContext};
+use crate::http::api_key::{AdminRead, Scoped};
+use crate::http::extract::{AdminAction, ApiJson, Authenticated};
 use crate::http::query::{self, ApiQuery};
 use crate::http::responses::{AdminActionErrors, ConflictError, KeyErrors, NoSuchUser, UserErrors};
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::session_views::{self, SessionView};
-use crate::usecases::streams::load_user;
 use crate::usecases::{admin, revocation};
-
-/// How long `GET /v1/me/sessions` waits for the read model to hold the caller's own login.
-const OWN_LOGIN_WAIT: Duration = Duration::from_secs(1);
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -72,25 +67,13 @@ async fn my_sessions(
     ApiQuery(q): ApiQuery<SessionsQuery>,
 ) -> Result<Json<Page<SessionView>>, ApiError> {
     let page = query::page(q.limit.as_deref(), q.cursor)?;
-    // Read your own login: the list comes from a read model a few milliseconds behind the log,
-    // and a client that asks right after logging in expects its own session in it.
-    if let Session::Active { started, .. } = &auth.session {
-        let caught_up = state
-            .read_models
-            .wait_for_sessions(started.position, OWN_LOGIN_WAIT)
-            .await?;
-        if !caught_up {
-            tracing::warn!("sessions read model behind: listing without the caller's login");
-        }
-    }
-    let sessions = session_views::open_sessions(
-        &state,
-        auth.user_id,
-        &auth.user,
-        Some(auth.session_id),
-        &page,
-    )
-    .await?;
+    let Authenticated {
+        session_id,
+        session,
+        user,
+        ..
+    } = &auth;
+    let sessions = session_views::my_sessions(&state, *session_id, session, user, &page).await?;
     Ok(Json(sessions))
 }
 
@@ -115,13 +98,12 @@ async fn my_sessions(
 )]
 async fn end_my_session(
     State(state): State<AppState>,
-    ctx: RequestContext,
     auth: Authenticated,
     Path(session_id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let session_id = SessionId::parse(&session_id)
         .map_err(|_| ApiError::InvalidRequest("the session id must be a UUID".into()))?;
-    revocation::revoke_own_session(&state, auth.user_id, session_id, &ctx).await?;
+    revocation::revoke_own_session(&state, auth.user_id, session_id, &auth.ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -151,11 +133,7 @@ async fn user_sessions(
 ) -> Result<Json<Page<SessionView>>, ApiError> {
     let id = user_id(&id)?;
     let page = query::page(q.limit.as_deref(), q.cursor)?;
-    let user = load_user(&state, id).await?;
-    if !user.user.is_registered() {
-        return Err(ApiError::NotFound);
-    }
-    let sessions = session_views::open_sessions(&state, id, &user, None, &page).await?;
+    let sessions = session_views::user_sessions(&state, id, &page).await?;
     Ok(Json(sessions))
 }
 
@@ -197,13 +175,12 @@ pub struct RevokedSessions {
 )]
 async fn revoke_user_sessions(
     State(state): State<AppState>,
-    Scoped { caller, .. }: Scoped<AdminWrite>,
-    ctx: RequestContext,
+    AdminAction(ctx): AdminAction,
     Path(id): Path<String>,
     ApiJson(body): ApiJson<RevokeSessionsRequest>,
 ) -> Result<Json<RevokedSessions>, ApiError> {
     let id = user_id(&id)?;
-    let revoked = admin::revoke_sessions(&state, id, &body.reason, &caller.key_id, &ctx).await?;
+    let revoked = admin::revoke_sessions(&state, id, &body.reason, &ctx).await?;
     Ok(Json(RevokedSessions {
         user_id: id,
         revoked,

@@ -8,13 +8,13 @@ use domain::{AppId, SessionId, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::login::TokenResponse;
 use crate::http::api_key::{Scoped, TokensIntrospect};
 use crate::http::extract::{ApiJson, RequestContext};
 use crate::http::responses::{ConflictError, Internal, JsonBodyErrors, KeyErrors};
 use crate::http::ApiError;
 use crate::state::AppState;
-use crate::usecases::{sessions, streams};
+use crate::usecases::sessions;
+use crate::usecases::views::TokenResponse;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -53,8 +53,8 @@ async fn refresh(
     ctx: RequestContext,
     ApiJson(body): ApiJson<RefreshRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let tokens = sessions::refresh(&state, &body.refresh_token, &ctx).await?;
-    Ok(Json(tokens.into()))
+    let tokens = sessions::refresh(&state, &body.refresh_token, &ctx.anonymous()).await?;
+    Ok(Json(tokens))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -159,30 +159,17 @@ async fn introspect(
     _: Scoped<TokensIntrospect>,
     IntrospectBody(body): IntrospectBody,
 ) -> Result<Json<Introspection>, ApiError> {
-    let found = access_details(&state, &body.token).await?;
-    Ok(Json(found.unwrap_or_default()))
-}
-
-async fn access_details(state: &AppState, token: &str) -> Result<Option<Introspection>, ApiError> {
-    let Ok(claims) = state.access_tokens.verify(token) else {
-        return Ok(None);
-    };
-    let in_force = streams::load_session_of_user_in_force(
-        state,
-        claims.sid,
-        claims.sub,
-        state.clock.now(),
-        &state.session_lifetime,
-    )
-    .await?;
-    Ok(in_force.map(|_| Introspection {
-        active: true,
-        token_type: Some("access_token"),
-        sub: Some(claims.sub),
-        sid: Some(claims.sid),
-        client_id: Some(claims.appid),
-        iss: Some(claims.iss),
-        iat: Some(claims.iat),
-        exp: Some(claims.exp),
-    }))
+    let found = sessions::introspect(&state, &body.token).await?;
+    Ok(Json(found.map_or_else(Introspection::default, |claims| {
+        Introspection {
+            active: true,
+            token_type: Some("access_token"),
+            sub: Some(claims.sub),
+            sid: Some(claims.sid),
+            client_id: Some(claims.appid),
+            iss: Some(claims.iss),
+            iat: Some(claims.iat),
+            exp: Some(claims.exp),
+        }
+    })))
 }

@@ -1,0 +1,58 @@
+//! Commands on a user's stream: load the user, decide, append with the claims the events make
+//! (releasing them on erasure) and a bound phone's look-up hash, through the one executor.
+
+use domain::{AppId, Claim, User, UserError, UserEvent, UserId};
+use infra::store::{AppendBatch, ExpectedVersion};
+
+use super::command::{Command, Decision};
+use super::context::Context;
+use super::error::UseCaseError;
+use super::services::Services;
+use super::streams::{load_user, to_new_events, LoadedUser};
+
+/// What a command on the user's stream writes besides its events.
+#[derive(Debug, Default)]
+pub struct UserWrite<'a> {
+    /// The app the command came from, for the events' metadata.
+    pub appid: Option<&'a AppId>,
+    /// A bound phone's keyed hash, for the phone look-up table (never the log).
+    pub phone_index: Option<String>,
+}
+
+/// Runs `decide` on the user's current state and records its events. Returns whether any were
+/// recorded, and the log position of the last one.
+pub async fn record_on_user(
+    state: &Services,
+    command: Command,
+    user_id: UserId,
+    write: UserWrite<'_>,
+    ctx: &Context,
+    decide: impl Fn(&User) -> Result<Vec<UserEvent>, UserError>,
+) -> Result<(bool, Option<i64>), UseCaseError> {
+    let (appid, phone_index, decide) = (write.appid, write.phone_index.as_deref(), &decide);
+    command
+        .execute_recorded(state, move |_| async move {
+            let LoadedUser { user, version, key } = load_user(state, user_id).await?;
+            let events = decide(&user)?;
+            if events.is_empty() {
+                return Ok(Decision::Unchanged(false));
+            }
+            let metadata = ctx.metadata(appid);
+            let mut batch = AppendBatch::default().stream(
+                user_id.stream(),
+                ExpectedVersion::after(version),
+                to_new_events(&events, &metadata, state.clock.now(), key.as_ref())?,
+            );
+            for claim in events.iter().filter_map(Claim::made_by) {
+                batch = batch.claim(state.lookup_index.claim(&claim), user_id);
+            }
+            if events.iter().any(|e| matches!(e, UserEvent::UserErased {})) {
+                batch = batch.release_claims_of(user_id);
+            }
+            if let Some(hash) = phone_index {
+                batch = batch.phone_index(user_id, hash.to_owned());
+            }
+            Ok(Decision::Append(batch, true))
+        })
+        .await
+}
