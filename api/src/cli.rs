@@ -70,6 +70,8 @@ enum KeysCommand {
     /// cannot be retired: run `keys rotate` first.
     Retire {
         /// The key id (`kid`), as `keys rotate` printed it and the JWKS shows it.
+        // A kid is base64url: one in 32 starts with `-`, which must not read as a flag.
+        #[arg(allow_hyphen_values = true)]
         kid: String,
     },
 }
@@ -314,4 +316,21 @@ async fn keys_command(file: Option<PathBuf>, command: KeysCommand) -> anyhow::Re
 
 fn rfc3339(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::{Cli, Command, KeysCommand};
+
+    #[test]
+    fn a_key_id_that_starts_with_a_dash_is_a_key_id() {
+        let cli = Cli::try_parse_from(["identityd", "keys", "retire", "-F3xq_abc"])
+            .expect("a kid may start with '-'");
+        assert!(matches!(
+            cli.command,
+            Command::Keys(KeysCommand::Retire { kid }) if kid == "-F3xq_abc"
+        ));
+    }
 }
