@@ -156,7 +156,6 @@ fn logged_urls_carry_no_credentials() {
             ("RUST_LOG", "info"),
         ],
     );
-    command.stderr(Stdio::piped());
     let log = lines_until(command, "relay connected to NATS").join("\n");
     assert!(log.contains("relay connected to NATS"), "{log}");
     assert!(log.contains("***@"), "{log}");
@@ -180,21 +179,21 @@ fn the_connection_cap_is_fitted_under_the_open_files_limit() {
             None => command.env_remove(name),
         };
     }
-    command.env("RUST_LOG", "warn").stderr(Stdio::null());
+    command.env("RUST_LOG", "warn");
     let lines = lines_until(command, "IDENTITY_MAX_CONNECTIONS");
     let warned = lines.last().cloned().unwrap_or_default();
     assert!(warned.contains("IDENTITY_MAX_CONNECTIONS"), "{warned}");
     assert!(warned.contains("128"), "{warned}");
 }
 
-/// Starts `command` and reads its standard output until a line contains `needle` (30 s at
-/// most between lines), then stops it: the lines read.
+/// Starts `command` and reads its log (standard error) until a line contains `needle` (30 s
+/// at most between lines), then stops it: the lines read.
 fn lines_until(mut command: Command, needle: &str) -> Vec<String> {
-    let mut child = command.stdout(Stdio::piped()).spawn().expect("starts");
-    let stdout = child.stdout.take().expect("stdout");
+    let mut child = command.stderr(Stdio::piped()).spawn().expect("starts");
+    let log = child.stderr.take().expect("stderr");
     let (lines, received) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in BufReader::new(log).lines().map_while(Result::ok) {
             let _ = lines.send(line);
         }
     });
