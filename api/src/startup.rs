@@ -186,6 +186,7 @@ impl Application {
 
     /// Wraps the router in a layer of the caller's (the black-box tests check every answer
     /// against the OpenAPI document this way).
+    #[doc(hidden)]
     pub fn map_router(mut self, wrap: impl FnOnce(Router) -> Router) -> Self {
         self.router = wrap(self.router);
         self

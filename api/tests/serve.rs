@@ -146,7 +146,7 @@ fn logged_urls_carry_no_credentials() {
     };
     let with_password = nats.replacen("nats://", "nats://identity:hunter2-secret@", 1);
     let stream = format!("EDGE_{}", uuid::Uuid::now_v7().simple());
-    let mut command = identityd(
+    let command = identityd(
         &["serve"],
         &[
             ("IDENTITY_ADMIN_TOKEN", STRONG),

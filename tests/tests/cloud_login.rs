@@ -62,6 +62,9 @@ async fn forged_stale_and_replayed_requests_are_refused(world: World) {
 
     let stale = sign(CLOUD_SECRET_A, &context, now() - 3600);
     assert_problem(post(&world, &stale).await, 401, "unauthorized").await;
+    // 2^63 seconds away: the difference from our clock must not wrap back into the window.
+    let wrapping = sign(CLOUD_SECRET_A, &context, now() + i64::MIN);
+    assert_problem(post(&world, &wrapping).await, 401, "unauthorized").await;
 
     let good = sign(CLOUD_SECRET_A, &context, now());
     assert_eq!(post(&world, &good).await.status(), 200);

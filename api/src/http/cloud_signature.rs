@@ -133,7 +133,8 @@ impl<'a> Signed<'a> {
     /// remembered for twice the skew, past which the timestamp refuses a replay anyway).
     async fn check_fresh(&self, state: &AppState, appid: &AppId) -> Result<(), ApiError> {
         let now = state.clock.now();
-        if (now.timestamp() - self.timestamp).abs() > MAX_CLOCK_SKEW_SECS {
+        // `abs_diff`: a timestamp near `i64::MIN` must not wrap the difference into range.
+        if now.timestamp().abs_diff(self.timestamp) > MAX_CLOCK_SKEW_SECS.unsigned_abs() {
             return Err(ApiError::Unauthorized(
                 "the request's timestamp is too far from ours: check the clock",
             ));

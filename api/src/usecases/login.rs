@@ -95,9 +95,12 @@ async fn record_login(
     // finds the winner's user.
     let command = Command::new("login").retrying_taken_claims();
     let sealed_session_key = sealed_session_key.as_ref();
+    // Chosen once: a retry after a lost race for the claims finds the winner, and leaves at
+    // most this one id's data key unused (made before the append that would have used it).
+    let new_user_id = UserId::from_uuid(Uuid::now_v7());
     let logged_in = command
         .execute(state, |_| {
-            decide_login(state, appid, wx, sealed_session_key, ctx)
+            decide_login(state, appid, wx, new_user_id, sealed_session_key, ctx)
         })
         .await?;
     tracing::info!(%appid, user_id = %logged_in.user_id, new_user = logged_in.is_new_user, "login");
@@ -118,11 +121,12 @@ async fn decide_login(
     state: &Services,
     appid: &AppId,
     wx: &WeChatIdentity,
+    new_user_id: UserId,
     sealed_session_key: Option<&Vec<u8>>,
     ctx: &Context,
 ) -> Result<Decision<LoggedIn>, UseCaseError> {
     let (user_id, LoadedUser { user, version, key }) =
-        resolve_user(state, appid, &wx.openid, wx.unionid.as_ref()).await?;
+        resolve_user(state, appid, &wx.openid, wx.unionid.as_ref(), new_user_id).await?;
     let user_events = match user.decide_login(&RecordWeChatLogin {
         new_user_id: user_id,
         appid: appid.clone(),
@@ -198,13 +202,14 @@ async fn decide_login(
 }
 
 /// The user this WeChat account belongs to: by `(appid, openid)`, else by unionid (another app
-/// of the same Open Platform account), else a new user id. Claims are found by keyed hash; a
+/// of the same Open Platform account), else `new_user_id`. Claims are found by keyed hash; a
 /// known user comes with their data key and their personal data opened.
 async fn resolve_user(
     state: &Services,
     appid: &AppId,
     openid: &OpenId,
     unionid: Option<&UnionId>,
+    new_user_id: UserId,
 ) -> Result<(UserId, LoadedUser), UseCaseError> {
     let store = state.store.as_ref();
     let account = Claim::WeChatAccount {
@@ -232,7 +237,7 @@ async fn resolve_user(
             Ok((user_id, LoadedUser { user, version, key }))
         }
         None => Ok((
-            UserId::from_uuid(Uuid::now_v7()),
+            new_user_id,
             LoadedUser {
                 user: User::default(),
                 version: 0,
