@@ -120,6 +120,27 @@ impl IntoResponses for NoSuchUser {
     }
 }
 
+/// 400 `invalid_request` of a read whose query is all it takes (an admin list).
+pub struct BadQuery;
+
+impl IntoResponses for BadQuery {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems([(
+            400,
+            "`invalid_request`: an unknown parameter, or a bad value (the detail names it)".into(),
+        )])
+    }
+}
+
+/// 400 `invalid_request` of an admin route whose only input is the user id in its path.
+pub struct BadUserId;
+
+impl IntoResponses for BadUserId {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        problems([(400, "`invalid_request`: the user id is not a UUID".into())])
+    }
+}
+
 /// The refusals of an admin action on one user with a JSON body (block, unblock, revoke the
 /// sessions): a bad id or body, the `admin:write` key's, the body's, and no such user. A
 /// conflict's description differs by action, so it is the route's.

@@ -15,8 +15,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::http::api_key::{AdminRead, AdminWrite, Scoped};
 use crate::http::extract::{AdminAction, ApiJson};
-use crate::http::query::{self, ApiQuery};
-use crate::http::responses::{AdminActionErrors, ConflictError, KeyErrors, NoSuchUser};
+use crate::http::query::{self, ApiQuery, PageParams};
+use crate::http::responses::{
+    AdminActionErrors, BadQuery, BadUserId, ConflictError, KeyErrors, NoSuchUser,
+};
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::admin::{self, StatusChange};
@@ -66,11 +68,9 @@ pub struct UsersQuery {
     phone: Option<String>,
     #[param(value_type = Option<UserStatus>)]
     status: Option<String>,
-    /// Page size, 1 to 200 (default 50).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    page: PageParams,
 }
 
 /// Find users
@@ -80,13 +80,13 @@ pub struct UsersQuery {
     get,
     path = "/v1/admin/users",
     tag = "admin",
-    params(UsersQuery),
+    params(UsersQuery, PageParams),
     security(("api_key" = ["admin:read"])),
     description = "By WeChat account, unionid, phone or status; keyset pagination. \
         Requires an API key with the `admin:read` scope.",
     responses(
         (status = 200, description = "A page of users", body = Page<UserRecord>),
-        (status = 400, description = "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"),
+        BadQuery,
         KeyErrors<AdminRead>,
     )
 )]
@@ -95,7 +95,7 @@ async fn find_users(
     _: Scoped<AdminRead>,
     ApiQuery(q): ApiQuery<UsersQuery>,
 ) -> Result<Json<Page<UserRecord>>, ApiError> {
-    let page = query::page(q.limit.as_deref(), q.cursor)?;
+    let page = q.page.parse()?;
     if q.status
         .as_deref()
         .is_some_and(|s| UserStatus::parse(s).is_none())
@@ -125,7 +125,7 @@ async fn find_users(
         the `admin:read` scope.",
     responses(
         (status = 200, description = "The user", body = UserRecord),
-        (status = 400, description = "`invalid_request`: the user id is not a UUID"),
+        BadUserId,
         KeyErrors<AdminRead>,
         NoSuchUser,
     )
@@ -150,11 +150,9 @@ pub struct LoginsQuery {
     /// Latest login time, RFC 3339.
     #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
-    /// Page size, 1 to 200 (default 50).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    page: PageParams,
 }
 
 impl LoginsQuery {
@@ -162,7 +160,7 @@ impl LoginsQuery {
         let from = query::instant("from", self.from.as_deref())?;
         let to = query::instant("to", self.to.as_deref())?;
         query::ordered(from, to)?;
-        let page = query::page(self.limit.as_deref(), self.cursor)?;
+        let page = self.page.parse()?;
         let filter = LoginFilter {
             appid: appid(self.appid)?,
             from,
@@ -177,7 +175,7 @@ impl LoginsQuery {
     get,
     path = "/v1/admin/users/{id}/logins",
     tag = "admin",
-    params(("id" = uuid::Uuid, Path, description = "The user id"), LoginsQuery),
+    params(("id" = uuid::Uuid, Path, description = "The user id"), LoginsQuery, PageParams),
     security(("api_key" = ["admin:read"])),
     description = "Newest first; cursor pagination. Requires an API key with the `admin:read` \
         scope.",
@@ -206,13 +204,13 @@ async fn user_logins(
     get,
     path = "/v1/admin/logins",
     tag = "admin",
-    params(LoginsQuery),
+    params(LoginsQuery, PageParams),
     security(("api_key" = ["admin:read"])),
     description = "Newest first; cursor pagination. Requires an API key with the `admin:read` \
         scope.",
     responses(
         (status = 200, description = "A page of logins", body = Page<LoginRecord>),
-        (status = 400, description = "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"),
+        BadQuery,
         KeyErrors<AdminRead>,
     )
 )]
@@ -242,11 +240,9 @@ pub struct AuditQuery {
     /// Latest time, RFC 3339.
     #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
-    /// Page size, 1 to 200 (default 50).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    page: PageParams,
 }
 
 /// The audit log
@@ -254,7 +250,7 @@ pub struct AuditQuery {
     get,
     path = "/v1/admin/audit",
     tag = "admin",
-    params(AuditQuery),
+    params(AuditQuery, PageParams),
     security(("api_key" = ["admin:read"])),
     description = "Every event as time, actor, action, target, app, client IP and details, \
         personal data redacted; newest first. Refused logins, which are not events, appear as \
@@ -263,7 +259,7 @@ pub struct AuditQuery {
         `IDENTITY_REJECTION_RETENTION_DAYS`. Requires an API key with the `admin:read` scope.",
     responses(
         (status = 200, description = "A page of audit entries", body = Page<AuditRecord>),
-        (status = 400, description = "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"),
+        BadQuery,
         KeyErrors<AdminRead>,
     )
 )]
@@ -275,7 +271,7 @@ async fn audit(
     let from = query::instant("from", q.from.as_deref())?;
     let to = query::instant("to", q.to.as_deref())?;
     query::ordered(from, to)?;
-    let page = query::page(q.limit.as_deref(), q.cursor)?;
+    let page = q.page.parse()?;
     let filter = AuditFilter {
         user_id: q
             .user_id
@@ -461,7 +457,7 @@ async fn set_status(
         harmless. Requires an API key with the `admin:write` scope.",
     responses(
         (status = 204, description = "Erased"),
-        (status = 400, description = "`invalid_request`: the user id is not a UUID"),
+        BadUserId,
         KeyErrors<AdminWrite>,
         ConflictError,
         NoSuchUser,
