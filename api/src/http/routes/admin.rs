@@ -38,9 +38,26 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/stats/daily", get(daily_stats))
 }
 
-/// A user id from the path (the admin user routes and the admin session routes).
-pub(super) fn user_id(raw: &str) -> Result<UserId, ApiError> {
+/// A user id, from the path or the audit log's `user_id`.
+fn user_id(raw: &str) -> Result<UserId, ApiError> {
     UserId::parse(raw).map_err(|_| ApiError::InvalidRequest("the user id must be a UUID".into()))
+}
+
+/// The user an admin route names, `/v1/admin/users/{id}…` (the admin user routes and the
+/// admin session routes), read as text so that a bad one is our 400 once the rest of the
+/// request has been read.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct UserPath {
+    /// The user id
+    #[param(value_type = uuid::Uuid)]
+    id: String,
+}
+
+impl UserPath {
+    pub(super) fn parse(&self) -> Result<UserId, ApiError> {
+        user_id(&self.id)
+    }
 }
 
 fn appid(raw: Option<String>) -> Result<Option<String>, ApiError> {
@@ -119,7 +136,7 @@ async fn find_users(
     get,
     path = "/v1/admin/users/{id}",
     tag = "admin",
-    params(("id" = uuid::Uuid, Path, description = "The user id")),
+    params(UserPath),
     security(("api_key" = ["admin:read"])),
     description = "Status, accounts, unionid, first and last login. Requires an API key with \
         the `admin:read` scope.",
@@ -133,9 +150,9 @@ async fn find_users(
 async fn user(
     State(state): State<AppState>,
     _: Scoped<AdminRead>,
-    Path(id): Path<String>,
+    Path(id): Path<UserPath>,
 ) -> Result<Json<UserRecord>, ApiError> {
-    Ok(Json(lookup::user(&state, user_id(&id)?).await?))
+    Ok(Json(lookup::user(&state, id.parse()?).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -175,7 +192,7 @@ impl LoginsQuery {
     get,
     path = "/v1/admin/users/{id}/logins",
     tag = "admin",
-    params(("id" = uuid::Uuid, Path, description = "The user id"), LoginsQuery, PageParams),
+    params(UserPath, LoginsQuery, PageParams),
     security(("api_key" = ["admin:read"])),
     description = "Newest first; cursor pagination. Requires an API key with the `admin:read` \
         scope.",
@@ -189,10 +206,10 @@ impl LoginsQuery {
 async fn user_logins(
     State(state): State<AppState>,
     _: Scoped<AdminRead>,
-    Path(id): Path<String>,
+    Path(id): Path<UserPath>,
     ApiQuery(q): ApiQuery<LoginsQuery>,
 ) -> Result<Json<Page<LoginRecord>>, ApiError> {
-    let id = user_id(&id)?;
+    let id = id.parse()?;
     let (filter, page) = q.parse()?;
     Ok(Json(
         lookup::logins(&state, Some(id), &filter, &page).await?,
@@ -380,7 +397,7 @@ pub struct StatusAnswer {
     post,
     path = "/v1/admin/users/{id}/block",
     tag = "admin",
-    params(("id" = uuid::Uuid, Path, description = "The user id")),
+    params(UserPath),
     request_body = StatusRequest,
     security(("api_key" = ["admin:write"])),
     description = "Refuses the user's logins and refreshes (403 `user_blocked`) and stops their sessions at once. Audited, with the API key as the actor. Requires an API key with \
@@ -394,7 +411,7 @@ pub struct StatusAnswer {
 async fn block(
     State(state): State<AppState>,
     AdminAction(ctx): AdminAction,
-    Path(id): Path<String>,
+    Path(id): Path<UserPath>,
     ApiJson(body): ApiJson<StatusRequest>,
 ) -> Result<Json<StatusAnswer>, ApiError> {
     set_status(&state, &ctx, &id, StatusChange::Block, &body).await
@@ -405,7 +422,7 @@ async fn block(
     post,
     path = "/v1/admin/users/{id}/unblock",
     tag = "admin",
-    params(("id" = uuid::Uuid, Path, description = "The user id")),
+    params(UserPath),
     request_body = StatusRequest,
     security(("api_key" = ["admin:write"])),
     description = "Lifts a block. Audited, with the API key as the actor. Requires an API key with \
@@ -419,7 +436,7 @@ async fn block(
 async fn unblock(
     State(state): State<AppState>,
     AdminAction(ctx): AdminAction,
-    Path(id): Path<String>,
+    Path(id): Path<UserPath>,
     ApiJson(body): ApiJson<StatusRequest>,
 ) -> Result<Json<StatusAnswer>, ApiError> {
     set_status(&state, &ctx, &id, StatusChange::Unblock, &body).await
@@ -428,11 +445,11 @@ async fn unblock(
 async fn set_status(
     state: &AppState,
     ctx: &Context,
-    id: &str,
+    id: &UserPath,
     change: StatusChange,
     body: &StatusRequest,
 ) -> Result<Json<StatusAnswer>, ApiError> {
-    let id = user_id(id)?;
+    let id = id.parse()?;
     let changed = admin::change_status(state, id, change, &body.reason, ctx).await?;
     Ok(Json(StatusAnswer {
         user_id: id,
@@ -449,7 +466,7 @@ async fn set_status(
     delete,
     path = "/v1/admin/users/{id}",
     tag = "admin",
-    params(("id" = uuid::Uuid, Path, description = "The user id")),
+    params(UserPath),
     security(("api_key" = ["admin:write"])),
     description = "Crypto-shredding: records `UserErased` (actor: the API key), destroys the \
         user's data key so every sealed field in the log becomes unreadable, purges the read \
@@ -466,8 +483,8 @@ async fn set_status(
 async fn erase(
     State(state): State<AppState>,
     AdminAction(ctx): AdminAction,
-    Path(id): Path<String>,
+    Path(id): Path<UserPath>,
 ) -> Result<StatusCode, ApiError> {
-    profile::erase(&state, user_id(&id)?, &ctx).await?;
+    profile::erase(&state, id.parse()?, &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -12,7 +12,7 @@ use projections::Page;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::admin::user_id;
+use super::admin::UserPath;
 use crate::http::api_key::{AdminRead, Scoped};
 use crate::http::extract::{AdminAction, ApiJson, Authenticated};
 use crate::http::query::{ApiQuery, PageParams};
@@ -101,7 +101,7 @@ async fn end_my_session(
     get,
     path = "/v1/admin/users/{id}/sessions",
     tag = "admin",
-    params(("id" = uuid::Uuid, Path, description = "The user id"), PageParams),
+    params(UserPath, PageParams),
     security(("api_key" = ["admin:read"])),
     description = "Every session of the user still in force, newest first: app, device, \
         client IP, when it began and was last refreshed. Empty for a blocked or erased user. \
@@ -117,10 +117,10 @@ async fn end_my_session(
 async fn user_sessions(
     State(state): State<AppState>,
     _: Scoped<AdminRead>,
-    Path(id): Path<String>,
+    Path(id): Path<UserPath>,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<SessionView>>, ApiError> {
-    let id = user_id(&id)?;
+    let id = id.parse()?;
     let page = page.parse()?;
     let sessions = session_views::user_sessions(&state, id, &page).await?;
     Ok(Json(sessions))
@@ -149,7 +149,7 @@ pub struct RevokedSessions {
     post,
     path = "/v1/admin/users/{id}/sessions/revoke",
     tag = "admin",
-    params(("id" = uuid::Uuid, Path, description = "The user id")),
+    params(UserPath),
     request_body = RevokeSessionsRequest,
     security(("api_key" = ["admin:write"])),
     description = "Ends every open session of the user (`SessionRevoked`, reason \
@@ -165,10 +165,10 @@ pub struct RevokedSessions {
 async fn revoke_user_sessions(
     State(state): State<AppState>,
     AdminAction(ctx): AdminAction,
-    Path(id): Path<String>,
+    Path(id): Path<UserPath>,
     ApiJson(body): ApiJson<RevokeSessionsRequest>,
 ) -> Result<Json<RevokedSessions>, ApiError> {
-    let id = user_id(&id)?;
+    let id = id.parse()?;
     let revoked = admin::revoke_sessions(&state, id, &body.reason, &ctx).await?;
     Ok(Json(RevokedSessions {
         user_id: id,
