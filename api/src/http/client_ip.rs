@@ -153,32 +153,30 @@ mod tests {
         TrustedProxies::parse(list).expect("proxies")
     }
 
+    /// The client `ours` sees behind `peer`, given these `X-Forwarded-For` lines.
+    fn client(ours: &TrustedProxies, peer: &str, lines: &[&str]) -> IpAddr {
+        ours.client_ip(ip(peer), &forwarded(lines))
+    }
+
     #[test]
     fn no_trusted_proxy_means_the_peer_whatever_the_header_says() {
-        let headers = forwarded(&["198.51.100.1"]);
-        assert_eq!(
-            TrustedProxies::default().client_ip(ip("203.0.113.9"), &headers),
-            ip("203.0.113.9")
-        );
+        let lines = ["198.51.100.1"];
+        let none = TrustedProxies::default();
+        assert_eq!(client(&none, "203.0.113.9", &lines), ip("203.0.113.9"));
         // A peer that is not one of ours is the client, even when others are trusted.
-        assert_eq!(
-            proxies("10.0.0.0/8").client_ip(ip("203.0.113.9"), &headers),
-            ip("203.0.113.9")
-        );
+        let ours = proxies("10.0.0.0/8");
+        assert_eq!(client(&ours, "203.0.113.9", &lines), ip("203.0.113.9"));
     }
 
     #[test]
     fn the_rightmost_address_not_ours_is_the_client() {
         let ours = proxies("10.0.0.0/8, 192.0.2.1");
         // The client wrote the first entry; our two proxies appended the rest.
-        let headers = forwarded(&["1.1.1.1, 203.0.113.50, 10.0.0.2"]);
-        assert_eq!(
-            ours.client_ip(ip("192.0.2.1"), &headers),
-            ip("203.0.113.50")
-        );
+        let lines = ["1.1.1.1, 203.0.113.50, 10.0.0.2"];
+        assert_eq!(client(&ours, "192.0.2.1", &lines), ip("203.0.113.50"));
         // The same list over several header lines.
-        let headers = forwarded(&["1.1.1.1", "203.0.113.50", "10.0.0.2"]);
-        assert_eq!(ours.client_ip(ip("10.9.9.9"), &headers), ip("203.0.113.50"));
+        let lines = ["1.1.1.1", "203.0.113.50", "10.0.0.2"];
+        assert_eq!(client(&ours, "10.9.9.9", &lines), ip("203.0.113.50"));
     }
 
     #[test]
@@ -187,22 +185,21 @@ mod tests {
         // Spoofing the leftmost entry changes nothing; neither does claiming to be a proxy
         // from outside (the peer decides whether the header is read at all).
         for spoof in ["127.0.0.1", "10.0.0.1, 127.0.0.1", "garbage", ""] {
-            let headers = forwarded(&[&format!("{spoof}, 203.0.113.50")]);
-            assert_eq!(ours.client_ip(ip("10.0.0.2"), &headers), ip("203.0.113.50"));
+            let lines = [format!("{spoof}, 203.0.113.50")];
+            assert_eq!(client(&ours, "10.0.0.2", &[&lines[0]]), ip("203.0.113.50"));
         }
     }
 
     #[test]
     fn all_hops_ours_or_garbage_stops_at_the_nearest_hop_we_vouch_for() {
         let ours = proxies("10.0.0.0/8");
-        let headers = forwarded(&["10.0.0.7, 10.0.0.3"]);
-        assert_eq!(ours.client_ip(ip("10.0.0.2"), &headers), ip("10.0.0.7"));
-        let headers = forwarded(&["203.0.113.50, not-an-ip, 10.0.0.3"]);
-        assert_eq!(ours.client_ip(ip("10.0.0.2"), &headers), ip("10.0.0.3"));
-        assert_eq!(
-            ours.client_ip(ip("10.0.0.2"), &HeaderMap::new()),
-            ip("10.0.0.2")
-        );
+        for (lines, expected) in [
+            (&["10.0.0.7, 10.0.0.3"][..], "10.0.0.7"),
+            (&["203.0.113.50, not-an-ip, 10.0.0.3"], "10.0.0.3"),
+            (&[], "10.0.0.2"),
+        ] {
+            assert_eq!(client(&ours, "10.0.0.2", lines), ip(expected), "{lines:?}");
+        }
     }
 
     #[test]
@@ -221,13 +218,10 @@ mod tests {
     #[test]
     fn ports_brackets_and_mapped_addresses() {
         let ours = proxies("10.0.0.0/8,2001:db8::/32");
-        let headers = forwarded(&["[2001:db8:ffff::1]:443, 203.0.113.50:4711"]);
-        assert_eq!(
-            ours.client_ip(ip("::ffff:10.0.0.2"), &headers),
-            ip("203.0.113.50")
-        );
-        let headers = forwarded(&["2001:db9::1, 2001:db8::2"]);
-        assert_eq!(ours.client_ip(ip("10.0.0.2"), &headers), ip("2001:db9::1"));
+        let lines = ["[2001:db8:ffff::1]:443, 203.0.113.50:4711"];
+        assert_eq!(client(&ours, "::ffff:10.0.0.2", &lines), ip("203.0.113.50"));
+        let lines = ["2001:db9::1, 2001:db8::2"];
+        assert_eq!(client(&ours, "10.0.0.2", &lines), ip("2001:db9::1"));
     }
 
     #[test]

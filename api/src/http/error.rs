@@ -302,34 +302,30 @@ mod tests {
     #[test]
     fn each_domain_refusal_has_one_answer() {
         use domain::{SessionError, UserError};
-        let erased = (StatusCode::CONFLICT, "conflict");
-        assert_eq!(answer(UseCaseError::Erased), erased);
-        assert_eq!(answer(UserError::Erased.into()), erased);
-        assert_eq!(
-            answer(UserError::Blocked.into()),
-            (StatusCode::FORBIDDEN, "user_blocked")
-        );
-        assert_eq!(
-            answer(UserError::UnionIdMismatch.into()),
-            (StatusCode::CONFLICT, "conflict")
-        );
-        assert_eq!(
-            answer(UserError::NotRegistered.into()),
-            (StatusCode::NOT_FOUND, "not_found")
-        );
-        assert_eq!(
-            answer(UserError::InvalidReason.into()),
-            (StatusCode::BAD_REQUEST, "invalid_request")
-        );
-        for ended in [
-            SessionError::NotFound,
-            SessionError::Ended,
-            SessionError::Expired,
+        let conflict = (StatusCode::CONFLICT, "conflict");
+        let unauthorized = (StatusCode::UNAUTHORIZED, "unauthorized");
+        for (refusal, expected) in [
+            (UseCaseError::Erased, conflict),
+            (UserError::Erased.into(), conflict),
+            (
+                UserError::Blocked.into(),
+                (StatusCode::FORBIDDEN, "user_blocked"),
+            ),
+            (UserError::UnionIdMismatch.into(), conflict),
+            (
+                UserError::NotRegistered.into(),
+                (StatusCode::NOT_FOUND, "not_found"),
+            ),
+            (
+                UserError::InvalidReason.into(),
+                (StatusCode::BAD_REQUEST, "invalid_request"),
+            ),
+            (SessionError::NotFound.into(), unauthorized),
+            (SessionError::Ended.into(), unauthorized),
+            (SessionError::Expired.into(), unauthorized),
         ] {
-            assert_eq!(
-                answer(ended.into()),
-                (StatusCode::UNAUTHORIZED, "unauthorized")
-            );
+            let shown = format!("{refusal:?}");
+            assert_eq!(answer(refusal), expected, "{shown}");
         }
     }
 

@@ -5,6 +5,8 @@ use axum::extract::{FromRequestParts, Query};
 use axum::http::request::Parts;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::ApiError;
 
@@ -25,16 +27,28 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
 pub const DEFAULT_PAGE_LIMIT: u32 = 50;
 pub const MAX_PAGE_LIMIT: u32 = 200;
 
-/// `limit` and `cursor` of a keyset-paginated list.
-pub fn page(
-    limit: Option<&str>,
+/// `limit` and `cursor` of a keyset-paginated list: a route's whole query, or the end of one
+/// (`#[serde(flatten)] #[param(ignore)] page: PageParams`, with `PageParams` named after the
+/// route's query in `params(...)`, as utoipa does not flatten parameters).
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Page size, 1 to 200 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    limit: Option<String>,
+    /// The `next_cursor` of the previous page.
     cursor: Option<String>,
-) -> Result<projections::PageRequest, ApiError> {
-    let limit = limit_of(limit, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT)?;
-    Ok(projections::PageRequest {
-        limit,
-        cursor: cursor.filter(|c| !c.is_empty()),
-    })
+}
+
+impl PageParams {
+    pub fn parse(self) -> Result<projections::PageRequest, ApiError> {
+        let limit = limit_of(self.limit.as_deref(), DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT)?;
+        Ok(projections::PageRequest {
+            limit,
+            cursor: self.cursor.filter(|c| !c.is_empty()),
+        })
+    }
 }
 
 /// `limit`: an integer from 1 to `max`; `default` when absent.
@@ -94,5 +108,50 @@ pub fn ordered<T: PartialOrd>(from: Option<T>, to: Option<T>) -> Result<(), ApiE
             Err(ApiError::InvalidRequest("from must not be after to".into()))
         }
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Filtered {
+        appid: Option<String>,
+        #[serde(flatten)]
+        page: PageParams,
+    }
+
+    fn parse<T: DeserializeOwned>(query: &str) -> Result<T, String> {
+        let uri: axum::http::Uri = format!("/?{query}").parse().expect("a URI");
+        Query::<T>::try_from_uri(&uri)
+            .map(|Query(value)| value)
+            .map_err(|rejection| rejection.body_text())
+    }
+
+    #[test]
+    fn page_params_alone_or_flattened_read_their_fields_and_refuse_others() {
+        let page = parse::<PageParams>("limit=7&cursor=c")
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_eq!((page.limit, page.cursor.as_deref()), (7, Some("c")));
+        let filtered = parse::<Filtered>("appid=a&limit=9&cursor=").unwrap();
+        assert_eq!(filtered.appid.as_deref(), Some("a"));
+        let page = filtered.page.parse().unwrap();
+        assert_eq!((page.limit, page.cursor), (9, None));
+        let page = parse::<Filtered>("").unwrap().page.parse().unwrap();
+        assert_eq!(page.limit, DEFAULT_PAGE_LIMIT);
+        for query in ["bogus=1", "limit=1&bogus=1"] {
+            let detail = parse::<PageParams>(query).unwrap_err();
+            assert!(detail.contains("unknown field `bogus`"), "{detail}");
+            let detail = parse::<Filtered>(query).unwrap_err();
+            assert!(detail.contains("unknown field `bogus`"), "{detail}");
+        }
+        for limit in ["0", "201", "x"] {
+            let page = parse::<Filtered>(&format!("limit={limit}")).unwrap().page;
+            assert!(matches!(page.parse(), Err(ApiError::InvalidRequest(_))));
+        }
     }
 }

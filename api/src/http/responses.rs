@@ -33,15 +33,25 @@ fn problems<const N: usize>(answers: [(u16, String); N]) -> BTreeMap<String, Ref
         .collect()
 }
 
+/// A set of one problem answer: `single! { /// doc  Name: status, "description" }`.
+macro_rules! single {
+    ($(#[$doc:meta])* $name:ident: $status:literal, $description:expr) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                problems([($status, $description.into())])
+            }
+        }
+    };
+}
+
 const INTERNAL: &str = "`internal`: an unexpected failure (details are logged, never sent)";
 
-/// 500 `internal`.
-pub struct Internal;
-
-impl IntoResponses for Internal {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        problems([(500, INTERNAL.into())])
-    }
+single! {
+    /// 500 `internal`.
+    Internal: 500, INTERNAL
 }
 
 /// The refusals of a route that takes a user's access token (`bearer`), and 500.
@@ -99,25 +109,24 @@ impl IntoResponses for JsonBodyErrors {
     }
 }
 
-/// 409 `conflict`: a write lost a race.
-pub struct ConflictError;
-
-impl IntoResponses for ConflictError {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        problems([(
-            409,
-            "`conflict`: the record changed concurrently; retry".into(),
-        )])
-    }
+single! {
+    /// 409 `conflict`: a write lost a race.
+    ConflictError: 409, "`conflict`: the record changed concurrently; retry"
 }
 
-/// 404 `not_found` on the admin routes that name a user.
-pub struct NoSuchUser;
+single! {
+    /// 404 `not_found` on the admin routes that name a user.
+    NoSuchUser: 404, "`not_found`: no such user"
+}
 
-impl IntoResponses for NoSuchUser {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        problems([(404, "`not_found`: no such user".into())])
-    }
+single! {
+    /// 400 `invalid_request` of a read whose query is all it takes (an admin list).
+    BadQuery: 400, "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"
+}
+
+single! {
+    /// 400 `invalid_request` of an admin route whose only input is the user id in its path.
+    BadUserId: 400, "`invalid_request`: the user id is not a UUID"
 }
 
 /// The refusals of an admin action on one user with a JSON body (block, unblock, revoke the

@@ -190,26 +190,25 @@ mod tests {
         assert_eq!(answered_401, 3);
     }
 
+    /// One wrong key from `client` at `at`, begun and judged: `Err` is the wait when barred.
+    fn fail(limit: &AuthFailureLimit, client: Option<IpAddr>, at: Instant) -> Result<(), Duration> {
+        limit.failed_at(limit.begin_at(client, at), at)
+    }
+
     #[test]
     fn a_barred_client_stays_barred_until_its_whole_budget_is_back() {
         let limit = AuthFailureLimit::per_minute(3);
         let t0 = Instant::now();
         for _ in 0..3 {
-            let attempt = limit.begin_at(GUESSER, t0);
-            assert!(limit.failed_at(attempt, t0).is_ok());
+            assert!(fail(&limit, GUESSER, t0).is_ok());
         }
-        let attempt = limit.begin_at(GUESSER, t0);
-        let wait = limit.failed_at(attempt, t0).expect_err("over budget");
-        assert_eq!(wait, MINUTE);
+        assert_eq!(fail(&limit, GUESSER, t0), Err(MINUTE));
         // A third of a minute later one token has refilled, but the bar holds.
-        let t1 = t0 + Duration::from_secs(21);
-        let attempt = limit.begin_at(GUESSER, t1);
-        assert!(limit.failed_at(attempt, t1).is_err());
+        assert!(fail(&limit, GUESSER, t0 + Duration::from_secs(21)).is_err());
         // Once the budget is whole, the client has its full budget of failures again.
         let t2 = t0 + MINUTE + Duration::from_secs(1);
         for _ in 0..3 {
-            let attempt = limit.begin_at(GUESSER, t2);
-            assert!(limit.failed_at(attempt, t2).is_ok());
+            assert!(fail(&limit, GUESSER, t2).is_ok());
         }
         assert!(AuthFailureLimit::per_minute(0)
             .failed(AuthFailureLimit::per_minute(0).begin(GUESSER))
@@ -225,11 +224,9 @@ mod tests {
             limit.succeeded_at(attempt, now);
         }
         for _ in 0..2 {
-            let attempt = limit.begin_at(GUESSER, now);
-            assert!(limit.failed_at(attempt, now).is_ok());
+            assert!(fail(&limit, GUESSER, now).is_ok());
         }
         let other = Some(IpAddr::from([203, 0, 113, 10]));
-        let attempt = limit.begin_at(other, now);
-        assert!(limit.failed_at(attempt, now).is_ok());
+        assert!(fail(&limit, other, now).is_ok());
     }
 }

@@ -15,8 +15,10 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::http::api_key::{AdminRead, AdminWrite, Scoped};
 use crate::http::extract::{AdminAction, ApiJson};
-use crate::http::query::{self, ApiQuery};
-use crate::http::responses::{AdminActionErrors, ConflictError, KeyErrors, NoSuchUser};
+use crate::http::query::{self, ApiQuery, PageParams};
+use crate::http::responses::{
+    AdminActionErrors, BadQuery, BadUserId, ConflictError, KeyErrors, NoSuchUser,
+};
 use crate::http::ApiError;
 use crate::state::AppState;
 use crate::usecases::admin::{self, StatusChange};
@@ -36,9 +38,26 @@ pub fn router() -> Router<AppState> {
         .route("/v1/admin/stats/daily", get(daily_stats))
 }
 
-/// A user id from the path (the admin user routes and the admin session routes).
-pub(super) fn user_id(raw: &str) -> Result<UserId, ApiError> {
+/// A user id, from the path or the audit log's `user_id`.
+fn user_id(raw: &str) -> Result<UserId, ApiError> {
     UserId::parse(raw).map_err(|_| ApiError::InvalidRequest("the user id must be a UUID".into()))
+}
+
+/// The user an admin route names, `/v1/admin/users/{id}…` (the admin user routes and the
+/// admin session routes), read as text so that a bad one is our 400 once the rest of the
+/// request has been read.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(super) struct UserPath {
+    /// The user id
+    #[param(value_type = uuid::Uuid)]
+    id: String,
+}
+
+impl UserPath {
+    pub(super) fn parse(&self) -> Result<UserId, ApiError> {
+        user_id(&self.id)
+    }
 }
 
 fn appid(raw: Option<String>) -> Result<Option<String>, ApiError> {
@@ -66,11 +85,9 @@ pub struct UsersQuery {
     phone: Option<String>,
     #[param(value_type = Option<UserStatus>)]
     status: Option<String>,
-    /// Page size, 1 to 200 (default 50).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    page: PageParams,
 }
 
 /// Find users
@@ -80,13 +97,13 @@ pub struct UsersQuery {
     get,
     path = "/v1/admin/users",
     tag = "admin",
-    params(UsersQuery),
+    params(UsersQuery, PageParams),
     security(("api_key" = ["admin:read"])),
     description = "By WeChat account, unionid, phone or status; keyset pagination. \
         Requires an API key with the `admin:read` scope.",
     responses(
         (status = 200, description = "A page of users", body = Page<UserRecord>),
-        (status = 400, description = "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"),
+        BadQuery,
         KeyErrors<AdminRead>,
     )
 )]
@@ -95,7 +112,7 @@ async fn find_users(
     _: Scoped<AdminRead>,
     ApiQuery(q): ApiQuery<UsersQuery>,
 ) -> Result<Json<Page<UserRecord>>, ApiError> {
-    let page = query::page(q.limit.as_deref(), q.cursor)?;
+    let page = q.page.parse()?;
     if q.status
         .as_deref()
         .is_some_and(|s| UserStatus::parse(s).is_none())
@@ -119,13 +136,13 @@ async fn find_users(
     get,
     path = "/v1/admin/users/{id}",
     tag = "admin",
-    params(("id" = uuid::Uuid, Path, description = "The user id")),
+    params(UserPath),
     security(("api_key" = ["admin:read"])),
     description = "Status, accounts, unionid, first and last login. Requires an API key with \
         the `admin:read` scope.",
     responses(
         (status = 200, description = "The user", body = UserRecord),
-        (status = 400, description = "`invalid_request`: the user id is not a UUID"),
+        BadUserId,
         KeyErrors<AdminRead>,
         NoSuchUser,
     )
@@ -133,9 +150,9 @@ async fn find_users(
 async fn user(
     State(state): State<AppState>,
     _: Scoped<AdminRead>,
-    Path(id): Path<String>,
+    Path(id): Path<UserPath>,
 ) -> Result<Json<UserRecord>, ApiError> {
-    Ok(Json(lookup::user(&state, user_id(&id)?).await?))
+    Ok(Json(lookup::user(&state, id.parse()?).await?))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -150,11 +167,9 @@ pub struct LoginsQuery {
     /// Latest login time, RFC 3339.
     #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
-    /// Page size, 1 to 200 (default 50).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    page: PageParams,
 }
 
 impl LoginsQuery {
@@ -162,7 +177,7 @@ impl LoginsQuery {
         let from = query::instant("from", self.from.as_deref())?;
         let to = query::instant("to", self.to.as_deref())?;
         query::ordered(from, to)?;
-        let page = query::page(self.limit.as_deref(), self.cursor)?;
+        let page = self.page.parse()?;
         let filter = LoginFilter {
             appid: appid(self.appid)?,
             from,
@@ -177,7 +192,7 @@ impl LoginsQuery {
     get,
     path = "/v1/admin/users/{id}/logins",
     tag = "admin",
-    params(("id" = uuid::Uuid, Path, description = "The user id"), LoginsQuery),
+    params(UserPath, LoginsQuery, PageParams),
     security(("api_key" = ["admin:read"])),
     description = "Newest first; cursor pagination. Requires an API key with the `admin:read` \
         scope.",
@@ -191,10 +206,10 @@ impl LoginsQuery {
 async fn user_logins(
     State(state): State<AppState>,
     _: Scoped<AdminRead>,
-    Path(id): Path<String>,
+    Path(id): Path<UserPath>,
     ApiQuery(q): ApiQuery<LoginsQuery>,
 ) -> Result<Json<Page<LoginRecord>>, ApiError> {
-    let id = user_id(&id)?;
+    let id = id.parse()?;
     let (filter, page) = q.parse()?;
     Ok(Json(
         lookup::logins(&state, Some(id), &filter, &page).await?,
@@ -206,13 +221,13 @@ async fn user_logins(
     get,
     path = "/v1/admin/logins",
     tag = "admin",
-    params(LoginsQuery),
+    params(LoginsQuery, PageParams),
     security(("api_key" = ["admin:read"])),
     description = "Newest first; cursor pagination. Requires an API key with the `admin:read` \
         scope.",
     responses(
         (status = 200, description = "A page of logins", body = Page<LoginRecord>),
-        (status = 400, description = "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"),
+        BadQuery,
         KeyErrors<AdminRead>,
     )
 )]
@@ -242,11 +257,9 @@ pub struct AuditQuery {
     /// Latest time, RFC 3339.
     #[param(value_type = Option<String>, format = DateTime)]
     to: Option<String>,
-    /// Page size, 1 to 200 (default 50).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
+    #[serde(flatten)]
+    #[param(ignore)]
+    page: PageParams,
 }
 
 /// The audit log
@@ -254,7 +267,7 @@ pub struct AuditQuery {
     get,
     path = "/v1/admin/audit",
     tag = "admin",
-    params(AuditQuery),
+    params(AuditQuery, PageParams),
     security(("api_key" = ["admin:read"])),
     description = "Every event as time, actor, action, target, app, client IP and details, \
         personal data redacted; newest first. Refused logins, which are not events, appear as \
@@ -263,7 +276,7 @@ pub struct AuditQuery {
         `IDENTITY_REJECTION_RETENTION_DAYS`. Requires an API key with the `admin:read` scope.",
     responses(
         (status = 200, description = "A page of audit entries", body = Page<AuditRecord>),
-        (status = 400, description = "`invalid_request`: an unknown parameter, or a bad value (the detail names it)"),
+        BadQuery,
         KeyErrors<AdminRead>,
     )
 )]
@@ -275,7 +288,7 @@ async fn audit(
     let from = query::instant("from", q.from.as_deref())?;
     let to = query::instant("to", q.to.as_deref())?;
     query::ordered(from, to)?;
-    let page = query::page(q.limit.as_deref(), q.cursor)?;
+    let page = q.page.parse()?;
     let filter = AuditFilter {
         user_id: q
             .user_id
@@ -384,7 +397,7 @@ pub struct StatusAnswer {
     post,
     path = "/v1/admin/users/{id}/block",
     tag = "admin",
-    params(("id" = uuid::Uuid, Path, description = "The user id")),
+    params(UserPath),
     request_body = StatusRequest,
     security(("api_key" = ["admin:write"])),
     description = "Refuses the user's logins and refreshes (403 `user_blocked`) and stops their sessions at once. Audited, with the API key as the actor. Requires an API key with \
@@ -398,7 +411,7 @@ pub struct StatusAnswer {
 async fn block(
     State(state): State<AppState>,
     AdminAction(ctx): AdminAction,
-    Path(id): Path<String>,
+    Path(id): Path<UserPath>,
     ApiJson(body): ApiJson<StatusRequest>,
 ) -> Result<Json<StatusAnswer>, ApiError> {
     set_status(&state, &ctx, &id, StatusChange::Block, &body).await
@@ -409,7 +422,7 @@ async fn block(
     post,
     path = "/v1/admin/users/{id}/unblock",
     tag = "admin",
-    params(("id" = uuid::Uuid, Path, description = "The user id")),
+    params(UserPath),
     request_body = StatusRequest,
     security(("api_key" = ["admin:write"])),
     description = "Lifts a block. Audited, with the API key as the actor. Requires an API key with \
@@ -423,7 +436,7 @@ async fn block(
 async fn unblock(
     State(state): State<AppState>,
     AdminAction(ctx): AdminAction,
-    Path(id): Path<String>,
+    Path(id): Path<UserPath>,
     ApiJson(body): ApiJson<StatusRequest>,
 ) -> Result<Json<StatusAnswer>, ApiError> {
     set_status(&state, &ctx, &id, StatusChange::Unblock, &body).await
@@ -432,11 +445,11 @@ async fn unblock(
 async fn set_status(
     state: &AppState,
     ctx: &Context,
-    id: &str,
+    id: &UserPath,
     change: StatusChange,
     body: &StatusRequest,
 ) -> Result<Json<StatusAnswer>, ApiError> {
-    let id = user_id(id)?;
+    let id = id.parse()?;
     let changed = admin::change_status(state, id, change, &body.reason, ctx).await?;
     Ok(Json(StatusAnswer {
         user_id: id,
@@ -453,7 +466,7 @@ async fn set_status(
     delete,
     path = "/v1/admin/users/{id}",
     tag = "admin",
-    params(("id" = uuid::Uuid, Path, description = "The user id")),
+    params(UserPath),
     security(("api_key" = ["admin:write"])),
     description = "Crypto-shredding: records `UserErased` (actor: the API key), destroys the \
         user's data key so every sealed field in the log becomes unreadable, purges the read \
@@ -461,7 +474,7 @@ async fn set_status(
         harmless. Requires an API key with the `admin:write` scope.",
     responses(
         (status = 204, description = "Erased"),
-        (status = 400, description = "`invalid_request`: the user id is not a UUID"),
+        BadUserId,
         KeyErrors<AdminWrite>,
         ConflictError,
         NoSuchUser,
@@ -470,8 +483,8 @@ async fn set_status(
 async fn erase(
     State(state): State<AppState>,
     AdminAction(ctx): AdminAction,
-    Path(id): Path<String>,
+    Path(id): Path<UserPath>,
 ) -> Result<StatusCode, ApiError> {
-    profile::erase(&state, user_id(&id)?, &ctx).await?;
+    profile::erase(&state, id.parse()?, &ctx).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -10,12 +10,12 @@ use axum::{Json, Router};
 use domain::{SessionId, UserId};
 use projections::Page;
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 
-use super::admin::user_id;
+use super::admin::UserPath;
 use crate::http::api_key::{AdminRead, Scoped};
 use crate::http::extract::{AdminAction, ApiJson, Authenticated};
-use crate::http::query::{self, ApiQuery};
+use crate::http::query::{ApiQuery, PageParams};
 use crate::http::responses::{AdminActionErrors, ConflictError, KeyErrors, NoSuchUser, UserErrors};
 use crate::http::ApiError;
 use crate::state::AppState;
@@ -33,23 +33,12 @@ pub fn router() -> Router<AppState> {
         )
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct SessionsQuery {
-    /// Page size, 1 to 200 (default 50).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
-    limit: Option<String>,
-    /// The `next_cursor` of the previous page.
-    cursor: Option<String>,
-}
-
 /// My open sessions
 #[utoipa::path(
     get,
     path = "/v1/me/sessions",
     tag = "me",
-    params(SessionsQuery),
+    params(PageParams),
     security(("bearer" = [])),
     description = "Every session of the signed-in user still in force (not logged out, \
         revoked or past its lifetime), newest first: app, device, client IP, when it began \
@@ -64,9 +53,9 @@ pub struct SessionsQuery {
 async fn my_sessions(
     State(state): State<AppState>,
     auth: Authenticated,
-    ApiQuery(q): ApiQuery<SessionsQuery>,
+    ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<SessionView>>, ApiError> {
-    let page = query::page(q.limit.as_deref(), q.cursor)?;
+    let page = page.parse()?;
     let Authenticated {
         session_id,
         session,
@@ -112,7 +101,7 @@ async fn end_my_session(
     get,
     path = "/v1/admin/users/{id}/sessions",
     tag = "admin",
-    params(("id" = uuid::Uuid, Path, description = "The user id"), SessionsQuery),
+    params(UserPath, PageParams),
     security(("api_key" = ["admin:read"])),
     description = "Every session of the user still in force, newest first: app, device, \
         client IP, when it began and was last refreshed. Empty for a blocked or erased user. \
@@ -128,11 +117,11 @@ async fn end_my_session(
 async fn user_sessions(
     State(state): State<AppState>,
     _: Scoped<AdminRead>,
-    Path(id): Path<String>,
-    ApiQuery(q): ApiQuery<SessionsQuery>,
+    Path(id): Path<UserPath>,
+    ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<SessionView>>, ApiError> {
-    let id = user_id(&id)?;
-    let page = query::page(q.limit.as_deref(), q.cursor)?;
+    let id = id.parse()?;
+    let page = page.parse()?;
     let sessions = session_views::user_sessions(&state, id, &page).await?;
     Ok(Json(sessions))
 }
@@ -160,7 +149,7 @@ pub struct RevokedSessions {
     post,
     path = "/v1/admin/users/{id}/sessions/revoke",
     tag = "admin",
-    params(("id" = uuid::Uuid, Path, description = "The user id")),
+    params(UserPath),
     request_body = RevokeSessionsRequest,
     security(("api_key" = ["admin:write"])),
     description = "Ends every open session of the user (`SessionRevoked`, reason \
@@ -176,10 +165,10 @@ pub struct RevokedSessions {
 async fn revoke_user_sessions(
     State(state): State<AppState>,
     AdminAction(ctx): AdminAction,
-    Path(id): Path<String>,
+    Path(id): Path<UserPath>,
     ApiJson(body): ApiJson<RevokeSessionsRequest>,
 ) -> Result<Json<RevokedSessions>, ApiError> {
-    let id = user_id(&id)?;
+    let id = id.parse()?;
     let revoked = admin::revoke_sessions(&state, id, &body.reason, &ctx).await?;
     Ok(Json(RevokedSessions {
         user_id: id,
