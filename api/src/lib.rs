@@ -6,6 +6,5 @@ pub mod dev;
 pub mod http;
 pub mod keys;
 pub mod startup;
-pub mod state;
 pub mod telemetry;
 pub mod usecases;

@@ -19,13 +19,14 @@ use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
 use crate::config::Config;
+use crate::http::app;
 use crate::http::rate_limit::{AuthFailureLimit, LoginRateLimit};
-use crate::http::routes;
 use crate::http::server::{self, EdgeLimits};
+use crate::http::state::{AppState, HttpShared};
 use crate::http::stream_slots::StreamSlots;
-use crate::state::{AppState, Clock, Services, SystemClock};
 use crate::usecases;
 use crate::usecases::rejections::{self, Rejections};
+use crate::usecases::services::{Clock, SystemClock};
 
 /// A bound, ready-to-serve service.
 pub struct Application {
@@ -126,7 +127,7 @@ impl Application {
             infra::relay::spawn_relay(store.clone(), relay)
         });
 
-        let state = AppState(Arc::new(Services {
+        let state = AppState(Arc::new(HttpShared {
             core: usecases::Services {
                 store,
                 wechat,
@@ -158,7 +159,7 @@ impl Application {
             .await
             .with_context(|| format!("binding {}", config.listen))?;
         Ok(Self {
-            router: routes::router(state.clone()),
+            router: app::router(state.clone()),
             listener,
             state,
             runners,

@@ -37,7 +37,7 @@ impl TestClock {
     }
 }
 
-impl api::state::Clock for TestClock {
+impl api::usecases::services::Clock for TestClock {
     fn now(&self) -> chrono::DateTime<chrono::Utc> {
         chrono::Utc::now() + chrono::Duration::seconds(self.offset_secs.load(Ordering::SeqCst))
     }

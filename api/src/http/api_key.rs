@@ -5,15 +5,15 @@ use std::collections::BTreeSet;
 use std::marker::PhantomData;
 
 use axum::extract::FromRequestParts;
+use axum::http::header;
 use axum::http::request::Parts;
 use infra::api_keys::{self, Scope};
 use infra::store::{Store, StoreError};
 use secrecy::ExposeSecret;
 
 use super::client_ip::ClientIp;
-use super::extract::bearer_token;
 use super::ApiError;
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 /// The key id the bootstrap token acts as in the audit log.
 pub const BOOTSTRAP_KEY_ID: &str = "bootstrap";
@@ -149,4 +149,14 @@ impl<S: RequiredScope> FromRequestParts<AppState> for Scoped<S> {
             _scope: PhantomData,
         })
     }
+}
+
+/// The token of an `Authorization: Bearer …` header (API keys and access tokens alike).
+pub fn bearer_token(parts: &Parts) -> Option<&str> {
+    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then_some(token.trim())
+        .filter(|t| !t.is_empty())
 }

@@ -15,8 +15,6 @@ use axum::http::HeaderMap;
 use ipnet::IpNet;
 use serde::Deserialize;
 
-use crate::state::AppState;
-
 /// The networks of our own proxies; empty (the default) trusts no `X-Forwarded-For` at all.
 #[derive(Debug, Clone, Default)]
 pub struct TrustedProxies(Vec<IpNet>);
@@ -112,19 +110,17 @@ impl<'de> Deserialize<'de> for TrustedProxies {
 #[derive(Debug, Clone, Copy)]
 pub struct ClientIp(pub Option<IpAddr>);
 
-impl FromRequestParts<AppState> for ClientIp {
+/// Any state that knows whose `X-Forwarded-For` to believe (the service's `AppState`).
+impl<S: AsRef<TrustedProxies> + Sync> FromRequestParts<S> for ClientIp {
     type Rejection = std::convert::Infallible;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| addr.ip());
         Ok(Self(peer.map(|peer| {
-            state.trusted_proxies.client_ip(peer, &parts.headers)
+            state.as_ref().client_ip(peer, &parts.headers)
         })))
     }
 }

@@ -13,7 +13,7 @@ use serde::de::DeserializeOwned;
 
 use super::client_ip::ClientIp;
 use super::ApiError;
-use crate::state::AppState;
+use crate::http::state::AppState;
 
 pub const TIMESTAMP_HEADER: &str = "x-identity-timestamp";
 pub const NONCE_HEADER: &str = "x-identity-nonce";

@@ -10,6 +10,9 @@ use serde::Serialize;
 use crate::usecases::error::WeChatCall;
 use crate::usecases::UseCaseError;
 
+/// The media type of every error answer (RFC 9457).
+pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     /// 400: the request is malformed; the detail says which field and rule.
@@ -200,7 +203,7 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/problem+json"),
+            HeaderValue::from_static(PROBLEM_CONTENT_TYPE),
         );
         match &self {
             Self::RateLimited { retry_after_secs } => {

@@ -11,10 +11,10 @@ use infra::tokens::AccessClaims;
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
-use super::api_key::{AdminWrite, Scoped};
+use super::api_key::{bearer_token, AdminWrite, Scoped};
 use super::client_ip::ClientIp;
 use super::ApiError;
-use crate::state::AppState;
+use crate::http::state::AppState;
 use crate::usecases::streams::{self, LoadedUser};
 use crate::usecases::Context;
 
@@ -155,15 +155,6 @@ impl FromRequestParts<AppState> for Authenticated {
             user,
         })
     }
-}
-
-pub fn bearer_token(parts: &Parts) -> Option<&str> {
-    let value = parts.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then_some(token.trim())
-        .filter(|t| !t.is_empty())
 }
 
 /// An administrator's write: a caller holding `admin:write`, and this request on its behalf

@@ -1,6 +1,7 @@
-//! HTTP: routes, extractors, errors, rate limiting.
+//! HTTP: the router and its state, routes, extractors, errors, rate limiting.
 
 pub mod api_key;
+pub mod app;
 pub mod client_ip;
 pub mod cloud_signature;
 pub mod error;
@@ -12,6 +13,7 @@ pub mod responses;
 pub mod routes;
 pub mod schemas;
 pub mod server;
+pub mod state;
 pub mod stream_slots;
 pub mod timeout;
 

@@ -15,9 +15,9 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{Content, Ref, RefOr};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-pub use super::error::Problem;
 use utoipa_swagger_ui::SwaggerUi;
 
+use super::error::{Problem, PROBLEM_CONTENT_TYPE};
 use super::routes::{
     admin, cloud_login, events, health, login, me, metrics, profile, sessions, tokens, wellknown,
 };
@@ -198,8 +198,6 @@ fn each_operation(
 
 /// Gives every error response without a body the [`Problem`] body.
 struct ProblemBodies;
-
-pub const PROBLEM_CONTENT_TYPE: &str = "application/problem+json";
 
 impl Modify for ProblemBodies {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {

@@ -12,7 +12,7 @@ use utoipa::{IntoResponses, ToSchema};
 
 use super::api_key::RequiredScope;
 use super::error::Problem;
-use super::openapi::PROBLEM_CONTENT_TYPE;
+use super::error::PROBLEM_CONTENT_TYPE;
 
 /// A problem answer with this description.
 pub fn problem(description: impl Into<String>) -> RefOr<Response> {

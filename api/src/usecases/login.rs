@@ -6,7 +6,6 @@ use domain::{
     Actor, AppId, Claim, Device, OpenId, RecordWeChatLogin, RejectionReason, Session, SessionEvent,
     SessionId, UnionId, UnionIdSource, User, UserError, UserId, WeChatCode,
 };
-use infra::personal_data::AccountKey;
 use infra::store::{AppendBatch, ExpectedVersion};
 use infra::wechat::WeChatError;
 use uuid::Uuid;
@@ -16,7 +15,7 @@ use super::context::Context;
 use super::error::{UseCaseError, WeChatCall};
 use super::rejections;
 use super::services::Services;
-use super::streams::{to_new_events, user_from_stored, LoadedUser};
+use super::streams::{session_key_context, to_new_events, user_from_stored, LoadedUser};
 use super::views::{issue_tokens, view_of, LoginResponse};
 
 /// A successful login, before tokens are issued.
@@ -64,13 +63,6 @@ pub async fn cloud_login(
     ctx: &Context,
 ) -> Result<LoginResponse, UseCaseError> {
     record_login(state, appid, identity, None, ctx).await
-}
-
-/// The AAD binding a sealed `session_key` to its row: the app and the account's keyed hash
-/// (`LookupIndex::account`), which addresses the row. A row is re-sealed by its own columns
-/// (`identityd keys rotate-master --new-root`), without the openid in clear.
-pub fn session_key_context(appid: &AppId, account: &AccountKey) -> String {
-    format!("{appid}:{}", account.as_str())
 }
 
 /// Who WeChat says is logging in: from `code2Session`, or from a cloud function's

@@ -10,6 +10,7 @@ pub mod error;
 pub mod login;
 pub mod lookup;
 pub mod profile;
+pub mod rejection_counts;
 pub mod rejections;
 pub mod reveal;
 pub mod revocation;

@@ -16,10 +16,9 @@ use super::command::Command;
 use super::context::Context;
 use super::encrypted_data::DecryptAttempt;
 use super::error::{UseCaseError, WeChatCall};
-use super::login::session_key_context;
 use super::revocation::{revoke_open_sessions, Revocation};
 use super::services::Services;
-use super::streams::{load_user, LoadedUser};
+use super::streams::{load_user, open_with, session_key_context, LoadedUser};
 use super::user_writes::{record_on_user, UserWrite};
 
 /// The legacy `getUserProfile` / `getUserInfo` answer, as the mini-program forwards it.
@@ -376,17 +375,6 @@ pub async fn erase(state: &Services, user_id: UserId, ctx: &Context) -> Result<(
 fn seal(key: Option<&UserKey>, data: &Value) -> Result<SealedPersonalData, UseCaseError> {
     let key = key.ok_or(UseCaseError::Erased)?;
     Ok(key.seal(data))
-}
-
-/// Opens one sealed field of the user with their data key as loaded (`LoadedUser::key`);
-/// `None` once erased (no key).
-pub fn open_with(
-    key: Option<&UserKey>,
-    sealed: &SealedPersonalData,
-) -> Result<Option<Value>, UseCaseError> {
-    key.map(|key| key.open(&sealed.0))
-        .transpose()
-        .map_err(UseCaseError::internal)
 }
 
 /// A command on the user's stream from `appid`'s app.

@@ -9,13 +9,10 @@ use std::time::Duration;
 use chrono::{Days, NaiveDate};
 use domain::{AppId, RejectionReason, UserId};
 use infra::store::LoginRejection;
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::registry::Registry;
 
 use super::context::Context;
 use super::error::UseCaseError;
+pub use super::rejection_counts::Rejections;
 use super::services::Services;
 
 /// Tally rows one app may add per day before addresses are folded: a flood from many
@@ -24,37 +21,6 @@ pub const MAX_ROWS_PER_APP_DAY: u32 = 1_000;
 
 /// How often expired days are deleted.
 const RETENTION_SWEEP: Duration = Duration::from_secs(60 * 60);
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RejectionLabels {
-    appid: String,
-    reason: String,
-}
-
-/// The refused-login settings and this instance's counters.
-pub struct Rejections {
-    /// Days a tally (with its client IP) is kept (`IDENTITY_REJECTION_RETENTION_DAYS`).
-    pub retention_days: u32,
-    counters: Family<RejectionLabels, Counter>,
-}
-
-impl Rejections {
-    pub fn new(retention_days: u32) -> Self {
-        Self {
-            retention_days: retention_days.max(1),
-            counters: Family::default(),
-        }
-    }
-
-    /// Adds `identity_login_rejections_total{appid, reason}` to a scrape.
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "login_rejections",
-            "Logins refused since this instance started, by app and reason",
-            self.counters.clone(),
-        );
-    }
-}
 
 /// Why, as the tallies, the metrics and the old `LoginRejected` events name it.
 pub fn reason_name(reason: RejectionReason) -> &'static str {
@@ -75,14 +41,7 @@ pub async fn record(
     ctx: &Context,
 ) -> Result<(), UseCaseError> {
     let reason = reason_name(reason);
-    state
-        .rejections
-        .counters
-        .get_or_create(&RejectionLabels {
-            appid: appid.to_string(),
-            reason: reason.to_owned(),
-        })
-        .inc();
+    state.rejections.count(appid, reason);
     let rejection = LoginRejection {
         appid: appid.to_string(),
         reason: reason.to_owned(),

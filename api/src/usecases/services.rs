@@ -13,7 +13,7 @@ use infra::tokens::{AccessTokens, RefreshTokens};
 use infra::wechat::{AppCredentials, WeChatClient};
 use projections::ReadModels;
 
-use super::rejections::Rejections;
+use super::rejection_counts::Rejections;
 
 /// Time, injected so tests can control it.
 pub trait Clock: Send + Sync {

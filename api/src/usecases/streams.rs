@@ -5,12 +5,13 @@
 use chrono::{DateTime, Utc};
 use domain::events::from_stored;
 use domain::{
-    DomainEvent, EventId, Metadata, Recorded, Session, SessionEvent, SessionId, SessionLifetime,
-    User, UserEvent, UserId,
+    AppId, DomainEvent, EventId, Metadata, Recorded, SealedPersonalData, Session, SessionEvent,
+    SessionId, SessionLifetime, User, UserEvent, UserId,
 };
-use infra::personal_data::{open_event, seal_event, UserKey};
+use infra::personal_data::{open_event, seal_event, AccountKey, UserKey};
 use infra::store::{EventStore, NewEvent, RecordedEvent};
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 use uuid::Uuid;
 
 use super::error::UseCaseError;
@@ -161,4 +162,22 @@ pub fn to_new_events<E: DomainEvent>(
             Ok(wrapped)
         })
         .collect()
+}
+
+/// Opens one sealed field of the user with their data key as loaded (`LoadedUser::key`);
+/// `None` once erased (no key).
+pub fn open_with(
+    key: Option<&UserKey>,
+    sealed: &SealedPersonalData,
+) -> Result<Option<Value>, UseCaseError> {
+    key.map(|key| key.open(&sealed.0))
+        .transpose()
+        .map_err(UseCaseError::internal)
+}
+
+/// The AAD binding a sealed `session_key` to its row: the app and the account's keyed hash
+/// (`LookupIndex::account`), which addresses the row. A row is re-sealed by its own columns
+/// (`identityd keys rotate-master --new-root`), without the openid in clear.
+pub fn session_key_context(appid: &AppId, account: &AccountKey) -> String {
+    format!("{appid}:{}", account.as_str())
 }

@@ -8,9 +8,8 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use super::error::UseCaseError;
-use super::profile::open_with;
 use super::services::Services;
-use super::streams::LoadedUser;
+use super::streams::{open_with, LoadedUser};
 
 /// The user as the mini-program sees it: the same object in the login answer and `/v1/me`.
 #[derive(Debug, Serialize, ToSchema)]

@@ -19,8 +19,8 @@ use crate::http::query::{self, ApiQuery, PageParams};
 use crate::http::responses::{
     AdminActionErrors, BadQuery, BadUserId, ConflictError, KeyErrors, NoSuchUser,
 };
+use crate::http::state::AppState;
 use crate::http::ApiError;
-use crate::state::AppState;
 use crate::usecases::admin::{self, StatusChange};
 use crate::usecases::lookup::{self, UserSearch};
 use crate::usecases::{profile, Context};

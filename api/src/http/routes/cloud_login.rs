@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 use crate::http::cloud_signature::{CloudSigned, SignedByApp};
 use crate::http::extract::RequestContext;
 use crate::http::responses::{Internal, JsonBodyErrors};
+use crate::http::state::AppState;
 use crate::http::ApiError;
-use crate::state::AppState;
 use crate::usecases::login::{self, WeChatIdentity};
 use crate::usecases::views::LoginResponse;
 

@@ -32,9 +32,9 @@ use crate::http::api_key::{ApiCaller, EventsRead, Scoped};
 use crate::http::query::{self, ApiQuery};
 use crate::http::responses::KeyErrors;
 use crate::http::schemas;
+use crate::http::state::AppState;
 use crate::http::stream_slots::StreamSlot;
 use crate::http::ApiError;
-use crate::state::AppState;
 
 pub const DEFAULT_LIMIT: u32 = 100;
 pub const MAX_LIMIT: u32 = 1000;

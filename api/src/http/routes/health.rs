@@ -8,8 +8,8 @@ use axum::{Json, Router};
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::http::state::AppState;
 use crate::http::ApiError;
-use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 
 use crate::http::extract::{ApiJson, RequestContext};
 use crate::http::responses::{ConflictError, Internal, JsonBodyErrors};
+use crate::http::state::AppState;
 use crate::http::ApiError;
-use crate::state::AppState;
 use crate::usecases::login;
 use crate::usecases::views::LoginResponse;
 

@@ -8,8 +8,8 @@ use domain::Session;
 
 use crate::http::extract::Authenticated;
 use crate::http::responses::UserErrors;
+use crate::http::state::AppState;
 use crate::http::ApiError;
-use crate::state::AppState;
 use crate::usecases::sessions;
 use crate::usecases::views::{self, UserView};
 

@@ -12,8 +12,8 @@ use utoipa::ToSchema;
 
 use crate::http::extract::{ApiJson, Authenticated};
 use crate::http::responses::{ConflictError, JsonBodyErrors, UserErrors};
+use crate::http::state::AppState;
 use crate::http::ApiError;
-use crate::state::AppState;
 use crate::usecases::profile::{self, EncryptedProfile, ProfileUpdate};
 
 pub fn router() -> Router<AppState> {

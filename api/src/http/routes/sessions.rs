@@ -17,8 +17,8 @@ use crate::http::api_key::{AdminRead, Scoped};
 use crate::http::extract::{AdminAction, ApiJson, Authenticated};
 use crate::http::query::{ApiQuery, PageParams};
 use crate::http::responses::{AdminActionErrors, ConflictError, KeyErrors, NoSuchUser, UserErrors};
+use crate::http::state::AppState;
 use crate::http::ApiError;
-use crate::state::AppState;
 use crate::usecases::session_views::{self, SessionView};
 use crate::usecases::{admin, revocation};
 

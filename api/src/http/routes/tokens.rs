@@ -11,8 +11,8 @@ use utoipa::ToSchema;
 use crate::http::api_key::{Scoped, TokensIntrospect};
 use crate::http::extract::{ApiJson, RequestContext};
 use crate::http::responses::{ConflictError, Internal, JsonBodyErrors, KeyErrors};
+use crate::http::state::AppState;
 use crate::http::ApiError;
-use crate::state::AppState;
 use crate::usecases::sessions;
 use crate::usecases::views::TokenResponse;
 

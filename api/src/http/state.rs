@@ -9,16 +9,21 @@ use secrecy::SecretString;
 use crate::http::client_ip::TrustedProxies;
 use crate::http::rate_limit::{AuthFailureLimit, LoginRateLimit};
 use crate::http::stream_slots::StreamSlots;
-pub use crate::usecases::services::{Clock, SystemClock};
 
 #[derive(Clone)]
-pub struct AppState(pub Arc<Services>);
+pub struct AppState(pub Arc<HttpShared>);
 
 impl std::ops::Deref for AppState {
-    type Target = Services;
+    type Target = HttpShared;
 
-    fn deref(&self) -> &Services {
+    fn deref(&self) -> &HttpShared {
         &self.0
+    }
+}
+
+impl AsRef<TrustedProxies> for AppState {
+    fn as_ref(&self) -> &TrustedProxies {
+        &self.0.trusted_proxies
     }
 }
 
@@ -28,7 +33,9 @@ impl AsRef<crate::usecases::Services> for AppState {
     }
 }
 
-pub struct Services {
+/// The use cases' services (`core`, reachable through `Deref` as `state.store`, `state.clock`,
+/// …) and what only the HTTP layer needs.
+pub struct HttpShared {
     /// What the use cases work with (reachable as `state.store`, `state.clock`, …).
     pub core: crate::usecases::Services,
     pub login_rate_limit: LoginRateLimit,
@@ -51,7 +58,7 @@ pub struct Services {
     pub shutting_down: tokio::sync::watch::Sender<bool>,
 }
 
-impl std::ops::Deref for Services {
+impl std::ops::Deref for HttpShared {
     type Target = crate::usecases::Services;
 
     fn deref(&self) -> &crate::usecases::Services {
