@@ -165,27 +165,22 @@ impl Scenario {
             );
         }
         if u % 7 == 6 {
-            self.push(
-                stream.clone(),
-                "ProfileAuthorized",
-                json!({"profile": format!("sealed:{u}"), "fields": ["nickname", "avatar_url"]}),
-                me.clone(),
-                APP_A,
-            );
-            self.push(
-                stream.clone(),
-                "ProfileUpdated",
-                json!({"profile": format!("sealed-again:{u}"), "fields": ["avatar_url", "nickname"]}),
-                me.clone(),
-                APP_A,
-            );
-            self.push(
-                stream.clone(),
-                "PhoneNumberBound",
-                json!({"phone_index": format!("ph{u}"), "phone": format!("sealed-phone:{u}")}),
-                me.clone(),
-                APP_A,
-            );
+            for (event_type, payload) in [
+                (
+                    "ProfileAuthorized",
+                    json!({"profile": format!("sealed:{u}"), "fields": ["nickname", "avatar_url"]}),
+                ),
+                (
+                    "ProfileUpdated",
+                    json!({"profile": format!("sealed-again:{u}"), "fields": ["avatar_url", "nickname"]}),
+                ),
+                (
+                    "PhoneNumberBound",
+                    json!({"phone_index": format!("ph{u}"), "phone": format!("sealed-phone:{u}")}),
+                ),
+            ] {
+                self.push(stream.clone(), event_type, payload, me.clone(), APP_A);
+            }
         }
         if u % 11 == 10 {
             self.push(
