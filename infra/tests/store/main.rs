@@ -142,6 +142,11 @@ fn a_and_b() -> Vec<NewEvent> {
     vec![event("A", json!(1)), event("B", json!(2))]
 }
 
+/// Who holds the WeChat account `openid`, with their stream.
+async fn claimant_of(db: &Db, openid: &str) -> Option<(UserId, Vec<RecordedEvent>)> {
+    db.store.load_claimant(&account(openid)).await.unwrap()
+}
+
 /// Everything stored on `stream_id`.
 async fn load(db: &Db, stream_id: &StreamId) -> Vec<RecordedEvent> {
     db.store.load_stream(stream_id).await.unwrap()
@@ -404,11 +409,8 @@ async fn a_claimant_loads_with_their_stream(db: Db) {
     .await
     .unwrap();
 
-    let (user, events) = db
-        .store
-        .load_claimant(&account("o_alice"))
+    let (user, events) = claimant_of(&db, "o_alice")
         .await
-        .unwrap()
         .expect("alice holds her account");
     assert_eq!(user, alice);
     assert_eq!(
@@ -419,12 +421,7 @@ async fn a_claimant_loads_with_their_stream(db: Db) {
         [(1, json!({"n": 1})), (2, json!({"n": 2}))]
     );
     assert!(events.iter().all(|e| e.stream_id == alice.stream()));
-    assert!(db
-        .store
-        .load_claimant(&account("o_nobody"))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(claimant_of(&db, "o_nobody").await.is_none());
 
     // Released claims have no claimant.
     db.store
@@ -438,12 +435,7 @@ async fn a_claimant_loads_with_their_stream(db: Db) {
         )
         .await
         .unwrap();
-    assert!(db
-        .store
-        .load_claimant(&account("o_bob"))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(claimant_of(&db, "o_bob").await.is_none());
 }
 
 async fn a_conflict_on_one_stream_writes_nothing(db: Db) {
