@@ -495,21 +495,12 @@ async fn sqlite_migration_vacuums_rows_deleted_before_secure_delete() {
         .connect()
         .await
         .unwrap();
-    sqlx::query("CREATE TABLE leftover (value TEXT)")
-        .execute(&mut old)
-        .await
-        .unwrap();
-    for _ in 0..3 {
-        sqlx::query("INSERT INTO leftover (value) VALUES (?1)")
-            .bind(MARKER)
-            .execute(&mut old)
-            .await
-            .unwrap();
+    // Three rows holding the marker, deleted while `secure_delete` is off.
+    let insert = format!("INSERT INTO leftover (value) VALUES ('{MARKER}')");
+    let create = "CREATE TABLE leftover (value TEXT)";
+    for sql in [create, &insert, &insert, &insert, "DELETE FROM leftover"] {
+        sqlx::query(sql).execute(&mut old).await.unwrap();
     }
-    sqlx::query("DELETE FROM leftover")
-        .execute(&mut old)
-        .await
-        .unwrap();
     old.close().await.unwrap();
     store.purge_deleted().await.unwrap();
     let path = url

@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
+use domain::OpenId;
 use domain::WeChatCode;
 use infra::wechat::sim::{Api, Simulator};
 use infra::wechat::user_data::{self, UserDataError};
-use infra::wechat::{AppCredentials, PhoneInfo, WeChatClient, WeChatError};
+use infra::wechat::{AppCredentials, PhoneInfo, SessionKey, WeChatClient, WeChatError};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -22,9 +23,59 @@ const TOKEN_TTL: Duration = Duration::from_secs(7200);
 /// The client's timeout here: the simulator's answers come slowly under load.
 const TIMEOUT: Duration = Duration::from_millis(2000);
 
+/// What WeChat (the simulator) answers `request`, as JSON.
+async fn answer_of(request: reqwest::RequestBuilder) -> Value {
+    request
+        .send()
+        .await
+        .expect("answer")
+        .json()
+        .await
+        .expect("json")
+}
+
 fn assert_invalid_code(result: Result<PhoneInfo, WeChatError>) {
     let err = result.expect_err("the code should be refused");
     assert_matches!(err, WeChatError::InvalidCode { errcode: 40029 });
+}
+
+/// Exchanging `code` on APP_A gives the number (else fails with `why`).
+async fn accepted(sim: &Sim, code: &WeChatCode, why: &str) -> PhoneInfo {
+    sim.phone_number(APP_A, code, None).await.expect(why)
+}
+
+/// Phone codes of `user-0` to `user-{n-1}` on APP_A, all exchanged at once: the answers, in
+/// that order.
+async fn phone_numbers_at_once(sim: &Sim, n: usize) -> Vec<Result<PhoneInfo, WeChatError>> {
+    let mut codes = Vec::new();
+    for i in 0..n {
+        codes.push(sim.phone_code(APP_A, &format!("user-{i}")).await);
+    }
+    let calls = codes.iter().map(|code| sim.phone_number(APP_A, code, None));
+    futures::future::join_all(calls).await
+}
+
+/// A fresh phone code of `user`'s on `app`, exchanged for the number.
+async fn fresh_phone_number(sim: &Sim, app: &str, user: &str) -> PhoneInfo {
+    let code = sim.phone_code(app, user).await;
+    sim.phone_number(app, &code, None).await.expect("phone")
+}
+
+/// With `fault` injected into getuserphonenumber, exchanging `code` on APP_A fails: the error.
+async fn refused_under(sim: &Sim, mut fault: Value, code: &WeChatCode) -> WeChatError {
+    fault["api"] = json!("getuserphonenumber");
+    sim.fault(fault).await;
+    sim.phone_number(APP_A, code, None)
+        .await
+        .expect_err("refused")
+}
+
+/// checkSessionKey of `openid` and `session_key` on `app`: whether WeChat holds that key.
+async fn key_is_current(sim: &Sim, app: &str, openid: &OpenId, session_key: &SessionKey) -> bool {
+    sim.client
+        .check_session(&creds(app), openid, session_key)
+        .await
+        .expect("check")
 }
 
 // ---------------------------------------------------------------- phone number
@@ -61,9 +112,7 @@ async fn phone_number_of_the_person_behind_the_code() {
 async fn phone_codes_are_single_use() {
     let sim = Sim::start(TIMEOUT).await;
     let code = sim.phone_code(APP_A, "alice").await;
-    sim.phone_number(APP_A, &code, None)
-        .await
-        .expect("first use");
+    accepted(&sim, &code, "first use").await;
     assert_invalid_code(sim.phone_number(APP_A, &code, None).await);
 }
 
@@ -75,9 +124,7 @@ async fn phone_codes_expire_after_five_minutes() {
     sim.sim
         .advance_clock(Duration::from_secs(299))
         .expect("advance");
-    sim.phone_number(APP_A, &fresh_enough, None)
-        .await
-        .expect("299 s old");
+    accepted(&sim, &fresh_enough, "299 s old").await;
     sim.sim
         .advance_clock(Duration::from_secs(2))
         .expect("advance");
@@ -102,35 +149,25 @@ async fn phone_codes_of_other_apps_people_or_unknown_are_invalid() {
     assert_invalid_code(sim.phone_number(APP_A, &login_code, None).await);
 
     // Refused codes are not used up: the right caller still gets the number.
-    sim.phone_number(APP_A, &code, None)
-        .await
-        .expect("still valid");
+    accepted(&sim, &code, "still valid").await;
 }
 
 #[tokio::test]
 async fn phone_refusals_map_to_errors_without_consuming_the_code() {
     let sim = Sim::start(TIMEOUT).await;
     let code = sim.phone_code(APP_A, "alice").await;
-    sim.fault(json!({"api": "getuserphonenumber", "errcode": 45011}))
-        .await;
-    let err = sim.phone_number(APP_A, &code, None).await.unwrap_err();
+    let err = refused_under(&sim, json!({"errcode": 45011}), &code).await;
     assert_matches!(err, WeChatError::RateLimited);
-    sim.fault(json!({"api": "getuserphonenumber", "errcode": 40013}))
-        .await;
-    let err = sim.phone_number(APP_A, &code, None).await.unwrap_err();
+    let err = refused_under(&sim, json!({"errcode": 40013}), &code).await;
     assert_matches!(err, WeChatError::Misconfigured { errcode: 40013 });
     // -1 is retried.
     sim.fault(json!({"api": "getuserphonenumber", "errcode": -1}))
         .await;
-    sim.phone_number(APP_A, &code, None)
-        .await
-        .expect("retried after -1");
+    accepted(&sim, &code, "retried after -1").await;
     assert_eq!(sim.calls(Api::GetUserPhoneNumber), 4);
 
     let code = sim.phone_code(APP_A, "alice").await;
-    sim.fault(json!({"api": "getuserphonenumber", "errcode": -1, "times": 0}))
-        .await;
-    let err = sim.phone_number(APP_A, &code, None).await.unwrap_err();
+    let err = refused_under(&sim, json!({"errcode": -1, "times": 0}), &code).await;
     assert_matches!(err, WeChatError::Unavailable(_));
     assert_eq!(sim.calls(Api::GetUserPhoneNumber), 7, "3 attempts");
 }
@@ -169,12 +206,7 @@ async fn concurrent_calls_on_a_cold_cache_fetch_one_token() {
     // A slow stable_token makes every caller find the cache cold.
     sim.fault(json!({"api": "stable_token", "latency_ms": 200}))
         .await;
-    let mut codes = Vec::new();
-    for i in 0..8 {
-        codes.push(sim.phone_code(APP_A, &format!("user-{i}")).await);
-    }
-    let calls = codes.iter().map(|code| sim.phone_number(APP_A, code, None));
-    let results = futures::future::join_all(calls).await;
+    let results = phone_numbers_at_once(&sim, 8).await;
     for (i, result) in results.into_iter().enumerate() {
         let info = result.expect("phone number");
         assert_eq!(
@@ -191,14 +223,9 @@ async fn the_token_is_cached_across_calls_and_apis() {
     let sim = Sim::start(TIMEOUT).await;
     let session = sim.sign_in(APP_A, Some("alice")).await;
     for _ in 0..3 {
-        let code = sim.phone_code(APP_A, "alice").await;
-        sim.phone_number(APP_A, &code, None).await.expect("phone");
+        fresh_phone_number(&sim, APP_A, "alice").await;
     }
-    assert!(sim
-        .client
-        .check_session(&creds(APP_A), &session.openid, &session.session_key)
-        .await
-        .expect("check"));
+    assert!(key_is_current(&sim, APP_A, &session.openid, &session.session_key).await);
     assert_eq!(sim.calls(Api::StableToken), 1);
 
     // Clones share the cache.
@@ -214,27 +241,23 @@ async fn the_token_is_cached_across_calls_and_apis() {
 #[tokio::test]
 async fn the_token_is_refreshed_ahead_of_expiry() {
     let sim = Sim::start(TIMEOUT).await;
-    let code = sim.phone_code(APP_A, "alice").await;
-    sim.phone_number(APP_A, &code, None).await.expect("phone");
+    fresh_phone_number(&sim, APP_A, "alice").await;
     assert_eq!(sim.calls(Api::StableToken), 1);
 
     // 6 minutes before expiry: still cached.
     sim.advance_both(TOKEN_TTL - Duration::from_secs(360));
-    let code = sim.phone_code(APP_A, "alice").await;
-    sim.phone_number(APP_A, &code, None).await.expect("phone");
+    fresh_phone_number(&sim, APP_A, "alice").await;
     assert_eq!(sim.calls(Api::StableToken), 1);
 
     // 4 minutes before expiry: fetched again (WeChat hands back the same, still valid, token).
     sim.advance_both(Duration::from_secs(120));
-    let code = sim.phone_code(APP_A, "alice").await;
-    sim.phone_number(APP_A, &code, None).await.expect("phone");
+    fresh_phone_number(&sim, APP_A, "alice").await;
     assert_eq!(sim.calls(Api::StableToken), 2);
     assert_eq!(sim.calls(Api::GetUserPhoneNumber), 3, "no refusals");
 
     // Past expiry: a new token, no refusal either.
     sim.advance_both(Duration::from_secs(241));
-    let code = sim.phone_code(APP_A, "alice").await;
-    sim.phone_number(APP_A, &code, None).await.expect("phone");
+    fresh_phone_number(&sim, APP_A, "alice").await;
     assert_eq!(sim.calls(Api::StableToken), 3);
     assert_eq!(sim.calls(Api::GetUserPhoneNumber), 4, "no refusals");
 }
@@ -242,17 +265,14 @@ async fn the_token_is_refreshed_ahead_of_expiry() {
 #[tokio::test]
 async fn a_token_expired_at_wechat_is_replaced_and_the_call_retried() {
     let sim = Sim::start(TIMEOUT).await;
-    let code = sim.phone_code(APP_A, "alice").await;
-    sim.phone_number(APP_A, &code, None).await.expect("phone");
+    fresh_phone_number(&sim, APP_A, "alice").await;
 
     // WeChat's clock runs ahead of ours: it answers 42001 to the token we still trust.
     sim.sim
         .advance_clock(TOKEN_TTL + Duration::from_secs(1))
         .expect("advance");
     let code = sim.phone_code(APP_A, "alice").await;
-    sim.phone_number(APP_A, &code, None)
-        .await
-        .expect("retried with a new token");
+    accepted(&sim, &code, "retried with a new token").await;
     assert_eq!(sim.calls(Api::StableToken), 2);
     assert_eq!(sim.calls(Api::GetUserPhoneNumber), 3);
 }
@@ -289,34 +309,25 @@ async fn an_injected_token_refusal_is_retried_once_with_a_new_token() {
 async fn a_persistent_token_refusal_is_an_error_not_a_loop() {
     let sim = Sim::start(TIMEOUT).await;
     let code = sim.phone_code(APP_A, "alice").await;
-    sim.fault(json!({"api": "getuserphonenumber", "errcode": 40001, "times": 0}))
-        .await;
-    let err = sim.phone_number(APP_A, &code, None).await.unwrap_err();
+    let err = refused_under(&sim, json!({"errcode": 40001, "times": 0}), &code).await;
     assert_matches!(err, WeChatError::AccessTokenRejected { errcode: 40001 });
     assert_eq!(sim.calls(Api::GetUserPhoneNumber), 2);
     assert_eq!(sim.calls(Api::StableToken), 2);
 
     sim.clear_faults().await;
-    sim.phone_number(APP_A, &code, None)
-        .await
-        .expect("the code was never used");
+    accepted(&sim, &code, "the code was never used").await;
 }
 
 #[tokio::test]
 async fn concurrent_refusals_force_one_refresh() {
     let sim = Sim::start(TIMEOUT).await;
     let warm = sim.phone_code(APP_A, "alice").await;
-    sim.phone_number(APP_A, &warm, None).await.expect("warm up");
+    accepted(&sim, &warm, "warm up").await;
     sim.fault(json!({"api": "getuserphonenumber", "errcode": 42001, "times": 4}))
         .await;
     sim.fault(json!({"api": "stable_token", "latency_ms": 100}))
         .await;
-    let mut codes = Vec::new();
-    for i in 0..4 {
-        codes.push(sim.phone_code(APP_A, &format!("user-{i}")).await);
-    }
-    let calls = codes.iter().map(|code| sim.phone_number(APP_A, code, None));
-    for result in futures::future::join_all(calls).await {
+    for result in phone_numbers_at_once(&sim, 4).await {
         result.expect("phone number");
     }
     assert_eq!(sim.calls(Api::StableToken), 2, "one forced refresh");
@@ -381,21 +392,13 @@ async fn stable_token_shares_one_token_until_forced() {
                 ("signature", "00"),
                 ("sig_method", "hmac_sha256"),
             ])
-            .send()
     };
-    let answer: Value = check(token)
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
+    let answer = answer_of(check(token)).await;
     assert_eq!(answer["errcode"], 40001, "{answer}");
-    let answer: Value = check(forced["access_token"].as_str().expect("token").to_owned())
-        .await
-        .expect("answer")
-        .json()
-        .await
-        .expect("json");
+    let answer = answer_of(check(
+        forced["access_token"].as_str().expect("token").to_owned(),
+    ))
+    .await;
     assert_eq!(answer["errcode"], 87009, "{answer}");
 
     for (body, errcode) in [
@@ -424,39 +427,18 @@ async fn stable_token_shares_one_token_until_forced() {
 async fn check_session_follows_the_current_session_key() {
     let sim = Sim::start(TIMEOUT).await;
     let first = sim.sign_in(APP_A, Some("carol")).await;
-    let app = creds(APP_A);
-    assert!(sim
-        .client
-        .check_session(&app, &first.openid, &first.session_key)
-        .await
-        .expect("check"));
+    assert!(key_is_current(&sim, APP_A, &first.openid, &first.session_key).await);
 
     let second = sim.sign_in(APP_A, Some("carol")).await;
     assert_eq!(second.openid, first.openid);
-    assert!(!sim
-        .client
-        .check_session(&app, &first.openid, &first.session_key)
-        .await
-        .expect("check"));
-    assert!(sim
-        .client
-        .check_session(&app, &second.openid, &second.session_key)
-        .await
-        .expect("check"));
+    assert!(!key_is_current(&sim, APP_A, &first.openid, &first.session_key).await);
+    assert!(key_is_current(&sim, APP_A, &second.openid, &second.session_key).await);
 
     // Another person's openid, another app's key.
     let dave = sim.sign_in(APP_A, Some("dave")).await;
-    assert!(!sim
-        .client
-        .check_session(&app, &dave.openid, &second.session_key)
-        .await
-        .expect("check"));
+    assert!(!key_is_current(&sim, APP_A, &dave.openid, &second.session_key).await);
     let lone = sim.sign_in(APP_LONE, Some("carol")).await;
-    assert!(!sim
-        .client
-        .check_session(&creds(APP_LONE), &lone.openid, &second.session_key)
-        .await
-        .expect("check"));
+    assert!(!key_is_current(&sim, APP_LONE, &lone.openid, &second.session_key).await);
 }
 
 #[tokio::test]
@@ -465,11 +447,7 @@ async fn check_session_replaces_a_refused_token() {
     let session = sim.sign_in(APP_A, Some("carol")).await;
     sim.fault(json!({"api": "checksession", "errcode": 42001}))
         .await;
-    assert!(sim
-        .client
-        .check_session(&creds(APP_A), &session.openid, &session.session_key)
-        .await
-        .expect("check"));
+    assert!(key_is_current(&sim, APP_A, &session.openid, &session.session_key).await);
     assert_eq!(sim.calls(Api::CheckSession), 2);
     assert_eq!(sim.calls(Api::StableToken), 2);
 }
@@ -486,6 +464,16 @@ async fn user_profile(sim: &Sim, app: &str, user: &str, profile: Option<Value>) 
 
 fn field<'a>(payload: &'a Value, name: &str) -> &'a str {
     payload[name].as_str().expect(name)
+}
+
+/// The payload's `encryptedData`, opened with `session_key` for `app`.
+fn open(payload: &Value, session_key: &SessionKey, app: &str) -> Result<Value, UserDataError> {
+    user_data::decrypt(
+        field(payload, "encryptedData"),
+        field(payload, "iv"),
+        session_key,
+        app,
+    )
 }
 
 #[tokio::test]
@@ -508,13 +496,7 @@ async fn user_profile_payload_is_sealed_with_the_current_session_key() {
     assert_eq!(raw["city"], "Guangzhou");
     assert_eq!(payload["userInfo"], raw);
 
-    let data = user_data::decrypt(
-        field(&payload, "encryptedData"),
-        field(&payload, "iv"),
-        &session.session_key,
-        APP_A,
-    )
-    .expect("decrypts");
+    let data = open(&payload, &session.session_key, APP_A).expect("decrypts");
     assert_eq!(data["nickName"], "Erin");
     assert_eq!(data["watermark"]["appid"], APP_A);
     assert!(data["watermark"]["timestamp"].is_u64());
@@ -530,25 +512,14 @@ async fn user_profile_payload_is_sealed_with_the_current_session_key() {
         user_data::verify_raw_data(raw_data, field(&payload, "signature"), &newer.session_key)
             .unwrap_err();
     assert_eq!(err, UserDataError::SignatureMismatch);
-    match user_data::decrypt(
-        field(&payload, "encryptedData"),
-        field(&payload, "iv"),
-        &newer.session_key,
-        APP_A,
-    ) {
+    match open(&payload, &newer.session_key, APP_A) {
         Err(err) => assert!(err.suggests_stale_session_key(), "{err:?}"),
         // The padding and JSON checks pass by chance about once in a few thousand tries.
         Ok(data) => assert_ne!(data["nickName"], "Erin"),
     }
     // A fresh payload opens under the new key.
     let fresh = user_profile(&sim, APP_A, "erin", None).await;
-    user_data::decrypt(
-        field(&fresh, "encryptedData"),
-        field(&fresh, "iv"),
-        &newer.session_key,
-        APP_A,
-    )
-    .expect("decrypts");
+    open(&fresh, &newer.session_key, APP_A).expect("decrypts");
     assert_ne!(fresh["iv"], payload["iv"], "a random iv each time");
 }
 
@@ -561,24 +532,12 @@ async fn user_profile_defaults_match_wechats_example() {
         field(&payload, "rawData"),
         r#"{"nickName":"Band","gender":1,"language":"zh_CN","city":"Guangzhou","province":"Guangdong","country":"CN","avatarUrl":"http://wx.qlogo.cn/mmopen/vi_32/1vZvI39NWFQ9XM4LtQpFrQJ1xlgZxx3w7bQxKARol6503Iuswjjn6nIGBiaycAjAtpujxyzYsrztuuICqIM5ibXQ/0"}"#
     );
-    let data = user_data::decrypt(
-        field(&payload, "encryptedData"),
-        field(&payload, "iv"),
-        &session.session_key,
-        APP_LONE,
-    )
-    .expect("decrypts");
+    let data = open(&payload, &session.session_key, APP_LONE).expect("decrypts");
     assert!(
         data.get("unionId").is_none() && data.get("openId").is_none(),
         "{data}"
     );
-    let err = user_data::decrypt(
-        field(&payload, "encryptedData"),
-        field(&payload, "iv"),
-        &session.session_key,
-        APP_A,
-    )
-    .unwrap_err();
+    let err = open(&payload, &session.session_key, APP_A).unwrap_err();
     assert_eq!(err, UserDataError::Undecryptable);
 }
 
@@ -652,22 +611,15 @@ async fn token_apis_refuse_missing_or_unknown_tokens() {
     let sim = Sim::start(TIMEOUT).await;
     let code = sim.phone_code(APP_A, "alice").await;
     for (query, errcode) in [("", 41001), ("?access_token=nope", 40001)] {
-        let answer: Value = sim
+        let request = sim
             .http
             .post(format!(
                 "{}/wxa/business/getuserphonenumber{query}",
                 sim.base
             ))
-            .json(&json!({"code": code.as_str()}))
-            .send()
-            .await
-            .expect("answer")
-            .json()
-            .await
-            .expect("json");
+            .json(&json!({"code": code.as_str()}));
+        let answer = answer_of(request).await;
         assert_eq!(answer["errcode"], errcode, "{query}: {answer}");
     }
-    sim.phone_number(APP_A, &code, None)
-        .await
-        .expect("the code was never used");
+    accepted(&sim, &code, "the code was never used").await;
 }

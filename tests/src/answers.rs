@@ -37,6 +37,14 @@ pub async fn assert_problem(response: reqwest::Response, status: u16, code: &str
     body
 }
 
+/// Asserts the problem's `field` (`detail`, `hint`) is a string that mentions `text`.
+pub fn assert_mentions(problem: &Value, field: &str, text: &str) {
+    assert!(
+        problem[field].as_str().is_some_and(|f| f.contains(text)),
+        "{field} should mention {text:?}: {problem}"
+    );
+}
+
 /// A problem answer's status and body (asserting it is `application/problem+json`).
 async fn problem_of(response: reqwest::Response) -> (u16, Value) {
     let status = response.status().as_u16();

@@ -160,6 +160,12 @@ impl World {
         crate::json_of(self.get_as(credential, path).await).await
     }
 
+    /// The items of the first page of a list (`items`) at `path`, answered 200.
+    pub async fn items(&self, credential: &str, path: &str) -> Vec<Value> {
+        let page = self.get_json(credential, path).await;
+        page["items"].as_array().expect("items").clone()
+    }
+
     /// Every item of a cursor-paged list (`items`, `next_cursor`), walked page by page from
     /// `path` (which holds the query, `limit` included).
     pub async fn all_pages(&self, credential: &str, path: &str) -> Vec<Value> {

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use api::config::TrustedProxies;
+use api::config::{Config, TrustedProxies};
 use identity_tests::{assert_problem, Backend, Signed, TestApp, World, APP_A, CLOUD_SECRET_A};
 use reqwest::Method;
 use serde_json::json;
@@ -21,8 +21,29 @@ fn wrong_key(key: &str) -> String {
     key.replace(secret, &"0".repeat(secret.len()))
 }
 
+/// A SQLite world and one more instance of its service, configured by `adjust`.
+async fn instance(adjust: impl FnOnce(&mut Config)) -> (World, TestApp) {
+    let world = world().await;
+    let app = world.spawn_instance(adjust).await;
+    (world, app)
+}
+
 fn addr(app: &TestApp) -> String {
     app.base.trim_start_matches("http://").to_owned()
+}
+
+async fn connect(app: &TestApp) -> TcpStream {
+    TcpStream::connect(addr(app)).await.expect("connect")
+}
+
+/// `/healthz` on `app` answers 200 within `wait`, and in less than `under`.
+async fn healthz_answers(world: &World, app: &TestApp, wait: Duration, under: Duration) {
+    let started = Instant::now();
+    let healthy = tokio::time::timeout(wait, world.get_at(&app.base, "/healthz"))
+        .await
+        .expect("healthz answers in time");
+    assert_eq!(healthy.status(), 200);
+    assert!(started.elapsed() < under, "{:?}", started.elapsed());
 }
 
 /// Reads until the server closes the connection; what it sent, and how long that took.
@@ -51,15 +72,12 @@ async fn until_closed(stream: &mut TcpStream, within: Duration) -> (String, Dura
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_half_sent_head_or_an_idle_connection_is_closed() {
-    let world = world().await;
-    let app = world
-        .spawn_instance(|c| c.header_read_timeout_secs = 1)
-        .await;
-    let mut half = TcpStream::connect(addr(&app)).await.expect("connect");
+    let (_world, app) = instance(|c| c.header_read_timeout_secs = 1).await;
+    let mut half = connect(&app).await;
     half.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         .await
         .expect("write");
-    let mut idle = TcpStream::connect(addr(&app)).await.expect("connect");
+    let mut idle = connect(&app).await;
     let (_, took) = until_closed(&mut half, Duration::from_secs(5)).await;
     assert!(took >= Duration::from_millis(800), "closed after {took:?}");
     until_closed(&mut idle, Duration::from_secs(5)).await;
@@ -69,15 +87,13 @@ async fn a_half_sent_head_or_an_idle_connection_is_closed() {
 /// cut off within 45 s (the header timeout is 10 s).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn with_the_defaults_a_half_sent_request_is_closed_within_45_s() {
-    let world = world().await;
-    let defaults = api::config::Config::load(None).expect("defaults");
-    let app = world
-        .spawn_instance(|c| {
-            c.header_read_timeout_secs = defaults.header_read_timeout_secs;
-            c.request_timeout_secs = defaults.request_timeout_secs;
-        })
-        .await;
-    let mut half = TcpStream::connect(addr(&app)).await.expect("connect");
+    let defaults = Config::load(None).expect("defaults");
+    let (_world, app) = instance(|c| {
+        c.header_read_timeout_secs = defaults.header_read_timeout_secs;
+        c.request_timeout_secs = defaults.request_timeout_secs;
+    })
+    .await;
+    let mut half = connect(&app).await;
     half.write_all(b"POST /v1/wechat/login HTTP/1.1\r\nHost: x\r\n")
         .await
         .expect("write");
@@ -87,9 +103,8 @@ async fn with_the_defaults_a_half_sent_request_is_closed_within_45_s() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_half_sent_body_is_answered_408_and_closed() {
-    let world = world().await;
-    let app = world.spawn_instance(|c| c.request_timeout_secs = 1).await;
-    let mut half = TcpStream::connect(addr(&app)).await.expect("connect");
+    let (world, app) = instance(|c| c.request_timeout_secs = 1).await;
+    let mut half = connect(&app).await;
     half.write_all(
         b"POST /v1/wechat/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
           Content-Length: 100\r\n\r\n{\"appid\":",
@@ -113,34 +128,26 @@ async fn two_thousand_idle_connections_leave_healthz_answering() {
     let world = world().await;
     let mut idle = Vec::with_capacity(2_000);
     for _ in 0..2_000 {
-        idle.push(TcpStream::connect(addr(&world.app)).await.expect("connect"));
+        idle.push(connect(&world.app).await);
     }
-    let started = Instant::now();
-    let healthy = tokio::time::timeout(Duration::from_secs(5), world.get("/healthz"))
-        .await
-        .expect("healthz answers within 5 s");
-    assert_eq!(healthy.status(), 200);
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
-    );
+    healthz_answers(
+        &world,
+        &world.app,
+        Duration::from_secs(5),
+        Duration::from_secs(2),
+    )
+    .await;
     drop(idle);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn connections_over_the_cap_wait_for_a_free_one() {
-    let world = world().await;
-    let app = world
-        .spawn_instance(|c| {
-            c.max_connections = 2;
-            c.header_read_timeout_secs = 2;
-        })
-        .await;
-    let _idle: Vec<TcpStream> = vec![
-        TcpStream::connect(addr(&app)).await.expect("connect"),
-        TcpStream::connect(addr(&app)).await.expect("connect"),
-    ];
+    let (world, app) = instance(|c| {
+        c.max_connections = 2;
+        c.header_read_timeout_secs = 2;
+    })
+    .await;
+    let _idle: Vec<TcpStream> = vec![connect(&app).await, connect(&app).await];
     let healthz = || world.get_at(&app.base, "/healthz");
     let over_the_cap = tokio::time::timeout(Duration::from_millis(800), healthz()).await;
     assert!(
@@ -154,69 +161,59 @@ async fn connections_over_the_cap_wait_for_a_free_one() {
     assert_eq!(served.status(), 200);
 }
 
-/// POST a login the limiter sees (and then refuses as malformed) from `forwarded_for`.
-async fn login_from(world: &World, app: &TestApp, forwarded_for: &str) -> u16 {
-    world
-        .call_at(&app.base, Method::POST, "/v1/wechat/login")
-        .header("x-forwarded-for", forwarded_for)
-        .json(&json!({ "appid": "not-an-appid", "code": "c" }))
-        .send()
-        .await
-        .status()
-        .as_u16()
+/// POSTs, one after another, logins the limiter sees (and then refuses as malformed), each
+/// from its `X-Forwarded-For`; each must be answered its status.
+async fn logins_from(world: &World, app: &TestApp, answers: &[(&str, u16)]) {
+    for &(forwarded_for, status) in answers {
+        let answer = world
+            .call_at(&app.base, Method::POST, "/v1/wechat/login")
+            .header("x-forwarded-for", forwarded_for)
+            .json(&json!({ "appid": "not-an-appid", "code": "c" }))
+            .send()
+            .await;
+        assert_eq!(answer.status(), status, "from {forwarded_for}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_client_ip_is_the_rightmost_forwarded_address_not_a_trusted_proxy() {
-    let world = world().await;
-    let behind_proxy = world
-        .spawn_instance(|c| {
+    let limited_behind = |proxies: &str| {
+        let proxies = TrustedProxies::parse(proxies).expect("proxies");
+        move |c: &mut Config| {
             c.login_rate_per_minute = 1;
-            c.trusted_proxies = TrustedProxies::parse("127.0.0.0/8").expect("proxies");
-        })
-        .await;
-    // The client writes the leftmost entries; our proxy (the TCP peer) appended the last.
-    assert_eq!(login_from(&world, &behind_proxy, "203.0.113.50").await, 400);
-    assert_eq!(
-        login_from(&world, &behind_proxy, "6.6.6.6, 203.0.113.50").await,
-        429,
-        "a spoofed leftmost entry does not make a new client"
-    );
-    assert_eq!(login_from(&world, &behind_proxy, "203.0.113.51").await, 400);
-    // IPv6 counts by /64.
-    assert_eq!(
-        login_from(&world, &behind_proxy, "2001:db8:0:1::1").await,
-        400
-    );
-    assert_eq!(
-        login_from(&world, &behind_proxy, "2001:db8:0:1::2").await,
-        429
-    );
-    assert_eq!(
-        login_from(&world, &behind_proxy, "2001:db8:0:2::1").await,
-        400
-    );
+            c.trusted_proxies = proxies;
+        }
+    };
+    let (world, behind_proxy) = instance(limited_behind("127.0.0.0/8")).await;
+    let answers = [
+        // The client writes the leftmost entries; our proxy (the TCP peer) appended the last.
+        ("203.0.113.50", 400),
+        // A spoofed leftmost entry does not make a new client.
+        ("6.6.6.6, 203.0.113.50", 429),
+        ("203.0.113.51", 400),
+        // IPv6 counts by /64.
+        ("2001:db8:0:1::1", 400),
+        ("2001:db8:0:1::2", 429),
+        ("2001:db8:0:2::1", 400),
+    ];
+    logins_from(&world, &behind_proxy, &answers).await;
 
     // With no trusted proxy (the default) the header is not read at all.
     let direct = world.spawn_instance(|c| c.login_rate_per_minute = 1).await;
-    assert_eq!(login_from(&world, &direct, "203.0.113.60").await, 400);
-    assert_eq!(login_from(&world, &direct, "203.0.113.61").await, 429);
+    logins_from(
+        &world,
+        &direct,
+        &[("203.0.113.60", 400), ("203.0.113.61", 429)],
+    )
+    .await;
 
     // Nor when the peer is not one of the trusted proxies.
-    let elsewhere = world
-        .spawn_instance(|c| {
-            c.login_rate_per_minute = 1;
-            c.trusted_proxies = TrustedProxies::parse("10.0.0.0/8").expect("proxies");
-        })
-        .await;
-    assert_eq!(
-        login_from(&world, &elsewhere, "10.0.0.1, 203.0.113.70").await,
-        400
-    );
-    assert_eq!(
-        login_from(&world, &elsewhere, "10.0.0.1, 203.0.113.71").await,
-        429
-    );
+    let elsewhere = world.spawn_instance(limited_behind("10.0.0.0/8")).await;
+    let answers = [
+        ("10.0.0.1, 203.0.113.70", 400),
+        ("10.0.0.1, 203.0.113.71", 429),
+    ];
+    logins_from(&world, &elsewhere, &answers).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -252,13 +249,11 @@ async fn a_foreign_request_id_is_replaced_by_a_minted_one() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn guessing_api_keys_is_refused_per_client() {
-    let world = world().await;
-    let app = world
-        .spawn_instance(|c| {
-            c.auth_failures_per_minute = 3;
-            c.trusted_proxies = TrustedProxies::parse("127.0.0.1").expect("proxies");
-        })
-        .await;
+    let (world, app) = instance(|c| {
+        c.auth_failures_per_minute = 3;
+        c.trusted_proxies = TrustedProxies::parse("127.0.0.1").expect("proxies");
+    })
+    .await;
     let key = world.api_key("admin:read").await;
     let wrong = wrong_key(&key);
     let attempt = |token: String, client: &'static str| {
@@ -290,10 +285,7 @@ async fn guessing_api_keys_is_refused_per_client() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn wrong_keys_sent_all_at_once_get_no_more_401s_than_the_budget() {
-    let world = world().await;
-    let app = world
-        .spawn_instance(|c| c.auth_failures_per_minute = 10)
-        .await;
+    let (world, app) = instance(|c| c.auth_failures_per_minute = 10).await;
     let key = world.api_key("admin:read").await;
     let wrong = wrong_key(&key);
     let attempts = (0..300).map(|_| {
@@ -317,10 +309,7 @@ async fn wrong_keys_sent_all_at_once_get_no_more_401s_than_the_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn guessing_cloud_login_signatures_is_refused_per_client() {
-    let world = world().await;
-    let app = world
-        .spawn_instance(|c| c.auth_failures_per_minute = 2)
-        .await;
+    let (world, app) = instance(|c| c.auth_failures_per_minute = 2).await;
     let context = json!({ "appid": APP_A, "openid": "o-cloud-edge" });
     let post = |secret: &str| world.cloud_login_at(&app.base, &Signed::now(secret, &context));
     let mut statuses = Vec::new();
@@ -352,40 +341,31 @@ fn slow_reader(app: &TestApp, requests: usize) -> std::net::TcpStream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn clients_that_stop_reading_lose_their_connection() {
-    let world = world().await;
-    let app = world
-        .spawn_instance(|c| {
-            c.max_connections = 4;
-            c.write_timeout_secs = 1;
-        })
-        .await;
+    let (world, app) = instance(|c| {
+        c.max_connections = 4;
+        c.write_timeout_secs = 1;
+    })
+    .await;
     // Every connection the cap allows, held by a client that does not read.
     let _stuck: Vec<_> = (0..4).map(|_| slow_reader(&app, 200)).collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let started = Instant::now();
-    let healthy =
-        tokio::time::timeout(Duration::from_secs(10), world.get_at(&app.base, "/healthz"))
-            .await
-            .expect("healthz answers once the stalled connections are closed");
-    assert_eq!(healthy.status(), 200);
-    assert!(
-        started.elapsed() < Duration::from_secs(5),
-        "{:?}",
-        started.elapsed()
-    );
+    // It answers once the stalled connections are closed.
+    healthz_answers(
+        &world,
+        &app,
+        Duration::from_secs(10),
+        Duration::from_secs(5),
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn one_address_cannot_take_every_connection() {
-    let world = world().await;
-    let app = world.spawn_instance(|c| c.max_connections_per_ip = 2).await;
-    let idle: Vec<TcpStream> = vec![
-        TcpStream::connect(addr(&app)).await.expect("connect"),
-        TcpStream::connect(addr(&app)).await.expect("connect"),
-    ];
+    let (world, app) = instance(|c| c.max_connections_per_ip = 2).await;
+    let idle: Vec<TcpStream> = vec![connect(&app).await, connect(&app).await];
     tokio::time::sleep(Duration::from_millis(200)).await;
     // A third from the same address is closed at once, not left waiting.
-    let mut third = TcpStream::connect(addr(&app)).await.expect("connect");
+    let mut third = connect(&app).await;
     let _ = third
         .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
         .await;

@@ -4,8 +4,11 @@
 
 use std::time::{Duration, Instant};
 
-use identity_tests::{authorize_body, both_backends, json_of, Login, World, ADMIN_TOKEN, APP_A};
+use identity_tests::{
+    authorize_body, both_backends, json_of, Login, TestApp, World, ADMIN_TOKEN, APP_A,
+};
 use infra::crypto::MasterKey;
+use infra::store::StoredSigningKey;
 use infra::wechat::sim::Simulator;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -43,6 +46,40 @@ async fn login_at(world: &World, base: &str, user: &str) -> Login {
     world.login_at(base, APP_A, user, None).await
 }
 
+/// A second instance beside the world's, configured by `adjust` (it runs while held), and the
+/// bases of both.
+async fn two_instances(
+    world: &World,
+    adjust: impl FnOnce(&mut api::config::Config),
+) -> (TestApp, [String; 2]) {
+    let second = world.spawn_instance(adjust).await;
+    let bases = [world.app.base.clone(), second.base.clone()];
+    (second, bases)
+}
+
+/// The kid of the key `base` signs `user`'s new access token with.
+async fn kid_at(world: &World, base: &str, user: &str) -> String {
+    kid(&login_at(world, base, user).await.access)
+}
+
+/// `identityd keys retire <kid>`.
+async fn retire(world: &World, kid: &str) -> anyhow::Result<()> {
+    api::keys::retire_signing_key(&world.config(), kid).await
+}
+
+/// Asserts `refused` (with its causes) says `what`.
+fn assert_refused_for(refused: anyhow::Error, what: &str) {
+    let said = format!("{refused:#}");
+    assert!(said.contains(what), "{said}");
+}
+
+/// `identityd keys rotate`: the key it added.
+async fn rotate(world: &World) -> StoredSigningKey {
+    api::keys::rotate_signing_key(&world.config())
+        .await
+        .expect("keys rotate")
+}
+
 async fn me_at(world: &World, base: &str, token: &str) -> reqwest::Response {
     world
         .call_at(base, Method::GET, "/v1/me")
@@ -52,15 +89,12 @@ async fn me_at(world: &World, base: &str, token: &str) -> reqwest::Response {
 }
 
 async fn a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verify(world: World) {
-    let second = world.spawn_instance(|_| {}).await;
-    let bases = [world.app.base.clone(), second.base.clone()];
+    let (_second, bases) = two_instances(&world, |_| {}).await;
     let before = login_at(&world, &bases[0], "rotor").await;
     let old_token = before.access.clone();
     let old_kid = kid(&old_token);
 
-    let added = api::keys::rotate_signing_key(&world.config())
-        .await
-        .expect("keys rotate");
+    let added = rotate(&world).await;
     assert_ne!(added.kid, old_kid);
 
     // Within the activation delay (30 s, stored with the key), both instances sign with the
@@ -70,7 +104,7 @@ async fn a_rotated_signing_key_reaches_every_instance_and_old_tokens_still_verif
         until(
             deadline,
             &format!("{base} signs with the new key"),
-            || async { kid(&login_at(&world, base, "rotor").await.access) == added.kid },
+            || async { kid_at(&world, base, "rotor").await == added.kid },
         )
         .await;
     }
@@ -235,41 +269,26 @@ async fn rotate_master_story(world: World, new_root: bool) {
 /// rotation it is retired at once, and within the reload interval (1 s here) both instances
 /// drop it from the JWKS, refuse its tokens and sign with the new key.
 async fn a_retired_signing_key_stops_verifying_on_every_instance(world: World) {
-    let second = world.spawn_instance(|_| {}).await;
-    let bases = [world.app.base.clone(), second.base.clone()];
+    let (_second, bases) = two_instances(&world, |_| {}).await;
     let leaked = login_at(&world, &bases[0], "victim").await;
     let leaked_token = leaked.access.clone();
     let leaked_kid = kid(&leaked_token);
 
-    let refused = api::keys::retire_signing_key(&world.config(), &leaked_kid)
+    let refused = retire(&world, &leaked_kid)
         .await
         .expect_err("the only key that signs cannot be retired");
-    assert!(
-        format!("{refused:#}").contains("keys rotate"),
-        "{refused:#}"
-    );
-    assert!(
-        api::keys::retire_signing_key(&world.config(), "no-such-kid")
-            .await
-            .is_err()
-    );
+    assert_refused_for(refused, "keys rotate");
+    assert!(retire(&world, "no-such-kid").await.is_err());
     for base in &bases {
         assert_eq!(me_at(&world, base, &leaked_token).await.status(), 200);
     }
 
-    let added = api::keys::rotate_signing_key(&world.config())
-        .await
-        .expect("keys rotate");
-    api::keys::retire_signing_key(&world.config(), &leaked_kid)
-        .await
-        .expect("keys retire");
-    let again = api::keys::retire_signing_key(&world.config(), &leaked_kid)
+    let added = rotate(&world).await;
+    retire(&world, &leaked_kid).await.expect("keys retire");
+    let again = retire(&world, &leaked_kid)
         .await
         .expect_err("already retired");
-    assert!(
-        format!("{again:#}").contains("already retired"),
-        "{again:#}"
-    );
+    assert_refused_for(again, "already retired");
 
     let deadline = Instant::now() + Duration::from_secs(10);
     for base in &bases {
@@ -352,19 +371,14 @@ async fn a_failing_signing_key_reload_shows_in_readyz_and_keeps_the_loaded_keys(
 /// stored with the key (by the database's clock), so they switch to the new key together, at
 /// its `activates_at`, and both keep the old one published until its `retire_after`.
 async fn instances_with_different_settings_switch_keys_at_the_stored_time(world: World) {
-    let other = world
-        .spawn_instance(|config| {
-            config.signing_key_reload_secs = 3;
-            config.access_token_ttl_secs = 120;
-        })
-        .await;
-    let bases = [world.app.base.clone(), other.base.clone()];
-    let before = login_at(&world, &bases[0], "rotor").await;
-    let old_kid = kid(&before.access);
+    let (_other, bases) = two_instances(&world, |config| {
+        config.signing_key_reload_secs = 3;
+        config.access_token_ttl_secs = 120;
+    })
+    .await;
+    let old_kid = kid_at(&world, &bases[0], "rotor").await;
 
-    let added = api::keys::rotate_signing_key(&world.config())
-        .await
-        .expect("keys rotate");
+    let added = rotate(&world).await;
     let activates_at = added.activates_at.expect("a stored activation");
     let delay = activates_at - added.created_at;
     assert_eq!(delay.num_seconds(), 30, "{added:?}");
@@ -379,8 +393,7 @@ async fn instances_with_different_settings_switch_keys_at_the_stored_time(world:
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert!(activates_in() > Duration::from_secs(10));
     for base in &bases {
-        let login = login_at(&world, base, "rotor").await;
-        assert_eq!(kid(&login.access), old_kid, "{base}");
+        assert_eq!(kid_at(&world, base, "rotor").await, old_kid, "{base}");
         assert!(
             world.jwks_at(base).await.find(&added.kid).is_some(),
             "{base}"
@@ -388,8 +401,7 @@ async fn instances_with_different_settings_switch_keys_at_the_stored_time(world:
     }
     tokio::time::sleep(activates_in() + Duration::from_millis(500)).await;
     for base in &bases {
-        let login = login_at(&world, base, "rotor").await;
-        assert_eq!(kid(&login.access), added.kid, "{base}");
+        assert_eq!(kid_at(&world, base, "rotor").await, added.kid, "{base}");
         let jwks = world.jwks_at(base).await;
         assert!(jwks.find(&old_kid).is_some(), "old key kept by {base}");
     }

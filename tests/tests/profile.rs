@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use identity_tests::{assert_problem, authorize_body, both_backends, World, APP_A};
+use identity_tests::{
+    assert_mentions, assert_problem, authorize_body, both_backends, Login, World, APP_A,
+};
 use infra::wechat::sim::{Api, Simulator};
 use serde_json::{json, Value};
 
@@ -24,12 +26,20 @@ fn shared_profile() -> Value {
     json!({ "nickName": NICKNAME, "city": CITY, "province": "Sichuan" })
 }
 
+/// What `wx.getUserProfile()` gives `user` on APP_A to share.
+async fn profile_of(world: &World, user: &str) -> Value {
+    world.get_user_profile(APP_A, user, shared_profile()).await
+}
+
+/// `user` logged in on APP_A, then what `wx.getUserProfile()` gives them to share.
+async fn sharing(world: &World, user: &str) -> (Login, Value) {
+    let login = world.login(APP_A, user).await;
+    (login, profile_of(world, user).await)
+}
+
 async fn profile_and_phone_round_trip(world: World) {
-    let login = world.login(APP_A, "liang").await;
+    let (login, wx) = sharing(&world, "liang").await;
     let access = login.access.clone();
-    let wx = world
-        .get_user_profile(APP_A, "liang", shared_profile())
-        .await;
     let answer = world
         .post_as(&access, "/v1/me/profile/authorize", authorize_body(&wx))
         .await;
@@ -96,19 +106,13 @@ async fn profile_and_phone_round_trip(world: World) {
 
     world.wait_for_projections(Duration::from_secs(5)).await;
     let gone = world
-        .get_json(&admin, &format!("/v1/admin/users?phone=%2B86{number}"))
+        .items(&admin, &format!("/v1/admin/users?phone=%2B86{number}"))
         .await;
-    assert!(
-        gone["items"].as_array().expect("items").is_empty(),
-        "{gone}"
-    );
+    assert!(gone.is_empty(), "{gone:?}");
 }
 
 async fn a_newer_login_makes_old_encrypted_data_stale(world: World) {
-    let login = world.login(APP_A, "stale").await;
-    let wx = world
-        .get_user_profile(APP_A, "stale", shared_profile())
-        .await;
+    let (login, wx) = sharing(&world, "stale").await;
     // The user logs in again (a fresh session_key) before the old payload arrives.
     let newer = world.login(APP_A, "stale").await;
     for access in [&login.access, &newer.access] {
@@ -116,17 +120,10 @@ async fn a_newer_login_makes_old_encrypted_data_stale(world: World) {
             .post_as(access, "/v1/me/profile/authorize", authorize_body(&wx))
             .await;
         let problem = assert_problem(answer, 400, "signature_mismatch").await;
-        assert!(
-            problem["hint"]
-                .as_str()
-                .is_some_and(|h| h.contains("log in")),
-            "{problem}"
-        );
+        assert_mentions(&problem, "hint", "log in");
     }
     // With the signature intact but the ciphertext from before, decryption is what fails.
-    let fresh = world
-        .get_user_profile(APP_A, "stale", shared_profile())
-        .await;
+    let fresh = profile_of(&world, "stale").await;
     let mut mixed = authorize_body(&fresh);
     mixed["encrypted_data"] = wx["encryptedData"].clone();
     mixed["iv"] = wx["iv"].clone();
@@ -138,11 +135,8 @@ async fn a_newer_login_makes_old_encrypted_data_stale(world: World) {
 }
 
 async fn bad_encrypted_data_is_named(world: World) {
-    let login = world.login(APP_A, "mallory").await;
+    let (login, wx) = sharing(&world, "mallory").await;
     let access = login.access.clone();
-    let wx = world
-        .get_user_profile(APP_A, "mallory", shared_profile())
-        .await;
     let cases = [
         (
             "signature",
@@ -215,12 +209,9 @@ async fn fill_in_profile_is_validated(world: World) {
 }
 
 async fn erasure_leaves_no_personal_data_in_clear(world: World) {
-    let login = world.login(APP_A, "forget-me").await;
+    let (login, wx) = sharing(&world, "forget-me").await;
     let access = login.access.clone();
     let user_id = login.user_id.clone();
-    let wx = world
-        .get_user_profile(APP_A, "forget-me", shared_profile())
-        .await;
     assert_eq!(
         world
             .post_as(&access, "/v1/me/profile/authorize", authorize_body(&wx))

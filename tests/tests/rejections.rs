@@ -115,10 +115,9 @@ async fn refused_logins_are_audited_counted_and_erased(world: World) {
     let audit = |query: String| {
         let (world, writer) = (&world, &writer);
         async move {
-            let page = world
-                .get_json(writer, &format!("/v1/admin/audit?{query}"))
-                .await;
-            page["items"].as_array().expect("items").clone()
+            world
+                .items(writer, &format!("/v1/admin/audit?{query}"))
+                .await
         }
     };
     let theirs = audit(format!("user_id={user_id}&action=LoginRejected")).await;

@@ -164,8 +164,7 @@ async fn refresh_fails_after_the_absolute_lifetime(world: World) {
 
 async fn my_sessions(world: &World, access: &str) -> Vec<Value> {
     world.wait_for_projections(Duration::from_secs(5)).await;
-    let page = world.get_json(access, "/v1/me/sessions").await;
-    page["items"].as_array().expect("items").clone()
+    world.items(access, "/v1/me/sessions").await
 }
 
 /// Asked at once after the login, with no wait for the read models: the caller's own session is
@@ -305,10 +304,12 @@ async fn admins_list_and_revoke_a_users_sessions(world: World) {
     let revoke = format!("/v1/admin/users/{}/sessions/revoke", phone.user_id);
 
     world.wait_for_projections(Duration::from_secs(5)).await;
-    let page = world.get_json(&read, &list).await;
-    let items = page["items"].as_array().expect("items");
-    assert_eq!(items.len(), 2, "{page}");
-    assert!(items.iter().all(|s| s.get("current").is_none()), "{page}");
+    let items = world.items(&read, &list).await;
+    assert_eq!(items.len(), 2, "{items:?}");
+    assert!(
+        items.iter().all(|s| s.get("current").is_none()),
+        "{items:?}"
+    );
     assert_eq!(items[0]["session_id"], tablet.session_id.as_str());
 
     assert_problem(

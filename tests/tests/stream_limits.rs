@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use identity_tests::{
-    assert_more_arrives, assert_problem, both_backends, until_ended, World, APP_A,
+    assert_mentions, assert_more_arrives, assert_problem, both_backends, until_ended, World, APP_A,
 };
 
 both_backends!(
@@ -42,12 +42,7 @@ async fn open_streams_per_key_are_capped(world: World) {
     let third = world.event_stream_at(&app.base, &key).await;
     assert!(third.headers().contains_key("retry-after"));
     let problem = assert_problem(third, 429, "rate_limited").await;
-    assert!(
-        problem["detail"]
-            .as_str()
-            .is_some_and(|d| d.contains("IDENTITY_MAX_STREAMS_PER_KEY")),
-        "{problem}"
-    );
+    assert_mentions(&problem, "detail", "IDENTITY_MAX_STREAMS_PER_KEY");
     // Another key has slots of its own.
     let other = world.api_key("events:read").await;
     let _other = world.open_event_stream(&app.base, &other).await;

@@ -14,7 +14,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::json;
 use tokio::sync::{watch, Barrier};
 
-use super::{account, event, new_user, one, stream, visible_log, Db};
+use super::{account, event, load, new_user, one, stream, visible_log, Db};
 
 pub async fn only_the_first_signing_key_is_kept(db: Db) {
     assert!(db.store.signing_keys().await.unwrap().is_empty());
@@ -214,12 +214,7 @@ pub async fn one_of_many_rival_claims_wins(db: Db) {
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
     assert_eq!(db.store.find_claim(&claim).await.unwrap(), Some(winners[0]));
     for loser in losers {
-        assert!(db
-            .store
-            .load_stream(&loser.stream())
-            .await
-            .unwrap()
-            .is_empty());
+        assert!(load(&db, &loser.stream()).await.is_empty());
     }
     let log = visible_log(&*db.store, 1).await;
     assert_eq!(log.len(), 1);

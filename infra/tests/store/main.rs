@@ -127,6 +127,31 @@ fn one(stream_id: &StreamId, expected: ExpectedVersion, events: Vec<NewEvent>) -
     AppendBatch::default().stream(stream_id.clone(), expected, events)
 }
 
+/// Appends `events` to the one stream `stream_id`, as `one` batches them.
+async fn append_one(
+    db: &Db,
+    stream_id: &StreamId,
+    expected: ExpectedVersion,
+    events: Vec<NewEvent>,
+) -> Result<Vec<RecordedEvent>, AppendError> {
+    db.store.append(one(stream_id, expected, events)).await
+}
+
+/// Two events, `A` and `B`, numbered 1 and 2.
+fn a_and_b() -> Vec<NewEvent> {
+    vec![event("A", json!(1)), event("B", json!(2))]
+}
+
+/// Who holds the WeChat account `openid`, with their stream.
+async fn claimant_of(db: &Db, openid: &str) -> Option<(UserId, Vec<RecordedEvent>)> {
+    db.store.load_claimant(&account(openid)).await.unwrap()
+}
+
+/// Everything stored on `stream_id`.
+async fn load(db: &Db, stream_id: &StreamId) -> Vec<RecordedEvent> {
+    db.store.load_stream(stream_id).await.unwrap()
+}
+
 fn assert_conflict_on(result: Result<Vec<RecordedEvent>, AppendError>, on: &StreamId) {
     match result {
         Err(AppendError::VersionConflict(s)) => assert_eq!(&s, on),
@@ -158,15 +183,14 @@ async fn append_and_load_round_trip(db: Db) {
     );
     let inputs = vec![first.clone(), second.clone()];
 
-    let recorded = db
-        .store
-        .append(one(
-            &user.stream(),
-            ExpectedVersion::NoStream,
-            inputs.clone(),
-        ))
-        .await
-        .unwrap();
+    let recorded = append_one(
+        &db,
+        &user.stream(),
+        ExpectedVersion::NoStream,
+        inputs.clone(),
+    )
+    .await
+    .unwrap();
     assert_eq!(recorded.len(), 2);
     for ((got, input), version) in recorded.iter().zip(&inputs).zip(1..) {
         assert_eq!(got.event_id, input.event_id);
@@ -186,43 +210,33 @@ async fn append_and_load_round_trip(db: Db) {
     }
     assert!(recorded[0].position < recorded[1].position);
 
-    assert_eq!(
-        db.store.load_stream(&user.stream()).await.unwrap(),
-        recorded
-    );
+    assert_eq!(load(&db, &user.stream()).await, recorded);
     assert_eq!(visible_log(&*db.store, 2).await, recorded);
-    assert!(db
-        .store
-        .load_stream(&stream("user-nobody"))
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(load(&db, &stream("user-nobody")).await.is_empty());
 
-    let third = db
-        .store
-        .append(one(
-            &user.stream(),
-            ExpectedVersion::Exactly(2),
-            vec![event("X", json!(null))],
-        ))
-        .await
-        .unwrap();
+    let third = append_one(
+        &db,
+        &user.stream(),
+        ExpectedVersion::Exactly(2),
+        vec![event("X", json!(null))],
+    )
+    .await
+    .unwrap();
     assert_eq!(third[0].stream_version, 3);
     assert!(third[0].position > recorded[1].position);
-    assert_eq!(db.store.load_stream(&user.stream()).await.unwrap().len(), 3);
+    assert_eq!(load(&db, &user.stream()).await.len(), 3);
 }
 
 async fn reconnecting_keeps_everything(db: Db) {
     let s = stream("app-wx0123456789abcdef");
-    let recorded = db
-        .store
-        .append(one(
-            &s,
-            ExpectedVersion::Any,
-            vec![event("AppSeen", json!({}))],
-        ))
-        .await
-        .unwrap();
+    let recorded = append_one(
+        &db,
+        &s,
+        ExpectedVersion::Any,
+        vec![event("AppSeen", json!({}))],
+    )
+    .await
+    .unwrap();
     db.store.ping().await.unwrap();
     testkit::wait_until_log_readable(&db.url).await;
     assert_eq!(db.store.read_all(0, 10).await.unwrap(), recorded);
@@ -255,85 +269,50 @@ async fn reconnecting_keeps_everything(db: Db) {
 
 async fn expected_version_is_enforced(db: Db) {
     let s = stream("session-1");
-    db.store
-        .append(one(
-            &s,
-            ExpectedVersion::NoStream,
-            vec![event("A", json!(1)), event("B", json!(2))],
-        ))
+    append_one(&db, &s, ExpectedVersion::NoStream, a_and_b())
         .await
         .unwrap();
 
-    assert_conflict_on(
-        db.store
-            .append(one(
-                &s,
-                ExpectedVersion::NoStream,
-                vec![event("C", json!(3))],
-            ))
-            .await,
-        &s,
-    );
-    for wrong in [1, 3, 0] {
-        assert_conflict_on(
-            db.store
-                .append(one(
-                    &s,
-                    ExpectedVersion::Exactly(wrong),
-                    vec![event("C", json!(3))],
-                ))
-                .await,
-            &s,
-        );
-    }
     let missing = stream("session-missing");
-    assert_conflict_on(
-        db.store
-            .append(one(
-                &missing,
-                ExpectedVersion::Exactly(1),
-                vec![event("C", json!(3))],
-            ))
-            .await,
-        &missing,
-    );
-    assert!(db.store.load_stream(&missing).await.unwrap().is_empty());
-    assert_eq!(db.store.load_stream(&s).await.unwrap().len(), 2);
+    let refused = [
+        (&s, ExpectedVersion::NoStream),
+        (&s, ExpectedVersion::Exactly(1)),
+        (&s, ExpectedVersion::Exactly(3)),
+        (&s, ExpectedVersion::Exactly(0)),
+        (&missing, ExpectedVersion::Exactly(1)),
+    ];
+    for (on, expected) in refused {
+        let result = append_one(&db, on, expected, vec![event("C", json!(3))]).await;
+        assert_conflict_on(result, on);
+    }
+    assert!(load(&db, &missing).await.is_empty());
+    assert_eq!(load(&db, &s).await.len(), 2);
 
-    let ok = db
-        .store
-        .append(one(
-            &s,
-            ExpectedVersion::after(2),
-            vec![event("C", json!(3))],
-        ))
-        .await
-        .unwrap();
+    let ok = append_one(
+        &db,
+        &s,
+        ExpectedVersion::after(2),
+        vec![event("C", json!(3))],
+    )
+    .await
+    .unwrap();
     assert_eq!(ok[0].stream_version, 3);
 }
 
 async fn any_appends_to_whatever_is_there(db: Db) {
     let s = stream("app-wx0123456789abcdef");
-    let first = db
-        .store
-        .append(one(
-            &s,
-            ExpectedVersion::Any,
-            vec![event("A", json!(1)), event("B", json!(2))],
-        ))
+    let first = append_one(&db, &s, ExpectedVersion::Any, a_and_b())
         .await
         .unwrap();
     assert_eq!(
         first.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
         [1, 2]
     );
-    let second = db
-        .store
-        .append(one(&s, ExpectedVersion::Any, vec![event("C", json!(3))]))
+    let second = append_one(&db, &s, ExpectedVersion::Any, vec![event("C", json!(3))])
         .await
         .unwrap();
     assert_eq!(second[0].stream_version, 3);
-    assert_eq!(db.store.load_stream(&s).await.unwrap().len(), 3);
+    assert_eq!(load(&db, &s).await.len(), 3);
 }
 
 /// Thousands of events over many streams, one of them named twice (as the benchmark's data
@@ -359,7 +338,7 @@ async fn a_big_append_numbers_every_stream_in_order(db: Db) {
     assert!(written
         .windows(2)
         .all(|w| w[1].position == w[0].position + 1));
-    let seventh = db.store.load_stream(&streams[7]).await.unwrap();
+    let seventh = load(&db, &streams[7]).await;
     assert_eq!(
         seventh.iter().map(|e| e.stream_version).collect::<Vec<_>>(),
         (1..=11).collect::<Vec<i64>>()
@@ -379,8 +358,7 @@ async fn a_big_append_numbers_every_stream_in_order(db: Db) {
 async fn several_streams_load_in_one_read(db: Db) {
     let (a, b, other) = (stream("user-a"), stream("session-b"), stream("user-c"));
     for (i, s) in [&a, &b, &other, &a, &b, &a].into_iter().enumerate() {
-        db.store
-            .append(one(s, ExpectedVersion::Any, vec![event("E", json!(i))]))
+        append_one(&db, s, ExpectedVersion::Any, vec![event("E", json!(i))])
             .await
             .unwrap();
     }
@@ -422,20 +400,17 @@ async fn a_claimant_loads_with_their_stream(db: Db) {
             .await
             .unwrap();
     }
-    db.store
-        .append(one(
-            &alice.stream(),
-            ExpectedVersion::Exactly(1),
-            vec![event("UnionIdLinked", json!({"n": 2}))],
-        ))
-        .await
-        .unwrap();
+    append_one(
+        &db,
+        &alice.stream(),
+        ExpectedVersion::Exactly(1),
+        vec![event("UnionIdLinked", json!({"n": 2}))],
+    )
+    .await
+    .unwrap();
 
-    let (user, events) = db
-        .store
-        .load_claimant(&account("o_alice"))
+    let (user, events) = claimant_of(&db, "o_alice")
         .await
-        .unwrap()
         .expect("alice holds her account");
     assert_eq!(user, alice);
     assert_eq!(
@@ -446,12 +421,7 @@ async fn a_claimant_loads_with_their_stream(db: Db) {
         [(1, json!({"n": 1})), (2, json!({"n": 2}))]
     );
     assert!(events.iter().all(|e| e.stream_id == alice.stream()));
-    assert!(db
-        .store
-        .load_claimant(&account("o_nobody"))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(claimant_of(&db, "o_nobody").await.is_none());
 
     // Released claims have no claimant.
     db.store
@@ -465,24 +435,19 @@ async fn a_claimant_loads_with_their_stream(db: Db) {
         )
         .await
         .unwrap();
-    assert!(db
-        .store
-        .load_claimant(&account("o_bob"))
-        .await
-        .unwrap()
-        .is_none());
+    assert!(claimant_of(&db, "o_bob").await.is_none());
 }
 
 async fn a_conflict_on_one_stream_writes_nothing(db: Db) {
     let (a, b, c) = (stream("a-stream"), stream("b-stream"), stream("c-stream"));
-    db.store
-        .append(one(
-            &b,
-            ExpectedVersion::NoStream,
-            vec![event("B", json!(1))],
-        ))
-        .await
-        .unwrap();
+    append_one(
+        &db,
+        &b,
+        ExpectedVersion::NoStream,
+        vec![event("B", json!(1))],
+    )
+    .await
+    .unwrap();
     let before = visible_log(&*db.store, 1).await;
 
     // Given in reverse order; `a` is bumped first and must be undone.
@@ -499,8 +464,8 @@ async fn a_conflict_on_one_stream_writes_nothing(db: Db) {
             vec![event("A", json!(1))],
         );
     assert_conflict_on(db.store.append(batch).await, &b);
-    assert!(db.store.load_stream(&a).await.unwrap().is_empty());
-    assert!(db.store.load_stream(&c).await.unwrap().is_empty());
+    assert!(load(&db, &a).await.is_empty());
+    assert!(load(&db, &c).await.is_empty());
     assert_eq!(visible_log(&*db.store, before.len()).await, before);
 
     // The same streams, now right: all written, positions in batch order.
@@ -567,12 +532,7 @@ async fn taken_claims_refuse_the_whole_append(db: Db) {
         ),
         "{result:?}"
     );
-    assert!(db
-        .store
-        .load_stream(&bob.stream())
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(load(&db, &bob.stream()).await.is_empty());
     assert_eq!(
         db.store.find_claim(&unionid).await.unwrap(),
         None,
@@ -621,14 +581,14 @@ async fn read_all_pages_through_the_log(db: Db) {
     for (i, count) in [3, 1, 2, 1].into_iter().enumerate() {
         let events = (0..count).map(|_| event("E", json!(i))).collect();
         written.extend(
-            db.store
-                .append(one(
-                    &stream(&format!("s-{i}")),
-                    ExpectedVersion::NoStream,
-                    events,
-                ))
-                .await
-                .unwrap(),
+            append_one(
+                &db,
+                &stream(&format!("s-{i}")),
+                ExpectedVersion::NoStream,
+                events,
+            )
+            .await
+            .unwrap(),
         );
     }
     visible_log(&*db.store, written.len()).await;
@@ -649,128 +609,84 @@ async fn read_all_pages_through_the_log(db: Db) {
     assert!(db.store.read_all(after, 10).await.unwrap().is_empty());
 }
 
-async fn a_session_key_commits_with_its_append(db: Db) {
-    let appid = "wx0123456789abcdef";
-    let login = stream("session-key-login");
-    let batch = |sealed: &[u8]| {
-        one(
-            &login,
-            ExpectedVersion::NoStream,
-            vec![event("UserLoggedIn", json!({}))],
-        )
-        .session_key(appid, &vault_address(appid, "o-1"), sealed.to_vec())
-    };
-    db.store.append(batch(b"first")).await.unwrap();
-    let stored = db
-        .store
-        .session_key(appid, &vault_address(appid, "o-1"))
+const APP: &str = "wx0123456789abcdef";
+
+/// The sealed session key the vault holds for `openid` on `appid`, reading the vault address
+/// of `openid` on [`APP`] (so another `appid` asks for a key filed under the wrong app).
+async fn stored_key(db: &Db, appid: &str, openid: &str) -> Option<Vec<u8>> {
+    db.store
+        .session_key(appid, &vault_address(APP, openid))
+        .await
+        .unwrap()
+}
+
+async fn put_key(db: &Db, openid: &str, sealed: &[u8]) {
+    db.store
+        .put_session_key(APP, &vault_address(APP, openid), sealed)
         .await
         .unwrap();
-    assert_eq!(stored.as_deref(), Some(&b"first"[..]));
+}
+
+async fn a_session_key_commits_with_its_append(db: Db) {
+    let login = stream("session-key-login");
+    let batch = |expected, event_type, sealed: &[u8]| {
+        one(&login, expected, vec![event(event_type, json!({}))]).session_key(
+            APP,
+            &vault_address(APP, "o-1"),
+            sealed.to_vec(),
+        )
+    };
+    db.store
+        .append(batch(ExpectedVersion::NoStream, "UserLoggedIn", b"first"))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_key(&db, APP, "o-1").await.as_deref(),
+        Some(&b"first"[..])
+    );
 
     // A refused append writes nothing, its session key included.
-    assert_conflict_on(db.store.append(batch(b"second")).await, &login);
-    let stored = db
-        .store
-        .session_key(appid, &vault_address(appid, "o-1"))
-        .await
-        .unwrap();
-    assert_eq!(stored.as_deref(), Some(&b"first"[..]));
+    assert_conflict_on(
+        db.store
+            .append(batch(ExpectedVersion::NoStream, "UserLoggedIn", b"second"))
+            .await,
+        &login,
+    );
+    assert_eq!(
+        stored_key(&db, APP, "o-1").await.as_deref(),
+        Some(&b"first"[..])
+    );
 
     // An accepted one replaces the key.
-    let next = one(
-        &login,
-        ExpectedVersion::Exactly(1),
-        vec![event("SessionRefreshed", json!({}))],
-    )
-    .session_key(appid, &vault_address(appid, "o-1"), b"third".to_vec());
-    db.store.append(next).await.unwrap();
-    let stored = db
-        .store
-        .session_key(appid, &vault_address(appid, "o-1"))
+    db.store
+        .append(batch(
+            ExpectedVersion::Exactly(1),
+            "SessionRefreshed",
+            b"third",
+        ))
         .await
         .unwrap();
-    assert_eq!(stored.as_deref(), Some(&b"third"[..]));
+    assert_eq!(
+        stored_key(&db, APP, "o-1").await.as_deref(),
+        Some(&b"third"[..])
+    );
 }
 
 async fn session_keys_are_replaced(db: Db) {
-    let vault = &db.store;
+    assert_eq!(stored_key(&db, APP, "o-1").await, None);
+    put_key(&db, "o-1", b"sealed-1").await;
+    put_key(&db, "o-2", b"other").await;
     assert_eq!(
-        vault
-            .session_key(
-                "wx0123456789abcdef",
-                &vault_address("wx0123456789abcdef", "o-1")
-            )
-            .await
-            .unwrap(),
-        None
-    );
-    vault
-        .put_session_key(
-            "wx0123456789abcdef",
-            &vault_address("wx0123456789abcdef", "o-1"),
-            b"sealed-1",
-        )
-        .await
-        .unwrap();
-    vault
-        .put_session_key(
-            "wx0123456789abcdef",
-            &vault_address("wx0123456789abcdef", "o-2"),
-            b"other",
-        )
-        .await
-        .unwrap();
-    assert_eq!(
-        vault
-            .session_key(
-                "wx0123456789abcdef",
-                &vault_address("wx0123456789abcdef", "o-1")
-            )
-            .await
-            .unwrap()
-            .as_deref(),
+        stored_key(&db, APP, "o-1").await.as_deref(),
         Some(&b"sealed-1"[..])
     );
-    vault
-        .put_session_key(
-            "wx0123456789abcdef",
-            &vault_address("wx0123456789abcdef", "o-1"),
-            &[0, 255, 1],
-        )
-        .await
-        .unwrap();
+    put_key(&db, "o-1", &[0, 255, 1]).await;
+    assert_eq!(stored_key(&db, APP, "o-1").await, Some(vec![0, 255, 1]));
     assert_eq!(
-        vault
-            .session_key(
-                "wx0123456789abcdef",
-                &vault_address("wx0123456789abcdef", "o-1")
-            )
-            .await
-            .unwrap(),
-        Some(vec![0, 255, 1])
-    );
-    assert_eq!(
-        vault
-            .session_key(
-                "wx0123456789abcdef",
-                &vault_address("wx0123456789abcdef", "o-2")
-            )
-            .await
-            .unwrap()
-            .as_deref(),
+        stored_key(&db, APP, "o-2").await.as_deref(),
         Some(&b"other"[..])
     );
-    assert_eq!(
-        vault
-            .session_key(
-                "wxffffffffffffffff",
-                &vault_address("wx0123456789abcdef", "o-1")
-            )
-            .await
-            .unwrap(),
-        None
-    );
+    assert_eq!(stored_key(&db, "wxffffffffffffffff", "o-1").await, None);
 }
 
 /// Writers do not checkpoint on SQLite (so no append waits behind one); the store's

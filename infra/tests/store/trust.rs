@@ -53,6 +53,20 @@ fn rejection(ip: Option<&str>, user: Option<UserId>, day: u64) -> LoginRejection
     }
 }
 
+/// Records the rejection `rejection(ip, user, day)` with at most `max_rows` rows an app's day.
+async fn record(db: &Db, ip: Option<&str>, user: Option<UserId>, day: u64, max_rows: u32) {
+    db.store
+        .record_rejection(&rejection(ip, user, day), max_rows)
+        .await
+        .unwrap();
+}
+
+/// The user of every tally (empty where none), in tally order.
+async fn tallied_users(url: &str) -> Vec<String> {
+    let tallies = tallies(url).await;
+    tallies.into_iter().map(|(_, _, user, _)| user).collect()
+}
+
 /// `(day, client_ip, user_id, attempts)` of every tally, in that order.
 async fn tallies(url: &str) -> Vec<(String, String, String, i64)> {
     let sql = "SELECT day, client_ip, user_id, attempts FROM login_rejections";
@@ -73,24 +87,15 @@ pub async fn rejections_are_tallied_bounded_and_forgotten(db: Db) {
     let store = &db.store;
     // The same address the same day: one row, counted.
     for _ in 0..3 {
-        store
-            .record_rejection(&rejection(Some("10.0.0.1"), None, 0), 3)
-            .await
-            .unwrap();
+        record(&db, Some("10.0.0.1"), None, 0, 3).await;
     }
     // Many addresses: at most 3 rows for the app's day, the rest folded into one.
     for i in 2..=20 {
         let ip = format!("10.0.0.{i}");
-        store
-            .record_rejection(&rejection(Some(&ip), None, 0), 3)
-            .await
-            .unwrap();
+        record(&db, Some(&ip), None, 0, 3).await;
     }
     // An address already tallied keeps being counted under its own row.
-    store
-        .record_rejection(&rejection(Some("10.0.0.2"), None, 0), 3)
-        .await
-        .unwrap();
+    record(&db, Some("10.0.0.2"), None, 0, 3).await;
     let day0 = tallies(&db.url).await;
     assert_eq!(
         day0.iter()
@@ -108,22 +113,12 @@ pub async fn rejections_are_tallied_bounded_and_forgotten(db: Db) {
     let blocked = UserId::from_uuid(Uuid::now_v7());
     let other = UserId::from_uuid(Uuid::now_v7());
     for user in [blocked, other] {
-        store
-            .record_rejection(&rejection(Some("10.0.9.9"), Some(user), 1), 3)
-            .await
-            .unwrap();
+        record(&db, Some("10.0.9.9"), Some(user), 1, 3).await;
     }
-    store
-        .record_rejection(&rejection(None, None, 1), 3)
-        .await
-        .unwrap();
+    record(&db, None, None, 1, 3).await;
     store.forget_rejections_of(blocked).await.unwrap();
-    let users: Vec<String> = tallies(&db.url)
-        .await
-        .into_iter()
-        .map(|(_, _, user, _)| user)
-        .filter(|u| !u.is_empty())
-        .collect();
+    let mut users = tallied_users(&db.url).await;
+    users.retain(|u| !u.is_empty());
     assert_eq!(users, [other.to_string()]);
 
     // Retention: days before the given one go, the rest stay.
@@ -146,10 +141,7 @@ pub async fn appending_user_erased_forgets_the_users_tallies(db: Db) {
         UserId::from_uuid(Uuid::now_v7()),
     );
     for user in [gone, kept] {
-        store
-            .record_rejection(&rejection(Some("198.51.100.7"), Some(user), 0), 100)
-            .await
-            .unwrap();
+        record(&db, Some("198.51.100.7"), Some(user), 0, 100).await;
     }
     store
         .append(super::one(
@@ -159,10 +151,5 @@ pub async fn appending_user_erased_forgets_the_users_tallies(db: Db) {
         ))
         .await
         .unwrap();
-    let users: Vec<String> = tallies(&db.url)
-        .await
-        .into_iter()
-        .map(|(_, _, user, _)| user)
-        .collect();
-    assert_eq!(users, [kept.to_string()]);
+    assert_eq!(tallied_users(&db.url).await, [kept.to_string()]);
 }

@@ -28,6 +28,15 @@ async fn audit(models: &ReadModels, filter: AuditFilter, limit: u32) -> Page<Aud
         .unwrap()
 }
 
+/// The audit filter on `user` and `action`, where given.
+fn audit_of(user: Option<uuid::Uuid>, action: Option<&str>) -> AuditFilter {
+    AuditFilter {
+        user_id: user,
+        action: action.map(Into::into),
+        ..Default::default()
+    }
+}
+
 async fn read_models(db: &Db) -> ReadModels {
     ReadModels::connect(&db.url).await.unwrap()
 }
@@ -182,57 +191,23 @@ async fn read_models_follow_the_log(db: Db) {
         "one B login for each of users 0, 3, 6, 9, 12"
     );
 
-    let blocked = audit(
-        &models,
-        AuditFilter {
-            user_id: Some(user(4)),
-            action: Some("UserBlocked".into()),
-            ..Default::default()
-        },
-        10,
-    )
-    .await;
+    let blocked = audit(&models, audit_of(Some(user(4)), Some("UserBlocked")), 10).await;
     assert_eq!(blocked.items.len(), 1);
     assert_eq!(blocked.items[0].actor, "admin:key1");
     assert_eq!(blocked.items[0].details["reason"], SEALED_REASON);
-    let revoked = audit(
-        &models,
-        AuditFilter {
-            user_id: Some(user(4)),
-            action: Some("SessionRevoked".into()),
-            ..Default::default()
-        },
-        10,
-    )
-    .await;
+    let revoked = audit(&models, audit_of(Some(user(4)), Some("SessionRevoked")), 10).await;
     assert_eq!(
         revoked.items.len(),
         1,
         "session events are filed under their user"
     );
     assert_eq!(revoked.items[0].actor, "system");
-    let future = audit(
-        &models,
-        AuditFilter {
-            action: Some("FutureThing".into()),
-            ..Default::default()
-        },
-        10,
-    )
-    .await;
+    let future = audit(&models, audit_of(None, Some("FutureThing")), 10).await;
     assert_eq!(future.items.len(), 2, "users 5 and 11");
     assert_eq!(future.items[0].details["secret_field"], "[redacted]");
     assert_eq!(future.items[0].details["flag"], true);
     assert_eq!(future.items[0].target, user(11).to_string());
-    let profile = audit(
-        &models,
-        AuditFilter {
-            action: Some("ProfileUpdated".into()),
-            ..Default::default()
-        },
-        10,
-    )
-    .await;
+    let profile = audit(&models, audit_of(None, Some("ProfileUpdated")), 10).await;
     // Sealed personal data stays out of the audit log too (it is ciphertext, but still).
     assert!(!serde_json::to_string(&profile.items)
         .unwrap()
@@ -614,15 +589,7 @@ async fn queries_keep_working_during_a_rebuild(db: Db) {
                     .await
                     .unwrap();
                 assert_eq!(logins.items.len(), 5);
-                let audit = audit(
-                    &models,
-                    AuditFilter {
-                        user_id: Some(user(7)),
-                        ..Default::default()
-                    },
-                    100,
-                )
-                .await;
+                let audit = audit(&models, audit_of(Some(user(7)), None), 100).await;
                 assert!(!audit.items.is_empty());
                 reads += 1;
             }

@@ -78,25 +78,28 @@ impl Scenario {
         });
     }
 
+    /// Pushes an event of the app `APP_A`.
+    fn push_a(&mut self, stream: &str, event_type: &str, payload: Value, actor: &Actor) {
+        self.push(stream.to_owned(), event_type, payload, actor.clone(), APP_A);
+    }
+
     fn user_life(&mut self, u: usize, logins: usize) {
         let id = user(u);
         let stream = format!("user-{id}");
         let me = Actor::User(UserId::from_uuid(id));
         let admin = Actor::Admin("key1".into());
-        self.push(
-            stream.clone(),
+        self.push_a(
+            &stream,
             "UserRegistered",
             json!({"user_id": id, "appid": APP_A, "openid": format!("oA{u}")}),
-            Actor::System,
-            APP_A,
+            &Actor::System,
         );
         if u.is_multiple_of(3) {
-            self.push(
-                stream.clone(),
+            self.push_a(
+                &stream,
                 "UnionIdLinked",
                 json!({"unionid": format!("un{u}"), "source": "code2_session"}),
-                Actor::System,
-                APP_A,
+                &Actor::System,
             );
             self.push(
                 stream.clone(),
@@ -136,86 +139,82 @@ impl Scenario {
             }
         }
         if u % 5 == 4 {
-            self.push(
-                stream.clone(),
+            // Sealed under the user's data key, as v2 writes it.
+            self.push_a(
+                &stream,
                 "UserBlocked",
-                // Sealed under the user's data key, as v2 writes it.
                 json!({"reason": SEALED_REASON}),
-                admin.clone(),
-                APP_A,
+                &admin,
             );
             if logins > 0 {
                 let s_stream = format!("session-{}", session(u, 0));
-                self.push(
-                    s_stream,
+                self.push_a(
+                    &s_stream,
                     "SessionRevoked",
                     json!({"reason": "user_blocked"}),
-                    Actor::System,
-                    APP_A,
+                    &Actor::System,
                 );
             }
         }
-        if u % 10 == 9 {
-            self.push(
-                stream.clone(),
+        // Then, by the user's number, in this order:
+        let rejections = format!("app-{APP_A}");
+        let later = [
+            (
+                u % 10 == 9,
+                &stream,
                 "UserUnblocked",
                 json!({"reason": "appeal"}),
-                admin.clone(),
-                APP_A,
-            );
-        }
-        if u % 7 == 6 {
-            self.push(
-                stream.clone(),
+                &admin,
+            ),
+            (
+                u % 7 == 6,
+                &stream,
                 "ProfileAuthorized",
                 json!({"profile": format!("sealed:{u}"), "fields": ["nickname", "avatar_url"]}),
-                me.clone(),
-                APP_A,
-            );
-            self.push(
-                stream.clone(),
+                &me,
+            ),
+            (
+                u % 7 == 6,
+                &stream,
                 "ProfileUpdated",
                 json!({"profile": format!("sealed-again:{u}"), "fields": ["avatar_url", "nickname"]}),
-                me.clone(),
-                APP_A,
-            );
-            self.push(
-                stream.clone(),
+                &me,
+            ),
+            (
+                u % 7 == 6,
+                &stream,
                 "PhoneNumberBound",
                 json!({"phone_index": format!("ph{u}"), "phone": format!("sealed-phone:{u}")}),
-                me.clone(),
-                APP_A,
-            );
-        }
-        if u % 11 == 10 {
-            self.push(
-                stream.clone(),
+                &me,
+            ),
+            (
+                u % 11 == 10,
+                &stream,
                 "AuthorizationRevoked",
                 json!({"authorization": "phone"}),
-                me.clone(),
-                APP_A,
-            );
-        }
-        if u % 13 == 12 {
-            self.push(stream.clone(), "UserErased", json!({}), admin, APP_A);
-        }
-        if u % 4 == 1 {
-            self.push(
-                format!("app-{APP_A}"),
+                &me,
+            ),
+            (u % 13 == 12, &stream, "UserErased", json!({}), &admin),
+            (
+                u % 4 == 1,
+                &rejections,
                 "LoginRejected",
-                json!({"appid": APP_A, "reason": "invalid_code", "openid": null, "client_ip": "198.51.100.9"}),
-                Actor::System,
-                APP_A,
-            );
-        }
-        if u % 6 == 5 {
-            self.push(
-                stream,
+                json!({"appid": APP_A, "reason": "invalid_code", "openid": null,
+                       "client_ip": "198.51.100.9"}),
+                &Actor::System,
+            ),
+            (
+                u % 6 == 5,
+                &stream,
                 "FutureThing",
                 json!({"user_id": id, "secret_field": "personal", "flag": true}),
-                me,
-                APP_A,
-            );
+                &me,
+            ),
+        ];
+        for (happens, stream, event_type, payload, actor) in later {
+            if happens {
+                self.push_a(stream, event_type, payload, actor);
+            }
         }
     }
 
