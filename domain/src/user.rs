@@ -387,49 +387,46 @@ mod tests {
             .is_empty());
     }
 
+    /// A command that takes a reason, its answer reduced to success or the error.
+    type Reasoned = fn(&User, &str) -> Result<(), UserError>;
+
+    const REASONED: [(&str, Reasoned); 3] = [
+        ("block", |user, reason| user.decide_block(reason).map(drop)),
+        ("unblock", |user, reason| {
+            user.decide_unblock(reason).map(drop)
+        }),
+        ("revoke sessions", |user, reason| {
+            user.decide_revoke_sessions(reason).map(drop)
+        }),
+    ];
+
     #[test]
-    fn blocking_needs_a_user_and_a_reason() {
-        assert_eq!(
-            given(&[]).decide_block("spam"),
-            Err(UserError::NotRegistered)
-        );
+    fn every_reasoned_command_needs_a_live_user_and_a_reason() {
         let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
-        assert_eq!(
-            given(&registered).decide_block("  "),
-            Err(UserError::InvalidReason)
-        );
-        assert_eq!(
-            given(&registered).decide_block(&"x".repeat(MAX_REASON_CHARS + 1)),
-            Err(UserError::InvalidReason)
-        );
+        let erased = [registered.clone(), vec![UserEvent::UserErased {}]].concat();
+        let too_long = "x".repeat(MAX_REASON_CHARS + 1);
+        for (name, decide) in REASONED {
+            let cases: [(&[UserEvent], &str, UserError); 5] = [
+                (&[], "spam", UserError::NotRegistered),
+                (&erased, "spam", UserError::Erased),
+                (&registered, "  ", UserError::InvalidReason),
+                (&registered, " \t", UserError::InvalidReason),
+                (&registered, &too_long, UserError::InvalidReason),
+            ];
+            for (history, reason, expected) in cases {
+                assert_eq!(
+                    decide(&given(history), reason),
+                    Err(expected.clone()),
+                    "{name} {reason:?} after {} events",
+                    history.len()
+                );
+            }
+        }
     }
 
     #[test]
-    fn an_erased_user_cannot_be_blocked_unblocked_or_have_sessions_revoked() {
+    fn revoking_sessions_keeps_the_trimmed_reason() {
         let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
-        let erased = [registered, vec![UserEvent::UserErased {}]].concat();
-        assert_eq!(given(&erased).decide_block("spam"), Err(UserError::Erased));
-        assert_eq!(
-            given(&erased).decide_unblock("spam"),
-            Err(UserError::Erased)
-        );
-        assert_eq!(
-            given(&erased).decide_revoke_sessions("lost phone"),
-            Err(UserError::Erased)
-        );
-    }
-
-    #[test]
-    fn revoking_sessions_needs_a_user_and_a_reason() {
-        assert_eq!(
-            given(&[]).decide_revoke_sessions("lost phone"),
-            Err(UserError::NotRegistered)
-        );
-        let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
-        assert_eq!(
-            given(&registered).decide_revoke_sessions(" \t"),
-            Err(UserError::InvalidReason)
-        );
         assert_eq!(
             given(&registered).decide_revoke_sessions(" lost phone "),
             Ok("lost phone".into())
