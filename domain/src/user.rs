@@ -224,16 +224,7 @@ impl User {
     }
 
     fn decide_status(&self, blocked: bool, reason: &str) -> Result<Vec<UserEvent>, UserError> {
-        if !self.is_registered() {
-            return Err(UserError::NotRegistered);
-        }
-        // Erasure is final: there is nobody left to block or unblock.
-        if self.erased {
-            return Err(UserError::Erased);
-        }
-        if !valid_reason(reason) {
-            return Err(UserError::InvalidReason);
-        }
+        self.admit_reasoned(reason)?;
         if self.blocked == blocked {
             return Ok(Vec::new());
         }
@@ -248,6 +239,14 @@ impl User {
     /// An administrator revokes every open session: the reason, trimmed, becomes each
     /// `SessionRevoked`'s note (the sessions themselves decide whether anything is left to end).
     pub fn decide_revoke_sessions(&self, reason: &str) -> Result<String, UserError> {
+        self.admit_reasoned(reason)?;
+        Ok(reason.trim().to_owned())
+    }
+
+    /// What every administrator's command with a reason needs first: a registered user not
+    /// erased (erasure is final: there is nobody left to block, unblock or sign out), and a
+    /// valid reason.
+    fn admit_reasoned(&self, reason: &str) -> Result<(), UserError> {
         if !self.is_registered() {
             return Err(UserError::NotRegistered);
         }
@@ -257,7 +256,7 @@ impl User {
         if !valid_reason(reason) {
             return Err(UserError::InvalidReason);
         }
-        Ok(reason.trim().to_owned())
+        Ok(())
     }
 }
 
