@@ -291,6 +291,11 @@ mod tests {
         User::replay(events)
     }
 
+    /// The history of a user registered by a first login in app 1 as `o1`.
+    fn registered(unionid: Option<&str>) -> Vec<UserEvent> {
+        given(&[]).decide_login(&login(1, "o1", unionid)).unwrap()
+    }
+
     #[test]
     fn first_login_registers() {
         let then = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
@@ -321,9 +326,7 @@ mod tests {
 
     #[test]
     fn returning_login_changes_nothing() {
-        let history = given(&[])
-            .decide_login(&login(1, "o1", Some("u1")))
-            .unwrap();
+        let history = registered(Some("u1"));
         let then = given(&history)
             .decide_login(&login(1, "o1", Some("u1")))
             .unwrap();
@@ -332,9 +335,7 @@ mod tests {
 
     #[test]
     fn another_apps_openid_links_the_account() {
-        let history = given(&[])
-            .decide_login(&login(1, "o1", Some("u1")))
-            .unwrap();
+        let history = registered(Some("u1"));
         let then = given(&history)
             .decide_login(&login(2, "o2", Some("u1")))
             .unwrap();
@@ -351,7 +352,7 @@ mod tests {
 
     #[test]
     fn unionid_learned_later_is_linked_once() {
-        let history = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
+        let history = registered(None);
         let then = given(&history)
             .decide_login(&login(1, "o1", Some("u1")))
             .unwrap();
@@ -364,7 +365,7 @@ mod tests {
 
     #[test]
     fn a_blocked_user_cannot_log_in_until_unblocked() {
-        let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
+        let registered = registered(None);
         let block = given(&registered).decide_block("spam").unwrap();
         assert_eq!(
             block,
@@ -401,7 +402,7 @@ mod tests {
 
     #[test]
     fn every_reasoned_command_needs_a_live_user_and_a_reason() {
-        let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
+        let registered = registered(None);
         let erased = [registered.clone(), vec![UserEvent::UserErased {}]].concat();
         let too_long = "x".repeat(MAX_REASON_CHARS + 1);
         for (name, decide) in REASONED {
@@ -425,7 +426,7 @@ mod tests {
 
     #[test]
     fn revoking_sessions_keeps_the_trimmed_reason() {
-        let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
+        let registered = registered(None);
         assert_eq!(
             given(&registered).decide_revoke_sessions(" lost phone "),
             Ok("lost phone".into())
@@ -438,7 +439,7 @@ mod tests {
             position,
             occurred_at: chrono::DateTime::UNIX_EPOCH,
         };
-        let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
+        let registered = registered(None);
         let user = User::replay_recorded(registered.iter().map(|e| (at(1), e)));
         assert_eq!(user.session_cutoff, None);
         assert!(user.admits_session_started_at(2));
@@ -455,9 +456,7 @@ mod tests {
 
     #[test]
     fn a_different_unionid_is_refused() {
-        let history = given(&[])
-            .decide_login(&login(1, "o1", Some("u1")))
-            .unwrap();
+        let history = registered(Some("u1"));
         assert_eq!(
             given(&history).decide_login(&login(1, "o1", Some("u2"))),
             Err(UserError::UnionIdMismatch)
