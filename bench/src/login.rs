@@ -240,21 +240,21 @@ async fn login_once(target: &Target, person: &str) -> Result<Timings, String> {
     };
     let code = post_json(
         target,
+        "sim wx.login",
         &format!("{}/sim/wx.login", target.sim),
         json!({"appid": appid, "user": person}),
     )
-    .await
-    .map_err(|e| format!("sim wx.login: {e}"))?;
+    .await?;
     let code = code["code"].as_str().ok_or("sim wx.login: no code")?;
 
     let started = Instant::now();
     let answer = post_json(
         target,
+        "login",
         &format!("{}/v1/wechat/login", target.service),
         json!({"appid": appid, "code": code}),
     )
-    .await
-    .map_err(|e| format!("login: {e}"))?;
+    .await?;
     let login = started.elapsed();
     let token = answer["access_token"]
         .as_str()
@@ -279,22 +279,24 @@ async fn login_once(target: &Target, person: &str) -> Result<Timings, String> {
     })
 }
 
-async fn post_json(target: &Target, url: &str, body: Value) -> Result<Value, String> {
+/// POSTs `body` and reads the JSON answer; a failure is told as `{what}: …`.
+async fn post_json(target: &Target, what: &str, url: &str, body: Value) -> Result<Value, String> {
+    let failed = |e: &dyn std::fmt::Display| format!("{what}: {e}");
     let response = target
         .http
         .post(url)
         .json(&body)
         .send()
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| failed(&e))?;
     let status = response.status();
-    let body: Value = response.json().await.map_err(|e| e.to_string())?;
+    let body: Value = response.json().await.map_err(|e| failed(&e))?;
     if status.is_success() {
         Ok(body)
     } else {
-        Err(format!(
+        Err(failed(&format_args!(
             "HTTP {status} {}",
             body["code"].as_str().unwrap_or("")
-        ))
+        )))
     }
 }

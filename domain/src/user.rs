@@ -224,16 +224,7 @@ impl User {
     }
 
     fn decide_status(&self, blocked: bool, reason: &str) -> Result<Vec<UserEvent>, UserError> {
-        if !self.is_registered() {
-            return Err(UserError::NotRegistered);
-        }
-        // Erasure is final: there is nobody left to block or unblock.
-        if self.erased {
-            return Err(UserError::Erased);
-        }
-        if !valid_reason(reason) {
-            return Err(UserError::InvalidReason);
-        }
+        self.admit_reasoned(reason)?;
         if self.blocked == blocked {
             return Ok(Vec::new());
         }
@@ -248,6 +239,14 @@ impl User {
     /// An administrator revokes every open session: the reason, trimmed, becomes each
     /// `SessionRevoked`'s note (the sessions themselves decide whether anything is left to end).
     pub fn decide_revoke_sessions(&self, reason: &str) -> Result<String, UserError> {
+        self.admit_reasoned(reason)?;
+        Ok(reason.trim().to_owned())
+    }
+
+    /// What every administrator's command with a reason needs first: a registered user not
+    /// erased (erasure is final: there is nobody left to block, unblock or sign out), and a
+    /// valid reason.
+    fn admit_reasoned(&self, reason: &str) -> Result<(), UserError> {
         if !self.is_registered() {
             return Err(UserError::NotRegistered);
         }
@@ -257,7 +256,7 @@ impl User {
         if !valid_reason(reason) {
             return Err(UserError::InvalidReason);
         }
-        Ok(reason.trim().to_owned())
+        Ok(())
     }
 }
 
@@ -292,6 +291,11 @@ mod tests {
         User::replay(events)
     }
 
+    /// The history of a user registered by a first login in app 1 as `o1`.
+    fn registered(unionid: Option<&str>) -> Vec<UserEvent> {
+        given(&[]).decide_login(&login(1, "o1", unionid)).unwrap()
+    }
+
     #[test]
     fn first_login_registers() {
         let then = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
@@ -322,9 +326,7 @@ mod tests {
 
     #[test]
     fn returning_login_changes_nothing() {
-        let history = given(&[])
-            .decide_login(&login(1, "o1", Some("u1")))
-            .unwrap();
+        let history = registered(Some("u1"));
         let then = given(&history)
             .decide_login(&login(1, "o1", Some("u1")))
             .unwrap();
@@ -333,9 +335,7 @@ mod tests {
 
     #[test]
     fn another_apps_openid_links_the_account() {
-        let history = given(&[])
-            .decide_login(&login(1, "o1", Some("u1")))
-            .unwrap();
+        let history = registered(Some("u1"));
         let then = given(&history)
             .decide_login(&login(2, "o2", Some("u1")))
             .unwrap();
@@ -352,7 +352,7 @@ mod tests {
 
     #[test]
     fn unionid_learned_later_is_linked_once() {
-        let history = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
+        let history = registered(None);
         let then = given(&history)
             .decide_login(&login(1, "o1", Some("u1")))
             .unwrap();
@@ -365,7 +365,7 @@ mod tests {
 
     #[test]
     fn a_blocked_user_cannot_log_in_until_unblocked() {
-        let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
+        let registered = registered(None);
         let block = given(&registered).decide_block("spam").unwrap();
         assert_eq!(
             block,
@@ -387,49 +387,46 @@ mod tests {
             .is_empty());
     }
 
+    /// A command that takes a reason, its answer reduced to success or the error.
+    type Reasoned = fn(&User, &str) -> Result<(), UserError>;
+
+    const REASONED: [(&str, Reasoned); 3] = [
+        ("block", |user, reason| user.decide_block(reason).map(drop)),
+        ("unblock", |user, reason| {
+            user.decide_unblock(reason).map(drop)
+        }),
+        ("revoke sessions", |user, reason| {
+            user.decide_revoke_sessions(reason).map(drop)
+        }),
+    ];
+
     #[test]
-    fn blocking_needs_a_user_and_a_reason() {
-        assert_eq!(
-            given(&[]).decide_block("spam"),
-            Err(UserError::NotRegistered)
-        );
-        let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
-        assert_eq!(
-            given(&registered).decide_block("  "),
-            Err(UserError::InvalidReason)
-        );
-        assert_eq!(
-            given(&registered).decide_block(&"x".repeat(MAX_REASON_CHARS + 1)),
-            Err(UserError::InvalidReason)
-        );
+    fn every_reasoned_command_needs_a_live_user_and_a_reason() {
+        let registered = registered(None);
+        let erased = [registered.clone(), vec![UserEvent::UserErased {}]].concat();
+        let too_long = "x".repeat(MAX_REASON_CHARS + 1);
+        for (name, decide) in REASONED {
+            let cases: [(&[UserEvent], &str, UserError); 5] = [
+                (&[], "spam", UserError::NotRegistered),
+                (&erased, "spam", UserError::Erased),
+                (&registered, "  ", UserError::InvalidReason),
+                (&registered, " \t", UserError::InvalidReason),
+                (&registered, &too_long, UserError::InvalidReason),
+            ];
+            for (history, reason, expected) in cases {
+                assert_eq!(
+                    decide(&given(history), reason),
+                    Err(expected.clone()),
+                    "{name} {reason:?} after {} events",
+                    history.len()
+                );
+            }
+        }
     }
 
     #[test]
-    fn an_erased_user_cannot_be_blocked_unblocked_or_have_sessions_revoked() {
-        let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
-        let erased = [registered, vec![UserEvent::UserErased {}]].concat();
-        assert_eq!(given(&erased).decide_block("spam"), Err(UserError::Erased));
-        assert_eq!(
-            given(&erased).decide_unblock("spam"),
-            Err(UserError::Erased)
-        );
-        assert_eq!(
-            given(&erased).decide_revoke_sessions("lost phone"),
-            Err(UserError::Erased)
-        );
-    }
-
-    #[test]
-    fn revoking_sessions_needs_a_user_and_a_reason() {
-        assert_eq!(
-            given(&[]).decide_revoke_sessions("lost phone"),
-            Err(UserError::NotRegistered)
-        );
-        let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
-        assert_eq!(
-            given(&registered).decide_revoke_sessions(" \t"),
-            Err(UserError::InvalidReason)
-        );
+    fn revoking_sessions_keeps_the_trimmed_reason() {
+        let registered = registered(None);
         assert_eq!(
             given(&registered).decide_revoke_sessions(" lost phone "),
             Ok("lost phone".into())
@@ -442,7 +439,7 @@ mod tests {
             position,
             occurred_at: chrono::DateTime::UNIX_EPOCH,
         };
-        let registered = given(&[]).decide_login(&login(1, "o1", None)).unwrap();
+        let registered = registered(None);
         let user = User::replay_recorded(registered.iter().map(|e| (at(1), e)));
         assert_eq!(user.session_cutoff, None);
         assert!(user.admits_session_started_at(2));
@@ -459,9 +456,7 @@ mod tests {
 
     #[test]
     fn a_different_unionid_is_refused() {
-        let history = given(&[])
-            .decide_login(&login(1, "o1", Some("u1")))
-            .unwrap();
+        let history = registered(Some("u1"));
         assert_eq!(
             given(&history).decide_login(&login(1, "o1", Some("u2"))),
             Err(UserError::UnionIdMismatch)

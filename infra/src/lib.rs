@@ -3,6 +3,7 @@
 
 pub mod analytics;
 pub mod api_keys;
+pub mod backoff;
 pub mod crypto;
 pub mod database_url;
 pub mod keyring;

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use infra::backoff::Backoff;
 use infra::store::{AppendWaiter, RecordedEvent, Store};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -22,9 +23,8 @@ use crate::ReadModels;
 /// Events per transaction.
 pub(crate) const BATCH: u32 = 1000;
 /// After a wake-up that found nothing (on PostgreSQL a commit can take a moment to become
-/// readable), poll again this soon, doubling up to `MAX_IDLE`: the steady fallback poll.
-const MIN_IDLE: Duration = Duration::from_millis(10);
-const MAX_IDLE: Duration = Duration::from_secs(1);
+/// readable), poll again this soon, doubling up to 1 s: the steady fallback poll.
+const IDLE: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
 /// After an append wakes an idle runner, it waits this long before reading, so a burst of
 /// appends (concurrent logins) lands in one batch: one read-model transaction instead of one
 /// per append. Each transaction takes the database's write lock (on SQLite, the one the event
@@ -32,7 +32,8 @@ const MAX_IDLE: Duration = Duration::from_secs(1);
 const LINGER: Duration = Duration::from_millis(25);
 /// How often a runner checks whether the instance running its projection went away.
 const LOCK_RETRY: Duration = Duration::from_secs(1);
-const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(10);
+/// After failures in a row: 20 ms, doubling up to 10 s.
+const ERROR_BACKOFF: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(10));
 
 /// The running projections. Dropping it aborts them (safe: a batch is a transaction);
 /// `shutdown` lets the current batches finish first.
@@ -98,7 +99,7 @@ async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let mut appended = AppendWaiter::new(store.appended());
-    let mut idle = MIN_IDLE;
+    let mut idle = IDLE;
     let mut failures: u32 = 0;
     while !*stop.borrow() {
         // Everything announced so far is covered by the read about to happen.
@@ -106,14 +107,14 @@ async fn run(
         let pause = match step(&models, store.as_ref(), projection).await {
             Ok(Step::AppliedFull | Step::Stale) => {
                 failures = 0;
-                idle = MIN_IDLE;
+                idle.reset();
                 continue;
             }
             Ok(Step::AppliedRest) => {
                 // Caught up: under steady load more appends are already on their way, so
                 // linger before reading them, as after a wake-up, to batch them.
                 failures = 0;
-                idle = MIN_IDLE;
+                idle.reset();
                 tokio::select! {
                     () = tokio::time::sleep(LINGER) => {}
                     _ = stop.changed() => {}
@@ -122,15 +123,13 @@ async fn run(
             }
             Ok(Step::Idle) => {
                 failures = 0;
-                let pause = idle;
-                idle = (idle * 2).min(MAX_IDLE);
-                pause
+                idle.pause()
             }
             Ok(Step::Busy) => LOCK_RETRY,
             Err(e) => {
                 failures = failures.saturating_add(1);
                 tracing::warn!(error = %e, failures, "projection batch failed");
-                (MIN_IDLE * 2u32.saturating_pow(failures.min(10))).min(MAX_ERROR_BACKOFF)
+                ERROR_BACKOFF.after(failures)
             }
         };
         let woke = tokio::select! {
@@ -139,7 +138,7 @@ async fn run(
             _ = stop.changed() => false,
         };
         if woke {
-            idle = MIN_IDLE;
+            idle.reset();
             tokio::select! {
                 () = tokio::time::sleep(LINGER) => {}
                 _ = stop.changed() => {}

@@ -114,12 +114,10 @@ pub(crate) async fn create_generation(
     indexes: Indexes,
 ) -> Result<(), ProjectionError> {
     drop_generation(conn, projection, generation).await?;
-    for table in projection.tables() {
-        for statement in table.create(db.dialect.int_type(), generation, indexes) {
-            sqlx::query(&statement).execute(&mut *conn).await?;
-        }
-    }
-    Ok(())
+    per_table(conn, projection, |table| {
+        table.create(db.dialect.int_type(), generation, indexes)
+    })
+    .await
 }
 
 /// Adds the indexes `create_generation` left out with `Indexes::ForWrites`.
@@ -128,13 +126,10 @@ pub(crate) async fn create_deferred_indexes(
     projection: Projection,
     generation: i64,
 ) -> Result<(), ProjectionError> {
-    for table in projection.tables() {
-        let deferred = |suffix: &str| !table.write_indexes.contains(&suffix);
-        for statement in table.create_indexes(generation, deferred) {
-            sqlx::query(&statement).execute(&mut *conn).await?;
-        }
-    }
-    Ok(())
+    per_table(conn, projection, |table| {
+        table.create_indexes(generation, |suffix| !table.write_indexes.contains(&suffix))
+    })
+    .await
 }
 
 pub(crate) async fn drop_generation(
@@ -142,11 +137,13 @@ pub(crate) async fn drop_generation(
     projection: Projection,
     generation: i64,
 ) -> Result<(), ProjectionError> {
-    for table in projection.tables() {
-        let sql = format!("DROP TABLE IF EXISTS {}", table.physical(generation));
-        sqlx::query(&sql).execute(&mut *conn).await?;
-    }
-    Ok(())
+    per_table(conn, projection, |table| {
+        [format!(
+            "DROP TABLE IF EXISTS {}",
+            table.physical(generation)
+        )]
+    })
+    .await
 }
 
 /// Points the projection's views at `generation` (atomically, inside the caller's
@@ -157,9 +154,21 @@ pub(crate) async fn point_views(
     projection: Projection,
     generation: i64,
 ) -> Result<(), ProjectionError> {
-    for table in projection.tables() {
+    per_table(conn, projection, |table| {
         let select = format!("SELECT * FROM {}", table.physical(generation));
-        for statement in db.dialect.point_view(table.name, &select) {
+        db.dialect.point_view(table.name, &select)
+    })
+    .await
+}
+
+/// Runs the statements `statements` gives for each of the projection's tables, in order.
+async fn per_table<S: IntoIterator<Item = String>>(
+    conn: &mut AnyConnection,
+    projection: Projection,
+    statements: impl Fn(&Table) -> S,
+) -> Result<(), ProjectionError> {
+    for table in projection.tables() {
+        for statement in statements(table) {
             sqlx::query(&statement).execute(&mut *conn).await?;
         }
     }

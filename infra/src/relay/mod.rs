@@ -28,6 +28,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::backoff::Backoff;
 use crate::store::{AppendWaiter, Store, StoreError};
 
 /// The message body, for the test of every consumer's view (`crate::analytics`).
@@ -37,13 +38,14 @@ pub use publisher::{subject, POSITION_HEADER};
 
 /// Events per batch (one lock, one pipelined publish, one checkpoint).
 const BATCH: u32 = 1000;
-/// After a look that found nothing, look again this soon, doubling up to `MAX_IDLE`.
+/// After a look that found nothing, look again this soon, doubling up to 1 s.
 const MIN_IDLE: Duration = Duration::from_millis(10);
-const MAX_IDLE: Duration = Duration::from_secs(1);
+const IDLE: Backoff = Backoff::new(MIN_IDLE, Duration::from_secs(1));
 /// How often a standby relay checks whether the active one went away.
 const LOCK_RETRY: Duration = Duration::from_secs(1);
-const MIN_ERROR_BACKOFF: Duration = Duration::from_millis(100);
+/// After failures in a row: 100 ms, doubling up to `MAX_ERROR_BACKOFF`.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(5);
+const ERROR_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), MAX_ERROR_BACKOFF);
 
 /// What to publish where. `stream` also names the relay's checkpoint. `Debug` redacts the
 /// URL's credentials.
@@ -199,7 +201,7 @@ async fn run(
 ) {
     let mut appended = AppendWaiter::new(store.appended());
     let mut publisher: Option<publisher::Publisher> = None;
-    let mut idle = MIN_IDLE;
+    let mut idle = IDLE;
     let mut failures: u32 = 0;
     while !*stop.borrow() {
         appended.mark_seen();
@@ -220,7 +222,7 @@ async fn run(
         let pause = match outcome {
             Ok(Step::Published(position)) => {
                 failures = 0;
-                idle = MIN_IDLE;
+                idle.reset();
                 health.send_replace(RelayHealth {
                     published: position,
                     failures,
@@ -240,9 +242,7 @@ async fn run(
                         h.last_error = None;
                     });
                 }
-                let pause = idle;
-                idle = (idle * 2).min(MAX_IDLE);
-                pause
+                idle.pause()
             }
             Ok(Step::Busy) => LOCK_RETRY,
             Err(e) => {
@@ -255,8 +255,7 @@ async fn run(
                 if matches!(e, RelayError::IncompatibleStream { .. }) {
                     publisher = None;
                 }
-                let backoff = (MIN_ERROR_BACKOFF * 2u32.saturating_pow(failures.min(10) - 1))
-                    .min(MAX_ERROR_BACKOFF);
+                let backoff = ERROR_BACKOFF.after(failures);
                 // No early wake-up on appends while failing: wait the backoff out.
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}
@@ -266,7 +265,7 @@ async fn run(
             }
         };
         tokio::select! {
-            woke = appended.appended() => if woke { idle = MIN_IDLE },
+            woke = appended.appended() => if woke { idle.reset() },
             () = tokio::time::sleep(pause) => {}
             _ = stop.changed() => {}
         }

@@ -14,9 +14,9 @@ use domain::AppId;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
-use super::client::{read_json, refused, AppCredentials, Failure, WeChatClient};
+use super::client::{read_json, Answer, AppCredentials, Failure, WeChatClient};
 use super::clock::Clock;
-use super::error::{WeChatError, BUSY};
+use super::error::WeChatError;
 
 /// Refresh this long before expiry, or a tenth of the token's lifetime when that is shorter
 /// (so a short-lived token is not fetched again at every call).
@@ -81,12 +81,9 @@ struct StableTokenRequest<'a> {
     force_refresh: bool,
 }
 
+/// stable_token's own fields.
 #[derive(Deserialize)]
-struct StableTokenAnswer {
-    #[serde(default)]
-    errcode: i64,
-    #[serde(default)]
-    errmsg: String,
+struct StableToken {
     access_token: Option<String>,
     expires_in: Option<u64>,
 }
@@ -184,12 +181,8 @@ impl WeChatClient {
                     secret: app.secret.expose_secret(),
                     force_refresh,
                 });
-        let answer: StableTokenAnswer = read_json(request).await?;
-        match answer.errcode {
-            0 => {}
-            BUSY => return Err(Failure::Retry("WeChat busy (errcode -1)".into())),
-            errcode => return Err(Failure::Final(refused(errcode, answer.errmsg))),
-        }
+        let answer: Answer<StableToken> = read_json(request).await?;
+        let answer = answer.accepted()?;
         match (answer.access_token, answer.expires_in) {
             (Some(token), Some(expires_in)) if !token.is_empty() && expires_in > 0 => Ok((
                 AccessToken(token.into()),

@@ -3,11 +3,10 @@
 
 use domain::OpenId;
 use hmac::{Hmac, Mac};
-use serde::Deserialize;
 use sha2::Sha256;
 
 use super::access_token::AccessToken;
-use super::client::{read_json, AppCredentials, Failure, WeChatClient};
+use super::client::{read_json, Answer, AppCredentials, Failure, NoFields, WeChatClient};
 use super::error::WeChatError;
 use super::SessionKey;
 
@@ -20,14 +19,6 @@ pub(super) fn signature(session_key_text: &str) -> String {
         .expect("HMAC takes keys of any length");
     mac.update(b"");
     hex::encode(mac.finalize().into_bytes())
-}
-
-#[derive(Deserialize)]
-struct Answer {
-    #[serde(default)]
-    errcode: i64,
-    #[serde(default)]
-    errmsg: String,
 }
 
 impl WeChatClient {
@@ -59,7 +50,7 @@ impl WeChatClient {
             ("signature", signature),
             ("sig_method", "hmac_sha256"),
         ]);
-        let answer: Answer = read_json(request).await?;
+        let answer: Answer<NoFields> = read_json(request).await?;
         match answer.errcode {
             0 => Ok(true),
             INVALID_SIGNATURE => Ok(false),

@@ -70,13 +70,37 @@ pub(super) struct Endpoints {
     pub check_session: Url,
 }
 
-/// code2Session's answer, success and failure alike (WeChat uses HTTP 200 for both).
+/// Every WeChat answer, success and failure alike (WeChat uses HTTP 200 for both): `errcode`
+/// and `errmsg`, absent on success, beside the API's own fields.
 #[derive(Deserialize)]
-struct Answer {
+pub(super) struct Answer<T> {
     #[serde(default)]
-    errcode: i64,
+    pub errcode: i64,
     #[serde(default)]
-    errmsg: String,
+    pub errmsg: String,
+    #[serde(flatten)]
+    pub body: T,
+}
+
+/// For an answer that is only `errcode` and `errmsg`.
+#[derive(Deserialize)]
+pub(super) struct NoFields {}
+
+impl<T> Answer<T> {
+    /// The body of an API called with the app's secret (no access token): -1 is worth
+    /// another try, any other non-zero errcode is a refusal.
+    pub(super) fn accepted(self) -> Result<T, Failure> {
+        match self.errcode {
+            0 => Ok(self.body),
+            BUSY => Err(Failure::Retry("WeChat busy (errcode -1)".into())),
+            errcode => Err(Failure::Final(refused(errcode, self.errmsg))),
+        }
+    }
+}
+
+/// code2Session's own fields.
+#[derive(Deserialize)]
+struct Session {
     openid: Option<String>,
     session_key: Option<String>,
     unionid: Option<String>,
@@ -179,13 +203,8 @@ impl WeChatClient {
                 ("js_code", code.as_str()),
                 ("grant_type", "authorization_code"),
             ]);
-        let answer: Answer = read_json(request).await?;
-        match answer.errcode {
-            0 => {}
-            BUSY => return Err(Failure::Retry("WeChat busy (errcode -1)".into())),
-            errcode => return Err(Failure::Final(refused(errcode, answer.errmsg))),
-        }
-        parse_session(answer).ok_or_else(|| {
+        let answer: Answer<Session> = read_json(request).await?;
+        parse_session(answer.accepted()?).ok_or_else(|| {
             tracing::warn!("code2Session answer lacks a valid openid or session_key");
             Failure::Final(WeChatError::Unavailable("malformed response".into()))
         })
@@ -294,7 +313,7 @@ pub(super) async fn read_json<T: for<'de> Deserialize<'de>>(
         .map_err(|_| Failure::Final(WeChatError::Unavailable("malformed response".into())))
 }
 
-fn parse_session(answer: Answer) -> Option<Code2Session> {
+fn parse_session(answer: Session) -> Option<Code2Session> {
     let unionid = match answer.unionid.as_deref() {
         None | Some("") => None,
         Some(raw) => Some(UnionId::parse(raw).ok()?),

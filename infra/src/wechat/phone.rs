@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::access_token::AccessToken;
-use super::client::{read_json, AppCredentials, Failure, WeChatClient};
+use super::client::{read_json, Answer, AppCredentials, Failure, WeChatClient};
 use super::error::WeChatError;
 
 /// The number the user chose to share. Personal data: Debug shows only the country code.
@@ -38,12 +38,9 @@ struct PhoneRequest<'a> {
     openid: Option<&'a str>,
 }
 
+/// getuserphonenumber's own fields.
 #[derive(Deserialize)]
 struct PhoneAnswer {
-    #[serde(default)]
-    errcode: i64,
-    #[serde(default)]
-    errmsg: String,
     phone_info: Option<RawPhoneInfo>,
 }
 
@@ -94,13 +91,14 @@ impl WeChatClient {
                 code: code.as_str(),
                 openid: openid.map(OpenId::as_str),
             });
-        let answer: PhoneAnswer = read_json(request).await?;
+        let answer: Answer<PhoneAnswer> = read_json(request).await?;
         if answer.errcode != 0 {
             return Err(Failure::from_token_api_errcode(
                 answer.errcode,
                 answer.errmsg,
             ));
         }
+        let answer = answer.body;
         let malformed = || {
             tracing::warn!("getuserphonenumber answer lacks a valid phone_info");
             Failure::Final(WeChatError::Unavailable("malformed response".into()))

@@ -56,39 +56,41 @@ async fn jscode2session(
     State(sim): State<Arc<Simulator>>,
     Query(q): Query<Jscode2SessionQuery>,
 ) -> Response {
-    if let Some(fault) = begin_call(&sim, Api::Jscode2Session).await {
-        return fault;
-    }
-    let mut state = sim.state();
-    let appid = match state.authenticate(q.appid.as_deref(), q.secret.as_deref()) {
-        Ok(app) => app.appid.clone(),
-        Err(errcode) => return wechat_error(errcode),
-    };
-    let Some(code) = q.js_code.filter(|c| !c.is_empty()) else {
-        return wechat_error(41008);
-    };
-    if q.grant_type.as_deref() != Some("authorization_code") {
-        return wechat_error(40002);
-    }
-    match state.code_to_session(&appid, &code) {
-        Ok(session) => {
-            let mut body = json!({ "openid": session.openid, "session_key": session.session_key });
-            if let Some(unionid) = session.unionid {
-                body["unionid"] = Value::String(unionid);
-            }
-            wechat_answer(&body)
+    answer(&sim, Api::Jscode2Session, |sim| {
+        let mut state = sim.state();
+        let appid = state
+            .authenticate(q.appid.as_deref(), q.secret.as_deref())?
+            .appid
+            .clone();
+        let code = q.js_code.filter(|c| !c.is_empty()).ok_or(41008)?;
+        if q.grant_type.as_deref() != Some("authorization_code") {
+            return Err(40002);
         }
-        Err(errcode) => wechat_error(errcode),
-    }
+        let session = state.code_to_session(&appid, &code)?;
+        let mut body = json!({ "openid": session.openid, "session_key": session.session_key });
+        if let Some(unionid) = session.unionid {
+            body["unionid"] = Value::String(unionid);
+        }
+        Ok(body)
+    })
+    .await
 }
 
-/// Counts the call and plays any queued fault: `Some(answer)` when the fault answers instead.
-async fn begin_call(sim: &Simulator, api: Api) -> Option<Response> {
+/// Answers a WeChat endpoint as WeChat would: counts the call and plays any queued fault, else
+/// sends what `decide` answers, a body or the errcode WeChat would refuse with.
+async fn answer(
+    sim: &Simulator,
+    api: Api,
+    decide: impl FnOnce(&Simulator) -> Result<Value, i64>,
+) -> Response {
     let fault = sim.state().begin_call(api);
     if let Some(latency) = fault.latency {
         tokio::time::sleep(latency).await;
     }
-    fault.errcode.map(wechat_error)
+    match fault.errcode.map_or_else(|| decide(sim), Err) {
+        Ok(body) => wechat_answer(&body),
+        Err(errcode) => wechat_error(errcode),
+    }
 }
 
 #[derive(Deserialize)]
@@ -100,22 +102,21 @@ struct StableTokenRequest {
 }
 
 async fn stable_token(State(sim): State<Arc<Simulator>>, body: Bytes) -> Response {
-    if let Some(fault) = begin_call(&sim, Api::StableToken).await {
-        return fault;
-    }
-    let Ok(request) = serde_json::from_slice::<StableTokenRequest>(&body) else {
-        return wechat_error(47001);
-    };
-    let mut state = sim.state();
-    let appid = match state.authenticate(request.appid.as_deref(), request.secret.as_deref()) {
-        Ok(app) => app.appid.clone(),
-        Err(errcode) => return wechat_error(errcode),
-    };
-    if request.grant_type.as_deref() != Some("client_credential") {
-        return wechat_error(40002);
-    }
-    let (token, expires_in) = state.stable_token(&appid, request.force_refresh.unwrap_or(false));
-    wechat_answer(&json!({ "access_token": token, "expires_in": expires_in }))
+    answer(&sim, Api::StableToken, |sim| {
+        let request = serde_json::from_slice::<StableTokenRequest>(&body).map_err(|_| 47001)?;
+        let mut state = sim.state();
+        let appid = state
+            .authenticate(request.appid.as_deref(), request.secret.as_deref())?
+            .appid
+            .clone();
+        if request.grant_type.as_deref() != Some("client_credential") {
+            return Err(40002);
+        }
+        let (token, expires_in) =
+            state.stable_token(&appid, request.force_refresh.unwrap_or(false));
+        Ok(json!({ "access_token": token, "expires_in": expires_in }))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -134,22 +135,13 @@ async fn get_user_phone_number(
     Query(q): Query<TokenQuery>,
     body: Bytes,
 ) -> Response {
-    if let Some(fault) = begin_call(&sim, Api::GetUserPhoneNumber).await {
-        return fault;
-    }
-    let mut state = sim.state();
-    let appid = match state.authorize(q.access_token.as_deref()) {
-        Ok(appid) => appid,
-        Err(errcode) => return wechat_error(errcode),
-    };
-    let Ok(request) = serde_json::from_slice::<PhoneNumberRequest>(&body) else {
-        return wechat_error(47001);
-    };
-    let Some(code) = request.code.filter(|c| !c.is_empty()) else {
-        return wechat_error(41008);
-    };
-    match state.redeem_phone_code(&appid, &code, request.openid.as_deref()) {
-        Ok(number) => wechat_answer(&json!({
+    answer(&sim, Api::GetUserPhoneNumber, |sim| {
+        let mut state = sim.state();
+        let appid = state.authorize(q.access_token.as_deref())?;
+        let request = serde_json::from_slice::<PhoneNumberRequest>(&body).map_err(|_| 47001)?;
+        let code = request.code.filter(|c| !c.is_empty()).ok_or(41008)?;
+        let number = state.redeem_phone_code(&appid, &code, request.openid.as_deref())?;
+        Ok(json!({
             "errcode": 0,
             "errmsg": "ok",
             "phone_info": {
@@ -158,9 +150,9 @@ async fn get_user_phone_number(
                 "countryCode": "86",
                 "watermark": { "timestamp": state.unix_now(), "appid": appid.as_str() },
             },
-        })),
-        Err(errcode) => wechat_error(errcode),
-    }
+        }))
+    })
+    .await
 }
 
 #[derive(Deserialize)]
@@ -175,24 +167,19 @@ async fn check_session(
     State(sim): State<Arc<Simulator>>,
     Query(q): Query<CheckSessionQuery>,
 ) -> Response {
-    if let Some(fault) = begin_call(&sim, Api::CheckSession).await {
-        return fault;
-    }
-    let state = sim.state();
-    let appid = match state.authorize(q.access_token.as_deref()) {
-        Ok(appid) => appid,
-        Err(errcode) => return wechat_error(errcode),
-    };
-    let (Some(openid), Some(signature)) = (q.openid, q.signature) else {
-        return wechat_error(40097);
-    };
-    if q.sig_method.as_deref() != Some("hmac_sha256") {
-        return wechat_error(40097);
-    }
-    match state.check_session(&appid, &openid, &signature) {
-        Ok(()) => wechat_answer(&json!({ "errcode": 0, "errmsg": "ok" })),
-        Err(errcode) => wechat_error(errcode),
-    }
+    answer(&sim, Api::CheckSession, |sim| {
+        let state = sim.state();
+        let appid = state.authorize(q.access_token.as_deref())?;
+        let (Some(openid), Some(signature)) = (q.openid, q.signature) else {
+            return Err(40097);
+        };
+        if q.sig_method.as_deref() != Some("hmac_sha256") {
+            return Err(40097);
+        }
+        state.check_session(&appid, &openid, &signature)?;
+        Ok(json!({ "errcode": 0, "errmsg": "ok" }))
+    })
+    .await
 }
 
 /// WeChat labels its JSON text/plain; clients that trust the content-type should fail here.
