@@ -76,7 +76,8 @@ pub async fn caught_up(database_url: &str) -> anyhow::Result<i64> {
 /// the log only below the oldest transaction still running on the server.
 pub async fn readable(database_url: &str) -> anyhow::Result<()> {
     use sqlx::Connection;
-    if !database_url.starts_with("postgres") {
+    let url = infra::database_url::DatabaseUrl::parse(database_url)?;
+    if url.backend() != infra::database_url::Backend::Postgres {
         return Ok(());
     }
     let mut conn = sqlx::PgConnection::connect(database_url).await?;

@@ -22,7 +22,7 @@ use tokio::sync::OwnedMutexGuard;
 use infra::database_url::{Backend, DatabaseUrl};
 
 use crate::error::ProjectionError;
-use crate::schema::Table;
+use crate::table::Table;
 
 /// The read models' database: its dialect and two pools. On SQLite all read-model writes queue
 /// on one connection (SQLite has one writer anyway, and a queue beats busy-waiting); on

@@ -15,6 +15,7 @@ mod queries;
 mod rebuild;
 mod runner;
 mod schema;
+mod table;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

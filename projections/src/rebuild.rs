@@ -12,7 +12,7 @@ use crate::db::Db;
 use crate::error::ProjectionError;
 use crate::models::Projection;
 use crate::runner::BATCH;
-use crate::schema::Indexes;
+use crate::table::Indexes;
 use crate::{checkpoint, schema, ProjectionStatus, ReadModels};
 
 /// Rebuilds one projection by name, or all of them (reading the log once for all).

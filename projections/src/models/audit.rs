@@ -21,7 +21,7 @@ use super::for_ids;
 use crate::db::{Rows, Val};
 use crate::error::ProjectionError;
 use crate::event::{self, USER_LOGGED_IN};
-use crate::schema::{Col, Table};
+use crate::table::{Col, Table};
 
 pub(crate) const AUDIT_LOG: Table = Table {
     name: "audit_log",

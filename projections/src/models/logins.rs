@@ -8,7 +8,7 @@ use sqlx::AnyConnection;
 use crate::db::{Rows, Val};
 use crate::error::ProjectionError;
 use crate::event::{self, USER_ERASED, USER_LOGGED_IN};
-use crate::schema::{Col, Table};
+use crate::table::{Col, Table};
 
 pub(crate) const LOGIN_HISTORY: Table = Table {
     name: "login_history",

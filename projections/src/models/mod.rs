@@ -13,7 +13,7 @@ use sqlx::AnyConnection;
 
 use crate::db::{bind, bound_placeholders, Val};
 use crate::error::ProjectionError;
-use crate::schema::Table;
+use crate::table::Table;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Projection {

@@ -18,7 +18,7 @@ use crate::error::ProjectionError;
 use crate::event::{
     self, SESSION_REFRESHED, SESSION_REVOKED, USER_ERASED, USER_LOGGED_IN, USER_LOGGED_OUT,
 };
-use crate::schema::{Col, Table};
+use crate::table::{Col, Table};
 
 pub(crate) const SESSIONS: Table = Table {
     name: "sessions",

@@ -11,7 +11,7 @@ use sqlx::Row;
 use crate::db::{Rows, Val};
 use crate::error::ProjectionError;
 use crate::event::{self, USER_LOGGED_IN, USER_REGISTERED};
-use crate::schema::{Col, Table};
+use crate::table::{Col, Table};
 
 pub(crate) const DAILY_STATS: Table = Table {
     name: "daily_stats",

@@ -18,7 +18,7 @@ use crate::db::{Rows, Val};
 use crate::error::ProjectionError;
 use crate::event::{self, *};
 use crate::queries::uuid_at;
-use crate::schema::{Col, Table};
+use crate::table::{Col, Table};
 
 pub(crate) const USERS: Table = Table {
     name: "users",
