@@ -228,7 +228,7 @@ mod tests {
     use axum::body::Body;
     use axum::http::{Request, StatusCode};
     use axum::response::IntoResponse;
-    use serde_json::Value;
+    use serde_json::{json, Value};
     use tower::ServiceExt;
 
     use super::*;
@@ -462,6 +462,26 @@ mod tests {
             if bearer {
                 let unauthorized = responses["401"]["description"].as_str().unwrap_or_default();
                 assert!(unauthorized.contains("access token"), "{method} {path}");
+            }
+        }
+    }
+
+    /// Every write by a user or an admin goes through the command executor, which answers 409
+    /// when concurrent writers keep winning or the user was erased meanwhile.
+    #[test]
+    fn every_write_of_a_user_or_admin_documents_its_conflict() {
+        let doc = document();
+        for (method, path, operation) in operations(&doc) {
+            let writes = matches!(method.as_str(), "POST" | "PUT" | "DELETE");
+            let secured = operation["security"].as_array().is_some_and(|all| {
+                all.iter()
+                    .any(|r| r.get("bearer").is_some() || r["api_key"] == json!(["admin:write"]))
+            });
+            if writes && secured {
+                let conflict = operation["responses"]["409"]["description"]
+                    .as_str()
+                    .unwrap_or_default();
+                assert!(conflict.contains("`conflict`"), "{method} {path} lacks 409");
             }
         }
     }

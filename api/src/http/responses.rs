@@ -110,8 +110,9 @@ impl IntoResponses for JsonBodyErrors {
 }
 
 single! {
-    /// 409 `conflict`: a write lost a race.
-    ConflictError: 409, "`conflict`: the record changed concurrently; retry"
+    /// 409 `conflict`: a write lost its races, or its user was erased meanwhile.
+    ConflictError: 409, "`conflict`: the record kept changing concurrently (retry), or the \
+        user's personal data was erased"
 }
 
 single! {

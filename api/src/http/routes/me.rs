@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use domain::Session;
 
 use crate::http::extract::Authenticated;
-use crate::http::responses::UserErrors;
+use crate::http::responses::{ConflictError, UserErrors};
 use crate::http::state::AppState;
 use crate::http::ApiError;
 use crate::usecases::sessions;
@@ -57,6 +57,7 @@ async fn me(auth: Authenticated) -> Result<Json<UserView>, ApiError> {
     responses(
         (status = 204, description = "The session has ended"),
         UserErrors,
+        ConflictError,
     )
 )]
 async fn logout(

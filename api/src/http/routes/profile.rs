@@ -107,6 +107,7 @@ pub struct UpdateProfileRequest {
             its rule (the detail names it)"),
         UserErrors,
         JsonBodyErrors,
+        ConflictError,
     )
 )]
 async fn update_profile(
@@ -146,6 +147,7 @@ pub struct BindPhoneRequest {
         (status = 503, description = "`wechat_unavailable`: WeChat is busy, timed out or unreachable"),
         UserErrors,
         JsonBodyErrors,
+        ConflictError,
     )
 )]
 async fn bind_phone(
@@ -172,6 +174,7 @@ async fn bind_phone(
         (status = 400, description = "`invalid_request`: kind is neither profile nor phone"),
         (status = 404, description = "`not_found`: nothing to withdraw"),
         UserErrors,
+        ConflictError,
     )
 )]
 async fn withdraw(
@@ -198,6 +201,7 @@ async fn withdraw(
     responses(
         (status = 204, description = "Erased"),
         UserErrors,
+        ConflictError,
     )
 )]
 async fn erase_me(
