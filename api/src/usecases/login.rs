@@ -6,6 +6,7 @@ use domain::{
     Actor, AppId, Claim, Device, OpenId, RecordWeChatLogin, RejectionReason, Session, SessionEvent,
     SessionId, UnionId, UnionIdSource, User, UserError, UserId, WeChatCode,
 };
+use infra::personal_data::AccountKey;
 use infra::store::{AppendBatch, ExpectedVersion};
 use infra::wechat::WeChatError;
 use uuid::Uuid;
@@ -51,7 +52,11 @@ pub async fn login(
         wx.session_key.expose().as_bytes(),
         session_key_context(appid, &account).as_bytes(),
     );
-    record_login(state, appid, &identity, Some(sealed_session_key), ctx).await
+    let session_key = SealedSessionKey {
+        account,
+        sealed: sealed_session_key,
+    };
+    record_login(state, appid, &identity, Some(session_key), ctx).await
 }
 
 /// Logs in a user a WeChat cloud function vouches for (`getWXContext()`, already
@@ -63,6 +68,13 @@ pub async fn cloud_login(
     ctx: &Context,
 ) -> Result<LoginResponse, UseCaseError> {
     record_login(state, appid, identity, None, ctx).await
+}
+
+/// A `session_key` from `code2Session`, sealed, and the account row it is stored under (its
+/// keyed hash is computed once, for the seal's binding and the row alike).
+struct SealedSessionKey {
+    account: AccountKey,
+    sealed: Vec<u8>,
 }
 
 /// Who WeChat says is logging in: from `code2Session`, or from a cloud function's
@@ -80,19 +92,19 @@ async fn record_login(
     state: &Services,
     appid: &AppId,
     wx: &WeChatIdentity,
-    sealed_session_key: Option<Vec<u8>>,
+    session_key: Option<SealedSessionKey>,
     ctx: &Context,
 ) -> Result<LoginResponse, UseCaseError> {
     // Concurrent first logins of one person meet at the claims: the loser decides again and
     // finds the winner's user.
     let command = Command::new("login").retrying_taken_claims();
-    let sealed_session_key = sealed_session_key.as_ref();
+    let session_key = session_key.as_ref();
     // Chosen once: a retry after a lost race for the claims finds the winner, and leaves at
     // most this one id's data key unused (made before the append that would have used it).
     let new_user_id = UserId::from_uuid(Uuid::now_v7());
     let logged_in = command
         .execute(state, |_| {
-            decide_login(state, appid, wx, new_user_id, sealed_session_key, ctx)
+            decide_login(state, appid, wx, new_user_id, session_key, ctx)
         })
         .await?;
     tracing::info!(%appid, user_id = %logged_in.user_id, new_user = logged_in.is_new_user, "login");
@@ -114,7 +126,7 @@ async fn decide_login(
     appid: &AppId,
     wx: &WeChatIdentity,
     new_user_id: UserId,
-    sealed_session_key: Option<&Vec<u8>>,
+    session_key: Option<&SealedSessionKey>,
     ctx: &Context,
 ) -> Result<Decision<LoggedIn>, UseCaseError> {
     let (user_id, LoadedUser { user, version, key }) =
@@ -176,9 +188,8 @@ async fn decide_login(
     for claim in user_events.iter().filter_map(Claim::made_by) {
         batch = batch.claim(state.lookup_index.claim(&claim), user_id);
     }
-    if let Some(sealed) = sealed_session_key {
-        let account = state.lookup_index.account(appid, &wx.openid);
-        batch = batch.session_key(appid.as_str(), &account, sealed.clone());
+    if let Some(SealedSessionKey { account, sealed }) = session_key {
+        batch = batch.session_key(appid.as_str(), account, sealed.clone());
     }
     let logged_in = LoggedIn {
         user_id,
