@@ -7,6 +7,7 @@ mod answers;
 mod cloud;
 mod conformance;
 mod log;
+pub mod node;
 mod requests;
 mod streams;
 mod world;

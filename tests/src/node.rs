@@ -1,0 +1,71 @@
+//! The phone-side packages under `clients/` (the mini-program SDK and demo), driven with the
+//! machine's Node and npm so `cargo test --workspace` covers them too.
+//!
+//! Their dependencies come from the npm registry with `npm ci`, once per package per change of
+//! its lockfile: test binaries run in parallel, so installs are serialised by a lock file.
+
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A package directory under `clients/`, its dependencies installed; `None` (a skip, which
+/// fails under `CI=true`) when Node or npm is missing.
+pub fn npm_package(name: &str) -> Option<PathBuf> {
+    for tool in ["node", "npm"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            return testkit::skip(name, &format!("{tool} is not installed"));
+        }
+    }
+    let dir = clients_dir().join(name);
+    install(&dir);
+    Some(dir)
+}
+
+/// `clients/` at the workspace root.
+pub fn clients_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .join("clients")
+}
+
+/// Runs `npm run <script>` in `dir`, panicking with its output when it fails.
+pub fn npm_run(dir: &Path, script: &str) -> Output {
+    let output = Command::new("npm")
+        .args(["run", "--silent", script])
+        .current_dir(dir)
+        .output()
+        .expect("run npm");
+    assert!(
+        output.status.success(),
+        "`npm run {script}` in {} failed:\n{}\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// `npm ci` unless `node_modules` was installed from this very lockfile (a stamp written
+/// after the last successful install holds the lockfile it installed).
+fn install(dir: &Path) {
+    let lock = File::create(dir.join("node_modules.lock")).expect("create the install lock");
+    lock.lock().expect("take the install lock");
+    let wanted = fs::read(dir.join("package-lock.json")).expect("the package has a lockfile");
+    let stamp = dir.join("node_modules/.installed-from");
+    if fs::read(&stamp).is_ok_and(|installed| installed == wanted) {
+        return;
+    }
+    let output = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .output()
+        .expect("run npm ci");
+    assert!(
+        output.status.success(),
+        "`npm ci` in {} failed:\n{}",
+        dir.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    fs::write(&stamp, &wanted).expect("stamp the install");
+}
