@@ -28,6 +28,10 @@ pub struct DevArgs {
     /// and a simulator anyone reaching it could use, so this must be asked for.
     #[arg(long)]
     public: bool,
+    /// Where the WeChat simulator listens. A fixed port by default so a mini-program project
+    /// (the demo's `config.js`) can name it once; `127.0.0.1:0` picks a free one.
+    #[arg(long, default_value = "127.0.0.1:9080")]
+    sim_listen: String,
 }
 
 pub async fn run(file: Option<PathBuf>, args: DevArgs) -> anyhow::Result<()> {
@@ -76,7 +80,12 @@ pub async fn run(file: Option<PathBuf>, args: DevArgs) -> anyhow::Result<()> {
     }
 
     let simulator = Simulator::new(SimConfig { apps: sim_apps });
-    let sim_listener = TcpListener::bind("127.0.0.1:0").await?;
+    let sim_listener = TcpListener::bind(&args.sim_listen).await.with_context(|| {
+        format!(
+            "the WeChat simulator cannot listen on {}: pass --sim-listen 127.0.0.1:0 for any free port",
+            args.sim_listen
+        )
+    })?;
     let sim_addr = sim_listener.local_addr()?;
     tokio::spawn(async move { axum::serve(sim_listener, simulator.router()).await });
     config.wechat_api_base = format!("http://{sim_addr}");
