@@ -9,7 +9,7 @@ const MESSAGES = {
     "WeChat's content check did not accept this nickname or picture. Please choose another one.",
   network_error: 'Cannot reach the identity service. Check the network (is `identityd dev` running?) and try again.',
   wechat_login_failed: 'WeChat could not log you in just now. Please try again.',
-  invalid_code: 'The WeChat login code was refused. Please try again.',
+  invalid_code: 'WeChat did not accept the code (it may have expired). Please try again.',
   wechat_unavailable: 'WeChat is busy at the moment. Please try again shortly.',
   high_risk_user: 'WeChat stopped this login as risky. Please try again later.',
   user_blocked: 'This account has been blocked by the administrator.',

@@ -5,13 +5,18 @@ const fs = require('node:fs')
 const path = require('node:path')
 const sdk = require('./support/stub-sdk')
 const { IdentityError, user } = require('./support/fake-identity')
+const { fakeWx } = require('./support/fake-wx')
 
 const DEMO = path.join(__dirname, '..')
 const ROOT = path.join(DEMO, 'miniprogram')
 const readJson = file => JSON.parse(fs.readFileSync(path.join(DEMO, file), 'utf8'))
 
-// Evaluates app.js afresh and returns the object it gave App(), with its IdentityClient.
-function loadApp() {
+const config = require(path.join(ROOT, 'config.js'))
+
+// Evaluates app.js afresh, with `wx` as the global wx, and returns the object it gave App(),
+// with its IdentityClient.
+function loadApp(wx = fakeWx()) {
+  global.wx = wx
   let registered = null
   global.App = options => {
     registered = options
@@ -28,6 +33,21 @@ test('the client is made once, for the configured service and app', () => {
   assert.equal(sdk.clients.length, before + 1)
   assert.deepEqual(identity.options, { baseUrl: 'http://127.0.0.1:8080', appid: 'wxd000000000000001' })
   assert.equal(app.identity, identity)
+  assert.equal(app.simulator, null)
+})
+
+test("with the simulator configured, the client's wx takes its login codes from it", async t => {
+  t.after(() => {
+    config.simulator.url = ''
+  })
+  config.simulator.url = 'http://127.0.0.1:41234'
+  const wx = fakeWx([{ statusCode: 200, data: { code: 'sim-code' } }])
+  const { app, identity } = loadApp(wx)
+  assert.ok(app.simulator)
+  assert.equal(identity.options.wx, app.simulator.wx)
+  const code = await new Promise(resolve => identity.options.wx.login({ success: res => resolve(res.code) }))
+  assert.equal(code, 'sim-code')
+  assert.equal(wx.requests[0].url, 'http://127.0.0.1:41234/sim/wx.login')
 })
 
 test('onLaunch logs in silently and the app holds the user', async () => {
@@ -53,7 +73,6 @@ test('a failed launch login leaves a failed state with the reason, not an except
 
 test('DevTools opens the demo app, talks http to the local service and builds npm from package.json', () => {
   const project = readJson('project.config.json')
-  const config = require(path.join(ROOT, 'config.js'))
   assert.equal(project.appid, config.appid)
   assert.equal(project.miniprogramRoot, 'miniprogram/')
   assert.equal(project.setting.urlCheck, false)

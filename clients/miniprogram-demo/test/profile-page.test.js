@@ -4,9 +4,9 @@ const assert = require('node:assert/strict')
 const { fakeApp, openPage, settle, text, attr } = require('./support/page')
 const { FakeIdentity, IdentityError, user } = require('./support/fake-identity')
 
-async function loggedInPage(loginUser = user()) {
+async function loggedInPage(loginUser = user(), simulator = null) {
   const identity = new FakeIdentity().answer('login', loginUser)
-  const app = fakeApp(identity)
+  const app = Object.assign(fakeApp(identity), { simulator })
   const page = openPage('profile', app)
   await app.launch.login()
   await settle()
@@ -159,4 +159,21 @@ test('a failed phone binding is shown in words', async () => {
   page.querySelector('#phone').dispatchEvent('getphonenumber', { detail: { code: 'c' } })
   await settle()
   assert.equal(text(page, '.message.error'), 'WeChat is busy at the moment. Please try again shortly.')
+})
+
+test('against identityd dev the phone code comes from the simulator before bindPhone', async () => {
+  const calls = []
+  const simulator = {
+    phoneEvent(e) {
+      calls.push(e.detail)
+      return Promise.resolve({ type: e.type, detail: { code: 'sim-phone-code', errMsg: 'getPhoneNumber:ok' } })
+    },
+  }
+  const { page, identity } = await loggedInPage(user(), simulator)
+  identity.answer('bindPhone', { status: 'bound', user: user({ phone: { pure_phone_number: '13900001111' } }) })
+  page.querySelector('#phone').dispatchEvent('getphonenumber', { detail: { code: 'devtools-code', errMsg: 'getPhoneNumber:ok' } })
+  await settle()
+  assert.deepEqual(calls, [{ code: 'devtools-code', errMsg: 'getPhoneNumber:ok' }])
+  assert.equal(identity.callsTo('bindPhone')[0][0].detail.code, 'sim-phone-code')
+  assert.equal(text(page, '.phone'), '139****1111')
 })

@@ -21,6 +21,7 @@ Component({
       const app = getApp()
       this.identity = app.identity
       this.launch = app.launch
+      this.simulator = app.simulator
       this.unwatch = this.launch.watch(state => this.showLogin(state))
     },
 
@@ -87,7 +88,9 @@ Component({
     onGetPhoneNumber(e) {
       if (this.data.binding) return
       this.setData({ binding: true, message: { kind: '', text: '' } })
-      return this.identity.bindPhone(e).then(
+      // Against `identityd dev`, the phone button's code comes from its WeChat simulator.
+      const event = this.simulator ? this.simulator.phoneEvent(e) : Promise.resolve(e)
+      return event.then(ev => this.identity.bindPhone(ev)).then(
         result => {
           this.setData({ binding: false, message: logic.phoneOutcome(result) })
           if (result.status === 'bound') this.launch.userChanged(result.user)
