@@ -177,3 +177,27 @@ test('against identityd dev the phone code comes from the simulator before bindP
   assert.equal(identity.callsTo('bindPhone')[0][0].detail.code, 'sim-phone-code')
   assert.equal(text(page, '.phone'), '139****1111')
 })
+
+test('back on the page, an avatar WeChat rejected after the upload is gone and the page says so', async () => {
+  const { page, identity } = await loggedInPage(
+    user({ profile: { nickname: 'Ada', avatar_url: 'http://127.0.0.1:8080/v1/avatars/av1' } })
+  )
+  identity.answer('me', user({ profile: { nickname: 'Ada' } }))
+  page.instance.onShow()
+  await settle()
+  assert.equal(identity.callsTo('me').length, 1)
+  assert.equal(page.querySelector('.avatar-saved'), undefined)
+  assert.ok(page.querySelector('.avatar-empty'))
+  assert.equal(text(page, '.message.error'), "WeChat's content check removed your avatar. Please choose another one.")
+})
+
+test('re-reading the user keeps a nickname being typed', async () => {
+  const { page, identity } = await loggedInPage(user({ profile: { nickname: 'Ada' } }))
+  page.querySelector('#nickname').dispatchEvent('input', { detail: { value: 'Ada L' } })
+  await settle()
+  identity.answer('me', user({ profile: { nickname: 'Ada' } }))
+  page.instance.onShow()
+  await settle()
+  assert.equal(page.instance.data.nickname, 'Ada L')
+  assert.equal(page.querySelector('.message'), undefined)
+})

@@ -33,14 +33,32 @@ Component({
       const update = { login: { status: state.status, error: state.error } }
       if (state.user) {
         const view = logic.profileView(state.user)
-        Object.assign(update, {
-          nickname: view.nickname,
-          savedNickname: view.nickname,
-          avatarUrl: view.avatarUrl,
-          phone: view.phone,
-        })
+        Object.assign(update, { savedNickname: view.nickname, avatarUrl: view.avatarUrl, phone: view.phone })
+        // Keep a nickname being typed; follow the service otherwise.
+        if (this.data.nickname === this.data.savedNickname) update.nickname = view.nickname
       }
       this.setData(update)
+    },
+
+    // Back on the page: read the user again. WeChat judges an uploaded avatar later (the
+    // service hears its verdict by push), and a rejected one is gone from the profile then.
+    onShow() {
+      if (this.shownBefore && this.data.login.status === 'ready') this.reload()
+      this.shownBefore = true
+    },
+
+    reload() {
+      const shownAvatar = this.data.avatarUrl
+      return this.identity.me().then(
+        user => {
+          this.launch.userChanged(user)
+          if (logic.avatarRemoved(shownAvatar, user)) {
+            this.setData({ message: { kind: 'error', text: logic.AVATAR_REMOVED } })
+          }
+        },
+        // A failed refresh leaves the page as it was; the next action will tell.
+        () => {}
+      )
     },
 
     onRetry() {

@@ -46,6 +46,14 @@ function nicknameReviewMessage(detail) {
   return "WeChat's check did not accept this nickname. Please choose another one."
 }
 
+// WeChat's image check answers after the upload; a risky verdict makes the service drop the
+// avatar (AvatarRejected), which the page learns when it reads the user again.
+const AVATAR_REMOVED = "WeChat's content check removed your avatar. Please choose another one."
+
+function avatarRemoved(shownAvatarUrl, user) {
+  return Boolean(shownAvatarUrl) && !profileView(user).avatarUrl
+}
+
 // bindPhone's answer in words. Refusing is the user's right: thank them, don't nag.
 function phoneOutcome(result) {
   if (result.status === 'denied') {
@@ -54,4 +62,13 @@ function phoneOutcome(result) {
   return { kind: 'info', text: 'Phone number linked.' }
 }
 
-module.exports = { NICKNAME_MAX, profileView, maskPhone, saveRequest, nicknameReviewMessage, phoneOutcome }
+module.exports = {
+  NICKNAME_MAX,
+  AVATAR_REMOVED,
+  profileView,
+  maskPhone,
+  saveRequest,
+  nicknameReviewMessage,
+  avatarRemoved,
+  phoneOutcome,
+}
