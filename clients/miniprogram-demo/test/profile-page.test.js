@@ -77,6 +77,7 @@ test('save sends the temporary avatar file and the typed nickname, then shows ou
   assert.equal(page.querySelector('.avatar-preview'), undefined)
   assert.equal(attr(page.querySelector('.avatar-saved'), 'src'), 'http://127.0.0.1:8080/v1/avatars/av2')
   assert.equal(text(page, '.message'), 'Saved.')
+  assert.equal(attr(page.querySelector('#nickname'), 'value'), 'Grace')
   assert.equal(app.launch.state().user.profile.nickname, 'Grace')
 })
 

@@ -94,7 +94,12 @@ Component({
       this.setData({ saving: true, message: { kind: '', text: '' } })
       return this.identity.updateProfile(request).then(
         user => {
-          this.setData({ saving: false, avatarPreview: '', message: { kind: 'info', text: 'Saved.' } })
+          this.setData({
+            saving: false,
+            avatarPreview: '',
+            nickname: logic.profileView(user).nickname, // as stored: trimmed
+            message: { kind: 'info', text: 'Saved.' },
+          })
           this.launch.userChanged(user)
         },
         err => {
