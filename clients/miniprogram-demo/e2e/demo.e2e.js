@@ -1,7 +1,7 @@
 // The demo's real pages, with the real SDK (../miniprogram, built), against a running
 // `identityd dev`: what a person does in DevTools, end to end. Not part of `npm test` (it
 // needs the service and the built SDK); run it with
-//   IDENTITYD_URL=http://127.0.0.1:8080 IDENTITYD_SIM_URL=http://127.0.0.1:NNNNN npm run e2e
+//   IDENTITYD_URL=http://127.0.0.1:8080 IDENTITYD_SIM_URL=http://127.0.0.1:9080 npm run e2e
 // (the simulator's address as `identityd dev` prints it).
 require('../test/support/dom')
 const test = require('node:test')

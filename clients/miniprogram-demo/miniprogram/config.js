@@ -7,12 +7,12 @@ module.exports = {
   appid: 'wxd000000000000001',
 
   // `identityd dev` asks its built-in WeChat simulator, not WeChat, to check login codes, so a
-  // code from DevTools' real wx.login would be refused. Paste here the simulator address that
-  // `identityd dev` prints ("WeChat simulator: http://127.0.0.1:NNNNN") and the demo plays the
-  // phone's part through it (simulator.js), as the person named `person`. Leave `url` empty
-  // against a real deployment: WeChat's own wx.login and phone button are used.
+  // code from DevTools' real wx.login would be refused. So the demo plays the phone's part
+  // through the simulator `identityd dev` starts on 127.0.0.1:9080 (simulator.js), as the
+  // person named `person`. Set `url` to '' against a real deployment: WeChat's own wx.login
+  // and phone button are then used.
   simulator: {
-    url: '',
+    url: 'http://127.0.0.1:9080',
     person: 'alice',
   },
 }

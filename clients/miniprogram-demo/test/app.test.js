@@ -27,7 +27,12 @@ function loadApp(wx = fakeWx()) {
   return { app: registered, identity: sdk.clients[sdk.clients.length - 1] }
 }
 
-test('the client is made once, for the configured service and app', () => {
+test('the client is made once, for the configured service and app', t => {
+  const configured = config.simulator.url
+  t.after(() => {
+    config.simulator.url = configured
+  })
+  config.simulator.url = ''
   const before = sdk.clients.length
   const { app, identity } = loadApp()
   assert.equal(sdk.clients.length, before + 1)
@@ -37,8 +42,9 @@ test('the client is made once, for the configured service and app', () => {
 })
 
 test("with the simulator configured, the client's wx takes its login codes from it", async t => {
+  const configured = config.simulator.url
   t.after(() => {
-    config.simulator.url = ''
+    config.simulator.url = configured
   })
   config.simulator.url = 'http://127.0.0.1:41234'
   const wx = fakeWx([{ statusCode: 200, data: { code: 'sim-code' } }])
