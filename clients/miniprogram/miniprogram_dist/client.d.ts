@@ -65,4 +65,5 @@ export declare class IdentityClient {
     private loginWithCode;
     private loginWithCloud;
     private adopt;
+    private endQuietly;
 }

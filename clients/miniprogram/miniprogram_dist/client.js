@@ -294,8 +294,22 @@ class IdentityClient {
         if (!user || typeof user !== 'object' || typeof user.user_id !== 'string') {
             throw new errors_1.IdentityError('invalid_response', 200, 'login answer without a user');
         }
+        const replaced = this.store.load();
         this.store.save(tokens);
+        if (replaced)
+            this.endQuietly(replaced);
         return { user, tokens };
+    }
+    // A login on a phone that already had a session (login() at every launch, say) replaces it:
+    // end the old one, so the user's session list shows this phone once. Best effort: an expired
+    // access token cannot, and the old session then ends by its idle lifetime.
+    endQuietly(replaced) {
+        if (Date.now() >= replaced.expires_at)
+            return;
+        const ignore = () => undefined;
+        (0, http_1.request)(this.wx, {
+            url: this.baseUrl + '/v1/logout', method: 'POST', header: bearer(replaced.access_token)
+        }).then(ignore, ignore);
     }
 }
 exports.IdentityClient = IdentityClient;

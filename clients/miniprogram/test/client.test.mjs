@@ -47,6 +47,22 @@ test('many concurrent callers without tokens share one login (wx.login called on
   for (const user of users) assert.equal(user.user_id, 'u-1')
 })
 
+test('a new login ends the session it replaces on this phone, and only that one', async () => {
+  const wx = fakeWx()
+  const identity = client(wx)
+  await identity.login()
+  let ended
+  wx.service.override.set('POST /v1/logout', (req) => {
+    ended = req.header.authorization
+    return { statusCode: 204, data: '' }
+  })
+  await identity.login()
+  await new Promise((resolve) => setTimeout(resolve, 20))
+  assert.equal(ended, 'Bearer access-1')
+  assert.equal(wx.getStorageSync(KEY).access_token, 'access-2')
+  assert.equal(wx.service.count('POST /v1/logout'), 1)
+})
+
 test('concurrent 401s share exactly one refresh, and the rotation is saved in one write', async () => {
   const wx = fakeWx()
   const identity = client(wx)
