@@ -25,6 +25,8 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a verdict may take to arrive here: fetch, delay, retries, a loaded machine.
 const PUSH_WAIT: Duration = Duration::from_secs(20);
 const PUSH_TOKEN: &str = "pushToken42";
+/// The simulator's cap on media checks not yet pushed.
+const MAX_PENDING: usize = 1000;
 
 /// A stable_token for `app`, over HTTP.
 async fn access_token(sim: &Sim, app: &str) -> String {
@@ -477,6 +479,24 @@ async fn media_check_async_refuses_like_wechat() {
         0,
         "refused checks fetch nothing"
     );
+}
+
+#[tokio::test]
+async fn pending_media_checks_are_capped() {
+    let app = AppServer::start(&[]).await;
+    let (sim, openid, token) = pushing_to(&app).await;
+    // Verdicts that wait ten minutes: every accepted check stays pending.
+    let url = app.url("/push");
+    let ten_minutes = Duration::from_secs(600);
+    sim.sim
+        .set_push_with_delay(&appid(APP_A), &url, PUSH_TOKEN, ten_minutes)
+        .expect("push target");
+    let media = media_check(&app.url("/image/16"), &openid);
+    let calls = (0..MAX_PENDING).map(|_| call(&sim, "/wxa/media_check_async", &token, &media));
+    let answers = futures::future::join_all(calls).await;
+    assert!(answers.iter().all(|a| a["errcode"] == 0));
+    let refused = call(&sim, "/wxa/media_check_async", &token, &media).await;
+    assert_eq!(refused["errcode"], 45011);
 }
 
 #[tokio::test]

@@ -201,7 +201,7 @@ async fn fetch(http: &reqwest::Client, url: &reqwest::Url) -> Result<(), i64> {
         if !response.status().is_success() {
             return Err(ERR_FETCH);
         }
-        match read_capped(response, MAX_MEDIA_BYTES).await {
+        match read_capped(response, MAX_MEDIA_BYTES, false).await {
             Ok(_) => Ok(()),
             Err(Unread::TooBig) => Err(ERR_TOO_BIG),
             Err(Unread::BrokenOff) => Err(ERR_FETCH),
@@ -218,14 +218,22 @@ enum Unread {
     BrokenOff,
 }
 
-/// The body, at most `cap` bytes of it.
-async fn read_capped(mut response: reqwest::Response, cap: usize) -> Result<Vec<u8>, Unread> {
-    let mut body = Vec::new();
+/// Reads the body, at most `cap` bytes of it, and returns it when `keep`: media is only
+/// counted, so the pending checks hold no images.
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+    keep: bool,
+) -> Result<Vec<u8>, Unread> {
+    let (mut body, mut read) = (Vec::new(), 0);
     while let Some(chunk) = response.chunk().await.map_err(|_| Unread::BrokenOff)? {
-        if body.len() + chunk.len() > cap {
+        read += chunk.len();
+        if read > cap {
             return Err(Unread::TooBig);
         }
-        body.extend_from_slice(&chunk);
+        if keep {
+            body.extend_from_slice(&chunk);
+        }
     }
     Ok(body)
 }
@@ -290,7 +298,7 @@ async fn deliver(
             .await;
         let status = match sent {
             Ok(response) if response.status().is_success() => {
-                match read_capped(response, MAX_ANSWER_BYTES).await {
+                match read_capped(response, MAX_ANSWER_BYTES, true).await {
                     Ok(answer) if answer.is_empty() || answer == b"success" => {
                         return PushOutcome::Delivered { attempts: attempt };
                     }
@@ -324,6 +332,24 @@ mod tests {
         let expected = hex::encode(Sha1::digest("1409735669414243token"));
         assert_eq!(signature("token", "1409735669", "414243"), expected);
         assert_eq!(signature("token", "414243", "1409735669"), expected);
+    }
+
+    #[test]
+    fn only_the_last_reports_are_kept() {
+        let mut pushes = Pushes::default();
+        let appid = AppId::parse("wx00000000000000a1").expect("appid");
+        for i in 0..=MAX_REPORTS {
+            pushes.report(MediaCheckReport {
+                trace_id: i.to_string(),
+                appid: appid.clone(),
+                errcode: 0,
+                suggest: Suggest::Pass,
+                outcome: PushOutcome::NoPushUrl,
+            });
+        }
+        let reports = pushes.reports();
+        assert_eq!(reports.len(), MAX_REPORTS);
+        assert_eq!(reports[0].trace_id, "1");
     }
 
     #[test]
