@@ -10,18 +10,26 @@
 //! | `POST /cgi-bin/stable_token` | the app's access token (7200 s; `force_refresh` replaces it at once) |
 //! | `POST /wxa/business/getuserphonenumber?access_token=` `{code, openid?}` | phone number by button code |
 //! | `GET /wxa/checksession?access_token=&openid=&signature=&sig_method=hmac_sha256` | checkSessionKey |
+//! | `POST /wxa/msg_sec_check?access_token=` `{content, version: 2, scene, openid}` | text check: `risky` / `review` by word list, else `pass` |
+//! | `POST /wxa/media_check_async?access_token=` `{media_url, media_type, version: 2, scene, openid}` → `{trace_id}` | image check: fetches `media_url` (≤ 5 MiB, 10 s), then pushes the `wxa_media_check` event, signed, to the app's push URL after its delay; 3 retries |
 //! | `POST /sim/wx.login` `{appid, user?}` → `{code}` | the phone's `wx.login()` |
 //! | `POST /sim/getPhoneNumber` `{appid, user}` → `{code}` | the phone-number button |
 //! | `POST /sim/getUserProfile` `{appid, user, profile?}` → `{userInfo, rawData, signature, encryptedData, iv}` | the phone's `wx.getUserProfile()`, sealed with the current session_key |
-//! | `POST /sim/faults` `{api, errcode?, times?, latency_ms?}`, `DELETE /sim/faults` | fault injection; `api`: `jscode2session`, `stable_token`, `getuserphonenumber`, `checksession` |
+//! | `POST /sim/content` `{risky_words?, review_words?, images?}`, `GET /sim/content` | what the content checks find risky (default: `risky`, `违规`; review: `review`; images `pass`) |
+//! | `POST /sim/push` `{appid, url, token, delay_ms?}`, `GET /sim/push` | the app's message-push URL and token (delay default 500 ms); the GET also lists the last 100 media checks' outcomes |
+//! | `POST /sim/faults` `{api, errcode?, times?, latency_ms?}`, `DELETE /sim/faults` | fault injection; `api`: `jscode2session`, `stable_token`, `getuserphonenumber`, `checksession`, `msg_sec_check`, `media_check_async` |
 //! | `POST /sim/clock` `{advance_secs}` | move the simulator's time forward |
 //! | `GET /sim/health` | liveness |
 //!
 //! A person is a `user` name: the same name is the same person in every app (same unionid within
 //! an Open Platform account, same phone number everywhere, see [`Simulator::phone_number_of`]).
+//! The content-security APIs accept only the openid of someone who logged in to the app.
 
 mod codes;
+mod content;
+mod content_routes;
 mod people;
+mod push;
 mod routes;
 mod state;
 
@@ -29,8 +37,16 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use domain::AppId;
+use tokio::sync::Semaphore;
 
 use state::State;
+
+pub use content::{ContentSettings, ContentUpdate, Suggest};
+pub use push::{MediaCheckReport, PushOutcome};
+
+/// Media checks waiting to be pushed, at most: past it `media_check_async` answers 45011
+/// (quota), so a developer's tight loop cannot pile up tasks.
+const MAX_PENDING_MEDIA_CHECKS: usize = 1000;
 
 /// One mini-program the simulator knows.
 #[derive(Debug, Clone)]
@@ -53,14 +69,18 @@ pub enum Api {
     StableToken,
     GetUserPhoneNumber,
     CheckSession,
+    MsgSecCheck,
+    MediaCheckAsync,
 }
 
 impl Api {
-    pub const ALL: [Self; 4] = [
+    pub const ALL: [Self; 6] = [
         Self::Jscode2Session,
         Self::StableToken,
         Self::GetUserPhoneNumber,
         Self::CheckSession,
+        Self::MsgSecCheck,
+        Self::MediaCheckAsync,
     ];
 
     pub fn name(self) -> &'static str {
@@ -69,6 +89,8 @@ impl Api {
             Self::StableToken => "stable_token",
             Self::GetUserPhoneNumber => "getuserphonenumber",
             Self::CheckSession => "checksession",
+            Self::MsgSecCheck => "msg_sec_check",
+            Self::MediaCheckAsync => "media_check_async",
         }
     }
 
@@ -96,12 +118,18 @@ pub enum SimError {
     ClockOverflow,
     #[error("this user has not logged in (wx.login) in this app")]
     NotLoggedIn,
+    #[error("{0}")]
+    InvalidSetting(String),
 }
 
 /// Shared by every request; cheap to clone as an `Arc`. The state sits behind a std `Mutex`
 /// that is never held across an await.
 pub struct Simulator {
     state: Mutex<State>,
+    /// Fetches media and pushes verdicts, as WeChat's servers do.
+    http: reqwest::Client,
+    /// One permit per media check not yet pushed.
+    pending_media_checks: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Simulator {
@@ -113,8 +141,15 @@ impl std::fmt::Debug for Simulator {
 
 impl Simulator {
     pub fn new(config: SimConfig) -> Arc<Self> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::limited(5))
+            .build()
+            // Only a broken TLS setup fails here; the plain client is as good for a simulator.
+            .unwrap_or_default();
         Arc::new(Self {
             state: Mutex::new(State::new(config.apps)),
+            http,
+            pending_media_checks: Arc::new(Semaphore::new(MAX_PENDING_MEDIA_CHECKS)),
         })
     }
 
@@ -159,6 +194,41 @@ impl Simulator {
     /// Moves the simulator's time forward, e.g. past a code's 5 minutes, without sleeping.
     pub fn advance_clock(&self, by: Duration) -> Result<(), SimError> {
         self.state().advance_clock(by)
+    }
+
+    /// Sets what the content checks find risky; what `update` leaves out stays. All or nothing.
+    pub fn set_content(&self, update: ContentUpdate) -> Result<(), SimError> {
+        self.state().content.apply(update)
+    }
+
+    pub fn content(&self) -> ContentSettings {
+        self.state().content.clone()
+    }
+
+    /// The app's message push (WeChat's console): where media-check verdicts go, signed with
+    /// `token`, 500 ms after the image was fetched.
+    pub fn set_push(&self, appid: &AppId, url: &str, token: &str) -> Result<(), SimError> {
+        self.set_push_with_delay(appid, url, token, push::DEFAULT_DELAY)
+    }
+
+    /// [`Self::set_push`], the verdicts pushed `delay` (at most 10 minutes) after the fetch.
+    pub fn set_push_with_delay(
+        &self,
+        appid: &AppId,
+        url: &str,
+        token: &str,
+        delay: Duration,
+    ) -> Result<(), SimError> {
+        let target = push::PushTarget::new(url, token, delay)?;
+        let mut state = self.state();
+        state.app(appid)?;
+        state.pushes.set(appid.clone(), target);
+        Ok(())
+    }
+
+    /// The last 100 finished media checks, oldest first.
+    pub fn media_check_reports(&self) -> Vec<MediaCheckReport> {
+        self.state().pushes.reports()
     }
 
     /// Requests `api` has received so far, faulted ones included.

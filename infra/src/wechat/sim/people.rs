@@ -72,6 +72,27 @@ pub(super) fn anonymous_user() -> String {
     format!("anonymous-{}", hex::encode(random::<16>()))
 }
 
+/// The app's original id (`gh_…`), the `ToUserName` of what WeChat pushes to it.
+pub(super) fn original_id(appid: &str) -> String {
+    let digest = Sha256::new()
+        .chain_update("original_id")
+        .chain_update([0])
+        .chain_update(appid)
+        .finalize();
+    format!("gh_{}", hex::encode(&digest[..6]))
+}
+
+/// A content check's id, shaped like WeChat's (`60ae120f-371d5872-7941a05b`).
+pub(super) fn trace_id() -> String {
+    let [a, b, c] = [random::<4>(), random::<4>(), random::<4>()].map(hex::encode);
+    format!("{a}-{b}-{c}")
+}
+
+/// A message push's `nonce`: digits, as WeChat sends.
+pub(super) fn nonce() -> String {
+    (u32::from_be_bytes(random::<4>()) % 1_000_000_000).to_string()
+}
+
 /// WeChat ends its errmsg with a request id.
 pub(super) fn rid() -> String {
     hex::encode(random::<8>())

@@ -41,6 +41,7 @@ pub(super) fn router(sim: Arc<Simulator>) -> Router {
         .route("/sim/faults", post(add_fault).delete(clear_faults))
         .route("/sim/clock", post(advance_clock))
         .route("/sim/health", get(health))
+        .merge(super::content_routes::routes())
         .with_state(sim)
 }
 
@@ -78,7 +79,7 @@ async fn jscode2session(
 
 /// Answers a WeChat endpoint as WeChat would: counts the call and plays any queued fault, else
 /// sends what `decide` answers, a body or the errcode WeChat would refuse with.
-async fn answer(
+pub(super) async fn answer(
     sim: &Simulator,
     api: Api,
     decide: impl FnOnce(&Simulator) -> Result<Value, i64>,
@@ -197,10 +198,12 @@ fn errmsg(errcode: i64) -> &'static str {
         -1 => "system error",
         40001 => "invalid credential, access_token is invalid or not latest",
         40002 => "invalid grant_type",
+        40003 => "invalid openid",
         40013 => "invalid appid",
         40029 => "invalid code",
         40097 => "invalid args",
         40125 => "invalid appsecret",
+        40129 => "invalid scene",
         40163 => "code been used",
         40226 => "high risk user",
         41001 => "access_token missing",
@@ -210,6 +213,7 @@ fn errmsg(errcode: i64) -> &'static str {
         42001 => "access_token expired",
         45011 => "api minute-quota reach limit  mustslower  retry next minute",
         47001 => "data format error",
+        61010 => "user access expired",
         87009 => "invalid signature",
         _ => "simulated error",
     }
@@ -409,12 +413,12 @@ async fn health() -> Json<Value> {
 
 /// JSON whatever the content-type, with our own error on failure (axum's `Json` answers 415/422
 /// in plain text).
-fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, BadRequest> {
+pub(super) fn parse_body<T: DeserializeOwned>(body: &[u8]) -> Result<T, BadRequest> {
     serde_json::from_slice(body).map_err(|err| BadRequest(format!("invalid JSON body: {err}")))
 }
 
 /// A `/sim/*` input we refuse: 400 `{"error"}`.
-struct BadRequest(String);
+pub(super) struct BadRequest(String);
 
 impl<E: std::error::Error> From<E> for BadRequest {
     fn from(err: E) -> Self {

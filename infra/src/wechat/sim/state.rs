@@ -1,5 +1,5 @@
 //! The simulator's memory: apps, issued codes and access tokens, current session keys, queued
-//! faults, its clock. Plain synchronous logic; the routes add HTTP and latency around it.
+//! faults, content-security settings and push targets, its clock. Plain synchronous logic; the routes add HTTP and latency around it.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -7,6 +7,8 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use domain::AppId;
 
 use super::codes::{CodeBook, Refused};
+use super::content::ContentSettings;
+use super::push::Pushes;
 use super::{people, Api, Fault, SimApp, SimError};
 use crate::wechat::check_session;
 
@@ -34,6 +36,8 @@ pub(super) struct State {
     current_tokens: HashMap<AppId, String>,
     faults: VecDeque<Fault>,
     calls: HashMap<Api, u64>,
+    pub content: ContentSettings,
+    pub pushes: Pushes,
 }
 
 struct LoginCodeOwner {
@@ -86,6 +90,8 @@ impl State {
             current_tokens: HashMap::new(),
             faults: VecDeque::new(),
             calls: HashMap::new(),
+            content: ContentSettings::default(),
+            pushes: Pushes::default(),
         }
     }
 
@@ -111,7 +117,7 @@ impl State {
         }
     }
 
-    fn app(&self, appid: &AppId) -> Result<&SimApp, SimError> {
+    pub fn app(&self, appid: &AppId) -> Result<&SimApp, SimError> {
         self.apps.get(appid).ok_or(SimError::UnknownApp)
     }
 
@@ -284,6 +290,17 @@ impl State {
         } else {
             Err(87009)
         }
+    }
+
+    /// The content-security APIs' openid check: 40003 when it is not an openid, 61010 when
+    /// that person has not logged in to the app (WeChat: not in the last 2 hours; here: the
+    /// simulator holds no session for them).
+    pub fn logged_in(&self, appid: &AppId, openid: Option<&str>) -> Result<String, i64> {
+        let openid = openid
+            .filter(|o| domain::OpenId::parse(o).is_ok())
+            .ok_or(40003)?;
+        self.current_session_key(appid, openid).ok_or(61010)?;
+        Ok(openid.to_owned())
     }
 
     pub fn inject(&mut self, fault: Fault) {
