@@ -13,12 +13,11 @@ use std::collections::{BTreeSet, HashMap};
 
 use infra::analytics::audit_view;
 use infra::store::RecordedEvent;
-use sqlx::AnyConnection;
 use sqlx::Row;
 use uuid::Uuid;
 
 use super::for_ids;
-use crate::db::{Rows, Val};
+use crate::db::{Rows, Tx, Val};
 use crate::error::ProjectionError;
 use crate::event::{self, USER_LOGGED_IN};
 use crate::table::{Col, Table};
@@ -57,11 +56,11 @@ pub(crate) const AUDIT_SESSIONS: Table = Table {
 pub(crate) const TABLES: &[Table] = &[AUDIT_LOG, AUDIT_SESSIONS];
 
 pub(super) async fn apply(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     generation: i64,
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
-    let mut sessions = session_users(conn, generation, events).await?;
+    let mut sessions = session_users(tx, generation, events).await?;
     let mut log = Rows::new(&AUDIT_LOG, generation);
     let mut new_sessions = Rows::new(&AUDIT_SESSIONS, generation);
     for e in events {
@@ -91,10 +90,10 @@ pub(super) async fn apply(
             view.details.to_string().into(),
         ]);
     }
-    log.insert(conn, "").await?;
+    log.insert(tx, "").await?;
     if !new_sessions.is_empty() {
         new_sessions
-            .insert(conn, "ON CONFLICT (session_id) DO NOTHING")
+            .insert(tx, "ON CONFLICT (session_id) DO NOTHING")
             .await?;
     }
     Ok(())
@@ -102,7 +101,7 @@ pub(super) async fn apply(
 
 /// The users of the batch's sessions that logged in before the batch.
 async fn session_users(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     generation: i64,
     events: &[RecordedEvent],
 ) -> Result<HashMap<Uuid, Uuid>, ProjectionError> {
@@ -117,7 +116,7 @@ async fn session_users(
         AUDIT_SESSIONS.physical(generation)
     );
     let mut found = HashMap::new();
-    for row in for_ids(conn, &sql, wanted).await? {
+    for row in for_ids(tx, &sql, wanted).await? {
         let session: String = row.try_get(0)?;
         let user: String = row.try_get(1)?;
         if let (Ok(session), Ok(user)) = (Uuid::try_parse(&session), Uuid::try_parse(&user)) {

@@ -3,9 +3,8 @@
 //! client IP and device are emptied, sealed or, for rows from before sealing, clear.
 
 use infra::store::RecordedEvent;
-use sqlx::AnyConnection;
 
-use crate::db::{Rows, Val};
+use crate::db::{Rows, Tx, Val};
 use crate::error::ProjectionError;
 use crate::event::{self, USER_ERASED, USER_LOGGED_IN};
 use crate::table::{Col, Table};
@@ -49,7 +48,7 @@ fn device(e: &RecordedEvent) -> Option<String> {
 }
 
 pub(super) async fn apply(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     generation: i64,
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
@@ -97,14 +96,14 @@ pub(super) async fn apply(
         rows.push(row);
     }
     if !rows.is_empty() {
-        rows.insert(conn, "").await?;
+        rows.insert(tx, "").await?;
     }
     let table = LOGIN_HISTORY.physical(generation);
     for user in erased {
         let sql = format!(
             "UPDATE {table} SET openid = NULL, client_ip = NULL, device = NULL WHERE user_id = $1"
         );
-        sqlx::query(&sql).bind(user).execute(&mut *conn).await?;
+        sqlx::query(&sql).bind(user).execute(&mut **tx).await?;
     }
     Ok(())
 }

@@ -10,10 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use infra::store::RecordedEvent;
-use sqlx::AnyConnection;
 
 use super::for_ids;
-use crate::db::{Rows, Val};
+use crate::db::{Rows, Tx, Val};
 use crate::error::ProjectionError;
 use crate::event::{
     self, SESSION_REFRESHED, SESSION_REVOKED, USER_ERASED, USER_LOGGED_IN, USER_LOGGED_OUT,
@@ -52,7 +51,7 @@ struct Batch {
 }
 
 pub(super) async fn apply(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     generation: i64,
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
@@ -121,18 +120,18 @@ pub(super) async fn apply(
             _ => {}
         }
     }
-    batch.write(conn, generation).await
+    batch.write(tx, generation).await
 }
 
 impl Batch {
-    async fn write(self, conn: &mut AnyConnection, generation: i64) -> Result<(), ProjectionError> {
+    async fn write(self, tx: &mut Tx, generation: i64) -> Result<(), ProjectionError> {
         let table = SESSIONS.physical(generation);
         if !self.new.is_empty() {
             let mut rows = Rows::new(&SESSIONS, generation);
             for row in self.new.into_values() {
                 rows.push(row);
             }
-            rows.insert(conn, "ON CONFLICT (session_id) DO NOTHING")
+            rows.insert(tx, "ON CONFLICT (session_id) DO NOTHING")
                 .await?;
         }
         for (session, at) in self.refreshed {
@@ -140,15 +139,15 @@ impl Batch {
             sqlx::query(&sql)
                 .bind(at)
                 .bind(session)
-                .execute(&mut *conn)
+                .execute(&mut **tx)
                 .await?;
         }
         let ended = format!("DELETE FROM {table} WHERE session_id IN ({{ids}})");
-        for_ids(conn, &ended, self.ended).await?;
+        for_ids(tx, &ended, self.ended).await?;
         for user in self.erased_users {
             let sql =
                 format!("UPDATE {table} SET client_ip = NULL, device = NULL WHERE user_id = $1");
-            sqlx::query(&sql).bind(user).execute(&mut *conn).await?;
+            sqlx::query(&sql).bind(user).execute(&mut **tx).await?;
         }
         Ok(())
     }

@@ -5,10 +5,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use infra::store::RecordedEvent;
-use sqlx::AnyConnection;
 use sqlx::Row;
 
-use crate::db::{Rows, Val};
+use crate::db::{Rows, Tx, Val};
 use crate::error::ProjectionError;
 use crate::event::{self, USER_LOGGED_IN, USER_REGISTERED};
 use crate::table::{Col, Table};
@@ -49,7 +48,7 @@ struct Counts {
 }
 
 pub(super) async fn apply(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     generation: i64,
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
@@ -83,7 +82,7 @@ pub(super) async fn apply(
         }
         // Only the rows actually inserted come back: users first active that day.
         let first_today = rows
-            .insert(conn, "ON CONFLICT DO NOTHING RETURNING appid, day")
+            .insert(tx, "ON CONFLICT DO NOTHING RETURNING appid, day")
             .await?;
         for row in first_today {
             let key: (String, String) = (row.try_get(0)?, row.try_get(1)?);
@@ -106,6 +105,6 @@ pub(super) async fn apply(
          active_users = {table}.active_users + excluded.active_users, \
          new_users = {table}.new_users + excluded.new_users"
     );
-    rows.insert(conn, &upsert).await?;
+    rows.insert(tx, &upsert).await?;
     Ok(())
 }

@@ -9,12 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use infra::store::RecordedEvent;
 use serde_json::{Map, Value};
-use sqlx::AnyConnection;
 use sqlx::Row;
 use uuid::Uuid;
 
 use super::for_ids;
-use crate::db::{Rows, Val};
+use crate::db::{Rows, Tx, Val};
 use crate::error::ProjectionError;
 use crate::event::{self, *};
 use crate::queries::uuid_at;
@@ -74,7 +73,7 @@ struct UserRow {
 }
 
 pub(super) async fn apply(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     generation: i64,
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
@@ -82,7 +81,7 @@ pub(super) async fn apply(
     if touched.is_empty() {
         return Ok(());
     }
-    let mut users = load(conn, generation, &touched).await?;
+    let mut users = load(tx, generation, &touched).await?;
     let mut accounts = Rows::new(&USER_ACCOUNTS, generation);
     let mut linked = BTreeSet::new();
     for e in events {
@@ -120,7 +119,7 @@ pub(super) async fn apply(
             let pending = std::mem::replace(&mut accounts, Rows::new(&USER_ACCOUNTS, generation));
             if !pending.is_empty() {
                 pending
-                    .insert(conn, "ON CONFLICT (appid, openid) DO NOTHING")
+                    .insert(tx, "ON CONFLICT (appid, openid) DO NOTHING")
                     .await?;
             }
             let sql = format!(
@@ -129,7 +128,7 @@ pub(super) async fn apply(
             );
             sqlx::query(&sql)
                 .bind(id.to_string())
-                .execute(&mut *conn)
+                .execute(&mut **tx)
                 .await?;
             linked.clear();
             continue;
@@ -151,10 +150,10 @@ pub(super) async fn apply(
             }
         }
     }
-    save(conn, generation, users).await?;
+    save(tx, generation, users).await?;
     if !accounts.is_empty() {
         accounts
-            .insert(conn, "ON CONFLICT (appid, openid) DO NOTHING")
+            .insert(tx, "ON CONFLICT (appid, openid) DO NOTHING")
             .await?;
     }
     Ok(())
@@ -216,7 +215,7 @@ fn revoked_scope(payload: &Value) -> Option<&str> {
 }
 
 async fn load(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     generation: i64,
     ids: &BTreeSet<Uuid>,
 ) -> Result<BTreeMap<Uuid, UserRow>, ProjectionError> {
@@ -226,7 +225,7 @@ async fn load(
         USERS.physical(generation)
     );
     let mut users = BTreeMap::new();
-    for row in for_ids(conn, &sql, ids.iter().map(Uuid::to_string)).await? {
+    for row in for_ids(tx, &sql, ids.iter().map(Uuid::to_string)).await? {
         let id = uuid_at(&row, "user_id")?;
         let profile: Option<String> = row.try_get("profile")?;
         let profile = match profile {
@@ -254,7 +253,7 @@ async fn load(
 }
 
 async fn save(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     generation: i64,
     users: BTreeMap<Uuid, UserRow>,
 ) -> Result<(), ProjectionError> {
@@ -276,7 +275,7 @@ async fn save(
         return Ok(());
     }
     rows.insert(
-        conn,
+        tx,
         "ON CONFLICT (user_id) DO UPDATE SET status = excluded.status, \
          unionid = excluded.unionid, phone_index = excluded.phone_index, \
          profile = excluded.profile, updated_at = excluded.updated_at, \
