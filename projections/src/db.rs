@@ -14,6 +14,7 @@ mod postgres;
 mod sqlite;
 
 use std::fmt::Debug;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
@@ -25,7 +26,7 @@ use tokio::sync::OwnedMutexGuard;
 use infra::database_url::{Backend, DatabaseUrl};
 
 use crate::error::ProjectionError;
-use crate::table::Table;
+use crate::table::TableRow;
 
 /// The read models' database: its dialect and two pools. On SQLite all read-model writes queue
 /// on one connection (SQLite has one writer anyway, and a queue beats busy-waiting); on
@@ -198,26 +199,26 @@ const MAX_PARAMS: usize = 4000;
 
 /// Rows for multi-row `INSERT`s, sent in as few statements as the parameter limits allow
 /// (one round trip per few hundred rows instead of one per row).
-pub(crate) struct Rows {
+pub(crate) struct Rows<R> {
     table: String,
     columns: Vec<&'static str>,
     values: Vec<Val>,
+    row: PhantomData<R>,
 }
 
-impl Rows {
-    /// Rows for every column of the table's `generation`.
-    pub fn new(table: &Table, generation: i64) -> Self {
+impl<R: TableRow> Rows<R> {
+    /// Rows for the table's `generation`.
+    pub fn new(generation: i64) -> Self {
         Self {
-            table: table.physical(generation),
-            columns: table.column_names(),
+            table: R::TABLE.physical(generation),
+            columns: R::TABLE.column_names(),
             values: Vec::new(),
+            row: PhantomData,
         }
     }
 
-    pub fn push(&mut self, row: impl IntoIterator<Item = Val>) {
-        let before = self.values.len();
-        self.values.extend(row);
-        debug_assert_eq!(self.values.len() - before, self.columns.len());
+    pub fn push(&mut self, row: R) {
+        self.values.extend(row.values());
     }
 
     pub fn is_empty(&self) -> bool {
@@ -226,11 +227,7 @@ impl Rows {
 
     /// Inserts every row; `suffix` follows the `VALUES` list (`ON CONFLICT …`, `RETURNING …`).
     /// Returns what the statements return.
-    pub async fn insert(
-        self,
-        tx: &mut Tx,
-        suffix: &str,
-    ) -> Result<Vec<AnyRow>, ProjectionError> {
+    pub async fn insert(self, tx: &mut Tx, suffix: &str) -> Result<Vec<AnyRow>, ProjectionError> {
         let width = self.columns.len();
         let per_statement = (MAX_PARAMS / width).max(1);
         let mut returned = Vec::new();

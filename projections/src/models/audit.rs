@@ -17,41 +17,44 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::for_ids;
-use crate::db::{Rows, Tx, Val};
+use crate::db::{Rows, Tx};
 use crate::error::ProjectionError;
 use crate::event::{self, USER_LOGGED_IN};
-use crate::table::{Col, Table};
+use crate::table::{table, Table};
 
-pub(crate) const AUDIT_LOG: Table = Table {
-    name: "audit_log",
-    columns: &[
-        ("position", Col::Int),
-        ("occurred_at", Col::Int),
-        ("actor", Col::Text),
-        ("action", Col::Text),
-        ("target", Col::Text),
-        ("stream_id", Col::Text),
-        ("appid", Col::TextNull),
-        ("client_ip", Col::TextNull),
-        ("details", Col::Text),
-    ],
-    key: &["position"],
-    indexes: &[
-        ("target", &["target", "occurred_at", "position"]),
-        ("actor", &["actor", "occurred_at", "position"]),
-        ("action", &["action", "occurred_at", "position"]),
-        ("time", &["occurred_at", "position"]),
-    ],
-    write_indexes: &[],
-};
+table! {
+    /// One entry per event.
+    pub(crate) struct AuditEntry as AUDIT_LOG = "audit_log" {
+        position: i64,
+        occurred_at: i64,
+        actor: String,
+        action: String,
+        target: String,
+        stream_id: String,
+        appid: Option<String>,
+        client_ip: Option<String>,
+        details: String,
+    }
+    key (position)
+    indexes {
+        target (target, occurred_at, position),
+        actor (actor, occurred_at, position),
+        action (action, occurred_at, position),
+        time (occurred_at, position),
+    }
+    write_indexes ()
+}
 
-pub(crate) const AUDIT_SESSIONS: Table = Table {
-    name: "audit_sessions",
-    columns: &[("session_id", Col::Text), ("user_id", Col::Text)],
-    key: &["session_id"],
-    indexes: &[],
-    write_indexes: &[],
-};
+table! {
+    /// The user of each session, from its `UserLoggedIn`.
+    pub(crate) struct SessionUser as AUDIT_SESSIONS = "audit_sessions" {
+        session_id: String,
+        user_id: String,
+    }
+    key (session_id)
+    indexes {}
+    write_indexes ()
+}
 
 pub(crate) const TABLES: &[Table] = &[AUDIT_LOG, AUDIT_SESSIONS];
 
@@ -61,8 +64,8 @@ pub(super) async fn apply(
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
     let mut sessions = session_users(tx, generation, events).await?;
-    let mut log = Rows::new(&AUDIT_LOG, generation);
-    let mut new_sessions = Rows::new(&AUDIT_SESSIONS, generation);
+    let mut log = Rows::new(generation);
+    let mut new_sessions = Rows::new(generation);
     for e in events {
         let session = event::session_stream(e);
         if let (USER_LOGGED_IN, Some(session), Some(user)) = (
@@ -71,24 +74,27 @@ pub(super) async fn apply(
             event::uuid_field(e, "user_id"),
         ) {
             if sessions.insert(session, user).is_none() {
-                new_sessions.push([Val::from(session.to_string()), user.to_string().into()]);
+                new_sessions.push(SessionUser {
+                    session_id: session.to_string(),
+                    user_id: user.to_string(),
+                });
             }
         }
         let target = event::user_of(e)
             .or_else(|| session.and_then(|s| sessions.get(&s).copied()))
             .map_or_else(|| e.stream_id.to_string(), |user| user.to_string());
         let view = audit_view(e);
-        log.push([
-            Val::from(e.position),
-            event::micros(e.occurred_at).into(),
-            e.metadata.actor.to_string().into(),
-            e.event_type.as_str().into(),
-            target.into(),
-            e.stream_id.as_str().into(),
-            view.appid.into(),
-            view.client_ip.into(),
-            view.details.to_string().into(),
-        ]);
+        log.push(AuditEntry {
+            position: e.position,
+            occurred_at: event::micros(e.occurred_at),
+            actor: e.metadata.actor.to_string(),
+            action: e.event_type.clone(),
+            target,
+            stream_id: e.stream_id.as_str().to_owned(),
+            appid: view.appid,
+            client_ip: view.client_ip,
+            details: view.details.to_string(),
+        });
     }
     log.insert(tx, "").await?;
     if !new_sessions.is_empty() {

@@ -13,46 +13,49 @@ use sqlx::Row;
 use uuid::Uuid;
 
 use super::for_ids;
-use crate::db::{Rows, Tx, Val};
+use crate::db::{Rows, Tx};
 use crate::error::ProjectionError;
 use crate::event::{self, *};
 use crate::queries::uuid_at;
-use crate::table::{Col, Table};
+use crate::table::{table, Table};
 
-pub(crate) const USERS: Table = Table {
-    name: "users",
-    columns: &[
-        ("user_id", Col::Text),
-        ("status", Col::Text),
-        ("unionid", Col::TextNull),
-        ("phone_index", Col::TextNull),
-        ("profile", Col::TextNull),
-        ("created_at", Col::Int),
-        ("updated_at", Col::Int),
-        ("last_login_at", Col::IntNull),
-    ],
-    key: &["user_id"],
-    indexes: &[
-        ("unionid", &["unionid"]),
-        ("phone", &["phone_index"]),
-        ("status", &["status", "user_id"]),
-    ],
-    write_indexes: &[],
-};
+table! {
+    /// One user, as [`UserRow`] leaves it.
+    pub(crate) struct StoredUser as USERS = "users" {
+        user_id: String,
+        status: String,
+        unionid: Option<String>,
+        phone_index: Option<String>,
+        profile: Option<String>,
+        created_at: i64,
+        updated_at: i64,
+        last_login_at: Option<i64>,
+    }
+    key (user_id)
+    indexes {
+        unionid (unionid),
+        phone (phone_index),
+        status (status, user_id),
+    }
+    write_indexes ()
+}
 
-pub(crate) const USER_ACCOUNTS: Table = Table {
-    name: "user_accounts",
-    columns: &[
-        ("appid", Col::Text),
-        ("openid", Col::Text),
-        ("user_id", Col::Text),
-        ("linked_at", Col::Int),
-    ],
-    key: &["appid", "openid"],
-    indexes: &[("user", &["user_id"]), ("openid", &["openid"])],
+table! {
+    /// A WeChat account and the user holding it.
+    pub(crate) struct Account as USER_ACCOUNTS = "user_accounts" {
+        appid: String,
+        openid: String,
+        user_id: String,
+        linked_at: i64,
+    }
+    key (appid, openid)
+    indexes {
+        user (user_id),
+        openid (openid),
+    }
     // Erasure deletes the user's accounts by `user_id`.
-    write_indexes: &["user"],
-};
+    write_indexes (user)
+}
 
 pub(crate) const TABLES: &[Table] = &[USERS, USER_ACCOUNTS];
 
@@ -82,7 +85,7 @@ pub(super) async fn apply(
         return Ok(());
     }
     let mut users = load(tx, generation, &touched).await?;
-    let mut accounts = Rows::new(&USER_ACCOUNTS, generation);
+    let mut accounts = Rows::new(generation);
     let mut linked = BTreeSet::new();
     for e in events {
         let Some(id) = subject(e) else { continue };
@@ -116,7 +119,7 @@ pub(super) async fn apply(
         if e.event_type == USER_ERASED {
             // The person's accounts are free again (a later login registers a new user): write
             // what this batch linked so far, then drop the erased user's accounts.
-            let pending = std::mem::replace(&mut accounts, Rows::new(&USER_ACCOUNTS, generation));
+            let pending = std::mem::replace(&mut accounts, Rows::new(generation));
             if !pending.is_empty() {
                 pending
                     .insert(tx, "ON CONFLICT (appid, openid) DO NOTHING")
@@ -140,12 +143,12 @@ pub(super) async fn apply(
             if let (Some(appid), Some(openid)) = (event::text(e, "appid"), event::text(e, "openid"))
             {
                 if linked.insert((appid.to_owned(), openid.to_owned())) {
-                    accounts.push([
-                        Val::from(appid),
-                        openid.into(),
-                        id.to_string().into(),
-                        at.into(),
-                    ]);
+                    accounts.push(Account {
+                        appid: appid.to_owned(),
+                        openid: openid.to_owned(),
+                        user_id: id.to_string(),
+                        linked_at: at,
+                    });
                 }
             }
         }
@@ -257,19 +260,18 @@ async fn save(
     generation: i64,
     users: BTreeMap<Uuid, UserRow>,
 ) -> Result<(), ProjectionError> {
-    let mut rows = Rows::new(&USERS, generation);
+    let mut rows = Rows::new(generation);
     for (id, user) in users.into_iter().filter(|(_, u)| u.changed) {
-        let profile = user.profile.map(|p| Value::Object(p).to_string());
-        rows.push([
-            Val::from(id.to_string()),
-            user.status.into(),
-            user.unionid.into(),
-            user.phone_index.into(),
-            profile.into(),
-            user.created_at.into(),
-            user.updated_at.into(),
-            user.last_login_at.into(),
-        ]);
+        rows.push(StoredUser {
+            user_id: id.to_string(),
+            status: user.status,
+            unionid: user.unionid,
+            phone_index: user.phone_index,
+            profile: user.profile.map(|p| Value::Object(p).to_string()),
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+            last_login_at: user.last_login_at,
+        });
     }
     if rows.is_empty() {
         return Ok(());
