@@ -5,14 +5,18 @@
 //!
 //! What differs between the two databases sits behind [`Dialect`], one implementation per
 //! backend (`db/postgres.rs`, `db/sqlite.rs`): the integer type, how views are replaced, how a
-//! write transaction begins, and the locks that keep one runner per projection. Nothing
-//! outside those two files asks which database it is on.
+//! write transaction begins, the locks that keep one runner per projection, and the
+//! placeholders of the writes' long parameter lists. A write transaction ([`Tx`]) carries its
+//! dialect, so the models that write through it never ask which database they are on; nothing
+//! outside those two files does.
 
 mod postgres;
 mod sqlite;
 
 use std::fmt::Debug;
+use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use sqlx::any::AnyRow;
@@ -22,14 +26,14 @@ use tokio::sync::OwnedMutexGuard;
 use infra::database_url::{Backend, DatabaseUrl};
 
 use crate::error::ProjectionError;
-use crate::table::Table;
+use crate::table::TableRow;
 
 /// The read models' database: its dialect and two pools. On SQLite all read-model writes queue
 /// on one connection (SQLite has one writer anyway, and a queue beats busy-waiting); on
 /// PostgreSQL both are the same pool.
 #[derive(Debug)]
 pub(crate) struct Db {
-    pub dialect: Box<dyn Dialect>,
+    pub dialect: Arc<dyn Dialect>,
     pub write: AnyPool,
     pub read: AnyPool,
 }
@@ -40,8 +44,9 @@ pub(crate) trait Dialect: Send + Sync + Debug {
     fn int_type(&self) -> &'static str;
     /// The statements that point `view` at `select`, inside the caller's transaction.
     fn point_view(&self, view: &str, select: &str) -> Vec<String>;
-    /// A write transaction (see [`Db::begin`]).
-    fn begin<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, Result<Tx, ProjectionError>>;
+    /// A write transaction and, where the dialect has one, the write turn it holds until it
+    /// ends (see [`Db::begin`]).
+    fn begin<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, Result<Begun, ProjectionError>>;
     /// Serialises instances creating the read models at start, until the transaction ends.
     fn lock_init<'a>(
         &'a self,
@@ -59,23 +64,44 @@ pub(crate) trait Dialect: Send + Sync + Debug {
         conn: &'a mut AnyConnection,
         name: &'a str,
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
+    /// The placeholders of parameters `from..from + count` in a write statement whose
+    /// parameters are all bound in order.
+    fn placeholders(&self, from: usize, count: usize) -> String;
 }
 
-/// A read-model write transaction. Dropped without `commit`, it rolls back.
+/// What [`Dialect::begin`] gives: the transaction and the write turn it holds, if any.
+pub(crate) type Begun = (Transaction<'static, Any>, Option<OwnedMutexGuard<()>>);
+
+/// A read-model write transaction, with the dialect of its database. Dropped without
+/// `commit`, it rolls back.
 pub(crate) struct Tx {
     tx: Transaction<'static, Any>,
+    dialect: Arc<dyn Dialect>,
     /// On SQLite, the process's write turn, held until the transaction ends (declared after
     /// `tx`, so released after its rollback is queued).
     _turn: Option<OwnedMutexGuard<()>>,
 }
 
 impl Tx {
-    fn new(tx: Transaction<'static, Any>, turn: Option<OwnedMutexGuard<()>>) -> Self {
-        Self { tx, _turn: turn }
+    fn new(
+        tx: Transaction<'static, Any>,
+        dialect: Arc<dyn Dialect>,
+        turn: Option<OwnedMutexGuard<()>>,
+    ) -> Self {
+        Self {
+            tx,
+            dialect,
+            _turn: turn,
+        }
     }
 
     pub async fn commit(self) -> Result<(), ProjectionError> {
         Ok(self.tx.commit().await?)
+    }
+
+    /// See [`Dialect::placeholders`].
+    pub fn placeholders(&self, from: usize, count: usize) -> String {
+        self.dialect.placeholders(from, count)
     }
 }
 
@@ -108,7 +134,8 @@ impl Db {
     /// database's write lock at once; on PostgreSQL it is a plain transaction (the runners'
     /// advisory locks do the excluding).
     pub async fn begin(&self) -> Result<Tx, ProjectionError> {
-        self.dialect.begin(self).await
+        let (tx, turn) = self.dialect.begin(self).await?;
+        Ok(Tx::new(tx, Arc::clone(&self.dialect), turn))
     }
 }
 
@@ -158,7 +185,8 @@ pub(crate) fn bind(query: AnyQuery<'_>, value: Val) -> AnyQuery<'_> {
     }
 }
 
-/// `$from, $from+1, …` for `count` parameters.
+/// `$from, $from+1, …` for `count` parameters: what PostgreSQL's writes and both backends'
+/// queries use.
 pub(crate) fn placeholders(from: usize, count: usize) -> String {
     (from..from + count)
         .map(|i| format!("${i}"))
@@ -169,40 +197,28 @@ pub(crate) fn placeholders(from: usize, count: usize) -> String {
 /// Parameters per statement: well under SQLite's 32766 and PostgreSQL's 65535.
 const MAX_PARAMS: usize = 4000;
 
-/// The placeholders of parameters `from..from + count` in a statement on `conn` whose
-/// parameters are all written by this function, in order: `$from, …` on PostgreSQL, `?, …` on
-/// SQLite (see `sqlite::placeholders` why).
-pub(crate) fn bound_placeholders(conn: &AnyConnection, from: usize, count: usize) -> String {
-    // The models hold a connection, not the `Db`: its driver names the dialect.
-    if conn.backend_name().eq_ignore_ascii_case("sqlite") {
-        sqlite::placeholders(count)
-    } else {
-        placeholders(from, count)
-    }
-}
-
 /// Rows for multi-row `INSERT`s, sent in as few statements as the parameter limits allow
 /// (one round trip per few hundred rows instead of one per row).
-pub(crate) struct Rows {
+pub(crate) struct Rows<R> {
     table: String,
     columns: Vec<&'static str>,
     values: Vec<Val>,
+    row: PhantomData<R>,
 }
 
-impl Rows {
-    /// Rows for every column of the table's `generation`.
-    pub fn new(table: &Table, generation: i64) -> Self {
+impl<R: TableRow> Rows<R> {
+    /// Rows for the table's `generation`.
+    pub fn new(generation: i64) -> Self {
         Self {
-            table: table.physical(generation),
-            columns: table.column_names(),
+            table: R::TABLE.physical(generation),
+            columns: R::TABLE.column_names(),
             values: Vec::new(),
+            row: PhantomData,
         }
     }
 
-    pub fn push(&mut self, row: impl IntoIterator<Item = Val>) {
-        let before = self.values.len();
-        self.values.extend(row);
-        debug_assert_eq!(self.values.len() - before, self.columns.len());
+    pub fn push(&mut self, row: R) {
+        self.values.extend(row.values());
     }
 
     pub fn is_empty(&self) -> bool {
@@ -211,11 +227,7 @@ impl Rows {
 
     /// Inserts every row; `suffix` follows the `VALUES` list (`ON CONFLICT …`, `RETURNING …`).
     /// Returns what the statements return.
-    pub async fn insert(
-        self,
-        conn: &mut AnyConnection,
-        suffix: &str,
-    ) -> Result<Vec<AnyRow>, ProjectionError> {
+    pub async fn insert(self, tx: &mut Tx, suffix: &str) -> Result<Vec<AnyRow>, ProjectionError> {
         let width = self.columns.len();
         let per_statement = (MAX_PARAMS / width).max(1);
         let mut returned = Vec::new();
@@ -224,7 +236,7 @@ impl Rows {
             let chunk: Vec<Val> = values.by_ref().take(per_statement * width).collect();
             let rows = chunk.len() / width;
             let tuples: Vec<String> = (0..rows)
-                .map(|r| format!("({})", bound_placeholders(conn, r * width + 1, width)))
+                .map(|r| format!("({})", tx.placeholders(r * width + 1, width)))
                 .collect();
             let sql = format!(
                 "INSERT INTO {} ({}) VALUES {} {suffix}",
@@ -238,7 +250,7 @@ impl Rows {
             for value in chunk {
                 query = bind(query, value);
             }
-            returned.extend(query.fetch_all(&mut *conn).await?);
+            returned.extend(query.fetch_all(&mut **tx).await?);
         }
         Ok(returned)
     }

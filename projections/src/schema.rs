@@ -49,10 +49,7 @@ pub(crate) async fn create_deferred_indexes(
     projection: Projection,
     generation: i64,
 ) -> Result<(), ProjectionError> {
-    per_table(conn, projection, |table| {
-        table.create_indexes(generation, |suffix| !table.write_indexes.contains(&suffix))
-    })
-    .await
+    per_table(conn, projection, |table| table.deferred_indexes(generation)).await
 }
 
 pub(crate) async fn drop_generation(
@@ -60,13 +57,7 @@ pub(crate) async fn drop_generation(
     projection: Projection,
     generation: i64,
 ) -> Result<(), ProjectionError> {
-    per_table(conn, projection, |table| {
-        [format!(
-            "DROP TABLE IF EXISTS {}",
-            table.physical(generation)
-        )]
-    })
-    .await
+    per_table(conn, projection, |table| [table.drop(generation)]).await
 }
 
 /// Points the projection's views at `generation` (atomically, inside the caller's
@@ -107,7 +98,7 @@ mod tests {
         for projection in Projection::ALL {
             for table in projection.tables() {
                 let mut rebuilt = table.create("INTEGER", 7, Indexes::ForWrites);
-                rebuilt.extend(table.create_indexes(7, |s| !table.write_indexes.contains(&s)));
+                rebuilt.extend(table.deferred_indexes(7));
                 rebuilt.sort();
                 let mut all = table.create("INTEGER", 7, Indexes::All);
                 all.sort();

@@ -515,17 +515,18 @@ mod tests {
         }
     }
 
+    /// The names of a JSON object's members.
+    fn keys(object: &Value) -> BTreeSet<&str> {
+        let members = object.as_object().expect("an object");
+        members.keys().map(String::as_str).collect()
+    }
+
     /// The `Problem` schema describes what `ApiError` really sends.
     #[tokio::test]
     async fn problem_schema_matches_what_errors_send() {
         let doc = document();
         let problem = &doc["components"]["schemas"]["Problem"];
-        let properties: BTreeSet<&str> = problem["properties"]
-            .as_object()
-            .expect("properties")
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let properties = keys(&problem["properties"]);
         let required: BTreeSet<&str> = problem["required"]
             .as_array()
             .expect("required")
@@ -551,17 +552,12 @@ mod tests {
                 .await
                 .expect("the body");
             let body: Value = serde_json::from_slice(&bytes).expect("a JSON problem");
-            let keys: BTreeSet<&str> = body
-                .as_object()
-                .expect("an object")
-                .keys()
-                .map(String::as_str)
-                .collect();
+            let fields = keys(&body);
             assert!(
-                keys.is_subset(&properties),
+                fields.is_subset(&properties),
                 "{body} has fields the schema lacks"
             );
-            assert!(required.is_subset(&keys), "{body} lacks required fields");
+            assert!(required.is_subset(&fields), "{body} lacks required fields");
         }
     }
 

@@ -1,8 +1,12 @@
 //! The error answers routes share, each written once as a [`utoipa::IntoResponses`] set that
 //! `#[utoipa::path(responses(...))]` names beside the route's own answers: `UserErrors` for
 //! routes that take an access token, `KeyErrors<Scope>` for routes that take an API key,
-//! `JsonBodyErrors` for routes that read a JSON body, and a few single answers. Every one is a
-//! problem (`application/problem+json`) whose description starts with its `code`.
+//! `JsonBodyErrors` for routes that read a JSON body, and a few single answers. The writes
+//! name the set of their kind, which includes the 409 every write can answer:
+//! `UserWriteErrors` and `UserJsonWriteErrors` (a signed-in user's, without and with a JSON
+//! body), `PublicWriteErrors` (login and refresh: a JSON body, no credentials yet) and
+//! `AdminActionErrors`. Every one is a problem (`application/problem+json`) whose description
+//! starts with its `code`.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -113,6 +117,37 @@ single! {
     /// 409 `conflict`: a write lost its races, or its user was erased meanwhile.
     ConflictError: 409, "`conflict`: the record kept changing concurrently (retry), or the \
         user's personal data was erased"
+}
+
+/// A set made of other sets: `sets! { /// doc  Name: A, B, … }`.
+macro_rules! sets {
+    ($(#[$doc:meta])* $name:ident: $($set:ty),+) => {
+        $(#[$doc])*
+        pub struct $name;
+
+        impl IntoResponses for $name {
+            fn responses() -> BTreeMap<String, RefOr<Response>> {
+                let mut answers = BTreeMap::new();
+                $(answers.extend(<$set>::responses());)+
+                answers
+            }
+        }
+    };
+}
+
+sets! {
+    /// A signed-in user's write without a body.
+    UserWriteErrors: UserErrors, ConflictError
+}
+
+sets! {
+    /// A signed-in user's write with a JSON body.
+    UserJsonWriteErrors: UserErrors, ConflictError, JsonBodyErrors
+}
+
+sets! {
+    /// A write with a JSON body from a caller without credentials yet (login, refresh).
+    PublicWriteErrors: JsonBodyErrors, ConflictError, Internal
 }
 
 single! {

@@ -1,13 +1,14 @@
 //! The read models on PostgreSQL: one pool for reads and writes; transaction-scoped advisory
 //! locks keep one runner per projection across instances.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use sqlx::any::AnyPoolOptions;
 use sqlx::AnyConnection;
 
-use super::{Db, Dialect, Tx};
+use super::{Begun, Db, Dialect};
 use crate::error::ProjectionError;
 
 /// The advisory lock key of a projection, per schema (so test schemas and deployments sharing
@@ -24,7 +25,7 @@ pub(super) async fn connect(url: &str) -> Result<Db, ProjectionError> {
         .connect(url)
         .await?;
     Ok(Db {
-        dialect: Box::new(Postgres),
+        dialect: Arc::new(Postgres),
         write: pool.clone(),
         read: pool,
     })
@@ -45,8 +46,8 @@ impl Dialect for Postgres {
         vec![format!("CREATE OR REPLACE VIEW {view} AS {select}")]
     }
 
-    fn begin<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, Result<Tx, ProjectionError>> {
-        Box::pin(async move { Ok(Tx::new(infra::sql::begin(&db.write).await?, None)) })
+    fn begin<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, Result<Begun, ProjectionError>> {
+        Box::pin(async move { Ok((infra::sql::begin(&db.write).await?, None)) })
     }
 
     fn lock_init<'a>(
@@ -83,5 +84,9 @@ impl Dialect for Postgres {
             sqlx::query(&sql).bind(name).execute(conn).await?;
             Ok(())
         })
+    }
+
+    fn placeholders(&self, from: usize, count: usize) -> String {
+        super::placeholders(from, count)
     }
 }

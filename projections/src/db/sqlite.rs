@@ -13,7 +13,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyConnection, Executor};
 use tokio::sync::Mutex;
 
-use super::{Db, Dialect, Tx};
+use super::{Begun, Db, Dialect};
 use crate::error::ProjectionError;
 
 pub(super) async fn connect(url: &str) -> Result<Db, ProjectionError> {
@@ -59,7 +59,7 @@ pub(super) async fn connect(url: &str) -> Result<Db, ProjectionError> {
         .get_filename()
         .to_path_buf();
     Ok(Db {
-        dialect: Box::new(Sqlite {
+        dialect: Arc::new(Sqlite {
             turn: infra::store::sqlite_write_turn(&path),
         }),
         write,
@@ -93,7 +93,7 @@ impl Dialect for Sqlite {
     /// Not `BEGIN IMMEDIATE` through `begin_with`: sqlx checks a custom BEGIN after it ran,
     /// and a task aborted in between would leave the pooled connection inside a transaction
     /// that nobody ends. `infra::sql::begin` cannot be cut short (see there why).
-    fn begin<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, Result<Tx, ProjectionError>> {
+    fn begin<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, Result<Begun, ProjectionError>> {
         Box::pin(async move {
             let turn = Arc::clone(&self.turn).lock_owned().await;
             let mut tx = infra::sql::begin(&db.write).await?;
@@ -101,7 +101,7 @@ impl Dialect for Sqlite {
             sqlx::query("UPDATE projection_checkpoints SET updated_at = updated_at WHERE 0")
                 .execute(&mut *tx)
                 .await?;
-            Ok(Tx::new(tx, Some(turn)))
+            Ok((tx, Some(turn)))
         })
     }
 
@@ -129,12 +129,12 @@ impl Dialect for Sqlite {
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move { Ok(()) })
     }
-}
 
-/// `count` anonymous placeholders. Anonymous because sqlx asks SQLite for each parameter's
-/// name when binding, and SQLite finds a name by walking the statement's list of named
-/// parameters: binding n `$N` parameters costs O(n²), which with thousands per multi-row
-/// `INSERT` was most of a rebuild's time. Anonymous parameters have no names to walk.
-pub(super) fn placeholders(count: usize) -> String {
-    vec!["?"; count].join(", ")
+    /// Anonymous, because sqlx asks SQLite for each parameter's name when binding, and SQLite
+    /// finds a name by walking the statement's list of named parameters: binding n `$N`
+    /// parameters costs O(n²), which with thousands per multi-row `INSERT` was most of a
+    /// rebuild's time. Anonymous parameters have no names to walk.
+    fn placeholders(&self, _from: usize, count: usize) -> String {
+        vec!["?"; count].join(", ")
+    }
 }

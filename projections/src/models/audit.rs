@@ -13,57 +13,59 @@ use std::collections::{BTreeSet, HashMap};
 
 use infra::analytics::audit_view;
 use infra::store::RecordedEvent;
-use sqlx::AnyConnection;
 use sqlx::Row;
 use uuid::Uuid;
 
 use super::for_ids;
-use crate::db::{Rows, Val};
+use crate::db::{Rows, Tx};
 use crate::error::ProjectionError;
 use crate::event::{self, USER_LOGGED_IN};
-use crate::table::{Col, Table};
+use crate::table::{table, Table};
 
-pub(crate) const AUDIT_LOG: Table = Table {
-    name: "audit_log",
-    columns: &[
-        ("position", Col::Int),
-        ("occurred_at", Col::Int),
-        ("actor", Col::Text),
-        ("action", Col::Text),
-        ("target", Col::Text),
-        ("stream_id", Col::Text),
-        ("appid", Col::TextNull),
-        ("client_ip", Col::TextNull),
-        ("details", Col::Text),
-    ],
-    key: &["position"],
-    indexes: &[
-        ("target", &["target", "occurred_at", "position"]),
-        ("actor", &["actor", "occurred_at", "position"]),
-        ("action", &["action", "occurred_at", "position"]),
-        ("time", &["occurred_at", "position"]),
-    ],
-    write_indexes: &[],
-};
+table! {
+    /// One entry per event.
+    pub(crate) struct AuditEntry as AUDIT_LOG = "audit_log" {
+        position: i64,
+        occurred_at: i64,
+        actor: String,
+        action: String,
+        target: String,
+        stream_id: String,
+        appid: Option<String>,
+        client_ip: Option<String>,
+        details: String,
+    }
+    key (position)
+    indexes {
+        target (target, occurred_at, position),
+        actor (actor, occurred_at, position),
+        action (action, occurred_at, position),
+        time (occurred_at, position),
+    }
+    write_indexes ()
+}
 
-pub(crate) const AUDIT_SESSIONS: Table = Table {
-    name: "audit_sessions",
-    columns: &[("session_id", Col::Text), ("user_id", Col::Text)],
-    key: &["session_id"],
-    indexes: &[],
-    write_indexes: &[],
-};
+table! {
+    /// The user of each session, from its `UserLoggedIn`.
+    pub(crate) struct SessionUser as AUDIT_SESSIONS = "audit_sessions" {
+        session_id: String,
+        user_id: String,
+    }
+    key (session_id)
+    indexes {}
+    write_indexes ()
+}
 
 pub(crate) const TABLES: &[Table] = &[AUDIT_LOG, AUDIT_SESSIONS];
 
 pub(super) async fn apply(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     generation: i64,
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
-    let mut sessions = session_users(conn, generation, events).await?;
-    let mut log = Rows::new(&AUDIT_LOG, generation);
-    let mut new_sessions = Rows::new(&AUDIT_SESSIONS, generation);
+    let mut sessions = session_users(tx, generation, events).await?;
+    let mut log = Rows::new(generation);
+    let mut new_sessions = Rows::new(generation);
     for e in events {
         let session = event::session_stream(e);
         if let (USER_LOGGED_IN, Some(session), Some(user)) = (
@@ -72,29 +74,32 @@ pub(super) async fn apply(
             event::uuid_field(e, "user_id"),
         ) {
             if sessions.insert(session, user).is_none() {
-                new_sessions.push([Val::from(session.to_string()), user.to_string().into()]);
+                new_sessions.push(SessionUser {
+                    session_id: session.to_string(),
+                    user_id: user.to_string(),
+                });
             }
         }
         let target = event::user_of(e)
             .or_else(|| session.and_then(|s| sessions.get(&s).copied()))
             .map_or_else(|| e.stream_id.to_string(), |user| user.to_string());
         let view = audit_view(e);
-        log.push([
-            Val::from(e.position),
-            event::micros(e.occurred_at).into(),
-            e.metadata.actor.to_string().into(),
-            e.event_type.as_str().into(),
-            target.into(),
-            e.stream_id.as_str().into(),
-            view.appid.into(),
-            view.client_ip.into(),
-            view.details.to_string().into(),
-        ]);
+        log.push(AuditEntry {
+            position: e.position,
+            occurred_at: event::micros(e.occurred_at),
+            actor: e.metadata.actor.to_string(),
+            action: e.event_type.clone(),
+            target,
+            stream_id: e.stream_id.as_str().to_owned(),
+            appid: view.appid,
+            client_ip: view.client_ip,
+            details: view.details.to_string(),
+        });
     }
-    log.insert(conn, "").await?;
+    log.insert(tx, "").await?;
     if !new_sessions.is_empty() {
         new_sessions
-            .insert(conn, "ON CONFLICT (session_id) DO NOTHING")
+            .insert(tx, "ON CONFLICT (session_id) DO NOTHING")
             .await?;
     }
     Ok(())
@@ -102,7 +107,7 @@ pub(super) async fn apply(
 
 /// The users of the batch's sessions that logged in before the batch.
 async fn session_users(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     generation: i64,
     events: &[RecordedEvent],
 ) -> Result<HashMap<Uuid, Uuid>, ProjectionError> {
@@ -117,7 +122,7 @@ async fn session_users(
         AUDIT_SESSIONS.physical(generation)
     );
     let mut found = HashMap::new();
-    for row in for_ids(conn, &sql, wanted).await? {
+    for row in for_ids(tx, &sql, wanted).await? {
         let session: String = row.try_get(0)?;
         let user: String = row.try_get(1)?;
         if let (Ok(session), Ok(user)) = (Uuid::try_parse(&session), Uuid::try_parse(&user)) {

@@ -3,35 +3,34 @@
 //! client IP and device are emptied, sealed or, for rows from before sealing, clear.
 
 use infra::store::RecordedEvent;
-use sqlx::AnyConnection;
 
-use crate::db::{Rows, Val};
+use crate::db::{Rows, Tx};
 use crate::error::ProjectionError;
 use crate::event::{self, USER_ERASED, USER_LOGGED_IN};
-use crate::table::{Col, Table};
+use crate::table::{table, Table};
 
-pub(crate) const LOGIN_HISTORY: Table = Table {
-    name: "login_history",
-    columns: &[
-        ("position", Col::Int),
-        ("session_id", Col::Text),
-        ("user_id", Col::Text),
-        ("appid", Col::TextNull),
-        ("openid", Col::TextNull),
-        ("occurred_at", Col::Int),
-        ("client_ip", Col::TextNull),
-        ("device", Col::TextNull),
-        ("is_new_user", Col::Int),
-    ],
-    key: &["position"],
+table! {
+    /// One login.
+    pub(crate) struct Login as LOGIN_HISTORY = "login_history" {
+        position: i64,
+        session_id: String,
+        user_id: String,
+        appid: Option<String>,
+        openid: Option<String>,
+        occurred_at: i64,
+        client_ip: Option<String>,
+        device: Option<String>,
+        is_new_user: i64,
+    }
+    key (position)
     // Every query pages newest first by (occurred_at, position) within one of these.
-    indexes: &[
-        ("user", &["user_id", "occurred_at", "position"]),
-        ("app", &["appid", "occurred_at", "position"]),
-        ("time", &["occurred_at", "position"]),
-    ],
-    write_indexes: &[],
-};
+    indexes {
+        user (user_id, occurred_at, position),
+        app (appid, occurred_at, position),
+        time (occurred_at, position),
+    }
+    write_indexes ()
+}
 
 pub(crate) const TABLES: &[Table] = &[LOGIN_HISTORY];
 
@@ -49,23 +48,20 @@ fn device(e: &RecordedEvent) -> Option<String> {
 }
 
 pub(super) async fn apply(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     generation: i64,
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
-    let mut rows = Rows::new(&LOGIN_HISTORY, generation);
-    let mut pending: Vec<[Val; 9]> = Vec::new();
+    let mut pending: Vec<Login> = Vec::new();
     let mut erased: Vec<String> = Vec::new();
     for e in events {
         if e.event_type == USER_ERASED {
             if let Some(user) = event::user_stream(e).map(|u| u.to_string()) {
                 // Rows of this batch not yet written, then (below) those already written.
-                for row in pending.iter_mut() {
-                    if row[2] == Val::from(user.as_str()) {
-                        row[4] = Val::Text(None);
-                        row[6] = Val::Text(None);
-                        row[7] = Val::Text(None);
-                    }
+                for login in pending.iter_mut().filter(|l| l.user_id == user) {
+                    login.openid = None;
+                    login.client_ip = None;
+                    login.device = None;
                 }
                 erased.push(user);
             }
@@ -81,30 +77,31 @@ pub(super) async fn apply(
             .or_else(|| event::session_stream(e))
             .map_or_else(|| e.stream_id.to_string(), |id| id.to_string());
         let is_new = e.payload.get("is_new_user").and_then(|v| v.as_bool()) == Some(true);
-        pending.push([
-            Val::from(e.position),
-            session.into(),
-            user.to_string().into(),
-            event::appid(e).into(),
-            event::text(e, "openid").map(str::to_owned).into(),
-            event::micros(e.occurred_at).into(),
-            event::client_ip(e).into(),
-            device(e).into(),
-            i64::from(is_new).into(),
-        ]);
+        pending.push(Login {
+            position: e.position,
+            session_id: session,
+            user_id: user.to_string(),
+            appid: event::appid(e),
+            openid: event::text(e, "openid").map(str::to_owned),
+            occurred_at: event::micros(e.occurred_at),
+            client_ip: event::client_ip(e),
+            device: device(e),
+            is_new_user: i64::from(is_new),
+        });
     }
-    for row in pending {
-        rows.push(row);
-    }
-    if !rows.is_empty() {
-        rows.insert(conn, "").await?;
+    if !pending.is_empty() {
+        let mut rows = Rows::new(generation);
+        for login in pending {
+            rows.push(login);
+        }
+        rows.insert(tx, "").await?;
     }
     let table = LOGIN_HISTORY.physical(generation);
     for user in erased {
         let sql = format!(
             "UPDATE {table} SET openid = NULL, client_ip = NULL, device = NULL WHERE user_id = $1"
         );
-        sqlx::query(&sql).bind(user).execute(&mut *conn).await?;
+        sqlx::query(&sql).bind(user).execute(&mut **tx).await?;
     }
     Ok(())
 }

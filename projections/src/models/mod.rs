@@ -9,9 +9,8 @@ mod users;
 
 use infra::store::RecordedEvent;
 use sqlx::any::AnyRow;
-use sqlx::AnyConnection;
 
-use crate::db::{bind, bound_placeholders, Val};
+use crate::db::{bind, Tx, Val};
 use crate::error::ProjectionError;
 use crate::table::Table;
 
@@ -60,16 +59,16 @@ impl Projection {
     /// Applies `events` (in position order) to the tables of `generation`.
     pub async fn apply(
         self,
-        conn: &mut AnyConnection,
+        tx: &mut Tx,
         generation: i64,
         events: &[RecordedEvent],
     ) -> Result<(), ProjectionError> {
         match self {
-            Self::Users => users::apply(conn, generation, events).await,
-            Self::LoginHistory => logins::apply(conn, generation, events).await,
-            Self::AuditLog => audit::apply(conn, generation, events).await,
-            Self::DailyStats => stats::apply(conn, generation, events).await,
-            Self::Sessions => sessions::apply(conn, generation, events).await,
+            Self::Users => users::apply(tx, generation, events).await,
+            Self::LoginHistory => logins::apply(tx, generation, events).await,
+            Self::AuditLog => audit::apply(tx, generation, events).await,
+            Self::DailyStats => stats::apply(tx, generation, events).await,
+            Self::Sessions => sessions::apply(tx, generation, events).await,
         }
     }
 }
@@ -80,20 +79,20 @@ const IN_LIST: usize = 500;
 /// Runs `statement` for `ids`, at most [`IN_LIST`] at a time: `{ids}` in it stands for the
 /// list's placeholders, the ids are bound to them. The rows of every run, in order.
 async fn for_ids(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     statement: &str,
     ids: impl IntoIterator<Item = String>,
 ) -> Result<Vec<AnyRow>, ProjectionError> {
     let ids: Vec<String> = ids.into_iter().collect();
     let mut rows = Vec::new();
     for chunk in ids.chunks(IN_LIST) {
-        let sql = statement.replace("{ids}", &bound_placeholders(conn, 1, chunk.len()));
+        let sql = statement.replace("{ids}", &tx.placeholders(1, chunk.len()));
         // A full list recurs batch after batch: worth preparing.
         let mut query = sqlx::query(&sql).persistent(chunk.len() == IN_LIST);
         for id in chunk {
             query = bind(query, Val::from(id.as_str()));
         }
-        rows.extend(query.fetch_all(&mut *conn).await?);
+        rows.extend(query.fetch_all(&mut **tx).await?);
     }
     Ok(rows)
 }

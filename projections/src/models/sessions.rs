@@ -10,34 +10,35 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use infra::store::RecordedEvent;
-use sqlx::AnyConnection;
 
 use super::for_ids;
-use crate::db::{Rows, Val};
+use crate::db::{Rows, Tx};
 use crate::error::ProjectionError;
 use crate::event::{
     self, SESSION_REFRESHED, SESSION_REVOKED, USER_ERASED, USER_LOGGED_IN, USER_LOGGED_OUT,
 };
-use crate::table::{Col, Table};
+use crate::table::{table, Table};
 
-pub(crate) const SESSIONS: Table = Table {
-    name: "sessions",
-    columns: &[
-        ("session_id", Col::Text),
-        ("user_id", Col::Text),
-        ("appid", Col::TextNull),
-        // The login's log position and time: the list's order and keyset.
-        ("position", Col::Int),
-        ("occurred_at", Col::Int),
-        ("refreshed_at", Col::IntNull),
-        ("client_ip", Col::TextNull),
-        ("device", Col::TextNull),
-    ],
-    key: &["session_id"],
-    indexes: &[("user", &["user_id", "occurred_at", "position"])],
+table! {
+    /// One open session.
+    pub(crate) struct OpenSession as SESSIONS = "sessions" {
+        session_id: String,
+        user_id: String,
+        appid: Option<String>,
+        /// The login's log position and time: the list's order and keyset.
+        position: i64,
+        occurred_at: i64,
+        refreshed_at: Option<i64>,
+        client_ip: Option<String>,
+        device: Option<String>,
+    }
+    key (session_id)
+    indexes {
+        user (user_id, occurred_at, position),
+    }
     // Erasure empties a user's rows by `user_id`.
-    write_indexes: &["user"],
-};
+    write_indexes (user)
+}
 
 pub(crate) const TABLES: &[Table] = &[SESSIONS];
 
@@ -45,14 +46,14 @@ pub(crate) const TABLES: &[Table] = &[SESSIONS];
 /// and erasure already applied); the rest becomes updates and deletes of older rows.
 #[derive(Default)]
 struct Batch {
-    new: BTreeMap<String, [Val; 8]>,
+    new: BTreeMap<String, OpenSession>,
     refreshed: BTreeMap<String, i64>,
     ended: BTreeSet<String>,
     erased_users: BTreeSet<String>,
 }
 
 pub(super) async fn apply(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     generation: i64,
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
@@ -74,16 +75,16 @@ pub(super) async fn apply(
                     .map(|d| d.to_string());
                 batch.new.insert(
                     session.to_string(),
-                    [
-                        Val::from(session.to_string()),
-                        user.to_string().into(),
-                        event::appid(e).into(),
-                        e.position.into(),
-                        at.into(),
-                        Val::Int(None),
-                        event::text(e, "client_ip").map(str::to_owned).into(),
-                        device.into(),
-                    ],
+                    OpenSession {
+                        session_id: session.to_string(),
+                        user_id: user.to_string(),
+                        appid: event::appid(e),
+                        position: e.position,
+                        occurred_at: at,
+                        refreshed_at: None,
+                        client_ip: event::text(e, "client_ip").map(str::to_owned),
+                        device,
+                    },
                 );
             }
             SESSION_REFRESHED => {
@@ -91,7 +92,7 @@ pub(super) async fn apply(
                     continue;
                 };
                 match batch.new.get_mut(&session) {
-                    Some(row) => row[5] = Val::from(at),
+                    Some(row) => row.refreshed_at = Some(at),
                     None => {
                         batch.refreshed.insert(session, at);
                     }
@@ -110,29 +111,27 @@ pub(super) async fn apply(
                 let Some(user) = event::user_stream(e).map(|u| u.to_string()) else {
                     continue;
                 };
-                for row in batch.new.values_mut() {
-                    if row[1] == Val::from(user.as_str()) {
-                        row[6] = Val::Text(None);
-                        row[7] = Val::Text(None);
-                    }
+                for row in batch.new.values_mut().filter(|r| r.user_id == user) {
+                    row.client_ip = None;
+                    row.device = None;
                 }
                 batch.erased_users.insert(user);
             }
             _ => {}
         }
     }
-    batch.write(conn, generation).await
+    batch.write(tx, generation).await
 }
 
 impl Batch {
-    async fn write(self, conn: &mut AnyConnection, generation: i64) -> Result<(), ProjectionError> {
+    async fn write(self, tx: &mut Tx, generation: i64) -> Result<(), ProjectionError> {
         let table = SESSIONS.physical(generation);
         if !self.new.is_empty() {
-            let mut rows = Rows::new(&SESSIONS, generation);
+            let mut rows = Rows::new(generation);
             for row in self.new.into_values() {
                 rows.push(row);
             }
-            rows.insert(conn, "ON CONFLICT (session_id) DO NOTHING")
+            rows.insert(tx, "ON CONFLICT (session_id) DO NOTHING")
                 .await?;
         }
         for (session, at) in self.refreshed {
@@ -140,15 +139,15 @@ impl Batch {
             sqlx::query(&sql)
                 .bind(at)
                 .bind(session)
-                .execute(&mut *conn)
+                .execute(&mut **tx)
                 .await?;
         }
         let ended = format!("DELETE FROM {table} WHERE session_id IN ({{ids}})");
-        for_ids(conn, &ended, self.ended).await?;
+        for_ids(tx, &ended, self.ended).await?;
         for user in self.erased_users {
             let sql =
                 format!("UPDATE {table} SET client_ip = NULL, device = NULL WHERE user_id = $1");
-            sqlx::query(&sql).bind(user).execute(&mut *conn).await?;
+            sqlx::query(&sql).bind(user).execute(&mut **tx).await?;
         }
         Ok(())
     }

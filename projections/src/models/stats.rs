@@ -5,39 +5,40 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use infra::store::RecordedEvent;
-use sqlx::AnyConnection;
 use sqlx::Row;
 
-use crate::db::{Rows, Val};
+use crate::db::{Rows, Tx};
 use crate::error::ProjectionError;
 use crate::event::{self, USER_LOGGED_IN, USER_REGISTERED};
-use crate::table::{Col, Table};
+use crate::table::{table, Table};
 
-pub(crate) const DAILY_STATS: Table = Table {
-    name: "daily_stats",
-    columns: &[
-        ("appid", Col::Text),
-        ("day", Col::Text),
-        ("logins", Col::Int),
-        ("active_users", Col::Int),
-        ("new_users", Col::Int),
-    ],
-    key: &["appid", "day"],
-    indexes: &[("day", &["day", "appid"])],
-    write_indexes: &[],
-};
+table! {
+    /// One app's counts of one UTC day.
+    pub(crate) struct DayStats as DAILY_STATS = "daily_stats" {
+        appid: String,
+        day: String,
+        logins: i64,
+        active_users: i64,
+        new_users: i64,
+    }
+    key (appid, day)
+    indexes {
+        day (day, appid),
+    }
+    write_indexes ()
+}
 
-pub(crate) const DAILY_ACTIVE_USERS: Table = Table {
-    name: "daily_active_users",
-    columns: &[
-        ("appid", Col::Text),
-        ("day", Col::Text),
-        ("user_id", Col::Text),
-    ],
-    key: &["appid", "day", "user_id"],
-    indexes: &[],
-    write_indexes: &[],
-};
+table! {
+    /// A user counted active by an app on a day.
+    pub(crate) struct ActiveUser as DAILY_ACTIVE_USERS = "daily_active_users" {
+        appid: String,
+        day: String,
+        user_id: String,
+    }
+    key (appid, day, user_id)
+    indexes {}
+    write_indexes ()
+}
 
 pub(crate) const TABLES: &[Table] = &[DAILY_STATS, DAILY_ACTIVE_USERS];
 
@@ -49,7 +50,7 @@ struct Counts {
 }
 
 pub(super) async fn apply(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     generation: i64,
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
@@ -77,13 +78,17 @@ pub(super) async fn apply(
         return Ok(());
     }
     if !active.is_empty() {
-        let mut rows = Rows::new(&DAILY_ACTIVE_USERS, generation);
-        for (appid, day, user) in active {
-            rows.push([Val::from(appid), day.into(), user.into()]);
+        let mut rows = Rows::new(generation);
+        for (appid, day, user_id) in active {
+            rows.push(ActiveUser {
+                appid,
+                day,
+                user_id,
+            });
         }
         // Only the rows actually inserted come back: users first active that day.
         let first_today = rows
-            .insert(conn, "ON CONFLICT DO NOTHING RETURNING appid, day")
+            .insert(tx, "ON CONFLICT DO NOTHING RETURNING appid, day")
             .await?;
         for row in first_today {
             let key: (String, String) = (row.try_get(0)?, row.try_get(1)?);
@@ -91,21 +96,21 @@ pub(super) async fn apply(
         }
     }
     let table = DAILY_STATS.physical(generation);
-    let mut rows = Rows::new(&DAILY_STATS, generation);
+    let mut rows = Rows::new(generation);
     for ((appid, day), c) in counts {
-        rows.push([
-            Val::from(appid),
-            day.into(),
-            c.logins.into(),
-            c.active.into(),
-            c.new.into(),
-        ]);
+        rows.push(DayStats {
+            appid,
+            day,
+            logins: c.logins,
+            active_users: c.active,
+            new_users: c.new,
+        });
     }
     let upsert = format!(
         "ON CONFLICT (appid, day) DO UPDATE SET logins = {table}.logins + excluded.logins, \
          active_users = {table}.active_users + excluded.active_users, \
          new_users = {table}.new_users + excluded.new_users"
     );
-    rows.insert(conn, &upsert).await?;
+    rows.insert(tx, &upsert).await?;
     Ok(())
 }

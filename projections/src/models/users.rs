@@ -9,51 +9,53 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use infra::store::RecordedEvent;
 use serde_json::{Map, Value};
-use sqlx::AnyConnection;
 use sqlx::Row;
 use uuid::Uuid;
 
 use super::for_ids;
-use crate::db::{Rows, Val};
+use crate::db::{Rows, Tx};
 use crate::error::ProjectionError;
 use crate::event::{self, *};
 use crate::queries::uuid_at;
-use crate::table::{Col, Table};
+use crate::table::{table, Table};
 
-pub(crate) const USERS: Table = Table {
-    name: "users",
-    columns: &[
-        ("user_id", Col::Text),
-        ("status", Col::Text),
-        ("unionid", Col::TextNull),
-        ("phone_index", Col::TextNull),
-        ("profile", Col::TextNull),
-        ("created_at", Col::Int),
-        ("updated_at", Col::Int),
-        ("last_login_at", Col::IntNull),
-    ],
-    key: &["user_id"],
-    indexes: &[
-        ("unionid", &["unionid"]),
-        ("phone", &["phone_index"]),
-        ("status", &["status", "user_id"]),
-    ],
-    write_indexes: &[],
-};
+table! {
+    /// One user, as [`UserRow`] leaves it.
+    pub(crate) struct StoredUser as USERS = "users" {
+        user_id: String,
+        status: String,
+        unionid: Option<String>,
+        phone_index: Option<String>,
+        profile: Option<String>,
+        created_at: i64,
+        updated_at: i64,
+        last_login_at: Option<i64>,
+    }
+    key (user_id)
+    indexes {
+        unionid (unionid),
+        phone (phone_index),
+        status (status, user_id),
+    }
+    write_indexes ()
+}
 
-pub(crate) const USER_ACCOUNTS: Table = Table {
-    name: "user_accounts",
-    columns: &[
-        ("appid", Col::Text),
-        ("openid", Col::Text),
-        ("user_id", Col::Text),
-        ("linked_at", Col::Int),
-    ],
-    key: &["appid", "openid"],
-    indexes: &[("user", &["user_id"]), ("openid", &["openid"])],
+table! {
+    /// A WeChat account and the user holding it.
+    pub(crate) struct Account as USER_ACCOUNTS = "user_accounts" {
+        appid: String,
+        openid: String,
+        user_id: String,
+        linked_at: i64,
+    }
+    key (appid, openid)
+    indexes {
+        user (user_id),
+        openid (openid),
+    }
     // Erasure deletes the user's accounts by `user_id`.
-    write_indexes: &["user"],
-};
+    write_indexes (user)
+}
 
 pub(crate) const TABLES: &[Table] = &[USERS, USER_ACCOUNTS];
 
@@ -74,7 +76,7 @@ struct UserRow {
 }
 
 pub(super) async fn apply(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     generation: i64,
     events: &[RecordedEvent],
 ) -> Result<(), ProjectionError> {
@@ -82,8 +84,8 @@ pub(super) async fn apply(
     if touched.is_empty() {
         return Ok(());
     }
-    let mut users = load(conn, generation, &touched).await?;
-    let mut accounts = Rows::new(&USER_ACCOUNTS, generation);
+    let mut users = load(tx, generation, &touched).await?;
+    let mut accounts = Rows::new(generation);
     let mut linked = BTreeSet::new();
     for e in events {
         let Some(id) = subject(e) else { continue };
@@ -117,10 +119,10 @@ pub(super) async fn apply(
         if e.event_type == USER_ERASED {
             // The person's accounts are free again (a later login registers a new user): write
             // what this batch linked so far, then drop the erased user's accounts.
-            let pending = std::mem::replace(&mut accounts, Rows::new(&USER_ACCOUNTS, generation));
+            let pending = std::mem::replace(&mut accounts, Rows::new(generation));
             if !pending.is_empty() {
                 pending
-                    .insert(conn, "ON CONFLICT (appid, openid) DO NOTHING")
+                    .insert(tx, "ON CONFLICT (appid, openid) DO NOTHING")
                     .await?;
             }
             let sql = format!(
@@ -129,7 +131,7 @@ pub(super) async fn apply(
             );
             sqlx::query(&sql)
                 .bind(id.to_string())
-                .execute(&mut *conn)
+                .execute(&mut **tx)
                 .await?;
             linked.clear();
             continue;
@@ -141,20 +143,20 @@ pub(super) async fn apply(
             if let (Some(appid), Some(openid)) = (event::text(e, "appid"), event::text(e, "openid"))
             {
                 if linked.insert((appid.to_owned(), openid.to_owned())) {
-                    accounts.push([
-                        Val::from(appid),
-                        openid.into(),
-                        id.to_string().into(),
-                        at.into(),
-                    ]);
+                    accounts.push(Account {
+                        appid: appid.to_owned(),
+                        openid: openid.to_owned(),
+                        user_id: id.to_string(),
+                        linked_at: at,
+                    });
                 }
             }
         }
     }
-    save(conn, generation, users).await?;
+    save(tx, generation, users).await?;
     if !accounts.is_empty() {
         accounts
-            .insert(conn, "ON CONFLICT (appid, openid) DO NOTHING")
+            .insert(tx, "ON CONFLICT (appid, openid) DO NOTHING")
             .await?;
     }
     Ok(())
@@ -216,7 +218,7 @@ fn revoked_scope(payload: &Value) -> Option<&str> {
 }
 
 async fn load(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     generation: i64,
     ids: &BTreeSet<Uuid>,
 ) -> Result<BTreeMap<Uuid, UserRow>, ProjectionError> {
@@ -226,7 +228,7 @@ async fn load(
         USERS.physical(generation)
     );
     let mut users = BTreeMap::new();
-    for row in for_ids(conn, &sql, ids.iter().map(Uuid::to_string)).await? {
+    for row in for_ids(tx, &sql, ids.iter().map(Uuid::to_string)).await? {
         let id = uuid_at(&row, "user_id")?;
         let profile: Option<String> = row.try_get("profile")?;
         let profile = match profile {
@@ -254,29 +256,28 @@ async fn load(
 }
 
 async fn save(
-    conn: &mut AnyConnection,
+    tx: &mut Tx,
     generation: i64,
     users: BTreeMap<Uuid, UserRow>,
 ) -> Result<(), ProjectionError> {
-    let mut rows = Rows::new(&USERS, generation);
+    let mut rows = Rows::new(generation);
     for (id, user) in users.into_iter().filter(|(_, u)| u.changed) {
-        let profile = user.profile.map(|p| Value::Object(p).to_string());
-        rows.push([
-            Val::from(id.to_string()),
-            user.status.into(),
-            user.unionid.into(),
-            user.phone_index.into(),
-            profile.into(),
-            user.created_at.into(),
-            user.updated_at.into(),
-            user.last_login_at.into(),
-        ]);
+        rows.push(StoredUser {
+            user_id: id.to_string(),
+            status: user.status,
+            unionid: user.unionid,
+            phone_index: user.phone_index,
+            profile: user.profile.map(|p| Value::Object(p).to_string()),
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+            last_login_at: user.last_login_at,
+        });
     }
     if rows.is_empty() {
         return Ok(());
     }
     rows.insert(
-        conn,
+        tx,
         "ON CONFLICT (user_id) DO UPDATE SET status = excluded.status, \
          unionid = excluded.unionid, phone_index = excluded.phone_index, \
          profile = excluded.profile, updated_at = excluded.updated_at, \

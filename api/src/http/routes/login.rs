@@ -8,7 +8,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::http::extract::{ApiJson, RequestContext};
-use crate::http::responses::{ConflictError, Internal, JsonBodyErrors};
+use crate::http::responses::PublicWriteErrors;
 use crate::http::state::AppState;
 use crate::http::ApiError;
 use crate::usecases::login;
@@ -51,9 +51,7 @@ struct LoginRequest {
         (status = 503, description = "`wechat_unavailable`: WeChat is busy (-1 after retries), \
             timed out or unreachable",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        JsonBodyErrors,
-        ConflictError,
-        Internal,
+        PublicWriteErrors,
     )
 )]
 async fn wechat_login(

@@ -7,7 +7,7 @@ use axum::{Json, Router};
 use domain::Session;
 
 use crate::http::extract::Authenticated;
-use crate::http::responses::{ConflictError, UserErrors};
+use crate::http::responses::{UserErrors, UserWriteErrors};
 use crate::http::state::AppState;
 use crate::http::ApiError;
 use crate::usecases::sessions;
@@ -56,8 +56,7 @@ async fn me(auth: Authenticated) -> Result<Json<UserView>, ApiError> {
     security(("bearer" = [])),
     responses(
         (status = 204, description = "The session has ended"),
-        UserErrors,
-        ConflictError,
+        UserWriteErrors,
     )
 )]
 async fn logout(

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::ToSchema;
 
 use crate::http::extract::{ApiJson, Authenticated};
-use crate::http::responses::{ConflictError, JsonBodyErrors, UserErrors};
+use crate::http::responses::{UserJsonWriteErrors, UserWriteErrors};
 use crate::http::state::AppState;
 use crate::http::ApiError;
 use crate::usecases::profile::{self, EncryptedProfile, ProfileUpdate};
@@ -62,9 +62,7 @@ pub struct AuthorizeProfileRequest {
         (status = 429, description = "`rate_limited`: too many failed attempts for this user or \
             session key today",
             headers(("Retry-After" = u64, description = "Seconds until the count starts again"))),
-        UserErrors,
-        JsonBodyErrors,
-        ConflictError,
+        UserJsonWriteErrors,
     )
 )]
 async fn authorize_profile(
@@ -105,9 +103,7 @@ pub struct UpdateProfileRequest {
         (status = 204, description = "Recorded"),
         (status = 400, description = "`invalid_request`: neither field given, or a field breaking \
             its rule (the detail names it)"),
-        UserErrors,
-        JsonBodyErrors,
-        ConflictError,
+        UserJsonWriteErrors,
     )
 )]
 async fn update_profile(
@@ -145,9 +141,7 @@ pub struct BindPhoneRequest {
         (status = 429, description = "`rate_limited`: WeChat's quota (45011)",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         (status = 503, description = "`wechat_unavailable`: WeChat is busy, timed out or unreachable"),
-        UserErrors,
-        JsonBodyErrors,
-        ConflictError,
+        UserJsonWriteErrors,
     )
 )]
 async fn bind_phone(
@@ -173,8 +167,7 @@ async fn bind_phone(
         (status = 204, description = "Withdrawn"),
         (status = 400, description = "`invalid_request`: kind is neither profile nor phone"),
         (status = 404, description = "`not_found`: nothing to withdraw"),
-        UserErrors,
-        ConflictError,
+        UserWriteErrors,
     )
 )]
 async fn withdraw(
@@ -200,8 +193,7 @@ async fn withdraw(
     security(("bearer" = [])),
     responses(
         (status = 204, description = "Erased"),
-        UserErrors,
-        ConflictError,
+        UserWriteErrors,
     )
 )]
 async fn erase_me(

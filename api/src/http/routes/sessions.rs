@@ -16,7 +16,9 @@ use super::admin::UserPath;
 use crate::http::api_key::{AdminRead, Scoped};
 use crate::http::extract::{AdminAction, ApiJson, Authenticated};
 use crate::http::query::{ApiQuery, PageParams};
-use crate::http::responses::{AdminActionErrors, ConflictError, KeyErrors, NoSuchUser, UserErrors};
+use crate::http::responses::{
+    AdminActionErrors, KeyErrors, NoSuchUser, UserErrors, UserWriteErrors,
+};
 use crate::http::state::AppState;
 use crate::http::ApiError;
 use crate::usecases::session_views::{self, SessionView};
@@ -81,8 +83,7 @@ async fn my_sessions(
         (status = 400, description = "`invalid_request`: the session id is not a UUID"),
         (status = 404, description = "`not_found`: no such session of this user (another \
             user's session answers the same)"),
-        UserErrors,
-        ConflictError,
+        UserWriteErrors,
     )
 )]
 async fn end_my_session(

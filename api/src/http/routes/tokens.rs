@@ -10,7 +10,7 @@ use utoipa::ToSchema;
 
 use crate::http::api_key::{Scoped, TokensIntrospect};
 use crate::http::extract::{ApiJson, RequestContext};
-use crate::http::responses::{ConflictError, Internal, JsonBodyErrors, KeyErrors};
+use crate::http::responses::{KeyErrors, PublicWriteErrors};
 use crate::http::state::AppState;
 use crate::http::ApiError;
 use crate::usecases::sessions;
@@ -43,9 +43,7 @@ struct RefreshRequest {
         (status = 401, description = "`unauthorized`: invalid refresh token, the session has \
             ended (logout, revocation, a lifetime, its user blocked or erased), or reuse of a \
             spent refresh token was detected (the session is now revoked)"),
-        JsonBodyErrors,
-        ConflictError,
-        Internal,
+        PublicWriteErrors,
     )
 )]
 async fn refresh(

@@ -46,12 +46,8 @@ impl<B: SqlStore> DataKeyStore for B {
     }
 
     async fn destroy_data_key(&self, user_id: UserId) -> Result<(), StoreError> {
-        self.sql()
-            .execute(
-                "DELETE FROM user_data_keys WHERE user_id = $1",
-                &[Arg::user(user_id)],
-            )
-            .await?;
+        let sql = "DELETE FROM user_data_keys WHERE user_id = $1";
+        self.sql().execute(sql, &[Arg::user(user_id)]).await?;
         Ok(())
     }
 }
@@ -65,12 +61,8 @@ impl<B: SqlStore> NonceStore for B {
         now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        self.sql()
-            .execute(
-                "DELETE FROM request_nonces WHERE expires_at < $1",
-                &[Arg::time(now)],
-            )
-            .await?;
+        let expired = "DELETE FROM request_nonces WHERE expires_at < $1";
+        self.sql().execute(expired, &[Arg::time(now)]).await?;
         let inserted = self
             .sql()
             .execute(

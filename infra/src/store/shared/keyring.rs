@@ -11,24 +11,20 @@ const INSERT_ENTRY: &str = "INSERT INTO keyring (name, sealed_key, created_at) \
 
 const REWRAP_ENTRY: &str = "UPDATE keyring SET sealed_key = $3 WHERE name = $1 AND sealed_key = $2";
 
+fn entry(row: &impl SqlRow) -> Result<KeyringEntry, StoreError> {
+    Ok(KeyringEntry {
+        name: row.text(0)?,
+        sealed_key: row.bytes(1)?,
+        created_at: row.time(2)?,
+    })
+}
+
 #[async_trait]
 impl<B: SqlStore> KeyringStore for B {
     async fn keyring_entries(&self) -> Result<Vec<KeyringEntry>, StoreError> {
-        self.sql()
-            .fetch(
-                "SELECT name, sealed_key, created_at FROM keyring ORDER BY name",
-                &[],
-            )
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(KeyringEntry {
-                    name: row.text(0)?,
-                    sealed_key: row.bytes(1)?,
-                    created_at: row.time(2)?,
-                })
-            })
-            .collect()
+        let sql = "SELECT name, sealed_key, created_at FROM keyring ORDER BY name";
+        let rows = self.sql().fetch(sql, &[]).await?;
+        rows.iter().map(entry).collect()
     }
 
     async fn insert_keyring_entry(&self, entry: &KeyringEntry) -> Result<Vec<u8>, StoreError> {

@@ -16,24 +16,19 @@ pub(in crate::store) const ADVANCE_RELAY: &str =
 #[async_trait]
 impl<B: SqlStore> RelayCheckpointStore for B {
     async fn relay_checkpoint(&self, name: &str) -> Result<Option<RelayCheckpoint>, StoreError> {
-        let rows = self
-            .sql()
-            .fetch(
-                "SELECT position, updated_at FROM relay_checkpoints WHERE name = $1",
-                &[Arg::Text(name)],
-            )
-            .await?;
-        first(rows)
-            .map(|row| {
-                Ok(RelayCheckpoint {
-                    position: row.int(0)?,
-                    updated_at: row.time(1)?,
-                })
-            })
-            .transpose()
+        let sql = "SELECT position, updated_at FROM relay_checkpoints WHERE name = $1";
+        let rows = self.sql().fetch(sql, &[Arg::Text(name)]).await?;
+        first(rows).map(|row| checkpoint(&row)).transpose()
     }
 
     async fn try_lock_relay(&self, name: &str) -> Result<Option<Box<dyn RelayLease>>, StoreError> {
         SqlStore::try_lock_relay(self, name).await
     }
+}
+
+fn checkpoint(row: &impl SqlRow) -> Result<RelayCheckpoint, StoreError> {
+    Ok(RelayCheckpoint {
+        position: row.int(0)?,
+        updated_at: row.time(1)?,
+    })
 }

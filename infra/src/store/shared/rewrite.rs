@@ -71,18 +71,9 @@ impl<B: SqlStore> LogRewrite for B {
     }
 
     async fn claims(&self) -> Result<Vec<StoredClaim>, StoreError> {
-        self.sql()
-            .fetch_written("SELECT kind, value, user_id FROM claims", &[])
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(StoredClaim {
-                    kind: row.text(0)?,
-                    value: row.text(1)?,
-                    user_id: row.user(2)?,
-                })
-            })
-            .collect()
+        let sql = "SELECT kind, value, user_id FROM claims";
+        let rows = self.sql().fetch_written(sql, &[]).await?;
+        rows.iter().map(claim).collect()
     }
 
     async fn rekey_claims(&self, changes: &[(String, String, String)]) -> Result<(), StoreError> {
@@ -126,4 +117,12 @@ impl<B: SqlStore> LogRewrite for B {
         }
         tx.commit().await
     }
+}
+
+fn claim(row: &impl SqlRow) -> Result<StoredClaim, StoreError> {
+    Ok(StoredClaim {
+        kind: row.text(0)?,
+        value: row.text(1)?,
+        user_id: row.user(2)?,
+    })
 }

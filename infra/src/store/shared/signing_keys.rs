@@ -8,24 +8,10 @@ use crate::store::{SigningKeyRetirement, SigningKeyStore, StoreError, StoredSign
 #[async_trait]
 impl<B: SqlStore> SigningKeyStore for B {
     async fn signing_keys(&self) -> Result<Vec<StoredSigningKey>, StoreError> {
-        self.sql().fetch(
-            "SELECT kid, sealed_private_key, created_at, activates_at, retire_after, retired_at \
-             FROM signing_keys ORDER BY created_at DESC, kid DESC",
-            &[],
-        )
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(StoredSigningKey {
-                kid: row.text(0)?,
-                sealed_private_key: row.bytes(1)?,
-                created_at: row.time(2)?,
-                activates_at: row.opt_time(3)?,
-                retire_after: row.opt_time(4)?,
-                retired_at: row.opt_time(5)?,
-            })
-        })
-        .collect()
+        let sql = "SELECT kid, sealed_private_key, created_at, activates_at, retire_after, \
+                   retired_at FROM signing_keys ORDER BY created_at DESC, kid DESC";
+        let rows = self.sql().fetch(sql, &[]).await?;
+        rows.iter().map(decode).collect()
     }
 
     #[tracing::instrument(level = "debug", skip_all)]
@@ -117,4 +103,15 @@ impl<B: SqlStore> SigningKeyStore for B {
             Some(None) => SigningKeyRetirement::Signs,
         })
     }
+}
+
+fn decode(row: &impl SqlRow) -> Result<StoredSigningKey, StoreError> {
+    Ok(StoredSigningKey {
+        kid: row.text(0)?,
+        sealed_private_key: row.bytes(1)?,
+        created_at: row.time(2)?,
+        activates_at: row.opt_time(3)?,
+        retire_after: row.opt_time(4)?,
+        retired_at: row.opt_time(5)?,
+    })
 }

@@ -12,12 +12,8 @@ use crate::store::{AttemptCounter, LoginRejection, RejectionStore, StoreError, F
 #[async_trait]
 impl<B: SqlStore> AttemptCounter for B {
     async fn count_attempt(&self, subject: &str, window: i64) -> Result<u32, StoreError> {
-        self.sql()
-            .execute(
-                "DELETE FROM attempt_counters WHERE window_start < $1",
-                &[Arg::Int(window)],
-            )
-            .await?;
+        let expired = "DELETE FROM attempt_counters WHERE window_start < $1";
+        self.sql().execute(expired, &[Arg::Int(window)]).await?;
         let rows = self
             .sql().fetch_written(
                 "INSERT INTO attempt_counters (subject, window_start, attempts) VALUES ($1, $2, 1) \
