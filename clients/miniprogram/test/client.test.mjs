@@ -1,5 +1,5 @@
 // The SDK under Node with a fake wx (fake_wx.mjs). `npm test` first builds the sources into
-// build/test (miniprogram_dist is the committed build; dist.test.mjs holds it to the sources).
+// build/test (the same sources miniprogram_dist is built from).
 import { test as nodeTest } from 'node:test'
 import assert from 'node:assert/strict'
 import { createRequire } from 'node:module'

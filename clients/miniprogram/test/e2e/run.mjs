@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // End-to-end run of the SDK against a real identityd and its WeChat simulator: a `wx` whose
 // wx.login, wx.request and wx.uploadFile are real HTTP (the simulator plays the phone), then a
-// scenario. Plain Node 18+ ESM, no dependencies; loads the committed build (miniprogram_dist).
+// scenario. Plain Node 18+ ESM, no dependencies; loads the build (miniprogram_dist; `npm ci` or `npm run build` makes it).
 //
 //   IDENTITY_URL=http://127.0.0.1:8080 SIM_URL=http://127.0.0.1:PORT \
 //   APPID=wxd000000000000001 USER=alice AVATAR_PNG=path/to.png node test/e2e/run.mjs

@@ -1,4 +1,0 @@
-export { IdentityClient } from './client';
-export { IdentityError } from './errors';
-export type { BindPhoneResult, IdentityClientOptions, Phone, PhoneNumberEvent, Profile, RequestOptions, Session, User } from './types';
-export type { WxLike } from './wx';
