@@ -176,6 +176,10 @@ fn change(user: &mut UserRow, e: &RecordedEvent) -> bool {
         USER_BLOCKED if user.status == ACTIVE => user.status = BLOCKED.to_owned(),
         USER_UNBLOCKED if user.status == BLOCKED => user.status = ACTIVE.to_owned(),
         PROFILE_AUTHORIZED | PROFILE_UPDATED => merge_profile(user, e),
+        // Carries the profile without the avatar only when the avatar was still the current one.
+        AVATAR_REJECTED if e.payload.get("profile").is_some_and(Value::is_string) => {
+            merge_profile(user, e)
+        }
         PHONE_NUMBER_BOUND => user.phone_index = event::text(e, "phone_index").map(str::to_owned),
         AUTHORIZATION_REVOKED => match revoked_scope(&e.payload) {
             Some("profile") => user.profile = None,
@@ -195,7 +199,8 @@ fn change(user: &mut UserRow, e: &RecordedEvent) -> bool {
 
 /// Profile data comes sealed (`profile` is ciphertext under the user's data key, which only
 /// the API can open), each event carrying the whole current profile: the row keeps
-/// `{"sealed": …, "fields": […]}`, the newest replacing what came before.
+/// `{"sealed": …, "fields": […]}`, the newest replacing what came before, plus `"review": […]`
+/// when the event flags fields WeChat's content check did not clear (until the next change).
 fn merge_profile(user: &mut UserRow, e: &RecordedEvent) {
     let mut profile = Map::new();
     if let Some(sealed) = e.payload.get("profile").filter(|v| v.is_string()) {
@@ -207,6 +212,13 @@ fn merge_profile(user: &mut UserRow, e: &RecordedEvent) {
         .cloned()
         .unwrap_or(Value::Array(Vec::new()));
     profile.insert("fields".into(), fields);
+    if let Some(review) = e
+        .payload
+        .get("review")
+        .filter(|r| r.as_array().is_some_and(|r| !r.is_empty()))
+    {
+        profile.insert("review".into(), review.clone());
+    }
     user.profile = Some(profile);
 }
 
