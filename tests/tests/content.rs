@@ -25,6 +25,7 @@ both_backends! {
     the_push_url_verification_echoes,
     a_risky_verdict_is_recorded_once,
     a_risky_avatar_is_removed_from_the_profile,
+    pending_checks_stay_bounded,
 }
 
 const PUSH_TOKEN: &str = "contentTestToken1";
@@ -257,6 +258,55 @@ async fn a_risky_verdict_is_recorded_once(world: World) {
     // Other events are acknowledged.
     let other = json!({ "MsgType": "event", "Event": "user_enter_tempsession" });
     assert_eq!(push(&world, &query, &other).await.status(), 200);
+}
+
+/// One pending check per user, none past the horizon, none after an erasure.
+async fn pending_checks_stay_bounded(world: World) {
+    let store = world.store().await;
+    let now = chrono::Utc::now();
+    let horizon = now - chrono::Duration::days(7);
+    let mut users = Vec::new();
+    for name in ["hal", "ida"] {
+        let login = world.login(APP_A, name).await;
+        users.push((login.access.clone(), UserId::parse(&login.user_id).unwrap()));
+    }
+    let check = |user_id, created_at| PendingMediaCheck {
+        appid: APP_A.into(),
+        user_id,
+        avatar_id: AvatarId::new_random(),
+        created_at,
+    };
+    let (hal, ida) = (users[0].1, users[1].1);
+    let old = check(ida, now - chrono::Duration::days(8));
+    store
+        .record_media_check("ida-old", &old, horizon - chrono::Duration::days(2))
+        .await
+        .unwrap();
+    store
+        .record_media_check("hal-1", &check(hal, now), horizon)
+        .await
+        .unwrap();
+    store
+        .record_media_check("hal-2", &check(hal, now), horizon)
+        .await
+        .unwrap();
+    let pending = |trace: &'static str| {
+        let store = store.clone();
+        async move { store.media_check(APP_A, trace).await.unwrap().is_some() }
+    };
+    assert!(!pending("ida-old").await, "purged past the horizon");
+    assert!(
+        !pending("hal-1").await,
+        "replaced by the user's newer upload"
+    );
+    assert!(pending("hal-2").await);
+    assert!(
+        store.media_check(APP_B, "hal-2").await.unwrap().is_none(),
+        "another app's push does not find it"
+    );
+    let erased = world.delete_as(&users[0].0, "/v1/me").await;
+    assert_eq!(erased.status(), 204, "{:?}", erased.text().await);
+    assert!(!pending("hal-2").await, "deleted with the user");
 }
 
 /// Needs the avatar upload (`POST /v1/me/avatar`) and the simulator's content APIs, which
