@@ -160,7 +160,7 @@ async fn a_wechat_outage_stores_the_nickname_flagged(world: World) {
 async fn a_push_without_the_right_signature_changes_nothing(world: World) {
     let world = with_push(world).await;
     let login = world.login(APP_A, "erin").await;
-    let user_id = UserId::parse(&login.user_id).unwrap();
+    let user_id = UserId::parse(&login.user_id).expect("a user id");
     let store = world.store().await;
     let now = chrono::Utc::now();
     let check = PendingMediaCheck {
@@ -172,7 +172,7 @@ async fn a_push_without_the_right_signature_changes_nothing(world: World) {
     store
         .record_media_check("trace-erin", &check, now - chrono::Duration::days(7))
         .await
-        .unwrap();
+        .expect("the store answers");
     let risky = verdict("trace-erin", "risky", 20002);
     let before = world.log().await.len();
     for query in [
@@ -187,7 +187,7 @@ async fn a_push_without_the_right_signature_changes_nothing(world: World) {
     assert!(store
         .media_check(APP_A, "trace-erin")
         .await
-        .unwrap()
+        .expect("the store answers")
         .is_some());
     // No push URL for an app without a token, or not configured.
     let query = signed_query(PUSH_TOKEN, "");
@@ -198,7 +198,7 @@ async fn a_push_without_the_right_signature_changes_nothing(world: World) {
             .body(risky.to_string())
             .send()
             .await
-            .unwrap();
+            .expect("the store answers");
         assert_problem(answer, 404, "not_found").await;
     }
     // Over 64 KiB.
@@ -211,7 +211,7 @@ async fn the_push_url_verification_echoes(world: World) {
     let query = signed_query(PUSH_TOKEN, "&echostr=5837997610893447193");
     let answer = world.get(&format!("/v1/wechat/push/{APP_A}?{query}")).await;
     assert_eq!(answer.status(), 200);
-    assert_eq!(answer.text().await.unwrap(), "5837997610893447193");
+    assert_eq!(answer.text().await.expect("a body"), "5837997610893447193");
     let forged = signed_query("wrongToken", "&echostr=1");
     let answer = world
         .get(&format!("/v1/wechat/push/{APP_A}?{forged}"))
@@ -222,7 +222,7 @@ async fn the_push_url_verification_echoes(world: World) {
 async fn a_risky_verdict_is_recorded_once(world: World) {
     let world = with_push(world).await;
     let login = world.login(APP_A, "frank").await;
-    let user_id = UserId::parse(&login.user_id).unwrap();
+    let user_id = UserId::parse(&login.user_id).expect("a user id");
     let avatar_id = AvatarId::new_random();
     let store = world.store().await;
     let now = chrono::Utc::now();
@@ -235,14 +235,14 @@ async fn a_risky_verdict_is_recorded_once(world: World) {
     store
         .record_media_check("trace-frank", &check, now - chrono::Duration::days(7))
         .await
-        .unwrap();
+        .expect("the store answers");
     let query = signed_query(PUSH_TOKEN, "");
     let risky = verdict("trace-frank", "risky", 20002);
     // WeChat retries: the same verdict twice, and one for a trace nobody submitted.
     for body in [&risky, &risky, &verdict("trace-unknown", "risky", 20002)] {
         let answer = push(&world, &query, body).await;
         assert_eq!(answer.status(), 200);
-        assert_eq!(answer.text().await.unwrap(), "success");
+        assert_eq!(answer.text().await.expect("a body"), "success");
     }
     let rejected = world.events_of_type("AvatarRejected").await;
     assert_eq!(rejected.len(), 1, "{rejected:?}");
@@ -253,7 +253,7 @@ async fn a_risky_verdict_is_recorded_once(world: World) {
     assert!(store
         .media_check(APP_A, "trace-frank")
         .await
-        .unwrap()
+        .expect("the store answers")
         .is_none());
     // Other events are acknowledged.
     let other = json!({ "MsgType": "event", "Event": "user_enter_tempsession" });
@@ -268,7 +268,10 @@ async fn pending_checks_stay_bounded(world: World) {
     let mut users = Vec::new();
     for name in ["hal", "ida"] {
         let login = world.login(APP_A, name).await;
-        users.push((login.access.clone(), UserId::parse(&login.user_id).unwrap()));
+        users.push((
+            login.access.clone(),
+            UserId::parse(&login.user_id).expect("a user id"),
+        ));
     }
     let check = |user_id, created_at| PendingMediaCheck {
         appid: APP_A.into(),
@@ -281,18 +284,24 @@ async fn pending_checks_stay_bounded(world: World) {
     store
         .record_media_check("ida-old", &old, horizon - chrono::Duration::days(2))
         .await
-        .unwrap();
+        .expect("the store answers");
     store
         .record_media_check("hal-1", &check(hal, now), horizon)
         .await
-        .unwrap();
+        .expect("the store answers");
     store
         .record_media_check("hal-2", &check(hal, now), horizon)
         .await
-        .unwrap();
+        .expect("the store answers");
     let pending = |trace: &'static str| {
         let store = store.clone();
-        async move { store.media_check(APP_A, trace).await.unwrap().is_some() }
+        async move {
+            store
+                .media_check(APP_A, trace)
+                .await
+                .expect("the store answers")
+                .is_some()
+        }
     };
     assert!(!pending("ida-old").await, "purged past the horizon");
     assert!(
@@ -301,7 +310,11 @@ async fn pending_checks_stay_bounded(world: World) {
     );
     assert!(pending("hal-2").await);
     assert!(
-        store.media_check(APP_B, "hal-2").await.unwrap().is_none(),
+        store
+            .media_check(APP_B, "hal-2")
+            .await
+            .expect("the store answers")
+            .is_none(),
         "another app's push does not find it"
     );
     let erased = world.delete_as(&users[0].0, "/v1/me").await;
@@ -351,9 +364,9 @@ async fn a_risky_avatar_is_removed_from_the_profile(world: World) {
         .body(body)
         .send()
         .await
-        .unwrap();
+        .expect("the store answers");
     assert_eq!(uploaded.status(), 200, "{:?}", uploaded.text().await);
-    let avatar_url = uploaded.json::<Value>().await.unwrap()["avatar_url"]
+    let avatar_url = uploaded.json::<Value>().await.expect("the store answers")["avatar_url"]
         .as_str()
         .expect("avatar_url")
         .to_owned();
@@ -370,7 +383,7 @@ async fn a_risky_avatar_is_removed_from_the_profile(world: World) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(world.events_of_type("AvatarRejected").await.len(), 1);
-    let gone = world.http.get(&avatar_url).send().await.unwrap();
+    let gone = world.http.get(&avatar_url).send().await.expect("sent");
     assert_eq!(gone.status(), 404);
 }
 
