@@ -19,7 +19,7 @@ const VERSION: u8 = 2;
 const SCENE_PROFILE: u8 = 1;
 /// `media_type` 2: an image (1 is audio).
 const MEDIA_IMAGE: u8 = 2;
-/// WeChat checks at most this many characters of text.
+/// WeChat checks at most this many characters of text (a nickname is far below it).
 pub const MAX_TEXT_CHARS: usize = 2_500;
 
 /// WeChat's verdict on a piece of content, with its label (100 normal, 10001 advertising,
@@ -141,12 +141,6 @@ impl WeChatClient {
         openid: &OpenId,
         content: &str,
     ) -> Result<TextVerdict, WeChatError> {
-        if content.chars().count() > MAX_TEXT_CHARS {
-            return Err(WeChatError::Rejected {
-                errcode: 0,
-                errmsg: format!("content longer than {MAX_TEXT_CHARS} characters"),
-            });
-        }
         self.with_access_token(app, "msg_sec_check", |token| {
             self.msg_sec_check_once(openid, content, token)
         })
@@ -285,6 +279,75 @@ mod tests {
         assert_eq!(
             answer.body.result.and_then(RawVerdict::parse),
             Some(Verdict::Risky { label: 20001 })
+        );
+    }
+
+    /// A stand-in for WeChat that checks the exact fields of each call, refuses the first
+    /// access token (40001) and accepts the second.
+    async fn stand_in() -> String {
+        use axum::routing::post;
+        use axum::Json;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        use std::sync::Arc;
+
+        let issued = Arc::new(AtomicU32::new(0));
+        let token = post(move || {
+            let n = issued.fetch_add(1, Ordering::SeqCst) + 1;
+            async move { Json(json!({"access_token": format!("t{n}"), "expires_in": 7200})) }
+        });
+        type Query = axum::extract::Query<std::collections::HashMap<String, String>>;
+        let text = post(|query: Query, Json(body): Json<Value>| async move {
+            if query.0.get("access_token").map(String::as_str) != Some("t2") {
+                return Json(json!({"errcode": 40001, "errmsg": "invalid credential"}));
+            }
+            let expected = json!({"content": "昵称", "version": 2, "scene": 1, "openid": "o_1"});
+            if body != expected {
+                return Json(json!({"errcode": 47001, "errmsg": "bad body"}));
+            }
+            Json(json!({"errcode": 0, "errmsg": "ok", "trace_id": "x",
+                        "result": {"suggest": "review", "label": 20012}, "detail": []}))
+        });
+        let media = post(|Json(body): Json<Value>| async move {
+            let expected = json!({"media_url": "https://example.com/v1/avatars/1",
+                "media_type": 2, "version": 2, "scene": 1, "openid": "o_1"});
+            Json(if body == expected {
+                json!({"errcode": 0, "errmsg": "ok", "trace_id": "60f96f1d-3845297a"})
+            } else {
+                json!({"errcode": 47001, "errmsg": "bad body"})
+            })
+        });
+        let router = axum::Router::new()
+            .route("/cgi-bin/stable_token", token)
+            .route("/wxa/msg_sec_check", text)
+            .route("/wxa/media_check_async", media);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, router).await });
+        base
+    }
+
+    #[tokio::test]
+    async fn both_checks_send_wechats_fields_and_survive_a_refused_token() {
+        let base = stand_in().await;
+        let client = WeChatClient::new(&base, Default::default()).unwrap();
+        let app = AppCredentials {
+            appid: domain::AppId::parse("wx0123456789abcdef").unwrap(),
+            secret: "secret".to_owned().into(),
+        };
+        let openid = OpenId::parse("o_1").unwrap();
+        assert_eq!(
+            client.msg_sec_check(&app, &openid, "昵称").await.unwrap(),
+            Verdict::Review { label: 20012 }
+        );
+        let trace = client
+            .media_check_async(&app, &openid, "https://example.com/v1/avatars/1")
+            .await
+            .unwrap();
+        assert_eq!(trace.as_str(), "60f96f1d-3845297a");
+        let refused = client.msg_sec_check(&app, &openid, "other").await;
+        assert!(
+            matches!(refused, Err(WeChatError::Rejected { errcode: 47001, .. })),
+            "{refused:?}"
         );
     }
 
