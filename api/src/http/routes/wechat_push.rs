@@ -44,8 +44,11 @@ struct PushQuery {
 }
 
 impl PushQuery {
+    /// A missing, malformed or repeated parameter is left out, which leaves the call
+    /// unauthenticated (a repeated one is not WeChat's).
     fn parse(raw: Option<&str>) -> Self {
         let mut query = Self::default();
+        let mut seen = std::collections::BTreeSet::new();
         for (name, value) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
             let slot = match name.as_ref() {
                 "signature" => &mut query.signature,
@@ -57,8 +60,8 @@ impl PushQuery {
             let fits = !value.is_empty()
                 && value.len() <= MAX_QUERY_VALUE
                 && value.bytes().all(|b| b.is_ascii_graphic());
-            // A repeated parameter is not WeChat's: it leaves the call unauthenticated.
-            *slot = (fits && slot.is_none()).then(|| value.into_owned());
+            let first = seen.insert(name.into_owned());
+            *slot = (fits && first).then(|| value.into_owned());
         }
         query
     }
@@ -201,4 +204,22 @@ async fn receive_push(
     ctx.user_agent = None;
     content_check::handle_push(&state, &ServiceAvatars(&state), &appid, &body, &ctx).await?;
     Ok(text("success".into()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_query_keeps_only_single_well_formed_parameters() {
+        let query = PushQuery::parse(Some("signature=ab&timestamp=1&nonce=n&echostr=e&x=1"));
+        assert_eq!(query.signature.as_deref(), Some("ab"));
+        assert_eq!(query.echostr.as_deref(), Some("e"));
+        let repeated = PushQuery::parse(Some("nonce=a&nonce=b&nonce=c&timestamp=%20"));
+        assert_eq!(repeated.nonce, None);
+        assert_eq!(repeated.timestamp, None);
+        let long = format!("signature={}", "a".repeat(MAX_QUERY_VALUE + 1));
+        assert_eq!(PushQuery::parse(Some(&long)).signature, None);
+        assert_eq!(PushQuery::parse(None).signature, None);
+    }
 }
