@@ -74,6 +74,13 @@ pub struct Config {
     pub cloud_login_secrets: Apps,
     /// Days refused logins (with their client IP) are kept; at least 1.
     pub rejection_retention_days: u32,
+    /// Per-app tokens of WeChat's message push (`appid:token,…`, the token as set in the
+    /// mini-program console); an app without one has no `/v1/wechat/push/{appid}`.
+    #[serde(default)]
+    pub push_tokens: PushTokens,
+    /// Apps whose nicknames and avatars are not sent to WeChat's content checks.
+    #[serde(default)]
+    pub content_checks_disabled: AppList,
 }
 
 impl std::fmt::Debug for Config {
@@ -108,6 +115,8 @@ impl std::fmt::Debug for Config {
             .field("max_streams_per_key", &self.max_streams_per_key)
             .field("auth_failures_per_minute", &self.auth_failures_per_minute)
             .field("cloud_login_secrets", &self.cloud_login_secrets)
+            .field("push_tokens", &self.push_tokens)
+            .field("content_checks_disabled", &self.content_checks_disabled)
             .finish()
     }
 }
@@ -193,6 +202,8 @@ const ENV_KEYS: &[&str] = &[
     RETIRED_TRUST_FORWARDED_FOR,
     "cloud_login_secrets",
     "rejection_retention_days",
+    "push_tokens",
+    "content_checks_disabled",
 ];
 
 /// Read only to refuse it: it trusted the leftmost, client-written `X-Forwarded-For` entry.
@@ -327,6 +338,53 @@ impl<'de> Deserialize<'de> for Apps {
             apps.insert(appid, SecretString::from(secret));
         }
         Ok(Self(apps))
+    }
+}
+
+/// WeChat message-push tokens: `appid → token`, from `"appid:token,…"` or a TOML table. A token
+/// is 3 to 32 letters or digits, as the mini-program console allows.
+#[derive(Debug, Clone, Default)]
+pub struct PushTokens(pub BTreeMap<AppId, SecretString>);
+
+impl<'de> Deserialize<'de> for PushTokens {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let Apps(tokens) = Apps::deserialize(d)?;
+        for (appid, token) in &tokens {
+            let token = token.expose_secret();
+            let chars = token.chars().count();
+            if !(3..=32).contains(&chars) || !token.chars().all(|c| c.is_ascii_alphanumeric()) {
+                return Err(serde::de::Error::custom(format!(
+                    "push_tokens: the token of {appid} must be 3 to 32 letters or digits"
+                )));
+            }
+        }
+        Ok(Self(tokens))
+    }
+}
+
+/// A set of apps: `"appid,appid"` or a TOML array.
+#[derive(Debug, Clone, Default)]
+pub struct AppList(pub std::collections::BTreeSet<AppId>);
+
+impl<'de> Deserialize<'de> for AppList {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            List(String),
+            Array(Vec<String>),
+        }
+        let names: Vec<String> = match Raw::deserialize(d)? {
+            Raw::Array(names) => names,
+            Raw::List(list) => list.split(',').map(str::to_owned).collect(),
+        };
+        names
+            .iter()
+            .map(|name| name.trim())
+            .filter(|name| !name.is_empty())
+            .map(|name| AppId::parse(name).map_err(serde::de::Error::custom))
+            .collect::<Result<_, _>>()
+            .map(Self)
     }
 }
 
@@ -526,6 +584,36 @@ mod tests {
             assert!(config
                 .trusted_proxies
                 .contains("127.0.0.1".parse().expect("ip")));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn push_tokens_and_disabled_checks_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env(
+                "IDENTITY_PUSH_TOKENS",
+                "wx0000000000000002:Token123, wx0000000000000003:abc",
+            );
+            jail.set_env("IDENTITY_CONTENT_CHECKS_DISABLED", "wx0000000000000003,");
+            let config = Config::load(None).map_err(|e| *e)?;
+            assert_eq!(config.push_tokens.0.len(), 2);
+            let disabled: Vec<&str> = config
+                .content_checks_disabled
+                .0
+                .iter()
+                .map(AppId::as_str)
+                .collect();
+            assert_eq!(disabled, ["wx0000000000000003"]);
+            for bad in [
+                "wx0000000000000002:ab",
+                "wx0000000000000002:has-dash",
+                "wx0000000000000002:123456789012345678901234567890123",
+                "nope:Token123",
+            ] {
+                jail.set_env("IDENTITY_PUSH_TOKENS", bad);
+                assert!(Config::load(None).is_err(), "{bad} accepted");
+            }
             Ok(())
         });
     }

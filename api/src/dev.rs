@@ -21,6 +21,9 @@ const DEMO_APPS: [(&str, &str); 2] = [
     ("wxd000000000000002", "demo-secret-2"),
 ];
 const DEMO_OPEN_PLATFORM: &str = "demo-open-platform";
+/// The demo apps' message-push token (`IDENTITY_PUSH_TOKENS`): the simulator signs the image
+/// checks' verdicts it pushes to `/v1/wechat/push/{appid}` with it.
+pub const DEMO_PUSH_TOKEN: &str = "identityddemopush";
 
 #[derive(clap::Args)]
 pub struct DevArgs {
@@ -69,6 +72,11 @@ pub async fn run(file: Option<PathBuf>, args: DevArgs) -> anyhow::Result<()> {
             .0
             .entry(appid.clone())
             .or_insert_with(|| secret.to_owned().into());
+        config
+            .push_tokens
+            .0
+            .entry(appid)
+            .or_insert_with(|| DEMO_PUSH_TOKEN.to_owned().into());
     }
     for (appid, secret) in &config.apps.0 {
         let demo = DEMO_APPS.iter().any(|(a, _)| *a == appid.as_str());

@@ -127,6 +127,11 @@ impl Application {
             infra::relay::spawn_relay(store.clone(), relay)
         });
 
+        let content = usecases::content_check::ContentChecks::new(
+            &apps,
+            config.push_tokens.0.clone(),
+            config.content_checks_disabled.0.clone(),
+        )?;
         let state = AppState(Arc::new(HttpShared {
             core: usecases::Services {
                 store,
@@ -143,6 +148,7 @@ impl Application {
                 lookup_index,
                 personal_data,
                 rejections: Rejections::new(config.rejection_retention_days),
+                content,
             },
             login_rate_limit: LoginRateLimit::per_minute(config.login_rate_per_minute),
             trusted_proxies: config.trusted_proxies.clone(),

@@ -29,6 +29,7 @@ pub const SESSION_REVOKED: &str = "SessionRevoked";
 pub const LOGIN_REJECTED: &str = "LoginRejected";
 pub const PROFILE_AUTHORIZED: &str = "ProfileAuthorized";
 pub const PROFILE_UPDATED: &str = "ProfileUpdated";
+pub const AVATAR_REJECTED: &str = "AvatarRejected";
 pub const PHONE_NUMBER_BOUND: &str = "PhoneNumberBound";
 pub const AUTHORIZATION_REVOKED: &str = "AuthorizationRevoked";
 pub const USER_BLOCKED: &str = "UserBlocked";
@@ -258,7 +259,24 @@ pub const EVENTS: &[EventFacts] = &[
     EventFacts {
         event_type: PROFILE_UPDATED,
         stream: StreamKind::User,
-        fields: &[personal("profile"), public("fields")],
+        // A random id per upload, and field names: nothing that names a person.
+        fields: &[
+            personal("profile"),
+            public("fields"),
+            public("avatar_id"),
+            public("review"),
+        ],
+        sealed: &[],
+    },
+    EventFacts {
+        event_type: AVATAR_REJECTED,
+        stream: StreamKind::User,
+        fields: &[
+            public("avatar_id"),
+            public("label"),
+            personal("profile"),
+            public("fields"),
+        ],
         sealed: &[],
     },
     EventFacts {

@@ -236,11 +236,57 @@ pub fn catalog() -> Vec<EventSchema> {
             event_type: "ProfileUpdated",
             stream: "user-{user_id}",
             description: "The user filled in nickname and/or avatar (the post-2022 way).",
+            history: &[
+                (1, "first version"),
+                (
+                    2,
+                    "optional `avatar_id` (the uploaded avatar the profile points to) and \
+                     `review` (fields WeChat's content check did not clear), both absent when \
+                     empty: v1 events read as they are",
+                ),
+            ],
+            payload: object_with_optional(
+                &[
+                    ("profile", sealed("The whole profile after the change")),
+                    ("fields", profile_fields()),
+                ],
+                &[
+                    (
+                        "avatar_id",
+                        uuid(
+                            "The uploaded avatar (`GET /v1/avatars/{avatar_id}`) the profile's \
+                              `avatar_url` points to; absent when it points elsewhere or nowhere.",
+                        ),
+                    ),
+                    ("review", review_fields()),
+                ],
+            ),
+        },
+        EventSchema {
+            event_type: "AvatarRejected",
+            stream: "user-{user_id}",
+            description: "WeChat's image check found an uploaded avatar risky; the image is \
+                          deleted, and the profile's avatar cleared if it was still that one.",
             history: FIRST,
-            payload: object(&[
-                ("profile", sealed("The whole profile after the change")),
-                ("fields", profile_fields()),
-            ]),
+            payload: object_with_optional(
+                &[
+                    ("avatar_id", uuid("The rejected avatar.")),
+                    (
+                        "label",
+                        json!({"type": "integer", "description": "WeChat's label: 10001 \
+                               advertising, 20001 politics, 20002 pornography, 20003 abuse, \
+                               20006 illegal, 20008 fraud, 20012 vulgar, 20013 copyright, \
+                               21000 other."}),
+                    ),
+                ],
+                &[
+                    (
+                        "profile",
+                        sealed("The profile without the avatar, when it was still the current one"),
+                    ),
+                    ("fields", profile_fields()),
+                ],
+            ),
         },
         EventSchema {
             event_type: "PhoneNumberBound",
@@ -315,6 +361,15 @@ fn object(fields: &[(&str, Value)]) -> Value {
     json!({ "type": "object", "properties": properties, "required": required })
 }
 
+/// An object whose `optional` fields may be absent.
+fn object_with_optional(required: &[(&str, Value)], optional: &[(&str, Value)]) -> Value {
+    let mut schema = object(required);
+    for (name, field) in optional {
+        schema["properties"][*name] = field.clone();
+    }
+    schema
+}
+
 fn text(description: &str) -> Value {
     json!({ "type": "string", "description": description })
 }
@@ -345,6 +400,16 @@ fn sealed(what: &str) -> Value {
     ))
 }
 
+/// Fields the content check did not clear.
+fn review_fields() -> Value {
+    json!({
+        "type": "array",
+        "items": { "type": "string", "enum": ["nickname", "avatar_url"] },
+        "description": "Fields WeChat's content check did not clear (its verdict was `review`, \
+                        or it could not answer): stored, and flagged for a person to look at.",
+    })
+}
+
 fn profile_fields() -> Value {
     json!({
         "type": "array",
@@ -362,7 +427,7 @@ mod tests {
     use super::*;
     use crate::device::Device;
     use crate::events::*;
-    use crate::ids::{AppId, OpenId, SessionId, UnionId, UserId};
+    use crate::ids::{AppId, AvatarId, OpenId, SessionId, UnionId, UserId};
     use uuid::Uuid;
 
     /// One event of every type. Adding a variant breaks the exhaustive matches in `ordinal`,
@@ -398,7 +463,15 @@ mod tests {
             },
             UserEvent::ProfileUpdated {
                 profile: sealed.clone(),
-                fields: vec!["avatar_url".into()],
+                fields: vec!["avatar_url".into(), "nickname".into()],
+                avatar_id: Some(AvatarId::from_uuid(Uuid::from_u128(3))),
+                review: vec!["nickname".into()],
+            },
+            UserEvent::AvatarRejected {
+                avatar_id: AvatarId::from_uuid(Uuid::from_u128(3)),
+                label: 20002,
+                profile: Some(sealed.clone()),
+                fields: vec!["nickname".into()],
             },
             UserEvent::PhoneNumberBound { phone: sealed },
             UserEvent::AuthorizationRevoked {
@@ -460,7 +533,7 @@ mod tests {
         all
     }
 
-    const USER_VARIANTS: usize = 10;
+    const USER_VARIANTS: usize = 11;
     fn ordinal_user(event: &UserEvent) -> usize {
         match event {
             UserEvent::UserRegistered { .. } => 0,
@@ -473,6 +546,7 @@ mod tests {
             UserEvent::PhoneNumberBound { .. } => 7,
             UserEvent::AuthorizationRevoked { .. } => 8,
             UserEvent::UserErased {} => 9,
+            UserEvent::AvatarRejected { .. } => 10,
         }
     }
 

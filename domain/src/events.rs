@@ -5,7 +5,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::device::Device;
 use crate::event_facts as names;
-use crate::ids::{AppId, OpenId, SessionId, UnionId, UserId};
+use crate::ids::{AppId, AvatarId, OpenId, SessionId, UnionId, UserId};
 
 /// What every event type tells the store about itself.
 pub trait DomainEvent: Serialize + DeserializeOwned {
@@ -54,9 +54,30 @@ pub enum UserEvent {
         profile: SealedPersonalData,
         fields: Vec<String>,
     },
-    /// The user filled in nickname and/or avatar (the post-2022 way).
+    /// The user filled in nickname and/or avatar (the post-2022 way). Schema v2 added
+    /// `avatar_id` and `review`, both left out when empty (so v1 payloads read as they are).
     ProfileUpdated {
         profile: SealedPersonalData,
+        fields: Vec<String>,
+        /// The uploaded avatar the profile's `avatar_url` points to, if it is one of ours.
+        /// Every `ProfileUpdated` states it, as it states the whole profile.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        avatar_id: Option<AvatarId>,
+        /// Fields WeChat's content check could not clear (`review`, or the check failed):
+        /// stored, and flagged for a person to look at.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        review: Vec<String>,
+    },
+    /// WeChat's image check found an uploaded avatar risky: the image is deleted. When it was
+    /// still the profile's avatar, `profile` is the profile without it (sealed, as
+    /// `ProfileUpdated` carries it) and `fields` its field names; otherwise both are empty.
+    AvatarRejected {
+        avatar_id: AvatarId,
+        /// WeChat's label, e.g. 20002 (pornography); see `shared/WECHAT.md`.
+        label: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        profile: Option<SealedPersonalData>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
         fields: Vec<String>,
     },
     /// WeChat verified the user's phone number. The keyed hash that admin search looks it up
@@ -103,6 +124,7 @@ impl DomainEvent for UserEvent {
             Self::UserUnblocked { .. } => names::USER_UNBLOCKED,
             Self::ProfileAuthorized { .. } => names::PROFILE_AUTHORIZED,
             Self::ProfileUpdated { .. } => names::PROFILE_UPDATED,
+            Self::AvatarRejected { .. } => names::AVATAR_REJECTED,
             Self::PhoneNumberBound { .. } => names::PHONE_NUMBER_BOUND,
             Self::AuthorizationRevoked { .. } => names::AUTHORIZATION_REVOKED,
             Self::UserErased { .. } => names::USER_ERASED,

@@ -173,6 +173,17 @@ uuid_id!(
     /// Every stored event's id, a UUIDv7.
     EventId
 );
+uuid_id!(
+    /// One uploaded avatar image, as its public URL `/v1/avatars/{id}` names it. Not personal:
+    /// a fresh random id per upload, linked to no one outside the user's own stream.
+    AvatarId
+);
+
+impl AvatarId {
+    pub fn new_random() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
 
 impl UserId {
     /// What a user's stream id is made of: this, then the id.

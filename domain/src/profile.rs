@@ -4,7 +4,7 @@
 //! data key happens at the edge, so the log never holds it in clear.
 
 use crate::events::{Authorization, SealedPersonalData, UnionIdSource, UserEvent};
-use crate::ids::UnionId;
+use crate::ids::{AvatarId, UnionId};
 use crate::user::{User, UserError};
 
 /// A profile the user shared, sealed, with the names of the fields it holds.
@@ -14,6 +14,24 @@ pub struct SharedProfile {
     pub fields: Vec<String>,
     /// Older encrypted payloads still carry the unionid.
     pub unionid: Option<UnionId>,
+}
+
+/// A fill-in, sealed, with what the edge learned about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProfileUpdate {
+    pub sealed: SealedPersonalData,
+    pub fields: Vec<String>,
+    /// The uploaded avatar the profile shows after the change, if one of ours.
+    pub avatar_id: Option<AvatarId>,
+    /// Fields stored but flagged for review.
+    pub review: Vec<String>,
+}
+
+/// A sealed profile and the names of its fields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SharedProfileFields {
+    pub sealed: SealedPersonalData,
+    pub fields: Vec<String>,
 }
 
 impl User {
@@ -55,9 +73,54 @@ impl User {
         sealed: SealedPersonalData,
         fields: Vec<String>,
     ) -> Result<Vec<UserEvent>, UserError> {
+        self.decide_update_profile_checked(ProfileUpdate {
+            sealed,
+            fields,
+            avatar_id: self.avatar,
+            review: Vec::new(),
+        })
+    }
+
+    /// The fill-in with what the edge learned about it: the avatar the profile now shows (if
+    /// one of ours) and the fields WeChat's content check did not clear.
+    pub fn decide_update_profile_checked(
+        &self,
+        update: ProfileUpdate,
+    ) -> Result<Vec<UserEvent>, UserError> {
         self.usable()?;
         Ok(vec![UserEvent::ProfileUpdated {
-            profile: sealed,
+            profile: update.sealed,
+            fields: update.fields,
+            avatar_id: update.avatar_id,
+            review: update.review,
+        }])
+    }
+
+    /// WeChat's image check rejected `avatar_id`. Recorded once (WeChat retries its push), and
+    /// nothing for an erased user (the image went with the erasure). When the avatar is still
+    /// the profile's, `without_it` (the profile without `avatar_url`, sealed at the edge)
+    /// replaces the profile; a rejection of an avatar replaced since is recorded and changes
+    /// nothing else.
+    pub fn decide_reject_avatar(
+        &self,
+        avatar_id: AvatarId,
+        label: u32,
+        without_it: Option<SharedProfileFields>,
+    ) -> Result<Vec<UserEvent>, UserError> {
+        if !self.is_registered() {
+            return Err(UserError::NotRegistered);
+        }
+        if self.erased || self.last_rejected_avatar == Some(avatar_id) {
+            return Ok(Vec::new());
+        }
+        let (profile, fields) = match without_it {
+            Some(shared) if self.avatar == Some(avatar_id) => (Some(shared.sealed), shared.fields),
+            _ => (None, Vec::new()),
+        };
+        Ok(vec![UserEvent::AvatarRejected {
+            avatar_id,
+            label,
+            profile,
             fields,
         }])
     }
@@ -161,6 +224,97 @@ mod tests {
             .unwrap();
         let user = User::replay(&then(&history, withdrawn));
         assert_eq!(user.phone, None);
+    }
+
+    fn with_avatar(history: &[UserEvent], avatar: AvatarId) -> Vec<UserEvent> {
+        let update = User::replay(history)
+            .decide_update_profile_checked(ProfileUpdate {
+                sealed: sealed("with-avatar"),
+                fields: vec!["avatar_url".into(), "nickname".into()],
+                avatar_id: Some(avatar),
+                review: Vec::new(),
+            })
+            .unwrap();
+        then(history, update)
+    }
+
+    fn without_avatar() -> Option<SharedProfileFields> {
+        Some(SharedProfileFields {
+            sealed: sealed("without-avatar"),
+            fields: vec!["nickname".into()],
+        })
+    }
+
+    #[test]
+    fn a_rejected_current_avatar_leaves_the_profile() {
+        let avatar = AvatarId::from_uuid(Uuid::from_u128(10));
+        let given = with_avatar(&registered(), avatar);
+        let when = User::replay(&given)
+            .decide_reject_avatar(avatar, 20002, without_avatar())
+            .unwrap();
+        assert_eq!(
+            when,
+            vec![UserEvent::AvatarRejected {
+                avatar_id: avatar,
+                label: 20002,
+                profile: Some(sealed("without-avatar")),
+                fields: vec!["nickname".into()],
+            }]
+        );
+        let user = User::replay(&then(&given, when));
+        assert_eq!(user.profile, Some(sealed("without-avatar")));
+        assert_eq!(user.avatar, None);
+        // WeChat's retry of the same verdict records nothing more.
+        assert!(user
+            .decide_reject_avatar(avatar, 20002, without_avatar())
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn a_rejected_replaced_avatar_is_recorded_and_changes_nothing() {
+        let (old, new) = (
+            AvatarId::from_uuid(Uuid::from_u128(10)),
+            AvatarId::from_uuid(Uuid::from_u128(11)),
+        );
+        let given = with_avatar(&with_avatar(&registered(), old), new);
+        let when = User::replay(&given)
+            .decide_reject_avatar(old, 21000, without_avatar())
+            .unwrap();
+        assert_eq!(
+            when,
+            vec![UserEvent::AvatarRejected {
+                avatar_id: old,
+                label: 21000,
+                profile: None,
+                fields: Vec::new(),
+            }]
+        );
+        let user = User::replay(&then(&given, when));
+        assert_eq!(user.profile, Some(sealed("with-avatar")));
+        assert_eq!(user.avatar, Some(new));
+    }
+
+    #[test]
+    fn a_nickname_change_keeps_the_avatar_and_records_the_review() {
+        let avatar = AvatarId::from_uuid(Uuid::from_u128(10));
+        let given = with_avatar(&registered(), avatar);
+        let when = User::replay(&given)
+            .decide_update_profile(sealed("renamed"), vec!["nickname".into()])
+            .unwrap();
+        assert!(matches!(
+            &when[0],
+            UserEvent::ProfileUpdated { avatar_id: Some(a), review, .. } if *a == avatar && review.is_empty()
+        ));
+        let erased = then(&given, vec![UserEvent::UserErased {}]);
+        assert!(User::replay(&erased)
+            .decide_reject_avatar(avatar, 20002, without_avatar())
+            .unwrap()
+            .is_empty());
+        assert_eq!(
+            User::default().decide_reject_avatar(avatar, 20002, None),
+            Err(UserError::NotRegistered)
+        );
     }
 
     #[test]

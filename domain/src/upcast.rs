@@ -45,6 +45,11 @@ pub const UPCASTERS: &[Upcaster] = &[
         from: 1,
         apply: phone_index_dropped,
     },
+    Upcaster {
+        event_type: "ProfileUpdated",
+        from: 1,
+        apply: profile_updated_v1_to_v2,
+    },
 ];
 
 const fn sealed(event_type: &'static str, from: u32) -> Upcaster {
@@ -94,6 +99,10 @@ fn personal_fields_sealed(_: &mut Value) {}
 /// of v1 events to the deletable phone look-up table and strips it from the log, and readers
 /// ignore the field until then.
 fn phone_index_dropped(_: &mut Value) {}
+
+/// `ProfileUpdated` v2: optional `avatar_id` and `review`, absent when empty, so a v1
+/// payload already reads as a v2 one without them (no avatar of ours, nothing flagged).
+fn profile_updated_v1_to_v2(_: &mut Value) {}
 
 /// `UserLoggedIn` v2: `device` was the raw user agent (`string | null`); it becomes a
 /// [`Device`] read from that agent (`null` stays `null`).

@@ -1,7 +1,7 @@
 //! The `User` aggregate: a person's WeChat accounts and unionid.
 
 use crate::events::{Authorization, SealedPersonalData, UnionIdSource, UserEvent};
-use crate::ids::{AppId, OpenId, UnionId, UserId};
+use crate::ids::{AppId, AvatarId, OpenId, UnionId, UserId};
 use crate::recorded::Recorded;
 
 /// State rebuilt from a user's stream.
@@ -14,6 +14,10 @@ pub struct User {
     /// The latest shared profile (legacy authorization or fill-in), unless withdrawn.
     pub profile: Option<SealedPersonalData>,
     pub phone: Option<SealedPersonalData>,
+    /// The uploaded avatar the profile shows, if it is one of ours.
+    pub avatar: Option<AvatarId>,
+    /// The last avatar WeChat rejected: a retried verdict records nothing twice.
+    pub last_rejected_avatar: Option<AvatarId>,
     pub erased: bool,
     /// The log position of the user's last block, unblock or erasure: every session that
     /// began at or before it is over (see `Session::in_force`). Known only to a state replayed
@@ -130,17 +134,40 @@ impl User {
             UserEvent::UnionIdLinked { unionid, .. } => self.unionid = Some(unionid.clone()),
             UserEvent::UserBlocked { .. } => self.blocked = true,
             UserEvent::UserUnblocked { .. } => self.blocked = false,
-            UserEvent::ProfileAuthorized { profile, .. }
-            | UserEvent::ProfileUpdated { profile, .. } => self.profile = Some(profile.clone()),
+            UserEvent::ProfileAuthorized { profile, .. } => {
+                self.profile = Some(profile.clone());
+                self.avatar = None;
+            }
+            UserEvent::ProfileUpdated {
+                profile, avatar_id, ..
+            } => {
+                self.profile = Some(profile.clone());
+                self.avatar = *avatar_id;
+            }
+            UserEvent::AvatarRejected {
+                avatar_id, profile, ..
+            } => {
+                if self.avatar == Some(*avatar_id) {
+                    self.avatar = None;
+                    if let Some(profile) = profile {
+                        self.profile = Some(profile.clone());
+                    }
+                }
+                self.last_rejected_avatar = Some(*avatar_id);
+            }
             UserEvent::PhoneNumberBound { phone } => self.phone = Some(phone.clone()),
             UserEvent::AuthorizationRevoked { authorization } => match authorization {
-                Authorization::Profile => self.profile = None,
+                Authorization::Profile => {
+                    self.profile = None;
+                    self.avatar = None;
+                }
                 Authorization::Phone => self.phone = None,
             },
             UserEvent::UserErased {} => {
                 self.erased = true;
                 self.profile = None;
                 self.phone = None;
+                self.avatar = None;
             }
         }
         self

@@ -506,6 +506,7 @@ async fn the_schema_catalog_covers_every_event_type(world: World) {
         "LoginRejected",
         "ProfileAuthorized",
         "ProfileUpdated",
+        "AvatarRejected",
         "PhoneNumberBound",
         "AuthorizationRevoked",
         "SessionRefreshed",
@@ -525,7 +526,7 @@ async fn the_schema_catalog_covers_every_event_type(world: World) {
             "{name}"
         );
     }
-    assert_eq!(events.len(), 15);
+    assert_eq!(events.len(), 16);
     let login = &events["UserLoggedIn"];
     assert_eq!(login["schema_version"], 3);
     assert_eq!(login["history"].as_array().expect("an array").len(), 3);

@@ -58,6 +58,9 @@ pub enum ApiError {
     /// 413: the body is over the limit.
     #[error("the request body is too large")]
     PayloadTooLarge,
+    /// 422: WeChat's content check found the content risky; nothing was stored.
+    #[error("WeChat's content check rejected the {0}: choose another")]
+    ContentRejected(&'static str),
     /// 415: the body is not `application/json`.
     #[error("expected a body with Content-Type: application/json")]
     UnsupportedMediaType,
@@ -106,6 +109,7 @@ impl ApiError {
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::ContentRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RateLimited { .. } | Self::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
@@ -149,6 +153,7 @@ impl ApiError {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::ContentRejected(_) => "content_rejected",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::RateLimited { .. } | Self::TooManyStreams { .. } => "rate_limited",
             Self::RequestTimeout => "request_timeout",
@@ -241,6 +246,7 @@ impl From<UseCaseError> for ApiError {
             UseCaseError::SessionEnded => Self::Unauthorized("the session has ended"),
             UseCaseError::WeChat { appid, call, error } => wechat_answer(&appid, call, error),
             UseCaseError::UserData(err) => Self::UserData(err),
+            UseCaseError::ContentRejected(field) => Self::ContentRejected(field),
             UseCaseError::RateLimited { retry_after_secs } => {
                 Self::RateLimited { retry_after_secs }
             }

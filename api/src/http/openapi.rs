@@ -19,7 +19,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use super::error::{Problem, PROBLEM_CONTENT_TYPE};
 use super::routes::{
-    admin, cloud_login, events, health, login, me, metrics, profile, sessions, tokens, wellknown,
+    admin, cloud_login, events, health, login, me, metrics, profile, sessions, tokens, wechat_push,
+    wellknown,
 };
 
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -47,6 +48,8 @@ pub fn document() -> serde_json::Value {
     paths(
         login::wechat_login,
         cloud_login::cloud_login,
+        wechat_push::verify_url,
+        wechat_push::receive_push,
         profile::authorize_profile,
         profile::update_profile,
         profile::bind_phone,
@@ -83,6 +86,7 @@ pub fn document() -> serde_json::Value {
         (name = "login", description = "Mini-program login"),
         (name = "tokens", description = "Token refresh and introspection"),
         (name = "me", description = "The signed-in user (access token)"),
+        (name = "wechat", description = "WeChat calling us: message push (signed with the app's push token)"),
         (name = "well-known", description = "Keys other backends verify access tokens with"),
         (name = "admin", description = "Admin API (API key with a scope)"),
         (name = "events", description = "The event stream for analytics (API key with `events:read`)"),
@@ -239,7 +243,7 @@ mod tests {
     }
 
     /// The route files, by the module names `routes/mod.rs` declares.
-    const ROUTE_SOURCES: [(&str, &str); 11] = [
+    const ROUTE_SOURCES: [(&str, &str); 12] = [
         ("admin", include_str!("routes/admin.rs")),
         ("cloud_login", include_str!("routes/cloud_login.rs")),
         ("events", include_str!("routes/events.rs")),
@@ -251,6 +255,7 @@ mod tests {
         ("sessions", include_str!("routes/sessions.rs")),
         ("tokens", include_str!("routes/tokens.rs")),
         ("wellknown", include_str!("routes/wellknown.rs")),
+        ("wechat_push", include_str!("routes/wechat_push.rs")),
     ];
 
     /// `(METHOD, path)` of every `.route("path", method(handler))` in the route files: read from

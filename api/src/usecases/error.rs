@@ -46,6 +46,9 @@ pub enum UseCaseError {
     /// WeChat's encrypted user data failed a check.
     #[error("{0}")]
     UserData(UserDataError),
+    /// WeChat's content check found this field (`nickname`) risky: nothing was stored.
+    #[error("WeChat's content check rejected the {0}")]
+    ContentRejected(&'static str),
     /// Too many attempts; try again after this many seconds.
     #[error("too many attempts: retry later")]
     RateLimited { retry_after_secs: u64 },

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod command;
+pub mod content_check;
 pub mod context;
 pub mod encrypted_data;
 pub mod error;

@@ -13,6 +13,7 @@ use infra::wechat::SessionKey;
 use serde_json::{json, Map, Value};
 
 use super::command::Command;
+use super::content_check::{check_nickname, NicknameCheck};
 use super::context::Context;
 use super::encrypted_data::DecryptAttempt;
 use super::error::{UseCaseError, WeChatCall};
@@ -223,7 +224,9 @@ impl ProfileUpdate {
     }
 }
 
-/// The fill-in: merges the given fields into the current profile.
+/// The fill-in: merges the given fields into the current profile. A nickname goes to WeChat's
+/// content check first (unless the app's checks are off): `risky` stores nothing, `review` or
+/// a failed check stores it flagged (`review: ["nickname"]`).
 pub async fn update_profile(
     state: &Services,
     user_id: UserId,
@@ -232,6 +235,20 @@ pub async fn update_profile(
     ctx: &Context,
 ) -> Result<(), UseCaseError> {
     let LoadedUser { user, key, .. } = load_user(state, user_id).await?;
+    let mut review = Vec::new();
+    if let Some(nickname) = &update.nickname {
+        let check = match user.openid_for(appid) {
+            Some(openid) => check_nickname(state, appid, openid, nickname).await?,
+            // Not the app's user (the session check makes this unreachable): the decision
+            // refuses them below anyway.
+            None => NicknameCheck::Review,
+        };
+        if check == NicknameCheck::Review {
+            review.push("nickname".to_owned());
+        }
+    }
+    // A URL of the caller's replaces an uploaded avatar; otherwise the current one stays.
+    let replaces_avatar = update.avatar_url.is_some();
     let mut profile = match &user.profile {
         Some(sealed) => open_with(key.as_ref(), sealed)?.unwrap_or_else(|| json!({})),
         None => json!({}),
@@ -250,7 +267,12 @@ pub async fn update_profile(
         .unwrap_or_default();
     let sealed = seal(key.as_ref(), &profile)?;
     record(state, "update_profile", user_id, appid, ctx, |user| {
-        user.decide_update_profile(sealed.clone(), fields.clone())
+        user.decide_update_profile_checked(domain::profile::ProfileUpdate {
+            sealed: sealed.clone(),
+            fields: fields.clone(),
+            avatar_id: if replaces_avatar { None } else { user.avatar },
+            review: review.clone(),
+        })
     })
     .await
 }

@@ -61,14 +61,19 @@ impl<'a> Reveal<'a> {
         &mut self,
         mut record: UserRecord,
     ) -> Result<UserRecord, UseCaseError> {
-        let sealed = record
-            .profile
-            .take()
+        let stored = record.profile.take();
+        let sealed = stored
+            .as_ref()
             .and_then(|p| p.get("sealed").and_then(Value::as_str).map(str::to_owned));
         record.profile = match sealed {
             Some(sealed) => self.open(record.user_id, Some(&sealed)).await?,
             None => None,
         };
+        // Fields WeChat's content check did not clear, flagged beside the opened profile.
+        let review = stored.as_ref().and_then(|p| p.get("review")).cloned();
+        if let (Some(Value::Object(profile)), Some(review)) = (&mut record.profile, review) {
+            profile.insert("review".into(), review);
+        }
         self.user(record).await
     }
 

@@ -13,6 +13,7 @@ use infra::tokens::{AccessTokens, RefreshTokens};
 use infra::wechat::{AppCredentials, WeChatClient};
 use projections::ReadModels;
 
+use super::content_check::ContentChecks;
 use super::rejection_counts::Rejections;
 
 /// Time, injected so tests can control it.
@@ -47,4 +48,6 @@ pub struct Services {
     pub personal_data: PersonalData,
     /// Refused logins: retention and this instance's counters.
     pub rejections: Rejections,
+    /// WeChat content checks: which apps have them, and their message-push tokens.
+    pub content: ContentChecks,
 }

@@ -548,6 +548,39 @@ pub trait LogRewrite: Send + Sync {
     async fn drop_session_keys(&self, accounts: &[(String, String)]) -> Result<(), StoreError>;
 }
 
+/// An asynchronous image check submitted to WeChat (`media_check_async`), waiting for the
+/// verdict WeChat pushes back naming its trace id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingMediaCheck {
+    pub appid: String,
+    pub user_id: UserId,
+    pub avatar_id: domain::AvatarId,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Pending media checks (`media_checks`). At most one per user (a newer upload replaces the
+/// older avatar, whose verdict no longer matters), none older than the purge horizon, none of
+/// an erased user (deleted by the append of `UserErased`): the table stays bounded.
+#[async_trait]
+pub trait MediaCheckStore: Send + Sync {
+    /// Remembers `trace_id`, replacing the user's earlier pending check, after deleting every
+    /// check submitted before `purge_before` (WeChat answers within about 30 minutes).
+    async fn record_media_check(
+        &self,
+        trace_id: &str,
+        check: &PendingMediaCheck,
+        purge_before: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+    /// The pending check `trace_id` of app `appid`, if any.
+    async fn media_check(
+        &self,
+        appid: &str,
+        trace_id: &str,
+    ) -> Result<Option<PendingMediaCheck>, StoreError>;
+    /// Forgets a check whose verdict was handled.
+    async fn forget_media_check(&self, trace_id: &str) -> Result<(), StoreError>;
+}
+
 /// Everything the service keeps in its database.
 #[async_trait]
 pub trait Store:
@@ -562,6 +595,7 @@ pub trait Store:
     + RelayCheckpointStore
     + AttemptCounter
     + RejectionStore
+    + MediaCheckStore
 {
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -68,6 +68,8 @@ pub(super) struct Endpoints {
     pub stable_token: Url,
     pub phone_number: Url,
     pub check_session: Url,
+    pub msg_sec_check: Url,
+    pub media_check_async: Url,
 }
 
 /// Every WeChat answer, success and failure alike (WeChat uses HTTP 200 for both): `errcode`
@@ -156,6 +158,8 @@ impl WeChatClient {
             stable_token: join("cgi-bin/stable_token")?,
             phone_number: join("wxa/business/getuserphonenumber")?,
             check_session: join("wxa/checksession")?,
+            msg_sec_check: join("wxa/msg_sec_check")?,
+            media_check_async: join("wxa/media_check_async")?,
         };
         let http = reqwest::Client::builder()
             .timeout(config.timeout)

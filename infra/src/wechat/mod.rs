@@ -7,14 +7,17 @@ mod access_token;
 mod check_session;
 mod client;
 mod clock;
+pub mod content;
 mod error;
 mod phone;
+pub mod push;
 mod session_key;
 pub mod sim;
 pub mod user_data;
 
 pub use client::{AppCredentials, Code2Session, WeChatClient, WeChatClientConfig};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use content::{TextVerdict, TraceId, Verdict};
 pub use error::WeChatError;
 pub use phone::PhoneInfo;
 pub use session_key::SessionKey;

@@ -178,6 +178,15 @@ fn change(user: &mut UserRow, e: &RecordedEvent) -> bool {
         USER_BLOCKED if user.status == ACTIVE => user.status = BLOCKED.to_owned(),
         USER_UNBLOCKED if user.status == BLOCKED => user.status = ACTIVE.to_owned(),
         PROFILE_AUTHORIZED | PROFILE_UPDATED => merge_profile(user, e),
+        // Carries the profile without the avatar only when the avatar was still the current one.
+        // The nickname's review flag stays: the rejection is about the avatar only.
+        AVATAR_REJECTED if e.payload.get("profile").is_some_and(Value::is_string) => {
+            let review = user.profile.as_mut().and_then(|p| p.remove("review"));
+            merge_profile(user, e);
+            if let (Some(profile), Some(review)) = (user.profile.as_mut(), review) {
+                profile.insert("review".into(), review);
+            }
+        }
         PHONE_NUMBER_BOUND => user.phone_index = event::text(e, "phone_index").map(str::to_owned),
         AUTHORIZATION_REVOKED => match revoked_scope(&e.payload) {
             Some("profile") => user.profile = None,
@@ -197,7 +206,8 @@ fn change(user: &mut UserRow, e: &RecordedEvent) -> bool {
 
 /// Profile data comes sealed (`profile` is ciphertext under the user's data key, which only
 /// the API can open), each event carrying the whole current profile: the row keeps
-/// `{"sealed": …, "fields": […]}`, the newest replacing what came before.
+/// `{"sealed": …, "fields": […]}`, the newest replacing what came before, plus `"review": […]`
+/// when the event flags fields WeChat's content check did not clear (until the next change).
 fn merge_profile(user: &mut UserRow, e: &RecordedEvent) {
     let mut profile = Map::new();
     if let Some(sealed) = e.payload.get("profile").filter(|v| v.is_string()) {
@@ -209,6 +219,13 @@ fn merge_profile(user: &mut UserRow, e: &RecordedEvent) {
         .cloned()
         .unwrap_or(Value::Array(Vec::new()));
     profile.insert("fields".into(), fields);
+    if let Some(review) = e
+        .payload
+        .get("review")
+        .filter(|r| r.as_array().is_some_and(|r| !r.is_empty()))
+    {
+        profile.insert("review".into(), review.clone());
+    }
     user.profile = Some(profile);
 }
 
@@ -285,4 +302,70 @@ async fn save(
     )
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use domain::{EventId, Metadata, StreamId};
+    use serde_json::json;
+
+    fn event(event_type: &str, payload: Value) -> RecordedEvent {
+        RecordedEvent {
+            position: 1,
+            event_id: EventId::from_uuid(Uuid::from_u128(1)),
+            stream_id: StreamId::from_stored(format!("user-{}", Uuid::from_u128(2))),
+            stream_version: 1,
+            event_type: event_type.into(),
+            schema_version: 1,
+            occurred_at: chrono::DateTime::UNIX_EPOCH,
+            payload,
+            metadata: Metadata::system(Uuid::from_u128(3)),
+        }
+    }
+
+    fn row() -> UserRow {
+        UserRow {
+            status: ACTIVE.into(),
+            unionid: None,
+            phone_index: None,
+            profile: None,
+            created_at: 0,
+            updated_at: 0,
+            last_login_at: None,
+            changed: false,
+        }
+    }
+
+    #[test]
+    fn a_rejected_avatar_leaves_the_profile_as_the_event_states_it() {
+        let mut user = row();
+        let updated = event(
+            PROFILE_UPDATED,
+            json!({"profile": "pd1.with", "fields": ["avatar_url", "nickname"],
+                   "avatar_id": Uuid::from_u128(9), "review": ["nickname"]}),
+        );
+        assert!(change(&mut user, &updated));
+        let profile = Value::Object(user.profile.clone().unwrap());
+        assert_eq!(
+            profile,
+            json!({"sealed": "pd1.with", "fields": ["avatar_url", "nickname"], "review": ["nickname"]})
+        );
+        // A rejection of an avatar no longer shown changes nothing.
+        let stale = event(
+            AVATAR_REJECTED,
+            json!({"avatar_id": Uuid::from_u128(8), "label": 20002}),
+        );
+        assert!(!change(&mut user, &stale));
+        let rejected = event(
+            AVATAR_REJECTED,
+            json!({"avatar_id": Uuid::from_u128(9), "label": 20002,
+                   "profile": "pd1.without", "fields": ["nickname"]}),
+        );
+        assert!(change(&mut user, &rejected));
+        assert_eq!(
+            Value::Object(user.profile.unwrap()),
+            json!({"sealed": "pd1.without", "fields": ["nickname"], "review": ["nickname"]})
+        );
+    }
 }

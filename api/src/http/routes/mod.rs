@@ -12,6 +12,7 @@ pub(crate) mod metrics;
 pub(crate) mod profile;
 pub(crate) mod sessions;
 pub(crate) mod tokens;
+pub(crate) mod wechat_push;
 pub(crate) mod wellknown;
 
 use axum::Router;
@@ -29,6 +30,7 @@ pub fn api() -> Router<AppState> {
         .merge(profile::router())
         .merge(sessions::router())
         .merge(cloud_login::router())
+        .merge(wechat_push::router())
         .merge(wellknown::router())
         .merge(health::router())
         .merge(metrics::router())

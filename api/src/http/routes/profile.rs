@@ -93,6 +93,9 @@ pub struct UpdateProfileRequest {
 /// Fill in nickname and/or avatar
 ///
 /// The post-2022 profile: given fields replace the current ones; records `ProfileUpdated`.
+/// A nickname first goes to WeChat's content check (`msg_sec_check`, unless the app is in
+/// `IDENTITY_CONTENT_CHECKS_DISABLED`): `risky` is refused (422, nothing stored); `review`, or
+/// WeChat failing to answer, stores it flagged for review (`review: ["nickname"]`).
 #[utoipa::path(
     put,
     path = "/v1/me/profile",
@@ -103,6 +106,8 @@ pub struct UpdateProfileRequest {
         (status = 204, description = "Recorded"),
         (status = 400, description = "`invalid_request`: neither field given, or a field breaking \
             its rule (the detail names it)"),
+        (status = 422, description = "`content_rejected`: WeChat's content check found the \
+            nickname risky; nothing was stored"),
         UserJsonWriteErrors,
     )
 )]

@@ -21,6 +21,7 @@ mod api_keys;
 mod data_keys;
 mod events;
 mod keyring;
+mod media_checks;
 mod relay;
 mod rewrite;
 mod run;
