@@ -95,11 +95,20 @@ pub async fn run(file: Option<PathBuf>, args: DevArgs) -> anyhow::Result<()> {
         )
     })?;
     let sim_addr = sim_listener.local_addr()?;
-    tokio::spawn(async move { axum::serve(sim_listener, simulator.router()).await });
+    let sim_router = simulator.router();
+    tokio::spawn(async move { axum::serve(sim_listener, sim_router).await });
     config.wechat_api_base = format!("http://{sim_addr}");
 
     let app = Application::build(&config).await?;
     let addr = app.local_addr();
+    // The simulator pushes its image-check verdicts here, as WeChat would to the URL
+    // configured in the mini-program console.
+    for (appid, token) in &config.push_tokens.0 {
+        let url = format!("http://{addr}/v1/wechat/push/{appid}");
+        simulator
+            .set_push(appid, &url, token.expose_secret())
+            .map_err(|err| anyhow::anyhow!("the simulator's push for {appid}: {err}"))?;
+    }
     print_walkthrough(&config, &addr.to_string(), &sim_addr.to_string());
     app.run_until(shutdown_signal()).await?;
     Ok(())
