@@ -258,7 +258,9 @@ pub const EVENTS: &[EventFacts] = &[
     EventFacts {
         event_type: PROFILE_UPDATED,
         stream: StreamKind::User,
-        fields: &[personal("profile"), public("fields")],
+        // `avatar_id` names an image, not a person: a random id, and the image itself is
+        // sealed under the user's data key (`avatars` table).
+        fields: &[personal("profile"), public("fields"), public("avatar_id")],
         sealed: &[],
     },
     EventFacts {

@@ -236,10 +236,26 @@ pub fn catalog() -> Vec<EventSchema> {
             event_type: "ProfileUpdated",
             stream: "user-{user_id}",
             description: "The user filled in nickname and/or avatar (the post-2022 way).",
-            history: FIRST,
+            history: &[
+                (1, "first version"),
+                (
+                    2,
+                    "`avatar_id` (the image uploaded by `POST /v1/me/avatar`, or null) added; \
+                     v1 events are upcast with `avatar_id: null`",
+                ),
+            ],
             payload: object(&[
                 ("profile", sealed("The whole profile after the change")),
                 ("fields", profile_fields()),
+                (
+                    "avatar_id",
+                    nullable(uuid(
+                        "The avatar image this change uploaded, served at \
+                         `GET /v1/avatars/{avatar_id}` (the profile's `avatar_url`); null when \
+                         it uploaded none. A random id, not personal; the image is sealed \
+                         under the user's data key.",
+                    )),
+                ),
             ]),
         },
         EventSchema {
@@ -399,6 +415,7 @@ mod tests {
             UserEvent::ProfileUpdated {
                 profile: sealed.clone(),
                 fields: vec!["avatar_url".into()],
+                avatar_id: Some(crate::ids::AvatarId::from_uuid(Uuid::from_u128(9))),
             },
             UserEvent::PhoneNumberBound { phone: sealed },
             UserEvent::AuthorizationRevoked {

@@ -5,7 +5,7 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
 use crate::device::Device;
 use crate::event_facts as names;
-use crate::ids::{AppId, OpenId, SessionId, UnionId, UserId};
+use crate::ids::{AppId, AvatarId, OpenId, SessionId, UnionId, UserId};
 
 /// What every event type tells the store about itself.
 pub trait DomainEvent: Serialize + DeserializeOwned {
@@ -54,10 +54,15 @@ pub enum UserEvent {
         profile: SealedPersonalData,
         fields: Vec<String>,
     },
-    /// The user filled in nickname and/or avatar (the post-2022 way).
+    /// The user filled in nickname and/or avatar (the post-2022 way). Schema v2 added
+    /// `avatar_id`.
     ProfileUpdated {
         profile: SealedPersonalData,
         fields: Vec<String>,
+        /// The image this change uploaded (`POST /v1/me/avatar`), now the profile's
+        /// `avatar_url`; `None` for a change that uploaded none. Not personal: a random id.
+        #[serde(default)]
+        avatar_id: Option<AvatarId>,
     },
     /// WeChat verified the user's phone number. The keyed hash that admin search looks it up
     /// by is not in the event (the log is immutable, so it would outlive an erasure): it lives

@@ -173,6 +173,11 @@ uuid_id!(
     /// Every stored event's id, a UUIDv7.
     EventId
 );
+uuid_id!(
+    /// An uploaded avatar image (`GET /v1/avatars/{id}`), a random UUIDv4: it says nothing of
+    /// whose it is or when it came, and cannot be guessed.
+    AvatarId
+);
 
 impl UserId {
     /// What a user's stream id is made of: this, then the id.

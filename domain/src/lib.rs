@@ -23,7 +23,8 @@ pub use events::{
     SessionEvent, UnionIdSource, UserEvent,
 };
 pub use ids::{
-    AppId, EventId, InvalidValue, OpenId, SessionId, StreamId, UnionId, UserId, WeChatCode,
+    AppId, AvatarId, EventId, InvalidValue, OpenId, SessionId, StreamId, UnionId, UserId,
+    WeChatCode,
 };
 pub use recorded::Recorded;
 pub use session::{Session, SessionError, SessionLifetime};

@@ -4,7 +4,7 @@
 //! data key happens at the edge, so the log never holds it in clear.
 
 use crate::events::{Authorization, SealedPersonalData, UnionIdSource, UserEvent};
-use crate::ids::UnionId;
+use crate::ids::{AvatarId, UnionId};
 use crate::user::{User, UserError};
 
 /// A profile the user shared, sealed, with the names of the fields it holds.
@@ -59,6 +59,24 @@ impl User {
         Ok(vec![UserEvent::ProfileUpdated {
             profile: sealed,
             fields,
+            avatar_id: None,
+        }])
+    }
+
+    /// An uploaded avatar becomes the profile's: `sealed` is the whole profile with its
+    /// `avatar_url` naming the image `avatar_id`, already stored. The image it replaces is
+    /// `self.avatar`, which the caller deletes once this is recorded.
+    pub fn decide_set_avatar(
+        &self,
+        sealed: SealedPersonalData,
+        fields: Vec<String>,
+        avatar_id: AvatarId,
+    ) -> Result<Vec<UserEvent>, UserError> {
+        self.usable()?;
+        Ok(vec![UserEvent::ProfileUpdated {
+            profile: sealed,
+            fields,
+            avatar_id: Some(avatar_id),
         }])
     }
 
@@ -161,6 +179,36 @@ mod tests {
             .unwrap();
         let user = User::replay(&then(&history, withdrawn));
         assert_eq!(user.phone, None);
+    }
+
+    #[test]
+    fn the_newest_upload_is_the_avatar_until_erasure() {
+        let first = AvatarId::from_uuid(Uuid::from_u128(11));
+        let second = AvatarId::from_uuid(Uuid::from_u128(12));
+        let history = registered();
+        let uploaded = User::replay(&history)
+            .decide_set_avatar(sealed("p1"), vec!["avatar_url".into()], first)
+            .unwrap();
+        let history = then(&history, uploaded);
+        assert_eq!(User::replay(&history).avatar, Some(first));
+        // A nickname alone keeps the image: the next upload or erasure still finds it.
+        let renamed = User::replay(&history)
+            .decide_update_profile(sealed("p2"), vec!["nickname".into()])
+            .unwrap();
+        let history = then(&history, renamed);
+        assert_eq!(User::replay(&history).avatar, Some(first));
+        let replaced = User::replay(&history)
+            .decide_set_avatar(sealed("p3"), vec!["avatar_url".into()], second)
+            .unwrap();
+        let history = then(&history, replaced);
+        assert_eq!(User::replay(&history).avatar, Some(second));
+        let erased = User::replay(&history).decide_erase().unwrap();
+        let user = User::replay(&then(&history, erased));
+        assert_eq!(user.avatar, None);
+        assert_eq!(
+            user.decide_set_avatar(sealed("p4"), vec![], first),
+            Err(UserError::Erased)
+        );
     }
 
     #[test]

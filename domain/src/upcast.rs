@@ -45,6 +45,11 @@ pub const UPCASTERS: &[Upcaster] = &[
         from: 1,
         apply: phone_index_dropped,
     },
+    Upcaster {
+        event_type: "ProfileUpdated",
+        from: 1,
+        apply: profile_updated_v1_to_v2,
+    },
 ];
 
 const fn sealed(event_type: &'static str, from: u32) -> Upcaster {
@@ -106,6 +111,13 @@ fn user_logged_in_v1_to_v2(payload: &mut Value) {
         if let Ok(value) = serde_json::to_value(parsed) {
             *device = value;
         }
+    }
+}
+
+/// `ProfileUpdated` v2: the `avatar_id` of an uploaded image; no v1 change uploaded one.
+fn profile_updated_v1_to_v2(payload: &mut Value) {
+    if let Value::Object(fields) = payload {
+        fields.entry("avatar_id").or_insert(Value::Null);
     }
 }
 
@@ -180,6 +192,22 @@ mod tests {
                 note: None
             }
         );
+        assert_eq!(event.schema_version(), 2);
+    }
+
+    #[test]
+    fn a_v1_profile_update_reads_as_v2_without_an_avatar() {
+        let mut payload = json!({"profile": "pd1.x", "fields": ["nickname"]});
+        assert_eq!(upcast("ProfileUpdated", 1, &mut payload), 2);
+        assert_eq!(payload["avatar_id"], Value::Null);
+        let event: crate::events::UserEvent = from_stored("ProfileUpdated", &payload).unwrap();
+        assert!(matches!(
+            event,
+            crate::events::UserEvent::ProfileUpdated {
+                avatar_id: None,
+                ..
+            }
+        ));
         assert_eq!(event.schema_version(), 2);
     }
 

@@ -1,7 +1,7 @@
 //! The `User` aggregate: a person's WeChat accounts and unionid.
 
 use crate::events::{Authorization, SealedPersonalData, UnionIdSource, UserEvent};
-use crate::ids::{AppId, OpenId, UnionId, UserId};
+use crate::ids::{AppId, AvatarId, OpenId, UnionId, UserId};
 use crate::recorded::Recorded;
 
 /// State rebuilt from a user's stream.
@@ -14,6 +14,10 @@ pub struct User {
     /// The latest shared profile (legacy authorization or fill-in), unless withdrawn.
     pub profile: Option<SealedPersonalData>,
     pub phone: Option<SealedPersonalData>,
+    /// The newest uploaded avatar: its image is the one row of the `avatars` table the user
+    /// keeps (the next upload deletes it, erasure too). A later profile change without an
+    /// upload (a nickname, an avatar URL elsewhere) leaves it as it is.
+    pub avatar: Option<AvatarId>,
     pub erased: bool,
     /// The log position of the user's last block, unblock or erasure: every session that
     /// began at or before it is over (see `Session::in_force`). Known only to a state replayed
@@ -130,8 +134,15 @@ impl User {
             UserEvent::UnionIdLinked { unionid, .. } => self.unionid = Some(unionid.clone()),
             UserEvent::UserBlocked { .. } => self.blocked = true,
             UserEvent::UserUnblocked { .. } => self.blocked = false,
-            UserEvent::ProfileAuthorized { profile, .. }
-            | UserEvent::ProfileUpdated { profile, .. } => self.profile = Some(profile.clone()),
+            UserEvent::ProfileAuthorized { profile, .. } => self.profile = Some(profile.clone()),
+            UserEvent::ProfileUpdated {
+                profile, avatar_id, ..
+            } => {
+                self.profile = Some(profile.clone());
+                if avatar_id.is_some() {
+                    self.avatar = *avatar_id;
+                }
+            }
             UserEvent::PhoneNumberBound { phone } => self.phone = Some(phone.clone()),
             UserEvent::AuthorizationRevoked { authorization } => match authorization {
                 Authorization::Profile => self.profile = None,
@@ -141,6 +152,7 @@ impl User {
                 self.erased = true;
                 self.profile = None;
                 self.phone = None;
+                self.avatar = None;
             }
         }
         self
