@@ -19,7 +19,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use super::error::{Problem, PROBLEM_CONTENT_TYPE};
 use super::routes::{
-    admin, cloud_login, events, health, login, me, metrics, profile, sessions, tokens, wellknown,
+    admin, avatar, cloud_login, events, health, login, me, metrics, profile, sessions, tokens,
+    wellknown,
 };
 
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -52,6 +53,8 @@ pub fn document() -> serde_json::Value {
         profile::bind_phone,
         profile::withdraw,
         profile::erase_me,
+        avatar::upload_avatar,
+        avatar::avatar_image,
         tokens::refresh,
         tokens::introspect,
         me::me,
@@ -83,6 +86,7 @@ pub fn document() -> serde_json::Value {
         (name = "login", description = "Mini-program login"),
         (name = "tokens", description = "Token refresh and introspection"),
         (name = "me", description = "The signed-in user (access token)"),
+        (name = "avatars", description = "Uploaded avatar images, public"),
         (name = "well-known", description = "Keys other backends verify access tokens with"),
         (name = "admin", description = "Admin API (API key with a scope)"),
         (name = "events", description = "The event stream for analytics (API key with `events:read`)"),
@@ -239,8 +243,9 @@ mod tests {
     }
 
     /// The route files, by the module names `routes/mod.rs` declares.
-    const ROUTE_SOURCES: [(&str, &str); 11] = [
+    const ROUTE_SOURCES: [(&str, &str); 12] = [
         ("admin", include_str!("routes/admin.rs")),
+        ("avatar", include_str!("routes/avatar.rs")),
         ("cloud_login", include_str!("routes/cloud_login.rs")),
         ("events", include_str!("routes/events.rs")),
         ("profile", include_str!("routes/profile.rs")),

@@ -46,6 +46,9 @@ pub enum UseCaseError {
     /// WeChat's encrypted user data failed a check.
     #[error("{0}")]
     UserData(UserDataError),
+    /// An upload is not a PNG, JPEG or WebP image that decodes within the limits.
+    #[error("the file is not a PNG, JPEG or WebP image of at most 4096×4096 pixels that decodes")]
+    UnsupportedImage,
     /// Too many attempts; try again after this many seconds.
     #[error("too many attempts: retry later")]
     RateLimited { retry_after_secs: u64 },

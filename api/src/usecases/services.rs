@@ -47,4 +47,8 @@ pub struct Services {
     pub personal_data: PersonalData,
     /// Refused logins: retention and this instance's counters.
     pub rejections: Rejections,
+    /// `IDENTITY_PUBLIC_URL`: where clients and WeChat reach the service (avatar URLs).
+    pub public_url: crate::config::PublicUrl,
+    /// Avatar images being decoded at once on this instance (`avatar::MAX_CONCURRENT_DECODES`).
+    pub avatar_decodes: tokio::sync::Semaphore,
 }
