@@ -20,7 +20,7 @@ use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageFormat, ImageReader, Limits};
 use infra::store::StoredAvatar;
 use serde_json::json;
-use uuid::Uuid;
+use uuid::Builder;
 
 use super::command::Command;
 use super::context::Context;
@@ -68,7 +68,8 @@ pub async fn upload_avatar(
     let key = key.ok_or(UseCaseError::Erased)?;
     let image = reencode_limited(state, file).await?;
 
-    let avatar_id = AvatarId::from_uuid(Uuid::new_v4());
+    // Random (v4), not time-ordered: the URL tells nothing, not even when it was uploaded.
+    let avatar_id = AvatarId::from_uuid(Builder::from_random_bytes(rand::random()).into_uuid());
     let stored = StoredAvatar {
         avatar_id,
         user_id,
