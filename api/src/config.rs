@@ -81,6 +81,10 @@ pub struct Config {
     /// Apps whose nicknames and avatars are not sent to WeChat's content checks.
     #[serde(default)]
     pub content_checks_disabled: AppList,
+    /// The service's base URL as clients and WeChat reach it (avatar URLs are made under it);
+    /// `None`: `http://{the bound listen address}`.
+    #[serde(default)]
+    pub public_url: Option<PublicUrl>,
 }
 
 impl std::fmt::Debug for Config {
@@ -117,6 +121,7 @@ impl std::fmt::Debug for Config {
             .field("cloud_login_secrets", &self.cloud_login_secrets)
             .field("push_tokens", &self.push_tokens)
             .field("content_checks_disabled", &self.content_checks_disabled)
+            .field("public_url", &self.public_url)
             .finish()
     }
 }
@@ -204,6 +209,7 @@ const ENV_KEYS: &[&str] = &[
     "rejection_retention_days",
     "push_tokens",
     "content_checks_disabled",
+    "public_url",
 ];
 
 /// Read only to refuse it: it trusted the leftmost, client-written `X-Forwarded-For` entry.
@@ -295,6 +301,50 @@ impl Config {
             figment = figment.merge(Toml::file_exact(file));
         }
         figment.merge(Env::prefixed("IDENTITY_").only(ENV_KEYS))
+    }
+}
+
+/// `IDENTITY_PUBLIC_URL`: an http(s) URL with a host and no query, fragment or credentials,
+/// kept without its trailing slash so paths append to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        const RULE: &str = "IDENTITY_PUBLIC_URL must be an http(s) URL with a host and no \
+            query, fragment or credentials, e.g. https://id.example.com";
+        let parsed = url::Url::parse(raw.trim()).map_err(|_| RULE.to_owned())?;
+        let fits = matches!(parsed.scheme(), "http" | "https")
+            && parsed.host().is_some()
+            && parsed.query().is_none()
+            && parsed.fragment().is_none()
+            && parsed.username().is_empty()
+            && parsed.password().is_none();
+        if !fits {
+            return Err(RULE.to_owned());
+        }
+        Ok(Self(parsed.as_str().trim_end_matches('/').to_owned()))
+    }
+
+    /// The default: the address the service is bound to.
+    pub fn of_listener(addr: std::net::SocketAddr) -> Self {
+        Self(format!("http://{addr}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for PublicUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for PublicUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -459,6 +509,37 @@ mod tests {
                 Ok(())
             });
         }
+    }
+
+    #[test]
+    fn the_public_url_is_an_http_base_without_a_trailing_slash() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(Config::load(None).map_err(|e| *e)?.public_url, None);
+            jail.set_env("IDENTITY_PUBLIC_URL", "https://id.example.com/base/");
+            let config = Config::load(None).map_err(|e| *e)?;
+            let url = config.public_url.expect("set");
+            assert_eq!(url.as_str(), "https://id.example.com/base");
+            Ok(())
+        });
+        assert_eq!(
+            PublicUrl::parse("http://127.0.0.1:8080").map(|u| u.to_string()),
+            Ok("http://127.0.0.1:8080".to_owned())
+        );
+        for bad in [
+            "",
+            "id.example.com",
+            "ftp://id.example.com",
+            "https://id.example.com/?q=1",
+            "https://id.example.com/#top",
+            "https://user:pw@id.example.com",
+        ] {
+            assert!(PublicUrl::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], 9000));
+        assert_eq!(
+            PublicUrl::of_listener(addr).as_str(),
+            "http://127.0.0.1:9000"
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use projections::{ReadModels, RunnerHandle};
 use secrecy::ExposeSecret;
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, PublicUrl};
 use crate::http::app;
 use crate::http::rate_limit::{AuthFailureLimit, LoginRateLimit};
 use crate::http::server::{self, EdgeLimits};
@@ -132,6 +132,12 @@ impl Application {
             config.push_tokens.0.clone(),
             config.content_checks_disabled.0.clone(),
         )?;
+        // Bound before the state is made: the public URL defaults to the bound address.
+        let listener = TcpListener::bind(listen_addr(&config.listen))
+            .await
+            .with_context(|| format!("binding {}", config.listen))?;
+        let public_url = public_url(config, &listener)?;
+
         let state = AppState(Arc::new(HttpShared {
             core: usecases::Services {
                 store,
@@ -149,6 +155,10 @@ impl Application {
                 personal_data,
                 rejections: Rejections::new(config.rejection_retention_days),
                 content,
+                public_url,
+                avatar_decodes: tokio::sync::Semaphore::new(
+                    usecases::avatar::MAX_CONCURRENT_DECODES,
+                ),
             },
             login_rate_limit: LoginRateLimit::per_minute(config.login_rate_per_minute),
             trusted_proxies: config.trusted_proxies.clone(),
@@ -161,9 +171,6 @@ impl Application {
             shutting_down: tokio::sync::watch::Sender::new(false),
         }));
 
-        let listener = TcpListener::bind(listen_addr(&config.listen))
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
         Ok(Self {
             router: app::router(state.clone()),
             listener,
@@ -285,6 +292,19 @@ pub fn master_keys(config: &Config) -> anyhow::Result<MasterKeys> {
         .transpose()
         .context("IDENTITY_MASTER_KEY_PREVIOUS")?;
     Ok(MasterKeys { current, previous })
+}
+
+/// `IDENTITY_PUBLIC_URL`, else `http://{the bound address}` (what `identityd dev` uses).
+fn public_url(config: &Config, listener: &TcpListener) -> anyhow::Result<PublicUrl> {
+    if let Some(url) = &config.public_url {
+        return Ok(url.clone());
+    }
+    let bound = listener.local_addr().context("the bound address")?;
+    if bound.ip().is_unspecified() {
+        tracing::warn!(%bound, "IDENTITY_PUBLIC_URL is not set and the service listens on every \
+            interface: avatar URLs name {bound}, which clients and WeChat cannot reach; set it");
+    }
+    Ok(PublicUrl::of_listener(bound))
 }
 
 /// `:8080` means every interface, as in Go and most servers; anything else is taken as is.

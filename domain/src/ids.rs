@@ -174,14 +174,15 @@ uuid_id!(
     EventId
 );
 uuid_id!(
-    /// One uploaded avatar image, as its public URL `/v1/avatars/{id}` names it. Not personal:
-    /// a fresh random id per upload, linked to no one outside the user's own stream.
+    /// An uploaded avatar image (`GET /v1/avatars/{id}`), a random UUIDv4: it says nothing of
+    /// whose it is or when it came, and cannot be guessed.
     AvatarId
 );
 
 impl AvatarId {
+    /// Random (v4), not time-ordered: the URL tells nothing, not even when it was uploaded.
     pub fn new_random() -> Self {
-        Self(Uuid::now_v7())
+        Self(Uuid::new_v4())
     }
 }
 

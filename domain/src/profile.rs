@@ -125,6 +125,24 @@ impl User {
         }])
     }
 
+    /// An uploaded avatar becomes the profile's: `sealed` is the whole profile with its
+    /// `avatar_url` naming the image `avatar_id`, already stored. The image it replaces is
+    /// `self.avatar`, which the caller deletes once this is recorded.
+    pub fn decide_set_avatar(
+        &self,
+        sealed: SealedPersonalData,
+        fields: Vec<String>,
+        avatar_id: AvatarId,
+    ) -> Result<Vec<UserEvent>, UserError> {
+        self.usable()?;
+        Ok(vec![UserEvent::ProfileUpdated {
+            profile: sealed,
+            fields,
+            avatar_id: Some(avatar_id),
+            review: Vec::new(),
+        }])
+    }
+
     pub fn decide_bind_phone(
         &self,
         sealed: SealedPersonalData,
@@ -314,6 +332,36 @@ mod tests {
         assert_eq!(
             User::default().decide_reject_avatar(avatar, 20002, None),
             Err(UserError::NotRegistered)
+        );
+    }
+
+    #[test]
+    fn the_newest_upload_is_the_avatar_until_erasure() {
+        let first = AvatarId::from_uuid(Uuid::from_u128(11));
+        let second = AvatarId::from_uuid(Uuid::from_u128(12));
+        let history = registered();
+        let uploaded = User::replay(&history)
+            .decide_set_avatar(sealed("p1"), vec!["avatar_url".into()], first)
+            .unwrap();
+        let history = then(&history, uploaded);
+        assert_eq!(User::replay(&history).avatar, Some(first));
+        // A nickname alone keeps the image: the next upload or erasure still finds it.
+        let renamed = User::replay(&history)
+            .decide_update_profile(sealed("p2"), vec!["nickname".into()])
+            .unwrap();
+        let history = then(&history, renamed);
+        assert_eq!(User::replay(&history).avatar, Some(first));
+        let replaced = User::replay(&history)
+            .decide_set_avatar(sealed("p3"), vec!["avatar_url".into()], second)
+            .unwrap();
+        let history = then(&history, replaced);
+        assert_eq!(User::replay(&history).avatar, Some(second));
+        let erased = User::replay(&history).decide_erase().unwrap();
+        let user = User::replay(&then(&history, erased));
+        assert_eq!(user.avatar, None);
+        assert_eq!(
+            user.decide_set_avatar(sealed("p4"), vec![], first),
+            Err(UserError::Erased)
         );
     }
 

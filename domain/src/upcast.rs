@@ -193,6 +193,22 @@ mod tests {
     }
 
     #[test]
+    fn a_v1_profile_update_reads_as_v2_without_an_avatar() {
+        let mut payload = json!({"profile": "pd1.x", "fields": ["nickname"]});
+        assert_eq!(upcast("ProfileUpdated", 1, &mut payload), 2);
+        assert_eq!(payload["avatar_id"], Value::Null);
+        let event: crate::events::UserEvent = from_stored("ProfileUpdated", &payload).unwrap();
+        assert!(matches!(
+            event,
+            crate::events::UserEvent::ProfileUpdated {
+                avatar_id: None,
+                ..
+            }
+        ));
+        assert_eq!(event.schema_version(), 2);
+    }
+
+    #[test]
     fn current_versions_are_left_alone() {
         let mut payload =
             v1_login(json!({"user_agent": "x", "platform": null, "wechat_version": null}));

@@ -64,6 +64,9 @@ pub enum ApiError {
     /// 415: the body is not `application/json`.
     #[error("expected a body with Content-Type: application/json")]
     UnsupportedMediaType,
+    /// 415: an upload that is not an image we read (the detail says which ones).
+    #[error("{0}")]
+    UnsupportedImage(String),
     /// 429: ours (per client IP) or WeChat's (45011).
     #[error("too many requests: retry later")]
     RateLimited { retry_after_secs: u64 },
@@ -110,7 +113,9 @@ impl ApiError {
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::ContentRejected(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::UnsupportedMediaType | Self::UnsupportedImage(_) => {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            }
             Self::RateLimited { .. } | Self::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::WeChatUnavailable | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -154,7 +159,7 @@ impl ApiError {
             Self::Conflict(_) => "conflict",
             Self::PayloadTooLarge => "payload_too_large",
             Self::ContentRejected(_) => "content_rejected",
-            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::UnsupportedMediaType | Self::UnsupportedImage(_) => "unsupported_media_type",
             Self::RateLimited { .. } | Self::TooManyStreams { .. } => "rate_limited",
             Self::RequestTimeout => "request_timeout",
             Self::WeChatUnavailable => "wechat_unavailable",
@@ -247,6 +252,7 @@ impl From<UseCaseError> for ApiError {
             UseCaseError::WeChat { appid, call, error } => wechat_answer(&appid, call, error),
             UseCaseError::UserData(err) => Self::UserData(err),
             UseCaseError::ContentRejected(field) => Self::ContentRejected(field),
+            UseCaseError::UnsupportedImage => Self::UnsupportedImage(err.to_string()),
             UseCaseError::RateLimited { retry_after_secs } => {
                 Self::RateLimited { retry_after_secs }
             }

@@ -19,8 +19,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use super::error::{Problem, PROBLEM_CONTENT_TYPE};
 use super::routes::{
-    admin, cloud_login, events, health, login, me, metrics, profile, sessions, tokens, wechat_push,
-    wellknown,
+    admin, avatar, cloud_login, events, health, login, me, metrics, profile, sessions, tokens,
+    wechat_push, wellknown,
 };
 
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -55,6 +55,8 @@ pub fn document() -> serde_json::Value {
         profile::bind_phone,
         profile::withdraw,
         profile::erase_me,
+        avatar::upload_avatar,
+        avatar::avatar_image,
         tokens::refresh,
         tokens::introspect,
         me::me,
@@ -87,6 +89,7 @@ pub fn document() -> serde_json::Value {
         (name = "tokens", description = "Token refresh and introspection"),
         (name = "me", description = "The signed-in user (access token)"),
         (name = "wechat", description = "WeChat calling us: message push (signed with the app's push token)"),
+        (name = "avatars", description = "Uploaded avatar images, public"),
         (name = "well-known", description = "Keys other backends verify access tokens with"),
         (name = "admin", description = "Admin API (API key with a scope)"),
         (name = "events", description = "The event stream for analytics (API key with `events:read`)"),
@@ -245,6 +248,7 @@ mod tests {
     /// The route files, by the module names `routes/mod.rs` declares.
     const ROUTE_SOURCES: [(&str, &str); 12] = [
         ("admin", include_str!("routes/admin.rs")),
+        ("avatar", include_str!("routes/avatar.rs")),
         ("cloud_login", include_str!("routes/cloud_login.rs")),
         ("events", include_str!("routes/events.rs")),
         ("profile", include_str!("routes/profile.rs")),

@@ -163,33 +163,10 @@ fn log_failure(appid: &AppId, api: &'static str, error: &WeChatError) {
     tracing::warn!(%appid, api, errcode, error = %error, "WeChat content check failed; flagged for review");
 }
 
-/// Where a rejected avatar's image is deleted. The image store (`avatars`) belongs to the
-/// avatar upload; this is its one call site here.
-pub trait AvatarImages: Send + Sync {
-    fn delete_avatar(
-        &self,
-        avatar_id: AvatarId,
-    ) -> impl std::future::Future<Output = Result<(), UseCaseError>> + Send;
-}
-
-/// The service's own image store.
-pub struct ServiceAvatars<'a>(pub &'a Services);
-
-impl AvatarImages for ServiceAvatars<'_> {
-    async fn delete_avatar(&self, avatar_id: AvatarId) -> Result<(), UseCaseError> {
-        // MERGE(avatar): the `avatars` table comes with the avatar upload (migration 0016);
-        // connect its delete here, the one place a rejected image is deleted:
-        //     self.0.store.delete_avatar(avatar_id).await?;
-        let _ = (self.0, avatar_id);
-        Ok(())
-    }
-}
-
 /// A push from WeChat, its signature already verified: acts on a `wxa_media_check` verdict
 /// for a trace we submitted; acknowledges anything else. Safe to repeat (WeChat retries).
 pub async fn handle_push(
     state: &Services,
-    images: &impl AvatarImages,
     appid: &AppId,
     body: &[u8],
     ctx: &Context,
@@ -219,7 +196,9 @@ pub async fn handle_push(
     match outcome {
         Ok(Verdict::Risky { label }) => {
             reject_avatar(state, &pending, label, ctx).await?;
-            images.delete_avatar(pending.avatar_id).await?;
+            // Gone even when the profile had moved on from it (`AvatarRejected` then changes
+            // nothing else): a rejected image is never served again.
+            state.store.delete_avatar(pending.avatar_id).await?;
             tracing::info!(%appid, user_id = %pending.user_id, label, "WeChat rejected an avatar; removed");
         }
         Ok(Verdict::Review { label }) => {

@@ -49,6 +49,9 @@ pub enum UseCaseError {
     /// WeChat's content check found this field (`nickname`) risky: nothing was stored.
     #[error("WeChat's content check rejected the {0}")]
     ContentRejected(&'static str),
+    /// An upload is not a PNG, JPEG or WebP image that decodes within the limits.
+    #[error("the file is not a PNG, JPEG or WebP image of at most 4096×4096 pixels that decodes")]
+    UnsupportedImage,
     /// Too many attempts; try again after this many seconds.
     #[error("too many attempts: retry later")]
     RateLimited { retry_after_secs: u64 },

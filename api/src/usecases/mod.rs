@@ -3,6 +3,7 @@
 //! `http::error` answers.
 
 pub mod admin;
+pub mod avatar;
 pub mod command;
 pub mod content_check;
 pub mod context;

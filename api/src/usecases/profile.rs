@@ -345,7 +345,8 @@ pub async fn withdraw(
 /// crash can leave an erased user's sealed fields readable. The WeChat session keys (addressed
 /// by the account's keyed hash, which only the openid computes, so it is taken from the user
 /// loaded before) are deleted before the append and again after it, so one written meanwhile
-/// by a login in flight does not outlive the erasure. Every open session is revoked
+/// by a login in flight does not outlive the erasure. The avatar images go with the key (the
+/// same transaction deletes their rows), and again after it. Every open session is revoked
 /// (`user_erased`; none of them works after the append anyway), and last, the database's files
 /// are purged of the deleted rows' old copies (SQLite's WAL); the next start does it again,
 /// should this step not run. Safe to repeat.
@@ -379,6 +380,9 @@ pub async fn erase(state: &Services, user_id: UserId, ctx: &Context) -> Result<(
     }
     // A refused login recorded after the append's trigger ran.
     state.store.forget_rejections_of(user_id).await?;
+    // Likewise an avatar stored by an upload in flight (sealed under the destroyed key, so
+    // unreadable already; the upload's own append fails and deletes it too).
+    state.store.delete_avatars_of(user_id).await?;
     // Every open session, reason `user_erased` (none of them works since the append anyway:
     // the record says why they ended).
     let revocation = Revocation {

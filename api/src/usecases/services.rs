@@ -50,4 +50,8 @@ pub struct Services {
     pub rejections: Rejections,
     /// WeChat content checks: which apps have them, and their message-push tokens.
     pub content: ContentChecks,
+    /// `IDENTITY_PUBLIC_URL`: where clients and WeChat reach the service (avatar URLs).
+    pub public_url: crate::config::PublicUrl,
+    /// Avatar images being decoded at once on this instance (`avatar::MAX_CONCURRENT_DECODES`).
+    pub avatar_decodes: tokio::sync::Semaphore,
 }

@@ -1,9 +1,10 @@
 //! Commands on a user's stream: load the user, decide, append with the claims the events make
 //! (releasing them on erasure) and a bound phone's look-up hash, through the one executor.
 
-use domain::{AppId, Claim, User, UserError, UserEvent, UserId};
+use domain::{AppId, AvatarId, Claim, User, UserError, UserEvent, UserId};
 use infra::store::{AppendBatch, ExpectedVersion};
 
+use super::avatar::forget_image;
 use super::command::{Command, Decision};
 use super::context::Context;
 use super::error::UseCaseError;
@@ -20,7 +21,9 @@ pub struct UserWrite<'a> {
 }
 
 /// Runs `decide` on the user's current state and records its events. Returns whether any were
-/// recorded, and the log position of the last one.
+/// recorded, and the log position of the last one. An uploaded avatar the profile stops
+/// showing (replaced, withdrawn, overwritten) has its image deleted once they are recorded:
+/// a user keeps at most the one image their profile shows.
 pub async fn record_on_user(
     state: &Services,
     command: Command,
@@ -30,13 +33,14 @@ pub async fn record_on_user(
     decide: impl Fn(&User) -> Result<Vec<UserEvent>, UserError>,
 ) -> Result<(bool, Option<i64>), UseCaseError> {
     let (appid, phone_index, decide) = (write.appid, write.phone_index.as_deref(), &decide);
-    command
+    let ((recorded, dropped), position) = command
         .execute_recorded(state, move |_| async move {
             let LoadedUser { user, version, key } = load_user(state, user_id).await?;
             let events = decide(&user)?;
             if events.is_empty() {
-                return Ok(Decision::Unchanged(false));
+                return Ok(Decision::Unchanged((false, None)));
             }
+            let dropped = dropped_avatar(&user, &events);
             let metadata = ctx.metadata(appid);
             let mut batch = AppendBatch::default().stream(
                 user_id.stream(),
@@ -52,7 +56,18 @@ pub async fn record_on_user(
             if let Some(hash) = phone_index {
                 batch = batch.phone_index(user_id, hash.to_owned());
             }
-            Ok(Decision::Append(batch, true))
+            Ok(Decision::Append(batch, (true, dropped)))
         })
-        .await
+        .await?;
+    if let Some(avatar_id) = dropped {
+        forget_image(state, avatar_id).await;
+    }
+    Ok((recorded, position))
+}
+
+/// The uploaded avatar the profile shows before `events` and no longer after them.
+fn dropped_avatar(user: &User, events: &[UserEvent]) -> Option<AvatarId> {
+    let before = user.avatar?;
+    let after = events.iter().fold(user.clone(), User::evolve).avatar;
+    (after != Some(before)).then_some(before)
 }

@@ -71,6 +71,24 @@ impl UserKey {
         SealedPersonalData(format!("{PREFIX}{}", STANDARD.encode(sealed)))
     }
 
+    /// Seals bytes that are not an event field (an avatar image), bound to this user and to
+    /// `what` (the row it is stored in, e.g. `avatar:{id}`), so it opens nowhere else.
+    pub fn seal_bytes(&self, plaintext: &[u8], what: &str) -> Vec<u8> {
+        self.sealer
+            .seal(plaintext, self.bytes_context(what).as_bytes())
+    }
+
+    /// Opens what [`UserKey::seal_bytes`] sealed for `what`.
+    pub fn open_bytes(&self, sealed: &[u8], what: &str) -> Result<Vec<u8>, PersonalDataError> {
+        self.sealer
+            .open(sealed, self.bytes_context(what).as_bytes())
+            .map_err(|_| PersonalDataError::Corrupt("sealed bytes"))
+    }
+
+    fn bytes_context(&self, what: &str) -> String {
+        format!("{}/{what}", self.context())
+    }
+
     /// Opens a `pd1.` field sealed for this user.
     pub fn open(&self, sealed: &str) -> Result<Value, PersonalDataError> {
         let bytes = sealed

@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::{EventId, Metadata, StreamId, UserId};
+use domain::{AvatarId, EventId, Metadata, StreamId, UserId};
 use futures::stream::BoxStream;
 use futures::TryStreamExt;
 
@@ -451,6 +451,33 @@ pub trait DataKeyStore: Send + Sync {
     async fn destroy_data_key(&self, user_id: UserId) -> Result<(), StoreError>;
 }
 
+/// An avatar image as stored: re-encoded, sealed under its owner's data key
+/// (`UserKey::seal_bytes`, bound to `avatar:{avatar_id}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAvatar {
+    pub avatar_id: AvatarId,
+    pub user_id: UserId,
+    /// `image/png` or `image/jpeg`: what the sealed bytes are.
+    pub content_type: String,
+    pub sealed_image: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Uploaded avatar images (`avatars`, migration 0016). A user keeps one: the use cases delete
+/// the image an upload replaces, and erasure deletes them all (in the `UserErased` append's
+/// transaction too).
+#[async_trait]
+pub trait AvatarStore: Send + Sync {
+    async fn insert_avatar(&self, avatar: &StoredAvatar) -> Result<(), StoreError>;
+    /// The image, or `None` when there is no such row (never stored, replaced, erased,
+    /// rejected).
+    async fn avatar(&self, avatar_id: AvatarId) -> Result<Option<StoredAvatar>, StoreError>;
+    /// Deletes one image (replaced, or refused by WeChat's content check); whether it existed.
+    async fn delete_avatar(&self, avatar_id: AvatarId) -> Result<bool, StoreError>;
+    /// Deletes every image of the user (erasure); how many there were.
+    async fn delete_avatars_of(&self, user_id: UserId) -> Result<u64, StoreError>;
+}
+
 /// Single-use nonces of signed requests (replay protection shared by every instance).
 #[async_trait]
 pub trait NonceStore: Send + Sync {
@@ -591,6 +618,7 @@ pub trait Store:
     + KeyringStore
     + ApiKeyStore
     + DataKeyStore
+    + AvatarStore
     + NonceStore
     + RelayCheckpointStore
     + AttemptCounter

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api_keys;
+mod avatars;
 mod cancellation;
 mod concurrency;
 mod keyring;
@@ -14,6 +15,7 @@ mod plans;
 mod trust;
 
 use api_keys::*;
+use avatars::*;
 use concurrency::*;
 use keyring::*;
 use plans::*;
@@ -60,6 +62,7 @@ both_backends!(
     attempts_are_counted_per_window_and_given_back,
     rejections_are_tallied_bounded_and_forgotten,
     appending_user_erased_forgets_the_users_tallies,
+    avatars_go_when_deleted_or_their_owner_is_erased,
 );
 
 fn event(event_type: &str, payload: serde_json::Value) -> NewEvent {

@@ -3,6 +3,7 @@
 //! is served but not documented. `http::app` puts them behind the service's layers.
 
 pub(crate) mod admin;
+pub(crate) mod avatar;
 pub(crate) mod cloud_login;
 pub(crate) mod events;
 pub(crate) mod health;
@@ -28,6 +29,7 @@ pub fn api() -> Router<AppState> {
         .merge(tokens::router())
         .merge(me::router())
         .merge(profile::router())
+        .merge(avatar::router())
         .merge(sessions::router())
         .merge(cloud_login::router())
         .merge(wechat_push::router())

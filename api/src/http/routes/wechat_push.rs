@@ -20,7 +20,7 @@ use crate::http::extract::RequestContext;
 use crate::http::responses::Internal;
 use crate::http::state::AppState;
 use crate::http::ApiError;
-use crate::usecases::content_check::{self, ServiceAvatars};
+use crate::usecases::content_check;
 
 /// A push event is about 1 KiB; anything much larger is not WeChat's.
 pub const MAX_PUSH_BYTES: usize = 64 * 1024;
@@ -202,7 +202,7 @@ async fn receive_push(
     let mut ctx = ctx.acting_as(Actor::System);
     ctx.client_ip = None;
     ctx.user_agent = None;
-    content_check::handle_push(&state, &ServiceAvatars(&state), &appid, &body, &ctx).await?;
+    content_check::handle_push(&state, &appid, &body, &ctx).await?;
     Ok(text("success".into()))
 }
 

@@ -31,6 +31,7 @@ impl Codec for Postgres {
             Coded::Time(v) => query.bind(v),
             Coded::OptTime(v) => query.bind(v),
             Coded::User(v) => query.bind(v.as_uuid()),
+            Coded::Uuid(v) => query.bind(v),
             Coded::Json(v) => query.bind(v),
         }
     }

@@ -1,8 +1,8 @@
 //! What both backends share: the store's SQL, written once. Every statement here runs on
 //! PostgreSQL and SQLite alike (`$N` placeholders, `ON CONFLICT`, `RETURNING` and `excluded`
 //! mean the same on both), so the side tables (session keys, signing keys, the keyring, data
-//! keys, nonces, API keys, relay checkpoints, attempt counters, rejection tallies, the one-time
-//! log rewrite) and the event store's plain reads exist once.
+//! keys, nonces, API keys, avatars, relay checkpoints, attempt counters, rejection tallies, the
+//! one-time log rewrite) and the event store's plain reads exist once.
 //!
 //! What differs is kept per backend, in `postgres/` and `sqlite/`, behind two traits:
 //!
@@ -18,6 +18,7 @@
 //! module's children implement every store trait once for both.
 
 mod api_keys;
+mod avatars;
 mod data_keys;
 mod events;
 mod keyring;
@@ -62,6 +63,8 @@ pub(crate) enum Coded<'a> {
     Time(DateTime<Utc>),
     OptTime(Option<DateTime<Utc>>),
     User(UserId),
+    /// Any other id stored as `uuid` on PostgreSQL (an avatar's).
+    Uuid(Uuid),
     Json(&'a serde_json::Value),
 }
 
@@ -76,6 +79,10 @@ impl<'a> Arg<'a> {
 
     pub fn user(user: UserId) -> Self {
         Self::Coded(Coded::User(user))
+    }
+
+    pub fn uuid(id: Uuid) -> Self {
+        Self::Coded(Coded::Uuid(id))
     }
 
     pub fn json(value: &'a serde_json::Value) -> Self {

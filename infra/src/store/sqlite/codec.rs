@@ -42,6 +42,7 @@ impl Codec for Sqlite {
             Coded::Time(v) => query.bind(time_to_db(v)),
             Coded::OptTime(v) => query.bind(v.map(time_to_db)),
             Coded::User(v) => query.bind(v.to_string()),
+            Coded::Uuid(v) => query.bind(v.to_string()),
             Coded::Json(v) => query.bind(v.to_string()),
         }
     }
