@@ -18,6 +18,7 @@ both_backends! {
     large_images_are_scaled_to_fit,
     bad_uploads_are_refused_with_their_codes,
     a_new_avatar_deletes_the_old_one,
+    an_avatar_the_profile_stops_showing_is_deleted,
     erasure_deletes_the_image,
 }
 
@@ -391,6 +392,35 @@ async fn a_new_avatar_deletes_the_old_one(world: World) {
     let me = world.get_json(access, "/v1/me").await;
     assert_eq!(me["profile"]["avatar_url"], second.as_str());
     assert_eq!(me["profile"]["nickname"], "Frank");
+}
+
+/// Whatever ends the profile's use of an uploaded image (an avatar URL from elsewhere, the
+/// withdrawn profile) deletes it: a user keeps at most the image their profile shows.
+async fn an_avatar_the_profile_stops_showing_is_deleted(world: World) {
+    let login = world.login(APP_A, "heidi").await;
+    let access = login.access.as_str();
+
+    let url = uploaded(&world, access, &png(&picture(8, 8))).await;
+    let (path, id) = path_and_id(&world, &url);
+    let elsewhere = serde_json::json!({ "avatar_url": "https://cdn.example.com/heidi.png" });
+    let replaced = world.put_as(access, "/v1/me/profile", elsewhere).await;
+    assert_eq!(replaced.status(), 204);
+    assert_problem(world.get(&path).await, 404, "not_found").await;
+    assert!(no_row(&world, id).await, "an avatar URL from elsewhere");
+
+    let url = uploaded(&world, access, &png(&picture(8, 8))).await;
+    let (path, id) = path_and_id(&world, &url);
+    served(&world, &path, "image/png").await;
+    let withdrawn = world
+        .delete_as(access, "/v1/me/authorizations/profile")
+        .await;
+    assert_eq!(withdrawn.status(), 204);
+    assert_problem(world.get(&path).await, 404, "not_found").await;
+    assert!(no_row(&world, id).await, "the withdrawn profile");
+}
+
+async fn no_row(world: &World, id: AvatarId) -> bool {
+    world.store().await.avatar(id).await.expect("read").is_none()
 }
 
 async fn erasure_deletes_the_image(world: World) {
