@@ -3,8 +3,9 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
-use api::config::{Apps, Config};
+use api::config::{Apps, Config, PushTokens};
 use api::startup::Application;
 use domain::AppId;
 use infra::crypto::MasterKey;
@@ -14,7 +15,7 @@ use serde_json::{json, Value};
 use testkit::sim::SimServer;
 use tokio::sync::oneshot;
 
-use crate::{Backend, ADMIN_TOKEN, APP_A, APP_B, APP_C, CLOUD_SECRET_A};
+use crate::{Backend, ADMIN_TOKEN, APP_A, APP_B, APP_C, CLOUD_SECRET_A, PUSH_TOKEN_A};
 
 const OPEN_PLATFORM: &str = "open-platform-1";
 
@@ -89,7 +90,19 @@ impl World {
             http: reqwest::Client::new(),
         };
         world.app = world.spawn_instance(|_| {}).await;
+        // WeChat's message push for APP_A reaches the first instance, promptly.
+        let push_url = world.url(&format!("/v1/wechat/push/{APP_A}"));
+        let appid = AppId::parse(APP_A).expect("appid");
+        world
+            .simulator
+            .set_push_with_delay(&appid, &push_url, PUSH_TOKEN_A, Duration::from_millis(50))
+            .expect("the simulator knows APP_A");
         Some(world)
+    }
+
+    /// The simulator's base URL (its `/sim/*` endpoints play the phone's part).
+    pub fn sim_url(&self) -> &str {
+        &self.sim.base
     }
 
     /// The configuration every instance of this world shares.
@@ -113,6 +126,10 @@ impl World {
                 "{APP_A}:{CLOUD_SECRET_A}"
             )))
             .expect("cloud secrets"),
+            push_tokens: serde_json::from_value::<PushTokens>(json!(format!(
+                "{APP_A}:{PUSH_TOKEN_A}"
+            )))
+            .expect("push tokens"),
             ..Config::defaults()
         }
     }

@@ -420,7 +420,13 @@ async fn an_avatar_the_profile_stops_showing_is_deleted(world: World) {
 }
 
 async fn no_row(world: &World, id: AvatarId) -> bool {
-    world.store().await.avatar(id).await.expect("read").is_none()
+    world
+        .store()
+        .await
+        .avatar(id)
+        .await
+        .expect("read")
+        .is_none()
 }
 
 async fn erasure_deletes_the_image(world: World) {

@@ -7,9 +7,9 @@
 
 use std::time::Duration;
 
-use api::config::{AppList, PushTokens};
+use api::config::AppList;
 use domain::{AvatarId, UserId};
-use identity_tests::{assert_problem, both_backends, World, APP_A, APP_B};
+use identity_tests::{assert_problem, both_backends, World, APP_A, APP_B, PUSH_TOKEN_A};
 use infra::store::PendingMediaCheck;
 use infra::wechat::push::push_signature;
 use infra::wechat::sim::Api;
@@ -26,20 +26,6 @@ both_backends! {
     a_risky_verdict_is_recorded_once,
     a_risky_avatar_is_removed_from_the_profile,
     pending_checks_stay_bounded,
-}
-
-const PUSH_TOKEN: &str = "contentTestToken1";
-
-/// The world's service, with a push token for APP_A (APP_B has none).
-async fn with_push(mut world: World) -> World {
-    world.app = world
-        .spawn_instance(|config| {
-            config.push_tokens =
-                serde_json::from_value::<PushTokens>(json!(format!("{APP_A}:{PUSH_TOKEN}")))
-                    .expect("push tokens");
-        })
-        .await;
-    world
 }
 
 /// The query WeChat signs a push with.
@@ -158,7 +144,6 @@ async fn a_wechat_outage_stores_the_nickname_flagged(world: World) {
 }
 
 async fn a_push_without_the_right_signature_changes_nothing(world: World) {
-    let world = with_push(world).await;
     let login = world.login(APP_A, "erin").await;
     let user_id = UserId::parse(&login.user_id).expect("a user id");
     let store = world.store().await;
@@ -177,7 +162,7 @@ async fn a_push_without_the_right_signature_changes_nothing(world: World) {
     let before = world.log().await.len();
     for query in [
         signed_query("wrongToken", ""),
-        signed_query(PUSH_TOKEN, "").replace("timestamp=", "timestamp=1"),
+        signed_query(PUSH_TOKEN_A, "").replace("timestamp=", "timestamp=1"),
         "timestamp=1&nonce=2".to_owned(),
         String::new(),
     ] {
@@ -190,7 +175,7 @@ async fn a_push_without_the_right_signature_changes_nothing(world: World) {
         .expect("the store answers")
         .is_some());
     // No push URL for an app without a token, or not configured.
-    let query = signed_query(PUSH_TOKEN, "");
+    let query = signed_query(PUSH_TOKEN_A, "");
     for appid in [APP_B, "wxf000000000000009", "nope"] {
         let answer = world
             .http
@@ -207,8 +192,7 @@ async fn a_push_without_the_right_signature_changes_nothing(world: World) {
 }
 
 async fn the_push_url_verification_echoes(world: World) {
-    let world = with_push(world).await;
-    let query = signed_query(PUSH_TOKEN, "&echostr=5837997610893447193");
+    let query = signed_query(PUSH_TOKEN_A, "&echostr=5837997610893447193");
     let answer = world.get(&format!("/v1/wechat/push/{APP_A}?{query}")).await;
     assert_eq!(answer.status(), 200);
     assert_eq!(answer.text().await.expect("a body"), "5837997610893447193");
@@ -220,7 +204,6 @@ async fn the_push_url_verification_echoes(world: World) {
 }
 
 async fn a_risky_verdict_is_recorded_once(world: World) {
-    let world = with_push(world).await;
     let login = world.login(APP_A, "frank").await;
     let user_id = UserId::parse(&login.user_id).expect("a user id");
     let avatar_id = AvatarId::new_random();
@@ -236,7 +219,7 @@ async fn a_risky_verdict_is_recorded_once(world: World) {
         .record_media_check("trace-frank", &check, now - chrono::Duration::days(7))
         .await
         .expect("the store answers");
-    let query = signed_query(PUSH_TOKEN, "");
+    let query = signed_query(PUSH_TOKEN_A, "");
     let risky = verdict("trace-frank", "risky", 20002);
     // WeChat retries: the same verdict twice, and one for a trace nobody submitted.
     for body in [&risky, &risky, &verdict("trace-unknown", "risky", 20002)] {
@@ -325,25 +308,14 @@ async fn pending_checks_stay_bounded(world: World) {
 /// Needs the avatar upload (`POST /v1/me/avatar`) and the simulator's content APIs, which
 /// fetch the image and push the verdict.
 async fn a_risky_avatar_is_removed_from_the_profile(world: World) {
-    let world = with_push(world).await;
-    let sim = world.config().wechat_api_base;
-    for (path, body) in [
-        ("/sim/content", json!({ "images": "risky" })),
-        (
-            "/sim/push",
-            json!({ "appid": APP_A, "url": world.url(&format!("/v1/wechat/push/{APP_A}")),
-                    "token": PUSH_TOKEN, "delay_ms": 50 }),
-        ),
-    ] {
-        let set = world
-            .http
-            .post(format!("{sim}{path}"))
-            .json(&body)
-            .send()
-            .await
-            .expect("sim reached");
-        assert!(set.status().is_success(), "{path}: {:?}", set.text().await);
-    }
+    let risky = world
+        .http
+        .post(format!("{}/sim/content", world.sim_url()))
+        .json(&json!({ "images": "risky" }))
+        .send()
+        .await
+        .expect("sim reached");
+    assert!(risky.status().is_success(), "{:?}", risky.text().await);
     let login = world.login(APP_A, "grace").await;
     let boundary = "content-test-boundary";
     let mut body = format!(
