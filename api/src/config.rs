@@ -292,6 +292,13 @@ impl Config {
                  {MIN_SECRET_CHARS} characters: use a random one, e.g. `openssl rand -hex 32`"
             ));
         }
+        // WeChat allows 3 to 32; the token is all that authenticates a push, so the longest.
+        if let Some((appid, _)) = self.push_tokens.0.iter().find(|(_, s)| weak(s)) {
+            return Err(format!(
+                "IDENTITY_PUSH_TOKENS: the token of {appid} is shorter than {MIN_SECRET_CHARS} \
+                 characters: use 32 random letters and digits, e.g. `openssl rand -hex 16`"
+            ));
+        }
         Ok(())
     }
 

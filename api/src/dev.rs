@@ -10,7 +10,7 @@ use rand::distributions::{Alphanumeric, DistString};
 use secrecy::{ExposeSecret, SecretString};
 use tokio::net::TcpListener;
 
-use crate::config::Config;
+use crate::config::{Config, MIN_SECRET_CHARS};
 use crate::startup::{self, shutdown_signal, Application};
 
 /// Where dev mode keeps its database, master key and admin token between runs.
@@ -21,9 +21,6 @@ const DEMO_APPS: [(&str, &str); 2] = [
     ("wxd000000000000002", "demo-secret-2"),
 ];
 const DEMO_OPEN_PLATFORM: &str = "demo-open-platform";
-/// The demo apps' message-push token (`IDENTITY_PUSH_TOKENS`): the simulator signs the image
-/// checks' verdicts it pushes to `/v1/wechat/push/{appid}` with it.
-pub const DEMO_PUSH_TOKEN: &str = "identityddemopush";
 
 #[derive(clap::Args)]
 pub struct DevArgs {
@@ -42,7 +39,8 @@ pub async fn run(file: Option<PathBuf>, args: DevArgs) -> anyhow::Result<()> {
     let mut config =
         Config::extract(figment.join(("database_url", format!("sqlite://{DEV_DIR}/dev.db"))))?;
     if !args.public {
-        refuse_beyond_loopback(&config.listen).await?;
+        refuse_beyond_loopback("IDENTITY_LISTEN", &config.listen).await?;
+        refuse_beyond_loopback("--sim-listen", &args.sim_listen).await?;
     }
     let dir = Path::new(DEV_DIR);
     std::fs::create_dir_all(dir).with_context(|| format!("creating {DEV_DIR}/"))?;
@@ -76,7 +74,12 @@ pub async fn run(file: Option<PathBuf>, args: DevArgs) -> anyhow::Result<()> {
             .push_tokens
             .0
             .entry(appid)
-            .or_insert_with(|| DEMO_PUSH_TOKEN.to_owned().into());
+            // Only the simulator, which dev configures below, needs it: a new one each start.
+            .or_insert_with(|| {
+                Alphanumeric
+                    .sample_string(&mut rand::thread_rng(), MIN_SECRET_CHARS)
+                    .into()
+            });
     }
     for (appid, secret) in &config.apps.0 {
         let demo = DEMO_APPS.iter().any(|(a, _)| *a == appid.as_str());
@@ -116,14 +119,14 @@ pub async fn run(file: Option<PathBuf>, args: DevArgs) -> anyhow::Result<()> {
 
 /// Dev mode answers to anyone who reaches it (demo admin token, simulator): loopback only,
 /// unless `--public`.
-async fn refuse_beyond_loopback(listen: &str) -> anyhow::Result<()> {
+async fn refuse_beyond_loopback(setting: &str, listen: &str) -> anyhow::Result<()> {
     let addrs: Vec<_> = tokio::net::lookup_host(startup::listen_addr(listen))
         .await
-        .with_context(|| format!("IDENTITY_LISTEN={listen}"))?
+        .with_context(|| format!("{setting}={listen}"))?
         .collect();
     if addrs.is_empty() || addrs.iter().any(|a| !a.ip().to_canonical().is_loopback()) {
         anyhow::bail!(
-            "identityd dev listens on loopback only, and IDENTITY_LISTEN={listen} is not: \
+            "identityd dev listens on loopback only, and {setting}={listen} is not: \
              its demo admin token and WeChat simulator would be open to the network. \
              Pass --public if that is what you want"
         );

@@ -156,9 +156,9 @@ impl Application {
                 rejections: Rejections::new(config.rejection_retention_days),
                 content,
                 public_url,
-                avatar_decodes: tokio::sync::Semaphore::new(
+                avatar_decodes: Arc::new(tokio::sync::Semaphore::new(
                     usecases::avatar::MAX_CONCURRENT_DECODES,
-                ),
+                )),
             },
             login_rate_limit: LoginRateLimit::per_minute(config.login_rate_per_minute),
             trusted_proxies: config.trusted_proxies.clone(),

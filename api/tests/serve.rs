@@ -86,6 +86,17 @@ fn dev_refuses_a_public_address_unless_asked() {
         );
         assert!(error.contains("--public"), "{listen}: {error}");
     }
+    // The simulator's address too.
+    let error = refused(
+        identityd(
+            &["dev", "--sim-listen", "0.0.0.0:0"],
+            &[("IDENTITY_LISTEN", "127.0.0.1:0")],
+        )
+        .current_dir(&dir)
+        .output()
+        .expect("runs"),
+    );
+    assert!(error.contains("--sim-listen=0.0.0.0:0"), "{error}");
     // `--public` passes that check, and then holds dev to serve's rule on secrets.
     let error = refused(
         identityd(

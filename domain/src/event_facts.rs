@@ -144,6 +144,18 @@ const fn personal(name: &'static str) -> Field {
     }
 }
 
+/// Not personal itself but a key to what is: an uploaded avatar's id opens its public URL,
+/// the person's photo. Not sealed (erasure deletes the image, leaving the id harmless), shown
+/// to admins only.
+const fn opens_personal(name: &'static str) -> Field {
+    Field {
+        name,
+        personal: false,
+        analytics: Shown::Redacted,
+        audit: Shown::Clear,
+    }
+}
+
 /// Personal, shown sealed to admins (the audit log), to no one else.
 const fn for_admins(name: &'static str) -> Field {
     Field {
@@ -259,11 +271,10 @@ pub const EVENTS: &[EventFacts] = &[
     EventFacts {
         event_type: PROFILE_UPDATED,
         stream: StreamKind::User,
-        // A random id per upload, and field names: nothing that names a person.
         fields: &[
             personal("profile"),
             public("fields"),
-            public("avatar_id"),
+            opens_personal("avatar_id"),
             public("review"),
         ],
         sealed: &[],
@@ -272,7 +283,7 @@ pub const EVENTS: &[EventFacts] = &[
         event_type: AVATAR_REJECTED,
         stream: StreamKind::User,
         fields: &[
-            public("avatar_id"),
+            opens_personal("avatar_id"),
             public("label"),
             personal("profile"),
             public("fields"),
@@ -362,6 +373,13 @@ mod tests {
             (Consumer::Analytics, USER_LOGGED_IN, "appid", Shown::Clear),
             (Consumer::Audit, USER_BLOCKED, "reason", Shown::Sealed),
             (Consumer::Analytics, USER_BLOCKED, "reason", Shown::Redacted),
+            (
+                Consumer::Analytics,
+                PROFILE_UPDATED,
+                "avatar_id",
+                Shown::Redacted,
+            ),
+            (Consumer::Audit, PROFILE_UPDATED, "avatar_id", Shown::Clear),
             (
                 Consumer::Audit,
                 PHONE_NUMBER_BOUND,

@@ -16,15 +16,28 @@ pub struct SharedProfile {
     pub unionid: Option<UnionId>,
 }
 
-/// A fill-in, sealed, with what the edge learned about it.
+/// A fill-in, sealed (the whole profile after it), with what the edge learned about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProfileUpdate {
     pub sealed: SealedPersonalData,
     pub fields: Vec<String>,
-    /// The uploaded avatar the profile shows after the change, if one of ours.
-    pub avatar_id: Option<AvatarId>,
-    /// Fields stored but flagged for review.
-    pub review: Vec<String>,
+    /// What becomes of the avatar.
+    pub avatar: AvatarChange,
+    /// The fields this change sets: their earlier review flags no longer apply.
+    pub changed: Vec<String>,
+    /// Those of them stored but flagged for review (WeChat's check said `review`, or failed).
+    pub flagged: Vec<String>,
+}
+
+/// What a fill-in does to the profile's avatar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AvatarChange {
+    /// The avatar stays as it is (the change is about other fields, or names our own URL).
+    Keep,
+    /// An avatar URL from elsewhere replaces it.
+    Elsewhere,
+    /// A new upload of ours replaces it.
+    Uploaded(AvatarId),
 }
 
 /// A sealed profile and the names of its fields.
@@ -76,8 +89,9 @@ impl User {
         self.decide_update_profile_checked(ProfileUpdate {
             sealed,
             fields,
-            avatar_id: self.avatar,
-            review: Vec::new(),
+            avatar: AvatarChange::Keep,
+            changed: Vec::new(),
+            flagged: Vec::new(),
         })
     }
 
@@ -88,11 +102,26 @@ impl User {
         update: ProfileUpdate,
     ) -> Result<Vec<UserEvent>, UserError> {
         self.usable()?;
+        let avatar_id = match update.avatar {
+            AvatarChange::Keep => self.avatar,
+            AvatarChange::Elsewhere => None,
+            AvatarChange::Uploaded(avatar_id) => Some(avatar_id),
+        };
+        // Every `ProfileUpdated` states the flags standing after it, as it states the profile.
+        let mut review: Vec<String> = self
+            .review
+            .iter()
+            .filter(|field| !update.changed.contains(field))
+            .chain(&update.flagged)
+            .cloned()
+            .collect();
+        review.sort();
+        review.dedup();
         Ok(vec![UserEvent::ProfileUpdated {
             profile: update.sealed,
             fields: update.fields,
-            avatar_id: update.avatar_id,
-            review: update.review,
+            avatar_id,
+            review,
         }])
     }
 
@@ -134,13 +163,13 @@ impl User {
         fields: Vec<String>,
         avatar_id: AvatarId,
     ) -> Result<Vec<UserEvent>, UserError> {
-        self.usable()?;
-        Ok(vec![UserEvent::ProfileUpdated {
-            profile: sealed,
+        self.decide_update_profile_checked(ProfileUpdate {
+            sealed,
             fields,
-            avatar_id: Some(avatar_id),
-            review: Vec::new(),
-        }])
+            avatar: AvatarChange::Uploaded(avatar_id),
+            changed: vec!["avatar_url".into()],
+            flagged: Vec::new(),
+        })
     }
 
     pub fn decide_bind_phone(
@@ -246,12 +275,11 @@ mod tests {
 
     fn with_avatar(history: &[UserEvent], avatar: AvatarId) -> Vec<UserEvent> {
         let update = User::replay(history)
-            .decide_update_profile_checked(ProfileUpdate {
-                sealed: sealed("with-avatar"),
-                fields: vec!["avatar_url".into(), "nickname".into()],
-                avatar_id: Some(avatar),
-                review: Vec::new(),
-            })
+            .decide_set_avatar(
+                sealed("with-avatar"),
+                vec!["avatar_url".into(), "nickname".into()],
+                avatar,
+            )
             .unwrap();
         then(history, update)
     }
@@ -333,6 +361,46 @@ mod tests {
             User::default().decide_reject_avatar(avatar, 20002, None),
             Err(UserError::NotRegistered)
         );
+    }
+
+    #[test]
+    fn a_review_flag_stands_until_its_field_changes_again() {
+        let update = |avatar, changed: &[&str], flagged: &[&str]| ProfileUpdate {
+            sealed: sealed("p"),
+            fields: vec!["nickname".into(), "avatar_url".into()],
+            avatar,
+            changed: changed.iter().map(|f| f.to_string()).collect(),
+            flagged: flagged.iter().map(|f| f.to_string()).collect(),
+        };
+        let review_of = |events: &[UserEvent]| match &events[0] {
+            UserEvent::ProfileUpdated { review, .. } => review.clone(),
+            other => panic!("{other:?}"),
+        };
+        let given = registered();
+        let flagged = User::replay(&given)
+            .decide_update_profile_checked(update(AvatarChange::Keep, &["nickname"], &["nickname"]))
+            .unwrap();
+        assert_eq!(review_of(&flagged), ["nickname"]);
+        let given = then(&given, flagged);
+        // An upload, or an avatar URL from elsewhere, leaves the nickname's flag standing.
+        let avatar = AvatarId::from_uuid(Uuid::from_u128(20));
+        let uploaded = User::replay(&given)
+            .decide_set_avatar(sealed("p"), vec![], avatar)
+            .unwrap();
+        assert_eq!(review_of(&uploaded), ["nickname"]);
+        let elsewhere = User::replay(&given)
+            .decide_update_profile_checked(update(AvatarChange::Elsewhere, &["avatar_url"], &[]))
+            .unwrap();
+        assert_eq!(review_of(&elsewhere), ["nickname"]);
+        // A new nickname that passes clears it; a withdrawn profile takes it along.
+        let cleared = User::replay(&given)
+            .decide_update_profile_checked(update(AvatarChange::Keep, &["nickname"], &[]))
+            .unwrap();
+        assert!(review_of(&cleared).is_empty());
+        let withdrawn = User::replay(&given)
+            .decide_withdraw(Authorization::Profile)
+            .unwrap();
+        assert!(User::replay(&then(&given, withdrawn)).review.is_empty());
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub struct User {
     pub phone: Option<SealedPersonalData>,
     /// The uploaded avatar the profile shows, if it is one of ours.
     pub avatar: Option<AvatarId>,
+    /// Profile fields stored but flagged for review, until changed again.
+    pub review: Vec<String>,
     /// The last avatar WeChat rejected: a retried verdict records nothing twice.
     pub last_rejected_avatar: Option<AvatarId>,
     pub erased: bool,
@@ -137,12 +139,17 @@ impl User {
             UserEvent::ProfileAuthorized { profile, .. } => {
                 self.profile = Some(profile.clone());
                 self.avatar = None;
+                self.review.clear();
             }
             UserEvent::ProfileUpdated {
-                profile, avatar_id, ..
+                profile,
+                avatar_id,
+                review,
+                ..
             } => {
                 self.profile = Some(profile.clone());
                 self.avatar = *avatar_id;
+                self.review = review.clone();
             }
             UserEvent::AvatarRejected {
                 avatar_id, profile, ..
@@ -160,6 +167,7 @@ impl User {
                 Authorization::Profile => {
                     self.profile = None;
                     self.avatar = None;
+                    self.review.clear();
                 }
                 Authorization::Phone => self.phone = None,
             },
@@ -168,6 +176,7 @@ impl User {
                 self.profile = None;
                 self.phone = None;
                 self.avatar = None;
+                self.review.clear();
             }
         }
         self

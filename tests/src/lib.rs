@@ -30,7 +30,7 @@ pub const APP_C: &str = "wxc000000000000003";
 
 /// `APP_A`'s message-push token; the simulator pushes its image-check verdicts for `APP_A`
 /// to the world's first instance with it (the other apps have none).
-pub const PUSH_TOKEN_A: &str = "worldPushTokenA";
+pub const PUSH_TOKEN_A: &str = "worldPushTokenA0123456789abcdefX";
 
 /// The cloud-function login secret of `APP_A` (the other apps have none).
 pub const CLOUD_SECRET_A: &str = "cloud-secret-a-0123456789abcdef";

@@ -317,3 +317,26 @@ impl World {
         .await
     }
 }
+
+impl World {
+    /// `POST /v1/me/avatar` of `image` as `wx.uploadFile({ name: "file" })` sends it.
+    pub async fn upload_avatar(&self, access: &str, image: &[u8]) -> Response {
+        const BOUNDARY: &str = "identityd-harness-boundary";
+        let mut body = format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"file\"; \
+             filename=\"avatar.png\"\r\nContent-Type: image/png\r\n\r\n"
+        )
+        .into_bytes();
+        body.extend_from_slice(image);
+        body.extend_from_slice(format!("\r\n--{BOUNDARY}--\r\n").as_bytes());
+        self.call(Method::POST, "/v1/me/avatar")
+            .bearer(access)
+            .header(
+                "content-type",
+                &format!("multipart/form-data; boundary={BOUNDARY}"),
+            )
+            .with(|r| r.body(body))
+            .send()
+            .await
+    }
+}

@@ -402,6 +402,12 @@ async fn an_avatar_the_profile_stops_showing_is_deleted(world: World) {
 
     let url = uploaded(&world, access, &png(&picture(8, 8))).await;
     let (path, id) = path_and_id(&world, &url);
+    // A client saving the whole form sends our own URL back: the avatar stays.
+    let whole_form = serde_json::json!({ "nickname": "Heidi", "avatar_url": url });
+    let saved = world.put_as(access, "/v1/me/profile", whole_form).await;
+    assert_eq!(saved.status(), 204);
+    served(&world, &path, "image/png").await;
+    assert!(!no_row(&world, id).await, "our own URL sent back");
     let elsewhere = serde_json::json!({ "avatar_url": "https://cdn.example.com/heidi.png" });
     let replaced = world.put_as(access, "/v1/me/profile", elsewhere).await;
     assert_eq!(replaced.status(), 204);

@@ -355,6 +355,8 @@ async fn analytics_sees_no_personal_data(world: World) {
         .share_profile(&login.access, APP_A, "liang", profile)
         .await;
     world.bind_phone(&login.access, APP_A, "liang").await;
+    let avatar = world.upload_avatar(&login.access, &tiny_png()).await;
+    assert_eq!(avatar.status(), 200, "{:?}", avatar.text().await);
 
     // What must not leak: the clear values, and the stored sealed blobs and hashes.
     let store = world.store().await;
@@ -369,14 +371,20 @@ async fn analytics_sees_no_personal_data(world: World) {
         "MicroMessenger".to_owned(),
     ];
     for event in &stored {
-        for field in ["profile", "phone", "phone_index", "client_ip"] {
+        // An avatar's id opens the person's photo at the public `/v1/avatars/{id}`.
+        for field in ["profile", "phone", "phone_index", "client_ip", "avatar_id"] {
             if let Some(Value::String(value)) = event.payload.get(field) {
                 secrets.push(value.clone());
             }
         }
     }
     let types: BTreeSet<&str> = stored.iter().map(|e| e.event_type.as_str()).collect();
-    for t in ["ProfileAuthorized", "PhoneNumberBound", "UserLoggedIn"] {
+    for t in [
+        "ProfileAuthorized",
+        "ProfileUpdated",
+        "PhoneNumberBound",
+        "UserLoggedIn",
+    ] {
         assert!(types.contains(t), "{types:?}");
     }
 
@@ -413,6 +421,20 @@ async fn analytics_sees_no_personal_data(world: World) {
     assert_eq!(logged_in["payload"]["openid"], "[redacted]");
     assert!(!text.contains(login["user"]["openid"].as_str().expect("openid")));
     assert!(logged_in.get("metadata").is_none());
+    let updated = events
+        .iter()
+        .find(|e| e["event_type"] == "ProfileUpdated")
+        .expect("the avatar upload");
+    assert_eq!(updated["payload"]["avatar_id"], "[redacted]");
+}
+
+/// A 2×2 PNG.
+fn tiny_png() -> Vec<u8> {
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    image::RgbaImage::from_pixel(2, 2, image::Rgba([10, 20, 30, 255]))
+        .write_to(&mut bytes, image::ImageFormat::Png)
+        .expect("encode");
+    bytes.into_inner()
 }
 
 async fn stored_v1_logins_are_read_as_v2(world: World) {

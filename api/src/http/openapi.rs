@@ -246,7 +246,7 @@ mod tests {
     }
 
     /// The route files, by the module names `routes/mod.rs` declares.
-    const ROUTE_SOURCES: [(&str, &str); 12] = [
+    const ROUTE_SOURCES: &[(&str, &str)] = &[
         ("admin", include_str!("routes/admin.rs")),
         ("avatar", include_str!("routes/avatar.rs")),
         ("cloud_login", include_str!("routes/cloud_login.rs")),

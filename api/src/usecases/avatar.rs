@@ -24,8 +24,9 @@ use super::command::Command;
 use super::content_check;
 use super::context::Context;
 use super::error::UseCaseError;
+use super::profile::edited_profile;
 use super::services::Services;
-use super::streams::{load_user, open_with, user_key, LoadedUser};
+use super::streams::{load_user, user_key, LoadedUser};
 use super::user_writes::{record_on_user, UserWrite};
 
 /// The largest file an upload may carry.
@@ -77,19 +78,7 @@ pub async fn upload_avatar(
     };
     state.store.insert_avatar(&stored).await?;
 
-    let avatar_url = format!("{}/v1/avatars/{avatar_id}", state.public_url);
-    let mut profile = match &user.profile {
-        Some(sealed) => open_with(Some(&key), sealed)?.unwrap_or_else(|| json!({})),
-        None => json!({}),
-    };
-    if let Some(object) = profile.as_object_mut() {
-        object.insert("avatar_url".into(), json!(avatar_url));
-    }
-    let fields: Vec<String> = profile
-        .as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default();
-    let sealed = key.seal(&profile);
+    let avatar_url = avatar_url(state, avatar_id);
     let write = UserWrite {
         appid: Some(appid),
         phone_index: None,
@@ -101,7 +90,13 @@ pub async fn upload_avatar(
         user_id,
         write,
         ctx,
-        |user| user.decide_set_avatar(sealed.clone(), fields.clone(), avatar_id),
+        // Into the profile as each attempt loads it: a concurrent change is kept.
+        |user| {
+            let (sealed, fields) = edited_profile(&key, user, |profile| {
+                profile.insert("avatar_url".into(), json!(avatar_url));
+            })?;
+            Ok::<_, UseCaseError>(user.decide_set_avatar(sealed, fields, avatar_id)?)
+        },
     )
     .await;
     if let Err(refused) = recorded {
@@ -141,6 +136,11 @@ pub async fn avatar_image(
     })
 }
 
+/// The public URL of an uploaded avatar, as the profile holds it.
+pub(super) fn avatar_url(state: &Services, avatar_id: AvatarId) -> String {
+    format!("{}/v1/avatars/{avatar_id}", state.public_url)
+}
+
 /// Deletes an image no event will name (anymore). A failure leaves a row sealed under the
 /// user's key, deleted at their erasure: logged, not the caller's failure.
 pub(super) async fn forget_image(state: &Services, avatar_id: AvatarId) {
@@ -163,14 +163,22 @@ struct Reencoded {
 
 /// [`reencode`] on a blocking thread, once a decode slot is free.
 async fn reencode_limited(state: &Services, file: Vec<u8>) -> Result<Reencoded, UseCaseError> {
-    let slot = tokio::time::timeout(DECODE_SLOT_WAIT, state.avatar_decodes.acquire())
-        .await
-        .map_err(|_| UseCaseError::RateLimited {
-            retry_after_secs: 1,
-        })?
-        .map_err(UseCaseError::internal)?;
-    let reencoded = tokio::task::spawn_blocking(move || reencode(&file)).await;
-    drop(slot);
+    let slot = tokio::time::timeout(
+        DECODE_SLOT_WAIT,
+        state.avatar_decodes.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| UseCaseError::RateLimited {
+        retry_after_secs: 1,
+    })?
+    .map_err(UseCaseError::internal)?;
+    // The slot goes with the decode, not the request: a request that times out cannot free
+    // it while its (uncancellable) decode still runs.
+    let reencoded = tokio::task::spawn_blocking(move || {
+        let _slot = slot;
+        reencode(&file)
+    })
+    .await;
     reencoded.unwrap_or_else(|crashed| {
         // A decoder bug met a hostile file: the file is refused like any other that does not
         // decode, and the bug is logged.

@@ -13,13 +13,13 @@ use infra::store::{AppendBatch, ExpectedVersion, PendingMediaCheck};
 use infra::wechat::push::{parse_push, MediaCheck, PushEvent};
 use infra::wechat::{AppCredentials, TraceId, Verdict, WeChatError};
 use secrecy::SecretString;
-use serde_json::Value;
 
 use super::command::{Command, Decision};
 use super::context::Context;
 use super::error::UseCaseError;
+use super::profile::edited_profile;
 use super::services::Services;
-use super::streams::{load_user, open_with, to_new_events, LoadedUser};
+use super::streams::{load_user, to_new_events, LoadedUser};
 
 /// A pending image check older than this is forgotten: WeChat answers within about 30
 /// minutes, so a week leaves room for its retries and our outages.
@@ -233,20 +233,12 @@ async fn reject_avatar(
             let appid = appid.clone();
             async move {
                 let LoadedUser { user, version, key } = load_user(state, user_id).await?;
-                let without_it = match (&user.profile, &key) {
-                    (Some(sealed), Some(key)) if user.avatar == Some(avatar_id) => {
-                        let mut profile = open_with(Some(key), sealed)?.unwrap_or(Value::Null);
-                        let fields = match profile.as_object_mut() {
-                            Some(object) => {
-                                object.remove("avatar_url");
-                                object.keys().cloned().collect()
-                            }
-                            None => Vec::new(),
-                        };
-                        Some(SharedProfileFields {
-                            sealed: key.seal(&profile),
-                            fields,
-                        })
+                let without_it = match &key {
+                    Some(key) if user.profile.is_some() && user.avatar == Some(avatar_id) => {
+                        let (sealed, fields) = edited_profile(key, &user, |profile| {
+                            profile.remove("avatar_url");
+                        })?;
+                        Some(SharedProfileFields { sealed, fields })
                     }
                     _ => None,
                 };

@@ -2,16 +2,17 @@
 //! profile, the phone number; and erasure. Personal data is sealed under the user's data key
 //! before it becomes an event.
 
-use domain::profile::SharedProfile;
+use domain::profile::{AvatarChange, SharedProfile};
 use domain::{
     AppId, Authorization, Claim, OpenId, RevocationReason, SealedPersonalData, UnionId, User,
-    UserError, UserEvent, UserId, WeChatCode,
+    UserEvent, UserId, WeChatCode,
 };
 use infra::personal_data::UserKey;
 use infra::wechat::user_data::EncryptedData;
 use infra::wechat::SessionKey;
 use serde_json::{json, Map, Value};
 
+use super::avatar::avatar_url;
 use super::command::Command;
 use super::content_check::{check_nickname, NicknameCheck};
 use super::context::Context;
@@ -235,7 +236,7 @@ pub async fn update_profile(
     ctx: &Context,
 ) -> Result<(), UseCaseError> {
     let LoadedUser { user, key, .. } = load_user(state, user_id).await?;
-    let mut review = Vec::new();
+    let mut flagged = Vec::new();
     if let Some(nickname) = &update.nickname {
         let check = match user.openid_for(appid) {
             Some(openid) => check_nickname(state, appid, openid, nickname).await?,
@@ -244,37 +245,61 @@ pub async fn update_profile(
             None => NicknameCheck::Review,
         };
         if check == NicknameCheck::Review {
-            review.push("nickname".to_owned());
+            flagged.push("nickname".to_owned());
         }
     }
-    // A URL of the caller's replaces an uploaded avatar; otherwise the current one stays.
-    let replaces_avatar = update.avatar_url.is_some();
-    let mut profile = match &user.profile {
-        Some(sealed) => open_with(key.as_ref(), sealed)?.unwrap_or_else(|| json!({})),
-        None => json!({}),
-    };
-    if let Some(object) = profile.as_object_mut() {
-        if let Some(nickname) = update.nickname {
-            object.insert("nickname".into(), json!(nickname));
-        }
-        if let Some(avatar_url) = update.avatar_url {
-            object.insert("avatar_url".into(), json!(avatar_url));
-        }
-    }
-    let fields: Vec<String> = profile
-        .as_object()
-        .map(|o| o.keys().cloned().collect())
-        .unwrap_or_default();
-    let sealed = seal(key.as_ref(), &profile)?;
+    let key = key.ok_or(UseCaseError::Erased)?;
+    // Merged into the profile as each attempt loads it, so a concurrent change (an upload, a
+    // withdrawal, a rejected avatar) is never undone by a stale copy.
     record(state, "update_profile", user_id, appid, ctx, |user| {
-        user.decide_update_profile_checked(domain::profile::ProfileUpdate {
-            sealed: sealed.clone(),
-            fields: fields.clone(),
-            avatar_id: if replaces_avatar { None } else { user.avatar },
-            review: review.clone(),
-        })
+        let ours = user.avatar.map(|id| avatar_url(state, id));
+        let mut changed = Vec::new();
+        let mut avatar = AvatarChange::Keep;
+        let (sealed, fields) = edited_profile(&key, user, |profile| {
+            if let Some(nickname) = &update.nickname {
+                profile.insert("nickname".into(), json!(nickname));
+                changed.push("nickname".to_owned());
+            }
+            // Our own avatar's URL sent back (a client saving the whole form) keeps it.
+            if let Some(url) = update
+                .avatar_url
+                .as_ref()
+                .filter(|url| Some(*url) != ours.as_ref())
+            {
+                profile.insert("avatar_url".into(), json!(url));
+                changed.push("avatar_url".to_owned());
+                avatar = AvatarChange::Elsewhere;
+            }
+        })?;
+        let update = domain::profile::ProfileUpdate {
+            sealed,
+            fields,
+            avatar,
+            changed,
+            flagged: flagged.clone(),
+        };
+        Ok::<_, UseCaseError>(user.decide_update_profile_checked(update)?)
     })
     .await
+}
+
+/// The profile as `user` holds it (the state an attempt loaded), opened, edited and sealed
+/// again, with the names of its fields.
+pub(super) fn edited_profile(
+    key: &UserKey,
+    user: &User,
+    edit: impl FnOnce(&mut Map<String, Value>),
+) -> Result<(SealedPersonalData, Vec<String>), UseCaseError> {
+    let mut profile = match &user.profile {
+        Some(sealed) => match open_with(Some(key), sealed)? {
+            Some(Value::Object(profile)) => profile,
+            _ => Map::new(),
+        },
+        None => Map::new(),
+    };
+    edit(&mut profile);
+    let fields = profile.keys().cloned().collect();
+    Ok((key.seal(&Value::Object(profile)), fields))
 }
 
 /// Exchanges a phone-number button code with WeChat and records the number, sealed, with its
@@ -404,13 +429,13 @@ fn seal(key: Option<&UserKey>, data: &Value) -> Result<SealedPersonalData, UseCa
 }
 
 /// A command on the user's stream from `appid`'s app.
-async fn record(
+async fn record<E: Into<UseCaseError>>(
     state: &Services,
     name: &'static str,
     user_id: UserId,
     appid: &AppId,
     ctx: &Context,
-    decide: impl Fn(&User) -> Result<Vec<UserEvent>, UserError>,
+    decide: impl Fn(&User) -> Result<Vec<UserEvent>, E>,
 ) -> Result<(), UseCaseError> {
     let write = UserWrite {
         appid: Some(appid),

@@ -53,5 +53,5 @@ pub struct Services {
     /// `IDENTITY_PUBLIC_URL`: where clients and WeChat reach the service (avatar URLs).
     pub public_url: crate::config::PublicUrl,
     /// Avatar images being decoded at once on this instance (`avatar::MAX_CONCURRENT_DECODES`).
-    pub avatar_decodes: tokio::sync::Semaphore,
+    pub avatar_decodes: Arc<tokio::sync::Semaphore>,
 }

@@ -1,7 +1,7 @@
 //! Commands on a user's stream: load the user, decide, append with the claims the events make
 //! (releasing them on erasure) and a bound phone's look-up hash, through the one executor.
 
-use domain::{AppId, AvatarId, Claim, User, UserError, UserEvent, UserId};
+use domain::{AppId, AvatarId, Claim, User, UserEvent, UserId};
 use infra::store::{AppendBatch, ExpectedVersion};
 
 use super::avatar::forget_image;
@@ -24,19 +24,19 @@ pub struct UserWrite<'a> {
 /// recorded, and the log position of the last one. An uploaded avatar the profile stops
 /// showing (replaced, withdrawn, overwritten) has its image deleted once they are recorded:
 /// a user keeps at most the one image their profile shows.
-pub async fn record_on_user(
+pub async fn record_on_user<E: Into<UseCaseError>>(
     state: &Services,
     command: Command,
     user_id: UserId,
     write: UserWrite<'_>,
     ctx: &Context,
-    decide: impl Fn(&User) -> Result<Vec<UserEvent>, UserError>,
+    decide: impl Fn(&User) -> Result<Vec<UserEvent>, E>,
 ) -> Result<(bool, Option<i64>), UseCaseError> {
     let (appid, phone_index, decide) = (write.appid, write.phone_index.as_deref(), &decide);
     let ((recorded, dropped), position) = command
         .execute_recorded(state, move |_| async move {
             let LoadedUser { user, version, key } = load_user(state, user_id).await?;
-            let events = decide(&user)?;
+            let events = decide(&user).map_err(Into::into)?;
             if events.is_empty() {
                 return Ok(Decision::Unchanged((false, None)));
             }

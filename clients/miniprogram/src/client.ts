@@ -91,6 +91,11 @@ export class IdentityClient {
    * once. Answers the parsed JSON body (`undefined` for 204).
    */
   request<T> (options: RequestOptions): Promise<T> {
+    // The bearer token goes to this service only: `@evil.example/x` or `//evil.example`
+    // appended to the base URL would send it elsewhere.
+    if (!/^\/(?![/\\])/.test(options.path)) {
+      return Promise.reject(new IdentityError('invalid_request', 0, 'path must start with a single /'))
+    }
     const method = options.method || 'GET'
     const path = method === 'GET' ? withQuery(options.path, options.data) : options.path
     const data = method === 'GET' ? undefined : options.data

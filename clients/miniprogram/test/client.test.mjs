@@ -184,6 +184,18 @@ test('problem+json answers become IdentityError with code, status, detail and re
   await assert.rejects(identity.bindPhone({ detail: { code: 'c' } }), (err) => err.code === 'invalid_response' && err.status === 502)
 })
 
+test('request() sends the token to this service only: a path must start with one /', async () => {
+  const wx = fakeWx()
+  const identity = client(wx)
+  await identity.login()
+  const sent = wx.service.calls.length
+  for (const path of ['@evil.example/x', '//evil.example/x', '/\\evil.example', 'v1/me']) {
+    await assert.rejects(identity.request({ path }), (err) => err.code === 'invalid_request' && err.status === 0)
+  }
+  assert.equal(wx.service.calls.length, sent, 'nothing sent')
+  assert.ok(await identity.request({ path: '/v1/me' }))
+})
+
 test("updateProfile uploads the avatar with wx.uploadFile (field 'file') and parses its string answer", async () => {
   const wx = fakeWx()
   const identity = client(wx)

@@ -82,8 +82,13 @@ fn push_token(state: &AppState, appid: &str) -> Result<(AppId, SecretString), Ap
     Ok((appid, token))
 }
 
-/// Checks the signature, charged to the caller's failure budget like every credential check
-/// (a right one always passes).
+/// How far a push's timestamp may be from our clock. In plain mode the signature covers the
+/// token, timestamp and nonce but not the body, so a signed query seen once (an access log)
+/// would otherwise authenticate any body forever.
+const PUSH_FRESHNESS_SECS: u64 = 300;
+
+/// Checks the signature and the timestamp's freshness, charged to the caller's failure budget
+/// like every credential check (a right one always passes).
 fn authenticate(
     state: &AppState,
     client_ip: Option<std::net::IpAddr>,
@@ -93,7 +98,11 @@ fn authenticate(
     let attempt = state.auth_failures.begin(client_ip);
     let valid = match (&query.signature, &query.timestamp, &query.nonce) {
         (Some(signature), Some(timestamp), Some(nonce)) => {
-            push::verify(token.expose_secret(), timestamp, nonce, signature)
+            let now = state.clock.now().timestamp();
+            let fresh = timestamp
+                .parse::<i64>()
+                .is_ok_and(|at| at.abs_diff(now) <= PUSH_FRESHNESS_SECS);
+            push::verify(token.expose_secret(), timestamp, nonce, signature) && fresh
         }
         _ => false,
     };
