@@ -404,7 +404,7 @@ fn sealed(what: &str) -> Value {
 fn review_fields() -> Value {
     json!({
         "type": "array",
-        "items": { "type": "string", "enum": ["nickname", "avatar_url"] },
+        "items": { "type": "string", "enum": ["nickname"] },
         "description": "Fields WeChat's content check did not clear (its verdict was `review`, \
                         or it could not answer): stored, and flagged for a person to look at.",
     })

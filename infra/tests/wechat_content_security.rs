@@ -578,4 +578,16 @@ async fn sim_content_and_push_validate_their_input() {
         )
         .await;
     assert_eq!(accepted.status(), 204);
+
+    // What a web page could send without a CORS preflight is refused: it could otherwise
+    // point the pushes elsewhere from the developer's browser.
+    let from_a_page = sim
+        .http
+        .post(format!("{}/sim/push", sim.base))
+        .header("content-type", "text/plain")
+        .body(r#"{"appid":"wxa000000000000001","url":"http://127.0.0.1/evil","token":"abc"}"#)
+        .send()
+        .await
+        .expect("the simulator answers");
+    assert_eq!(from_a_page.status(), 415);
 }

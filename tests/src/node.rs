@@ -21,6 +21,35 @@ pub fn npm_package(name: &str) -> Option<PathBuf> {
     Some(dir)
 }
 
+/// The SDK package, installed and its `miniprogram_dist/` built from the current sources. The
+/// build runs under the install lock, and only when a source is newer than the build, so test
+/// binaries running at once never rewrite it under each other.
+pub fn built_sdk() -> Option<PathBuf> {
+    let sdk = npm_package("miniprogram")?;
+    let _lock = lock(&sdk);
+    let built = modified(&sdk.join("miniprogram_dist/index.js"));
+    let sources = fs::read_dir(sdk.join("src")).expect("the SDK's sources");
+    let newest = sources
+        .filter_map(Result::ok)
+        .filter_map(|entry| modified(&entry.path()))
+        .max();
+    if built.is_none() || newest > built {
+        npm_run(&sdk, "build");
+    }
+    Some(sdk)
+}
+
+fn modified(path: &Path) -> Option<std::time::SystemTime> {
+    fs::metadata(path).and_then(|m| m.modified()).ok()
+}
+
+/// Held while a package's `node_modules` or build is written.
+fn lock(dir: &Path) -> File {
+    let lock = File::create(dir.join("node_modules.lock")).expect("create the install lock");
+    lock.lock().expect("take the install lock");
+    lock
+}
+
 /// `clients/` at the workspace root.
 pub fn clients_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -49,8 +78,7 @@ pub fn npm_run(dir: &Path, script: &str) -> Output {
 /// `npm ci` unless `node_modules` was installed from this very lockfile (a stamp written
 /// after the last successful install holds the lockfile it installed).
 fn install(dir: &Path) {
-    let lock = File::create(dir.join("node_modules.lock")).expect("create the install lock");
-    lock.lock().expect("take the install lock");
+    let _lock = lock(dir);
     let wanted = fs::read(dir.join("package-lock.json")).expect("the package has a lockfile");
     let stamp = dir.join("node_modules/.installed-from");
     if fs::read(&stamp).is_ok_and(|installed| installed == wanted) {

@@ -6,7 +6,7 @@
 
 use std::process::Command;
 
-use identity_tests::node::{npm_package, npm_run};
+use identity_tests::node::built_sdk;
 use identity_tests::{both_backends, World, APP_A};
 use image::{ImageFormat, Rgba, RgbaImage};
 use serde_json::Value;
@@ -33,15 +33,9 @@ const STEPS: [&str; 12] = [
 ];
 
 async fn the_sdk_runs_a_phone_session_end_to_end(world: World) {
-    let Some(sdk) = npm_package("miniprogram") else {
+    let Some(sdk) = built_sdk() else {
         return;
     };
-    // Once per run: the two backends' tests share the build and must not rewrite it under
-    // each other's feet.
-    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
-    BUILT.get_or_init(|| {
-        npm_run(&sdk, "build");
-    });
     let avatar = std::env::temp_dir().join(format!("identityd-sdk-{}.png", uuid::Uuid::now_v7()));
     RgbaImage::from_pixel(48, 32, Rgba([200, 40, 90, 255]))
         .save_with_format(&avatar, ImageFormat::Png)

@@ -1,8 +1,9 @@
 //! WeChat's content security around what users type and upload: the nickname checked before
 //! it is stored (`msg_sec_check`), an uploaded avatar submitted for the asynchronous image
 //! check (`media_check_async`), and WeChat's pushed verdict acted on (a risky avatar removed
-//! with `AvatarRejected`). Errors from WeChat never block the user: what cannot be checked is
-//! stored and flagged for review.
+//! with `AvatarRejected`). Errors from WeChat never block the user: a nickname that cannot be
+//! checked is stored and flagged for review; an avatar whose check fails or asks for review is
+//! kept and logged (its verdict has no one to flag it to but the logs).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -53,6 +54,12 @@ impl ContentChecks {
                 apps.contains_key(appid),
                 "{variable} names {appid}, which is not in IDENTITY_APPS"
             );
+        }
+        for appid in apps.keys() {
+            if !disabled.contains(appid) && !push_tokens.contains_key(appid) {
+                tracing::warn!(%appid, "content checks are on but the app has no push token \
+                    (IDENTITY_PUSH_TOKENS): its nicknames are checked, its avatars are not");
+            }
         }
         Ok(Self {
             push_tokens,
@@ -120,6 +127,11 @@ pub async fn submit_avatar(
     media_url: &str,
 ) {
     if !state.content.enabled_for(appid) {
+        return;
+    }
+    // Without a push token WeChat's verdict could not reach us: submitting would spend the
+    // app's quota for nothing (startup warns about such apps).
+    if state.content.push_token(appid).is_none() {
         return;
     }
     let Some(app) = state.apps.get(appid) else {

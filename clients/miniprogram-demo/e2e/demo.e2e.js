@@ -2,7 +2,8 @@
 // `identityd dev`: what a person does in DevTools, end to end. Not part of `npm test` (it
 // needs the service and the built SDK); run it with
 //   IDENTITYD_URL=http://127.0.0.1:8080 IDENTITYD_SIM_URL=http://127.0.0.1:9080 npm run e2e
-// (the simulator's address as `identityd dev` prints it).
+// (IDENTITYD_APPID: another app than dev's demo app). `cargo test` runs it against a test
+// service (tests/tests/clients.rs).
 require('../test/support/dom')
 const test = require('node:test')
 const assert = require('node:assert/strict')
@@ -18,14 +19,14 @@ const SIM = process.env.IDENTITYD_SIM_URL
 if (!BASE || !SIM) throw new Error('set IDENTITYD_URL and IDENTITYD_SIM_URL (see the top of this file)')
 
 const ROOT = path.join(__dirname, '..', 'miniprogram')
-const APPID = 'wxd000000000000001'
+const APPID = process.env.IDENTITYD_APPID || 'wxd000000000000001'
 // A person of its own each run, so a run starts from a new user.
 const PERSON = `e2e-${process.pid}-${Date.now()}`
 
 function loadApp() {
   global.wx = createNodeWx()
   const config = require(path.join(ROOT, 'config.js'))
-  Object.assign(config, { baseUrl: BASE, simulator: { url: SIM, person: PERSON } })
+  Object.assign(config, { baseUrl: BASE, appid: APPID, simulator: { url: SIM, person: PERSON } })
   let app = null
   global.App = options => {
     app = options

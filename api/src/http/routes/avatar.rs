@@ -12,7 +12,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::http::extract::Authenticated;
-use crate::http::responses::{ConflictError, UserErrors};
+use crate::http::responses::UserWriteErrors;
 use crate::http::state::AppState;
 use crate::http::ApiError;
 use crate::usecases::avatar::{self, MAX_UPLOAD_BYTES};
@@ -74,8 +74,7 @@ pub struct AvatarUpload {
         (status = 429, description = "`rate_limited`: every image decoder of this instance is \
             busy",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        UserErrors,
-        ConflictError,
+        UserWriteErrors,
     )
 )]
 async fn upload_avatar(

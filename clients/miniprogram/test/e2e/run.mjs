@@ -166,7 +166,8 @@ await step('nickname_rejected', async () => {
   const err = await refusal(identity.updateProfile({ nickname: RISKY_NICKNAME }))
   check(err.code === 'content_rejected' && err.status === 422, `422 content_rejected, got ${err.status} ${err.code}`)
   const me = await identity.me()
-  return { code: err.code, status: err.status, nickname_kept: me.profile && me.profile.nickname }
+  check(me.profile && me.profile.nickname === 'Ada', 'the refused nickname was not stored')
+  return { code: err.code, status: err.status, nickname_kept: me.profile.nickname }
 })
 
 await step('phone', async () => {

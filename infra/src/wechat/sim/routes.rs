@@ -42,7 +42,35 @@ pub(super) fn router(sim: Arc<Simulator>) -> Router {
         .route("/sim/clock", post(advance_clock))
         .route("/sim/health", get(health))
         .merge(super::content_routes::routes())
+        .layer(axum::middleware::from_fn(sim_posts_are_json))
         .with_state(sim)
+}
+
+/// A `/sim/*` POST must say it is JSON. The simulator listens on a fixed local port in dev,
+/// so any web page the developer opens could otherwise drive it with a form or a `text/plain`
+/// fetch (no CORS preflight for those): point its pushes elsewhere, inject faults. A JSON
+/// content type forces a preflight, which the simulator never answers.
+async fn sim_posts_are_json(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let json = request
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"));
+    if request.method() == axum::http::Method::POST
+        && request.uri().path().starts_with("/sim/")
+        && !json
+    {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Json(json!({ "error": "a /sim/* POST must be application/json" })),
+        )
+            .into_response();
+    }
+    next.run(request).await
 }
 
 #[derive(Deserialize)]
