@@ -209,10 +209,12 @@ fn reencode(file: &[u8]) -> Result<Reencoded, UseCaseError> {
     limits.reserve(decoder.total_bytes()).map_err(refused)?;
     let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let mut image = DynamicImage::from_decoder(decoder).map_err(refused)?;
-    image.apply_orientation(orientation);
+    // Scaled before it is turned upright (the box is square, so the order does not change
+    // the result): turning a full-size image would copy it whole.
     if image.width() > MAX_SIDE || image.height() > MAX_SIDE {
         image = image.resize(MAX_SIDE, MAX_SIDE, FilterType::CatmullRom);
     }
+    image.apply_orientation(orientation);
     let mut bytes = Vec::new();
     if as_png {
         image
