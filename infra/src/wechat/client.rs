@@ -8,7 +8,8 @@ use std::time::Duration;
 use domain::{AppId, OpenId, UnionId, WeChatCode};
 use reqwest::Url;
 use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 use super::access_token::{AccessToken, AccessTokenCache};
 use super::clock::{Clock, SystemClock};
@@ -275,6 +276,36 @@ impl WeChatClient {
             }
             other => other.map_err(Failure::into_error),
         }
+    }
+
+    /// POSTs `body` as JSON to an API that takes the app's access token in its query (with
+    /// `with_access_token`'s retries and one new token), and hands the answer's own fields to
+    /// `read` once WeChat accepted the call (errcode 0).
+    pub(super) async fn post_with_access_token<T: DeserializeOwned, R>(
+        &self,
+        app: &AppCredentials,
+        api: &'static str,
+        url: &Url,
+        body: &(impl Serialize + Sync),
+        read: impl Fn(T) -> Result<R, Failure>,
+    ) -> Result<R, WeChatError> {
+        let read = &read;
+        self.with_access_token(app, api, |token| async move {
+            let request = self
+                .http
+                .post(url.clone())
+                .query(&[("access_token", token.expose())])
+                .json(body);
+            let answer: Answer<T> = read_json(request).await?;
+            if answer.errcode != 0 {
+                return Err(Failure::from_token_api_errcode(
+                    answer.errcode,
+                    answer.errmsg,
+                ));
+            }
+            read(answer.body)
+        })
+        .await
     }
 }
 

@@ -9,8 +9,7 @@ use domain::OpenId;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::access_token::AccessToken;
-use super::client::{read_json, Answer, AppCredentials, Failure, WeChatClient};
+use super::client::{AppCredentials, Failure, WeChatClient};
 use super::error::WeChatError;
 
 /// The API version whose answers carry `result.suggest` and `result.label`.
@@ -141,40 +140,20 @@ impl WeChatClient {
         openid: &OpenId,
         content: &str,
     ) -> Result<TextVerdict, WeChatError> {
-        self.with_access_token(app, "msg_sec_check", |token| {
-            self.msg_sec_check_once(openid, content, token)
+        let request = TextRequest {
+            content,
+            version: VERSION,
+            scene: SCENE_PROFILE,
+            openid: openid.as_str(),
+        };
+        let url = &self.endpoints.msg_sec_check;
+        self.post_with_access_token(app, "msg_sec_check", url, &request, |answer: TextAnswer| {
+            answer
+                .result
+                .and_then(RawVerdict::parse)
+                .ok_or_else(|| malformed("msg_sec_check"))
         })
         .await
-    }
-
-    async fn msg_sec_check_once(
-        &self,
-        openid: &OpenId,
-        content: &str,
-        token: AccessToken,
-    ) -> Result<TextVerdict, Failure> {
-        let request = self
-            .http
-            .post(self.endpoints.msg_sec_check.clone())
-            .query(&[("access_token", token.expose())])
-            .json(&TextRequest {
-                content,
-                version: VERSION,
-                scene: SCENE_PROFILE,
-                openid: openid.as_str(),
-            });
-        let answer: Answer<TextAnswer> = read_json(request).await?;
-        if answer.errcode != 0 {
-            return Err(Failure::from_token_api_errcode(
-                answer.errcode,
-                answer.errmsg,
-            ));
-        }
-        answer
-            .body
-            .result
-            .and_then(RawVerdict::parse)
-            .ok_or_else(|| malformed("msg_sec_check"))
     }
 
     /// Submits the image at `media_url` (public: WeChat fetches it) for checking; the verdict
@@ -186,47 +165,34 @@ impl WeChatClient {
         openid: &OpenId,
         media_url: &str,
     ) -> Result<TraceId, WeChatError> {
-        self.with_access_token(app, "media_check_async", |token| {
-            self.media_check_async_once(openid, media_url, token)
-        })
+        let request = MediaRequest {
+            media_url,
+            media_type: MEDIA_IMAGE,
+            version: VERSION,
+            scene: SCENE_PROFILE,
+            openid: openid.as_str(),
+        };
+        let url = &self.endpoints.media_check_async;
+        self.post_with_access_token(
+            app,
+            "media_check_async",
+            url,
+            &request,
+            |answer: MediaAnswer| {
+                answer
+                    .trace_id
+                    .as_deref()
+                    .and_then(TraceId::parse)
+                    .ok_or_else(|| malformed("media_check_async"))
+            },
+        )
         .await
-    }
-
-    async fn media_check_async_once(
-        &self,
-        openid: &OpenId,
-        media_url: &str,
-        token: AccessToken,
-    ) -> Result<TraceId, Failure> {
-        let request = self
-            .http
-            .post(self.endpoints.media_check_async.clone())
-            .query(&[("access_token", token.expose())])
-            .json(&MediaRequest {
-                media_url,
-                media_type: MEDIA_IMAGE,
-                version: VERSION,
-                scene: SCENE_PROFILE,
-                openid: openid.as_str(),
-            });
-        let answer: Answer<MediaAnswer> = read_json(request).await?;
-        if answer.errcode != 0 {
-            return Err(Failure::from_token_api_errcode(
-                answer.errcode,
-                answer.errmsg,
-            ));
-        }
-        answer
-            .body
-            .trace_id
-            .as_deref()
-            .and_then(TraceId::parse)
-            .ok_or_else(|| malformed("media_check_async"))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::client::Answer;
     use super::*;
     use serde_json::json;
 

@@ -6,8 +6,7 @@ use domain::{OpenId, WeChatCode};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::access_token::AccessToken;
-use super::client::{read_json, Answer, AppCredentials, Failure, WeChatClient};
+use super::client::{AppCredentials, Failure, WeChatClient};
 use super::error::WeChatError;
 
 /// The number the user chose to share. Personal data: Debug shows only the country code.
@@ -70,56 +69,39 @@ impl WeChatClient {
         code: &WeChatCode,
         openid: Option<&OpenId>,
     ) -> Result<PhoneInfo, WeChatError> {
-        self.with_access_token(app, "getuserphonenumber", |token| {
-            self.get_user_phone_number_once(app, code, openid, token)
+        let request = PhoneRequest {
+            code: code.as_str(),
+            openid: openid.map(OpenId::as_str),
+        };
+        let url = &self.endpoints.phone_number;
+        self.post_with_access_token(app, "getuserphonenumber", url, &request, |answer| {
+            phone_info(app, answer)
         })
         .await
     }
+}
 
-    async fn get_user_phone_number_once(
-        &self,
-        app: &AppCredentials,
-        code: &WeChatCode,
-        openid: Option<&OpenId>,
-        token: AccessToken,
-    ) -> Result<PhoneInfo, Failure> {
-        let request = self
-            .http
-            .post(self.endpoints.phone_number.clone())
-            .query(&[("access_token", token.expose())])
-            .json(&PhoneRequest {
-                code: code.as_str(),
-                openid: openid.map(OpenId::as_str),
-            });
-        let answer: Answer<PhoneAnswer> = read_json(request).await?;
-        if answer.errcode != 0 {
-            return Err(Failure::from_token_api_errcode(
-                answer.errcode,
-                answer.errmsg,
-            ));
-        }
-        let answer = answer.body;
-        let malformed = || {
-            tracing::warn!("getuserphonenumber answer lacks a valid phone_info");
-            Failure::Final(WeChatError::Unavailable("malformed response".into()))
-        };
-        let info = answer.phone_info.ok_or_else(malformed)?;
-        if info.watermark.appid != app.appid.as_str() {
-            tracing::error!("getuserphonenumber answered for another appid");
-            return Err(Failure::Final(WeChatError::WatermarkMismatch));
-        }
-        let country_code = match info.country_code {
-            Value::String(code) => code,
-            Value::Number(code) => code.to_string(),
-            _ => return Err(malformed()),
-        };
-        if info.pure_phone_number.is_empty() || info.phone_number.is_empty() {
-            return Err(malformed());
-        }
-        Ok(PhoneInfo {
-            phone_number: info.phone_number,
-            pure_phone_number: info.pure_phone_number,
-            country_code,
-        })
+fn phone_info(app: &AppCredentials, answer: PhoneAnswer) -> Result<PhoneInfo, Failure> {
+    let malformed = || {
+        tracing::warn!("getuserphonenumber answer lacks a valid phone_info");
+        Failure::Final(WeChatError::Unavailable("malformed response".into()))
+    };
+    let info = answer.phone_info.ok_or_else(malformed)?;
+    if info.watermark.appid != app.appid.as_str() {
+        tracing::error!("getuserphonenumber answered for another appid");
+        return Err(Failure::Final(WeChatError::WatermarkMismatch));
     }
+    let country_code = match info.country_code {
+        Value::String(code) => code,
+        Value::Number(code) => code.to_string(),
+        _ => return Err(malformed()),
+    };
+    if info.pure_phone_number.is_empty() || info.phone_number.is_empty() {
+        return Err(malformed());
+    }
+    Ok(PhoneInfo {
+        phone_number: info.phone_number,
+        pure_phone_number: info.pure_phone_number,
+        country_code,
+    })
 }
