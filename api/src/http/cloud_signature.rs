@@ -116,17 +116,10 @@ impl<'a> Signed<'a> {
         secret: &SecretString,
         body: &[u8],
     ) -> Result<(), ApiError> {
-        let attempt = state.auth_failures.begin(client_ip);
         let secret = secret.expose_secret();
-        if !signed_request::verify(secret, self.timestamp, self.nonce, body, self.signature) {
-            state
-                .auth_failures
-                .failed(attempt)
-                .map_err(ApiError::rate_limited)?;
-            return Err(ApiError::Unauthorized("bad signature"));
-        }
-        state.auth_failures.succeeded(attempt);
-        Ok(())
+        state.auth_failures.judge(client_ip, "bad signature", || {
+            signed_request::verify(secret, self.timestamp, self.nonce, body, self.signature)
+        })
     }
 
     /// Within the allowed skew of the service's clock, and the nonce never seen before (it is

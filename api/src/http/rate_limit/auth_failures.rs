@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use super::clients::{place, ClientKey};
+use crate::http::ApiError;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -73,6 +74,23 @@ impl AuthFailureLimit {
     /// it (answer 429; the client is barred until its budget has refilled).
     pub fn failed(&self, attempt: AuthAttempt) -> Result<(), Duration> {
         self.failed_at(attempt, Instant::now())
+    }
+
+    /// Judges a credential checked without waiting on anything: charges the attempt, then
+    /// `Ok` when `valid` says so, else 401 with `why` (429 once the client is over budget).
+    pub fn judge(
+        &self,
+        ip: Option<IpAddr>,
+        why: &'static str,
+        valid: impl FnOnce() -> bool,
+    ) -> Result<(), ApiError> {
+        let attempt = self.begin(ip);
+        if valid() {
+            self.succeeded(attempt);
+            return Ok(());
+        }
+        self.failed(attempt).map_err(ApiError::rate_limited)?;
+        Err(ApiError::Unauthorized(why))
     }
 
     fn begin_at(&self, ip: Option<IpAddr>, now: Instant) -> AuthAttempt {

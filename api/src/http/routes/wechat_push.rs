@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use domain::{Actor, AppId};
 use infra::wechat::push;
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::ExposeSecret;
 
 use crate::http::client_ip::ClientIp;
 use crate::http::extract::RequestContext;
@@ -67,54 +67,41 @@ impl PushQuery {
     }
 }
 
-/// The app's push token: 404 for an app not configured or without one (and for a malformed
-/// appid: no such push URL).
-fn push_token(state: &AppState, appid: &str) -> Result<(AppId, SecretString), ApiError> {
-    let appid = AppId::parse(appid).map_err(|_| ApiError::NotFound)?;
-    if !state.apps.contains_key(&appid) {
-        return Err(ApiError::NotFound);
-    }
-    let token = state
-        .content
-        .push_token(&appid)
-        .cloned()
-        .ok_or(ApiError::NotFound)?;
-    Ok((appid, token))
-}
-
 /// How far a push's timestamp may be from our clock. In plain mode the signature covers the
 /// token, timestamp and nonce but not the body, so a signed query seen once (an access log)
 /// would otherwise authenticate any body forever.
 const PUSH_FRESHNESS_SECS: u64 = 300;
 
-/// Checks the signature and the timestamp's freshness, charged to the caller's failure budget
-/// like every credential check (a right one always passes).
+/// Authenticates a push to `appid`'s URL: 404 for an app not configured or without a push
+/// token (and for a malformed appid: no such push URL); then the query's signature under that
+/// token and the timestamp's freshness, charged to the caller's failure budget like every
+/// credential check (a right one always passes).
 fn authenticate(
     state: &AppState,
+    appid: &str,
     client_ip: Option<std::net::IpAddr>,
-    token: &SecretString,
-    query: &PushQuery,
-) -> Result<(), ApiError> {
-    let attempt = state.auth_failures.begin(client_ip);
-    let valid = match (&query.signature, &query.timestamp, &query.nonce) {
-        (Some(signature), Some(timestamp), Some(nonce)) => {
-            let now = state.clock.now().timestamp();
-            let fresh = timestamp
-                .parse::<i64>()
-                .is_ok_and(|at| at.abs_diff(now) <= PUSH_FRESHNESS_SECS);
-            push::verify(token.expose_secret(), timestamp, nonce, signature) && fresh
-        }
-        _ => false,
-    };
-    if !valid {
-        state
-            .auth_failures
-            .failed(attempt)
-            .map_err(ApiError::rate_limited)?;
-        return Err(ApiError::Unauthorized("bad or missing push signature"));
+    raw_query: Option<&str>,
+) -> Result<(AppId, PushQuery), ApiError> {
+    let appid = AppId::parse(appid).map_err(|_| ApiError::NotFound)?;
+    if !state.apps.contains_key(&appid) {
+        return Err(ApiError::NotFound);
     }
-    state.auth_failures.succeeded(attempt);
-    Ok(())
+    let token = state.content.push_token(&appid).ok_or(ApiError::NotFound)?;
+    let query = PushQuery::parse(raw_query);
+    let why = "bad or missing push signature";
+    state.auth_failures.judge(client_ip, why, || {
+        match (&query.signature, &query.timestamp, &query.nonce) {
+            (Some(signature), Some(timestamp), Some(nonce)) => {
+                let now = state.clock.now().timestamp();
+                let fresh = timestamp
+                    .parse::<i64>()
+                    .is_ok_and(|at| at.abs_diff(now) <= PUSH_FRESHNESS_SECS);
+                push::verify(token.expose_secret(), timestamp, nonce, signature) && fresh
+            }
+            _ => false,
+        }
+    })?;
+    Ok((appid, query))
 }
 
 fn text(body: String) -> Response {
@@ -153,9 +140,7 @@ async fn verify_url(
     ClientIp(client_ip): ClientIp,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    let (_, token) = push_token(&state, &appid)?;
-    let query = PushQuery::parse(raw.as_deref());
-    authenticate(&state, client_ip, &token, &query)?;
+    let (_, query) = authenticate(&state, &appid, client_ip, raw.as_deref())?;
     let echostr = query
         .echostr
         .ok_or_else(|| ApiError::InvalidRequest("echostr is missing".into()))?;
@@ -200,9 +185,7 @@ async fn receive_push(
     RawQuery(raw): RawQuery,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    let (appid, token) = push_token(&state, &appid)?;
-    let query = PushQuery::parse(raw.as_deref());
-    authenticate(&state, ctx.client_ip, &token, &query)?;
+    let (appid, _) = authenticate(&state, &appid, ctx.client_ip, raw.as_deref())?;
     let body = body.map_err(|rejection| match rejection.status() {
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         _ => ApiError::InvalidRequest(rejection.body_text()),
