@@ -16,8 +16,8 @@ use serde_json::{json, Value};
 
 use super::content::ContentUpdate;
 use super::push::{self, MediaCheck};
-use super::routes::{answer, parse_body, BadRequest};
-use super::{people, Api, Simulator};
+use super::routes::{answer_with_token, parse_body, BadRequest, TokenQuery};
+use super::{people, Api, LockedState, Simulator};
 
 /// WeChat's limit on a checked text.
 const MAX_CONTENT_CHARS: usize = 2500;
@@ -28,11 +28,6 @@ pub(super) fn routes() -> Router<Arc<Simulator>> {
         .route("/wxa/media_check_async", post(media_check_async))
         .route("/sim/content", post(set_content).get(content))
         .route("/sim/push", post(set_push).get(pushes))
-}
-
-#[derive(Deserialize)]
-struct TokenQuery {
-    access_token: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -59,10 +54,7 @@ async fn msg_sec_check(
     Query(q): Query<TokenQuery>,
     body: Bytes,
 ) -> Response {
-    answer(&sim, Api::MsgSecCheck, |sim| {
-        let state = sim.state();
-        let appid = state.authorize(q.access_token.as_deref())?;
-        let request = serde_json::from_slice::<MsgSecCheckRequest>(&body).map_err(|_| 47001)?;
+    let decide = |state: LockedState, appid: AppId, request: MsgSecCheckRequest| {
         check_version_and_scene(request.version, request.scene)?;
         let content = request
             .content
@@ -90,8 +82,8 @@ async fn msg_sec_check(
             ],
             "trace_id": people::trace_id(),
         }))
-    })
-    .await
+    };
+    answer_with_token(&sim, Api::MsgSecCheck, &q, &body, decide).await
 }
 
 #[derive(Deserialize)]
@@ -109,11 +101,7 @@ async fn media_check_async(
     Query(q): Query<TokenQuery>,
     body: Bytes,
 ) -> Response {
-    let owner = Arc::clone(&sim);
-    answer(&sim, Api::MediaCheckAsync, move |sim| {
-        let state = sim.state();
-        let appid = state.authorize(q.access_token.as_deref())?;
-        let request = serde_json::from_slice::<MediaCheckRequest>(&body).map_err(|_| 47001)?;
+    let decide = |state: LockedState, appid: AppId, request: MediaCheckRequest| {
         check_version_and_scene(request.version, request.scene)?;
         // 1 audio, 2 image: both get the `images` verdict.
         if !matches!(request.media_type, Some(1 | 2)) {
@@ -136,10 +124,10 @@ async fn media_check_async(
             media_url,
             trace_id: trace_id.clone(),
         };
-        tokio::spawn(push::run(owner, check, slot));
+        tokio::spawn(push::run(Arc::clone(&sim), check, slot));
         Ok(json!({ "errcode": 0, "errmsg": "ok", "trace_id": trace_id }))
-    })
-    .await
+    };
+    answer_with_token(&sim, Api::MediaCheckAsync, &q, &body, decide).await
 }
 
 async fn set_content(

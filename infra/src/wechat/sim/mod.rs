@@ -41,6 +41,9 @@ use tokio::sync::Semaphore;
 
 use state::State;
 
+/// The simulator's state while its lock is held.
+type LockedState<'a> = MutexGuard<'a, State>;
+
 pub use content::{ContentSettings, ContentUpdate, Suggest};
 pub use push::{MediaCheckReport, PushOutcome};
 
@@ -236,7 +239,7 @@ impl Simulator {
         self.state().calls(api)
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
+    fn state(&self) -> LockedState<'_> {
         // A panic elsewhere cannot leave the maps half-updated in a way that matters here.
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -17,7 +17,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{people, Api, Fault, Simulator};
+use super::{people, Api, Fault, LockedState, Simulator};
 use crate::wechat::{user_data, SessionKey};
 
 /// Longest injectable latency: beyond it a test is stuck, not slow.
@@ -122,6 +122,31 @@ pub(super) async fn answer(
     }
 }
 
+/// The query of the APIs called with the app's access token.
+#[derive(Deserialize)]
+pub(super) struct TokenQuery {
+    access_token: Option<String>,
+}
+
+/// Answers, as `answer` does, a WeChat API called with the app's access token in its query and
+/// a JSON body: the token's errcode unless it is current, 47001 unless the body is the API's
+/// request, else what `decide` makes of the app and the request (the state still locked).
+pub(super) async fn answer_with_token<'s, R: DeserializeOwned>(
+    sim: &'s Simulator,
+    api: Api,
+    query: &TokenQuery,
+    body: &[u8],
+    decide: impl FnOnce(LockedState<'s>, AppId, R) -> Result<Value, i64>,
+) -> Response {
+    answer(sim, api, |_| {
+        let state = sim.state();
+        let appid = state.authorize(query.access_token.as_deref())?;
+        let request = serde_json::from_slice(body).map_err(|_| 47001)?;
+        decide(state, appid, request)
+    })
+    .await
+}
+
 #[derive(Deserialize)]
 struct StableTokenRequest {
     grant_type: Option<String>,
@@ -149,11 +174,6 @@ async fn stable_token(State(sim): State<Arc<Simulator>>, body: Bytes) -> Respons
 }
 
 #[derive(Deserialize)]
-struct TokenQuery {
-    access_token: Option<String>,
-}
-
-#[derive(Deserialize)]
 struct PhoneNumberRequest {
     code: Option<String>,
     openid: Option<String>,
@@ -164,10 +184,7 @@ async fn get_user_phone_number(
     Query(q): Query<TokenQuery>,
     body: Bytes,
 ) -> Response {
-    answer(&sim, Api::GetUserPhoneNumber, |sim| {
-        let mut state = sim.state();
-        let appid = state.authorize(q.access_token.as_deref())?;
-        let request = serde_json::from_slice::<PhoneNumberRequest>(&body).map_err(|_| 47001)?;
+    let decide = |mut state: LockedState, appid: AppId, request: PhoneNumberRequest| {
         let code = request.code.filter(|c| !c.is_empty()).ok_or(41008)?;
         let number = state.redeem_phone_code(&appid, &code, request.openid.as_deref())?;
         Ok(json!({
@@ -180,8 +197,8 @@ async fn get_user_phone_number(
                 "watermark": { "timestamp": state.unix_now(), "appid": appid.as_str() },
             },
         }))
-    })
-    .await
+    };
+    answer_with_token(&sim, Api::GetUserPhoneNumber, &q, &body, decide).await
 }
 
 #[derive(Deserialize)]
