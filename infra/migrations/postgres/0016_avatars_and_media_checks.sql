@@ -13,9 +13,28 @@ CREATE TABLE avatars (
 );
 CREATE INDEX avatars_by_user ON avatars (user_id);
 
+-- Asynchronous image checks submitted to WeChat (`media_check_async`), waiting for the verdict
+-- WeChat pushes to `POST /v1/wechat/push/{appid}` naming the trace id. Bounded: at most one per
+-- user (a new upload replaces the previous one), rows older than the purge horizon are deleted
+-- at each new submission, a handled verdict deletes its row, and the append of `UserErased`
+-- deletes the user's (below). `created_at` in Unix seconds.
+CREATE TABLE media_checks (
+    trace_id   text PRIMARY KEY,
+    appid      text NOT NULL,
+    user_id    uuid NOT NULL,
+    avatar_id  text NOT NULL,
+    created_at bigint NOT NULL
+);
+CREATE INDEX media_checks_by_user ON media_checks (user_id);
+CREATE INDEX media_checks_by_age ON media_checks (created_at);
+
+-- The append of `UserErased` deletes the user's avatar images and pending image checks.
 CREATE FUNCTION drop_erased_avatars() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    erased uuid := substring(NEW.stream_id FROM 6)::uuid;
 BEGIN
-    DELETE FROM avatars WHERE user_id = substring(NEW.stream_id FROM 6)::uuid;
+    DELETE FROM avatars WHERE user_id = erased;
+    DELETE FROM media_checks WHERE user_id = erased;
     RETURN NULL;
 END
 $$;
