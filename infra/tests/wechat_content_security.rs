@@ -256,15 +256,7 @@ async fn msg_sec_check_passes_reviews_and_rejects_by_word() {
     assert_eq!(settings["review_words"], json!(["review"]));
     assert_eq!(verdict_of(&check("a risky name").await).0, "pass");
     assert_eq!(verdict_of(&check("Spam King").await).0, "risky");
-    let shown: Value = sim
-        .http
-        .get(sim.url("/sim/content"))
-        .send()
-        .await
-        .expect("GET /sim/content")
-        .json()
-        .await
-        .expect("json");
+    let shown = sim.get_ok("/sim/content").await;
     assert_eq!(shown, settings);
     assert_eq!(sim.calls(Api::MsgSecCheck), 6);
 }
@@ -347,15 +339,7 @@ async fn media_check_fetches_the_image_and_pushes_a_signed_verdict() {
 
     let report = report_of(&sim, &trace_id).await;
     assert_eq!(report.outcome, PushOutcome::Delivered { attempts: 1 });
-    let listed: Value = sim
-        .http
-        .get(sim.url("/sim/push"))
-        .send()
-        .await
-        .expect("GET /sim/push")
-        .json()
-        .await
-        .expect("json");
+    let listed = sim.get_ok("/sim/push").await;
     assert_eq!(listed["targets"][0]["url"], app.url("/push"));
     assert!(!listed.to_string().contains(PUSH_TOKEN), "{listed}");
     assert_eq!(listed["media_checks"][0]["trace_id"], trace_id.as_str());

@@ -13,6 +13,7 @@
 pub mod sim;
 
 use std::future::Future;
+use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -389,17 +390,24 @@ pub async fn pg_dump_schema(url: &str) -> String {
         .fetch_one(&mut conn)
         .await
         .expect("the test schema");
-    let output = std::process::Command::new("pg_dump")
-        .arg(format!("--schema={schema}"))
-        .arg(url)
+    let mut pg_dump = Command::new("pg_dump");
+    pg_dump.arg(format!("--schema={schema}")).arg(url);
+    let output = run_ok(&mut pg_dump, "pg_dump (is it on PATH?)");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Runs `command` (`what` names it), panicking with its output when it cannot start or fails.
+pub fn run_ok(command: &mut Command, what: &str) -> Output {
+    let output = command
         .output()
-        .expect("pg_dump runs (is it on PATH?)");
+        .unwrap_or_else(|err| panic!("{what} did not start: {err}"));
     assert!(
         output.status.success(),
-        "pg_dump failed: {}",
+        "{what} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    output
 }
 
 fn is_sqlite(url: &str) -> bool {

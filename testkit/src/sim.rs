@@ -64,6 +64,18 @@ impl SimServer {
         response.json().await.expect("simulator JSON")
     }
 
+    /// `GET path`, answered 200: its JSON.
+    pub async fn get_ok(&self, path: &str) -> Value {
+        let response = self
+            .http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("simulator answers");
+        assert_eq!(response.status(), 200, "{path}");
+        response.json().await.expect("simulator JSON")
+    }
+
     /// Plays the phone: `wx.login()` for `user` (someone new if `None`) in `appid`: a code.
     pub async fn wx_login(&self, appid: &str, user: Option<&str>) -> String {
         let body = self

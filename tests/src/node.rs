@@ -60,19 +60,12 @@ pub fn clients_dir() -> PathBuf {
 
 /// Runs `npm run <script>` in `dir`, panicking with its output when it fails.
 pub fn npm_run(dir: &Path, script: &str) -> Output {
-    let output = Command::new("npm")
-        .args(["run", "--silent", script])
-        .current_dir(dir)
-        .output()
-        .expect("run npm");
-    assert!(
-        output.status.success(),
-        "`npm run {script}` in {} failed:\n{}\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output
+    let mut npm = Command::new("npm");
+    npm.args(["run", "--silent", script]).current_dir(dir);
+    testkit::run_ok(
+        &mut npm,
+        &format!("`npm run {script}` in {}", dir.display()),
+    )
 }
 
 /// `npm ci` unless `node_modules` was installed from this very lockfile (a stamp written
@@ -84,16 +77,8 @@ fn install(dir: &Path) {
     if fs::read(&stamp).is_ok_and(|installed| installed == wanted) {
         return;
     }
-    let output = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(dir)
-        .output()
-        .expect("run npm ci");
-    assert!(
-        output.status.success(),
-        "`npm ci` in {} failed:\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut npm = Command::new("npm");
+    npm.args(["ci", "--no-audit", "--no-fund"]).current_dir(dir);
+    testkit::run_ok(&mut npm, &format!("`npm ci` in {}", dir.display()));
     fs::write(&stamp, &wanted).expect("stamp the install");
 }

@@ -382,13 +382,7 @@ async fn a_new_avatar_deletes_the_old_one(world: World) {
     let second = uploaded(&world, access, &png(&picture(9, 9))).await;
     let (second_path, _) = path_and_id(&world, &second);
     assert_problem(world.get(&first_path).await, 404, "not_found").await;
-    assert!(world
-        .store()
-        .await
-        .avatar(first_id)
-        .await
-        .expect("read")
-        .is_none());
+    assert!(no_row(&world, first_id).await);
     served(&world, &second_path, "image/png").await;
     let me = world.get_json(access, "/v1/me").await;
     assert_eq!(me["profile"]["avatar_url"], second.as_str());
@@ -426,6 +420,7 @@ async fn an_avatar_the_profile_stops_showing_is_deleted(world: World) {
     assert!(no_row(&world, id).await, "the withdrawn profile");
 }
 
+/// The store holds no image `id`.
 async fn no_row(world: &World, id: AvatarId) -> bool {
     world
         .store()
@@ -444,11 +439,5 @@ async fn erasure_deletes_the_image(world: World) {
     let erased = world.delete_as(&login.access, "/v1/me").await;
     assert_eq!(erased.status(), 204);
     assert_problem(world.get(&path).await, 404, "not_found").await;
-    assert!(world
-        .store()
-        .await
-        .avatar(id)
-        .await
-        .expect("read")
-        .is_none());
+    assert!(no_row(&world, id).await);
 }
