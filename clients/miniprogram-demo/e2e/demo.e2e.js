@@ -13,6 +13,7 @@ const fs = require('node:fs')
 const os = require('node:os')
 const simulate = require('miniprogram-simulate')
 const { createNodeWx } = require('./node-wx')
+const { renderPage } = require('../test/support/page')
 
 const BASE = process.env.IDENTITYD_URL
 const SIM = process.env.IDENTITYD_SIM_URL
@@ -34,15 +35,6 @@ function loadApp() {
   require(path.join(ROOT, 'app.js'))
   global.getApp = () => app
   return app
-}
-
-function openPage(name) {
-  const id = simulate.load(path.join(ROOT, 'pages', name, 'index'), { compiler: 'simulate', rootPath: ROOT })
-  const page = simulate.render(id)
-  page.attach(document.createElement('parent-wrapper'))
-  page.instance.onLoad({})
-  if (page.instance.onShow) page.instance.onShow()
-  return page
 }
 
 // Waits until `done()` holds (the pages' calls go over the network).
@@ -92,7 +84,7 @@ test('login, profile, phone and sessions through the real SDK and identityd dev'
   await until(() => app.launch.state().status !== 'pending', 'the launch login')
   assert.equal(app.launch.state().status, 'ready', app.launch.state().error)
 
-  const profile = openPage('profile')
+  const profile = renderPage('profile')
   await until(() => profile.querySelector('#save'), 'the profile form')
   profile.querySelector('#nickname').dispatchEvent('input', { detail: { value: 'Alice' } })
   profile.querySelector('#choose-avatar').dispatchEvent('chooseavatar', { detail: { avatarUrl: avatarFile() } })
@@ -115,7 +107,7 @@ test('login, profile, phone and sessions through the real SDK and identityd dev'
   const other = await postJson(`${BASE}/v1/wechat/login`, { appid: APPID, code }, { 'user-agent': 'curl/8.5.0' })
   const otherSession = JSON.parse(Buffer.from(other.access_token.split('.')[1], 'base64url')).sid
 
-  const sessions = openPage('sessions')
+  const sessions = renderPage('sessions')
   // The list comes from a read model a moment behind: list again until the new login shows.
   await until(() => {
     if (!sessions.instance.data.loading && !sessions.instance.data.rows.some(row => row.id === otherSession)) {

@@ -11,6 +11,16 @@ function client (wx, options = {}) {
   return new IdentityClient(Object.assign({ baseUrl: BASE_URL + '/', appid: APPID, wx }, options))
 }
 
+// A client that has logged in.
+async function loggedIn (wx) {
+  const identity = client(wx)
+  await identity.login()
+  return identity
+}
+
+// For assert.rejects: the IdentityError with this code and status.
+const failsWith = (code, status) => (err) => err.code === code && err.status === status
+
 const KEY = `identityd:${APPID}`
 
 // A retry loop must fail a test, not hang the run.
@@ -49,8 +59,7 @@ test('many concurrent callers without tokens share one login (wx.login called on
 
 test('a new login ends the session it replaces on this phone, and only that one', async () => {
   const wx = fakeWx()
-  const identity = client(wx)
-  await identity.login()
+  const identity = await loggedIn(wx)
   let ended
   wx.service.override.set('POST /v1/logout', (req) => {
     ended = req.header.authorization
@@ -65,8 +74,7 @@ test('a new login ends the session it replaces on this phone, and only that one'
 
 test('concurrent 401s share exactly one refresh, and the rotation is saved in one write', async () => {
   const wx = fakeWx()
-  const identity = client(wx)
-  await identity.login()
+  const identity = await loggedIn(wx)
   wx.service.expireAccessTokens()
   const writesBefore = wx.storageWrites.length
   const users = await Promise.all([identity.me(), identity.me(), identity.me(), client(wx).me()])
@@ -84,8 +92,7 @@ test('concurrent 401s share exactly one refresh, and the rotation is saved in on
 
 test('a 401 arriving after another caller refreshed retries with the new token, no second refresh', async () => {
   const wx = fakeWx()
-  const identity = client(wx)
-  await identity.login()
+  const identity = await loggedIn(wx)
   wx.service.expireAccessTokens()
   // The second call's 401 arrives after the first call's refresh is over.
   wx.delay = (options) => options.url.endsWith('/v1/me/sessions?limit=200') ? 60 : 5
@@ -100,8 +107,7 @@ test('a 401 arriving after another caller refreshed retries with the new token, 
 test('an access token about to expire is refreshed before the call', async () => {
   const wx = fakeWx()
   wx.service.expiresIn = 30 // under the SDK's one-minute margin
-  const identity = client(wx)
-  await identity.login()
+  const identity = await loggedIn(wx)
   await identity.me()
   assert.equal(wx.service.count('POST /v1/token/refresh'), 1)
   assert.deepEqual(wx.service.calls.filter((c) => c === 'GET /v1/me').length, 1, 'no 401 first')
@@ -109,8 +115,7 @@ test('an access token about to expire is refreshed before the call', async () =>
 
 test('a refused (reused) refresh token leads to one fresh silent login, then success', async () => {
   const wx = fakeWx()
-  const identity = client(wx)
-  await identity.login()
+  const identity = await loggedIn(wx)
   wx.service.expireAccessTokens()
   wx.service.sessions.get('refresh-1').live = false // as after a reuse revoked the session
   const users = await Promise.all([identity.me(), identity.me()])
@@ -123,10 +128,8 @@ test('a refused (reused) refresh token leads to one fresh silent login, then suc
 
 test('no loop: when the refresh is refused and login fails too, the error surfaces', async () => {
   const wx = fakeWx()
-  const identity = client(wx)
-  await identity.login()
-  wx.service.expireAccessTokens()
-  wx.service.sessions.clear()
+  const identity = await loggedIn(wx)
+  wx.service.endSessions()
   wx.loginFails = true
   await assert.rejects(identity.me(), (err) => err instanceof IdentityError && err.code === 'wechat_login_failed' && err.status === 0)
   assert.equal(wx.loginCalls, 2)
@@ -137,9 +140,8 @@ test('no loop: when the refresh is refused and login fails too, the error surfac
 test('no loop: a 401 that survives refresh and login surfaces as unauthorized', async () => {
   const wx = fakeWx()
   wx.service.override.set('GET /v1/me', () => problem(401, 'unauthorized'))
-  const identity = client(wx)
-  await identity.login()
-  await assert.rejects(identity.me(), (err) => err.code === 'unauthorized' && err.status === 401)
+  const identity = await loggedIn(wx)
+  await assert.rejects(identity.me(), failsWith('unauthorized', 401))
   assert.equal(wx.service.count('GET /v1/me'), 2, 'one try, one retry')
   assert.equal(wx.service.count('POST /v1/token/refresh'), 1)
   assert.equal(wx.loginCalls, 1)
@@ -147,8 +149,7 @@ test('no loop: a 401 that survives refresh and login surfaces as unauthorized', 
 
 test('bindPhone: no code in the event (the user refused) is a denied result, not an exception', async () => {
   const wx = fakeWx()
-  const identity = client(wx)
-  await identity.login()
+  const identity = await loggedIn(wx)
   const denied = await identity.bindPhone({ detail: { errMsg: 'getPhoneNumber:fail user deny' } })
   assert.deepEqual(denied, { status: 'denied' })
   assert.equal(wx.service.count('POST /v1/me/phone'), 0)
@@ -159,8 +160,7 @@ test('bindPhone: no code in the event (the user refused) is a denied result, not
 
 test("wx.request's fail callback is an IdentityError network_error", async () => {
   const wx = fakeWx()
-  const identity = client(wx)
-  await identity.login()
+  const identity = await loggedIn(wx)
   wx.offline = true
   await assert.rejects(identity.me(), (err) => {
     assert.ok(err instanceof IdentityError)
@@ -181,7 +181,7 @@ test('problem+json answers become IdentityError with code, status, detail and re
     assert.deepEqual([err.code, err.status, err.retryAfter, err.detail], ['rate_limited', 429, 7, 'a rate_limited problem'])
     return true
   })
-  await assert.rejects(identity.bindPhone({ detail: { code: 'c' } }), (err) => err.code === 'invalid_response' && err.status === 502)
+  await assert.rejects(identity.bindPhone({ detail: { code: 'c' } }), failsWith('invalid_response', 502))
 })
 
 test('request() sends the token to this service only: a path must start with one /', async () => {
@@ -215,8 +215,7 @@ test("updateProfile uploads the avatar with wx.uploadFile (field 'file') and par
 
 test('an upload meeting a 401 refreshes and uploads again', async () => {
   const wx = fakeWx()
-  const identity = client(wx)
-  await identity.login()
+  const identity = await loggedIn(wx)
   wx.service.expireAccessTokens()
   await identity.updateProfile({ avatarTempFilePath: 'wxfile://tmp/a.png' })
   assert.equal(wx.uploads.length, 2)
@@ -225,8 +224,7 @@ test('an upload meeting a 401 refreshes and uploads again', async () => {
 
 test('logout clears storage even when the call fails, and reports the failure', async () => {
   const wx = fakeWx()
-  const identity = client(wx)
-  await identity.login()
+  const identity = await loggedIn(wx)
   wx.offline = true
   await assert.rejects(identity.logout(), (err) => err.code === 'network_error')
   assert.equal(identity.isLoggedIn(), false)
@@ -243,10 +241,8 @@ test('logout clears storage even when the call fails, and reports the failure', 
 
 test('logout of a session already ended elsewhere succeeds, without a new login', async () => {
   const wx = fakeWx()
-  const identity = client(wx)
-  await identity.login()
-  wx.service.expireAccessTokens()
-  wx.service.sessions.clear()
+  const identity = await loggedIn(wx)
+  wx.service.endSessions()
   await identity.logout()
   assert.equal(wx.loginCalls, 1)
   assert.equal(identity.isLoggedIn(), false)
@@ -255,9 +251,8 @@ test('logout of a session already ended elsewhere succeeds, without a new login'
 test('eraseMe clears storage even when the call fails', async () => {
   const wx = fakeWx()
   wx.service.override.set('DELETE /v1/me', () => problem(409, 'conflict'))
-  const identity = client(wx)
-  await identity.login()
-  await assert.rejects(identity.eraseMe(), (err) => err.code === 'conflict' && err.status === 409)
+  const identity = await loggedIn(wx)
+  await assert.rejects(identity.eraseMe(), failsWith('conflict', 409))
   assert.equal(identity.isLoggedIn(), false)
 })
 
@@ -274,8 +269,7 @@ test('cloudLogin saves the cloud function answer, and a lost session logs in the
   const identity = client(wx)
   assert.equal((await identity.cloudLogin()).user_id, 'u-1')
   assert.equal(client(wx).isLoggedIn(), true)
-  wx.service.expireAccessTokens()
-  wx.service.sessions.clear()
+  wx.service.endSessions()
   await identity.me()
   assert.equal(calls, 2)
   assert.equal(wx.loginCalls, 0)
@@ -303,8 +297,7 @@ test('sessions follows next_cursor; withdraw and endSession call their routes', 
 
 test('tokens never appear in an error', async () => {
   const wx = fakeWx()
-  const identity = client(wx)
-  await identity.login()
+  const identity = await loggedIn(wx)
   wx.service.override.set('GET /v1/me', () => problem(503, 'wechat_unavailable'))
   await assert.rejects(identity.me(), (err) => {
     const text = JSON.stringify(err) + String(err) + err.stack

@@ -33,6 +33,12 @@ export class FakeService {
     this.access.clear()
   }
 
+  /** Every session ends on the service's side (expired, or logged out elsewhere). */
+  endSessions () {
+    this.access.clear()
+    this.sessions.clear()
+  }
+
   handle (req) {
     const path = req.url.replace(/^http:\/\/id\.test/, '').replace(/\?.*$/, '')
     const route = `${req.method} ${path}`

@@ -19,6 +19,11 @@ function fakeApp(identity = new FakeIdentity()) {
 // answering `app`.
 function openPage(name, app) {
   global.getApp = () => app
+  return renderPage(name)
+}
+
+// The page `name` rendered and loaded, with whatever app getApp() answers already.
+function renderPage(name) {
   const id = simulate.load(path.join(ROOT, 'pages', name, 'index'), { compiler: 'simulate', rootPath: ROOT })
   const page = simulate.render(id)
   page.attach(document.createElement('parent-wrapper'))
@@ -47,4 +52,4 @@ function attr(node, name) {
   return found ? found.value : undefined
 }
 
-module.exports = { fakeApp, openPage, settle, text, attr, simulate }
+module.exports = { fakeApp, openPage, renderPage, settle, text, attr, simulate }

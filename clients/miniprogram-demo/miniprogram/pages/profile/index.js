@@ -1,11 +1,13 @@
 // Built with Component() (as WeChat allows for pages) so miniprogram-simulate can render it in
 // tests; page lifecycle methods therefore sit in `methods`.
 const { describeError } = require('../../errors')
+const loginBanner = require('../../behaviors/login-banner')
 const logic = require('./logic')
 
 Component({
+  behaviors: [loginBanner],
+
   data: {
-    login: { status: 'pending', error: '' },
     nickname: '', // what the input holds
     savedNickname: '', // what the service holds
     avatarUrl: '', // our URL, served by identityd
@@ -17,18 +19,6 @@ Component({
   },
 
   methods: {
-    onLoad() {
-      const app = getApp()
-      this.identity = app.identity
-      this.launch = app.launch
-      this.simulator = app.simulator
-      this.unwatch = this.launch.watch(state => this.showLogin(state))
-    },
-
-    onUnload() {
-      if (this.unwatch) this.unwatch()
-    },
-
     showLogin(state) {
       const update = { login: { status: state.status, error: state.error } }
       if (state.user) {
@@ -59,10 +49,6 @@ Component({
         // A failed refresh leaves the page as it was; the next action will tell.
         () => {}
       )
-    },
-
-    onRetry() {
-      this.launch.login()
     },
 
     onChooseAvatar(e) {

@@ -1,11 +1,13 @@
 // Built with Component() (as WeChat allows for pages) so miniprogram-simulate can render it in
 // tests; page lifecycle methods therefore sit in `methods`.
 const { describeError } = require('../../errors')
+const loginBanner = require('../../behaviors/login-banner')
 const logic = require('./logic')
 
 Component({
+  behaviors: [loginBanner],
+
   data: {
-    login: { status: 'pending', error: '' },
     rows: [],
     loading: false,
     ending: '', // the session being ended
@@ -13,20 +15,11 @@ Component({
   },
 
   methods: {
-    onLoad() {
-      const app = getApp()
-      this.identity = app.identity
-      this.launch = app.launch
-      this.unwatch = this.launch.watch(state => {
-        const wasReady = this.data.login.status === 'ready'
-        this.setData({ login: { status: state.status, error: state.error } })
-        if (state.status === 'ready' && !wasReady) this.refresh()
-        if (state.status !== 'ready') this.setData({ rows: [] })
-      })
-    },
-
-    onUnload() {
-      if (this.unwatch) this.unwatch()
+    showLogin(state) {
+      const wasReady = this.data.login.status === 'ready'
+      this.setData({ login: { status: state.status, error: state.error } })
+      if (state.status === 'ready' && !wasReady) this.refresh()
+      if (state.status !== 'ready') this.setData({ rows: [] })
     },
 
     // A tab page stays loaded: list again each time it comes back into view, another device
@@ -40,10 +33,6 @@ Component({
       const done = () => wx.stopPullDownRefresh()
       if (this.data.login.status !== 'ready') return done()
       return this.refresh().then(done)
-    },
-
-    onRetry() {
-      this.launch.login()
     },
 
     refresh() {
