@@ -14,6 +14,7 @@ use axum::Router;
 use domain::{Actor, AppId};
 use infra::wechat::push;
 use secrecy::ExposeSecret;
+use utoipa::IntoParams;
 
 use crate::http::client_ip::ClientIp;
 use crate::http::extract::RequestContext;
@@ -41,6 +42,20 @@ struct PushQuery {
     timestamp: Option<String>,
     nonce: Option<String>,
     echostr: Option<String>,
+}
+
+/// The signature every push carries in its query, for the document (the query is read by
+/// `PushQuery::parse`).
+#[derive(IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)] // Documentation only.
+struct PushSignature {
+    /// hex SHA-1 of the sorted token, timestamp and nonce
+    signature: String,
+    /// WeChat's Unix time
+    timestamp: String,
+    /// WeChat's nonce
+    nonce: String,
 }
 
 impl PushQuery {
@@ -119,9 +134,7 @@ fn text(body: String) -> Response {
     tag = "wechat",
     params(
         ("appid" = String, Path, description = "The mini-program's appid"),
-        ("signature" = String, Query, description = "hex SHA-1 of the sorted token, timestamp and nonce"),
-        ("timestamp" = String, Query, description = "WeChat's Unix time"),
-        ("nonce" = String, Query, description = "WeChat's nonce"),
+        PushSignature,
         ("echostr" = String, Query, description = "Echoed back when the signature holds"),
     ),
     responses(
@@ -159,9 +172,7 @@ async fn verify_url(
     tag = "wechat",
     params(
         ("appid" = String, Path, description = "The mini-program's appid"),
-        ("signature" = String, Query, description = "hex SHA-1 of the sorted token, timestamp and nonce"),
-        ("timestamp" = String, Query, description = "WeChat's Unix time"),
-        ("nonce" = String, Query, description = "WeChat's nonce"),
+        PushSignature,
     ),
     request_body(content = String, description = "WeChat's event, JSON", content_type = "application/json"),
     responses(
