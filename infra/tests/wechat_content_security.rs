@@ -48,18 +48,22 @@ async fn access_token(sim: &Sim, app: &str) -> String {
 
 /// `POST {path}?access_token={token}` with `body`: WeChat's JSON answer.
 async fn call(sim: &Sim, path: &str, token: &str, body: &Value) -> Value {
-    let answer = sim
-        .http
+    let answer = call_raw(sim, path, token, body.to_string()).await;
+    serde_json::from_str(&answer).expect("WeChat answers JSON")
+}
+
+/// `POST {path}?access_token={token}` with `body` as it is: the answer's text.
+async fn call_raw(sim: &Sim, path: &str, token: &str, body: String) -> String {
+    sim.http
         .post(sim.url(path))
         .query(&[("access_token", token)])
-        .body(body.to_string())
+        .body(body)
         .send()
         .await
         .expect("answer")
         .text()
         .await
-        .expect("text");
-    serde_json::from_str(&answer).expect("WeChat answers JSON")
+        .expect("text")
 }
 
 /// `user` logged in to `app`: their openid.
@@ -296,17 +300,7 @@ async fn msg_sec_check_refuses_like_wechat() {
     assert_eq!(errcode(token.clone(), garbage).await, 40003);
     let no_openid = json!({ "content": "x", "version": 2, "scene": 1 });
     assert_eq!(errcode(token.clone(), no_openid).await, 40003);
-    let not_json = sim
-        .http
-        .post(sim.url("/wxa/msg_sec_check"))
-        .query(&[("access_token", &token)])
-        .body("{")
-        .send()
-        .await
-        .expect("answer")
-        .text()
-        .await
-        .expect("text");
+    let not_json = call_raw(&sim, "/wxa/msg_sec_check", &token, "{".into()).await;
     assert!(not_json.contains("47001"), "{not_json}");
 }
 
