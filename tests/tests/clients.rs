@@ -32,23 +32,13 @@ async fn the_demo_pages_work_against_the_service(world: World) {
     let (Some(_sdk), Some(demo)) = (built_sdk(), npm_package("miniprogram-demo")) else {
         return;
     };
-    let (base, sim) = (world.url(""), world.sim_url().to_owned());
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("npm")
-            .args(["run", "--silent", "e2e"])
-            .current_dir(demo)
-            .env("IDENTITYD_URL", base)
-            .env("IDENTITYD_SIM_URL", sim)
-            .env("IDENTITYD_APPID", APP_A)
-            .output()
-    })
-    .await
-    .expect("join")
-    .expect("run npm");
-    assert!(
-        output.status.success(),
-        "the demo's end-to-end run failed:\n{}\n{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let mut npm = Command::new("npm");
+    npm.args(["run", "--silent", "e2e"])
+        .current_dir(demo)
+        .env("IDENTITYD_URL", world.url(""))
+        .env("IDENTITYD_SIM_URL", world.sim_url())
+        .env("IDENTITYD_APPID", APP_A);
+    tokio::task::spawn_blocking(move || testkit::run_ok(&mut npm, "the demo's end-to-end run"))
+        .await
+        .expect("join");
 }
