@@ -14,15 +14,15 @@ CREATE TABLE avatars (
 CREATE INDEX avatars_by_user ON avatars (user_id);
 
 -- Asynchronous image checks submitted to WeChat (`media_check_async`), waiting for the verdict
--- WeChat pushes to `POST /v1/wechat/push/{appid}` naming the trace id. Bounded: at most one per
--- user (a new upload replaces the previous one), rows older than the purge horizon are deleted
+-- WeChat pushes to `POST /v1/wechat/push/{appid}` naming the trace id. Bounded: a new
+-- submission deletes the user's checks of images no longer stored, rows older than the purge horizon are deleted
 -- at each new submission, a handled verdict deletes its row, and the append of `UserErased`
 -- deletes the user's (below). `created_at` in Unix seconds.
 CREATE TABLE media_checks (
     trace_id   text PRIMARY KEY,
     appid      text NOT NULL,
     user_id    uuid NOT NULL,
-    avatar_id  text NOT NULL,
+    avatar_id  uuid NOT NULL,
     created_at bigint NOT NULL
 );
 CREATE INDEX media_checks_by_user ON media_checks (user_id);

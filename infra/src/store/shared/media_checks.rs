@@ -17,12 +17,16 @@ impl<B: SqlStore> MediaCheckStore for B {
         purge_before: DateTime<Utc>,
     ) -> Result<(), StoreError> {
         let sql = self.sql();
+        // The user's checks of images since replaced or removed go too (their verdicts would
+        // change nothing): at most the current avatar's and those of uploads in flight stay.
+        // Only those: a slower, older upload's submission must not forget a newer one's.
         sql.execute(
-            "DELETE FROM media_checks WHERE created_at < $1 OR user_id = $2",
+            "DELETE FROM media_checks WHERE created_at < $1 \
+             OR (user_id = $2 AND avatar_id NOT IN \
+                 (SELECT avatar_id FROM avatars WHERE user_id = $2))",
             &[Arg::Int(purge_before.timestamp()), Arg::user(check.user_id)],
         )
         .await?;
-        let avatar = check.avatar_id.to_string();
         sql.execute(
             "INSERT INTO media_checks (trace_id, appid, user_id, avatar_id, created_at) \
              VALUES ($1, $2, $3, $4, $5) ON CONFLICT (trace_id) DO NOTHING",
@@ -30,7 +34,7 @@ impl<B: SqlStore> MediaCheckStore for B {
                 Arg::Text(trace_id),
                 Arg::Text(&check.appid),
                 Arg::user(check.user_id),
-                Arg::Text(&avatar),
+                Arg::uuid(check.avatar_id.as_uuid()),
                 Arg::Int(check.created_at.timestamp()),
             ],
         )
@@ -55,9 +59,7 @@ impl<B: SqlStore> MediaCheckStore for B {
         let Some(row) = first(rows) else {
             return Ok(None);
         };
-        let avatar = row.text(2)?;
-        let avatar_id = AvatarId::parse(&avatar)
-            .map_err(|_| StoreError::Corrupt(format!("media check avatar id {avatar:?}")))?;
+        let avatar_id = AvatarId::from_uuid(row.uuid(2)?);
         let created_at = DateTime::from_timestamp(row.int(3)?, 0)
             .ok_or_else(|| StoreError::Corrupt("media check time".into()))?;
         Ok(Some(PendingMediaCheck {
