@@ -292,11 +292,16 @@ impl Config {
                  {MIN_SECRET_CHARS} characters: use a random one, e.g. `openssl rand -hex 32`"
             ));
         }
-        // WeChat allows 3 to 32; the token is all that authenticates a push, so the longest.
-        if let Some((appid, _)) = self.push_tokens.0.iter().find(|(_, s)| weak(s)) {
+        // WeChat allows 3 to 32 letters and digits; the token is all that authenticates a
+        // push, so the longest.
+        let full_length = |token: &SecretString| {
+            let token = token.expose_secret();
+            token.len() == MIN_SECRET_CHARS && token.bytes().all(|b| b.is_ascii_alphanumeric())
+        };
+        if let Some((appid, _)) = self.push_tokens.0.iter().find(|(_, t)| !full_length(t)) {
             return Err(format!(
-                "IDENTITY_PUSH_TOKENS: the token of {appid} is shorter than {MIN_SECRET_CHARS} \
-                 characters: use 32 random letters and digits, e.g. `openssl rand -hex 16`"
+                "IDENTITY_PUSH_TOKENS: the token of {appid} is not {MIN_SECRET_CHARS} letters and \
+                 digits (WeChat's longest): use a random one, e.g. `openssl rand -hex 16`"
             ));
         }
         Ok(())

@@ -403,6 +403,15 @@ async fn an_avatar_the_profile_stops_showing_is_deleted(world: World) {
     assert_eq!(saved.status(), 204);
     served(&world, &path, "image/png").await;
     assert!(!no_row(&world, id).await, "our own URL sent back");
+    // So does an older URL of ours (a form opened before a newer upload): the newer stays.
+    let newer = uploaded(&world, access, &png(&picture(7, 7))).await;
+    let (path, id) = path_and_id(&world, &newer);
+    let stale_form = serde_json::json!({ "avatar_url": url });
+    let saved = world.put_as(access, "/v1/me/profile", stale_form).await;
+    assert_eq!(saved.status(), 204);
+    served(&world, &path, "image/png").await;
+    let me = world.get_json(access, "/v1/me").await;
+    assert_eq!(me["profile"]["avatar_url"], newer.as_str());
     let elsewhere = serde_json::json!({ "avatar_url": "https://cdn.example.com/heidi.png" });
     let replaced = world.put_as(access, "/v1/me/profile", elsewhere).await;
     assert_eq!(replaced.status(), 204);

@@ -301,7 +301,7 @@ async fn pending_checks_stay_bounded(world: World) {
     assert!(!pending("ida-old").await, "purged past the horizon");
     assert!(
         !pending("hal-1").await,
-        "replaced by the user's newer upload"
+        "its image is not stored: forgotten at the user's next submission"
     );
     assert!(pending("hal-2").await);
     assert!(

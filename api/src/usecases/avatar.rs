@@ -138,7 +138,12 @@ pub async fn avatar_image(
 
 /// The public URL of an uploaded avatar, as the profile holds it.
 pub(super) fn avatar_url(state: &Services, avatar_id: AvatarId) -> String {
-    format!("{}/v1/avatars/{avatar_id}", state.public_url)
+    format!("{}{avatar_id}", avatars_base(state))
+}
+
+/// What every uploaded avatar's URL starts with.
+pub(super) fn avatars_base(state: &Services) -> String {
+    format!("{}/v1/avatars/", state.public_url)
 }
 
 /// Deletes an image no event will name (anymore). A failure leaves a row sealed under the

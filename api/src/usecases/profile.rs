@@ -12,7 +12,7 @@ use infra::wechat::user_data::EncryptedData;
 use infra::wechat::SessionKey;
 use serde_json::{json, Map, Value};
 
-use super::avatar::avatar_url;
+use super::avatar::avatars_base;
 use super::command::Command;
 use super::content_check::{check_nickname, NicknameCheck};
 use super::context::Context;
@@ -252,7 +252,10 @@ pub async fn update_profile(
     // Merged into the profile as each attempt loads it, so a concurrent change (an upload, a
     // withdrawal, a rejected avatar) is never undone by a stale copy.
     record(state, "update_profile", user_id, appid, ctx, |user| {
-        let ours = user.avatar.map(|id| avatar_url(state, id));
+        // Our avatar URLs come from uploads only: one sent back (a client saving the whole
+        // form, perhaps from before a newer upload or under an older public URL) keeps the
+        // profile's avatar as it is rather than naming an image that may be gone.
+        let ours = avatars_base(state);
         let mut changed = Vec::new();
         let mut avatar = AvatarChange::Keep;
         let (sealed, fields) = edited_profile(&key, user, |profile| {
@@ -260,17 +263,21 @@ pub async fn update_profile(
                 profile.insert("nickname".into(), json!(nickname));
                 changed.push("nickname".to_owned());
             }
-            // Our own avatar's URL sent back (a client saving the whole form) keeps it.
+            let current = profile.get("avatar_url").and_then(Value::as_str);
             if let Some(url) = update
                 .avatar_url
                 .as_ref()
-                .filter(|url| Some(*url) != ours.as_ref())
+                .filter(|url| Some(url.as_str()) != current && !url.starts_with(&ours))
             {
                 profile.insert("avatar_url".into(), json!(url));
                 changed.push("avatar_url".to_owned());
                 avatar = AvatarChange::Elsewhere;
             }
         })?;
+        if changed.is_empty() {
+            // Nothing but what the profile already says: nothing to record.
+            return Ok(Vec::new());
+        }
         let update = domain::profile::ProfileUpdate {
             sealed,
             fields,

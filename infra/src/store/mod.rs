@@ -585,13 +585,14 @@ pub struct PendingMediaCheck {
     pub created_at: DateTime<Utc>,
 }
 
-/// Pending media checks (`media_checks`). At most one per user (a newer upload replaces the
-/// older avatar, whose verdict no longer matters), none older than the purge horizon, none of
-/// an erased user (deleted by the append of `UserErased`): the table stays bounded.
+/// Pending media checks (`media_checks`). Per user, only those of images still stored (the
+/// current avatar's, and uploads in flight: a replaced image's verdict no longer matters),
+/// none older than the purge horizon, none of an erased user (deleted by the append of
+/// `UserErased`): the table stays bounded.
 #[async_trait]
 pub trait MediaCheckStore: Send + Sync {
-    /// Remembers `trace_id`, replacing the user's earlier pending check, after deleting every
-    /// check submitted before `purge_before` (WeChat answers within about 30 minutes).
+    /// Remembers `trace_id`, after forgetting the user's checks of images no longer stored and
+    /// every check submitted before `purge_before` (WeChat answers within about 30 minutes).
     async fn record_media_check(
         &self,
         trace_id: &str,

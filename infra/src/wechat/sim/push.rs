@@ -280,7 +280,9 @@ async fn deliver(
         if attempt > 1 {
             tokio::time::sleep(RETRY_INTERVAL).await;
         }
-        let timestamp = sim.state().unix_now().to_string();
+        // Real time, not the simulator's (movable) clock: the receiving service checks the
+        // timestamp against its own clock, as it must against WeChat's.
+        let timestamp = chrono::Utc::now().timestamp().to_string();
         let nonce = people::nonce();
         let signature = signature(&target.token, &timestamp, &nonce);
         let sent = sim
