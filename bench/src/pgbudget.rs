@@ -277,7 +277,18 @@ impl Observer {
                 break;
             }
             if Instant::now() > deadline {
-                bail!("{n} backends still on {} after 60 s", self.database);
+                let left: Vec<String> = sqlx::query_scalar(
+                    "SELECT concat_ws(' ', pid, usename, backend_type, state, wait_event_type, \
+                            wait_event, left(query, 120)) \
+                     FROM pg_stat_activity WHERE datname = $1",
+                )
+                .bind(&self.database)
+                .fetch_all(&mut self.conn)
+                .await?;
+                bail!(
+                    "{n} backends still on {} after 60 s: {left:?}",
+                    self.database
+                );
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -603,7 +614,14 @@ fn report(
         "  statements prepared (Parse/Describe)",
         per_login(mp.prepares, fp.prepares),
     );
-    line("  pings (pool checkout)", per_login(mp.pings, fp.pings));
+    line(
+        "  statements closed (dropped from sqlx's cache)",
+        per_login(mp.closes, fp.closes),
+    );
+    line(
+        "  pings (sqlx: pool checkout and return)",
+        per_login(mp.pings, fp.pings),
+    );
     line("transactions committed", per.commits);
     line("  of which wrote (transaction ids)", per.xids);
     line("transactions rolled back", per.rollbacks);

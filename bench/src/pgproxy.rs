@@ -1,12 +1,14 @@
 //! A counting TCP proxy between the service and PostgreSQL, for `--only pg-budget`: it copies
 //! bytes both ways untouched and reads the frontend (client → server) protocol messages as
-//! they pass, to count round trips that `pg_stat_statements` cannot see (sqlx's ping before
-//! each pool checkout, the Parse/Describe of a statement not yet prepared on a connection).
+//! they pass, to count round trips that `pg_stat_statements` cannot see (sqlx's pings when a
+//! connection leaves and returns to the pool, the Parse/Describe of a statement not yet
+//! prepared on a connection).
 //!
 //! A round trip is a message after which the client waits for the server: a simple `Query`
 //! ('Q'), or a `Sync` ('S') ending an extended-protocol exchange. A `Sync` is classed by what
 //! came before it since the last one: an `Execute` (a statement run), a `Parse` without an
-//! `Execute` (a statement prepared), or nothing (a ping).
+//! `Execute` (a statement prepared), a `Close` alone (a prepared statement dropped from the
+//! client's cache), or nothing (a ping).
 //! The service must connect with `sslmode=disable`: the proxy does not speak TLS.
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +25,7 @@ pub struct Counters {
     pub simple_queries: AtomicU64,
     pub executes: AtomicU64,
     pub prepares: AtomicU64,
+    pub closes: AtomicU64,
     pub pings: AtomicU64,
 }
 
@@ -33,12 +36,13 @@ pub struct Counts {
     pub simple_queries: u64,
     pub executes: u64,
     pub prepares: u64,
+    pub closes: u64,
     pub pings: u64,
 }
 
 impl Counts {
     pub fn round_trips(&self) -> u64 {
-        self.simple_queries + self.executes + self.prepares + self.pings
+        self.simple_queries + self.executes + self.prepares + self.closes + self.pings
     }
 
     pub fn minus(&self, earlier: &Self) -> Self {
@@ -47,6 +51,7 @@ impl Counts {
             simple_queries: self.simple_queries - earlier.simple_queries,
             executes: self.executes - earlier.executes,
             prepares: self.prepares - earlier.prepares,
+            closes: self.closes - earlier.closes,
             pings: self.pings - earlier.pings,
         }
     }
@@ -60,6 +65,7 @@ impl Counters {
             simple_queries: load(&self.simple_queries),
             executes: load(&self.executes),
             prepares: load(&self.prepares),
+            closes: load(&self.closes),
             pings: load(&self.pings),
         }
     }
@@ -129,8 +135,13 @@ async fn relay(
         tokio::io::copy(&mut server_read, &mut client_write).await?;
         client_write.shutdown().await
     };
-    let (up, down) = tokio::join!(upstream, downstream);
-    up.and(down)
+    // Whichever side ends first, by end of stream or by error (a client killed with unread
+    // data resets its connection), ends both: dropping the halves closes the sockets, so the
+    // server's backend sees its client go and exits.
+    tokio::select! {
+        up = upstream => up,
+        down = downstream => down,
+    }
 }
 
 /// Splits the client's byte stream into protocol messages: first the untyped startup
@@ -142,9 +153,11 @@ struct Parser {
     header: Vec<u8>,
     /// Body bytes still to skip of the current message.
     remaining: usize,
-    /// Since the last Sync: an Execute, a Parse.
+    /// Since the last Sync: an Execute, a Parse, a Close (a statement dropped from the
+    /// client's cache).
     executed: bool,
     parsed: bool,
+    closed: bool,
 }
 
 impl Parser {
@@ -182,17 +195,21 @@ impl Parser {
             }
             b'P' => self.parsed = true,
             b'E' => self.executed = true,
+            b'C' => self.closed = true,
             b'S' => {
                 let counter = if self.executed {
                     &counters.executes
                 } else if self.parsed {
                     &counters.prepares
+                } else if self.closed {
+                    &counters.closes
                 } else {
                     &counters.pings
                 };
                 counter.fetch_add(1, Ordering::SeqCst);
                 self.executed = false;
                 self.parsed = false;
+                self.closed = false;
             }
             _ => {}
         }
