@@ -172,6 +172,53 @@ pub async fn closed_loop(target: &Target, concurrency: usize, duration: Duration
     total.result(concurrency, None, started.elapsed())
 }
 
+/// Exactly `logins` successful logins (errors are counted and retried with another person),
+/// by `concurrency` virtual users, as the closed loop does them; for counting what a login
+/// costs (`--only pg-budget`), where the number of logins matters and the time does not.
+pub async fn counted(target: &Target, concurrency: usize, logins: u64, tag: &str) -> LevelResult {
+    let started = Instant::now();
+    let left = Arc::new(AtomicU64::new(logins));
+    let mut users = JoinSet::new();
+    for vu in 0..concurrency {
+        let (target, left, tag) = (target.clone(), left.clone(), tag.to_owned());
+        users.spawn(async move {
+            let mut tally = Tally::new();
+            let mut known: Vec<String> = Vec::new();
+            let mut n = 0;
+            // Take one login from what is left; give it back if it failed.
+            while left
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1))
+                .is_ok()
+            {
+                let (person, new_user) = {
+                    let mut rng = rand::thread_rng();
+                    if known.is_empty() || rng.gen_bool(NEW_USER_SHARE) {
+                        n += 1;
+                        let name = format!("{}-{tag}-v{vu}-{n}", target.run);
+                        known.push(name.clone());
+                        (name, true)
+                    } else {
+                        (known[rng.gen_range(0..known.len())].clone(), false)
+                    }
+                };
+                let outcome = login_once(&target, &person).await;
+                if outcome.is_err() && tally.errors < 1000 {
+                    left.fetch_add(1, Ordering::SeqCst);
+                }
+                tally.record(outcome, new_user);
+            }
+            tally
+        });
+    }
+    let mut total = Tally::new();
+    while let Some(joined) = users.join_next().await {
+        if let Ok(tally) = joined {
+            total.merge(tally);
+        }
+    }
+    total.result(concurrency, None, started.elapsed())
+}
+
 /// One open-loop level: a login starts every `1 / rate` seconds whatever the answers do, so
 /// latency includes any queueing in the service.
 pub async fn paced(target: &Target, rate: f64, duration: Duration) -> LevelResult {

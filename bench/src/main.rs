@@ -12,6 +12,8 @@ mod cpu;
 mod generate;
 mod limiter;
 mod login;
+mod pgbudget;
+mod pgproxy;
 mod replay;
 mod report;
 mod service;
@@ -77,6 +79,18 @@ struct Args {
     /// projections rebuild` or the queries on the generated log).
     #[arg(long)]
     keep_database: bool,
+    /// `--only pg-budget`: logins counted (after the warm-up).
+    #[arg(long, default_value_t = 2000)]
+    logins: u64,
+    /// `--only pg-budget`: logins before counting (their own service run).
+    #[arg(long, default_value_t = 500)]
+    warmup: u64,
+    /// `--only pg-budget`: virtual users.
+    #[arg(long, default_value_t = 32)]
+    concurrency: usize,
+    /// `--only pg-budget`: run the service with this NATS server, so the relay's part counts.
+    #[arg(long)]
+    nats_url: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -91,6 +105,10 @@ enum Only {
     /// The login limiter's memory after 100,000 distinct client addresses (a child process,
     /// SQLite; nothing else).
     Limiter,
+    /// What a login costs PostgreSQL, counted: statements, round trips, transactions, rows
+    /// and WAL per login (`--logins`, `--warmup`, `--concurrency`, `--nats-url`). Needs a
+    /// private cluster with pg_stat_statements: see `bench/pg-budget.sh`.
+    PgBudget,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -186,6 +204,19 @@ async fn main() -> anyhow::Result<()> {
         let measured = limiter::run(binary, 100_000, 32).await?;
         std::fs::write(&args.out, serde_json::to_string_pretty(&measured)?)?;
         println!("{}", limiter::markdown(&measured));
+        return Ok(());
+    }
+    if args.only == Some(Only::PgBudget) {
+        let options = pgbudget::Options {
+            logins: args.logins,
+            warmup: args.warmup,
+            concurrency: args.concurrency,
+            nats_url: args.nats_url.clone(),
+        };
+        println!(
+            "{}",
+            pgbudget::run(&args.postgres_url, &mode, &options).await?
+        );
         return Ok(());
     }
     let uses_postgres = backends.contains(&Backend::Postgres);

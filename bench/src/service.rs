@@ -41,8 +41,13 @@ pub struct Database {
 }
 
 enum Cleanup {
+    /// Somebody else's database: nothing to remove.
+    Nothing,
     File(PathBuf),
-    Schema { base: String, schema: String },
+    Schema {
+        base: String,
+        schema: String,
+    },
 }
 
 impl Database {
@@ -81,9 +86,19 @@ impl Database {
         })
     }
 
+    /// A database made by the caller, which also removes it.
+    pub fn existing(url: String) -> Self {
+        Self {
+            url,
+            master_key: MasterKey::generate().to_base64().expose_secret().to_owned(),
+            cleanup: Cleanup::Nothing,
+        }
+    }
+
     /// Deletes the file or drops the schema (best effort).
     pub async fn remove(self) {
         match self.cleanup {
+            Cleanup::Nothing => {}
             Cleanup::File(dir) => {
                 let _ = std::fs::remove_dir_all(dir);
             }
@@ -157,10 +172,21 @@ enum Running {
 
 impl Service {
     pub async fn start(mode: &Mode, db: &Database, sim: &Sim) -> anyhow::Result<Self> {
+        Self::start_with(mode, db, sim, &[]).await
+    }
+
+    /// As `start`, with more environment for the child (ignored in process).
+    pub async fn start_with(
+        mode: &Mode,
+        db: &Database,
+        sim: &Sim,
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         let (base, running) = match mode {
             Mode::Child(binary) => {
                 let port = free_port()?;
                 let child = serve_command(binary, port, db)
+                    .envs(env.iter().copied())
                     .env("IDENTITY_WECHAT_API_BASE", &sim.base)
                     .env("IDENTITY_APPS", apps())
                     .env("IDENTITY_LOGIN_RATE_PER_MINUTE", "0")
