@@ -144,32 +144,58 @@ pub async fn closed_loop(target: &Target, concurrency: usize, duration: Duration
         let target = target.clone();
         users.spawn(async move {
             let mut tally = Tally::new();
-            let mut known: Vec<String> = Vec::new();
-            let mut n = 0;
+            let mut people = People::new(format!("{}-c{concurrency}-v{vu}", target.run));
             while Instant::now() < deadline {
-                let (person, new_user) = {
-                    let mut rng = rand::thread_rng();
-                    if known.is_empty() || rng.gen_bool(NEW_USER_SHARE) {
-                        n += 1;
-                        let name = format!("{}-c{concurrency}-v{vu}-{n}", target.run);
-                        known.push(name.clone());
-                        (name, true)
-                    } else {
-                        (known[rng.gen_range(0..known.len())].clone(), false)
-                    }
-                };
+                let (person, new_user) = people.next();
                 tally.record(login_once(&target, &person).await, new_user);
             }
             tally
         });
     }
+    joined(users)
+        .await
+        .result(concurrency, None, started.elapsed())
+}
+
+/// A virtual user's people: mostly returning ones, a share of new ones.
+struct People {
+    prefix: String,
+    known: Vec<String>,
+}
+
+impl People {
+    fn new(prefix: String) -> Self {
+        Self {
+            prefix,
+            known: Vec::new(),
+        }
+    }
+
+    /// The next person to log in, and whether they are new.
+    fn next(&mut self) -> (String, bool) {
+        let mut rng = rand::thread_rng();
+        if self.known.is_empty() || rng.gen_bool(NEW_USER_SHARE) {
+            let name = format!("{}-{}", self.prefix, self.known.len() + 1);
+            self.known.push(name.clone());
+            (name, true)
+        } else {
+            (
+                self.known[rng.gen_range(0..self.known.len())].clone(),
+                false,
+            )
+        }
+    }
+}
+
+/// Every virtual user's tally, merged.
+async fn joined(mut users: JoinSet<Tally>) -> Tally {
     let mut total = Tally::new();
     while let Some(joined) = users.join_next().await {
         if let Ok(tally) = joined {
             total.merge(tally);
         }
     }
-    total.result(concurrency, None, started.elapsed())
+    total
 }
 
 /// Exactly `logins` successful logins (errors are counted and retried with another person),
@@ -183,24 +209,13 @@ pub async fn counted(target: &Target, concurrency: usize, logins: u64, tag: &str
         let (target, left, tag) = (target.clone(), left.clone(), tag.to_owned());
         users.spawn(async move {
             let mut tally = Tally::new();
-            let mut known: Vec<String> = Vec::new();
-            let mut n = 0;
+            let mut people = People::new(format!("{}-{tag}-v{vu}", target.run));
             // Take one login from what is left; give it back if it failed.
             while left
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1))
                 .is_ok()
             {
-                let (person, new_user) = {
-                    let mut rng = rand::thread_rng();
-                    if known.is_empty() || rng.gen_bool(NEW_USER_SHARE) {
-                        n += 1;
-                        let name = format!("{}-{tag}-v{vu}-{n}", target.run);
-                        known.push(name.clone());
-                        (name, true)
-                    } else {
-                        (known[rng.gen_range(0..known.len())].clone(), false)
-                    }
-                };
+                let (person, new_user) = people.next();
                 let outcome = login_once(&target, &person).await;
                 if outcome.is_err() && tally.errors < 1000 {
                     left.fetch_add(1, Ordering::SeqCst);
@@ -210,13 +225,9 @@ pub async fn counted(target: &Target, concurrency: usize, logins: u64, tag: &str
             tally
         });
     }
-    let mut total = Tally::new();
-    while let Some(joined) = users.join_next().await {
-        if let Ok(tally) = joined {
-            total.merge(tally);
-        }
-    }
-    total.result(concurrency, None, started.elapsed())
+    joined(users)
+        .await
+        .result(concurrency, None, started.elapsed())
 }
 
 /// One open-loop level: a login starts every `1 / rate` seconds whatever the answers do, so
