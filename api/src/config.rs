@@ -430,24 +430,40 @@ pub struct AppList(pub std::collections::BTreeSet<AppId>);
 
 impl<'de> Deserialize<'de> for AppList {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            List(String),
-            Array(Vec<String>),
-        }
-        let names: Vec<String> = match Raw::deserialize(d)? {
-            Raw::Array(names) => names,
-            Raw::List(list) => list.split(',').map(str::to_owned).collect(),
-        };
-        names
+        list_entries(d)?
             .iter()
-            .map(|name| name.trim())
-            .filter(|name| !name.is_empty())
             .map(|name| AppId::parse(name).map_err(serde::de::Error::custom))
             .collect::<Result<_, _>>()
             .map(Self)
     }
+}
+
+/// `IDENTITY_TRUSTED_PROXIES`: addresses and networks, as a list setting.
+impl<'de> Deserialize<'de> for TrustedProxies {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(&list_entries(d)?.join(",")).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The entries of a list setting: `"a,b"` (the environment's form) or, in TOML, an array;
+/// trimmed, empty ones dropped.
+fn list_entries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        List(String),
+        Array(Vec<String>),
+    }
+    let entries = match Raw::deserialize(d)? {
+        Raw::List(list) => list.split(',').map(str::to_owned).collect(),
+        Raw::Array(entries) => entries,
+    };
+    Ok(entries
+        .iter()
+        .map(|entry| entry.trim())
+        .filter(|entry| !entry.is_empty())
+        .map(str::to_owned)
+        .collect())
 }
 
 #[cfg(test)]

@@ -13,7 +13,6 @@ use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use ipnet::IpNet;
-use serde::Deserialize;
 
 /// The networks of our own proxies; empty (the default) trusts no `X-Forwarded-For` at all.
 #[derive(Debug, Clone, Default)]
@@ -86,23 +85,6 @@ fn parse_hop(hop: &str) -> Option<IpAddr> {
         .or_else(|_| hop.parse::<SocketAddr>().map(|addr| addr.ip()))
         .ok()
         .map(|ip| ip.to_canonical())
-}
-
-impl<'de> Deserialize<'de> for TrustedProxies {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        /// `"10.0.0.0/8,192.0.2.1"` (the environment's form) or, in TOML, a list.
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            List(String),
-            Array(Vec<String>),
-        }
-        let list = match Raw::deserialize(d)? {
-            Raw::List(list) => list,
-            Raw::Array(entries) => entries.join(","),
-        };
-        Self::parse(&list).map_err(serde::de::Error::custom)
-    }
 }
 
 /// The client's address, as `TrustedProxies::client_ip` decides it; `None` only where no
