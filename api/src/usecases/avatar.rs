@@ -150,7 +150,8 @@ pub(super) fn avatars_base(state: &Services) -> String {
 /// user's key, deleted at their erasure: logged, not the caller's failure.
 pub(super) async fn forget_image(state: &Services, avatar_id: AvatarId) {
     if let Err(err) = state.store.delete_avatar(avatar_id).await {
-        tracing::warn!(%avatar_id, error = %err, "deleting an unused avatar image failed");
+        // Not the id: it opens the photo at its public URL.
+        tracing::warn!(error = %err, "deleting an unused avatar image failed");
     }
 }
 

@@ -214,12 +214,12 @@ pub async fn handle_push(
             tracing::info!(%appid, user_id = %pending.user_id, label, "WeChat rejected an avatar; removed");
         }
         Ok(Verdict::Review { label }) => {
-            tracing::warn!(%appid, user_id = %pending.user_id, avatar_id = %pending.avatar_id,
+            tracing::warn!(%appid, user_id = %pending.user_id,
                 label, "WeChat asks for a review of an avatar");
         }
         Ok(Verdict::Pass { .. }) => {}
         Err(errcode) => {
-            tracing::warn!(%appid, user_id = %pending.user_id, avatar_id = %pending.avatar_id,
+            tracing::warn!(%appid, user_id = %pending.user_id,
                 errcode, "WeChat could not check an avatar");
         }
     }
