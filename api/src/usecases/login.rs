@@ -7,7 +7,7 @@ use domain::{
     SessionId, UnionId, UnionIdSource, User, UserError, UserId, WeChatCode,
 };
 use infra::personal_data::AccountKey;
-use infra::store::{AppendBatch, ExpectedVersion};
+use infra::store::{AppendBatch, Claimant, ExpectedVersion};
 use infra::wechat::WeChatError;
 use uuid::Uuid;
 
@@ -214,29 +214,24 @@ async fn resolve_user(
     unionid: Option<&UnionId>,
     new_user_id: UserId,
 ) -> Result<(UserId, LoadedUser), UseCaseError> {
-    let store = state.store.as_ref();
-    let account = Claim::WeChatAccount {
+    let account = state.lookup_index.claim(&Claim::WeChatAccount {
         appid: appid.clone(),
         openid: openid.clone(),
-    };
-    let mut owner = store
-        .load_claimant(&state.lookup_index.claim(&account))
-        .await?;
-    if owner.is_none() {
-        if let Some(unionid) = unionid {
-            owner = store
-                .load_claimant(&state.lookup_index.claim(&Claim::UnionId(unionid.clone())))
-                .await?;
-        }
-    }
-    match owner {
-        Some((user_id, stored)) => {
+    });
+    // Known by this account, else by their UnionID (their first login in this app): one read.
+    let union = unionid.map(|unionid| state.lookup_index.claim(&Claim::UnionId(unionid.clone())));
+    let claimant = state.store.load_claimant(&account, union.as_ref()).await?;
+    match claimant {
+        Some(Claimant {
+            user: user_id,
+            events,
+            sealed_key,
+        }) => {
             let key = state
                 .personal_data
-                .key(store, user_id)
-                .await
+                .open_key(user_id, sealed_key.as_deref())
                 .map_err(UseCaseError::internal)?;
-            let (user, version) = user_from_stored(&stored, key.as_ref())?;
+            let (user, version) = user_from_stored(&events, key.as_ref())?;
             Ok((user_id, LoadedUser { user, version, key }))
         }
         None => Ok((

@@ -52,17 +52,23 @@ pub struct LoadedUser {
     pub key: Option<UserKey>,
 }
 
-/// A user's state, personal data opened. The stream and the key are read side by side.
+/// A user's state, personal data opened: the stream and the key in one read.
 pub async fn load_user(state: &Services, id: UserId) -> Result<LoadedUser, UseCaseError> {
-    let store = state.store.as_ref();
-    let stream = id.stream();
-    let (stored, key) = tokio::join!(
-        store.load_stream(&stream),
-        state.personal_data.key(store, id)
-    );
-    let key = key.map_err(UseCaseError::internal)?;
-    let (user, version) = user_from_stored(&stored?, key.as_ref())?;
+    let (stored, sealed_key) = state.store.load_streams_and_key(&[id.stream()], id).await?;
+    let key = open_key(state, id, sealed_key)?;
+    let (user, version) = user_from_stored(&stored, key.as_ref())?;
     Ok(LoadedUser { user, version, key })
+}
+
+fn open_key(
+    state: &Services,
+    id: UserId,
+    sealed_key: Option<Vec<u8>>,
+) -> Result<Option<UserKey>, UseCaseError> {
+    state
+        .personal_data
+        .open_key(id, sealed_key.as_deref())
+        .map_err(UseCaseError::internal)
 }
 
 /// The user's data key, to seal what is appended about them (`None` once erased).
@@ -86,8 +92,8 @@ pub fn user_from_stored(
 
 /// The session if it is that user's and still in force at `now` (`Session::in_force`: active,
 /// within its lifetimes, its user in good standing and not blocked or unblocked since it
-/// began), with the user: both streams in one read (an access token names both), the user's
-/// data key read beside it and returned with them (the request opens what it shows with it).
+/// began), with the user: both streams and the user's data key in one read (an access token
+/// names both streams; the request opens what it shows with the key).
 pub async fn load_session_of_user_in_force(
     state: &Services,
     id: SessionId,
@@ -95,14 +101,10 @@ pub async fn load_session_of_user_in_force(
     now: DateTime<Utc>,
     lifetime: &SessionLifetime,
 ) -> Result<Option<(Session, usize, LoadedUser)>, UseCaseError> {
-    let store = state.store.as_ref();
     let (session_stream, user_stream) = (id.stream(), user_id.stream());
     let streams = [session_stream.clone(), user_stream];
-    let (stored, key) = tokio::join!(
-        store.load_streams(&streams),
-        state.personal_data.key(store, user_id)
-    );
-    let (stored, key) = (stored?, key.map_err(UseCaseError::internal)?);
+    let (stored, sealed_key) = state.store.load_streams_and_key(&streams, user_id).await?;
+    let key = open_key(state, user_id, sealed_key)?;
     let (session_events, user_events): (Vec<RecordedEvent>, Vec<RecordedEvent>) = stored
         .into_iter()
         .partition(|e| e.stream_id == session_stream);

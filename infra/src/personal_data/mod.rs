@@ -115,6 +115,18 @@ impl PersonalData {
         format!("user:{user_id}")
     }
 
+    /// A user's key from its sealed form as read with their stream (`None`: erased, or not
+    /// made yet).
+    pub fn open_key(
+        &self,
+        user_id: UserId,
+        sealed_key: Option<&[u8]>,
+    ) -> Result<Option<UserKey>, PersonalDataError> {
+        sealed_key
+            .map(|sealed| self.unwrap_key(user_id, sealed))
+            .transpose()
+    }
+
     fn unwrap_key(&self, user_id: UserId, sealed_key: &[u8]) -> Result<UserKey, PersonalDataError> {
         let key = self
             .key_sealer

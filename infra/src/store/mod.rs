@@ -226,6 +226,16 @@ pub enum SigningKeyRetirement {
     Signs,
 }
 
+/// A claim's holder as a login reads them (see `EventStore::load_claimant`).
+#[derive(Debug)]
+pub struct Claimant {
+    pub user: UserId,
+    /// Their stream's events, in version order.
+    pub events: Vec<RecordedEvent>,
+    /// Their data key, sealed; `None` once erased.
+    pub sealed_key: Option<Vec<u8>>,
+}
+
 #[async_trait]
 pub trait EventStore: Send + Sync {
     /// Appends every stream's events and writes the claims in one transaction, or nothing.
@@ -234,27 +244,23 @@ pub trait EventStore: Send + Sync {
     /// A stream's events in version order (empty for a stream that does not exist).
     async fn load_stream(&self, stream: &StreamId) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// The user holding the claim, with their stream's events in version order: one read
-    /// where the backend can (a returning login needs both). `None` when nobody holds it.
+    /// The holder of `claim`, or when nobody holds it of `or_else`, with their stream's events
+    /// in version order and their sealed data key: a returning login's whole read, in one
+    /// statement. `None` when nobody holds either.
     async fn load_claimant(
         &self,
         claim: &ClaimKey,
-    ) -> Result<Option<(UserId, Vec<RecordedEvent>)>, StoreError> {
-        match self.find_claim(claim).await? {
-            Some(user) => Ok(Some((user, self.load_stream(&user.stream()).await?))),
-            None => Ok(None),
-        }
-    }
+        or_else: Option<&ClaimKey>,
+    ) -> Result<Option<Claimant>, StoreError>;
 
-    /// Several streams' events, each stream's in version order (one query where the backend
-    /// can: every authenticated request loads its session and its user).
-    async fn load_streams(&self, streams: &[StreamId]) -> Result<Vec<RecordedEvent>, StoreError> {
-        let mut events = Vec::new();
-        for stream in streams {
-            events.extend(self.load_stream(stream).await?);
-        }
-        Ok(events)
-    }
+    /// Several streams' events, each stream's in version order, and `user`'s sealed data key
+    /// (`None` once erased), in one statement: every authenticated request loads its session
+    /// and its user, and opens what it shows with the user's key.
+    async fn load_streams_and_key(
+        &self,
+        streams: &[StreamId],
+        user: UserId,
+    ) -> Result<(Vec<RecordedEvent>, Option<Vec<u8>>), StoreError>;
 
     /// Up to `limit` events with a position above `after`, in position order. Never skips an
     /// event: one that will still commit with a lower position is not passed over (readers

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::StreamId;
+use domain::{StreamId, UserId};
 use futures::stream::BoxStream;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
@@ -40,7 +40,7 @@ impl PostgresStore {
     /// `?options=-csearch_path%3D<schema>`; everything, migrations included, then lives there.
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url.as_str())?;
-        let pool = PgPoolOptions::new()
+        let pool = crate::sql::tested_after_idle(PgPoolOptions::new())
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
@@ -94,14 +94,20 @@ impl SqlStore for PostgresStore {
     }
 
     /// One statement, whatever the number of streams: `= ANY($1)` of an array.
-    async fn load_stream_rows(&self, streams: &[StreamId]) -> Result<Vec<PgRow>, StoreError> {
+    async fn load_stream_rows(
+        &self,
+        streams: &[StreamId],
+        user: UserId,
+    ) -> Result<Vec<PgRow>, StoreError> {
         const SQL: &str = concat!(
             "SELECT ",
             event_columns!(),
-            " FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version"
+            ", (SELECT sealed_key FROM user_data_keys WHERE user_id = $2) \
+             FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version"
         );
         let ids: Vec<&str> = streams.iter().map(StreamId::as_str).collect();
-        Ok(sqlx::query(SQL).bind(ids).fetch_all(&self.pool).await?)
+        let query = sqlx::query(SQL).bind(ids).bind(user.as_uuid());
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     fn read_all_rows(&self, after: i64, limit: u32) -> BoxStream<'_, Result<PgRow, sqlx::Error>> {

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use domain::StreamId;
+use domain::{StreamId, UserId};
 use futures::stream::BoxStream;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
@@ -62,7 +62,7 @@ impl SqliteStore {
             .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(5));
         let path = options.get_filename().to_path_buf();
-        let write = SqlitePoolOptions::new()
+        let write = crate::sql::tested_after_idle(SqlitePoolOptions::new())
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
             // Checkpoints run beside the writer, not inside its commits (see `checkpoint`).
@@ -74,7 +74,7 @@ impl SqliteStore {
             )
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&write).await?;
-        let read = SqlitePoolOptions::new()
+        let read = crate::sql::tested_after_idle(SqlitePoolOptions::new())
             .max_connections(4)
             .connect_with(options.clone().pragma("query_only", "ON"))
             .await?;
@@ -128,16 +128,22 @@ impl SqlStore for SqliteStore {
     }
 
     /// One statement with a placeholder per stream (SQLite has no arrays).
-    async fn load_stream_rows(&self, streams: &[StreamId]) -> Result<Vec<SqliteRow>, StoreError> {
+    async fn load_stream_rows(
+        &self,
+        streams: &[StreamId],
+        user: UserId,
+    ) -> Result<Vec<SqliteRow>, StoreError> {
         let placeholders = vec!["?"; streams.len()].join(", ");
         let sql = format!(
-            "SELECT {} FROM events WHERE stream_id IN ({placeholders}) \
+            "SELECT {}, (SELECT sealed_key FROM user_data_keys WHERE user_id = ?) \
+             FROM events WHERE stream_id IN ({placeholders}) \
              ORDER BY stream_id, stream_version",
             event_columns!()
         );
-        let query = streams.iter().fold(sqlx::query(&sql), |query, stream| {
-            query.bind(stream.as_str())
-        });
+        let query = sqlx::query(&sql).bind(user.as_uuid().to_string());
+        let query = streams
+            .iter()
+            .fold(query, |query, stream| query.bind(stream.as_str()));
         Ok(query.fetch_all(&self.sql.read).await?)
     }
 

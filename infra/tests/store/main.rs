@@ -147,7 +147,12 @@ fn a_and_b() -> Vec<NewEvent> {
 
 /// Who holds the WeChat account `openid`, with their stream.
 async fn claimant_of(db: &Db, openid: &str) -> Option<(UserId, Vec<RecordedEvent>)> {
-    db.store.load_claimant(&account(openid)).await.unwrap()
+    let claimant = db
+        .store
+        .load_claimant(&account(openid), None)
+        .await
+        .unwrap();
+    claimant.map(|c| (c.user, c.events))
 }
 
 /// Everything stored on `stream_id`.
@@ -365,11 +370,18 @@ async fn several_streams_load_in_one_read(db: Db) {
             .await
             .unwrap();
     }
-    let loaded = db
+    let (user, keyless) = (new_user(), new_user());
+    db.store.insert_data_key(user, b"sealed").await.unwrap();
+    let (loaded, key) = db
         .store
-        .load_streams(&[a.clone(), b.clone()])
+        .load_streams_and_key(&[a.clone(), b.clone()], user)
         .await
         .unwrap();
+    assert_eq!(
+        key.as_deref(),
+        Some(&b"sealed"[..]),
+        "the user's key, read with the streams"
+    );
     let of = |s: &StreamId| {
         loaded
             .iter()
@@ -380,12 +392,14 @@ async fn several_streams_load_in_one_read(db: Db) {
     assert_eq!(loaded.len(), 5, "nothing of other streams");
     assert_eq!(of(&a), [(1, json!(0)), (2, json!(3)), (3, json!(5))]);
     assert_eq!(of(&b), [(1, json!(1)), (2, json!(4))]);
-    assert!(db
+    let (_, key) = db.store.load_streams_and_key(&[a], keyless).await.unwrap();
+    assert_eq!(key, None, "a user without a key");
+    let (none, _) = db
         .store
-        .load_streams(&[stream("user-none")])
+        .load_streams_and_key(&[stream("user-none")], user)
         .await
-        .unwrap()
-        .is_empty());
+        .unwrap();
+    assert!(none.is_empty());
 }
 
 async fn a_claimant_loads_with_their_stream(db: Db) {
@@ -425,6 +439,27 @@ async fn a_claimant_loads_with_their_stream(db: Db) {
     );
     assert!(events.iter().all(|e| e.stream_id == alice.stream()));
     assert!(claimant_of(&db, "o_nobody").await.is_none());
+
+    // The first claim held wins; the second is asked only for want of the first; the key comes
+    // with the stream.
+    db.store.insert_data_key(bob, b"bob's key").await.unwrap();
+    let by = |first: &str, then: &str| {
+        let (first, then) = (account(first), account(then));
+        let store = &db.store;
+        async move { store.load_claimant(&first, Some(&then)).await.unwrap() }
+    };
+    let found = by("o_bob", "o_alice").await.expect("bob holds his account");
+    assert_eq!(
+        (found.user, found.sealed_key.as_deref()),
+        (bob, Some(&b"bob's key"[..]))
+    );
+    let found = by("o_alice", "o_bob").await.expect("alice holds hers");
+    assert_eq!((found.user, found.sealed_key), (alice, None));
+    let found = by("o_nobody", "o_bob")
+        .await
+        .expect("bob, for want of the first");
+    assert_eq!(found.user, bob);
+    assert!(by("o_nobody", "o_none").await.is_none());
 
     // Released claims have no claimant.
     db.store

@@ -10,7 +10,7 @@ use super::{first, Arg, Sql, SqlRow, SqlStore};
 use crate::database_url::Backend;
 use crate::store::prepared::{schema_version_from_db, upcast};
 use crate::store::{
-    AppendBatch, AppendError, ClaimKey, EventStore, RecordedEvent, Store, StoreError,
+    AppendBatch, AppendError, ClaimKey, Claimant, EventStore, RecordedEvent, Store, StoreError,
 };
 
 /// The columns `decode_event` reads, in its order; a macro so statements stay `&'static str`.
@@ -21,6 +21,9 @@ macro_rules! event_columns {
     };
 }
 pub(in crate::store) use event_columns;
+
+/// How many columns `event_columns!()` names: what a statement selects after them starts here.
+pub(in crate::store) const EVENT_COLUMNS: usize = 9;
 
 /// Columns by index, in `event_columns!()` order (by name costs a lookup per value).
 fn decode_event(row: &impl SqlRow) -> Result<RecordedEvent, StoreError> {
@@ -71,21 +74,32 @@ impl<B: SqlStore> EventStore for B {
     async fn load_claimant(
         &self,
         claim: &ClaimKey,
-    ) -> Result<Option<(UserId, Vec<RecordedEvent>)>, StoreError> {
-        // The user id follows the event columns, so `decode_event` reads the row as it is.
+        or_else: Option<&ClaimKey>,
+    ) -> Result<Option<Claimant>, StoreError> {
+        let or_else = or_else.unwrap_or(claim);
+        // The holder's id and sealed key follow the event columns, so `decode_event` reads
+        // each row as it is; `preference` makes the first claim win when both are held.
         let rows = self
             .sql()
             .fetch(
                 concat!(
-                    "SELECT ",
+                    "WITH holder AS (SELECT user_id FROM (\
+                       SELECT user_id, 0 AS preference FROM claims WHERE kind = $1 AND value = $2 \
+                       UNION ALL \
+                       SELECT user_id, 1 AS preference FROM claims WHERE kind = $3 AND value = $4\
+                     ) AS held ORDER BY preference LIMIT 1) \
+                     SELECT ",
                     event_columns!(),
-                    ", claims.user_id FROM claims \
-                     JOIN events ON events.stream_id = $3 || CAST(claims.user_id AS text) \
-                     WHERE claims.kind = $1 AND claims.value = $2 ORDER BY stream_version"
+                    ", holder.user_id, user_data_keys.sealed_key FROM holder \
+                     JOIN events ON events.stream_id = $5 || CAST(holder.user_id AS text) \
+                     LEFT JOIN user_data_keys ON user_data_keys.user_id = holder.user_id \
+                     ORDER BY stream_version"
                 ),
                 &[
                     Arg::Text(claim.kind),
                     Arg::Text(&claim.value),
+                    Arg::Text(or_else.kind),
+                    Arg::Text(&or_else.value),
                     Arg::Text(UserId::STREAM_PREFIX),
                 ],
             )
@@ -93,15 +107,27 @@ impl<B: SqlStore> EventStore for B {
         let Some(row) = rows.first() else {
             return Ok(None);
         };
-        let user = row.user(9)?;
-        let events = rows.iter().map(decode_event).collect::<Result<_, _>>()?;
-        Ok(Some((user, events)))
+        Ok(Some(Claimant {
+            user: row.user(EVENT_COLUMNS)?,
+            sealed_key: row.opt_bytes(EVENT_COLUMNS + 1)?,
+            events: rows.iter().map(decode_event).collect::<Result<_, _>>()?,
+        }))
     }
 
     #[tracing::instrument(level = "debug", skip_all, fields(streams = streams.len()))]
-    async fn load_streams(&self, streams: &[StreamId]) -> Result<Vec<RecordedEvent>, StoreError> {
-        let rows = self.load_stream_rows(streams).await?;
-        rows.iter().map(decode_event).collect()
+    async fn load_streams_and_key(
+        &self,
+        streams: &[StreamId],
+        user: UserId,
+    ) -> Result<(Vec<RecordedEvent>, Option<Vec<u8>>), StoreError> {
+        let rows = self.load_stream_rows(streams, user).await?;
+        let key = match rows.first() {
+            Some(row) => row.opt_bytes(EVENT_COLUMNS)?,
+            // No events, no key read: nothing to open.
+            None => None,
+        };
+        let events = rows.iter().map(decode_event).collect::<Result<_, _>>()?;
+        Ok((events, key))
     }
 
     fn read_all_stream(

@@ -114,6 +114,7 @@ pub(crate) trait Codec: Database {
 pub(crate) trait SqlRow: Send + Sync {
     fn text(&self, i: usize) -> Result<String, StoreError>;
     fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError>;
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError>;
     fn int(&self, i: usize) -> Result<i64, StoreError>;
     fn int32(&self, i: usize) -> Result<i32, StoreError>;
     fn time(&self, i: usize) -> Result<DateTime<Utc>, StoreError>;
@@ -140,6 +141,10 @@ where
     }
 
     fn bytes(&self, i: usize) -> Result<Vec<u8>, StoreError> {
+        Ok(self.try_get(i)?)
+    }
+
+    fn opt_bytes(&self, i: usize) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self.try_get(i)?)
     }
 
@@ -183,11 +188,12 @@ pub(crate) trait SqlStore: Send + Sync + 'static {
     /// After events up to `position` committed and this process's readers were woken: tells
     /// other instances, where there can be any.
     fn announce(&self, _position: i64) {}
-    /// Several streams' rows (`event_columns!()`), each stream's in version order, in one
-    /// statement (see `EventStore::load_streams`).
+    /// Several streams' rows (`event_columns!()`, then `user`'s sealed data key or NULL), each
+    /// stream's in version order, in one statement (see `EventStore::load_streams_and_key`).
     async fn load_stream_rows(
         &self,
         streams: &[domain::StreamId],
+        user: domain::UserId,
     ) -> Result<Vec<<Self::Sql as Sql>::Row>, StoreError>;
     /// The log's rows (`event_columns!()`) after `after`, in position order, as the database
     /// returns them (see `EventStore::read_all_stream`).
