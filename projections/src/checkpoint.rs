@@ -82,17 +82,46 @@ pub(crate) async fn all(pool: &AnyPool) -> Result<Vec<(String, i64)>, Projection
     )
 }
 
-pub(crate) async fn advance(
+/// Every projection's checkpoint, inside the batch's transaction: one read for all.
+pub(crate) async fn load_all(
     conn: &mut AnyConnection,
-    name: &str,
+) -> Result<Vec<(String, Checkpoint)>, ProjectionError> {
+    let rows: Vec<(String, i64, i64)> =
+        sqlx::query_as("SELECT name, generation, position FROM projection_checkpoints")
+            .fetch_all(conn)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, generation, position)| {
+            (
+                name,
+                Checkpoint {
+                    generation,
+                    position,
+                },
+            )
+        })
+        .collect())
+}
+
+/// Moves the checkpoints of `names` to `position`: one statement for the whole batch.
+pub(crate) async fn advance_all(
+    conn: &mut AnyConnection,
+    names: &[&str],
     position: i64,
 ) -> Result<(), ProjectionError> {
-    sqlx::query("UPDATE projection_checkpoints SET position = $2, updated_at = $3 WHERE name = $1")
-        .bind(name)
-        .bind(position)
-        .bind(now())
-        .execute(conn)
-        .await?;
+    if names.is_empty() {
+        return Ok(());
+    }
+    let sql = format!(
+        "UPDATE projection_checkpoints SET position = $1, updated_at = $2 WHERE name IN ({})",
+        crate::db::placeholders(3, names.len())
+    );
+    let mut query = sqlx::query(&sql).bind(position).bind(now());
+    for name in names {
+        query = query.bind(*name);
+    }
+    query.execute(conn).await?;
     Ok(())
 }
 

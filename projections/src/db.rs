@@ -52,11 +52,12 @@ pub(crate) trait Dialect: Send + Sync + Debug {
         &'a self,
         conn: &'a mut AnyConnection,
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
-    /// Takes the projection's transaction-scoped lock if free.
-    fn try_lock<'a>(
+    /// Takes the transaction-scoped locks of all the projections named, in one round trip;
+    /// false if any was held elsewhere (the caller then rolls back, releasing the others).
+    fn try_lock_all<'a>(
         &'a self,
         conn: &'a mut AnyConnection,
-        name: &'a str,
+        names: &'a [&'a str],
     ) -> BoxFuture<'a, Result<bool, ProjectionError>>;
     /// Waits for the projection's transaction-scoped lock.
     fn lock<'a>(

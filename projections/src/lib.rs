@@ -1,4 +1,4 @@
-//! Read models built from the global event stream: a runner per projection (checkpoint,
+//! Read models built from the global event stream: one runner for all projections (checkpoints,
 //! catch-up, then live), the tables and their queries, and rebuild.
 //!
 //! Read models live in the event store's database. Each projection's tables exist in
@@ -29,7 +29,7 @@ pub use queries::{
     PageRequest, SessionFilter, SessionRecord, UserFilter, UserRecord, MAX_PAGE_LIMIT,
 };
 pub use rebuild::rebuild;
-pub use runner::{spawn_runners, RunnerHandle};
+pub use runner::{run_one_batch, spawn_runners, RunnerHandle};
 
 use db::Db;
 use models::Projection;

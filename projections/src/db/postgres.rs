@@ -63,14 +63,28 @@ impl Dialect for Postgres {
         })
     }
 
-    fn try_lock<'a>(
+    /// One lock per projection, as the rebuild's swap takes them one at a time: whoever
+    /// holds all of them may write every read model. `pg_try_…` never waits, so taking
+    /// several cannot deadlock.
+    fn try_lock_all<'a>(
         &'a self,
         conn: &'a mut AnyConnection,
-        name: &'a str,
+        names: &'a [&'a str],
     ) -> BoxFuture<'a, Result<bool, ProjectionError>> {
         Box::pin(async move {
-            let sql = format!("SELECT pg_try_advisory_xact_lock({LOCK_KEY})");
-            Ok(sqlx::query_scalar(&sql).bind(name).fetch_one(conn).await?)
+            let locks: Vec<String> = (1..=names.len())
+                .map(|i| {
+                    let key = LOCK_KEY.replace("$1", &format!("${i}"));
+                    format!("pg_try_advisory_xact_lock({key})::int")
+                })
+                .collect();
+            // Every lock is attempted (no short circuit), so one round trip settles it.
+            let sql = format!("SELECT ({}) = {}", locks.join(" + "), names.len());
+            let mut query = sqlx::query_scalar(&sql);
+            for name in names {
+                query = query.bind(*name);
+            }
+            Ok(query.fetch_one(conn).await?)
         })
     }
 

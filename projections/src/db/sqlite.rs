@@ -114,10 +114,10 @@ impl Dialect for Sqlite {
     }
 
     /// Always free: `begin` already made the transaction the only writer.
-    fn try_lock<'a>(
+    fn try_lock_all<'a>(
         &'a self,
         _conn: &'a mut AnyConnection,
-        _name: &'a str,
+        _names: &'a [&'a str],
     ) -> BoxFuture<'a, Result<bool, ProjectionError>> {
         Box::pin(async move { Ok(true) })
     }

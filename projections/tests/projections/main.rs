@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod batches;
 mod scenario;
 
 use std::collections::BTreeMap;
