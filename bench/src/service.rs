@@ -24,8 +24,8 @@ use tokio::task::JoinHandle;
 pub const APP_A: &str = "wxbe00000000000001";
 pub const APP_B: &str = "wxbe00000000000002";
 const SECRET_A: &str = "bench-secret-a";
-const SECRET_B: &str = "bench-secret-b";
-const OPEN_PLATFORM: &str = "bench-open-platform";
+pub const SECRET_B: &str = "bench-secret-b";
+pub const OPEN_PLATFORM: &str = "bench-open-platform";
 /// The bootstrap API key: every scope, including `admin:read` and `events:read`.
 /// `serve` refuses a bootstrap key under 32 characters.
 pub const ADMIN_TOKEN: &str = "bench-admin-token-0123456789abcdef";
