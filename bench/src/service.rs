@@ -229,7 +229,9 @@ impl Service {
 
     async fn until_healthy(mut self) -> anyhow::Result<Self> {
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Generous: on a pre-filled database (1M people) the service's start-up reads grow
+        // with it, and a debug build on a busy machine is slow.
+        let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             if let Running::Child(child) = &mut self.running {
                 if let Some(status) = child.try_wait()? {
@@ -245,7 +247,7 @@ impl Service {
                 return Ok(self);
             }
             if Instant::now() > deadline {
-                bail!("identityd did not answer /healthz within 60 s");
+                bail!("identityd did not answer /healthz within 600 s");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
