@@ -13,6 +13,8 @@ use serde_json::{json, Value};
 use tokio::task::JoinSet;
 
 use crate::cpu::CpuUse;
+use crate::generate::StoredPeople;
+use crate::pgserver::WalUse;
 use crate::report::Latency;
 use crate::service::{APP_A, APP_B};
 
@@ -32,6 +34,9 @@ pub struct Target {
     pub sim: String,
     /// Distinguishes this run's people from earlier runs' in the names given to the simulator.
     pub run: String,
+    /// People already in the database (a pre-filled one): returning users are drawn from
+    /// them as well as from the level's own new people.
+    pub stored: Option<Arc<StoredPeople>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -43,6 +48,10 @@ pub struct LevelResult {
     pub seconds: f64,
     pub logins: u64,
     pub new_users: u64,
+    /// Logins by a returning person that the service answered as a registration (the person
+    /// was not found): 0 unless people are lost, or (paced level) a person's first login
+    /// was still in flight.
+    pub returning_registered: u64,
     pub errors: u64,
     /// Paced level: starts skipped because too many logins were in flight.
     pub skipped: u64,
@@ -52,6 +61,8 @@ pub struct LevelResult {
     pub error_samples: Vec<String>,
     /// CPU per login by process, filled in by the caller.
     pub cpu: Option<CpuUse>,
+    /// WAL per login (PostgreSQL), filled in by the caller.
+    pub wal: Option<WalUse>,
 }
 
 /// What one virtual user (or the paced generator) saw.
@@ -60,6 +71,7 @@ struct Tally {
     me: Histogram<u64>,
     logins: u64,
     new_users: u64,
+    returning_registered: u64,
     errors: u64,
     samples: Vec<String>,
 }
@@ -72,6 +84,7 @@ impl Tally {
             me: histogram(),
             logins: 0,
             new_users: 0,
+            returning_registered: 0,
             errors: 0,
             samples: Vec::new(),
         }
@@ -82,6 +95,7 @@ impl Tally {
         let _ = self.me.add(&other.me);
         self.logins += other.logins;
         self.new_users += other.new_users;
+        self.returning_registered += other.returning_registered;
         self.errors += other.errors;
         for sample in other.samples {
             if self.samples.len() < 5 && !self.samples.contains(&sample) {
@@ -97,6 +111,7 @@ impl Tally {
                 let _ = self.me.record(micros(t.me));
                 self.logins += 1;
                 self.new_users += u64::from(new_user);
+                self.returning_registered += u64::from(!new_user && t.registered);
             }
             Err(e) => {
                 self.errors += 1;
@@ -115,6 +130,7 @@ impl Tally {
             seconds,
             logins: self.logins,
             new_users: self.new_users,
+            returning_registered: self.returning_registered,
             errors: self.errors,
             skipped: 0,
             logins_per_sec: self.logins as f64 / seconds.max(f64::EPSILON),
@@ -122,6 +138,7 @@ impl Tally {
             me: Latency::of(&self.me),
             error_samples: self.samples,
             cpu: None,
+            wal: None,
         }
     }
 }
@@ -129,6 +146,8 @@ impl Tally {
 struct Timings {
     login: Duration,
     me: Duration,
+    /// The service says this login registered the person.
+    registered: bool,
 }
 
 fn micros(d: Duration) -> u64 {
@@ -144,7 +163,10 @@ pub async fn closed_loop(target: &Target, concurrency: usize, duration: Duration
         let target = target.clone();
         users.spawn(async move {
             let mut tally = Tally::new();
-            let mut people = People::new(format!("{}-c{concurrency}-v{vu}", target.run));
+            let mut people = People::new(
+                format!("{}-c{concurrency}-v{vu}", target.run),
+                target.stored.clone(),
+            );
             while Instant::now() < deadline {
                 let (person, new_user) = people.next();
                 tally.record(login_once(&target, &person).await, new_user);
@@ -161,29 +183,40 @@ pub async fn closed_loop(target: &Target, concurrency: usize, duration: Duration
 struct People {
     prefix: String,
     known: Vec<String>,
+    stored: Option<Arc<StoredPeople>>,
 }
 
 impl People {
-    fn new(prefix: String) -> Self {
+    fn new(prefix: String, stored: Option<Arc<StoredPeople>>) -> Self {
         Self {
             prefix,
             known: Vec::new(),
+            stored,
         }
     }
 
     /// The next person to log in, and whether they are new.
     fn next(&mut self) -> (String, bool) {
         let mut rng = rand::thread_rng();
-        if self.known.is_empty() || rng.gen_bool(NEW_USER_SHARE) {
-            let name = format!("{}-{}", self.prefix, self.known.len() + 1);
-            self.known.push(name.clone());
-            (name, true)
-        } else {
-            (
-                self.known[rng.gen_range(0..self.known.len())].clone(),
-                false,
-            )
+        let stored = self.stored.as_ref().map_or(0, |s| s.len());
+        let returning = self.known.len() as u64 + stored;
+        if returning > 0 && !rng.gen_bool(NEW_USER_SHARE) {
+            // Anyone who has logged in before, the database's people and this level's alike
+            // (a few tries: the blocked stored people are left out).
+            for _ in 0..8 {
+                let i = rng.gen_range(0..returning);
+                let name = match i.checked_sub(self.known.len() as u64) {
+                    None => self.known.get(i as usize).cloned(),
+                    Some(i) => self.stored.as_ref().and_then(|s| s.name(i)),
+                };
+                if let Some(name) = name {
+                    return (name, false);
+                }
+            }
         }
+        let name = format!("{}-{}", self.prefix, self.known.len() + 1);
+        self.known.push(name.clone());
+        (name, true)
     }
 }
 
@@ -209,7 +242,7 @@ pub async fn counted(target: &Target, concurrency: usize, logins: u64, tag: &str
         let (target, left, tag) = (target.clone(), left.clone(), tag.to_owned());
         users.spawn(async move {
             let mut tally = Tally::new();
-            let mut people = People::new(format!("{}-{tag}-v{vu}", target.run));
+            let mut people = People::new(format!("{}-{tag}-v{vu}", target.run), None);
             // Take one login from what is left; give it back if it failed.
             while left
                 .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| l.checked_sub(1))
@@ -317,6 +350,7 @@ async fn login_once(target: &Target, person: &str) -> Result<Timings, String> {
     let token = answer["access_token"]
         .as_str()
         .ok_or("login: no access_token")?;
+    let registered = answer["user"]["is_new_user"].as_bool() == Some(true);
 
     let started = Instant::now();
     let me = target
@@ -334,6 +368,7 @@ async fn login_once(target: &Target, person: &str) -> Result<Timings, String> {
     Ok(Timings {
         login,
         me: started.elapsed(),
+        registered,
     })
 }
 
@@ -356,5 +391,48 @@ async fn post_json(target: &Target, what: &str, url: &str, body: Value) -> Resul
             "HTTP {status} {}",
             body["code"].as_str().unwrap_or("")
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::Naming;
+
+    #[test]
+    fn returning_people_come_from_the_database_as_well() {
+        let naming = Naming::Simulator {
+            prefix: "stored".into(),
+        };
+        let stored = Arc::new(StoredPeople::new(naming, vec![500, 500]));
+        let mut people = People::new("level".into(), Some(stored));
+        let (mut new, mut from_database) = (0, 0);
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..1000 {
+            let (name, is_new) = people.next();
+            if is_new {
+                assert!(
+                    name.starts_with("level-") && seen.insert(name.clone()),
+                    "{name}"
+                );
+            } else {
+                assert!(
+                    name.starts_with("stored-s") || seen.contains(&name),
+                    "{name}"
+                );
+            }
+            new += u32::from(is_new);
+            from_database += u32::from(name.starts_with("stored-s"));
+        }
+        assert!((200..400).contains(&new), "{new} new of 1000");
+        // Nearly every returning login finds a stored person (1000 of them against the few
+        // hundred the level made itself).
+        assert!(from_database > 500, "{from_database} from the database");
+    }
+
+    #[test]
+    fn without_a_database_the_first_person_is_new() {
+        let mut people = People::new("level".into(), None);
+        assert_eq!(people.next(), ("level-1".to_owned(), true));
     }
 }

@@ -12,11 +12,15 @@ mod cpu;
 mod generate;
 mod limiter;
 mod login;
+mod meter;
 mod pgbudget;
 mod pgproxy;
+mod pgserver;
+mod prefilled;
 mod replay;
 mod report;
 mod service;
+mod simids;
 mod stream;
 
 use std::future::Future;
@@ -28,8 +32,9 @@ use anyhow::Context;
 use chrono::Utc;
 use clap::{Parser, ValueEnum};
 
-use crate::cpu::CpuSample;
 use crate::generate::Population;
+use crate::pgserver::PgServer;
+use crate::prefilled::Size;
 use crate::report::{BackendResults, Machine, Results, Timing};
 use crate::service::{Backend, Database, Mode, Service, Sim};
 
@@ -69,6 +74,13 @@ struct Args {
     /// Events in the large log (overrides the scale's; 0: none).
     #[arg(long)]
     large_events: Option<u64>,
+    /// Events in the pre-filled database of the login level (overrides the scale's; 0: no
+    /// such level).
+    #[arg(long)]
+    prefilled_events: Option<u64>,
+    /// People in the pre-filled database (overrides the scale's).
+    #[arg(long)]
+    prefilled_people: Option<u64>,
     /// Concurrent appenders of the data generator.
     #[arg(long, default_value_t = 4)]
     appenders: usize,
@@ -97,6 +109,9 @@ struct Args {
 enum Only {
     /// Login load and memory, with the pgbench baseline on PostgreSQL.
     Login,
+    /// Login load on an empty database, then the peak level again on a pre-filled one (no
+    /// baseline).
+    Prefilled,
     /// Generating the log and rebuilding the read models over it (no baseline).
     Replay,
     /// Everything on the generated log: replay, admin queries, the stream (no login, no
@@ -134,6 +149,8 @@ struct Plan {
     large_events: Option<u64>,
     replay_runs: usize,
     admin_requests: usize,
+    /// The database the pre-filled login level runs on.
+    prefilled: Size,
 }
 
 impl Plan {
@@ -146,6 +163,10 @@ impl Plan {
                 large_events: None,
                 replay_runs: 1,
                 admin_requests: 50,
+                prefilled: Size {
+                    people: 1_000,
+                    events: 10_000,
+                },
             },
             Scale::Quick => Self {
                 levels: vec![1, 8, 32, 64],
@@ -154,6 +175,10 @@ impl Plan {
                 large_events: None,
                 replay_runs: 3,
                 admin_requests: 300,
+                prefilled: Size {
+                    people: 20_000,
+                    events: 200_000,
+                },
             },
             Scale::Full => Self {
                 levels: vec![1, 8, 32, 64],
@@ -162,6 +187,10 @@ impl Plan {
                 large_events: Some(10_000_000),
                 replay_runs: 3,
                 admin_requests: 1000,
+                prefilled: Size {
+                    people: 1_000_000,
+                    events: 10_000_000,
+                },
             },
         }
     }
@@ -175,6 +204,8 @@ async fn main() -> anyhow::Result<()> {
     if let Some(large) = args.large_events {
         plan.large_events = (large > 0).then_some(large);
     }
+    plan.prefilled.events = args.prefilled_events.unwrap_or(plan.prefilled.events);
+    plan.prefilled.people = args.prefilled_people.unwrap_or(plan.prefilled.people);
     let backends: Vec<Backend> = match args.backend {
         Backends::Sqlite => vec![Backend::Sqlite],
         Backends::Postgres => vec![Backend::Postgres],
@@ -279,23 +310,9 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one login level, notes the CPU it cost each process, and prints its headline.
-async fn login_level(
-    service: &Service,
-    level: impl Future<Output = login::LevelResult>,
-) -> login::LevelResult {
-    let before = CpuSample::now(service.pid());
-    let mut level = level.await;
-    level.cpu = before.per_unit(&CpuSample::now(service.pid()), level.logins);
-    eprintln!(
-        "  {:.0} logins/s, p99 {:.2} ms, {} errors",
-        level.logins_per_sec, level.login.p99_ms, level.errors
-    );
-    level
-}
-
 /// Everything measured on one backend, in order: login load (and memory) on a fresh
-/// database, then the generated log (replay, admin, stream), then the large log.
+/// database, then the generated log (replay, admin, stream), then the large log; then the
+/// login level on a pre-filled database (a database of its own).
 async fn run_backend(
     args: &Args,
     plan: &Plan,
@@ -310,7 +327,40 @@ async fn run_backend(
     } else {
         db.remove().await;
     }
-    result
+    result?;
+    if matches!(args.only, None | Some(Only::Prefilled)) && plan.prefilled.events > 0 {
+        let sim = Sim::start().await?;
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(1024)
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        let setup = prefilled::Setup {
+            backend: out.backend,
+            postgres_url: &args.postgres_url,
+            mode,
+            sim: &sim,
+            http: &http,
+            appenders: args.appenders,
+            keep_database: args.keep_database,
+        };
+        // The empty database's busiest level, at the same number of virtual users.
+        let empty = out.peak_login();
+        let concurrency = empty
+            .map(|p| p.concurrency)
+            .or(plan.levels.last().copied())
+            .unwrap_or(1);
+        let level = prefilled::run(
+            &setup,
+            plan.prefilled,
+            concurrency,
+            plan.level,
+            empty,
+            timings,
+        )
+        .await?;
+        out.prefilled = Some(level);
+    }
+    Ok(())
 }
 
 async fn measure(
@@ -328,26 +378,34 @@ async fn measure(
         .timeout(Duration::from_secs(60))
         .build()?;
 
-    if matches!(args.only, None | Some(Only::Login)) {
+    if matches!(args.only, None | Some(Only::Login) | Some(Only::Prefilled)) {
         // Login load, on a fresh database, with the memory it takes.
         let service = Service::start(mode, db, &sim).await?;
+        let mut server = match out.backend {
+            Backend::Postgres => Some(PgServer::connect(&db.url).await?),
+            Backend::Sqlite => None,
+        };
         let target = login::Target {
             http: http.clone(),
             service: service.base.clone(),
             sim: sim.base.clone(),
             run: format!("b{:06x}", rand::random::<u32>() & 0xff_ffff),
+            stored: None,
         };
         let login_began = Instant::now();
         for &c in &plan.levels {
             eprintln!("{name}: login, {c} virtual users, {:?}", plan.level);
-            let level = login_level(&service, login::closed_loop(&target, c, plan.level)).await;
-            out.login.push(level);
+            let level = login::closed_loop(&target, c, plan.level);
+            out.login
+                .push(meter::level(&service, server.as_mut(), level).await);
         }
         if let Some(peak) = out.peak_login().map(|p| p.logins_per_sec) {
             let rate = 0.7 * peak;
             eprintln!("{name}: login, open loop at {rate:.0}/s (70 % of peak)");
-            out.paced = Some(login_level(&service, login::paced(&target, rate, plan.level)).await);
+            let level = login::paced(&target, rate, plan.level);
+            out.paced = Some(meter::level(&service, server.as_mut(), level).await);
         }
+        drop(server);
         out.memory = Some(service.memory());
         timings.push(Timing {
             part: format!("{name}: login + memory"),
@@ -355,7 +413,7 @@ async fn measure(
         });
         service.stop().await;
     }
-    if args.only == Some(Only::Login) {
+    if matches!(args.only, Some(Only::Login) | Some(Only::Prefilled)) {
         return Ok(());
     }
 

@@ -18,7 +18,7 @@ pub struct Replay {
     pub median_seconds: f64,
     pub events_per_sec: f64,
     /// CPU per event replayed, over all runs: the rebuild runs in this process (`harness`);
-    /// `other` is PostgreSQL and the kernel.
+    /// PostgreSQL's processes apart when the server is on this machine.
     pub cpu: Option<CpuUse>,
 }
 
@@ -27,7 +27,8 @@ pub async fn run(database_url: &str, store: Arc<dyn Store>, runs: usize) -> anyh
     let models = ReadModels::connect(database_url).await?;
     let mut seconds = Vec::new();
     let mut events = 0;
-    let before = CpuSample::now(None);
+    let postmaster = postmaster(database_url).await;
+    let before = CpuSample::now(None, postmaster);
     for _ in 0..runs.max(1) {
         let began = Instant::now();
         let status = projections::rebuild(&models, store.clone(), None).await?;
@@ -41,7 +42,7 @@ pub async fn run(database_url: &str, store: Arc<dyn Store>, runs: usize) -> anyh
         }
     }
     let replayed = u64::try_from(events).unwrap_or(0) * seconds.len() as u64;
-    let cpu = before.per_unit(&CpuSample::now(None), replayed);
+    let cpu = before.per_unit(&CpuSample::now(None, postmaster), replayed);
     let median_seconds = median(&seconds);
     Ok(Replay {
         events,
@@ -50,6 +51,18 @@ pub async fn run(database_url: &str, store: Arc<dyn Store>, runs: usize) -> anyh
         runs: seconds,
         cpu,
     })
+}
+
+/// The PostgreSQL server's postmaster, when the database is on a server on this machine.
+async fn postmaster(database_url: &str) -> Option<u32> {
+    let url = infra::database_url::DatabaseUrl::parse(database_url).ok()?;
+    if url.backend() != infra::database_url::Backend::Postgres {
+        return None;
+    }
+    crate::pgserver::PgServer::connect(database_url)
+        .await
+        .ok()?
+        .postmaster
 }
 
 pub fn median(values: &[f64]) -> f64 {

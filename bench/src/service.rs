@@ -24,8 +24,8 @@ use tokio::task::JoinHandle;
 pub const APP_A: &str = "wxbe00000000000001";
 pub const APP_B: &str = "wxbe00000000000002";
 const SECRET_A: &str = "bench-secret-a";
-const SECRET_B: &str = "bench-secret-b";
-const OPEN_PLATFORM: &str = "bench-open-platform";
+pub const SECRET_B: &str = "bench-secret-b";
+pub const OPEN_PLATFORM: &str = "bench-open-platform";
 /// The bootstrap API key: every scope, including `admin:read` and `events:read`.
 /// `serve` refuses a bootstrap key under 32 characters.
 pub const ADMIN_TOKEN: &str = "bench-admin-token-0123456789abcdef";
@@ -229,7 +229,9 @@ impl Service {
 
     async fn until_healthy(mut self) -> anyhow::Result<Self> {
         let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(60);
+        // Generous: on a pre-filled database (1M people) the service's start-up reads grow
+        // with it, and a debug build on a busy machine is slow.
+        let deadline = Instant::now() + Duration::from_secs(600);
         loop {
             if let Running::Child(child) = &mut self.running {
                 if let Some(status) = child.try_wait()? {
@@ -245,7 +247,7 @@ impl Service {
                 return Ok(self);
             }
             if Instant::now() > deadline {
-                bail!("identityd did not answer /healthz within 60 s");
+                bail!("identityd did not answer /healthz within 600 s");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

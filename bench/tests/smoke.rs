@@ -53,9 +53,48 @@ fn a_tiny_run_on_sqlite_measures_every_part() {
         assert!(level["logins"].as_u64().unwrap() > 0, "{level:#}");
         assert_eq!(level["errors"], 0, "{level:#}");
     }
+    for level in levels {
+        assert_eq!(level["returning_registered"], 0, "{level:#}");
+    }
     assert!(sqlite["memory"]["peak_rss_mib"].as_f64().unwrap() > 0.0);
     check_log_parts(sqlite);
+    check_prefilled(sqlite);
     assert!(report.contains("## Targets (issue 6)"), "{report}");
+    assert!(report.contains("## Targets (issue 14)"), "{report}");
+    assert!(report.contains("## Summary"), "{report}");
+}
+
+/// The login level on a pre-filled database: it ran on the scale's database (tiny: 1,000
+/// people, 10,000 events, with their claims and session keys), its returning logins found
+/// stored people, and it is compared with the empty database's peak.
+fn check_prefilled(backend: &Value) {
+    let p = &backend["prefilled"];
+    let generated = &p["generated"];
+    assert!(generated["events"].as_u64().unwrap() >= 10_000, "{p:#}");
+    let people = generated["people"].as_u64().unwrap();
+    assert!((900..=1100).contains(&people), "{people} people");
+    // Every person: an account claim and a unionid claim, and a stored session key per
+    // account.
+    assert!(generated["claims"].as_u64().unwrap() >= 2 * people, "{p:#}");
+    assert!(
+        generated["session_keys"].as_u64().unwrap() >= people,
+        "{p:#}"
+    );
+    assert!(p["rebuild"]["events"].as_i64().unwrap() >= 10_000, "{p:#}");
+    let level = &p["level"];
+    assert!(level["logins"].as_u64().unwrap() > 0, "{level:#}");
+    assert_eq!(level["errors"], 0, "{level:#}");
+    // Returning logins found their people: the service registered none of them.
+    assert_eq!(level["returning_registered"], 0, "{level:#}");
+    assert!(p["ratio"].as_f64().unwrap() > 0.0, "{p:#}");
+}
+
+/// Whether a PostgreSQL server runs on this machine (its CPU is then measured).
+fn postgres_here() -> bool {
+    std::fs::read_dir("/proc").unwrap().flatten().any(|entry| {
+        std::fs::read_to_string(entry.path().join("comm"))
+            .is_ok_and(|comm| matches!(comm.trim(), "postgres" | "postmaster"))
+    })
 }
 
 /// The log parts on PostgreSQL (the login part also needs `pgbench` for its baseline).
@@ -80,4 +119,43 @@ fn a_tiny_run_on_postgres_measures_the_log_parts() {
     let postgres = &results["backends"][0];
     assert_eq!(postgres["backend"], "postgres");
     check_log_parts(postgres);
+}
+
+/// The login levels on PostgreSQL report its WAL (and its CPU when it runs here) per login,
+/// on the empty database and on the pre-filled one.
+#[test]
+fn a_tiny_prefilled_run_on_postgres_reports_postgres_cost_per_login() {
+    let Ok(url) = std::env::var(testkit::POSTGRES_URL_VAR) else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{} is not set",
+            testkit::POSTGRES_URL_VAR
+        );
+        return;
+    };
+    let (results, report) = bench(&[
+        "--backend",
+        "postgres",
+        "--only",
+        "prefilled",
+        "--postgres-url",
+        &url,
+    ]);
+    let postgres = &results["backends"][0];
+    assert_eq!(postgres["failures"], serde_json::json!([]), "{postgres:#}");
+    check_prefilled(postgres);
+    let levels = postgres["login"].as_array().unwrap();
+    for level in levels.iter().chain([&postgres["prefilled"]["level"]]) {
+        assert!(
+            level["wal"]["bytes_per_login"].as_f64().unwrap() > 0.0,
+            "{level:#}"
+        );
+        if postgres_here() {
+            assert!(
+                level["cpu"]["postgres_ms"].as_f64().unwrap() > 0.0,
+                "{level:#}"
+            );
+        }
+    }
+    assert!(report.contains("WAL bytes per login at peak"), "{report}");
 }

@@ -9,24 +9,32 @@
 //! (`infra::personal_data::seal_event`) at the current schema versions, and the claims are the
 //! keyed hashes the login path looks up. Refused logins are not events any more, so none are
 //! written. The service's one-time personal-data migration therefore finds nothing to seal.
+//!
+//! With [`Naming::Simulator`] the people are the WeChat simulator's (a login through it by the
+//! same name finds them) and their session keys are stored too: a database pre-filled for a
+//! login level. [`Mix::PeoplePerEvent`] sets how many people a log of a given size holds.
+
+mod people;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
+use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use domain::{Actor, AppId, Claim, Device, EventId, Metadata, OpenId, StreamId, UnionId, UserId};
-use infra::crypto::MasterKey;
+use infra::crypto::{MasterKey, Sealer};
 use infra::keyring::MasterKeys;
 use infra::personal_data::{seal_event, LookupIndex, PersonalData, UserKey};
-use infra::store::{AppendBatch, ClaimKey, ExpectedVersion, NewEvent, Store};
+use infra::store::{AppendBatch, ClaimKey, ExpectedVersion, NewEvent, SideWrite, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::Serialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+pub use self::people::{Mix, Naming, StoredPeople};
 use crate::service::{APP_A, APP_B};
 
 /// Events per append.
@@ -38,11 +46,19 @@ const DEVICE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) App
 
 /// The people generated so far, one shard per appender (carried over between phases so a
 /// later phase has returning users too).
-#[derive(Default)]
 pub struct Population {
     shards: Vec<Vec<Person>>,
     /// Events generated so far (the next event's place in simulated time).
     generated: u64,
+    naming: Naming,
+    mix: Mix,
+}
+
+impl Default for Population {
+    /// The generator's own people; one action in ten a registration.
+    fn default() -> Self {
+        Self::new(Naming::Own, Mix::Share(0.10))
+    }
 }
 
 #[derive(Clone)]
@@ -51,6 +67,8 @@ struct Person {
     n: u64,
     unionid: bool,
     linked_b: bool,
+    /// Blocked by an admin: the service refuses their logins.
+    blocked: bool,
     key: Arc<UserKey>,
 }
 
@@ -59,6 +77,8 @@ struct Person {
 pub struct Keys {
     data: PersonalData,
     index: LookupIndex,
+    /// Seals WeChat session keys as the service does (`session-key` purpose).
+    session_keys: Sealer,
 }
 
 impl Keys {
@@ -71,6 +91,7 @@ impl Keys {
         Ok(Self {
             data: PersonalData::new(&keyring.sealing),
             index: LookupIndex::new(&keyring.lookup),
+            session_keys: keyring.sealing.sealer("session-key"),
         })
     }
 }
@@ -78,6 +99,12 @@ impl Keys {
 #[derive(Debug, Clone, Serialize)]
 pub struct Generated {
     pub events: u64,
+    /// What the events made: people registered (each with a data key), streams begun (their
+    /// user streams and one per login's session), uniqueness claims, stored session keys.
+    pub people: u64,
+    pub streams: u64,
+    pub claims: u64,
+    pub session_keys: u64,
     pub appends: u64,
     pub seconds: f64,
     pub events_per_sec: f64,
@@ -92,6 +119,29 @@ pub struct Sample {
 }
 
 impl Population {
+    pub fn new(naming: Naming, mix: Mix) -> Self {
+        Self {
+            shards: Vec::new(),
+            generated: 0,
+            naming,
+            mix,
+        }
+    }
+
+    /// Everyone generated so far, by name (`None` for the generator's own people, whom no
+    /// login through the simulator can find).
+    pub fn stored(&self) -> Option<StoredPeople> {
+        self.naming.name(0, 0)?;
+        let shards = self.shards.iter().map(|s| s.len() as u64).collect();
+        let blocked = self.shards.iter().enumerate().flat_map(|(shard, people)| {
+            people
+                .iter()
+                .filter(|p| p.blocked)
+                .map(move |p| (shard as u64, p.n))
+        });
+        Some(StoredPeople::new(self.naming.clone(), shards).without(blocked))
+    }
+
     /// Users to look up (up to `count`, random) and the simulated time span of the log.
     pub fn sample(&self, start: DateTime<Utc>, count: usize) -> Sample {
         let mut rng = rand::thread_rng();
@@ -124,16 +174,21 @@ pub async fn run(
     // per shard, and their claims must not collide.
     population.shards.resize(appenders, Vec::new());
     let reserved = Arc::new(AtomicU64::new(0));
+    let (naming, mix) = (population.naming.clone(), population.mix);
     let clock = Arc::new(AtomicU64::new(population.generated));
     let began = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
     for (shard_no, people) in population.shards.drain(..).enumerate() {
         let (store, reserved, clock) = (store.clone(), reserved.clone(), clock.clone());
-        let keys = keys.clone();
+        let (keys, naming) = (keys.clone(), naming.clone());
         tasks.spawn(async move {
             let mut writer = Writer {
                 store: store.clone(),
                 keys,
+                naming,
+                mix,
+                written: 0,
+                tally: Tally::default(),
                 people,
                 rng: StdRng::from_entropy(),
                 shard: shard_no as u64,
@@ -155,21 +210,27 @@ pub async fn run(
                 store.append(batch).await?;
                 appends += 1;
             }
-            anyhow::Ok((shard_no, writer.people, appends))
+            anyhow::Ok((shard_no, writer.people, appends, writer.tally))
         });
     }
     let mut appends = 0;
+    let mut tally = Tally::default();
     population.shards.resize(appenders, Vec::new());
     while let Some(joined) = tasks.join_next().await {
-        let (shard_no, people, done) = joined??;
+        let (shard_no, people, done, counted) = joined??;
         population.shards[shard_no] = people;
         appends += done;
+        tally.add(&counted);
     }
     let written = clock.load(Ordering::Relaxed) - population.generated;
     population.generated += written;
     let seconds = began.elapsed().as_secs_f64();
     Ok(Generated {
         events: written,
+        people: tally.people,
+        streams: tally.streams,
+        claims: tally.claims,
+        session_keys: tally.session_keys,
         appends,
         seconds,
         events_per_sec: written as f64 / seconds.max(f64::EPSILON),
@@ -177,10 +238,33 @@ pub async fn run(
     })
 }
 
+/// What an appender wrote besides events.
+#[derive(Debug, Default)]
+struct Tally {
+    people: u64,
+    streams: u64,
+    claims: u64,
+    session_keys: u64,
+}
+
+impl Tally {
+    fn add(&mut self, other: &Self) {
+        self.people += other.people;
+        self.streams += other.streams;
+        self.claims += other.claims;
+        self.session_keys += other.session_keys;
+    }
+}
+
 /// One appender's state.
 struct Writer {
     store: Arc<dyn Store>,
     keys: Arc<Keys>,
+    naming: Naming,
+    mix: Mix,
+    /// Events this appender pushed, over every phase of this run.
+    written: u64,
+    tally: Tally,
     people: Vec<Person>,
     rng: StdRng,
     shard: u64,
@@ -194,11 +278,15 @@ impl Writer {
     /// One thing that happens: a new person's first login, a returning login, or an admin
     /// blocking someone.
     async fn act(&mut self) -> anyhow::Result<()> {
-        let roll: f64 = self.rng.gen();
-        if self.people.is_empty() || roll < 0.10 {
+        let register = match self.mix {
+            Mix::Share(share) => self.rng.gen_bool(share),
+            Mix::PeoplePerEvent(ratio) => (self.people.len() as f64) < ratio * self.written as f64,
+        };
+        if self.people.is_empty() || register {
             self.register().await?;
-        } else if roll < 0.101 {
+        } else if self.rng.gen_bool(0.001) {
             let who = self.rng.gen_range(0..self.people.len());
+            self.people[who].blocked = true;
             let (id, key) = (self.people[who].id, self.people[who].key.clone());
             let stream = UserId::from_uuid(id).stream();
             let admin = Actor::Admin("bench".into());
@@ -214,7 +302,7 @@ impl Writer {
             // Skewed towards early people: a few log in very often, most now and then.
             let skew: f64 = self.rng.gen::<f64>().powi(3);
             let who = ((self.people.len() as f64) * skew) as usize;
-            self.login(who.min(self.people.len() - 1), false);
+            self.login(who.min(self.people.len() - 1), false)?;
         }
         Ok(())
     }
@@ -230,15 +318,12 @@ impl Writer {
                 .await?,
         );
         let n = self.people.len() as u64;
-        let unionid = self.rng.gen_bool(0.5);
-        let openid = openid(self.shard, n, APP_A);
-        self.claim(
-            Claim::WeChatAccount {
-                appid: AppId::parse(APP_A)?,
-                openid: OpenId::parse(&openid)?,
-            },
-            user_id,
-        );
+        let drawn = self.rng.gen_bool(0.5);
+        let unionid = self.naming.unionid(self.shard, n, drawn);
+        let openid = self.naming.openid(self.shard, n, APP_A);
+        self.account(APP_A, &openid, user_id)?;
+        self.tally.people += 1;
+        self.tally.streams += 1;
         let stream = user_id.stream();
         let payload = json!({"user_id": id, "appid": APP_A, "openid": openid});
         self.push(
@@ -249,43 +334,65 @@ impl Writer {
             APP_A,
             &key,
         );
-        if unionid {
-            let unionid = format!("ou_bench_{}_{n}", self.shard);
-            self.claim(Claim::UnionId(UnionId::parse(&unionid)?), user_id);
+        if let Some(unionid) = &unionid {
+            self.claim(Claim::UnionId(UnionId::parse(unionid)?), user_id);
             let payload = json!({"unionid": unionid, "source": "code2_session"});
             self.push(stream, "UnionIdLinked", payload, Actor::System, APP_A, &key);
         }
         self.people.push(Person {
             id,
             n,
-            unionid,
+            unionid: unionid.is_some(),
             linked_b: false,
+            blocked: false,
             key,
         });
-        self.login(self.people.len() - 1, true);
-        Ok(())
+        self.login(self.people.len() - 1, true)
     }
 
     fn claim(&mut self, claim: Claim, owner: UserId) {
         let key = self.keys.index.claim(&claim);
         self.batch.claims.push((key, owner));
+        self.tally.claims += 1;
     }
 
-    fn login(&mut self, who: usize, new_user: bool) {
+    /// A WeChat account's claim and, for the simulator's people, the session key a login
+    /// stores for it (sealed as the service seals it, for the same row).
+    fn account(&mut self, app: &str, openid: &str, owner: UserId) -> anyhow::Result<()> {
+        let appid = AppId::parse(app)?;
+        let openid = OpenId::parse(openid)?;
+        if self.naming.stores_session_keys() {
+            let account = self.keys.index.account(&appid, &openid);
+            let context = api::usecases::streams::session_key_context(&appid, &account);
+            let session_key: [u8; 16] = self.rng.gen();
+            let sealed = self.keys.session_keys.seal(
+                base64::engine::general_purpose::STANDARD
+                    .encode(session_key)
+                    .as_bytes(),
+                context.as_bytes(),
+            );
+            self.batch.side_writes.push(SideWrite::SessionKey {
+                appid: app.to_owned(),
+                account,
+                sealed,
+            });
+            self.tally.session_keys += 1;
+        }
+        self.claim(Claim::WeChatAccount { appid, openid }, owner);
+        Ok(())
+    }
+
+    fn login(&mut self, who: usize, new_user: bool) -> anyhow::Result<()> {
         let in_b = !new_user && self.people[who].unionid && self.rng.gen_bool(0.3);
         let (id, n, key) = {
             let person = &self.people[who];
             (person.id, person.n, person.key.clone())
         };
         let appid = if in_b { APP_B } else { APP_A };
-        let openid = openid(self.shard, n, appid);
+        let openid = self.naming.openid(self.shard, n, appid);
         if in_b && !self.people[who].linked_b {
             self.people[who].linked_b = true;
-            let account = Claim::WeChatAccount {
-                appid: AppId::parse(APP_B).expect("bench appid"),
-                openid: OpenId::parse(&openid).expect("bench openid"),
-            };
-            self.claim(account, UserId::from_uuid(id));
+            self.account(APP_B, &openid, UserId::from_uuid(id))?;
             let payload = json!({"appid": APP_B, "openid": openid});
             let stream = UserId::from_uuid(id).stream();
             self.push(
@@ -298,6 +405,7 @@ impl Writer {
             );
         }
         let session = Uuid::now_v7();
+        self.tally.streams += 1;
         let stream = StreamId::from_stored(format!("session-{session}"));
         let me = Actor::User(UserId::from_uuid(id));
         let device = Device::from_user_agent(DEVICE);
@@ -325,6 +433,7 @@ impl Writer {
         if self.rng.gen_bool(0.1) {
             self.push(stream, "UserLoggedOut", json!({}), me, appid, &key);
         }
+        Ok(())
     }
 
     fn ip(&mut self) -> String {
@@ -346,6 +455,7 @@ impl Writer {
         key: &UserKey,
     ) {
         let tick = self.clock.fetch_add(1, Ordering::Relaxed) as i64;
+        self.written += 1;
         let metadata = Metadata {
             actor,
             appid: AppId::parse(app).ok(),
@@ -373,6 +483,7 @@ struct Batch {
     streams: Vec<(StreamId, Vec<NewEvent>)>,
     index: HashMap<StreamId, usize>,
     claims: Vec<(ClaimKey, UserId)>,
+    side_writes: Vec<SideWrite>,
     len: usize,
 }
 
@@ -393,14 +504,12 @@ impl Batch {
             .fold(AppendBatch::default(), |batch, (stream, events)| {
                 batch.stream(stream, ExpectedVersion::Any, events)
             });
-        self.claims
+        let batch = self
+            .claims
             .into_iter()
-            .fold(batch, |batch, (claim, owner)| batch.claim(claim, owner))
+            .fold(batch, |batch, (claim, owner)| batch.claim(claim, owner));
+        self.side_writes
+            .into_iter()
+            .fold(batch, AppendBatch::side_write)
     }
-}
-
-/// A 28-character openid, distinct per app, as WeChat's look.
-fn openid(shard: u64, n: u64, appid: &str) -> String {
-    let app = if appid == APP_A { 'A' } else { 'B' };
-    format!("o{app}bench{shard:04}{n:017}")
 }

@@ -1,0 +1,167 @@
+//! The login level on a database that already holds many people and a long log (issue 14:
+//! 1M users and 10M events at full scale, proportionally fewer at smaller scales), against the
+//! same level on an empty database: what growth costs a login.
+//!
+//! The database holds what a real one would: the events (registrations, logins with their
+//! session streams, refreshes, logouts, linked accounts, a few blocked users, by the data
+//! generator), each person's data key, the uniqueness claims, each WeChat account's stored
+//! session key, and the read models rebuilt over the whole log. Its people are the WeChat
+//! simulator's, so the level's returning logins (70 %, as on the empty database) find stored
+//! people, drawn uniformly from all of them; 30 % are new people, 30 % go to the second app.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use serde::Serialize;
+
+use crate::generate::{self, Generated, Mix, Naming, Population};
+use crate::login::{self, LevelResult};
+use crate::meter;
+use crate::pgserver::PgServer;
+use crate::replay::{self, Replay};
+use crate::report::Timing;
+use crate::service::{Backend, Database, Mode, Service, Sim};
+
+/// How large the pre-filled database is.
+#[derive(Debug, Clone, Copy)]
+pub struct Size {
+    pub people: u64,
+    pub events: u64,
+}
+
+/// The level on the pre-filled database and what the database held.
+#[derive(Debug, Clone, Serialize)]
+pub struct Prefilled {
+    /// What the generator wrote (people, streams, claims, session keys; one data key per
+    /// person).
+    pub generated: Generated,
+    /// The read models rebuilt over the log (one run), before the service started.
+    pub rebuild: Replay,
+    pub level: LevelResult,
+    /// The same number of virtual users on the empty database (the login part's level).
+    pub empty_logins_per_sec: Option<f64>,
+    /// `level.logins_per_sec / empty_logins_per_sec`: issue 14 wants ≥ 0.9.
+    pub ratio: Option<f64>,
+}
+
+/// Where and how to run it.
+pub struct Setup<'a> {
+    pub backend: Backend,
+    pub postgres_url: &'a str,
+    pub mode: &'a Mode,
+    pub sim: &'a Sim,
+    pub http: &'a reqwest::Client,
+    pub appenders: usize,
+    pub keep_database: bool,
+}
+
+/// Fills a fresh database to `size`, then runs `concurrency` virtual users for `duration`.
+pub async fn run(
+    setup: &Setup<'_>,
+    size: Size,
+    concurrency: usize,
+    duration: Duration,
+    empty: Option<&LevelResult>,
+    timings: &mut Vec<Timing>,
+) -> anyhow::Result<Prefilled> {
+    let db = Database::fresh(setup.backend, setup.postgres_url).await?;
+    let result = on(&db, setup, size, concurrency, duration, empty, timings).await;
+    if setup.keep_database {
+        eprintln!(
+            "{}: pre-filled database kept: {}",
+            setup.backend.name(),
+            db.url
+        );
+    } else {
+        db.remove().await;
+    }
+    result
+}
+
+async fn on(
+    db: &Database,
+    setup: &Setup<'_>,
+    size: Size,
+    concurrency: usize,
+    duration: Duration,
+    empty: Option<&LevelResult>,
+    timings: &mut Vec<Timing>,
+) -> anyhow::Result<Prefilled> {
+    let name = setup.backend.name();
+    let run = format!("p{:06x}", rand::random::<u32>() & 0xff_ffff);
+    let store = infra::store::connect(&db.url).await?;
+    let keys = Arc::new(generate::Keys::open(store.as_ref(), &db.master_key).await?);
+    let naming = Naming::Simulator {
+        prefix: format!("{run}-db"),
+    };
+    let ratio = size.people as f64 / size.events.max(1) as f64;
+    let mut population = Population::new(naming, Mix::PeoplePerEvent(ratio));
+    let start = Utc::now()
+        - chrono::Duration::milliseconds(generate::EVENT_SPACING_MS * size.events as i64);
+    eprintln!(
+        "{name}: pre-filling a database: {} events, {} people",
+        size.events, size.people
+    );
+    let began = Instant::now();
+    let generated = generate::run(
+        store.clone(),
+        &mut population,
+        size.events,
+        setup.appenders,
+        start,
+        keys,
+    )
+    .await?;
+    eprintln!(
+        "  {:.0} events/s; {} people, {} claims, {} session keys",
+        generated.events_per_sec, generated.people, generated.claims, generated.session_keys
+    );
+    replay::readable(&db.url).await?;
+    eprintln!("{name}: pre-filled database: rebuilding the read models");
+    let rebuild = replay::run(&db.url, store.clone(), 1).await?;
+    drop(store);
+    timings.push(Timing {
+        part: format!("{name}: pre-fill {} events", size.events),
+        seconds: began.elapsed().as_secs_f64(),
+    });
+
+    let service = Service::start(setup.mode, db, setup.sim).await?;
+    replay::caught_up(&service.database_url).await?;
+    let mut server = match setup.backend {
+        Backend::Postgres => Some(PgServer::connect(&db.url).await?),
+        Backend::Sqlite => None,
+    };
+    let target = login::Target {
+        http: setup.http.clone(),
+        service: service.base.clone(),
+        sim: setup.sim.base.clone(),
+        run,
+        stored: population.stored().map(Arc::new),
+    };
+    eprintln!(
+        "{name}: login on the pre-filled database, {concurrency} virtual users, {duration:?}"
+    );
+    let began = Instant::now();
+    let level = meter::level(
+        &service,
+        server.as_mut(),
+        login::closed_loop(&target, concurrency, duration),
+    )
+    .await;
+    timings.push(Timing {
+        part: format!("{name}: login on the pre-filled database"),
+        seconds: began.elapsed().as_secs_f64(),
+    });
+    service.stop().await;
+    let empty_logins_per_sec = empty.map(|e| e.logins_per_sec);
+    Ok(Prefilled {
+        ratio: empty_logins_per_sec
+            .filter(|e| *e > 0.0)
+            .map(|e| level.logins_per_sec / e),
+        generated,
+        rebuild,
+        level,
+        empty_logins_per_sec,
+    })
+}
