@@ -99,8 +99,8 @@ async fn record_login(
     // finds the winner's user.
     let command = Command::new("login").retrying_taken_claims();
     let session_key = session_key.as_ref();
-    // Chosen once: a retry after a lost race for the claims finds the winner, and leaves at
-    // most this one id's data key unused (made before the append that would have used it).
+    // Chosen once: a retry after a lost race for the claims finds the winner (the loser's
+    // data key went with its refused append).
     let new_user_id = UserId::from_uuid(Uuid::now_v7());
     let logged_in = command
         .execute(state, |_| {
@@ -162,10 +162,17 @@ async fn decide_login(
         device: ctx.user_agent.as_deref().map(Device::from_user_agent),
     })?;
 
-    // A returning user's key was read with their stream; a new user's is made now (the
-    // login's one extra write). Either way one round trip.
+    // A returning user's key was read with their stream. A new user's is made now and stored
+    // by the login's own append, so it commits with the registration or not at all. (A
+    // registered user without a key, which no login makes, gets one stored as before.)
+    let mut new_key = None;
     let key = match key {
         Some(key) => key,
+        None if is_new_user => {
+            let (key, sealed) = state.personal_data.new_key(user_id);
+            new_key = Some(sealed);
+            key
+        }
         None => state
             .personal_data
             .create_key(state.store.as_ref(), user_id)
@@ -190,6 +197,9 @@ async fn decide_login(
     }
     if let Some(SealedSessionKey { account, sealed }) = session_key {
         batch = batch.session_key(appid.as_str(), account, sealed.clone());
+    }
+    if let Some(sealed) = new_key {
+        batch = batch.data_key(user_id, sealed);
     }
     let logged_in = LoggedIn {
         user_id,

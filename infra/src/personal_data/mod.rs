@@ -153,18 +153,31 @@ impl PersonalData {
         }
     }
 
-    /// Makes a data key for a user who has none yet (a registration: one write, no read). A
+    /// A fresh data key for a user who has none yet, not stored: the key, and the key sealed
+    /// for storage. A registration stores it with its events
+    /// ([`AppendBatch::data_key`](crate::store::AppendBatch::data_key)), so a registration that
+    /// loses its race leaves no key behind.
+    pub fn new_key(&self, user_id: UserId) -> (UserKey, Vec<u8>) {
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        let sealed = self
+            .key_sealer
+            .seal(&key, Self::context(user_id).as_bytes());
+        let user_key = UserKey {
+            user_id,
+            sealer: Sealer::from_key(&key),
+        };
+        (user_key, sealed)
+    }
+
+    /// Makes and stores a data key for a user who has none yet (one write, no read). A
     /// concurrent first write may win; whichever key got stored is returned.
     pub async fn create_key(
         &self,
         store: &dyn DataKeyStore,
         user_id: UserId,
     ) -> Result<UserKey, PersonalDataError> {
-        let mut key = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut key);
-        let sealed = self
-            .key_sealer
-            .seal(&key, Self::context(user_id).as_bytes());
+        let (_, sealed) = self.new_key(user_id);
         let stored = store.insert_data_key(user_id, &sealed).await?;
         self.unwrap_key(user_id, &stored)
     }

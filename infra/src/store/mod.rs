@@ -118,6 +118,11 @@ pub enum SideWrite {
     /// previous one in `phone_lookup` (migration 0014). Not a claim: two users may share a
     /// number. `UserErased` and a withdrawn phone delete it (triggers in the same transaction).
     PhoneIndex { user: UserId, hash: String },
+    /// A new user's data key, sealed (`PersonalData::new_key`), inserted with the events that
+    /// register them: a registration that loses its race leaves no key behind. Never
+    /// replaces a key: a user who has one already fails the append. For an erased user the
+    /// insert is skipped (migration 0015): they stay keyless.
+    DataKey { user: UserId, sealed: Vec<u8> },
 }
 
 impl AppendBatch {
@@ -151,6 +156,11 @@ impl AppendBatch {
     /// `side_write(SideWrite::PhoneIndex { .. })`.
     pub fn phone_index(self, user: UserId, hash: String) -> Self {
         self.side_write(SideWrite::PhoneIndex { user, hash })
+    }
+
+    /// `side_write(SideWrite::DataKey { .. })`.
+    pub fn data_key(self, user: UserId, sealed: Vec<u8>) -> Self {
+        self.side_write(SideWrite::DataKey { user, sealed })
     }
 
     pub fn release_claims_of(mut self, user: UserId) -> Self {

@@ -9,9 +9,12 @@
 //! with gaps only where appends rolled back.
 
 mod append;
+mod call;
 mod codec;
+mod group;
 mod locks;
 mod notify;
+mod refusal;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -22,6 +25,7 @@ use domain::{StreamId, UserId};
 use futures::stream::BoxStream;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 
+use super::prepared::PreparedAppend;
 use super::shared::{event_columns, Pools, SqlStore};
 use super::signal::AppendSignal;
 use super::{AppendBatch, AppendError, OneTimeLock, RecordedEvent, RelayLease, StoreError};
@@ -33,6 +37,8 @@ pub struct PostgresStore {
     sql: Pools<sqlx::Postgres>,
     signal: AppendSignal,
     notifier: notify::Notifier,
+    /// The append writer: concurrent appends commit together (see `group`).
+    appends: group::GroupCommit,
 }
 
 impl PostgresStore {
@@ -48,6 +54,7 @@ impl PostgresStore {
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let signal = AppendSignal::new();
         let notifier = notify::Notifier::start(&pool, &signal);
+        let appends = group::GroupCommit::start(pool.clone());
         Ok(Self {
             sql: Pools {
                 read: pool.clone(),
@@ -57,7 +64,15 @@ impl PostgresStore {
             pool,
             signal,
             notifier,
+            appends,
         })
+    }
+
+    /// How many appends wait for the append writer while it writes a group: lets a test
+    /// hold a group in flight and know who queued behind it.
+    #[doc(hidden)]
+    pub fn queued_appends(&self) -> usize {
+        self.appends.queued()
     }
 }
 
@@ -76,8 +91,18 @@ const READ_ALL: &str = concat!(
 impl SqlStore for PostgresStore {
     type Sql = Pools<sqlx::Postgres>;
 
+    /// Queued for the append writer, which commits it with the appends queued meanwhile; an
+    /// append with side writes the call cannot carry goes alone.
     async fn write(&self, batch: AppendBatch) -> Result<Vec<RecordedEvent>, AppendError> {
-        append::append(&self.pool, batch).await
+        let prepared = PreparedAppend::new(batch);
+        if prepared.is_empty() {
+            return Ok(Vec::new());
+        }
+        if append::goes_alone(&prepared) {
+            let written = append::append_alone(&self.pool, &prepared).await?;
+            return Ok(prepared.into_records(written));
+        }
+        self.appends.append(prepared).await
     }
 
     /// `NOTIFY identity_events`, coalesced (see `notify`).

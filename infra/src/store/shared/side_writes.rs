@@ -18,6 +18,10 @@ pub(in crate::store) const PUT_PHONE_INDEX: &str =
     "INSERT INTO phone_lookup (user_id, phone_index) VALUES ($1, $2) \
      ON CONFLICT (user_id) DO UPDATE SET phone_index = excluded.phone_index";
 
+/// Stores a new user's (`$1`) sealed data key (`$2`, `$3` now); fails if they have one.
+pub(in crate::store) const INSERT_DATA_KEY: &str =
+    "INSERT INTO user_data_keys (user_id, sealed_key, created_at) VALUES ($1, $2, $3)";
+
 impl SideWrite {
     /// The statement that writes it, with its arguments.
     pub(in crate::store) fn statement(&self) -> (&'static str, Vec<Arg<'_>>) {
@@ -38,6 +42,10 @@ impl SideWrite {
             Self::PhoneIndex { user, hash } => {
                 (PUT_PHONE_INDEX, vec![Arg::user(*user), Arg::Text(hash)])
             }
+            Self::DataKey { user, sealed } => (
+                INSERT_DATA_KEY,
+                vec![Arg::user(*user), Arg::Bytes(sealed), Arg::time(Utc::now())],
+            ),
         }
     }
 }

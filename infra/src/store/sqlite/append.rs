@@ -305,6 +305,14 @@ fn side_write(s: &mut Script, write: &SideWrite) -> Result<(), AppendError> {
                  ON CONFLICT (user_id) DO UPDATE SET phone_index = excluded.phone_index;\n"
             ));
         }
+        SideWrite::DataKey { user, sealed } => {
+            let (user, sealed) = (s.arg(user.to_string())?, s.arg(sealed.clone())?);
+            let now = s.arg(time_to_db(chrono::Utc::now()))?;
+            s.sql.push_str(&format!(
+                "INSERT INTO user_data_keys (user_id, sealed_key, created_at) \
+                 VALUES ({user}, {sealed}, {now});\n"
+            ));
+        }
     }
     Ok(())
 }

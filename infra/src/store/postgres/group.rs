@@ -1,0 +1,74 @@
+//! Group commit: one writer task per store sends appends to PostgreSQL, one call of
+//! `append_event_batches` at a time. The first append goes at once; those that arrive while a
+//! call is in flight queue, and go together in the next call, up to `MAX_GROUP`. So concurrent
+//! logins share a statement, a transaction and a WAL flush, and an idle service waits for
+//! nothing (no timer).
+//!
+//! Each append is its own subtransaction in the call (see migration 0017): one append's
+//! conflict or error is its own, its neighbours commit. An error that fails the whole call
+//! (the connection lost) fails every append in it. Each caller is answered once the group has
+//! committed (or failed). The call runs in this task, not the caller's: a caller that goes
+//! away cannot cut it short, and its append stands (or not) all the same.
+
+use sqlx::postgres::PgPool;
+use tokio::sync::{mpsc, oneshot};
+
+use super::append::write_group;
+use crate::store::prepared::PreparedAppend;
+use crate::store::{AppendError, RecordedEvent, StoreError};
+
+/// Appends that queued while a call was in flight go in one call, up to this many: each is a
+/// subtransaction, and past 64 of them a transaction's subtransaction ids no longer fit in
+/// its cache, which slows every snapshot taken meanwhile, on every connection.
+const MAX_GROUP: usize = 32;
+
+/// Appends waiting for the writer beyond this many wait to be queued (back pressure).
+const QUEUE: usize = 1024;
+
+type Reply = oneshot::Sender<Result<Vec<RecordedEvent>, AppendError>>;
+
+/// The queue to the store's append writer.
+pub(super) struct GroupCommit {
+    jobs: mpsc::Sender<(PreparedAppend, Reply)>,
+}
+
+impl GroupCommit {
+    /// Starts the writer; it stops once the queue is dropped (with the store).
+    pub fn start(pool: PgPool) -> Self {
+        let (jobs, queue) = mpsc::channel(QUEUE);
+        tokio::spawn(writer(pool, queue));
+        Self { jobs }
+    }
+
+    /// Appends with whatever else is queued, once the group has committed.
+    pub async fn append(
+        &self,
+        prepared: PreparedAppend,
+    ) -> Result<Vec<RecordedEvent>, AppendError> {
+        let gone = || StoreError::SharedWrite("the PostgreSQL append writer has stopped".into());
+        let (reply, appended) = oneshot::channel();
+        self.jobs
+            .send((prepared, reply))
+            .await
+            .map_err(|_| gone())?;
+        appended.await.map_err(|_| gone())?
+    }
+
+    /// How many appends wait for the writer (not counting the call in flight).
+    pub fn queued(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+}
+
+async fn writer(pool: PgPool, mut queue: mpsc::Receiver<(PreparedAppend, Reply)>) {
+    let mut jobs = Vec::with_capacity(MAX_GROUP);
+    while queue.recv_many(&mut jobs, MAX_GROUP).await > 0 {
+        let (group, replies): (Vec<PreparedAppend>, Vec<Reply>) = jobs.drain(..).unzip();
+        tracing::trace!(appends = group.len(), "group commit");
+        let outcomes = write_group(&pool, &group).await;
+        for ((prepared, reply), outcome) in group.into_iter().zip(replies).zip(outcomes) {
+            // The caller may have gone away; its append stands (or not) all the same.
+            let _ = reply.send(outcome.map(|written| prepared.into_records(written)));
+        }
+    }
+}
