@@ -1,8 +1,8 @@
 //! SQLite: the embedded default, one service instance.
 //!
-//! Every write goes through a pool of one connection, and appends go through one writer task
-//! that commits whatever appends queued meanwhile in one `BEGIN IMMEDIATE` transaction (group
-//! commit, each append in its own savepoint; see `append`). Writers are serialised, so an
+//! Every write goes through a pool of one connection, and appends (and new users' data keys)
+//! go through one writer task that commits whatever queued meanwhile in one `BEGIN IMMEDIATE`
+//! transaction (group commit; see `writer`). Writers are serialised, so an
 //! event's position (the rowid) follows commit order. Reads use a separate pool; in WAL mode
 //! they run beside the writer and each statement sees a committed prefix of the log.
 
@@ -10,6 +10,7 @@ mod append;
 mod checkpoint;
 mod codec;
 mod turn;
+mod writer;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -35,8 +36,8 @@ pub struct SqliteStore {
     /// (see `turn`).
     sql: Pools<sqlx::Sqlite>,
     signal: AppendSignal,
-    /// The queue of the task that writes appends (`append::writer`).
-    appends: tokio::sync::mpsc::Sender<append::Job>,
+    /// The queue of the task that writes appends and data keys (`writer`).
+    appends: tokio::sync::mpsc::Sender<writer::Job>,
     /// Dropped with the store: stops the WAL checkpointer (`checkpoint::run`).
     _stop_checkpoints: tokio::sync::oneshot::Sender<()>,
     /// The database file (its one-time migration lock file lies beside it).
@@ -82,7 +83,7 @@ impl SqliteStore {
         tokio::spawn(checkpoint::run(options, stopped));
         let turn = write_turn(&path);
         let (appends, queue) = tokio::sync::mpsc::channel(1024);
-        tokio::spawn(append::writer(write.clone(), Arc::clone(&turn), queue));
+        tokio::spawn(writer::run(write.clone(), Arc::clone(&turn), queue));
         Ok(Self {
             sql: Pools {
                 read,
@@ -121,10 +122,27 @@ impl SqlStore for SqliteStore {
         let (reply, appended) = tokio::sync::oneshot::channel();
         let gone = || StoreError::SharedWrite("the SQLite writer has stopped".into());
         self.appends
-            .send(append::Job { batch, reply })
+            .send(writer::Job::Append { batch, reply })
             .await
             .map_err(|_| gone())?;
         appended.await.map_err(|_| gone())?
+    }
+
+    /// Queued for the writer task too: a registration's key commits with the appends of the
+    /// moment (one WAL sync for the group) instead of in a transaction of its own.
+    async fn write_data_key(&self, user: UserId, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let (reply, stored) = tokio::sync::oneshot::channel();
+        let gone = || StoreError::SharedWrite("the SQLite writer has stopped".into());
+        let sealed = sealed.to_vec();
+        self.appends
+            .send(writer::Job::DataKey {
+                user,
+                sealed,
+                reply,
+            })
+            .await
+            .map_err(|_| gone())?;
+        stored.await.map_err(|_| gone())?
     }
 
     /// One statement with a placeholder per stream (SQLite has no arrays).

@@ -4,8 +4,8 @@
 //!
 //! sqlx runs each SQLite command on the connection's worker thread, and every command is a
 //! hand-off to that thread and back. Appends are the serialised section of a SQLite service,
-//! so they queue for one writer task that commits whatever queued meanwhile in one
-//! `BEGIN IMMEDIATE` transaction (group commit), and each append's body goes to SQLite as one
+//! so they queue for one writer task (`writer`) that commits whatever queued meanwhile in one
+//! transaction (group commit), and each append's body goes to SQLite as one
 //! multi-statement script (each statement binding the next of the script's arguments).
 //! Checks inside the script (a stream's expected version, a claim held by someone else)
 //! insert a row into `append_guards`, whose trigger aborts the script when the check failed;
@@ -15,17 +15,12 @@
 //! returns every statement's rows); sqlx means to drop it one day (launchbadge/sqlx#3108), and
 //! then this file goes back to one command per statement.
 
-use std::sync::Arc;
-
-use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqlitePool, SqliteRow};
+use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 use sqlx::{Arguments, Row};
-use tokio::sync::{mpsc, oneshot};
 
 use super::codec::time_to_db;
 use crate::store::prepared::{metadata_to_json, schema_version_to_db, ClaimRow, PreparedAppend};
-use crate::store::{
-    AppendBatch, AppendError, ExpectedVersion, RecordedEvent, SideWrite, StoreError, StreamAppend,
-};
+use crate::store::{AppendError, ExpectedVersion, SideWrite, StoreError, StreamAppend};
 
 /// Big appends (the benchmark's data generator writes a thousand events at once) are cut into
 /// several scripts, run in the same transaction, so no one script's text grows without bound.
@@ -34,102 +29,7 @@ const MAX_SCRIPT_PARAMS: usize = 10_000;
 /// The message of `append_guards_check` (migration 0007).
 const GUARD_FAILED: &str = "append guard failed";
 
-/// Appends that queued while the writer was busy commit together, up to this many.
-const MAX_GROUP: usize = 64;
-
-/// An append waiting for the writer.
-pub(super) struct Job {
-    pub batch: AppendBatch,
-    pub reply: oneshot::Sender<Result<Vec<RecordedEvent>, AppendError>>,
-}
-
-/// The store's one writer of appends. Appends that arrive while a transaction is being written
-/// wait and then commit together (group commit): each in its own savepoint, so one append's
-/// conflict undoes only that append, and each answered only once the group has committed.
-/// Takes the store's write turn per group, so other writers (projections) interleave.
-pub(super) async fn writer(
-    pool: SqlitePool,
-    turn: Arc<tokio::sync::Mutex<()>>,
-    mut jobs: mpsc::Receiver<Job>,
-) {
-    let mut group = Vec::with_capacity(MAX_GROUP);
-    while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let _turn = turn.lock().await;
-        // More may have queued while waiting for the turn.
-        while group.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        commit_group(&pool, group.drain(..)).await;
-    }
-}
-
-async fn commit_group(pool: &SqlitePool, jobs: impl Iterator<Item = Job>) {
-    let jobs: Vec<(PreparedAppend, oneshot::Sender<_>)> = jobs
-        .map(|job| (PreparedAppend::new(job.batch), job.reply))
-        .collect();
-    let outcomes = match write_group(pool, jobs.iter().map(|(p, _)| p)).await {
-        Ok(outcomes) => outcomes,
-        Err(e) => {
-            let shared = e.to_string();
-            let mut first = Some(e);
-            jobs.iter()
-                .map(|_| {
-                    Err(first
-                        .take()
-                        .map_or_else(
-                            || StoreError::SharedWrite(shared.clone()),
-                            StoreError::Database,
-                        )
-                        .into())
-                })
-                .collect()
-        }
-    };
-    for ((prepared, reply), outcome) in jobs.into_iter().zip(outcomes) {
-        // The caller may have gone away; its append stands (or not) all the same.
-        let _ = reply.send(outcome.map(|written| prepared.into_records(written)));
-    }
-}
-
-/// Writes and commits the group; per append, what it wrote or why it was refused.
-async fn write_group<'a>(
-    pool: &SqlitePool,
-    appends: impl Iterator<Item = &'a PreparedAppend>,
-) -> Result<Vec<Result<Written, AppendError>>, sqlx::Error> {
-    // IMMEDIATE takes the write lock up front, so the transaction never has to upgrade a read
-    // lock (which could fail with SQLITE_BUSY if another process were writing).
-    let mut tx = crate::sql::begin_with(pool, "BEGIN IMMEDIATE").await?;
-    let mut outcomes = Vec::new();
-    for prepared in appends {
-        if prepared.is_empty() {
-            outcomes.push(Ok(Vec::new()));
-            continue;
-        }
-        let outcome = match write(&mut tx, prepared).await {
-            Ok(written) => Ok(written),
-            Err(Failure::Unsent(e)) => Err(e),
-            Err(failure) => {
-                // Undo this append alone. A failure that ended the transaction (SQLite rolls
-                // back by itself on some errors) makes this fail too, and so the whole group.
-                sqlx::query("ROLLBACK TO append; RELEASE append")
-                    .execute(&mut *tx)
-                    .await?;
-                Err(match failure {
-                    Failure::Guard => diagnose(&mut tx, prepared).await?,
-                    Failure::Other(e) | Failure::Unsent(e) => e,
-                })
-            }
-        };
-        outcomes.push(outcome);
-    }
-    tx.commit().await?;
-    Ok(outcomes)
-}
-
-enum Failure {
+pub(super) enum Failure {
     /// A check in the script failed: a stream moved or a claim is held by someone else.
     Guard,
     /// The append could not be put into SQL; nothing was sent.
@@ -138,11 +38,19 @@ enum Failure {
 }
 
 /// Each event's position and stream version, in batch order.
-type Written = Vec<(i64, i64)>;
+pub(super) type Written = Vec<(i64, i64)>;
 
-async fn write(conn: &mut SqliteConnection, prepared: &PreparedAppend) -> Result<Written, Failure> {
+/// Writes the append into the transaction; in its own savepoint (`append`) if `isolated`.
+pub(super) async fn write(
+    conn: &mut SqliteConnection,
+    prepared: &PreparedAppend,
+    isolated: bool,
+) -> Result<Written, Failure> {
+    if prepared.is_empty() {
+        return Ok(Vec::new());
+    }
     let mut written = Vec::with_capacity(prepared.event_count());
-    for script in scripts(prepared).map_err(Failure::Unsent)? {
+    for script in scripts(prepared, isolated).map_err(Failure::Unsent)? {
         let rows = sqlx::query_with(&script.sql, script.args)
             .persistent(script.reusable)
             .fetch_all(&mut *conn)
@@ -219,7 +127,7 @@ impl Script {
 /// Splits the append into scripts of at most `MAX_SCRIPT_PARAMS` parameters, statements in
 /// this order: stream versions (in lock order), events (in batch order, each returning its
 /// position and version), released claims, claims, the side writes.
-fn scripts(prepared: &PreparedAppend) -> Result<Vec<Script>, AppendError> {
+fn scripts(prepared: &PreparedAppend, isolated: bool) -> Result<Vec<Script>, AppendError> {
     let mut scripts = vec![Script::new()];
 
     for &i in &prepared.lock_order {
@@ -265,12 +173,14 @@ fn scripts(prepared: &PreparedAppend) -> Result<Vec<Script>, AppendError> {
         side_write(room(&mut scripts, 4), write)?;
     }
 
-    // The append is one savepoint inside its group's transaction.
-    if let Some(first) = scripts.first_mut() {
-        first.sql.insert_str(0, "SAVEPOINT append;\n");
-    }
-    if let Some(last) = scripts.last_mut() {
-        last.sql.push_str("RELEASE append;\n");
+    // Isolated, the append is one savepoint inside its group's transaction.
+    if isolated {
+        if let Some(first) = scripts.first_mut() {
+            first.sql.insert_str(0, "SAVEPOINT append;\n");
+        }
+        if let Some(last) = scripts.last_mut() {
+            last.sql.push_str("RELEASE append;\n");
+        }
     }
     let several = scripts.len() > 1;
     for script in &mut scripts {
@@ -386,7 +296,7 @@ fn insert_claim(s: &mut Script, claim: &ClaimRow) -> Result<(), AppendError> {
 
 /// After a failed guard (and the rollback to the append's savepoint): which expectation or
 /// claim failed, against the group's transaction as the append saw it.
-async fn diagnose(
+pub(super) async fn diagnose(
     conn: &mut SqliteConnection,
     prepared: &PreparedAppend,
 ) -> Result<AppendError, sqlx::Error> {
