@@ -42,9 +42,9 @@ CREATE FUNCTION append_event_batches(
     claim_kinds text[],
     claim_values text[],
     claim_owners uuid[],
-    key_appids text[],
-    key_openids text[],
-    key_sealeds bytea[],
+    session_key_appids text[],
+    session_key_openids text[],
+    session_key_sealeds bytea[],
     data_key_users uuid[],
     data_key_sealeds bytea[]
 ) RETURNS TABLE (
@@ -78,6 +78,13 @@ BEGIN
     IF cardinality(event_ids) > 0 THEN
         positions := ARRAY(SELECT reserve_event_positions(cardinality(event_ids)));
     END IF;
+    -- A group holds the row locks of the batches it wrote until it commits, and takes each
+    -- batch's in arrival order: two instances' groups can wait on each other (a deadlock,
+    -- found only after `deadlock_timeout`, 1 s), and one outside lock holder stalls every
+    -- batch behind it. A batch that waits longer than this for a row lock is refused alone
+    -- (55P03, a conflict its caller retries), and the group goes on. Set after the
+    -- reservation, whose lock is the ordering rule's and must be waited for.
+    PERFORM set_config('lock_timeout', '200ms', true);
 
     FOR b IN 1 .. coalesce(cardinality(stream_ends), 0) LOOP
         n := event_ends[b] - e0;
@@ -133,9 +140,9 @@ BEGIN
                 END IF;
             END LOOP;
 
-            IF key_appids[b] IS NOT NULL THEN
+            IF session_key_appids[b] IS NOT NULL THEN
                 INSERT INTO wechat_session_keys (appid, openid, sealed, updated_at)
-                VALUES (key_appids[b], key_openids[b], key_sealeds[b], now())
+                VALUES (session_key_appids[b], session_key_openids[b], session_key_sealeds[b], now())
                 ON CONFLICT (appid, openid)
                 DO UPDATE SET sealed = EXCLUDED.sealed, updated_at = EXCLUDED.updated_at;
             END IF;

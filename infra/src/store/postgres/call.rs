@@ -85,9 +85,9 @@ pub(super) struct GroupCall<'a> {
     claim_kinds: Vec<&'static str>,
     claim_values: Vec<&'a str>,
     claim_owners: Vec<Uuid>,
-    key_appids: Vec<Option<&'a str>>,
-    key_openids: Vec<Option<&'a str>>,
-    key_sealeds: Vec<Option<&'a [u8]>>,
+    session_key_appids: Vec<Option<&'a str>>,
+    session_key_openids: Vec<Option<&'a str>>,
+    session_key_sealeds: Vec<Option<&'a [u8]>>,
     data_key_users: Vec<Option<Uuid>>,
     data_key_sealeds: Vec<Option<&'a [u8]>>,
 }
@@ -142,9 +142,9 @@ impl<'a> GroupCall<'a> {
             .push(prepared.release_claims_of.map(|u| u.as_uuid()));
         let inline = Inline::of(&prepared.side_writes);
         let key = inline.session_key;
-        self.key_appids.push(key.map(|(appid, _, _)| appid));
-        self.key_openids.push(key.map(|(_, account, _)| account));
-        self.key_sealeds.push(key.map(|(_, _, sealed)| sealed));
+        self.session_key_appids.push(key.map(|(appid, _, _)| appid));
+        self.session_key_openids.push(key.map(|(_, account, _)| account));
+        self.session_key_sealeds.push(key.map(|(_, _, sealed)| sealed));
         self.data_key_users
             .push(inline.data_key.map(|(user, _)| user));
         self.data_key_sealeds
@@ -178,9 +178,9 @@ impl<'a> GroupCall<'a> {
             .bind(self.claim_kinds)
             .bind(self.claim_values)
             .bind(self.claim_owners)
-            .bind(self.key_appids)
-            .bind(self.key_openids)
-            .bind(self.key_sealeds)
+            .bind(self.session_key_appids)
+            .bind(self.session_key_openids)
+            .bind(self.session_key_sealeds)
             .bind(self.data_key_users)
             .bind(self.data_key_sealeds)
     }

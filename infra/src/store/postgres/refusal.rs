@@ -65,8 +65,9 @@ pub(super) fn db(e: sqlx::Error) -> AppendError {
 /// the first one in lock order is named.
 fn concurrent(code: Option<&str>, constraint: Option<&str>) -> bool {
     match code {
-        // Serialization failure, deadlock.
-        Some("40001" | "40P01") => true,
+        // Serialization failure, deadlock, a row lock not granted within the call's
+        // `lock_timeout` (migration 0017: another instance's group holds it).
+        Some("40001" | "40P01" | "55P03") => true,
         // Unique violation on a stream's versions.
         Some("23505") => matches!(
             constraint,
