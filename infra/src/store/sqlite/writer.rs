@@ -121,6 +121,7 @@ async fn write_together(
 }
 
 /// Each append in its own savepoint, so one append's failure undoes that append alone.
+/// `append::write` reports every failure of a sent append while its savepoint is still open.
 async fn write_isolated(
     conn: &mut SqliteConnection,
     appends: &[PreparedAppend],

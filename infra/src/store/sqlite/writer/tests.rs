@@ -72,3 +72,40 @@ async fn a_refused_job_is_undone_alone_and_its_neighbours_commit() {
     drop(store);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A failure found after the script ran (here: an event the log silently dropped, so fewer
+/// events came back than were sent) undoes that job alone; it used to roll back to a
+/// savepoint the script had already released, failing the whole group.
+#[tokio::test]
+async fn a_failure_found_after_the_script_fails_that_job_alone() {
+    let (store, dir) = store().await;
+    let (dropped, fresh) = (stream("dropped"), stream("fresh"));
+    let trigger = format!(
+        "CREATE TRIGGER drop_event BEFORE INSERT ON events WHEN NEW.stream_id = '{}' \
+         BEGIN SELECT RAISE(IGNORE); END",
+        dropped.as_str()
+    );
+    sqlx::query(&trigger)
+        .execute(&store.sql.write)
+        .await
+        .unwrap();
+
+    let (first, first_answer) = append(&fresh, ExpectedVersion::NoStream);
+    let (failing, failing_answer) = append(&dropped, ExpectedVersion::NoStream);
+    let (second, second_answer) = append(&fresh, ExpectedVersion::Exactly(1));
+    commit_group(&store.sql.write, [first, failing, second].into_iter()).await;
+
+    assert_eq!(first_answer.await.unwrap().unwrap()[0].stream_version, 1);
+    assert!(failing_answer.await.unwrap().is_err());
+    assert_eq!(second_answer.await.unwrap().unwrap()[0].stream_version, 2);
+    // The failed job's version bump was undone with it.
+    let version: Option<i64> =
+        sqlx::query_scalar("SELECT version FROM streams WHERE stream_id = ?1")
+            .bind(dropped.as_str())
+            .fetch_optional(&store.sql.write)
+            .await
+            .unwrap();
+    assert_eq!(version, None);
+    drop(store);
+    std::fs::remove_dir_all(dir).unwrap();
+}
