@@ -20,7 +20,6 @@ mod prefilled;
 mod replay;
 mod report;
 mod service;
-mod simids;
 mod stream;
 
 use std::future::Future;

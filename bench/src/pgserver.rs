@@ -43,25 +43,37 @@ impl PgServer {
 
     /// `None` if the server does not answer (the level is then reported without WAL).
     pub async fn wal(&mut self) -> Option<WalSample> {
-        let row = sqlx::query(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 AS lsn, \
-                    (SELECT wal_sync::float8 FROM pg_stat_wal) AS syncs",
-        )
-        .fetch_one(&mut self.conn)
-        .await;
-        let row = match row {
-            Ok(row) => row,
-            // pg_stat_wal.wal_sync moved to pg_stat_io in PostgreSQL 18: the LSN alone then.
-            Err(_) => sqlx::query("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 AS lsn, NULL::float8 AS syncs")
+        let lsn: f64 =
+            sqlx::query_scalar("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8")
                 .fetch_one(&mut self.conn)
                 .await
-                .ok()?,
-        };
-        Some(WalSample {
-            lsn: row.try_get("lsn").ok()?,
-            syncs: row.try_get("syncs").ok()?,
-        })
+                .ok()?;
+        let syncs = wal_io(&mut self.conn).await.map(|io| io.syncs);
+        Some(WalSample { lsn, syncs })
     }
+}
+
+/// The WAL's writes and syncs to disk so far (`pg_stat_wal`, every process).
+#[derive(Debug, Clone, Copy)]
+pub struct WalIo {
+    pub writes: f64,
+    pub syncs: f64,
+}
+
+/// `None` from PostgreSQL 18 on, where these counters moved to `pg_stat_io`: the one reader of
+/// them, so every report degrades the same way. Outside a transaction (a failed statement
+/// would abort one).
+pub async fn wal_io(conn: &mut PgConnection) -> Option<WalIo> {
+    let row = sqlx::query(
+        "SELECT wal_write::float8 AS writes, wal_sync::float8 AS syncs FROM pg_stat_wal",
+    )
+    .fetch_one(conn)
+    .await
+    .ok()?;
+    Some(WalIo {
+        writes: row.try_get("writes").ok()?,
+        syncs: row.try_get("syncs").ok()?,
+    })
 }
 
 impl WalSample {

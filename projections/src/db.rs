@@ -5,7 +5,7 @@
 //!
 //! What differs between the two databases sits behind [`Dialect`], one implementation per
 //! backend (`db/postgres.rs`, `db/sqlite.rs`): the integer type, how views are replaced, how a
-//! write transaction begins, the locks that keep one runner per projection, and the
+//! write transaction begins, the locks that apply each batch once across instances, and the
 //! placeholders of the writes' long parameter lists. A write transaction ([`Tx`]) carries its
 //! dialect, so the models that write through it never ask which database they are on; nothing
 //! outside those two files does.

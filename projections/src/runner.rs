@@ -42,35 +42,32 @@ const LOCK_RETRY: Duration = Duration::from_secs(1);
 /// After failures in a row: 20 ms, doubling up to 10 s.
 const ERROR_BACKOFF: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(10));
 
-/// The running projections. Dropping it aborts them (safe: a batch is a transaction);
+/// The running projection runner. Dropping it aborts it (safe: a batch is a transaction);
 /// `shutdown` lets the current batch finish first.
 pub struct RunnerHandle {
     stop: watch::Sender<bool>,
-    tasks: Vec<JoinHandle<()>>,
+    task: JoinHandle<()>,
 }
 
 impl RunnerHandle {
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
-        for task in self.tasks.drain(..) {
-            let _ = task.await;
-        }
+        // Awaited in place (the handle is `Drop`); aborting it afterwards is a no-op.
+        let _ = (&mut self.task).await;
     }
 }
 
 impl Drop for RunnerHandle {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.task.abort();
     }
 }
 
-/// Starts the runner of every projection in the background.
+/// Starts the one runner of every read model in the background.
 pub fn spawn_runners(models: ReadModels, store: Arc<dyn Store>) -> RunnerHandle {
     let (stop, stopped) = watch::channel(false);
-    let tasks = vec![tokio::spawn(run(models, store, stopped))];
-    RunnerHandle { stop, tasks }
+    let task = tokio::spawn(run(models, store, stopped));
+    RunnerHandle { stop, task }
 }
 
 /// What one step of a runner did.

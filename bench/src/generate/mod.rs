@@ -183,7 +183,6 @@ pub async fn run(
         let (keys, naming) = (keys.clone(), naming.clone());
         tasks.spawn(async move {
             let mut writer = Writer {
-                store: store.clone(),
                 keys,
                 naming,
                 mix,
@@ -258,7 +257,6 @@ impl Tally {
 
 /// One appender's state.
 struct Writer {
-    store: Arc<dyn Store>,
     keys: Arc<Keys>,
     naming: Naming,
     mix: Mix,
@@ -310,13 +308,14 @@ impl Writer {
     async fn register(&mut self) -> anyhow::Result<()> {
         let id = Uuid::now_v7();
         let user_id = UserId::from_uuid(id);
-        // As a registration does: the key first (one write), then the events sealed under it.
-        let key = Arc::new(
-            self.keys
-                .data
-                .create_key(self.store.as_ref(), user_id)
-                .await?,
-        );
+        // As a registration does: a fresh key, stored by the append that carries the events
+        // sealed under it (`SideWrite::DataKey`), not in a write of its own.
+        let (key, sealed) = self.keys.data.new_key(user_id);
+        let key = Arc::new(key);
+        self.batch.side_writes.push(SideWrite::DataKey {
+            user: user_id,
+            sealed,
+        });
         let n = self.people.len() as u64;
         let drawn = self.rng.gen_bool(0.5);
         let unionid = self.naming.unionid(self.shard, n, drawn);
@@ -513,3 +512,6 @@ impl Batch {
             .fold(batch, AppendBatch::side_write)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -3,8 +3,9 @@
 
 use std::collections::HashSet;
 
-use crate::service::APP_A;
-use crate::simids;
+use infra::wechat::sim;
+
+use crate::service::{APP_A, OPEN_PLATFORM};
 
 /// Whose ids the generated people have.
 #[derive(Debug, Clone)]
@@ -42,7 +43,7 @@ impl Naming {
     /// The person's openid in `appid`: 28 characters, distinct per app, as WeChat's look.
     pub fn openid(&self, shard: u64, n: u64, appid: &str) -> String {
         match self.name(shard, n) {
-            Some(name) => simids::openid(appid, &name),
+            Some(name) => sim::openid(appid, &name),
             None => {
                 let app = if appid == APP_A { 'A' } else { 'B' };
                 format!("o{app}bench{shard:04}{n:017}")
@@ -54,7 +55,7 @@ impl Naming {
     /// simulator's).
     pub fn unionid(&self, shard: u64, n: u64, drawn: bool) -> Option<String> {
         match self.name(shard, n) {
-            Some(name) => Some(simids::unionid(&name)),
+            Some(name) => Some(sim::unionid(OPEN_PLATFORM, &name)),
             None => drawn.then(|| format!("ou_bench_{shard}_{n}")),
         }
     }
@@ -136,7 +137,7 @@ mod tests {
                 None
             ]
         );
-        assert_eq!(naming.openid(2, 1, APP_A), simids::openid(APP_A, "p-s2-1"));
+        assert_eq!(naming.openid(2, 1, APP_A), sim::openid(APP_A, "p-s2-1"));
         assert!(naming.unionid(2, 1, false).is_some());
         assert_eq!(Naming::Own.unionid(2, 1, false), None);
         let people = people.without([(2, 0)]);

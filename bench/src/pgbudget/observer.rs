@@ -57,12 +57,14 @@ impl Observer {
             "SELECT d.xact_commit, d.xact_rollback, \
                     pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8 AS lsn, \
                     pg_snapshot_xmax(pg_current_snapshot())::text::float8 AS xids, \
-                    w.wal_records, w.wal_fpi, w.wal_write, w.wal_sync \
+                    w.wal_records, w.wal_fpi \
              FROM pg_stat_database d, pg_stat_wal w WHERE d.datname = $1",
         )
         .bind(&self.database)
         .fetch_one(&mut self.conn)
         .await?;
+        // NaN (shown as such) where the server no longer counts them in pg_stat_wal.
+        let io = crate::pgserver::wal_io(&mut self.conn).await;
         let mut snapshot = Snapshot {
             statements,
             commits: row.try_get::<i64, _>("xact_commit")? as f64,
@@ -71,8 +73,8 @@ impl Observer {
             xids: row.try_get("xids")?,
             wal_records: row.try_get::<i64, _>("wal_records")? as f64,
             wal_fpi: row.try_get::<i64, _>("wal_fpi")? as f64,
-            wal_writes: row.try_get::<i64, _>("wal_write")? as f64,
-            wal_syncs: row.try_get::<i64, _>("wal_sync")? as f64,
+            wal_writes: io.map_or(f64::NAN, |io| io.writes),
+            wal_syncs: io.map_or(f64::NAN, |io| io.syncs),
             proxy,
             ..Snapshot::default()
         };

@@ -179,7 +179,7 @@ pub(super) fn report(
         (true, "statements sent"),
         (
             false,
-            "inside functions (`append_events`), already counted in the call",
+            "inside functions (`append_event_batches`), already counted in the call",
         ),
     ] {
         let mut by_text: BTreeMap<String, Statement> = BTreeMap::new();

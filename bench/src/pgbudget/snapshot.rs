@@ -9,7 +9,7 @@ use crate::pgproxy::Counts;
 #[derive(Debug, Clone, Default)]
 pub(super) struct Statement {
     pub(super) query: String,
-    /// Sent by the client (false: run inside a function, such as `append_events`; its
+    /// Sent by the client (false: run inside a function, such as `append_event_batches`; its
     /// calls, rows and WAL are already in the calling statement's).
     pub(super) toplevel: bool,
     pub(super) calls: f64,

@@ -1,7 +1,7 @@
 //! SQLite: the embedded default, one service instance.
 //!
-//! Every write goes through a pool of one connection, and appends (and new users' data keys)
-//! go through one writer task that commits whatever queued meanwhile in one `BEGIN IMMEDIATE`
+//! Every write goes through a pool of one connection, and appends (a new user's data key rides
+//! in the registration's append) go through one writer task that commits whatever queued meanwhile in one `BEGIN IMMEDIATE`
 //! transaction (group commit; see `writer`). Writers are serialised, so an
 //! event's position (the rowid) follows commit order. Reads use a separate pool; in WAL mode
 //! they run beside the writer and each statement sees a committed prefix of the log.
@@ -36,7 +36,7 @@ pub struct SqliteStore {
     /// (see `turn`).
     sql: Pools<sqlx::Sqlite>,
     signal: AppendSignal,
-    /// The queue of the task that writes appends and data keys (`writer`).
+    /// The queue of the task that writes appends (`writer`).
     appends: tokio::sync::mpsc::Sender<writer::Job>,
     /// Dropped with the store: stops the WAL checkpointer (`checkpoint::run`).
     _stop_checkpoints: tokio::sync::oneshot::Sender<()>,
@@ -122,27 +122,10 @@ impl SqlStore for SqliteStore {
         let (reply, appended) = tokio::sync::oneshot::channel();
         let gone = || StoreError::SharedWrite("the SQLite writer has stopped".into());
         self.appends
-            .send(writer::Job::Append { batch, reply })
+            .send(writer::Job { batch, reply })
             .await
             .map_err(|_| gone())?;
         appended.await.map_err(|_| gone())?
-    }
-
-    /// Queued for the writer task too: a registration's key commits with the appends of the
-    /// moment (one WAL sync for the group) instead of in a transaction of its own.
-    async fn write_data_key(&self, user: UserId, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
-        let (reply, stored) = tokio::sync::oneshot::channel();
-        let gone = || StoreError::SharedWrite("the SQLite writer has stopped".into());
-        let sealed = sealed.to_vec();
-        self.appends
-            .send(writer::Job::DataKey {
-                user,
-                sealed,
-                reply,
-            })
-            .await
-            .map_err(|_| gone())?;
-        stored.await.map_err(|_| gone())?
     }
 
     /// One statement with a placeholder per stream (SQLite has no arrays).

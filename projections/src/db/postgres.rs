@@ -1,5 +1,5 @@
 //! The read models on PostgreSQL: one pool for reads and writes; transaction-scoped advisory
-//! locks keep one runner per projection across instances.
+//! locks (every projection's, taken by each batch) keep instances from applying a batch twice.
 
 use std::sync::Arc;
 use std::time::Duration;

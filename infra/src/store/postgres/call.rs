@@ -143,8 +143,10 @@ impl<'a> GroupCall<'a> {
         let inline = Inline::of(&prepared.side_writes);
         let key = inline.session_key;
         self.session_key_appids.push(key.map(|(appid, _, _)| appid));
-        self.session_key_openids.push(key.map(|(_, account, _)| account));
-        self.session_key_sealeds.push(key.map(|(_, _, sealed)| sealed));
+        self.session_key_openids
+            .push(key.map(|(_, account, _)| account));
+        self.session_key_sealeds
+            .push(key.map(|(_, _, sealed)| sealed));
         self.data_key_users
             .push(inline.data_key.map(|(user, _)| user));
         self.data_key_sealeds

@@ -16,43 +16,35 @@ impl<B: SqlStore> DataKeyStore for B {
         first(rows).map(|row| row.bytes(0)).transpose()
     }
 
+    /// One statement when the key is new; a second read only when a concurrent insert won.
     async fn insert_data_key(&self, user_id: UserId, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
-        self.write_data_key(user_id, sealed).await
+        let sql = self.sql();
+        let inserted = sql
+            .fetch_written(
+                "INSERT INTO user_data_keys (user_id, sealed_key, created_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (user_id) DO NOTHING RETURNING sealed_key",
+                &[
+                    Arg::user(user_id),
+                    Arg::Bytes(sealed),
+                    Arg::time(Utc::now()),
+                ],
+            )
+            .await?;
+        if let Some(row) = first(inserted) {
+            return row.bytes(0);
+        }
+        // On the writer: SQLite's read pool may not see the rival's insert yet.
+        let rows = sql.fetch_written(DATA_KEY, &[Arg::user(user_id)]).await?;
+        match first(rows) {
+            Some(row) => row.bytes(0),
+            None => Err(StoreError::Corrupt("data key vanished after insert".into())),
+        }
     }
 
     async fn destroy_data_key(&self, user_id: UserId) -> Result<(), StoreError> {
         let sql = "DELETE FROM user_data_keys WHERE user_id = $1";
         self.sql().execute(sql, &[Arg::user(user_id)]).await?;
         Ok(())
-    }
-}
-
-/// `insert_data_key` on the writer: one statement when the key is new (every registration
-/// makes one); a second read only when a concurrent insert won.
-pub(super) async fn insert<S: Sql>(
-    sql: &S,
-    user_id: UserId,
-    sealed: &[u8],
-) -> Result<Vec<u8>, StoreError> {
-    let inserted = sql
-        .fetch_written(
-            "INSERT INTO user_data_keys (user_id, sealed_key, created_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (user_id) DO NOTHING RETURNING sealed_key",
-            &[
-                Arg::user(user_id),
-                Arg::Bytes(sealed),
-                Arg::time(Utc::now()),
-            ],
-        )
-        .await?;
-    if let Some(row) = first(inserted) {
-        return row.bytes(0);
-    }
-    // On the writer: SQLite's read pool may not see the rival's insert yet.
-    let rows = sql.fetch_written(DATA_KEY, &[Arg::user(user_id)]).await?;
-    match first(rows) {
-        Some(row) => row.bytes(0),
-        None => Err(StoreError::Corrupt("data key vanished after insert".into())),
     }
 }
 

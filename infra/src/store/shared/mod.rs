@@ -185,11 +185,6 @@ pub(crate) trait SqlStore: Send + Sync + 'static {
 
     /// Writes the batch (see `EventStore::append`); the events as given, numbered.
     async fn write(&self, batch: AppendBatch) -> Result<Vec<RecordedEvent>, AppendError>;
-    /// Stores a user's sealed data key unless they have one; the key now stored (see
-    /// `DataKeyStore::insert_data_key`). SQLite queues it for its append writer.
-    async fn write_data_key(&self, user: UserId, sealed: &[u8]) -> Result<Vec<u8>, StoreError> {
-        data_keys::insert(self.sql(), user, sealed).await
-    }
     /// After events up to `position` committed and this process's readers were woken: tells
     /// other instances, where there can be any.
     fn announce(&self, _position: i64) {}

@@ -1,6 +1,6 @@
 //! Appends on SQLite: bump each stream's version against its expectation, insert the events,
-//! write the claims and the side writes (a login's session key), all on the single write
-//! connection.
+//! write the claims and the side writes (a login's session key, a new user's data key), all in
+//! the writer task's group transaction on the single write connection.
 //!
 //! sqlx runs each SQLite command on the connection's worker thread, and every command is a
 //! hand-off to that thread and back. Appends are the serialised section of a SQLite service,
@@ -72,6 +72,15 @@ pub(super) async fn write(
             ))
             .into(),
         ));
+    }
+    // Released only now, after the checks above: a failure is always reported while the
+    // savepoint is open, so the writer can roll back to it (an extra command, on the rare
+    // refused path only).
+    if isolated {
+        sqlx::query("RELEASE append")
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| Failure::Other(db(e)))?;
     }
     Ok(written)
 }
@@ -173,13 +182,10 @@ fn scripts(prepared: &PreparedAppend, isolated: bool) -> Result<Vec<Script>, App
         side_write(room(&mut scripts, 4), write)?;
     }
 
-    // Isolated, the append is one savepoint inside its group's transaction.
+    // Isolated, the append is one savepoint inside its group's transaction (`write` releases it).
     if isolated {
         if let Some(first) = scripts.first_mut() {
             first.sql.insert_str(0, "SAVEPOINT append;\n");
-        }
-        if let Some(last) = scripts.last_mut() {
-            last.sql.push_str("RELEASE append;\n");
         }
     }
     let several = scripts.len() > 1;

@@ -39,6 +39,7 @@ use std::time::Duration;
 use domain::AppId;
 use tokio::sync::Semaphore;
 
+pub use people::{openid, unionid};
 use state::State;
 
 /// The simulator's state while its lock is held.

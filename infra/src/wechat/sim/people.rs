@@ -6,12 +6,12 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 
 /// Same person, same app → same openid, like WeChat.
-pub(super) fn openid(appid: &str, user: &str) -> String {
+pub fn openid(appid: &str, user: &str) -> String {
     derive_id('o', "openid", appid, user)
 }
 
 /// Same person, same Open Platform account → same unionid across its apps.
-pub(super) fn unionid(open_platform: &str, user: &str) -> String {
+pub fn unionid(open_platform: &str, user: &str) -> String {
     derive_id('u', "unionid", open_platform, user)
 }
 
