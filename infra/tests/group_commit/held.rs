@@ -27,8 +27,8 @@ async fn postgres() -> Option<(Arc<PostgresStore>, String)> {
     Some((Arc::new(store), url))
 }
 
-/// A stream's row locked by another connection's open transaction: an append to that stream
-/// waits, and with it the group it is in.
+/// A lock held by another connection's open transaction (a stream's row, or the position
+/// reservation's): a call that needs it waits, and with it the group it is in.
 struct RowLock {
     conn: PgConnection,
     pid: i32,
@@ -38,13 +38,26 @@ struct RowLock {
 
 impl RowLock {
     async fn hold(url: &str, stream: &StreamId) -> Self {
+        let lock = sqlx::query("SELECT 1 FROM streams WHERE stream_id = $1 FOR UPDATE")
+            .bind(stream.as_str());
+        Self::taking(url, lock).await
+    }
+
+    /// The position reservation's advisory lock instead: every call waits for it before its
+    /// `lock_timeout` is set, so a call stays in flight for as long as a test needs (a row
+    /// lock would refuse its batch after 200 ms, racing the test on a busy machine).
+    async fn reservation(url: &str) -> Self {
+        let lock = sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(RESERVATION);
+        Self::taking(url, lock).await
+    }
+
+    async fn taking(
+        url: &str,
+        lock: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> Self {
         let mut conn = PgConnection::connect(url).await.unwrap();
         sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
-        sqlx::query("SELECT 1 FROM streams WHERE stream_id = $1 FOR UPDATE")
-            .bind(stream.as_str())
-            .fetch_one(&mut conn)
-            .await
-            .unwrap();
+        lock.execute(&mut conn).await.unwrap();
         let pid = sqlx::query_scalar("SELECT pg_backend_pid()")
             .fetch_one(&mut conn)
             .await
@@ -113,6 +126,7 @@ async fn queue(store: &Arc<PostgresStore>, batches: Vec<AppendBatch>) -> Vec<App
 /// earlier ones' writes, and those that commit take consecutive positions.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_group_refuses_an_append_alone() {
+    let _one_at_a_time = super::ONE_AT_A_TIME.lock().await;
     let Some((store, url)) = postgres().await else {
         return;
     };
@@ -127,7 +141,7 @@ async fn a_group_refuses_an_append_alone() {
     all.push(store.append(held).await.unwrap());
     store.insert_data_key(keyed, b"first key").await.unwrap();
 
-    let mut lock = RowLock::hold(&url, &blocker).await;
+    let mut lock = RowLock::reservation(&url).await;
     let in_flight =
         store
             .clone()
@@ -196,6 +210,7 @@ async fn a_group_refuses_an_append_alone() {
 /// and none of them is written; the writer goes on with the next group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_group_whose_connection_dies_fails_every_append_in_it() {
+    let _one_at_a_time = super::ONE_AT_A_TIME.lock().await;
     let Some((store, url)) = postgres().await else {
         return;
     };
@@ -204,7 +219,7 @@ async fn a_group_whose_connection_dies_fails_every_append_in_it() {
         .append(one(&blocker, ExpectedVersion::NoStream, events(1)))
         .await
         .unwrap();
-    let mut lock = RowLock::hold(&url, &blocker).await;
+    let mut lock = RowLock::reservation(&url).await;
     let in_flight =
         store
             .clone()
@@ -271,6 +286,7 @@ const RESERVATION: i64 = 7594306396727374969;
 /// lock is never released first (before, the whole group waited for it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_waiting_on_an_outside_row_lock_is_refused_alone() {
+    let _one_at_a_time = super::ONE_AT_A_TIME.lock().await;
     let Some((store, url)) = postgres().await else {
         return;
     };

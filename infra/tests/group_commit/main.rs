@@ -2,8 +2,9 @@
 //! every append gets its own answer, a refused one takes none of its neighbours with it, and
 //! readers see each committed event once, in order.
 //!
-//! The PostgreSQL-only tests hold a group in flight with a row lock taken from another
-//! connection, so what queues behind it is known without timing anything.
+//! The PostgreSQL-only tests hold a call in flight with the position reservation's advisory
+//! lock taken from another connection, so what queues behind it is known without timing
+//! anything (a row lock would refuse its batch after the call's 200 ms `lock_timeout`).
 
 // A failed unwrap is a failed test; the helpers outside `#[test]` functions are test code too.
 #![allow(clippy::unwrap_used)]
@@ -24,6 +25,11 @@ use tokio::sync::Barrier;
 use uuid::Uuid;
 
 mod held;
+
+/// The tests of this binary one at a time: the held tests take the position reservation's
+/// advisory lock, which is one for the whole database (migration 0001), so another test's
+/// calls would wait behind it and be taken for the call in flight.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 both_backends!(
     Db:
@@ -93,6 +99,7 @@ async fn log_is_exactly(store: &dyn EventStore, appended: &[Vec<RecordedEvent>])
 /// Free appends, rivals for one stream and rivals for one claim, all at once: the free ones
 /// all commit, one rival of each kind wins and the others are told why.
 async fn concurrent_appends_each_get_their_own_answer(db: Db) {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     const FREE: usize = 24;
     const RIVALS: usize = 8;
     let start = Arc::new(Barrier::new(FREE + 2 * RIVALS));
@@ -165,6 +172,7 @@ async fn concurrent_appends_each_get_their_own_answer(db: Db) {
 /// Concurrent appends that all commit take every position from 1 on: grouping them leaves no
 /// hole in the log.
 async fn appends_that_all_commit_leave_no_gap(db: Db) {
+    let _one_at_a_time = ONE_AT_A_TIME.lock().await;
     const APPENDS: usize = 32;
     let start = Arc::new(Barrier::new(APPENDS));
     let appends: Vec<_> = (0..APPENDS)
