@@ -5,8 +5,7 @@
 // A failed unwrap is a failed test; the helpers outside `#[test]` functions are test code too.
 #![allow(clippy::unwrap_used)]
 
-use chrono::Utc;
-use domain::{AppId, Claim, EventId, Metadata, OpenId, UserId};
+use domain::{AppId, Claim, OpenId, UserId};
 use infra::crypto::MasterKey;
 use infra::personal_data::{LookupIndex, PersonalData};
 use infra::store::{AppendBatch, AppendError, ClaimKey, ExpectedVersion, NewEvent, StoreError};
@@ -23,14 +22,7 @@ both_backends!(
 );
 
 fn event(event_type: &str) -> NewEvent {
-    NewEvent {
-        event_id: EventId::from_uuid(Uuid::now_v7()),
-        event_type: event_type.to_owned(),
-        schema_version: 1,
-        occurred_at: Utc::now(),
-        payload: json!({}),
-        metadata: Metadata::system(Uuid::now_v7()),
-    }
+    testkit::bare_event(event_type)
 }
 
 fn account(index: &LookupIndex, openid: &str) -> ClaimKey {

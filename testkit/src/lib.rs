@@ -413,3 +413,16 @@ pub fn run_ok(command: &mut Command, what: &str) -> Output {
 fn is_sqlite(url: &str) -> bool {
     backend_of(url) == Backend::Sqlite
 }
+
+/// An event of `event_type` with an empty payload and system metadata, for store tests that
+/// care where events go, not what they say.
+pub fn bare_event(event_type: &str) -> infra::store::NewEvent {
+    infra::store::NewEvent {
+        event_id: domain::EventId::from_uuid(uuid::Uuid::now_v7()),
+        event_type: event_type.to_owned(),
+        schema_version: 1,
+        occurred_at: chrono::Utc::now(),
+        payload: serde_json::json!({}),
+        metadata: domain::Metadata::system(uuid::Uuid::now_v7()),
+    }
+}

@@ -12,14 +12,12 @@
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use domain::{AppId, Claim, EventId, Metadata, OpenId, StreamId, UserId};
+use domain::{AppId, Claim, OpenId, StreamId, UserId};
 use infra::crypto::MasterKey;
 use infra::personal_data::LookupIndex;
 use infra::store::{
     AppendBatch, AppendError, ClaimKey, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
 };
-use serde_json::json;
 use testkit::{both_backends, TestDb as Db};
 use tokio::sync::Barrier;
 use uuid::Uuid;
@@ -38,14 +36,7 @@ both_backends!(
 );
 
 fn event(event_type: &str) -> NewEvent {
-    NewEvent {
-        event_id: EventId::from_uuid(Uuid::now_v7()),
-        event_type: event_type.to_owned(),
-        schema_version: 1,
-        occurred_at: Utc::now(),
-        payload: json!({}),
-        metadata: Metadata::system(Uuid::now_v7()),
-    }
+    testkit::bare_event(event_type)
 }
 
 fn events(n: usize) -> Vec<NewEvent> {
