@@ -60,7 +60,7 @@ impl UserPath {
     }
 }
 
-fn appid(raw: Option<String>) -> Result<Option<String>, ApiError> {
+pub(crate) fn appid(raw: Option<String>) -> Result<Option<String>, ApiError> {
     raw.map(|a| {
         AppId::parse(&a).map(|_| a).map_err(|_| {
             ApiError::InvalidRequest("appid must be wx followed by 16 hex characters".into())
@@ -173,7 +173,8 @@ pub struct LoginsQuery {
 }
 
 impl LoginsQuery {
-    fn parse(self) -> Result<(LoginFilter, projections::PageRequest), ApiError> {
+    /// The filter and page, validated (also the console's login history and its CSV).
+    pub(crate) fn parse(self) -> Result<(LoginFilter, projections::PageRequest), ApiError> {
         let from = query::instant("from", self.from.as_deref())?;
         let to = query::instant("to", self.to.as_deref())?;
         query::ordered(from, to)?;
@@ -285,23 +286,31 @@ async fn audit(
     _: Scoped<AdminRead>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Page<AuditRecord>>, ApiError> {
-    let from = query::instant("from", q.from.as_deref())?;
-    let to = query::instant("to", q.to.as_deref())?;
-    query::ordered(from, to)?;
-    let page = q.page.parse()?;
-    let filter = AuditFilter {
-        user_id: q
-            .user_id
-            .as_deref()
-            .map(user_id)
-            .transpose()?
-            .map(|id| id.as_uuid()),
-        actor: q.actor,
-        action: q.action,
-        from,
-        to,
-    };
+    let (filter, page) = q.parse()?;
     Ok(Json(lookup::audit(&state, &filter, &page).await?))
+}
+
+impl AuditQuery {
+    /// The filter and page, validated (also the console's audit log and its CSV).
+    pub(crate) fn parse(self) -> Result<(AuditFilter, projections::PageRequest), ApiError> {
+        let from = query::instant("from", self.from.as_deref())?;
+        let to = query::instant("to", self.to.as_deref())?;
+        query::ordered(from, to)?;
+        let page = self.page.parse()?;
+        let filter = AuditFilter {
+            user_id: self
+                .user_id
+                .as_deref()
+                .map(user_id)
+                .transpose()?
+                .map(|id| id.as_uuid()),
+            actor: self.actor,
+            action: self.action,
+            from,
+            to,
+        };
+        Ok((filter, page))
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
