@@ -351,6 +351,6 @@ async fn timeline(state: &AppState, id: UserId) -> Result<(Vec<TimelineEntry>, b
             details,
         }
     }));
-    entries.sort_by(|a, b| (b.at, b.position).cmp(&(a.at, a.position)));
+    entries.sort_by_key(|e| std::cmp::Reverse((e.at, e.position)));
     Ok((entries, cut))
 }
