@@ -161,7 +161,10 @@ async fn the_dashboard_shows_the_days_logins_actives_and_failures(world: World) 
     assert!(today.contains("class=\"logins\">4<"), "{today:.300}");
     assert!(today.contains("class=\"new-users\">3<"), "{today:.300}");
     assert!(today.contains("class=\"active-users\">3<"), "{today:.300}");
-    assert!(page.contains("data-reason=\"invalid_code\""), "a refused login by reason");
+    assert!(
+        page.contains("data-reason=\"invalid_code\""),
+        "a refused login by reason"
+    );
     assert!(page.contains("data-projection=\"login_history\""));
     assert!(page.contains("id=\"relay-not-configured\""));
 
@@ -214,7 +217,9 @@ async fn login_history_filters_pages_and_exports_safe_csv(world: World) {
 
     // The export link carries the filter.
     let export = attribute_after(
-        &console.page(&format!("/console/logins?appid={APP_B}")).await,
+        &console
+            .page(&format!("/console/logins?appid={APP_B}"))
+            .await,
         "id=\"export-csv\" href=\"",
     )
     .expect("an export link");
@@ -285,7 +290,9 @@ async fn the_events_page_shows_the_redacted_log_by_type_and_app(world: World) {
     assert!(!all.contains(openid));
     assert!(all.contains(logins[0].user_id.as_str()));
 
-    let logged_in = console.page("/console/events?type=UserLoggedIn&lang=zh-CN").await;
+    let logged_in = console
+        .page("/console/events?type=UserLoggedIn&lang=zh-CN")
+        .await;
     assert_eq!(rows(&logged_in, "event"), 4);
     assert_eq!(logged_in.matches("data-type=\"UserLoggedIn\"").count(), 4);
     let in_b = console
@@ -294,8 +301,11 @@ async fn the_events_page_shows_the_redacted_log_by_type_and_app(world: World) {
     assert_eq!(rows(&in_b, "event"), 1);
 
     // Paging by position: after the first login, three remain.
-    let first = attribute_after(&logged_in, "<tr class=\"event\" data-type=\"UserLoggedIn\" data-position=\"")
-        .expect("a position");
+    let first = attribute_after(
+        &logged_in,
+        "<tr class=\"event\" data-type=\"UserLoggedIn\" data-position=\"",
+    )
+    .expect("a position");
     let rest = console
         .page(&format!("/console/events?type=UserLoggedIn&after={first}"))
         .await;
@@ -312,7 +322,11 @@ async fn a_key_created_in_the_console_is_shown_once_and_works(world: World) {
     let answer = console
         .post(
             "/console/keys",
-            &[("name", "support desk"), ("scope", "admin:read"), ("scope", "events:read")],
+            &[
+                ("name", "support desk"),
+                ("scope", "admin:read"),
+                ("scope", "events:read"),
+            ],
         )
         .await;
     assert_eq!(answer.status(), 200);
@@ -345,7 +359,11 @@ async fn a_key_created_in_the_console_is_shown_once_and_works(world: World) {
         vec![("name", ""), ("scope", "admin:read")],
         vec![("name", "x"), ("scope", "root")],
     ] {
-        assert_eq!(console.post("/console/keys", &bad).await.status(), 400, "{bad:?}");
+        assert_eq!(
+            console.post("/console/keys", &bad).await.status(),
+            400,
+            "{bad:?}"
+        );
     }
 
     // Revoke behind a confirmation.
@@ -359,7 +377,10 @@ async fn a_key_created_in_the_console_is_shown_once_and_works(world: World) {
     assert_eq!(revoked.status(), 303);
     assert_eq!(world.get_as(&token, "/v1/admin/logins").await.status(), 401);
     assert_eq!(
-        console.get("/console/keys/0123456789abcdef/revoke").await.status(),
+        console
+            .get("/console/keys/0123456789abcdef/revoke")
+            .await
+            .status(),
         404
     );
 }
@@ -375,7 +396,10 @@ async fn a_read_only_session_sees_no_key_forms_and_its_posts_are_refused(world: 
     assert!(!keys.contains("create-key-form"));
     assert!(!keys.contains("class=\"revoke-key\""));
     let create = console
-        .post("/console/keys", &[("name", "mine"), ("scope", "admin:read")])
+        .post(
+            "/console/keys",
+            &[("name", "mine"), ("scope", "admin:read")],
+        )
         .await;
     assert_eq!(create.status(), 403);
     let revoke = console
@@ -390,7 +414,10 @@ async fn a_read_only_session_sees_no_key_forms_and_its_posts_are_refused(world: 
     let keys = console.page("/console/keys").await;
     assert!(keys.contains("value=\"admin:write\"") && !keys.contains("value=\"events:read\""));
     let escalate = console
-        .post("/console/keys", &[("name", "more"), ("scope", "events:read")])
+        .post(
+            "/console/keys",
+            &[("name", "more"), ("scope", "events:read")],
+        )
         .await;
     assert_eq!(escalate.status(), 403);
 }

@@ -96,7 +96,9 @@ impl Chart {
                 }
             }
         }
-        let y_ticks = [0, top / 2, top]
+        let mut tick_values = vec![0, top / 2, top];
+        tick_values.dedup();
+        let y_ticks = tick_values
             .into_iter()
             .map(|value| Tick {
                 at: round(y_of(value)),
@@ -162,7 +164,15 @@ mod tests {
 
     #[test]
     fn the_axis_ends_at_a_round_number_at_or_above_the_maximum() {
-        let cases = [(0, 1), (1, 1), (2, 2), (3, 5), (7, 10), (11, 20), (230, 500)];
+        let cases = [
+            (0, 1),
+            (1, 1),
+            (2, 2),
+            (3, 5),
+            (7, 10),
+            (11, 20),
+            (230, 500),
+        ];
         for (max, ceiling) in cases {
             assert_eq!(nice_ceiling(max), ceiling, "{max}");
         }
@@ -189,7 +199,10 @@ mod tests {
         assert_eq!(chart.dots.len(), 30);
         assert_eq!(chart.polyline.split(' ').count(), 30);
         assert!(chart.x_labels.len() <= MAX_X_LABELS + 1);
-        assert_eq!(chart.x_labels.last().map(|t| t.text.as_str()), Some("11-30"));
+        assert_eq!(
+            chart.x_labels.last().map(|t| t.text.as_str()),
+            Some("11-30")
+        );
     }
 
     #[test]
@@ -201,8 +214,15 @@ mod tests {
         assert!(svg.starts_with("<svg"), "{svg}");
         assert!(!svg.contains("<script"), "{svg}");
         assert!(!svg.contains("style="), "{svg}");
-        assert!(svg.contains("&lt;script&gt;: 1"), "{svg}");
-        let empty = Chart::new("nothing", Shape::Line, &[]).render().expect("renders");
+        assert!(svg.contains("&#60;script&#62;: 1"), "{svg}");
+        assert_eq!(
+            svg.matches("class=\"tick\"").count(),
+            3,
+            "0 and 1, and one day"
+        );
+        let empty = Chart::new("nothing", Shape::Line, &[])
+            .render()
+            .expect("renders");
         assert!(empty.contains("</svg>"));
     }
 }

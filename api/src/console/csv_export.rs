@@ -157,9 +157,6 @@ mod tests {
             .await
             .expect("body");
         let text = std::str::from_utf8(&body[3..]).expect("UTF-8");
-        assert_eq!(
-            text,
-            "a,b\n\"'=cmd|' /C calc'!A0\",\"x,\"\"y\"\"\nz\"\n"
-        );
+        assert_eq!(text, "a,b\n'=cmd|' /C calc'!A0,\"x,\"\"y\"\"\nz\"\n");
     }
 }

@@ -51,7 +51,7 @@ pub async fn show(
 ) -> Result<Response, ApiError> {
     let selected = appid(query.appid)?;
     let days = query::count("days", query.days.as_deref(), DEFAULT_DAYS, MAX_DAYS)?;
-    let today = state.clock.now().date_naive();
+    let today = state.stats_day(state.clock.now());
     let data = DashboardData::load(&state, selected.as_deref(), days, today).await?;
     let t = lang.messages();
     let per_day = |value: fn(&super::dashboard_data::DayTotals) -> i64| -> Vec<(String, i64)> {
@@ -67,7 +67,11 @@ pub async fn show(
         .map(|(reason, n)| (t.reason(reason).to_owned(), *n))
         .collect();
     page(&DashboardPage {
-        logins_chart: render(Chart::new(t.logins_per_day, Shape::Bars, &per_day(|d| d.logins)))?,
+        logins_chart: render(Chart::new(
+            t.logins_per_day,
+            Shape::Bars,
+            &per_day(|d| d.logins),
+        ))?,
         new_users_chart: render(Chart::new(
             t.new_users_per_day,
             Shape::Bars,

@@ -55,9 +55,12 @@ impl DashboardData {
         let from = today - Duration::days(i64::from(days.max(1)) - 1);
         let records = lookup::daily_stats(state, appid, Some(from), Some(today)).await?;
         let actives = Actives {
-            dau: 0,
-            wau: 0,
-            mau: 0,
+            dau: state.read_models.active_users_over(appid, today, 1).await?,
+            wau: state.read_models.active_users_over(appid, today, 7).await?,
+            mau: state
+                .read_models
+                .active_users_over(appid, today, 30)
+                .await?,
         };
         let projections = state.read_models.status().await?;
         let head = projections.iter().map(|p| p.head).max().unwrap_or(0);
@@ -120,7 +123,10 @@ mod tests {
             logins,
             active_users: 1,
             new_users: 1,
-            rejected_logins: rejected.iter().map(|(r, n)| ((*r).to_owned(), *n)).collect(),
+            rejected_logins: rejected
+                .iter()
+                .map(|(r, n)| ((*r).to_owned(), *n))
+                .collect(),
         }
     }
 

@@ -70,7 +70,11 @@ pub struct EventPage {
 }
 
 /// Up to [`PAGE_SIZE`] matching events after position `after`.
-pub async fn page(store: &dyn Store, after: i64, filter: &EventFilter) -> Result<EventPage, ApiError> {
+pub async fn page(
+    store: &dyn Store,
+    after: i64,
+    filter: &EventFilter,
+) -> Result<EventPage, ApiError> {
     let mut rows = Vec::new();
     let (mut cursor, mut scanned) = (after, 0usize);
     loop {
@@ -114,7 +118,10 @@ fn row(event: &infra::store::RecordedEvent) -> Result<EventRow, ApiError> {
         stream_id: event.stream_id.as_str().to_owned(),
         appid: text("appid"),
         user_id: text("user_id"),
-        payload: view.get("payload").map(Value::to_string).unwrap_or_default(),
+        payload: view
+            .get("payload")
+            .map(Value::to_string)
+            .unwrap_or_default(),
     })
 }
 

@@ -96,20 +96,26 @@ mod tests {
         assert_eq!(filters.query.cursor, None);
         assert_eq!(filters.links.value("appid"), "wxa");
         assert_eq!(filters.links.value("to"), "");
-        let error = Filters::<Strict>::parse(Some("bogus=1")).err().expect("refused");
+        let error = Filters::<Strict>::parse(Some("bogus=1"))
+            .err()
+            .expect("refused");
         assert!(matches!(error, ApiError::InvalidRequest(d) if d.contains("bogus")));
         assert!(Filters::<Strict>::parse(None).is_ok());
     }
 
     #[test]
     fn links_keep_the_filter_and_replace_the_paging() {
-        let filters = Filters::<Strict>::parse(Some("appid=wx%26a&cursor=c1")).expect("ok").links;
+        let filters = Filters::<Strict>::parse(Some("appid=wx%26a&cursor=c1"))
+            .expect("ok")
+            .links;
         assert_eq!(
             filters.link("/console/logins", &[("cursor", "c 2")]),
             "/console/logins?appid=wx%26a&cursor=c+2"
         );
         assert_eq!(filters.link("/x.csv", &[]), "/x.csv?appid=wx%26a");
-        let none = Filters::<Strict>::parse(Some("cursor=c1")).expect("ok").links;
+        let none = Filters::<Strict>::parse(Some("cursor=c1"))
+            .expect("ok")
+            .links;
         assert_eq!(none.link("/x.csv", &[]), "/x.csv");
     }
 }

@@ -69,8 +69,15 @@ pub async fn logins_csv(
     csv_export::export(
         "logins",
         &[
-            "occurred_at", "position", "user_id", "appid", "openid", "client_ip", "device",
-            "is_new_user", "session_id",
+            "occurred_at",
+            "position",
+            "user_id",
+            "appid",
+            "openid",
+            "client_ip",
+            "device",
+            "is_new_user",
+            "session_id",
         ],
         move |page| async move { Ok(lookup::logins(state, None, filter, &page).await?) },
         |l: &LoginRecord| {
@@ -155,8 +162,15 @@ pub async fn audit_csv(
     csv_export::export(
         "audit",
         &[
-            "occurred_at", "position", "actor", "action", "target", "stream_id", "appid",
-            "client_ip", "details",
+            "occurred_at",
+            "position",
+            "actor",
+            "action",
+            "target",
+            "stream_id",
+            "appid",
+            "client_ip",
+            "details",
         ],
         move |page| async move { Ok(lookup::audit(state, filter, &page).await?) },
         |a: &AuditRecord| {

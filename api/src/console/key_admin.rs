@@ -38,7 +38,9 @@ pub fn granted_scopes(
 /// A key's name: 1 to [`MAX_NAME_CHARS`] characters, no control characters, trimmed.
 pub fn key_name(raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
-    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS || name.chars().any(char::is_control)
+    if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
+        || name.chars().any(char::is_control)
     {
         return Err(ApiError::InvalidRequest(format!(
             "the name must be 1 to {MAX_NAME_CHARS} characters, without control characters"

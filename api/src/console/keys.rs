@@ -60,9 +60,18 @@ pub async fn create(
 ) -> Result<Response, ApiError> {
     let session = posted.session;
     session.require(Scope::AdminWrite)?;
-    let field = |name: &str| posted.form.iter().filter(move |(k, _)| k == name).map(|(_, v)| v);
-    let name = key_admin::key_name(field("name").next().map_or("", String::as_str))?;
-    let requested: Vec<String> = field("scope").take(Scope::ALL.len() + 1).cloned().collect();
+    let form = &posted.form;
+    let name = form
+        .iter()
+        .find(|(k, _)| k == "name")
+        .map_or("", |(_, v)| v.as_str());
+    let name = key_admin::key_name(name)?;
+    let requested: Vec<String> = form
+        .iter()
+        .filter(|(k, _)| k == "scope")
+        .take(Scope::ALL.len() + 1)
+        .map(|(_, v)| v.clone())
+        .collect();
     let scopes = key_admin::granted_scopes(&session.scopes, &requested)?;
     let key = key_admin::create(state.store.as_ref(), &name, scopes, state.clock.now()).await?;
     page(&KeyCreatedPage {
@@ -111,8 +120,16 @@ pub async fn revoke(
         return Ok(Redirect::to("/console/keys").into_response());
     }
     session.end(&state).await?;
-    let cookie = cookies::set(cookies::session_cookie_name(session.https), None, session.https);
-    Ok(([(header::SET_COOKIE, cookie)], Redirect::to("/console/sign-in")).into_response())
+    let cookie = cookies::set(
+        cookies::session_cookie_name(session.https),
+        None,
+        session.https,
+    );
+    Ok((
+        [(header::SET_COOKIE, cookie)],
+        Redirect::to("/console/sign-in"),
+    )
+        .into_response())
 }
 
 /// The stored key `key_id` names (16 hex digits, as lists show it), else 404.
@@ -120,9 +137,5 @@ async fn stored(state: &AppState, key_id: &str) -> Result<StoredApiKey, ApiError
     if key_id.len() != 16 || !key_id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ApiError::NotFound);
     }
-    state
-        .store
-        .api_key(key_id)
-        .await?
-        .ok_or(ApiError::NotFound)
+    state.store.api_key(key_id).await?.ok_or(ApiError::NotFound)
 }
