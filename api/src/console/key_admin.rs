@@ -79,7 +79,7 @@ pub async fn revoke(
 /// One key of the list, newest first, without its hash.
 pub async fn list(store: &dyn Store) -> Result<Vec<StoredApiKey>, ApiError> {
     let mut keys = store.api_keys().await?;
-    keys.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    keys.sort_by_key(|key| std::cmp::Reverse(key.created_at));
     for key in &mut keys {
         key.secret_hash.clear();
     }
