@@ -310,10 +310,10 @@ async fn audit(
 pub struct StatsQuery {
     #[param(pattern = "^wx[0-9a-fA-F]{16}$")]
     appid: Option<String>,
-    /// First UTC day (default: 29 days before `to`).
+    /// First day (default: 29 days before `to`).
     #[param(value_type = Option<String>, format = Date)]
     from: Option<String>,
-    /// Last UTC day (default: today).
+    /// Last day (default: today in `IDENTITY_STATS_TIMEZONE`).
     #[param(value_type = Option<String>, format = Date)]
     to: Option<String>,
 }
@@ -321,9 +321,11 @@ pub struct StatsQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DailyStats {
     pub days: Vec<DailyStatsRecord>,
+    /// The IANA zone the days start in (`IDENTITY_STATS_TIMEZONE`), e.g. `Asia/Shanghai`.
+    pub timezone: String,
 }
 
-/// Days are UTC. Without `from`/`to`: the last 30 days.
+/// Days start at midnight in `IDENTITY_STATS_TIMEZONE`. Without `from`/`to`: the last 30 days.
 #[utoipa::path(
     get,
     path = "/v1/admin/stats/daily",
@@ -332,7 +334,8 @@ pub struct DailyStats {
     security(("api_key" = ["admin:read"])),
     summary = "Daily statistics",
     description = "Logins, active users, new users and refused logins by reason \
-        (`rejected_logins`) per app per UTC day; the last 30 days \
+        (`rejected_logins`) per app per day, days starting at midnight in \
+        `IDENTITY_STATS_TIMEZONE` (default UTC; named in `timezone`); the last 30 days \
         unless `from`/`to` say otherwise, at most 366 days. Requires an API key with the \
         `admin:read` scope.",
     responses(
@@ -351,7 +354,10 @@ async fn daily_stats(
     let from = query::day("from", q.from.as_deref())?;
     let appid = appid(q.appid)?;
     let days = lookup::daily_stats(&state, appid.as_deref(), from, to).await?;
-    Ok(Json(DailyStats { days }))
+    Ok(Json(DailyStats {
+        days,
+        timezone: state.stats_timezone.name().to_owned(),
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
