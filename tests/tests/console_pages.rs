@@ -150,7 +150,10 @@ async fn the_dashboard_shows_the_days_logins_actives_and_failures(world: World) 
         assert!(page.contains(&format!("id=\"{section}\"")), "#{section}");
     }
     assert!(!page.contains("<script>"), "no inline script");
-    assert!(page.contains("data-refresh=\"30\""), "the script reloads it every 30 s");
+    assert!(
+        page.contains("data-refresh=\"30\""),
+        "the script reloads it every 30 s"
+    );
     assert_eq!(page.matches("<svg").count(), 4, "four charts");
     assert_eq!(text_of(&page, "dau"), "3");
     assert_eq!(text_of(&page, "wau"), "3");
