@@ -45,6 +45,10 @@ pub struct Config {
     pub session_max_age_secs: u64,
     /// A session's idle lifetime, from its latest refresh (or login).
     pub session_idle_secs: u64,
+    /// A console session ends this long after its last request.
+    pub console_idle_secs: u64,
+    /// A console session ends this long after its sign-in, however busy.
+    pub console_max_age_secs: u64,
     /// Logins per minute per client IP; 0 turns the limit off.
     pub login_rate_per_minute: u32,
     /// Proxies whose `X-Forwarded-For` we believe (CIDRs); none by default.
@@ -85,6 +89,9 @@ pub struct Config {
     /// `None`: `http://{the bound listen address}`.
     #[serde(default)]
     pub public_url: Option<PublicUrl>,
+    /// `IDENTITY_STATS_TIMEZONE`: the IANA zone whose midnight starts a day in the daily
+    /// stats and the refused-login tallies.
+    pub stats_timezone: StatsTimeZone,
 }
 
 impl std::fmt::Debug for Config {
@@ -108,6 +115,8 @@ impl std::fmt::Debug for Config {
             .field("signing_key_reload_secs", &self.signing_key_reload_secs)
             .field("session_max_age_secs", &self.session_max_age_secs)
             .field("session_idle_secs", &self.session_idle_secs)
+            .field("console_idle_secs", &self.console_idle_secs)
+            .field("console_max_age_secs", &self.console_max_age_secs)
             .field("login_rate_per_minute", &self.login_rate_per_minute)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("max_connections", &self.max_connections)
@@ -122,6 +131,7 @@ impl std::fmt::Debug for Config {
             .field("push_tokens", &self.push_tokens)
             .field("content_checks_disabled", &self.content_checks_disabled)
             .field("public_url", &self.public_url)
+            .field("stats_timezone", &self.stats_timezone)
             .finish()
     }
 }
@@ -139,6 +149,8 @@ struct Defaults {
     signing_key_reload_secs: u64,
     session_max_age_secs: u64,
     session_idle_secs: u64,
+    console_idle_secs: u64,
+    console_max_age_secs: u64,
     login_rate_per_minute: u32,
     trusted_proxies: &'static str,
     max_connections: usize,
@@ -150,6 +162,7 @@ struct Defaults {
     max_streams_per_key: usize,
     auth_failures_per_minute: u32,
     rejection_retention_days: u32,
+    stats_timezone: &'static str,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -163,6 +176,8 @@ const DEFAULTS: Defaults = Defaults {
     signing_key_reload_secs: 30,
     session_max_age_secs: 30 * 24 * 3600,
     session_idle_secs: 7 * 24 * 3600,
+    console_idle_secs: 30 * 60,
+    console_max_age_secs: 12 * 3600,
     login_rate_per_minute: 120,
     trusted_proxies: "",
     max_connections: 10_000,
@@ -174,6 +189,7 @@ const DEFAULTS: Defaults = Defaults {
     max_streams_per_key: 4,
     auth_failures_per_minute: 10,
     rejection_retention_days: 30,
+    stats_timezone: "UTC",
 };
 
 /// Environment variables read as settings; anything else `IDENTITY_*` (like `IDENTITY_CONFIG`
@@ -194,6 +210,8 @@ const ENV_KEYS: &[&str] = &[
     "signing_key_reload_secs",
     "session_max_age_secs",
     "session_idle_secs",
+    "console_idle_secs",
+    "console_max_age_secs",
     "login_rate_per_minute",
     "trusted_proxies",
     "max_connections",
@@ -210,6 +228,7 @@ const ENV_KEYS: &[&str] = &[
     "push_tokens",
     "content_checks_disabled",
     "public_url",
+    "stats_timezone",
 ];
 
 /// Read only to refuse it: it trusted the leftmost, client-written `X-Forwarded-For` entry.
@@ -222,16 +241,17 @@ pub const MIN_SECRET_CHARS: usize = 32;
 impl Config {
     /// The session lifetimes; refuses zero (every session would be over at once).
     pub fn session_lifetime(&self) -> anyhow::Result<domain::SessionLifetime> {
-        let secs = |name: &str, value: u64| -> anyhow::Result<chrono::Duration> {
-            anyhow::ensure!(value > 0, "{name} must be at least 1 second");
-            i64::try_from(value)
-                .ok()
-                .and_then(chrono::Duration::try_seconds)
-                .ok_or_else(|| anyhow::anyhow!("{name} is too large"))
-        };
         Ok(domain::SessionLifetime {
-            max_age: secs("IDENTITY_SESSION_MAX_AGE_SECS", self.session_max_age_secs)?,
-            idle: secs("IDENTITY_SESSION_IDLE_SECS", self.session_idle_secs)?,
+            max_age: lifetime("IDENTITY_SESSION_MAX_AGE_SECS", self.session_max_age_secs)?,
+            idle: lifetime("IDENTITY_SESSION_IDLE_SECS", self.session_idle_secs)?,
+        })
+    }
+
+    /// The console sessions' lifetimes; refuses zero.
+    pub fn console_lifetime(&self) -> anyhow::Result<crate::console::ConsoleLifetime> {
+        Ok(crate::console::ConsoleLifetime {
+            idle: lifetime("IDENTITY_CONSOLE_IDLE_SECS", self.console_idle_secs)?,
+            max_age: lifetime("IDENTITY_CONSOLE_MAX_AGE_SECS", self.console_max_age_secs)?,
         })
     }
 
@@ -316,6 +336,15 @@ impl Config {
     }
 }
 
+/// A lifetime setting in seconds: at least one (zero would end everything at once).
+fn lifetime(name: &str, value: u64) -> anyhow::Result<chrono::Duration> {
+    anyhow::ensure!(value > 0, "{name} must be at least 1 second");
+    i64::try_from(value)
+        .ok()
+        .and_then(chrono::Duration::try_seconds)
+        .ok_or_else(|| anyhow::anyhow!("{name} is too large"))
+}
+
 /// `IDENTITY_PUBLIC_URL`: an http(s) URL with a host and no query, fragment or credentials,
 /// kept without its trailing slash so paths append to it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -355,6 +384,29 @@ impl std::fmt::Display for PublicUrl {
 }
 
 impl<'de> Deserialize<'de> for PublicUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `IDENTITY_STATS_TIMEZONE`: an IANA zone name (`Asia/Shanghai`, `UTC`), looked up in the
+/// tz database compiled into the binary (no `/usr/share/zoneinfo` needed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsTimeZone(pub chrono_tz::Tz);
+
+impl StatsTimeZone {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        name.trim().parse().map(Self).map_err(|_| {
+            format!(
+                "IDENTITY_STATS_TIMEZONE: {:?} is not an IANA time zone name (e.g. UTC, \
+                 Asia/Shanghai)",
+                name.chars().take(64).collect::<String>()
+            )
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for StatsTimeZone {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
@@ -568,6 +620,23 @@ mod tests {
             PublicUrl::of_listener(addr).as_str(),
             "http://127.0.0.1:9000"
         );
+    }
+
+    #[test]
+    fn the_stats_time_zone_is_an_iana_name_utc_by_default() {
+        figment::Jail::expect_with(|jail| {
+            let config = Config::load(None).map_err(|e| *e)?;
+            assert_eq!(config.stats_timezone.0, chrono_tz::UTC);
+            jail.set_env("IDENTITY_STATS_TIMEZONE", "Asia/Shanghai");
+            let config = Config::load(None).map_err(|e| *e)?;
+            assert_eq!(config.stats_timezone.0, chrono_tz::Asia::Shanghai);
+            for bad in ["Mars/Olympus", "", "+08:00", "CST-8-but-longer"] {
+                jail.set_env("IDENTITY_STATS_TIMEZONE", bad);
+                let error = Config::load(None).expect_err("refused").to_string();
+                assert!(error.contains("IDENTITY_STATS_TIMEZONE"), "{bad}: {error}");
+            }
+            Ok(())
+        });
     }
 
     #[test]

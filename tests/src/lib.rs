@@ -6,6 +6,7 @@
 mod answers;
 mod cloud;
 mod conformance;
+pub mod console;
 mod log;
 pub mod node;
 mod requests;
