@@ -17,8 +17,8 @@ document.addEventListener("DOMContentLoaded", function () {
       if (document.visibilityState === "visible" && !busy) { location.reload(); }
     }, every);
   }
-  document.querySelectorAll("time").forEach(function (t) {
-    var at = new Date(t.textContent.trim().replace(" ", "T") + "Z");
+  document.querySelectorAll("time[datetime]").forEach(function (t) {
+    var at = new Date(t.getAttribute("datetime"));
     if (!isNaN(at.getTime())) { t.title = at.toLocaleString(); }
   });
 });
