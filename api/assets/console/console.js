@@ -1,5 +1,5 @@
-// The identity console works without this script; it only spares double submissions and
-// shows each time in the browser's own zone as a tooltip.
+// The identity console works without this script; it only spares double submissions, reloads
+// the dashboard now and then and shows each time in the browser's own zone as a tooltip.
 "use strict";
 document.addEventListener("DOMContentLoaded", function () {
   document.querySelectorAll("form[method=post]").forEach(function (form) {
