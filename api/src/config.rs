@@ -45,6 +45,10 @@ pub struct Config {
     pub session_max_age_secs: u64,
     /// A session's idle lifetime, from its latest refresh (or login).
     pub session_idle_secs: u64,
+    /// A console session ends this long after its last request.
+    pub console_idle_secs: u64,
+    /// A console session ends this long after its sign-in, however busy.
+    pub console_max_age_secs: u64,
     /// Logins per minute per client IP; 0 turns the limit off.
     pub login_rate_per_minute: u32,
     /// Proxies whose `X-Forwarded-For` we believe (CIDRs); none by default.
@@ -108,6 +112,8 @@ impl std::fmt::Debug for Config {
             .field("signing_key_reload_secs", &self.signing_key_reload_secs)
             .field("session_max_age_secs", &self.session_max_age_secs)
             .field("session_idle_secs", &self.session_idle_secs)
+            .field("console_idle_secs", &self.console_idle_secs)
+            .field("console_max_age_secs", &self.console_max_age_secs)
             .field("login_rate_per_minute", &self.login_rate_per_minute)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("max_connections", &self.max_connections)
@@ -139,6 +145,8 @@ struct Defaults {
     signing_key_reload_secs: u64,
     session_max_age_secs: u64,
     session_idle_secs: u64,
+    console_idle_secs: u64,
+    console_max_age_secs: u64,
     login_rate_per_minute: u32,
     trusted_proxies: &'static str,
     max_connections: usize,
@@ -163,6 +171,8 @@ const DEFAULTS: Defaults = Defaults {
     signing_key_reload_secs: 30,
     session_max_age_secs: 30 * 24 * 3600,
     session_idle_secs: 7 * 24 * 3600,
+    console_idle_secs: 30 * 60,
+    console_max_age_secs: 12 * 3600,
     login_rate_per_minute: 120,
     trusted_proxies: "",
     max_connections: 10_000,
@@ -194,6 +204,8 @@ const ENV_KEYS: &[&str] = &[
     "signing_key_reload_secs",
     "session_max_age_secs",
     "session_idle_secs",
+    "console_idle_secs",
+    "console_max_age_secs",
     "login_rate_per_minute",
     "trusted_proxies",
     "max_connections",
@@ -222,16 +234,17 @@ pub const MIN_SECRET_CHARS: usize = 32;
 impl Config {
     /// The session lifetimes; refuses zero (every session would be over at once).
     pub fn session_lifetime(&self) -> anyhow::Result<domain::SessionLifetime> {
-        let secs = |name: &str, value: u64| -> anyhow::Result<chrono::Duration> {
-            anyhow::ensure!(value > 0, "{name} must be at least 1 second");
-            i64::try_from(value)
-                .ok()
-                .and_then(chrono::Duration::try_seconds)
-                .ok_or_else(|| anyhow::anyhow!("{name} is too large"))
-        };
         Ok(domain::SessionLifetime {
-            max_age: secs("IDENTITY_SESSION_MAX_AGE_SECS", self.session_max_age_secs)?,
-            idle: secs("IDENTITY_SESSION_IDLE_SECS", self.session_idle_secs)?,
+            max_age: lifetime("IDENTITY_SESSION_MAX_AGE_SECS", self.session_max_age_secs)?,
+            idle: lifetime("IDENTITY_SESSION_IDLE_SECS", self.session_idle_secs)?,
+        })
+    }
+
+    /// The console sessions' lifetimes; refuses zero.
+    pub fn console_lifetime(&self) -> anyhow::Result<crate::console::ConsoleLifetime> {
+        Ok(crate::console::ConsoleLifetime {
+            idle: lifetime("IDENTITY_CONSOLE_IDLE_SECS", self.console_idle_secs)?,
+            max_age: lifetime("IDENTITY_CONSOLE_MAX_AGE_SECS", self.console_max_age_secs)?,
         })
     }
 
@@ -314,6 +327,15 @@ impl Config {
         }
         figment.merge(Env::prefixed("IDENTITY_").only(ENV_KEYS))
     }
+}
+
+/// A lifetime setting in seconds: at least one (zero would end everything at once).
+fn lifetime(name: &str, value: u64) -> anyhow::Result<chrono::Duration> {
+    anyhow::ensure!(value > 0, "{name} must be at least 1 second");
+    i64::try_from(value)
+        .ok()
+        .and_then(chrono::Duration::try_seconds)
+        .ok_or_else(|| anyhow::anyhow!("{name} is too large"))
 }
 
 /// `IDENTITY_PUBLIC_URL`: an http(s) URL with a host and no query, fragment or credentials,

@@ -172,6 +172,7 @@ fn print_walkthrough(config: &Config, addr: &str, sim: &str) {
 identityd dev is running on http://{addr} (SQLite: {db})
 WeChat simulator: http://{sim}   demo apps: {a1}, {a2} (one Open Platform account)
 Admin token (dev only): {admin}
+Admin console: http://{addr}/console (sign in with the admin token)
 
 Log a user in as a mini-program would:
 

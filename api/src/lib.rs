@@ -2,6 +2,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod dev;
 pub mod http;
 pub mod keys;

@@ -76,6 +76,7 @@ impl Application {
         clock: Arc<dyn Clock>,
     ) -> anyhow::Result<Self> {
         let session_lifetime = config.session_lifetime()?;
+        let console_lifetime = config.console_lifetime()?;
         let wechat = WeChatClient::new(&config.wechat_api_base, WeChatClientConfig::default())
             .context("IDENTITY_WECHAT_API_BASE")?;
         let apps = config
@@ -168,6 +169,7 @@ impl Application {
             admin_token: config.admin_token.clone(),
             relay_stream,
             cloud_login_secrets: config.cloud_login_secrets.0.clone(),
+            console_lifetime,
             shutting_down: tokio::sync::watch::Sender::new(false),
         }));
 

@@ -7,6 +7,7 @@ mod answers;
 pub mod browser;
 mod cloud;
 mod conformance;
+pub mod console;
 mod log;
 pub mod node;
 mod requests;

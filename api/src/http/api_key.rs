@@ -66,7 +66,7 @@ impl FromRequestParts<AppState> for ApiCaller {
 }
 
 impl ApiCaller {
-    async fn authenticate(token: &str, state: &AppState) -> Result<Self, ApiError> {
+    pub(crate) async fn authenticate(token: &str, state: &AppState) -> Result<Self, ApiError> {
         if let Some((key_id, secret)) = api_keys::split_token(token) {
             return match state.store.api_key(key_id).await? {
                 Some(key) if key.revoked_at.is_none() && key.verify(secret) => Ok(Self {

@@ -25,6 +25,8 @@ pub fn router(state: AppState) -> Router {
     routes::api()
         // `/openapi.json` and `/docs` (Swagger UI), unauthenticated.
         .merge(openapi::router())
+        // The admin console's HTML pages (not in the OpenAPI document).
+        .merge(crate::console::router(state.clone()))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

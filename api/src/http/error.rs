@@ -194,6 +194,14 @@ pub struct Problem<'a> {
     hint: Option<&'static str>,
 }
 
+/// What an error answer said, kept beside its body as a response extension so a layer that
+/// answers in another format (the console's HTML pages) shows the same code and detail.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub code: &'static str,
+    pub detail: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -210,6 +218,11 @@ impl IntoResponse for ApiError {
         };
         let body = serde_json::to_vec(&problem).unwrap_or_default();
         let mut response = (status, body).into_response();
+        // For layers that answer in another format (the console's HTML error pages).
+        response.extensions_mut().insert(Refusal {
+            code: problem.code,
+            detail: problem.detail,
+        });
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,

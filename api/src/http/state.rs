@@ -53,6 +53,8 @@ pub struct HttpShared {
     pub relay_stream: Option<String>,
     /// Shared secrets of the cloud-function login, per app.
     pub cloud_login_secrets: BTreeMap<AppId, SecretString>,
+    /// `IDENTITY_CONSOLE_IDLE_SECS`, `IDENTITY_CONSOLE_MAX_AGE_SECS`.
+    pub console_lifetime: crate::console::ConsoleLifetime,
     /// Turns true when the service starts shutting down: responses that never end on their
     /// own (the Server-Sent Events stream) finish, so the graceful shutdown can complete.
     pub shutting_down: tokio::sync::watch::Sender<bool>,

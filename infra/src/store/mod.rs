@@ -10,6 +10,7 @@
 //! of the log, locks, wake-ups, and how each stores times, ids and JSON.
 
 mod attempts;
+mod console_sessions;
 mod postgres;
 mod prepared;
 mod rejections;
@@ -30,6 +31,7 @@ use crate::database_url::{Backend, DatabaseUrl, UnsupportedUrl};
 pub use crate::personal_data::index::{AccountKey, ClaimKey};
 
 pub use attempts::AttemptCounter;
+pub use console_sessions::{ConsoleSessionBounds, ConsoleSessionStore, StoredConsoleSession};
 pub use postgres::PostgresStore;
 pub use rejections::{LoginRejection, RejectionStore, FOLDED_IP, NO_IP};
 pub use signal::AppendWaiter;
@@ -641,6 +643,7 @@ pub trait Store:
     + AttemptCounter
     + RejectionStore
     + MediaCheckStore
+    + ConsoleSessionStore
 {
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;

@@ -19,6 +19,7 @@
 
 mod api_keys;
 mod avatars;
+mod console_sessions;
 mod data_keys;
 mod events;
 mod keyring;
@@ -53,6 +54,7 @@ pub(super) use run::{Driver, Pools, Sql, SqlTx, Tx};
 pub(crate) enum Arg<'a> {
     Text(&'a str),
     Bytes(&'a [u8]),
+    OptBytes(Option<&'a [u8]>),
     Int(i64),
     Coded(Coded<'a>),
 }

@@ -89,6 +89,7 @@ where
     for<'q> DB::Arguments<'q>: IntoArguments<'q, DB>,
     for<'a> &'a str: Encode<'a, DB> + Type<DB>,
     for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<&'a [u8]>: Encode<'a, DB>,
     i64: for<'a> Encode<'a, DB> + Type<DB>,
 {
     async fn run(
@@ -114,11 +115,13 @@ where
     DB: Codec,
     for<'a> &'a str: Encode<'a, DB> + Type<DB>,
     for<'a> &'a [u8]: Encode<'a, DB> + Type<DB>,
+    for<'a> Option<&'a [u8]>: Encode<'a, DB>,
     i64: for<'a> Encode<'a, DB> + Type<DB>,
 {
     args.iter().fold(sqlx::query(sql), |query, arg| match *arg {
         Arg::Text(v) => query.bind(v),
         Arg::Bytes(v) => query.bind(v),
+        Arg::OptBytes(v) => query.bind(v),
         Arg::Int(v) => query.bind(v),
         Arg::Coded(v) => DB::bind(query, v),
     })
