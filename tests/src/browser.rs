@@ -63,6 +63,12 @@ impl Browser {
         })
     }
 
+    /// An HTTP client beside the browser that follows no redirect, for raw requests (with
+    /// [`Browser::cookie_header`] to act as this browser).
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     /// The WebDriver client, for what the shorthands below do not cover.
     pub fn client(&self) -> &Client {
         &self.client
