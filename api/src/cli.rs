@@ -153,7 +153,8 @@ async fn migrate(file: Option<PathBuf>) -> anyhow::Result<()> {
     let keyring = infra::keyring::open(store.as_ref(), &crate::startup::master_keys(&config)?)
         .await
         .context("opening the keyring")?;
-    let read_models = projections::ReadModels::connect(&config.database_url).await?;
+    let read_models =
+        projections::ReadModels::connect(&config.database_url, config.stats_timezone.0).await?;
     crate::startup::seal_personal_data(
         &store,
         &read_models,
@@ -174,7 +175,8 @@ async fn projections_command(
 ) -> anyhow::Result<()> {
     let config = Config::load(file.as_deref())?;
     let store = infra::store::connect(&config.database_url).await?;
-    let models = projections::ReadModels::connect(&config.database_url).await?;
+    let models =
+        projections::ReadModels::connect(&config.database_url, config.stats_timezone.0).await?;
     let status = match command {
         ProjectionsCommand::Status => models.status().await?,
         ProjectionsCommand::Rebuild { name } => {

@@ -89,6 +89,9 @@ pub struct Config {
     /// `None`: `http://{the bound listen address}`.
     #[serde(default)]
     pub public_url: Option<PublicUrl>,
+    /// `IDENTITY_STATS_TIMEZONE`: the IANA zone whose midnight starts a day in the daily
+    /// stats and the refused-login tallies.
+    pub stats_timezone: StatsTimeZone,
 }
 
 impl std::fmt::Debug for Config {
@@ -128,6 +131,7 @@ impl std::fmt::Debug for Config {
             .field("push_tokens", &self.push_tokens)
             .field("content_checks_disabled", &self.content_checks_disabled)
             .field("public_url", &self.public_url)
+            .field("stats_timezone", &self.stats_timezone)
             .finish()
     }
 }
@@ -158,6 +162,7 @@ struct Defaults {
     max_streams_per_key: usize,
     auth_failures_per_minute: u32,
     rejection_retention_days: u32,
+    stats_timezone: &'static str,
 }
 
 const DEFAULTS: Defaults = Defaults {
@@ -184,6 +189,7 @@ const DEFAULTS: Defaults = Defaults {
     max_streams_per_key: 4,
     auth_failures_per_minute: 10,
     rejection_retention_days: 30,
+    stats_timezone: "UTC",
 };
 
 /// Environment variables read as settings; anything else `IDENTITY_*` (like `IDENTITY_CONFIG`
@@ -222,6 +228,7 @@ const ENV_KEYS: &[&str] = &[
     "push_tokens",
     "content_checks_disabled",
     "public_url",
+    "stats_timezone",
 ];
 
 /// Read only to refuse it: it trusted the leftmost, client-written `X-Forwarded-For` entry.
@@ -377,6 +384,29 @@ impl std::fmt::Display for PublicUrl {
 }
 
 impl<'de> Deserialize<'de> for PublicUrl {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `IDENTITY_STATS_TIMEZONE`: an IANA zone name (`Asia/Shanghai`, `UTC`), looked up in the
+/// tz database compiled into the binary (no `/usr/share/zoneinfo` needed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatsTimeZone(pub chrono_tz::Tz);
+
+impl StatsTimeZone {
+    pub fn parse(name: &str) -> Result<Self, String> {
+        name.trim().parse().map(Self).map_err(|_| {
+            format!(
+                "IDENTITY_STATS_TIMEZONE: {:?} is not an IANA time zone name (e.g. UTC, \
+                 Asia/Shanghai)",
+                name.chars().take(64).collect::<String>()
+            )
+        })
+    }
+}
+
+impl<'de> Deserialize<'de> for StatsTimeZone {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         Self::parse(&String::deserialize(d)?).map_err(serde::de::Error::custom)
     }
@@ -590,6 +620,23 @@ mod tests {
             PublicUrl::of_listener(addr).as_str(),
             "http://127.0.0.1:9000"
         );
+    }
+
+    #[test]
+    fn the_stats_time_zone_is_an_iana_name_utc_by_default() {
+        figment::Jail::expect_with(|jail| {
+            let config = Config::load(None).map_err(|e| *e)?;
+            assert_eq!(config.stats_timezone.0, chrono_tz::UTC);
+            jail.set_env("IDENTITY_STATS_TIMEZONE", "Asia/Shanghai");
+            let config = Config::load(None).map_err(|e| *e)?;
+            assert_eq!(config.stats_timezone.0, chrono_tz::Asia::Shanghai);
+            for bad in ["Mars/Olympus", "", "+08:00", "CST-8-but-longer"] {
+                jail.set_env("IDENTITY_STATS_TIMEZONE", bad);
+                let error = Config::load(None).expect_err("refused").to_string();
+                assert!(error.contains("IDENTITY_STATS_TIMEZONE"), "{bad}: {error}");
+            }
+            Ok(())
+        });
     }
 
     #[test]

@@ -109,12 +109,20 @@ impl Application {
         .await
         .context("loading the token signing keys")?;
 
-        let read_models = ReadModels::connect(&config.database_url)
+        let read_models = ReadModels::connect(&config.database_url, config.stats_timezone.0)
             .await
             .context("opening the read models")?;
         let personal_data = PersonalData::new(&keyring.sealing);
         let lookup_index = LookupIndex::new(&keyring.lookup);
         seal_personal_data(&store, &read_models, &personal_data, &lookup_index).await?;
+        if let Some(before) = read_models
+            .settle_stats_timezone(store.clone())
+            .await
+            .context("settling IDENTITY_STATS_TIMEZONE")?
+        {
+            tracing::info!(from = %before, to = %read_models.stats_timezone().name(),
+                "daily_stats rebuilt in the new IDENTITY_STATS_TIMEZONE");
+        }
         let runners = projections::spawn_runners(read_models.clone(), store.clone());
         let relay_config = config.nats_url.as_ref().map(|url| RelayConfig {
             stream: config.nats_stream.clone(),
@@ -160,6 +168,8 @@ impl Application {
                 avatar_decodes: Arc::new(tokio::sync::Semaphore::new(
                     usecases::avatar::MAX_CONCURRENT_DECODES,
                 )),
+                stats_timezone: config.stats_timezone.0,
+                metrics: usecases::ops_metrics::OpsMetrics::new(config.apps.0.keys()),
             },
             login_rate_limit: LoginRateLimit::per_minute(config.login_rate_per_minute),
             trusted_proxies: config.trusted_proxies.clone(),

@@ -24,7 +24,7 @@ pub struct Replay {
 
 /// Rebuilds all read models `runs` times; events/s from the median run.
 pub async fn run(database_url: &str, store: Arc<dyn Store>, runs: usize) -> anyhow::Result<Replay> {
-    let models = ReadModels::connect(database_url).await?;
+    let models = ReadModels::connect(database_url, chrono_tz::UTC).await?;
     let mut seconds = Vec::new();
     let mut events = 0;
     let postmaster = postmaster(database_url).await;
@@ -77,7 +77,7 @@ pub fn median(values: &[f64]) -> f64 {
 
 /// Waits until every read model has applied the whole log (the service's runners do it).
 pub async fn caught_up(database_url: &str) -> anyhow::Result<i64> {
-    let models = ReadModels::connect(database_url).await?;
+    let models = ReadModels::connect(database_url, chrono_tz::UTC).await?;
     let head = models.status().await?.first().map_or(0, |s| s.head);
     models
         .wait_for_catch_up(head, std::time::Duration::from_secs(1800))

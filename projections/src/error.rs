@@ -18,6 +18,20 @@ pub enum ProjectionError {
     Database(#[from] sqlx::Error),
     #[error("event store: {0}")]
     Store(#[from] StoreError),
+    /// The live daily stats were built in another zone: this instance must not add to them.
+    #[error(
+        "the daily stats are built in the time zone {recorded}, and this instance's \
+         IDENTITY_STATS_TIMEZONE is {ours}: restart it with {recorded}, or restart every \
+         instance with {ours} (the first one rebuilds the stats)"
+    )]
+    StatsZoneChanged { recorded: String, ours: String },
+    /// A live instance sharing the database counts days in another zone.
+    #[error(
+        "another running instance on this database has IDENTITY_STATS_TIMEZONE={theirs}, this \
+         one {ours}: all instances must use one zone. To change it, stop the others first (an \
+         instance that died is forgotten 30 s after its last sign of life)"
+    )]
+    StatsZoneInUse { theirs: String, ours: String },
     /// A rebuild's background read ended abnormally (panicked, or the runtime is stopping).
     #[error("background task: {0}")]
     Task(#[from] tokio::task::JoinError),

@@ -3,6 +3,7 @@
 //! missing a field, is skipped or read in part, never a reason for a runner to stop.
 
 use chrono::{DateTime, NaiveDate, Utc};
+use chrono_tz::Tz;
 use infra::store::RecordedEvent;
 use serde_json::Value;
 use uuid::Uuid;
@@ -60,9 +61,10 @@ pub(crate) fn time_from_micros(micros: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(micros).unwrap_or_default()
 }
 
-/// The UTC day, as stored (`YYYY-MM-DD` sorts as text).
-pub(crate) fn day(time: DateTime<Utc>) -> String {
-    day_text(time.date_naive())
+/// The day in the stats' zone (`IDENTITY_STATS_TIMEZONE`), as stored (`YYYY-MM-DD` sorts as
+/// text).
+pub(crate) fn day(time: DateTime<Utc>, zone: Tz) -> String {
+    day_text(time.with_timezone(&zone).date_naive())
 }
 
 pub(crate) fn day_text(day: NaiveDate) -> String {

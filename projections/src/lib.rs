@@ -15,11 +15,13 @@ mod queries;
 mod rebuild;
 mod runner;
 mod schema;
+mod stats_zone;
 mod table;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono_tz::Tz;
 use serde::Serialize;
 use sqlx::Row;
 
@@ -58,18 +60,58 @@ pub struct ProjectionStatus {
 #[derive(Debug, Clone)]
 pub struct ReadModels {
     db: Arc<Db>,
+    stats_timezone: Tz,
+    /// This process's name in `stats_zone_instances`.
+    instance: uuid::Uuid,
 }
 
 impl ReadModels {
     /// Connects to the event store's database and creates the read-model tables if missing.
-    pub async fn connect(database_url: &str) -> Result<Self, ProjectionError> {
+    /// `stats_timezone` (`IDENTITY_STATS_TIMEZONE`) is where the daily stats' days start.
+    pub async fn connect(database_url: &str, stats_timezone: Tz) -> Result<Self, ProjectionError> {
         let db = Db::connect(database_url).await?;
-        schema::init(&db).await?;
-        Ok(Self { db: Arc::new(db) })
+        schema::init(&db, stats_timezone).await?;
+        Ok(Self {
+            db: Arc::new(db),
+            stats_timezone,
+            instance: uuid::Uuid::new_v4(),
+        })
     }
 
     pub(crate) fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// The zone whose midnight starts a day of the daily stats.
+    pub fn stats_timezone(&self) -> Tz {
+        self.stats_timezone
+    }
+
+    pub(crate) fn instance(&self) -> uuid::Uuid {
+        self.instance
+    }
+
+    /// At start, before the runners: announces this instance's stats zone, refusing
+    /// (`StatsZoneInUse`) when a live instance counts days in another one, and rebuilds
+    /// `daily_stats` if they were built in another zone. Returns that zone if so.
+    pub async fn settle_stats_timezone(
+        &self,
+        store: Arc<dyn infra::store::Store>,
+    ) -> Result<Option<String>, ProjectionError> {
+        stats_zone::announce(&self.db, self.instance, self.stats_timezone).await?;
+        let mut conn = self.db.read.acquire().await?;
+        let recorded = stats_zone::recorded(&mut conn).await?;
+        drop(conn);
+        if recorded.zone == self.stats_timezone.name() {
+            return Ok(None);
+        }
+        tracing::warn!(
+            from = %recorded.zone,
+            to = %self.stats_timezone.name(),
+            "IDENTITY_STATS_TIMEZONE changed: rebuilding daily_stats in the new zone"
+        );
+        rebuild(self, store, Some("daily_stats")).await?;
+        Ok(Some(recorded.zone))
     }
 
     /// Every projection's checkpoint against the log's head.

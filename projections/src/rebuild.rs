@@ -6,6 +6,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use chrono_tz::Tz;
 use infra::store::{RecordedEvent, Store};
 
 use crate::db::Db;
@@ -13,7 +14,7 @@ use crate::error::ProjectionError;
 use crate::models::Projection;
 use crate::runner::BATCH;
 use crate::table::Indexes;
-use crate::{checkpoint, schema, ProjectionStatus, ReadModels};
+use crate::{checkpoint, schema, stats_zone, ProjectionStatus, ReadModels};
 
 /// Rebuilds one projection by name, or all of them (reading the log once for all).
 pub async fn rebuild(
@@ -27,6 +28,11 @@ pub async fn rebuild(
         None => Projection::ALL.to_vec(),
     };
     let db = models.db();
+    let zone = models.stats_timezone();
+    if projections.contains(&Projection::DailyStats) {
+        // Refuses to rebuild the stats in a zone other than a live instance's.
+        stats_zone::announce(db, models.instance(), zone).await?;
+    }
     let mut targets = Vec::new();
     for projection in projections {
         let mut tx = db.begin().await?;
@@ -35,9 +41,9 @@ pub async fn rebuild(
         tx.commit().await?;
         targets.push((projection, generation));
     }
-    let built = build(db, &store, &targets).await;
+    let built = build(db, &store, &targets, zone).await;
     let result = match built {
-        Ok(position) => swap_all(db, store.as_ref(), &targets, position).await,
+        Ok(position) => swap_all(db, store.as_ref(), &targets, position, zone).await,
         Err(e) => Err(e),
     };
     if let Err(e) = result {
@@ -72,6 +78,7 @@ async fn build(
     db: &Db,
     store: &Arc<dyn Store>,
     targets: &[(Projection, i64)],
+    zone: Tz,
 ) -> Result<i64, ProjectionError> {
     let began = Instant::now();
     let (mut reading, mut applying) = (Duration::ZERO, Duration::ZERO);
@@ -86,7 +93,7 @@ async fn build(
             async move { store.read_all(position, BUILD_BATCH).await }
         });
         let started = Instant::now();
-        if let Err(e) = apply_all(db, targets, &events).await {
+        if let Err(e) = apply_all(db, targets, &events, zone).await {
             next.abort();
             return Err(e);
         }
@@ -120,10 +127,11 @@ async fn apply_all(
     db: &Db,
     targets: &[(Projection, i64)],
     events: &[RecordedEvent],
+    zone: Tz,
 ) -> Result<(), ProjectionError> {
     futures::future::try_join_all(targets.iter().map(|&(projection, generation)| async move {
         let mut tx = db.begin().await?;
-        projection.apply(&mut tx, generation, events).await?;
+        projection.apply(&mut tx, generation, events, zone).await?;
         tx.commit().await?;
         Ok::<_, ProjectionError>(())
     }))
@@ -136,9 +144,10 @@ async fn swap_all(
     store: &dyn Store,
     targets: &[(Projection, i64)],
     position: i64,
+    zone: Tz,
 ) -> Result<(), ProjectionError> {
     for (projection, generation) in targets {
-        swap(db, store, *projection, *generation, position).await?;
+        swap(db, store, *projection, *generation, position, zone).await?;
     }
     Ok(())
 }
@@ -151,6 +160,7 @@ async fn swap(
     projection: Projection,
     generation: i64,
     mut position: i64,
+    zone: Tz,
 ) -> Result<(), ProjectionError> {
     let name = projection.name();
     let mut tx = db.begin().await?;
@@ -158,12 +168,16 @@ async fn swap(
     loop {
         let events = store.read_all(position, BATCH).await?;
         let Some(last) = events.last() else { break };
-        projection.apply(&mut tx, generation, &events).await?;
+        projection.apply(&mut tx, generation, &events, zone).await?;
         position = last.position;
     }
     let old = checkpoint::load(&mut tx, name).await?.generation;
     checkpoint::switch(&mut tx, name, generation, position).await?;
     schema::point_views(&mut tx, db, projection, generation).await?;
+    if projection == Projection::DailyStats {
+        // The new tables' days are in `zone`: from now on the runners must count in it too.
+        stats_zone::record(&mut tx, zone).await?;
+    }
     if old != generation {
         schema::drop_generation(&mut tx, projection, old).await?;
     }

@@ -16,6 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono_tz::Tz;
 use infra::backoff::Backoff;
 use infra::store::{AppendWaiter, RecordedEvent, Store};
 use tokio::sync::watch;
@@ -25,7 +26,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::db::Tx;
 use crate::error::ProjectionError;
 use crate::models::Projection;
-use crate::ReadModels;
+use crate::{stats_zone, ReadModels};
 
 /// Events per transaction.
 pub(crate) const BATCH: u32 = 1000;
@@ -91,7 +92,15 @@ async fn run(models: ReadModels, store: Arc<dyn Store>, mut stop: watch::Receive
     let mut appended = AppendWaiter::new(store.appended());
     let mut idle = IDLE;
     let mut failures: u32 = 0;
+    let mut beaten: Option<std::time::Instant> = None;
     while !*stop.borrow() {
+        if beaten.is_none_or(|at| at.elapsed() >= stats_zone::BEAT) {
+            beaten = Some(std::time::Instant::now());
+            let (db, instance, zone) = (models.db(), models.instance(), models.stats_timezone());
+            if let Err(e) = stats_zone::beat(db, instance, zone).await {
+                tracing::warn!(error = %e, "could not announce this instance's stats time zone");
+            }
+        }
         // Everything announced so far is covered by the read about to happen.
         appended.mark_seen();
         let pause = match reader.step(&models, store.as_ref()).await {
@@ -134,6 +143,9 @@ async fn run(models: ReadModels, store: Arc<dyn Store>, mut stop: watch::Receive
                 _ = stop.changed() => {}
             }
         }
+    }
+    if let Err(e) = stats_zone::leave(models.db(), models.instance()).await {
+        tracing::debug!(error = %e, "could not withdraw this instance's stats time zone");
     }
 }
 
@@ -197,7 +209,9 @@ impl Reader {
             }
             current.push((projection, checkpoint));
         }
-        apply(&mut tx, &current, &events).await?;
+        // Stats built in another zone are never added to (see `stats_zone`).
+        stats_zone::ensure_recorded(&mut tx, models.stats_timezone()).await?;
+        apply(&mut tx, &current, &events, models.stats_timezone()).await?;
         tx.commit().await?;
         self.from = current
             .iter()
@@ -231,6 +245,7 @@ pub(crate) async fn apply(
     tx: &mut Tx,
     projections: &[(Projection, Checkpoint)],
     events: &[RecordedEvent],
+    zone: Tz,
 ) -> Result<(), ProjectionError> {
     let Some(last) = events.last() else {
         return Ok(());
@@ -240,7 +255,7 @@ pub(crate) async fn apply(
         let start = events.partition_point(|e| e.position <= checkpoint.position);
         if start < events.len() {
             projection
-                .apply(tx, checkpoint.generation, &events[start..])
+                .apply(tx, checkpoint.generation, &events[start..], zone)
                 .await?;
             advanced.push(projection.name());
         }

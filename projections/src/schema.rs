@@ -3,26 +3,32 @@
 //! N+1 beside the live one and swaps the views in one transaction, so queries keep working
 //! throughout and never see a half-built table.
 
+use chrono_tz::Tz;
 use sqlx::AnyConnection;
 
 use crate::checkpoint;
 use crate::db::Db;
 use crate::error::ProjectionError;
 use crate::models::Projection;
+use crate::stats_zone;
 use crate::table::{Indexes, Table};
 
 /// Creates the checkpoint table and, for projections seen for the first time, generation 1.
 /// Instances starting together serialise on a lock.
-pub(crate) async fn init(db: &Db) -> Result<(), ProjectionError> {
+/// `stats_zone` is recorded as the daily stats' zone if they are created now.
+pub(crate) async fn init(db: &Db, stats_zone: Tz) -> Result<(), ProjectionError> {
     let mut tx = db.begin().await?;
     db.dialect.lock_init(&mut tx).await?;
     checkpoint::create_table(&mut tx, db.dialect.int_type()).await?;
+    let mut fresh_stats = false;
     for projection in Projection::ALL {
         if checkpoint::insert_first(&mut tx, projection.name()).await? {
             create_generation(&mut tx, db, projection, 1, Indexes::All).await?;
             point_views(&mut tx, db, projection, 1).await?;
+            fresh_stats |= projection == Projection::DailyStats;
         }
     }
+    stats_zone::init(&mut tx, db.dialect.int_type(), stats_zone, fresh_stats).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -27,10 +27,19 @@
 
 mod actions;
 mod assets;
+mod chart;
 mod cookies;
 mod csrf;
+mod csv_export;
 mod dashboard;
+mod dashboard_data;
+mod event_log;
+mod events;
+mod filters;
+mod history;
 mod i18n;
+mod key_admin;
+mod keys;
 mod render;
 mod session;
 mod sign_in;
@@ -59,6 +68,16 @@ pub fn router(state: AppState) -> Router<AppState> {
         .route(
             "/console/users/{id}/{action}",
             get(actions::confirm).post(actions::perform),
+        )
+        .route("/console/logins", get(history::logins))
+        .route("/console/logins.csv", get(history::logins_csv))
+        .route("/console/audit", get(history::audit))
+        .route("/console/audit.csv", get(history::audit_csv))
+        .route("/console/events", get(events::show))
+        .route("/console/keys", get(keys::list).post(keys::create))
+        .route(
+            "/console/keys/{key_id}/revoke",
+            get(keys::confirm_revoke).post(keys::revoke),
         )
         // Unknown console paths answer 404 as a console page too.
         .route("/console/{*rest}", any(|| async { ApiError::NotFound }))

@@ -15,7 +15,7 @@ use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 use super::state::AppState;
-use super::{openapi, routes, timeout, ApiError};
+use super::{openapi, request_metrics, routes, timeout, ApiError};
 
 /// JSON bodies we accept are small; anything larger is a mistake or an attack.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -39,6 +39,11 @@ pub fn router(state: AppState) -> Router {
                 "handler panicked"
             )))
         }))
+        // Outside the timeout and the panic catcher, so their answers are counted too.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            request_metrics::observe,
+        ))
         .layer(
             // Spans carry the method and the matched route, never the query string or headers:
             // those may hold tokens or personal data.

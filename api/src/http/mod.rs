@@ -9,6 +9,7 @@ pub mod extract;
 pub mod openapi;
 pub mod query;
 pub mod rate_limit;
+pub mod request_metrics;
 pub mod responses;
 pub mod routes;
 pub mod schemas;

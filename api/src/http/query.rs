@@ -53,6 +53,11 @@ impl PageParams {
 
 /// `limit`: an integer from 1 to `max`; `default` when absent.
 pub fn limit_of(value: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
+    count("limit", value, default, max)
+}
+
+/// Parameter `name`: an integer from 1 to `max`; `default` when absent.
+pub fn count(name: &str, value: Option<&str>, default: u32, max: u32) -> Result<u32, ApiError> {
     match value {
         None => Ok(default),
         Some(text) => text
@@ -60,7 +65,7 @@ pub fn limit_of(value: Option<&str>, default: u32, max: u32) -> Result<u32, ApiE
             .ok()
             .filter(|n| (1..=max).contains(n))
             .ok_or_else(|| {
-                ApiError::InvalidRequest(format!("limit must be an integer from 1 to {max}"))
+                ApiError::InvalidRequest(format!("{name} must be an integer from 1 to {max}"))
             }),
     }
 }

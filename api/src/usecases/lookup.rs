@@ -102,7 +102,7 @@ pub async fn audit(
     revealed(state, page).await
 }
 
-/// Days `from` to `to` (UTC, both given or defaulting to the 30 days up to today), at most
+/// Days `from` to `to` (in `IDENTITY_STATS_TIMEZONE`, both given or defaulting to the 30 days up to today), at most
 /// [`MAX_STATS_DAYS`].
 pub async fn daily_stats(
     state: &Services,
@@ -110,7 +110,7 @@ pub async fn daily_stats(
     from: Option<NaiveDate>,
     to: Option<NaiveDate>,
 ) -> Result<Vec<DailyStatsRecord>, UseCaseError> {
-    let to = to.unwrap_or_else(|| state.clock.now().date_naive());
+    let to = to.unwrap_or_else(|| state.stats_day(state.clock.now()));
     let from = from.unwrap_or(to - Duration::days(29));
     if from > to {
         return Err(UseCaseError::InvalidInput(

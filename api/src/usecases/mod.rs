@@ -11,6 +11,7 @@ pub mod encrypted_data;
 pub mod error;
 pub mod login;
 pub mod lookup;
+pub mod ops_metrics;
 pub mod profile;
 pub mod rejection_counts;
 pub mod rejections;

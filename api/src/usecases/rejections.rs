@@ -42,12 +42,14 @@ pub async fn record(
 ) -> Result<(), UseCaseError> {
     let reason = reason_name(reason);
     state.rejections.count(appid, reason);
+    let at = state.clock.now();
     let rejection = LoginRejection {
         appid: appid.to_string(),
         reason: reason.to_owned(),
         client_ip: ctx.client_ip.map(|ip| ip.to_string()),
         user_id,
-        at: state.clock.now(),
+        at,
+        day: state.stats_day(at),
     };
     state
         .store
@@ -73,7 +75,7 @@ pub fn spawn_retention(
 
 /// Deletes the days older than the retention.
 pub async fn forget_expired(state: &Services) -> Result<u64, UseCaseError> {
-    let today = state.clock.now().date_naive();
+    let today = state.stats_day(state.clock.now());
     let oldest = oldest_kept(today, state.rejections.retention_days);
     let forgotten = state.store.forget_rejections_before(oldest).await?;
     if forgotten > 0 {

@@ -54,4 +54,16 @@ pub struct Services {
     pub public_url: crate::config::PublicUrl,
     /// Avatar images being decoded at once on this instance (`avatar::MAX_CONCURRENT_DECODES`).
     pub avatar_decodes: Arc<tokio::sync::Semaphore>,
+    /// `IDENTITY_STATS_TIMEZONE`: where a stats day starts (also `read_models.stats_timezone()`).
+    pub stats_timezone: chrono_tz::Tz,
+    /// This instance's operations counters (`/metrics`).
+    pub metrics: super::ops_metrics::OpsMetrics,
+}
+
+impl Services {
+    /// The day `at` falls on in `IDENTITY_STATS_TIMEZONE`: the day of the daily stats and the
+    /// refused-login tallies.
+    pub fn stats_day(&self, at: DateTime<Utc>) -> chrono::NaiveDate {
+        at.with_timezone(&self.stats_timezone).date_naive()
+    }
 }

@@ -9,6 +9,7 @@ use infra::tokens::AccessClaims;
 use super::command::{Command, Decision};
 use super::context::Context;
 use super::error::UseCaseError;
+use super::ops_metrics::REUSE_DETECTED;
 use super::services::Services;
 use super::streams::{
     load_session, load_session_of_user_in_force, load_user, to_new_events, user_key, LoadedUser,
@@ -34,6 +35,37 @@ pub async fn refresh(
     refresh_token: &str,
     ctx: &Context,
 ) -> Result<TokenResponse, UseCaseError> {
+    let rotated = rotate(state, refresh_token, ctx).await;
+    state.metrics.token_refresh(match &rotated {
+        Ok((_, Rotation::Rotated { .. })) => "refreshed",
+        Ok((_, Rotation::Reused)) => REUSE_DETECTED,
+        Err(UseCaseError::Internal(_)) => "error",
+        Err(_) => "refused",
+    });
+    match rotated? {
+        (
+            session_id,
+            Rotation::Rotated {
+                user_id,
+                appid,
+                generation,
+            },
+        ) => issue_tokens(state, user_id, session_id, &appid, generation),
+        (session_id, Rotation::Reused) => {
+            tracing::warn!(%session_id, "rotated refresh token reused: session revoked");
+            Err(UseCaseError::Unauthorized(
+                "refresh token reuse detected: the session is revoked",
+            ))
+        }
+    }
+}
+
+/// Decides and records what the presented token does to its session.
+async fn rotate(
+    state: &Services,
+    refresh_token: &str,
+    ctx: &Context,
+) -> Result<(SessionId, Rotation), UseCaseError> {
     let (session_id, presented) = state
         .refresh_tokens
         .verify(refresh_token)
@@ -67,19 +99,7 @@ pub async fn refresh(
             Ok(Decision::Append(batch, rotation))
         })
         .await?;
-    match rotation {
-        Rotation::Rotated {
-            user_id,
-            appid,
-            generation,
-        } => issue_tokens(state, user_id, session_id, &appid, generation),
-        Rotation::Reused => {
-            tracing::warn!(%session_id, "rotated refresh token reused: session revoked");
-            Err(UseCaseError::Unauthorized(
-                "refresh token reuse detected: the session is revoked",
-            ))
-        }
-    }
+    Ok((session_id, rotation))
 }
 
 /// Ends the caller's own session, as loaded when its access token was checked. Should

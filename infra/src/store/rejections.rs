@@ -1,5 +1,5 @@
 //! Refused logins, kept out of the event log: an anonymous caller must not be able to make the
-//! immutable log grow. They are tallied per app, UTC day, reason, client IP and (for a known,
+//! immutable log grow. They are tallied per app, day (in the stats' zone), reason, client IP and (for a known,
 //! blocked user) user, so a flood adds to counters instead of rows; the rows of one app and
 //! day are capped (beyond the cap the address is folded into [`FOLDED_IP`]), and days older than
 //! the retention are deleted. Admins read them through the audit log and the daily stats.
@@ -25,13 +25,9 @@ pub struct LoginRejection {
     /// The user, when WeChat accepted the code (a blocked user): kept so erasure finds it.
     pub user_id: Option<UserId>,
     pub at: DateTime<Utc>,
-}
-
-impl LoginRejection {
-    /// The UTC day the rejection is counted in.
-    pub fn day(&self) -> NaiveDate {
-        self.at.date_naive()
-    }
+    /// The day it is counted in: `at`'s date in the stats' zone (`IDENTITY_STATS_TIMEZONE`),
+    /// which the caller knows.
+    pub day: NaiveDate,
 }
 
 #[async_trait]

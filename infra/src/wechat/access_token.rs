@@ -191,7 +191,7 @@ impl WeChatClient {
             _ => {
                 tracing::warn!("stable_token answer lacks an access_token or expires_in");
                 Err(Failure::Final(WeChatError::Unavailable(
-                    "malformed response".into(),
+                    super::metrics::MALFORMED.into(),
                 )))
             }
         }

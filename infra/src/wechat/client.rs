@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use domain::{AppId, OpenId, UnionId, WeChatCode};
 use reqwest::Url;
@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use super::access_token::{AccessToken, AccessTokenCache};
 use super::clock::{Clock, SystemClock};
 use super::error::{WeChatError, BUSY};
+use super::metrics::WeChatCalls;
 use super::SessionKey;
 
 /// One configured mini-program.
@@ -60,6 +61,8 @@ pub struct WeChatClient {
     pub(super) endpoints: Arc<Endpoints>,
     pub(super) config: WeChatClientConfig,
     pub(super) tokens: Arc<AccessTokenCache>,
+    /// Every attempt, for `/metrics`.
+    pub(super) calls: Arc<WeChatCalls>,
 }
 
 /// WeChat's URLs under the configured base.
@@ -95,7 +98,7 @@ impl<T> Answer<T> {
     pub(super) fn accepted(self) -> Result<T, Failure> {
         match self.errcode {
             0 => Ok(self.body),
-            BUSY => Err(Failure::Retry("WeChat busy (errcode -1)".into())),
+            BUSY => Err(Failure::Retry(BUSY_REASON.into())),
             errcode => Err(Failure::Final(refused(errcode, self.errmsg))),
         }
     }
@@ -108,6 +111,9 @@ struct Session {
     session_key: Option<String>,
     unionid: Option<String>,
 }
+
+/// The reason of a `Retry` for errcode -1.
+pub(super) const BUSY_REASON: &str = "WeChat busy (errcode -1)";
 
 /// Why one attempt failed.
 pub(super) enum Failure {
@@ -122,7 +128,7 @@ impl Failure {
     /// Sorts a non-zero errcode of an API called with an access token.
     pub(super) fn from_token_api_errcode(errcode: i64, errmsg: String) -> Self {
         match errcode {
-            BUSY => Self::Retry("WeChat busy (errcode -1)".into()),
+            BUSY => Self::Retry(BUSY_REASON.into()),
             40001 | 40014 | 42001 => Self::TokenRejected(errcode),
             _ => Self::Final(WeChatError::from_errcode(errcode, errmsg)),
         }
@@ -172,7 +178,13 @@ impl WeChatClient {
             endpoints: Arc::new(endpoints),
             config,
             tokens: Arc::new(AccessTokenCache::new(Arc::new(SystemClock))),
+            calls: Arc::default(),
         })
+    }
+
+    /// The calls made so far, by API and errcode, for `/metrics`.
+    pub fn metrics(&self) -> &WeChatCalls {
+        &self.calls
     }
 
     /// The same client with the access-token cache on `clock` (and emptied): for tests that
@@ -211,7 +223,7 @@ impl WeChatClient {
         let answer: Answer<Session> = read_json(request).await?;
         parse_session(answer.accepted()?).ok_or_else(|| {
             tracing::warn!("code2Session answer lacks a valid openid or session_key");
-            Failure::Final(WeChatError::Unavailable("malformed response".into()))
+            Failure::Final(WeChatError::Unavailable(super::metrics::MALFORMED.into()))
         })
     }
 
@@ -229,7 +241,11 @@ impl WeChatClient {
         let mut delay = self.config.backoff;
         let mut attempt = 1;
         loop {
-            match once().await {
+            // Every call to WeChat is an attempt here: the one place to time them.
+            let started = Instant::now();
+            let outcome = once().await;
+            self.calls.observe(api, &outcome, started.elapsed());
+            match outcome {
                 Err(Failure::Retry(why)) if attempt < attempts => {
                     tracing::warn!(api, attempt, reason = %why, "WeChat call failed; retrying");
                     tokio::time::sleep(delay).await;
@@ -345,7 +361,7 @@ pub(super) async fn read_json<T: for<'de> Deserialize<'de>>(
         .map_err(|err| Failure::Final(WeChatError::Unavailable(describe(err))))?;
     // The body is not quoted in the error: it may hold a session_key, a token or a number.
     serde_json::from_slice(&body)
-        .map_err(|_| Failure::Final(WeChatError::Unavailable("malformed response".into())))
+        .map_err(|_| Failure::Final(WeChatError::Unavailable(super::metrics::MALFORMED.into())))
 }
 
 fn parse_session(answer: Session) -> Option<Code2Session> {

@@ -127,7 +127,7 @@ struct MediaAnswer {
 
 fn malformed(api: &str) -> Failure {
     tracing::warn!(api, "WeChat's answer lacks a valid result");
-    Failure::Final(WeChatError::Unavailable("malformed response".into()))
+    Failure::Final(WeChatError::Unavailable(super::metrics::MALFORMED.into()))
 }
 
 impl WeChatClient {

@@ -9,6 +9,7 @@ mod client;
 mod clock;
 pub mod content;
 mod error;
+mod metrics;
 mod phone;
 pub mod push;
 mod session_key;
@@ -19,5 +20,6 @@ pub use client::{AppCredentials, Code2Session, WeChatClient, WeChatClientConfig}
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use content::{TextVerdict, TraceId, Verdict};
 pub use error::WeChatError;
+pub use metrics::WeChatCalls;
 pub use phone::PhoneInfo;
 pub use session_key::SessionKey;

@@ -84,7 +84,7 @@ impl WeChatClient {
 fn phone_info(app: &AppCredentials, answer: PhoneAnswer) -> Result<PhoneInfo, Failure> {
     let malformed = || {
         tracing::warn!("getuserphonenumber answer lacks a valid phone_info");
-        Failure::Final(WeChatError::Unavailable("malformed response".into()))
+        Failure::Final(WeChatError::Unavailable(super::metrics::MALFORMED.into()))
     };
     let info = answer.phone_info.ok_or_else(malformed)?;
     if info.watermark.appid != app.appid.as_str() {

@@ -39,6 +39,7 @@ pub async fn attempts_are_counted_per_window_and_given_back(db: Db) {
 
 fn rejection(ip: Option<&str>, user: Option<UserId>, day: u64) -> LoginRejection {
     let base = Utc.with_ymd_and_hms(2026, 11, 1, 8, 0, 0).unwrap();
+    let at = base.checked_add_days(Days::new(day)).unwrap();
     LoginRejection {
         appid: "wx0000000000000001".into(),
         reason: if user.is_some() {
@@ -49,7 +50,8 @@ fn rejection(ip: Option<&str>, user: Option<UserId>, day: u64) -> LoginRejection
         .into(),
         client_ip: ip.map(str::to_owned),
         user_id: user,
-        at: base.checked_add_days(Days::new(day)).unwrap(),
+        at,
+        day: at.date_naive(),
     }
 }
 
@@ -122,7 +124,7 @@ pub async fn rejections_are_tallied_bounded_and_forgotten(db: Db) {
     assert_eq!(users, [other.to_string()]);
 
     // Retention: days before the given one go, the rest stay.
-    let day1 = rejection(None, None, 1).day();
+    let day1 = rejection(None, None, 1).day;
     assert_eq!(store.forget_rejections_before(day1).await.unwrap(), 4);
     let left = tallies(&db.url).await;
     assert_eq!(left.len(), 2, "{left:?}");

@@ -7,6 +7,7 @@ mod sessions;
 mod stats;
 mod users;
 
+use chrono_tz::Tz;
 use infra::store::RecordedEvent;
 use sqlx::any::AnyRow;
 
@@ -56,18 +57,20 @@ impl Projection {
         }
     }
 
-    /// Applies `events` (in position order) to the tables of `generation`.
+    /// Applies `events` (in position order) to the tables of `generation`; `zone` starts the
+    /// days of the daily stats.
     pub async fn apply(
         self,
         tx: &mut Tx,
         generation: i64,
         events: &[RecordedEvent],
+        zone: Tz,
     ) -> Result<(), ProjectionError> {
         match self {
             Self::Users => users::apply(tx, generation, events).await,
             Self::LoginHistory => logins::apply(tx, generation, events).await,
             Self::AuditLog => audit::apply(tx, generation, events).await,
-            Self::DailyStats => stats::apply(tx, generation, events).await,
+            Self::DailyStats => stats::apply(tx, generation, events, zone).await,
             Self::Sessions => sessions::apply(tx, generation, events).await,
         }
     }

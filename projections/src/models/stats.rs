@@ -1,9 +1,10 @@
-//! `daily_stats`: per app and UTC day, logins, distinct users who logged in, and new users.
+//! `daily_stats`: per app and day (in `IDENTITY_STATS_TIMEZONE`), logins, distinct users who logged in, and new users.
 //! `daily_active_users` remembers who was counted active on a day, so a second login the same
 //! day does not count twice.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use chrono_tz::Tz;
 use infra::store::RecordedEvent;
 use sqlx::Row;
 
@@ -13,7 +14,7 @@ use crate::event::{self, USER_LOGGED_IN, USER_REGISTERED};
 use crate::table::{table, Table};
 
 table! {
-    /// One app's counts of one UTC day.
+    /// One app's counts of one day.
     pub(crate) struct DayStats as DAILY_STATS = "daily_stats" {
         appid: String,
         day: String,
@@ -36,7 +37,10 @@ table! {
         user_id: String,
     }
     key (appid, day, user_id)
-    indexes {}
+    indexes {
+        // Actives over a window in every app.
+        day (day, user_id),
+    }
     write_indexes ()
 }
 
@@ -53,6 +57,7 @@ pub(super) async fn apply(
     tx: &mut Tx,
     generation: i64,
     events: &[RecordedEvent],
+    zone: Tz,
 ) -> Result<(), ProjectionError> {
     let mut counts: BTreeMap<(String, String), Counts> = BTreeMap::new();
     let mut active = BTreeSet::new();
@@ -63,7 +68,7 @@ pub(super) async fn apply(
         ) else {
             continue;
         };
-        let day = event::day(e.occurred_at);
+        let day = event::day(e.occurred_at, zone);
         if e.event_type == USER_REGISTERED {
             counts.entry((appid, day)).or_default().new += 1;
         } else if let Some(user) = event::uuid_field(e, "user_id") {

@@ -169,7 +169,7 @@ impl Where {
         query
     }
 
-    /// UTC days from `from` to `to` (both inclusive), in one app or all: the daily lists.
+    /// Days from `from` to `to` (both inclusive), in one app or all: the daily lists.
     pub fn days(&mut self, appid: Option<&str>, from: NaiveDate, to: NaiveDate) {
         let p = self.arg(day_text(from));
         self.and(format!("day >= {p}"));

@@ -1,5 +1,5 @@
 //! Refused logins for the admin API. They are not events (an anonymous caller must not grow
-//! the log): infra keeps them as tallies in `login_rejections`, one row per app, UTC day,
+//! the log): infra keeps them as tallies in `login_rejections`, one row per app, day (in the stats' zone),
 //! reason, client IP and blocked user, and the audit log and daily stats read them from there.
 
 use std::collections::BTreeMap;
@@ -80,7 +80,8 @@ fn decode(row: &AnyRow) -> Result<AuditRecord, ProjectionError> {
 pub(crate) type RejectionCounts = BTreeMap<(String, String), BTreeMap<String, i64>>;
 
 impl ReadModels {
-    /// Refused logins per app and UTC day from `from` to `to` (inclusive), by reason.
+    /// Refused logins per app and day from `from` to `to` (inclusive), by reason: only the
+    /// tallies begun in the stats' current zone (see `stats_zone`).
     pub(crate) async fn rejection_counts(
         &self,
         appid: Option<&str>,
@@ -89,6 +90,11 @@ impl ReadModels {
     ) -> Result<RejectionCounts, ProjectionError> {
         let mut w = Where::default();
         w.days(appid, from, to);
+        w.and(
+            "first_at >= COALESCE((SELECT since FROM read_model_settings \
+             WHERE name = 'daily_stats.timezone'), 0)"
+                .to_owned(),
+        );
         let sql = format!(
             "SELECT appid, day, reason, CAST(SUM(attempts) AS BIGINT) AS attempts \
              FROM login_rejections {} GROUP BY appid, day, reason",

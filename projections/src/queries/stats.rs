@@ -1,7 +1,7 @@
 use std::collections::btree_map::Entry;
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
+use chrono::{Days, NaiveDate};
 use serde::Serialize;
 use sqlx::Row;
 use utoipa::ToSchema;
@@ -11,11 +11,11 @@ use crate::error::ProjectionError;
 use crate::event::day_text;
 use crate::ReadModels;
 
-/// One UTC day of one app from the `daily_stats` read model.
+/// One day (in `IDENTITY_STATS_TIMEZONE`) of one app from the `daily_stats` read model.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct DailyStatsRecord {
     pub appid: String,
-    /// The UTC day.
+    /// The day, in `IDENTITY_STATS_TIMEZONE`.
     pub day: NaiveDate,
     pub logins: i64,
     /// Distinct users who logged in that day.
@@ -27,7 +27,7 @@ pub struct DailyStatsRecord {
 }
 
 impl ReadModels {
-    /// Per app and UTC day from `from` to `to` (both inclusive), by day then app. Days
+    /// Per app and day from `from` to `to` (both inclusive), by day then app. Days
     /// without any login, registration or refused login have no row.
     pub async fn daily_stats(
         &self,
@@ -70,6 +70,32 @@ impl ReadModels {
             record.rejected_logins = by_reason;
         }
         Ok(days.into_values().collect())
+    }
+}
+
+impl ReadModels {
+    /// Distinct users who logged in (in one app, or in any) on the `days` days ending with
+    /// `last_day`, inclusive: 1 is the day's actives, 7 and 30 the weekly and monthly ones.
+    pub async fn active_users_over(
+        &self,
+        appid: Option<&str>,
+        last_day: NaiveDate,
+        days: u32,
+    ) -> Result<i64, ProjectionError> {
+        let Some(first_day) = days
+            .checked_sub(1)
+            .and_then(|back| last_day.checked_sub_days(Days::new(u64::from(back))))
+        else {
+            return Ok(0);
+        };
+        let mut w = Where::default();
+        w.days(appid, first_day, last_day);
+        let sql = format!(
+            "SELECT COUNT(DISTINCT user_id) FROM daily_active_users {}",
+            w.sql()
+        );
+        let row = w.bind(sqlx::query(&sql)).fetch_one(&self.db().read).await?;
+        Ok(row.try_get(0)?)
     }
 }
 

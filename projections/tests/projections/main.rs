@@ -5,6 +5,7 @@
 
 mod batches;
 mod scenario;
+mod stats;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -39,7 +40,7 @@ fn audit_of(user: Option<uuid::Uuid>, action: Option<&str>) -> AuditFilter {
 }
 
 async fn read_models(db: &Db) -> ReadModels {
-    ReadModels::connect(&db.url).await.unwrap()
+    ReadModels::connect(&db.url, chrono_tz::UTC).await.unwrap()
 }
 
 both_backends!(

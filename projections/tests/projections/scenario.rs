@@ -218,6 +218,32 @@ impl Scenario {
         }
     }
 
+    /// Logins only, each in a session of its own: `(user, app, when)`. Sessions are numbered
+    /// by their place in the list.
+    pub fn logins(logins: &[(usize, &str, DateTime<Utc>)]) -> Self {
+        let mut s = Self {
+            entries: Vec::new(),
+            next: 0,
+        };
+        for (k, &(u, app, at)) in logins.iter().enumerate() {
+            // Ids from the time, so two scenarios of different times append side by side.
+            s.next = at.timestamp() / 60 * 64 + k as i64;
+            let sid = session(u, k);
+            s.push(
+                format!("session-{sid}"),
+                "UserLoggedIn",
+                json!({"session_id": sid, "user_id": user(u), "appid": app,
+                       "openid": format!("o{u}"), "is_new_user": false}),
+                Actor::User(UserId::from_uuid(user(u))),
+                app,
+            );
+            if let Some(last) = s.entries.last_mut() {
+                last.event.occurred_at = at;
+            }
+        }
+        s
+    }
+
     /// A scenario of these entries.
     pub fn from_entries(entries: &[Entry]) -> Self {
         Self {

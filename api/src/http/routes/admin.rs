@@ -60,7 +60,7 @@ impl UserPath {
     }
 }
 
-fn appid(raw: Option<String>) -> Result<Option<String>, ApiError> {
+pub(crate) fn appid(raw: Option<String>) -> Result<Option<String>, ApiError> {
     raw.map(|a| {
         AppId::parse(&a).map(|_| a).map_err(|_| {
             ApiError::InvalidRequest("appid must be wx followed by 16 hex characters".into())
@@ -173,7 +173,8 @@ pub struct LoginsQuery {
 }
 
 impl LoginsQuery {
-    fn parse(self) -> Result<(LoginFilter, projections::PageRequest), ApiError> {
+    /// The filter and page, validated (also the console's login history and its CSV).
+    pub(crate) fn parse(self) -> Result<(LoginFilter, projections::PageRequest), ApiError> {
         let from = query::instant("from", self.from.as_deref())?;
         let to = query::instant("to", self.to.as_deref())?;
         query::ordered(from, to)?;
@@ -285,23 +286,31 @@ async fn audit(
     _: Scoped<AdminRead>,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Page<AuditRecord>>, ApiError> {
-    let from = query::instant("from", q.from.as_deref())?;
-    let to = query::instant("to", q.to.as_deref())?;
-    query::ordered(from, to)?;
-    let page = q.page.parse()?;
-    let filter = AuditFilter {
-        user_id: q
-            .user_id
-            .as_deref()
-            .map(user_id)
-            .transpose()?
-            .map(|id| id.as_uuid()),
-        actor: q.actor,
-        action: q.action,
-        from,
-        to,
-    };
+    let (filter, page) = q.parse()?;
     Ok(Json(lookup::audit(&state, &filter, &page).await?))
+}
+
+impl AuditQuery {
+    /// The filter and page, validated (also the console's audit log and its CSV).
+    pub(crate) fn parse(self) -> Result<(AuditFilter, projections::PageRequest), ApiError> {
+        let from = query::instant("from", self.from.as_deref())?;
+        let to = query::instant("to", self.to.as_deref())?;
+        query::ordered(from, to)?;
+        let page = self.page.parse()?;
+        let filter = AuditFilter {
+            user_id: self
+                .user_id
+                .as_deref()
+                .map(user_id)
+                .transpose()?
+                .map(|id| id.as_uuid()),
+            actor: self.actor,
+            action: self.action,
+            from,
+            to,
+        };
+        Ok((filter, page))
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -310,10 +319,10 @@ async fn audit(
 pub struct StatsQuery {
     #[param(pattern = "^wx[0-9a-fA-F]{16}$")]
     appid: Option<String>,
-    /// First UTC day (default: 29 days before `to`).
+    /// First day (default: 29 days before `to`).
     #[param(value_type = Option<String>, format = Date)]
     from: Option<String>,
-    /// Last UTC day (default: today).
+    /// Last day (default: today in `IDENTITY_STATS_TIMEZONE`).
     #[param(value_type = Option<String>, format = Date)]
     to: Option<String>,
 }
@@ -321,9 +330,11 @@ pub struct StatsQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DailyStats {
     pub days: Vec<DailyStatsRecord>,
+    /// The IANA zone the days start in (`IDENTITY_STATS_TIMEZONE`), e.g. `Asia/Shanghai`.
+    pub timezone: String,
 }
 
-/// Days are UTC. Without `from`/`to`: the last 30 days.
+/// Days start at midnight in `IDENTITY_STATS_TIMEZONE`. Without `from`/`to`: the last 30 days.
 #[utoipa::path(
     get,
     path = "/v1/admin/stats/daily",
@@ -332,7 +343,8 @@ pub struct DailyStats {
     security(("api_key" = ["admin:read"])),
     summary = "Daily statistics",
     description = "Logins, active users, new users and refused logins by reason \
-        (`rejected_logins`) per app per UTC day; the last 30 days \
+        (`rejected_logins`) per app per day, days starting at midnight in \
+        `IDENTITY_STATS_TIMEZONE` (default UTC; named in `timezone`); the last 30 days \
         unless `from`/`to` say otherwise, at most 366 days. Requires an API key with the \
         `admin:read` scope.",
     responses(
@@ -351,7 +363,10 @@ async fn daily_stats(
     let from = query::day("from", q.from.as_deref())?;
     let appid = appid(q.appid)?;
     let days = lookup::daily_stats(&state, appid.as_deref(), from, to).await?;
-    Ok(Json(DailyStats { days }))
+    Ok(Json(DailyStats {
+        days,
+        timezone: state.stats_timezone.name().to_owned(),
+    }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

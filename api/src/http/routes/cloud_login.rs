@@ -5,7 +5,7 @@
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
-use domain::{OpenId, UnionId, UnionIdSource};
+use domain::{AppId, OpenId, UnionId, UnionIdSource};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -69,6 +69,18 @@ async fn cloud_login(
     ctx: RequestContext,
     CloudSigned { appid, body }: CloudSigned<CloudLoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
+    let answer = log_in(&state, &ctx, &appid, body).await;
+    let outcome = answer.as_ref().map(|_| ()).map_err(ApiError::code);
+    state.metrics.login(appid.as_str(), outcome);
+    Ok(Json(answer?))
+}
+
+async fn log_in(
+    state: &AppState,
+    ctx: &RequestContext,
+    appid: &AppId,
+    body: CloudLoginRequest,
+) -> Result<LoginResponse, ApiError> {
     let identity = WeChatIdentity {
         openid: OpenId::parse(&body.openid)?,
         unionid: body
@@ -78,8 +90,7 @@ async fn cloud_login(
             .transpose()?,
         source: UnionIdSource::CloudContext,
     };
-    let answer = login::cloud_login(&state, &appid, &identity, &ctx.anonymous()).await?;
-    Ok(Json(answer))
+    Ok(login::cloud_login(state, appid, &identity, &ctx.anonymous()).await?)
 }
 
 impl SignedByApp for CloudLoginRequest {

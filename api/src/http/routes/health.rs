@@ -59,18 +59,8 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
         ApiError::NotReady("the database does not answer")
     })?;
     let projections = state.read_models.status().await?;
-    let nats_relay = match &state.relay_stream {
-        Some(stream) => {
-            let relay = infra::relay::status(state.store.as_ref(), stream).await?;
-            let head = projections.iter().map(|p| p.head).max().unwrap_or(0);
-            Some(RelayProgress {
-                stream: relay.stream,
-                position: relay.position,
-                lag: (head - relay.position).max(0),
-            })
-        }
-        None => None,
-    };
+    let head = projections.iter().map(|p| p.head).max().unwrap_or(0);
+    let nats_relay = relay_progress(&state, head).await?;
     Ok(Json(Readiness {
         status: "ready",
         database: state.store.backend().name(),
@@ -86,6 +76,23 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
             .collect(),
         nats_relay,
         signing_keys: signing_keys(&state),
+    }))
+}
+
+/// The NATS relay's progress against the log's `head`, when `IDENTITY_NATS_URL` is set (also
+/// the console's dashboard).
+pub(crate) async fn relay_progress(
+    state: &AppState,
+    head: i64,
+) -> Result<Option<RelayProgress>, ApiError> {
+    let Some(stream) = &state.relay_stream else {
+        return Ok(None);
+    };
+    let relay = infra::relay::status(state.store.as_ref(), stream).await?;
+    Ok(Some(RelayProgress {
+        stream: relay.stream,
+        position: relay.position,
+        lag: (head - relay.position).max(0),
     }))
 }
 

@@ -59,6 +59,17 @@ async fn wechat_login(
     ctx: RequestContext,
     ApiJson(body): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>, ApiError> {
+    let answer = log_in(&state, &ctx, &body).await;
+    let outcome = answer.as_ref().map(|_| ()).map_err(ApiError::code);
+    state.metrics.login(&body.appid, outcome);
+    Ok(Json(answer?))
+}
+
+async fn log_in(
+    state: &AppState,
+    ctx: &RequestContext,
+    body: &LoginRequest,
+) -> Result<LoginResponse, ApiError> {
     if let Some(ip) = ctx.client_ip {
         state
             .login_rate_limit
@@ -66,6 +77,5 @@ async fn wechat_login(
             .map_err(ApiError::rate_limited)?;
     }
     let (appid, code) = (AppId::parse(&body.appid)?, WeChatCode::parse(&body.code)?);
-    let answer = login::login(&state, &appid, &code, &ctx.anonymous()).await?;
-    Ok(Json(answer))
+    Ok(login::login(state, &appid, &code, &ctx.anonymous()).await?)
 }

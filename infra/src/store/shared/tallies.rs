@@ -75,7 +75,7 @@ impl<B: SqlStore> RejectionStore for B {
         rejection: &LoginRejection,
         max_rows_per_app_day: u32,
     ) -> Result<(), StoreError> {
-        let day = day_text(rejection.day());
+        let day = day_text(rejection.day);
         let ip = rejection.client_ip.as_deref().unwrap_or(NO_IP);
         let user = rejection.user_id.map(|u| u.to_string()).unwrap_or_default();
         let args = |ip| {
