@@ -24,6 +24,9 @@ use driver::Driver;
 /// The console's session cookie over plain http (tests serve http on 127.0.0.1).
 pub const SESSION_COOKIE: &str = "identity_console";
 
+/// How long a click's page may take to load (a busy machine, a debug build).
+const PAGE_LOAD: std::time::Duration = std::time::Duration::from_secs(20);
+
 /// What the tests skip under when there is no browser, and name in the CI failure.
 const PART: &str = "console browser";
 
@@ -130,14 +133,47 @@ impl Browser {
             .expect("an element's attribute")
     }
 
-    /// Clicks the element `css` selects (a link or a submit button: WebDriver waits for the
-    /// navigation it starts).
+    /// Clicks the link or submit button `css` selects and waits for the next page to load.
     pub async fn click(&self, css: &str) {
-        self.find(css)
-            .await
+        let element = self.find(css).await;
+        self.mark_page().await;
+        element
             .click()
             .await
             .unwrap_or_else(|error| panic!("click `{css}`: {error}"));
+        self.wait_for_next_page(css).await;
+    }
+
+    /// Types `text` into the field `css` selects and presses Enter (submitting its form, as a
+    /// person searching does), then waits for the next page to load.
+    pub async fn submit_text(&self, css: &str, text: &str) {
+        self.mark_page().await;
+        self.fill(css, &format!("{text}\u{E007}")).await;
+        self.wait_for_next_page(css).await;
+    }
+
+    /// WebDriver may return from a click or a key press before a form's POST and its redirect
+    /// are through: the old page is marked first, and [`Browser::wait_for_next_page`] waits for
+    /// a loaded page without the mark.
+    async fn mark_page(&self) {
+        self.run("window.__identityOldPage = true").await;
+    }
+
+    async fn wait_for_next_page(&self, after: &str) {
+        let loaded = "return window.__identityOldPage === undefined \
+                      && document.readyState === 'complete'";
+        let deadline = std::time::Instant::now() + PAGE_LOAD;
+        // Errors while the page changes (no document to run in yet) count as not loaded.
+        while !matches!(
+            self.client.execute(loaded, Vec::new()).await,
+            Ok(Value::Bool(true))
+        ) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no new page within {PAGE_LOAD:?} after `{after}`"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Types `text` into the field `css` selects, after clearing it.
@@ -268,7 +304,15 @@ impl Browser {
         assert_eq!(self.current_path().await, "/console/sign-in");
         self.fill("#api_key", key).await;
         self.click("#sign-in").await;
-        assert_eq!(self.current_path().await, "/console", "signed in");
+        let landed = self.current_path().await;
+        if landed != "/console" {
+            let shot = self.screenshot("sign-in-failed").await;
+            let page = self.text("body").await;
+            panic!(
+                "sign-in landed on {landed} (see {}):\n{page}",
+                shot.display()
+            );
+        }
     }
 
     /// Validates every recorded page with the Nu HTML checker (any error fails the test) and

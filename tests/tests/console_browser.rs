@@ -82,9 +82,7 @@ async fn an_admin_finds_a_user_by_openid_reads_the_timeline_and_blocks_them() {
 
     // Search by openid, through the form.
     browser.click("#nav-users").await;
-    browser
-        .fill("input[name=q]", &format!("{openid}\u{E007}"))
-        .await;
+    browser.submit_text("input[name=q]", &openid).await;
     let found = browser.find_all("#users a.user-link").await;
     assert_eq!(found.len(), 1, "one user has that openid");
     let href = found[0].attr("href").await.expect("attr").expect("a link");
@@ -217,6 +215,17 @@ async fn a_read_only_key_sees_no_write_buttons_and_its_forged_post_is_refused() 
         );
     }
 
+    browser.click("#nav-keys").await;
+    browser.record("keys").await;
+    assert!(browser.has("#keys").await);
+    assert!(
+        !browser.has("#create-key-form").await,
+        "no key creation for admin:read"
+    );
+    assert!(
+        !browser.has("form.revoke-key").await,
+        "no revocation for admin:read"
+    );
     // The forged POST: the session's own cookie and CSRF token, the write it may not make.
     let csrf = csrf_token(&browser).await;
     let block = format!("/console/users/{}/block", dave.user_id);
@@ -382,5 +391,80 @@ async fn a_wrong_key_gets_one_generic_message_and_cross_site_sign_in_is_refused(
         cross_site.headers().get("set-cookie").is_none(),
         "and opens no session"
     );
+    browser.finish().await;
+}
+
+/// The number a hidden per-day table cell holds (`textContent`: WebDriver's text is only what
+/// is rendered, and the table sits in a closed `<details>`).
+async fn hidden_number(browser: &Browser, css: &str) -> u64 {
+    let script = "return document.querySelector(arguments[0]).textContent";
+    let text = browser
+        .client()
+        .execute(script, vec![serde_json::json!(css)])
+        .await
+        .unwrap_or_else(|error| panic!("read `{css}`: {error}"));
+    let text = text.as_str().unwrap_or_else(|| panic!("no `{css}`"));
+    text.trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("`{css}` is not a number: {text}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_dashboard_shows_the_days_logins_and_active_users() {
+    let Some((world, mut browser)) = console("dashboard").await else {
+        return;
+    };
+    world.login(APP_A, "alice").await;
+    world.login(APP_B, "alice").await;
+    world.login(APP_A, "bob").await;
+    world.wait_for_projections(Duration::from_secs(5)).await;
+    browser.sign_in(&world.app.base, ADMIN_TOKEN).await;
+    browser.record("dashboard").await;
+
+    assert!(
+        browser.has("#logins-per-day svg").await,
+        "a server-drawn chart"
+    );
+    let today = chrono::Utc::now().date_naive();
+    let row = format!("#per-day tr[data-day='{today}']");
+    assert_eq!(
+        hidden_number(&browser, &format!("{row} td.logins")).await,
+        3
+    );
+    assert_eq!(
+        hidden_number(&browser, &format!("{row} td.new-users")).await,
+        2
+    );
+    // alice (one person in two apps of one Open Platform account) and bob.
+    assert_eq!(browser.text("#dau").await.trim(), "2");
+    for section in [
+        "#new-users-per-day",
+        "#active-users",
+        "#failed-logins",
+        "#projections",
+        "#relay",
+    ] {
+        assert!(browser.has(section).await, "the dashboard has {section}");
+    }
+    browser.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_page_renders_valid_html_in_english_and_chinese() {
+    let Some((world, mut browser)) = console("pages").await else {
+        return;
+    };
+    world.login(APP_A, "carol").await;
+    world.wait_for_projections(Duration::from_secs(5)).await;
+    browser.sign_in(&world.app.base, ADMIN_TOKEN).await;
+    for (language, switch) in [("en", "#lang-en"), ("zh-CN", "#lang-zh")] {
+        browser.click(switch).await;
+        for page in ["dashboard", "users", "logins", "audit", "events", "keys"] {
+            browser.click(&format!("#nav-{page}")).await;
+            let lang = browser.attr("html", "lang").await;
+            assert_eq!(lang.as_deref(), Some(language), "{page}");
+            browser.record(&format!("{page}-{language}")).await;
+        }
+    }
     browser.finish().await;
 }
