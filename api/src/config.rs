@@ -649,6 +649,26 @@ mod tests {
     }
 
     #[test]
+    fn console_lifetimes_default_to_half_an_hour_and_twelve_hours_and_refuse_zero() {
+        figment::Jail::expect_with(|jail| {
+            let lifetime = Config::load(None)
+                .map_err(|e| *e)?
+                .console_lifetime()
+                .expect("valid");
+            assert_eq!(lifetime.idle, chrono::Duration::minutes(30));
+            assert_eq!(lifetime.max_age, chrono::Duration::hours(12));
+            jail.set_env("IDENTITY_CONSOLE_IDLE_SECS", "60");
+            jail.set_env("IDENTITY_CONSOLE_MAX_AGE_SECS", "0");
+            let refused = Config::load(None).map_err(|e| *e)?.console_lifetime();
+            assert!(refused
+                .unwrap_err()
+                .to_string()
+                .contains("IDENTITY_CONSOLE_MAX_AGE_SECS"));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn session_lifetimes_come_from_the_environment_and_refuse_zero() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("IDENTITY_SESSION_MAX_AGE_SECS", "3600");

@@ -13,6 +13,7 @@ both_backends! {
     a_good_key_signs_in_with_a_strict_cookie,
     a_bad_key_is_refused_and_charged_to_the_failure_limit,
     over_https_the_cookie_is_secure_and_host_only,
+    times_are_shown_in_the_stats_time_zone,
     revoking_the_key_ends_its_console_sessions,
     a_changed_bootstrap_token_ends_its_sessions,
     an_idle_session_expires,
@@ -171,6 +172,23 @@ async fn over_https_the_cookie_is_secure_and_host_only(world: World) {
     }
     assert!(!cookie.contains("Domain"), "{cookie}");
     assert_eq!(console.get("/console").await.status(), 200);
+}
+
+/// Times are in the configured zone, named on the page (here the default, UTC; other zones
+/// are the unit tests' of `console::render`: every instance on a database shares one).
+async fn times_are_shown_in_the_stats_time_zone(world: World) {
+    let alice = world.login(APP_A, "alice").await;
+    world
+        .wait_for_projections(std::time::Duration::from_secs(10))
+        .await;
+    let console = ConsoleClient::signed_in(&world.app.base, ADMIN_TOKEN).await;
+    let html = console
+        .page(&format!("/console/users/{}", alice.user_id))
+        .await;
+    assert!(html.contains("Times are shown in UTC"), "{html}");
+    let registered = world.events_of_type("UserRegistered").await[0].occurred_at;
+    let shown = registered.format("%Y-%m-%d %H:%M:%S").to_string();
+    assert!(html.contains(&shown), "{shown} in {html}");
 }
 
 async fn revoking_the_key_ends_its_console_sessions(world: World) {

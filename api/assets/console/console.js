@@ -7,8 +7,8 @@ document.addEventListener("DOMContentLoaded", function () {
       form.querySelectorAll("button[type=submit]").forEach(function (b) { b.disabled = true; });
     });
   });
-  document.querySelectorAll("time").forEach(function (t) {
-    var at = new Date(t.textContent.trim().replace(" ", "T") + "Z");
+  document.querySelectorAll("time[datetime]").forEach(function (t) {
+    var at = new Date(t.getAttribute("datetime"));
     if (!isNaN(at.getTime())) { t.title = at.toLocaleString(); }
   });
 });

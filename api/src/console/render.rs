@@ -32,8 +32,8 @@ pub struct Chrome {
     pub signed_in: Option<SignedIn>,
     pub stylesheet: &'static str,
     pub script: &'static str,
-    /// The time zone dates are shown in.
-    pub zone: &'static str,
+    /// The time zone dates are shown in (`IDENTITY_STATS_TIMEZONE`), named on every page.
+    pub zone: chrono_tz::Tz,
 }
 
 /// The signed-in key, as the layout shows it (and the sign-out form's CSRF token).
@@ -53,6 +53,7 @@ impl Chrome {
                 can_write: session.can_write(),
             }),
             nav,
+            zone: session.zone,
             ..Self::signed_out(lang)
         }
     }
@@ -66,8 +67,8 @@ impl Chrome {
             signed_in: None,
             stylesheet: assets::stylesheet(),
             script: assets::script(),
-            // IDENTITY_STATS_TIMEZONE is another change's; until then the console shows UTC.
-            zone: "UTC",
+            // Pages before sign-in show no times of ours.
+            zone: chrono_tz::UTC,
         }
     }
 
@@ -91,7 +92,14 @@ impl Chrome {
 
     /// A time as the console shows it, in its zone.
     pub fn when(&self, at: &DateTime<Utc>) -> String {
-        at.format("%Y-%m-%d %H:%M:%S").to_string()
+        at.with_timezone(&self.zone)
+            .format("%Y-%m-%d %H:%M:%S")
+            .to_string()
+    }
+
+    /// The instant in RFC 3339 (UTC), for `<time datetime>`.
+    pub fn iso(&self, at: &DateTime<Utc>) -> String {
+        at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     }
 
     pub fn when_opt(&self, at: &Option<DateTime<Utc>>) -> String {
@@ -184,4 +192,24 @@ fn error_page(lang: Lang, answer: Response, refusal: Refusal) -> Response {
             .insert(header::RETRY_AFTER, retry.clone());
     }
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn times_are_shown_in_the_zone() {
+        let at = Utc
+            .with_ymd_and_hms(2026, 12, 5, 17, 30, 0)
+            .single()
+            .expect("a time");
+        let mut chrome = Chrome::signed_out(Lang::ZhCn);
+        assert_eq!(chrome.when(&at), "2026-12-05 17:30:00");
+        chrome.zone = chrono_tz::Asia::Shanghai;
+        assert_eq!(chrome.when(&at), "2026-12-06 01:30:00");
+        assert_eq!(chrome.iso(&at), "2026-12-05T17:30:00Z");
+        assert_eq!(chrome.zone.to_string(), "Asia/Shanghai");
+    }
 }

@@ -59,6 +59,8 @@ pub struct ConsoleSession {
     token_hash: Vec<u8>,
     /// Whether the request came over https (which cookie name it uses).
     pub https: bool,
+    /// `IDENTITY_STATS_TIMEZONE`: the zone pages show times in.
+    pub zone: chrono_tz::Tz,
 }
 
 impl std::fmt::Debug for ConsoleSession {
@@ -169,6 +171,7 @@ impl FromRequestParts<AppState> for ConsoleSession {
             csrf: csrf_of(token),
             token_hash,
             https,
+            zone: state.stats_timezone,
         };
         parts.extensions.insert(session.clone());
         Ok(session)

@@ -18,6 +18,7 @@ use crate::http::api_key::ApiCaller;
 use crate::http::client_ip::ClientIp;
 use crate::http::state::AppState;
 use crate::http::ApiError;
+use crate::usecases::ops_metrics::ConsoleSignIn;
 
 #[derive(Template)]
 #[template(path = "console/sign_in.html")]
@@ -65,10 +66,12 @@ pub async fn submit(
     let t = lang.messages();
     // No session yet, so no CSRF token: a form posted from another site is refused by what the
     // browser says of the request's origin instead.
+    let counted = |outcome| state.metrics.console_sign_in(outcome);
     if !same_origin(&headers, state.public_url.as_str()) {
+        counted(ConsoleSignIn::BadRequest);
         return refused(StatusCode::FORBIDDEN, t.sign_in_cross_site);
     }
-    let form: SignInForm = form_of(&body)?;
+    let form: SignInForm = form_of(&body).inspect_err(|_| counted(ConsoleSignIn::BadRequest))?;
     let key = form.api_key.unwrap_or_default();
     let key = key.trim();
     let attempt = state.auth_failures.begin(client);
@@ -83,10 +86,11 @@ pub async fn submit(
             caller
         }
         Err(ApiError::Unauthorized(_) | ApiError::Forbidden(_)) => {
-            state
-                .auth_failures
-                .failed(attempt)
-                .map_err(ApiError::rate_limited)?;
+            if let Err(wait) = state.auth_failures.failed(attempt) {
+                counted(ConsoleSignIn::RateLimited);
+                return Err(ApiError::rate_limited(wait));
+            }
+            counted(ConsoleSignIn::InvalidKey);
             return refused(StatusCode::UNAUTHORIZED, t.sign_in_failed);
         }
         Err(other) => {
@@ -95,9 +99,11 @@ pub async fn submit(
         }
     };
     if !caller.scopes.contains(&Scope::AdminRead) {
+        counted(ConsoleSignIn::Forbidden);
         return refused(StatusCode::FORBIDDEN, t.sign_in_needs_admin_read);
     }
     let token = session::open(&state, &caller).await?;
+    counted(ConsoleSignIn::SignedIn);
     tracing::info!(key_id = %caller.key_id, "console sign-in");
     let cookie = cookies::set(
         cookies::session_cookie_name(https),

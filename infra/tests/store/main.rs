@@ -10,6 +10,7 @@ mod api_keys;
 mod avatars;
 mod cancellation;
 mod concurrency;
+mod console_sessions;
 mod keyring;
 mod plans;
 mod trust;
@@ -17,6 +18,7 @@ mod trust;
 use api_keys::*;
 use avatars::*;
 use concurrency::*;
+use console_sessions::*;
 use keyring::*;
 use plans::*;
 use trust::*;
@@ -63,6 +65,7 @@ both_backends!(
     rejections_are_tallied_bounded_and_forgotten,
     appending_user_erased_forgets_the_users_tallies,
     avatars_go_when_deleted_or_their_owner_is_erased,
+    console_sessions_are_bounded_per_key_and_by_age,
 );
 
 fn event(event_type: &str, payload: serde_json::Value) -> NewEvent {
