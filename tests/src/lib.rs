@@ -4,6 +4,7 @@
 //! [`assert_problem`] and [`json_of`].
 
 mod answers;
+pub mod browser;
 mod cloud;
 mod conformance;
 pub mod console;

@@ -52,10 +52,15 @@ fn lock(dir: &Path) -> File {
 
 /// `clients/` at the workspace root.
 pub fn clients_dir() -> PathBuf {
+    workspace_dir().join("clients")
+}
+
+/// The workspace root.
+pub fn workspace_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("workspace root")
-        .join("clients")
+        .to_owned()
 }
 
 /// Runs `npm run <script>` in `dir`, panicking with its output when it fails.
@@ -70,7 +75,7 @@ pub fn npm_run(dir: &Path, script: &str) -> Output {
 
 /// `npm ci` unless `node_modules` was installed from this very lockfile (a stamp written
 /// after the last successful install holds the lockfile it installed).
-fn install(dir: &Path) {
+pub(crate) fn install(dir: &Path) {
     let _lock = lock(dir);
     let wanted = fs::read(dir.join("package-lock.json")).expect("the package has a lockfile");
     let stamp = dir.join("node_modules/.installed-from");
