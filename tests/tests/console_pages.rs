@@ -424,6 +424,24 @@ async fn a_read_only_session_sees_no_key_forms_and_its_posts_are_refused(world: 
         )
         .await;
     assert_eq!(escalate.status(), 403);
+    // Nor revoke a key holding a scope it lacks: revoking is as strong as creating.
+    let wider = world.api_key("admin:read,events:read").await;
+    let wider_id = wider.split('_').nth(1).expect("a key id").to_owned();
+    let cut_off = console
+        .post(&format!("/console/keys/{wider_id}/revoke"), &[])
+        .await;
+    assert_eq!(cut_off.status(), 403);
+    assert_eq!(world.get_as(&wider, "/v1/events").await.status(), 200);
+    let narrower = world.api_key("admin:read").await;
+    let narrower_id = narrower.split('_').nth(1).expect("a key id").to_owned();
+    let revoked = console
+        .post(&format!("/console/keys/{narrower_id}/revoke"), &[])
+        .await;
+    assert_eq!(revoked.status(), 303);
+    assert_eq!(
+        world.get_as(&narrower, "/v1/admin/logins").await.status(),
+        401
+    );
 }
 
 async fn revoking_the_sessions_own_key_signs_it_out(world: World) {

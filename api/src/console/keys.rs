@@ -1,6 +1,7 @@
 //! `/console/keys`: the API keys (never a secret), creating one (its token shown once) and
-//! revoking one behind a confirmation. Writes need `admin:write`, and a new key gets only
-//! scopes the signed-in key holds (`key_admin`).
+//! revoking one behind a confirmation. Writes need `admin:write`; a new key gets only scopes
+//! the signed-in key holds, and only a key holding all of a key's scopes revokes it
+//! (`key_admin`).
 
 use askama::Template;
 use axum::extract::{Path, State};
@@ -73,7 +74,14 @@ pub async fn create(
         .map(|(_, v)| v.clone())
         .collect();
     let scopes = key_admin::granted_scopes(&session.scopes, &requested)?;
-    let key = key_admin::create(state.store.as_ref(), &name, scopes, state.clock.now()).await?;
+    let key = key_admin::create(
+        state.store.as_ref(),
+        &session.key_id,
+        &name,
+        scopes,
+        state.clock.now(),
+    )
+    .await?;
     page(&KeyCreatedPage {
         chrome: Chrome::of(&session, lang, "keys"),
         key: key.stored.clone(),
@@ -115,7 +123,14 @@ pub async fn revoke(
     let session = posted.session;
     session.require(Scope::AdminWrite)?;
     let key = stored(&state, &key_id).await?;
-    key_admin::revoke(state.store.as_ref(), &key.key_id, state.clock.now()).await?;
+    key_admin::may_revoke(&session.scopes, &key)?;
+    key_admin::revoke(
+        state.store.as_ref(),
+        &session.key_id,
+        &key.key_id,
+        state.clock.now(),
+    )
+    .await?;
     if key.key_id != session.key_id {
         return Ok(Redirect::to("/console/keys").into_response());
     }
