@@ -3,7 +3,7 @@
 //!
 //! - The store keeps SHA-256 of the token (`console_sessions`), never the token: the token is
 //!   256 random bits, so a fast hash is enough, and a copy of the table signs no one in.
-//! - The CSRF token is derived from the session token, `HMAC-SHA256(token, "csrf")`, rather
+//! - The CSRF token is derived from the session token, `HMAC-SHA256(token, "identity-console csrf")`, rather
 //!   than stored: nothing more to keep or leak, it changes with each session, and only a holder
 //!   of the cookie can compute it (the cookie is HttpOnly and never leaves our origin).
 //! - Every request re-checks the key: a revoked (or deleted) key ends the session, and so does
