@@ -16,6 +16,7 @@ use std::collections::BTreeSet;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -234,6 +235,21 @@ pub async fn open(state: &AppState, caller: &ApiCaller) -> Result<SecretString, 
     };
     state.store.insert_console_session(&row, bounds).await?;
     Ok(SecretString::from(token))
+}
+
+/// Ends the session whose cookie `headers` carry, if any: a sign-in replaces it rather than
+/// leaving it valid beside the new one.
+pub async fn end_presented(
+    state: &AppState,
+    headers: &HeaderMap,
+    https: bool,
+) -> Result<(), ApiError> {
+    if let Some(token) = cookies::get(headers, cookies::session_cookie_name(https))
+        .filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_CHARS)
+    {
+        state.store.delete_console_session(&hash(token)).await?;
+    }
+    Ok(())
 }
 
 fn hash(token: &str) -> Vec<u8> {

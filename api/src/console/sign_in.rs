@@ -102,6 +102,7 @@ pub async fn submit(
         counted(ConsoleSignIn::Forbidden);
         return refused(StatusCode::FORBIDDEN, t.sign_in_needs_admin_read);
     }
+    session::end_presented(&state, &headers, https).await?;
     let token = session::open(&state, &caller).await?;
     counted(ConsoleSignIn::SignedIn);
     tracing::info!(key_id = %caller.key_id, "console sign-in");
