@@ -151,8 +151,8 @@ async fn the_dashboard_shows_the_days_logins_actives_and_failures(world: World) 
     }
     assert!(!page.contains("<script>"), "no inline script");
     assert!(
-        page.contains("data-refresh=\"30\""),
-        "the script reloads it every 30 s"
+        page.contains("data-refresh=\"30\" data-refresh-until-idle=\"1800\""),
+        "the script reloads it every 30 s, until idle for the console's idle lifetime"
     );
     assert_eq!(page.matches("<svg").count(), 4, "four charts");
     assert_eq!(text_of(&page, "dau"), "3");
