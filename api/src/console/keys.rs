@@ -5,11 +5,9 @@
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use infra::api_keys::{Scope, StoredApiKey};
 
-use super::cookies;
 use super::csrf::Posted;
 use super::i18n::Lang;
 use super::key_admin;
@@ -134,17 +132,7 @@ pub async fn revoke(
     if key.key_id != session.key_id {
         return Ok(Redirect::to("/console/keys").into_response());
     }
-    session.end(&state).await?;
-    let cookie = cookies::set(
-        cookies::session_cookie_name(session.https),
-        None,
-        session.https,
-    );
-    Ok((
-        [(header::SET_COOKIE, cookie)],
-        Redirect::to("/console/sign-in"),
-    )
-        .into_response())
+    session.sign_out(&state).await
 }
 
 /// The stored key `key_id` names (16 hex digits, as lists show it), else 404.

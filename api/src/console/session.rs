@@ -16,13 +16,13 @@ use std::collections::BTreeSet;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
-use infra::api_keys::Scope;
+use infra::api_keys::{self, Scope};
 use infra::store::{ConsoleSessionBounds, StoredConsoleSession};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
@@ -90,21 +90,19 @@ impl ConsoleSession {
 
     /// Whether `presented` is this session's CSRF token (constant time).
     pub fn csrf_matches(&self, presented: &str) -> bool {
-        // Compare digests of both rather than the strings: constant time whatever the lengths.
-        let digest = |text: &str| Sha256::digest(text.as_bytes());
-        let expected = digest(&self.csrf);
-        let given = digest(presented);
-        let mut same = 0u8;
-        for (a, b) in expected.iter().zip(given.iter()) {
-            same |= a ^ b;
-        }
-        same == 0
+        api_keys::same_secret(presented, &self.csrf)
     }
 
-    /// Signs out: the row goes, whatever the cookie does next.
-    pub async fn end(&self, state: &AppState) -> Result<(), ApiError> {
+    /// Signs out: the row goes, whatever the cookie does next; the cookie is cleared and the
+    /// browser sent to sign in.
+    pub async fn sign_out(&self, state: &AppState) -> Result<Response, ApiError> {
         state.store.delete_console_session(&self.token_hash).await?;
-        Ok(())
+        let cookie = cookies::set(cookies::session_cookie_name(self.https), None, self.https);
+        Ok((
+            [(header::SET_COOKIE, cookie)],
+            Redirect::to("/console/sign-in"),
+        )
+            .into_response())
     }
 }
 
@@ -183,7 +181,9 @@ fn in_force(row: &StoredConsoleSession, now: DateTime<Utc>, lifetime: &ConsoleLi
     now - row.last_seen_at < lifetime.idle && now - row.created_at < lifetime.max_age
 }
 
-/// Whether the key the session signed in with still stands.
+/// Whether the key the session signed in with still stands: a bootstrap session while
+/// `IDENTITY_ADMIN_TOKEN` is still the token it signed in with, any other while its key is
+/// unrevoked (`ApiCaller::still_holds`; every session's key holds `admin:read`).
 async fn key_holds(
     row: &StoredConsoleSession,
     token: &str,
@@ -197,11 +197,13 @@ async fn key_holds(
             _ => false,
         });
     }
-    Ok(state
-        .store
-        .api_key(&row.key_id)
-        .await?
-        .is_some_and(|key| key.revoked_at.is_none()))
+    let caller = ApiCaller {
+        key_id: row.key_id.clone(),
+        scopes: row.scopes.clone(),
+    };
+    Ok(caller
+        .still_holds(state.store.as_ref(), Scope::AdminRead)
+        .await?)
 }
 
 /// A new session for `caller`: the token for the cookie (shown to no one else).
