@@ -199,6 +199,13 @@ async fn login_history_filters_pages_and_exports_safe_csv(world: World) {
     assert_eq!(rows(&app_a, "login"), 3);
     assert!(!app_a.contains(openid));
     assert!(app_a.contains(&format!("<option value=\"{APP_A}\" selected>")));
+    // Switching language keeps the filters.
+    assert!(
+        app_a.contains(&format!(
+            "id=\"lang-zh\" href=\"?appid={APP_A}&#38;from=&#38;to=&#38;lang=zh-CN\""
+        )),
+        "{app_a}"
+    );
 
     let first = console.page("/console/logins?limit=3").await;
     assert_eq!(rows(&first, "login"), 3);

@@ -29,6 +29,7 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::cookies;
+use super::i18n::query_for_lang_links;
 use crate::http::api_key::{ApiCaller, BOOTSTRAP_KEY_ID};
 use crate::http::state::AppState;
 use crate::http::ApiError;
@@ -62,6 +63,8 @@ pub struct ConsoleSession {
     pub https: bool,
     /// `IDENTITY_STATS_TIMEZONE`: the zone pages show times in.
     pub zone: chrono_tz::Tz,
+    /// This request's query without `lang`, for the language links (`i18n`).
+    pub lang_link_query: String,
 }
 
 impl std::fmt::Debug for ConsoleSession {
@@ -171,6 +174,7 @@ impl FromRequestParts<AppState> for ConsoleSession {
             token_hash,
             https,
             zone: state.stats_timezone,
+            lang_link_query: query_for_lang_links(parts.uri.query()),
         };
         parts.extensions.insert(session.clone());
         Ok(session)
