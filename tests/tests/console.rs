@@ -190,6 +190,30 @@ async fn times_are_shown_in_the_stats_time_zone(world: World) {
     let registered = world.events_of_type("UserRegistered").await[0].occurred_at;
     let shown = registered.format("%Y-%m-%d %H:%M:%S").to_string();
     assert!(html.contains(&shown), "{shown} in {html}");
+
+    // A world of its own (its own database) in Asia/Shanghai shows the same kind of time at
+    // +08:00, and not at UTC.
+    let shanghai = World::start_in_zone(world.backend, "Asia/Shanghai")
+        .await
+        .expect("the backend this test runs on");
+    let bob = shanghai.login(APP_A, "bob").await;
+    shanghai
+        .wait_for_projections(std::time::Duration::from_secs(10))
+        .await;
+    let console = ConsoleClient::signed_in(&shanghai.app.base, ADMIN_TOKEN).await;
+    let html = console
+        .page(&format!("/console/users/{}", bob.user_id))
+        .await;
+    assert!(html.contains("Times are shown in Asia/Shanghai"), "{html}");
+    let registered = shanghai.events_of_type("UserRegistered").await[0].occurred_at;
+    let plus_eight = chrono::FixedOffset::east_opt(8 * 3600).expect("+08:00");
+    let shown = registered
+        .with_timezone(&plus_eight)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    assert!(html.contains(&shown), "{shown} in {html}");
+    let utc = registered.format("%Y-%m-%d %H:%M:%S").to_string();
+    assert!(!html.contains(&utc), "{utc} (UTC) in {html}");
 }
 
 async fn revoking_the_key_ends_its_console_sessions(world: World) {
