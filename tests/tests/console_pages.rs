@@ -434,6 +434,10 @@ async fn a_read_only_session_sees_no_key_forms_and_its_posts_are_refused(world: 
     // Nor revoke a key holding a scope it lacks: revoking is as strong as creating.
     let wider = world.api_key("admin:read,events:read").await;
     let wider_id = wider.split('_').nth(1).expect("a key id").to_owned();
+    let confirm = console
+        .get(&format!("/console/keys/{wider_id}/revoke"))
+        .await;
+    assert_eq!(confirm.status(), 403);
     let cut_off = console
         .post(&format!("/console/keys/{wider_id}/revoke"), &[])
         .await;

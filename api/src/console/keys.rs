@@ -104,6 +104,7 @@ pub async fn confirm_revoke(
 ) -> Result<Response, ApiError> {
     session.require(Scope::AdminWrite)?;
     let mut key = stored(&state, &key_id).await?;
+    key_admin::may_revoke(&session.scopes, &key)?;
     key.secret_hash.clear();
     page(&RevokePage {
         own: key.key_id == session.key_id,
