@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
-use api::config::{Apps, Config, PushTokens};
+use api::config::{Apps, Config, PushTokens, StatsTimeZone};
 use api::startup::Application;
 use domain::AppId;
 use infra::crypto::MasterKey;
@@ -52,6 +52,9 @@ pub struct World {
     pub simulator: Arc<Simulator>,
     sim: SimServer,
     master_key: String,
+    /// `IDENTITY_STATS_TIMEZONE` of every instance (the zone guard refuses instances that
+    /// disagree on one database).
+    stats_timezone: StatsTimeZone,
     pub(crate) store: tokio::sync::OnceCell<Arc<dyn infra::store::Store>>,
     pub app: TestApp,
     pub http: reqwest::Client,
@@ -65,6 +68,13 @@ pub struct TestApp {
 
 impl World {
     pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_in_zone(backend, "UTC").await
+    }
+
+    /// A world whose instances show and count days in the IANA zone `zone` (on its own fresh
+    /// database, like every world).
+    pub async fn start_in_zone(backend: Backend, zone: &str) -> Option<Self> {
+        let stats_timezone = StatsTimeZone::parse(zone).expect("an IANA zone");
         let database_url = testkit::fresh_url(backend).await?;
         let sim = SimServer::start(&[
             (APP_A, "secret-a", Some(OPEN_PLATFORM)),
@@ -81,6 +91,7 @@ impl World {
             simulator: sim.sim.clone(),
             sim,
             master_key,
+            stats_timezone,
             store: tokio::sync::OnceCell::new(),
             app: TestApp {
                 base: String::new(),
@@ -131,6 +142,7 @@ impl World {
                 "{APP_A}:{PUSH_TOKEN_A}"
             )))
             .expect("push tokens"),
+            stats_timezone: self.stats_timezone,
             ..Config::defaults()
         }
     }

@@ -20,6 +20,7 @@ both_backends! {
     a_busy_session_expires_at_its_absolute_age,
     a_post_without_the_right_csrf_token_is_refused,
     sign_out_ends_the_session,
+    signing_in_again_ends_the_previous_session,
     a_read_only_key_sees_no_actions_and_cannot_post_them,
     a_block_through_the_console_refuses_the_next_login,
     a_hostile_nickname_is_shown_escaped,
@@ -189,6 +190,30 @@ async fn times_are_shown_in_the_stats_time_zone(world: World) {
     let registered = world.events_of_type("UserRegistered").await[0].occurred_at;
     let shown = registered.format("%Y-%m-%d %H:%M:%S").to_string();
     assert!(html.contains(&shown), "{shown} in {html}");
+
+    // A world of its own (its own database) in Asia/Shanghai shows the same kind of time at
+    // +08:00, and not at UTC.
+    let shanghai = World::start_in_zone(world.backend, "Asia/Shanghai")
+        .await
+        .expect("the backend this test runs on");
+    let bob = shanghai.login(APP_A, "bob").await;
+    shanghai
+        .wait_for_projections(std::time::Duration::from_secs(10))
+        .await;
+    let console = ConsoleClient::signed_in(&shanghai.app.base, ADMIN_TOKEN).await;
+    let html = console
+        .page(&format!("/console/users/{}", bob.user_id))
+        .await;
+    assert!(html.contains("Times are shown in Asia/Shanghai"), "{html}");
+    let registered = shanghai.events_of_type("UserRegistered").await[0].occurred_at;
+    let plus_eight = chrono::FixedOffset::east_opt(8 * 3600).expect("+08:00");
+    let shown = registered
+        .with_timezone(&plus_eight)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    assert!(html.contains(&shown), "{shown} in {html}");
+    let utc = registered.format("%Y-%m-%d %H:%M:%S").to_string();
+    assert!(!html.contains(&utc), "{utc} (UTC) in {html}");
 }
 
 async fn revoking_the_key_ends_its_console_sessions(world: World) {
@@ -276,6 +301,18 @@ async fn sign_out_ends_the_session(world: World) {
     assert_sent_to_sign_in(&console, "/console").await;
 }
 
+async fn signing_in_again_ends_the_previous_session(world: World) {
+    let mut console = ConsoleClient::signed_in(&world.app.base, ADMIN_TOKEN).await;
+    let mut before = ConsoleClient::new(&world.app.base);
+    before.cookie.clone_from(&console.cookie);
+    assert_eq!(before.get("/console").await.status(), 200);
+    // The browser still holds the first cookie when it signs in again.
+    assert_eq!(console.sign_in(ADMIN_TOKEN).await.status(), 303);
+    assert_ne!(console.cookie, before.cookie);
+    assert_eq!(console.get("/console").await.status(), 200);
+    assert_sent_to_sign_in(&before, "/console").await;
+}
+
 async fn a_read_only_key_sees_no_actions_and_cannot_post_them(world: World) {
     let alice = world.login(APP_A, "alice").await;
     world
@@ -333,6 +370,13 @@ async fn a_block_through_the_console_refuses_the_next_login(world: World) {
     assert!(html.contains(r#"id="action-block""#), "{html}");
     let confirm = console.page(&format!("{user_page}/block")).await;
     assert!(confirm.contains(r#"id="confirm-form""#) && confirm.contains(&alice.user_id));
+    assert!(confirm.contains(r#"id="reason""#), "{confirm}");
+    // Erasing records no reason, so its confirmation asks for none.
+    let erase = console.page(&format!("{user_page}/erase")).await;
+    assert!(
+        erase.contains(r#"id="confirm-form""#) && !erase.contains(r#"id="reason""#),
+        "{erase}"
+    );
     let csrf = csrf_of(&confirm);
     let done = console
         .post(

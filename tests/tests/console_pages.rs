@@ -151,8 +151,8 @@ async fn the_dashboard_shows_the_days_logins_actives_and_failures(world: World) 
     }
     assert!(!page.contains("<script>"), "no inline script");
     assert!(
-        page.contains("data-refresh=\"30\""),
-        "the script reloads it every 30 s"
+        page.contains("data-refresh=\"30\" data-refresh-until-idle=\"1800\""),
+        "the script reloads it every 30 s, until idle for the console's idle lifetime"
     );
     assert_eq!(page.matches("<svg").count(), 4, "four charts");
     assert_eq!(text_of(&page, "dau"), "3");
@@ -199,6 +199,13 @@ async fn login_history_filters_pages_and_exports_safe_csv(world: World) {
     assert_eq!(rows(&app_a, "login"), 3);
     assert!(!app_a.contains(openid));
     assert!(app_a.contains(&format!("<option value=\"{APP_A}\" selected>")));
+    // Switching language keeps the filters.
+    assert!(
+        app_a.contains(&format!(
+            "id=\"lang-zh\" href=\"?appid={APP_A}&#38;from=&#38;to=&#38;lang=zh-CN\""
+        )),
+        "{app_a}"
+    );
 
     let first = console.page("/console/logins?limit=3").await;
     assert_eq!(rows(&first, "login"), 3);
@@ -424,6 +431,28 @@ async fn a_read_only_session_sees_no_key_forms_and_its_posts_are_refused(world: 
         )
         .await;
     assert_eq!(escalate.status(), 403);
+    // Nor revoke a key holding a scope it lacks: revoking is as strong as creating.
+    let wider = world.api_key("admin:read,events:read").await;
+    let wider_id = wider.split('_').nth(1).expect("a key id").to_owned();
+    let confirm = console
+        .get(&format!("/console/keys/{wider_id}/revoke"))
+        .await;
+    assert_eq!(confirm.status(), 403);
+    let cut_off = console
+        .post(&format!("/console/keys/{wider_id}/revoke"), &[])
+        .await;
+    assert_eq!(cut_off.status(), 403);
+    assert_eq!(world.get_as(&wider, "/v1/events").await.status(), 200);
+    let narrower = world.api_key("admin:read").await;
+    let narrower_id = narrower.split('_').nth(1).expect("a key id").to_owned();
+    let revoked = console
+        .post(&format!("/console/keys/{narrower_id}/revoke"), &[])
+        .await;
+    assert_eq!(revoked.status(), 303);
+    assert_eq!(
+        world.get_as(&narrower, "/v1/admin/logins").await.status(),
+        401
+    );
 }
 
 async fn revoking_the_sessions_own_key_signs_it_out(world: World) {

@@ -64,6 +64,8 @@ struct ConfirmPage {
     warning: Option<&'static str>,
     button: &'static str,
     danger: bool,
+    /// Whether the form asks for a reason (erase records none).
+    asks_reason: bool,
     action_url: String,
 }
 
@@ -97,6 +99,7 @@ pub async fn confirm(
         warning,
         button,
         danger,
+        asks_reason: action != Action::Erase,
     })
 }
 

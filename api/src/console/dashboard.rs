@@ -41,6 +41,9 @@ struct DashboardPage {
     new_users_chart: String,
     active_chart: String,
     failed_chart: String,
+    /// The console's idle lifetime: the page stops reloading itself once no one has touched it
+    /// for this long, so an open dashboard does not keep its session alive forever.
+    idle_secs: i64,
 }
 
 pub async fn show(
@@ -89,5 +92,6 @@ pub async fn show(
         days,
         day_choices: DAY_CHOICES,
         data,
+        idle_secs: state.console_lifetime.idle.num_seconds(),
     })
 }

@@ -80,6 +80,21 @@ impl Lang {
     }
 }
 
+/// The query of a page's language links: the request's own parameters (filters, cursor) with
+/// `lang` left out, ready for `?{this}lang=…` (empty, or ending in `&`).
+pub fn query_for_lang_links(query: Option<&str>) -> String {
+    let mut kept = String::new();
+    for pair in query.unwrap_or_default().split('&') {
+        let key = pair.split('=').next().unwrap_or_default();
+        if pair.is_empty() || key == "lang" {
+            continue;
+        }
+        kept.push_str(pair);
+        kept.push('&');
+    }
+    kept
+}
+
 fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
     url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned()))
 }
@@ -567,6 +582,16 @@ mod tests {
             HeaderValue::from_str(value).expect("header"),
         );
         headers
+    }
+
+    #[test]
+    fn language_links_keep_the_other_parameters() {
+        assert_eq!(query_for_lang_links(None), "");
+        assert_eq!(query_for_lang_links(Some("lang=en")), "");
+        assert_eq!(
+            query_for_lang_links(Some("app=wx1&lang=zh-CN&after=abc%3D&&")),
+            "app=wx1&after=abc%3D&"
+        );
     }
 
     #[test]

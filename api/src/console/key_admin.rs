@@ -35,6 +35,18 @@ pub fn granted_scopes(
     Ok(scopes)
 }
 
+/// A key may be revoked only by a session holding every scope it holds: revoking is as strong
+/// as creating, so a narrower key cannot cut off a wider one.
+pub fn may_revoke(session: &BTreeSet<Scope>, target: &StoredApiKey) -> Result<(), ApiError> {
+    if target.scopes.is_subset(session) {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "a key can only be revoked by a key holding all of its scopes",
+        ))
+    }
+}
+
 /// A key's name: 1 to [`MAX_NAME_CHARS`] characters, no control characters, trimmed.
 pub fn key_name(raw: &str) -> Result<String, ApiError> {
     let name = raw.trim();
@@ -49,22 +61,30 @@ pub fn key_name(raw: &str) -> Result<String, ApiError> {
     Ok(name.to_owned())
 }
 
-/// Mints and stores a key; its token is in the answer and nowhere else.
+/// Mints and stores a key, `by` the session's key; its token is in the answer and nowhere else.
 pub async fn create(
     store: &dyn Store,
+    by: &str,
     name: &str,
     scopes: BTreeSet<Scope>,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<NewApiKey, ApiError> {
     let key = api_keys::generate(name, scopes, now);
     store.insert_api_key(&key.stored).await?;
-    tracing::info!(key_id = %key.stored.key_id, scopes = %key.stored.scopes_text(), "API key created from the console");
+    tracing::info!(
+        key_id = %key.stored.key_id,
+        scopes = %key.stored.scopes_text(),
+        %by,
+        "API key created from the console"
+    );
     Ok(key)
 }
 
-/// Revokes a key (already revoked: unchanged); 404 when there is no such key.
+/// Revokes a key, `by` the session's key (already revoked: unchanged); 404 when there is no
+/// such key.
 pub async fn revoke(
     store: &dyn Store,
+    by: &str,
     key_id: &str,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<StoredApiKey, ApiError> {
@@ -72,7 +92,7 @@ pub async fn revoke(
         .revoke_api_key(key_id, now)
         .await?
         .ok_or(ApiError::NotFound)?;
-    tracing::info!(%key_id, "API key revoked from the console");
+    tracing::info!(%key_id, %by, "API key revoked from the console");
     Ok(key)
 }
 
@@ -106,6 +126,25 @@ mod tests {
         assert!(matches!(
             granted_scopes(&session, &[]),
             Err(ApiError::InvalidRequest(_))
+        ));
+    }
+
+    #[test]
+    fn a_key_is_revoked_only_by_a_session_holding_its_scopes() {
+        let key = |scopes: &[Scope]| StoredApiKey {
+            key_id: "0123456789abcdef".into(),
+            secret_hash: vec![],
+            scopes: scopes.iter().copied().collect(),
+            name: "k".into(),
+            created_at: chrono::Utc::now(),
+            revoked_at: None,
+        };
+        let session: BTreeSet<Scope> = [Scope::AdminRead, Scope::AdminWrite].into();
+        assert!(may_revoke(&session, &key(&[Scope::AdminRead])).is_ok());
+        assert!(may_revoke(&session, &key(&[Scope::AdminRead, Scope::AdminWrite])).is_ok());
+        assert!(matches!(
+            may_revoke(&session, &key(&[Scope::AdminRead, Scope::EventsRead])),
+            Err(ApiError::Forbidden(_))
         ));
     }
 

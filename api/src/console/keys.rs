@@ -1,14 +1,13 @@
 //! `/console/keys`: the API keys (never a secret), creating one (its token shown once) and
-//! revoking one behind a confirmation. Writes need `admin:write`, and a new key gets only
-//! scopes the signed-in key holds (`key_admin`).
+//! revoking one behind a confirmation. Writes need `admin:write`; a new key gets only scopes
+//! the signed-in key holds, and only a key holding all of a key's scopes revokes it
+//! (`key_admin`).
 
 use askama::Template;
 use axum::extract::{Path, State};
-use axum::http::header;
 use axum::response::{IntoResponse, Redirect, Response};
 use infra::api_keys::{Scope, StoredApiKey};
 
-use super::cookies;
 use super::csrf::Posted;
 use super::i18n::Lang;
 use super::key_admin;
@@ -73,7 +72,14 @@ pub async fn create(
         .map(|(_, v)| v.clone())
         .collect();
     let scopes = key_admin::granted_scopes(&session.scopes, &requested)?;
-    let key = key_admin::create(state.store.as_ref(), &name, scopes, state.clock.now()).await?;
+    let key = key_admin::create(
+        state.store.as_ref(),
+        &session.key_id,
+        &name,
+        scopes,
+        state.clock.now(),
+    )
+    .await?;
     page(&KeyCreatedPage {
         chrome: Chrome::of(&session, lang, "keys"),
         key: key.stored.clone(),
@@ -98,6 +104,7 @@ pub async fn confirm_revoke(
 ) -> Result<Response, ApiError> {
     session.require(Scope::AdminWrite)?;
     let mut key = stored(&state, &key_id).await?;
+    key_admin::may_revoke(&session.scopes, &key)?;
     key.secret_hash.clear();
     page(&RevokePage {
         own: key.key_id == session.key_id,
@@ -115,21 +122,18 @@ pub async fn revoke(
     let session = posted.session;
     session.require(Scope::AdminWrite)?;
     let key = stored(&state, &key_id).await?;
-    key_admin::revoke(state.store.as_ref(), &key.key_id, state.clock.now()).await?;
+    key_admin::may_revoke(&session.scopes, &key)?;
+    key_admin::revoke(
+        state.store.as_ref(),
+        &session.key_id,
+        &key.key_id,
+        state.clock.now(),
+    )
+    .await?;
     if key.key_id != session.key_id {
         return Ok(Redirect::to("/console/keys").into_response());
     }
-    session.end(&state).await?;
-    let cookie = cookies::set(
-        cookies::session_cookie_name(session.https),
-        None,
-        session.https,
-    );
-    Ok((
-        [(header::SET_COOKIE, cookie)],
-        Redirect::to("/console/sign-in"),
-    )
-        .into_response())
+    session.sign_out(&state).await
 }
 
 /// The stored key `key_id` names (16 hex digits, as lists show it), else 404.

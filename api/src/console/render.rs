@@ -34,6 +34,9 @@ pub struct Chrome {
     pub script: &'static str,
     /// The time zone dates are shown in (`IDENTITY_STATS_TIMEZONE`), named on every page.
     pub zone: chrono_tz::Tz,
+    /// The page's query minus `lang` (empty or ending in `&`): switching language keeps the
+    /// filters and cursor.
+    pub lang_link_query: String,
 }
 
 /// The signed-in key, as the layout shows it (and the sign-out form's CSRF token).
@@ -54,6 +57,7 @@ impl Chrome {
             }),
             nav,
             zone: session.zone,
+            lang_link_query: session.lang_link_query.clone(),
             ..Self::signed_out(lang)
         }
     }
@@ -69,6 +73,7 @@ impl Chrome {
             script: assets::script(),
             // Pages before sign-in show no times of ours.
             zone: chrono_tz::UTC,
+            lang_link_query: String::new(),
         }
     }
 

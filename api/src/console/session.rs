@@ -3,7 +3,7 @@
 //!
 //! - The store keeps SHA-256 of the token (`console_sessions`), never the token: the token is
 //!   256 random bits, so a fast hash is enough, and a copy of the table signs no one in.
-//! - The CSRF token is derived from the session token, `HMAC-SHA256(token, "csrf")`, rather
+//! - The CSRF token is derived from the session token, `HMAC-SHA256(token, "identity-console csrf")`, rather
 //!   than stored: nothing more to keep or leak, it changes with each session, and only a holder
 //!   of the cookie can compute it (the cookie is HttpOnly and never leaves our origin).
 //! - Every request re-checks the key: a revoked (or deleted) key ends the session, and so does
@@ -16,18 +16,20 @@ use std::collections::BTreeSet;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Redirect, Response};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, Mac};
-use infra::api_keys::Scope;
+use infra::api_keys::{self, Scope};
 use infra::store::{ConsoleSessionBounds, StoredConsoleSession};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::cookies;
+use super::i18n::query_for_lang_links;
 use crate::http::api_key::{ApiCaller, BOOTSTRAP_KEY_ID};
 use crate::http::state::AppState;
 use crate::http::ApiError;
@@ -61,6 +63,8 @@ pub struct ConsoleSession {
     pub https: bool,
     /// `IDENTITY_STATS_TIMEZONE`: the zone pages show times in.
     pub zone: chrono_tz::Tz,
+    /// This request's query without `lang`, for the language links (`i18n`).
+    pub lang_link_query: String,
 }
 
 impl std::fmt::Debug for ConsoleSession {
@@ -89,21 +93,19 @@ impl ConsoleSession {
 
     /// Whether `presented` is this session's CSRF token (constant time).
     pub fn csrf_matches(&self, presented: &str) -> bool {
-        // Compare digests of both rather than the strings: constant time whatever the lengths.
-        let digest = |text: &str| Sha256::digest(text.as_bytes());
-        let expected = digest(&self.csrf);
-        let given = digest(presented);
-        let mut same = 0u8;
-        for (a, b) in expected.iter().zip(given.iter()) {
-            same |= a ^ b;
-        }
-        same == 0
+        api_keys::same_secret(presented, &self.csrf)
     }
 
-    /// Signs out: the row goes, whatever the cookie does next.
-    pub async fn end(&self, state: &AppState) -> Result<(), ApiError> {
+    /// Signs out: the row goes, whatever the cookie does next; the cookie is cleared and the
+    /// browser sent to sign in.
+    pub async fn sign_out(&self, state: &AppState) -> Result<Response, ApiError> {
         state.store.delete_console_session(&self.token_hash).await?;
-        Ok(())
+        let cookie = cookies::set(cookies::session_cookie_name(self.https), None, self.https);
+        Ok((
+            [(header::SET_COOKIE, cookie)],
+            Redirect::to("/console/sign-in"),
+        )
+            .into_response())
     }
 }
 
@@ -172,6 +174,7 @@ impl FromRequestParts<AppState> for ConsoleSession {
             token_hash,
             https,
             zone: state.stats_timezone,
+            lang_link_query: query_for_lang_links(parts.uri.query()),
         };
         parts.extensions.insert(session.clone());
         Ok(session)
@@ -182,7 +185,9 @@ fn in_force(row: &StoredConsoleSession, now: DateTime<Utc>, lifetime: &ConsoleLi
     now - row.last_seen_at < lifetime.idle && now - row.created_at < lifetime.max_age
 }
 
-/// Whether the key the session signed in with still stands.
+/// Whether the key the session signed in with still stands: a bootstrap session while
+/// `IDENTITY_ADMIN_TOKEN` is still the token it signed in with, any other while its key is
+/// unrevoked (`ApiCaller::still_holds`; every session's key holds `admin:read`).
 async fn key_holds(
     row: &StoredConsoleSession,
     token: &str,
@@ -196,11 +201,13 @@ async fn key_holds(
             _ => false,
         });
     }
-    Ok(state
-        .store
-        .api_key(&row.key_id)
-        .await?
-        .is_some_and(|key| key.revoked_at.is_none()))
+    let caller = ApiCaller {
+        key_id: row.key_id.clone(),
+        scopes: row.scopes.clone(),
+    };
+    Ok(caller
+        .still_holds(state.store.as_ref(), Scope::AdminRead)
+        .await?)
 }
 
 /// A new session for `caller`: the token for the cookie (shown to no one else).
@@ -234,6 +241,21 @@ pub async fn open(state: &AppState, caller: &ApiCaller) -> Result<SecretString, 
     };
     state.store.insert_console_session(&row, bounds).await?;
     Ok(SecretString::from(token))
+}
+
+/// Ends the session whose cookie `headers` carry, if any: a sign-in replaces it rather than
+/// leaving it valid beside the new one.
+pub async fn end_presented(
+    state: &AppState,
+    headers: &HeaderMap,
+    https: bool,
+) -> Result<(), ApiError> {
+    if let Some(token) = cookies::get(headers, cookies::session_cookie_name(https))
+        .filter(|t| !t.is_empty() && t.len() <= MAX_TOKEN_CHARS)
+    {
+        state.store.delete_console_session(&hash(token)).await?;
+    }
+    Ok(())
 }
 
 fn hash(token: &str) -> Vec<u8> {

@@ -40,10 +40,6 @@ struct SignInForm {
     api_key: Option<String>,
 }
 
-/// An API key is at most this long (ours are 68 characters; the bootstrap token any length a
-/// person would type).
-const MAX_KEY_CHARS: usize = 512;
-
 /// `POST /console/sign-in`: the key checked as the API checks it (the same verification, the
 /// same failure limiter), then a session.
 pub async fn submit(
@@ -73,35 +69,23 @@ pub async fn submit(
     }
     let form: SignInForm = form_of(&body).inspect_err(|_| counted(ConsoleSignIn::BadRequest))?;
     let key = form.api_key.unwrap_or_default();
-    let key = key.trim();
-    let attempt = state.auth_failures.begin(client);
-    let caller = if key.is_empty() || key.len() > MAX_KEY_CHARS {
-        Err(ApiError::Unauthorized("unknown or revoked API key"))
-    } else {
-        ApiCaller::authenticate(key, &state).await
-    };
-    let caller = match caller {
-        Ok(caller) => {
-            state.auth_failures.succeeded(attempt);
-            caller
+    let caller = match ApiCaller::authenticate_limited(key.trim(), client, &state).await {
+        Ok(caller) => caller,
+        Err(err @ ApiError::RateLimited { .. }) => {
+            counted(ConsoleSignIn::RateLimited);
+            return Err(err);
         }
         Err(ApiError::Unauthorized(_) | ApiError::Forbidden(_)) => {
-            if let Err(wait) = state.auth_failures.failed(attempt) {
-                counted(ConsoleSignIn::RateLimited);
-                return Err(ApiError::rate_limited(wait));
-            }
             counted(ConsoleSignIn::InvalidKey);
             return refused(StatusCode::UNAUTHORIZED, t.sign_in_failed);
         }
-        Err(other) => {
-            state.auth_failures.succeeded(attempt);
-            return Err(other);
-        }
+        Err(other) => return Err(other),
     };
     if !caller.scopes.contains(&Scope::AdminRead) {
         counted(ConsoleSignIn::Forbidden);
         return refused(StatusCode::FORBIDDEN, t.sign_in_needs_admin_read);
     }
+    session::end_presented(&state, &headers, https).await?;
     let token = session::open(&state, &caller).await?;
     counted(ConsoleSignIn::SignedIn);
     tracing::info!(key_id = %caller.key_id, "console sign-in");
@@ -152,16 +136,5 @@ pub async fn sign_out(
     State(state): State<AppState>,
     posted: Posted<NoFields>,
 ) -> Result<Response, ApiError> {
-    let session = posted.session;
-    session.end(&state).await?;
-    let cookie = cookies::set(
-        cookies::session_cookie_name(session.https),
-        None,
-        session.https,
-    );
-    Ok((
-        [(header::SET_COOKIE, cookie)],
-        Redirect::to("/console/sign-in"),
-    )
-        .into_response())
+    posted.session.sign_out(&state).await
 }

@@ -49,11 +49,35 @@ impl FromRequestParts<AppState> for ApiCaller {
     ) -> Result<Self, Self::Rejection> {
         let Ok(ClientIp(client)) = ClientIp::from_request_parts(parts, state).await;
         let token = bearer_token(parts).ok_or(ApiError::Unauthorized("missing API key"))?;
-        // Charged before the key is looked at, so wrong keys sent all at once get no more
-        // 401s than the budget; a right key always passes (`rate_limit::auth_failures`).
+        Self::authenticate_limited(token, client, state).await
+    }
+}
+
+/// An API key is at most this long (ours are 68 characters; the bootstrap token any length a
+/// person would type); a longer one is refused unread.
+const MAX_TOKEN_CHARS: usize = 512;
+
+impl ApiCaller {
+    /// [`Self::authenticate`] behind the per-client failure limiter, the one way the API and the
+    /// console's sign-in check a key. Charged before the key is looked at, so wrong keys sent
+    /// all at once get no more refusals than the budget; a right key always passes
+    /// (`rate_limit::auth_failures`). A failure is any credential refused (unknown, revoked,
+    /// malformed, or a user's access token); a store failure is not the caller's.
+    pub(crate) async fn authenticate_limited(
+        token: &str,
+        client: Option<std::net::IpAddr>,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
         let attempt = state.auth_failures.begin(client);
-        let caller = Self::authenticate(token, state).await;
-        if matches!(caller, Err(ApiError::Unauthorized(_))) {
+        let caller = if token.is_empty() || token.len() > MAX_TOKEN_CHARS {
+            Err(ApiError::Unauthorized("unknown or revoked API key"))
+        } else {
+            Self::authenticate(token, state).await
+        };
+        if matches!(
+            caller,
+            Err(ApiError::Unauthorized(_) | ApiError::Forbidden(_))
+        ) {
             state
                 .auth_failures
                 .failed(attempt)

@@ -54,7 +54,7 @@ pub enum ConsoleSignIn {
     Forbidden,
     /// Refused by a rate limit.
     RateLimited,
-    /// The form was refused before the key was looked at (CSRF, malformed).
+    /// The form was refused before the key was looked at (a cross-site post, or malformed).
     BadRequest,
 }
 
