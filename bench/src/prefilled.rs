@@ -8,6 +8,7 @@
 //! session key, and the read models rebuilt over the whole log. Its people are the WeChat
 //! simulator's, so the level's returning logins (70 %, as on the empty database) find stored
 //! people, drawn uniformly from all of them; 30 % are new people, 30 % go to the second app.
+//! Before the level the database is settled as a running deployment's would be (see [`settle`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -121,6 +122,8 @@ async fn on(
     eprintln!("{name}: pre-filled database: rebuilding the read models");
     let rebuild = replay::run(&db.url, store.clone(), 1).await?;
     drop(store);
+    eprintln!("{name}: pre-filled database: settling (statistics, vacuum, checkpoint)");
+    settle(setup.backend, &db.url).await?;
     timings.push(Timing {
         part: format!("{name}: pre-fill {} events", size.events),
         seconds: began.elapsed().as_secs_f64(),
@@ -164,4 +167,42 @@ async fn on(
         level,
         empty_logins_per_sec,
     })
+}
+
+/// Brings the freshly written database to the state a running deployment's is in: planner
+/// statistics gathered, dead rows and hint bits dealt with, the load's dirty pages written.
+/// Without it the level measures the database digesting the bulk load: a 10M-event PostgreSQL
+/// run spent 221 ms of server CPU and 71 KB of WAL per login on autovacuum's first passes and
+/// the load's checkpoint, and ran at 0.01× of the empty database.
+async fn settle(backend: Backend, url: &str) -> anyhow::Result<()> {
+    use sqlx::{Connection, Row};
+    match backend {
+        Backend::Postgres => {
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            // The schema's own tables only: a bare VACUUM would walk every schema of the server.
+            let tables: Vec<String> = sqlx::query(
+                "SELECT format('%I.%I', schemaname, tablename) FROM pg_tables \
+                 WHERE schemaname = current_schema()",
+            )
+            .fetch_all(&mut conn)
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<Result<_, _>>()?;
+            for table in tables {
+                sqlx::query(&format!("VACUUM (ANALYZE) {table}"))
+                    .execute(&mut conn)
+                    .await?;
+            }
+            sqlx::query("CHECKPOINT").execute(&mut conn).await?;
+        }
+        Backend::Sqlite => {
+            let mut conn = sqlx::SqliteConnection::connect(url).await?;
+            sqlx::query("ANALYZE").execute(&mut conn).await?;
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                .execute(&mut conn)
+                .await?;
+        }
+    }
+    Ok(())
 }
