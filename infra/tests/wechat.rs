@@ -249,6 +249,32 @@ async fn malformed_answers_are_unavailable() {
     }
 }
 
+#[tokio::test]
+async fn an_answer_past_the_size_bound_is_unavailable_not_read_whole() {
+    // A well-formed answer but for its size: the bound, not the parser, refuses it.
+    let padding = "x".repeat(100 * 1024);
+    let body = format!(
+        r#"{{"openid": "oAAAAAAAAAAAAAAAAAAAAAAAAAAA", "session_key": "HyVFkGl5F5OQWJZZaNzBBg==", "pad": "{padding}"}}"#
+    );
+    let router = axum::Router::new().route(
+        "/sns/jscode2session",
+        axum::routing::get(move || async move { body }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}/", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let client = WeChatClient::new(&base, test_config()).expect("client");
+    let code = WeChatCode::parse("any").expect("code");
+    let err = client
+        .code_to_session(&creds(APP_A), &code)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, WeChatError::Unavailable(why) if why == "malformed response"),
+        "{err:?}"
+    );
+}
+
 #[test]
 fn base_url_must_be_http() {
     for bad in [

@@ -355,14 +355,27 @@ pub(super) async fn read_json<T: for<'de> Deserialize<'de>>(
             status.as_u16()
         ))));
     }
-    let body = response
-        .bytes()
+    let malformed = || Failure::Final(WeChatError::Unavailable(super::metrics::MALFORMED.into()));
+    // Read in pieces and stop at the bound: a body past it is not one of WeChat's answers (a
+    // misconfigured base URL, a proxy's error page), and is not taken into memory whole.
+    let mut response = response;
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
         .await
-        .map_err(|err| Failure::Final(WeChatError::Unavailable(describe(err))))?;
+        .map_err(|err| Failure::Final(WeChatError::Unavailable(describe(err))))?
+    {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(malformed());
+        }
+        body.extend_from_slice(&chunk);
+    }
     // The body is not quoted in the error: it may hold a session_key, a token or a number.
-    serde_json::from_slice(&body)
-        .map_err(|_| Failure::Final(WeChatError::Unavailable(super::metrics::MALFORMED.into())))
+    serde_json::from_slice(&body).map_err(|_| malformed())
 }
+
+/// The most of an answer read. WeChat's JSON answers are a few hundred bytes.
+const MAX_ANSWER_BYTES: usize = 64 * 1024;
 
 fn parse_session(answer: Session) -> Option<Code2Session> {
     let unionid = match answer.unionid.as_deref() {
