@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use domain::WeChatCode;
 use infra::wechat::sim::Api;
-use infra::wechat::{AppCredentials, WeChatClient, WeChatClientConfig, WeChatError};
+use infra::wechat::{AppCredentials, Code2Session, WeChatClient, WeChatClientConfig, WeChatError};
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
 
@@ -221,6 +221,20 @@ async fn debug_output_hides_the_session_key() {
     assert!(shown.contains("SessionKey(<redacted>)"));
 }
 
+/// What `code_to_session` makes of a WeChat that answers `body` to every `jscode2session`.
+async fn exchange_answered_by(body: String) -> Result<Code2Session, WeChatError> {
+    let router = axum::Router::new().route(
+        "/sns/jscode2session",
+        axum::routing::get(move || async move { body }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}/", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let client = WeChatClient::new(&base, test_config()).expect("client");
+    let code = WeChatCode::parse("any").expect("code");
+    client.code_to_session(&creds(APP_A), &code).await
+}
+
 #[tokio::test]
 async fn malformed_answers_are_unavailable() {
     for body in [
@@ -229,19 +243,7 @@ async fn malformed_answers_are_unavailable() {
         r#"{"openid": "oAAAAAAAAAAAAAAAAAAAAAAAAAAA"}"#,
         "<html>busy</html>",
     ] {
-        let router = axum::Router::new().route(
-            "/sns/jscode2session",
-            axum::routing::get(move || async move { body }),
-        );
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let base = format!("http://{}/", listener.local_addr().expect("address"));
-        tokio::spawn(async move { axum::serve(listener, router).await });
-        let client = WeChatClient::new(&base, test_config()).expect("client");
-        let code = WeChatCode::parse("any").expect("code");
-        let err = client
-            .code_to_session(&creds(APP_A), &code)
-            .await
-            .unwrap_err();
+        let err = exchange_answered_by(body.to_owned()).await.unwrap_err();
         assert!(
             matches!(&err, WeChatError::Unavailable(why) if why == "malformed response"),
             "{body}: {err:?}"
@@ -256,19 +258,7 @@ async fn an_answer_past_the_size_bound_is_unavailable_not_read_whole() {
     let body = format!(
         r#"{{"openid": "oAAAAAAAAAAAAAAAAAAAAAAAAAAA", "session_key": "HyVFkGl5F5OQWJZZaNzBBg==", "pad": "{padding}"}}"#
     );
-    let router = axum::Router::new().route(
-        "/sns/jscode2session",
-        axum::routing::get(move || async move { body }),
-    );
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let base = format!("http://{}/", listener.local_addr().expect("address"));
-    tokio::spawn(async move { axum::serve(listener, router).await });
-    let client = WeChatClient::new(&base, test_config()).expect("client");
-    let code = WeChatCode::parse("any").expect("code");
-    let err = client
-        .code_to_session(&creds(APP_A), &code)
-        .await
-        .unwrap_err();
+    let err = exchange_answered_by(body).await.unwrap_err();
     assert!(
         matches!(&err, WeChatError::Unavailable(why) if why == "malformed response"),
         "{err:?}"
