@@ -79,6 +79,10 @@ pub enum ApiError {
     /// 503: WeChat kept answering "system busy", timed out or was unreachable.
     #[error("WeChat is unavailable: retry later")]
     WeChatUnavailable,
+    /// 503: the database is unavailable (connection lost, server restarting, no pooled
+    /// connection in time, SQLite busy or its disk full): retry. The cause is logged.
+    #[error("the database is unavailable: retry shortly")]
+    DatabaseUnavailable(#[source] anyhow::Error),
     /// 503: a dependency (the database) does not answer; for `/readyz`.
     #[error("not ready: {0}")]
     NotReady(&'static str),
@@ -88,8 +92,15 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// An unexpected failure: a 500, unless its chain shows the database is unavailable
+    /// (then a 503 the client may retry). Every internal error passes here.
     pub fn internal(err: impl Into<anyhow::Error>) -> Self {
-        Self::Internal(err.into())
+        let cause = err.into();
+        if infra::store::is_database_unavailable(cause.as_ref()) {
+            Self::DatabaseUnavailable(cause)
+        } else {
+            Self::Internal(cause)
+        }
     }
 
     /// 429 `rate_limited`, retry after `wait` (whole seconds, at least one).
@@ -118,7 +129,9 @@ impl ApiError {
             }
             Self::RateLimited { .. } | Self::TooManyStreams { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
-            Self::WeChatUnavailable | Self::NotReady(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::WeChatUnavailable | Self::DatabaseUnavailable(_) | Self::NotReady(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -163,6 +176,7 @@ impl ApiError {
             Self::RateLimited { .. } | Self::TooManyStreams { .. } => "rate_limited",
             Self::RequestTimeout => "request_timeout",
             Self::WeChatUnavailable => "wechat_unavailable",
+            Self::DatabaseUnavailable(_) => "database_unavailable",
             Self::NotReady(_) => "not_ready",
             Self::Internal(_) => "internal",
         }
@@ -205,8 +219,14 @@ pub struct Refusal {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if let Self::Internal(cause) = &self {
-            tracing::error!(error = format!("{cause:#}"), "request failed");
+        match &self {
+            Self::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed")
+            }
+            Self::DatabaseUnavailable(cause) => {
+                tracing::warn!(error = format!("{cause:#}"), "database unavailable")
+            }
+            _ => {}
         }
         let problem = Problem {
             kind: "about:blank",
@@ -235,7 +255,7 @@ impl IntoResponse for ApiError {
             Self::TooManyStreams { .. } => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
-            Self::WeChatUnavailable => {
+            Self::WeChatUnavailable | Self::DatabaseUnavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             Self::Unauthorized(_) => {
@@ -269,7 +289,7 @@ impl From<UseCaseError> for ApiError {
             UseCaseError::RateLimited { retry_after_secs } => {
                 Self::RateLimited { retry_after_secs }
             }
-            UseCaseError::Internal(cause) => Self::Internal(cause),
+            UseCaseError::Internal(cause) => Self::internal(cause),
         }
     }
 }
@@ -392,5 +412,24 @@ mod tests {
             panic!("internal");
         };
         assert_eq!(format!("{kept:#}"), "reading the stream: disk on fire");
+    }
+
+    #[test]
+    fn an_unavailable_database_is_a_503_to_retry_whatever_wraps_it() {
+        let lost = infra::store::StoreError::SharedWrite("the writer has stopped".into());
+        let err = UseCaseError::internal(anyhow::Error::new(lost).context("loading the user"));
+        let api = ApiError::from(err);
+        assert_eq!(
+            (api.status(), api.code()),
+            (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")
+        );
+        let response = api.into_response();
+        assert_eq!(response.headers()[header::RETRY_AFTER], "1");
+
+        let corrupt = infra::store::StoreError::Corrupt("bad row".into());
+        assert_eq!(
+            ApiError::from(UseCaseError::from(corrupt)).code(),
+            "internal"
+        );
     }
 }

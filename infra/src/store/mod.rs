@@ -11,6 +11,7 @@
 
 mod attempts;
 mod console_sessions;
+mod fault;
 mod postgres;
 mod prepared;
 mod rejections;
@@ -32,6 +33,7 @@ pub use crate::personal_data::index::{AccountKey, ClaimKey};
 
 pub use attempts::AttemptCounter;
 pub use console_sessions::{ConsoleSessionBounds, ConsoleSessionStore, StoredConsoleSession};
+pub use fault::{is_database_unavailable, is_unavailable};
 pub use postgres::PostgresStore;
 pub use rejections::{LoginRejection, RejectionStore, FOLDED_IP, NO_IP};
 pub use signal::AppendWaiter;

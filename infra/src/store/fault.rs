@@ -1,0 +1,136 @@
+//! Which store failures are the database's availability rather than a fault of the request or
+//! of our code: the connection was lost, the server is shutting down or refusing connections,
+//! the pool had no connection in time, SQLite is busy or its disk is full. Such a failure
+//! answers 503 `database_unavailable` ("retry"), everything else stays a 500 ("bug").
+//!
+//! One classifier for every path: the API walks an error's whole chain with
+//! [`is_database_unavailable`], so a use case need not know which of its calls failed how.
+
+use std::error::Error;
+
+use sqlx::error::DatabaseError;
+use sqlx::postgres::PgDatabaseError;
+use sqlx::sqlite::SqliteError;
+
+use super::{AppendError, StoreError};
+
+/// True when some error in `err`'s chain says the database is unavailable (see the module).
+pub fn is_database_unavailable(err: &(dyn Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(err) = err.downcast_ref::<sqlx::Error>() {
+            if is_unavailable(err) {
+                return true;
+            }
+        }
+        // Variants whose cause is kept as text, not as a source (the error is `transparent`
+        // or crossed a channel): their own kind decides.
+        if let Some(StoreError::SharedWrite(_)) = err.downcast_ref::<StoreError>() {
+            return true;
+        }
+        if let Some(AppendError::Store(StoreError::SharedWrite(_))) =
+            err.downcast_ref::<AppendError>()
+        {
+            return true;
+        }
+        next = err.source();
+    }
+    false
+}
+
+impl StoreError {
+    /// The database is unavailable (a retry later may succeed); see the module.
+    pub fn is_unavailable(&self) -> bool {
+        is_database_unavailable(self)
+    }
+}
+
+/// One sqlx error, by kind and, for a server's error, by its code.
+pub fn is_unavailable(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(err) => {
+            if let Some(pg) = err.try_downcast_ref::<PgDatabaseError>() {
+                postgres_unavailable(pg.code())
+            } else if let Some(sqlite) = err.try_downcast_ref::<SqliteError>() {
+                sqlite.code().is_some_and(|code| sqlite_unavailable(&code))
+            } else {
+                false
+            }
+        }
+        _ => false,
+    }
+}
+
+/// PostgreSQL SQLSTATEs of an unavailable server: class 08 (connection exception), 53
+/// (insufficient resources: disk full, out of memory, too many connections), 57P01–57P05
+/// (shut down by an administrator or a crash, cannot connect now, idle session ended) and
+/// 58030 (I/O error).
+fn postgres_unavailable(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08")
+        || sqlstate.starts_with("53")
+        || matches!(sqlstate, "57P01" | "57P02" | "57P03" | "57P05" | "58030")
+}
+
+/// SQLite result codes of an unavailable database, by primary code (the low byte of an
+/// extended code): BUSY 5, LOCKED 6, NOMEM 7, IOERR 10, FULL 13, CANTOPEN 14, PROTOCOL 15.
+fn sqlite_unavailable(code: &str) -> bool {
+    code.parse::<i32>()
+        .is_ok_and(|code| matches!(code & 0xff, 5 | 6 | 7 | 10 | 13 | 14 | 15))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lost_connections_and_exhausted_pools_are_unavailable() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        assert!(is_unavailable(&sqlx::Error::Io(reset)));
+        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(is_unavailable(&sqlx::Error::PoolClosed));
+        assert!(!is_unavailable(&sqlx::Error::RowNotFound));
+        assert!(!is_unavailable(&sqlx::Error::Protocol("bad".into())));
+    }
+
+    #[test]
+    fn postgres_codes_by_class() {
+        for code in [
+            "08006", "08001", "57P01", "57P02", "57P03", "53300", "53100", "58030",
+        ] {
+            assert!(postgres_unavailable(code), "{code}");
+        }
+        for code in ["23505", "40001", "40P01", "55P03", "42P01", "22021"] {
+            assert!(!postgres_unavailable(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn sqlite_codes_by_primary_code() {
+        // BUSY, BUSY_SNAPSHOT (517), IOERR_WRITE (778), FULL, CANTOPEN.
+        for code in ["5", "517", "778", "13", "14"] {
+            assert!(sqlite_unavailable(code), "{code}");
+        }
+        // CONSTRAINT_UNIQUE (2067), CORRUPT (11), ERROR (1), not a number.
+        for code in ["2067", "11", "1", "x"] {
+            assert!(!sqlite_unavailable(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn the_whole_chain_is_read() {
+        let store = StoreError::Database(sqlx::Error::PoolTimedOut);
+        let wrapped = anyhow::Error::new(store).context("loading the user");
+        assert!(is_database_unavailable(wrapped.as_ref()));
+
+        let shared = AppendError::Store(StoreError::SharedWrite("the writer stopped".into()));
+        assert!(is_database_unavailable(&shared));
+
+        let corrupt = anyhow::Error::new(StoreError::Corrupt("bad row".into())).context("x");
+        assert!(!is_database_unavailable(corrupt.as_ref()));
+    }
+}
