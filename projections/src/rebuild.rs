@@ -85,6 +85,7 @@ async fn build(
     let mut position = 0;
     let mut events = store.read_all(position, BUILD_BATCH).await?;
     reading += began.elapsed();
+    let mut batches = 0_u64;
     while let Some(last) = events.last() {
         position = last.position;
         // Read and decode the next batch on another thread while this one is written.
@@ -97,6 +98,12 @@ async fn build(
             next.abort();
             return Err(e);
         }
+        batches += 1;
+        // Statistics each time the tables doubled: a few ANALYZEs in all (each samples a
+        // bounded number of rows), and the look-ups' plans follow the tables' growth.
+        if batches.is_power_of_two() {
+            analyze_all(db, targets).await?;
+        }
         let applied = Instant::now();
         applying += applied - started;
         events = next.await??;
@@ -108,6 +115,8 @@ async fn build(
         schema::create_deferred_indexes(&mut tx, *projection, *generation).await?;
         tx.commit().await?;
     }
+    // The live queries meet the new tables with statistics of their final size.
+    analyze_all(db, targets).await?;
     // Where a rebuild's time goes: `reading` is time spent waiting for the log beyond what
     // overlapped with applying.
     tracing::debug!(
@@ -119,6 +128,15 @@ async fn build(
         "built"
     );
     Ok(position)
+}
+
+async fn analyze_all(db: &Db, targets: &[(Projection, i64)]) -> Result<(), ProjectionError> {
+    for (projection, generation) in targets {
+        let mut tx = db.begin().await?;
+        schema::analyze_generation(&mut tx, db, *projection, *generation).await?;
+        tx.commit().await?;
+    }
+    Ok(())
 }
 
 /// Applies a batch to every target, each projection in its own transaction: on PostgreSQL

@@ -58,6 +58,20 @@ pub(crate) async fn create_deferred_indexes(
     per_table(conn, projection, |table| table.deferred_indexes(generation)).await
 }
 
+/// Refreshes the planner's statistics of `generation`'s tables, where the dialect has such a
+/// statement (PostgreSQL): a rebuild calls it as its tables grow and once they are complete.
+pub(crate) async fn analyze_generation(
+    conn: &mut AnyConnection,
+    db: &Db,
+    projection: Projection,
+    generation: i64,
+) -> Result<(), ProjectionError> {
+    per_table(conn, projection, |table| {
+        db.dialect.analyze(&table.physical(generation))
+    })
+    .await
+}
+
 pub(crate) async fn drop_generation(
     conn: &mut AnyConnection,
     projection: Projection,

@@ -103,4 +103,11 @@ impl Dialect for Postgres {
     fn placeholders(&self, from: usize, count: usize) -> String {
         super::placeholders(from, count)
     }
+
+    /// A new generation has no statistics until autovacuum gets to it: the planner takes it
+    /// for a few pages and keeps a sequential scan for the rebuild's own look-ups (users by
+    /// id, open sessions) as the table grows, and for the live queries after the swap.
+    fn analyze(&self, table: &str) -> Option<String> {
+        Some(format!("ANALYZE {table}"))
+    }
 }
