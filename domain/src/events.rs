@@ -99,12 +99,18 @@ pub enum Authorization {
 }
 
 impl Authorization {
-    pub fn parse(raw: &str) -> Option<Self> {
-        match raw {
-            "profile" => Some(Self::Profile),
-            "phone" => Some(Self::Phone),
-            _ => None,
+    pub const ALL: [Self; 2] = [Self::Profile, Self::Phone];
+
+    /// Its name, as in `DELETE /v1/me/authorizations/{kind}` and in events.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Self::Profile => "profile",
+            Self::Phone => "phone",
         }
+    }
+
+    pub fn parse(raw: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.as_str() == raw)
     }
 }
 
@@ -259,6 +265,15 @@ mod tests {
         assert!(payload.get("event_type").is_none());
         let back: UserEvent = from_stored(&name, &payload).unwrap();
         assert_eq!(back, event);
+    }
+
+    #[test]
+    fn an_authorization_is_named_as_in_events() {
+        for kind in Authorization::ALL {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.as_str());
+            assert_eq!(Authorization::parse(kind.as_str()), Some(kind));
+        }
+        assert_eq!(Authorization::parse("Phone"), None);
     }
 
     #[test]

@@ -72,11 +72,16 @@ string_value!(
 );
 
 impl AppId {
+    /// What every appid starts with, before its hex digits.
+    pub const PREFIX: &'static str = "wx";
+    /// How many hex digits (either case) follow the prefix.
+    pub const HEX_DIGITS: usize = 16;
+
     pub fn parse(raw: &str) -> Result<Self, InvalidValue> {
         let hex = raw
-            .strip_prefix("wx")
+            .strip_prefix(Self::PREFIX)
             .ok_or(InvalidValue::new("appid", "must start with \"wx\""))?;
-        if hex.len() != 16 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        if hex.len() != Self::HEX_DIGITS || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(InvalidValue::new(
                 "appid",
                 "must be \"wx\" followed by 16 hex characters",
@@ -86,10 +91,13 @@ impl AppId {
     }
 }
 
+/// The longest WeChat id (openid, unionid) we accept.
+pub const MAX_WECHAT_ID_LEN: usize = 64;
+
 /// WeChat ids (openid, unionid) are 28 URL-safe base64 characters today; we accept a little more
 /// room and the same alphabet so a future format still parses, while rejecting garbage.
 fn parse_wechat_id(field: &'static str, raw: &str) -> Result<String, InvalidValue> {
-    if raw.is_empty() || raw.len() > 64 {
+    if raw.is_empty() || raw.len() > MAX_WECHAT_ID_LEN {
         return Err(InvalidValue::new(field, "must be 1 to 64 characters"));
     }
     if !raw

@@ -24,7 +24,7 @@ pub use events::{
 };
 pub use ids::{
     AppId, AvatarId, EventId, InvalidValue, OpenId, SessionId, StreamId, UnionId, UserId,
-    WeChatCode,
+    WeChatCode, MAX_WECHAT_ID_LEN,
 };
 pub use recorded::Recorded;
 pub use session::{Session, SessionError, SessionLifetime};

@@ -34,9 +34,13 @@ pub fn verify(secret: &str, timestamp: i64, nonce: &str, body: &[u8], signature:
         .is_ok()
 }
 
+/// The bounds of a nonce's length.
+pub const MIN_NONCE_LEN: usize = 16;
+pub const MAX_NONCE_LEN: usize = 64;
+
 /// A nonce is 16 to 64 characters of `[A-Za-z0-9_-]`.
 pub fn valid_nonce(nonce: &str) -> bool {
-    (16..=64).contains(&nonce.len())
+    (MIN_NONCE_LEN..=MAX_NONCE_LEN).contains(&nonce.len())
         && nonce
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')

@@ -31,16 +31,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for Posted<T> {
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
         let (mut parts, body) = req.into_parts();
         let session = ConsoleSession::from_request_parts(&mut parts, state).await?;
-        // Bounded by the router's body limit (`DefaultBodyLimit`).
+        // Bounded by `http::body_limit`, whose 413 replaces whatever this says of a larger body.
         let body = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
-            .map_err(|rejection| {
-                if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::PayloadTooLarge
-                } else {
-                    ApiError::InvalidRequest(rejection.body_text())
-                }
-            })?;
+            .map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
         let presented = serde_urlencoded::from_bytes::<CsrfField>(&body)
             .ok()
             .and_then(|f| f.csrf);

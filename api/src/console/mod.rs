@@ -58,7 +58,7 @@ pub use session::{ConsoleLifetime, ConsoleSession, MAX_SESSIONS_PER_KEY};
 
 /// Every console route, behind the console's layer (language, security headers, HTML errors).
 pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
+    let pages = Router::new()
         .route("/console", get(dashboard::show))
         .route("/console/sign-in", get(sign_in::form).post(sign_in::submit))
         .route("/console/sign-out", post(sign_in::sign_out))
@@ -80,6 +80,8 @@ pub fn router(state: AppState) -> Router<AppState> {
             get(keys::confirm_revoke).post(keys::revoke),
         )
         // Unknown console paths answer 404 as a console page too.
-        .route("/console/{*rest}", any(|| async { ApiError::NotFound }))
+        .route("/console/{*rest}", any(|| async { ApiError::NotFound }));
+    // The body limit inside the rendering layer, so an over-limit form is a 413 page too.
+    crate::http::body_limit::limited(pages)
         .layer(axum::middleware::from_fn_with_state(state, render::layer))
 }

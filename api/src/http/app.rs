@@ -1,9 +1,8 @@
 //! The service's router: the routes and their documentation behind the layers every request
-//! passes (body limit, timeout, panic catcher, tracing, request ids).
+//! passes (timeout, panic catcher, tracing, request ids).
 
 use std::time::Duration;
 
-use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Request};
 use axum::Router;
 use tower::util::MapRequestLayer;
@@ -15,21 +14,18 @@ use tower_http::trace::TraceLayer;
 use uuid::Uuid;
 
 use super::state::AppState;
-use super::{openapi, request_metrics, routes, timeout, ApiError};
-
-/// JSON bodies we accept are small; anything larger is a mistake or an attack.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+use super::{body_limit, openapi, request_metrics, routes, timeout, ApiError};
 
 pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
-    routes::api()
-        // `/openapi.json` and `/docs` (Swagger UI), unauthenticated.
-        .merge(openapi::router())
+    // `/openapi.json` and `/docs` (Swagger UI), unauthenticated.
+    let api = routes::api().merge(openapi::router());
+    // The console limits its own routes, inside the layer that renders its refusals as pages.
+    body_limit::limited(api)
         // The admin console's HTML pages (not in the OpenAPI document).
         .merge(crate::console::router(state.clone()))
         .fallback(|| async { ApiError::NotFound })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
             state.request_timeout,
             timeout::limit,

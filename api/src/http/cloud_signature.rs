@@ -5,13 +5,14 @@
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use domain::AppId;
 use infra::signed_request::{self, MAX_CLOCK_SKEW_SECS};
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 
 use super::client_ip::ClientIp;
+use super::extract::is_json;
 use super::ApiError;
 use crate::http::state::AppState;
 
@@ -37,12 +38,10 @@ impl<T: DeserializeOwned + SignedByApp + Send> FromRequest<AppState> for CloudSi
         let (mut parts, body) = req.into_parts();
         let Ok(ClientIp(client_ip)) = ClientIp::from_request_parts(&mut parts, state).await;
         let headers = parts.headers.clone();
+        // An over-limit body is `http::body_limit`'s 413, whatever this says.
         let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
             .await
-            .map_err(|rejection| match rejection.status() {
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-                _ => ApiError::InvalidRequest(rejection.body_text()),
-            })?;
+            .map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
         if !is_json(&headers) {
             return Err(ApiError::UnsupportedMediaType);
         }
@@ -63,17 +62,6 @@ impl<T: DeserializeOwned + SignedByApp + Send> FromRequest<AppState> for CloudSi
         signed.check_fresh(state, &appid).await?;
         Ok(Self { appid, body })
     }
-}
-
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|m| m.trim() == "application/json")
-        })
 }
 
 /// The signature headers.

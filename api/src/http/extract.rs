@@ -2,10 +2,11 @@
 
 use std::net::IpAddr;
 
+use axum::body::Bytes;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap};
 use domain::{Actor, AppId, Session, SessionId, UserId};
 use infra::tokens::AccessClaims;
 use serde::de::DeserializeOwned;
@@ -18,18 +19,42 @@ use crate::http::state::AppState;
 use crate::usecases::streams::{self, LoadedUser};
 use crate::usecases::Context;
 
-/// `axum::Json`, with rejections mapped to 400 / 413 / 415 problems.
+/// `axum::Json`, with rejections mapped to 400 / 415 problems. The body is read before its
+/// content type is judged, so that one over the limit is `http::body_limit`'s 413 whatever
+/// its type, declared or not.
 pub struct ApiJson<T>(pub T);
 
 impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let json = is_json(req.headers());
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
         }
+        axum::Json::<T>::from_bytes(&bytes)
+            .map(|axum::Json(value)| Self(value))
+            .map_err(json_rejection)
     }
+}
+
+/// Whether the body says it is JSON, as `axum::Json` judges it: `application/json` or
+/// `application/…+json`, parameters aside.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    let Some(essence) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+    else {
+        return false;
+    };
+    essence
+        .strip_prefix("application/")
+        .is_some_and(|subtype| subtype == "json" || subtype.ends_with("+json"))
 }
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
@@ -41,7 +66,6 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         // serde's message names the field and the expected type (our value types never echo
         // the rejected value).
         JsonRejection::JsonDataError(err) => ApiError::InvalidRequest(err.body_text()),
-        other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
         other => ApiError::InvalidRequest(other.body_text()),
     }
 }

@@ -2,6 +2,7 @@
 
 pub mod api_key;
 pub mod app;
+pub mod body_limit;
 pub mod client_ip;
 pub mod cloud_signature;
 pub mod error;
@@ -17,5 +18,6 @@ pub mod server;
 pub mod state;
 pub mod stream_slots;
 pub mod timeout;
+pub mod values;
 
 pub use error::ApiError;

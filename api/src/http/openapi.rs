@@ -83,7 +83,7 @@ pub fn document() -> serde_json::Value {
         events::schema,
     ),
     components(schemas(Problem)),
-    modifiers(&SecuritySchemes, &EdgeResponses, &ProblemBodies),
+    modifiers(&SecuritySchemes, &ValueSchemas, &EdgeResponses, &CommonResponses, &ProblemBodies),
     tags(
         (name = "login", description = "Mini-program login"),
         (name = "tokens", description = "Token refresh and introspection"),
@@ -137,6 +137,16 @@ impl Modify for SecuritySchemes {
     }
 }
 
+/// The schemas of `http::values`, which request types and parameters refer to.
+struct ValueSchemas;
+
+impl Modify for ValueSchemas {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.schemas.extend(super::values::all());
+    }
+}
+
 /// The answers of the edge, the same on every route, so no annotation has to repeat them: 408
 /// `request_timeout` everywhere but the event stream (which is exempt from the request
 /// timeout), 429 `rate_limited` wherever an API key is checked (too many failed
@@ -184,23 +194,136 @@ impl Modify for EdgeResponses {
     }
 }
 
+/// The answers shared mechanisms give, stated here once for every operation they apply to
+/// rather than by each route: 413 `payload_too_large` wherever a body is taken (with the limit
+/// `http::body_limit` holds the route to), 503 `database_unavailable` wherever the database is
+/// read or written, and 500 `internal` wherever anything can fail. A route that documents the
+/// same status for its own reasons keeps its description, and the shared one is added to it.
+struct CommonResponses;
+
+/// Operations that touch no database: no 503 `database_unavailable`.
+const NO_DATABASE: [(&str, &str); 4] = [
+    ("get", "/healthz"),
+    ("get", "/.well-known/jwks.json"),
+    ("get", "/v1/events/schema"),
+    ("get", "/v1/wechat/push/{appid}"),
+];
+/// Operations that cannot fail short of a panic: no 500.
+const NO_FAILURE: [&str; 2] = ["/healthz", "/v1/events/schema"];
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::header::HeaderBuilder;
+        use utoipa::openapi::Type;
+        let retry_after = || {
+            HeaderBuilder::new()
+                .schema(utoipa::openapi::ObjectBuilder::new().schema_type(Type::Integer))
+                .description(Some("Seconds to wait before retrying"))
+                .build()
+        };
+        each_method(openapi, |method, path, operation| {
+            let responses = &mut operation.responses.responses;
+            if operation.request_body.is_some() {
+                let limit = super::body_limit::limit_of(Some(path));
+                add_code(
+                    responses,
+                    "413",
+                    "payload_too_large",
+                    &format!("the body is over {}", bytes_in_words(limit)),
+                    None,
+                );
+            }
+            if !NO_DATABASE.contains(&(method, path)) {
+                add_code(
+                    responses,
+                    "503",
+                    "database_unavailable",
+                    "the database is unavailable (connection lost, server restarting, \
+                     busy or its disk full): retry",
+                    Some(retry_after()),
+                );
+            }
+            if !NO_FAILURE.contains(&path) {
+                add_code(
+                    responses,
+                    "500",
+                    "internal",
+                    "an unexpected failure (details are logged, never sent)",
+                    None,
+                );
+            }
+        });
+    }
+}
+
+/// Documents `code` under `status`: a new answer, or one more code of the route's own.
+fn add_code(
+    responses: &mut std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>>,
+    status: &str,
+    code: &str,
+    meaning: &str,
+    header: Option<utoipa::openapi::header::Header>,
+) {
+    use utoipa::openapi::ResponseBuilder;
+    let named = format!("`{code}`");
+    let response = responses
+        .entry(status.to_owned())
+        .or_insert_with(|| ResponseBuilder::new().build().into());
+    let RefOr::T(response) = response else {
+        return;
+    };
+    if response.description.is_empty() {
+        response.description = format!("{named}: {meaning}");
+    } else if response.description.contains(&named) {
+        // The route's own description names the code already, for its own reason.
+        response.description = format!("{}; or {meaning}", response.description);
+    } else {
+        response.description = format!("{}; {named}: {meaning}", response.description);
+    }
+    if let Some(header) = header {
+        response
+            .headers
+            .entry("Retry-After".to_owned())
+            .or_insert(header);
+    }
+}
+
+/// `16 KiB`, `8 MiB`.
+fn bytes_in_words(bytes: usize) -> String {
+    match bytes {
+        b if b >= 1 << 20 && b % (1 << 20) == 0 => format!("{} MiB", b >> 20),
+        b if b >= 1 << 10 && b % (1 << 10) == 0 => format!("{} KiB", b >> 10),
+        b => format!("{b} bytes"),
+    }
+}
+
+/// Calls `visit` with every operation of the document, its method and its path.
+fn each_method(
+    openapi: &mut utoipa::openapi::OpenApi,
+    mut visit: impl FnMut(&str, &str, &mut utoipa::openapi::path::Operation),
+) {
+    for (path, item) in &mut openapi.paths.paths {
+        let operations = [
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("patch", &mut item.patch),
+        ];
+        for (method, operation) in operations {
+            if let Some(operation) = operation {
+                visit(method, path, operation);
+            }
+        }
+    }
+}
+
 /// Calls `visit` with every operation of the document and its path.
 fn each_operation(
     openapi: &mut utoipa::openapi::OpenApi,
     mut visit: impl FnMut(&str, &mut utoipa::openapi::path::Operation),
 ) {
-    for (path, item) in &mut openapi.paths.paths {
-        let operations = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ];
-        for operation in operations.into_iter().flatten() {
-            visit(path, operation);
-        }
-    }
+    each_method(openapi, |_, path, operation| visit(path, operation));
 }
 
 /// Gives every error response without a body the [`Problem`] body.
@@ -394,6 +517,200 @@ mod tests {
             if keyed {
                 assert!(responses.get("429").is_some(), "{method} {path} lacks 429");
             }
+        }
+    }
+
+    /// The answers of shared mechanisms: 413 with the route's own limit wherever a body is
+    /// taken, 503 `database_unavailable` with `Retry-After` wherever the database is used, 500
+    /// wherever anything can fail.
+    #[test]
+    fn shared_mechanisms_answers_are_documented_on_every_operation_they_reach() {
+        let doc = document();
+        for (method, path, operation) in operations(&doc) {
+            let responses = &operation["responses"];
+            let description = |status: &str| {
+                responses[status]["description"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            if operation.get("requestBody").is_some() {
+                let limit = bytes_in_words(super::super::body_limit::limit_of(Some(&path)));
+                let too_large = description("413");
+                assert!(
+                    too_large.contains("`payload_too_large`") && too_large.contains(&limit),
+                    "{method} {path}: 413 must name the limit, {limit}: {too_large}"
+                );
+            }
+            let lowercase = method.to_lowercase();
+            if !NO_DATABASE.contains(&(lowercase.as_str(), path.as_str())) {
+                assert!(
+                    description("503").contains("`database_unavailable`"),
+                    "{method} {path} lacks 503 database_unavailable"
+                );
+                assert!(
+                    responses["503"]["headers"].get("Retry-After").is_some(),
+                    "{method} {path}: 503 without Retry-After"
+                );
+            }
+            if !NO_FAILURE.contains(&path.as_str()) {
+                assert!(
+                    description("500").contains("`internal`"),
+                    "{method} {path} lacks 500"
+                );
+            }
+        }
+        assert_eq!(bytes_in_words(16 * 1024), "16 KiB");
+        assert_eq!(bytes_in_words(8 << 20), "8 MiB");
+        assert_eq!(bytes_in_words(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn every_larger_body_limit_is_a_served_route() {
+        let served: BTreeSet<String> = served_routes().into_iter().map(|(_, p)| p).collect();
+        for (route, _) in super::super::routes::LARGER_BODIES {
+            assert!(served.contains(route), "{route} is not served");
+        }
+    }
+
+    /// Resolves a `$ref` (and a nullable `oneOf [null, $ref]`) to the schema it names.
+    fn resolved<'a>(doc: &'a Value, schema: &'a Value) -> &'a Value {
+        if let Some(target) = schema["$ref"].as_str() {
+            let name = target.trim_start_matches("#/components/schemas/");
+            return resolved(doc, &doc["components"]["schemas"][name]);
+        }
+        if let Some(choices) = schema["oneOf"].as_array() {
+            let not_null: Vec<&Value> = choices.iter().filter(|c| c["type"] != "null").collect();
+            if let [only] = not_null.as_slice() {
+                return resolved(doc, only);
+            }
+        }
+        schema
+    }
+
+    /// Whether a schema bounds its values: an enum, a pattern, a format, a maximum length or
+    /// numeric bounds.
+    fn bounded(schema: &Value) -> bool {
+        ["enum", "pattern", "format", "maxLength"]
+            .iter()
+            .any(|rule| schema.get(*rule).is_some())
+            || (schema.get("minimum").is_some() && schema["type"] != "string")
+    }
+
+    /// What the server takes as it comes (checked cryptographically, looked up, or ignored),
+    /// so the document cannot bound it further: `(schema or parameter, field)`.
+    const OPAQUE: [(&str, &str); 13] = [
+        // Verified against the session key by signature and decryption.
+        ("AuthorizeProfileRequest", "raw_data"),
+        ("AuthorizeProfileRequest", "signature"),
+        ("AuthorizeProfileRequest", "encrypted_data"),
+        ("AuthorizeProfileRequest", "iv"),
+        // Tokens: verified, never parsed by shape; anything else is not active or 401.
+        ("RefreshRequest", "refresh_token"),
+        ("IntrospectRequest", "token"),
+        ("IntrospectRequest", "token_type_hint"),
+        // Search filters: a value that names nothing finds nothing.
+        ("query", "openid"),
+        ("query", "unionid"),
+        ("query", "phone"),
+        ("query", "actor"),
+        ("query", "action"),
+        // The previous page's `next_cursor`, verified when decoded.
+        ("query", "cursor"),
+    ];
+
+    /// Every parameter and every field of a request body states its rule (an enum, a
+    /// pattern, a format, a length or numeric bounds), unless the server takes it as it comes.
+    #[test]
+    fn every_input_states_the_rule_the_server_enforces() {
+        let doc = document();
+        for (method, path, operation) in operations(&doc) {
+            for parameter in operation["parameters"].as_array().into_iter().flatten() {
+                let name = parameter["name"].as_str().expect("a parameter name");
+                let place = parameter["in"].as_str().expect("a parameter place");
+                if place == "query" && OPAQUE.contains(&("query", name)) {
+                    continue;
+                }
+                let schema = resolved(&doc, &parameter["schema"]);
+                assert!(
+                    bounded(schema),
+                    "{method} {path}: {place} parameter {name} states no rule: {schema}"
+                );
+            }
+            let Some(content) = operation["requestBody"]["content"].as_object() else {
+                continue;
+            };
+            for (media_type, body) in content {
+                let reference = body["schema"]["$ref"].as_str().unwrap_or_default();
+                let name = reference.trim_start_matches("#/components/schemas/");
+                let schema = resolved(&doc, &body["schema"]);
+                for (field, property) in schema["properties"].as_object().into_iter().flatten() {
+                    if OPAQUE.contains(&(name, field.as_str())) {
+                        continue;
+                    }
+                    let rule = resolved(&doc, property);
+                    assert!(
+                        bounded(rule),
+                        "{method} {path} ({media_type}): {name}.{field} states no rule: {rule}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Request bodies whose type refuses unknown fields (`deny_unknown_fields`) say so, and
+    /// only those: read from the route sources, as serde sees them.
+    #[test]
+    fn closed_request_bodies_are_stated_closed() {
+        let doc = document();
+        let mut closed = BTreeSet::new();
+        for (_, source) in ROUTE_SOURCES {
+            for (before, _) in source
+                .match_indices("pub struct ")
+                .chain(source.match_indices("\nstruct "))
+            {
+                let header = &source[source[..before].rfind("#[derive").unwrap_or(before)..before];
+                let rest = &source[before..];
+                let name = rest
+                    .trim_start_matches('\n')
+                    .trim_start_matches("pub ")
+                    .trim_start_matches("struct ")
+                    .split(|c: char| !c.is_alphanumeric())
+                    .next()
+                    .unwrap_or_default();
+                if header.contains("deny_unknown_fields") {
+                    closed.insert(name.to_owned());
+                }
+            }
+        }
+        let mut bodies = BTreeSet::new();
+        for (_, _, operation) in operations(&doc) {
+            for (_, body) in operation["requestBody"]["content"]
+                .as_object()
+                .into_iter()
+                .flatten()
+            {
+                if let Some(target) = body["schema"]["$ref"].as_str() {
+                    bodies.insert(
+                        target
+                            .trim_start_matches("#/components/schemas/")
+                            .to_owned(),
+                    );
+                }
+            }
+        }
+        assert!(
+            bodies.len() >= 8,
+            "too few request bodies found: {bodies:?}"
+        );
+        for name in bodies {
+            let schema = &doc["components"]["schemas"][&name];
+            let stated_closed = schema["additionalProperties"] == json!(false);
+            assert_eq!(
+                stated_closed,
+                closed.contains(&name),
+                "{name}: additionalProperties must be false exactly when serde refuses unknown fields"
+            );
         }
     }
 

@@ -35,7 +35,7 @@ pub const MAX_PAGE_LIMIT: u32 = 200;
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     /// Page size, 1 to 200 (default 50).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
+    #[param(value_type = Option<super::values::PageLimit>)]
     limit: Option<String>,
     /// The `next_cursor` of the previous page.
     cursor: Option<String>,

@@ -6,7 +6,9 @@
 //! `UserWriteErrors` and `UserJsonWriteErrors` (a signed-in user's, without and with a JSON
 //! body), `PublicWriteErrors` (login and refresh: a JSON body, no credentials yet) and
 //! `AdminActionErrors`. Every one is a problem (`application/problem+json`) whose description
-//! starts with its `code`.
+//! starts with its `code`. The answers of shared mechanisms (413 over the body limit, 503 when
+//! the database is unavailable, 500) are not here: `http::openapi` adds them to every
+//! operation they apply to.
 
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
@@ -51,31 +53,13 @@ macro_rules! single {
     };
 }
 
-const INTERNAL: &str = "`internal`: an unexpected failure (details are logged, never sent)";
-
 single! {
-    /// 500 `internal`.
-    Internal: 500, INTERNAL
+    /// The refusal of a route that takes a user's access token (`bearer`).
+    UserErrors: 401, "`unauthorized`: missing, invalid or expired access token, the session \
+        has ended, or the user is blocked"
 }
 
-/// The refusals of a route that takes a user's access token (`bearer`), and 500.
-pub struct UserErrors;
-
-impl IntoResponses for UserErrors {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        problems([
-            (
-                401,
-                "`unauthorized`: missing, invalid or expired access token, the session has \
-                 ended, or the user is blocked"
-                    .into(),
-            ),
-            (500, INTERNAL.into()),
-        ])
-    }
-}
-
-/// The refusals of a route that takes an API key with the scope `S` (`api_key`), and 500.
+/// The refusals of a route that takes an API key with the scope `S` (`api_key`).
 pub struct KeyErrors<S>(PhantomData<S>);
 
 impl<S: RequiredScope> IntoResponses for KeyErrors<S> {
@@ -93,24 +77,14 @@ impl<S: RequiredScope> IntoResponses for KeyErrors<S> {
                     S::SCOPE
                 ),
             ),
-            (500, INTERNAL.into()),
         ])
     }
 }
 
-/// The refusals of a JSON body before it is read (a malformed one is the route's 400).
-pub struct JsonBodyErrors;
-
-impl IntoResponses for JsonBodyErrors {
-    fn responses() -> BTreeMap<String, RefOr<Response>> {
-        problems([
-            (413, "`payload_too_large`: the body is over 16 KiB".into()),
-            (
-                415,
-                "`unsupported_media_type`: the body is not `application/json`".into(),
-            ),
-        ])
-    }
+single! {
+    /// The refusal of a JSON body before it is read (a malformed one is the route's 400; an
+    /// over-limit one is `http::openapi`'s 413).
+    JsonBodyErrors: 415, "`unsupported_media_type`: the body is not `application/json`"
 }
 
 single! {
@@ -147,7 +121,7 @@ sets! {
 
 sets! {
     /// A write with a JSON body from a caller without credentials yet (login, refresh).
-    PublicWriteErrors: JsonBodyErrors, ConflictError, Internal
+    PublicWriteErrors: JsonBodyErrors, ConflictError
 }
 
 single! {

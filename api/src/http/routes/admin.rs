@@ -20,6 +20,7 @@ use crate::http::responses::{
     AdminActionErrors, BadQuery, BadUserId, ConflictError, KeyErrors, NoSuchUser,
 };
 use crate::http::state::AppState;
+use crate::http::values;
 use crate::http::ApiError;
 use crate::usecases::admin::{self, StatusChange};
 use crate::usecases::lookup::{self, UserSearch};
@@ -73,8 +74,8 @@ pub(crate) fn appid(raw: Option<String>) -> Result<Option<String>, ApiError> {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct UsersQuery {
-    /// An appid: `wx` followed by 16 hex characters.
-    #[param(pattern = "^wx[0-9a-fA-F]{16}$")]
+    /// An appid.
+    #[param(value_type = Option<values::AppId>)]
     appid: Option<String>,
     /// An openid: in `appid`'s app, or in any configured app without `appid`. Matched through
     /// the claims' keyed hash (no table holds openids in clear); an erased user's is gone.
@@ -159,7 +160,7 @@ async fn user(
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct LoginsQuery {
-    #[param(pattern = "^wx[0-9a-fA-F]{16}$")]
+    #[param(value_type = Option<values::AppId>)]
     appid: Option<String>,
     /// Earliest login time, RFC 3339, inclusive.
     #[param(value_type = Option<String>, format = DateTime)]
@@ -317,7 +318,7 @@ impl AuditQuery {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct StatsQuery {
-    #[param(pattern = "^wx[0-9a-fA-F]{16}$")]
+    #[param(value_type = Option<values::AppId>)]
     appid: Option<String>,
     /// First day (default: 29 days before `to`).
     #[param(value_type = Option<String>, format = Date)]
@@ -372,8 +373,8 @@ async fn daily_stats(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StatusRequest {
-    /// Why, for the audit log (1 to 500 characters).
-    #[schema(min_length = 1, max_length = 500)]
+    /// Why, for the audit log.
+    #[schema(value_type = values::Reason)]
     reason: String,
 }
 

@@ -2,8 +2,8 @@
 //! `GET /v1/avatars/{avatar_id}` (public: the URL the profile's `avatar_url` holds).
 
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -17,20 +17,17 @@ use crate::http::state::AppState;
 use crate::http::ApiError;
 use crate::usecases::avatar::{self, MAX_UPLOAD_BYTES};
 
-/// What this route reads of a body at most. A file over `MAX_UPLOAD_BYTES` is refused, but
-/// the rest of its body is still read (up to this) so that the client, still sending, gets
-/// the 413 instead of a reset connection.
-const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// What this route reads of a body at most (`routes::LARGER_BODIES`). A file over
+/// `MAX_UPLOAD_BYTES` is refused, but the rest of its body is still read (up to this) so that
+/// the client, still sending, gets the 413 instead of a reset connection.
+pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// An avatar is immutable under its id: caches may keep it for a year.
 const CACHE_FOREVER: &str = "public, max-age=31536000, immutable";
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route(
-            "/v1/me/avatar",
-            post(upload_avatar).layer(DefaultBodyLimit::max(MAX_BODY_BYTES)),
-        )
+        .route("/v1/me/avatar", post(upload_avatar))
         .route("/v1/avatars/{avatar_id}", get(avatar_image))
 }
 
@@ -120,12 +117,9 @@ async fn drain(form: &mut Multipart) {
     }
 }
 
-fn malformed(err: MultipartError) -> ApiError {
-    if err.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge
-    } else {
-        ApiError::InvalidRequest("the body is not well-formed multipart/form-data".into())
-    }
+/// A body cut short by `http::body_limit` fails here too; that layer answers it with 413.
+fn malformed(_: MultipartError) -> ApiError {
+    ApiError::InvalidRequest("the body is not well-formed multipart/form-data".into())
 }
 
 /// An avatar image
@@ -136,7 +130,7 @@ fn malformed(err: MultipartError) -> ApiError {
     get,
     path = "/v1/avatars/{avatar_id}",
     tag = "avatars",
-    params(("avatar_id" = String, Path, description = "The id in the avatar URL")),
+    params(("avatar_id" = uuid::Uuid, Path, description = "The id in the avatar URL")),
     responses(
         (status = 200, description = "The image",
             content(

@@ -11,8 +11,9 @@ use utoipa::ToSchema;
 
 use crate::http::cloud_signature::{CloudSigned, SignedByApp};
 use crate::http::extract::RequestContext;
-use crate::http::responses::{Internal, JsonBodyErrors};
+use crate::http::responses::JsonBodyErrors;
 use crate::http::state::AppState;
+use crate::http::values;
 use crate::http::ApiError;
 use crate::usecases::login::{self, WeChatIdentity};
 use crate::usecases::views::LoginResponse;
@@ -26,11 +27,13 @@ pub fn router() -> Router<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct CloudLoginRequest {
     /// `APPID`
-    #[schema(example = "wx0123456789abcdef")]
+    #[schema(value_type = values::AppId)]
     appid: String,
     /// `OPENID`
+    #[schema(value_type = values::WeChatId)]
     openid: String,
-    /// `UNIONID`, when the app is bound to an Open Platform account.
+    /// `UNIONID`, when the app is bound to an Open Platform account (empty: none).
+    #[schema(value_type = Option<values::WeChatId>)]
     unionid: Option<String>,
 }
 
@@ -47,8 +50,9 @@ pub struct CloudLoginRequest {
     request_body = CloudLoginRequest,
     params(
         ("x-identity-timestamp" = i64, Header, description = "Unix seconds"),
-        ("x-identity-nonce" = String, Header, description = "16 to 64 of [A-Za-z0-9_-], single use"),
-        ("x-identity-signature" = String, Header, description = "hex HMAC-SHA256 (see above)"),
+        ("x-identity-nonce" = values::Nonce, Header, description = "16 to 64 of [A-Za-z0-9_-], single use"),
+        ("x-identity-signature" = String, Header, pattern = "^[0-9a-fA-F]{64}$",
+            description = "hex HMAC-SHA256 (see above)"),
     ),
     responses(
         (status = 200, description = "Logged in: tokens and the user", body = LoginResponse),
@@ -61,7 +65,6 @@ pub struct CloudLoginRequest {
         (status = 429, description = "`rate_limited`: this client sent too many bad signatures; wait",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
         JsonBodyErrors,
-        Internal,
     )
 )]
 async fn cloud_login(

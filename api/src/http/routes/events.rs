@@ -34,6 +34,7 @@ use crate::http::responses::KeyErrors;
 use crate::http::schemas;
 use crate::http::state::AppState;
 use crate::http::stream_slots::StreamSlot;
+use crate::http::values;
 use crate::http::ApiError;
 
 pub const DEFAULT_LIMIT: u32 = 100;
@@ -66,10 +67,10 @@ pub fn router() -> Router<AppState> {
 pub struct EventsQuery {
     /// Events after this position (exclusive): 0 (the default) starts at the beginning; pass
     /// the previous page's `next_after` to continue.
-    #[param(value_type = Option<i64>, minimum = 0)]
+    #[param(value_type = Option<values::Position>)]
     after: Option<String>,
     /// Page size, 1 to 1000 (default 100).
-    #[param(value_type = Option<u32>, minimum = 1, maximum = 1000)]
+    #[param(value_type = Option<values::EventPageLimit>)]
     limit: Option<String>,
 }
 
@@ -120,7 +121,7 @@ pub struct StreamQuery {
     /// Start after this position (default 0: from the beginning). A `Last-Event-ID` header
     /// takes precedence, so an `EventSource` reconnecting to the same URL resumes where it
     /// stopped.
-    #[param(value_type = Option<i64>, minimum = 0)]
+    #[param(value_type = Option<values::Position>)]
     after: Option<String>,
 }
 
@@ -131,7 +132,7 @@ pub struct StreamQuery {
     tag = "events",
     params(
         StreamQuery,
-        ("Last-Event-ID" = Option<i64>, Header,
+        ("Last-Event-ID" = Option<values::Position>, Header,
             description = "The `id` of the last event received: the stream resumes after it."),
     ),
     security(("api_key" = ["events:read"])),

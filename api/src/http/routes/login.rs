@@ -10,6 +10,7 @@ use utoipa::ToSchema;
 use crate::http::extract::{ApiJson, RequestContext};
 use crate::http::responses::PublicWriteErrors;
 use crate::http::state::AppState;
+use crate::http::values;
 use crate::http::ApiError;
 use crate::usecases::login;
 use crate::usecases::views::LoginResponse;
@@ -22,11 +23,11 @@ pub fn router() -> Router<AppState> {
 // Fields arrive as strings and are parsed here, so each rule answers with its own message.
 #[derive(Deserialize, ToSchema)]
 struct LoginRequest {
-    /// The mini-program's appid: `wx` followed by 16 hex characters.
-    #[schema(pattern = "^wx[0-9a-fA-F]{16}$", example = "wx0123456789abcdef")]
+    /// The mini-program's appid.
+    #[schema(value_type = values::AppId)]
     appid: String,
-    /// The code from `wx.login()`: opaque, 1 to 256 printable ASCII characters.
-    #[schema(min_length = 1, max_length = 256, pattern = "^[!-~]+$")]
+    /// The code from `wx.login()`.
+    #[schema(value_type = values::WeChatCode)]
     code: String,
 }
 

@@ -20,6 +20,13 @@ use axum::Router;
 
 use crate::http::state::AppState;
 
+/// The routes that read more of a body than `body_limit::DEFAULT_MAX_BODY_BYTES`, and how much
+/// (`http::body_limit` holds every route to its limit; the document states each one).
+pub const LARGER_BODIES: [(&str, usize); 2] = [
+    ("/v1/me/avatar", avatar::MAX_BODY_BYTES),
+    ("/v1/wechat/push/{appid}", wechat_push::MAX_PUSH_BYTES),
+];
+
 /// Every route of the API, without the layers.
 pub fn api() -> Router<AppState> {
     Router::new()

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 use crate::http::extract::{ApiJson, Authenticated};
 use crate::http::responses::{UserJsonWriteErrors, UserWriteErrors};
 use crate::http::state::AppState;
+use crate::http::values;
 use crate::http::ApiError;
 use crate::usecases::profile::{self, EncryptedProfile, ProfileUpdate};
 
@@ -83,10 +84,11 @@ async fn authorize_profile(
 /// The avatar/nickname fill-in (`chooseAvatar`, `type="nickname"`).
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(min_properties = 1)]
 pub struct UpdateProfileRequest {
-    /// 1 to 64 characters, no control characters.
+    #[schema(value_type = Option<values::Nickname>)]
     nickname: Option<String>,
-    /// An http(s) URL of at most 1024 characters.
+    #[schema(value_type = Option<values::AvatarUrl>)]
     avatar_url: Option<String>,
 }
 
@@ -124,7 +126,8 @@ async fn update_profile(
 /// The phone-number button's answer (`bindgetphonenumber` → `e.detail.code`).
 #[derive(Deserialize, ToSchema)]
 pub struct BindPhoneRequest {
-    /// Opaque, single use, valid 5 minutes: 1 to 256 printable ASCII characters.
+    /// Opaque, single use, valid 5 minutes.
+    #[schema(value_type = values::WeChatCode)]
     code: String,
 }
 
@@ -167,7 +170,7 @@ async fn bind_phone(
     path = "/v1/me/authorizations/{kind}",
     tag = "me",
     security(("bearer" = [])),
-    params(("kind" = String, Path, description = "`profile` or `phone`")),
+    params(("kind" = values::AuthorizationKind, Path, description = "`profile` or `phone`")),
     responses(
         (status = 204, description = "Withdrawn"),
         (status = 400, description = "`invalid_request`: kind is neither profile nor phone"),

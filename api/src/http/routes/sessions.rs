@@ -20,6 +20,7 @@ use crate::http::responses::{
     AdminActionErrors, KeyErrors, NoSuchUser, UserErrors, UserWriteErrors,
 };
 use crate::http::state::AppState;
+use crate::http::values;
 use crate::http::ApiError;
 use crate::usecases::session_views::{self, SessionView};
 use crate::usecases::{admin, revocation};
@@ -130,9 +131,9 @@ async fn user_sessions(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RevokeSessionsRequest {
-    /// Why (1 to 500 characters). Personal data: it is kept in the events only, as each
-    /// `SessionRevoked`'s `note`, and shown redacted.
-    #[schema(min_length = 1, max_length = 500)]
+    /// Why. Personal data: it is kept in the events only, as each `SessionRevoked`'s `note`,
+    /// and shown redacted.
+    #[schema(value_type = values::Reason)]
     reason: String,
 }
 

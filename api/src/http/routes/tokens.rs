@@ -147,7 +147,6 @@ pub struct Introspection {
         (status = 200, description = "Whether the token is active, and its details if so",
             body = Introspection),
         (status = 400, description = "`invalid_request`: malformed form or JSON, or a missing `token`"),
-        (status = 413, description = "`payload_too_large`: a JSON body over 16 KiB"),
         (status = 415, description = "`unsupported_media_type`: neither a form nor `application/json`"),
         KeyErrors<TokensIntrospect>,
     )

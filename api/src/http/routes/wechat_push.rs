@@ -6,8 +6,8 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::extract::{Path, RawQuery, State};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -18,21 +18,20 @@ use utoipa::IntoParams;
 
 use crate::http::client_ip::ClientIp;
 use crate::http::extract::RequestContext;
-use crate::http::responses::Internal;
 use crate::http::state::AppState;
+use crate::http::values;
 use crate::http::ApiError;
 use crate::usecases::content_check;
 
-/// A push event is about 1 KiB; anything much larger is not WeChat's.
+/// A push event is about 1 KiB; anything much larger is not WeChat's (`routes::LARGER_BODIES`).
 pub const MAX_PUSH_BYTES: usize = 64 * 1024;
 /// The query's parts are short: a 40-hex signature, a Unix time, a nonce, WeChat's echostr.
-const MAX_QUERY_VALUE: usize = 128;
+pub(crate) const MAX_QUERY_VALUE: usize = 128;
 
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/v1/wechat/push/{appid}", get(verify_url))
         .route("/v1/wechat/push/{appid}", post(receive_push))
-        .layer(DefaultBodyLimit::max(MAX_PUSH_BYTES))
 }
 
 /// `signature`, `timestamp`, `nonce` and, for the URL verification, `echostr`.
@@ -51,10 +50,13 @@ struct PushQuery {
 #[allow(dead_code)] // Documentation only.
 struct PushSignature {
     /// hex SHA-1 of the sorted token, timestamp and nonce
+    #[param(value_type = values::PushQueryValue)]
     signature: String,
-    /// WeChat's Unix time
+    /// WeChat's Unix time, within 5 minutes of ours
+    #[param(value_type = values::PushQueryValue)]
     timestamp: String,
     /// WeChat's nonce
+    #[param(value_type = values::PushQueryValue)]
     nonce: String,
 }
 
@@ -133,9 +135,9 @@ fn text(body: String) -> Response {
     path = "/v1/wechat/push/{appid}",
     tag = "wechat",
     params(
-        ("appid" = String, Path, description = "The mini-program's appid"),
+        ("appid" = values::AppId, Path, description = "The mini-program's appid"),
         PushSignature,
-        ("echostr" = String, Query, description = "Echoed back when the signature holds"),
+        ("echostr" = values::PushQueryValue, Query, description = "Echoed back when the signature holds"),
     ),
     responses(
         (status = 200, description = "`echostr`, as text", content_type = "text/plain", body = String),
@@ -144,7 +146,6 @@ fn text(body: String) -> Response {
         (status = 404, description = "`not_found`: no such app, or no push token for it"),
         (status = 429, description = "`rate_limited`: this client sent too many bad signatures; wait",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        Internal,
     )
 )]
 async fn verify_url(
@@ -171,7 +172,7 @@ async fn verify_url(
     path = "/v1/wechat/push/{appid}",
     tag = "wechat",
     params(
-        ("appid" = String, Path, description = "The mini-program's appid"),
+        ("appid" = values::AppId, Path, description = "The mini-program's appid"),
         PushSignature,
     ),
     request_body(content = String, description = "WeChat's event, JSON", content_type = "application/json"),
@@ -183,10 +184,8 @@ async fn verify_url(
         (status = 404, description = "`not_found`: no such app, or no push token for it"),
         (status = 409, description = "`conflict`: the user's record kept changing concurrently; \
             WeChat retries"),
-        (status = 413, description = "`payload_too_large`: the body is over 64 KiB"),
         (status = 429, description = "`rate_limited`: this client sent too many bad signatures; wait",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        Internal,
     )
 )]
 async fn receive_push(
@@ -197,10 +196,8 @@ async fn receive_push(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let (appid, _) = authenticate(&state, &appid, ctx.client_ip, raw.as_deref())?;
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge,
-        _ => ApiError::InvalidRequest(rejection.body_text()),
-    })?;
+    // An over-limit body is `http::body_limit`'s 413, whatever this says.
+    let body = body.map_err(|rejection| ApiError::InvalidRequest(rejection.body_text()))?;
     // WeChat's server is no user: the events it causes are the system's, with no client data.
     let mut ctx = ctx.acting_as(Actor::System);
     ctx.client_ip = None;
