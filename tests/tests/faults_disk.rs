@@ -22,6 +22,8 @@ use serde_json::Value;
 const DISK: &str = "8m";
 /// Logins in flight at once, so that some fail together in one group commit.
 const CLIENTS: usize = 4;
+/// How long the disk stays full once writes fail.
+const FULL_FOR: Duration = Duration::from_secs(3);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_full_disk_answers_503_and_heals_once_space_returns() {
@@ -54,15 +56,22 @@ async fn a_full_disk_answers_503_and_heals_once_space_returns() {
             0
         };
     }
-    assert!(run.unavailable > 0);
-    let ready = world.get("/readyz").await;
-    let refused = assert_unavailable(ready, "not_ready").await;
-    assert_eq!(world.get("/healthz").await.status(), 200);
-    // Reads do not need the disk to have room.
-    let first = &run.acknowledged[0];
-    let me = json_of(world.me(&first.access).await).await;
-    assert_eq!(me["user_id"].as_str(), Some(first.user_id.as_str()));
-    let acknowledged_while_full = run.acknowledged.len() - before;
+    let acknowledged_while_filling = run.acknowledged.len() - before;
+    // Full for a while: every write refused as unavailable, not ready, yet alive, and reads
+    // (which need no room) still answered. Meanwhile the checkpointer fails ten times a
+    // second and the projection runner retries.
+    let full_until = Instant::now() + FULL_FOR;
+    let mut not_ready = 0;
+    while Instant::now() < full_until {
+        assert_eq!(run.round().await.succeeded, 0, "a login while the disk is full");
+        assert_unavailable(world.get("/readyz").await, "not_ready").await;
+        not_ready += 1;
+        assert_eq!(world.get("/healthz").await.status(), 200);
+        let first = &run.acknowledged[0];
+        let me = json_of(world.me(&first.access).await).await;
+        assert_eq!(me["user_id"].as_str(), Some(first.user_id.as_str()));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 
     // Free the space: logins succeed again, without a restart.
     std::fs::remove_file(&filler).expect("remove the filler");
@@ -106,12 +115,12 @@ async fn a_full_disk_answers_503_and_heals_once_space_returns() {
     );
 
     eprintln!(
-        "disk full on a {DISK} tmpfs: {before} logins before the fill, {} acknowledged while \
-         filling, {} answered 503 database_unavailable (0 × 500); /readyz said {refused}; \
-         first login {:.0?} after freeing, {} logins acknowledged in all, all valid; read \
-         models caught up {:.0?} after; checkpoint warnings logged: {checkpoint_warnings}; \
-         test {:.1?}",
-        acknowledged_while_full,
+        "disk full on a {DISK} tmpfs: {before} logins before the fill, \
+         {acknowledged_while_filling} acknowledged while filling, {} answered 503 \
+         database_unavailable (0 × 500), /readyz 503 not_ready {not_ready} times out of \
+         {not_ready} while full for {FULL_FOR:?}; first login {:.0?} after freeing, {} logins \
+         acknowledged in all, all valid; read models caught up {:.0?} after; checkpoint \
+         warnings logged: {checkpoint_warnings}; test {:.1?}",
         run.unavailable,
         recovered_in,
         run.acknowledged.len(),
