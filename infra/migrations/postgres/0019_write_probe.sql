@@ -3,5 +3,7 @@
 -- request writes (an instance out of rotation gets none). See `store::write_health`.
 CREATE TABLE write_probe (
     id        integer PRIMARY KEY CHECK (id = 1),
-    probed_at timestamptz NOT NULL
+    probed_at timestamptz NOT NULL,
+    -- As much as a login writes, and more: a write this big that fits, a login fits too.
+    filler    bytea NOT NULL
 );

@@ -13,6 +13,9 @@ use crate::store::StoreError;
 
 /// How long `writes_work`'s probe write may take.
 const WRITE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+/// How much `writes_work`'s probe writes: a login writes a few pages (4 KiB each) of events,
+/// claims and keys; this is 16.
+const WRITE_PROBE_BYTES: usize = 64 * 1024;
 
 /// Where shared statements run: reads on `read`, everything else on `write`. On SQLite the
 /// write pool is its one write connection, taken in the process's write `turn`; on PostgreSQL
@@ -211,14 +214,18 @@ impl<DB: Driver> Sql for Pools<DB> {
         if !self.health.is_failing() {
             return true;
         }
-        // One row that only this writes (an upsert: the table never grows), in a bounded
-        // time: readiness answers within a second, and a write queued behind a writer stuck
-        // in SQLite's busy wait does not work either.
-        let now = [Arg::time(chrono::Utc::now())];
+        // One row that only this writes (an upsert: the table never grows), bigger than a
+        // login's writes: on a nearly full disk a small write may still find room (a partly
+        // used block of the WAL) where no login would. In a bounded time: readiness answers
+        // within a second, and a write queued behind a writer stuck in SQLite's busy wait
+        // does not work either.
+        let filler = vec![0_u8; WRITE_PROBE_BYTES];
+        let args = [Arg::time(chrono::Utc::now()), Arg::Bytes(&filler)];
         let probe = self.execute(
-            "INSERT INTO write_probe (id, probed_at) VALUES (1, $1) \
-             ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at",
-            &now,
+            "INSERT INTO write_probe (id, probed_at, filler) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at, \
+             filler = excluded.filler",
+            &args,
         );
         matches!(tokio::time::timeout(WRITE_PROBE_TIMEOUT, probe).await, Ok(Ok(_)))
     }
