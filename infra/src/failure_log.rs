@@ -118,6 +118,9 @@ mod tests {
         );
         assert_eq!(log.succeeded(at(60_300)), Logged::Quiet);
         // A new run of failures warns at once again.
-        assert_eq!(log.failed(&"full", at(60_400)), Logged::Warned { suppressed: 0 });
+        assert_eq!(
+            log.failed(&"full", at(60_400)),
+            Logged::Warned { suppressed: 0 }
+        );
     }
 }

@@ -135,7 +135,7 @@ mod tests {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        let mut conn = pool.acquire().await.unwrap();
+        let conn = pool.acquire().await.unwrap();
         assert!(!conn.is_in_transaction());
         drop(conn);
         pool.close().await;

@@ -37,7 +37,11 @@ async fn a_full_disk_answers_503_and_heals_once_space_returns() {
 
     // Before: the disk has room.
     for _ in 0..3 {
-        assert_eq!(run.round().await.succeeded, CLIENTS, "logins before the fill");
+        assert_eq!(
+            run.round().await.succeeded,
+            CLIENTS,
+            "logins before the fill"
+        );
     }
     let before = run.acknowledged.len();
 
@@ -48,7 +52,10 @@ async fn a_full_disk_answers_503_and_heals_once_space_returns() {
     let deadline = full_at + Duration::from_secs(20);
     let mut failed_rounds = 0;
     while failed_rounds < 3 {
-        assert!(Instant::now() < deadline, "the full disk never failed a write");
+        assert!(
+            Instant::now() < deadline,
+            "the full disk never failed a write"
+        );
         let round = run.round().await;
         failed_rounds = if round.succeeded == 0 {
             failed_rounds + 1
@@ -63,7 +70,11 @@ async fn a_full_disk_answers_503_and_heals_once_space_returns() {
     let full_until = Instant::now() + FULL_FOR;
     let mut not_ready = 0;
     while Instant::now() < full_until {
-        assert_eq!(run.round().await.succeeded, 0, "a login while the disk is full");
+        assert_eq!(
+            run.round().await.succeeded,
+            0,
+            "a login while the disk is full"
+        );
         assert_unavailable(world.get("/readyz").await, "not_ready").await;
         not_ready += 1;
         assert_eq!(world.get("/healthz").await.status(), 200);
@@ -78,7 +89,10 @@ async fn a_full_disk_answers_503_and_heals_once_space_returns() {
     let freed_at = Instant::now();
     let deadline = freed_at + Duration::from_secs(10);
     loop {
-        assert!(Instant::now() < deadline, "no login succeeded 10 s after freeing");
+        assert!(
+            Instant::now() < deadline,
+            "no login succeeded 10 s after freeing"
+        );
         if run.round().await.succeeded > 0 {
             break;
         }
@@ -107,8 +121,8 @@ async fn a_full_disk_answers_503_and_heals_once_space_returns() {
     }
 
     // The checkpointer failed every 100 ms while the disk was full, and said so once.
-    let checkpoint_warnings = logs.count("the WAL checkpoint failed")
-        + logs.count("the WAL checkpoint still fails");
+    let checkpoint_warnings =
+        logs.count("the WAL checkpoint failed") + logs.count("the WAL checkpoint still fails");
     assert!(
         checkpoint_warnings <= 2,
         "checkpoint warnings are rate-limited: {checkpoint_warnings}"
@@ -213,7 +227,8 @@ struct SmallDisk {
 impl SmallDisk {
     /// `None` (a skip, failed under `CI=true`) when it cannot be mounted.
     fn mount(size: &str) -> Option<Self> {
-        let path = std::env::temp_dir().join(format!("identity-small-disk-{}", uuid::Uuid::now_v7()));
+        let path =
+            std::env::temp_dir().join(format!("identity-small-disk-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&path).expect("create the mount point");
         let mounted = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])

@@ -227,7 +227,10 @@ impl<DB: Driver> Sql for Pools<DB> {
              filler = excluded.filler",
             &args,
         );
-        matches!(tokio::time::timeout(WRITE_PROBE_TIMEOUT, probe).await, Ok(Ok(_)))
+        matches!(
+            tokio::time::timeout(WRITE_PROBE_TIMEOUT, probe).await,
+            Ok(Ok(_))
+        )
     }
 
     fn health(&self) -> &WriteHealth {
