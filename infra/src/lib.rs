@@ -6,6 +6,7 @@ pub mod api_keys;
 pub mod backoff;
 pub mod crypto;
 pub mod database_url;
+pub mod failure_log;
 pub mod keyring;
 pub mod personal_data;
 pub mod redact;

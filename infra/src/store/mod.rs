@@ -18,6 +18,7 @@ mod rejections;
 mod shared;
 mod signal;
 mod sqlite;
+mod write_health;
 
 use std::sync::Arc;
 
@@ -649,6 +650,10 @@ pub trait Store:
 {
     /// Cheap round trip for readiness checks.
     async fn ping(&self) -> Result<(), StoreError>;
+    /// Whether the database takes writes, for readiness checks: true unless the last write
+    /// failed for want of the database (a full disk, say) and none succeeded since; then a
+    /// one-row probe write decides (so an instance that gets no traffic still finds out).
+    async fn writes_work(&self) -> bool;
     /// `"postgres"` or `"sqlite"`.
     fn backend(&self) -> Backend;
 

@@ -28,6 +28,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgRow};
 use super::prepared::PreparedAppend;
 use super::shared::{event_columns, Pools, SqlStore};
 use super::signal::AppendSignal;
+use super::write_health::WriteHealth;
 use super::{AppendBatch, AppendError, OneTimeLock, RecordedEvent, RelayLease, StoreError};
 use crate::database_url::DatabaseUrl;
 
@@ -46,7 +47,7 @@ impl PostgresStore {
     /// `?options=-csearch_path%3D<schema>`; everything, migrations included, then lives there.
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url.as_str())?;
-        let pool = crate::sql::tested_after_idle(PgPoolOptions::new())
+        let pool = crate::sql::checked_pool(PgPoolOptions::new())
             .max_connections(16)
             .acquire_timeout(Duration::from_secs(10))
             .connect_with(options)
@@ -60,6 +61,7 @@ impl PostgresStore {
                 read: pool.clone(),
                 write: pool.clone(),
                 turn: None,
+                health: WriteHealth::default(),
             },
             pool,
             signal,
@@ -153,7 +155,7 @@ impl SqlStore for PostgresStore {
     }
 
     async fn try_lock_relay(&self, name: &str) -> Result<Option<Box<dyn RelayLease>>, StoreError> {
-        locks::try_lock_relay(&self.pool, name).await
+        locks::try_lock_relay(&self.pool, &self.sql.health, name).await
     }
 
     async fn one_time_lock(&self) -> Result<OneTimeLock, StoreError> {

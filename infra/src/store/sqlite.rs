@@ -26,6 +26,7 @@ use sqlx::sqlite::{
 
 use super::shared::{event_columns, Arg, Pools, SqlStore, ADVANCE_RELAY};
 use super::signal::AppendSignal;
+use super::write_health::WriteHealth;
 use super::{AppendBatch, AppendError, OneTimeLock, RecordedEvent, RelayLease, StoreError};
 use crate::database_url::DatabaseUrl;
 
@@ -63,7 +64,7 @@ impl SqliteStore {
             .pragma("secure_delete", "ON")
             .busy_timeout(Duration::from_secs(5));
         let path = options.get_filename().to_path_buf();
-        let write = crate::sql::tested_after_idle(SqlitePoolOptions::new())
+        let write = crate::sql::checked_pool(SqlitePoolOptions::new())
             .max_connections(1)
             .acquire_timeout(Duration::from_secs(30))
             // Checkpoints run beside the writer, not inside its commits (see `checkpoint`).
@@ -75,7 +76,7 @@ impl SqliteStore {
             )
             .await?;
         sqlx::migrate!("./migrations/sqlite").run(&write).await?;
-        let read = crate::sql::tested_after_idle(SqlitePoolOptions::new())
+        let read = crate::sql::checked_pool(SqlitePoolOptions::new())
             .max_connections(4)
             .connect_with(options.clone().pragma("query_only", "ON"))
             .await?;
@@ -89,6 +90,7 @@ impl SqliteStore {
                 read,
                 write,
                 turn: Some(turn),
+                health: WriteHealth::default(),
             },
             signal: AppendSignal::new(),
             appends,

@@ -19,7 +19,7 @@ const LOCK_KEY: &str = "hashtextextended(current_schema() || '.identity.projecti
 const INIT_LOCK_KEY: &str = "hashtextextended(current_schema() || '.identity.projections.init', 0)";
 
 pub(super) async fn connect(url: &str) -> Result<Db, ProjectionError> {
-    let pool = infra::sql::tested_after_idle(AnyPoolOptions::new())
+    let pool = infra::sql::checked_pool(AnyPoolOptions::new())
         .max_connections(8)
         .acquire_timeout(Duration::from_secs(10))
         .connect(url)

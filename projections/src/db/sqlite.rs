@@ -26,7 +26,7 @@ pub(super) async fn connect(url: &str) -> Result<Db, ProjectionError> {
         format!("{url}?mode=rwc")
     };
     let options = || {
-        infra::sql::tested_after_idle(AnyPoolOptions::new()).after_connect(|conn, _| {
+        infra::sql::checked_pool(AnyPoolOptions::new()).after_connect(|conn, _| {
             Box::pin(async move {
                 // Safe in WAL mode (a crash may lose the last commits, never corrupt), and
                 // it spares an fsync per projection batch.

@@ -38,19 +38,21 @@ async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-/// Ready when the database answers. Projection lag is reported, not judged: logins work
-/// whatever the read models' lag, and an operator alerts on the `/metrics` gauge.
+/// Ready when the database answers and takes writes (on a full disk it may answer reads, yet
+/// no login can be written). Projection lag is reported, not judged: logins work whatever the
+/// read models' lag, and an operator alerts on the `/metrics` gauge.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "ops",
     summary = "Readiness",
-    description = "Ready when the database answers. Each read model's position and lag are \
-        reported, not judged.",
+    description = "Ready when the database answers and takes writes. Each read model's \
+        position and lag are reported, not judged.",
     responses(
         (status = 200, description = "Ready", body = Readiness),
         (status = 500, description = "`internal`: the read models' progress could not be read"),
-        (status = 503, description = "`not_ready`: the database does not answer"),
+        (status = 503, description = "`not_ready`: the database does not answer, or refuses \
+            writes (a full disk)"),
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
@@ -58,6 +60,10 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
         tracing::warn!(error = %err, "database not ready");
         ApiError::NotReady("the database does not answer")
     })?;
+    // Logged by the store when writes start failing and when they work again.
+    if !state.store.writes_work().await {
+        return Err(ApiError::NotReady("the database refuses writes"));
+    }
     let projections = state.read_models.status().await?;
     let head = projections.iter().map(|p| p.head).max().unwrap_or(0);
     let nats_relay = relay_progress(&state, head).await?;

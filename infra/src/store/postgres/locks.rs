@@ -6,6 +6,7 @@ use chrono::Utc;
 use sqlx::PgPool;
 
 use crate::store::shared::{Arg, SqlTx, Tx, ADVANCE_RELAY};
+use crate::store::write_health::WriteHealth;
 use crate::store::{OneTimeLock, RelayLease, StoreError};
 
 /// The advisory lock key of a relay, per schema (test schemas and deployments sharing a
@@ -21,6 +22,7 @@ const ONE_TIME_LOCK: i64 = 0x4944_4f54;
 /// with an id count in `pg_snapshot_xmin`).
 pub(super) async fn try_lock_relay(
     pool: &PgPool,
+    health: &WriteHealth,
     name: &str,
 ) -> Result<Option<Box<dyn RelayLease>>, StoreError> {
     let mut tx = crate::sql::begin(pool).await?;
@@ -39,7 +41,7 @@ pub(super) async fn try_lock_relay(
             .fetch_optional(&mut *tx)
             .await?;
     Ok(Some(Box::new(RelayBatch {
-        tx: Tx::new(tx, None),
+        tx: Tx::new(tx, health.clone(), None),
         name: name.to_owned(),
         position: position.unwrap_or(0),
     })))

@@ -45,7 +45,9 @@ fn decode_event(row: &impl SqlRow) -> Result<RecordedEvent, StoreError> {
 impl<B: SqlStore> EventStore for B {
     #[tracing::instrument(level = "debug", skip_all, fields(streams = batch.streams.len()))]
     async fn append(&self, batch: AppendBatch) -> Result<Vec<RecordedEvent>, AppendError> {
-        let events: Vec<RecordedEvent> = self.write(batch).await?.into_iter().map(upcast).collect();
+        let written = self.write(batch).await;
+        self.sql().health().record(&written);
+        let events: Vec<RecordedEvent> = written?.into_iter().map(upcast).collect();
         if let Some(last) = events.iter().map(|e| e.position).max() {
             self.signal().bump(last);
             self.announce(last);
@@ -170,6 +172,10 @@ impl<B: SqlStore> Store for B {
     async fn ping(&self) -> Result<(), StoreError> {
         self.sql().fetch("SELECT 1", &[]).await?;
         Ok(())
+    }
+
+    async fn writes_work(&self) -> bool {
+        self.sql().writes_work().await
     }
 
     fn backend(&self) -> Backend {

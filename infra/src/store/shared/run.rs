@@ -8,15 +8,24 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{Arg, Codec, Query, SqlRow};
 use crate::database_url::Backend;
+use crate::store::write_health::WriteHealth;
 use crate::store::StoreError;
+
+/// How long `writes_work`'s probe write may take.
+const WRITE_PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(500);
+/// How much `writes_work`'s probe writes: a login writes a few pages (4 KiB each) of events,
+/// claims and keys; this is 16.
+const WRITE_PROBE_BYTES: usize = 64 * 1024;
 
 /// Where shared statements run: reads on `read`, everything else on `write`. On SQLite the
 /// write pool is its one write connection, taken in the process's write `turn`; on PostgreSQL
-/// both are the same pool and there is no turn.
+/// both are the same pool and there is no turn. What goes through `write` keeps the store's
+/// [`WriteHealth`].
 pub(crate) struct Pools<DB: Database> {
     pub read: Pool<DB>,
     pub write: Pool<DB>,
     pub turn: Option<Arc<Mutex<()>>>,
+    pub health: WriteHealth,
 }
 
 /// What the shared code runs statements through. Implemented once, for [`Pools`].
@@ -41,6 +50,12 @@ pub(crate) trait Sql: Send + Sync {
     /// `LOCK TABLE … IN EXCLUSIVE MODE`, which still lets readers in; SQLite's `BEGIN
     /// IMMEDIATE` holds the whole database's write lock anyway).
     async fn begin(&self, tables: &[&str]) -> Result<Self::Tx, StoreError>;
+    /// Whether the database takes writes: true unless the last write failed for want of the
+    /// database (see `write_health`); then a one-row write decides, and its outcome is
+    /// recorded like any write's.
+    async fn writes_work(&self) -> bool;
+    /// What the writes found (appends, which go their own way, record theirs here too).
+    fn health(&self) -> &WriteHealth;
 }
 
 /// A write transaction of [`Sql::begin`]. Dropped without `commit`, it rolls back.
@@ -55,13 +70,22 @@ pub(crate) trait SqlTx: Send {
 /// A write transaction, in the write turn (if any) until it ends.
 pub(crate) struct Tx<DB: Database> {
     tx: Transaction<'static, DB>,
+    health: WriteHealth,
     /// Declared after `tx`, so dropped after it: a rollback is queued before the turn passes.
     _turn: Option<OwnedMutexGuard<()>>,
 }
 
 impl<DB: Database> Tx<DB> {
-    pub fn new(tx: Transaction<'static, DB>, turn: Option<OwnedMutexGuard<()>>) -> Self {
-        Self { tx, _turn: turn }
+    pub fn new(
+        tx: Transaction<'static, DB>,
+        health: WriteHealth,
+        turn: Option<OwnedMutexGuard<()>>,
+    ) -> Self {
+        Self {
+            tx,
+            health,
+            _turn: turn,
+        }
     }
 }
 
@@ -133,6 +157,7 @@ impl<DB: Database> Clone for Pools<DB> {
             read: self.read.clone(),
             write: self.write.clone(),
             turn: self.turn.clone(),
+            health: self.health.clone(),
         }
     }
 }
@@ -154,12 +179,17 @@ impl<DB: Driver> Sql for Pools<DB> {
 
     async fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
         let _turn = self.turn().await;
-        DB::run(&mut *self.write.acquire().await?, sql, args).await
+        let done = async { DB::run(&mut *self.write.acquire().await?, sql, args).await }.await;
+        self.health.record(&done);
+        done
     }
 
+    /// Often a read (one that must see the latest writes): its success proves no write.
     async fn fetch_written(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DB::Row>, StoreError> {
         let _turn = self.turn().await;
-        DB::rows(&mut *self.write.acquire().await?, sql, args).await
+        let rows = async { DB::rows(&mut *self.write.acquire().await?, sql, args).await }.await;
+        self.health.record_failure(&rows);
+        rows
     }
 
     async fn fetch(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DB::Row>, StoreError> {
@@ -168,14 +198,43 @@ impl<DB: Driver> Sql for Pools<DB> {
 
     async fn begin(&self, tables: &[&str]) -> Result<Tx<DB>, StoreError> {
         let turn = self.turn().await;
-        let mut tx = match DB::BEGIN_WRITE {
-            Some(statement) => crate::sql::begin_with(&self.write, statement).await?,
-            None => crate::sql::begin(&self.write).await?,
+        let begun = match DB::BEGIN_WRITE {
+            Some(statement) => crate::sql::begin_with(&self.write, statement).await,
+            None => crate::sql::begin(&self.write).await,
         };
+        self.health.record_failure(&begun);
+        let mut tx = Tx::new(begun?, self.health.clone(), turn);
         if let Some(lock) = DB::lock_tables(tables) {
-            DB::run(&mut tx, &lock, &[]).await?;
+            tx.execute(&lock, &[]).await?;
         }
-        Ok(Tx { tx, _turn: turn })
+        Ok(tx)
+    }
+
+    async fn writes_work(&self) -> bool {
+        if !self.health.is_failing() {
+            return true;
+        }
+        // One row that only this writes (an upsert: the table never grows), bigger than a
+        // login's writes: on a nearly full disk a small write may still find room (a partly
+        // used block of the WAL) where no login would. In a bounded time: readiness answers
+        // within a second, and a write queued behind a writer stuck in SQLite's busy wait
+        // does not work either.
+        let filler = vec![0_u8; WRITE_PROBE_BYTES];
+        let args = [Arg::time(chrono::Utc::now()), Arg::Bytes(&filler)];
+        let probe = self.execute(
+            "INSERT INTO write_probe (id, probed_at, filler) VALUES (1, $1, $2) \
+             ON CONFLICT (id) DO UPDATE SET probed_at = excluded.probed_at, \
+             filler = excluded.filler",
+            &args,
+        );
+        matches!(
+            tokio::time::timeout(WRITE_PROBE_TIMEOUT, probe).await,
+            Ok(Ok(_))
+        )
+    }
+
+    fn health(&self) -> &WriteHealth {
+        &self.health
     }
 }
 
@@ -184,14 +243,20 @@ impl<DB: Driver> SqlTx for Tx<DB> {
     type Row = DB::Row;
 
     async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
-        DB::run(&mut self.tx, sql, args).await
+        let done = DB::run(&mut self.tx, sql, args).await;
+        self.health.record_failure(&done);
+        done
     }
 
     async fn fetch(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DB::Row>, StoreError> {
-        DB::rows(&mut self.tx, sql, args).await
+        let rows = DB::rows(&mut self.tx, sql, args).await;
+        self.health.record_failure(&rows);
+        rows
     }
 
     async fn commit(self) -> Result<(), StoreError> {
-        Ok(self.tx.commit().await?)
+        let committed = self.tx.commit().await;
+        self.health.record(&committed);
+        Ok(committed?)
     }
 }

@@ -17,11 +17,12 @@
 //! single-user login p99 halved; 8 and 32 users 10–20 % better.) The store's writer's
 //! `journal_size_limit` then trims the file.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool};
 use sqlx::{Connection, Row};
 
+use crate::failure_log::FailureLog;
 use crate::store::StoreError;
 use tokio::sync::oneshot;
 
@@ -35,9 +36,11 @@ const MAX_WAL_FRAMES: i64 = 4096;
 /// What the store's writer trims the WAL file to when it starts it over (`journal_size_limit`).
 pub(crate) const WAL_SIZE_LIMIT: &str = "67108864";
 
-/// Checkpoints every `INTERVAL` until `stop` is dropped or sent.
+/// Checkpoints every `INTERVAL` until `stop` is dropped or sent. Failures (a full disk fails
+/// every pass) are warned about at most once a minute (see `FailureLog`).
 pub(super) async fn run(options: SqliteConnectOptions, mut stop: oneshot::Receiver<()>) {
     let mut conn: Option<SqliteConnection> = None;
+    let mut failures = FailureLog::new("the WAL checkpoint");
     loop {
         tokio::select! {
             _ = &mut stop => break,
@@ -48,7 +51,7 @@ pub(super) async fn run(options: SqliteConnectOptions, mut stop: oneshot::Receiv
             None => match SqliteConnection::connect_with(&options).await {
                 Ok(opened) => conn.insert(opened),
                 Err(e) => {
-                    tracing::warn!(error = %e, "WAL checkpointer cannot connect");
+                    failures.failed(&format!("cannot connect: {e}"), Instant::now());
                     continue;
                 }
             },
@@ -57,9 +60,14 @@ pub(super) async fn run(options: SqliteConnectOptions, mut stop: oneshot::Receiv
         if matches!(result, Ok(frames) if frames > MAX_WAL_FRAMES) {
             result = checkpoint(c, "RESTART").await;
         }
-        if let Err(e) = result {
-            tracing::warn!(error = %e, "WAL checkpoint failed");
-            conn = None;
+        match result {
+            Ok(_) => {
+                failures.succeeded(Instant::now());
+            }
+            Err(e) => {
+                failures.failed(&e, Instant::now());
+                conn = None;
+            }
         }
     }
     if let Some(conn) = conn {

@@ -17,6 +17,7 @@ use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::append::{self, Failure, Written};
+use crate::store::fault::is_unavailable;
 use crate::store::prepared::PreparedAppend;
 use crate::store::{AppendBatch, AppendError, RecordedEvent, StoreError};
 
@@ -114,7 +115,11 @@ async fn write_together(
             Ok(written) => Ok(written),
             // Nothing was sent: nothing to undo.
             Err(Failure::Unsent(e)) => Err(e),
-            Err(Failure::Guard | Failure::Other(_)) => return Ok(None),
+            Err(Failure::Other(e)) => {
+                unless_database(e)?;
+                return Ok(None);
+            }
+            Err(Failure::Guard) => return Ok(None),
         });
     }
     Ok(Some(outcomes))
@@ -131,16 +136,31 @@ async fn write_isolated(
         outcomes.push(match append::write(conn, prepared, true).await {
             Ok(written) => Ok(written),
             Err(Failure::Unsent(e)) => Err(e),
-            Err(failure) => {
+            Err(Failure::Other(e)) => {
+                let e = unless_database(e)?;
                 undo(conn).await?;
-                Err(match failure {
-                    Failure::Guard => append::diagnose(conn, prepared).await?,
-                    Failure::Other(e) | Failure::Unsent(e) => e,
-                })
+                Err(e)
+            }
+            Err(Failure::Guard) => {
+                undo(conn).await?;
+                Err(append::diagnose(conn, prepared).await?)
             }
         });
     }
     Ok(outcomes)
+}
+
+/// An append's own failure as it is; the database's (a full disk, an I/O error, a busy file:
+/// see `store::fault`) as the error of the whole group. No append of the group can succeed
+/// then, so none is written again on its own, and no rollback that fails in turn ("no
+/// transaction is active": SQLite may have rolled back by itself) takes its place in the
+/// answers. The transaction is dropped: sqlx rolls it back, and a connection left inside a
+/// transaction is replaced (`sql::checked_pool`).
+fn unless_database(e: AppendError) -> Result<AppendError, sqlx::Error> {
+    match e {
+        AppendError::Store(StoreError::Database(e)) if is_unavailable(&e) => Err(e),
+        e => Ok(e),
+    }
 }
 
 /// Undoes the append whose savepoint (`append`) is open. A failure that ended the

@@ -109,3 +109,48 @@ async fn a_failure_found_after_the_script_fails_that_job_alone() {
     drop(store);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A database that cannot grow (`max_page_count` at its size: what SQLite says on a full
+/// disk, `SQLITE_FULL`) fails the whole group as unavailable, never with the error of a
+/// rollback that failed after it, and leaves the writer able to commit once it may grow.
+#[tokio::test]
+async fn a_full_database_fails_the_group_as_unavailable_and_the_writer_recovers() {
+    let (store, dir) = store().await;
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(&store.sql.write)
+        .await
+        .unwrap();
+    // Per connection: the write pool's one connection.
+    sqlx::query(&format!("PRAGMA max_page_count = {pages}"))
+        .execute(&store.sql.write)
+        .await
+        .unwrap();
+
+    // Events too big for the free room of any page.
+    let big = |stream: &StreamId| {
+        let (mut job, answer) = append(stream, ExpectedVersion::NoStream);
+        job.batch.streams[0].events[0].payload = json!({ "filler": "x".repeat(64 * 1024) });
+        (job, answer)
+    };
+    let (first, first_answer) = big(&stream("first"));
+    let (second, second_answer) = big(&stream("second"));
+    commit_group(&store.sql.write, [first, second].into_iter()).await;
+    for answer in [first_answer, second_answer] {
+        let err = answer.await.unwrap().unwrap_err();
+        assert!(
+            crate::store::is_database_unavailable(&err),
+            "a full database is unavailable, not a bug: {err}"
+        );
+    }
+
+    // Room again (a connection the failure replaced has the default limit already).
+    sqlx::query("PRAGMA max_page_count = 1073741823")
+        .execute(&store.sql.write)
+        .await
+        .unwrap();
+    let (after, after_answer) = big(&stream("after"));
+    commit_group(&store.sql.write, [after].into_iter()).await;
+    assert_eq!(after_answer.await.unwrap().unwrap()[0].stream_version, 1);
+    drop(store);
+    std::fs::remove_dir_all(dir).unwrap();
+}

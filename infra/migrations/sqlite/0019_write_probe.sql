@@ -1,0 +1,9 @@
+-- One row that readiness writes while the store's writes are failing for want of the
+-- database (a full disk): the write that finds out that they work again, even when no
+-- request writes (an instance out of rotation gets none). See `store::write_health`.
+CREATE TABLE write_probe (
+    id        INTEGER PRIMARY KEY NOT NULL CHECK (id = 1),
+    probed_at TEXT NOT NULL,
+    -- As much as a login writes, and more: a write this big that fits, a login fits too.
+    filler    BLOB NOT NULL
+) STRICT;
