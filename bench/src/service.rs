@@ -287,6 +287,14 @@ impl Service {
         }
     }
 
+    /// The child's open file descriptors (`/proc/<pid>/fd`: sockets, database files, pipes);
+    /// `None` in process (the load generator's would count too) or when unreadable.
+    pub fn open_files(&self) -> Option<u64> {
+        let pid = self.pid()?;
+        let entries = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+        Some(entries.count() as u64)
+    }
+
     /// Graceful stop (SIGTERM, then SIGKILL after 10 s).
     pub async fn stop(self) {
         match self.running {
