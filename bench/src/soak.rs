@@ -309,7 +309,7 @@ mod tests {
     }
 
     #[test]
-    fn a_passing_spike_above_ten_percent_fails() {
+    fn a_later_spike_above_ten_percent_fails() {
         let g = Growth::of(&[Some(80.0), Some(88.8), Some(81.0)]).unwrap();
         assert!((g.percent - 11.0).abs() < 1e-9, "{g:?}");
         assert!(!g.pass);
