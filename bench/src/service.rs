@@ -189,7 +189,10 @@ impl Service {
                     .envs(env.iter().copied())
                     .env("IDENTITY_WECHAT_API_BASE", &sim.base)
                     .env("IDENTITY_APPS", apps())
+                    // As in process: one client address sends all the load.
                     .env("IDENTITY_LOGIN_RATE_PER_MINUTE", "0")
+                    .env("IDENTITY_MAX_CONNECTIONS_PER_IP", "0")
+                    .env("IDENTITY_AUTH_FAILURES_PER_MINUTE", "0")
                     .spawn()
                     .with_context(|| format!("starting {}", binary.display()))?;
                 (format!("http://127.0.0.1:{port}"), Running::Child(child))
