@@ -266,24 +266,48 @@ pub async fn counted(target: &Target, concurrency: usize, logins: u64, tag: &str
 /// One open-loop level: a login starts every `1 / rate` seconds whatever the answers do, so
 /// latency includes any queueing in the service.
 pub async fn paced(target: &Target, rate: f64, duration: Duration) -> LevelResult {
+    let mut level = None;
+    paced_windows(target, rate, duration, duration, |window| {
+        level = Some(window)
+    })
+    .await;
+    level.expect("a paced run reports its last window")
+}
+
+/// The open loop of [`paced`], reported window by window: `each` is given a window's result
+/// as the window ends (a login counts in the window it ends in), the last one once the logins
+/// still in flight at the end have finished. A window's `concurrency` is the most logins in
+/// flight at once during it.
+pub async fn paced_windows(
+    target: &Target,
+    rate: f64,
+    duration: Duration,
+    window: Duration,
+    mut each: impl FnMut(LevelResult),
+) {
     let rate = rate.max(1.0);
     let total = Arc::new(Mutex::new(Tally::new()));
     let known: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
     let in_flight = Arc::new(AtomicU64::new(0));
-    let mut most_in_flight = 0;
-    let mut skipped = 0;
     let mut tasks = JoinSet::new();
     let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let started = Instant::now();
+    let ends = started + duration;
+    let mut current = Window::new(started);
     let mut n = 0u64;
-    while started.elapsed() < duration {
+    while Instant::now() < ends {
         tick.tick().await;
+        let now = Instant::now();
+        if now >= current.began + window && current.began + window < ends {
+            each(current.result(&total, rate, now));
+            current = Window::new(now);
+        }
         while tasks.try_join_next().is_some() {}
         let now_in_flight = in_flight.load(Ordering::Relaxed) as usize;
-        most_in_flight = most_in_flight.max(now_in_flight + 1);
+        current.most_in_flight = current.most_in_flight.max(now_in_flight + 1);
         if now_in_flight >= MAX_IN_FLIGHT {
-            skipped += 1;
+            current.skipped += 1;
             continue;
         }
         n += 1;
@@ -312,14 +336,35 @@ pub async fn paced(target: &Target, rate: f64, duration: Duration) -> LevelResul
         });
     }
     while tasks.join_next().await.is_some() {}
-    let elapsed = started.elapsed();
-    let total = std::mem::replace(
-        &mut *total.lock().unwrap_or_else(PoisonError::into_inner),
-        Tally::new(),
-    );
-    let mut result = total.result(most_in_flight, Some(rate), elapsed);
-    result.skipped = skipped;
-    result
+    each(current.result(&total, rate, Instant::now()));
+}
+
+/// One window of a paced run, while it lasts.
+struct Window {
+    began: Instant,
+    most_in_flight: usize,
+    skipped: u64,
+}
+
+impl Window {
+    fn new(began: Instant) -> Self {
+        Self {
+            began,
+            most_in_flight: 0,
+            skipped: 0,
+        }
+    }
+
+    /// The window's result, ending `now`: the logins finished since it began.
+    fn result(&self, total: &Mutex<Tally>, rate: f64, now: Instant) -> LevelResult {
+        let tally = std::mem::replace(
+            &mut *total.lock().unwrap_or_else(PoisonError::into_inner),
+            Tally::new(),
+        );
+        let mut result = tally.result(self.most_in_flight, Some(rate), now - self.began);
+        result.skipped = self.skipped;
+        result
+    }
 }
 
 /// The phone's part (not timed), the login (timed), then `/v1/me` (timed).

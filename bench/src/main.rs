@@ -20,6 +20,7 @@ mod prefilled;
 mod replay;
 mod report;
 mod service;
+mod soak;
 mod stream;
 
 use std::future::Future;
@@ -102,6 +103,14 @@ struct Args {
     /// `--only pg-budget`: run the service with this NATS server, so the relay's part counts.
     #[arg(long)]
     nats_url: Option<String>,
+    /// Only a soak: an open-loop login load at half of the peak (found with the scale's
+    /// levels) for this many minutes per backend, with the service's RSS, open files and
+    /// login p99 sampled each minute; RSS must not grow more than 10 % after the first.
+    #[arg(long, value_name = "MINUTES", value_parser = clap::value_parser!(u32).range(1..))]
+    soak: Option<u32>,
+    /// `--soak`: logins per second, instead of half of the peak found first.
+    #[arg(long, requires = "soak")]
+    rate: Option<f64>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -247,6 +256,21 @@ async fn main() -> anyhow::Result<()> {
             "{}",
             pgbudget::run(&args.postgres_url, &mode, &options).await?
         );
+        return Ok(());
+    }
+    if let Some(minutes) = args.soak {
+        let options = soak::Options {
+            minutes,
+            rate: args.rate,
+            levels: plan.levels.clone(),
+            level: plan.level,
+            postgres_url: args.postgres_url.clone(),
+        };
+        let report = soak::run(&backends, &mode, &options).await?;
+        std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", args.out.display()))?;
+        println!("{}", soak::markdown(&report));
+        eprintln!("results written to {}", args.out.display());
         return Ok(());
     }
     let uses_postgres = backends.contains(&Backend::Postgres);

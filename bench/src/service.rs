@@ -189,7 +189,10 @@ impl Service {
                     .envs(env.iter().copied())
                     .env("IDENTITY_WECHAT_API_BASE", &sim.base)
                     .env("IDENTITY_APPS", apps())
+                    // As in process: one client address sends all the load.
                     .env("IDENTITY_LOGIN_RATE_PER_MINUTE", "0")
+                    .env("IDENTITY_MAX_CONNECTIONS_PER_IP", "0")
+                    .env("IDENTITY_AUTH_FAILURES_PER_MINUTE", "0")
                     .spawn()
                     .with_context(|| format!("starting {}", binary.display()))?;
                 (format!("http://127.0.0.1:{port}"), Running::Child(child))
@@ -285,6 +288,14 @@ impl Service {
             peak_rss_mib: field("VmHWM:").map(mib),
             rss_mib: field("VmRSS:").map(mib),
         }
+    }
+
+    /// The child's open file descriptors (`/proc/<pid>/fd`: sockets, database files, pipes);
+    /// `None` in process (the load generator's would count too) or when unreadable.
+    pub fn open_files(&self) -> Option<u64> {
+        let pid = self.pid()?;
+        let entries = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+        Some(entries.count() as u64)
     }
 
     /// Graceful stop (SIGTERM, then SIGKILL after 10 s).
