@@ -68,8 +68,8 @@ pub(crate) trait Dialect: Send + Sync + Debug {
     /// The placeholders of parameters `from..from + count` in a write statement whose
     /// parameters are all bound in order.
     fn placeholders(&self, from: usize, count: usize) -> String;
-    /// The statement that refreshes the planner's statistics of `table` while a rebuild
-    /// fills it, if this database needs one (see [`crate::schema::analyze_generation`]).
+    /// The statement that refreshes the planner's statistics of `table` once a rebuild
+    /// filled it, if this database needs one (see [`crate::schema::analyze_generation`]).
     fn analyze(&self, table: &str) -> Option<String>;
 }
 

@@ -85,7 +85,6 @@ async fn build(
     let mut position = 0;
     let mut events = store.read_all(position, BUILD_BATCH).await?;
     reading += began.elapsed();
-    let mut batches = 0_u64;
     while let Some(last) = events.last() {
         position = last.position;
         // Read and decode the next batch on another thread while this one is written.
@@ -98,12 +97,6 @@ async fn build(
             next.abort();
             return Err(e);
         }
-        batches += 1;
-        // Statistics each time the tables doubled: a few ANALYZEs in all (each samples a
-        // bounded number of rows), and the look-ups' plans follow the tables' growth.
-        if batches.is_power_of_two() {
-            analyze_all(db, targets).await?;
-        }
         let applied = Instant::now();
         applying += applied - started;
         events = next.await??;
@@ -115,7 +108,10 @@ async fn build(
         schema::create_deferred_indexes(&mut tx, *projection, *generation).await?;
         tx.commit().await?;
     }
-    // The live queries meet the new tables with statistics of their final size.
+    // The live queries meet the new tables with statistics of their final size, not after
+    // autovacuum's next pass (PostgreSQL's advice after a bulk load). ANALYZEs while the tables
+    // grew were tried too: at 1M events they cost more than their plans gained (21.5k → 19.0k
+    // events/s, BENCHMARKS.md).
     analyze_all(db, targets).await?;
     // Where a rebuild's time goes: `reading` is time spent waiting for the log beyond what
     // overlapped with applying.

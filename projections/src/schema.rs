@@ -59,7 +59,7 @@ pub(crate) async fn create_deferred_indexes(
 }
 
 /// Refreshes the planner's statistics of `generation`'s tables, where the dialect has such a
-/// statement (PostgreSQL): a rebuild calls it as its tables grow and once they are complete.
+/// statement (PostgreSQL): a rebuild calls it once its tables are complete.
 pub(crate) async fn analyze_generation(
     conn: &mut AnyConnection,
     db: &Db,

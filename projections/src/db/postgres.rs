@@ -104,9 +104,8 @@ impl Dialect for Postgres {
         super::placeholders(from, count)
     }
 
-    /// A new generation has no statistics until autovacuum gets to it: the planner takes it
-    /// for a few pages and keeps a sequential scan for the rebuild's own look-ups (users by
-    /// id, open sessions) as the table grows, and for the live queries after the swap.
+    /// A new generation has no statistics until autovacuum gets to it: until then the planner
+    /// guesses the live queries' plans after the swap from the tables' size alone.
     fn analyze(&self, table: &str) -> Option<String> {
         Some(format!("ANALYZE {table}"))
     }
