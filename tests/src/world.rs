@@ -74,8 +74,15 @@ impl World {
     /// A world whose instances show and count days in the IANA zone `zone` (on its own fresh
     /// database, like every world).
     pub async fn start_in_zone(backend: Backend, zone: &str) -> Option<Self> {
-        let stats_timezone = StatsTimeZone::parse(zone).expect("an IANA zone");
         let database_url = testkit::fresh_url(backend).await?;
+        Some(Self::start_on(database_url, zone).await)
+    }
+
+    /// A world on the database at `database_url` (one nobody else uses: a private
+    /// `testkit::PgCluster`'s, say), whose instances count days in the IANA zone `zone`.
+    pub async fn start_on(database_url: String, zone: &str) -> Self {
+        let backend = testkit::backend_of(&database_url);
+        let stats_timezone = StatsTimeZone::parse(zone).expect("an IANA zone");
         let sim = SimServer::start(&[
             (APP_A, "secret-a", Some(OPEN_PLATFORM)),
             (APP_B, "secret-b", Some(OPEN_PLATFORM)),
@@ -109,7 +116,7 @@ impl World {
             .simulator
             .set_push(&appid, &push_url, PUSH_TOKEN_A)
             .expect("the simulator knows APP_A");
-        Some(world)
+        world
     }
 
     /// The simulator's base URL (its `/sim/*` endpoints play the phone's part).

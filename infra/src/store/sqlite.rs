@@ -89,6 +89,8 @@ impl SqliteStore {
                 read,
                 write,
                 turn: Some(turn),
+                // One process owns the file: no connection to lose, nothing to distrust.
+                liveness: Default::default(),
             },
             signal: AppendSignal::new(),
             appends,

@@ -1,6 +1,7 @@
 //! Liveness and readiness.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -38,6 +39,10 @@ async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
+/// How long readiness waits for the database's answer: an orchestrator's probe gets its 503
+/// within a second, whether the server refuses connections or hangs.
+const PING_WITHIN: Duration = Duration::from_millis(700);
+
 /// Ready when the database answers. Projection lag is reported, not judged: logins work
 /// whatever the read models' lag, and an operator alerts on the `/metrics` gauge.
 #[utoipa::path(
@@ -45,7 +50,7 @@ async fn healthz() -> Json<Health> {
     path = "/readyz",
     tag = "ops",
     summary = "Readiness",
-    description = "Ready when the database answers. Each read model's position and lag are \
+    description = "Ready when the database answers within 0.7 s. Each read model's position and lag are \
         reported, not judged.",
     responses(
         (status = 200, description = "Ready", body = Readiness),
@@ -54,10 +59,17 @@ async fn healthz() -> Json<Health> {
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
-    state.store.ping().await.map_err(|err| {
-        tracing::warn!(error = %err, "database not ready");
-        ApiError::NotReady("the database does not answer")
-    })?;
+    match tokio::time::timeout(PING_WITHIN, state.store.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "database not ready");
+            return Err(ApiError::NotReady("the database does not answer"));
+        }
+        Err(_) => {
+            tracing::warn!(within = ?PING_WITHIN, "database not ready: no answer in time");
+            return Err(ApiError::NotReady("the database does not answer"));
+        }
+    }
     let projections = state.read_models.status().await?;
     let head = projections.iter().map(|p| p.head).max().unwrap_or(0);
     let nats_relay = relay_progress(&state, head).await?;

@@ -8,6 +8,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{Arg, Codec, Query, SqlRow};
 use crate::database_url::Backend;
+use crate::sql::Liveness;
 use crate::store::StoreError;
 
 /// Where shared statements run: reads on `read`, everything else on `write`. On SQLite the
@@ -17,6 +18,10 @@ pub(crate) struct Pools<DB: Database> {
     pub read: Pool<DB>,
     pub write: Pool<DB>,
     pub turn: Option<Arc<Mutex<()>>>,
+    /// The pools' view of the database's health: reads lost with their connection are read
+    /// again, and any failure that says the database is unavailable has the next checkouts
+    /// tested.
+    pub liveness: Liveness,
 }
 
 /// What the shared code runs statements through. Implemented once, for [`Pools`].
@@ -133,6 +138,7 @@ impl<DB: Database> Clone for Pools<DB> {
             read: self.read.clone(),
             write: self.write.clone(),
             turn: self.turn.clone(),
+            liveness: self.liveness.clone(),
         }
     }
 }
@@ -154,28 +160,43 @@ impl<DB: Driver> Sql for Pools<DB> {
 
     async fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
         let _turn = self.turn().await;
-        DB::run(&mut *self.write.acquire().await?, sql, args).await
+        let done = async { DB::run(&mut *self.write.acquire().await?, sql, args).await }.await;
+        self.liveness.observe(&done);
+        done
     }
 
     async fn fetch_written(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DB::Row>, StoreError> {
         let _turn = self.turn().await;
-        DB::rows(&mut *self.write.acquire().await?, sql, args).await
+        let rows = async { DB::rows(&mut *self.write.acquire().await?, sql, args).await }.await;
+        self.liveness.observe(&rows);
+        rows
     }
 
+    /// Read again once when the connection was lost (see `Liveness::read`).
     async fn fetch(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DB::Row>, StoreError> {
-        DB::rows(&mut *self.read.acquire().await?, sql, args).await
+        self.liveness
+            .read(|| async { DB::rows(&mut *self.read.acquire().await?, sql, args).await })
+            .await
     }
 
     async fn begin(&self, tables: &[&str]) -> Result<Tx<DB>, StoreError> {
         let turn = self.turn().await;
-        let mut tx = match DB::BEGIN_WRITE {
-            Some(statement) => crate::sql::begin_with(&self.write, statement).await?,
-            None => crate::sql::begin(&self.write).await?,
-        };
-        if let Some(lock) = DB::lock_tables(tables) {
-            DB::run(&mut tx, &lock, &[]).await?;
+        let begun = async {
+            let mut tx = match DB::BEGIN_WRITE {
+                Some(statement) => crate::sql::begin_with(&self.write, statement).await?,
+                None => crate::sql::begin(&self.write).await?,
+            };
+            if let Some(lock) = DB::lock_tables(tables) {
+                DB::run(&mut tx, &lock, &[]).await?;
+            }
+            Ok::<_, StoreError>(tx)
         }
-        Ok(Tx { tx, _turn: turn })
+        .await;
+        self.liveness.observe(&begun);
+        Ok(Tx {
+            tx: begun?,
+            _turn: turn,
+        })
     }
 }
 
