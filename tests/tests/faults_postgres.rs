@@ -80,11 +80,11 @@ impl Load {
                     let token = (answer.status == 200)
                         .then(|| body["access_token"].as_str().map(str::to_owned))
                         .flatten();
-                    answers.lock().unwrap().push(answer);
+                    answers.lock().expect("the answers").push(answer);
                     if let Some(token) = token {
                         let me = world.call(Method::GET, "/v1/me").bearer(&token);
                         let (answer, _) = timed("me", me.send()).await;
-                        answers.lock().unwrap().push(answer);
+                        answers.lock().expect("the answers").push(answer);
                     }
                     // Leaves the machine some room: it is shared.
                     tokio::time::sleep(Duration::from_millis(10)).await;
@@ -99,7 +99,7 @@ impl Load {
     }
 
     fn answers(&self) -> Vec<Answer> {
-        self.answers.lock().unwrap().clone()
+        self.answers.lock().expect("the answers").clone()
     }
 
     /// Waits (up to `within`) until a login succeeded at or after `since`; the first.
