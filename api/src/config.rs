@@ -18,6 +18,9 @@ pub use crate::http::client_ip::TrustedProxies;
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub database_url: String,
+    /// How long a request waits for a PostgreSQL connection, connecting included, before it
+    /// answers 503 `database_unavailable`.
+    pub database_acquire_timeout_ms: u64,
     /// `host:port`; port 0 picks a free one (the bound address is logged).
     pub listen: String,
     pub wechat_api_base: String,
@@ -98,6 +101,10 @@ impl std::fmt::Debug for Config {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Config")
             .field("database_url", &infra::redact::url(&self.database_url))
+            .field(
+                "database_acquire_timeout_ms",
+                &self.database_acquire_timeout_ms,
+            )
             .field("listen", &self.listen)
             .field("wechat_api_base", &self.wechat_api_base)
             .field("apps", &self.apps)
@@ -140,6 +147,7 @@ impl std::fmt::Debug for Config {
 #[derive(Serialize)]
 struct Defaults {
     database_url: &'static str,
+    database_acquire_timeout_ms: u64,
     nats_stream: &'static str,
     nats_subject_prefix: &'static str,
     listen: &'static str,
@@ -167,6 +175,7 @@ struct Defaults {
 
 const DEFAULTS: Defaults = Defaults {
     database_url: "sqlite://identity.db",
+    database_acquire_timeout_ms: 1000,
     nats_stream: "IDENTITY_EVENTS",
     nats_subject_prefix: "identity.events",
     listen: "127.0.0.1:8080",
@@ -196,6 +205,7 @@ const DEFAULTS: Defaults = Defaults {
 /// itself, or test-only variables) is not a setting.
 const ENV_KEYS: &[&str] = &[
     "database_url",
+    "database_acquire_timeout_ms",
     "listen",
     "wechat_api_base",
     "apps",
@@ -247,6 +257,14 @@ impl Config {
         })
     }
 
+    /// How the service's PostgreSQL pools wait for connections.
+    pub fn pool_settings(&self) -> infra::sql::PoolSettings {
+        infra::sql::PoolSettings {
+            acquire_timeout: std::time::Duration::from_millis(self.database_acquire_timeout_ms),
+            ..Default::default()
+        }
+    }
+
     /// The console sessions' lifetimes; refuses zero.
     pub fn console_lifetime(&self) -> anyhow::Result<crate::console::ConsoleLifetime> {
         Ok(crate::console::ConsoleLifetime {
@@ -280,6 +298,10 @@ impl Config {
         }
         let config: Self = figment.extract().map_err(Box::new)?;
         let at_least_one = [
+            (
+                "database_acquire_timeout_ms",
+                config.database_acquire_timeout_ms,
+            ),
             ("max_connections", config.max_connections as u64),
             ("header_read_timeout_secs", config.header_read_timeout_secs),
             ("request_timeout_secs", config.request_timeout_secs),
@@ -717,6 +739,26 @@ mod tests {
             ] {
                 assert!(!printed.contains(secret), "{secret} printed");
             }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_database_acquire_timeout_is_short_and_set_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            let config = Config::load(None).map_err(|e| *e)?;
+            assert_eq!(
+                config.pool_settings().acquire_timeout,
+                std::time::Duration::from_secs(1)
+            );
+            jail.set_env("IDENTITY_DATABASE_ACQUIRE_TIMEOUT_MS", "250");
+            let config = Config::load(None).map_err(|e| *e)?;
+            assert_eq!(
+                config.pool_settings().acquire_timeout,
+                std::time::Duration::from_millis(250)
+            );
+            jail.set_env("IDENTITY_DATABASE_ACQUIRE_TIMEOUT_MS", "0");
+            assert!(Config::load(None).is_err(), "0 would refuse every request");
             Ok(())
         });
     }

@@ -59,7 +59,7 @@ impl Application {
             (1..=30).contains(&config.signing_key_reload_secs),
             "IDENTITY_SIGNING_KEY_RELOAD_SECS must be 1 to 30"
         );
-        let store = infra::store::connect(&config.database_url)
+        let store = infra::store::connect_with(&config.database_url, &config.pool_settings())
             .await
             .context("opening the database (IDENTITY_DATABASE_URL)")?;
         // Every subkey derives from one of the keyring's roots, which the master key only wraps.
@@ -109,9 +109,13 @@ impl Application {
         .await
         .context("loading the token signing keys")?;
 
-        let read_models = ReadModels::connect(&config.database_url, config.stats_timezone.0)
-            .await
-            .context("opening the read models")?;
+        let read_models = ReadModels::connect_with(
+            &config.database_url,
+            config.stats_timezone.0,
+            &config.pool_settings(),
+        )
+        .await
+        .context("opening the read models")?;
         let personal_data = PersonalData::new(&keyring.sealing);
         let lookup_index = LookupIndex::new(&keyring.lookup);
         seal_personal_data(&store, &read_models, &personal_data, &lookup_index).await?;

@@ -1,5 +1,10 @@
 //! What the store and the read models need from sqlx beyond its API as it stands.
 
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
 use sqlx::pool::PoolOptions;
 use sqlx::{Connection, Database, Pool, Transaction};
 
@@ -47,7 +52,11 @@ async fn begin_in_task<DB: Database>(
 }
 
 /// How long a pooled connection may sit idle before it is pinged on checkout.
-const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
+const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
+
+/// After the database was seen unavailable, every connection handed out in this window is
+/// pinged first: long enough to cover the requests in flight during a server restart.
+const SUSPECT_FOR: Duration = Duration::from_secs(2);
 
 /// The options every pool of ours starts from: a connection is tested on checkout only after
 /// it sat idle a while, and one that comes back still inside a transaction is closed, never
@@ -68,17 +77,7 @@ const PING_AFTER_IDLE: std::time::Duration = std::time::Duration::from_secs(5);
 /// would have kept the database's write lock. Every write answered 500 until a restart, even
 /// once the disk had room again. A fresh connection has none of that state.
 pub fn checked_pool<DB: Database>(options: PoolOptions<DB>) -> PoolOptions<DB> {
-    options
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for > PING_AFTER_IDLE {
-                    conn.ping().await?;
-                }
-                Ok(true)
-            })
-        })
-        .after_release(|conn, _| Box::pin(ended_its_transactions::<DB>(conn)))
+    Liveness::default().tested(options)
 }
 
 /// Whether a connection coming back to its pool is outside any transaction (else it is
@@ -102,10 +101,152 @@ async fn ended_its_transactions<DB: Database>(
     Ok(true)
 }
 
+/// How the request path waits for a database connection (`IDENTITY_DATABASE_ACQUIRE_TIMEOUT_MS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSettings {
+    /// How long a caller waits for a pooled connection, connecting included (sqlx keeps
+    /// retrying a refused connection until then): past it the database counts as
+    /// unavailable and a request answers 503 `database_unavailable`.
+    pub acquire_timeout: Duration,
+    /// How long a process starting waits for the database to accept connections.
+    pub startup_wait: Duration,
+}
+
+impl PoolSettings {
+    /// The service's default: a request learns within a second that the database is away.
+    pub const REQUESTS: Self = Self {
+        acquire_timeout: Duration::from_secs(1),
+        startup_wait: Duration::from_secs(10),
+    };
+
+    /// For commands and tools that would rather wait than fail (the CLI, tests, benchmarks).
+    pub const PATIENT: Self = Self {
+        acquire_timeout: Duration::from_secs(10),
+        startup_wait: Duration::from_secs(10),
+    };
+}
+
+impl Default for PoolSettings {
+    fn default() -> Self {
+        Self::REQUESTS
+    }
+}
+
+/// Opens a pool whose connections are made lazily, then waits up to `startup_wait` for the
+/// database to hand one out: a service started beside its database waits for it, while later
+/// requests wait only the (short) acquire timeout.
+pub async fn open_pool<DB: Database>(
+    options: PoolOptions<DB>,
+    connect: <DB::Connection as Connection>::Options,
+    settings: &PoolSettings,
+) -> Result<Pool<DB>, sqlx::Error> {
+    let pool = options
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_lazy_with(connect);
+    let deadline = Instant::now() + settings.startup_wait;
+    loop {
+        match pool.acquire().await {
+            Ok(_) => return Ok(pool),
+            Err(e) if crate::store::is_unavailable(&e) && Instant::now() < deadline => {
+                tracing::info!(error = %e, "waiting for the database");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A pool's view of its database's health: connections are pinged on checkout after they sat
+/// idle, and for a moment (`SUSPECT_FOR`) after the database was seen unavailable, so that
+/// after a server restart the dead connections still pooled are found by a ping, not by a
+/// request. Cheap to clone; clones share the view.
+#[derive(Debug, Clone)]
+pub struct Liveness {
+    /// When this view was made: `suspect_until` counts milliseconds from here.
+    origin: Instant,
+    suspect_until: Arc<AtomicU64>,
+}
+
+impl Default for Liveness {
+    fn default() -> Self {
+        Self {
+            origin: Instant::now(),
+            suspect_until: Arc::new(AtomicU64::new(0)),
+        }
+    }
+}
+
+impl Liveness {
+    /// `options`, testing connections on checkout as described above, and closing one that
+    /// comes back inside a transaction ([`checked_pool`]).
+    pub fn tested<DB: Database>(&self, options: PoolOptions<DB>) -> PoolOptions<DB> {
+        let liveness = self.clone();
+        options
+            .test_before_acquire(false)
+            .before_acquire(move |conn, meta| {
+                let suspect = liveness.suspect();
+                Box::pin(async move {
+                    if suspect || meta.idle_for > PING_AFTER_IDLE {
+                        conn.ping().await?;
+                    }
+                    Ok(true)
+                })
+            })
+            .after_release(|conn, _| Box::pin(ended_its_transactions::<DB>(conn)))
+    }
+
+    /// The database was seen unavailable: test every connection handed out for a while.
+    pub fn distrust(&self) {
+        let until = self.origin.elapsed() + SUSPECT_FOR;
+        self.suspect_until
+            .fetch_max(until.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    fn suspect(&self) -> bool {
+        (self.origin.elapsed().as_millis() as u64) < self.suspect_until.load(Ordering::Relaxed)
+    }
+
+    /// Runs `read`, an idempotent read (it changes nothing, so running it twice is safe), and
+    /// when it failed because its connection was lost (a server restart killed it), once more:
+    /// on a tested connection, as the pool then pings every connection it hands out. A pool
+    /// that had no connection in time is not asked again: that already took the whole
+    /// acquire timeout. Never for a write: its outcome is unknown when the connection drops.
+    pub async fn read<T, E, Fut>(&self, mut read: impl FnMut() -> Fut) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        E: std::error::Error + 'static,
+    {
+        match read().await {
+            Err(e) if crate::store::is_database_unavailable(&e) => {
+                self.distrust();
+                if !crate::store::is_connection_lost(&e) {
+                    return Err(e);
+                }
+                tracing::debug!(error = %e, "a read lost its connection; reading again");
+                read().await
+            }
+            done => done,
+        }
+    }
+
+    /// Notes a failure of any statement: when it says the database is unavailable, the next
+    /// checkouts are tested.
+    pub fn observe<T, E: std::error::Error + 'static>(&self, outcome: &Result<T, E>) {
+        if let Err(e) = outcome {
+            if crate::store::is_database_unavailable(e) {
+                self.distrust();
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use std::str::FromStr;
+
+    use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
     use sqlx::sqlite::SqlitePoolOptions;
 
     use super::*;
@@ -140,5 +281,90 @@ mod tests {
         drop(conn);
         pool.close().await;
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    const SHORT: PoolSettings = PoolSettings {
+        acquire_timeout: Duration::from_millis(300),
+        startup_wait: Duration::ZERO,
+    };
+
+    /// Opens a pool on `port` as the service would; the error and how long it took.
+    async fn open_on(port: u16) -> (sqlx::Error, Duration) {
+        let options =
+            PgConnectOptions::from_str(&format!("postgres://nobody@127.0.0.1:{port}/none"))
+                .expect("a URL");
+        let started = Instant::now();
+        let pool = open_pool(
+            Liveness::default().tested(PgPoolOptions::new()),
+            options,
+            &SHORT,
+        )
+        .await;
+        (pool.expect_err("no server"), started.elapsed())
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_unavailable_within_the_acquire_timeout() {
+        // A port nobody listens on: sqlx retries the refused connection until the deadline.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let (error, took) = open_on(port).await;
+        assert!(crate::store::is_unavailable(&error), "{error:?}");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_hung_server_is_unavailable_within_the_acquire_timeout() {
+        // Accepts connections and never answers (a server frozen, a network dropping
+        // packets after the handshake).
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        let held = tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        });
+        let (error, took) = open_on(port).await;
+        held.abort();
+        assert!(crate::store::is_unavailable(&error), "{error:?}");
+        assert!(took < Duration::from_secs(1), "{took:?}");
+    }
+
+    #[tokio::test]
+    async fn a_read_that_lost_its_connection_is_read_once_more() {
+        let liveness = Liveness::default();
+        let mut attempts = 0;
+        let read: Result<u32, crate::store::StoreError> = liveness
+            .read(|| {
+                attempts += 1;
+                let attempt = attempts;
+                async move {
+                    if attempt == 1 {
+                        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+                        Err(sqlx::Error::Io(reset).into())
+                    } else {
+                        Ok(attempt)
+                    }
+                }
+            })
+            .await;
+        assert_eq!(read.expect("the second attempt"), 2);
+        assert!(liveness.suspect(), "connections are tested for a while");
+
+        // A pool that had no connection in time already waited its whole timeout.
+        let mut attempts = 0;
+        let timed_out: Result<(), crate::store::StoreError> = Liveness::default()
+            .read(|| {
+                attempts += 1;
+                async { Err(sqlx::Error::PoolTimedOut.into()) }
+            })
+            .await;
+        assert!(timed_out.is_err());
+        assert_eq!(attempts, 1);
     }
 }

@@ -24,6 +24,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
 use infra::database_url::{Backend, DatabaseUrl};
+use infra::sql::{Liveness, PoolSettings};
 
 use crate::error::ProjectionError;
 use crate::table::TableRow;
@@ -36,6 +37,9 @@ pub(crate) struct Db {
     pub dialect: Arc<dyn Dialect>,
     pub write: AnyPool,
     pub read: AnyPool,
+    /// The pools' view of the database's health (see `infra::sql::Liveness`): queries read
+    /// through [`Db::read`] are read again once if their connection was lost.
+    pub liveness: Liveness,
 }
 
 /// What differs between the read models' two databases. See the module's comment.
@@ -125,11 +129,11 @@ impl DerefMut for Tx {
 
 impl Db {
     /// The one place the read models pick their dialect, from the URL's backend.
-    pub async fn connect(url: &str) -> Result<Self, ProjectionError> {
+    pub async fn connect(url: &str, settings: &PoolSettings) -> Result<Self, ProjectionError> {
         sqlx::any::install_default_drivers();
         let url = DatabaseUrl::parse(url).map_err(|_| ProjectionError::UnsupportedUrl)?;
         match url.backend() {
-            Backend::Postgres => postgres::connect(url.as_str()).await,
+            Backend::Postgres => postgres::connect(url.as_str(), settings).await,
             Backend::Sqlite => sqlite::connect(url.as_str()).await,
         }
     }
@@ -138,8 +142,20 @@ impl Db {
     /// database's write lock at once; on PostgreSQL it is a plain transaction (the runners'
     /// advisory locks do the excluding).
     pub async fn begin(&self) -> Result<Tx, ProjectionError> {
-        let (tx, turn) = self.dialect.begin(self).await?;
+        let begun = self.dialect.begin(self).await;
+        self.liveness.observe(&begun);
+        let (tx, turn) = begun?;
         Ok(Tx::new(tx, Arc::clone(&self.dialect), turn))
+    }
+
+    /// Runs an idempotent read on the read pool, again once if its connection was lost:
+    /// `read` builds the query afresh each time (see `infra::sql::Liveness::read`).
+    pub async fn read<T, Fut>(&self, read: impl FnMut(AnyPool) -> Fut) -> Result<T, ProjectionError>
+    where
+        Fut: std::future::Future<Output = Result<T, ProjectionError>>,
+    {
+        let mut read = read;
+        self.liveness.read(|| read(self.read.clone())).await
     }
 }
 

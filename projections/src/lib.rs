@@ -22,6 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono_tz::Tz;
+use infra::sql::PoolSettings;
 use serde::Serialize;
 use sqlx::Row;
 
@@ -68,8 +69,18 @@ pub struct ReadModels {
 impl ReadModels {
     /// Connects to the event store's database and creates the read-model tables if missing.
     /// `stats_timezone` (`IDENTITY_STATS_TIMEZONE`) is where the daily stats' days start.
+    /// Waits for connections patiently (`PoolSettings::PATIENT`).
     pub async fn connect(database_url: &str, stats_timezone: Tz) -> Result<Self, ProjectionError> {
-        let db = Db::connect(database_url).await?;
+        Self::connect_with(database_url, stats_timezone, &PoolSettings::PATIENT).await
+    }
+
+    /// `connect`, with PostgreSQL's connections waited for as `settings` say.
+    pub async fn connect_with(
+        database_url: &str,
+        stats_timezone: Tz,
+        settings: &PoolSettings,
+    ) -> Result<Self, ProjectionError> {
+        let db = Db::connect(database_url, settings).await?;
         schema::init(&db, stats_timezone).await?;
         Ok(Self {
             db: Arc::new(db),
@@ -116,10 +127,15 @@ impl ReadModels {
 
     /// Every projection's checkpoint against the log's head.
     pub async fn status(&self) -> Result<Vec<ProjectionStatus>, ProjectionError> {
-        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&self.db.read)
+        let (head, positions) = self
+            .db
+            .read(|pool| async move {
+                let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+                    .fetch_one(&pool)
+                    .await?;
+                Ok((head, checkpoint::all(&pool).await?))
+            })
             .await?;
-        let positions = checkpoint::all(&self.db.read).await?;
         Ok(PROJECTIONS
             .iter()
             .map(|name| {

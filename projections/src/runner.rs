@@ -42,6 +42,10 @@ const LINGER: Duration = Duration::from_millis(25);
 const LOCK_RETRY: Duration = Duration::from_secs(1);
 /// After failures in a row: 20 ms, doubling up to 10 s.
 const ERROR_BACKOFF: Backoff = Backoff::new(Duration::from_millis(20), Duration::from_secs(10));
+/// The same while the database is unavailable, up to 1 s only: the read models catch up within
+/// a second of it coming back.
+const UNAVAILABLE_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(20), Duration::from_secs(1));
 
 /// The running projection runner. Dropping it aborts it (safe: a batch is a transaction);
 /// `shutdown` lets the current batch finish first.
@@ -128,7 +132,11 @@ async fn run(models: ReadModels, store: Arc<dyn Store>, mut stop: watch::Receive
             Err(e) => {
                 failures = failures.saturating_add(1);
                 tracing::warn!(error = %e, failures, "projection batch failed");
-                ERROR_BACKOFF.after(failures)
+                if infra::store::is_database_unavailable(&e) {
+                    UNAVAILABLE_BACKOFF.after(failures)
+                } else {
+                    ERROR_BACKOFF.after(failures)
+                }
             }
         };
         let woke = tokio::select! {

@@ -10,6 +10,7 @@
 //! half of a test is skipped (with a line on stderr), except under `CI=true`, where that fails.
 //! NATS (`IDENTITY_TEST_NATS_URL`) follows the same rule.
 
+pub mod pg_cluster;
 pub mod sim;
 
 use std::future::Future;
@@ -26,6 +27,7 @@ use uuid::Uuid;
 pub use infra::database_url::Backend;
 use infra::database_url::DatabaseUrl;
 use infra::store::{self, Store};
+pub use pg_cluster::PgCluster;
 
 /// What a test body of [`both_backends!`] is given: something built on a fresh database of one
 /// backend, or `None` when that backend is skipped.

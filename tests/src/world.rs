@@ -75,12 +75,12 @@ impl World {
     /// database, like every world).
     pub async fn start_in_zone(backend: Backend, zone: &str) -> Option<Self> {
         let database_url = testkit::fresh_url(backend).await?;
-        Some(Self::start_at(database_url, zone).await)
+        Some(Self::start_on(database_url, zone).await)
     }
 
-    /// A world on the database at `database_url` (created and migrated if new: a SQLite file
-    /// where a test wants it, on a small disk say), counting days in the IANA zone `zone`.
-    pub async fn start_at(database_url: String, zone: &str) -> Self {
+    /// A world on the database at `database_url` (one nobody else uses: a private
+    /// `testkit::PgCluster`'s, say), whose instances count days in the IANA zone `zone`.
+    pub async fn start_on(database_url: String, zone: &str) -> Self {
         let backend = testkit::backend_of(&database_url);
         let stats_timezone = StatsTimeZone::parse(zone).expect("an IANA zone");
         let sim = SimServer::start(&[

@@ -32,7 +32,7 @@ async fn a_full_disk_answers_503_and_heals_once_space_returns() {
         return;
     };
     let url = format!("sqlite://{}", disk.path().join("identity.db").display());
-    let world = World::start_at(url, "UTC").await;
+    let world = World::start_on(url, "UTC").await;
     let mut run = Run::new(&world);
 
     // Before: the disk has room.

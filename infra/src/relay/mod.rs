@@ -15,8 +15,8 @@
 //!   with its connection; a transaction lock is released with the batch, whatever happens, and
 //!   an idle standby takes over at its next try. On SQLite (one instance) there is no lock.
 //! - Outages: any failure (NATS down, database down) is logged at `warn` and retried with
-//!   exponential backoff up to `MAX_ERROR_BACKOFF`; the relay never gives up and never skips:
-//!   it resumes from its checkpoint.
+//!   exponential backoff up to `MAX_ERROR_BACKOFF` (1 s while the database is unavailable);
+//!   the relay never gives up and never skips: it resumes from its checkpoint.
 //! - Wake-ups: `Store::appended()`, with a slow poll as fallback, as the projection runners.
 
 mod publisher;
@@ -46,6 +46,10 @@ const LOCK_RETRY: Duration = Duration::from_secs(1);
 /// After failures in a row: 100 ms, doubling up to `MAX_ERROR_BACKOFF`.
 const MAX_ERROR_BACKOFF: Duration = Duration::from_secs(5);
 const ERROR_BACKOFF: Backoff = Backoff::new(Duration::from_millis(100), MAX_ERROR_BACKOFF);
+/// The same while the database is unavailable, up to 1 s only: the relay resumes within a
+/// second of it coming back.
+const UNAVAILABLE_BACKOFF: Backoff =
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(1));
 
 /// What to publish where. `stream` also names the relay's checkpoint. `Debug` redacts the
 /// URL's credentials.
@@ -255,7 +259,12 @@ async fn run(
                 if matches!(e, RelayError::IncompatibleStream { .. }) {
                     publisher = None;
                 }
-                let backoff = ERROR_BACKOFF.after(failures);
+                let backoff = match &e {
+                    RelayError::Store(e) if e.is_unavailable() => {
+                        UNAVAILABLE_BACKOFF.after(failures)
+                    }
+                    _ => ERROR_BACKOFF.after(failures),
+                };
                 // No early wake-up on appends while failing: wait the backoff out.
                 tokio::select! {
                     () = tokio::time::sleep(backoff) => {}

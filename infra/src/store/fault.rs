@@ -38,6 +38,27 @@ pub fn is_database_unavailable(err: &(dyn Error + 'static)) -> bool {
     false
 }
 
+/// True when some error in `err`'s chain says the connection it ran on was lost (broken
+/// socket, or the server ended the session: shut down, crashed, restarted): the statement may
+/// well succeed on another connection. A subset of [`is_database_unavailable`]; a pool that
+/// had no connection in time is not one (asking again would wait as long again).
+pub fn is_connection_lost(err: &(dyn Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(err) = err.downcast_ref::<sqlx::Error>() {
+            return match err {
+                sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+                sqlx::Error::Database(err) => err
+                    .try_downcast_ref::<PgDatabaseError>()
+                    .is_some_and(|pg| postgres_connection_lost(pg.code())),
+                _ => false,
+            };
+        }
+        next = err.source();
+    }
+    false
+}
+
 impl StoreError {
     /// The database is unavailable (a retry later may succeed); see the module.
     pub fn is_unavailable(&self) -> bool {
@@ -74,6 +95,12 @@ fn postgres_unavailable(sqlstate: &str) -> bool {
     sqlstate.starts_with("08")
         || sqlstate.starts_with("53")
         || matches!(sqlstate, "57P01" | "57P02" | "57P03" | "57P05" | "58030")
+}
+
+/// The SQLSTATEs of a session the server ended: class 08 (connection exception), 57P01
+/// (administrator shutdown), 57P02 (crash shutdown), 57P05 (idle session timeout).
+fn postgres_connection_lost(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P05")
 }
 
 /// SQLite result codes of an unavailable database, by primary code (the low byte of an
@@ -118,6 +145,22 @@ mod tests {
         // CONSTRAINT_UNIQUE (2067), CORRUPT (11), ERROR (1), not a number.
         for code in ["2067", "11", "1", "x"] {
             assert!(!sqlite_unavailable(code), "{code}");
+        }
+    }
+
+    #[test]
+    fn a_lost_connection_is_told_from_an_exhausted_pool() {
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let lost = anyhow::Error::new(StoreError::Database(sqlx::Error::Io(reset))).context("x");
+        assert!(is_connection_lost(lost.as_ref()));
+        let timed_out = StoreError::Database(sqlx::Error::PoolTimedOut);
+        assert!(!is_connection_lost(&timed_out));
+        assert!(is_database_unavailable(&timed_out));
+        for code in ["57P01", "57P02", "08006"] {
+            assert!(postgres_connection_lost(code), "{code}");
+        }
+        for code in ["57P03", "53300", "23505"] {
+            assert!(!postgres_connection_lost(code), "{code}");
         }
     }
 

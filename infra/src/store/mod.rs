@@ -31,10 +31,11 @@ use futures::TryStreamExt;
 use crate::api_keys::StoredApiKey;
 use crate::database_url::{Backend, DatabaseUrl, UnsupportedUrl};
 pub use crate::personal_data::index::{AccountKey, ClaimKey};
+use crate::sql::PoolSettings;
 
 pub use attempts::AttemptCounter;
 pub use console_sessions::{ConsoleSessionBounds, ConsoleSessionStore, StoredConsoleSession};
-pub use fault::{is_database_unavailable, is_unavailable};
+pub use fault::{is_connection_lost, is_database_unavailable, is_unavailable};
 pub use postgres::PostgresStore;
 pub use rejections::{LoginRejection, RejectionStore, FOLDED_IP, NO_IP};
 pub use signal::AppendWaiter;
@@ -674,11 +675,21 @@ pub trait Store:
 }
 
 /// Opens the database named by the URL, creating a SQLite file if missing, and runs the
-/// embedded migrations.
+/// embedded migrations. Waits for PostgreSQL connections patiently (`PoolSettings::PATIENT`):
+/// the service uses `connect_with` and its configured timeout.
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    connect_with(url, &PoolSettings::PATIENT).await
+}
+
+/// `connect`, with PostgreSQL's connections waited for as `settings` say (SQLite keeps its
+/// own: one writer, whose queue is the wait).
+pub async fn connect_with(
+    url: &str,
+    settings: &PoolSettings,
+) -> Result<Arc<dyn Store>, StoreError> {
     let url = DatabaseUrl::parse(url)?;
     Ok(match url.backend() {
-        Backend::Postgres => Arc::new(PostgresStore::connect(&url).await?),
+        Backend::Postgres => Arc::new(PostgresStore::connect_with(&url, settings).await?),
         Backend::Sqlite => Arc::new(SqliteStore::connect(&url).await?),
     })
 }

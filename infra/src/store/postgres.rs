@@ -17,7 +17,6 @@ mod notify;
 mod refusal;
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -31,6 +30,7 @@ use super::signal::AppendSignal;
 use super::write_health::WriteHealth;
 use super::{AppendBatch, AppendError, OneTimeLock, RecordedEvent, RelayLease, StoreError};
 use crate::database_url::DatabaseUrl;
+use crate::sql::{open_pool, Liveness, PoolSettings};
 
 pub struct PostgresStore {
     pool: PgPool,
@@ -45,23 +45,35 @@ pub struct PostgresStore {
 impl PostgresStore {
     /// Connects and runs the migrations. The URL may select a schema, as the tests do with
     /// `?options=-csearch_path%3D<schema>`; everything, migrations included, then lives there.
+    /// Waits for connections patiently (`PoolSettings::PATIENT`).
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        Self::connect_with(url, &PoolSettings::PATIENT).await
+    }
+
+    /// `connect`, waiting for connections as `settings` say.
+    pub async fn connect_with(
+        url: &DatabaseUrl,
+        settings: &PoolSettings,
+    ) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url.as_str())?;
-        let pool = crate::sql::checked_pool(PgPoolOptions::new())
-            .max_connections(16)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
-            .await?;
+        let liveness = Liveness::default();
+        let pool = open_pool(
+            liveness.tested(PgPoolOptions::new()).max_connections(16),
+            options,
+            settings,
+        )
+        .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
         let signal = AppendSignal::new();
         let notifier = notify::Notifier::start(&pool, &signal);
-        let appends = group::GroupCommit::start(pool.clone());
+        let appends = group::GroupCommit::start(pool.clone(), liveness.clone());
         Ok(Self {
             sql: Pools {
                 read: pool.clone(),
                 write: pool.clone(),
                 turn: None,
                 health: WriteHealth::default(),
+                liveness,
             },
             pool,
             signal,
@@ -133,8 +145,15 @@ impl SqlStore for PostgresStore {
              FROM events WHERE stream_id = ANY($1) ORDER BY stream_id, stream_version"
         );
         let ids: Vec<&str> = streams.iter().map(StreamId::as_str).collect();
-        let query = sqlx::query(SQL).bind(ids).bind(user.as_uuid());
-        Ok(query.fetch_all(&self.pool).await?)
+        let user = user.as_uuid();
+        // Every authenticated request's read: read again if its connection was lost.
+        self.sql
+            .liveness
+            .read(|| async {
+                let query = sqlx::query(SQL).bind(&ids).bind(user);
+                Ok(query.fetch_all(&self.pool).await?)
+            })
+            .await
     }
 
     fn read_all_rows(&self, after: i64, limit: u32) -> BoxStream<'_, Result<PgRow, sqlx::Error>> {
@@ -149,9 +168,14 @@ impl SqlStore for PostgresStore {
     }
 
     async fn now(&self) -> Result<DateTime<Utc>, StoreError> {
-        Ok(sqlx::query_scalar("SELECT now()")
-            .fetch_one(&self.pool)
-            .await?)
+        self.sql
+            .liveness
+            .read(|| async {
+                Ok(sqlx::query_scalar("SELECT now()")
+                    .fetch_one(&self.pool)
+                    .await?)
+            })
+            .await
     }
 
     async fn try_lock_relay(&self, name: &str) -> Result<Option<Box<dyn RelayLease>>, StoreError> {

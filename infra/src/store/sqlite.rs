@@ -91,6 +91,8 @@ impl SqliteStore {
                 write,
                 turn: Some(turn),
                 health: WriteHealth::default(),
+                // One process owns the file: no connection to lose, nothing to distrust.
+                liveness: Default::default(),
             },
             signal: AppendSignal::new(),
             appends,

@@ -1,11 +1,12 @@
 //! The read models on PostgreSQL: one pool for reads and writes; transaction-scoped advisory
 //! locks (every projection's, taken by each batch) keep instances from applying a batch twice.
 
+use std::str::FromStr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures::future::BoxFuture;
-use sqlx::any::AnyPoolOptions;
+use infra::sql::{open_pool, Liveness, PoolSettings};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::AnyConnection;
 
 use super::{Begun, Db, Dialect};
@@ -18,16 +19,20 @@ const LOCK_KEY: &str = "hashtextextended(current_schema() || '.identity.projecti
 /// The advisory lock key instances starting together take to create the read models.
 const INIT_LOCK_KEY: &str = "hashtextextended(current_schema() || '.identity.projections.init', 0)";
 
-pub(super) async fn connect(url: &str) -> Result<Db, ProjectionError> {
-    let pool = infra::sql::checked_pool(AnyPoolOptions::new())
-        .max_connections(8)
-        .acquire_timeout(Duration::from_secs(10))
-        .connect(url)
-        .await?;
+pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, ProjectionError> {
+    let liveness = Liveness::default();
+    let options = AnyConnectOptions::from_str(url)?;
+    let pool = open_pool(
+        liveness.tested(AnyPoolOptions::new()).max_connections(8),
+        options,
+        settings,
+    )
+    .await?;
     Ok(Db {
         dialect: Arc::new(Postgres),
         write: pool.clone(),
         read: pool,
+        liveness,
     })
 }
 

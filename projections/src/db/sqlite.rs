@@ -64,6 +64,8 @@ pub(super) async fn connect(url: &str) -> Result<Db, ProjectionError> {
         }),
         write,
         read,
+        // One process owns the file: no connection to lose, nothing to distrust.
+        liveness: Default::default(),
     })
 }
 

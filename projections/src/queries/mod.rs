@@ -23,7 +23,7 @@ use sqlx::any::AnyRow;
 use sqlx::Row;
 
 use crate::cursor::{self, TimeCursor};
-use crate::db::{bind, AnyQuery, Val};
+use crate::db::{bind, AnyQuery, Db, Val};
 use crate::error::ProjectionError;
 use crate::event::{day_text, micros, time_from_micros};
 use crate::ReadModels;
@@ -169,6 +169,19 @@ impl Where {
         query
     }
 
+    /// The rows of `sql` with these arguments, read on the read pool (again once if the
+    /// connection was lost: see `Db::read`).
+    pub async fn fetch_all(&self, db: &Db, sql: &str) -> Result<Vec<AnyRow>, ProjectionError> {
+        db.read(|pool| async move { Ok(self.bind(sqlx::query(sql)).fetch_all(&pool).await?) })
+            .await
+    }
+
+    /// `fetch_all` of a statement answering one row.
+    pub async fn fetch_one(&self, db: &Db, sql: &str) -> Result<AnyRow, ProjectionError> {
+        db.read(|pool| async move { Ok(self.bind(sqlx::query(sql)).fetch_one(&pool).await?) })
+            .await
+    }
+
     /// Days from `from` to `to` (both inclusive), in one app or all: the daily lists.
     pub fn days(&mut self, appid: Option<&str>, from: NaiveDate, to: NaiveDate) {
         let p = self.arg(day_text(from));
@@ -257,7 +270,7 @@ impl ReadModels {
             list.view,
             w.sql()
         );
-        let rows = w.bind(sqlx::query(&sql)).fetch_all(&self.db().read).await?;
+        let rows = w.fetch_all(self.db(), &sql).await?;
         rows.iter().map(list.decode).collect()
     }
 }

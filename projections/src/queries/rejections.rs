@@ -100,7 +100,7 @@ impl ReadModels {
              FROM login_rejections {} GROUP BY appid, day, reason",
             w.sql()
         );
-        let rows = w.bind(sqlx::query(&sql)).fetch_all(&self.db().read).await?;
+        let rows = w.fetch_all(self.db(), &sql).await?;
         let mut counts = RejectionCounts::new();
         for row in rows {
             let key = (row.try_get("appid")?, row.try_get("day")?);

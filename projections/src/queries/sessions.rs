@@ -64,12 +64,18 @@ impl ReadModels {
     /// Every session of the user the read model holds as open, whatever its age (for
     /// revoking them all).
     pub async fn session_ids_of(&self, user_id: Uuid) -> Result<Vec<Uuid>, ProjectionError> {
-        let ids: Vec<String> = sqlx::query_scalar(
-            "SELECT session_id FROM sessions WHERE user_id = $1 ORDER BY occurred_at, position",
-        )
-        .bind(user_id.to_string())
-        .fetch_all(&self.db().read)
-        .await?;
+        let ids: Vec<String> = self
+            .db()
+            .read(|pool| async move {
+                Ok(sqlx::query_scalar(
+                    "SELECT session_id FROM sessions WHERE user_id = $1 \
+                     ORDER BY occurred_at, position",
+                )
+                .bind(user_id.to_string())
+                .fetch_all(&pool)
+                .await?)
+            })
+            .await?;
         ids.iter()
             .map(|id| Uuid::try_parse(id).map_err(|e| ProjectionError::Corrupt(e.to_string())))
             .collect()
@@ -77,11 +83,15 @@ impl ReadModels {
 
     /// The log's head: the highest position written.
     pub async fn head(&self) -> Result<i64, ProjectionError> {
-        Ok(
-            sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-                .fetch_one(&self.db().read)
-                .await?,
-        )
+        self.db()
+            .read(|pool| async move {
+                Ok(
+                    sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+                        .fetch_one(&pool)
+                        .await?,
+                )
+            })
+            .await
     }
 
     /// Waits until the `sessions` read model has applied the log up to `position`; false if

@@ -42,7 +42,7 @@ impl ReadModels {
              ORDER BY day, appid",
             w.sql()
         );
-        let rows = w.bind(sqlx::query(&sql)).fetch_all(&self.db().read).await?;
+        let rows = w.fetch_all(self.db(), &sql).await?;
         let mut days = BTreeMap::new();
         for row in &rows {
             let record = DailyStatsRecord {
@@ -94,7 +94,7 @@ impl ReadModels {
             "SELECT COUNT(DISTINCT user_id) FROM daily_active_users {}",
             w.sql()
         );
-        let row = w.bind(sqlx::query(&sql)).fetch_one(&self.db().read).await?;
+        let row = w.fetch_one(self.db(), &sql).await?;
         Ok(row.try_get(0)?)
     }
 }

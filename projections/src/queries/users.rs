@@ -115,7 +115,7 @@ impl ReadModels {
         tail: &str,
     ) -> Result<Vec<UserRecord>, ProjectionError> {
         let sql = format!("SELECT {USER_COLUMNS} FROM users {} {tail}", w.sql());
-        let rows = w.bind(sqlx::query(&sql)).fetch_all(&self.db().read).await?;
+        let rows = w.fetch_all(self.db(), &sql).await?;
         let mut users = rows.iter().map(decode).collect::<Result<Vec<_>, _>>()?;
         if users.is_empty() {
             return Ok(users);
@@ -125,12 +125,22 @@ impl ReadModels {
              ORDER BY linked_at, appid, openid",
             placeholders(1, users.len())
         );
-        let mut query = sqlx::query(&sql);
-        for user in &users {
-            query = query.bind(user.user_id.to_string());
-        }
+        let users_ref = &users;
+        let rows = self
+            .db()
+            .read(|pool| {
+                let sql = &sql;
+                async move {
+                    let mut query = sqlx::query(sql);
+                    for user in users_ref {
+                        query = query.bind(user.user_id.to_string());
+                    }
+                    Ok(query.fetch_all(&pool).await?)
+                }
+            })
+            .await?;
         let mut accounts: HashMap<String, Vec<AccountRecord>> = HashMap::new();
-        for row in query.fetch_all(&self.db().read).await? {
+        for row in rows {
             accounts
                 .entry(row.try_get("user_id")?)
                 .or_default()

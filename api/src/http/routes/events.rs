@@ -200,6 +200,8 @@ async fn stream(
 /// How often an open stream asks the database whether its API key still holds: a revoked key's
 /// streams end within this time (plus one idle pause), on every instance.
 const KEY_CHECK: Duration = Duration::from_secs(5);
+/// How soon a key check the database could not answer is tried again.
+const KEY_RECHECK: Duration = Duration::from_secs(1);
 
 /// The API key a stream was opened with, and its slot among the key's open streams.
 struct KeyWatch {
@@ -221,6 +223,12 @@ impl KeyWatch {
             Ok(false) => {
                 tracing::info!(key_id = %self.caller.key_id, "API key revoked; ending its event stream");
                 false
+            }
+            Err(error) if error.is_unavailable() => {
+                // The database is down for a moment: keep the stream, check again soon.
+                tracing::warn!(%error, "cannot check an event stream's API key now; retrying");
+                self.next_check = Instant::now() + KEY_RECHECK;
+                true
             }
             Err(error) => {
                 tracing::warn!(%error, "checking an event stream's API key failed; ending the stream");
@@ -276,6 +284,11 @@ impl Follower {
                     continue;
                 }
                 Ok(_) => {}
+                // The database is down for a moment: the stream stays open (heartbeats go on)
+                // and reads again after the idle pause, at most a second.
+                Err(error) if error.is_unavailable() => {
+                    tracing::warn!(%error, after = self.after, "event stream read failed; retrying");
+                }
                 Err(error) => {
                     tracing::error!(%error, after = self.after, "event stream read failed; ending the stream");
                     return None;

@@ -1,6 +1,7 @@
 //! Liveness and readiness.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::routing::get;
@@ -38,6 +39,11 @@ async fn healthz() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
+/// How long readiness waits for the database in all (its answer, and a write when writes have
+/// been failing): an orchestrator's probe gets its 503 within a second, whether the server
+/// refuses connections, hangs, or its disk is full.
+const READY_WITHIN: Duration = Duration::from_millis(800);
+
 /// Ready when the database answers and takes writes (on a full disk it may answer reads, yet
 /// no login can be written). Projection lag is reported, not judged: logins work whatever the
 /// read models' lag, and an operator alerts on the `/metrics` gauge.
@@ -46,8 +52,8 @@ async fn healthz() -> Json<Health> {
     path = "/readyz",
     tag = "ops",
     summary = "Readiness",
-    description = "Ready when the database answers and takes writes. Each read model's \
-        position and lag are reported, not judged.",
+    description = "Ready when the database answers and takes writes, within 0.8 s. Each read \
+        model's position and lag are reported, not judged.",
     responses(
         (status = 200, description = "Ready", body = Readiness),
         (status = 500, description = "`internal`: the read models' progress could not be read"),
@@ -56,12 +62,21 @@ async fn healthz() -> Json<Health> {
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
-    state.store.ping().await.map_err(|err| {
-        tracing::warn!(error = %err, "database not ready");
-        ApiError::NotReady("the database does not answer")
-    })?;
+    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    match tokio::time::timeout_at(deadline, state.store.ping()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "database not ready");
+            return Err(ApiError::NotReady("the database does not answer"));
+        }
+        Err(_) => {
+            tracing::warn!(within = ?READY_WITHIN, "database not ready: no answer in time");
+            return Err(ApiError::NotReady("the database does not answer"));
+        }
+    }
     // Logged by the store when writes start failing and when they work again.
-    if !state.store.writes_work().await {
+    let writes = tokio::time::timeout_at(deadline, state.store.writes_work()).await;
+    if !writes.unwrap_or(false) {
         return Err(ApiError::NotReady("the database refuses writes"));
     }
     let projections = state.read_models.status().await?;

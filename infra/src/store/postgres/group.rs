@@ -14,6 +14,7 @@ use sqlx::postgres::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::append::write_group;
+use crate::sql::Liveness;
 use crate::store::prepared::PreparedAppend;
 use crate::store::{AppendError, RecordedEvent, StoreError};
 
@@ -34,9 +35,9 @@ pub(super) struct GroupCommit {
 
 impl GroupCommit {
     /// Starts the writer; it stops once the queue is dropped (with the store).
-    pub fn start(pool: PgPool) -> Self {
+    pub fn start(pool: PgPool, liveness: Liveness) -> Self {
         let (jobs, queue) = mpsc::channel(QUEUE);
-        tokio::spawn(writer(pool, queue));
+        tokio::spawn(writer(pool, liveness, queue));
         Self { jobs }
     }
 
@@ -60,12 +61,22 @@ impl GroupCommit {
     }
 }
 
-async fn writer(pool: PgPool, mut queue: mpsc::Receiver<(PreparedAppend, Reply)>) {
+/// Each call takes a connection from the pool afresh: after a failed call (the server
+/// restarted, say) the next one runs on a live connection, tested first while the pool
+/// distrusts the database.
+async fn writer(
+    pool: PgPool,
+    liveness: Liveness,
+    mut queue: mpsc::Receiver<(PreparedAppend, Reply)>,
+) {
     let mut jobs = Vec::with_capacity(MAX_GROUP);
     while queue.recv_many(&mut jobs, MAX_GROUP).await > 0 {
         let (group, replies): (Vec<PreparedAppend>, Vec<Reply>) = jobs.drain(..).unzip();
         tracing::trace!(appends = group.len(), "group commit");
         let outcomes = write_group(&pool, &group).await;
+        for outcome in &outcomes {
+            liveness.observe(outcome);
+        }
         for ((prepared, reply), outcome) in group.into_iter().zip(replies).zip(outcomes) {
             // The caller may have gone away; its append stands (or not) all the same.
             let _ = reply.send(outcome.map(|written| prepared.into_records(written)));

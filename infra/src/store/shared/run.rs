@@ -9,6 +9,7 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 use super::{Arg, Codec, Query, SqlRow};
 use crate::database_url::Backend;
 use crate::store::write_health::WriteHealth;
+use crate::sql::Liveness;
 use crate::store::StoreError;
 
 /// How long `writes_work`'s probe write may take.
@@ -26,6 +27,10 @@ pub(crate) struct Pools<DB: Database> {
     pub write: Pool<DB>,
     pub turn: Option<Arc<Mutex<()>>>,
     pub health: WriteHealth,
+    /// The pools' view of the database's health: reads lost with their connection are read
+    /// again, and any failure that says the database is unavailable has the next checkouts
+    /// tested.
+    pub liveness: Liveness,
 }
 
 /// What the shared code runs statements through. Implemented once, for [`Pools`].
@@ -158,6 +163,7 @@ impl<DB: Database> Clone for Pools<DB> {
             write: self.write.clone(),
             turn: self.turn.clone(),
             health: self.health.clone(),
+            liveness: self.liveness.clone(),
         }
     }
 }
@@ -181,6 +187,7 @@ impl<DB: Driver> Sql for Pools<DB> {
         let _turn = self.turn().await;
         let done = async { DB::run(&mut *self.write.acquire().await?, sql, args).await }.await;
         self.health.record(&done);
+        self.liveness.observe(&done);
         done
     }
 
@@ -189,11 +196,15 @@ impl<DB: Driver> Sql for Pools<DB> {
         let _turn = self.turn().await;
         let rows = async { DB::rows(&mut *self.write.acquire().await?, sql, args).await }.await;
         self.health.record_failure(&rows);
+        self.liveness.observe(&rows);
         rows
     }
 
+    /// Read again once when the connection was lost (see `Liveness::read`).
     async fn fetch(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DB::Row>, StoreError> {
-        DB::rows(&mut *self.read.acquire().await?, sql, args).await
+        self.liveness
+            .read(|| async { DB::rows(&mut *self.read.acquire().await?, sql, args).await })
+            .await
     }
 
     async fn begin(&self, tables: &[&str]) -> Result<Tx<DB>, StoreError> {
@@ -203,9 +214,12 @@ impl<DB: Driver> Sql for Pools<DB> {
             None => crate::sql::begin(&self.write).await,
         };
         self.health.record_failure(&begun);
+        self.liveness.observe(&begun);
         let mut tx = Tx::new(begun?, self.health.clone(), turn);
         if let Some(lock) = DB::lock_tables(tables) {
-            tx.execute(&lock, &[]).await?;
+            let locked = tx.execute(&lock, &[]).await;
+            self.liveness.observe(&locked);
+            locked?;
         }
         Ok(tx)
     }
