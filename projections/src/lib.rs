@@ -25,6 +25,7 @@ use chrono_tz::Tz;
 use serde::Serialize;
 use sqlx::Row;
 
+pub use cursor::parse_cursor;
 pub use error::ProjectionError;
 pub use queries::{
     AccountRecord, AuditFilter, AuditRecord, DailyStatsRecord, LoginFilter, LoginRecord, Page,
