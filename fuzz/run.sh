@@ -23,10 +23,11 @@ export PATH="$tools/bin:$PATH"
 export RUSTC_BOOTSTRAP=1
 
 # No sanitizer: our crates forbid `unsafe`, so AddressSanitizer would watch only the
-# dependencies' unsafe code, at twice the build time and a third of the speed (fuzz/README.md).
-# 16 codegen units: cargo-fuzz's default of 1 makes the instrumented build several times
-# slower, for fuzzing a little faster. Debug assertions and overflow checks stay on.
-build_flags=(--sanitizer none --codegen-units 16)
+# dependencies' unsafe code, for a longer build and slower runs. A dev build (no
+# optimisation; debug assertions and overflow checks on): the instrumented release build of
+# these crates' dependencies takes about twice the CPU time, too long for CI. Figures in
+# fuzz/README.md.
+build_flags=(--sanitizer none --dev)
 
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then

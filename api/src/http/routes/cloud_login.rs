@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::http::cloud_signature::{CloudSigned, SignedByApp};
 use crate::http::extract::RequestContext;
-use crate::http::responses::{Internal, JsonBodyErrors};
+use crate::http::responses::PublicWriteErrors;
 use crate::http::state::AppState;
 use crate::http::ApiError;
 use crate::usecases::login::{self, WeChatIdentity};
@@ -60,8 +60,7 @@ pub struct CloudLoginRequest {
             `user_blocked`: an administrator blocked the user"),
         (status = 429, description = "`rate_limited`: this client sent too many bad signatures; wait",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        JsonBodyErrors,
-        Internal,
+        PublicWriteErrors,
     )
 )]
 async fn cloud_login(
