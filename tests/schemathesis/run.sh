@@ -83,7 +83,8 @@ tally="$work/tally.json"
 status=0
 # /v1/events/stream is left out: it is an endless Server-Sent Events response, which a
 # request/response fuzzer can only time out on (its refusals are covered by the test suite).
-PYTHONPATH="$here" SCHEMATHESIS_HOOKS=hooks \
+# From the temporary directory: schemathesis keeps its caches in the working directory.
+(cd "$work" && PYTHONPATH="$here" SCHEMATHESIS_HOOKS=hooks \
     FUZZ_SERVICE="$service" FUZZ_SIM="$sim" FUZZ_ADMIN_TOKEN="$admin_token" \
     FUZZ_APPIDS="$appid,wxd000000000000002" FUZZ_CLOUD_SECRET="$cloud_secret" \
     FUZZ_PUSH_TOKEN="$push_token" FUZZ_TALLY="$tally" \
@@ -95,7 +96,7 @@ PYTHONPATH="$here" SCHEMATHESIS_HOOKS=hooks \
     --request-timeout 10 \
     --no-color \
     --suppress-health-check all \
-    --output-sanitize true "$@" || status=$?
+    --output-sanitize true "$@") || status=$?
 
 if ! kill -0 "$service_pid" 2>/dev/null; then
     echo "identityd exited during the run:" >&2
