@@ -50,6 +50,16 @@ impl TimeCursor {
     }
 }
 
+/// Reads a client's `cursor` as the list queries do: the user list's for `kind` `'u'`, else the
+/// time-ordered list `kind`'s. Public for the fuzz targets (`fuzz/`), which must call the real
+/// reading.
+pub fn parse_cursor(kind: char, text: &str) -> Result<(), ProjectionError> {
+    match kind {
+        'u' => decode::<UserCursor>(text).map(drop),
+        _ => TimeCursor::decode_for(kind, text).map(drop),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -26,6 +26,7 @@ use infra::sql::PoolSettings;
 use serde::Serialize;
 use sqlx::Row;
 
+pub use cursor::parse_cursor;
 pub use error::ProjectionError;
 pub use queries::{
     AccountRecord, AuditFilter, AuditRecord, DailyStatsRecord, LoginFilter, LoginRecord, Page,

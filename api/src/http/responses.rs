@@ -88,9 +88,11 @@ single! {
 }
 
 single! {
-    /// 409 `conflict`: a write lost its races, or its user was erased meanwhile.
-    ConflictError: 409, "`conflict`: the record kept changing concurrently (retry), or the \
-        user's personal data was erased"
+    /// 409 `conflict`: a write lost its races, its user was erased meanwhile, or (a login)
+    /// WeChat names another unionid than the one the user holds.
+    ConflictError: 409, "`conflict`: the record kept changing concurrently (retry), the \
+        user's personal data was erased, or (a login) WeChat names another unionid than the \
+        one the user holds"
 }
 
 /// A set made of other sets: `sets! { /// doc  Name: A, B, … }`.

@@ -116,9 +116,10 @@ impl EncryptedData {
         let named = data
             .as_ref()
             .ok()
-            .and_then(|d| d["watermark"]["appid"].as_str())
-            .unwrap_or_default();
-        let watermark_ok = named.as_bytes().ct_eq(appid.as_bytes());
+            .and_then(|d| d["watermark"]["appid"].as_str());
+        // Data without a watermark names no app, not the app "" (found by the fuzz target).
+        let watermark_ok = Choice::from(u8::from(named.is_some()))
+            & named.unwrap_or_default().as_bytes().ct_eq(appid.as_bytes());
         match data {
             Ok(data) if bool::from(padding_ok & json_ok & watermark_ok) => Ok(data),
             _ => Err(UserDataError::Undecryptable),
@@ -243,6 +244,11 @@ mod tests {
         )
         .unwrap_err();
         assert!(stale.suggests_stale_session_key(), "{stale:?}");
+        let unmarked = encrypt(&json!({"nickName": "Band"}), iv, &session_key);
+        assert_eq!(
+            decrypt(&unmarked, &iv_b64, &session_key, ""),
+            Err(UserDataError::Undecryptable)
+        );
         let not_json = encrypt(&json!("just a string"), iv, &session_key);
         assert_eq!(
             decrypt(&not_json, &iv_b64, &session_key, "wx4f4bc4dec97d474b"),

@@ -11,7 +11,7 @@ use utoipa::ToSchema;
 
 use crate::http::cloud_signature::{CloudSigned, SignedByApp};
 use crate::http::extract::RequestContext;
-use crate::http::responses::JsonBodyErrors;
+use crate::http::responses::PublicWriteErrors;
 use crate::http::state::AppState;
 use crate::http::values;
 use crate::http::ApiError;
@@ -64,7 +64,7 @@ pub struct CloudLoginRequest {
             `user_blocked`: an administrator blocked the user"),
         (status = 429, description = "`rate_limited`: this client sent too many bad signatures; wait",
             headers(("Retry-After" = u64, description = "Seconds to wait before retrying"))),
-        JsonBodyErrors,
+        PublicWriteErrors,
     )
 )]
 async fn cloud_login(
