@@ -8,8 +8,8 @@ use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{Arg, Codec, Query, SqlRow};
 use crate::database_url::Backend;
-use crate::store::write_health::WriteHealth;
 use crate::sql::Liveness;
+use crate::store::write_health::WriteHealth;
 use crate::store::StoreError;
 
 /// How long `writes_work`'s probe write may take.
