@@ -1,5 +1,5 @@
 //! Warnings of a background task that retries often (the WAL checkpointer: ten times a second),
-//! rate-limited: while it keeps failing the same way, one warning at the first failure, then at
+//! rate-limited: while it keeps failing (whatever the error), one warning at the first failure, then at
 //! most one a minute with how many were left out, and one info line when it works again. A
 //! full disk for an hour is some 60 lines, not 36,000.
 

@@ -218,7 +218,9 @@ impl Liveness {
     {
         match read().await {
             Err(e) if crate::store::is_database_unavailable(&e) => {
-                self.distrust();
+                if crate::store::is_database_failure(&e) {
+                    self.distrust();
+                }
                 if !crate::store::is_connection_lost(&e) {
                     return Err(e);
                 }
@@ -233,7 +235,7 @@ impl Liveness {
     /// checkouts are tested.
     pub fn observe<T, E: std::error::Error + 'static>(&self, outcome: &Result<T, E>) {
         if let Err(e) = outcome {
-            if crate::store::is_database_unavailable(e) {
+            if crate::store::is_database_failure(e) {
                 self.distrust();
             }
         }

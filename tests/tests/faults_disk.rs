@@ -124,7 +124,7 @@ async fn a_full_disk_answers_503_and_heals_once_space_returns() {
     let checkpoint_warnings =
         logs.count("the WAL checkpoint failed") + logs.count("the WAL checkpoint still fails");
     assert!(
-        checkpoint_warnings <= 2,
+        (1..=2).contains(&checkpoint_warnings),
         "checkpoint warnings are rate-limited: {checkpoint_warnings}"
     );
 

@@ -83,7 +83,7 @@ pub enum ApiError {
     /// connection in time, SQLite busy or its disk full): retry. The cause is logged.
     #[error("the database is unavailable: retry shortly")]
     DatabaseUnavailable(#[source] anyhow::Error),
-    /// 503: a dependency (the database) does not answer; for `/readyz`.
+    /// 503: for `/readyz`: the database does not answer, or refuses writes.
     #[error("not ready: {0}")]
     NotReady(&'static str),
     /// 500: logged with its cause, answered without it.
@@ -416,7 +416,10 @@ mod tests {
 
     #[test]
     fn an_unavailable_database_is_a_503_to_retry_whatever_wraps_it() {
-        let lost = infra::store::StoreError::SharedWrite("the writer has stopped".into());
+        let lost = infra::store::StoreError::SharedWrite {
+            message: "the writer has stopped".into(),
+            unavailable: true,
+        };
         let err = UseCaseError::internal(anyhow::Error::new(lost).context("loading the user"));
         let api = ApiError::from(err);
         assert_eq!(

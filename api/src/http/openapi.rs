@@ -150,8 +150,8 @@ impl Modify for ValueSchemas {
 /// The answers of the edge, the same on every route, so no annotation has to repeat them: 408
 /// `request_timeout` everywhere but the event stream (which is exempt from the request
 /// timeout), 429 `rate_limited` wherever an API key is checked (too many failed
-/// authentications from the client), 503 `database_unavailable` wherever a 500 may be
-/// answered.
+/// authentications from the client). (503 `database_unavailable`, 413 and 500 come from
+/// `CommonResponses`.)
 struct EdgeResponses;
 
 impl Modify for EdgeResponses {
@@ -176,32 +176,8 @@ impl Modify for EdgeResponses {
             )
             .header("Retry-After", retry_after.clone())
             .build();
-        let unavailable = "`database_unavailable`: the database is unavailable for a moment \
-            (connection lost, server restarting, no connection within \
-            `IDENTITY_DATABASE_ACQUIRE_TIMEOUT_MS`, SQLite busy or full): retry after \
-            `Retry-After`";
-        let database = ResponseBuilder::new()
-            .description(unavailable)
-            .header("Retry-After", retry_after.clone())
-            .build();
         each_operation(openapi, |path, operation| {
             let responses = &mut operation.responses.responses;
-            // Whatever may fail inside (a 500) may find the database unavailable (a 503).
-            if responses.contains_key("500") {
-                match responses.get_mut("503") {
-                    Some(RefOr::T(other)) => {
-                        other.description = format!("{}; or {unavailable}", other.description);
-                        other
-                            .headers
-                            .entry("Retry-After".to_owned())
-                            .or_insert_with(|| retry_after.clone());
-                    }
-                    Some(RefOr::Ref(_)) => {}
-                    None => {
-                        responses.insert("503".to_owned(), database.clone().into());
-                    }
-                }
-            }
             if path != "/v1/events/stream" {
                 responses
                     .entry("408".to_owned())

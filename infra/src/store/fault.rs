@@ -25,13 +25,14 @@ pub fn is_database_unavailable(err: &(dyn Error + 'static)) -> bool {
         }
         // Variants whose cause is kept as text, not as a source (the error is `transparent`
         // or crossed a channel): their own kind decides.
-        if let Some(StoreError::SharedWrite(_)) = err.downcast_ref::<StoreError>() {
-            return true;
+        if let Some(StoreError::SharedWrite { unavailable, .. }) = err.downcast_ref::<StoreError>()
+        {
+            return *unavailable;
         }
-        if let Some(AppendError::Store(StoreError::SharedWrite(_))) =
+        if let Some(AppendError::Store(StoreError::SharedWrite { unavailable, .. })) =
             err.downcast_ref::<AppendError>()
         {
-            return true;
+            return *unavailable;
         }
         next = err.source();
     }
@@ -53,6 +54,27 @@ pub fn is_connection_lost(err: &(dyn Error + 'static)) -> bool {
                     .is_some_and(|pg| postgres_connection_lost(pg.code())),
                 _ => false,
             };
+        }
+        next = err.source();
+    }
+    false
+}
+
+/// The database itself failed or went away, as opposed to this process waiting too long for
+/// one of its own pooled connections. A flood of requests empties the pool without anything
+/// being wrong with the database: only a failure of the database makes a pool test its
+/// connections or readiness probe writes, so that a flood cannot feed on itself or take every
+/// instance out of rotation.
+pub fn is_database_failure(err: &(dyn Error + 'static)) -> bool {
+    is_database_unavailable(err) && !is_pool_wait(err)
+}
+
+/// The chain's cause is our pool having no connection in time (or being closed).
+fn is_pool_wait(err: &(dyn Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(err) = err.downcast_ref::<sqlx::Error>() {
+            return matches!(err, sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed);
         }
         next = err.source();
     }
@@ -170,10 +192,27 @@ mod tests {
         let wrapped = anyhow::Error::new(store).context("loading the user");
         assert!(is_database_unavailable(wrapped.as_ref()));
 
-        let shared = AppendError::Store(StoreError::SharedWrite("the writer stopped".into()));
-        assert!(is_database_unavailable(&shared));
+        let shared = |unavailable| {
+            AppendError::Store(StoreError::SharedWrite {
+                message: "the group failed".into(),
+                unavailable,
+            })
+        };
+        assert!(is_database_unavailable(&shared(true)));
+        // A group that failed for another reason (a bug) is that, for every member.
+        assert!(!is_database_unavailable(&shared(false)));
 
         let corrupt = anyhow::Error::new(StoreError::Corrupt("bad row".into())).context("x");
         assert!(!is_database_unavailable(corrupt.as_ref()));
+    }
+
+    #[test]
+    fn an_empty_pool_is_unavailable_but_not_a_failure_of_the_database() {
+        let waited = StoreError::Database(sqlx::Error::PoolTimedOut);
+        assert!(is_database_unavailable(&waited));
+        assert!(!is_database_failure(&waited));
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        let lost = StoreError::Database(sqlx::Error::Io(reset));
+        assert!(is_database_failure(&lost));
     }
 }

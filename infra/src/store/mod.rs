@@ -35,7 +35,7 @@ use crate::sql::PoolSettings;
 
 pub use attempts::AttemptCounter;
 pub use console_sessions::{ConsoleSessionBounds, ConsoleSessionStore, StoredConsoleSession};
-pub use fault::{is_connection_lost, is_database_unavailable, is_unavailable};
+pub use fault::{is_connection_lost, is_database_failure, is_database_unavailable, is_unavailable};
 pub use postgres::PostgresStore;
 pub use rejections::{LoginRejection, RejectionStore, FOLDED_IP, NO_IP};
 pub use signal::AppendWaiter;
@@ -209,8 +209,12 @@ pub enum StoreError {
     #[error("stored data is malformed: {0}")]
     Corrupt(String),
     /// A write committed together with others (SQLite's group commit) failed with them.
-    #[error("the transaction this write shared failed: {0}")]
-    SharedWrite(String),
+    ///
+    /// `unavailable` says whether the group's own error was the database's unavailability
+    /// (then every member answers 503, as the first does), judged where that error was seen:
+    /// the others get only its text.
+    #[error("the transaction this write shared failed: {message}")]
+    SharedWrite { message: String, unavailable: bool },
     #[error(transparent)]
     UnsupportedUrl(#[from] UnsupportedUrl),
 }

@@ -124,7 +124,10 @@ impl SqlStore for SqliteStore {
     /// Queued for the writer task, which commits it with the appends queued meanwhile.
     async fn write(&self, batch: AppendBatch) -> Result<Vec<RecordedEvent>, AppendError> {
         let (reply, appended) = tokio::sync::oneshot::channel();
-        let gone = || StoreError::SharedWrite("the SQLite writer has stopped".into());
+        let gone = || StoreError::SharedWrite {
+            message: "the SQLite writer has stopped".into(),
+            unavailable: true,
+        };
         self.appends
             .send(writer::Job { batch, reply })
             .await

@@ -13,7 +13,7 @@ use std::error::Error;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::fault::is_database_unavailable;
+use super::fault::is_database_failure;
 
 /// Shared by every clone of a store's pools.
 #[derive(Debug, Clone, Default)]
@@ -49,7 +49,7 @@ impl WriteHealth {
     }
 
     fn failed(&self, err: &(dyn Error + 'static)) {
-        if is_database_unavailable(err) && !self.failing.swap(true, Ordering::Relaxed) {
+        if is_database_failure(err) && !self.failing.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 error = %err,
                 "writes to the database fail: not ready until one succeeds"

@@ -42,7 +42,7 @@ async fn healthz() -> Json<Health> {
 /// How long readiness waits for the database in all (its answer, and a write when writes have
 /// been failing): an orchestrator's probe gets its 503 within a second, whether the server
 /// refuses connections, hangs, or its disk is full.
-const READY_WITHIN: Duration = Duration::from_millis(800);
+const READY_WITHIN: Duration = Duration::from_millis(700);
 
 /// Ready when the database answers and takes writes (on a full disk it may answer reads, yet
 /// no login can be written). Projection lag is reported, not judged: logins work whatever the
@@ -52,7 +52,7 @@ const READY_WITHIN: Duration = Duration::from_millis(800);
     path = "/readyz",
     tag = "ops",
     summary = "Readiness",
-    description = "Ready when the database answers and takes writes, within 0.8 s. Each read \
+    description = "Ready when the database answers and takes writes, within 0.7 s. Each read \
         model's position and lag are reported, not judged.",
     responses(
         (status = 200, description = "Ready", body = Readiness),

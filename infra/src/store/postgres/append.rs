@@ -48,12 +48,16 @@ pub(super) async fn write_group(
                 }
             }
             Err(e) => {
-                let shared = e.to_string();
+                let (message, unavailable) = (e.to_string(), crate::store::is_unavailable(&e));
+                let shared = || StoreError::SharedWrite {
+                    message: message.clone(),
+                    unavailable,
+                };
                 let mut first = Some(e);
                 for &i in &sent {
                     outcomes[i] = Some(Err(match first.take() {
                         Some(e) => failed(e, &group[i]),
-                        None => StoreError::SharedWrite(shared.clone()).into(),
+                        None => shared().into(),
                     }));
                 }
             }

@@ -46,7 +46,10 @@ impl GroupCommit {
         &self,
         prepared: PreparedAppend,
     ) -> Result<Vec<RecordedEvent>, AppendError> {
-        let gone = || StoreError::SharedWrite("the PostgreSQL append writer has stopped".into());
+        let gone = || StoreError::SharedWrite {
+            message: "the PostgreSQL append writer has stopped".into(),
+            unavailable: true,
+        };
         let (reply, appended) = oneshot::channel();
         self.jobs
             .send((prepared, reply))

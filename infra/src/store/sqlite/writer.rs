@@ -58,16 +58,17 @@ async fn commit_group(pool: &SqlitePool, jobs: impl Iterator<Item = Job>) {
         Ok(outcomes) => outcomes,
         Err(e) => {
             // The first job gets the error itself, the others its text.
-            let shared = e.to_string();
+            let (message, unavailable) = (e.to_string(), crate::store::is_unavailable(&e));
+            let shared = || StoreError::SharedWrite {
+                message: message.clone(),
+                unavailable,
+            };
             let mut first = Some(e);
             (0..prepared.len())
                 .map(|_| {
                     Err(first
                         .take()
-                        .map_or_else(
-                            || StoreError::SharedWrite(shared.clone()),
-                            StoreError::Database,
-                        )
+                        .map_or_else(shared, StoreError::Database)
                         .into())
                 })
                 .collect()
