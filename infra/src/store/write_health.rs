@@ -64,7 +64,8 @@ mod tests {
     use crate::store::StoreError;
 
     fn unavailable() -> Result<(), StoreError> {
-        Err(StoreError::Database(sqlx::Error::PoolTimedOut))
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        Err(StoreError::Database(sqlx::Error::Io(reset)))
     }
 
     #[test]
@@ -83,6 +84,9 @@ mod tests {
     fn the_requests_own_errors_say_nothing() {
         let health = WriteHealth::default();
         health.record(&Err::<(), _>(StoreError::Corrupt("bad row".into())));
+        assert!(!health.is_failing());
+        // A pool with no connection free in time: a flood of requests, not the database.
+        health.record(&Err::<(), _>(StoreError::Database(sqlx::Error::PoolTimedOut)));
         assert!(!health.is_failing());
         health.record(&unavailable());
         health.record(&Err::<(), _>(StoreError::Corrupt("bad row".into())));
