@@ -111,12 +111,16 @@ pub fn is_unavailable(err: &sqlx::Error) -> bool {
 
 /// PostgreSQL SQLSTATEs of an unavailable server: class 08 (connection exception), 53
 /// (insufficient resources: disk full, out of memory, too many connections), 57P01–57P05
-/// (shut down by an administrator or a crash, cannot connect now, idle session ended) and
-/// 58030 (I/O error).
+/// (shut down by an administrator or a crash, cannot connect now, idle session ended), 58030
+/// (I/O error) and 25006 (a read-only transaction: the server is a standby, as after a
+/// failover that moved the primary elsewhere).
 fn postgres_unavailable(sqlstate: &str) -> bool {
     sqlstate.starts_with("08")
         || sqlstate.starts_with("53")
-        || matches!(sqlstate, "57P01" | "57P02" | "57P03" | "57P05" | "58030")
+        || matches!(
+            sqlstate,
+            "57P01" | "57P02" | "57P03" | "57P05" | "58030" | "25006"
+        )
 }
 
 /// The SQLSTATEs of a session the server ended: class 08 (connection exception), 57P01
@@ -126,10 +130,12 @@ fn postgres_connection_lost(sqlstate: &str) -> bool {
 }
 
 /// SQLite result codes of an unavailable database, by primary code (the low byte of an
-/// extended code): BUSY 5, LOCKED 6, NOMEM 7, IOERR 10, FULL 13, CANTOPEN 14, PROTOCOL 15.
+/// extended code): BUSY 5, NOMEM 7, READONLY 8 (the file or its file system turned
+/// read-only), IOERR 10, FULL 13, CANTOPEN 14, PROTOCOL 15. Not LOCKED 6: a table locked
+/// within one connection is our own doing.
 fn sqlite_unavailable(code: &str) -> bool {
     code.parse::<i32>()
-        .is_ok_and(|code| matches!(code & 0xff, 5 | 6 | 7 | 10 | 13 | 14 | 15))
+        .is_ok_and(|code| matches!(code & 0xff, 5 | 7 | 8 | 10 | 13 | 14 | 15))
 }
 
 #[cfg(test)]
@@ -149,7 +155,7 @@ mod tests {
     #[test]
     fn postgres_codes_by_class() {
         for code in [
-            "08006", "08001", "57P01", "57P02", "57P03", "53300", "53100", "58030",
+            "08006", "08001", "57P01", "57P02", "57P03", "53300", "53100", "58030", "25006",
         ] {
             assert!(postgres_unavailable(code), "{code}");
         }
@@ -160,12 +166,12 @@ mod tests {
 
     #[test]
     fn sqlite_codes_by_primary_code() {
-        // BUSY, BUSY_SNAPSHOT (517), IOERR_WRITE (778), FULL, CANTOPEN.
-        for code in ["5", "517", "778", "13", "14"] {
+        // BUSY, BUSY_SNAPSHOT (517), READONLY, IOERR_WRITE (778), FULL, CANTOPEN.
+        for code in ["5", "517", "8", "778", "13", "14"] {
             assert!(sqlite_unavailable(code), "{code}");
         }
-        // CONSTRAINT_UNIQUE (2067), CORRUPT (11), ERROR (1), not a number.
-        for code in ["2067", "11", "1", "x"] {
+        // CONSTRAINT_UNIQUE (2067), CORRUPT (11), ERROR (1), LOCKED (6), not a number.
+        for code in ["2067", "11", "1", "6", "x"] {
             assert!(!sqlite_unavailable(code), "{code}");
         }
     }

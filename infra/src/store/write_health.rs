@@ -86,7 +86,9 @@ mod tests {
         health.record(&Err::<(), _>(StoreError::Corrupt("bad row".into())));
         assert!(!health.is_failing());
         // A pool with no connection free in time: a flood of requests, not the database.
-        health.record(&Err::<(), _>(StoreError::Database(sqlx::Error::PoolTimedOut)));
+        health.record(&Err::<(), _>(StoreError::Database(
+            sqlx::Error::PoolTimedOut,
+        )));
         assert!(!health.is_failing());
         health.record(&unavailable());
         health.record(&Err::<(), _>(StoreError::Corrupt("bad row".into())));

@@ -182,6 +182,7 @@ async fn stream(
         key: KeyWatch {
             caller: scoped.caller,
             next_check: Instant::now() + KEY_CHECK,
+            confirmed_at: Instant::now(),
             _slot: slot,
         },
         after,
@@ -200,6 +201,8 @@ async fn stream(
 /// How often an open stream asks the database whether its API key still holds: a revoked key's
 /// streams end within this time (plus one idle pause), on every instance.
 const KEY_CHECK: Duration = Duration::from_secs(5);
+/// How long a stream outlives its last successful key check while the database is unavailable.
+const KEY_CHECK_GRACE: Duration = Duration::from_secs(30);
 /// How soon a key check the database could not answer is tried again.
 const KEY_RECHECK: Duration = Duration::from_secs(1);
 
@@ -207,6 +210,10 @@ const KEY_RECHECK: Duration = Duration::from_secs(1);
 struct KeyWatch {
     caller: ApiCaller,
     next_check: Instant,
+    /// When the key was last found valid: past `KEY_CHECK_GRACE` without a successful check
+    /// (the database unavailable meanwhile) the stream ends, so that a revoked key's stream
+    /// cannot live on through an outage, or a pool kept busy on purpose.
+    confirmed_at: Instant,
     _slot: StreamSlot,
 }
 
@@ -219,12 +226,17 @@ impl KeyWatch {
         }
         self.next_check = Instant::now() + KEY_CHECK;
         match self.caller.still_holds(store, Scope::EventsRead).await {
-            Ok(true) => true,
+            Ok(true) => {
+                self.confirmed_at = Instant::now();
+                true
+            }
             Ok(false) => {
                 tracing::info!(key_id = %self.caller.key_id, "API key revoked; ending its event stream");
                 false
             }
-            Err(error) if error.is_unavailable() => {
+            Err(error)
+                if error.is_unavailable() && self.confirmed_at.elapsed() < KEY_CHECK_GRACE =>
+            {
                 // The database is down for a moment: keep the stream, check again soon.
                 tracing::warn!(%error, "cannot check an event stream's API key now; retrying");
                 self.next_check = Instant::now() + KEY_RECHECK;
