@@ -5,6 +5,7 @@
 
 mod answers;
 pub mod browser;
+mod captured;
 mod cloud;
 mod conformance;
 pub mod console;
@@ -15,6 +16,7 @@ mod streams;
 mod world;
 
 pub use answers::*;
+pub use captured::Captured;
 pub use cloud::Signed;
 pub use log::database_text;
 pub use requests::{Call, Login};

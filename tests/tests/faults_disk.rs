@@ -10,10 +10,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use identity_tests::{json_of, Login, World, APP_A, APP_B};
+use identity_tests::{json_of, Captured, Login, World, APP_A, APP_B};
 use reqwest::Response;
 use serde_json::Value;
 
@@ -280,39 +279,8 @@ impl Drop for SmallDisk {
     }
 }
 
-/// Every log line of this test binary (warnings, and the store's and checkpointer's info).
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Captured {
-    fn count(&self, text: &str) -> usize {
-        let bytes = self.0.lock().expect("log buffer");
-        String::from_utf8_lossy(&bytes).matches(text).count()
-    }
-}
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        // Shown with the test's output (on failure, or with --nocapture).
-        eprint!("{}", String::from_utf8_lossy(buf));
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
+/// Every log line of this test binary (warnings, and the store's and checkpointer's info),
+/// shown with the test's output too.
 fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("warn,infra=info")
-            .with_ansi(false)
-            .with_writer(move || writer.clone())
-            .init();
-        captured
-    })
+    Captured::install("warn,infra=info", true)
 }

@@ -2,11 +2,10 @@
 //! database files in clear. Logs are captured for this whole test binary at debug level.
 
 use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use identity_tests::{both_backends, World, APP_A, APP_B};
+use identity_tests::{both_backends, Captured, World, APP_A, APP_B};
 
 both_backends!(Logged: keeps_secrets_out_of_everything);
 
@@ -20,30 +19,8 @@ impl testkit::Fixture for Logged {
     }
 }
 
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().expect("log buffer").extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 fn logs() -> &'static Captured {
-    static LOGS: OnceLock<Captured> = OnceLock::new();
-    LOGS.get_or_init(|| {
-        let captured = Captured::default();
-        let writer = captured.clone();
-        tracing_subscriber::fmt()
-            .with_env_filter("debug")
-            .with_writer(move || writer.clone())
-            .init();
-        captured
-    })
+    Captured::install("debug", false)
 }
 
 /// Logs in a few times and returns every session key WeChat handed out, with the responses.
@@ -128,5 +105,5 @@ async fn keeps_secrets_out_of_everything(Logged(world): Logged) {
         "read the database, the events table included"
     );
     assert_absent(&stored, &needles, "the database");
-    assert_absent(&logs.0.lock().expect("logs"), &needles, "the logs");
+    assert_absent(logs.text().as_bytes(), &needles, "the logs");
 }
