@@ -147,7 +147,7 @@ pub async fn open_pool<DB: Database>(
     loop {
         match pool.acquire().await {
             Ok(_) => return Ok(pool),
-            Err(e) if crate::store::is_unavailable(&e) && Instant::now() < deadline => {
+            Err(e) if crate::store::is_sqlx_unavailable(&e) && Instant::now() < deadline => {
                 tracing::info!(error = %e, "waiting for the database");
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
@@ -313,7 +313,7 @@ mod tests {
             .expect("a free port")
             .port();
         let (error, took) = open_on(port).await;
-        assert!(crate::store::is_unavailable(&error), "{error:?}");
+        assert!(crate::store::is_sqlx_unavailable(&error), "{error:?}");
         assert!(took < Duration::from_secs(1), "{took:?}");
     }
 
@@ -333,7 +333,7 @@ mod tests {
         });
         let (error, took) = open_on(port).await;
         held.abort();
-        assert!(crate::store::is_unavailable(&error), "{error:?}");
+        assert!(crate::store::is_sqlx_unavailable(&error), "{error:?}");
         assert!(took < Duration::from_secs(1), "{took:?}");
     }
 

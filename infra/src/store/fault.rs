@@ -19,7 +19,7 @@ pub fn is_database_unavailable(err: &(dyn Error + 'static)) -> bool {
     let mut next = Some(err);
     while let Some(err) = next {
         if let Some(err) = err.downcast_ref::<sqlx::Error>() {
-            if is_unavailable(err) {
+            if is_sqlx_unavailable(err) {
                 return true;
             }
         }
@@ -89,7 +89,7 @@ impl StoreError {
 }
 
 /// One sqlx error, by kind and, for a server's error, by its code.
-pub fn is_unavailable(err: &sqlx::Error) -> bool {
+pub(crate) fn is_sqlx_unavailable(err: &sqlx::Error) -> bool {
     match err {
         sqlx::Error::Io(_)
         | sqlx::Error::Tls(_)
@@ -145,11 +145,11 @@ mod tests {
     #[test]
     fn lost_connections_and_exhausted_pools_are_unavailable() {
         let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        assert!(is_unavailable(&sqlx::Error::Io(reset)));
-        assert!(is_unavailable(&sqlx::Error::PoolTimedOut));
-        assert!(is_unavailable(&sqlx::Error::PoolClosed));
-        assert!(!is_unavailable(&sqlx::Error::RowNotFound));
-        assert!(!is_unavailable(&sqlx::Error::Protocol("bad".into())));
+        assert!(is_sqlx_unavailable(&sqlx::Error::Io(reset)));
+        assert!(is_sqlx_unavailable(&sqlx::Error::PoolTimedOut));
+        assert!(is_sqlx_unavailable(&sqlx::Error::PoolClosed));
+        assert!(!is_sqlx_unavailable(&sqlx::Error::RowNotFound));
+        assert!(!is_sqlx_unavailable(&sqlx::Error::Protocol("bad".into())));
     }
 
     #[test]

@@ -48,7 +48,7 @@ pub(super) async fn write_group(
                 }
             }
             Err(e) => {
-                let (message, unavailable) = (e.to_string(), crate::store::is_unavailable(&e));
+                let (message, unavailable) = (e.to_string(), crate::store::is_sqlx_unavailable(&e));
                 let shared = || StoreError::SharedWrite {
                     message: message.clone(),
                     unavailable,

@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::append::{self, Failure, Written};
-use crate::store::fault::is_unavailable;
+use crate::store::fault::is_sqlx_unavailable;
 use crate::store::prepared::PreparedAppend;
 use crate::store::{AppendBatch, AppendError, RecordedEvent, StoreError};
 
@@ -58,7 +58,7 @@ async fn commit_group(pool: &SqlitePool, jobs: impl Iterator<Item = Job>) {
         Ok(outcomes) => outcomes,
         Err(e) => {
             // The first job gets the error itself, the others its text.
-            let (message, unavailable) = (e.to_string(), crate::store::is_unavailable(&e));
+            let (message, unavailable) = (e.to_string(), crate::store::is_sqlx_unavailable(&e));
             let shared = || StoreError::SharedWrite {
                 message: message.clone(),
                 unavailable,
@@ -159,7 +159,7 @@ async fn write_isolated(
 /// transaction is replaced (`sql::checked_pool`).
 fn unless_database(e: AppendError) -> Result<AppendError, sqlx::Error> {
     match e {
-        AppendError::Store(StoreError::Database(e)) if is_unavailable(&e) => Err(e),
+        AppendError::Store(StoreError::Database(e)) if is_sqlx_unavailable(&e) => Err(e),
         e => Ok(e),
     }
 }
