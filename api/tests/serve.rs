@@ -199,7 +199,16 @@ fn the_connection_cap_is_fitted_under_the_open_files_limit() {
 
 /// Starts `command` and reads its log (standard error) until a line contains `needle` (30 s
 /// at most between lines), then stops it: the lines read.
-fn lines_until(mut command: Command, needle: &str) -> Vec<String> {
+fn lines_until(command: Command, needle: &str) -> Vec<String> {
+    let (mut child, read) = started_until(command, needle);
+    let _ = child.kill();
+    let _ = child.wait();
+    read
+}
+
+/// Starts `command` and reads its log (standard error) until a line contains `needle` (30 s at
+/// most between lines): the process, still running, and the lines read.
+fn started_until(mut command: Command, needle: &str) -> (std::process::Child, Vec<String>) {
     let mut child = command.stderr(Stdio::piped()).spawn().expect("starts");
     let log = child.stderr.take().expect("stderr");
     let (lines, received) = mpsc::channel();
@@ -216,7 +225,37 @@ fn lines_until(mut command: Command, needle: &str) -> Vec<String> {
             break;
         }
     }
+    (child, read)
+}
+
+/// The service runs on jemalloc with its background thread, which gives memory freed after a
+/// burst back to the system on a timer (see `main.rs`); the system allocator kept it for good.
+#[cfg(target_os = "linux")]
+#[test]
+fn serve_runs_jemalloc_with_its_background_thread() {
+    let command = identityd(
+        &["serve"],
+        &[("IDENTITY_ADMIN_TOKEN", STRONG), ("RUST_LOG", "info")],
+    );
+    let (mut child, lines) = started_until(command, "identityd listening");
+    let threads = std::fs::read_dir(format!("/proc/{}/task", child.id()))
+        .map(|tasks| {
+            tasks
+                .filter_map(|task| std::fs::read_to_string(task.ok()?.path().join("comm")).ok())
+                .map(|name| name.trim().to_owned())
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
     let _ = child.kill();
     let _ = child.wait();
-    read
+    assert!(
+        lines
+            .iter()
+            .any(|line| line.contains("identityd listening")),
+        "identityd did not start: {lines:?}"
+    );
+    assert!(
+        threads.iter().any(|name| name.starts_with("jemalloc_bg")),
+        "no allocator background thread among {threads:?}"
+    );
 }

@@ -405,7 +405,7 @@ async fn measure(
         // Login load, on a fresh database, with the memory it takes.
         let service = Service::start(mode, db, &sim).await?;
         let mut server = match out.backend {
-            Backend::Postgres => Some(PgServer::connect(&db.url).await?),
+            Backend::Postgres => Some(PgServer::connect(&db.url).await?.attributing_wal().await),
             Backend::Sqlite => None,
         };
         let target = login::Target {

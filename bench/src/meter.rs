@@ -26,9 +26,12 @@ pub async fn level(
         Some(s) => s.wal().await,
         None => None,
     };
-    level.wal = wal_before
-        .zip(wal_after)
-        .and_then(|(a, b)| a.per_unit(&b, level.logins));
+    if let (Some(server), Some(before), Some(after)) = (server, &wal_before, &wal_after) {
+        level.wal = before.per_unit(after, level.logins);
+        if let Some(wal) = level.wal.as_mut() {
+            wal.by_relation = server.wal_by_relation(before, after, level.logins).await;
+        }
+    }
     let postgres = level
         .cpu
         .as_ref()
@@ -43,5 +46,18 @@ pub async fn level(
         "  {:.0} logins/s, p99 {:.2} ms, {} errors{postgres}{wal}",
         level.logins_per_sec, level.login.p99_ms, level.errors
     );
+    if let Some(rows) = level.wal.as_ref().and_then(|w| w.by_relation.as_ref()) {
+        let top: Vec<String> = rows
+            .iter()
+            .take(6)
+            .map(|r| {
+                format!(
+                    "{} {:.0} ({:.0} in full pages)",
+                    r.relation, r.bytes_per_login, r.full_page_bytes_per_login
+                )
+            })
+            .collect();
+        eprintln!("    WAL bytes/login by relation: {}", top.join(", "));
+    }
     level
 }

@@ -40,6 +40,10 @@ pub struct Prefilled {
     /// The read models rebuilt over the log (one run), before the service started.
     pub rebuild: Replay,
     pub level: LevelResult,
+    /// PostgreSQL: the level again, after a checkpoint, with the service's sessions writing
+    /// compressed full-page images (`wal_compression = lz4`, a server setting a deployment
+    /// would set in `postgresql.conf`).
+    pub level_wal_lz4: Option<LevelResult>,
     /// The same number of virtual users on the empty database (the login part's level).
     pub empty_logins_per_sec: Option<f64>,
     /// `level.logins_per_sec / empty_logins_per_sec`: issue 14 wants ≥ 0.9.
@@ -132,7 +136,7 @@ async fn on(
     let service = Service::start(setup.mode, db, setup.sim).await?;
     replay::caught_up(&service.database_url).await?;
     let mut server = match setup.backend {
-        Backend::Postgres => Some(PgServer::connect(&db.url).await?),
+        Backend::Postgres => Some(PgServer::connect(&db.url).await?.attributing_wal().await),
         Backend::Sqlite => None,
     };
     let target = login::Target {
@@ -157,6 +161,20 @@ async fn on(
         seconds: began.elapsed().as_secs_f64(),
     });
     service.stop().await;
+    let level_wal_lz4 = match server.as_mut() {
+        Some(server) => {
+            let began = Instant::now();
+            let level = wal_lz4_level(db, setup, server, &target, concurrency, duration).await;
+            timings.push(Timing {
+                part: format!("{name}: login on the pre-filled database, wal_compression = lz4"),
+                seconds: began.elapsed().as_secs_f64(),
+            });
+            level
+                .map_err(|e| eprintln!("{name}: no level with wal_compression = lz4: {e:#}"))
+                .ok()
+        }
+        None => None,
+    };
     let empty_logins_per_sec = empty.map(|e| e.logins_per_sec);
     Ok(Prefilled {
         ratio: empty_logins_per_sec
@@ -165,8 +183,43 @@ async fn on(
         generated,
         rebuild,
         level,
+        level_wal_lz4,
         empty_logins_per_sec,
     })
+}
+
+/// The pre-filled level again from the same state (a checkpoint first: every page's next
+/// change logs a full-page image again), the service's sessions writing those images
+/// compressed. Its new people get names of their own: the first level's are stored now.
+/// Refused where the service's role may not set `wal_compression` or the server was built
+/// without lz4.
+async fn wal_lz4_level(
+    db: &Database,
+    setup: &Setup<'_>,
+    server: &mut PgServer,
+    target: &login::Target,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<LevelResult> {
+    server.checkpoint().await?;
+    let compressed = db.with_session_setting("wal_compression", "lz4");
+    let service = Service::start(setup.mode, &compressed, setup.sim).await?;
+    let target = login::Target {
+        run: format!("{}z", target.run),
+        ..target.clone()
+    };
+    eprintln!(
+        "{}: the same level with wal_compression = lz4",
+        setup.backend.name()
+    );
+    let level = meter::level(
+        &service,
+        Some(server),
+        login::closed_loop(&target, concurrency, duration),
+    )
+    .await;
+    service.stop().await;
+    Ok(level)
 }
 
 /// Brings the freshly written database to the state a running deployment's is in: planner

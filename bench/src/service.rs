@@ -19,6 +19,8 @@ use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::pgserver::StandInAutoanalyze;
+
 /// Two apps of one Open Platform account: a person logging into both becomes one user with
 /// two WeChat accounts (`WeChatAccountLinked`).
 pub const APP_A: &str = "wxbe00000000000001";
@@ -95,6 +97,18 @@ impl Database {
         }
     }
 
+    /// The same PostgreSQL database, its sessions run with `setting = value` (a per-session
+    /// server setting, `-c` in the startup options); removed with the original only. sqlx joins
+    /// repeated `options` parameters with a space, so this adds to the schema's `search_path`.
+    pub fn with_session_setting(&self, setting: &str, value: &str) -> Self {
+        let separator = if self.url.contains('?') { '&' } else { '?' };
+        Self {
+            url: format!("{}{separator}options=-c%20{setting}%3D{value}", self.url),
+            master_key: self.master_key.clone(),
+            cleanup: Cleanup::Nothing,
+        }
+    }
+
     /// Deletes the file or drops the schema (best effort).
     pub async fn remove(self) {
         match self.cleanup {
@@ -160,6 +174,8 @@ pub struct Service {
     pub base: String,
     pub database_url: String,
     running: Running,
+    /// PostgreSQL without autovacuum: the bench analyzes for it while the service runs.
+    _autoanalyze: Option<StandInAutoanalyze>,
 }
 
 enum Running {
@@ -221,10 +237,17 @@ impl Service {
             }
         };
         let database_url = db.url.clone();
+        let autoanalyze = match infra::database_url::DatabaseUrl::parse(&db.url) {
+            Ok(url) if url.backend() == Backend::Postgres => {
+                StandInAutoanalyze::start_if_needed(&db.url).await
+            }
+            _ => None,
+        };
         Self {
             base,
             database_url,
             running,
+            _autoanalyze: autoanalyze,
         }
         .until_healthy()
         .await

@@ -311,3 +311,70 @@ async fn sim_endpoints_validate_their_input() {
         assert!(answer["error"].is_string(), "{answer}");
     }
 }
+
+/// A burst of calls opens a connection per call in flight. Once it is over the client keeps a
+/// bounded number of them for reuse and closes the rest, instead of holding every one (and its
+/// buffers) until it has idled for minutes.
+#[tokio::test]
+async fn a_burst_leaves_a_bounded_number_of_connections_open() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::sync::Arc;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const BURST: usize = 150;
+    const KEPT_AT_MOST: usize = infra::wechat::IDLE_CONNECTIONS;
+    let open = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let base = format!("http://{}/", listener.local_addr().expect("address"));
+    let (counted, peak) = (open.clone(), most.clone());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let now = counted.fetch_add(1, SeqCst) + 1;
+            peak.fetch_max(now, SeqCst);
+            let open = counted.clone();
+            tokio::spawn(async move {
+                // One keep-alive connection: each request answered after a pause, so that the
+                // burst's calls overlap; ends when the client closes it. No pipelining (hyper's
+                // client does not pipeline): what follows a request's head is dropped.
+                let body = r#"{"openid": "oAAAAAAAAAAAAAAAAAAAAAAAAAAA", "session_key": "HyVFkGl5F5OQWJZZaNzBBg=="}"#;
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while let Ok(n @ 1..) = socket.read(&mut buf).await {
+                    request.extend_from_slice(&buf[..n]);
+                    if request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        request.clear();
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        if socket.write_all(answer.as_bytes()).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                open.fetch_sub(1, SeqCst);
+            });
+        }
+    });
+    // Generous: 150 connections opened at once in a debug build on a busy machine.
+    let client = WeChatClient::new(&base, client_config(Duration::from_secs(10))).expect("client");
+    let code = WeChatCode::parse("any").expect("code");
+    let calls = (0..BURST).map(|_| client.code_to_session(&creds(APP_A), &code));
+    for result in futures::future::join_all(calls).await {
+        result.expect("session");
+    }
+    assert!(
+        most.load(SeqCst) > KEPT_AT_MOST,
+        "the burst did not need more connections than are kept: {most:?}"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while open.load(SeqCst) > KEPT_AT_MOST && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        open.load(SeqCst) <= KEPT_AT_MOST,
+        "{open:?} connections still open after a burst of {BURST}"
+    );
+}

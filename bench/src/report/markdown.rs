@@ -80,6 +80,13 @@ pub fn markdown(r: &Results) -> String {
                 num(l.logins_per_sec), l.login.p50_ms, l.login.p95_ms, l.login.p99_ms, l.me.p50_ms, l.me.p99_ms, l.new_users, l.errors);
         }
         cpu_table(&mut out, b.login.iter().chain(b.paced.iter()));
+        let busiest = b
+            .login
+            .iter()
+            .max_by(|x, y| x.logins_per_sec.total_cmp(&y.logins_per_sec));
+        if let Some(l) = busiest {
+            wal_by_relation(&mut out, l);
+        }
         for l in b
             .login
             .iter()
@@ -208,6 +215,30 @@ fn cpu_table<'a>(out: &mut String, levels: impl Iterator<Item = &'a LevelResult>
     }
 }
 
+/// A level's WAL by relation (`pg_walinspect`), where the level measured it.
+fn wal_by_relation(out: &mut String, l: &LevelResult) {
+    let Some(rows) = l.wal.as_ref().and_then(|w| w.by_relation.as_ref()) else {
+        return;
+    };
+    let _ = writeln!(
+        out,
+        "\nWAL per login by relation at {} virtual users (a record counts for its first block's \
+         relation; full-page images are part of the bytes):\n\n\
+         | relation | records | bytes | of which full-page images |\n|---|---|---|---|",
+        l.concurrency
+    );
+    for r in rows {
+        let _ = writeln!(
+            out,
+            "| {} | {:.2} | {} | {} |",
+            r.relation,
+            r.records_per_login,
+            num(r.bytes_per_login),
+            num(r.full_page_bytes_per_login)
+        );
+    }
+}
+
 /// The login level on the pre-filled database, and what the database held.
 fn prefilled(out: &mut String, p: &crate::prefilled::Prefilled) {
     let g = &p.generated;
@@ -237,6 +268,22 @@ fn prefilled(out: &mut String, p: &crate::prefilled::Prefilled) {
         p.ratio.map_or("–".into(), |r| format!("{r:.2}×")),
     );
     cpu_table(out, std::iter::once(l));
+    wal_by_relation(out, l);
+    if let Some(c) = &p.level_wal_lz4 {
+        let _ = writeln!(
+            out,
+            "\nThe same level again after a checkpoint, the service's sessions with \
+             `wal_compression = lz4`: **{}/s** (p99 {:.2} ms, {} errors).",
+            num(c.logins_per_sec),
+            c.login.p99_ms,
+            c.errors
+        );
+        cpu_table(out, std::iter::once(c));
+        wal_by_relation(out, c);
+        if !c.error_samples.is_empty() {
+            let _ = writeln!(out, "\nerrors (lz4): {}", c.error_samples.join("; "));
+        }
+    }
     if !l.error_samples.is_empty() {
         let _ = writeln!(out, "\nerrors: {}", l.error_samples.join("; "));
     }

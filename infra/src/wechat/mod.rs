@@ -16,7 +16,9 @@ mod session_key;
 pub mod sim;
 pub mod user_data;
 
-pub use client::{AppCredentials, Code2Session, WeChatClient, WeChatClientConfig};
+pub use client::{
+    AppCredentials, Code2Session, WeChatClient, WeChatClientConfig, IDLE_CONNECTIONS,
+};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use content::{TextVerdict, TraceId, Verdict};
 pub use error::WeChatError;
