@@ -211,8 +211,9 @@ impl WalSample {
 /// statements planned while the schema's tables were small keep those plans: a login's read of
 /// its streams then scans the whole log (22k sequential scans of `events` in 2.5 minutes of a
 /// soak), so every login gets slower as the log grows and the levels measure that instead.
-/// Analyzes the tables autovacuum would (more than 50 rows + 10 % changed since the last
-/// `ANALYZE`), every 10 s, until dropped.
+/// Only analyzes (never vacuums), with autovacuum's default rule read from the statistics
+/// views (more than 50 rows + 10 % of the live ones changed since the last `ANALYZE`), every
+/// 10 s, until dropped.
 pub struct StandInAutoanalyze(tokio::task::JoinHandle<()>);
 
 impl StandInAutoanalyze {
@@ -230,18 +231,27 @@ impl StandInAutoanalyze {
         Some(Self(tokio::spawn(async move {
             loop {
                 tokio::time::sleep(std::time::Duration::from_secs(10)).await;
-                let due: Vec<String> = sqlx::query_scalar(
+                let due: Vec<String> = match sqlx::query_scalar(
                     "SELECT format('%I.%I', schemaname, relname) FROM pg_stat_user_tables \
                      WHERE schemaname = current_schema() \
                        AND n_mod_since_analyze > 50 + 0.1 * n_live_tup",
                 )
                 .fetch_all(&mut conn)
                 .await
-                .unwrap_or_default();
+                {
+                    Ok(due) => due,
+                    Err(e) => {
+                        eprintln!("  stand-in ANALYZE stopped: {e}");
+                        return;
+                    }
+                };
                 for table in due {
-                    let _ = sqlx::query(&format!("ANALYZE {table}"))
+                    if let Err(e) = sqlx::query(&format!("ANALYZE {table}"))
                         .execute(&mut conn)
-                        .await;
+                        .await
+                    {
+                        eprintln!("  stand-in ANALYZE of {table}: {e}");
+                    }
                 }
             }
         })))

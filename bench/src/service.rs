@@ -40,6 +40,10 @@ pub struct Database {
     /// Shared by every start of the service on this database (it seals the signing keys).
     pub master_key: String,
     cleanup: Cleanup,
+    /// The bench made it, so a service on it gets [`StandInAutoanalyze`] where the server
+    /// runs without autovacuum; not on the caller's databases (`pg-budget` measures the
+    /// service's own cost on a server without autovacuum on purpose).
+    stand_in_autoanalyze: bool,
 }
 
 enum Cleanup {
@@ -85,6 +89,7 @@ impl Database {
             url,
             master_key,
             cleanup,
+            stand_in_autoanalyze: backend == Backend::Postgres,
         })
     }
 
@@ -94,6 +99,7 @@ impl Database {
             url,
             master_key: MasterKey::generate().to_base64().expose_secret().to_owned(),
             cleanup: Cleanup::Nothing,
+            stand_in_autoanalyze: false,
         }
     }
 
@@ -106,6 +112,7 @@ impl Database {
             url: format!("{}{separator}options=-c%20{setting}%3D{value}", self.url),
             master_key: self.master_key.clone(),
             cleanup: Cleanup::Nothing,
+            stand_in_autoanalyze: self.stand_in_autoanalyze,
         }
     }
 
@@ -237,11 +244,9 @@ impl Service {
             }
         };
         let database_url = db.url.clone();
-        let autoanalyze = match infra::database_url::DatabaseUrl::parse(&db.url) {
-            Ok(url) if url.backend() == Backend::Postgres => {
-                StandInAutoanalyze::start_if_needed(&db.url).await
-            }
-            _ => None,
+        let autoanalyze = match db.stand_in_autoanalyze {
+            true => StandInAutoanalyze::start_if_needed(&db.url).await,
+            false => None,
         };
         Self {
             base,
