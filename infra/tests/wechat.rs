@@ -361,7 +361,8 @@ async fn a_burst_leaves_a_bounded_number_of_connections_open() {
     // Generous: 150 connections opened at once in a debug build on a busy machine.
     let client = WeChatClient::new(&base, client_config(Duration::from_secs(10))).expect("client");
     let code = WeChatCode::parse("any").expect("code");
-    let calls = (0..BURST).map(|_| client.code_to_session(&creds(APP_A), &code));
+    let app = creds(APP_A);
+    let calls = (0..BURST).map(|_| client.code_to_session(&app, &code));
     for result in futures::future::join_all(calls).await {
         result.expect("session");
     }
