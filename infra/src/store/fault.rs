@@ -70,7 +70,7 @@ pub fn is_database_failure(err: &(dyn Error + 'static)) -> bool {
 }
 
 /// The chain's cause is our pool having no connection in time (or being closed).
-fn is_pool_wait(err: &(dyn Error + 'static)) -> bool {
+pub(crate) fn is_pool_wait(err: &(dyn Error + 'static)) -> bool {
     let mut next = Some(err);
     while let Some(err) = next {
         if let Some(err) = err.downcast_ref::<sqlx::Error>() {

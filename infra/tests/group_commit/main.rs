@@ -23,6 +23,7 @@ use tokio::sync::Barrier;
 use uuid::Uuid;
 
 mod held;
+mod outage;
 
 /// The tests of this binary one at a time: the held tests take the position reservation's
 /// advisory lock, which is one for the whole database (migration 0001), so another test's

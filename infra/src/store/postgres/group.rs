@@ -9,12 +9,18 @@
 //! (the connection lost) fails every append in it. Each caller is answered once the group has
 //! committed (or failed). The call runs in this task, not the caller's: a caller that goes
 //! away cannot cut it short, and its append stands (or not) all the same.
+//!
+//! A call that found no connection within the pool's acquire timeout (the server is down)
+//! fails the appends that queued meanwhile with it: each would otherwise wait for that call
+//! and then as long again for its own, and a request's 503 would take two acquire timeouts
+//! or more instead of one.
 
 use sqlx::postgres::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
 use super::append::write_group;
 use crate::sql::Liveness;
+use crate::store::fault::is_pool_wait;
 use crate::store::prepared::PreparedAppend;
 use crate::store::{AppendError, RecordedEvent, StoreError};
 
@@ -80,9 +86,26 @@ async fn writer(
         for outcome in &outcomes {
             liveness.observe(outcome);
         }
+        let waited_out = outcomes
+            .iter()
+            .any(|outcome| outcome.as_ref().is_err_and(|e| is_pool_wait(e)));
         for ((prepared, reply), outcome) in group.into_iter().zip(replies).zip(outcomes) {
             // The caller may have gone away; its append stands (or not) all the same.
             let _ = reply.send(outcome.map(|written| prepared.into_records(written)));
         }
+        if waited_out {
+            fail_queued(&mut queue);
+        }
+    }
+}
+
+/// Answers every append queued now as unavailable, unwritten (see the module).
+fn fail_queued(queue: &mut mpsc::Receiver<(PreparedAppend, Reply)>) {
+    while let Ok((_, reply)) = queue.try_recv() {
+        let _ = reply.send(Err(StoreError::SharedWrite {
+            message: "no database connection came in time for the appends queued before it".into(),
+            unavailable: true,
+        }
+        .into()));
     }
 }
