@@ -295,12 +295,10 @@ async fn a_stop_answers_quick_503s_and_everything_heals_when_the_server_is_back(
         (up - starting).as_secs_f64(),
         to_first.as_secs_f64(),
     );
-    let slowest_answer = unavailable.iter().max_by_key(|a| a.took);
     assert!(
         slowest(&unavailable) <= UNAVAILABLE_WITHIN,
-        "a 503 took {:?} ({slowest_answer:?}, sent {:?} after the stop)",
-        slowest(&unavailable),
-        slowest_answer.map(|a| a.sent.saturating_duration_since(down)),
+        "the slowest 503: {:?}",
+        unavailable.iter().max_by_key(|a| a.took)
     );
     assert_eq!(ready_down, 503, "/readyz while the database is down");
     assert!(

@@ -45,6 +45,9 @@ pub struct SqliteStore {
     path: std::path::PathBuf,
 }
 
+/// How long a statement waits for a lock another connection holds (SQLite's busy handler).
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl SqliteStore {
     /// Opens (creating if missing) the database file named by `sqlite://path` or `sqlite:path`,
     /// and runs the migrations. (An in-memory database is no `DatabaseUrl`: the two pools would
@@ -62,7 +65,7 @@ impl SqliteStore {
             // Deleted rows (an erased user's data key, a released claim) are overwritten with
             // zeros, not left in free pages of the file.
             .pragma("secure_delete", "ON")
-            .busy_timeout(Duration::from_secs(5));
+            .busy_timeout(BUSY_TIMEOUT);
         let path = options.get_filename().to_path_buf();
         let write = crate::sql::checked_pool(SqlitePoolOptions::new())
             .max_connections(1)

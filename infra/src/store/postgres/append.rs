@@ -47,6 +47,13 @@ pub(super) async fn write_group(
                     outcomes[*i] = Some(checked(result, &group[*i]));
                 }
             }
+            // No connection in time: nothing was sent, each append failed the same way, and
+            // says so (a wait for the pool, not a failure of the database).
+            Err(sqlx::Error::PoolTimedOut) => {
+                for &i in &sent {
+                    outcomes[i] = Some(Err(StoreError::Database(sqlx::Error::PoolTimedOut).into()));
+                }
+            }
             Err(e) => {
                 let (message, unavailable) = (e.to_string(), crate::store::is_sqlx_unavailable(&e));
                 let shared = || StoreError::SharedWrite {

@@ -10,10 +10,12 @@
 //! committed (or failed). The call runs in this task, not the caller's: a caller that goes
 //! away cannot cut it short, and its append stands (or not) all the same.
 //!
-//! A call that found no connection within the pool's acquire timeout (the server is down)
-//! fails the appends that queued meanwhile with it: each would otherwise wait for that call
-//! and then as long again for its own, and a request's 503 would take two acquire timeouts
-//! or more instead of one.
+//! A call that found no connection within the pool's acquire timeout while the pool had room
+//! for one (so no connection could be opened: the server is down or unreachable) fails the
+//! appends queued at that moment with it, unsent: each would otherwise wait for that call and
+//! then as long again for its own, and a request's 503 would take two acquire timeouts or
+//! more instead of one. A pool that was full (a flood of requests, the server fine) sheds
+//! nothing: the queued appends go on to their own call.
 
 use sqlx::postgres::PgPool;
 use tokio::sync::{mpsc, oneshot};
@@ -86,26 +88,24 @@ async fn writer(
         for outcome in &outcomes {
             liveness.observe(outcome);
         }
-        let waited_out = outcomes
+        let unreachable = outcomes
             .iter()
-            .any(|outcome| outcome.as_ref().is_err_and(|e| is_pool_wait(e)));
+            .any(|outcome| outcome.as_ref().is_err_and(|e| is_pool_wait(e)))
+            && pool.size() < pool.options().get_max_connections();
         for ((prepared, reply), outcome) in group.into_iter().zip(replies).zip(outcomes) {
             // The caller may have gone away; its append stands (or not) all the same.
             let _ = reply.send(outcome.map(|written| prepared.into_records(written)));
         }
-        if waited_out {
+        if unreachable {
             fail_queued(&mut queue);
         }
     }
 }
 
-/// Answers every append queued now as unavailable, unwritten (see the module).
+/// Answers every append queued now as its call would have been answered: no connection in
+/// time (see the module). None of them was sent.
 fn fail_queued(queue: &mut mpsc::Receiver<(PreparedAppend, Reply)>) {
     while let Ok((_, reply)) = queue.try_recv() {
-        let _ = reply.send(Err(StoreError::SharedWrite {
-            message: "no database connection came in time for the appends queued before it".into(),
-            unavailable: true,
-        }
-        .into()));
+        let _ = reply.send(Err(StoreError::Database(sqlx::Error::PoolTimedOut).into()));
     }
 }

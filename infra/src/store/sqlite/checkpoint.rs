@@ -18,19 +18,22 @@
 //! `journal_size_limit` then trims the file.
 //!
 //! A `RESTART` waits for the readers still on the WAL while it holds the writer back, so it
-//! waits briefly (`RESTART_PATIENCE`) and otherwise gives up until the next pass. With the
-//! connection's usual busy timeout (5 s), a 6-minute `bench` soak at 864 logins/s spent 31 %
-//! of its time in `RESTART`s, the longest 5.4 s: the login p99 rose to 450 ms, and the
-//! resident set with the appends queued meanwhile. With 50 ms (three such soaks): 16 % of the
-//! time, the longest 124–146 ms, a third of them gave up, the WAL grew to 210 MB at most
-//! before it started over. Only a WAL grown past `PATIENT_PAST_FRAMES` (readers that never
-//! let go) makes a `RESTART` wait as long as the store's busy timeout.
+//! waits for them briefly (`RESTART_PATIENCE`; the copy and the syncs it does with the writer
+//! held come on top) and otherwise gives up until the next pass. With the store's busy
+//! timeout (5 s), a 6-minute `bench` soak at 864 logins/s spent 31 % of its time in
+//! `RESTART`s, the longest 5.4 s: the login p99 rose to 454 ms, and the resident set with the
+//! appends queued meanwhile. With 50 ms (three such soaks): 16 % of the time, the longest
+//! 124–146 ms, a third of them gave up, the WAL grew to 210 MB at most before it started
+//! over. Once the WAL has not started over for `PATIENT_AFTER` (readers that never let go,
+//! which would keep it growing with every append), a `RESTART` waits for them as long as any
+//! statement waits for a lock (`BUSY_TIMEOUT`), and says so in a warning.
 
 use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool};
 use sqlx::{Connection, Row};
 
+use super::BUSY_TIMEOUT;
 use crate::failure_log::FailureLog;
 use crate::store::StoreError;
 use tokio::sync::oneshot;
@@ -45,12 +48,10 @@ const MAX_WAL_FRAMES: i64 = 4096;
 /// How long a `RESTART` waits for the writer in hand and for readers still on the WAL.
 const RESTART_PATIENCE: Duration = Duration::from_millis(50);
 
-/// A WAL this large (1 GiB of 4 KiB pages) is started over however long that takes: the
-/// readers in the way would otherwise keep it growing with every append.
-const PATIENT_PAST_FRAMES: i64 = 262_144;
-
-/// The wait of a `RESTART` past `PATIENT_PAST_FRAMES`.
-const LONG_PATIENCE: Duration = Duration::from_secs(5);
+/// A WAL that has not started over for this long gets a `RESTART` that waits `BUSY_TIMEOUT`
+/// for its readers. In the soaks the longest run of give-ups lasted a few seconds (the WAL
+/// reached 210 MB at 100 MB/s of writes); this bounds the WAL to about as much again.
+const PATIENT_AFTER: Duration = Duration::from_secs(10);
 
 /// What the store's writer trims the WAL file to when it starts it over (`journal_size_limit`).
 pub(crate) const WAL_SIZE_LIMIT: &str = "67108864";
@@ -60,6 +61,8 @@ pub(crate) const WAL_SIZE_LIMIT: &str = "67108864";
 pub(super) async fn run(options: SqliteConnectOptions, mut stop: oneshot::Receiver<()>) {
     let mut conn: Option<SqliteConnection> = None;
     let mut failures = FailureLog::new("the WAL checkpoint");
+    // When a `RESTART` last started the WAL over, and whether the wait for it was warned about.
+    let (mut started_over, mut warned) = (Instant::now(), false);
     loop {
         tokio::select! {
             _ = &mut stop => break,
@@ -76,9 +79,22 @@ pub(super) async fn run(options: SqliteConnectOptions, mut stop: oneshot::Receiv
             },
         };
         let mut result = checkpoint(c, "PASSIVE").await;
-        if let Ok(frames) = result {
-            if frames > MAX_WAL_FRAMES {
-                result = restart(c, frames).await;
+        if let Ok(passive) = result {
+            if passive.frames > MAX_WAL_FRAMES {
+                let patient = started_over.elapsed() > PATIENT_AFTER;
+                if patient && !warned {
+                    tracing::warn!(
+                        frames = passive.frames,
+                        "the WAL has not started over for {PATIENT_AFTER:?}: readers keep it; \
+                         the checkpointer now holds writers back until they let go"
+                    );
+                    warned = true;
+                }
+                result = restart(c, patient).await;
+                if matches!(result, Ok(restarted) if !restarted.busy) {
+                    started_over = Instant::now();
+                    warned = false;
+                }
             }
         }
         match result {
@@ -96,11 +112,11 @@ pub(super) async fn run(options: SqliteConnectOptions, mut stop: oneshot::Receiv
     }
 }
 
-/// A `RESTART` checkpoint of a WAL of `frames`, waiting as long as the module says; returns
-/// the frames the WAL held.
-async fn restart(conn: &mut SqliteConnection, frames: i64) -> Result<i64, sqlx::Error> {
-    let patience = if frames > PATIENT_PAST_FRAMES {
-        LONG_PATIENCE
+/// A `RESTART` checkpoint, waiting for readers `RESTART_PATIENCE`, or `BUSY_TIMEOUT` when
+/// `patient` (see the module).
+async fn restart(conn: &mut SqliteConnection, patient: bool) -> Result<Checkpointed, sqlx::Error> {
+    let patience = if patient {
+        BUSY_TIMEOUT
     } else {
         RESTART_PATIENCE
     };
@@ -111,23 +127,35 @@ async fn restart(conn: &mut SqliteConnection, frames: i64) -> Result<i64, sqlx::
     checkpoint(conn, "RESTART").await
 }
 
-/// Runs a checkpoint; returns the frames the WAL held.
-async fn checkpoint(conn: &mut SqliteConnection, mode: &str) -> Result<i64, sqlx::Error> {
+/// What a checkpoint reported.
+#[derive(Debug, Clone, Copy)]
+struct Checkpointed {
+    /// It gave up waiting (for the writer or for readers).
+    busy: bool,
+    /// Frames in the WAL.
+    frames: i64,
+}
+
+/// Runs a checkpoint.
+async fn checkpoint(conn: &mut SqliteConnection, mode: &str) -> Result<Checkpointed, sqlx::Error> {
     let started = Instant::now();
     // (busy, frames in the WAL, frames copied into the database)
     let row = sqlx::query(&format!("PRAGMA wal_checkpoint({mode})"))
         .fetch_one(conn)
         .await?;
-    let frames: i64 = row.try_get(1)?;
+    let done = Checkpointed {
+        busy: row.try_get::<i64, _>(0)? != 0,
+        frames: row.try_get(1)?,
+    };
     tracing::trace!(
         mode,
-        busy = row.try_get::<i64, _>(0)?,
-        frames,
+        busy = done.busy,
+        frames = done.frames,
         checkpointed = row.try_get::<i64, _>(2)?,
         took_us = started.elapsed().as_micros() as u64,
         "WAL checkpoint"
     );
-    Ok(frames)
+    Ok(done)
 }
 
 /// Copies the whole WAL into the database and truncates it to zero bytes, so the pages it held
@@ -172,7 +200,7 @@ mod tests {
         .journal_mode(SqliteJournalMode::Wal)
         .pragma("wal_autocheckpoint", "0")
         // The store's: what the checkpointer's connection had before.
-        .busy_timeout(LONG_PATIENCE);
+        .busy_timeout(BUSY_TIMEOUT);
         let mut writer = SqliteConnection::connect_with(&options).await.unwrap();
         let mut reader = SqliteConnection::connect_with(&options).await.unwrap();
         let mut checkpointer = SqliteConnection::connect_with(&options).await.unwrap();
@@ -196,17 +224,11 @@ mod tests {
         .unwrap();
 
         let started = Instant::now();
-        restart(&mut checkpointer, MAX_WAL_FRAMES).await.unwrap();
+        let restarted = restart(&mut checkpointer, false).await.unwrap();
         let took = started.elapsed();
-        assert!(took < Duration::from_secs(2), "the RESTART waited {took:?}");
-        let row = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .fetch_one(&mut checkpointer)
-            .await
-            .unwrap();
-        assert!(
-            row.get::<i64, _>(1) > 0,
-            "the WAL started over under a reader"
-        );
+        assert!(restarted.busy, "the RESTART did not give up: {restarted:?}");
+        // Without the short patience it waits the whole busy timeout for the reader.
+        assert!(took < BUSY_TIMEOUT / 2, "the RESTART waited {took:?}");
 
         sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
         let _ = std::fs::remove_dir_all(&dir);
