@@ -40,7 +40,7 @@ pub use fault::{is_connection_lost, is_database_failure, is_database_unavailable
 pub use postgres::PostgresStore;
 pub use rejections::{LoginRejection, RejectionStore, FOLDED_IP, NO_IP};
 pub use signal::AppendWaiter;
-pub use sqlite::{write_turn as sqlite_write_turn, SqliteStore};
+pub use sqlite::{write_turn as sqlite_write_turn, SqliteStore, SQLITE_PAGE_CACHE_KIB};
 
 /// An event ready to be appended.
 #[derive(Debug, Clone, PartialEq)]

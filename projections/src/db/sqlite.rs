@@ -38,6 +38,12 @@ pub(super) async fn connect(url: &str) -> Result<Db, ProjectionError> {
                 // Read-model rows deleted at an erasure are overwritten, not left in
                 // free pages of the file.
                 conn.execute("PRAGMA secure_delete = ON").await?;
+                // A small page cache of its own, as the store's connections keep.
+                let cache_size = format!(
+                    "PRAGMA cache_size = -{}",
+                    infra::store::SQLITE_PAGE_CACHE_KIB
+                );
+                conn.execute(cache_size.as_str()).await?;
                 Ok(())
             })
         })
