@@ -49,10 +49,13 @@ pub struct SqliteStore {
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// SQLite's own page cache per connection, in KiB (`PRAGMA cache_size = -N`), for the store's
-/// connections and the read models' alike. SQLite's default, 2,000 KiB, filled over minutes as
-/// the database outgrew it, on each of the process's nine connections: a soak's resident set
-/// climbed 7 MiB after its first minutes and kept climbing. The file's pages stay in the OS's
-/// page cache; with 256 KiB the climb stopped, at the same login p99 (RELIABILITY.md).
+/// connections and the read models' alike (eleven at most). With SQLite's default, 2,000 KiB,
+/// a soak's resident set climbed about 7 MiB after its second minute; with 256 KiB, about 2.6
+/// (RELIABILITY.md), at the same peak and p99 within the runs' noise. Under steady writes a
+/// connection's cache is emptied at each transaction after another connection's commit (WAL
+/// mode), so it was worth little; what it bounds is the pages one transaction holds, whose
+/// memory each connection's worker thread kept at its highest. The file's pages stay in the
+/// OS's page cache.
 pub const SQLITE_PAGE_CACHE_KIB: u32 = 256;
 
 impl SqliteStore {
@@ -261,8 +264,7 @@ mod tests {
 
     use super::*;
 
-    /// Every connection of the store keeps a small page cache of its own (see
-    /// `SQLITE_PAGE_CACHE_KIB`).
+    /// The store's pools keep a small page cache per connection (see `SQLITE_PAGE_CACHE_KIB`).
     #[tokio::test]
     async fn the_store_s_connections_keep_a_small_page_cache() {
         let dir = std::env::temp_dir().join(format!("page-cache-{}", uuid::Uuid::now_v7()));
