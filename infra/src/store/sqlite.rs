@@ -183,7 +183,7 @@ impl SqlStore for SqliteStore {
     }
 
     async fn purge_deleted(&self) -> Result<(), StoreError> {
-        checkpoint::truncate(&self.sql.write).await
+        checkpoint::truncate(&self.sql.write, &write_turn(&self.path)).await
     }
 
     /// One instance: this host's clock is the database's.

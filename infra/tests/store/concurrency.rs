@@ -60,7 +60,7 @@ pub async fn only_the_first_signing_key_is_kept(db: Db) {
 ///
 /// On PostgreSQL the writers go through four stores, as four service instances would: one
 /// store's append writer sends one call at a time, so its appends commit in position order
-/// anyway; several stores' commit in any order, which is what the read rule is for.
+/// anyway; several stores' appends commit in any order, which is what the read rule is for.
 pub async fn concurrent_readers_see_every_event_once_in_order(db: Db) {
     const WRITERS: u64 = 8;
     const APPENDS: usize = 100;

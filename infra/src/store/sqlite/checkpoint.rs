@@ -36,7 +36,7 @@ use sqlx::{Connection, Row};
 use super::BUSY_TIMEOUT;
 use crate::failure_log::FailureLog;
 use crate::store::StoreError;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Mutex};
 
 /// How often. Under login load the WAL grows by tens of MB a second (each commit writes every
 /// page it touched), so passes are frequent and each copies little.
@@ -45,8 +45,14 @@ const INTERVAL: Duration = Duration::from_millis(100);
 /// WAL frames (pages: 4 KiB by default) past which writers are held back for a checkpoint.
 const MAX_WAL_FRAMES: i64 = 4096;
 
-/// How long a `RESTART` waits for the writer in hand and for readers still on the WAL.
+/// How long a `RESTART` (and a try of `truncate`) waits for the writer in hand and for readers
+/// still on the WAL.
 const RESTART_PATIENCE: Duration = Duration::from_millis(50);
+
+/// `truncate`'s short tries, and the pause between them in which appends go on: about 3.5 s
+/// in all, before one try that waits `BUSY_TIMEOUT`.
+const TRUNCATE_TRIES: usize = 50;
+const TRUNCATE_PAUSE: Duration = Duration::from_millis(20);
 
 /// A WAL that has not started over for this long gets a `RESTART` that waits `BUSY_TIMEOUT`
 /// for its readers. In the soaks the longest run of give-ups lasted a few seconds (the WAL
@@ -121,9 +127,7 @@ async fn restart(conn: &mut SqliteConnection, patient: bool) -> Result<Checkpoin
         RESTART_PATIENCE
     };
     // The busy handler is what waits; this connection runs checkpoints only.
-    sqlx::query(&format!("PRAGMA busy_timeout = {}", patience.as_millis()))
-        .execute(&mut *conn)
-        .await?;
+    busy_timeout(conn, patience).await?;
     checkpoint(conn, "RESTART").await
 }
 
@@ -159,20 +163,51 @@ async fn checkpoint(conn: &mut SqliteConnection, mode: &str) -> Result<Checkpoin
 }
 
 /// Copies the whole WAL into the database and truncates it to zero bytes, so the pages it held
-/// (rows as they were before a delete) are gone from the files. Waits for readers that still
-/// need older frames (a `TRUNCATE` checkpoint is busy while they read), a few times, briefly.
-pub(super) async fn truncate(pool: &SqlitePool) -> Result<(), StoreError> {
-    for _ in 0..50 {
-        let row = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-            .fetch_one(pool)
-            .await?;
-        if row.try_get::<i64, _>(0)? == 0 {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+/// (rows as they were before a delete) are gone from the files.
+///
+/// A `TRUNCATE` checkpoint holds the writer back while it waits for readers still on the WAL.
+/// So, as the checkpointer does, it first tries often, waiting for them `RESTART_PATIENCE` a
+/// try; only if readers kept the WAL all that time does it try once more waiting
+/// `BUSY_TIMEOUT`. Each try takes the process's write `turn`, as writers do, so appends queue
+/// behind it in order and go on between tries, instead of polling for the lock. It runs on a
+/// connection of its own, opened with the writer's options, so the pool's connection keeps its
+/// busy timeout even if this is cancelled.
+pub(super) async fn truncate(pool: &SqlitePool, turn: &Mutex<()>) -> Result<(), StoreError> {
+    let mut conn = SqliteConnection::connect_with(&pool.connect_options()).await?;
+    let truncated = truncate_on(&mut conn, turn).await;
+    let _ = conn.close().await;
+    if !truncated? {
+        tracing::warn!(
+            "the WAL could not be truncated: readers kept it busy; the next erasure or start \
+             tries again"
+        );
     }
-    // The next truncation (the next erasure, the next start) finishes the job.
-    tracing::warn!("the WAL could not be truncated after an erasure: readers kept it busy");
+    Ok(())
+}
+
+/// Whether the WAL was truncated (see `truncate`).
+async fn truncate_on(conn: &mut SqliteConnection, turn: &Mutex<()>) -> Result<bool, sqlx::Error> {
+    busy_timeout(conn, RESTART_PATIENCE).await?;
+    for _ in 0..TRUNCATE_TRIES {
+        let truncated = {
+            let _turn = turn.lock().await;
+            !checkpoint(conn, "TRUNCATE").await?.busy
+        };
+        if truncated {
+            return Ok(true);
+        }
+        tokio::time::sleep(TRUNCATE_PAUSE).await;
+    }
+    busy_timeout(conn, BUSY_TIMEOUT).await?;
+    let _turn = turn.lock().await;
+    Ok(!checkpoint(conn, "TRUNCATE").await?.busy)
+}
+
+/// Sets how long the connection's statements wait for a lock (SQLite's busy handler).
+async fn busy_timeout(conn: &mut SqliteConnection, wait: Duration) -> Result<(), sqlx::Error> {
+    sqlx::query(&format!("PRAGMA busy_timeout = {}", wait.as_millis()))
+        .execute(conn)
+        .await?;
     Ok(())
 }
 
@@ -180,48 +215,87 @@ pub(super) async fn truncate(pool: &SqlitePool) -> Result<(), StoreError> {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use std::path::PathBuf;
     use std::str::FromStr;
+    use std::sync::Arc;
 
-    use sqlx::sqlite::SqliteJournalMode;
+    use sqlx::sqlite::{SqliteJournalMode, SqlitePoolOptions};
 
     use super::*;
+
+    /// A database whose WAL holds 4,000 rows' frames that `reader`'s open snapshot predates, so
+    /// no checkpoint can start the WAL over until it lets go.
+    struct KeptWal {
+        dir: PathBuf,
+        /// The store's busy timeout, no automatic checkpoints: as the writer's.
+        options: SqliteConnectOptions,
+        reader: SqliteConnection,
+    }
+
+    impl KeptWal {
+        async fn new() -> Self {
+            let dir = std::env::temp_dir().join(format!("checkpoint-{}", uuid::Uuid::now_v7()));
+            std::fs::create_dir_all(&dir).unwrap();
+            let options = SqliteConnectOptions::from_str(&format!(
+                "sqlite://{}?mode=rwc",
+                dir.join("db").display()
+            ))
+            .unwrap()
+            .journal_mode(SqliteJournalMode::Wal)
+            .pragma("wal_autocheckpoint", "0")
+            .busy_timeout(BUSY_TIMEOUT);
+            let mut writer = SqliteConnection::connect_with(&options).await.unwrap();
+            let mut reader = SqliteConnection::connect_with(&options).await.unwrap();
+            sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY, b BLOB)")
+                .execute(&mut writer)
+                .await
+                .unwrap();
+            sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+            let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+                .fetch_one(&mut reader)
+                .await
+                .unwrap();
+            assert_eq!(rows, 0);
+            sqlx::query(
+                "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 4000) \
+                 INSERT INTO t SELECT n, randomblob(1000) FROM s",
+            )
+            .execute(&mut writer)
+            .await
+            .unwrap();
+            writer.close().await.unwrap();
+            Self {
+                dir,
+                options,
+                reader,
+            }
+        }
+
+        async fn let_go(&mut self) {
+            sqlx::query("COMMIT")
+                .execute(&mut self.reader)
+                .await
+                .unwrap();
+        }
+
+        fn wal_bytes(&self) -> u64 {
+            std::fs::metadata(self.dir.join("db-wal")).unwrap().len()
+        }
+    }
+
+    impl Drop for KeptWal {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
 
     /// A reader keeps its snapshot of the WAL; a `RESTART` gives up after `RESTART_PATIENCE`
     /// (holding the writer back that long only), not after the connection's busy timeout.
     #[tokio::test]
     async fn a_restart_gives_up_soon_on_a_reader_that_keeps_the_wal() {
-        let dir = std::env::temp_dir().join(format!("checkpoint-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let options = SqliteConnectOptions::from_str(&format!(
-            "sqlite://{}?mode=rwc",
-            dir.join("db").display()
-        ))
-        .unwrap()
-        .journal_mode(SqliteJournalMode::Wal)
-        .pragma("wal_autocheckpoint", "0")
-        // The store's: what the checkpointer's connection had before.
-        .busy_timeout(BUSY_TIMEOUT);
-        let mut writer = SqliteConnection::connect_with(&options).await.unwrap();
-        let mut reader = SqliteConnection::connect_with(&options).await.unwrap();
-        let mut checkpointer = SqliteConnection::connect_with(&options).await.unwrap();
-        sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY, b BLOB)")
-            .execute(&mut writer)
-            .await
-            .unwrap();
-        sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
-            .fetch_one(&mut reader)
-            .await
-            .unwrap();
-        assert_eq!(rows, 0);
-        // Frames the reader's snapshot predates: the WAL cannot start over under it.
-        sqlx::query(
-            "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < 4000) \
-             INSERT INTO t SELECT n, randomblob(1000) FROM s",
-        )
-        .execute(&mut writer)
-        .await
-        .unwrap();
+        let mut wal = KeptWal::new().await;
+        // The store's busy timeout: what the checkpointer's connection had before.
+        let mut checkpointer = SqliteConnection::connect_with(&wal.options).await.unwrap();
 
         let started = Instant::now();
         let restarted = restart(&mut checkpointer, false).await.unwrap();
@@ -229,8 +303,47 @@ mod tests {
         assert!(restarted.busy, "the RESTART did not give up: {restarted:?}");
         // Without the short patience it waits the whole busy timeout for the reader.
         assert!(took < BUSY_TIMEOUT / 2, "the RESTART waited {took:?}");
+        wal.let_go().await;
+    }
 
-        sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
-        let _ = std::fs::remove_dir_all(&dir);
+    /// While a reader keeps the WAL, the truncation after an erasure holds appends back only
+    /// briefly at a time (they used to wait the busy timeout, 5 s, a try); once the reader lets
+    /// go, it empties the WAL.
+    #[tokio::test]
+    async fn truncating_the_wal_lets_appends_through_while_a_reader_keeps_it() {
+        let mut wal = KeptWal::new().await;
+        // As the store's write pool.
+        let pool = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(wal.options.clone())
+            .await
+            .unwrap();
+        // As the store's writer: appends in the file's write turn.
+        let turn = Arc::new(Mutex::new(()));
+        let truncating = tokio::spawn({
+            let (pool, turn) = (pool.clone(), Arc::clone(&turn));
+            async move { truncate(&pool, &turn).await.unwrap() }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        for n in 0..5 {
+            let started = Instant::now();
+            let _turn = turn.lock().await;
+            sqlx::query("INSERT INTO t (b) VALUES (x'00')")
+                .execute(&pool)
+                .await
+                .unwrap();
+            let took = started.elapsed();
+            // Each waited about the busy timeout before.
+            assert!(took < BUSY_TIMEOUT / 2, "append {n} waited {took:?}");
+        }
+        assert!(
+            !truncating.is_finished(),
+            "the truncation ended while the reader kept the WAL"
+        );
+
+        wal.let_go().await;
+        truncating.await.unwrap();
+        assert_eq!(wal.wal_bytes(), 0);
+        pool.close().await;
     }
 }
