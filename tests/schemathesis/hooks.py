@@ -148,6 +148,39 @@ def _me_route(case):
         body["code"] = _sim("/sim/getPhoneNumber", {"appid": login.appid, "user": login.user})["code"]
     elif op == ("DELETE", "/v1/me/sessions/{session_id}") and case.path_parameters:
         case.path_parameters["session_id"] = login.session_id
+    elif op == ("DELETE", "/v1/me/authorizations/{kind}") and case.path_parameters:
+        # Something to withdraw: the user authorizes what the path names first (should that
+        # fail, the withdrawal answers 404, as for any user with nothing to withdraw).
+        if case.path_parameters.get("kind") in AUTHORIZE:
+            AUTHORIZE[case.path_parameters["kind"]](login)
+
+
+def _authorize_profile(login):
+    sealed = _sim("/sim/getUserProfile", {"appid": login.appid, "user": login.user})
+    _http.post(
+        f"{SERVICE}/v1/me/profile/authorize",
+        headers={"Authorization": f"Bearer {login.access}"},
+        json={
+            "raw_data": sealed["rawData"],
+            "signature": sealed["signature"],
+            "encrypted_data": sealed["encryptedData"],
+            "iv": sealed["iv"],
+        },
+        timeout=10,
+    )
+
+
+def _authorize_phone(login):
+    code = _sim("/sim/getPhoneNumber", {"appid": login.appid, "user": login.user})["code"]
+    _http.post(
+        f"{SERVICE}/v1/me/phone",
+        headers={"Authorization": f"Bearer {login.access}"},
+        json={"code": code},
+        timeout=10,
+    )
+
+
+AUTHORIZE = {"profile": _authorize_profile, "phone": _authorize_phone}
 
 
 def _admin_route(case):

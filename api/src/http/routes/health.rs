@@ -44,6 +44,10 @@ async fn healthz() -> Json<Health> {
 /// refuses connections, hangs, or its disk is full.
 const READY_WITHIN: Duration = Duration::from_millis(700);
 
+/// When the answer is due, the report of the read models' and the relay's progress included:
+/// a database that answered the ping but stalls on those reads is not ready either.
+const ANSWER_WITHIN: Duration = Duration::from_millis(900);
+
 /// Ready when the database answers and takes writes (on a full disk it may answer reads, yet
 /// no login can be written). Projection lag is reported, not judged: logins work whatever the
 /// read models' lag, and an operator alerts on the `/metrics` gauge.
@@ -52,8 +56,9 @@ const READY_WITHIN: Duration = Duration::from_millis(700);
     path = "/readyz",
     tag = "ops",
     summary = "Readiness",
-    description = "Ready when the database answers and takes writes, within 0.7 s. Each read \
-        model's position and lag are reported, not judged.",
+    description = "Ready when the database answers and takes writes, within 0.7 s, and the \
+        progress report is read within 0.9 s. Each read model's position and lag are \
+        reported, not judged.",
     responses(
         (status = 200, description = "Ready", body = Readiness),
         (status = 500, description = "`internal`: the read models' progress could not be read"),
@@ -62,7 +67,8 @@ const READY_WITHIN: Duration = Duration::from_millis(700);
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
-    let deadline = tokio::time::Instant::now() + READY_WITHIN;
+    let asked = tokio::time::Instant::now();
+    let deadline = asked + READY_WITHIN;
     match tokio::time::timeout_at(deadline, state.store.ping()).await {
         Ok(Ok(())) => {}
         Ok(Err(err)) => {
@@ -79,9 +85,17 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
     if !writes.unwrap_or(false) {
         return Err(ApiError::NotReady("the database refuses writes"));
     }
-    let projections = state.read_models.status().await?;
-    let head = projections.iter().map(|p| p.head).max().unwrap_or(0);
-    let nats_relay = relay_progress(&state, head).await?;
+    let progress = async {
+        let projections = state.read_models.status().await?;
+        let head = projections.iter().map(|p| p.head).max().unwrap_or(0);
+        let nats_relay = relay_progress(&state, head).await?;
+        Ok::<_, ApiError>((projections, nats_relay))
+    };
+    let Ok(progress) = tokio::time::timeout_at(asked + ANSWER_WITHIN, progress).await else {
+        tracing::warn!(within = ?ANSWER_WITHIN, "database not ready: progress not read in time");
+        return Err(ApiError::NotReady("the database does not answer"));
+    };
+    let (projections, nats_relay) = progress?;
     Ok(Json(Readiness {
         status: "ready",
         database: state.store.backend().name(),
