@@ -39,7 +39,9 @@ pub struct SqliteStore {
     signal: AppendSignal,
     /// The queue of the task that writes appends (`writer`).
     appends: tokio::sync::mpsc::Sender<writer::Job>,
-    /// Dropped with the store: stops the WAL checkpointer (`checkpoint::run`).
+    /// Asks the WAL checkpointer (`checkpoint::run`) to empty the WAL.
+    purges: tokio::sync::mpsc::Sender<checkpoint::Purge>,
+    /// Dropped with the store: stops the WAL checkpointer.
     _stop_checkpoints: tokio::sync::oneshot::Sender<()>,
     /// The database file (its one-time migration lock file lies beside it).
     path: std::path::PathBuf,
@@ -94,9 +96,10 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options.clone().pragma("query_only", "ON"))
             .await?;
-        let (stop_checkpoints, stopped) = tokio::sync::oneshot::channel();
-        tokio::spawn(checkpoint::run(options, stopped));
         let turn = write_turn(&path);
+        let (stop_checkpoints, stopped) = tokio::sync::oneshot::channel();
+        let (purges, asked) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(checkpoint::run(options, Arc::clone(&turn), asked, stopped));
         let (appends, queue) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(writer::run(write.clone(), Arc::clone(&turn), queue));
         Ok(Self {
@@ -110,6 +113,7 @@ impl SqliteStore {
             },
             signal: AppendSignal::new(),
             appends,
+            purges,
             _stop_checkpoints: stop_checkpoints,
             path,
         })
@@ -182,8 +186,17 @@ impl SqlStore for SqliteStore {
             .fetch(&self.sql.read)
     }
 
+    /// The WAL checkpointer empties the WAL (see `checkpoint::run`); once it has, or has given
+    /// up on readers that kept it (it warns; the next erasure or start tries again).
     async fn purge_deleted(&self) -> Result<(), StoreError> {
-        checkpoint::truncate(&self.sql.write, &write_turn(&self.path)).await
+        let (purge, emptied) = tokio::sync::oneshot::channel();
+        let stopped = || StoreError::SharedWrite {
+            message: "the SQLite WAL checkpointer has stopped".into(),
+            unavailable: true,
+        };
+        self.purges.send(purge).await.map_err(|_| stopped())?;
+        emptied.await.map_err(|_| stopped())?;
+        Ok(())
     }
 
     /// One instance: this host's clock is the database's.

@@ -63,7 +63,7 @@ const ANSWER_WITHIN: Duration = Duration::from_millis(900);
         (status = 200, description = "Ready", body = Readiness),
         (status = 500, description = "`internal`: the read models' progress could not be read"),
         (status = 503, description = "`not_ready`: the database does not answer, or refuses \
-            writes (a full disk)"),
+            writes (a full disk), or the progress report could not be read within 0.9 s"),
     )
 )]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
@@ -92,8 +92,10 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
         Ok::<_, ApiError>((projections, nats_relay))
     };
     let Ok(progress) = tokio::time::timeout_at(asked + ANSWER_WITHIN, progress).await else {
-        tracing::warn!(within = ?ANSWER_WITHIN, "database not ready: progress not read in time");
-        return Err(ApiError::NotReady("the database does not answer"));
+        tracing::warn!(within = ?ANSWER_WITHIN, "not ready: progress not read in time");
+        return Err(ApiError::NotReady(
+            "the read models' progress could not be read in time",
+        ));
     };
     let (projections, nats_relay) = progress?;
     Ok(Json(Readiness {

@@ -28,15 +28,15 @@
 //! which would keep it growing with every append), a `RESTART` waits for them as long as any
 //! statement waits for a lock (`BUSY_TIMEOUT`), and says so in a warning.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqlitePool};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Row};
+use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::BUSY_TIMEOUT;
 use crate::failure_log::FailureLog;
-use crate::store::StoreError;
-use tokio::sync::{oneshot, Mutex};
 
 /// How often. Under login load the WAL grows by tens of MB a second (each commit writes every
 /// page it touched), so passes are frequent and each copies little.
@@ -62,17 +62,33 @@ const PATIENT_AFTER: Duration = Duration::from_secs(10);
 /// What the store's writer trims the WAL file to when it starts it over (`journal_size_limit`).
 pub(crate) const WAL_SIZE_LIMIT: &str = "67108864";
 
-/// Checkpoints every `INTERVAL` until `stop` is dropped or sent. Failures (a full disk fails
-/// every pass) are warned about at most once a minute (see `FailureLog`).
-pub(super) async fn run(options: SqliteConnectOptions, mut stop: oneshot::Receiver<()>) {
+/// A request to empty the WAL (see `truncate`), answered with whether it was emptied.
+pub(super) type Purge = oneshot::Sender<bool>;
+
+/// Checkpoints every `INTERVAL`, and empties the WAL when asked (`purges`), until `stop` is
+/// dropped or sent. Failures (a full disk fails every pass) are warned about at most once a
+/// minute (see `FailureLog`).
+///
+/// Emptying the WAL runs here, not on the caller's connection: a checkpoint finds another
+/// connection's checkpoint busy at once, without waiting, so the two would fail each other;
+/// requests that arrive while one runs share it; and a caller that goes away (a request cut
+/// short) does not cut it short.
+pub(super) async fn run(
+    options: SqliteConnectOptions,
+    turn: Arc<Mutex<()>>,
+    mut purges: mpsc::Receiver<Purge>,
+    mut stop: oneshot::Receiver<()>,
+) {
     let mut conn: Option<SqliteConnection> = None;
     let mut failures = FailureLog::new("the WAL checkpoint");
     // When a `RESTART` last started the WAL over, and whether the wait for it was warned about.
     let (mut started_over, mut warned) = (Instant::now(), false);
+    let mut waiting: Vec<Purge> = Vec::new();
     loop {
         tokio::select! {
             _ = &mut stop => break,
             () = tokio::time::sleep(INTERVAL) => {}
+            Some(purge) = purges.recv() => waiting.push(purge),
         }
         let c = match &mut conn {
             Some(c) => c,
@@ -84,6 +100,26 @@ pub(super) async fn run(options: SqliteConnectOptions, mut stop: oneshot::Receiv
                 }
             },
         };
+        if !waiting.is_empty() {
+            while let Ok(purge) = purges.try_recv() {
+                waiting.push(purge);
+            }
+            let truncated = match truncate(c, &turn).await {
+                Ok(truncated) => {
+                    failures.succeeded(Instant::now());
+                    truncated
+                }
+                Err(e) => {
+                    failures.failed(&e, Instant::now());
+                    conn = None;
+                    false
+                }
+            };
+            for purge in waiting.drain(..) {
+                let _ = purge.send(truncated);
+            }
+            continue;
+        }
         let mut result = checkpoint(c, "PASSIVE").await;
         if let Ok(passive) = result {
             if passive.frames > MAX_WAL_FRAMES {
@@ -163,30 +199,14 @@ async fn checkpoint(conn: &mut SqliteConnection, mode: &str) -> Result<Checkpoin
 }
 
 /// Copies the whole WAL into the database and truncates it to zero bytes, so the pages it held
-/// (rows as they were before a delete) are gone from the files.
+/// (rows as they were before a delete) are gone from the files: whether it did.
 ///
 /// A `TRUNCATE` checkpoint holds the writer back while it waits for readers still on the WAL.
-/// So, as the checkpointer does, it first tries often, waiting for them `RESTART_PATIENCE` a
-/// try; only if readers kept the WAL all that time does it try once more waiting
-/// `BUSY_TIMEOUT`. Each try takes the process's write `turn`, as writers do, so appends queue
-/// behind it in order and go on between tries, instead of polling for the lock. It runs on a
-/// connection of its own, opened with the writer's options, so the pool's connection keeps its
-/// busy timeout even if this is cancelled.
-pub(super) async fn truncate(pool: &SqlitePool, turn: &Mutex<()>) -> Result<(), StoreError> {
-    let mut conn = SqliteConnection::connect_with(&pool.connect_options()).await?;
-    let truncated = truncate_on(&mut conn, turn).await;
-    let _ = conn.close().await;
-    if !truncated? {
-        tracing::warn!(
-            "the WAL could not be truncated: readers kept it busy; the next erasure or start \
-             tries again"
-        );
-    }
-    Ok(())
-}
-
-/// Whether the WAL was truncated (see `truncate`).
-async fn truncate_on(conn: &mut SqliteConnection, turn: &Mutex<()>) -> Result<bool, sqlx::Error> {
+/// So, as a `RESTART` does, it first tries often, waiting for them `RESTART_PATIENCE` a try;
+/// only if readers kept the WAL all that time does it try once more waiting `BUSY_TIMEOUT`.
+/// Each try takes the process's write `turn`, as writers do, so appends queue behind it in
+/// order and go on between tries, instead of polling for the lock.
+async fn truncate(conn: &mut SqliteConnection, turn: &Mutex<()>) -> Result<bool, sqlx::Error> {
     busy_timeout(conn, RESTART_PATIENCE).await?;
     for _ in 0..TRUNCATE_TRIES {
         let truncated = {
@@ -200,7 +220,14 @@ async fn truncate_on(conn: &mut SqliteConnection, turn: &Mutex<()>) -> Result<bo
     }
     busy_timeout(conn, BUSY_TIMEOUT).await?;
     let _turn = turn.lock().await;
-    Ok(!checkpoint(conn, "TRUNCATE").await?.busy)
+    if !checkpoint(conn, "TRUNCATE").await?.busy {
+        return Ok(true);
+    }
+    tracing::warn!(
+        "the WAL could not be truncated: readers kept it busy; the next erasure or start tries \
+         again"
+    );
+    Ok(false)
 }
 
 /// Sets how long the connection's statements wait for a lock (SQLite's busy handler).
@@ -217,7 +244,6 @@ mod tests {
 
     use std::path::PathBuf;
     use std::str::FromStr;
-    use std::sync::Arc;
 
     use sqlx::sqlite::{SqliteJournalMode, SqlitePoolOptions};
 
@@ -306,24 +332,24 @@ mod tests {
         wal.let_go().await;
     }
 
-    /// While a reader keeps the WAL, the truncation after an erasure holds appends back only
+    /// While a reader keeps the WAL, emptying it after an erasure holds appends back only
     /// briefly at a time (they used to wait the busy timeout, 5 s, a try); once the reader lets
-    /// go, it empties the WAL.
+    /// go, the checkpointer empties the WAL and says so.
     #[tokio::test]
-    async fn truncating_the_wal_lets_appends_through_while_a_reader_keeps_it() {
+    async fn emptying_the_wal_lets_appends_through_while_a_reader_keeps_it() {
         let mut wal = KeptWal::new().await;
-        // As the store's write pool.
+        // As the store's writer: one connection, appends in the file's write turn.
         let pool = SqlitePoolOptions::new()
             .max_connections(1)
             .connect_with(wal.options.clone())
             .await
             .unwrap();
-        // As the store's writer: appends in the file's write turn.
         let turn = Arc::new(Mutex::new(()));
-        let truncating = tokio::spawn({
-            let (pool, turn) = (pool.clone(), Arc::clone(&turn));
-            async move { truncate(&pool, &turn).await.unwrap() }
-        });
+        let (purges, asked) = mpsc::channel(8);
+        let (_stop, stopped) = oneshot::channel();
+        tokio::spawn(run(wal.options.clone(), Arc::clone(&turn), asked, stopped));
+        let (purge, mut emptied) = oneshot::channel();
+        purges.send(purge).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         for n in 0..5 {
             let started = Instant::now();
@@ -337,12 +363,12 @@ mod tests {
             assert!(took < BUSY_TIMEOUT / 2, "append {n} waited {took:?}");
         }
         assert!(
-            !truncating.is_finished(),
-            "the truncation ended while the reader kept the WAL"
+            emptied.try_recv().is_err(),
+            "the WAL was emptied, or given up on, while the reader kept it"
         );
 
         wal.let_go().await;
-        truncating.await.unwrap();
+        assert!(emptied.await.unwrap(), "the WAL was not emptied");
         assert_eq!(wal.wal_bytes(), 0);
         pool.close().await;
     }
