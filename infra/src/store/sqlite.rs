@@ -195,7 +195,7 @@ impl SqlStore for SqliteStore {
             unavailable: true,
         };
         self.purges.send(purge).await.map_err(|_| stopped())?;
-        emptied.await.map_err(|_| stopped())?;
+        emptied.await.map_err(|_| stopped())??;
         Ok(())
     }
 

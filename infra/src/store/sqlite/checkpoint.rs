@@ -1,4 +1,4 @@
-//! WAL checkpoints off the write path.
+//! WAL checkpoints off the write path, and emptying the WAL after an erasure.
 //!
 //! By default SQLite checkpoints inside the commit that grows the WAL past 1000 pages: that
 //! commit copies the WAL into the database file and syncs that too before it returns. On the store's one writer, every append queued
@@ -27,6 +27,11 @@
 //! over. Once the WAL has not started over for `PATIENT_AFTER` (readers that never let go,
 //! which would keep it growing with every append), a `RESTART` waits for them as long as any
 //! statement waits for a lock (`BUSY_TIMEOUT`), and says so in a warning.
+//!
+//! After an erasure the store asks this task to empty the WAL (a `Purge`): a `TRUNCATE`, which
+//! holds writers back while readers keep the WAL, so it runs in short tries in the write turn
+//! (see `truncate`). It runs here, not on a connection of the store's, because SQLite answers
+//! a checkpoint "busy" at once while another connection's runs: the two would fail each other.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,6 +42,7 @@ use tokio::sync::{mpsc, oneshot, Mutex};
 
 use super::BUSY_TIMEOUT;
 use crate::failure_log::FailureLog;
+use crate::store::{is_sqlx_unavailable, StoreError};
 
 /// How often. Under login load the WAL grows by tens of MB a second (each commit writes every
 /// page it touched), so passes are frequent and each copies little.
@@ -62,8 +68,9 @@ const PATIENT_AFTER: Duration = Duration::from_secs(10);
 /// What the store's writer trims the WAL file to when it starts it over (`journal_size_limit`).
 pub(crate) const WAL_SIZE_LIMIT: &str = "67108864";
 
-/// A request to empty the WAL (see `truncate`), answered with whether it was emptied.
-pub(super) type Purge = oneshot::Sender<bool>;
+/// A request to empty the WAL (see `truncate`), answered with whether it was emptied, or why
+/// it could not be tried.
+pub(super) type Purge = oneshot::Sender<Result<bool, StoreError>>;
 
 /// Checkpoints every `INTERVAL`, and empties the WAL when asked (`purges`), until `stop` is
 /// dropped or sent. Failures (a full disk fails every pass) are warned about at most once a
@@ -96,6 +103,7 @@ pub(super) async fn run(
                 Ok(opened) => conn.insert(opened),
                 Err(e) => {
                     failures.failed(&format!("cannot connect: {e}"), Instant::now());
+                    answer(&mut waiting, &Err(e));
                     continue;
                 }
             },
@@ -104,19 +112,16 @@ pub(super) async fn run(
             while let Ok(purge) = purges.try_recv() {
                 waiting.push(purge);
             }
-            let truncated = match truncate(c, &turn).await {
-                Ok(truncated) => {
+            let truncated = truncate(c, &turn).await;
+            answer(&mut waiting, &truncated);
+            match truncated {
+                Ok(_) => {
                     failures.succeeded(Instant::now());
-                    truncated
                 }
                 Err(e) => {
                     failures.failed(&e, Instant::now());
                     conn = None;
-                    false
                 }
-            };
-            for purge in waiting.drain(..) {
-                let _ = purge.send(truncated);
             }
             continue;
         }
@@ -151,6 +156,19 @@ pub(super) async fn run(
     }
     if let Some(conn) = conn {
         let _ = conn.close().await;
+    }
+}
+
+/// Answers every purge waiting: each its own copy of a failure.
+fn answer(waiting: &mut Vec<Purge>, outcome: &Result<bool, sqlx::Error>) {
+    for purge in waiting.drain(..) {
+        let _ = purge.send(match outcome {
+            Ok(truncated) => Ok(*truncated),
+            Err(e) => Err(StoreError::SharedWrite {
+                message: format!("emptying the WAL: {e}"),
+                unavailable: is_sqlx_unavailable(e),
+            }),
+        });
     }
 }
 
@@ -363,12 +381,16 @@ mod tests {
             assert!(took < BUSY_TIMEOUT / 2, "append {n} waited {took:?}");
         }
         assert!(
-            emptied.try_recv().is_err(),
+            matches!(emptied.try_recv(), Err(oneshot::error::TryRecvError::Empty)),
             "the WAL was emptied, or given up on, while the reader kept it"
         );
 
         wal.let_go().await;
-        assert!(emptied.await.unwrap(), "the WAL was not emptied");
+        let emptied = tokio::time::timeout(BUSY_TIMEOUT * 2, emptied).await;
+        assert!(
+            emptied.unwrap().unwrap().unwrap(),
+            "the WAL was not emptied"
+        );
         assert_eq!(wal.wal_bytes(), 0);
         pool.close().await;
     }
