@@ -53,11 +53,12 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// SQLite's own page cache per connection, in KiB (`PRAGMA cache_size = -N`), for the store's
 /// connections and the read models' alike (eleven at most). With SQLite's default, 2,000 KiB,
 /// a soak's resident set climbed about 7 MiB after its second minute; with 256 KiB, about 2.6
-/// (RELIABILITY.md), at the same peak and p99 within the runs' noise. Under steady writes a
-/// connection's cache is emptied at each transaction after another connection's commit (WAL
-/// mode), so it was worth little; what it bounds is the pages one transaction holds, whose
-/// memory each connection's worker thread kept at its highest. The file's pages stay in the
-/// OS's page cache.
+/// (RELIABILITY.md), at the same peak and CPU, but with a worse login p99 at 70 % of peak in
+/// paired full-scale runs (BENCHMARKS.md; the writers' transactions may spill). Under steady
+/// writes a connection's cache is emptied at each transaction after another connection's
+/// commit (WAL mode), so it was worth little; what it bounds is the pages one transaction
+/// holds, whose memory each connection's worker thread kept at its highest. The file's pages
+/// stay in the OS's page cache.
 pub const SQLITE_PAGE_CACHE_KIB: u32 = 256;
 
 impl SqliteStore {

@@ -88,8 +88,10 @@ pub(super) async fn run(
 ) {
     let mut conn: Option<SqliteConnection> = None;
     let mut failures = FailureLog::new("the WAL checkpoint");
-    // When a `RESTART` last started the WAL over, and whether the wait for it was warned about.
-    let (mut started_over, mut warned) = (Instant::now(), false);
+    let mut restarts = Restarts {
+        started_over: Instant::now(),
+        warned: false,
+    };
     let mut waiting: Vec<Purge> = Vec::new();
     loop {
         tokio::select! {
@@ -108,44 +110,18 @@ pub(super) async fn run(
                 }
             },
         };
-        if !waiting.is_empty() {
+        let result = if waiting.is_empty() {
+            pass(c, &mut restarts).await
+        } else {
             while let Ok(purge) = purges.try_recv() {
                 waiting.push(purge);
             }
             let truncated = truncate(c, &turn).await;
             answer(&mut waiting, &truncated);
-            match truncated {
-                Ok(_) => {
-                    failures.succeeded(Instant::now());
-                }
-                Err(e) => {
-                    failures.failed(&e, Instant::now());
-                    conn = None;
-                }
-            }
-            continue;
-        }
-        let mut result = checkpoint(c, "PASSIVE").await;
-        if let Ok(passive) = result {
-            if passive.frames > MAX_WAL_FRAMES {
-                let patient = started_over.elapsed() > PATIENT_AFTER;
-                if patient && !warned {
-                    tracing::warn!(
-                        frames = passive.frames,
-                        "the WAL has not started over for {PATIENT_AFTER:?}: readers keep it; \
-                         the checkpointer now holds writers back until they let go"
-                    );
-                    warned = true;
-                }
-                result = restart(c, patient).await;
-                if matches!(result, Ok(restarted) if !restarted.busy) {
-                    started_over = Instant::now();
-                    warned = false;
-                }
-            }
-        }
+            truncated.map(drop)
+        };
         match result {
-            Ok(_) => {
+            Ok(()) => {
                 failures.succeeded(Instant::now());
             }
             Err(e) => {
@@ -157,6 +133,34 @@ pub(super) async fn run(
     if let Some(conn) = conn {
         let _ = conn.close().await;
     }
+}
+
+/// When a `RESTART` last started the WAL over, and whether the wait for it was warned about.
+struct Restarts {
+    started_over: Instant,
+    warned: bool,
+}
+
+/// One pass: a `PASSIVE` checkpoint, and a `RESTART` once the WAL is past `MAX_WAL_FRAMES`.
+async fn pass(conn: &mut SqliteConnection, restarts: &mut Restarts) -> Result<(), sqlx::Error> {
+    let passive = checkpoint(conn, "PASSIVE").await?;
+    if passive.frames <= MAX_WAL_FRAMES {
+        return Ok(());
+    }
+    let patient = restarts.started_over.elapsed() > PATIENT_AFTER;
+    if patient && !restarts.warned {
+        tracing::warn!(
+            frames = passive.frames,
+            "the WAL has not started over for {PATIENT_AFTER:?}: readers keep it; \
+             the checkpointer now holds writers back until they let go"
+        );
+        restarts.warned = true;
+    }
+    if !restart(conn, patient).await?.busy {
+        restarts.started_over = Instant::now();
+        restarts.warned = false;
+    }
+    Ok(())
 }
 
 /// Answers every purge waiting: each its own copy of a failure.
