@@ -21,10 +21,10 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use sqlx::any::AnyRow;
 use sqlx::{Any, AnyConnection, AnyPool, Transaction};
-use tokio::sync::OwnedMutexGuard;
 
 use infra::database_url::{Backend, DatabaseUrl};
 use infra::sql::{Liveness, PoolSettings};
+use infra::store::SqliteTurn;
 
 use crate::error::ProjectionError;
 use crate::table::TableRow;
@@ -78,7 +78,7 @@ pub(crate) trait Dialect: Send + Sync + Debug {
 }
 
 /// What [`Dialect::begin`] gives: the transaction and the write turn it holds, if any.
-pub(crate) type Begun = (Transaction<'static, Any>, Option<OwnedMutexGuard<()>>);
+pub(crate) type Begun = (Transaction<'static, Any>, Option<SqliteTurn>);
 
 /// A read-model write transaction, with the dialect of its database. Dropped without
 /// `commit`, it rolls back.
@@ -87,24 +87,26 @@ pub(crate) struct Tx {
     dialect: Arc<dyn Dialect>,
     /// On SQLite, the process's write turn, held until the transaction ends (declared after
     /// `tx`, so released after its rollback is queued).
-    _turn: Option<OwnedMutexGuard<()>>,
+    turn: Option<SqliteTurn>,
 }
 
 impl Tx {
     fn new(
         tx: Transaction<'static, Any>,
         dialect: Arc<dyn Dialect>,
-        turn: Option<OwnedMutexGuard<()>>,
+        turn: Option<SqliteTurn>,
     ) -> Self {
-        Self {
-            tx,
-            dialect,
-            _turn: turn,
-        }
+        Self { tx, dialect, turn }
     }
 
     pub async fn commit(self) -> Result<(), ProjectionError> {
-        Ok(self.tx.commit().await?)
+        let Self { tx, turn, .. } = self;
+        let committed = tx.commit().await;
+        if let Some(turn) = &turn {
+            // A full disk fails the writers queued behind this one too (see `SqliteTurn`).
+            turn.observe(&committed);
+        }
+        Ok(committed?)
     }
 
     /// See [`Dialect::placeholders`].
@@ -134,7 +136,7 @@ impl Db {
         let url = DatabaseUrl::parse(url).map_err(|_| ProjectionError::UnsupportedUrl)?;
         match url.backend() {
             Backend::Postgres => postgres::connect(url.as_str(), settings).await,
-            Backend::Sqlite => sqlite::connect(url.as_str()).await,
+            Backend::Sqlite => sqlite::connect(url.as_str(), settings).await,
         }
     }
 

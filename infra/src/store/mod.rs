@@ -40,7 +40,10 @@ pub use fault::{is_connection_lost, is_database_failure, is_database_unavailable
 pub use postgres::PostgresStore;
 pub use rejections::{LoginRejection, RejectionStore, FOLDED_IP, NO_IP};
 pub use signal::AppendWaiter;
-pub use sqlite::{write_turn as sqlite_write_turn, SqliteStore, SQLITE_PAGE_CACHE_KIB};
+pub use sqlite::{
+    write_turn as sqlite_write_turn, SqliteStore, Turn as SqliteTurn, WriteTurn as SqliteWriteTurn,
+    SQLITE_PAGE_CACHE_KIB,
+};
 
 /// An event ready to be appended.
 #[derive(Debug, Clone, PartialEq)]
@@ -686,8 +689,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>, StoreError> {
     connect_with(url, &PoolSettings::PATIENT).await
 }
 
-/// `connect`, with PostgreSQL's connections waited for as `settings` say (SQLite keeps its
-/// own: one writer, whose queue is the wait).
+/// `connect`, with the database waited for as `settings` say: PostgreSQL's pooled
+/// connections, SQLite's locks held by another process and its read connections.
 pub async fn connect_with(
     url: &str,
     settings: &PoolSettings,
@@ -695,6 +698,6 @@ pub async fn connect_with(
     let url = DatabaseUrl::parse(url)?;
     Ok(match url.backend() {
         Backend::Postgres => Arc::new(PostgresStore::connect_with(&url, settings).await?),
-        Backend::Sqlite => Arc::new(SqliteStore::connect(&url).await?),
+        Backend::Sqlite => Arc::new(SqliteStore::connect_with(&url, settings).await?),
     })
 }

@@ -9,7 +9,7 @@
 mod append;
 mod checkpoint;
 mod codec;
-mod turn;
+pub(crate) mod turn;
 mod writer;
 
 use std::str::FromStr;
@@ -29,8 +29,9 @@ use super::signal::AppendSignal;
 use super::write_health::WriteHealth;
 use super::{AppendBatch, AppendError, OneTimeLock, RecordedEvent, RelayLease, StoreError};
 use crate::database_url::DatabaseUrl;
+use crate::sql::PoolSettings;
 
-pub use turn::write_turn;
+pub use turn::{write_turn, Turn, WriteTurn};
 
 pub struct SqliteStore {
     /// Reads on a pool of their own; writes on one connection, in the process's write turn
@@ -47,7 +48,9 @@ pub struct SqliteStore {
     path: std::path::PathBuf,
 }
 
-/// How long a statement waits for a lock another connection holds (SQLite's busy handler).
+/// How long the WAL checkpointer's connection waits for a lock by default (SQLite's busy
+/// handler); it sets its own wait per checkpoint (see `checkpoint`). The store's connections
+/// wait as `PoolSettings::acquire_timeout` says.
 pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// SQLite's own page cache per connection, in KiB (`PRAGMA cache_size = -N`), for the store's
@@ -64,8 +67,19 @@ pub const SQLITE_PAGE_CACHE_KIB: u32 = 256;
 impl SqliteStore {
     /// Opens (creating if missing) the database file named by `sqlite://path` or `sqlite:path`,
     /// and runs the migrations. (An in-memory database is no `DatabaseUrl`: the two pools would
-    /// each get their own.)
+    /// each get their own.) Waits patiently for locks (`PoolSettings::PATIENT`).
     pub async fn connect(url: &DatabaseUrl) -> Result<Self, StoreError> {
+        Self::connect_with(url, &PoolSettings::PATIENT).await
+    }
+
+    /// `connect`, with a statement waiting `settings.acquire_timeout` at most for a lock that
+    /// another process holds (a CLI command writing, a backup) before it fails as busy (a 503
+    /// for a request), and a read waiting as long at most for a pooled connection. Within the
+    /// process, writers wait for the write turn instead, in order (see `turn`).
+    pub async fn connect_with(
+        url: &DatabaseUrl,
+        settings: &PoolSettings,
+    ) -> Result<Self, StoreError> {
         let options = SqliteConnectOptions::from_str(url.as_str())?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -79,7 +93,7 @@ impl SqliteStore {
             // zeros, not left in free pages of the file.
             .pragma("secure_delete", "ON")
             .pragma("cache_size", format!("-{SQLITE_PAGE_CACHE_KIB}"))
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(settings.acquire_timeout);
         let path = options.get_filename().to_path_buf();
         let write = crate::sql::checked_pool(SqlitePoolOptions::new())
             .max_connections(1)
@@ -95,12 +109,18 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&write).await?;
         let read = crate::sql::checked_pool(SqlitePoolOptions::new())
             .max_connections(4)
+            .acquire_timeout(settings.acquire_timeout)
             .connect_with(options.clone().pragma("query_only", "ON"))
             .await?;
         let turn = write_turn(&path);
         let (stop_checkpoints, stopped) = tokio::sync::oneshot::channel();
         let (purges, asked) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(checkpoint::run(options, Arc::clone(&turn), asked, stopped));
+        tokio::spawn(checkpoint::run(
+            options.busy_timeout(BUSY_TIMEOUT),
+            Arc::clone(&turn),
+            asked,
+            stopped,
+        ));
         let (appends, queue) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(writer::run(write.clone(), Arc::clone(&turn), queue));
         Ok(Self {

@@ -23,6 +23,7 @@ use tokio::sync::Barrier;
 use uuid::Uuid;
 
 mod held;
+mod listener;
 mod outage;
 
 /// The tests of this binary one at a time: the held tests take the position reservation's

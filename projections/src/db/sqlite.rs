@@ -11,12 +11,20 @@ use futures::future::BoxFuture;
 use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyConnection, Executor};
-use tokio::sync::Mutex;
+
+use infra::sql::PoolSettings;
+use infra::store::SqliteWriteTurn;
 
 use super::{Begun, Db, Dialect};
 use crate::error::ProjectionError;
 
-pub(super) async fn connect(url: &str) -> Result<Db, ProjectionError> {
+/// Opens the read models' pools on the store's file. A write waits `settings.acquire_timeout`
+/// at most for a lock another process holds, as the store's do.
+pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, ProjectionError> {
+    let busy_timeout = format!(
+        "PRAGMA busy_timeout = {}",
+        settings.acquire_timeout.as_millis()
+    );
     // Create the file if missing, as the store does.
     let url = if url.contains("mode=") {
         url.to_owned()
@@ -26,8 +34,11 @@ pub(super) async fn connect(url: &str) -> Result<Db, ProjectionError> {
         format!("{url}?mode=rwc")
     };
     let options = || {
-        infra::sql::checked_pool(AnyPoolOptions::new()).after_connect(|conn, _| {
+        let busy_timeout = busy_timeout.clone();
+        infra::sql::checked_pool(AnyPoolOptions::new()).after_connect(move |conn, _| {
+            let busy_timeout = busy_timeout.clone();
             Box::pin(async move {
+                conn.execute(busy_timeout.as_str()).await?;
                 // Safe in WAL mode (a crash may lose the last commits, never corrupt), and
                 // it spares an fsync per projection batch.
                 conn.execute("PRAGMA synchronous = NORMAL").await?;
@@ -77,7 +88,7 @@ pub(super) async fn connect(url: &str) -> Result<Db, ProjectionError> {
 
 #[derive(Debug)]
 struct Sqlite {
-    turn: Arc<Mutex<()>>,
+    turn: Arc<SqliteWriteTurn>,
 }
 
 impl Dialect for Sqlite {
@@ -103,12 +114,16 @@ impl Dialect for Sqlite {
     /// that nobody ends. `infra::sql::begin` cannot be cut short (see there why).
     fn begin<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, Result<Begun, ProjectionError>> {
         Box::pin(async move {
-            let turn = Arc::clone(&self.turn).lock_owned().await;
+            let turn = self.turn.take().await?;
             let mut tx = infra::sql::begin(&db.write).await?;
-            // Matches no row, yet takes the write lock (waiting out the busy timeout).
-            sqlx::query("UPDATE projection_checkpoints SET updated_at = updated_at WHERE 0")
-                .execute(&mut *tx)
-                .await?;
+            // Matches no row, yet takes the write lock (waiting out the busy timeout). Busy
+            // past it fails the writers queued for the turn too (see `SqliteWriteTurn`).
+            let locked =
+                sqlx::query("UPDATE projection_checkpoints SET updated_at = updated_at WHERE 0")
+                    .execute(&mut *tx)
+                    .await;
+            turn.observe(&locked);
+            locked?;
             Ok((tx, Some(turn)))
         })
     }

@@ -4,11 +4,18 @@
 //!
 //! The NOTIFY is sent outside the append transaction on purpose: a NOTIFY inside it would take
 //! PostgreSQL's global notify lock at commit and serialise every append.
+//!
+//! The listener has a one-connection pool of its own, and its `recv` is never cut short but by
+//! the store's drop. sqlx's `PgListener` reconnects inside `recv`; cut short there, it hands
+//! its new connection back to the pool it came from, subscribed (or about to be), without the
+//! buffer that takes announcements: a connection of the store's pool in that state failed the
+//! next append on it with "expected ParseComplete, got NotificationResponse" (seen after a
+//! server restart, when every local commit cut the reconnect short).
 
 use std::time::Duration;
 
-use sqlx::postgres::{PgListener, PgPool};
-use tokio::sync::watch;
+use sqlx::postgres::{PgListener, PgPool, PgPoolOptions};
+use tokio::sync::{oneshot, watch};
 
 use crate::store::signal::AppendSignal;
 
@@ -18,21 +25,26 @@ pub(super) const CHANNEL: &str = "identity_events";
 const COALESCE: Duration = Duration::from_millis(5);
 /// How long to wait before reconnecting a listener that failed.
 const RETRY: Duration = Duration::from_secs(1);
+/// How long the listener waits for its connection; a server that does not answer sooner is
+/// tried again after `RETRY`.
+const CONNECT_WITHIN: Duration = Duration::from_secs(5);
 
 /// The store's side: call `committed` after each append commits. Dropping it (with the store)
 /// ends both background tasks.
 pub(super) struct Notifier {
     local: watch::Sender<i64>,
+    /// Dropped with the store: ends the listener.
+    _stop: oneshot::Sender<()>,
 }
 
 impl Notifier {
     /// Spawns the announcing and the listening task (needs a Tokio runtime).
     pub fn start(pool: &PgPool, signal: &AppendSignal) -> Self {
         let (local, announcements) = watch::channel(0);
-        let stop = local.subscribe();
+        let (stop, stopped) = oneshot::channel();
         tokio::spawn(announce(pool.clone(), announcements));
-        tokio::spawn(listen(pool.clone(), signal.clone(), stop));
-        Self { local }
+        tokio::spawn(listen(listener_pool(pool), signal.clone(), stopped));
+        Self { local, _stop: stop }
     }
 
     pub fn committed(&self, position: i64) {
@@ -57,16 +69,18 @@ async fn announce(pool: PgPool, mut appended: watch::Receiver<i64>) {
     }
 }
 
-/// What woke the listener up.
-enum Wake {
-    /// The store was dropped.
-    Stop,
-    /// Our own append (ignored here: the store already bumped the signal).
-    Local,
-    Notified(Result<sqlx::postgres::PgNotification, sqlx::Error>),
+/// A pool of one connection to the store's database, opened when first needed, that only the
+/// listener uses (see the module's doc).
+fn listener_pool(store: &PgPool) -> PgPool {
+    PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .acquire_timeout(CONNECT_WITHIN)
+        .connect_lazy_with((*store.connect_options()).clone())
 }
 
-async fn listen(pool: PgPool, signal: AppendSignal, mut stop: watch::Receiver<i64>) {
+/// Turns announcements (our own included) into wake-ups until `stop` is dropped.
+async fn listen(pool: PgPool, signal: AppendSignal, mut stop: oneshot::Receiver<()>) {
     let mut listener: Option<PgListener> = None;
     loop {
         let Some(active) = listener.as_mut() else {
@@ -86,18 +100,18 @@ async fn listen(pool: PgPool, signal: AppendSignal, mut stop: watch::Receiver<i6
             }
             continue;
         };
-        let wake = tokio::select! {
-            changed = stop.changed() => if changed.is_err() { Wake::Stop } else { Wake::Local },
-            note = active.recv() => Wake::Notified(note),
+        let note = tokio::select! {
+            _ = &mut stop => return,
+            note = active.recv() => note,
         };
-        match wake {
-            Wake::Stop => return,
-            Wake::Local => {}
-            Wake::Notified(Ok(note)) => signal.bump(note.payload().parse().unwrap_or(0)),
-            Wake::Notified(Err(e)) => {
-                // The listener reconnects by itself on the next recv; what was announced in
-                // between is lost, so wake readers anyway.
+        match note {
+            Ok(note) => signal.bump(note.payload().parse().unwrap_or(0)),
+            Err(e) => {
+                // sqlx reconnects by itself only after some I/O errors and keeps the connection
+                // after others: start over with a new listener. What was announced in between
+                // is lost, so wake readers anyway.
                 tracing::debug!(error = %e, "listening for appended events failed");
+                listener = None;
                 signal.bump(0);
                 if wait_or_stop(&mut stop, RETRY).await {
                     return;
@@ -114,12 +128,9 @@ async fn connect(pool: &PgPool) -> Result<PgListener, sqlx::Error> {
 }
 
 /// Sleeps for `pause`; true when the store was dropped meanwhile.
-async fn wait_or_stop(stop: &mut watch::Receiver<i64>, pause: Duration) -> bool {
-    let deadline = tokio::time::Instant::now() + pause;
-    loop {
-        tokio::select! {
-            changed = stop.changed() => if changed.is_err() { return true },
-            () = tokio::time::sleep_until(deadline) => return false,
-        }
+async fn wait_or_stop(stop: &mut oneshot::Receiver<()>, pause: Duration) -> bool {
+    tokio::select! {
+        _ = stop => true,
+        () = tokio::time::sleep(pause) => false,
     }
 }

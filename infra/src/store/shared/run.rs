@@ -2,9 +2,9 @@
 
 use std::sync::Arc;
 
+use crate::store::sqlite::turn::{Turn, WriteTurn};
 use async_trait::async_trait;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
-use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use super::{Arg, Codec, Query, SqlRow};
 use crate::database_url::Backend;
@@ -25,7 +25,7 @@ const WRITE_PROBE_BYTES: usize = 64 * 1024;
 pub(crate) struct Pools<DB: Database> {
     pub read: Pool<DB>,
     pub write: Pool<DB>,
-    pub turn: Option<Arc<Mutex<()>>>,
+    pub turn: Option<Arc<WriteTurn>>,
     pub health: WriteHealth,
     /// The pools' view of the database's health: reads lost with their connection are read
     /// again, and any failure that says the database is unavailable has the next checkouts
@@ -77,19 +77,19 @@ pub(crate) struct Tx<DB: Database> {
     tx: Transaction<'static, DB>,
     health: WriteHealth,
     /// Declared after `tx`, so dropped after it: a rollback is queued before the turn passes.
-    _turn: Option<OwnedMutexGuard<()>>,
+    turn: Option<Turn>,
 }
 
 impl<DB: Database> Tx<DB> {
-    pub fn new(
-        tx: Transaction<'static, DB>,
-        health: WriteHealth,
-        turn: Option<OwnedMutexGuard<()>>,
-    ) -> Self {
-        Self {
-            tx,
-            health,
-            _turn: turn,
+    pub fn new(tx: Transaction<'static, DB>, health: WriteHealth, turn: Option<Turn>) -> Self {
+        Self { tx, health, turn }
+    }
+
+    /// Records a statement's outcome as the store's writes and the write turn keep them.
+    fn observe<T>(&self, outcome: &Result<T, StoreError>) {
+        self.health.record_failure(outcome);
+        if let Some(turn) = &self.turn {
+            turn.observe(outcome);
         }
     }
 }
@@ -169,10 +169,19 @@ impl<DB: Database> Clone for Pools<DB> {
 }
 
 impl<DB: Database> Pools<DB> {
-    async fn turn(&self) -> Option<OwnedMutexGuard<()>> {
+    /// The write turn, where the backend has one (see `sqlite::turn`).
+    async fn turn(&self) -> Result<Option<Turn>, StoreError> {
         match &self.turn {
-            Some(turn) => Some(Arc::clone(turn).lock_owned().await),
-            None => None,
+            Some(turn) => turn.take().await.map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Records a write's outcome in the pools' views of the database and in the turn held.
+    fn observe<T>(&self, turn: Option<&Turn>, outcome: &Result<T, StoreError>) {
+        self.liveness.observe(outcome);
+        if let Some(turn) = turn {
+            turn.observe(outcome);
         }
     }
 }
@@ -184,19 +193,19 @@ impl<DB: Driver> Sql for Pools<DB> {
     type Tx = Tx<DB>;
 
     async fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
-        let _turn = self.turn().await;
+        let turn = self.turn().await?;
         let done = async { DB::run(&mut *self.write.acquire().await?, sql, args).await }.await;
         self.health.record(&done);
-        self.liveness.observe(&done);
+        self.observe(turn.as_ref(), &done);
         done
     }
 
     /// Often a read (one that must see the latest writes): its success proves no write.
     async fn fetch_written(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DB::Row>, StoreError> {
-        let _turn = self.turn().await;
+        let turn = self.turn().await?;
         let rows = async { DB::rows(&mut *self.write.acquire().await?, sql, args).await }.await;
         self.health.record_failure(&rows);
-        self.liveness.observe(&rows);
+        self.observe(turn.as_ref(), &rows);
         rows
     }
 
@@ -208,13 +217,14 @@ impl<DB: Driver> Sql for Pools<DB> {
     }
 
     async fn begin(&self, tables: &[&str]) -> Result<Tx<DB>, StoreError> {
-        let turn = self.turn().await;
+        let turn = self.turn().await?;
         let begun = match DB::BEGIN_WRITE {
             Some(statement) => crate::sql::begin_with(&self.write, statement).await,
             None => crate::sql::begin(&self.write).await,
-        };
+        }
+        .map_err(StoreError::from);
         self.health.record_failure(&begun);
-        self.liveness.observe(&begun);
+        self.observe(turn.as_ref(), &begun);
         let mut tx = Tx::new(begun?, self.health.clone(), turn);
         if let Some(lock) = DB::lock_tables(tables) {
             let locked = tx.execute(&lock, &[]).await;
@@ -258,19 +268,23 @@ impl<DB: Driver> SqlTx for Tx<DB> {
 
     async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
         let done = DB::run(&mut self.tx, sql, args).await;
-        self.health.record_failure(&done);
+        self.observe(&done);
         done
     }
 
     async fn fetch(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DB::Row>, StoreError> {
         let rows = DB::rows(&mut self.tx, sql, args).await;
-        self.health.record_failure(&rows);
+        self.observe(&rows);
         rows
     }
 
     async fn commit(self) -> Result<(), StoreError> {
-        let committed = self.tx.commit().await;
-        self.health.record(&committed);
-        Ok(committed?)
+        let Self { tx, health, turn } = self;
+        let committed = tx.commit().await.map_err(StoreError::from);
+        health.record(&committed);
+        if let Some(turn) = &turn {
+            turn.observe(&committed);
+        }
+        committed
     }
 }

@@ -12,8 +12,10 @@
 //! every page it touched) a passive checkpoint is rarely complete, so once the WAL passes
 //! `MAX_WAL_FRAMES` the checkpointer takes a `RESTART` checkpoint: it waits for the writer in
 //! hand and holds the next one back while it copies the little the passive passes left, so
-//! the WAL starts over. That is the one pause writers see, a few times a second at most
-//! instead of inside every commit that crosses 1000 pages. (Measured with `bench`: the
+//! the WAL starts over. It takes the process's write turn to do so, so the appends that
+//! arrive meanwhile queue in order behind it rather than poll for the lock. That is the one
+//! pause writers see, a few times a second at most instead of inside every commit that
+//! crosses 1000 pages. (Measured with `bench`: the
 //! single-user login p99 halved; 8 and 32 users 10–20 % better.) The store's writer's
 //! `journal_size_limit` then trims the file.
 //!
@@ -25,8 +27,9 @@
 //! appends queued meanwhile. With 50 ms (three such soaks): 16 % of the time, the longest
 //! 124–146 ms, a third of them gave up, the WAL grew to 210 MB at most before it started
 //! over. Once the WAL has not started over for `PATIENT_AFTER` (readers that never let go,
-//! which would keep it growing with every append), a `RESTART` waits for them as long as any
-//! statement waits for a lock (`BUSY_TIMEOUT`), and says so in a warning.
+//! which would keep it growing with every append), a `RESTART` waits for them longer
+//! (`PATIENT_WAIT`), and says so in a warning. Nothing here holds the turn longer than that,
+//! so an append's answer (or its 503) stays within about two seconds.
 //!
 //! After an erasure the store asks this task to empty the WAL (a `Purge`): a `TRUNCATE`, which
 //! holds writers back while readers keep the WAL, so it runs in short tries in the write turn
@@ -38,9 +41,10 @@ use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, Row};
-use tokio::sync::{mpsc, oneshot, Mutex};
+use tokio::sync::{mpsc, oneshot};
 
-use super::BUSY_TIMEOUT;
+use super::turn::WriteTurn;
+
 use crate::failure_log::FailureLog;
 use crate::store::{is_sqlx_unavailable, StoreError};
 
@@ -55,12 +59,16 @@ const MAX_WAL_FRAMES: i64 = 4096;
 /// still on the WAL.
 const RESTART_PATIENCE: Duration = Duration::from_millis(50);
 
+/// The longest a checkpoint waits for readers while it holds the write turn: the patient
+/// `RESTART`, and `truncate`'s last try. Appends queue behind it meanwhile.
+const PATIENT_WAIT: Duration = Duration::from_secs(1);
+
 /// `truncate`'s short tries, and the pause between them in which appends go on: about 3.5 s
-/// in all, before one try that waits `BUSY_TIMEOUT`.
+/// in all, before one try that waits `PATIENT_WAIT`.
 const TRUNCATE_TRIES: usize = 50;
 const TRUNCATE_PAUSE: Duration = Duration::from_millis(20);
 
-/// A WAL that has not started over for this long gets a `RESTART` that waits `BUSY_TIMEOUT`
+/// A WAL that has not started over for this long gets a `RESTART` that waits `PATIENT_WAIT`
 /// for its readers. In the soaks the longest run of give-ups lasted a few seconds (the WAL
 /// reached 210 MB at 100 MB/s of writes); this bounds the WAL to about as much again.
 const PATIENT_AFTER: Duration = Duration::from_secs(10);
@@ -82,7 +90,7 @@ pub(super) type Purge = oneshot::Sender<Result<bool, StoreError>>;
 /// short) does not cut it short.
 pub(super) async fn run(
     options: SqliteConnectOptions,
-    turn: Arc<Mutex<()>>,
+    turn: Arc<WriteTurn>,
     mut purges: mpsc::Receiver<Purge>,
     mut stop: oneshot::Receiver<()>,
 ) {
@@ -111,7 +119,7 @@ pub(super) async fn run(
             },
         };
         let result = if waiting.is_empty() {
-            pass(c, &mut restarts).await
+            pass(c, &turn, &mut restarts).await
         } else {
             while let Ok(purge) = purges.try_recv() {
                 waiting.push(purge);
@@ -141,8 +149,13 @@ struct Restarts {
     warned: bool,
 }
 
-/// One pass: a `PASSIVE` checkpoint, and a `RESTART` once the WAL is past `MAX_WAL_FRAMES`.
-async fn pass(conn: &mut SqliteConnection, restarts: &mut Restarts) -> Result<(), sqlx::Error> {
+/// One pass: a `PASSIVE` checkpoint, and a `RESTART` in the write `turn` once the WAL is past
+/// `MAX_WAL_FRAMES`.
+async fn pass(
+    conn: &mut SqliteConnection,
+    turn: &Arc<WriteTurn>,
+    restarts: &mut Restarts,
+) -> Result<(), sqlx::Error> {
     let passive = checkpoint(conn, "PASSIVE").await?;
     if passive.frames <= MAX_WAL_FRAMES {
         return Ok(());
@@ -156,7 +169,11 @@ async fn pass(conn: &mut SqliteConnection, restarts: &mut Restarts) -> Result<()
         );
         restarts.warned = true;
     }
-    if !restart(conn, patient).await?.busy {
+    let restarted = {
+        let _turn = turn.wait().await;
+        restart(conn, patient).await?
+    };
+    if !restarted.busy {
         restarts.started_over = Instant::now();
         restarts.warned = false;
     }
@@ -176,11 +193,11 @@ fn answer(waiting: &mut Vec<Purge>, outcome: &Result<bool, sqlx::Error>) {
     }
 }
 
-/// A `RESTART` checkpoint, waiting for readers `RESTART_PATIENCE`, or `BUSY_TIMEOUT` when
+/// A `RESTART` checkpoint, waiting for readers `RESTART_PATIENCE`, or `PATIENT_WAIT` when
 /// `patient` (see the module).
 async fn restart(conn: &mut SqliteConnection, patient: bool) -> Result<Checkpointed, sqlx::Error> {
     let patience = if patient {
-        BUSY_TIMEOUT
+        PATIENT_WAIT
     } else {
         RESTART_PATIENCE
     };
@@ -225,14 +242,14 @@ async fn checkpoint(conn: &mut SqliteConnection, mode: &str) -> Result<Checkpoin
 ///
 /// A `TRUNCATE` checkpoint holds the writer back while it waits for readers still on the WAL.
 /// So, as a `RESTART` does, it first tries often, waiting for them `RESTART_PATIENCE` a try;
-/// only if readers kept the WAL all that time does it try once more waiting `BUSY_TIMEOUT`.
+/// only if readers kept the WAL all that time does it try once more waiting `PATIENT_WAIT`.
 /// Each try takes the process's write `turn`, as writers do, so appends queue behind it in
 /// order and go on between tries, instead of polling for the lock.
-async fn truncate(conn: &mut SqliteConnection, turn: &Mutex<()>) -> Result<bool, sqlx::Error> {
+async fn truncate(conn: &mut SqliteConnection, turn: &Arc<WriteTurn>) -> Result<bool, sqlx::Error> {
     busy_timeout(conn, RESTART_PATIENCE).await?;
     for _ in 0..TRUNCATE_TRIES {
         let truncated = {
-            let _turn = turn.lock().await;
+            let _turn = turn.wait().await;
             !checkpoint(conn, "TRUNCATE").await?.busy
         };
         if truncated {
@@ -240,8 +257,8 @@ async fn truncate(conn: &mut SqliteConnection, turn: &Mutex<()>) -> Result<bool,
         }
         tokio::time::sleep(TRUNCATE_PAUSE).await;
     }
-    busy_timeout(conn, BUSY_TIMEOUT).await?;
-    let _turn = turn.lock().await;
+    busy_timeout(conn, PATIENT_WAIT).await?;
+    let _turn = turn.wait().await;
     if !checkpoint(conn, "TRUNCATE").await?.busy {
         return Ok(true);
     }
@@ -269,6 +286,7 @@ mod tests {
 
     use sqlx::sqlite::{SqliteJournalMode, SqlitePoolOptions};
 
+    use super::super::BUSY_TIMEOUT;
     use super::*;
 
     /// A database whose WAL holds 4,000 rows' frames that `reader`'s open snapshot predates, so
@@ -366,7 +384,7 @@ mod tests {
             .connect_with(wal.options.clone())
             .await
             .unwrap();
-        let turn = Arc::new(Mutex::new(()));
+        let turn = Arc::new(WriteTurn::default());
         let (purges, asked) = mpsc::channel(8);
         let (_stop, stopped) = oneshot::channel();
         tokio::spawn(run(wal.options.clone(), Arc::clone(&turn), asked, stopped));
@@ -375,7 +393,7 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(100)).await;
         for n in 0..5 {
             let started = Instant::now();
-            let _turn = turn.lock().await;
+            let _turn = turn.wait().await;
             sqlx::query("INSERT INTO t (b) VALUES (x'00')")
                 .execute(&pool)
                 .await

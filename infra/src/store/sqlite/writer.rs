@@ -17,6 +17,7 @@ use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::append::{self, Failure, Written};
+use super::turn::{Turn, WriteTurn};
 use crate::store::fault::is_sqlx_unavailable;
 use crate::store::prepared::PreparedAppend;
 use crate::store::{AppendBatch, AppendError, RecordedEvent, StoreError};
@@ -31,14 +32,10 @@ pub(super) struct Job {
 }
 
 /// Takes the store's write turn per group, so other writers (projections) interleave.
-pub(super) async fn run(
-    pool: SqlitePool,
-    turn: Arc<tokio::sync::Mutex<()>>,
-    mut jobs: mpsc::Receiver<Job>,
-) {
+pub(super) async fn run(pool: SqlitePool, turn: Arc<WriteTurn>, mut jobs: mpsc::Receiver<Job>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let _turn = turn.lock().await;
+        let taken = turn.take().await;
         // More may have queued while waiting for the turn.
         while group.len() < MAX_GROUP {
             match jobs.try_recv() {
@@ -46,37 +43,87 @@ pub(super) async fn run(
                 Err(_) => break,
             }
         }
-        commit_group(&pool, group.drain(..)).await;
+        let failed = match &taken {
+            Ok(turn) => commit_group(&pool, turn, group.drain(..)).await,
+            // A writer ahead found the database unavailable (see `turn`).
+            Err(e) => {
+                let failure = GroupFailure {
+                    message: e.to_string(),
+                    unavailable: true,
+                };
+                for job in group.drain(..) {
+                    let _ = job.reply.send(Err(failure.error().into()));
+                }
+                Some(failure)
+            }
+        };
+        drop(taken);
+        if let Some(unavailable) = failed {
+            // The database failed the group as unavailable: busy past the wait for its lock
+            // (another process writing), full, gone. The appends that queued meanwhile would
+            // wait as long again for the same answer; they get it now, so that no append
+            // waits for more than one group's wait (a request's 503 within about
+            // `PoolSettings::acquire_timeout`).
+            while let Ok(job) = jobs.try_recv() {
+                let _ = job.reply.send(Err(unavailable.error().into()));
+            }
+        }
     }
 }
 
-async fn commit_group(pool: &SqlitePool, jobs: impl Iterator<Item = Job>) {
+/// Commits the group and answers its jobs; the failure they shared if the database was
+/// unavailable.
+async fn commit_group(
+    pool: &SqlitePool,
+    turn: &Turn,
+    jobs: impl Iterator<Item = Job>,
+) -> Option<GroupFailure> {
     let (prepared, replies): (Vec<_>, Vec<_>) = jobs
         .map(|job| (PreparedAppend::new(job.batch), job.reply))
         .unzip();
-    let outcomes = match write_group(pool, &prepared).await {
+    let mut unavailable = None;
+    let written = write_group(pool, &prepared).await;
+    turn.observe(&written);
+    let outcomes = match written {
         Ok(outcomes) => outcomes,
         Err(e) => {
             // The first job gets the error itself, the others its text.
-            let (message, unavailable) = (e.to_string(), crate::store::is_sqlx_unavailable(&e));
-            let shared = || StoreError::SharedWrite {
-                message: message.clone(),
-                unavailable,
+            let failure = GroupFailure {
+                message: e.to_string(),
+                unavailable: crate::store::is_sqlx_unavailable(&e),
             };
             let mut first = Some(e);
-            (0..prepared.len())
+            let outcomes = (0..prepared.len())
                 .map(|_| {
                     Err(first
                         .take()
-                        .map_or_else(shared, StoreError::Database)
+                        .map_or_else(|| failure.error(), StoreError::Database)
                         .into())
                 })
-                .collect()
+                .collect();
+            unavailable = failure.unavailable.then_some(failure);
+            outcomes
         }
     };
     // The caller may have gone away; what it asked for stands (or not) all the same.
     for ((prepared, reply), outcome) in prepared.into_iter().zip(replies).zip(outcomes) {
         let _ = reply.send(outcome.map(|written| prepared.into_records(written)));
+    }
+    unavailable
+}
+
+/// Why a whole group failed, for each of its appends.
+struct GroupFailure {
+    message: String,
+    unavailable: bool,
+}
+
+impl GroupFailure {
+    fn error(&self) -> StoreError {
+        StoreError::SharedWrite {
+            message: self.message.clone(),
+            unavailable: self.unavailable,
+        }
     }
 }
 

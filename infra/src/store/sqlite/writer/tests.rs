@@ -24,6 +24,12 @@ async fn store() -> (SqliteStore, std::path::PathBuf) {
     (SqliteStore::connect(&url).await.unwrap(), dir)
 }
 
+/// `commit_group` in the store's write turn, as the writer task runs it.
+async fn commit(store: &SqliteStore, jobs: impl Iterator<Item = Job>) {
+    let turn = store.sql.turn.as_ref().unwrap().take().await.unwrap();
+    commit_group(&store.sql.write, &turn, jobs).await;
+}
+
 /// One event to `stream`.
 fn batch(stream: &StreamId, expected: ExpectedVersion) -> AppendBatch {
     let event = NewEvent {
@@ -59,7 +65,7 @@ async fn a_refused_job_is_undone_alone_and_its_neighbours_commit() {
     let (first, first_answer) = append(&fresh, ExpectedVersion::NoStream);
     let (refused, refused_answer) = append(&taken, ExpectedVersion::NoStream);
     let (second, second_answer) = append(&fresh, ExpectedVersion::Exactly(1));
-    commit_group(&store.sql.write, [first, refused, second].into_iter()).await;
+    commit(&store, [first, refused, second].into_iter()).await;
 
     assert_eq!(first_answer.await.unwrap().unwrap()[0].stream_version, 1);
     assert!(matches!(
@@ -93,7 +99,7 @@ async fn a_failure_found_after_the_script_fails_that_job_alone() {
     let (first, first_answer) = append(&fresh, ExpectedVersion::NoStream);
     let (failing, failing_answer) = append(&dropped, ExpectedVersion::NoStream);
     let (second, second_answer) = append(&fresh, ExpectedVersion::Exactly(1));
-    commit_group(&store.sql.write, [first, failing, second].into_iter()).await;
+    commit(&store, [first, failing, second].into_iter()).await;
 
     assert_eq!(first_answer.await.unwrap().unwrap()[0].stream_version, 1);
     assert!(failing_answer.await.unwrap().is_err());
@@ -134,7 +140,7 @@ async fn a_full_database_fails_the_group_as_unavailable_and_the_writer_recovers(
     };
     let (first, first_answer) = big(&stream("first"));
     let (second, second_answer) = big(&stream("second"));
-    commit_group(&store.sql.write, [first, second].into_iter()).await;
+    commit(&store, [first, second].into_iter()).await;
     for answer in [first_answer, second_answer] {
         let err = answer.await.unwrap().unwrap_err();
         assert!(
@@ -149,7 +155,7 @@ async fn a_full_database_fails_the_group_as_unavailable_and_the_writer_recovers(
         .await
         .unwrap();
     let (after, after_answer) = big(&stream("after"));
-    commit_group(&store.sql.write, [after].into_iter()).await;
+    commit(&store, [after].into_iter()).await;
     assert_eq!(after_answer.await.unwrap().unwrap()[0].stream_version, 1);
     drop(store);
     std::fs::remove_dir_all(dir).unwrap();
