@@ -227,3 +227,46 @@ async fn a_nats_outage_delays_events_but_loses_none() {
     assert_eq!(relay.health().borrow().failures, 0);
     relay.shutdown().await;
 }
+
+/// A database outage (a private PostgreSQL cluster stopped for 3 s): the relay fails while it
+/// is away and resumes by itself once it is back, and the stream still holds each event once,
+/// in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_outage_delays_events_but_loses_none() {
+    let Some(nats) = nats_url().await else {
+        return;
+    };
+    let Some(cluster) = testkit::PgCluster::start().await else {
+        return;
+    };
+    let url = cluster.url();
+    // The service's settings: a request waits 1 s for a connection.
+    let store = infra::store::connect_with(&url, &infra::sql::PoolSettings::REQUESTS)
+        .await
+        .unwrap();
+    let config = unique_config(&nats);
+    let relay = relay::spawn_relay(store.clone(), config.clone());
+    write_concurrently(&store, 4, 500, 10).await;
+    let js = jetstream(&nats).await;
+    read_stream(&js, &config.stream, 500, PATIENCE).await;
+
+    cluster.stop().await;
+    let mut health = relay.health();
+    tokio::time::timeout(PATIENCE, health.wait_for(|h| h.failures >= 1))
+        .await
+        .expect("the relay notices the outage")
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    cluster.start_again().await;
+    let back = Instant::now();
+    write_concurrently(&store, 4, 500, 10).await;
+
+    let log = whole_log(store.as_ref(), &url).await;
+    assert_eq!(log.len(), 1000);
+    assert_relayed(store.as_ref(), &nats, &config, &log).await;
+    let resumed_in = back.elapsed();
+    assert_eq!(relay.health().borrow().failures, 0);
+    eprintln!("the relay resumed after a database outage: all 1000 events relayed {resumed_in:.1?} after the server was back");
+    relay.shutdown().await;
+    delete_stream(&nats, &config).await;
+}
