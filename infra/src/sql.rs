@@ -101,12 +101,13 @@ async fn ended_its_transactions<DB: Database>(
     Ok(true)
 }
 
-/// How the request path waits for a database connection (`IDENTITY_DATABASE_ACQUIRE_TIMEOUT_MS`).
+/// How the request path waits for the database (`IDENTITY_DATABASE_ACQUIRE_TIMEOUT_MS`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolSettings {
     /// How long a caller waits for a pooled connection, connecting included (sqlx keeps
-    /// retrying a refused connection until then): past it the database counts as
-    /// unavailable and a request answers 503 `database_unavailable`.
+    /// retrying a refused connection until then), and on SQLite how long a statement waits
+    /// for a lock another process holds on the file (its busy timeout): past it the database
+    /// counts as unavailable and a request answers 503 `database_unavailable`.
     pub acquire_timeout: Duration,
     /// How long a process starting waits for the database to accept connections.
     pub startup_wait: Duration,
@@ -119,7 +120,8 @@ impl PoolSettings {
         startup_wait: Duration::from_secs(10),
     };
 
-    /// For commands and tools that would rather wait than fail (the CLI, tests, benchmarks).
+    /// For commands and tools that would rather wait than fail (the CLI, tests, benchmarks):
+    /// 10 s for a connection, or for SQLite's lock.
     pub const PATIENT: Self = Self {
         acquire_timeout: Duration::from_secs(10),
         startup_wait: Duration::from_secs(10),

@@ -24,7 +24,7 @@ use sqlx::{Any, AnyConnection, AnyPool, Transaction};
 
 use infra::database_url::{Backend, DatabaseUrl};
 use infra::sql::{Liveness, PoolSettings};
-use infra::store::SqliteTurn;
+use infra::store::SqliteHeldTurn;
 
 use crate::error::ProjectionError;
 use crate::table::TableRow;
@@ -78,7 +78,7 @@ pub(crate) trait Dialect: Send + Sync + Debug {
 }
 
 /// What [`Dialect::begin`] gives: the transaction and the write turn it holds, if any.
-pub(crate) type Begun = (Transaction<'static, Any>, Option<SqliteTurn>);
+pub(crate) type Begun = (Transaction<'static, Any>, Option<SqliteHeldTurn>);
 
 /// A read-model write transaction, with the dialect of its database. Dropped without
 /// `commit`, it rolls back.
@@ -87,14 +87,14 @@ pub(crate) struct Tx {
     dialect: Arc<dyn Dialect>,
     /// On SQLite, the process's write turn, held until the transaction ends (declared after
     /// `tx`, so released after its rollback is queued).
-    turn: Option<SqliteTurn>,
+    turn: Option<SqliteHeldTurn>,
 }
 
 impl Tx {
     fn new(
         tx: Transaction<'static, Any>,
         dialect: Arc<dyn Dialect>,
-        turn: Option<SqliteTurn>,
+        turn: Option<SqliteHeldTurn>,
     ) -> Self {
         Self { tx, dialect, turn }
     }
@@ -103,7 +103,8 @@ impl Tx {
         let Self { tx, turn, .. } = self;
         let committed = tx.commit().await;
         if let Some(turn) = &turn {
-            // A full disk fails the writers queued behind this one too (see `SqliteTurn`).
+            // A busy file fails the writers queued behind this one too (`SqliteWriteTurn`). Only
+            // `begin` and this are noted: the statements between run on the connection itself.
             turn.observe(&committed);
         }
         Ok(committed?)

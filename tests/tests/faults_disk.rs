@@ -148,7 +148,7 @@ async fn a_full_disk_answers_503_and_heals_once_space_returns() {
 
 /// How long the other connection holds the file's write lock.
 const LOCKED_FOR: Duration = Duration::from_secs(3);
-/// What the issue promises for a database fault: the 503 within this of the request.
+/// RELIABILITY.md's promise for a database fault: the 503 within this of the request.
 const ANSWER_WITHIN: Duration = Duration::from_secs(2);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -188,8 +188,9 @@ async fn a_write_lock_held_elsewhere_answers_503_within_2_s_and_heals() {
             (started.elapsed(), answer)
         }
     });
+    // Once the first writes have failed (after about a second): not ready.
     let readiness = async {
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        tokio::time::sleep(Duration::from_millis(1500)).await;
         let started = Instant::now();
         let status = world.get("/readyz").await.status();
         (status, started.elapsed())
@@ -207,6 +208,7 @@ async fn a_write_lock_held_elsewhere_answers_503_within_2_s_and_heals() {
         }
     }
     assert!(unavailable > 0, "no login met the lock");
+    assert_eq!(ready, 503, "/readyz while writes fail");
     assert!(
         ready_took < Duration::from_secs(1),
         "/readyz took {ready_took:?}"

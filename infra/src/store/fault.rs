@@ -25,14 +25,14 @@ pub fn is_database_unavailable(err: &(dyn Error + 'static)) -> bool {
         }
         // Variants whose cause is kept as text, not as a source (the error is `transparent`
         // or crossed a channel): their own kind decides.
-        if let Some(StoreError::SharedWrite { unavailable, .. }) = err.downcast_ref::<StoreError>()
-        {
-            return *unavailable;
-        }
-        if let Some(AppendError::Store(StoreError::SharedWrite { unavailable, .. })) =
-            err.downcast_ref::<AppendError>()
-        {
-            return *unavailable;
+        let store = match err.downcast_ref::<AppendError>() {
+            Some(AppendError::Store(store)) => Some(store),
+            _ => err.downcast_ref::<StoreError>(),
+        };
+        match store {
+            Some(StoreError::SharedWrite { unavailable, .. }) => return *unavailable,
+            Some(StoreError::QueuedBehindBusy(_)) => return true,
+            _ => {}
         }
         next = err.source();
     }
@@ -127,6 +127,25 @@ fn postgres_unavailable(sqlstate: &str) -> bool {
 /// (administrator shutdown), 57P02 (crash shutdown), 57P05 (idle session timeout).
 fn postgres_connection_lost(sqlstate: &str) -> bool {
     sqlstate.starts_with("08") || matches!(sqlstate, "57P01" | "57P02" | "57P05")
+}
+
+/// True when some error in `err`'s chain is SQLite's BUSY (primary code 5): another process
+/// held the lock the statement needed for the whole busy wait. Unlike a full disk, which may
+/// refuse one large write and take a small one, it says every write queued behind would wait
+/// as long again (see `sqlite::turn`).
+pub(crate) fn is_sqlite_busy(err: &(dyn Error + 'static)) -> bool {
+    let mut next = Some(err);
+    while let Some(err) = next {
+        if let Some(sqlx::Error::Database(err)) = err.downcast_ref::<sqlx::Error>() {
+            return err
+                .try_downcast_ref::<SqliteError>()
+                .and_then(|sqlite| sqlite.code())
+                .and_then(|code| code.parse::<i32>().ok())
+                .is_some_and(|code| code & 0xff == 5);
+        }
+        next = err.source();
+    }
+    false
 }
 
 /// SQLite result codes of an unavailable database, by primary code (the low byte of an

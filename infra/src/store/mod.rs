@@ -41,8 +41,8 @@ pub use postgres::PostgresStore;
 pub use rejections::{LoginRejection, RejectionStore, FOLDED_IP, NO_IP};
 pub use signal::AppendWaiter;
 pub use sqlite::{
-    write_turn as sqlite_write_turn, SqliteStore, Turn as SqliteTurn, WriteTurn as SqliteWriteTurn,
-    SQLITE_PAGE_CACHE_KIB,
+    write_turn as sqlite_write_turn, HeldTurn as SqliteHeldTurn, SqliteStore,
+    WriteTurn as SqliteWriteTurn, SQLITE_PAGE_CACHE_KIB,
 };
 
 /// An event ready to be appended.
@@ -219,6 +219,11 @@ pub enum StoreError {
     /// the others get only its text.
     #[error("the transaction this write shared failed: {message}")]
     SharedWrite { message: String, unavailable: bool },
+    /// Not tried: a write ahead of it in the process's SQLite write turn waited the whole busy
+    /// wait for a lock another process held (see `sqlite::WriteTurn`); that one's error. The
+    /// database is unavailable.
+    #[error("not tried: the write ahead of it found the database busy: {0}")]
+    QueuedBehindBusy(String),
     #[error(transparent)]
     UnsupportedUrl(#[from] UnsupportedUrl),
 }

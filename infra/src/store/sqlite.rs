@@ -9,7 +9,7 @@
 mod append;
 mod checkpoint;
 mod codec;
-pub(crate) mod turn;
+mod turn;
 mod writer;
 
 use std::str::FromStr;
@@ -23,6 +23,7 @@ use futures::stream::BoxStream;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
+use sqlx::Connection as _;
 
 use super::shared::{event_columns, Arg, Pools, SqlStore, ADVANCE_RELAY};
 use super::signal::AppendSignal;
@@ -31,7 +32,7 @@ use super::{AppendBatch, AppendError, OneTimeLock, RecordedEvent, RelayLease, St
 use crate::database_url::DatabaseUrl;
 use crate::sql::PoolSettings;
 
-pub use turn::{write_turn, Turn, WriteTurn};
+pub use turn::{write_turn, HeldTurn, WriteTurn};
 
 pub struct SqliteStore {
     /// Reads on a pool of their own; writes on one connection, in the process's write turn
@@ -47,11 +48,6 @@ pub struct SqliteStore {
     /// The database file (its one-time migration lock file lies beside it).
     path: std::path::PathBuf,
 }
-
-/// How long the WAL checkpointer's connection waits for a lock by default (SQLite's busy
-/// handler); it sets its own wait per checkpoint (see `checkpoint`). The store's connections
-/// wait as `PoolSettings::acquire_timeout` says.
-pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// SQLite's own page cache per connection, in KiB (`PRAGMA cache_size = -N`), for the store's
 /// connections and the read models' alike (eleven at most). With SQLite's default, 2,000 KiB,
@@ -106,7 +102,16 @@ impl SqliteStore {
                     .pragma("journal_size_limit", checkpoint::WAL_SIZE_LIMIT),
             )
             .await?;
-        sqlx::migrate!("./migrations/sqlite").run(&write).await?;
+        // As patient with another process's lock as the service is with its database at
+        // start (a migration may find the file busy where a request would answer 503).
+        let mut migrating = sqlx::SqliteConnection::connect_with(
+            &options.clone().busy_timeout(settings.startup_wait),
+        )
+        .await?;
+        sqlx::migrate!("./migrations/sqlite")
+            .run(&mut migrating)
+            .await?;
+        migrating.close().await?;
         let read = crate::sql::checked_pool(SqlitePoolOptions::new())
             .max_connections(4)
             .acquire_timeout(settings.acquire_timeout)
@@ -115,12 +120,7 @@ impl SqliteStore {
         let turn = write_turn(&path);
         let (stop_checkpoints, stopped) = tokio::sync::oneshot::channel();
         let (purges, asked) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(checkpoint::run(
-            options.busy_timeout(BUSY_TIMEOUT),
-            Arc::clone(&turn),
-            asked,
-            stopped,
-        ));
+        tokio::spawn(checkpoint::run(options, Arc::clone(&turn), asked, stopped));
         let (appends, queue) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(writer::run(write.clone(), Arc::clone(&turn), queue));
         Ok(Self {
@@ -167,8 +167,13 @@ impl SqlStore for SqliteStore {
             message: "the SQLite writer has stopped".into(),
             unavailable: true,
         };
+        let ticket = self.sql.turn.as_ref().map_or(0, |turn| turn.ticket());
         self.appends
-            .send(writer::Job { batch, reply })
+            .send(writer::Job {
+                batch,
+                reply,
+                ticket,
+            })
             .await
             .map_err(|_| gone())?;
         appended.await.map_err(|_| gone())?

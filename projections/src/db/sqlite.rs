@@ -18,8 +18,9 @@ use infra::store::SqliteWriteTurn;
 use super::{Begun, Db, Dialect};
 use crate::error::ProjectionError;
 
-/// Opens the read models' pools on the store's file. A write waits `settings.acquire_timeout`
-/// at most for a lock another process holds, as the store's do.
+/// Opens the read models' pools on the store's file. A statement waits `settings.acquire_timeout`
+/// at most for a lock another process holds, and a query as long for a read connection, as the
+/// store's do.
 pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, ProjectionError> {
     let busy_timeout = format!(
         "PRAGMA busy_timeout = {}",
@@ -71,7 +72,11 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
     // Before any write transaction: `begin`'s first statement writes to it. (One instance on
     // SQLite: no race to create it.)
     crate::checkpoint::create_table(&mut *write.acquire().await?, "INTEGER").await?;
-    let read = options().max_connections(4).connect(&url).await?;
+    let read = options()
+        .max_connections(4)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect(&url)
+        .await?;
     let path = SqliteConnectOptions::from_str(&url)?
         .get_filename()
         .to_path_buf();

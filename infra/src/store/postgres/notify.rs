@@ -9,8 +9,10 @@
 //! the store's drop. sqlx's `PgListener` reconnects inside `recv`; cut short there, it hands
 //! its new connection back to the pool it came from, subscribed (or about to be), without the
 //! buffer that takes announcements: a connection of the store's pool in that state failed the
-//! next append on it with "expected ParseComplete, got NotificationResponse" (seen after a
-//! server restart, when every local commit cut the reconnect short).
+//! next append on it ("unexpected message: NotificationResponse", or "expected ParseComplete,
+//! got NotificationResponse"), after a server restart or a killed listener, when every local
+//! commit cut the reconnect short. The pool costs the server one connection per instance on
+//! top of the store's.
 
 use std::time::Duration;
 
@@ -74,7 +76,6 @@ async fn announce(pool: PgPool, mut appended: watch::Receiver<i64>) {
 fn listener_pool(store: &PgPool) -> PgPool {
     PgPoolOptions::new()
         .max_connections(1)
-        .min_connections(0)
         .acquire_timeout(CONNECT_WITHIN)
         .connect_lazy_with((*store.connect_options()).clone())
 }

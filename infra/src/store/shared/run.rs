@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
-use crate::store::sqlite::turn::{Turn, WriteTurn};
 use async_trait::async_trait;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 
 use super::{Arg, Codec, Query, SqlRow};
 use crate::database_url::Backend;
 use crate::sql::Liveness;
+use crate::store::sqlite::{HeldTurn, WriteTurn};
 use crate::store::write_health::WriteHealth;
 use crate::store::StoreError;
 
@@ -77,16 +77,16 @@ pub(crate) struct Tx<DB: Database> {
     tx: Transaction<'static, DB>,
     health: WriteHealth,
     /// Declared after `tx`, so dropped after it: a rollback is queued before the turn passes.
-    turn: Option<Turn>,
+    turn: Option<HeldTurn>,
 }
 
 impl<DB: Database> Tx<DB> {
-    pub fn new(tx: Transaction<'static, DB>, health: WriteHealth, turn: Option<Turn>) -> Self {
+    pub fn new(tx: Transaction<'static, DB>, health: WriteHealth, turn: Option<HeldTurn>) -> Self {
         Self { tx, health, turn }
     }
 
-    /// Records a statement's outcome as the store's writes and the write turn keep them.
-    fn observe<T>(&self, outcome: &Result<T, StoreError>) {
+    /// Notes a statement's failure in the store's write health and the write turn held.
+    fn note<T>(&self, outcome: &Result<T, StoreError>) {
         self.health.record_failure(outcome);
         if let Some(turn) = &self.turn {
             turn.observe(outcome);
@@ -170,15 +170,17 @@ impl<DB: Database> Clone for Pools<DB> {
 
 impl<DB: Database> Pools<DB> {
     /// The write turn, where the backend has one (see `sqlite::turn`).
-    async fn turn(&self) -> Result<Option<Turn>, StoreError> {
+    async fn turn(&self) -> Result<Option<HeldTurn>, StoreError> {
         match &self.turn {
             Some(turn) => turn.take().await.map(Some),
             None => Ok(None),
         }
     }
 
-    /// Records a write's outcome in the pools' views of the database and in the turn held.
-    fn observe<T>(&self, turn: Option<&Turn>, outcome: &Result<T, StoreError>) {
+    /// Notes a write's failure wherever the pools keep their view of the database: the write
+    /// health, the liveness, and the write turn held (BUSY fails the writers queued behind).
+    fn note<T>(&self, turn: Option<&HeldTurn>, outcome: &Result<T, StoreError>) {
+        self.health.record_failure(outcome);
         self.liveness.observe(outcome);
         if let Some(turn) = turn {
             turn.observe(outcome);
@@ -195,8 +197,9 @@ impl<DB: Driver> Sql for Pools<DB> {
     async fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
         let turn = self.turn().await?;
         let done = async { DB::run(&mut *self.write.acquire().await?, sql, args).await }.await;
+        self.note(turn.as_ref(), &done);
+        // A success clears the write health's failure.
         self.health.record(&done);
-        self.observe(turn.as_ref(), &done);
         done
     }
 
@@ -204,8 +207,7 @@ impl<DB: Driver> Sql for Pools<DB> {
     async fn fetch_written(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DB::Row>, StoreError> {
         let turn = self.turn().await?;
         let rows = async { DB::rows(&mut *self.write.acquire().await?, sql, args).await }.await;
-        self.health.record_failure(&rows);
-        self.observe(turn.as_ref(), &rows);
+        self.note(turn.as_ref(), &rows);
         rows
     }
 
@@ -223,8 +225,7 @@ impl<DB: Driver> Sql for Pools<DB> {
             None => crate::sql::begin(&self.write).await,
         }
         .map_err(StoreError::from);
-        self.health.record_failure(&begun);
-        self.observe(turn.as_ref(), &begun);
+        self.note(turn.as_ref(), &begun);
         let mut tx = Tx::new(begun?, self.health.clone(), turn);
         if let Some(lock) = DB::lock_tables(tables) {
             let locked = tx.execute(&lock, &[]).await;
@@ -268,13 +269,13 @@ impl<DB: Driver> SqlTx for Tx<DB> {
 
     async fn execute(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
         let done = DB::run(&mut self.tx, sql, args).await;
-        self.observe(&done);
+        self.note(&done);
         done
     }
 
     async fn fetch(&mut self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DB::Row>, StoreError> {
         let rows = DB::rows(&mut self.tx, sql, args).await;
-        self.observe(&rows);
+        self.note(&rows);
         rows
     }
 

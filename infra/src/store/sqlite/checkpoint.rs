@@ -10,26 +10,24 @@
 //! SQLite starts the WAL over only when a writer begins after a checkpoint that copied all of
 //! it. Under steady writes (tens of MB of WAL a second under login load: each commit writes
 //! every page it touched) a passive checkpoint is rarely complete, so once the WAL passes
-//! `MAX_WAL_FRAMES` the checkpointer takes a `RESTART` checkpoint: it waits for the writer in
-//! hand and holds the next one back while it copies the little the passive passes left, so
-//! the WAL starts over. It takes the process's write turn to do so, so the appends that
-//! arrive meanwhile queue in order behind it rather than poll for the lock. That is the one
-//! pause writers see, a few times a second at most instead of inside every commit that
-//! crosses 1000 pages. (Measured with `bench`: the
-//! single-user login p99 halved; 8 and 32 users 10–20 % better.) The store's writer's
-//! `journal_size_limit` then trims the file.
+//! `MAX_WAL_FRAMES` the checkpointer takes a `RESTART` checkpoint in the process's write turn:
+//! appends queue in order behind it while it copies the little the passive passes left, so the
+//! WAL starts over. That is the one pause writers see, a few times a second at most instead of
+//! inside every commit that crosses 1000 pages. (Measured with `bench`: the single-user login
+//! p99 halved; 8 and 32 users 10–20 % better.) The store's writer's `journal_size_limit` then
+//! trims the file.
 //!
-//! A `RESTART` waits for the readers still on the WAL while it holds the writer back, so it
-//! waits for them briefly (`RESTART_PATIENCE`; the copy and the syncs it does with the writer
-//! held come on top) and otherwise gives up until the next pass. With the store's busy
-//! timeout (5 s), a 6-minute `bench` soak at 864 logins/s spent 31 % of its time in
-//! `RESTART`s, the longest 5.4 s: the login p99 rose to 454 ms, and the resident set with the
-//! appends queued meanwhile. With 50 ms (three such soaks): 16 % of the time, the longest
-//! 124–146 ms, a third of them gave up, the WAL grew to 210 MB at most before it started
-//! over. Once the WAL has not started over for `PATIENT_AFTER` (readers that never let go,
-//! which would keep it growing with every append), a `RESTART` waits for them longer
-//! (`PATIENT_WAIT`), and says so in a warning. Nothing here holds the turn longer than that,
-//! so an append's answer (or its 503) stays within about two seconds.
+//! A `RESTART` also waits for the readers still on the WAL, so it waits for them briefly
+//! (`RESTART_PATIENCE`; the copy and the syncs come on top) and otherwise gives up until the
+//! next pass. With a 5 s wait (the busy timeout of the time), a 6-minute `bench` soak at 864
+//! logins/s spent 31 % of its time in `RESTART`s, the longest 5.4 s: the login p99 rose to
+//! 454 ms, and the resident set with the appends queued meanwhile. With 50 ms (three such
+//! soaks): 16 % of the time, the longest 124–146 ms, a third of them gave up, the WAL grew to
+//! 210 MB at most before it started over. Once the WAL has not started over for
+//! `PATIENT_AFTER` (readers that never let go, which would keep it growing with every append),
+//! a `RESTART` waits for them longer (`PATIENT_WAIT`), once per `PATIENT_AFTER`, and says so in
+//! a warning. Nothing here holds the turn longer than that, so an append's answer (or its 503)
+//! stays within about two seconds.
 //!
 //! After an erasure the store asks this task to empty the WAL (a `Purge`): a `TRUNCATE`, which
 //! holds writers back while readers keep the WAL, so it runs in short tries in the write turn
@@ -47,6 +45,10 @@ use super::turn::WriteTurn;
 
 use crate::failure_log::FailureLog;
 use crate::store::{is_sqlx_unavailable, StoreError};
+
+/// The checkpointer's connection's wait for a lock by default; each checkpoint sets its own
+/// (`busy_timeout`), and a `PASSIVE` one never waits.
+const CONNECTION_WAIT: Duration = Duration::from_secs(5);
 
 /// How often. Under login load the WAL grows by tens of MB a second (each commit writes every
 /// page it touched), so passes are frequent and each copies little.
@@ -69,7 +71,7 @@ const TRUNCATE_TRIES: usize = 50;
 const TRUNCATE_PAUSE: Duration = Duration::from_millis(20);
 
 /// A WAL that has not started over for this long gets a `RESTART` that waits `PATIENT_WAIT`
-/// for its readers. In the soaks the longest run of give-ups lasted a few seconds (the WAL
+/// for its readers, and again each time as long after. In the soaks the longest run of give-ups lasted a few seconds (the WAL
 /// reached 210 MB at 100 MB/s of writes); this bounds the WAL to about as much again.
 const PATIENT_AFTER: Duration = Duration::from_secs(10);
 
@@ -94,10 +96,11 @@ pub(super) async fn run(
     mut purges: mpsc::Receiver<Purge>,
     mut stop: oneshot::Receiver<()>,
 ) {
+    let options = options.busy_timeout(CONNECTION_WAIT);
     let mut conn: Option<SqliteConnection> = None;
     let mut failures = FailureLog::new("the WAL checkpoint");
     let mut restarts = Restarts {
-        started_over: Instant::now(),
+        patient_from: Instant::now() + PATIENT_AFTER,
         warned: false,
     };
     let mut waiting: Vec<Purge> = Vec::new();
@@ -143,9 +146,10 @@ pub(super) async fn run(
     }
 }
 
-/// When a `RESTART` last started the WAL over, and whether the wait for it was warned about.
+/// When the next `RESTART` may wait `PATIENT_WAIT` for readers, and whether that was warned
+/// about.
 struct Restarts {
-    started_over: Instant,
+    patient_from: Instant,
     warned: bool,
 }
 
@@ -160,7 +164,7 @@ async fn pass(
     if passive.frames <= MAX_WAL_FRAMES {
         return Ok(());
     }
-    let patient = restarts.started_over.elapsed() > PATIENT_AFTER;
+    let patient = Instant::now() >= restarts.patient_from;
     if patient && !restarts.warned {
         tracing::warn!(
             frames = passive.frames,
@@ -173,8 +177,11 @@ async fn pass(
         let _turn = turn.wait().await;
         restart(conn, patient).await?
     };
+    if patient || !restarted.busy {
+        // Started over, or waited long once: the next patient wait comes no sooner than this.
+        restarts.patient_from = Instant::now() + PATIENT_AFTER;
+    }
     if !restarted.busy {
-        restarts.started_over = Instant::now();
         restarts.warned = false;
     }
     Ok(())
@@ -286,14 +293,13 @@ mod tests {
 
     use sqlx::sqlite::{SqliteJournalMode, SqlitePoolOptions};
 
-    use super::super::BUSY_TIMEOUT;
     use super::*;
 
     /// A database whose WAL holds 4,000 rows' frames that `reader`'s open snapshot predates, so
     /// no checkpoint can start the WAL over until it lets go.
     struct KeptWal {
         dir: PathBuf,
-        /// The store's busy timeout, no automatic checkpoints: as the writer's.
+        /// A 5 s busy wait (the checkpointer connection's default), no automatic checkpoints.
         options: SqliteConnectOptions,
         reader: SqliteConnection,
     }
@@ -309,7 +315,7 @@ mod tests {
             .unwrap()
             .journal_mode(SqliteJournalMode::Wal)
             .pragma("wal_autocheckpoint", "0")
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(CONNECTION_WAIT);
             let mut writer = SqliteConnection::connect_with(&options).await.unwrap();
             let mut reader = SqliteConnection::connect_with(&options).await.unwrap();
             sqlx::query("CREATE TABLE t (n INTEGER PRIMARY KEY, b BLOB)")
@@ -360,20 +366,20 @@ mod tests {
     #[tokio::test]
     async fn a_restart_gives_up_soon_on_a_reader_that_keeps_the_wal() {
         let mut wal = KeptWal::new().await;
-        // The store's busy timeout: what the checkpointer's connection had before.
+        // The checkpointer connection's default wait.
         let mut checkpointer = SqliteConnection::connect_with(&wal.options).await.unwrap();
 
         let started = Instant::now();
         let restarted = restart(&mut checkpointer, false).await.unwrap();
         let took = started.elapsed();
         assert!(restarted.busy, "the RESTART did not give up: {restarted:?}");
-        // Without the short patience it waits the whole busy timeout for the reader.
-        assert!(took < BUSY_TIMEOUT / 2, "the RESTART waited {took:?}");
+        // Without the short patience it waits the connection's whole wait for the reader.
+        assert!(took < CONNECTION_WAIT / 2, "the RESTART waited {took:?}");
         wal.let_go().await;
     }
 
     /// While a reader keeps the WAL, emptying it after an erasure holds appends back only
-    /// briefly at a time (they used to wait the busy timeout, 5 s, a try); once the reader lets
+    /// briefly at a time (they used to wait a 5 s busy timeout a try); once the reader lets
     /// go, the checkpointer empties the WAL and says so.
     #[tokio::test]
     async fn emptying_the_wal_lets_appends_through_while_a_reader_keeps_it() {
@@ -399,8 +405,8 @@ mod tests {
                 .await
                 .unwrap();
             let took = started.elapsed();
-            // Each waited about the busy timeout before.
-            assert!(took < BUSY_TIMEOUT / 2, "append {n} waited {took:?}");
+            // Each waited about the 5 s busy timeout before.
+            assert!(took < CONNECTION_WAIT / 2, "append {n} waited {took:?}");
         }
         assert!(
             matches!(emptied.try_recv(), Err(oneshot::error::TryRecvError::Empty)),
@@ -408,7 +414,7 @@ mod tests {
         );
 
         wal.let_go().await;
-        let emptied = tokio::time::timeout(BUSY_TIMEOUT * 2, emptied).await;
+        let emptied = tokio::time::timeout(CONNECTION_WAIT * 2, emptied).await;
         assert!(
             emptied.unwrap().unwrap().unwrap(),
             "the WAL was not emptied"

@@ -7,10 +7,10 @@
 //! pool: whoever opens the file in this process gets the same one, so the read models need
 //! nothing from the store to share it.
 //!
-//! A writer that finds the database unavailable (another process held its write lock for the
-//! whole busy wait, the disk is full) says so (`Turn::observe`), and every writer queued for
-//! the turn at that moment fails with it instead of waiting as long again for the same answer:
-//! so a request's 503 comes within about one busy wait, however many queued.
+//! A writer that waited SQLite's whole busy wait for a lock another process holds (a CLI command
+//! writing, a backup) says so (`HeldTurn::observe`), and every writer that queued before
+//! that moment fails with its error instead of waiting as long again for the same answer, so
+//! a request's 503 comes within about one busy wait however many queued (see `WriteTurn`).
 
 use std::collections::HashMap;
 use std::error::Error;
@@ -20,58 +20,84 @@ use std::sync::{Arc, LazyLock, Weak};
 
 use tokio::sync::{Mutex, OwnedMutexGuard};
 
-use crate::store::fault::is_database_failure;
+use crate::store::fault::is_sqlite_busy;
 use crate::store::StoreError;
 
 /// The turns of the files open in this process (a turn lives as long as someone holds it).
 static TURNS: LazyLock<std::sync::Mutex<HashMap<PathBuf, Weak<WriteTurn>>>> =
     LazyLock::new(Default::default);
 
-/// One file's write turn.
+/// One file's write turn, and the count of writers that found the file busy in it.
+///
+/// A writer notes the count when it queues (`ticket`); once the count has moved, a writer
+/// ahead of it found the file busy, and it fails with that writer's error without trying
+/// (`take`, `behind_busy`). Only BUSY counts: a full disk may refuse one large write and take
+/// a small one, and an error of the request's own (a conflict) says nothing of the file.
 #[derive(Debug, Default)]
 pub struct WriteTurn {
     lock: Arc<Mutex<()>>,
-    /// How many times a holder found the database unavailable.
-    failures: AtomicU64,
+    busy: AtomicU64,
+    /// The last BUSY error's text, for those it fails.
+    last_busy: std::sync::Mutex<String>,
 }
 
 /// The turn, held until dropped.
 #[derive(Debug)]
-pub struct Turn {
+pub struct HeldTurn {
     _held: OwnedMutexGuard<()>,
     of: Arc<WriteTurn>,
 }
 
 impl WriteTurn {
-    /// Waits for the turn; fails (as the database's unavailability) when a writer ahead found
-    /// the database unavailable meanwhile.
-    pub async fn take(self: &Arc<Self>) -> Result<Turn, StoreError> {
-        let seen = self.failures.load(Ordering::Acquire);
-        let turn = self.wait().await;
-        if self.failures.load(Ordering::Acquire) != seen {
-            return Err(StoreError::SharedWrite {
-                message: "a write queued ahead of this one found the database unavailable".into(),
-                unavailable: true,
-            });
-        }
-        Ok(turn)
+    /// What a writer notes when it queues, for `behind_busy`.
+    pub fn ticket(&self) -> u64 {
+        self.busy.load(Ordering::Acquire)
     }
 
-    /// Waits for the turn whatever happened ahead (the checkpointer: it tries again by itself).
-    pub async fn wait(self: &Arc<Self>) -> Turn {
-        Turn {
+    /// The error of a writer that queued with `ticket`, if a writer found the file busy since.
+    pub fn behind_busy(&self, ticket: u64) -> Option<StoreError> {
+        (self.ticket() != ticket).then(|| {
+            let last = self
+                .last_busy
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            StoreError::QueuedBehindBusy(last.clone())
+        })
+    }
+
+    /// Waits for the turn; fails as `behind_busy` says once it comes.
+    pub async fn take(self: &Arc<Self>) -> Result<HeldTurn, StoreError> {
+        let ticket = self.ticket();
+        let turn = self.wait().await;
+        match self.behind_busy(ticket) {
+            Some(busy) => Err(busy),
+            None => Ok(turn),
+        }
+    }
+
+    /// Waits for the turn whatever happened ahead (the checkpointer, which tries again by
+    /// itself, and the append writer, which checks each append's ticket).
+    pub(crate) async fn wait(self: &Arc<Self>) -> HeldTurn {
+        HeldTurn {
             _held: Arc::clone(&self.lock).lock_owned().await,
             of: Arc::clone(self),
         }
     }
 }
 
-impl Turn {
-    /// Records what a write in this turn came to: if the database failed it, the writers
-    /// queued meanwhile fail too (see the module).
+impl HeldTurn {
+    /// Records what a write in this turn came to: BUSY fails the writers queued meanwhile (see
+    /// `WriteTurn`).
     pub fn observe<T, E: Error + 'static>(&self, outcome: &Result<T, E>) {
-        if matches!(outcome, Err(e) if is_database_failure(e)) {
-            self.of.failures.fetch_add(1, Ordering::AcqRel);
+        if let Err(e) = outcome {
+            if is_sqlite_busy(e) {
+                *self
+                    .of
+                    .last_busy
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = e.to_string();
+                self.of.busy.fetch_add(1, Ordering::AcqRel);
+            }
         }
     }
 }
@@ -94,6 +120,10 @@ pub fn write_turn(path: &Path) -> Arc<WriteTurn> {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use sqlx::Connection as _;
+
     use super::*;
 
     #[test]
@@ -109,42 +139,67 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    fn unavailable() -> Result<(), StoreError> {
-        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
-        Err(StoreError::Database(sqlx::Error::Io(reset)))
+    /// SQLite's BUSY, as a statement that waited out the busy timeout reports it.
+    async fn busy() -> Result<(), StoreError> {
+        let dir = std::env::temp_dir().join(format!("turn-busy-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.join("db").display());
+        let mut holder = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let mut other = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("PRAGMA busy_timeout = 0")
+            .execute(&mut other)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut holder)
+            .await
+            .unwrap();
+        let refused = sqlx::query("BEGIN IMMEDIATE").execute(&mut other).await;
+        std::fs::remove_dir_all(dir).unwrap();
+        refused.map(drop).map_err(StoreError::from)
     }
 
-    /// Writers queued when the holder's write found the database unavailable fail with it;
-    /// those that queue after it, or behind a holder whose write succeeded, do not.
+    /// Waits until `turn` has someone queued behind its holder.
+    async fn queue_behind(
+        turn: &Arc<WriteTurn>,
+    ) -> tokio::task::JoinHandle<Result<(), StoreError>> {
+        let queued = tokio::spawn({
+            let turn = Arc::clone(turn);
+            async move { turn.take().await.map(drop) }
+        });
+        for _ in 0..10 {
+            tokio::task::yield_now().await;
+        }
+        queued
+    }
+
+    /// Writers queued when the holder's write found the file busy fail with its error; those
+    /// behind a holder whose write failed otherwise, or that queue later, do not.
     #[tokio::test]
-    async fn a_failure_fails_the_writers_queued_behind_it() {
+    async fn a_busy_file_fails_the_writers_queued_behind_it() {
         let turn = Arc::new(WriteTurn::default());
         let holder = turn.take().await.unwrap();
-        let queued = tokio::spawn({
-            let turn = Arc::clone(&turn);
-            async move { turn.take().await.map(drop) }
-        });
-        tokio::task::yield_now().await;
+        let queued = queue_behind(&turn).await;
         holder.observe(&Ok::<_, StoreError>(()));
-        holder.observe(&Err::<(), _>(StoreError::Corrupt(
-            "not the database's".into(),
-        )));
-        holder.observe(&unavailable());
-        drop(holder);
-        let failed = queued.await.unwrap().unwrap_err();
-        assert!(failed.is_unavailable(), "{failed}");
-
-        let holder = turn.take().await.expect("queued after the failure");
-        let queued = tokio::spawn({
-            let turn = Arc::clone(&turn);
-            async move { turn.take().await.map(drop) }
-        });
-        tokio::task::yield_now().await;
-        holder.observe(&Ok::<_, StoreError>(()));
+        holder.observe(&Err::<(), _>(StoreError::Corrupt("not the file's".into())));
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        holder.observe(&Err::<(), _>(StoreError::Database(sqlx::Error::Io(full))));
         drop(holder);
         queued
             .await
             .unwrap()
-            .expect("behind a write that succeeded");
+            .expect("behind writes that failed otherwise");
+
+        let holder = turn.take().await.unwrap();
+        let queued = queue_behind(&turn).await;
+        let busy = busy().await;
+        assert!(busy.is_err(), "the second BEGIN IMMEDIATE was not refused");
+        holder.observe(&busy);
+        drop(holder);
+        let failed = queued.await.unwrap().unwrap_err();
+        assert!(failed.is_unavailable(), "{failed}");
+        assert!(failed.to_string().contains("locked"), "{failed}");
+
+        turn.take().await.expect("queued after the failure");
     }
 }

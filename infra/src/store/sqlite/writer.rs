@@ -17,7 +17,7 @@ use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
 use super::append::{self, Failure, Written};
-use super::turn::{Turn, WriteTurn};
+use super::turn::{HeldTurn, WriteTurn};
 use crate::store::fault::is_sqlx_unavailable;
 use crate::store::prepared::PreparedAppend;
 use crate::store::{AppendBatch, AppendError, RecordedEvent, StoreError};
@@ -29,13 +29,17 @@ const MAX_GROUP: usize = 64;
 pub(super) struct Job {
     pub batch: AppendBatch,
     pub reply: oneshot::Sender<Result<Vec<RecordedEvent>, AppendError>>,
+    /// The write turn's `ticket` when it queued: it fails without being tried if a writer
+    /// found the file busy since (see `WriteTurn`).
+    pub ticket: u64,
 }
 
 /// Takes the store's write turn per group, so other writers (projections) interleave.
 pub(super) async fn run(pool: SqlitePool, turn: Arc<WriteTurn>, mut jobs: mpsc::Receiver<Job>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
+    let mut tried = Vec::with_capacity(MAX_GROUP);
     while jobs.recv_many(&mut group, MAX_GROUP).await > 0 {
-        let taken = turn.take().await;
+        let held = turn.wait().await;
         // More may have queued while waiting for the turn.
         while group.len() < MAX_GROUP {
             match jobs.try_recv() {
@@ -43,87 +47,51 @@ pub(super) async fn run(pool: SqlitePool, turn: Arc<WriteTurn>, mut jobs: mpsc::
                 Err(_) => break,
             }
         }
-        let failed = match &taken {
-            Ok(turn) => commit_group(&pool, turn, group.drain(..)).await,
-            // A writer ahead found the database unavailable (see `turn`).
-            Err(e) => {
-                let failure = GroupFailure {
-                    message: e.to_string(),
-                    unavailable: true,
-                };
-                for job in group.drain(..) {
-                    let _ = job.reply.send(Err(failure.error().into()));
+        for job in group.drain(..) {
+            match turn.behind_busy(job.ticket) {
+                Some(busy) => {
+                    let _ = job.reply.send(Err(busy.into()));
                 }
-                Some(failure)
+                None => tried.push(job),
             }
-        };
-        drop(taken);
-        if let Some(unavailable) = failed {
-            // The database failed the group as unavailable: busy past the wait for its lock
-            // (another process writing), full, gone. The appends that queued meanwhile would
-            // wait as long again for the same answer; they get it now, so that no append
-            // waits for more than one group's wait (a request's 503 within about
-            // `PoolSettings::acquire_timeout`).
-            while let Ok(job) = jobs.try_recv() {
-                let _ = job.reply.send(Err(unavailable.error().into()));
-            }
+        }
+        if !tried.is_empty() {
+            commit_group(&pool, &held, tried.drain(..)).await;
         }
     }
 }
 
-/// Commits the group and answers its jobs; the failure they shared if the database was
-/// unavailable.
-async fn commit_group(
-    pool: &SqlitePool,
-    turn: &Turn,
-    jobs: impl Iterator<Item = Job>,
-) -> Option<GroupFailure> {
+/// Commits the group and answers its jobs. A BUSY failure fails the appends queued meanwhile
+/// too (`HeldTurn::observe`).
+async fn commit_group(pool: &SqlitePool, turn: &HeldTurn, jobs: impl Iterator<Item = Job>) {
     let (prepared, replies): (Vec<_>, Vec<_>) = jobs
         .map(|job| (PreparedAppend::new(job.batch), job.reply))
         .unzip();
-    let mut unavailable = None;
     let written = write_group(pool, &prepared).await;
     turn.observe(&written);
     let outcomes = match written {
         Ok(outcomes) => outcomes,
         Err(e) => {
             // The first job gets the error itself, the others its text.
-            let failure = GroupFailure {
-                message: e.to_string(),
-                unavailable: crate::store::is_sqlx_unavailable(&e),
+            let (message, unavailable) = (e.to_string(), crate::store::is_sqlx_unavailable(&e));
+            let shared = || StoreError::SharedWrite {
+                message: message.clone(),
+                unavailable,
             };
             let mut first = Some(e);
-            let outcomes = (0..prepared.len())
+            (0..prepared.len())
                 .map(|_| {
                     Err(first
                         .take()
-                        .map_or_else(|| failure.error(), StoreError::Database)
+                        .map_or_else(shared, StoreError::Database)
                         .into())
                 })
-                .collect();
-            unavailable = failure.unavailable.then_some(failure);
-            outcomes
+                .collect()
         }
     };
     // The caller may have gone away; what it asked for stands (or not) all the same.
     for ((prepared, reply), outcome) in prepared.into_iter().zip(replies).zip(outcomes) {
         let _ = reply.send(outcome.map(|written| prepared.into_records(written)));
-    }
-    unavailable
-}
-
-/// Why a whole group failed, for each of its appends.
-struct GroupFailure {
-    message: String,
-    unavailable: bool,
-}
-
-impl GroupFailure {
-    fn error(&self) -> StoreError {
-        StoreError::SharedWrite {
-            message: self.message.clone(),
-            unavailable: self.unavailable,
-        }
     }
 }
 

@@ -26,7 +26,7 @@ async fn store() -> (SqliteStore, std::path::PathBuf) {
 
 /// `commit_group` in the store's write turn, as the writer task runs it.
 async fn commit(store: &SqliteStore, jobs: impl Iterator<Item = Job>) {
-    let turn = store.sql.turn.as_ref().unwrap().take().await.unwrap();
+    let turn = store.sql.turn.as_ref().unwrap().wait().await;
     commit_group(&store.sql.write, &turn, jobs).await;
 }
 
@@ -46,7 +46,14 @@ fn batch(stream: &StreamId, expected: ExpectedVersion) -> AppendBatch {
 fn append(stream: &StreamId, expected: ExpectedVersion) -> (Job, AppendReply) {
     let batch = batch(stream, expected);
     let (reply, answer) = tokio::sync::oneshot::channel();
-    (Job { batch, reply }, answer)
+    (
+        Job {
+            batch,
+            reply,
+            ticket: 0,
+        },
+        answer,
+    )
 }
 
 fn stream(name: &str) -> StreamId {
