@@ -301,7 +301,60 @@ impl super::RelayLease for RelayBatch {
 mod tests {
     #![allow(clippy::unwrap_used)]
 
+    use std::time::Instant;
+
+    use super::super::shared::Sql;
     use super::*;
+
+    /// A write cut short by its caller while another process holds the file's lock still
+    /// waits out its turn, and its BUSY fails the write queued behind it at once. (Before,
+    /// its statement went on in SQLite's worker after its turn had passed: the next write
+    /// waited for it unaware, then its own whole busy wait, and failed with BUSY of its own.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_cut_short_still_fails_the_writes_behind_it_when_the_file_is_busy() {
+        let dir = std::env::temp_dir().join(format!("cut-short-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("db");
+        let url = DatabaseUrl::parse(&format!("sqlite://{}", file.display())).unwrap();
+        let settings = PoolSettings::REQUESTS;
+        let store = SqliteStore::connect_with(&url, &settings).await.unwrap();
+        let mut elsewhere =
+            sqlx::SqliteConnection::connect(&format!("sqlite://{}", file.display()))
+                .await
+                .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut elsewhere)
+            .await
+            .unwrap();
+        let write = "DELETE FROM attempt_counters WHERE window_start < $1";
+
+        let started = Instant::now();
+        let cut_short = tokio::time::timeout(
+            Duration::from_millis(300),
+            store.sql.execute(write, &[Arg::Int(0)]),
+        )
+        .await;
+        assert!(cut_short.is_err(), "the first write was not cut short");
+        let behind = store.sql.execute(write, &[Arg::Int(0)]).await.unwrap_err();
+        let took = started.elapsed();
+        assert!(
+            matches!(behind, StoreError::QueuedBehindBusy(_)),
+            "the write behind did not fail with the first one's BUSY: {behind}"
+        );
+        // About one busy wait, not two.
+        assert!(
+            took < settings.acquire_timeout * 3 / 2,
+            "it answered after {took:?}"
+        );
+
+        sqlx::query("ROLLBACK")
+            .execute(&mut elsewhere)
+            .await
+            .unwrap();
+        store.sql.execute(write, &[Arg::Int(0)]).await.unwrap();
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     /// The store's pools keep a small page cache per connection (see `SQLITE_PAGE_CACHE_KIB`).
     #[tokio::test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 
-use super::{Arg, Codec, Query, SqlRow};
+use super::{Arg, Codec, Coded, Query, SqlRow};
 use crate::database_url::Backend;
 use crate::sql::Liveness;
 use crate::store::sqlite::{HeldTurn, WriteTurn};
@@ -168,6 +168,95 @@ impl<DB: Database> Clone for Pools<DB> {
     }
 }
 
+impl<DB: Driver> Pools<DB> {
+    /// `execute`, in the write turn where the backend has one.
+    async fn execute_in_turn(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
+        let turn = self.turn().await?;
+        let done = async { DB::run(&mut *self.write.acquire().await?, sql, args).await }.await;
+        self.note(turn.as_ref(), &done);
+        // A success clears the write health's failure.
+        self.health.record(&done);
+        done
+    }
+
+    /// `fetch_written`, in the write turn where the backend has one.
+    async fn fetch_in_turn(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DB::Row>, StoreError> {
+        let turn = self.turn().await?;
+        let rows = async { DB::rows(&mut *self.write.acquire().await?, sql, args).await }.await;
+        self.note(turn.as_ref(), &rows);
+        rows
+    }
+}
+
+/// Runs a write in the write turn to its end, in a task of its own, whether or not its caller
+/// still waits. A statement cut short with its caller (a request that went away) would go on
+/// in SQLite's worker, up to the whole busy wait, after its turn had passed: the next writer
+/// would wait behind it unaware, and its BUSY would fail nobody queued behind it (see
+/// `sqlite::WriteTurn`). A panic in the task is the caller's.
+async fn detached<T: Send + 'static>(
+    write: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    match tokio::spawn(write).await {
+        Ok(outcome) => outcome,
+        Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
+        Err(_) => Err(StoreError::SharedWrite {
+            message: "the write's task was cancelled: the runtime is shutting down".into(),
+            unavailable: true,
+        }),
+    }
+}
+
+/// A statement and its arguments, owned, for a write that outlives its caller (`detached`).
+struct Statement {
+    sql: String,
+    args: Vec<OwnedArg>,
+}
+
+/// An [`Arg`] that owns its value.
+enum OwnedArg {
+    Text(String),
+    Bytes(Vec<u8>),
+    OptBytes(Option<Vec<u8>>),
+    Int(i64),
+    /// Every [`Coded`] but JSON borrows nothing.
+    Coded(Coded<'static>),
+    Json(serde_json::Value),
+}
+
+impl Statement {
+    fn of(sql: &str, args: &[Arg<'_>]) -> Self {
+        let owned = |arg: &Arg<'_>| match *arg {
+            Arg::Text(v) => OwnedArg::Text(v.to_owned()),
+            Arg::Bytes(v) => OwnedArg::Bytes(v.to_vec()),
+            Arg::OptBytes(v) => OwnedArg::OptBytes(v.map(<[u8]>::to_vec)),
+            Arg::Int(v) => OwnedArg::Int(v),
+            Arg::Coded(Coded::Json(v)) => OwnedArg::Json(v.clone()),
+            Arg::Coded(Coded::Time(v)) => OwnedArg::Coded(Coded::Time(v)),
+            Arg::Coded(Coded::OptTime(v)) => OwnedArg::Coded(Coded::OptTime(v)),
+            Arg::Coded(Coded::User(v)) => OwnedArg::Coded(Coded::User(v)),
+            Arg::Coded(Coded::Uuid(v)) => OwnedArg::Coded(Coded::Uuid(v)),
+        };
+        Self {
+            sql: sql.to_owned(),
+            args: args.iter().map(owned).collect(),
+        }
+    }
+
+    fn args(&self) -> Vec<Arg<'_>> {
+        self.args
+            .iter()
+            .map(|arg| match arg {
+                OwnedArg::Text(v) => Arg::Text(v),
+                OwnedArg::Bytes(v) => Arg::Bytes(v),
+                OwnedArg::OptBytes(v) => Arg::OptBytes(v.as_deref()),
+                OwnedArg::Int(v) => Arg::Int(*v),
+                OwnedArg::Coded(v) => Arg::Coded(*v),
+                OwnedArg::Json(v) => Arg::json(v),
+            })
+            .collect()
+    }
+}
+
 impl<DB: Database> Pools<DB> {
     /// The write turn, where the backend has one (see `sqlite::turn`).
     async fn turn(&self) -> Result<Option<HeldTurn>, StoreError> {
@@ -195,20 +284,25 @@ impl<DB: Driver> Sql for Pools<DB> {
     type Tx = Tx<DB>;
 
     async fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
-        let turn = self.turn().await?;
-        let done = async { DB::run(&mut *self.write.acquire().await?, sql, args).await }.await;
-        self.note(turn.as_ref(), &done);
-        // A success clears the write health's failure.
-        self.health.record(&done);
-        done
+        if self.turn.is_none() {
+            return self.execute_in_turn(sql, args).await;
+        }
+        let (pools, statement) = (self.clone(), Statement::of(sql, args));
+        detached(async move {
+            pools
+                .execute_in_turn(&statement.sql, &statement.args())
+                .await
+        })
+        .await
     }
 
     /// Often a read (one that must see the latest writes): its success proves no write.
     async fn fetch_written(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DB::Row>, StoreError> {
-        let turn = self.turn().await?;
-        let rows = async { DB::rows(&mut *self.write.acquire().await?, sql, args).await }.await;
-        self.note(turn.as_ref(), &rows);
-        rows
+        if self.turn.is_none() {
+            return self.fetch_in_turn(sql, args).await;
+        }
+        let (pools, statement) = (self.clone(), Statement::of(sql, args));
+        detached(async move { pools.fetch_in_turn(&statement.sql, &statement.args()).await }).await
     }
 
     /// Read again once when the connection was lost (see `Liveness::read`).
