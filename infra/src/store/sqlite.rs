@@ -341,9 +341,10 @@ mod tests {
             matches!(behind, StoreError::QueuedBehindBusy(_)),
             "the write behind did not fail with the first one's BUSY: {behind}"
         );
-        // About one busy wait, not two.
+        // About one busy wait, not two (the error alone tells the two apart; this bound is
+        // loose for a loaded machine).
         assert!(
-            took < settings.acquire_timeout * 3 / 2,
+            took < settings.acquire_timeout * 9 / 5,
             "it answered after {took:?}"
         );
 

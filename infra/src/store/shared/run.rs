@@ -169,9 +169,13 @@ impl<DB: Database> Clone for Pools<DB> {
 }
 
 impl<DB: Driver> Pools<DB> {
-    /// `execute`, in the write turn where the backend has one.
-    async fn execute_in_turn(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
-        let turn = self.turn().await?;
+    /// `execute`, in the write turn held if the backend has one.
+    async fn execute_held(
+        &self,
+        turn: Option<HeldTurn>,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<u64, StoreError> {
         let done = async { DB::run(&mut *self.write.acquire().await?, sql, args).await }.await;
         self.note(turn.as_ref(), &done);
         // A success clears the write health's failure.
@@ -179,20 +183,27 @@ impl<DB: Driver> Pools<DB> {
         done
     }
 
-    /// `fetch_written`, in the write turn where the backend has one.
-    async fn fetch_in_turn(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DB::Row>, StoreError> {
-        let turn = self.turn().await?;
+    /// `fetch_written`, in the write turn held if the backend has one.
+    async fn fetch_held(
+        &self,
+        turn: Option<HeldTurn>,
+        sql: &str,
+        args: &[Arg<'_>],
+    ) -> Result<Vec<DB::Row>, StoreError> {
         let rows = async { DB::rows(&mut *self.write.acquire().await?, sql, args).await }.await;
         self.note(turn.as_ref(), &rows);
         rows
     }
 }
 
-/// Runs a write in the write turn to its end, in a task of its own, whether or not its caller
-/// still waits. A statement cut short with its caller (a request that went away) would go on
-/// in SQLite's worker, up to the whole busy wait, after its turn had passed: the next writer
-/// would wait behind it unaware, and its BUSY would fail nobody queued behind it (see
-/// `sqlite::WriteTurn`). A panic in the task is the caller's.
+/// Runs a write whose write turn is held to its end, in a task of its own, whether or not its
+/// caller still waits. A statement cut short with its caller (a request that went away) would
+/// go on in SQLite's worker, up to the whole busy wait, after its turn had passed: the next
+/// writer would wait behind it unaware, and its BUSY would fail nobody queued behind it (see
+/// `sqlite::WriteTurn`). The caller takes the turn first: a write still waiting for it is
+/// called off with its caller, so abandoned writes do not pile up; only the one holding the
+/// turn outlives its caller. A panic in the task is the caller's; at the runtime's shutdown
+/// the task is dropped like any other.
 async fn detached<T: Send + 'static>(
     write: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
 ) -> Result<T, StoreError> {
@@ -284,25 +295,28 @@ impl<DB: Driver> Sql for Pools<DB> {
     type Tx = Tx<DB>;
 
     async fn execute(&self, sql: &str, args: &[Arg<'_>]) -> Result<u64, StoreError> {
-        if self.turn.is_none() {
-            return self.execute_in_turn(sql, args).await;
-        }
+        let Some(turn) = self.turn().await? else {
+            return self.execute_held(None, sql, args).await;
+        };
         let (pools, statement) = (self.clone(), Statement::of(sql, args));
         detached(async move {
-            pools
-                .execute_in_turn(&statement.sql, &statement.args())
-                .await
+            let args = statement.args();
+            pools.execute_held(Some(turn), &statement.sql, &args).await
         })
         .await
     }
 
     /// Often a read (one that must see the latest writes): its success proves no write.
     async fn fetch_written(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DB::Row>, StoreError> {
-        if self.turn.is_none() {
-            return self.fetch_in_turn(sql, args).await;
-        }
+        let Some(turn) = self.turn().await? else {
+            return self.fetch_held(None, sql, args).await;
+        };
         let (pools, statement) = (self.clone(), Statement::of(sql, args));
-        detached(async move { pools.fetch_in_turn(&statement.sql, &statement.args()).await }).await
+        detached(async move {
+            let args = statement.args();
+            pools.fetch_held(Some(turn), &statement.sql, &args).await
+        })
+        .await
     }
 
     /// Read again once when the connection was lost (see `Liveness::read`).
