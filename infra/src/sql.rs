@@ -37,17 +37,29 @@ async fn begin_in_task<DB: Database>(
     statement: Option<&'static str>,
 ) -> Result<Transaction<'static, DB>, sqlx::Error> {
     let pool = pool.clone();
-    let task = tokio::spawn(async move {
+    let begun = to_the_end(async move {
         match statement {
             Some(statement) => pool.begin_with(statement).await,
             None => pool.begin().await,
         }
     });
-    match task.await {
-        Ok(begun) => begun,
+    begun.await.unwrap_or_else(|| {
+        Err(sqlx::Error::Io(std::io::Error::other(
+            "the runtime is shutting down",
+        )))
+    })
+}
+
+/// Runs `work` in a task of its own, to its end even if the caller stops waiting for it; a
+/// panic in it is the caller's. `None` only when the runtime shuts down (the task is dropped
+/// like any other then).
+pub(crate) async fn to_the_end<T: Send + 'static>(
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> Option<T> {
+    match tokio::spawn(work).await {
+        Ok(done) => Some(done),
         Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        // Only when the runtime shuts down.
-        Err(e) => Err(sqlx::Error::Io(std::io::Error::other(e))),
+        Err(_) => None,
     }
 }
 

@@ -202,19 +202,16 @@ impl<DB: Driver> Pools<DB> {
 /// writer would wait behind it unaware, and its BUSY would fail nobody queued behind it (see
 /// `sqlite::WriteTurn`). The caller takes the turn first: a write still waiting for it is
 /// called off with its caller, so abandoned writes do not pile up; only the one holding the
-/// turn outlives its caller. A panic in the task is the caller's; at the runtime's shutdown
-/// the task is dropped like any other.
+/// turn outlives its caller (`sql::to_the_end`).
 async fn detached<T: Send + 'static>(
     write: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
 ) -> Result<T, StoreError> {
-    match tokio::spawn(write).await {
-        Ok(outcome) => outcome,
-        Err(failed) if failed.is_panic() => std::panic::resume_unwind(failed.into_panic()),
-        Err(_) => Err(StoreError::SharedWrite {
+    crate::sql::to_the_end(write).await.unwrap_or_else(|| {
+        Err(StoreError::SharedWrite {
             message: "the write's task was cancelled: the runtime is shutting down".into(),
             unavailable: true,
-        }),
-    }
+        })
+    })
 }
 
 /// A statement and its arguments, owned, for a write that outlives its caller (`detached`).
