@@ -204,6 +204,12 @@ impl Plan {
     }
 }
 
+/// identityd's allocator (see `api/src/main.rs`): the rebuild runs in this process, and under
+/// glibc's malloc its SQLite worker threads and tokio's contended for the arenas' locks.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
