@@ -205,7 +205,8 @@ impl Plan {
 }
 
 /// identityd's allocator (see `api/src/main.rs`): the rebuild runs in this process, and under
-/// glibc's malloc its SQLite worker threads and tokio's contended for the arenas' locks.
+/// glibc's malloc the Rust allocations of its SQLite worker threads and tokio's contended for
+/// the arenas' locks (SQLite's own allocations stay on glibc's malloc in both processes).
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
