@@ -206,6 +206,115 @@ async fn a_group_refuses_an_append_alone() {
     log_is_exactly(store.as_ref(), &all).await;
 }
 
+/// A group whose appends touch distinct streams and release no claims is written set-based
+/// (migration 0020's fast path): each append still gets its own events, versions and
+/// positions in queue order. One refused append in such a group undoes the fast path, and
+/// the per-batch path refuses it alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_group_of_distinct_streams_answers_each_append_as_one_by_one() {
+    let _one_at_a_time = super::ONE_AT_A_TIME.lock().await;
+    let Some((store, url)) = postgres().await else {
+        return;
+    };
+    let (blocker, existing) = (stream("d-blocker"), stream("d-existing"));
+    let mut all = vec![
+        store
+            .append(one(&blocker, ExpectedVersion::NoStream, events(1)))
+            .await
+            .unwrap(),
+        store
+            .append(one(&existing, ExpectedVersion::NoStream, events(1)))
+            .await
+            .unwrap(),
+    ];
+    let holder = new_user();
+    let held = one(&stream("d-holder"), ExpectedVersion::NoStream, events(1))
+        .claim(account("d-held"), holder);
+    all.push(store.append(held).await.unwrap());
+    let (keyed, claimant) = (new_user(), new_user());
+
+    // A group that commits whole, one refused for a held claim, one for a moved stream.
+    for tag in ["all", "claim", "moved"] {
+        let mut lock = RowLock::reservation(&url).await;
+        let in_flight =
+            store
+                .clone()
+                .append_spawned(one(&blocker, ExpectedVersion::Any, events(1)));
+        lock.waiter(None).await;
+        let (s1, s2, s3) = (
+            stream(&format!("d-{tag}1")),
+            stream(&format!("d-{tag}2")),
+            stream(&format!("d-{tag}3")),
+        );
+        let middle = match tag {
+            "all" => {
+                one(&s2, ExpectedVersion::NoStream, events(1)).data_key(keyed, b"key".to_vec())
+            }
+            "claim" => {
+                one(&s2, ExpectedVersion::NoStream, events(1)).claim(account("d-held"), new_user())
+            }
+            _ => one(&existing, ExpectedVersion::Exactly(5), events(1)),
+        };
+        let mut batches = vec![
+            one(&s1, ExpectedVersion::NoStream, events(2))
+                .claim(account(&format!("d-fresh-{tag}")), claimant),
+            middle,
+            one(&s3, ExpectedVersion::Any, events(2)),
+        ];
+        if tag == "all" {
+            batches.push(one(&existing, ExpectedVersion::Exactly(1), events(1)));
+        }
+        let group = queue(&store, batches).await;
+        lock.release().await;
+        let first = in_flight.await.unwrap().unwrap();
+        let mut outcomes = Vec::new();
+        for handle in group {
+            outcomes.push(handle.await.unwrap());
+        }
+        let versions = |i: usize| -> Vec<i64> {
+            let written: &Vec<RecordedEvent> = outcomes[i].as_ref().unwrap();
+            written.iter().map(|e| e.stream_version).collect()
+        };
+        assert_eq!(versions(0), [1, 2]);
+        match tag {
+            "all" => {
+                assert_eq!(versions(1), [1]);
+                assert_eq!(versions(3), [2]);
+                let key = store.data_key(keyed).await.unwrap();
+                assert_eq!(key.as_deref(), Some(&b"key"[..]));
+            }
+            "claim" => {
+                let taken = account("d-held").kind;
+                assert!(
+                    matches!(&outcomes[1], Err(AppendError::ClaimTaken { kind }) if *kind == taken),
+                    "{:?}",
+                    outcomes[1]
+                );
+                assert!(store.load_stream(&s2).await.unwrap().is_empty());
+            }
+            _ => assert!(
+                matches!(&outcomes[1], Err(AppendError::VersionConflict(s)) if *s == existing),
+                "{:?}",
+                outcomes[1]
+            ),
+        }
+        assert_eq!(versions(2), [1, 2]);
+
+        let committed: Vec<Vec<RecordedEvent>> =
+            outcomes.into_iter().filter_map(Result::ok).collect();
+        let positions: Vec<i64> = committed.iter().flatten().map(|e| e.position).collect();
+        let after_first = first[0].position + 1;
+        assert_eq!(
+            positions,
+            (after_first..after_first + positions.len() as i64).collect::<Vec<_>>(),
+            "in queue order, no hole"
+        );
+        all.push(first);
+        all.extend(committed);
+    }
+    log_is_exactly(store.as_ref(), &all).await;
+}
+
 /// A call whose connection dies fails every append in it, those that did nothing wrong too,
 /// and none of them is written; the writer goes on with the next group.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
