@@ -1,17 +1,22 @@
--- Group commit, set-based: 0017's function with a fast path in front. When no two batches of
--- the group touch one stream and none releases claims, no batch can see another's writes, so
--- the whole group is written with one statement per table (from `unnest` of the arrays the
--- function already takes) inside one subtransaction, instead of one statement per stream,
--- claim and side write per batch, each batch in a subtransaction of its own and each array
--- sliced per batch. `bench/pg-budget.sh` at 32 virtual users: the call's statement time per
--- login 0.481 -> 0.290 ms, the events insert alone 0.135 -> 0.056 ms (BENCHMARKS.md).
+-- Group commit, set-based: 0017's function with a fast path in front. When the group has more
+-- than one batch, no two batches touch one stream and none releases claims, the batches'
+-- stream and event writes cannot depend on each other, so the whole group is tried with one
+-- statement per table (from `unnest` of the arrays the function already takes) inside one
+-- subtransaction, instead of one statement per stream, claim and side write per batch, each
+-- batch in a subtransaction of its own and each array sliced per batch (BENCHMARKS.md, "The
+-- budget now").
 --
--- Any refusal (a stream moved, a claim held), any error (a row lock not granted within
--- `lock_timeout`, a duplicate key) undoes the fast path's subtransaction, and the group goes
--- through 0017's per-batch path below, unchanged, which refuses the offending batch alone and
--- reports why. The fast path commits only when every batch would have: then the result rows
--- are what the per-batch path returns (each event's batch, position and version; positions
--- in batch order, taken from the one reservation), so callers cannot tell which path ran.
+-- The fast path commits only when every batch would have. Any refusal (a stream moved, a claim
+-- held, two batches claiming one key for different users) or error (a row lock not granted
+-- within `lock_timeout`, two batches writing one session key) undoes its subtransaction, and
+-- the group goes through 0017's per-batch path, which refuses the offending batch alone and
+-- reports why; a group held up by an outside row lock so waits `lock_timeout` twice. Its
+-- result rows are what the per-batch path returns (each event's batch, position and version;
+-- positions in batch order from the one reservation), so callers cannot tell which path ran.
+--
+-- Everything outside the fast path's `IF` block is 0017's body, copied as it was (CREATE OR
+-- REPLACE takes the whole function), and 0017's header still describes it. A later change to
+-- the function starts from this file.
 CREATE OR REPLACE FUNCTION append_event_batches(
     stream_ends integer[],
     event_ends integer[],
@@ -119,9 +124,14 @@ BEGIN
             INSERT INTO claims (kind, value, user_id)
             SELECT * FROM unnest(claim_kinds, claim_values, claim_owners)
             ON CONFLICT (kind, value) DO NOTHING;
+            -- Each claim must now be its owner's. Not a join on the claims found: `DO NOTHING`
+            -- locks no row it skipped, so another user's claim can be deleted (an erasure)
+            -- between the insert and this check, and a missing row must refuse as the per-batch
+            -- path's look-up does, not pass.
             IF EXISTS (SELECT 1 FROM unnest(claim_kinds, claim_values, claim_owners) AS u (k, v, o)
-                       JOIN claims c ON c.kind = u.k AND c.value = u.v
-                       WHERE c.user_id IS DISTINCT FROM u.o) THEN
+                       WHERE NOT EXISTS (SELECT 1 FROM claims c
+                                         WHERE c.kind = u.k AND c.value = u.v
+                                           AND c.user_id = u.o)) THEN
                 RAISE EXCEPTION USING ERRCODE = 'IA002';
             END IF;
 

@@ -282,6 +282,19 @@ async fn a_group_of_distinct_streams_answers_each_append_as_one_by_one() {
                 assert_eq!(versions(3), [2]);
                 let key = store.data_key(keyed).await.unwrap();
                 assert_eq!(key.as_deref(), Some(&b"key"[..]));
+                // Written set-based: one subtransaction, so one transaction id on every row
+                // (the per-batch path gives each batch its own).
+                let mut conn = PgConnection::connect(&url).await.unwrap();
+                let writers: i64 = sqlx::query_scalar(
+                    "SELECT count(DISTINCT xmin::text) FROM events \
+                     WHERE stream_id = ANY($1) AND position > $2",
+                )
+                .bind([&s1, &s2, &s3, &existing].map(|s| s.as_str().to_owned()))
+                .bind(first[0].position)
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+                assert_eq!(writers, 1, "the group was not written set-based");
             }
             "claim" => {
                 let taken = account("d-held").kind;
@@ -390,8 +403,8 @@ impl SpawnAppend for Arc<PostgresStore> {
 /// can be queued behind it.
 const RESERVATION: i64 = 7594306396727374969;
 
-/// A row locked from outside makes its batch wait at most `lock_timeout` (migration 0017),
-/// then that batch alone is refused as a conflict and the rest of its group commits; the
+/// A row locked from outside makes its batch wait about `lock_timeout` (migration 0017) at
+/// most twice (the set-based try of 0020, then the batch's own), then that batch alone is refused as a conflict and the rest of its group commits; the
 /// lock is never released first (before, the whole group waited for it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_batch_waiting_on_an_outside_row_lock_is_refused_alone() {

@@ -1,6 +1,6 @@
-//! Appends as calls of `append_event_batches` (migration 0017): a group of appends in one
-//! statement, which is the whole (implicit) transaction: reserve positions (first, under the
-//! global lock), then per append bump each stream's version against its expectation, insert
+//! Appends as calls of `append_event_batches` (migrations 0017 and 0020): a group of appends in
+//! one statement, which is the whole (implicit) transaction: reserve positions (first, under the
+//! global lock), then for the group (set-based), or per append if one is refused, bump each stream's version against its expectation, insert
 //! the events, write the claims, a login's session key and a new user's data key. One round
 //! trip and one commit for the group: on a shared machine PostgreSQL's cost per statement
 //! and per commit, not per row, is what a login pays for.

@@ -1,5 +1,5 @@
-//! `append_event_batches`' arguments (migration 0017): every batch of a group in flat arrays,
-//! cut by cumulative ends; per batch streams in lock order, events in batch order, claims
+//! `append_event_batches`' arguments (migration 0017; 0020 keeps them): every batch of a group
+//! in flat arrays, cut by cumulative ends; per batch streams in lock order, events in batch order, claims
 //! sorted, and the side writes the function takes inline.
 
 use chrono::{DateTime, SubsecRound, Utc};

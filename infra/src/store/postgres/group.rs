@@ -4,8 +4,9 @@
 //! logins share a statement, a transaction and a WAL flush, and an idle service waits for
 //! nothing (no timer).
 //!
-//! Each append is its own subtransaction in the call (see migration 0017): one append's
-//! conflict or error is its own, its neighbours commit. An error that fails the whole call
+//! One append's conflict or error is its own, its neighbours commit: the call first writes the
+//! whole group set-based in one subtransaction (migration 0020), and on any refusal writes it
+//! again with each append in a subtransaction of its own (0017's path). An error that fails the whole call
 //! (the connection lost) fails every append in it. Each caller is answered once the group has
 //! committed (or failed). The call runs in this task, not the caller's: a caller that goes
 //! away cannot cut it short, and its append stands (or not) all the same.
@@ -26,8 +27,9 @@ use crate::store::fault::is_pool_wait;
 use crate::store::prepared::PreparedAppend;
 use crate::store::{AppendError, RecordedEvent, StoreError};
 
-/// Appends that queued while a call was in flight go in one call, up to this many: each is a
-/// subtransaction, and past 64 of them a transaction's subtransaction ids no longer fit in
+/// Appends that queued while a call was in flight go in one call, up to this many: on the
+/// per-append path each is a subtransaction (one more for the set-based try before it), and
+/// past 64 of them a transaction's subtransaction ids no longer fit in
 /// its cache, which slows every snapshot taken meanwhile, on every connection.
 const MAX_GROUP: usize = 32;
 

@@ -1,5 +1,5 @@
 //! Why an append failed, as `AppendError`: from a batch's refusal row of
-//! `append_event_batches` (migration 0017), or from a database error that failed the call.
+//! `append_event_batches` (migrations 0017 and 0020), or from a database error that failed the call.
 
 use std::borrow::Cow;
 
