@@ -27,7 +27,7 @@ use crate::store::{AppendError, ExpectedVersion, SideWrite, StoreError, StreamAp
 const MAX_SCRIPT_PARAMS: usize = 10_000;
 
 /// The message of `append_guards_check` (migration 0007).
-const GUARD_FAILED: &str = "append guard failed";
+pub(super) const GUARD_FAILED: &str = "append guard failed";
 
 pub(super) enum Failure {
     /// A check in the script failed: a stream moved or a claim is held by someone else.

@@ -3,7 +3,8 @@
 //! transaction (group commit), so a group costs one commit and one WAL sync however many
 //! logins it holds.
 //!
-//! A group is first written as it comes, each job straight into the transaction. Only when a
+//! A group is first written as it comes, straight into the transaction: appends that touch
+//! different streams as one set, in one script (`set`), the others one by one. Only when a
 //! job is refused part-way (a stream moved, a claim is taken) is the transaction rolled back and
 //! the group written again with each job in its own savepoint, so the refusal undoes that job
 //! alone. Savepoints are not free in SQLite: while one is open, every page a statement changes
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use sqlx::sqlite::{SqliteConnection, SqlitePool};
 use tokio::sync::{mpsc, oneshot};
 
+use self::set::Run;
 use super::append::{self, Failure, Written};
 use super::turn::{HeldTurn, WriteTurn};
 use crate::store::fault::is_sqlx_unavailable;
@@ -119,24 +121,31 @@ async fn write_group(
     Ok(outcomes)
 }
 
-/// Every append straight into the transaction; `None` once one fails after it was sent
-/// (what it wrote before the failure stays in the transaction, which must be rolled back).
+/// Every append straight into the transaction, several at once where they can be (`set`);
+/// `None` once one fails after it was sent (what it wrote before the failure stays in the
+/// transaction, which must be rolled back).
 async fn write_together(
     conn: &mut SqliteConnection,
     appends: &[PreparedAppend],
 ) -> Result<Option<Vec<Outcome>>, sqlx::Error> {
     let mut outcomes = Vec::with_capacity(appends.len());
-    for prepared in appends {
-        outcomes.push(match append::write(conn, prepared, false).await {
-            Ok(written) => Ok(written),
-            // Nothing was sent: nothing to undo.
-            Err(Failure::Unsent(e)) => Err(e),
+    for run in set::runs(appends) {
+        let written = match run {
+            Run::Alone(i) => append::write(conn, &appends[i], false)
+                .await
+                .map(|written| vec![Ok(written)]),
+            Run::Set(range) => set::write(conn, &appends[range]).await,
+        };
+        match written {
+            Ok(written) => outcomes.extend(written),
+            // Nothing was sent: nothing to undo (only an append alone fails so).
+            Err(Failure::Unsent(e)) => outcomes.push(Err(e)),
             Err(Failure::Other(e)) => {
                 unless_database(e)?;
                 return Ok(None);
             }
             Err(Failure::Guard) => return Ok(None),
-        });
+        }
     }
     Ok(Some(outcomes))
 }
@@ -188,5 +197,6 @@ async fn undo(conn: &mut SqliteConnection) -> Result<(), sqlx::Error> {
         .map(drop)
 }
 
+mod set;
 #[cfg(test)]
 mod tests;

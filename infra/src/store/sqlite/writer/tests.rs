@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use chrono::Utc;
-use domain::{EventId, Metadata, StreamId};
+use domain::{EventId, Metadata, StreamId, UserId};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -12,7 +12,7 @@ use super::{commit_group, Job};
 use crate::database_url::DatabaseUrl;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    AppendBatch, AppendError, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
+    AppendBatch, AppendError, ClaimKey, EventStore, ExpectedVersion, NewEvent, RecordedEvent,
 };
 
 type AppendReply = tokio::sync::oneshot::Receiver<Result<Vec<RecordedEvent>, AppendError>>;
@@ -164,6 +164,245 @@ async fn a_full_database_fails_the_group_as_unavailable_and_the_writer_recovers(
     let (after, after_answer) = big(&stream("after"));
     commit(&store, [after].into_iter()).await;
     assert_eq!(after_answer.await.unwrap().unwrap()[0].stream_version, 1);
+    drop(store);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn job(batch: AppendBatch) -> (Job, AppendReply) {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let job = Job {
+        batch,
+        reply,
+        ticket: 0,
+    };
+    (job, answer)
+}
+
+fn claim(value: &str) -> ClaimKey {
+    ClaimKey {
+        kind: "openid",
+        value: value.to_owned(),
+    }
+}
+
+fn user() -> UserId {
+    UserId::from_uuid(Uuid::now_v7())
+}
+
+/// The group cut where order matters: a stream already in the set, a user whose side rows an
+/// append in the set writes, an erasure, a stream named twice in one append.
+#[test]
+fn a_group_is_cut_into_sets_where_order_matters() {
+    use super::set::{runs, Run};
+    use crate::store::prepared::PreparedAppend;
+    let (a, b, c) = (stream("a"), stream("b"), stream("c"));
+    let prepared = |batch: AppendBatch| PreparedAppend::new(batch);
+    let who = user();
+    let user_stream = StreamId::from_stored(format!("user-{who}"));
+    let group = [
+        prepared(batch(&a, ExpectedVersion::Any)),
+        prepared(batch(&b, ExpectedVersion::Any)),
+        // `a` again: a new set.
+        prepared(batch(&a, ExpectedVersion::Any)),
+        prepared(batch(&user_stream, ExpectedVersion::Any)),
+        // Side rows of the user whose stream is in the set: a new set.
+        prepared(batch(&c, ExpectedVersion::Any).data_key(who, vec![1])),
+        // Alone: an erasure, then a stream named twice.
+        prepared(batch(&b, ExpectedVersion::Any).release_claims_of(who)),
+        prepared({
+            let mut twice = batch(&c, ExpectedVersion::Any);
+            twice
+                .streams
+                .push(batch(&c, ExpectedVersion::Any).streams.remove(0));
+            twice
+        }),
+        prepared(batch(&a, ExpectedVersion::Any)),
+    ];
+    assert_eq!(
+        runs(&group),
+        [
+            Run::Set(0..2),
+            Run::Set(2..4),
+            Run::Alone(4),
+            Run::Alone(5),
+            Run::Alone(6),
+            Run::Alone(7),
+        ]
+    );
+}
+
+/// A set answers each append as one by one would: versions against each expectation,
+/// positions consecutive in arrival order, claims and side rows stored; and what it returned
+/// is what is read back. Written through `set::write` itself: through the writer, a set that
+/// failed would be written again one by one and pass all the same.
+#[tokio::test]
+async fn a_set_of_appends_answers_each_as_one_by_one() {
+    use crate::store::prepared::PreparedAppend;
+    let (store, dir) = store().await;
+    let (existing, fresh, shared) = (stream("existing"), stream("fresh"), stream("shared"));
+    let before = store
+        .append(batch(&existing, ExpectedVersion::NoStream))
+        .await
+        .unwrap()[0]
+        .position;
+    store
+        .append(batch(&shared, ExpectedVersion::NoStream))
+        .await
+        .unwrap();
+
+    let owner = user();
+    let created = {
+        let mut two = batch(&fresh, ExpectedVersion::NoStream);
+        let second = batch(&fresh, ExpectedVersion::NoStream).streams.remove(0);
+        two.streams[0].events.extend(second.events);
+        two.claim(claim(&format!("claimed-{owner}")), owner)
+            .data_key(owner, vec![7, 8, 9])
+            .phone_index(owner, format!("phone-{owner}"))
+    };
+    let set: Vec<PreparedAppend> = [
+        batch(&existing, ExpectedVersion::Exactly(1)),
+        created,
+        batch(&shared, ExpectedVersion::Any),
+    ]
+    .into_iter()
+    .map(PreparedAppend::new)
+    .collect();
+    assert_eq!(super::set::runs(&set), [super::set::Run::Set(0..3)]);
+    let written = {
+        let _turn = store.sql.turn.as_ref().unwrap().wait().await;
+        let mut tx = crate::sql::begin_with(&store.sql.write, "BEGIN IMMEDIATE")
+            .await
+            .unwrap();
+        let Ok(written) = super::set::write(&mut tx, &set).await else {
+            panic!("the set failed");
+        };
+        tx.commit().await.unwrap();
+        written
+    };
+    let mut answers = set
+        .into_iter()
+        .zip(written)
+        .map(|(append, written)| append.into_records(written.unwrap()));
+    let (moved, created, any) = (
+        answers.next().unwrap(),
+        answers.next().unwrap(),
+        answers.next().unwrap(),
+    );
+    let versions =
+        |events: &[RecordedEvent]| events.iter().map(|e| e.stream_version).collect::<Vec<_>>();
+    assert_eq!(versions(&moved), [2]);
+    assert_eq!(versions(&created), [1, 2]);
+    assert_eq!(versions(&any), [2]);
+    let positions: Vec<i64> = [&moved, &created, &any]
+        .into_iter()
+        .flatten()
+        .map(|e| e.position)
+        .collect();
+    let first = positions[0];
+    assert!(first > before + 1);
+    assert_eq!(positions, (first..first + 4).collect::<Vec<_>>());
+
+    let log = store.read_all(first - 1, 10).await.unwrap();
+    let answered: Vec<RecordedEvent> = [moved, created, any].into_iter().flatten().collect();
+    assert_eq!(log, answered);
+
+    let stored: (String, Vec<u8>, String) = sqlx::query_as(
+        "SELECT c.user_id, k.sealed_key, p.phone_index FROM claims c \
+         JOIN user_data_keys k ON k.user_id = c.user_id \
+         JOIN phone_lookup p ON p.user_id = c.user_id WHERE c.value = ?1",
+    )
+    .bind(format!("claimed-{owner}"))
+    .fetch_one(&store.sql.write)
+    .await
+    .unwrap();
+    assert_eq!(
+        stored,
+        (owner.to_string(), vec![7, 8, 9], format!("phone-{owner}"))
+    );
+    drop(store);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Two appends of one set claiming one value for different users: the first keeps it, the
+/// second is refused alone, as if they had come one by one.
+#[tokio::test]
+async fn a_claim_taken_within_a_set_refuses_the_later_append_alone() {
+    let (store, dir) = store().await;
+    let (first_user, second_user) = (user(), user());
+    let value = format!("contested-{first_user}");
+    let (first, first_answer) =
+        job(batch(&stream("first"), ExpectedVersion::NoStream).claim(claim(&value), first_user));
+    let (second, second_answer) =
+        job(batch(&stream("second"), ExpectedVersion::NoStream).claim(claim(&value), second_user));
+    let (third, third_answer) = job(batch(&stream("third"), ExpectedVersion::NoStream));
+    commit(&store, [first, second, third].into_iter()).await;
+
+    assert!(first_answer.await.unwrap().is_ok());
+    assert!(matches!(
+        second_answer.await.unwrap(),
+        Err(AppendError::ClaimTaken { kind: "openid" })
+    ));
+    assert!(third_answer.await.unwrap().is_ok());
+    let holder: String = sqlx::query_scalar("SELECT user_id FROM claims WHERE value = ?1")
+        .bind(&value)
+        .fetch_one(&store.sql.write)
+        .await
+        .unwrap();
+    assert_eq!(holder, first_user.to_string());
+    drop(store);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A claim, then the erasure of its user, in one group: the erasure releases it, as it would
+/// one after the other (a set that deleted before inserting would keep it).
+#[tokio::test]
+async fn a_claim_then_its_users_erasure_in_one_group_leaves_it_free() {
+    let (store, dir) = store().await;
+    let owner = user();
+    let value = format!("released-{owner}");
+    let (claimed, claimed_answer) =
+        job(batch(&stream("claim"), ExpectedVersion::NoStream).claim(claim(&value), owner));
+    let (other, other_answer) = job(batch(&stream("other"), ExpectedVersion::NoStream));
+    let (erased, erased_answer) =
+        job(batch(&stream("erasure"), ExpectedVersion::NoStream).release_claims_of(owner));
+    commit(&store, [claimed, other, erased].into_iter()).await;
+
+    for answer in [claimed_answer, other_answer, erased_answer] {
+        assert!(answer.await.unwrap().is_ok());
+    }
+    let held: i64 = sqlx::query_scalar("SELECT count(*) FROM claims WHERE value = ?1")
+        .bind(&value)
+        .fetch_one(&store.sql.write)
+        .await
+        .unwrap();
+    assert_eq!(held, 0);
+    drop(store);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Every statement of the set's script finds stored rows by key: none scans a table, so a set
+/// costs the same with a million users stored.
+#[tokio::test]
+async fn the_sets_statements_scan_no_stored_table() {
+    let (store, dir) = store().await;
+    for statement in super::set::SCRIPT
+        .split(";\n")
+        .filter(|s| !s.trim().is_empty())
+    {
+        let plan: Vec<(i64, i64, i64, String)> =
+            sqlx::query_as(&format!("EXPLAIN QUERY PLAN {statement}"))
+                .fetch_all(&store.sql.write)
+                .await
+                .unwrap();
+        for (.., detail) in plan {
+            assert!(
+                !detail.starts_with("SCAN")
+                    || detail.contains("VIRTUAL TABLE")
+                    || detail == "SCAN CONSTANT ROW",
+                "{detail} in {statement}"
+            );
+        }
+    }
     drop(store);
     std::fs::remove_dir_all(dir).unwrap();
 }
