@@ -5,15 +5,17 @@
 //! sqlx runs each SQLite command on the connection's worker thread, and every command is a
 //! hand-off to that thread and back. Appends are the serialised section of a SQLite service,
 //! so they queue for one writer task (`writer`) that commits whatever queued meanwhile in one
-//! transaction (group commit), and each append's body goes to SQLite as one
-//! multi-statement script (each statement binding the next of the script's arguments).
-//! Checks inside the script (a stream's expected version, a claim held by someone else)
-//! insert a row into `append_guards`, whose trigger aborts the script when the check failed;
-//! only then does the append look at what failed.
+//! transaction (group commit). Most of a group goes as sets, several appends in one script
+//! (`writer::set`); this file writes an append alone (one the sets leave out, and each append
+//! of a refused group in its own savepoint), its body as one multi-statement script (each
+//! statement binding the next of the script's arguments). Checks inside a script (a
+//! stream's expected version, a claim held by someone else) insert a row into
+//! `append_guards`, whose trigger aborts the script when the check failed; only then does the
+//! writer look at what failed.
 //!
 //! Several statements in one query is a SQLite-only sqlx behaviour (0.8 runs them in order and
 //! returns every statement's rows); sqlx means to drop it one day (launchbadge/sqlx#3108), and
-//! then this file goes back to one command per statement.
+//! then this file and `writer::set` go back to one command per statement.
 
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 use sqlx::{Arguments, Row};
@@ -27,7 +29,7 @@ use crate::store::{AppendError, ExpectedVersion, SideWrite, StoreError, StreamAp
 const MAX_SCRIPT_PARAMS: usize = 10_000;
 
 /// The message of `append_guards_check` (migration 0007).
-pub(super) const GUARD_FAILED: &str = "append guard failed";
+const GUARD_FAILED: &str = "append guard failed";
 
 pub(super) enum Failure {
     /// A check in the script failed: a stream moved or a claim is held by someone else.
@@ -55,10 +57,7 @@ pub(super) async fn write(
             .persistent(script.reusable)
             .fetch_all(&mut *conn)
             .await
-            .map_err(|e| match e {
-                sqlx::Error::Database(e) if e.message().contains(GUARD_FAILED) => Failure::Guard,
-                e => Failure::Other(db(e)),
-            })?;
+            .map_err(sent_failure)?;
         for row in &rows {
             written.push(event_row(row)?);
         }
@@ -85,6 +84,14 @@ pub(super) async fn write(
     Ok(written)
 }
 
+/// What a script that was sent failed with: a guard, or anything else.
+pub(super) fn sent_failure(e: sqlx::Error) -> Failure {
+    match e {
+        sqlx::Error::Database(e) if e.message().contains(GUARD_FAILED) => Failure::Guard,
+        e => Failure::Other(db(e)),
+    }
+}
+
 fn event_row(row: &SqliteRow) -> Result<(i64, i64), Failure> {
     let get = |column: &str| {
         row.try_get::<i64, _>(column)
@@ -98,7 +105,8 @@ struct Script {
     sql: String,
     args: SqliteArguments<'static>,
     params: usize,
-    /// Small scripts recur (a login is one of a few shapes) and are worth caching prepared.
+    /// Small scripts recur (an append alone is one of a few shapes) and are worth caching
+    /// prepared.
     reusable: bool,
 }
 

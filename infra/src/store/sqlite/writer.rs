@@ -115,6 +115,11 @@ async fn write_group(
     // A failure that ended the transaction (SQLite rolls back by itself on some errors) makes
     // this fail too, and so the whole group.
     tx.rollback().await?;
+    // Rare by design (two first logins of one person racing); often, a sign of a set gone wrong.
+    tracing::debug!(
+        appends = appends.len(),
+        "group refused part-way; written again one by one"
+    );
     let mut tx = crate::sql::begin_with(pool, "BEGIN IMMEDIATE").await?;
     let outcomes = write_isolated(&mut tx, appends).await?;
     tx.commit().await?;

@@ -1,27 +1,28 @@
 //! Several appends of a group written as one set: one script of fixed text for all of them,
 //! each table's rows passed as one JSON array (`json_each`), so a set costs one hand-off to
 //! sqlx's worker thread instead of one per append, and its text stays prepared. On a busy
-//! machine every hand-off waits to be scheduled, and those waits were what bounded the write
-//! turn (BENCHMARKS.md, "SQLite's paced level").
+//! machine every hand-off waits to be scheduled (BENCHMARKS.md, "SQLite's group commit written
+//! as sets").
 //!
 //! A set must write what its appends would have written one after another. That holds when
-//! no two of them touch the same row that order matters for, so `runs` starts a new set before
-//! an append that touches a stream (or a user's side rows, which that user's stream carries)
-//! already in the set. Appends that release claims (erasures) or name a stream twice are
-//! written alone, as before (`append::write`). Two appends claiming one value for different
-//! users still share a set: the claim guard then fails the set, and the writer writes the
-//! group again append by append, which answers each as before.
+//! no two of them touch a row that order matters for, so `runs` starts a new set before an
+//! append that touches what the set already touches: a stream, a user's side rows (keyed by
+//! that user's stream, which the triggers of erasure and phone withdrawal act on), an
+//! account's session key. Appends that release claims (erasures), name a stream twice, or
+//! are large are written alone, as before (`append::write`). Two appends claiming one value
+//! for different users may share a set: the claim guard then fails it, and the writer writes
+//! the group again append by append, which answers each as before.
 
 use std::collections::HashSet;
 use std::ops::Range;
 
 use serde::Serialize;
-use sqlx::sqlite::SqliteConnection;
+use sqlx::sqlite::{SqliteArguments, SqliteConnection};
 use sqlx::{Arguments, Row};
 
 use super::Outcome;
 use crate::store::prepared::{metadata_to_json, schema_version_to_db, PreparedAppend};
-use crate::store::sqlite::append::{Failure, Written, GUARD_FAILED};
+use crate::store::sqlite::append::{sent_failure, Failure, Written};
 use crate::store::sqlite::codec::time_to_db;
 use crate::store::{AppendError, ExpectedVersion, SideWrite, StoreError};
 
@@ -31,6 +32,9 @@ pub(super) enum Run {
     Set(Range<usize>),
     Alone(usize),
 }
+
+/// Appends with more events than this are written alone, which bounds a set's arguments.
+const MAX_EVENTS_IN_SET: usize = 64;
 
 /// Cuts the group into runs, in order. A set holds at least two appends.
 pub(super) fn runs(appends: &[PreparedAppend]) -> Vec<Run> {
@@ -43,51 +47,59 @@ pub(super) fn runs(appends: &[PreparedAppend]) -> Vec<Run> {
         _ => runs.push(Run::Set(range)),
     };
     for (i, append) in appends.iter().enumerate() {
-        let Some(keys) = set_keys(append) else {
+        let Some(rows) = ordered_rows(append) else {
             close(&mut runs, start..i);
             runs.push(Run::Alone(i));
             (start, touched) = (i + 1, HashSet::new());
             continue;
         };
-        if keys.iter().any(|key| touched.contains(key)) {
+        if rows.iter().any(|row| touched.contains(row)) {
             close(&mut runs, start..i);
             (start, touched) = (i, HashSet::new());
         }
-        touched.extend(keys);
+        touched.extend(rows);
     }
     close(&mut runs, start..appends.len());
     runs
 }
 
-/// The rows the append touches that order matters for: its streams, and the user streams of
-/// the users whose side rows it writes. `None` when it cannot be in a set.
-fn set_keys(append: &PreparedAppend) -> Option<Vec<String>> {
-    if append.release_claims_of.is_some() {
+/// The rows the append touches whose order matters, named: its streams, the streams of the
+/// users whose side rows it writes, and the accounts whose session key it replaces. `None`
+/// when it is to be written alone.
+fn ordered_rows(append: &PreparedAppend) -> Option<Vec<String>> {
+    if append.release_claims_of.is_some() || append.event_count() > MAX_EVENTS_IN_SET {
         return None;
     }
-    let mut keys: Vec<String> = append
+    let mut rows: Vec<String> = append
         .streams
         .iter()
         .map(|s| s.stream_id.as_str().to_owned())
         .collect();
-    keys.sort_unstable();
-    if keys.windows(2).any(|w| w[0] == w[1]) {
+    rows.sort_unstable();
+    if rows.windows(2).any(|w| w[0] == w[1]) {
         return None;
     }
     for write in &append.side_writes {
-        if let SideWrite::PhoneIndex { user, .. } | SideWrite::DataKey { user, .. } = write {
-            let key = format!("user-{user}");
-            if !keys.contains(&key) {
-                keys.push(key);
+        let row = match write {
+            SideWrite::PhoneIndex { user, .. } | SideWrite::DataKey { user, .. } => {
+                user.stream().as_str().to_owned()
             }
+            SideWrite::SessionKey { appid, account, .. } => {
+                format!("session key {appid} {}", account.as_str())
+            }
+        };
+        if !rows.contains(&row) {
+            rows.push(row);
         }
     }
-    Some(keys)
+    Some(rows)
 }
 
 /// The set's statements, in the order one append's script has them (`append::scripts`):
 /// stream versions, events, claims, side writes. Each `json_each(?)` reads one table's rows,
 /// each row an array; the guards compare what the statement before did with what was asked.
+/// `WHERE true` is SQLite's rule for an upsert from a `SELECT` (without it, `ON CONFLICT`
+/// would parse as a join's `ON`).
 pub(super) const SCRIPT: &str = "\
 UPDATE streams SET version = streams.version + (s.value ->> 1) FROM json_each(?) AS s \
  WHERE streams.stream_id = (s.value ->> 0) AND streams.version = (s.value ->> 2);
@@ -123,8 +135,9 @@ INSERT INTO user_data_keys (user_id, sealed_key, created_at) \
 struct Rows<'a> {
     /// (stream, events added, expected version)
     exactly: Vec<(&'a str, i64, i64)>,
-    /// (stream, events added): expecting no stream, and expecting any version.
+    /// (stream, events added), expecting no stream.
     none: Vec<(&'a str, i64)>,
+    /// (stream, events added), expecting any version.
     any: Vec<(&'a str, i64)>,
     events: Vec<EventRow<'a>>,
     /// (kind, value, owner)
@@ -144,15 +157,23 @@ type EventRow<'a> = (String, &'a str, i64, &'a str, i32, String, String, String)
 impl<'a> Rows<'a> {
     /// Adds the append's rows; if one cannot be put into SQL, none of them.
     fn add(&mut self, append: &'a PreparedAppend, now: &str) -> Result<(), AppendError> {
-        let lengths = self.lengths();
-        let added = self.try_add(append, now);
-        if added.is_err() {
-            self.truncate(lengths);
-        }
-        added
-    }
-
-    fn try_add(&mut self, append: &'a PreparedAppend, now: &str) -> Result<(), AppendError> {
+        // The only rows that can fail, so first.
+        let events = append
+            .events_with_later()
+            .map(|(stream, event, later)| {
+                Ok((
+                    event.event_id.to_string(),
+                    stream.stream_id.as_str(),
+                    later,
+                    event.event_type.as_str(),
+                    schema_version_to_db(event.schema_version)?,
+                    time_to_db(event.occurred_at),
+                    event.payload.to_string(),
+                    metadata_to_json(&event.metadata)?.to_string(),
+                ))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.events.extend(events);
         for stream in &append.streams {
             let (id, added) = (stream.stream_id.as_str(), stream.events.len() as i64);
             match stream.expected {
@@ -160,18 +181,6 @@ impl<'a> Rows<'a> {
                 ExpectedVersion::NoStream => self.none.push((id, added)),
                 ExpectedVersion::Any => self.any.push((id, added)),
             }
-        }
-        for (stream, event, later) in append.events_with_later() {
-            self.events.push((
-                event.event_id.to_string(),
-                stream.stream_id.as_str(),
-                later,
-                &event.event_type,
-                schema_version_to_db(event.schema_version)?,
-                time_to_db(event.occurred_at),
-                event.payload.to_string(),
-                metadata_to_json(&event.metadata)?.to_string(),
-            ));
         }
         for claim in &append.claims {
             let owner = claim.owner.to_string();
@@ -199,61 +208,32 @@ impl<'a> Rows<'a> {
         Ok(())
     }
 
-    fn lengths(&self) -> [usize; 8] {
-        [
-            self.exactly.len(),
-            self.none.len(),
-            self.any.len(),
-            self.events.len(),
-            self.claims.len(),
-            self.session_keys.len(),
-            self.phones.len(),
-            self.data_keys.len(),
-        ]
-    }
-
-    fn truncate(&mut self, [a, b, c, d, e, f, g, h]: [usize; 8]) {
-        self.exactly.truncate(a);
-        self.none.truncate(b);
-        self.any.truncate(c);
-        self.events.truncate(d);
-        self.claims.truncate(e);
-        self.session_keys.truncate(f);
-        self.phones.truncate(g);
-        self.data_keys.truncate(h);
-    }
-
-    /// The script's arguments, in the order of its placeholders.
-    fn arguments(&self) -> Result<sqlx::sqlite::SqliteArguments<'static>, AppendError> {
-        let mut args = sqlx::sqlite::SqliteArguments::default();
+    /// The script's arguments, in the order of its placeholders (anonymous, bound in order:
+    /// the claims go twice, to their insert and to their guard).
+    fn arguments(&self) -> Result<SqliteArguments<'static>, AppendError> {
+        let mut args = SqliteArguments::default();
         let claims = json(&self.claims)?;
-        let values = [
-            Value::Text(json(&self.exactly)?),
-            Value::Count(self.exactly.len()),
-            Value::Text(json(&self.none)?),
-            Value::Count(self.none.len()),
-            Value::Text(json(&self.any)?),
-            Value::Text(json(&self.events)?),
-            Value::Text(claims.clone()),
-            Value::Text(claims),
-            Value::Text(json(&self.session_keys)?),
-            Value::Text(json(&self.phones)?),
-            Value::Text(json(&self.data_keys)?),
-        ];
-        for value in values {
-            let added = match value {
-                Value::Text(text) => args.add(text),
-                Value::Count(n) => args.add(n as i64),
-            };
-            added.map_err(|e| StoreError::Corrupt(format!("append argument: {e}")))?;
-        }
+        add(&mut args, json(&self.exactly)?)?;
+        add(&mut args, self.exactly.len() as i64)?;
+        add(&mut args, json(&self.none)?)?;
+        add(&mut args, self.none.len() as i64)?;
+        add(&mut args, json(&self.any)?)?;
+        add(&mut args, json(&self.events)?)?;
+        add(&mut args, claims.clone())?;
+        add(&mut args, claims)?;
+        add(&mut args, json(&self.session_keys)?)?;
+        add(&mut args, json(&self.phones)?)?;
+        add(&mut args, json(&self.data_keys)?)?;
         Ok(args)
     }
 }
 
-enum Value {
-    Text(String),
-    Count(usize),
+fn add<T>(args: &mut SqliteArguments<'static>, value: T) -> Result<(), AppendError>
+where
+    T: sqlx::Encode<'static, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite> + Send + 'static,
+{
+    args.add(value)
+        .map_err(|e| StoreError::Corrupt(format!("append argument: {e}")).into())
 }
 
 fn json(rows: &impl Serialize) -> Result<String, AppendError> {
@@ -276,10 +256,7 @@ pub(super) async fn write(
         .persistent(true)
         .fetch_all(&mut *conn)
         .await
-        .map_err(|e| match e {
-            sqlx::Error::Database(e) if e.message().contains(GUARD_FAILED) => Failure::Guard,
-            e => Failure::Other(StoreError::Database(e).into()),
-        })?;
+        .map_err(sent_failure)?;
     let written = in_insert_order(&rows.events, &returned).map_err(Failure::Other)?;
 
     let mut written = written.into_iter();

@@ -1,5 +1,5 @@
-//! The writer's group: written together when nothing is refused, again in savepoints when
-//! something is.
+//! The writer's group: written together when nothing is refused (in sets where appends touch
+//! different rows, `set`), again in savepoints when something is.
 
 #![allow(clippy::unwrap_used)]
 
@@ -185,48 +185,62 @@ fn claim(value: &str) -> ClaimKey {
     }
 }
 
+/// An account's key, as a login's session key is stored under.
+fn account() -> crate::personal_data::AccountKey {
+    crate::personal_data::LookupIndex::new(&crate::crypto::MasterKey::generate()).account(
+        &domain::AppId::parse("wx0123456789abcdef").unwrap(),
+        &domain::OpenId::parse("o_1").unwrap(),
+    )
+}
+
 fn user() -> UserId {
     UserId::from_uuid(Uuid::now_v7())
 }
 
 /// The group cut where order matters: a stream already in the set, a user whose side rows an
-/// append in the set writes, an erasure, a stream named twice in one append.
+/// append in the set writes, an account's session key, an erasure, a stream named twice.
 #[test]
 fn a_group_is_cut_into_sets_where_order_matters() {
     use super::set::{runs, Run};
     use crate::store::prepared::PreparedAppend;
-    let (a, b, c) = (stream("a"), stream("b"), stream("c"));
-    let prepared = |batch: AppendBatch| PreparedAppend::new(batch);
+    let (a, b, c, d) = (stream("a"), stream("b"), stream("c"), stream("d"));
     let who = user();
-    let user_stream = StreamId::from_stored(format!("user-{who}"));
-    let group = [
-        prepared(batch(&a, ExpectedVersion::Any)),
-        prepared(batch(&b, ExpectedVersion::Any)),
+    let account = account();
+    let group: Vec<PreparedAppend> = [
+        batch(&a, ExpectedVersion::Any),
+        batch(&b, ExpectedVersion::Any),
         // `a` again: a new set.
-        prepared(batch(&a, ExpectedVersion::Any)),
-        prepared(batch(&user_stream, ExpectedVersion::Any)),
+        batch(&a, ExpectedVersion::Any),
+        batch(&who.stream(), ExpectedVersion::Any),
         // Side rows of the user whose stream is in the set: a new set.
-        prepared(batch(&c, ExpectedVersion::Any).data_key(who, vec![1])),
+        batch(&c, ExpectedVersion::Any).data_key(who, vec![1]),
+        batch(&d, ExpectedVersion::Any).session_key("wxapp", &account, vec![1]),
+        // The same account's session key: a new set.
+        batch(&b, ExpectedVersion::Any).session_key("wxapp", &account, vec![2]),
         // Alone: an erasure, then a stream named twice.
-        prepared(batch(&b, ExpectedVersion::Any).release_claims_of(who)),
-        prepared({
+        batch(&c, ExpectedVersion::Any).release_claims_of(who),
+        {
             let mut twice = batch(&c, ExpectedVersion::Any);
             twice
                 .streams
                 .push(batch(&c, ExpectedVersion::Any).streams.remove(0));
             twice
-        }),
-        prepared(batch(&a, ExpectedVersion::Any)),
-    ];
+        },
+        batch(&a, ExpectedVersion::Any),
+    ]
+    .into_iter()
+    .map(PreparedAppend::new)
+    .collect();
     assert_eq!(
         runs(&group),
         [
             Run::Set(0..2),
             Run::Set(2..4),
-            Run::Alone(4),
-            Run::Alone(5),
+            Run::Set(4..6),
             Run::Alone(6),
             Run::Alone(7),
+            Run::Alone(8),
+            Run::Alone(9),
         ]
     );
 }
@@ -251,6 +265,7 @@ async fn a_set_of_appends_answers_each_as_one_by_one() {
         .unwrap();
 
     let owner = user();
+    let account = account();
     let created = {
         let mut two = batch(&fresh, ExpectedVersion::NoStream);
         let second = batch(&fresh, ExpectedVersion::NoStream).streams.remove(0);
@@ -258,6 +273,7 @@ async fn a_set_of_appends_answers_each_as_one_by_one() {
         two.claim(claim(&format!("claimed-{owner}")), owner)
             .data_key(owner, vec![7, 8, 9])
             .phone_index(owner, format!("phone-{owner}"))
+            .session_key("wxapp", &account, vec![4, 5, 6])
     };
     let set: Vec<PreparedAppend> = [
         batch(&existing, ExpectedVersion::Exactly(1)),
@@ -319,6 +335,14 @@ async fn a_set_of_appends_answers_each_as_one_by_one() {
         stored,
         (owner.to_string(), vec![7, 8, 9], format!("phone-{owner}"))
     );
+    let sealed: Vec<u8> = sqlx::query_scalar(
+        "SELECT sealed FROM wechat_session_keys WHERE appid = 'wxapp' AND openid = ?1",
+    )
+    .bind(account.as_str())
+    .fetch_one(&store.sql.write)
+    .await
+    .unwrap();
+    assert_eq!(sealed, [4, 5, 6]);
     drop(store);
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -330,11 +354,17 @@ async fn a_claim_taken_within_a_set_refuses_the_later_append_alone() {
     let (store, dir) = store().await;
     let (first_user, second_user) = (user(), user());
     let value = format!("contested-{first_user}");
-    let (first, first_answer) =
-        job(batch(&stream("first"), ExpectedVersion::NoStream).claim(claim(&value), first_user));
-    let (second, second_answer) =
-        job(batch(&stream("second"), ExpectedVersion::NoStream).claim(claim(&value), second_user));
-    let (third, third_answer) = job(batch(&stream("third"), ExpectedVersion::NoStream));
+    let batches = [
+        batch(&stream("first"), ExpectedVersion::NoStream).claim(claim(&value), first_user),
+        batch(&stream("second"), ExpectedVersion::NoStream).claim(claim(&value), second_user),
+        batch(&stream("third"), ExpectedVersion::NoStream),
+    ];
+    // One set: its claim guard fails, and the group is written again one by one.
+    let prepared = batches
+        .clone()
+        .map(crate::store::prepared::PreparedAppend::new);
+    assert_eq!(super::set::runs(&prepared), [super::set::Run::Set(0..3)]);
+    let [(first, first_answer), (second, second_answer), (third, third_answer)] = batches.map(job);
     commit(&store, [first, second, third].into_iter()).await;
 
     assert!(first_answer.await.unwrap().is_ok());
@@ -403,6 +433,37 @@ async fn the_sets_statements_scan_no_stored_table() {
             );
         }
     }
+    drop(store);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// A set whose append expects a version its stream has moved past fails as a guard, and what
+/// it wrote before is rolled back with the transaction.
+#[tokio::test]
+async fn a_set_with_a_moved_stream_fails_its_guard() {
+    use crate::store::prepared::PreparedAppend;
+    let (store, dir) = store().await;
+    let (moved, fresh) = (stream("moved"), stream("fresh"));
+    store
+        .append(batch(&moved, ExpectedVersion::NoStream))
+        .await
+        .unwrap();
+    let set = [
+        batch(&fresh, ExpectedVersion::NoStream),
+        batch(&moved, ExpectedVersion::Exactly(2)),
+    ]
+    .map(PreparedAppend::new);
+    {
+        let _turn = store.sql.turn.as_ref().unwrap().wait().await;
+        let mut tx = crate::sql::begin_with(&store.sql.write, "BEGIN IMMEDIATE")
+            .await
+            .unwrap();
+        let failed = super::set::write(&mut tx, &set).await;
+        assert!(matches!(failed, Err(super::append::Failure::Guard)));
+        tx.rollback().await.unwrap();
+    }
+    assert!(store.load_stream(&fresh).await.unwrap().is_empty());
+    assert_eq!(store.load_stream(&moved).await.unwrap().len(), 1);
     drop(store);
     std::fs::remove_dir_all(dir).unwrap();
 }
