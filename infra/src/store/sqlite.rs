@@ -53,23 +53,12 @@ pub struct SqliteStore {
 /// connections and the read models' alike (eleven at most). With SQLite's default, 2,000 KiB,
 /// a soak's resident set climbed about 7 MiB after its second minute; with 256 KiB, about 2.6
 /// (RELIABILITY.md), at the same peak and CPU, but with a worse login p99 at 70 % of peak in
-/// paired full-scale runs (BENCHMARKS.md; the writers spilled, see
-/// `SQLITE_WRITER_SPILL_PAGES`). Under steady writes a connection's cache is emptied at each
-/// transaction after another connection's commit (WAL mode), so it was worth little; what it
-/// bounds is the pages one transaction holds, whose memory each connection's worker thread
-/// kept at its highest. The file's pages stay in the OS's page cache.
+/// paired full-scale runs (BENCHMARKS.md; the writers' transactions may spill). Under steady
+/// writes a connection's cache is emptied at each transaction after another connection's
+/// commit (WAL mode), so it was worth little; what it bounds is the pages one transaction
+/// holds, whose memory each connection's worker thread kept at its highest. The file's pages
+/// stay in the OS's page cache.
 pub const SQLITE_PAGE_CACHE_KIB: u32 = 256;
-
-/// How many pages a write connection's transaction may change before SQLite writes some of
-/// them out early (`PRAGMA cache_spill`), for the store's writer and the read models' alike. By
-/// default that is the page cache's size, 64 pages, which a group commit of 30 logins passes
-/// (each touches a few random leaf pages: streams, claims, session keys): the early pages went to
-/// the WAL mid-transaction and again at commit, 3 % of identityd's CPU at peak. 1,000 pages
-/// (4 MB) bound what one transaction holds; the clean cache stays at `SQLITE_PAGE_CACHE_KIB`.
-/// Not 1,024: SQLite also reads the number as on/off through a `u8`, and 1,024 (like every
-/// multiple of 256) turns spilling off altogether, which would leave a large transaction's
-/// pages unbounded.
-pub const SQLITE_WRITER_SPILL_PAGES: u32 = 1000;
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file named by `sqlite://path` or `sqlite:path`,
@@ -110,7 +99,6 @@ impl SqliteStore {
                 options
                     .clone()
                     .pragma("wal_autocheckpoint", "0")
-                    .pragma("cache_spill", SQLITE_WRITER_SPILL_PAGES.to_string())
                     .pragma("journal_size_limit", checkpoint::WAL_SIZE_LIMIT),
             )
             .await?;
@@ -369,30 +357,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// The bundled SQLite was compiled with the repository's flags (`.cargo/config.toml`):
-    /// without them it still works, only slower, so nothing else would notice.
-    #[tokio::test]
-    async fn sqlite_is_compiled_with_the_repository_s_flags() {
-        let dir = std::env::temp_dir().join(format!("compile-options-{}", uuid::Uuid::now_v7()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = DatabaseUrl::parse(&format!("sqlite://{}", dir.join("db").display())).unwrap();
-        let store = SqliteStore::connect(&url).await.unwrap();
-        let options: Vec<String> = sqlx::query_scalar("SELECT * FROM pragma_compile_options")
-            .fetch_all(&store.sql.read)
-            .await
-            .unwrap();
-        for flag in ["DEFAULT_MEMSTATUS=0", "STMTJRNL_SPILL=4194304"] {
-            assert!(
-                options.iter().any(|o| o == flag),
-                "{flag} not in {options:?}"
-            );
-        }
-        drop(store);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// The store's pools keep a small page cache per connection (see `SQLITE_PAGE_CACHE_KIB`);
-    /// its writer lets a transaction change more pages than that before any is written out.
+    /// The store's pools keep a small page cache per connection (see `SQLITE_PAGE_CACHE_KIB`).
     #[tokio::test]
     async fn the_store_s_connections_keep_a_small_page_cache() {
         let dir = std::env::temp_dir().join(format!("page-cache-{}", uuid::Uuid::now_v7()));
@@ -407,11 +372,6 @@ mod tests {
                 .unwrap();
             assert_eq!(cache, expected);
         }
-        let spill: i64 = sqlx::query_scalar("PRAGMA cache_spill")
-            .fetch_one(&store.sql.write)
-            .await
-            .unwrap();
-        assert_eq!(spill, i64::from(SQLITE_WRITER_SPILL_PAGES));
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -34,17 +34,10 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
     } else {
         format!("{url}?mode=rwc")
     };
-    // The writer may change more pages in a transaction than its cache holds before any is
-    // written out early, as the store's writer does (`infra::store::SQLITE_WRITER_SPILL_PAGES`).
-    let writer_spill = format!(
-        "PRAGMA cache_spill = {}",
-        infra::store::SQLITE_WRITER_SPILL_PAGES
-    );
-    let options = |writer: bool| {
+    let options = || {
         let busy_timeout = busy_timeout.clone();
-        let writer_spill = writer_spill.clone();
         infra::sql::checked_pool(AnyPoolOptions::new()).after_connect(move |conn, _| {
-            let (busy_timeout, writer_spill) = (busy_timeout.clone(), writer_spill.clone());
+            let busy_timeout = busy_timeout.clone();
             Box::pin(async move {
                 conn.execute(busy_timeout.as_str()).await?;
                 // Safe in WAL mode (a crash may lose the last commits, never corrupt), and
@@ -63,14 +56,11 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
                     infra::store::SQLITE_PAGE_CACHE_KIB
                 );
                 conn.execute(cache_size.as_str()).await?;
-                if writer {
-                    conn.execute(writer_spill.as_str()).await?;
-                }
                 Ok(())
             })
         })
     };
-    let write = options(true)
+    let write = options()
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(30))
         .connect(&url)
@@ -82,7 +72,7 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
     // Before any write transaction: `begin`'s first statement writes to it. (One instance on
     // SQLite: no race to create it.)
     crate::checkpoint::create_table(&mut *write.acquire().await?, "INTEGER").await?;
-    let read = options(false)
+    let read = options()
         .max_connections(4)
         .acquire_timeout(settings.acquire_timeout)
         .connect(&url)
