@@ -168,6 +168,24 @@ async fn a_full_database_fails_the_group_as_unavailable_and_the_writer_recovers(
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// `set::write` in the store's write turn and a transaction of its own, committed if the set
+/// was written, rolled back if not (as the writer does with the group).
+async fn write_set(
+    store: &SqliteStore,
+    set: &[crate::store::prepared::PreparedAppend],
+) -> Result<Vec<super::Outcome>, super::append::Failure> {
+    let _turn = store.sql.turn.as_ref().unwrap().wait().await;
+    let mut tx = crate::sql::begin_with(&store.sql.write, "BEGIN IMMEDIATE")
+        .await
+        .unwrap();
+    let written = super::set::write(&mut tx, set).await;
+    match written {
+        Ok(_) => tx.commit().await.unwrap(),
+        Err(_) => tx.rollback().await.unwrap(),
+    }
+    written
+}
+
 fn job(batch: AppendBatch) -> (Job, AppendReply) {
     let (reply, answer) = tokio::sync::oneshot::channel();
     let job = Job {
@@ -284,16 +302,8 @@ async fn a_set_of_appends_answers_each_as_one_by_one() {
     .map(PreparedAppend::new)
     .collect();
     assert_eq!(super::set::runs(&set), [super::set::Run::Set(0..3)]);
-    let written = {
-        let _turn = store.sql.turn.as_ref().unwrap().wait().await;
-        let mut tx = crate::sql::begin_with(&store.sql.write, "BEGIN IMMEDIATE")
-            .await
-            .unwrap();
-        let Ok(written) = super::set::write(&mut tx, &set).await else {
-            panic!("the set failed");
-        };
-        tx.commit().await.unwrap();
-        written
+    let Ok(written) = write_set(&store, &set).await else {
+        panic!("the set failed");
     };
     let mut answers = set
         .into_iter()
@@ -453,15 +463,8 @@ async fn a_set_with_a_moved_stream_fails_its_guard() {
         batch(&moved, ExpectedVersion::Exactly(2)),
     ]
     .map(PreparedAppend::new);
-    {
-        let _turn = store.sql.turn.as_ref().unwrap().wait().await;
-        let mut tx = crate::sql::begin_with(&store.sql.write, "BEGIN IMMEDIATE")
-            .await
-            .unwrap();
-        let failed = super::set::write(&mut tx, &set).await;
-        assert!(matches!(failed, Err(super::append::Failure::Guard)));
-        tx.rollback().await.unwrap();
-    }
+    let failed = write_set(&store, &set).await;
+    assert!(matches!(failed, Err(super::append::Failure::Guard)));
     assert!(store.load_stream(&fresh).await.unwrap().is_empty());
     assert_eq!(store.load_stream(&moved).await.unwrap().len(), 1);
     drop(store);
