@@ -42,7 +42,7 @@ pub use rejections::{LoginRejection, RejectionStore, FOLDED_IP, NO_IP};
 pub use signal::AppendWaiter;
 pub use sqlite::{
     write_turn as sqlite_write_turn, HeldTurn as SqliteHeldTurn, SqliteStore,
-    WriteTurn as SqliteWriteTurn, SQLITE_PAGE_CACHE_KIB,
+    WriteTurn as SqliteWriteTurn, SQLITE_PAGE_CACHE_KIB, SQLITE_WRITER_SPILL_PAGES,
 };
 
 /// An event ready to be appended.

@@ -52,13 +52,26 @@ pub struct SqliteStore {
 /// SQLite's own page cache per connection, in KiB (`PRAGMA cache_size = -N`), for the store's
 /// connections and the read models' alike (eleven at most). With SQLite's default, 2,000 KiB,
 /// a soak's resident set climbed about 7 MiB after its second minute; with 256 KiB, about 2.6
-/// (RELIABILITY.md), at the same peak and CPU, but with a worse login p99 at 70 % of peak in
-/// paired full-scale runs (BENCHMARKS.md; the writers' transactions may spill). Under steady
-/// writes a connection's cache is emptied at each transaction after another connection's
-/// commit (WAL mode), so it was worth little; what it bounds is the pages one transaction
-/// holds, whose memory each connection's worker thread kept at its highest. The file's pages
-/// stay in the OS's page cache.
+/// (RELIABILITY.md), at the same peak and CPU. Under steady writes a connection's cache is
+/// emptied at each transaction after another connection's commit (WAL mode), so it was worth
+/// little; what it bounds is the pages a reader's transaction holds (a writer's may change up
+/// to `SQLITE_WRITER_SPILL_PAGES`), whose memory each connection's worker thread kept at its
+/// highest. The file's pages stay in the OS's page cache.
 pub const SQLITE_PAGE_CACHE_KIB: u32 = 256;
+
+/// How many pages a write connection's transaction may change before SQLite writes some of
+/// them out early (`PRAGMA cache_spill`), for the store's writer and the read models' alike. By
+/// default that is the page cache's size, 64 pages, which a group commit of 30 logins passes
+/// (each touches a few random leaf pages: streams, claims, session keys): the early pages went to
+/// the WAL mid-transaction and again at commit, 3 % of identityd's CPU at peak. 1,000 pages
+/// (4 MB) bound what one transaction holds; the clean cache stays at `SQLITE_PAGE_CACHE_KIB`.
+/// Not 1,024: SQLite also reads the number as on/off through a `u8`, and 1,024 (like every
+/// multiple of 256) turns spilling off altogether, which would leave a large transaction's
+/// pages unbounded.
+pub const SQLITE_WRITER_SPILL_PAGES: u32 = 1000;
+
+/// The store's writer's `temp_store` (see where it is set).
+const WRITER_TEMP_STORE: &str = "MEMORY";
 
 impl SqliteStore {
     /// Opens (creating if missing) the database file named by `sqlite://path` or `sqlite:path`,
@@ -99,6 +112,15 @@ impl SqliteStore {
                 options
                     .clone()
                     .pragma("wal_autocheckpoint", "0")
+                    .pragma("cache_spill", SQLITE_WRITER_SPILL_PAGES.to_string())
+                    // Temporary files in memory, above all statement journals (what undoes one
+                    // statement of a group, or a savepoint): SQLite writes them to a file made
+                    // per transaction past 64 KiB, which a group commit of a few dozen logins
+                    // passes. Each is cut back when its statement ends, so they are bounded by
+                    // what one statement writes: a group of appends, one user's erasure. The one
+                    // unbounded user, `VACUUM`, turns it off (`compact`). Not on the read models'
+                    // writer, whose `DROP TABLE` of an old generation journals the whole table.
+                    .pragma("temp_store", WRITER_TEMP_STORE)
                     .pragma("journal_size_limit", checkpoint::WAL_SIZE_LIMIT),
             )
             .await?;
@@ -265,9 +287,15 @@ impl SqlStore for SqliteStore {
         Ok(OneTimeLock::new(file))
     }
 
-    /// `VACUUM`: `secure_delete` only zeroes what is deleted after it was turned on.
+    /// `VACUUM`: `secure_delete` only zeroes what is deleted after it was turned on. It builds
+    /// its copy of the database in a temporary one: on disk, not in the writer's memory.
     async fn compact(&self) -> Result<(), StoreError> {
-        super::shared::Sql::execute(&self.sql, "VACUUM", &[]).await?;
+        use super::shared::Sql;
+        Sql::execute(&self.sql, "PRAGMA temp_store = FILE", &[]).await?;
+        let vacuumed = Sql::execute(&self.sql, "VACUUM", &[]).await;
+        let back = format!("PRAGMA temp_store = {WRITER_TEMP_STORE}");
+        Sql::execute(&self.sql, &back, &[]).await?;
+        vacuumed?;
         Ok(())
     }
 }
@@ -357,9 +385,13 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// The store's pools keep a small page cache per connection (see `SQLITE_PAGE_CACHE_KIB`).
+    /// The store's pools keep a small page cache per connection (see `SQLITE_PAGE_CACHE_KIB`);
+    /// its writer lets a transaction change more pages than that before any is written out, and
+    /// keeps its temporary files in memory, except while compacting. The bundled SQLite was
+    /// compiled with the repository's flags (`.cargo/config.toml`): without them it still
+    /// works, only slower, so nothing else would notice.
     #[tokio::test]
-    async fn the_store_s_connections_keep_a_small_page_cache() {
+    async fn the_store_s_connections_have_their_settings() {
         let dir = std::env::temp_dir().join(format!("page-cache-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = DatabaseUrl::parse(&format!("sqlite://{}", dir.join("db").display())).unwrap();
@@ -372,6 +404,29 @@ mod tests {
                 .unwrap();
             assert_eq!(cache, expected);
         }
+        let spill: i64 = sqlx::query_scalar("PRAGMA cache_spill")
+            .fetch_one(&store.sql.write)
+            .await
+            .unwrap();
+        assert_eq!(spill, i64::from(SQLITE_WRITER_SPILL_PAGES));
+        // Temporary files in memory on the writer only (2 is MEMORY, 0 the default), again
+        // after a compaction.
+        store.compact().await.unwrap();
+        for (pool, expected) in [(&store.sql.write, 2), (&store.sql.read, 0)] {
+            let temp_store: i64 = sqlx::query_scalar("PRAGMA temp_store")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            assert_eq!(temp_store, expected);
+        }
+        let options: Vec<String> = sqlx::query_scalar("SELECT * FROM pragma_compile_options")
+            .fetch_all(&store.sql.read)
+            .await
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "DEFAULT_MEMSTATUS=0 not in {options:?}"
+        );
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

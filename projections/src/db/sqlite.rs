@@ -34,7 +34,7 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
     } else {
         format!("{url}?mode=rwc")
     };
-    let options = || {
+    let options = |writer: bool| {
         let busy_timeout = busy_timeout.clone();
         infra::sql::checked_pool(AnyPoolOptions::new()).after_connect(move |conn, _| {
             let busy_timeout = busy_timeout.clone();
@@ -56,11 +56,22 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
                     infra::store::SQLITE_PAGE_CACHE_KIB
                 );
                 conn.execute(cache_size.as_str()).await?;
+                if writer {
+                    // The writer may change more pages in a transaction than its cache holds
+                    // before any is written out early, as the store's writer does. Its
+                    // temporary files stay on disk (`temp_store`): an old generation's
+                    // `DROP TABLE` journals every page of the table.
+                    let spill = format!(
+                        "PRAGMA cache_spill = {}",
+                        infra::store::SQLITE_WRITER_SPILL_PAGES
+                    );
+                    conn.execute(spill.as_str()).await?;
+                }
                 Ok(())
             })
         })
     };
-    let write = options()
+    let write = options(true)
         .max_connections(1)
         .acquire_timeout(Duration::from_secs(30))
         .connect(&url)
@@ -72,7 +83,7 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
     // Before any write transaction: `begin`'s first statement writes to it. (One instance on
     // SQLite: no race to create it.)
     crate::checkpoint::create_table(&mut *write.acquire().await?, "INTEGER").await?;
-    let read = options()
+    let read = options(false)
         .max_connections(4)
         .acquire_timeout(settings.acquire_timeout)
         .connect(&url)
@@ -170,5 +181,40 @@ impl Dialect for Sqlite {
     /// every index of the table whole.
     fn analyze(&self, _table: &str) -> Option<String> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use infra::sql::PoolSettings;
+    use infra::store::{SQLITE_PAGE_CACHE_KIB, SQLITE_WRITER_SPILL_PAGES};
+
+    use crate::db::Db;
+
+    async fn pragma(pool: &sqlx::AnyPool, name: &str) -> i64 {
+        sqlx::query_scalar(&format!("PRAGMA {name}"))
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
+    /// Both pools keep the store's small page cache; the writer lets a transaction change more
+    /// pages than that before any is written out early, as the store's writer does, but keeps
+    /// its temporary files on disk (see `connect`).
+    #[tokio::test]
+    async fn the_writer_holds_more_changed_pages_than_its_cache() {
+        let db = Db::connect(&testkit::fresh_sqlite_url(), &PoolSettings::PATIENT)
+            .await
+            .unwrap();
+        for pool in [&db.write, &db.read] {
+            assert_eq!(
+                pragma(pool, "cache_size").await,
+                -i64::from(SQLITE_PAGE_CACHE_KIB)
+            );
+            assert_eq!(pragma(pool, "temp_store").await, 0);
+        }
+        let spill = i64::from(SQLITE_WRITER_SPILL_PAGES);
+        assert_eq!(pragma(&db.write, "cache_spill").await, spill);
+        assert_ne!(pragma(&db.read, "cache_spill").await, spill);
     }
 }

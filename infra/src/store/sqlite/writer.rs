@@ -8,8 +8,8 @@
 //! job is refused part-way (a stream moved, a claim is taken) is the transaction rolled back and
 //! the group written again with each job in its own savepoint, so the refusal undoes that job
 //! alone. Savepoints are not free in SQLite: while one is open, every page a statement changes
-//! for the first time is first copied to the sub-journal (past 64 KiB, a temporary file made
-//! and deleted per transaction). Refusals are rare (two first logins of one person racing), so
+//! for the first time is first copied to the sub-journal (in the writer's memory:
+//! `temp_store`). Refusals are rare (two first logins of one person racing), so
 //! the common group pays none of that.
 
 use std::sync::Arc;
