@@ -217,4 +217,37 @@ mod tests {
         assert_eq!(pragma(&db.write, "cache_spill").await, spill);
         assert_ne!(pragma(&db.read, "cache_spill").await, spill);
     }
+
+    /// A read-model transaction may rewrite megabytes of pages that existed before it (a
+    /// rebuild's batches do): the statement's journal outgrows memory and goes to a file. With
+    /// SQLite compiled to keep 4 MiB of it in memory, that copy wrote nothing and the rebuild
+    /// failed as if the disk were full (BENCHMARKS.md, "Measured and reverted").
+    #[tokio::test]
+    async fn a_transaction_rewrites_megabytes_of_existing_pages() {
+        let db = Db::connect(&testkit::fresh_sqlite_url(), &PoolSettings::PATIENT)
+            .await
+            .unwrap();
+        let mut tx = db.begin().await.unwrap();
+        for sql in [
+            "CREATE TABLE filler (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
+            // About 7 MB.
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 12000) \
+             INSERT INTO filler SELECT i, hex(randomblob(300)) FROM n",
+        ] {
+            sqlx::query(sql).execute(&mut *tx).await.unwrap();
+        }
+        tx.commit().await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        // Not the transaction's first statement (`begin` wrote), so it journals every page.
+        sqlx::query("UPDATE filler SET body = body || 'x'")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let rewritten: i64 = sqlx::query_scalar("SELECT count(*) FROM filler WHERE body LIKE '%x'")
+            .fetch_one(&db.read)
+            .await
+            .unwrap();
+        assert_eq!(rewritten, 12000);
+    }
 }
