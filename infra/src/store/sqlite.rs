@@ -52,7 +52,8 @@ pub struct SqliteStore {
 /// SQLite's own page cache per connection, in KiB (`PRAGMA cache_size = -N`), for the store's
 /// connections and the read models' alike (eleven at most). With SQLite's default, 2,000 KiB,
 /// a soak's resident set climbed about 7 MiB after its second minute; with 256 KiB, about 2.6
-/// (RELIABILITY.md), at the same peak and CPU. Under steady writes a connection's cache is
+/// (RELIABILITY.md), at the same peak and CPU, but with a worse login p99 at 70 % of peak in
+/// paired full-scale runs (BENCHMARKS.md; not paired again since). Under steady writes a connection's cache is
 /// emptied at each transaction after another connection's commit (WAL mode), so it was worth
 /// little; what it bounds is the pages a reader's transaction holds (a writer's may change up
 /// to `SQLITE_WRITER_SPILL_PAGES`), whose memory each connection's worker thread kept at its
@@ -288,13 +289,17 @@ impl SqlStore for SqliteStore {
     }
 
     /// `VACUUM`: `secure_delete` only zeroes what is deleted after it was turned on. It builds
-    /// its copy of the database in a temporary one: on disk, not in the writer's memory.
+    /// its copy of the database in a temporary one: on disk, not in the writer's memory. One
+    /// call, so one connection and one turn; if it fails part-way, the setting is put back
+    /// (or the writer stays on files, which is only slower).
     async fn compact(&self) -> Result<(), StoreError> {
         use super::shared::Sql;
-        Sql::execute(&self.sql, "PRAGMA temp_store = FILE", &[]).await?;
-        let vacuumed = Sql::execute(&self.sql, "VACUUM", &[]).await;
         let back = format!("PRAGMA temp_store = {WRITER_TEMP_STORE}");
-        Sql::execute(&self.sql, &back, &[]).await?;
+        let vacuum = format!("PRAGMA temp_store = FILE; VACUUM; {back}");
+        let vacuumed = Sql::execute(&self.sql, &vacuum, &[]).await;
+        if vacuumed.is_err() {
+            let _ = Sql::execute(&self.sql, &back, &[]).await;
+        }
         vacuumed?;
         Ok(())
     }
@@ -410,8 +415,23 @@ mod tests {
             .unwrap();
         assert_eq!(spill, i64::from(SQLITE_WRITER_SPILL_PAGES));
         // Temporary files in memory on the writer only (2 is MEMORY, 0 the default), again
-        // after a compaction.
+        // after a compaction, which did compact: no free page left.
+        let freed = "CREATE TABLE scratch AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL \
+                     SELECT i + 1 FROM n WHERE i < 1000) SELECT hex(randomblob(100)) FROM n; \
+                     DROP TABLE scratch";
+        sqlx::raw_sql(freed)
+            .execute(&store.sql.write)
+            .await
+            .unwrap();
+        let free_pages = || async {
+            sqlx::query_scalar::<_, i64>("PRAGMA freelist_count")
+                .fetch_one(&store.sql.write)
+                .await
+                .unwrap()
+        };
+        assert!(free_pages().await > 0);
         store.compact().await.unwrap();
+        assert_eq!(free_pages().await, 0);
         for (pool, expected) in [(&store.sql.write, 2), (&store.sql.read, 0)] {
             let temp_store: i64 = sqlx::query_scalar("PRAGMA temp_store")
                 .fetch_one(pool)
