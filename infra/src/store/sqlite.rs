@@ -53,11 +53,11 @@ pub struct SqliteStore {
 /// connections and the read models' alike (eleven at most). With SQLite's default, 2,000 KiB,
 /// a soak's resident set climbed about 7 MiB after its second minute; with 256 KiB, about 2.6
 /// (RELIABILITY.md), at the same peak and CPU, but with a worse login p99 at 70 % of peak in
-/// paired full-scale runs (BENCHMARKS.md; not paired again since). Under steady writes a connection's cache is
-/// emptied at each transaction after another connection's commit (WAL mode), so it was worth
-/// little; what it bounds is the pages a reader's transaction holds (a writer's may change up
-/// to `SQLITE_WRITER_SPILL_PAGES`), whose memory each connection's worker thread kept at its
-/// highest. The file's pages stay in the OS's page cache.
+/// paired full-scale runs (BENCHMARKS.md; not paired again since). Under steady writes a
+/// connection's cache is emptied at each transaction after another connection's commit (WAL
+/// mode), so it was worth little; what it bounds is the pages a reader's transaction holds (a
+/// writer's may change up to `SQLITE_WRITER_SPILL_PAGES`), whose memory each connection's
+/// worker thread kept at its highest. The file's pages stay in the OS's page cache.
 pub const SQLITE_PAGE_CACHE_KIB: u32 = 256;
 
 /// How many pages a write connection's transaction may change before SQLite writes some of
@@ -390,6 +390,13 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
+    async fn pragma(pool: &sqlx::SqlitePool, name: &str) -> i64 {
+        sqlx::query_scalar(&format!("PRAGMA {name}"))
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    }
+
     /// The store's pools keep a small page cache per connection (see `SQLITE_PAGE_CACHE_KIB`);
     /// its writer lets a transaction change more pages than that before any is written out, and
     /// keeps its temporary files in memory, except while compacting. The bundled SQLite was
@@ -403,17 +410,12 @@ mod tests {
         let store = SqliteStore::connect(&url).await.unwrap();
         let expected = -i64::from(SQLITE_PAGE_CACHE_KIB);
         for pool in [&store.sql.read, &store.sql.write] {
-            let cache: i64 = sqlx::query_scalar("PRAGMA cache_size")
-                .fetch_one(pool)
-                .await
-                .unwrap();
-            assert_eq!(cache, expected);
+            assert_eq!(pragma(pool, "cache_size").await, expected);
         }
-        let spill: i64 = sqlx::query_scalar("PRAGMA cache_spill")
-            .fetch_one(&store.sql.write)
-            .await
-            .unwrap();
-        assert_eq!(spill, i64::from(SQLITE_WRITER_SPILL_PAGES));
+        assert_eq!(
+            pragma(&store.sql.write, "cache_spill").await,
+            i64::from(SQLITE_WRITER_SPILL_PAGES)
+        );
         // Temporary files in memory on the writer only (2 is MEMORY, 0 the default), again
         // after a compaction, which did compact: no free page left.
         let freed = "CREATE TABLE scratch AS WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL \
@@ -423,21 +425,11 @@ mod tests {
             .execute(&store.sql.write)
             .await
             .unwrap();
-        let free_pages = || async {
-            sqlx::query_scalar::<_, i64>("PRAGMA freelist_count")
-                .fetch_one(&store.sql.write)
-                .await
-                .unwrap()
-        };
-        assert!(free_pages().await > 0);
+        assert!(pragma(&store.sql.write, "freelist_count").await > 0);
         store.compact().await.unwrap();
-        assert_eq!(free_pages().await, 0);
+        assert_eq!(pragma(&store.sql.write, "freelist_count").await, 0);
         for (pool, expected) in [(&store.sql.write, 2), (&store.sql.read, 0)] {
-            let temp_store: i64 = sqlx::query_scalar("PRAGMA temp_store")
-                .fetch_one(pool)
-                .await
-                .unwrap();
-            assert_eq!(temp_store, expected);
+            assert_eq!(pragma(pool, "temp_store").await, expected);
         }
         let options: Vec<String> = sqlx::query_scalar("SELECT * FROM pragma_compile_options")
             .fetch_all(&store.sql.read)
