@@ -205,6 +205,7 @@ async fn wal_lz4_level(
     let compressed = db.with_session_setting("wal_compression", "lz4");
     let service = Service::start(setup.mode, &compressed, setup.sim).await?;
     let target = login::Target {
+        service: service.base.clone(),
         run: format!("{}z", target.run),
         ..target.clone()
     };

@@ -157,5 +157,10 @@ fn a_tiny_prefilled_run_on_postgres_reports_postgres_cost_per_login() {
             );
         }
     }
+    // The same level again with compressed full-page images, on a service of its own (this
+    // project's CI server lets the bench's role set `wal_compression` and has lz4).
+    let lz4 = &postgres["prefilled"]["level_wal_lz4"];
+    assert!(lz4["logins"].as_u64().unwrap() > 0, "{lz4:#}");
+    assert_eq!(lz4["errors"], 0, "{lz4:#}");
     assert!(report.contains("WAL bytes per login at peak"), "{report}");
 }
