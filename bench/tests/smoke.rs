@@ -160,7 +160,14 @@ fn a_tiny_prefilled_run_on_postgres_reports_postgres_cost_per_login() {
     // The same level again with compressed full-page images, on a service of its own (this
     // project's CI server lets the bench's role set `wal_compression` and has lz4).
     let lz4 = &postgres["prefilled"]["level_wal_lz4"];
-    assert!(lz4["logins"].as_u64().unwrap() > 0, "{lz4:#}");
+    assert!(
+        lz4["logins"].as_u64().is_some_and(|n| n > 0),
+        "no lz4 level, or no login in it (may the role set wal_compression?): {lz4:#}"
+    );
     assert_eq!(lz4["errors"], 0, "{lz4:#}");
+    assert!(
+        lz4["wal"]["bytes_per_login"].as_f64().unwrap() > 0.0,
+        "{lz4:#}"
+    );
     assert!(report.contains("WAL bytes per login at peak"), "{report}");
 }
