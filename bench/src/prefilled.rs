@@ -133,38 +133,33 @@ async fn on(
         seconds: began.elapsed().as_secs_f64(),
     });
 
-    let service = Service::start(setup.mode, db, setup.sim).await?;
-    replay::caught_up(&service.database_url).await?;
     let mut server = match setup.backend {
         Backend::Postgres => Some(PgServer::connect(&db.url).await?.attributing_wal().await),
         Backend::Sqlite => None,
     };
-    let target = login::Target {
-        http: setup.http.clone(),
-        service: service.base.clone(),
-        sim: setup.sim.base.clone(),
-        run,
-        stored: population.stored().map(Arc::new),
-    };
+    let stored = population.stored().map(Arc::new);
     eprintln!(
         "{name}: login on the pre-filled database, {concurrency} virtual users, {duration:?}"
     );
     let began = Instant::now();
-    let level = meter::level(
-        &service,
+    let level = level_on(
+        setup,
+        db,
         server.as_mut(),
-        login::closed_loop(&target, concurrency, duration),
+        &run,
+        stored.clone(),
+        concurrency,
+        duration,
     )
-    .await;
+    .await?;
     timings.push(Timing {
         part: format!("{name}: login on the pre-filled database"),
         seconds: began.elapsed().as_secs_f64(),
     });
-    service.stop().await;
     let level_wal_lz4 = match server.as_mut() {
         Some(server) => {
             let began = Instant::now();
-            let level = wal_lz4_level(db, setup, server, &target, concurrency, duration).await;
+            let level = wal_lz4_level(db, setup, server, &run, stored, concurrency, duration).await;
             timings.push(Timing {
                 part: format!("{name}: login on the pre-filled database, wal_compression = lz4"),
                 seconds: began.elapsed().as_secs_f64(),
@@ -190,34 +185,60 @@ async fn on(
 
 /// The pre-filled level again after a checkpoint (every page's next change logs a full-page
 /// image again), the service's sessions writing those images compressed. Not quite the first
-/// level's state: that level's rows are stored now, unvacuumed, and the caches are warm. Its
-/// new people get names of their own: the first level's are stored now. Refused where the
-/// service's role may not set `wal_compression` or the server was built without lz4.
+/// level's state: that level's rows are stored now, unvacuumed, and the caches are warm; its
+/// new people get names of their own (`run` with a suffix). Refused where the service's role
+/// may not set `wal_compression` or the server was built without lz4.
 async fn wal_lz4_level(
     db: &Database,
     setup: &Setup<'_>,
     server: &mut PgServer,
-    target: &login::Target,
+    run: &str,
+    stored: Option<Arc<generate::StoredPeople>>,
     concurrency: usize,
     duration: Duration,
 ) -> anyhow::Result<LevelResult> {
     server.checkpoint().await?;
     let compressed = db.with_session_setting("wal_compression", "lz4");
-    let service = Service::start(setup.mode, &compressed, setup.sim).await?;
-    // As before the first level: the read models' catch-up is not the level's work.
-    replay::caught_up(&service.database_url).await?;
-    let target = login::Target {
-        service: service.base.clone(),
-        run: format!("{}z", target.run),
-        ..target.clone()
-    };
     eprintln!(
         "{}: the same level with wal_compression = lz4",
         setup.backend.name()
     );
+    let run = format!("{run}z");
+    level_on(
+        setup,
+        &compressed,
+        Some(server),
+        &run,
+        stored,
+        concurrency,
+        duration,
+    )
+    .await
+}
+
+/// One closed-loop login level on a service started for it on `db` and stopped after it; the
+/// read models' catch-up after the start is not the level's work.
+async fn level_on(
+    setup: &Setup<'_>,
+    db: &Database,
+    server: Option<&mut PgServer>,
+    run: &str,
+    stored: Option<Arc<generate::StoredPeople>>,
+    concurrency: usize,
+    duration: Duration,
+) -> anyhow::Result<LevelResult> {
+    let service = Service::start(setup.mode, db, setup.sim).await?;
+    replay::caught_up(&service.database_url).await?;
+    let target = login::Target {
+        http: setup.http.clone(),
+        service: service.base.clone(),
+        sim: setup.sim.base.clone(),
+        run: run.to_owned(),
+        stored,
+    };
     let level = meter::level(
         &service,
-        Some(server),
+        server,
         login::closed_loop(&target, concurrency, duration),
     )
     .await;
