@@ -4,7 +4,7 @@
 //! `/proc`. Divided by the work done (logins, events replayed), it says what one unit costs
 //! each part, and so what would bound throughput if the work had the machine to itself.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Cumulative CPU time, in clock ticks.
 #[derive(Debug, Clone, Copy, Default)]
@@ -18,7 +18,7 @@ pub struct CpuSample {
 
 /// CPU per unit of work (a login, a replayed event), in milliseconds, and the share of the
 /// machine left idle.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CpuUse {
     /// `None` when the service runs inside this process (or is not running).
     pub service_ms: Option<f64>,

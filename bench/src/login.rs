@@ -16,7 +16,7 @@ use crate::cpu::CpuUse;
 use crate::generate::StoredPeople;
 use crate::pgserver::WalUse;
 use crate::report::Latency;
-use crate::service::{APP_A, APP_B};
+use crate::service::{APP_A, APP_B, PHONE_USER_AGENT};
 
 /// Share of logins by a person never seen before; the rest are returning users.
 const NEW_USER_SHARE: f64 = 0.3;
@@ -25,6 +25,17 @@ const APP_B_SHARE: f64 = 0.3;
 /// The open-loop level stops starting logins past this many in flight (the generator, not
 /// the service, would be measured beyond it); skipped starts are counted.
 const MAX_IN_FLIGHT: usize = 2048;
+
+/// The load's HTTP client: as many connections as virtual users, and the phone's User-Agent
+/// on every request, as a mini-program's requests carry it (the login records it as the
+/// device; without it the load's rows would be smaller than the generated ones).
+pub fn http_client() -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .pool_max_idle_per_host(1024)
+        .timeout(Duration::from_secs(60))
+        .user_agent(PHONE_USER_AGENT)
+        .build()
+}
 
 /// Where the load goes.
 #[derive(Clone)]

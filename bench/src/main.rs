@@ -88,9 +88,14 @@ struct Args {
     #[arg(long, value_enum)]
     only: Option<Only>,
     /// Keep each backend's database at the end and print its URL (to profile `identityd
-    /// projections rebuild` or the queries on the generated log).
+    /// projections rebuild` or the queries on the generated log); the pre-filled one is
+    /// described in `OUT.prefilled-BACKEND.json` for `--prefilled-database`.
     #[arg(long)]
     keep_database: bool,
+    /// Run the pre-filled levels on the database a kept run's `OUT.prefilled-BACKEND.json`
+    /// describes instead of filling a new one (one backend, the one it names).
+    #[arg(long, value_name = "FILE")]
+    prefilled_database: Option<PathBuf>,
     /// `--only pg-budget`: logins counted (after the warm-up).
     #[arg(long, default_value_t = 2000)]
     logins: u64,
@@ -226,6 +231,13 @@ async fn main() -> anyhow::Result<()> {
         Backends::Postgres => vec![Backend::Postgres],
         Backends::Both => vec![Backend::Sqlite, Backend::Postgres],
     };
+    anyhow::ensure!(
+        args.prefilled_database.is_none() || backends.len() == 1,
+        "--prefilled-database takes one backend's database: add --backend sqlite or postgres"
+    );
+    if let (Some(path), [backend]) = (&args.prefilled_database, backends.as_slice()) {
+        prefilled::check_kept(path, *backend)?;
+    }
     let mode = if args.in_process {
         Mode::InProcess
     } else {
@@ -353,17 +365,18 @@ async fn run_backend(
     let db = Database::fresh(out.backend, &args.postgres_url).await?;
     let result = measure(args, plan, mode, &db, out, timings).await;
     if args.keep_database {
-        eprintln!("{}: database kept: {}", out.backend.name(), db.url);
+        eprintln!(
+            "{}: database kept: {}",
+            out.backend.name(),
+            infra::redact::url(&db.url)
+        );
     } else {
         db.remove().await;
     }
     result?;
     if matches!(args.only, None | Some(Only::Prefilled)) && plan.prefilled.events > 0 {
         let sim = Sim::start().await?;
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(1024)
-            .timeout(Duration::from_secs(60))
-            .build()?;
+        let http = login::http_client()?;
         let setup = prefilled::Setup {
             backend: out.backend,
             postgres_url: &args.postgres_url,
@@ -371,7 +384,11 @@ async fn run_backend(
             sim: &sim,
             http: &http,
             appenders: args.appenders,
-            keep_database: args.keep_database,
+            keep_as: args.keep_database.then(|| {
+                args.out
+                    .with_extension(format!("prefilled-{}.json", out.backend.name()))
+            }),
+            reuse: args.prefilled_database.as_deref(),
         };
         // The empty database's busiest level, at the same number of virtual users.
         let empty = out.peak_login();
@@ -403,10 +420,7 @@ async fn measure(
 ) -> anyhow::Result<()> {
     let name = out.backend.name();
     let sim = Sim::start().await?;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .timeout(Duration::from_secs(60))
-        .build()?;
+    let http = login::http_client()?;
 
     if matches!(args.only, None | Some(Only::Login) | Some(Only::Prefilled)) {
         // Login load, on a fresh database, with the memory it takes.

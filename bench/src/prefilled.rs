@@ -10,13 +10,15 @@
 //! people, drawn uniformly from all of them; 30 % are new people, 30 % go to the second app.
 //! Before the level the database is settled as a running deployment's would be (see [`settle`]).
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use anyhow::Context;
 use chrono::Utc;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::generate::{self, Generated, Mix, Naming, Population};
+use crate::generate::{self, Generated, Mix, Naming, Population, StoredPeople};
 use crate::login::{self, LevelResult};
 use crate::meter;
 use crate::pgserver::PgServer;
@@ -58,10 +60,35 @@ pub struct Setup<'a> {
     pub sim: &'a Sim,
     pub http: &'a reqwest::Client,
     pub appenders: usize,
-    pub keep_database: bool,
+    /// `--keep-database`: keep the database filled here and describe it in this file, so a
+    /// later run can take it (`reuse`) instead of filling another.
+    pub keep_as: Option<PathBuf>,
+    /// `--prefilled-database`: run the levels on the database a `keep_as` file describes.
+    pub reuse: Option<&'a Path>,
 }
 
-/// Fills a fresh database to `size`, then runs `concurrency` virtual users for `duration`.
+/// What a later run needs to log in on a kept pre-filled database: where it is, the master
+/// key its signing keys are sealed with (a key the bench generated for generated people; the
+/// file is the owner's only), who is stored in it, and how it was made (reported again).
+#[derive(Serialize, Deserialize)]
+struct Kept {
+    backend: String,
+    url: String,
+    master_key: String,
+    stored: StoredPeople,
+    generated: Generated,
+    rebuild: Replay,
+}
+
+/// The filled database's part of the result.
+struct Filled {
+    generated: Generated,
+    rebuild: Replay,
+    stored: Option<Arc<StoredPeople>>,
+}
+
+/// Fills a fresh database to `size` (or takes the one `setup.reuse` names), then runs
+/// `concurrency` virtual users for `duration`.
 pub async fn run(
     setup: &Setup<'_>,
     size: Size,
@@ -70,35 +97,105 @@ pub async fn run(
     empty: Option<&LevelResult>,
     timings: &mut Vec<Timing>,
 ) -> anyhow::Result<Prefilled> {
-    let db = Database::fresh(setup.backend, setup.postgres_url).await?;
-    let result = on(&db, setup, size, concurrency, duration, empty, timings).await;
-    if setup.keep_database {
+    if let Some(path) = setup.reuse {
+        let kept = Kept::read(path, setup.backend)?;
+        let db = Database::kept(setup.backend, kept.url, kept.master_key);
         eprintln!(
-            "{}: pre-filled database kept: {}",
+            "{}: the pre-filled database {} describes: settling",
             setup.backend.name(),
-            db.url
+            path.display()
         );
-    } else {
-        db.remove().await;
+        settle(setup.backend, &db.url).await?;
+        let filled = Filled {
+            generated: kept.generated,
+            rebuild: kept.rebuild,
+            stored: Some(Arc::new(kept.stored)),
+        };
+        return levels(&db, setup, filled, concurrency, duration, empty, timings).await;
+    }
+    let db = Database::fresh(setup.backend, setup.postgres_url).await?;
+    let result = async {
+        let filled = fill(&db, setup, size, timings).await?;
+        if let Some(path) = &setup.keep_as {
+            Kept::write(path, setup.backend, &db, &filled)?;
+        }
+        levels(&db, setup, filled, concurrency, duration, empty, timings).await
+    }
+    .await;
+    match &setup.keep_as {
+        Some(path) => eprintln!(
+            "{}: pre-filled database kept: {} (again with --prefilled-database {})",
+            setup.backend.name(),
+            infra::redact::url(&db.url),
+            path.display()
+        ),
+        None => db.remove().await,
     }
     result
 }
 
-async fn on(
+/// Fails unless `path` describes a kept pre-filled database of `backend` (checked before a run
+/// begins, not after its empty levels).
+pub fn check_kept(path: &Path, backend: Backend) -> anyhow::Result<()> {
+    Kept::read(path, backend).map(drop)
+}
+
+impl Kept {
+    fn write(path: &Path, backend: Backend, db: &Database, filled: &Filled) -> anyhow::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let kept = Kept {
+            backend: backend.name().to_owned(),
+            url: db.url.clone(),
+            master_key: db.master_key.clone(),
+            stored: filled
+                .stored
+                .as_deref()
+                .context("the pre-filled people have no names")?
+                .clone(),
+            generated: filled.generated.clone(),
+            rebuild: filled.rebuild.clone(),
+        };
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)
+            .with_context(|| format!("writing {}", path.display()))?;
+        // `mode` only applies to a file it creates.
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        file.write_all(&serde_json::to_vec(&kept)?)?;
+        Ok(())
+    }
+
+    fn read(path: &Path, backend: Backend) -> anyhow::Result<Self> {
+        let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        let kept: Kept = serde_json::from_slice(&text)
+            .with_context(|| format!("{} is no kept pre-filled database", path.display()))?;
+        anyhow::ensure!(
+            kept.backend == backend.name(),
+            "{} describes a {} database, not {}",
+            path.display(),
+            kept.backend,
+            backend.name()
+        );
+        Ok(kept)
+    }
+}
+
+/// Generates the log into `db` and rebuilds its read models, then settles it.
+async fn fill(
     db: &Database,
     setup: &Setup<'_>,
     size: Size,
-    concurrency: usize,
-    duration: Duration,
-    empty: Option<&LevelResult>,
     timings: &mut Vec<Timing>,
-) -> anyhow::Result<Prefilled> {
+) -> anyhow::Result<Filled> {
     let name = setup.backend.name();
-    let run = format!("p{:06x}", rand::random::<u32>() & 0xff_ffff);
     let store = infra::store::connect(&db.url).await?;
     let keys = Arc::new(generate::Keys::open(store.as_ref(), &db.master_key).await?);
     let naming = Naming::Simulator {
-        prefix: format!("{run}-db"),
+        prefix: format!("p{:06x}-db", rand::random::<u32>() & 0xff_ffff),
     };
     let ratio = size.people as f64 / size.events.max(1) as f64;
     let mut population = Population::new(naming, Mix::PeoplePerEvent(ratio));
@@ -132,12 +229,31 @@ async fn on(
         part: format!("{name}: pre-fill {} events", size.events),
         seconds: began.elapsed().as_secs_f64(),
     });
+    Ok(Filled {
+        generated,
+        rebuild,
+        stored: population.stored().map(Arc::new),
+    })
+}
 
+/// The level on the filled database (and on PostgreSQL the lz4 level after it).
+async fn levels(
+    db: &Database,
+    setup: &Setup<'_>,
+    filled: Filled,
+    concurrency: usize,
+    duration: Duration,
+    empty: Option<&LevelResult>,
+    timings: &mut Vec<Timing>,
+) -> anyhow::Result<Prefilled> {
+    let name = setup.backend.name();
+    // The level's new people: names of this run's own, apart from the stored ones'.
+    let run = format!("p{:06x}", rand::random::<u32>() & 0xff_ffff);
     let mut server = match setup.backend {
         Backend::Postgres => Some(PgServer::connect(&db.url).await?.attributing_wal().await),
         Backend::Sqlite => None,
     };
-    let stored = population.stored().map(Arc::new);
+    let stored = filled.stored;
     eprintln!(
         "{name}: login on the pre-filled database, {concurrency} virtual users, {duration:?}"
     );
@@ -175,8 +291,8 @@ async fn on(
         ratio: empty_logins_per_sec
             .filter(|e| *e > 0.0)
             .map(|e| level.logins_per_sec / e),
-        generated,
-        rebuild,
+        generated: filled.generated,
+        rebuild: filled.rebuild,
         level,
         level_wal_lz4,
         empty_logins_per_sec,

@@ -5,11 +5,11 @@ use std::time::Instant;
 
 use infra::store::Store;
 use projections::ReadModels;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cpu::{CpuSample, CpuUse};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Replay {
     /// The log's head when the rebuild ended.
     pub events: i64,

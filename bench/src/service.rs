@@ -32,6 +32,12 @@ pub const OPEN_PLATFORM: &str = "bench-open-platform";
 /// `serve` refuses a bootstrap key under 32 characters.
 pub const ADMIN_TOKEN: &str = "bench-admin-token-0123456789abcdef";
 
+/// What a mini-program's requests carry as their User-Agent (WeChat sets it): the device every
+/// login records, the generated ones and the load's alike, so their rows are of one size.
+pub const PHONE_USER_AGENT: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) \
+    AppleWebKit/605.1.15 (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) \
+    NetType/WIFI";
+
 pub use infra::database_url::Backend;
 
 /// A database nobody else uses: a SQLite file in a temp directory, or a new PostgreSQL schema.
@@ -100,6 +106,17 @@ impl Database {
             master_key: MasterKey::generate().to_base64().expose_secret().to_owned(),
             cleanup: Cleanup::Nothing,
             stand_in_autoanalyze: false,
+        }
+    }
+
+    /// A database the bench made and kept in an earlier run (`--keep-database`), with the
+    /// master key it was made with; left in place.
+    pub fn kept(backend: Backend, url: String, master_key: String) -> Self {
+        Self {
+            url,
+            master_key,
+            cleanup: Cleanup::Nothing,
+            stand_in_autoanalyze: backend == Backend::Postgres,
         }
     }
 

@@ -167,10 +167,7 @@ async fn soak_on(
     let sim = Sim::start().await?;
     let service = Service::start(mode, db, &sim).await?;
     let target = Target {
-        http: reqwest::Client::builder()
-            .pool_max_idle_per_host(1024)
-            .timeout(Duration::from_secs(60))
-            .build()?,
+        http: login::http_client()?,
         service: service.base.clone(),
         sim: sim.base.clone(),
         run: format!("s{:06x}", rand::random::<u32>() & 0xff_ffff),

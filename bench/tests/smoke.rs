@@ -12,16 +12,29 @@ use serde_json::Value;
 /// Runs `bench --scale tiny --in-process` with `args`; returns the JSON results and the report.
 fn bench(args: &[&str]) -> (Value, String) {
     let out = std::env::temp_dir().join(format!("bench-smoke-{}.json", uuid::Uuid::now_v7()));
-    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
+    bench_to(&out, args, None)
+}
+
+/// `bench` writing its results to `out` (removed after), its databases in `temp_dir` if given.
+fn bench_to(
+    out: &std::path::Path,
+    args: &[&str],
+    temp_dir: Option<&std::path::Path>,
+) -> (Value, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_bench"));
+    if let Some(dir) = temp_dir {
+        command.env("TMPDIR", dir);
+    }
+    let output = command
         .args(["--scale", "tiny", "--in-process", "--out"])
-        .arg(&out)
+        .arg(out)
         .args(args)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "bench failed:\n{stderr}");
-    let results: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
-    let _ = std::fs::remove_file(&out);
+    let results: Value = serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap();
+    let _ = std::fs::remove_file(out);
     (results, String::from_utf8(output.stdout).unwrap())
 }
 
@@ -87,6 +100,60 @@ fn check_prefilled(backend: &Value) {
     // Returning logins found their people: the service registered none of them.
     assert_eq!(level["returning_registered"], 0, "{level:#}");
     assert!(p["ratio"].as_f64().unwrap() > 0.0, "{p:#}");
+}
+
+/// A pre-filled database kept by one run (`--keep-database`) is taken by the next
+/// (`--prefilled-database`): its people log in as returning users again, and it is reported as
+/// the database the first run made.
+#[test]
+fn a_kept_prefilled_database_is_run_on_again() {
+    let dir = std::env::temp_dir().join(format!("bench-smoke-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = dir.join("results.json");
+    let only = ["--backend", "sqlite", "--only", "prefilled"];
+    // Every database either run makes (the empty levels' too, kept as well) goes in `dir`.
+    let (first, _) = bench_to(
+        &out,
+        &[&only[..], &["--keep-database"]].concat(),
+        Some(&dir),
+    );
+    let kept = dir.join("results.prefilled-sqlite.json");
+    let described: Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
+    let url = described["url"].as_str().unwrap().to_owned();
+    let database = std::path::PathBuf::from(url.strip_prefix("sqlite://").unwrap());
+    assert!(database.exists() && database.starts_with(&dir), "{url}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&kept).unwrap().permissions().mode();
+        assert_eq!(mode & 0o077, 0, "the file holds a master key: {mode:o}");
+    }
+
+    let kept_arg = kept.to_str().unwrap();
+    let (again, _) = bench_to(
+        &out,
+        &[&only[..], &["--prefilled-database", kept_arg]].concat(),
+        Some(&dir),
+    );
+    let (first, again) = (&first["backends"][0], &again["backends"][0]);
+    check_prefilled(again);
+    assert_eq!(
+        again["prefilled"]["generated"], first["prefilled"]["generated"],
+        "the same database, reported as made (a new one would differ at least in its timing)"
+    );
+    let wrong = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--scale", "tiny", "--in-process", "--only", "prefilled"])
+        .args(["--backend", "postgres", "--prefilled-database", kept_arg])
+        .output()
+        .unwrap();
+    assert!(!wrong.status.success());
+    assert!(
+        String::from_utf8_lossy(&wrong.stderr).contains("not postgres"),
+        "{}",
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Whether a PostgreSQL server runs on this machine (its CPU is then measured).

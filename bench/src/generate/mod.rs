@@ -31,19 +31,17 @@ use infra::personal_data::{seal_event, LookupIndex, PersonalData, UserKey};
 use infra::store::{AppendBatch, ClaimKey, ExpectedVersion, NewEvent, SideWrite, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 pub use self::people::{Mix, Naming, StoredPeople};
-use crate::service::{APP_A, APP_B};
+use crate::service::{APP_A, APP_B, PHONE_USER_AGENT};
 
 /// Events per append.
 const BATCH_EVENTS: u64 = 1000;
 /// Simulated time between two events of the log: 1M events span about a month.
 pub const EVENT_SPACING_MS: i64 = 2_600;
-const DEVICE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 \
-                      (KHTML, like Gecko) Mobile/15E148 MicroMessenger/8.0.47(0x18002f2c) NetType/WIFI";
 
 /// The people generated so far, one shard per appender (carried over between phases so a
 /// later phase has returning users too).
@@ -97,7 +95,7 @@ impl Keys {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Generated {
     pub events: u64,
     /// What the events made: people registered (each with a data key), streams begun (their
@@ -414,7 +412,7 @@ impl Writer {
         self.tally.streams += 1;
         let stream = StreamId::from_stored(format!("session-{session}"));
         let me = Actor::User(UserId::from_uuid(id));
-        let device = Device::from_user_agent(DEVICE);
+        let device = Device::from_user_agent(PHONE_USER_AGENT);
         let payload = json!({"session_id": session, "user_id": id, "appid": appid,
             "openid": openid, "is_new_user": new_user, "client_ip": self.ip(), "device": device});
         self.push(
@@ -466,7 +464,7 @@ impl Writer {
             actor,
             appid: AppId::parse(app).ok(),
             client_ip: payload["client_ip"].as_str().map(str::to_owned),
-            user_agent: Some(DEVICE.to_owned()),
+            user_agent: Some(PHONE_USER_AGENT.to_owned()),
             correlation_id: Uuid::now_v7(),
             causation_id: None,
         };

@@ -4,11 +4,12 @@
 use std::collections::HashSet;
 
 use infra::wechat::sim;
+use serde::{Deserialize, Serialize};
 
 use crate::service::{APP_A, OPEN_PLATFORM};
 
 /// Whose ids the generated people have.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Naming {
     /// The generator's own openids (`o{app}bench…`), half of the people with a unionid; no
     /// login through the simulator ever finds them.
@@ -67,7 +68,7 @@ impl Naming {
 
 /// The people a generated database holds, by name: what a login level picks its returning
 /// users from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StoredPeople {
     naming: Naming,
     /// People per appender's shard.

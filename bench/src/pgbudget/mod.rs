@@ -21,7 +21,6 @@ mod snapshot;
 mod statements;
 
 use std::str::FromStr;
-use std::time::Duration;
 
 use anyhow::{bail, Context};
 use sqlx::postgres::PgConnectOptions;
@@ -110,10 +109,7 @@ async fn measure(
         database = observer.database,
     ));
     let sim = Sim::start().await?;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(1024)
-        .timeout(Duration::from_secs(60))
-        .build()?;
+    let http = login::http_client()?;
     let env: Vec<(&str, &str)> = options
         .nats_url
         .as_deref()
