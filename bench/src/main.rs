@@ -235,8 +235,19 @@ async fn main() -> anyhow::Result<()> {
         args.prefilled_database.is_none() || backends.len() == 1,
         "--prefilled-database takes one backend's database: add --backend sqlite or postgres"
     );
+    let prefilled_part =
+        matches!(args.only, None | Some(Only::Prefilled)) && plan.prefilled.events > 0;
     if let (Some(path), [backend]) = (&args.prefilled_database, backends.as_slice()) {
+        anyhow::ensure!(
+            prefilled_part,
+            "--prefilled-database is for the pre-filled part: --only prefilled, or no --only"
+        );
         prefilled::check_kept(path, *backend)?;
+    }
+    if args.keep_database && prefilled_part && args.prefilled_database.is_none() {
+        for backend in &backends {
+            prefilled::check_keep_as(&prefilled_description(&args.out, *backend))?;
+        }
     }
     let mode = if args.in_process {
         Mode::InProcess
@@ -384,10 +395,9 @@ async fn run_backend(
             sim: &sim,
             http: &http,
             appenders: args.appenders,
-            keep_as: args.keep_database.then(|| {
-                args.out
-                    .with_extension(format!("prefilled-{}.json", out.backend.name()))
-            }),
+            keep_as: args
+                .keep_database
+                .then(|| prefilled_description(&args.out, out.backend)),
             reuse: args.prefilled_database.as_deref(),
         };
         // The empty database's busiest level, at the same number of virtual users.
@@ -408,6 +418,11 @@ async fn run_backend(
         out.prefilled = Some(level);
     }
     Ok(())
+}
+
+/// Where `--keep-database` describes a backend's pre-filled database: beside the results.
+fn prefilled_description(out: &std::path::Path, backend: Backend) -> PathBuf {
+    out.with_extension(format!("prefilled-{}.json", backend.name()))
 }
 
 async fn measure(

@@ -67,9 +67,10 @@ pub struct Setup<'a> {
     pub reuse: Option<&'a Path>,
 }
 
-/// What a later run needs to log in on a kept pre-filled database: where it is, the master
-/// key its signing keys are sealed with (a key the bench generated for generated people; the
-/// file is the owner's only), who is stored in it, and how it was made (reported again).
+/// What a later run needs to log in on a kept pre-filled database: where it is (its URL as
+/// given, credentials included), the master key its signing keys are sealed with (a key the
+/// bench generated for generated people), who is stored in it, and how it was made (reported
+/// again: the levels of each run add their own people to it). The file is its owner's only.
 #[derive(Serialize, Deserialize)]
 struct Kept {
     backend: String,
@@ -114,21 +115,29 @@ pub async fn run(
         return levels(&db, setup, filled, concurrency, duration, empty, timings).await;
     }
     let db = Database::fresh(setup.backend, setup.postgres_url).await?;
+    let mut described = false;
     let result = async {
         let filled = fill(&db, setup, size, timings).await?;
         if let Some(path) = &setup.keep_as {
             Kept::write(path, setup.backend, &db, &filled)?;
+            described = true;
         }
         levels(&db, setup, filled, concurrency, duration, empty, timings).await
     }
     .await;
     match &setup.keep_as {
-        Some(path) => eprintln!(
-            "{}: pre-filled database kept: {} (again with --prefilled-database {})",
-            setup.backend.name(),
-            infra::redact::url(&db.url),
-            path.display()
-        ),
+        Some(path) => {
+            let name = setup.backend.name();
+            let url = infra::redact::url(&db.url);
+            if described {
+                eprintln!(
+                    "{name}: pre-filled database kept: {url} (again with --prefilled-database {})",
+                    path.display()
+                );
+            } else {
+                eprintln!("{name}: pre-filled database kept, not described (see the error): {url}");
+            }
+        }
         None => db.remove().await,
     }
     result
@@ -140,10 +149,22 @@ pub fn check_kept(path: &Path, backend: Backend) -> anyhow::Result<()> {
     Kept::read(path, backend).map(drop)
 }
 
+/// Fails if `path` exists: the file a `--keep-database` run would describe its pre-filled
+/// database in (checked before a run begins, not after its filling). Replacing it would lose
+/// the only record of the database it describes and its master key.
+pub fn check_keep_as(path: &Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !path.exists(),
+        "{} exists (an earlier kept database's description): move it, or choose another --out",
+        path.display()
+    );
+    Ok(())
+}
+
 impl Kept {
     fn write(path: &Path, backend: Backend, db: &Database, filled: &Filled) -> anyhow::Result<()> {
         use std::io::Write;
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        use std::os::unix::fs::OpenOptionsExt;
         let kept = Kept {
             backend: backend.name().to_owned(),
             url: db.url.clone(),
@@ -156,15 +177,13 @@ impl Kept {
             generated: filled.generated.clone(),
             rebuild: filled.rebuild.clone(),
         };
+        // A new file (never one already there, nor a link): its mode is set as it is made.
         let mut file = std::fs::OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .mode(0o600)
             .open(path)
             .with_context(|| format!("writing {}", path.display()))?;
-        // `mode` only applies to a file it creates.
-        file.set_permissions(std::fs::Permissions::from_mode(0o600))?;
         file.write_all(&serde_json::to_vec(&kept)?)?;
         Ok(())
     }
@@ -173,13 +192,17 @@ impl Kept {
         let text = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
         let kept: Kept = serde_json::from_slice(&text)
             .with_context(|| format!("{} is no kept pre-filled database", path.display()))?;
+        let url = infra::database_url::DatabaseUrl::parse(&kept.url)
+            .with_context(|| format!("{}: its database URL", path.display()))?;
         anyhow::ensure!(
-            kept.backend == backend.name(),
+            kept.backend == backend.name() && url.backend() == backend,
             "{} describes a {} database, not {}",
             path.display(),
             kept.backend,
             backend.name()
         );
+        infra::crypto::MasterKey::from_base64(&kept.master_key)
+            .with_context(|| format!("{}: its master key", path.display()))?;
         Ok(kept)
     }
 }

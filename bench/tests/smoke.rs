@@ -107,21 +107,19 @@ fn check_prefilled(backend: &Value) {
 /// the database the first run made.
 #[test]
 fn a_kept_prefilled_database_is_run_on_again() {
-    let dir = std::env::temp_dir().join(format!("bench-smoke-{}", uuid::Uuid::now_v7()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir =
+        RemovedAtEnd(std::env::temp_dir().join(format!("bench-smoke-{}", uuid::Uuid::now_v7())));
+    let dir = &dir.0;
+    std::fs::create_dir_all(dir).unwrap();
     let out = dir.join("results.json");
     let only = ["--backend", "sqlite", "--only", "prefilled"];
     // Every database either run makes (the empty levels' too, kept as well) goes in `dir`.
-    let (first, _) = bench_to(
-        &out,
-        &[&only[..], &["--keep-database"]].concat(),
-        Some(&dir),
-    );
+    let (first, _) = bench_to(&out, &[&only[..], &["--keep-database"]].concat(), Some(dir));
     let kept = dir.join("results.prefilled-sqlite.json");
     let described: Value = serde_json::from_slice(&std::fs::read(&kept).unwrap()).unwrap();
     let url = described["url"].as_str().unwrap().to_owned();
     let database = std::path::PathBuf::from(url.strip_prefix("sqlite://").unwrap());
-    assert!(database.exists() && database.starts_with(&dir), "{url}");
+    assert!(database.exists() && database.starts_with(dir), "{url}");
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
@@ -133,7 +131,7 @@ fn a_kept_prefilled_database_is_run_on_again() {
     let (again, _) = bench_to(
         &out,
         &[&only[..], &["--prefilled-database", kept_arg]].concat(),
-        Some(&dir),
+        Some(dir),
     );
     let (first, again) = (&first["backends"][0], &again["backends"][0]);
     check_prefilled(again);
@@ -153,7 +151,30 @@ fn a_kept_prefilled_database_is_run_on_again() {
         String::from_utf8_lossy(&wrong.stderr)
     );
 
-    std::fs::remove_dir_all(&dir).unwrap();
+    // A second keep would replace the description: refused before anything runs.
+    let refused = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--scale", "tiny", "--in-process", "--out"])
+        .arg(&out)
+        .args(only)
+        .arg("--keep-database")
+        .env("TMPDIR", dir)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("exists"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+}
+
+/// A directory removed when the test ends, failed or not (it holds databases and a key).
+struct RemovedAtEnd(std::path::PathBuf);
+
+impl Drop for RemovedAtEnd {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Whether a PostgreSQL server runs on this machine (its CPU is then measured).
