@@ -26,8 +26,9 @@ const APP_B_SHARE: f64 = 0.3;
 /// the service, would be measured beyond it); skipped starts are counted.
 const MAX_IN_FLIGHT: usize = 2048;
 
-/// The load's HTTP client: up to 1,024 idle connections kept (one per virtual user), and the
-/// phone's User-Agent on every request, as a mini-program's requests carry it (the login records it as the
+/// The bench's HTTP client (logins, and the admin, stream, soak and pg-budget parts): up to
+/// 1,024 idle connections kept (one per virtual user), and the phone's User-Agent on every
+/// request, as a mini-program's requests carry it (the login records it as the
 /// device; without it the load's rows would be smaller than the generated ones).
 pub fn http_client() -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()

@@ -87,9 +87,9 @@ struct Args {
     /// Measure only this part (and the baseline, on PostgreSQL), for short runs.
     #[arg(long, value_enum)]
     only: Option<Only>,
-    /// Keep each backend's database at the end and print its URL (to profile `identityd
-    /// projections rebuild` or the queries on the generated log); the pre-filled one is
-    /// described in `OUT.prefilled-BACKEND.json` for `--prefilled-database`.
+    /// Keep each backend's databases at the end and print their URLs, credentials hidden (to
+    /// profile `identityd projections rebuild` or the queries on the generated log); the
+    /// pre-filled one is described in `OUT.prefilled-BACKEND.json` for `--prefilled-database`.
     #[arg(long)]
     keep_database: bool,
     /// Run the pre-filled levels on the database a kept run's `OUT.prefilled-BACKEND.json`
@@ -235,12 +235,18 @@ async fn main() -> anyhow::Result<()> {
         args.prefilled_database.is_none() || backends.len() == 1,
         "--prefilled-database takes one backend's database: add --backend sqlite or postgres"
     );
-    let prefilled_part =
-        matches!(args.only, None | Some(Only::Prefilled)) && plan.prefilled.events > 0;
+    let prefilled_part = args.soak.is_none()
+        && matches!(args.only, None | Some(Only::Prefilled))
+        && plan.prefilled.events > 0;
     if let (Some(path), [backend]) = (&args.prefilled_database, backends.as_slice()) {
         anyhow::ensure!(
             prefilled_part,
-            "--prefilled-database is for the pre-filled part: --only prefilled, or no --only"
+            "--prefilled-database is for the pre-filled part: --only prefilled or no --only, \
+             no --soak, no --prefilled-events 0"
+        );
+        anyhow::ensure!(
+            *path != args.out,
+            "--out would overwrite the kept database's description"
         );
         prefilled::check_kept(path, *backend)?;
     }

@@ -37,10 +37,14 @@ pub struct Size {
 #[derive(Debug, Clone, Serialize)]
 pub struct Prefilled {
     /// What the generator wrote (people, streams, claims, session keys; one data key per
-    /// person).
+    /// person); on a reused database, what it wrote when it made it.
     pub generated: Generated,
-    /// The read models rebuilt over the log (one run), before the service started.
+    /// The read models rebuilt over the log (one run), before the service started; on a
+    /// reused database, when it was made.
     pub rebuild: Replay,
+    /// The description of the kept database the levels ran on (`--prefilled-database`), which
+    /// earlier runs' levels may have added people to; `None`: filled for this run.
+    pub reused: Option<PathBuf>,
     pub level: LevelResult,
     /// PostgreSQL: the level again, after a checkpoint, with the service's sessions writing
     /// compressed full-page images (`wal_compression = lz4`, a server setting a deployment
@@ -112,7 +116,11 @@ pub async fn run(
             rebuild: kept.rebuild,
             stored: Some(Arc::new(kept.stored)),
         };
-        return levels(&db, setup, filled, concurrency, duration, empty, timings).await;
+        let level = levels(&db, setup, filled, concurrency, duration, empty, timings).await?;
+        return Ok(Prefilled {
+            reused: Some(path.to_owned()),
+            ..level
+        });
     }
     let db = Database::fresh(setup.backend, setup.postgres_url).await?;
     let mut described = false;
@@ -144,7 +152,8 @@ pub async fn run(
 }
 
 /// Fails unless `path` describes a kept pre-filled database of `backend` (checked before a run
-/// begins, not after its empty levels).
+/// begins, not after its empty levels; whether the database is still there shows when the
+/// levels start).
 pub fn check_kept(path: &Path, backend: Backend) -> anyhow::Result<()> {
     Kept::read(path, backend).map(drop)
 }
@@ -153,8 +162,9 @@ pub fn check_kept(path: &Path, backend: Backend) -> anyhow::Result<()> {
 /// database in (checked before a run begins, not after its filling). Replacing it would lose
 /// the only record of the database it describes and its master key.
 pub fn check_keep_as(path: &Path) -> anyhow::Result<()> {
+    // `symlink_metadata`: a dangling link is there too (`create_new` would refuse it).
     anyhow::ensure!(
-        !path.exists(),
+        std::fs::symlink_metadata(path).is_err(),
         "{} exists (an earlier kept database's description): move it, or choose another --out",
         path.display()
     );
@@ -316,6 +326,7 @@ async fn levels(
             .map(|e| level.logins_per_sec / e),
         generated: filled.generated,
         rebuild: filled.rebuild,
+        reused: None,
         level,
         level_wal_lz4,
         empty_logins_per_sec,

@@ -53,7 +53,7 @@ pub struct Database {
 }
 
 enum Cleanup {
-    /// Somebody else's database: nothing to remove.
+    /// Somebody else's database, or one kept for later runs: nothing to remove.
     Nothing,
     File(PathBuf),
     Schema {

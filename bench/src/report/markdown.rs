@@ -267,6 +267,14 @@ fn prefilled(out: &mut String, p: &crate::prefilled::Prefilled) {
         p.empty_logins_per_sec.map_or("–".into(), num),
         p.ratio.map_or("–".into(), |r| format!("{r:.2}×")),
     );
+    if let Some(path) = &p.reused {
+        let _ = writeln!(
+            out,
+            "\nThe database was a kept one ({}), taken again: the figures above of what it held \
+             are from when it was made; earlier runs' levels have added their own people since.",
+            path.display()
+        );
+    }
     cpu_table(out, std::iter::once(l));
     wal_by_relation(out, l);
     if let Some(c) = &p.level_wal_lz4 {
