@@ -158,33 +158,31 @@ fn a_kept_prefilled_database_is_run_on_again() {
         (seconds(reported) - seconds(made)).abs() <= 1e-9 * seconds(made),
         "{reported} against {made}"
     );
-    let wrong = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--scale", "tiny", "--in-process", "--only", "prefilled"])
-        .args(["--backend", "postgres", "--prefilled-database", kept_arg])
-        .output()
-        .unwrap();
-    assert!(!wrong.status.success());
-    assert!(
-        String::from_utf8_lossy(&wrong.stderr).contains("not postgres"),
-        "{}",
-        String::from_utf8_lossy(&wrong.stderr)
-    );
+    let wrong = refused(&[
+        "--only",
+        "prefilled",
+        "--backend",
+        "postgres",
+        "--prefilled-database",
+        kept_arg,
+    ]);
+    assert!(wrong.contains("not postgres"), "{wrong}");
 
     // A second keep would replace the description: refused before anything runs.
-    let refused = Command::new(env!("CARGO_BIN_EXE_bench"))
-        .args(["--scale", "tiny", "--in-process", "--out"])
-        .arg(&out)
-        .args(only)
-        .arg("--keep-database")
-        .env("TMPDIR", dir)
+    let out_arg = out.to_str().unwrap();
+    let again = refused(&[&only[..], &["--out", out_arg, "--keep-database"]].concat());
+    assert!(again.contains("exists"), "{again}");
+}
+
+/// Runs `bench --scale tiny --in-process` with `args`, which it must refuse; its error output.
+fn refused(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_bench"))
+        .args(["--scale", "tiny", "--in-process"])
+        .args(args)
         .output()
         .unwrap();
-    assert!(!refused.status.success());
-    assert!(
-        String::from_utf8_lossy(&refused.stderr).contains("exists"),
-        "{}",
-        String::from_utf8_lossy(&refused.stderr)
-    );
+    assert!(!output.status.success(), "bench ran {args:?}");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// A directory removed when the test ends, failed or not (it holds databases and a key).
