@@ -251,8 +251,8 @@ pub async fn wait_until_log_readable(url: &str) {
         }
         if std::time::Instant::now() >= deadline {
             panic!(
-                "committed events stay unreadable behind these transactions: {:?}",
-                oldest_transactions(&mut conn).await
+                "committed events stay unreadable; transactions and locks on the server: {:?}",
+                activity(&mut conn).await
             );
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -298,13 +298,27 @@ async fn try_connect_postgres(url: &str) -> Result<PgConnection, sqlx::Error> {
     }
 }
 
-/// The server's transactions that hold a transaction id, oldest first: what holds back the
-/// horizon below which events are readable.
-async fn oldest_transactions(conn: &mut PgConnection) -> Vec<String> {
+/// What every other session on the URL's PostgreSQL server is doing that can hold up a reader
+/// or a lock: transactions with an id, sessions idle inside a transaction, advisory locks held.
+/// Transactions with an id hold back the horizon below which events are readable. Oldest
+/// first, for a test's failure message.
+pub async fn postgres_activity(url: &str) -> Vec<String> {
+    match try_connect_postgres(url).await {
+        Ok(mut conn) => activity(&mut conn).await,
+        Err(e) => vec![format!("cannot connect to list them: {e}")],
+    }
+}
+
+async fn activity(conn: &mut PgConnection) -> Vec<String> {
     sqlx::query_scalar(
-        "SELECT format('pid %s, %s, %s for %s, last query: %s', pid, datname, state, \
-         now() - xact_start, left(query, 200)) FROM pg_stat_activity \
-         WHERE backend_xid IS NOT NULL ORDER BY xact_start LIMIT 5",
+        "SELECT format('pid %s, %s, %s, xid %s, for %s, advisory locks %s, last query: %s', \
+         a.pid, a.datname, a.state, a.backend_xid, now() - a.xact_start, \
+         (SELECT count(*) FROM pg_locks l WHERE l.pid = a.pid AND l.locktype = 'advisory' \
+          AND l.granted), left(a.query, 200)) \
+         FROM pg_stat_activity a WHERE a.pid <> pg_backend_pid() AND (a.backend_xid IS NOT NULL \
+          OR a.state LIKE 'idle in transaction%' OR EXISTS (SELECT 1 FROM pg_locks l \
+          WHERE l.pid = a.pid AND l.locktype = 'advisory' AND l.granted)) \
+         ORDER BY a.datname = current_database() DESC, a.xact_start LIMIT 20",
     )
     .fetch_all(conn)
     .await

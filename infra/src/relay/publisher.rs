@@ -8,6 +8,11 @@
 //! would land after them. With it, everything after a lost message is refused, and the next
 //! attempt resumes right after the stream's real last message.
 //!
+//! That holds only while the batch is numbered from the stream's real tail. A tail remembered
+//! from the relay's own last batch is stale once another instance has checkpointed past it;
+//! numbered from it, the first messages would be refused but as many further on would match
+//! the real last sequence and be stored out of place (`Tail::is_current_for`).
+//!
 //! Where to resume comes from the stream itself ("the tail"): its last sequence and, from the
 //! `Identity-Position` header of its last message, the position of the last event stored.
 //! Events up to that position are skipped, so a batch published but not checkpointed (a crash,
@@ -64,6 +69,18 @@ struct Tail {
     position: Option<i64>,
 }
 
+impl Tail {
+    /// Whether a tail this relay remembers from its last batch can still number a batch that
+    /// starts after the checkpoint `from`. One behind the checkpoint cannot: another instance
+    /// published and checkpointed since, so the stream is longer than the tail says. Numbered
+    /// from it, the batch's first messages would be refused (the stream moved), but as many
+    /// messages further on would expect exactly the stream's real last sequence and be
+    /// stored, after the other instance's, with the events between them never published.
+    fn is_current_for(&self, from: i64) -> bool {
+        self.position.is_some_and(|position| position >= from)
+    }
+}
+
 /// A connection to NATS with the stream checked, and what the relay knows of its tail.
 pub(crate) struct Publisher {
     jetstream: Context,
@@ -101,20 +118,25 @@ impl Publisher {
         self.tail = None;
     }
 
-    /// Makes sure every event of the batch is in the stream, after the events before it and
-    /// once each. On error nothing is known: the caller retries the batch later.
-    pub async fn publish(&mut self, events: &[RecordedEvent]) -> Result<(), RelayError> {
-        let result = self.publish_once(events).await;
+    /// Makes sure every event of the batch (the log after the checkpoint `from`, in order) is
+    /// in the stream, after the events before it and once each. On error nothing is known:
+    /// the caller retries the batch later.
+    pub async fn publish(&mut self, from: i64, events: &[RecordedEvent]) -> Result<(), RelayError> {
+        let result = self.publish_once(from, events).await;
         if result.is_err() {
             self.tail = None;
         }
         result
     }
 
-    async fn publish_once(&mut self, events: &[RecordedEvent]) -> Result<(), RelayError> {
+    async fn publish_once(
+        &mut self,
+        from: i64,
+        events: &[RecordedEvent],
+    ) -> Result<(), RelayError> {
         let tail = match self.tail {
-            Some(tail) => tail,
-            None => self.read_tail().await?,
+            Some(tail) if tail.is_current_for(from) => tail,
+            _ => self.read_tail().await?,
         };
         let pending: Vec<&RecordedEvent> = events
             .iter()

@@ -31,7 +31,7 @@ async fn assert_relayed(
     let received = read_stream(&js, &config.stream, log.len(), PATIENCE).await;
     assert_exactly_the_log(&received, log, config);
     let end = log.last().expect("a log").position;
-    wait_for_checkpoint(store, &config.stream, end, PATIENCE).await;
+    wait_for_checkpoint(store, &config.stream, end, PATIENCE, None).await;
 }
 
 use testkit::{both_backends, Backend, Fixture};
@@ -83,7 +83,7 @@ async fn a_restart_between_publish_and_checkpoint_publishes_nothing_twice(
     let relay = relay::spawn_relay(store.clone(), config.clone());
     let log = whole_log(store.as_ref(), &url).await;
     let last = log.last().unwrap().position;
-    wait_for_checkpoint(store.as_ref(), &config.stream, last, PATIENCE).await;
+    wait_for_checkpoint(store.as_ref(), &config.stream, last, PATIENCE, None).await;
     relay.shutdown().await;
 
     // Move the checkpoint back, mid-batch: as if the last batches were published and the
@@ -148,6 +148,12 @@ async fn two_instances_publish_each_event_once() {
 
     let log = whole_log(store.as_ref(), &url).await;
     assert_eq!(log.len(), 5000);
+    let end = log.last().unwrap().position;
+    let stall = Stall {
+        url: &url,
+        relays: &[&second],
+    };
+    wait_for_checkpoint(store.as_ref(), &config.stream, end, PATIENCE, Some(stall)).await;
     let js = jetstream(&nats).await;
     let received = read_stream(&js, &config.stream, log.len(), PATIENCE).await;
     assert_exactly_the_log(&received, &log, &config);

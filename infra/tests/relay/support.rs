@@ -204,20 +204,54 @@ pub fn assert_exactly_the_log(received: &[Received], log: &[RecordedEvent], conf
     assert!(received.windows(2).all(|w| w[0].sequence < w[1].sequence));
 }
 
-/// Waits for the relay's stored checkpoint to reach `position`.
-pub async fn wait_for_checkpoint(store: &dyn Store, stream: &str, position: i64, within: Duration) {
+/// Waits for the relay's stored checkpoint to reach `position`. If it does not in time, the
+/// failure says what the relays and PostgreSQL were doing when `why` names them, so that a
+/// stalled relay explains itself in CI.
+pub async fn wait_for_checkpoint(
+    store: &dyn Store,
+    stream: &str,
+    position: i64,
+    within: Duration,
+    why: Option<Stall<'_>>,
+) {
     let deadline = Instant::now() + within;
     loop {
         let status = relay::status(store, stream).await.expect("relay status");
         if status.position >= position {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "the relay checkpoint stays at {}, expected {position}",
-            status.position
-        );
+        if Instant::now() >= deadline {
+            let explained = match why {
+                Some(stall) => stall.explain().await,
+                None => String::new(),
+            };
+            panic!(
+                "the relay checkpoint stays at {}, expected {position}{explained}",
+                status.position
+            );
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Where to look when a relay stalls: its PostgreSQL database and the relays running.
+#[derive(Clone, Copy)]
+pub struct Stall<'a> {
+    pub url: &'a str,
+    pub relays: &'a [&'a relay::RelayHandle],
+}
+
+impl Stall<'_> {
+    async fn explain(self) -> String {
+        let relays: Vec<_> = self
+            .relays
+            .iter()
+            .map(|r| (r.is_running(), r.health().borrow().clone()))
+            .collect();
+        format!(
+            "; the relays (running, health): {relays:?}; PostgreSQL: {:?}",
+            testkit::postgres_activity(self.url).await
+        )
     }
 }
 
