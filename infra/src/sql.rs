@@ -1,5 +1,6 @@
 //! What the store and the read models need from sqlx beyond its API as it stands.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,6 +19,11 @@ use sqlx::{Connection, Database, Pool, Transaction};
 /// answered as written yet never committed, and every event reader waits behind its
 /// transaction id. In its own task `BEGIN` always completes; a transaction nobody takes is
 /// then dropped, and sqlx rolls it back before the connection goes back to the pool.
+///
+/// A `BEGIN` whose connection died in the pool (a server restart) is tried again on another:
+/// nothing ran yet, so a write after a restart does not fail once per pooled connection. Later
+/// statements are never retried (a write's outcome is unknown once its connection drops); a
+/// read is, once ([`Liveness::read`]).
 pub async fn begin<DB: Database>(pool: &Pool<DB>) -> Result<Transaction<'static, DB>, sqlx::Error> {
     begin_in_task(pool, None).await
 }
@@ -31,17 +37,36 @@ pub async fn begin_with<DB: Database>(
     begin_in_task(pool, Some(statement)).await
 }
 
-#[allow(clippy::disallowed_methods)] // the one place that may call them
+#[allow(clippy::disallowed_methods)] // the one place that may call it
 async fn begin_in_task<DB: Database>(
     pool: &Pool<DB>,
     statement: Option<&'static str>,
 ) -> Result<Transaction<'static, DB>, sqlx::Error> {
     let pool = pool.clone();
     let begun = to_the_end(async move {
-        match statement {
-            Some(statement) => pool.begin_with(statement).await,
-            None => pool.begin().await,
+        let options = pool.options();
+        let deadline = Instant::now() + options.get_acquire_timeout();
+        // At most one try per pooled connection (sqlx closes one whose `BEGIN` failed when it
+        // goes back), all within one acquire timeout.
+        let mut lost = None;
+        for _ in 0..=options.get_max_connections() {
+            let left = deadline.saturating_duration_since(Instant::now());
+            // Cancel-safe, unlike `BEGIN`: a connection is only handed out when it returns.
+            let conn = match tokio::time::timeout(left, pool.acquire()).await {
+                Ok(Ok(conn)) => conn,
+                // The lost connection says better than a wait why there is none.
+                Ok(Err(e)) => return Err(lost.unwrap_or(e)),
+                Err(_) => return Err(lost.unwrap_or(sqlx::Error::PoolTimedOut)),
+            };
+            match Transaction::begin(conn, statement.map(Cow::Borrowed)).await {
+                Err(e) if crate::store::is_connection_lost(&e) => {
+                    tracing::debug!(error = %e, "BEGIN found its connection dead; trying another");
+                    lost.get_or_insert(e);
+                }
+                begun => return begun,
+            }
         }
+        Err(lost.unwrap_or(sqlx::Error::PoolTimedOut))
     });
     begun.await.unwrap_or_else(|| {
         Err(sqlx::Error::Io(std::io::Error::other(
@@ -171,7 +196,7 @@ pub async fn open_pool<DB: Database>(
 }
 
 /// A pool's view of its database's health: connections are pinged on checkout after they sat
-/// idle, and for a moment (`SUSPECT_FOR`) after the database was seen unavailable, so that
+/// idle, and while the database is seen unavailable and for a moment (`SUSPECT_FOR`) after, so that
 /// after a server restart the dead connections still pooled are found by a ping, not by a
 /// request. Cheap to clone; clones share the view.
 #[derive(Debug, Clone)]
@@ -217,7 +242,29 @@ impl Liveness {
     }
 
     fn suspect(&self) -> bool {
-        (self.origin.elapsed().as_millis() as u64) < self.suspect_until.load(Ordering::Relaxed)
+        self.now() < self.suspect_until.load(Ordering::Relaxed)
+    }
+
+    fn now(&self) -> u64 {
+        self.origin.elapsed().as_millis() as u64
+    }
+
+    /// Distrusts the database after a failure of its own, and after a wait for the pool that
+    /// follows one closely: once the pooled connections are found dead, new ones are refused
+    /// for as long as the server is down, and those refusals arrive as pool waits. Without
+    /// them the window ran out during a longer outage, and the first writes after the server's
+    /// return met the connections that had sat in the pool meanwhile, dead. A pool wait with no
+    /// failure before it (a flood, the server fine) distrusts nothing.
+    fn note(&self, error: &(dyn std::error::Error + 'static)) {
+        let failed_lately = || {
+            let until = self.suspect_until.load(Ordering::Relaxed);
+            until > 0 && self.now() < until + SUSPECT_FOR.as_millis() as u64
+        };
+        if crate::store::is_database_failure(error)
+            || (crate::store::fault::is_pool_wait(error) && failed_lately())
+        {
+            self.distrust();
+        }
     }
 
     /// Runs `read`, an idempotent read (it changes nothing, so running it twice is safe), and
@@ -232,9 +279,7 @@ impl Liveness {
     {
         match read().await {
             Err(e) if crate::store::is_database_unavailable(&e) => {
-                if crate::store::is_database_failure(&e) {
-                    self.distrust();
-                }
+                self.note(&e);
                 if !crate::store::is_connection_lost(&e) {
                     return Err(e);
                 }
@@ -249,9 +294,7 @@ impl Liveness {
     /// checkouts are tested.
     pub fn observe<T, E: std::error::Error + 'static>(&self, outcome: &Result<T, E>) {
         if let Err(e) = outcome {
-            if crate::store::is_database_failure(e) {
-                self.distrust();
-            }
+            self.note(e);
         }
     }
 }
@@ -297,6 +340,42 @@ mod tests {
         drop(conn);
         pool.close().await;
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A liveness view made `age` ago whose last distrust ran out `ended` ago (never if None).
+    fn liveness(ended: Option<Duration>) -> Liveness {
+        let age = Duration::from_secs(60);
+        let view = Liveness {
+            origin: Instant::now() - age,
+            suspect_until: Arc::new(AtomicU64::new(0)),
+        };
+        if let Some(ended) = ended {
+            let until = (age - ended).as_millis() as u64;
+            view.suspect_until.store(until, Ordering::Relaxed);
+        }
+        view
+    }
+
+    #[test]
+    fn a_pool_wait_keeps_distrust_only_right_after_a_failure() {
+        let waited = Err::<(), _>(sqlx::Error::PoolTimedOut);
+        // A flood, the database fine: nothing is distrusted.
+        let never_failed = liveness(None);
+        never_failed.observe(&waited);
+        assert!(!never_failed.suspect());
+        // The server refuses new connections after the pooled ones were found dead.
+        let still_down = liveness(Some(Duration::from_millis(500)));
+        assert!(!still_down.suspect());
+        still_down.observe(&waited);
+        assert!(still_down.suspect());
+        // Long after the last failure a wait is only a wait.
+        let long_ago = liveness(Some(SUSPECT_FOR * 3));
+        long_ago.observe(&waited);
+        assert!(!long_ago.suspect());
+        // A failure of the database's own always distrusts.
+        let lost = Err::<(), _>(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()));
+        long_ago.observe(&lost);
+        assert!(long_ago.suspect());
     }
 
     const SHORT: PoolSettings = PoolSettings {

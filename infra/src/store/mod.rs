@@ -11,7 +11,7 @@
 
 mod attempts;
 mod console_sessions;
-mod fault;
+pub(crate) mod fault;
 mod postgres;
 mod prepared;
 mod rejections;

@@ -1,7 +1,7 @@
 //! PostgreSQL only, on a private cluster that the test stops (so it needs no turn of
 //! `ONE_AT_A_TIME`): appends that queued behind a call which could open no connection fail
 //! with that call, so a request learns that the database is away within one acquire timeout,
-//! not two or more.
+//! not two or more; and a write after a restart does not fail on a connection pooled before.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -48,8 +48,9 @@ async fn appends_queued_behind_a_call_without_a_connection_fail_with_it() {
     append(&store, "before").await.unwrap().unwrap();
 
     cluster.stop().await;
-    // The pooled connections died with the server: an append fails at once on each, until
-    // the pool has none left and a call waits the whole acquire timeout for a new one.
+    // The pooled connections died with the server: an append's `BEGIN` finds them dead one
+    // after another, then waits for a new one, and fails as a lost connection; once the pool
+    // has none left, a call fails only waiting the whole acquire timeout.
     for tries in 1.. {
         let failed = append(&store, &format!("draining-{tries}"))
             .await
@@ -112,5 +113,44 @@ async fn appends_queued_behind_a_call_without_a_connection_fail_with_it() {
             .await
             .unwrap()
             .expect("a failed append left its stream written");
+    }
+}
+
+/// A write after a server restart does not fail on the connections pooled before it
+/// (`infra::sql::begin`).
+#[tokio::test]
+async fn a_transaction_begun_after_a_restart_does_not_fail_on_a_dead_pooled_connection() {
+    let Some(cluster) = PgCluster::start().await else {
+        return;
+    };
+    const POOLED: usize = 4;
+    // No test of idle connections on checkout (the service tests those idle for 5 s), so the
+    // dead ones are handed out however long the restart takes.
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .test_before_acquire(false)
+        .max_connections(POOLED as u32)
+        .acquire_timeout(ACQUIRE_TIMEOUT)
+        .connect(&cluster.url())
+        .await
+        .unwrap();
+    // Every connection the pool may hold, open and idle.
+    let held: Vec<_> = futures::future::join_all((0..POOLED).map(|_| pool.acquire())).await;
+    drop(held);
+    let waiting = Instant::now();
+    while pool.num_idle() < POOLED {
+        assert!(
+            waiting.elapsed() < ACQUIRE_TIMEOUT,
+            "the connections did not go back"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    cluster.restart().await;
+    for write in 0..POOLED {
+        let mut tx = infra::sql::begin(&pool)
+            .await
+            .unwrap_or_else(|e| panic!("write {write} after the restart: {e}"));
+        sqlx::query("SELECT 1").execute(&mut *tx).await.unwrap();
+        tx.commit().await.unwrap();
     }
 }
