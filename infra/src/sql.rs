@@ -95,6 +95,10 @@ const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
 /// pinged first: long enough to cover the requests in flight during a server restart.
 const SUSPECT_FOR: Duration = Duration::from_secs(2);
 
+/// A wait for the pool that ends this soon after the distrust ran out began while it lasted:
+/// the longest acquire timeout of ours (`PoolSettings::PATIENT`, 10 s) and a margin.
+const STILL_DOWN_WITHIN: Duration = Duration::from_secs(15);
+
 /// The options every pool of ours starts from: a connection is tested on checkout only after
 /// it sat idle a while, and one that comes back still inside a transaction is closed, never
 /// handed out again.
@@ -254,11 +258,12 @@ impl Liveness {
     /// for as long as the server is down, and those refusals arrive as pool waits. Without
     /// them the window ran out during a longer outage, and the first writes after the server's
     /// return met the connections that had sat in the pool meanwhile, dead. A pool wait with no
-    /// failure before it (a flood, the server fine) distrusts nothing.
+    /// failure before it (a flood, the server fine) distrusts nothing; a flood that follows a
+    /// failure keeps the pings on until it ends (a round trip per checkout).
     fn note(&self, error: &(dyn std::error::Error + 'static)) {
         let failed_lately = || {
             let until = self.suspect_until.load(Ordering::Relaxed);
-            until > 0 && self.now() < until + SUSPECT_FOR.as_millis() as u64
+            until > 0 && self.now() < until + STILL_DOWN_WITHIN.as_millis() as u64
         };
         if crate::store::is_database_failure(error)
             || (crate::store::fault::is_pool_wait(error) && failed_lately())
@@ -342,9 +347,10 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    /// A liveness view made `age` ago whose last distrust ran out `ended` ago (never if None).
+    /// A liveness view made a minute ago whose last distrust ran out `ended` ago (never if
+    /// None).
     fn liveness(ended: Option<Duration>) -> Liveness {
-        let age = Duration::from_secs(60);
+        let age = STILL_DOWN_WITHIN * 4;
         let view = Liveness {
             origin: Instant::now() - age,
             suspect_until: Arc::new(AtomicU64::new(0)),
@@ -364,12 +370,12 @@ mod tests {
         never_failed.observe(&waited);
         assert!(!never_failed.suspect());
         // The server refuses new connections after the pooled ones were found dead.
-        let still_down = liveness(Some(Duration::from_millis(500)));
+        let still_down = liveness(Some(PoolSettings::PATIENT.acquire_timeout));
         assert!(!still_down.suspect());
         still_down.observe(&waited);
         assert!(still_down.suspect());
         // Long after the last failure a wait is only a wait.
-        let long_ago = liveness(Some(SUSPECT_FOR * 3));
+        let long_ago = liveness(Some(STILL_DOWN_WITHIN * 2));
         long_ago.observe(&waited);
         assert!(!long_ago.suspect());
         // A failure of the database's own always distrusts.

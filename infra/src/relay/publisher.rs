@@ -13,6 +13,10 @@
 //! numbered from it, the first messages would be refused but as many further on would match
 //! the real last sequence and be stored out of place (`Tail::is_current_for`).
 //!
+//! All of this assumes that only relays publish on `{prefix}.>`, one deployment per stream,
+//! that the stream is never cut at its end (limits remove its oldest messages; a purge empties
+//! it), and that the database is not restored behind it.
+//!
 //! Where to resume comes from the stream itself ("the tail"): its last sequence and, from the
 //! `Identity-Position` header of its last message, the position of the last event stored.
 //! Events up to that position are skipped, so a batch published but not checkpointed (a crash,
@@ -70,12 +74,10 @@ struct Tail {
 }
 
 impl Tail {
-    /// Whether a tail this relay remembers from its last batch can still number a batch that
-    /// starts after the checkpoint `from`. One behind the checkpoint cannot: another instance
-    /// published and checkpointed since, so the stream is longer than the tail says. Numbered
-    /// from it, the batch's first messages would be refused (the stream moved), but as many
-    /// messages further on would expect exactly the stream's real last sequence and be
-    /// stored, after the other instance's, with the events between them never published.
+    /// Whether a tail this relay remembers from its last batch can number a batch that starts
+    /// after the checkpoint `from`. At or past `from`, the tail is a message the stream holds
+    /// and the batch lists every event after it, so each expected sequence names one event:
+    /// whatever another instance stored since is dropped by id or refused, never misplaced.
     fn is_current_for(&self, from: i64) -> bool {
         self.position.is_some_and(|position| position >= from)
     }
