@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,8 +46,8 @@ async fn begin_in_task<DB: Database>(
     let begun = to_the_end(async move {
         let options = pool.options();
         let deadline = Instant::now() + options.get_acquire_timeout();
-        // At most one try per pooled connection (sqlx closes one whose `BEGIN` failed when it
-        // goes back), all within one acquire timeout.
+        // One try per pooled connection (sqlx closes one whose `BEGIN` failed when it goes
+        // back) and one on a new one, all within one acquire timeout.
         let mut lost = None;
         for _ in 0..=options.get_max_connections() {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -92,12 +92,9 @@ pub(crate) async fn to_the_end<T: Send + 'static>(
 const PING_AFTER_IDLE: Duration = Duration::from_secs(5);
 
 /// After the database was seen unavailable, every connection handed out in this window is
-/// pinged first: long enough to cover the requests in flight during a server restart.
+/// pinged first: long enough to cover the requests in flight during a server restart. Waits
+/// for the pool renew it until something succeeds again (`Liveness::note`).
 const SUSPECT_FOR: Duration = Duration::from_secs(2);
-
-/// A wait for the pool that ends this soon after the distrust ran out began while it lasted:
-/// the longest acquire timeout of ours (`PoolSettings::PATIENT`, 10 s) and a margin.
-const STILL_DOWN_WITHIN: Duration = Duration::from_secs(15);
 
 /// The options every pool of ours starts from: a connection is tested on checkout only after
 /// it sat idle a while, and one that comes back still inside a transaction is closed, never
@@ -208,6 +205,8 @@ pub struct Liveness {
     /// When this view was made: `suspect_until` counts milliseconds from here.
     origin: Instant,
     suspect_until: Arc<AtomicU64>,
+    /// A failure of the database's own was seen, and nothing has succeeded since.
+    down: Arc<AtomicBool>,
 }
 
 impl Default for Liveness {
@@ -215,6 +214,7 @@ impl Default for Liveness {
         Self {
             origin: Instant::now(),
             suspect_until: Arc::new(AtomicU64::new(0)),
+            down: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -253,22 +253,25 @@ impl Liveness {
         self.origin.elapsed().as_millis() as u64
     }
 
-    /// Distrusts the database after a failure of its own, and after a wait for the pool that
-    /// follows one closely: once the pooled connections are found dead, new ones are refused
-    /// for as long as the server is down, and those refusals arrive as pool waits. Without
-    /// them the window ran out during a longer outage, and the first writes after the server's
-    /// return met the connections that had sat in the pool meanwhile, dead. A pool wait with no
-    /// failure before it (a flood, the server fine) distrusts nothing; a flood that follows a
-    /// failure keeps the pings on until it ends (a round trip per checkout).
+    /// Distrusts the database after a failure of its own, and after a wait for the pool while
+    /// it is down (a failure seen, nothing succeeded since): once the pooled connections are
+    /// found dead, new ones are refused for as long as the server is away, and those refusals
+    /// arrive as pool waits. Without them the window ran out during a longer outage, and the
+    /// first writes after the server's return met the connections that had sat in the pool
+    /// meanwhile, dead. A pool wait while the database works (a flood) distrusts nothing.
     fn note(&self, error: &(dyn std::error::Error + 'static)) {
-        let failed_lately = || {
-            let until = self.suspect_until.load(Ordering::Relaxed);
-            until > 0 && self.now() < until + STILL_DOWN_WITHIN.as_millis() as u64
-        };
-        if crate::store::is_database_failure(error)
-            || (crate::store::fault::is_pool_wait(error) && failed_lately())
-        {
+        if crate::store::is_database_failure(error) {
+            self.down.store(true, Ordering::Relaxed);
             self.distrust();
+        } else if crate::store::is_pool_wait(error) && self.down.load(Ordering::Relaxed) {
+            self.distrust();
+        }
+    }
+
+    /// Something worked: the database is up (pings go on until the distrust runs out).
+    fn up(&self) {
+        if self.down.load(Ordering::Relaxed) {
+            self.down.store(false, Ordering::Relaxed);
         }
     }
 
@@ -282,7 +285,7 @@ impl Liveness {
         Fut: Future<Output = Result<T, E>>,
         E: std::error::Error + 'static,
     {
-        match read().await {
+        let outcome = match read().await {
             Err(e) if crate::store::is_database_unavailable(&e) => {
                 self.note(&e);
                 if !crate::store::is_connection_lost(&e) {
@@ -292,14 +295,17 @@ impl Liveness {
                 read().await
             }
             done => done,
-        }
+        };
+        self.observe(&outcome);
+        outcome
     }
 
     /// Notes a failure of any statement: when it says the database is unavailable, the next
     /// checkouts are tested.
     pub fn observe<T, E: std::error::Error + 'static>(&self, outcome: &Result<T, E>) {
-        if let Err(e) = outcome {
-            self.note(e);
+        match outcome {
+            Ok(_) => self.up(),
+            Err(e) => self.note(e),
         }
     }
 }
@@ -347,41 +353,32 @@ mod tests {
         std::fs::remove_dir_all(dir).unwrap();
     }
 
-    /// A liveness view made a minute ago whose last distrust ran out `ended` ago (never if
-    /// None).
-    fn liveness(ended: Option<Duration>) -> Liveness {
-        let age = STILL_DOWN_WITHIN * 4;
-        let view = Liveness {
-            origin: Instant::now() - age,
-            suspect_until: Arc::new(AtomicU64::new(0)),
-        };
-        if let Some(ended) = ended {
-            let until = (age - ended).as_millis() as u64;
-            view.suspect_until.store(until, Ordering::Relaxed);
-        }
-        view
+    /// Lets the distrust of `view` run out, as if its last renewal were long ago.
+    fn run_out(view: &Liveness) {
+        view.suspect_until.store(0, Ordering::Relaxed);
+        assert!(!view.suspect());
     }
 
     #[test]
-    fn a_pool_wait_keeps_distrust_only_right_after_a_failure() {
+    fn a_pool_wait_renews_distrust_only_while_the_database_is_down() {
         let waited = Err::<(), _>(sqlx::Error::PoolTimedOut);
-        // A flood, the database fine: nothing is distrusted.
-        let never_failed = liveness(None);
-        never_failed.observe(&waited);
-        assert!(!never_failed.suspect());
-        // The server refuses new connections after the pooled ones were found dead.
-        let still_down = liveness(Some(PoolSettings::PATIENT.acquire_timeout));
-        assert!(!still_down.suspect());
-        still_down.observe(&waited);
-        assert!(still_down.suspect());
-        // Long after the last failure a wait is only a wait.
-        let long_ago = liveness(Some(STILL_DOWN_WITHIN * 2));
-        long_ago.observe(&waited);
-        assert!(!long_ago.suspect());
-        // A failure of the database's own always distrusts.
         let lost = Err::<(), _>(sqlx::Error::Io(std::io::ErrorKind::ConnectionReset.into()));
-        long_ago.observe(&lost);
-        assert!(long_ago.suspect());
+        let view = Liveness::default();
+        // A flood, the database fine: nothing is distrusted.
+        view.observe(&waited);
+        assert!(!view.suspect());
+        // A failure of the database's own distrusts it.
+        view.observe(&lost);
+        assert!(view.suspect());
+        // Long after, the server still refuses new connections: a wait renews the distrust.
+        run_out(&view);
+        view.observe(&waited);
+        assert!(view.suspect());
+        // Once something worked, a wait is only a wait.
+        view.observe(&Ok::<(), sqlx::Error>(()));
+        run_out(&view);
+        view.observe(&waited);
+        assert!(!view.suspect());
     }
 
     const SHORT: PoolSettings = PoolSettings {

@@ -300,8 +300,8 @@ async fn try_connect_postgres(url: &str) -> Result<PgConnection, sqlx::Error> {
 
 /// What every other session on the URL's PostgreSQL server is doing that can hold up a reader
 /// or a lock: transactions with an id, sessions idle inside a transaction, advisory locks held.
-/// Transactions with an id hold back the horizon below which events are readable. Oldest
-/// first, for a test's failure message.
+/// Transactions with an id hold back the horizon below which events are readable. This
+/// database's sessions first, then the oldest, for a test's failure message.
 pub async fn postgres_activity(url: &str) -> Vec<String> {
     match try_connect_postgres(url).await {
         Ok(mut conn) => activity(&mut conn).await,

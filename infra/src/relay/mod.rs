@@ -417,7 +417,9 @@ mod tests {
         append(store, 6).await;
         // Before the fix: `Raced`, with events 8 to 11 stored right after 5.
         let turn = step(store, &mut first, name).await;
-        // Published, never checkpointed: the checkpoint stays at 11.
+        // Published, never checkpointed: the checkpoint stays at 11. The next batch's first
+        // two messages are then repeats, which NATS answers as duplicates (it checks the
+        // message id before the expected sequence); the rest follow in place.
         append(store, 2).await;
         second
             .publish(11, &store.read_all(11, 100).await.unwrap())

@@ -89,7 +89,8 @@ pub(crate) struct Publisher {
     stream: Stream,
     prefix: String,
     /// Known after a successful batch; forgotten after any failure (read again from the
-    /// stream before the next publish).
+    /// stream before the next publish), and not used once the checkpoint has passed it
+    /// (`Tail::is_current_for`).
     tail: Option<Tail>,
 }
 
@@ -115,7 +116,8 @@ impl Publisher {
         })
     }
 
-    /// Forgets the tail: another instance may have published since.
+    /// Forgets the tail: another instance may have published since. (A second safeguard:
+    /// `Tail::is_current_for` already refuses a tail the checkpoint has passed.)
     pub fn forget_tail(&mut self) {
         self.tail = None;
     }

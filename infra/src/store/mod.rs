@@ -11,7 +11,7 @@
 
 mod attempts;
 mod console_sessions;
-pub(crate) mod fault;
+mod fault;
 mod postgres;
 mod prepared;
 mod rejections;
@@ -35,8 +35,8 @@ use crate::sql::PoolSettings;
 
 pub use attempts::AttemptCounter;
 pub use console_sessions::{ConsoleSessionBounds, ConsoleSessionStore, StoredConsoleSession};
-pub(crate) use fault::is_sqlx_unavailable;
 pub use fault::{is_connection_lost, is_database_failure, is_database_unavailable};
+pub(crate) use fault::{is_pool_wait, is_sqlx_unavailable};
 pub use postgres::PostgresStore;
 pub use rejections::{LoginRejection, RejectionStore, FOLDED_IP, NO_IP};
 pub use signal::AppendWaiter;

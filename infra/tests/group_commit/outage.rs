@@ -48,9 +48,10 @@ async fn appends_queued_behind_a_call_without_a_connection_fail_with_it() {
     append(&store, "before").await.unwrap().unwrap();
 
     cluster.stop().await;
-    // The pooled connections died with the server: an append's `BEGIN` finds them dead one
-    // after another, then waits for a new one, and fails as a lost connection; once the pool
-    // has none left, a call fails only waiting the whole acquire timeout.
+    // The pooled connections died with the server: the first append (one statement, no
+    // `BEGIN`) meets one and fails as a lost connection; the pool then pings what it hands
+    // out, so a later call drops the dead ones, finds no new one, and fails only after
+    // waiting the whole acquire timeout.
     for tries in 1.. {
         let failed = append(&store, &format!("draining-{tries}"))
             .await

@@ -205,14 +205,14 @@ pub fn assert_exactly_the_log(received: &[Received], log: &[RecordedEvent], conf
 }
 
 /// Waits for the relay's stored checkpoint to reach `position`. If it does not in time, the
-/// failure says what the relays and PostgreSQL were doing when `why` names them, so that a
+/// failure says what the relays and PostgreSQL were doing when `stall` names them, so that a
 /// stalled relay explains itself in CI.
 pub async fn wait_for_checkpoint(
     store: &dyn Store,
     stream: &str,
     position: i64,
     within: Duration,
-    why: Option<Stall<'_>>,
+    stall: Option<Stall<'_>>,
 ) {
     let deadline = Instant::now() + within;
     loop {
@@ -221,7 +221,7 @@ pub async fn wait_for_checkpoint(
             return;
         }
         if Instant::now() >= deadline {
-            let explained = match why {
+            let explained = match stall {
                 Some(stall) => stall.explain().await,
                 None => String::new(),
             };

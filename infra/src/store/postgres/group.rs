@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::append::write_group;
 use crate::sql::Liveness;
-use crate::store::fault::is_pool_wait;
+use crate::store::is_pool_wait;
 use crate::store::prepared::PreparedAppend;
 use crate::store::{AppendError, RecordedEvent, StoreError};
 
