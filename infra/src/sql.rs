@@ -197,8 +197,8 @@ pub async fn open_pool<DB: Database>(
 }
 
 /// A pool's view of its database's health: connections are pinged on checkout after they sat
-/// idle, and while the database is seen unavailable and for a moment (`SUSPECT_FOR`) after, so that
-/// after a server restart the dead connections still pooled are found by a ping, not by a
+/// idle, and while the database is seen unavailable and for a moment (`SUSPECT_FOR`) after, so
+/// that after a server restart the dead connections still pooled are found by a ping, not by a
 /// request. Cheap to clone; clones share the view.
 #[derive(Debug, Clone)]
 pub struct Liveness {
@@ -300,8 +300,8 @@ impl Liveness {
         outcome
     }
 
-    /// Notes a failure of any statement: when it says the database is unavailable, the next
-    /// checkouts are tested.
+    /// Notes the outcome of any statement: a failure that says the database is unavailable
+    /// has the next checkouts tested (`note`); a success says the database is up.
     pub fn observe<T, E: std::error::Error + 'static>(&self, outcome: &Result<T, E>) {
         match outcome {
             Ok(_) => self.up(),
