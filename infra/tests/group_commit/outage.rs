@@ -26,6 +26,15 @@ const QUEUED: usize = 6;
 
 type Appending = JoinHandle<Result<Vec<RecordedEvent>, AppendError>>;
 
+/// Waits (up to the acquire timeout) until `done` says so; fails naming `what` otherwise.
+async fn wait_until(what: &str, done: impl Fn() -> bool) {
+    let waiting = Instant::now();
+    while !done() {
+        assert!(waiting.elapsed() < ACQUIRE_TIMEOUT, "{what}: not in time");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn append(store: &Arc<PostgresStore>, name: &str) -> Appending {
     let (store, batch) = (
         store.clone(),
@@ -71,14 +80,7 @@ async fn appends_queued_behind_a_call_without_a_connection_fail_with_it() {
     let queued: Vec<Appending> = (0..QUEUED)
         .map(|i| append(&store, &format!("queued-{i}")))
         .collect();
-    let waiting = Instant::now();
-    while store.queued_appends() < QUEUED {
-        assert!(
-            waiting.elapsed() < ACQUIRE_TIMEOUT,
-            "the appends did not queue"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until("the appends queue", || store.queued_appends() >= QUEUED).await;
 
     let failed = in_flight.await.unwrap().unwrap_err();
     assert!(is_database_unavailable(&failed), "{failed}");
@@ -137,14 +139,7 @@ async fn a_transaction_begun_after_a_restart_does_not_fail_on_a_dead_pooled_conn
     // Every connection the pool may hold, open and idle.
     let held: Vec<_> = futures::future::join_all((0..POOLED).map(|_| pool.acquire())).await;
     drop(held);
-    let waiting = Instant::now();
-    while pool.num_idle() < POOLED {
-        assert!(
-            waiting.elapsed() < ACQUIRE_TIMEOUT,
-            "the connections did not go back"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    wait_until("the connections go back", || pool.num_idle() >= POOLED).await;
 
     cluster.restart().await;
     for write in 0..POOLED {
