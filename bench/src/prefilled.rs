@@ -424,11 +424,17 @@ async fn settle(backend: Backend, url: &str) -> anyhow::Result<()> {
             sqlx::query("CHECKPOINT").execute(&mut conn).await?;
         }
         Backend::Sqlite => {
-            let mut conn = sqlx::SqliteConnection::connect(url).await?;
-            sqlx::query("ANALYZE").execute(&mut conn).await?;
-            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
-                .execute(&mut conn)
-                .await?;
+            // The event store's file and the read models' beside it.
+            for url in [
+                url.to_owned(),
+                infra::database_url::sqlite_read_models_url(url),
+            ] {
+                let mut conn = sqlx::SqliteConnection::connect(&url).await?;
+                sqlx::query("ANALYZE").execute(&mut conn).await?;
+                sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(&mut conn)
+                    .await?;
+            }
         }
     }
     Ok(())

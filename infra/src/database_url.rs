@@ -63,10 +63,52 @@ impl DatabaseUrl {
         self.backend
     }
 
+    /// Where the read models are: on PostgreSQL this database, on SQLite a file of their own
+    /// beside this one ([`sqlite_read_models_url`]).
+    pub fn read_models(&self) -> Self {
+        match self.backend {
+            Backend::Postgres => self.clone(),
+            Backend::Sqlite => Self {
+                backend: Backend::Sqlite,
+                url: sqlite_read_models_url(&self.url),
+            },
+        }
+    }
+
     /// The URL as given, credentials included: for connecting, never for showing.
     pub fn as_str(&self) -> &str {
         &self.url
     }
+}
+
+/// The SQLite URL of the read models' own file, beside the event store's `store_url` and with
+/// its parameters: `sqlite://data/identity.db` → `sqlite://data/identity.read-models.db` (the
+/// name's extension kept last, or `.read-models` appended to a name without one).
+///
+/// The read models live in a file of their own so that their writer neither waits for the
+/// store's appends nor makes them wait, and neither writer's page cache is emptied by the
+/// other's commits (SQLite drops a connection's cache whenever another one committed).
+pub fn sqlite_read_models_url(store_url: &str) -> String {
+    let (path, params) = match store_url.split_once('?') {
+        Some((path, params)) => (path, Some(params)),
+        None => (store_url, None),
+    };
+    let name_starts = path
+        .rfind('/')
+        .or_else(|| path.rfind(':'))
+        .map_or(0, |i| i + 1);
+    let mut url = match path[name_starts..].rfind('.').filter(|&dot| dot > 0) {
+        Some(dot) => {
+            let dot = name_starts + dot;
+            format!("{}.read-models{}", &path[..dot], &path[dot..])
+        }
+        None => format!("{path}.read-models"),
+    };
+    if let Some(params) = params {
+        url.push('?');
+        url.push_str(params);
+    }
+    url
 }
 
 impl std::str::FromStr for DatabaseUrl {
@@ -116,6 +158,29 @@ mod tests {
                 "{refused}"
             );
         }
+    }
+
+    #[test]
+    fn the_read_models_file_sits_beside_the_store_file() {
+        for (store, read_models) in [
+            ("sqlite://identity.db", "sqlite://identity.read-models.db"),
+            (
+                "sqlite:///var/lib/id.v2/identity.db?mode=rwc",
+                "sqlite:///var/lib/id.v2/identity.read-models.db?mode=rwc",
+            ),
+            ("sqlite:data/identity", "sqlite:data/identity.read-models"),
+            ("sqlite:identity", "sqlite:identity.read-models"),
+            (
+                "sqlite:///tmp/.identity",
+                "sqlite:///tmp/.identity.read-models",
+            ),
+        ] {
+            assert_eq!(sqlite_read_models_url(store), read_models, "{store}");
+            let url = DatabaseUrl::parse(store).unwrap();
+            assert_eq!(url.read_models().as_str(), read_models);
+        }
+        let postgres = DatabaseUrl::parse("postgres://h/db").unwrap();
+        assert_eq!(postgres.read_models(), postgres, "the same database");
     }
 
     #[test]

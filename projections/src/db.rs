@@ -1,4 +1,5 @@
-//! The read models' connection to the event store's database, through sqlx's `Any` driver so
+//! The read models' connection to their database (PostgreSQL: the event store's; SQLite: a
+//! file of their own beside the store's, see `db/sqlite.rs`), through sqlx's `Any` driver so
 //! that one set of SQL statements serves both backends: read-model tables use only text and
 //! 64-bit integers (times are microseconds since the epoch), and `$N` placeholders, which
 //! SQLite accepts too.
@@ -75,6 +76,12 @@ pub(crate) trait Dialect: Send + Sync + Debug {
     /// The statement that refreshes the planner's statistics of `table` once a rebuild
     /// filled it, if this database needs one (see [`crate::schema::analyze_generation`]).
     fn analyze(&self, table: &str) -> Option<String>;
+    /// After a committed batch applied an erasure: leaves no page of the read models as it was
+    /// before it in a write-ahead log the database keeps in a file of its own (SQLite). Best
+    /// effort: a failure is logged, and the next erasure or start finishes the job.
+    fn purge_deleted<'a>(&'a self, _db: &'a Db) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// What [`Dialect::begin`] gives: the transaction and the write turn it holds, if any.

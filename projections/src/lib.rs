@@ -68,7 +68,8 @@ pub struct ReadModels {
 }
 
 impl ReadModels {
-    /// Connects to the event store's database and creates the read-model tables if missing.
+    /// Connects to the read models' database (on SQLite their file beside the store's, after
+    /// dropping what an older version left in the store's) and creates their tables if missing.
     /// `stats_timezone` (`IDENTITY_STATS_TIMEZONE`) is where the daily stats' days start.
     /// Waits for connections patiently (`PoolSettings::PATIENT`).
     pub async fn connect(database_url: &str, stats_timezone: Tz) -> Result<Self, ProjectionError> {

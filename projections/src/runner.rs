@@ -25,6 +25,7 @@ use tokio::task::JoinHandle;
 use crate::checkpoint::{self, Checkpoint};
 use crate::db::Tx;
 use crate::error::ProjectionError;
+use crate::event::USER_ERASED;
 use crate::models::Projection;
 use crate::{stats_zone, ReadModels};
 
@@ -35,8 +36,8 @@ pub(crate) const BATCH: u32 = 1000;
 const IDLE: Backoff = Backoff::new(Duration::from_millis(10), Duration::from_secs(1));
 /// After an append wakes an idle runner, it waits this long before reading, so a burst of
 /// appends (concurrent logins) lands in one batch: one read-model transaction instead of one
-/// per append. Each transaction takes the database's write lock (on SQLite, the one the event
-/// store's appends need too) and costs a commit; the wait bounds the extra read-model lag.
+/// per append. Each transaction takes the read models' write lock and costs a commit; the wait
+/// bounds the extra read-model lag.
 const LINGER: Duration = Duration::from_millis(25);
 /// How often a runner checks whether the instance running the projections went away.
 const LOCK_RETRY: Duration = Duration::from_secs(1);
@@ -221,6 +222,9 @@ impl Reader {
         stats_zone::ensure_recorded(&mut tx, models.stats_timezone()).await?;
         apply(&mut tx, &current, &events, models.stats_timezone()).await?;
         tx.commit().await?;
+        if events.iter().any(|e| e.event_type == USER_ERASED) {
+            db.dialect.purge_deleted(db).await;
+        }
         self.from = current
             .iter()
             .map(|(_, c)| c.position.max(last.position))

@@ -29,8 +29,8 @@ impl World {
         log
     }
 
-    /// Everything the database holds, as text: the SQLite files (database, WAL, shared
-    /// memory), or a `pg_dump` of the PostgreSQL schema.
+    /// Everything the database holds, as text: the SQLite files (the store's and the read
+    /// models', each with its WAL and shared memory), or a `pg_dump` of the PostgreSQL schema.
     pub async fn database_text(&self) -> String {
         database_text(&self.database_url).await
     }
@@ -49,13 +49,22 @@ pub async fn database_text(url: &str) -> String {
 async fn database_bytes(url: &str) -> Vec<u8> {
     match testkit::backend_of(url) {
         Backend::Sqlite => {
-            let path = url
-                .trim_start_matches("sqlite://")
-                .trim_start_matches("sqlite:");
             let mut bytes = Vec::new();
-            for suffix in ["", "-wal", "-shm"] {
-                if let Ok(more) = std::fs::read(format!("{path}{suffix}")) {
-                    bytes.extend(more);
+            // The event store's file and the read models' beside it.
+            for url in [
+                url.to_owned(),
+                infra::database_url::sqlite_read_models_url(url),
+            ] {
+                let path = url
+                    .trim_start_matches("sqlite://")
+                    .trim_start_matches("sqlite:");
+                let path = path.split_once('?').map_or(path, |(path, _)| path);
+                // Both files exist once the service ran; the WAL and shared memory may not.
+                bytes.extend(std::fs::read(path).expect("the database file"));
+                for suffix in ["-wal", "-shm"] {
+                    if let Ok(more) = std::fs::read(format!("{path}{suffix}")) {
+                        bytes.extend(more);
+                    }
                 }
             }
             bytes

@@ -60,6 +60,8 @@ pub struct SqliteStore {
 /// worker thread kept at its highest. The file's pages stay in the OS's page cache.
 pub const SQLITE_PAGE_CACHE_KIB: u32 = 256;
 
+pub use checkpoint::WAL_SIZE_LIMIT as SQLITE_WAL_SIZE_LIMIT;
+
 /// How many pages a write connection's transaction may change before SQLite writes some of
 /// them out early (`PRAGMA cache_spill`), for the store's writer and the read models' alike. By
 /// default that is the page cache's size, 64 pages, which a group commit of 30 logins passes

@@ -1,8 +1,15 @@
-//! The read models on SQLite: one instance, one writer. All read-model writes queue on one
-//! connection and in the process's write turn, which the event store's appends take too
-//! (`infra::store::sqlite_write_turn`); a write transaction holds the database's write lock
-//! from its first statement, so it needs no lock of its own.
+//! The read models on SQLite: one instance, one writer, in a file of their own beside the event
+//! store's (`infra::database_url::sqlite_read_models_url`). All read-model writes queue on one
+//! connection and in that file's write turn (`infra::store::sqlite_write_turn`), which the
+//! store's appends do not share: a batch neither waits for appends nor makes them wait, and
+//! neither writer's page cache is emptied by the other's commits. A write transaction holds the
+//! file's write lock from its first statement, so it needs no lock of its own.
+//!
+//! The read connections attach the store's file for the two queries that read it beside the
+//! read models, the log's head (`events`) and the refused-login tallies (`login_rejections`):
+//! SQLite finds a table name that is not in the main file in the attached one.
 
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,7 +17,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AnyConnection, Executor};
+use sqlx::{AnyConnection, Connection, Executor, SqliteConnection};
 
 use infra::sql::PoolSettings;
 use infra::store::SqliteWriteTurn;
@@ -18,8 +25,9 @@ use infra::store::SqliteWriteTurn;
 use super::{Begun, Db, Dialect};
 use crate::error::ProjectionError;
 
-/// Opens the read models' pools on the store's file. A statement waits `settings.acquire_timeout`
-/// at most for a lock another process holds, and a query as long for a read connection, as the
+/// Opens the read models' pools on their own file beside the store's, after dropping what an
+/// older version left in the store's file. A statement waits `settings.acquire_timeout` at
+/// most for a lock another process holds, and a query as long for a read connection, as the
 /// store's do.
 pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, ProjectionError> {
     let busy_timeout = format!(
@@ -27,26 +35,38 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
         settings.acquire_timeout.as_millis()
     );
     // Create the file if missing, as the store does.
-    let url = if url.contains("mode=") {
+    let store_url = if url.contains("mode=") {
         url.to_owned()
     } else if url.contains('?') {
         format!("{url}&mode=rwc")
     } else {
         format!("{url}?mode=rwc")
     };
+    let store_path = filename(&store_url)?;
+    drop_old_read_models(&store_url, &store_path, &busy_timeout).await?;
+    // Created when missing whatever the store's URL says: it builds again from the log.
+    let url = create_if_missing(&infra::database_url::sqlite_read_models_url(url));
+    if ahead_of_the_log(&url, &store_url).await? {
+        // The store's file was restored from a backup (or replaced) beside newer read models:
+        // their checkpoints would skip the positions the log reuses.
+        tracing::warn!(
+            "the read models are ahead of the event log (a restored store file?): dropping \
+             them; they build again from the log"
+        );
+        drop_old_read_models(&url, &filename(&url)?, &busy_timeout).await?;
+    }
     let options = |writer: bool| {
         let busy_timeout = busy_timeout.clone();
+        let store_path = store_path.to_string_lossy().into_owned();
         infra::sql::checked_pool(AnyPoolOptions::new()).after_connect(move |conn, _| {
             let busy_timeout = busy_timeout.clone();
+            let store_path = store_path.clone();
             Box::pin(async move {
                 conn.execute(busy_timeout.as_str()).await?;
-                // Safe in WAL mode (a crash may lose the last commits, never corrupt), and
-                // it spares an fsync per projection batch.
+                // Safe in WAL mode (a crash may lose the last commits, never corrupt; the
+                // checkpoints are in this file too, so the runner applies them again), and it
+                // spares an fsync per projection batch.
                 conn.execute("PRAGMA synchronous = NORMAL").await?;
-                // The event store's checkpointer copies the WAL into the database, beside
-                // the writers: a checkpoint inside a projection's commit would hold the
-                // write turn that appends wait for.
-                conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                 // Read-model rows deleted at an erasure are overwritten, not left in
                 // free pages of the file.
                 conn.execute("PRAGMA secure_delete = ON").await?;
@@ -60,12 +80,30 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
                     // The writer may change more pages in a transaction than its cache holds
                     // before any is written out early, as the store's writer does. Its
                     // temporary files stay on disk (`temp_store`): an old generation's
-                    // `DROP TABLE` journals every page of the table.
+                    // `DROP TABLE` journals every page of the table. Its commits checkpoint
+                    // the WAL (SQLite's default, every 1,000 pages): no append waits on them.
                     let spill = format!(
                         "PRAGMA cache_spill = {}",
                         infra::store::SQLITE_WRITER_SPILL_PAGES
                     );
                     conn.execute(spill.as_str()).await?;
+                    // A rebuild grows the WAL: trimmed as the store's is when it starts over.
+                    let limit = format!(
+                        "PRAGMA journal_size_limit = {}",
+                        infra::store::SQLITE_WAL_SIZE_LIMIT
+                    );
+                    conn.execute(limit.as_str()).await?;
+                } else {
+                    sqlx::query("ATTACH DATABASE ? AS store")
+                        .bind(store_path)
+                        .execute(&mut *conn)
+                        .await?;
+                    // `cache_size` above set the main file's; the attached one's too.
+                    let cache_size = format!(
+                        "PRAGMA store.cache_size = -{}",
+                        infra::store::SQLITE_PAGE_CACHE_KIB
+                    );
+                    conn.execute(cache_size.as_str()).await?;
                 }
                 Ok(())
             })
@@ -76,30 +114,151 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
         .acquire_timeout(Duration::from_secs(30))
         .connect(&url)
         .await?;
-    // Persistent, and a no-op when the store already set it.
+    // Persistent, and a no-op once set.
     sqlx::query("PRAGMA journal_mode = WAL")
         .execute(&write)
         .await?;
     // Before any write transaction: `begin`'s first statement writes to it. (One instance on
     // SQLite: no race to create it.)
     crate::checkpoint::create_table(&mut *write.acquire().await?, "INTEGER").await?;
+    let turn = infra::store::sqlite_write_turn(&filename(&url)?);
+    // Finishes the purge of an erasure a crash or a busy reader left unfinished (no reader yet).
+    purge_wal(&turn, &write).await;
     let read = options(false)
         .max_connections(4)
         .acquire_timeout(settings.acquire_timeout)
         .connect(&url)
         .await?;
-    let path = SqliteConnectOptions::from_str(&url)?
-        .get_filename()
-        .to_path_buf();
     Ok(Db {
-        dialect: Arc::new(Sqlite {
-            turn: infra::store::sqlite_write_turn(&path),
-        }),
+        dialect: Arc::new(Sqlite { turn }),
         write,
         read,
         // One process owns the file: no connection to lose, nothing to distrust.
         liveness: Default::default(),
     })
+}
+
+/// Whether the read models' file has a checkpoint past the last position in the store's.
+async fn ahead_of_the_log(url: &str, store_url: &str) -> Result<bool, ProjectionError> {
+    if !filename(url)?.exists() {
+        return Ok(false);
+    }
+    let mut conn = SqliteConnection::connect(url).await?;
+    let has_checkpoints: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'projection_checkpoints')",
+    )
+    .fetch_one(&mut conn)
+    .await?;
+    let checkpoint: Option<i64> = if has_checkpoints {
+        sqlx::query_scalar("SELECT max(position) FROM projection_checkpoints")
+            .fetch_one(&mut conn)
+            .await?
+    } else {
+        None
+    };
+    conn.close().await?;
+    let Some(checkpoint) = checkpoint else {
+        return Ok(false);
+    };
+    let mut store = SqliteConnection::connect(store_url).await?;
+    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+        .fetch_one(&mut store)
+        .await?;
+    store.close().await?;
+    Ok(checkpoint > head)
+}
+
+/// `url` with `mode=rwc` in place of any `mode` it names.
+fn create_if_missing(url: &str) -> String {
+    let (path, params) = url.split_once('?').unwrap_or((url, ""));
+    let params: Vec<&str> = params
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("mode="))
+        .chain(["mode=rwc"])
+        .collect();
+    format!("{path}?{}", params.join("&"))
+}
+
+fn filename(url: &str) -> Result<PathBuf, ProjectionError> {
+    Ok(SqliteConnectOptions::from_str(url)?
+        .get_filename()
+        .to_path_buf())
+}
+
+/// The tables and views of the read models that versions before their own file kept in the
+/// store's file: the projections' generations (`users_g3`) and views (`users`), their
+/// checkpoints and settings. A fixed list: that layout no longer changes.
+fn is_old_read_model_object(name: &str) -> bool {
+    const SIDE_TABLES: [&str; 3] = [
+        "projection_checkpoints",
+        "read_model_settings",
+        "stats_zone_instances",
+    ];
+    const TABLES: [&str; 8] = [
+        "users",
+        "user_accounts",
+        "login_history",
+        "audit_log",
+        "audit_sessions",
+        "daily_stats",
+        "daily_active_users",
+        "sessions",
+    ];
+    SIDE_TABLES.contains(&name)
+        || TABLES.iter().any(|table| match name.strip_prefix(table) {
+            Some("") => true,
+            Some(rest) => rest
+                .strip_prefix("_g")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
+            None => false,
+        })
+}
+
+/// Drops the read models an older version kept in the store's file: their rows hold personal
+/// data (sealed, and clear from before sealing), and they would no longer be kept up to date by
+/// erasures. `secure_delete` overwrites their pages. In the store's write turn, one statement
+/// at a time, each its own transaction (no transaction journals them all; a crash part-way is
+/// finished by the next start). The read models then build again from the log in their own
+/// file, as for a new deployment.
+async fn drop_old_read_models(
+    store_url: &str,
+    store_path: &Path,
+    busy_timeout: &str,
+) -> Result<(), ProjectionError> {
+    if !store_path.exists() {
+        return Ok(());
+    }
+    let mut conn = SqliteConnection::connect(store_url).await?;
+    let objects: Vec<(String, String)> =
+        sqlx::query_as("SELECT type, name FROM sqlite_master WHERE type IN ('view', 'table')")
+            .fetch_all(&mut conn)
+            .await?;
+    let mut drops: Vec<String> = objects
+        .into_iter()
+        .filter(|(_, name)| is_old_read_model_object(name))
+        .map(|(kind, name)| {
+            let kind = if kind == "view" { "VIEW" } else { "TABLE" };
+            format!("DROP {kind} IF EXISTS \"{name}\"")
+        })
+        .collect();
+    if drops.is_empty() {
+        return conn.close().await.map_err(Into::into);
+    }
+    // Views first: a crash part-way leaves no view naming a table that is gone.
+    drops.sort_by_key(|drop| !drop.starts_with("DROP VIEW"));
+    tracing::info!(
+        objects = drops.len(),
+        "the read models move to a file of their own: dropping their old copy from the event \
+         store's file; they build again from the log"
+    );
+    let _turn = infra::store::sqlite_write_turn(store_path).take().await?;
+    conn.execute(busy_timeout).await?;
+    conn.execute("PRAGMA secure_delete = ON").await?;
+    for drop in &drops {
+        conn.execute(drop.as_str()).await?;
+    }
+    conn.close().await?;
+    Ok(())
 }
 
 #[derive(Debug)]
@@ -120,8 +279,8 @@ impl Dialect for Sqlite {
         ]
     }
 
-    /// Queues for the write turn behind the store's appends instead of meeting them in
-    /// SQLite's busy handler, then takes the write lock at once, with a write as the first
+    /// Queues for the read models' write turn (their one writer connection, and a busy file
+    /// failing those queued behind: `SqliteWriteTurn`), then takes the write lock at once, with a write as the first
     /// statement, so nothing the transaction reads can be stale by the time it writes (a
     /// deferred transaction that reads first may fail to upgrade).
     ///
@@ -182,6 +341,36 @@ impl Dialect for Sqlite {
     fn analyze(&self, _table: &str) -> Option<String> {
         None
     }
+
+    /// Copies the WAL into the file and truncates it, in the write turn (readers on the WAL
+    /// are waited for up to the busy timeout): the erased rows' older page images go with it.
+    /// `secure_delete` has already overwritten them in the new ones (docs/security.md, §6).
+    fn purge_deleted<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, ()> {
+        Box::pin(async move { purge_wal(&self.turn, &db.write).await })
+    }
+}
+
+/// Empties the read models' WAL into their file (see [`Dialect::purge_deleted`]); says so in a
+/// warning when it could not.
+async fn purge_wal(turn: &Arc<SqliteWriteTurn>, write: &sqlx::AnyPool) {
+    let purged = async {
+        let _turn = turn.take().await?;
+        // One row: whether readers kept it from finishing, then the WAL's frames.
+        let busy: i64 = sqlx::query_scalar("PRAGMA main.wal_checkpoint(TRUNCATE)")
+            .fetch_one(write)
+            .await?;
+        Ok::<_, ProjectionError>(busy == 0)
+    };
+    match purged.await {
+        Ok(true) => {}
+        Ok(false) => tracing::warn!(
+            "readers kept the read models' WAL past the busy timeout: it may still hold pages \
+             from before an erasure until the next erasure or start"
+        ),
+        Err(e) => tracing::warn!(error = %e,
+            "the read models' WAL could not be emptied: it may still hold pages from before an \
+             erasure until the next erasure or start"),
+    }
 }
 
 #[cfg(test)]
@@ -216,6 +405,168 @@ mod tests {
         let spill = i64::from(SQLITE_WRITER_SPILL_PAGES);
         assert_eq!(pragma(&db.write, "cache_spill").await, spill);
         assert_ne!(pragma(&db.read, "cache_spill").await, spill);
+    }
+
+    /// The read models an older version kept in the store's file are dropped and overwritten
+    /// (their rows hold personal data); the store's own tables stay; the read models start in
+    /// their own file, and their readers still see the log's head.
+    #[tokio::test]
+    async fn read_models_left_in_the_store_file_are_dropped_and_overwritten() {
+        use sqlx::{Connection as _, SqliteConnection};
+
+        let store_url = format!("{}?mode=rwc", testkit::fresh_sqlite_url());
+        let store_path = super::filename(&store_url).unwrap();
+        let marker = "personal-marker-4f1c";
+        let mut old = SqliteConnection::connect(&store_url).await.unwrap();
+        for sql in [
+            "PRAGMA journal_mode = WAL".to_owned(),
+            "CREATE TABLE events (position INTEGER PRIMARY KEY)".to_owned(),
+            "INSERT INTO events VALUES (7)".to_owned(),
+            "CREATE TABLE projection_checkpoints (name text PRIMARY KEY)".to_owned(),
+            "CREATE TABLE login_history_g3 (position INTEGER PRIMARY KEY, openid text)".to_owned(),
+            // Many rows, so the table spans pages of its own.
+            format!(
+                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
+                 INSERT INTO login_history_g3 SELECT i, '{marker}' || i FROM n"
+            ),
+            "CREATE VIEW login_history AS SELECT * FROM login_history_g3".to_owned(),
+            // A store table whose name merely starts like a read model's.
+            "CREATE TABLE users_graveyard (id INTEGER)".to_owned(),
+            "PRAGMA wal_checkpoint(TRUNCATE)".to_owned(),
+        ] {
+            sqlx::query(&sql).execute(&mut old).await.unwrap();
+        }
+        old.close().await.unwrap();
+
+        let db = Db::connect(&store_url, &PoolSettings::PATIENT)
+            .await
+            .unwrap();
+
+        let mut store = SqliteConnection::connect(&store_url).await.unwrap();
+        let left: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name",
+        )
+        .fetch_all(&mut store)
+        .await
+        .unwrap();
+        assert_eq!(left, ["events", "users_graveyard"]);
+        // What the store's checkpointer does within 100 ms of a commit.
+        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
+            .execute(&mut store)
+            .await
+            .unwrap();
+        let mut bytes = Vec::new();
+        for suffix in ["", "-wal"] {
+            let path = format!("{}{suffix}", store_path.display());
+            bytes.extend(std::fs::read(path).unwrap_or_default());
+        }
+        assert!(
+            !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
+            "the old rows are overwritten"
+        );
+
+        let read_models =
+            super::filename(&infra::database_url::sqlite_read_models_url(&store_url)).unwrap();
+        assert!(read_models.exists() && read_models != store_path);
+        let head: i64 = sqlx::query_scalar("SELECT MAX(position) FROM events")
+            .fetch_one(&db.read)
+            .await
+            .unwrap();
+        assert_eq!(
+            head, 7,
+            "the readers see the log through the attached store file"
+        );
+        let checkpoints: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_checkpoints")
+            .fetch_one(&db.read)
+            .await
+            .unwrap();
+        assert_eq!(checkpoints, 0, "a new, empty set of read models");
+    }
+
+    /// Read models ahead of the log (the store's file restored from an older backup beside
+    /// them) are dropped, to build again: their checkpoints would skip the positions reused.
+    #[tokio::test]
+    async fn read_models_ahead_of_a_restored_log_build_again() {
+        use sqlx::{Connection as _, SqliteConnection};
+
+        let store_url = format!("{}?mode=rwc", testkit::fresh_sqlite_url());
+        let read_models_url = format!(
+            "{}?mode=rwc",
+            infra::database_url::sqlite_read_models_url(&store_url)
+                .split('?')
+                .next()
+                .unwrap()
+        );
+        for (url, statements) in [
+            (
+                &store_url,
+                &[
+                    "CREATE TABLE events (position INTEGER PRIMARY KEY)",
+                    "INSERT INTO events VALUES (7)",
+                ][..],
+            ),
+            (
+                &read_models_url,
+                &[
+                    "CREATE TABLE projection_checkpoints (name text PRIMARY KEY, position INTEGER)",
+                    "INSERT INTO projection_checkpoints VALUES ('users', 9)",
+                    "CREATE TABLE users_g1 (user_id text)",
+                ][..],
+            ),
+        ] {
+            let mut conn = SqliteConnection::connect(url).await.unwrap();
+            for sql in statements {
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+            conn.close().await.unwrap();
+        }
+
+        let db = Db::connect(&store_url, &PoolSettings::PATIENT)
+            .await
+            .unwrap();
+
+        let left: Vec<String> = sqlx::query_scalar(
+            "SELECT name FROM main.sqlite_master WHERE type = 'table' ORDER BY name",
+        )
+        .fetch_all(&db.read)
+        .await
+        .unwrap();
+        assert_eq!(
+            left,
+            ["projection_checkpoints"],
+            "only the new, empty checkpoints"
+        );
+        let checkpoints: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_checkpoints")
+            .fetch_one(&db.read)
+            .await
+            .unwrap();
+        assert_eq!(checkpoints, 0);
+    }
+
+    /// Emptying the read models' WAL (after an erasure) leaves no older page image in it.
+    #[tokio::test]
+    async fn purging_the_log_empties_the_read_models_wal() {
+        let url = testkit::fresh_sqlite_url();
+        let db = Db::connect(&url, &PoolSettings::PATIENT).await.unwrap();
+        let mut tx = db.begin().await.unwrap();
+        sqlx::query("CREATE TABLE filler (body TEXT NOT NULL)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        sqlx::query("INSERT INTO filler VALUES (hex(randomblob(3000)))")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        let wal = format!(
+            "{}-wal",
+            super::filename(&infra::database_url::sqlite_read_models_url(&url))
+                .unwrap()
+                .display()
+        );
+        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
+        db.dialect.purge_deleted(&db).await;
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
     }
 
     /// A read-model transaction may rewrite megabytes of pages that existed before it (a

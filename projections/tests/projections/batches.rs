@@ -18,7 +18,11 @@ both_backends!(
 /// Renames a read model's table of generation 1: the next batch's write into it fails.
 async fn rename(url: &str, from: &str, to: &str) {
     sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    // On SQLite the read models' tables are in their own file, beside the store's.
+    let url = infra::database_url::DatabaseUrl::parse(url)
+        .unwrap()
+        .read_models();
+    let mut conn = sqlx::AnyConnection::connect(url.as_str()).await.unwrap();
     sqlx::query(&format!("ALTER TABLE {from} RENAME TO {to}"))
         .execute(&mut conn)
         .await
@@ -79,4 +83,31 @@ async fn instances_stepping_at_once_apply_each_event_once(db: Db) {
     }
     let alone = project(&db.another().await, &scenario).await;
     assert_eq!(one.dump().await.unwrap(), alone.dump().await.unwrap());
+}
+
+/// A batch that applied an erasure leaves the read models' WAL empty (SQLite, whose read models
+/// keep a file and a WAL of their own): no page as it was before the erasure stays in it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_batch_with_an_erasure_empties_the_read_models_wal() {
+    let Some(db) = <Db as testkit::Fixture>::start(testkit::Backend::Sqlite).await else {
+        return;
+    };
+    let wal = format!(
+        "{}-wal",
+        infra::database_url::sqlite_read_models_url(&db.url).trim_start_matches("sqlite://")
+    );
+    let wal_size = || std::fs::metadata(&wal).map_or(0, |m| m.len());
+    let models = read_models(&db).await;
+    // Users 0..12: nobody erased (the scenario erases every thirteenth user).
+    let head = Scenario::new(12, 2).append_to(db.store.as_ref(), 50).await;
+    catch_up(&models, &db, head).await;
+    assert!(wal_size() > 0, "the batches wrote to the WAL");
+
+    let head = Scenario::range(12..13, 2)
+        .append_to(db.store.as_ref(), 50)
+        .await;
+    assert!(run_one_batch(&models, db.store.as_ref()).await.unwrap());
+    let status = models.status().await.unwrap();
+    assert!(status.iter().all(|s| s.position == head), "{status:?}");
+    assert_eq!(wal_size(), 0, "emptied after the batch with the erasure");
 }

@@ -3,8 +3,8 @@
 //! By default SQLite checkpoints inside the commit that grows the WAL past 1000 pages: that
 //! commit copies the WAL into the database file and syncs that too before it returns. On the store's one writer, every append queued
 //! behind that commit waits for it: the slowest logins under load were those. So writers do
-//! not checkpoint (`wal_autocheckpoint = 0` on the store's and the read models' write
-//! connections), and this task does, on its own connection, in `PASSIVE` mode: it copies what
+//! not checkpoint (`wal_autocheckpoint = 0` on the store's write connection; the read models'
+//! file has a writer of its own, which nothing waits for, and checkpoints as SQLite does), and this task does, on its own connection, in `PASSIVE` mode: it copies what
 //! no reader still needs and never holds up a writer.
 //!
 //! SQLite starts the WAL over only when a writer begins after a checkpoint that copied all of
@@ -76,7 +76,7 @@ const TRUNCATE_PAUSE: Duration = Duration::from_millis(20);
 const PATIENT_AFTER: Duration = Duration::from_secs(10);
 
 /// What the store's writer trims the WAL file to when it starts it over (`journal_size_limit`).
-pub(crate) const WAL_SIZE_LIMIT: &str = "67108864";
+pub const WAL_SIZE_LIMIT: &str = "67108864";
 
 /// A request to empty the WAL (see `truncate`), answered with whether it was emptied, or why
 /// it could not be tried.

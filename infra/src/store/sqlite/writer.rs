@@ -36,7 +36,8 @@ pub(super) struct Job {
     pub ticket: u64,
 }
 
-/// Takes the store's write turn per group, so other writers (projections) interleave.
+/// Takes the store's write turn per group, so other writers (the checkpointer, side tables)
+/// interleave.
 pub(super) async fn run(pool: SqlitePool, turn: Arc<WriteTurn>, mut jobs: mpsc::Receiver<Job>) {
     let mut group = Vec::with_capacity(MAX_GROUP);
     let mut tried = Vec::with_capacity(MAX_GROUP);
