@@ -76,9 +76,10 @@ pub(crate) trait Dialect: Send + Sync + Debug {
     /// The statement that refreshes the planner's statistics of `table` once a rebuild
     /// filled it, if this database needs one (see [`crate::schema::analyze_generation`]).
     fn analyze(&self, table: &str) -> Option<String>;
-    /// After a committed batch applied an erasure: leaves no page of the read models as it was
-    /// before it in a write-ahead log the database keeps in a file of its own (SQLite). Best
-    /// effort: a failure is logged, and the next erasure or start finishes the job.
+    /// After a committed batch applied an erasure, and after a rebuild: leaves no page of the
+    /// read models as it was before in a write-ahead log the database keeps in a file of its
+    /// own (SQLite). Best effort: a failure is logged, and the next erasure or start finishes
+    /// the job.
     fn purge_deleted<'a>(&'a self, _db: &'a Db) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }

@@ -62,6 +62,9 @@ pub async fn rebuild(
         }
         return Err(e);
     }
+    // The log's erasures were applied to the new generations and the old ones dropped: no
+    // page as it was before either stays in a WAL of the read models' own (SQLite).
+    db.dialect.purge_deleted(db).await;
     models.status().await
 }
 

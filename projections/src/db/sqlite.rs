@@ -9,7 +9,7 @@
 //! read models, the log's head (`events`) and the refused-login tallies (`login_rejections`):
 //! SQLite finds a table name that is not in the main file in the attached one.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,10 +17,12 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use sqlx::any::AnyPoolOptions;
 use sqlx::sqlite::SqliteConnectOptions;
-use sqlx::{AnyConnection, Connection, Executor, SqliteConnection};
+use sqlx::{AnyConnection, Executor};
 
 use infra::sql::PoolSettings;
 use infra::store::SqliteWriteTurn;
+
+mod leftovers;
 
 use super::{Begun, Db, Dialect};
 use crate::error::ProjectionError;
@@ -43,17 +45,17 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
         format!("{url}?mode=rwc")
     };
     let store_path = filename(&store_url)?;
-    drop_old_read_models(&store_url, &store_path, &busy_timeout).await?;
+    leftovers::drop_read_models(&store_url, &store_path, &busy_timeout).await?;
     // Created when missing whatever the store's URL says: it builds again from the log.
     let url = create_if_missing(&infra::database_url::sqlite_read_models_url(url));
-    if ahead_of_the_log(&url, &store_url).await? {
+    if leftovers::ahead_of_the_log(&url, &store_url).await? {
         // The store's file was restored from a backup (or replaced) beside newer read models:
         // their checkpoints would skip the positions the log reuses.
         tracing::warn!(
             "the read models are ahead of the event log (a restored store file?): dropping \
              them; they build again from the log"
         );
-        drop_old_read_models(&url, &filename(&url)?, &busy_timeout).await?;
+        leftovers::drop_read_models(&url, &filename(&url)?, &busy_timeout).await?;
     }
     let options = |writer: bool| {
         let busy_timeout = busy_timeout.clone();
@@ -138,36 +140,6 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
     })
 }
 
-/// Whether the read models' file has a checkpoint past the last position in the store's.
-async fn ahead_of_the_log(url: &str, store_url: &str) -> Result<bool, ProjectionError> {
-    if !filename(url)?.exists() {
-        return Ok(false);
-    }
-    let mut conn = SqliteConnection::connect(url).await?;
-    let has_checkpoints: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'projection_checkpoints')",
-    )
-    .fetch_one(&mut conn)
-    .await?;
-    let checkpoint: Option<i64> = if has_checkpoints {
-        sqlx::query_scalar("SELECT max(position) FROM projection_checkpoints")
-            .fetch_one(&mut conn)
-            .await?
-    } else {
-        None
-    };
-    conn.close().await?;
-    let Some(checkpoint) = checkpoint else {
-        return Ok(false);
-    };
-    let mut store = SqliteConnection::connect(store_url).await?;
-    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-        .fetch_one(&mut store)
-        .await?;
-    store.close().await?;
-    Ok(checkpoint > head)
-}
-
 /// `url` with `mode=rwc` in place of any `mode` it names.
 fn create_if_missing(url: &str) -> String {
     let (path, params) = url.split_once('?').unwrap_or((url, ""));
@@ -183,82 +155,6 @@ fn filename(url: &str) -> Result<PathBuf, ProjectionError> {
     Ok(SqliteConnectOptions::from_str(url)?
         .get_filename()
         .to_path_buf())
-}
-
-/// The tables and views of the read models that versions before their own file kept in the
-/// store's file: the projections' generations (`users_g3`) and views (`users`), their
-/// checkpoints and settings. A fixed list: that layout no longer changes.
-fn is_old_read_model_object(name: &str) -> bool {
-    const SIDE_TABLES: [&str; 3] = [
-        "projection_checkpoints",
-        "read_model_settings",
-        "stats_zone_instances",
-    ];
-    const TABLES: [&str; 8] = [
-        "users",
-        "user_accounts",
-        "login_history",
-        "audit_log",
-        "audit_sessions",
-        "daily_stats",
-        "daily_active_users",
-        "sessions",
-    ];
-    SIDE_TABLES.contains(&name)
-        || TABLES.iter().any(|table| match name.strip_prefix(table) {
-            Some("") => true,
-            Some(rest) => rest
-                .strip_prefix("_g")
-                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())),
-            None => false,
-        })
-}
-
-/// Drops the read models an older version kept in the store's file: their rows hold personal
-/// data (sealed, and clear from before sealing), and they would no longer be kept up to date by
-/// erasures. `secure_delete` overwrites their pages. In the store's write turn, one statement
-/// at a time, each its own transaction (no transaction journals them all; a crash part-way is
-/// finished by the next start). The read models then build again from the log in their own
-/// file, as for a new deployment.
-async fn drop_old_read_models(
-    store_url: &str,
-    store_path: &Path,
-    busy_timeout: &str,
-) -> Result<(), ProjectionError> {
-    if !store_path.exists() {
-        return Ok(());
-    }
-    let mut conn = SqliteConnection::connect(store_url).await?;
-    let objects: Vec<(String, String)> =
-        sqlx::query_as("SELECT type, name FROM sqlite_master WHERE type IN ('view', 'table')")
-            .fetch_all(&mut conn)
-            .await?;
-    let mut drops: Vec<String> = objects
-        .into_iter()
-        .filter(|(_, name)| is_old_read_model_object(name))
-        .map(|(kind, name)| {
-            let kind = if kind == "view" { "VIEW" } else { "TABLE" };
-            format!("DROP {kind} IF EXISTS \"{name}\"")
-        })
-        .collect();
-    if drops.is_empty() {
-        return conn.close().await.map_err(Into::into);
-    }
-    // Views first: a crash part-way leaves no view naming a table that is gone.
-    drops.sort_by_key(|drop| !drop.starts_with("DROP VIEW"));
-    tracing::info!(
-        objects = drops.len(),
-        "the read models move to a file of their own: dropping their old copy from the event \
-         store's file; they build again from the log"
-    );
-    let _turn = infra::store::sqlite_write_turn(store_path).take().await?;
-    conn.execute(busy_timeout).await?;
-    conn.execute("PRAGMA secure_delete = ON").await?;
-    for drop in &drops {
-        conn.execute(drop.as_str()).await?;
-    }
-    conn.close().await?;
-    Ok(())
 }
 
 #[derive(Debug)]
@@ -405,142 +301,6 @@ mod tests {
         let spill = i64::from(SQLITE_WRITER_SPILL_PAGES);
         assert_eq!(pragma(&db.write, "cache_spill").await, spill);
         assert_ne!(pragma(&db.read, "cache_spill").await, spill);
-    }
-
-    /// The read models an older version kept in the store's file are dropped and overwritten
-    /// (their rows hold personal data); the store's own tables stay; the read models start in
-    /// their own file, and their readers still see the log's head.
-    #[tokio::test]
-    async fn read_models_left_in_the_store_file_are_dropped_and_overwritten() {
-        use sqlx::{Connection as _, SqliteConnection};
-
-        let store_url = format!("{}?mode=rwc", testkit::fresh_sqlite_url());
-        let store_path = super::filename(&store_url).unwrap();
-        let marker = "personal-marker-4f1c";
-        let mut old = SqliteConnection::connect(&store_url).await.unwrap();
-        for sql in [
-            "PRAGMA journal_mode = WAL".to_owned(),
-            "CREATE TABLE events (position INTEGER PRIMARY KEY)".to_owned(),
-            "INSERT INTO events VALUES (7)".to_owned(),
-            "CREATE TABLE projection_checkpoints (name text PRIMARY KEY)".to_owned(),
-            "CREATE TABLE login_history_g3 (position INTEGER PRIMARY KEY, openid text)".to_owned(),
-            // Many rows, so the table spans pages of its own.
-            format!(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000) \
-                 INSERT INTO login_history_g3 SELECT i, '{marker}' || i FROM n"
-            ),
-            "CREATE VIEW login_history AS SELECT * FROM login_history_g3".to_owned(),
-            // A store table whose name merely starts like a read model's.
-            "CREATE TABLE users_graveyard (id INTEGER)".to_owned(),
-            "PRAGMA wal_checkpoint(TRUNCATE)".to_owned(),
-        ] {
-            sqlx::query(&sql).execute(&mut old).await.unwrap();
-        }
-        old.close().await.unwrap();
-
-        let db = Db::connect(&store_url, &PoolSettings::PATIENT)
-            .await
-            .unwrap();
-
-        let mut store = SqliteConnection::connect(&store_url).await.unwrap();
-        let left: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name",
-        )
-        .fetch_all(&mut store)
-        .await
-        .unwrap();
-        assert_eq!(left, ["events", "users_graveyard"]);
-        // What the store's checkpointer does within 100 ms of a commit.
-        sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
-            .execute(&mut store)
-            .await
-            .unwrap();
-        let mut bytes = Vec::new();
-        for suffix in ["", "-wal"] {
-            let path = format!("{}{suffix}", store_path.display());
-            bytes.extend(std::fs::read(path).unwrap_or_default());
-        }
-        assert!(
-            !bytes.windows(marker.len()).any(|w| w == marker.as_bytes()),
-            "the old rows are overwritten"
-        );
-
-        let read_models =
-            super::filename(&infra::database_url::sqlite_read_models_url(&store_url)).unwrap();
-        assert!(read_models.exists() && read_models != store_path);
-        let head: i64 = sqlx::query_scalar("SELECT MAX(position) FROM events")
-            .fetch_one(&db.read)
-            .await
-            .unwrap();
-        assert_eq!(
-            head, 7,
-            "the readers see the log through the attached store file"
-        );
-        let checkpoints: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_checkpoints")
-            .fetch_one(&db.read)
-            .await
-            .unwrap();
-        assert_eq!(checkpoints, 0, "a new, empty set of read models");
-    }
-
-    /// Read models ahead of the log (the store's file restored from an older backup beside
-    /// them) are dropped, to build again: their checkpoints would skip the positions reused.
-    #[tokio::test]
-    async fn read_models_ahead_of_a_restored_log_build_again() {
-        use sqlx::{Connection as _, SqliteConnection};
-
-        let store_url = format!("{}?mode=rwc", testkit::fresh_sqlite_url());
-        let read_models_url = format!(
-            "{}?mode=rwc",
-            infra::database_url::sqlite_read_models_url(&store_url)
-                .split('?')
-                .next()
-                .unwrap()
-        );
-        for (url, statements) in [
-            (
-                &store_url,
-                &[
-                    "CREATE TABLE events (position INTEGER PRIMARY KEY)",
-                    "INSERT INTO events VALUES (7)",
-                ][..],
-            ),
-            (
-                &read_models_url,
-                &[
-                    "CREATE TABLE projection_checkpoints (name text PRIMARY KEY, position INTEGER)",
-                    "INSERT INTO projection_checkpoints VALUES ('users', 9)",
-                    "CREATE TABLE users_g1 (user_id text)",
-                ][..],
-            ),
-        ] {
-            let mut conn = SqliteConnection::connect(url).await.unwrap();
-            for sql in statements {
-                sqlx::query(sql).execute(&mut conn).await.unwrap();
-            }
-            conn.close().await.unwrap();
-        }
-
-        let db = Db::connect(&store_url, &PoolSettings::PATIENT)
-            .await
-            .unwrap();
-
-        let left: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM main.sqlite_master WHERE type = 'table' ORDER BY name",
-        )
-        .fetch_all(&db.read)
-        .await
-        .unwrap();
-        assert_eq!(
-            left,
-            ["projection_checkpoints"],
-            "only the new, empty checkpoints"
-        );
-        let checkpoints: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_checkpoints")
-            .fetch_one(&db.read)
-            .await
-            .unwrap();
-        assert_eq!(checkpoints, 0);
     }
 
     /// Emptying the read models' WAL (after an erasure) leaves no older page image in it.
