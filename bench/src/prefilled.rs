@@ -424,11 +424,16 @@ async fn settle(backend: Backend, url: &str) -> anyhow::Result<()> {
             sqlx::query("CHECKPOINT").execute(&mut conn).await?;
         }
         Backend::Sqlite => {
-            // The event store's file and the read models' beside it.
+            // The event store's file and the read models' beside it (missing on a database
+            // kept by a version before their own file).
             for url in [
                 url.to_owned(),
                 infra::database_url::sqlite_read_models_url(url),
             ] {
+                let path = url.trim_start_matches("sqlite://");
+                if !std::path::Path::new(path.split('?').next().unwrap_or(path)).exists() {
+                    continue;
+                }
                 let mut conn = sqlx::SqliteConnection::connect(&url).await?;
                 sqlx::query("ANALYZE").execute(&mut conn).await?;
                 sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -93,7 +93,7 @@ pub(crate) type Begun = (Transaction<'static, Any>, Option<SqliteHeldTurn>);
 pub(crate) struct Tx {
     tx: Transaction<'static, Any>,
     dialect: Arc<dyn Dialect>,
-    /// On SQLite, the process's write turn, held until the transaction ends (declared after
+    /// On SQLite, the read models' file's write turn, held until the transaction ends (declared after
     /// `tx`, so released after its rollback is queued).
     turn: Option<SqliteHeldTurn>,
 }
@@ -149,7 +149,7 @@ impl Db {
         }
     }
 
-    /// A write transaction. On SQLite it waits for the process's write turn and takes the
+    /// A write transaction. On SQLite it waits for the read models' file's write turn and takes the
     /// database's write lock at once; on PostgreSQL it is a plain transaction (the runners'
     /// advisory locks do the excluding).
     pub async fn begin(&self) -> Result<Tx, ProjectionError> {

@@ -1,7 +1,8 @@
 //! Read models built from the global event stream: one runner for all projections (checkpoints,
 //! catch-up, then live), the tables and their queries, and rebuild.
 //!
-//! Read models live in the event store's database. Each projection's tables exist in
+//! Read models live in the event store's database on PostgreSQL, in a file of their own beside
+//! the store's on SQLite (`db/sqlite.rs`). Each projection's tables exist in
 //! generations (`users_g1`, …) behind views (`users`) so that a rebuild can fill fresh tables
 //! and swap them in while queries go on; see `schema`.
 

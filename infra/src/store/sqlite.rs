@@ -35,7 +35,7 @@ use crate::sql::PoolSettings;
 pub use turn::{write_turn, HeldTurn, WriteTurn};
 
 pub struct SqliteStore {
-    /// Reads on a pool of their own; writes on one connection, in the process's write turn
+    /// Reads on a pool of their own; writes on one connection, in the store file's write turn
     /// (see `turn`).
     sql: Pools<sqlx::Sqlite>,
     signal: AppendSignal,
@@ -50,7 +50,8 @@ pub struct SqliteStore {
 }
 
 /// SQLite's own page cache per connection, in KiB (`PRAGMA cache_size = -N`), for the store's
-/// connections and the read models' alike (eleven at most). With SQLite's default, 2,000 KiB,
+/// connections and the read models' alike (eleven connections at most; the read models' four
+/// readers keep one for each of the two files they read). With SQLite's default, 2,000 KiB,
 /// a soak's resident set climbed about 7 MiB after its second minute; with 256 KiB, about 2.6
 /// (RELIABILITY.md), at the same peak and CPU, but with a worse login p99 at 70 % of peak in
 /// paired full-scale runs (BENCHMARKS.md; not paired again since). Under steady writes a

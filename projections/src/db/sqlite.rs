@@ -24,6 +24,8 @@ use infra::store::SqliteWriteTurn;
 
 mod leftovers;
 
+use leftovers::Which;
+
 use super::{Begun, Db, Dialect};
 use crate::error::ProjectionError;
 
@@ -45,7 +47,8 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
         format!("{url}?mode=rwc")
     };
     let store_path = filename(&store_url)?;
-    leftovers::drop_read_models(&store_url, &store_path, &busy_timeout).await?;
+    leftovers::drop_read_models(&store_url, &store_path, Which::OlderVersions, &busy_timeout)
+        .await?;
     // Created when missing whatever the store's URL says: it builds again from the log.
     let url = create_if_missing(&infra::database_url::sqlite_read_models_url(url));
     if leftovers::ahead_of_the_log(&url, &store_url).await? {
@@ -55,7 +58,7 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
             "the read models are ahead of the event log (a restored store file?): dropping \
              them; they build again from the log"
         );
-        leftovers::drop_read_models(&url, &filename(&url)?, &busy_timeout).await?;
+        leftovers::drop_read_models(&url, &filename(&url)?, Which::All, &busy_timeout).await?;
     }
     let options = |writer: bool| {
         let busy_timeout = busy_timeout.clone();

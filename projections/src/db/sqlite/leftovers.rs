@@ -31,12 +31,40 @@ pub(super) async fn ahead_of_the_log(url: &str, store_url: &str) -> Result<bool,
     let Some(checkpoint) = checkpoint else {
         return Ok(false);
     };
+    // The checkpoint is read first: a log that grows meanwhile only makes it look less ahead.
     let mut store = SqliteConnection::connect(store_url).await?;
-    let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-        .fetch_one(&mut store)
-        .await?;
+    let has_events: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events')",
+    )
+    .fetch_one(&mut store)
+    .await?;
+    let head: i64 = if has_events {
+        sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
+            .fetch_one(&mut store)
+            .await?
+    } else {
+        0
+    };
     store.close().await?;
     Ok(checkpoint > head)
+}
+
+/// Which tables and views [`drop_read_models`] drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Which {
+    /// The read models an older version kept in the store's file, beside the store's tables.
+    OlderVersions,
+    /// Everything in the read models' own file (SQLite's own `sqlite_…` tables excepted).
+    All,
+}
+
+impl Which {
+    fn drops(self, name: &str) -> bool {
+        match self {
+            Self::OlderVersions => is_read_model_object(name),
+            Self::All => !name.starts_with("sqlite_"),
+        }
+    }
 }
 
 /// The tables and views of the read models, as versions before their own file kept them in
@@ -79,6 +107,7 @@ fn is_read_model_object(name: &str) -> bool {
 pub(super) async fn drop_read_models(
     url: &str,
     path: &Path,
+    which: Which,
     busy_timeout: &str,
 ) -> Result<(), ProjectionError> {
     if !path.exists() {
@@ -91,10 +120,10 @@ pub(super) async fn drop_read_models(
             .await?;
     let mut drops: Vec<String> = objects
         .into_iter()
-        .filter(|(_, name)| is_read_model_object(name))
+        .filter(|(_, name)| which.drops(name))
         .map(|(kind, name)| {
             let kind = if kind == "view" { "VIEW" } else { "TABLE" };
-            format!("DROP {kind} IF EXISTS \"{name}\"")
+            format!("DROP {kind} IF EXISTS \"{}\"", name.replace('"', "\"\""))
         })
         .collect();
     if drops.is_empty() {
@@ -125,20 +154,27 @@ mod tests {
     use crate::db::Db;
 
     /// The read models an older version kept in the store's file are dropped and overwritten
-    /// (their rows hold personal data); the store's own tables stay; the read models start in
-    /// their own file, and their readers still see the log's head.
+    /// (their rows hold personal data); every table of the store (its migrations as they are)
+    /// stays; the read models start in their own file, and their readers still read the log.
     #[tokio::test]
     async fn read_models_left_in_the_store_file_are_dropped_and_overwritten() {
         use sqlx::{Connection as _, SqliteConnection};
 
         let store_url = format!("{}?mode=rwc", testkit::fresh_sqlite_url());
         let store_path = super::filename(&store_url).unwrap();
-        let marker = "personal-marker-4f1c";
+        let _store = infra::store::connect(&store_url).await.unwrap();
+        let tables = "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name";
         let mut old = SqliteConnection::connect(&store_url).await.unwrap();
+        let store_tables: Vec<String> = sqlx::query_scalar(tables)
+            .fetch_all(&mut old)
+            .await
+            .unwrap();
+        assert!(
+            store_tables.iter().any(|t| t == "events"),
+            "{store_tables:?}"
+        );
+        let marker = "personal-marker-4f1c";
         for sql in [
-            "PRAGMA journal_mode = WAL".to_owned(),
-            "CREATE TABLE events (position INTEGER PRIMARY KEY)".to_owned(),
-            "INSERT INTO events VALUES (7)".to_owned(),
             "CREATE TABLE projection_checkpoints (name text PRIMARY KEY)".to_owned(),
             "CREATE TABLE login_history_g3 (position INTEGER PRIMARY KEY, openid text)".to_owned(),
             // Many rows, so the table spans pages of its own.
@@ -160,13 +196,14 @@ mod tests {
             .unwrap();
 
         let mut store = SqliteConnection::connect(&store_url).await.unwrap();
-        let left: Vec<String> = sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type IN ('table', 'view') ORDER BY name",
-        )
-        .fetch_all(&mut store)
-        .await
-        .unwrap();
-        assert_eq!(left, ["events", "users_graveyard"]);
+        let left: Vec<String> = sqlx::query_scalar(tables)
+            .fetch_all(&mut store)
+            .await
+            .unwrap();
+        let mut expected = store_tables.clone();
+        expected.push("users_graveyard".to_owned());
+        expected.sort();
+        assert_eq!(left, expected);
         // What the store's checkpointer does within 100 ms of a commit.
         sqlx::query("PRAGMA wal_checkpoint(PASSIVE)")
             .execute(&mut store)
@@ -185,12 +222,12 @@ mod tests {
         let read_models =
             super::filename(&infra::database_url::sqlite_read_models_url(&store_url)).unwrap();
         assert!(read_models.exists() && read_models != store_path);
-        let head: i64 = sqlx::query_scalar("SELECT MAX(position) FROM events")
+        let head: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
             .fetch_one(&db.read)
             .await
             .unwrap();
         assert_eq!(
-            head, 7,
+            head, 0,
             "the readers see the log through the attached store file"
         );
         let checkpoints: i64 = sqlx::query_scalar("SELECT count(*) FROM projection_checkpoints")
@@ -228,6 +265,8 @@ mod tests {
                     "CREATE TABLE projection_checkpoints (name text PRIMARY KEY, position INTEGER)",
                     "INSERT INTO projection_checkpoints VALUES ('users', 9)",
                     "CREATE TABLE users_g1 (user_id text)",
+                    // A read model of a later version than this one: dropped all the same.
+                    "CREATE TABLE future_model_g1 (anything text)",
                 ][..],
             ),
         ] {
