@@ -93,8 +93,8 @@ pub(crate) type Begun = (Transaction<'static, Any>, Option<SqliteHeldTurn>);
 pub(crate) struct Tx {
     tx: Transaction<'static, Any>,
     dialect: Arc<dyn Dialect>,
-    /// On SQLite, the read models' file's write turn, held until the transaction ends (declared after
-    /// `tx`, so released after its rollback is queued).
+    /// On SQLite, the read models' file's write turn, held until the transaction ends
+    /// (declared after `tx`, so released after its rollback is queued).
     turn: Option<SqliteHeldTurn>,
 }
 

@@ -24,7 +24,7 @@ use infra::store::SqliteWriteTurn;
 
 mod leftovers;
 
-use leftovers::Which;
+use leftovers::Leftovers;
 
 use super::{Begun, Db, Dialect};
 use crate::error::ProjectionError;
@@ -47,8 +47,13 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
         format!("{url}?mode=rwc")
     };
     let store_path = filename(&store_url)?;
-    leftovers::drop_read_models(&store_url, &store_path, Which::OlderVersions, &busy_timeout)
-        .await?;
+    leftovers::drop_read_models(
+        &store_url,
+        &store_path,
+        Leftovers::InTheStoreFile,
+        &busy_timeout,
+    )
+    .await?;
     // Created when missing whatever the store's URL says: it builds again from the log.
     let url = create_if_missing(&infra::database_url::sqlite_read_models_url(url));
     if leftovers::ahead_of_the_log(&url, &store_url).await? {
@@ -58,7 +63,13 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
             "the read models are ahead of the event log (a restored store file?): dropping \
              them; they build again from the log"
         );
-        leftovers::drop_read_models(&url, &filename(&url)?, Which::All, &busy_timeout).await?;
+        leftovers::drop_read_models(
+            &url,
+            &filename(&url)?,
+            Leftovers::AheadOfTheLog,
+            &busy_timeout,
+        )
+        .await?;
     }
     let options = |writer: bool| {
         let busy_timeout = busy_timeout.clone();
@@ -179,8 +190,8 @@ impl Dialect for Sqlite {
     }
 
     /// Queues for the read models' write turn (their one writer connection, and a busy file
-    /// failing those queued behind: `SqliteWriteTurn`), then takes the write lock at once, with a write as the first
-    /// statement, so nothing the transaction reads can be stale by the time it writes (a
+    /// failing those queued behind: `SqliteWriteTurn`), then takes the write lock at once, with
+    /// a write as the first statement, so nothing the transaction reads can be stale by the time it writes (a
     /// deferred transaction that reads first may fail to upgrade).
     ///
     /// Not `BEGIN IMMEDIATE` through `begin_with`: sqlx checks a custom BEGIN after it ran,
@@ -308,7 +319,7 @@ mod tests {
 
     /// Emptying the read models' WAL (after an erasure) leaves no older page image in it.
     #[tokio::test]
-    async fn purging_the_log_empties_the_read_models_wal() {
+    async fn purging_empties_the_read_models_wal() {
         let url = testkit::fresh_sqlite_url();
         let db = Db::connect(&url, &PoolSettings::PATIENT).await.unwrap();
         let mut tx = db.begin().await.unwrap();

@@ -10,7 +10,7 @@
 //!   `timestamptz` or RFC 3339 text; user ids: `uuid` or text; JSON: `jsonb` or text), how a
 //!   write transaction begins and locks tables;
 //! - [`SqlStore`], for the store: its pools ([`Pools`]: SQLite reads on a read pool and writes on
-//!   its one write connection, in the process's write turn), and what truly differs: appends,
+//!   its one write connection, in the store file's write turn), and what truly differs: appends,
 //!   the ordered reads of the log, the relay's and the one-time migrations' locks, the clock
 //!   keys are dated by, compaction, wake-ups.
 //!

@@ -4,13 +4,14 @@
 //! commit copies the WAL into the database file and syncs that too before it returns. On the store's one writer, every append queued
 //! behind that commit waits for it: the slowest logins under load were those. So writers do
 //! not checkpoint (`wal_autocheckpoint = 0` on the store's write connection; the read models'
-//! file has a writer of its own, which nothing waits for, and checkpoints as SQLite does), and this task does, on its own connection, in `PASSIVE` mode: it copies what
-//! no reader still needs and never holds up a writer.
+//! file has a writer of its own, which nothing waits for, and checkpoints as SQLite does),
+//! and this task does, on its own connection, in `PASSIVE` mode: it copies what no reader
+//! still needs and never holds up a writer.
 //!
 //! SQLite starts the WAL over only when a writer begins after a checkpoint that copied all of
 //! it. Under steady writes (tens of MB of WAL a second under login load: each commit writes
 //! every page it touched) a passive checkpoint is rarely complete, so once the WAL passes
-//! `MAX_WAL_FRAMES` the checkpointer takes a `RESTART` checkpoint in the process's write turn:
+//! `MAX_WAL_FRAMES` the checkpointer takes a `RESTART` checkpoint in the store file's write turn:
 //! appends queue in order behind it while it copies the little the passive passes left, so the
 //! WAL starts over. That is the one pause writers see, a few times a second at most instead of
 //! inside every commit that crosses 1000 pages. (Measured with `bench`: the single-user login
@@ -75,7 +76,8 @@ const TRUNCATE_PAUSE: Duration = Duration::from_millis(20);
 /// reached 210 MB at 100 MB/s of writes); this bounds the WAL to about as much again.
 const PATIENT_AFTER: Duration = Duration::from_secs(10);
 
-/// What the store's writer trims the WAL file to when it starts it over (`journal_size_limit`).
+/// What the writers (the store's, the read models') trim their WAL file to when they start it
+/// over (`journal_size_limit`).
 pub const WAL_SIZE_LIMIT: &str = "67108864";
 
 /// A request to empty the WAL (see `truncate`), answered with whether it was emptied, or why

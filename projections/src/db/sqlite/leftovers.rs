@@ -49,20 +49,21 @@ pub(super) async fn ahead_of_the_log(url: &str, store_url: &str) -> Result<bool,
     Ok(checkpoint > head)
 }
 
-/// Which tables and views [`drop_read_models`] drops.
+/// What [`drop_read_models`] finds and drops.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Which {
+pub(super) enum Leftovers {
     /// The read models an older version kept in the store's file, beside the store's tables.
-    OlderVersions,
-    /// Everything in the read models' own file (SQLite's own `sqlite_…` tables excepted).
-    All,
+    InTheStoreFile,
+    /// Read models ahead of the log: everything in their own file (SQLite's own `sqlite_…`
+    /// tables excepted).
+    AheadOfTheLog,
 }
 
-impl Which {
+impl Leftovers {
     fn drops(self, name: &str) -> bool {
         match self {
-            Self::OlderVersions => is_read_model_object(name),
-            Self::All => !name.starts_with("sqlite_"),
+            Self::InTheStoreFile => is_read_model_object(name),
+            Self::AheadOfTheLog => !name.starts_with("sqlite_"),
         }
     }
 }
@@ -107,7 +108,7 @@ fn is_read_model_object(name: &str) -> bool {
 pub(super) async fn drop_read_models(
     url: &str,
     path: &Path,
-    which: Which,
+    which: Leftovers,
     busy_timeout: &str,
 ) -> Result<(), ProjectionError> {
     if !path.exists() {
@@ -129,8 +130,18 @@ pub(super) async fn drop_read_models(
     if drops.is_empty() {
         return conn.close().await.map_err(Into::into);
     }
-    // Views first: a crash part-way leaves no view naming a table that is gone.
-    drops.sort_by_key(|drop| !drop.starts_with("DROP VIEW"));
+    // Views first, so a crash part-way leaves no view naming a table that is gone; the
+    // checkpoints last, so it leaves them beside the tables still to drop and the next start,
+    // finding the read models still ahead of the log, drops the rest.
+    drops.sort_by_key(|drop| {
+        if drop.starts_with("DROP VIEW") {
+            0
+        } else if drop.ends_with("\"projection_checkpoints\"") {
+            2
+        } else {
+            1
+        }
+    });
     tracing::info!(
         objects = drops.len(),
         file = %path.display(),
