@@ -76,11 +76,14 @@ pub(crate) trait Dialect: Send + Sync + Debug {
     /// The statement that refreshes the planner's statistics of `table` once a rebuild
     /// filled it, if this database needs one (see [`crate::schema::analyze_generation`]).
     fn analyze(&self, table: &str) -> Option<String>;
-    /// After a committed batch applied an erasure, and after a rebuild: leaves no page of the
-    /// read models as it was before in a write-ahead log the database keeps in a file of its
-    /// own (SQLite). Best effort: a failure is logged, and the next erasure or start finishes
-    /// the job.
-    fn purge_deleted<'a>(&'a self, _db: &'a Db) -> BoxFuture<'a, ()> {
+    /// Notes that a committed transaction applied an erasure (or a rebuild dropped a
+    /// generation): [`Dialect::purge_if_owed`] is to leave no page of the read models as it was
+    /// before in a write-ahead log the database keeps in a file of its own (SQLite).
+    fn owe_purge(&self) {}
+    /// Empties that write-ahead log if a purge is owed (noted, failed before, or possibly cut
+    /// short by a crash: every start owes one). A failure is logged and stays owed; the runner
+    /// calls this after each step.
+    fn purge_if_owed<'a>(&'a self, _db: &'a Db) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
 }

@@ -32,6 +32,13 @@ pub enum ProjectionError {
          instance that died is forgotten 30 s after its last sign of life)"
     )]
     StatsZoneInUse { theirs: String, ours: String },
+    /// An older version still runs on the SQLite file whose read models this one would move.
+    #[error(
+        "an older identityd still runs on this SQLite file (it kept the read models inside it, \
+         and announced itself less than 30 s ago): stop it first; this version moves the read \
+         models to a file of their own"
+    )]
+    OlderVersionRunning,
     /// A rebuild's background read ended abnormally (panicked, or the runtime is stopping).
     #[error("background task: {0}")]
     Task(#[from] tokio::task::JoinError),

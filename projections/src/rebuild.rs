@@ -64,7 +64,8 @@ pub async fn rebuild(
     }
     // The log's erasures were applied to the new generations and the old ones dropped: no
     // page as it was before either stays in a WAL of the read models' own (SQLite).
-    db.dialect.purge_deleted(db).await;
+    db.dialect.owe_purge();
+    db.dialect.purge_if_owed(db).await;
     models.status().await
 }
 

@@ -177,6 +177,8 @@ impl Reader {
         if !matches!(step, Ok(Step::AppliedFull | Step::AppliedRest | Step::Idle)) {
             self.from = None;
         }
+        let db = models.db();
+        db.dialect.purge_if_owed(db).await;
         step
     }
 
@@ -223,7 +225,7 @@ impl Reader {
         apply(&mut tx, &current, &events, models.stats_timezone()).await?;
         tx.commit().await?;
         if events.iter().any(|e| e.event_type == USER_ERASED) {
-            db.dialect.purge_deleted(db).await;
+            db.dialect.owe_purge();
         }
         self.from = current
             .iter()

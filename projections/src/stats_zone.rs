@@ -114,7 +114,7 @@ pub(crate) async fn record(conn: &mut AnyConnection, zone: Tz) -> Result<(), Pro
 pub(crate) async fn announce(db: &Db, instance: Uuid, zone: Tz) -> Result<(), ProjectionError> {
     let mut tx = db.begin().await?;
     db.dialect.lock_init(&mut tx).await?;
-    let gone = now() - micros(GONE_AFTER);
+    let gone = gone_before();
     sqlx::query("DELETE FROM stats_zone_instances WHERE seen_at < $1")
         .bind(gone)
         .execute(&mut *tx)
@@ -171,6 +171,11 @@ pub(crate) async fn leave(db: &Db, instance: Uuid) -> Result<(), ProjectionError
         .execute(&mut *tx)
         .await?;
     tx.commit().await
+}
+
+/// Instances last seen before this time (microseconds since the epoch) count as gone.
+pub(crate) fn gone_before() -> i64 {
+    now() - micros(GONE_AFTER)
 }
 
 fn micros(duration: Duration) -> i64 {

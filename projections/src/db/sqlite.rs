@@ -11,6 +11,7 @@
 
 use std::path::PathBuf;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -138,15 +139,18 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
     // SQLite: no race to create it.)
     crate::checkpoint::create_table(&mut *write.acquire().await?, "INTEGER").await?;
     let turn = infra::store::sqlite_write_turn(&filename(&url)?);
-    // Finishes the purge of an erasure a crash or a busy reader left unfinished (no reader yet).
-    purge_wal(&turn, &write).await;
     let read = options(false)
         .max_connections(4)
         .acquire_timeout(settings.acquire_timeout)
         .connect(&url)
         .await?;
     Ok(Db {
-        dialect: Arc::new(Sqlite { turn }),
+        dialect: Arc::new(Sqlite {
+            turn,
+            // A crash may have cut short the purge after an erasure: the runner's first step
+            // finishes it (not here: a CLI command beside the service would hold its writer).
+            purge_owed: AtomicBool::new(true),
+        }),
         write,
         read,
         // One process owns the file: no connection to lose, nothing to distrust.
@@ -174,6 +178,9 @@ fn filename(url: &str) -> Result<PathBuf, ProjectionError> {
 #[derive(Debug)]
 struct Sqlite {
     turn: Arc<SqliteWriteTurn>,
+    /// A purge of the WAL failed (readers kept it past the busy timeout) or may have been cut
+    /// short by a crash: tried again after each runner step until it succeeds.
+    purge_owed: AtomicBool,
 }
 
 impl Dialect for Sqlite {
@@ -252,17 +259,27 @@ impl Dialect for Sqlite {
         None
     }
 
+    fn owe_purge(&self) {
+        self.purge_owed.store(true, Ordering::Relaxed);
+    }
+
     /// Copies the WAL into the file and truncates it, in the write turn (readers on the WAL
     /// are waited for up to the busy timeout): the erased rows' older page images go with it.
     /// `secure_delete` has already overwritten them in the new ones (docs/security.md, §6).
-    fn purge_deleted<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, ()> {
-        Box::pin(async move { purge_wal(&self.turn, &db.write).await })
+    fn purge_if_owed<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if self.purge_owed.swap(false, Ordering::Relaxed)
+                && !purge_wal(&self.turn, &db.write).await
+            {
+                self.purge_owed.store(true, Ordering::Relaxed);
+            }
+        })
     }
 }
 
-/// Empties the read models' WAL into their file (see [`Dialect::purge_deleted`]); says so in a
-/// warning when it could not.
-async fn purge_wal(turn: &Arc<SqliteWriteTurn>, write: &sqlx::AnyPool) {
+/// Empties the read models' WAL into their file (see [`Dialect::purge_if_owed`]); says so in a
+/// warning when it could not. Whether it did.
+async fn purge_wal(turn: &Arc<SqliteWriteTurn>, write: &sqlx::AnyPool) -> bool {
     let purged = async {
         let _turn = turn.take().await?;
         // One row: whether readers kept it from finishing, then the WAL's frames.
@@ -272,14 +289,20 @@ async fn purge_wal(turn: &Arc<SqliteWriteTurn>, write: &sqlx::AnyPool) {
         Ok::<_, ProjectionError>(busy == 0)
     };
     match purged.await {
-        Ok(true) => {}
-        Ok(false) => tracing::warn!(
-            "readers kept the read models' WAL past the busy timeout: it may still hold pages \
-             from before an erasure until the next erasure or start"
-        ),
-        Err(e) => tracing::warn!(error = %e,
-            "the read models' WAL could not be emptied: it may still hold pages from before an \
-             erasure until the next erasure or start"),
+        Ok(true) => true,
+        Ok(false) => {
+            tracing::warn!(
+                "readers kept the read models' WAL past the busy timeout: it may still hold \
+                 pages from before an erasure; tried again after the next batch"
+            );
+            false
+        }
+        Err(e) => {
+            tracing::warn!(error = %e,
+                "the read models' WAL could not be emptied: it may still hold pages from \
+                 before an erasure; tried again after the next batch");
+            false
+        }
     }
 }
 
@@ -317,30 +340,48 @@ mod tests {
         assert_ne!(pragma(&db.read, "cache_spill").await, spill);
     }
 
-    /// Emptying the read models' WAL (after an erasure) leaves no older page image in it.
+    /// An owed purge empties the read models' WAL (no older page image stays); one that a
+    /// reader keeps from finishing stays owed, and the next call, once the reader has let go,
+    /// finishes it.
     #[tokio::test]
-    async fn purging_empties_the_read_models_wal() {
+    async fn an_owed_purge_empties_the_wal_once_readers_let_go() {
+        use sqlx::Connection as _;
+
         let url = testkit::fresh_sqlite_url();
-        let db = Db::connect(&url, &PoolSettings::PATIENT).await.unwrap();
-        let mut tx = db.begin().await.unwrap();
-        sqlx::query("CREATE TABLE filler (body TEXT NOT NULL)")
-            .execute(&mut *tx)
+        let settings = PoolSettings {
+            acquire_timeout: std::time::Duration::from_millis(200),
+            ..PoolSettings::PATIENT
+        };
+        let db = Db::connect(&url, &settings).await.unwrap();
+        let write = |sql: &'static str| {
+            let db = &db;
+            async move {
+                let mut tx = db.begin().await.unwrap();
+                sqlx::query(sql).execute(&mut *tx).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        };
+        write("CREATE TABLE filler (body TEXT NOT NULL)").await;
+        write("INSERT INTO filler VALUES (hex(randomblob(3000)))").await;
+        let read_models = infra::database_url::sqlite_read_models_url(&url);
+        let wal = format!("{}-wal", super::filename(&read_models).unwrap().display());
+        let wal_size = || std::fs::metadata(&wal).unwrap().len();
+
+        // A reader keeps its snapshot of the WAL while the next write lands.
+        let mut reader = sqlx::SqliteConnection::connect(&read_models).await.unwrap();
+        sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+        sqlx::query("SELECT count(*) FROM filler")
+            .execute(&mut reader)
             .await
             .unwrap();
-        sqlx::query("INSERT INTO filler VALUES (hex(randomblob(3000)))")
-            .execute(&mut *tx)
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        let wal = format!(
-            "{}-wal",
-            super::filename(&infra::database_url::sqlite_read_models_url(&url))
-                .unwrap()
-                .display()
-        );
-        assert!(std::fs::metadata(&wal).unwrap().len() > 0);
-        db.dialect.purge_deleted(&db).await;
-        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0);
+        write("INSERT INTO filler VALUES (hex(randomblob(3000)))").await;
+        db.dialect.owe_purge();
+        db.dialect.purge_if_owed(&db).await;
+        assert!(wal_size() > 0, "kept by the reader");
+
+        sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
+        db.dialect.purge_if_owed(&db).await;
+        assert_eq!(wal_size(), 0, "still owed, and paid once the reader let go");
     }
 
     /// A read-model transaction may rewrite megabytes of pages that existed before it (a

@@ -68,6 +68,28 @@ impl Leftovers {
     }
 }
 
+/// Whether an instance announced itself in the store file's `stats_zone_instances` within the
+/// time after which instances count as gone (every running version since the setting beats
+/// every 10 s).
+async fn older_version_alive(
+    conn: &mut SqliteConnection,
+    objects: &[(String, String)],
+) -> Result<bool, ProjectionError> {
+    if !objects
+        .iter()
+        .any(|(_, name)| name == "stats_zone_instances")
+    {
+        return Ok(false);
+    }
+    let gone_before = crate::stats_zone::gone_before();
+    let alive: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM stats_zone_instances WHERE seen_at > ?)")
+            .bind(gone_before)
+            .fetch_one(conn)
+            .await?;
+    Ok(alive)
+}
+
 /// The tables and views of the read models, as versions before their own file kept them in
 /// the store's file: the projections' generations (`users_g3`) and views (`users`), their
 /// checkpoints and settings. A fixed list: that layout no longer changes (a new read model
@@ -119,6 +141,20 @@ pub(super) async fn drop_read_models(
         sqlx::query_as("SELECT type, name FROM sqlite_master WHERE type IN ('view', 'table')")
             .fetch_all(&mut conn)
             .await?;
+    if which == Leftovers::InTheStoreFile {
+        // Only a file an older identityd kept its read models in (a file another program
+        // shares could have tables of these names), and only once that identityd has stopped.
+        if !objects
+            .iter()
+            .any(|(_, name)| name == "projection_checkpoints")
+        {
+            return conn.close().await.map_err(Into::into);
+        }
+        if older_version_alive(&mut conn, &objects).await? {
+            conn.close().await?;
+            return Err(ProjectionError::OlderVersionRunning);
+        }
+    }
     let mut drops: Vec<String> = objects
         .into_iter()
         .filter(|(_, name)| which.drops(name))
@@ -163,6 +199,7 @@ mod tests {
     use infra::sql::PoolSettings;
 
     use crate::db::Db;
+    use crate::error::ProjectionError;
 
     /// The read models an older version kept in the store's file are dropped and overwritten
     /// (their rows hold personal data); every table of the store (its migrations as they are)
@@ -308,5 +345,52 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(checkpoints, 0);
+    }
+
+    /// Nothing is dropped from a store file an older identityd still runs on (it announced
+    /// itself within 30 s), nor from a file that never held an identityd's read models.
+    #[tokio::test]
+    async fn nothing_is_dropped_under_a_running_older_version_or_from_a_foreign_file() {
+        use sqlx::{Connection as _, SqliteConnection};
+
+        let tables = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name";
+        let now = chrono::Utc::now().timestamp_micros();
+        let alive = format!("INSERT INTO stats_zone_instances VALUES ('old', 'UTC', {now})");
+        for (statements, refused) in [
+            (
+                vec![
+                    "CREATE TABLE projection_checkpoints (name text PRIMARY KEY)".to_owned(),
+                    "CREATE TABLE stats_zone_instances (instance_id text, timezone text, \
+                     seen_at INTEGER)"
+                        .to_owned(),
+                    alive,
+                    "CREATE TABLE users_g1 (user_id text)".to_owned(),
+                ],
+                true,
+            ),
+            (vec!["CREATE TABLE users (user_id text)".to_owned()], false),
+        ] {
+            let store_url = format!("{}?mode=rwc", testkit::fresh_sqlite_url());
+            let mut conn = SqliteConnection::connect(&store_url).await.unwrap();
+            for sql in &statements {
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+            let before: Vec<String> = sqlx::query_scalar(tables)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+
+            let connected = Db::connect(&store_url, &PoolSettings::PATIENT).await;
+            assert_eq!(
+                matches!(connected, Err(ProjectionError::OlderVersionRunning)),
+                refused,
+                "{statements:?}"
+            );
+            let after: Vec<String> = sqlx::query_scalar(tables)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
+            assert_eq!(after, before, "{statements:?}");
+        }
     }
 }
