@@ -198,8 +198,8 @@ impl Dialect for Sqlite {
 
     /// Queues for the read models' write turn (their one writer connection, and a busy file
     /// failing those queued behind: `SqliteWriteTurn`), then takes the write lock at once, with
-    /// a write as the first statement, so nothing the transaction reads can be stale by the time it writes (a
-    /// deferred transaction that reads first may fail to upgrade).
+    /// a write as the first statement, so nothing the transaction reads can be stale by the
+    /// time it writes (a deferred transaction that reads first may fail to upgrade).
     ///
     /// Not `BEGIN IMMEDIATE` through `begin_with`: sqlx checks a custom BEGIN after it ran,
     /// and a task aborted in between would leave the pooled connection inside a transaction
