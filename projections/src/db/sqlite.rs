@@ -150,6 +150,7 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
             // A crash may have cut short the purge after an erasure: the runner's first step
             // finishes it (not here: a CLI command beside the service would hold its writer).
             purge_owed: AtomicBool::new(true),
+            purge_failing: AtomicBool::new(false),
         }),
         write,
         read,
@@ -181,6 +182,8 @@ struct Sqlite {
     /// A purge of the WAL failed (readers kept it past the busy timeout) or may have been cut
     /// short by a crash: tried again after each runner step until it succeeds.
     purge_owed: AtomicBool,
+    /// The owed purge failed and said so: later failures of the same debt log at debug.
+    purge_failing: AtomicBool,
 }
 
 impl Dialect for Sqlite {
@@ -268,42 +271,46 @@ impl Dialect for Sqlite {
     /// `secure_delete` has already overwritten them in the new ones (docs/security.md, §6).
     fn purge_if_owed<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            if self.purge_owed.swap(false, Ordering::Relaxed)
-                && !purge_wal(&self.turn, &db.write).await
-            {
-                self.purge_owed.store(true, Ordering::Relaxed);
+            if !self.purge_owed.swap(false, Ordering::Relaxed) {
+                return;
+            }
+            let outcome = purge_wal(&self.turn, &db.write).await;
+            if matches!(outcome, Ok(true)) {
+                if self.purge_failing.swap(false, Ordering::Relaxed) {
+                    tracing::info!("the read models' WAL is emptied after an erasure at last");
+                }
+                return;
+            }
+            self.purge_owed.store(true, Ordering::Relaxed);
+            // Once per debt, not at every runner step while a reader keeps the WAL.
+            let first = !self.purge_failing.swap(true, Ordering::Relaxed);
+            let error = outcome.err().map(|e| e.to_string());
+            if first {
+                tracing::warn!(
+                    ?error,
+                    "the read models' WAL could not be emptied (readers kept it past the busy \
+                     timeout, or the error): it may still hold pages from before an erasure; \
+                     tried again after every runner step until it is"
+                );
+            } else {
+                tracing::debug!(?error, "the read models' WAL is still not emptied");
             }
         })
     }
 }
 
-/// Empties the read models' WAL into their file (see [`Dialect::purge_if_owed`]); says so in a
-/// warning when it could not. Whether it did.
-async fn purge_wal(turn: &Arc<SqliteWriteTurn>, write: &sqlx::AnyPool) -> bool {
-    let purged = async {
-        let _turn = turn.take().await?;
-        // One row: whether readers kept it from finishing, then the WAL's frames.
-        let busy: i64 = sqlx::query_scalar("PRAGMA main.wal_checkpoint(TRUNCATE)")
-            .fetch_one(write)
-            .await?;
-        Ok::<_, ProjectionError>(busy == 0)
-    };
-    match purged.await {
-        Ok(true) => true,
-        Ok(false) => {
-            tracing::warn!(
-                "readers kept the read models' WAL past the busy timeout: it may still hold \
-                 pages from before an erasure; tried again after the next batch"
-            );
-            false
-        }
-        Err(e) => {
-            tracing::warn!(error = %e,
-                "the read models' WAL could not be emptied: it may still hold pages from \
-                 before an erasure; tried again after the next batch");
-            false
-        }
-    }
+/// Empties the read models' WAL into their file (see [`Dialect::purge_if_owed`]): whether it
+/// did (false: readers kept it past the busy timeout).
+async fn purge_wal(
+    turn: &Arc<SqliteWriteTurn>,
+    write: &sqlx::AnyPool,
+) -> Result<bool, ProjectionError> {
+    let _turn = turn.take().await?;
+    // One row: whether readers kept it from finishing, then the WAL's frames.
+    let busy: i64 = sqlx::query_scalar("PRAGMA main.wal_checkpoint(TRUNCATE)")
+        .fetch_one(write)
+        .await?;
+    Ok(busy == 0)
 }
 
 #[cfg(test)]
