@@ -152,9 +152,9 @@ impl Db {
         }
     }
 
-    /// A write transaction. On SQLite it waits for the read models' file's write turn and takes the
-    /// database's write lock at once; on PostgreSQL it is a plain transaction (the runners'
-    /// advisory locks do the excluding).
+    /// A write transaction. On SQLite it waits for the read models' file's write turn and
+    /// takes the database's write lock at once; on PostgreSQL it is a plain transaction
+    /// (the runners' advisory locks do the excluding).
     pub async fn begin(&self) -> Result<Tx, ProjectionError> {
         let begun = self.dialect.begin(self).await;
         self.liveness.observe(&begun);

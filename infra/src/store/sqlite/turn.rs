@@ -3,8 +3,9 @@
 //! Writers of one database file in this process (in the store's file: the appends and
 //! side-table writes, the WAL checkpointer's `RESTART`s; in the read models' file: the
 //! projection runner's and rebuild's transactions) take the turn around their write
-//! transactions, so they queue here rather than sleep in SQLite's busy handler (which polls in 1, 2, 5, 10 … ms steps). The turn belongs to the file, not to a
-//! pool: whoever opens the file in this process gets the same one.
+//! transactions, so they queue here rather than sleep in SQLite's busy handler (which polls
+//! in 1, 2, 5, 10 … ms steps). The turn belongs to the file, not to a pool: whoever opens the
+//! file in this process gets the same one.
 //!
 //! A writer that waited SQLite's whole busy wait for a lock another process holds (a CLI command
 //! writing, a backup) says so (`HeldTurn::observe`), and every writer that queued before
