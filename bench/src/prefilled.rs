@@ -430,8 +430,7 @@ async fn settle(backend: Backend, url: &str) -> anyhow::Result<()> {
                 url.to_owned(),
                 infra::database_url::sqlite_read_models_url(url),
             ] {
-                let path = url.trim_start_matches("sqlite://");
-                if !std::path::Path::new(path.split('?').next().unwrap_or(path)).exists() {
+                if !infra::database_url::sqlite_file(&url).is_some_and(|path| path.exists()) {
                     continue;
                 }
                 let mut conn = sqlx::SqliteConnection::connect(&url).await?;

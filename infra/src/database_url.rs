@@ -111,6 +111,14 @@ pub fn sqlite_read_models_url(store_url: &str) -> String {
     url
 }
 
+/// The file a `sqlite:` URL names, decoded as SQLite opens it (`%3F` in a name is a `?`);
+/// none for a URL SQLite would not open.
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    use std::str::FromStr as _;
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    Some(options.get_filename().to_path_buf())
+}
+
 impl std::str::FromStr for DatabaseUrl {
     type Err = UnsupportedUrl;
 

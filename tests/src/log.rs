@@ -55,14 +55,11 @@ async fn database_bytes(url: &str) -> Vec<u8> {
                 url.to_owned(),
                 infra::database_url::sqlite_read_models_url(url),
             ] {
-                let path = url
-                    .trim_start_matches("sqlite://")
-                    .trim_start_matches("sqlite:");
-                let path = path.split_once('?').map_or(path, |(path, _)| path);
+                let path = infra::database_url::sqlite_file(&url).expect("a SQLite URL");
                 // Both files exist once the service ran; the WAL and shared memory may not.
-                bytes.extend(std::fs::read(path).expect("the database file"));
+                bytes.extend(std::fs::read(&path).expect("the database file"));
                 for suffix in ["-wal", "-shm"] {
-                    if let Ok(more) = std::fs::read(format!("{path}{suffix}")) {
+                    if let Ok(more) = std::fs::read(format!("{}{suffix}", path.display())) {
                         bytes.extend(more);
                     }
                 }

@@ -10,14 +10,12 @@
 //! SQLite finds a table name that is not in the main file in the attached one.
 
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use sqlx::any::AnyPoolOptions;
-use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyConnection, Executor};
 
 use infra::sql::PoolSettings;
@@ -171,9 +169,7 @@ fn create_if_missing(url: &str) -> String {
 }
 
 fn filename(url: &str) -> Result<PathBuf, ProjectionError> {
-    Ok(SqliteConnectOptions::from_str(url)?
-        .get_filename()
-        .to_path_buf())
+    infra::database_url::sqlite_file(url).ok_or(ProjectionError::UnsupportedUrl)
 }
 
 #[derive(Debug)]

@@ -15,38 +15,37 @@ pub(super) async fn ahead_of_the_log(url: &str, store_url: &str) -> Result<bool,
         return Ok(false);
     }
     let mut conn = SqliteConnection::connect(url).await?;
-    let has_checkpoints: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE name = 'projection_checkpoints')",
-    )
-    .fetch_one(&mut conn)
-    .await?;
-    let checkpoint: Option<i64> = if has_checkpoints {
-        sqlx::query_scalar("SELECT max(position) FROM projection_checkpoints")
-            .fetch_one(&mut conn)
-            .await?
-    } else {
-        None
-    };
+    let checkpoint = max_position(&mut conn, "projection_checkpoints").await?;
     conn.close().await?;
     let Some(checkpoint) = checkpoint else {
         return Ok(false);
     };
     // The checkpoint is read first: a log that grows meanwhile only makes it look less ahead.
     let mut store = SqliteConnection::connect(store_url).await?;
-    let has_events: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events')",
-    )
-    .fetch_one(&mut store)
-    .await?;
-    let head: i64 = if has_events {
-        sqlx::query_scalar("SELECT COALESCE(MAX(position), 0) FROM events")
-            .fetch_one(&mut store)
-            .await?
-    } else {
-        0
-    };
+    let head = max_position(&mut store, "events").await?.unwrap_or(0);
     store.close().await?;
     Ok(checkpoint > head)
+}
+
+/// The highest `position` in `table`; none if the table is missing or empty.
+async fn max_position(
+    conn: &mut SqliteConnection,
+    table: &str,
+) -> Result<Option<i64>, ProjectionError> {
+    let exists: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?)",
+    )
+    .bind(table)
+    .fetch_one(&mut *conn)
+    .await?;
+    if !exists {
+        return Ok(None);
+    }
+    Ok(
+        sqlx::query_scalar(&format!("SELECT max(position) FROM {table}"))
+            .fetch_one(conn)
+            .await?,
+    )
 }
 
 /// What [`drop_read_models`] finds and drops.
