@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 use sqlx::pool::PoolOptions;
 use sqlx::{Connection, Database, Pool, Transaction};
 
+mod shelf;
+
+pub use shelf::{Lent, Shelf};
+
 /// Opens a transaction on `pool`, like `pool.begin()`, in a way a cancelled caller cannot cut
 /// short.
 ///
@@ -103,8 +107,9 @@ const SUSPECT_FOR: Duration = Duration::from_secs(2);
 /// Why test only after idle: sqlx pings every connection it hands out (`test_before_acquire`)
 /// and again whenever one goes back, so each checkout cost three round trips instead of one;
 /// at peak that was 12 of a login's 20 round trips to PostgreSQL. Under load a connection is
-/// back in use within milliseconds and the ping on its return already tested it; one that sat
-/// idle (a database restart meanwhile) is still tested before use.
+/// back in use within milliseconds and the ping on its return (or, for a read's connection kept
+/// on a [`Shelf`], the read's own answer) already tested it; one that sat idle (a database
+/// restart meanwhile) is still tested before use.
 ///
 /// Why close a connection still in a transaction: when SQLite fails a `COMMIT` (a full disk:
 /// `SQLITE_FULL`, an I/O error) it may roll the transaction back by itself; sqlx then still

@@ -30,11 +30,16 @@ use super::signal::AppendSignal;
 use super::write_health::WriteHealth;
 use super::{AppendBatch, AppendError, OneTimeLock, RecordedEvent, RelayLease, StoreError};
 use crate::database_url::DatabaseUrl;
-use crate::sql::{open_pool, Liveness, PoolSettings};
+use crate::sql::{open_pool, Liveness, PoolSettings, Shelf};
+
+/// Connections for the shared reads, beside the 16 of the main pool (appends, transactions,
+/// the log's readers).
+const READ_CONNECTIONS: u32 = 8;
 
 pub struct PostgresStore {
     pool: PgPool,
-    /// The same pool, for the shared statements.
+    /// For the shared statements: writes on the same pool, reads (the login's and every
+    /// authenticated request's) on a shelf of their own (`Shelf`).
     sql: Pools<sqlx::Postgres>,
     signal: AppendSignal,
     notifier: notify::Notifier,
@@ -59,17 +64,25 @@ impl PostgresStore {
         let liveness = Liveness::default();
         let pool = open_pool(
             liveness.tested(PgPoolOptions::new()).max_connections(16),
-            options,
+            options.clone(),
             settings,
         )
         .await?;
         sqlx::migrate!("./migrations/postgres").run(&pool).await?;
+        let reads = open_pool(
+            liveness
+                .tested(PgPoolOptions::new())
+                .max_connections(READ_CONNECTIONS),
+            options,
+            settings,
+        )
+        .await?;
         let signal = AppendSignal::new();
         let notifier = notify::Notifier::start(&pool, &signal);
         let appends = group::GroupCommit::start(pool.clone(), liveness.clone());
         Ok(Self {
             sql: Pools {
-                read: pool.clone(),
+                read: Shelf::new(reads, liveness.clone()),
                 write: pool.clone(),
                 turn: None,
                 health: WriteHealth::default(),
@@ -150,8 +163,14 @@ impl SqlStore for PostgresStore {
         self.sql
             .liveness
             .read(|| async {
-                let query = sqlx::query(SQL).bind(&ids).bind(user);
-                Ok(query.fetch_all(&self.pool).await?)
+                let mut conn = self.sql.read.acquire().await?;
+                let rows = sqlx::query(SQL)
+                    .bind(&ids)
+                    .bind(user)
+                    .fetch_all(&mut *conn)
+                    .await?;
+                conn.finished();
+                Ok(rows)
             })
             .await
     }

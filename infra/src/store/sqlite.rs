@@ -21,7 +21,8 @@ use chrono::{DateTime, Utc};
 use domain::{StreamId, UserId};
 use futures::stream::BoxStream;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
+    SqliteSynchronous,
 };
 use sqlx::Connection as _;
 
@@ -30,7 +31,7 @@ use super::signal::AppendSignal;
 use super::write_health::WriteHealth;
 use super::{AppendBatch, AppendError, OneTimeLock, RecordedEvent, RelayLease, StoreError};
 use crate::database_url::DatabaseUrl;
-use crate::sql::PoolSettings;
+use crate::sql::{PoolSettings, Shelf};
 
 pub use turn::{write_turn, HeldTurn, WriteTurn};
 
@@ -38,6 +39,9 @@ pub struct SqliteStore {
     /// Reads on a pool of their own; writes on one connection, in the store file's write turn
     /// (see `turn`).
     sql: Pools<sqlx::Sqlite>,
+    /// The log's readers (`read_all`): their statements stream, so they return their
+    /// connection the usual way, on a pool apart from the shelf of `sql.read`.
+    log: SqlitePool,
     signal: AppendSignal,
     /// The queue of the task that writes appends (`writer`).
     appends: tokio::sync::mpsc::Sender<writer::Job>,
@@ -50,7 +54,7 @@ pub struct SqliteStore {
 }
 
 /// SQLite's own page cache per connection, in KiB (`PRAGMA cache_size = -N`), for the store's
-/// connections and the read models' alike (eleven connections at most; the read models' four
+/// connections and the read models' alike (thirteen connections at most; the read models' four
 /// readers keep one for each of the two files they read). With SQLite's default, 2,000 KiB,
 /// a soak's resident set climbed about 7 MiB after its second minute; with 256 KiB, about 2.6
 /// (RELIABILITY.md), at the same peak and CPU, but with a worse login p99 at 70 % of peak in
@@ -138,11 +142,16 @@ impl SqliteStore {
             .run(&mut migrating)
             .await?;
         migrating.close().await?;
-        let read = crate::sql::checked_pool(SqlitePoolOptions::new())
-            .max_connections(4)
-            .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options.clone().pragma("query_only", "ON"))
-            .await?;
+        let readers = |connections| {
+            crate::sql::checked_pool(SqlitePoolOptions::new())
+                .max_connections(connections)
+                .acquire_timeout(settings.acquire_timeout)
+                .connect_with(options.clone().pragma("query_only", "ON"))
+        };
+        // One process owns the file: no connection to lose, nothing to distrust.
+        let liveness = crate::sql::Liveness::default();
+        let read = Shelf::new(readers(4).await?, liveness.clone());
+        let log = readers(2).await?;
         let turn = write_turn(&path);
         let (stop_checkpoints, stopped) = tokio::sync::oneshot::channel();
         let (purges, asked) = tokio::sync::mpsc::channel(64);
@@ -155,9 +164,9 @@ impl SqliteStore {
                 write,
                 turn: Some(turn),
                 health: WriteHealth::default(),
-                // One process owns the file: no connection to lose, nothing to distrust.
-                liveness: Default::default(),
+                liveness,
             },
+            log,
             signal: AppendSignal::new(),
             appends,
             purges,
@@ -222,7 +231,10 @@ impl SqlStore for SqliteStore {
         let query = streams
             .iter()
             .fold(query, |query, stream| query.bind(stream.as_str()));
-        Ok(query.fetch_all(&self.sql.read).await?)
+        let mut conn = self.sql.read.acquire().await?;
+        let rows = query.fetch_all(&mut *conn).await?;
+        conn.finished();
+        Ok(rows)
     }
 
     /// Decoded as the rows arrive: sqlx steps the statement on the connection's own thread,
@@ -235,7 +247,7 @@ impl SqlStore for SqliteStore {
         sqlx::query(READ_ALL)
             .bind(after)
             .bind(limit)
-            .fetch(&self.sql.read)
+            .fetch(&self.log)
     }
 
     /// The WAL checkpointer empties the WAL (see `checkpoint::run`); once it has, or has given
@@ -412,7 +424,7 @@ mod tests {
         let url = DatabaseUrl::parse(&format!("sqlite://{}", dir.join("db").display())).unwrap();
         let store = SqliteStore::connect(&url).await.unwrap();
         let expected = -i64::from(SQLITE_PAGE_CACHE_KIB);
-        for pool in [&store.sql.read, &store.sql.write] {
+        for pool in [store.sql.read.pool(), &store.sql.write, &store.log] {
             assert_eq!(pragma(pool, "cache_size").await, expected);
         }
         assert_eq!(
@@ -431,11 +443,11 @@ mod tests {
         assert!(pragma(&store.sql.write, "freelist_count").await > 0);
         store.compact().await.unwrap();
         assert_eq!(pragma(&store.sql.write, "freelist_count").await, 0);
-        for (pool, expected) in [(&store.sql.write, 2), (&store.sql.read, 0)] {
+        for (pool, expected) in [(&store.sql.write, 2), (store.sql.read.pool(), 0)] {
             assert_eq!(pragma(pool, "temp_store").await, expected);
         }
         let options: Vec<String> = sqlx::query_scalar("SELECT * FROM pragma_compile_options")
-            .fetch_all(&store.sql.read)
+            .fetch_all(store.sql.read.pool())
             .await
             .unwrap();
         assert!(

@@ -7,7 +7,7 @@ use sqlx::{Database, Encode, Executor, IntoArguments, Pool, Transaction, Type};
 
 use super::{Arg, Codec, Coded, Query, SqlRow};
 use crate::database_url::Backend;
-use crate::sql::Liveness;
+use crate::sql::{Liveness, Shelf};
 use crate::store::sqlite::{HeldTurn, WriteTurn};
 use crate::store::write_health::WriteHealth;
 use crate::store::StoreError;
@@ -20,10 +20,11 @@ const WRITE_PROBE_BYTES: usize = 64 * 1024;
 
 /// Where shared statements run: reads on `read`, everything else on `write`. On SQLite the
 /// write pool is its one write connection, taken in the process's write `turn`; on PostgreSQL
-/// both are the same pool and there is no turn. What goes through `write` keeps the store's
-/// [`WriteHealth`].
+/// there is no turn. Reads have a pool of their own on both, its connections kept between
+/// reads without sqlx's ping on their return ([`Shelf`]). What goes through `write` keeps the
+/// store's [`WriteHealth`].
 pub(crate) struct Pools<DB: Database> {
-    pub read: Pool<DB>,
+    pub read: Shelf<DB>,
     pub write: Pool<DB>,
     pub turn: Option<Arc<WriteTurn>>,
     pub health: WriteHealth,
@@ -319,7 +320,12 @@ impl<DB: Driver> Sql for Pools<DB> {
     /// Read again once when the connection was lost (see `Liveness::read`).
     async fn fetch(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DB::Row>, StoreError> {
         self.liveness
-            .read(|| async { DB::rows(&mut *self.read.acquire().await?, sql, args).await })
+            .read(|| async {
+                let mut conn = self.read.acquire().await?;
+                let rows = DB::rows(&mut conn, sql, args).await?;
+                conn.finished();
+                Ok(rows)
+            })
             .await
     }
 
