@@ -11,7 +11,7 @@ use sqlx::{Connection, Database, Pool, Transaction};
 
 mod shelf;
 
-pub use shelf::{Lent, Shelf};
+pub(crate) use shelf::Shelf;
 
 /// Opens a transaction on `pool`, like `pool.begin()`, in a way a cancelled caller cannot cut
 /// short.
@@ -232,9 +232,9 @@ impl Liveness {
         options
             .test_before_acquire(false)
             .before_acquire(move |conn, meta| {
-                let suspect = liveness.suspect();
+                let ping = liveness.must_ping(meta.idle_for);
                 Box::pin(async move {
-                    if suspect || meta.idle_for > PING_AFTER_IDLE {
+                    if ping {
                         conn.ping().await?;
                     }
                     Ok(true)
@@ -248,6 +248,11 @@ impl Liveness {
         let until = self.origin.elapsed() + SUSPECT_FOR;
         self.suspect_until
             .fetch_max(until.as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// Whether a connection idle for `idle_for` is to be pinged before it is handed out.
+    fn must_ping(&self, idle_for: Duration) -> bool {
+        self.suspect() || idle_for > PING_AFTER_IDLE
     }
 
     fn suspect(&self) -> bool {

@@ -5,8 +5,8 @@
 //! statement cut short (its future dropped) left broken. After a read that ran to its end
 //! there is neither to flush nor to find, and the ping is only a cost: a round trip to
 //! PostgreSQL, a hand-off to the connection's worker thread on SQLite, and the connection out
-//! of reach meanwhile. A read's login and `/v1/me` each paid one (BENCHMARKS.md, "PostgreSQL
-//! cost per login": 2.4 of the 5.1 round trips per login).
+//! of reach meanwhile. The login's read and `/v1/me`'s each paid one: 2.4 of the 5.4 round
+//! trips per login to PostgreSQL (BENCHMARKS.md, "The budget now").
 //!
 //! A [`Shelf`] keeps such connections checked out of a pool of its own and lends them again.
 //! A connection whose use did not end well (the statement failed or was cut short, or it sits
@@ -14,6 +14,7 @@
 //! one of the pool's connections on the shelf's own semaphore, in order: a connection kept is
 //! the next caller's at once, and one the pool has to make or take back never waits for one
 //! kept here (the pool is the shelf's alone, and no more are lent or kept than it holds).
+//! Nothing closes the pool (`Pool::close` would wait for the connections kept here).
 
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -23,27 +24,36 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Connection, Database, Pool};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::{Liveness, PING_AFTER_IDLE};
+use super::Liveness;
 
-/// Connections of a pool lent without a ping on their return (see the module's doc).
-pub struct Shelf<DB: Database> {
+/// Connections of a pool lent without a ping on their return (see the module's doc). Cheap to
+/// clone; clones share the connections.
+pub(crate) struct Shelf<DB: Database> {
+    shared: Arc<Shared<DB>>,
+}
+
+struct Shared<DB: Database> {
     pool: Pool<DB>,
     liveness: Liveness,
     /// One permit per connection the pool may hold: a caller lent one holds a permit.
     turns: Arc<Semaphore>,
-    idle: Kept<DB>,
+    /// Connections back from a finished use (the last in is the first out).
+    idle: Mutex<Vec<Kept<DB>>>,
 }
 
-/// Connections back from a finished use, and since when (the last in is the first out).
-type Kept<DB> = Arc<Mutex<Vec<(PoolConnection<DB>, Instant)>>>;
+struct Kept<DB: Database> {
+    conn: PoolConnection<DB>,
+    /// When it came back.
+    since: Instant,
+    /// When the shelf took it from the pool: its age is counted from there, not from its
+    /// connecting (which sqlx does not tell), so it may live up to twice the pool's lifetime.
+    taken: Instant,
+}
 
 impl<DB: Database> Clone for Shelf<DB> {
     fn clone(&self) -> Self {
         Self {
-            pool: self.pool.clone(),
-            liveness: self.liveness.clone(),
-            turns: self.turns.clone(),
-            idle: self.idle.clone(),
+            shared: self.shared.clone(),
         }
     }
 }
@@ -55,79 +65,131 @@ impl<DB: Database> Shelf<DB> {
     pub fn new(pool: Pool<DB>, liveness: Liveness) -> Self {
         let connections = pool.options().get_max_connections() as usize;
         Self {
-            pool,
-            liveness,
-            turns: Arc::new(Semaphore::new(connections)),
-            idle: Arc::new(Mutex::new(Vec::new())),
+            shared: Arc::new(Shared {
+                pool,
+                liveness,
+                turns: Arc::new(Semaphore::new(connections)),
+                idle: Mutex::new(Vec::new()),
+            }),
         }
     }
 
-    /// The pool under the shelf, for uses that return their connection the usual way while
-    /// nothing is lent (tests).
+    /// The pool under the shelf, for tests that look at its connections' settings.
+    #[cfg(test)]
     pub fn pool(&self) -> &Pool<DB> {
-        &self.pool
+        &self.shared.pool
+    }
+
+    /// Runs `read` on a connection lent by the shelf, kept for the next read if `read`
+    /// succeeded (see [`Lent::finished`]), back to the pool otherwise.
+    pub async fn read<T, E: From<sqlx::Error>>(
+        &self,
+        read: impl AsyncFnOnce(&mut DB::Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let mut lent = self.acquire().await?;
+        let done = read(&mut lent.conn).await?;
+        lent.finished();
+        Ok(done)
     }
 
     /// A connection: the one kept most recently, else one from the pool; within the pool's
     /// acquire timeout, waiting in turn. Tested first as the pool would test it (see
     /// [`Shelf::new`]).
     pub async fn acquire(&self) -> Result<Lent<DB>, sqlx::Error> {
-        let timeout = self.pool.options().get_acquire_timeout();
-        let deadline = tokio::time::Instant::now() + timeout;
-        let turn = tokio::time::timeout_at(deadline, self.turns.clone().acquire_owned())
+        let shared = &self.shared;
+        let deadline = tokio::time::Instant::now() + shared.pool.options().get_acquire_timeout();
+        let turn = tokio::time::timeout_at(deadline, shared.turns.clone().acquire_owned())
             .await
             .map_err(|_| sqlx::Error::PoolTimedOut)?
             .map_err(|_| sqlx::Error::PoolClosed)?;
         loop {
-            let kept = lock(&self.idle).pop();
-            let Some((mut conn, since)) = kept else {
+            let kept = lock(&shared.idle).pop();
+            let Some(Kept {
+                mut conn,
+                since,
+                taken,
+            }) = kept
+            else {
                 // Fewer are lent and kept than the pool holds: it has one, or room for one.
-                let conn = tokio::time::timeout_at(deadline, self.pool.acquire())
+                let conn = tokio::time::timeout_at(deadline, shared.pool.acquire())
                     .await
                     .map_err(|_| sqlx::Error::PoolTimedOut)??;
-                return Ok(Lent {
-                    conn,
-                    turn,
-                    idle: self.idle.clone(),
-                });
+                return Ok(self.lend(conn, Instant::now(), turn));
             };
-            if self.liveness.suspect() || since.elapsed() > PING_AFTER_IDLE {
-                let pinged = tokio::time::timeout_at(deadline, conn.ping()).await;
-                if !matches!(pinged, Ok(Ok(()))) {
+            if shared.liveness.must_ping(since.elapsed()) {
+                match tokio::time::timeout_at(deadline, conn.ping()).await {
+                    Ok(Ok(())) => {}
                     // Dead (a server restart): closed, not pooled; try the next.
-                    conn.close_on_drop();
-                    continue;
+                    Ok(Err(_)) => {
+                        conn.close_on_drop();
+                        continue;
+                    }
+                    // Slow, not known dead: back to the pool, which tests it again.
+                    Err(_) => return Err(sqlx::Error::PoolTimedOut),
                 }
             }
-            return Ok(Lent {
-                conn,
-                turn,
-                idle: self.idle.clone(),
-            });
+            return Ok(self.lend(conn, taken, turn));
+        }
+    }
+
+    fn lend(
+        &self,
+        conn: PoolConnection<DB>,
+        taken: Instant,
+        turn: OwnedSemaphorePermit,
+    ) -> Lent<DB> {
+        Lent {
+            conn,
+            taken,
+            turn,
+            shelf: self.shared.clone(),
         }
     }
 }
 
 /// A connection lent by a [`Shelf`]. Dropped, it goes back to the pool (with sqlx's ping); see
 /// [`Lent::finished`].
-pub struct Lent<DB: Database> {
+pub(crate) struct Lent<DB: Database> {
     conn: PoolConnection<DB>,
+    taken: Instant,
     /// Declared after `conn`: dropped unfinished, the connection is on its way back to the
     /// pool before the next caller's turn.
     turn: OwnedSemaphorePermit,
-    idle: Kept<DB>,
+    shelf: Arc<Shared<DB>>,
 }
 
 impl<DB: Database> Lent<DB> {
-    /// Its use ran to its end (every statement answered, the last one successfully): kept for
-    /// the next caller, unless it sits inside a transaction (then to the pool, whose check
-    /// closes it: `checked_pool`).
+    /// Its use ran to its end (every statement answered): kept for the next caller. Unless it sits inside a transaction (then to the pool, whose check
+    /// closes it: `checked_pool`), or was taken from the pool longer ago than the pool lets a
+    /// connection live (then to the pool, which closes it and makes another when needed).
     pub fn finished(self) {
-        let Self { conn, turn, idle } = self;
-        if !conn.is_in_transaction() {
-            lock(&idle).push((conn, Instant::now()));
+        let Self {
+            conn,
+            taken,
+            turn,
+            shelf,
+        } = self;
+        let options = shelf.pool.options();
+        let aged = options
+            .get_max_lifetime()
+            .is_some_and(|lifetime| taken.elapsed() > lifetime);
+        let mut unused = Vec::new();
+        if !aged && !conn.is_in_transaction() {
+            let mut idle = lock(&shelf.idle);
+            idle.push(Kept {
+                conn,
+                since: Instant::now(),
+                taken,
+            });
+            // Those left unused as long as the pool keeps an idle connection go back to it
+            // (which closes them): after a burst the shelf shrinks again.
+            if let Some(timeout) = options.get_idle_timeout() {
+                let (old, kept) = idle.drain(..).partition(|k| k.since.elapsed() > timeout);
+                (unused, *idle) = (old, kept);
+            }
         }
         drop(turn);
+        drop(unused);
     }
 }
 
@@ -157,17 +219,21 @@ mod tests {
 
     use std::time::Duration;
 
+    use futures::FutureExt;
     use sqlx::sqlite::{SqlitePool, SqlitePoolOptions};
 
     use super::*;
 
     /// A shelf over a pool of `connections` to a fresh SQLite file, and the file's directory.
     async fn shelf(connections: u32) -> (Shelf<sqlx::Sqlite>, std::path::PathBuf) {
+        shelf_of(SqlitePoolOptions::new().max_connections(connections)).await
+    }
+
+    async fn shelf_of(options: SqlitePoolOptions) -> (Shelf<sqlx::Sqlite>, std::path::PathBuf) {
         let dir = std::env::temp_dir().join(format!("shelf-{}", uuid::Uuid::now_v7()));
         std::fs::create_dir_all(&dir).unwrap();
         let url = format!("sqlite://{}?mode=rwc", dir.join("db").display());
-        let pool: SqlitePool = SqlitePoolOptions::new()
-            .max_connections(connections)
+        let pool: SqlitePool = options
             .acquire_timeout(Duration::from_secs(60))
             .connect(&url)
             .await
@@ -175,8 +241,8 @@ mod tests {
         (Shelf::new(pool, Liveness::default()), dir)
     }
 
-    fn idle(shelf: &Shelf<sqlx::Sqlite>) -> usize {
-        lock(&shelf.idle).len()
+    fn idle<DB: Database>(shelf: &Shelf<DB>) -> usize {
+        lock(&shelf.shared.idle).len()
     }
 
     /// Marks the connection: a temporary table is seen by its own connection only.
@@ -233,26 +299,20 @@ mod tests {
         let (shelf, dir) = shelf(1).await;
         let mut conn = shelf.acquire().await.unwrap();
         mark(&mut conn).await;
-        let waiter = tokio::spawn({
-            let shelf = shelf.clone();
-            async move {
-                let mut conn = shelf.acquire().await?;
-                let marked = is_marked(&mut conn).await;
-                conn.finished();
-                Ok::<_, sqlx::Error>(marked)
-            }
-        });
-        // The waiter runs until it waits for its turn (a current-thread runtime).
-        tokio::task::yield_now().await;
+        let waiting = shelf.clone();
+        let mut waiter = std::pin::pin!(waiting.acquire());
+        assert!(waiter.as_mut().now_or_never().is_none(), "waits its turn");
         conn.finished();
         // Were it kept from the waiter, the waiter would wait the pool's whole acquire timeout
         // (60 s) and then fail.
         let got = tokio::time::timeout(Duration::from_secs(30), waiter).await;
-        assert!(
-            got.expect("in time").unwrap().unwrap(),
-            "the kept connection"
+        let mut conn = got.expect("in time").unwrap();
+        assert!(is_marked(&mut conn).await, "the kept connection");
+        conn.finished();
+        assert_eq!(
+            (idle(&shelf), shelf.shared.turns.available_permits()),
+            (1, 1)
         );
-        assert_eq!((idle(&shelf), shelf.turns.available_permits()), (1, 1));
         drop(shelf);
         std::fs::remove_dir_all(dir).unwrap();
     }
@@ -260,15 +320,19 @@ mod tests {
     #[tokio::test]
     async fn a_caller_waits_no_longer_than_the_acquire_timeout() {
         let (shelf, dir) = shelf(1).await;
+        let options = shelf.pool().connect_options().as_ref().clone();
         let shelf = Shelf::new(
             SqlitePoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(Duration::from_millis(50))
-                .connect_lazy_with(shelf.pool().connect_options().as_ref().clone()),
+                .connect_lazy_with(options),
             Liveness::default(),
         );
         let held = shelf.acquire().await.unwrap();
-        let waited = shelf.acquire().await.map(|_| ());
+        let waited = tokio::time::timeout(Duration::from_secs(30), shelf.acquire())
+            .await
+            .expect("given up within the acquire timeout")
+            .map(|_| ());
         assert!(
             matches!(waited, Err(sqlx::Error::PoolTimedOut)),
             "{waited:?}"
@@ -276,5 +340,63 @@ mod tests {
         held.finished();
         drop(shelf);
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_connection_past_the_pools_lifetime_is_not_kept() {
+        let options = SqlitePoolOptions::new()
+            .max_connections(1)
+            .max_lifetime(Duration::from_nanos(1));
+        let (shelf, dir) = shelf_of(options).await;
+        let conn = shelf.acquire().await.unwrap();
+        std::thread::sleep(Duration::from_millis(1));
+        conn.finished();
+        assert_eq!(idle(&shelf), 0, "to the pool, which closes it");
+        shelf.acquire().await.unwrap().finished();
+        drop(shelf);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// After a server restart the kept connections are dead: while the database is distrusted
+    /// each is tested before it is lent, and a dead one is closed, not lent.
+    #[tokio::test]
+    async fn a_dead_kept_connection_is_not_lent_while_the_database_is_distrusted() {
+        use sqlx::postgres::PgPoolOptions;
+        let Some(url) = testkit::fresh_postgres_url().await else {
+            return;
+        };
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(Duration::from_secs(10))
+            .connect(&url)
+            .await
+            .unwrap();
+        let liveness = Liveness::default();
+        let shelf = Shelf::new(pool.clone(), liveness.clone());
+        let mut conn = shelf.acquire().await.unwrap();
+        let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        conn.finished();
+        let admin = PgPoolOptions::new()
+            .max_connections(1)
+            .connect(&url)
+            .await
+            .unwrap();
+        sqlx::query("SELECT pg_terminate_backend($1)")
+            .bind(pid)
+            .execute(&admin)
+            .await
+            .unwrap();
+        liveness.distrust();
+        let mut conn = shelf.acquire().await.unwrap();
+        let lent: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+            .fetch_one(&mut *conn)
+            .await
+            .expect("a live connection");
+        assert_ne!(lent, pid);
+        conn.finished();
+        assert_eq!(idle(&shelf), 1, "the dead one is gone");
     }
 }

@@ -32,8 +32,10 @@ use super::{AppendBatch, AppendError, OneTimeLock, RecordedEvent, RelayLease, St
 use crate::database_url::DatabaseUrl;
 use crate::sql::{open_pool, Liveness, PoolSettings, Shelf};
 
-/// Connections for the shared reads, beside the 16 of the main pool (appends, transactions,
-/// the log's readers).
+/// The store's connections: appends (one group at a time), transactions and the log's readers
+/// on the main pool, the reads of requests (the login's, every authenticated request's) on a
+/// shelf of their own. Sixteen in all, as when both shared one pool.
+const CONNECTIONS: u32 = 8;
 const READ_CONNECTIONS: u32 = 8;
 
 pub struct PostgresStore {
@@ -63,7 +65,9 @@ impl PostgresStore {
         let options = PgConnectOptions::from_str(url.as_str())?;
         let liveness = Liveness::default();
         let pool = open_pool(
-            liveness.tested(PgPoolOptions::new()).max_connections(16),
+            liveness
+                .tested(PgPoolOptions::new())
+                .max_connections(CONNECTIONS),
             options.clone(),
             settings,
         )
@@ -73,7 +77,8 @@ impl PostgresStore {
             liveness
                 .tested(PgPoolOptions::new())
                 .max_connections(READ_CONNECTIONS),
-            options,
+            // What it runs only reads; were that to change, the server refuses the write.
+            options.options([("default_transaction_read_only", "on")]),
             settings,
         )
         .await?;
@@ -162,15 +167,14 @@ impl SqlStore for PostgresStore {
         // Every authenticated request's read: read again if its connection was lost.
         self.sql
             .liveness
-            .read(|| async {
-                let mut conn = self.sql.read.acquire().await?;
-                let rows = sqlx::query(SQL)
-                    .bind(&ids)
-                    .bind(user)
-                    .fetch_all(&mut *conn)
-                    .await?;
-                conn.finished();
-                Ok(rows)
+            .read(|| {
+                self.sql.read.read(async |conn| {
+                    Ok(sqlx::query(SQL)
+                        .bind(&ids)
+                        .bind(user)
+                        .fetch_all(conn)
+                        .await?)
+                })
             })
             .await
     }

@@ -54,7 +54,7 @@ pub struct SqliteStore {
 }
 
 /// SQLite's own page cache per connection, in KiB (`PRAGMA cache_size = -N`), for the store's
-/// connections and the read models' alike (thirteen connections at most; the read models' four
+/// connections and the read models' alike (fifteen connections at most; the read models' four
 /// readers keep one for each of the two files they read). With SQLite's default, 2,000 KiB,
 /// a soak's resident set climbed about 7 MiB after its second minute; with 256 KiB, about 2.6
 /// (RELIABILITY.md), at the same peak and CPU, but with a worse login p99 at 70 % of peak in
@@ -148,10 +148,10 @@ impl SqliteStore {
                 .acquire_timeout(settings.acquire_timeout)
                 .connect_with(options.clone().pragma("query_only", "ON"))
         };
-        // One process owns the file: no connection to lose, nothing to distrust.
-        let liveness = crate::sql::Liveness::default();
-        let read = Shelf::new(readers(4).await?, liveness.clone());
-        let log = readers(2).await?;
+        // One process owns the file: no connection to lose, nothing to distrust (a write
+        // failing as busy or full says nothing about the readers' connections).
+        let read = Shelf::new(readers(4).await?, crate::sql::Liveness::default());
+        let log = readers(4).await?;
         let turn = write_turn(&path);
         let (stop_checkpoints, stopped) = tokio::sync::oneshot::channel();
         let (purges, asked) = tokio::sync::mpsc::channel(64);
@@ -164,7 +164,7 @@ impl SqliteStore {
                 write,
                 turn: Some(turn),
                 health: WriteHealth::default(),
-                liveness,
+                liveness: Default::default(),
             },
             log,
             signal: AppendSignal::new(),
@@ -231,10 +231,10 @@ impl SqlStore for SqliteStore {
         let query = streams
             .iter()
             .fold(query, |query, stream| query.bind(stream.as_str()));
-        let mut conn = self.sql.read.acquire().await?;
-        let rows = query.fetch_all(&mut *conn).await?;
-        conn.finished();
-        Ok(rows)
+        self.sql
+            .read
+            .read(async |conn| Ok(query.fetch_all(conn).await?))
+            .await
     }
 
     /// Decoded as the rows arrive: sqlx steps the statement on the connection's own thread,

@@ -320,12 +320,7 @@ impl<DB: Driver> Sql for Pools<DB> {
     /// Read again once when the connection was lost (see `Liveness::read`).
     async fn fetch(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<DB::Row>, StoreError> {
         self.liveness
-            .read(|| async {
-                let mut conn = self.read.acquire().await?;
-                let rows = DB::rows(&mut conn, sql, args).await?;
-                conn.finished();
-                Ok(rows)
-            })
+            .read(|| self.read.read(async |conn| DB::rows(conn, sql, args).await))
             .await
     }
 
