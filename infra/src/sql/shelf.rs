@@ -159,9 +159,10 @@ pub(crate) struct Lent<DB: Database> {
 }
 
 impl<DB: Database> Lent<DB> {
-    /// Its use ran to its end (every statement answered): kept for the next caller. Unless it sits inside a transaction (then to the pool, whose check
-    /// closes it: `checked_pool`), or was taken from the pool longer ago than the pool lets a
-    /// connection live (then to the pool, which closes it and makes another when needed).
+    /// Its use ran to its end (every statement answered): kept for the next caller. Unless it
+    /// sits inside a transaction (then to the pool, whose check closes it: `checked_pool`), or
+    /// was taken from the pool longer ago than the pool lets a connection live (then to the
+    /// pool, which closes it and makes another when needed).
     pub fn finished(self) {
         let Self {
             conn,
@@ -173,21 +174,30 @@ impl<DB: Database> Lent<DB> {
         let aged = options
             .get_max_lifetime()
             .is_some_and(|lifetime| taken.elapsed() > lifetime);
-        let mut unused = Vec::new();
-        if !aged && !conn.is_in_transaction() {
+        if aged || conn.is_in_transaction() {
+            drop(conn);
+            drop(turn);
+            return;
+        }
+        let unused = {
             let mut idle = lock(&shelf.idle);
             idle.push(Kept {
                 conn,
                 since: Instant::now(),
                 taken,
             });
-            // Those left unused as long as the pool keeps an idle connection go back to it
-            // (which closes them): after a burst the shelf shrinks again.
-            if let Some(timeout) = options.get_idle_timeout() {
-                let (old, kept) = idle.drain(..).partition(|k| k.since.elapsed() > timeout);
-                (unused, *idle) = (old, kept);
+            // Those left unused longer than the pool's idle timeout go back to it, which closes
+            // them once they sat idle there as long again: after a burst the shelf shrinks (at
+            // the next finished read; nothing sweeps a shelf nobody reads from).
+            match options.get_idle_timeout() {
+                Some(timeout) => {
+                    let (old, kept) = idle.drain(..).partition(|k| k.since.elapsed() > timeout);
+                    *idle = kept;
+                    old
+                }
+                None => Vec::new(),
             }
-        }
+        };
         drop(turn);
         drop(unused);
     }

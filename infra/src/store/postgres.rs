@@ -34,7 +34,8 @@ use crate::sql::{open_pool, Liveness, PoolSettings, Shelf};
 
 /// The store's connections: appends (one group at a time), transactions and the log's readers
 /// on the main pool, the reads of requests (the login's, every authenticated request's) on a
-/// shelf of their own. Sixteen in all, as when both shared one pool.
+/// shelf of their own. Sixteen in all, as when both shared one pool: the reads that left it
+/// were most of its checkouts (two of a login's three statements).
 const CONNECTIONS: u32 = 8;
 const READ_CONNECTIONS: u32 = 8;
 
@@ -212,5 +213,38 @@ impl SqlStore for PostgresStore {
     /// Nothing (see docs/security.md §6: dead tuples stay until PostgreSQL's own VACUUM).
     async fn compact(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_reads_pool_refuses_writes() {
+        let Some(url) = testkit::fresh_postgres_url().await else {
+            return;
+        };
+        let url = DatabaseUrl::parse(&url).expect("a PostgreSQL URL");
+        let store = PostgresStore::connect(&url).await.expect("a store");
+        let wrote: Result<_, sqlx::Error> = store
+            .sql
+            .read
+            .read(async |conn| {
+                sqlx::query("CREATE TABLE scratch (x int)")
+                    .execute(conn)
+                    .await
+            })
+            .await;
+        let refused = wrote.expect_err("a read-only transaction");
+        // 25006: read_only_sql_transaction.
+        assert_eq!(
+            refused
+                .as_database_error()
+                .and_then(|e| e.code())
+                .as_deref(),
+            Some("25006"),
+            "{refused}"
+        );
     }
 }
