@@ -189,14 +189,11 @@ impl<DB: Database> Lent<DB> {
             // Those left unused longer than the pool's idle timeout go back to it, which closes
             // them once they sat idle there as long again: after a burst the shelf shrinks (at
             // the next finished read; nothing sweeps a shelf nobody reads from).
-            match options.get_idle_timeout() {
-                Some(timeout) => {
-                    let (old, kept) = idle.drain(..).partition(|k| k.since.elapsed() > timeout);
-                    *idle = kept;
-                    old
-                }
-                None => Vec::new(),
-            }
+            // Kept in the order they came back, so those are a prefix.
+            let old = options.get_idle_timeout().map_or(0, |timeout| {
+                idle.partition_point(|k| k.since.elapsed() > timeout)
+            });
+            idle.drain(..old).collect::<Vec<_>>()
         };
         drop(turn);
         drop(unused);
@@ -251,6 +248,12 @@ mod tests {
         (Shelf::new(pool, Liveness::default()), dir)
     }
 
+    /// Drops the shelf and its file.
+    fn remove(shelf: Shelf<sqlx::Sqlite>, dir: std::path::PathBuf) {
+        drop(shelf);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
     fn idle<DB: Database>(shelf: &Shelf<DB>) -> usize {
         lock(&shelf.shared.idle).len()
     }
@@ -285,8 +288,7 @@ mod tests {
         );
         assert_eq!(idle(&shelf), 0);
         again.finished();
-        drop(shelf);
-        std::fs::remove_dir_all(dir).unwrap();
+        remove(shelf, dir);
     }
 
     #[tokio::test]
@@ -300,8 +302,7 @@ mod tests {
         let mut again = shelf.acquire().await.unwrap();
         assert!(is_marked(&mut again).await);
         drop(again);
-        drop(shelf);
-        std::fs::remove_dir_all(dir).unwrap();
+        remove(shelf, dir);
     }
 
     #[tokio::test]
@@ -323,8 +324,7 @@ mod tests {
             (idle(&shelf), shelf.shared.turns.available_permits()),
             (1, 1)
         );
-        drop(shelf);
-        std::fs::remove_dir_all(dir).unwrap();
+        remove(shelf, dir);
     }
 
     #[tokio::test]
@@ -348,8 +348,7 @@ mod tests {
             "{waited:?}"
         );
         held.finished();
-        drop(shelf);
-        std::fs::remove_dir_all(dir).unwrap();
+        remove(shelf, dir);
     }
 
     #[tokio::test]
@@ -363,8 +362,24 @@ mod tests {
         conn.finished();
         assert_eq!(idle(&shelf), 0, "to the pool, which closes it");
         shelf.acquire().await.unwrap().finished();
-        drop(shelf);
-        std::fs::remove_dir_all(dir).unwrap();
+        remove(shelf, dir);
+    }
+
+    #[tokio::test]
+    async fn connections_unused_past_the_pools_idle_timeout_go_back_to_it() {
+        let options = SqlitePoolOptions::new()
+            .max_connections(2)
+            .idle_timeout(Duration::from_millis(1));
+        let (shelf, dir) = shelf_of(options).await;
+        let (first, second) = (
+            shelf.acquire().await.unwrap(),
+            shelf.acquire().await.unwrap(),
+        );
+        first.finished();
+        std::thread::sleep(Duration::from_millis(2));
+        second.finished();
+        assert_eq!(idle(&shelf), 1, "the one unused too long went back");
+        remove(shelf, dir);
     }
 
     /// After a server restart the kept connections are dead: while the database is distrusted
