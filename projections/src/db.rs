@@ -80,12 +80,31 @@ pub(crate) trait Dialect: Send + Sync + Debug {
     /// generation): [`Dialect::purge_if_owed`] is to leave no page of the read models as it was
     /// before in a write-ahead log the database keeps in a file of its own (SQLite).
     fn owe_purge(&self) {}
+    /// A bulk loader for the rows of tables nobody reads yet (a rebuild's new generation), if
+    /// the database has a path cheaper than multi-row `INSERT`s (PostgreSQL's `COPY`). It
+    /// connects when first used.
+    fn loader(&self) -> Option<Arc<dyn Loader>> {
+        None
+    }
     /// Empties that write-ahead log if a purge is owed (noted, failed before, or possibly cut
     /// short by a crash: every start owes one). A failure is logged and stays owed; the runner
     /// calls this after each step.
     fn purge_if_owed<'a>(&'a self, _db: &'a Db) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
+}
+
+/// Writes rows into a table by the database's bulk path, each call committed on its own,
+/// outside any transaction: only for tables that nobody reads until a swap and that are dropped
+/// if their build fails (see [`Tx::loading`]).
+pub(crate) trait Loader: Send + Sync {
+    /// Loads rows of `columns.len()` values each, in column order.
+    fn load<'a>(
+        &'a self,
+        table: &'a str,
+        columns: &'a [&'static str],
+        values: &'a [Val],
+    ) -> BoxFuture<'a, Result<(), ProjectionError>>;
 }
 
 /// What [`Dialect::begin`] gives: the transaction and the write turn it holds, if any.
@@ -99,6 +118,8 @@ pub(crate) struct Tx {
     /// On SQLite, the read models' file's write turn, held until the transaction ends
     /// (declared after `tx`, so released after its rollback is queued).
     turn: Option<SqliteHeldTurn>,
+    /// Set by a rebuild's build: plain inserts go by the loader (see [`Rows::insert`]).
+    loader: Option<Arc<dyn Loader>>,
 }
 
 impl Tx {
@@ -107,7 +128,20 @@ impl Tx {
         dialect: Arc<dyn Dialect>,
         turn: Option<SqliteHeldTurn>,
     ) -> Self {
-        Self { tx, dialect, turn }
+        Self {
+            tx,
+            dialect,
+            turn,
+            loader: None,
+        }
+    }
+
+    /// This transaction's plain inserts ([`Rows::insert`] without a suffix) go by `loader`,
+    /// committed at once whatever becomes of the transaction: for a rebuild's build only, whose
+    /// tables are invisible until the swap and dropped if it fails.
+    pub fn loading(mut self, loader: Option<Arc<dyn Loader>>) -> Self {
+        self.loader = loader;
+        self
     }
 
     pub async fn commit(self) -> Result<(), ProjectionError> {
@@ -260,8 +294,15 @@ impl<R: TableRow> Rows<R> {
     }
 
     /// Inserts every row; `suffix` follows the `VALUES` list (`ON CONFLICT …`, `RETURNING …`).
-    /// Returns what the statements return.
+    /// Returns what the statements return. Without a suffix, in a transaction that is
+    /// [loading](Tx::loading), the rows go by its loader instead.
     pub async fn insert(self, tx: &mut Tx, suffix: &str) -> Result<Vec<AnyRow>, ProjectionError> {
+        if let (Some(loader), "") = (&tx.loader, suffix) {
+            loader
+                .load(&self.table, &self.columns, &self.values)
+                .await?;
+            return Ok(Vec::new());
+        }
         let width = self.columns.len();
         let per_statement = (MAX_PARAMS / width).max(1);
         let mut returned = Vec::new();

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono_tz::Tz;
 use infra::store::{RecordedEvent, Store};
 
-use crate::db::Db;
+use crate::db::{Db, Loader};
 use crate::error::ProjectionError;
 use crate::models::Projection;
 use crate::runner::BATCH;
@@ -85,6 +85,9 @@ async fn build(
     zone: Tz,
 ) -> Result<i64, ProjectionError> {
     let began = Instant::now();
+    // The new generations are invisible until the swap and dropped if the build fails: their
+    // plain inserts may go by the database's bulk path, committed on their own.
+    let loader = db.dialect.loader();
     let (mut reading, mut applying) = (Duration::ZERO, Duration::ZERO);
     let mut position = 0;
     let mut events = store.read_all(position, BUILD_BATCH).await?;
@@ -97,7 +100,7 @@ async fn build(
             async move { store.read_all(position, BUILD_BATCH).await }
         });
         let started = Instant::now();
-        if let Err(e) = apply_all(db, targets, &events, zone).await {
+        if let Err(e) = apply_all(db, targets, &events, zone, loader.as_ref()).await {
             next.abort();
             return Err(e);
         }
@@ -139,16 +142,18 @@ async fn analyze_all(db: &Db, targets: &[(Projection, i64)]) -> Result<(), Proje
     Ok(())
 }
 
-/// Applies a batch to every target, each projection in its own transaction: on PostgreSQL
-/// they run at once on separate connections; on SQLite they queue for the one writer.
+/// Applies a batch to every target, each projection in its own transaction (its plain inserts
+/// by `loader`, where there is one): on PostgreSQL they run at once on separate connections; on
+/// SQLite they queue for the one writer.
 async fn apply_all(
     db: &Db,
     targets: &[(Projection, i64)],
     events: &[RecordedEvent],
     zone: Tz,
+    loader: Option<&Arc<dyn Loader>>,
 ) -> Result<(), ProjectionError> {
     futures::future::try_join_all(targets.iter().map(|&(projection, generation)| async move {
-        let mut tx = db.begin().await?;
+        let mut tx = db.begin().await?.loading(loader.cloned());
         projection.apply(&mut tx, generation, events, zone).await?;
         tx.commit().await?;
         Ok::<_, ProjectionError>(())
