@@ -7,9 +7,10 @@
 //! What differs between the two databases sits behind [`Dialect`], one implementation per
 //! backend (`db/postgres.rs`, `db/sqlite.rs`): the integer type, how views are replaced, how a
 //! write transaction begins, the locks that apply each batch once across instances, and the
-//! placeholders of the writes' long parameter lists. A write transaction ([`Tx`]) carries its
-//! dialect, so the models that write through it never ask which database they are on; nothing
-//! outside those two files does.
+//! placeholders of the writes' long parameter lists, and the bulk path a rebuild may load its
+//! appended rows by ([`Loader`]: PostgreSQL's `COPY`, on connections of its own since the `Any`
+//! driver has none). A write transaction ([`Tx`]) carries its dialect, so the models that write
+//! through it never ask which database they are on; nothing outside those two files does.
 
 mod postgres;
 mod sqlite;
@@ -32,7 +33,7 @@ use crate::table::TableRow;
 
 /// The read models' database: its dialect and two pools. On SQLite all read-model writes queue
 /// on one connection (SQLite has one writer anyway, and a queue beats busy-waiting); on
-/// PostgreSQL both are the same pool.
+/// PostgreSQL both are the same pool (and a rebuild's [`Loader`] has two connections more).
 #[derive(Debug)]
 pub(crate) struct Db {
     pub dialect: Arc<dyn Dialect>,
@@ -80,9 +81,9 @@ pub(crate) trait Dialect: Send + Sync + Debug {
     /// generation): [`Dialect::purge_if_owed`] is to leave no page of the read models as it was
     /// before in a write-ahead log the database keeps in a file of its own (SQLite).
     fn owe_purge(&self) {}
-    /// A bulk loader for the rows of tables nobody reads yet (a rebuild's new generation), if
-    /// the database has a path cheaper than multi-row `INSERT`s (PostgreSQL's `COPY`). It
-    /// connects when first used.
+    /// A bulk loader for the appended rows of tables nobody reads yet (a rebuild's new
+    /// generation), if the database has a path cheaper than multi-row `INSERT`s (PostgreSQL's
+    /// `COPY`). It connects when first used.
     fn loader(&self) -> Option<Arc<dyn Loader>> {
         None
     }
@@ -96,7 +97,10 @@ pub(crate) trait Dialect: Send + Sync + Debug {
 
 /// Writes rows into a table by the database's bulk path, each call committed on its own,
 /// outside any transaction: only for tables that nobody reads until a swap and that are dropped
-/// if their build fails (see [`Tx::loading`]).
+/// if their build fails (see [`Tx::loading`]). What the transaction does after a load sees the
+/// rows because each of its statements reads what was committed before it (PostgreSQL's
+/// default `READ COMMITTED`); a transaction must not write the table before loading into it,
+/// or the load would wait for the transaction, which waits for the load.
 pub(crate) trait Loader: Send + Sync {
     /// Loads rows of `columns.len()` values each, in column order.
     fn load<'a>(
@@ -105,6 +109,8 @@ pub(crate) trait Loader: Send + Sync {
         columns: &'a [&'static str],
         values: &'a [Val],
     ) -> BoxFuture<'a, Result<(), ProjectionError>>;
+    /// Closes its connections once the loading is over.
+    fn close(&self) -> BoxFuture<'_, ()>;
 }
 
 /// What [`Dialect::begin`] gives: the transaction and the write turn it holds, if any.
@@ -136,9 +142,9 @@ impl Tx {
         }
     }
 
-    /// This transaction's plain inserts ([`Rows::insert`] without a suffix) go by `loader`,
-    /// committed at once whatever becomes of the transaction: for a rebuild's build only, whose
-    /// tables are invisible until the swap and dropped if it fails.
+    /// This transaction's appended rows ([`Rows::append`]) go by `loader`, committed at once
+    /// whatever becomes of the transaction: for a rebuild's build only, whose tables are
+    /// invisible until the swap and dropped if it fails.
     pub fn loading(mut self, loader: Option<Arc<dyn Loader>>) -> Self {
         self.loader = loader;
         self
@@ -293,16 +299,19 @@ impl<R: TableRow> Rows<R> {
         self.values.is_empty()
     }
 
-    /// Inserts every row; `suffix` follows the `VALUES` list (`ON CONFLICT …`, `RETURNING …`).
-    /// Returns what the statements return. Without a suffix, in a transaction that is
-    /// [loading](Tx::loading), the rows go by its loader instead.
-    pub async fn insert(self, tx: &mut Tx, suffix: &str) -> Result<Vec<AnyRow>, ProjectionError> {
-        if let (Some(loader), "") = (&tx.loader, suffix) {
-            loader
-                .load(&self.table, &self.columns, &self.values)
-                .await?;
-            return Ok(Vec::new());
+    /// Adds rows to a table its projection only appends to (no conflict to settle, nothing to
+    /// return): by the transaction's [loader](Tx::loading) when it has one, else as
+    /// [`Rows::insert`] does.
+    pub async fn append(self, tx: &mut Tx) -> Result<(), ProjectionError> {
+        match tx.loader.clone() {
+            Some(loader) => loader.load(&self.table, &self.columns, &self.values).await,
+            None => self.insert(tx, "").await.map(drop),
         }
+    }
+
+    /// Inserts every row in the transaction; `suffix` follows the `VALUES` list
+    /// (`ON CONFLICT …`, `RETURNING …`). Returns what the statements return.
+    pub async fn insert(self, tx: &mut Tx, suffix: &str) -> Result<Vec<AnyRow>, ProjectionError> {
         let width = self.columns.len();
         let per_statement = (MAX_PARAMS / width).max(1);
         let mut returned = Vec::new();

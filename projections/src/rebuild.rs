@@ -77,7 +77,8 @@ const BUILD_BATCH: u32 = 10_000;
 /// deferred indexes; returns the position reached.
 ///
 /// The tables are invisible until the swap and are dropped if the rebuild fails, so each
-/// projection commits on its own and the batches need not be one transaction.
+/// projection commits on its own and the batches need not be one transaction; for the same
+/// reason their appended rows may go by the database's bulk path, committed on their own.
 async fn build(
     db: &Db,
     store: &Arc<dyn Store>,
@@ -85,30 +86,16 @@ async fn build(
     zone: Tz,
 ) -> Result<i64, ProjectionError> {
     let began = Instant::now();
-    // The new generations are invisible until the swap and dropped if the build fails: their
-    // plain inserts may go by the database's bulk path, committed on their own.
     let loader = db.dialect.loader();
-    let (mut reading, mut applying) = (Duration::ZERO, Duration::ZERO);
-    let mut position = 0;
-    let mut events = store.read_all(position, BUILD_BATCH).await?;
-    reading += began.elapsed();
-    while let Some(last) = events.last() {
-        position = last.position;
-        // Read and decode the next batch on another thread while this one is written.
-        let next = tokio::spawn({
-            let store = store.clone();
-            async move { store.read_all(position, BUILD_BATCH).await }
-        });
-        let started = Instant::now();
-        if let Err(e) = apply_all(db, targets, &events, zone, loader.as_ref()).await {
-            next.abort();
-            return Err(e);
-        }
-        let applied = Instant::now();
-        applying += applied - started;
-        events = next.await??;
-        reading += applied.elapsed();
+    let loaded = load(db, store, targets, zone, loader.as_ref()).await;
+    if let Some(loader) = &loader {
+        loader.close().await;
     }
+    let Loaded {
+        position,
+        reading,
+        applying,
+    } = loaded?;
     let indexing = Instant::now();
     for (projection, generation) in targets {
         let mut tx = db.begin().await?;
@@ -131,6 +118,50 @@ async fn build(
         "built"
     );
     Ok(position)
+}
+
+/// What [`load`] reached, and where its time went.
+struct Loaded {
+    position: i64,
+    reading: Duration,
+    applying: Duration,
+}
+
+/// Applies the whole readable log to the new generations, batch by batch.
+async fn load(
+    db: &Db,
+    store: &Arc<dyn Store>,
+    targets: &[(Projection, i64)],
+    zone: Tz,
+    loader: Option<&Arc<dyn Loader>>,
+) -> Result<Loaded, ProjectionError> {
+    let began = Instant::now();
+    let (mut reading, mut applying) = (Duration::ZERO, Duration::ZERO);
+    let mut position = 0;
+    let mut events = store.read_all(position, BUILD_BATCH).await?;
+    reading += began.elapsed();
+    while let Some(last) = events.last() {
+        position = last.position;
+        // Read and decode the next batch on another thread while this one is written.
+        let next = tokio::spawn({
+            let store = store.clone();
+            async move { store.read_all(position, BUILD_BATCH).await }
+        });
+        let started = Instant::now();
+        if let Err(e) = apply_all(db, targets, &events, zone, loader).await {
+            next.abort();
+            return Err(e);
+        }
+        let applied = Instant::now();
+        applying += applied - started;
+        events = next.await??;
+        reading += applied.elapsed();
+    }
+    Ok(Loaded {
+        position,
+        reading,
+        applying,
+    })
 }
 
 async fn analyze_all(db: &Db, targets: &[(Projection, i64)]) -> Result<(), ProjectionError> {
@@ -207,4 +238,107 @@ async fn swap(
     tx.commit().await?;
     tracing::info!(projection = name, generation, position, "rebuilt");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use domain::{EventId, Metadata, StreamId};
+    use futures::future::BoxFuture;
+    use infra::sql::PoolSettings;
+    use serde_json::json;
+    use uuid::Uuid;
+
+    use super::*;
+    use crate::db::Val;
+    use crate::table::Indexes;
+
+    /// Records what it is given to load, and loads nothing.
+    #[derive(Default)]
+    struct Recorder(Mutex<Vec<(String, usize)>>);
+
+    impl Loader for Recorder {
+        fn load<'a>(
+            &'a self,
+            table: &'a str,
+            columns: &'a [&'static str],
+            values: &'a [Val],
+        ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+            let rows = values.len() / columns.len();
+            self.0.lock().unwrap().push((table.to_owned(), rows));
+            Box::pin(async { Ok(()) })
+        }
+
+        fn close(&self) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    fn login(position: i64) -> RecordedEvent {
+        let session = Uuid::from_u128(u128::try_from(position).unwrap());
+        RecordedEvent {
+            position,
+            event_id: EventId::from_uuid(Uuid::now_v7()),
+            stream_id: StreamId::from_stored(format!("session-{session}")),
+            stream_version: 1,
+            event_type: crate::event::USER_LOGGED_IN.into(),
+            schema_version: 1,
+            occurred_at: chrono::DateTime::UNIX_EPOCH,
+            payload: json!({"session_id": session, "user_id": Uuid::from_u128(7),
+                "appid": "wxapp", "openid": "o1", "is_new_user": false}),
+            metadata: Metadata::system(Uuid::from_u128(3)),
+        }
+    }
+
+    /// A build's batch sends the rows its projections only append by the loader, and writes
+    /// the rest (here `audit_sessions`, `sessions`) in its transactions.
+    #[tokio::test]
+    async fn a_builds_appended_rows_go_by_its_loader() {
+        let db = Db::connect(&testkit::fresh_sqlite_url(), &PoolSettings::PATIENT)
+            .await
+            .unwrap();
+        let targets = [
+            (Projection::AuditLog, 2),
+            (Projection::LoginHistory, 2),
+            (Projection::Sessions, 2),
+        ];
+        for (projection, generation) in targets {
+            let mut tx = db.begin().await.unwrap();
+            schema::create_generation(&mut tx, &db, projection, generation, Indexes::ForWrites)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let recorder = Arc::new(Recorder::default());
+        let loader: Arc<dyn Loader> = recorder.clone();
+        let events = [login(1), login(2)];
+        apply_all(&db, &targets, &events, chrono_tz::UTC, Some(&loader))
+            .await
+            .unwrap();
+        let mut loaded = recorder.0.lock().unwrap().clone();
+        loaded.sort();
+        assert_eq!(
+            loaded,
+            [
+                ("audit_log_g2".to_owned(), 2),
+                ("login_history_g2".to_owned(), 2)
+            ]
+        );
+        for table in ["audit_sessions_g2", "sessions_g2"] {
+            let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
+                .fetch_one(&db.read)
+                .await
+                .unwrap();
+            assert_eq!(rows, 2, "{table}");
+        }
+        let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log_g2")
+            .fetch_one(&db.read)
+            .await
+            .unwrap();
+        assert_eq!(
+            copied, 0,
+            "the loader, not the transaction, had the appended rows"
+        );
+    }
 }

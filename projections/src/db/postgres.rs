@@ -1,11 +1,11 @@
 //! The read models on PostgreSQL: one pool for reads and writes; transaction-scoped advisory
 //! locks (every projection's, taken by each batch) keep instances from applying a batch twice.
-//! A rebuild loads its new generation's plain inserts by `COPY` ([`Copier`]), which sqlx's
+//! A rebuild loads its new generation's appended rows by `COPY` ([`Copier`]), which sqlx's
 //! `Any` driver does not offer: on connections of its own.
 
+use std::fmt;
 use std::str::FromStr;
 use std::sync::Arc;
-
 use std::time::Duration;
 
 use futures::future::BoxFuture;
@@ -44,11 +44,17 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
     })
 }
 
-#[derive(Debug)]
 struct Postgres {
     /// The read models' database again, for a rebuild's [`Copier`].
     options: PgConnectOptions,
     acquire_timeout: Duration,
+}
+
+/// By hand: the connect options hold the database's password.
+impl fmt::Debug for Postgres {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Postgres").finish_non_exhaustive()
+    }
 }
 
 impl Dialect for Postgres {
@@ -127,7 +133,8 @@ impl Dialect for Postgres {
         Some(format!("ANALYZE {table}"))
     }
 
-    /// Two connections: the rebuild loads `audit_log` and `login_history` at once.
+    /// Two connections: a rebuild's batch loads `audit_log` and `login_history` at once (a
+    /// third appended table would wait for one of them, each held only for its `COPY`).
     fn loader(&self) -> Option<Arc<dyn Loader>> {
         let pool = PgPoolOptions::new()
             .max_connections(2)
@@ -139,12 +146,12 @@ impl Dialect for Postgres {
 
 /// Loads rows by `COPY … FROM STDIN` in its text format: for PostgreSQL the cheapest way in
 /// (`audit_log`'s rows of a 200k-event log: 0.88 s, against 1.75 s for one `INSERT` of
-/// `unnest`ed arrays and more for multi-row `VALUES`; BENCHMARKS.md).
+/// `unnest`ed arrays and 2.30 s by `json_populate_recordset`; BENCHMARKS.md).
 struct Copier {
     pool: PgPool,
 }
 
-/// Rows sent to the server at a time.
+/// Bytes of rows sent to the server at a time.
 const COPY_CHUNK_BYTES: usize = 1 << 20;
 
 impl Loader for Copier {
@@ -169,10 +176,16 @@ impl Loader for Copier {
                     text.clear();
                 }
             }
-            copy.send(text.as_slice()).await?;
+            if !text.is_empty() {
+                copy.send(text.as_slice()).await?;
+            }
             copy.finish().await?;
             Ok(())
         })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.pool.close())
     }
 }
 
@@ -185,7 +198,7 @@ fn copy_row(out: &mut Vec<u8>, row: &[Val]) {
             out.push(b'\t');
         }
         match value {
-            Val::Int(Some(n)) => out.extend_from_slice(n.to_string().as_bytes()),
+            Val::Int(Some(n)) => out.extend_from_slice(itoa::Buffer::new().format(*n).as_bytes()),
             Val::Int(None) | Val::Text(None) => out.extend_from_slice(b"\\N"),
             Val::Text(Some(text)) => {
                 for &byte in text.as_bytes() {

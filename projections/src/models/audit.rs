@@ -96,7 +96,7 @@ pub(super) async fn apply(
             details: view.details.to_string(),
         });
     }
-    log.insert(tx, "").await?;
+    log.append(tx).await?;
     if !new_sessions.is_empty() {
         new_sessions
             .insert(tx, "ON CONFLICT (session_id) DO NOTHING")

@@ -94,7 +94,7 @@ pub(super) async fn apply(
         for login in pending {
             rows.push(login);
         }
-        rows.insert(tx, "").await?;
+        rows.append(tx).await?;
     }
     let table = LOGIN_HISTORY.physical(generation);
     for user in erased {
