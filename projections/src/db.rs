@@ -124,7 +124,7 @@ pub(crate) struct Tx {
     /// On SQLite, the read models' file's write turn, held until the transaction ends
     /// (declared after `tx`, so released after its rollback is queued).
     turn: Option<SqliteHeldTurn>,
-    /// Set by a rebuild's build: plain inserts go by the loader (see [`Rows::insert`]).
+    /// Set by a rebuild's build: appended rows go by the loader (see [`Rows::append`]).
     loader: Option<Arc<dyn Loader>>,
 }
 

@@ -173,7 +173,7 @@ async fn analyze_all(db: &Db, targets: &[(Projection, i64)]) -> Result<(), Proje
     Ok(())
 }
 
-/// Applies a batch to every target, each projection in its own transaction (its plain inserts
+/// Applies a batch to every target, each projection in its own transaction (its appended rows
 /// by `loader`, where there is one): on PostgreSQL they run at once on separate connections; on
 /// SQLite they queue for the one writer.
 async fn apply_all(
