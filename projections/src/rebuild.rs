@@ -252,7 +252,6 @@ mod tests {
 
     use super::*;
     use crate::db::Val;
-    use crate::table::Indexes;
 
     /// Records what it is given to load, and loads nothing.
     #[derive(Default)]
@@ -325,20 +324,17 @@ mod tests {
                 ("login_history_g2".to_owned(), 2)
             ]
         );
-        for table in ["audit_sessions_g2", "sessions_g2"] {
+        // The transactions wrote the rest, and not the rows the loader had.
+        for (table, written) in [
+            ("audit_sessions_g2", 2),
+            ("sessions_g2", 2),
+            ("audit_log_g2", 0),
+        ] {
             let rows: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM {table}"))
                 .fetch_one(&db.read)
                 .await
                 .unwrap();
-            assert_eq!(rows, 2, "{table}");
+            assert_eq!(rows, written, "{table}");
         }
-        let copied: i64 = sqlx::query_scalar("SELECT count(*) FROM audit_log_g2")
-            .fetch_one(&db.read)
-            .await
-            .unwrap();
-        assert_eq!(
-            copied, 0,
-            "the loader, not the transaction, had the appended rows"
-        );
     }
 }
