@@ -6,8 +6,9 @@
 //!
 //! What differs between the two databases sits behind [`Dialect`], one implementation per
 //! backend (`db/postgres.rs`, `db/sqlite.rs`): the integer type, how views are replaced, how a
-//! write transaction begins, the locks that apply each batch once across instances, and the
-//! placeholders of the writes' long parameter lists, and the bulk path a rebuild may load its
+//! write transaction begins, the locks that apply each batch once across instances, the
+//! placeholders of the writes' long parameter lists and how their multi-row `INSERT`s begin,
+//! and the bulk path a rebuild may load its
 //! appended rows by ([`Loader`]: PostgreSQL's `COPY`, on connections of its own since the `Any`
 //! driver has none). A write transaction ([`Tx`]) carries its dialect, so the models that write
 //! through it never ask which database they are on; nothing outside those two files does.
@@ -74,6 +75,13 @@ pub(crate) trait Dialect: Send + Sync + Debug {
     /// The placeholders of parameters `from..from + count` in a write statement whose
     /// parameters are all bound in order.
     fn placeholders(&self, from: usize, count: usize) -> String;
+    /// How [`Rows::insert`]'s multi-row `INSERT`s begin: `INSERT INTO`, or a form that spares
+    /// the database work whose only use is to undo part of a failed statement (SQLite's).
+    /// A failed statement fails its whole transaction here: every caller returns the error and
+    /// the transaction, dropped, rolls back.
+    fn insert_into(&self) -> &'static str {
+        "INSERT INTO"
+    }
     /// The statement that refreshes the planner's statistics of `table` once a rebuild
     /// filled it, if this database needs one (see [`crate::schema::analyze_generation`]).
     fn analyze(&self, table: &str) -> Option<String>;
@@ -319,14 +327,12 @@ impl<R: TableRow> Rows<R> {
         while values.peek().is_some() {
             let chunk: Vec<Val> = values.by_ref().take(per_statement * width).collect();
             let rows = chunk.len() / width;
-            let tuples: Vec<String> = (0..rows)
-                .map(|r| format!("({})", tx.placeholders(r * width + 1, width)))
-                .collect();
-            let sql = format!(
-                "INSERT INTO {} ({}) VALUES {} {suffix}",
-                self.table,
-                self.columns.join(", "),
-                tuples.join(", ")
+            let sql = insert_statement(
+                tx.dialect.as_ref(),
+                &self.table,
+                &self.columns,
+                rows,
+                suffix,
             );
             // Full chunks repeat and are worth a cached prepared statement; the last,
             // odd-sized one would only crowd the cache.
@@ -338,4 +344,24 @@ impl<R: TableRow> Rows<R> {
         }
         Ok(returned)
     }
+}
+
+/// A multi-row `INSERT` of `rows` rows into `table`, `suffix` after its `VALUES` list.
+fn insert_statement(
+    dialect: &dyn Dialect,
+    table: &str,
+    columns: &[&str],
+    rows: usize,
+    suffix: &str,
+) -> String {
+    let width = columns.len();
+    let tuples: Vec<String> = (0..rows)
+        .map(|r| format!("({})", dialect.placeholders(r * width + 1, width)))
+        .collect();
+    format!(
+        "{} {table} ({}) VALUES {} {suffix}",
+        dialect.insert_into(),
+        columns.join(", "),
+        tuples.join(", ")
+    )
 }

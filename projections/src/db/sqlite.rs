@@ -252,6 +252,16 @@ impl Dialect for Sqlite {
         vec!["?"; count].join(", ")
     }
 
+    /// `OR FAIL`: a constraint that fails ends the statement and leaves the rows it wrote
+    /// before (the transaction rolls back anyway). With the default `ABORT` SQLite must be able
+    /// to undo the statement alone, so it first copies every page the statement changes that
+    /// the transaction had before it into a statement journal (a temporary file past 64 KiB):
+    /// for the read models' batches that was most pages written twice. An upsert's
+    /// `DO UPDATE` keeps `ABORT` for its own checks, and with it the journal.
+    fn insert_into(&self) -> &'static str {
+        "INSERT OR FAIL INTO"
+    }
+
     /// None: without statistics SQLite's planner prefers an index anyway, and `ANALYZE` reads
     /// every index of the table whole.
     fn analyze(&self, _table: &str) -> Option<String> {
@@ -418,5 +428,84 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(rewritten, 12000);
+    }
+
+    /// The read models' multi-row inserts end a failing statement without undoing it alone
+    /// (`Dialect::insert_into`), so SQLite keeps no statement journal for them: no constraint
+    /// check in the statement's program aborts (`HaltIfNull`/`Halt` with P2 = 2, `OE_Abort`).
+    #[tokio::test]
+    async fn multi_row_inserts_keep_no_statement_journal() {
+        use sqlx::Row as _;
+
+        let db = Db::connect(&testkit::fresh_sqlite_url(), &PoolSettings::PATIENT)
+            .await
+            .unwrap();
+        let mut tx = db.begin().await.unwrap();
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL, n INTEGER)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        for suffix in ["", "ON CONFLICT (id) DO NOTHING"] {
+            let insert = super::super::insert_statement(
+                db.dialect.as_ref(),
+                "t",
+                &["id", "body", "n"],
+                3,
+                suffix,
+            );
+            let program = sqlx::query(&format!("EXPLAIN {insert}"))
+                .fetch_all(&mut *tx)
+                .await
+                .unwrap();
+            let checks: Vec<(String, i64)> = program
+                .iter()
+                .map(|op| (op.get::<String, _>("opcode"), op.get::<i64, _>("p2")))
+                .filter(|(opcode, _)| opcode.starts_with("Halt"))
+                .collect();
+            assert!(
+                checks.iter().any(|(opcode, _)| opcode == "HaltIfNull"),
+                "the NOT NULL check is in the program: {checks:?}"
+            );
+            assert!(
+                checks.iter().all(|(_, on_error)| *on_error != 2),
+                "{insert}: {checks:?}"
+            );
+        }
+    }
+
+    /// A multi-row insert that fails part-way leaves none of its rows once its transaction is
+    /// dropped, as with `ABORT`.
+    #[tokio::test]
+    async fn a_failed_multi_row_insert_leaves_none_of_its_rows() {
+        let db = Db::connect(&testkit::fresh_sqlite_url(), &PoolSettings::PATIENT)
+            .await
+            .unwrap();
+        let mut tx = db.begin().await.unwrap();
+        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL)")
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+
+        let mut tx = db.begin().await.unwrap();
+        let insert =
+            super::super::insert_statement(db.dialect.as_ref(), "t", &["id", "body"], 3, "");
+        // The third row's key repeats the first's: the first two are in before it fails.
+        let failed = sqlx::query(&insert)
+            .bind(1_i64)
+            .bind("a")
+            .bind(2_i64)
+            .bind("b")
+            .bind(1_i64)
+            .bind("c")
+            .execute(&mut *tx)
+            .await;
+        assert!(failed.is_err());
+        drop(tx);
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
+            .fetch_one(&db.read)
+            .await
+            .unwrap();
+        assert_eq!(rows, 0);
     }
 }
