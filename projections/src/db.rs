@@ -7,10 +7,9 @@
 //! What differs between the two databases sits behind [`Dialect`], one implementation per
 //! backend (`db/postgres.rs`, `db/sqlite.rs`): the integer type, how views are replaced, how a
 //! write transaction begins, the locks that apply each batch once across instances, the
-//! placeholders of the writes' long parameter lists and how their multi-row `INSERT`s begin,
-//! and the bulk path a rebuild may load its
-//! appended rows by ([`Loader`]: PostgreSQL's `COPY`, on connections of its own since the `Any`
-//! driver has none). A write transaction ([`Tx`]) carries its dialect, so the models that write
+//! placeholders of the writes' long parameter lists, how their multi-row `INSERT`s begin, and
+//! the bulk path a rebuild may load its appended rows by ([`Loader`]: PostgreSQL's `COPY`, on
+//! connections of its own since the `Any` driver has none). A write transaction ([`Tx`]) carries its dialect, so the models that write
 //! through it never ask which database they are on; nothing outside those two files does.
 
 mod postgres;
@@ -76,9 +75,8 @@ pub(crate) trait Dialect: Send + Sync + Debug {
     /// parameters are all bound in order.
     fn placeholders(&self, from: usize, count: usize) -> String;
     /// How [`Rows::insert`]'s multi-row `INSERT`s begin: `INSERT INTO`, or a form that spares
-    /// the database work whose only use is to undo part of a failed statement (SQLite's).
-    /// A failed statement fails its whole transaction here: every caller returns the error and
-    /// the transaction, dropped, rolls back.
+    /// the database work whose only use is to undo a failed statement alone (SQLite's), which
+    /// may leave the failed statement's earlier rows in the transaction (see [`Rows::insert`]).
     fn insert_into(&self) -> &'static str {
         "INSERT INTO"
     }
@@ -319,6 +317,9 @@ impl<R: TableRow> Rows<R> {
 
     /// Inserts every row in the transaction; `suffix` follows the `VALUES` list
     /// (`ON CONFLICT …`, `RETURNING …`). Returns what the statements return.
+    ///
+    /// On an error, return it and never commit `tx`: on SQLite the failed statement's earlier
+    /// rows stay in the transaction ([`Dialect::insert_into`]), which only its rollback undoes.
     pub async fn insert(self, tx: &mut Tx, suffix: &str) -> Result<Vec<AnyRow>, ProjectionError> {
         let width = self.columns.len();
         let per_statement = (MAX_PARAMS / width).max(1);
@@ -346,7 +347,8 @@ impl<R: TableRow> Rows<R> {
     }
 }
 
-/// A multi-row `INSERT` of `rows` rows into `table`, `suffix` after its `VALUES` list.
+/// A multi-row `INSERT` of `rows` rows into `table`, `suffix` after its `VALUES` list (on its
+/// own so that tests can `EXPLAIN` the very text [`Rows::insert`] sends).
 fn insert_statement(
     dialect: &dyn Dialect,
     table: &str,

@@ -254,10 +254,15 @@ impl Dialect for Sqlite {
 
     /// `OR FAIL`: a constraint that fails ends the statement and leaves the rows it wrote
     /// before (the transaction rolls back anyway). With the default `ABORT` SQLite must be able
-    /// to undo the statement alone, so it first copies every page the statement changes that
-    /// the transaction had before it into a statement journal (a temporary file past 64 KiB):
-    /// for the read models' batches that was most pages written twice. An upsert's
-    /// `DO UPDATE` keeps `ABORT` for its own checks, and with it the journal.
+    /// to undo the statement alone, so inside a transaction it first copies every page the
+    /// statement changes that existed when it began into a statement journal (a temporary
+    /// file past 64 KiB, `temp_store` being left at its default): 6 % of a rebuild's samples,
+    /// BENCHMARKS.md. An upsert's `DO UPDATE` keeps `ABORT` for its own checks, and with it
+    /// the journal. Without a
+    /// journal, a full disk, lack of memory or an I/O error mid-statement ends the whole
+    /// transaction inside SQLite: its `ROLLBACK` then fails and the pool replaces the
+    /// connection (`infra::sql::checked_pool`); the batch is applied again later, as after any
+    /// error.
     fn insert_into(&self) -> &'static str {
         "INSERT OR FAIL INTO"
     }
@@ -398,7 +403,7 @@ mod tests {
     }
 
     /// A read-model transaction may rewrite megabytes of pages that existed before it (a
-    /// rebuild's batches do): the statement's journal outgrows memory and goes to a file. With
+    /// rebuild's `users` upserts and its swap's `DROP TABLE` do): the statement's journal outgrows memory and goes to a file. With
     /// SQLite compiled to keep 4 MiB of it in memory, that copy wrote nothing and the rebuild
     /// failed as if the disk were full (BENCHMARKS.md, "Measured and reverted").
     #[tokio::test]
@@ -432,49 +437,59 @@ mod tests {
 
     /// The read models' multi-row inserts end a failing statement without undoing it alone
     /// (`Dialect::insert_into`), so SQLite keeps no statement journal for them: no constraint
-    /// check in the statement's program aborts (`HaltIfNull`/`Halt` with P2 = 2, `OE_Abort`).
+    /// check in the statement's program aborts (`HaltIfNull`/`Halt` with P2 = `OE_Abort`),
+    /// where the plain `INSERT INTO` has such checks. Only constraint checks are scanned: a
+    /// function call in the statement would need the journal too, and these bind only values.
     #[tokio::test]
     async fn multi_row_inserts_keep_no_statement_journal() {
         use sqlx::Row as _;
 
+        /// `OE_Abort` (sqliteInt.h): `EXPLAIN` shows a check's conflict resolution raw in P2.
+        const OE_ABORT: i64 = 2;
         let db = Db::connect(&testkit::fresh_sqlite_url(), &PoolSettings::PATIENT)
             .await
             .unwrap();
         let mut tx = db.begin().await.unwrap();
-        sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, body TEXT NOT NULL, n INTEGER)")
-            .execute(&mut *tx)
+        sqlx::query(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY, code TEXT NOT NULL UNIQUE, n INTEGER)",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        let columns = ["id", "code", "n"];
+        let aborting = |program: Vec<sqlx::any::AnyRow>| -> Vec<String> {
+            program
+                .iter()
+                .filter(|op| op.get::<String, _>("opcode").starts_with("Halt"))
+                .filter(|op| op.get::<i64, _>("p2") == OE_ABORT)
+                .map(|op| op.get::<String, _>("opcode"))
+                .collect()
+        };
+        // The control: the plain form has aborting checks, so the scan can see them.
+        let plain = crate::db::insert_statement(db.dialect.as_ref(), "t", &columns, 3, "")
+            .replacen("INSERT OR FAIL INTO", "INSERT INTO", 1);
+        let program = sqlx::query(&format!("EXPLAIN {plain}"))
+            .fetch_all(&mut *tx)
             .await
             .unwrap();
-        for suffix in ["", "ON CONFLICT (id) DO NOTHING"] {
-            let insert = super::super::insert_statement(
-                db.dialect.as_ref(),
-                "t",
-                &["id", "body", "n"],
-                3,
-                suffix,
-            );
+        assert!(!aborting(program).is_empty(), "{plain}");
+        for suffix in [
+            "",
+            "ON CONFLICT (code) DO NOTHING",
+            "ON CONFLICT DO NOTHING RETURNING id",
+        ] {
+            let insert = crate::db::insert_statement(db.dialect.as_ref(), "t", &columns, 3, suffix);
             let program = sqlx::query(&format!("EXPLAIN {insert}"))
                 .fetch_all(&mut *tx)
                 .await
                 .unwrap();
-            let checks: Vec<(String, i64)> = program
-                .iter()
-                .map(|op| (op.get::<String, _>("opcode"), op.get::<i64, _>("p2")))
-                .filter(|(opcode, _)| opcode.starts_with("Halt"))
-                .collect();
-            assert!(
-                checks.iter().any(|(opcode, _)| opcode == "HaltIfNull"),
-                "the NOT NULL check is in the program: {checks:?}"
-            );
-            assert!(
-                checks.iter().all(|(_, on_error)| *on_error != 2),
-                "{insert}: {checks:?}"
-            );
+            assert_eq!(aborting(program), Vec::<String>::new(), "{insert}");
         }
     }
 
-    /// A multi-row insert that fails part-way leaves none of its rows once its transaction is
-    /// dropped, as with `ABORT`.
+    /// A multi-row insert that fails part-way keeps the rows before the failing one in its
+    /// transaction (`OR FAIL`), and none of them once the transaction is dropped: not for the
+    /// next writer on the same connection, nor for readers.
     #[tokio::test]
     async fn a_failed_multi_row_insert_leaves_none_of_its_rows() {
         let db = Db::connect(&testkit::fresh_sqlite_url(), &PoolSettings::PATIENT)
@@ -488,8 +503,7 @@ mod tests {
         tx.commit().await.unwrap();
 
         let mut tx = db.begin().await.unwrap();
-        let insert =
-            super::super::insert_statement(db.dialect.as_ref(), "t", &["id", "body"], 3, "");
+        let insert = crate::db::insert_statement(db.dialect.as_ref(), "t", &["id", "body"], 3, "");
         // The third row's key repeats the first's: the first two are in before it fails.
         let failed = sqlx::query(&insert)
             .bind(1_i64)
@@ -500,12 +514,26 @@ mod tests {
             .bind("c")
             .execute(&mut *tx)
             .await;
-        assert!(failed.is_err());
+        let failed = failed.expect_err("the repeated key fails the statement");
+        assert!(
+            failed
+                .as_database_error()
+                .is_some_and(|e| e.is_unique_violation()),
+            "{failed}"
+        );
+        let count = "SELECT count(*) FROM t";
+        let kept: i64 = sqlx::query_scalar(count).fetch_one(&mut *tx).await.unwrap();
+        assert_eq!(kept, 2, "OR FAIL keeps the rows before the failing one");
         drop(tx);
-        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM t")
-            .fetch_one(&db.read)
+        // The next transaction on the one writer connection, then a reader.
+        let mut next = db.begin().await.unwrap();
+        let rows: i64 = sqlx::query_scalar(count)
+            .fetch_one(&mut *next)
             .await
             .unwrap();
+        assert_eq!(rows, 0);
+        drop(next);
+        let rows: i64 = sqlx::query_scalar(count).fetch_one(&db.read).await.unwrap();
         assert_eq!(rows, 0);
     }
 }
