@@ -112,14 +112,14 @@ const SUSPECT_FOR: Duration = Duration::from_secs(2);
 /// restart meanwhile) is still tested before use.
 ///
 /// Why close a connection still in a transaction: when SQLite fails a `COMMIT` (a full disk:
-/// `SQLITE_FULL`, an I/O error), or a statement it keeps no statement journal for (the read
-/// models' `INSERT OR FAIL`) on the same errors, it may roll the transaction back by itself; sqlx then still
-/// counts it open, its `ROLLBACK` on drop fails ("no transaction is active"), and the count
-/// stays at one for good. Pooled again, that connection refused every later `BEGIN IMMEDIATE`
-/// ("attempted to call begin_with at non-zero transaction depth") and, with a plain `BEGIN`,
-/// opened a savepoint instead; had the transaction survived with its rollback failing too, it
-/// would have kept the database's write lock. Every write answered 500 until a restart, even
-/// once the disk had room again. A fresh connection has none of that state.
+/// `SQLITE_FULL`, an I/O error), or a full disk fails a statement it keeps no statement
+/// journal for (the read models' `INSERT OR FAIL`), it may roll the transaction back by
+/// itself; sqlx then still counts it open, its `ROLLBACK` on drop fails ("no transaction is
+/// active"), and the count stays at one for good. Pooled again, that connection refused every
+/// later `BEGIN IMMEDIATE` ("attempted to call begin_with at non-zero transaction depth") and,
+/// with a plain `BEGIN`, opened a savepoint instead; had the transaction survived with its
+/// rollback failing too, it would have kept the database's write lock. Every write answered 500
+/// until a restart, even once the disk had room again. A fresh connection has none of that state.
 pub fn checked_pool<DB: Database>(options: PoolOptions<DB>) -> PoolOptions<DB> {
     Liveness::default().tested(options)
 }

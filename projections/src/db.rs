@@ -9,8 +9,9 @@
 //! write transaction begins, the locks that apply each batch once across instances, the
 //! placeholders of the writes' long parameter lists, how their multi-row `INSERT`s begin, and
 //! the bulk path a rebuild may load its appended rows by ([`Loader`]: PostgreSQL's `COPY`, on
-//! connections of its own since the `Any` driver has none). A write transaction ([`Tx`]) carries its dialect, so the models that write
-//! through it never ask which database they are on; nothing outside those two files does.
+//! connections of its own since the `Any` driver has none). A write transaction ([`Tx`])
+//! carries its dialect, so the models that write through it never ask which database they are
+//! on; nothing outside those two files does.
 
 mod postgres;
 mod sqlite;

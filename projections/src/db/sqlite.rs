@@ -258,11 +258,10 @@ impl Dialect for Sqlite {
     /// statement changes that existed when it began into a statement journal (a temporary
     /// file past 64 KiB, `temp_store` being left at its default): 6 % of a rebuild's samples,
     /// BENCHMARKS.md. An upsert's `DO UPDATE` keeps `ABORT` for its own checks, and with it
-    /// the journal. Without a
-    /// journal, a full disk, lack of memory or an I/O error mid-statement ends the whole
-    /// transaction inside SQLite: its `ROLLBACK` then fails and the pool replaces the
-    /// connection (`infra::sql::checked_pool`); the batch is applied again later, as after any
-    /// error.
+    /// the journal. Without a journal a full disk or lack of memory mid-statement ends the
+    /// whole transaction inside SQLite, as an I/O error always did: its `ROLLBACK` then fails
+    /// and the pool replaces the connection (`infra::sql::checked_pool`); the batch is applied
+    /// again later, as after any error.
     fn insert_into(&self) -> &'static str {
         "INSERT OR FAIL INTO"
     }
@@ -403,7 +402,8 @@ mod tests {
     }
 
     /// A read-model transaction may rewrite megabytes of pages that existed before it (a
-    /// rebuild's `users` upserts and its swap's `DROP TABLE` do): the statement's journal outgrows memory and goes to a file. With
+    /// rebuild's `users` upserts and its swap's `DROP TABLE` do): the statement's journal
+    /// outgrows memory and goes to a file. With
     /// SQLite compiled to keep 4 MiB of it in memory, that copy wrote nothing and the rebuild
     /// failed as if the disk were full (BENCHMARKS.md, "Measured and reverted").
     #[tokio::test]
