@@ -403,9 +403,9 @@ mod tests {
 
     /// A read-model transaction may rewrite megabytes of pages that existed before it (a
     /// rebuild's `users` upserts and its swap's `DROP TABLE` do): the statement's journal
-    /// outgrows memory and goes to a file. With
-    /// SQLite compiled to keep 4 MiB of it in memory, that copy wrote nothing and the rebuild
-    /// failed as if the disk were full (BENCHMARKS.md, "Measured and reverted").
+    /// outgrows memory and goes to a file. With SQLite compiled to keep 4 MiB of it in memory,
+    /// that copy wrote nothing and the rebuild failed as if the disk were full (BENCHMARKS.md,
+    /// "Measured and reverted").
     #[tokio::test]
     async fn a_transaction_rewrites_megabytes_of_existing_pages() {
         let db = Db::connect(&testkit::fresh_sqlite_url(), &PoolSettings::PATIENT)
