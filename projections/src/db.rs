@@ -81,6 +81,19 @@ pub(crate) trait Dialect: Send + Sync + Debug {
     fn insert_into(&self) -> &'static str {
         "INSERT INTO"
     }
+    /// Runs one write statement as a transaction of its own, with no `BEGIN` (on SQLite in
+    /// the write turn): for statements that need no company and are costly inside a
+    /// transaction, as SQLite's `DROP TABLE` is (see `schema::drop_retired`).
+    fn write_alone<'a>(
+        &'a self,
+        db: &'a Db,
+        statement: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            sqlx::query(statement).execute(&db.write).await?;
+            Ok(())
+        })
+    }
     /// The statement that refreshes the planner's statistics of `table` once a rebuild
     /// filled it, if this database needs one (see [`crate::schema::analyze_generation`]).
     fn analyze(&self, table: &str) -> Option<String>;
@@ -207,6 +220,13 @@ impl Db {
         self.liveness.observe(&begun);
         let (tx, turn) = begun?;
         Ok(Tx::new(tx, Arc::clone(&self.dialect), turn))
+    }
+
+    /// See [`Dialect::write_alone`].
+    pub async fn write_alone(&self, statement: &str) -> Result<(), ProjectionError> {
+        let written = self.dialect.write_alone(self, statement).await;
+        self.liveness.observe(&written);
+        written
     }
 
     /// Runs an idempotent read on the read pool, again once if its connection was lost:

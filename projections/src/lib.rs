@@ -85,6 +85,8 @@ impl ReadModels {
     ) -> Result<Self, ProjectionError> {
         let db = Db::connect(database_url, settings).await?;
         schema::init(&db, stats_timezone).await?;
+        // Left by a rebuild that stopped between its swap and its drops.
+        schema::drop_retired(&db).await;
         Ok(Self {
             db: Arc::new(db),
             stats_timezone,

@@ -202,12 +202,13 @@ async fn swap_all(
 ) -> Result<(), ProjectionError> {
     for (projection, generation) in targets {
         swap(db, store, *projection, *generation, position, zone).await?;
+        schema::drop_retired(db).await;
     }
     Ok(())
 }
 
 /// Under the projection's lock: apply what the log gained since the build, make the new
-/// generation live, drop the old one.
+/// generation live, retire the old one (dropped once this has committed).
 async fn swap(
     db: &Db,
     store: &dyn Store,
@@ -233,7 +234,7 @@ async fn swap(
         stats_zone::record(&mut tx, zone).await?;
     }
     if old != generation {
-        schema::drop_generation(&mut tx, projection, old).await?;
+        schema::retire(&mut tx, projection, old).await?;
     }
     tx.commit().await?;
     tracing::info!(projection = name, generation, position, "rebuilt");
@@ -288,6 +289,39 @@ mod tests {
                 "appid": "wxapp", "openid": "o1", "is_new_user": false}),
             metadata: Metadata::system(Uuid::from_u128(3)),
         }
+    }
+
+    /// A rebuild's swap retires the old generation and the rebuild drops it before it returns:
+    /// only the new generation's tables are left, and nothing stays recorded as retired.
+    async fn a_rebuild_leaves_only_the_new_generation(url: String, tables: &str) {
+        let store = infra::store::connect(&url).await.unwrap();
+        let models = ReadModels::connect(&url, chrono_tz::UTC).await.unwrap();
+        rebuild(&models, store, Some("audit_log")).await.unwrap();
+        let left: Vec<String> = sqlx::query_scalar(&format!(
+            "SELECT name FROM ({tables}) AS t WHERE name LIKE 'audit%' \
+             UNION ALL SELECT name || generation FROM retired_generations ORDER BY 1"
+        ))
+        .fetch_all(&models.db().read)
+        .await
+        .unwrap();
+        assert_eq!(left, ["audit_log_g2", "audit_sessions_g2"]);
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_leaves_only_the_new_generation_on_sqlite() {
+        let url = format!("{}?mode=rwc", testkit::fresh_sqlite_url());
+        let tables = "SELECT name FROM sqlite_master WHERE type = 'table'";
+        a_rebuild_leaves_only_the_new_generation(url, tables).await;
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_leaves_only_the_new_generation_on_postgres() {
+        let Some(url) = testkit::fresh_postgres_url().await else {
+            return;
+        };
+        let tables = "SELECT table_name::text AS name FROM information_schema.tables \
+                      WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'";
+        a_rebuild_leaves_only_the_new_generation(url, tables).await;
     }
 
     /// A build's batch sends the rows its projections only append by the loader, and writes

@@ -20,6 +20,7 @@ pub(crate) async fn init(db: &Db, stats_zone: Tz) -> Result<(), ProjectionError>
     let mut tx = db.begin().await?;
     db.dialect.lock_init(&mut tx).await?;
     checkpoint::create_table(&mut tx, db.dialect.int_type()).await?;
+    create_retired_table(&mut tx, db.dialect.int_type()).await?;
     let mut fresh_stats = false;
     for projection in Projection::ALL {
         if checkpoint::insert_first(&mut tx, projection.name()).await? {
@@ -80,6 +81,79 @@ pub(crate) async fn drop_generation(
     per_table(conn, projection, |table| [table.drop(generation)]).await
 }
 
+/// `retired_generations`: generations a swap took out of use whose tables are still to drop
+/// ([`drop_retired`]); `int` is the dialect's integer type.
+async fn create_retired_table(conn: &mut AnyConnection, int: &str) -> Result<(), ProjectionError> {
+    let sql = format!(
+        "CREATE TABLE IF NOT EXISTS retired_generations (\
+         name text NOT NULL, \
+         generation {int} NOT NULL, \
+         PRIMARY KEY (name, generation))"
+    );
+    sqlx::query(&sql).execute(conn).await?;
+    Ok(())
+}
+
+/// Inside a swap's transaction: `generation` is no longer the projection's live one. Its
+/// tables are dropped once the swap has committed, by [`drop_retired`], not in the swap's
+/// transaction: on SQLite a `DROP TABLE` inside a transaction first copies every page it
+/// zeroes (`secure_delete`) into a statement journal (BENCHMARKS.md, "Landed: old
+/// generations dropped outside the swap"). Recorded here so that a crash before they are
+/// dropped leaves them to the next start, not in the file for good.
+pub(crate) async fn retire(
+    conn: &mut AnyConnection,
+    projection: Projection,
+    generation: i64,
+) -> Result<(), ProjectionError> {
+    sqlx::query(
+        "INSERT INTO retired_generations (name, generation) VALUES ($1, $2) \
+         ON CONFLICT (name, generation) DO NOTHING",
+    )
+    .bind(projection.name())
+    .bind(generation)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Drops the tables of every generation swaps retired, each table by a statement of its own outside any transaction ([`Db::write_alone`]), then the
+/// generation's row. A retired generation is never live again and no rebuild writes to it, so
+/// nothing else needs to be held meanwhile; instances doing it at once drop `IF EXISTS`. A
+/// failure is logged: what is left stays recorded for the next swap or start.
+pub(crate) async fn drop_retired(db: &Db) {
+    if let Err(error) = try_drop_retired(db).await {
+        tracing::warn!(
+            %error,
+            "a retired generation of the read models could not be dropped yet: tried again at \
+             the next rebuild or start"
+        );
+    }
+}
+
+async fn try_drop_retired(db: &Db) -> Result<(), ProjectionError> {
+    let retired: Vec<(String, i64)> =
+        sqlx::query_as("SELECT name, generation FROM retired_generations ORDER BY generation")
+            .fetch_all(&db.write)
+            .await?;
+    for (name, generation) in retired {
+        // An unknown name is a projection a later version added: its tables are not ours.
+        let Some(retired) = Projection::from_name(&name) else {
+            continue;
+        };
+        for table in retired.tables() {
+            db.write_alone(&table.drop(generation)).await?;
+        }
+        // Both values are ours (a projection's name, an integer): nothing to bind.
+        let forget = format!(
+            "DELETE FROM retired_generations WHERE name = '{}' AND generation = {generation}",
+            retired.name()
+        );
+        db.write_alone(&forget).await?;
+        tracing::debug!(projection = name, generation, "retired generation dropped");
+    }
+    Ok(())
+}
+
 /// Points the projection's views at `generation` (atomically, inside the caller's
 /// transaction).
 pub(crate) async fn point_views(
@@ -112,6 +186,57 @@ async fn per_table<S: IntoIterator<Item = String>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The read models' tables named like `pattern`, in order.
+    async fn tables(db: &Db, pattern: &str) -> Vec<String> {
+        sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE $1 ORDER BY name",
+        )
+        .bind(pattern)
+        .fetch_all(&db.read)
+        .await
+        .unwrap()
+    }
+
+    /// A rebuild that stopped between its swap and its drops leaves the old generation
+    /// recorded as retired: the next start drops it, and only it.
+    #[tokio::test]
+    async fn a_generation_left_retired_is_dropped_at_the_next_start() {
+        let url = testkit::fresh_sqlite_url();
+        let models = crate::ReadModels::connect(&url, chrono_tz::UTC)
+            .await
+            .unwrap();
+        let db = models.db();
+        for generation in [5, 6] {
+            let mut tx = db.begin().await.unwrap();
+            create_generation(&mut tx, db, Projection::AuditLog, generation, Indexes::All)
+                .await
+                .unwrap();
+            tx.commit().await.unwrap();
+        }
+        let mut tx = db.begin().await.unwrap();
+        retire(&mut tx, Projection::AuditLog, 5).await.unwrap();
+        tx.commit().await.unwrap();
+
+        let again = crate::ReadModels::connect(&url, chrono_tz::UTC)
+            .await
+            .unwrap();
+        assert_eq!(
+            tables(again.db(), "audit%").await,
+            [
+                "audit_log_g1",
+                "audit_log_g6",
+                "audit_sessions_g1",
+                "audit_sessions_g6"
+            ],
+            "the live generation and one not retired (a rebuild's, say) stay"
+        );
+        let retired: i64 = sqlx::query_scalar("SELECT count(*) FROM retired_generations")
+            .fetch_one(&again.db().read)
+            .await
+            .unwrap();
+        assert_eq!(retired, 0);
+    }
 
     #[test]
     fn a_rebuild_gets_every_index_once_its_deferred_ones_are_added() {

@@ -127,7 +127,7 @@ impl SqliteStore {
                     // passes. Each is cut back when its statement ends, so they are bounded by
                     // what one statement writes: a group of appends, one user's erasure. The one
                     // unbounded user, `VACUUM`, turns it off (`compact`). Not on the read models'
-                    // writer, whose `DROP TABLE` of an old generation journals the whole table.
+                    // writer, whose rebuild's `users` upserts journal megabytes of pages.
                     .pragma("temp_store", WRITER_TEMP_STORE)
                     .pragma("journal_size_limit", checkpoint::WAL_SIZE_LIMIT),
             )

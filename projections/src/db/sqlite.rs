@@ -94,8 +94,8 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
                 if writer {
                     // The writer may change more pages in a transaction than its cache holds
                     // before any is written out early, as the store's writer does. Its
-                    // temporary files stay on disk (`temp_store`): an old generation's
-                    // `DROP TABLE` journals every page of the table. Its commits checkpoint
+                    // temporary files stay on disk (`temp_store`): a rebuild's `users` upserts
+                    // journal megabytes of pages that existed before. Its commits checkpoint
                     // the WAL (SQLite's default, every 1,000 pages): no append waits on them.
                     let spill = format!(
                         "PRAGMA cache_spill = {}",
@@ -216,6 +216,23 @@ impl Dialect for Sqlite {
             turn.observe(&locked);
             locked?;
             Ok((tx, Some(turn)))
+        })
+    }
+
+    /// In the write turn, on the writer, with no `BEGIN`: SQLite keeps a statement journal
+    /// for every statement that may abort inside a transaction, and a `DROP TABLE` under
+    /// `secure_delete` copies every page it zeroes into it first (BENCHMARKS.md).
+    fn write_alone<'a>(
+        &'a self,
+        db: &'a Db,
+        statement: &'a str,
+    ) -> BoxFuture<'a, Result<(), ProjectionError>> {
+        Box::pin(async move {
+            let turn = self.turn.take().await?;
+            let written = sqlx::query(statement).execute(&db.write).await;
+            turn.observe(&written);
+            written?;
+            Ok(())
         })
     }
 
@@ -401,8 +418,76 @@ mod tests {
         assert_eq!(wal_size(), 0, "still owed, and paid once the reader let go");
     }
 
+    /// A retired generation is dropped outside any transaction (SQLite refuses `VACUUM` in
+    /// one), so the `DROP TABLE` keeps no statement journal, and under `secure_delete`, so
+    /// its rows are overwritten, not left in the file's free pages.
+    #[tokio::test]
+    async fn a_dropped_generation_leaves_nothing_in_the_file() {
+        use crate::models::Projection;
+        use crate::schema;
+        use crate::table::Indexes;
+
+        const MARKER: &[u8] = b"retired-openid-";
+        let url = testkit::fresh_sqlite_url();
+        let db = Db::connect(&url, &PoolSettings::PATIENT).await.unwrap();
+        schema::init(&db, chrono_tz::UTC).await.unwrap();
+        db.write_alone("VACUUM").await.unwrap();
+
+        let mut tx = db.begin().await.unwrap();
+        schema::create_generation(&mut tx, &db, Projection::LoginHistory, 5, Indexes::All)
+            .await
+            .unwrap();
+        sqlx::query(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500) \
+             INSERT INTO login_history_g5 (position, session_id, user_id, openid, occurred_at, \
+             is_new_user) SELECT i, 's' || i, 'u' || i, 'retired-openid-' || i, i, 0 FROM n",
+        )
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        let path = super::filename(&infra::database_url::sqlite_read_models_url(&url)).unwrap();
+        let holds_marker = || {
+            let wal = format!("{}-wal", path.display());
+            [
+                std::fs::read(&path).unwrap(),
+                std::fs::read(wal).unwrap_or_default(),
+            ]
+            .iter()
+            .any(|bytes| bytes.windows(MARKER.len()).any(|w| w == MARKER))
+        };
+        db.dialect.owe_purge();
+        db.dialect.purge_if_owed(&db).await;
+        assert!(holds_marker(), "the rows are in the file before the drop");
+
+        let mut tx = db.begin().await.unwrap();
+        schema::retire(&mut tx, Projection::LoginHistory, 5)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        schema::drop_retired(&db).await;
+        db.dialect.owe_purge();
+        db.dialect.purge_if_owed(&db).await;
+        assert!(
+            !holds_marker(),
+            "a dropped generation's rows stay readable in the file"
+        );
+        let left: i64 = sqlx::query_scalar(
+            "SELECT (SELECT count(*) FROM sqlite_master WHERE name LIKE 'login_history_g5%') \
+             + (SELECT count(*) FROM retired_generations)",
+        )
+        .fetch_one(&db.read)
+        .await
+        .unwrap();
+        assert_eq!(
+            left, 0,
+            "the generation's tables and indexes, and its row, are gone"
+        );
+    }
+
     /// A read-model transaction may rewrite megabytes of pages that existed before it (a
-    /// rebuild's `users` upserts and its swap's `DROP TABLE` do): the statement's journal
+    /// rebuild's `users` upserts do; its swap's `DROP TABLE` did, before it ran outside any
+    /// transaction, `Dialect::write_alone`): the statement's journal
     /// outgrows memory and goes to a file. With SQLite compiled to keep 4 MiB of it in memory,
     /// that copy wrote nothing and the rebuild failed as if the disk were full (BENCHMARKS.md,
     /// "Measured and reverted").
