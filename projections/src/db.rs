@@ -7,8 +7,9 @@
 //! What differs between the two databases sits behind [`Dialect`], one implementation per
 //! backend (`db/postgres.rs`, `db/sqlite.rs`): the integer type, how views are replaced, how a
 //! write transaction begins, the locks that apply each batch once across instances, the
-//! placeholders of the writes' long parameter lists, how their multi-row `INSERT`s begin, and
-//! the bulk path a rebuild may load its appended rows by ([`Loader`]: PostgreSQL's `COPY`, on
+//! placeholders of the writes' long parameter lists, how their multi-row `INSERT`s begin, how
+//! a statement runs alone, outside any transaction, and the bulk path a rebuild may load its
+//! appended rows by ([`Loader`]: PostgreSQL's `COPY`, on
 //! connections of its own since the `Any` driver has none). A write transaction ([`Tx`])
 //! carries its dialect, so the models that write through it never ask which database they are
 //! on; nothing outside those two files does.
@@ -82,8 +83,8 @@ pub(crate) trait Dialect: Send + Sync + Debug {
         "INSERT INTO"
     }
     /// Runs one write statement as a transaction of its own, with no `BEGIN` (on SQLite in
-    /// the write turn): for statements that need no company and are costly inside a
-    /// transaction, as SQLite's `DROP TABLE` is (see `schema::drop_retired`).
+    /// the write turn): for a statement that need not be atomic with any other and costs more
+    /// inside a transaction, as SQLite's `DROP TABLE` does (see `schema::drop_retired`).
     fn write_alone<'a>(
         &'a self,
         db: &'a Db,

@@ -70,8 +70,9 @@ pub struct ReadModels {
 
 impl ReadModels {
     /// Connects to the read models' database (on SQLite their file beside the store's, after
-    /// dropping what an older version left in the store's) and creates their tables if missing.
-    /// `stats_timezone` (`IDENTITY_STATS_TIMEZONE`) is where the daily stats' days start.
+    /// dropping what an older version left in the store's), creates their tables if missing
+    /// and drops the generations a rebuild retired but had not dropped (seconds on SQLite for a
+    /// large one). `stats_timezone` (`IDENTITY_STATS_TIMEZONE`) is where the daily stats' days start.
     /// Waits for connections patiently (`PoolSettings::PATIENT`).
     pub async fn connect(database_url: &str, stats_timezone: Tz) -> Result<Self, ProjectionError> {
         Self::connect_with(database_url, stats_timezone, &PoolSettings::PATIENT).await

@@ -1,7 +1,7 @@
 //! Rebuild: replay the whole log into a fresh generation of a projection's tables beside the
 //! live one, then swap it in. Queries and the live runner keep working meanwhile; the swap
 //! happens in one transaction holding the projection's lock, after applying what the log
-//! gained during the rebuild.
+//! gained during the rebuild, and retires the old generation, dropped once it has committed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -47,12 +47,13 @@ pub async fn rebuild(
         Err(e) => Err(e),
     };
     if let Err(e) = result {
-        // Leave no half-built tables behind (best effort: the error is what matters).
+        // Leave no half-built tables behind (best effort: the error is what matters): the
+        // generations not swapped in are retired, and dropped as a swap's old ones are.
         for (projection, generation) in &targets {
             if let Ok(mut tx) = db.begin().await {
                 let current = checkpoint::load(&mut tx, projection.name()).await;
                 if current.is_ok_and(|c| c.generation != *generation)
-                    && schema::drop_generation(&mut tx, *projection, *generation)
+                    && schema::retire(&mut tx, *projection, *generation)
                         .await
                         .is_ok()
                 {
@@ -60,10 +61,12 @@ pub async fn rebuild(
                 }
             }
         }
+        schema::drop_retired(db).await;
         return Err(e);
     }
-    // The log's erasures were applied to the new generations and the old ones dropped: no
-    // page as it was before either stays in a WAL of the read models' own (SQLite).
+    // The log's erasures were applied to the new generations and the old ones dropped (or
+    // left retired for the next start): no page as it was before either stays in a WAL of the
+    // read models' own (SQLite).
     db.dialect.owe_purge();
     db.dialect.purge_if_owed(db).await;
     models.status().await
@@ -293,35 +296,26 @@ mod tests {
 
     /// A rebuild's swap retires the old generation and the rebuild drops it before it returns:
     /// only the new generation's tables are left, and nothing stays recorded as retired.
-    async fn a_rebuild_leaves_only_the_new_generation(url: String, tables: &str) {
+    async fn a_rebuild_leaves_only_the_new_generation(url: String) {
         let store = infra::store::connect(&url).await.unwrap();
         let models = ReadModels::connect(&url, chrono_tz::UTC).await.unwrap();
         rebuild(&models, store, Some("audit_log")).await.unwrap();
-        let left: Vec<String> = sqlx::query_scalar(&format!(
-            "SELECT name FROM ({tables}) AS t WHERE name LIKE 'audit%' \
-             UNION ALL SELECT name || generation FROM retired_generations ORDER BY 1"
-        ))
-        .fetch_all(&models.db().read)
-        .await
-        .unwrap();
-        assert_eq!(left, ["audit_log_g2", "audit_sessions_g2"]);
+        assert_eq!(
+            schema::tests::tables_and_retired(models.db(), &url, "audit%").await,
+            ["audit_log_g2", "audit_sessions_g2"]
+        );
     }
 
     #[tokio::test]
     async fn a_rebuild_leaves_only_the_new_generation_on_sqlite() {
-        let url = format!("{}?mode=rwc", testkit::fresh_sqlite_url());
-        let tables = "SELECT name FROM sqlite_master WHERE type = 'table'";
-        a_rebuild_leaves_only_the_new_generation(url, tables).await;
+        a_rebuild_leaves_only_the_new_generation(testkit::fresh_sqlite_url()).await;
     }
 
     #[tokio::test]
     async fn a_rebuild_leaves_only_the_new_generation_on_postgres() {
-        let Some(url) = testkit::fresh_postgres_url().await else {
-            return;
-        };
-        let tables = "SELECT table_name::text AS name FROM information_schema.tables \
-                      WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'";
-        a_rebuild_leaves_only_the_new_generation(url, tables).await;
+        if let Some(url) = testkit::fresh_postgres_url().await {
+            a_rebuild_leaves_only_the_new_generation(url).await;
+        }
     }
 
     /// A build's batch sends the rows its projections only append by the loader, and writes

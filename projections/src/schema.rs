@@ -1,7 +1,9 @@
 //! Read-model tables come in generations: projection tables are named `{table}_g{N}` and
 //! queries go through a view `{table}` on the current generation. A rebuild fills generation
 //! N+1 beside the live one and swaps the views in one transaction, so queries keep working
-//! throughout and never see a half-built table.
+//! throughout and never see a half-built table. The swap retires the old generation
+//! (`retired_generations`); its tables are dropped after the swap has committed, one statement
+//! at a time, and what a crash leaves retired is dropped at the next start.
 
 use chrono_tz::Tz;
 use sqlx::AnyConnection;
@@ -13,7 +15,8 @@ use crate::models::Projection;
 use crate::stats_zone;
 use crate::table::{Indexes, Table};
 
-/// Creates the checkpoint table and, for projections seen for the first time, generation 1.
+/// Creates the checkpoint and retired-generation tables and, for projections seen for the
+/// first time, generation 1.
 /// Instances starting together serialise on a lock.
 /// `stats_zone` is recorded as the daily stats' zone if they are created now.
 pub(crate) async fn init(db: &Db, stats_zone: Tz) -> Result<(), ProjectionError> {
@@ -34,8 +37,8 @@ pub(crate) async fn init(db: &Db, stats_zone: Tz) -> Result<(), ProjectionError>
     Ok(())
 }
 
-/// Creates the projection's empty tables for `generation`, replacing leftovers of a rebuild
-/// that died.
+/// Creates the projection's empty tables for `generation`, replacing any already under that
+/// number.
 pub(crate) async fn create_generation(
     conn: &mut AnyConnection,
     db: &Db,
@@ -73,7 +76,7 @@ pub(crate) async fn analyze_generation(
     .await
 }
 
-pub(crate) async fn drop_generation(
+async fn drop_generation(
     conn: &mut AnyConnection,
     projection: Projection,
     generation: i64,
@@ -81,8 +84,8 @@ pub(crate) async fn drop_generation(
     per_table(conn, projection, |table| [table.drop(generation)]).await
 }
 
-/// `retired_generations`: generations a swap took out of use whose tables are still to drop
-/// ([`drop_retired`]); `int` is the dialect's integer type.
+/// `retired_generations`: generations no longer in use whose tables are still to drop
+/// ([`retire`], [`drop_retired`]); `int` is the dialect's integer type.
 async fn create_retired_table(conn: &mut AnyConnection, int: &str) -> Result<(), ProjectionError> {
     let sql = format!(
         "CREATE TABLE IF NOT EXISTS retired_generations (\
@@ -94,12 +97,11 @@ async fn create_retired_table(conn: &mut AnyConnection, int: &str) -> Result<(),
     Ok(())
 }
 
-/// Inside a swap's transaction: `generation` is no longer the projection's live one. Its
-/// tables are dropped once the swap has committed, by [`drop_retired`], not in the swap's
-/// transaction: on SQLite a `DROP TABLE` inside a transaction first copies every page it
-/// zeroes (`secure_delete`) into a statement journal (BENCHMARKS.md, "Landed: old
-/// generations dropped outside the swap"). Recorded here so that a crash before they are
-/// dropped leaves them to the next start, not in the file for good.
+/// `generation` is not the projection's live one and nothing writes to it any more (a swap's
+/// old generation, in the swap's transaction; a failed rebuild's new one). Its tables are
+/// dropped by [`drop_retired`] once the transaction has committed, not in it (see
+/// [`Db::write_alone`]); recorded so that a crash before that leaves them to the next start,
+/// not in the database for good.
 pub(crate) async fn retire(
     conn: &mut AnyConnection,
     projection: Projection,
@@ -116,10 +118,11 @@ pub(crate) async fn retire(
     Ok(())
 }
 
-/// Drops the tables of every generation swaps retired, each table by a statement of its own outside any transaction ([`Db::write_alone`]), then the
-/// generation's row. A retired generation is never live again and no rebuild writes to it, so
-/// nothing else needs to be held meanwhile; instances doing it at once drop `IF EXISTS`. A
-/// failure is logged: what is left stays recorded for the next swap or start.
+/// Drops the tables of every retired generation, each by a statement of its own outside any
+/// transaction ([`Db::write_alone`]), then forgets the generation. A retired generation is
+/// never live again and nothing writes to it, so no projection lock is taken; instances doing
+/// it at once drop `IF EXISTS`. A failure is logged, and what is left stays recorded for the
+/// next rebuild or start.
 pub(crate) async fn drop_retired(db: &Db) {
     if let Err(error) = try_drop_retired(db).await {
         tracing::warn!(
@@ -131,24 +134,32 @@ pub(crate) async fn drop_retired(db: &Db) {
 }
 
 async fn try_drop_retired(db: &Db) -> Result<(), ProjectionError> {
-    let retired: Vec<(String, i64)> =
-        sqlx::query_as("SELECT name, generation FROM retired_generations ORDER BY generation")
-            .fetch_all(&db.write)
-            .await?;
+    let retired: Vec<(String, i64)> = db
+        .read(|pool| async move {
+            Ok(
+                sqlx::query_as("SELECT name, generation FROM retired_generations")
+                    .fetch_all(&pool)
+                    .await?,
+            )
+        })
+        .await?;
     for (name, generation) in retired {
         // An unknown name is a projection a later version added: its tables are not ours.
-        let Some(retired) = Projection::from_name(&name) else {
+        let Some(projection) = Projection::from_name(&name) else {
             continue;
         };
-        for table in retired.tables() {
+        for table in projection.tables() {
             db.write_alone(&table.drop(generation)).await?;
         }
-        // Both values are ours (a projection's name, an integer): nothing to bind.
-        let forget = format!(
-            "DELETE FROM retired_generations WHERE name = '{}' AND generation = {generation}",
-            retired.name()
-        );
-        db.write_alone(&forget).await?;
+        let mut tx = db.begin().await?;
+        sqlx::query("DELETE FROM retired_generations WHERE name = $1 AND generation = $2")
+            .bind(projection.name())
+            .bind(generation)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        // The WAL may hold the dropped pages as they were (SQLite).
+        db.dialect.owe_purge();
         tracing::debug!(projection = name, generation, "retired generation dropped");
     }
     Ok(())
@@ -184,14 +195,22 @@ async fn per_table<S: IntoIterator<Item = String>>(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    /// The read models' tables named like `pattern`, in order.
-    async fn tables(db: &Db, pattern: &str) -> Vec<String> {
-        sqlx::query_scalar(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE $1 ORDER BY name",
-        )
+    /// The read models' tables named like `pattern` and the generations recorded as retired
+    /// (as `{name}{generation}`), in order, on the database at `url` (either backend).
+    pub(crate) async fn tables_and_retired(db: &Db, url: &str, pattern: &str) -> Vec<String> {
+        let tables = if url.starts_with("postgres") {
+            "SELECT table_name::text AS name FROM information_schema.tables \
+             WHERE table_schema = current_schema() AND table_type = 'BASE TABLE'"
+        } else {
+            "SELECT name FROM sqlite_master WHERE type = 'table'"
+        };
+        sqlx::query_scalar(&format!(
+            "SELECT name FROM ({tables}) AS t WHERE name LIKE $1 \
+             UNION ALL SELECT name || generation FROM retired_generations ORDER BY 1"
+        ))
         .bind(pattern)
         .fetch_all(&db.read)
         .await
@@ -200,9 +219,7 @@ mod tests {
 
     /// A rebuild that stopped between its swap and its drops leaves the old generation
     /// recorded as retired: the next start drops it, and only it.
-    #[tokio::test]
-    async fn a_generation_left_retired_is_dropped_at_the_next_start() {
-        let url = testkit::fresh_sqlite_url();
+    async fn a_generation_left_retired_is_dropped_at_the_next_start(url: String) {
         let models = crate::ReadModels::connect(&url, chrono_tz::UTC)
             .await
             .unwrap();
@@ -222,7 +239,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            tables(again.db(), "audit%").await,
+            tables_and_retired(again.db(), &url, "audit%").await,
             [
                 "audit_log_g1",
                 "audit_log_g6",
@@ -231,11 +248,18 @@ mod tests {
             ],
             "the live generation and one not retired (a rebuild's, say) stay"
         );
-        let retired: i64 = sqlx::query_scalar("SELECT count(*) FROM retired_generations")
-            .fetch_one(&again.db().read)
-            .await
-            .unwrap();
-        assert_eq!(retired, 0);
+    }
+
+    #[tokio::test]
+    async fn a_generation_left_retired_is_dropped_at_the_next_start_on_sqlite() {
+        a_generation_left_retired_is_dropped_at_the_next_start(testkit::fresh_sqlite_url()).await;
+    }
+
+    #[tokio::test]
+    async fn a_generation_left_retired_is_dropped_at_the_next_start_on_postgres() {
+        if let Some(url) = testkit::fresh_postgres_url().await {
+            a_generation_left_retired_is_dropped_at_the_next_start(url).await;
+        }
     }
 
     #[test]
