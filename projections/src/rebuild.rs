@@ -51,8 +51,11 @@ pub async fn rebuild(
         // generations not swapped in are retired, and dropped as a swap's old ones are.
         for (projection, generation) in &targets {
             if let Ok(mut tx) = db.begin().await {
+                // Under the lock a swap holds: one whose commit is still landing is waited for.
+                let locked = db.dialect.lock(&mut tx, projection.name()).await;
                 let current = checkpoint::load(&mut tx, projection.name()).await;
-                if current.is_ok_and(|c| c.generation != *generation)
+                if locked.is_ok()
+                    && current.is_ok_and(|c| c.generation != *generation)
                     && schema::retire(&mut tx, *projection, *generation)
                         .await
                         .is_ok()
@@ -61,7 +64,8 @@ pub async fn rebuild(
                 }
             }
         }
-        schema::drop_retired(db).await;
+        // A failure is logged there; the rebuild's own error is the one to report.
+        let _ = schema::drop_retired(db).await;
         return Err(e);
     }
     // The log's erasures were applied to the new generations and the old ones dropped (or
@@ -205,7 +209,10 @@ async fn swap_all(
 ) -> Result<(), ProjectionError> {
     for (projection, generation) in targets {
         swap(db, store, *projection, *generation, position, zone).await?;
-        schema::drop_retired(db).await;
+        // Not dropped means the old rows are still in the database: the rebuild has not done
+        // its job (the personal-data migration's rebuild, whose old generation holds clear
+        // values, keeps its record and runs again at the next start).
+        schema::drop_retired(db).await?;
     }
     Ok(())
 }

@@ -119,35 +119,54 @@ pub(crate) async fn retire(
 }
 
 /// Drops the tables of every retired generation, each by a statement of its own outside any
-/// transaction ([`Db::write_alone`]), then forgets the generation. A retired generation is
+/// transaction ([`Db::write_alone`]), then forgets the generation, and empties the WAL of
+/// what they held (SQLite: [`crate::db::Dialect::purge_if_owed`]). A retired generation is
 /// never live again and nothing writes to it, so no projection lock is taken; instances doing
-/// it at once drop `IF EXISTS`. A failure is logged, and what is left stays recorded for the
-/// next rebuild or start.
-pub(crate) async fn drop_retired(db: &Db) {
-    if let Err(error) = try_drop_retired(db).await {
+/// it at once drop `IF EXISTS`. A failure is logged and returned: what is left stays recorded
+/// for the next rebuild or start.
+pub(crate) async fn drop_retired(db: &Db) -> Result<(), ProjectionError> {
+    let dropped = try_drop_retired(db).await;
+    if dropped.as_ref().is_ok_and(|&any| any) {
+        db.dialect.purge_if_owed(db).await;
+    }
+    if let Err(error) = &dropped {
         tracing::warn!(
             %error,
             "a retired generation of the read models could not be dropped yet: tried again at \
              the next rebuild or start"
         );
     }
+    dropped.map(drop)
 }
 
-async fn try_drop_retired(db: &Db) -> Result<(), ProjectionError> {
-    let retired: Vec<(String, i64)> = db
+/// Whether it dropped any.
+async fn try_drop_retired(db: &Db) -> Result<bool, ProjectionError> {
+    // Each retired generation with its projection's live one.
+    let retired: Vec<(String, i64, Option<i64>)> = db
         .read(|pool| async move {
-            Ok(
-                sqlx::query_as("SELECT name, generation FROM retired_generations")
-                    .fetch_all(&pool)
-                    .await?,
+            Ok(sqlx::query_as(
+                "SELECT r.name, r.generation, c.generation FROM retired_generations r \
+                 LEFT JOIN projection_checkpoints c ON c.name = r.name",
             )
+            .fetch_all(&pool)
+            .await?)
         })
         .await?;
-    for (name, generation) in retired {
+    let mut any = false;
+    for (name, generation, live) in retired {
         // An unknown name is a projection a later version added: its tables are not ours.
         let Some(projection) = Projection::from_name(&name) else {
             continue;
         };
+        if live == Some(generation) {
+            // No path retires a live generation; should one ever, its views must keep it.
+            tracing::error!(
+                projection = name,
+                generation,
+                "a live generation is recorded as retired: not dropped"
+            );
+            continue;
+        }
         for table in projection.tables() {
             db.write_alone(&table.drop(generation)).await?;
         }
@@ -160,9 +179,10 @@ async fn try_drop_retired(db: &Db) -> Result<(), ProjectionError> {
         tx.commit().await?;
         // The WAL may hold the dropped pages as they were (SQLite).
         db.dialect.owe_purge();
+        any = true;
         tracing::debug!(projection = name, generation, "retired generation dropped");
     }
-    Ok(())
+    Ok(any)
 }
 
 /// Points the projection's views at `generation` (atomically, inside the caller's
@@ -207,18 +227,21 @@ pub(crate) mod tests {
         } else {
             "SELECT name FROM sqlite_master WHERE type = 'table'"
         };
-        sqlx::query_scalar(&format!(
+        let mut names: Vec<String> = sqlx::query_scalar(&format!(
             "SELECT name FROM ({tables}) AS t WHERE name LIKE $1 \
-             UNION ALL SELECT name || generation FROM retired_generations ORDER BY 1"
+             UNION ALL SELECT name || generation FROM retired_generations"
         ))
         .bind(pattern)
         .fetch_all(&db.read)
         .await
-        .unwrap()
+        .unwrap();
+        names.sort();
+        names
     }
 
     /// A rebuild that stopped between its swap and its drops leaves the old generation
-    /// recorded as retired: the next start drops it, and only it.
+    /// recorded as retired: the next start drops it, and only it; a live generation recorded
+    /// as retired (no path does that) is not dropped.
     async fn a_generation_left_retired_is_dropped_at_the_next_start(url: String) {
         let models = crate::ReadModels::connect(&url, chrono_tz::UTC)
             .await
@@ -233,6 +256,7 @@ pub(crate) mod tests {
         }
         let mut tx = db.begin().await.unwrap();
         retire(&mut tx, Projection::AuditLog, 5).await.unwrap();
+        retire(&mut tx, Projection::AuditLog, 1).await.unwrap();
         tx.commit().await.unwrap();
 
         let again = crate::ReadModels::connect(&url, chrono_tz::UTC)
@@ -241,12 +265,13 @@ pub(crate) mod tests {
         assert_eq!(
             tables_and_retired(again.db(), &url, "audit%").await,
             [
+                "audit_log1",
                 "audit_log_g1",
                 "audit_log_g6",
                 "audit_sessions_g1",
                 "audit_sessions_g6"
             ],
-            "the live generation and one not retired (a rebuild's, say) stay"
+            "the live generation (still recorded) and one not retired (a rebuild's, say) stay"
         );
     }
 

@@ -473,7 +473,7 @@ mod tests {
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        schema::drop_retired(&db).await;
+        schema::drop_retired(&db).await.unwrap();
         db.dialect.owe_purge();
         db.dialect.purge_if_owed(&db).await;
         assert!(
