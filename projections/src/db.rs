@@ -9,8 +9,8 @@
 //! write transaction begins, the locks that apply each batch once across instances, the
 //! placeholders of the writes' long parameter lists, how their multi-row `INSERT`s begin, how
 //! a statement runs alone, outside any transaction, and the bulk path a rebuild may load its
-//! appended rows by ([`Loader`]: PostgreSQL's `COPY`, on
-//! connections of its own since the `Any` driver has none). A write transaction ([`Tx`])
+//! appended rows by ([`Loader`]: PostgreSQL's `COPY`, on connections of its own since the
+//! `Any` driver has none). A write transaction ([`Tx`])
 //! carries its dialect, so the models that write through it never ask which database they are
 //! on; nothing outside those two files does.
 

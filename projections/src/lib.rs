@@ -72,8 +72,8 @@ impl ReadModels {
     /// Connects to the read models' database (on SQLite their file beside the store's, after
     /// dropping what an older version left in the store's), creates their tables if missing
     /// and drops the generations a rebuild retired but had not dropped (seconds on SQLite for a
-    /// large one). `stats_timezone` (`IDENTITY_STATS_TIMEZONE`) is where the daily stats' days start.
-    /// Waits for connections patiently (`PoolSettings::PATIENT`).
+    /// large one). `stats_timezone` (`IDENTITY_STATS_TIMEZONE`) is where the daily stats' days
+    /// start. Waits for connections patiently (`PoolSettings::PATIENT`).
     pub async fn connect(database_url: &str, stats_timezone: Tz) -> Result<Self, ProjectionError> {
         Self::connect_with(database_url, stats_timezone, &PoolSettings::PATIENT).await
     }
@@ -86,8 +86,8 @@ impl ReadModels {
     ) -> Result<Self, ProjectionError> {
         let db = Db::connect(database_url, settings).await?;
         schema::init(&db, stats_timezone).await?;
-        // Left by a rebuild that stopped between its swap and its drops.
-        // A failure is logged there and tried again at the next rebuild or start.
+        // Left by a rebuild that stopped between its swap and its drops. A failure is logged
+        // there and tried again at the next rebuild or start.
         let _ = schema::drop_retired(&db).await;
         Ok(Self {
             db: Arc::new(db),

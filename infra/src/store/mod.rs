@@ -41,9 +41,9 @@ pub use postgres::PostgresStore;
 pub use rejections::{LoginRejection, RejectionStore, FOLDED_IP, NO_IP};
 pub use signal::AppendWaiter;
 pub use sqlite::{
-    write_turn as sqlite_write_turn, HeldTurn as SqliteHeldTurn, SqliteStore,
-    WriteTurn as SqliteWriteTurn, SQLITE_PAGE_CACHE_KIB, SQLITE_WAL_SIZE_LIMIT,
-    SQLITE_WRITER_SPILL_PAGES,
+    write_turn as sqlite_write_turn, Checkpointer as SqliteCheckpointer,
+    HeldTurn as SqliteHeldTurn, SqliteStore, WriteTurn as SqliteWriteTurn, SQLITE_PAGE_CACHE_KIB,
+    SQLITE_WAL_SIZE_LIMIT, SQLITE_WRITER_SPILL_PAGES,
 };
 
 /// An event ready to be appended.

@@ -33,6 +33,7 @@ use super::{AppendBatch, AppendError, OneTimeLock, RecordedEvent, RelayLease, St
 use crate::database_url::DatabaseUrl;
 use crate::sql::{PoolSettings, Shelf};
 
+pub use checkpoint::Checkpointer;
 pub use turn::{write_turn, HeldTurn, WriteTurn};
 
 pub struct SqliteStore {
@@ -45,10 +46,8 @@ pub struct SqliteStore {
     signal: AppendSignal,
     /// The queue of the task that writes appends (`writer`).
     appends: tokio::sync::mpsc::Sender<writer::Job>,
-    /// Asks the WAL checkpointer (`checkpoint::run`) to empty the WAL.
-    purges: tokio::sync::mpsc::Sender<checkpoint::Purge>,
-    /// Dropped with the store: stops the WAL checkpointer.
-    _stop_checkpoints: tokio::sync::oneshot::Sender<()>,
+    /// Checkpoints the WAL and empties it when asked; stops when the store is dropped.
+    checkpointer: Checkpointer,
     /// The database file (its one-time migration lock file lies beside it).
     path: std::path::PathBuf,
 }
@@ -153,9 +152,7 @@ impl SqliteStore {
         let read = Shelf::new(readers(4).await?, crate::sql::Liveness::default());
         let log = readers(4).await?;
         let turn = write_turn(&path);
-        let (stop_checkpoints, stopped) = tokio::sync::oneshot::channel();
-        let (purges, asked) = tokio::sync::mpsc::channel(64);
-        tokio::spawn(checkpoint::run(options, Arc::clone(&turn), asked, stopped));
+        let checkpointer = Checkpointer::spawn(options, Arc::clone(&turn), "the WAL checkpoint");
         let (appends, queue) = tokio::sync::mpsc::channel(1024);
         tokio::spawn(writer::run(write.clone(), Arc::clone(&turn), queue));
         Ok(Self {
@@ -169,8 +166,7 @@ impl SqliteStore {
             log,
             signal: AppendSignal::new(),
             appends,
-            purges,
-            _stop_checkpoints: stop_checkpoints,
+            checkpointer,
             path,
         })
     }
@@ -253,13 +249,12 @@ impl SqlStore for SqliteStore {
     /// The WAL checkpointer empties the WAL (see `checkpoint::run`); once it has, or has given
     /// up on readers that kept it (it warns; the next erasure or start tries again).
     async fn purge_deleted(&self) -> Result<(), StoreError> {
-        let (purge, emptied) = tokio::sync::oneshot::channel();
-        let stopped = || StoreError::SharedWrite {
-            message: "the SQLite WAL checkpointer has stopped".into(),
-            unavailable: true,
-        };
-        self.purges.send(purge).await.map_err(|_| stopped())?;
-        emptied.await.map_err(|_| stopped())??;
+        if !self.checkpointer.purge().await? {
+            tracing::warn!(
+                "the WAL could not be truncated: readers kept it busy; the next erasure or \
+                 start tries again"
+            );
+        }
         Ok(())
     }
 

@@ -10,16 +10,18 @@
 //! SQLite finds a table name that is not in the main file in the attached one.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use sqlx::any::AnyPoolOptions;
+use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{AnyConnection, Executor};
 
 use infra::sql::PoolSettings;
-use infra::store::SqliteWriteTurn;
+use infra::store::{SqliteCheckpointer, SqliteWriteTurn};
 
 mod leftovers;
 
@@ -95,8 +97,8 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
                     // The writer may change more pages in a transaction than its cache holds
                     // before any is written out early, as the store's writer does. Its
                     // temporary files stay on disk (`temp_store`): a rebuild's `users` upserts
-                    // journal megabytes of pages that existed before. Its commits checkpoint
-                    // the WAL (SQLite's default, every 1,000 pages): no append waits on them.
+                    // journal megabytes of pages that existed before. It does not checkpoint:
+                    // the file's checkpointer does, beside it (see `connect`).
                     let spill = format!(
                         "PRAGMA cache_spill = {}",
                         infra::store::SQLITE_WRITER_SPILL_PAGES
@@ -108,6 +110,7 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
                         infra::store::SQLITE_WAL_SIZE_LIMIT
                     );
                     conn.execute(limit.as_str()).await?;
+                    conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
                 } else {
                     sqlx::query("ATTACH DATABASE ? AS store")
                         .bind(store_path)
@@ -137,6 +140,7 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
     // SQLite: no race to create it.)
     crate::checkpoint::create_table(&mut *write.acquire().await?, "INTEGER").await?;
     let turn = infra::store::sqlite_write_turn(&filename(&url)?);
+    let checkpoint_options = SqliteConnectOptions::from_str(&url)?;
     let read = options(false)
         .max_connections(4)
         .acquire_timeout(settings.acquire_timeout)
@@ -145,6 +149,8 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
     Ok(Db {
         dialect: Arc::new(Sqlite {
             turn,
+            checkpointer: OnceLock::new(),
+            checkpoint_options,
             // A crash may have cut short the purge after an erasure: the runner's first step
             // finishes it (not here: a CLI command beside the service would hold its writer).
             purge_owed: AtomicBool::new(true),
@@ -172,10 +178,30 @@ fn filename(url: &str) -> Result<PathBuf, ProjectionError> {
     infra::database_url::sqlite_file(url).ok_or(ProjectionError::UnsupportedUrl)
 }
 
+impl Sqlite {
+    fn checkpointer(&self) -> &SqliteCheckpointer {
+        self.checkpointer.get_or_init(|| {
+            SqliteCheckpointer::spawn(
+                self.checkpoint_options.clone(),
+                Arc::clone(&self.turn),
+                "the read models' WAL checkpoint",
+            )
+        })
+    }
+}
+
 #[derive(Debug)]
 struct Sqlite {
     turn: Arc<SqliteWriteTurn>,
-    /// A purge of the WAL failed (readers kept it past the busy timeout) or may have been cut
+    /// The store's kind of checkpointer, for this file, started by the process's first write
+    /// (a process that only reads, `identityd projections status`, has none): it checkpoints
+    /// on a connection and thread of its own instead of inside the writer's commits, which a
+    /// rebuild, one chain of work, would otherwise wait for (BENCHMARKS.md, "The read models'
+    /// checkpoints on a thread of their own"), and empties the WAL when a purge is owed (on
+    /// another connection it would find the checkpoints busy, and they it).
+    checkpointer: OnceLock<SqliteCheckpointer>,
+    checkpoint_options: SqliteConnectOptions,
+    /// A purge of the WAL failed (readers kept it past its wait) or may have been cut
     /// short by a crash: tried again after each runner step until it succeeds.
     purge_owed: AtomicBool,
     /// The owed purge failed and said so: later failures of the same debt log at debug.
@@ -206,6 +232,7 @@ impl Dialect for Sqlite {
     fn begin<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, Result<Begun, ProjectionError>> {
         Box::pin(async move {
             let turn = self.turn.take().await?;
+            self.checkpointer();
             let mut tx = infra::sql::begin(&db.write).await?;
             // Matches no row, yet takes the write lock (waiting out the busy timeout). Busy
             // past it fails the writers queued for the turn too (see `SqliteWriteTurn`).
@@ -230,6 +257,7 @@ impl Dialect for Sqlite {
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let turn = self.turn.take().await?;
+            self.checkpointer();
             let written = sqlx::query(statement).execute(&db.write).await;
             turn.observe(&written);
             written?;
@@ -294,15 +322,16 @@ impl Dialect for Sqlite {
         self.purge_owed.store(true, Ordering::Relaxed);
     }
 
-    /// Copies the WAL into the file and truncates it, in the write turn (readers on the WAL
-    /// are waited for up to the busy timeout): the erased rows' older page images go with it.
-    /// `secure_delete` has already overwritten them in the new ones (docs/security.md, §6).
-    fn purge_if_owed<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, ()> {
+    /// Has the file's checkpointer copy the WAL into the file and truncate it, in the write
+    /// turn (readers on the WAL waited for up to a second): the erased
+    /// rows' older page images go with it. `secure_delete` has already overwritten them in the
+    /// new ones (docs/security.md, §6).
+    fn purge_if_owed<'a>(&'a self, _db: &'a Db) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if !self.purge_owed.swap(false, Ordering::Relaxed) {
                 return;
             }
-            let outcome = purge_wal(&self.turn, &db.write).await;
+            let outcome = self.checkpointer().purge_once().await;
             if matches!(outcome, Ok(true)) {
                 if self.purge_failing.swap(false, Ordering::Relaxed) {
                     tracing::info!("the read models' WAL is emptied after an erasure at last");
@@ -316,29 +345,15 @@ impl Dialect for Sqlite {
             if first {
                 tracing::warn!(
                     ?error,
-                    "the read models' WAL could not be emptied (readers kept it past the busy \
-                     timeout, or the error): it may still hold pages from before an erasure; \
-                     tried again after every runner step until it is"
+                    "the read models' WAL could not be emptied (readers kept it, or the error): \
+                     it may still hold pages from before an erasure; tried again after every \
+                     runner step until it is"
                 );
             } else {
                 tracing::debug!(?error, "the read models' WAL is still not emptied");
             }
         })
     }
-}
-
-/// Empties the read models' WAL into their file (see [`Dialect::purge_if_owed`]): whether it
-/// did (false: readers kept it past the busy timeout).
-async fn purge_wal(
-    turn: &Arc<SqliteWriteTurn>,
-    write: &sqlx::AnyPool,
-) -> Result<bool, ProjectionError> {
-    let _turn = turn.take().await?;
-    // One row: whether readers kept it from finishing, then the WAL's frames.
-    let busy: i64 = sqlx::query_scalar("PRAGMA main.wal_checkpoint(TRUNCATE)")
-        .fetch_one(write)
-        .await?;
-    Ok(busy == 0)
 }
 
 #[cfg(test)]
@@ -383,11 +398,7 @@ mod tests {
         use sqlx::Connection as _;
 
         let url = testkit::fresh_sqlite_url();
-        let settings = PoolSettings {
-            acquire_timeout: std::time::Duration::from_millis(200),
-            ..PoolSettings::PATIENT
-        };
-        let db = Db::connect(&url, &settings).await.unwrap();
+        let db = Db::connect(&url, &PoolSettings::PATIENT).await.unwrap();
         let write = |sql: &'static str| {
             let db = &db;
             async move {
@@ -429,8 +440,8 @@ mod tests {
         db.write_alone("VACUUM").await.unwrap();
     }
 
-    /// A retired generation's drop runs under `secure_delete`: its rows are overwritten, not
-    /// left in the file's free pages or its WAL.
+    /// A retired generation's drop runs under `secure_delete` and empties the WAL after: its
+    /// rows are overwritten, not left in the file's free pages, nor as they were in its WAL.
     #[tokio::test]
     async fn a_dropped_generation_leaves_nothing_in_the_file() {
         use crate::models::Projection;
@@ -474,8 +485,6 @@ mod tests {
             .unwrap();
         tx.commit().await.unwrap();
         schema::drop_retired(&db).await.unwrap();
-        db.dialect.owe_purge();
-        db.dialect.purge_if_owed(&db).await;
         assert!(
             !holds_marker(),
             "a dropped generation's rows stay readable in the file"
@@ -483,10 +492,9 @@ mod tests {
     }
 
     /// A read-model transaction may rewrite megabytes of pages that existed before it (a
-    /// rebuild's `users` upserts do): the statement's journal
-    /// outgrows memory and goes to a file. With SQLite compiled to keep 4 MiB of it in memory,
-    /// that copy wrote nothing and the rebuild failed as if the disk were full (BENCHMARKS.md,
-    /// "Measured and reverted").
+    /// rebuild's `users` upserts do): the statement's journal outgrows memory and goes to a
+    /// file. With SQLite compiled to keep 4 MiB of it in memory, that copy wrote nothing and
+    /// the rebuild failed as if the disk were full (BENCHMARKS.md, "Measured and reverted").
     #[tokio::test]
     async fn a_transaction_rewrites_megabytes_of_existing_pages() {
         let db = Db::connect(&testkit::fresh_sqlite_url(), &PoolSettings::PATIENT)

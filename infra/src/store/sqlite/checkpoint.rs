@@ -3,9 +3,9 @@
 //! By default SQLite checkpoints inside the commit that grows the WAL past 1000 pages: that
 //! commit copies the WAL into the database file and syncs that too before it returns. On the store's one writer, every append queued
 //! behind that commit waits for it: the slowest logins under load were those. So writers do
-//! not checkpoint (`wal_autocheckpoint = 0` on the store's write connection; the read models'
-//! file has a writer of its own, which nothing waits for, and checkpoints as SQLite does),
-//! and this task does, on its own connection, in `PASSIVE` mode: it copies what no reader
+//! not checkpoint (`wal_autocheckpoint = 0` on the store's write connection, and on the read
+//! models' writer: their file has a task of its own, a [`Checkpointer`] as the store's), and
+//! this task does, on its own connection, in `PASSIVE` mode: it copies what no reader
 //! still needs and never holds up a writer.
 //!
 //! SQLite starts the WAL over only when a writer begins after a checkpoint that copied all of
@@ -82,7 +82,59 @@ pub const WAL_SIZE_LIMIT: &str = "67108864";
 
 /// A request to empty the WAL (see `truncate`), answered with whether it was emptied, or why
 /// it could not be tried.
-pub(super) type Purge = oneshot::Sender<Result<bool, StoreError>>;
+/// A request to empty the WAL, answered with whether it did.
+pub(super) struct Purge {
+    answer: oneshot::Sender<Result<bool, StoreError>>,
+    /// Tries as `truncate` does (a few seconds in all while readers keep the WAL), or once,
+    /// waiting `PATIENT_WAIT`, for a caller that asks again soon anyway.
+    patient: bool,
+}
+
+/// The task that checkpoints one SQLite file's WAL ([`run`]): the store's, and the read
+/// models' file beside it. Dropped, it stops the task.
+#[derive(Debug)]
+pub struct Checkpointer {
+    purges: mpsc::Sender<Purge>,
+    _stop: oneshot::Sender<()>,
+}
+
+impl Checkpointer {
+    /// Starts checkpointing the file `options` open, whose writers take `turn` and do not
+    /// checkpoint themselves (`wal_autocheckpoint = 0`); `what` names its work in failures'
+    /// log lines ("the WAL checkpoint").
+    pub fn spawn(options: SqliteConnectOptions, turn: Arc<WriteTurn>, what: &'static str) -> Self {
+        let (stop, stopped) = oneshot::channel();
+        let (purges, asked) = mpsc::channel(64);
+        tokio::spawn(run(options, turn, asked, stopped, what));
+        Self {
+            purges,
+            _stop: stop,
+        }
+    }
+
+    /// Empties the WAL (see [`run`]): whether it did (false: readers kept it through all its
+    /// tries, a few seconds).
+    pub async fn purge(&self) -> Result<bool, StoreError> {
+        self.ask(true).await
+    }
+
+    /// As [`Checkpointer::purge`], with one try that waits for readers up to a second: for a
+    /// caller that asks again soon if it did not (the read models' runner, after each step).
+    pub async fn purge_once(&self) -> Result<bool, StoreError> {
+        self.ask(false).await
+    }
+
+    async fn ask(&self, patient: bool) -> Result<bool, StoreError> {
+        let (answer, emptied) = oneshot::channel();
+        let stopped = || StoreError::SharedWrite {
+            message: "the SQLite WAL checkpointer has stopped".into(),
+            unavailable: true,
+        };
+        let purge = Purge { answer, patient };
+        self.purges.send(purge).await.map_err(|_| stopped())?;
+        emptied.await.map_err(|_| stopped())?
+    }
+}
 
 /// Checkpoints every `INTERVAL`, and empties the WAL when asked (`purges`), until `stop` is
 /// dropped or sent. Failures (a full disk fails every pass) are warned about at most once a
@@ -92,15 +144,16 @@ pub(super) type Purge = oneshot::Sender<Result<bool, StoreError>>;
 /// connection's checkpoint busy at once, without waiting, so the two would fail each other;
 /// requests that arrive while one runs share it; and a caller that goes away (a request cut
 /// short) does not cut it short.
-pub(super) async fn run(
+async fn run(
     options: SqliteConnectOptions,
     turn: Arc<WriteTurn>,
     mut purges: mpsc::Receiver<Purge>,
     mut stop: oneshot::Receiver<()>,
+    what: &'static str,
 ) {
     let options = options.busy_timeout(CONNECTION_WAIT);
     let mut conn: Option<SqliteConnection> = None;
-    let mut failures = FailureLog::new("the WAL checkpoint");
+    let mut failures = FailureLog::new(what);
     let mut restarts = Restarts {
         patient_from: Instant::now() + PATIENT_AFTER,
         warned: false,
@@ -129,7 +182,8 @@ pub(super) async fn run(
             while let Ok(purge) = purges.try_recv() {
                 waiting.push(purge);
             }
-            let truncated = truncate(c, &turn).await;
+            let patient = waiting.iter().any(|purge| purge.patient);
+            let truncated = truncate(c, &turn, patient).await;
             answer(&mut waiting, &truncated);
             truncated.map(drop)
         };
@@ -192,7 +246,7 @@ async fn pass(
 /// Answers every purge waiting: each its own copy of a failure.
 fn answer(waiting: &mut Vec<Purge>, outcome: &Result<bool, sqlx::Error>) {
     for purge in waiting.drain(..) {
-        let _ = purge.send(match outcome {
+        let _ = purge.answer.send(match outcome {
             Ok(truncated) => Ok(*truncated),
             Err(e) => Err(StoreError::SharedWrite {
                 message: format!("emptying the WAL: {e}"),
@@ -247,16 +301,22 @@ async fn checkpoint(conn: &mut SqliteConnection, mode: &str) -> Result<Checkpoin
 }
 
 /// Copies the whole WAL into the database and truncates it to zero bytes, so the pages it held
-/// (rows as they were before a delete) are gone from the files: whether it did.
+/// (rows as they were before a delete) are gone from the files: whether it did (the caller
+/// says so if not).
 ///
 /// A `TRUNCATE` checkpoint holds the writer back while it waits for readers still on the WAL.
-/// So, as a `RESTART` does, it first tries often, waiting for them `RESTART_PATIENCE` a try;
-/// only if readers kept the WAL all that time does it try once more waiting `PATIENT_WAIT`.
-/// Each try takes the process's write `turn`, as writers do, so appends queue behind it in
-/// order and go on between tries, instead of polling for the lock.
-async fn truncate(conn: &mut SqliteConnection, turn: &Arc<WriteTurn>) -> Result<bool, sqlx::Error> {
+/// So, as a `RESTART` does, it first tries often (if `patient`), waiting for them
+/// `RESTART_PATIENCE` a try; only if readers kept the WAL all that time does it try once more
+/// waiting `PATIENT_WAIT`. Each try takes the process's write `turn`, as writers do, so
+/// appends queue behind it in order and go on between tries, instead of polling for the lock.
+async fn truncate(
+    conn: &mut SqliteConnection,
+    turn: &Arc<WriteTurn>,
+    patient: bool,
+) -> Result<bool, sqlx::Error> {
     busy_timeout(conn, RESTART_PATIENCE).await?;
-    for _ in 0..TRUNCATE_TRIES {
+    let tries = if patient { TRUNCATE_TRIES } else { 0 };
+    for _ in 0..tries {
         let truncated = {
             let _turn = turn.wait().await;
             !checkpoint(conn, "TRUNCATE").await?.busy
@@ -268,14 +328,7 @@ async fn truncate(conn: &mut SqliteConnection, turn: &Arc<WriteTurn>) -> Result<
     }
     busy_timeout(conn, PATIENT_WAIT).await?;
     let _turn = turn.wait().await;
-    if !checkpoint(conn, "TRUNCATE").await?.busy {
-        return Ok(true);
-    }
-    tracing::warn!(
-        "the WAL could not be truncated: readers kept it busy; the next erasure or start tries \
-         again"
-    );
-    Ok(false)
+    Ok(!checkpoint(conn, "TRUNCATE").await?.busy)
 }
 
 /// Sets how long the connection's statements wait for a lock (SQLite's busy handler).
@@ -395,8 +448,18 @@ mod tests {
         let turn = Arc::new(WriteTurn::default());
         let (purges, asked) = mpsc::channel(8);
         let (_stop, stopped) = oneshot::channel();
-        tokio::spawn(run(wal.options.clone(), Arc::clone(&turn), asked, stopped));
-        let (purge, mut emptied) = oneshot::channel();
+        tokio::spawn(run(
+            wal.options.clone(),
+            Arc::clone(&turn),
+            asked,
+            stopped,
+            "the WAL checkpoint",
+        ));
+        let (answer, mut emptied) = oneshot::channel();
+        let purge = Purge {
+            answer,
+            patient: true,
+        };
         purges.send(purge).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
         for n in 0..5 {
