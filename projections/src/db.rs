@@ -98,6 +98,10 @@ pub(crate) trait Dialect: Send + Sync + Debug {
     /// The statement that refreshes the planner's statistics of `table` once a rebuild
     /// filled it, if this database needs one (see [`crate::schema::analyze_generation`]).
     fn analyze(&self, table: &str) -> Option<String>;
+    /// Starts checkpointing the database's write-ahead log beside the writer, where the
+    /// dialect does so itself (SQLite: see its `checkpointer`); for processes that write much
+    /// (the runners, a rebuild, dropping retired generations). Idempotent.
+    fn start_checkpointing(&self) {}
     /// Notes that a committed transaction applied an erasure (or a rebuild dropped a
     /// generation): [`Dialect::purge_if_owed`] is to leave no page of the read models as it was
     /// before in a write-ahead log the database keeps in a file of its own (SQLite).

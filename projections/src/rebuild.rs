@@ -28,6 +28,7 @@ pub async fn rebuild(
         None => Projection::ALL.to_vec(),
     };
     let db = models.db();
+    db.dialect.start_checkpointing();
     let zone = models.stats_timezone();
     if projections.contains(&Projection::DailyStats) {
         // Refuses to rebuild the stats in a zone other than a live instance's.

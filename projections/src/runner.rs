@@ -71,6 +71,7 @@ impl Drop for RunnerHandle {
 
 /// Starts the one runner of every read model in the background.
 pub fn spawn_runners(models: ReadModels, store: Arc<dyn Store>) -> RunnerHandle {
+    models.db().dialect.start_checkpointing();
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(run(models, store, stopped));
     RunnerHandle { stop, task }

@@ -246,8 +246,8 @@ impl SqlStore for SqliteStore {
             .fetch(&self.log)
     }
 
-    /// The WAL checkpointer empties the WAL (see `checkpoint::run`); once it has, or has given
-    /// up on readers that kept it (it warns; the next erasure or start tries again).
+    /// The WAL checkpointer empties the WAL (see `Checkpointer`); once it has, or has given up
+    /// on readers that kept it (this warns; the next erasure or start tries again).
     async fn purge_deleted(&self) -> Result<(), StoreError> {
         if !self.checkpointer.purge().await? {
             tracing::warn!(

@@ -98,7 +98,7 @@ pub(super) async fn connect(url: &str, settings: &PoolSettings) -> Result<Db, Pr
                     // before any is written out early, as the store's writer does. Its
                     // temporary files stay on disk (`temp_store`): a rebuild's `users` upserts
                     // journal megabytes of pages that existed before. It does not checkpoint:
-                    // the file's checkpointer does, beside it (see `connect`).
+                    // the file's checkpointer does, beside it (see `Sqlite::checkpointer`).
                     let spill = format!(
                         "PRAGMA cache_spill = {}",
                         infra::store::SQLITE_WRITER_SPILL_PAGES
@@ -193,12 +193,14 @@ impl Sqlite {
 #[derive(Debug)]
 struct Sqlite {
     turn: Arc<SqliteWriteTurn>,
-    /// The store's kind of checkpointer, for this file, started by the process's first write
-    /// (a process that only reads, `identityd projections status`, has none): it checkpoints
-    /// on a connection and thread of its own instead of inside the writer's commits, which a
-    /// rebuild, one chain of work, would otherwise wait for (BENCHMARKS.md, "The read models'
-    /// checkpoints on a thread of their own"), and empties the WAL when a purge is owed (on
-    /// another connection it would find the checkpoints busy, and they it).
+    /// The store's kind of checkpointer, for this file, started by the runners, a rebuild or a
+    /// drop of retired generations (`Dialect::start_checkpointing`; a process that only reads
+    /// or writes a few rows, `identityd projections status`, the bench's observer, starts
+    /// none, and leaves the service's alone): it checkpoints on a connection and thread of its
+    /// own instead of inside the writer's commits, which a rebuild, one chain of work, would
+    /// otherwise wait for (BENCHMARKS.md, "Landed: the read models' checkpoints on a thread of
+    /// their own"), and empties the WAL when a purge is owed (on another connection it would
+    /// find the checkpoints busy, and they it).
     checkpointer: OnceLock<SqliteCheckpointer>,
     checkpoint_options: SqliteConnectOptions,
     /// A purge of the WAL failed (readers kept it past its wait) or may have been cut
@@ -232,7 +234,6 @@ impl Dialect for Sqlite {
     fn begin<'a>(&'a self, db: &'a Db) -> BoxFuture<'a, Result<Begun, ProjectionError>> {
         Box::pin(async move {
             let turn = self.turn.take().await?;
-            self.checkpointer();
             let mut tx = infra::sql::begin(&db.write).await?;
             // Matches no row, yet takes the write lock (waiting out the busy timeout). Busy
             // past it fails the writers queued for the turn too (see `SqliteWriteTurn`).
@@ -257,7 +258,7 @@ impl Dialect for Sqlite {
     ) -> BoxFuture<'a, Result<(), ProjectionError>> {
         Box::pin(async move {
             let turn = self.turn.take().await?;
-            self.checkpointer();
+            self.start_checkpointing();
             let written = sqlx::query(statement).execute(&db.write).await;
             turn.observe(&written);
             written?;
@@ -316,6 +317,10 @@ impl Dialect for Sqlite {
     /// every index of the table whole.
     fn analyze(&self, _table: &str) -> Option<String> {
         None
+    }
+
+    fn start_checkpointing(&self) {
+        self.checkpointer();
     }
 
     fn owe_purge(&self) {

@@ -1,8 +1,9 @@
 //! WAL checkpoints off the write path, and emptying the WAL after an erasure.
 //!
 //! By default SQLite checkpoints inside the commit that grows the WAL past 1000 pages: that
-//! commit copies the WAL into the database file and syncs that too before it returns. On the store's one writer, every append queued
-//! behind that commit waits for it: the slowest logins under load were those. So writers do
+//! commit copies the WAL into the database file and syncs that too before it returns. On the
+//! store's one writer, every append queued behind that commit waits for it: the slowest logins
+//! under load were those. So writers do
 //! not checkpoint (`wal_autocheckpoint = 0` on the store's write connection, and on the read
 //! models' writer: their file has a task of its own, a [`Checkpointer`] as the store's), and
 //! this task does, on its own connection, in `PASSIVE` mode: it copies what no reader
@@ -11,12 +12,12 @@
 //! SQLite starts the WAL over only when a writer begins after a checkpoint that copied all of
 //! it. Under steady writes (tens of MB of WAL a second under login load: each commit writes
 //! every page it touched) a passive checkpoint is rarely complete, so once the WAL passes
-//! `MAX_WAL_FRAMES` the checkpointer takes a `RESTART` checkpoint in the store file's write turn:
+//! `MAX_WAL_FRAMES` the checkpointer takes a `RESTART` checkpoint in the file's write turn:
 //! appends queue in order behind it while it copies the little the passive passes left, so the
 //! WAL starts over. That is the one pause writers see, a few times a second at most instead of
 //! inside every commit that crosses 1000 pages. (Measured with `bench`: the single-user login
-//! p99 halved; 8 and 32 users 10–20 % better.) The store's writer's `journal_size_limit` then
-//! trims the file.
+//! p99 halved; 8 and 32 users 10–20 % better.) The writer's `journal_size_limit` (the
+//! store's, the read models') then trims the file.
 //!
 //! A `RESTART` also waits for the readers still on the WAL, so it waits for them briefly
 //! (`RESTART_PATIENCE`; the copy and the syncs come on top) and otherwise gives up until the
@@ -32,8 +33,10 @@
 //!
 //! After an erasure the store asks this task to empty the WAL (a `Purge`): a `TRUNCATE`, which
 //! holds writers back while readers keep the WAL, so it runs in short tries in the write turn
-//! (see `truncate`). It runs here, not on a connection of the store's, because SQLite answers
-//! a checkpoint "busy" at once while another connection's runs: the two would fail each other.
+//! (see `truncate`); the read models' runner asks for one try (`Checkpointer::purge_once`),
+//! and asks again after its next step. It runs here, not on a writer's connection, because
+//! SQLite answers a checkpoint "busy" at once while another connection's runs: the two would
+//! fail each other.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -66,14 +69,15 @@ const RESTART_PATIENCE: Duration = Duration::from_millis(50);
 /// `RESTART`, and `truncate`'s last try. Appends queue behind it meanwhile.
 const PATIENT_WAIT: Duration = Duration::from_secs(1);
 
-/// `truncate`'s short tries, and the pause between them in which appends go on: about 3.5 s
-/// in all, before one try that waits `PATIENT_WAIT`.
+/// A patient `truncate`'s short tries, and the pause between them in which appends go on:
+/// about 3.5 s in all, before one try that waits `PATIENT_WAIT`.
 const TRUNCATE_TRIES: usize = 50;
 const TRUNCATE_PAUSE: Duration = Duration::from_millis(20);
 
 /// A WAL that has not started over for this long gets a `RESTART` that waits `PATIENT_WAIT`
-/// for its readers, and again each time as long after. In the soaks the longest run of give-ups lasted a few seconds (the WAL
-/// reached 210 MB at 100 MB/s of writes); this bounds the WAL to about as much again.
+/// for its readers, and again each time as long after. In the soaks the longest run of
+/// give-ups lasted a few seconds (the WAL reached 210 MB at 100 MB/s of writes); this bounds
+/// the WAL to about as much again.
 const PATIENT_AFTER: Duration = Duration::from_secs(10);
 
 /// What the writers (the store's, the read models') trim their WAL file to when they start it
@@ -82,16 +86,16 @@ pub const WAL_SIZE_LIMIT: &str = "67108864";
 
 /// A request to empty the WAL (see `truncate`), answered with whether it was emptied, or why
 /// it could not be tried.
-/// A request to empty the WAL, answered with whether it did.
 pub(super) struct Purge {
     answer: oneshot::Sender<Result<bool, StoreError>>,
-    /// Tries as `truncate` does (a few seconds in all while readers keep the WAL), or once,
-    /// waiting `PATIENT_WAIT`, for a caller that asks again soon anyway.
+    /// Short tries first, a few seconds in all while readers keep the WAL, or only the one
+    /// that waits `PATIENT_WAIT`, for a caller that asks again soon anyway. Requests taken
+    /// together get the patient form if any of them asked for it.
     patient: bool,
 }
 
-/// The task that checkpoints one SQLite file's WAL ([`run`]): the store's, and the read
-/// models' file beside it. Dropped, it stops the task.
+/// The task that checkpoints one SQLite file's WAL (`run`): the store's, and the read models'
+/// file beside it. Dropped, it stops the task.
 #[derive(Debug)]
 pub struct Checkpointer {
     purges: mpsc::Sender<Purge>,
@@ -112,14 +116,15 @@ impl Checkpointer {
         }
     }
 
-    /// Empties the WAL (see [`run`]): whether it did (false: readers kept it through all its
+    /// Empties the WAL (see `run`): whether it did (false: readers kept it through all its
     /// tries, a few seconds).
     pub async fn purge(&self) -> Result<bool, StoreError> {
         self.ask(true).await
     }
 
-    /// As [`Checkpointer::purge`], with one try that waits for readers up to a second: for a
-    /// caller that asks again soon if it did not (the read models' runner, after each step).
+    /// As [`Checkpointer::purge`], with one try that waits for readers up to a second (the
+    /// patient tries if another caller's request is taken with it): for a caller that asks
+    /// again soon if it did not (the read models' runner, after each step).
     pub async fn purge_once(&self) -> Result<bool, StoreError> {
         self.ask(false).await
     }
@@ -142,8 +147,8 @@ impl Checkpointer {
 ///
 /// Emptying the WAL runs here, not on the caller's connection: a checkpoint finds another
 /// connection's checkpoint busy at once, without waiting, so the two would fail each other;
-/// requests that arrive while one runs share it; and a caller that goes away (a request cut
-/// short) does not cut it short.
+/// requests waiting when one starts share it (later ones wait for the next); and a caller
+/// that goes away (a request cut short) does not cut it short.
 async fn run(
     options: SqliteConnectOptions,
     turn: Arc<WriteTurn>,
@@ -314,8 +319,10 @@ async fn truncate(
     turn: &Arc<WriteTurn>,
     patient: bool,
 ) -> Result<bool, sqlx::Error> {
-    busy_timeout(conn, RESTART_PATIENCE).await?;
     let tries = if patient { TRUNCATE_TRIES } else { 0 };
+    if patient {
+        busy_timeout(conn, RESTART_PATIENCE).await?;
+    }
     for _ in 0..tries {
         let truncated = {
             let _turn = turn.wait().await;
@@ -486,5 +493,28 @@ mod tests {
         );
         assert_eq!(wal.wal_bytes(), 0);
         pool.close().await;
+    }
+
+    /// One try: while a reader keeps the WAL, `purge_once` answers "not emptied" after about
+    /// its one wait (`PATIENT_WAIT`), not after the patient tries; once the reader has let go,
+    /// it empties the WAL.
+    #[tokio::test]
+    async fn a_single_purge_try_gives_up_after_one_wait() {
+        let mut wal = KeptWal::new().await;
+        let checkpointer = Checkpointer::spawn(
+            wal.options.clone(),
+            Arc::new(WriteTurn::default()),
+            "a test",
+        );
+        let started = Instant::now();
+        assert!(
+            !checkpointer.purge_once().await.unwrap(),
+            "emptied under a reader"
+        );
+        let took = started.elapsed();
+        assert!(took < CONNECTION_WAIT / 2, "one try took {took:?}");
+        wal.let_go().await;
+        assert!(checkpointer.purge_once().await.unwrap());
+        assert_eq!(wal.wal_bytes(), 0);
     }
 }
