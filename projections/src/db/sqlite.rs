@@ -328,9 +328,9 @@ impl Dialect for Sqlite {
     }
 
     /// Has the file's checkpointer copy the WAL into the file and truncate it, in the write
-    /// turn (readers on the WAL waited for up to a second): the erased
-    /// rows' older page images go with it. `secure_delete` has already overwritten them in the
-    /// new ones (docs/security.md, §6).
+    /// turn (readers on the WAL waited for up to a second): the erased rows' older page images
+    /// go with it. `secure_delete` has already overwritten them in the new ones
+    /// (docs/security.md, §6).
     fn purge_if_owed<'a>(&'a self, _db: &'a Db) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             if !self.purge_owed.swap(false, Ordering::Relaxed) {
