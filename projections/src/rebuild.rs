@@ -1,7 +1,7 @@
 //! Rebuild: replay the whole log into a fresh generation of a projection's tables beside the
 //! live one, then swap it in. Queries and the live runner keep working meanwhile; the swap
 //! happens in one transaction holding the projection's lock, after applying what the log
-//! gained during the rebuild, and retires the old generation, dropped once it has committed.
+//! gained during the rebuild, and retires the old generation, dropped once the swaps are done.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -210,16 +210,16 @@ async fn swap_all(
 ) -> Result<(), ProjectionError> {
     for (projection, generation) in targets {
         swap(db, store, *projection, *generation, position, zone).await?;
-        // Not dropped means the old rows are still in the database: the rebuild has not done
-        // its job (the personal-data migration's rebuild, whose old generation holds clear
-        // values, keeps its record and runs again at the next start).
-        schema::drop_retired(db).await?;
     }
-    Ok(())
+    // Once for all (one WAL purge after them all). Not dropped means the old rows are still
+    // in the database: the rebuild has not done its job (the personal-data migration's
+    // rebuild, whose old generation holds clear values, keeps its record and runs again at
+    // the next start).
+    schema::drop_retired(db).await
 }
 
 /// Under the projection's lock: apply what the log gained since the build, make the new
-/// generation live, retire the old one (dropped once this has committed).
+/// generation live, retire the old one (dropped by `swap_all` once every swap has committed).
 async fn swap(
     db: &Db,
     store: &dyn Store,

@@ -3,11 +3,10 @@
 //! By default SQLite checkpoints inside the commit that grows the WAL past 1000 pages: that
 //! commit copies the WAL into the database file and syncs that too before it returns. On the
 //! store's one writer, every append queued behind that commit waits for it: the slowest logins
-//! under load were those. So writers do
-//! not checkpoint (`wal_autocheckpoint = 0` on the store's write connection, and on the read
-//! models' writer: their file has a task of its own, a [`Checkpointer`] as the store's), and
-//! this task does, on its own connection, in `PASSIVE` mode: it copies what no reader
-//! still needs and never holds up a writer.
+//! under load were those. So writers do not checkpoint (`wal_autocheckpoint = 0` on the
+//! store's write connection, and on the read models' writer: their file has a task of its own,
+//! a [`Checkpointer`] as the store's), and this task does, on its own connection, in `PASSIVE`
+//! mode: it copies what no reader still needs and never holds up a writer.
 //!
 //! SQLite starts the WAL over only when a writer begins after a checkpoint that copied all of
 //! it. Under steady writes (tens of MB of WAL a second under login load: each commit writes
