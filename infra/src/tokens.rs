@@ -1,6 +1,8 @@
 //! Our tokens: EdDSA access tokens (JWTs other backends verify with the JWKS) and HMAC'd
 //! rotating refresh tokens.
 
+mod verified;
+
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use domain::{AppId, SessionId, UserId};
 
 use crate::crypto::{MasterKey, Sealer};
 use crate::store::{SigningKeyStore, StoreError, StoredSigningKey};
+use verified::{Verified, VerifiedTokens};
 
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
@@ -93,6 +96,8 @@ pub struct AccessTokens {
     last_reload: RwLock<DateTime<Utc>>,
     sealer: Sealer,
     policy: AccessTokenPolicy,
+    /// Tokens whose signature is known good: signed here, or checked once.
+    verified: VerifiedTokens,
 }
 
 pub const SIGNING_KEY_PURPOSE: &str = "signing-key";
@@ -115,6 +120,7 @@ impl AccessTokens {
             last_reload: RwLock::new(Utc::now()),
             sealer,
             policy,
+            verified: VerifiedTokens::default(),
         };
         tokens.reload(store).await?;
         Ok(tokens)
@@ -208,27 +214,41 @@ impl AccessTokens {
         // opened key pair.
         let signing_input = format!("{}.{}", jws_part(&header)?, jws_part(&claims)?);
         let signature = key.pair.sign(signing_input.as_bytes());
-        Ok(format!(
+        let token = format!(
             "{signing_input}.{}",
             URL_SAFE_NO_PAD.encode(signature.as_ref())
-        ))
+        );
+        // Its first request need not check the signature just made.
+        self.verified.insert(
+            VerifiedTokens::key(&token),
+            Verified {
+                claims,
+                kid: key.kid.clone(),
+            },
+        );
+        Ok(token)
     }
 
     /// Checks signature, algorithm (EdDSA only: `none` and HMAC are refused), key id (a key
     /// still published), issuer, audience (a configured app, the same as `appid`) and expiry.
+    ///
+    /// A token whose signature was checked before (or that was signed here) is not checked
+    /// again; everything else is, at every call.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
+        let digest = VerifiedTokens::key(token);
+        let now = Utc::now();
+        if let Some(Verified { claims, kid }) = self.verified.get(&digest) {
+            return match self.published_key(&kid, now) {
+                Some(_) if self.admits(&claims, now) => Ok(claims),
+                _ => Err(TokenError::Invalid),
+            };
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid);
         }
         let kid = header.kid.ok_or(TokenError::Invalid)?;
-        let keys = self.key_set();
-        let published = self.schedule(&keys).published(Utc::now());
-        let key = published
-            .into_iter()
-            .map(|i| &keys[i])
-            .find(|k| k.kid == kid)
-            .ok_or(TokenError::Invalid)?;
+        let key = self.published_key(&kid, now).ok_or(TokenError::Invalid)?;
         let mut validation = Validation::new(Algorithm::EdDSA);
         validation.set_issuer(&[&self.policy.issuer]);
         validation.set_audience(&self.policy.audiences);
@@ -240,7 +260,38 @@ impl AccessTokens {
         if claims.aud != claims.appid {
             return Err(TokenError::Invalid);
         }
+        self.verified.insert(
+            digest,
+            Verified {
+                claims: claims.clone(),
+                kid: key.kid.clone(),
+            },
+        );
         Ok(claims)
+    }
+
+    /// The key `kid` if it verifies at `now` (see [`KeySchedule::published`]).
+    fn published_key(&self, kid: &str, now: DateTime<Utc>) -> Option<Arc<SigningKey>> {
+        let keys = self.key_set();
+        let published = self.schedule(&keys).published(now);
+        published
+            .into_iter()
+            .map(|i| &keys[i])
+            .find(|k| k.kid == kid)
+            .cloned()
+    }
+
+    /// The checks of [`Self::verify`] other than the signature's, as `jsonwebtoken` makes
+    /// them there: a known signature still needs them, since time and settings move on.
+    fn admits(&self, claims: &AccessClaims, now: DateTime<Utc>) -> bool {
+        claims.iss == self.policy.issuer
+            && self
+                .policy
+                .audiences
+                .iter()
+                .any(|a| a == claims.aud.as_str())
+            && claims.aud == claims.appid
+            && claims.exp.saturating_add(LEEWAY_SECS as i64) >= now.timestamp()
     }
 
     /// The published public keys as a JWK Set: the signing key, a key about to sign, and
@@ -537,6 +588,7 @@ mod tests {
             last_reload: RwLock::new(Utc::now()),
             sealer,
             policy: policy(),
+            verified: VerifiedTokens::default(),
         };
         (tokens, pkcs8, stored.kid)
     }
@@ -600,6 +652,88 @@ mod tests {
         for aud in [Some("wxffffffffffffffff"), Some("wx0123456789abcde0"), None] {
             assert!(tokens.verify(&sign(claims(aud))).is_err(), "aud {aud:?}");
         }
+    }
+
+    /// A token signed here, or checked once, is admitted again without its signature being
+    /// checked; a token differing from it in any byte is checked (and fails).
+    #[test]
+    fn a_known_token_skips_its_signature_check_and_only_that_token() {
+        let (tokens, _, _) = one_key_tokens();
+        let (user, session) = ids();
+        let appid = AppId::parse("wx0123456789abcdef").unwrap();
+        let token = tokens.issue(user, session, &appid, Utc::now()).unwrap();
+        assert_eq!(tokens.verify(&token).unwrap().sid, session);
+        assert_eq!(tokens.verified.hits(), 1, "signed here: known");
+
+        let mut forged = token.clone().into_bytes();
+        let i = token.find('.').unwrap() + 5;
+        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+        assert!(tokens.verify(&String::from_utf8(forged).unwrap()).is_err());
+        assert!(tokens.verify(&format!("{token}A")).is_err());
+        assert_eq!(tokens.verified.hits(), 1);
+
+        // Checked once by signature (another instance signed it): known from then on.
+        let (tokens, pkcs8, kid) = one_key_tokens();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid);
+        let now = Utc::now().timestamp();
+        let claims = AccessClaims {
+            iss: "https://id.example".into(),
+            sub: user,
+            aud: appid.clone(),
+            sid: session,
+            appid,
+            iat: now,
+            exp: now + 600,
+        };
+        let key = jsonwebtoken::EncodingKey::from_ed_der(&pkcs8);
+        let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+        assert_eq!(tokens.verify(&token).unwrap(), claims);
+        assert_eq!(tokens.verified.hits(), 0);
+        assert_eq!(tokens.verify(&token).unwrap(), claims);
+        assert_eq!(tokens.verified.hits(), 1);
+    }
+
+    /// What a signature cannot settle once for all is checked at every use of a known token:
+    /// expiry, the key still published, the audience still a configured app.
+    #[test]
+    fn a_known_token_is_refused_once_expired_or_its_key_retired() {
+        let (tokens, pkcs8, _) = one_key_tokens();
+        let (user, session) = ids();
+        let appid = AppId::parse("wx0123456789abcdef").unwrap();
+        let ttl = tokens.ttl().as_secs() as i64;
+        let leeway = LEEWAY_SECS as i64;
+        let issued_at = |ago: i64| Utc::now() - chrono::Duration::seconds(ago);
+        let expired = tokens
+            .issue(user, session, &appid, issued_at(ttl + leeway + 2))
+            .unwrap();
+        let in_leeway = tokens
+            .issue(user, session, &appid, issued_at(ttl + leeway - 2))
+            .unwrap();
+        assert!(tokens.verify(&expired).is_err());
+        assert!(tokens.verify(&in_leeway).is_ok());
+        let unknown_app = AppId::parse("wxffffffffffffffff").unwrap();
+        let unknown_app = tokens
+            .issue(user, session, &unknown_app, Utc::now())
+            .unwrap();
+        assert!(tokens.verify(&unknown_app).is_err());
+        assert_eq!(tokens.verified.hits(), 3, "all three were known");
+
+        let token = tokens.issue(user, session, &appid, Utc::now()).unwrap();
+        assert!(tokens.verify(&token).is_ok());
+        let open = Arc::clone(&tokens.key_set()[0]);
+        let retired = SigningKey {
+            kid: open.kid.clone(),
+            created_at: open.created_at,
+            activates_at: open.activates_at,
+            retire_after: open.retire_after,
+            retired: true,
+            pair: Ed25519KeyPair::from_pkcs8(&pkcs8).unwrap(),
+            decoding: open.decoding.clone(),
+            public_x: open.public_x.clone(),
+        };
+        *tokens.keys.write().unwrap() = Arc::new(vec![Arc::new(retired)]);
+        assert!(tokens.verify(&token).is_err(), "its key retired");
     }
 
     fn at(secs: i64) -> DateTime<Utc> {
