@@ -220,7 +220,7 @@ impl AccessTokens {
         );
         // Its first request need not check the signature just made.
         self.verified.insert(
-            VerifiedTokens::key(&token),
+            VerifiedTokens::digest(&token),
             Verified {
                 claims,
                 kid: key.kid.clone(),
@@ -232,42 +232,56 @@ impl AccessTokens {
     /// Checks signature, algorithm (EdDSA only: `none` and HMAC are refused), key id (a key
     /// still published), issuer, audience (a configured app, the same as `appid`) and expiry.
     ///
-    /// A token whose signature was checked before (or that was signed here) is not checked
-    /// again; everything else is, at every call.
+    /// A token whose signature was made or checked here before is not checked again; the rest
+    /// is judged at every call, by [`Self::judge`] on both paths.
     pub fn verify(&self, token: &str) -> Result<AccessClaims, TokenError> {
-        let digest = VerifiedTokens::key(token);
         let now = Utc::now();
-        if let Some(Verified { claims, kid }) = self.verified.get(&digest) {
-            return match self.published_key(&kid, now) {
-                Some(_) if self.admits(&claims, now) => Ok(claims),
-                _ => Err(TokenError::Invalid),
-            };
+        let digest = VerifiedTokens::digest(token);
+        if let Some(known) = self.verified.get(&digest) {
+            return self.judge(&known, now);
         }
+        let verified = self.check_signature(token, now)?;
+        let claims = self.judge(&verified, now)?;
+        self.verified.insert(digest, verified);
+        Ok(claims)
+    }
+
+    /// The claims `token` is signed for, if it is an EdDSA JWS signed by a key published at
+    /// `now`; nothing else about them is judged here.
+    fn check_signature(&self, token: &str, now: DateTime<Utc>) -> Result<Verified, TokenError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
         if header.alg != Algorithm::EdDSA {
             return Err(TokenError::Invalid);
         }
         let kid = header.kid.ok_or(TokenError::Invalid)?;
         let key = self.published_key(&kid, now).ok_or(TokenError::Invalid)?;
+        // The claims are all required by their type; `judge` checks their values.
         let mut validation = Validation::new(Algorithm::EdDSA);
-        validation.set_issuer(&[&self.policy.issuer]);
-        validation.set_audience(&self.policy.audiences);
-        validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
-        validation.leeway = LEEWAY_SECS;
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.set_required_spec_claims::<&str>(&[]);
         let claims = jsonwebtoken::decode::<AccessClaims>(token, &key.decoding, &validation)
-            .map(|data| data.claims)
-            .map_err(|_| TokenError::Invalid)?;
-        if claims.aud != claims.appid {
-            return Err(TokenError::Invalid);
-        }
-        self.verified.insert(
-            digest,
-            Verified {
-                claims: claims.clone(),
-                kid: key.kid.clone(),
-            },
-        );
-        Ok(claims)
+            .map_err(|_| TokenError::Invalid)?
+            .claims;
+        Ok(Verified { claims, kid })
+    }
+
+    /// Whether signed claims are accepted at `now`: the key still published, the issuer ours,
+    /// the audience a configured app equal to `appid`, not expired (with a leeway of
+    /// `LEEWAY_SECS`). A token signed here is judged so too: it may name an app that is not
+    /// configured, and time moves on for every token.
+    fn judge(&self, verified: &Verified, now: DateTime<Utc>) -> Result<AccessClaims, TokenError> {
+        let claims = &verified.claims;
+        let accepted = self.published_key(&verified.kid, now).is_some()
+            && claims.iss == self.policy.issuer
+            && self
+                .policy
+                .audiences
+                .iter()
+                .any(|a| a == claims.aud.as_str())
+            && claims.aud == claims.appid
+            && claims.exp.saturating_add(LEEWAY_SECS as i64) >= now.timestamp();
+        accepted.then(|| claims.clone()).ok_or(TokenError::Invalid)
     }
 
     /// The key `kid` if it verifies at `now` (see [`KeySchedule::published`]).
@@ -281,17 +295,9 @@ impl AccessTokens {
             .cloned()
     }
 
-    /// The checks of [`Self::verify`] other than the signature's, as `jsonwebtoken` makes
-    /// them there: a known signature still needs them, since time and settings move on.
-    fn admits(&self, claims: &AccessClaims, now: DateTime<Utc>) -> bool {
-        claims.iss == self.policy.issuer
-            && self
-                .policy
-                .audiences
-                .iter()
-                .any(|a| a == claims.aud.as_str())
-            && claims.aud == claims.appid
-            && claims.exp.saturating_add(LEEWAY_SECS as i64) >= now.timestamp()
+    /// Adds this instance's access-token metrics to a scrape (under the registry's prefix).
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        self.verified.register(registry);
     }
 
     /// The published public keys as a JWK Set: the signing key, a key about to sign, and
@@ -575,8 +581,8 @@ mod tests {
         }
     }
 
-    /// Access tokens over one freshly made key, with that key's PKCS#8 bytes and id.
-    fn one_key_tokens() -> (AccessTokens, Vec<u8>, String) {
+    /// Access tokens over one freshly made key, with that key's PKCS#8 bytes and stored form.
+    fn one_key_tokens() -> (AccessTokens, Vec<u8>, StoredSigningKey) {
         let sealer = MasterKey::generate().sealer(SIGNING_KEY_PURPOSE);
         let stored = new_signing_key(&sealer).unwrap();
         let pkcs8 = sealer
@@ -590,7 +596,15 @@ mod tests {
             policy: policy(),
             verified: VerifiedTokens::default(),
         };
-        (tokens, pkcs8, stored.kid)
+        (tokens, pkcs8, stored)
+    }
+
+    /// A token as another instance (or `jsonwebtoken`) would sign `claims` with a key.
+    fn sign_with(pkcs8: &[u8], kid: &str, claims: &impl Serialize) -> String {
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.to_owned());
+        let key = jsonwebtoken::EncodingKey::from_ed_der(pkcs8);
+        jsonwebtoken::encode(&header, claims, &key).unwrap()
     }
 
     fn ids() -> (UserId, SessionId) {
@@ -604,7 +618,7 @@ mod tests {
     /// be exactly what `jsonwebtoken::encode` makes of the same header, claims and key.
     #[test]
     fn access_tokens_are_what_jsonwebtoken_would_sign() {
-        let (tokens, pkcs8, kid) = one_key_tokens();
+        let (tokens, pkcs8, stored) = one_key_tokens();
         let (user, session) = ids();
         let appid = AppId::parse("wx0123456789abcdef").unwrap();
         let token = tokens.issue(user, session, &appid, Utc::now()).unwrap();
@@ -612,30 +626,17 @@ mod tests {
         let claims = tokens.verify(&token).unwrap();
         assert_eq!((claims.sub, claims.sid), (user, session));
         assert_eq!(claims.aud, appid);
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(kid);
-        let expected = jsonwebtoken::encode(
-            &header,
-            &claims,
-            &jsonwebtoken::EncodingKey::from_ed_der(&pkcs8),
-        )
-        .unwrap();
-        assert_eq!(token, expected);
+        assert_eq!(token, sign_with(&pkcs8, &stored.kid, &claims));
     }
 
     /// Signed by our key, yet refused: an audience that is not a configured app, one that
     /// differs from the token's `appid`, or none at all.
     #[test]
     fn the_audience_must_be_a_configured_app_and_the_tokens_appid() {
-        let (tokens, pkcs8, kid) = one_key_tokens();
+        let (tokens, pkcs8, stored) = one_key_tokens();
         let (user, session) = ids();
         let now = Utc::now().timestamp();
-        let sign = |claims: serde_json::Value| {
-            let mut header = Header::new(Algorithm::EdDSA);
-            header.kid = Some(kid.clone());
-            let key = jsonwebtoken::EncodingKey::from_ed_der(&pkcs8);
-            jsonwebtoken::encode(&header, &claims, &key).unwrap()
-        };
+        let sign = |claims: serde_json::Value| sign_with(&pkcs8, &stored.kid, &claims);
         let claims = |aud: Option<&str>| {
             let mut claims = serde_json::json!({
                 "iss": "https://id.example", "sub": user, "sid": session,
@@ -654,28 +655,48 @@ mod tests {
         }
     }
 
-    /// A token signed here, or checked once, is admitted again without its signature being
-    /// checked; a token differing from it in any byte is checked (and fails).
+    /// Signed by our key, yet refused: expired beyond the leeway, or another issuer.
     #[test]
-    fn a_known_token_skips_its_signature_check_and_only_that_token() {
+    fn a_checked_token_must_be_ours_and_unexpired() {
+        let (tokens, pkcs8, stored) = one_key_tokens();
+        let (user, session) = ids();
+        let now = Utc::now().timestamp();
+        let leeway = LEEWAY_SECS as i64;
+        let sign = |iss: &str, exp: i64| {
+            let claims = serde_json::json!({
+                "iss": iss, "sub": user, "sid": session, "aud": "wx0123456789abcdef",
+                "appid": "wx0123456789abcdef", "iat": now - 1000, "exp": exp,
+            });
+            sign_with(&pkcs8, &stored.kid, &claims)
+        };
+        assert!(tokens
+            .verify(&sign("https://id.example", now - leeway + 2))
+            .is_ok());
+        assert!(tokens
+            .verify(&sign("https://id.example", now - leeway - 2))
+            .is_err());
+        assert!(tokens
+            .verify(&sign("https://other.example", now + 600))
+            .is_err());
+    }
+
+    #[test]
+    fn a_token_signed_here_is_known() {
         let (tokens, _, _) = one_key_tokens();
         let (user, session) = ids();
         let appid = AppId::parse("wx0123456789abcdef").unwrap();
         let token = tokens.issue(user, session, &appid, Utc::now()).unwrap();
         assert_eq!(tokens.verify(&token).unwrap().sid, session);
-        assert_eq!(tokens.verified.hits(), 1, "signed here: known");
+        assert_eq!(tokens.verified.hits(), 1, "its signature was not checked");
+    }
 
-        let mut forged = token.clone().into_bytes();
-        let i = token.find('.').unwrap() + 5;
-        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
-        assert!(tokens.verify(&String::from_utf8(forged).unwrap()).is_err());
-        assert!(tokens.verify(&format!("{token}A")).is_err());
-        assert_eq!(tokens.verified.hits(), 1);
-
-        // Checked once by signature (another instance signed it): known from then on.
-        let (tokens, pkcs8, kid) = one_key_tokens();
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(kid);
+    /// Checked once by its signature (another instance signed it), a token is known from then
+    /// on; a token differing from it in any byte is not, and fails its check.
+    #[test]
+    fn a_token_checked_once_is_known_and_no_other() {
+        let (tokens, pkcs8, stored) = one_key_tokens();
+        let (user, session) = ids();
+        let appid = AppId::parse("wx0123456789abcdef").unwrap();
         let now = Utc::now().timestamp();
         let claims = AccessClaims {
             iss: "https://id.example".into(),
@@ -686,19 +707,26 @@ mod tests {
             iat: now,
             exp: now + 600,
         };
-        let key = jsonwebtoken::EncodingKey::from_ed_der(&pkcs8);
-        let token = jsonwebtoken::encode(&header, &claims, &key).unwrap();
+        let token = sign_with(&pkcs8, &stored.kid, &claims);
         assert_eq!(tokens.verify(&token).unwrap(), claims);
         assert_eq!(tokens.verified.hits(), 0);
         assert_eq!(tokens.verify(&token).unwrap(), claims);
         assert_eq!(tokens.verified.hits(), 1);
+
+        // A byte of the payload (just past the header's dot) changed, and a byte added.
+        let mut forged = token.clone().into_bytes();
+        let i = token.find('.').unwrap() + 5;
+        forged[i] = if forged[i] == b'A' { b'B' } else { b'A' };
+        assert!(tokens.verify(&String::from_utf8(forged).unwrap()).is_err());
+        assert!(tokens.verify(&format!("{token}A")).is_err());
+        assert_eq!(tokens.verified.hits(), 1);
     }
 
-    /// What a signature cannot settle once for all is checked at every use of a known token:
-    /// expiry, the key still published, the audience still a configured app.
+    /// What a signature cannot settle once for all is judged at every use of a known token:
+    /// expiry (with its leeway), the audience a configured app, the key still published.
     #[test]
-    fn a_known_token_is_refused_once_expired_or_its_key_retired() {
-        let (tokens, pkcs8, _) = one_key_tokens();
+    fn a_known_token_is_refused_once_expired_for_an_unknown_app_or_its_key_retired() {
+        let (tokens, _, stored) = one_key_tokens();
         let (user, session) = ids();
         let appid = AppId::parse("wx0123456789abcdef").unwrap();
         let ttl = tokens.ttl().as_secs() as i64;
@@ -713,27 +741,25 @@ mod tests {
         assert!(tokens.verify(&expired).is_err());
         assert!(tokens.verify(&in_leeway).is_ok());
         let unknown_app = AppId::parse("wxffffffffffffffff").unwrap();
-        let unknown_app = tokens
+        let for_unknown_app = tokens
             .issue(user, session, &unknown_app, Utc::now())
             .unwrap();
-        assert!(tokens.verify(&unknown_app).is_err());
-        assert_eq!(tokens.verified.hits(), 3, "all three were known");
+        assert!(tokens.verify(&for_unknown_app).is_err());
 
         let token = tokens.issue(user, session, &appid, Utc::now()).unwrap();
         assert!(tokens.verify(&token).is_ok());
-        let open = Arc::clone(&tokens.key_set()[0]);
-        let retired = SigningKey {
-            kid: open.kid.clone(),
-            created_at: open.created_at,
-            activates_at: open.activates_at,
-            retire_after: open.retire_after,
-            retired: true,
-            pair: Ed25519KeyPair::from_pkcs8(&pkcs8).unwrap(),
-            decoding: open.decoding.clone(),
-            public_x: open.public_x.clone(),
+        let retired = StoredSigningKey {
+            retired_at: Some(Utc::now()),
+            ..stored
         };
+        let retired = open_signing_key(&tokens.sealer, &retired).unwrap();
         *tokens.keys.write().unwrap() = Arc::new(vec![Arc::new(retired)]);
         assert!(tokens.verify(&token).is_err(), "its key retired");
+        assert_eq!(
+            tokens.verified.hits(),
+            5,
+            "all were known: judged, not checked"
+        );
     }
 
     fn at(secs: i64) -> DateTime<Utc> {

@@ -26,6 +26,15 @@ fn assert_line(metrics: &str, line: &str) {
 
 async fn metrics_count_logins_refreshes_reuses_and_wechat_errors(world: World) {
     let login = world.login(APP_A, "mia").await;
+    for _ in 0..2 {
+        assert_eq!(world.get_as(&login.access, "/v1/me").await.status(), 200);
+    }
+    assert_problem(
+        world.get_as("not.a.token", "/v1/me").await,
+        401,
+        "unauthorized",
+    )
+    .await;
     let rotated = world.refresh(&login.refresh).await;
     assert_eq!(rotated.status(), 200);
     assert_problem(world.refresh(&login.refresh).await, 401, "unauthorized").await;
@@ -42,6 +51,9 @@ async fn metrics_count_logins_refreshes_reuses_and_wechat_errors(world: World) {
         r#"identity_token_refreshes_total{outcome="refreshed"} 1"#.to_owned(),
         r#"identity_token_refreshes_total{outcome="reuse_detected"} 1"#.to_owned(),
         "identity_refresh_token_reuses_total 1".to_owned(),
+        // Signed here at the login: both requests skipped the signature check.
+        r#"identity_access_token_cache_lookups_total{outcome="hit"} 2"#.to_owned(),
+        r#"identity_access_token_cache_lookups_total{outcome="miss"} 1"#.to_owned(),
         r#"identity_wechat_call_duration_seconds_count{api="code2Session",errcode="0"} 1"#
             .to_owned(),
         r#"identity_wechat_call_duration_seconds_count{api="code2Session",errcode="40226"} 1"#

@@ -76,6 +76,7 @@ async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, Api
     state.rejections.register(&mut registry);
     state.metrics.register(&mut registry);
     state.wechat.metrics().register(&mut registry);
+    state.access_tokens.register(&mut registry);
     registry.register(
         "event_log_head_position",
         "Global position of the newest readable event",
