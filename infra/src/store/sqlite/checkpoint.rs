@@ -14,9 +14,10 @@
 //! `MAX_WAL_FRAMES` the checkpointer takes a `RESTART` checkpoint in the file's write turn:
 //! appends queue in order behind it while it copies (and syncs) what the passive passes left,
 //! so the WAL starts over. What they left is what was appended while the last of them ran, so
-//! it first passes again until a pass finds little new (halving the time the `RESTART`s held
-//! the store's appends in a one-minute soak, BENCHMARKS.md). That is the one pause writers see, a few times a second at most instead of
-//! inside every commit that crosses 1000 pages. (Measured with `bench`: the single-user login
+//! the checkpointer first passes again until a pass finds little new (the `RESTART`s held the
+//! store's appends half as long in one-minute soaks, BENCHMARKS.md). That is the one pause
+//! writers see, a few times a second at most instead of inside every commit that crosses 1000
+//! pages. (Measured with `bench`: the single-user login
 //! p99 halved; 8 and 32 users 10–20 % better.) The writer's `journal_size_limit` (the
 //! store's, the read models') then trims the file.
 //!
@@ -63,10 +64,12 @@ const INTERVAL: Duration = Duration::from_millis(100);
 /// WAL frames (pages: 4 KiB by default) past which writers are held back for a checkpoint.
 const MAX_WAL_FRAMES: i64 = 4096;
 
-/// At most this many `PASSIVE` passes again before a `RESTART`, while each still finds more
-/// than `LITTLE_LEFT` frames appended since the one before (see `pass`).
+/// At most this many `PASSIVE` passes again before a `RESTART` (see `pass`).
 const CATCH_UP_PASSES: usize = 4;
-const LITTLE_LEFT: i64 = 256;
+
+/// Frames appended since the pass before, below which a `RESTART` follows at once: it copies
+/// about as many in the write turn (1 MiB at 4 KiB pages).
+const LITTLE_LEFT_FRAMES: i64 = 256;
 
 /// How long a `RESTART` (and a try of `truncate`) waits for the writer in hand and for readers
 /// still on the WAL.
@@ -117,7 +120,7 @@ impl Checkpointer {
         let (stop, stopped) = oneshot::channel();
         let (purges, asked) = mpsc::channel(64);
         // At error level so that a log showing warnings only still names the file.
-        let span = tracing::error_span!("checkpointer", file = what);
+        let span = tracing::error_span!(parent: None, "checkpointer", task = what);
         tokio::spawn(run(options, turn, asked, stopped, what).instrument(span));
         Self {
             purges,
@@ -223,32 +226,68 @@ struct Restarts {
     warned: bool,
 }
 
-/// One pass: a `PASSIVE` checkpoint, and a `RESTART` in the write `turn` once the WAL is past
-/// `MAX_WAL_FRAMES`.
+impl Restarts {
+    /// The WAL is short (a writer started it over, or little was written): readers do not
+    /// keep it, so no patient wait is due for another `PATIENT_AFTER`.
+    fn short_wal(&mut self) {
+        self.patient_from = Instant::now() + PATIENT_AFTER;
+        self.warned = false;
+    }
+}
+
+/// What a pass's WAL size says, against the pass before.
+#[derive(Debug, PartialEq, Eq)]
+enum Next {
+    /// No figure (another connection's checkpoint was running): try at the next tick.
+    Unknown,
+    /// The WAL is not past `MAX_WAL_FRAMES` (it started over meanwhile, or little was written).
+    Short,
+    /// More than `LITTLE_LEFT_FRAMES` appended while the last pass ran: pass again first.
+    PassAgain,
+    /// `RESTART` now: it has little left to copy in the write turn.
+    Restart,
+}
+
+impl Next {
+    /// From the frames in the WAL at the pass before (`None` for the first) and at this one
+    /// (SQLite says -1 when it could not run the checkpoint).
+    fn after(before: Option<i64>, frames: i64) -> Self {
+        if frames < 0 {
+            Self::Unknown
+        } else if frames <= MAX_WAL_FRAMES {
+            Self::Short
+        } else if before.is_none_or(|before| frames - before > LITTLE_LEFT_FRAMES) {
+            Self::PassAgain
+        } else {
+            Self::Restart
+        }
+    }
+}
+
+/// One tick: a `PASSIVE` checkpoint; once the WAL is past `MAX_WAL_FRAMES`, more of them while
+/// each finds much appended since the one before (what they leave, the `RESTART` copies and
+/// syncs in the write turn: a pass over thousands of frames takes tens of ms), then a
+/// `RESTART` in the write `turn`.
 async fn pass(
     conn: &mut SqliteConnection,
     turn: &Arc<WriteTurn>,
     restarts: &mut Restarts,
 ) -> Result<(), sqlx::Error> {
-    let mut passive = checkpoint(conn, "PASSIVE").await?;
-    if passive.frames <= MAX_WAL_FRAMES {
-        return Ok(());
-    }
-    // The `RESTART` copies and syncs, in the write turn, whatever was appended while the pass
-    // before it ran, and a pass over thousands of frames takes tens of ms: passes again
-    // first, each with less to copy than the last, until little is left for it.
-    for _ in 0..CATCH_UP_PASSES {
-        let again = checkpoint(conn, "PASSIVE").await?;
-        let appended = again.frames - passive.frames;
-        passive = again;
-        if passive.frames <= MAX_WAL_FRAMES {
-            // A writer started the WAL over meanwhile.
-            return Ok(());
+    let mut before = None;
+    let mut passes = 0;
+    let passive = loop {
+        let passive = checkpoint(conn, "PASSIVE").await?;
+        passes += 1;
+        match Next::after(before, passive.frames) {
+            Next::Unknown => return Ok(()),
+            Next::Short => {
+                restarts.short_wal();
+                return Ok(());
+            }
+            Next::PassAgain if passes <= CATCH_UP_PASSES => before = Some(passive.frames),
+            Next::PassAgain | Next::Restart => break passive,
         }
-        if appended <= LITTLE_LEFT {
-            break;
-        }
-    }
+    };
     let patient = Instant::now() >= restarts.patient_from;
     if patient && !restarts.warned {
         tracing::warn!(
@@ -447,12 +486,33 @@ mod tests {
         }
     }
 
+    /// Pass again while much was appended since the last pass, `RESTART` once little was, stop
+    /// when the WAL is short or SQLite gives no figure.
+    #[test]
+    fn the_passes_catch_up_before_the_restart() {
+        let long = MAX_WAL_FRAMES + 1000;
+        assert_eq!(Next::after(None, long), Next::PassAgain);
+        assert_eq!(
+            Next::after(Some(long), long + LITTLE_LEFT_FRAMES + 1),
+            Next::PassAgain
+        );
+        assert_eq!(
+            Next::after(Some(long), long + LITTLE_LEFT_FRAMES),
+            Next::Restart
+        );
+        assert_eq!(Next::after(Some(long), long), Next::Restart);
+        assert_eq!(Next::after(Some(long), 12), Next::Short);
+        assert_eq!(Next::after(None, MAX_WAL_FRAMES), Next::Short);
+        assert_eq!(Next::after(Some(long), -1), Next::Unknown);
+    }
+
     /// A pass over a WAL past `MAX_WAL_FRAMES`, nobody reading, runs its passes and its
     /// `RESTART` through, and the next write starts the WAL over. (With no reader a writer
-    /// would start it over after a complete passive pass too: this checks the path runs, not
-    /// what the catch-up saves, which is timing, measured in BENCHMARKS.md.)
+    /// would start it over after a complete passive pass too: this checks the path runs; the
+    /// decisions are `the_passes_catch_up_before_the_restart`'s, what they save is timing,
+    /// measured in BENCHMARKS.md.)
     #[tokio::test]
-    async fn a_pass_over_a_long_wal_starts_it_over() {
+    async fn a_pass_over_a_long_wal_runs_through() {
         let mut wal = KeptWal::new().await;
         wal.let_go().await;
         let mut writer = SqliteConnection::connect_with(&wal.options).await.unwrap();
