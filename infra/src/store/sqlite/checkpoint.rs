@@ -17,9 +17,9 @@
 //! the checkpointer first passes again until a pass finds little new (the `RESTART`s held the
 //! store's appends half as long in one-minute soaks, BENCHMARKS.md). That is the one pause
 //! writers see, a few times a second at most instead of inside every commit that crosses 1000
-//! pages. (Measured with `bench`: the single-user login
-//! p99 halved; 8 and 32 users 10–20 % better.) The writer's `journal_size_limit` (the
-//! store's, the read models') then trims the file.
+//! pages. (Measured with `bench`: the single-user login p99 halved; 8 and 32 users 10–20 %
+//! better.) The writer's `journal_size_limit` (the store's, the read models') then trims the
+//! file.
 //!
 //! A `RESTART` also waits for the readers still on the WAL, so it waits for them briefly
 //! (`RESTART_PATIENCE`; the copy and the syncs come on top) and otherwise gives up until the
