@@ -607,6 +607,11 @@ mod tests {
         jsonwebtoken::encode(&header, claims, &key).unwrap()
     }
 
+    /// The first app `policy()` configures.
+    fn configured_app() -> AppId {
+        AppId::parse("wx0123456789abcdef").unwrap()
+    }
+
     fn ids() -> (UserId, SessionId) {
         (
             UserId::from_uuid(uuid::Uuid::now_v7()),
@@ -620,7 +625,7 @@ mod tests {
     fn access_tokens_are_what_jsonwebtoken_would_sign() {
         let (tokens, pkcs8, stored) = one_key_tokens();
         let (user, session) = ids();
-        let appid = AppId::parse("wx0123456789abcdef").unwrap();
+        let appid = configured_app();
         let token = tokens.issue(user, session, &appid, Utc::now()).unwrap();
 
         let claims = tokens.verify(&token).unwrap();
@@ -684,7 +689,7 @@ mod tests {
     fn a_token_signed_here_is_known() {
         let (tokens, _, _) = one_key_tokens();
         let (user, session) = ids();
-        let appid = AppId::parse("wx0123456789abcdef").unwrap();
+        let appid = configured_app();
         let token = tokens.issue(user, session, &appid, Utc::now()).unwrap();
         assert_eq!(tokens.verify(&token).unwrap().sid, session);
         assert_eq!(tokens.verified.hits(), 1, "its signature was not checked");
@@ -696,7 +701,7 @@ mod tests {
     fn a_token_checked_once_is_known_and_no_other() {
         let (tokens, pkcs8, stored) = one_key_tokens();
         let (user, session) = ids();
-        let appid = AppId::parse("wx0123456789abcdef").unwrap();
+        let appid = configured_app();
         let now = Utc::now().timestamp();
         let claims = AccessClaims {
             iss: "https://id.example".into(),
@@ -728,7 +733,7 @@ mod tests {
     fn a_known_token_is_refused_once_expired_for_an_unknown_app_or_its_key_retired() {
         let (tokens, _, stored) = one_key_tokens();
         let (user, session) = ids();
-        let appid = AppId::parse("wx0123456789abcdef").unwrap();
+        let appid = configured_app();
         let ttl = tokens.ttl().as_secs() as i64;
         let leeway = LEEWAY_SECS as i64;
         let issued_at = |ago: i64| Utc::now() - chrono::Duration::seconds(ago);
